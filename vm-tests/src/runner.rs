@@ -1,0 +1,589 @@
+//! Running one trial: `nix-build` (and for `repro` a `--check` rebuild) in its own process group,
+//! with a deadline, its output streamed live and saved to the trial's log file.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::live::{Live, TrialLive};
+use crate::prereq::{Accel, Prereqs, Resolved};
+use crate::process::{self, KillReport, Registry};
+use crate::report::{JsonEvents, Outcome, Record};
+use crate::spec::{Kind, TrialSpec};
+
+/// Which Nix store trials build in.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// Nix's own default (or whatever `NIX_CONFIG`/`NIX_REMOTE` say).
+    Default,
+    /// `--store URL`, passed to every Nix command unchanged (e.g. `ssh-ng://builder`, a local path).
+    Url(String),
+    /// A fresh local store per trial under this directory, deleted afterwards.
+    Throwaway(PathBuf),
+}
+
+/// Settings shared by all trials of a run.
+#[derive(Debug)]
+pub struct RunConfig {
+    /// Where each trial's log file `<name>.log` goes.
+    pub log_dir: PathBuf,
+    /// Store choice, passed through to Nix.
+    pub store: Store,
+    /// `--builders`, passed through to Nix (its remote builders).
+    pub builders: Option<String>,
+    /// Replaces every trial's own time limit (before the TCG factor).
+    pub timeout_override: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL when a trial is stopped.
+    pub kill_grace: Duration,
+}
+
+/// Everything the trials of one run share.
+#[derive(Debug)]
+pub struct Context {
+    /// Run settings.
+    pub cfg: RunConfig,
+    /// Lazily probed prerequisites.
+    pub prereqs: Prereqs,
+    /// Process trees of running trials, for Ctrl-C.
+    pub registry: Arc<Registry>,
+    /// Live output.
+    pub live: Live,
+    /// JSON events file, if written.
+    pub events: Option<JsonEvents>,
+    /// Results of the trials that ran (or were ignored at run time).
+    pub records: Mutex<Vec<Record>>,
+    /// Concurrency slots: at most `jobs` trials (weighted by their `cores`) build at once.
+    pub slots: Semaphore,
+    /// Number of slots.
+    pub jobs: usize,
+}
+
+/// How many log lines a failure message shows.
+const EXCERPT_LINES: usize = 40;
+
+/// The trial's log: its file, plus the last lines kept for the failure message.
+struct Log {
+    file: BufWriter<File>,
+    tail: VecDeque<String>,
+    path: PathBuf,
+}
+
+impl Log {
+    fn create(path: PathBuf) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(Log {
+            file: BufWriter::new(File::create(&path)?),
+            tail: VecDeque::new(),
+            path,
+        })
+    }
+
+    fn line(&mut self, line: &str) {
+        let _ = writeln!(self.file, "{line}");
+        let _ = self.file.flush();
+        if self.tail.len() == EXCERPT_LINES {
+            self.tail.pop_front();
+        }
+        self.tail.push_back(line.to_owned());
+    }
+
+    fn excerpt(&self) -> String {
+        let mut s = format!(
+            "--- last {} lines of {} ---\n",
+            self.tail.len(),
+            self.path.display()
+        );
+        for l in &self.tail {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s
+    }
+}
+
+/// The harness's own lines in a trial's log and live output.
+fn note(log: &mut Log, live: &TrialLive, text: &str) {
+    log.line(&format!("vm-tests: {text}"));
+    live.note(text);
+}
+
+/// How one Nix command ended.
+struct StepResult {
+    status: Option<ExitStatus>,
+    timed_out: bool,
+    kill: Option<KillReport>,
+    stdout: Vec<String>,
+}
+
+/// Which stream a line came from.
+#[derive(Clone, Copy)]
+enum Stream {
+    Out,
+    Err,
+}
+
+async fn read_lines(
+    stream: impl AsyncRead + Unpin,
+    which: Stream,
+    tx: mpsc::UnboundedSender<(Stream, String)>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let text = String::from_utf8_lossy(&buf);
+                let text = text.trim_end_matches(['\n', '\r']).to_owned();
+                if tx.send((which, text)).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Runs `cmd` in a new process group until it exits or `deadline` passes (then kills its tree).
+async fn run_step(
+    ctx: &Context,
+    live: &TrialLive,
+    log: &mut Log,
+    mut cmd: Command,
+    deadline: tokio::time::Instant,
+) -> std::io::Result<StepResult> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    let mut child = cmd.spawn()?;
+    let pid = child.id().expect("a just-spawned child has a pid") as i32;
+    let root = process::proc_id(pid);
+    let _registration = root.map(|root| ctx.registry.register(root, pid));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let readers = [
+        tokio::spawn(read_lines(
+            child.stdout.take().expect("piped"),
+            Stream::Out,
+            tx.clone(),
+        )),
+        tokio::spawn(read_lines(
+            child.stderr.take().expect("piped"),
+            Stream::Err,
+            tx,
+        )),
+    ];
+    let mut stdout = Vec::new();
+    let mut on_line = |log: &mut Log, (which, line): (Stream, String)| {
+        log.line(&line);
+        live.line(&line);
+        if let Stream::Out = which {
+            stdout.push(line);
+        }
+    };
+    let mut timed_out = false;
+    let mut kill = None;
+    let status = loop {
+        tokio::select! {
+            Some(item) = rx.recv() => on_line(log, item),
+            status = child.wait() => break status.ok(),
+            _ = tokio::time::sleep_until(deadline), if !timed_out => {
+                timed_out = true;
+                if let Some(root) = root {
+                    let grace = ctx.cfg.kill_grace;
+                    let report = tokio::task::spawn_blocking(move || {
+                        process::kill_tree(root, pid, grace)
+                    })
+                    .await
+                    .unwrap_or_default();
+                    kill = Some(report);
+                }
+            }
+        }
+    };
+    // Members of the group that outlived the root (none, normally) go too.
+    // SAFETY: killpg(2) on the group created for this command.
+    unsafe {
+        libc::killpg(pid, libc::SIGKILL);
+    }
+    // Drain what is left; a leftover holder of the pipes must not hang the trial.
+    let drain_deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(item) => on_line(log, item),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(drain_deadline) => {
+                for r in &readers { r.abort(); }
+                break;
+            }
+        }
+    }
+    Ok(StepResult {
+        status,
+        timed_out,
+        kill,
+        stdout,
+    })
+}
+
+/// A throwaway store, deleted (even though Nix makes its contents read-only) when dropped.
+struct ThrowawayStore(tempfile::TempDir);
+
+impl Drop for ThrowawayStore {
+    fn drop(&mut self) {
+        let path = self.0.path().to_owned();
+        if std::fs::remove_dir_all(&path).is_err() {
+            make_writable(&path);
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn make_writable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() {
+            return;
+        }
+        let mut perms = meta.permissions();
+        perms.set_mode(perms.mode() | 0o700);
+        let _ = std::fs::set_permissions(path, perms);
+        if meta.is_dir()
+            && let Ok(entries) = std::fs::read_dir(path)
+        {
+            for e in entries.flatten() {
+                make_writable(&e.path());
+            }
+        }
+    }
+}
+
+/// The arguments every Nix command of a trial gets: store, builders, sandbox paths.
+fn nix_common_args(ctx: &Context, spec: &TrialSpec, store: Option<&str>) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(store) = store {
+        args.extend(["--store".to_owned(), store.to_owned()]);
+    }
+    if let Some(b) = &ctx.cfg.builders {
+        args.extend(["--builders".to_owned(), b.clone()]);
+    }
+    if spec.is_impure() {
+        args.extend([
+            "--option".to_owned(),
+            "extra-sandbox-paths".to_owned(),
+            spec.sandbox_paths.join(" "),
+        ]);
+    }
+    args
+}
+
+/// `nix-build` of the trial's file with its prerequisites passed as arguments.
+pub fn nix_build_args(
+    spec: &TrialSpec,
+    resolved: &Resolved,
+    attr: Option<&str>,
+    common: &[String],
+) -> Vec<String> {
+    let mut args = vec![spec.path.display().to_string()];
+    if let Some(attr) = attr {
+        args.extend(["-A".to_owned(), attr.to_owned()]);
+    }
+    let mut argstr = |name: &str, value: String| {
+        args.extend(["--argstr".to_owned(), name.to_owned(), value]);
+    };
+    if let Some(p) = &resolved.nixpkgs {
+        argstr("nixpkgs", p.display().to_string());
+    }
+    if let Some(q) = &resolved.qemu {
+        argstr("qemu", q.display().to_string());
+    }
+    if let Some(a) = &resolved.accel {
+        argstr("accel", a.name().to_owned());
+    }
+    if let Some(k) = &resolved.kernel_dir {
+        argstr("kernelDir", k.display().to_string());
+    }
+    for (k, v) in &spec.args {
+        argstr(k, v.clone());
+    }
+    if let Some(p) = &resolved.nixpkgs {
+        args.extend(["-I".to_owned(), format!("nixpkgs={}", p.display())]);
+    }
+    args.extend(common.iter().cloned());
+    args
+}
+
+fn failed(kind: &'static str, summary: String, log: &Log) -> Outcome {
+    Outcome::Failed {
+        message: format!("{summary}\n{}", log.excerpt()),
+        kind,
+        summary,
+    }
+}
+
+fn describe_kill(k: &KillReport) -> String {
+    let pids: Vec<String> = k.seen.iter().map(|p| p.pid.to_string()).collect();
+    if k.survivors.is_empty() {
+        format!(
+            "killed its process tree ({} processes: {}); none left running",
+            k.seen.len(),
+            pids.join(" ")
+        )
+    } else {
+        format!(
+            "killed its process tree ({} processes), but {} survived: {:?}",
+            k.seen.len(),
+            k.survivors.len(),
+            k.survivors
+        )
+    }
+}
+
+/// Runs one trial to its record: ignored when a prerequisite is missing, else built through Nix.
+pub async fn run_trial(ctx: &Context, spec: &TrialSpec) -> Record {
+    let start = Instant::now();
+    let label = format!("[{}] {}", spec.kind, spec.name);
+    if let Some(ev) = &ctx.events {
+        ev.test_started(&label);
+    }
+    let live = ctx.live.trial(&spec.name);
+    let mut record = Record {
+        name: spec.name.clone(),
+        kind: spec.kind.label().to_owned(),
+        outcome: Outcome::Passed,
+        duration: Duration::ZERO,
+        log: None,
+        file: Some(spec.path.clone()),
+    };
+    let resolved = match ctx.prereqs.resolve(spec) {
+        Ok(r) => r,
+        Err(reason) => {
+            live.note(&format!("ignored: {reason}"));
+            record.outcome = Outcome::Skipped { reason };
+            return record;
+        }
+    };
+    let permits = spec.cores.min(ctx.jobs) as u32;
+    let _slots = ctx
+        .slots
+        .acquire_many(permits)
+        .await
+        .expect("semaphore is never closed");
+    record.outcome = run_resolved(ctx, spec, &resolved, &live, &mut record.log).await;
+    record.duration = start.elapsed();
+    let summary = match &record.outcome {
+        Outcome::Passed => "ok".to_owned(),
+        Outcome::Failed { summary, .. } => format!("FAILED: {summary}"),
+        Outcome::Skipped { reason } => format!("ignored: {reason}"),
+    };
+    live.note(&format!(
+        "{summary} ({:.1}s)",
+        record.duration.as_secs_f64()
+    ));
+    record
+}
+
+async fn run_resolved(
+    ctx: &Context,
+    spec: &TrialSpec,
+    resolved: &Resolved,
+    live: &TrialLive,
+    log_path: &mut Option<PathBuf>,
+) -> Outcome {
+    let path = ctx.cfg.log_dir.join(format!("{}.log", spec.name));
+    let mut log = match Log::create(path.clone()) {
+        Ok(l) => l,
+        Err(e) => {
+            return Outcome::Failed {
+                kind: "failed",
+                summary: format!("cannot create log file {}: {e}", path.display()),
+                message: format!("cannot create log file {}: {e}", path.display()),
+            };
+        }
+    };
+    *log_path = Some(path);
+
+    let mut timeout = ctx.cfg.timeout_override.unwrap_or(spec.timeout);
+    if let Some(Accel::Tcg { kvm_unusable }) = &resolved.accel {
+        timeout *= spec.tcg_timeout_factor;
+        note(
+            &mut log,
+            live,
+            &format!(
+                "QEMU uses software emulation (TCG) because {kvm_unusable}; time limit ×{} = {}s",
+                spec.tcg_timeout_factor,
+                timeout.as_secs()
+            ),
+        );
+    }
+    if spec.is_impure() {
+        note(
+            &mut log,
+            live,
+            &format!(
+                "impure: the build sees host paths {} (extra-sandbox-paths); its result depends \
+                 on this machine",
+                spec.sandbox_paths.join(" ")
+            ),
+        );
+    }
+    let throwaway = match &ctx.cfg.store {
+        Store::Throwaway(base) => {
+            let made = std::fs::create_dir_all(base).and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix(&format!("{}-", spec.name))
+                    .tempdir_in(base)
+            });
+            match made {
+                Ok(dir) => Some(ThrowawayStore(dir)),
+                Err(e) => {
+                    return failed(
+                        "failed",
+                        format!("cannot create a throwaway store in {}: {e}", base.display()),
+                        &log,
+                    );
+                }
+            }
+        }
+        _ => None,
+    };
+    let store = match (&ctx.cfg.store, &throwaway) {
+        (_, Some(t)) => Some(t.0.path().display().to_string()),
+        (Store::Url(u), None) => Some(u.clone()),
+        _ => None,
+    };
+    let common = nix_common_args(ctx, spec, store.as_deref());
+    let deadline = tokio::time::Instant::now() + timeout;
+
+    let build = nix_build_args(spec, resolved, spec.attr.as_deref(), &common);
+    let mut first = build.clone();
+    first.push("--no-out-link".to_owned());
+    let step = match run_nix(ctx, live, &mut log, "nix-build", &first, deadline).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    if let Some(o) = step_failure(&step, "build", timeout, &log) {
+        return o;
+    }
+    let out = step.stdout.iter().rev().find(|l| l.starts_with('/')).cloned();
+    if spec.kind == Kind::Vm {
+        return Outcome::Passed;
+    }
+
+    // repro: rebuild and compare, then compare the NAR hash with the recorded one.
+    let mut check = build;
+    check.extend(["--check".to_owned(), "--no-out-link".to_owned()]);
+    let step = match run_nix(ctx, live, &mut log, "nix-build", &check, deadline).await {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    if step.status.and_then(|s| s.code()) == Some(104) {
+        return failed(
+            "failed",
+            "not reproducible: the rebuild's output differs from the first build's".to_owned(),
+            &log,
+        );
+    }
+    if let Some(o) = step_failure(&step, "rebuild (--check)", timeout, &log) {
+        return o;
+    }
+    if let Some(expected) = &spec.nar_hash {
+        let Some(out) = out else {
+            return failed(
+                "failed",
+                "nix-build printed no output path".to_owned(),
+                &log,
+            );
+        };
+        let mut query = vec!["--query".to_owned(), "--hash".to_owned(), out];
+        if let Some(s) = &store {
+            query.extend(["--store".to_owned(), s.clone()]);
+        }
+        let step = match run_nix(ctx, live, &mut log, "nix-store", &query, deadline).await {
+            Ok(s) => s,
+            Err(o) => return o,
+        };
+        if let Some(o) = step_failure(&step, "nix-store --query --hash", timeout, &log) {
+            return o;
+        }
+        let actual = step.stdout.last().cloned().unwrap_or_default();
+        if &actual != expected {
+            return failed(
+                "failed",
+                format!("NAR hash {actual} differs from the recorded {expected}"),
+                &log,
+            );
+        }
+        note(&mut log, live, &format!("NAR hash {actual} as recorded"));
+    }
+    Outcome::Passed
+}
+
+async fn run_nix(
+    ctx: &Context,
+    live: &TrialLive,
+    log: &mut Log,
+    program: &str,
+    args: &[String],
+    deadline: tokio::time::Instant,
+) -> Result<StepResult, Outcome> {
+    let shown = std::iter::once(program.to_owned())
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    note(log, live, &format!("running {shown}"));
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    run_step(ctx, live, log, cmd, deadline)
+        .await
+        .map_err(|e| failed("failed", format!("cannot run {program}: {e}"), log))
+        .map(|step| {
+            if let Some(k) = &step.kill {
+                let text = describe_kill(k);
+                log.line(&format!("vm-tests: {text}"));
+                live.note(&text);
+            }
+            step
+        })
+}
+
+fn step_failure(step: &StepResult, what: &str, timeout: Duration, log: &Log) -> Option<Outcome> {
+    if step.timed_out {
+        let killed = step.kill.as_ref().map(describe_kill).unwrap_or_default();
+        return Some(failed(
+            "timeout",
+            format!("timed out after {}s during {what}; {killed}", timeout.as_secs()),
+            log,
+        ));
+    }
+    match step.status {
+        Some(s) if s.success() => None,
+        Some(s) => Some(failed("failed", format!("{what} failed ({s})"), log)),
+        None => Some(failed("failed", format!("{what}: lost its process"), log)),
+    }
+}
+
+/// Quotes an argument for display, so that a logged command can be pasted into a shell.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:+,@".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
