@@ -41,7 +41,8 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", env = "FEDIGEN_JSON_EVENTS")]
     pub json_events: Option<PathBuf>,
     /// Nix store to build in, passed to Nix as `--store` (e.g. `ssh-ng://host`); `throwaway`
-    /// gives every trial a fresh local store that is deleted afterwards.
+    /// gives every trial a fresh local store that is deleted afterwards (under target/vm-tests/stores,
+    /// or under DIR with `throwaway:DIR`).
     #[arg(long, value_name = "URL", env = "FEDIGEN_STORE")]
     pub store: Option<String>,
     /// Nix remote builders, passed to Nix as `--builders`.
@@ -148,7 +149,10 @@ pub fn run(mut cli: Cli, defaults: Defaults) -> Result<ExitCode> {
     let store = match non_empty(cli.store.clone()).as_deref() {
         None => Store::Default,
         Some("throwaway") => Store::Throwaway(defaults.out_dir.join("stores")),
-        Some(url) => Store::Url(url.to_owned()),
+        Some(url) => match url.strip_prefix("throwaway:") {
+            Some(dir) => Store::Throwaway(PathBuf::from(dir)),
+            None => Store::Url(url.to_owned()),
+        },
     };
     let log_dir = cli
         .log_dir

@@ -276,7 +276,7 @@ pub fn probe_accel(qemu: &Path, accel: &str, timeout: Duration) -> Result<(), St
             }
             break Err(format!(
                 "QEMU with -accel {accel} exited ({status}) before the probe guest printed: {}",
-                err.trim()
+                err.trim().replace('\n', " | ")
             ));
         }
         if start.elapsed() > timeout {

@@ -218,24 +218,22 @@ impl JsonEvents {
         self.emit(json!({"type": "suite", "event": "started", "test_count": test_count}));
     }
 
-    /// `{"type":"test","event":"started","name":…}`.
-    pub fn test_started(&self, name: &str) {
-        self.emit(json!({"type": "test", "event": "started", "name": name}));
+    /// `{"type":"test","event":"started","name":…}` (plus the trial's `kind`).
+    pub fn test_started(&self, name: &str, kind: &str) {
+        self.emit(json!({"type": "test", "event": "started", "name": name, "kind": kind}));
     }
 
     /// The end of one trial: `ok`, `failed` (with `stdout`) or `ignored` (with `message`).
     pub fn test_finished(&self, r: &Record) {
-        let name = format!("[{}] {}", r.kind, r.name);
+        let (name, kind) = (&r.name, &r.kind);
         let exec_time = r.duration.as_secs_f64();
         self.emit(match &r.outcome {
-            Outcome::Passed => {
-                json!({"type": "test", "event": "ok", "name": name, "exec_time": exec_time})
-            }
+            Outcome::Passed => json!({"type": "test", "event": "ok", "name": name, "kind": kind,
+                "exec_time": exec_time}),
             Outcome::Failed { message, .. } => json!({"type": "test", "event": "failed",
-                "name": name, "exec_time": exec_time, "stdout": message}),
-            Outcome::Skipped { reason } => {
-                json!({"type": "test", "event": "ignored", "name": name, "message": reason})
-            }
+                "name": name, "kind": kind, "exec_time": exec_time, "stdout": message}),
+            Outcome::Skipped { reason } => json!({"type": "test", "event": "ignored",
+                "name": name, "kind": kind, "message": reason}),
         });
     }
 

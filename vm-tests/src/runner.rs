@@ -355,9 +355,8 @@ fn describe_kill(k: &KillReport) -> String {
 /// Runs one trial to its record: ignored when a prerequisite is missing, else built through Nix.
 pub async fn run_trial(ctx: &Context, spec: &TrialSpec) -> Record {
     let start = Instant::now();
-    let label = format!("[{}] {}", spec.kind, spec.name);
     if let Some(ev) = &ctx.events {
-        ev.test_started(&label);
+        ev.test_started(&spec.name, spec.kind.label());
     }
     let live = ctx.live.trial(&spec.name);
     let mut record = Record {

@@ -1,0 +1,559 @@
+//! Self-tests of the harness: the `vm-tests` binary is run as a subprocess on the fixture
+//! directories, with the real Nix (throwaway stores, no nixpkgs), and what it reports — exit code,
+//! libtest output, logs, JUnit XML, JSON events, the process table — is checked.
+//!
+//! Needs what `scripts/install-test-deps` and `vm-tests/install-deps` install (Nix, busybox, QEMU,
+//! Debian's cloud kernel); a missing one makes these tests fail with the command to run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const NIX_CONFIG: &str = "sandbox = true\nsandbox-fallback = false\nsubstituters =\n\
+                          experimental-features = nix-command\n\
+                          system-features = benchmark big-parallel";
+
+fn fixtures(dir: &str) -> String {
+    format!("{}/fixtures/{dir}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A harness run's inputs and outputs, in a temporary directory of its own.
+struct Run {
+    dir: tempfile::TempDir,
+    token: String,
+}
+
+/// What a finished run printed and wrote.
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    junit: Option<String>,
+    events: Option<String>,
+}
+
+impl Finished {
+    fn all(&self) -> String {
+        format!(
+            "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+
+    /// libtest's summary counts: passed, failed, ignored, filtered out.
+    fn summary(&self) -> [u64; 4] {
+        let line = self
+            .stdout
+            .lines()
+            .find(|l| l.starts_with("test result:"))
+            .unwrap_or_else(|| panic!("no summary line\n{}", self.all()));
+        let num = |word: &str| -> u64 {
+            let before = line.split(&format!(" {word}")).next().unwrap();
+            before
+                .rsplit([' ', '.'])
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap_or_else(|_| panic!("cannot read `{word}` in {line}"))
+        };
+        [
+            num("passed"),
+            num("failed"),
+            num("ignored"),
+            num("filtered out"),
+        ]
+    }
+}
+
+impl Run {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let token = format!(
+            "fedigen{}x{}",
+            std::process::id(),
+            dir.path().file_name().unwrap().to_string_lossy().replace(['.', '_', '-'], "")
+        );
+        Run { dir, token }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn command(&self, dirs: &[&str], args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vm-tests"));
+        for d in dirs {
+            cmd.arg("--tests-dir").arg(fixtures(d));
+        }
+        cmd.arg("--store")
+            .arg(format!("throwaway:{}", self.path("stores").display()))
+            .arg("--log-dir")
+            .arg(self.path("logs"))
+            .arg("--junit")
+            .arg(self.path("junit.xml"))
+            .arg("--json-events")
+            .arg(self.path("events.json"))
+            .arg("--no-progress")
+            .args(args)
+            .env("NIX_CONFIG", NIX_CONFIG)
+            .env("FEDIGEN_SELFTEST_TOKEN", &self.token);
+        for var in [
+            "FEDIGEN_NIXPKGS",
+            "FEDIGEN_STORE",
+            "FEDIGEN_TIMEOUT",
+            "FEDIGEN_VM_TESTS_DIR",
+            "FEDIGEN_BUILDERS",
+            "FEDIGEN_KVM",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    fn finish(&self, out: Output) -> Finished {
+        Finished {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            junit: std::fs::read_to_string(self.path("junit.xml")).ok(),
+            events: std::fs::read_to_string(self.path("events.json")).ok(),
+        }
+    }
+
+    /// Runs the harness to completion; the reports read back are this run's (stale ones removed).
+    fn run(&self, dirs: &[&str], args: &[&str]) -> Finished {
+        let _ = std::fs::remove_file(self.path("junit.xml"));
+        let _ = std::fs::remove_file(self.path("events.json"));
+        self.finish(self.command(dirs, args).output().unwrap())
+    }
+
+    fn log(&self, trial: &str) -> String {
+        std::fs::read_to_string(self.path("logs").join(format!("{trial}.log")))
+            .unwrap_or_else(|e| panic!("log of {trial}: {e}"))
+    }
+
+    /// Live processes whose command line mentions `needle`.
+    fn processes_mentioning(needle: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name.to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == std::process::id() {
+                continue;
+            }
+            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            let state = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = state
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            if cmdline.contains(needle) && !zombie {
+                found.push(format!("{pid}: {cmdline}"));
+            }
+        }
+        found
+    }
+
+    /// Asserts that nothing this run started is still running: no process carries its token and
+    /// no Nix process uses one of its stores.
+    fn assert_nothing_left(&self) {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let mut left = Self::processes_mentioning(&self.token);
+            left.extend(Self::processes_mentioning(
+                &self.path("stores").display().to_string(),
+            ));
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "processes left running: {left:#?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// One `<testcase>` of a JUnit report.
+#[derive(Debug)]
+struct Case {
+    classname: String,
+    failure: Option<(String, String)>,
+    skipped: Option<String>,
+}
+
+/// Parses a JUnit report with a real XML parser and checks its structure and totals; returns the
+/// test cases by name.
+fn junit(f: &Finished) -> BTreeMap<String, Case> {
+    let text = f
+        .junit
+        .as_deref()
+        .unwrap_or_else(|| panic!("no JUnit report\n{}", f.all()));
+    let doc = roxmltree::Document::parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "testsuites");
+    let suites: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("testsuite"))
+        .collect();
+    assert_eq!(suites.len(), 1, "{text}");
+    let suite = suites[0];
+    let attr = |n: roxmltree::Node, a: &str| -> u64 {
+        n.attribute(a)
+            .unwrap_or_else(|| panic!("no {a}"))
+            .parse()
+            .unwrap()
+    };
+    let mut cases = BTreeMap::new();
+    for case in suite.children().filter(|n| n.is_element()) {
+        assert_eq!(case.tag_name().name(), "testcase");
+        let failure = case.children().find(|n| n.has_tag_name("failure")).map(|n| {
+            (
+                n.attribute("message").unwrap().to_owned(),
+                n.descendants().filter_map(|t| t.text()).collect::<String>(),
+            )
+        });
+        let skipped = case
+            .children()
+            .find(|n| n.has_tag_name("skipped"))
+            .map(|n| n.attribute("message").unwrap().to_owned());
+        assert!(case.attribute("time").unwrap().parse::<f64>().is_ok());
+        let name = case.attribute("name").unwrap().to_owned();
+        let c = Case {
+            classname: case.attribute("classname").unwrap().to_owned(),
+            failure,
+            skipped,
+        };
+        assert!(cases.insert(name, c).is_none(), "duplicate testcase");
+    }
+    let [passed, failed, ignored, _] = f.summary();
+    for node in [root, suite] {
+        assert_eq!(attr(node, "tests"), passed + failed + ignored, "{text}");
+        assert_eq!(attr(node, "failures"), failed, "{text}");
+        assert_eq!(attr(node, "skipped"), ignored, "{text}");
+        assert_eq!(attr(node, "errors"), 0);
+    }
+    assert_eq!(cases.len() as u64, passed + failed + ignored);
+    assert_eq!(
+        cases.values().filter(|c| c.failure.is_some()).count() as u64,
+        failed
+    );
+    assert_eq!(
+        cases.values().filter(|c| c.skipped.is_some()).count() as u64,
+        ignored
+    );
+    cases
+}
+
+/// The JSON events file: every line is JSON; returns the final event of each test by name.
+fn events(f: &Finished) -> BTreeMap<String, serde_json::Value> {
+    let text = f.events.as_deref().expect("no events file");
+    let mut last = BTreeMap::new();
+    let mut suite_end = None;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        match (v["type"].as_str(), v["event"].as_str()) {
+            (Some("test"), Some("started")) => {}
+            (Some("test"), Some(_)) => {
+                last.insert(v["name"].as_str().unwrap().to_owned(), v);
+            }
+            (Some("suite"), Some("ok" | "failed")) => suite_end = Some(v),
+            _ => {}
+        }
+    }
+    let end = suite_end.expect("no suite end event");
+    let [passed, failed, ignored, filtered] = f.summary();
+    assert_eq!(end["passed"], passed);
+    assert_eq!(end["failed"], failed);
+    assert_eq!(end["ignored"], ignored);
+    assert_eq!(end["filtered_out"], filtered);
+    last
+}
+
+#[test]
+fn pass_fail_hang_and_missing_prerequisite() {
+    let run = Run::new();
+    let f = run.run(&["basic"], &["--test-threads", "2"]);
+    let all = f.all();
+    assert_eq!(f.code, Some(101), "{all}");
+    assert_eq!(f.summary(), [1, 2, 2, 0], "{all}");
+    assert!(f.stdout.contains("test [vm] pass          ... ok"), "{all}");
+    assert!(f.stdout.contains("test [vm] fail          ... FAILED"), "{all}");
+    assert!(f.stdout.contains("test [vm] hang          ... FAILED"), "{all}");
+    assert!(
+        f.stdout
+            .contains("test [vm] nixos-minimal ... ignored (nixpkgs is not reachable: set FEDIGEN_NIXPKGS"),
+        "{all}"
+    );
+    assert!(f.stdout.contains("test [vm] ignored       ... ignored"), "{all}");
+
+    // The failure is shown with its log, in libtest's failures section.
+    let failures = f.stdout.split("failures:").nth(1).expect("failures section");
+    assert!(
+        failures.contains("---- fail ----\nbuild failed")
+            && failures.contains("FIXTURE-FAIL-MARKER: this fixture fails on purpose"),
+        "{all}"
+    );
+    // The hang timed out, and its whole tree was killed: nothing with its token is running.
+    assert!(
+        failures.contains("timed out after 3s during build; killed its process tree")
+            && failures.contains("none left running"),
+        "{all}"
+    );
+    run.assert_nothing_left();
+
+    // Live lines carry the trial's name; every trial that ran has a log file.
+    assert!(f.stderr.contains("[pass] pass: building in the sandbox as 1000 on localhost"), "{all}");
+    assert!(f.stderr.contains(&format!("[hang] HANG-STARTED {}", run.token)), "{all}");
+    assert!(run.log("hang").contains(&format!("HANG-STARTED {}", run.token)));
+    assert!(run.log("pass").contains("vm-tests: running nix-build"));
+
+    let cases = junit(&f);
+    assert!(cases["pass"].failure.is_none() && cases["pass"].skipped.is_none());
+    assert_eq!(cases["pass"].classname, "vm-tests.vm");
+    let (msg, text) = cases["fail"].failure.as_ref().unwrap();
+    assert!(msg.starts_with("build failed"), "{msg}");
+    assert!(text.contains("FIXTURE-FAIL-MARKER"), "{text}");
+    let (msg, _) = cases["hang"].failure.as_ref().unwrap();
+    assert!(msg.starts_with("timed out after 3s"), "{msg}");
+    assert!(cases["nixos-minimal"].skipped.as_ref().unwrap().contains("FEDIGEN_NIXPKGS"));
+    assert!(cases["ignored"].skipped.as_ref().unwrap().contains("only runs on request"));
+
+    let ev = events(&f);
+    assert_eq!(ev["pass"]["event"], "ok");
+    assert_eq!(ev["fail"]["event"], "failed");
+    assert_eq!(ev["hang"]["event"], "failed");
+    assert_eq!(ev["nixos-minimal"]["event"], "ignored");
+    assert!(ev["nixos-minimal"]["message"].as_str().unwrap().contains("nixpkgs"));
+}
+
+#[test]
+fn standard_libtest_flags() {
+    let run = Run::new();
+    // --list: every trial with its kind, nothing run, no report.
+    let f = run.run(&["basic"], &["--list"]);
+    assert_eq!(f.code, Some(0), "{}", f.all());
+    let listed: Vec<&str> = f.stdout.lines().collect();
+    assert_eq!(
+        listed,
+        [
+            "[vm] fail: test",
+            "[vm] hang: test",
+            "[vm] ignored: test",
+            "[vm] nixos-minimal: test",
+            "[vm] pass: test"
+        ],
+        "{}",
+        f.all()
+    );
+    let f = run.run(&["basic"], &["--list", "--ignored"]);
+    assert_eq!(f.stdout.trim(), "[vm] ignored: test", "{}", f.all());
+
+    // A filter is a substring; --exact needs the whole name; --skip removes.
+    let f = run.run(&["basic"], &["--exact", "pass", "--test-threads", "1"]);
+    assert_eq!(f.code, Some(0), "{}", f.all());
+    assert_eq!(f.summary(), [1, 0, 0, 4], "{}", f.all());
+    assert_eq!(junit(&f).len(), 1);
+    let f = run.run(&["basic"], &["a", "--skip", "hang", "--skip", "fail"]);
+    // `a` matches pass, nixos-minimal (and hang, fail: skipped).
+    assert_eq!(f.summary(), [1, 0, 1, 3], "{}", f.all());
+    // The kind is part of the name for filters, as libtest-mimic shows it.
+    let f = run.run(&["basic"], &["--exact", "[vm] pass"]);
+    assert_eq!(f.summary(), [1, 0, 0, 4], "{}", f.all());
+
+    // --ignored runs only the header-ignored trial; --include-ignored runs it with the others.
+    let f = run.run(&["basic"], &["--ignored"]);
+    assert_eq!(f.code, Some(0), "{}", f.all());
+    assert_eq!(f.summary(), [1, 0, 0, 4], "{}", f.all());
+    assert!(run.log("ignored").contains("ignored fixture ran"));
+    let f = run.run(&["basic"], &["--include-ignored", "--skip", "hang", "--skip", "fail"]);
+    assert_eq!(f.summary(), [2, 0, 1, 2], "{}", f.all());
+    let cases = junit(&f);
+    assert!(cases["ignored"].skipped.is_none() && cases["ignored"].failure.is_none());
+
+    // libtest's JSON format on stdout.
+    let f = run.run(&["basic"], &["--format", "json", "-Z", "unstable-options", "--exact", "pass"]);
+    let lines: Vec<serde_json::Value> = f
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.iter().any(|v| v["type"] == "test" && v["event"] == "ok" && v["name"] == "pass"));
+    assert!(lines.iter().any(|v| v["type"] == "suite" && v["passed"] == 1));
+}
+
+#[test]
+fn boots_a_real_kernel_under_software_emulation() {
+    let run = Run::new();
+    let f = run.run(&["boot"], &[]);
+    let all = f.all();
+    assert_eq!(f.code, Some(0), "{all}");
+    assert_eq!(f.summary(), [1, 0, 0, 0], "{all}");
+    assert!(f.stdout.contains("test [vm] kernel-boot ... ok"), "{all}");
+    // It says that it is impure, and which accelerator it used and why.
+    assert!(f.stderr.contains("[kernel-boot] impure: the build sees host paths /usr /lib /lib64"), "{all}");
+    let log = run.log("kernel-boot");
+    assert!(
+        log.contains("QEMU uses software emulation (TCG) because") || log.contains("-accel kvm"),
+        "{log}"
+    );
+    // What the guest printed on its serial console.
+    let guest = log
+        .lines()
+        .find(|l| l.contains("GUEST-SAYS: kernel "))
+        .unwrap_or_else(|| panic!("the guest said nothing\n{log}"));
+    assert!(guest.contains("-cloud-amd64 computed 42 on 1 cpu"), "{guest}");
+    assert!(log.contains("reboot: Power down"), "{log}");
+    junit(&f);
+    run.assert_nothing_left();
+}
+
+#[test]
+fn reproducibility_checks() {
+    let run = Run::new();
+    let f = run.run(&["repro"], &[]);
+    let all = f.all();
+    assert_eq!(f.code, Some(101), "{all}");
+    assert_eq!(f.summary(), [1, 2, 0, 0], "{all}");
+    assert!(f.stdout.contains("test [repro] same       ... ok"), "{all}");
+    let cases = junit(&f);
+    let (msg, text) = cases["random"].failure.as_ref().unwrap();
+    assert!(msg.starts_with("not reproducible"), "{msg}");
+    assert!(text.contains("may not be deterministic"), "{text}");
+    let (msg, _) = cases["wrong-hash"].failure.as_ref().unwrap();
+    assert!(
+        msg.contains("differs from the recorded sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s"),
+        "{msg}"
+    );
+    assert!(run.log("same").contains("as recorded"));
+    assert_eq!(cases["same"].classname, "vm-tests.repro");
+}
+
+#[test]
+fn ctrl_c_kills_every_trial_process_tree() {
+    let run = Run::new();
+    let child = run
+        .command(&["basic"], &["--exact", "hang", "--timeout", "600"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = run.path("logs").join("hang.log");
+    let started = format!("HANG-STARTED {}", run.token);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&started)) {
+        assert!(Instant::now() < deadline, "the hang fixture never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!Run::processes_mentioning(&run.token).is_empty());
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let t = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let f = run.finish(out);
+    assert!(t.elapsed() < Duration::from_secs(20), "{}", f.all());
+    assert_eq!(f.code, Some(130), "{}", f.all());
+    assert!(f.stderr.contains("interrupted; killing the process trees"), "{}", f.all());
+    assert!(f.stderr.contains("0 still running"), "{}", f.all());
+    run.assert_nothing_left();
+}
+
+#[test]
+fn interactive_driver() {
+    let run = Run::new();
+    // Without nixpkgs it refuses, saying why.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vm-tests"));
+    cmd.arg("--tests-dir")
+        .arg(fixtures("interactive"))
+        .args(["--interactive", "driver"])
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .env_remove("FEDIGEN_NIXPKGS")
+        .env_remove("FEDIGEN_STORE");
+    let f = run.finish(cmd.output().unwrap());
+    assert_eq!(f.code, Some(2), "{}", f.all());
+    assert!(
+        f.stderr.contains("cannot start the interactive driver of `driver`: nixpkgs is not reachable: set FEDIGEN_NIXPKGS"),
+        "{}",
+        f.all()
+    );
+    // An unknown test is named as such.
+    let f = run.finish(
+        Command::new(env!("CARGO_BIN_EXE_vm-tests"))
+            .arg("--tests-dir")
+            .arg(fixtures("interactive"))
+            .args(["--interactive", "nope"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(f.code, Some(2));
+    assert!(f.stderr.contains("no test named `nope`; tests: driver"), "{}", f.all());
+
+    // With a (stand-in) nixpkgs it builds `driverInteractive` in the local store and starts it.
+    let f = run.finish(
+        cmd.env("FEDIGEN_NIXPKGS", fixtures("fake-nixpkgs"))
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(f.code, Some(0), "{}", f.all());
+    assert!(
+        f.stdout.contains("INTERACTIVE-DRIVER-STARTED with FAKE-NIXPKGS"),
+        "{}",
+        f.all()
+    );
+}
+
+#[test]
+fn broken_and_missing_test_files() {
+    let run = Run::new();
+    let dir = run.path("tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    // No tests at all (the state of vm-tests/generated before the generator fills it).
+    let empty = run.finish(
+        run.command(&[], &["--tests-dir", &dir.join("absent").display().to_string()])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(empty.code, Some(0), "{}", empty.all());
+    assert!(empty.stdout.contains("running 0 tests"), "{}", empty.all());
+    assert_eq!(junit(&empty).len(), 0);
+
+    std::fs::write(dir.join("headless.nix"), "{ }\n").unwrap();
+    std::fs::write(dir.join("_helper.nix"), "{ }\n").unwrap();
+    std::fs::write(dir.join("typo.nix"), "#: kind = \"vm\"\n#: requries = []\n{ }\n").unwrap();
+    let f = run.finish(
+        run.command(&[], &["--tests-dir", &dir.display().to_string()])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(f.code, Some(101), "{}", f.all());
+    assert_eq!(f.summary(), [0, 2, 0, 0], "{}", f.all());
+    let cases = junit(&f);
+    assert_eq!(cases.keys().collect::<Vec<_>>(), ["headless", "typo"]);
+    assert!(cases["headless"].failure.as_ref().unwrap().0.contains("no `#:` header"));
+    assert!(cases["typo"].failure.as_ref().unwrap().1.contains("requries"));
+}
+
+#[test]
+fn kvm_is_probed_not_assumed() {
+    // The probe is honest both ways: when it says KVM works, a guest booted with it; when it says
+    // it does not, the reason names what failed. On this project's machines /dev/kvm exists but
+    // cannot boot a guest, and the probe must not take long to find out.
+    let t = Instant::now();
+    let qemu = Path::new("/usr/bin/qemu-system-x86_64");
+    assert!(qemu.exists(), "QEMU is not installed: run vm-tests/install-deps");
+    match vm_tests::prereq::probe_kvm(qemu, Duration::from_secs(20)) {
+        Ok(()) => eprintln!("KVM works here"),
+        Err(why) => {
+            assert!(why.contains("/dev/kvm"), "{why}");
+            eprintln!("KVM is unusable here: {why}");
+        }
+    }
+    assert!(t.elapsed() < Duration::from_secs(25));
+}
