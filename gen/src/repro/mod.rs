@@ -1,0 +1,383 @@
+//! Reproducibility checks before rollout: same inputs → same derivations → bit-identical outputs, compared with
+//! what the project team's CI recorded in a lock file.
+//!
+//! The pipeline of [`run_check`], one step per function, data passed forward:
+//! 1. evaluate the attributes twice, in separate `nix-instantiate` processes ([`nix::Nix::evaluate`]); the second
+//!    starts in a later wall-clock second than the first ended, so `builtins.currentTime` cannot hide;
+//! 2. compare the `.drv` paths with the lock ([`lock::Lock`]); on a difference, walk both derivations down to
+//!    the root cause ([`explain::explain`]) and diff the closures by package ([`crate::store::closure`]);
+//! 3. build, then rebuild with `nix-build --check --keep-failed`, each under a timeout fedigen enforces; classify
+//!    ([`report::Classification`]);
+//! 4. for differing outputs, list the differing files ([`files::diff_trees`]);
+//! 5. compare output NAR hashes (computed by [`crate::store::nar`], in parallel) with the lock.
+//!
+//! The CLI (`fedigen repro check|lock`, `fedigen closure diff`) is a thin layer over [`run_check`], [`run_lock`]
+//! and [`closure_diff`]; exit codes are in [`report::exit_code`].
+
+pub mod explain;
+pub mod files;
+pub mod lock;
+pub mod nix;
+pub mod report;
+
+pub use lock::Lock;
+pub use nix::{DEFAULT_NIX_CONFIG, Nix};
+pub use report::{Classification, Report, exit_code};
+
+use crate::store::closure::{self, ClosureDiff};
+use crate::store::{StorePath, nar};
+use explain::explain;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nix::{BuildOutcome, Evaluated};
+use report::{BuildPhase, DrvReport, Evaluation, LockStatus, NarStatus, OutputReport};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Errors that stop a check from running at all (findings are in the [`Report`], not here).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A program could not be started (Nix not on `PATH`?).
+    #[error("cannot run {command}: {source} (is Nix installed and on PATH?)")]
+    Spawn {
+        /// The program.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Evaluation failed.
+    #[error("evaluating {}: {message}", file.display())]
+    Eval {
+        /// The Nix file.
+        file: PathBuf,
+        /// Nix's error.
+        message: String,
+    },
+    /// The lock file is unreadable or invalid.
+    #[error("lock file {}: {reason}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `repro lock` refuses to record what cannot be reproduced.
+    #[error("refusing to lock {attr}: {reason}")]
+    Unlockable {
+        /// The attribute.
+        attr: String,
+        /// Why.
+        reason: String,
+    },
+    /// A store format error (unparsable `.drv`, unreadable output).
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    /// Other I/O.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result type of the repro module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to check and how.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// The Nix file: an attribute set of derivations, or a function with defaults for all arguments.
+    pub file: PathBuf,
+    /// Attribute paths (`a.b`) to check; empty means every top-level attribute that is a derivation.
+    pub attrs: Vec<String>,
+    /// Lock file to compare with (ignored by [`run_lock`]).
+    pub lock: Option<PathBuf>,
+    /// Chroot store directory (`--store DIR`); `None` for the system store.
+    pub store: Option<PathBuf>,
+    /// Limit for each build and each rebuild.
+    pub timeout: Duration,
+    /// Build and rebuild (`false`: evaluation and lock comparison only).
+    pub build: bool,
+    /// Show a progress bar on stderr (the CLI sets this when stderr is a terminal).
+    pub progress: bool,
+    /// `NIX_CONFIG` for every Nix call ([`DEFAULT_NIX_CONFIG`] by default).
+    pub nix_config: String,
+}
+
+impl CheckOptions {
+    /// Options with defaults: all derivations, system store, 1 hour timeout, build, no progress bar.
+    pub fn new(file: impl Into<PathBuf>) -> Self {
+        CheckOptions {
+            file: file.into(),
+            attrs: vec![],
+            lock: None,
+            store: None,
+            timeout: Duration::from_secs(3600),
+            build: true,
+            progress: false,
+            nix_config: DEFAULT_NIX_CONFIG.to_owned(),
+        }
+    }
+
+    fn nix(&self) -> Nix {
+        Nix { store: self.store.clone(), config: self.nix_config.clone() }
+    }
+}
+
+fn progress_bar(show: bool, len: u64) -> ProgressBar {
+    let target = if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let pb = ProgressBar::with_draw_target(Some(len), target);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}") {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// Evaluates twice; the second evaluation starts in a later wall-clock second than the first one ended.
+fn evaluate_twice(nix: &Nix, opts: &CheckOptions, pb: &ProgressBar) -> Result<(BTreeMap<String, Evaluated>, BTreeMap<String, Evaluated>)> {
+    pb.set_message("evaluating (1/2)");
+    let first = nix.evaluate(&opts.file, &opts.attrs)?;
+    pb.inc(1);
+    let ended = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let next = Duration::from_secs(ended.as_secs() + 1);
+    if let Ok(wait) = (UNIX_EPOCH + next).duration_since(SystemTime::now()) {
+        std::thread::sleep(wait + Duration::from_millis(5));
+    }
+    pb.set_message("evaluating (2/2)");
+    let second = nix.evaluate(&opts.file, &opts.attrs)?;
+    pb.inc(1);
+    Ok((first, second))
+}
+
+/// Runs the whole check (see the module documentation) and returns the findings.
+///
+/// `Err` only when the check cannot run; every finding, including failed builds, is in the [`Report`], whose
+/// [`Report::exit_code`] the CLI returns.
+pub fn run_check(opts: &CheckOptions) -> Result<Report> {
+    let nix = opts.nix();
+    let root = nix.root();
+    let lock = opts.lock.as_deref().map(Lock::read).transpose()?;
+    let pb = progress_bar(opts.progress, 2);
+    let (first, second) = evaluate_twice(&nix, opts, &pb)?;
+    pb.inc_length(first.len() as u64 * if opts.build { 2 } else { 0 });
+    let tmp = tempfile::Builder::new().prefix("fedigen-repro-").tempdir().map_err(|e| Error::Io { context: "creating a temporary directory".into(), source: e })?;
+    let mut report = Report::default();
+    for (attr, ev) in &first {
+        let evaluation = match second.get(attr) {
+            Some(s) if s == ev => Evaluation::Pure,
+            other => {
+                let second_drv_path = other.map(|s| s.drv_path.clone()).unwrap_or_default();
+                let explanation = other.map(|s| explain(&root, &ev.drv_path, &s.drv_path)).transpose()?;
+                Evaluation::Impure { second_drv_path, explanation }
+            }
+        };
+        let lock_status = compare_with_lock(&root, lock.as_ref(), attr, ev)?;
+        let mut outputs: BTreeMap<String, OutputReport> = ev
+            .outputs
+            .iter()
+            .map(|(k, p)| {
+                let r = OutputReport { path: p.clone(), nar_hash: None, nar_size: None, lock: NarStatus::NotChecked, check_path: None, differences: vec![], diffoscope: None };
+                (k.clone(), r)
+            })
+            .collect();
+        let build = if opts.build {
+            build_and_check(&nix, attr, &ev.drv_path, opts.timeout, tmp.path(), &pb, &mut outputs)?
+        } else {
+            Classification::NotBuilt
+        };
+        if let Some(lock) = &lock {
+            let locked = lock.derivations.get(attr);
+            for (name, o) in outputs.iter_mut() {
+                let Some(hash) = &o.nar_hash else { continue };
+                o.lock = match locked.and_then(|l| l.outputs.get(name)).and_then(|l| l.nar_hash.as_ref()) {
+                    None => NarStatus::NotLocked,
+                    Some(h) if h == hash => NarStatus::Matches,
+                    Some(h) => NarStatus::Differs { locked: h.clone() },
+                };
+            }
+        }
+        report.derivations.push(DrvReport { attr: attr.clone(), drv_path: ev.drv_path.clone(), evaluation, lock: lock_status, build, outputs });
+    }
+    pb.finish_and_clear();
+    Ok(report)
+}
+
+fn compare_with_lock(root: &Path, lock: Option<&Lock>, attr: &str, ev: &Evaluated) -> Result<LockStatus> {
+    let Some(lock) = lock else { return Ok(LockStatus::NoLock) };
+    let Some(locked) = lock.derivations.get(attr) else { return Ok(LockStatus::NotLocked) };
+    if locked.drv_path == ev.drv_path {
+        return Ok(LockStatus::Matches);
+    }
+    let explanation = explain(root, &locked.drv_path, &ev.drv_path)?;
+    let root_causes = explanation.root_causes().iter().map(|d| d.name.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let old = to_store_paths(&locked.closure)?;
+    let new = closure::closure_paths(root, std::slice::from_ref(&ev.drv_path))?;
+    Ok(LockStatus::Differs { locked_drv_path: locked.drv_path.clone(), explanation: Some(explanation), root_causes, closure: closure::diff_closures(&old, &new) })
+}
+
+fn to_store_paths(paths: &[String]) -> Result<BTreeSet<StorePath>> {
+    Ok(paths.iter().map(|p| StorePath::try_from(p.clone())).collect::<Result<_, _>>()?)
+}
+
+/// Builds, rebuilds with `--check`, classifies, and fills in NAR hashes and differing files of `outputs`.
+fn build_and_check(
+    nix: &Nix,
+    attr: &str,
+    drv: &str,
+    timeout: Duration,
+    tmp: &Path,
+    pb: &ProgressBar,
+    outputs: &mut BTreeMap<String, OutputReport>,
+) -> Result<Classification> {
+    let timeout_secs = timeout.as_secs();
+    pb.set_message(format!("{attr}: building"));
+    let first = nix.build(drv, false, timeout, tmp)?;
+    pb.inc(1);
+    match first {
+        BuildOutcome::Success => {}
+        BuildOutcome::Failed { code, log_tail } => {
+            pb.inc(1);
+            return Ok(Classification::FirstBuildFailed { exit_code: code, log_tail });
+        }
+        BuildOutcome::TimedOut { log_tail } => {
+            pb.inc(1);
+            return Ok(Classification::TimedOut { phase: BuildPhase::First, timeout_secs, log_tail });
+        }
+    }
+    // NAR hashes of the first build, all outputs in parallel.
+    let reals: Vec<PathBuf> = outputs.values().map(|o| nix.real_path(&o.path)).collect();
+    for (o, h) in outputs.values_mut().zip(nar::nar_hash_paths(&reals)) {
+        let (hash, size) = h?;
+        o.nar_hash = Some(hash);
+        o.nar_size = Some(size);
+    }
+    pb.set_message(format!("{attr}: rebuilding (--check)"));
+    let second = nix.build(drv, true, timeout, tmp)?;
+    pb.inc(1);
+    Ok(match second {
+        BuildOutcome::Success => Classification::Reproducible,
+        // Nix's exit status is 0x60 | flags; 0x08 = "--check found a difference" (104 alone).
+        BuildOutcome::Failed { code: Some(c), .. } if c & 0x60 == 0x60 && c & 0x08 != 0 => {
+            for (o, real) in outputs.values_mut().zip(&reals) {
+                let chk = files::check_path(real);
+                if chk.exists() {
+                    o.differences = files::diff_trees(real, &chk)?;
+                    o.check_path = Some(format!("{}.check", o.path));
+                    o.diffoscope = files::diffoscope_command(real, &chk);
+                }
+            }
+            Classification::Unreproducible
+        }
+        BuildOutcome::Failed { code, log_tail } => Classification::SecondBuildFailed { exit_code: code, log_tail },
+        BuildOutcome::TimedOut { log_tail } => Classification::TimedOut { phase: BuildPhase::Second, timeout_secs, log_tail },
+    })
+}
+
+/// Evaluates (twice, refusing impure results), builds when `opts.build`, and returns the lock to write with
+/// [`Lock::write`]. Why refuse: a lock of an impure evaluation or a failed build cannot be reproduced by anyone.
+pub fn run_lock(opts: &CheckOptions) -> Result<Lock> {
+    let nix = opts.nix();
+    let root = nix.root();
+    let pb = progress_bar(opts.progress, 2);
+    let (first, second) = evaluate_twice(&nix, opts, &pb)?;
+    pb.inc_length(first.len() as u64);
+    let tmp = tempfile::Builder::new().prefix("fedigen-lock-").tempdir().map_err(|e| Error::Io { context: "creating a temporary directory".into(), source: e })?;
+    let mut lock = Lock { version: lock::LOCK_VERSION, derivations: BTreeMap::new() };
+    for (attr, ev) in &first {
+        if second.get(attr) != Some(ev) {
+            let other = second.get(attr).map(|s| s.drv_path.as_str()).unwrap_or("nothing");
+            return Err(Error::Unlockable { attr: attr.clone(), reason: format!("impure evaluation ({} then {other})", ev.drv_path) });
+        }
+        let mut outputs: BTreeMap<String, lock::LockedOutput> =
+            ev.outputs.iter().map(|(k, p)| (k.clone(), lock::LockedOutput { path: p.clone(), nar_hash: None, nar_size: None })).collect();
+        if opts.build {
+            pb.set_message(format!("{attr}: building"));
+            match nix.build(&ev.drv_path, false, opts.timeout, tmp.path())? {
+                BuildOutcome::Success => {}
+                BuildOutcome::Failed { code, log_tail } => {
+                    return Err(Error::Unlockable { attr: attr.clone(), reason: format!("build failed (exit {code:?}):\n{log_tail}") });
+                }
+                BuildOutcome::TimedOut { .. } => {
+                    return Err(Error::Unlockable { attr: attr.clone(), reason: format!("build timed out after {}s", opts.timeout.as_secs()) });
+                }
+            }
+            let reals: Vec<PathBuf> = outputs.values().map(|o| nix.real_path(&o.path)).collect();
+            for (o, h) in outputs.values_mut().zip(nar::nar_hash_paths(&reals)) {
+                let (hash, size) = h?;
+                o.nar_hash = Some(hash);
+                o.nar_size = Some(size);
+            }
+        }
+        pb.inc(1);
+        let closure = closure::read_closure(&root, std::slice::from_ref(&ev.drv_path))?.into_keys().collect();
+        lock.derivations.insert(attr.clone(), lock::LockedDerivation { drv_path: ev.drv_path.clone(), outputs, closure });
+    }
+    pb.finish_and_clear();
+    Ok(lock)
+}
+
+/// One side of `fedigen closure diff`.
+#[derive(Clone, Debug)]
+pub enum ClosureSource {
+    /// A `.drv` store path (absolute), read from the store.
+    Drv(String),
+    /// A lock file: the union of the closures of `attrs` (all when empty).
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Which attributes.
+        attrs: Vec<String>,
+    },
+    /// A Nix file evaluated now (the deployment): attributes as in [`CheckOptions::attrs`].
+    Eval {
+        /// The Nix file.
+        file: PathBuf,
+        /// Which attributes (all derivations when empty).
+        attrs: Vec<String>,
+    },
+}
+
+impl ClosureSource {
+    /// Guesses the kind of a command-line argument: `*.drv` → derivation, `*.json`/`*.lock` → lock, else a Nix
+    /// file. Why: `fedigen closure diff OLD NEW` takes any two of them.
+    pub fn from_arg(arg: &str) -> Self {
+        if arg.ends_with(".drv") {
+            ClosureSource::Drv(arg.to_owned())
+        } else if arg.ends_with(".json") || arg.ends_with(".lock") {
+            ClosureSource::Lock { path: arg.into(), attrs: vec![] }
+        } else {
+            ClosureSource::Eval { file: arg.into(), attrs: vec![] }
+        }
+    }
+
+    fn paths(&self, nix: &Nix) -> Result<BTreeSet<StorePath>> {
+        match self {
+            ClosureSource::Drv(p) => Ok(closure::closure_paths(&nix.root(), std::slice::from_ref(p))?),
+            ClosureSource::Lock { path, attrs } => {
+                let lock = Lock::read(path)?;
+                let mut all = BTreeSet::new();
+                for (a, l) in &lock.derivations {
+                    if attrs.is_empty() || attrs.contains(a) {
+                        all.extend(to_store_paths(&l.closure)?);
+                    }
+                }
+                Ok(all)
+            }
+            ClosureSource::Eval { file, attrs } => {
+                let ev = nix.evaluate(file, attrs)?;
+                let roots: Vec<String> = ev.values().map(|e| e.drv_path.clone()).collect();
+                Ok(closure::closure_paths(&nix.root(), &roots)?)
+            }
+        }
+    }
+}
+
+/// Packages added, removed, changed and rebuilt between two closures (derivations, locks or a deployment).
+pub fn closure_diff(old: &ClosureSource, new: &ClosureSource, nix: &Nix) -> Result<ClosureDiff> {
+    let (a, b) = (old.paths(nix)?, new.paths(nix)?);
+    Ok(closure::diff_closures(&a, &b))
+}
