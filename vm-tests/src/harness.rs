@@ -29,7 +29,12 @@ use crate::spec::{self, TrialSpec};
 )]
 pub struct Cli {
     /// Directories whose `*.nix` files are the trials (default: vm-tests/generated).
-    #[arg(long = "tests-dir", value_name = "DIR", env = "FEDIGEN_VM_TESTS_DIR", value_delimiter = ':')]
+    #[arg(
+        long = "tests-dir",
+        value_name = "DIR",
+        env = "FEDIGEN_VM_TESTS_DIR",
+        value_delimiter = ':'
+    )]
     pub tests_dirs: Vec<PathBuf>,
     /// Where each trial's log `<name>.log` is written (default: target/vm-tests/logs).
     #[arg(long, value_name = "DIR", env = "FEDIGEN_LOG_DIR")]
@@ -400,9 +405,11 @@ fn interactive(
         return refuse(why);
     }
     if !matches!(store, Store::Default) {
-        return refuse("the driver runs on this machine, so it must be built in the local store; \
+        return refuse(
+            "the driver runs on this machine, so it must be built in the local store; \
                        drop --store"
-            .to_owned());
+                .to_owned(),
+        );
     }
     let resolved = match prereqs.resolve(spec) {
         Ok(r) => r,
@@ -429,7 +436,10 @@ fn interactive(
         .status()
         .context("running nix-build")?;
     if !status.success() {
-        return refuse(format!("nix-build of {} failed ({status})", spec.interactive_attr));
+        return refuse(format!(
+            "nix-build of {} failed ({status})",
+            spec.interactive_attr
+        ));
     }
     let bin = link.join("bin");
     let driver = if bin.join("nixos-test-driver").exists() {

@@ -10,6 +10,8 @@
 //! - [`live`]: live output (prefixed lines, or spinners on a terminal);
 //! - [`harness`]: the command line, libtest-mimic, Ctrl-C and `--interactive`.
 
+#![warn(missing_docs)]
+
 pub mod harness;
 pub mod live;
 pub mod prereq;

@@ -116,10 +116,12 @@ impl Prereqs {
     /// The nixpkgs checkout, or why there is none.
     pub fn nixpkgs(&self) -> Result<&Path, String> {
         let Some(p) = &self.loc.nixpkgs else {
-            return Err("nixpkgs is not reachable: set FEDIGEN_NIXPKGS (or --nixpkgs) to a nixpkgs \
+            return Err(
+                "nixpkgs is not reachable: set FEDIGEN_NIXPKGS (or --nixpkgs) to a nixpkgs \
                         checkout; no machine of this project has one, so NixOS VM tests only run \
                         where it is set"
-                .to_owned());
+                    .to_owned(),
+            );
         };
         if p.join("default.nix").is_file() || p.join("flake.nix").is_file() {
             Ok(p)
@@ -143,9 +145,11 @@ impl Prereqs {
                 match q {
                     Some(q) if q.is_file() => Ok(q),
                     Some(q) => Err(format!("QEMU not found at {}", q.display())),
-                    None => Err("QEMU is not installed (qemu-system-x86_64 not on PATH); run \
+                    None => Err(
+                        "QEMU is not installed (qemu-system-x86_64 not on PATH); run \
                                  vm-tests/install-deps"
-                        .to_owned()),
+                            .to_owned(),
+                    ),
                 }
             })
             .as_deref()

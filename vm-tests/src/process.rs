@@ -85,7 +85,9 @@ pub fn tree(roots: &[ProcId]) -> BTreeSet<ProcId> {
         }
     }
     while let Some(pid) = stack.pop() {
-        let Some(stat) = table.get(&pid) else { continue };
+        let Some(stat) = table.get(&pid) else {
+            continue;
+        };
         if !out.insert(ProcId {
             pid,
             start_time: stat.start_time,
@@ -247,9 +249,8 @@ mod tests {
         // A shell in its own group starts a child that moves to a new session (like Nix's
         // builders do) and a grandchild there; all must die.
         let token = format!("fedigen-kill-test-{}", std::process::id());
-        let script = format!(
-            "setsid sh -c 'sleep 1000 & sleep 1001; : {token}' & sleep 1002; : {token}"
-        );
+        let script =
+            format!("setsid sh -c 'sleep 1000 & sleep 1001; : {token}' & sleep 1002; : {token}");
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)

@@ -160,8 +160,8 @@ pub fn write_junit(path: &Path, records: &[Record], total: Duration) -> Result<(
             }
             Outcome::Skipped { reason } => {
                 w.write_event(Event::Start(case)).map_err(io)?;
-                let skip =
-                    BytesStart::new("skipped").with_attributes([("message", xml_safe(reason).as_str())]);
+                let skip = BytesStart::new("skipped")
+                    .with_attributes([("message", xml_safe(reason).as_str())]);
                 w.write_event(Event::Empty(skip)).map_err(io)?;
                 w.write_event(Event::End(BytesEnd::new("testcase")))
                     .map_err(io)?;
@@ -239,9 +239,11 @@ impl JsonEvents {
 
     /// `{"type":"suite","event":"ok"|"failed",…}` with the run's counts.
     pub fn suite_finished(&self, c: Counts, filtered_out: u64, total: Duration) {
-        self.emit(json!({"type": "suite", "event": if c.failed > 0 { "failed" } else { "ok" },
+        self.emit(
+            json!({"type": "suite", "event": if c.failed > 0 { "failed" } else { "ok" },
             "passed": c.passed, "failed": c.failed, "ignored": c.ignored, "measured": 0,
-            "filtered_out": filtered_out, "exec_time": total.as_secs_f64()}));
+            "filtered_out": filtered_out, "exec_time": total.as_secs_f64()}),
+        );
     }
 }
 

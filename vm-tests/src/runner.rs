@@ -477,7 +477,12 @@ async fn run_resolved(
     if let Some(o) = step_failure(&step, "build", timeout, &log) {
         return o;
     }
-    let out = step.stdout.iter().rev().find(|l| l.starts_with('/')).cloned();
+    let out = step
+        .stdout
+        .iter()
+        .rev()
+        .find(|l| l.starts_with('/'))
+        .cloned();
     if spec.kind == Kind::Vm {
         return Outcome::Passed;
     }
@@ -546,17 +551,15 @@ async fn run_nix(
     note(log, live, &format!("running {shown}"));
     let mut cmd = Command::new(program);
     cmd.args(args);
-    run_step(ctx, live, log, cmd, deadline)
+    let step = run_step(ctx, live, log, cmd, deadline)
         .await
-        .map_err(|e| failed("failed", format!("cannot run {program}: {e}"), log))
-        .map(|step| {
-            if let Some(k) = &step.kill {
-                let text = describe_kill(k);
-                log.line(&format!("vm-tests: {text}"));
-                live.note(&text);
-            }
-            step
-        })
+        .map_err(|e| failed("failed", format!("cannot run {program}: {e}"), log))?;
+    if let Some(k) = &step.kill {
+        let text = describe_kill(k);
+        log.line(&format!("vm-tests: {text}"));
+        live.note(&text);
+    }
+    Ok(step)
 }
 
 fn step_failure(step: &StepResult, what: &str, timeout: Duration, log: &Log) -> Option<Outcome> {
@@ -564,7 +567,10 @@ fn step_failure(step: &StepResult, what: &str, timeout: Duration, log: &Log) -> 
         let killed = step.kill.as_ref().map(describe_kill).unwrap_or_default();
         return Some(failed(
             "timeout",
-            format!("timed out after {}s during {what}; {killed}", timeout.as_secs()),
+            format!(
+                "timed out after {}s during {what}; {killed}",
+                timeout.as_secs()
+            ),
             log,
         ));
     }

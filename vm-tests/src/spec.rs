@@ -208,7 +208,10 @@ pub fn read_trial(path: &Path) -> Result<Option<TrialSpec>> {
         bail!("{}: `cores` must be at least 1", path.display());
     }
     if header.tcg_timeout_factor == Some(0) {
-        bail!("{}: `tcg_timeout_factor` must be at least 1", path.display());
+        bail!(
+            "{}: `tcg_timeout_factor` must be at least 1",
+            path.display()
+        );
     }
     let mut requires = header.requires;
     requires.sort();
@@ -300,7 +303,11 @@ mod tests {
     fn reads_defaults_and_rejects_unknown_fields() {
         let dir = tempfile::tempdir().unwrap();
         let ok = dir.path().join("a.nix");
-        std::fs::write(&ok, "#: kind = \"repro\"\n#: requires = [\"qemu\", \"nix\", \"qemu\"]\n1\n").unwrap();
+        std::fs::write(
+            &ok,
+            "#: kind = \"repro\"\n#: requires = [\"qemu\", \"nix\", \"qemu\"]\n1\n",
+        )
+        .unwrap();
         let spec = read_trial(&ok).unwrap().unwrap();
         assert_eq!(spec.kind, Kind::Repro);
         assert_eq!(spec.requires, vec![Requirement::Nix, Requirement::Qemu]);

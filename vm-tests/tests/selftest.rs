@@ -72,7 +72,11 @@ impl Run {
         let token = format!(
             "fedigen{}x{}",
             std::process::id(),
-            dir.path().file_name().unwrap().to_string_lossy().replace(['.', '_', '-'], "")
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .replace(['.', '_', '-'], "")
         );
         Run { dir, token }
     }
@@ -172,7 +176,10 @@ impl Run {
             if left.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "processes left running: {left:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "processes left running: {left:#?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -211,12 +218,15 @@ fn junit(f: &Finished) -> BTreeMap<String, Case> {
     let mut cases = BTreeMap::new();
     for case in suite.children().filter(|n| n.is_element()) {
         assert_eq!(case.tag_name().name(), "testcase");
-        let failure = case.children().find(|n| n.has_tag_name("failure")).map(|n| {
-            (
-                n.attribute("message").unwrap().to_owned(),
-                n.descendants().filter_map(|t| t.text()).collect::<String>(),
-            )
-        });
+        let failure = case
+            .children()
+            .find(|n| n.has_tag_name("failure"))
+            .map(|n| {
+                (
+                    n.attribute("message").unwrap().to_owned(),
+                    n.descendants().filter_map(|t| t.text()).collect::<String>(),
+                )
+            });
         let skipped = case
             .children()
             .find(|n| n.has_tag_name("skipped"))
@@ -282,17 +292,31 @@ fn pass_fail_hang_and_missing_prerequisite() {
     assert_eq!(f.code, Some(101), "{all}");
     assert_eq!(f.summary(), [1, 2, 2, 0], "{all}");
     assert!(f.stdout.contains("test [vm] pass          ... ok"), "{all}");
-    assert!(f.stdout.contains("test [vm] fail          ... FAILED"), "{all}");
-    assert!(f.stdout.contains("test [vm] hang          ... FAILED"), "{all}");
     assert!(
-        f.stdout
-            .contains("test [vm] nixos-minimal ... ignored (nixpkgs is not reachable: set FEDIGEN_NIXPKGS"),
+        f.stdout.contains("test [vm] fail          ... FAILED"),
         "{all}"
     );
-    assert!(f.stdout.contains("test [vm] ignored       ... ignored"), "{all}");
+    assert!(
+        f.stdout.contains("test [vm] hang          ... FAILED"),
+        "{all}"
+    );
+    assert!(
+        f.stdout.contains(
+            "test [vm] nixos-minimal ... ignored (nixpkgs is not reachable: set FEDIGEN_NIXPKGS"
+        ),
+        "{all}"
+    );
+    assert!(
+        f.stdout.contains("test [vm] ignored       ... ignored"),
+        "{all}"
+    );
 
     // The failure is shown with its log, in libtest's failures section.
-    let failures = f.stdout.split("failures:").nth(1).expect("failures section");
+    let failures = f
+        .stdout
+        .split("failures:")
+        .nth(1)
+        .expect("failures section");
     assert!(
         failures.contains("---- fail ----\nbuild failed")
             && failures.contains("FIXTURE-FAIL-MARKER: this fixture fails on purpose"),
@@ -307,9 +331,20 @@ fn pass_fail_hang_and_missing_prerequisite() {
     run.assert_nothing_left();
 
     // Live lines carry the trial's name; every trial that ran has a log file.
-    assert!(f.stderr.contains("[pass] pass: building in the sandbox as 1000 on localhost"), "{all}");
-    assert!(f.stderr.contains(&format!("[hang] HANG-STARTED {}", run.token)), "{all}");
-    assert!(run.log("hang").contains(&format!("HANG-STARTED {}", run.token)));
+    assert!(
+        f.stderr
+            .contains("[pass] pass: building in the sandbox as 1000 on localhost"),
+        "{all}"
+    );
+    assert!(
+        f.stderr
+            .contains(&format!("[hang] HANG-STARTED {}", run.token)),
+        "{all}"
+    );
+    assert!(
+        run.log("hang")
+            .contains(&format!("HANG-STARTED {}", run.token))
+    );
     assert!(run.log("pass").contains("vm-tests: running nix-build"));
 
     let cases = junit(&f);
@@ -320,15 +355,32 @@ fn pass_fail_hang_and_missing_prerequisite() {
     assert!(text.contains("FIXTURE-FAIL-MARKER"), "{text}");
     let (msg, _) = cases["hang"].failure.as_ref().unwrap();
     assert!(msg.starts_with("timed out after 3s"), "{msg}");
-    assert!(cases["nixos-minimal"].skipped.as_ref().unwrap().contains("FEDIGEN_NIXPKGS"));
-    assert!(cases["ignored"].skipped.as_ref().unwrap().contains("only runs on request"));
+    assert!(
+        cases["nixos-minimal"]
+            .skipped
+            .as_ref()
+            .unwrap()
+            .contains("FEDIGEN_NIXPKGS")
+    );
+    assert!(
+        cases["ignored"]
+            .skipped
+            .as_ref()
+            .unwrap()
+            .contains("only runs on request")
+    );
 
     let ev = events(&f);
     assert_eq!(ev["pass"]["event"], "ok");
     assert_eq!(ev["fail"]["event"], "failed");
     assert_eq!(ev["hang"]["event"], "failed");
     assert_eq!(ev["nixos-minimal"]["event"], "ignored");
-    assert!(ev["nixos-minimal"]["message"].as_str().unwrap().contains("nixpkgs"));
+    assert!(
+        ev["nixos-minimal"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nixpkgs")
+    );
 }
 
 #[test]
@@ -370,21 +422,42 @@ fn standard_libtest_flags() {
     assert_eq!(f.code, Some(0), "{}", f.all());
     assert_eq!(f.summary(), [1, 0, 0, 4], "{}", f.all());
     assert!(run.log("ignored").contains("ignored fixture ran"));
-    let f = run.run(&["basic"], &["--include-ignored", "--skip", "hang", "--skip", "fail"]);
+    let f = run.run(
+        &["basic"],
+        &["--include-ignored", "--skip", "hang", "--skip", "fail"],
+    );
     assert_eq!(f.summary(), [2, 0, 1, 2], "{}", f.all());
     let cases = junit(&f);
     assert!(cases["ignored"].skipped.is_none() && cases["ignored"].failure.is_none());
 
     // libtest's JSON format on stdout.
-    let f = run.run(&["basic"], &["--format", "json", "-Z", "unstable-options", "--exact", "pass"]);
+    let f = run.run(
+        &["basic"],
+        &[
+            "--format",
+            "json",
+            "-Z",
+            "unstable-options",
+            "--exact",
+            "pass",
+        ],
+    );
     let lines: Vec<serde_json::Value> = f
         .stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    assert!(lines.iter().any(|v| v["type"] == "test" && v["event"] == "ok" && v["name"] == "pass"));
-    assert!(lines.iter().any(|v| v["type"] == "suite" && v["passed"] == 1));
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["type"] == "test" && v["event"] == "ok" && v["name"] == "pass")
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["type"] == "suite" && v["passed"] == 1)
+    );
 }
 
 #[test]
@@ -396,7 +469,11 @@ fn boots_a_real_kernel_under_software_emulation() {
     assert_eq!(f.summary(), [1, 0, 0, 0], "{all}");
     assert!(f.stdout.contains("test [vm] kernel-boot ... ok"), "{all}");
     // It says that it is impure, and which accelerator it used and why.
-    assert!(f.stderr.contains("[kernel-boot] impure: the build sees host paths /usr /lib /lib64"), "{all}");
+    assert!(
+        f.stderr
+            .contains("[kernel-boot] impure: the build sees host paths /usr /lib /lib64"),
+        "{all}"
+    );
     let log = run.log("kernel-boot");
     assert!(
         log.contains("QEMU uses software emulation (TCG) because") || log.contains("-accel kvm"),
@@ -407,7 +484,10 @@ fn boots_a_real_kernel_under_software_emulation() {
         .lines()
         .find(|l| l.contains("GUEST-SAYS: kernel "))
         .unwrap_or_else(|| panic!("the guest said nothing\n{log}"));
-    assert!(guest.contains("-cloud-amd64 computed 42 on 1 cpu"), "{guest}");
+    assert!(
+        guest.contains("-cloud-amd64 computed 42 on 1 cpu"),
+        "{guest}"
+    );
     assert!(log.contains("reboot: Power down"), "{log}");
     junit(&f);
     run.assert_nothing_left();
@@ -427,7 +507,9 @@ fn reproducibility_checks() {
     assert!(text.contains("may not be deterministic"), "{text}");
     let (msg, _) = cases["wrong-hash"].failure.as_ref().unwrap();
     assert!(
-        msg.contains("differs from the recorded sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s"),
+        msg.contains(
+            "differs from the recorded sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s"
+        ),
         "{msg}"
     );
     assert!(run.log("same").contains("as recorded"));
@@ -460,7 +542,11 @@ fn ctrl_c_kills_every_trial_process_tree() {
     let f = run.finish(out);
     assert!(t.elapsed() < Duration::from_secs(20), "{}", f.all());
     assert_eq!(f.code, Some(130), "{}", f.all());
-    assert!(f.stderr.contains("interrupted; killing the process trees"), "{}", f.all());
+    assert!(
+        f.stderr.contains("interrupted; killing the process trees"),
+        "{}",
+        f.all()
+    );
     assert!(f.stderr.contains("0 still running"), "{}", f.all());
     run.assert_nothing_left();
 }
@@ -493,7 +579,11 @@ fn interactive_driver() {
             .unwrap(),
     );
     assert_eq!(f.code, Some(2));
-    assert!(f.stderr.contains("no test named `nope`; tests: driver"), "{}", f.all());
+    assert!(
+        f.stderr.contains("no test named `nope`; tests: driver"),
+        "{}",
+        f.all()
+    );
 
     // With a (stand-in) nixpkgs it builds `driverInteractive` in the local store and starts it.
     let f = run.finish(
@@ -503,7 +593,8 @@ fn interactive_driver() {
     );
     assert_eq!(f.code, Some(0), "{}", f.all());
     assert!(
-        f.stdout.contains("INTERACTIVE-DRIVER-STARTED with FAKE-NIXPKGS"),
+        f.stdout
+            .contains("INTERACTIVE-DRIVER-STARTED with FAKE-NIXPKGS"),
         "{}",
         f.all()
     );
@@ -516,9 +607,12 @@ fn broken_and_missing_test_files() {
     std::fs::create_dir_all(&dir).unwrap();
     // No tests at all (the state of vm-tests/generated before the generator fills it).
     let empty = run.finish(
-        run.command(&[], &["--tests-dir", &dir.join("absent").display().to_string()])
-            .output()
-            .unwrap(),
+        run.command(
+            &[],
+            &["--tests-dir", &dir.join("absent").display().to_string()],
+        )
+        .output()
+        .unwrap(),
     );
     assert_eq!(empty.code, Some(0), "{}", empty.all());
     assert!(empty.stdout.contains("running 0 tests"), "{}", empty.all());
@@ -526,7 +620,11 @@ fn broken_and_missing_test_files() {
 
     std::fs::write(dir.join("headless.nix"), "{ }\n").unwrap();
     std::fs::write(dir.join("_helper.nix"), "{ }\n").unwrap();
-    std::fs::write(dir.join("typo.nix"), "#: kind = \"vm\"\n#: requries = []\n{ }\n").unwrap();
+    std::fs::write(
+        dir.join("typo.nix"),
+        "#: kind = \"vm\"\n#: requries = []\n{ }\n",
+    )
+    .unwrap();
     let f = run.finish(
         run.command(&[], &["--tests-dir", &dir.display().to_string()])
             .output()
@@ -536,8 +634,22 @@ fn broken_and_missing_test_files() {
     assert_eq!(f.summary(), [0, 2, 0, 0], "{}", f.all());
     let cases = junit(&f);
     assert_eq!(cases.keys().collect::<Vec<_>>(), ["headless", "typo"]);
-    assert!(cases["headless"].failure.as_ref().unwrap().0.contains("no `#:` header"));
-    assert!(cases["typo"].failure.as_ref().unwrap().1.contains("requries"));
+    assert!(
+        cases["headless"]
+            .failure
+            .as_ref()
+            .unwrap()
+            .0
+            .contains("no `#:` header")
+    );
+    assert!(
+        cases["typo"]
+            .failure
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("requries")
+    );
 }
 
 #[test]
@@ -547,7 +659,10 @@ fn kvm_is_probed_not_assumed() {
     // cannot boot a guest, and the probe must not take long to find out.
     let t = Instant::now();
     let qemu = Path::new("/usr/bin/qemu-system-x86_64");
-    assert!(qemu.exists(), "QEMU is not installed: run vm-tests/install-deps");
+    assert!(
+        qemu.exists(),
+        "QEMU is not installed: run vm-tests/install-deps"
+    );
     match vm_tests::prereq::probe_kvm(qemu, Duration::from_secs(20)) {
         Ok(()) => eprintln!("KVM works here"),
         Err(why) => {
