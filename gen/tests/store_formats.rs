@@ -22,12 +22,19 @@ fn nix(cmd: &str, args: &[&str]) -> Vec<u8> {
         .env("NIX_CONFIG", NIX_CONFIG)
         .output()
         .unwrap_or_else(|e| panic!("{cmd} must be on PATH: {e}"));
-    assert!(out.status.success(), "{cmd} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
 fn nix_text(cmd: &str, args: &[&str]) -> String {
-    String::from_utf8(nix(cmd, args)).unwrap().trim_end().to_owned()
+    String::from_utf8(nix(cmd, args))
+        .unwrap()
+        .trim_end()
+        .to_owned()
 }
 
 fn s(p: &Path) -> &str {
@@ -41,7 +48,11 @@ fn sample_tree(root: &Path) {
     fs::write(root.join("a"), "hello\n").unwrap();
     fs::write(root.join("B"), "").unwrap();
     fs::write(root.join("é"), vec![0u8; 13]).unwrap();
-    fs::write(root.join("ab"), (0..=255u8).cycle().take(10_000).collect::<Vec<_>>()).unwrap();
+    fs::write(
+        root.join("ab"),
+        (0..=255u8).cycle().take(10_000).collect::<Vec<_>>(),
+    )
+    .unwrap();
     fs::write(root.join("dir/x.sh"), "#!/bin/sh\necho hi\n").unwrap();
     fs::set_permissions(root.join("dir/x.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::write(root.join("dir/sub/seven"), "1234567").unwrap();
@@ -55,7 +66,10 @@ fn base32_matches_nix_hash() {
         .map(|i| sha2::Sha256::digest([i]).to_vec())
         .chain([vec![0u8; 32], vec![0xff; 32]])
         .collect();
-    let hex: Vec<String> = hashes.iter().map(|h| Hash::new(HashAlgo::Sha256, h.clone()).unwrap().to_base16()).collect();
+    let hex: Vec<String> = hashes
+        .iter()
+        .map(|h| Hash::new(HashAlgo::Sha256, h.clone()).unwrap().to_base16())
+        .collect();
     let mut args = vec!["--type", "sha256", "--to-base32"];
     args.extend(hex.iter().map(String::as_str));
     let nix32 = nix_text("nix-hash", &args);
@@ -79,18 +93,33 @@ fn nar_dump_and_hash_match_nix() {
 
     let (h, size) = nar::nar_hash_path(&root).unwrap();
     assert_eq!(size as usize, theirs.len());
-    assert_eq!(h.to_base16(), nix_text("nix-hash", &["--type", "sha256", s(&root)]));
-    assert_eq!(h.to_base32(), nix_text("nix-hash", &["--type", "sha256", "--base32", s(&root)]));
+    assert_eq!(
+        h.to_base16(),
+        nix_text("nix-hash", &["--type", "sha256", s(&root)])
+    );
+    assert_eq!(
+        h.to_base32(),
+        nix_text("nix-hash", &["--type", "sha256", "--base32", s(&root)])
+    );
 
     // The reader accepts Nix's NAR and re-serialises it to the same bytes.
     let parsed = nar::parse_nar(&theirs[..]).unwrap();
     assert_eq!(parsed, NarNode::from_path(&root).unwrap());
     assert_eq!(parsed.to_nar(), theirs);
     // A single file and a lone symlink are NARs too.
-    for p in [root.join("ab"), root.join("dangling"), root.join("dir/x.sh")] {
+    for p in [
+        root.join("ab"),
+        root.join("dangling"),
+        root.join("dir/x.sh"),
+    ] {
         let mut ours = Vec::new();
         nar::dump_path(&p, &mut ours).unwrap();
-        assert_eq!(ours, nix("nix-store", &["--dump", s(&p)]), "{}", p.display());
+        assert_eq!(
+            ours,
+            nix("nix-store", &["--dump", s(&p)]),
+            "{}",
+            p.display()
+        );
     }
 }
 
@@ -100,7 +129,10 @@ fn nar_parser_rejects_what_nix_rejects() {
     let root = t.path().join("tree");
     sample_tree(&root);
     let good = nix("nix-store", &["--dump", s(&root)]);
-    assert!(nar::parse_nar(&good[..good.len() - 8]).is_err(), "truncated");
+    assert!(
+        nar::parse_nar(&good[..good.len() - 8]).is_err(),
+        "truncated"
+    );
     let mut trailing = good.clone();
     trailing.extend([0u8; 8]);
     assert!(nar::parse_nar(&trailing[..]).is_err(), "trailing bytes");
@@ -137,7 +169,10 @@ fn parallel_nar_hashes_match_nix_hash() {
     let mut args = vec!["--type", "sha256", "--base32"];
     args.extend(paths.iter().map(|p| s(p)));
     let theirs = nix_text("nix-hash", &args);
-    let ours: Vec<String> = nar::nar_hash_paths(&paths).into_iter().map(|r| r.unwrap().0.to_base32()).collect();
+    let ours: Vec<String> = nar::nar_hash_paths(&paths)
+        .into_iter()
+        .map(|r| r.unwrap().0.to_base32())
+        .collect();
     assert_eq!(theirs.lines().collect::<Vec<_>>(), ours);
 }
 
@@ -156,17 +191,88 @@ fn store_paths_of_added_files_match_nix_store() {
     let nar_sha256 = |p: &Path| nar::nar_hash_path(p).unwrap().0;
     let mut nar_bytes = Vec::new();
     nar::dump_path(&tree, &mut nar_bytes).unwrap();
-    let tree_sha512 = Hash::new(HashAlgo::Sha512, sha2::Sha512::digest(&nar_bytes).to_vec()).unwrap();
+    let tree_sha512 =
+        Hash::new(HashAlgo::Sha512, sha2::Sha512::digest(&nar_bytes).to_vec()).unwrap();
     let file_sha256 = Hash::sha256(&fs::read(&file).unwrap());
-    let file_sha512 = Hash::new(HashAlgo::Sha512, sha2::Sha512::digest(fs::read(&file).unwrap()).to_vec()).unwrap();
+    let file_sha512 = Hash::new(
+        HashAlgo::Sha512,
+        sha2::Sha512::digest(fs::read(&file).unwrap()).to_vec(),
+    )
+    .unwrap();
 
     let cases: Vec<(Vec<&str>, String)> = vec![
-        (vec!["--add", s(&file)], sd.make_fixed_output_path(IngestionMethod::Recursive, &nar_sha256(&file), "notes.txt", &none, false).unwrap().to_string()),
-        (vec!["--add", s(&tree)], sd.make_fixed_output_path(IngestionMethod::Recursive, &nar_sha256(&tree), "tree", &none, false).unwrap().to_string()),
-        (vec!["--add-fixed", "sha256", s(&file)], sd.make_fixed_output_path(IngestionMethod::Flat, &file_sha256, "notes.txt", &none, false).unwrap().to_string()),
-        (vec!["--add-fixed", "sha512", s(&file)], sd.make_fixed_output_path(IngestionMethod::Flat, &file_sha512, "notes.txt", &none, false).unwrap().to_string()),
-        (vec!["--add-fixed", "--recursive", "sha256", s(&tree)], sd.make_fixed_output_path(IngestionMethod::Recursive, &nar_sha256(&tree), "tree", &none, false).unwrap().to_string()),
-        (vec!["--add-fixed", "--recursive", "sha512", s(&tree)], sd.make_fixed_output_path(IngestionMethod::Recursive, &tree_sha512, "tree", &none, false).unwrap().to_string()),
+        (
+            vec!["--add", s(&file)],
+            sd.make_fixed_output_path(
+                IngestionMethod::Recursive,
+                &nar_sha256(&file),
+                "notes.txt",
+                &none,
+                false,
+            )
+            .unwrap()
+            .to_string(),
+        ),
+        (
+            vec!["--add", s(&tree)],
+            sd.make_fixed_output_path(
+                IngestionMethod::Recursive,
+                &nar_sha256(&tree),
+                "tree",
+                &none,
+                false,
+            )
+            .unwrap()
+            .to_string(),
+        ),
+        (
+            vec!["--add-fixed", "sha256", s(&file)],
+            sd.make_fixed_output_path(
+                IngestionMethod::Flat,
+                &file_sha256,
+                "notes.txt",
+                &none,
+                false,
+            )
+            .unwrap()
+            .to_string(),
+        ),
+        (
+            vec!["--add-fixed", "sha512", s(&file)],
+            sd.make_fixed_output_path(
+                IngestionMethod::Flat,
+                &file_sha512,
+                "notes.txt",
+                &none,
+                false,
+            )
+            .unwrap()
+            .to_string(),
+        ),
+        (
+            vec!["--add-fixed", "--recursive", "sha256", s(&tree)],
+            sd.make_fixed_output_path(
+                IngestionMethod::Recursive,
+                &nar_sha256(&tree),
+                "tree",
+                &none,
+                false,
+            )
+            .unwrap()
+            .to_string(),
+        ),
+        (
+            vec!["--add-fixed", "--recursive", "sha512", s(&tree)],
+            sd.make_fixed_output_path(
+                IngestionMethod::Recursive,
+                &tree_sha512,
+                "tree",
+                &none,
+                false,
+            )
+            .unwrap()
+            .to_string(),
+        ),
     ];
     for (args, ours) in cases {
         let mut a = vec!["--store", s(&store)];
@@ -177,7 +283,10 @@ fn store_paths_of_added_files_match_nix_store() {
         let real = store.join(theirs.trim_start_matches('/'));
         assert_eq!(
             nar::nar_hash_path(&real).unwrap().0.to_base32(),
-            nar::nar_hash_path(Path::new(args.last().unwrap())).unwrap().0.to_base32()
+            nar::nar_hash_path(Path::new(args.last().unwrap()))
+                .unwrap()
+                .0
+                .to_base32()
         );
     }
 }
@@ -187,14 +296,31 @@ fn text_paths_with_references_match_builtins_to_file() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     let expr = r#"let a = builtins.toFile "a.txt" "first\n"; b = builtins.toFile "b" "x"; in [ a b (builtins.toFile "c" "uses ${a} and ${b}\ttab") ]"#;
-    let out = nix_text("nix-instantiate", &["--store", s(&store), "--eval", "--json", "--strict", "-E", expr]);
+    let out = nix_text(
+        "nix-instantiate",
+        &[
+            "--store",
+            s(&store),
+            "--eval",
+            "--json",
+            "--strict",
+            "-E",
+            expr,
+        ],
+    );
     let paths: Vec<String> = serde_json::from_str(&out).unwrap();
     let sd = StoreDir::default();
     let none = BTreeSet::new();
     let a = sd.make_text_path("a.txt", b"first\n", &none).unwrap();
     let b = sd.make_text_path("b", b"x", &none).unwrap();
     let contents = format!("uses /nix/store/{a} and /nix/store/{b}\ttab");
-    let c = sd.make_text_path("c", contents.as_bytes(), &BTreeSet::from([a.clone(), b.clone()])).unwrap();
+    let c = sd
+        .make_text_path(
+            "c",
+            contents.as_bytes(),
+            &BTreeSet::from([a.clone(), b.clone()]),
+        )
+        .unwrap();
     assert_eq!(paths, vec![sd.print(&a), sd.print(&b), sd.print(&c)]);
 }
 
@@ -242,10 +368,22 @@ fn drv_files_round_trip_and_paths_match_nix_instantiate() {
     for (path, drv) in &closure {
         let file = store.join(path.trim_start_matches('/'));
         let bytes = fs::read(&file).unwrap();
-        assert_eq!(drv.to_aterm().as_bytes(), &bytes[..], "ATerm round trip of {path}");
-        assert_eq!(sd.print(&drv.drv_path(&sd).unwrap()), *path, "drv path of {path}");
+        assert_eq!(
+            drv.to_aterm().as_bytes(),
+            &bytes[..],
+            "ATerm round trip of {path}"
+        );
+        assert_eq!(
+            sd.print(&drv.drv_path(&sd).unwrap()),
+            *path,
+            "drv path of {path}"
+        );
         let computed = hasher.output_paths(drv).unwrap();
-        let recorded: BTreeMap<String, StorePath> = drv.outputs.iter().map(|(k, o)| (k.clone(), sd.parse(&o.path).unwrap())).collect();
+        let recorded: BTreeMap<String, StorePath> = drv
+            .outputs
+            .iter()
+            .map(|(k, o)| (k.clone(), sd.parse(&o.path).unwrap()))
+            .collect();
         assert_eq!(computed, recorded, "output paths of {path}");
         // The environment agrees with the outputs, as Nix guarantees.
         for (k, o) in &drv.outputs {
@@ -253,19 +391,37 @@ fn drv_files_round_trip_and_paths_match_nix_instantiate() {
         }
     }
     let weird = closure.values().find(|d| d.name() == "weird-3").unwrap();
-    assert_eq!(weird.env["text"], "line1\nline2\r\n\ttab \"quoted\" \\ $dollar ${x} é ü 🦀");
+    assert_eq!(
+        weird.env["text"],
+        "line1\nline2\r\n\ttab \"quoted\" \\ $dollar ${x} é ü 🦀"
+    );
     assert_eq!(weird.input_srcs.len(), 1, "toFile cfg is a source");
-    let multi_ref = weird.input_drvs.iter().find(|(p, _)| p.ends_with("multi-0.1.drv")).unwrap();
+    let multi_ref = weird
+        .input_drvs
+        .iter()
+        .find(|(p, _)| p.ends_with("multi-0.1.drv"))
+        .unwrap();
     assert_eq!(multi_ref.1, &BTreeSet::from(["dev".to_owned()]));
 
     // The filtered source imported by builtins.path is the recursive SHA-256 of a directory holding busybox.
     let bb = closure.values().find(|d| d.name() == "busybox").unwrap();
     let node = NarNode::Directory(BTreeMap::from([(
         b"busybox".to_vec(),
-        NarNode::Regular { executable: true, contents: fs::read("/usr/bin/busybox").unwrap() },
+        NarNode::Regular {
+            executable: true,
+            contents: fs::read("/usr/bin/busybox").unwrap(),
+        },
     )]));
     let h = Hash::sha256(&node.to_nar());
-    let src = sd.make_fixed_output_path(IngestionMethod::Recursive, &h, "busybox-static", &BTreeSet::new(), false).unwrap();
+    let src = sd
+        .make_fixed_output_path(
+            IngestionMethod::Recursive,
+            &h,
+            "busybox-static",
+            &BTreeSet::new(),
+            false,
+        )
+        .unwrap();
     assert_eq!(bb.input_srcs, BTreeSet::from([sd.print(&src)]));
 }
 
@@ -274,11 +430,23 @@ fn show_derivation_agrees_with_parser() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");
     let roots = instantiate(&store, t.path());
-    let json = nix("nix", &["--store", s(&store), "show-derivation", "--recursive", &roots[4]]);
+    let json = nix(
+        "nix",
+        &[
+            "--store",
+            s(&store),
+            "show-derivation",
+            "--recursive",
+            &roots[4],
+        ],
+    );
     let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
     let obj = v.as_object().unwrap();
     let closure = fedigen::store::closure::read_closure(&store, &roots[4..]).unwrap();
-    assert_eq!(obj.keys().cloned().collect::<BTreeSet<_>>(), closure.keys().cloned().collect::<BTreeSet<_>>());
+    assert_eq!(
+        obj.keys().cloned().collect::<BTreeSet<_>>(),
+        closure.keys().cloned().collect::<BTreeSet<_>>()
+    );
     for (p, d) in &closure {
         let j = &obj[p];
         assert_eq!(j["builder"], d.builder.as_str());

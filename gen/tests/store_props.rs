@@ -12,16 +12,28 @@ use std::process::Command;
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
     // Any bytes but '/' and NUL; never "." or "..". Includes non-UTF-8 and high bytes to test byte ordering.
-    vec(prop_oneof![3 => proptest::char::range('a', 'e').prop_map(|c| c as u8), 1 => any::<u8>()], 1..6)
-        .prop_filter("valid NAR name", |n| n != b"." && n != b".." && !n.contains(&b'/') && !n.contains(&0))
+    vec(
+        prop_oneof![3 => proptest::char::range('a', 'e').prop_map(|c| c as u8), 1 => any::<u8>()],
+        1..6,
+    )
+    .prop_filter("valid NAR name", |n| {
+        n != b"." && n != b".." && !n.contains(&b'/') && !n.contains(&0)
+    })
 }
 
 fn node() -> impl Strategy<Value = NarNode> {
     let leaf = prop_oneof![
-        (any::<bool>(), vec(any::<u8>(), 0..40)).prop_map(|(executable, contents)| NarNode::Regular { executable, contents }),
+        (any::<bool>(), vec(any::<u8>(), 0..40)).prop_map(|(executable, contents)| {
+            NarNode::Regular {
+                executable,
+                contents,
+            }
+        }),
         vec(1u8..=255, 1..20).prop_map(|target| NarNode::Symlink { target }),
     ];
-    leaf.prop_recursive(4, 40, 6, |inner| btree_map(name(), inner, 0..6).prop_map(NarNode::Directory))
+    leaf.prop_recursive(4, 40, 6, |inner| {
+        btree_map(name(), inner, 0..6).prop_map(NarNode::Directory)
+    })
 }
 
 fn aterm_string() -> impl Strategy<Value = String> {
@@ -31,14 +43,29 @@ fn aterm_string() -> impl Strategy<Value = String> {
 
 fn store_path() -> impl Strategy<Value = String> {
     (vec(0u8..32, 32), "[a-z][a-z0-9.-]{0,8}").prop_map(|(h, n)| {
-        let hash: String = h.iter().map(|&d| base32::ALPHABET[d as usize] as char).collect();
+        let hash: String = h
+            .iter()
+            .map(|&d| base32::ALPHABET[d as usize] as char)
+            .collect();
         format!("/nix/store/{hash}-{n}")
     })
 }
 
 fn derivation() -> impl Strategy<Value = Derivation> {
-    let output = (store_path(), prop_oneof![Just(String::new()), Just("sha256".to_owned()), Just("r:sha256".to_owned())], "[0-9a-f]{0,4}")
-        .prop_map(|(path, hash_algo, hash)| DerivationOutput { path, hash_algo, hash });
+    let output = (
+        store_path(),
+        prop_oneof![
+            Just(String::new()),
+            Just("sha256".to_owned()),
+            Just("r:sha256".to_owned())
+        ],
+        "[0-9a-f]{0,4}",
+    )
+        .prop_map(|(path, hash_algo, hash)| DerivationOutput {
+            path,
+            hash_algo,
+            hash,
+        });
     (
         btree_map("[a-z]{1,5}", output, 0..4),
         btree_map(store_path(), btree_set("[a-z]{1,4}", 1..3), 0..4),
@@ -48,15 +75,17 @@ fn derivation() -> impl Strategy<Value = Derivation> {
         vec(aterm_string(), 0..4),
         btree_map(aterm_string(), aterm_string(), 0..6),
     )
-        .prop_map(|(outputs, input_drvs, input_srcs, platform, builder, args, env)| Derivation {
-            outputs,
-            input_drvs,
-            input_srcs,
-            platform,
-            builder,
-            args,
-            env,
-        })
+        .prop_map(
+            |(outputs, input_drvs, input_srcs, platform, builder, args, env)| Derivation {
+                outputs,
+                input_drvs,
+                input_srcs,
+                platform,
+                builder,
+                args,
+                env,
+            },
+        )
 }
 
 proptest! {
@@ -131,7 +160,9 @@ fn node_strategy_covers_all_kinds() {
     for _ in 0..200 {
         let n = node().new_tree(&mut runner).unwrap().current();
         let k = match n {
-            NarNode::Regular { executable: true, .. } => "exec",
+            NarNode::Regular {
+                executable: true, ..
+            } => "exec",
             NarNode::Regular { .. } => "file",
             NarNode::Symlink { .. } => "link",
             NarNode::Directory(_) => "dir",

@@ -5,7 +5,10 @@
 use fedigen::repro::explain::Change;
 use fedigen::repro::files::DifferenceKind;
 use fedigen::repro::report::{BuildPhase, Evaluation, LockStatus, NarStatus};
-use fedigen::repro::{CheckOptions, Classification, ClosureSource, DEFAULT_NIX_CONFIG, Lock, Nix, closure_diff, exit_code, run_check, run_lock};
+use fedigen::repro::{
+    CheckOptions, Classification, ClosureSource, DEFAULT_NIX_CONFIG, Lock, Nix, closure_diff,
+    exit_code, run_check, run_lock,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -27,7 +30,9 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        Fixture { dir: tempfile::tempdir().unwrap() }
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     fn store(&self) -> PathBuf {
         self.dir.path().join("store")
@@ -45,7 +50,10 @@ impl Fixture {
         o
     }
     fn nix(&self) -> Nix {
-        Nix { store: Some(self.store()), config: DEFAULT_NIX_CONFIG.to_owned() }
+        Nix {
+            store: Some(self.store()),
+            config: DEFAULT_NIX_CONFIG.to_owned(),
+        }
     }
 }
 
@@ -57,7 +65,11 @@ fn nix_query_hash(store: &Path, path: &str) -> String {
         .env("NIX_CONFIG", DEFAULT_NIX_CONFIG)
         .output()
         .expect("nix-store on PATH");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -69,13 +81,24 @@ fn deterministic_builds_are_reproducible_and_match_their_lock() {
     let f = Fixture::new();
     let file = f.file("det", DET);
     let lock = run_lock(&f.opts(&file)).unwrap();
-    assert_eq!(lock.derivations.keys().collect::<Vec<_>>(), ["det", "multi"]);
+    assert_eq!(
+        lock.derivations.keys().collect::<Vec<_>>(),
+        ["det", "multi"]
+    );
     // Every locked NAR hash is the one Nix itself registered for the path.
     for l in lock.derivations.values() {
         for o in l.outputs.values() {
-            assert_eq!(o.nar_hash.as_ref().unwrap().to_string(), nix_query_hash(&f.store(), &o.path), "{}", o.path);
+            assert_eq!(
+                o.nar_hash.as_ref().unwrap().to_string(),
+                nix_query_hash(&f.store(), &o.path),
+                "{}",
+                o.path
+            );
         }
-        assert!(l.closure.contains(&l.drv_path) && l.closure.iter().any(|p| p.ends_with("-busybox.drv")));
+        assert!(
+            l.closure.contains(&l.drv_path)
+                && l.closure.iter().any(|p| p.ends_with("-busybox.drv"))
+        );
     }
     let lock_file = f.dir.path().join("repro.lock.json");
     lock.write(&lock_file).unwrap();
@@ -98,11 +121,17 @@ fn deterministic_builds_are_reproducible_and_match_their_lock() {
             assert!(o.differences.is_empty());
         }
     }
-    assert_eq!(report.derivations[1].outputs.keys().collect::<Vec<_>>(), ["dev", "out"]);
+    assert_eq!(
+        report.derivations[1].outputs.keys().collect::<Vec<_>>(),
+        ["dev", "out"]
+    );
     assert_eq!(report.exit_code(), exit_code::OK);
     let table = report.render();
     assert!(table.starts_with("ATTRIBUTE"), "{table}");
-    assert!(table.contains("reproducible") && table.contains("exit code 0"), "{table}");
+    assert!(
+        table.contains("reproducible") && table.contains("exit code 0"),
+        "{table}"
+    );
     // JSON round trip.
     let back: fedigen::repro::Report = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(back, report);
@@ -120,15 +149,30 @@ fn urandom_output_is_unreproducible_with_the_differing_file_named() {
     assert_eq!(paths, ["random", "tail"], "{:?}", out.differences);
     // `tail` has 11 identical bytes before the random ones (a 1/2^32 chance of a later first difference).
     match &out.differences[1].kind {
-        DifferenceKind::Contents { old_size: 15, new_size: 15, first_difference } => assert!((11..15).contains(first_difference)),
+        DifferenceKind::Contents {
+            old_size: 15,
+            new_size: 15,
+            first_difference,
+        } => assert!((11..15).contains(first_difference)),
         k => panic!("unexpected {k:?}"),
     }
     // The kept second build exists where Nix put it.
     let check = out.check_path.as_ref().unwrap();
-    assert!(f.store().join(check.trim_start_matches('/')).join("random").exists());
+    assert!(
+        f.store()
+            .join(check.trim_start_matches('/'))
+            .join("random")
+            .exists()
+    );
     assert_eq!(report.exit_code(), exit_code::UNREPRODUCIBLE);
     eprintln!("{}", report.render());
-    assert!(report.render().contains("random: contents differ (64 vs 64 bytes"), "{}", report.render());
+    assert!(
+        report
+            .render()
+            .contains("random: contents differ (64 vs 64 bytes"),
+        "{}",
+        report.render()
+    );
 }
 
 #[test]
@@ -138,12 +182,27 @@ fn current_time_makes_evaluation_impure() {
     let mut opts = f.opts(&file);
     opts.build = false;
     let report = run_check(&opts).unwrap();
-    let by: std::collections::BTreeMap<_, _> = report.derivations.iter().map(|d| (d.attr.as_str(), d)).collect();
+    let by: std::collections::BTreeMap<_, _> = report
+        .derivations
+        .iter()
+        .map(|d| (d.attr.as_str(), d))
+        .collect();
     assert_eq!(by["det"].evaluation, Evaluation::Pure);
-    let Evaluation::Impure { second_drv_path, explanation } = &by["stamp"].evaluation else { panic!("{:?}", by["stamp"].evaluation) };
+    let Evaluation::Impure {
+        second_drv_path,
+        explanation,
+    } = &by["stamp"].evaluation
+    else {
+        panic!("{:?}", by["stamp"].evaluation)
+    };
     assert_ne!(second_drv_path, &by["stamp"].drv_path);
     let e = explanation.as_ref().unwrap();
-    assert!(e.changes.iter().any(|c| matches!(c, Change::Env { name, only_input_paths: false, .. } if name == "when")), "{e:?}");
+    assert!(
+        e.changes.iter().any(
+            |c| matches!(c, Change::Env { name, only_input_paths: false, .. } if name == "when")
+        ),
+        "{e:?}"
+    );
     assert_eq!(e.root_causes().len(), 1);
     assert_eq!(by["stamp"].build, Classification::NotBuilt);
     assert_eq!(report.exit_code(), exit_code::IMPURE);
@@ -152,10 +211,16 @@ fn current_time_makes_evaluation_impure() {
 #[test]
 fn failing_build_is_first_build_failed() {
     let f = Fixture::new();
-    let file = f.file("fail", r#"{ fail = mk "fail" "echo this-build-fails >&2; exit 3" { }; }"#);
+    let file = f.file(
+        "fail",
+        r#"{ fail = mk "fail" "echo this-build-fails >&2; exit 3" { }; }"#,
+    );
     let report = run_check(&f.opts(&file)).unwrap();
     match &report.derivations[0].build {
-        Classification::FirstBuildFailed { exit_code: Some(100), log_tail } => assert!(log_tail.contains("this-build-fails"), "{log_tail}"),
+        Classification::FirstBuildFailed {
+            exit_code: Some(100),
+            log_tail,
+        } => assert!(log_tail.contains("this-build-fails"), "{log_tail}"),
         other => panic!("{other:?}"),
     }
     assert!(report.derivations[0].outputs["out"].nar_hash.is_none());
@@ -171,13 +236,22 @@ fn build_that_fails_only_the_second_time_is_second_build_failed() {
     std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let file = f.file("once", r#"{ once = mk "once" "if [ -e /state/built ]; then echo already-built >&2; exit 1; fi; touch /state/built; echo x > $out" { }; }"#);
     let mut opts = f.opts(&file);
-    opts.nix_config = format!("{DEFAULT_NIX_CONFIG}\nextra-sandbox-paths = /state={}", state.display());
+    opts.nix_config = format!(
+        "{DEFAULT_NIX_CONFIG}\nextra-sandbox-paths = /state={}",
+        state.display()
+    );
     let report = run_check(&opts).unwrap();
     match &report.derivations[0].build {
-        Classification::SecondBuildFailed { exit_code: Some(100), log_tail } => assert!(log_tail.contains("already-built"), "{log_tail}"),
+        Classification::SecondBuildFailed {
+            exit_code: Some(100),
+            log_tail,
+        } => assert!(log_tail.contains("already-built"), "{log_tail}"),
         other => panic!("{other:?}"),
     }
-    assert!(report.derivations[0].outputs["out"].nar_hash.is_some(), "first build was hashed");
+    assert!(
+        report.derivations[0].outputs["out"].nar_hash.is_some(),
+        "first build was hashed"
+    );
     assert_eq!(report.exit_code(), exit_code::BUILD_FAILED);
 }
 
@@ -197,19 +271,30 @@ fn processes_with(marker: &str) -> Vec<String> {
 #[test]
 fn slow_build_times_out_and_its_builder_is_killed() {
     let f = Fixture::new();
-    let file = f.file("slow", r#"{ slow = mk "slow" "sleep 3171; touch $out" { }; }"#);
+    let file = f.file(
+        "slow",
+        r#"{ slow = mk "slow" "sleep 3171; touch $out" { }; }"#,
+    );
     let mut opts = f.opts(&file);
     opts.timeout = Duration::from_secs(3);
     let started = Instant::now();
     let report = run_check(&opts).unwrap();
     let took = started.elapsed();
     match &report.derivations[0].build {
-        Classification::TimedOut { phase: BuildPhase::First, timeout_secs: 3, .. } => {}
+        Classification::TimedOut {
+            phase: BuildPhase::First,
+            timeout_secs: 3,
+            ..
+        } => {}
         other => panic!("{other:?}"),
     }
     assert!(took < Duration::from_secs(20), "took {took:?}");
     assert_eq!(report.exit_code(), exit_code::TIMED_OUT);
-    assert!(processes_with("sleep 3171").is_empty(), "builder survived: {:?}", processes_with("sleep 3171"));
+    assert!(
+        processes_with("sleep 3171").is_empty(),
+        "builder survived: {:?}",
+        processes_with("sleep 3171")
+    );
 }
 
 const V1: &str = r#"{ app = let lib = mk "lib-1.0" "echo $flag > $out" { flag = "a"; }; in mk "app-2" "echo uses ${lib} > $out" { }; }"#;
@@ -225,32 +310,103 @@ fn changed_input_is_explained_down_to_the_root_cause() {
     opts.lock = Some(lock_file.clone());
     let report = run_check(&opts).unwrap();
     let d = &report.derivations[0];
-    let LockStatus::Differs { locked_drv_path, explanation, root_causes, closure } = &d.lock else { panic!("{:?}", d.lock) };
+    let LockStatus::Differs {
+        locked_drv_path,
+        explanation,
+        root_causes,
+        closure,
+    } = &d.lock
+    else {
+        panic!("{:?}", d.lock)
+    };
     assert_eq!(locked_drv_path, &lock.derivations["app"].drv_path);
     assert_eq!(root_causes, &["lib-1.1"]);
     let e = explanation.as_ref().unwrap();
     assert_eq!(e.name, "app-2");
-    assert!(e.changes.iter().all(|c| !c.is_cause()), "app changed only through lib: {:?}", e.changes);
+    assert!(
+        e.changes.iter().all(|c| !c.is_cause()),
+        "app changed only through lib: {:?}",
+        e.changes
+    );
     assert_eq!(e.inputs.len(), 1);
     let lib = &e.inputs[0];
-    assert!(lib.changes.contains(&Change::Env { name: "flag".into(), old: Some("a".into()), new: Some("b".into()), only_input_paths: false }), "{lib:?}");
-    assert!(lib.changes.iter().any(|c| matches!(c, Change::Env { name, .. } if name == "name")));
+    assert!(
+        lib.changes.contains(&Change::Env {
+            name: "flag".into(),
+            old: Some("a".into()),
+            new: Some("b".into()),
+            only_input_paths: false
+        }),
+        "{lib:?}"
+    );
+    assert!(
+        lib.changes
+            .iter()
+            .any(|c| matches!(c, Change::Env { name, .. } if name == "name"))
+    );
     assert_eq!(closure.changed.len(), 1);
-    assert_eq!((closure.changed[0].name.as_str(), closure.changed[0].old.as_slice(), closure.changed[0].new.as_slice()), ("lib", &["1.0".to_owned()][..], &["1.1".to_owned()][..]));
-    assert_eq!(closure.rebuilt.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["app"]);
-    assert!(matches!(d.outputs["out"].lock, NarStatus::Differs { .. }), "app's output names another lib");
-    assert_eq!(report.exit_code(), exit_code::LOCK_MISMATCH | exit_code::NAR_MISMATCH);
+    assert_eq!(
+        (
+            closure.changed[0].name.as_str(),
+            closure.changed[0].old.as_slice(),
+            closure.changed[0].new.as_slice()
+        ),
+        ("lib", &["1.0".to_owned()][..], &["1.1".to_owned()][..])
+    );
+    assert_eq!(
+        closure
+            .rebuilt
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect::<Vec<_>>(),
+        ["app"]
+    );
+    assert!(
+        matches!(d.outputs["out"].lock, NarStatus::Differs { .. }),
+        "app's output names another lib"
+    );
+    assert_eq!(
+        report.exit_code(),
+        exit_code::LOCK_MISMATCH | exit_code::NAR_MISMATCH
+    );
     let table = report.render();
     eprintln!("{table}");
-    assert!(table.contains("root cause(s): lib-1.1") && table.contains("[C] lib: 1.0 → 1.1"), "{table}");
+    assert!(
+        table.contains("root cause(s): lib-1.1") && table.contains("[C] lib: 1.0 → 1.1"),
+        "{table}"
+    );
 
     // closure diff: lock against the deployment, and drv against drv.
     let nix = f.nix();
-    let cd = closure_diff(&ClosureSource::Lock { path: lock_file, attrs: vec![] }, &ClosureSource::Eval { file: f.dir.path().join("v2.nix"), attrs: vec![] }, &nix).unwrap();
-    assert_eq!(&cd, closure);
-    let cd2 = closure_diff(&ClosureSource::Drv(locked_drv_path.clone()), &ClosureSource::Drv(d.drv_path.clone()), &nix).unwrap();
-    assert_eq!(&cd2, closure);
-    assert!(closure_diff(&ClosureSource::Drv(d.drv_path.clone()), &ClosureSource::Drv(d.drv_path.clone()), &nix).unwrap().is_empty());
+    let cd = closure_diff(
+        &ClosureSource::Lock {
+            path: lock_file,
+            attrs: vec![],
+        },
+        &ClosureSource::Eval {
+            file: f.dir.path().join("v2.nix"),
+            attrs: vec![],
+        },
+        &nix,
+    )
+    .unwrap();
+    assert_eq!(&cd, &**closure);
+    let cd2 = closure_diff(
+        &ClosureSource::Drv(locked_drv_path.clone()),
+        &ClosureSource::Drv(d.drv_path.clone()),
+        &nix,
+    )
+    .unwrap();
+    assert_eq!(&cd2, &**closure);
+    assert!(
+        closure_diff(
+            &ClosureSource::Drv(d.drv_path.clone()),
+            &ClosureSource::Drv(d.drv_path.clone()),
+            &nix
+        )
+        .unwrap()
+        .is_empty()
+    );
 }
 
 #[test]
@@ -264,8 +420,21 @@ fn lock_from_another_machine_still_gets_a_closure_diff() {
     opts.lock = Some(lock_file);
     opts.build = false;
     let report = run_check(&opts).unwrap();
-    let LockStatus::Differs { explanation, closure, .. } = &report.derivations[0].lock else { panic!() };
-    assert!(matches!(explanation.as_ref().unwrap().changes[..], [Change::Unavailable { .. }]), "{explanation:?}");
+    let LockStatus::Differs {
+        explanation,
+        closure,
+        ..
+    } = &report.derivations[0].lock
+    else {
+        panic!()
+    };
+    assert!(
+        matches!(
+            explanation.as_ref().unwrap().changes[..],
+            [Change::Unavailable { .. }]
+        ),
+        "{explanation:?}"
+    );
     assert_eq!(closure.changed[0].name, "lib");
 }
 
@@ -285,16 +454,34 @@ fn nar_hash_differs_from_the_lock_when_another_store_builds_differently() {
     assert_eq!(det.lock, LockStatus::Matches);
     assert_eq!(det.outputs["out"].lock, NarStatus::Matches);
     assert_eq!(rnd.lock, LockStatus::Matches, "same derivation");
-    assert_eq!(rnd.outputs["out"].lock, NarStatus::Differs { locked: lock.derivations["rnd"].outputs["out"].nar_hash.clone().unwrap() });
+    assert_eq!(
+        rnd.outputs["out"].lock,
+        NarStatus::Differs {
+            locked: lock.derivations["rnd"].outputs["out"]
+                .nar_hash
+                .clone()
+                .unwrap()
+        }
+    );
     // And our hash is the one Nix registered in the provider's store.
-    assert_eq!(rnd.outputs["out"].nar_hash.as_ref().unwrap().to_string(), nix_query_hash(&provider.store(), &rnd.outputs["out"].path));
-    assert_eq!(report.exit_code(), exit_code::NAR_MISMATCH | exit_code::UNREPRODUCIBLE);
+    assert_eq!(
+        rnd.outputs["out"].nar_hash.as_ref().unwrap().to_string(),
+        nix_query_hash(&provider.store(), &rnd.outputs["out"].path)
+    );
+    assert_eq!(
+        report.exit_code(),
+        exit_code::NAR_MISMATCH | exit_code::UNREPRODUCIBLE
+    );
 }
 
 #[test]
 fn lock_refuses_impure_and_failing_derivations() {
     let f = Fixture::new();
-    let err = run_lock(&f.opts(&f.file("i", r#"{ t = mk "t" "touch $out" { t = toString builtins.currentTime; }; }"#))).unwrap_err();
+    let err = run_lock(&f.opts(&f.file(
+        "i",
+        r#"{ t = mk "t" "touch $out" { t = toString builtins.currentTime; }; }"#,
+    )))
+    .unwrap_err();
     assert!(err.to_string().contains("impure evaluation"), "{err}");
     let err = run_lock(&f.opts(&f.file("f", r#"{ f = mk "f" "exit 1" { }; }"#))).unwrap_err();
     assert!(err.to_string().contains("build failed"), "{err}");

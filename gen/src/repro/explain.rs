@@ -115,9 +115,15 @@ impl Change {
     /// Whether this change can cause a rebuild by itself (and is not only the echo of a changed input).
     pub fn is_cause(&self) -> bool {
         match self {
-            Change::Builder { only_input_paths, .. } | Change::Args { only_input_paths, .. } | Change::Env { only_input_paths, .. } => {
-                !only_input_paths
+            Change::Builder {
+                only_input_paths, ..
             }
+            | Change::Args {
+                only_input_paths, ..
+            }
+            | Change::Env {
+                only_input_paths, ..
+            } => !only_input_paths,
             _ => true,
         }
     }
@@ -133,8 +139,16 @@ pub fn without_store_hashes(s: &str) -> String {
         out.push_str(&rest[..i + PREFIX.len()]);
         rest = &rest[i + PREFIX.len()..];
         let b = rest.as_bytes();
-        if b.len() > 32 && b[32] == b'-' && b[..32].iter().all(|c| crate::store::base32::ALPHABET.contains(c)) {
-            let name_len = b[33..].iter().take_while(|c| c.is_ascii_alphanumeric() || b"+-._?=".contains(c)).count();
+        if b.len() > 32
+            && b[32] == b'-'
+            && b[..32]
+                .iter()
+                .all(|c| crate::store::base32::ALPHABET.contains(c))
+        {
+            let name_len = b[33..]
+                .iter()
+                .take_while(|c| c.is_ascii_alphanumeric() || b"+-._?=".contains(c))
+                .count();
             let (pname, _) = crate::store::closure::parse_name_version(&rest[33..33 + name_len]);
             out.push_str("<hash>-");
             out.push_str(&pname);
@@ -152,7 +166,9 @@ fn pairing_key(p: &str) -> String {
 
 fn drv_name(p: &str) -> String {
     let base = p.rsplit('/').next().unwrap_or(p);
-    StorePath::from_base_name(base).map(|sp| sp.name().trim_end_matches(".drv").to_owned()).unwrap_or_else(|_| base.to_owned())
+    StorePath::from_base_name(base)
+        .map(|sp| sp.name().trim_end_matches(".drv").to_owned())
+        .unwrap_or_else(|_| base.to_owned())
 }
 
 /// Explains how `.drv` `new` differs from `old`, reading both from the store rooted at `root`.
@@ -164,8 +180,20 @@ pub fn explain(root: &Path, old: &str, new: &str) -> Result<DrvDiff, crate::stor
     explain_inner(root, old, new, &mut seen)
 }
 
-fn explain_inner(root: &Path, old: &str, new: &str, seen: &mut HashSet<(String, String)>) -> Result<DrvDiff, crate::store::Error> {
-    let mut diff = DrvDiff { name: drv_name(new), old: old.to_owned(), new: new.to_owned(), changes: vec![], inputs: vec![], repeated: false };
+fn explain_inner(
+    root: &Path,
+    old: &str,
+    new: &str,
+    seen: &mut HashSet<(String, String)>,
+) -> Result<DrvDiff, crate::store::Error> {
+    let mut diff = DrvDiff {
+        name: drv_name(new),
+        old: old.to_owned(),
+        new: new.to_owned(),
+        changes: vec![],
+        inputs: vec![],
+        repeated: false,
+    };
     if !seen.insert((old.to_owned(), new.to_owned())) {
         diff.repeated = true;
         return Ok(diff);
@@ -174,30 +202,63 @@ fn explain_inner(root: &Path, old: &str, new: &str, seen: &mut HashSet<(String, 
     let o = match Derivation::read(&real_path(root, old)) {
         Ok(o) => o,
         Err(e) => {
-            diff.changes.push(Change::Unavailable { reason: e.to_string() });
+            diff.changes.push(Change::Unavailable {
+                reason: e.to_string(),
+            });
             return Ok(diff);
         }
     };
     let fixed = |d: &Derivation| -> BTreeMap<String, String> {
-        d.outputs.iter().map(|(k, v)| (k.clone(), if v.hash.is_empty() { String::new() } else { format!("{}:{}", v.hash_algo, v.hash) })).collect()
+        d.outputs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    if v.hash.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}:{}", v.hash_algo, v.hash)
+                    },
+                )
+            })
+            .collect()
     };
     let (fo, fn_) = (fixed(&o), fixed(&n));
     for k in fo.keys().chain(fn_.keys()).collect::<BTreeSet<_>>() {
         if fo.get(k) != fn_.get(k) {
-            diff.changes.push(Change::Output { name: k.clone(), old: fo.get(k).cloned(), new: fn_.get(k).cloned() });
+            diff.changes.push(Change::Output {
+                name: k.clone(),
+                old: fo.get(k).cloned(),
+                new: fn_.get(k).cloned(),
+            });
         }
     }
     if o.platform != n.platform {
-        diff.changes.push(Change::Platform { old: o.platform.clone(), new: n.platform.clone() });
+        diff.changes.push(Change::Platform {
+            old: o.platform.clone(),
+            new: n.platform.clone(),
+        });
     }
     if o.builder != n.builder {
         let only = without_store_hashes(&o.builder) == without_store_hashes(&n.builder);
-        diff.changes.push(Change::Builder { old: o.builder.clone(), new: n.builder.clone(), only_input_paths: only });
+        diff.changes.push(Change::Builder {
+            old: o.builder.clone(),
+            new: n.builder.clone(),
+            only_input_paths: only,
+        });
     }
     if o.args != n.args {
-        let norm = |a: &[String]| a.iter().map(|s| without_store_hashes(s)).collect::<Vec<_>>();
+        let norm = |a: &[String]| {
+            a.iter()
+                .map(|s| without_store_hashes(s))
+                .collect::<Vec<_>>()
+        };
         let only = norm(&o.args) == norm(&n.args);
-        diff.changes.push(Change::Args { old: o.args.clone(), new: n.args.clone(), only_input_paths: only });
+        diff.changes.push(Change::Args {
+            old: o.args.clone(),
+            new: n.args.clone(),
+            only_input_paths: only,
+        });
     }
     for k in o.env.keys().chain(n.env.keys()).collect::<BTreeSet<_>>() {
         let (a, b) = (o.env.get(k), n.env.get(k));
@@ -206,7 +267,12 @@ fn explain_inner(root: &Path, old: &str, new: &str, seen: &mut HashSet<(String, 
                 (Some(a), Some(b)) => without_store_hashes(a) == without_store_hashes(b),
                 _ => false,
             };
-            diff.changes.push(Change::Env { name: k.clone(), old: a.cloned(), new: b.cloned(), only_input_paths: only });
+            diff.changes.push(Change::Env {
+                name: k.clone(),
+                old: a.cloned(),
+                new: b.cloned(),
+                only_input_paths: only,
+            });
         }
     }
     // Sources, paired by store path name.
@@ -219,9 +285,16 @@ fn explain_inner(root: &Path, old: &str, new: &str, seen: &mut HashSet<(String, 
     };
     let (so, sn) = (by_name(&o.input_srcs), by_name(&n.input_srcs));
     for name in so.keys().chain(sn.keys()).collect::<BTreeSet<_>>() {
-        let (a, b) = (so.get(name).cloned().unwrap_or_default(), sn.get(name).cloned().unwrap_or_default());
+        let (a, b) = (
+            so.get(name).cloned().unwrap_or_default(),
+            sn.get(name).cloned().unwrap_or_default(),
+        );
         for (x, y) in pair(a, b) {
-            diff.changes.push(Change::Source { name: name.clone(), old: x, new: y });
+            diff.changes.push(Change::Source {
+                name: name.clone(),
+                old: x,
+                new: y,
+            });
         }
     }
     // Input derivations, paired by name; recurse into changed pairs.
@@ -234,18 +307,29 @@ fn explain_inner(root: &Path, old: &str, new: &str, seen: &mut HashSet<(String, 
     };
     let (io, inn) = (group(&o.input_drvs), group(&n.input_drvs));
     for name in io.keys().chain(inn.keys()).collect::<BTreeSet<_>>() {
-        let (a, b) = (io.get(name).cloned().unwrap_or_default(), inn.get(name).cloned().unwrap_or_default());
+        let (a, b) = (
+            io.get(name).cloned().unwrap_or_default(),
+            inn.get(name).cloned().unwrap_or_default(),
+        );
         // Unchanged paths: only the outputs used may differ.
         for p in a.iter().filter(|p| b.contains(p)) {
             let (x, y) = (&o.input_drvs[p], &n.input_drvs[p]);
             if x != y {
-                diff.changes.push(Change::InputOutputs { name: name.clone(), old: x.iter().cloned().collect(), new: y.iter().cloned().collect() });
+                diff.changes.push(Change::InputOutputs {
+                    name: name.clone(),
+                    old: x.iter().cloned().collect(),
+                    new: y.iter().cloned().collect(),
+                });
             }
         }
         for (x, y) in pair(a, b) {
             match (x, y) {
                 (Some(x), Some(y)) => diff.inputs.push(explain_inner(root, &x, &y, seen)?),
-                (x, y) => diff.changes.push(Change::Input { name: name.clone(), old: x, new: y }),
+                (x, y) => diff.changes.push(Change::Input {
+                    name: name.clone(),
+                    old: x,
+                    new: y,
+                }),
             }
         }
     }
@@ -257,7 +341,9 @@ fn pair(a: Vec<String>, b: Vec<String>) -> Vec<(Option<String>, Option<String>)>
     let only_a: Vec<String> = a.iter().filter(|x| !b.contains(x)).cloned().collect();
     let only_b: Vec<String> = b.iter().filter(|x| !a.contains(x)).cloned().collect();
     let n = only_a.len().max(only_b.len());
-    (0..n).map(|i| (only_a.get(i).cloned(), only_b.get(i).cloned())).collect()
+    (0..n)
+        .map(|i| (only_a.get(i).cloned(), only_b.get(i).cloned()))
+        .collect()
 }
 
 impl DrvDiff {
@@ -290,22 +376,66 @@ impl DrvDiff {
 
     fn render_into(&self, s: &mut String, depth: usize) {
         let pad = "  ".repeat(depth);
-        s.push_str(&format!("{pad}{}: {} → {}{}\n", self.name, self.old, self.new, if self.repeated { " (see above)" } else { "" }));
+        s.push_str(&format!(
+            "{pad}{}: {} → {}{}\n",
+            self.name,
+            self.old,
+            self.new,
+            if self.repeated { " (see above)" } else { "" }
+        ));
         for c in &self.changes {
             let line = match c {
-                Change::Output { name, old, new } => format!("output {name}: {} → {}", opt(old), opt(new)),
+                Change::Output { name, old, new } => {
+                    format!("output {name}: {} → {}", opt(old), opt(new))
+                }
                 Change::Platform { old, new } => format!("system: {old} → {new}"),
-                Change::Builder { old, new, only_input_paths } => format!("builder: {} → {}{}", short(old), short(new), echo(*only_input_paths)),
-                Change::Args { old, new, only_input_paths } => {
-                    format!("args: {} → {}{}", short(&format!("{old:?}")), short(&format!("{new:?}")), echo(*only_input_paths))
+                Change::Builder {
+                    old,
+                    new,
+                    only_input_paths,
+                } => format!(
+                    "builder: {} → {}{}",
+                    short(old),
+                    short(new),
+                    echo(*only_input_paths)
+                ),
+                Change::Args {
+                    old,
+                    new,
+                    only_input_paths,
+                } => {
+                    format!(
+                        "args: {} → {}{}",
+                        short(&format!("{old:?}")),
+                        short(&format!("{new:?}")),
+                        echo(*only_input_paths)
+                    )
                 }
-                Change::Env { name, old, new, only_input_paths } => {
-                    format!("env {name}: {} → {}{}", short(&opt(old)), short(&opt(new)), echo(*only_input_paths))
+                Change::Env {
+                    name,
+                    old,
+                    new,
+                    only_input_paths,
+                } => {
+                    format!(
+                        "env {name}: {} → {}{}",
+                        short(&opt(old)),
+                        short(&opt(new)),
+                        echo(*only_input_paths)
+                    )
                 }
-                Change::Source { name, old, new } => format!("source {name}: {} → {}", opt(old), opt(new)),
-                Change::Input { name, old, new } => format!("input {name}: {} → {}", opt(old), opt(new)),
-                Change::InputOutputs { name, old, new } => format!("outputs used from {name}: {old:?} → {new:?}"),
-                Change::Unavailable { reason } => format!("old derivation not available here: {reason}"),
+                Change::Source { name, old, new } => {
+                    format!("source {name}: {} → {}", opt(old), opt(new))
+                }
+                Change::Input { name, old, new } => {
+                    format!("input {name}: {} → {}", opt(old), opt(new))
+                }
+                Change::InputOutputs { name, old, new } => {
+                    format!("outputs used from {name}: {old:?} → {new:?}")
+                }
+                Change::Unavailable { reason } => {
+                    format!("old derivation not available here: {reason}")
+                }
             };
             s.push_str(&format!("{pad}  - {line}\n"));
         }
@@ -316,7 +446,9 @@ impl DrvDiff {
 }
 
 fn opt(v: &Option<String>) -> String {
-    v.as_ref().map(|v| format!("{v:?}")).unwrap_or_else(|| "(none)".into())
+    v.as_ref()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_else(|| "(none)".into())
 }
 
 fn echo(only: bool) -> &'static str {
@@ -325,7 +457,11 @@ fn echo(only: bool) -> &'static str {
 
 fn short(s: &str) -> String {
     const MAX: usize = 160;
-    if s.chars().count() <= MAX { s.to_owned() } else { format!("{}…", s.chars().take(MAX).collect::<String>()) }
+    if s.chars().count() <= MAX {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(MAX).collect::<String>())
+    }
 }
 
 #[cfg(test)]
@@ -336,9 +472,15 @@ mod tests {
     fn store_paths_are_normalised_to_package_names() {
         let a = "echo /nix/store/0a8a3k2b6dmvqdkrv2c4a3a4lq1pqh2v-lib-1.0/bin/x > $out";
         let b = "echo /nix/store/1b8a3k2b6dmvqdkrv2c4a3a4lq1pqh2v-lib-1.1/bin/x > $out";
-        assert_eq!(without_store_hashes(a), "echo /nix/store/<hash>-lib/bin/x > $out");
+        assert_eq!(
+            without_store_hashes(a),
+            "echo /nix/store/<hash>-lib/bin/x > $out"
+        );
         assert_eq!(without_store_hashes(a), without_store_hashes(b));
-        assert_ne!(without_store_hashes(a), without_store_hashes(&b.replace("lib-", "other-")));
+        assert_ne!(
+            without_store_hashes(a),
+            without_store_hashes(&b.replace("lib-", "other-"))
+        );
         assert_eq!(without_store_hashes("/nix/store/short"), "/nix/store/short");
     }
 }

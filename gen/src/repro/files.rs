@@ -82,10 +82,21 @@ pub fn diff_trees(first: &Path, second: &Path) -> Result<Vec<FileDifference>, St
 fn walk(a: &Path, b: &Path, rel: &str, out: &mut Vec<FileDifference>) -> Result<(), StoreError> {
     let ma = fs::symlink_metadata(a).map_err(|e| StoreError::io(a, e))?;
     let mb = fs::symlink_metadata(b).map_err(|e| StoreError::io(b, e))?;
-    let push = |out: &mut Vec<FileDifference>, kind| out.push(FileDifference { path: rel.to_owned(), kind });
+    let push = |out: &mut Vec<FileDifference>, kind| {
+        out.push(FileDifference {
+            path: rel.to_owned(),
+            kind,
+        })
+    };
     let (ka, kb) = (kind(&ma), kind(&mb));
     if ka != kb {
-        push(out, DifferenceKind::Type { old: ka.into(), new: kb.into() });
+        push(
+            out,
+            DifferenceKind::Type {
+                old: ka.into(),
+                new: kb.into(),
+            },
+        );
         return Ok(());
     }
     match ka {
@@ -93,12 +104,25 @@ fn walk(a: &Path, b: &Path, rel: &str, out: &mut Vec<FileDifference>) -> Result<
             let ta = fs::read_link(a).map_err(|e| StoreError::io(a, e))?;
             let tb = fs::read_link(b).map_err(|e| StoreError::io(b, e))?;
             if ta != tb {
-                push(out, DifferenceKind::SymlinkTarget { old: ta.display().to_string(), new: tb.display().to_string() });
+                push(
+                    out,
+                    DifferenceKind::SymlinkTarget {
+                        old: ta.display().to_string(),
+                        new: tb.display().to_string(),
+                    },
+                );
             }
         }
         "file" => {
             if let Some(off) = first_difference(a, b)? {
-                push(out, DifferenceKind::Contents { old_size: ma.len(), new_size: mb.len(), first_difference: off });
+                push(
+                    out,
+                    DifferenceKind::Contents {
+                        old_size: ma.len(),
+                        new_size: mb.len(),
+                        first_difference: off,
+                    },
+                );
             }
             let (xa, xb) = (ma.mode() & 0o100 != 0, mb.mode() & 0o100 != 0);
             if xa != xb {
@@ -110,19 +134,32 @@ fn walk(a: &Path, b: &Path, rel: &str, out: &mut Vec<FileDifference>) -> Result<
                 use std::os::unix::ffi::OsStringExt;
                 fs::read_dir(d)
                     .map_err(|e| StoreError::io(d, e))?
-                    .map(|e| e.map(|e| e.file_name().into_vec()).map_err(|e| StoreError::io(d, e)))
+                    .map(|e| {
+                        e.map(|e| e.file_name().into_vec())
+                            .map_err(|e| StoreError::io(d, e))
+                    })
                     .collect()
             };
             let (na, nb) = (names(a)?, names(b)?);
             for n in na.union(&nb) {
                 let name = String::from_utf8_lossy(n);
-                let child = if rel == "." { name.into_owned() } else { format!("{rel}/{name}") };
+                let child = if rel == "." {
+                    name.into_owned()
+                } else {
+                    format!("{rel}/{name}")
+                };
                 use std::os::unix::ffi::OsStrExt;
                 let os = std::ffi::OsStr::from_bytes(n);
                 match (na.contains(n), nb.contains(n)) {
                     (true, true) => walk(&a.join(os), &b.join(os), &child, out)?,
-                    (true, false) => out.push(FileDifference { path: child, kind: DifferenceKind::OnlyInFirst }),
-                    _ => out.push(FileDifference { path: child, kind: DifferenceKind::OnlyInSecond }),
+                    (true, false) => out.push(FileDifference {
+                        path: child,
+                        kind: DifferenceKind::OnlyInFirst,
+                    }),
+                    _ => out.push(FileDifference {
+                        path: child,
+                        kind: DifferenceKind::OnlyInSecond,
+                    }),
                 }
             }
         }

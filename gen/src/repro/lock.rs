@@ -51,10 +51,22 @@ pub struct LockedOutput {
 impl Lock {
     /// Reads and validates a lock file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read(path).map_err(|e| Error::Io { context: format!("reading lock {}", path.display()), source: e })?;
-        let lock: Lock = serde_json::from_slice(&text).map_err(|e| Error::Lock { path: path.to_owned(), reason: e.to_string() })?;
+        let text = std::fs::read(path).map_err(|e| Error::Io {
+            context: format!("reading lock {}", path.display()),
+            source: e,
+        })?;
+        let lock: Lock = serde_json::from_slice(&text).map_err(|e| Error::Lock {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
         if lock.version != LOCK_VERSION {
-            return Err(Error::Lock { path: path.to_owned(), reason: format!("unsupported version {} (expected {LOCK_VERSION})", lock.version) });
+            return Err(Error::Lock {
+                path: path.to_owned(),
+                reason: format!(
+                    "unsupported version {} (expected {LOCK_VERSION})",
+                    lock.version
+                ),
+            });
         }
         Ok(lock)
     }
@@ -68,8 +80,14 @@ impl Lock {
 
     /// Writes the lock atomically (temporary file in the same directory, then rename).
     pub fn write(&self, path: &Path) -> Result<()> {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let io = |e| Error::Io { context: format!("writing lock {}", path.display()), source: e };
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let io = |e| Error::Io {
+            context: format!("writing lock {}", path.display()),
+            source: e,
+        };
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
         std::io::Write::write_all(&mut tmp, self.to_json().as_bytes()).map_err(io)?;
         tmp.persist(path).map_err(|e| io(e.error))?;

@@ -124,25 +124,40 @@ impl CheckOptions {
     }
 
     fn nix(&self) -> Nix {
-        Nix { store: self.store.clone(), config: self.nix_config.clone() }
+        Nix {
+            store: self.store.clone(),
+            config: self.nix_config.clone(),
+        }
     }
 }
 
 fn progress_bar(show: bool, len: u64) -> ProgressBar {
-    let target = if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let target = if show {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
     let pb = ProgressBar::with_draw_target(Some(len), target);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+    {
         pb.set_style(style);
     }
     pb
 }
 
 /// Evaluates twice; the second evaluation starts in a later wall-clock second than the first one ended.
-fn evaluate_twice(nix: &Nix, opts: &CheckOptions, pb: &ProgressBar) -> Result<(BTreeMap<String, Evaluated>, BTreeMap<String, Evaluated>)> {
+fn evaluate_twice(
+    nix: &Nix,
+    opts: &CheckOptions,
+    pb: &ProgressBar,
+) -> Result<(BTreeMap<String, Evaluated>, BTreeMap<String, Evaluated>)> {
     pb.set_message("evaluating (1/2)");
     let first = nix.evaluate(&opts.file, &opts.attrs)?;
     pb.inc(1);
-    let ended = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let ended = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let next = Duration::from_secs(ended.as_secs() + 1);
     if let Ok(wait) = (UNIX_EPOCH + next).duration_since(SystemTime::now()) {
         std::thread::sleep(wait + Duration::from_millis(5));
@@ -164,15 +179,26 @@ pub fn run_check(opts: &CheckOptions) -> Result<Report> {
     let pb = progress_bar(opts.progress, 2);
     let (first, second) = evaluate_twice(&nix, opts, &pb)?;
     pb.inc_length(first.len() as u64 * if opts.build { 2 } else { 0 });
-    let tmp = tempfile::Builder::new().prefix("fedigen-repro-").tempdir().map_err(|e| Error::Io { context: "creating a temporary directory".into(), source: e })?;
+    let tmp = tempfile::Builder::new()
+        .prefix("fedigen-repro-")
+        .tempdir()
+        .map_err(|e| Error::Io {
+            context: "creating a temporary directory".into(),
+            source: e,
+        })?;
     let mut report = Report::default();
     for (attr, ev) in &first {
         let evaluation = match second.get(attr) {
             Some(s) if s == ev => Evaluation::Pure,
             other => {
                 let second_drv_path = other.map(|s| s.drv_path.clone()).unwrap_or_default();
-                let explanation = other.map(|s| explain(&root, &ev.drv_path, &s.drv_path)).transpose()?;
-                Evaluation::Impure { second_drv_path, explanation }
+                let explanation = other
+                    .map(|s| explain(&root, &ev.drv_path, &s.drv_path))
+                    .transpose()?;
+                Evaluation::Impure {
+                    second_drv_path,
+                    explanation,
+                }
             }
         };
         let lock_status = compare_with_lock(&root, lock.as_ref(), attr, ev)?;
@@ -180,12 +206,28 @@ pub fn run_check(opts: &CheckOptions) -> Result<Report> {
             .outputs
             .iter()
             .map(|(k, p)| {
-                let r = OutputReport { path: p.clone(), nar_hash: None, nar_size: None, lock: NarStatus::NotChecked, check_path: None, differences: vec![], diffoscope: None };
+                let r = OutputReport {
+                    path: p.clone(),
+                    nar_hash: None,
+                    nar_size: None,
+                    lock: NarStatus::NotChecked,
+                    check_path: None,
+                    differences: vec![],
+                    diffoscope: None,
+                };
                 (k.clone(), r)
             })
             .collect();
         let build = if opts.build {
-            build_and_check(&nix, attr, &ev.drv_path, opts.timeout, tmp.path(), &pb, &mut outputs)?
+            build_and_check(
+                &nix,
+                attr,
+                &ev.drv_path,
+                opts.timeout,
+                tmp.path(),
+                &pb,
+                &mut outputs,
+            )?
         } else {
             Classification::NotBuilt
         };
@@ -193,34 +235,67 @@ pub fn run_check(opts: &CheckOptions) -> Result<Report> {
             let locked = lock.derivations.get(attr);
             for (name, o) in outputs.iter_mut() {
                 let Some(hash) = &o.nar_hash else { continue };
-                o.lock = match locked.and_then(|l| l.outputs.get(name)).and_then(|l| l.nar_hash.as_ref()) {
+                o.lock = match locked
+                    .and_then(|l| l.outputs.get(name))
+                    .and_then(|l| l.nar_hash.as_ref())
+                {
                     None => NarStatus::NotLocked,
                     Some(h) if h == hash => NarStatus::Matches,
                     Some(h) => NarStatus::Differs { locked: h.clone() },
                 };
             }
         }
-        report.derivations.push(DrvReport { attr: attr.clone(), drv_path: ev.drv_path.clone(), evaluation, lock: lock_status, build, outputs });
+        report.derivations.push(DrvReport {
+            attr: attr.clone(),
+            drv_path: ev.drv_path.clone(),
+            evaluation,
+            lock: lock_status,
+            build,
+            outputs,
+        });
     }
     pb.finish_and_clear();
     Ok(report)
 }
 
-fn compare_with_lock(root: &Path, lock: Option<&Lock>, attr: &str, ev: &Evaluated) -> Result<LockStatus> {
-    let Some(lock) = lock else { return Ok(LockStatus::NoLock) };
-    let Some(locked) = lock.derivations.get(attr) else { return Ok(LockStatus::NotLocked) };
+fn compare_with_lock(
+    root: &Path,
+    lock: Option<&Lock>,
+    attr: &str,
+    ev: &Evaluated,
+) -> Result<LockStatus> {
+    let Some(lock) = lock else {
+        return Ok(LockStatus::NoLock);
+    };
+    let Some(locked) = lock.derivations.get(attr) else {
+        return Ok(LockStatus::NotLocked);
+    };
     if locked.drv_path == ev.drv_path {
         return Ok(LockStatus::Matches);
     }
     let explanation = explain(root, &locked.drv_path, &ev.drv_path)?;
-    let root_causes = explanation.root_causes().iter().map(|d| d.name.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+    let root_causes = explanation
+        .root_causes()
+        .iter()
+        .map(|d| d.name.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let old = to_store_paths(&locked.closure)?;
     let new = closure::closure_paths(root, std::slice::from_ref(&ev.drv_path))?;
-    Ok(LockStatus::Differs { locked_drv_path: locked.drv_path.clone(), explanation: Some(explanation), root_causes, closure: closure::diff_closures(&old, &new) })
+    Ok(LockStatus::Differs {
+        locked_drv_path: locked.drv_path.clone(),
+        explanation: Some(Box::new(explanation)),
+        root_causes,
+        closure: Box::new(closure::diff_closures(&old, &new)),
+    })
 }
 
 fn to_store_paths(paths: &[String]) -> Result<BTreeSet<StorePath>> {
-    Ok(paths.iter().map(|p| StorePath::try_from(p.clone())).collect::<Result<_, _>>()?)
+    Ok(paths
+        .iter()
+        .map(|p| StorePath::try_from(p.clone()))
+        .collect::<Result<_, _>>()?)
 }
 
 /// Builds, rebuilds with `--check`, classifies, and fills in NAR hashes and differing files of `outputs`.
@@ -241,11 +316,18 @@ fn build_and_check(
         BuildOutcome::Success => {}
         BuildOutcome::Failed { code, log_tail } => {
             pb.inc(1);
-            return Ok(Classification::FirstBuildFailed { exit_code: code, log_tail });
+            return Ok(Classification::FirstBuildFailed {
+                exit_code: code,
+                log_tail,
+            });
         }
         BuildOutcome::TimedOut { log_tail } => {
             pb.inc(1);
-            return Ok(Classification::TimedOut { phase: BuildPhase::First, timeout_secs, log_tail });
+            return Ok(Classification::TimedOut {
+                phase: BuildPhase::First,
+                timeout_secs,
+                log_tail,
+            });
         }
     }
     // NAR hashes of the first build, all outputs in parallel.
@@ -272,8 +354,15 @@ fn build_and_check(
             }
             Classification::Unreproducible
         }
-        BuildOutcome::Failed { code, log_tail } => Classification::SecondBuildFailed { exit_code: code, log_tail },
-        BuildOutcome::TimedOut { log_tail } => Classification::TimedOut { phase: BuildPhase::Second, timeout_secs, log_tail },
+        BuildOutcome::Failed { code, log_tail } => Classification::SecondBuildFailed {
+            exit_code: code,
+            log_tail,
+        },
+        BuildOutcome::TimedOut { log_tail } => Classification::TimedOut {
+            phase: BuildPhase::Second,
+            timeout_secs,
+            log_tail,
+        },
     })
 }
 
@@ -285,24 +374,57 @@ pub fn run_lock(opts: &CheckOptions) -> Result<Lock> {
     let pb = progress_bar(opts.progress, 2);
     let (first, second) = evaluate_twice(&nix, opts, &pb)?;
     pb.inc_length(first.len() as u64);
-    let tmp = tempfile::Builder::new().prefix("fedigen-lock-").tempdir().map_err(|e| Error::Io { context: "creating a temporary directory".into(), source: e })?;
-    let mut lock = Lock { version: lock::LOCK_VERSION, derivations: BTreeMap::new() };
+    let tmp = tempfile::Builder::new()
+        .prefix("fedigen-lock-")
+        .tempdir()
+        .map_err(|e| Error::Io {
+            context: "creating a temporary directory".into(),
+            source: e,
+        })?;
+    let mut lock = Lock {
+        version: lock::LOCK_VERSION,
+        derivations: BTreeMap::new(),
+    };
     for (attr, ev) in &first {
         if second.get(attr) != Some(ev) {
-            let other = second.get(attr).map(|s| s.drv_path.as_str()).unwrap_or("nothing");
-            return Err(Error::Unlockable { attr: attr.clone(), reason: format!("impure evaluation ({} then {other})", ev.drv_path) });
+            let other = second
+                .get(attr)
+                .map(|s| s.drv_path.as_str())
+                .unwrap_or("nothing");
+            return Err(Error::Unlockable {
+                attr: attr.clone(),
+                reason: format!("impure evaluation ({} then {other})", ev.drv_path),
+            });
         }
-        let mut outputs: BTreeMap<String, lock::LockedOutput> =
-            ev.outputs.iter().map(|(k, p)| (k.clone(), lock::LockedOutput { path: p.clone(), nar_hash: None, nar_size: None })).collect();
+        let mut outputs: BTreeMap<String, lock::LockedOutput> = ev
+            .outputs
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    lock::LockedOutput {
+                        path: p.clone(),
+                        nar_hash: None,
+                        nar_size: None,
+                    },
+                )
+            })
+            .collect();
         if opts.build {
             pb.set_message(format!("{attr}: building"));
             match nix.build(&ev.drv_path, false, opts.timeout, tmp.path())? {
                 BuildOutcome::Success => {}
                 BuildOutcome::Failed { code, log_tail } => {
-                    return Err(Error::Unlockable { attr: attr.clone(), reason: format!("build failed (exit {code:?}):\n{log_tail}") });
+                    return Err(Error::Unlockable {
+                        attr: attr.clone(),
+                        reason: format!("build failed (exit {code:?}):\n{log_tail}"),
+                    });
                 }
                 BuildOutcome::TimedOut { .. } => {
-                    return Err(Error::Unlockable { attr: attr.clone(), reason: format!("build timed out after {}s", opts.timeout.as_secs()) });
+                    return Err(Error::Unlockable {
+                        attr: attr.clone(),
+                        reason: format!("build timed out after {}s", opts.timeout.as_secs()),
+                    });
                 }
             }
             let reals: Vec<PathBuf> = outputs.values().map(|o| nix.real_path(&o.path)).collect();
@@ -313,8 +435,17 @@ pub fn run_lock(opts: &CheckOptions) -> Result<Lock> {
             }
         }
         pb.inc(1);
-        let closure = closure::read_closure(&root, std::slice::from_ref(&ev.drv_path))?.into_keys().collect();
-        lock.derivations.insert(attr.clone(), lock::LockedDerivation { drv_path: ev.drv_path.clone(), outputs, closure });
+        let closure = closure::read_closure(&root, std::slice::from_ref(&ev.drv_path))?
+            .into_keys()
+            .collect();
+        lock.derivations.insert(
+            attr.clone(),
+            lock::LockedDerivation {
+                drv_path: ev.drv_path.clone(),
+                outputs,
+                closure,
+            },
+        );
     }
     pb.finish_and_clear();
     Ok(lock)
@@ -348,15 +479,24 @@ impl ClosureSource {
         if arg.ends_with(".drv") {
             ClosureSource::Drv(arg.to_owned())
         } else if arg.ends_with(".json") || arg.ends_with(".lock") {
-            ClosureSource::Lock { path: arg.into(), attrs: vec![] }
+            ClosureSource::Lock {
+                path: arg.into(),
+                attrs: vec![],
+            }
         } else {
-            ClosureSource::Eval { file: arg.into(), attrs: vec![] }
+            ClosureSource::Eval {
+                file: arg.into(),
+                attrs: vec![],
+            }
         }
     }
 
     fn paths(&self, nix: &Nix) -> Result<BTreeSet<StorePath>> {
         match self {
-            ClosureSource::Drv(p) => Ok(closure::closure_paths(&nix.root(), std::slice::from_ref(p))?),
+            ClosureSource::Drv(p) => Ok(closure::closure_paths(
+                &nix.root(),
+                std::slice::from_ref(p),
+            )?),
             ClosureSource::Lock { path, attrs } => {
                 let lock = Lock::read(path)?;
                 let mut all = BTreeSet::new();

@@ -98,26 +98,48 @@ impl Nix {
     /// Evaluates `attrs` of `file` (all top-level derivations when empty) in one fresh `nix-instantiate`
     /// process, writing the `.drv` files to the store.
     pub fn evaluate(&self, file: &Path, attrs: &[String]) -> Result<BTreeMap<String, Evaluated>> {
-        let file = std::path::absolute(file).map_err(|e| Error::Io { context: format!("resolving {}", file.display()), source: e })?;
+        let file = std::path::absolute(file).map_err(|e| Error::Io {
+            context: format!("resolving {}", file.display()),
+            source: e,
+        })?;
         let mut c = self.command("nix-instantiate");
-        c.args(["--eval", "--strict", "--json", "--read-write-mode", "--argstr", "file"])
-            .arg(&file)
-            .args(["--argstr", "attrsJson"])
-            .arg(serde_json::to_string(attrs).expect("strings serialise"))
-            .args(["-E", EVAL_EXPR]);
-        let out = c.output().map_err(|e| Error::Spawn { command: "nix-instantiate".into(), source: e })?;
+        c.args([
+            "--eval",
+            "--strict",
+            "--json",
+            "--read-write-mode",
+            "--argstr",
+            "file",
+        ])
+        .arg(&file)
+        .args(["--argstr", "attrsJson"])
+        .arg(serde_json::to_string(attrs).expect("strings serialise"))
+        .args(["-E", EVAL_EXPR]);
+        let out = c.output().map_err(|e| Error::Spawn {
+            command: "nix-instantiate".into(),
+            source: e,
+        })?;
         if !out.status.success() {
             return Err(Error::Eval {
                 file: file.clone(),
                 message: tail(&String::from_utf8_lossy(&out.stderr), LOG_TAIL_LINES),
             });
         }
-        serde_json::from_slice(&out.stdout).map_err(|e| Error::Eval { file, message: format!("unexpected output of nix-instantiate: {e}") })
+        serde_json::from_slice(&out.stdout).map_err(|e| Error::Eval {
+            file,
+            message: format!("unexpected output of nix-instantiate: {e}"),
+        })
     }
 
     /// Builds `drv` (all outputs), or with `check` rebuilds it and compares (`--check --keep-failed`), killing
     /// the build after `timeout`. `tmpdir` receives Nix's build directories (kept ones included).
-    pub fn build(&self, drv: &str, check: bool, timeout: Duration, tmpdir: &Path) -> Result<BuildOutcome> {
+    pub fn build(
+        &self,
+        drv: &str,
+        check: bool,
+        timeout: Duration,
+        tmpdir: &Path,
+    ) -> Result<BuildOutcome> {
         let mut c = self.command("nix-build");
         c.arg(drv).arg("--no-out-link").env("TMPDIR", tmpdir);
         if check {
@@ -130,8 +152,13 @@ impl Nix {
 /// Runs `c` in its own process group with stderr captured; on timeout, SIGTERM to the group, then SIGKILL.
 pub fn run_with_timeout(mut c: Command, name: &str, timeout: Duration) -> Result<BuildOutcome> {
     use std::os::unix::process::CommandExt;
-    c.process_group(0).stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut child = c.spawn().map_err(|e| Error::Spawn { command: name.to_owned(), source: e })?;
+    c.process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| Error::Spawn {
+        command: name.to_owned(),
+        source: e,
+    })?;
     let mut stderr = child.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut buf = Vec::new();
@@ -139,18 +166,27 @@ pub fn run_with_timeout(mut c: Command, name: &str, timeout: Duration) -> Result
         buf
     });
     let pgid = child.id() as libc::pid_t;
-    let waited = child.wait_timeout(timeout).map_err(|e| Error::Spawn { command: name.to_owned(), source: e })?;
+    let waited = child.wait_timeout(timeout).map_err(|e| Error::Spawn {
+        command: name.to_owned(),
+        source: e,
+    })?;
     let (status, timed_out) = match waited {
         Some(s) => (s, false),
         None => {
             // SAFETY: kill(2) with a negative pid signals the process group we created for this child.
             unsafe { libc::kill(-pgid, libc::SIGTERM) };
-            let s = match child.wait_timeout(GRACE).map_err(|e| Error::Spawn { command: name.to_owned(), source: e })? {
+            let s = match child.wait_timeout(GRACE).map_err(|e| Error::Spawn {
+                command: name.to_owned(),
+                source: e,
+            })? {
                 Some(s) => s,
                 None => {
                     // SAFETY: as above.
                     unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                    child.wait().map_err(|e| Error::Spawn { command: name.to_owned(), source: e })?
+                    child.wait().map_err(|e| Error::Spawn {
+                        command: name.to_owned(),
+                        source: e,
+                    })?
                 }
             };
             (s, true)
@@ -163,7 +199,10 @@ pub fn run_with_timeout(mut c: Command, name: &str, timeout: Duration) -> Result
     } else if status.success() {
         BuildOutcome::Success
     } else {
-        BuildOutcome::Failed { code: status.code(), log_tail }
+        BuildOutcome::Failed {
+            code: status.code(),
+            log_tail,
+        }
     })
 }
 

@@ -85,11 +85,11 @@ pub enum LockStatus {
         /// The locked `.drv` path.
         locked_drv_path: String,
         /// The walk down both derivations (the old side may be unavailable on this machine).
-        explanation: Option<DrvDiff>,
+        explanation: Option<Box<DrvDiff>>,
         /// Names of the derivations where the change originates.
         root_causes: Vec<String>,
         /// Packages added, removed, changed between the locked and the current closure.
-        closure: ClosureDiff,
+        closure: Box<ClosureDiff>,
     },
 }
 
@@ -181,16 +181,25 @@ impl DrvReport {
         if matches!(self.evaluation, Evaluation::Impure { .. }) {
             c |= exit_code::IMPURE;
         }
-        if matches!(self.lock, LockStatus::NotLocked | LockStatus::Differs { .. }) {
+        if matches!(
+            self.lock,
+            LockStatus::NotLocked | LockStatus::Differs { .. }
+        ) {
             c |= exit_code::LOCK_MISMATCH;
         }
         c |= match self.build {
             Classification::Unreproducible => exit_code::UNREPRODUCIBLE,
-            Classification::FirstBuildFailed { .. } | Classification::SecondBuildFailed { .. } => exit_code::BUILD_FAILED,
+            Classification::FirstBuildFailed { .. } | Classification::SecondBuildFailed { .. } => {
+                exit_code::BUILD_FAILED
+            }
             Classification::TimedOut { .. } => exit_code::TIMED_OUT,
             _ => 0,
         };
-        if self.outputs.values().any(|o| matches!(o.lock, NarStatus::Differs { .. } | NarStatus::NotLocked)) {
+        if self
+            .outputs
+            .values()
+            .any(|o| matches!(o.lock, NarStatus::Differs { .. } | NarStatus::NotLocked))
+        {
             c |= exit_code::NAR_MISMATCH;
         }
         c
@@ -200,7 +209,9 @@ impl DrvReport {
 impl Report {
     /// The process exit code for this report (see [`exit_code`]).
     pub fn exit_code(&self) -> i32 {
-        self.derivations.iter().fold(exit_code::OK, |c, d| c | d.exit_code())
+        self.derivations
+            .iter()
+            .fold(exit_code::OK, |c, d| c | d.exit_code())
     }
 
     /// Pretty JSON with a trailing newline.
@@ -233,8 +244,19 @@ impl Report {
                     Classification::Unreproducible => "UNREPRODUCIBLE".to_owned(),
                     Classification::FirstBuildFailed { .. } => "FIRST BUILD FAILED".to_owned(),
                     Classification::SecondBuildFailed { .. } => "SECOND BUILD FAILED".to_owned(),
-                    Classification::TimedOut { phase, timeout_secs, .. } => {
-                        format!("TIMED OUT ({} build, {timeout_secs}s)", if *phase == BuildPhase::First { "first" } else { "second" })
+                    Classification::TimedOut {
+                        phase,
+                        timeout_secs,
+                        ..
+                    } => {
+                        format!(
+                            "TIMED OUT ({} build, {timeout_secs}s)",
+                            if *phase == BuildPhase::First {
+                                "first"
+                            } else {
+                                "second"
+                            }
+                        )
                     }
                 };
                 let nar = nar_summary(d);
@@ -248,7 +270,12 @@ impl Report {
             }
         }
         let line = |cells: &[String]| -> String {
-            let mut s = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join("  ");
+            let mut s = cells
+                .iter()
+                .zip(widths)
+                .map(|(c, w)| format!("{c:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ");
             s.truncate(s.trim_end().len());
             s.push('\n');
             s
@@ -261,7 +288,10 @@ impl Report {
             s.push_str(&details(d));
         }
         let code = self.exit_code();
-        s.push_str(&format!("\n{} derivation(s); exit code {code}\n", self.derivations.len()));
+        s.push_str(&format!(
+            "\n{} derivation(s); exit code {code}\n",
+            self.derivations.len()
+        ));
         s
     }
 }
@@ -270,8 +300,16 @@ fn nar_summary(d: &DrvReport) -> String {
     if d.outputs.values().all(|o| o.lock == NarStatus::NotChecked) {
         return "-".into();
     }
-    let bad = d.outputs.values().filter(|o| matches!(o.lock, NarStatus::Differs { .. } | NarStatus::NotLocked)).count();
-    if bad == 0 { "matches".into() } else { format!("{bad} DIFFER") }
+    let bad = d
+        .outputs
+        .values()
+        .filter(|o| matches!(o.lock, NarStatus::Differs { .. } | NarStatus::NotLocked))
+        .count();
+    if bad == 0 {
+        "matches".into()
+    } else {
+        format!("{bad} DIFFER")
+    }
 }
 
 fn details(d: &DrvReport) -> String {
@@ -282,11 +320,27 @@ fn details(d: &DrvReport) -> String {
             s.push_str(&format!("    {l}\n"));
         }
     };
-    if let Evaluation::Impure { second_drv_path, explanation } = &d.evaluation {
-        let body = explanation.as_ref().map(DrvDiff::render).unwrap_or_default();
-        section(format!("impure evaluation: {} then {second_drv_path}", d.drv_path), body);
+    if let Evaluation::Impure {
+        second_drv_path,
+        explanation,
+    } = &d.evaluation
+    {
+        let body = explanation
+            .as_ref()
+            .map(DrvDiff::render)
+            .unwrap_or_default();
+        section(
+            format!("impure evaluation: {} then {second_drv_path}", d.drv_path),
+            body,
+        );
     }
-    if let LockStatus::Differs { locked_drv_path, explanation, root_causes, closure } = &d.lock {
+    if let LockStatus::Differs {
+        locked_drv_path,
+        explanation,
+        root_causes,
+        closure,
+    } = &d.lock
+    {
         let mut body = format!("locked {locked_drv_path}\nnow    {}\n", d.drv_path);
         if !root_causes.is_empty() {
             body.push_str(&format!("root cause(s): {}\n", root_causes.join(", ")));
@@ -301,10 +355,27 @@ fn details(d: &DrvReport) -> String {
         section("derivation differs from the lock".into(), body);
     }
     match &d.build {
-        Classification::FirstBuildFailed { exit_code, log_tail } | Classification::SecondBuildFailed { exit_code, log_tail } => {
-            section(format!("build failed (exit {})", exit_code.map(|c| c.to_string()).unwrap_or("by signal".into())), log_tail.clone());
+        Classification::FirstBuildFailed {
+            exit_code,
+            log_tail,
         }
-        Classification::TimedOut { log_tail, .. } => section("build timed out".into(), log_tail.clone()),
+        | Classification::SecondBuildFailed {
+            exit_code,
+            log_tail,
+        } => {
+            section(
+                format!(
+                    "build failed (exit {})",
+                    exit_code
+                        .map(|c| c.to_string())
+                        .unwrap_or("by signal".into())
+                ),
+                log_tail.clone(),
+            );
+        }
+        Classification::TimedOut { log_tail, .. } => {
+            section("build timed out".into(), log_tail.clone())
+        }
         _ => {}
     }
     for (name, o) in &d.outputs {
@@ -319,8 +390,15 @@ fn details(d: &DrvReport) -> String {
             section(format!("output {name} differs between builds"), body);
         }
         if let NarStatus::Differs { locked } = &o.lock {
-            let now = o.nar_hash.as_ref().map(|h| h.to_string()).unwrap_or_default();
-            section(format!("output {name}: NAR hash differs from the lock"), format!("locked {locked}\nbuilt  {now}"));
+            let now = o
+                .nar_hash
+                .as_ref()
+                .map(|h| h.to_string())
+                .unwrap_or_default();
+            section(
+                format!("output {name}: NAR hash differs from the lock"),
+                format!("locked {locked}\nbuilt  {now}"),
+            );
         }
     }
     s
@@ -328,8 +406,14 @@ fn details(d: &DrvReport) -> String {
 
 fn describe(k: &DifferenceKind) -> String {
     match k {
-        DifferenceKind::Contents { old_size, new_size, first_difference } => {
-            format!("contents differ ({old_size} vs {new_size} bytes, first difference at byte {first_difference})")
+        DifferenceKind::Contents {
+            old_size,
+            new_size,
+            first_difference,
+        } => {
+            format!(
+                "contents differ ({old_size} vs {new_size} bytes, first difference at byte {first_difference})"
+            )
         }
         DifferenceKind::Executable { old, new } => format!("executable bit {old} vs {new}"),
         DifferenceKind::SymlinkTarget { old, new } => format!("symlink target {old:?} vs {new:?}"),

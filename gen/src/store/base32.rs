@@ -20,7 +20,11 @@ pub fn encode(bytes: &[u8]) -> String {
         let i = b / 8;
         let j = b % 8;
         let lo = (bytes[i] as u16) >> j;
-        let hi = if i + 1 < bytes.len() { (bytes[i + 1] as u16) << (8 - j) } else { 0 };
+        let hi = if i + 1 < bytes.len() {
+            (bytes[i + 1] as u16) << (8 - j)
+        } else {
+            0
+        };
         out.push(ALPHABET[((lo | hi) & 0x1f) as usize] as char);
     }
     out
@@ -38,12 +42,18 @@ pub fn decode(encoded: &str) -> Result<Vec<u8>> {
     let s = encoded.as_bytes();
     let size = s.len() * 5 / 8;
     if encoded_len(size) != s.len() {
-        return Err(Error::Base32 { input: encoded.to_owned(), reason: "length is not that of any byte string" });
+        return Err(Error::Base32 {
+            input: encoded.to_owned(),
+            reason: "length is not that of any byte string",
+        });
     }
     let mut out = vec![0u8; size];
     for n in 0..s.len() {
         let c = s[s.len() - n - 1];
-        let d = digit(c).ok_or_else(|| Error::Base32 { input: encoded.to_owned(), reason: "character outside Nix's alphabet" })?;
+        let d = digit(c).ok_or_else(|| Error::Base32 {
+            input: encoded.to_owned(),
+            reason: "character outside Nix's alphabet",
+        })?;
         let b = n * 5;
         let i = b / 8;
         let j = b % 8;
@@ -52,7 +62,10 @@ pub fn decode(encoded: &str) -> Result<Vec<u8>> {
         if i + 1 < size {
             out[i + 1] |= carry;
         } else if carry != 0 {
-            return Err(Error::Base32 { input: encoded.to_owned(), reason: "non-zero padding bits" });
+            return Err(Error::Base32 {
+                input: encoded.to_owned(),
+                reason: "non-zero padding bits",
+            });
         }
     }
     Ok(out)

@@ -91,13 +91,22 @@ pub struct ClosureDiff {
 impl ClosureDiff {
     /// Whether the closures are identical.
     pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty() && self.rebuilt.is_empty()
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.changed.is_empty()
+            && self.rebuilt.is_empty()
     }
 
     /// Human-readable listing, one package per line, sorted by name; deterministic.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let v = |v: &[String]| if v.iter().all(String::is_empty) { "∅".to_owned() } else { v.join(", ") };
+        let v = |v: &[String]| {
+            if v.iter().all(String::is_empty) {
+                "∅".to_owned()
+            } else {
+                v.join(", ")
+            }
+        };
         for c in &self.changed {
             s.push_str(&format!("[C] {}: {} → {}\n", c.name, v(&c.old), v(&c.new)));
         }
@@ -148,17 +157,28 @@ pub fn diff_closures<'a>(
     let vec = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
     for (name, o) in &old {
         match new.get(name) {
-            None => d.removed.push(Package { name: name.clone(), versions: vec(&o.versions) }),
-            Some(n) if n.versions != o.versions => {
-                d.changed.push(PackageChange { name: name.clone(), old: vec(&o.versions), new: vec(&n.versions) })
-            }
-            Some(n) if n.paths != o.paths => d.rebuilt.push(Package { name: name.clone(), versions: vec(&n.versions) }),
+            None => d.removed.push(Package {
+                name: name.clone(),
+                versions: vec(&o.versions),
+            }),
+            Some(n) if n.versions != o.versions => d.changed.push(PackageChange {
+                name: name.clone(),
+                old: vec(&o.versions),
+                new: vec(&n.versions),
+            }),
+            Some(n) if n.paths != o.paths => d.rebuilt.push(Package {
+                name: name.clone(),
+                versions: vec(&n.versions),
+            }),
             Some(_) => {}
         }
     }
     for (name, n) in &new {
         if !old.contains_key(name) {
-            d.added.push(Package { name: name.clone(), versions: vec(&n.versions) });
+            d.added.push(Package {
+                name: name.clone(),
+                versions: vec(&n.versions),
+            });
         }
     }
     d
@@ -170,7 +190,10 @@ pub fn closure_paths(root: &Path, roots: &[String]) -> Result<BTreeSet<StorePath
         .keys()
         .map(|p| {
             p.strip_prefix("/nix/store/")
-                .ok_or_else(|| Error::StorePath { input: p.clone(), reason: "not in /nix/store".into() })
+                .ok_or_else(|| Error::StorePath {
+                    input: p.clone(),
+                    reason: "not in /nix/store".into(),
+                })
                 .and_then(StorePath::from_base_name)
         })
         .collect()
@@ -182,9 +205,18 @@ mod tests {
 
     #[test]
     fn name_version_like_nix() {
-        assert_eq!(parse_name_version("hello-2.12.1.drv"), ("hello".into(), "2.12.1".into()));
+        assert_eq!(
+            parse_name_version("hello-2.12.1.drv"),
+            ("hello".into(), "2.12.1".into())
+        );
         assert_eq!(parse_name_version("busybox"), ("busybox".into(), "".into()));
-        assert_eq!(parse_name_version("perl5.36.0-JSON-4.10"), ("perl5.36.0-JSON".into(), "4.10".into()));
-        assert_eq!(parse_name_version("foo-bar-baz-1"), ("foo-bar-baz".into(), "1".into()));
+        assert_eq!(
+            parse_name_version("perl5.36.0-JSON-4.10"),
+            ("perl5.36.0-JSON".into(), "4.10".into())
+        );
+        assert_eq!(
+            parse_name_version("foo-bar-baz-1"),
+            ("foo-bar-baz".into(), "1".into())
+        );
     }
 }

@@ -79,7 +79,11 @@ impl Derivation {
     pub fn read(file: &Path) -> Result<Self> {
         let text = std::fs::read(file).map_err(|e| Error::io(file, e))?;
         Derivation::parse(&text).map_err(|e| match e {
-            Error::Drv { offset, reason, .. } => Error::Drv { path: Some(file.to_owned()), offset, reason },
+            Error::Drv { offset, reason, .. } => Error::Drv {
+                path: Some(file.to_owned()),
+                offset,
+                reason,
+            },
             e => e,
         })
     }
@@ -96,7 +100,11 @@ impl Derivation {
 
     /// Nix's `unparse`: `mask_outputs` blanks output paths and output variables (for the hash modulo);
     /// `inputs` replaces the input derivations (by their hashes).
-    fn unparse(&self, mask_outputs: bool, inputs: Option<&BTreeMap<String, BTreeSet<String>>>) -> String {
+    fn unparse(
+        &self,
+        mask_outputs: bool,
+        inputs: Option<&BTreeMap<String, BTreeSet<String>>>,
+    ) -> String {
         let mut s = String::with_capacity(4096);
         s.push_str("Derive([");
         for (i, (name, o)) in self.outputs.iter().enumerate() {
@@ -140,7 +148,14 @@ impl Derivation {
             s.push('(');
             quoted(&mut s, k);
             s.push(',');
-            quoted(&mut s, if mask_outputs && self.outputs.contains_key(k) { "" } else { v });
+            quoted(
+                &mut s,
+                if mask_outputs && self.outputs.contains_key(k) {
+                    ""
+                } else {
+                    v
+                },
+            );
             s.push(')');
         }
         s.push_str("])");
@@ -149,7 +164,11 @@ impl Derivation {
 
     /// Whether this is a fixed-output derivation (one output `out` with an expected hash).
     pub fn is_fixed_output(&self) -> bool {
-        self.outputs.len() == 1 && self.outputs.get("out").is_some_and(|o| !o.hash.is_empty() && !o.hash_algo.is_empty())
+        self.outputs.len() == 1
+            && self
+                .outputs
+                .get("out")
+                .is_some_and(|o| !o.hash.is_empty() && !o.hash_algo.is_empty())
     }
 
     /// Nix's `hashDerivationModulo`: per output, the hash that determines output paths.
@@ -166,25 +185,53 @@ impl Derivation {
         if self.is_fixed_output() {
             let o = &self.outputs["out"];
             let path = self.fixed_output_path(store_dir)?;
-            let s = format!("fixed:out:{}:{}:{}", o.hash_algo, o.hash, store_dir.print(&path));
-            return Ok(BTreeMap::from([("out".to_owned(), Hash::sha256(s.as_bytes()))]));
+            let s = format!(
+                "fixed:out:{}:{}:{}",
+                o.hash_algo,
+                o.hash,
+                store_dir.print(&path)
+            );
+            return Ok(BTreeMap::from([(
+                "out".to_owned(),
+                Hash::sha256(s.as_bytes()),
+            )]));
         }
         let mut inputs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (drv, outs) in &self.input_drvs {
             for out in outs {
-                inputs.entry(input_hash(drv, out)?.to_base16()).or_default().insert(out.clone());
+                inputs
+                    .entry(input_hash(drv, out)?.to_base16())
+                    .or_default()
+                    .insert(out.clone());
             }
         }
         let h = Hash::sha256(self.unparse(mask_outputs, Some(&inputs)).as_bytes());
-        Ok(self.outputs.keys().map(|k| (k.clone(), h.clone())).collect())
+        Ok(self
+            .outputs
+            .keys()
+            .map(|k| (k.clone(), h.clone()))
+            .collect())
     }
 
     /// Output path of a fixed-output derivation (content-addressed by `outputHash`).
     pub fn fixed_output_path(&self, store_dir: &StoreDir) -> Result<StorePath> {
-        let (method, hash) = self.outputs.get("out").map(|o| o.fixed()).transpose()?.flatten().ok_or_else(|| {
-            Error::StorePath { input: self.name().to_owned(), reason: "not a fixed-output derivation".into() }
-        })?;
-        store_dir.make_fixed_output_path(method, &hash, &output_path_name(self.name(), "out"), &BTreeSet::new(), false)
+        let (method, hash) = self
+            .outputs
+            .get("out")
+            .map(|o| o.fixed())
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| Error::StorePath {
+                input: self.name().to_owned(),
+                reason: "not a fixed-output derivation".into(),
+            })?;
+        store_dir.make_fixed_output_path(
+            method,
+            &hash,
+            &output_path_name(self.name(), "out"),
+            &BTreeSet::new(),
+            false,
+        )
     }
 
     /// The output paths Nix assigns to this derivation, computed from scratch (as `derivationStrict` does);
@@ -195,10 +242,21 @@ impl Derivation {
         input_hash: impl FnMut(&str, &str) -> Result<Hash>,
     ) -> Result<BTreeMap<String, StorePath>> {
         if self.is_fixed_output() {
-            return Ok(BTreeMap::from([("out".to_owned(), self.fixed_output_path(store_dir)?)]));
+            return Ok(BTreeMap::from([(
+                "out".to_owned(),
+                self.fixed_output_path(store_dir)?,
+            )]));
         }
         let hashes = self.hash_modulo(store_dir, true, input_hash)?;
-        hashes.iter().map(|(out, h)| Ok((out.clone(), store_dir.make_output_path(out, h, self.name())?))).collect()
+        hashes
+            .iter()
+            .map(|(out, h)| {
+                Ok((
+                    out.clone(),
+                    store_dir.make_output_path(out, h, self.name())?,
+                ))
+            })
+            .collect()
     }
 
     /// The store path of this derivation's `.drv` file: a text path over its ATerm, referencing its sources and
@@ -208,7 +266,11 @@ impl Derivation {
         for p in self.input_srcs.iter().chain(self.input_drvs.keys()) {
             refs.insert(store_dir.parse(p)?);
         }
-        store_dir.make_text_path(&format!("{}.drv", self.name()), self.to_aterm().as_bytes(), &refs)
+        store_dir.make_text_path(
+            &format!("{}.drv", self.name()),
+            self.to_aterm().as_bytes(),
+            &refs,
+        )
     }
 }
 
@@ -225,7 +287,11 @@ pub struct DrvHasher {
 impl DrvHasher {
     /// A hasher reading `.drv` files from `<root><store_dir>/…`.
     pub fn new(root: impl Into<PathBuf>, store_dir: StoreDir) -> Self {
-        DrvHasher { root: root.into(), store_dir, cache: HashMap::new() }
+        DrvHasher {
+            root: root.into(),
+            store_dir,
+            cache: HashMap::new(),
+        }
     }
 
     /// Where `drv` (an absolute store path) is on disk.
@@ -245,7 +311,11 @@ impl DrvHasher {
     }
 
     /// Hash modulo of `d`, resolving its inputs through this hasher.
-    pub fn hash_with_inputs(&mut self, d: &Derivation, mask_outputs: bool) -> Result<BTreeMap<String, Hash>> {
+    pub fn hash_with_inputs(
+        &mut self,
+        d: &Derivation,
+        mask_outputs: bool,
+    ) -> Result<BTreeMap<String, Hash>> {
         let sd = self.store_dir.clone();
         d.hash_modulo(&sd, mask_outputs, |drv, out| {
             let hs = self.hash_of(drv)?;
@@ -260,10 +330,16 @@ impl DrvHasher {
     /// Output paths of `d` computed from its inputs (see [`Derivation::compute_output_paths`]).
     pub fn output_paths(&mut self, d: &Derivation) -> Result<BTreeMap<String, StorePath>> {
         if d.is_fixed_output() {
-            return Ok(BTreeMap::from([("out".to_owned(), d.fixed_output_path(&self.store_dir)?)]));
+            return Ok(BTreeMap::from([(
+                "out".to_owned(),
+                d.fixed_output_path(&self.store_dir)?,
+            )]));
         }
         let hashes = self.hash_with_inputs(d, true)?;
-        hashes.iter().map(|(o, h)| Ok((o.clone(), self.store_dir.make_output_path(o, h, d.name())?))).collect()
+        hashes
+            .iter()
+            .map(|(o, h)| Ok((o.clone(), self.store_dir.make_output_path(o, h, d.name())?)))
+            .collect()
     }
 }
 
@@ -293,7 +369,11 @@ fn quoted(s: &mut String, v: &str) {
     s.push('"');
 }
 
-fn list<'a, I: IntoIterator<Item = &'a String>>(s: &mut String, items: I, f: fn(&mut String, &str)) {
+fn list<'a, I: IntoIterator<Item = &'a String>>(
+    s: &mut String,
+    items: I,
+    f: fn(&mut String, &str),
+) {
     s.push('[');
     for (i, v) in items.into_iter().enumerate() {
         if i > 0 {
@@ -311,7 +391,11 @@ struct AtermParser<'a> {
 
 impl AtermParser<'_> {
     fn err(&self, reason: &str) -> Error {
-        Error::Drv { path: None, offset: self.i, reason: reason.to_owned() }
+        Error::Drv {
+            path: None,
+            offset: self.i,
+            reason: reason.to_owned(),
+        }
     }
 
     fn lit(&mut self, want: &str) -> Result<()> {
@@ -333,10 +417,19 @@ impl AtermParser<'_> {
         let mut out = Vec::new();
         loop {
             match self.s.get(self.i) {
-                None => return Err(Error::Drv { path: None, offset: start, reason: "unterminated string".into() }),
+                None => {
+                    return Err(Error::Drv {
+                        path: None,
+                        offset: start,
+                        reason: "unterminated string".into(),
+                    });
+                }
                 Some(b'"') => break,
                 Some(b'\\') => {
-                    let c = *self.s.get(self.i + 1).ok_or_else(|| self.err("unterminated escape"))?;
+                    let c = *self
+                        .s
+                        .get(self.i + 1)
+                        .ok_or_else(|| self.err("unterminated escape"))?;
                     out.push(match c {
                         b'n' => b'\n',
                         b'r' => b'\r',
@@ -352,7 +445,11 @@ impl AtermParser<'_> {
             }
         }
         self.i += 1;
-        String::from_utf8(out).map_err(|_| Error::Drv { path: None, offset: start, reason: "string is not UTF-8".into() })
+        String::from_utf8(out).map_err(|_| Error::Drv {
+            path: None,
+            offset: start,
+            reason: "string is not UTF-8".into(),
+        })
     }
 
     /// `[item,item,…]`
@@ -380,7 +477,11 @@ impl AtermParser<'_> {
         let n = v.len();
         let set: BTreeSet<String> = v.into_iter().collect();
         if set.len() != n {
-            return Err(Error::Drv { path: None, offset: at, reason: format!("duplicate {what}") });
+            return Err(Error::Drv {
+                path: None,
+                offset: at,
+                reason: format!("duplicate {what}"),
+            });
         }
         Ok(set)
     }
@@ -399,12 +500,23 @@ impl AtermParser<'_> {
             p.lit(",")?;
             let hash = p.string()?;
             p.lit(")")?;
-            Ok((name, DerivationOutput { path, hash_algo, hash }))
+            Ok((
+                name,
+                DerivationOutput {
+                    path,
+                    hash_algo,
+                    hash,
+                },
+            ))
         })?;
         let n = outputs.len();
         d.outputs = outputs.into_iter().collect();
         if d.outputs.len() != n {
-            return Err(Error::Drv { path: None, offset: at, reason: "duplicate output".into() });
+            return Err(Error::Drv {
+                path: None,
+                offset: at,
+                reason: "duplicate output".into(),
+            });
         }
         self.lit(",")?;
         let at = self.i;
@@ -419,7 +531,11 @@ impl AtermParser<'_> {
         let n = inputs.len();
         d.input_drvs = inputs.into_iter().collect();
         if d.input_drvs.len() != n {
-            return Err(Error::Drv { path: None, offset: at, reason: "duplicate input derivation".into() });
+            return Err(Error::Drv {
+                path: None,
+                offset: at,
+                reason: "duplicate input derivation".into(),
+            });
         }
         self.lit(",")?;
         d.input_srcs = self.sorted_set("input source")?;
@@ -442,7 +558,11 @@ impl AtermParser<'_> {
         let n = env.len();
         d.env = env.into_iter().collect();
         if d.env.len() != n {
-            return Err(Error::Drv { path: None, offset: at, reason: "duplicate environment variable".into() });
+            return Err(Error::Drv {
+                path: None,
+                offset: at,
+                reason: "duplicate environment variable".into(),
+            });
         }
         self.lit(")")?;
         Ok(d)

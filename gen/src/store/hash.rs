@@ -9,7 +9,9 @@ use std::fmt;
 ///
 /// Why all four although fedigen computes only SHA-256/512: a `.drv` file may name any of them (a
 /// fixed-output `outputHashAlgo = "sha1"`), and such files must still parse and print exactly.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HashAlgo {
     /// MD5 (16 bytes), legacy fixed outputs only.
@@ -34,7 +36,7 @@ impl HashAlgo {
     }
 
     /// Digest length in bytes; used to tell base16 from base32 when parsing a bare hash, as Nix does.
-    pub fn len(self) -> usize {
+    pub fn digest_len(self) -> usize {
         match self {
             HashAlgo::Md5 => 16,
             HashAlgo::Sha1 => 20,
@@ -50,7 +52,12 @@ impl HashAlgo {
             "sha1" => HashAlgo::Sha1,
             "sha256" => HashAlgo::Sha256,
             "sha512" => HashAlgo::Sha512,
-            _ => return Err(Error::Hash { input: s.to_owned(), reason: "unknown hash algorithm".into() }),
+            _ => {
+                return Err(Error::Hash {
+                    input: s.to_owned(),
+                    reason: "unknown hash algorithm".into(),
+                });
+            }
         })
     }
 }
@@ -68,10 +75,15 @@ pub struct Hash {
 impl Hash {
     /// Wraps raw digest bytes; fails when the length does not match the algorithm.
     pub fn new(algo: HashAlgo, bytes: Vec<u8>) -> Result<Self> {
-        if bytes.len() != algo.len() {
+        if bytes.len() != algo.digest_len() {
             return Err(Error::Hash {
                 input: hex(&bytes),
-                reason: format!("{} digest must be {} bytes, got {}", algo.name(), algo.len(), bytes.len()),
+                reason: format!(
+                    "{} digest must be {} bytes, got {}",
+                    algo.name(),
+                    algo.digest_len(),
+                    bytes.len()
+                ),
             });
         }
         Ok(Hash { algo, bytes })
@@ -79,12 +91,18 @@ impl Hash {
 
     /// SHA-256 of `data`: the hash Nix uses for store paths and NARs.
     pub fn sha256(data: &[u8]) -> Self {
-        Hash { algo: HashAlgo::Sha256, bytes: sha2::Sha256::digest(data).to_vec() }
+        Hash {
+            algo: HashAlgo::Sha256,
+            bytes: sha2::Sha256::digest(data).to_vec(),
+        }
     }
 
     /// Wraps a finished SHA-256 digest.
     pub fn from_sha256(digest: [u8; 32]) -> Self {
-        Hash { algo: HashAlgo::Sha256, bytes: digest.to_vec() }
+        Hash {
+            algo: HashAlgo::Sha256,
+            bytes: digest.to_vec(),
+        }
     }
 
     /// The algorithm.
@@ -119,21 +137,28 @@ impl Hash {
 
     /// Parses a bare base16 or base32 digest of a known algorithm (the length tells which, as in Nix).
     pub fn parse_bare(algo: HashAlgo, s: &str) -> Result<Self> {
-        let bytes = if s.len() == algo.len() * 2 {
-            unhex(s).ok_or_else(|| Error::Hash { input: s.to_owned(), reason: "invalid base16".into() })?
-        } else if s.len() == base32::encoded_len(algo.len()) {
+        let bytes = if s.len() == algo.digest_len() * 2 {
+            unhex(s).ok_or_else(|| Error::Hash {
+                input: s.to_owned(),
+                reason: "invalid base16".into(),
+            })?
+        } else if s.len() == base32::encoded_len(algo.digest_len()) {
             base32::decode(s)?
         } else {
-            return Err(Error::Hash { input: s.to_owned(), reason: format!("wrong length for {}", algo.name()) });
+            return Err(Error::Hash {
+                input: s.to_owned(),
+                reason: format!("wrong length for {}", algo.name()),
+            });
         };
         Hash::new(algo, bytes)
     }
 
     /// Parses `algo:digest` with the digest in base16 or base32.
     pub fn parse_typed(s: &str) -> Result<Self> {
-        let (algo, rest) = s
-            .split_once(':')
-            .ok_or_else(|| Error::Hash { input: s.to_owned(), reason: "expected <algo>:<digest>".into() })?;
+        let (algo, rest) = s.split_once(':').ok_or_else(|| Error::Hash {
+            input: s.to_owned(),
+            reason: "expected <algo>:<digest>".into(),
+        })?;
         Hash::parse_bare(HashAlgo::parse(algo)?, rest)
     }
 
@@ -198,8 +223,10 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         }
     }
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
-    b.chunks(2).map(|p| Some(v(p[0])? << 4 | v(p[1])?)).collect()
+    b.chunks(2)
+        .map(|p| Some(v(p[0])? << 4 | v(p[1])?))
+        .collect()
 }

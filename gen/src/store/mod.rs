@@ -64,7 +64,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A file type that NAR cannot represent (socket, device, FIFO).
-    #[error("{path}: unsupported file type for a NAR (only regular files, symlinks and directories)")]
+    #[error(
+        "{path}: unsupported file type for a NAR (only regular files, symlinks and directories)"
+    )]
     UnsupportedFileType {
         /// The offending path.
         path: PathBuf,
@@ -94,6 +96,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

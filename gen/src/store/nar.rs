@@ -76,7 +76,8 @@ impl NarNode {
     /// The NAR bytes of this tree.
     pub fn to_nar(&self) -> Vec<u8> {
         let mut v = Vec::new();
-        self.write_nar(&mut v).expect("writing to a Vec cannot fail");
+        self.write_nar(&mut v)
+            .expect("writing to a Vec cannot fail");
         v
     }
 
@@ -84,7 +85,10 @@ impl NarNode {
         t.str(b"(")?;
         t.str(b"type")?;
         match self {
-            NarNode::Regular { executable, contents } => {
+            NarNode::Regular {
+                executable,
+                contents,
+            } => {
                 t.str(b"regular")?;
                 if *executable {
                     t.str(b"executable")?;
@@ -121,10 +125,15 @@ impl NarNode {
         let ft = meta.file_type();
         if ft.is_symlink() {
             let target = fs::read_link(path).map_err(|e| Error::io(path, e))?;
-            Ok(NarNode::Symlink { target: target.into_os_string().into_vec() })
+            Ok(NarNode::Symlink {
+                target: target.into_os_string().into_vec(),
+            })
         } else if ft.is_file() {
             let contents = fs::read(path).map_err(|e| Error::io(path, e))?;
-            Ok(NarNode::Regular { executable: meta.mode() & 0o100 != 0, contents })
+            Ok(NarNode::Regular {
+                executable: meta.mode() & 0o100 != 0,
+                contents,
+            })
         } else if ft.is_dir() {
             let mut entries = BTreeMap::new();
             for e in fs::read_dir(path).map_err(|e| Error::io(path, e))? {
@@ -133,20 +142,27 @@ impl NarNode {
             }
             Ok(NarNode::Directory(entries))
         } else {
-            Err(Error::UnsupportedFileType { path: path.to_owned() })
+            Err(Error::UnsupportedFileType {
+                path: path.to_owned(),
+            })
         }
     }
 
     /// Creates the tree at `path` (which must not exist), like `nix-store --restore`.
     pub fn restore(&self, path: &Path) -> Result<()> {
         match self {
-            NarNode::Regular { executable, contents } => {
+            NarNode::Regular {
+                executable,
+                contents,
+            } => {
                 fs::write(path, contents).map_err(|e| Error::io(path, e))?;
                 let mode = if *executable { 0o555 } else { 0o444 };
-                fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))
+                fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                    .map_err(|e| Error::io(path, e))
             }
             NarNode::Symlink { target } => {
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), path).map_err(|e| Error::io(path, e))
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), path)
+                    .map_err(|e| Error::io(path, e))
             }
             NarNode::Directory(entries) => {
                 fs::create_dir(path).map_err(|e| Error::io(path, e))?;
@@ -164,7 +180,12 @@ impl NarNode {
 /// Why streaming: store outputs can be gigabytes; memory stays at one read buffer. Returns the number of
 /// bytes written.
 pub fn dump_path(path: &Path, out: impl Write) -> Result<u64> {
-    let mut d = Dumper { t: Tokens { w: CountingWriter { w: out, n: 0 } }, buf: vec![0u8; BUF] };
+    let mut d = Dumper {
+        t: Tokens {
+            w: CountingWriter { w: out, n: 0 },
+        },
+        buf: vec![0u8; BUF],
+    };
     d.t.str(MAGIC).map_err(|e| Error::io(path, e))?;
     d.node(path)?;
     Ok(d.t.w.n)
@@ -229,7 +250,9 @@ impl<W: Write> Dumper<W> {
                 self.t.str(b")").map_err(io)?;
             }
         } else {
-            return Err(Error::UnsupportedFileType { path: path.to_owned() });
+            return Err(Error::UnsupportedFileType {
+                path: path.to_owned(),
+            });
         }
         self.t.str(b")").map_err(io)
     }
@@ -243,7 +266,10 @@ impl<W: Write> Dumper<W> {
             let want = left.min(self.buf.len() as u64) as usize;
             let n = f.read(&mut self.buf[..want]).map_err(io)?;
             if n == 0 {
-                return Err(io(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being read")));
+                return Err(io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being read",
+                )));
             }
             self.t.w.write_all(&self.buf[..n]).map_err(io)?;
             left -= n as u64;
@@ -307,11 +333,16 @@ const MAX_TOKEN: u64 = 1 << 40;
 
 impl<R: Read> Parser<R> {
     fn err(&self, reason: &str) -> Error {
-        Error::Nar { offset: self.off, reason: reason.to_owned() }
+        Error::Nar {
+            offset: self.off,
+            reason: reason.to_owned(),
+        }
     }
 
     fn exact(&mut self, buf: &mut [u8]) -> Result<()> {
-        self.r.read_exact(buf).map_err(|e| self.err(&format!("unexpected end: {e}")))?;
+        self.r
+            .read_exact(buf)
+            .map_err(|e| self.err(&format!("unexpected end: {e}")))?;
         self.off += buf.len() as u64;
         Ok(())
     }
@@ -325,10 +356,16 @@ impl<R: Read> Parser<R> {
         }
         let mut s = Vec::new();
         let start = self.off;
-        (&mut self.r).take(len).read_to_end(&mut s).map_err(|e| self.err(&e.to_string()))?;
+        (&mut self.r)
+            .take(len)
+            .read_to_end(&mut s)
+            .map_err(|e| self.err(&e.to_string()))?;
         self.off += s.len() as u64;
         if s.len() as u64 != len {
-            return Err(Error::Nar { offset: start, reason: "unexpected end inside a string".into() });
+            return Err(Error::Nar {
+                offset: start,
+                reason: "unexpected end inside a string".into(),
+            });
         }
         let p = ((8 - len % 8) % 8) as usize;
         let mut pad = [0u8; 8];
@@ -345,7 +382,11 @@ impl<R: Read> Parser<R> {
         if got != want {
             return Err(Error::Nar {
                 offset: at,
-                reason: format!("expected {:?}, got {:?}", String::from_utf8_lossy(want), String::from_utf8_lossy(&got)),
+                reason: format!(
+                    "expected {:?}, got {:?}",
+                    String::from_utf8_lossy(want),
+                    String::from_utf8_lossy(&got)
+                ),
             });
         }
         Ok(())
@@ -369,11 +410,16 @@ impl<R: Read> Parser<R> {
                 if tag != b"contents" {
                     return Err(self.err("expected \"contents\""));
                 }
-                NarNode::Regular { executable, contents: self.string()? }
+                NarNode::Regular {
+                    executable,
+                    contents: self.string()?,
+                }
             }
             b"symlink" => {
                 self.expect(b"target")?;
-                NarNode::Symlink { target: self.string()? }
+                NarNode::Symlink {
+                    target: self.string()?,
+                }
             }
             b"directory" => {
                 let mut entries = BTreeMap::new();
@@ -383,17 +429,36 @@ impl<R: Read> Parser<R> {
                     match self.string()?.as_slice() {
                         b")" => return Ok(NarNode::Directory(entries)),
                         b"entry" => {}
-                        _ => return Err(Error::Nar { offset: tag_at, reason: "expected \"entry\" or \")\"".into() }),
+                        _ => {
+                            return Err(Error::Nar {
+                                offset: tag_at,
+                                reason: "expected \"entry\" or \")\"".into(),
+                            });
+                        }
                     }
                     self.expect(b"(")?;
                     self.expect(b"name")?;
                     let name_at = self.off;
                     let name = self.string()?;
-                    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
-                        return Err(Error::Nar { offset: name_at, reason: format!("invalid entry name {:?}", String::from_utf8_lossy(&name)) });
+                    if name.is_empty()
+                        || name == b"."
+                        || name == b".."
+                        || name.contains(&b'/')
+                        || name.contains(&0)
+                    {
+                        return Err(Error::Nar {
+                            offset: name_at,
+                            reason: format!(
+                                "invalid entry name {:?}",
+                                String::from_utf8_lossy(&name)
+                            ),
+                        });
                     }
                     if prev.as_ref().is_some_and(|p| p >= &name) {
-                        return Err(Error::Nar { offset: name_at, reason: "entries not sorted or duplicated".into() });
+                        return Err(Error::Nar {
+                            offset: name_at,
+                            reason: "entries not sorted or duplicated".into(),
+                        });
                     }
                     self.expect(b"node")?;
                     let child = self.node(depth + 1)?;
@@ -403,7 +468,10 @@ impl<R: Read> Parser<R> {
                 }
             }
             other => {
-                return Err(Error::Nar { offset: at, reason: format!("unknown node type {:?}", String::from_utf8_lossy(other)) });
+                return Err(Error::Nar {
+                    offset: at,
+                    reason: format!("unknown node type {:?}", String::from_utf8_lossy(other)),
+                });
             }
         };
         self.expect(b")")?;

@@ -24,7 +24,10 @@ impl StoreDir {
     pub fn new(dir: impl Into<String>) -> Result<Self> {
         let dir = dir.into();
         if !dir.starts_with('/') || dir.ends_with('/') {
-            return Err(Error::StorePath { input: dir, reason: "store directory must be absolute, no trailing /".into() });
+            return Err(Error::StorePath {
+                input: dir,
+                reason: "store directory must be absolute, no trailing /".into(),
+            });
         }
         Ok(StoreDir(dir))
     }
@@ -44,7 +47,10 @@ impl StoreDir {
         let rest = abs
             .strip_prefix(&self.0)
             .and_then(|r| r.strip_prefix('/'))
-            .ok_or_else(|| Error::StorePath { input: abs.to_owned(), reason: format!("not in {}", self.0) })?;
+            .ok_or_else(|| Error::StorePath {
+                input: abs.to_owned(),
+                reason: format!("not in {}", self.0),
+            })?;
         StorePath::from_base_name(rest)
     }
 
@@ -55,19 +61,35 @@ impl StoreDir {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        StorePath::from_base_name(base).ok().map(|p| (p, sub.to_owned()))
+        StorePath::from_base_name(base)
+            .ok()
+            .map(|p| (p, sub.to_owned()))
     }
 
     /// `makeStorePath`: `<type>:sha256:<base16 of hash>:<store dir>:<name>`, SHA-256, folded to 20 bytes.
     pub fn make_store_path(&self, path_type: &str, hash: &Hash, name: &str) -> Result<StorePath> {
         check_name(name)?;
-        let s = format!("{}:{}:{}:{}", path_type, hash.to_typed_base16(), self.0, name);
+        let s = format!(
+            "{}:{}:{}:{}",
+            path_type,
+            hash.to_typed_base16(),
+            self.0,
+            name
+        );
         let digest = Hash::sha256(s.as_bytes()).compress(HASH_BYTES);
-        Ok(StorePath { hash: base32::encode(&digest), name: name.to_owned() })
+        Ok(StorePath {
+            hash: base32::encode(&digest),
+            name: name.to_owned(),
+        })
     }
 
     /// `makeType`: the path type string with its references (and `self`), which the hash covers.
-    pub fn make_type(&self, kind: &str, references: &BTreeSet<StorePath>, self_reference: bool) -> String {
+    pub fn make_type(
+        &self,
+        kind: &str,
+        references: &BTreeSet<StorePath>,
+        self_reference: bool,
+    ) -> String {
         let mut s = kind.to_owned();
         for r in references {
             s.push(':');
@@ -80,8 +102,17 @@ impl StoreDir {
     }
 
     /// The path of `builtins.toFile name contents` and of a `.drv` file: type `text` with its references.
-    pub fn make_text_path(&self, name: &str, contents: &[u8], references: &BTreeSet<StorePath>) -> Result<StorePath> {
-        self.make_store_path(&self.make_type("text", references, false), &Hash::sha256(contents), name)
+    pub fn make_text_path(
+        &self,
+        name: &str,
+        contents: &[u8],
+        references: &BTreeSet<StorePath>,
+    ) -> Result<StorePath> {
+        self.make_store_path(
+            &self.make_type("text", references, false),
+            &Hash::sha256(contents),
+            name,
+        )
     }
 
     /// The path of a fixed-output store object: `nix-store --add` (recursive SHA-256 of the NAR),
@@ -95,7 +126,11 @@ impl StoreDir {
         self_reference: bool,
     ) -> Result<StorePath> {
         if method == IngestionMethod::Recursive && hash.algo() == HashAlgo::Sha256 {
-            self.make_store_path(&self.make_type("source", references, self_reference), hash, name)
+            self.make_store_path(
+                &self.make_type("source", references, self_reference),
+                hash,
+                name,
+            )
         } else {
             if !references.is_empty() || self_reference {
                 return Err(Error::StorePath {
@@ -110,8 +145,17 @@ impl StoreDir {
 
     /// The output path of an input-addressed derivation from its hash modulo (see
     /// [`super::drv::Derivation::hash_modulo`]): `makeOutputPath` in Nix.
-    pub fn make_output_path(&self, output: &str, drv_hash_modulo: &Hash, drv_name: &str) -> Result<StorePath> {
-        self.make_store_path(&format!("output:{output}"), drv_hash_modulo, &output_path_name(drv_name, output))
+    pub fn make_output_path(
+        &self,
+        output: &str,
+        drv_hash_modulo: &Hash,
+        drv_name: &str,
+    ) -> Result<StorePath> {
+        self.make_store_path(
+            &format!("output:{output}"),
+            drv_hash_modulo,
+            &output_path_name(drv_name, output),
+        )
     }
 }
 
@@ -136,7 +180,11 @@ impl IngestionMethod {
 
 /// Name of the store path of output `output` of a derivation called `drv_name` (`name` or `name-output`).
 pub fn output_path_name(drv_name: &str, output: &str) -> String {
-    if output == "out" { drv_name.to_owned() } else { format!("{drv_name}-{output}") }
+    if output == "out" {
+        drv_name.to_owned()
+    } else {
+        format!("{drv_name}-{output}")
+    }
 }
 
 const HASH_BYTES: usize = 20;
@@ -156,14 +204,20 @@ pub struct StorePath {
 impl StorePath {
     /// Parses `<hash>-<name>` (no directory).
     pub fn from_base_name(base: &str) -> Result<Self> {
-        let err = |reason: &str| Error::StorePath { input: base.to_owned(), reason: reason.to_owned() };
+        let err = |reason: &str| Error::StorePath {
+            input: base.to_owned(),
+            reason: reason.to_owned(),
+        };
         if base.len() < HASH_CHARS + 2 || base.as_bytes()[HASH_CHARS] != b'-' {
             return Err(err("expected <32-char hash>-<name>"));
         }
         let (hash, name) = (&base[..HASH_CHARS], &base[HASH_CHARS + 1..]);
         base32::decode(hash).map_err(|_| err("hash part is not Nix base32"))?;
         check_name(name)?;
-        Ok(StorePath { hash: hash.to_owned(), name: name.to_owned() })
+        Ok(StorePath {
+            hash: hash.to_owned(),
+            name: name.to_owned(),
+        })
     }
 
     /// The 32-character hash part.
@@ -212,7 +266,10 @@ impl From<StorePath> for String {
 
 /// Checks a store path name as Nix does: 1–211 characters of `[A-Za-z0-9+-._?=]`, not starting with `.`.
 pub fn check_name(name: &str) -> Result<()> {
-    let err = |reason: &str| Error::StorePath { input: name.to_owned(), reason: reason.to_owned() };
+    let err = |reason: &str| Error::StorePath {
+        input: name.to_owned(),
+        reason: reason.to_owned(),
+    };
     if name.is_empty() {
         return Err(err("empty name"));
     }
@@ -222,7 +279,10 @@ pub fn check_name(name: &str) -> Result<()> {
     if name.starts_with('.') {
         return Err(err("name starts with a dot"));
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "+-._?=".contains(*c))) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "+-._?=".contains(*c)))
+    {
         return Err(err(&format!("illegal character {c:?}")));
     }
     Ok(())
