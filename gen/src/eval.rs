@@ -1,0 +1,284 @@
+//! The bridge to the real Nix: parse and evaluate emitted text with `nix-instantiate`, the evaluator that will
+//! eventually read it, because rnix alone is more lenient than Nix.
+//!
+//! Starting Nix costs ≈ 40–50 ms, so many sources go to one process: they are written to a temporary directory
+//! and imported from one driver expression. When a batch fails, it is split in halves until each failing source
+//! is found alone, so one bad file never hides the others. Errors name the source's own file name and position,
+//! never the temporary copy. Every process runs in its own process group and is killed whole on timeout.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use wait_timeout::ChildExt;
+
+/// Why Nix could not give an answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    /// `nix-instantiate` is not on PATH.
+    #[error(
+        "`nix-instantiate` was not found on PATH; install Nix (on Debian: `apt-get install nix-bin`, or run scripts/install-test-deps)"
+    )]
+    NixMissing,
+    /// Nix reported an error for a source.
+    #[error("{}{message}", location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default())]
+    Nix {
+        /// `file:line:column` of the error inside the source, when Nix gave one.
+        location: Option<String>,
+        /// Nix's message, with temporary paths replaced by the source's name.
+        message: String,
+    },
+    /// Nix ran longer than allowed and was killed with its process group.
+    #[error("nix-instantiate did not finish within {0:?} and was stopped")]
+    Timeout(Duration),
+    /// The process could not be started or its output read.
+    #[error("running nix-instantiate: {0}")]
+    Io(String),
+    /// Nix's output was not the JSON it should be.
+    #[error("nix-instantiate printed something that is not JSON: {0}")]
+    BadOutput(String),
+}
+
+/// One Nix invocation over a batch of files in a directory: one value per file, or the batch's error.
+type BatchJob<'a> = dyn Fn(&Path, &[String]) -> Result<Vec<serde_json::Value>, EvalError> + 'a;
+
+/// A piece of Nix text with the name it is known by (e.g. `modules/mastodon.nix`), for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The file name users know this text by.
+    pub name: String,
+    /// The Nix text.
+    pub text: String,
+}
+
+/// A handle on the real Nix evaluator.
+#[derive(Debug, Clone)]
+pub struct Nix {
+    program: PathBuf,
+    timeout: Duration,
+    extra_args: Vec<OsString>,
+}
+
+impl Nix {
+    /// Finds `nix-instantiate` on PATH; the error says what to install.
+    pub fn locate() -> Result<Self, EvalError> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("nix-instantiate"))
+            .find(|candidate| candidate.is_file())
+            .map(|program| Self {
+                program,
+                timeout: Duration::from_secs(300),
+                extra_args: Vec::new(),
+            })
+            .ok_or(EvalError::NixMissing)
+    }
+
+    /// Limits each Nix process to `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Passes further arguments to every call (`--store`, `--option …`, `-I nixpkgs=…`).
+    pub fn with_args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.extra_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Parses every source with Nix's own parser (`nix-instantiate --parse`), in as few processes as possible;
+    /// one result per source, in order.
+    pub fn parse(&self, sources: &[Source]) -> Vec<Result<(), EvalError>> {
+        self.batched(sources, &|dir, files| {
+            let mut args: Vec<OsString> = vec!["--parse".into()];
+            args.extend(files.iter().map(|f| dir.join(f).into_os_string()));
+            self.run(dir, &args)
+                .map(|_| vec![serde_json::Value::Null; files.len()])
+        })
+        .into_iter()
+        .map(|r| r.map(|_| ()))
+        .collect()
+    }
+
+    /// Evaluates every source strictly to JSON (`nix-instantiate --eval --strict --json`), in as few processes
+    /// as possible; one result per source, in order. Nix 2.8 prints floats with six significant digits: compare
+    /// floats inside Nix (`==`) when exactness matters.
+    pub fn eval_json(&self, sources: &[Source]) -> Vec<Result<serde_json::Value, EvalError>> {
+        self.batched(sources, &|dir, files| {
+            let driver: String = files.iter().map(|f| format!("(import ./{f})\n")).collect();
+            std::fs::write(dir.join("driver.nix"), format!("[\n{driver}]\n"))
+                .map_err(|e| EvalError::Io(e.to_string()))?;
+            let args: Vec<OsString> = ["--eval", "--strict", "--json"]
+                .iter()
+                .map(Into::into)
+                .chain([dir.join("driver.nix").into_os_string()])
+                .collect();
+            let stdout = self.run(dir, &args)?;
+            match serde_json::from_slice(&stdout) {
+                Ok(serde_json::Value::Array(values)) if values.len() == files.len() => Ok(values),
+                _ => Err(EvalError::BadOutput(
+                    String::from_utf8_lossy(&stdout).chars().take(200).collect(),
+                )),
+            }
+        })
+    }
+
+    /// Evaluates a file on disk strictly to JSON.
+    pub fn eval_file_json(&self, file: &Path) -> Result<serde_json::Value, EvalError> {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let args: Vec<OsString> = vec![
+            "--eval".into(),
+            "--strict".into(),
+            "--json".into(),
+            file.as_os_str().to_owned(),
+        ];
+        let stdout = self.run(dir, &args)?;
+        serde_json::from_slice(&stdout).map_err(|e| EvalError::BadOutput(e.to_string()))
+    }
+
+    /// Writes the sources to a temporary directory, runs `job` on all of them, and on failure bisects so that
+    /// every failing source gets its own error.
+    fn batched(
+        &self,
+        sources: &[Source],
+        job: &BatchJob<'_>,
+    ) -> Vec<Result<serde_json::Value, EvalError>> {
+        let dir = match tempfile::Builder::new().prefix("fedigen-eval-").tempdir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                return sources
+                    .iter()
+                    .map(|_| Err(EvalError::Io(e.to_string())))
+                    .collect();
+            }
+        };
+        let mut files = Vec::with_capacity(sources.len());
+        for (i, source) in sources.iter().enumerate() {
+            let file = format!("source-{i}.nix");
+            if let Err(e) = std::fs::write(dir.path().join(&file), &source.text) {
+                return sources
+                    .iter()
+                    .map(|_| Err(EvalError::Io(e.to_string())))
+                    .collect();
+            }
+            files.push(file);
+        }
+        let mut results = Vec::with_capacity(sources.len());
+        self.bisect(dir.path(), sources, &files, job, &mut results);
+        results
+    }
+
+    fn bisect(
+        &self,
+        dir: &Path,
+        sources: &[Source],
+        files: &[String],
+        job: &BatchJob<'_>,
+        results: &mut Vec<Result<serde_json::Value, EvalError>>,
+    ) {
+        if files.is_empty() {
+            return;
+        }
+        match job(dir, files) {
+            Ok(values) => results.extend(values.into_iter().map(Ok)),
+            Err(e @ (EvalError::NixMissing | EvalError::Io(_))) => {
+                results.extend(files.iter().map(|_| Err(e.clone())));
+            }
+            Err(e) if files.len() == 1 => {
+                results.push(Err(rename(e, dir, &files[0], &sources[0].name)))
+            }
+            Err(_) => {
+                let mid = files.len() / 2;
+                self.bisect(dir, &sources[..mid], &files[..mid], job, results);
+                self.bisect(dir, &sources[mid..], &files[mid..], job, results);
+            }
+        }
+    }
+
+    /// Runs nix-instantiate in its own process group with a timeout; stdout on success, the error otherwise.
+    fn run(&self, dir: &Path, args: &[OsString]) -> Result<Vec<u8>, EvalError> {
+        let mut child = Command::new(&self.program)
+            .args(&self.extra_args)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(|e| EvalError::Io(format!("{}: {e}", self.program.display())))?;
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        let status = match child.wait_timeout(self.timeout) {
+            Ok(Some(status)) => status,
+            Ok(None) => {
+                kill_group(child.id());
+                let _ = child.wait();
+                return Err(EvalError::Timeout(self.timeout));
+            }
+            Err(e) => return Err(EvalError::Io(e.to_string())),
+        };
+        let stdout = stdout.join().unwrap_or_default();
+        let stderr = stderr.join().unwrap_or_default();
+        if status.success() {
+            Ok(stdout)
+        } else {
+            Err(nix_error(&String::from_utf8_lossy(&stderr)))
+        }
+    }
+}
+
+/// Reads a pipe to the end on its own thread, so that a large stdout never blocks the child.
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        buf
+    })
+}
+
+/// Kills a whole process group (the child was started as its leader).
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: killpg only sends a signal; a stale group id at worst fails with ESRCH.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Turns Nix's stderr into an error, keeping the location it names.
+fn nix_error(stderr: &str) -> EvalError {
+    let message = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let location = stderr.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("at ")?;
+        let rest = rest.strip_suffix(':').unwrap_or(rest);
+        // `at /path/file.nix:LINE:COL`
+        let mut parts = rest.rsplitn(3, ':');
+        let column = parts.next()?.parse::<usize>().ok()?;
+        let line = parts.next()?.parse::<usize>().ok()?;
+        Some(format!("{}:{line}:{column}", parts.next()?))
+    });
+    EvalError::Nix { location, message }
+}
+
+/// Replaces the temporary file's path with the source's own name in an error.
+fn rename(error: EvalError, dir: &Path, file: &str, name: &str) -> EvalError {
+    let temp = dir.join(file).display().to_string();
+    match error {
+        EvalError::Nix { location, message } => EvalError::Nix {
+            location: location.map(|l| l.replace(&temp, name)),
+            message: message.replace(&temp, name),
+        },
+        other => other,
+    }
+}

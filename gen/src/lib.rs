@@ -1,0 +1,10 @@
+//! fedigen: generate NixOS modules and deployments for the Fediversity project from a typed model, prove every
+//! emitted file with rnix and the real Nix evaluator, and check reproducibility before rollout.
+//!
+//! The crate follows the data flow of `ARCHITECTURE.md`: each top-level module is one box of it.
+
+pub mod emit;
+pub mod eval;
+pub mod nix;
+pub mod repro;
+pub mod store;

@@ -1,0 +1,11 @@
+//! Nix text: the syntax model fedigen emits ([`ast`]), the lexical rules ([`lexical`]), the canonical printer
+//! ([`print`]), data conversion ([`value`]) and the checks every emitted file passes ([`verify`]).
+
+pub mod ast;
+pub mod lexical;
+pub mod print;
+pub mod value;
+pub mod verify;
+
+pub use ast::{AttrName, AttrPath, AttrSet, Entry, Expr, Ident, NixString, Param, StrPart};
+pub use lexical::LexicalError;

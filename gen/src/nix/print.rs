@@ -1,0 +1,549 @@
+//! The canonical printer: writes an [`Expr`] as exactly the text nixfmt (RFC 166 style) gives for it, in one
+//! linear pass, so that emitting large files costs about as much as writing them.
+//!
+//! nixfmt keeps an attribute set or list expanded when a line break follows its opening bracket, and fedigen
+//! always expands non-empty ones: the layout of data never depends on line widths, only on structure. The
+//! remaining layout rules (where a binding's value starts, how applications and parentheses break) mirror
+//! nixfmt's for the shapes below; the property tests compare the printer with `nixfmt_rs` on arbitrary trees.
+
+use super::ast::{AttrPath, AttrSet, Entry, Expr, NixString, Param, StrPart};
+use super::lexical;
+
+/// Prints a whole file: `# ` comment lines (the generated-file marker), then the expression and a final newline.
+pub fn print_file(header: &[String], expr: &Expr) -> String {
+    let mut printer = Printer {
+        out: String::with_capacity(4096),
+    };
+    for line in header {
+        printer.comment_line(line, 0);
+    }
+    printer.expr(expr, 0);
+    printer.out.push('\n');
+    printer.out
+}
+
+/// Prints one expression, without a trailing newline, as it would stand at the start of a file.
+pub fn print_expr(expr: &Expr) -> String {
+    let mut printer = Printer { out: String::new() };
+    printer.expr(expr, 0);
+    printer.out
+}
+
+struct Printer {
+    out: String,
+}
+
+impl Printer {
+    fn indent(&mut self, indent: usize) {
+        self.out.extend(std::iter::repeat_n(' ', indent));
+    }
+
+    fn newline(&mut self, indent: usize) {
+        self.out.push('\n');
+        self.indent(indent);
+    }
+
+    fn comment_line(&mut self, text: &str, indent: usize) {
+        for line in text.split('\n') {
+            let line = line.trim_end();
+            self.out.push('#');
+            if !line.is_empty() {
+                self.out.push(' ');
+                self.out.push_str(line);
+            }
+            self.newline(indent);
+        }
+    }
+
+    /// Writes `expr` at the current position; `indent` is the indentation of the current line, where closing
+    /// brackets go.
+    fn expr(&mut self, expr: &Expr, indent: usize) {
+        match expr {
+            Expr::Null => self.out.push_str("null"),
+            Expr::Bool(b) => self.out.push_str(if *b { "true" } else { "false" }),
+            Expr::Int(i) => lexical::write_int(&mut self.out, *i),
+            Expr::Float(f) => lexical::write_float(&mut self.out, f.get()),
+            Expr::Str(s) => self.string(s, indent),
+            Expr::Var(v) => self.out.push_str(v.as_str()),
+            Expr::List(items) => self.list(items, indent),
+            Expr::Attrs(set) => self.attrs(set, indent),
+            Expr::Let(entries, body) => {
+                self.out.push_str("let");
+                for entry in entries {
+                    self.newline(indent + 2);
+                    self.entry(entry, indent + 2);
+                }
+                self.newline(indent);
+                self.out.push_str("in");
+                self.newline(indent);
+                self.expr(body, indent);
+            }
+            Expr::Lambda(param, body) => self.lambda(param, body, indent),
+            Expr::Apply(function, args) => self.apply(function, args, indent),
+            Expr::Select(base, path, default) => {
+                if matches!(**base, Expr::Int(_) | Expr::Float(_)) {
+                    // `1.a` would lex as the float `1.` followed by `a`.
+                    self.out.push('(');
+                    self.expr(base, indent);
+                    self.out.push(')');
+                } else {
+                    self.operand(base, indent);
+                }
+                if is_multiline(base) {
+                    // nixfmt starts the selection on its own line after a multi-line base.
+                    self.newline(indent);
+                }
+                self.out.push('.');
+                self.attr_path(path);
+                if let Some(default) = default {
+                    self.out.push_str(" or ");
+                    self.operand(default, indent);
+                }
+            }
+            Expr::With(scope, body) => self.with(scope, body, indent, false),
+        }
+    }
+
+    /// `with scope; body`: a multi-line body starts on its own line, unless the `with` is a binding's value
+    /// and its body a block, which nixfmt keeps on the line (`x = with lib; {`).
+    fn with(&mut self, scope: &Expr, body: &Expr, indent: usize, absorbed: bool) {
+        self.out.push_str("with ");
+        self.operand(scope, indent);
+        self.out.push(';');
+        if is_multiline(body) && !(absorbed && opens_block(body)) {
+            self.newline(indent);
+        } else {
+            self.out.push(' ');
+        }
+        self.expr(body, indent);
+    }
+
+    /// An expression in operand position: parenthesised unless it is an atom. A multi-line parenthesised
+    /// expression opens on its own line, as nixfmt lays out function arguments.
+    fn operand(&mut self, expr: &Expr, indent: usize) {
+        if is_atom(expr) {
+            self.expr(expr, indent);
+        } else if is_multiline(expr) {
+            self.out.push('(');
+            self.newline(indent + 2);
+            self.expr(expr, indent + 2);
+            self.newline(indent);
+            self.out.push(')');
+        } else {
+            self.out.push('(');
+            self.expr(expr, indent);
+            self.out.push(')');
+        }
+    }
+
+    fn list(&mut self, items: &[Expr], indent: usize) {
+        if items.is_empty() {
+            self.out.push_str("[ ]");
+            return;
+        }
+        self.out.push('[');
+        for item in items {
+            self.newline(indent + 2);
+            if is_atom(item) || !hugs_parentheses(item) {
+                self.operand(item, indent + 2);
+            } else {
+                // nixfmt keeps a list item's parentheses hugging an application whose last argument opens a block.
+                self.out.push('(');
+                self.expr(item, indent + 2);
+                self.out.push(')');
+            }
+        }
+        self.newline(indent);
+        self.out.push(']');
+    }
+
+    fn attrs(&mut self, set: &AttrSet, indent: usize) {
+        if set.recursive {
+            self.out.push_str("rec ");
+        }
+        if set.entries.is_empty() {
+            self.out.push_str("{ }");
+            return;
+        }
+        self.out.push('{');
+        for entry in &set.entries {
+            self.newline(indent + 2);
+            self.entry(entry, indent + 2);
+        }
+        self.newline(indent);
+        self.out.push('}');
+    }
+
+    fn entry(&mut self, entry: &Entry, indent: usize) {
+        match entry {
+            Entry::Binding {
+                comment,
+                path,
+                value,
+            } => {
+                for line in comment {
+                    self.comment_line(line, indent);
+                }
+                self.attr_path(path);
+                if value_starts_on_next_line(value) {
+                    self.out.push_str(" =");
+                    self.newline(indent + 2);
+                    self.expr(value, indent + 2);
+                } else {
+                    self.out.push_str(" = ");
+                    match value {
+                        Expr::With(scope, body) => self.with(scope, body, indent, true),
+                        _ => self.expr(value, indent),
+                    }
+                }
+                self.out.push(';');
+            }
+            Entry::Inherit { from, names } => {
+                self.out.push_str("inherit");
+                if let Some(from) = from {
+                    self.out.push_str(" (");
+                    self.expr(from, indent);
+                    self.out.push(')');
+                }
+                for name in names {
+                    self.out.push(' ');
+                    lexical::write_attr_name(&mut self.out, name.as_str());
+                }
+                self.out.push(';');
+            }
+        }
+    }
+
+    fn attr_path(&mut self, path: &AttrPath) {
+        for (i, name) in path.names().iter().enumerate() {
+            if i > 0 {
+                self.out.push('.');
+            }
+            lexical::write_attr_name(&mut self.out, name.as_str());
+        }
+    }
+
+    fn lambda(&mut self, param: &Param, body: &Expr, indent: usize) {
+        match param {
+            Param::Ident(name) => {
+                self.out.push_str(name.as_str());
+                self.out.push(':');
+                if matches!(body, Expr::Let(..)) {
+                    self.newline(indent);
+                } else {
+                    self.out.push(' ');
+                }
+            }
+            Param::Formals {
+                formals,
+                ellipsis,
+                bind,
+            } => {
+                if formals.is_empty() {
+                    self.out.push_str(if *ellipsis { "{ ... }" } else { "{ }" });
+                } else {
+                    self.out.push('{');
+                    for (name, default) in formals {
+                        self.newline(indent + 2);
+                        self.out.push_str(name.as_str());
+                        if let Some(default) = default {
+                            self.out.push_str(" ? ");
+                            self.expr(default, indent + 2);
+                        }
+                        self.out.push(',');
+                    }
+                    if *ellipsis {
+                        self.newline(indent + 2);
+                        self.out.push_str("...");
+                    }
+                    self.newline(indent);
+                    self.out.push('}');
+                }
+                if let Some(bind) = bind {
+                    self.out.push('@');
+                    self.out.push_str(bind.as_str());
+                }
+                self.out.push(':');
+                if formals.is_empty() && bind.is_some() {
+                    // nixfmt reads `{ }@a` as a plain parameter, whose body follows on the same line.
+                    self.out.push(' ');
+                } else {
+                    self.newline(indent);
+                }
+            }
+        }
+        self.expr(body, indent);
+    }
+
+    fn apply(&mut self, function: &Expr, args: &[Expr], indent: usize) {
+        let multiline_args = args.iter().filter(|a| is_multiline(a)).count();
+        self.operand(function, indent);
+        if multiline_args >= 2 {
+            // Several multi-line arguments: nixfmt puts each on its own line.
+            for arg in args {
+                self.newline(indent + 2);
+                self.operand(arg, indent + 2);
+            }
+        } else {
+            for arg in args {
+                self.out.push(' ');
+                self.operand(arg, indent);
+            }
+        }
+    }
+
+    fn string(&mut self, s: &NixString, indent: usize) {
+        if fits_indented(s) {
+            self.indented_string(s, indent);
+            return;
+        }
+        self.out.push('"');
+        let parts = s.parts();
+        for (i, part) in parts.iter().enumerate() {
+            match part {
+                StrPart::Literal(text) => {
+                    let before_interpolation =
+                        matches!(parts.get(i + 1), Some(StrPart::Interpolation(_)));
+                    lexical::escape_double_quoted(&mut self.out, text, before_interpolation);
+                }
+                StrPart::Interpolation(e) => self.interpolation(e, indent),
+            }
+        }
+        self.out.push('"');
+    }
+
+    fn interpolation(&mut self, expr: &Expr, indent: usize) {
+        self.out.push_str("${");
+        if is_multiline(expr) && !opens_block(expr) {
+            self.newline(indent + 2);
+            self.expr(expr, indent + 2);
+            self.newline(indent);
+        } else {
+            self.expr(expr, indent);
+        }
+        self.out.push('}');
+    }
+
+    fn indented_string(&mut self, s: &NixString, indent: usize) {
+        self.out.push_str("''");
+        self.out.push('\n');
+        let mut at_line_start = true;
+        let parts = s.parts();
+        for (i, part) in parts.iter().enumerate() {
+            match part {
+                StrPart::Literal(text) => {
+                    let before_interpolation =
+                        matches!(parts.get(i + 1), Some(StrPart::Interpolation(_)));
+                    let mut lines = text.split('\n').peekable();
+                    while let Some(line) = lines.next() {
+                        if !line.is_empty() {
+                            if at_line_start {
+                                self.indent(indent + 2);
+                            }
+                            let last = lines.peek().is_none();
+                            lexical::escape_indented(
+                                &mut self.out,
+                                line,
+                                last && before_interpolation,
+                            );
+                            at_line_start = false;
+                        }
+                        if lines.peek().is_some() {
+                            self.out.push('\n');
+                            at_line_start = true;
+                        }
+                    }
+                }
+                StrPart::Interpolation(e) => {
+                    if at_line_start {
+                        self.indent(indent + 2);
+                        at_line_start = false;
+                    }
+                    self.interpolation(e, indent + 2);
+                }
+            }
+        }
+        self.indent(indent);
+        self.out.push_str("''");
+    }
+}
+
+/// Whether a string is printed as an indented string: see [`lexical::fits_indented`]. An interpolation
+/// counts as ordinary text on its line.
+fn fits_indented(s: &NixString) -> bool {
+    match s.as_literal() {
+        Some(text) => lexical::fits_indented(text),
+        None => {
+            let mut projected = String::new();
+            for part in s.parts() {
+                match part {
+                    StrPart::Literal(text) => projected.push_str(text),
+                    StrPart::Interpolation(e) if !is_multiline(e) => projected.push('x'),
+                    StrPart::Interpolation(_) => return false,
+                }
+            }
+            lexical::fits_indented(&projected)
+        }
+    }
+}
+
+/// An application whose only multi-line part is its last argument, a block that can open on the same line.
+fn hugs_parentheses(expr: &Expr) -> bool {
+    match expr {
+        Expr::Apply(function, args) => {
+            let (last, rest) = args.split_last().expect("applications have arguments");
+            !is_multiline(function) && !rest.iter().any(is_multiline) && opens_block(last)
+        }
+        _ => !is_multiline(expr),
+    }
+}
+
+/// Lists, sets and indented strings that open on the current line and close on their own.
+fn opens_block(expr: &Expr) -> bool {
+    match expr {
+        Expr::List(items) => !items.is_empty(),
+        Expr::Attrs(set) => !set.entries.is_empty(),
+        Expr::Str(s) => fits_indented(s),
+        _ => false,
+    }
+}
+
+/// Atoms need no parentheses as list items, function arguments or select bases.
+fn is_atom(expr: &Expr) -> bool {
+    match expr {
+        Expr::Null | Expr::Bool(_) | Expr::Str(_) | Expr::Var(_) | Expr::List(_) => true,
+        Expr::Attrs(_) => true,
+        // `i64::MIN`, negative zero and subnormals print parenthesised already; other negatives need parentheses.
+        Expr::Int(i) => *i >= 0 || *i == i64::MIN,
+        Expr::Float(f) => f.get() >= 0.0 || lexical::float_is_expression(f.get()),
+        Expr::Select(_, _, default) => default.is_none(),
+        Expr::Let(..) | Expr::Lambda(..) | Expr::Apply(..) | Expr::With(..) => false,
+    }
+}
+
+/// Whether the printed expression spans several lines (decided by structure, never by width).
+fn is_multiline(expr: &Expr) -> bool {
+    match expr {
+        Expr::Null | Expr::Bool(_) | Expr::Int(_) | Expr::Float(_) | Expr::Var(_) => false,
+        Expr::Str(s) => {
+            fits_indented(s)
+                || s.parts().iter().any(|p| match p {
+                    StrPart::Interpolation(e) => is_multiline(e),
+                    StrPart::Literal(_) => false,
+                })
+        }
+        Expr::List(items) => !items.is_empty(),
+        Expr::Attrs(set) => !set.entries.is_empty(),
+        Expr::Let(..) => true,
+        // The body of a function with formals starts on its own line, except after `{ }@a`.
+        Expr::Lambda(Param::Formals { formals, bind, .. }, body) => {
+            !(formals.is_empty() && bind.is_some()) || is_multiline(body)
+        }
+        Expr::Lambda(Param::Ident(_), body) => is_multiline(body),
+        Expr::Apply(function, args) => is_multiline(function) || args.iter().any(is_multiline),
+        Expr::Select(base, _, default) => {
+            is_multiline(base) || default.as_deref().is_some_and(is_multiline)
+        }
+        Expr::With(scope, body) => is_multiline(scope) || is_multiline(body),
+    }
+}
+
+/// nixfmt moves a binding's value to the next line (indented) for these shapes, and keeps it after ` = `
+/// otherwise.
+fn value_starts_on_next_line(value: &Expr) -> bool {
+    match value {
+        Expr::Let(..) => true,
+        Expr::Lambda(Param::Formals { .. }, _) => true,
+        Expr::Lambda(Param::Ident(_), body) => lambda_body_breaks(body),
+        Expr::Select(_, _, Some(default)) => is_multiline(default),
+        Expr::With(_, body) => {
+            is_multiline(body) && !matches!(**body, Expr::Attrs(_) | Expr::List(_))
+        }
+        Expr::Apply(_, args) => args.iter().filter(|a| is_multiline(a)).count() >= 2,
+        _ => false,
+    }
+}
+
+/// Whether a chain of simple lambdas ends in a body that makes nixfmt break the binding.
+fn lambda_body_breaks(body: &Expr) -> bool {
+    match body {
+        Expr::Let(..) => true,
+        Expr::Lambda(Param::Ident(_), inner) => lambda_body_breaks(inner),
+        Expr::Lambda(Param::Formals { .. }, _) => true,
+        _ => false,
+    }
+}
+
+/// Whether the printer's structural layout is known to be exactly nixfmt's for this tree (as long as no line is
+/// wider than nixfmt's width). These are the shapes fedigen generates: data, bindings whose values are blocks or
+/// applications ending in a block, `with` and `let`, functions with formals at the top of a file, simple
+/// interpolations. Other trees are still printed correctly, and the emitter hands them to nixfmt for layout.
+pub fn layout_is_exact(expr: &Expr) -> bool {
+    match expr {
+        Expr::Lambda(Param::Formals { formals, bind, .. }, body) => {
+            !(formals.is_empty() && bind.is_some())
+                && formals.iter().all(|(_, default)| {
+                    default
+                        .as_ref()
+                        .is_none_or(|d| !is_multiline(d) && exact(d))
+                })
+                && exact(body)
+        }
+        _ => exact(expr),
+    }
+}
+
+fn exact(expr: &Expr) -> bool {
+    match expr {
+        Expr::Null | Expr::Bool(_) | Expr::Int(_) | Expr::Float(_) | Expr::Var(_) => true,
+        Expr::Str(s) => s.parts().iter().all(|p| match p {
+            StrPart::Literal(_) => true,
+            StrPart::Interpolation(e) => !is_multiline(e) && exact(e),
+        }),
+        Expr::List(items) => items.iter().all(|item| {
+            exact(item) && (is_atom(item) || !is_multiline(item) || hugs_parentheses(item))
+        }),
+        Expr::Attrs(set) => set.entries.iter().all(exact_entry),
+        Expr::Let(entries, body) => entries.iter().all(exact_entry) && exact(body),
+        // nixfmt breaks chains of simple lambdas by their depth; fedigen emits single ones.
+        Expr::Lambda(Param::Ident(_), body) => {
+            !matches!(**body, Expr::Let(..) | Expr::Lambda(..)) && exact(body)
+        }
+        Expr::Lambda(Param::Formals { .. }, _) => false,
+        Expr::Apply(function, args) => {
+            let (last, rest) = args.split_last().expect("applications have arguments");
+            matches!(**function, Expr::Var(_) | Expr::Select(_, _, None))
+                && !is_multiline(function)
+                && exact(function)
+                && rest.iter().all(|a| !is_multiline(a) && exact(a))
+                && (!is_multiline(last) || opens_block(last))
+                && exact(last)
+        }
+        Expr::Select(base, _, default) => {
+            !is_multiline(base)
+                && exact(base)
+                && default
+                    .as_deref()
+                    .is_none_or(|d| !is_multiline(d) && exact(d))
+        }
+        // Only as a binding's value (see `exact_entry`): elsewhere nixfmt's line breaks depend on the context.
+        Expr::With(..) => false,
+    }
+}
+
+fn exact_entry(entry: &Entry) -> bool {
+    match entry {
+        Entry::Binding { value, .. } => match value {
+            // `x = with lib; { … }` stays on the binding's line.
+            Expr::With(scope, body) => {
+                !is_multiline(scope)
+                    && exact(scope)
+                    && exact(body)
+                    && (opens_block(body) || !is_multiline(body))
+            }
+            Expr::Lambda(Param::Formals { .. }, _) => false,
+            _ => exact(value),
+        },
+        Entry::Inherit { from, .. } => from.as_ref().is_none_or(|f| !is_multiline(f) && exact(f)),
+    }
+}
