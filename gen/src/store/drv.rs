@@ -416,33 +416,31 @@ impl AtermParser<'_> {
         let start = self.i;
         let mut out = Vec::new();
         loop {
-            match self.s.get(self.i) {
-                None => {
-                    return Err(Error::Drv {
-                        path: None,
-                        offset: start,
-                        reason: "unterminated string".into(),
-                    });
-                }
-                Some(b'"') => break,
-                Some(b'\\') => {
-                    let c = *self
-                        .s
-                        .get(self.i + 1)
-                        .ok_or_else(|| self.err("unterminated escape"))?;
-                    out.push(match c {
-                        b'n' => b'\n',
-                        b'r' => b'\r',
-                        b't' => b'\t',
-                        c => c,
-                    });
-                    self.i += 2;
-                }
-                Some(&c) => {
-                    out.push(c);
-                    self.i += 1;
-                }
+            // Copy the run up to the next quote or backslash in one go (strings are mostly escape-free).
+            let rest = &self.s[self.i..];
+            let Some(k) = rest.iter().position(|&c| c == b'"' || c == b'\\') else {
+                return Err(Error::Drv {
+                    path: None,
+                    offset: start,
+                    reason: "unterminated string".into(),
+                });
+            };
+            out.extend_from_slice(&rest[..k]);
+            self.i += k;
+            if rest[k] == b'"' {
+                break;
             }
+            let c = *self
+                .s
+                .get(self.i + 1)
+                .ok_or_else(|| self.err("unterminated escape"))?;
+            out.push(match c {
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                c => c,
+            });
+            self.i += 2;
         }
         self.i += 1;
         String::from_utf8(out).map_err(|_| Error::Drv {

@@ -187,7 +187,7 @@ pub fn dump_path(path: &Path, out: impl Write) -> Result<u64> {
         buf: vec![0u8; BUF],
     };
     d.t.str(MAGIC).map_err(|e| Error::io(path, e))?;
-    d.node(path)?;
+    d.node(path, None)?;
     Ok(d.t.w.n)
 }
 
@@ -213,20 +213,34 @@ struct Dumper<W: Write> {
 }
 
 impl<W: Write> Dumper<W> {
-    fn node(&mut self, path: &Path) -> Result<()> {
+    /// Serialises one node. `known` is the file type from the parent's directory listing (`d_type`), which
+    /// saves an `lstat` per entry; regular files are then opened and `fstat`ed, four system calls per file.
+    fn node(&mut self, path: &Path, known: Option<fs::FileType>) -> Result<()> {
         let io = |e| Error::io(path, e);
-        let meta = fs::symlink_metadata(path).map_err(io)?;
-        let ft = meta.file_type();
+        let ft = match known {
+            Some(ft) => ft,
+            None => fs::symlink_metadata(path).map_err(io)?.file_type(),
+        };
         self.t.str(b"(").map_err(io)?;
         self.t.str(b"type").map_err(io)?;
         if ft.is_file() {
+            use std::os::unix::fs::OpenOptionsExt;
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(io)?;
+            let meta = f.metadata().map_err(io)?;
+            if !meta.is_file() {
+                return Err(io(io::Error::other("changed type while being read")));
+            }
             self.t.str(b"regular").map_err(io)?;
             if meta.mode() & 0o100 != 0 {
                 self.t.str(b"executable").map_err(io)?;
                 self.t.str(b"").map_err(io)?;
             }
             self.t.str(b"contents").map_err(io)?;
-            self.contents(path, meta.len())?;
+            self.contents(path, f, meta.len())?;
         } else if ft.is_symlink() {
             let target = fs::read_link(path).map_err(io)?;
             self.t.str(b"symlink").map_err(io)?;
@@ -234,19 +248,19 @@ impl<W: Write> Dumper<W> {
             self.t.str(target.as_os_str().as_bytes()).map_err(io)?;
         } else if ft.is_dir() {
             self.t.str(b"directory").map_err(io)?;
-            let mut names: Vec<_> = fs::read_dir(path)
+            let mut entries: Vec<(std::ffi::OsString, fs::FileType)> = fs::read_dir(path)
                 .map_err(io)?
-                .map(|e| e.map(|e| e.file_name()))
+                .map(|e| e.and_then(|e| Ok((e.file_name(), e.file_type()?))))
                 .collect::<io::Result<_>>()
                 .map_err(io)?;
-            names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            for name in names {
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            for (name, ft) in entries {
                 self.t.str(b"entry").map_err(io)?;
                 self.t.str(b"(").map_err(io)?;
                 self.t.str(b"name").map_err(io)?;
                 self.t.str(name.as_bytes()).map_err(io)?;
                 self.t.str(b"node").map_err(io)?;
-                self.node(&path.join(&name))?;
+                self.node(&path.join(&name), Some(ft))?;
                 self.t.str(b")").map_err(io)?;
             }
         } else {
@@ -257,13 +271,14 @@ impl<W: Write> Dumper<W> {
         self.t.str(b")").map_err(io)
     }
 
-    fn contents(&mut self, path: &Path, len: u64) -> Result<()> {
+    /// Streams `len` bytes of `f`. Each read asks for one byte more than is left, so a file that grew is
+    /// detected without an extra system call, and a file that shrank is an error (its NAR would be invalid).
+    fn contents(&mut self, path: &Path, mut f: fs::File, len: u64) -> Result<()> {
         let io = |e| Error::io(path, e);
         self.t.w.write_all(&len.to_le_bytes()).map_err(io)?;
-        let mut f = fs::File::open(path).map_err(io)?;
         let mut left = len;
         while left > 0 {
-            let want = left.min(self.buf.len() as u64) as usize;
+            let want = (left + 1).min(self.buf.len() as u64) as usize;
             let n = f.read(&mut self.buf[..want]).map_err(io)?;
             if n == 0 {
                 return Err(io(io::Error::new(
@@ -271,11 +286,11 @@ impl<W: Write> Dumper<W> {
                     "file shrank while being read",
                 )));
             }
+            if n as u64 > left {
+                return Err(io(io::Error::other("file grew while being read")));
+            }
             self.t.w.write_all(&self.buf[..n]).map_err(io)?;
             left -= n as u64;
-        }
-        if f.read(&mut self.buf[..1]).map_err(io)? != 0 {
-            return Err(io(io::Error::other("file grew while being read")));
         }
         self.t.pad(len).map_err(io)
     }
@@ -296,7 +311,20 @@ impl Write for HashWriter {
 
 /// SHA-256 of the NAR of `path` and the NAR's size: what `nix-hash --type sha256 PATH` and
 /// `nix-store --query --hash` report.
+///
+/// Why two threads: reading many small files is system-call bound and SHA-256 is CPU bound; this thread walks
+/// and reads while a second one hashes 1 MiB chunks, so the two overlap.
 pub fn nar_hash_path(path: &Path) -> Result<(Hash, u64)> {
+    let mut h = PipelinedHasher::new();
+    let size = dump_path(path, &mut h)?;
+    Ok((
+        Hash::from_sha256(h.finish().map_err(|e| Error::io(path, e))?),
+        size,
+    ))
+}
+
+/// [`nar_hash_path`] on the calling thread only (for callers that already parallelise across paths).
+pub fn nar_hash_path_single_thread(path: &Path) -> Result<(Hash, u64)> {
     let mut h = HashWriter(sha2::Sha256::new());
     let size = dump_path(path, &mut h)?;
     Ok((Hash::from_sha256(h.0.finalize().into()), size))
@@ -304,10 +332,105 @@ pub fn nar_hash_path(path: &Path) -> Result<(Hash, u64)> {
 
 /// NAR hashes of many paths, computed in parallel on rayon's pool; results are in the order of `paths`.
 ///
-/// Why parallel across paths and not inside one: a NAR hash is one sequential SHA-256 stream, but a closure has
-/// many store paths, so this scales with cores while each hash stays streaming.
+/// Why parallel across paths: a NAR hash is one sequential SHA-256 stream, but a closure has many store
+/// paths, so this scales with cores while each hash stays streaming. A single path uses the two-thread
+/// pipeline of [`nar_hash_path`] instead.
 pub fn nar_hash_paths(paths: &[PathBuf]) -> Vec<Result<(Hash, u64)>> {
-    paths.par_iter().map(|p| nar_hash_path(p)).collect()
+    if paths.len() == 1 {
+        return vec![nar_hash_path(&paths[0])];
+    }
+    paths
+        .par_iter()
+        .map(|p| nar_hash_path_single_thread(p))
+        .collect()
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// A `Write` that hands 1 MiB chunks to a hashing thread (bounded queue, recycled buffers).
+struct PipelinedHasher {
+    chunk: Vec<u8>,
+    full: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+    worker: Option<std::thread::JoinHandle<[u8; 32]>>,
+}
+
+impl PipelinedHasher {
+    fn new() -> Self {
+        let (full, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
+        let (free_tx, free) = std::sync::mpsc::channel::<Vec<u8>>();
+        for _ in 0..3 {
+            let _ = free_tx.send(Vec::with_capacity(CHUNK));
+        }
+        let worker = std::thread::spawn(move || {
+            let mut h = sha2::Sha256::new();
+            for mut buf in full_rx {
+                h.update(&buf);
+                buf.clear();
+                let _ = free_tx.send(buf);
+            }
+            h.finalize().into()
+        });
+        PipelinedHasher {
+            chunk: Vec::with_capacity(CHUNK),
+            full: Some(full),
+            free,
+            worker: Some(worker),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let next = self
+            .free
+            .recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let chunk = std::mem::replace(&mut self.chunk, next);
+        self.full
+            .as_ref()
+            .expect("sender lives until finish")
+            .send(chunk)
+            .map_err(|_| io::Error::other("hashing thread stopped"))
+    }
+
+    fn finish(mut self) -> io::Result<[u8; 32]> {
+        if !self.chunk.is_empty() {
+            self.send()?;
+        }
+        self.full = None;
+        self.worker
+            .take()
+            .expect("joined once")
+            .join()
+            .map_err(|_| io::Error::other("hashing thread panicked"))
+    }
+}
+
+impl Write for PipelinedHasher {
+    fn write(&mut self, mut b: &[u8]) -> io::Result<usize> {
+        let len = b.len();
+        while !b.is_empty() {
+            let n = (CHUNK - self.chunk.len()).min(b.len());
+            self.chunk.extend_from_slice(&b[..n]);
+            b = &b[n..];
+            if self.chunk.len() == CHUNK {
+                self.send()?;
+            }
+        }
+        Ok(len)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PipelinedHasher {
+    fn drop(&mut self) {
+        // On an early error, stop the worker before returning.
+        self.full = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
 }
 
 /// Parses a complete NAR from `r` into a tree, enforcing Nix's rules; trailing bytes are an error.
