@@ -161,7 +161,11 @@ fn main() {
     let mut rows: Vec<(String, Duration, String)> = vec![];
     let (d, (h, _)) = time(runs, || nar::nar_hash_path(&tree).unwrap());
     let ours = h.to_base16();
-    rows.push(("fedigen `nar_hash_path` (walk + hash threads)".into(), d, ours.clone()));
+    rows.push((
+        "fedigen `nar_hash_path` (walk + hash threads)".into(),
+        d,
+        ours.clone(),
+    ));
     let (d, out) = time(runs, || sh(&format!("nix-hash --type sha256 {tree_s}")));
     rows.push(("`nix-hash --type sha256`".into(), d, out.trim().to_owned()));
     let (d, out) = time(runs, || {
