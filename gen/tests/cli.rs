@@ -1,0 +1,173 @@
+//! The `fedigen` binary end to end: the README's main job, refusals with their exit status and JSON paths, and
+//! the repository's own Nix files proven by `fedigen nix check`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn fedigen(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedigen"))
+        .args(args)
+        .current_dir(repository())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn the_main_job_round_trips_the_example_through_nix() {
+    let out = fedigen(
+        &[
+            "nix",
+            "from-json",
+            "examples/panel-settings.json",
+            "--verify",
+            "canonical",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("settings.nix");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let back = fedigen(&["nix", "to-json", file.to_str().unwrap()], None);
+    assert!(
+        back.status.success(),
+        "{}",
+        String::from_utf8_lossy(&back.stderr)
+    );
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repository().join("examples/panel-settings.json")).unwrap(),
+    )
+    .unwrap();
+    let actual: serde_json::Value = serde_json::from_slice(&back.stdout).unwrap();
+    assert_eq!(actual, expected);
+}
+
+#[test]
+fn unrepresentable_input_is_refused_with_its_path_and_nothing_printed() {
+    let out = fedigen(
+        &["nix", "from-json", "-"],
+        Some(r#"{"a": [1, 18446744073709551615], "b": {"_type": "override"}, "c": "nul\u0000"}"#),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing may be printed on error");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for expected in [
+        "$.a[1]: the integer 18446744073709551615",
+        "$.b._type: the key `_type`",
+        "$.c: a NUL",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    let bad_json = fedigen(&["nix", "from-json", "-"], Some("{\n  \"a\": tru\n}"));
+    assert_eq!(bad_json.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad_json.stderr).contains("<stdin>:2:"),
+        "line of the JSON error"
+    );
+}
+
+#[test]
+fn special_attributes_pass_when_explicitly_allowed() {
+    let out = fedigen(
+        &["nix", "from-json", "--allow-special-attributes"],
+        Some(r#"{"_type": "x"}"#),
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\n  _type = \"x\";\n}\n"
+    );
+}
+
+#[test]
+fn nix_errors_name_the_file_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.nix");
+    std::fs::write(&file, "{\n  a = undefinedThing;\n}\n").unwrap();
+    let out = fedigen(&["nix", "to-json", file.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("undefined variable 'undefinedThing'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("broken.nix:2:7"), "{stderr}");
+}
+
+#[test]
+fn check_reports_every_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let unparsable = dir.path().join("unparsable.nix");
+    let unformatted = dir.path().join("unformatted.nix");
+    std::fs::write(&unparsable, "{ a = ; }\n").unwrap();
+    std::fs::write(&unformatted, "{a=1;}\n").unwrap();
+    let out = fedigen(
+        &[
+            "nix",
+            "check",
+            unparsable.to_str().unwrap(),
+            unformatted.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unparsable.nix:1:"), "{stderr}");
+    assert!(
+        stderr.contains("unformatted.nix:1: emitted Nix is not nixfmt-canonical"),
+        "{stderr}"
+    );
+}
+
+/// The repository's own Nix files (the flake, generated modules, templates' static parts) parse with rnix and
+/// with Nix, and are nixfmt-canonical.
+#[test]
+fn repository_nix_files_are_proven() {
+    let mut files = vec!["flake.nix".to_owned()];
+    for dir in ["modules", "templates"] {
+        let Ok(entries) = std::fs::read_dir(repository().join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "nix") {
+                files.push(
+                    path.strip_prefix(repository())
+                        .unwrap()
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    let mut args = vec!["nix", "check"];
+    args.extend(files.iter().map(String::as_str));
+    let out = fedigen(&args, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
