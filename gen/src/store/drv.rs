@@ -399,8 +399,14 @@ impl AtermParser<'_> {
     }
 
     fn lit(&mut self, want: &str) -> Result<()> {
-        if self.s[self.i..].starts_with(want.as_bytes()) {
-            self.i += want.len();
+        let w = want.as_bytes();
+        // One-byte literals are the common case (punctuation): compare without a memcmp call.
+        let ok = match w {
+            [c] => self.s.get(self.i) == Some(c),
+            _ => self.s[self.i..].starts_with(w),
+        };
+        if ok {
+            self.i += w.len();
             Ok(())
         } else {
             Err(self.err(&format!("expected {want:?}")))
@@ -418,7 +424,7 @@ impl AtermParser<'_> {
         loop {
             // Copy the run up to the next quote or backslash in one go (strings are mostly escape-free).
             let rest = &self.s[self.i..];
-            let Some(k) = rest.iter().position(|&c| c == b'"' || c == b'\\') else {
+            let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
                 return Err(Error::Drv {
                     path: None,
                     offset: start,
@@ -453,7 +459,7 @@ impl AtermParser<'_> {
     /// `[item,item,…]`
     fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Result<T>) -> Result<Vec<T>> {
         self.lit("[")?;
-        let mut v = Vec::new();
+        let mut v = Vec::with_capacity(8);
         if self.peek(b']') {
             self.i += 1;
             return Ok(v);
