@@ -41,7 +41,7 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A tree with every NAR node kind and the sorting traps (upper before lower case, UTF-8 after ASCII, a name
+/// A tree with every NAR node kind, the execute-bit rules, and the sorting traps (upper before lower case, UTF-8 after ASCII, a name
 /// that is a prefix of another, empty file, empty directory, executable, symlinks inside and out).
 fn sample_tree(root: &Path) {
     fs::create_dir_all(root.join("dir/sub/empty")).unwrap();
@@ -56,6 +56,11 @@ fn sample_tree(root: &Path) {
     fs::write(root.join("dir/x.sh"), "#!/bin/sh\necho hi\n").unwrap();
     fs::set_permissions(root.join("dir/x.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::write(root.join("dir/sub/seven"), "1234567").unwrap();
+    // Only the owner's execute bit counts in a NAR.
+    fs::write(root.join("dir/owner-x"), "a").unwrap();
+    fs::set_permissions(root.join("dir/owner-x"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(root.join("dir/other-x"), "b").unwrap();
+    fs::set_permissions(root.join("dir/other-x"), fs::Permissions::from_mode(0o645)).unwrap();
     std::os::unix::fs::symlink("../a", root.join("dir/link")).unwrap();
     std::os::unix::fs::symlink("/nowhere/at/all", root.join("dangling")).unwrap();
 }
@@ -474,4 +479,47 @@ fn rejects_corrupt_drv() {
     bad[0] = b'd';
     let err = Derivation::parse(&bad).unwrap_err().to_string();
     assert!(err.contains("at byte 0"), "{err}");
+}
+
+#[test]
+fn hash_modulo_reproduces_a_deep_closure() {
+    // 300 derivations, each depending on up to three earlier ones and on non-default outputs, with fixed-output
+    // derivations mixed in: every .drv path and output path must come out as nix-instantiate wrote it.
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let file = t.path().join("deep.nix");
+    fs::write(
+        &file,
+        r#"let
+  mk = i: deps: derivation ({ name = "p${toString i}-0.${toString (i - (i / 5) * 5)}"; system = "x86_64-linux";
+    builder = "/bin/sh"; args = [ "-c" "echo ${toString i}" ]; outputs = [ "out" "lib" ];
+    deps = map (d: if i - (i / 2) * 2 == 0 && d ? lib then d.lib else d.out) deps; }
+    // (if i - (i / 10) * 10 == 3 then { outputs = [ "out" ]; outputHashMode = "recursive"; outputHashAlgo = "sha256";
+          outputHash = builtins.hashString "sha256" (toString i); } else { }));
+  step = acc: i: acc ++ [ (mk i (if i == 0 then [ ] else [ (builtins.elemAt acc (i - 1)) (builtins.elemAt acc (i / 2)) (builtins.elemAt acc (i / 3)) ])) ];
+in mk 300 (builtins.foldl' step [ ] (builtins.genList (i: i) 300))
+"#,
+    )
+    .unwrap();
+    let root = nix_text("nix-instantiate", &["--store", s(&store), s(&file)]);
+    let root = root.split('!').next().unwrap().to_owned();
+    let closure = fedigen::store::closure::read_closure(&store, &[root]).unwrap();
+    assert_eq!(closure.len(), 301);
+    assert!(closure.values().filter(|d| d.is_fixed_output()).count() >= 29);
+    let sd = StoreDir::default();
+    let mut hasher = DrvHasher::new(&store, sd.clone());
+    for (path, drv) in &closure {
+        assert_eq!(
+            drv.to_aterm().as_bytes(),
+            &fs::read(store.join(path.trim_start_matches('/'))).unwrap()[..]
+        );
+        assert_eq!(sd.print(&drv.drv_path(&sd).unwrap()), *path);
+        for (name, p) in hasher.output_paths(drv).unwrap() {
+            assert_eq!(
+                sd.print(&p),
+                drv.outputs[&name].path,
+                "{path} output {name}"
+            );
+        }
+    }
 }
