@@ -38,6 +38,11 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs benchmarks once without `--bench`: a 70 MB run is not a test.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("emit benchmark: skipped (run `cargo bench -p fedigen --bench emit`)");
+        return;
+    }
     let operators: usize = std::env::var("FEDIGEN_BENCH_OPERATORS")
         .ok()
         .and_then(|v| v.parse().ok())
