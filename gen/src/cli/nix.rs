@@ -1,0 +1,185 @@
+//! `fedigen nix …`: convert between Nix and JSON with the emitter and the real evaluator, and prove Nix files.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::{EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, fail};
+use fedigen::emit::{Verification, emit_file};
+use fedigen::eval::Nix;
+use fedigen::nix::value::{DataPolicy, from_json};
+use fedigen::nix::verify;
+
+#[derive(Subcommand)]
+pub enum NixCommand {
+    /// Print a nixfmt-formatted Nix expression that evaluates to exactly the given JSON value.
+    ///
+    /// Object keys are sorted the way Nix sorts attribute names; strings are escaped exactly; integers must fit
+    /// in 64 bits. Keys that would turn data into code for Nix or the NixOS module system (`_type`,
+    /// `__functor`, `__toString`, `__functionArgs`, `outPath`, `type = "derivation"`) are refused unless
+    /// `--allow-special-attributes` is given. Every problem is reported with its JSON path; exit status 2.
+    FromJson {
+        /// The JSON file to read; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+        /// Let special attribute names through as plain data.
+        #[arg(long)]
+        allow_special_attributes: bool,
+        /// How much to prove about the output before printing it.
+        #[arg(long, value_enum, default_value_t = Verification::Syntax)]
+        verify: Verification,
+    },
+    /// Evaluate a Nix file strictly with the real Nix evaluator and print the value as JSON.
+    ///
+    /// Needs `nix-instantiate` on PATH. Nix 2.8 prints floats with six significant digits.
+    ToJson {
+        /// The Nix file to evaluate.
+        file: PathBuf,
+        /// Stop Nix after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Prove Nix files: rnix parses them, Nix's own parser accepts them, and they are nixfmt-canonical.
+    ///
+    /// Every file is checked and every problem reported (file:line:column); exit status 1 if any failed.
+    Check {
+        /// The files to check.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Skip the nixfmt layout check (only parse).
+        #[arg(long)]
+        syntax_only: bool,
+    },
+}
+
+/// Runs one `fedigen nix` subcommand.
+pub fn run(command: NixCommand) -> ExitCode {
+    match command {
+        NixCommand::FromJson {
+            file,
+            allow_special_attributes,
+            verify,
+        } => nix_from_json(file, allow_special_attributes, verify),
+        NixCommand::ToJson { file, timeout } => nix_to_json(&file, timeout),
+        NixCommand::Check { files, syntax_only } => nix_check(&files, syntax_only),
+    }
+}
+
+fn nix_from_json(
+    file: Option<PathBuf>,
+    allow_special: bool,
+    verification: Verification,
+) -> ExitCode {
+    let (name, text) = match file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => match std::fs::read_to_string(&path) {
+            Ok(text) => (path.display().to_string(), text),
+            Err(e) => return fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", path.display())),
+        },
+        None => {
+            let mut text = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                return fail(EXIT_ENVIRONMENT, format_args!("standard input: {e}"));
+            }
+            ("<stdin>".to_owned(), text)
+        }
+    };
+    let value: serde_json::Value = match serde_json::from_str(&text) {
+        Ok(value) => value,
+        Err(e) => {
+            return fail(
+                EXIT_INVALID_INPUT,
+                format_args!("{name}:{}:{}: invalid JSON: {e}", e.line(), e.column()),
+            );
+        }
+    };
+    let policy = DataPolicy {
+        allow_special_attributes: allow_special,
+    };
+    let expr = match from_json(&value, policy) {
+        Ok(expr) => expr,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {name}: {e}");
+            }
+            eprintln!(
+                "{} value(s) cannot be written as Nix; nothing was printed",
+                errors.len()
+            );
+            return ExitCode::from(EXIT_INVALID_INPUT);
+        }
+    };
+    match emit_file("<output>", &[], &expr, verification) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_CHECK_FAILED, e),
+    }
+}
+
+fn nix_to_json(file: &std::path::Path, timeout: u64) -> ExitCode {
+    let nix = match Nix::locate() {
+        Ok(nix) => nix.with_timeout(std::time::Duration::from_secs(timeout)),
+        Err(e) => return fail(EXIT_ENVIRONMENT, e),
+    };
+    let file = match std::fs::canonicalize(file) {
+        Ok(file) => file,
+        Err(e) => return fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", file.display())),
+    };
+    match nix.eval_file_json(&file) {
+        Ok(value) => {
+            println!("{value}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_INVALID_INPUT, e),
+    }
+}
+
+fn nix_check(files: &[PathBuf], syntax_only: bool) -> ExitCode {
+    let mut sources = Vec::new();
+    let mut failed = 0usize;
+    for path in files {
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push(fedigen::eval::Source {
+                name: path.display().to_string(),
+                text,
+            }),
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                failed += 1;
+            }
+        }
+    }
+    for source in &sources {
+        let checked = verify::check_syntax(&source.name, &source.text).and_then(|()| {
+            if syntax_only {
+                Ok(())
+            } else {
+                verify::check_canonical(&source.name, &source.text)
+            }
+        });
+        if let Err(e) = checked {
+            eprintln!("error: {e}");
+            failed += 1;
+        }
+    }
+    match Nix::locate() {
+        Ok(nix) => {
+            for (source, result) in sources.iter().zip(nix.parse(&sources)) {
+                if let Err(e) = result {
+                    eprintln!("error: {}: Nix does not parse it: {e}", source.name);
+                    failed += 1;
+                }
+            }
+        }
+        Err(e) => return fail(EXIT_ENVIRONMENT, e),
+    }
+    if failed > 0 {
+        eprintln!("{failed} problem(s) in {} file(s)", files.len());
+        ExitCode::from(EXIT_CHECK_FAILED)
+    } else {
+        eprintln!("{} file(s) parse and are canonical", files.len());
+        ExitCode::SUCCESS
+    }
+}
