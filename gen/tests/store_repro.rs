@@ -50,10 +50,7 @@ impl Fixture {
         o
     }
     fn nix(&self) -> Nix {
-        Nix {
-            store: Some(self.store()),
-            config: DEFAULT_NIX_CONFIG.to_owned(),
-        }
+        Nix::new(Some(self.store()))
     }
 }
 
@@ -488,8 +485,43 @@ fn lock_refuses_impure_and_failing_derivations() {
 }
 
 #[test]
+fn endless_evaluation_is_killed() {
+    let f = Fixture::new();
+    let file = f.file("loop", r#"{ x = let l = builtins.genList (j: j) 100000; in mk "x" (toString (builtins.foldl' (a: i: builtins.foldl' (b: j: b + j) a l) 0 l)) { }; }"#);
+    let mut opts = f.opts(&file);
+    opts.eval_timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let err = run_check(&opts).unwrap_err();
+    assert!(err.to_string().contains("timed out after 2 s"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn evaluation_errors_are_errors_not_findings() {
     let f = Fixture::new();
     let err = run_check(&f.opts(&f.file("bad", r#"{ x = throw "no such thing"; }"#))).unwrap_err();
     assert!(err.to_string().contains("no such thing"), "{err}");
+}
+
+#[test]
+fn diffoscope_is_suggested_only_when_installed() {
+    use fedigen::repro::files::diffoscope_in;
+    let bin = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        Path::new("/nix/store/x-a"),
+        Path::new("/nix/store/x-a.check"),
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let search = std::env::join_paths([empty.path(), bin.path()]).unwrap();
+    assert_eq!(diffoscope_in(Some(&search), a, b), None);
+    std::fs::write(bin.path().join("diffoscope"), "#!/bin/sh\n").unwrap();
+    assert_eq!(
+        diffoscope_in(Some(&search), a, b).as_deref(),
+        Some("diffoscope /nix/store/x-a /nix/store/x-a.check")
+    );
+    assert_eq!(diffoscope_in(None, a, b), None);
 }

@@ -205,8 +205,17 @@ fn first_difference(a: &Path, b: &Path) -> Result<Option<u64>, StoreError> {
 
 /// `diffoscope FIRST SECOND` when diffoscope is on `PATH`: the command a person should run next.
 pub fn diffoscope_command(first: &Path, second: &Path) -> Option<String> {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join("diffoscope").is_file()))
+    diffoscope_in(std::env::var_os("PATH").as_deref(), first, second)
+}
+
+/// [`diffoscope_command`] with an explicit search path (testable without touching the environment).
+pub fn diffoscope_in(
+    search_path: Option<&std::ffi::OsStr>,
+    first: &Path,
+    second: &Path,
+) -> Option<String> {
+    let found = search_path
+        .map(|p| std::env::split_paths(p).any(|d| d.join("diffoscope").is_file()))
         .unwrap_or(false);
     found.then(|| format!("diffoscope {} {}", first.display(), second.display()))
 }

@@ -100,6 +100,8 @@ pub struct CheckOptions {
     pub store: Option<PathBuf>,
     /// Limit for each build and each rebuild.
     pub timeout: Duration,
+    /// Limit for each of the two evaluations.
+    pub eval_timeout: Duration,
     /// Build and rebuild (`false`: evaluation and lock comparison only).
     pub build: bool,
     /// Show a progress bar on stderr (the CLI sets this when stderr is a terminal).
@@ -109,7 +111,8 @@ pub struct CheckOptions {
 }
 
 impl CheckOptions {
-    /// Options with defaults: all derivations, system store, 1 hour timeout, build, no progress bar.
+    /// Options with defaults: all derivations, system store, 1 hour per build, 10 minutes per evaluation,
+    /// build, no progress bar.
     pub fn new(file: impl Into<PathBuf>) -> Self {
         CheckOptions {
             file: file.into(),
@@ -117,6 +120,7 @@ impl CheckOptions {
             lock: None,
             store: None,
             timeout: Duration::from_secs(3600),
+            eval_timeout: nix::DEFAULT_EVAL_TIMEOUT,
             build: true,
             progress: false,
             nix_config: DEFAULT_NIX_CONFIG.to_owned(),
@@ -127,6 +131,7 @@ impl CheckOptions {
         Nix {
             store: self.store.clone(),
             config: self.nix_config.clone(),
+            eval_timeout: self.eval_timeout,
         }
     }
 }

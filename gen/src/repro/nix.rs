@@ -30,7 +30,12 @@ pub struct Nix {
     pub store: Option<PathBuf>,
     /// The value of `NIX_CONFIG` for every call.
     pub config: String,
+    /// Limit for one evaluation (an evaluation that never ends must not hang a rollout check).
+    pub eval_timeout: Duration,
 }
+
+/// Default limit for one evaluation.
+pub const DEFAULT_EVAL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What one evaluation says about one attribute.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -76,6 +81,15 @@ in builtins.listToAttrs (map (a: { name = a; value = describe (get a); }) names)
 "#;
 
 impl Nix {
+    /// Nix with [`DEFAULT_NIX_CONFIG`] and [`DEFAULT_EVAL_TIMEOUT`] on the given store.
+    pub fn new(store: Option<PathBuf>) -> Self {
+        Nix {
+            store,
+            config: DEFAULT_NIX_CONFIG.to_owned(),
+            eval_timeout: DEFAULT_EVAL_TIMEOUT,
+        }
+    }
+
     /// The directory under which store paths live on disk: the chroot store, or `/`.
     pub fn root(&self) -> PathBuf {
         self.store.clone().unwrap_or_else(|| PathBuf::from("/"))
@@ -96,7 +110,7 @@ impl Nix {
     }
 
     /// Evaluates `attrs` of `file` (all top-level derivations when empty) in one fresh `nix-instantiate`
-    /// process, writing the `.drv` files to the store.
+    /// process, writing the `.drv` files to the store; killed after [`Nix::eval_timeout`].
     pub fn evaluate(&self, file: &Path, attrs: &[String]) -> Result<BTreeMap<String, Evaluated>> {
         let file = std::path::absolute(file).map_err(|e| Error::Io {
             context: format!("resolving {}", file.display()),
@@ -115,17 +129,30 @@ impl Nix {
         .args(["--argstr", "attrsJson"])
         .arg(serde_json::to_string(attrs).expect("strings serialise"))
         .args(["-E", EVAL_EXPR]);
-        let out = c.output().map_err(|e| Error::Spawn {
-            command: "nix-instantiate".into(),
-            source: e,
-        })?;
-        if !out.status.success() {
-            return Err(Error::Eval {
-                file: file.clone(),
-                message: tail(&String::from_utf8_lossy(&out.stderr), LOG_TAIL_LINES),
-            });
+        // The evaluator has no builder to clean up after, and does not always poll for SIGTERM: 1 s grace.
+        let (outcome, stdout) = run_captured(
+            c,
+            "nix-instantiate",
+            self.eval_timeout,
+            Duration::from_secs(1),
+            true,
+        )?;
+        match outcome {
+            BuildOutcome::Success => {}
+            BuildOutcome::Failed { log_tail, .. } => {
+                return Err(Error::Eval {
+                    file,
+                    message: log_tail,
+                });
+            }
+            BuildOutcome::TimedOut { .. } => {
+                return Err(Error::Eval {
+                    file,
+                    message: format!("timed out after {} s", self.eval_timeout.as_secs()),
+                });
+            }
         }
-        serde_json::from_slice(&out.stdout).map_err(|e| Error::Eval {
+        serde_json::from_slice(&stdout).map_err(|e| Error::Eval {
             file,
             message: format!("unexpected output of nix-instantiate: {e}"),
         })
@@ -150,51 +177,74 @@ impl Nix {
 }
 
 /// Runs `c` in its own process group with stderr captured; on timeout, SIGTERM to the group, then SIGKILL.
-pub fn run_with_timeout(mut c: Command, name: &str, timeout: Duration) -> Result<BuildOutcome> {
+pub fn run_with_timeout(c: Command, name: &str, timeout: Duration) -> Result<BuildOutcome> {
+    Ok(run_captured(c, name, timeout, GRACE, false)?.0)
+}
+
+/// [`run_with_timeout`] with the SIGTERM→SIGKILL `grace` period given, also returning stdout when
+/// `capture_stdout`.
+fn run_captured(
+    mut c: Command,
+    name: &str,
+    timeout: Duration,
+    grace: Duration,
+    capture_stdout: bool,
+) -> Result<(BuildOutcome, Vec<u8>)> {
     use std::os::unix::process::CommandExt;
+    let spawn_err = |e| Error::Spawn {
+        command: name.to_owned(),
+        source: e,
+    };
     c.process_group(0)
-        .stdout(Stdio::null())
+        .stdout(if capture_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped());
-    let mut child = c.spawn().map_err(|e| Error::Spawn {
-        command: name.to_owned(),
-        source: e,
-    })?;
-    let mut stderr = child.stderr.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
+    let mut child = c.spawn().map_err(spawn_err)?;
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let err_reader = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let out_reader = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
     let pgid = child.id() as libc::pid_t;
-    let waited = child.wait_timeout(timeout).map_err(|e| Error::Spawn {
-        command: name.to_owned(),
-        source: e,
-    })?;
-    let (status, timed_out) = match waited {
+    let (status, timed_out) = match child.wait_timeout(timeout).map_err(spawn_err)? {
         Some(s) => (s, false),
         None => {
             // SAFETY: kill(2) with a negative pid signals the process group we created for this child.
             unsafe { libc::kill(-pgid, libc::SIGTERM) };
-            let s = match child.wait_timeout(GRACE).map_err(|e| Error::Spawn {
-                command: name.to_owned(),
-                source: e,
-            })? {
+            let s = match child.wait_timeout(grace).map_err(spawn_err)? {
                 Some(s) => s,
                 None => {
                     // SAFETY: as above.
                     unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                    child.wait().map_err(|e| Error::Spawn {
-                        command: name.to_owned(),
-                        source: e,
-                    })?
+                    child.wait().map_err(spawn_err)?
                 }
             };
             (s, true)
         }
     };
-    let log = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
+    let log = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
+    let stdout = out_reader.join().unwrap_or_default();
     let log_tail = tail(&log, LOG_TAIL_LINES);
-    Ok(if timed_out {
+    let outcome = if timed_out {
         BuildOutcome::TimedOut { log_tail }
     } else if status.success() {
         BuildOutcome::Success
@@ -203,7 +253,8 @@ pub fn run_with_timeout(mut c: Command, name: &str, timeout: Duration) -> Result
             code: status.code(),
             log_tail,
         }
-    })
+    };
+    Ok((outcome, stdout))
 }
 
 /// The last `n` lines of `s`.
