@@ -5,6 +5,7 @@
 
 pub mod emit;
 pub mod eval;
+pub mod manifest;
 pub mod nix;
 pub mod repro;
 pub mod store;
