@@ -7,64 +7,39 @@
 use super::drv::{Derivation, real_path};
 use super::path::StorePath;
 use super::{Error, Result};
+use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
 
 /// Reads the derivation closure of `roots` (absolute `.drv` store paths) from the store rooted at `root`
 /// (`/` for the system store, the `--store` directory for a chroot store).
 ///
-/// Why a rayon scope with one task per newly seen `.drv`: reading and parsing are independent per file, and
-/// closures are deep (long dependency chains), so a level-by-level walk would leave cores idle.
+/// Breadth-first; a level with many new derivations (the wide middle of a NixOS closure) is read and parsed in
+/// parallel with rayon, a narrow one (a long dependency chain) on this thread, because waking worker threads
+/// for one or two small files costs more than parsing them.
 pub fn read_closure(root: &Path, roots: &[String]) -> Result<BTreeMap<String, Derivation>> {
-    let seen: Mutex<HashSet<String>> = Mutex::new(HashSet::new());
-    let found: Mutex<Vec<(String, Derivation)>> = Mutex::new(Vec::new());
-    let error: Mutex<Option<Error>> = Mutex::new(None);
-    fn visit<'s>(
-        scope: &rayon::Scope<'s>,
-        root: &'s Path,
-        path: String,
-        seen: &'s Mutex<HashSet<String>>,
-        found: &'s Mutex<Vec<(String, Derivation)>>,
-        error: &'s Mutex<Option<Error>>,
-    ) {
-        match Derivation::read(&real_path(root, &path)) {
-            Ok(d) => {
-                let new: Vec<String> = {
-                    let mut seen = seen.lock().expect("not poisoned");
-                    d.input_drvs
-                        .keys()
-                        .filter(|p| seen.insert((*p).clone()))
-                        .cloned()
-                        .collect()
-                };
-                for p in new {
-                    scope.spawn(move |s| visit(s, root, p, seen, found, error));
+    const PARALLEL_FROM: usize = 32;
+    let read = |p: &String| Ok((p.clone(), Derivation::read(&real_path(root, p))?));
+    let mut all: BTreeMap<String, Derivation> = BTreeMap::new();
+    let mut seen: HashSet<String> = roots.iter().cloned().collect();
+    let mut frontier: Vec<String> = seen.iter().cloned().collect();
+    while !frontier.is_empty() {
+        let parsed: Vec<(String, Derivation)> = if frontier.len() >= PARALLEL_FROM {
+            frontier.par_iter().map(read).collect::<Result<_>>()?
+        } else {
+            frontier.iter().map(read).collect::<Result<_>>()?
+        };
+        frontier = Vec::new();
+        for (p, d) in parsed {
+            for input in d.input_drvs.keys() {
+                if seen.insert(input.clone()) {
+                    frontier.push(input.clone());
                 }
-                found.lock().expect("not poisoned").push((path, d));
             }
-            Err(e) => {
-                error.lock().expect("not poisoned").get_or_insert(e);
-            }
+            all.insert(p, d);
         }
     }
-    rayon::scope(|s| {
-        for r in roots {
-            if seen.lock().expect("not poisoned").insert(r.clone()) {
-                let (seen, found, error) = (&seen, &found, &error);
-                let r = r.clone();
-                s.spawn(move |s| visit(s, root, r, seen, found, error));
-            }
-        }
-    });
-    if let Some(e) = error.into_inner().expect("not poisoned") {
-        return Err(e);
-    }
-    Ok(found
-        .into_inner()
-        .expect("not poisoned")
-        .into_iter()
-        .collect())
+    Ok(all)
 }
 
 /// Splits a store path name into package name and version as Nix's `DrvName` and nvd do: the version starts
