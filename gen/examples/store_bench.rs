@@ -132,6 +132,12 @@ in mk {n} all
     )
 }
 
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn main() {
     let size_mb = arg("--size-mb", 1024);
     let drvs = arg("--drvs", 1200);
@@ -140,6 +146,13 @@ fn main() {
         .prefix("fedigen-bench-")
         .tempdir_in("/tmp")
         .unwrap();
+    println!(
+        "Machine: {} cores, load average at start {} (shared machine: other jobs may run).\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        loadavg()
+    );
     let tree = work.path().join("tree");
     fs::create_dir(&tree).unwrap();
     let t = Instant::now();
@@ -250,23 +263,24 @@ fn main() {
     ))
     .trim()
     .to_owned();
-    let (d_nix, json) = time(runs, || {
+    let cruns = runs * 3;
+    let (d_nix, json) = time(cruns, || {
         sh(&format!(
             "nix show-derivation --store {} --recursive {root_drv}",
             store.display()
         ))
     });
-    let (d_ours, closure) = time(runs, || {
+    let (d_ours, closure) = time(cruns, || {
         read_closure(&store, std::slice::from_ref(&root_drv)).unwrap()
     });
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let theirs: std::collections::BTreeSet<&String> = v.as_object().unwrap().keys().collect();
     assert_eq!(theirs, closure.keys().collect(), "same closure");
-    let (d_print, _) = time(runs, || {
+    let (d_print, _) = time(cruns, || {
         closure.values().map(|d| d.to_aterm().len()).sum::<usize>()
     });
     println!(
-        "\n### Parsing a closure of {} derivations (median of {runs} runs)\n",
+        "\n### Parsing a closure of {} derivations (median of {cruns} runs)\n",
         closure.len()
     );
     println!("| method | time | relative to fedigen |\n|---|---:|---:|");
@@ -284,4 +298,5 @@ fn main() {
         d_print.as_secs_f64() * 1e3,
         d_print.as_secs_f64() / d_ours.as_secs_f64()
     );
+    println!("\nLoad average at the end: {}.", loadavg());
 }
