@@ -77,7 +77,13 @@ impl Derivation {
 
     /// Reads and parses a `.drv` file (errors name the file).
     pub fn read(file: &Path) -> Result<Self> {
-        let text = std::fs::read(file).map_err(|e| Error::io(file, e))?;
+        // Most `.drv` files are a few KiB: one read into a buffer of that size, no `stat` for a size hint.
+        let mut text = Vec::with_capacity(16 * 1024);
+        std::io::Read::read_to_end(
+            &mut std::fs::File::open(file).map_err(|e| Error::io(file, e))?,
+            &mut text,
+        )
+        .map_err(|e| Error::io(file, e))?;
         Derivation::parse(&text).map_err(|e| match e {
             Error::Drv { offset, reason, .. } => Error::Drv {
                 path: Some(file.to_owned()),
