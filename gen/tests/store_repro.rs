@@ -525,3 +525,35 @@ fn diffoscope_is_suggested_only_when_installed() {
     );
     assert_eq!(diffoscope_in(None, a, b), None);
 }
+
+#[test]
+fn lock_without_build_pins_derivations_only() {
+    let f = Fixture::new();
+    let file = f.file("det", DET);
+    let mut opts = f.opts(&file);
+    opts.build = false;
+    let lock = run_lock(&opts).unwrap();
+    assert!(
+        lock.derivations
+            .values()
+            .flat_map(|d| d.outputs.values())
+            .all(|o| o.nar_hash.is_none())
+    );
+    let lock_file = f.dir.path().join("lock.json");
+    lock.write(&lock_file).unwrap();
+    assert!(
+        !std::fs::read_to_string(&lock_file)
+            .unwrap()
+            .contains("narHash")
+    );
+    let mut opts = f.opts(&file);
+    opts.lock = Some(lock_file);
+    let report = run_check(&opts).unwrap();
+    for d in &report.derivations {
+        assert_eq!(d.lock, LockStatus::Matches);
+        assert_eq!(d.build, Classification::Reproducible);
+        assert!(d.outputs.values().all(|o| o.lock == NarStatus::NotLocked));
+    }
+    assert_eq!(report.exit_code(), exit_code::OK);
+    assert!(report.render().contains("not locked"));
+}

@@ -163,7 +163,7 @@ pub struct OutputReport {
 pub enum NarStatus {
     /// Not built, or no lock given.
     NotChecked,
-    /// The lock has no NAR hash for this output.
+    /// The lock has no NAR hash for this output (a lock written without building); not a failure by itself.
     NotLocked,
     /// Same NAR hash as locked.
     Matches,
@@ -198,7 +198,7 @@ impl DrvReport {
         if self
             .outputs
             .values()
-            .any(|o| matches!(o.lock, NarStatus::Differs { .. } | NarStatus::NotLocked))
+            .any(|o| matches!(o.lock, NarStatus::Differs { .. }))
         {
             c |= exit_code::NAR_MISMATCH;
         }
@@ -297,18 +297,18 @@ impl Report {
 }
 
 fn nar_summary(d: &DrvReport) -> String {
-    if d.outputs.values().all(|o| o.lock == NarStatus::NotChecked) {
-        return "-".into();
-    }
-    let bad = d
-        .outputs
-        .values()
-        .filter(|o| matches!(o.lock, NarStatus::Differs { .. } | NarStatus::NotLocked))
-        .count();
-    if bad == 0 {
+    let count = |f: fn(&NarStatus) -> bool| d.outputs.values().filter(|o| f(&o.lock)).count();
+    let differ = count(|s| matches!(s, NarStatus::Differs { .. }));
+    let matches = count(|s| *s == NarStatus::Matches);
+    let unlocked = count(|s| *s == NarStatus::NotLocked);
+    if differ > 0 {
+        format!("{differ} DIFFER")
+    } else if matches > 0 {
         "matches".into()
+    } else if unlocked > 0 {
+        "not locked".into()
     } else {
-        format!("{bad} DIFFER")
+        "-".into()
     }
 }
 
