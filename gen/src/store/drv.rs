@@ -67,7 +67,12 @@ pub struct Derivation {
 impl Derivation {
     /// Parses ATerm text as written by `nix-instantiate`.
     pub fn parse(text: &[u8]) -> Result<Self> {
-        let mut p = AtermParser { s: text, i: 0 };
+        let t = std::str::from_utf8(text).map_err(|e| Error::Drv {
+            path: None,
+            offset: e.valid_up_to(),
+            reason: "not UTF-8".into(),
+        })?;
+        let mut p = AtermParser { t, s: text, i: 0 };
         let d = p.derivation()?;
         if p.i != text.len() {
             return Err(p.err("trailing bytes after the derivation"));
@@ -391,6 +396,9 @@ fn list<'a, I: IntoIterator<Item = &'a String>>(
 }
 
 struct AtermParser<'a> {
+    /// The whole text, validated as UTF-8 once.
+    t: &'a str,
+    /// The same, as bytes.
     s: &'a [u8],
     i: usize,
 }
@@ -426,40 +434,42 @@ impl AtermParser<'_> {
     fn string(&mut self) -> Result<String> {
         self.lit("\"")?;
         let start = self.i;
-        let mut out = Vec::new();
+        let mut out = String::new();
         loop {
             // Copy the run up to the next quote or backslash in one go (strings are mostly escape-free).
-            let rest = &self.s[self.i..];
-            let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
+            // Both are ASCII, so every index used to slice `t` is a character boundary.
+            let Some(k) = memchr::memchr2(b'"', b'\\', &self.s[self.i..]) else {
                 return Err(Error::Drv {
                     path: None,
                     offset: start,
                     reason: "unterminated string".into(),
                 });
             };
-            out.extend_from_slice(&rest[..k]);
-            self.i += k;
-            if rest[k] == b'"' {
+            let end = self.i + k;
+            if self.s[end] == b'"' && out.is_empty() {
+                let run = self.t[self.i..end].to_owned();
+                self.i = end + 1;
+                return Ok(run);
+            }
+            out.push_str(&self.t[self.i..end]);
+            self.i = end;
+            if self.s[end] == b'"' {
                 break;
             }
-            let c = *self
-                .s
-                .get(self.i + 1)
+            let c = self.t[end + 1..]
+                .chars()
+                .next()
                 .ok_or_else(|| self.err("unterminated escape"))?;
             out.push(match c {
-                b'n' => b'\n',
-                b'r' => b'\r',
-                b't' => b'\t',
+                'n' => '\n',
+                'r' => '\r',
+                't' => '\t',
                 c => c,
             });
-            self.i += 2;
+            self.i = end + 1 + c.len_utf8();
         }
         self.i += 1;
-        String::from_utf8(out).map_err(|_| Error::Drv {
-            path: None,
-            offset: start,
-            reason: "string is not UTF-8".into(),
-        })
+        Ok(out)
     }
 
     /// `[item,item,…]`
@@ -576,5 +586,30 @@ impl AtermParser<'_> {
         }
         self.lit(")")?;
         Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Derivation;
+
+    #[test]
+    fn escapes_as_nix_reads_them() {
+        // Nix's parser maps \n \r \t and takes any other escaped character literally, multi-byte ones included.
+        let d = Derivation::parse("Derive([],[],[],\"x\",\"b\",[\"\\é\\n\\q\\\\\"],[])".as_bytes())
+            .unwrap();
+        assert_eq!(d.args, ["é\nq\\"]);
+        assert_eq!(
+            d.to_aterm(),
+            "Derive([],[],[],\"x\",\"b\",[\"é\\nq\\\\\"],[])"
+        );
+    }
+
+    #[test]
+    fn rejects_invalid_utf8_and_unterminated_strings() {
+        let err = Derivation::parse(b"Derive([],[],[],\"x\",\"\xff\",[],[])").unwrap_err();
+        assert!(err.to_string().contains("at byte 21: not UTF-8"), "{err}");
+        assert!(Derivation::parse(b"Derive([],[],[],\"x").is_err());
+        assert!(Derivation::parse(b"Derive([],[],[],\"x\",\"b\\").is_err());
     }
 }
