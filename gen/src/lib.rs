@@ -5,7 +5,10 @@
 
 pub mod emit;
 pub mod eval;
+pub mod generate;
 pub mod manifest;
 pub mod nix;
 pub mod repro;
 pub mod store;
+pub mod template;
+pub mod write;

@@ -26,6 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Regenerate the generated files (modules/) from the templates; `--check` diffs instead.
+    Generate(cli::generate::GenerateArgs),
     /// Convert between Nix and JSON, and prove Nix files.
     #[command(subcommand)]
     Nix(cli::nix::NixCommand),
@@ -34,6 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Generate(args) => cli::generate::run(args),
         Command::Nix(command) => cli::nix::run(command),
     }
 }

@@ -190,6 +190,9 @@ pub struct HttpCheck {
     /// Text the body must contain.
     #[serde(default)]
     pub contains: Option<String>,
+    /// Ask a local port directly over plain HTTP (an admin API) instead of the application's virtual host.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 fn ok_status() -> u16 {

@@ -137,7 +137,7 @@ fn check_reports_every_bad_file() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unparsable.nix:1:"), "{stderr}");
     assert!(
-        stderr.contains("unformatted.nix:1: emitted Nix is not nixfmt-canonical"),
+        stderr.contains("unformatted.nix:1: not nixfmt-canonical"),
         "{stderr}"
     );
 }

@@ -1,4 +1,5 @@
 //! The subcommands of the `fedigen` binary, one file per group. Each is a thin layer over the library: it parses
 //! arguments (clap), calls the library, prints, and maps outcomes to the exit statuses documented in `--help`.
 
+pub mod generate;
 pub mod nix;

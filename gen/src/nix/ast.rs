@@ -21,6 +21,9 @@ pub enum Expr {
     Str(NixString),
     /// A variable reference such as `lib` or `config`.
     Var(Ident),
+    /// A path to a file of the repository itself, such as `./mastodon.nix` in `imports`: Nix copies it into the
+    /// store, which is what module imports need. Paths on the target machine are strings ([`Expr::runtime_path`]).
+    SourcePath(SourcePath),
     /// `[ … ]`
     List(Vec<Expr>),
     /// `{ … }` or `rec { … }`
@@ -54,6 +57,34 @@ impl Float {
     /// The value, for printing.
     pub fn get(self) -> f64 {
         self.0
+    }
+}
+
+/// A relative path literal `./a/b.nix`: starts with `./`, then only letters, digits, `.`, `_`, `-` and `/`, no `..`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePath(String);
+
+impl SourcePath {
+    /// Validates a relative source path.
+    pub fn new(path: &str) -> Result<Self, LexicalError> {
+        let rest = path.strip_prefix("./").unwrap_or("");
+        let valid = !rest.is_empty()
+            && rest
+                .split('/')
+                .all(|part| !part.is_empty() && part != ".." && part != ".")
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+        if valid {
+            Ok(Self(path.to_owned()))
+        } else {
+            Err(LexicalError::NotASourcePath(path.to_owned()))
+        }
+    }
+
+    /// The path as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

@@ -21,6 +21,11 @@ pub enum LexicalError {
     /// An attribute path needs at least one name.
     #[error("an attribute path needs at least one name")]
     EmptyAttrPath,
+    /// Source paths are relative paths into the repository.
+    #[error(
+        "`{0}` is not a source path: write `./dir/file.nix` (letters, digits, `.`, `_`, `-`, no `..`)"
+    )]
+    NotASourcePath(String),
     /// Runtime paths are absolute paths on the target machine.
     #[error(
         "`{0}` is not an absolute path: runtime paths on the target machine must start with `/`"

@@ -7,5 +7,7 @@ pub mod print;
 pub mod value;
 pub mod verify;
 
-pub use ast::{AttrName, AttrPath, AttrSet, Entry, Expr, Ident, NixString, Param, StrPart};
+pub use ast::{
+    AttrName, AttrPath, AttrSet, Entry, Expr, Ident, NixString, Param, SourcePath, StrPart,
+};
 pub use lexical::LexicalError;

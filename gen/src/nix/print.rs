@@ -65,6 +65,7 @@ impl Printer {
             Expr::Float(f) => lexical::write_float(&mut self.out, f.get()),
             Expr::Str(s) => self.string(s, indent),
             Expr::Var(v) => self.out.push_str(v.as_str()),
+            Expr::SourcePath(p) => self.out.push_str(p.as_str()),
             Expr::List(items) => self.list(items, indent),
             Expr::Attrs(set) => self.attrs(set, indent),
             Expr::Let(entries, body) => {
@@ -81,8 +82,8 @@ impl Printer {
             Expr::Lambda(param, body) => self.lambda(param, body, indent),
             Expr::Apply(function, args) => self.apply(function, args, indent),
             Expr::Select(base, path, default) => {
-                if matches!(**base, Expr::Int(_) | Expr::Float(_)) {
-                    // `1.a` would lex as the float `1.` followed by `a`.
+                if matches!(**base, Expr::Int(_) | Expr::Float(_) | Expr::SourcePath(_)) {
+                    // `1.a` would lex as the float `1.` followed by `a`, and `./a.nix.b` as one path.
                     self.out.push('(');
                     self.expr(base, indent);
                     self.out.push(')');
@@ -411,7 +412,12 @@ fn opens_block(expr: &Expr) -> bool {
 /// Atoms need no parentheses as list items, function arguments or select bases.
 fn is_atom(expr: &Expr) -> bool {
     match expr {
-        Expr::Null | Expr::Bool(_) | Expr::Str(_) | Expr::Var(_) | Expr::List(_) => true,
+        Expr::Null
+        | Expr::Bool(_)
+        | Expr::Str(_)
+        | Expr::Var(_)
+        | Expr::SourcePath(_)
+        | Expr::List(_) => true,
         Expr::Attrs(_) => true,
         // `i64::MIN`, negative zero and subnormals print parenthesised already; other negatives need parentheses.
         Expr::Int(i) => *i >= 0 || *i == i64::MIN,
@@ -424,7 +430,12 @@ fn is_atom(expr: &Expr) -> bool {
 /// Whether the printed expression spans several lines (decided by structure, never by width).
 fn is_multiline(expr: &Expr) -> bool {
     match expr {
-        Expr::Null | Expr::Bool(_) | Expr::Int(_) | Expr::Float(_) | Expr::Var(_) => false,
+        Expr::Null
+        | Expr::Bool(_)
+        | Expr::Int(_)
+        | Expr::Float(_)
+        | Expr::Var(_)
+        | Expr::SourcePath(_) => false,
         Expr::Str(s) => {
             fits_indented(s)
                 || s.parts().iter().any(|p| match p {
@@ -495,7 +506,12 @@ pub fn layout_is_exact(expr: &Expr) -> bool {
 
 fn exact(expr: &Expr) -> bool {
     match expr {
-        Expr::Null | Expr::Bool(_) | Expr::Int(_) | Expr::Float(_) | Expr::Var(_) => true,
+        Expr::Null
+        | Expr::Bool(_)
+        | Expr::Int(_)
+        | Expr::Float(_)
+        | Expr::Var(_)
+        | Expr::SourcePath(_) => true,
         Expr::Str(s) => s.parts().iter().all(|p| match p {
             StrPart::Literal(_) => true,
             StrPart::Interpolation(e) => !is_multiline(e) && exact(e),

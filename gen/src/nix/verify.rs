@@ -47,7 +47,7 @@ pub enum VerifyError {
     },
     /// nixfmt lays the text out differently.
     #[error(
-        "{file}:{line}: emitted Nix is not nixfmt-canonical; nixfmt writes {expected:?} where fedigen wrote {found:?}; this is a bug in fedigen"
+        "{file}:{line}: not nixfmt-canonical: nixfmt writes {expected:?} where the text has {found:?}"
     )]
     NotCanonical {
         /// The file being emitted.

@@ -1,0 +1,93 @@
+//! `fedigen generate`: regenerate every generated file from the repository's templates, or (`--check`) say
+//! what is stale, with a diff, and write nothing.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::{EXIT_CHECK_FAILED, EXIT_INVALID_INPUT, fail};
+use fedigen::generate::{find_repository, plan};
+use fedigen::write::{Difference, compare, write};
+
+/// Regenerate `modules/` (and, as they land, deployments and VM tests) from the repository's templates.
+///
+/// With no arguments it works on the repository around the current directory. Writes are atomic (each
+/// generated folder is rebuilt beside the old one and swapped in), output is byte-identical across runs and
+/// machines, stale generated files disappear, and a file without the generated-file marker is never
+/// overwritten.
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Write nothing; print a unified diff of every stale file and exit 1 if there is one.
+    #[arg(long)]
+    check: bool,
+    /// The repository (default: the current directory or the nearest parent with a `templates/` folder).
+    #[arg(long)]
+    repo: Option<PathBuf>,
+}
+
+/// Runs `fedigen generate`.
+pub fn run(args: GenerateArgs) -> ExitCode {
+    let start = match args.repo {
+        Some(repo) => repo,
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    let repo = match find_repository(&start) {
+        Ok(repo) => repo,
+        Err(e) => return fail(EXIT_INVALID_INPUT, e),
+    };
+    let plan = match plan(&repo) {
+        Ok(plan) => plan,
+        Err(e) => return fail(EXIT_INVALID_INPUT, e),
+    };
+    if args.check {
+        let differences = match compare(&repo, &plan) {
+            Ok(d) => d,
+            Err(e) => return fail(EXIT_INVALID_INPUT, e),
+        };
+        for difference in &differences {
+            match difference {
+                Difference::Missing(path) => {
+                    println!("missing: {} (run `fedigen generate`)", path.display())
+                }
+                Difference::Stale(path) => {
+                    println!("stale: {} is no longer generated", path.display())
+                }
+                Difference::Changed(_, diff) => print!("{diff}"),
+            }
+        }
+        if differences.is_empty() {
+            eprintln!("{} generated files are up to date", plan.files.len());
+            ExitCode::SUCCESS
+        } else {
+            eprintln!(
+                "{} of {} generated files are stale; run `fedigen generate`",
+                differences.len(),
+                plan.files.len()
+            );
+            ExitCode::from(EXIT_CHECK_FAILED)
+        }
+    } else {
+        match write(&repo, &plan) {
+            Ok(applied) if applied.is_empty() => {
+                eprintln!(
+                    "{} generated files are up to date; nothing written",
+                    plan.files.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Ok(applied) => {
+                for difference in &applied {
+                    let verb = match difference {
+                        Difference::Missing(_) => "created",
+                        Difference::Changed(..) => "updated",
+                        Difference::Stale(_) => "removed",
+                    };
+                    eprintln!("{verb} {}", difference.path().display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(EXIT_INVALID_INPUT, e),
+        }
+    }
+}

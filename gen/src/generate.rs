@@ -1,0 +1,239 @@
+//! The plan of a generation: every file `fedigen generate` writes, computed from the repository's templates
+//! (and, as deployments land, its specification), proven before it is returned.
+//!
+//! Planning is pure: it reads templates and returns contents. Writing, comparing and the atomic swap are
+//! [`crate::write`]'s. Every planned file carries the generated-file marker naming its source, parses with rnix
+//! and is nixfmt-canonical.
+
+use std::path::{Path, PathBuf};
+
+use crate::emit::{Verification, emit_file};
+use crate::manifest::{Manifest, ManifestError};
+use crate::nix::verify::VerifyError;
+use crate::nix::{AttrPath, Entry, Expr, Ident, LexicalError, Param, SourcePath};
+use crate::template::{TemplateError, Templates};
+use crate::write::{Plan, marker_line, marker_text};
+
+/// Why a generation could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// A manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A template is invalid or did not render.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    /// Emitted text failed verification (a bug in fedigen).
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// A name cannot be written in Nix.
+    #[error(transparent)]
+    Lexical(#[from] LexicalError),
+    /// No repository was found.
+    #[error(
+        "{0}: not a fedigen repository (no `templates/` folder here or above); run inside the repository or pass --repo"
+    )]
+    NoRepository(PathBuf),
+}
+
+/// The folder holding the generated NixOS modules.
+pub const MODULES: &str = "modules";
+
+/// Finds the repository: `start` or the nearest parent with a `templates/` folder.
+pub fn find_repository(start: &Path) -> Result<PathBuf, GenerateError> {
+    start
+        .ancestors()
+        .find(|dir| dir.join("templates").is_dir())
+        .map(Path::to_owned)
+        .ok_or_else(|| GenerateError::NoRepository(start.to_owned()))
+}
+
+/// Plans every generated file of the repository at `repo`.
+pub fn plan(repo: &Path) -> Result<Plan, GenerateError> {
+    let manifests = Manifest::load_all(&repo.join("templates"))?;
+    let templates = Templates::load(repo, &manifests)?;
+    let mut plan = Plan {
+        roots: vec![PathBuf::from(MODULES)],
+        ..Plan::default()
+    };
+    let modules = Path::new(MODULES);
+    for manifest in &manifests {
+        let app = &manifest.application.name;
+        let source = templates
+            .file(app)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let body = templates.render_module(manifest, None)?;
+        plan.files.insert(
+            modules.join(format!("{app}.nix")),
+            format!("{}\n{body}", marker_line(&source)),
+        );
+    }
+    let shared = shared_module()?;
+    let text = emit_file(
+        "modules/fediversity.nix",
+        &[marker_text(
+            "gen/src/generate.rs (the options every application shares)",
+        )],
+        &shared,
+        Verification::Syntax,
+    )?;
+    plan.files.insert(modules.join("fediversity.nix"), text);
+    let mut imports = vec![Expr::SourcePath(SourcePath::new("./fediversity.nix")?)];
+    for manifest in &manifests {
+        imports.push(Expr::SourcePath(SourcePath::new(&format!(
+            "./{}.nix",
+            manifest.application.name
+        ))?));
+    }
+    let default = Expr::attrs(vec![Entry::binding(
+        AttrPath::dotted("imports")?,
+        Expr::List(imports),
+    )]);
+    let text = emit_file(
+        "modules/default.nix",
+        &[
+            marker_text("templates/ (one import per application)"),
+            "All Fediversity application modules; import this file or the flake's `nixosModules.default`.".into(),
+        ],
+        &default,
+        Verification::Syntax,
+    )?;
+    plan.files.insert(modules.join("default.nix"), text);
+    Ok(plan)
+}
+
+/// `modules/fediversity.nix`: the options every application reads (the operator's domain, ACME, the provider's
+/// SMTP relay and Garage S3 endpoint). Secrets are `…File` options holding paths on the machine.
+pub fn shared_module() -> Result<Expr, LexicalError> {
+    let r = Expr::reference;
+    let s = Expr::string;
+    let bind = |path: &str, value: Expr| -> Result<Entry, LexicalError> {
+        Ok(Entry::binding(AttrPath::dotted(path)?, value))
+    };
+    let option = |ty: Expr,
+                  default: Option<Expr>,
+                  example: Option<Expr>,
+                  description: &str|
+     -> Result<Expr, LexicalError> {
+        let mut fields = vec![bind("type", ty)?];
+        if let Some(default) = default {
+            fields.push(bind("default", default)?);
+        }
+        if let Some(example) = example {
+            fields.push(bind("example", example)?);
+        }
+        fields.push(bind("description", s(description)?)?);
+        Ok(Expr::apply(r("lib.mkOption")?, vec![Expr::attrs(fields)]))
+    };
+    let null_or = |ty: Expr| -> Result<Expr, LexicalError> {
+        Ok(Expr::apply(r("lib.types.nullOr")?, vec![ty]))
+    };
+    let str_ty = || r("lib.types.str");
+    let options = Expr::attrs(vec![
+        bind(
+            "domain",
+            option(
+                str_ty()?,
+                None,
+                Some(s("uu.example")?),
+                "The operator's domain; each application lives on a subdomain of it.",
+            )?,
+        )?,
+        bind(
+            "acme.email",
+            option(
+                str_ty()?,
+                None,
+                Some(s("hostmaster@provider.example")?),
+                "The e-mail address of the ACME account that requests the TLS certificates.",
+            )?,
+        )?,
+        bind(
+            "acme.server",
+            option(
+                str_ty()?,
+                Some(s("https://acme-v02.api.letsencrypt.org/directory")?),
+                None,
+                "The ACME directory URL (a test CA in VM tests).",
+            )?,
+        )?,
+        bind(
+            "smtp.host",
+            option(
+                str_ty()?,
+                None,
+                Some(s("smtp.provider.example")?),
+                "The provider's SMTP relay.",
+            )?,
+        )?,
+        bind(
+            "smtp.port",
+            option(
+                r("lib.types.port")?,
+                Some(Expr::Int(587)),
+                None,
+                "The SMTP relay's port.",
+            )?,
+        )?,
+        bind(
+            "smtp.user",
+            option(
+                null_or(str_ty()?)?,
+                Some(Expr::Null),
+                None,
+                "The SMTP login; `null` when the relay needs none.",
+            )?,
+        )?,
+        bind(
+            "smtp.passwordFile",
+            option(
+                null_or(str_ty()?)?,
+                Some(Expr::Null),
+                Some(s("/run/secrets/smtp-password")?),
+                "Path on the machine of the file holding the SMTP password (never a store path).",
+            )?,
+        )?,
+        bind(
+            "smtp.fromAddress",
+            option(
+                str_ty()?,
+                None,
+                Some(s("noreply@uu.example")?),
+                "The sender address of the applications' mail.",
+            )?,
+        )?,
+        bind(
+            "s3.endpoint",
+            option(
+                str_ty()?,
+                None,
+                Some(s("https://s3.provider.example")?),
+                "The provider's Garage S3 endpoint.",
+            )?,
+        )?,
+        bind(
+            "s3.region",
+            option(str_ty()?, Some(s("garage")?), None, "The Garage S3 region.")?,
+        )?,
+        bind(
+            "s3.credentialsFile",
+            option(
+                null_or(str_ty()?)?,
+                Some(Expr::Null),
+                Some(s("/run/secrets/s3.env")?),
+                "Path on the machine of an environment file with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the \
+                 application's buckets (never a store path).",
+            )?,
+        )?,
+    ]);
+    let module = Expr::attrs(vec![bind("options.fediversity", options)?]);
+    Ok(Expr::Lambda(
+        Param::Formals {
+            formals: vec![(Ident::new("lib")?, None)],
+            ellipsis: true,
+            bind: None,
+        },
+        Box::new(module),
+    ))
+}

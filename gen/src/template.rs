@@ -1,0 +1,529 @@
+//! Application templates: `templates/<app>/module.nix.hbs` and the shared partials in `templates/_partials/`,
+//! rendered with handlebars into Nix.
+//!
+//! Templates must not be an escape hatch for data to become code (DESIGN.md, rule 10). So: strict mode (a
+//! missing value is an error, not an empty string), no HTML escaping, and values reach the output only through
+//! typed helpers that emit Nix with the emitter — `nix-str`, `nix-value`, `nix-attr`, `nix-path`,
+//! `nix-options`. A linter rejects everything else before rendering: triple-stash `{{{ }}}`, a bare `{{name}}`,
+//! unknown helpers and decorators, each with the template's file, line and column. The rendered text is laid out
+//! by nixfmt and parsed by rnix before it is returned.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use handlebars::template::{Parameter, Template, TemplateElement};
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
+    RenderErrorReason,
+};
+use serde_json::{Value, json};
+
+use crate::manifest::Manifest;
+use crate::nix::print::print_expr;
+use crate::nix::value::{DataPolicy, from_json};
+use crate::nix::{AttrName, AttrPath, Entry, Expr, lexical, verify};
+
+/// Helpers that emit Nix: the only way a value reaches a template's output.
+pub const VALUE_HELPERS: [&str; 5] = [
+    "nix-str",
+    "nix-value",
+    "nix-attr",
+    "nix-path",
+    "nix-options",
+];
+
+/// Block helpers that only steer rendering and emit nothing themselves.
+pub const BLOCK_HELPERS: [&str; 4] = ["if", "unless", "each", "with"];
+
+/// Helpers usable inside a parameter (sub-expressions), e.g. `{{#if (eq a b)}}`.
+pub const PARAMETER_HELPERS: [&str; 6] = ["eq", "ne", "and", "or", "not", "lookup"];
+
+/// A problem in a template, located in the template file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}{}: {message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+pub struct TemplateError {
+    /// The template file.
+    pub file: PathBuf,
+    /// Line and column (1-based), when known.
+    pub location: Option<(usize, usize)>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// A loaded set of templates: every application's `module.nix.hbs` and the shared partials, linted.
+pub struct Templates {
+    registry: Handlebars<'static>,
+    /// Template name (`mastodon`) → its file, for errors and generated-file markers.
+    files: BTreeMap<String, PathBuf>,
+}
+
+impl Templates {
+    /// Loads `templates/_partials/*.nix.hbs` as partials (named by file stem) and each application's
+    /// `templates/<app>/module.nix.hbs`, linting every one. Paths in errors and markers are relative to `root`.
+    pub fn load(root: &Path, manifests: &[Manifest]) -> Result<Self, TemplateError> {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.set_prevent_indent(true);
+        for name in VALUE_HELPERS {
+            registry.register_helper(name, Box::new(nix_helper));
+        }
+        let mut files = BTreeMap::new();
+        let partials = root.join("templates/_partials");
+        if let Ok(entries) = std::fs::read_dir(&partials) {
+            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for path in paths {
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".nix.hbs"))
+                else {
+                    continue;
+                };
+                let name = name.to_owned();
+                let relative = relative(root, &path);
+                let source = read(&path, &relative)?;
+                lint(&relative, &source)?;
+                registry
+                    .register_partial(&name, source)
+                    .map_err(|e| handlebars_error(&relative, &e))?;
+            }
+        }
+        for manifest in manifests {
+            let app = &manifest.application.name;
+            let path = root.join("templates").join(app).join("module.nix.hbs");
+            let relative = relative(root, &path);
+            let source = read(&path, &relative)?;
+            lint(&relative, &source)?;
+            registry
+                .register_template_string(app, source)
+                .map_err(|e| handlebars_error(&relative, &e))?;
+            files.insert(app.clone(), relative);
+        }
+        Ok(Self { registry, files })
+    }
+
+    /// The template file of an application, relative to the repository (for markers and errors).
+    pub fn file(&self, app: &str) -> Option<&Path> {
+        self.files.get(app).map(PathBuf::as_path)
+    }
+
+    /// Renders an application's module with `settings` overriding the manifest's defaults (for `template
+    /// check`; generation passes none), then lays it out with nixfmt and parses it. The result has no marker.
+    pub fn render_module(
+        &self,
+        manifest: &Manifest,
+        settings: Option<&Value>,
+    ) -> Result<String, TemplateError> {
+        let app = &manifest.application.name;
+        let file = self
+            .files
+            .get(app)
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from(app));
+        let context = module_context(manifest, settings);
+        let text = self
+            .registry
+            .render(app, &context)
+            .map_err(|e| render_error(&file, &e))?;
+        canonical(&file, &text)
+    }
+}
+
+/// Lays rendered text out with nixfmt and parses it with rnix; errors point into the rendered text.
+pub fn canonical(file: &Path, text: &str) -> Result<String, TemplateError> {
+    let name = file.display().to_string();
+    let to_error = |e: verify::VerifyError| TemplateError {
+        file: file.to_owned(),
+        location: None,
+        message: format!("the rendered template is not valid Nix: {e}\n--- rendered text:\n{text}"),
+    };
+    let mut formatted = verify::nixfmt(&name, text).map_err(to_error)?;
+    for _ in 0..3 {
+        let again = verify::nixfmt(&name, &formatted).map_err(to_error)?;
+        if again == formatted {
+            break;
+        }
+        formatted = again;
+    }
+    verify::check_syntax(&name, &formatted).map_err(to_error)?;
+    Ok(formatted)
+}
+
+/// The data a module template sees: the manifest, with each option's Nix type and default already emitted.
+fn module_context(manifest: &Manifest, settings: Option<&Value>) -> Value {
+    let options: serde_json::Map<String, Value> = manifest
+        .options
+        .iter()
+        .map(|(name, spec)| {
+            let value = settings
+                .and_then(|s| s.get(name))
+                .or(spec.default.as_ref())
+                .cloned()
+                .unwrap_or(Value::Null);
+            (
+                name.clone(),
+                json!({
+                    "description": spec.description,
+                    "default": spec.default,
+                    "value": value,
+                    "type": spec.ty.to_string(),
+                }),
+            )
+        })
+        .collect();
+    let secrets: serde_json::Map<String, Value> = manifest
+        .secrets
+        .iter()
+        .map(|(name, s)| {
+            (
+                name.clone(),
+                json!({ "description": s.description, "option": format!("{name}File") }),
+            )
+        })
+        .collect();
+    json!({
+        "application": {
+            "name": manifest.application.name,
+            "title": manifest.application.title,
+            "description": manifest.application.description,
+            "upstream": manifest.application.upstream,
+            "subdomain": manifest.application.subdomain,
+        },
+        "options": options,
+        "secrets": secrets,
+        "needs": {
+            "postgresql": manifest.needs.postgresql,
+            "redis": manifest.needs.redis,
+            "smtp": manifest.needs.smtp,
+            "s3_buckets": manifest.needs.s3_buckets,
+        },
+        "ports": manifest.ports.iter().map(|p| (p.name.clone(), json!(p.port))).collect::<serde_json::Map<_, _>>(),
+        "resources": {
+            "cores": manifest.resources.cores,
+            "memory_mib": manifest.resources.memory_mib,
+            "disk_gib": manifest.resources.disk_gib,
+        },
+        "__manifest_options": manifest_options_value(manifest),
+    })
+}
+
+/// The manifest's option declarations, carried in the context for `{{nix-options}}` as already-emitted Nix.
+fn manifest_options_value(manifest: &Manifest) -> Value {
+    match option_declarations(manifest) {
+        Ok(expr) => Value::String(print_expr(&expr)),
+        Err(e) => json!({ "error": e }),
+    }
+}
+
+/// `{ enable = lib.mkEnableOption "…"; subdomain = lib.mkOption { … }; <opt> = lib.mkOption { … }; <secret>File
+/// = lib.mkOption { … }; }` for an application, from its manifest.
+pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
+    let e = |r: Result<Expr, lexical::LexicalError>| r.map_err(|e| e.to_string());
+    let name = |n: &str| {
+        AttrName::new(n)
+            .map_err(|e| e.to_string())
+            .map(AttrPath::from)
+    };
+    let field = |n: &str, v: Expr| -> Result<Entry, String> { Ok(Entry::binding(name(n)?, v)) };
+    let mk_option = |fields: Vec<Entry>| -> Result<Expr, String> {
+        Ok(Expr::apply(
+            e(Expr::reference("lib.mkOption"))?,
+            vec![Expr::attrs(fields)],
+        ))
+    };
+    let mut entries = vec![field(
+        "enable",
+        Expr::apply(
+            e(Expr::reference("lib.mkEnableOption"))?,
+            vec![e(Expr::string(&manifest.application.title))?],
+        ),
+    )?];
+    entries.push(field(
+        "subdomain",
+        mk_option(vec![
+            field("type", e(Expr::reference("lib.types.str"))?)?,
+            field("default", e(Expr::string(&manifest.application.subdomain))?)?,
+            field(
+                "description",
+                e(Expr::string(&format!(
+                    "The host name of {} under `fediversity.domain`.",
+                    manifest.application.title
+                )))?,
+            )?,
+        ])?,
+    )?);
+    for (option, spec) in &manifest.options {
+        let mut fields = vec![field(
+            "type",
+            spec.ty.nix_type().map_err(|e| e.to_string())?,
+        )?];
+        if let Some(default) = &spec.default {
+            fields.push(field("default", data(default)?)?);
+        }
+        if let Some(example) = &spec.example {
+            fields.push(field("example", data(example)?)?);
+        }
+        fields.push(field("description", e(Expr::string(&spec.description))?)?);
+        entries.push(field(option, mk_option(fields)?)?);
+    }
+    for (secret, spec) in &manifest.secrets {
+        let source = match spec.source {
+            crate::manifest::SecretSource::Generated => " Generated on the machine when absent.",
+            crate::manifest::SecretSource::Provided => "",
+        };
+        entries.push(field(
+            &format!("{secret}File"),
+            mk_option(vec![
+                field("type", e(Expr::reference("lib.types.str"))?)?,
+                field(
+                    "description",
+                    e(Expr::string(&format!(
+                        "Path on the machine of the file holding {}; never a store path, so the secret stays out \
+                         of the world-readable Nix store.{source}",
+                        spec.description
+                    )))?,
+                )?,
+            ])?,
+        )?);
+    }
+    Ok(Expr::attrs(entries))
+}
+
+/// A manifest value (a default or an example) as Nix data.
+fn data(value: &Value) -> Result<Expr, String> {
+    from_json(value, DataPolicy::default()).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// The one helper function behind all `nix-*` helpers: each turns its parameter into Nix text.
+fn nix_helper(
+    helper: &Helper<'_>,
+    _: &Handlebars<'_>,
+    context: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let name = helper.name();
+    let fail =
+        |message: String| RenderError::from(RenderErrorReason::Other(format!("{name}: {message}")));
+    if name == "nix-options" {
+        return match context.data().get("__manifest_options") {
+            Some(Value::String(text)) => out.write(text).map_err(RenderError::from),
+            other => Err(fail(format!(
+                "the manifest's options cannot be emitted: {other:?}"
+            ))),
+        };
+    }
+    let param = helper
+        .param(0)
+        .ok_or_else(|| fail("needs one parameter, e.g. `{{nix-str application.title}}`".into()))?;
+    let value = param.value();
+    let text = match name {
+        "nix-str" => match value {
+            Value::String(s) => Expr::string(s)
+                .map(|e| print_expr(&e))
+                .map_err(|e| fail(e.to_string()))?,
+            other => return Err(fail(format!("expects a string, got {other}"))),
+        },
+        "nix-path" => match value {
+            Value::String(s) => Expr::runtime_path(s)
+                .map(|e| print_expr(&e))
+                .map_err(|e| fail(e.to_string()))?,
+            other => return Err(fail(format!("expects an absolute path, got {other}"))),
+        },
+        "nix-attr" => match value {
+            Value::String(s) => {
+                let mut text = String::new();
+                lexical::check_string_content(s).map_err(|e| fail(e.to_string()))?;
+                lexical::write_attr_name(&mut text, s);
+                text
+            }
+            other => return Err(fail(format!("expects an attribute name, got {other}"))),
+        },
+        "nix-value" => data(value).map(|e| print_expr(&e)).map_err(fail)?,
+        _ => return Err(fail("unknown helper".into())),
+    };
+    out.write(&text).map_err(RenderError::from)
+}
+
+/// Rejects everything but typed helpers, block helpers, partials, comments and text.
+pub fn lint(file: &Path, source: &str) -> Result<(), TemplateError> {
+    let template = Template::compile(source).map_err(|e| TemplateError {
+        file: file.to_owned(),
+        location: e.pos(),
+        message: e.reason().to_string(),
+    })?;
+    if let Some(offset) = source.find("{{{") {
+        let p = verify::Position::of_offset(source, offset);
+        return Err(TemplateError {
+            file: file.to_owned(),
+            location: Some((p.line, p.column)),
+            message: "raw output `{{{ … }}}` is not allowed: emit values with a typed helper \
+                      (nix-str, nix-value, nix-attr, nix-path, nix-options)"
+                .into(),
+        });
+    }
+    lint_template(file, &template)
+}
+
+fn lint_template(file: &Path, template: &Template) -> Result<(), TemplateError> {
+    for (i, element) in template.elements.iter().enumerate() {
+        let location = template.mapping.get(i).map(|m| (m.0, m.1));
+        let error = |message: String| TemplateError {
+            file: file.to_owned(),
+            location,
+            message,
+        };
+        match element {
+            TemplateElement::RawString(_) | TemplateElement::Comment(_) => {}
+            TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {}
+            TemplateElement::HtmlExpression(_) => {
+                return Err(error(
+                    "raw output `{{{ … }}}` is not allowed: use a typed helper".into(),
+                ));
+            }
+            TemplateElement::Expression(helper) => {
+                let name = helper_name(&helper.name);
+                if !VALUE_HELPERS.contains(&name.as_str()) {
+                    return Err(error(format!(
+                        "`{{{{{name}}}}}` would insert text unchecked; emit values with a typed helper: \
+                         {{{{nix-str {name}}}}}, {{{{nix-value {name}}}}}, {{{{nix-attr {name}}}}} or {{{{nix-path {name}}}}}"
+                    )));
+                }
+                lint_parameters(&helper.params).map_err(error)?;
+            }
+            TemplateElement::HelperBlock(helper) => {
+                let name = helper_name(&helper.name);
+                if !BLOCK_HELPERS.contains(&name.as_str()) {
+                    return Err(error(format!(
+                        "block helper `{name}` is not allowed; use one of {}",
+                        BLOCK_HELPERS.join(", ")
+                    )));
+                }
+                lint_parameters(&helper.params).map_err(error)?;
+                for inner in [&helper.template, &helper.inverse].into_iter().flatten() {
+                    lint_template(file, inner)?;
+                }
+            }
+            _ => return Err(error("decorators are not allowed in templates".into())),
+        }
+    }
+    Ok(())
+}
+
+fn lint_parameters(params: &[Parameter]) -> Result<(), String> {
+    for param in params {
+        if let Parameter::Subexpression(sub) = param {
+            let name = sub.name();
+            if !PARAMETER_HELPERS.contains(&name) {
+                return Err(format!(
+                    "helper `{name}` is not allowed inside a parameter; use one of {}",
+                    PARAMETER_HELPERS.join(", ")
+                ));
+            }
+            if let Some(params) = sub.params() {
+                lint_parameters(params)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn helper_name(name: &Parameter) -> String {
+    match name {
+        Parameter::Name(n) => n.clone(),
+        Parameter::Path(
+            handlebars::Path::Relative((_, raw)) | handlebars::Path::Local((_, _, raw)),
+        ) => raw.clone(),
+        Parameter::Literal(l) => l.to_string(),
+        Parameter::Subexpression(s) => s.name().to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn relative(root: &Path, path: &Path) -> PathBuf {
+    path.strip_prefix(root).unwrap_or(path).to_owned()
+}
+
+fn read(path: &Path, relative: &Path) -> Result<String, TemplateError> {
+    std::fs::read_to_string(path).map_err(|e| TemplateError {
+        file: relative.to_owned(),
+        location: None,
+        message: e.to_string(),
+    })
+}
+
+fn handlebars_error(file: &Path, e: &handlebars::TemplateError) -> TemplateError {
+    TemplateError {
+        file: file.to_owned(),
+        location: e.pos(),
+        message: e.reason().to_string(),
+    }
+}
+
+fn render_error(file: &Path, e: &RenderError) -> TemplateError {
+    let template = e.template_name.clone();
+    let file = match &template {
+        Some(name)
+            if !file.ends_with(format!("{name}.nix.hbs"))
+                && file.iter().all(|c| c != name.as_str()) =>
+        {
+            PathBuf::from(format!("templates/_partials/{name}.nix.hbs"))
+        }
+        _ => file.to_owned(),
+    };
+    TemplateError {
+        file,
+        location: e.line_no.zip(e.column_no),
+        message: e.reason().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lint_text(source: &str) -> Result<(), TemplateError> {
+        lint(Path::new("templates/demo/module.nix.hbs"), source)
+    }
+
+    #[test]
+    fn typed_helpers_blocks_and_partials_pass() {
+        lint_text("{ x = {{nix-str application.title}}; {{#if needs.redis}}y = {{nix-value options}};{{/if}} {{> nginx-vhost}} }")
+            .unwrap();
+        lint_text("{{#each options}}{{nix-attr @key}} = {{nix-value this.value}};{{/each}}")
+            .unwrap();
+        lint_text("{{#if (eq application.name \"x\")}}a{{/if}}").unwrap();
+    }
+
+    #[test]
+    fn escape_hatches_are_rejected_with_their_position() {
+        let raw = lint_text("{\n  x = {{{application.title}}};\n}").unwrap_err();
+        assert_eq!(raw.location, Some((2, 7)), "{raw}");
+        assert!(raw.message.contains("{{{"), "{raw}");
+        let bare = lint_text("{\n  x = \"{{application.title}}\";\n}").unwrap_err();
+        assert_eq!(bare.location, Some((2, 8)), "{bare}");
+        assert!(
+            bare.message.contains("{{nix-str application.title}}"),
+            "{bare}"
+        );
+        let unknown = lint_text("{{#raw}}x{{/raw}}").unwrap_err();
+        assert!(
+            unknown
+                .message
+                .contains("block helper `raw` is not allowed"),
+            "{unknown}"
+        );
+        let nested = lint_text("{{#if x}}{{y}}{{/if}}").unwrap_err();
+        assert!(nested.message.contains("`{{y}}`"), "{nested}");
+        let sub = lint_text("{{nix-str (concat a b)}}").unwrap_err();
+        assert!(sub.message.contains("`concat` is not allowed"), "{sub}");
+    }
+}
