@@ -5,7 +5,8 @@
 //!    bytes already on disk; plus parallel hashing of the tree's top-level directories as separate paths.
 //! 2. Parsing a closure of ≥ 1,000 derivations — fedigen's reader vs `nix show-derivation --recursive`.
 //!
-//! Run: `cargo run --release -p fedigen --example store_bench [-- --size-mb 1024 --drvs 1200 --runs 3]`.
+//! Run: `cargo run --release -p fedigen --example store_bench [-- --size-mb 1024 --drvs 1200 --runs 3]`
+//! (`--only-closure` skips the tree).
 //! The tree and the throwaway store live under /tmp and are deleted at the end. Prints a Markdown table.
 
 use fedigen::store::closure::read_closure;
@@ -132,28 +133,9 @@ in mk {n} all
     )
 }
 
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
-
-fn main() {
-    let size_mb = arg("--size-mb", 1024);
-    let drvs = arg("--drvs", 1200);
-    let runs = arg("--runs", 3) as usize;
-    let work = tempfile::Builder::new()
-        .prefix("fedigen-bench-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    println!(
-        "Machine: {} cores, load average at start {} (shared machine: other jobs may run).\n",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
-        loadavg()
-    );
-    let tree = work.path().join("tree");
+/// The NAR hashing half: generate the tree, time every contender, delete the tree.
+fn bench_nar(work: &Path, size_mb: u64, runs: usize) {
+    let tree = work.join("tree");
     fs::create_dir(&tree).unwrap();
     let t = Instant::now();
     let (files, bytes) = generate(&tree, size_mb);
@@ -163,7 +145,7 @@ fn main() {
         t.elapsed()
     );
     let tree_s = tree.display().to_string();
-    let nar_file = work.path().join("tree.nar");
+    let nar_file = work.join("tree.nar");
     // Warm the page cache and keep the NAR for the raw sha256sum baseline.
     sh(&format!(
         "nix-store --dump {tree_s} > {}",
@@ -251,6 +233,33 @@ fn main() {
     }
     fs::remove_dir_all(&tree).unwrap();
     fs::remove_file(&nar_file).unwrap();
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn main() {
+    let size_mb = arg("--size-mb", 1024);
+    let skip_nar = std::env::args().any(|a| a == "--only-closure");
+    let drvs = arg("--drvs", 1200);
+    let runs = arg("--runs", 3) as usize;
+    let work = tempfile::Builder::new()
+        .prefix("fedigen-bench-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    println!(
+        "Machine: {} cores, load average at start {} (shared machine: other jobs may run).\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        loadavg()
+    );
+    if !skip_nar {
+        bench_nar(work.path(), size_mb, runs);
+    }
 
     // Closure parsing.
     let store = work.path().join("store");
@@ -263,16 +272,28 @@ fn main() {
     ))
     .trim()
     .to_owned();
+    // Interleaved (Nix, fedigen, Nix, fedigen, …) so that both see the same machine load; medians.
     let cruns = runs * 3;
-    let (d_nix, json) = time(cruns, || {
-        sh(&format!(
-            "nix show-derivation --store {} --recursive {root_drv}",
-            store.display()
-        ))
-    });
-    let (d_ours, closure) = time(cruns, || {
-        read_closure(&store, std::slice::from_ref(&root_drv)).unwrap()
-    });
+    let (mut t_nix, mut t_ours) = (vec![], vec![]);
+    let (mut json, mut closure) = (String::new(), Default::default());
+    for _ in 0..cruns {
+        let (d, j) = time(1, || {
+            sh(&format!(
+                "nix show-derivation --store {} --recursive {root_drv}",
+                store.display()
+            ))
+        });
+        t_nix.push(d);
+        json = j;
+        let (d, c) = time(1, || {
+            read_closure(&store, std::slice::from_ref(&root_drv)).unwrap()
+        });
+        t_ours.push(d);
+        closure = c;
+    }
+    t_nix.sort();
+    t_ours.sort();
+    let (d_nix, d_ours) = (t_nix[cruns / 2], t_ours[cruns / 2]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let theirs: std::collections::BTreeSet<&String> = v.as_object().unwrap().keys().collect();
     assert_eq!(theirs, closure.keys().collect(), "same closure");
