@@ -71,9 +71,11 @@ let
       ];
     }).config;
   enabled = eval (
-    lib.mapAttrs (
-      name: _: { enable = true; } // (secrets.${name} or { }) // (settings.${name} or { })
-    ) (lib.filterAttrs (n: _: n != "domain" && n != "acme" && n != "smtp" && n != "s3") (eval { }).fediversity)
+    lib.mapAttrs (name: _: { enable = true; } // (secrets.${name} or { }) // (settings.${name} or { }))
+      (
+        lib.filterAttrs (n: _: n != "domain" && n != "acme" && n != "smtp" && n != "s3")
+          (eval { }).fediversity
+      )
   );
 in
 {

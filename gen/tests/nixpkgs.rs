@@ -1,0 +1,190 @@
+//! Tests that need nixpkgs, which these machines do not have: the generated modules evaluated by nixpkgs'
+//! module system. They run when `FEDIGEN_NIXPKGS` points at a nixpkgs checkout (or at a checkout of nixpkgs'
+//! `lib` alone, e.g. nix-community/nixpkgs.lib, for the `lib.evalModules` trial); otherwise each is reported
+//! ignored, with the reason printed — never passed.
+//!
+//! A libtest-mimic harness, so that whether a trial is ignored is decided when the tests run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use serde_json::Value;
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn nixpkgs() -> Option<PathBuf> {
+    std::env::var_os("FEDIGEN_NIXPKGS").map(PathBuf::from)
+}
+
+fn eval_modules(settings: &str) -> Result<Value, String> {
+    let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(repository().join("gen/tests/nix/eval-modules.nix"))
+        .arg("--arg")
+        .arg("nixpkgs")
+        .arg(&nixpkgs)
+        .arg("--arg")
+        .arg("modules")
+        .arg(repository().join("modules"))
+        .args(["--arg", "settings", settings])
+        .output()
+        .map_err(|e| format!("nix-instantiate: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// Options are declared with their defaults and types, disabled applications configure nothing, and enabled
+/// ones map onto the upstream options as the templates say.
+fn modules_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
+    let result = eval_modules("{ }")?;
+    let check = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Failed::from(format!("{what}: {result}")))
+        }
+    };
+    check(
+        result["disabled"] == serde_json::json!({}),
+        "disabled applications must configure nothing",
+    )?;
+    let services = &result["enabled"];
+    check(
+        services["mastodon"]["localDomain"] == "mastodon.uu.example",
+        "Mastodon's domain",
+    )?;
+    check(
+        services["mastodon"]["streamingProcesses"] == 1,
+        "manifest default",
+    )?;
+    check(
+        services["pixelfed"]["secretFile"] == "/run/secrets/pixelfed.env",
+        "secrets are runtime paths",
+    )?;
+    check(
+        services["peertube"]["localDomain"] == "peertube.uu.example",
+        "PeerTube's domain",
+    )?;
+    check(
+        services["matrix-synapse"]["settings"]["public_baseurl"] == "https://matrix.uu.example/",
+        "Synapse URL",
+    )?;
+    check(
+        services["garage"]["settings"]["replication_factor"] == 1,
+        "Garage replication",
+    )?;
+    let ports = result["networking"]["firewall"]["allowedTCPPorts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    check(
+        ports.contains(&Value::from(443)) && ports.contains(&Value::from(3900)),
+        "ports of every application",
+    )?;
+
+    let changed =
+        eval_modules("{ mastodon.streamingProcesses = 4; pixelfed.maxPhotoSizeKiB = 20; }")?;
+    if changed["enabled"]["mastodon"]["streamingProcesses"] != 4
+        || changed["enabled"]["pixelfed"]["maxUploadSize"] != "20K"
+    {
+        return Err(format!("settings do not reach the upstream options: {changed}").into());
+    }
+    match eval_modules("{ mastodon.streamingProcesses = 0; }") {
+        Err(e) if e.contains("fediversity.mastodon.streamingProcesses") => Ok(()),
+        other => Err(format!(
+            "a value outside the manifest's range must be a type error: {other:?}"
+        )
+        .into()),
+    }
+}
+
+/// With a full nixpkgs, every module evaluates inside a real NixOS configuration: the upstream options exist
+/// with the names the templates use.
+fn modules_evaluate_in_nixos() -> Result<(), Failed> {
+    let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
+    let expr = format!(
+        r#"let
+  nixos = import {nixpkgs}/nixos/lib/eval-config.nix {{
+    system = "x86_64-linux";
+    modules = [
+      {modules}/default.nix
+      {{
+        fediversity = {{
+          domain = "uu.example";
+          acme.email = "hostmaster@provider.example";
+          smtp = {{ host = "smtp.provider.example"; fromAddress = "noreply@uu.example"; }};
+          s3.endpoint = "https://s3.provider.example";
+          mastodon.enable = true;
+          pixelfed = {{ enable = true; appSecretsFile = "/run/secrets/pixelfed.env"; }};
+          peertube = {{ enable = true; peertubeSecretFile = "/run/secrets/peertube"; }};
+          matrix-synapse = {{ enable = true; synapseSecretsFile = "/run/secrets/synapse.yaml"; }};
+          garage = {{ enable = true; environmentFile = "/run/secrets/garage.env"; }};
+        }};
+        boot.loader.grub.enable = false;
+        fileSystems."/".device = "/dev/vda";
+        system.stateVersion = "25.05";
+      }}
+    ];
+  }};
+in
+[ nixos.config.services.mastodon.localDomain nixos.config.system.build.toplevel.drvPath ]"#,
+        nixpkgs = nixpkgs.display(),
+        modules = repository().join("modules").display()
+    );
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", &expr])
+        .output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    let value: Value = serde_json::from_slice(&out.stdout)?;
+    if value[0] != "mastodon.uu.example" || !value[1].as_str().is_some_and(|p| p.ends_with(".drv"))
+    {
+        return Err(format!("unexpected evaluation: {value}").into());
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let nixpkgs = nixpkgs();
+    let has_lib = nixpkgs
+        .as_ref()
+        .is_some_and(|p| p.join("lib/default.nix").is_file());
+    let has_nixos = nixpkgs
+        .as_ref()
+        .is_some_and(|p| p.join("nixos/lib/eval-config.nix").is_file());
+    let trials = vec![
+        (
+            "modules_evaluate_with_lib_eval_modules",
+            has_lib,
+            modules_evaluate_with_lib_eval_modules as fn() -> Result<(), Failed>,
+            "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
+        ),
+        (
+            "modules_evaluate_in_nixos",
+            has_nixos,
+            modules_evaluate_in_nixos,
+            "needs a full nixpkgs (nixos/): set FEDIGEN_NIXPKGS to a nixpkgs checkout",
+        ),
+    ];
+    let trials = trials
+        .into_iter()
+        .map(|(name, available, test, reason)| {
+            if !available {
+                eprintln!("ignored {name}: {reason}");
+            }
+            Trial::test(name, test).with_ignored_flag(!available)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
