@@ -7,6 +7,7 @@ pub mod emit;
 pub mod eval;
 pub mod generate;
 pub mod manifest;
+pub mod model;
 pub mod nix;
 pub mod repro;
 pub mod store;

@@ -31,6 +31,10 @@ enum Command {
     /// Convert between Nix and JSON, and prove Nix files.
     #[command(subcommand)]
     Nix(cli::nix::NixCommand),
+    /// Check a specification (provider and operators) against the model and the templates' manifests.
+    Validate(cli::model::ValidateArgs),
+    /// Print the JSON Schema (draft 2020-12) of specifications, with every application's settings.
+    Schema(cli::model::SchemaArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Generate(args) => cli::generate::run(args),
         Command::Nix(command) => cli::nix::run(command),
+        Command::Validate(args) => cli::model::validate(args),
+        Command::Schema(args) => cli::model::schema(args),
     }
 }
 

@@ -2,4 +2,5 @@
 //! arguments (clap), calls the library, prints, and maps outcomes to the exit statuses documented in `--help`.
 
 pub mod generate;
+pub mod model;
 pub mod nix;

@@ -1,0 +1,90 @@
+//! `fedigen validate` and `fedigen schema`: check a specification against the model and the application
+//! manifests, and print the JSON Schema of specifications for the panel and editors.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::{EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, fail};
+use fedigen::model::{self, Catalog, LoadError};
+
+/// Arguments of `fedigen validate`.
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// The specification: `.toml` (by hand), `.json` (from the panel) or `.nix` (evaluated with Nix).
+    #[arg(default_value = "examples/provider.toml")]
+    spec: PathBuf,
+    /// The folder of application templates whose manifests define the applications and their settings.
+    #[arg(long, default_value = "templates")]
+    templates: PathBuf,
+    /// Print the loaded specification, with defaults filled in, as JSON.
+    #[arg(long)]
+    print: bool,
+}
+
+/// Arguments of `fedigen schema`.
+#[derive(Args)]
+pub struct SchemaArgs {
+    /// The folder of application templates whose manifests define the applications and their settings.
+    #[arg(long, default_value = "templates")]
+    templates: PathBuf,
+}
+
+fn catalog(templates: &PathBuf) -> Result<Catalog, ExitCode> {
+    Catalog::load(templates).map_err(|e| {
+        fail(
+            EXIT_ENVIRONMENT,
+            format_args!("loading application manifests: {e}"),
+        )
+    })
+}
+
+/// Validates a specification; every problem is printed like a compiler error, and the exit status is 2.
+pub fn validate(args: ValidateArgs) -> ExitCode {
+    let catalog = match catalog(&args.templates) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match model::load(&args.spec, &catalog) {
+        Ok(spec) => {
+            if args.print {
+                let text =
+                    serde_json::to_string_pretty(&model::to_json(&spec)).expect("JSON prints");
+                // A closed pipe (`| head`) is not an error worth a panic.
+                let _ = writeln!(std::io::stdout(), "{text}");
+            } else {
+                let apps: usize = spec
+                    .operators
+                    .iter()
+                    .map(|o| o.applications.values().filter(|a| a.enable).count())
+                    .sum();
+                eprintln!(
+                    "{}: valid: provider `{}`, {} operator(s), {apps} application(s)",
+                    args.spec.display(),
+                    spec.provider.name,
+                    spec.operators.len()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(LoadError::Invalid(report)) => {
+            eprint!("{}", report.render(std::io::stderr().is_terminal()));
+            ExitCode::from(EXIT_INVALID_INPUT)
+        }
+        Err(e) if e.is_invalid_input() => fail(EXIT_INVALID_INPUT, e),
+        Err(e) => fail(EXIT_ENVIRONMENT, e),
+    }
+}
+
+/// Prints the JSON Schema of specifications (draft 2020-12), with every application's settings.
+pub fn schema(args: SchemaArgs) -> ExitCode {
+    let catalog = match catalog(&args.templates) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let text = serde_json::to_string_pretty(&model::json_schema(&catalog)).expect("JSON prints");
+    let _ = writeln!(std::io::stdout(), "{text}");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,562 @@
+//! Cross-checks that need the whole typed model: uniqueness, colliding host names and ports, resources within
+//! the provider's limits, and references between operators' machines, bare-metal hosts and Garage nodes.
+//!
+//! Placement rule (documented in ARCHITECTURE.md): every enabled application gets its own machine,
+//! `<operator>-<application>`. A Garage node runs on its own machine `garage-<node>`, or shares one
+//! application machine (`machine = "<operator>-<application>"`), which is where ports can collide: the node's
+//! ports (from the Garage manifest) must not be the application's, and two nodes never share a machine.
+
+use std::collections::BTreeMap;
+
+use super::path::FieldPath;
+use super::report::Diagnostic;
+use super::shape::suggest;
+use super::{Capacity, Catalog, OBJECT_STORAGE_APPLICATION, Runtime, Spec};
+use crate::manifest::Manifest;
+
+/// Every cross-check problem of a specification whose fields are individually valid.
+pub fn check(spec: &Spec, catalog: &Catalog) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    unique_operators(spec, &mut out);
+    host_names(spec, catalog, &mut out);
+    resources(spec, catalog, &mut out);
+    needs(spec, catalog, &mut out);
+    placement(spec, catalog, &mut out);
+    object_storage(spec, catalog, &mut out);
+    out
+}
+
+fn operator_path(i: usize) -> FieldPath {
+    FieldPath::of(&["operators"]).index(i)
+}
+
+fn app_path(i: usize, app: &str) -> FieldPath {
+    operator_path(i).key("applications").key(app)
+}
+
+/// The enabled applications of each operator that have a manifest, with it.
+fn enabled<'a>(
+    spec: &'a Spec,
+    catalog: &'a Catalog,
+) -> impl Iterator<
+    Item = (
+        usize,
+        &'a super::Operator,
+        &'a str,
+        &'a super::Application,
+        &'a Manifest,
+    ),
+> {
+    spec.operators.iter().enumerate().flat_map(move |(i, op)| {
+        op.applications.iter().filter_map(move |(name, app)| {
+            let manifest = catalog.manifests.get(name)?;
+            app.enable.then_some((i, op, name.as_str(), app, manifest))
+        })
+    })
+}
+
+fn unique_operators(spec: &Spec, out: &mut Vec<Diagnostic>) {
+    for (field, what, why) in [
+        (
+            "name",
+            "operator name",
+            "operator names are unique: they name machines",
+        ),
+        ("domain", "domain", "each operator has a domain of its own"),
+    ] {
+        let mut first: BTreeMap<&str, usize> = BTreeMap::new();
+        for (i, op) in spec.operators.iter().enumerate() {
+            let value = if field == "name" {
+                &op.name
+            } else {
+                &op.domain
+            };
+            if let Some(&j) = first.get(value.as_str()) {
+                out.push(
+                    Diagnostic::new(
+                        operator_path(i).key(field),
+                        format!(
+                            "the {what} `{value}` is already used by operator `{}`",
+                            spec.operators[j].name
+                        ),
+                        "used again here",
+                    )
+                    .related(operator_path(j).key(field), "first used here")
+                    .hint(why),
+                );
+            } else {
+                first.insert(value, i);
+            }
+        }
+    }
+}
+
+fn host_names(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
+    // Every host name a request can reach: operator domains, and applications' hosts.
+    let mut hosts: BTreeMap<String, (FieldPath, String, bool)> = BTreeMap::new();
+    for (i, op) in spec.operators.iter().enumerate() {
+        hosts.entry(op.domain.clone()).or_insert((
+            operator_path(i).key("domain"),
+            format!("the domain of operator `{}`", op.name),
+            true,
+        ));
+    }
+    for (i, op, name, app, manifest) in enabled(spec, catalog) {
+        let host = op.host_name(name, manifest);
+        let path = match app.subdomain {
+            Some(_) => app_path(i, name).key("subdomain"),
+            None => app_path(i, name),
+        };
+        let owner = format!("`{name}` of operator `{}`", op.name);
+        if host.len() > 253 || host.split('.').any(|l| l.len() > 63) {
+            out.push(
+                Diagnostic::new(
+                    path.clone(),
+                    format!("the host name of {owner} is too long"),
+                    "too long",
+                )
+                .at_key()
+                .hint("host names have at most 253 characters, and labels at most 63 (RFC 1123)"),
+            );
+        }
+        match hosts.get(&host) {
+            Some((first, first_owner, _)) => out.push(
+                Diagnostic::new(
+                    path.clone(),
+                    format!("the host name `{host}` of {owner} is already {first_owner}"),
+                    format!("`{host}` again"),
+                )
+                .at_key()
+                .related(first.clone(), format!("`{host}` first"))
+                .hint("give one of them another `subdomain`"),
+            ),
+            None => {
+                hosts.insert(host, (path, format!("the host of {owner}"), false));
+            }
+        }
+        let machine = op.machine_name(name);
+        if machine.len() > 63 {
+            out.push(
+                Diagnostic::new(
+                    operator_path(i).key("name"),
+                    format!("the machine name `{machine}` is longer than 63 characters"),
+                    "too long for a host name",
+                )
+                .hint("shorten the operator's name"),
+            );
+        }
+    }
+}
+
+const RESOURCE_FIELDS: [(&str, &str); 3] = [
+    ("cores", "cores"),
+    ("memory_mib", "MiB of memory"),
+    ("disk_gib", "GiB of disk"),
+];
+
+fn amounts(c: Capacity) -> [u64; 3] {
+    [c.cores.into(), c.memory_mib.into(), c.disk_gib.into()]
+}
+
+fn resources(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
+    let limits = spec.provider.limits;
+    let garage = catalog.manifests.get(OBJECT_STORAGE_APPLICATION);
+    // Garage nodes sharing an application machine, by machine name.
+    let colocated: BTreeMap<&str, &str> = spec
+        .provider
+        .object_storage
+        .iter()
+        .flat_map(|s| s.nodes.iter())
+        .filter_map(|(n, node)| Some((node.machine.as_deref()?, n.as_str())))
+        .collect();
+    let mut totals: BTreeMap<usize, [u64; 3]> = BTreeMap::new();
+    for (i, op, name, app, manifest) in enabled(spec, catalog) {
+        let path = app_path(i, name);
+        let requested = [
+            app.resources.cores,
+            app.resources.memory_mib,
+            app.resources.disk_gib,
+        ];
+        let default = amounts(manifest.resources.into());
+        let effective = amounts(app.resources.resolve(manifest.resources));
+        for (k, (field, unit)) in RESOURCE_FIELDS.iter().enumerate() {
+            if let Some(r) = requested[k]
+                && u64::from(r) < default[k]
+            {
+                out.push(
+                    Diagnostic::new(
+                        path.key("resources").key(field),
+                        format!("`{name}` needs at least {} {unit}, but {r} are requested", default[k]),
+                        "below the application's minimum",
+                    )
+                    .hint(format!("the manifest's resources are the minimum; request {} or more, or remove `{field}`", default[k])),
+                );
+            }
+        }
+        let total = totals.entry(i).or_insert([0; 3]);
+        for k in 0..3 {
+            total[k] += effective[k];
+        }
+        let Some(limits) = limits else { continue };
+        let per_machine = amounts(limits.per_machine);
+        let machine = op.machine_name(name);
+        let node_needs = colocated
+            .get(machine.as_str())
+            .and(garage)
+            .map_or([0; 3], |g| amounts(g.resources.into()));
+        for (k, (field, unit)) in RESOURCE_FIELDS.iter().enumerate() {
+            let needed = effective[k] + node_needs[k];
+            if needed > per_machine[k] {
+                let (at, what) = match requested[k] {
+                    Some(_) => (path.key("resources").key(field), "requested"),
+                    None => (path.clone(), "the manifest's default"),
+                };
+                let with_node = if node_needs[k] > 0 {
+                    format!(" (with the Garage node sharing `{machine}`)")
+                } else {
+                    String::new()
+                };
+                let mut d = Diagnostic::new(
+                    at,
+                    format!(
+                        "`{machine}` needs {needed} {unit}{with_node}, more than the provider's per-machine limit of {}",
+                        per_machine[k]
+                    ),
+                    format!("{what}: {} {unit}", effective[k]),
+                )
+                .hint(format!("stay within `provider.limits.per_machine.{field}`, or ask the provider to raise it"));
+                if requested[k].is_none() {
+                    d = d.at_key();
+                }
+                out.push(d.related(
+                    FieldPath::of(&["provider", "limits", "per_machine", field]),
+                    "the limit",
+                ));
+            }
+        }
+    }
+    if let Some(limits) = limits {
+        let per_operator = amounts(limits.per_operator);
+        for (i, total) in totals {
+            for (k, (field, unit)) in RESOURCE_FIELDS.iter().enumerate() {
+                if total[k] > per_operator[k] {
+                    out.push(
+                        Diagnostic::new(
+                            operator_path(i).key("applications"),
+                            format!(
+                                "operator `{}` needs {} {unit} in total, more than the provider's per-operator limit of {}",
+                                spec.operators[i].name, total[k], per_operator[k]
+                            ),
+                            format!("{} {unit} in total", total[k]),
+                        )
+                        .at_key()
+                        .related(FieldPath::of(&["provider", "limits", "per_operator", field]), "the limit")
+                        .hint("request less, disable an application, or ask the provider to raise the limit"),
+                    );
+                }
+            }
+        }
+        if let (Some(storage), Some(garage)) = (&spec.provider.object_storage, garage) {
+            let needs = amounts(garage.resources.into());
+            let per_machine = amounts(limits.per_machine);
+            for (n, node) in storage
+                .nodes
+                .iter()
+                .filter(|(_, node)| node.machine.is_none())
+            {
+                if let Some(k) = (0..3).find(|&k| needs[k] > per_machine[k]) {
+                    out.push(
+                        Diagnostic::new(
+                            FieldPath::of(&["provider", "object_storage", "nodes", n]),
+                            format!(
+                                "Garage node `{n}` needs {} {}, more than the per-machine limit of {}",
+                                needs[k], RESOURCE_FIELDS[k].1, per_machine[k]
+                            ),
+                            "too large for one machine",
+                        )
+                        .at_key()
+                        .hint("raise `provider.limits.per_machine`"),
+                    );
+                }
+                let _ = node;
+            }
+        }
+    }
+}
+
+fn needs(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
+    for (i, op, name, _, manifest) in enabled(spec, catalog) {
+        if manifest.needs.smtp && spec.provider.smtp.is_none() {
+            out.push(
+                Diagnostic::new(
+                    app_path(i, name),
+                    format!(
+                        "`{name}` of operator `{}` sends mail, but the provider has no SMTP relay",
+                        op.name
+                    ),
+                    "needs SMTP",
+                )
+                .at_key()
+                .hint("add `provider.smtp` (host, port, user, password, from)"),
+            );
+        }
+        if !manifest.needs.s3_buckets.is_empty() && spec.provider.object_storage.is_none() {
+            out.push(
+                Diagnostic::new(
+                    app_path(i, name),
+                    format!("`{name}` of operator `{}` stores media in S3, but the provider has no object storage", op.name),
+                    "needs S3 buckets",
+                )
+                .at_key()
+                .hint("add `provider.object_storage` (a Garage cluster)"),
+            );
+        }
+    }
+}
+
+fn placement(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
+    let hosts = match &spec.provider.runtime {
+        Runtime::BareMetal(b) => Some(&b.hosts),
+        _ => None,
+    };
+    let host_names: Vec<&str> = hosts
+        .into_iter()
+        .flat_map(|h| h.keys())
+        .map(String::as_str)
+        .collect();
+    let mut used_hosts: BTreeMap<String, FieldPath> = BTreeMap::new();
+    let mut use_host = |host: &str, path: FieldPath, out: &mut Vec<Diagnostic>| {
+        if !host_names.contains(&host) {
+            let d = Diagnostic::new(
+                path.clone(),
+                format!("unknown bare-metal host `{host}`"),
+                "unknown host",
+            );
+            out.push(match suggest(host, host_names.iter().copied()) {
+                Some(s) => d.hint(format!("did you mean `{s}`?")),
+                None => d.hint(format!(
+                    "the hosts are `provider.runtime.hosts`: {}",
+                    host_names
+                        .iter()
+                        .map(|h| format!("`{h}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            });
+        } else if let Some(first) = used_hosts.get(host) {
+            out.push(
+                Diagnostic::new(
+                    path,
+                    format!("the bare-metal host `{host}` already runs another machine"),
+                    "used again",
+                )
+                .related(first.clone(), "first used here")
+                .hint("on bare metal every machine has a host of its own"),
+            );
+        } else {
+            used_hosts.insert(host.to_owned(), path);
+        }
+    };
+    for (i, op) in spec.operators.iter().enumerate() {
+        let names: Vec<&str> = op.applications.keys().map(String::as_str).collect();
+        for (name, machine) in &op.machines {
+            let path = operator_path(i).key("machines").key(name);
+            if !op.applications.contains_key(name) {
+                let d = Diagnostic::new(
+                    path.clone(),
+                    format!("`{name}` is not an application of operator `{}`", op.name),
+                    "no such application",
+                )
+                .at_key();
+                out.push(match suggest(name, names.iter().copied()) {
+                    Some(s) => d.hint(format!("did you mean `{s}`?")),
+                    None => d.hint("machines are named by the operator's applications"),
+                });
+                continue;
+            }
+            if hosts.is_none() && machine.host.is_some() {
+                out.push(
+                    Diagnostic::new(
+                        path.key("host"),
+                        "`host` applies only to the bare-metal backend",
+                        "not bare metal",
+                    )
+                    .at_key()
+                    .hint("remove it, or use `ssh` to say how to reach the machine"),
+                );
+            }
+            if hosts.is_some() && machine.ssh.is_some() {
+                out.push(
+                    Diagnostic::new(
+                        path.key("ssh"),
+                        "on bare metal a machine is reached through its host's `ssh`",
+                        "not used on bare metal",
+                    )
+                    .at_key()
+                    .hint("remove it; set `ssh` in `provider.runtime.hosts`"),
+                );
+            }
+        }
+        if hosts.is_some() {
+            for (name, app) in &op.applications {
+                if !app.enable || !catalog.manifests.contains_key(name) {
+                    continue;
+                }
+                match op.machines.get(name).and_then(|m| m.host.as_deref()) {
+                    Some(host) => use_host(host, operator_path(i).key("machines").key(name).key("host"), out),
+                    None => out.push(
+                        Diagnostic::new(app_path(i, name), format!("`{}` has no bare-metal host", op.machine_name(name)), "no host")
+                            .at_key()
+                            .hint(format!("add `machines.{name}.host`, one of the hosts in `provider.runtime.hosts`")),
+                    ),
+                }
+            }
+        }
+    }
+    if let Some(storage) = &spec.provider.object_storage {
+        for (n, node) in &storage.nodes {
+            let path = FieldPath::of(&["provider", "object_storage", "nodes", n]);
+            if node.machine.is_some() {
+                for field in [("ssh", node.ssh.is_some()), ("host", node.host.is_some())]
+                    .iter()
+                    .filter(|f| f.1)
+                    .map(|f| f.0)
+                {
+                    out.push(
+                        Diagnostic::new(
+                            path.key(field),
+                            format!("a node sharing a machine has no `{field}` of its own"),
+                            "not used",
+                        )
+                        .at_key()
+                        .hint("the node is deployed with the machine it shares; remove it"),
+                    );
+                }
+                continue;
+            }
+            match (hosts.is_some(), &node.host) {
+                (true, Some(host)) => use_host(host, path.key("host"), out),
+                (true, None) => out.push(
+                    Diagnostic::new(
+                        path.clone(),
+                        format!("Garage node `{n}` has no bare-metal host"),
+                        "no host",
+                    )
+                    .at_key()
+                    .hint("add `host`, or share an application's machine with `machine`"),
+                ),
+                (false, Some(_)) => out.push(
+                    Diagnostic::new(
+                        path.key("host"),
+                        "`host` applies only to the bare-metal backend",
+                        "not bare metal",
+                    )
+                    .at_key()
+                    .hint("remove it, or use `ssh`"),
+                ),
+                (false, None) => {}
+            }
+        }
+    }
+}
+
+fn object_storage(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
+    let Some(storage) = &spec.provider.object_storage else {
+        return;
+    };
+    let base = FieldPath::of(&["provider", "object_storage"]);
+    let Some(garage) = catalog.manifests.get(OBJECT_STORAGE_APPLICATION) else {
+        out.push(
+            Diagnostic::new(
+                base,
+                "object storage is a Garage cluster, but there is no `garage` template",
+                "needs the garage template",
+            )
+            .at_key()
+            .hint("add templates/garage/manifest.toml, or remove `object_storage`"),
+        );
+        return;
+    };
+    if usize::from(storage.replication_factor) > storage.nodes.len() {
+        out.push(
+            Diagnostic::new(
+                base.key("replication_factor"),
+                format!(
+                    "a replication factor of {} needs at least {} nodes, but there {} {}",
+                    storage.replication_factor,
+                    storage.replication_factor,
+                    if storage.nodes.len() == 1 {
+                        "is"
+                    } else {
+                        "are"
+                    },
+                    storage.nodes.len()
+                ),
+                "more copies than nodes",
+            )
+            .hint("add nodes or lower the replication factor"),
+        );
+    }
+    // Application machines by name, with their owner and manifest.
+    let machines: BTreeMap<String, (String, &Manifest)> = enabled(spec, catalog)
+        .map(|(_, op, name, _, m)| {
+            (
+                op.machine_name(name),
+                (format!("`{name}` of operator `{}`", op.name), m),
+            )
+        })
+        .collect();
+    let machine_names: Vec<&str> = machines.keys().map(String::as_str).collect();
+    let mut sharing: BTreeMap<&str, &str> = BTreeMap::new();
+    for (n, node) in &storage.nodes {
+        let Some(machine) = node.machine.as_deref() else {
+            continue;
+        };
+        let path = base.key("nodes").key(n).key("machine");
+        let Some((owner, manifest)) = machines.get(machine) else {
+            let d = Diagnostic::new(
+                path,
+                format!("there is no enabled application machine `{machine}`"),
+                "unknown machine",
+            );
+            out.push(match suggest(machine, machine_names.iter().copied()) {
+                Some(s) => d.hint(format!("did you mean `{s}`?")),
+                None => d.hint("application machines are named `<operator>-<application>`"),
+            });
+            continue;
+        };
+        if let Some(first) = sharing.get(machine) {
+            out.push(
+                Diagnostic::new(
+                    path,
+                    format!(
+                        "`{machine}` already runs Garage node `{first}`; their ports would collide"
+                    ),
+                    "second node on one machine",
+                )
+                .related(
+                    base.key("nodes").key(first).key("machine"),
+                    "first node here",
+                )
+                .hint("give each node a machine of its own"),
+            );
+            continue;
+        }
+        sharing.insert(machine, n);
+        for port in &garage.ports {
+            if let Some(theirs) = manifest.ports.iter().find(|p| p.port == port.port) {
+                out.push(
+                    Diagnostic::new(
+                        path.clone(),
+                        format!(
+                            "port {} collides on `{machine}`: Garage's `{}` and {owner}'s `{}`",
+                            port.port, port.name, theirs.name
+                        ),
+                        format!("port {} already used", port.port),
+                    )
+                    .hint("put the node on another machine, or on its own (remove `machine`)"),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! Specification text → a JSON value and an index of where every key and value is written.
+//!
+//! Three formats, one model: TOML (hand-written), JSON (what the panel sends) and Nix (a `.nix` file evaluated
+//! by the real Nix to JSON). Whatever the format, the rest of the pipeline sees a [`serde_json::Value`] and asks
+//! the [`Document`] for the byte range of a [`FieldPath`] when it reports a problem:
+//!
+//! - TOML: spans come from `toml`'s own parser (`toml::de::DeTable`, every key and value `Spanned`).
+//! - JSON: serde_json parses (and reports syntax errors); a small scanner over the same, already valid, text
+//!   then records where every key and value is, and finds duplicate keys, which serde_json silently merges.
+//! - Nix: the file is evaluated together with `builtins.unsafeGetAttrPos` for every attribute, so positions
+//!   point at the attribute's name in the `.nix` file. Values inside lists and attributes Nix knows no position
+//!   for (built by functions in another file) point at the nearest enclosing attribute that has one.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use serde_json::{Map, Number, Value};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::LoadError;
+use super::path::{FieldPath, Step};
+use super::report::{Diagnostic, Target};
+use crate::eval::{EvalError, Nix};
+
+/// The input formats, chosen by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.toml`: written by hand, the default.
+    Toml,
+    /// `.json`: what the panel sends.
+    Json,
+    /// `.nix`: evaluated with the real Nix to JSON.
+    Nix,
+}
+
+impl Format {
+    /// The format of a file, by its extension.
+    pub fn of_path(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()? {
+            "toml" => Some(Self::Toml),
+            "json" => Some(Self::Json),
+            "nix" => Some(Self::Nix),
+            _ => None,
+        }
+    }
+}
+
+/// Where an entry is written: its key (absent for list items and the root) and its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key's byte range.
+    pub key: Option<Range<usize>>,
+    /// The value's byte range.
+    pub value: Range<usize>,
+}
+
+/// A parsed specification: its value, where each part of it is written, and any problem found while parsing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// The file name, as shown in diagnostics.
+    pub name: String,
+    /// The text positions refer to.
+    pub text: String,
+    /// The input format.
+    pub format: Format,
+    /// The specification as JSON.
+    pub value: Value,
+    /// Where each path is written.
+    pub index: BTreeMap<FieldPath, Entry>,
+    /// Problems found while parsing (syntax errors, duplicate keys, values JSON cannot hold).
+    pub diagnostics: Vec<Diagnostic>,
+    /// What a reader of the diagnostics should know about positions.
+    pub note: Option<String>,
+}
+
+impl Document {
+    /// Reads a specification file, in the format its extension names.
+    pub fn read(path: &Path) -> Result<Self, LoadError> {
+        let format =
+            Format::of_path(path).ok_or_else(|| LoadError::UnknownFormat(path.to_owned()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let name = path.display().to_string();
+        match format {
+            Format::Toml => Ok(Self::toml(&name, &text)),
+            Format::Json => Ok(Self::json(&name, &text)),
+            Format::Nix => {
+                let nix_error = |source| LoadError::Nix {
+                    path: path.to_owned(),
+                    source,
+                };
+                let nix = Nix::locate().map_err(nix_error)?;
+                Self::nix(&nix, path, &name, text).map_err(nix_error)
+            }
+        }
+    }
+
+    /// Parses TOML text.
+    pub fn toml(name: &str, text: &str) -> Self {
+        let mut document = Self::empty(name, text, Format::Toml);
+        match DeTable::parse(text) {
+            Ok(table) => {
+                let span = table.span();
+                let root = DeValue::Table(table.into_inner());
+                document.value =
+                    document.toml_value(&FieldPath::root(), None, &Spanned::new(0..0, root));
+                let _ = span;
+            }
+            Err(e) => document.syntax_error(
+                e.span().unwrap_or(0..0),
+                format!("invalid TOML: {}", e.message().trim_end()),
+            ),
+        }
+        document
+    }
+
+    /// Parses JSON text.
+    pub fn json(name: &str, text: &str) -> Self {
+        let mut document = Self::empty(name, text, Format::Json);
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => {
+                document.value = value;
+                let mut scanner = JsonScanner {
+                    text: text.as_bytes(),
+                    at: 0,
+                    document: &mut document,
+                };
+                scanner.value(FieldPath::root(), None);
+            }
+            Err(e) => {
+                let offset = offset_of(text, e.line(), e.column().max(1));
+                let message = e.to_string();
+                // serde_json appends " at line L column C"; the rendered location says it already.
+                let message = message
+                    .rsplit_once(" at line ")
+                    .map_or(message.as_str(), |(m, _)| m);
+                document.syntax_error(offset..offset, format!("invalid JSON: {message}"));
+            }
+        }
+        document
+    }
+
+    /// Evaluates a `.nix` specification with Nix and indexes the attributes' positions in its text.
+    pub fn nix(nix: &Nix, path: &Path, name: &str, text: String) -> Result<Self, EvalError> {
+        let absolute = std::fs::canonicalize(path).map_err(|e| EvalError::Io(e.to_string()))?;
+        let dir = tempfile::Builder::new()
+            .prefix("fedigen-spec-")
+            .tempdir()
+            .map_err(|e| EvalError::Io(e.to_string()))?;
+        let mut quoted = String::from("\"");
+        crate::nix::lexical::escape_double_quoted(&mut quoted, &absolute.to_string_lossy(), false);
+        quoted.push('"');
+        let wrapper = format!(
+            "let\n  spec = import (/. + {quoted});\n{POSITIONS}in\n{{ value = spec; positions = positions [ ] spec; }}\n"
+        );
+        let driver = dir.path().join("spec-positions.nix");
+        std::fs::write(&driver, wrapper).map_err(|e| EvalError::Io(e.to_string()))?;
+        let result = nix.eval_file_json(&driver)?;
+        let mut document = Self::empty(name, &text, Format::Nix);
+        document.value = result.get("value").cloned().unwrap_or(Value::Null);
+        let file = absolute.to_string_lossy();
+        for entry in result
+            .get("positions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let Some(pos) = entry.get("pos").filter(|p| !p.is_null()) else {
+                continue;
+            };
+            if pos.get("file").and_then(Value::as_str) != Some(&file) {
+                continue;
+            }
+            let (Some(line), Some(column)) = (
+                pos.get("line").and_then(Value::as_u64),
+                pos.get("column").and_then(Value::as_u64),
+            ) else {
+                continue;
+            };
+            let steps: Vec<Step> = entry
+                .get("path")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|s| match s {
+                    Value::String(k) => Some(Step::Key(k.clone())),
+                    Value::Number(n) => n.as_u64().map(|i| Step::Index(i as usize)),
+                    _ => None,
+                })
+                .collect();
+            let Some(Step::Key(key)) = steps.last().cloned() else {
+                continue;
+            };
+            let start = offset_of(&text, line as usize, column as usize);
+            let rest = &text[start..];
+            let len = if rest.starts_with(key.as_str()) {
+                key.len()
+            } else if rest.starts_with('"') {
+                rest[1..].find('"').map_or(1, |i| i + 2)
+            } else {
+                1
+            };
+            let span = start..(start + len).min(text.len());
+            document.index.insert(
+                FieldPath(steps),
+                Entry {
+                    key: Some(span.clone()),
+                    value: span,
+                },
+            );
+        }
+        document.note = Some(
+            "positions in a .nix specification point at the attribute that holds the value (from `builtins.unsafeGetAttrPos`)"
+                .to_owned(),
+        );
+        Ok(document)
+    }
+
+    /// A document for a value Nix produced without positions (e.g. evaluated in a batch): its text is the
+    /// value as pretty-printed JSON, and diagnostics point into that.
+    pub fn from_nix_json(name: &str, value: &Value) -> Self {
+        let text = serde_json::to_string_pretty(value).expect("JSON values print") + "\n";
+        let mut document = Self::json(name, &text);
+        document.format = Format::Nix;
+        document.note =
+            Some("positions refer to the JSON that Nix produced from the .nix file".into());
+        document
+    }
+
+    fn empty(name: &str, text: &str, format: Format) -> Self {
+        let mut index = BTreeMap::new();
+        index.insert(
+            FieldPath::root(),
+            Entry {
+                key: None,
+                value: 0..0,
+            },
+        );
+        Self {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            format,
+            value: Value::Null,
+            index,
+            diagnostics: Vec::new(),
+            note: None,
+        }
+    }
+
+    fn syntax_error(&mut self, span: Range<usize>, message: String) {
+        let mut d = Diagnostic::new(FieldPath::root(), message, "here");
+        d.span = Some(span);
+        self.diagnostics.push(d);
+    }
+
+    /// The byte range a diagnostic about `path` points at: the entry's key or value, or, for a path that is
+    /// not written (a missing field), the key of the nearest ancestor that is.
+    pub fn span(&self, path: &FieldPath, target: Target) -> Range<usize> {
+        let mut path = path.clone();
+        let mut target = target;
+        loop {
+            if let Some(entry) = self.index.get(&path) {
+                return match target {
+                    Target::Key => entry.key.clone().unwrap_or(entry.value.clone()),
+                    Target::Value => entry.value.clone(),
+                };
+            }
+            match path.parent() {
+                Some(parent) => {
+                    path = parent;
+                    target = Target::Key;
+                }
+                None => return 0..0,
+            }
+        }
+    }
+
+    fn toml_value(
+        &mut self,
+        path: &FieldPath,
+        key: Option<Range<usize>>,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Value {
+        let span = value.span();
+        self.index.insert(
+            path.clone(),
+            Entry {
+                key,
+                value: span.clone(),
+            },
+        );
+        match value.get_ref() {
+            DeValue::String(s) => Value::String(s.to_string()),
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Value::from(n),
+                Err(_) => {
+                    self.diagnostics.push(
+                        Diagnostic::new(path.clone(), "integer out of range", "too large")
+                            .hint("integers are 64-bit"),
+                    );
+                    Value::Null
+                }
+            },
+            DeValue::Float(f) => match f.as_str().parse::<f64>().ok().and_then(Number::from_f64) {
+                Some(n) => Value::Number(n),
+                None => {
+                    self.diagnostics.push(
+                        Diagnostic::new(
+                            path.clone(),
+                            "infinite and NaN numbers cannot be used",
+                            "not a finite number",
+                        )
+                        .hint("Nix and JSON have no such numbers; write a finite number"),
+                    );
+                    Value::Null
+                }
+            },
+            DeValue::Boolean(b) => Value::Bool(*b),
+            DeValue::Datetime(_) => {
+                self.diagnostics.push(
+                    Diagnostic::new(
+                        path.clone(),
+                        "dates and times are not used in specifications",
+                        "a TOML date or time",
+                    )
+                    .hint("quote it if a string is meant"),
+                );
+                Value::Null
+            }
+            DeValue::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.toml_value(&path.index(i), None, item))
+                    .collect(),
+            ),
+            DeValue::Table(table) => {
+                let mut map = Map::new();
+                for (k, v) in table.iter() {
+                    let child = path.key(k.get_ref());
+                    let value = self.toml_value(&child, Some(k.span()), v);
+                    map.insert(k.get_ref().to_string(), value);
+                }
+                Value::Object(map)
+            }
+        }
+    }
+}
+
+/// The Nix function that lists every attribute's path and `builtins.unsafeGetAttrPos`.
+const POSITIONS: &str = r#"  positions = path: v:
+    if builtins.isAttrs v then
+      builtins.concatLists (map (n: [ { path = path ++ [ n ]; pos = builtins.unsafeGetAttrPos n v; } ]
+        ++ positions (path ++ [ n ]) v.${n}) (builtins.attrNames v))
+    else if builtins.isList v then
+      builtins.concatLists (builtins.genList (i: positions (path ++ [ i ]) (builtins.elemAt v i)) (builtins.length v))
+    else [ ];
+"#;
+
+/// The byte offset of a 1-based line and column (columns counted in bytes, as Nix and serde_json do).
+fn offset_of(text: &str, line: usize, column: usize) -> usize {
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let offset = (line_start + column.saturating_sub(1)).min(text.len());
+    text.floor_char_boundary(offset)
+}
+
+/// Records where every key and value of valid JSON text is written.
+struct JsonScanner<'a> {
+    text: &'a [u8],
+    at: usize,
+    document: &'a mut Document,
+}
+
+impl JsonScanner<'_> {
+    fn skip_whitespace(&mut self) {
+        while self
+            .text
+            .get(self.at)
+            .is_some_and(|b| b.is_ascii_whitespace())
+        {
+            self.at += 1;
+        }
+    }
+
+    /// Scans the value at the cursor and records it under `path`.
+    fn value(&mut self, path: FieldPath, key: Option<Range<usize>>) {
+        self.skip_whitespace();
+        let start = self.at;
+        match self.text.get(self.at) {
+            Some(b'{') => {
+                self.at += 1;
+                let mut seen: BTreeMap<String, Range<usize>> = BTreeMap::new();
+                loop {
+                    self.skip_whitespace();
+                    match self.text.get(self.at) {
+                        Some(b'}') => {
+                            self.at += 1;
+                            break;
+                        }
+                        Some(b',') => {
+                            self.at += 1;
+                            continue;
+                        }
+                        Some(b'"') => {
+                            let key_span = self.string();
+                            let name: String = serde_json::from_slice(&self.text[key_span.clone()])
+                                .unwrap_or_default();
+                            self.skip_whitespace();
+                            self.at += 1; // the colon
+                            let child = path.key(&name);
+                            if let Some(first) = seen.get(&name) {
+                                let mut d = Diagnostic::new(
+                                    child.clone(),
+                                    format!("duplicate key `{name}`"),
+                                    "written again here",
+                                )
+                                .hint("JSON readers keep only one of them; remove one");
+                                d.span = Some(key_span.clone());
+                                d.related = Some((child.clone(), "first written here".into()));
+                                let _ = first;
+                                self.document.diagnostics.push(d);
+                                // Keep the first position for the path: diagnostics about it point there.
+                                let mut skip = JsonScanner {
+                                    text: self.text,
+                                    at: self.at,
+                                    document: &mut Document::empty("", "", Format::Json),
+                                };
+                                skip.value(FieldPath::root(), None);
+                                self.at = skip.at;
+                            } else {
+                                seen.insert(name, key_span.clone());
+                                self.value(child, Some(key_span));
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            Some(b'[') => {
+                self.at += 1;
+                let mut i = 0;
+                loop {
+                    self.skip_whitespace();
+                    match self.text.get(self.at) {
+                        Some(b']') => {
+                            self.at += 1;
+                            break;
+                        }
+                        Some(b',') => self.at += 1,
+                        Some(_) => {
+                            self.value(path.index(i), None);
+                            i += 1;
+                        }
+                        None => break,
+                    }
+                }
+            }
+            Some(b'"') => {
+                self.string();
+            }
+            Some(_) => {
+                while self
+                    .text
+                    .get(self.at)
+                    .is_some_and(|b| !matches!(b, b',' | b']' | b'}') && !b.is_ascii_whitespace())
+                {
+                    self.at += 1;
+                }
+            }
+            None => {}
+        }
+        self.document.index.insert(
+            path,
+            Entry {
+                key,
+                value: start..self.at,
+            },
+        );
+    }
+
+    /// Skips a string at the cursor; returns its range including the quotes.
+    fn string(&mut self) -> Range<usize> {
+        let start = self.at;
+        self.at += 1;
+        while let Some(&b) = self.text.get(self.at) {
+            self.at += 1;
+            match b {
+                b'\\' => self.at += 1,
+                b'"' => break,
+                _ => {}
+            }
+        }
+        start..self.at
+    }
+}
+
+/// Converts a JSON value to TOML: integers stay integers, other numbers become floats. `null` has no TOML form.
+pub fn json_to_toml(value: &Value) -> Result<toml::Value, String> {
+    Ok(match value {
+        Value::Null => return Err("null has no TOML form".into()),
+        Value::Bool(b) => toml::Value::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(
+                n.as_f64()
+                    .ok_or_else(|| format!("the number {n} has no TOML form"))?,
+            ),
+        },
+        Value::String(s) => toml::Value::String(s.clone()),
+        Value::Array(items) => {
+            toml::Value::Array(items.iter().map(json_to_toml).collect::<Result<_, _>>()?)
+        }
+        Value::Object(map) => toml::Value::Table(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), json_to_toml(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_positions_cover_keys_and_values() {
+        let text = "{\n  \"a\": {\"b\": [1, \"x\\\"y\"]},\n  \"c\": true\n}\n";
+        let d = Document::json("t.json", text);
+        assert!(d.diagnostics.is_empty());
+        let at = |p: FieldPath| &text[d.index[&p].value.clone()];
+        assert_eq!(at(FieldPath::of(&["a", "b"]).index(1)), "\"x\\\"y\"");
+        assert_eq!(at(FieldPath::of(&["c"])), "true");
+        assert_eq!(
+            &text[d.index[&FieldPath::of(&["a"])].key.clone().unwrap()],
+            "\"a\""
+        );
+    }
+
+    #[test]
+    fn json_duplicate_keys_are_reported() {
+        let d = Document::json("t.json", r#"{"a": 1, "a": 2}"#);
+        assert_eq!(d.diagnostics.len(), 1);
+        assert_eq!(d.diagnostics[0].span, Some(9..12));
+    }
+
+    #[test]
+    fn toml_positions_cover_keys_and_values() {
+        let text = "[provider]\nname = \"x\"\n[[operators]]\ndomain = \"a.b\"\n";
+        let d = Document::toml("t.toml", text);
+        assert!(d.diagnostics.is_empty(), "{:?}", d.diagnostics);
+        let entry = &d.index[&FieldPath::of(&["operators"]).index(0).key("domain")];
+        assert_eq!(&text[entry.value.clone()], "\"a.b\"");
+        assert_eq!(&text[entry.key.clone().unwrap()], "domain");
+    }
+
+    #[test]
+    fn offsets_of_lines_and_columns() {
+        assert_eq!(offset_of("ab\ncd\n", 2, 2), 4);
+        assert_eq!(offset_of("ab", 9, 9), 2);
+    }
+}
