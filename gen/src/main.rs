@@ -28,6 +28,9 @@ struct Cli {
 enum Command {
     /// Regenerate the generated files (modules/) from the templates; `--check` diffs instead.
     Generate(cli::generate::GenerateArgs),
+    /// Scaffold and check application templates.
+    #[command(subcommand)]
+    Template(cli::template::TemplateCommand),
     /// Convert between Nix and JSON, and prove Nix files.
     #[command(subcommand)]
     Nix(cli::nix::NixCommand),
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Generate(args) => cli::generate::run(args),
+        Command::Template(command) => cli::template::run(command),
         Command::Nix(command) => cli::nix::run(command),
         Command::Validate(args) => cli::model::validate(args),
         Command::Schema(args) => cli::model::schema(args),

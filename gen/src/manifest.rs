@@ -621,6 +621,60 @@ impl OptionType {
     }
 }
 
+/// Strings that have broken code generators: interpolation, both quote styles, escapes, lines, Unicode.
+const TRICKY_STRINGS: [&str; 8] = [
+    "",
+    "${builtins.abort \"injected\"}",
+    "''${x} ''\n'",
+    "\"; x = 1; \"",
+    "back\\slash $ {",
+    "multi\nline\n  text\n",
+    "é ✓ 🦀",
+    "x",
+];
+
+impl OptionType {
+    /// Edge values of the type, for rendering templates with more than their defaults (`fedigen template
+    /// check`): bounds, every enum value, and adversarial strings that fit the type. Deterministic.
+    pub fn samples(&self) -> Vec<Value> {
+        let candidates: Vec<Value> = match self {
+            Self::Bool => vec![Value::Bool(false), Value::Bool(true)],
+            Self::Int { min, max } => {
+                let lo = min.unwrap_or(i64::MIN);
+                let hi = max.unwrap_or(i64::MAX);
+                vec![lo.into(), hi.into(), (lo / 2 + hi / 2).into()]
+            }
+            Self::Float => vec![0.0.into(), (-1.5).into(), 1e300.into(), 5e-324.into()],
+            Self::Port => vec![1.into(), 65535.into()],
+            Self::Enum(values) => values.iter().map(|v| Value::from(v.as_str())).collect(),
+            Self::Email => vec![
+                "admin@uu.example".into(),
+                "o'brien+fedi@sub.domain.example".into(),
+            ],
+            Self::Str { .. } => TRICKY_STRINGS.iter().map(|s| Value::from(*s)).collect(),
+            Self::List(inner) => {
+                let mut values = vec![Value::Array(vec![])];
+                values.push(Value::Array(inner.samples()));
+                values
+            }
+            Self::Attrs(inner) => {
+                let mut values = vec![Value::Object(serde_json::Map::new())];
+                let map = TRICKY_STRINGS
+                    .iter()
+                    .zip(inner.samples())
+                    .map(|(k, v)| ((*k).to_owned(), v))
+                    .collect();
+                values.push(Value::Object(map));
+                values
+            }
+        };
+        candidates
+            .into_iter()
+            .filter(|v| self.check(v).is_ok())
+            .collect()
+    }
+}
+
 impl fmt::Display for OptionType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -219,6 +219,73 @@ fn a_broken_template_is_reported_at_its_line_and_nothing_is_written() {
     assert!(!dir.join("modules").exists(), "nothing written");
 }
 
+#[test]
+fn a_scaffolded_template_passes_check_and_generates() {
+    let repo = scratch();
+    let dir = repo.path();
+    let new = fedigen(dir, &["template", "new", "lemmy"]);
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    let check = fedigen(dir, &["template", "check", "lemmy"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("1 template(s) proven in 3 renderings")
+    );
+    assert!(fedigen(dir, &["generate"]).status.success());
+    let module = std::fs::read_to_string(dir.join("modules/lemmy.nix")).unwrap();
+    assert!(
+        module.contains("options.fediversity.lemmy = {")
+            && module.contains("openRegistration = lib.mkOption {")
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("modules/default.nix"))
+            .unwrap()
+            .contains("./lemmy.nix")
+    );
+    let again = fedigen(dir, &["template", "new", "lemmy"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing template is never overwritten"
+    );
+    assert_eq!(
+        fedigen(dir, &["template", "new", "not valid"])
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn template_check_reports_a_template_that_breaks_on_edge_values() {
+    let repo = scratch();
+    let dir = repo.path();
+    let template = dir.join("templates/pixelfed/module.nix.hbs");
+    let text = std::fs::read_to_string(&template).unwrap();
+    // Splicing a default into a string by hand, instead of with `nix-value`, breaks on a quote.
+    let broken = text.replace(
+        "{{nix-options}};",
+        "{{nix-options}};\n  marker = \"{{#each options}}{{nix-value this.default}}{{/each}}\";",
+    );
+    std::fs::write(&template, broken).unwrap();
+    let out = fedigen(dir, &["template", "check", "pixelfed"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr
+            .contains("templates/pixelfed/module.nix.hbs: the rendered template is not valid Nix"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("problem(s) in"), "{stderr}");
+}
+
 /// A valid value of an option type, adversarial where strings allow it.
 fn value_of(ty: &OptionType) -> BoxedStrategy<Value> {
     let text = prop_oneof![

@@ -4,3 +4,4 @@
 pub mod generate;
 pub mod model;
 pub mod nix;
+pub mod template;

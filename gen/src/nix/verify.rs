@@ -26,6 +26,17 @@ impl Position {
     }
 }
 
+impl Position {
+    /// `:line:column`, or nothing when the position is unknown (line 0).
+    pub fn suffix(&self) -> String {
+        if self.line == 0 {
+            String::new()
+        } else {
+            format!(":{self}")
+        }
+    }
+}
+
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.line, self.column)
@@ -36,7 +47,7 @@ impl fmt::Display for Position {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     /// rnix could not parse the text.
-    #[error("{file}:{position}: emitted Nix does not parse ({message}); this is a bug in fedigen")]
+    #[error("{file}{}: emitted Nix does not parse ({message})", position.suffix())]
     Syntax {
         /// The file being emitted.
         file: String,

@@ -1,0 +1,250 @@
+//! `fedigen template new|check`: scaffold an application template, and prove templates by rendering them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::Value;
+
+use crate::{EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, fail};
+use fedigen::eval::{Nix, Source};
+use fedigen::generate::find_repository;
+use fedigen::manifest::Manifest;
+use fedigen::nix::verify;
+use fedigen::template::Templates;
+
+/// Work on application templates (`templates/<app>/`).
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    /// Scaffold `templates/<app>/` with a manifest and a module template that pass `template check`.
+    New {
+        /// The application's name: a Nix identifier such as `lemmy`; also its folder and `fediversity.<app>`.
+        app: String,
+        /// The repository (default: the current directory or the nearest parent with `templates/`).
+        #[arg(long)]
+        repo: Option<PathBuf>,
+    },
+    /// Render templates with their defaults and with edge values of every option (bounds, every enum value,
+    /// adversarial strings), and prove each rendering: rnix, nixfmt and Nix's own parser.
+    Check {
+        /// The application to check; all when omitted.
+        app: Option<String>,
+        /// The repository (default: the current directory or the nearest parent with `templates/`).
+        #[arg(long)]
+        repo: Option<PathBuf>,
+    },
+}
+
+/// Runs one `fedigen template` subcommand.
+pub fn run(command: TemplateCommand) -> ExitCode {
+    match command {
+        TemplateCommand::New { app, repo } => new(&app, repo),
+        TemplateCommand::Check { app, repo } => check(app.as_deref(), repo),
+    }
+}
+
+fn repository(repo: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+    let start =
+        repo.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
+    find_repository(&start).map_err(|e| fail(EXIT_INVALID_INPUT, e))
+}
+
+fn new(app: &str, repo: Option<PathBuf>) -> ExitCode {
+    let repo = match repository(repo) {
+        Ok(repo) => repo,
+        Err(code) => return code,
+    };
+    if fedigen::nix::Ident::new(app).is_err() || app.starts_with('_') {
+        return fail(
+            EXIT_INVALID_INPUT,
+            format_args!(
+                "`{app}` cannot name an application: use letters, digits and `-`, starting with a letter"
+            ),
+        );
+    }
+    let dir = repo.join("templates").join(app);
+    if dir.exists() {
+        return fail(
+            EXIT_INVALID_INPUT,
+            format_args!("{}: exists already; pick another name", dir.display()),
+        );
+    }
+    let title: String = app
+        .split('-')
+        .map(|w| {
+            w.chars()
+                .take(1)
+                .flat_map(char::to_uppercase)
+                .chain(w.chars().skip(1))
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let manifest = format!(
+        r#"# The manifest of {title}: its typed options, what it needs, its secrets, resources, ports and health checks.
+# Option types: bool, int (min, max), float, str (pattern, max_length), enum (values), port, email,
+# list and attrs (of = "<type>"). Read the upstream NixOS module for the names you map these onto.
+
+[application]
+name = "{app}"
+title = "{title}"
+description = "TODO: one sentence about {title}."
+upstream = "services.{app}"
+subdomain = "{app}"
+
+[options.openRegistration]
+type = "bool"
+default = false
+description = "Whether anyone may create an account."
+
+[needs]
+postgresql = false
+redis = false
+smtp = false
+s3_buckets = []
+
+[resources]
+cores = 1
+memory_mib = 1024
+disk_gib = 10
+
+[[ports]]
+name = "https"
+port = 443
+public = true
+
+[health]
+units = ["{app}.service", "nginx.service"]
+tcp_ports = [443]
+
+[[health.http]]
+path = "/"
+status = 200
+"#
+    );
+    let module = format!(
+        r#"{{{{! Map fediversity.{app} onto the upstream module {{services.{app}}}. Values reach the output only through
+    typed helpers: nix-str, nix-value, nix-attr, nix-path, nix-options. }}}}
+{{ config, lib, ... }}:
+let
+  cfg = config.fediversity.{app};
+  host = "${{cfg.subdomain}}.${{config.fediversity.domain}}";
+in
+{{
+  options.fediversity.{app} = {{{{nix-options}}}};
+
+  config = lib.mkIf cfg.enable {{
+    {{{{> nginx-acme}}}}
+    services.{app} = {{
+      enable = true;
+      # TODO: map the options onto the upstream module, e.g. `domain = host;`.
+    }};
+    services.nginx.virtualHosts.${{host}} = {{
+      enableACME = true;
+      forceSSL = true;
+    }};
+  }};
+}}
+"#
+    );
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("manifest.toml"), manifest))
+        .and_then(|()| std::fs::write(dir.join("module.nix.hbs"), module));
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&dir);
+        return fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", dir.display()));
+    }
+    eprintln!(
+        "created templates/{app}/manifest.toml and templates/{app}/module.nix.hbs;\n\
+         fill them in, then run `fedigen template check {app}` and `fedigen generate`"
+    );
+    ExitCode::SUCCESS
+}
+
+fn check(app: Option<&str>, repo: Option<PathBuf>) -> ExitCode {
+    let repo = match repository(repo) {
+        Ok(repo) => repo,
+        Err(code) => return code,
+    };
+    let manifests = match Manifest::load_all(&repo.join("templates")) {
+        Ok(all) => all
+            .into_iter()
+            .filter(|m| app.is_none_or(|a| m.application.name == a))
+            .collect::<Vec<_>>(),
+        Err(e) => return fail(EXIT_INVALID_INPUT, e),
+    };
+    if manifests.is_empty() {
+        return fail(
+            EXIT_INVALID_INPUT,
+            format_args!("no template named `{}`", app.unwrap_or("*")),
+        );
+    }
+    let templates = match Templates::load(&repo, &manifests) {
+        Ok(t) => t,
+        Err(e) => return fail(EXIT_INVALID_INPUT, e),
+    };
+    let mut sources = Vec::new();
+    let mut failed = 0usize;
+    for manifest in &manifests {
+        let app = &manifest.application.name;
+        for (i, variant) in variants(manifest).iter().enumerate() {
+            match templates.render_module(variant, None) {
+                Ok(text) => {
+                    let name = format!("templates/{app}/module.nix.hbs (rendering {i})");
+                    if let Err(e) = verify::check_canonical(&name, &text) {
+                        eprintln!("error: {e}");
+                        failed += 1;
+                    }
+                    sources.push(Source { name, text });
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    failed += 1;
+                }
+            }
+        }
+    }
+    let nix = match Nix::locate() {
+        Ok(nix) => nix,
+        Err(e) => return fail(EXIT_ENVIRONMENT, e),
+    };
+    for (source, result) in sources.iter().zip(nix.parse(&sources)) {
+        if let Err(e) = result {
+            eprintln!("error: {}: Nix does not parse it: {e}", source.name);
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} problem(s) in {} rendering(s)", sources.len());
+        ExitCode::from(EXIT_CHECK_FAILED)
+    } else {
+        eprintln!(
+            "{} template(s) proven in {} renderings (defaults and edge values)",
+            manifests.len(),
+            sources.len()
+        );
+        ExitCode::SUCCESS
+    }
+}
+
+/// The manifest as written, then with its options' defaults replaced by edge values, round-robin.
+fn variants(manifest: &Manifest) -> Vec<Manifest> {
+    let samples: Vec<(String, Vec<Value>)> = manifest
+        .options
+        .iter()
+        .map(|(name, spec)| (name.clone(), spec.ty.samples()))
+        .collect();
+    let rounds = samples.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
+    let mut variants = vec![manifest.clone()];
+    for round in 0..rounds {
+        let mut variant = manifest.clone();
+        for (name, values) in &samples {
+            if !values.is_empty() {
+                variant.options.get_mut(name).expect("same names").default =
+                    Some(values[round % values.len()].clone());
+            }
+        }
+        variants.push(variant);
+    }
+    variants
+}
