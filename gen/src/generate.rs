@@ -11,7 +11,7 @@ use crate::emit::{Verification, emit_file};
 use crate::manifest::{Manifest, ManifestError};
 use crate::nix::verify::VerifyError;
 use crate::nix::{AttrPath, Entry, Expr, Ident, LexicalError, Param, SourcePath};
-use crate::template::{TemplateError, Templates};
+use crate::template::{APPLICATION_TEST, TemplateError, Templates};
 use crate::write::{Plan, marker_line, marker_text};
 
 /// Why a generation could not be planned.
@@ -39,6 +39,9 @@ pub enum GenerateError {
 /// The folder holding the generated NixOS modules.
 pub const MODULES: &str = "modules";
 
+/// The folder holding the generated NixOS VM tests, which the `vm-tests` harness discovers.
+pub const VM_TESTS: &str = "vm-tests/generated";
+
 /// Finds the repository: `start` or the nearest parent with a `templates/` folder.
 pub fn find_repository(start: &Path) -> Result<PathBuf, GenerateError> {
     start
@@ -51,11 +54,21 @@ pub fn find_repository(start: &Path) -> Result<PathBuf, GenerateError> {
 /// Plans every generated file of the repository at `repo`.
 pub fn plan(repo: &Path) -> Result<Plan, GenerateError> {
     let manifests = Manifest::load_all(&repo.join("templates"))?;
-    let templates = Templates::load(repo, &manifests)?;
+    let mut templates = Templates::load(repo, &manifests)?;
+    templates.load_tests(repo)?;
     let mut plan = Plan {
-        roots: vec![PathBuf::from(MODULES)],
+        roots: vec![PathBuf::from(MODULES), PathBuf::from(VM_TESTS)],
         ..Plan::default()
     };
+    for manifest in &manifests {
+        let app = &manifest.application.name;
+        let body = templates.render_application_test(manifest)?;
+        let source = format!("templates/{app}/manifest.toml and {APPLICATION_TEST}");
+        plan.files.insert(
+            Path::new(VM_TESTS).join(format!("{app}.nix")),
+            format!("{}\n{body}", marker_line(&source)),
+        );
+    }
     let modules = Path::new(MODULES);
     for manifest in &manifests {
         let app = &manifest.application.name;

@@ -126,6 +126,10 @@ pub struct SecretSpec {
     pub description: String,
     /// Where it comes from.
     pub source: SecretSource,
+    /// The file's contents in VM tests only (where a secret in the store is harmless); a real deployment
+    /// never sees it.
+    #[serde(default)]
+    pub test_value: Option<String>,
 }
 
 /// Where a secret comes from.

@@ -23,13 +23,15 @@ use crate::nix::print::print_expr;
 use crate::nix::value::{DataPolicy, from_json};
 use crate::nix::{AttrName, AttrPath, Entry, Expr, lexical, verify};
 
-/// Helpers that emit Nix: the only way a value reaches a template's output.
-pub const VALUE_HELPERS: [&str; 5] = [
+/// Helpers that emit Nix (and `toml-value`, a TOML value for the `#:` headers the VM test harness reads): the
+/// only way a value reaches a template's output.
+pub const VALUE_HELPERS: [&str; 6] = [
     "nix-str",
     "nix-value",
     "nix-attr",
     "nix-path",
     "nix-options",
+    "toml-value",
 ];
 
 /// Block helpers that only steer rendering and emit nothing themselves.
@@ -129,6 +131,112 @@ impl Templates {
             .map_err(|e| render_error(&file, &e))?;
         canonical(&file, &text)
     }
+}
+
+/// The template of the per-application VM tests, relative to the repository.
+pub const APPLICATION_TEST: &str = "templates/_tests/application.nix.hbs";
+
+impl Templates {
+    /// Loads the VM test template as well (it is linted like every template).
+    pub fn load_tests(&mut self, root: &Path) -> Result<(), TemplateError> {
+        let relative = PathBuf::from(APPLICATION_TEST);
+        let source = read(&root.join(&relative), &relative)?;
+        lint(&relative, &source)?;
+        self.registry
+            .register_template_string("_tests/application", source)
+            .map_err(|e| handlebars_error(&relative, &e))?;
+        self.files.insert("_tests/application".into(), relative);
+        Ok(())
+    }
+
+    /// Renders the NixOS VM test of one application from its manifest's health checks and admin action.
+    pub fn render_application_test(&self, manifest: &Manifest) -> Result<String, TemplateError> {
+        let file = PathBuf::from(APPLICATION_TEST);
+        let context = test_context(manifest);
+        let text = self
+            .registry
+            .render("_tests/application", &context)
+            .map_err(|e| render_error(&file, &e))?;
+        canonical(&file, &text)
+    }
+}
+
+/// Quotes a string for a POSIX shell: single quotes, with `'` written as `'\''`.
+pub fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// The VM test's view of a manifest: the module's context plus health checks as shell commands.
+fn test_context(manifest: &Manifest) -> Value {
+    let mut context = module_context(manifest, None);
+    let app = &manifest.application.name;
+    let http: Vec<Value> = manifest
+        .health
+        .http
+        .iter()
+        .map(|check| {
+            let expectation = format!(
+                ")\" = {}{}",
+                check.status,
+                check
+                    .contains
+                    .as_ref()
+                    .map(|c| format!(" && grep -F -- {} /tmp/body", shell_quote(c)))
+                    .unwrap_or_default()
+            );
+            json!({
+                "port": check.port,
+                "remote_suffix": format!("{}{expectation}", shell_quote(&check.path)),
+                "local_command": check.port.map(|port| format!(
+                    "test \"$(curl --silent --output /tmp/body --write-out '%{{http_code}}' http://127.0.0.1:{port}{}{expectation}",
+                    shell_quote(&check.path)
+                )),
+            })
+        })
+        .collect();
+    let secrets: serde_json::Map<String, Value> = manifest
+        .secrets
+        .iter()
+        .map(|(name, secret)| {
+            (
+                name.clone(),
+                json!({
+                    "option": format!("{name}File"),
+                    "test_path": format!("/etc/fedigen-test/{name}"),
+                    "etc_name": format!("fedigen-test/{name}"),
+                    "test_value": secret.test_value.clone().unwrap_or_else(|| format!("fedigen-test-{name}")),
+                }),
+            )
+        })
+        .collect();
+    context["test_name"] = json!(format!("fedigen-{app}"));
+    context["description"] = json!(format!(
+        "{}: its health checks{} on a VM with the generated module",
+        manifest.application.title,
+        if manifest.admin_action.is_some() {
+            " and an admin action"
+        } else {
+            ""
+        }
+    ));
+    context["resources"]["disk_mib"] = json!(u64::from(manifest.resources.disk_gib) * 1024);
+    context["https"] = json!(manifest.ports.iter().any(|p| p.port == 443));
+    context["has_secrets"] = json!(!secrets.is_empty());
+    context["secrets"] = Value::Object(secrets);
+    context["health"] = json!({
+        "units": manifest.health.units,
+        "tcp_ports": manifest.health.tcp_ports,
+        "http": http,
+    });
+    context["admin_action"] = match &manifest.admin_action {
+        Some(action) => json!({
+            "description": action.description,
+            "command": action.command,
+            "expect": action.expect,
+        }),
+        None => Value::Null,
+    };
+    context
 }
 
 /// Lays rendered text out with nixfmt and parses it with rnix; errors point into the rendered text.
@@ -348,9 +456,40 @@ fn nix_helper(
             other => return Err(fail(format!("expects an attribute name, got {other}"))),
         },
         "nix-value" => data(value).map(|e| print_expr(&e)).map_err(fail)?,
+        "toml-value" => {
+            let toml =
+                json_to_toml(value).ok_or_else(|| fail(format!("{value} has no TOML form")))?;
+            let text = toml.to_string();
+            if text.contains('\n') {
+                return Err(fail(format!("{text:?} does not fit on one header line")));
+            }
+            text
+        }
         _ => return Err(fail("unknown helper".into())),
     };
     out.write(&text).map_err(RenderError::from)
+}
+
+/// A JSON value as TOML (numbers by their kind: serde_json keeps number text, so serde's own conversion would not
+/// see them as numbers). `null` has no TOML form.
+fn json_to_toml(value: &Value) -> Option<toml::Value> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(b) => toml::Value::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64()?),
+        },
+        Value::String(s) => toml::Value::String(s.clone()),
+        Value::Array(items) => {
+            toml::Value::Array(items.iter().map(json_to_toml).collect::<Option<_>>()?)
+        }
+        Value::Object(map) => toml::Value::Table(
+            map.iter()
+                .map(|(k, v)| Some((k.clone(), json_to_toml(v)?)))
+                .collect::<Option<_>>()?,
+        ),
+    })
 }
 
 /// Rejects everything but typed helpers, block helpers, partials, comments and text.

@@ -286,6 +286,64 @@ fn template_check_reports_a_template_that_breaks_on_edge_values() {
     assert!(stderr.contains("problem(s) in"), "{stderr}");
 }
 
+/// Every health check and the admin action of every manifest appear in the application's generated VM test,
+/// which the harness discovers as a `vm` trial needing nixpkgs and KVM.
+#[test]
+fn every_health_check_is_in_its_vm_test() {
+    let repo = repository();
+    let plan = plan(&repo).unwrap();
+    for manifest in Manifest::load_all(&repo.join("templates")).unwrap() {
+        let app = &manifest.application.name;
+        let test = &plan.files[&PathBuf::from(format!("vm-tests/generated/{app}.nix"))];
+        let header: Vec<&str> = test
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("#:"))
+            .collect();
+        assert!(header.contains(&"#: kind = \"vm\""), "{app}: {header:?}");
+        assert!(
+            header.contains(&"#: requires = [\"nixpkgs\", \"kvm\"]"),
+            "{app}: {header:?}"
+        );
+        for unit in &manifest.health.units {
+            assert!(
+                test.contains(&format!("server.wait_for_unit(${{py \"{unit}\"}})")),
+                "{app}: unit {unit}"
+            );
+        }
+        for port in &manifest.health.tcp_ports {
+            assert!(
+                test.contains(&format!("server.wait_for_open_port(${{toString {port}}})")),
+                "{app}: port {port}"
+            );
+        }
+        for check in &manifest.health.http {
+            assert!(
+                test.contains(&format!("'{}'", check.path)),
+                "{app}: HTTP check {}",
+                check.path
+            );
+            assert!(
+                test.contains(&format!("= {}", check.status)),
+                "{app}: status {}",
+                check.status
+            );
+        }
+        if let Some(action) = &manifest.admin_action {
+            assert!(
+                test.contains(&format!("server.succeed(${{py \"{}\"}})", action.command)),
+                "{app}: admin action"
+            );
+        }
+        for secret in manifest.secrets.keys() {
+            assert!(
+                test.contains(&format!("{secret}File = \"/etc/fedigen-test/{secret}\";")),
+                "{app}: secret {secret}"
+            );
+        }
+    }
+}
+
 /// A valid value of an option type, adversarial where strings allow it.
 fn value_of(ty: &OptionType) -> BoxedStrategy<Value> {
     let text = prop_oneof![
