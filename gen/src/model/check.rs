@@ -75,10 +75,7 @@ fn unique_operators(spec: &Spec, out: &mut Vec<Diagnostic>) {
                 out.push(
                     Diagnostic::new(
                         operator_path(i).key(field),
-                        format!(
-                            "the {what} `{value}` is already used by operator `{}`",
-                            spec.operators[j].name
-                        ),
+                        format!("the {what} `{value}` is already taken by operators[{j}]"),
                         "used again here",
                     )
                     .related(operator_path(j).key(field), "first used here")
@@ -123,11 +120,11 @@ fn host_names(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
             Some((first, first_owner, _)) => out.push(
                 Diagnostic::new(
                     path.clone(),
-                    format!("the host name `{host}` of {owner} is already {first_owner}"),
-                    format!("`{host}` again"),
+                    format!("the host name `{host}` of {owner} is also {first_owner}"),
+                    format!("`{host}`"),
                 )
                 .at_key()
-                .related(first.clone(), format!("`{host}` first"))
+                .related(first.clone(), format!("also `{host}`"))
                 .hint("give one of them another `subdomain`"),
             ),
             None => {
@@ -549,7 +546,7 @@ fn object_storage(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                     Diagnostic::new(
                         path.clone(),
                         format!(
-                            "port {} collides on `{machine}`: Garage's `{}` and {owner}'s `{}`",
+                            "port {} is used twice on `{machine}`: by Garage's `{}` port and by the `{}` port of {owner}",
                             port.port, port.name, theirs.name
                         ),
                         format!("port {} already used", port.port),

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::ops::Range;
 
-use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
+use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
 
 use super::path::FieldPath;
 use super::source::Document;
@@ -171,14 +171,11 @@ impl Report {
             if let Some(hint) = &d.hint {
                 group = group.element(Level::HELP.message(hint.as_str()));
             }
-            let mut report: Vec<Group<'_>> = vec![group];
-            if let Some(note) = &self.note {
-                report.push(Group::with_title(
-                    Level::NOTE.secondary_title(note.as_str()),
-                ));
-            }
-            out.push_str(&renderer.render(&report));
+            out.push_str(&renderer.render(&[group]));
             out.push_str("\n\n");
+        }
+        if let Some(note) = &self.note {
+            out.push_str(&format!("note: {note}\n"));
         }
         let n = self.problems.len();
         out.push_str(&format!(

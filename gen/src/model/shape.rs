@@ -747,7 +747,10 @@ impl Checker<'_> {
             (Shape::True(why), v) => self.push(
                 Diagnostic::new(
                     path.clone(),
-                    format!("must be `true`, found {}", kind(v)),
+                    match v {
+                        Value::Bool(false) => "must be `true`, found `false`".to_owned(),
+                        v => format!("must be `true`, found {}", kind(v)),
+                    },
                     "must be `true`",
                 )
                 .hint(*why),
@@ -811,17 +814,14 @@ impl Checker<'_> {
                         self.value(v, &Shape::Object(application_fields(name)), &path.key(name));
                     } else {
                         let mut d = unknown(path.key(name), "application", name, &known);
-                        d.hint = Some(format!(
-                            "{}the applications are the folders of templates/ with a manifest: {}",
-                            d.hint
-                                .map(|h| if h.starts_with("did") {
-                                    format!("{h} ")
-                                } else {
-                                    String::new()
-                                })
-                                .unwrap_or_default(),
+                        let applications = format!(
+                            "the applications are the folders of templates/ with a manifest: {}",
                             list(&known)
-                        ));
+                        );
+                        d.hint = Some(match d.hint.filter(|h| h.starts_with("did")) {
+                            Some(suggestion) => format!("{suggestion} ({applications})"),
+                            None => applications,
+                        });
                         self.push(d);
                     }
                 }
@@ -865,6 +865,11 @@ impl Checker<'_> {
             match fields.iter().find(|f| f.name == k) {
                 Some(field) => self.value(v, &field.shape, &path.key(k)),
                 None if extra_known.contains(&k.as_str()) => {}
+                None if !path.is_root() && ["provider", "operators"].contains(&k.as_str()) => {
+                    self.push(unknown(path.key(k), "field", k, &known).hint(format!(
+                        "`{k}` belongs at the top level: in TOML, keys written after a `[table]` header belong to that table; move it above the first header"
+                    )))
+                }
                 None => self.push(unknown(path.key(k), "field", k, &known)),
             }
         }
@@ -986,12 +991,8 @@ impl Checker<'_> {
                 && let Err(e) = option.ty.check(value)
             {
                 self.push(
-                    Diagnostic::new(
-                        at.clone(),
-                        format!("invalid value for `{name}`: {e}"),
-                        format!("expected {}", option.ty),
-                    )
-                    .hint(format!("{name}: {}", option.description)),
+                    Diagnostic::new(at.clone(), format!("invalid value for `{name}`: {e}"), e)
+                        .hint(format!("{name}: {}", option.description)),
                 );
             }
         }
@@ -1085,7 +1086,10 @@ impl Checker<'_> {
             self.push(
                 Diagnostic::new(path.clone(), format!("missing secret `{name}` of `{app}`"), format!("missing `{name}`"))
                     .at_key()
-                    .hint(format!("{name}: {description}; add `{name} = {{ file = \"/run/secrets/…\" }}` or `{{ secret = \"…\" }}`")),
+                    .hint(format!(
+                        "{name}: {}. Reference it: `{name} = {{ file = \"/run/secrets/…\" }}` or `{name} = {{ secret = \"…\" }}`",
+                        description.trim_end_matches('.')
+                    )),
             );
         }
     }

@@ -197,14 +197,18 @@ impl Document {
             };
             let start = offset_of(&text, line as usize, column as usize);
             let rest = &text[start..];
-            let len = if rest.starts_with(key.as_str()) {
-                key.len()
-            } else if rest.starts_with('"') {
-                rest[1..].find('"').map_or(1, |i| i + 2)
+            // Nix gives the position of the whole attribute path (`machines.app.ssh = …`): point at this
+            // attribute's own name when it is written later on the line.
+            let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
+            let span = if line.starts_with(key.as_str()) {
+                start..start + key.len()
+            } else if let Some(at) = line.find(&format!(".{key}")) {
+                start + at + 1..start + at + 1 + key.len()
+            } else if let Some(quoted) = line.strip_prefix('"') {
+                start..start + quoted.find('"').map_or(1, |i| i + 2)
             } else {
-                1
+                start..(start + 1).min(text.len())
             };
-            let span = start..(start + len).min(text.len());
             document.index.insert(
                 FieldPath(steps),
                 Entry {
@@ -264,9 +268,15 @@ impl Document {
         let mut target = target;
         loop {
             if let Some(entry) = self.index.get(&path) {
-                return match target {
-                    Target::Key => entry.key.clone().unwrap_or(entry.value.clone()),
-                    Target::Value => entry.value.clone(),
+                return match (target, &entry.key) {
+                    (Target::Key, Some(key)) => key.clone(),
+                    // A list item has no key: point at its first line (e.g. `{` or `[[operators]]`).
+                    (Target::Key, None) => {
+                        let value = &self.text[entry.value.clone()];
+                        let first_line = value.find('\n').unwrap_or(value.len());
+                        entry.value.start..entry.value.start + first_line
+                    }
+                    (Target::Value, _) => entry.value.clone(),
                 };
             }
             match path.parent() {
