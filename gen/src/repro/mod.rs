@@ -11,6 +11,9 @@
 //! 4. for differing outputs, list the differing files ([`files::diff_trees`]);
 //! 5. compare output NAR hashes (computed by [`crate::store::nar`], in parallel) with the lock.
 //!
+//! Scope: the named derivations are rebuilt; their inputs are built (or substituted) once but not rebuilt, as
+//! with `nix-build --check`. Name the inputs you care about as attributes to check them too.
+//!
 //! The CLI (`fedigen repro check|lock`, `fedigen closure diff`) is a thin layer over [`run_check`], [`run_lock`]
 //! and [`closure_diff`]; exit codes are in [`report::exit_code`].
 
