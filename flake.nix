@@ -11,8 +11,40 @@
         "aarch64-linux"
       ];
       forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+      # The generated files, found by name so that a new template needs no edit here.
+      nixFiles =
+        dir:
+        map (nixpkgs.lib.removeSuffix ".nix") (
+          builtins.filter (nixpkgs.lib.hasSuffix ".nix") (builtins.attrNames (builtins.readDir dir))
+        );
+      applications = builtins.filter (name: name != "default" && name != "fediversity") (
+        nixFiles ./modules
+      );
     in
     {
+      # Every application at once, or one application with the options they all share.
+      nixosModules = {
+        default = ./modules;
+      }
+      // nixpkgs.lib.genAttrs applications (app: {
+        imports = [
+          ./modules/fediversity.nix
+          (./modules + "/${app}.nix")
+        ];
+      });
+
+      # The generated NixOS VM tests (`nix flake check`, or `cargo test -p vm-tests` for the harness).
+      checks = nixpkgs.lib.genAttrs [ "x86_64-linux" ] (
+        system:
+        nixpkgs.lib.genAttrs (nixFiles ./vm-tests/generated) (
+          test:
+          import (./vm-tests/generated + "/${test}.nix") {
+            inherit nixpkgs;
+            pkgs = nixpkgs.legacyPackages.${system};
+          }
+        )
+      );
+
       packages = forAllSystems (pkgs: {
         default = pkgs.rustPlatform.buildRustPackage {
           pname = "fedigen";

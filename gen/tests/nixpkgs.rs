@@ -154,6 +154,43 @@ in
     Ok(())
 }
 
+/// The flake's outputs, evaluated with nixpkgs' `lib` and stand-in packages: one NixOS module per generated
+/// application plus `default`, and one check per generated VM test.
+fn flake_outputs_evaluate() -> Result<(), Failed> {
+    let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
+    let expr = format!(
+        r#"let
+  flake = import {repo}/flake.nix;
+  lib = import {nixpkgs}/lib;
+  nixpkgs = {{ inherit lib; legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] (_: {{ }}); }};
+  outputs = flake.outputs {{ self = outputs; inherit nixpkgs; }};
+in
+{{
+  modules = builtins.attrNames outputs.nixosModules;
+  checks = builtins.attrNames outputs.checks.x86_64-linux;
+  systems = builtins.attrNames outputs.packages;
+}}"#,
+        repo = repository().display(),
+        nixpkgs = nixpkgs.display()
+    );
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", &expr])
+        .output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    let value: Value = serde_json::from_slice(&out.stdout)?;
+    let expected = serde_json::json!({
+        "modules": ["default", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
+        "checks": ["garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
+        "systems": ["aarch64-linux", "x86_64-linux"],
+    });
+    if value != expected {
+        return Err(format!("flake outputs: {value}, expected {expected}").into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let nixpkgs = nixpkgs();
@@ -168,6 +205,12 @@ fn main() {
             "modules_evaluate_with_lib_eval_modules",
             has_lib,
             modules_evaluate_with_lib_eval_modules as fn() -> Result<(), Failed>,
+            "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
+        ),
+        (
+            "flake_outputs_evaluate",
+            has_lib,
+            flake_outputs_evaluate,
             "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
         ),
         (

@@ -6,9 +6,9 @@
 #: description = "Mastodon: its health checks and an admin action on a VM with the generated module"
 {
   nixpkgs ? <nixpkgs>,
+  pkgs ? import nixpkgs { },
 }:
 let
-  pkgs = import nixpkgs { };
   inherit (pkgs) lib;
   domain = "fedi.test";
   host = "mastodon" + ".${domain}";

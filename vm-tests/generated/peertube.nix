@@ -6,9 +6,9 @@
 #: description = "PeerTube: its health checks on a VM with the generated module"
 {
   nixpkgs ? <nixpkgs>,
+  pkgs ? import nixpkgs { },
 }:
 let
-  pkgs = import nixpkgs { };
   inherit (pkgs) lib;
   domain = "fedi.test";
   host = "peertube" + ".${domain}";
