@@ -42,6 +42,17 @@ fn eval_modules(settings: &str) -> Result<Value, String> {
     serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
 }
 
+/// Evaluates a Nix expression strictly to JSON with the real evaluator.
+fn eval_expr(expr: &str) -> Result<Value, Failed> {
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", expr])
+        .output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
 /// Options are declared with their defaults and types, disabled applications configure nothing, and enabled
 /// ones map onto the upstream options as the templates say.
 fn modules_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
@@ -140,13 +151,7 @@ in
         nixpkgs = nixpkgs.display(),
         modules = repository().join("modules").display()
     );
-    let out = Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json", "--expr", &expr])
-        .output()?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
-    }
-    let value: Value = serde_json::from_slice(&out.stdout)?;
+    let value = eval_expr(&expr)?;
     if value[0] != "mastodon.uu.example" || !value[1].as_str().is_some_and(|p| p.ends_with(".drv"))
     {
         return Err(format!("unexpected evaluation: {value}").into());
@@ -173,13 +178,7 @@ in
         repo = repository().display(),
         nixpkgs = nixpkgs.display()
     );
-    let out = Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json", "--expr", &expr])
-        .output()?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
-    }
-    let value: Value = serde_json::from_slice(&out.stdout)?;
+    let value = eval_expr(&expr)?;
     let expected = serde_json::json!({
         "modules": ["default", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
         "checks": ["garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
