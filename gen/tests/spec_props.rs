@@ -1,0 +1,465 @@
+//! Property tests: arbitrary valid specifications (every backend, every option type of the fixture manifests,
+//! strings with every escaping hazard, integer extremes) are written as TOML, JSON and Nix, loaded back, and
+//! must be equal to the original. Every generated specification must also pass validation, so the generator
+//! doubles as a test that the validator accepts what it should.
+//!
+//! Nix goes through the emitter (`nix::value::from_json` + `emit_file`) and the real `nix-instantiate`, 150
+//! specifications in one process. Floats are multiples of 1/8 below 1000 in magnitude: Nix 2.8 prints six
+//! significant digits, so these are the floats that survive its JSON output exactly.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use fedigen::emit::{Verification, emit_file};
+use fedigen::eval::{Nix, Source};
+use fedigen::manifest::{OptionType, SecretSource};
+use fedigen::model::shape::is_secret_like;
+use fedigen::model::{
+    self, Acme, Admin, Application, BareMetal, Capacity, Catalog, Document, GarageNode, Host,
+    Limits, Machine, ObjectStorage, Operator, Provider, Proxmox, ResourceRequest, Runtime,
+    SecretRef, Smtp, Spec,
+};
+use fedigen::nix::value::{DataPolicy, SPECIAL_ATTRIBUTES, from_json};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Number, Value};
+
+fn catalog() -> &'static Catalog {
+    static CATALOG: OnceLock<Catalog> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/templates"))
+            .expect("fixture manifests load")
+    })
+}
+
+/// Text with the hazards of every format: quotes, backslashes, `${`, newlines, CR, tabs, non-ASCII.
+fn text() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        3 => proptest::sample::select(vec![
+            "${", "''", "'", "\\", "\"", "\r", "\n", "\t", "\r\n", "#", "\"\"\"", "'''", "é", "🦀",
+            "\u{7f}", "\u{1b}", "\u{2028}", " ",
+        ])
+        .prop_map(str::to_owned),
+        2 => any::<String>(),
+        2 => "[a-zA-Z ]{0,8}",
+    ];
+    prop::collection::vec(piece, 0..5).prop_map(|p| p.concat().replace('\0', ""))
+}
+
+fn name() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9]{0,6}"
+}
+
+fn secret() -> impl Strategy<Value = SecretRef> {
+    prop_oneof![
+        "/run/secrets/[a-z0-9-]{1,12}".prop_map(SecretRef::File),
+        "[a-z][a-z0-9._-]{0,12}".prop_map(SecretRef::Secret),
+    ]
+}
+
+fn ssh() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "(root@)?10\\.[0-9]{1,2}\\.[0-9]{1,2}\\.[0-9]{1,2}",
+        "deploy@[a-z]{1,8}\\.example:[1-9][0-9]{0,3}",
+        Just("[2001:db8::1]:22".to_owned()),
+    ]
+}
+
+fn float() -> impl Strategy<Value = Value> {
+    (-7999i32..8000).prop_map(|k| Value::Number(Number::from_f64(f64::from(k) / 8.0).unwrap()))
+}
+
+/// A key for an attribute set in settings: arbitrary, but not secret-like and not special to Nix.
+fn settings_key() -> impl Strategy<Value = String> {
+    prop_oneof!["[A-Za-z_][A-Za-z0-9_]{0,10}", text()].prop_filter("a plain data key", |k| {
+        !is_secret_like(k) && !SPECIAL_ATTRIBUTES.contains(&k.as_str()) && k != "type"
+    })
+}
+
+fn value_of(ty: &OptionType) -> BoxedStrategy<Value> {
+    match ty {
+        OptionType::Bool => any::<bool>().prop_map(Value::Bool).boxed(),
+        OptionType::Int { min, max } => (min.unwrap_or(i64::MIN)..=max.unwrap_or(i64::MAX))
+            .prop_map(Value::from)
+            .boxed(),
+        OptionType::Float => float().boxed(),
+        OptionType::Str {
+            pattern: Some(p),
+            max_length,
+        } => {
+            let max = max_length.unwrap_or(usize::MAX);
+            proptest::string::string_regex(p)
+                .unwrap()
+                .prop_filter("fits", move |s| s.chars().count() <= max)
+                .prop_map(Value::String)
+                .boxed()
+        }
+        OptionType::Str {
+            pattern: None,
+            max_length,
+        } => {
+            let max = max_length.unwrap_or(usize::MAX);
+            text()
+                .prop_map(move |s| Value::String(s.chars().take(max).collect()))
+                .boxed()
+        }
+        OptionType::Enum(values) => proptest::sample::select(values.clone())
+            .prop_map(Value::String)
+            .boxed(),
+        OptionType::Port => (1u16..=65535).prop_map(Value::from).boxed(),
+        OptionType::Email => "[a-z]{1,8}@[a-z]{1,8}\\.example"
+            .prop_map(Value::String)
+            .boxed(),
+        OptionType::List(inner) => prop::collection::vec(value_of(inner), 0..4)
+            .prop_map(Value::Array)
+            .boxed(),
+        OptionType::Attrs(inner) => {
+            prop::collection::btree_map(settings_key(), value_of(inner), 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect()))
+                .boxed()
+        }
+    }
+}
+
+fn application(app: &str) -> BoxedStrategy<Application> {
+    let manifest = &catalog().manifests[app];
+    let settings: Vec<BoxedStrategy<Option<(String, Value)>>> = manifest
+        .options
+        .iter()
+        .map(|(name, option)| {
+            let name = name.clone();
+            let required = option.default.is_none();
+            (any::<bool>(), value_of(&option.ty))
+                .prop_map(move |(give, v)| (give || required).then(|| (name.clone(), v)))
+                .boxed()
+        })
+        .collect();
+    let secrets: Vec<BoxedStrategy<(String, SecretRef)>> = manifest
+        .secrets
+        .iter()
+        .filter(|(_, s)| s.source == SecretSource::Provided)
+        .map(|(name, _)| {
+            let name = name.clone();
+            secret().prop_map(move |s| (name.clone(), s)).boxed()
+        })
+        .collect();
+    let minimum = manifest.resources;
+    let request = (
+        proptest::option::of(minimum.cores..minimum.cores + 4),
+        proptest::option::of(minimum.memory_mib..minimum.memory_mib + 4096),
+        proptest::option::of(minimum.disk_gib..minimum.disk_gib + 100),
+    )
+        .prop_map(|(cores, memory_mib, disk_gib)| ResourceRequest {
+            cores,
+            memory_mib,
+            disk_gib,
+        });
+    let app_name = app.to_owned();
+    (
+        any::<bool>(),
+        proptest::option::of("[a-z]{1,5}"),
+        request,
+        settings,
+        secrets,
+    )
+        .prop_map(
+            move |(enable, sub, resources, settings, secrets)| Application {
+                enable,
+                // `x-` keeps overrides apart from every default subdomain.
+                subdomain: sub.map(|s| format!("x-{s}.{app_name}")),
+                resources,
+                settings: settings.into_iter().flatten().collect(),
+                secrets: secrets.into_iter().collect(),
+            },
+        )
+        .boxed()
+}
+
+fn operator(index: usize) -> impl Strategy<Value = Operator> {
+    let apps: Vec<String> = catalog().manifests.keys().cloned().collect();
+    let chosen = proptest::sample::subsequence(apps, 0..=3);
+    (name(), "[a-z]{1,6}", chosen, "[a-z][a-z0-9_]{0,10}")
+        .prop_flat_map(move |(name, tld, chosen, username)| {
+            let name = format!("{name}{index}");
+            let applications: Vec<_> = chosen
+                .iter()
+                .map(|app| {
+                    let app = app.clone();
+                    (application(&app), proptest::option::of(ssh()))
+                        .prop_map(move |(a, ssh)| (app.clone(), a, ssh))
+                })
+                .collect();
+            let domain = format!("{name}.{tld}");
+            (Just(name), Just(domain), Just(username), applications)
+        })
+        .prop_map(|(name, domain, username, applications)| Operator {
+            contact: format!("contact@{domain}"),
+            admin: Admin {
+                username,
+                email: format!("admin@{domain}"),
+            },
+            machines: applications
+                .iter()
+                .filter_map(|(app, _, ssh)| {
+                    Some((
+                        app.clone(),
+                        Machine {
+                            ssh: Some(ssh.clone()?),
+                            host: None,
+                        },
+                    ))
+                })
+                .collect(),
+            applications: applications
+                .into_iter()
+                .map(|(app, a, _)| (app, a))
+                .collect(),
+            name,
+            domain,
+        })
+}
+
+fn runtime() -> impl Strategy<Value = Runtime> {
+    prop_oneof![
+        Just(Runtime::Qemu),
+        (
+            "[a-z]{1,8}",
+            "[a-z0-9-]{1,8}",
+            "[a-z]{1,8}",
+            "vmbr[0-9]",
+            secret()
+        )
+            .prop_map(|(host, node, storage, bridge, api_token)| {
+                Runtime::Proxmox(Proxmox {
+                    api_url: format!("https://{host}.example:8006/api2/json"),
+                    node: format!("n{node}"),
+                    storage,
+                    bridge,
+                    api_token,
+                })
+            }),
+        Just(Runtime::BareMetal(BareMetal {
+            hosts: BTreeMap::new()
+        })),
+    ]
+}
+
+/// Bare metal: one host per machine, placed by name; machines reach their hosts, not `ssh`.
+fn place_on_hosts(mut spec: Spec) -> Spec {
+    let Runtime::BareMetal(metal) = &mut spec.provider.runtime else {
+        return spec;
+    };
+    let mut n = 0;
+    let mut host = |hosts: &mut BTreeMap<String, Host>| {
+        n += 1;
+        let name = format!("metal{n}");
+        hosts.insert(
+            name.clone(),
+            Host {
+                ssh: format!("root@192.0.2.{n}"),
+                hardware_config: format!("./hardware/metal{n}.nix"),
+            },
+        );
+        name
+    };
+    for op in &mut spec.operators {
+        op.machines.clear();
+        for (app, a) in &op.applications {
+            if a.enable {
+                let name = host(&mut metal.hosts);
+                op.machines.insert(
+                    app.clone(),
+                    Machine {
+                        ssh: None,
+                        host: Some(name),
+                    },
+                );
+            }
+        }
+    }
+    if let Some(storage) = &mut spec.provider.object_storage {
+        for node in storage.nodes.values_mut() {
+            node.ssh = None;
+            node.host = Some(host(&mut metal.hosts));
+        }
+    }
+    // A bare-metal provider has at least one host.
+    if metal.hosts.is_empty() {
+        host(&mut metal.hosts);
+    }
+    spec
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    let operators = (0usize..4).prop_flat_map(|n| (0..n).map(operator).collect::<Vec<_>>());
+    let nodes = prop::collection::btree_map(
+        name(),
+        ("[a-z]{1,4}", 1u32..10_000, proptest::option::of(ssh())),
+        1..4,
+    );
+    let storage = (nodes, "[a-z0-9-]{1,8}", secret()).prop_flat_map(|(nodes, region, rpc)| {
+        let count = nodes.len() as u8;
+        (1..=count).prop_map(move |replication_factor| ObjectStorage {
+            replication_factor,
+            region: format!("r{region}"),
+            nodes: nodes
+                .iter()
+                .map(|(n, (zone, capacity_gib, ssh))| {
+                    (
+                        n.clone(),
+                        GarageNode {
+                            zone: zone.clone(),
+                            capacity_gib: *capacity_gib,
+                            machine: None,
+                            ssh: ssh.clone(),
+                            host: None,
+                        },
+                    )
+                })
+                .collect(),
+            secrets: [("rpcSecret".to_owned(), rpc.clone())].into(),
+        })
+    });
+    let limits = proptest::option::of(Just(Limits {
+        per_machine: Capacity {
+            cores: 64,
+            memory_mib: 1 << 20,
+            disk_gib: 100_000,
+        },
+        per_operator: Capacity {
+            cores: 1024,
+            memory_mib: 1 << 24,
+            disk_gib: 1_000_000,
+        },
+    }));
+    (
+        name(),
+        runtime(),
+        proptest::option::of(Just(
+            "https://acme-staging-v02.api.letsencrypt.org/directory".to_owned(),
+        )),
+        (secret(), proptest::option::of(1u16..=65535), "[a-z]{1,8}"),
+        storage,
+        limits,
+        operators,
+    )
+        .prop_map(
+            |(name, runtime, server, (password, port, user), storage, limits, operators)| {
+                let domain = format!("{name}.example");
+                place_on_hosts(Spec {
+                    provider: Provider {
+                        acme: Acme {
+                            email: format!("hostmaster@{domain}"),
+                            server: server.unwrap_or_else(|| model::LETS_ENCRYPT.to_owned()),
+                            accept_terms: true,
+                        },
+                        smtp: Some(Smtp {
+                            host: format!("smtp.{domain}"),
+                            port: port.unwrap_or(model::SMTP_SUBMISSION_PORT),
+                            user,
+                            password,
+                            from: format!("noreply@{domain}"),
+                        }),
+                        object_storage: Some(storage),
+                        limits,
+                        name,
+                        domain,
+                        runtime,
+                    },
+                    operators,
+                })
+            },
+        )
+}
+
+fn load(document: &Document) -> Result<Spec, String> {
+    model::from_document(document, catalog()).map_err(|r| r.render(false))
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 200, ..Config::default() })]
+
+    #[test]
+    fn json_round_trips(spec in spec()) {
+        let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
+        let loaded = load(&Document::json("spec.json", &text)).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        prop_assert_eq!(loaded, spec);
+    }
+
+    #[test]
+    fn toml_round_trips(spec in spec()) {
+        let text = model::to_toml(&spec).map_err(TestCaseError::fail)?;
+        let loaded = load(&Document::toml("spec.toml", &text)).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        prop_assert_eq!(loaded, spec);
+    }
+}
+
+#[test]
+fn nix_round_trips_through_the_real_evaluator() {
+    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    let mut runner = TestRunner::new(Config::default());
+    let strategy = spec();
+    let specs: Vec<Spec> = (0..150)
+        .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+        .collect();
+    let sources: Vec<Source> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let expr = from_json(&model::to_json(spec), DataPolicy::default())
+                .unwrap_or_else(|e| panic!("spec {i} cannot be Nix: {e:?}"));
+            let name = format!("spec-{i}.nix");
+            let text = emit_file(&name, &[], &expr, Verification::Syntax).unwrap();
+            Source { name, text }
+        })
+        .collect();
+    let values = nix.eval_json(&sources);
+    let mut failures = Vec::new();
+    for ((spec, source), value) in specs.iter().zip(&sources).zip(values) {
+        let value = match value {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{}: {e}", source.name));
+                continue;
+            }
+        };
+        match load(&Document::from_nix_json(&source.name, &value)) {
+            Ok(loaded) if &loaded == spec => {}
+            Ok(loaded) => failures.push(format!(
+                "{}: differs after Nix\n{loaded:#?}\n{spec:#?}\n{}",
+                source.name, source.text
+            )),
+            Err(e) => failures.push(format!("{}: refused after Nix\n{e}", source.name)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {}:\n{}",
+        failures.len(),
+        specs.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn full_precision_floats_round_trip_through_toml_and_json() {
+    let base = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/valid/bare-metal.toml"),
+    )
+    .unwrap();
+    let mut spec = load(&Document::toml("bare-metal.toml", &base)).unwrap();
+    for f in [0.1, 1e-300, 123_456_789.123_456_79, f64::MAX, -0.0, 5e-324] {
+        let sink = spec.operators[0]
+            .applications
+            .get_mut("kitchen-sink")
+            .unwrap();
+        sink.settings
+            .insert("ratio".into(), Value::Number(Number::from_f64(f).unwrap()));
+        let toml = model::to_toml(&spec).unwrap();
+        assert_eq!(load(&Document::toml("t.toml", &toml)).unwrap(), spec, "{f}");
+        let json = model::to_json(&spec).to_string();
+        assert_eq!(load(&Document::json("t.json", &json)).unwrap(), spec, "{f}");
+    }
+}
