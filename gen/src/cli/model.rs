@@ -32,7 +32,7 @@ pub struct SchemaArgs {
     templates: PathBuf,
 }
 
-fn catalog(templates: &PathBuf) -> Result<Catalog, ExitCode> {
+fn catalog(templates: &std::path::Path) -> Result<Catalog, ExitCode> {
     Catalog::load(templates).map_err(|e| {
         fail(
             EXIT_ENVIRONMENT,
