@@ -33,6 +33,15 @@
         ];
       });
 
+      # One NixOS configuration per generated machine of the example specification (deployments/).
+      nixosConfigurations = builtins.mapAttrs (
+        name: module:
+        nixpkgs.lib.nixosSystem {
+          system = "x86_64-linux";
+          modules = [ module ];
+        }
+      ) (import ./deployments);
+
       # The generated NixOS VM tests (`nix flake check`, or `cargo test -p vm-tests` for the harness).
       checks = nixpkgs.lib.genAttrs [ "x86_64-linux" ] (
         system:

@@ -29,6 +29,12 @@ pub enum GenerateError {
     /// A name cannot be written in Nix.
     #[error(transparent)]
     Lexical(#[from] LexicalError),
+    /// The specification is invalid.
+    #[error("{0}")]
+    Spec(String),
+    /// A deployment could not be planned.
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
     /// No repository was found.
     #[error(
         "{0}: not a fedigen repository (no `templates/` folder here or above); run inside the repository or pass --repo"
@@ -51,8 +57,18 @@ pub fn find_repository(start: &Path) -> Result<PathBuf, GenerateError> {
         .ok_or_else(|| GenerateError::NoRepository(start.to_owned()))
 }
 
-/// Plans every generated file of the repository at `repo`.
+/// The specification used when none is given: the repository's example.
+pub const DEFAULT_SPEC: &str = "examples/provider.toml";
+
+/// Plans every generated file of the repository at `repo`, with the deployments of its example specification
+/// when there is one.
 pub fn plan(repo: &Path) -> Result<Plan, GenerateError> {
+    let spec = repo.join(DEFAULT_SPEC);
+    plan_with_spec(repo, spec.is_file().then_some(spec.as_path()))
+}
+
+/// Plans every generated file: modules and VM tests from the templates, and deployments from `spec`.
+pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, GenerateError> {
     let manifests = Manifest::load_all(&repo.join("templates"))?;
     let mut templates = Templates::load(repo, &manifests)?;
     templates.load_tests(repo)?;
@@ -113,6 +129,18 @@ pub fn plan(repo: &Path) -> Result<Plan, GenerateError> {
         Verification::Syntax,
     )?;
     plan.files.insert(modules.join("default.nix"), text);
+    if let Some(spec_path) = spec {
+        let (spec, catalog) =
+            crate::deploy::load_spec(repo, spec_path).map_err(GenerateError::Spec)?;
+        let name = spec_path
+            .strip_prefix(repo)
+            .unwrap_or(spec_path)
+            .display()
+            .to_string();
+        plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
+        plan.files
+            .extend(crate::deploy::plan(&spec, &catalog, &name)?);
+    }
     Ok(plan)
 }
 

@@ -31,13 +31,19 @@ fn fedigen(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// A scratch repository: the real templates, nothing generated yet.
+/// A scratch repository: the real templates and example specification, nothing generated yet.
 fn scratch() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(
         &repository().join("templates"),
         &dir.path().join("templates"),
     );
+    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
+    std::fs::copy(
+        repository().join("examples/provider.toml"),
+        dir.path().join("examples/provider.toml"),
+    )
+    .unwrap();
     dir
 }
 
@@ -342,6 +348,64 @@ fn every_health_check_is_in_its_vm_test() {
             );
         }
     }
+}
+
+/// The example specification's operators get one machine per enabled application, each listed in
+/// `deployments/default.nix` and the NixOps4 deployment, with its settings and secrets (as paths) applied.
+#[test]
+fn the_example_operators_get_their_machines() {
+    let repo = repository();
+    let plan = plan(&repo).unwrap();
+    let (spec, _) =
+        fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
+    assert!(spec.operators.len() >= 3);
+    let index = &plan.files[&PathBuf::from("deployments/default.nix")];
+    let nixops = &plan.files[&PathBuf::from("deployments/nixops4.nix")];
+    for operator in &spec.operators {
+        for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
+            let name = operator.machine_name(app);
+            let file = format!("deployments/{}/{app}.nix", operator.name);
+            let module = plan
+                .files
+                .get(&PathBuf::from(&file))
+                .unwrap_or_else(|| panic!("{file} missing"));
+            assert!(
+                index.contains(&format!("{name} = ./{}/{app}.nix;", operator.name)),
+                "{name} not in the index"
+            );
+            assert!(
+                nixops.contains(&format!("nixos.module = ./{}/{app}.nix;", operator.name)),
+                "{name} not deployed"
+            );
+            assert!(
+                module.contains(&format!("networking.hostName = \"{name}\";")),
+                "{file}"
+            );
+            assert!(
+                module.contains(&format!("domain = \"{}\";", operator.domain)),
+                "{file}"
+            );
+            for secret in application.secrets.keys() {
+                assert!(
+                    module.contains(&format!("{secret}File = \"/")),
+                    "{file}: secret {secret} as a path"
+                );
+            }
+            for setting in application.settings.keys() {
+                assert!(
+                    module.contains(&format!("{setting} = ")),
+                    "{file}: setting {setting}"
+                );
+            }
+        }
+    }
+    assert!(
+        !plan
+            .files
+            .values()
+            .any(|text| text.contains("password = \"")),
+        "no secret values anywhere"
+    );
 }
 
 /// A valid value of an option type, adversarial where strings allow it.

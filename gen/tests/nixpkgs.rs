@@ -159,6 +159,70 @@ in
     Ok(())
 }
 
+/// Every generated machine of the example specification evaluates under `lib.evalModules` and enables the
+/// upstream service of each application it runs (and Garage where a node shares it).
+fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
+    let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
+    let repo = repository();
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo.join("gen/tests/nix/eval-deployments.nix"))
+        .arg("--arg")
+        .arg("nixpkgs")
+        .arg(&nixpkgs)
+        .arg("--arg")
+        .arg("repository")
+        .arg(&repo)
+        .output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    let machines: Value = serde_json::from_slice(&out.stdout)?;
+    let (spec, catalog) = fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml"))?;
+    let mut expected = 0;
+    for operator in &spec.operators {
+        for app in operator
+            .applications
+            .iter()
+            .filter(|(_, a)| a.enable)
+            .map(|(app, _)| app)
+        {
+            let upstream = catalog.manifests[app]
+                .application
+                .upstream
+                .trim_start_matches("services.");
+            let machine = &machines[operator.machine_name(app)];
+            let services = machine["services"].as_array().cloned().unwrap_or_default();
+            if !services.contains(&Value::from(upstream))
+                || machine["hostName"] != operator.machine_name(app)
+            {
+                return Err(format!("{}: {machine}", operator.machine_name(app)).into());
+            }
+            expected += 1;
+        }
+    }
+    let storage = spec
+        .provider
+        .object_storage
+        .as_ref()
+        .ok_or("the example has object storage")?;
+    for (node, config) in &storage.nodes {
+        let name = config.machine.clone().unwrap_or(format!("garage-{node}"));
+        if !machines[&name]["services"]
+            .as_array()
+            .is_some_and(|s| s.contains(&Value::from("garage")))
+        {
+            return Err(format!("Garage node {node} is not on {name}: {machines}").into());
+        }
+        expected += usize::from(config.machine.is_none());
+    }
+    let count = machines.as_object().map_or(0, |m| m.len());
+    if count != expected {
+        return Err(format!("{count} machines, expected {expected}: {machines}").into());
+    }
+    Ok(())
+}
+
 /// The flake's outputs, evaluated with nixpkgs' `lib` and stand-in packages: one NixOS module per generated
 /// application plus `default`, and one check per generated VM test.
 fn flake_outputs_evaluate() -> Result<(), Failed> {
@@ -172,6 +236,7 @@ fn flake_outputs_evaluate() -> Result<(), Failed> {
 in
 {{
   modules = builtins.attrNames outputs.nixosModules;
+  configurations = builtins.attrNames outputs.nixosConfigurations;
   checks = builtins.attrNames outputs.checks.x86_64-linux;
   systems = builtins.attrNames outputs.packages;
 }}"#,
@@ -182,6 +247,10 @@ in
     let expected = serde_json::json!({
         "modules": ["default", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
         "checks": ["garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
+        "configurations": [
+            "amstelland-mastodon", "amstelland-pixelfed", "digitalevrijheid-mastodon",
+            "digitalevrijheid-matrix-synapse", "garage-ams1", "garage-ams2", "zeeinstituut-peertube"
+        ],
         "systems": ["aarch64-linux", "x86_64-linux"],
     });
     if value != expected {
@@ -204,6 +273,12 @@ fn main() {
             "modules_evaluate_with_lib_eval_modules",
             has_lib,
             modules_evaluate_with_lib_eval_modules as fn() -> Result<(), Failed>,
+            "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
+        ),
+        (
+            "deployments_evaluate_with_lib_eval_modules",
+            has_lib,
+            deployments_evaluate_with_lib_eval_modules,
             "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
         ),
         (

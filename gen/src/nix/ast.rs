@@ -60,15 +60,21 @@ impl Float {
     }
 }
 
-/// A relative path literal `./a/b.nix`: starts with `./`, then only letters, digits, `.`, `_`, `-` and `/`, no `..`.
+/// A relative path literal such as `./a/b.nix` or `../../modules`: `./` or leading `../` segments, then only
+/// letters, digits, `.`, `_`, `-` and `/`, with no `.` or `..` segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourcePath(String);
 
 impl SourcePath {
     /// Validates a relative source path.
     pub fn new(path: &str) -> Result<Self, LexicalError> {
-        let rest = path.strip_prefix("./").unwrap_or("");
-        let valid = !rest.is_empty()
+        let mut rest = path.strip_prefix("./").unwrap_or(path);
+        let relative = path.starts_with("./") || path.starts_with("../");
+        while let Some(r) = rest.strip_prefix("../") {
+            rest = r;
+        }
+        let valid = relative
+            && !rest.is_empty()
             && rest
                 .split('/')
                 .all(|part| !part.is_empty() && part != ".." && part != ".")

@@ -1,0 +1,513 @@
+//! Deployments: for every operator of a specification, one NixOS machine per application, and the entry points
+//! that deploy them (the flake's `nixosConfigurations`, a NixOps4 deployment).
+//!
+//! Everything here is data from the specification turned into Nix with the emitter ([`crate::nix`]): settings
+//! pass through [`crate::nix::value::from_json`] (so a setting can never become code), secrets become paths on
+//! the machine (never values, never store paths), and the runtime backend decides the machine's hardware
+//! settings. The files are planned like every generated file ([`crate::generate`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::emit::{Verification, emit_file};
+use crate::model::{self, Catalog, Operator, Runtime, SecretRef, Spec};
+use crate::nix::value::{DataPolicy, from_json};
+use crate::nix::verify::VerifyError;
+use crate::nix::{AttrName, AttrPath, Entry, Expr, Ident, LexicalError, Param, SourcePath};
+use crate::write::marker_text;
+
+/// The folder of generated deployments.
+pub const DEPLOYMENTS: &str = "deployments";
+
+/// Where a named secret (`{ secret = "name" }`) is placed on the machine by the provider's tooling.
+pub const NAMED_SECRETS_DIR: &str = "/run/secrets";
+
+/// The NixOS release the generated machines are first installed with (`system.stateVersion`).
+pub const STATE_VERSION: &str = "25.05";
+
+/// Why deployments could not be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// A name or value cannot be written in Nix.
+    #[error(transparent)]
+    Lexical(#[from] LexicalError),
+    /// Emitted text failed verification (a bug in fedigen).
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// A setting cannot be written as Nix data.
+    #[error("{0}")]
+    Data(String),
+}
+
+/// One machine of one operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedMachine {
+    /// `<operator>-<application>`: the NixOS configuration's name.
+    pub name: String,
+    /// The operator.
+    pub operator: String,
+    /// The application it runs.
+    pub application: String,
+    /// `[user@]host[:port]` to deploy to, when the specification says.
+    pub ssh: Option<String>,
+}
+
+/// Plans `deployments/`: one file per machine, `default.nix` (machine name → module), `nixops4.nix`, and for
+/// the Proxmox backend `proxmox.nix` (what a provisioning step creates). `spec_name` names the specification in
+/// markers.
+pub fn plan(
+    spec: &Spec,
+    catalog: &Catalog,
+    spec_name: &str,
+) -> Result<BTreeMap<PathBuf, String>, DeployError> {
+    let mut files = BTreeMap::new();
+    let mut machines = Vec::new();
+    let header = |what: &str| vec![marker_text(&format!("{spec_name} ({what})"))];
+    for operator in &spec.operators {
+        for (app, application) in &operator.applications {
+            if !application.enable {
+                continue;
+            }
+            let Some(manifest) = catalog.manifests.get(app) else {
+                continue;
+            };
+            let name = operator.machine_name(app);
+            let module = machine_module(spec, operator, app, application, manifest)?;
+            let path = PathBuf::from(DEPLOYMENTS)
+                .join(&operator.name)
+                .join(format!("{app}.nix"));
+            let text = emit_file(
+                &path.display().to_string(),
+                &header(&format!("operator {}, application {app}", operator.name)),
+                &module,
+                Verification::Syntax,
+            )?;
+            files.insert(path, text);
+            machines.push(PlannedMachine {
+                name,
+                operator: operator.name.clone(),
+                application: app.clone(),
+                ssh: operator.machines.get(app).and_then(|m| m.ssh.clone()),
+            });
+        }
+    }
+    if let Some(storage) = &spec.provider.object_storage {
+        for (node_name, node) in storage.nodes.iter().filter(|(_, n)| n.machine.is_none()) {
+            let name = format!("garage-{node_name}");
+            let path = PathBuf::from(DEPLOYMENTS)
+                .join("garage")
+                .join(format!("{node_name}.nix"));
+            let module = garage_machine(spec, storage, (&name, node), catalog)?;
+            let text = emit_file(
+                &path.display().to_string(),
+                &header(&format!("Garage node {node_name}")),
+                &module,
+                Verification::Syntax,
+            )?;
+            files.insert(path, text);
+            machines.push(PlannedMachine {
+                name,
+                operator: "garage".into(),
+                application: node_name.clone(),
+                ssh: node.ssh.clone(),
+            });
+        }
+    }
+    let index = Expr::attrs(
+        machines
+            .iter()
+            .map(|m| {
+                Ok(Entry::binding(
+                    AttrPath::from(AttrName::new(&m.name)?),
+                    Expr::SourcePath(SourcePath::new(&format!(
+                        "./{}/{}.nix",
+                        m.operator, m.application
+                    ))?),
+                ))
+            })
+            .collect::<Result<Vec<_>, LexicalError>>()?,
+    );
+    let mut index_header = header("every machine, by name");
+    index_header.push(
+        "Machine name → NixOS module; the flake turns each into `nixosConfigurations.<name>`."
+            .into(),
+    );
+    files.insert(
+        PathBuf::from(DEPLOYMENTS).join("default.nix"),
+        emit_file(
+            "deployments/default.nix",
+            &index_header,
+            &index,
+            Verification::Syntax,
+        )?,
+    );
+    let mut nixops_header = header("the NixOps4 deployment");
+    nixops_header.push("Deploy with `nixops4 apply default`; SSH host keys come from the hand-written host-keys.nix.".into());
+    files.insert(
+        PathBuf::from(DEPLOYMENTS).join("nixops4.nix"),
+        emit_file(
+            "deployments/nixops4.nix",
+            &nixops_header,
+            &nixops4(&machines)?,
+            Verification::Syntax,
+        )?,
+    );
+    if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
+        let vms = spec
+            .operators
+            .iter()
+            .flat_map(|operator| {
+                operator
+                    .applications
+                    .iter()
+                    .filter(|(_, a)| a.enable)
+                    .filter_map(move |(app, application)| {
+                        let manifest = catalog.manifests.get(app)?;
+                        let capacity = application.resources.resolve(manifest.resources);
+                        Some((operator.machine_name(app), capacity))
+                    })
+            })
+            .map(|(name, capacity)| {
+                let vm = serde_json::json!({
+                    "node": proxmox.node,
+                    "storage": proxmox.storage,
+                    "bridge": proxmox.bridge,
+                    "cores": capacity.cores,
+                    "memoryMiB": capacity.memory_mib,
+                    "diskGiB": capacity.disk_gib,
+                });
+                Ok(Entry::binding(
+                    AttrPath::from(AttrName::new(&name)?),
+                    data(&vm)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, DeployError>>()?;
+        let provisioning = Expr::attrs(vec![
+            bind("apiUrl", Expr::string(&proxmox.api_url)?)?,
+            bind("virtualMachines", Expr::attrs(vms))?,
+        ]);
+        let mut proxmox_header = header("Proxmox provisioning");
+        proxmox_header.push(
+            "The virtual machines a provisioning step creates on the Proxmox cluster.".into(),
+        );
+        files.insert(
+            PathBuf::from(DEPLOYMENTS).join("proxmox.nix"),
+            emit_file(
+                "deployments/proxmox.nix",
+                &proxmox_header,
+                &provisioning,
+                Verification::Syntax,
+            )?,
+        );
+    }
+    Ok(files)
+}
+
+fn bind(path: &str, value: Expr) -> Result<Entry, LexicalError> {
+    Ok(Entry::binding(AttrPath::dotted(path)?, value))
+}
+
+fn data(value: &Value) -> Result<Expr, DeployError> {
+    from_json(value, DataPolicy::default()).map_err(|errors| {
+        DeployError::Data(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
+/// A secret reference as the path of its file on the machine.
+pub fn secret_path(secret: &SecretRef) -> String {
+    match secret {
+        SecretRef::File(path) => path.clone(),
+        SecretRef::Secret(name) => format!("{NAMED_SECRETS_DIR}/{name}"),
+    }
+}
+
+/// What every machine has: the generated modules, its runtime backend's settings, its names, SSH, the NixOS
+/// release it started with.
+fn machine_base(
+    spec: &Spec,
+    capacity: model::Capacity,
+    bare_metal_host: Option<&str>,
+    host_name: &str,
+    domain: &str,
+) -> Result<Vec<Entry>, DeployError> {
+    let mut imports = vec![Expr::SourcePath(SourcePath::new("../../modules")?)];
+    let mut entries = Vec::new();
+    match &spec.provider.runtime {
+        Runtime::Qemu => {
+            // `nixos-rebuild build-vm` and the VM tests use this variant; it needs no extra module.
+            entries.push(bind(
+                "virtualisation.vmVariant.virtualisation",
+                data(&serde_json::json!({
+                    "cores": capacity.cores,
+                    "memorySize": capacity.memory_mib,
+                    "diskSize": u64::from(capacity.disk_gib) * 1024,
+                }))?,
+            )?);
+        }
+        Runtime::Proxmox(_) => {
+            // The VM itself is created from deployments/proxmox.nix; the guest only needs its agent.
+            entries.push(bind("services.qemuGuest.enable", Expr::Bool(true))?);
+        }
+        Runtime::BareMetal(bare) => {
+            if let Some(host) = bare_metal_host.and_then(|h| bare.hosts.get(h)) {
+                imports.push(Expr::runtime_path(&host.hardware_config)?);
+            }
+        }
+    }
+    entries.insert(0, bind("imports", Expr::List(imports))?);
+    entries.push(bind("networking.hostName", Expr::string(host_name)?)?);
+    entries.push(bind("networking.domain", Expr::string(domain)?)?);
+    entries.push(bind("services.openssh.enable", Expr::Bool(true))?);
+    entries.push(bind("system.stateVersion", Expr::string(STATE_VERSION)?)?);
+    Ok(entries)
+}
+
+/// The provider-wide settings every application reads: domain, ACME, SMTP relay, S3 endpoint.
+fn shared_settings(spec: &Spec, domain: &str) -> Result<Vec<Entry>, DeployError> {
+    let provider = &spec.provider;
+    let mut fediversity = vec![
+        bind("domain", Expr::string(domain)?)?,
+        bind("acme.email", Expr::string(&provider.acme.email)?)?,
+        bind("acme.server", Expr::string(&provider.acme.server)?)?,
+    ];
+    if let Some(smtp) = &provider.smtp {
+        fediversity.push(bind(
+            "smtp",
+            Expr::attrs(vec![
+                bind("host", Expr::string(&smtp.host)?)?,
+                bind("port", Expr::Int(i64::from(smtp.port)))?,
+                bind("user", Expr::string(&smtp.user)?)?,
+                bind(
+                    "passwordFile",
+                    Expr::runtime_path(&secret_path(&smtp.password))?,
+                )?,
+                bind("fromAddress", Expr::string(&smtp.from)?)?,
+            ]),
+        )?);
+    }
+    if let Some(storage) = &provider.object_storage {
+        fediversity.push(bind(
+            "s3.endpoint",
+            Expr::string(&format!("https://s3.{}", provider.domain))?,
+        )?);
+        fediversity.push(bind("s3.region", Expr::string(&storage.region)?)?);
+    }
+    Ok(fediversity)
+}
+
+/// `garage = { enable = true; … }` for a machine that runs a node of the provider's Garage cluster.
+fn garage_settings(storage: &model::ObjectStorage) -> Result<Entry, DeployError> {
+    let mut entries = vec![
+        bind("enable", Expr::Bool(true))?,
+        bind(
+            "replicationFactor",
+            Expr::Int(i64::from(storage.replication_factor)),
+        )?,
+        bind("region", Expr::string(&storage.region)?)?,
+    ];
+    for (name, secret) in &storage.secrets {
+        entries.push(Entry::binding(
+            AttrPath::from(AttrName::new(&format!("{name}File"))?),
+            Expr::runtime_path(&secret_path(secret))?,
+        ));
+    }
+    Ok(Entry::binding(
+        AttrPath::from(AttrName::new(model::OBJECT_STORAGE_APPLICATION)?),
+        Expr::attrs(entries),
+    ))
+}
+
+/// The NixOS module of one application's machine (with a Garage node when one shares it).
+fn machine_module(
+    spec: &Spec,
+    operator: &Operator,
+    app: &str,
+    application: &model::Application,
+    manifest: &crate::manifest::Manifest,
+) -> Result<Expr, DeployError> {
+    let capacity = application.resources.resolve(manifest.resources);
+    let bare_metal_host = operator.machines.get(app).and_then(|m| m.host.as_deref());
+    let mut entries = machine_base(
+        spec,
+        capacity,
+        bare_metal_host,
+        &operator.machine_name(app),
+        &operator.domain,
+    )?;
+    let mut fediversity = shared_settings(spec, &operator.domain)?;
+    let mut app_entries = vec![bind("enable", Expr::Bool(true))?];
+    if let Some(subdomain) = &application.subdomain {
+        app_entries.push(bind("subdomain", Expr::string(subdomain)?)?);
+    }
+    for (name, value) in &application.settings {
+        app_entries.push(Entry::binding(
+            AttrPath::from(AttrName::new(name)?),
+            data(value)?,
+        ));
+    }
+    for (name, secret) in &application.secrets {
+        app_entries.push(Entry::binding(
+            AttrPath::from(AttrName::new(&format!("{name}File"))?),
+            Expr::runtime_path(&secret_path(secret))?,
+        ));
+    }
+    fediversity.push(Entry::binding(
+        AttrPath::from(AttrName::new(app)?),
+        Expr::attrs(app_entries),
+    ));
+    if let Some(storage) = &spec.provider.object_storage {
+        let name = operator.machine_name(app);
+        if storage
+            .nodes
+            .values()
+            .any(|node| node.machine.as_deref() == Some(name.as_str()))
+        {
+            fediversity.push(garage_settings(storage)?);
+        }
+    }
+    entries.push(bind("fediversity", Expr::attrs(fediversity))?);
+    Ok(Expr::attrs(entries))
+}
+
+/// The NixOS module of a Garage node's own machine, `garage-<node>`, in the provider's domain.
+fn garage_machine(
+    spec: &Spec,
+    storage: &model::ObjectStorage,
+    (name, node): (&str, &model::GarageNode),
+    catalog: &Catalog,
+) -> Result<Expr, DeployError> {
+    let defaults = catalog
+        .manifests
+        .get(model::OBJECT_STORAGE_APPLICATION)
+        .map(|m| m.resources)
+        .unwrap_or(crate::manifest::Resources {
+            cores: 2,
+            memory_mib: 2048,
+            disk_gib: node.capacity_gib,
+        });
+    let capacity = model::Capacity {
+        cores: defaults.cores,
+        memory_mib: defaults.memory_mib,
+        disk_gib: defaults.disk_gib.max(node.capacity_gib),
+    };
+    let domain = &spec.provider.domain;
+    let mut entries = machine_base(spec, capacity, node.host.as_deref(), name, domain)?;
+    let mut fediversity = shared_settings(spec, domain)?;
+    fediversity.push(garage_settings(storage)?);
+    entries.push(bind("fediversity", Expr::attrs(fediversity))?);
+    Ok(Expr::attrs(entries))
+}
+
+/// The NixOps4 deployment (nixops4-nixos): one member per machine, deployed over SSH. Host keys are the
+/// provider's to write in `deployments/host-keys.nix` (not generated, so never overwritten).
+fn nixops4(machines: &[PlannedMachine]) -> Result<Expr, DeployError> {
+    let r = Expr::reference;
+    let mut members = Vec::new();
+    for machine in machines {
+        let mut fields = vec![
+            bind("type", r("providers.local.exec")?)?,
+            bind(
+                "imports",
+                Expr::List(vec![r(
+                    "inputs.nixops4-nixos.modules.nixops4Resource.nixos",
+                )?]),
+            )?,
+            bind("nixpkgs", r("inputs.nixpkgs")?)?,
+            bind(
+                "nixos.module",
+                Expr::SourcePath(SourcePath::new(&format!(
+                    "./{}/{}.nix",
+                    machine.operator, machine.application
+                ))?),
+            )?,
+        ];
+        let key = Expr::Select(
+            Box::new(Expr::var("hostKeys")?),
+            AttrPath::from(AttrName::new(&machine.name)?),
+            Some(Box::new(Expr::apply(
+                Expr::var("throw")?,
+                vec![Expr::string(&format!(
+                    "add the SSH host key of {} to deployments/host-keys.nix",
+                    machine.name
+                ))?],
+            ))),
+        );
+        if let Some(ssh) = &machine.ssh {
+            let (user, host) = match ssh.split_once('@') {
+                Some((user, host)) => (Some(user), host),
+                None => (None, ssh.as_str()),
+            };
+            let (host, port) = match host.rsplit_once(':') {
+                Some((h, p)) if p.parse::<u16>().is_ok() => (h, Some(p)),
+                _ => (host, None),
+            };
+            fields.push(bind("ssh.host", Expr::string(host)?)?);
+            if let Some(user) = user {
+                fields.push(bind("ssh.user", Expr::string(user)?)?);
+            }
+            if let Some(port) = port {
+                fields.push(bind("ssh.opts", Expr::string(&format!("-p {port}"))?)?);
+            }
+        } else {
+            fields.push(bind("ssh.host", Expr::string(&machine.name)?)?);
+        }
+        fields.push(bind("ssh.hostPublicKey", key)?);
+        members.push(Entry::binding(
+            AttrPath::from(AttrName::new(&machine.name)?),
+            Expr::attrs(fields),
+        ));
+    }
+    let host_keys = Expr::apply(
+        Expr::var("import")?,
+        vec![Expr::SourcePath(SourcePath::new("./host-keys.nix")?)],
+    );
+    let module = Expr::Let(
+        vec![bind(
+            "hostKeys",
+            Expr::apply(
+                r("lib.optionalAttrs")?,
+                vec![
+                    Expr::apply(
+                        r("builtins.pathExists")?,
+                        vec![Expr::SourcePath(SourcePath::new("./host-keys.nix")?)],
+                    ),
+                    host_keys,
+                ],
+            ),
+        )?],
+        Box::new(Expr::attrs(vec![
+            bind(
+                "providers.local",
+                r("inputs.nixops4.modules.nixops4Provider.local")?,
+            )?,
+            bind("resources", Expr::attrs(members))?,
+        ])),
+    );
+    Ok(Expr::Lambda(
+        Param::Formals {
+            formals: vec![
+                (Ident::new("inputs")?, None),
+                (Ident::new("lib")?, None),
+                (Ident::new("providers")?, None),
+            ],
+            ellipsis: true,
+            bind: None,
+        },
+        Box::new(module),
+    ))
+}
+
+/// Loads the specification at `path` with the repository's templates, for planning.
+pub fn load_spec(repo: &Path, path: &Path) -> Result<(Spec, Catalog), String> {
+    let catalog = Catalog::load(&repo.join("templates")).map_err(|e| e.to_string())?;
+    let spec = model::load(path, &catalog).map_err(|e| e.to_string())?;
+    Ok((spec, catalog))
+}

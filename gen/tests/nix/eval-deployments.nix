@@ -1,0 +1,59 @@
+# Evaluates every generated machine (deployments/default.nix) with nixpkgs' module system and stand-ins for
+# the upstream option trees, as eval-modules.nix does for the modules alone: each machine's configuration
+# evaluates, and reports which upstream services it enables.
+{
+  nixpkgs,
+  repository,
+}:
+let
+  lib = import (nixpkgs + "/lib");
+  freeform = lib.mkOption {
+    type = lib.types.attrsOf lib.types.anything;
+    default = { };
+  };
+  stubs =
+    { lib, ... }:
+    {
+      options = {
+        environment = freeform;
+        security = freeform;
+        services = freeform;
+        system = freeform;
+        systemd = freeform;
+        users = freeform;
+        virtualisation = freeform;
+        networking = lib.mkOption {
+          type = lib.types.submodule {
+            freeformType = lib.types.attrsOf lib.types.anything;
+            options.firewall.allowedTCPPorts = lib.mkOption {
+              type = lib.types.listOf lib.types.port;
+              default = [ ];
+            };
+          };
+          default = { };
+        };
+      };
+      config._module.args.pkgs = {
+        writeText = name: text: "/nix/store/00000000000000000000000000000000-${name}";
+        garage = "garage-package";
+      };
+    };
+  machine =
+    module:
+    (lib.evalModules {
+      modules = [
+        stubs
+        module
+      ];
+    }).config;
+in
+lib.mapAttrs (
+  name: module:
+  let
+    config = machine module;
+  in
+  {
+    hostName = config.networking.hostName;
+    services = builtins.attrNames (lib.filterAttrs (_: s: s.enable or false) config.services);
+  }
+) (import (repository + "/deployments"))
