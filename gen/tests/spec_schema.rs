@@ -33,7 +33,10 @@ fn fixtures() -> PathBuf {
 }
 
 fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The schema errors of each document, by Python's jsonschema.
@@ -85,7 +88,11 @@ fn the_example_and_the_valid_fixtures_satisfy_the_schema() {
     let example = raw(&repository().join("examples/provider.toml"));
     assert!(example.diagnostics.is_empty());
     let errors = schema_errors(&model::json_schema(&real), &[example.value]);
-    assert_eq!(errors, vec![Vec::<String>::new()], "examples/provider.toml against the schema");
+    assert_eq!(
+        errors,
+        vec![Vec::<String>::new()],
+        "examples/provider.toml against the schema"
+    );
 
     let fixtures_catalog = Catalog::load(&fixtures().join("templates")).unwrap();
     let files = specification_files(&fixtures().join("valid"));
@@ -135,7 +142,10 @@ fn the_schema_rejects_exactly_the_invalid_cases_it_can_express() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    assert!(rejected >= 20, "only {rejected} cases are schema-expressible");
+    assert!(
+        rejected >= 20,
+        "only {rejected} cases are schema-expressible"
+    );
 }
 
 #[test]
@@ -155,7 +165,10 @@ fn the_schema_is_deterministic_and_covers_every_application() {
         assert!(applications.get(name).is_some(), "{name} is in the schema");
     }
     let sink = &applications["kitchen-sink"];
-    assert_eq!(sink["properties"]["settings"]["additionalProperties"], json!(false));
+    assert_eq!(
+        sink["properties"]["settings"]["additionalProperties"],
+        json!(false)
+    );
     assert_eq!(sink["properties"]["settings"]["required"], json!(["motto"]));
     assert!(
         sink["required"]

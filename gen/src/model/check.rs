@@ -256,7 +256,7 @@ fn resources(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
         if let (Some(storage), Some(garage)) = (&spec.provider.object_storage, garage) {
             let needs = amounts(garage.resources.into());
             let per_machine = amounts(limits.per_machine);
-            for (n, node) in storage
+            for (n, _) in storage
                 .nodes
                 .iter()
                 .filter(|(_, node)| node.machine.is_none())
@@ -275,7 +275,6 @@ fn resources(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                         .hint("raise `provider.limits.per_machine`"),
                     );
                 }
-                let _ = node;
             }
         }
     }

@@ -318,9 +318,8 @@ fn opt(name: &'static str, shape: Shape, doc: &'static str) -> Field {
 
 const U32_MAX: i64 = u32::MAX as i64;
 
-fn capacity(doc: &'static str, required: bool) -> Shape {
+fn capacity(required: bool) -> Shape {
     let field = if required { req } else { opt };
-    let _ = doc;
     Shape::Object(vec![
         field("cores", Shape::Int(1, U32_MAX), "CPU cores"),
         field("memory_mib", Shape::Int(1, U32_MAX), "memory in MiB"),
@@ -450,12 +449,12 @@ pub fn spec_shape() -> Shape {
     let limits = Object(vec![
         req(
             "per_machine",
-            capacity("per machine", true),
+            capacity(true),
             "the most one machine may have",
         ),
         req(
             "per_operator",
-            capacity("per operator", true),
+            capacity(true),
             "the most one operator's machines may have together",
         ),
     ]);
@@ -555,7 +554,7 @@ fn application_fields(app: &str) -> Vec<Field> {
         ),
         opt(
             "resources",
-            capacity("requested", false),
+            capacity(false),
             "resources requested beyond the manifest's defaults",
         ),
         opt(

@@ -104,11 +104,9 @@ impl Document {
         let mut document = Self::empty(name, text, Format::Toml);
         match DeTable::parse(text) {
             Ok(table) => {
-                let span = table.span();
                 let root = DeValue::Table(table.into_inner());
                 document.value =
                     document.toml_value(&FieldPath::root(), None, &Spanned::new(0..0, root));
-                let _ = span;
             }
             Err(e) => document.syntax_error(
                 e.span().unwrap_or(0..0),
@@ -407,7 +405,7 @@ impl JsonScanner<'_> {
         match self.text.get(self.at) {
             Some(b'{') => {
                 self.at += 1;
-                let mut seen: BTreeMap<String, Range<usize>> = BTreeMap::new();
+                let mut seen: std::collections::BTreeSet<String> = Default::default();
                 loop {
                     self.skip_whitespace();
                     match self.text.get(self.at) {
@@ -426,7 +424,7 @@ impl JsonScanner<'_> {
                             self.skip_whitespace();
                             self.at += 1; // the colon
                             let child = path.key(&name);
-                            if let Some(first) = seen.get(&name) {
+                            if !seen.insert(name.clone()) {
                                 let mut d = Diagnostic::new(
                                     child.clone(),
                                     format!("duplicate key `{name}`"),
@@ -435,7 +433,6 @@ impl JsonScanner<'_> {
                                 .hint("JSON readers keep only one of them; remove one");
                                 d.span = Some(key_span.clone());
                                 d.related = Some((child.clone(), "first written here".into()));
-                                let _ = first;
                                 self.document.diagnostics.push(d);
                                 // Keep the first position for the path: diagnostics about it point there.
                                 let mut skip = JsonScanner {
@@ -446,7 +443,6 @@ impl JsonScanner<'_> {
                                 skip.value(FieldPath::root(), None);
                                 self.at = skip.at;
                             } else {
-                                seen.insert(name, key_span.clone());
                                 self.value(child, Some(key_span));
                             }
                         }
