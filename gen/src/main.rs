@@ -31,6 +31,12 @@ enum Command {
     /// Scaffold and check application templates.
     #[command(subcommand)]
     Template(cli::template::TemplateCommand),
+    /// Reproducibility before a rollout: evaluate twice, compare with a lock, build twice, compare hashes.
+    #[command(subcommand)]
+    Repro(cli::repro::ReproCommand),
+    /// Compare two closures: packages added, removed and changed, with versions.
+    #[command(subcommand)]
+    Closure(ClosureCommand),
     /// Convert between Nix and JSON, and prove Nix files.
     #[command(subcommand)]
     Nix(cli::nix::NixCommand),
@@ -40,12 +46,20 @@ enum Command {
     Schema(cli::model::SchemaArgs),
 }
 
+#[derive(Subcommand)]
+enum ClosureCommand {
+    /// Packages added, removed and changed between two derivations, two locks, or a lock and a Nix file.
+    Diff(cli::repro::ClosureDiffArgs),
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Generate(args) => cli::generate::run(args),
         Command::Template(command) => cli::template::run(command),
         Command::Nix(command) => cli::nix::run(command),
+        Command::Repro(command) => cli::repro::run(command),
+        Command::Closure(ClosureCommand::Diff(args)) => cli::repro::run_closure_diff(args),
         Command::Validate(args) => cli::model::validate(args),
         Command::Schema(args) => cli::model::schema(args),
     }

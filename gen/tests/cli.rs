@@ -172,3 +172,86 @@ fn repository_nix_files_are_proven() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `fedigen repro lock` then `repro check` on a deterministic busybox derivation, in a throwaway store: the
+/// check is clean (exit 0) and says so in JSON; a derivation reading /dev/urandom is reported unreproducible
+/// (exit status with the 8 bit).
+#[test]
+fn repro_lock_and_check_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let file = dir.path().join("drvs.nix");
+    std::fs::write(
+        &file,
+        r#"let
+  bbDir = builtins.path { name = "busybox-static"; path = /usr/bin; filter = p: t: baseNameOf p == "busybox"; };
+  mk = name: script: derivation {
+    inherit name;
+    system = builtins.currentSystem;
+    builder = "${bbDir}/busybox";
+    args = [ "sh" "-c" script ];
+    PATH = "${bbDir}";
+  };
+in {
+  steady = mk "steady" "${bbDir}/busybox mkdir -p $out && echo same > $out/file";
+  noisy = mk "noisy" "${bbDir}/busybox mkdir -p $out && ${bbDir}/busybox head -c 16 /dev/urandom > $out/file";
+}
+"#,
+    )
+    .unwrap();
+    let (file, store) = (file.to_str().unwrap(), store.to_str().unwrap());
+    let lock = dir.path().join("lock.json");
+    let locked = fedigen(
+        &[
+            "repro",
+            "lock",
+            file,
+            "-A",
+            "steady",
+            "--store",
+            store,
+            "-o",
+            lock.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        locked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&locked.stderr)
+    );
+    let check = fedigen(
+        &[
+            "repro",
+            "check",
+            file,
+            "-A",
+            "steady",
+            "--store",
+            store,
+            "--lock",
+            lock.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert!(report.to_string().contains("reproducible"), "{report}");
+    let noisy = fedigen(
+        &["repro", "check", file, "-A", "noisy", "--store", store],
+        None,
+    );
+    let code = noisy.status.code().unwrap();
+    assert_eq!(
+        code & 8,
+        8,
+        "unreproducible bit: {code}\n{}",
+        String::from_utf8_lossy(&noisy.stdout)
+    );
+}

@@ -4,4 +4,5 @@
 pub mod generate;
 pub mod model;
 pub mod nix;
+pub mod repro;
 pub mod template;
