@@ -75,44 +75,28 @@ pub fn plan(
             };
             let name = operator.machine_name(app);
             let module = machine_module(spec, operator, app, application, manifest)?;
-            let path = PathBuf::from(DEPLOYMENTS)
-                .join(&operator.name)
-                .join(format!("{app}.nix"));
-            let text = emit_file(
-                &path.display().to_string(),
-                &header(&format!("operator {}, application {app}", operator.name)),
-                &module,
-                Verification::Syntax,
-            )?;
-            files.insert(path, text);
-            machines.push(PlannedMachine {
+            let machine = PlannedMachine {
                 name,
                 operator: operator.name.clone(),
                 application: app.clone(),
                 ssh: operator.machines.get(app).and_then(|m| m.ssh.clone()),
-            });
+            };
+            let what = format!("operator {}, application {app}", operator.name);
+            add_machine(&mut files, &mut machines, machine, &module, &header(&what))?;
         }
     }
     if let Some(storage) = &spec.provider.object_storage {
         for (node_name, node) in storage.nodes.iter().filter(|(_, n)| n.machine.is_none()) {
             let name = format!("garage-{node_name}");
-            let path = PathBuf::from(DEPLOYMENTS)
-                .join("garage")
-                .join(format!("{node_name}.nix"));
             let module = garage_machine(spec, storage, (&name, node), catalog)?;
-            let text = emit_file(
-                &path.display().to_string(),
-                &header(&format!("Garage node {node_name}")),
-                &module,
-                Verification::Syntax,
-            )?;
-            files.insert(path, text);
-            machines.push(PlannedMachine {
+            let machine = PlannedMachine {
                 name,
                 operator: "garage".into(),
                 application: node_name.clone(),
                 ssh: node.ssh.clone(),
-            });
+            };
+            let what = format!("Garage node {node_name}");
+            add_machine(&mut files, &mut machines, machine, &module, &header(&what))?;
         }
     }
     let index = Expr::attrs(
@@ -203,6 +187,28 @@ pub fn plan(
         );
     }
     Ok(files)
+}
+
+/// Emits a machine's module as `deployments/<operator>/<application>.nix` and records the machine.
+fn add_machine(
+    files: &mut BTreeMap<PathBuf, String>,
+    machines: &mut Vec<PlannedMachine>,
+    machine: PlannedMachine,
+    module: &Expr,
+    header: &[String],
+) -> Result<(), DeployError> {
+    let path = PathBuf::from(DEPLOYMENTS)
+        .join(&machine.operator)
+        .join(format!("{}.nix", machine.application));
+    let text = emit_file(
+        &path.display().to_string(),
+        header,
+        module,
+        Verification::Syntax,
+    )?;
+    files.insert(path, text);
+    machines.push(machine);
+    Ok(())
 }
 
 fn bind(path: &str, value: Expr) -> Result<Entry, LexicalError> {
