@@ -7,6 +7,7 @@
   ...
 }:
 let
+  missing = name: throw "add the SSH host key of ${name} to deployments/host-keys.nix";
   hostKeys = lib.optionalAttrs (builtins.pathExists ./host-keys.nix) (import ./host-keys.nix);
 in
 {
@@ -21,9 +22,7 @@ in
       nixos.module = ./amstelland/mastodon.nix;
       ssh.host = "10.20.1.11";
       ssh.user = "root";
-      ssh.hostPublicKey =
-        hostKeys.amstelland-mastodon
-          or (throw "add the SSH host key of amstelland-mastodon to deployments/host-keys.nix");
+      ssh.hostPublicKey = hostKeys.amstelland-mastodon or (missing "amstelland-mastodon");
     };
     amstelland-pixelfed = {
       type = providers.local.exec;
@@ -33,9 +32,7 @@ in
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./amstelland/pixelfed.nix;
       ssh.host = "amstelland-pixelfed";
-      ssh.hostPublicKey =
-        hostKeys.amstelland-pixelfed
-          or (throw "add the SSH host key of amstelland-pixelfed to deployments/host-keys.nix");
+      ssh.hostPublicKey = hostKeys.amstelland-pixelfed or (missing "amstelland-pixelfed");
     };
     zeeinstituut-peertube = {
       type = providers.local.exec;
@@ -45,9 +42,7 @@ in
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./zeeinstituut/peertube.nix;
       ssh.host = "zeeinstituut-peertube";
-      ssh.hostPublicKey =
-        hostKeys.zeeinstituut-peertube
-          or (throw "add the SSH host key of zeeinstituut-peertube to deployments/host-keys.nix");
+      ssh.hostPublicKey = hostKeys.zeeinstituut-peertube or (missing "zeeinstituut-peertube");
     };
     digitalevrijheid-mastodon = {
       type = providers.local.exec;
@@ -57,9 +52,7 @@ in
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./digitalevrijheid/mastodon.nix;
       ssh.host = "digitalevrijheid-mastodon";
-      ssh.hostPublicKey =
-        hostKeys.digitalevrijheid-mastodon
-          or (throw "add the SSH host key of digitalevrijheid-mastodon to deployments/host-keys.nix");
+      ssh.hostPublicKey = hostKeys.digitalevrijheid-mastodon or (missing "digitalevrijheid-mastodon");
     };
     digitalevrijheid-matrix-synapse = {
       type = providers.local.exec;
@@ -70,8 +63,7 @@ in
       nixos.module = ./digitalevrijheid/matrix-synapse.nix;
       ssh.host = "digitalevrijheid-matrix-synapse";
       ssh.hostPublicKey =
-        hostKeys.digitalevrijheid-matrix-synapse
-          or (throw "add the SSH host key of digitalevrijheid-matrix-synapse to deployments/host-keys.nix");
+        hostKeys.digitalevrijheid-matrix-synapse or (missing "digitalevrijheid-matrix-synapse");
     };
     garage-ams1 = {
       type = providers.local.exec;
@@ -81,8 +73,7 @@ in
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./garage/ams1.nix;
       ssh.host = "garage-ams1";
-      ssh.hostPublicKey =
-        hostKeys.garage-ams1 or (throw "add the SSH host key of garage-ams1 to deployments/host-keys.nix");
+      ssh.hostPublicKey = hostKeys.garage-ams1 or (missing "garage-ams1");
     };
     garage-ams2 = {
       type = providers.local.exec;
@@ -92,8 +83,7 @@ in
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./garage/ams2.nix;
       ssh.host = "garage-ams2";
-      ssh.hostPublicKey =
-        hostKeys.garage-ams2 or (throw "add the SSH host key of garage-ams2 to deployments/host-keys.nix");
+      ssh.hostPublicKey = hostKeys.garage-ams2 or (missing "garage-ams2");
     };
   };
 }

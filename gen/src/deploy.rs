@@ -439,11 +439,8 @@ fn nixops4(machines: &[PlannedMachine]) -> Result<Expr, DeployError> {
             Box::new(Expr::var("hostKeys")?),
             AttrPath::from(AttrName::new(&machine.name)?),
             Some(Box::new(Expr::apply(
-                Expr::var("throw")?,
-                vec![Expr::string(&format!(
-                    "add the SSH host key of {} to deployments/host-keys.nix",
-                    machine.name
-                ))?],
+                Expr::var("missing")?,
+                vec![Expr::string(&machine.name)?],
             ))),
         );
         if let Some(ssh) = &machine.ssh {
@@ -475,20 +472,30 @@ fn nixops4(machines: &[PlannedMachine]) -> Result<Expr, DeployError> {
         Expr::var("import")?,
         vec![Expr::SourcePath(SourcePath::new("./host-keys.nix")?)],
     );
+    let mut message = crate::nix::NixString::literal("add the SSH host key of ")?;
+    message.push_interpolation(Expr::var("name")?);
+    message.push_literal(" to deployments/host-keys.nix")?;
+    let missing = Expr::Lambda(
+        Param::Ident(Ident::new("name")?),
+        Box::new(Expr::apply(Expr::var("throw")?, vec![Expr::Str(message)])),
+    );
     let module = Expr::Let(
-        vec![bind(
-            "hostKeys",
-            Expr::apply(
-                r("lib.optionalAttrs")?,
-                vec![
-                    Expr::apply(
-                        r("builtins.pathExists")?,
-                        vec![Expr::SourcePath(SourcePath::new("./host-keys.nix")?)],
-                    ),
-                    host_keys,
-                ],
-            ),
-        )?],
+        vec![
+            bind("missing", missing)?,
+            bind(
+                "hostKeys",
+                Expr::apply(
+                    r("lib.optionalAttrs")?,
+                    vec![
+                        Expr::apply(
+                            r("builtins.pathExists")?,
+                            vec![Expr::SourcePath(SourcePath::new("./host-keys.nix")?)],
+                        ),
+                        host_keys,
+                    ],
+                ),
+            )?,
+        ],
         Box::new(Expr::attrs(vec![
             bind(
                 "providers.local",
