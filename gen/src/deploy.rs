@@ -63,7 +63,8 @@ pub fn plan(
     spec_name: &str,
 ) -> Result<BTreeMap<PathBuf, String>, DeployError> {
     let mut files = BTreeMap::new();
-    let mut machines = Vec::new();
+    // Machines are described first, then emitted and verified in parallel (the costly part: rnix).
+    let mut pending: Vec<(PlannedMachine, Expr, Vec<String>)> = Vec::new();
     let header = |what: &str| vec![marker_text(&format!("{spec_name} ({what})"))];
     for operator in &spec.operators {
         for (app, application) in &operator.applications {
@@ -82,7 +83,7 @@ pub fn plan(
                 ssh: operator.machines.get(app).and_then(|m| m.ssh.clone()),
             };
             let what = format!("operator {}, application {app}", operator.name);
-            add_machine(&mut files, &mut machines, machine, &module, &header(&what))?;
+            pending.push((machine, module, header(&what)));
         }
     }
     if let Some(storage) = &spec.provider.object_storage {
@@ -96,9 +97,22 @@ pub fn plan(
                 ssh: node.ssh.clone(),
             };
             let what = format!("Garage node {node_name}");
-            add_machine(&mut files, &mut machines, machine, &module, &header(&what))?;
+            pending.push((machine, module, header(&what)));
         }
     }
+    let emitted: Vec<Result<(PathBuf, String), DeployError>> = {
+        use rayon::prelude::*;
+        pending
+            .par_iter()
+            .map(|(machine, module, header)| machine_file(machine, module, header))
+            .collect()
+    };
+    for file in emitted {
+        let (path, text) = file?;
+        files.insert(path, text);
+    }
+    let machines: Vec<PlannedMachine> =
+        pending.into_iter().map(|(machine, _, _)| machine).collect();
     let index = Expr::attrs(
         machines
             .iter()
@@ -189,14 +203,12 @@ pub fn plan(
     Ok(files)
 }
 
-/// Emits a machine's module as `deployments/<operator>/<application>.nix` and records the machine.
-fn add_machine(
-    files: &mut BTreeMap<PathBuf, String>,
-    machines: &mut Vec<PlannedMachine>,
-    machine: PlannedMachine,
+/// Emits a machine's module as `deployments/<operator>/<application>.nix`.
+fn machine_file(
+    machine: &PlannedMachine,
     module: &Expr,
     header: &[String],
-) -> Result<(), DeployError> {
+) -> Result<(PathBuf, String), DeployError> {
     let path = PathBuf::from(DEPLOYMENTS)
         .join(&machine.operator)
         .join(format!("{}.nix", machine.application));
@@ -206,9 +218,7 @@ fn add_machine(
         module,
         Verification::Syntax,
     )?;
-    files.insert(path, text);
-    machines.push(machine);
-    Ok(())
+    Ok((path, text))
 }
 
 fn bind(path: &str, value: Expr) -> Result<Entry, LexicalError> {
