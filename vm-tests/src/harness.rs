@@ -200,6 +200,7 @@ pub fn run(mut cli: Cli, defaults: Defaults) -> Result<ExitCode> {
         records: Mutex::new(Vec::new()),
         slots: tokio::sync::Semaphore::new(jobs),
         jobs,
+        interrupted: std::sync::atomic::AtomicBool::new(false),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -280,6 +281,7 @@ pub fn run(mut cli: Cli, defaults: Defaults) -> Result<ExitCode> {
         }
     }
     let conclusion = libtest_mimic::run(&args, trials);
+    wait_if_interrupted(&ctx);
     if args.list {
         return Ok(conclusion.exit_code());
     }
@@ -338,6 +340,7 @@ fn static_record(spec: &TrialSpec, reason: &str) -> Record {
 
 /// Records a finished trial and turns it into libtest-mimic's result.
 fn finish(ctx: &Context, record: Record) -> Result<Completion, libtest_mimic::Failed> {
+    wait_if_interrupted(ctx);
     let result = match &record.outcome {
         Outcome::Passed => Ok(Completion::Completed),
         Outcome::Skipped { reason } => Ok(Completion::ignored_with(reason)),
@@ -348,6 +351,14 @@ fn finish(ctx: &Context, record: Record) -> Result<Completion, libtest_mimic::Fa
     }
     ctx.records.lock().expect("records lock").push(record);
     result
+}
+
+/// After Ctrl-C, a trial whose build the harness itself killed must not be reported (as a failure) and the run
+/// must not end with libtest's status: wait here until the signal task has killed everything and exits 130.
+fn wait_if_interrupted(ctx: &Context) {
+    while ctx.interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// On Ctrl-C or SIGTERM: kill every running trial's process tree, then exit with 130.
@@ -363,6 +374,8 @@ async fn stop_on_signal(ctx: Arc<Context>) {
         _ = term.recv() => {},
         _ = int.recv() => {},
     }
+    ctx.interrupted
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     ctx.live
         .println("vm-tests: interrupted; killing the process trees of running trials");
     let registry = ctx.registry.clone();

@@ -64,6 +64,9 @@ pub struct Context {
     pub slots: Semaphore,
     /// Number of slots.
     pub jobs: usize,
+    /// Set on Ctrl-C or SIGTERM: trials killed by the harness then are not reported as failures, and the run
+    /// ends with 130 once the process trees are gone.
+    pub interrupted: std::sync::atomic::AtomicBool,
 }
 
 /// How many log lines a failure message shows.
