@@ -534,3 +534,84 @@ pub fn load_spec(repo: &Path, path: &Path) -> Result<(Spec, Catalog), String> {
     let spec = model::load(path, &catalog).map_err(|e| e.to_string())?;
     Ok((spec, catalog))
 }
+
+/// The test value of a secret file: the manifest's `test_value` for the application secret it holds, a
+/// placeholder otherwise. Used only by VM tests.
+fn test_secret(manifest: Option<&crate::manifest::Manifest>, name: &str) -> String {
+    manifest
+        .and_then(|m| m.secrets.get(name))
+        .and_then(|s| s.test_value.clone())
+        .unwrap_or_else(|| format!("fedigen-test-{name}\n"))
+}
+
+/// The data of one operator's deployment VM test: every machine of the operator (as a test node importing its
+/// generated module), what must be up on it (the manifests' health checks), the secrets files to place, and the
+/// host names a client reaches. Rendered by `templates/_tests/deployment.nix.hbs`.
+pub fn test_context(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Value {
+    let mut nodes = Vec::new();
+    let mut cores = 0;
+    for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
+        let Some(manifest) = catalog.manifests.get(app) else {
+            continue;
+        };
+        let name = operator.machine_name(app);
+        let capacity = application.resources.resolve(manifest.resources);
+        cores += capacity.cores;
+        let mut secrets: Vec<Value> = application
+            .secrets
+            .iter()
+            .map(|(secret, reference)| {
+                serde_json::json!({ "path": secret_path(reference), "value": test_secret(Some(manifest), secret) })
+            })
+            .collect();
+        if let Some(smtp) = &spec.provider.smtp {
+            secrets.push(serde_json::json!({ "path": secret_path(&smtp.password), "value": "fedigen-test-smtp\n" }));
+        }
+        if let Some(storage) = &spec.provider.object_storage
+            && storage
+                .nodes
+                .values()
+                .any(|n| n.machine.as_deref() == Some(name.as_str()))
+        {
+            let garage = catalog.manifests.get(model::OBJECT_STORAGE_APPLICATION);
+            for (secret, reference) in &storage.secrets {
+                secrets.push(serde_json::json!({ "path": secret_path(reference), "value": test_secret(garage, secret) }));
+            }
+        }
+        nodes.push(serde_json::json!({
+            "name": name,
+            "python": python_name(&name),
+            "module": format!("/../../deployments/{}/{app}.nix", operator.name),
+            "host": operator.host_name(app, manifest),
+            "https": manifest.ports.iter().any(|p| p.port == 443),
+            "memory_mib": capacity.memory_mib,
+            "cores": capacity.cores,
+            "secrets": secrets,
+            "health": crate::template::health_context(manifest),
+        }));
+    }
+    serde_json::json!({
+        "test_name": format!("fedigen-deployment-{}", operator.name),
+        "description": format!(
+            "the deployment of {} ({} machines): every application through its domain, then activated again unchanged",
+            operator.name,
+            nodes.len()
+        ),
+        "cores": cores.max(1),
+        "nodes": nodes,
+    })
+}
+
+/// The name the NixOS test driver gives a node in the test script (its `pythonize_name`).
+pub fn python_name(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if c.is_ascii_alphanumeric() && !(i == 0 && c.is_ascii_digit()) || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

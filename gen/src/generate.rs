@@ -140,6 +140,16 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
         plan.files
             .extend(crate::deploy::plan(&spec, &catalog, &name)?);
+        templates.load_deployment_test(repo)?;
+        for operator in &spec.operators {
+            let context = crate::deploy::test_context(&spec, &catalog, operator);
+            let body = templates.render_deployment_test(&context)?;
+            let source = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);
+            plan.files.insert(
+                Path::new(VM_TESTS).join(format!("deployment-{}.nix", operator.name)),
+                format!("{}\n{body}", marker_line(&source)),
+            );
+        }
     }
     Ok(plan)
 }

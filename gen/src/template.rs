@@ -161,15 +161,40 @@ impl Templates {
     }
 }
 
+/// The template of the per-operator deployment VM tests, relative to the repository.
+pub const DEPLOYMENT_TEST: &str = "templates/_tests/deployment.nix.hbs";
+
+impl Templates {
+    /// Loads the deployment VM test template (linted like every template).
+    pub fn load_deployment_test(&mut self, root: &Path) -> Result<(), TemplateError> {
+        let relative = PathBuf::from(DEPLOYMENT_TEST);
+        let source = read(&root.join(&relative), &relative)?;
+        lint(&relative, &source)?;
+        self.registry
+            .register_template_string("_tests/deployment", source)
+            .map_err(|e| handlebars_error(&relative, &e))?;
+        Ok(())
+    }
+
+    /// Renders the VM test of one operator's deployment from its context (see [`crate::deploy::test_context`]).
+    pub fn render_deployment_test(&self, context: &Value) -> Result<String, TemplateError> {
+        let file = PathBuf::from(DEPLOYMENT_TEST);
+        let text = self
+            .registry
+            .render("_tests/deployment", context)
+            .map_err(|e| render_error(&file, &e))?;
+        canonical(&file, &text)
+    }
+}
+
 /// Quotes a string for a POSIX shell: single quotes, with `'` written as `'\''`.
 pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
-/// The VM test's view of a manifest: the module's context plus health checks as shell commands.
-fn test_context(manifest: &Manifest) -> Value {
-    let mut context = module_context(manifest, None);
-    let app = &manifest.application.name;
+/// A manifest's health checks for a VM test: units, ports, and HTTP checks as shell commands. A remote check is
+/// completed in Nix by `curl … https://<host>` before `remote_suffix`; a local one (an admin port) is complete.
+pub fn health_context(manifest: &Manifest) -> Value {
     let http: Vec<Value> = manifest
         .health
         .http
@@ -194,6 +219,17 @@ fn test_context(manifest: &Manifest) -> Value {
             })
         })
         .collect();
+    json!({
+        "units": manifest.health.units,
+        "tcp_ports": manifest.health.tcp_ports,
+        "http": http,
+    })
+}
+
+/// The VM test's view of a manifest: the module's context plus health checks as shell commands.
+fn test_context(manifest: &Manifest) -> Value {
+    let mut context = module_context(manifest, None);
+    let app = &manifest.application.name;
     let secrets: serde_json::Map<String, Value> = manifest
         .secrets
         .iter()
@@ -223,11 +259,7 @@ fn test_context(manifest: &Manifest) -> Value {
     context["https"] = json!(manifest.ports.iter().any(|p| p.port == 443));
     context["has_secrets"] = json!(!secrets.is_empty());
     context["secrets"] = Value::Object(secrets);
-    context["health"] = json!({
-        "units": manifest.health.units,
-        "tcp_ports": manifest.health.tcp_ports,
-        "http": http,
-    });
+    context["health"] = health_context(manifest);
     context["admin_action"] = match &manifest.admin_action {
         Some(action) => json!({
             "description": action.description,

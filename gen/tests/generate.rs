@@ -408,6 +408,50 @@ fn the_example_operators_get_their_machines() {
     );
 }
 
+/// Each operator's deployment VM test has a node per machine (built from its generated module), waits for
+/// every health check of every application, and activates every machine a second time asserting no change.
+#[test]
+fn every_operator_deployment_has_its_vm_test() {
+    let repo = repository();
+    let plan = plan(&repo).unwrap();
+    let (spec, catalog) =
+        fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
+    for operator in &spec.operators {
+        let file = format!("vm-tests/generated/deployment-{}.nix", operator.name);
+        let test = plan
+            .files
+            .get(&PathBuf::from(&file))
+            .unwrap_or_else(|| panic!("{file} missing"));
+        for (app, _) in operator.applications.iter().filter(|(_, a)| a.enable) {
+            let name = operator.machine_name(app);
+            let python = fedigen::deploy::python_name(&name);
+            assert!(
+                test.contains(&format!(
+                    "module = ./. + \"/../../deployments/{}/{app}.nix\";",
+                    operator.name
+                )),
+                "{file}: {name}"
+            );
+            for unit in &catalog.manifests[app].health.units {
+                assert!(
+                    test.contains(&format!(
+                        "(\"{python}\" + \".wait_for_unit(${{py \"{unit}\"}})\")"
+                    )),
+                    "{file}: {unit}"
+                );
+            }
+            assert!(
+                test.contains(&format!(
+                    "\"activating \" + \"{name}\" + \" again changes nothing\""
+                )),
+                "{file}: {name}"
+            );
+            let host = operator.host_name(app, &catalog.manifests[app]);
+            assert!(test.contains(&host), "{file}: {host} reached by the client");
+        }
+    }
+}
+
 /// A valid value of an option type, adversarial where strings allow it.
 fn value_of(ty: &OptionType) -> BoxedStrategy<Value> {
     let text = prop_oneof![

@@ -223,6 +223,67 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
     Ok(())
 }
 
+/// Every generated VM test evaluates (with stand-in packages), has the nodes it should, and its test script is
+/// valid Python (parsed by Python's own `ast`).
+fn vm_test_scripts_evaluate() -> Result<(), Failed> {
+    let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
+    let dir = repository().join("vm-tests/generated");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "nix"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err("no generated VM tests".into());
+    }
+    for file in files {
+        let out = Command::new("nix-instantiate")
+            .args(["--eval", "--strict", "--json"])
+            .arg(repository().join("gen/tests/nix/eval-vm-test.nix"))
+            .arg("--arg")
+            .arg("nixpkgs")
+            .arg(&nixpkgs)
+            .arg("--arg")
+            .arg("file")
+            .arg(&file)
+            .output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "{}: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        let test: Value = serde_json::from_slice(&out.stdout)?;
+        let script = test["script"].as_str().ok_or("no script")?;
+        let nodes = test["nodes"].as_array().ok_or("no nodes")?;
+        if !script.starts_with("start_all()")
+            || !nodes.contains(&Value::from("client"))
+            || nodes.len() < 2
+        {
+            return Err(format!("{}: {test}", file.display()).into());
+        }
+        let mut python = Command::new("python3")
+            .args(["-c", "import ast, sys; ast.parse(sys.stdin.read())"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        std::io::Write::write_all(&mut python.stdin.take().ok_or("stdin")?, script.as_bytes())?;
+        let parsed = python.wait_with_output()?;
+        if !parsed.status.success() {
+            return Err(format!(
+                "{}: the test script is not valid Python: {}\n{script}",
+                file.display(),
+                String::from_utf8_lossy(&parsed.stderr)
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// The flake's outputs, evaluated with nixpkgs' `lib` and stand-in packages: one NixOS module per generated
 /// application plus `default`, and one check per generated VM test.
 fn flake_outputs_evaluate() -> Result<(), Failed> {
@@ -246,7 +307,10 @@ in
     let value = eval_expr(&expr)?;
     let expected = serde_json::json!({
         "modules": ["default", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
-        "checks": ["garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
+        "checks": [
+            "deployment-amstelland", "deployment-digitalevrijheid", "deployment-zeeinstituut",
+            "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"
+        ],
         "configurations": [
             "amstelland-mastodon", "amstelland-pixelfed", "digitalevrijheid-mastodon",
             "digitalevrijheid-matrix-synapse", "garage-ams1", "garage-ams2", "zeeinstituut-peertube"
@@ -279,6 +343,12 @@ fn main() {
             "deployments_evaluate_with_lib_eval_modules",
             has_lib,
             deployments_evaluate_with_lib_eval_modules,
+            "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
+        ),
+        (
+            "vm_test_scripts_evaluate",
+            has_lib,
+            vm_test_scripts_evaluate,
             "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
         ),
         (
