@@ -323,6 +323,38 @@ in
     Ok(())
 }
 
+/// With a full nixpkgs: every generated machine's toplevel and every generated VM test instantiate to a
+/// derivation (nothing is built).
+fn everything_instantiates_with_nixpkgs() -> Result<(), Failed> {
+    let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
+    let repo = repository();
+    let expr = format!(
+        r#"let
+  nixpkgs = {nixpkgs};
+  machines = builtins.mapAttrs (name: module:
+    (import (nixpkgs + "/nixos/lib/eval-config.nix") {{ system = "x86_64-linux"; modules = [ module ]; }})
+      .config.system.build.toplevel.drvPath) (import {repo}/deployments);
+  tests = builtins.listToAttrs (map (file: {{
+    name = file;
+    value = (import ({repo}/vm-tests/generated + "/${{file}}") {{ inherit nixpkgs; }}).drvPath;
+  }}) (builtins.filter (f: builtins.match ".*\.nix" f != null)
+    (builtins.attrNames (builtins.readDir {repo}/vm-tests/generated))));
+in machines // tests"#,
+        nixpkgs = nixpkgs.display(),
+        repo = repo.display()
+    );
+    let value = eval_expr(&expr)?;
+    let paths = value.as_object().ok_or("not a set")?;
+    if paths.is_empty()
+        || !paths
+            .values()
+            .all(|p| p.as_str().is_some_and(|p| p.ends_with(".drv")))
+    {
+        return Err(format!("not every toplevel and test instantiated: {value}").into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let nixpkgs = nixpkgs();
@@ -356,6 +388,12 @@ fn main() {
             has_lib,
             flake_outputs_evaluate,
             "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
+        ),
+        (
+            "everything_instantiates_with_nixpkgs",
+            has_nixos,
+            everything_instantiates_with_nixpkgs,
+            "needs a full nixpkgs (nixos/): set FEDIGEN_NIXPKGS to a nixpkgs checkout",
         ),
         (
             "modules_evaluate_in_nixos",
