@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Regenerate the generated files (modules/) from the templates; `--check` diffs instead.
+    /// Regenerate modules, deployments and VM tests from the templates and the specification; `--check` diffs.
     Generate(cli::generate::GenerateArgs),
     /// Scaffold and check application templates.
     #[command(subcommand)]

@@ -452,6 +452,30 @@ fn every_operator_deployment_has_its_vm_test() {
     }
 }
 
+/// An invalid specification given with `--spec` is reported with its location, and nothing is written.
+#[test]
+fn an_invalid_specification_writes_nothing() {
+    let repo = scratch();
+    let dir = repo.path();
+    let spec = std::fs::read_to_string(dir.join("examples/provider.toml")).unwrap();
+    std::fs::write(
+        dir.join("bad.toml"),
+        spec.replace("subdomain = \"social\"", "subdomain = \"so cial\""),
+    )
+    .unwrap();
+    let out = fedigen(dir, &["generate", "--spec", "bad.toml"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("bad.toml:"),
+        "the error names the file and line: {stderr}"
+    );
+    assert!(
+        !dir.join("modules").exists() && !dir.join("deployments").exists(),
+        "nothing written"
+    );
+}
+
 /// A valid value of an option type, adversarial where strings allow it.
 fn value_of(ty: &OptionType) -> BoxedStrategy<Value> {
     let text = prop_oneof![

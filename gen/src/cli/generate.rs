@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::{EXIT_CHECK_FAILED, EXIT_INVALID_INPUT, fail};
-use fedigen::generate::{find_repository, plan};
+use fedigen::generate::{find_repository, plan, plan_with_spec};
 use fedigen::write::{Difference, compare, write};
 
-/// Regenerate `modules/` (and, as they land, deployments and VM tests) from the repository's templates.
+/// Regenerate `modules/`, `deployments/` and `vm-tests/generated/` from the templates and a specification.
 ///
 /// With no arguments it works on the repository around the current directory. Writes are atomic (each
 /// generated folder is rebuilt beside the old one and swapped in), output is byte-identical across runs and
@@ -24,6 +24,10 @@ pub struct GenerateArgs {
     /// The repository (default: the current directory or the nearest parent with a `templates/` folder).
     #[arg(long)]
     repo: Option<PathBuf>,
+    /// The specification whose deployments to generate (TOML, JSON or Nix; default: the repository's
+    /// `examples/provider.toml`, when it exists).
+    #[arg(long)]
+    spec: Option<PathBuf>,
 }
 
 /// Runs `fedigen generate`.
@@ -36,7 +40,11 @@ pub fn run(args: GenerateArgs) -> ExitCode {
         Ok(repo) => repo,
         Err(e) => return fail(EXIT_INVALID_INPUT, e),
     };
-    let plan = match plan(&repo) {
+    let planned = match &args.spec {
+        Some(spec) => plan_with_spec(&repo, Some(spec)),
+        None => plan(&repo),
+    };
+    let plan = match planned {
         Ok(plan) => plan,
         Err(e) => return fail(EXIT_INVALID_INPUT, e),
     };
