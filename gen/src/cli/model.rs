@@ -16,9 +16,10 @@ pub struct ValidateArgs {
     /// The specification: `.toml` (by hand), `.json` (from the panel) or `.nix` (evaluated with Nix).
     #[arg(default_value = "examples/provider.toml")]
     spec: PathBuf,
-    /// The folder of application templates whose manifests define the applications and their settings.
-    #[arg(long, default_value = "templates")]
-    templates: PathBuf,
+    /// The folder of application templates whose manifests define the applications and their settings
+    /// (default: `templates/` of the repository around the specification, or around the current directory).
+    #[arg(long)]
+    templates: Option<PathBuf>,
     /// Print the loaded specification, with defaults filled in, as JSON.
     #[arg(long)]
     print: bool,
@@ -27,9 +28,24 @@ pub struct ValidateArgs {
 /// Arguments of `fedigen schema`.
 #[derive(Args)]
 pub struct SchemaArgs {
-    /// The folder of application templates whose manifests define the applications and their settings.
-    #[arg(long, default_value = "templates")]
-    templates: PathBuf,
+    /// The folder of application templates whose manifests define the applications and their settings
+    /// (default: `templates/` of the repository around the current directory).
+    #[arg(long)]
+    templates: Option<PathBuf>,
+}
+
+/// The templates folder: the one given, else that of the repository around `near` (a specification's folder),
+/// else that of the repository around the current directory, else `templates`.
+fn templates_dir(explicit: Option<PathBuf>, near: Option<&std::path::Path>) -> PathBuf {
+    use fedigen::generate::find_repository;
+    explicit.unwrap_or_else(|| {
+        let near = near.and_then(|p| std::fs::canonicalize(p).ok());
+        let cwd = std::env::current_dir().ok();
+        near.iter()
+            .chain(cwd.iter())
+            .find_map(|dir| find_repository(dir).ok())
+            .map_or_else(|| PathBuf::from("templates"), |repo| repo.join("templates"))
+    })
 }
 
 fn catalog(templates: &std::path::Path) -> Result<Catalog, ExitCode> {
@@ -43,7 +59,8 @@ fn catalog(templates: &std::path::Path) -> Result<Catalog, ExitCode> {
 
 /// Validates a specification; every problem is printed like a compiler error, and the exit status is 2.
 pub fn validate(args: ValidateArgs) -> ExitCode {
-    let catalog = match catalog(&args.templates) {
+    let templates = templates_dir(args.templates, args.spec.parent());
+    let catalog = match catalog(&templates) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -80,7 +97,7 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
 
 /// Prints the JSON Schema of specifications (draft 2020-12), with every application's settings.
 pub fn schema(args: SchemaArgs) -> ExitCode {
-    let catalog = match catalog(&args.templates) {
+    let catalog = match catalog(&templates_dir(args.templates, None)) {
         Ok(c) => c,
         Err(code) => return code,
     };
