@@ -183,8 +183,8 @@ pub fn plan(
             })
             .collect::<Result<Vec<_>, DeployError>>()?;
         let provisioning = Expr::attrs(vec![
-            bind("apiUrl", Expr::string(&proxmox.api_url)?)?,
-            bind("virtualMachines", Expr::attrs(vms))?,
+            Entry::dotted("apiUrl", Expr::string(&proxmox.api_url)?)?,
+            Entry::dotted("virtualMachines", Expr::attrs(vms))?,
         ]);
         let mut proxmox_header = header("Proxmox provisioning");
         proxmox_header.push(
@@ -221,10 +221,6 @@ fn machine_file(
     Ok((path, text))
 }
 
-fn bind(path: &str, value: Expr) -> Result<Entry, LexicalError> {
-    Ok(Entry::binding(AttrPath::dotted(path)?, value))
-}
-
 fn data(value: &Value) -> Result<Expr, DeployError> {
     from_json(value, DataPolicy::default()).map_err(|errors| {
         DeployError::Data(
@@ -259,7 +255,7 @@ fn machine_base(
     match &spec.provider.runtime {
         Runtime::Qemu => {
             // `nixos-rebuild build-vm` and the VM tests use this variant; it needs no extra module.
-            entries.push(bind(
+            entries.push(Entry::dotted(
                 "virtualisation.vmVariant.virtualisation",
                 data(&serde_json::json!({
                     "cores": capacity.cores,
@@ -270,7 +266,10 @@ fn machine_base(
         }
         Runtime::Proxmox(_) => {
             // The VM itself is created from deployments/proxmox.nix; the guest only needs its agent.
-            entries.push(bind("services.qemuGuest.enable", Expr::Bool(true))?);
+            entries.push(Entry::dotted(
+                "services.qemuGuest.enable",
+                Expr::Bool(true),
+            )?);
         }
         Runtime::BareMetal(bare) => {
             if let Some(host) = bare_metal_host.and_then(|h| bare.hosts.get(h)) {
@@ -278,11 +277,17 @@ fn machine_base(
             }
         }
     }
-    entries.insert(0, bind("imports", Expr::List(imports))?);
-    entries.push(bind("networking.hostName", Expr::string(host_name)?)?);
-    entries.push(bind("networking.domain", Expr::string(domain)?)?);
-    entries.push(bind("services.openssh.enable", Expr::Bool(true))?);
-    entries.push(bind("system.stateVersion", Expr::string(STATE_VERSION)?)?);
+    entries.insert(0, Entry::dotted("imports", Expr::List(imports))?);
+    entries.push(Entry::dotted(
+        "networking.hostName",
+        Expr::string(host_name)?,
+    )?);
+    entries.push(Entry::dotted("networking.domain", Expr::string(domain)?)?);
+    entries.push(Entry::dotted("services.openssh.enable", Expr::Bool(true))?);
+    entries.push(Entry::dotted(
+        "system.stateVersion",
+        Expr::string(STATE_VERSION)?,
+    )?);
     Ok(entries)
 }
 
@@ -290,31 +295,31 @@ fn machine_base(
 fn shared_settings(spec: &Spec, domain: &str) -> Result<Vec<Entry>, DeployError> {
     let provider = &spec.provider;
     let mut fediversity = vec![
-        bind("domain", Expr::string(domain)?)?,
-        bind("acme.email", Expr::string(&provider.acme.email)?)?,
-        bind("acme.server", Expr::string(&provider.acme.server)?)?,
+        Entry::dotted("domain", Expr::string(domain)?)?,
+        Entry::dotted("acme.email", Expr::string(&provider.acme.email)?)?,
+        Entry::dotted("acme.server", Expr::string(&provider.acme.server)?)?,
     ];
     if let Some(smtp) = &provider.smtp {
-        fediversity.push(bind(
+        fediversity.push(Entry::dotted(
             "smtp",
             Expr::attrs(vec![
-                bind("host", Expr::string(&smtp.host)?)?,
-                bind("port", Expr::Int(i64::from(smtp.port)))?,
-                bind("user", Expr::string(&smtp.user)?)?,
-                bind(
+                Entry::dotted("host", Expr::string(&smtp.host)?)?,
+                Entry::dotted("port", Expr::Int(i64::from(smtp.port)))?,
+                Entry::dotted("user", Expr::string(&smtp.user)?)?,
+                Entry::dotted(
                     "passwordFile",
                     Expr::runtime_path(&secret_path(&smtp.password))?,
                 )?,
-                bind("fromAddress", Expr::string(&smtp.from)?)?,
+                Entry::dotted("fromAddress", Expr::string(&smtp.from)?)?,
             ]),
         )?);
     }
     if let Some(storage) = &provider.object_storage {
-        fediversity.push(bind(
+        fediversity.push(Entry::dotted(
             "s3.endpoint",
             Expr::string(&format!("https://s3.{}", provider.domain))?,
         )?);
-        fediversity.push(bind("s3.region", Expr::string(&storage.region)?)?);
+        fediversity.push(Entry::dotted("s3.region", Expr::string(&storage.region)?)?);
     }
     Ok(fediversity)
 }
@@ -322,12 +327,12 @@ fn shared_settings(spec: &Spec, domain: &str) -> Result<Vec<Entry>, DeployError>
 /// `garage = { enable = true; … }` for a machine that runs a node of the provider's Garage cluster.
 fn garage_settings(storage: &model::ObjectStorage) -> Result<Entry, DeployError> {
     let mut entries = vec![
-        bind("enable", Expr::Bool(true))?,
-        bind(
+        Entry::dotted("enable", Expr::Bool(true))?,
+        Entry::dotted(
             "replicationFactor",
             Expr::Int(i64::from(storage.replication_factor)),
         )?,
-        bind("region", Expr::string(&storage.region)?)?,
+        Entry::dotted("region", Expr::string(&storage.region)?)?,
     ];
     for (name, secret) in &storage.secrets {
         entries.push(Entry::binding(
@@ -359,9 +364,9 @@ fn machine_module(
         &operator.domain,
     )?;
     let mut fediversity = shared_settings(spec, &operator.domain)?;
-    let mut app_entries = vec![bind("enable", Expr::Bool(true))?];
+    let mut app_entries = vec![Entry::dotted("enable", Expr::Bool(true))?];
     if let Some(subdomain) = &application.subdomain {
-        app_entries.push(bind("subdomain", Expr::string(subdomain)?)?);
+        app_entries.push(Entry::dotted("subdomain", Expr::string(subdomain)?)?);
     }
     for (name, value) in &application.settings {
         app_entries.push(Entry::binding(
@@ -389,7 +394,7 @@ fn machine_module(
             fediversity.push(garage_settings(storage)?);
         }
     }
-    entries.push(bind("fediversity", Expr::attrs(fediversity))?);
+    entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
     Ok(Expr::attrs(entries))
 }
 
@@ -418,7 +423,7 @@ fn garage_machine(
     let mut entries = machine_base(spec, capacity, node.host.as_deref(), name, domain)?;
     let mut fediversity = shared_settings(spec, domain)?;
     fediversity.push(garage_settings(storage)?);
-    entries.push(bind("fediversity", Expr::attrs(fediversity))?);
+    entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
     Ok(Expr::attrs(entries))
 }
 
@@ -429,15 +434,15 @@ fn nixops4(machines: &[PlannedMachine]) -> Result<Expr, DeployError> {
     let mut members = Vec::new();
     for machine in machines {
         let mut fields = vec![
-            bind("type", r("providers.local.exec")?)?,
-            bind(
+            Entry::dotted("type", r("providers.local.exec")?)?,
+            Entry::dotted(
                 "imports",
                 Expr::List(vec![r(
                     "inputs.nixops4-nixos.modules.nixops4Resource.nixos",
                 )?]),
             )?,
-            bind("nixpkgs", r("inputs.nixpkgs")?)?,
-            bind(
+            Entry::dotted("nixpkgs", r("inputs.nixpkgs")?)?,
+            Entry::dotted(
                 "nixos.module",
                 Expr::SourcePath(SourcePath::new(&format!(
                     "./{}/{}.nix",
@@ -462,17 +467,20 @@ fn nixops4(machines: &[PlannedMachine]) -> Result<Expr, DeployError> {
                 Some((h, p)) if p.parse::<u16>().is_ok() => (h, Some(p)),
                 _ => (host, None),
             };
-            fields.push(bind("ssh.host", Expr::string(host)?)?);
+            fields.push(Entry::dotted("ssh.host", Expr::string(host)?)?);
             if let Some(user) = user {
-                fields.push(bind("ssh.user", Expr::string(user)?)?);
+                fields.push(Entry::dotted("ssh.user", Expr::string(user)?)?);
             }
             if let Some(port) = port {
-                fields.push(bind("ssh.opts", Expr::string(&format!("-p {port}"))?)?);
+                fields.push(Entry::dotted(
+                    "ssh.opts",
+                    Expr::string(&format!("-p {port}"))?,
+                )?);
             }
         } else {
-            fields.push(bind("ssh.host", Expr::string(&machine.name)?)?);
+            fields.push(Entry::dotted("ssh.host", Expr::string(&machine.name)?)?);
         }
-        fields.push(bind("ssh.hostPublicKey", key)?);
+        fields.push(Entry::dotted("ssh.hostPublicKey", key)?);
         members.push(Entry::binding(
             AttrPath::from(AttrName::new(&machine.name)?),
             Expr::attrs(fields),
@@ -491,8 +499,8 @@ fn nixops4(machines: &[PlannedMachine]) -> Result<Expr, DeployError> {
     );
     let module = Expr::Let(
         vec![
-            bind("missing", missing)?,
-            bind(
+            Entry::dotted("missing", missing)?,
+            Entry::dotted(
                 "hostKeys",
                 Expr::apply(
                     r("lib.optionalAttrs")?,
@@ -507,11 +515,11 @@ fn nixops4(machines: &[PlannedMachine]) -> Result<Expr, DeployError> {
             )?,
         ],
         Box::new(Expr::attrs(vec![
-            bind(
+            Entry::dotted(
                 "providers.local",
                 r("inputs.nixops4.modules.nixops4Provider.local")?,
             )?,
-            bind("resources", Expr::attrs(members))?,
+            Entry::dotted("resources", Expr::attrs(members))?,
         ])),
     );
     Ok(Expr::Lambda(

@@ -140,7 +140,6 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
         plan.files
             .extend(crate::deploy::plan(&spec, &catalog, &name)?);
-        templates.load_deployment_test(repo)?;
         for operator in &spec.operators {
             let context = crate::deploy::test_context(&spec, &catalog, operator);
             let body = templates.render_deployment_test(&context)?;
@@ -159,22 +158,19 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
 pub fn shared_module() -> Result<Expr, LexicalError> {
     let r = Expr::reference;
     let s = Expr::string;
-    let bind = |path: &str, value: Expr| -> Result<Entry, LexicalError> {
-        Ok(Entry::binding(AttrPath::dotted(path)?, value))
-    };
     let option = |ty: Expr,
                   default: Option<Expr>,
                   example: Option<Expr>,
                   description: &str|
      -> Result<Expr, LexicalError> {
-        let mut fields = vec![bind("type", ty)?];
+        let mut fields = vec![Entry::dotted("type", ty)?];
         if let Some(default) = default {
-            fields.push(bind("default", default)?);
+            fields.push(Entry::dotted("default", default)?);
         }
         if let Some(example) = example {
-            fields.push(bind("example", example)?);
+            fields.push(Entry::dotted("example", example)?);
         }
-        fields.push(bind("description", s(description)?)?);
+        fields.push(Entry::dotted("description", s(description)?)?);
         Ok(Expr::apply(r("lib.mkOption")?, vec![Expr::attrs(fields)]))
     };
     let null_or = |ty: Expr| -> Result<Expr, LexicalError> {
@@ -182,7 +178,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
     };
     let str_ty = || r("lib.types.str");
     let options = Expr::attrs(vec![
-        bind(
+        Entry::dotted(
             "domain",
             option(
                 str_ty()?,
@@ -191,7 +187,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
                 "The operator's domain; each application lives on a subdomain of it.",
             )?,
         )?,
-        bind(
+        Entry::dotted(
             "acme.email",
             option(
                 str_ty()?,
@@ -200,7 +196,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
                 "The e-mail address of the ACME account that requests the TLS certificates.",
             )?,
         )?,
-        bind(
+        Entry::dotted(
             "acme.server",
             option(
                 str_ty()?,
@@ -209,7 +205,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
                 "The ACME directory URL (a test CA in VM tests).",
             )?,
         )?,
-        bind(
+        Entry::dotted(
             "smtp.host",
             option(
                 str_ty()?,
@@ -218,7 +214,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
                 "The provider's SMTP relay.",
             )?,
         )?,
-        bind(
+        Entry::dotted(
             "smtp.port",
             option(
                 r("lib.types.port")?,
@@ -227,7 +223,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
                 "The SMTP relay's port.",
             )?,
         )?,
-        bind(
+        Entry::dotted(
             "smtp.user",
             option(
                 null_or(str_ty()?)?,
@@ -236,7 +232,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
                 "The SMTP login; `null` when the relay needs none.",
             )?,
         )?,
-        bind(
+        Entry::dotted(
             "smtp.passwordFile",
             option(
                 null_or(str_ty()?)?,
@@ -245,7 +241,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
                 "Path on the machine of the file holding the SMTP password (never a store path).",
             )?,
         )?,
-        bind(
+        Entry::dotted(
             "smtp.fromAddress",
             option(
                 str_ty()?,
@@ -254,7 +250,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
                 "The sender address of the applications' mail.",
             )?,
         )?,
-        bind(
+        Entry::dotted(
             "s3.endpoint",
             option(
                 str_ty()?,
@@ -263,11 +259,11 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
                 "The provider's Garage S3 endpoint.",
             )?,
         )?,
-        bind(
+        Entry::dotted(
             "s3.region",
             option(str_ty()?, Some(s("garage")?), None, "The Garage S3 region.")?,
         )?,
-        bind(
+        Entry::dotted(
             "s3.credentialsFile",
             option(
                 null_or(str_ty()?)?,
@@ -278,7 +274,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
             )?,
         )?,
     ]);
-    let module = Expr::attrs(vec![bind("options.fediversity", options)?]);
+    let module = Expr::attrs(vec![Entry::dotted("options.fediversity", options)?]);
     Ok(Expr::Lambda(
         Param::Formals {
             formals: vec![(Ident::new("lib")?, None)],

@@ -136,54 +136,41 @@ impl Templates {
 /// The template of the per-application VM tests, relative to the repository.
 pub const APPLICATION_TEST: &str = "templates/_tests/application.nix.hbs";
 
+/// The template of the per-operator deployment VM tests, relative to the repository.
+pub const DEPLOYMENT_TEST: &str = "templates/_tests/deployment.nix.hbs";
+
 impl Templates {
-    /// Loads the VM test template as well (it is linted like every template).
+    /// Loads the VM test templates (linted like every template): one per application, one per deployment.
     pub fn load_tests(&mut self, root: &Path) -> Result<(), TemplateError> {
-        let relative = PathBuf::from(APPLICATION_TEST);
-        let source = read(&root.join(&relative), &relative)?;
-        lint(&relative, &source)?;
-        self.registry
-            .register_template_string("_tests/application", source)
-            .map_err(|e| handlebars_error(&relative, &e))?;
-        self.files.insert("_tests/application".into(), relative);
+        for file in [APPLICATION_TEST, DEPLOYMENT_TEST] {
+            let relative = PathBuf::from(file);
+            let source = read(&root.join(&relative), &relative)?;
+            lint(&relative, &source)?;
+            self.registry
+                .register_template_string(file, source)
+                .map_err(|e| handlebars_error(&relative, &e))?;
+        }
         Ok(())
     }
 
     /// Renders the NixOS VM test of one application from its manifest's health checks and admin action.
     pub fn render_application_test(&self, manifest: &Manifest) -> Result<String, TemplateError> {
-        let file = PathBuf::from(APPLICATION_TEST);
-        let context = test_context(manifest);
-        let text = self
-            .registry
-            .render("_tests/application", &context)
-            .map_err(|e| render_error(&file, &e))?;
-        canonical(&file, &text)
-    }
-}
-
-/// The template of the per-operator deployment VM tests, relative to the repository.
-pub const DEPLOYMENT_TEST: &str = "templates/_tests/deployment.nix.hbs";
-
-impl Templates {
-    /// Loads the deployment VM test template (linted like every template).
-    pub fn load_deployment_test(&mut self, root: &Path) -> Result<(), TemplateError> {
-        let relative = PathBuf::from(DEPLOYMENT_TEST);
-        let source = read(&root.join(&relative), &relative)?;
-        lint(&relative, &source)?;
-        self.registry
-            .register_template_string("_tests/deployment", source)
-            .map_err(|e| handlebars_error(&relative, &e))?;
-        Ok(())
+        self.render_test(APPLICATION_TEST, &test_context(manifest))
     }
 
     /// Renders the VM test of one operator's deployment from its context (see [`crate::deploy::test_context`]).
     pub fn render_deployment_test(&self, context: &Value) -> Result<String, TemplateError> {
-        let file = PathBuf::from(DEPLOYMENT_TEST);
+        self.render_test(DEPLOYMENT_TEST, context)
+    }
+
+    /// Renders a VM test template (registered under its file name) and lays the result out.
+    fn render_test(&self, file: &str, context: &Value) -> Result<String, TemplateError> {
+        let path = PathBuf::from(file);
         let text = self
             .registry
-            .render("_tests/deployment", context)
-            .map_err(|e| render_error(&file, &e))?;
-        canonical(&file, &text)
+            .render(file, context)
+            .map_err(|e| render_error(&path, &e))?;
+        canonical(&path, &text)
     }
 }
 
@@ -642,8 +629,11 @@ fn handlebars_error(file: &Path, e: &handlebars::TemplateError) -> TemplateError
 fn render_error(file: &Path, e: &RenderError) -> TemplateError {
     let template = e.template_name.clone();
     let file = match &template {
+        // Application templates are named after their folder, VM test templates after their file; any other
+        // name is a partial's.
         Some(name)
-            if !file.ends_with(format!("{name}.nix.hbs"))
+            if Path::new(name) != file
+                && !file.ends_with(format!("{name}.nix.hbs"))
                 && file.iter().all(|c| c != name.as_str()) =>
         {
             PathBuf::from(format!("templates/_partials/{name}.nix.hbs"))

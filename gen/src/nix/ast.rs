@@ -328,6 +328,11 @@ impl Expr {
 }
 
 impl Entry {
+    /// `a.b.c = value;` for a dotted path of identifiers, without a comment.
+    pub fn dotted(path: &str, value: Expr) -> Result<Self, LexicalError> {
+        Ok(Self::binding(AttrPath::dotted(path)?, value))
+    }
+
     /// `path = value;` without a comment.
     pub fn binding(path: AttrPath, value: Expr) -> Self {
         Entry::Binding {
