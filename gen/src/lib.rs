@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod emit;
 pub mod eval;
 pub mod generate;
+pub mod import;
 pub mod manifest;
 pub mod model;
 pub mod nix;

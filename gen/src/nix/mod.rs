@@ -3,6 +3,7 @@
 
 pub mod ast;
 pub mod lexical;
+pub mod literal;
 pub mod print;
 pub mod value;
 pub mod verify;

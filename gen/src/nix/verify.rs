@@ -74,9 +74,15 @@ pub enum VerifyError {
 
 /// Parses `text` with rnix; the first error is reported with its position in `file`.
 pub fn check_syntax(file: &str, text: &str) -> Result<(), VerifyError> {
+    parse(file, text).map(drop)
+}
+
+/// Parses `text` with rnix into its lossless syntax tree (every byte, comments and spacing included), or
+/// reports the first error with its position in `file`.
+pub fn parse(file: &str, text: &str) -> Result<rnix::Root, VerifyError> {
     let parse = rnix::Root::parse(text);
     let Some(error) = parse.errors().first() else {
-        return Ok(());
+        return Ok(parse.tree());
     };
     let offset = match error {
         rnix::ParseError::Unexpected(range)
