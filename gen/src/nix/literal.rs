@@ -5,8 +5,7 @@
 //! answer `None` when the meaning depends on evaluation (an interpolation, a computed name), so callers can
 //! refuse with the location instead of guessing.
 
-use rnix::ast::{self, AstToken, InterpolPart};
-use rowan::ast::AstNode;
+use rnix::ast::{self, InterpolPart};
 
 use super::verify::Position;
 
@@ -57,6 +56,7 @@ pub fn is_ident(expr: &ast::Expr, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rowan::ast::AstNode;
 
     fn first_attr(text: &str) -> ast::Attrpath {
         let root = rnix::Root::parse(text).tree();
