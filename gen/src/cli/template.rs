@@ -1,6 +1,7 @@
-//! `fedigen template new|check`: scaffold an application template, and prove templates by rendering them.
+//! `fedigen template new|check|import`: scaffold an application template (empty, or from an upstream NixOS
+//! module's option declarations), and prove templates by rendering them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -33,6 +34,29 @@ pub enum TemplateCommand {
         #[arg(long)]
         repo: Option<PathBuf>,
     },
+    /// Write `templates/<app>/manifest.toml` from the option declarations of an existing NixOS module (such
+    /// as nixpkgs' `nixos/modules/services/web-apps/foo.nix`), read statically: the module is never evaluated.
+    ///
+    /// Options are translated where the manifest's types can say the same thing; everything else is printed
+    /// as `file:line:col: warning: …` and listed in the skeleton as a TODO. Names below the shared prefix
+    /// are joined in camelCase (`services.foo.database.host` → `databaseHost`). Also writes a module.nix.hbs
+    /// to fill in, when there is none. Exit status 2 when the module does not parse or declares nothing.
+    Import {
+        /// The NixOS module to read.
+        module: PathBuf,
+        /// The application's name (default: the last component of the option prefix, `services.foo` → `foo`).
+        #[arg(long)]
+        name: Option<String>,
+        /// The repository (default: the current directory or the nearest parent with `templates/`).
+        #[arg(long)]
+        repo: Option<PathBuf>,
+        /// Print the manifest to standard output instead of writing files.
+        #[arg(long)]
+        stdout: bool,
+        /// Replace an existing manifest.toml.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Runs one `fedigen template` subcommand.
@@ -40,6 +64,13 @@ pub fn run(command: TemplateCommand) -> ExitCode {
     match command {
         TemplateCommand::New { app, repo } => new(&app, repo),
         TemplateCommand::Check { app, repo } => check(app.as_deref(), repo),
+        TemplateCommand::Import {
+            module,
+            name,
+            repo,
+            stdout,
+            force,
+        } => import(&module, name.as_deref(), repo, stdout, force),
     }
 }
 
@@ -122,31 +153,7 @@ path = "/"
 status = 200
 "#
     );
-    let module = format!(
-        r#"{{{{! Map fediversity.{app} onto the upstream module {{services.{app}}}. Values reach the output only through
-    typed helpers: nix-str, nix-value, nix-attr, nix-path, nix-options. }}}}
-{{ config, lib, ... }}:
-let
-  cfg = config.fediversity.{app};
-  host = "${{cfg.subdomain}}.${{config.fediversity.domain}}";
-in
-{{
-  options.fediversity.{app} = {{{{nix-options}}}};
-
-  config = lib.mkIf cfg.enable {{
-    {{{{> nginx-acme}}}}
-    services.{app} = {{
-      enable = true;
-      # TODO: map the options onto the upstream module, e.g. `domain = host;`.
-    }};
-    services.nginx.virtualHosts.${{host}} = {{
-      enableACME = true;
-      forceSSL = true;
-    }};
-  }};
-}}
-"#
-    );
+    let module = module_template(app, &format!("services.{app}"));
     let written = std::fs::create_dir_all(&dir)
         .and_then(|()| std::fs::write(dir.join("manifest.toml"), manifest))
         .and_then(|()| std::fs::write(dir.join("module.nix.hbs"), module));
@@ -247,4 +254,110 @@ fn variants(manifest: &Manifest) -> Vec<Manifest> {
         variants.push(variant);
     }
     variants
+}
+
+/// The module template a new application starts from: it renders and passes `template check` as it is.
+fn module_template(app: &str, upstream: &str) -> String {
+    format!(
+        r#"{{{{! Map fediversity.{app} onto the upstream module {{{upstream}}}. Values reach the output only through
+    typed helpers: nix-str, nix-value, nix-attr, nix-path, nix-options. }}}}
+{{ config, lib, ... }}:
+let
+  cfg = config.fediversity.{app};
+  host = "${{cfg.subdomain}}.${{config.fediversity.domain}}";
+in
+{{
+  options.fediversity.{app} = {{{{nix-options}}}};
+
+  config = lib.mkIf cfg.enable {{
+    {{{{> nginx-acme}}}}
+    {upstream} = {{
+      enable = true;
+      # TODO: map the options onto the upstream module, e.g. `domain = host;`.
+    }};
+    services.nginx.virtualHosts.${{host}} = {{
+      enableACME = true;
+      forceSSL = true;
+    }};
+  }};
+}}
+"#
+    )
+}
+
+fn import(
+    module: &Path,
+    name: Option<&str>,
+    repo: Option<PathBuf>,
+    stdout: bool,
+    force: bool,
+) -> ExitCode {
+    let text = match std::fs::read_to_string(module) {
+        Ok(text) => text,
+        Err(e) => return fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", module.display())),
+    };
+    let file = module.display().to_string();
+    let imported = match fedigen::import::import_module(&file, &text, name) {
+        Ok(imported) => imported,
+        Err(e) => return fail(EXIT_INVALID_INPUT, e),
+    };
+    eprint!("{}", imported.report());
+    if stdout {
+        print!("{}", imported.manifest_text);
+        eprintln!("{}", imported.summary());
+        return ExitCode::SUCCESS;
+    }
+    let repo = match repository(repo) {
+        Ok(repo) => repo,
+        Err(code) => return code,
+    };
+    let dir = repo.join("templates").join(&imported.name);
+    let manifest = dir.join("manifest.toml");
+    if manifest.exists() && !force {
+        return fail(
+            EXIT_INVALID_INPUT,
+            format_args!(
+                "{}: exists already; pass --force to replace it, or --stdout to compare",
+                manifest.display()
+            ),
+        );
+    }
+    let hbs = dir.join("module.nix.hbs");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| write_atomically(&manifest, &imported.manifest_text))
+        .and_then(|()| {
+            if hbs.exists() {
+                Ok(false)
+            } else {
+                write_atomically(&hbs, &module_template(&imported.name, &imported.upstream))
+                    .map(|()| true)
+            }
+        });
+    match written {
+        Ok(scaffolded) => {
+            eprintln!("{}", imported.summary());
+            eprintln!(
+                "wrote {}{}; review its TODOs, then run `fedigen template check {}`",
+                manifest.display(),
+                if scaffolded {
+                    format!(" and {}", hbs.display())
+                } else {
+                    String::new()
+                },
+                imported.name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", dir.display())),
+    }
+}
+
+/// Writes a file whole or not at all: a temporary file in the same folder, renamed over the target.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
+    temp.write_all(text.as_bytes())?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map(drop).map_err(|e| e.error)
 }
