@@ -102,6 +102,9 @@ pub struct Import {
     pub skipped: Vec<(String, Position, String)>,
     /// Every finding, ordered by position.
     pub findings: Vec<Finding>,
+    /// Every option path the import read, whatever became of it (imported, skipped, the service's `enable`, a
+    /// submodule whose options were imported one by one): what a check against the evaluator accounts for.
+    pub declared: Vec<Vec<String>>,
     /// The skeleton `manifest.toml`.
     pub manifest_text: String,
     /// The skeleton as `Manifest::parse` reads it: proof that it loads.
@@ -142,8 +145,15 @@ impl Import {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ImportError {
     /// The module does not parse.
-    #[error("{0}")]
-    Syntax(VerifyError),
+    #[error("{file}:{position}: the module does not parse: {message}")]
+    Syntax {
+        /// The module's name in reports.
+        file: String,
+        /// Where the parser stopped.
+        position: Position,
+        /// The parser's message.
+        message: String,
+    },
     /// It parses, but is not a module this importer can read, or declares nothing to import.
     #[error("{file}:{position}: {message}")]
     Module {
@@ -162,7 +172,22 @@ pub enum ImportError {
 /// Imports the option declarations of the module `text` (named `file` in reports). `name` overrides the
 /// application's name, which is otherwise the last component of the shared option prefix.
 pub fn import_module(file: &str, text: &str, name: Option<&str>) -> Result<Import, ImportError> {
-    let root = verify::parse(file, text).map_err(ImportError::Syntax)?;
+    let root = verify::parse(file, text).map_err(|e| match e {
+        VerifyError::Syntax {
+            file,
+            position,
+            message,
+        } => ImportError::Syntax {
+            file,
+            position,
+            message,
+        },
+        other => ImportError::Syntax {
+            file: file.to_owned(),
+            position: Position { line: 1, column: 1 },
+            message: other.to_string(),
+        },
+    })?;
     let module_error = |node: &rnix::SyntaxNode, message: String| ImportError::Module {
         file: file.to_owned(),
         position: position(text, node),
@@ -177,8 +202,11 @@ pub fn import_module(file: &str, text: &str, name: Option<&str>) -> Result<Impor
             "not a NixOS module: expected an attribute set, or a function returning one".into(),
         )
     })?;
+    let mut lets = BTreeMap::new();
+    module_lets(&expr, &mut lets);
     let mut reader = Reader {
         text,
+        lets,
         findings: Vec::new(),
         declarations: Vec::new(),
     };
@@ -238,6 +266,31 @@ fn module_set(expr: &ast::Expr) -> Result<ast::AttrSet, rnix::SyntaxNode> {
             .ok_or_else(|| paren.syntax().clone())
             .and_then(|b| module_set(&b)),
         other => Err(other.syntax().clone()),
+    }
+}
+
+/// The `let` bindings on the way to the module's attribute set (`let tlsOptions = { … }; in { … }`), so
+/// a submodule declared by name is read; references are resolved, never evaluated.
+fn module_lets(expr: &ast::Expr, lets: &mut BTreeMap<String, ast::Expr>) {
+    let next = match expr {
+        ast::Expr::Lambda(lambda) => lambda.body(),
+        ast::Expr::With(with) => with.body(),
+        ast::Expr::Paren(paren) => paren.expr(),
+        ast::Expr::LetIn(let_in) => {
+            for entry in let_in.entries() {
+                if let ast::Entry::AttrpathValue(binding) = entry
+                    && let (Some(path), Some(value)) = (binding.attrpath(), binding.value())
+                    && let Ok([name]) = attrpath_names(&path).as_deref()
+                {
+                    lets.insert(name.clone(), value);
+                }
+            }
+            let_in.body()
+        }
+        _ => None,
+    };
+    if let Some(next) = next {
+        module_lets(&next, lets);
     }
 }
 
@@ -310,6 +363,7 @@ enum Kind {
 
 struct Reader<'a> {
     text: &'a str,
+    lets: BTreeMap<String, ast::Expr>,
     findings: Vec<Finding>,
     declarations: Vec<Declaration>,
 }
@@ -408,7 +462,7 @@ impl Reader<'_> {
                     Severity::Warning,
                     format!(
                         "`{}`: the free-form settings of this submodule are not imported; declare the ones operators need as options",
-                        prefix.join(".")
+                        show_path(prefix)
                     ),
                 ),
                 _ => {}
@@ -453,11 +507,11 @@ impl Reader<'_> {
             return;
         }
         let position = self.at(expr.syntax());
-        let dotted = path.join(".");
+        let dotted = show_path(&path);
         let kind = match call(&expr) {
             Some((names, args)) => match lib_function(&names) {
                 Some("mkOption") => match args.as_slice() {
-                    [ast::Expr::AttrSet(fields)] => self.mk_option(fields, &path, in_submodule),
+                    [ast::Expr::AttrSet(fields)] => self.mk_option(fields, &path),
                     _ => Kind::Skipped(format!(
                         "`{dotted}`: `mkOption` with a computed argument is not read"
                     )),
@@ -494,11 +548,11 @@ impl Reader<'_> {
     }
 
     fn mk_enable_option(&mut self, expr: &ast::Expr, args: &[ast::Expr], path: &[String]) -> Kind {
-        let dotted = path.join(".");
+        let dotted = show_path(path);
         let Some(thing) = args.first() else {
             return Kind::Skipped(format!("`{dotted}`: `mkEnableOption` without its argument"));
         };
-        let thing = match self.text_of(thing) {
+        let thing = match self.text_of(thing, &format!("`{dotted}`")) {
             Some(text) => text,
             None => {
                 return Kind::Skipped(format!(
@@ -522,7 +576,7 @@ impl Reader<'_> {
 
     /// The text of a description-like expression: a string (interpolations kept as their source, with a
     /// warning), through `mdDoc`/`literalMD` and parentheses.
-    fn text_of(&mut self, expr: &ast::Expr) -> Option<String> {
+    fn text_of(&mut self, expr: &ast::Expr, what: &str) -> Option<String> {
         let expr = plain(expr);
         match &expr {
             ast::Expr::Str(s) => {
@@ -541,14 +595,14 @@ impl Reader<'_> {
                     self.report(
                         s.syntax(),
                         Severity::Warning,
-                        "this text interpolates; the interpolations are kept as written (`${…}`): rewrite them".into(),
+                        format!("{what}: the text interpolates; the interpolations are kept as written (`${{…}}`): rewrite them"),
                     );
                 }
                 Some(text)
             }
             _ => match call(&expr) {
                 Some((names, args)) if args.len() == 1 => match lib_function(&names) {
-                    Some("mdDoc" | "literalMD") => self.text_of(&args[0]),
+                    Some("mdDoc" | "literalMD") => self.text_of(&args[0], what),
                     _ => None,
                 },
                 _ => None,
@@ -556,8 +610,8 @@ impl Reader<'_> {
         }
     }
 
-    fn mk_option(&mut self, fields: &ast::AttrSet, path: &[String], in_submodule: bool) -> Kind {
-        let dotted = path.join(".");
+    fn mk_option(&mut self, fields: &ast::AttrSet, path: &[String]) -> Kind {
+        let dotted = show_path(path);
         let mut by_name: BTreeMap<String, ast::Expr> = BTreeMap::new();
         for entry in fields.entries() {
             let ast::Entry::AttrpathValue(binding) = entry else {
@@ -617,7 +671,7 @@ impl Reader<'_> {
         }
         let read = self.read_type(type_expr);
         let description = match by_name.get("description") {
-            Some(d) => match self.text_of(d) {
+            Some(d) => match self.text_of(d, &format!("`{dotted}`: the description")) {
                 Some(text) => text,
                 None => {
                     self.report(
@@ -710,7 +764,7 @@ impl Reader<'_> {
                     self.report(
                         &node,
                         Severity::Warning,
-                        format!("`{dotted}`: the default is not data ({}); dropped, so the option is required until you write one", e.reason),
+                        format!("`{dotted}`: the default is not data ({}); dropped, so the option is required until you write one", not_data(expr, &e.reason)),
                     );
                     let shown = by_name
                         .get("defaultText")
@@ -721,6 +775,13 @@ impl Reader<'_> {
                 }
             },
         };
+        if nullable && !todo.iter().any(|t| t.contains("null")) {
+            self.report(
+                type_expr.syntax(),
+                Severity::Warning,
+                format!("`{dotted}`: `nullOr` is imported as its inner type: the manifest has no null, so null is no longer accepted"),
+            );
+        }
         let example = match by_name.get("example") {
             None => None,
             Some(expr) => match literal_value(expr) {
@@ -743,7 +804,7 @@ impl Reader<'_> {
                         Severity::Warning,
                         format!(
                             "`{dotted}`: the example is not data ({}); dropped",
-                            e.reason
+                            not_data(expr, &e.reason)
                         ),
                     );
                     todo.push(format!("upstream example: {shown}"));
@@ -751,9 +812,6 @@ impl Reader<'_> {
                 }
             },
         };
-        if in_submodule && default.is_none() && !by_name.contains_key("default") {
-            // Required inside a submodule is required in the manifest too: nothing to report.
-        }
         Kind::Option(ImportedOption {
             path: path.to_vec(),
             ty,
@@ -804,7 +862,7 @@ impl Reader<'_> {
             }
         }
         let mut description = match fields.get("description") {
-            Some(d) => self.text_of(d)?,
+            Some(d) => self.text_of(d, &format!("`{last}`: the description"))?,
             None => format!("TODO: what `{last}` holds"),
         };
         // fedigen's own generated modules wrap the manifest's description; unwrap it (round trips).
@@ -833,6 +891,17 @@ impl Reader<'_> {
             description,
             generated,
         }))
+    }
+
+    /// A reference to a module-level `let` binding, replaced by its value (once: no recursion).
+    fn resolve(&self, expr: &ast::Expr) -> ast::Expr {
+        match plain(expr) {
+            ast::Expr::Ident(ident) => ident
+                .ident_token()
+                .and_then(|t| self.lets.get(t.text()).cloned())
+                .unwrap_or_else(|| expr.clone()),
+            other => other,
+        }
     }
 
     fn read_type(&mut self, expr: &ast::Expr) -> TypeRead {
@@ -929,7 +998,7 @@ impl Reader<'_> {
                 TypeRead::Submodule { set, .. } => TypeRead::Submodule { set, nullable: true },
                 other => other,
             },
-            ("submodule", [module]) => match module_set(module) {
+            ("submodule", [module]) => match module_set(&self.resolve(module)) {
                 Ok(set) => TypeRead::Submodule { set, nullable: false },
                 Err(_) => untranslatable("is a submodule whose options are computed"),
             },
@@ -943,6 +1012,28 @@ impl Reader<'_> {
             _ => untranslatable("is not a `lib.types` type fedigen knows"),
         }
     }
+}
+
+/// Why a value is not data, naming `literalExpression` and friends (documentation, not values).
+fn not_data(expr: &ast::Expr, reason: &str) -> String {
+    match call(expr).and_then(|(names, _)| lib_function(&names).map(str::to_owned)) {
+        Some(f) if f.starts_with("literal") => {
+            format!("`{f}` is Nix code for the documentation, not a value")
+        }
+        _ => reason.to_owned(),
+    }
+}
+
+/// An option path as Nix writes it: components that are not bare identifiers quoted (`services.a."b.c"`).
+pub fn show_path(path: &[String]) -> String {
+    path.iter()
+        .map(|name| {
+            let mut out = String::new();
+            crate::nix::lexical::write_attr_name(&mut out, name);
+            out
+        })
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 /// The option path shared by the top-level declarations' parents (the service, e.g. `services.foo`).
@@ -1067,6 +1158,7 @@ fn assemble(
     let mut secrets = BTreeMap::new();
     let mut skipped = Vec::new();
     let mut taken: BTreeSet<String> = BTreeSet::new();
+    let declared = declarations.iter().map(|d| d.path.clone()).collect();
     let note = |findings: &mut Vec<Finding>, position, severity, message| {
         findings.push(Finding {
             position,
@@ -1075,7 +1167,7 @@ fn assemble(
         })
     };
     for declaration in declarations {
-        let dotted = declaration.path.join(".");
+        let dotted = show_path(&declaration.path);
         let relative = declaration
             .path
             .strip_prefix(upstream.as_slice())
@@ -1083,6 +1175,9 @@ fn assemble(
         match declaration.kind {
             Kind::Skipped(reason) => {
                 if !reason.is_empty() {
+                    let reason = reason
+                        .strip_prefix(&format!("`{dotted}`: "))
+                        .map_or_else(|| reason.clone(), str::to_owned);
                     skipped.push((dotted, declaration.position, reason));
                 }
             }
@@ -1197,11 +1292,12 @@ fn assemble(
         import: Import {
             file: file.to_owned(),
             name,
-            upstream: upstream.join("."),
+            upstream: show_path(&upstream),
             options,
             secrets,
             skipped,
             findings,
+            declared,
             manifest_text: String::new(),
             manifest: placeholder_manifest(),
         },
@@ -1220,7 +1316,7 @@ fn insert_option(
     mut name: String,
     option: ImportedOption,
 ) {
-    let dotted = option.path.join(".");
+    let dotted = show_path(&option.path);
     if matches!(name.as_str(), "enable" | "subdomain") {
         let renamed = format!("upstream{}", flatten_name(&[String::new(), name.clone()]));
         findings.push(Finding {
@@ -1390,7 +1486,7 @@ fn render(import: &Import, application: &ApplicationText) -> String {
     let _ = writeln!(out, "subdomain = {}", toml_string(&application.subdomain));
     for (name, option) in &import.options {
         out.push('\n');
-        let _ = writeln!(out, "# From `{}`.", option.path.join("."));
+        let _ = writeln!(out, "# From `{}`.", show_path(&option.path));
         for todo in &option.todo {
             comment(&mut out, &format!("TODO: {todo}"));
         }
@@ -1417,7 +1513,7 @@ fn render(import: &Import, application: &ApplicationText) -> String {
     }
     for (name, secret) in &import.secrets {
         out.push('\n');
-        let _ = writeln!(out, "# From `{}`.", secret.path.join("."));
+        let _ = writeln!(out, "# From `{}`.", show_path(&secret.path));
         let _ = writeln!(out, "[secrets.{}]", toml_key(name));
         let _ = writeln!(out, "description = {}", toml_string(&secret.description));
         let _ = writeln!(
