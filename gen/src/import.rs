@@ -507,29 +507,7 @@ impl Reader<'_> {
             return;
         }
         let position = self.at(expr.syntax());
-        let dotted = show_path(&path);
-        let kind = match call(&expr) {
-            Some((names, args)) => match lib_function(&names) {
-                Some("mkOption") => match args.as_slice() {
-                    [ast::Expr::AttrSet(fields)] => self.mk_option(fields, &path),
-                    _ => Kind::Skipped(format!(
-                        "`{dotted}`: `mkOption` with a computed argument is not read"
-                    )),
-                },
-                Some("mkEnableOption") => self.mk_enable_option(&expr, &args, &path),
-                Some("mkPackageOption") => Kind::Skipped(format!(
-                    "`{dotted}`: a package option (`mkPackageOption`) is not translatable: the module template chooses packages, not operators"
-                )),
-                _ => Kind::Skipped(format!(
-                    "`{dotted}`: `{}` is not an option declaration fedigen can read",
-                    source(&expr)
-                )),
-            },
-            None => Kind::Skipped(format!(
-                "`{dotted}`: `{}` is not an option declaration fedigen can read",
-                source(&expr)
-            )),
-        };
+        let kind = self.declaration(&expr, &path);
         if let Kind::Skipped(reason) = &kind
             && !reason.is_empty()
         {
@@ -545,6 +523,117 @@ impl Reader<'_> {
             in_submodule,
             kind,
         });
+    }
+
+    /// What one declaration is: `mkOption { … }`, `mkEnableOption "…"`, `mkPackageOption …`, or one of them
+    /// updated with fields (`mkEnableOption "…" // { default = true; }`, a nixpkgs idiom).
+    fn declaration(&mut self, expr: &ast::Expr, path: &[String]) -> Kind {
+        let dotted = show_path(path);
+        if let ast::Expr::BinOp(op) = expr
+            && op.operator() == Some(ast::BinOpKind::Update)
+            && let (Some(lhs), Some(rhs)) = (op.lhs(), op.rhs())
+            && let ast::Expr::AttrSet(overrides) = plain(&rhs)
+        {
+            let kind = self.declaration(&plain(&lhs), path);
+            return self.update(kind, &overrides, path);
+        }
+        match call(expr) {
+            Some((names, args)) => match lib_function(&names) {
+                Some("mkOption") => match args.as_slice() {
+                    [ast::Expr::AttrSet(fields)] => self.mk_option(fields, path),
+                    _ => Kind::Skipped(format!(
+                        "`{dotted}`: `mkOption` with a computed argument is not read"
+                    )),
+                },
+                Some("mkEnableOption") => self.mk_enable_option(expr, &args, path),
+                Some("mkPackageOption") => Kind::Skipped(format!(
+                    "`{dotted}`: a package option (`mkPackageOption`) is not translatable: the module template chooses packages, not operators"
+                )),
+                _ => Kind::Skipped(format!(
+                    "`{dotted}`: `{}` is not an option declaration fedigen can read",
+                    source(expr)
+                )),
+            },
+            None => Kind::Skipped(format!(
+                "`{dotted}`: `{}` is not an option declaration fedigen can read",
+                source(expr)
+            )),
+        }
+    }
+
+    /// Applies `// { default = …; example = …; description = …; }` to a declaration read from the left side.
+    fn update(&mut self, kind: Kind, overrides: &ast::AttrSet, path: &[String]) -> Kind {
+        let dotted = show_path(path);
+        let Kind::Option(mut option) = kind else {
+            if let Kind::Enable(_) = kind {
+                self.report(
+                    overrides.syntax(),
+                    Severity::Warning,
+                    format!(
+                        "`{dotted}`: the fields updating the service's `enable` are not imported"
+                    ),
+                );
+            }
+            return kind;
+        };
+        for entry in overrides.entries() {
+            let ast::Entry::AttrpathValue(binding) = entry else {
+                continue;
+            };
+            let (Some(attrpath), Some(value)) = (binding.attrpath(), binding.value()) else {
+                continue;
+            };
+            let field = match attrpath_names(&attrpath).as_deref() {
+                Ok([name]) => name.clone(),
+                _ => String::new(),
+            };
+            match field.as_str() {
+                "default" | "example" => match literal_value(&value) {
+                    Ok(v) if option.ty.check(&v).is_ok() => {
+                        if field == "default" {
+                            option.default = Some(v);
+                        } else {
+                            option.example = Some(v);
+                        }
+                    }
+                    _ => {
+                        self.report(
+                            value.syntax(),
+                            Severity::Warning,
+                            format!("`{dotted}`: the updated {field} `{}` is not data of the option's type; dropped", source(&value)),
+                        );
+                        if field == "default" {
+                            option.default = None;
+                            option
+                                .todo
+                                .push(format!("upstream default: {}", source(&value)));
+                        } else {
+                            option.example = None;
+                        }
+                    }
+                },
+                "description" => match self.text_of(&value, &format!("`{dotted}`: the description"))
+                {
+                    Some(text) => option.description = text,
+                    None => self.report(
+                        value.syntax(),
+                        Severity::Warning,
+                        format!(
+                            "`{dotted}`: the updated description is computed; the original is kept"
+                        ),
+                    ),
+                },
+                _ => self.report(
+                    binding.syntax(),
+                    Severity::Warning,
+                    format!(
+                        "`{dotted}`: the update `{}` is not imported",
+                        source(&attrpath)
+                    ),
+                ),
+            }
+        }
+        Kind::Option(option)
     }
 
     fn mk_enable_option(&mut self, expr: &ast::Expr, args: &[ast::Expr], path: &[String]) -> Kind {
