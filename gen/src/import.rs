@@ -457,6 +457,13 @@ impl Reader<'_> {
                     full.extend_from_slice(rest);
                     self.options(&value, full, in_submodule);
                 }
+                Some((first, _)) if first == "imports" => self.report(
+                    binding.syntax(),
+                    Severity::Warning,
+                    "`imports` are not followed: options declared by the imported modules (renamed or removed \
+                     options too) are not read; import those modules one by one"
+                        .into(),
+                ),
                 Some((first, _)) if in_submodule && first == "freeformType" => self.report(
                     binding.syntax(),
                     Severity::Warning,
