@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rnix::ast::{self, HasEntry};
 use rowan::ast::AstNode;
@@ -237,12 +237,23 @@ pub fn import_module(file: &str, text: &str, name: Option<&str>) -> Result<Impor
             ),
         ));
     }
-    let mut import = assemble(file, text, name, upstream, reader);
-    let manifest_path = PathBuf::from(format!("templates/{}/manifest.toml", import.name));
-    import.manifest_text = render(&import, &import.application);
-    import.manifest =
-        Manifest::parse(&manifest_path, &import.manifest_text).map_err(ImportError::Manifest)?;
-    Ok(import.finish())
+    let draft = assemble(file, name, upstream, reader);
+    let manifest_text = render(&draft);
+    let manifest_path = PathBuf::from(format!("templates/{}/manifest.toml", draft.name));
+    let manifest =
+        Manifest::parse(&manifest_path, &manifest_text).map_err(ImportError::Manifest)?;
+    Ok(Import {
+        file: draft.file,
+        name: draft.name,
+        upstream: draft.upstream,
+        options: draft.options,
+        secrets: draft.secrets,
+        skipped: draft.skipped,
+        findings: draft.findings,
+        declared: draft.declared,
+        manifest_text,
+        manifest,
+    })
 }
 
 /// The module's attribute set: through `{ … }:` functions, `let … in`, `with …;` and parentheses.
@@ -1195,29 +1206,17 @@ struct ApplicationText {
     title_from_module: bool,
 }
 
-/// An import under construction (before the manifest is rendered and checked).
+/// An import before its manifest is rendered and checked.
 struct Draft {
-    import: Import,
+    file: String,
+    name: String,
+    upstream: String,
+    options: BTreeMap<String, ImportedOption>,
+    secrets: BTreeMap<String, ImportedSecret>,
+    skipped: Vec<(String, Position, String)>,
+    findings: Vec<Finding>,
+    declared: Vec<Vec<String>>,
     application: ApplicationText,
-}
-
-impl std::ops::Deref for Draft {
-    type Target = Import;
-    fn deref(&self) -> &Import {
-        &self.import
-    }
-}
-
-impl std::ops::DerefMut for Draft {
-    fn deref_mut(&mut self) -> &mut Import {
-        &mut self.import
-    }
-}
-
-impl Draft {
-    fn finish(self) -> Import {
-        self.import
-    }
 }
 
 fn title_case(name: &str) -> String {
@@ -1233,13 +1232,7 @@ fn title_case(name: &str) -> String {
         .join(" ")
 }
 
-fn assemble(
-    file: &str,
-    _text: &str,
-    name: String,
-    upstream: Vec<String>,
-    reader: Reader<'_>,
-) -> Draft {
+fn assemble(file: &str, name: String, upstream: Vec<String>, reader: Reader<'_>) -> Draft {
     let Reader {
         mut findings,
         declarations,
@@ -1385,18 +1378,14 @@ fn assemble(
     });
     findings.dedup();
     Draft {
-        import: Import {
-            file: file.to_owned(),
-            name,
-            upstream: show_path(&upstream),
-            options,
-            secrets,
-            skipped,
-            findings,
-            declared,
-            manifest_text: String::new(),
-            manifest: placeholder_manifest(),
-        },
+        file: file.to_owned(),
+        name,
+        upstream: show_path(&upstream),
+        options,
+        secrets,
+        skipped,
+        findings,
+        declared,
         application,
     }
 }
@@ -1440,15 +1429,6 @@ fn insert_option(
         return;
     }
     options.insert(name, option);
-}
-
-/// A manifest that is replaced before an [`Import`] leaves this module.
-fn placeholder_manifest() -> Manifest {
-    Manifest::parse(
-        Path::new("placeholder"),
-        "[application]\nname = \"x\"\ntitle = \"x\"\ndescription = \"x\"\nupstream = \"x\"\nsubdomain = \"x\"\n[resources]\ncores = 1\nmemory_mib = 1\ndisk_gib = 1\n",
-    )
-    .expect("the placeholder manifest loads")
 }
 
 /// A TOML value for a JSON value the manifest accepts (no nulls: the type checks have refused them).
@@ -1550,7 +1530,8 @@ fn type_keys(ty: &OptionType) -> Vec<(&'static str, toml::Value)> {
 
 /// The skeleton `manifest.toml`: the imported options and secrets, placeholders for what the module cannot
 /// say (needs, resources, ports, health), and a TODO comment wherever a human must decide.
-fn render(import: &Import, application: &ApplicationText) -> String {
+fn render(import: &Draft) -> String {
+    let application = &import.application;
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(
@@ -1665,5 +1646,89 @@ impl fmt::Display for Finding {
             Severity::Note => "note",
         };
         write!(f, "{}: {kind}: {}", self.position, self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(parts: &[&str]) -> Vec<String> {
+        parts.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    #[test]
+    fn paths_flatten_to_camel_case_identifiers() {
+        assert_eq!(
+            flatten_name(&names(&["database", "createLocally"])),
+            "databaseCreateLocally"
+        );
+        assert_eq!(flatten_name(&names(&["max.size"])), "max_size");
+        assert_eq!(flatten_name(&names(&["9lives"])), "_9lives");
+        assert_eq!(
+            flatten_name(&names(&["if"])),
+            "if_",
+            "keywords are not identifiers"
+        );
+        assert_eq!(
+            show_path(&names(&["services", "a.b", "if"])),
+            r#"services."a.b"."if""#
+        );
+    }
+
+    #[test]
+    fn secret_words_are_found_in_every_naming_style() {
+        assert_eq!(words("appSecrets"), ["app", "secrets"]);
+        assert_eq!(words("db_password-path"), ["db", "password", "path"]);
+        assert_eq!(words("environment"), ["environment"]);
+    }
+
+    fn refusal(text: &str) -> String {
+        import_module("m.nix", text, None).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn modules_that_cannot_be_imported_are_refused_with_a_position() {
+        assert_eq!(
+            refusal("[ 1 ]"),
+            "m.nix:1:1: not a NixOS module: expected an attribute set, or a function returning one"
+        );
+        assert_eq!(
+            refusal(
+                "{ lib, ... }:\n{ options.a.x = lib.mkOption { type = lib.types.int; }; options.b.y = lib.mkOption { type = lib.types.int; }; }"
+            ),
+            "m.nix:2:1: the option declarations share no prefix (such as `services.foo`); import one service at a time"
+        );
+        assert!(refusal("{ options.services.x = {").starts_with("m.nix:1:"));
+        let bad_name = import_module(
+            "m.nix",
+            "{ lib, ... }: { options.services.x.y = lib.mkOption { type = lib.types.int; description = \"d\"; }; }",
+            Some("_hidden"),
+        )
+        .unwrap_err();
+        assert!(
+            bad_name.to_string().contains("cannot name an application"),
+            "{bad_name}"
+        );
+    }
+
+    #[test]
+    fn a_bare_attribute_set_is_a_module_and_its_name_comes_from_the_prefix() {
+        let import = import_module(
+            "m.nix",
+            r#"{ options.services.my-app.level = mkOption { type = types.ints.between 0 9; default = 3; description = "d"; }; }"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(import.name, "my-app");
+        assert_eq!(import.upstream, "services.my-app");
+        assert_eq!(
+            import.options["level"].ty,
+            OptionType::Int {
+                min: Some(0),
+                max: Some(9)
+            }
+        );
+        assert_eq!(import.options["level"].default, Some(Value::from(3)));
     }
 }
