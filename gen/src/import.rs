@@ -1303,6 +1303,16 @@ fn assemble(file: &str, name: String, upstream: Vec<String>, reader: Reader<'_>)
                     option,
                 );
             }
+            Kind::Option(option) if relative == ["enable"] && option.ty == OptionType::Bool => {
+                note(
+                    &mut findings,
+                    declaration.position,
+                    Severity::Note,
+                    format!(
+                        "`{dotted}`: every fediversity module has its own `enable`; not imported"
+                    ),
+                );
+            }
             Kind::Option(option)
                 if relative == ["subdomain"]
                     && option.default.as_ref().is_some_and(Value::is_string) =>
@@ -1716,7 +1726,8 @@ mod tests {
     fn a_bare_attribute_set_is_a_module_and_its_name_comes_from_the_prefix() {
         let import = import_module(
             "m.nix",
-            r#"{ options.services.my-app.level = mkOption { type = types.ints.between 0 9; default = 3; description = "d"; }; }"#,
+            r#"{ options.services.my-app.level = mkOption { type = types.ints.between 0 9; default = 3; description = "d"; };
+                 options.services.my-app.enable = mkOption { type = types.bool; default = false; description = "Run it."; }; }"#,
             None,
         )
         .unwrap();
@@ -1730,5 +1741,10 @@ mod tests {
             }
         );
         assert_eq!(import.options["level"].default, Some(Value::from(3)));
+        assert_eq!(
+            import.options.len(),
+            1,
+            "an `enable` written with mkOption is the service's switch too"
+        );
     }
 }
