@@ -116,13 +116,7 @@ impl Import {
     pub fn report(&self) -> String {
         self.findings
             .iter()
-            .map(|f| {
-                let kind = match f.severity {
-                    Severity::Warning => "warning",
-                    Severity::Note => "note",
-                };
-                format!("{}:{}: {kind}: {}\n", self.file, f.position, f.message)
-            })
+            .map(|f| format!("{}:{f}\n", self.file))
             .collect()
     }
 
@@ -1371,7 +1365,12 @@ fn assemble(file: &str, name: String, upstream: Vec<String>, reader: Reader<'_>)
                     declaration.position,
                     Severity::Note,
                     format!(
-                        "`{dotted}`: a secret file; imported as secret `{name}` (provided by the operator; the module receives `{name}File`)"
+                        "`{dotted}`: a secret file; imported as secret `{name}` ({}; the module receives `{name}File`)",
+                        if secret.generated {
+                            "generated on the machine"
+                        } else {
+                            "provided by the operator"
+                        }
                     ),
                 );
                 secrets.insert(name, secret);
@@ -1649,6 +1648,7 @@ status = 200
     out
 }
 
+/// `line:col: warning: message`: the report line without the file, which the [`Import`] knows.
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.severity {
