@@ -219,6 +219,18 @@ pub fn import_module(file: &str, text: &str, name: Option<&str>) -> Result<Impor
                 .into(),
         ));
     }
+    if let Some(quoted) = upstream
+        .iter()
+        .find(|n| !crate::nix::lexical::is_bare_identifier(n))
+    {
+        return Err(module_error(
+            set.syntax(),
+            format!(
+                "the option prefix `{}` has the quoted name `{quoted}`, which a manifest's `upstream` cannot hold",
+                show_path(&upstream)
+            ),
+        ));
+    }
     let name = match name {
         Some(name) => name.to_owned(),
         None => upstream.last().cloned().unwrap_or_default(),
@@ -1058,7 +1070,11 @@ impl Reader<'_> {
             ),
             ("ints.between", [a, b]) => match (literal_value(a), literal_value(b)) {
                 (Ok(Value::Number(a)), Ok(Value::Number(b))) if a.as_i64().is_some() && b.as_i64().is_some() => {
-                    scalar(int(a.as_i64(), b.as_i64()), vec![])
+                    if a.as_i64() <= b.as_i64() {
+                        scalar(int(a.as_i64(), b.as_i64()), vec![])
+                    } else {
+                        untranslatable("is an empty range")
+                    }
                 }
                 _ => untranslatable("has bounds that are not integer literals"),
             },
@@ -1710,6 +1726,11 @@ mod tests {
             "m.nix:2:1: the option declarations share no prefix (such as `services.foo`); import one service at a time"
         );
         assert!(refusal("{ options.services.x = {").starts_with("m.nix:1:"));
+        assert!(
+            refusal(r#"{ options.services."a.b".x = mkOption { type = types.int; }; }"#)
+                .contains("the option prefix `services.\"a.b\"` has the quoted name `a.b`"),
+            "a prefix the manifest cannot hold is refused, not written"
+        );
         let bad_name = import_module(
             "m.nix",
             "{ lib, ... }: { options.services.x.y = lib.mkOption { type = lib.types.int; description = \"d\"; }; }",

@@ -617,3 +617,46 @@ fn string_literal_agrees_with_nix_on_indented_and_double_quoted_strings() {
         failures.join("\n")
     );
 }
+
+/// Mangled modules (a slice of a fixture cut out, or replaced by another slice) never crash the importer, and
+/// whatever it accepts gives a manifest that loads: `ImportError::Manifest` would be a bug of the importer.
+#[test]
+fn mangled_modules_are_imported_or_refused_never_a_broken_manifest() {
+    let texts: Vec<String> = ["webapp.nix", "chat.nix", "relay.nix", "tiny.nix"]
+        .iter()
+        .map(|f| std::fs::read_to_string(fixtures().join(f)).unwrap())
+        .collect();
+    let mut runner = TestRunner::new(Config {
+        cases: 600,
+        ..Config::default()
+    });
+    let case = (
+        0..texts.len(),
+        any::<prop::sample::Index>(),
+        0..40usize,
+        any::<prop::sample::Index>(),
+        0..40usize,
+    );
+    runner
+        .run(&case, |(which, at, len, from, from_len)| {
+            let text = &texts[which];
+            let boundary = |i: usize| {
+                (0..=i)
+                    .rev()
+                    .find(|&j| text.is_char_boundary(j))
+                    .unwrap_or(0)
+            };
+            let start = boundary(at.index(text.len()));
+            let end = boundary((start + len).min(text.len()));
+            let src = boundary(from.index(text.len()));
+            let src_end = boundary((src + from_len).min(text.len()));
+            let mangled = format!("{}{}{}", &text[..start], &text[src..src_end], &text[end..]);
+            match import_module("mangled.nix", &mangled, None) {
+                Err(fedigen::import::ImportError::Manifest(e)) => {
+                    Err(TestCaseError::fail(format!("{e}\n{mangled}")))
+                }
+                _ => Ok(()),
+            }
+        })
+        .unwrap();
+}
