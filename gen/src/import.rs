@@ -16,7 +16,9 @@
 //! - **`nullOr t`** imports as `t`: the manifest has no null. A `null` default is dropped, which makes the
 //!   option required; the report says so, for the contributor to choose a real default.
 //! - **Secrets**: an option `<x>File` of type `str` or `path` whose name says secret, password, key, token,
-//!   credentials or environment becomes `[secrets.<x>]` (provided), since secrets are files on the target.
+//!   credentials or environment becomes `[secrets.<x>]` (provided), since secrets are files on the target. A
+//!   string option named like a secret (`database.password`) is skipped: the model refuses secrets as strings
+//!   in specifications, so operators could never set it.
 //! - **Untranslatable types** (`package`, `path`, `submodule` inside `listOf`/`attrsOf`, `either`, `oneOf`,
 //!   `functionTo`, `anything`, `attrs`, …): the option is skipped and listed, with its type, in the skeleton.
 //!   A bare `submodule` is imported as the options it declares, nested names flattened as above.
@@ -396,34 +398,29 @@ fn source(node: &impl AstNode<Language = rnix::NixLanguage>) -> String {
     }
 }
 
-const SECRET_WORDS: [&str; 9] = [
-    "password",
-    "secret",
-    "secrets",
-    "key",
-    "token",
-    "credential",
-    "credentials",
-    "environment",
-    "env",
-];
+/// Words that make a `…File` option a secret besides the model's own secret words
+/// (`crate::model::shape::is_secret_like`): environment files are how nixpkgs modules take secrets.
+const SECRET_WORDS: [&str; 3] = ["environment", "env", "secrets"];
 
-/// The words of a camelCase, snake_case or kebab-case name, lower-cased.
+/// The words of a camelCase, snake_case or kebab-case name, lower-cased, split as the model splits settings
+/// keys (`crate::model::shape::is_secret_like`): `APIKey` is one word, `dbPassword` two.
 fn words(name: &str) -> Vec<String> {
-    let mut words = vec![String::new()];
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut previous_lower = false;
     for c in name.chars() {
-        if c == '_' || c == '-' {
-            words.push(String::new());
-        } else {
-            if c.is_uppercase() && !words.last().is_some_and(String::is_empty) {
-                words.push(String::new());
-            }
-            words
-                .last_mut()
-                .expect("never empty")
-                .extend(c.to_lowercase());
+        if !c.is_alphanumeric() {
+            words.push(std::mem::take(&mut current));
+            previous_lower = false;
+            continue;
         }
+        if c.is_uppercase() && previous_lower {
+            words.push(std::mem::take(&mut current));
+        }
+        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        current.extend(c.to_lowercase());
     }
+    words.push(current);
     words.retain(|w| !w.is_empty());
     words
 }
@@ -959,9 +956,10 @@ impl Reader<'_> {
         fields: &BTreeMap<String, ast::Expr>,
     ) -> Option<Kind> {
         let stem = last.strip_suffix("File").filter(|s| !s.is_empty())?;
-        if !words(stem)
-            .iter()
-            .any(|w| SECRET_WORDS.contains(&w.as_str()))
+        if !crate::model::shape::is_secret_like(stem)
+            && !words(stem)
+                .iter()
+                .any(|w| SECRET_WORDS.contains(&w.as_str()))
         {
             return None;
         }
@@ -1208,6 +1206,15 @@ pub fn flatten_name(relative: &[String]) -> String {
     name
 }
 
+/// Whether values of the type are (or hold) free strings, which a secret-like name makes unusable.
+fn holds_strings(ty: &OptionType) -> bool {
+    match ty {
+        OptionType::Str { .. } | OptionType::Email => true,
+        OptionType::List(inner) | OptionType::Attrs(inner) => holds_strings(inner),
+        _ => false,
+    }
+}
+
 /// The application's identity as the skeleton states it.
 #[derive(Debug, Clone, Default)]
 struct ApplicationText {
@@ -1341,6 +1348,20 @@ fn assemble(file: &str, name: String, upstream: Vec<String>, reader: Reader<'_>)
                         "`{dotted}`: every fediversity module has its own `subdomain`; its default is the application's subdomain"
                     ),
                 );
+            }
+            Kind::Option(option)
+                if crate::model::shape::is_secret_like(&flatten_name(relative))
+                    && holds_strings(&option.ty) =>
+            {
+                let reason = "named like a secret, and specifications may not hold secrets as strings (the model \
+                              refuses them): declare a `…File` secret instead";
+                note(
+                    &mut findings,
+                    declaration.position,
+                    Severity::Warning,
+                    format!("`{dotted}`: {reason}; not imported"),
+                );
+                skipped.push((dotted, declaration.position, reason.to_owned()));
             }
             Kind::Option(option) => {
                 let name = flatten_name(relative);
