@@ -378,6 +378,8 @@ enum Kind {
     /// `mkEnableOption "thing"` at the service's `enable`.
     Enable(String),
     Skipped(String),
+    /// A submodule whose options were read one by one (declared on their own).
+    Submodule,
 }
 
 struct Reader<'a> {
@@ -529,9 +531,7 @@ impl Reader<'_> {
         }
         let position = self.at(expr.syntax());
         let kind = self.declaration(&expr, &path);
-        if let Kind::Skipped(reason) = &kind
-            && !reason.is_empty()
-        {
+        if let Kind::Skipped(reason) = &kind {
             self.findings.push(Finding {
                 position,
                 severity: Severity::Warning,
@@ -829,7 +829,7 @@ impl Reader<'_> {
                     format!("`{dotted}`: a submodule; its options are imported one by one"),
                 );
                 self.module(&set, path, true);
-                return Kind::Skipped(String::new());
+                return Kind::Submodule;
             }
             TypeRead::Scalar {
                 ty,
@@ -1279,13 +1279,12 @@ fn assemble(file: &str, name: String, upstream: Vec<String>, reader: Reader<'_>)
             .strip_prefix(upstream.as_slice())
             .unwrap_or(&declaration.path);
         match declaration.kind {
+            Kind::Submodule => {}
             Kind::Skipped(reason) => {
-                if !reason.is_empty() {
-                    let reason = reason
-                        .strip_prefix(&format!("`{dotted}`: "))
-                        .map_or_else(|| reason.clone(), str::to_owned);
-                    skipped.push((dotted, declaration.position, reason));
-                }
+                let reason = reason
+                    .strip_prefix(&format!("`{dotted}`: "))
+                    .map_or_else(|| reason.clone(), str::to_owned);
+                skipped.push((dotted, declaration.position, reason));
             }
             Kind::Enable(thing) if relative == ["enable"] => {
                 application.title = thing;
