@@ -4,6 +4,7 @@
 //! The crate follows the data flow of `ARCHITECTURE.md`: each top-level module is one box of it.
 
 pub mod deploy;
+pub mod edit;
 pub mod emit;
 pub mod eval;
 pub mod generate;
