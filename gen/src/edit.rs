@@ -36,7 +36,9 @@ impl AttrPath {
             return Err("an attribute path needs at least one name".to_owned());
         }
         if let Some(name) = names.iter().find(|n| n.contains('\0')) {
-            return Err(format!("the name {name:?} contains NUL, which Nix cannot represent"));
+            return Err(format!(
+                "the name {name:?} contains NUL, which Nix cannot represent"
+            ));
         }
         Ok(Self(names))
     }
@@ -186,7 +188,9 @@ pub enum EditError {
     #[error("the new value does not parse as a Nix expression: {0}")]
     BadValue(String),
     /// The edited file does not parse (a bug in fedigen: the edit is not written).
-    #[error("{file}: the edit would not parse ({message}); nothing was written — please report this")]
+    #[error(
+        "{file}: the edit would not parse ({message}); nothing was written — please report this"
+    )]
     Broken {
         /// The file.
         file: String,
@@ -241,7 +245,10 @@ impl Document {
                 binding.syntax(),
                 format!(
                     "it is defined in parts (`{}`); ask for the longer paths",
-                    binding.attrpath().map(|p| p.syntax().to_string()).unwrap_or_default()
+                    binding
+                        .attrpath()
+                        .map(|p| p.syntax().to_string())
+                        .unwrap_or_default()
                 ),
             )),
             None => Err(self.not_defined(path, &lookup)),
@@ -272,7 +279,11 @@ impl Document {
             }
             Some(Hit::Partial(binding, consumed)) => {
                 // `a.b.c = 1;` setting `a.b`: keep `a.b` as written, replace the rest of the binding.
-                let attrs: Vec<_> = binding.attrpath().expect("a binding has a path").attrs().collect();
+                let attrs: Vec<_> = binding
+                    .attrpath()
+                    .expect("a binding has a path")
+                    .attrs()
+                    .collect();
                 let old = binding.value().expect("a parsed binding has a value");
                 let indent = self.line_indent(binding.syntax());
                 Edit {
@@ -303,7 +314,11 @@ impl Document {
             };
             let inside = self.inside_braces(&set);
             let own = byte_range(doomed.syntax());
-            let rest = format!("{}{}", &self.text[inside.start..own.start], &self.text[own.end..inside.end]);
+            let rest = format!(
+                "{}{}",
+                &self.text[inside.start..own.start],
+                &self.text[own.end..inside.end]
+            );
             if !rest.trim().is_empty() {
                 break;
             }
@@ -348,7 +363,10 @@ impl Document {
             .max_by_key(|set| set.depth)
             .and_then(|set| {
                 let binding = set.via.as_ref()?;
-                Some((attrpath_text(&path.names()[..set.depth]), self.position_of(binding.syntax())))
+                Some((
+                    attrpath_text(&path.names()[..set.depth]),
+                    self.position_of(binding.syntax()),
+                ))
             });
         EditError::NotDefined {
             file: self.name.clone(),
@@ -364,7 +382,10 @@ impl Document {
             hits => Err(EditError::DefinedInSeveralPlaces {
                 file: self.name.clone(),
                 path: path.to_string(),
-                positions: hits.iter().map(|h| self.position_of(h.binding().syntax())).collect(),
+                positions: hits
+                    .iter()
+                    .map(|h| self.position_of(h.binding().syntax()))
+                    .collect(),
             }),
         }
     }
@@ -493,7 +514,7 @@ impl Document {
                             path,
                             &node,
                             format!(
-                                "`{}` {reason}, so what it holds is only known when Nix evaluates it",
+                                "`{}` {reason}",
                                 attrpath_text(&path.names()[..depth + matched])
                             ),
                         )
@@ -508,8 +529,18 @@ impl Document {
     }
 
     /// A new binding for `path` in the deepest set that the path reaches.
-    fn insert(&self, path: &AttrPath, lookup: &Lookup, value: &NewValue) -> Result<Edit, EditError> {
-        let deepest = lookup.sets.iter().map(|s| s.depth).max().expect("the root is a set");
+    fn insert(
+        &self,
+        path: &AttrPath,
+        lookup: &Lookup,
+        value: &NewValue,
+    ) -> Result<Edit, EditError> {
+        let deepest = lookup
+            .sets
+            .iter()
+            .map(|s| s.depth)
+            .max()
+            .expect("the root is a set");
         let candidates: Vec<_> = lookup.sets.iter().filter(|s| s.depth == deepest).collect();
         let [target] = candidates.as_slice() else {
             return Err(EditError::Refused {
@@ -540,7 +571,9 @@ impl Document {
                 let indent = self.line_indent(anchor.syntax());
                 let binding = format!("{} = {};", attrpath_text(rest), render(value, indent));
                 let end = usize::from(anchor.syntax().text_range().end());
-                let line_end = self.text[end..].find('\n').map_or(self.text.len(), |i| end + i);
+                let line_end = self.text[end..]
+                    .find('\n')
+                    .map_or(self.text.len(), |i| end + i);
                 let after = self.text[end..line_end].trim_start();
                 if after.is_empty() || after.starts_with('#') {
                     Ok(Edit {
@@ -593,7 +626,9 @@ impl Document {
     fn removal(&self, binding: &ast::AttrpathValue) -> Edit {
         let range = byte_range(binding.syntax());
         let line_start = self.text[..range.start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = self.text[range.end..].find('\n').map_or(self.text.len(), |i| range.end + i);
+        let line_end = self.text[range.end..]
+            .find('\n')
+            .map_or(self.text.len(), |i| range.end + i);
         let before = &self.text[line_start..range.start];
         let after = self.text[range.end..line_end].trim_start();
         let replacement = String::new();
@@ -761,24 +796,32 @@ fn incomplete(node: &rnix::SyntaxNode) -> (rnix::SyntaxNode, String) {
 }
 
 fn not_a_set(expr: &ast::Expr) -> (rnix::SyntaxNode, String) {
-    let what = match expr {
-        ast::Expr::Ident(_) | ast::Expr::Select(_) => "a variable",
-        ast::Expr::Apply(_) => "a function call",
-        ast::Expr::BinOp(_) => "an operation (such as `//`)",
-        ast::Expr::IfElse(_) => "an `if`",
-        ast::Expr::Lambda(_) => "a function",
-        ast::Expr::List(_) => "a list",
+    let (what, computed) = match expr {
+        ast::Expr::Ident(_) | ast::Expr::Select(_) => ("a variable", true),
+        ast::Expr::Apply(_) => ("a function call", true),
+        ast::Expr::BinOp(_) => ("an operation (such as `//`)", true),
+        ast::Expr::IfElse(_) => ("an `if`", true),
+        ast::Expr::Lambda(_) => ("a function", false),
+        ast::Expr::List(_) => ("a list", false),
         ast::Expr::Literal(_)
         | ast::Expr::Str(_)
         | ast::Expr::PathAbs(_)
         | ast::Expr::PathRel(_)
         | ast::Expr::PathHome(_)
-        | ast::Expr::PathSearch(_) => "a plain value",
-        _ => "an expression",
+        | ast::Expr::PathSearch(_) => ("a plain value", false),
+        _ => ("an expression", true),
+    };
+    let consequence = if computed {
+        "not an attribute set literal, so what it holds is only known when Nix evaluates it; edit it where it is defined, or write it as a set literal"
+    } else {
+        "which has no attributes; set the whole value instead"
     };
     (
         expr.syntax().clone(),
-        format!("is {what} (`{}`), not an attribute set literal", abbreviate(&expr.syntax().to_string())),
+        format!(
+            "is {what} (`{}`), {consequence}",
+            abbreviate(&expr.syntax().to_string())
+        ),
     )
 }
 
@@ -853,7 +896,10 @@ in
     #[test]
     fn replacing_a_value_touches_only_that_value() {
         let out = set(MODULE, "services.nginx.enable", json!(false));
-        assert_eq!(out, MODULE.replace("enable = true;   #", "enable = false;   #"));
+        assert_eq!(
+            out,
+            MODULE.replace("enable = true;   #", "enable = false;   #")
+        );
         let out = set(MODULE, "networking.firewall.allowedTCPPorts", json!([443]));
         assert_eq!(
             out,
@@ -874,15 +920,25 @@ in
         let out = set(MODULE, "networking.hostName", json!("web"));
         assert_eq!(
             out,
-            MODULE.replace("443 ]; # web\n", "443 ]; # web\n  networking.hostName = \"web\";\n")
+            MODULE.replace(
+                "443 ]; # web\n",
+                "443 ]; # web\n  networking.hostName = \"web\";\n"
+            )
         );
         let out = set(MODULE, "config.users.users.web.group", json!("web"));
-        assert!(out.contains("isSystemUser = true;\n    users.users.web.group = \"web\";\n"), "{out}");
+        assert!(
+            out.contains("isSystemUser = true;\n    users.users.web.group = \"web\";\n"),
+            "{out}"
+        );
     }
 
     #[test]
     fn setting_a_set_lays_it_out_for_where_it_lands() {
-        let out = set("{\n  a = {\n    b = 1;\n  };\n}\n", "a.c", json!({"x": [1, {"y": "z"}]}));
+        let out = set(
+            "{\n  a = {\n    b = 1;\n  };\n}\n",
+            "a.c",
+            json!({"x": [1, {"y": "z"}]}),
+        );
         assert_eq!(
             out,
             "{\n  a = {\n    b = 1;\n    c = {\n      x = [\n        1\n        {\n          y = \"z\";\n        }\n      ];\n    };\n  };\n}\n"
@@ -903,9 +959,15 @@ in
     fn unset_removes_the_line_and_sets_it_leaves_empty() {
         assert_eq!(
             unset(MODULE, "networking.firewall.allowedTCPPorts"),
-            MODULE.replace("  networking.firewall.allowedTCPPorts = [ 80 443 ]; # web\n", "")
+            MODULE.replace(
+                "  networking.firewall.allowedTCPPorts = [ 80 443 ]; # web\n",
+                ""
+            )
         );
-        assert_eq!(unset("{\n  a = {\n    b = 1;\n  };\n  c = 2;\n}\n", "a.b"), "{\n  c = 2;\n}\n");
+        assert_eq!(
+            unset("{\n  a = {\n    b = 1;\n  };\n  c = 2;\n}\n", "a.b"),
+            "{\n  c = 2;\n}\n"
+        );
         assert_eq!(
             unset("{\n  a = {\n    # keep me\n    b = 1;\n  };\n}\n", "a.b"),
             "{\n  a = {\n    # keep me\n  };\n}\n"
@@ -921,10 +983,16 @@ in
         assert!(computed.contains("computed"), "{computed}");
 
         let inherited = refusal("{\n  inherit (x) a;\n}", "a.b");
-        assert!(inherited.starts_with("test.nix:2:3: ") && inherited.contains("inherited"), "{inherited}");
+        assert!(
+            inherited.starts_with("test.nix:2:3: ") && inherited.contains("inherited"),
+            "{inherited}"
+        );
 
         let not_a_set = refusal("{\n  a = import ./a.nix;\n}", "a.b");
-        assert!(not_a_set.starts_with("test.nix:2:7: ") && not_a_set.contains("function call"), "{not_a_set}");
+        assert!(
+            not_a_set.starts_with("test.nix:2:7: ") && not_a_set.contains("function call"),
+            "{not_a_set}"
+        );
 
         let twice = refusal("{\n  a = { b = 1; };\n  a.b = 2;\n}", "a.b");
         assert!(twice.contains("2 places (2:9, 3:3)"), "{twice}");
@@ -940,10 +1008,24 @@ in
     #[test]
     fn get_returns_the_text_as_written() {
         let doc = Document::parse("m.nix", MODULE).unwrap();
-        let found = doc.get(&path("networking.firewall.allowedTCPPorts")).unwrap();
+        let found = doc
+            .get(&path("networking.firewall.allowedTCPPorts"))
+            .unwrap();
         assert_eq!(found.value, "[ 80 443 ]");
-        assert_eq!(found.position, Position { line: 14, column: 3 });
-        let missing = doc.get(&path("services.nginx.enabled")).unwrap_err().to_string();
-        assert!(missing.contains("nearest definition is `services.nginx` at 10:3"), "{missing}");
+        assert_eq!(
+            found.position,
+            Position {
+                line: 14,
+                column: 3
+            }
+        );
+        let missing = doc
+            .get(&path("services.nginx.enabled"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("nearest definition is `services.nginx` at 10:3"),
+            "{missing}"
+        );
     }
 }

@@ -212,6 +212,33 @@ fn exchange(a: &Path, b: &Path) -> Result<(), WriteError> {
     }
 }
 
+/// Replaces one file's contents atomically: the new text goes to a temporary file beside it (with the old
+/// file's permissions), which is then renamed over it. A reader sees the old or the new file, never a mix, and
+/// an interrupted run leaves the old file as it was. For people's files that fedigen edits in place.
+pub fn replace_file(path: &Path, contents: &str) -> Result<(), WriteError> {
+    use std::io::Write as _;
+    // Through a symbolic link to the file itself, so the link stays a link.
+    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".fedigen-edit-")
+        .tempfile_in(&dir)
+        .map_err(io(&dir))?;
+    temporary
+        .write_all(contents.as_bytes())
+        .and_then(|()| temporary.as_file().sync_all())
+        .map_err(io(temporary.path()))?;
+    if let Ok(metadata) = std::fs::metadata(path) {
+        std::fs::set_permissions(temporary.path(), metadata.permissions())
+            .map_err(io(temporary.path()))?;
+    }
+    temporary.persist(path).map_err(|e| io(path)(e.error))?;
+    Ok(())
+}
+
 /// Whether a file starts with the generated-file marker.
 pub fn is_generated(file: &Path) -> bool {
     use std::io::Read;

@@ -84,7 +84,10 @@ mod tests {
             };
             string_literal(&s)
         };
-        assert_eq!(string("''\n    a ''${b}\n      c'''\n  ''").unwrap(), "a ${b}\n  c''\n");
+        assert_eq!(
+            string("''\n    a ''${b}\n      c'''\n  ''").unwrap(),
+            "a ${b}\n  c''\n"
+        );
         assert_eq!(string(r#""x\ty\"\${z}""#).unwrap(), "x\ty\"${z}");
         assert_eq!(string(r#""x${y}""#), None);
     }
