@@ -36,6 +36,9 @@ pub struct Plan {
     pub roots: Vec<PathBuf>,
     /// File (relative to the repository) → its complete contents, marker included.
     pub files: BTreeMap<PathBuf, String>,
+    /// People's files holding generated regions (relative to the repository) → their complete contents with
+    /// the regions filled; everything outside the regions is as on disk. Written in place, one by one.
+    pub regions: BTreeMap<PathBuf, String>,
 }
 
 /// How one file differs between the plan and the disk.
@@ -102,6 +105,15 @@ pub fn compare(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> 
             Err(e) => return Err(io(&repo.join(path))(e)),
         }
     }
+    for (path, contents) in &plan.regions {
+        let existing = std::fs::read_to_string(repo.join(path)).map_err(io(&repo.join(path)))?;
+        if &existing != contents {
+            differences.push(Difference::Changed(
+                path.clone(),
+                unified_diff(path, &existing, contents),
+            ));
+        }
+    }
     for root in &plan.roots {
         for file in files_under(&repo.join(root))? {
             let relative = file.strip_prefix(repo).unwrap_or(&file).to_owned();
@@ -142,6 +154,11 @@ pub fn write(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
     for root in &plan.roots {
         if differences.iter().any(|d| d.path().starts_with(root)) {
             replace_root(repo, root, plan)?;
+        }
+    }
+    for (path, contents) in &plan.regions {
+        if differences.iter().any(|d| d.path() == path) {
+            replace_file(&repo.join(path), contents)?;
         }
     }
     Ok(differences)
