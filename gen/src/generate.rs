@@ -39,12 +39,18 @@ pub enum GenerateError {
     Deploy(#[from] crate::deploy::DeployError),
     /// A people's file has malformed regions, or a region the generator does not fill.
     #[error(transparent)]
-    Region(#[from] region::RegionError),
+    Region(Box<region::RegionError>),
     /// No repository was found.
     #[error(
         "{0}: not a fedigen repository (no `templates/` folder here or above); run inside the repository or pass --repo"
     )]
     NoRepository(PathBuf),
+}
+
+impl From<region::RegionError> for GenerateError {
+    fn from(error: region::RegionError) -> Self {
+        Self::Region(Box::new(error))
+    }
 }
 
 /// The folder holding the generated NixOS modules.

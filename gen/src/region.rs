@@ -66,7 +66,9 @@ pub enum RegionError {
     },
     /// The filled file no longer parses: the region stands where its content cannot go.
     #[error(
-        "{file}:{position}: the region `{name}` holds {what}, which cannot stand here (the file would not parse: {message}); move the markers inside {place}"
+        "{file}:{position}: the region `{name}` holds {}, which cannot stand here (the file would not parse: {message}); move the markers inside {}",
+        content.what(),
+        content.place()
     )]
     Misplaced {
         /// The file.
@@ -75,10 +77,8 @@ pub enum RegionError {
         position: Position,
         /// The region's name.
         name: String,
-        /// What the content is (`list items`, `bindings`).
-        what: String,
-        /// Where such content can go.
-        place: String,
+        /// What the content is.
+        content: Content,
         /// The parser's message.
         message: String,
     },
@@ -247,8 +247,7 @@ pub fn fill(
                 file: file.to_owned(),
                 position: region.position,
                 name: region.name.clone(),
-                what: kind.what().to_owned(),
-                place: kind.place().to_owned(),
+                content: *kind,
                 message,
             });
         }

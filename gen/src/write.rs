@@ -300,6 +300,7 @@ mod tests {
                 .iter()
                 .map(|(p, c)| (PathBuf::from(p), format!("{}\n{c}", marker_line("test"))))
                 .collect(),
+            regions: BTreeMap::new(),
         }
     }
 
