@@ -459,6 +459,28 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
         let expect_refusal = defining.len() > 1
             || (matches!(op, Op::Get) && defining.iter().any(|full| full.len() > path.len()));
 
+        // The skimmed document (what the command uses) answers exactly as the fully parsed one.
+        let skimmed = Document::for_path("doc.nix", &written.text, &attr_path)
+            .map_err(|e| format!("{e}\n{}", context()))?;
+        let answers = |doc: &Document| match &op {
+            Op::Get => format!("{:?}", doc.get(&attr_path)),
+            Op::Set(value) => format!(
+                "{:?}",
+                doc.set(
+                    &attr_path,
+                    &NewValue::Expr(from_json(value, DataPolicy::default()).unwrap())
+                )
+            ),
+            Op::Unset => format!("{:?}", doc.unset(&attr_path)),
+        };
+        let (full, skim) = (answers(&document), answers(&skimmed));
+        if full != skim {
+            return Err(format!(
+                "parsed whole: {full}\nskimmed: {skim}\n{}",
+                context()
+            ));
+        }
+
         let result = match &op {
             Op::Get => {
                 let found = document.get(&attr_path);

@@ -99,15 +99,18 @@ pub fn run(args: EditArgs) -> ExitCode {
             Err(e) => return fail(EXIT_ENVIRONMENT, format_args!("{name}: {e}")),
         }
     };
-    let document = match Document::parse(&name, &text) {
-        Ok(document) => document,
-        Err(e) => return refused(&e),
-    };
     let parse_path = |path: &str| AttrPath::parse(path).map_err(|e| fail(EXIT_INVALID_INPUT, e));
+    // The file is parsed for the one path this command edits (see `Document::for_path`).
+    let document =
+        |path: &AttrPath| Document::for_path(&name, &text, path).map_err(|e| refused(&e));
     let (edit, output, what) = match args.action {
         Action::Get { path } => {
             let path = match parse_path(&path) {
                 Ok(path) => path,
+                Err(code) => return code,
+            };
+            let document = match document(&path) {
+                Ok(document) => document,
                 Err(code) => return code,
             };
             return match document.get(&path) {
@@ -133,11 +136,19 @@ pub fn run(args: EditArgs) -> ExitCode {
                 Ok(value) => value,
                 Err(code) => return code,
             };
+            let document = match document(&path) {
+                Ok(document) => document,
+                Err(code) => return code,
+            };
             (document.set(&path, &value), output, format!("set `{path}`"))
         }
         Action::Unset { path, output } => {
             let path = match parse_path(&path) {
                 Ok(path) => path,
+                Err(code) => return code,
+            };
+            let document = match document(&path) {
+                Ok(document) => document,
                 Err(code) => return code,
             };
             (document.unset(&path), output, format!("unset `{path}`"))

@@ -25,6 +25,8 @@ use crate::nix::literal::{attr_name, is_ident};
 use crate::nix::print::print_expr_at;
 use crate::nix::verify::{self, Position, VerifyError};
 
+mod skim;
+
 /// An attribute path as people write it on the command line: `services.nginx.virtualHosts."example.org".root`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct AttrPath(Vec<String>);
@@ -203,13 +205,36 @@ pub enum EditError {
 pub struct Document {
     name: String,
     text: String,
+    /// What rnix parsed: the text itself, or (for one path) the text with unrelated values skimmed.
+    tree_text: String,
     root: ast::Expr,
+    /// The only path this document can answer for, when it was skimmed for it.
+    focus: Option<AttrPath>,
 }
 
 impl Document {
-    /// Parses `text` (the contents of the file `name`, which is used in messages).
+    /// Parses the whole of `text` (the contents of the file `name`, which is used in messages); any path can
+    /// then be looked up.
     pub fn parse(name: &str, text: &str) -> Result<Self, EditError> {
-        let root = verify::parse(name, text)?;
+        Self::from_tree_text(name, text, text.to_owned(), None)
+    }
+
+    /// Parses `text` for edits of `path` alone: the values of bindings unrelated to the path are skimmed by the
+    /// tokenizer instead of parsed (see `skim`), which makes an edit of a large file several times cheaper than
+    /// a full parse. Syntax errors inside those values are not looked for (`fedigen nix check` does); lexical
+    /// errors anywhere and everything on the path are.
+    pub fn for_path(name: &str, text: &str, path: &AttrPath) -> Result<Self, EditError> {
+        let tree_text = skim::skim(text, path.names());
+        Self::from_tree_text(name, text, tree_text, Some(path.clone()))
+    }
+
+    fn from_tree_text(
+        name: &str,
+        text: &str,
+        tree_text: String,
+        focus: Option<AttrPath>,
+    ) -> Result<Self, EditError> {
+        let root = verify::parse(name, &tree_text)?;
         let root = root.expr().ok_or_else(|| VerifyError::Syntax {
             file: name.to_owned(),
             position: Position { line: 1, column: 1 },
@@ -218,7 +243,9 @@ impl Document {
         Ok(Self {
             name: name.to_owned(),
             text: text.to_owned(),
+            tree_text,
             root,
+            focus,
         })
     }
 
@@ -331,7 +358,23 @@ impl Document {
     }
 
     fn checked(&self, edit: Edit) -> Result<Edit, EditError> {
-        let text = edit.apply(&self.text);
+        // The smallest set literal around the edit, edited, must parse on its own: the edit stays inside it,
+        // and outside it nothing changes. (The tree text has the file's structure around the edit.)
+        let enclosing = self
+            .root
+            .syntax()
+            .covering_element(rowan::TextRange::new(
+                (edit.range.start as u32).into(),
+                (edit.range.end as u32).into(),
+            ))
+            .ancestors()
+            .filter(|node| node.kind() == rnix::SyntaxKind::NODE_ATTR_SET)
+            .map(|node| byte_range(&node))
+            .find(|set| set.start < edit.range.start && edit.range.end < set.end)
+            .unwrap_or(0..self.tree_text.len());
+        let mut text = String::from(&self.tree_text[enclosing.start..edit.range.start]);
+        text.push_str(&edit.replacement);
+        text.push_str(&self.tree_text[edit.range.end..enclosing.end]);
         let parsed = rnix::Root::parse(&text);
         match parsed.errors().first() {
             None => Ok(edit),
@@ -392,6 +435,14 @@ impl Document {
 
     /// Every binding of `path` and every set literal on the way to it.
     fn lookup(&self, path: &AttrPath) -> Result<Lookup, EditError> {
+        assert!(
+            self.focus.as_ref().is_none_or(|focus| focus == path),
+            "a document skimmed for `{}` cannot answer for `{path}`",
+            self.focus
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
         let mut lookup = Lookup::default();
         let sets = self.sets_of(&self.root, true).map_err(|(node, reason)| {
             self.refused(path, &node, format!("the file's value {reason}"))
@@ -426,9 +477,9 @@ impl Document {
                         }
                         return Ok(sets);
                     }
-                    None => return Err(not_a_set(&ast::Expr::Apply(apply))),
+                    None => return Err(not_a_set(&self.text, &ast::Expr::Apply(apply))),
                 },
-                other => return Err(not_a_set(&other)),
+                other => return Err(not_a_set(&self.text, &other)),
             };
         }
     }
@@ -795,7 +846,7 @@ fn incomplete(node: &rnix::SyntaxNode) -> (rnix::SyntaxNode, String) {
     (node.clone(), "is incomplete".to_owned())
 }
 
-fn not_a_set(expr: &ast::Expr) -> (rnix::SyntaxNode, String) {
+fn not_a_set(text: &str, expr: &ast::Expr) -> (rnix::SyntaxNode, String) {
     let (what, computed) = match expr {
         ast::Expr::Ident(_) | ast::Expr::Select(_) => ("a variable", true),
         ast::Expr::Apply(_) => ("a function call", true),
@@ -820,7 +871,7 @@ fn not_a_set(expr: &ast::Expr) -> (rnix::SyntaxNode, String) {
         expr.syntax().clone(),
         format!(
             "is {what} (`{}`), {consequence}",
-            abbreviate(&expr.syntax().to_string())
+            abbreviate(&text[byte_range(expr.syntax())])
         ),
     )
 }
