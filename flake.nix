@@ -17,9 +17,16 @@
         map (nixpkgs.lib.removeSuffix ".nix") (
           builtins.filter (nixpkgs.lib.hasSuffix ".nix") (builtins.attrNames (builtins.readDir dir))
         );
-      applications = builtins.filter (name: name != "default" && name != "fediversity") (
-        nixFiles ./modules
-      );
+      # The applications with a template: a region that `fedigen generate` keeps current.
+      applications = [
+        # fedigen:begin applications
+        "garage"
+        "mastodon"
+        "matrix-synapse"
+        "peertube"
+        "pixelfed"
+        # fedigen:end applications
+      ];
     in
     {
       # Every application at once, or one application with the options they all share.

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::emit::{Verification, emit_file};
 use crate::manifest::{Manifest, ManifestError};
+use crate::nix::print::print_expr_at;
 use crate::nix::verify::VerifyError;
 use crate::nix::{AttrPath, Entry, Expr, Ident, LexicalError, Param, SourcePath};
+use crate::region::{self, Content};
 use crate::template::{APPLICATION_TEST, TemplateError, Templates};
 use crate::write::{Plan, marker_line, marker_text};
 
@@ -35,11 +37,20 @@ pub enum GenerateError {
     /// A deployment could not be planned.
     #[error(transparent)]
     Deploy(#[from] crate::deploy::DeployError),
+    /// A people's file has malformed regions, or a region the generator does not fill.
+    #[error(transparent)]
+    Region(Box<region::RegionError>),
     /// No repository was found.
     #[error(
         "{0}: not a fedigen repository (no `templates/` folder here or above); run inside the repository or pass --repo"
     )]
     NoRepository(PathBuf),
+}
+
+impl From<region::RegionError> for GenerateError {
+    fn from(error: region::RegionError) -> Self {
+        Self::Region(Box::new(error))
+    }
 }
 
 /// The folder holding the generated NixOS modules.
@@ -150,6 +161,7 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             );
         }
     }
+    plan.regions = fill_regions(repo, &plan, &manifests)?;
     Ok(plan)
 }
 
@@ -283,4 +295,157 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
         },
         Box::new(module),
     ))
+}
+
+/// The regions `fedigen generate` fills in people's files (`# fedigen:begin <name>` … `# fedigen:end <name>`),
+/// and what each holds. Paths are written relative to the file holding the region.
+pub const REGIONS: [(&str, &str); 4] = [
+    (
+        "applications",
+        "the name of every application with a template, as strings (inside a list)",
+    ),
+    (
+        "module-imports",
+        "the paths of modules/fediversity.nix and of every application's module (inside a list)",
+    ),
+    (
+        "nixos-modules",
+        "`default = …/modules;` and one `<app>` module importing the shared options and the application (inside a set)",
+    ),
+    (
+        "vm-tests",
+        "one `<test> = …/vm-tests/generated/<test>.nix;` per generated VM test (inside a set)",
+    ),
+];
+
+/// Every people's `.nix` file of the repository holding a region, with its new contents. Generated folders,
+/// hidden folders and `target/` are not searched.
+fn fill_regions(
+    repo: &Path,
+    plan: &Plan,
+    manifests: &[Manifest],
+) -> Result<std::collections::BTreeMap<PathBuf, String>, GenerateError> {
+    let mut filled = std::collections::BTreeMap::new();
+    for file in files_with_regions(repo, &plan.roots)? {
+        let text = std::fs::read_to_string(repo.join(&file))
+            .map_err(|e| GenerateError::Spec(format!("{}: {e}", file.display())))?;
+        let name = file.display().to_string();
+        let depth = file.components().count() - 1;
+        let up = |target: &str| -> Result<Expr, LexicalError> {
+            let path = if depth == 0 {
+                format!("./{target}")
+            } else {
+                format!("{}{target}", "../".repeat(depth))
+            };
+            Ok(Expr::SourcePath(SourcePath::new(&path)?))
+        };
+        let new = region::fill(&name, &text, |found| {
+            let lexical = |e: LexicalError| region::RegionError::Marker {
+                file: name.clone(),
+                position: found.position,
+                message: e.to_string(),
+            };
+            let apps = manifests.iter().map(|m| m.application.name.as_str());
+            let (content, expr) = match found.name.as_str() {
+                "applications" => (
+                    Content::ListItems,
+                    Expr::List(
+                        apps.map(Expr::string)
+                            .collect::<Result<_, _>>()
+                            .map_err(lexical)?,
+                    ),
+                ),
+                "module-imports" => {
+                    let mut paths = vec![up("modules/fediversity.nix").map_err(lexical)?];
+                    for app in apps {
+                        paths.push(up(&format!("modules/{app}.nix")).map_err(lexical)?);
+                    }
+                    (Content::ListItems, Expr::List(paths))
+                }
+                "nixos-modules" => {
+                    let mut entries = vec![
+                        Entry::dotted("default", up(MODULES).map_err(lexical)?).map_err(lexical)?,
+                    ];
+                    for app in apps {
+                        let imports = Expr::List(vec![
+                            up("modules/fediversity.nix").map_err(lexical)?,
+                            up(&format!("modules/{app}.nix")).map_err(lexical)?,
+                        ]);
+                        entries.push(Entry::binding(
+                            AttrPath::dotted(app).map_err(lexical)?,
+                            Expr::attrs(vec![Entry::dotted("imports", imports).map_err(lexical)?]),
+                        ));
+                    }
+                    (Content::Bindings, Expr::attrs(entries))
+                }
+                "vm-tests" => {
+                    let mut entries = Vec::new();
+                    for path in plan.files.keys().filter(|p| p.starts_with(VM_TESTS)) {
+                        let Some(test) = path.file_stem().and_then(|s| s.to_str()) else {
+                            continue;
+                        };
+                        entries.push(Entry::binding(
+                            AttrPath::dotted(test).map_err(lexical)?,
+                            up(&path.display().to_string()).map_err(lexical)?,
+                        ));
+                    }
+                    (Content::Bindings, Expr::attrs(entries))
+                }
+                other => {
+                    return Err(region::RegionError::Unknown {
+                        file: name.clone(),
+                        position: found.position,
+                        name: other.to_owned(),
+                        known: REGIONS.map(|(n, _)| n).join(", "),
+                    });
+                }
+            };
+            Ok((content, inner_lines(&expr)))
+        })?;
+        filled.insert(file, new);
+    }
+    Ok(filled)
+}
+
+/// The lines inside the brackets of a printed list or set, unindented: the items or bindings alone.
+fn inner_lines(expr: &Expr) -> Vec<String> {
+    let printed = print_expr_at(expr, 0);
+    let lines: Vec<&str> = printed.lines().collect();
+    if lines.len() < 2 {
+        return Vec::new();
+    }
+    lines[1..lines.len() - 1]
+        .iter()
+        .map(|line| line.strip_prefix("  ").unwrap_or(line).to_owned())
+        .collect()
+}
+
+/// The people's `.nix` files (relative, sorted) that contain a region marker.
+fn files_with_regions(repo: &Path, roots: &[PathBuf]) -> Result<Vec<PathBuf>, GenerateError> {
+    let mut found = Vec::new();
+    let mut pending = vec![PathBuf::new()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(repo.join(&dir))
+            .map_err(|e| GenerateError::Spec(format!("{}: {e}", repo.join(&dir).display())))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let relative = dir.join(&*name);
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if !name.starts_with('.') && name != "target" && !roots.contains(&relative) {
+                    pending.push(relative);
+                }
+            } else if kind.is_file()
+                && name.ends_with(".nix")
+                && std::fs::read_to_string(entry.path()).is_ok_and(|t| t.contains(region::BEGIN))
+            {
+                found.push(relative);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }

@@ -4,6 +4,7 @@
 //! The crate follows the data flow of `ARCHITECTURE.md`: each top-level module is one box of it.
 
 pub mod deploy;
+pub mod edit;
 pub mod emit;
 pub mod eval;
 pub mod generate;
@@ -11,6 +12,7 @@ pub mod import;
 pub mod manifest;
 pub mod model;
 pub mod nix;
+pub mod region;
 pub mod repro;
 pub mod store;
 pub mod template;

@@ -28,6 +28,8 @@ struct Cli {
 enum Command {
     /// Regenerate modules, deployments and VM tests from the templates and the specification; `--check` diffs.
     Generate(cli::generate::GenerateArgs),
+    /// Change or read one attribute of a hand-written Nix file, keeping every other byte as it is.
+    Edit(cli::edit::EditArgs),
     /// Scaffold and check application templates.
     #[command(subcommand)]
     Template(cli::template::TemplateCommand),
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Generate(args) => cli::generate::run(args),
+        Command::Edit(args) => cli::edit::run(args),
         Command::Template(command) => cli::template::run(command),
         Command::Nix(command) => cli::nix::run(command),
         Command::Repro(command) => cli::repro::run(command),

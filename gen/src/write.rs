@@ -36,6 +36,9 @@ pub struct Plan {
     pub roots: Vec<PathBuf>,
     /// File (relative to the repository) → its complete contents, marker included.
     pub files: BTreeMap<PathBuf, String>,
+    /// People's files holding generated regions (relative to the repository) → their complete contents with
+    /// the regions filled; everything outside the regions is as on disk. Written in place, one by one.
+    pub regions: BTreeMap<PathBuf, String>,
 }
 
 /// How one file differs between the plan and the disk.
@@ -102,6 +105,15 @@ pub fn compare(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> 
             Err(e) => return Err(io(&repo.join(path))(e)),
         }
     }
+    for (path, contents) in &plan.regions {
+        let existing = std::fs::read_to_string(repo.join(path)).map_err(io(&repo.join(path)))?;
+        if &existing != contents {
+            differences.push(Difference::Changed(
+                path.clone(),
+                unified_diff(path, &existing, contents),
+            ));
+        }
+    }
     for root in &plan.roots {
         for file in files_under(&repo.join(root))? {
             let relative = file.strip_prefix(repo).unwrap_or(&file).to_owned();
@@ -142,6 +154,11 @@ pub fn write(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
     for root in &plan.roots {
         if differences.iter().any(|d| d.path().starts_with(root)) {
             replace_root(repo, root, plan)?;
+        }
+    }
+    for (path, contents) in &plan.regions {
+        if differences.iter().any(|d| d.path() == path) {
+            replace_file(&repo.join(path), contents)?;
         }
     }
     Ok(differences)
@@ -212,6 +229,33 @@ fn exchange(a: &Path, b: &Path) -> Result<(), WriteError> {
     }
 }
 
+/// Replaces one file's contents atomically: the new text goes to a temporary file beside it (with the old
+/// file's permissions), which is then renamed over it. A reader sees the old or the new file, never a mix, and
+/// an interrupted run leaves the old file as it was. For people's files that fedigen edits in place.
+pub fn replace_file(path: &Path, contents: &str) -> Result<(), WriteError> {
+    use std::io::Write as _;
+    // Through a symbolic link to the file itself, so the link stays a link.
+    let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".fedigen-edit-")
+        .tempfile_in(&dir)
+        .map_err(io(&dir))?;
+    temporary
+        .write_all(contents.as_bytes())
+        .and_then(|()| temporary.as_file().sync_all())
+        .map_err(io(temporary.path()))?;
+    if let Ok(metadata) = std::fs::metadata(path) {
+        std::fs::set_permissions(temporary.path(), metadata.permissions())
+            .map_err(io(temporary.path()))?;
+    }
+    temporary.persist(path).map_err(|e| io(path)(e.error))?;
+    Ok(())
+}
+
 /// Whether a file starts with the generated-file marker.
 pub fn is_generated(file: &Path) -> bool {
     use std::io::Read;
@@ -256,6 +300,7 @@ mod tests {
                 .iter()
                 .map(|(p, c)| (PathBuf::from(p), format!("{}\n{c}", marker_line("test"))))
                 .collect(),
+            regions: BTreeMap::new(),
         }
     }
 

@@ -255,3 +255,109 @@ in {
         String::from_utf8_lossy(&noisy.stdout)
     );
 }
+
+const MACHINE: &str = "# Someone's machine; every byte but the edited one stays.\n{ config, lib, ... }:\n{\n  services.nginx = {\n    enable = true; # on\n  };\n  imports = [ ./hardware.nix ];\n}\n";
+
+#[test]
+fn edit_changes_one_path_in_place_keeping_the_file_and_its_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("machine.nix");
+    std::fs::write(&file, MACHINE).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let path = file.to_str().unwrap();
+
+    let out = fedigen(
+        &[
+            "edit",
+            path,
+            "set",
+            r#"services.nginx.virtualHosts."example.org".root"#,
+            r#""/srv/www""#,
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let edited = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        edited,
+        MACHINE.replace(
+            "# on\n",
+            "# on\n    virtualHosts.\"example.org\".root = \"/srv/www\";\n"
+        )
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "a temporary file was left behind"
+    );
+
+    let out = fedigen(&["edit", path, "get", "services.nginx.enable"], None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "true\n");
+
+    let out = fedigen(
+        &["edit", path, "unset", "services.nginx.enable", "--diff"],
+        None,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-    enable = true; # on\n"));
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        edited,
+        "--diff wrote the file"
+    );
+
+    let out = fedigen(
+        &[
+            "edit",
+            "-",
+            "set",
+            "services.nginx.package",
+            "--nix",
+            "pkgs.nginxMainline",
+        ],
+        Some(MACHINE),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(
+        "  services.nginx = {\n    enable = true; # on\n    package = pkgs.nginxMainline;\n"
+    ));
+}
+
+#[test]
+fn edit_refusals_say_where_and_why_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("machine.nix");
+    std::fs::write(&file, MACHINE).unwrap();
+    let path = file.to_str().unwrap();
+    let cases: [(&[&str], i32, &str); 5] = [
+        (
+            &["set", "imports.x", "1"],
+            2,
+            "machine.nix:7:13: cannot edit `imports.x`: `imports` is a list",
+        ),
+        (&["set", "a", "{\"_type\": \"if\"}"], 2, "$._type"),
+        (&["set", "a", "not json"], 2, "pass --nix"),
+        (&["set", "a.${b}", "1"], 2, "is not an attribute path"),
+        (
+            &["get", "services.nginx.enabled"],
+            1,
+            "`services.nginx.enabled` is not defined (the nearest definition is `services.nginx` at 4:3)",
+        ),
+    ];
+    for (args, code, message) in cases {
+        let mut all = vec!["edit", path];
+        all.extend_from_slice(args);
+        let out = fedigen(&all, None);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), MACHINE);
+    }
+}

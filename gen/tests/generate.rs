@@ -589,3 +589,112 @@ fn templates_with_arbitrary_defaults_parse_with_nix() {
         })
         .unwrap();
 }
+
+/// A host configuration someone maintains, with two regions the generator owns.
+const HOST: &str = r##"# The web host: maintained by hand, except for the regions.
+{ config, lib, ... }:
+{
+  imports = [
+    ./hardware.nix # ours
+    # fedigen:begin module-imports
+    ./stale.nix
+    # fedigen:end module-imports
+  ];
+  # "# fedigen:begin applications" in a string is text, not a marker:
+  environment.etc.motd.text = "# fedigen:begin applications";
+  fediversity.tests = {
+    local = true;
+    # fedigen:begin vm-tests
+    # fedigen:end vm-tests
+  };
+}
+"##;
+
+#[test]
+fn generated_regions_in_peoples_files_are_filled_checked_and_nothing_else_changes() {
+    let dir = scratch();
+    let host = dir.path().join("hosts/web.nix");
+    std::fs::create_dir_all(host.parent().unwrap()).unwrap();
+    std::fs::write(&host, HOST).unwrap();
+    let out = fedigen(dir.path(), &["generate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let filled = std::fs::read_to_string(&host).unwrap();
+
+    // Outside the regions, byte for byte the same; inside, the plan's modules and tests, relative to hosts/.
+    let (before, rest) = HOST.split_once("    ./stale.nix\n").unwrap();
+    assert!(filled.starts_with(before), "{filled}");
+    let (_, after) = rest.split_once("# fedigen:end module-imports\n").unwrap();
+    let (between, tail) = after.split_once("    # fedigen:end vm-tests\n").unwrap();
+    let between = between.split_once("# fedigen:begin vm-tests\n").unwrap().0;
+    assert!(
+        filled.contains(between) && filled.ends_with(tail),
+        "{filled}"
+    );
+    assert!(
+        filled.contains("    ../modules/fediversity.nix\n    ../modules/garage.nix\n"),
+        "{filled}"
+    );
+    assert!(!filled.contains("stale.nix"));
+    assert!(
+        filled.contains("    mastodon = ../vm-tests/generated/mastodon.nix;\n"),
+        "{filled}"
+    );
+    assert!(check_canonical("hosts/web.nix", &filled).is_ok());
+
+    // Nix agrees: every imported path and every test file exists (hardware.nix aside).
+    std::fs::write(dir.path().join("hosts/hardware.nix"), "{ }\n").unwrap();
+    let probe = dir.path().join("probe.nix");
+    std::fs::write(
+        &probe,
+        "let m = import ./hosts/web.nix { config = { }; lib = { }; }; in\n\
+         map builtins.pathExists (m.imports ++ builtins.attrValues (builtins.removeAttrs m.fediversity.tests [ \"local\" ]))\n",
+    )
+    .unwrap();
+    let exists = Nix::locate().unwrap().eval_file_json(&probe).unwrap();
+    let exists = exists.as_array().unwrap();
+    assert!(
+        exists.len() > 10 && exists.iter().all(|e| e == &Value::Bool(true)),
+        "{exists:?}"
+    );
+
+    // Current now; a hand edit inside a region is stale, reported with a diff, and repaired.
+    let check = fedigen(dir.path(), &["generate", "--check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    std::fs::write(&host, filled.replace("    ../modules/garage.nix\n", "")).unwrap();
+    let check = fedigen(dir.path(), &["generate", "--check"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stdout).contains("+    ../modules/garage.nix"));
+    assert!(fedigen(dir.path(), &["generate"]).status.success());
+    assert_eq!(std::fs::read_to_string(&host).unwrap(), filled);
+
+    // A region nobody fills is refused with its place, and nothing is written anywhere.
+    let broken = filled
+        .replace("# fedigen:begin vm-tests", "# fedigen:begin vm-test")
+        .replace("# fedigen:end vm-tests", "# fedigen:end vm-test");
+    std::fs::write(&host, &broken).unwrap();
+    std::fs::remove_file(dir.path().join("modules/garage.nix")).unwrap();
+    let out = fedigen(dir.path(), &["generate"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("hosts/web.nix:19:5: no generator fills a region named `vm-test`; known regions: applications, module-imports, nixos-modules, vm-tests"), "{stderr}");
+    assert!(!dir.path().join("modules/garage.nix").exists());
+    assert_eq!(std::fs::read_to_string(&host).unwrap(), broken);
+}
+
+#[test]
+fn the_repository_flake_keeps_its_application_list_in_a_region() {
+    let plan = plan(&repository()).unwrap();
+    let flake = &plan.regions[Path::new("flake.nix")];
+    let manifests = Manifest::load_all(&repository().join("templates")).unwrap();
+    for manifest in &manifests {
+        assert!(flake.contains(&format!("        \"{}\"\n", manifest.application.name)));
+    }
+}

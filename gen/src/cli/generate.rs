@@ -65,13 +65,16 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             }
         }
         if differences.is_empty() {
-            eprintln!("{} generated files are up to date", plan.files.len());
+            eprintln!(
+                "{} generated files are up to date",
+                plan.files.len() + plan.regions.len()
+            );
             ExitCode::SUCCESS
         } else {
             eprintln!(
                 "{} of {} generated files are stale; run `fedigen generate`",
                 differences.len(),
-                plan.files.len()
+                plan.files.len() + plan.regions.len()
             );
             ExitCode::from(EXIT_CHECK_FAILED)
         }
@@ -80,7 +83,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             Ok(applied) if applied.is_empty() => {
                 eprintln!(
                     "{} generated files are up to date; nothing written",
-                    plan.files.len()
+                    plan.files.len() + plan.regions.len()
                 );
                 ExitCode::SUCCESS
             }

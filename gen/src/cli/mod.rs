@@ -1,6 +1,7 @@
 //! The subcommands of the `fedigen` binary, one file per group. Each is a thin layer over the library: it parses
 //! arguments (clap), calls the library, prints, and maps outcomes to the exit statuses documented in `--help`.
 
+pub mod edit;
 pub mod generate;
 pub mod model;
 pub mod nix;

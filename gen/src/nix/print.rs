@@ -24,8 +24,14 @@ pub fn print_file(header: &[String], expr: &Expr) -> String {
 
 /// Prints one expression, without a trailing newline, as it would stand at the start of a file.
 pub fn print_expr(expr: &Expr) -> String {
+    print_expr_at(expr, 0)
+}
+
+/// Prints one expression as the value of a binding on a line indented by `indent` spaces: continuation lines
+/// are indented from there, as nixfmt would lay them out in place (used to edit people's files).
+pub fn print_expr_at(expr: &Expr, indent: usize) -> String {
     let mut printer = Printer { out: String::new() };
-    printer.expr(expr, 0);
+    printer.expr(expr, indent);
     printer.out
 }
 

@@ -1,0 +1,238 @@
+//! `fedigen edit FILE set|unset|get PATH`: change or read one attribute of a hand-written Nix file, keeping
+//! every other byte (comments, blank lines, formatting) as it is.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use crate::{EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, fail};
+use fedigen::edit::{AttrPath, Document, Edit, EditError, NewValue};
+use fedigen::nix::value::{DataPolicy, from_json};
+use fedigen::write::{replace_file, unified_diff};
+
+/// Change or read one attribute path of a Nix file written by people, touching nothing else.
+///
+/// The path is looked up statically through attribute sets at any depth (`a.b = …;` and `a = { b = …; };`
+/// alike), module functions (`{ config, lib, ... }: { … }`), `let … in`, `with`, and `lib.mkIf`, `mkDefault`,
+/// `mkForce`, `mkOverride`, `mkBefore`, `mkAfter`, `mkOrder` bodies and the sets of a `lib.mkMerge` list.
+/// Paths are written as in Nix: `services.nginx.virtualHosts."example.org".root`.
+///
+/// Refused, with the reason and line:column, and nothing written (exit status 2): a computed name on the way
+/// (`${x}`), an inherited attribute, a value on the way that is not a set literal (`import ./x.nix`, `a // b`),
+/// a path defined in several places, a new attribute that could go into several sets. A path that is not
+/// defined (get, unset) exits with 1. The file is replaced atomically, keeping its permissions.
+#[derive(Args)]
+pub struct EditArgs {
+    /// The Nix file to edit; `-` reads standard input and prints the result.
+    file: PathBuf,
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Make PATH hold VALUE: the old value is replaced where it stands, or a new binding is added to the
+    /// deepest set that the path already reaches, after its closest sibling.
+    Set {
+        /// The attribute path.
+        path: String,
+        /// The value as JSON (`true`, `8080`, `"text"`, `[1, 2]`, `{"a": 1}`), printed by fedigen's emitter; with
+        /// `--nix`, a Nix expression inserted as written. `-` reads it from standard input.
+        value: String,
+        /// VALUE is a Nix expression (such as `pkgs.hello` or `lib.mkForce true`), checked to parse.
+        #[arg(long)]
+        nix: bool,
+        /// Let keys such as `_type` or `outPath` through as plain data (refused by default: they turn data into
+        /// code for Nix or the module system).
+        #[arg(long)]
+        allow_special_attributes: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Remove the definition of PATH (and a set it leaves empty with nothing else inside, not even a comment).
+    Unset {
+        /// The attribute path.
+        path: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Print the value of PATH exactly as written in the file.
+    Get {
+        /// The attribute path.
+        path: String,
+    },
+}
+
+/// Where an edit goes.
+#[derive(Args)]
+struct Output {
+    /// Print the change as a unified diff and write nothing.
+    #[arg(long, conflicts_with = "stdout")]
+    diff: bool,
+    /// Print the edited file instead of writing it.
+    #[arg(long)]
+    stdout: bool,
+}
+
+/// Runs `fedigen edit`.
+pub fn run(args: EditArgs) -> ExitCode {
+    let from_stdin = args.file.as_os_str() == "-";
+    let name = if from_stdin {
+        "<stdin>".to_owned()
+    } else {
+        args.file.display().to_string()
+    };
+    let text = if from_stdin {
+        let mut text = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+            return fail(
+                EXIT_ENVIRONMENT,
+                format_args!("reading standard input: {e}"),
+            );
+        }
+        text
+    } else {
+        match std::fs::read_to_string(&args.file) {
+            Ok(text) => text,
+            Err(e) => return fail(EXIT_ENVIRONMENT, format_args!("{name}: {e}")),
+        }
+    };
+    let parse_path = |path: &str| AttrPath::parse(path).map_err(|e| fail(EXIT_INVALID_INPUT, e));
+    // The file is parsed for the one path this command edits (see `Document::for_path`).
+    let document =
+        |path: &AttrPath| Document::for_path(&name, &text, path).map_err(|e| refused(&e));
+    let (edit, output, what) = match args.action {
+        Action::Get { path } => {
+            let path = match parse_path(&path) {
+                Ok(path) => path,
+                Err(code) => return code,
+            };
+            let document = match document(&path) {
+                Ok(document) => document,
+                Err(code) => return code,
+            };
+            return match document.get(&path) {
+                Ok(definition) => {
+                    println!("{}", definition.value);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => refused(&e),
+            };
+        }
+        Action::Set {
+            path,
+            value,
+            nix,
+            allow_special_attributes,
+            output,
+        } => {
+            let path = match parse_path(&path) {
+                Ok(path) => path,
+                Err(code) => return code,
+            };
+            let value = match new_value(&value, nix, allow_special_attributes) {
+                Ok(value) => value,
+                Err(code) => return code,
+            };
+            let document = match document(&path) {
+                Ok(document) => document,
+                Err(code) => return code,
+            };
+            (document.set(&path, &value), output, format!("set `{path}`"))
+        }
+        Action::Unset { path, output } => {
+            let path = match parse_path(&path) {
+                Ok(path) => path,
+                Err(code) => return code,
+            };
+            let document = match document(&path) {
+                Ok(document) => document,
+                Err(code) => return code,
+            };
+            (document.unset(&path), output, format!("unset `{path}`"))
+        }
+    };
+    match edit {
+        Ok(edit) => finish(&args.file, &name, &text, &edit, &output, from_stdin, &what),
+        Err(e) => refused(&e),
+    }
+}
+
+fn new_value(value: &str, nix: bool, allow_special_attributes: bool) -> Result<NewValue, ExitCode> {
+    let value = if value == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map_err(|e| {
+            fail(
+                EXIT_ENVIRONMENT,
+                format_args!("reading standard input: {e}"),
+            )
+        })?;
+        text
+    } else {
+        value.to_owned()
+    };
+    if nix {
+        return Ok(NewValue::Text(value));
+    }
+    let json: serde_json::Value = serde_json::from_str(&value).map_err(|e| {
+        fail(
+            EXIT_INVALID_INPUT,
+            format_args!(
+                "the value is not JSON ({e}); quote strings as JSON (`'\"text\"'`), or pass --nix for a Nix expression"
+            ),
+        )
+    })?;
+    let policy = DataPolicy {
+        allow_special_attributes,
+    };
+    from_json(&json, policy)
+        .map(NewValue::Expr)
+        .map_err(|errors| {
+            for error in &errors {
+                eprintln!("error: the value at {error}");
+            }
+            ExitCode::from(EXIT_INVALID_INPUT)
+        })
+}
+
+fn finish(
+    file: &Path,
+    name: &str,
+    old: &str,
+    edit: &Edit,
+    output: &Output,
+    from_stdin: bool,
+    what: &str,
+) -> ExitCode {
+    let new = edit.apply(old);
+    if output.diff {
+        print!("{}", unified_diff(file, old, &new));
+        return ExitCode::SUCCESS;
+    }
+    if output.stdout || from_stdin {
+        print!("{new}");
+        return ExitCode::SUCCESS;
+    }
+    if new == old {
+        eprintln!("{name}: {what}: already so; nothing written");
+        return ExitCode::SUCCESS;
+    }
+    match replace_file(file, &new) {
+        Ok(()) => {
+            let position = fedigen::nix::verify::Position::of_offset(old, edit.range.start);
+            eprintln!("{name}:{position}: {what}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_ENVIRONMENT, e),
+    }
+}
+
+fn refused(error: &EditError) -> ExitCode {
+    let code = match error {
+        EditError::NotDefined { .. } => EXIT_CHECK_FAILED,
+        _ => EXIT_INVALID_INPUT,
+    };
+    fail(code, error)
+}

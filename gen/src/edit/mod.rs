@@ -1,0 +1,1082 @@
+//! Lossless edits of Nix files that people write: set, unset or read one attribute path, changing only the bytes
+//! of that definition.
+//!
+//! The file is parsed with rnix, whose syntax tree keeps every byte (comments, blank lines, odd spacing). The
+//! path is looked up statically through the shapes NixOS configurations are written in: attribute sets at any
+//! depth and any mix of `a.b.c = …;` and `a = { b = …; };`, the body of `{ config, lib, ... }: …` module
+//! functions, `let … in`, `with …;`, `assert …;`, parentheses, and `lib.mkIf`/`mkDefault`/`mkForce`/
+//! `mkOverride`/`mkBefore`/`mkAfter`/`mkOrder` bodies, and each set of a `lib.mkMerge [ … ]` list. An edit is one
+//! replacement of a byte range ([`Edit`]); everything outside it stays identical. New values come from the
+//! same printer as every generated file, indented for the place they land in.
+//!
+//! What cannot be decided from the text is refused with the reason and the location rather than guessed: a
+//! computed name (`${x}`), an inherited attribute, a value that is not a set literal (`a = import ./x.nix;`)
+//! on the way to the path, a path defined in several places, or a new attribute that could go into several sets.
+
+use std::fmt;
+use std::ops::Range;
+
+use rnix::ast::{self, HasEntry};
+use rowan::ast::AstNode;
+
+use crate::nix::Expr;
+use crate::nix::lexical;
+use crate::nix::literal::{attr_name, is_ident};
+use crate::nix::print::print_expr_at;
+use crate::nix::verify::{self, Position, VerifyError};
+
+mod skim;
+
+/// An attribute path as people write it on the command line: `services.nginx.virtualHosts."example.org".root`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AttrPath(Vec<String>);
+
+impl AttrPath {
+    /// A path from its names (each may be any string; quoting is the printer's business).
+    pub fn new(names: Vec<String>) -> Result<Self, String> {
+        if names.is_empty() {
+            return Err("an attribute path needs at least one name".to_owned());
+        }
+        if let Some(name) = names.iter().find(|n| n.contains('\0')) {
+            return Err(format!(
+                "the name {name:?} contains NUL, which Nix cannot represent"
+            ));
+        }
+        Ok(Self(names))
+    }
+
+    /// Parses Nix attribute-path syntax: names separated by `.`, each bare (`services`) or double-quoted with
+    /// Nix escapes (`"example.org"`). Interpolations are refused: a path must name fixed attributes.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid = |why: &str| {
+            format!(
+                "`{text}` is not an attribute path: {why}; write names separated by dots, quoting names that \
+                 are not identifiers (services.nginx.virtualHosts.\"example.org\".root)"
+            )
+        };
+        if text.trim() != text || text.is_empty() {
+            return Err(invalid("it is empty or has surrounding spaces"));
+        }
+        let probe = format!("{{ {text} = null; }}");
+        let root = rnix::Root::parse(&probe);
+        if !root.errors().is_empty() {
+            return Err(invalid("Nix cannot parse it"));
+        }
+        let Some(ast::Expr::AttrSet(set)) = root.tree().expr() else {
+            return Err(invalid("Nix cannot parse it"));
+        };
+        let entries: Vec<_> = set.entries().collect();
+        let [ast::Entry::AttrpathValue(entry)] = entries.as_slice() else {
+            return Err(invalid("it is more than one path"));
+        };
+        let path = entry.attrpath().ok_or_else(|| invalid("no names"))?;
+        if path.syntax().text() != text {
+            return Err(invalid("it is more than a path"));
+        }
+        let names = path
+            .attrs()
+            .map(|attr| attr_name(&attr).ok_or_else(|| invalid("a name is computed (`${…}`)")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(names)
+    }
+
+    /// The names, outermost first.
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl fmt::Display for AttrPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&attrpath_text(&self.0))
+    }
+}
+
+/// Names as Nix attribute-path text, quoted where needed.
+fn attrpath_text(names: &[String]) -> String {
+    let mut out = String::new();
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        lexical::write_attr_name(&mut out, name);
+    }
+    out
+}
+
+/// The value to set: data converted by the emitter, or Nix text written by a person (inserted as written).
+#[derive(Debug, Clone)]
+pub enum NewValue {
+    /// An expression printed by fedigen's printer, laid out for where it lands.
+    Expr(Expr),
+    /// Nix text, checked to parse on its own; inserted byte for byte.
+    Text(String),
+}
+
+/// One change to a file: replace `range` of the old text with `replacement`. Everything else is untouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    /// The bytes of the old text that change.
+    pub range: Range<usize>,
+    /// What they become.
+    pub replacement: String,
+}
+
+impl Edit {
+    /// The new text of the file.
+    pub fn apply(&self, text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + self.replacement.len());
+        out.push_str(&text[..self.range.start]);
+        out.push_str(&self.replacement);
+        out.push_str(&text[self.range.end..]);
+        out
+    }
+}
+
+/// Where a path is defined, as read from the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    /// Where the binding (`name = value;`) starts.
+    pub position: Position,
+    /// The value's text, exactly as written.
+    pub value: String,
+    /// The value's byte range in the file.
+    pub range: Range<usize>,
+}
+
+/// Why an edit was refused: what, where, and how to proceed. Nothing is written when an edit is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditError {
+    /// The file is not valid Nix to begin with.
+    #[error(transparent)]
+    Syntax(#[from] VerifyError),
+    /// The path does not lead into attribute set literals the editor can follow.
+    #[error("{file}:{position}: cannot edit `{path}`: {reason}")]
+    Refused {
+        /// The file.
+        file: String,
+        /// Where the obstacle is.
+        position: Position,
+        /// The path asked for.
+        path: String,
+        /// What the obstacle is and what to do instead.
+        reason: String,
+    },
+    /// The path is defined by more than one binding.
+    #[error(
+        "{file}: cannot edit `{path}`: it is defined in {} places ({}); edit them one at a time through longer paths, or merge them by hand first",
+        positions.len(),
+        positions.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    DefinedInSeveralPlaces {
+        /// The file.
+        file: String,
+        /// The path asked for.
+        path: String,
+        /// Where each definition starts.
+        positions: Vec<Position>,
+    },
+    /// `get` or `unset` of a path the file does not define.
+    #[error("{file}: `{path}` is not defined{}", nearest.as_ref().map(|(p, at)| format!(" (the nearest definition is `{p}` at {at})")).unwrap_or_default())]
+    NotDefined {
+        /// The file.
+        file: String,
+        /// The path asked for.
+        path: String,
+        /// The longest defined prefix and where, to help spot a typo.
+        nearest: Option<(String, Position)>,
+    },
+    /// Nix text given as the new value does not parse on its own.
+    #[error("the new value does not parse as a Nix expression: {0}")]
+    BadValue(String),
+    /// The edited file does not parse (a bug in fedigen: the edit is not written).
+    #[error(
+        "{file}: the edit would not parse ({message}); nothing was written — please report this"
+    )]
+    Broken {
+        /// The file.
+        file: String,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// A parsed file, ready for lookups and edits.
+pub struct Document {
+    name: String,
+    text: String,
+    /// What rnix parsed: the text itself, or (for one path) the text with unrelated values skimmed.
+    tree_text: String,
+    root: ast::Expr,
+    /// The only path this document can answer for, when it was skimmed for it.
+    focus: Option<AttrPath>,
+}
+
+impl Document {
+    /// Parses the whole of `text` (the contents of the file `name`, which is used in messages); any path can
+    /// then be looked up.
+    pub fn parse(name: &str, text: &str) -> Result<Self, EditError> {
+        Self::from_tree_text(name, text, text.to_owned(), None)
+    }
+
+    /// Parses `text` for edits of `path` alone: the values of bindings unrelated to the path are skimmed by the
+    /// tokenizer instead of parsed (see `skim`), which makes an edit of a large file several times cheaper than
+    /// a full parse. Syntax errors inside those values are not looked for (`fedigen nix check` does); lexical
+    /// errors anywhere and everything on the path are.
+    pub fn for_path(name: &str, text: &str, path: &AttrPath) -> Result<Self, EditError> {
+        let tree_text = skim::skim(text, path.names());
+        Self::from_tree_text(name, text, tree_text, Some(path.clone()))
+    }
+
+    fn from_tree_text(
+        name: &str,
+        text: &str,
+        tree_text: String,
+        focus: Option<AttrPath>,
+    ) -> Result<Self, EditError> {
+        let root = verify::parse(name, &tree_text)?;
+        let root = root.expr().ok_or_else(|| VerifyError::Syntax {
+            file: name.to_owned(),
+            position: Position { line: 1, column: 1 },
+            message: "the file holds no expression".to_owned(),
+        })?;
+        Ok(Self {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            tree_text,
+            root,
+            focus,
+        })
+    }
+
+    /// The file's text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The definition of `path`, exactly as written.
+    pub fn get(&self, path: &AttrPath) -> Result<Definition, EditError> {
+        let lookup = self.lookup(path)?;
+        match self.single_hit(path, &lookup)? {
+            Some(Hit::Exact(binding)) => {
+                let value = binding.value().expect("a parsed binding has a value");
+                let range = byte_range(value.syntax());
+                Ok(Definition {
+                    position: self.position_of(binding.syntax()),
+                    value: self.text[range.clone()].to_owned(),
+                    range,
+                })
+            }
+            Some(Hit::Partial(binding, _)) => Err(self.refused(
+                path,
+                binding.syntax(),
+                format!(
+                    "it is defined in parts (`{}`); ask for the longer paths",
+                    binding
+                        .attrpath()
+                        .map(|p| p.syntax().to_string())
+                        .unwrap_or_default()
+                ),
+            )),
+            None => Err(self.not_defined(path, &lookup)),
+        }
+    }
+
+    /// The edit that makes `path` hold `value`: the old value replaced in place, a definition in parts replaced
+    /// by one, or a new binding added to the deepest set the path already reaches (after its closest sibling).
+    pub fn set(&self, path: &AttrPath, value: &NewValue) -> Result<Edit, EditError> {
+        if let NewValue::Text(text) = value {
+            let parsed = rnix::Root::parse(text);
+            if let Some(error) = parsed.errors().first() {
+                return Err(EditError::BadValue(error.to_string()));
+            }
+            if parsed.tree().expr().is_none() {
+                return Err(EditError::BadValue("it is empty".to_owned()));
+            }
+        }
+        let lookup = self.lookup(path)?;
+        let edit = match self.single_hit(path, &lookup)? {
+            Some(Hit::Exact(binding)) => {
+                let old = binding.value().expect("a parsed binding has a value");
+                let indent = self.line_indent(binding.syntax());
+                Edit {
+                    range: byte_range(old.syntax()),
+                    replacement: render(value, indent),
+                }
+            }
+            Some(Hit::Partial(binding, consumed)) => {
+                // `a.b.c = 1;` setting `a.b`: keep `a.b` as written, replace the rest of the binding.
+                let attrs: Vec<_> = binding
+                    .attrpath()
+                    .expect("a binding has a path")
+                    .attrs()
+                    .collect();
+                let old = binding.value().expect("a parsed binding has a value");
+                let indent = self.line_indent(binding.syntax());
+                Edit {
+                    range: usize::from(attrs[consumed - 1].syntax().text_range().end())
+                        ..usize::from(old.syntax().text_range().end()),
+                    replacement: format!(" = {}", render(value, indent)),
+                }
+            }
+            None => self.insert(path, &lookup, value)?,
+        };
+        self.checked(edit)
+    }
+
+    /// The edit that removes the definition of `path`, with the line it stood on when it stood alone. A set
+    /// literal left with nothing inside (not even a comment) is removed with its binding, so `unset a.b` of
+    /// `a = { b = 1; };` leaves no `a = { };` behind, just as it would for `a.b = 1;`.
+    pub fn unset(&self, path: &AttrPath) -> Result<Edit, EditError> {
+        let lookup = self.lookup(path)?;
+        let binding = match self.single_hit(path, &lookup)? {
+            Some(Hit::Exact(binding) | Hit::Partial(binding, _)) => binding,
+            None => return Err(self.not_defined(path, &lookup)),
+        };
+        // Climb while the binding is the only thing in a set that is itself the plain value of a binding.
+        let mut doomed = binding;
+        loop {
+            let Some(set) = doomed.syntax().parent().and_then(ast::AttrSet::cast) else {
+                break;
+            };
+            let inside = self.inside_braces(&set);
+            let own = byte_range(doomed.syntax());
+            let rest = format!(
+                "{}{}",
+                &self.text[inside.start..own.start],
+                &self.text[own.end..inside.end]
+            );
+            if !rest.trim().is_empty() {
+                break;
+            }
+            let Some(parent) = plain_value_of(&set) else {
+                break;
+            };
+            doomed = parent;
+        }
+        self.checked(self.removal(&doomed))
+    }
+
+    fn checked(&self, edit: Edit) -> Result<Edit, EditError> {
+        // The smallest set literal around the edit, edited, must parse on its own: the edit stays inside it,
+        // and outside it nothing changes. (The tree text has the file's structure around the edit.)
+        let enclosing = self
+            .root
+            .syntax()
+            .covering_element(rowan::TextRange::new(
+                (edit.range.start as u32).into(),
+                (edit.range.end as u32).into(),
+            ))
+            .ancestors()
+            .filter(|node| node.kind() == rnix::SyntaxKind::NODE_ATTR_SET)
+            .map(|node| byte_range(&node))
+            .find(|set| set.start < edit.range.start && edit.range.end < set.end)
+            .unwrap_or(0..self.tree_text.len());
+        let mut text = String::from(&self.tree_text[enclosing.start..edit.range.start]);
+        text.push_str(&edit.replacement);
+        text.push_str(&self.tree_text[edit.range.end..enclosing.end]);
+        let parsed = rnix::Root::parse(&text);
+        match parsed.errors().first() {
+            None => Ok(edit),
+            Some(error) => Err(EditError::Broken {
+                file: self.name.clone(),
+                message: error.to_string(),
+            }),
+        }
+    }
+
+    fn position_of(&self, node: &rnix::SyntaxNode) -> Position {
+        Position::of_offset(&self.text, usize::from(node.text_range().start()))
+    }
+
+    fn refused(&self, path: &AttrPath, node: &rnix::SyntaxNode, reason: String) -> EditError {
+        EditError::Refused {
+            file: self.name.clone(),
+            position: self.position_of(node),
+            path: path.to_string(),
+            reason,
+        }
+    }
+
+    fn not_defined(&self, path: &AttrPath, lookup: &Lookup) -> EditError {
+        let nearest = lookup
+            .sets
+            .iter()
+            .filter(|set| set.depth > 0)
+            .max_by_key(|set| set.depth)
+            .and_then(|set| {
+                let binding = set.via.as_ref()?;
+                Some((
+                    attrpath_text(&path.names()[..set.depth]),
+                    self.position_of(binding.syntax()),
+                ))
+            });
+        EditError::NotDefined {
+            file: self.name.clone(),
+            path: path.to_string(),
+            nearest,
+        }
+    }
+
+    fn single_hit(&self, path: &AttrPath, lookup: &Lookup) -> Result<Option<Hit>, EditError> {
+        match lookup.hits.as_slice() {
+            [] => Ok(None),
+            [hit] => Ok(Some(hit.clone())),
+            hits => Err(EditError::DefinedInSeveralPlaces {
+                file: self.name.clone(),
+                path: path.to_string(),
+                positions: hits
+                    .iter()
+                    .map(|h| self.position_of(h.binding().syntax()))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Every binding of `path` and every set literal on the way to it.
+    fn lookup(&self, path: &AttrPath) -> Result<Lookup, EditError> {
+        assert!(
+            self.focus.as_ref().is_none_or(|focus| focus == path),
+            "a document skimmed for `{}` cannot answer for `{path}`",
+            self.focus
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        );
+        let mut lookup = Lookup::default();
+        let sets = self.sets_of(&self.root, true).map_err(|(node, reason)| {
+            self.refused(path, &node, format!("the file's value {reason}"))
+        })?;
+        for set in sets {
+            self.walk(path, set, 0, None, &mut lookup)?;
+        }
+        Ok(lookup)
+    }
+
+    /// The set literals an expression is, seen through the wrappers that leave a set a set.
+    fn sets_of(
+        &self,
+        expr: &ast::Expr,
+        at_top: bool,
+    ) -> Result<Vec<ast::AttrSet>, (rnix::SyntaxNode, String)> {
+        let mut expr = expr.clone();
+        loop {
+            expr = match expr {
+                ast::Expr::AttrSet(set) => return Ok(vec![set]),
+                ast::Expr::Paren(p) => p.expr().ok_or_else(|| incomplete(p.syntax()))?,
+                ast::Expr::LetIn(l) => l.body().ok_or_else(|| incomplete(l.syntax()))?,
+                ast::Expr::With(w) => w.body().ok_or_else(|| incomplete(w.syntax()))?,
+                ast::Expr::Assert(a) => a.body().ok_or_else(|| incomplete(a.syntax()))?,
+                ast::Expr::Lambda(l) if at_top => l.body().ok_or_else(|| incomplete(l.syntax()))?,
+                ast::Expr::Apply(apply) => match module_wrapper(&apply) {
+                    Some(Wrapper::Body(body)) => body,
+                    Some(Wrapper::Merge(list)) => {
+                        let mut sets = Vec::new();
+                        for item in list.items() {
+                            sets.extend(self.sets_of(&item, false)?);
+                        }
+                        return Ok(sets);
+                    }
+                    None => return Err(not_a_set(&self.text, &ast::Expr::Apply(apply))),
+                },
+                other => return Err(not_a_set(&self.text, &other)),
+            };
+        }
+    }
+
+    fn walk(
+        &self,
+        path: &AttrPath,
+        set: ast::AttrSet,
+        depth: usize,
+        via: Option<ast::AttrpathValue>,
+        lookup: &mut Lookup,
+    ) -> Result<(), EditError> {
+        let rest = &path.names()[depth..];
+        lookup.sets.push(SetOnPath {
+            set: set.clone(),
+            depth,
+            via,
+        });
+        for entry in set.entries() {
+            match entry {
+                ast::Entry::Inherit(inherit) => {
+                    for attr in inherit.attrs() {
+                        if attr_name(&attr).is_none_or(|name| name == rest[0]) {
+                            return Err(self.refused(
+                                path,
+                                inherit.syntax(),
+                                format!(
+                                    "`{}` is inherited here (`{}`), so its value lives elsewhere; edit it where it is defined, or replace the inherit by a binding first",
+                                    attrpath_text(&path.names()[..=depth]),
+                                    inherit.syntax()
+                                ),
+                            ));
+                        }
+                    }
+                }
+                ast::Entry::AttrpathValue(binding) => {
+                    let Some(attrpath) = binding.attrpath() else {
+                        continue;
+                    };
+                    let attrs: Vec<_> = attrpath.attrs().collect();
+                    let mut matched = 0;
+                    let mut diverged = false;
+                    for attr in &attrs {
+                        if matched == rest.len() {
+                            break;
+                        }
+                        match attr_name(attr) {
+                            None => {
+                                return Err(self.refused(
+                                    path,
+                                    attr.syntax(),
+                                    format!(
+                                        "the name `{}` is computed, so whether it is `{}` is only known when Nix evaluates it",
+                                        attr.syntax(),
+                                        rest[matched]
+                                    ),
+                                ));
+                            }
+                            Some(name) if name == rest[matched] => matched += 1,
+                            Some(_) => {
+                                diverged = true;
+                                break;
+                            }
+                        }
+                    }
+                    if diverged || matched == 0 {
+                        continue;
+                    }
+                    if matched == rest.len() {
+                        lookup.hits.push(if attrs.len() == matched {
+                            Hit::Exact(binding)
+                        } else {
+                            Hit::Partial(binding, matched)
+                        });
+                        continue;
+                    }
+                    // The binding names a prefix of the path: follow its value.
+                    let Some(value) = binding.value() else {
+                        continue;
+                    };
+                    let sets = self.sets_of(&value, false).map_err(|(node, reason)| {
+                        self.refused(
+                            path,
+                            &node,
+                            format!(
+                                "`{}` {reason}",
+                                attrpath_text(&path.names()[..depth + matched])
+                            ),
+                        )
+                    })?;
+                    for inner in sets {
+                        self.walk(path, inner, depth + matched, Some(binding.clone()), lookup)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A new binding for `path` in the deepest set that the path reaches.
+    fn insert(
+        &self,
+        path: &AttrPath,
+        lookup: &Lookup,
+        value: &NewValue,
+    ) -> Result<Edit, EditError> {
+        let deepest = lookup
+            .sets
+            .iter()
+            .map(|s| s.depth)
+            .max()
+            .expect("the root is a set");
+        let candidates: Vec<_> = lookup.sets.iter().filter(|s| s.depth == deepest).collect();
+        let [target] = candidates.as_slice() else {
+            return Err(EditError::Refused {
+                file: self.name.clone(),
+                position: self.position_of(candidates[0].set.syntax()),
+                path: path.to_string(),
+                reason: format!(
+                    "it could be added to any of {} sets ({}); add it by hand to the one you mean, then fedigen can edit it",
+                    candidates.len(),
+                    candidates
+                        .iter()
+                        .map(|s| self.position_of(s.set.syntax()).to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        };
+        let rest = &path.names()[target.depth..];
+        let entries: Vec<_> = target.set.entries().collect();
+        // After the last sibling sharing the longest prefix with the new path, or after the last binding.
+        let anchor = entries
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, entry)| (shared_prefix(entry, rest), *i))
+            .map(|(_, entry)| entry.clone());
+        match anchor {
+            Some(anchor) => {
+                let indent = self.line_indent(anchor.syntax());
+                let binding = format!("{} = {};", attrpath_text(rest), render(value, indent));
+                let end = usize::from(anchor.syntax().text_range().end());
+                let line_end = self.text[end..]
+                    .find('\n')
+                    .map_or(self.text.len(), |i| end + i);
+                let after = self.text[end..line_end].trim_start();
+                if after.is_empty() || after.starts_with('#') {
+                    Ok(Edit {
+                        range: line_end..line_end,
+                        replacement: format!("\n{}{binding}", " ".repeat(indent)),
+                    })
+                } else {
+                    Ok(Edit {
+                        range: end..end,
+                        replacement: format!(" {binding}"),
+                    })
+                }
+            }
+            None => {
+                let inside = self.inside_braces(&target.set);
+                let indent = self.line_indent(target.set.syntax());
+                let binding = format!("{} = {};", attrpath_text(rest), render(value, indent + 2));
+                let between = &self.text[inside.clone()];
+                if between.trim().is_empty() {
+                    Ok(Edit {
+                        range: inside,
+                        replacement: format!(
+                            "\n{}{binding}\n{}",
+                            " ".repeat(indent + 2),
+                            " ".repeat(indent)
+                        ),
+                    })
+                } else {
+                    // Only comments inside: keep them, add the binding before the closing brace.
+                    let close = inside.end;
+                    let line_start = self.text[..close].rfind('\n').map_or(0, |i| i + 1);
+                    if self.text[line_start..close].trim().is_empty() {
+                        Ok(Edit {
+                            range: line_start..line_start,
+                            replacement: format!("{}{binding}\n", " ".repeat(indent + 2)),
+                        })
+                    } else {
+                        Ok(Edit {
+                            range: close..close,
+                            replacement: format!("{binding} "),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removing a binding: its whole line(s) when it stands alone on them (with a comment after it on its last
+    /// line), otherwise the binding and the space that separates it from its neighbour.
+    fn removal(&self, binding: &ast::AttrpathValue) -> Edit {
+        let range = byte_range(binding.syntax());
+        let line_start = self.text[..range.start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[range.end..]
+            .find('\n')
+            .map_or(self.text.len(), |i| range.end + i);
+        let before = &self.text[line_start..range.start];
+        let after = self.text[range.end..line_end].trim_start();
+        let replacement = String::new();
+        if before.trim().is_empty() && (after.is_empty() || after.starts_with('#')) {
+            let end = (line_end + 1).min(self.text.len());
+            return Edit {
+                range: line_start..end,
+                replacement,
+            };
+        }
+        let spaces_after = self.text[range.end..]
+            .find(|c: char| c != ' ' && c != '\t')
+            .map_or(self.text.len(), |i| range.end + i);
+        if self.text[spaces_after..].starts_with('}') {
+            let spaces_before = self.text[..range.start].trim_end_matches([' ', '\t']).len();
+            Edit {
+                range: spaces_before..range.end,
+                replacement,
+            }
+        } else {
+            Edit {
+                range: range.start..spaces_after,
+                replacement,
+            }
+        }
+    }
+
+    /// The bytes between a set's braces.
+    fn inside_braces(&self, set: &ast::AttrSet) -> Range<usize> {
+        let open = set.l_curly_token().expect("a parsed set has braces");
+        let close = set.r_curly_token().expect("a parsed set has braces");
+        usize::from(open.text_range().end())..usize::from(close.text_range().start())
+    }
+
+    /// The indentation (in spaces) of the line a node starts on.
+    fn line_indent(&self, node: &rnix::SyntaxNode) -> usize {
+        let start = usize::from(node.text_range().start());
+        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        self.text[line_start..start]
+            .chars()
+            .take_while(|c| *c == ' ')
+            .count()
+    }
+}
+
+/// The new value's text for a binding on a line indented by `indent`.
+fn render(value: &NewValue, indent: usize) -> String {
+    match value {
+        NewValue::Expr(expr) => print_expr_at(expr, indent),
+        NewValue::Text(text) => text.trim().to_owned(),
+    }
+}
+
+/// What a lookup found.
+#[derive(Default)]
+struct Lookup {
+    /// Bindings of the path itself (exact) or of longer paths inside it (partial).
+    hits: Vec<Hit>,
+    /// The set literals on the way, with how much of the path leads to them.
+    sets: Vec<SetOnPath>,
+}
+
+/// A binding that defines the path.
+#[derive(Clone)]
+enum Hit {
+    /// `path = value;` (possibly split across nested sets).
+    Exact(ast::AttrpathValue),
+    /// `path.more = value;`: the binding defines part of the path's value; the number is how many of its
+    /// names make up the path.
+    Partial(ast::AttrpathValue, usize),
+}
+
+impl Hit {
+    fn binding(&self) -> &ast::AttrpathValue {
+        match self {
+            Self::Exact(binding) | Self::Partial(binding, _) => binding,
+        }
+    }
+}
+
+/// A set literal the path reaches.
+struct SetOnPath {
+    set: ast::AttrSet,
+    /// How many names of the path lead to this set.
+    depth: usize,
+    /// The binding whose value the set is (`None` for the file's top set).
+    via: Option<ast::AttrpathValue>,
+}
+
+/// How the module system wraps a set: `lib.mkIf c { … }` and friends, or `lib.mkMerge [ … ]`.
+enum Wrapper {
+    Body(ast::Expr),
+    Merge(ast::List),
+}
+
+/// Recognises `mkIf cond body`, `mkDefault body`, `mkForce body`, `mkOverride n body`, `mkBefore body`,
+/// `mkAfter body`, `mkOrder n body` (bare or as `lib.…`) with all their arguments, and `mkMerge [ … ]`.
+fn module_wrapper(apply: &ast::Apply) -> Option<Wrapper> {
+    let mut args = vec![apply.argument()?];
+    let mut head = apply.lambda()?;
+    while let ast::Expr::Apply(inner) = head {
+        args.push(inner.argument()?);
+        head = inner.lambda()?;
+    }
+    let name = match &head {
+        ast::Expr::Ident(ident) => ident.ident_token()?.text().to_owned(),
+        ast::Expr::Select(select) if select.default_expr().is_none() => {
+            let base = select.expr()?;
+            if !is_ident(&base, "lib") {
+                return None;
+            }
+            let names: Vec<_> = select.attrpath()?.attrs().collect();
+            let [attr] = names.as_slice() else {
+                return None;
+            };
+            attr_name(attr)?
+        }
+        _ => return None,
+    };
+    let arity = match name.as_str() {
+        "mkDefault" | "mkForce" | "mkBefore" | "mkAfter" | "mkMerge" => 1,
+        "mkIf" | "mkOverride" | "mkOrder" => 2,
+        _ => return None,
+    };
+    if args.len() != arity {
+        return None;
+    }
+    let last = args.swap_remove(0);
+    if name == "mkMerge" {
+        match last {
+            ast::Expr::List(list) => Some(Wrapper::Merge(list)),
+            _ => None,
+        }
+    } else {
+        Some(Wrapper::Body(last))
+    }
+}
+
+/// The binding whose value is `set` itself (not through a wrapper), if any.
+fn plain_value_of(set: &ast::AttrSet) -> Option<ast::AttrpathValue> {
+    ast::AttrpathValue::cast(set.syntax().parent()?)
+}
+
+/// How many leading names an entry shares with `rest` (0 for an inherit or a computed name).
+fn shared_prefix(entry: &ast::Entry, rest: &[String]) -> usize {
+    let ast::Entry::AttrpathValue(binding) = entry else {
+        return 0;
+    };
+    let Some(path) = binding.attrpath() else {
+        return 0;
+    };
+    path.attrs()
+        .zip(rest)
+        .take_while(|(attr, name)| attr_name(attr).as_ref() == Some(*name))
+        .count()
+}
+
+fn byte_range(node: &rnix::SyntaxNode) -> Range<usize> {
+    let range = node.text_range();
+    usize::from(range.start())..usize::from(range.end())
+}
+
+fn incomplete(node: &rnix::SyntaxNode) -> (rnix::SyntaxNode, String) {
+    (node.clone(), "is incomplete".to_owned())
+}
+
+fn not_a_set(text: &str, expr: &ast::Expr) -> (rnix::SyntaxNode, String) {
+    let (what, computed) = match expr {
+        ast::Expr::Ident(_) | ast::Expr::Select(_) => ("a variable", true),
+        ast::Expr::Apply(_) => ("a function call", true),
+        ast::Expr::BinOp(_) => ("an operation (such as `//`)", true),
+        ast::Expr::IfElse(_) => ("an `if`", true),
+        ast::Expr::Lambda(_) => ("a function", false),
+        ast::Expr::List(_) => ("a list", false),
+        ast::Expr::Literal(_)
+        | ast::Expr::Str(_)
+        | ast::Expr::PathAbs(_)
+        | ast::Expr::PathRel(_)
+        | ast::Expr::PathHome(_)
+        | ast::Expr::PathSearch(_) => ("a plain value", false),
+        _ => ("an expression", true),
+    };
+    let consequence = if computed {
+        "not an attribute set literal, so what it holds is only known when Nix evaluates it; edit it where it is defined, or write it as a set literal"
+    } else {
+        "which has no attributes; set the whole value instead"
+    };
+    (
+        expr.syntax().clone(),
+        format!(
+            "is {what} (`{}`), {consequence}",
+            abbreviate(&text[byte_range(expr.syntax())])
+        ),
+    )
+}
+
+fn abbreviate(text: &str) -> String {
+    let first = text.lines().next().unwrap_or_default();
+    if first.chars().count() > 40 || first.len() < text.len() {
+        format!("{}…", first.chars().take(40).collect::<String>())
+    } else {
+        first.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data(value: serde_json::Value) -> NewValue {
+        NewValue::Expr(crate::nix::value::from_json(&value, Default::default()).unwrap())
+    }
+
+    fn path(text: &str) -> AttrPath {
+        AttrPath::parse(text).unwrap()
+    }
+
+    fn set(text: &str, at: &str, value: serde_json::Value) -> String {
+        let doc = Document::parse("test.nix", text).unwrap();
+        doc.set(&path(at), &data(value)).unwrap().apply(text)
+    }
+
+    fn unset(text: &str, at: &str) -> String {
+        let doc = Document::parse("test.nix", text).unwrap();
+        doc.unset(&path(at)).unwrap().apply(text)
+    }
+
+    fn refusal(text: &str, at: &str) -> String {
+        let doc = Document::parse("test.nix", text).unwrap();
+        doc.set(&path(at), &data(json!(1))).unwrap_err().to_string()
+    }
+
+    const MODULE: &str = r#"# A machine someone maintains.
+{ config, lib, pkgs, ... }:
+let
+  domain = "example.org"; # not ours to touch
+in
+{
+  imports = [ ./hardware.nix ];
+
+  # The web server.
+  services.nginx = {
+    enable = true;   # odd spacing kept
+    virtualHosts."${domain}".root = "/srv/www";
+  };
+  networking.firewall.allowedTCPPorts = [ 80 443 ]; # web
+
+  config = lib.mkIf config.services.nginx.enable {
+    users.users.web.isSystemUser = true;
+  };
+}
+"#;
+
+    #[test]
+    fn paths_parse_like_nix_attribute_paths() {
+        assert_eq!(path(r#"a."b.c".d"#).names(), ["a", "b.c", "d"]);
+        assert_eq!(path(r#"a."b.c".d"#).to_string(), r#"a."b.c".d"#);
+        assert_eq!(path(r#""in".x"#).names(), ["in", "x"]);
+        for bad in ["", "a.", "a b", "a = 1; b", "a.${x}", " a"] {
+            assert!(AttrPath::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn replacing_a_value_touches_only_that_value() {
+        let out = set(MODULE, "services.nginx.enable", json!(false));
+        assert_eq!(
+            out,
+            MODULE.replace("enable = true;   #", "enable = false;   #")
+        );
+        let out = set(MODULE, "networking.firewall.allowedTCPPorts", json!([443]));
+        assert_eq!(
+            out,
+            MODULE.replace("[ 80 443 ]; # web", "[\n    443\n  ]; # web")
+        );
+    }
+
+    #[test]
+    fn new_bindings_go_after_their_closest_sibling_at_its_indentation() {
+        let out = set(MODULE, "services.nginx.recommendedTlsSettings", json!(true));
+        assert_eq!(
+            out,
+            MODULE.replace(
+                "\"/srv/www\";\n",
+                "\"/srv/www\";\n    recommendedTlsSettings = true;\n"
+            )
+        );
+        let out = set(MODULE, "networking.hostName", json!("web"));
+        assert_eq!(
+            out,
+            MODULE.replace(
+                "443 ]; # web\n",
+                "443 ]; # web\n  networking.hostName = \"web\";\n"
+            )
+        );
+        let out = set(MODULE, "config.users.users.web.group", json!("web"));
+        assert!(
+            out.contains("isSystemUser = true;\n    users.users.web.group = \"web\";\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn setting_a_set_lays_it_out_for_where_it_lands() {
+        let out = set(
+            "{\n  a = {\n    b = 1;\n  };\n}\n",
+            "a.c",
+            json!({"x": [1, {"y": "z"}]}),
+        );
+        assert_eq!(
+            out,
+            "{\n  a = {\n    b = 1;\n    c = {\n      x = [\n        1\n        {\n          y = \"z\";\n        }\n      ];\n    };\n  };\n}\n"
+        );
+        assert_eq!(set("{ }", "a.b", json!(1)), "{\n  a.b = 1;\n}");
+        assert_eq!(set("{ a = 1; }", "b", json!(2)), "{ a = 1; b = 2; }");
+    }
+
+    #[test]
+    fn a_definition_in_parts_is_replaced_keeping_the_names_as_written() {
+        assert_eq!(
+            set("{\n  a.b.c = 1; # one\n}\n", "a.b", json!({"d": 2})),
+            "{\n  a.b = {\n    d = 2;\n  }; # one\n}\n"
+        );
+    }
+
+    #[test]
+    fn unset_removes_the_line_and_sets_it_leaves_empty() {
+        assert_eq!(
+            unset(MODULE, "networking.firewall.allowedTCPPorts"),
+            MODULE.replace(
+                "  networking.firewall.allowedTCPPorts = [ 80 443 ]; # web\n",
+                ""
+            )
+        );
+        assert_eq!(
+            unset("{\n  a = {\n    b = 1;\n  };\n  c = 2;\n}\n", "a.b"),
+            "{\n  c = 2;\n}\n"
+        );
+        assert_eq!(
+            unset("{\n  a = {\n    # keep me\n    b = 1;\n  };\n}\n", "a.b"),
+            "{\n  a = {\n    # keep me\n  };\n}\n"
+        );
+        assert_eq!(unset("{ a = 1; b = 2; }", "a"), "{ b = 2; }");
+        assert_eq!(unset("{ a = 1; b = 2; }", "b"), "{ a = 1; }");
+    }
+
+    #[test]
+    fn what_only_evaluation_could_decide_is_refused_with_its_place() {
+        let computed = refusal(MODULE, "services.nginx.virtualHosts.x.root");
+        assert!(computed.starts_with("test.nix:12:18: "), "{computed}");
+        assert!(computed.contains("computed"), "{computed}");
+
+        let inherited = refusal("{\n  inherit (x) a;\n}", "a.b");
+        assert!(
+            inherited.starts_with("test.nix:2:3: ") && inherited.contains("inherited"),
+            "{inherited}"
+        );
+
+        let not_a_set = refusal("{\n  a = import ./a.nix;\n}", "a.b");
+        assert!(
+            not_a_set.starts_with("test.nix:2:7: ") && not_a_set.contains("function call"),
+            "{not_a_set}"
+        );
+
+        let twice = refusal("{\n  a = { b = 1; };\n  a.b = 2;\n}", "a.b");
+        assert!(twice.contains("2 places (2:9, 3:3)"), "{twice}");
+
+        let merge = refusal("lib.mkMerge [ { a = 1; } { b = 2; } ]", "c");
+        assert!(merge.contains("any of 2 sets (1:15, 1:26)"), "{merge}");
+        assert_eq!(
+            set("lib.mkMerge [ { a = 1; } { b = 2; } ]", "b", json!(3)),
+            "lib.mkMerge [ { a = 1; } { b = 3; } ]"
+        );
+    }
+
+    #[test]
+    fn get_returns_the_text_as_written() {
+        let doc = Document::parse("m.nix", MODULE).unwrap();
+        let found = doc
+            .get(&path("networking.firewall.allowedTCPPorts"))
+            .unwrap();
+        assert_eq!(found.value, "[ 80 443 ]");
+        assert_eq!(
+            found.position,
+            Position {
+                line: 14,
+                column: 3
+            }
+        );
+        let missing = doc
+            .get(&path("services.nginx.enabled"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("nearest definition is `services.nginx` at 10:3"),
+            "{missing}"
+        );
+    }
+}

@@ -1,0 +1,662 @@
+//! Property tests of `fedigen edit` on hand-written-shaped Nix: random documents (nested sets and dotted
+//! bindings, comments everywhere, odd spacing, one-line sets, module functions, `let … in`, `lib.mkIf` bodies,
+//! strings holding `=`, `;`, `#`, `{`), random edits (set, unset, get of existing leaves and sets, new paths).
+//! For each edit:
+//! - the result parses, and the real `nix-instantiate --eval --strict --json` of it equals the original's value
+//!   with exactly that edit applied (computed on JSON, independently of the editor);
+//! - every binding the edit does not concern, and every comment it does not remove with its binding, lies
+//!   outside the edited byte range (so it is byte-identical in the result);
+//! - an edit is refused exactly when the path is defined by several bindings (and `get` when it is defined in
+//!   parts), which the test knows from how it wrote the document.
+
+use std::ops::Range;
+
+use fedigen::edit::{AttrPath, Document, EditError, NewValue};
+use fedigen::eval::{Nix, Source};
+use fedigen::nix::print::print_expr_at;
+use fedigen::nix::value::{DataPolicy, from_json};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::{Map, Value};
+
+/// Names that stress quoting and dotted paths: keywords, dots, quotes, dashes.
+const NAMES: &[&str] = &[
+    "a", "b", "services", "enable", "x-y", "in", "with.dot", "c'", "_u", "port",
+];
+
+/// Text for strings and comments that looks like syntax.
+const TRICKY: &[&str] = &[
+    "a = 1;",
+    "};",
+    "# not a comment",
+    "{ x = y; }",
+    "${not interpolated}",
+    "''",
+    "\"quoted\"",
+    "line one\nline two; = #\n",
+    "/* not a block */",
+    "plain",
+];
+
+/// A document's meaning: nested sets with unique names, leaves holding JSON data.
+#[derive(Debug, Clone)]
+enum Node {
+    Leaf(Value),
+    Set(Vec<(String, Node)>),
+}
+
+impl Node {
+    fn json(&self) -> Value {
+        match self {
+            Node::Leaf(v) => v.clone(),
+            Node::Set(children) => Value::Object(
+                children
+                    .iter()
+                    .map(|(k, n)| (k.clone(), n.json()))
+                    .collect::<Map<_, _>>(),
+            ),
+        }
+    }
+}
+
+fn scalar() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i32>().prop_map(Value::from),
+        proptest::sample::select(TRICKY).prop_map(Value::from),
+        "[a-z ]{0,8}".prop_map(Value::from),
+    ]
+}
+
+fn data() -> impl Strategy<Value = Value> {
+    scalar().prop_recursive(2, 12, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(proptest::sample::select(NAMES), inner, 1..4).prop_map(
+                |m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            ),
+        ]
+    })
+}
+
+fn node(depth: u32) -> BoxedStrategy<Node> {
+    let leaf = data().prop_map(Node::Leaf);
+    if depth == 0 {
+        return leaf.boxed();
+    }
+    prop_oneof![
+        2 => leaf,
+        3 => prop::collection::btree_map(proptest::sample::select(NAMES), node(depth - 1), 1..4)
+            .prop_map(|m| Node::Set(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
+    ]
+    .boxed()
+}
+
+/// Who a comment belongs to, which decides whether an edit may take it along.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CommentKind {
+    /// On the lines above a binding: always stays.
+    Leading,
+    /// After a binding on its line, or between its name and `=`: goes when the binding goes.
+    Trailing,
+    /// Inside a set's braces before its first binding: goes only with the whole set.
+    Interior,
+}
+
+/// A document as written, with what the test needs to know about where things are.
+#[derive(Debug)]
+struct Written {
+    text: String,
+    /// Every leaf binding's full path and byte range.
+    leaves: Vec<(Vec<String>, Range<usize>)>,
+    /// Every comment: its owner binding's full path, kind and byte range.
+    comments: Vec<(Vec<String>, CommentKind, Range<usize>)>,
+    /// Every binding: the depth of the set it stands in, and its full path.
+    bindings: Vec<(usize, Vec<String>)>,
+}
+
+/// Presentation choices, drawn from a stream of dice so that one proptest input decides the whole layout.
+struct Writer<'a> {
+    dice: &'a [u8],
+    next: usize,
+    out: Written,
+    lib_in_scope: bool,
+}
+
+impl Writer<'_> {
+    fn roll(&mut self, sides: u8) -> u8 {
+        let d = self.dice[self.next % self.dice.len()];
+        self.next += 1;
+        d % sides
+    }
+
+    fn push(&mut self, s: &str) -> Range<usize> {
+        let start = self.out.text.len();
+        self.out.text.push_str(s);
+        start..self.out.text.len()
+    }
+
+    fn comment(&mut self, owner: &[String], kind: CommentKind, text: &str) {
+        let range = self.push(text);
+        self.out.comments.push((owner.to_vec(), kind, range));
+    }
+
+    fn tricky(&mut self) -> String {
+        TRICKY[self.roll(TRICKY.len() as u8) as usize]
+            .replace('\n', " ")
+            .replace("*/", "* /")
+    }
+
+    /// The children of a set at `path`, between braces already written, at `indent`.
+    fn set_body(&mut self, path: &[String], children: &[(String, Node)], indent: usize) {
+        let one_line = children.len() <= 3
+            && children.iter().all(|(_, n)| matches!(n, Node::Leaf(v) if !v.is_array() && !v.is_object() && !v.as_str().is_some_and(|s| s.contains('\n'))))
+            && self.roll(3) == 0;
+        if one_line {
+            for (name, child) in children {
+                self.push(" ");
+                let mut full = path.to_vec();
+                full.push(name.clone());
+                self.binding(
+                    path.len(),
+                    &full,
+                    std::slice::from_ref(name),
+                    child,
+                    0,
+                    true,
+                );
+            }
+            self.push(" ");
+            return;
+        }
+        self.push("\n");
+        if self.roll(4) == 0 {
+            let pad = " ".repeat(indent);
+            let t = self.tricky();
+            self.push(&pad);
+            self.comment(path, CommentKind::Interior, &format!("# {t}"));
+            self.push("\n");
+        }
+        for (name, child) in children {
+            let mut full = path.to_vec();
+            full.push(name.clone());
+            match child {
+                // A set written as dotted bindings in its parent: `name.child = …;`.
+                Node::Set(grandchildren) if self.roll(3) == 0 => {
+                    for (g, gnode) in grandchildren {
+                        let mut gfull = full.clone();
+                        gfull.push(g.clone());
+                        self.line(
+                            path.len(),
+                            &gfull,
+                            &[name.clone(), g.clone()],
+                            gnode,
+                            indent,
+                        );
+                    }
+                }
+                _ => self.line(path.len(), &full, std::slice::from_ref(name), child, indent),
+            }
+        }
+        if self.roll(4) == 0 {
+            self.push("\n");
+        }
+        self.push(&" ".repeat(indent.saturating_sub(2)));
+    }
+
+    /// One binding on its own line(s), with optional comments around it.
+    fn line(
+        &mut self,
+        depth: usize,
+        full: &[String],
+        names: &[String],
+        node: &Node,
+        indent: usize,
+    ) {
+        let pad = " ".repeat(indent);
+        if self.roll(4) == 0 {
+            self.push("\n");
+        }
+        if self.roll(3) == 0 {
+            let t = self.tricky();
+            self.push(&pad);
+            self.comment(full, CommentKind::Leading, &format!("# {t}"));
+            self.push("\n");
+        }
+        self.push(&pad);
+        self.binding(depth, full, names, node, indent, false);
+        if self.roll(3) == 0 {
+            let t = self.tricky();
+            self.push(" ");
+            self.comment(full, CommentKind::Trailing, &format!("# {t}"));
+        }
+        self.push("\n");
+    }
+
+    fn binding(
+        &mut self,
+        depth: usize,
+        full: &[String],
+        names: &[String],
+        node: &Node,
+        indent: usize,
+        one_line: bool,
+    ) {
+        let start = self.out.text.len();
+        self.out.bindings.push((depth, full.to_vec()));
+        let path = AttrPath::new(names.to_vec()).unwrap().to_string();
+        self.push(&path);
+        if self.roll(5) == 0 {
+            let t = self.tricky();
+            self.push(" ");
+            self.comment(full, CommentKind::Trailing, &format!("/* {t} */"));
+        }
+        let eq = [" = ", "=", "  = ", " =\n"][self.roll(if one_line { 3 } else { 4 }) as usize];
+        self.push(eq);
+        if eq.ends_with('\n') {
+            self.push(&" ".repeat(indent + 2));
+        }
+        match node {
+            Node::Leaf(value) => {
+                let expr = from_json(value, DataPolicy::default()).unwrap();
+                let text = print_expr_at(&expr, indent);
+                self.push(&text);
+                self.push(";");
+                let range = start..self.out.text.len();
+                self.out.leaves.push((full.to_vec(), range));
+            }
+            Node::Set(children) => {
+                if self.lib_in_scope && self.roll(4) == 0 {
+                    self.push("lib.mkIf true ");
+                }
+                self.push("{");
+                self.set_body(full, children, indent + 2);
+                self.push("};");
+            }
+        }
+    }
+}
+
+fn write(root: &[(String, Node)], dice: &[u8]) -> Written {
+    let mut w = Writer {
+        dice,
+        next: 0,
+        out: Written {
+            text: String::new(),
+            leaves: Vec::new(),
+            comments: Vec::new(),
+            bindings: Vec::new(),
+        },
+        lib_in_scope: false,
+    };
+    w.push("# A configuration someone maintains; { = ; } in comments is not code.\n");
+    match w.roll(3) {
+        0 => {}
+        1 => {
+            w.lib_in_scope = true;
+            w.push("{ config, lib, ... }:\n");
+        }
+        _ => {
+            w.lib_in_scope = true;
+            w.push("{ config, lib, ... }:\nlet\n  unused = \"in { a = 1; }\"; # ;\nin\n");
+        }
+    }
+    w.push("{");
+    w.set_body(&[], root, 2);
+    w.push("}\n");
+    w.out
+}
+
+/// What to do to the document.
+#[derive(Debug, Clone)]
+enum Op {
+    Set(Value),
+    Unset,
+    Get,
+}
+
+/// Paths of the model: every leaf and set (not the root), and new paths under sets.
+fn paths(node: &Node, prefix: &mut Vec<String>, out: &mut Vec<(Vec<String>, bool)>) {
+    if let Node::Set(children) = node {
+        if !prefix.is_empty() {
+            out.push((prefix.clone(), true));
+        }
+        let mut fresh = prefix.clone();
+        fresh.push("new.name".to_owned());
+        out.push((fresh, false));
+        for (name, child) in children {
+            prefix.push(name.clone());
+            match child {
+                Node::Leaf(_) => out.push((prefix.clone(), true)),
+                Node::Set(_) => paths(child, prefix, out),
+            }
+            prefix.pop();
+        }
+    }
+}
+
+/// The value with `path` set to `new`, intermediate sets created.
+fn json_set(value: &mut Value, path: &[String], new: Value) {
+    let Value::Object(map) = value else {
+        unreachable!()
+    };
+    if path.len() == 1 {
+        map.insert(path[0].clone(), new);
+    } else {
+        let child = map
+            .entry(path[0].clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        json_set(child, &path[1..], new);
+    }
+}
+
+/// The value with `path` removed; sets on the path that end up empty are removed too (the test cannot know
+/// which empty sets the editor keeps for a comment inside, so both sides are normalised the same way).
+fn json_unset(value: &mut Value, path: &[String]) {
+    let Value::Object(map) = value else { return };
+    if path.len() == 1 {
+        map.remove(&path[0]);
+    } else if let Some(child) = map.get_mut(&path[0]) {
+        json_unset(child, &path[1..]);
+        if child.as_object().is_some_and(Map::is_empty) {
+            map.remove(&path[0]);
+        }
+    }
+}
+
+fn prune_empty_on_path(value: &mut Value, path: &[String]) {
+    let Value::Object(map) = value else { return };
+    if let Some(child) = map.get_mut(&path[0]) {
+        if path.len() > 1 {
+            prune_empty_on_path(child, &path[1..]);
+        }
+        if child.as_object().is_some_and(Map::is_empty) {
+            map.remove(&path[0]);
+        }
+    }
+}
+
+fn get<'a>(value: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, k| v.get(k))
+}
+
+const STUB_LIB: &str = "{ mkIf = cond: body: if cond then body else { }; }";
+
+/// Nix text evaluating a written document (a set, or a module function taking `config` and `lib`).
+fn evaluable(text: &str) -> String {
+    format!(
+        "let\n  lib = {STUB_LIB};\n  f = (\n{text}\n);\nin\nif builtins.isFunction f then f {{ config = {{ }}; inherit lib; }} else f\n"
+    )
+}
+
+#[derive(Debug)]
+struct Case {
+    root: Vec<(String, Node)>,
+    dice: Vec<u8>,
+    pick: usize,
+    op: u8,
+    value: Value,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        prop::collection::btree_map(proptest::sample::select(NAMES), node(3), 1..5),
+        prop::collection::vec(any::<u8>(), 64),
+        any::<usize>(),
+        0u8..3,
+        data(),
+    )
+        .prop_map(|(root, dice, pick, op, value)| Case {
+            root: root.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+            dice,
+            pick,
+            op,
+            value,
+        })
+}
+
+/// Runs a batch of cases; every check but Nix's evaluation happens here, then one Nix process evaluates all.
+fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
+    let mut sources = Vec::new();
+    let mut expected = Vec::new();
+    let mut refused = 0;
+    for (i, case) in cases.iter().enumerate() {
+        let written = write(&case.root, &case.dice);
+        let meaning = Node::Set(case.root.clone()).json();
+        let mut candidates = Vec::new();
+        paths(
+            &Node::Set(case.root.clone()),
+            &mut Vec::new(),
+            &mut candidates,
+        );
+        let (path, exists) = candidates[case.pick % candidates.len()].clone();
+        let op = match (exists, case.op) {
+            (false, _) | (true, 0) => Op::Set(case.value.clone()),
+            (true, 1) => Op::Unset,
+            (true, _) => Op::Get,
+        };
+        let context = || {
+            format!(
+                "case {i}: {op:?} {path:?}\n--- document ---\n{}",
+                written.text
+            )
+        };
+        let document =
+            Document::parse("doc.nix", &written.text).map_err(|e| format!("{e}\n{}", context()))?;
+        let attr_path = AttrPath::new(path.clone()).unwrap();
+
+        // Which bindings define the path: a binding standing at depth d with full path p does when it names
+        // beyond the depth it stands at and p starts with the path.
+        let defining: Vec<&Vec<String>> = written
+            .bindings
+            .iter()
+            .filter(|(depth, full)| {
+                *depth < path.len() && full.len() >= path.len() && full[..path.len()] == path[..]
+            })
+            .map(|(_, full)| full)
+            .collect();
+        let expect_refusal = defining.len() > 1
+            || (matches!(op, Op::Get) && defining.iter().any(|full| full.len() > path.len()));
+
+        // The skimmed document (what the command uses) answers exactly as the fully parsed one.
+        let skimmed = Document::for_path("doc.nix", &written.text, &attr_path)
+            .map_err(|e| format!("{e}\n{}", context()))?;
+        let answers = |doc: &Document| match &op {
+            Op::Get => format!("{:?}", doc.get(&attr_path)),
+            Op::Set(value) => format!(
+                "{:?}",
+                doc.set(
+                    &attr_path,
+                    &NewValue::Expr(from_json(value, DataPolicy::default()).unwrap())
+                )
+            ),
+            Op::Unset => format!("{:?}", doc.unset(&attr_path)),
+        };
+        let (full, skim) = (answers(&document), answers(&skimmed));
+        if full != skim {
+            return Err(format!(
+                "parsed whole: {full}\nskimmed: {skim}\n{}",
+                context()
+            ));
+        }
+
+        let result = match &op {
+            Op::Get => {
+                let found = document.get(&attr_path);
+                match (found, expect_refusal) {
+                    (Ok(definition), false) => {
+                        sources.push(Source {
+                            name: format!("get-{i}.nix"),
+                            text: format!("let lib = {STUB_LIB}; in\n(\n{}\n)\n", definition.value),
+                        });
+                        expected.push((get(&meaning, &path).cloned().unwrap(), None, context()));
+                        continue;
+                    }
+                    (
+                        Err(EditError::DefinedInSeveralPlaces { .. } | EditError::Refused { .. }),
+                        true,
+                    ) => {
+                        refused += 1;
+                        continue;
+                    }
+                    (other, _) => {
+                        return Err(format!(
+                            "get gave {other:?}, refusal expected: {expect_refusal}\n{}",
+                            context()
+                        ));
+                    }
+                }
+            }
+            Op::Set(value) => {
+                let expr = from_json(value, DataPolicy::default()).unwrap();
+                document.set(&attr_path, &NewValue::Expr(expr))
+            }
+            Op::Unset => document.unset(&attr_path),
+        };
+        let edit = match (result, expect_refusal) {
+            (Ok(edit), false) => edit,
+            (Err(EditError::DefinedInSeveralPlaces { .. }), true) => {
+                refused += 1;
+                continue;
+            }
+            (other, _) => {
+                return Err(format!(
+                    "edit gave {other:?}, refusal expected: {expect_refusal}\n{}",
+                    context()
+                ));
+            }
+        };
+        let new_text = edit.apply(&written.text);
+        let touches = |range: &Range<usize>| {
+            if edit.range.is_empty() {
+                range.start < edit.range.start && edit.range.start < range.end
+            } else {
+                range.start < edit.range.end && edit.range.start < range.end
+            }
+        };
+        let related = |full: &[String]| full.starts_with(&path) || path.starts_with(full);
+        for (full, range) in &written.leaves {
+            if !related(full) && touches(range) {
+                return Err(format!(
+                    "the edit {:?} → {:?} touches the unrelated binding {full:?} at {range:?}\n{}",
+                    edit.range,
+                    edit.replacement,
+                    context()
+                ));
+            }
+        }
+        for (owner, kind, range) in &written.comments {
+            let may_go = if owner.starts_with(&path) && owner.len() > path.len() {
+                true // inside the replaced or removed value
+            } else if owner == &path {
+                *kind != CommentKind::Leading
+            } else if path.starts_with(owner) {
+                // An ancestor: its trailing comments go when an unset prunes it.
+                matches!(op, Op::Unset) && *kind == CommentKind::Trailing
+            } else {
+                false
+            };
+            if !may_go && touches(range) {
+                return Err(format!(
+                    "the edit {:?} → {:?} touches the comment {:?} ({kind:?}, of {owner:?})\n{}",
+                    edit.range,
+                    edit.replacement,
+                    &written.text[range.clone()],
+                    context()
+                ));
+            }
+        }
+        if let Err(e) = fedigen::nix::verify::check_syntax("edited.nix", &new_text) {
+            return Err(format!("{e}\n{}\n--- edited ---\n{new_text}", context()));
+        }
+        let mut want = meaning.clone();
+        let normalise = match &op {
+            Op::Set(value) => {
+                json_set(&mut want, &path, value.clone());
+                None
+            }
+            _ => {
+                json_unset(&mut want, &path);
+                Some(path.clone())
+            }
+        };
+        sources.push(Source {
+            name: format!("edited-{i}.nix"),
+            text: evaluable(&new_text),
+        });
+        expected.push((
+            want,
+            normalise,
+            format!("{}\n--- edited ---\n{new_text}", context()),
+        ));
+    }
+    let results = nix.eval_json(&sources);
+    for ((result, (want, normalise, context)), source) in
+        results.into_iter().zip(expected).zip(&sources)
+    {
+        let mut got =
+            result.map_err(|e| format!("Nix rejected {}: {e}\n{context}", source.name))?;
+        if let Some(path) = normalise {
+            prune_empty_on_path(&mut got, &path);
+        }
+        if got != want {
+            return Err(format!(
+                "Nix says\n{got}\nbut the edit means\n{want}\n{context}"
+            ));
+        }
+    }
+    // Most edits must go through: a generator that only produced refusals would prove nothing.
+    if refused * 2 > cases.len() {
+        return Err(format!("{refused} of {} edits were refused", cases.len()));
+    }
+    Ok(())
+}
+
+#[test]
+fn random_edits_change_exactly_their_path_and_nothing_else() {
+    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    // 12 batches of 40 edits, each batch evaluated by one Nix process.
+    let mut runner = TestRunner::new(Config {
+        cases: 12,
+        max_shrink_iters: 0,
+        ..Config::default()
+    });
+    runner
+        .run(&prop::collection::vec(case(), 40), |cases| {
+            check_batch(&nix, &cases).map_err(TestCaseError::fail)
+        })
+        .map_err(|e| match e {
+            proptest::test_runner::TestError::Fail(reason, _) => reason.to_string(),
+            proptest::test_runner::TestError::Abort(reason) => reason.to_string(),
+        })
+        .unwrap();
+}
+
+#[test]
+fn the_writer_writes_what_the_model_means() {
+    // The test's own document writer is checked against Nix too, or its oracle would mean nothing.
+    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    let mut runner = TestRunner::new(Config {
+        cases: 3,
+        max_shrink_iters: 0,
+        ..Config::default()
+    });
+    runner
+        .run(&prop::collection::vec(case(), 40), |cases| {
+            let sources: Vec<_> = cases
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Source {
+                    name: format!("doc-{i}.nix"),
+                    text: evaluable(&write(&c.root, &c.dice).text),
+                })
+                .collect();
+            for (case, result) in cases.iter().zip(nix.eval_json(&sources)) {
+                let got = result.map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(got, Node::Set(case.root.clone()).json());
+            }
+            Ok(())
+        })
+        .unwrap();
+}
