@@ -302,6 +302,18 @@ fn edit_changes_one_path_in_place_keeping_the_file_and_its_mode() {
 
     let out = fedigen(&["edit", path, "get", "services.nginx.enable"], None);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "true\n");
+    let out = fedigen(&["edit", path, "get", "services.nginx", "--json"], None);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "{\"enable\":true,\"virtualHosts\":{\"example.org\":{\"root\":\"/srv/www\"}}}\n"
+    );
+    let out = fedigen(&["edit", path, "get", "imports", "--json"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("machine.nix:8:15: not plain data: "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = fedigen(
         &["edit", path, "unset", "services.nginx.enable", "--diff"],

@@ -486,6 +486,16 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
                 let found = document.get(&attr_path);
                 match (found, expect_refusal) {
                     (Ok(definition), false) => {
+                        // The static reading, where the text fixes the value, must agree too.
+                        let want = get(&meaning, &path).unwrap();
+                        if let Ok(data) = &definition.data
+                            && data != want
+                        {
+                            return Err(format!(
+                                "get --json gave {data}, not {want}\n{}",
+                                context()
+                            ));
+                        }
                         sources.push(Source {
                             name: format!("get-{i}.nix"),
                             text: format!("let lib = {STUB_LIB}; in\n(\n{}\n)\n", definition.value),

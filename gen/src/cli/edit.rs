@@ -62,6 +62,10 @@ enum Action {
     Get {
         /// The attribute path.
         path: String,
+        /// Print the value as JSON instead, when the text fixes it (plain data); a value that needs evaluation
+        /// (a variable, a function call, an interpolation) is refused with where it is (exit status 2).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -104,7 +108,7 @@ pub fn run(args: EditArgs) -> ExitCode {
     let document =
         |path: &AttrPath| Document::for_path(&name, &text, path).map_err(|e| refused(&e));
     let (edit, output, what) = match args.action {
-        Action::Get { path } => {
+        Action::Get { path, json } => {
             let path = match parse_path(&path) {
                 Ok(path) => path,
                 Err(code) => return code,
@@ -114,6 +118,16 @@ pub fn run(args: EditArgs) -> ExitCode {
                 Err(code) => return code,
             };
             return match document.get(&path) {
+                Ok(definition) if json => match definition.data {
+                    Ok(data) => {
+                        println!("{data}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(why) => fail(
+                        EXIT_INVALID_INPUT,
+                        format_args!("{name}:{why}; print it as written without --json"),
+                    ),
+                },
                 Ok(definition) => {
                     println!("{}", definition.value);
                     ExitCode::SUCCESS

@@ -142,6 +142,9 @@ pub struct Definition {
     pub value: String,
     /// The value's byte range in the file.
     pub range: Range<usize>,
+    /// The value as JSON when the text fixes it (plain data: strings, numbers, lists, sets), or where and why
+    /// it needs evaluation (`line:column: reason`).
+    pub data: Result<serde_json::Value, String>,
 }
 
 /// Why an edit was refused: what, where, and how to proceed. Nothing is written when an edit is refused.
@@ -261,10 +264,18 @@ impl Document {
             Some(Hit::Exact(binding)) => {
                 let value = binding.value().expect("a parsed binding has a value");
                 let range = byte_range(value.syntax());
+                let data = crate::nix::literal::literal_value(&value).map_err(|not| {
+                    format!(
+                        "{}: not plain data: {}",
+                        self.position_of(&not.node),
+                        not.reason
+                    )
+                });
                 Ok(Definition {
                     position: self.position_of(binding.syntax()),
                     value: self.text[range.clone()].to_owned(),
                     range,
+                    data,
                 })
             }
             Some(Hit::Partial(binding, _)) => Err(self.refused(
