@@ -36,6 +36,7 @@ use rowan::ast::AstNode;
 use serde_json::Value;
 
 use crate::manifest::{Manifest, ManifestError, OptionType};
+use crate::model::shape::words;
 use crate::nix::literal::{attrpath_names, literal_value, position};
 use crate::nix::verify::{self, Position, VerifyError};
 
@@ -403,29 +404,6 @@ fn source(node: &impl AstNode<Language = rnix::NixLanguage>) -> String {
 /// Words that make a `…File` option a secret besides the model's own secret words
 /// (`crate::model::shape::is_secret_like`): environment files are how nixpkgs modules take secrets.
 const SECRET_WORDS: [&str; 3] = ["environment", "env", "secrets"];
-
-/// The words of a camelCase, snake_case or kebab-case name, lower-cased, split as the model splits settings
-/// keys (`crate::model::shape::is_secret_like`): `APIKey` is one word, `dbPassword` two.
-fn words(name: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut previous_lower = false;
-    for c in name.chars() {
-        if !c.is_alphanumeric() {
-            words.push(std::mem::take(&mut current));
-            previous_lower = false;
-            continue;
-        }
-        if c.is_uppercase() && previous_lower {
-            words.push(std::mem::take(&mut current));
-        }
-        previous_lower = c.is_lowercase() || c.is_ascii_digit();
-        current.extend(c.to_lowercase());
-    }
-    words.push(current);
-    words.retain(|w| !w.is_empty());
-    words
-}
 
 /// What a type expression means for the manifest.
 enum TypeRead {
@@ -1236,7 +1214,8 @@ struct Draft {
     application: ApplicationText,
 }
 
-fn title_case(name: &str) -> String {
+/// The title a name suggests (`matrix-synapse` → `Matrix Synapse`), for skeletons until a person writes one.
+pub fn title_case(name: &str) -> String {
     name.split('-')
         .map(|w| {
             w.chars()

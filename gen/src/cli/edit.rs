@@ -103,18 +103,16 @@ pub fn run(args: EditArgs) -> ExitCode {
             Err(e) => return fail(EXIT_ENVIRONMENT, format_args!("{name}: {e}")),
         }
     };
-    let parse_path = |path: &str| AttrPath::parse(path).map_err(|e| fail(EXIT_INVALID_INPUT, e));
     // The file is parsed for the one path this command edits (see `Document::for_path`).
-    let document =
-        |path: &AttrPath| Document::for_path(&name, &text, path).map_err(|e| refused(&e));
+    let prepare = |path: &str| -> Result<(AttrPath, Document), ExitCode> {
+        let path = AttrPath::parse(path).map_err(|e| fail(EXIT_INVALID_INPUT, e))?;
+        let document = Document::for_path(&name, &text, &path).map_err(|e| refused(&e))?;
+        Ok((path, document))
+    };
     let (edit, output, what) = match args.action {
         Action::Get { path, json } => {
-            let path = match parse_path(&path) {
-                Ok(path) => path,
-                Err(code) => return code,
-            };
-            let document = match document(&path) {
-                Ok(document) => document,
+            let (path, document) = match prepare(&path) {
+                Ok(prepared) => prepared,
                 Err(code) => return code,
             };
             return match document.get(&path) {
@@ -142,31 +140,21 @@ pub fn run(args: EditArgs) -> ExitCode {
             allow_special_attributes,
             output,
         } => {
-            let path = match parse_path(&path) {
-                Ok(path) => path,
-                Err(code) => return code,
-            };
             let value = match new_value(&value, nix, allow_special_attributes) {
                 Ok(value) => value,
                 Err(code) => return code,
             };
-            let document = match document(&path) {
-                Ok(document) => document,
+            match prepare(&path) {
+                Ok((path, document)) => {
+                    (document.set(&path, &value), output, format!("set `{path}`"))
+                }
                 Err(code) => return code,
-            };
-            (document.set(&path, &value), output, format!("set `{path}`"))
+            }
         }
-        Action::Unset { path, output } => {
-            let path = match parse_path(&path) {
-                Ok(path) => path,
-                Err(code) => return code,
-            };
-            let document = match document(&path) {
-                Ok(document) => document,
-                Err(code) => return code,
-            };
-            (document.unset(&path), output, format!("unset `{path}`"))
-        }
+        Action::Unset { path, output } => match prepare(&path) {
+            Ok((path, document)) => (document.unset(&path), output, format!("unset `{path}`")),
+            Err(code) => return code,
+        },
     };
     match edit {
         Ok(edit) => finish(&args.file, &name, &text, &edit, &output, from_stdin, &what),

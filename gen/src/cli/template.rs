@@ -100,17 +100,7 @@ fn new(app: &str, repo: Option<PathBuf>) -> ExitCode {
             format_args!("{}: exists already; pick another name", dir.display()),
         );
     }
-    let title: String = app
-        .split('-')
-        .map(|w| {
-            w.chars()
-                .take(1)
-                .flat_map(char::to_uppercase)
-                .chain(w.chars().skip(1))
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let title = fedigen::import::title_case(app);
     let manifest = format!(
         r#"# The manifest of {title}: its typed options, what it needs, its secrets, resources, ports and health checks.
 # Option types: bool, int (min, max), float, str (pattern, max_length), enum (values), port, email,

@@ -663,7 +663,9 @@ pub fn is_secret_like(key: &str) -> bool {
         .any(|w| SECRET_WORDS.contains(&w.as_str()))
 }
 
-fn words(key: &str) -> Vec<String> {
+/// The words of a camelCase, snake_case or kebab-case name, lower-cased (`APIKey` is one word, `dbPassword`
+/// two): how settings keys are judged secret-like, here and when importing options.
+pub fn words(key: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut current = String::new();
     let mut previous_lower = false;
