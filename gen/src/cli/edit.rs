@@ -15,7 +15,8 @@ use fedigen::write::{replace_file, unified_diff};
 /// Change or read one attribute path of a Nix file written by people, touching nothing else.
 ///
 /// The path is looked up statically through attribute sets at any depth (`a.b = …;` and `a = { b = …; };`
-/// alike), module functions (`{ config, lib, ... }: { … }`), `let … in`, `with`, and `lib.mkIf`, `mkDefault`,
+/// alike), function bodies (`{ config, lib, ... }: { … }`, a flake's `outputs = { self, … }: …`), `let … in`,
+/// `with`, and `lib.mkIf`, `mkDefault`,
 /// `mkForce`, `mkOverride`, `mkBefore`, `mkAfter`, `mkOrder` bodies and the sets of a `lib.mkMerge` list.
 /// Paths are written as in Nix: `services.nginx.virtualHosts."example.org".root`.
 ///

@@ -3,9 +3,10 @@
 //!
 //! The file is parsed with rnix, whose syntax tree keeps every byte (comments, blank lines, odd spacing). The
 //! path is looked up statically through the shapes NixOS configurations are written in: attribute sets at any
-//! depth and any mix of `a.b.c = …;` and `a = { b = …; };`, the body of `{ config, lib, ... }: …` module
-//! functions, `let … in`, `with …;`, `assert …;`, parentheses, and `lib.mkIf`/`mkDefault`/`mkForce`/
-//! `mkOverride`/`mkBefore`/`mkAfter`/`mkOrder` bodies, and each set of a `lib.mkMerge [ … ]` list. An edit is one
+//! depth and any mix of `a.b.c = …;` and `a = { b = …; };`, function bodies (`{ config, lib, ... }: …` modules,
+//! a flake's `outputs = { self, … }: …`, so that `outputs.packages` means what a person means by it),
+//! `let … in`, `with …;`, `assert …;`, parentheses, `lib.mkIf`/`mkDefault`/`mkForce`/`mkOverride`/`mkBefore`/
+//! `mkAfter`/`mkOrder` bodies, and each set of a `lib.mkMerge [ … ]` list. An edit is one
 //! replacement of a byte range ([`Edit`]); everything outside it stays identical. New values come from the
 //! same printer as every generated file, indented for the place they land in.
 //!
@@ -455,7 +456,7 @@ impl Document {
                 .unwrap_or_default()
         );
         let mut lookup = Lookup::default();
-        let sets = self.sets_of(&self.root, true).map_err(|(node, reason)| {
+        let sets = self.sets_of(&self.root).map_err(|(node, reason)| {
             self.refused(path, &node, format!("the file's value {reason}"))
         })?;
         for set in sets {
@@ -465,11 +466,7 @@ impl Document {
     }
 
     /// The set literals an expression is, seen through the wrappers that leave a set a set.
-    fn sets_of(
-        &self,
-        expr: &ast::Expr,
-        at_top: bool,
-    ) -> Result<Vec<ast::AttrSet>, (rnix::SyntaxNode, String)> {
+    fn sets_of(&self, expr: &ast::Expr) -> Result<Vec<ast::AttrSet>, (rnix::SyntaxNode, String)> {
         let mut expr = expr.clone();
         loop {
             expr = match expr {
@@ -478,13 +475,13 @@ impl Document {
                 ast::Expr::LetIn(l) => l.body().ok_or_else(|| incomplete(l.syntax()))?,
                 ast::Expr::With(w) => w.body().ok_or_else(|| incomplete(w.syntax()))?,
                 ast::Expr::Assert(a) => a.body().ok_or_else(|| incomplete(a.syntax()))?,
-                ast::Expr::Lambda(l) if at_top => l.body().ok_or_else(|| incomplete(l.syntax()))?,
+                ast::Expr::Lambda(l) => l.body().ok_or_else(|| incomplete(l.syntax()))?,
                 ast::Expr::Apply(apply) => match module_wrapper(&apply) {
                     Some(Wrapper::Body(body)) => body,
                     Some(Wrapper::Merge(list)) => {
                         let mut sets = Vec::new();
                         for item in list.items() {
-                            sets.extend(self.sets_of(&item, false)?);
+                            sets.extend(self.sets_of(&item)?);
                         }
                         return Ok(sets);
                     }
@@ -571,7 +568,7 @@ impl Document {
                     let Some(value) = binding.value() else {
                         continue;
                     };
-                    let sets = self.sets_of(&value, false).map_err(|(node, reason)| {
+                    let sets = self.sets_of(&value).map_err(|(node, reason)| {
                         self.refused(
                             path,
                             &node,
@@ -863,7 +860,6 @@ fn not_a_set(text: &str, expr: &ast::Expr) -> (rnix::SyntaxNode, String) {
         ast::Expr::Apply(_) => ("a function call", true),
         ast::Expr::BinOp(_) => ("an operation (such as `//`)", true),
         ast::Expr::IfElse(_) => ("an `if`", true),
-        ast::Expr::Lambda(_) => ("a function", false),
         ast::Expr::List(_) => ("a list", false),
         ast::Expr::Literal(_)
         | ast::Expr::Str(_)
@@ -1064,6 +1060,26 @@ in
         assert_eq!(
             set("lib.mkMerge [ { a = 1; } { b = 2; } ]", "b", json!(3)),
             "lib.mkMerge [ { a = 1; } { b = 3; } ]"
+        );
+    }
+
+    #[test]
+    fn a_flakes_outputs_are_edited_through_the_function() {
+        let flake = "{\n  inputs.nixpkgs.url = \"github:NixOS/nixpkgs/nixos-25.05\";\n  outputs =\n    { self, nixpkgs }:\n    let\n      lib = nixpkgs.lib;\n    in\n    {\n      nixosModules.web = ./web.nix;\n    };\n}\n";
+        assert_eq!(
+            set(flake, "outputs.nixosModules.db", json!("x")),
+            flake.replace(
+                "./web.nix;\n",
+                "./web.nix;\n      nixosModules.db = \"x\";\n"
+            )
+        );
+        assert_eq!(
+            set(
+                flake,
+                "inputs.nixpkgs.url",
+                json!("github:NixOS/nixpkgs/nixos-unstable")
+            ),
+            flake.replace("nixos-25.05", "nixos-unstable")
         );
     }
 
