@@ -154,8 +154,10 @@ impl Writer<'_> {
             && children.iter().all(|(_, n)| matches!(n, Node::Leaf(v) if !v.is_array() && !v.is_object() && !v.as_str().is_some_and(|s| s.contains('\n'))))
             && self.roll(3) == 0;
         if one_line {
+            // Packed (`{a=1;b=2;}`) or spaced: where tokens touch, no space tells them apart.
+            let gap = if self.roll(2) == 0 { "" } else { " " };
             for (name, child) in children {
-                self.push(" ");
+                self.push(gap);
                 let mut full = path.to_vec();
                 full.push(name.clone());
                 self.binding(
@@ -167,7 +169,7 @@ impl Writer<'_> {
                     true,
                 );
             }
-            self.push(" ");
+            self.push(gap);
             return;
         }
         self.push("\n");

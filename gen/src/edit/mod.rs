@@ -209,8 +209,9 @@ pub enum EditError {
 pub struct Document {
     name: String,
     text: String,
-    /// What rnix parsed: the text itself, or (for one path) the text with unrelated values skimmed.
-    tree_text: String,
+    /// What rnix parsed: the text itself, or (for one path) the text with what is off the path skimmed, with
+    /// the way back to the file's offsets. Every offset taken from the tree goes through it.
+    tree: skim::Skimmed,
     root: ast::Expr,
     /// The only path this document can answer for, when it was skimmed for it.
     focus: Option<AttrPath>,
@@ -220,7 +221,7 @@ impl Document {
     /// Parses the whole of `text` (the contents of the file `name`, which is used in messages); any path can
     /// then be looked up.
     pub fn parse(name: &str, text: &str) -> Result<Self, EditError> {
-        Self::from_tree_text(name, text, text.to_owned(), None)
+        Self::from_tree(name, text, skim::Skimmed::whole(text), None)
     }
 
     /// Parses `text` for edits of `path` alone: the values of bindings unrelated to the path are skimmed by the
@@ -228,17 +229,24 @@ impl Document {
     /// a full parse. Syntax errors inside those values are not looked for (`fedigen nix check` does); lexical
     /// errors anywhere and everything on the path are.
     pub fn for_path(name: &str, text: &str, path: &AttrPath) -> Result<Self, EditError> {
-        let tree_text = skim::skim(text, path.names());
-        Self::from_tree_text(name, text, tree_text, Some(path.clone()))
+        let tree = skim::skim(text, path.names());
+        Self::from_tree(name, text, tree, Some(path.clone()))
     }
 
-    fn from_tree_text(
+    fn from_tree(
         name: &str,
         text: &str,
-        tree_text: String,
+        tree: skim::Skimmed,
         focus: Option<AttrPath>,
     ) -> Result<Self, EditError> {
-        let root = verify::parse(name, &tree_text)?;
+        let root = match verify::parse(name, &tree.text) {
+            Ok(root) => root,
+            // The whole file, so that a syntax error is reported where it is in the file.
+            Err(_) if tree.text.len() != text.len() => {
+                return Self::from_tree(name, text, skim::Skimmed::whole(text), focus);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let root = root.expr().ok_or_else(|| VerifyError::Syntax {
             file: name.to_owned(),
             position: Position { line: 1, column: 1 },
@@ -247,7 +255,7 @@ impl Document {
         Ok(Self {
             name: name.to_owned(),
             text: text.to_owned(),
-            tree_text,
+            tree,
             root,
             focus,
         })
@@ -264,7 +272,7 @@ impl Document {
         match self.single_hit(path, &lookup)? {
             Some(Hit::Exact(binding)) => {
                 let value = binding.value().expect("a parsed binding has a value");
-                let range = byte_range(value.syntax());
+                let range = self.range_of(value.syntax());
                 let data = crate::nix::literal::literal_value(&value).map_err(|not| {
                     format!(
                         "{}: not plain data: {}",
@@ -312,7 +320,7 @@ impl Document {
                 let old = binding.value().expect("a parsed binding has a value");
                 let indent = self.line_indent(binding.syntax());
                 Edit {
-                    range: byte_range(old.syntax()),
+                    range: self.range_of(old.syntax()),
                     replacement: render(value, indent),
                 }
             }
@@ -326,8 +334,7 @@ impl Document {
                 let old = binding.value().expect("a parsed binding has a value");
                 let indent = self.line_indent(binding.syntax());
                 Edit {
-                    range: usize::from(attrs[consumed - 1].syntax().text_range().end())
-                        ..usize::from(old.syntax().text_range().end()),
+                    range: self.end_of(attrs[consumed - 1].syntax())..self.end_of(old.syntax()),
                     replacement: format!(" = {}", render(value, indent)),
                 }
             }
@@ -352,7 +359,7 @@ impl Document {
                 break;
             };
             let inside = self.inside_braces(&set);
-            let own = byte_range(doomed.syntax());
+            let own = self.range_of(doomed.syntax());
             let rest = format!(
                 "{}{}",
                 &self.text[inside.start..own.start],
@@ -371,22 +378,24 @@ impl Document {
 
     fn checked(&self, edit: Edit) -> Result<Edit, EditError> {
         // The smallest set literal around the edit, edited, must parse on its own: the edit stays inside it,
-        // and outside it nothing changes. (The tree text has the file's structure around the edit.)
+        // and outside it nothing changes. (The tree has the file's structure around the edit.)
+        let range =
+            self.tree.of_file_offset(edit.range.start)..self.tree.of_file_offset(edit.range.end);
         let enclosing = self
             .root
             .syntax()
             .covering_element(rowan::TextRange::new(
-                (edit.range.start as u32).into(),
-                (edit.range.end as u32).into(),
+                (range.start as u32).into(),
+                (range.end as u32).into(),
             ))
             .ancestors()
             .filter(|node| node.kind() == rnix::SyntaxKind::NODE_ATTR_SET)
             .map(|node| byte_range(&node))
-            .find(|set| set.start < edit.range.start && edit.range.end < set.end)
-            .unwrap_or(0..self.tree_text.len());
-        let mut text = String::from(&self.tree_text[enclosing.start..edit.range.start]);
+            .find(|set| set.start < range.start && range.end < set.end)
+            .unwrap_or(0..self.tree.text.len());
+        let mut text = String::from(&self.tree.text[enclosing.start..range.start]);
         text.push_str(&edit.replacement);
-        text.push_str(&self.tree_text[edit.range.end..enclosing.end]);
+        text.push_str(&self.tree.text[range.end..enclosing.end]);
         let parsed = rnix::Root::parse(&text);
         match parsed.errors().first() {
             None => Ok(edit),
@@ -397,8 +406,25 @@ impl Document {
         }
     }
 
+    /// Where a node of the tree starts in the file.
+    fn start_of(&self, node: &rnix::SyntaxNode) -> usize {
+        self.tree
+            .file_offset(usize::from(node.text_range().start()), false)
+    }
+
+    /// Where a node of the tree ends in the file.
+    fn end_of(&self, node: &rnix::SyntaxNode) -> usize {
+        self.tree
+            .file_offset(usize::from(node.text_range().end()), true)
+    }
+
+    /// A node's bytes in the file.
+    fn range_of(&self, node: &rnix::SyntaxNode) -> Range<usize> {
+        self.start_of(node)..self.end_of(node)
+    }
+
     fn position_of(&self, node: &rnix::SyntaxNode) -> Position {
-        Position::of_offset(&self.text, usize::from(node.text_range().start()))
+        Position::of_offset(&self.text, self.start_of(node))
     }
 
     fn refused(&self, path: &AttrPath, node: &rnix::SyntaxNode, reason: String) -> EditError {
@@ -485,9 +511,17 @@ impl Document {
                         }
                         return Ok(sets);
                     }
-                    None => return Err(not_a_set(&self.text, &ast::Expr::Apply(apply))),
+                    None => {
+                        return Err(not_a_set(
+                            &self.text[self.range_of(apply.syntax())],
+                            &ast::Expr::Apply(apply),
+                        ));
+                    }
                 },
-                other => return Err(not_a_set(&self.text, &other)),
+                other => {
+                    let written = &self.text[self.range_of(other.syntax())];
+                    return Err(not_a_set(written, &other));
+                }
             };
         }
     }
@@ -629,7 +663,7 @@ impl Document {
             Some(anchor) => {
                 let indent = self.line_indent(anchor.syntax());
                 let binding = format!("{} = {};", attrpath_text(rest), render(value, indent));
-                let end = usize::from(anchor.syntax().text_range().end());
+                let end = self.end_of(anchor.syntax());
                 let line_end = self.text[end..]
                     .find('\n')
                     .map_or(self.text.len(), |i| end + i);
@@ -683,7 +717,7 @@ impl Document {
     /// Removing a binding: its whole line(s) when it stands alone on them (with a comment after it on its last
     /// line), otherwise the binding and the space that separates it from its neighbour.
     fn removal(&self, binding: &ast::AttrpathValue) -> Edit {
-        let range = byte_range(binding.syntax());
+        let range = self.range_of(binding.syntax());
         let line_start = self.text[..range.start].rfind('\n').map_or(0, |i| i + 1);
         let line_end = self.text[range.end..]
             .find('\n')
@@ -719,12 +753,16 @@ impl Document {
     fn inside_braces(&self, set: &ast::AttrSet) -> Range<usize> {
         let open = set.l_curly_token().expect("a parsed set has braces");
         let close = set.r_curly_token().expect("a parsed set has braces");
-        usize::from(open.text_range().end())..usize::from(close.text_range().start())
+        self.tree
+            .file_offset(usize::from(open.text_range().end()), true)
+            ..self
+                .tree
+                .file_offset(usize::from(close.text_range().start()), false)
     }
 
     /// The indentation (in spaces) of the line a node starts on.
     fn line_indent(&self, node: &rnix::SyntaxNode) -> usize {
-        let start = usize::from(node.text_range().start());
+        let start = self.start_of(node);
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
         self.text[line_start..start]
             .chars()
@@ -854,7 +892,7 @@ fn incomplete(node: &rnix::SyntaxNode) -> (rnix::SyntaxNode, String) {
     (node.clone(), "is incomplete".to_owned())
 }
 
-fn not_a_set(text: &str, expr: &ast::Expr) -> (rnix::SyntaxNode, String) {
+fn not_a_set(written: &str, expr: &ast::Expr) -> (rnix::SyntaxNode, String) {
     let (what, computed) = match expr {
         ast::Expr::Ident(_) | ast::Expr::Select(_) => ("a variable", true),
         ast::Expr::Apply(_) => ("a function call", true),
@@ -876,10 +914,7 @@ fn not_a_set(text: &str, expr: &ast::Expr) -> (rnix::SyntaxNode, String) {
     };
     (
         expr.syntax().clone(),
-        format!(
-            "is {what} (`{}`), {consequence}",
-            abbreviate(&text[byte_range(expr.syntax())])
-        ),
+        format!("is {what} (`{}`), {consequence}", abbreviate(written)),
     )
 }
 
@@ -1081,6 +1116,34 @@ in
             ),
             flake.replace("nixos-25.05", "nixos-unstable")
         );
+    }
+
+    #[test]
+    fn packed_sets_are_edited_alike_skimmed_or_whole() {
+        // Where bindings touch (`a=1;b=2;`), the skim's removed bindings sit right against kept ones.
+        let text = "{a=1;b=2;c=3;x.y=4;x.z=5;}";
+        let cases = [
+            ("a", None, "{b=2;c=3;x.y=4;x.z=5;}"),
+            ("b", None, "{a=1;c=3;x.y=4;x.z=5;}"),
+            ("x.y", None, "{a=1;b=2;c=3;x.z=5;}"),
+            ("a", Some(json!(9)), "{a=9;b=2;c=3;x.y=4;x.z=5;}"),
+            ("d", Some(json!(9)), "{a=1;b=2;c=3;x.y=4;x.z=5; d = 9;}"),
+            ("x.w", Some(json!(9)), "{a=1;b=2;c=3;x.y=4;x.z=5; x.w = 9;}"),
+        ];
+        for (at, value, want) in cases {
+            let path = path(at);
+            let answers: Vec<String> = [
+                Document::parse("t.nix", text).unwrap(),
+                Document::for_path("t.nix", text, &path).unwrap(),
+            ]
+            .iter()
+            .map(|doc| match &value {
+                Some(v) => doc.set(&path, &data(v.clone())).unwrap().apply(text),
+                None => doc.unset(&path).unwrap().apply(text),
+            })
+            .collect();
+            assert_eq!(answers, [want, want], "{at}");
+        }
     }
 
     #[test]

@@ -2,16 +2,17 @@
 //! cost a syntax tree of 10,000 lines.
 //!
 //! rnix's tokenizer is several times faster than building the tree. The skim walks the tokens once, keeping
-//! track of which attribute path each binding defines (through nested sets, `lib.mkIf … { }` bodies and lists
-//! of sets), and replaces the *value* of every binding that is unrelated to the edited path (neither on the
-//! way to it nor inside it) by `null` padded with spaces, so that every byte offset stays the file's own. The
-//! editor then parses this text: the structure it inspects (the sets on the path, every binding's name, every
-//! `inherit`) is intact, and what it writes is computed on the original text.
+//! track of which attribute path each binding defines (through nested sets, `lib.mkIf … { }` bodies, function
+//! bodies and lists of sets). In each set on the way to the path, a binding off the path is removed, except the
+//! last one of each length of prefix it shares with the path (which is where the editor would add a new
+//! binding); the kept ones off the path have their value replaced by `null`, and so do `let` bindings. What
+//! rnix then parses holds the structure the editor inspects (the sets on the path, the names of every kept
+//! binding, every `inherit`, everything under the path) and a map back to the file's offsets, through which
+//! every offset taken from the tree goes.
 //!
-//! Whatever the skim cannot follow it leaves alone: values of bindings with computed names, and everything
-//! when the file has a lexical error or unbalanced brackets (then the whole file is parsed and the error
-//! reported as usual). `let` bindings and function-argument defaults never hold the path, so their values are
-//! skimmed too.
+//! Whatever the skim cannot follow it leaves alone: bindings with computed names, and everything when the file
+//! has a lexical error or unbalanced brackets (then the whole file is parsed and the error reported as usual).
+//! The property tests hold the skimmed and the whole parse to identical answers.
 
 use rnix::SyntaxKind::{self, *};
 
@@ -55,10 +56,12 @@ enum Binding<'a> {
 enum Fate {
     /// On the path, or unknowable: kept as written.
     Keep,
-    /// Names a sibling of the path's next step (shares a prefix with it): kept, its value replaced.
+    /// Not an attribute of the result (a `let` binding): kept, its value replaced.
     Skim,
-    /// Off the path from its first name: the whole binding is blanked (unless it is its set's last).
-    Blank,
+    /// Off the path after sharing this many names with the rest of it: its value replaced, and the whole
+    /// binding blanked unless it is the last one of its set sharing that many (where the editor would put a
+    /// new binding: after the last sibling with the longest shared prefix).
+    Off(usize),
 }
 
 #[derive(Debug)]
@@ -72,10 +75,8 @@ struct Frame<'a> {
     state: Binding<'a>,
     /// `with …;` and `assert …;` whose `;` is still to come at this level.
     pending: usize,
-    /// Bindings to blank, and where the last binding of the frame started (which is kept: a new binding
-    /// with nothing in common with its siblings goes after the last one).
-    blanks: Vec<(usize, usize)>,
-    last_binding: Option<usize>,
+    /// Bindings off the path: how many names they share with the rest of it, and their bytes.
+    off: Vec<(usize, usize, usize)>,
 }
 
 impl<'a> Frame<'a> {
@@ -90,8 +91,7 @@ impl<'a> Frame<'a> {
                 Binding::Other
             },
             pending: 0,
-            blanks: Vec::new(),
-            last_binding: None,
+            off: Vec::new(),
         }
     }
 }
@@ -113,40 +113,99 @@ impl Cut {
     }
 }
 
-/// The text to parse for an edit of `path`: `text` with unrelated bindings blanked and unrelated values
-/// replaced, of the same length and with the same line breaks outside them.
-pub fn skim(text: &str, path: &[String]) -> String {
+/// The text rnix parses for an edit, and how its offsets map back to the file's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skimmed {
+    /// The file without the bindings off the path, and with `null` for the values of the ones kept.
+    pub text: String,
+    /// Each replacement, in order: the file's bytes and the length of what stands for them (0 or 4).
+    pieces: Vec<Piece>,
+}
+
+/// One replacement: `original` in the file became `len` bytes at `at` in the skimmed text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Piece {
+    original: std::ops::Range<usize>,
+    at: usize,
+    len: usize,
+}
+
+impl Skimmed {
+    /// The file itself, nothing skimmed.
+    pub fn whole(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            pieces: Vec::new(),
+        }
+    }
+
+    /// The file's offset for an offset of the skimmed text. At a removed binding, `end` says which side: the
+    /// end of something before it (its start in the file) or the start of something after it (its end).
+    pub fn file_offset(&self, offset: usize, end: bool) -> usize {
+        let before = self.pieces.partition_point(|p| {
+            let after = p.at + p.len;
+            after < offset || (after == offset && (p.len > 0 || !end))
+        });
+        if let Some(p) = self.pieces.get(before)
+            && p.at < offset
+        {
+            return p.original.start + (offset - p.at); // inside a `null`; never asked in practice
+        }
+        match before.checked_sub(1).map(|i| &self.pieces[i]) {
+            Some(p) => offset - (p.at + p.len) + p.original.end,
+            None => offset,
+        }
+    }
+
+    /// The skimmed text's offset for an offset of the file (one inside a replaced range maps to its start).
+    pub fn of_file_offset(&self, offset: usize) -> usize {
+        let before = self.pieces.partition_point(|p| p.original.end <= offset);
+        if let Some(p) = self.pieces.get(before)
+            && p.original.start < offset
+        {
+            return p.at;
+        }
+        match before.checked_sub(1).map(|i| &self.pieces[i]) {
+            Some(p) => offset - p.original.end + p.at + p.len,
+            None => offset,
+        }
+    }
+}
+
+/// The text to parse for an edit of `path`: `text` without the bindings off the path (all but the last of
+/// each shared-prefix length in each set on the path), and with `null` for the values of the others.
+pub fn skim(text: &str, path: &[String]) -> Skimmed {
     let Some(mut cuts) = cuts(text, path) else {
-        return text.to_owned();
+        return Skimmed::whole(text);
     };
     // Values end inside out (an inner value's `;` comes first): order by start, outer first.
     cuts.sort_by_key(|cut| {
         let (start, end) = cut.range();
         (start, std::cmp::Reverse(end))
     });
-    // Replaced in place, byte for byte: ranges start and end at token boundaries, so the result stays UTF-8.
-    let mut out = text.as_bytes().to_vec();
-    let mut covered = 0;
+    let mut out = String::with_capacity(text.len() / 4);
+    let mut pieces = Vec::with_capacity(cuts.len());
+    let mut copied = 0;
     for cut in cuts {
         let (start, end) = cut.range();
-        if start < covered {
+        if start < copied {
             continue; // inside a binding or value already replaced
         }
-        let bytes = &mut out[start..end];
-        match cut {
-            Cut::Null(..) => {
-                bytes[..4].copy_from_slice(b"null");
-                bytes[4..].fill(b' ');
-            }
-            // Line breaks stay, so that rnix's whitespace runs stay few.
-            Cut::Blank(..) => bytes
-                .iter_mut()
-                .filter(|b| **b != b'\n')
-                .for_each(|b| *b = b' '),
-        }
-        covered = end;
+        out.push_str(&text[copied..start]);
+        let replacement = match cut {
+            Cut::Null(..) => "null",
+            Cut::Blank(..) => "",
+        };
+        pieces.push(Piece {
+            original: start..end,
+            at: out.len(),
+            len: replacement.len(),
+        });
+        out.push_str(replacement);
+        copied = end;
     }
-    String::from_utf8(out).expect("whole tokens were replaced by ASCII")
+    out.push_str(&text[copied..]);
+    Skimmed { text: out, pieces }
 }
 
 /// What to replace, or `None` when the skim cannot follow the file (then it is parsed whole).
@@ -175,7 +234,6 @@ fn cuts(text: &str, path: &[String]) -> Option<Vec<Cut>> {
                 names: Vec::new(),
                 string: None,
             };
-            frame.last_binding = Some(start);
         }
 
         // A binding's names, quoted ones (`"example.org"`) included, up to its `=`.
@@ -223,7 +281,6 @@ fn cuts(text: &str, path: &[String]) -> Option<Vec<Cut>> {
                 _ => {
                     // Not a binding after all (a function pattern `{ a, b ? 1, ... }`): read no further here.
                     frame.state = Binding::Other;
-                    frame.last_binding = None;
                     if frame.context != Context::Unknown {
                         frame.context = Context::Opaque;
                     }
@@ -267,8 +324,8 @@ fn generic<'a>(
                 ..
             } = frame.state
             {
-                if fate == Fate::Blank {
-                    frame.blanks.push((binding, offset));
+                if let Fate::Off(shared) = fate {
+                    frame.off.push((shared, binding, offset));
                 }
                 // A value off the path becomes `null` (which a blanked binding contains anyway).
                 if fate != Fate::Keep && end - value_start >= 4 {
@@ -278,10 +335,7 @@ fn generic<'a>(
             frame.state = Binding::Start;
         }
         TOKEN_WITH | TOKEN_ASSERT => frame.pending += 1,
-        TOKEN_INHERIT if matches!(frame.state, Binding::Start) => {
-            frame.state = Binding::Other;
-            frame.last_binding = Some(start);
-        }
+        TOKEN_INHERIT if matches!(frame.state, Binding::Start) => frame.state = Binding::Other,
         TOKEN_L_BRACE | TOKEN_LET | TOKEN_L_BRACK | TOKEN_L_PAREN | TOKEN_INTERPOL_START
         | TOKEN_STRING_START => {
             let context = match &frame.state {
@@ -305,10 +359,12 @@ fn generic<'a>(
                 return None;
             }
             let closed = stack.pop()?;
-            // Blank the bindings off the path, but the set's last one, where new bindings may go.
-            for (binding, end) in closed.blanks {
-                if Some(binding) != closed.last_binding {
-                    cuts.push(Cut::Blank(binding, end));
+            // Blank the bindings off the path but the last of each shared-prefix length.
+            let mut closed = closed.off;
+            closed.sort_by_key(|&(shared, start, _)| (shared, std::cmp::Reverse(start)));
+            for (i, &(shared, start, end)) in closed.iter().enumerate() {
+                if i > 0 && closed[i - 1].0 == shared {
+                    cuts.push(Cut::Blank(start, end));
                 }
             }
             // What closed was part of the enclosing frame's current value.
@@ -342,8 +398,7 @@ fn fate<'a>(
             return (Fate::Keep, Context::Unknown);
         };
         if path.get(depth + i).is_some_and(|wanted| wanted != name) {
-            let fate = if i == 0 { Fate::Blank } else { Fate::Skim };
-            return (fate, Context::Opaque);
+            return (Fate::Off(i), Context::Opaque);
         }
     }
     let mut inner = prefix.clone();
@@ -362,12 +417,18 @@ mod tests {
     #[test]
     fn unrelated_bindings_and_values_are_replaced_and_offsets_kept() {
         let text = "{ config, lib ? { x = 1; }, ... }:\nlet\n  big = [ 1 2 3 ];\nin\n{\n  a.b = { c = 1; d = [ 1 2 ]; };\n  e = { f = \"long string\"; }; # comment\n  a.x = lib.mkIf true { y = 2; z = 3333; };\n}\n";
-        let out = skim(text, &names("a.x.y"));
-        assert_eq!(out.len(), text.len());
+        let skimmed = skim(text, &names("a.x.y"));
+        let out = skimmed.text.clone();
+        // Every offset maps back: the kept text is where it was.
+        for (i, c) in out.char_indices() {
+            let at = skimmed.file_offset(i, false);
+            let in_null = (i.saturating_sub(3)..=i).any(|j| out[j..].starts_with("null"));
+            assert!(text[at..].starts_with(c) || in_null, "{i} → {at}");
+        }
         assert!(rnix::Root::parse(&out).errors().is_empty(), "{out}");
-        // Off the path: a.b's value, the whole of e (a sibling of a), the let binding; on it: a.x and y.
+        // Off the path: a.b's and e's values, the let binding; on it: a.x and y.
         assert!(out.contains("a.b = null"), "{out}");
-        assert!(!out.contains("e = "), "{out}");
+        assert!(out.contains("e = null"), "{out}");
         assert!(out.contains("big = null"), "{out}");
         assert!(out.contains("lib ? { x = 1; }"), "{out}");
         assert!(
@@ -378,25 +439,41 @@ mod tests {
     }
 
     #[test]
+    fn only_the_last_sibling_of_each_shared_prefix_stays() {
+        // Where a new `a.b.z` would go: after the last binding sharing the most names with it (`a.b.y`).
+        let text = "{\n  p = 1;\n  a.b.x = 1;\n  a.c = 2;\n  a.b.y = 3;\n  q = 4;\n  a.d = 5;\n}\n";
+        let out = skim(text, &names("a.b.z")).text;
+        let kept: Vec<&str> = out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        assert_eq!(kept, ["{", "a.b.y = 3;", "q = 4;", "a.d = 5;", "}"]);
+    }
+
+    #[test]
     fn computed_names_and_unreadable_files_are_left_alone() {
         let text = "{\n  ${x} = { a = 1111; };\n  \"q${y}\".b = 2222;\n  z = 3333;\n}\n";
-        let out = skim(text, &names("a.b"));
+        let out = skim(text, &names("a.b")).text;
         assert!(
             out.contains("${x} = { a = 1111; };") && out.contains("\"q${y}\".b = 2222;"),
             "{out}"
         );
         assert!(out.contains("z = null"), "{out}");
         for broken in ["{ a = { b = 1; ; }", "{ a = 1111; } }", "{ a = \"\\\n"] {
-            assert_eq!(skim(broken, &names("b")), broken);
+            assert_eq!(skim(broken, &names("b")).text, broken);
         }
     }
 
     #[test]
     fn with_assert_and_let_semicolons_stay_inside_their_value() {
         let text = "{\n  a = with lib; assert true; let q = 1; in { b = 1111; };\n  c = 2222;\n}\n";
-        let out = skim(text, &names("c"));
-        assert!(!out.contains("a = ") && out.contains("c = 2222;"), "{out}");
-        let out = skim(text, &names("a.b"));
+        let out = skim(text, &names("c")).text;
+        assert!(
+            out.contains("a = null") && out.contains("c = 2222;"),
+            "{out}"
+        );
+        let out = skim(text, &names("a.b")).text;
         assert!(
             out.contains("b = 1111") && out.contains("c = null"),
             "{out}"
