@@ -664,14 +664,20 @@ impl Document {
                 let indent = self.line_indent(anchor.syntax());
                 let binding = format!("{} = {};", attrpath_text(rest), render(value, indent));
                 let end = self.end_of(anchor.syntax());
-                let line_end = self.text[end..]
+                let mut line_end = self.text[end..]
                     .find('\n')
                     .map_or(self.text.len(), |i| end + i);
+                // The sibling's own line break and leading whitespace (tabs too), so the file stays uniform.
+                let mut eol = "\n";
+                if line_end > end && self.text[..line_end].ends_with('\r') {
+                    line_end -= 1;
+                    eol = "\r\n";
+                }
                 let after = self.text[end..line_end].trim_start();
                 if after.is_empty() || after.starts_with('#') {
                     Ok(Edit {
                         range: line_end..line_end,
-                        replacement: format!("\n{}{binding}", " ".repeat(indent)),
+                        replacement: format!("{eol}{}{binding}", self.line_lead(anchor.syntax())),
                     })
                 } else {
                     Ok(Edit {
@@ -760,14 +766,17 @@ impl Document {
                 .file_offset(usize::from(close.text_range().start()), false)
     }
 
-    /// The indentation (in spaces) of the line a node starts on.
+    /// The indentation (in columns, a tab counting as one) of the line a node starts on.
     fn line_indent(&self, node: &rnix::SyntaxNode) -> usize {
+        self.line_lead(node).chars().count()
+    }
+
+    /// The whitespace that starts the line a node starts on, as written.
+    fn line_lead(&self, node: &rnix::SyntaxNode) -> &str {
         let start = self.start_of(node);
         let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        self.text[line_start..start]
-            .chars()
-            .take_while(|c| *c == ' ')
-            .count()
+        let line = &self.text[line_start..start];
+        &line[..line.len() - line.trim_start_matches([' ', '\t']).len()]
     }
 }
 
@@ -1144,6 +1153,14 @@ in
             .collect();
             assert_eq!(answers, [want, want], "{at}");
         }
+    }
+
+    #[test]
+    fn new_lines_follow_the_files_tabs_and_line_breaks() {
+        assert_eq!(
+            set("{\r\n\ta = 1;\r\n}\r\n", "b", json!(2)),
+            "{\r\n\ta = 1;\r\n\tb = 2;\r\n}\r\n"
+        );
     }
 
     #[test]
