@@ -11,7 +11,7 @@
 
 use std::ops::Range;
 
-use fedigen::edit::{AttrPath, Document, EditError, NewValue};
+use fedigen::edit::{AttrPath, Definition, Document, EditError, NewValue};
 use fedigen::eval::{Nix, Source};
 use fedigen::nix::print::print_expr_at;
 use fedigen::nix::value::{DataPolicy, from_json};
@@ -671,4 +671,155 @@ fn the_writer_writes_what_the_model_means() {
             Ok(())
         })
         .unwrap();
+}
+
+/// Stand-ins for what real-world modules take (`lib`'s module functions, packages, `config`), so that the
+/// fixtures evaluate with Nix alone. `mkMerge` merges recursively, as the module system would here.
+const FIXTURE_ARGS: &str = r#"
+  lib = rec {
+    mkIf = c: b: if c then b else { };
+    mkDefault = x: x;
+    mkForce = x: x;
+    recursiveUpdate = a: b: a // builtins.mapAttrs (n: v:
+      if builtins.isAttrs v && builtins.isAttrs (a.${n} or null) then recursiveUpdate a.${n} v else v) b;
+    mkMerge = builtins.foldl' recursiveUpdate { };
+    mkEnableOption = d: { _option = d; };
+    mkOption = o: { _option = o.description; };
+    types.port = "port";
+  };
+  pkgs = { git = "git"; htop = "htop"; relay = "/nix/store/relay"; };
+  config = { services.openssh.enable = true; services.relay = { enable = true; port = 8085; }; };
+"#;
+
+/// Nix text evaluating a fixture's text to its value (without `imports`, whose paths are not data).
+fn fixture_value(text: &str) -> String {
+    format!(
+        "let\n{FIXTURE_ARGS}\n  v = (\n{text}\n);\n  r = if builtins.isFunction v then v {{ inherit lib pkgs config; }} else v;\nin\nbuiltins.removeAttrs r [ \"imports\" ]\n"
+    )
+}
+
+/// Every attribute path of a value (sets and leaves), and a new name under every set.
+fn value_paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<(Vec<String>, bool)>) {
+    if let Value::Object(map) = value {
+        let mut fresh = prefix.clone();
+        fresh.push("fedigenNew".to_owned());
+        out.push((fresh, false));
+        for (name, child) in map {
+            prefix.push(name.clone());
+            out.push((prefix.clone(), true));
+            value_paths(child, prefix, out);
+            prefix.pop();
+        }
+    }
+}
+
+#[test]
+fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
+    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/edit");
+    let mut fixtures: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "nix"))
+        .collect();
+    fixtures.sort();
+    assert!(fixtures.len() >= 3);
+    let totals = std::cell::Cell::new((0, 0));
+    for fixture in fixtures {
+        let name = fixture.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&fixture).unwrap();
+        let original = nix
+            .eval_json(&[Source {
+                name: name.clone(),
+                text: fixture_value(&text),
+            }])
+            .remove(0)
+            .unwrap_or_else(|e| panic!("{name} does not evaluate with the stand-ins: {e}"));
+        let mut candidates = Vec::new();
+        value_paths(&original, &mut Vec::new(), &mut candidates);
+        let mut runner = TestRunner::new(Config {
+            cases: 4,
+            max_shrink_iters: 0,
+            ..Config::default()
+        });
+        let strategy = prop::collection::vec((any::<usize>(), 0u8..3, data()), 40);
+        runner
+            .run(&strategy, |picks| {
+                let mut sources = Vec::new();
+                let mut wanted = Vec::new();
+                let (mut done, mut tried) = (0, 0);
+                for (pick, op, value) in picks {
+                    let (path, exists) = candidates[pick % candidates.len()].clone();
+                    let attr_path = AttrPath::new(path.clone()).unwrap();
+                    let whole = Document::parse(&name, &text).unwrap();
+                    let skimmed = Document::for_path(&name, &text, &attr_path).unwrap();
+                    let new = NewValue::Expr(from_json(&value, DataPolicy::default()).unwrap());
+                    let context = format!("{name}: op {op} at {path:?} with {value}");
+                    if exists && op == 2 {
+                        let (a, b) = (whole.get(&attr_path), skimmed.get(&attr_path));
+                        prop_assert_eq!(format!("{a:?}"), format!("{b:?}"), "{}", context);
+                        if let Ok(Definition { data: Ok(data), .. }) = a {
+                            prop_assert_eq!(Some(&data), get(&original, &path), "{}", context);
+                        }
+                        continue;
+                    }
+                    let edit = |doc: &Document| {
+                        if exists && op == 1 {
+                            doc.unset(&attr_path)
+                        } else {
+                            doc.set(&attr_path, &new)
+                        }
+                    };
+                    tried += 1;
+                    let (a, b) = (edit(&whole), edit(&skimmed));
+                    prop_assert_eq!(format!("{a:?}"), format!("{b:?}"), "{}", context);
+                    let Ok(edit) = a else {
+                        // A refusal says where and why; which paths are refused is the unit tests' business.
+                        let message = a.unwrap_err().to_string();
+                        prop_assert!(message.starts_with(&format!("{name}")), "{}", message);
+                        continue;
+                    };
+                    done += 1;
+                    let edited = edit.apply(&text);
+                    let mut want = original.clone();
+                    let normalise = if exists && op == 1 {
+                        json_unset(&mut want, &path);
+                        Some(path.clone())
+                    } else {
+                        json_set(&mut want, &path, value.clone());
+                        None
+                    };
+                    sources.push(Source {
+                        name: format!("{name} edited at {path:?}"),
+                        text: fixture_value(&edited),
+                    });
+                    wanted.push((
+                        want,
+                        normalise,
+                        format!("{context}\n--- edited ---\n{edited}"),
+                    ));
+                }
+                for (result, (want, normalise, context)) in
+                    nix.eval_json(&sources).into_iter().zip(wanted)
+                {
+                    let mut got =
+                        result.map_err(|e| TestCaseError::fail(format!("{e}\n{context}")))?;
+                    if let Some(path) = normalise {
+                        prune_empty_on_path(&mut got, &path);
+                    }
+                    prop_assert_eq!(got, want, "{}", context);
+                }
+                eprintln!("{name}: {done} of {tried} edits went through, the rest refused");
+                totals.set((totals.get().0 + done, totals.get().1 + tried));
+                Ok(())
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Edits of files like these must mostly go through (a `mkMerge` file refuses more: a new attribute
+    // could go into any of its sets, and one set is often defined in several).
+    let (done, tried) = totals.get();
+    assert!(
+        done * 3 >= tried * 2,
+        "only {done} of {tried} edits went through"
+    );
 }
