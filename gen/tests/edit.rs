@@ -625,15 +625,24 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
     Ok(())
 }
 
-#[test]
-fn random_edits_change_exactly_their_path_and_nothing_else() {
-    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
-    // 12 batches of 40 edits, each batch evaluated by one Nix process.
-    let mut runner = TestRunner::new(Config {
-        cases: 12,
+fn nix() -> Nix {
+    Nix::locate().expect("these tests need Nix: run scripts/install-test-deps")
+}
+
+/// A runner of `cases` batches, each evaluated by one Nix process; failures are not shrunk (each costs a Nix run).
+fn batches(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
         max_shrink_iters: 0,
         ..Config::default()
-    });
+    })
+}
+
+#[test]
+fn random_edits_change_exactly_their_path_and_nothing_else() {
+    let nix = nix();
+    // 12 batches of 40 edits, each batch evaluated by one Nix process.
+    let mut runner = batches(12);
     runner
         .run(&prop::collection::vec(case(), 40), |cases| {
             check_batch(&nix, &cases).map_err(TestCaseError::fail)
@@ -648,12 +657,8 @@ fn random_edits_change_exactly_their_path_and_nothing_else() {
 #[test]
 fn the_writer_writes_what_the_model_means() {
     // The test's own document writer is checked against Nix too, or its oracle would mean nothing.
-    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
-    let mut runner = TestRunner::new(Config {
-        cases: 3,
-        max_shrink_iters: 0,
-        ..Config::default()
-    });
+    let nix = nix();
+    let mut runner = batches(3);
     runner
         .run(&prop::collection::vec(case(), 40), |cases| {
             let sources: Vec<_> = cases
@@ -715,7 +720,7 @@ fn value_paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<(Vec<Strin
 
 #[test]
 fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
-    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    let nix = nix();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/edit");
     let mut fixtures: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -737,11 +742,7 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
             .unwrap_or_else(|e| panic!("{name} does not evaluate with the stand-ins: {e}"));
         let mut candidates = Vec::new();
         value_paths(&original, &mut Vec::new(), &mut candidates);
-        let mut runner = TestRunner::new(Config {
-            cases: 4,
-            max_shrink_iters: 0,
-            ..Config::default()
-        });
+        let mut runner = batches(4);
         let strategy = prop::collection::vec((any::<usize>(), 0u8..3, data()), 40);
         runner
             .run(&strategy, |picks| {
