@@ -170,21 +170,7 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
 pub fn shared_module() -> Result<Expr, LexicalError> {
     let r = Expr::reference;
     let s = Expr::string;
-    let option = |ty: Expr,
-                  default: Option<Expr>,
-                  example: Option<Expr>,
-                  description: &str|
-     -> Result<Expr, LexicalError> {
-        let mut fields = vec![Entry::dotted("type", ty)?];
-        if let Some(default) = default {
-            fields.push(Entry::dotted("default", default)?);
-        }
-        if let Some(example) = example {
-            fields.push(Entry::dotted("example", example)?);
-        }
-        fields.push(Entry::dotted("description", s(description)?)?);
-        Ok(Expr::apply(r("lib.mkOption")?, vec![Expr::attrs(fields)]))
-    };
+    let option = Expr::mk_option;
     let null_or = |ty: Expr| -> Result<Expr, LexicalError> {
         Ok(Expr::apply(r("lib.types.nullOr")?, vec![ty]))
     };

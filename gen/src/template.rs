@@ -354,12 +354,6 @@ pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
             .map(AttrPath::from)
     };
     let field = |n: &str, v: Expr| -> Result<Entry, String> { Ok(Entry::binding(name(n)?, v)) };
-    let mk_option = |fields: Vec<Entry>| -> Result<Expr, String> {
-        Ok(Expr::apply(
-            e(Expr::reference("lib.mkOption"))?,
-            vec![Expr::attrs(fields)],
-        ))
-    };
     let mut entries = vec![field(
         "enable",
         Expr::apply(
@@ -369,50 +363,43 @@ pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
     )?];
     entries.push(field(
         "subdomain",
-        mk_option(vec![
-            field("type", e(Expr::reference("lib.types.str"))?)?,
-            field("default", e(Expr::string(&manifest.application.subdomain))?)?,
-            field(
-                "description",
-                e(Expr::string(&format!(
-                    "The host name of {} under `fediversity.domain`.",
-                    manifest.application.title
-                )))?,
-            )?,
-        ])?,
+        e(Expr::mk_option(
+            e(Expr::reference("lib.types.str"))?,
+            Some(e(Expr::string(&manifest.application.subdomain))?),
+            None,
+            &format!(
+                "The host name of {} under `fediversity.domain`.",
+                manifest.application.title
+            ),
+        ))?,
     )?);
     for (option, spec) in &manifest.options {
-        let mut fields = vec![field(
-            "type",
-            spec.ty.nix_type().map_err(|e| e.to_string())?,
-        )?];
-        if let Some(default) = &spec.default {
-            fields.push(field("default", data(default)?)?);
-        }
-        if let Some(example) = &spec.example {
-            fields.push(field("example", data(example)?)?);
-        }
-        fields.push(field("description", e(Expr::string(&spec.description))?)?);
-        entries.push(field(option, mk_option(fields)?)?);
+        let default = spec.default.as_ref().map(data).transpose()?;
+        let example = spec.example.as_ref().map(data).transpose()?;
+        let ty = spec.ty.nix_type().map_err(|e| e.to_string())?;
+        entries.push(field(
+            option,
+            e(Expr::mk_option(ty, default, example, &spec.description))?,
+        )?);
     }
     for (secret, spec) in &manifest.secrets {
         let source = match spec.source {
             crate::manifest::SecretSource::Generated => " Generated on the machine when absent.",
             crate::manifest::SecretSource::Provided => "",
         };
+        let description = format!(
+            "Path on the machine of the file holding {}; never a store path, so the secret stays out of the \
+             world-readable Nix store.{source}",
+            spec.description
+        );
         entries.push(field(
             &format!("{secret}File"),
-            mk_option(vec![
-                field("type", e(Expr::reference("lib.types.str"))?)?,
-                field(
-                    "description",
-                    e(Expr::string(&format!(
-                        "Path on the machine of the file holding {}; never a store path, so the secret stays out \
-                         of the world-readable Nix store.{source}",
-                        spec.description
-                    )))?,
-                )?,
-            ])?,
+            e(Expr::mk_option(
+                e(Expr::reference("lib.types.str"))?,
+                None,
+                None,
+                &description,
+            ))?,
         )?);
     }
     Ok(Expr::attrs(entries))

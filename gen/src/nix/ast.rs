@@ -318,6 +318,28 @@ impl Expr {
         }
     }
 
+    /// A nixpkgs option declaration, `lib.mkOption { type; default; example; description; }`, with the fields in
+    /// nixpkgs' order and the optional ones left out when absent: the one way fedigen declares an option.
+    pub fn mk_option(
+        ty: Expr,
+        default: Option<Expr>,
+        example: Option<Expr>,
+        description: &str,
+    ) -> Result<Self, LexicalError> {
+        let mut fields = vec![Entry::dotted("type", ty)?];
+        if let Some(default) = default {
+            fields.push(Entry::dotted("default", default)?);
+        }
+        if let Some(example) = example {
+            fields.push(Entry::dotted("example", example)?);
+        }
+        fields.push(Entry::dotted("description", Expr::string(description)?)?);
+        Ok(Expr::apply(
+            Expr::reference("lib.mkOption")?,
+            vec![Expr::attrs(fields)],
+        ))
+    }
+
     /// An attribute set of the given entries.
     pub fn attrs(entries: Vec<Entry>) -> Self {
         Expr::Attrs(AttrSet {
