@@ -7,13 +7,9 @@
 //! never the temporary copy. Every process runs in its own process group and is killed whole on timeout.
 
 use std::ffi::OsString;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-use wait_timeout::ChildExt;
 
 /// Why Nix could not give an answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -200,54 +196,16 @@ impl Nix {
 
     /// Runs nix-instantiate in its own process group with a timeout; stdout on success, the error otherwise.
     fn run(&self, dir: &Path, args: &[OsString]) -> Result<Vec<u8>, EvalError> {
-        let mut child = Command::new(&self.program)
-            .args(&self.extra_args)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
+        let mut command = Command::new(&self.program);
+        command.args(&self.extra_args).args(args).current_dir(dir);
+        let done = crate::process::run(command, self.timeout, Duration::ZERO, true)
             .map_err(|e| EvalError::Io(format!("{}: {e}", self.program.display())))?;
-        let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
-        let status = match child.wait_timeout(self.timeout) {
-            Ok(Some(status)) => status,
-            Ok(None) => {
-                kill_group(child.id());
-                let _ = child.wait();
-                return Err(EvalError::Timeout(self.timeout));
-            }
-            Err(e) => return Err(EvalError::Io(e.to_string())),
-        };
-        let stdout = stdout.join().unwrap_or_default();
-        let stderr = stderr.join().unwrap_or_default();
-        if status.success() {
-            Ok(stdout)
+        if done.timed_out {
+            Err(EvalError::Timeout(self.timeout))
+        } else if done.status.success() {
+            Ok(done.stdout)
         } else {
-            Err(nix_error(&String::from_utf8_lossy(&stderr)))
-        }
-    }
-}
-
-/// Reads a pipe to the end on its own thread, so that a large stdout never blocks the child.
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut buf);
-        }
-        buf
-    })
-}
-
-/// Kills a whole process group (the child was started as its leader).
-fn kill_group(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: killpg only sends a signal; a stale group id at worst fails with ESRCH.
-        unsafe {
-            libc::killpg(pid, libc::SIGKILL);
+            Err(nix_error(&String::from_utf8_lossy(&done.stderr)))
         }
     }
 }

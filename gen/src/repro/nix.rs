@@ -7,11 +7,9 @@
 
 use super::{Error, Result};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use wait_timeout::ChildExt;
 
 /// The settings ENVIRONMENT.md recommends: sandboxed builds, no substituters (no 4.5 s lost per build trying the
 /// public cache), no `kvm` feature advertised on machines where KVM does not work.
@@ -184,77 +182,30 @@ pub fn run_with_timeout(c: Command, name: &str, timeout: Duration) -> Result<Bui
 /// [`run_with_timeout`] with the SIGTERM→SIGKILL `grace` period given, also returning stdout when
 /// `capture_stdout`.
 fn run_captured(
-    mut c: Command,
+    c: Command,
     name: &str,
     timeout: Duration,
     grace: Duration,
     capture_stdout: bool,
 ) -> Result<(BuildOutcome, Vec<u8>)> {
-    use std::os::unix::process::CommandExt;
-    let spawn_err = |e| Error::Spawn {
-        command: name.to_owned(),
-        source: e,
-    };
-    c.process_group(0)
-        .stdout(if capture_stdout {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().map_err(spawn_err)?;
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let err_reader = drain(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let out_reader = drain(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let pgid = child.id() as libc::pid_t;
-    let (status, timed_out) = match child.wait_timeout(timeout).map_err(spawn_err)? {
-        Some(s) => (s, false),
-        None => {
-            // SAFETY: kill(2) with a negative pid signals the process group we created for this child.
-            unsafe { libc::kill(-pgid, libc::SIGTERM) };
-            let s = match child.wait_timeout(grace).map_err(spawn_err)? {
-                Some(s) => s,
-                None => {
-                    // SAFETY: as above.
-                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
-                    child.wait().map_err(spawn_err)?
-                }
-            };
-            (s, true)
-        }
-    };
-    let log = String::from_utf8_lossy(&err_reader.join().unwrap_or_default()).into_owned();
-    let stdout = out_reader.join().unwrap_or_default();
+    let done =
+        crate::process::run(c, timeout, grace, capture_stdout).map_err(|e| Error::Spawn {
+            command: name.to_owned(),
+            source: e,
+        })?;
+    let log = String::from_utf8_lossy(&done.stderr).into_owned();
     let log_tail = tail(&log, LOG_TAIL_LINES);
-    let outcome = if timed_out {
+    let outcome = if done.timed_out {
         BuildOutcome::TimedOut { log_tail }
-    } else if status.success() {
+    } else if done.status.success() {
         BuildOutcome::Success
     } else {
         BuildOutcome::Failed {
-            code: status.code(),
+            code: done.status.code(),
             log_tail,
         }
     };
-    Ok((outcome, stdout))
+    Ok((outcome, done.stdout))
 }
 
 /// The last `n` lines of `s`.
