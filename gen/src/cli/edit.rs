@@ -12,19 +12,14 @@ use fedigen::edit::{AttrPath, Document, Edit, EditError, NewValue};
 use fedigen::nix::value::{DataPolicy, from_json};
 use fedigen::write::{replace_file, unified_diff};
 
-/// Change or read one attribute path of a Nix file written by people, touching nothing else.
-///
-/// The path is looked up statically through attribute sets at any depth (`a.b = …;` and `a = { b = …; };`
-/// alike), function bodies (`{ config, lib, ... }: { … }`, a flake's `outputs = { self, … }: …`), `let … in`,
-/// `with`, and `lib.mkIf`, `mkDefault`,
-/// `mkForce`, `mkOverride`, `mkBefore`, `mkAfter`, `mkOrder` bodies and the sets of a `lib.mkMerge` list.
-/// Paths are written as in Nix: `services.nginx.virtualHosts."example.org".root`.
-///
-/// Refused, with the reason and line:column, and nothing written (exit status 2): a computed name on the way
-/// (`${x}`), an inherited attribute, a value on the way that is not a set literal (`import ./x.nix`, `a // b`),
-/// a path defined in several places, a new attribute that could go into several sets. A path that is not
-/// defined (get, unset) exits with 1. The file is replaced atomically, keeping its permissions. A file fedigen
-/// generated is not edited without --force (the next `fedigen generate` would undo the edit).
+/// Shown after `fedigen edit --help`.
+pub const EXAMPLES: &str = "Examples:
+  fedigen edit hosts/web.nix set 'services.nginx.virtualHosts.\"example.org\".root' '\"/srv/www\"'
+  fedigen edit hosts/web.nix set services.nginx.package --nix pkgs.nginxMainline
+  fedigen edit hosts/web.nix unset services.nginx.recommendedTlsSettings --diff
+  fedigen edit flake.nix get inputs.nixpkgs.url --json";
+
+/// The arguments of `fedigen edit`; the manual is the subcommand's doc comment in `main.rs`.
 #[derive(Args)]
 pub struct EditArgs {
     /// The Nix file to edit; `-` reads standard input and prints the result.
