@@ -1164,6 +1164,76 @@ in
     }
 
     #[test]
+    fn every_construct_is_skimmed_as_it_is_parsed() {
+        // Whatever the skim does with a construct, the answers must be those of a whole parse.
+        let text = r#"{ config, lib ? import <nixpkgs/lib>, pkgs, ... }@args:
+with lib;
+assert args ? config;
+let
+  inherit (lib) mkIf;
+  x = rec { a = 1; b = a; };
+in rec {
+  "quoted\"name" = 1;
+  ${"fixed"}.b = 2;
+  a /* between */ . b = { c = x.a or 3; d = ./${toString 1}.nix; e = https://example.org/x; };
+  a.f = if args ? pkgs then { g = 1; } else { };
+  h = let y = { z = 1; }; in y // { w = 2; };
+  i = with x; { j = a; k = "${toString b}"; l = ''
+    ${"interpolated"} '''quotes''' ''${not}
+  ''; };
+  inherit (x) b;
+  m = assert true; { n = [ { o = 1; } ({ p = 2; }) ]; };
+  q.r.s = mkIf true { t = 1; };
+  u = lib.mkMerge [ { v = 1; } (lib.mkIf true { w = 2; }) ];
+  packed={aa=1;bb=2;cc=3;};
+}
+"#;
+        let paths = [
+            "quoted\"name",
+            "fixed.b",
+            "a.b.c",
+            "a.b.new",
+            "a.f.g",
+            "a.new",
+            "h.z",
+            "i.j",
+            "i.l",
+            "b",
+            "b.x",
+            "m.n",
+            "m.new",
+            "q.r.s.t",
+            "q.r.new",
+            "q.new",
+            "u.v",
+            "u.w",
+            "u.new",
+            "packed.aa",
+            "packed.bb",
+            "packed.cc",
+            "packed.dd",
+            "new",
+            "new.deeper",
+        ];
+        let value = data(json!({"x": [1, "two"]}));
+        let packed = skim::skim(text, &["packed".to_owned(), "aa".to_owned()]);
+        assert!(packed.text.len() < text.len() / 2, "the skim followed the file");
+        for at in paths {
+            let path = AttrPath::new(at.split('.').map(str::to_owned).collect()).unwrap();
+            let whole = Document::parse("k.nix", text).unwrap();
+            let skimmed = Document::for_path("k.nix", text, &path).unwrap();
+            let answers = |doc: &Document| {
+                [
+                    format!("{:?}", doc.get(&path)),
+                    format!("{:?}", doc.set(&path, &value)),
+                    format!("{:?}", doc.unset(&path)),
+                ]
+            };
+            assert_eq!(answers(&whole), answers(&skimmed), "{at}");
+        }
+    }
+
+    #[test]
     fn get_returns_the_text_as_written() {
         let doc = Document::parse("m.nix", MODULE).unwrap();
         let found = doc
