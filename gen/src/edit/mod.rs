@@ -1217,7 +1217,10 @@ in rec {
         ];
         let value = data(json!({"x": [1, "two"]}));
         let packed = skim::skim(text, &["packed".to_owned(), "aa".to_owned()]);
-        assert!(packed.text.len() < text.len() / 2, "the skim followed the file");
+        assert!(
+            packed.text.len() < text.len() / 2,
+            "the skim followed the file"
+        );
         for at in paths {
             let path = AttrPath::new(at.split('.').map(str::to_owned).collect()).unwrap();
             let whole = Document::parse("k.nix", text).unwrap();
