@@ -575,6 +575,7 @@ pub fn test_context(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Valu
         if let Some(smtp) = &spec.provider.smtp {
             secrets.push(serde_json::json!({ "path": secret_path(&smtp.password), "value": "fedigen-test-smtp\n" }));
         }
+        let mut health = crate::template::health_context(manifest);
         if let Some(storage) = &spec.provider.object_storage
             && storage
                 .nodes
@@ -584,6 +585,18 @@ pub fn test_context(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Valu
             let garage = catalog.manifests.get(model::OBJECT_STORAGE_APPLICATION);
             for (secret, reference) in &storage.secrets {
                 secrets.push(serde_json::json!({ "path": secret_path(reference), "value": test_secret(garage, secret) }));
+            }
+            // The Garage node it hosts must run and listen too. Not its HTTP health check: the other nodes
+            // have machines of their own, outside this operator's test, so the cluster is never whole here.
+            if let Some(garage) = garage {
+                let node = crate::template::health_context(garage);
+                for key in ["units", "tcp_ports"] {
+                    if let (Some(Value::Array(own)), Some(Value::Array(more))) =
+                        (health.get_mut(key), node.get(key))
+                    {
+                        own.extend(more.iter().cloned());
+                    }
+                }
             }
         }
         nodes.push(serde_json::json!({
@@ -595,7 +608,7 @@ pub fn test_context(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Valu
             "memory_mib": capacity.memory_mib,
             "cores": capacity.cores,
             "secrets": secrets,
-            "health": crate::template::health_context(manifest),
+            "health": health,
         }));
     }
     serde_json::json!({

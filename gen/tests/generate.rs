@@ -448,6 +448,27 @@ fn every_operator_deployment_has_its_vm_test() {
             );
             let host = operator.host_name(app, &catalog.manifests[app]);
             assert!(test.contains(&host), "{file}: {host} reached by the client");
+            // A machine hosting a Garage node also waits for Garage's unit and ports.
+            let storage = spec.provider.object_storage.as_ref();
+            if storage.is_some_and(|s| {
+                s.nodes
+                    .values()
+                    .any(|n| n.machine.as_deref() == Some(&name))
+            }) {
+                let garage = &catalog.manifests["garage"].health;
+                for unit in &garage.units {
+                    let wait = format!("(\"{python}\" + \".wait_for_unit(${{py \"{unit}\"}})\")");
+                    assert!(test.contains(&wait), "{file}: {name} hosts Garage: {unit}");
+                }
+                for port in &garage.tcp_ports {
+                    let wait =
+                        format!("(\"{python}\" + \".wait_for_open_port(${{toString {port}}})\")");
+                    assert!(
+                        test.contains(&wait),
+                        "{file}: {name} hosts Garage: port {port}"
+                    );
+                }
+            }
         }
     }
 }

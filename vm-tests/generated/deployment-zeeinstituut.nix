@@ -95,8 +95,12 @@ pkgs.testers.runNixOSTest {
       "start_all()"
       ("zeeinstituut_peertube" + ".wait_for_unit(${py "peertube.service"})")
       ("zeeinstituut_peertube" + ".wait_for_unit(${py "nginx.service"})")
+      ("zeeinstituut_peertube" + ".wait_for_unit(${py "garage.service"})")
       ("zeeinstituut_peertube" + ".wait_for_open_port(${toString 9000})")
       ("zeeinstituut_peertube" + ".wait_for_open_port(${toString 443})")
+      ("zeeinstituut_peertube" + ".wait_for_open_port(${toString 3900})")
+      ("zeeinstituut_peertube" + ".wait_for_open_port(${toString 3901})")
+      ("zeeinstituut_peertube" + ".wait_for_open_port(${toString 3903})")
       "client.wait_until_succeeds(${
         py (
           "test \"$(${curl "zeeinstituut-peertube" "video.zee-instituut.example"}"
