@@ -151,15 +151,22 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
         plan.files
             .extend(crate::deploy::plan(&spec, &catalog, &name)?);
-        for operator in &spec.operators {
-            let context = crate::deploy::test_context(&spec, &catalog, operator);
-            let body = templates.render_deployment_test(&context)?;
-            let source = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);
-            plan.files.insert(
-                Path::new(VM_TESTS).join(format!("deployment-{}.nix", operator.name)),
-                format!("{}\n{body}", marker_line(&source)),
-            );
-        }
+        // One VM test per operator, rendered in parallel (each is laid out by nixfmt, the costly part).
+        use rayon::prelude::*;
+        let source = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);
+        let tests = spec
+            .operators
+            .par_iter()
+            .map(|operator| {
+                let context = crate::deploy::test_context(&spec, &catalog, operator);
+                let body = templates.render_deployment_test(&context)?;
+                Ok((
+                    Path::new(VM_TESTS).join(format!("deployment-{}.nix", operator.name)),
+                    format!("{}\n{body}", marker_line(&source)),
+                ))
+            })
+            .collect::<Result<Vec<_>, GenerateError>>()?;
+        plan.files.extend(tests);
     }
     plan.regions = fill_regions(repo, &plan, &manifests)?;
     Ok(plan)
