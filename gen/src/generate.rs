@@ -13,7 +13,7 @@ use crate::nix::print::print_expr_at;
 use crate::nix::verify::VerifyError;
 use crate::nix::{AttrPath, Entry, Expr, Ident, LexicalError, Param, SourcePath};
 use crate::region::{self, Content};
-use crate::template::{APPLICATION_TEST, TemplateError, Templates};
+use crate::template::{APPLICATION_TEST, COMMON_TEST, TemplateError, Templates};
 use crate::write::{Plan, marker_line, marker_text};
 
 /// Why a generation could not be planned.
@@ -87,6 +87,14 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         roots: vec![PathBuf::from(MODULES), PathBuf::from(VM_TESTS)],
         ..Plan::default()
     };
+    plan.files.insert(
+        Path::new(VM_TESTS).join("lib/common.nix"),
+        format!(
+            "{}\n{}",
+            marker_line(COMMON_TEST),
+            templates.render_common_test()?
+        ),
+    );
     for manifest in &manifests {
         let app = &manifest.application.name;
         let body = templates.render_application_test(manifest)?;

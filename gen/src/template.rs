@@ -139,10 +139,13 @@ pub const APPLICATION_TEST: &str = "templates/_tests/application.nix.hbs";
 /// The template of the per-operator deployment VM tests, relative to the repository.
 pub const DEPLOYMENT_TEST: &str = "templates/_tests/deployment.nix.hbs";
 
+/// The template of what the VM tests share (`vm-tests/generated/lib/common.nix`), relative to the repository.
+pub const COMMON_TEST: &str = "templates/_tests/common.nix.hbs";
+
 impl Templates {
     /// Loads the VM test templates (linted like every template): one per application, one per deployment.
     pub fn load_tests(&mut self, root: &Path) -> Result<(), TemplateError> {
-        for file in [APPLICATION_TEST, DEPLOYMENT_TEST] {
+        for file in [APPLICATION_TEST, DEPLOYMENT_TEST, COMMON_TEST] {
             let relative = PathBuf::from(file);
             let source = read(&root.join(&relative), &relative)?;
             lint(&relative, &source)?;
@@ -161,6 +164,11 @@ impl Templates {
     /// Renders the VM test of one operator's deployment from its context (see [`crate::deploy::test_context`]).
     pub fn render_deployment_test(&self, context: &Value) -> Result<String, TemplateError> {
         self.render_test(DEPLOYMENT_TEST, context)
+    }
+
+    /// Renders what the VM tests share: the certificate and test-node helpers they import.
+    pub fn render_common_test(&self) -> Result<String, TemplateError> {
+        self.render_test(COMMON_TEST, &Value::Null)
     }
 
     /// Renders a VM test template (registered under its file name) and lays the result out.

@@ -11,42 +11,7 @@
 let
   inherit (pkgs) lib;
   py = builtins.toJSON;
-  certificate =
-    host:
-    pkgs.runCommand "fedigen-test-certificate-${host}" { nativeBuildInputs = [ pkgs.openssl ]; } ''
-      mkdir -p $out
-      openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj "/CN=${host}" \
-        -addext "subjectAltName=DNS:${host}" -keyout $out/key.pem -out $out/cert.pem
-    '';
-  testNode =
-    {
-      module,
-      host,
-      https,
-      cores,
-      memory,
-      secrets,
-    }:
-    { lib, ... }:
-    {
-      imports = [ module ];
-      virtualisation = {
-        inherit cores;
-        memorySize = memory;
-      };
-      system.activationScripts.fedigenTestSecrets = lib.concatMapStrings (
-        secret:
-        "install -D -m 0400 ${pkgs.writeText "fedigen-test-secret" secret.value} ${lib.escapeShellArg secret.path}\n"
-      ) secrets;
-      services.nginx.virtualHosts = lib.optionalAttrs https {
-        ${host} = {
-          enableACME = lib.mkForce false;
-          sslCertificate = "${certificate host}/cert.pem";
-          sslCertificateKey = "${certificate host}/key.pem";
-        };
-      };
-      networking.firewall.enable = false;
-    };
+  inherit (import ./lib/common.nix { inherit pkgs; }) testNode;
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-zeeinstituut";

@@ -13,14 +13,8 @@ let
   domain = "fedi.test";
   host = "mastodon" + ".${domain}";
   py = builtins.toJSON;
-  # A throwaway certificate for the test's host name; test secrets in the store are acceptable only in tests.
-  certificate =
-    pkgs.runCommand "fedigen-test-certificate" { nativeBuildInputs = [ pkgs.openssl ]; }
-      ''
-        mkdir -p $out
-        openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj "/CN=${host}" \
-          -addext "subjectAltName=DNS:${host}" -keyout $out/key.pem -out $out/cert.pem
-      '';
+  # A throwaway certificate for the test's host name (see ./lib/common.nix).
+  certificate = (import ./lib/common.nix { inherit pkgs; }).certificate host;
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-mastodon";
