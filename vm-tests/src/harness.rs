@@ -23,12 +23,21 @@ use crate::spec::{self, TrialSpec};
 #[command(
     name = "vm-tests",
     about = "Runs fedigen's NixOS VM tests and reproducibility checks through Nix, as cargo tests.",
-    after_help = "Every option can also be set by the environment variable shown. See \
-                  vm-tests/README.md for the discovery format and what is ignored without \
-                  nixpkgs or a working KVM."
+    after_help = "Every option can also be set by the environment variable shown. The repository is \
+                  the nearest folder holding vm-tests/, from the current directory upward (or \
+                  --repo); its vm-tests/generated holds the trials and its target/vm-tests receives \
+                  logs and reports. See vm-tests/README.md for the discovery format and what is \
+                  ignored without nixpkgs or a working KVM.\n\n\
+                  Exit status: 0 every selected trial passed or was ignored; 101 a trial failed; \
+                  2 invalid invocation or the harness could not run; 3 --require-tests and no \
+                  trial ran; 130 interrupted."
 )]
 pub struct Cli {
-    /// Directories whose `*.nix` files are the trials (default: vm-tests/generated).
+    /// The fedigen repository to run on (default: the nearest folder holding vm-tests/, from the
+    /// current directory upward).
+    #[arg(long, value_name = "DIR", env = "FEDIGEN_REPO")]
+    pub repo: Option<PathBuf>,
+    /// Directories whose `*.nix` files are the trials (default: REPO/vm-tests/generated).
     #[arg(
         long = "tests-dir",
         value_name = "DIR",
@@ -36,18 +45,22 @@ pub struct Cli {
         value_delimiter = ':'
     )]
     pub tests_dirs: Vec<PathBuf>,
-    /// Where each trial's log `<name>.log` is written (default: target/vm-tests/logs).
+    /// Where logs, reports and throwaway stores go unless given one by one (default:
+    /// REPO/target/vm-tests, or $CARGO_TARGET_DIR/vm-tests when that is set).
+    #[arg(long, value_name = "DIR", env = "FEDIGEN_VM_TESTS_OUT")]
+    pub out_dir: Option<PathBuf>,
+    /// Where each trial's log `<name>.log` is written (default: OUT/logs).
     #[arg(long, value_name = "DIR", env = "FEDIGEN_LOG_DIR")]
     pub log_dir: Option<PathBuf>,
-    /// JUnit XML report (default: target/vm-tests/junit.xml).
+    /// JUnit XML report (default: OUT/junit.xml).
     #[arg(long, value_name = "FILE", env = "FEDIGEN_JUNIT")]
     pub junit: Option<PathBuf>,
-    /// libtest JSON events, one a line (default: target/vm-tests/events.json).
+    /// libtest JSON events, one a line (default: OUT/events.json).
     #[arg(long, value_name = "FILE", env = "FEDIGEN_JSON_EVENTS")]
     pub json_events: Option<PathBuf>,
     /// Nix store to build in, passed to Nix as `--store` (e.g. `ssh-ng://host`); `throwaway`
-    /// gives every trial a fresh local store that is deleted afterwards (under target/vm-tests/stores,
-    /// or under DIR with `throwaway:DIR`).
+    /// gives every trial a fresh local store that is deleted afterwards (under OUT/stores, or under
+    /// DIR with `throwaway:DIR`).
     #[arg(long, value_name = "URL", env = "FEDIGEN_STORE")]
     pub store: Option<String>,
     /// Nix remote builders, passed to Nix as `--builders`.
@@ -65,57 +78,148 @@ pub struct Cli {
     /// No spinners on a terminal: print every log line, prefixed with its trial's name.
     #[arg(long)]
     pub no_progress: bool,
+    /// Fail (exit 3) when no trial ran — every selected one was ignored (a missing prerequisite,
+    /// or `ignore` in its header) or none was selected — for CI jobs that must test something.
+    #[arg(
+        long,
+        visible_alias = "fail-if-all-ignored",
+        env = "FEDIGEN_REQUIRE_TESTS",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub require_tests: bool,
     /// libtest's flags.
     #[command(flatten)]
     pub libtest: Arguments,
 }
 
-/// Where things are when no flag or environment variable says otherwise.
+/// The folder name that marks a fedigen repository for the harness: its `vm-tests/`.
+const MARKER: &str = "vm-tests";
+
+/// The fedigen repository the harness runs on, found at run time — never a path compiled into
+/// the binary, so a binary built in one clone runs on the clone it is started in:
+///
+/// 1. `explicit` (`--repo` / `FEDIGEN_REPO`), or the nearest folder above it holding `vm-tests/`;
+/// 2. else the nearest folder holding `vm-tests/`, from `cwd` upward (`cargo test` starts the test
+///    binary in `vm-tests/`, so this finds the tree it was built from);
+/// 3. else the same search from `cargo_manifest_dir`, the `CARGO_MANIFEST_DIR` that Cargo sets
+///    when it runs the binary itself (`cargo run --manifest-path …` from outside the tree).
+///
+/// `Err` says why none was found, for the person running it.
+pub fn locate_repository(
+    explicit: Option<&Path>,
+    cwd: &Path,
+    cargo_manifest_dir: Option<&Path>,
+) -> Result<PathBuf, String> {
+    let find = |start: &Path| -> Option<PathBuf> {
+        start
+            .ancestors()
+            .find(|d| d.join(MARKER).is_dir())
+            .map(Path::to_owned)
+    };
+    if let Some(dir) = explicit {
+        let dir = cwd.join(dir);
+        return find(&dir).ok_or_else(|| {
+            format!(
+                "the repository given (--repo or FEDIGEN_REPO), {}, is not a fedigen repository: \
+                 it has no {MARKER}/ folder, nor has any folder above it",
+                dir.display()
+            )
+        });
+    }
+    find(cwd)
+        .or_else(|| cargo_manifest_dir.and_then(find))
+        .ok_or_else(|| {
+            format!(
+                "{} is not inside a fedigen repository (no {MARKER}/ folder there or above)",
+                cwd.display()
+            )
+        })
+}
+
+/// Where a run reads and writes when no flag or environment variable says otherwise, all derived
+/// from the repository it runs on.
 #[derive(Debug, Clone)]
-pub struct Defaults {
-    /// `vm-tests/generated`.
-    pub tests_dir: PathBuf,
-    /// `target/vm-tests`: logs, reports, throwaway stores.
-    pub out_dir: PathBuf,
+struct Defaults {
+    /// The repository, or why there is none (an error only once a default is needed).
+    repo: Result<PathBuf, String>,
+    /// `--out-dir`, else `$CARGO_TARGET_DIR/vm-tests`, else `REPO/target/vm-tests`.
+    out_dir: Result<PathBuf, String>,
     /// Where `vm-tests/install-deps` unpacks Debian's kernel.
-    pub kernel_dirs: Vec<PathBuf>,
+    kernel_dirs: Vec<PathBuf>,
 }
 
 impl Defaults {
-    /// Defaults for the crate at `manifest_dir`; the target directory is the one the running binary
-    /// was built into (the ancestor holding Cargo's `CACHEDIR.TAG`).
-    pub fn from_crate(manifest_dir: &str) -> Self {
-        let manifest = PathBuf::from(manifest_dir);
-        let target = std::env::current_exe()
-            .ok()
-            .and_then(|exe| {
-                exe.ancestors()
-                    .find(|d| d.join("CACHEDIR.TAG").is_file())
-                    .map(Path::to_owned)
-            })
-            .unwrap_or_else(|| manifest.join("../target"));
+    fn locate(cli: &Cli) -> Result<Self> {
+        let cwd = std::env::current_dir().context("reading the current directory")?;
+        let manifest_dir = non_empty(std::env::var_os("CARGO_MANIFEST_DIR")).map(PathBuf::from);
+        let explicit = non_empty(cli.repo.clone());
+        let repo = locate_repository(explicit.as_deref(), &cwd, manifest_dir.as_deref());
+        if explicit.is_some() {
+            // A repository named explicitly but wrongly is an error even when nothing needs it.
+            if let Err(why) = &repo {
+                bail!("{why}");
+            }
+        }
+        let out_dir = match (
+            non_empty(cli.out_dir.clone()),
+            non_empty(std::env::var_os("CARGO_TARGET_DIR")),
+            &repo,
+        ) {
+            (Some(dir), _, _) => Ok(dir),
+            (None, Some(target), _) => Ok(cwd.join(target).join("vm-tests")),
+            (None, None, Ok(repo)) => Ok(repo.join("target").join("vm-tests")),
+            (None, None, Err(why)) => Err(why.clone()),
+        };
         let mut kernel_dirs = Vec::new();
-        if let Some(d) = std::env::var_os("FEDIGEN_KERNEL_DIR").filter(|d| !d.is_empty()) {
+        if let Some(d) = non_empty(std::env::var_os("FEDIGEN_KERNEL_DIR")) {
             kernel_dirs.push(PathBuf::from(d));
         }
-        if let Some(d) = std::env::var_os("FEDIGEN_VM_CACHE").filter(|d| !d.is_empty()) {
+        if let Some(d) = non_empty(std::env::var_os("FEDIGEN_VM_CACHE")) {
             kernel_dirs.push(PathBuf::from(d).join("kernel"));
         }
         kernel_dirs.push(PathBuf::from("/var/cache/fedigen/kernel"));
-        kernel_dirs.push(manifest.join(".cache/kernel"));
-        Defaults {
-            tests_dir: manifest.join("generated"),
-            out_dir: target.join("vm-tests"),
+        if let Ok(repo) = &repo {
+            kernel_dirs.push(repo.join(MARKER).join(".cache/kernel"));
+        }
+        Ok(Defaults {
+            repo,
+            out_dir,
             kernel_dirs,
+        })
+    }
+
+    /// `why` there is no default for `what`, and how to give one.
+    fn missing(why: &str, what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{why}: run it inside a clone of the repository, set FEDIGEN_REPO=/path/to/repository \
+             (or pass --repo), or give {what}"
+        )
+    }
+
+    /// `REPO/vm-tests/generated`.
+    fn tests_dir(&self) -> Result<PathBuf> {
+        match &self.repo {
+            Ok(repo) => Ok(repo.join(MARKER).join("generated")),
+            Err(why) => Err(Self::missing(why, "--tests-dir DIR (FEDIGEN_VM_TESTS_DIR)")),
+        }
+    }
+
+    /// `what` under the output folder: `OUT/what` (`OUT` itself for an empty `what`).
+    fn out(&self, what: &str, flag: &str) -> Result<PathBuf> {
+        match &self.out_dir {
+            Ok(dir) if what.is_empty() => Ok(dir.clone()),
+            Ok(dir) => Ok(dir.join(what)),
+            Err(why) => Err(Self::missing(why, flag)),
         }
     }
 }
 
 /// Parses the command line, runs the trials, and returns libtest's exit code (101 on failures; 2
-/// when the harness itself cannot run; 130 after Ctrl-C).
-pub fn main(defaults: Defaults) -> ExitCode {
+/// when the harness itself cannot run; 3 when `--require-tests` found that no trial ran; 130 after
+/// Ctrl-C).
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli, defaults) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("vm-tests: error: {e:#}");
@@ -142,10 +246,11 @@ fn locations(cli: &Cli, defaults: &Defaults) -> Locations {
 }
 
 /// Runs the harness with parsed arguments.
-pub fn run(mut cli: Cli, defaults: Defaults) -> Result<ExitCode> {
+pub fn run(mut cli: Cli) -> Result<ExitCode> {
     let started = Instant::now();
+    let defaults = Defaults::locate(&cli)?;
     let dirs = if cli.tests_dirs.is_empty() {
-        vec![defaults.tests_dir.clone()]
+        vec![defaults.tests_dir()?]
     } else {
         cli.tests_dirs.clone()
     };
@@ -153,17 +258,12 @@ pub fn run(mut cli: Cli, defaults: Defaults) -> Result<ExitCode> {
     let prereqs = Prereqs::new(locations(&cli, &defaults));
     let store = match non_empty(cli.store.clone()).as_deref() {
         None => Store::Default,
-        Some("throwaway") => Store::Throwaway(defaults.out_dir.join("stores")),
+        Some("throwaway") => Store::Throwaway(defaults.out("stores", "--store throwaway:DIR")?),
         Some(url) => match url.strip_prefix("throwaway:") {
             Some(dir) => Store::Throwaway(PathBuf::from(dir)),
             None => Store::Url(url.to_owned()),
         },
     };
-    let log_dir = cli
-        .log_dir
-        .clone()
-        .unwrap_or_else(|| defaults.out_dir.join("logs"));
-
     if let Some(name) = cli.interactive.clone() {
         return interactive(&name, &discovered.trials, &prereqs, &store, &cli, &defaults);
     }
@@ -173,17 +273,31 @@ pub fn run(mut cli: Cli, defaults: Defaults) -> Result<ExitCode> {
         .test_threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, Into::into))
         .max(1);
-    cli.libtest.test_threads = Some(jobs);
+    // libtest-mimic runs trials one by one on its main thread when given one thread, printing
+    // `test NAME ... ` before the trial and its outcome after: the trial's streamed lines would then
+    // land in the middle of that line. With two threads or more it prints each line whole once the
+    // trial is done; how many trials build at once stays bounded by `jobs` (the slots).
+    cli.libtest.test_threads = Some(jobs.max(2));
     let args = cli.libtest.clone();
 
+    let log_dir = match cli.log_dir.clone() {
+        Some(dir) => dir,
+        None if args.list => PathBuf::new(),
+        None => defaults.out("logs", "--log-dir DIR (FEDIGEN_LOG_DIR)")?,
+    };
     let events = if args.list {
         None
     } else {
-        let path = cli
-            .json_events
-            .clone()
-            .unwrap_or_else(|| defaults.out_dir.join("events.json"));
+        let path = match cli.json_events.clone() {
+            Some(path) => path,
+            None => defaults.out("events.json", "--json-events FILE (FEDIGEN_JSON_EVENTS)")?,
+        };
         Some(JsonEvents::create(&path)?)
+    };
+    let junit = match cli.junit.clone() {
+        Some(path) => path,
+        None if args.list => PathBuf::new(),
+        None => defaults.out("junit.xml", "--junit FILE (FEDIGEN_JUNIT)")?,
     };
     let ctx = Arc::new(Context {
         cfg: RunConfig {
@@ -288,22 +402,25 @@ pub fn run(mut cli: Cli, defaults: Defaults) -> Result<ExitCode> {
 
     let mut records = std::mem::take(&mut *ctx.records.lock().expect("records lock"));
     for r in not_run {
-        ctx.live
-            .println(&format!("[{}] ignored: {}", r.name, skipped_reason(&r)));
         if let Some(ev) = &ctx.events {
             ev.test_finished(&r);
         }
         records.push(r);
     }
+    if let Some(summary) = ignored_summary(&records) {
+        ctx.live.println(&summary);
+    }
     let counts = report::count(&records);
     let total = started.elapsed();
+    let nothing_ran = conclusion.num_passed + conclusion.num_failed == 0;
     if let Some(ev) = &ctx.events {
-        ev.suite_finished(counts, conclusion.num_filtered_out, total);
+        ev.suite_finished(
+            counts,
+            conclusion.num_filtered_out,
+            total,
+            nothing_ran && cli.require_tests,
+        );
     }
-    let junit = cli
-        .junit
-        .clone()
-        .unwrap_or_else(|| defaults.out_dir.join("junit.xml"));
     report::write_junit(&junit, &records, total)?;
     eprintln!("vm-tests: JUnit report: {}", junit.display());
     let libtest_counts = report::Counts {
@@ -312,17 +429,59 @@ pub fn run(mut cli: Cli, defaults: Defaults) -> Result<ExitCode> {
         ignored: conclusion.num_ignored,
     };
     if counts != libtest_counts {
-        bail!("the reports count {counts:?} but libtest counted {libtest_counts:?}");
+        bail!("the reports count {counts} but libtest counted {libtest_counts}");
     }
     drop(rt);
+    if nothing_ran && cli.require_tests {
+        eprintln!(
+            "vm-tests: error: no trial ran ({} ignored, {} filtered out), and --require-tests \
+             (FEDIGEN_REQUIRE_TESTS) asks for at least one; provide what the ignored trials need \
+             (listed above) or select others",
+            conclusion.num_ignored, conclusion.num_filtered_out
+        );
+        return Ok(ExitCode::from(3));
+    }
     Ok(conclusion.exit_code())
 }
 
-fn skipped_reason(r: &Record) -> &str {
-    match &r.outcome {
-        Outcome::Skipped { reason } => reason,
-        _ => "",
+/// How many trial names a reason lists before it says "and N more".
+const NAMES_SHOWN: usize = 5;
+
+/// The reasons trials were ignored, each said once with the trials it affects (libtest's lines
+/// show only the short `needs …`); `None` when nothing was ignored.
+pub(crate) fn ignored_summary(records: &[Record]) -> Option<String> {
+    let mut by_reason: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for r in records {
+        if let Outcome::Skipped { reason, .. } = &r.outcome {
+            by_reason.entry(reason).or_default().push(&r.name);
+        }
     }
+    let total: usize = by_reason.values().map(Vec::len).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut groups: Vec<(&str, Vec<&str>)> = by_reason.into_iter().collect();
+    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
+    let mut out = format!(
+        "vm-tests: {total} {} ignored:",
+        if total == 1 { "trial was" } else { "trials were" }
+    );
+    for (reason, mut names) in groups {
+        names.sort_unstable();
+        let n = names.len();
+        let mut shown = names
+            .iter()
+            .take(NAMES_SHOWN)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if n > NAMES_SHOWN {
+            shown.push_str(&format!(" and {} more", n - NAMES_SHOWN));
+        }
+        let trials = if n == 1 { "trial" } else { "trials" };
+        out.push_str(&format!("\n  {reason}\n    ({n} {trials}: {shown})"));
+    }
+    Some(out)
 }
 
 fn static_record(spec: &TrialSpec, reason: &str) -> Record {
@@ -331,6 +490,7 @@ fn static_record(spec: &TrialSpec, reason: &str) -> Record {
         kind: spec.kind.label().to_owned(),
         outcome: Outcome::Skipped {
             reason: format!("ignored in its header: {reason} (run with --include-ignored)"),
+            short: "ignored in its header".to_owned(),
         },
         duration: Duration::ZERO,
         log: None,
@@ -343,7 +503,7 @@ fn finish(ctx: &Context, record: Record) -> Result<Completion, libtest_mimic::Fa
     wait_if_interrupted(ctx);
     let result = match &record.outcome {
         Outcome::Passed => Ok(Completion::Completed),
-        Outcome::Skipped { reason } => Ok(Completion::ignored_with(reason)),
+        Outcome::Skipped { short, .. } => Ok(Completion::ignored_with(short)),
         Outcome::Failed { message, .. } => Err(message.clone().into()),
     };
     if let Some(ev) = &ctx.events {
@@ -398,6 +558,7 @@ fn interactive(
     cli: &Cli,
     defaults: &Defaults,
 ) -> Result<ExitCode> {
+    let out_dir = defaults.out("", "--out-dir DIR (FEDIGEN_VM_TESTS_OUT)")?;
     let Some(spec) = trials.iter().find(|t| t.name == name) else {
         let names: Vec<&str> = trials.iter().map(|t| t.name.as_str()).collect();
         eprintln!(
@@ -415,7 +576,7 @@ fn interactive(
         Ok(ExitCode::from(2))
     };
     if let Err(why) = prereqs.nixpkgs() {
-        return refuse(why);
+        return refuse(why.to_string());
     }
     if !matches!(store, Store::Default) {
         return refuse(
@@ -426,10 +587,11 @@ fn interactive(
     }
     let resolved = match prereqs.resolve(spec) {
         Ok(r) => r,
-        Err(why) => return refuse(why),
+        Err(why) => return refuse(why.to_string()),
     };
-    let link = defaults.out_dir.join(format!("{name}-driver"));
-    std::fs::create_dir_all(&defaults.out_dir)?;
+    let link = out_dir.join(format!("{name}-driver"));
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("creating {}", out_dir.display()))?;
     let mut common = Vec::new();
     if let Some(b) = non_empty(cli.builders.clone()) {
         common.extend(["--builders".to_owned(), b]);

@@ -2,6 +2,7 @@
 //!
 //! Each check runs at most once per harness run, and only when a selected trial needs it.
 
+use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -9,6 +10,32 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::spec::{Requirement, TrialSpec};
+
+/// Why a trial cannot run here, worded for the person running it: what is missing
+/// ([`Missing::needs`], short enough for libtest's per-trial line) and how to provide it
+/// ([`Missing::how`], printed once per run however many trials it affects).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Missing {
+    /// What is missing, as `needs …` (e.g. `needs nixpkgs`).
+    pub needs: String,
+    /// What was found instead, and how to provide it (e.g. `set FEDIGEN_NIXPKGS=/path/to/nixpkgs`).
+    pub how: String,
+}
+
+impl Missing {
+    fn new(needs: &str, how: impl Into<String>) -> Self {
+        Missing {
+            needs: format!("needs {needs}"),
+            how: how.into(),
+        }
+    }
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.needs, self.how)
+    }
+}
 
 /// How QEMU will run a guest on this machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,10 +76,10 @@ pub struct Locations {
 #[derive(Debug)]
 pub struct Prereqs {
     loc: Locations,
-    nix: OnceLock<Result<String, String>>,
-    qemu: OnceLock<Result<PathBuf, String>>,
-    accel: OnceLock<Result<Accel, String>>,
-    kernel: OnceLock<Result<PathBuf, String>>,
+    nix: OnceLock<Result<String, Missing>>,
+    qemu: OnceLock<Result<PathBuf, Missing>>,
+    accel: OnceLock<Result<Accel, Missing>>,
+    kernel: OnceLock<Result<PathBuf, Missing>>,
 }
 
 /// What a trial gets when all its prerequisites are present.
@@ -88,7 +115,7 @@ impl Prereqs {
     }
 
     /// `nix-build --version`, or why Nix cannot be used.
-    pub fn nix(&self) -> Result<&str, &str> {
+    pub fn nix(&self) -> Result<&str, &Missing> {
         self.nix
             .get_or_init(|| {
                 match Command::new("nix-build")
@@ -99,42 +126,56 @@ impl Prereqs {
                     Ok(out) if out.status.success() => {
                         Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
                     }
-                    Ok(out) => Err(format!(
-                        "`nix-build --version` failed ({}): {}",
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
+                    Ok(out) => Err(Missing::new(
+                        "a working Nix",
+                        format!(
+                            "`nix-build --version` failed ({}): {}; repair the Nix installation \
+                             (scripts/install-test-deps installs Debian's nix-bin)",
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ),
                     )),
-                    Err(e) => Err(format!(
-                        "Nix is not installed (`nix-build`: {e}); run scripts/install-test-deps"
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Missing::new(
+                        "Nix",
+                        "nix-build is not on PATH; install it with scripts/install-test-deps \
+                         (Debian's nix-bin)",
+                    )),
+                    Err(e) => Err(Missing::new(
+                        "Nix",
+                        format!(
+                            "nix-build cannot be started ({e}); install it with \
+                             scripts/install-test-deps (Debian's nix-bin)"
+                        ),
                     )),
                 }
             })
             .as_deref()
-            .map_err(String::as_str)
     }
 
     /// The nixpkgs checkout, or why there is none.
-    pub fn nixpkgs(&self) -> Result<&Path, String> {
+    pub fn nixpkgs(&self) -> Result<&Path, Missing> {
         let Some(p) = &self.loc.nixpkgs else {
-            return Err(
-                "nixpkgs is not reachable: set FEDIGEN_NIXPKGS (or --nixpkgs) to a nixpkgs \
-                        checkout; no machine of this project has one, so NixOS VM tests only run \
-                        where it is set"
-                    .to_owned(),
-            );
+            return Err(Missing::new(
+                "nixpkgs",
+                "set FEDIGEN_NIXPKGS=/path/to/nixpkgs (a nixpkgs checkout; or pass --nixpkgs)",
+            ));
         };
         if p.join("default.nix").is_file() || p.join("flake.nix").is_file() {
             Ok(p)
         } else {
-            Err(format!(
-                "FEDIGEN_NIXPKGS={} is not a nixpkgs checkout (no default.nix)",
-                p.display()
+            Err(Missing::new(
+                "nixpkgs",
+                format!(
+                    "the nixpkgs given (FEDIGEN_NIXPKGS or --nixpkgs), {}, has no default.nix or \
+                     flake.nix; point it at a nixpkgs checkout",
+                    p.display()
+                ),
             ))
         }
     }
 
     /// The QEMU binary, or why there is none.
-    pub fn qemu(&self) -> Result<&Path, &str> {
+    pub fn qemu(&self) -> Result<&Path, &Missing> {
         self.qemu
             .get_or_init(|| {
                 let q = self
@@ -144,27 +185,33 @@ impl Prereqs {
                     .or_else(|| find_on_path("qemu-system-x86_64"));
                 match q {
                     Some(q) if q.is_file() => Ok(q),
-                    Some(q) => Err(format!("QEMU not found at {}", q.display())),
-                    None => Err(
-                        "QEMU is not installed (qemu-system-x86_64 not on PATH); run \
-                                 vm-tests/install-deps"
-                            .to_owned(),
-                    ),
+                    Some(q) => Err(Missing::new(
+                        "QEMU",
+                        format!(
+                            "FEDIGEN_QEMU={} is not a file; point it at qemu-system-x86_64, or \
+                             unset it and run vm-tests/install-deps",
+                            q.display()
+                        ),
+                    )),
+                    None => Err(Missing::new(
+                        "QEMU",
+                        "qemu-system-x86_64 is not on PATH; install it with vm-tests/install-deps \
+                         (or set FEDIGEN_QEMU=/path/to/qemu-system-x86_64)",
+                    )),
                 }
             })
             .as_deref()
-            .map_err(String::as_str)
     }
 
     /// Which accelerator QEMU can use: KVM only if a probe guest really boots with it.
-    pub fn accel(&self) -> Result<&Accel, &str> {
+    pub fn accel(&self) -> Result<&Accel, &Missing> {
         self.accel
             .get_or_init(|| {
-                let qemu = self.qemu().map_err(str::to_owned)?;
+                let qemu = self.qemu().map_err(Clone::clone)?;
                 Ok(match self.loc.kvm_override {
                     Some(true) => Accel::Kvm,
                     Some(false) => Accel::Tcg {
-                        kvm_unusable: "FEDIGEN_KVM=0".to_owned(),
+                        kvm_unusable: "FEDIGEN_KVM=0 says KVM is not to be used".to_owned(),
                     },
                     None => match probe_kvm(qemu, Duration::from_secs(20)) {
                         Ok(()) => Accel::Kvm,
@@ -173,11 +220,10 @@ impl Prereqs {
                 })
             })
             .as_ref()
-            .map_err(String::as_str)
     }
 
     /// The unpacked Debian cloud kernel (a directory with `boot/vmlinuz-*`), or why there is none.
-    pub fn kernel_dir(&self) -> Result<&Path, &str> {
+    pub fn kernel_dir(&self) -> Result<&Path, &Missing> {
         self.kernel
             .get_or_init(|| {
                 for dir in &self.loc.kernel_dirs {
@@ -192,35 +238,44 @@ impl Prereqs {
                         return Ok(dir.clone());
                     }
                 }
-                Err(format!(
-                    "Debian's cloud kernel is not unpacked (looked in {}); run vm-tests/install-deps",
-                    self.loc
-                        .kernel_dirs
-                        .iter()
-                        .map(|d| d.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                Err(Missing::new(
+                    "Debian's cloud kernel",
+                    format!(
+                        "no boot/vmlinuz-* in {}; unpack it with vm-tests/install-deps (or set \
+                         FEDIGEN_KERNEL_DIR=/path/to/unpacked/kernel)",
+                        self.loc
+                            .kernel_dirs
+                            .iter()
+                            .map(|d| d.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
                 ))
             })
             .as_deref()
-            .map_err(String::as_str)
     }
 
     /// Checks every prerequisite of `spec`: the values to pass on, or the first reason it cannot run.
-    pub fn resolve(&self, spec: &TrialSpec) -> Result<Resolved, String> {
+    pub fn resolve(&self, spec: &TrialSpec) -> Result<Resolved, Missing> {
         let mut r = Resolved::default();
-        self.nix().map_err(str::to_owned)?;
+        self.nix().map_err(Clone::clone)?;
         if spec.needs(Requirement::Nixpkgs) {
             r.nixpkgs = Some(self.nixpkgs()?.to_owned());
         }
         if spec.needs(Requirement::Kernel) {
-            r.kernel_dir = Some(self.kernel_dir()?.to_owned());
+            r.kernel_dir = Some(self.kernel_dir().map_err(Clone::clone)?.to_owned());
         }
         if spec.needs(Requirement::Qemu) || spec.needs(Requirement::Kvm) {
-            r.qemu = Some(self.qemu()?.to_owned());
-            let accel = self.accel()?.clone();
+            r.qemu = Some(self.qemu().map_err(Clone::clone)?.to_owned());
+            let accel = self.accel().map_err(Clone::clone)?.clone();
             if let (true, Accel::Tcg { kvm_unusable }) = (spec.needs(Requirement::Kvm), &accel) {
-                return Err(format!("no usable KVM: {kvm_unusable}"));
+                return Err(Missing::new(
+                    "a working KVM",
+                    format!(
+                        "{kvm_unusable}; run it on a machine whose KVM boots guests (FEDIGEN_KVM=1 \
+                         skips the probe)"
+                    ),
+                ));
             }
             r.accel = Some(accel);
         }

@@ -30,8 +30,12 @@ pub enum Outcome {
     },
     /// The trial did not run; the reason is always given.
     Skipped {
-        /// Why it did not run (missing prerequisite, or an `ignore` in its header).
+        /// Why it did not run (missing prerequisite, or an `ignore` in its header), in full: each
+        /// trial's record in the JUnit report and the events file carries it.
         reason: String,
+        /// The part libtest prints on the trial's own line (`needs nixpkgs`); the full reason is
+        /// printed once at the end of the run, however many trials share it.
+        short: String,
     },
 }
 
@@ -53,6 +57,8 @@ pub struct Record {
 }
 
 /// Counts as libtest reports them (passed, failed, ignored).
+///
+/// Displayed as libtest words them: `1 passed; 2 failed; 3 ignored`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     /// Trials that passed.
@@ -61,6 +67,16 @@ pub struct Counts {
     pub failed: u64,
     /// Trials that were ignored, with a reason.
     pub ignored: u64,
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} passed; {} failed; {} ignored",
+            self.passed, self.failed, self.ignored
+        )
+    }
 }
 
 /// Counts the outcomes of `records`.
@@ -158,7 +174,7 @@ pub fn write_junit(path: &Path, records: &[Record], total: Duration) -> Result<(
                 w.write_event(Event::End(BytesEnd::new("testcase")))
                     .map_err(io)?;
             }
-            Outcome::Skipped { reason } => {
+            Outcome::Skipped { reason, .. } => {
                 w.write_event(Event::Start(case)).map_err(io)?;
                 let skip = BytesStart::new("skipped")
                     .with_attributes([("message", xml_safe(reason).as_str())]);
@@ -232,15 +248,17 @@ impl JsonEvents {
                 "exec_time": exec_time}),
             Outcome::Failed { message, .. } => json!({"type": "test", "event": "failed",
                 "name": name, "kind": kind, "exec_time": exec_time, "stdout": message}),
-            Outcome::Skipped { reason } => json!({"type": "test", "event": "ignored",
+            Outcome::Skipped { reason, .. } => json!({"type": "test", "event": "ignored",
                 "name": name, "kind": kind, "message": reason}),
         });
     }
 
-    /// `{"type":"suite","event":"ok"|"failed",…}` with the run's counts.
-    pub fn suite_finished(&self, c: Counts, filtered_out: u64, total: Duration) {
+    /// `{"type":"suite","event":"ok"|"failed",…}` with the run's counts; `failed` also when
+    /// `--require-tests` found that no trial ran (`nothing_ran`).
+    pub fn suite_finished(&self, c: Counts, filtered_out: u64, total: Duration, nothing_ran: bool) {
+        let failed = c.failed > 0 || nothing_ran;
         self.emit(
-            json!({"type": "suite", "event": if c.failed > 0 { "failed" } else { "ok" },
+            json!({"type": "suite", "event": if failed { "failed" } else { "ok" },
             "passed": c.passed, "failed": c.failed, "ignored": c.ignored, "measured": 0,
             "filtered_out": filtered_out, "exec_time": total.as_secs_f64()}),
         );
@@ -272,7 +290,8 @@ mod tests {
                 name: "s".into(),
                 kind: "repro".into(),
                 outcome: Outcome::Skipped {
-                    reason: "no nixpkgs".into(),
+                    reason: "needs nixpkgs: set FEDIGEN_NIXPKGS".into(),
+                    short: "needs nixpkgs".into(),
                 },
                 duration: Duration::ZERO,
                 log: None,

@@ -346,18 +346,18 @@ fn describe_kill(k: &KillReport) -> String {
             pids.join(" ")
         )
     } else {
+        let survivors: Vec<String> = k.survivors.iter().map(|p| p.pid.to_string()).collect();
         format!(
-            "killed its process tree ({} processes), but {} survived: {:?}",
+            "killed its process tree ({} processes), but {} survived: pids {}",
             k.seen.len(),
             k.survivors.len(),
-            k.survivors
+            survivors.join(" ")
         )
     }
 }
 
 /// Runs one trial to its record: ignored when a prerequisite is missing, else built through Nix.
 pub async fn run_trial(ctx: &Context, spec: &TrialSpec) -> Record {
-    let start = Instant::now();
     if let Some(ev) = &ctx.events {
         ev.test_started(&spec.name, spec.kind.label());
     }
@@ -372,9 +372,12 @@ pub async fn run_trial(ctx: &Context, spec: &TrialSpec) -> Record {
     };
     let resolved = match ctx.prereqs.resolve(spec) {
         Ok(r) => r,
-        Err(reason) => {
-            live.note(&format!("ignored: {reason}"));
-            record.outcome = Outcome::Skipped { reason };
+        Err(missing) => {
+            // Said once for the whole run, at its end (see `harness::print_ignored`), not per trial.
+            record.outcome = Outcome::Skipped {
+                reason: missing.to_string(),
+                short: missing.needs,
+            };
             return record;
         }
     };
@@ -384,12 +387,14 @@ pub async fn run_trial(ctx: &Context, spec: &TrialSpec) -> Record {
         .acquire_many(permits)
         .await
         .expect("semaphore is never closed");
+    // Time spent waiting for a slot is not the trial's.
+    let start = Instant::now();
     record.outcome = run_resolved(ctx, spec, &resolved, &live, &mut record.log).await;
     record.duration = start.elapsed();
     let summary = match &record.outcome {
         Outcome::Passed => "ok".to_owned(),
         Outcome::Failed { summary, .. } => format!("FAILED: {summary}"),
-        Outcome::Skipped { reason } => format!("ignored: {reason}"),
+        Outcome::Skipped { reason, .. } => format!("ignored: {reason}"),
     };
     live.note(&format!(
         "{summary} ({:.1}s)",

@@ -3,7 +3,5 @@
 //! harness's own (`cargo test -p vm-tests --test vm -- --help`).
 
 fn main() -> std::process::ExitCode {
-    vm_tests::harness::main(vm_tests::harness::Defaults::from_crate(env!(
-        "CARGO_MANIFEST_DIR"
-    )))
+    vm_tests::harness::main()
 }
