@@ -464,7 +464,11 @@ pub(crate) fn ignored_summary(records: &[Record]) -> Option<String> {
     groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
     let mut out = format!(
         "vm-tests: {total} {} ignored:",
-        if total == 1 { "trial was" } else { "trials were" }
+        if total == 1 {
+            "trial was"
+        } else {
+            "trials were"
+        }
     );
     for (reason, mut names) in groups {
         names.sort_unstable();
@@ -590,8 +594,7 @@ fn interactive(
         Err(why) => return refuse(why.to_string()),
     };
     let link = out_dir.join(format!("{name}-driver"));
-    std::fs::create_dir_all(&out_dir)
-        .with_context(|| format!("creating {}", out_dir.display()))?;
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let mut common = Vec::new();
     if let Some(b) = non_empty(cli.builders.clone()) {
         common.extend(["--builders".to_owned(), b]);

@@ -212,6 +212,9 @@ mod tests {
         lines.write(Some("t"), "one\r\ntwo");
         lines.write(None, "plain");
         let written = calls.0.lock().unwrap().clone();
-        assert_eq!(written, [b"[t] one\n[t] two\n".to_vec(), b"plain\n".to_vec()]);
+        assert_eq!(
+            written,
+            [b"[t] one\n[t] two\n".to_vec(), b"plain\n".to_vec()]
+        );
     }
 }

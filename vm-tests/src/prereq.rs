@@ -229,9 +229,9 @@ impl Prereqs {
                 for dir in &self.loc.kernel_dirs {
                     let has_kernel = std::fs::read_dir(dir.join("boot"))
                         .map(|entries| {
-                            entries.flatten().any(|e| {
-                                e.file_name().to_string_lossy().starts_with("vmlinuz-")
-                            })
+                            entries
+                                .flatten()
+                                .any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))
                         })
                         .unwrap_or(false);
                     if has_kernel {

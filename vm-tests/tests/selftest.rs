@@ -14,6 +14,23 @@ const NIX_CONFIG: &str = "sandbox = true\nsandbox-fallback = false\nsubstituters
                           experimental-features = nix-command\n\
                           system-features = benchmark big-parallel";
 
+/// Settings from the environment of whoever runs the self-tests that would change what a harness
+/// run does; every run starts without them.
+const OUTSIDE_SETTINGS: [&str; 12] = [
+    "FEDIGEN_NIXPKGS",
+    "FEDIGEN_STORE",
+    "FEDIGEN_TIMEOUT",
+    "FEDIGEN_VM_TESTS_DIR",
+    "FEDIGEN_BUILDERS",
+    "FEDIGEN_KVM",
+    "FEDIGEN_REPO",
+    "FEDIGEN_VM_TESTS_OUT",
+    "FEDIGEN_LOG_DIR",
+    "FEDIGEN_JUNIT",
+    "FEDIGEN_JSON_EVENTS",
+    "FEDIGEN_REQUIRE_TESTS",
+];
+
 fn fixtures(dir: &str) -> String {
     format!("{}/fixtures/{dir}", env!("CARGO_MANIFEST_DIR"))
 }
@@ -35,9 +52,12 @@ struct Finished {
 
 impl Finished {
     fn all(&self) -> String {
+        let code = self
+            .code
+            .map_or_else(|| "none (killed by a signal)".to_owned(), |c| c.to_string());
         format!(
-            "exit code {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
+            "exit code {code}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout, self.stderr
         )
     }
 
@@ -102,14 +122,7 @@ impl Run {
             .args(args)
             .env("NIX_CONFIG", NIX_CONFIG)
             .env("FEDIGEN_SELFTEST_TOKEN", &self.token);
-        for var in [
-            "FEDIGEN_NIXPKGS",
-            "FEDIGEN_STORE",
-            "FEDIGEN_TIMEOUT",
-            "FEDIGEN_VM_TESTS_DIR",
-            "FEDIGEN_BUILDERS",
-            "FEDIGEN_KVM",
-        ] {
+        for var in OUTSIDE_SETTINGS {
             cmd.env_remove(var);
         }
         cmd.stdin(Stdio::null());
@@ -301,9 +314,8 @@ fn pass_fail_hang_and_missing_prerequisite() {
         "{all}"
     );
     assert!(
-        f.stdout.contains(
-            "test [vm] nixos-minimal ... ignored (nixpkgs is not reachable: set FEDIGEN_NIXPKGS"
-        ),
+        f.stdout
+            .contains("test [vm] nixos-minimal ... ignored (needs nixpkgs)"),
         "{all}"
     );
     assert!(
@@ -565,7 +577,10 @@ fn interactive_driver() {
     let f = run.finish(cmd.output().unwrap());
     assert_eq!(f.code, Some(2), "{}", f.all());
     assert!(
-        f.stderr.contains("cannot start the interactive driver of `driver`: nixpkgs is not reachable: set FEDIGEN_NIXPKGS"),
+        f.stderr.contains(
+            "cannot start the interactive driver of `driver`: needs nixpkgs: \
+             set FEDIGEN_NIXPKGS=/path/to/nixpkgs"
+        ),
         "{}",
         f.all()
     );
@@ -671,4 +686,240 @@ fn kvm_is_probed_not_assumed() {
         }
     }
     assert!(t.elapsed() < Duration::from_secs(25));
+}
+
+/// A fedigen repository of one trial, `only-here`, in a temporary folder: as a second clone would be.
+fn other_clone(root: &Path) -> PathBuf {
+    let clone = root.join("clone");
+    std::fs::create_dir_all(clone.join("vm-tests/generated")).unwrap();
+    std::fs::create_dir_all(clone.join("some/sub")).unwrap();
+    std::fs::write(
+        clone.join("vm-tests/generated/only-here.nix"),
+        "#: kind = \"vm\"\n#: requires = [\"nixpkgs\"]\n{ nixpkgs ? <nixpkgs> }: throw \"not built\"\n",
+    )
+    .unwrap();
+    clone
+}
+
+/// The harness binary started in `cwd` with no paths given: everything comes from the repository.
+fn bare_command(cwd: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vm-tests"));
+    cmd.current_dir(cwd)
+        .args(args)
+        .env("NIX_CONFIG", NIX_CONFIG)
+        .env_remove("CARGO_TARGET_DIR")
+        .stdin(Stdio::null());
+    for var in OUTSIDE_SETTINGS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+#[test]
+fn runs_on_the_repository_it_is_started_in() {
+    let run = Run::new();
+    let clone = other_clone(run.dir.path());
+    let outside = run.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+
+    // Started anywhere inside another clone, this binary lists that clone's trials, not those of
+    // the tree it was built in.
+    let f = run.finish(
+        bare_command(&clone.join("some/sub"), &["--list"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(f.code, Some(0), "{}", f.all());
+    assert_eq!(f.stdout.trim(), "[vm] only-here: test", "{}", f.all());
+
+    // A run writes its logs and reports under that clone's target/.
+    let f = run.finish(bare_command(&clone, &[]).output().unwrap());
+    assert_eq!(f.code, Some(0), "{}", f.all());
+    let out = clone.join("target/vm-tests");
+    assert!(
+        f.stderr
+            .contains(&format!("logs in {}", out.join("logs").display())),
+        "{}",
+        f.all()
+    );
+    let report = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(report.contains("only-here"), "{report}");
+    let events = std::fs::read_to_string(out.join("events.json")).unwrap();
+    assert!(events.contains("only-here"), "{events}");
+
+    // Outside any repository it says so, and how to name one; nothing is taken from the build.
+    let f = run.finish(
+        bare_command(&outside, &["--list"])
+            .env_remove("CARGO_MANIFEST_DIR")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(f.code, Some(2), "{}", f.all());
+    assert!(
+        f.stderr.contains(&format!(
+            "{} is not inside a fedigen repository",
+            outside.display()
+        )) && f.stderr.contains("set FEDIGEN_REPO=/path/to/repository"),
+        "{}",
+        f.all()
+    );
+    // FEDIGEN_REPO (or --repo) names it; so does the CARGO_MANIFEST_DIR that `cargo run` sets.
+    let mut by_env = bare_command(&outside, &["--list"]);
+    by_env
+        .env("FEDIGEN_REPO", &clone)
+        .env_remove("CARGO_MANIFEST_DIR");
+    let mut by_flag = bare_command(&outside, &["--list", "--repo", "../clone"]);
+    by_flag.env_remove("CARGO_MANIFEST_DIR");
+    let mut by_cargo = bare_command(&outside, &["--list"]);
+    by_cargo.env("CARGO_MANIFEST_DIR", clone.join("vm-tests"));
+    for mut cmd in [by_env, by_flag, by_cargo] {
+        let f = run.finish(cmd.output().unwrap());
+        assert_eq!(f.stdout.trim(), "[vm] only-here: test", "{}", f.all());
+    }
+    // A repository named wrongly is refused, even when nothing else would need it.
+    let f = run.finish(
+        bare_command(&clone, &["--list", "--tests-dir", "vm-tests/generated"])
+            .env("FEDIGEN_REPO", &outside)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(f.code, Some(2), "{}", f.all());
+    assert!(
+        f.stderr.contains("is not a fedigen repository"),
+        "{}",
+        f.all()
+    );
+    // Outside a repository, a run given every path it needs works.
+    let f = run.finish(
+        bare_command(
+            &outside,
+            &[
+                "--tests-dir",
+                &clone.join("vm-tests/generated").display().to_string(),
+            ],
+        )
+        .env_remove("CARGO_MANIFEST_DIR")
+        .env("FEDIGEN_VM_TESTS_OUT", run.path("out"))
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(f.code, Some(0), "{}", f.all());
+    assert!(run.path("out/junit.xml").is_file(), "{}", f.all());
+}
+
+#[test]
+fn ignored_reasons_are_said_once_and_require_tests_fails_a_run_that_tested_nothing() {
+    let run = Run::new();
+    let f = run.run(&["needs"], &[]);
+    let all = f.all();
+    assert_eq!(f.code, Some(0), "{all}");
+    assert_eq!(f.summary(), [0, 0, 2, 0], "{all}");
+    // libtest's line for each trial says what is missing; how to provide it is said once.
+    for name in ["first ", "second"] {
+        assert!(
+            f.stdout
+                .contains(&format!("test [vm] {name} ... ignored (needs nixpkgs)\n")),
+            "{all}"
+        );
+    }
+    let how = "needs nixpkgs: set FEDIGEN_NIXPKGS=/path/to/nixpkgs";
+    assert_eq!(
+        f.stdout.matches("FEDIGEN_NIXPKGS").count() + f.stderr.matches("FEDIGEN_NIXPKGS").count(),
+        1,
+        "{all}"
+    );
+    assert!(
+        f.stderr
+            .contains(&format!("vm-tests: 2 trials were ignored:\n  {how}"))
+            && f.stderr.contains("(2 trials: first, second)"),
+        "{all}"
+    );
+    assert!(!all.contains("machine of this project"), "{all}");
+    // Each trial's record still carries the whole reason.
+    let cases = junit(&f);
+    assert!(cases["first"].skipped.as_ref().unwrap().starts_with(how));
+    assert!(cases["second"].skipped.as_ref().unwrap().starts_with(how));
+    assert_eq!(events(&f)["first"]["event"], "ignored");
+
+    // For CI jobs that must test something: the flag and the variable make such a run fail.
+    let f = run.run(&["needs"], &["--require-tests"]);
+    assert_eq!(f.code, Some(3), "{}", f.all());
+    assert!(
+        f.stderr
+            .contains("vm-tests: error: no trial ran (2 ignored, 0 filtered out)"),
+        "{}",
+        f.all()
+    );
+    assert!(f.events.as_deref().unwrap().contains(r#""event":"failed""#));
+    junit(&f);
+    let with_env = |value: &str| {
+        let _ = std::fs::remove_file(run.path("junit.xml"));
+        run.finish(
+            run.command(&["needs"], &[])
+                .env("FEDIGEN_REQUIRE_TESTS", value)
+                .output()
+                .unwrap(),
+        )
+    };
+    assert_eq!(with_env("1").code, Some(3));
+    assert_eq!(with_env("0").code, Some(0));
+    assert_eq!(with_env("").code, Some(0));
+    // Nothing selected is nothing tested, too; one trial that ran is enough.
+    let f = run.run(
+        &["basic"],
+        &["--fail-if-all-ignored", "--exact", "no-such-trial"],
+    );
+    assert_eq!(f.code, Some(3), "{}", f.all());
+    let f = run.run(
+        &["basic", "needs"],
+        &["--require-tests", "--skip", "hang", "--skip", "fail"],
+    );
+    assert_eq!(f.code, Some(0), "{}", f.all());
+    assert_eq!(f.summary(), [1, 0, 4, 2], "{}", f.all());
+}
+
+#[test]
+fn output_lines_do_not_interleave_in_a_shared_pipe() {
+    // stdout and stderr into one file, as `cargo test … 2>&1 | tee log` in CI: libtest's lines and
+    // the trials' streamed lines must each stay whole, even when trials run one at a time.
+    let run = Run::new();
+    let path = run.path("output.txt");
+    let file = std::fs::File::create(&path).unwrap();
+    let status = run
+        .command(&["basic"], &["--skip", "hang", "--test-threads", "1"])
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(status.code(), Some(101), "{text}");
+    let mut libtest_lines = 0;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("test [vm] ") {
+            libtest_lines += 1;
+            let outcome = rest
+                .split(" ... ")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{line}\n{text}"));
+            assert!(
+                ["ok", "FAILED", "ignored"]
+                    .iter()
+                    .any(|o| outcome == *o || outcome.starts_with(&format!("{o} ("))),
+                "a libtest line was split: {line:?}\n{text}"
+            );
+        }
+        for name in ["pass", "fail"] {
+            if let Some(at) = line.find(&format!("[{name}] ")) {
+                assert_eq!(
+                    at, 0,
+                    "a trial's line does not start a line: {line:?}\n{text}"
+                );
+            }
+        }
+    }
+    assert_eq!(libtest_lines, 4, "{text}");
+    assert!(
+        text.contains("\n[pass] pass: building in the sandbox"),
+        "{text}"
+    );
 }
