@@ -595,17 +595,9 @@ fn interactive(
     };
     let link = out_dir.join(format!("{name}-driver"));
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let mut common = Vec::new();
-    if let Some(b) = non_empty(cli.builders.clone()) {
-        common.extend(["--builders".to_owned(), b]);
-    }
-    if spec.is_impure() {
-        common.extend([
-            "--option".to_owned(),
-            "extra-sandbox-paths".to_owned(),
-            spec.sandbox_paths.join(" "),
-        ]);
-    }
+    let builders = non_empty(cli.builders.clone());
+    let sandbox = runner::sandbox_paths(spec, &resolved);
+    let common = runner::nix_common_args(builders.as_deref(), &sandbox, None);
     let mut args = runner::nix_build_args(spec, &resolved, Some(&spec.interactive_attr), &common);
     args.extend(["-o".to_owned(), link.display().to_string()]);
     eprintln!("vm-tests: building {name}.{}", spec.interactive_attr);

@@ -213,10 +213,21 @@ impl Prereqs {
                     Some(false) => Accel::Tcg {
                         kvm_unusable: "FEDIGEN_KVM=0 says KVM is not to be used".to_owned(),
                     },
-                    None => match probe_kvm(qemu, Duration::from_secs(20)) {
-                        Ok(()) => Accel::Kvm,
-                        Err(why) => Accel::Tcg { kvm_unusable: why },
-                    },
+                    None => {
+                        let timeout = Duration::from_secs(20);
+                        let probed = probe_kvm(qemu, timeout).and_then(|()| {
+                            // The kernel, when it is there, is the stricter test.
+                            match self.kernel_dir().ok().and_then(vmlinuz) {
+                                Some(k) => probe_accel_kernel(qemu, "kvm", &k, timeout)
+                                    .map_err(|e| format!("/dev/kvm runs a boot sector but {e}")),
+                                None => Ok(()),
+                            }
+                        });
+                        match probed {
+                            Ok(()) => Accel::Kvm,
+                            Err(why) => Accel::Tcg { kvm_unusable: why },
+                        }
+                    }
                 })
             })
             .as_ref()
@@ -283,6 +294,21 @@ impl Prereqs {
     }
 }
 
+/// The `boot/vmlinuz-*` of an unpacked kernel package (the first by name).
+fn vmlinuz(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join("boot"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
+
 /// A 512-byte x86 boot sector that prints `FEDIGEN-KVM-PROBE-OK` on COM1 and halts.
 ///
 /// Real-mode code: `xor ax,ax; mov ds,ax; cld; mov si,msg; l: lodsb; test al,al; jz d;
@@ -304,17 +330,51 @@ pub fn probe_boot_sector() -> [u8; 512] {
 /// Boots [`probe_boot_sector`] with QEMU and `accel` (`kvm` or `tcg`); `Ok` when the guest's
 /// message arrives on the serial console within `timeout`, else what went wrong.
 pub fn probe_accel(qemu: &Path, accel: &str, timeout: Duration) -> Result<(), String> {
+    probe_guest(qemu, accel, None, timeout)
+}
+
+/// Boots `kernel` (a Linux `vmlinuz`, no initramfs) with QEMU and `accel`; `Ok` once the kernel has
+/// printed its banner on the serial console within `timeout`. A nested KVM can run a boot sector
+/// and still hang a real kernel before its first line, so this is the probe that decides.
+pub fn probe_accel_kernel(
+    qemu: &Path,
+    accel: &str,
+    kernel: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
+    probe_guest(qemu, accel, Some(kernel), timeout)
+}
+
+fn probe_guest(
+    qemu: &Path,
+    accel: &str,
+    kernel: Option<&Path>,
+    timeout: Duration,
+) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-    let image = dir.path().join("probe.img");
-    std::fs::write(&image, probe_boot_sector()).map_err(|e| format!("writing probe: {e}"))?;
     let mut cmd = Command::new(qemu);
-    cmd.args(["-accel", accel, "-m", "16", "-display", "none", "-serial"])
+    cmd.args(["-accel", accel, "-display", "none", "-serial"])
         .arg(format!("file:{}", dir.path().join("serial.log").display()))
-        .args(["-monitor", "none", "-no-reboot", "-drive"])
-        .arg(format!("file={},format=raw", image.display()))
+        .args(["-monitor", "none", "-no-reboot"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
+    let (expected, guest) = match kernel {
+        Some(kernel) => {
+            cmd.args(["-m", "256", "-kernel"])
+                .arg(kernel)
+                .args(["-append", "console=ttyS0 panic=-1"]);
+            ("Linux version", "a Linux kernel")
+        }
+        None => {
+            let image = dir.path().join("probe.img");
+            std::fs::write(&image, probe_boot_sector())
+                .map_err(|e| format!("writing probe: {e}"))?;
+            cmd.args(["-m", "16", "-drive"])
+                .arg(format!("file={},format=raw", image.display()));
+            ("FEDIGEN-KVM-PROBE-OK", "a probe guest")
+        }
+    };
     if accel == "kvm" {
         cmd.args(["-cpu", "host"]);
     }
@@ -324,8 +384,9 @@ pub fn probe_accel(qemu: &Path, accel: &str, timeout: Duration) -> Result<(), St
     let start = Instant::now();
     let serial = dir.path().join("serial.log");
     let outcome = loop {
-        let text = std::fs::read_to_string(&serial).unwrap_or_default();
-        if text.contains("FEDIGEN-KVM-PROBE-OK") {
+        let text =
+            String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).into_owned();
+        if text.contains(expected) {
             break Ok(());
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -334,13 +395,13 @@ pub fn probe_accel(qemu: &Path, accel: &str, timeout: Duration) -> Result<(), St
                 let _ = e.read_to_string(&mut err);
             }
             break Err(format!(
-                "QEMU with -accel {accel} exited ({status}) before the probe guest printed: {}",
+                "QEMU with -accel {accel} exited ({status}) before {guest} printed: {}",
                 err.trim().replace('\n', " | ")
             ));
         }
         if start.elapsed() > timeout {
             break Err(format!(
-                "QEMU with -accel {accel} did not boot a probe guest within {}s",
+                "QEMU with -accel {accel} did not boot {guest} within {}s",
                 timeout.as_secs()
             ));
         }
@@ -382,5 +443,22 @@ mod tests {
         // And a probe of an accelerator that cannot work reports why, promptly.
         let err = probe_accel(&qemu, "no-such-accel", Duration::from_secs(30)).unwrap_err();
         assert!(err.contains("no-such-accel"), "{err}");
+    }
+
+    /// The stricter probe: Debian's kernel prints its banner under software emulation, so when
+    /// it does not under KVM, KVM is what fails. Needs the kernel (vm-tests/install-deps).
+    #[test]
+    fn kernel_probe_boots_under_tcg() {
+        let qemu = find_on_path("qemu-system-x86_64")
+            .expect("qemu-system-x86_64 not installed: run vm-tests/install-deps");
+        let dirs = [
+            PathBuf::from("/var/cache/fedigen/kernel"),
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.cache/kernel")),
+        ];
+        let kernel = dirs
+            .iter()
+            .find_map(|d| vmlinuz(d))
+            .expect("Debian's cloud kernel is not unpacked: run vm-tests/install-deps");
+        probe_accel_kernel(&qemu, "tcg", &kernel, Duration::from_secs(60)).unwrap();
     }
 }

@@ -17,7 +17,7 @@ use crate::live::{Live, TrialLive};
 use crate::prereq::{Accel, Prereqs, Resolved};
 use crate::process::{self, KillReport, Registry};
 use crate::report::{JsonEvents, Outcome, Record};
-use crate::spec::{Kind, TrialSpec};
+use crate::spec::{Kind, Requirement, TrialSpec};
 
 /// Which Nix store trials build in.
 #[derive(Debug, Clone)]
@@ -274,20 +274,38 @@ fn make_writable(path: &Path) {
     }
 }
 
+/// The host paths a trial's build sees: those its header lists, plus `/dev/kvm` when it runs the
+/// host's QEMU with KVM — the probe ran outside the sandbox, and Nix shows the device inside only to
+/// derivations that ask for its `kvm` system feature, so `-accel kvm` would fail in the build.
+pub fn sandbox_paths(spec: &TrialSpec, resolved: &Resolved) -> Vec<String> {
+    let mut paths = spec.sandbox_paths.clone();
+    if spec.needs(Requirement::Qemu)
+        && resolved.accel == Some(Accel::Kvm)
+        && !paths.iter().any(|p| p == "/dev/kvm")
+    {
+        paths.push("/dev/kvm".to_owned());
+    }
+    paths
+}
+
 /// The arguments every Nix command of a trial gets: store, builders, sandbox paths.
-fn nix_common_args(ctx: &Context, spec: &TrialSpec, store: Option<&str>) -> Vec<String> {
+pub fn nix_common_args(
+    builders: Option<&str>,
+    sandbox: &[String],
+    store: Option<&str>,
+) -> Vec<String> {
     let mut args = Vec::new();
     if let Some(store) = store {
         args.extend(["--store".to_owned(), store.to_owned()]);
     }
-    if let Some(b) = &ctx.cfg.builders {
-        args.extend(["--builders".to_owned(), b.clone()]);
+    if let Some(b) = builders {
+        args.extend(["--builders".to_owned(), b.to_owned()]);
     }
-    if spec.is_impure() {
+    if !sandbox.is_empty() {
         args.extend([
             "--option".to_owned(),
             "extra-sandbox-paths".to_owned(),
-            spec.sandbox_paths.join(" "),
+            sandbox.join(" "),
         ]);
     }
     args
@@ -436,14 +454,15 @@ async fn run_resolved(
             ),
         );
     }
-    if spec.is_impure() {
+    let sandbox = sandbox_paths(spec, resolved);
+    if !sandbox.is_empty() {
         note(
             &mut log,
             live,
             &format!(
                 "impure: the build sees host paths {} (extra-sandbox-paths); its result depends \
                  on this machine",
-                spec.sandbox_paths.join(" ")
+                sandbox.join(" ")
             ),
         );
     }
@@ -472,7 +491,7 @@ async fn run_resolved(
         (Store::Url(u), None) => Some(u.clone()),
         _ => None,
     };
-    let common = nix_common_args(ctx, spec, store.as_deref());
+    let common = nix_common_args(ctx.cfg.builders.as_deref(), &sandbox, store.as_deref());
     let deadline = tokio::time::Instant::now() + timeout;
 
     let build = nix_build_args(spec, resolved, spec.attr.as_deref(), &common);
@@ -598,5 +617,43 @@ fn shell_quote(s: &str) -> String {
         s.to_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(header: &str) -> TrialSpec {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.nix");
+        std::fs::write(&path, format!("{header}\n1\n")).unwrap();
+        crate::spec::read_trial(&path).unwrap().unwrap()
+    }
+
+    /// A trial that runs the host's QEMU with KVM must see `/dev/kvm` in its build: the probe said
+    /// KVM works outside the sandbox, and without the device `-accel kvm` fails inside it.
+    #[test]
+    fn kvm_device_is_visible_to_builds_that_run_qemu_with_kvm() {
+        let spec =
+            trial("#: kind = \"vm\"\n#: requires = [\"qemu\"]\n#: sandbox_paths = [\"/usr\"]");
+        let kvm = Resolved {
+            accel: Some(Accel::Kvm),
+            ..Resolved::default()
+        };
+        let tcg = Resolved {
+            accel: Some(Accel::Tcg {
+                kvm_unusable: "FEDIGEN_KVM=0 says KVM is not to be used".to_owned(),
+            }),
+            ..Resolved::default()
+        };
+        assert_eq!(sandbox_paths(&spec, &kvm), ["/usr", "/dev/kvm"]);
+        assert_eq!(sandbox_paths(&spec, &tcg), ["/usr"]);
+        let args = nix_common_args(None, &sandbox_paths(&spec, &kvm), None);
+        assert_eq!(args, ["--option", "extra-sandbox-paths", "/usr /dev/kvm"]);
+        // A NixOS test asks Nix for the `kvm` feature itself; the harness adds nothing to it.
+        let nixos = trial("#: kind = \"vm\"\n#: requires = [\"nixpkgs\", \"kvm\"]");
+        assert!(sandbox_paths(&nixos, &kvm).is_empty());
+        assert!(nix_common_args(None, &[], None).is_empty());
     }
 }
