@@ -117,7 +117,13 @@ pub fn locate_repository(
             .map(Path::to_owned)
     };
     if let Some(dir) = explicit {
-        let dir = cwd.join(dir);
+        // Resolved first: `ancestors` of `a/../b` would pass through `a`.
+        let dir = std::fs::canonicalize(cwd.join(dir)).map_err(|e| {
+            format!(
+                "the repository given (--repo or FEDIGEN_REPO), {}, cannot be opened: {e}",
+                dir.display()
+            )
+        })?;
         return find(&dir).ok_or_else(|| {
             format!(
                 "the repository given (--repo or FEDIGEN_REPO), {}, is not a fedigen repository: \
@@ -630,4 +636,74 @@ fn interactive(
     use std::os::unix::process::CommandExt;
     let err = std::process::Command::new(&driver).exec();
     Err(err).with_context(|| format!("starting {}", driver.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_is_the_nearest_folder_holding_vm_tests() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outer = tmp.path().join("outer");
+        let inner = outer.join("nested/inner");
+        for d in [outer.join("vm-tests"), inner.join("vm-tests/generated")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let deep = inner.join("vm-tests/generated");
+        let nowhere = tmp.path().join("nowhere");
+        std::fs::create_dir_all(&nowhere).unwrap();
+        assert_eq!(locate_repository(None, &deep, None).unwrap(), inner);
+        assert_eq!(
+            locate_repository(None, &outer.join("nested"), None).unwrap(),
+            outer
+        );
+        // The current directory wins over Cargo's manifest directory; the latter is the fallback.
+        assert_eq!(locate_repository(None, &deep, Some(&outer)).unwrap(), inner);
+        assert_eq!(
+            locate_repository(None, &nowhere, Some(&deep)).unwrap(),
+            inner
+        );
+        let err = locate_repository(None, &nowhere, None).unwrap_err();
+        assert!(err.contains("is not inside a fedigen repository"), "{err}");
+        // An explicit one, relative to the current directory, and searched upward too.
+        assert_eq!(
+            locate_repository(Some(Path::new("../outer/nested")), &nowhere, None).unwrap(),
+            outer.canonicalize().unwrap()
+        );
+        let err = locate_repository(Some(Path::new("absent")), &nowhere, None).unwrap_err();
+        assert!(err.contains("absent, cannot be opened"), "{err}");
+        let err = locate_repository(Some(Path::new(".")), &nowhere, Some(&deep)).unwrap_err();
+        assert!(err.contains("is not a fedigen repository"), "{err}");
+    }
+
+    fn skipped(name: &str, reason: &str) -> Record {
+        Record {
+            name: name.to_owned(),
+            kind: "vm".to_owned(),
+            outcome: Outcome::Skipped {
+                reason: reason.to_owned(),
+                short: "needs it".to_owned(),
+            },
+            duration: Duration::ZERO,
+            log: None,
+            file: None,
+        }
+    }
+
+    #[test]
+    fn ignored_reasons_are_summarised_once_each() {
+        assert_eq!(ignored_summary(&[]), None);
+        let mut records: Vec<Record> = (0..1000)
+            .map(|i| skipped(&format!("deployment-{i:04}"), "needs nixpkgs: set it"))
+            .collect();
+        records.push(skipped("boot", "needs QEMU: install it"));
+        let text = ignored_summary(&records).unwrap();
+        assert_eq!(
+            text,
+            "vm-tests: 1001 trials were ignored:\n  needs nixpkgs: set it\n    (1000 trials: \
+             deployment-0000, deployment-0001, deployment-0002, deployment-0003, deployment-0004 \
+             and 995 more)\n  needs QEMU: install it\n    (1 trial: boot)"
+        );
+    }
 }
