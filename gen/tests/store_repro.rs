@@ -6,12 +6,21 @@ use fedigen::repro::explain::Change;
 use fedigen::repro::files::DifferenceKind;
 use fedigen::repro::report::{BuildPhase, Evaluation, LockStatus, NarStatus};
 use fedigen::repro::{
-    CheckOptions, Classification, ClosureSource, DEFAULT_NIX_CONFIG, Lock, Nix, closure_diff,
+    CheckOptions, Classification, ClosureDiffOptions, ClosureSource, Lock, Nix, closure_diff,
     exit_code, run_check, run_lock,
 };
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod support;
+
+/// `closure diff --build-time`: the derivation closures, as the lock comparison shows them.
+fn build_time() -> ClosureDiffOptions {
+    ClosureDiffOptions {
+        build_time: true,
+        ..Default::default()
+    }
+}
 
 const PRELUDE: &str = r#"
 let
@@ -47,19 +56,21 @@ impl Fixture {
         let mut o = CheckOptions::new(file);
         o.store = Some(self.store());
         o.timeout = Duration::from_secs(120);
+        o.settings = support::nix_settings();
         o
     }
     fn nix(&self) -> Nix {
-        Nix::new(Some(self.store()))
+        let mut n = Nix::new(Some(self.store()));
+        n.settings = support::nix_settings();
+        n
     }
 }
 
 fn nix_query_hash(store: &Path, path: &str) -> String {
-    let out = Command::new("nix-store")
+    let out = support::nix_command("nix-store")
         .args(["--store"])
         .arg(store)
         .args(["--query", "--hash", path])
-        .env("NIX_CONFIG", DEFAULT_NIX_CONFIG)
         .output()
         .expect("nix-store on PATH");
     assert!(
@@ -161,7 +172,10 @@ fn urandom_output_is_unreproducible_with_the_differing_file_named() {
             .join("random")
             .exists()
     );
-    assert_eq!(report.exit_code(), exit_code::UNREPRODUCIBLE);
+    assert_eq!(
+        report.exit_code(),
+        exit_code::FINDINGS | exit_code::UNREPRODUCIBLE
+    );
     eprintln!("{}", report.render());
     assert!(
         report
@@ -202,7 +216,7 @@ fn current_time_makes_evaluation_impure() {
     );
     assert_eq!(e.root_causes().len(), 1);
     assert_eq!(by["stamp"].build, Classification::NotBuilt);
-    assert_eq!(report.exit_code(), exit_code::IMPURE);
+    assert_eq!(report.exit_code(), exit_code::FINDINGS | exit_code::IMPURE);
 }
 
 #[test]
@@ -221,7 +235,10 @@ fn failing_build_is_first_build_failed() {
         other => panic!("{other:?}"),
     }
     assert!(report.derivations[0].outputs["out"].nar_hash.is_none());
-    assert_eq!(report.exit_code(), exit_code::BUILD_FAILED);
+    assert_eq!(
+        report.exit_code(),
+        exit_code::FINDINGS | exit_code::BUILD_FAILED
+    );
 }
 
 #[test]
@@ -233,10 +250,12 @@ fn build_that_fails_only_the_second_time_is_second_build_failed() {
     std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let file = f.file("once", r#"{ once = mk "once" "if [ -e /state/built ]; then echo already-built >&2; exit 1; fi; touch /state/built; echo x > $out" { }; }"#);
     let mut opts = f.opts(&file);
-    opts.nix_config = format!(
-        "{DEFAULT_NIX_CONFIG}\nextra-sandbox-paths = /state={}",
+    // The sandbox path comes from the user's NIX_CONFIG, which fedigen keeps.
+    opts.settings.config = Some(format!(
+        "{}\nextra-sandbox-paths = /state={}",
+        support::nix_config(),
         state.display()
-    );
+    ));
     let report = run_check(&opts).unwrap();
     match &report.derivations[0].build {
         Classification::SecondBuildFailed {
@@ -249,7 +268,10 @@ fn build_that_fails_only_the_second_time_is_second_build_failed() {
         report.derivations[0].outputs["out"].nar_hash.is_some(),
         "first build was hashed"
     );
-    assert_eq!(report.exit_code(), exit_code::BUILD_FAILED);
+    assert_eq!(
+        report.exit_code(),
+        exit_code::FINDINGS | exit_code::BUILD_FAILED
+    );
 }
 
 fn processes_with(marker: &str) -> Vec<String> {
@@ -286,7 +308,10 @@ fn slow_build_times_out_and_its_builder_is_killed() {
         other => panic!("{other:?}"),
     }
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    assert_eq!(report.exit_code(), exit_code::TIMED_OUT);
+    assert_eq!(
+        report.exit_code(),
+        exit_code::FINDINGS | exit_code::TIMED_OUT
+    );
     assert!(
         processes_with("sleep 3171").is_empty(),
         "builder survived: {:?}",
@@ -364,7 +389,7 @@ fn changed_input_is_explained_down_to_the_root_cause() {
     );
     assert_eq!(
         report.exit_code(),
-        exit_code::LOCK_MISMATCH | exit_code::NAR_MISMATCH
+        exit_code::FINDINGS | exit_code::LOCK_MISMATCH | exit_code::NAR_MISMATCH
     );
     let table = report.render();
     eprintln!("{table}");
@@ -385,6 +410,7 @@ fn changed_input_is_explained_down_to_the_root_cause() {
             attrs: vec![],
         },
         &nix,
+        &build_time(),
     )
     .unwrap();
     assert_eq!(&cd, &**closure);
@@ -392,6 +418,7 @@ fn changed_input_is_explained_down_to_the_root_cause() {
         &ClosureSource::Drv(locked_drv_path.clone()),
         &ClosureSource::Drv(d.drv_path.clone()),
         &nix,
+        &build_time(),
     )
     .unwrap();
     assert_eq!(&cd2, &**closure);
@@ -399,7 +426,8 @@ fn changed_input_is_explained_down_to_the_root_cause() {
         closure_diff(
             &ClosureSource::Drv(d.drv_path.clone()),
             &ClosureSource::Drv(d.drv_path.clone()),
-            &nix
+            &nix,
+            &build_time()
         )
         .unwrap()
         .is_empty()
@@ -467,7 +495,7 @@ fn nar_hash_differs_from_the_lock_when_another_store_builds_differently() {
     );
     assert_eq!(
         report.exit_code(),
-        exit_code::NAR_MISMATCH | exit_code::UNREPRODUCIBLE
+        exit_code::FINDINGS | exit_code::NAR_MISMATCH | exit_code::UNREPRODUCIBLE
     );
 }
 
@@ -544,7 +572,7 @@ fn lock_without_build_pins_derivations_only() {
     assert!(
         !std::fs::read_to_string(&lock_file)
             .unwrap()
-            .contains("narHash")
+            .contains("nar_hash")
     );
     let mut opts = f.opts(&file);
     opts.lock = Some(lock_file);
