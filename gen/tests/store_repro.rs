@@ -585,3 +585,147 @@ fn lock_without_build_pins_derivations_only() {
     assert_eq!(report.exit_code(), exit_code::OK);
     assert!(report.render().contains("not locked"));
 }
+
+/// Version 1 and 2 of a deployment: a build-only tool changes (same name and version, other contents; nothing
+/// at run time refers to it), and the runtime dependency `rt` grows by 4,000 bytes.
+const RT1: &str = r#"{ app = let tool = mk "tool-1.0" "echo tool-one > $out" { }; rt = mk "rt-1.0" "head -c 1000 /dev/zero > $out" { };
+  in mk "app-2" "cat ${tool} > /dev/null; echo ${rt} > $out" { }; }"#;
+const RT2: &str = r#"{ app = let tool = mk "tool-1.0" "echo tool-two > $out" { }; rt = mk "rt-1.0" "head -c 5000 /dev/zero > $out" { };
+  in mk "app-2" "cat ${tool} > /dev/null; echo ${rt} > $out" { }; }"#;
+
+/// NAR size of a store path as Nix registered it.
+fn nix_query_size(store: &Path, path: &str) -> u64 {
+    let out = support::nix_command("nix-store")
+        .arg("--store")
+        .arg(store)
+        .args(["--query", "--size", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `closure diff` compares what is deployed by default: the runtime closures of the built outputs, with
+/// per-package and total NAR sizes (Nix's own), so a build-only input that changed does not show and a runtime
+/// dependency's growth does; `--build-time` shows the build-only change. Derivations, locks and Nix files
+/// give the same answer; outputs not built are an error that says how to build them, or are built with `build`.
+#[test]
+fn closure_diff_compares_runtime_closures_with_sizes() {
+    let f = Fixture::new();
+    let nix = f.nix();
+    let (v1, v2) = (f.file("rt1", RT1), f.file("rt2", RT2));
+    let lock1 = run_lock(&f.opts(&v1)).unwrap();
+    let lock_file = f.dir.path().join("lock1.json");
+    lock1.write(&lock_file).unwrap();
+    let eval = |file: &Path| ClosureSource::Eval {
+        file: file.to_owned(),
+        attrs: vec![],
+    };
+    // Version 2 is not built yet: said, with the command that builds it.
+    let err = closure_diff(&eval(&v1), &eval(&v2), &nix, &Default::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not in the store")
+            && msg.contains(&format!(
+                "nix-build --store {} {}",
+                f.store().display(),
+                v2.display()
+            ))
+            && msg.contains("--build"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), 3);
+    let with_build = ClosureDiffOptions {
+        build: true,
+        ..Default::default()
+    };
+    let d = closure_diff(&eval(&v1), &eval(&v2), &nix, &with_build).unwrap();
+    eprintln!("{}", d.render());
+    assert!(
+        d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty(),
+        "{d:?}"
+    );
+    let rebuilt: Vec<&str> = d.rebuilt.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        rebuilt,
+        ["app", "rt"],
+        "the build-only tool is not deployed"
+    );
+    // Sizes are Nix's NAR sizes.
+    let lock2 = run_lock(&f.opts(&v2)).unwrap();
+    let rt_path = |l: &Lock| {
+        l.derivations["app"]
+            .runtime_closure
+            .as_ref()
+            .unwrap()
+            .keys()
+            .find(|p| p.ends_with("-rt-1.0"))
+            .unwrap()
+            .clone()
+    };
+    let (rt1, rt2) = (rt_path(&lock1), rt_path(&lock2));
+    let rt = &d.rebuilt[1];
+    assert_eq!(rt.old_size, Some(nix_query_size(&f.store(), &rt1)));
+    assert_eq!(rt.new_size, Some(nix_query_size(&f.store(), &rt2)));
+    assert_eq!(rt.new_size.unwrap() - rt.old_size.unwrap(), 4000);
+    let total = d.size.unwrap();
+    assert_eq!(total.new - total.old, 4000, "app's size is the same");
+    assert!(
+        d.render().contains("[B] rt: 1.0 (rebuilt), +3.9 KiB"),
+        "{}",
+        d.render()
+    );
+    // A lock (with its recorded runtime closure) and the .drv files give the same answer.
+    let from_lock = closure_diff(
+        &ClosureSource::Lock {
+            path: lock_file.clone(),
+            attrs: vec![],
+        },
+        &eval(&v2),
+        &nix,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(from_lock, d);
+    let drvs = closure_diff(
+        &ClosureSource::Drv(lock1.derivations["app"].drv_path.clone()),
+        &ClosureSource::Drv(lock2.derivations["app"].drv_path.clone()),
+        &nix,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(drvs, d);
+    // Build time: the tool shows, without sizes.
+    let b = closure_diff(&eval(&v1), &eval(&v2), &nix, &build_time()).unwrap();
+    let rebuilt: Vec<&str> = b.rebuilt.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(rebuilt, ["app", "rt", "tool"]);
+    assert_eq!(b.size, None);
+    // A lock written without building has no runtime closure: said, with what to do.
+    let mut no_build = f.opts(&v1);
+    no_build.build = false;
+    let bare = f.dir.path().join("bare.json");
+    run_lock(&no_build).unwrap().write(&bare).unwrap();
+    let err = closure_diff(
+        &ClosureSource::Lock {
+            path: bare,
+            attrs: vec![],
+        },
+        &eval(&v2),
+        &nix,
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("records no runtime closure")
+            && err.to_string().contains("--build-time"),
+        "{err}"
+    );
+}

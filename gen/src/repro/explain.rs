@@ -431,7 +431,11 @@ impl DrvDiff {
                     format!("input {name}: {} → {}", opt(old), opt(new))
                 }
                 Change::InputOutputs { name, old, new } => {
-                    format!("outputs used from {name}: {} → {}", old.join(", "), new.join(", "))
+                    format!(
+                        "outputs used from {name}: {} → {}",
+                        old.join(", "),
+                        new.join(", ")
+                    )
                 }
                 Change::Unavailable { reason } => {
                     format!("old derivation not available here: {reason}")
