@@ -252,7 +252,7 @@ mod tests {
     fn every_forced_setting_is_in_the_help() {
         for (name, value, _) in fedigen::repro::FORCED_OPTIONS {
             assert!(
-                SETTINGS_HELP.contains(&format!("--option {name} {value}")),
+                super::SETTINGS_HELP.contains(&format!("--option {name} {value}")),
                 "{name}"
             );
         }

@@ -746,7 +746,7 @@ impl ClosureSource {
             .map(|s| format!(" --store {}", s.display()))
             .unwrap_or_default();
         // (derivation to build, its outputs) per root; how to build them, for the message.
-        let (roots, how): (Vec<(Option<String>, Vec<String>)>, String) = match self {
+        let (roots, how): (Vec<Root>, String) = match self {
             ClosureSource::Lock { path, attrs } => {
                 let lock = Lock::read(path)?;
                 let mut all = BTreeMap::new();
@@ -850,6 +850,9 @@ impl ClosureSource {
             .collect()
     }
 }
+
+/// A root of a runtime closure: the derivation that builds it (when known) and its output paths.
+type Root = (Option<String>, Vec<String>);
 
 /// The locked attributes a lock source stands for: `attrs`, or all; an attribute the lock lacks is an error.
 fn selected<'a>(

@@ -372,9 +372,20 @@ fn without_our_expression(log: &str) -> String {
             }
             skipping = false;
         }
+        if t.starts_with("(use '--show-trace'") {
+            out.push("(pass --option show-trace true to see where it comes from)");
+            continue;
+        }
         out.push(line);
     }
-    out.join("\n")
+    // Our caller says "error:" once; Nix's own prefix would double it.
+    let text = out.join("\n");
+    match text.find("error: ") {
+        Some(i) if text[..i].trim().is_empty() || text[..i].ends_with('\n') => {
+            format!("{}{}", &text[..i], &text[i + "error: ".len()..])
+        }
+        _ => text,
+    }
 }
 
 /// Runs `c` in its own process group with stderr captured; on timeout, SIGTERM to the group, then SIGKILL.
@@ -436,6 +447,22 @@ fn tail(s: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// People see their own file's error once, without fedigen's expression or a doubled `error:`.
+    #[test]
+    fn nix_errors_lose_our_expression_and_their_error_prefix() {
+        let log = "error: attribute 'x' missing\n\n       at «string»:5:3:\n\n            4|   v = import file;\n            5|   top = v;\n             |   ^\n\n       at /p/f.nix:1:2:\n\n            1| { }\n(use '--show-trace' to show detailed location information)";
+        let shown = without_our_expression(log);
+        assert!(
+            !shown.contains("«string»") && !shown.contains("import file"),
+            "{shown}"
+        );
+        assert!(shown.starts_with("attribute 'x' missing"), "{shown}");
+        assert!(
+            shown.contains("at /p/f.nix:1:2:") && shown.contains("--option show-trace true"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn the_missing_group_is_read_from_nix_s_message() {
