@@ -108,3 +108,28 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Offending input is quoted as JSON (control characters visible), never with Rust's debug formatting.
+    #[test]
+    fn messages_quote_input_without_rust_debug_formatting() {
+        let e = Error::StorePath {
+            input: "a\u{7}b'".into(),
+            reason: "illegal character".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid store path \"a\\u0007b'\": illegal character"
+        );
+        let bad =
+            path::StorePath::from_base_name("00000000000000000000000000000000-a\u{7}").unwrap_err();
+        assert!(
+            bad.to_string().contains("illegal character \"\\u0007\""),
+            "{bad}"
+        );
+        assert!(!bad.to_string().contains("\\u{7}"), "{bad}");
+    }
+}
