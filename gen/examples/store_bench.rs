@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const NIX_CONFIG: &str = "sandbox = true\nsandbox-fallback = false\nsubstituters =\nexperimental-features = nix-command\nsystem-features = benchmark big-parallel";
+/// The Nix settings of the tests (`scripts/test-nix.conf`, appended to the inherited `NIX_CONFIG`).
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 struct Rng(u64);
 
@@ -103,7 +105,7 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 fn sh(script: &str) -> String {
     let out = Command::new("bash")
         .args(["-o", "pipefail", "-c", script])
-        .env("NIX_CONFIG", NIX_CONFIG)
+        .env("NIX_CONFIG", support::nix_config())
         .stderr(Stdio::inherit())
         .output()
         .unwrap();

@@ -50,7 +50,7 @@ enum Command {
     /// Reproducibility before a rollout: evaluate twice, compare with a lock, build twice, compare hashes.
     #[command(subcommand)]
     Repro(cli::repro::ReproCommand),
-    /// Compare two closures: packages added, removed and changed, with versions.
+    /// Compare two closures: packages added, removed, changed and rebuilt, with versions and sizes.
     #[command(subcommand)]
     Closure(ClosureCommand),
     /// Convert between Nix and JSON, and prove Nix files.
@@ -64,7 +64,6 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ClosureCommand {
-    /// Packages added, removed and changed between two derivations, two locks, or a lock and a Nix file.
     Diff(cli::repro::ClosureDiffArgs),
 }
 

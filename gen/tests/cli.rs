@@ -3,10 +3,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
+
+mod support;
 
 fn fedigen(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fedigen"))
+    let mut child = support::nix_command(env!("CARGO_BIN_EXE_fedigen"))
         .args(args)
         .current_dir(repository())
         .stdin(Stdio::piped())

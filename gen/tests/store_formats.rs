@@ -12,14 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-const NIX_CONFIG: &str = "sandbox = true\nsandbox-fallback = false\nsubstituters =\nexperimental-features = nix-command\nsystem-features = benchmark big-parallel";
+mod support;
 
 fn nix(cmd: &str, args: &[&str]) -> Vec<u8> {
-    let out = Command::new(cmd)
+    let out = support::nix_command(cmd)
         .args(args)
-        .env("NIX_CONFIG", NIX_CONFIG)
         .output()
         .unwrap_or_else(|e| panic!("{cmd} must be on PATH: {e}"));
     assert!(

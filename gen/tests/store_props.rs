@@ -8,7 +8,8 @@ use proptest::collection::{btree_map, btree_set, vec};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use std::collections::BTreeMap;
-use std::process::Command;
+
+mod support;
 
 fn name() -> impl Strategy<Value = Vec<u8>> {
     // Any bytes but '/' and NUL; never "." or "..". Includes non-UTF-8 and high bytes to test byte ordering.
@@ -140,7 +141,7 @@ proptest! {
             n.restore(&p).unwrap();
             p
         }).collect();
-        let out = Command::new("nix-hash").args(["--type", "sha256", "--base32"]).args(&paths).output().expect("nix-hash on PATH");
+        let out = support::nix_command("nix-hash").args(["--type", "sha256", "--base32"]).args(&paths).output().expect("nix-hash on PATH");
         prop_assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let theirs: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect();
         let ours: Vec<String> = nar::nar_hash_paths(&paths).into_iter().map(|r| r.unwrap().0.to_base32()).collect();
@@ -219,8 +220,8 @@ proptest! {
         let file = t.path().join("random.nix");
         std::fs::write(&file, &body).unwrap();
         let store = t.path().join("store");
-        let out = Command::new("nix-instantiate").arg("--store").arg(&store).arg(&file)
-            .env("NIX_CONFIG", "substituters =").output().expect("nix-instantiate on PATH");
+        let out = support::nix_command("nix-instantiate").arg("--store").arg(&store).arg(&file)
+            .output().expect("nix-instantiate on PATH");
         prop_assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), body);
         let roots: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(|l| l.split('!').next().unwrap().to_owned()).collect();
         let closure = fedigen::store::closure::read_closure(&store, &roots).unwrap();

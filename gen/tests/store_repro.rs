@@ -6,12 +6,21 @@ use fedigen::repro::explain::Change;
 use fedigen::repro::files::DifferenceKind;
 use fedigen::repro::report::{BuildPhase, Evaluation, LockStatus, NarStatus};
 use fedigen::repro::{
-    CheckOptions, Classification, ClosureSource, DEFAULT_NIX_CONFIG, Lock, Nix, closure_diff,
+    CheckOptions, Classification, ClosureDiffOptions, ClosureSource, Lock, Nix, closure_diff,
     exit_code, run_check, run_lock,
 };
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+mod support;
+
+/// `closure diff --build-time`: the derivation closures, as the lock comparison shows them.
+fn build_time() -> ClosureDiffOptions {
+    ClosureDiffOptions {
+        build_time: true,
+        ..Default::default()
+    }
+}
 
 const PRELUDE: &str = r#"
 let
@@ -47,19 +56,21 @@ impl Fixture {
         let mut o = CheckOptions::new(file);
         o.store = Some(self.store());
         o.timeout = Duration::from_secs(120);
+        o.settings = support::nix_settings();
         o
     }
     fn nix(&self) -> Nix {
-        Nix::new(Some(self.store()))
+        let mut n = Nix::new(Some(self.store()));
+        n.settings = support::nix_settings();
+        n
     }
 }
 
 fn nix_query_hash(store: &Path, path: &str) -> String {
-    let out = Command::new("nix-store")
+    let out = support::nix_command("nix-store")
         .args(["--store"])
         .arg(store)
         .args(["--query", "--hash", path])
-        .env("NIX_CONFIG", DEFAULT_NIX_CONFIG)
         .output()
         .expect("nix-store on PATH");
     assert!(
@@ -161,7 +172,10 @@ fn urandom_output_is_unreproducible_with_the_differing_file_named() {
             .join("random")
             .exists()
     );
-    assert_eq!(report.exit_code(), exit_code::UNREPRODUCIBLE);
+    assert_eq!(
+        report.exit_code(),
+        exit_code::FINDINGS | exit_code::UNREPRODUCIBLE
+    );
     eprintln!("{}", report.render());
     assert!(
         report
@@ -202,7 +216,7 @@ fn current_time_makes_evaluation_impure() {
     );
     assert_eq!(e.root_causes().len(), 1);
     assert_eq!(by["stamp"].build, Classification::NotBuilt);
-    assert_eq!(report.exit_code(), exit_code::IMPURE);
+    assert_eq!(report.exit_code(), exit_code::FINDINGS | exit_code::IMPURE);
 }
 
 #[test]
@@ -221,7 +235,10 @@ fn failing_build_is_first_build_failed() {
         other => panic!("{other:?}"),
     }
     assert!(report.derivations[0].outputs["out"].nar_hash.is_none());
-    assert_eq!(report.exit_code(), exit_code::BUILD_FAILED);
+    assert_eq!(
+        report.exit_code(),
+        exit_code::FINDINGS | exit_code::BUILD_FAILED
+    );
 }
 
 #[test]
@@ -233,10 +250,12 @@ fn build_that_fails_only_the_second_time_is_second_build_failed() {
     std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let file = f.file("once", r#"{ once = mk "once" "if [ -e /state/built ]; then echo already-built >&2; exit 1; fi; touch /state/built; echo x > $out" { }; }"#);
     let mut opts = f.opts(&file);
-    opts.nix_config = format!(
-        "{DEFAULT_NIX_CONFIG}\nextra-sandbox-paths = /state={}",
+    // The sandbox path comes from the user's NIX_CONFIG, which fedigen keeps.
+    opts.settings.config = Some(format!(
+        "{}\nextra-sandbox-paths = /state={}",
+        support::nix_config(),
         state.display()
-    );
+    ));
     let report = run_check(&opts).unwrap();
     match &report.derivations[0].build {
         Classification::SecondBuildFailed {
@@ -249,7 +268,10 @@ fn build_that_fails_only_the_second_time_is_second_build_failed() {
         report.derivations[0].outputs["out"].nar_hash.is_some(),
         "first build was hashed"
     );
-    assert_eq!(report.exit_code(), exit_code::BUILD_FAILED);
+    assert_eq!(
+        report.exit_code(),
+        exit_code::FINDINGS | exit_code::BUILD_FAILED
+    );
 }
 
 fn processes_with(marker: &str) -> Vec<String> {
@@ -286,7 +308,10 @@ fn slow_build_times_out_and_its_builder_is_killed() {
         other => panic!("{other:?}"),
     }
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    assert_eq!(report.exit_code(), exit_code::TIMED_OUT);
+    assert_eq!(
+        report.exit_code(),
+        exit_code::FINDINGS | exit_code::TIMED_OUT
+    );
     assert!(
         processes_with("sleep 3171").is_empty(),
         "builder survived: {:?}",
@@ -364,7 +389,7 @@ fn changed_input_is_explained_down_to_the_root_cause() {
     );
     assert_eq!(
         report.exit_code(),
-        exit_code::LOCK_MISMATCH | exit_code::NAR_MISMATCH
+        exit_code::FINDINGS | exit_code::LOCK_MISMATCH | exit_code::NAR_MISMATCH
     );
     let table = report.render();
     eprintln!("{table}");
@@ -385,6 +410,7 @@ fn changed_input_is_explained_down_to_the_root_cause() {
             attrs: vec![],
         },
         &nix,
+        &build_time(),
     )
     .unwrap();
     assert_eq!(&cd, &**closure);
@@ -392,6 +418,7 @@ fn changed_input_is_explained_down_to_the_root_cause() {
         &ClosureSource::Drv(locked_drv_path.clone()),
         &ClosureSource::Drv(d.drv_path.clone()),
         &nix,
+        &build_time(),
     )
     .unwrap();
     assert_eq!(&cd2, &**closure);
@@ -399,7 +426,8 @@ fn changed_input_is_explained_down_to_the_root_cause() {
         closure_diff(
             &ClosureSource::Drv(d.drv_path.clone()),
             &ClosureSource::Drv(d.drv_path.clone()),
-            &nix
+            &nix,
+            &build_time()
         )
         .unwrap()
         .is_empty()
@@ -467,7 +495,7 @@ fn nar_hash_differs_from_the_lock_when_another_store_builds_differently() {
     );
     assert_eq!(
         report.exit_code(),
-        exit_code::NAR_MISMATCH | exit_code::UNREPRODUCIBLE
+        exit_code::FINDINGS | exit_code::NAR_MISMATCH | exit_code::UNREPRODUCIBLE
     );
 }
 
@@ -481,7 +509,11 @@ fn lock_refuses_impure_and_failing_derivations() {
     .unwrap_err();
     assert!(err.to_string().contains("impure evaluation"), "{err}");
     let err = run_lock(&f.opts(&f.file("f", r#"{ f = mk "f" "exit 1" { }; }"#))).unwrap_err();
-    assert!(err.to_string().contains("build failed"), "{err}");
+    // Nix's exit status as people read it, never Rust's `Some(100)`.
+    assert!(
+        err.to_string().contains("build failed (exit 100)") && !err.to_string().contains("Some("),
+        "{err}"
+    );
 }
 
 #[test]
@@ -544,7 +576,7 @@ fn lock_without_build_pins_derivations_only() {
     assert!(
         !std::fs::read_to_string(&lock_file)
             .unwrap()
-            .contains("narHash")
+            .contains("nar_hash")
     );
     let mut opts = f.opts(&file);
     opts.lock = Some(lock_file);
@@ -556,4 +588,148 @@ fn lock_without_build_pins_derivations_only() {
     }
     assert_eq!(report.exit_code(), exit_code::OK);
     assert!(report.render().contains("not locked"));
+}
+
+/// Version 1 and 2 of a deployment: a build-only tool changes (same name and version, other contents; nothing
+/// at run time refers to it), and the runtime dependency `rt` grows by 4,000 bytes.
+const RT1: &str = r#"{ app = let tool = mk "tool-1.0" "echo tool-one > $out" { }; rt = mk "rt-1.0" "head -c 1000 /dev/zero > $out" { };
+  in mk "app-2" "cat ${tool} > /dev/null; echo ${rt} > $out" { }; }"#;
+const RT2: &str = r#"{ app = let tool = mk "tool-1.0" "echo tool-two > $out" { }; rt = mk "rt-1.0" "head -c 5000 /dev/zero > $out" { };
+  in mk "app-2" "cat ${tool} > /dev/null; echo ${rt} > $out" { }; }"#;
+
+/// NAR size of a store path as Nix registered it.
+fn nix_query_size(store: &Path, path: &str) -> u64 {
+    let out = support::nix_command("nix-store")
+        .arg("--store")
+        .arg(store)
+        .args(["--query", "--size", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// `closure diff` compares what is deployed by default: the runtime closures of the built outputs, with
+/// per-package and total NAR sizes (Nix's own), so a build-only input that changed does not show and a runtime
+/// dependency's growth does; `--build-time` shows the build-only change. Derivations, locks and Nix files
+/// give the same answer; outputs not built are an error that says how to build them, or are built with `build`.
+#[test]
+fn closure_diff_compares_runtime_closures_with_sizes() {
+    let f = Fixture::new();
+    let nix = f.nix();
+    let (v1, v2) = (f.file("rt1", RT1), f.file("rt2", RT2));
+    let lock1 = run_lock(&f.opts(&v1)).unwrap();
+    let lock_file = f.dir.path().join("lock1.json");
+    lock1.write(&lock_file).unwrap();
+    let eval = |file: &Path| ClosureSource::Eval {
+        file: file.to_owned(),
+        attrs: vec![],
+    };
+    // Version 2 is not built yet: said, with the command that builds it.
+    let err = closure_diff(&eval(&v1), &eval(&v2), &nix, &Default::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not in the store")
+            && msg.contains(&format!(
+                "nix-build --store {} {}",
+                f.store().display(),
+                v2.display()
+            ))
+            && msg.contains("--build"),
+        "{msg}"
+    );
+    assert_eq!(err.exit_code(), 3);
+    let with_build = ClosureDiffOptions {
+        build: true,
+        ..Default::default()
+    };
+    let d = closure_diff(&eval(&v1), &eval(&v2), &nix, &with_build).unwrap();
+    eprintln!("{}", d.render());
+    assert!(
+        d.added.is_empty() && d.removed.is_empty() && d.changed.is_empty(),
+        "{d:?}"
+    );
+    let rebuilt: Vec<&str> = d.rebuilt.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        rebuilt,
+        ["app", "rt"],
+        "the build-only tool is not deployed"
+    );
+    // Sizes are Nix's NAR sizes.
+    let lock2 = run_lock(&f.opts(&v2)).unwrap();
+    let rt_path = |l: &Lock| {
+        l.derivations["app"]
+            .runtime_closure
+            .as_ref()
+            .unwrap()
+            .keys()
+            .find(|p| p.ends_with("-rt-1.0"))
+            .unwrap()
+            .clone()
+    };
+    let (rt1, rt2) = (rt_path(&lock1), rt_path(&lock2));
+    let rt = &d.rebuilt[1];
+    assert_eq!(rt.old_size, Some(nix_query_size(&f.store(), &rt1)));
+    assert_eq!(rt.new_size, Some(nix_query_size(&f.store(), &rt2)));
+    assert_eq!(rt.new_size.unwrap() - rt.old_size.unwrap(), 4000);
+    let total = d.size.unwrap();
+    assert_eq!(total.new - total.old, 4000, "app's size is the same");
+    assert!(
+        d.render().contains("[B] rt: 1.0 (rebuilt), +3.9 KiB"),
+        "{}",
+        d.render()
+    );
+    // A lock (with its recorded runtime closure) and the .drv files give the same answer.
+    let from_lock = closure_diff(
+        &ClosureSource::Lock {
+            path: lock_file.clone(),
+            attrs: vec![],
+        },
+        &eval(&v2),
+        &nix,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(from_lock, d);
+    let drvs = closure_diff(
+        &ClosureSource::Drv(lock1.derivations["app"].drv_path.clone()),
+        &ClosureSource::Drv(lock2.derivations["app"].drv_path.clone()),
+        &nix,
+        &Default::default(),
+    )
+    .unwrap();
+    assert_eq!(drvs, d);
+    // Build time: the tool shows, without sizes.
+    let b = closure_diff(&eval(&v1), &eval(&v2), &nix, &build_time()).unwrap();
+    let rebuilt: Vec<&str> = b.rebuilt.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(rebuilt, ["app", "rt", "tool"]);
+    assert_eq!(b.size, None);
+    // A lock written without building has no runtime closure: said, with what to do.
+    let mut no_build = f.opts(&v1);
+    no_build.build = false;
+    let bare = f.dir.path().join("bare.json");
+    run_lock(&no_build).unwrap().write(&bare).unwrap();
+    let err = closure_diff(
+        &ClosureSource::Lock {
+            path: bare,
+            attrs: vec![],
+        },
+        &eval(&v2),
+        &nix,
+        &Default::default(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("records no runtime closure")
+            && err.to_string().contains("--build-time"),
+        "{err}"
+    );
 }

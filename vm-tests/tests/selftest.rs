@@ -10,9 +10,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const NIX_CONFIG: &str = "sandbox = true\nsandbox-fallback = false\nsubstituters =\n\
-                          experimental-features = nix-command\n\
-                          system-features = benchmark big-parallel";
+/// The Nix settings of this crate's tests, from one place: `scripts/test-nix.conf` (the settings every test
+/// that runs Nix uses), appended to the inherited `NIX_CONFIG`, never replacing it.
+fn nix_config() -> String {
+    let ours = include_str!("../../scripts/test-nix.conf")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n");
+    match std::env::var("NIX_CONFIG") {
+        Ok(inherited) if !inherited.trim().is_empty() => {
+            format!("{}\n{ours}", inherited.trim_end())
+        }
+        _ => ours,
+    }
+}
 
 /// Settings from the environment of whoever runs the self-tests that would change what a harness
 /// run does; every run starts without them.
@@ -120,7 +132,7 @@ impl Run {
             .arg(self.path("events.json"))
             .arg("--no-progress")
             .args(args)
-            .env("NIX_CONFIG", NIX_CONFIG)
+            .env("NIX_CONFIG", nix_config())
             .env("FEDIGEN_SELFTEST_TOKEN", &self.token);
         for var in OUTSIDE_SETTINGS {
             cmd.env_remove(var);
@@ -571,7 +583,7 @@ fn interactive_driver() {
     cmd.arg("--tests-dir")
         .arg(fixtures("interactive"))
         .args(["--interactive", "driver"])
-        .env("NIX_CONFIG", NIX_CONFIG)
+        .env("NIX_CONFIG", nix_config())
         .env_remove("FEDIGEN_NIXPKGS")
         .env_remove("FEDIGEN_STORE");
     let f = run.finish(cmd.output().unwrap());

@@ -9,31 +9,90 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::fail;
-use fedigen::repro::{self, CheckOptions, ClosureSource, Nix};
+use fedigen::repro::{self, CheckOptions, ClosureDiffOptions, ClosureSource, Nix, NixSettings};
 
-/// Exit status when a check could not run at all (Nix missing, a file unreadable, evaluation failed).
-const EXIT_NOT_RUN: u8 = 1;
+/// The `--help` text on Nix settings, shared by every subcommand that runs Nix.
+const SETTINGS_HELP: &str = "\
+Nix settings: your own (nix.conf, NIX_CONFIG: build users, remote builders, binary caches, sandbox paths) are \
+kept as they are. fedigen adds, for a correct check:
+  --option sandbox true            a build outside the sandbox sees this machine, so its result says nothing \
+about another machine
+  --option sandbox-fallback false  where the sandbox cannot be set up, Nix would build without it and say nothing
+Change one with --option NAME VALUE (e.g. --option sandbox relaxed for derivations that need __noChroot); add any \
+other Nix setting the same way (--option extra-sandbox-paths /data, --option substitute false). Substitution is \
+yours: a first build may come from your binary cache; the rebuild (nix-build --check) never does.";
+
+/// `fedigen repro check --help`, after the options.
+const CHECK_HELP: &str = "\
+Exit status (fedigen's global 0/2/3, and 1 with a bit per kind of finding, so a script can tell them apart):
+  0    everything evaluated purely, matched the lock, rebuilt bit-identically, NAR hashes matched
+  2    invalid input: the Nix file does not evaluate, an -A attribute does not exist, the lock is unreadable
+  3    the environment lacks something: Nix, its build users, a temporary directory
+  odd, at least 5: the check found problems: 1, plus the sum of
+       4    a derivation differs from the lock, or is not in it
+       8    an output is unreproducible (the rebuild differs)
+       16   a build or rebuild failed
+       32   an output's NAR hash differs from the lock
+       64   a build or rebuild timed out
+       128  two evaluations gave different derivations (impure evaluation)
+  In a script: `s=$?; [ $s -eq 2 ] || [ $s -eq 3 ]` → could not check; `[ $((s & 1)) -eq 1 ]` → found a problem; \
+`[ $((s & 8)) -ne 0 ]` → unreproducible. The values 2 and 3 are never findings: every finding bit is a multiple of 4.
+
+Scope: only the named derivations (-A, or every top-level derivation of the file) are rebuilt; their inputs are \
+built or substituted once, not rebuilt. --closure rebuilds every derivation of their closures too (fixed-output \
+derivations excepted: Nix checks their hash on every build).";
 
 /// Prove that what was built is what the project team built and tested.
-///
-/// Exit status of `check`, a sum of: 2 impure evaluation; 4 differs from (or missing in) the lock;
-/// 8 unreproducible output; 16 a build failed; 32 an output's NAR hash differs from the lock; 64 timed out.
-/// 0 means reproducible and matching the lock; 1 means the check could not run.
 #[derive(Subcommand)]
 pub enum ReproCommand {
     /// Evaluate twice, compare with the lock (explaining differences), build and rebuild, compare NAR hashes.
+    ///
+    /// Evaluates the attributes twice in separate processes (impurity), compares the derivations with the lock
+    /// and explains differences down to the root cause, builds, rebuilds with nix-build --check and classifies,
+    /// lists the files that differ, and compares NAR hashes with the lock. A table, or --json.
+    #[command(after_long_help = format!("{CHECK_HELP}\n\n{SETTINGS_HELP}"))]
     Check(CheckArgs),
     /// Evaluate and build, then write the lock that later checks compare with.
+    ///
+    /// Refuses (exit status 1) an impure evaluation or a failed build: nobody could reproduce such a lock.
+    /// Exit status otherwise as for every fedigen command: 0 written, 2 invalid input, 3 the environment lacks
+    /// something. The lock records, per attribute, the derivation, each output's path and NAR hash, the
+    /// derivation closure and the runtime closure with sizes (for `fedigen closure diff`).
+    #[command(after_long_help = SETTINGS_HELP)]
     Lock {
         #[command(flatten)]
         target: Target,
         /// Where to write the lock.
         #[arg(short, long, default_value = "repro.lock.json")]
         output: PathBuf,
-        /// Record derivations only; build nothing (no NAR hashes).
+        /// Record derivations only; build nothing (no NAR hashes, no runtime closure).
         #[arg(long)]
         no_build: bool,
     },
+}
+
+/// Nix settings for every Nix call (see `--help`).
+#[derive(Args)]
+pub struct NixArgs {
+    /// Set a Nix setting for every Nix call, as Nix's own --option does (repeatable); replaces fedigen's value of
+    /// the same setting.
+    #[arg(long = "option", num_args = 2, value_names = ["NAME", "VALUE"], action = clap::ArgAction::Append)]
+    options: Vec<String>,
+    /// A chroot store (`nix-build --store DIR`) instead of the system store.
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
+impl NixArgs {
+    fn settings(&self) -> NixSettings {
+        let mut s = NixSettings::default();
+        for pair in self.options.chunks(2) {
+            if let [name, value] = pair {
+                s.set(name, value);
+            }
+        }
+        s
+    }
 }
 
 /// What to check: a Nix file and attributes.
@@ -41,12 +100,12 @@ pub enum ReproCommand {
 pub struct Target {
     /// The Nix file: an attribute set of derivations, or a function with defaults for all arguments.
     file: PathBuf,
-    /// Attribute paths to check (repeatable); every top-level derivation when omitted.
+    /// Attribute paths to check (repeatable); every top-level derivation when omitted. An unknown one is
+    /// refused with the names that exist.
     #[arg(short = 'A', long = "attr")]
     attrs: Vec<String>,
-    /// A chroot store (`nix-build --store DIR`) instead of the system store.
-    #[arg(long)]
-    store: Option<PathBuf>,
+    #[command(flatten)]
+    nix: NixArgs,
     /// Seconds each build, and each rebuild, may take.
     #[arg(long, default_value_t = 3600)]
     timeout: u64,
@@ -63,21 +122,43 @@ pub struct CheckArgs {
     /// Evaluate and compare only; build nothing.
     #[arg(long)]
     no_build: bool,
+    /// Rebuild every derivation of the closures with --check, not only the named ones.
+    #[arg(long, conflicts_with = "no_build")]
+    closure: bool,
     /// Print the report as JSON (for machines) instead of a table.
     #[arg(long)]
     json: bool,
 }
 
-/// Compare the closures of two derivations, two locks, or a lock and a Nix file.
+/// Compare what two derivations, outputs, locks or Nix files deploy: packages added, removed, changed and
+/// rebuilt, with sizes.
+///
+/// By default the runtime closures: the built outputs and every store path they refer to (as
+/// `nix store diff-closures` and nvd compare them), with per-package and total NAR size changes; a build-only
+/// input that changed does not show. Outputs must be in the store: build them first, or pass --build. With
+/// --build-time, the derivation closures: everything that is built, build-only inputs included, without sizes.
+///
+/// OLD and NEW are each a `.drv` path, a built output path (/nix/store/…), a lock file (*.json, *.lock; written
+/// by `fedigen repro lock` with a build), or a Nix file (every top-level derivation). Exit status: 0 compared
+/// (whatever the differences), 1 a --build failed, 2 invalid input, 3 outputs not built or Nix missing.
 #[derive(Args)]
+#[command(after_long_help = SETTINGS_HELP)]
 pub struct ClosureDiffArgs {
-    /// The old closure: a `.drv` path, a lock file, or a Nix file.
+    /// The old closure: a `.drv` path, an output path, a lock file, or a Nix file.
     old: String,
     /// The new closure, likewise.
     new: String,
-    /// A chroot store instead of the system store.
+    /// Compare derivation closures (what is built, build-only inputs included) instead of runtime closures.
     #[arg(long)]
-    store: Option<PathBuf>,
+    build_time: bool,
+    /// Build outputs that are not in the store yet (derivations and Nix files).
+    #[arg(long, conflicts_with = "build_time")]
+    build: bool,
+    /// Seconds each --build may take.
+    #[arg(long, default_value_t = 3600)]
+    timeout: u64,
+    #[command(flatten)]
+    nix: NixArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -86,7 +167,8 @@ pub struct ClosureDiffArgs {
 fn options(target: Target) -> CheckOptions {
     let mut opts = CheckOptions::new(target.file);
     opts.attrs = target.attrs;
-    opts.store = target.store;
+    opts.settings = target.nix.settings();
+    opts.store = target.nix.store;
     opts.timeout = Duration::from_secs(target.timeout);
     opts.progress = std::io::stderr().is_terminal();
     opts
@@ -99,6 +181,7 @@ pub fn run(command: ReproCommand) -> ExitCode {
             let mut opts = options(args.target);
             opts.lock = args.lock;
             opts.build = !args.no_build;
+            opts.closure = args.closure;
             match repro::run_check(&opts) {
                 Ok(report) => {
                     print!(
@@ -111,7 +194,7 @@ pub fn run(command: ReproCommand) -> ExitCode {
                     );
                     ExitCode::from(u8::try_from(report.exit_code()).unwrap_or(u8::MAX))
                 }
-                Err(e) => fail(EXIT_NOT_RUN, e),
+                Err(e) => fail(e.exit_code(), e),
             }
         }
         ReproCommand::Lock {
@@ -126,7 +209,7 @@ pub fn run(command: ReproCommand) -> ExitCode {
                     eprintln!("wrote {}", output.display());
                     ExitCode::SUCCESS
                 }
-                Err(e) => fail(EXIT_NOT_RUN, e),
+                Err(e) => fail(e.exit_code(), e),
             }
         }
     }
@@ -134,23 +217,44 @@ pub fn run(command: ReproCommand) -> ExitCode {
 
 /// Runs `fedigen closure diff`.
 pub fn run_closure_diff(args: ClosureDiffArgs) -> ExitCode {
-    let nix = Nix::new(args.store);
+    let mut nix = Nix::new(args.nix.store.clone());
+    nix.settings = args.nix.settings();
+    let opts = ClosureDiffOptions {
+        build_time: args.build_time,
+        build: args.build,
+        timeout: Duration::from_secs(args.timeout),
+    };
     match repro::closure_diff(
         &ClosureSource::from_arg(&args.old),
         &ClosureSource::from_arg(&args.new),
         &nix,
+        &opts,
     ) {
         Ok(diff) => {
             if args.json {
                 match serde_json::to_string_pretty(&diff) {
                     Ok(json) => println!("{json}"),
-                    Err(e) => return fail(EXIT_NOT_RUN, e),
+                    Err(e) => return fail(crate::EXIT_ENVIRONMENT, e),
                 }
             } else {
                 print!("{}", diff.render());
             }
             ExitCode::SUCCESS
         }
-        Err(e) => fail(EXIT_NOT_RUN, e),
+        Err(e) => fail(e.exit_code(), e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// fedigen's own settings are all explained in [`super::SETTINGS_HELP`].
+    #[test]
+    fn every_forced_setting_is_in_the_help() {
+        for (name, value, _) in fedigen::repro::FORCED_OPTIONS {
+            assert!(
+                super::SETTINGS_HELP.contains(&format!("--option {name} {value}")),
+                "{name}"
+            );
+        }
     }
 }

@@ -406,8 +406,8 @@ impl DrvDiff {
                 } => {
                     format!(
                         "args: {} → {}{}",
-                        short(&format!("{old:?}")),
-                        short(&format!("{new:?}")),
+                        short(&json_list(old)),
+                        short(&json_list(new)),
                         echo(*only_input_paths)
                     )
                 }
@@ -431,7 +431,11 @@ impl DrvDiff {
                     format!("input {name}: {} → {}", opt(old), opt(new))
                 }
                 Change::InputOutputs { name, old, new } => {
-                    format!("outputs used from {name}: {old:?} → {new:?}")
+                    format!(
+                        "outputs used from {name}: {} → {}",
+                        old.join(", "),
+                        new.join(", ")
+                    )
                 }
                 Change::Unavailable { reason } => {
                     format!("old derivation not available here: {reason}")
@@ -445,10 +449,16 @@ impl DrvDiff {
     }
 }
 
+/// A value for people: quoted as a JSON string (escapes visible), or `(none)`.
 fn opt(v: &Option<String>) -> String {
-    v.as_ref()
-        .map(|v| format!("{v:?}"))
+    v.as_deref()
+        .map(crate::store::quote)
         .unwrap_or_else(|| "(none)".into())
+}
+
+/// A list of strings for people, as JSON.
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).expect("strings serialise")
 }
 
 fn echo(only: bool) -> &'static str {

@@ -9,16 +9,24 @@ use crate::store::Hash;
 use crate::store::closure::ClosureDiff;
 use std::collections::BTreeMap;
 
-/// Exit codes of `fedigen repro check`: `0` when everything is fine, `1` when the check itself could not run
-/// (bad arguments, Nix missing, evaluation error), otherwise the bitwise OR of the findings below, so that a
-/// script can test each one (`(code & 8) != 0` → some output is unreproducible).
+/// Exit status of `fedigen repro check`, designed to fit fedigen's global 0/1/2/3 so that a script can tell
+/// them apart:
+///
+/// - `0`: everything evaluated purely, matched the lock, built reproducibly with matching NAR hashes;
+/// - `2`: invalid input (the Nix file does not evaluate, an unknown `-A` attribute, an unreadable lock);
+/// - `3`: the environment lacks something (Nix, build users, a temporary directory);
+/// - otherwise the check found problems: [`FINDINGS`] (1) is set, plus one bit per kind of finding below,
+///   all multiples of 4, so the status is odd and at least 5 — it can never be 2 or 3. A script tests
+///   `(status & 1)` for "found a problem" and, e.g., `(status & 8)` for "some output is unreproducible".
 pub mod exit_code {
     /// Everything evaluated purely, matched the lock, built reproducibly with matching NAR hashes.
     pub const OK: i32 = 0;
-    /// The check could not run (an `Err` from [`super::super::run_check`]).
-    pub const ERROR: i32 = 1;
-    /// Two evaluations gave different derivations (impure evaluation).
-    pub const IMPURE: i32 = 2;
+    /// Set with every finding: the check ran and found a problem (fedigen's global 1).
+    pub const FINDINGS: i32 = 1;
+    /// The check could not run: invalid input (fedigen's global 2; never combined with a bit).
+    pub const INVALID_INPUT: i32 = 2;
+    /// The check could not run: the environment lacks something (fedigen's global 3; never combined).
+    pub const ENVIRONMENT: i32 = 3;
     /// A derivation differs from the lock, or is missing from it.
     pub const LOCK_MISMATCH: i32 = 4;
     /// A rebuild gave different output (`nix-build --check` exit 104).
@@ -29,6 +37,16 @@ pub mod exit_code {
     pub const NAR_MISMATCH: i32 = 32;
     /// A build or rebuild was killed after the timeout.
     pub const TIMED_OUT: i32 = 64;
+    /// Two evaluations gave different derivations (impure evaluation).
+    pub const IMPURE: i32 = 128;
+}
+
+/// How a Nix process ended, for people: `exit 100`, or `killed by a signal`.
+pub fn describe_exit(code: Option<i32>) -> String {
+    match code {
+        Some(c) => format!("exit {c}"),
+        None => "killed by a signal".to_owned(),
+    }
 }
 
 /// The whole report.
@@ -52,6 +70,23 @@ pub struct DrvReport {
     /// Build and rebuild classification.
     pub build: Classification,
     /// Per output: path, NAR hash, comparison with the lock, differing files.
+    pub outputs: BTreeMap<String, OutputReport>,
+    /// With `--closure`: the input derivations rebuilt for this attribute (each input once, under the first
+    /// attribute that needs it), sorted by `.drv` path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputReport>,
+}
+
+/// An input derivation rebuilt with `--closure`: its build and rebuild, and its outputs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InputReport {
+    /// The derivation's name (`lib-1.0`).
+    pub name: String,
+    /// Its `.drv` path.
+    pub drv_path: String,
+    /// Build and rebuild classification.
+    pub build: Classification,
+    /// Per output: path, NAR hash, differing files (never compared with the lock, which pins attributes).
     pub outputs: BTreeMap<String, OutputReport>,
 }
 
@@ -174,8 +209,45 @@ pub enum NarStatus {
     },
 }
 
+impl Classification {
+    /// The exit-code bit of this classification (0 when it is no finding).
+    fn exit_bits(&self) -> i32 {
+        match self {
+            Classification::Unreproducible => exit_code::UNREPRODUCIBLE,
+            Classification::FirstBuildFailed { .. } | Classification::SecondBuildFailed { .. } => {
+                exit_code::BUILD_FAILED
+            }
+            Classification::TimedOut { .. } => exit_code::TIMED_OUT,
+            Classification::NotBuilt | Classification::Reproducible => 0,
+        }
+    }
+
+    /// The BUILD column of the table.
+    fn cell(&self) -> String {
+        match self {
+            Classification::NotBuilt => "-".to_owned(),
+            Classification::Reproducible => "reproducible".to_owned(),
+            Classification::Unreproducible => "UNREPRODUCIBLE".to_owned(),
+            Classification::FirstBuildFailed { .. } => "FIRST BUILD FAILED".to_owned(),
+            Classification::SecondBuildFailed { .. } => "SECOND BUILD FAILED".to_owned(),
+            Classification::TimedOut {
+                phase,
+                timeout_secs,
+                ..
+            } => format!(
+                "TIMED OUT ({} build, {timeout_secs}s)",
+                if *phase == BuildPhase::First {
+                    "first"
+                } else {
+                    "second"
+                }
+            ),
+        }
+    }
+}
+
 impl DrvReport {
-    /// This derivation's contribution to the exit code (see [`exit_code`]).
+    /// This derivation's finding bits, its inputs' included (see [`exit_code`]; without [`exit_code::FINDINGS`]).
     pub fn exit_code(&self) -> i32 {
         let mut c = 0;
         if matches!(self.evaluation, Evaluation::Impure { .. }) {
@@ -187,14 +259,10 @@ impl DrvReport {
         ) {
             c |= exit_code::LOCK_MISMATCH;
         }
-        c |= match self.build {
-            Classification::Unreproducible => exit_code::UNREPRODUCIBLE,
-            Classification::FirstBuildFailed { .. } | Classification::SecondBuildFailed { .. } => {
-                exit_code::BUILD_FAILED
-            }
-            Classification::TimedOut { .. } => exit_code::TIMED_OUT,
-            _ => 0,
-        };
+        c |= self.build.exit_bits();
+        for i in &self.inputs {
+            c |= i.build.exit_bits();
+        }
         if self
             .outputs
             .values()
@@ -207,11 +275,18 @@ impl DrvReport {
 }
 
 impl Report {
-    /// The process exit code for this report (see [`exit_code`]).
+    /// The process exit code for this report (see [`exit_code`]): 0, or [`exit_code::FINDINGS`] with a bit per
+    /// kind of finding.
     pub fn exit_code(&self) -> i32 {
-        self.derivations
+        let bits = self
+            .derivations
             .iter()
-            .fold(exit_code::OK, |c, d| c | d.exit_code())
+            .fold(exit_code::OK, |c, d| c | d.exit_code());
+        if bits == 0 {
+            exit_code::OK
+        } else {
+            bits | exit_code::FINDINGS
+        }
     }
 
     /// Pretty JSON with a trailing newline.
@@ -224,45 +299,35 @@ impl Report {
     /// A table (one row per attribute) followed by details for every problem.
     pub fn render(&self) -> String {
         let header = ["ATTRIBUTE", "EVALUATION", "LOCK", "BUILD", "NAR HASH"];
-        let rows: Vec<[String; 5]> = self
-            .derivations
-            .iter()
-            .map(|d| {
-                let eval = match d.evaluation {
-                    Evaluation::Pure => "pure",
-                    Evaluation::Impure { .. } => "IMPURE",
-                };
-                let lock = match d.lock {
-                    LockStatus::NoLock => "-",
-                    LockStatus::NotLocked => "NOT LOCKED",
-                    LockStatus::Matches => "matches",
-                    LockStatus::Differs { .. } => "DIFFERS",
-                };
-                let build = match &d.build {
-                    Classification::NotBuilt => "-".to_owned(),
-                    Classification::Reproducible => "reproducible".to_owned(),
-                    Classification::Unreproducible => "UNREPRODUCIBLE".to_owned(),
-                    Classification::FirstBuildFailed { .. } => "FIRST BUILD FAILED".to_owned(),
-                    Classification::SecondBuildFailed { .. } => "SECOND BUILD FAILED".to_owned(),
-                    Classification::TimedOut {
-                        phase,
-                        timeout_secs,
-                        ..
-                    } => {
-                        format!(
-                            "TIMED OUT ({} build, {timeout_secs}s)",
-                            if *phase == BuildPhase::First {
-                                "first"
-                            } else {
-                                "second"
-                            }
-                        )
-                    }
-                };
-                let nar = nar_summary(d);
-                [d.attr.clone(), eval.to_owned(), lock.to_owned(), build, nar]
-            })
-            .collect();
+        let mut rows: Vec<[String; 5]> = Vec::new();
+        for d in &self.derivations {
+            let eval = match d.evaluation {
+                Evaluation::Pure => "pure",
+                Evaluation::Impure { .. } => "IMPURE",
+            };
+            let lock = match d.lock {
+                LockStatus::NoLock => "-",
+                LockStatus::NotLocked => "NOT LOCKED",
+                LockStatus::Matches => "matches",
+                LockStatus::Differs { .. } => "DIFFERS",
+            };
+            rows.push([
+                d.attr.clone(),
+                eval.to_owned(),
+                lock.to_owned(),
+                d.build.cell(),
+                nar_summary(d),
+            ]);
+            for i in &d.inputs {
+                rows.push([
+                    format!("{} ← {}", d.attr, i.name),
+                    "-".into(),
+                    "-".into(),
+                    i.build.cell(),
+                    "-".into(),
+                ]);
+            }
+        }
         let mut widths = header.map(|h| h.chars().count());
         for r in &rows {
             for (w, c) in widths.iter_mut().zip(r) {
@@ -354,39 +419,25 @@ fn details(d: &DrvReport) -> String {
         }
         section("derivation differs from the lock".into(), body);
     }
-    match &d.build {
-        Classification::FirstBuildFailed {
-            exit_code,
-            log_tail,
+    if let Some((title, log)) = build_problem(&d.build) {
+        section(title, log);
+    }
+    for i in &d.inputs {
+        if let Some((title, log)) = build_problem(&i.build) {
+            section(format!("input {} ({}): {title}", i.name, i.drv_path), log);
         }
-        | Classification::SecondBuildFailed {
-            exit_code,
-            log_tail,
-        } => {
-            section(
-                format!(
-                    "build failed (exit {})",
-                    exit_code
-                        .map(|c| c.to_string())
-                        .unwrap_or("by signal".into())
-                ),
-                log_tail.clone(),
-            );
+        for (name, o) in &i.outputs {
+            if !o.differences.is_empty() {
+                section(
+                    format!("input {}: output {name} differs between builds", i.name),
+                    differences(o),
+                );
+            }
         }
-        Classification::TimedOut { log_tail, .. } => {
-            section("build timed out".into(), log_tail.clone())
-        }
-        _ => {}
     }
     for (name, o) in &d.outputs {
         if !o.differences.is_empty() {
-            let mut body = format!("{} vs {}\n", o.path, o.check_path.as_deref().unwrap_or("?"));
-            for f in &o.differences {
-                body.push_str(&format!("{}: {}\n", f.path, describe(&f.kind)));
-            }
-            if let Some(c) = &o.diffoscope {
-                body.push_str(&format!("for details: {c}\n"));
-            }
+            let body = differences(o);
             section(format!("output {name} differs between builds"), body);
         }
         if let NarStatus::Differs { locked } = &o.lock {
@@ -404,6 +455,42 @@ fn details(d: &DrvReport) -> String {
     s
 }
 
+/// The title and log of a failed or timed-out build.
+fn build_problem(c: &Classification) -> Option<(String, String)> {
+    match c {
+        Classification::FirstBuildFailed {
+            exit_code,
+            log_tail,
+        } => Some((
+            format!("build failed ({})", describe_exit(*exit_code)),
+            log_tail.clone(),
+        )),
+        Classification::SecondBuildFailed {
+            exit_code,
+            log_tail,
+        } => Some((
+            format!("rebuild failed ({})", describe_exit(*exit_code)),
+            log_tail.clone(),
+        )),
+        Classification::TimedOut { log_tail, .. } => {
+            Some(("build timed out".into(), log_tail.clone()))
+        }
+        _ => None,
+    }
+}
+
+/// The files that differ between an output's build and rebuild.
+fn differences(o: &OutputReport) -> String {
+    let mut body = format!("{} vs {}\n", o.path, o.check_path.as_deref().unwrap_or("?"));
+    for f in &o.differences {
+        body.push_str(&format!("{}: {}\n", f.path, describe(&f.kind)));
+    }
+    if let Some(c) = &o.diffoscope {
+        body.push_str(&format!("for details: {c}\n"));
+    }
+    body
+}
+
 fn describe(k: &DifferenceKind) -> String {
     match k {
         DifferenceKind::Contents {
@@ -416,7 +503,7 @@ fn describe(k: &DifferenceKind) -> String {
             )
         }
         DifferenceKind::Executable { old, new } => format!("executable bit {old} vs {new}"),
-        DifferenceKind::SymlinkTarget { old, new } => format!("symlink target {old:?} vs {new:?}"),
+        DifferenceKind::SymlinkTarget { old, new } => format!("symlink target '{old}' vs '{new}'"),
         DifferenceKind::Type { old, new } => format!("{old} vs {new}"),
         DifferenceKind::OnlyInFirst => "only in the first build".into(),
         DifferenceKind::OnlyInSecond => "only in the second build".into(),

@@ -1,5 +1,9 @@
-//! Derivation closures (every `.drv` a derivation depends on) and their difference by package name and version,
-//! like `nix store diff-closures` and nvd.
+//! Closures and their difference by package name and version, like `nix store diff-closures` and nvd: runtime
+//! closures (built outputs and every store path they refer to, with NAR sizes — what is deployed) and
+//! derivation closures (every `.drv` a derivation depends on — what is built, build-only inputs included).
+//!
+//! This module computes; the references and sizes of runtime closures come from the store through
+//! `crate::repro::nix` (which runs Nix).
 //!
 //! Why: before a rollout a provider wants to see *what* changed between what was tested and what will be
 //! deployed: packages added, removed, upgraded, or rebuilt with the same version.
@@ -65,9 +69,12 @@ pub struct Package {
     pub name: String,
     /// Its versions on that side (several when a closure holds more than one).
     pub versions: Vec<String>,
+    /// NAR size of its store paths on that side, in bytes (runtime closures only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
-/// A package whose versions differ between the two sides.
+/// A package on both sides whose store paths differ: versions changed, or rebuilt with the same versions.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackageChange {
     /// Package name.
@@ -76,10 +83,27 @@ pub struct PackageChange {
     pub old: Vec<String>,
     /// Versions after.
     pub new: Vec<String>,
+    /// NAR size of its store paths before, in bytes (runtime closures only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_size: Option<u64>,
+    /// NAR size after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_size: Option<u64>,
+}
+
+/// The total NAR size of both closures, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SizeChange {
+    /// Size of the old closure.
+    pub old: u64,
+    /// Size of the new closure.
+    pub new: u64,
 }
 
 /// What changed between two closures. Why four lists: a version change is a decision someone made; a rebuild
-/// with the same version is a consequence of a changed input, and reviewers treat them differently.
+/// with the same version is a consequence of a changed input, and reviewers treat them differently. Sizes are
+/// there for runtime closures (what is deployed: built outputs and their references), not for build-time
+/// closures of derivations.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClosureDiff {
     /// Packages only in the new closure.
@@ -89,7 +113,35 @@ pub struct ClosureDiff {
     /// Packages whose versions changed.
     pub changed: Vec<PackageChange>,
     /// Packages with the same versions but different store paths (rebuilt because an input changed).
-    pub rebuilt: Vec<Package>,
+    pub rebuilt: Vec<PackageChange>,
+    /// Total NAR sizes of the two closures (runtime closures only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<SizeChange>,
+}
+
+/// A size in bytes for people, in binary units as nvd and `nix store diff-closures` print them: `512 B`,
+/// `1.5 KiB`, `12.3 MiB`.
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// A size change for people, always signed: `+1.5 KiB`, `-512 B`, `+0 B`.
+pub fn format_delta(old: u64, new: u64) -> String {
+    if new >= old {
+        format!("+{}", format_size(new - old))
+    } else {
+        format!("-{}", format_size(old - new))
+    }
 }
 
 impl ClosureDiff {
@@ -101,7 +153,7 @@ impl ClosureDiff {
             && self.rebuilt.is_empty()
     }
 
-    /// Human-readable listing, one package per line, sorted by name; deterministic.
+    /// Human-readable listing, one package per line, sorted by name, with size changes when known; deterministic.
     pub fn render(&self) -> String {
         let mut s = String::new();
         let v = |v: &[String]| {
@@ -111,17 +163,42 @@ impl ClosureDiff {
                 v.join(", ")
             }
         };
+        let delta = |old: Option<u64>, new: Option<u64>| match (old, new) {
+            (Some(o), Some(n)) => format!(", {}", format_delta(o, n)),
+            _ => String::new(),
+        };
         for c in &self.changed {
-            s.push_str(&format!("[C] {}: {} → {}\n", c.name, v(&c.old), v(&c.new)));
+            s.push_str(&format!(
+                "[C] {}: {} → {}{}\n",
+                c.name,
+                v(&c.old),
+                v(&c.new),
+                delta(c.old_size, c.new_size)
+            ));
         }
         for p in &self.added {
-            s.push_str(&format!("[A] {}: {}\n", p.name, v(&p.versions)));
+            s.push_str(&format!(
+                "[A] {}: {}{}\n",
+                p.name,
+                v(&p.versions),
+                delta(p.size.map(|_| 0), p.size)
+            ));
         }
         for p in &self.removed {
-            s.push_str(&format!("[R] {}: {}\n", p.name, v(&p.versions)));
+            s.push_str(&format!(
+                "[R] {}: {}{}\n",
+                p.name,
+                v(&p.versions),
+                delta(p.size, p.size.map(|_| 0))
+            ));
         }
-        for p in &self.rebuilt {
-            s.push_str(&format!("[B] {}: {} (rebuilt)\n", p.name, v(&p.versions)));
+        for c in &self.rebuilt {
+            s.push_str(&format!(
+                "[B] {}: {} (rebuilt){}\n",
+                c.name,
+                v(&c.new),
+                delta(c.old_size, c.new_size)
+            ));
         }
         s.push_str(&format!(
             "{} changed, {} added, {} removed, {} rebuilt\n",
@@ -130,6 +207,14 @@ impl ClosureDiff {
             self.removed.len(),
             self.rebuilt.len()
         ));
+        if let Some(size) = self.size {
+            s.push_str(&format!(
+                "closure size: {} → {} ({})\n",
+                format_size(size.old),
+                format_size(size.new),
+                format_delta(size.old, size.new)
+            ));
+        }
         s
     }
 }
@@ -138,42 +223,44 @@ impl ClosureDiff {
 struct Side {
     versions: BTreeSet<String>,
     paths: BTreeSet<StorePath>,
+    size: Option<u64>,
 }
 
-fn group<'a>(paths: impl IntoIterator<Item = &'a StorePath>) -> BTreeMap<String, Side> {
+fn group<'a>(
+    paths: impl IntoIterator<Item = (&'a StorePath, Option<u64>)>,
+) -> BTreeMap<String, Side> {
     let mut m: BTreeMap<String, Side> = BTreeMap::new();
-    for p in paths {
+    for (p, size) in paths {
         let (name, version) = parse_name_version(p.name());
         let e = m.entry(name).or_default();
         e.versions.insert(version);
         e.paths.insert(p.clone());
+        if let Some(size) = size {
+            e.size = Some(e.size.unwrap_or(0) + size);
+        }
     }
     m
 }
 
-/// Compares two closures given as store paths (derivations or outputs), grouping by package name.
-pub fn diff_closures<'a>(
-    old: impl IntoIterator<Item = &'a StorePath>,
-    new: impl IntoIterator<Item = &'a StorePath>,
-) -> ClosureDiff {
-    let (old, new) = (group(old), group(new));
+fn diff_grouped(old: BTreeMap<String, Side>, new: BTreeMap<String, Side>) -> ClosureDiff {
     let mut d = ClosureDiff::default();
     let vec = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+    let change = |name: &String, o: &Side, n: &Side| PackageChange {
+        name: name.clone(),
+        old: vec(&o.versions),
+        new: vec(&n.versions),
+        old_size: o.size,
+        new_size: n.size,
+    };
     for (name, o) in &old {
         match new.get(name) {
             None => d.removed.push(Package {
                 name: name.clone(),
                 versions: vec(&o.versions),
+                size: o.size,
             }),
-            Some(n) if n.versions != o.versions => d.changed.push(PackageChange {
-                name: name.clone(),
-                old: vec(&o.versions),
-                new: vec(&n.versions),
-            }),
-            Some(n) if n.paths != o.paths => d.rebuilt.push(Package {
-                name: name.clone(),
-                versions: vec(&n.versions),
-            }),
+            Some(n) if n.versions != o.versions => d.changed.push(change(name, o, n)),
+            Some(n) if n.paths != o.paths => d.rebuilt.push(change(name, o, n)),
             Some(_) => {}
         }
     }
@@ -182,9 +269,39 @@ pub fn diff_closures<'a>(
             d.added.push(Package {
                 name: name.clone(),
                 versions: vec(&n.versions),
+                size: n.size,
             });
         }
     }
+    d
+}
+
+/// Compares two build-time closures given as store paths (derivations, or outputs without sizes), grouping by
+/// package name.
+pub fn diff_closures<'a>(
+    old: impl IntoIterator<Item = &'a StorePath>,
+    new: impl IntoIterator<Item = &'a StorePath>,
+) -> ClosureDiff {
+    diff_grouped(
+        group(old.into_iter().map(|p| (p, None))),
+        group(new.into_iter().map(|p| (p, None))),
+    )
+}
+
+/// Compares two runtime closures (store path → NAR size), grouping by package name, with the size change of
+/// every package and of the whole closure, as nvd does.
+pub fn diff_runtime_closures(
+    old: &BTreeMap<StorePath, u64>,
+    new: &BTreeMap<StorePath, u64>,
+) -> ClosureDiff {
+    let mut d = diff_grouped(
+        group(old.iter().map(|(p, s)| (p, Some(*s)))),
+        group(new.iter().map(|(p, s)| (p, Some(*s)))),
+    );
+    d.size = Some(SizeChange {
+        old: old.values().sum(),
+        new: new.values().sum(),
+    });
     d
 }
 
@@ -206,6 +323,75 @@ pub fn closure_paths(root: &Path, roots: &[String]) -> Result<BTreeSet<StorePath
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sp(s: &str) -> StorePath {
+        StorePath::from_base_name(s).unwrap()
+    }
+
+    /// Sizes per package and in total; a package whose paths changed with the same version is rebuilt, with
+    /// its size change; a package present on one side counts its whole size.
+    #[test]
+    fn runtime_diff_has_package_and_total_sizes() {
+        let old = BTreeMap::from([
+            (sp("00000000000000000000000000000000-app-2"), 1000),
+            (sp("11111111111111111111111111111111-rt-1.0"), 2048),
+            (sp("22222222222222222222222222222222-gone-1"), 10),
+        ]);
+        let new = BTreeMap::from([
+            (sp("33333333333333333333333333333333-app-2"), 1000),
+            (sp("44444444444444444444444444444444-rt-1.0"), 4096),
+            (sp("55555555555555555555555555555555-fresh-3"), 7),
+        ]);
+        let d = diff_runtime_closures(&old, &new);
+        assert_eq!(
+            d.size,
+            Some(SizeChange {
+                old: 3058,
+                new: 5103
+            })
+        );
+        let rebuilt: Vec<_> = d
+            .rebuilt
+            .iter()
+            .map(|c| (c.name.as_str(), c.old_size, c.new_size))
+            .collect();
+        assert_eq!(
+            rebuilt,
+            [
+                ("app", Some(1000), Some(1000)),
+                ("rt", Some(2048), Some(4096))
+            ]
+        );
+        assert_eq!(d.added[0].size, Some(7));
+        assert_eq!(d.removed[0].size, Some(10));
+        let text = d.render();
+        for line in [
+            "[B] rt: 1.0 (rebuilt), +2.0 KiB\n",
+            "[B] app: 2 (rebuilt), +0 B\n",
+            "[A] fresh: 3, +7 B\n",
+            "[R] gone: 1, -10 B\n",
+            "closure size: 3.0 KiB → 5.0 KiB (+2.0 KiB)\n",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        // Build-time diffs have no sizes.
+        let build = diff_closures(old.keys(), new.keys());
+        assert_eq!(build.size, None);
+        assert!(
+            !build.render().contains("closure size"),
+            "{}",
+            build.render()
+        );
+    }
+
+    #[test]
+    fn sizes_read_like_nvd() {
+        assert_eq!(format_size(0), "0 B");
+        assert_eq!(format_size(1023), "1023 B");
+        assert_eq!(format_size(1536), "1.5 KiB");
+        assert_eq!(format_size(5 * 1024 * 1024), "5.0 MiB");
+        assert_eq!(format_delta(10, 4), "-6 B");
+    }
 
     #[test]
     fn name_version_like_nix() {

@@ -333,7 +333,7 @@ impl DrvHasher {
             hs.get(out).cloned().ok_or_else(|| Error::Drv {
                 path: Some(PathBuf::from(drv)),
                 offset: 0,
-                reason: format!("has no output {out:?}"),
+                reason: format!("has no output {}", super::quote(out)),
             })
         })
     }
@@ -423,7 +423,7 @@ impl AtermParser<'_> {
             self.i += w.len();
             Ok(())
         } else {
-            Err(self.err(&format!("expected {want:?}")))
+            Err(self.err(&format!("expected {}", super::quote(want))))
         }
     }
 

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A string is not valid Nix base32 for the expected length.
-    #[error("invalid Nix base32 {input:?}: {reason}")]
+    #[error("invalid Nix base32 {}: {reason}", quote(input))]
     Base32 {
         /// The rejected text.
         input: String,
@@ -39,7 +39,7 @@ pub enum Error {
         reason: &'static str,
     },
     /// A hash string (base16, base32, SRI or `algo:…`) could not be parsed.
-    #[error("invalid hash {input:?}: {reason}")]
+    #[error("invalid hash {}: {reason}", quote(input))]
     Hash {
         /// The rejected text.
         input: String,
@@ -47,7 +47,7 @@ pub enum Error {
         reason: String,
     },
     /// A store path or store path name is malformed.
-    #[error("invalid store path {input:?}: {reason}")]
+    #[error("invalid store path {}: {reason}", quote(input))]
     StorePath {
         /// The rejected text.
         input: String,
@@ -94,11 +94,42 @@ pub enum Error {
 /// Result type of the store module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Text from the outside quoted for a message to people: a JSON string (`"a\tb"`), so control characters and
+/// quotes are visible and unambiguous — never Rust's debug formatting.
+pub fn quote(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialise")
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Offending input is quoted as JSON (control characters visible), never with Rust's debug formatting.
+    #[test]
+    fn messages_quote_input_without_rust_debug_formatting() {
+        let e = Error::StorePath {
+            input: "a\u{7}b'".into(),
+            reason: "illegal character".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid store path \"a\\u0007b'\": illegal character"
+        );
+        let bad =
+            path::StorePath::from_base_name("00000000000000000000000000000000-a\u{7}").unwrap_err();
+        assert!(
+            bad.to_string().contains("illegal character \"\\u0007\""),
+            "{bad}"
+        );
+        assert!(!bad.to_string().contains("\\u{7}"), "{bad}");
     }
 }

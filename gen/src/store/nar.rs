@@ -506,9 +506,9 @@ impl<R: Read> Parser<R> {
             return Err(Error::Nar {
                 offset: at,
                 reason: format!(
-                    "expected {:?}, got {:?}",
-                    String::from_utf8_lossy(want),
-                    String::from_utf8_lossy(&got)
+                    "expected {}, got {}",
+                    super::quote(&String::from_utf8_lossy(want)),
+                    super::quote(&String::from_utf8_lossy(&got))
                 ),
             });
         }
@@ -572,8 +572,8 @@ impl<R: Read> Parser<R> {
                         return Err(Error::Nar {
                             offset: name_at,
                             reason: format!(
-                                "invalid entry name {:?}",
-                                String::from_utf8_lossy(&name)
+                                "invalid entry name {}",
+                                super::quote(&String::from_utf8_lossy(&name))
                             ),
                         });
                     }
@@ -593,7 +593,10 @@ impl<R: Read> Parser<R> {
             other => {
                 return Err(Error::Nar {
                     offset: at,
-                    reason: format!("unknown node type {:?}", String::from_utf8_lossy(other)),
+                    reason: format!(
+                        "unknown node type {}",
+                        super::quote(&String::from_utf8_lossy(other))
+                    ),
                 });
             }
         };

@@ -283,7 +283,10 @@ pub fn check_name(name: &str) -> Result<()> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "+-._?=".contains(*c)))
     {
-        return Err(err(&format!("illegal character {c:?}")));
+        return Err(err(&format!(
+            "illegal character {}",
+            super::quote(&c.to_string())
+        )));
     }
     Ok(())
 }
