@@ -61,6 +61,10 @@ pub fn run(args: GenerateArgs) -> ExitCode {
                 Difference::Stale(path) => {
                     println!("stale: {} is no longer generated", path.display())
                 }
+                Difference::Leftover(path) => println!(
+                    "stale: {} was left behind by an interrupted fedigen run; the next `fedigen generate` removes it",
+                    path.display()
+                ),
                 Difference::Changed(_, diff) => print!("{diff}"),
             }
         }
@@ -89,12 +93,15 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             }
             Ok(applied) => {
                 for difference in &applied {
-                    let verb = match difference {
-                        Difference::Missing(_) => "created",
-                        Difference::Changed(..) => "updated",
-                        Difference::Stale(_) => "removed",
-                    };
-                    eprintln!("{verb} {}", difference.path().display());
+                    let path = difference.path().display();
+                    match difference {
+                        Difference::Missing(_) => eprintln!("created {path}"),
+                        Difference::Changed(..) => eprintln!("updated {path}"),
+                        Difference::Stale(_) => eprintln!("removed {path}"),
+                        Difference::Leftover(_) => {
+                            eprintln!("removed {path} (left behind by an interrupted run)")
+                        }
+                    }
                 }
                 ExitCode::SUCCESS
             }
