@@ -12,7 +12,8 @@
 //! `.fedigen-edit-<random>` beside a people's file that is replaced in place. A run killed before it cleans up
 //! leaves them behind; they are *leftovers*. The writer holds a lock (`flock`) on the staging mark and on the
 //! temporary file for its whole life, so a leftover is told from a concurrent run's live staging by the lock
-//! being free. [`compare`] reports leftovers (`--check` fails on them), [`write`] removes them. Nothing else is
+//! being free; and runs on one repository take turns (a lock on the repository folder), so no run sees another's
+//! staging while it is being made. [`compare`] reports leftovers (`--check` fails on them), [`write`] removes them. Nothing else is
 //! ever removed: only names of fedigen's own pattern, and only folders carrying the mark (or, from versions
 //! before the mark, folders whose every file is generated or a byte-identical copy of the root's file).
 
@@ -114,6 +115,25 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
 /// Compares the plan with what is on disk under `repo`, staging left by interrupted runs included; writes
 /// nothing. Hand-written files are ignored.
 pub fn compare(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
+    // A run writing this repository finishes first: its staging is not a leftover, its roots not half-swapped.
+    let _lock = lock_repository(repo, false)?;
+    differences(repo, plan)
+}
+
+/// Locks the repository folder (`flock`) for the life of the returned file: exclusively to write, shared to
+/// compare. Runs on one repository thus take turns, and a run never sees another's staging while it is made.
+fn lock_repository(repo: &Path, exclusive: bool) -> Result<File, WriteError> {
+    let folder = File::open(repo).map_err(io(repo))?;
+    if exclusive {
+        folder.lock().map_err(io(repo))?;
+    } else {
+        folder.lock_shared().map_err(io(repo))?;
+    }
+    Ok(folder)
+}
+
+/// [`compare`] under a lock its caller holds.
+fn differences(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
     let mut differences = Vec::new();
     for (path, contents) in &plan.files {
         match std::fs::read_to_string(repo.join(path)) {
@@ -168,9 +188,10 @@ pub fn unified_diff(path: &Path, old: &str, new: &str) -> String {
 }
 
 /// Writes the plan: staging left by interrupted runs is removed first, then each root is rebuilt beside the old
-/// one and swapped in atomically. Nothing is written when the disk already matches. Returns the differences that
+/// one and swapped in atomically. Runs on one repository take turns (a lock on its folder). Nothing is written when the disk already matches. Returns the differences that
 /// were applied.
 pub fn write(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
+    let _lock = lock_repository(repo, true)?;
     for path in plan.files.keys() {
         if !plan.roots.iter().any(|root| path.starts_with(root)) {
             return Err(WriteError::OutsideRoots(path.clone()));
@@ -180,7 +201,7 @@ pub fn write(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
             return Err(WriteError::HandWritten(path.clone()));
         }
     }
-    let differences = compare(repo, plan)?;
+    let differences = differences(repo, plan)?;
     for difference in &differences {
         if let Difference::Leftover(path) = difference {
             remove_leftover(repo, path)?;
@@ -429,9 +450,7 @@ fn leftovers(repo: &Path) -> Result<Vec<PathBuf>, WriteError> {
             } else if kind.is_dir()
                 && name != ".git"
                 && !(dir == repo && name == "target")
-                && !name
-                    .to_str()
-                    .is_some_and(|n| staging_root_name(n).is_some())
+                && name.to_str().is_none_or(|n| staging_root_name(n).is_none())
             {
                 pending.push(path);
             }
@@ -818,5 +837,39 @@ mod tests {
                 "{MARKER} from a?b = 1;??; do not edit: change the source and run `fedigen generate`."
             )
         );
+    }
+
+    #[test]
+    fn runs_on_one_repository_take_turns() {
+        let repo = tempfile::tempdir().unwrap();
+        let files = plan(&[("modules/a.nix", "{ }\n")]);
+        let held = lock_repository(repo.path(), true).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let path = repo.path().to_owned();
+        let other = files.clone();
+        let writer = std::thread::spawn(move || {
+            let result = write(&path, &other).map(|d| d.len());
+            done.send(()).unwrap();
+            result
+        });
+        assert!(
+            finished
+                .recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "a write waits for the run holding the repository"
+        );
+        assert!(!repo.path().join("modules").exists());
+        drop(held);
+        finished
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(writer.join().unwrap().unwrap(), 1);
+        let held = lock_repository(repo.path(), false).unwrap();
+        assert_eq!(
+            compare(repo.path(), &files).unwrap(),
+            vec![],
+            "checks share"
+        );
+        drop(held);
     }
 }

@@ -15,7 +15,8 @@ use fedigen::write::{Difference, compare, write};
 /// With no arguments it works on the repository around the current directory. Writes are atomic (each
 /// generated folder is rebuilt beside the old one and swapped in), output is byte-identical across runs and
 /// machines, stale generated files disappear, and a file without the generated-file marker is never
-/// overwritten.
+/// overwritten. Staging left by an interrupted run (`.<folder>.fedigen-new-…`, `.fedigen-edit-…`) is removed
+/// by the next run, and `--check` reports it.
 #[derive(Args)]
 pub struct GenerateArgs {
     /// Write nothing; print a unified diff of every stale file and exit 1 if there is one.
