@@ -773,6 +773,7 @@ fn crash_fixture() -> tempfile::TempDir {
 #[test]
 fn a_killed_generate_leaves_nothing_the_next_run_does_not_clean_up() {
     const RUNS: usize = 80;
+    const ENOUGH: usize = 10;
     // The state a run starts from: nothing generated yet, or an older generation in every folder.
     let empty = crash_fixture();
     let reference = crash_fixture();
@@ -815,7 +816,10 @@ fn a_killed_generate_leaves_nothing_the_next_run_does_not_clean_up() {
         state
     };
     let mut with_staging = 0;
-    for run in 0..RUNS {
+    let mut run = 0;
+    // At least RUNS kills, and more (a busy machine stretches runs unevenly) until ENOUGH of them left staging.
+    while run < RUNS || (with_staging < ENOUGH && run < 5 * RUNS) {
+        run += 1;
         let start = if run % 2 == 0 { &empty } else { &older };
         let dir = tempfile::tempdir().unwrap();
         copy_dir(start.path(), dir.path());
@@ -872,11 +876,11 @@ fn a_killed_generate_leaves_nothing_the_next_run_does_not_clean_up() {
         }
     }
     eprintln!(
-        "{with_staging} of {RUNS} kills (a run takes {duration:?}, {planning:?} of it planning) left staging behind"
+        "{with_staging} of {run} kills (a run takes {duration:?}, {planning:?} of it planning) left staging behind"
     );
     assert!(
-        with_staging >= 5,
-        "only {with_staging} of {RUNS} kills hit a run while it was writing: the test proves little"
+        with_staging >= ENOUGH,
+        "only {with_staging} of {run} kills hit a run while it was writing: the test proves little"
     );
 }
 
