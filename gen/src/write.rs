@@ -13,9 +13,10 @@
 //! leaves them behind; they are *leftovers*. The writer holds a lock (`flock`) on the staging mark and on the
 //! temporary file for its whole life, so a leftover is told from a concurrent run's live staging by the lock
 //! being free; and runs on one repository take turns (a lock on the repository folder), so no run sees another's
-//! staging while it is being made. [`compare`] reports leftovers (`--check` fails on them), [`write`] removes them. Nothing else is
-//! ever removed: only names of fedigen's own pattern, and only folders carrying the mark (or, from versions
-//! before the mark, folders whose every file is generated or a byte-identical copy of the root's file).
+//! staging while it is being made. [`compare`] reports leftovers (`--check` fails on them), [`write`] removes
+//! them. Nothing else is ever removed: only names of fedigen's own pattern, and only folders carrying the mark
+//! (or, from versions before the mark, folders whose every file is generated or a byte-identical copy of the
+//! root's file).
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -188,8 +189,8 @@ pub fn unified_diff(path: &Path, old: &str, new: &str) -> String {
 }
 
 /// Writes the plan: staging left by interrupted runs is removed first, then each root is rebuilt beside the old
-/// one and swapped in atomically. Runs on one repository take turns (a lock on its folder). Nothing is written when the disk already matches. Returns the differences that
-/// were applied.
+/// one and swapped in atomically. Runs on one repository take turns (a lock on its folder). Nothing is written
+/// when the disk already matches. Returns the differences that were applied.
 pub fn write(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
     let _lock = lock_repository(repo, true)?;
     for path in plan.files.keys() {
@@ -235,9 +236,9 @@ fn replace_root(repo: &Path, root: &Path, plan: &Plan) -> Result<(), WriteError>
     let staging = Staging::create(&parent, &name)?;
     let tree = staging.dir.path().join(STAGING_TREE);
     std::fs::create_dir(&tree).map_err(io(&tree))?;
-    // People's files come along unchanged, with their permissions.
+    // People's files come along unchanged, with their permissions (a temporary file of an edit is not one).
     for file in files_under(&target)? {
-        if !is_generated(&file) {
+        if !is_generated(&file) && !is_edit_staging_name(&file) {
             let relative = file.strip_prefix(&target).unwrap_or(&file);
             let destination = tree.join(relative);
             if let Some(dir) = destination.parent() {
@@ -803,8 +804,15 @@ mod tests {
             .to_owned();
         assert!(staging_root_name(&name) == Some("modules"), "{name}");
 
+        // A live edit inside a root is not copied into the new root as if it were someone's file.
+        let inside = root.join("modules/.fedigen-edit-In51de");
+        let held_inside = File::create(&inside).unwrap();
+        held_inside.lock().unwrap();
+
         assert_eq!(compare(root, &files).unwrap(), vec![]);
         write(root, &plan(&[("modules/a.nix", "{ b = 1; }\n")])).unwrap();
+        assert!(!inside.exists(), "went with the old root");
+        drop(held_inside);
         std::fs::write(root.join("people.nix"), "{ }\n").unwrap();
         replace_file(&root.join("people.nix"), "{ c = 1; }\n").unwrap();
         assert!(live.dir.path().join(STAGING_TREE).is_dir());
