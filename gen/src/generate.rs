@@ -151,11 +151,7 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
     if let Some(spec_path) = spec {
         let (spec, catalog) =
             crate::deploy::load_spec(repo, spec_path).map_err(GenerateError::Spec)?;
-        let name = spec_path
-            .strip_prefix(repo)
-            .unwrap_or(spec_path)
-            .display()
-            .to_string();
+        let name = source_name(repo, spec_path);
         plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
         plan.files
             .extend(crate::deploy::plan(&spec, &catalog, &name)?);
@@ -178,6 +174,46 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
     }
     plan.regions = fill_regions(repo, &plan, &manifests)?;
     Ok(plan)
+}
+
+/// How a generated file's header names a source file: by its path relative to the repository whatever the
+/// current directory and however the path is spelled (`../x`, `/abs/x`, `./a/../x` name one file alike), and
+/// by its file name alone when it lies outside the repository, so no absolute path of this machine is written.
+/// Symbolic links are resolved on both sides.
+pub(crate) fn source_name(repo: &Path, file: &Path) -> String {
+    let absolute = |path: &Path| {
+        std::fs::canonicalize(path).unwrap_or_else(|_| {
+            std::path::absolute(path)
+                .map(|p| normalize(&p))
+                .unwrap_or_else(|_| path.to_owned())
+        })
+    };
+    let (repo, file) = (absolute(repo), absolute(file));
+    let relative = match file.strip_prefix(&repo) {
+        Ok(relative) if !relative.as_os_str().is_empty() => relative,
+        _ => Path::new(file.file_name().unwrap_or(file.as_os_str())),
+    };
+    relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `path` with `.` and `..` resolved by its text (for paths that do not exist, which cannot be canonicalized).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    normal
 }
 
 /// `modules/fediversity.nix`: the options every application reads (the operator's domain, ACME, the provider's

@@ -6,9 +6,21 @@
 //! old one and swaps the two directories in one `renameat2(RENAME_EXCHANGE)`, so an interrupted run leaves the
 //! old root intact and no reader ever sees a half-written tree. Generated files that the plan no longer contains
 //! disappear with the old root: a stale file never stays behind looking fresh.
+//!
+//! *Staging* is what a run writes before its atomic step: a folder `.<root>.fedigen-new-<random>` beside each
+//! root (holding the file [`STAGING_MARK`] and the new tree in `tree/`), and a temporary file
+//! `.fedigen-edit-<random>` beside a people's file that is replaced in place. A run killed before it cleans up
+//! leaves them behind; they are *leftovers*. The writer holds a lock (`flock`) on the staging mark and on the
+//! temporary file for its whole life, so a leftover is told from a concurrent run's live staging by the lock
+//! being free; and runs on one repository take turns (a lock on the repository folder), so no run sees another's
+//! staging while it is being made. [`compare`] reports leftovers (`--check` fails on them), [`write`] removes
+//! them. Nothing else is ever removed: only names of fedigen's own pattern, and only folders carrying the mark
+//! (or, from versions before the mark, folders whose every file is generated or a byte-identical copy of the
+//! root's file).
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
+use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -21,8 +33,14 @@ pub fn marker_line(source: &str) -> String {
     format!("# {}", marker_text(source))
 }
 
-/// The marker's text without the leading `# `, for comment headers that the printer prefixes itself.
+/// The marker's text without the leading `# `, for comment headers that the printer prefixes itself. Control
+/// characters in `source` (a file name may hold a line break) become `?`, so the header stays one comment line
+/// and a name can never turn into Nix code.
 pub fn marker_text(source: &str) -> String {
+    let source: String = source
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     let text = format!(
         "{MARKER} from {source}; do not edit: change the source and run `fedigen generate`."
     );
@@ -50,13 +68,19 @@ pub enum Difference {
     Changed(PathBuf, String),
     /// A generated file on disk that the plan no longer produces.
     Stale(PathBuf),
+    /// Staging left behind by an interrupted fedigen run (a `.<root>.fedigen-new-…` folder or a
+    /// `.fedigen-edit-…` file): fedigen's own, and removed by the next write.
+    Leftover(PathBuf),
 }
 
 impl Difference {
     /// The file concerned.
     pub fn path(&self) -> &Path {
         match self {
-            Difference::Missing(p) | Difference::Changed(p, _) | Difference::Stale(p) => p,
+            Difference::Missing(p)
+            | Difference::Changed(p, _)
+            | Difference::Stale(p)
+            | Difference::Leftover(p) => p,
         }
     }
 }
@@ -89,8 +113,28 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
     }
 }
 
-/// Compares the plan with what is on disk under `repo`; writes nothing. Hand-written files are ignored.
+/// Compares the plan with what is on disk under `repo`, staging left by interrupted runs included; writes
+/// nothing. Hand-written files are ignored.
 pub fn compare(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
+    // A run writing this repository finishes first: its staging is not a leftover, its roots not half-swapped.
+    let _lock = lock_repository(repo, false)?;
+    differences(repo, plan)
+}
+
+/// Locks the repository folder (`flock`) for the life of the returned file: exclusively to write, shared to
+/// compare. Runs on one repository thus take turns, and a run never sees another's staging while it is made.
+fn lock_repository(repo: &Path, exclusive: bool) -> Result<File, WriteError> {
+    let folder = File::open(repo).map_err(io(repo))?;
+    if exclusive {
+        folder.lock().map_err(io(repo))?;
+    } else {
+        folder.lock_shared().map_err(io(repo))?;
+    }
+    Ok(folder)
+}
+
+/// [`compare`] under a lock its caller holds.
+fn differences(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
     let mut differences = Vec::new();
     for (path, contents) in &plan.files {
         match std::fs::read_to_string(repo.join(path)) {
@@ -117,10 +161,16 @@ pub fn compare(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> 
     for root in &plan.roots {
         for file in files_under(&repo.join(root))? {
             let relative = file.strip_prefix(repo).unwrap_or(&file).to_owned();
-            if !plan.files.contains_key(&relative) && is_generated(&file) {
+            if !plan.files.contains_key(&relative)
+                && !is_edit_staging_name(&relative)
+                && is_generated(&file)
+            {
                 differences.push(Difference::Stale(relative));
             }
         }
+    }
+    for leftover in leftovers(repo)? {
+        differences.push(Difference::Leftover(leftover));
     }
     differences.sort_by(|a, b| a.path().cmp(b.path()));
     Ok(differences)
@@ -138,9 +188,11 @@ pub fn unified_diff(path: &Path, old: &str, new: &str) -> String {
         .to_string()
 }
 
-/// Writes the plan: each root is rebuilt beside the old one and swapped in atomically. Nothing is written when
-/// the disk already matches. Returns the differences that were applied.
+/// Writes the plan: staging left by interrupted runs is removed first, then each root is rebuilt beside the old
+/// one and swapped in atomically. Runs on one repository take turns (a lock on its folder). Nothing is written
+/// when the disk already matches. Returns the differences that were applied.
 pub fn write(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
+    let _lock = lock_repository(repo, true)?;
     for path in plan.files.keys() {
         if !plan.roots.iter().any(|root| path.starts_with(root)) {
             return Err(WriteError::OutsideRoots(path.clone()));
@@ -150,9 +202,17 @@ pub fn write(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
             return Err(WriteError::HandWritten(path.clone()));
         }
     }
-    let differences = compare(repo, plan)?;
+    let differences = differences(repo, plan)?;
+    for difference in &differences {
+        if let Difference::Leftover(path) = difference {
+            remove_leftover(repo, path)?;
+        }
+    }
     for root in &plan.roots {
-        if differences.iter().any(|d| d.path().starts_with(root)) {
+        if differences
+            .iter()
+            .any(|d| !matches!(d, Difference::Leftover(_)) && d.path().starts_with(root))
+        {
             replace_root(repo, root, plan)?;
         }
     }
@@ -164,7 +224,7 @@ pub fn write(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
     Ok(differences)
 }
 
-/// Builds `root`'s new contents in a sibling directory and swaps it in.
+/// Builds `root`'s new contents in a staging folder beside it and swaps them in.
 fn replace_root(repo: &Path, root: &Path, plan: &Plan) -> Result<(), WriteError> {
     let target = repo.join(root);
     let parent = target.parent().unwrap_or(repo).to_owned();
@@ -173,15 +233,14 @@ fn replace_root(repo: &Path, root: &Path, plan: &Plan) -> Result<(), WriteError>
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.fedigen-new-"))
-        .tempdir_in(&parent)
-        .map_err(io(&parent))?;
-    // People's files come along unchanged, with their permissions.
+    let staging = Staging::create(&parent, &name)?;
+    let tree = staging.dir.path().join(STAGING_TREE);
+    std::fs::create_dir(&tree).map_err(io(&tree))?;
+    // People's files come along unchanged, with their permissions (a temporary file of an edit is not one).
     for file in files_under(&target)? {
-        if !is_generated(&file) {
+        if !is_generated(&file) && !is_edit_staging_name(&file) {
             let relative = file.strip_prefix(&target).unwrap_or(&file);
-            let destination = staging.path().join(relative);
+            let destination = tree.join(relative);
             if let Some(dir) = destination.parent() {
                 std::fs::create_dir_all(dir).map_err(io(dir))?;
             }
@@ -190,22 +249,234 @@ fn replace_root(repo: &Path, root: &Path, plan: &Plan) -> Result<(), WriteError>
     }
     for (path, contents) in &plan.files {
         if let Ok(relative) = path.strip_prefix(root) {
-            let destination = staging.path().join(relative);
+            let destination = tree.join(relative);
             if let Some(dir) = destination.parent() {
                 std::fs::create_dir_all(dir).map_err(io(dir))?;
             }
             std::fs::write(&destination, contents).map_err(io(&destination))?;
         }
     }
-    let staged = staging.keep();
     if target.exists() {
-        exchange(&staged, &target)?;
-        // `staged` now holds the old tree.
-        std::fs::remove_dir_all(&staged).map_err(io(&staged))?;
+        exchange(&tree, &target)?;
+        // `tree` now holds the old root; it goes with the staging folder.
     } else {
-        std::fs::rename(&staged, &target).map_err(io(&target))?;
+        std::fs::rename(&tree, &target).map_err(io(&target))?;
     }
-    Ok(())
+    staging.remove()
+}
+
+/// The file inside every staging folder that marks it as fedigen's, locked by the run writing it.
+pub const STAGING_MARK: &str = ".fedigen-staging";
+
+/// What the staging mark says to a person who finds it.
+const STAGING_NOTE: &str = "fedigen is writing this folder. If no fedigen runs, an interrupted run left it \
+behind, and the next `fedigen generate` removes it.\n";
+
+/// The folder inside a staging folder holding the root's new tree.
+const STAGING_TREE: &str = "tree";
+
+/// What follows `.<root>` in the name of a staging folder.
+const STAGING_INFIX: &str = ".fedigen-new-";
+
+/// How the temporary file beside a people's file replaced in place begins.
+const EDIT_PREFIX: &str = ".fedigen-edit-";
+
+/// How many random characters end a staging name.
+const RANDOM_CHARS: usize = 6;
+
+/// A staging folder being written: removed when dropped (an error on the way), and locked while it lives, so
+/// that no other run takes it for a leftover.
+struct Staging {
+    dir: tempfile::TempDir,
+    /// Declared after `dir`: the lock is released only once the folder is gone.
+    _lock: File,
+}
+
+impl Staging {
+    /// Creates `.<name>.fedigen-new-<random>` in `parent` with its mark, locked.
+    fn create(parent: &Path, name: &str) -> Result<Self, WriteError> {
+        use std::io::Write as _;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(".{name}{STAGING_INFIX}"))
+            .rand_bytes(RANDOM_CHARS)
+            .tempdir_in(parent)
+            .map_err(io(parent))?;
+        let mark = dir.path().join(STAGING_MARK);
+        let mut lock = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&mark)
+            .map_err(io(&mark))?;
+        lock.lock().map_err(io(&mark))?;
+        lock.write_all(STAGING_NOTE.as_bytes()).map_err(io(&mark))?;
+        Ok(Self { dir, _lock: lock })
+    }
+
+    /// Removes the folder (after the swap it holds the old root), reporting a failure.
+    fn remove(self) -> Result<(), WriteError> {
+        let path = self.dir.path().to_owned();
+        std::fs::remove_dir_all(&path).map_err(io(&path))
+    }
+}
+
+/// Whether `name` has the shape of fedigen's random suffix.
+fn is_random_suffix(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// For a name `.<root>.fedigen-new-<random>`, the root's name.
+fn staging_root_name(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('.')?;
+    let at = rest.rfind(STAGING_INFIX)?;
+    let (root, suffix) = (&rest[..at], &rest[at + STAGING_INFIX.len()..]);
+    (!root.is_empty() && is_random_suffix(suffix)).then_some(root)
+}
+
+/// Whether the last component of `path` is named like a temporary file of [`replace_file`].
+fn is_edit_staging_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(EDIT_PREFIX))
+        .is_some_and(|suffix| suffix.len() == RANDOM_CHARS && is_random_suffix(suffix))
+}
+
+/// A leftover that may be removed; holding it keeps its lock (if it has one) until it is dropped.
+enum Claim {
+    /// A staging folder with its mark, or a temporary file: locked by us now.
+    Locked {
+        /// Held until the leftover is gone.
+        _lock: File,
+    },
+    /// A staging folder without a lockable mark that is provably redundant (empty, or every file generated or a
+    /// byte-identical copy of the root's).
+    Redundant,
+}
+
+/// Claims `path` (absolute) if it is a leftover: fedigen's own staging that no running fedigen holds.
+fn claim(path: &Path) -> Result<Option<Claim>, WriteError> {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return Ok(None);
+    };
+    let edit = is_edit_staging_name(path);
+    let root = staging_root_name(name);
+    if !edit && root.is_none() {
+        return Ok(None);
+    }
+    let Ok(metadata) = std::fs::symlink_metadata(path) else {
+        return Ok(None);
+    };
+    if edit {
+        return Ok(if metadata.is_file() {
+            lock_free(path)?.map(|_lock| Claim::Locked { _lock })
+        } else {
+            None
+        });
+    }
+    let Some(root) = root.filter(|_| metadata.is_dir()) else {
+        return Ok(None);
+    };
+    let mark = path.join(STAGING_MARK);
+    if std::fs::symlink_metadata(&mark).is_ok_and(|m| m.is_file()) {
+        return Ok(lock_free(&mark)?.map(|_lock| Claim::Locked { _lock }));
+    }
+    let sibling = path.parent().map(|p| p.join(root)).unwrap_or_default();
+    Ok(redundant(path, &sibling)?.then_some(Claim::Redundant))
+}
+
+/// Opens `file` (never through a symbolic link) and takes its lock, if no one holds it.
+fn lock_free(file: &Path) -> Result<Option<File>, WriteError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(file);
+    let Ok(opened) = opened else {
+        return Ok(None);
+    };
+    match opened.try_lock() {
+        Ok(()) => Ok(Some(opened)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(file)(e)),
+    }
+}
+
+/// Whether the staging folder `dir` (from a fedigen without staging marks) holds nothing that is not also
+/// elsewhere: only folders and regular files, each generated or identical to the file at the same place under
+/// `root`.
+fn redundant(dir: &Path, root: &Path) -> Result<bool, WriteError> {
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        let entries = std::fs::read_dir(&current).map_err(io(&current))?;
+        for entry in entries {
+            let entry = entry.map_err(io(&current))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(io(&path))?;
+            if kind.is_dir() {
+                pending.push(path);
+            } else if !kind.is_file() {
+                return Ok(false);
+            } else if !is_generated(&path) {
+                let relative = path.strip_prefix(dir).unwrap_or(&path);
+                let original = std::fs::read(root.join(relative));
+                let copy = std::fs::read(&path).map_err(io(&path))?;
+                if original.ok().as_deref() != Some(copy.as_slice()) {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Every leftover under `repo` (relative paths, sorted): staging folders and temporary files of interrupted
+/// runs. `.git` and `target/` are not searched, symbolic links not followed.
+fn leftovers(repo: &Path) -> Result<Vec<PathBuf>, WriteError> {
+    let mut found = Vec::new();
+    let mut pending = vec![repo.to_owned()];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io(&dir))?;
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let name = entry.file_name();
+            if claim(&path)?.is_some() {
+                found.push(path.strip_prefix(repo).unwrap_or(&path).to_owned());
+            } else if kind.is_dir()
+                && name != ".git"
+                && !(dir == repo && name == "target")
+                && name.to_str().is_none_or(|n| staging_root_name(n).is_none())
+            {
+                pending.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Removes one leftover (relative to `repo`) if it still is one, holding its lock while doing so.
+fn remove_leftover(repo: &Path, relative: &Path) -> Result<(), WriteError> {
+    let path = repo.join(relative);
+    let Some(claimed) = claim(&path)? else {
+        return Ok(());
+    };
+    let removed = if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+        std::fs::remove_dir_all(&path)
+    } else {
+        std::fs::remove_file(&path)
+    };
+    drop(claimed);
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+        _ => Ok(()),
+    }
 }
 
 /// Swaps two directories in one atomic step (Linux `renameat2` with `RENAME_EXCHANGE`).
@@ -232,6 +503,9 @@ fn exchange(a: &Path, b: &Path) -> Result<(), WriteError> {
 /// Replaces one file's contents atomically: the new text goes to a temporary file beside it (with the old
 /// file's permissions), which is then renamed over it. A reader sees the old or the new file, never a mix, and
 /// an interrupted run leaves the old file as it was. For people's files that fedigen edits in place.
+///
+/// The temporary file is named `.fedigen-edit-<random>` and locked while it lives; such files left in the same
+/// folder by an interrupted run (unlocked) are removed first.
 pub fn replace_file(path: &Path, contents: &str) -> Result<(), WriteError> {
     use std::io::Write as _;
     // Through a symbolic link to the file itself, so the link stays a link.
@@ -240,10 +514,19 @@ pub fn replace_file(path: &Path, contents: &str) -> Result<(), WriteError> {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),
     };
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            if is_edit_staging_name(&entry.path()) {
+                remove_leftover(&dir, Path::new(&entry.file_name()))?;
+            }
+        }
+    }
     let mut temporary = tempfile::Builder::new()
-        .prefix(".fedigen-edit-")
+        .prefix(EDIT_PREFIX)
+        .rand_bytes(RANDOM_CHARS)
         .tempfile_in(&dir)
         .map_err(io(&dir))?;
+    temporary.as_file().lock().map_err(io(temporary.path()))?;
     temporary
         .write_all(contents.as_bytes())
         .and_then(|()| temporary.as_file().sync_all())
@@ -252,6 +535,7 @@ pub fn replace_file(path: &Path, contents: &str) -> Result<(), WriteError> {
         std::fs::set_permissions(temporary.path(), metadata.permissions())
             .map_err(io(temporary.path()))?;
     }
+    // The lock goes with the returned file, after the rename.
     temporary.persist(path).map_err(|e| io(path)(e.error))?;
     Ok(())
 }
@@ -384,6 +668,7 @@ mod tests {
                 Difference::Missing(p) => format!("missing {}", p.display()),
                 Difference::Changed(p, _) => format!("changed {}", p.display()),
                 Difference::Stale(p) => format!("stale {}", p.display()),
+                Difference::Leftover(p) => format!("leftover {}", p.display()),
             })
             .collect();
         assert_eq!(
@@ -398,5 +683,201 @@ mod tests {
             repo.path().join("modules/b.nix").exists(),
             "compare writes nothing"
         );
+    }
+
+    fn leftover_kinds(differences: &[Difference]) -> Vec<String> {
+        differences
+            .iter()
+            .filter_map(|d| match d {
+                Difference::Leftover(p) => Some(p.display().to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn leftovers_of_interrupted_runs_are_reported_then_removed_and_nothing_else_is() {
+        let repo = tempfile::tempdir().unwrap();
+        let root = repo.path();
+        let files = plan(&[("modules/a.nix", "{ }\n")]);
+        write(root, &files).unwrap();
+        std::fs::write(root.join("modules/README.md"), "mine\n").unwrap();
+
+        // Staging with its mark (a run killed while writing), holding a copy of a people's file.
+        let marked = root.join(".modules.fedigen-new-Ab12Cd");
+        std::fs::create_dir_all(marked.join("tree")).unwrap();
+        std::fs::write(marked.join(STAGING_MARK), STAGING_NOTE).unwrap();
+        std::fs::write(marked.join("tree/README.md"), "an older copy\n").unwrap();
+        // Staging from before the mark: only generated files and identical copies of people's files.
+        let legacy = root.join(".modules.fedigen-new-Zz99yY");
+        std::fs::create_dir_all(legacy.join("sub")).unwrap();
+        std::fs::write(legacy.join("sub/a.nix"), format!("{MARKER} from x\n")).unwrap();
+        std::fs::write(legacy.join("README.md"), "mine\n").unwrap();
+        // Killed between creating the folder and its mark.
+        let empty = root.join(".deployments.fedigen-new-q1w2e3");
+        std::fs::create_dir(&empty).unwrap();
+        // A temporary file of an interrupted edit, inside a root and outside.
+        std::fs::create_dir_all(root.join("hosts")).unwrap();
+        std::fs::write(root.join("hosts/.fedigen-edit-a1B2c3"), "{ half = ").unwrap();
+        std::fs::write(root.join("modules/.fedigen-edit-Q9w8E7"), "{ }\n").unwrap();
+
+        // Not fedigen's: names off the pattern, a folder with a file found nowhere else, a link.
+        let not_ours = [
+            ".modules.fedigen-new-mine01/notes.txt",
+            ".modules.fedigen-new-/a.nix",
+            "modules.fedigen-new-abc123/a.nix",
+            "hosts/.fedigen-edit-notes.txt",
+            "hosts/.fedigen-edit-abc12",
+            "hosts/fedigen-edit-abc123",
+            ".git/.modules.fedigen-new-abc123/.fedigen-staging",
+            "target/.fedigen-edit-abc123",
+        ];
+        for path in not_ours {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, "someone's\n").unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("hosts"), root.join(".hosts.fedigen-new-abc123"))
+            .unwrap();
+        std::os::unix::fs::symlink(
+            root.join("modules/README.md"),
+            root.join("hosts/.fedigen-edit-xyz789"),
+        )
+        .unwrap();
+
+        let expected = [
+            ".deployments.fedigen-new-q1w2e3",
+            ".modules.fedigen-new-Ab12Cd",
+            ".modules.fedigen-new-Zz99yY",
+            "hosts/.fedigen-edit-a1B2c3",
+            "modules/.fedigen-edit-Q9w8E7",
+        ];
+        assert_eq!(leftover_kinds(&compare(root, &files).unwrap()), expected);
+        assert!(marked.exists(), "compare removes nothing");
+        let applied = write(root, &files).unwrap();
+        assert_eq!(leftover_kinds(&applied), expected);
+        assert_eq!(applied.len(), expected.len(), "{applied:?}");
+        for path in expected {
+            assert!(!root.join(path).exists(), "{path} left behind");
+        }
+        for path in not_ours {
+            assert_eq!(
+                std::fs::read_to_string(root.join(path)).unwrap(),
+                "someone's\n",
+                "{path}"
+            );
+        }
+        assert!(root.join(".hosts.fedigen-new-abc123").exists());
+        assert!(root.join("hosts/.fedigen-edit-xyz789").exists());
+        assert_eq!(
+            std::fs::read_to_string(root.join("modules/README.md")).unwrap(),
+            "mine\n"
+        );
+        assert_eq!(compare(root, &files).unwrap(), vec![]);
+
+        // Staging from before the mark that holds a file found nowhere else is someone's to look at.
+        std::fs::create_dir(&legacy).unwrap();
+        std::fs::write(legacy.join("README.md"), "changed since\n").unwrap();
+        assert_eq!(compare(root, &files).unwrap(), vec![]);
+        write(root, &files).unwrap();
+        assert!(legacy.join("README.md").exists());
+    }
+
+    #[test]
+    fn staging_of_a_run_in_progress_is_not_a_leftover() {
+        let repo = tempfile::tempdir().unwrap();
+        let root = repo.path();
+        let files = plan(&[("modules/a.nix", "{ }\n")]);
+        write(root, &files).unwrap();
+        let live = Staging::create(root, "modules").unwrap();
+        std::fs::create_dir(live.dir.path().join(STAGING_TREE)).unwrap();
+        let edit = root.join(".fedigen-edit-L1v3e5");
+        let held = File::create(&edit).unwrap();
+        held.lock().unwrap();
+        let name = live
+            .dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(staging_root_name(&name) == Some("modules"), "{name}");
+
+        // A live edit inside a root is not copied into the new root as if it were someone's file.
+        let inside = root.join("modules/.fedigen-edit-In51de");
+        let held_inside = File::create(&inside).unwrap();
+        held_inside.lock().unwrap();
+
+        assert_eq!(compare(root, &files).unwrap(), vec![]);
+        write(root, &plan(&[("modules/a.nix", "{ b = 1; }\n")])).unwrap();
+        assert!(!inside.exists(), "went with the old root");
+        drop(held_inside);
+        std::fs::write(root.join("people.nix"), "{ }\n").unwrap();
+        replace_file(&root.join("people.nix"), "{ c = 1; }\n").unwrap();
+        assert!(live.dir.path().join(STAGING_TREE).is_dir());
+        assert!(edit.exists());
+
+        // Once the run is gone (its locks with it), they are leftovers.
+        drop(held);
+        let path = live.dir.path().to_owned();
+        std::mem::forget(live.dir);
+        drop(live._lock);
+        let relative = PathBuf::from(path.file_name().unwrap());
+        assert_eq!(
+            leftover_kinds(&compare(root, &files).unwrap()),
+            [
+                ".fedigen-edit-L1v3e5".to_owned(),
+                relative.display().to_string()
+            ]
+        );
+        replace_file(&root.join("people.nix"), "{ d = 1; }\n").unwrap();
+        assert!(!edit.exists(), "replace_file clears its folder's leftovers");
+        write(root, &files).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn markers_keep_a_file_name_on_one_comment_line() {
+        assert_eq!(
+            marker_line("a\nb = 1;\r\t"),
+            format!(
+                "{MARKER} from a?b = 1;??; do not edit: change the source and run `fedigen generate`."
+            )
+        );
+    }
+
+    #[test]
+    fn runs_on_one_repository_take_turns() {
+        let repo = tempfile::tempdir().unwrap();
+        let files = plan(&[("modules/a.nix", "{ }\n")]);
+        let held = lock_repository(repo.path(), true).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let path = repo.path().to_owned();
+        let other = files.clone();
+        let writer = std::thread::spawn(move || {
+            let result = write(&path, &other).map(|d| d.len());
+            done.send(()).unwrap();
+            result
+        });
+        assert!(
+            finished
+                .recv_timeout(std::time::Duration::from_millis(300))
+                .is_err(),
+            "a write waits for the run holding the repository"
+        );
+        assert!(!repo.path().join("modules").exists());
+        drop(held);
+        finished
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(writer.join().unwrap().unwrap(), 1);
+        let held = lock_repository(repo.path(), false).unwrap();
+        assert_eq!(
+            compare(repo.path(), &files).unwrap(),
+            vec![],
+            "checks share"
+        );
+        drop(held);
     }
 }

@@ -15,7 +15,8 @@ use fedigen::write::{Difference, compare, write};
 /// With no arguments it works on the repository around the current directory. Writes are atomic (each
 /// generated folder is rebuilt beside the old one and swapped in), output is byte-identical across runs and
 /// machines, stale generated files disappear, and a file without the generated-file marker is never
-/// overwritten.
+/// overwritten. Staging left by an interrupted run (`.<folder>.fedigen-new-…`, `.fedigen-edit-…`) is removed
+/// by the next run, and `--check` reports it.
 #[derive(Args)]
 pub struct GenerateArgs {
     /// Write nothing; print a unified diff of every stale file and exit 1 if there is one.
@@ -61,6 +62,10 @@ pub fn run(args: GenerateArgs) -> ExitCode {
                 Difference::Stale(path) => {
                     println!("stale: {} is no longer generated", path.display())
                 }
+                Difference::Leftover(path) => println!(
+                    "stale: {} was left behind by an interrupted fedigen run; the next `fedigen generate` removes it",
+                    path.display()
+                ),
                 Difference::Changed(_, diff) => print!("{diff}"),
             }
         }
@@ -89,12 +94,15 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             }
             Ok(applied) => {
                 for difference in &applied {
-                    let verb = match difference {
-                        Difference::Missing(_) => "created",
-                        Difference::Changed(..) => "updated",
-                        Difference::Stale(_) => "removed",
-                    };
-                    eprintln!("{verb} {}", difference.path().display());
+                    let path = difference.path().display();
+                    match difference {
+                        Difference::Missing(_) => eprintln!("created {path}"),
+                        Difference::Changed(..) => eprintln!("updated {path}"),
+                        Difference::Stale(_) => eprintln!("removed {path}"),
+                        Difference::Leftover(_) => {
+                            eprintln!("removed {path} (left behind by an interrupted run)")
+                        }
+                    }
                 }
                 ExitCode::SUCCESS
             }
