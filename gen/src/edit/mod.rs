@@ -591,7 +591,15 @@ impl Document {
                     position: self.position_of(list.syntax()),
                     path: path.to_string(),
                     item: abbreviate(&render_item(item, 0)),
-                    list: abbreviate(&self.text[self.range_of(list.syntax())]),
+                    list: abbreviate(&format!(
+                        "[ {}]",
+                        list.items()
+                            .map(|e| format!(
+                                "{} ",
+                                abbreviate(&self.text[self.range_of(e.syntax())])
+                            ))
+                            .collect::<String>()
+                    )),
                 });
             }
             [doomed] => doomed,
@@ -1084,7 +1092,8 @@ impl Document {
         let spaces_after = self.text[range.end..]
             .find(|c: char| c != ' ' && c != '\t')
             .map_or(self.text.len(), |i| range.end + i);
-        if self.text[spaces_after..].starts_with(close) {
+        let rest = &self.text[spaces_after..];
+        if rest.is_empty() || rest.starts_with([close, '\n', '\r']) {
             let spaces_before = self.text[..range.start].trim_end_matches([' ', '\t']).len();
             Edit {
                 range: spaces_before..range.end,
@@ -1633,8 +1642,8 @@ in
             "{\n  c = 2;\n}\n"
         );
         assert_eq!(
-            unset("{\n  a = {\n    # keep me\n    b = 1;\n  };\n}\n", "a.b"),
-            "{\n  a = {\n    # keep me\n  };\n}\n"
+            unset("{\n  a = {\n    # keep me\n\n    b = 1;\n  };\n}\n", "a.b"),
+            "{\n  a = {\n    # keep me\n\n  };\n}\n"
         );
         assert_eq!(unset("{ a = 1; b = 2; }", "a"), "{ b = 2; }");
         assert_eq!(unset("{ a = 1; b = 2; }", "b"), "{ a = 1; }");
@@ -1748,6 +1757,13 @@ in rec {
   q.r.s = mkIf true { t = 1; };
   u = lib.mkMerge [ { v = 1; } (lib.mkIf true { w = 2; }) ];
   packed={aa=1;bb=2;cc=3;};
+  sys.web = nixpkgs.lib.nixosSystem { modules = [ 1 /* c */ 2 ]; list = [ ]; };
+  sys.web.more = 1;
+  lists = { cat = [ 1 2 ] ++ x; withx = with x; [ 2 y ]; one = [
+    # two
+    2
+  ]; };
+  lists.wrapped = lib.mkForce [ 3 ];
 }
 "#;
         let paths = [
@@ -1776,8 +1792,18 @@ in rec {
             "packed.dd",
             "new",
             "new.deeper",
+            "sys.web",
+            "sys.web.modules",
+            "sys.web.list",
+            "sys.web.new",
+            "lists.cat",
+            "lists.withx",
+            "lists.one",
+            "lists.wrapped",
+            "lists.new",
         ];
         let value = data(json!({"x": [1, "two"]}));
+        let two = data(json!(2));
         let packed = skim::skim(text, &["packed".to_owned(), "aa".to_owned()]);
         assert!(
             packed.text.len() < text.len() / 2,
@@ -1792,10 +1818,261 @@ in rec {
                     format!("{:?}", doc.get(&path)),
                     format!("{:?}", doc.set(&path, &value)),
                     format!("{:?}", doc.unset(&path)),
+                    format!("{:?}", doc.add_item(&path, &two)),
+                    format!("{:?}", doc.add_item(&path, &value)),
+                    format!("{:?}", doc.remove_item(&path, &two)),
                 ]
             };
             assert_eq!(answers(&whole), answers(&skimmed), "{at}");
         }
+    }
+
+    fn item(text: &str, at: &str, value: serde_json::Value, add: bool) -> Result<String, String> {
+        let doc = Document::parse("test.nix", text).unwrap();
+        let edit = if add {
+            doc.add_item(&path(at), &data(value))
+        } else {
+            doc.remove_item(&path(at), &data(value))
+        };
+        edit.map(|e| e.apply(text)).map_err(|e| e.to_string())
+    }
+
+    fn add(text: &str, at: &str, value: serde_json::Value) -> String {
+        item(text, at, value, true).unwrap()
+    }
+
+    fn remove(text: &str, at: &str, value: serde_json::Value) -> String {
+        item(text, at, value, false).unwrap()
+    }
+
+    const PORTS: &str = "{\n  ports = [\n    22 # ssh\n\n    # the web\n    80\n    443 # tls\n  ];\n  inline = [ 1 2 3 ]; # small\n}\n";
+
+    #[test]
+    fn a_list_item_is_added_like_its_siblings() {
+        assert_eq!(
+            add(PORTS, "ports", json!(8080)),
+            PORTS.replace("443 # tls\n", "443 # tls\n    8080\n")
+        );
+        assert_eq!(
+            add(PORTS, "inline", json!(-4)),
+            PORTS.replace("[ 1 2 3 ]", "[ 1 2 3 (-4) ]")
+        );
+        // An item equal to one already there, however it is written, changes nothing.
+        let written = "{ a = [ (443) ''wheel'' ]; }";
+        assert_eq!(add(written, "a", json!(443)), written);
+        assert_eq!(add(written, "a", json!("wheel")), written);
+        // Empty lists: inline for a one-line item, on lines of their own otherwise.
+        assert_eq!(add("{ a = [ ]; }", "a", json!("x")), "{ a = [ \"x\" ]; }");
+        assert_eq!(add("{ a = []; }", "a", json!(1)), "{ a = [ 1 ]; }");
+        assert_eq!(
+            add("{\n  a = [ ];\n}\n", "a", json!({"b": 1})),
+            "{\n  a = [\n    {\n      b = 1;\n    }\n  ];\n}\n"
+        );
+        assert_eq!(
+            add("{\n  a = [\n    # none yet\n  ];\n}\n", "a", json!(1)),
+            "{\n  a = [\n    # none yet\n    1\n  ];\n}\n"
+        );
+        // Through the module system's wrappers, `with` and parentheses; a new path gets a one-item list.
+        assert_eq!(
+            add("{ a = lib.mkForce (with pkgs; [ git ]); }", "a", json!("x")),
+            "{ a = lib.mkForce (with pkgs; [ git \"x\" ]); }"
+        );
+        assert_eq!(
+            add("{\n  b = 1;\n}\n", "a", json!(1)),
+            "{\n  b = 1;\n  a = [\n    1\n  ];\n}\n"
+        );
+        let doc = Document::parse("t.nix", "{ a = [ x ]; }").unwrap();
+        let nix = |text: &str| NewValue::Text(text.to_owned());
+        let added = |value| doc.add_item(&path("a"), &value).unwrap().apply(doc.text());
+        assert_eq!(added(nix("lib.mkIf c y")), "{ a = [ x (lib.mkIf c y) ]; }");
+        assert_eq!(added(nix(" x ")), "{ a = [ x ]; }");
+        assert_eq!(added(nix("pkgs.git")), "{ a = [ x pkgs.git ]; }");
+    }
+
+    #[test]
+    fn a_list_item_is_removed_with_its_comments_and_no_other() {
+        // Its trailing comment and the comment lines directly above go; a comment after a blank line stays.
+        assert_eq!(
+            remove(PORTS, "ports", json!(80)),
+            PORTS.replace("    # the web\n    80\n", "")
+        );
+        assert_eq!(
+            remove(PORTS, "ports", json!(443)),
+            PORTS.replace("    443 # tls\n", "")
+        );
+        assert_eq!(
+            remove(PORTS, "ports", json!(22)),
+            PORTS.replace("    22 # ssh\n", "")
+        );
+        assert_eq!(
+            remove(PORTS, "inline", json!(1)),
+            PORTS.replace("[ 1 2 3 ]", "[ 2 3 ]")
+        );
+        assert_eq!(
+            remove(PORTS, "inline", json!(2)),
+            PORTS.replace("[ 1 2 3 ]", "[ 1 3 ]")
+        );
+        assert_eq!(
+            remove(PORTS, "inline", json!(3)),
+            PORTS.replace("[ 1 2 3 ]", "[ 1 2 ]")
+        );
+        assert_eq!(
+            remove("{ a = [ (443) ]; }", "a", json!(443)),
+            "{ a = [ ]; }"
+        );
+        assert_eq!(
+            remove("{\n  a = [\n    \"x\"\n  ];\n}\n", "a", json!("x")),
+            "{\n  a = [ ];\n}\n"
+        );
+        let doc = Document::parse("t.nix", "{ a = with pkgs; [ git /* vcs */ htop ]; }").unwrap();
+        let removed = doc
+            .remove_item(&path("a"), &NewValue::Text("git".to_owned()))
+            .unwrap()
+            .apply(doc.text());
+        assert_eq!(removed, "{ a = with pkgs; [ /* vcs */ htop ]; }");
+
+        let absent = item(PORTS, "ports", json!(8080), false).unwrap_err();
+        assert!(
+            absent.starts_with("test.nix:2:11: ")
+                && absent.contains("no item `8080` (it is `[ 22 80 443 ]`)"),
+            "{absent}"
+        );
+        let twice = item("{ a = [ 1 2 1 ]; }", "a", json!(1), false).unwrap_err();
+        assert!(twice.contains("2 times (1:9, 1:13)"), "{twice}");
+    }
+
+    #[test]
+    fn a_list_that_is_not_a_literal_is_refused_with_the_reason() {
+        let concat = item("{\n  a = [ 1 ] ++ b;\n}", "a", json!(2), true).unwrap_err();
+        assert!(
+            concat.starts_with("test.nix:2:7: ") && concat.contains("concatenation (`[ 1 ] ++ b`)"),
+            "{concat}"
+        );
+        let variable = item("{\n  a = cfg.ports;\n}", "a", json!(2), false).unwrap_err();
+        assert!(
+            variable.starts_with("test.nix:2:7: ") && variable.contains("a variable (`cfg.ports`)"),
+            "{variable}"
+        );
+        let scalar = item("{ a = 1; }", "a", json!(2), true).unwrap_err();
+        assert!(scalar.contains("not a list"), "{scalar}");
+        let set = item("{ a.b = [ ]; }", "a", json!(2), true).unwrap_err();
+        assert!(set.contains("a set defined in parts"), "{set}");
+    }
+
+    #[test]
+    fn get_merges_a_set_defined_in_several_places() {
+        let get = |text: &str, at: &str| Document::parse("t.nix", text).unwrap().get(&path(at));
+        let merged = get(
+            "{\n  a.b = 1;\n  a = { c = 2; d.e = 3; };\n  a.d.f = 4;\n}",
+            "a",
+        )
+        .unwrap();
+        assert_eq!(
+            merged.data,
+            Ok(json!({"b": 1, "c": 2, "d": {"e": 3, "f": 4}}))
+        );
+        assert_eq!(
+            merged.places,
+            [
+                Position { line: 2, column: 3 },
+                Position { line: 3, column: 3 },
+                Position { line: 4, column: 3 }
+            ]
+        );
+        assert_eq!(merged.range, None);
+        assert!(merged.value.contains("c = 2;"), "{}", merged.value);
+        // A set in parts in one place, and the parts of a `mkMerge` (all under the same call).
+        assert_eq!(
+            get("{ a.b.c = 1; }", "a.b").unwrap().data,
+            Ok(json!({"c": 1}))
+        );
+        assert_eq!(
+            get("lib.mkMerge [ { a.b = 1; } { a.c = 2; } ]", "a")
+                .unwrap()
+                .data,
+            Ok(json!({"b": 1, "c": 2}))
+        );
+        // Where only Nix can merge: a part that is not data, parts under different calls, a clash.
+        let refusal = |text: &str| get(text, "a").unwrap_err().to_string();
+        let computed = refusal("{\n  a.b = x;\n  a.c = 1;\n}");
+        assert!(
+            computed.contains("2 places (2:3, 3:3)")
+                && computed.contains("the part at 2:9 is not plain data"),
+            "{computed}"
+        );
+        let conditional = refusal("{\n  a = lib.mkIf c { b = 1; };\n  a.c = 1;\n}");
+        assert!(conditional.contains("function call"), "{conditional}");
+        let clash = refusal("{\n  a.b = 1;\n  a = { b = 2; };\n}");
+        assert!(clash.contains("`a.b` is defined twice"), "{clash}");
+    }
+
+    #[test]
+    fn unset_takes_the_comment_lines_attached_above() {
+        let text = "{\n  a = 1; # about a\n  # about b,\n  /* on two\n     lines */\n  b = 2;\n\n  # about nothing in particular\n\n  c = 3;\n  d = 4; e = 5;\n  # about f\n  f.g = 6;\n}\n";
+        assert_eq!(
+            unset(text, "b"),
+            text.replace("  # about b,\n  /* on two\n     lines */\n  b = 2;\n", "")
+        );
+        assert_eq!(unset(text, "c"), text.replace("  c = 3;\n", ""));
+        assert_eq!(unset(text, "a"), text.replace("  a = 1; # about a\n", ""));
+        assert_eq!(unset(text, "e"), text.replace(" e = 5;", ""));
+        assert_eq!(
+            unset(text, "f.g"),
+            text.replace("  # about f\n  f.g = 6;\n", "")
+        );
+        // The binding's own comments gone, a set left empty goes too.
+        assert_eq!(
+            unset(
+                "{\n  a = {\n    # about b\n    b = 1;\n  };\n  c = 2;\n}\n",
+                "a.b"
+            ),
+            "{\n  c = 2;\n}\n"
+        );
+    }
+
+    #[test]
+    fn paths_go_through_a_calls_set_literal_argument() {
+        let flake = "{\n  outputs =\n    { self, nixpkgs }:\n    {\n      nixosConfigurations.web = nixpkgs.lib.nixosSystem {\n        system = \"x86_64-linux\";\n        modules = [ ./web.nix ];\n      };\n    };\n}\n";
+        assert_eq!(
+            set(
+                flake,
+                "outputs.nixosConfigurations.web.system",
+                json!("aarch64-linux")
+            ),
+            flake.replace("x86_64", "aarch64")
+        );
+        assert_eq!(
+            set(
+                flake,
+                "outputs.nixosConfigurations.web.specialArgs.x",
+                json!(1)
+            ),
+            flake.replace(
+                "./web.nix ];\n",
+                "./web.nix ];\n        specialArgs.x = 1;\n"
+            )
+        );
+        let doc = Document::parse("flake.nix", flake).unwrap();
+        let modules = path("outputs.nixosConfigurations.web.modules");
+        let added = doc
+            .add_item(&modules, &NewValue::Text("./db.nix".to_owned()))
+            .unwrap();
+        assert_eq!(
+            added.apply(flake),
+            flake.replace("./web.nix ]", "./web.nix ./db.nix ]")
+        );
+        assert_eq!(
+            set("{ a = f { b = 1; }; }", "a.b", json!(2)),
+            "{ a = f { b = 2; }; }"
+        );
+        assert_eq!(
+            set(
+                "{ a = pkgs.callPackage ./a.nix ({ b = 1; }); }",
+                "a.c",
+                json!(2)
+            ),
+            "{ a = pkgs.callPackage ./a.nix ({ b = 1; c = 2; }); }"
+        );
     }
 
     #[test]
