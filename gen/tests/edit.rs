@@ -230,6 +230,14 @@ impl Writer<'_> {
         let pad = " ".repeat(indent);
         let blank = self.roll(4) == 0;
         if blank {
+            // A comment a blank line away belongs to no binding: it goes only with the whole set.
+            if self.roll(2) == 0 {
+                let t = self.tricky();
+                self.push(&pad);
+                let set = &full[..full.len() - names.len()];
+                self.comment(set, CommentKind::Interior, &format!("# {t}"));
+                self.push("\n");
+            }
             self.push("\n");
         }
         if let Some(interior) = self.interior.take()
@@ -343,6 +351,16 @@ impl Writer<'_> {
         self.push("[\n");
         for (i, item) in items.iter().enumerate() {
             if self.roll(4) == 0 {
+                // A comment a blank line away belongs to no item (index `usize::MAX`).
+                if self.roll(2) == 0 {
+                    let t = self.tricky();
+                    self.push(&pad);
+                    let range = self.push(&format!("# {t}"));
+                    self.out
+                        .item_comments
+                        .push((full.to_vec(), usize::MAX, CommentKind::Interior, range));
+                    self.push("\n");
+                }
                 self.push("\n");
             }
             if self.roll(3) == 0 {
@@ -504,6 +522,8 @@ struct Case {
     pick: usize,
     op: u8,
     value: Value,
+    /// A one-line value, the usual list item.
+    item: Value,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -513,13 +533,15 @@ fn case() -> impl Strategy<Value = Case> {
         any::<usize>(),
         0u8..5,
         data(),
+        scalar(),
     )
-        .prop_map(|(root, dice, pick, op, value)| Case {
+        .prop_map(|(root, dice, pick, op, value, item)| Case {
             root: root.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             dice,
             pick,
             op,
             value,
+            item,
         })
 }
 
@@ -562,7 +584,8 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<ItemEdits, String> {
                 Some(items) if !items.is_empty() && case.pick % 4 == 0 => {
                     items[case.pick % items.len()].clone()
                 }
-                _ => case.value.clone(),
+                _ if case.pick % 3 == 0 => case.value.clone(),
+                _ => case.item.clone(),
             }),
             (true, 4) if list.is_some() => Op::Remove(match list {
                 Some(items) if !items.is_empty() && case.pick % 6 != 0 => {
