@@ -356,9 +356,12 @@ impl Writer<'_> {
                     let t = self.tricky();
                     self.push(&pad);
                     let range = self.push(&format!("# {t}"));
-                    self.out
-                        .item_comments
-                        .push((full.to_vec(), usize::MAX, CommentKind::Interior, range));
+                    self.out.item_comments.push((
+                        full.to_vec(),
+                        usize::MAX,
+                        CommentKind::Interior,
+                        range,
+                    ));
                     self.push("\n");
                 }
                 self.push("\n");
@@ -963,7 +966,9 @@ fn the_writer_writes_what_the_model_means() {
 }
 
 /// Stand-ins for what real-world modules take (`lib`'s module functions, packages, `config`), so that the
-/// fixtures evaluate with Nix alone. `mkMerge` merges recursively, as the module system would here.
+/// fixtures evaluate with Nix alone. `mkMerge` merges recursively, as the module system would here. `mkOption`
+/// returns its argument: `fedigen edit` reads a path through a call's set-literal argument (`mkOption { … }`,
+/// `nixpkgs.lib.nixosSystem { … }`) as a path into that argument, which this stand-in makes the evaluated value.
 const FIXTURE_ARGS: &str = r#"
   lib = rec {
     mkIf = c: b: if c then b else { };
@@ -973,17 +978,19 @@ const FIXTURE_ARGS: &str = r#"
       if builtins.isAttrs v && builtins.isAttrs (a.${n} or null) then recursiveUpdate a.${n} v else v) b;
     mkMerge = builtins.foldl' recursiveUpdate { };
     mkEnableOption = d: { _option = d; };
-    mkOption = o: { _option = o.description; };
+    mkOption = o: o;
     types.port = "port";
   };
   pkgs = { git = "git"; htop = "htop"; relay = "/nix/store/relay"; };
   config = { services.openssh.enable = true; services.relay = { enable = true; port = 8085; }; };
+  nixpkgs.lib.nixosSystem = arguments: arguments;
 "#;
 
-/// Nix text evaluating a fixture's text to its value (without `imports`, whose paths are not data).
+/// Nix text evaluating a fixture's text to its value (without `imports`, whose paths are not data); a flake's
+/// `outputs` function is called with stand-in inputs.
 fn fixture_value(text: &str) -> String {
     format!(
-        "let\n{FIXTURE_ARGS}\n  v = (\n{text}\n);\n  r = if builtins.isFunction v then v {{ inherit lib pkgs config; }} else v;\nin\nbuiltins.removeAttrs r [ \"imports\" ]\n"
+        "let\n{FIXTURE_ARGS}\n  v = (\n{text}\n);\n  m = if builtins.isFunction v then v {{ inherit lib pkgs config; }} else v;\n  r = if m ? outputs then m // {{ outputs = if builtins.isFunction m.outputs then m.outputs {{ self = {{ }}; inherit nixpkgs; }} else m.outputs; }} else m;\nin\nbuiltins.removeAttrs r [ \"imports\" ]\n"
     )
 }
 
@@ -1027,14 +1034,34 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
         let mut candidates = Vec::new();
         value_paths(&original, &mut Vec::new(), &mut candidates);
         let mut runner = batches(4);
-        let strategy = prop::collection::vec((any::<usize>(), 0u8..3, data()), 40);
+        let strategy = prop::collection::vec((any::<usize>(), 0u8..5, data()), 40);
+        let lists: Vec<_> = candidates
+            .iter()
+            .filter(|(p, exists)| *exists && get(&original, p).is_some_and(Value::is_array))
+            .cloned()
+            .collect();
         runner
             .run(&strategy, |picks| {
                 let mut sources = Vec::new();
                 let mut wanted = Vec::new();
                 let (mut done, mut tried) = (0, 0);
                 for (pick, op, value) in picks {
-                    let (path, exists) = candidates[pick % candidates.len()].clone();
+                    let (path, exists) = if op >= 3 && pick % 4 != 0 && !lists.is_empty() {
+                        lists[pick % lists.len()].clone()
+                    } else {
+                        candidates[pick % candidates.len()].clone()
+                    };
+                    // Removing: an item the list holds once (as Nix evaluates it), else adding.
+                    let list = get(&original, &path).and_then(Value::as_array);
+                    let once = list.and_then(|items| {
+                        let item = items.get((pick / 5) % items.len().max(1))?;
+                        (items.iter().filter(|i| *i == item).count() == 1).then(|| item.clone())
+                    });
+                    let (op, value) = match (op, once) {
+                        (4, Some(item)) => (4, item),
+                        (4, None) => (3, value),
+                        (op, _) => (op, value),
+                    };
                     let attr_path = AttrPath::new(path.clone()).unwrap();
                     let whole = Document::parse(&name, &text).unwrap();
                     let skimmed = Document::for_path(&name, &text, &attr_path).unwrap();
@@ -1048,12 +1075,11 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
                         }
                         continue;
                     }
-                    let edit = |doc: &Document| {
-                        if exists && op == 1 {
-                            doc.unset(&attr_path)
-                        } else {
-                            doc.set(&attr_path, &new)
-                        }
+                    let edit = |doc: &Document| match op {
+                        3 => doc.add_item(&attr_path, &new),
+                        4 => doc.remove_item(&attr_path, &new),
+                        1 if exists => doc.unset(&attr_path),
+                        _ => doc.set(&attr_path, &new),
                     };
                     tried += 1;
                     let (a, b) = (edit(&whole), edit(&skimmed));
@@ -1067,7 +1093,21 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
                     done += 1;
                     let edited = edit.apply(&text);
                     let mut want = original.clone();
-                    let normalise = if exists && op == 1 {
+                    let normalise = if op == 3 {
+                        // The item at the end, unless the editor found it there already (an empty edit), which
+                        // Nix must then confirm.
+                        let mut items = list.cloned().unwrap_or_default();
+                        if !edit.replacement.is_empty() {
+                            items.push(value.clone());
+                        }
+                        json_set(&mut want, &path, Value::Array(items));
+                        None
+                    } else if op == 4 {
+                        let mut items = list.cloned().unwrap_or_default();
+                        items.retain(|item| *item != value);
+                        json_set(&mut want, &path, Value::Array(items));
+                        None
+                    } else if exists && op == 1 {
                         json_unset(&mut want, &path);
                         Some(path.clone())
                     } else {
