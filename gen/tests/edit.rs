@@ -1148,3 +1148,65 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
         "only {done} of {tried} edits went through"
     );
 }
+
+/// Runs `fedigen edit - ARGS` on `text` given on standard input: its exit status, standard output and error.
+fn edit_cli(text: &str, args: &[&str]) -> (i32, String, String) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedigen"))
+        .args(["edit", "-"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn the_command_adds_and_removes_list_items_and_takes_negative_values() {
+    let text = "{\n  ports = [\n    80 # http\n    443\n  ];\n  more = [ 1 ] ++ extra;\n}\n";
+    // A value beginning with `-` is a value, not an option, without `--`; `--nix` stays an option.
+    let (code, out, err) = edit_cli(text, &["set", "x", "-1"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(out.contains("  x = -1;\n"), "{out}");
+    let (code, out, _) = edit_cli(text, &["set", "x", "-1.5"]);
+    assert!(code == 0 && out.contains("  x = -1.5;\n"), "{out}");
+    let (code, out, _) = edit_cli(text, &["set", "x", "--nix", "pkgs.hello"]);
+    assert!(code == 0 && out.contains("  x = pkgs.hello;\n"), "{out}");
+
+    let (code, out, _) = edit_cli(text, &["add", "ports", "-8"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, text.replace("    443\n", "    443\n    (-8)\n"));
+    let (code, out, _) = edit_cli(text, &["remove", "ports", "80"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, text.replace("    80 # http\n", ""));
+    let (code, out, _) = edit_cli(text, &["add", "ports", "443"]);
+    assert_eq!((code, out.as_str()), (0, text));
+
+    // An item the list lacks: exit 1; a list built with `++`: exit 2, with where and why.
+    let (code, _, err) = edit_cli(text, &["remove", "ports", "8080"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("error: <stdin>:2:11: `ports` holds no item `8080`"),
+        "{err}"
+    );
+    let (code, _, err) = edit_cli(text, &["add", "more", "2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("error: <stdin>:6:10: ") && err.contains("concatenation"),
+        "{err}"
+    );
+}
