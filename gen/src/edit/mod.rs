@@ -1,18 +1,20 @@
-//! Lossless edits of Nix files that people write: set, unset or read one attribute path, changing only the bytes
-//! of that definition.
+//! Lossless edits of Nix files that people write: set, unset or read one attribute path, or add or remove one
+//! item of a list literal, changing only the bytes of that definition or item.
 //!
 //! The file is parsed with rnix, whose syntax tree keeps every byte (comments, blank lines, odd spacing). The
 //! path is looked up statically through the shapes NixOS configurations are written in: attribute sets at any
 //! depth and any mix of `a.b.c = …;` and `a = { b = …; };`, function bodies (`{ config, lib, ... }: …` modules,
 //! a flake's `outputs = { self, … }: …`, so that `outputs.packages` means what a person means by it),
 //! `let … in`, `with …;`, `assert …;`, parentheses, `lib.mkIf`/`mkDefault`/`mkForce`/`mkOverride`/`mkBefore`/
-//! `mkAfter`/`mkOrder` bodies, and each set of a `lib.mkMerge [ … ]` list. An edit is one
+//! `mkAfter`/`mkOrder` bodies, each set of a `lib.mkMerge [ … ]` list, and the set-literal argument of any other
+//! call (`nixpkgs.lib.nixosSystem { … }`: what people mean by a path through it). An edit is one
 //! replacement of a byte range ([`Edit`]); everything outside it stays identical. New values come from the
 //! same printer as every generated file, indented for the place they land in.
 //!
 //! What cannot be decided from the text is refused with the reason and the location rather than guessed: a
 //! computed name (`${x}`), an inherited attribute, a value that is not a set literal (`a = import ./x.nix;`)
-//! on the way to the path, a path defined in several places, or a new attribute that could go into several sets.
+//! on the way to the path, a path defined in several places (`get` merges the parts when they are plain data), a
+//! list that is not a list literal (`a ++ b`, a variable), or a new attribute that could go into several sets.
 
 use std::fmt;
 use std::ops::Range;
