@@ -326,13 +326,22 @@ impl Document {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
+        let defined = match hits {
+            [(hit, _)] => format!(
+                "it is defined in parts (`{}`)",
+                hit.binding()
+                    .attrpath()
+                    .map(|p| p.syntax().to_string())
+                    .unwrap_or_default()
+            ),
+            _ => format!("it is defined in {} places ({listed})", hits.len()),
+        };
         let cannot = |node: &rnix::SyntaxNode, why: String| {
             self.refused(
                 path,
                 node,
                 format!(
-                    "it is defined in {} places ({listed}) and {why}, so only Nix can merge them; ask for the longer paths, or evaluate the file",
-                    hits.len()
+                    "{defined} and {why}, so only Nix can merge them; ask for the longer paths, or evaluate the file"
                 ),
             )
         };
@@ -2001,6 +2010,13 @@ in rec {
             computed.contains("2 places (2:3, 3:3)")
                 && computed.contains("the part at 2:9 is not plain data"),
             "{computed}"
+        );
+        let single = refusal("{\n  a.b = x;\n}");
+        assert!(
+            single.starts_with("t.nix:2:9: ")
+                && single
+                    .contains("defined in parts (`a.b`) and the part at 2:9 is not plain data"),
+            "{single}"
         );
         let conditional = refusal("{\n  a = lib.mkIf c { b = 1; };\n  a.c = 1;\n}");
         assert!(conditional.contains("function call"), "{conditional}");
