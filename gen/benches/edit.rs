@@ -84,6 +84,24 @@ fn main() {
     assert_eq!(edited.matches("Restart = \"always\";").count(), 1);
     assert_eq!(edited.len() + 4, text.len());
 
+    // One list item added and removed (the firewall list at the end of the file), without the write.
+    let ports = AttrPath::parse("networking.firewall.allowedTCPPorts").unwrap();
+    let port = NewValue::Expr(
+        fedigen::nix::value::from_json(&serde_json::json!(8448), Default::default()).unwrap(),
+    );
+    let item_runs: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            let document = Document::for_path("host.nix", &text, &ports).unwrap();
+            let added = document.add_item(&ports, &port).unwrap().apply(&text);
+            let document = Document::for_path("host.nix", &added, &ports).unwrap();
+            let removed = document.remove_item(&ports, &port).unwrap().apply(&added);
+            let elapsed = start.elapsed();
+            assert_eq!(removed, text);
+            elapsed / 2
+        })
+        .collect();
+
     let rnix_runs: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
@@ -111,6 +129,7 @@ fn main() {
         })
         .collect();
     let compute = median(compute_runs);
+    let item = median(item_runs);
     let tokenize = median(tokenize_runs);
     let edit = median(edit_runs);
     let rnix = median(rnix_runs);
@@ -127,6 +146,10 @@ fn main() {
     println!(
         "| … the same without the write (temporary file, fsync, rename) | {compute:.2} | {:.2}× |",
         compute / edit
+    );
+    println!(
+        "| … a list item added or removed (parse, find, emit, check; no write) | {item:.2} | {:.2}× |",
+        item / edit
     );
     println!(
         "| rnix's tokenizer alone over the same file | {tokenize:.2} | {:.2}× |",

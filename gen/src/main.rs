@@ -28,20 +28,24 @@ struct Cli {
 enum Command {
     /// Regenerate modules, deployments and VM tests from the templates and the specification; `--check` diffs.
     Generate(cli::generate::GenerateArgs),
-    /// Change or read one attribute of a hand-written Nix file, keeping every other byte as it is.
+    /// Change or read one attribute of a hand-written Nix file, or add or remove one list item, keeping every
+    /// other byte as it is.
     ///
     /// The path is looked up statically through attribute sets at any depth (`a.b = …;` and `a = { b = …; };`
     /// alike), function bodies (`{ config, lib, ... }: { … }`, a flake's `outputs = { self, … }: …`), `let …
     /// in`, `with`, `lib.mkIf`, `mkDefault`, `mkForce`, `mkOverride`, `mkBefore`, `mkAfter`, `mkOrder` bodies
-    /// and the sets of a `lib.mkMerge` list. Paths are written as in Nix:
+    /// and the sets of a `lib.mkMerge` list, and the set-literal argument of other calls (`nixosSystem { … }`).
+    /// Paths are written as in Nix:
     /// `services.nginx.virtualHosts."example.org".root`. New values are JSON, printed by fedigen's emitter at
     /// the indentation of the place they land (or, with `--nix`, a Nix expression as written).
     ///
     /// Refused, with the reason and line:column, and nothing written (exit status 2): a computed name on the
     /// way (`${x}`), an inherited attribute, a value on the way that is not a set literal (`import ./x.nix`,
-    /// `a // b`), a path defined in several places, a new attribute that could go into several sets, a file
-    /// fedigen generated (unless --force: the next `fedigen generate` would undo the edit). A path that is not
-    /// defined (get, unset) exits with 1. The file is replaced atomically, keeping its permissions.
+    /// `a // b`), a list that is not a list literal (`a ++ b`), a path defined in several places (but `get`
+    /// merges plain data), a new attribute that could go into several sets, a file fedigen generated (unless
+    /// --force: the next `fedigen generate` would undo the edit). A path that is not defined (get, unset) or an
+    /// item that is not in the list (remove) exits with 1. The file is replaced atomically, keeping its
+    /// permissions.
     #[command(after_long_help = cli::edit::EXAMPLES)]
     Edit(cli::edit::EditArgs),
     /// Scaffold and check application templates.

@@ -112,8 +112,13 @@ struct Written {
     leaves: Vec<(Vec<String>, Range<usize>)>,
     /// Every comment: its owner binding's full path, kind and byte range.
     comments: Vec<(Vec<String>, CommentKind, Range<usize>)>,
-    /// Every binding: the depth of the set it stands in, and its full path.
-    bindings: Vec<(usize, Vec<String>)>,
+    /// Every binding: the depth of the set it stands in, its full path, and whether its value holds a
+    /// `lib.mkIf` (which makes it more than plain data).
+    bindings: Vec<(usize, Vec<String>, bool)>,
+    /// Every item of a list written by hand: the list's path, its index and byte range.
+    items: Vec<(Vec<String>, usize, Range<usize>)>,
+    /// Every comment of such an item: the list's path, the item's index, the kind and byte range.
+    item_comments: Vec<(Vec<String>, usize, CommentKind, Range<usize>)>,
 }
 
 /// Presentation choices, drawn from a stream of dice so that one proptest input decides the whole layout.
@@ -122,6 +127,11 @@ struct Writer<'a> {
     next: usize,
     out: Written,
     lib_in_scope: bool,
+    /// A comment just written at the top of a set's body: attached to the first binding if no blank line
+    /// separates them (and then it goes with that binding on `unset`).
+    interior: Option<usize>,
+    /// Whether a `lib.mkIf` was written since this was last reset.
+    wrapped: bool,
 }
 
 impl Writer<'_> {
@@ -178,6 +188,7 @@ impl Writer<'_> {
             let t = self.tricky();
             self.push(&pad);
             self.comment(path, CommentKind::Interior, &format!("# {t}"));
+            self.interior = Some(self.out.comments.len() - 1);
             self.push("\n");
         }
         for (name, child) in children {
@@ -217,8 +228,24 @@ impl Writer<'_> {
         indent: usize,
     ) {
         let pad = " ".repeat(indent);
-        if self.roll(4) == 0 {
+        let blank = self.roll(4) == 0;
+        if blank {
+            // A comment a blank line away belongs to no binding: it goes only with the whole set.
+            if self.roll(2) == 0 {
+                let t = self.tricky();
+                self.push(&pad);
+                let set = &full[..full.len() - names.len()];
+                self.comment(set, CommentKind::Interior, &format!("# {t}"));
+                self.push("\n");
+            }
             self.push("\n");
+        }
+        if let Some(interior) = self.interior.take()
+            && !blank
+        {
+            let comment = &mut self.out.comments[interior];
+            comment.0 = full.to_vec();
+            comment.1 = CommentKind::Leading;
         }
         if self.roll(3) == 0 {
             let t = self.tricky();
@@ -246,7 +273,9 @@ impl Writer<'_> {
         one_line: bool,
     ) {
         let start = self.out.text.len();
-        self.out.bindings.push((depth, full.to_vec()));
+        let index = self.out.bindings.len();
+        self.out.bindings.push((depth, full.to_vec(), false));
+        let outer_wrapped = std::mem::replace(&mut self.wrapped, false);
         let path = AttrPath::new(names.to_vec()).unwrap().to_string();
         self.push(&path);
         if self.roll(5) == 0 {
@@ -261,9 +290,21 @@ impl Writer<'_> {
         }
         match node {
             Node::Leaf(value) => {
-                let expr = from_json(value, DataPolicy::default()).unwrap();
-                let text = print_expr_at(&expr, indent);
-                self.push(&text);
+                let by_hand = value.as_array().filter(|items| {
+                    items.iter().all(|item| {
+                        !item.is_array()
+                            && !item.is_object()
+                            && !item.as_str().is_some_and(|s| s.contains('\n'))
+                    })
+                });
+                match by_hand {
+                    Some(items) if self.roll(2) == 0 => self.list(full, items, indent, one_line),
+                    _ => {
+                        let expr = from_json(value, DataPolicy::default()).unwrap();
+                        let text = print_expr_at(&expr, indent);
+                        self.push(&text);
+                    }
+                }
                 self.push(";");
                 let range = start..self.out.text.len();
                 self.out.leaves.push((full.to_vec(), range));
@@ -271,12 +312,89 @@ impl Writer<'_> {
             Node::Set(children) => {
                 if self.lib_in_scope && self.roll(4) == 0 {
                     self.push("lib.mkIf true ");
+                    self.wrapped = true;
                 }
                 self.push("{");
                 self.set_body(full, children, indent + 2);
                 self.push("};");
             }
         }
+        self.out.bindings[index].2 = self.wrapped;
+        self.wrapped |= outer_wrapped;
+    }
+
+    /// A list of one-line items written as people do: inline, or one item a line with comments around.
+    fn list(&mut self, full: &[String], items: &[Value], indent: usize, one_line: bool) {
+        let text = |item: &Value| {
+            let printed = print_expr_at(&from_json(item, DataPolicy::default()).unwrap(), 0);
+            if printed.starts_with('-') {
+                format!("({printed})")
+            } else {
+                printed
+            }
+        };
+        if items.is_empty() || one_line || self.roll(2) == 0 {
+            let open = ["[", "[ "][self.roll(2) as usize];
+            self.push(open);
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    self.push(" ");
+                }
+                let range = self.push(&text(item));
+                self.out.items.push((full.to_vec(), i, range));
+            }
+            let close = [" ]", "]"][self.roll(2) as usize];
+            self.push(close);
+            return;
+        }
+        let pad = " ".repeat(indent + 2);
+        self.push("[\n");
+        for (i, item) in items.iter().enumerate() {
+            if self.roll(4) == 0 {
+                // A comment a blank line away belongs to no item (index `usize::MAX`).
+                if self.roll(2) == 0 {
+                    let t = self.tricky();
+                    self.push(&pad);
+                    let range = self.push(&format!("# {t}"));
+                    self.out.item_comments.push((
+                        full.to_vec(),
+                        usize::MAX,
+                        CommentKind::Interior,
+                        range,
+                    ));
+                    self.push("\n");
+                }
+                self.push("\n");
+            }
+            if self.roll(3) == 0 {
+                let t = self.tricky();
+                self.push(&pad);
+                let comment = if self.roll(2) == 0 {
+                    format!("# {t}")
+                } else {
+                    format!("/* {t} */")
+                };
+                let range = self.push(&comment);
+                self.out
+                    .item_comments
+                    .push((full.to_vec(), i, CommentKind::Leading, range));
+                self.push("\n");
+            }
+            self.push(&pad);
+            let range = self.push(&text(item));
+            self.out.items.push((full.to_vec(), i, range));
+            if self.roll(3) == 0 {
+                let t = self.tricky();
+                self.push(" ");
+                let range = self.push(&format!("# {t}"));
+                self.out
+                    .item_comments
+                    .push((full.to_vec(), i, CommentKind::Trailing, range));
+            }
+            self.push("\n");
+        }
+        self.push(&" ".repeat(indent));
+        self.push("]");
     }
 }
 
@@ -289,8 +407,12 @@ fn write(root: &[(String, Node)], dice: &[u8]) -> Written {
             leaves: Vec::new(),
             comments: Vec::new(),
             bindings: Vec::new(),
+            items: Vec::new(),
+            item_comments: Vec::new(),
         },
         lib_in_scope: false,
+        interior: None,
+        wrapped: false,
     };
     w.push("# A configuration someone maintains; { = ; } in comments is not code.\n");
     match w.roll(3) {
@@ -316,6 +438,10 @@ enum Op {
     Set(Value),
     Unset,
     Get,
+    /// Add an item to a list (or to a path that is not a list, which must be refused).
+    Add(Value),
+    /// Remove an item from a list.
+    Remove(Value),
 }
 
 /// Paths of the model: every leaf and set (not the root), and new paths under sets.
@@ -399,6 +525,8 @@ struct Case {
     pick: usize,
     op: u8,
     value: Value,
+    /// A one-line value, the usual list item.
+    item: Value,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -406,20 +534,30 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::btree_map(proptest::sample::select(NAMES), node(3), 1..5),
         prop::collection::vec(any::<u8>(), 64),
         any::<usize>(),
-        0u8..3,
+        0u8..5,
         data(),
+        scalar(),
     )
-        .prop_map(|(root, dice, pick, op, value)| Case {
+        .prop_map(|(root, dice, pick, op, value, item)| Case {
             root: root.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
             dice,
             pick,
             op,
             value,
+            item,
         })
 }
 
 /// Runs a batch of cases; every check but Nix's evaluation happens here, then one Nix process evaluates all.
-fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
+/// How many list items a batch added and removed (checked by Nix), so that the test can tell it tried them.
+#[derive(Default, Clone, Copy)]
+struct ItemEdits {
+    added: usize,
+    removed: usize,
+}
+
+fn check_batch(nix: &Nix, cases: &[Case]) -> Result<ItemEdits, String> {
+    let mut tally = ItemEdits::default();
     let mut sources = Vec::new();
     let mut expected = Vec::new();
     let mut refused = 0;
@@ -432,8 +570,32 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
             &mut Vec::new(),
             &mut candidates,
         );
-        let (path, exists) = candidates[case.pick % candidates.len()].clone();
+        // Adding and removing items is mostly tried on lists.
+        let lists: Vec<_> = candidates
+            .iter()
+            .filter(|(p, exists)| *exists && get(&meaning, p).is_some_and(Value::is_array))
+            .cloned()
+            .collect();
+        let (path, exists) = match &lists[..] {
+            [_, ..] if case.op >= 3 && case.pick % 5 != 0 => lists[case.pick % lists.len()].clone(),
+            _ => candidates[case.pick % candidates.len()].clone(),
+        };
+        let list = get(&meaning, &path).and_then(Value::as_array);
         let op = match (exists, case.op) {
+            (_, 3) => Op::Add(match list {
+                // An item already there now and then: adding it changes nothing.
+                Some(items) if !items.is_empty() && case.pick % 4 == 0 => {
+                    items[case.pick % items.len()].clone()
+                }
+                _ if case.pick % 3 == 0 => case.value.clone(),
+                _ => case.item.clone(),
+            }),
+            (true, 4) if list.is_some() => Op::Remove(match list {
+                Some(items) if !items.is_empty() && case.pick % 6 != 0 => {
+                    items[(case.pick / 7) % items.len()].clone()
+                }
+                _ => case.value.clone(),
+            }),
             (false, _) | (true, 0) => Op::Set(case.value.clone()),
             (true, 1) => Op::Unset,
             (true, _) => Op::Get,
@@ -450,16 +612,28 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
 
         // Which bindings define the path: a binding standing at depth d with full path p does when it names
         // beyond the depth it stands at and p starts with the path.
-        let defining: Vec<&Vec<String>> = written
+        let defining: Vec<(&Vec<String>, bool)> = written
             .bindings
             .iter()
-            .filter(|(depth, full)| {
+            .filter(|(depth, full, _)| {
                 *depth < path.len() && full.len() >= path.len() && full[..path.len()] == path[..]
             })
-            .map(|(_, full)| full)
+            .map(|(_, full, wrapped)| (full, *wrapped))
             .collect();
-        let expect_refusal = defining.len() > 1
-            || (matches!(op, Op::Get) && defining.iter().any(|full| full.len() > path.len()));
+        // `get` merges a set defined in several places or in parts, unless a part is not plain data.
+        let in_parts =
+            defining.len() > 1 || defining.iter().any(|(full, _)| full.len() > path.len());
+        let expect_refusal = match &op {
+            Op::Get => in_parts && defining.iter().any(|(_, wrapped)| *wrapped),
+            Op::Add(_) | Op::Remove(_) => defining.len() > 1 || (exists && list.is_none()),
+            _ => defining.len() > 1,
+        };
+        // What removing an item finds: the item (once), nothing, or several.
+        let occurrences = match (&op, list) {
+            (Op::Remove(value), Some(items)) => items.iter().filter(|item| *item == value).count(),
+            _ => 0,
+        };
+        let expect_refusal = expect_refusal || occurrences > 1;
 
         // The skimmed document (what the command uses) answers exactly as the fully parsed one.
         let skimmed = Document::for_path("doc.nix", &written.text, &attr_path)
@@ -474,6 +648,20 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
                 )
             ),
             Op::Unset => format!("{:?}", doc.unset(&attr_path)),
+            Op::Add(value) => format!(
+                "{:?}",
+                doc.add_item(
+                    &attr_path,
+                    &NewValue::Expr(from_json(value, DataPolicy::default()).unwrap())
+                )
+            ),
+            Op::Remove(value) => format!(
+                "{:?}",
+                doc.remove_item(
+                    &attr_path,
+                    &NewValue::Expr(from_json(value, DataPolicy::default()).unwrap())
+                )
+            ),
         };
         let (full, skim) = (answers(&document), answers(&skimmed));
         if full != skim {
@@ -525,10 +713,33 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
                 document.set(&attr_path, &NewValue::Expr(expr))
             }
             Op::Unset => document.unset(&attr_path),
+            Op::Add(value) => {
+                let expr = from_json(value, DataPolicy::default()).unwrap();
+                document.add_item(&attr_path, &NewValue::Expr(expr))
+            }
+            Op::Remove(value) => {
+                let expr = from_json(value, DataPolicy::default()).unwrap();
+                document.remove_item(&attr_path, &NewValue::Expr(expr))
+            }
         };
         let edit = match (result, expect_refusal) {
+            (Err(EditError::NoSuchItem { .. }), false)
+                if matches!(op, Op::Remove(_)) && occurrences == 0 =>
+            {
+                continue;
+            }
+            (Ok(_), false) if matches!(op, Op::Remove(_)) && occurrences == 0 => {
+                return Err(format!(
+                    "removed an item the list does not hold\n{}",
+                    context()
+                ));
+            }
             (Ok(edit), false) => edit,
-            (Err(EditError::DefinedInSeveralPlaces { .. }), true) => {
+            (Err(EditError::DefinedInSeveralPlaces { .. }), true) if defining.len() > 1 => {
+                refused += 1;
+                continue;
+            }
+            (Err(EditError::Refused { .. }), true) if matches!(op, Op::Add(_) | Op::Remove(_)) => {
                 refused += 1;
                 continue;
             }
@@ -558,14 +769,56 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
                 ));
             }
         }
+        // The item a removal takes (with its comments); every other item stays where it was.
+        let removed = match &op {
+            Op::Remove(value) => list.and_then(|items| items.iter().position(|item| item == value)),
+            _ => None,
+        };
+        let items_only = matches!(op, Op::Add(_) | Op::Remove(_));
+        for (owner, index, range) in &written.items {
+            let may_go = if items_only {
+                owner == &path && Some(*index) == removed
+            } else {
+                owner.starts_with(&path)
+            };
+            if !may_go && touches(range) {
+                return Err(format!(
+                    "the edit {:?} → {:?} touches the item {:?} of {owner:?}\n{}",
+                    edit.range,
+                    edit.replacement,
+                    &written.text[range.clone()],
+                    context()
+                ));
+            }
+        }
+        for (owner, index, kind, range) in &written.item_comments {
+            let may_go = if items_only {
+                owner == &path && Some(*index) == removed
+            } else {
+                owner.starts_with(&path)
+            };
+            if !may_go && touches(range) {
+                return Err(format!(
+                    "the edit {:?} → {:?} touches the comment {:?} ({kind:?}, of item {index} of {owner:?})\n{}",
+                    edit.range,
+                    edit.replacement,
+                    &written.text[range.clone()],
+                    context()
+                ));
+            }
+        }
         for (owner, kind, range) in &written.comments {
-            let may_go = if owner.starts_with(&path) && owner.len() > path.len() {
+            let unset = matches!(op, Op::Unset);
+            let may_go = if items_only {
+                false // a list's own comments stay; its items' are checked above
+            } else if owner.starts_with(&path) && owner.len() > path.len() {
                 true // inside the replaced or removed value
             } else if owner == &path {
-                *kind != CommentKind::Leading
+                // The comment lines directly above a binding go with it, but stay when its value changes.
+                unset || *kind != CommentKind::Leading
             } else if path.starts_with(owner) {
-                // An ancestor: its trailing comments go when an unset prunes it.
-                matches!(op, Op::Unset) && *kind == CommentKind::Trailing
+                // An ancestor: its own comments go when an unset prunes it.
+                unset && *kind != CommentKind::Interior
             } else {
                 false
             };
@@ -586,6 +839,26 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
         let normalise = match &op {
             Op::Set(value) => {
                 json_set(&mut want, &path, value.clone());
+                None
+            }
+            // The list with the item added at its end (unless it holds it already), or the item removed.
+            Op::Add(value) => {
+                tally.added += 1;
+                let mut items = list.cloned().unwrap_or_default();
+                if !items.contains(value) {
+                    items.push(value.clone());
+                }
+                if !exists && !edit.replacement.contains('[') {
+                    return Err(format!("a new list was not written as one\n{}", context()));
+                }
+                json_set(&mut want, &path, Value::Array(items));
+                None
+            }
+            Op::Remove(_) => {
+                tally.removed += 1;
+                let mut items = list.cloned().unwrap_or_default();
+                items.remove(removed.expect("only an item the list holds is removed"));
+                json_set(&mut want, &path, Value::Array(items));
                 None
             }
             _ => {
@@ -622,7 +895,7 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<(), String> {
     if refused * 2 > cases.len() {
         return Err(format!("{refused} of {} edits were refused", cases.len()));
     }
-    Ok(())
+    Ok(tally)
 }
 
 fn nix() -> Nix {
@@ -643,15 +916,29 @@ fn random_edits_change_exactly_their_path_and_nothing_else() {
     let nix = nix();
     // 12 batches of 40 edits, each batch evaluated by one Nix process.
     let mut runner = batches(12);
+    let total = std::cell::Cell::new(ItemEdits::default());
     runner
         .run(&prop::collection::vec(case(), 40), |cases| {
-            check_batch(&nix, &cases).map_err(TestCaseError::fail)
+            let tally = check_batch(&nix, &cases).map_err(TestCaseError::fail)?;
+            let sum = total.get();
+            total.set(ItemEdits {
+                added: sum.added + tally.added,
+                removed: sum.removed + tally.removed,
+            });
+            Ok(())
         })
         .map_err(|e| match e {
             proptest::test_runner::TestError::Fail(reason, _) => reason.to_string(),
             proptest::test_runner::TestError::Abort(reason) => reason.to_string(),
         })
         .unwrap();
+    // List items must really have been added and removed (of 480 edits, about a fifth each are tried).
+    let ItemEdits { added, removed } = total.get();
+    eprintln!("{added} items added and {removed} removed, checked by Nix");
+    assert!(
+        added >= 30 && removed >= 20,
+        "only {added} items added and {removed} removed"
+    );
 }
 
 #[test]
@@ -679,7 +966,9 @@ fn the_writer_writes_what_the_model_means() {
 }
 
 /// Stand-ins for what real-world modules take (`lib`'s module functions, packages, `config`), so that the
-/// fixtures evaluate with Nix alone. `mkMerge` merges recursively, as the module system would here.
+/// fixtures evaluate with Nix alone. `mkMerge` merges recursively, as the module system would here. `mkOption`
+/// returns its argument: `fedigen edit` reads a path through a call's set-literal argument (`mkOption { … }`,
+/// `nixpkgs.lib.nixosSystem { … }`) as a path into that argument, which this stand-in makes the evaluated value.
 const FIXTURE_ARGS: &str = r#"
   lib = rec {
     mkIf = c: b: if c then b else { };
@@ -689,17 +978,19 @@ const FIXTURE_ARGS: &str = r#"
       if builtins.isAttrs v && builtins.isAttrs (a.${n} or null) then recursiveUpdate a.${n} v else v) b;
     mkMerge = builtins.foldl' recursiveUpdate { };
     mkEnableOption = d: { _option = d; };
-    mkOption = o: { _option = o.description; };
+    mkOption = o: o;
     types.port = "port";
   };
   pkgs = { git = "git"; htop = "htop"; relay = "/nix/store/relay"; };
   config = { services.openssh.enable = true; services.relay = { enable = true; port = 8085; }; };
+  nixpkgs.lib.nixosSystem = arguments: arguments;
 "#;
 
-/// Nix text evaluating a fixture's text to its value (without `imports`, whose paths are not data).
+/// Nix text evaluating a fixture's text to its value (without `imports`, whose paths are not data); a flake's
+/// `outputs` function is called with stand-in inputs.
 fn fixture_value(text: &str) -> String {
     format!(
-        "let\n{FIXTURE_ARGS}\n  v = (\n{text}\n);\n  r = if builtins.isFunction v then v {{ inherit lib pkgs config; }} else v;\nin\nbuiltins.removeAttrs r [ \"imports\" ]\n"
+        "let\n{FIXTURE_ARGS}\n  v = (\n{text}\n);\n  m = if builtins.isFunction v then v {{ inherit lib pkgs config; }} else v;\n  r = if m ? outputs then m // {{ outputs = if builtins.isFunction m.outputs then m.outputs {{ self = {{ }}; inherit nixpkgs; }} else m.outputs; }} else m;\nin\nbuiltins.removeAttrs r [ \"imports\" ]\n"
     )
 }
 
@@ -743,14 +1034,34 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
         let mut candidates = Vec::new();
         value_paths(&original, &mut Vec::new(), &mut candidates);
         let mut runner = batches(4);
-        let strategy = prop::collection::vec((any::<usize>(), 0u8..3, data()), 40);
+        let strategy = prop::collection::vec((any::<usize>(), 0u8..5, data()), 40);
+        let lists: Vec<_> = candidates
+            .iter()
+            .filter(|(p, exists)| *exists && get(&original, p).is_some_and(Value::is_array))
+            .cloned()
+            .collect();
         runner
             .run(&strategy, |picks| {
                 let mut sources = Vec::new();
                 let mut wanted = Vec::new();
                 let (mut done, mut tried) = (0, 0);
                 for (pick, op, value) in picks {
-                    let (path, exists) = candidates[pick % candidates.len()].clone();
+                    let (path, exists) = if op >= 3 && pick % 4 != 0 && !lists.is_empty() {
+                        lists[pick % lists.len()].clone()
+                    } else {
+                        candidates[pick % candidates.len()].clone()
+                    };
+                    // Removing: an item the list holds once (as Nix evaluates it), else adding.
+                    let list = get(&original, &path).and_then(Value::as_array);
+                    let once = list.and_then(|items| {
+                        let item = items.get((pick / 5) % items.len().max(1))?;
+                        (items.iter().filter(|i| *i == item).count() == 1).then(|| item.clone())
+                    });
+                    let (op, value) = match (op, once) {
+                        (4, Some(item)) => (4, item),
+                        (4, None) => (3, value),
+                        (op, _) => (op, value),
+                    };
                     let attr_path = AttrPath::new(path.clone()).unwrap();
                     let whole = Document::parse(&name, &text).unwrap();
                     let skimmed = Document::for_path(&name, &text, &attr_path).unwrap();
@@ -764,12 +1075,11 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
                         }
                         continue;
                     }
-                    let edit = |doc: &Document| {
-                        if exists && op == 1 {
-                            doc.unset(&attr_path)
-                        } else {
-                            doc.set(&attr_path, &new)
-                        }
+                    let edit = |doc: &Document| match op {
+                        3 => doc.add_item(&attr_path, &new),
+                        4 => doc.remove_item(&attr_path, &new),
+                        1 if exists => doc.unset(&attr_path),
+                        _ => doc.set(&attr_path, &new),
                     };
                     tried += 1;
                     let (a, b) = (edit(&whole), edit(&skimmed));
@@ -783,7 +1093,21 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
                     done += 1;
                     let edited = edit.apply(&text);
                     let mut want = original.clone();
-                    let normalise = if exists && op == 1 {
+                    let normalise = if op == 3 {
+                        // The item at the end, unless the editor found it there already (an empty edit), which
+                        // Nix must then confirm.
+                        let mut items = list.cloned().unwrap_or_default();
+                        if !edit.replacement.is_empty() {
+                            items.push(value.clone());
+                        }
+                        json_set(&mut want, &path, Value::Array(items));
+                        None
+                    } else if op == 4 {
+                        let mut items = list.cloned().unwrap_or_default();
+                        items.retain(|item| *item != value);
+                        json_set(&mut want, &path, Value::Array(items));
+                        None
+                    } else if exists && op == 1 {
                         json_unset(&mut want, &path);
                         Some(path.clone())
                     } else {
@@ -822,5 +1146,67 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
     assert!(
         done * 5 >= tried * 3,
         "only {done} of {tried} edits went through"
+    );
+}
+
+/// Runs `fedigen edit - ARGS` on `text` given on standard input: its exit status, standard output and error.
+fn edit_cli(text: &str, args: &[&str]) -> (i32, String, String) {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fedigen"))
+        .args(["edit", "-"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn the_command_adds_and_removes_list_items_and_takes_negative_values() {
+    let text = "{\n  ports = [\n    80 # http\n    443\n  ];\n  more = [ 1 ] ++ extra;\n}\n";
+    // A value beginning with `-` is a value, not an option, without `--`; `--nix` stays an option.
+    let (code, out, err) = edit_cli(text, &["set", "x", "-1"]);
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(out.contains("  x = -1;\n"), "{out}");
+    let (code, out, _) = edit_cli(text, &["set", "x", "-1.5"]);
+    assert!(code == 0 && out.contains("  x = -1.5;\n"), "{out}");
+    let (code, out, _) = edit_cli(text, &["set", "x", "--nix", "pkgs.hello"]);
+    assert!(code == 0 && out.contains("  x = pkgs.hello;\n"), "{out}");
+
+    let (code, out, _) = edit_cli(text, &["add", "ports", "-8"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, text.replace("    443\n", "    443\n    (-8)\n"));
+    let (code, out, _) = edit_cli(text, &["remove", "ports", "80"]);
+    assert_eq!(code, 0);
+    assert_eq!(out, text.replace("    80 # http\n", ""));
+    let (code, out, _) = edit_cli(text, &["add", "ports", "443"]);
+    assert_eq!((code, out.as_str()), (0, text));
+
+    // An item the list lacks: exit 1; a list built with `++`: exit 2, with where and why.
+    let (code, _, err) = edit_cli(text, &["remove", "ports", "8080"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("error: <stdin>:2:11: `ports` holds no item `8080`"),
+        "{err}"
+    );
+    let (code, _, err) = edit_cli(text, &["add", "more", "2"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.starts_with("error: <stdin>:6:10: ") && err.contains("concatenation"),
+        "{err}"
     );
 }

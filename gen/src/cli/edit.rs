@@ -1,5 +1,5 @@
-//! `fedigen edit FILE set|unset|get PATH`: change or read one attribute of a hand-written Nix file, keeping
-//! every other byte (comments, blank lines, formatting) as it is.
+//! `fedigen edit FILE set|unset|get|add|remove PATH`: change or read one attribute of a hand-written Nix file,
+//! or add or remove one item of a list, keeping every other byte (comments, blank lines, formatting) as it is.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -17,6 +17,9 @@ pub const EXAMPLES: &str = "Examples:
   fedigen edit hosts/web.nix set 'services.nginx.virtualHosts.\"example.org\".root' '\"/srv/www\"'
   fedigen edit hosts/web.nix set services.nginx.package --nix pkgs.nginxMainline
   fedigen edit hosts/web.nix unset services.nginx.recommendedTlsSettings --diff
+  fedigen edit hosts/web.nix add networking.firewall.allowedTCPPorts 8448
+  fedigen edit hosts/web.nix remove networking.firewall.allowedTCPPorts 80
+  fedigen edit hosts/web.nix add environment.systemPackages --nix pkgs.htop
   fedigen edit flake.nix get inputs.nixpkgs.url --json";
 
 /// The arguments of `fedigen edit`; the manual is the subcommand's doc comment in `main.rs`.
@@ -35,16 +38,31 @@ enum Action {
     Set {
         /// The attribute path.
         path: String,
-        /// The value as JSON (`true`, `8080`, `"text"`, `[1, 2]`, `{"a": 1}`), printed by fedigen's emitter; with
-        /// `--nix`, a Nix expression inserted as written. `-` reads it from standard input.
-        value: String,
-        /// VALUE is a Nix expression (such as `pkgs.hello` or `lib.mkForce true`), checked to parse.
-        #[arg(long)]
-        nix: bool,
-        /// Let keys such as `_type` or `outPath` through as plain data (refused by default: they turn data into
-        /// code for Nix or the module system).
-        #[arg(long)]
-        allow_special_attributes: bool,
+        #[command(flatten)]
+        value: Value,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Add VALUE as the last item of the list literal PATH holds, laid out like the items already there (one per
+    /// line, or inline), keeping the others and their comments; nothing changes when the list already holds
+    /// an item of the same value. An undefined PATH gets `PATH = [ VALUE ];`. A list built with `++` or a value
+    /// that is not a list literal is refused with the reason.
+    Add {
+        /// The attribute path of the list.
+        path: String,
+        #[command(flatten)]
+        value: Value,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Remove the item of the list literal PATH holds that has VALUE's value (`443` finds `443` however it is
+    /// written; with `--nix`, an item such as `pkgs.git` is found by its text), with its line and comments.
+    /// An item the list does not hold exits with status 1.
+    Remove {
+        /// The attribute path of the list.
+        path: String,
+        #[command(flatten)]
+        value: Value,
         #[command(flatten)]
         output: Output,
     },
@@ -64,6 +82,22 @@ enum Action {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The value to set, add or remove.
+#[derive(Args)]
+struct Value {
+    /// The value as JSON (`true`, `8080`, `-1`, `"text"`, `[1, 2]`, `{"a": 1}`), printed by fedigen's emitter;
+    /// with `--nix`, a Nix expression inserted as written. `-` reads it from standard input.
+    #[arg(allow_negative_numbers = true)]
+    value: String,
+    /// VALUE is a Nix expression (such as `pkgs.hello` or `lib.mkForce true`), checked to parse.
+    #[arg(long)]
+    nix: bool,
+    /// Let keys such as `_type` or `outPath` through as plain data (refused by default: they turn data into
+    /// code for Nix or the module system).
+    #[arg(long)]
+    allow_special_attributes: bool,
 }
 
 /// Where an edit goes.
@@ -136,11 +170,9 @@ pub fn run(args: EditArgs) -> ExitCode {
         Action::Set {
             path,
             value,
-            nix,
-            allow_special_attributes,
             output,
         } => {
-            let value = match new_value(&value, nix, allow_special_attributes) {
+            let value = match new_value(&value) {
                 Ok(value) => value,
                 Err(code) => return code,
             };
@@ -148,6 +180,44 @@ pub fn run(args: EditArgs) -> ExitCode {
                 Ok((path, document)) => {
                     (document.set(&path, &value), output, format!("set `{path}`"))
                 }
+                Err(code) => return code,
+            }
+        }
+        Action::Add {
+            path,
+            value,
+            output,
+        } => {
+            let shown = value.value.clone();
+            let value = match new_value(&value) {
+                Ok(value) => value,
+                Err(code) => return code,
+            };
+            match prepare(&path) {
+                Ok((path, document)) => (
+                    document.add_item(&path, &value),
+                    output,
+                    format!("added `{shown}` to `{path}`"),
+                ),
+                Err(code) => return code,
+            }
+        }
+        Action::Remove {
+            path,
+            value,
+            output,
+        } => {
+            let shown = value.value.clone();
+            let value = match new_value(&value) {
+                Ok(value) => value,
+                Err(code) => return code,
+            };
+            match prepare(&path) {
+                Ok((path, document)) => (
+                    document.remove_item(&path, &value),
+                    output,
+                    format!("removed `{shown}` from `{path}`"),
+                ),
                 Err(code) => return code,
             }
         }
@@ -162,7 +232,13 @@ pub fn run(args: EditArgs) -> ExitCode {
     }
 }
 
-fn new_value(value: &str, nix: bool, allow_special_attributes: bool) -> Result<NewValue, ExitCode> {
+fn new_value(args: &Value) -> Result<NewValue, ExitCode> {
+    let Value {
+        value,
+        nix,
+        allow_special_attributes,
+    } = args;
+    let (nix, allow_special_attributes) = (*nix, *allow_special_attributes);
     let value = if value == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text).map_err(|e| {
@@ -241,7 +317,7 @@ fn finish(
 
 fn refused(error: &EditError) -> ExitCode {
     let code = match error {
-        EditError::NotDefined { .. } => EXIT_CHECK_FAILED,
+        EditError::NotDefined { .. } | EditError::NoSuchItem { .. } => EXIT_CHECK_FAILED,
         _ => EXIT_INVALID_INPUT,
     };
     fail(code, error)
