@@ -352,6 +352,10 @@ fn manifest_options_value(manifest: &Manifest) -> Value {
     }
 }
 
+/// The options every generated module declares itself, before the manifest's own: a manifest option cannot
+/// take these names.
+pub const FIXED_OPTIONS: [&str; 2] = ["enable", "subdomain"];
+
 /// `{ enable = lib.mkEnableOption "…"; subdomain = lib.mkOption { … }; <opt> = lib.mkOption { … }; <secret>File
 /// = lib.mkOption { … }; }` for an application, from its manifest.
 pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
@@ -362,15 +366,16 @@ pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
             .map(AttrPath::from)
     };
     let field = |n: &str, v: Expr| -> Result<Entry, String> { Ok(Entry::binding(name(n)?, v)) };
+    let [enable, subdomain] = FIXED_OPTIONS;
     let mut entries = vec![field(
-        "enable",
+        enable,
         Expr::apply(
             e(Expr::reference("lib.mkEnableOption"))?,
             vec![e(Expr::string(&manifest.application.title))?],
         ),
     )?];
     entries.push(field(
-        "subdomain",
+        subdomain,
         e(Expr::mk_option(
             e(Expr::reference("lib.types.str"))?,
             Some(e(Expr::string(&manifest.application.subdomain))?),
@@ -395,19 +400,28 @@ pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
             crate::manifest::SecretSource::Generated => " Generated on the machine when absent.",
             crate::manifest::SecretSource::Provided => "",
         };
+        let optional = if spec.optional {
+            " Optional: `null` when the application runs without it."
+        } else {
+            ""
+        };
         let description = format!(
             "Path on the machine of the file holding {}; never a store path, so the secret stays out of the \
-             world-readable Nix store.{source}",
+             world-readable Nix store.{source}{optional}",
             spec.description
         );
+        let str_type = e(Expr::reference("lib.types.str"))?;
+        let (ty, default) = if spec.optional {
+            (
+                Expr::apply(e(Expr::reference("lib.types.nullOr"))?, vec![str_type]),
+                Some(Expr::Null),
+            )
+        } else {
+            (str_type, None)
+        };
         entries.push(field(
             &format!("{secret}File"),
-            e(Expr::mk_option(
-                e(Expr::reference("lib.types.str"))?,
-                None,
-                None,
-                &description,
-            ))?,
+            e(Expr::mk_option(ty, default, None, &description))?,
         )?);
     }
     Ok(Expr::attrs(entries))
