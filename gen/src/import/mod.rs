@@ -243,16 +243,21 @@ pub fn import_module(file: &str, text: &str, name: Option<&str>) -> Result<Impor
             ),
         ));
     }
-    let name = match name {
-        Some(name) => name.to_owned(),
-        None => upstream.last().cloned().unwrap_or_default(),
+    let (name, given) = match name {
+        Some(name) => (name.to_owned(), true),
+        None => (upstream.last().cloned().unwrap_or_default(), false),
     };
-    if crate::nix::Ident::new(&name).is_err() || name.starts_with('_') {
+    if let Err(reason) = crate::manifest::check_application_name(&name) {
         return Err(module_error(
             set.syntax(),
-            format!(
-                "`{name}` cannot name an application: pass --name with letters, digits and `-`, starting with a letter"
-            ),
+            if given {
+                format!("--name: {reason}")
+            } else {
+                format!(
+                    "{reason}; the name comes from the option prefix `{}`: pass --name to choose another",
+                    show_path(&upstream)
+                )
+            },
         ));
     }
     let draft = assemble(file, name, upstream, reader);
@@ -348,8 +353,33 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            bad_name.to_string().contains("cannot name an application"),
+            bad_name.to_string().contains("--name: `_hidden` is not an application name"),
             "{bad_name}"
+        );
+        for (name, why) in [
+            ("fediversity", "modules/fediversity.nix"),
+            ("Foo-Bar", "e.g. `foo-bar`"),
+            ("let", "`let` is a Nix keyword"),
+        ] {
+            let refused = import_module(
+                "m.nix",
+                "{ lib, ... }: { options.services.x.y = lib.mkOption { type = lib.types.int; description = \"d\"; }; }",
+                Some(name),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(refused.contains(why), "{name}: {refused}");
+        }
+        let derived = import_module(
+            "m.nix",
+            "{ lib, ... }: { options.services.default.y = lib.mkOption { type = lib.types.int; description = \"d\"; }; }",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            derived.contains("`default` is reserved") && derived.contains("pass --name"),
+            "{derived}"
         );
     }
 
