@@ -93,7 +93,8 @@ pub fn plan(repo: &Path) -> Result<Plan, GenerateError> {
 
 /// Plans every generated file: modules and VM tests from the templates, and deployments from `spec`.
 pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, GenerateError> {
-    let manifests = Manifest::load_all(&repo.join("templates"))?;
+    // Drafts (texts still saying TODO) are not published.
+    let manifests = Manifest::load_published(&repo.join("templates"))?;
     let mut templates = Templates::load(repo, &manifests)?;
     templates.load_tests(repo)?;
     let mut plan = Plan {

@@ -16,7 +16,9 @@
 //! - **`nullOr t`** imports as `t`: the manifest has no null. A `null` default is dropped, which makes the
 //!   option required; the report says so, for the contributor to choose a real default.
 //! - **Secrets**: an option `<x>File` of type `str` or `path` whose name says secret, password, key, token,
-//!   credentials or environment becomes `[secrets.<x>]` (provided), since secrets are files on the target. A
+//!   credentials or environment becomes `[secrets.<x>]` (provided), since secrets are files on the target;
+//!   `nullOr` of one with the default `null` becomes an optional secret (`optional = true`): the service runs
+//!   without it, so specifications need not name it. A
 //!   string option named like a secret (`database.password`) is skipped: the model refuses secrets as strings
 //!   in specifications, so operators could never set it.
 //! - **Untranslatable types** (`package`, `path`, `submodule` inside `listOf`/`attrsOf`, `either`, `oneOf`,
@@ -95,6 +97,8 @@ pub struct ImportedSecret {
     pub description: String,
     /// Whether fedigen's own generated modules say it is generated on the machine.
     pub generated: bool,
+    /// Whether the module runs without it (`nullOr` with the default `null`): an optional secret.
+    pub optional: bool,
 }
 
 /// The result of an import: the manifest skeleton (text and checked value) and everything not translated.
