@@ -187,7 +187,8 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
                 let context = crate::deploy::test_context(&spec, &catalog, operator);
                 let body = templates.render_deployment_test(&context)?;
                 Ok((
-                    Path::new(VM_TESTS).join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),
+                    Path::new(VM_TESTS)
+                        .join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),
                     format!("{}\n{body}", marker_line(&source)),
                 ))
             })

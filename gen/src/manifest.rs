@@ -321,7 +321,10 @@ fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     struct Probe(&'static [&'static str]);
     impl<'de> serde::Deserializer<'de> for &mut Probe {
         type Error = serde::de::value::Error;
-        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
             Err(serde::de::Error::custom("probe"))
         }
         fn deserialize_struct<V: serde::de::Visitor<'de>>(
@@ -560,14 +563,14 @@ impl Manifest {
                 None
             }
         };
-        let needs: Option<Needs> = take("needs").map_or(Some(Needs::default()), |v| {
-            p.read("needs", "[needs]", v)
-        });
-        let health: Option<Health> = take("health").map_or(Some(Health::default()), |v| {
-            p.read("health", "[health]", v)
-        });
+        let needs: Option<Needs> =
+            take("needs").map_or(Some(Needs::default()), |v| p.read("needs", "[needs]", v));
+        let health: Option<Health> =
+            take("health").map_or(Some(Health::default()), |v| p.read("health", "[health]", v));
         let admin_action: Option<Option<AdminAction>> = take("admin_action")
-            .map_or(Some(None), |v| p.read("admin_action", "[admin_action]", v).map(Some));
+            .map_or(Some(None), |v| {
+                p.read("admin_action", "[admin_action]", v).map(Some)
+            });
         let mut ports = Some(Vec::new());
         match take("ports") {
             Some(toml::Value::Array(items)) => {
@@ -580,7 +583,10 @@ impl Manifest {
                 }
             }
             Some(_) => {
-                p.at_value("ports", "`ports` must be a list of `[[ports]]` tables".into());
+                p.at_value(
+                    "ports",
+                    "`ports` must be a list of `[[ports]]` tables".into(),
+                );
                 ports = None;
             }
             None => {}
@@ -614,7 +620,10 @@ impl Manifest {
                 }
             }
             Some(_) => {
-                p.at_value("secrets", "`secrets` must be a table of `[secrets.<name>]`".into());
+                p.at_value(
+                    "secrets",
+                    "`secrets` must be a table of `[secrets.<name>]`".into(),
+                );
                 secrets_ok = false;
             }
             None => {}
@@ -656,14 +665,20 @@ impl Manifest {
                 }
             }
             Some(_) => {
-                p.at_value("options", "`options` must be a table of `[options.<name>]`".into());
+                p.at_value(
+                    "options",
+                    "`options` must be a table of `[options.<name>]`".into(),
+                );
                 options_ok = false;
             }
             None => {}
         }
         if let Some(app) = &application {
             if let Err(reason) = check_application_name(&app.name) {
-                p.at_value("application.name", format!("[application]: `name`: {reason}"));
+                p.at_value(
+                    "application.name",
+                    format!("[application]: `name`: {reason}"),
+                );
             }
             if crate::nix::AttrPath::dotted(&app.upstream).is_err() {
                 p.at_value(
@@ -864,7 +879,10 @@ fn comment_start(line: &str) -> Option<usize> {
 
 /// Why a manifest option cannot have this name: the generated module declares it itself (`enable`,
 /// `subdomain` and each secret's `<secret>File`, see [`crate::template::option_declarations`]).
-fn generated_option<'a>(name: &str, mut secrets: impl Iterator<Item = &'a String>) -> Option<String> {
+fn generated_option<'a>(
+    name: &str,
+    mut secrets: impl Iterator<Item = &'a String>,
+) -> Option<String> {
     if crate::template::FIXED_OPTIONS.contains(&name) {
         return Some(format!(
             "`{name}` is an option every generated module declares itself"
@@ -906,8 +924,9 @@ pub fn check_application_name(name: &str) -> Result<(), String> {
         while s.contains("--") {
             s = s.replace("--", "-");
         }
-        let s = s.trim_matches(|c: char| c == '-' || c.is_ascii_digit()).to_owned();
-        s
+        s.trim_start_matches(|c: char| c == '-' || c.is_ascii_digit())
+            .trim_end_matches('-')
+            .to_owned()
     };
     if !valid {
         let hint = if suggestion.is_empty() || suggestion == name {
@@ -948,7 +967,9 @@ pub fn reserved_application_names() -> Vec<(String, String)> {
     let mut reserved = vec![
         (
             SHARED_MODULE.to_owned(),
-            format!("`{MODULES}/{SHARED_MODULE}.nix` is the shared module `fedigen generate` writes"),
+            format!(
+                "`{MODULES}/{SHARED_MODULE}.nix` is the shared module `fedigen generate` writes"
+            ),
         ),
         (
             ALL_MODULES.to_owned(),
@@ -974,7 +995,9 @@ pub fn reserved_application_names() -> Vec<(String, String)> {
     for keyword in crate::nix::lexical::KEYWORDS {
         reserved.push((
             keyword.to_owned(),
-            format!("`{keyword}` is a Nix keyword, so `config.fediversity.{keyword}` would not parse"),
+            format!(
+                "`{keyword}` is a Nix keyword, so `config.fediversity.{keyword}` would not parse"
+            ),
         ));
     }
     reserved
@@ -994,7 +1017,10 @@ fn shared_option_names() -> Vec<String> {
             .iter()
             .filter_map(|entry| match entry {
                 Entry::Binding { path, value, .. } => Some((
-                    path.names().iter().map(|n| n.as_str().to_owned()).collect::<Vec<_>>(),
+                    path.names()
+                        .iter()
+                        .map(|n| n.as_str().to_owned())
+                        .collect::<Vec<_>>(),
                     value.clone(),
                 )),
                 Entry::Inherit { .. } => None,
@@ -1074,10 +1100,7 @@ impl RawOption {
             match ty.check(&json) {
                 Ok(()) => Some(json),
                 Err(e) => {
-                    problems.push((
-                        what,
-                        format!("`{what}` {json} does not fit the type: {e}"),
-                    ));
+                    problems.push((what, format!("`{what}` {json} does not fit the type: {e}")));
                     None
                 }
             }
@@ -1170,10 +1193,17 @@ impl OptionType {
                 if !TYPE_NAMES.contains(&of) {
                     return one("of", format!("`of`: {}", unknown_type(of)));
                 }
-                let inner = Self::from_parts(of, None, None, (None, None), None, None)
-                    .map_err(|e| e.into_iter().map(|(_, m)| ("of", format!("`of`: {m}"))).collect::<Vec<_>>())?;
+                let inner =
+                    Self::from_parts(of, None, None, (None, None), None, None).map_err(|e| {
+                        e.into_iter()
+                            .map(|(_, m)| ("of", format!("`of`: {m}")))
+                            .collect::<Vec<_>>()
+                    })?;
                 if matches!(inner, Self::List(_) | Self::Attrs(_)) {
-                    return one("of", "`of`: lists and attribute sets hold scalar values".into());
+                    return one(
+                        "of",
+                        "`of`: lists and attribute sets hold scalar values".into(),
+                    );
                 }
                 if name == "list" {
                     Self::List(Box::new(inner))
@@ -1492,8 +1522,9 @@ description = "Who may register."
         };
         assert_eq!(bad.location, Some((16, 11)), "the default's value: {bad}");
         assert!(
-            bad.message
-                .contains("option `x`: `default` 4 does not fit the type: expected an integer of at most 3"),
+            bad.message.contains(
+                "option `x`: `default` 4 does not fit the type: expected an integer of at most 3"
+            ),
             "{bad}"
         );
     }
@@ -1586,13 +1617,11 @@ units = []
                 shown.join("\n")
             );
         }
-        assert_eq!(
-            shown.len(),
-            expected.len(),
-            "nothing else: {shown:#?}"
-        );
+        assert_eq!(shown.len(), expected.len(), "nothing else: {shown:#?}");
         assert!(
-            !shown.iter().any(|s| s.contains("`min` does not apply to type `integer`")),
+            !shown
+                .iter()
+                .any(|s| s.contains("`min` does not apply to type `integer`")),
             "an unknown type is named as such, not as a misplaced bound"
         );
     }
@@ -1605,7 +1634,9 @@ units = []
         };
         assert_eq!(problem.location, Some((14, 9)), "{problem}");
         assert!(
-            problem.message.starts_with("[needs]: `redis`: invalid type: string \"yes\", expected a boolean"),
+            problem
+                .message
+                .starts_with("[needs]: `redis`: invalid type: string \"yes\", expected a boolean"),
             "{problem}"
         );
     }
@@ -1616,17 +1647,52 @@ units = []
             assert_eq!(check_application_name(good), Ok(()), "{good}");
         }
         let why = |name: &str| check_application_name(name).unwrap_err();
-        assert!(why("Foo-Bar").contains("lower-case letters") && why("Foo-Bar").contains("e.g. `foo-bar`"), "{}", why("Foo-Bar"));
-        assert!(why("foo_bar").contains("e.g. `foo-bar`"), "{}", why("foo_bar"));
+        assert!(
+            why("Foo-Bar").contains("lower-case letters")
+                && why("Foo-Bar").contains("e.g. `foo-bar`"),
+            "{}",
+            why("Foo-Bar")
+        );
+        assert!(
+            why("foo_bar").contains("e.g. `foo-bar`"),
+            "{}",
+            why("foo_bar")
+        );
         assert!(why("foo-").contains("not ending with `-`"));
         assert!(why("9lives").contains("starting with a letter"));
-        assert!(why("let").contains("`let` is a Nix keyword"), "{}", why("let"));
-        assert!(why("fediversity").contains("modules/fediversity.nix"), "{}", why("fediversity"));
-        assert!(why("default").contains("modules/default.nix"), "{}", why("default"));
-        assert!(why("lib").contains("vm-tests/generated/lib/"), "{}", why("lib"));
-        assert!(why("deployment-x").contains("deployment-<operator>.nix"), "{}", why("deployment-x"));
+        assert!(
+            why("let").contains("`let` is a Nix keyword"),
+            "{}",
+            why("let")
+        );
+        assert!(
+            why("fediversity").contains("modules/fediversity.nix"),
+            "{}",
+            why("fediversity")
+        );
+        assert!(
+            why("default").contains("modules/default.nix"),
+            "{}",
+            why("default")
+        );
+        assert!(
+            why("lib").contains("vm-tests/generated/lib/"),
+            "{}",
+            why("lib")
+        );
+        assert!(
+            why("deployment-x").contains("deployment-<operator>.nix"),
+            "{}",
+            why("deployment-x")
+        );
         for shared in ["domain", "acme", "smtp", "s3"] {
-            assert!(why(shared).contains(&format!("`fediversity.{shared}` is an option of the shared module")), "{}", why(shared));
+            assert!(
+                why(shared).contains(&format!(
+                    "`fediversity.{shared}` is an option of the shared module"
+                )),
+                "{}",
+                why(shared)
+            );
         }
         assert!(why(&"a".repeat(31)).contains("longer than 30"));
         for name in ["fediversity", "let"] {
@@ -1650,7 +1716,12 @@ units = []
         )
         .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("option `enable`: `enable` is an option every generated module declares itself"), "{text}");
+        assert!(
+            text.contains(
+                "option `enable`: `enable` is an option every generated module declares itself"
+            ),
+            "{text}"
+        );
         assert!(text.contains("option `tokenFile`: `tokenFile` is the option the generated module declares for secret `token`"), "{text}");
     }
 
@@ -1663,7 +1734,10 @@ units = []
             shown,
             [
                 ("m.toml:1:3: a TODO is left".to_owned(), true),
-                ("m.toml:3:16: `description` still says TODO".to_owned(), false),
+                (
+                    "m.toml:3:16: `description` still says TODO".to_owned(),
+                    false
+                ),
                 ("m.toml:4:15: a TODO is left".to_owned(), true),
             ]
         );

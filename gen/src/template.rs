@@ -178,7 +178,10 @@ impl Templates {
             "the rendered template is not valid Nix: {}",
             error.message()
         );
-        let help = error.help().map(|h| format!("\n  help: {h}")).unwrap_or_default();
+        let help = error
+            .help()
+            .map(|h| format!("\n  help: {h}"))
+            .unwrap_or_default();
         let mapped = rendered.and_then(|(line, column)| {
             let (file, template_line) = self.map_line(name, context, text, line)?;
             let source = self
@@ -240,8 +243,7 @@ impl Templates {
         let files: Vec<&PathBuf> = self.sources.values().map(|(f, _)| f).collect();
         for (id, (registered, (_, source))) in self.sources.iter().enumerate() {
             let marked = mark_lines(source, id);
-            let partial = !self.files.contains_key(registered)
-                && !registered.ends_with(".nix.hbs");
+            let partial = !self.files.contains_key(registered) && !registered.ends_with(".nix.hbs");
             if partial {
                 registry.register_partial(registered, marked).ok()?;
             } else {
@@ -961,5 +963,43 @@ mod tests {
         assert!(nested.message.contains("`{{y}}`"), "{nested}");
         let sub = lint_text("{{nix-str (concat a b)}}").unwrap_err();
         assert!(sub.message.contains("`concat` is not allowed"), "{sub}");
+    }
+
+    #[test]
+    fn marks_name_raw_lines_and_leave_standalone_tags_alone() {
+        let source =
+            "{\n{{#if x}}\n  a = {{nix-value y}};\n{{/if}}\n  {{! note\n  more }}\n  b = 1;\n}\n";
+        let marked = mark_lines(source, 7);
+        let mark = |line: usize| format!("{MARK_OPEN}7:{line}{MARK_CLOSE}");
+        assert_eq!(
+            marked,
+            format!(
+                "{{{}\n{{{{#if x}}}}\n  a = {{{{nix-value y}}}};{}\n{{{{/if}}}}\n  {{{{! note\n  more }}}}\n  b = 1;{}\n}}{}\n",
+                mark(1),
+                mark(3),
+                mark(7),
+                mark(8)
+            )
+        );
+        assert_eq!(strip_markers(&marked), source);
+    }
+
+    #[test]
+    fn columns_map_through_raw_text_and_helper_output() {
+        assert_eq!(map_column("  a = true", "  a = true", 7), 7);
+        assert_eq!(
+            map_column("  a = \"long value\" b", "  a = {{nix-str x}} b", 20),
+            21,
+            "found by the text at the position"
+        );
+        assert_eq!(
+            map_column("  a = \"x\" b c", "  a = {{nix-str x}} q", 9),
+            3,
+            "otherwise the line's first column"
+        );
+        assert_eq!(
+            snippet("a\nb\nc\nd\n", 3, 2),
+            "\n  1 | a\n  2 | b\n  3 | c\n    |  ^\n  4 | d"
+        );
     }
 }

@@ -54,11 +54,23 @@ fn edit(file: &Path, from: &str, to: &str) {
 fn application_names_that_collide_or_cannot_be_written_are_refused_everywhere() {
     let repo = repo_with_templates();
     for (name, why) in [
-        ("fediversity", "`modules/fediversity.nix` is the shared module"),
-        ("default", "`modules/default.nix` is the module importing all others"),
-        ("lib", "`vm-tests/generated/lib/` holds what the VM tests share"),
+        (
+            "fediversity",
+            "`modules/fediversity.nix` is the shared module",
+        ),
+        (
+            "default",
+            "`modules/default.nix` is the module importing all others",
+        ),
+        (
+            "lib",
+            "`vm-tests/generated/lib/` holds what the VM tests share",
+        ),
         ("deployment-x", "deployment-<operator>.nix"),
-        ("domain", "`fediversity.domain` is an option of the shared module"),
+        (
+            "domain",
+            "`fediversity.domain` is an option of the shared module",
+        ),
         ("Foo-Bar", "lower-case letters"),
         ("let", "`let` is a Nix keyword"),
     ] {
@@ -203,7 +215,12 @@ fn a_broken_manifest_is_invalid_input_with_every_problem() {
     let base = text.lines().count() + 1;
     let spec = repository().join("examples/provider.toml");
     for args in [
-        vec!["validate", spec.to_str().unwrap(), "--templates", "templates"],
+        vec![
+            "validate",
+            spec.to_str().unwrap(),
+            "--templates",
+            "templates",
+        ],
         vec!["schema"],
         vec!["template", "check", "pixelfed"],
     ] {
@@ -260,7 +277,10 @@ fn unfinished_templates_do_not_pass_and_are_not_published() {
             .current_dir(repo.path())
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     assert_eq!(code, Some(2));
     assert!(!stdout_and_err.contains("TODO"), "nothing published");
@@ -275,12 +295,14 @@ fn optional_secrets_may_be_left_out() {
         templates.path(),
     );
     let spec = templates.path().join("spec.toml");
-    let text = std::fs::read_to_string(repository().join("gen/tests/fixtures/spec/valid/minimal.toml"))
-        .unwrap()
-        .replace(
-            "secrets.registrationSharedSecret = { file = \"/run/secrets/uni-synapse-registration\" }",
-            "",
-        );
+    let text = std::fs::read_to_string(
+        repository().join("gen/tests/fixtures/spec/valid/minimal.toml"),
+    )
+    .unwrap()
+    .replace(
+        "secrets.registrationSharedSecret = { file = \"/run/secrets/uni-synapse-registration\" }",
+        "",
+    );
     std::fs::write(&spec, text).unwrap();
     let args = [
         "validate",
@@ -302,10 +324,9 @@ fn optional_secrets_may_be_left_out() {
     let (code, stderr) = run(templates.path(), &args);
     assert_eq!(code, Some(0), "an optional one may be left out: {stderr}");
 
-    let manifest = fedigen::manifest::Manifest::load(
-        &templates.path().join("matrix-synapse/manifest.toml"),
-    )
-    .unwrap();
+    let manifest =
+        fedigen::manifest::Manifest::load(&templates.path().join("matrix-synapse/manifest.toml"))
+            .unwrap();
     let declared = fedigen::nix::print::print_expr(
         &fedigen::template::option_declarations(&manifest).unwrap(),
     );

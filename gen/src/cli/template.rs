@@ -17,7 +17,8 @@ use fedigen::template::Templates;
 /// Work on application templates (`templates/<app>/`).
 #[derive(Subcommand)]
 pub enum TemplateCommand {
-    /// Scaffold `templates/<app>/` with a manifest and a module template that pass `template check`.
+    /// Scaffold `templates/<app>/` with a manifest and a module template that render, marked `TODO` where they
+    /// must be finished: `template check --allow-drafts` passes them, `template check` once the TODOs are gone.
     New {
         /// The application's name, such as `lemmy`: lower-case letters, digits and `-`, starting with a letter (it
         /// becomes its folder, `modules/<app>.nix`, `fediversity.<app>`, and part of host and bucket names). Names of
@@ -163,7 +164,8 @@ status = 200
     }
     eprintln!(
         "created templates/{app}/manifest.toml and templates/{app}/module.nix.hbs;\n\
-         fill them in, then run `fedigen template check {app}` and `fedigen generate`"
+         fill them in (`fedigen template check --allow-drafts {app}` while you do), finish every TODO, then run \
+         `fedigen template check {app}` and `fedigen generate`"
     );
     ExitCode::SUCCESS
 }

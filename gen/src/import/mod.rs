@@ -357,7 +357,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            bad_name.to_string().contains("--name: `_hidden` is not an application name"),
+            bad_name
+                .to_string()
+                .contains("--name: `_hidden` is not an application name"),
             "{bad_name}"
         );
         for (name, why) in [
