@@ -503,12 +503,14 @@ fn strip_markers(text: &str) -> String {
 
 /// The column in the template line of a position in the rendered line: the same column while the rendered
 /// line matches the template's raw text up to it; otherwise where the text at the position appears in the
-/// template line (once); otherwise the line's first non-blank column.
+/// template line (once); otherwise, when the raw text before the line's first `{{` is rendered unchanged, that
+/// tag (whose output holds the position); otherwise the line's first non-blank column.
 fn map_column(rendered: &str, template: &str, column: usize) -> usize {
     let before: String = rendered.chars().take(column - 1).collect();
     if template.starts_with(&before) && !before.contains("{{") {
         return column;
     }
+    let first_tag = template.find("{{");
     let token: String = rendered
         .chars()
         .skip(column - 1)
@@ -517,6 +519,11 @@ fn map_column(rendered: &str, template: &str, column: usize) -> usize {
     if !token.is_empty() && template.matches(token.as_str()).count() == 1 {
         let at = template.find(token.as_str()).unwrap_or(0);
         return template[..at].chars().count() + 1;
+    }
+    if let Some(tag) = first_tag
+        && before.starts_with(&template[..tag])
+    {
+        return template[..tag].chars().count() + 1;
     }
     template.chars().take_while(|c| c.is_whitespace()).count() + 1
 }
@@ -994,6 +1001,11 @@ mod tests {
         );
         assert_eq!(
             map_column("  a = \"x\" b c", "  a = {{nix-str x}} q", 9),
+            7,
+            "otherwise the tag whose output holds it"
+        );
+        assert_eq!(
+            map_column("  b = \"x\" b c", "  a = {{nix-str x}} q", 9),
             3,
             "otherwise the line's first column"
         );
