@@ -59,6 +59,19 @@ pub const MODULES: &str = "modules";
 /// The folder holding the generated NixOS VM tests, which the `vm-tests` harness discovers.
 pub const VM_TESTS: &str = "vm-tests/generated";
 
+/// The stem of the shared module, `modules/fediversity.nix` (beside `modules/<app>.nix`).
+pub const SHARED_MODULE: &str = "fediversity";
+
+/// The stem of the module importing all others, `modules/default.nix` (beside `modules/<app>.nix`).
+pub const ALL_MODULES: &str = "default";
+
+/// The folder of what the VM tests share, `vm-tests/generated/lib/` (beside `vm-tests/generated/<app>.nix`).
+pub const VM_TESTS_LIB: &str = "lib";
+
+/// The prefix of the per-operator VM tests, `vm-tests/generated/deployment-<operator>.nix` (beside
+/// `vm-tests/generated/<app>.nix`).
+pub const DEPLOYMENT_TEST_PREFIX: &str = "deployment-";
+
 /// Finds the repository: `start` or the nearest parent with a `templates/` folder.
 pub fn find_repository(start: &Path) -> Result<PathBuf, GenerateError> {
     start
@@ -80,7 +93,8 @@ pub fn plan(repo: &Path) -> Result<Plan, GenerateError> {
 
 /// Plans every generated file: modules and VM tests from the templates, and deployments from `spec`.
 pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, GenerateError> {
-    let manifests = Manifest::load_all(&repo.join("templates"))?;
+    // Drafts (texts still saying TODO) are not published.
+    let manifests = Manifest::load_published(&repo.join("templates"))?;
     let mut templates = Templates::load(repo, &manifests)?;
     templates.load_tests(repo)?;
     let mut plan = Plan {
@@ -88,7 +102,7 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         ..Plan::default()
     };
     plan.files.insert(
-        Path::new(VM_TESTS).join("lib/common.nix"),
+        Path::new(VM_TESTS).join(VM_TESTS_LIB).join("common.nix"),
         format!(
             "{}\n{}",
             marker_line(COMMON_TEST),
@@ -119,15 +133,18 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
     }
     let shared = shared_module()?;
     let text = emit_file(
-        "modules/fediversity.nix",
+        &format!("{MODULES}/{SHARED_MODULE}.nix"),
         &[marker_text(
             "gen/src/generate.rs (the options every application shares)",
         )],
         &shared,
         Verification::Syntax,
     )?;
-    plan.files.insert(modules.join("fediversity.nix"), text);
-    let mut imports = vec![Expr::SourcePath(SourcePath::new("./fediversity.nix")?)];
+    plan.files
+        .insert(modules.join(format!("{SHARED_MODULE}.nix")), text);
+    let mut imports = vec![Expr::SourcePath(SourcePath::new(&format!(
+        "./{SHARED_MODULE}.nix"
+    ))?)];
     for manifest in &manifests {
         imports.push(Expr::SourcePath(SourcePath::new(&format!(
             "./{}.nix",
@@ -139,7 +156,7 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         Expr::List(imports),
     )]);
     let text = emit_file(
-        "modules/default.nix",
+        &format!("{MODULES}/{ALL_MODULES}.nix"),
         &[
             marker_text("templates/ (one import per application)"),
             "All Fediversity application modules; import this file or the flake's `nixosModules.default`.".into(),
@@ -147,7 +164,8 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         &default,
         Verification::Syntax,
     )?;
-    plan.files.insert(modules.join("default.nix"), text);
+    plan.files
+        .insert(modules.join(format!("{ALL_MODULES}.nix")), text);
     if let Some(spec_path) = spec {
         let (spec, catalog) =
             crate::deploy::load_spec(repo, spec_path).map_err(GenerateError::Spec)?;
@@ -165,7 +183,8 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
                 let context = crate::deploy::test_context(&spec, &catalog, operator);
                 let body = templates.render_deployment_test(&context)?;
                 Ok((
-                    Path::new(VM_TESTS).join(format!("deployment-{}.nix", operator.name)),
+                    Path::new(VM_TESTS)
+                        .join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),
                     format!("{}\n{body}", marker_line(&source)),
                 ))
             })

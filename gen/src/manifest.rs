@@ -130,6 +130,11 @@ pub struct SecretSpec {
     /// never sees it.
     #[serde(default)]
     pub test_value: Option<String>,
+    /// Whether the application runs without it (upstream's `nullOr path` file options with default `null`):
+    /// specifications may leave it out, and the generated `<name>File` option then defaults to `null`, which
+    /// the template must handle. Only a provided secret can be optional.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// Where a secret comes from.
@@ -216,21 +221,59 @@ pub struct AdminAction {
     pub expect: Option<String>,
 }
 
-/// Why a manifest cannot be used: where, and what to change.
+/// One problem in a manifest: where (file, line and column), which field, and what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}{}: {message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
-pub struct ManifestError {
-    /// The manifest file.
+pub struct ManifestProblem {
+    /// The manifest file (or templates folder).
     pub file: PathBuf,
     /// Line and column (1-based), when known.
     pub location: Option<(usize, usize)>,
-    /// What is wrong and how to fix it.
+    /// What is wrong, naming the field, and how to fix it.
     pub message: String,
 }
 
-/// The manifest as written, before checking.
+/// Why manifests cannot be used: every problem found, all at once, so a contributor fixes them in one pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    /// The problems, in file and position order; never empty.
+    pub problems: Vec<ManifestProblem>,
+}
+
+impl ManifestError {
+    /// One problem.
+    pub fn single(file: &Path, location: Option<(usize, usize)>, message: String) -> Self {
+        Self {
+            problems: vec![ManifestProblem {
+                file: file.to_owned(),
+                location,
+                message,
+            }],
+        }
+    }
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.problems.as_slice() {
+            [one] => write!(f, "{one}"),
+            all => {
+                write!(f, "{} problems in application manifests:", all.len())?;
+                for problem in all {
+                    write!(f, "\n  {problem}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// The manifest's sections. Only its field names are used ([`sections`]): each section is read on its own so
+/// that every problem is reported at once.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
 struct RawManifest {
     application: Application,
     #[serde(default)]
@@ -272,113 +315,771 @@ struct RawOption {
     example: Option<toml::Value>,
 }
 
+/// The field names a struct deserializes, asked of serde itself, so that unknown keys are found (all of them,
+/// with a "did you mean") from the same declaration that reads the known ones.
+fn field_names<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct Probe(&'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for &mut Probe {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(serde::de::Error::custom("probe"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0 = fields;
+            Err(serde::de::Error::custom("probe"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
+            unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut probe = Probe(&[]);
+    let _ = T::deserialize(&mut probe);
+    probe.0
+}
+
+/// The sections a manifest may have, in the order people write them.
+fn sections() -> &'static [&'static str] {
+    field_names::<RawManifest>()
+}
+
+/// The closest of `known` to `name`, for "did you mean" hints.
+fn did_you_mean<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    known
+        .into_iter()
+        .map(|k| (strsim::jaro_winkler(name, k), k))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
+/// Where each key and value of a TOML document is (byte offsets), by dotted path (`options.port.type`,
+/// `ports.0.name`), from `toml`'s own spanned parser.
+#[derive(Default)]
+struct Spans {
+    keys: BTreeMap<String, usize>,
+    values: BTreeMap<String, usize>,
+}
+
+impl Spans {
+    fn of(text: &str) -> Result<Self, toml::de::Error> {
+        let table = toml::de::DeTable::parse(text)?;
+        let mut spans = Self::default();
+        for (k, v) in table.get_ref().iter() {
+            spans.add(k.get_ref(), k.span().start, v);
+        }
+        Ok(spans)
+    }
+
+    fn add(&mut self, path: &str, key: usize, value: &toml::Spanned<toml::de::DeValue<'_>>) {
+        self.keys.insert(path.to_owned(), key);
+        self.values.insert(path.to_owned(), value.span().start);
+        match value.get_ref() {
+            toml::de::DeValue::Table(table) => {
+                for (k, v) in table.iter() {
+                    self.add(&format!("{path}.{}", k.get_ref()), k.span().start, v);
+                }
+            }
+            toml::de::DeValue::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let start = item.span().start;
+                    self.add(&format!("{path}.{i}"), start, item);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Collects a manifest's problems, each located at the key or value it is about.
+struct Problems<'a> {
+    file: &'a Path,
+    text: &'a str,
+    spans: Spans,
+    found: Vec<ManifestProblem>,
+}
+
+impl Problems<'_> {
+    /// A problem at the key of `path` (or the nearest enclosing key that is written).
+    fn at_key(&mut self, path: &str, message: String) {
+        let location = self.locate(path, &self.spans.keys);
+        self.push(location, message);
+    }
+
+    /// A problem at the value of `path` (or the nearest enclosing one).
+    fn at_value(&mut self, path: &str, message: String) {
+        let location = self.locate(path, &self.spans.values);
+        self.push(location, message);
+    }
+
+    fn locate(&self, path: &str, index: &BTreeMap<String, usize>) -> Option<(usize, usize)> {
+        let mut path = path;
+        loop {
+            if let Some(offset) = index.get(path) {
+                return Some(line_column(self.text, *offset));
+            }
+            path = path.rsplit_once('.')?.0;
+        }
+    }
+
+    fn push(&mut self, location: Option<(usize, usize)>, message: String) {
+        self.found.push(ManifestProblem {
+            file: self.file.to_owned(),
+            location,
+            message,
+        });
+    }
+
+    /// Reads `value` (at `path`) as `T`: every unknown key reported with the closest known one, then serde's
+    /// first type error located at the field it is about.
+    fn read<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        what: &str,
+        value: toml::Value,
+    ) -> Option<T> {
+        let fields = field_names::<T>();
+        let mut value = value;
+        let mut unknown = false;
+        if let (false, toml::Value::Table(table)) = (fields.is_empty(), &mut value) {
+            let keys: Vec<String> = table.keys().cloned().collect();
+            for key in keys.iter().filter(|k| !fields.contains(&k.as_str())) {
+                let hint = did_you_mean(key, fields.iter().copied())
+                    .map(|k| format!("did you mean `{k}`? "))
+                    .unwrap_or_default();
+                self.at_key(
+                    &format!("{path}.{key}"),
+                    format!(
+                        "{what}: unknown field `{key}`; {hint}the fields are {}",
+                        fields
+                            .iter()
+                            .map(|f| format!("`{f}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                table.remove(key);
+                unknown = true;
+            }
+        }
+        match serde_path_to_error::deserialize::<_, T>(value) {
+            Ok(v) if !unknown => Some(v),
+            Ok(_) => None,
+            Err(e) => {
+                let inner = e.path().to_string();
+                let full = if inner == "." || inner.is_empty() {
+                    path.to_owned()
+                } else {
+                    format!("{path}.{inner}")
+                };
+                let field = full.strip_prefix(&format!("{path}.")).unwrap_or(&full);
+                let message = e.into_inner().message().trim_end().to_owned();
+                if let Some(missing) = message
+                    .strip_prefix("missing field `")
+                    .and_then(|m| m.strip_suffix('`'))
+                {
+                    self.at_key(path, format!("{what}: missing field `{missing}`"));
+                } else {
+                    self.at_value(&full, format!("{what}: `{field}`: {message}"));
+                }
+                None
+            }
+        }
+    }
+}
+
 impl Manifest {
     /// Reads and checks `templates/<app>/manifest.toml`.
     pub fn load(file: &Path) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ManifestError {
-            file: file.to_owned(),
-            location: None,
-            message: e.to_string(),
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            let message = if e.kind() == std::io::ErrorKind::InvalidData {
+                "not UTF-8 text; save the manifest as UTF-8".to_owned()
+            } else {
+                e.to_string()
+            };
+            ManifestError::single(file, None, message)
         })?;
         Self::parse(file, &text)
     }
 
-    /// Parses and checks manifest text; `file` names it in errors.
+    /// Parses and checks manifest text; `file` names it in errors. Every problem is reported at once (a TOML
+    /// syntax error alone stops the reading).
     pub fn parse(file: &Path, text: &str) -> Result<Self, ManifestError> {
-        let error = |location, message: String| ManifestError {
-            file: file.to_owned(),
-            location,
-            message,
-        };
-        let raw: RawManifest = toml::from_str(text).map_err(|e| {
+        let syntax = |e: toml::de::Error| {
             let location = e.span().map(|span| line_column(text, span.start));
-            error(location, e.message().to_owned())
-        })?;
+            ManifestError::single(file, location, e.message().trim_end().to_owned())
+        };
+        let spans = Spans::of(text).map_err(syntax)?;
+        let table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        let mut p = Problems {
+            file,
+            text,
+            spans,
+            found: Vec::new(),
+        };
+        for key in table.keys().filter(|k| !sections().contains(&k.as_str())) {
+            let hint = did_you_mean(key, sections().iter().copied())
+                .map(|k| format!("did you mean `{k}`? "))
+                .unwrap_or_default();
+            p.at_key(
+                key,
+                format!(
+                    "unknown section `{key}`; {hint}the sections are {}",
+                    sections()
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        let mut table = table;
+        let mut take = |name: &str| table.remove(name);
+        let application: Option<Application> = match take("application") {
+            Some(v) => p.read("application", "[application]", v),
+            None => {
+                p.push(
+                    Some((1, 1)),
+                    "missing section `[application]` (name, title, description, upstream, subdomain)".into(),
+                );
+                None
+            }
+        };
+        let resources: Option<Resources> = match take("resources") {
+            Some(v) => p.read("resources", "[resources]", v),
+            None => {
+                p.push(
+                    Some((1, 1)),
+                    "missing section `[resources]` (cores, memory_mib, disk_gib)".into(),
+                );
+                None
+            }
+        };
+        let needs: Option<Needs> =
+            take("needs").map_or(Some(Needs::default()), |v| p.read("needs", "[needs]", v));
+        let health: Option<Health> =
+            take("health").map_or(Some(Health::default()), |v| p.read("health", "[health]", v));
+        let admin_action: Option<Option<AdminAction>> = take("admin_action")
+            .map_or(Some(None), |v| {
+                p.read("admin_action", "[admin_action]", v).map(Some)
+            });
+        let mut ports = Some(Vec::new());
+        match take("ports") {
+            Some(toml::Value::Array(items)) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let port: Option<Port> = p.read(&format!("ports.{i}"), "[[ports]]", item);
+                    match (port, &mut ports) {
+                        (Some(port), Some(all)) => all.push(port),
+                        _ => ports = None,
+                    }
+                }
+            }
+            Some(_) => {
+                p.at_value(
+                    "ports",
+                    "`ports` must be a list of `[[ports]]` tables".into(),
+                );
+                ports = None;
+            }
+            None => {}
+        }
+        let mut secrets = BTreeMap::new();
+        let mut secrets_ok = true;
+        match take("secrets") {
+            Some(toml::Value::Table(all)) => {
+                for (name, value) in all {
+                    let path = format!("secrets.{name}");
+                    if crate::nix::Ident::new(&name).is_err() {
+                        p.at_key(
+                            &path,
+                            format!("secret `{name}`: names must be Nix identifiers (letters, digits, `_`, `-`)"),
+                        );
+                        secrets_ok = false;
+                    }
+                    match p.read::<SecretSpec>(&path, &format!("secret `{name}`"), value) {
+                        Some(secret) => {
+                            if secret.optional && secret.source == SecretSource::Generated {
+                                p.at_value(
+                                    &format!("{path}.optional"),
+                                    format!("secret `{name}`: a generated secret always exists; only a `provided` one can be `optional`"),
+                                );
+                                secrets_ok = false;
+                            }
+                            secrets.insert(name, secret);
+                        }
+                        None => secrets_ok = false,
+                    }
+                }
+            }
+            Some(_) => {
+                p.at_value(
+                    "secrets",
+                    "`secrets` must be a table of `[secrets.<name>]`".into(),
+                );
+                secrets_ok = false;
+            }
+            None => {}
+        }
         let mut options = BTreeMap::new();
-        for (name, raw_option) in raw.options {
-            let located = |message: String| {
-                error(find_key(text, &name), format!("option `{name}`: {message}"))
-            };
-            if crate::nix::Ident::new(&name).is_err() {
-                return Err(located(
-                    "option names must be Nix identifiers (letters, digits, `_`, `-`)".into(),
-                ));
+        let mut options_ok = true;
+        match take("options") {
+            Some(toml::Value::Table(all)) => {
+                for (name, value) in all {
+                    let path = format!("options.{name}");
+                    let what = format!("option `{name}`");
+                    if crate::nix::Ident::new(&name).is_err() {
+                        p.at_key(
+                            &path,
+                            format!("{what}: option names must be Nix identifiers (letters, digits, `_`, `-`)"),
+                        );
+                        options_ok = false;
+                    }
+                    if let Some(reason) = generated_option(&name, secrets.keys()) {
+                        p.at_key(&path, format!("{what}: {reason}; pick another name"));
+                        options_ok = false;
+                    }
+                    let Some(raw) = p.read::<RawOption>(&path, &what, value) else {
+                        options_ok = false;
+                        continue;
+                    };
+                    match raw.check() {
+                        Ok(option) => {
+                            options.insert(name, option);
+                        }
+                        Err(messages) => {
+                            options_ok = false;
+                            for (field, message) in messages {
+                                let at = format!("{path}.{field}");
+                                p.at_value(&at, format!("{what}: {message}"));
+                            }
+                        }
+                    }
+                }
             }
-            options.insert(name.clone(), raw_option.check().map_err(located)?);
+            Some(_) => {
+                p.at_value(
+                    "options",
+                    "`options` must be a table of `[options.<name>]`".into(),
+                );
+                options_ok = false;
+            }
+            None => {}
         }
-        let app = &raw.application;
-        if crate::nix::Ident::new(&app.name).is_err() {
-            return Err(error(
-                None,
-                format!("application name `{}` must be a Nix identifier", app.name),
-            ));
-        }
-        if crate::nix::AttrPath::dotted(&app.upstream).is_err() {
-            return Err(error(
-                None,
-                format!("upstream `{}` must be a dotted option path", app.upstream),
-            ));
-        }
-        for name in raw.secrets.keys() {
-            if crate::nix::Ident::new(name).is_err() {
-                return Err(error(
-                    find_key(text, name),
-                    format!("secret `{name}`: names must be Nix identifiers"),
-                ));
+        if let Some(app) = &application {
+            if let Err(reason) = check_application_name(&app.name) {
+                p.at_value(
+                    "application.name",
+                    format!("[application]: `name`: {reason}"),
+                );
+            }
+            if crate::nix::AttrPath::dotted(&app.upstream).is_err() {
+                p.at_value(
+                    "application.upstream",
+                    format!(
+                        "[application]: `upstream`: `{}` must be a dotted option path such as `services.{}`",
+                        app.upstream, app.name
+                    ),
+                );
             }
         }
-        if let Some(check) = raw.health.http.iter().find(|c| !c.path.starts_with('/')) {
-            return Err(error(
-                None,
-                format!("health check path `{}` must start with `/`", check.path),
-            ));
+        if let Some(health) = &health {
+            for (i, check) in health.http.iter().enumerate() {
+                if !check.path.starts_with('/') {
+                    p.at_value(
+                        &format!("health.http.{i}.path"),
+                        format!(
+                            "[[health.http]]: `path`: `{}` must start with `/`",
+                            check.path
+                        ),
+                    );
+                }
+            }
         }
-        Ok(Self {
-            application: raw.application,
-            options,
-            needs: raw.needs,
-            secrets: raw.secrets,
-            resources: raw.resources,
-            ports: raw.ports,
-            health: raw.health,
-            admin_action: raw.admin_action,
-        })
+        match (
+            application,
+            resources,
+            needs,
+            health,
+            admin_action,
+            ports,
+            p.found.is_empty() && secrets_ok && options_ok,
+        ) {
+            (
+                Some(application),
+                Some(resources),
+                Some(needs),
+                Some(health),
+                Some(admin_action),
+                Some(ports),
+                true,
+            ) => Ok(Self {
+                application,
+                options,
+                needs,
+                secrets,
+                resources,
+                ports,
+                health,
+                admin_action,
+            }),
+            _ => {
+                let mut problems = p.found;
+                problems.sort_by_key(|problem| problem.location);
+                Err(ManifestError { problems })
+            }
+        }
     }
 
-    /// Loads every `templates/*/manifest.toml`, sorted by application name; the folder name must be the
-    /// application's name.
+    /// Loads every `templates/*/manifest.toml`, sorted by application name. Every folder not starting with `_`
+    /// is an application: its name must follow [`check_application_name`], it must hold a manifest, and that
+    /// manifest must carry the folder's name. Every problem of every manifest is reported at once.
     pub fn load_all(templates: &Path) -> Result<Vec<Self>, ManifestError> {
-        let read_dir = std::fs::read_dir(templates).map_err(|e| ManifestError {
-            file: templates.to_owned(),
-            location: None,
-            message: e.to_string(),
-        })?;
+        let read_dir = std::fs::read_dir(templates)
+            .map_err(|e| ManifestError::single(templates, None, e.to_string()))?;
+        let mut entries: Vec<_> = read_dir.flatten().map(|e| e.path()).collect();
+        entries.sort();
         let mut manifests = Vec::new();
-        for entry in read_dir.flatten() {
-            let file = entry.path().join("manifest.toml");
-            if !file.is_file() {
+        let mut problems = Vec::new();
+        for dir in entries.iter().filter(|p| p.is_dir()) {
+            let Some(folder) = dir.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if folder.starts_with('_') || folder.starts_with('.') {
                 continue;
             }
-            let manifest = Self::load(&file)?;
-            if entry.file_name().to_str() != Some(manifest.application.name.as_str()) {
-                return Err(ManifestError {
+            if let Err(reason) = check_application_name(folder) {
+                problems.push(ManifestProblem {
+                    file: dir.clone(),
+                    location: None,
+                    message: format!("the folder cannot name an application: {reason}"),
+                });
+                continue;
+            }
+            let file = dir.join("manifest.toml");
+            if !file.is_file() {
+                problems.push(ManifestProblem {
                     file,
                     location: None,
                     message: format!(
-                        "the folder must be named after the application (`{}`)",
-                        manifest.application.name
+                        "missing: every application folder holds a manifest.toml (start one with `fedigen template new {folder}`), and folders that are not applications start with `_`"
                     ),
                 });
+                continue;
             }
-            manifests.push(manifest);
+            match Self::load(&file) {
+                Ok(manifest) if manifest.application.name != folder => {
+                    problems.push(ManifestProblem {
+                        file,
+                        location: None,
+                        message: format!(
+                            "[application]: `name` is `{}`, but the folder is `{folder}`: the folder must be named after the application",
+                            manifest.application.name
+                        ),
+                    });
+                }
+                Ok(manifest) => manifests.push(manifest),
+                Err(e) => problems.extend(e.problems),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ManifestError { problems });
         }
         manifests.sort_by(|a, b| a.application.name.cmp(&b.application.name));
         Ok(manifests)
     }
+
+    /// [`Manifest::load_all`], refusing manifests that are not finished: a text (title, description, …) that
+    /// still says `TODO` is not published (`fedigen schema`, `fedigen generate`).
+    pub fn load_published(templates: &Path) -> Result<Vec<Self>, ManifestError> {
+        let manifests = Self::load_all(templates)?;
+        let mut problems = Vec::new();
+        for manifest in &manifests {
+            let file = templates
+                .join(&manifest.application.name)
+                .join("manifest.toml");
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            problems.extend(
+                todo_markers(&file, &text)
+                    .into_iter()
+                    .filter(|(_, in_comment)| !in_comment)
+                    .map(|(mut problem, _)| {
+                        problem.message = format!(
+                            "{}; a manifest with a TODO is a draft and is not published: finish it (`fedigen template check {}` lists every TODO)",
+                            problem.message, manifest.application.name
+                        );
+                        problem
+                    }),
+            );
+        }
+        if problems.is_empty() {
+            Ok(manifests)
+        } else {
+            Err(ManifestError { problems })
+        }
+    }
+}
+
+/// The marker of unfinished work in a template or manifest.
+pub const TODO: &str = "TODO";
+
+/// Every `TODO` in a manifest or template text: the problem (at its line and column, naming the key of its line
+/// when there is one) and whether it is in a `#` comment (TOML and Nix) rather than in a value.
+pub fn todo_markers(file: &Path, text: &str) -> Vec<(ManifestProblem, bool)> {
+    let mut found = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        for (at, _) in line.match_indices(TODO) {
+            let before = &line[..at];
+            let in_comment = comment_start(before).is_some();
+            let key = before
+                .split_once('=')
+                .map(|(k, _)| k.trim())
+                .filter(|k| !k.is_empty() && !k.contains(['"', '#', '{']));
+            let message = match key {
+                Some(key) if !in_comment => format!("`{key}` still says TODO"),
+                _ => "a TODO is left".to_owned(),
+            };
+            found.push((
+                ManifestProblem {
+                    file: file.to_owned(),
+                    location: Some((i + 1, before.chars().count() + 1)),
+                    message,
+                },
+                in_comment,
+            ));
+        }
+    }
+    found
+}
+
+/// Where a `#` comment starts in `line`, outside `"…"` and `'…'` strings (TOML; good enough for Nix lines too).
+fn comment_start(line: &str) -> Option<usize> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' => return Some(i),
+            None => {}
+        }
+    }
+    None
+}
+
+/// Why a manifest option cannot have this name: the generated module declares it itself (`enable`,
+/// `subdomain` and each secret's `<secret>File`, see [`crate::template::option_declarations`]).
+fn generated_option<'a>(
+    name: &str,
+    mut secrets: impl Iterator<Item = &'a String>,
+) -> Option<String> {
+    if crate::template::FIXED_OPTIONS.contains(&name) {
+        return Some(format!(
+            "`{name}` is an option every generated module declares itself"
+        ));
+    }
+    secrets
+        .find(|s| format!("{s}File") == name)
+        .map(|s| format!("`{name}` is the option the generated module declares for secret `{s}`"))
+}
+
+/// The longest application name: machine names are `<operator>-<application>` host names (63 characters at
+/// most), and operator names take up to 32.
+pub const MAX_APPLICATION_NAME: usize = 30;
+
+/// Whether `name` can name an application, and if not why and what to pick instead.
+///
+/// The rule: lower case `[a-z]`, then `[a-z0-9-]`, not ending in `-`, at most [`MAX_APPLICATION_NAME`]
+/// characters — because the name becomes a folder, a file (`modules/<app>.nix`, `vm-tests/generated/<app>.nix`),
+/// the attribute `fediversity.<app>` (read in templates as `config.fediversity.<app>`, so not a Nix keyword), part
+/// of machine and host names (`<operator>-<app>`), and of S3 bucket names, which are lower case. Reserved: the
+/// names of what `fedigen generate` writes beside the applications' files ([`reserved_application_names`]).
+pub fn check_application_name(name: &str) -> Result<(), String> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    let suggestion = {
+        let mut s: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        while s.contains("--") {
+            s = s.replace("--", "-");
+        }
+        s.trim_start_matches(|c: char| c == '-' || c.is_ascii_digit())
+            .trim_end_matches('-')
+            .to_owned()
+    };
+    if !valid {
+        let hint = if suggestion.is_empty() || suggestion == name {
+            String::new()
+        } else {
+            format!(", e.g. `{suggestion}`")
+        };
+        return Err(format!(
+            "`{name}` is not an application name: use lower-case letters, digits and `-`, starting with a letter and not ending with `-`{hint} (it becomes a file name, the attribute `fediversity.<app>`, part of host names and of S3 bucket names)"
+        ));
+    }
+    if name.chars().count() > MAX_APPLICATION_NAME {
+        return Err(format!(
+            "`{name}` is longer than {MAX_APPLICATION_NAME} characters: machine names are `<operator>-<application>` host names of at most 63; pick a shorter name"
+        ));
+    }
+    if let Some((_, why)) = reserved_application_names()
+        .into_iter()
+        .find(|(reserved, _)| match reserved.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => reserved == name,
+        })
+    {
+        return Err(format!(
+            "`{name}` is reserved: {why}; pick another name, e.g. `{name}-app`"
+        ));
+    }
+    Ok(())
+}
+
+/// The names an application cannot take, each with the reason, derived from what `fedigen generate` writes
+/// beside the applications' own files ([`crate::generate`]'s constants, the shared module's options) and from
+/// Nix's keywords. A name ending in `*` is a prefix.
+pub fn reserved_application_names() -> Vec<(String, String)> {
+    use crate::generate::{
+        ALL_MODULES, DEPLOYMENT_TEST_PREFIX, MODULES, SHARED_MODULE, VM_TESTS, VM_TESTS_LIB,
+    };
+    let mut reserved = vec![
+        (
+            SHARED_MODULE.to_owned(),
+            format!(
+                "`{MODULES}/{SHARED_MODULE}.nix` is the shared module `fedigen generate` writes"
+            ),
+        ),
+        (
+            ALL_MODULES.to_owned(),
+            format!("`{MODULES}/{ALL_MODULES}.nix` is the module importing all others"),
+        ),
+        (
+            VM_TESTS_LIB.to_owned(),
+            format!("`{VM_TESTS}/{VM_TESTS_LIB}/` holds what the VM tests share"),
+        ),
+        (
+            format!("{DEPLOYMENT_TEST_PREFIX}*"),
+            format!(
+                "`{VM_TESTS}/{DEPLOYMENT_TEST_PREFIX}<operator>.nix` are the deployments' VM tests, so no application name starts with `{DEPLOYMENT_TEST_PREFIX}`"
+            ),
+        ),
+    ];
+    for option in shared_option_names() {
+        reserved.push((
+            option.clone(),
+            format!("`fediversity.{option}` is an option of the shared module `{MODULES}/{SHARED_MODULE}.nix`"),
+        ));
+    }
+    for keyword in crate::nix::lexical::KEYWORDS {
+        reserved.push((
+            keyword.to_owned(),
+            format!(
+                "`{keyword}` is a Nix keyword, so `config.fediversity.{keyword}` would not parse"
+            ),
+        ));
+    }
+    reserved
+}
+
+/// The first names of the options `modules/fediversity.nix` declares under `fediversity.` (`domain`, `acme`, …),
+/// read from the module fedigen generates.
+fn shared_option_names() -> Vec<String> {
+    use crate::nix::{Entry, Expr};
+    let Ok(Expr::Lambda(_, body)) = crate::generate::shared_module() else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    let bindings = |e: &Expr| match e {
+        Expr::Attrs(set) => set
+            .entries
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Binding { path, value, .. } => Some((
+                    path.names()
+                        .iter()
+                        .map(|n| n.as_str().to_owned())
+                        .collect::<Vec<_>>(),
+                    value.clone(),
+                )),
+                Entry::Inherit { .. } => None,
+            })
+            .collect::<Vec<_>>(),
+        _ => Vec::new(),
+    };
+    for (path, value) in bindings(&body) {
+        if path == ["options", "fediversity"] {
+            for (inner, _) in bindings(&value) {
+                if let Some(first) = inner.first()
+                    && !names.contains(first)
+                {
+                    names.push(first.clone());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The option types a manifest may name.
+pub const TYPE_NAMES: [&str; 9] = [
+    "bool", "int", "float", "str", "enum", "port", "email", "list", "attrs",
+];
+
+/// Names people write for a type, by the manifest's name for it.
+const TYPE_ALIASES: [(&str, &str); 10] = [
+    ("integer", "int"),
+    ("boolean", "bool"),
+    ("string", "str"),
+    ("number", "float"),
+    ("double", "float"),
+    ("array", "list"),
+    ("listOf", "list"),
+    ("attrsOf", "attrs"),
+    ("object", "attrs"),
+    ("map", "attrs"),
+];
+
+/// Why a type name is not one of [`TYPE_NAMES`], with the one probably meant.
+fn unknown_type(name: &str) -> String {
+    let meant = TYPE_ALIASES
+        .iter()
+        .find(|(alias, _)| alias.eq_ignore_ascii_case(name))
+        .map(|(_, t)| *t)
+        .or_else(|| did_you_mean(&name.to_ascii_lowercase(), TYPE_NAMES));
+    format!(
+        "unknown type `{name}`{}; the types are {}",
+        meant
+            .map(|t| format!(" (did you mean `{t}`?)"))
+            .unwrap_or_default(),
+        TYPE_NAMES.join(", ")
+    )
 }
 
 impl RawOption {
-    fn check(self) -> Result<OptionSpec, String> {
+    /// The checked option, or every problem with the field it is about (`type`, `min`, `default`, …).
+    fn check(self) -> Result<OptionSpec, Vec<(&'static str, String)>> {
         let ty = OptionType::from_parts(
             &self.ty,
             self.of.as_deref(),
@@ -387,15 +1088,31 @@ impl RawOption {
             self.pattern,
             self.max_length,
         )?;
-        let to_json = |v: toml::Value, what: &str| -> Result<Value, String> {
-            let json = serde_json::to_value(v).map_err(|e| format!("{what}: {e}"))?;
-            ty.check(&json)
-                .map_err(|e| format!("{what} {json} does not fit the type: {e}"))?;
-            Ok(json)
+        let mut problems = Vec::new();
+        let mut to_json = |v: toml::Value, what: &'static str| -> Option<Value> {
+            let json = match serde_json::to_value(v) {
+                Ok(json) => json,
+                Err(e) => {
+                    problems.push((what, format!("`{what}`: {e}")));
+                    return None;
+                }
+            };
+            match ty.check(&json) {
+                Ok(()) => Some(json),
+                Err(e) => {
+                    problems.push((what, format!("`{what}` {json} does not fit the type: {e}")));
+                    None
+                }
+            }
         };
+        let default = self.default.and_then(|v| to_json(v, "default"));
+        let example = self.example.and_then(|v| to_json(v, "example"));
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         Ok(OptionSpec {
-            default: self.default.map(|v| to_json(v, "default")).transpose()?,
-            example: self.example.map(|v| to_json(v, "example")).transpose()?,
+            default,
+            example,
             description: self.description,
             ty,
         })
@@ -410,35 +1127,53 @@ impl OptionType {
         (min, max): (Option<i64>, Option<i64>),
         pattern: Option<String>,
         max_length: Option<usize>,
-    ) -> Result<Self, String> {
-        let unused = |what: &str, present: bool| {
+    ) -> Result<Self, Vec<(&'static str, String)>> {
+        if !TYPE_NAMES.contains(&name) {
+            return Err(vec![("type", unknown_type(name))]);
+        }
+        let mut problems = Vec::new();
+        let mut unused = |what: &'static str, present: bool, applies: &str| {
             if present {
-                Err(format!("`{what}` does not apply to type `{name}`"))
-            } else {
-                Ok(())
+                problems.push((
+                    what,
+                    format!("`{what}` does not apply to type `{name}` (only to {applies})"),
+                ));
             }
         };
         if name != "int" {
-            unused("min", min.is_some())?;
-            unused("max", max.is_some())?;
+            unused("min", min.is_some(), "`int`");
+            unused("max", max.is_some(), "`int`");
         }
         if name != "str" {
-            unused("pattern", pattern.is_some())?;
-            unused("max_length", max_length.is_some())?;
+            unused("pattern", pattern.is_some(), "`str`");
+            unused("max_length", max_length.is_some(), "`str`");
         }
         if name != "enum" {
-            unused("values", values.is_some())?;
+            unused("values", values.is_some(), "`enum`");
         }
         if name != "list" && name != "attrs" {
-            unused("of", of.is_some())?;
+            unused("of", of.is_some(), "`list` and `attrs`");
         }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let one = |field: &'static str, message: String| Err(vec![(field, message)]);
         Ok(match name {
             "bool" => Self::Bool,
-            "int" => Self::Int { min, max },
+            "int" => {
+                if let (Some(a), Some(b)) = (min, max)
+                    && a > b
+                {
+                    return one("min", format!("`min` {a} is larger than `max` {b}"));
+                }
+                Self::Int { min, max }
+            }
             "float" => Self::Float,
             "str" => {
-                if let Some(p) = &pattern {
-                    regex_lite::Regex::new(p).map_err(|e| format!("pattern: {e}"))?;
+                if let Some(p) = &pattern
+                    && let Err(e) = regex_lite::Regex::new(p)
+                {
+                    return one("pattern", format!("`pattern`: {e}"));
                 }
                 Self::Str {
                     pattern,
@@ -447,26 +1182,34 @@ impl OptionType {
             }
             "enum" => match values {
                 Some(values) if !values.is_empty() => Self::Enum(values),
-                _ => return Err("type `enum` needs `values = [ … ]`".into()),
+                _ => return one("type", "type `enum` needs `values = [ … ]`".into()),
             },
             "port" => Self::Port,
             "email" => Self::Email,
-            "list" | "attrs" => {
-                let of = of.ok_or_else(|| format!("type `{name}` needs `of = \"<type>\"`"))?;
-                let inner = Self::from_parts(of, None, None, (None, None), None, None)?;
+            _ => {
+                let Some(of) = of else {
+                    return one("type", format!("type `{name}` needs `of = \"<type>\"`"));
+                };
+                if !TYPE_NAMES.contains(&of) {
+                    return one("of", format!("`of`: {}", unknown_type(of)));
+                }
+                let inner =
+                    Self::from_parts(of, None, None, (None, None), None, None).map_err(|e| {
+                        e.into_iter()
+                            .map(|(_, m)| ("of", format!("`of`: {m}")))
+                            .collect::<Vec<_>>()
+                    })?;
                 if matches!(inner, Self::List(_) | Self::Attrs(_)) {
-                    return Err("lists and attribute sets hold scalar values".into());
+                    return one(
+                        "of",
+                        "`of`: lists and attribute sets hold scalar values".into(),
+                    );
                 }
                 if name == "list" {
                     Self::List(Box::new(inner))
                 } else {
                     Self::Attrs(Box::new(inner))
                 }
-            }
-            other => {
-                return Err(format!(
-                    "unknown type `{other}`; use bool, int, float, str, enum, port, email, list or attrs"
-                ));
             }
         })
     }
@@ -712,18 +1455,6 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (p.line, p.column)
 }
 
-/// Where a table key such as `[options.name]` or `name = ` is first written, for errors found after parsing.
-fn find_key(text: &str, key: &str) -> Option<(usize, usize)> {
-    text.lines().enumerate().find_map(|(i, line)| {
-        let l = line.trim_start();
-        let hit = l.starts_with(&format!("[options.{key}]"))
-            || l.starts_with(&format!("[secrets.{key}]"))
-            || l.starts_with(&format!("{key} ="))
-            || l.starts_with(&format!("{key}="));
-        hit.then(|| (i + 1, line.len() - l.len() + 1))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -786,10 +1517,14 @@ description = "Who may register."
         );
         let bad = parse("[options.x]\ntype = \"int\"\nmax = 3\ndefault = 4\ndescription = \"d\"\n")
             .unwrap_err();
-        assert_eq!(bad.location, Some((13, 1)), "the `[options.x]` line: {bad}");
+        let [bad] = bad.problems.as_slice() else {
+            panic!("one problem: {bad}")
+        };
+        assert_eq!(bad.location, Some((16, 11)), "the default's value: {bad}");
         assert!(
-            bad.message
-                .contains("default 4 does not fit the type: expected an integer of at most 3"),
+            bad.message.contains(
+                "option `x`: `default` 4 does not fit the type: expected an integer of at most 3"
+            ),
             "{bad}"
         );
     }
@@ -797,11 +1532,12 @@ description = "Who may register."
     #[test]
     fn unknown_keys_are_errors_with_their_position() {
         let err = parse("[needs]\npostgres = true\n").unwrap_err();
-        assert_eq!(err.location.map(|l| l.0), Some(14), "{err}");
+        let err = &err.problems[0];
+        assert_eq!(err.location, Some((14, 1)), "{err}");
         assert!(err.message.contains("unknown field `postgres`"), "{err}");
         assert!(
-            err.message.contains("postgresql"),
-            "the message lists the known fields: {err}"
+            err.message.contains("did you mean `postgresql`?"),
+            "the message names the closest field: {err}"
         );
     }
 
@@ -827,5 +1563,183 @@ description = "Who may register."
             "the pattern covers the whole string"
         );
         assert!(s.check(&Value::from("abcdef")).is_err());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_each_at_its_place() {
+        let err = parse(
+            r#"
+[needs]
+postgres = true
+redis = "yes"
+
+[options.a]
+type = "integer"
+min = 1
+description = "a"
+
+[options.b]
+type = "str"
+min = 1
+max = 2
+description = "b"
+
+[options.c]
+type = "bool"
+default = 3
+description = "c"
+
+[secrets.s]
+description = "s"
+source = "generated"
+optional = true
+
+[helth]
+units = []
+"#,
+        )
+        .unwrap_err();
+        let shown: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+        let expected = [
+            "templates/demo/manifest.toml:15:1: [needs]: unknown field `postgres`; did you mean `postgresql`?",
+            "templates/demo/manifest.toml:16:9: [needs]: `redis`: invalid type: string \"yes\", expected a boolean",
+            "templates/demo/manifest.toml:19:8: option `a`: unknown type `integer` (did you mean `int`?)",
+            "templates/demo/manifest.toml:25:7: option `b`: `min` does not apply to type `str` (only to `int`)",
+            "templates/demo/manifest.toml:26:7: option `b`: `max` does not apply to type `str` (only to `int`)",
+            "templates/demo/manifest.toml:31:11: option `c`: `default` 3 does not fit the type: expected a boolean",
+            "templates/demo/manifest.toml:37:12: secret `s`: a generated secret always exists; only a `provided` one can be `optional`",
+            "templates/demo/manifest.toml:39:2: unknown section `helth`; did you mean `health`?",
+        ];
+        for line in expected {
+            assert!(
+                shown.iter().any(|s| s.starts_with(line)),
+                "missing {line:?} in:\n{}",
+                shown.join("\n")
+            );
+        }
+        assert_eq!(shown.len(), expected.len(), "nothing else: {shown:#?}");
+        assert!(
+            !shown
+                .iter()
+                .any(|s| s.contains("`min` does not apply to type `integer`")),
+            "an unknown type is named as such, not as a misplaced bound"
+        );
+    }
+
+    #[test]
+    fn a_type_error_names_its_field_and_place() {
+        let err = parse("[needs]\nredis = \"yes\"\n").unwrap_err();
+        let [problem] = err.problems.as_slice() else {
+            panic!("{err}")
+        };
+        assert_eq!(problem.location, Some((14, 9)), "{problem}");
+        assert!(
+            problem
+                .message
+                .starts_with("[needs]: `redis`: invalid type: string \"yes\", expected a boolean"),
+            "{problem}"
+        );
+    }
+
+    #[test]
+    fn application_names_follow_one_rule_and_avoid_what_generate_writes() {
+        for good in ["mastodon", "matrix-synapse", "app2", "garage"] {
+            assert_eq!(check_application_name(good), Ok(()), "{good}");
+        }
+        let why = |name: &str| check_application_name(name).unwrap_err();
+        assert!(
+            why("Foo-Bar").contains("lower-case letters")
+                && why("Foo-Bar").contains("e.g. `foo-bar`"),
+            "{}",
+            why("Foo-Bar")
+        );
+        assert!(
+            why("foo_bar").contains("e.g. `foo-bar`"),
+            "{}",
+            why("foo_bar")
+        );
+        assert!(why("foo-").contains("not ending with `-`"));
+        assert!(why("9lives").contains("starting with a letter"));
+        assert!(
+            why("let").contains("`let` is a Nix keyword"),
+            "{}",
+            why("let")
+        );
+        assert!(
+            why("fediversity").contains("modules/fediversity.nix"),
+            "{}",
+            why("fediversity")
+        );
+        assert!(
+            why("default").contains("modules/default.nix"),
+            "{}",
+            why("default")
+        );
+        assert!(
+            why("lib").contains("vm-tests/generated/lib/"),
+            "{}",
+            why("lib")
+        );
+        assert!(
+            why("deployment-x").contains("deployment-<operator>.nix"),
+            "{}",
+            why("deployment-x")
+        );
+        for shared in ["domain", "acme", "smtp", "s3"] {
+            assert!(
+                why(shared).contains(&format!(
+                    "`fediversity.{shared}` is an option of the shared module"
+                )),
+                "{}",
+                why(shared)
+            );
+        }
+        assert!(why(&"a".repeat(31)).contains("longer than 30"));
+        for name in ["fediversity", "let"] {
+            assert!(why(name).contains("pick another name"), "{}", why(name));
+        }
+        let err = Manifest::parse(
+            Path::new("templates/let/manifest.toml"),
+            &MINIMAL.replace("name = \"demo\"", "name = \"let\""),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("templates/let/manifest.toml:3:8: [application]: `name`: `let` is reserved: `let` is a Nix keyword"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn manifest_options_cannot_shadow_generated_ones() {
+        let err = parse(
+            "[options.enable]\ntype = \"bool\"\ndescription = \"d\"\n\n[options.tokenFile]\ntype = \"str\"\ndescription = \"d\"\n\n[secrets.token]\ndescription = \"t\"\nsource = \"provided\"\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "option `enable`: `enable` is an option every generated module declares itself"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("option `tokenFile`: `tokenFile` is the option the generated module declares for secret `token`"), "{text}");
+    }
+
+    #[test]
+    fn todo_markers_are_found_in_values_and_comments() {
+        let text = "# TODO: ports\n[application]\ndescription = \"TODO: one sentence.\"\ntitle = \"x\" # TODO later\n";
+        let found = todo_markers(Path::new("m.toml"), text);
+        let shown: Vec<(String, bool)> = found.iter().map(|(p, c)| (p.to_string(), *c)).collect();
+        assert_eq!(
+            shown,
+            [
+                ("m.toml:1:3: a TODO is left".to_owned(), true),
+                (
+                    "m.toml:3:16: `description` still says TODO".to_owned(),
+                    false
+                ),
+                ("m.toml:4:15: a TODO is left".to_owned(), true),
+            ]
+        );
     }
 }

@@ -57,6 +57,9 @@ pub struct Templates {
     registry: Handlebars<'static>,
     /// Template name (`mastodon`) → its file, for errors and generated-file markers.
     files: BTreeMap<String, PathBuf>,
+    /// Every registered template and partial by its registry name: its file and source, to map a position in
+    /// rendered text back to the template line it came from ([`Templates::syntax_error`]).
+    sources: BTreeMap<String, (PathBuf, String)>,
 }
 
 impl Templates {
@@ -71,6 +74,7 @@ impl Templates {
             registry.register_helper(name, Box::new(nix_helper));
         }
         let mut files = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         let partials = root.join("templates/_partials");
         if let Ok(entries) = std::fs::read_dir(&partials) {
             let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
@@ -88,8 +92,9 @@ impl Templates {
                 let source = read(&path, &relative)?;
                 lint(&relative, &source)?;
                 registry
-                    .register_partial(&name, source)
+                    .register_partial(&name, &source)
                     .map_err(|e| handlebars_error(&relative, &e))?;
+                sources.insert(name, (relative, source));
             }
         }
         for manifest in manifests {
@@ -99,11 +104,16 @@ impl Templates {
             let source = read(&path, &relative)?;
             lint(&relative, &source)?;
             registry
-                .register_template_string(app, source)
+                .register_template_string(app, &source)
                 .map_err(|e| handlebars_error(&relative, &e))?;
-            files.insert(app.clone(), relative);
+            files.insert(app.clone(), relative.clone());
+            sources.insert(app.clone(), (relative, source));
         }
-        Ok(Self { registry, files })
+        Ok(Self {
+            registry,
+            files,
+            sources,
+        })
     }
 
     /// The template file of an application, relative to the repository (for markers and errors).
@@ -125,11 +135,136 @@ impl Templates {
             .cloned()
             .unwrap_or_else(|| PathBuf::from(app));
         let context = module_context(manifest, settings);
+        self.render_checked(app, &file, &context)
+    }
+
+    /// Renders a registered template, then lays it out and parses it. A syntax error in the rendered text is
+    /// reported at the template's own line and column, with the template lines around it.
+    fn render_checked(
+        &self,
+        name: &str,
+        file: &Path,
+        context: &Value,
+    ) -> Result<String, TemplateError> {
         let text = self
             .registry
-            .render(app, &context)
-            .map_err(|e| render_error(&file, &e))?;
-        canonical(&file, &text)
+            .render(name, context)
+            .map_err(|e| render_error(file, &e))?;
+        match std::panic::catch_unwind(|| nixfmt_rs::format(&text)) {
+            Ok(Ok(formatted)) => finish_layout(file, &text, formatted),
+            Ok(Err(e)) => Err(self.syntax_error(name, file, context, &text, &e)),
+            Err(_) => canonical(file, &text),
+        }
+    }
+
+    /// A syntax error of rendered text, mapped back to the template: the file (the template or a partial),
+    /// the line and column there, the parser's message and help, and the template lines around it.
+    fn syntax_error(
+        &self,
+        name: &str,
+        file: &Path,
+        context: &Value,
+        text: &str,
+        error: &nixfmt_rs::ParseError,
+    ) -> TemplateError {
+        let report = nixfmt_rs::format_error(text, Some("<rendered>"), error);
+        let rendered = report.split("<rendered>:").nth(1).and_then(|rest| {
+            let mut numbers = rest.splitn(3, |c: char| !c.is_ascii_digit());
+            let line = numbers.next()?.parse::<usize>().ok()?;
+            let column = numbers.next()?.parse::<usize>().ok()?;
+            Some((line, column))
+        });
+        let mut message = format!(
+            "the rendered template is not valid Nix: {}",
+            error.message()
+        );
+        let help = error
+            .help()
+            .map(|h| format!("\n  help: {h}"))
+            .unwrap_or_default();
+        let mapped = rendered.and_then(|(line, column)| {
+            let (file, template_line) = self.map_line(name, context, text, line)?;
+            let source = self
+                .sources
+                .values()
+                .find(|(f, _)| *f == file)
+                .map(|(_, s)| s.as_str())?;
+            let rendered_line = text.lines().nth(line - 1).unwrap_or_default();
+            let template_text = source.lines().nth(template_line - 1).unwrap_or_default();
+            let column = map_column(rendered_line, template_text, column);
+            Some((file, template_line, column, source))
+        });
+        match mapped {
+            Some((file, line, column, source)) => {
+                message.push_str(&snippet(source, line, column));
+                message.push_str(&help);
+                TemplateError {
+                    file,
+                    location: Some((line, column)),
+                    message,
+                }
+            }
+            None => {
+                if let Some((line, column)) = rendered {
+                    message.push_str(&format!(
+                        " (at line {line}, column {column} of the rendered text){}",
+                        snippet(text, line, column)
+                    ));
+                }
+                message.push_str(&help);
+                TemplateError {
+                    file: file.to_owned(),
+                    location: None,
+                    message,
+                }
+            }
+        }
+    }
+
+    /// The template file and line that rendered line `line` of `text` comes from: the template and its partials
+    /// are rendered again with a marker before each line break of their raw text, so every rendered line ends
+    /// at a marker naming its template line (a line broken by a helper's output belongs to the template line
+    /// holding the helper, whose marker follows). `None` when the marked rendering differs from `text` once
+    /// the markers are removed.
+    fn map_line(
+        &self,
+        name: &str,
+        context: &Value,
+        text: &str,
+        line: usize,
+    ) -> Option<(PathBuf, usize)> {
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        registry.register_escape_fn(handlebars::no_escape);
+        registry.set_prevent_indent(true);
+        for helper in VALUE_HELPERS {
+            registry.register_helper(helper, Box::new(nix_helper));
+        }
+        let files: Vec<&PathBuf> = self.sources.values().map(|(f, _)| f).collect();
+        for (id, (registered, (_, source))) in self.sources.iter().enumerate() {
+            let marked = mark_lines(source, id);
+            let partial = !self.files.contains_key(registered) && !registered.ends_with(".nix.hbs");
+            if partial {
+                registry.register_partial(registered, marked).ok()?;
+            } else {
+                registry.register_template_string(registered, marked).ok()?;
+            }
+        }
+        let marked = registry.render(name, context).ok()?;
+        if strip_markers(&marked) != text {
+            return None;
+        }
+        let start: usize = marked
+            .split_inclusive('\n')
+            .take(line - 1)
+            .map(str::len)
+            .sum();
+        let rest = &marked[start..];
+        let at = rest.find(MARK_OPEN)?;
+        let inner = &rest[at + MARK_OPEN.len_utf8()..];
+        let (id, template_line) = inner[..inner.find(MARK_CLOSE)?].split_once(':')?;
+        let file = files.get(id.parse::<usize>().ok()?)?;
+        Some(((*file).clone(), template_line.parse().ok()?))
     }
 }
 
@@ -150,8 +285,9 @@ impl Templates {
             let source = read(&root.join(&relative), &relative)?;
             lint(&relative, &source)?;
             self.registry
-                .register_template_string(file, source)
+                .register_template_string(file, &source)
                 .map_err(|e| handlebars_error(&relative, &e))?;
+            self.sources.insert(file.to_owned(), (relative, source));
         }
         Ok(())
     }
@@ -173,12 +309,7 @@ impl Templates {
 
     /// Renders a VM test template (registered under its file name) and lays the result out.
     fn render_test(&self, file: &str, context: &Value) -> Result<String, TemplateError> {
-        let path = PathBuf::from(file);
-        let text = self
-            .registry
-            .render(file, context)
-            .map_err(|e| render_error(&path, &e))?;
-        canonical(&path, &text)
+        self.render_checked(file, &PathBuf::from(file), context)
     }
 }
 
@@ -274,7 +405,19 @@ pub fn canonical(file: &Path, text: &str) -> Result<String, TemplateError> {
         location: None,
         message: format!("the rendered template is not valid Nix: {e}\n--- rendered text:\n{text}"),
     };
-    let mut formatted = verify::nixfmt(&name, text).map_err(to_error)?;
+    let formatted = verify::nixfmt(&name, text).map_err(to_error)?;
+    finish_layout(file, text, formatted)
+}
+
+/// The rest of [`canonical`] once nixfmt has laid `text` out once: nixfmt to a fixpoint, then rnix.
+fn finish_layout(file: &Path, text: &str, formatted: String) -> Result<String, TemplateError> {
+    let name = file.display().to_string();
+    let to_error = |e: verify::VerifyError| TemplateError {
+        file: file.to_owned(),
+        location: None,
+        message: format!("the rendered template is not valid Nix: {e}\n--- rendered text:\n{text}"),
+    };
+    let mut formatted = formatted;
     for _ in 0..3 {
         let again = verify::nixfmt(&name, &formatted).map_err(to_error)?;
         if again == formatted {
@@ -284,6 +427,128 @@ pub fn canonical(file: &Path, text: &str) -> Result<String, TemplateError> {
     }
     verify::check_syntax(&name, &formatted).map_err(to_error)?;
     Ok(formatted)
+}
+
+/// The markers around `<template id>:<line>` in a marked rendering (Unicode private use characters, which
+/// templates do not hold).
+const MARK_OPEN: char = '\u{F8F0}';
+const MARK_CLOSE: char = '\u{F8F1}';
+
+/// `source` with a marker naming the line before each line break of raw text (not inside `{{ … }}`), except
+/// on lines holding only whitespace and standalone tags (blocks, partials, comments), which handlebars removes
+/// whole and which a marker would keep.
+fn mark_lines(source: &str, id: usize) -> String {
+    let mut out = String::with_capacity(source.len() * 2);
+    let mut line = 1;
+    let mut rest = source;
+    let mut in_tag: Option<&str> = None;
+    // Whether the current line so far is only whitespace and standalone tags.
+    let mut standalone = true;
+    while let Some(c) = rest.chars().next() {
+        if let Some(close) = in_tag {
+            if rest.starts_with(close) {
+                out.push_str(close);
+                rest = &rest[close.len()..];
+                in_tag = None;
+                continue;
+            }
+        } else if rest.starts_with("{{") {
+            let body = rest[2..].trim_start_matches('~');
+            let (close, kind_standalone) = if body.starts_with("!--") {
+                ("--}}", true)
+            } else {
+                (
+                    "}}",
+                    body.starts_with(['#', '/', '^', '>', '!']) || body.starts_with("else"),
+                )
+            };
+            standalone &= kind_standalone;
+            in_tag = Some(close);
+            out.push_str("{{");
+            rest = &rest[2..];
+            continue;
+        } else if c == '\n' {
+            if !standalone {
+                out.push(MARK_OPEN);
+                out.push_str(&format!("{id}:{line}"));
+                out.push(MARK_CLOSE);
+            }
+            standalone = true;
+        } else if !c.is_whitespace() {
+            standalone = false;
+        }
+        if c == '\n' {
+            line += 1;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// A marked rendering without its markers.
+fn strip_markers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut inside = false;
+    for c in text.chars() {
+        match c {
+            MARK_OPEN => inside = true,
+            MARK_CLOSE => inside = false,
+            _ if !inside => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The column in the template line of a position in the rendered line: the same column while the rendered
+/// line matches the template's raw text up to it; otherwise where the text at the position appears in the
+/// template line (once); otherwise, when the raw text before the line's first `{{` is rendered unchanged, that
+/// tag (whose output holds the position); otherwise the line's first non-blank column.
+fn map_column(rendered: &str, template: &str, column: usize) -> usize {
+    let before: String = rendered.chars().take(column - 1).collect();
+    if template.starts_with(&before) && !before.contains("{{") {
+        return column;
+    }
+    let first_tag = template.find("{{");
+    let token: String = rendered
+        .chars()
+        .skip(column - 1)
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    if !token.is_empty() && template.matches(token.as_str()).count() == 1 {
+        let at = template.find(token.as_str()).unwrap_or(0);
+        return template[..at].chars().count() + 1;
+    }
+    if let Some(tag) = first_tag
+        && before.starts_with(&template[..tag])
+    {
+        return template[..tag].chars().count() + 1;
+    }
+    template.chars().take_while(|c| c.is_whitespace()).count() + 1
+}
+
+/// The lines around `line` of `text` (two before, one after) with a caret under `column`, like a compiler.
+fn snippet(text: &str, line: usize, column: usize) -> String {
+    let first = line.saturating_sub(2).max(1);
+    let last = line + 1;
+    let width = last.to_string().len();
+    let mut out = String::new();
+    for (i, content) in text.lines().enumerate().map(|(i, l)| (i + 1, l)) {
+        if i < first || i > last {
+            continue;
+        }
+        out.push_str(&format!("\n  {i:>width$} | {content}"));
+        if i == line {
+            let pad: String = content
+                .chars()
+                .take(column.saturating_sub(1))
+                .map(|c| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            out.push_str(&format!("\n  {:>width$} | {pad}^", ""));
+        }
+    }
+    out
 }
 
 /// The data a module template sees: the manifest, with each option's Nix type and default already emitted.
@@ -352,6 +617,10 @@ fn manifest_options_value(manifest: &Manifest) -> Value {
     }
 }
 
+/// The options every generated module declares itself, before the manifest's own: a manifest option cannot
+/// take these names.
+pub const FIXED_OPTIONS: [&str; 2] = ["enable", "subdomain"];
+
 /// `{ enable = lib.mkEnableOption "…"; subdomain = lib.mkOption { … }; <opt> = lib.mkOption { … }; <secret>File
 /// = lib.mkOption { … }; }` for an application, from its manifest.
 pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
@@ -362,15 +631,16 @@ pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
             .map(AttrPath::from)
     };
     let field = |n: &str, v: Expr| -> Result<Entry, String> { Ok(Entry::binding(name(n)?, v)) };
+    let [enable, subdomain] = FIXED_OPTIONS;
     let mut entries = vec![field(
-        "enable",
+        enable,
         Expr::apply(
             e(Expr::reference("lib.mkEnableOption"))?,
             vec![e(Expr::string(&manifest.application.title))?],
         ),
     )?];
     entries.push(field(
-        "subdomain",
+        subdomain,
         e(Expr::mk_option(
             e(Expr::reference("lib.types.str"))?,
             Some(e(Expr::string(&manifest.application.subdomain))?),
@@ -395,19 +665,28 @@ pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
             crate::manifest::SecretSource::Generated => " Generated on the machine when absent.",
             crate::manifest::SecretSource::Provided => "",
         };
+        let optional = if spec.optional {
+            " Optional: `null` when the application runs without it."
+        } else {
+            ""
+        };
         let description = format!(
             "Path on the machine of the file holding {}; never a store path, so the secret stays out of the \
-             world-readable Nix store.{source}",
+             world-readable Nix store.{source}{optional}",
             spec.description
         );
+        let str_type = e(Expr::reference("lib.types.str"))?;
+        let (ty, default) = if spec.optional {
+            (
+                Expr::apply(e(Expr::reference("lib.types.nullOr"))?, vec![str_type]),
+                Some(Expr::Null),
+            )
+        } else {
+            (str_type, None)
+        };
         entries.push(field(
             &format!("{secret}File"),
-            e(Expr::mk_option(
-                e(Expr::reference("lib.types.str"))?,
-                None,
-                None,
-                &description,
-            ))?,
+            e(Expr::mk_option(ty, default, None, &description))?,
         )?);
     }
     Ok(Expr::attrs(entries))
@@ -446,6 +725,16 @@ fn nix_helper(
     let param = helper
         .param(0)
         .ok_or_else(|| fail("needs one parameter, e.g. `{{nix-str application.title}}`".into()))?;
+    // Strict mode covers plain expressions, not helper parameters: a path that names nothing would reach the
+    // helper as `null` and be emitted as `null`. A missing value is an error, for every typed helper.
+    if param.is_value_missing() {
+        let path = param
+            .relative_path()
+            .map_or_else(|| "its parameter".to_owned(), |p| format!("`{p}`"));
+        return Err(fail(format!(
+            "{path} names no value (no such option, field or variable); check the name against the manifest"
+        )));
+    }
     let value = param.value();
     let text = match name {
         "nix-str" => match value {
@@ -681,5 +970,48 @@ mod tests {
         assert!(nested.message.contains("`{{y}}`"), "{nested}");
         let sub = lint_text("{{nix-str (concat a b)}}").unwrap_err();
         assert!(sub.message.contains("`concat` is not allowed"), "{sub}");
+    }
+
+    #[test]
+    fn marks_name_raw_lines_and_leave_standalone_tags_alone() {
+        let source =
+            "{\n{{#if x}}\n  a = {{nix-value y}};\n{{/if}}\n  {{! note\n  more }}\n  b = 1;\n}\n";
+        let marked = mark_lines(source, 7);
+        let mark = |line: usize| format!("{MARK_OPEN}7:{line}{MARK_CLOSE}");
+        assert_eq!(
+            marked,
+            format!(
+                "{{{}\n{{{{#if x}}}}\n  a = {{{{nix-value y}}}};{}\n{{{{/if}}}}\n  {{{{! note\n  more }}}}\n  b = 1;{}\n}}{}\n",
+                mark(1),
+                mark(3),
+                mark(7),
+                mark(8)
+            )
+        );
+        assert_eq!(strip_markers(&marked), source);
+    }
+
+    #[test]
+    fn columns_map_through_raw_text_and_helper_output() {
+        assert_eq!(map_column("  a = true", "  a = true", 7), 7);
+        assert_eq!(
+            map_column("  a = \"long value\" b", "  a = {{nix-str x}} b", 20),
+            21,
+            "found by the text at the position"
+        );
+        assert_eq!(
+            map_column("  a = \"x\" b c", "  a = {{nix-str x}} q", 9),
+            7,
+            "otherwise the tag whose output holds it"
+        );
+        assert_eq!(
+            map_column("  b = \"x\" b c", "  a = {{nix-str x}} q", 9),
+            3,
+            "otherwise the line's first column"
+        );
+        assert_eq!(
+            snippet("a\nb\nc\nd\n", 3, 2),
+            "\n  1 | a\n  2 | b\n  3 | c\n    |  ^\n  4 | d"
+        );
     }
 }

@@ -235,6 +235,24 @@ fn a_scaffolded_template_passes_check_and_generates() {
         "{}",
         String::from_utf8_lossy(&new.stderr)
     );
+    // A skeleton is a draft (its TODOs): it passes with --allow-drafts, and without once they are done.
+    let check = fedigen(dir, &["template", "check", "--allow-drafts", "lemmy"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let manifest = dir.join("templates/lemmy/manifest.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("TODO: one sentence about", "The")).unwrap();
+    let module = dir.join("templates/lemmy/module.nix.hbs");
+    let text = std::fs::read_to_string(&module).unwrap();
+    let finished: String = text
+        .lines()
+        .filter(|l| !l.contains("TODO"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&module, finished).unwrap();
     let check = fedigen(dir, &["template", "check", "lemmy"]);
     assert!(
         check.status.success(),
@@ -284,10 +302,16 @@ fn template_check_reports_a_template_that_breaks_on_edge_values() {
     let out = fedigen(dir, &["template", "check", "pixelfed"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let line = text
+        .lines()
+        .position(|l| l.contains("{{nix-options}};"))
+        .unwrap()
+        + 2;
     assert!(
-        stderr
-            .contains("templates/pixelfed/module.nix.hbs: the rendered template is not valid Nix"),
-        "{stderr}"
+        stderr.contains(&format!(
+            "templates/pixelfed/module.nix.hbs:{line}:13: the rendered template is not valid Nix"
+        )),
+        "at the template's line, the helper whose output breaks it: {stderr}"
     );
     assert!(stderr.contains("problem(s) in"), "{stderr}");
 }

@@ -183,6 +183,10 @@ fn compare(manifest: &Manifest, import: &Import, what: &str) -> Vec<String> {
             imported.source, original.source,
             "{what}: secret `{name}`'s source"
         );
+        assert_eq!(
+            imported.optional, original.optional,
+            "{what}: whether secret `{name}` is optional"
+        );
     }
     assert!(
         import.skipped.is_empty(),
@@ -334,6 +338,11 @@ source = "generated"
 description = "a token with `quotes` \"inside\""
 source = "provided"
 
+[secrets.backupKey]
+description = "the key that encrypts backups, when there are any"
+source = "provided"
+optional = true
+
 [resources]
 cores = 1
 memory_mib = 512
@@ -422,11 +431,32 @@ fn the_command_writes_a_skeleton_that_template_check_accepts_and_refuses_to_over
     assert_eq!(std::fs::read_to_string(&manifest).unwrap(), written);
 
     let check = run(&["template", "check", "webapp"]);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(
+        check.status.code(),
+        Some(1),
+        "the skeleton is a draft, full of TODOs: {stderr}"
+    );
+    assert!(
+        stderr.contains("error: templates/webapp/manifest.toml:")
+            && stderr.contains("`description` still says TODO: the template is a draft"),
+        "each TODO is reported at its place: {stderr}"
+    );
+    let check = run(&["template", "check", "--allow-drafts", "webapp"]);
     assert!(
         check.status.success(),
-        "the skeleton passes `template check`: {}",
+        "the skeleton passes `template check --allow-drafts`: {}",
         String::from_utf8_lossy(&check.stderr)
     );
+    let generate = run(&["generate"]);
+    assert_eq!(generate.status.code(), Some(2), "a draft is not published");
+    assert!(
+        String::from_utf8_lossy(&generate.stderr)
+            .contains("a manifest with a TODO is a draft and is not published"),
+        "{}",
+        String::from_utf8_lossy(&generate.stderr)
+    );
+    assert!(!repo.path().join("modules").exists(), "nothing written");
 
     let broken = run(&[
         "template",

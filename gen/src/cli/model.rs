@@ -48,19 +48,26 @@ fn templates_dir(explicit: Option<PathBuf>, near: Option<&std::path::Path>) -> P
     })
 }
 
-fn catalog(templates: &std::path::Path) -> Result<Catalog, ExitCode> {
-    Catalog::load(templates).map_err(|e| {
-        fail(
-            EXIT_ENVIRONMENT,
-            format_args!("loading application manifests: {e}"),
-        )
+/// The applications' manifests; a broken manifest is invalid input (exit status 2), every problem reported.
+/// `published` refuses drafts (texts still saying TODO), for what is handed on (`fedigen schema`).
+fn catalog(templates: &std::path::Path, published: bool) -> Result<Catalog, ExitCode> {
+    let loaded = if published {
+        fedigen::manifest::Manifest::load_published(templates)
+    } else {
+        fedigen::manifest::Manifest::load_all(templates)
+    };
+    loaded.map(Catalog::from_manifests).map_err(|e| {
+        for problem in &e.problems {
+            eprintln!("error: {problem}");
+        }
+        ExitCode::from(EXIT_INVALID_INPUT)
     })
 }
 
 /// Validates a specification; every problem is printed like a compiler error, and the exit status is 2.
 pub fn validate(args: ValidateArgs) -> ExitCode {
     let templates = templates_dir(args.templates, args.spec.parent());
-    let catalog = match catalog(&templates) {
+    let catalog = match catalog(&templates, false) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -97,7 +104,7 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
 
 /// Prints the JSON Schema of specifications (draft 2020-12), with every application's settings.
 pub fn schema(args: SchemaArgs) -> ExitCode {
-    let catalog = match catalog(&templates_dir(args.templates, None)) {
+    let catalog = match catalog(&templates_dir(args.templates, None), true) {
         Ok(c) => c,
         Err(code) => return code,
     };

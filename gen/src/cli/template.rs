@@ -17,9 +17,13 @@ use fedigen::template::Templates;
 /// Work on application templates (`templates/<app>/`).
 #[derive(Subcommand)]
 pub enum TemplateCommand {
-    /// Scaffold `templates/<app>/` with a manifest and a module template that pass `template check`.
+    /// Scaffold `templates/<app>/` with a manifest and a module template that render, marked `TODO` where they
+    /// must be finished: `template check --allow-drafts` passes them, `template check` once the TODOs are gone.
     New {
-        /// The application's name: a Nix identifier such as `lemmy`; also its folder and `fediversity.<app>`.
+        /// The application's name, such as `lemmy`: lower-case letters, digits and `-`, starting with a letter (it
+        /// becomes its folder, `modules/<app>.nix`, `fediversity.<app>`, and part of host and bucket names). Names of
+        /// what `fedigen generate` writes itself (`fediversity`, `default`, `lib`, `deployment-…`, the shared
+        /// options such as `domain`) and Nix keywords are reserved.
         app: String,
         /// The repository (default: the current directory or the nearest parent with `templates/`).
         #[arg(long)]
@@ -27,9 +31,17 @@ pub enum TemplateCommand {
     },
     /// Render templates with their defaults and with edge values of every option (bounds, every enum value,
     /// adversarial strings), and prove each rendering: rnix, nixfmt and Nix's own parser.
+    ///
+    /// A template or manifest still holding a `TODO` (as `template new` and `template import` write them) is a
+    /// draft: reported at each TODO's line and column, and the check fails unless `--allow-drafts`. `fedigen
+    /// schema` and `fedigen generate` refuse to publish a manifest whose texts say TODO. Exit status: 0 proven,
+    /// 1 a template does not render or its result is not valid Nix (or a TODO is left), 2 a manifest is invalid.
     Check {
         /// The application to check; all when omitted.
         app: Option<String>,
+        /// Accept TODO markers (reported as notes): for checking a template while it is being written.
+        #[arg(long)]
+        allow_drafts: bool,
         /// The repository (default: the current directory or the nearest parent with `templates/`).
         #[arg(long)]
         repo: Option<PathBuf>,
@@ -63,7 +75,11 @@ pub enum TemplateCommand {
 pub fn run(command: TemplateCommand) -> ExitCode {
     match command {
         TemplateCommand::New { app, repo } => new(&app, repo),
-        TemplateCommand::Check { app, repo } => check(app.as_deref(), repo),
+        TemplateCommand::Check {
+            app,
+            repo,
+            allow_drafts,
+        } => check(app.as_deref(), repo, allow_drafts),
         TemplateCommand::Import {
             module,
             name,
@@ -85,13 +101,8 @@ fn new(app: &str, repo: Option<PathBuf>) -> ExitCode {
         Ok(repo) => repo,
         Err(code) => return code,
     };
-    if fedigen::nix::Ident::new(app).is_err() || app.starts_with('_') {
-        return fail(
-            EXIT_INVALID_INPUT,
-            format_args!(
-                "`{app}` cannot name an application: use letters, digits and `-`, starting with a letter"
-            ),
-        );
+    if let Err(reason) = fedigen::manifest::check_application_name(app) {
+        return fail(EXIT_INVALID_INPUT, reason);
     }
     let dir = repo.join("templates").join(app);
     if dir.exists() {
@@ -153,12 +164,13 @@ status = 200
     }
     eprintln!(
         "created templates/{app}/manifest.toml and templates/{app}/module.nix.hbs;\n\
-         fill them in, then run `fedigen template check {app}` and `fedigen generate`"
+         fill them in (`fedigen template check --allow-drafts {app}` while you do), finish every TODO, then run \
+         `fedigen template check {app}` and `fedigen generate`"
     );
     ExitCode::SUCCESS
 }
 
-fn check(app: Option<&str>, repo: Option<PathBuf>) -> ExitCode {
+fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool) -> ExitCode {
     let repo = match repository(repo) {
         Ok(repo) => repo,
         Err(code) => return code,
@@ -168,7 +180,12 @@ fn check(app: Option<&str>, repo: Option<PathBuf>) -> ExitCode {
             .into_iter()
             .filter(|m| app.is_none_or(|a| m.application.name == a))
             .collect::<Vec<_>>(),
-        Err(e) => return fail(EXIT_INVALID_INPUT, e),
+        Err(e) => {
+            for problem in &e.problems {
+                eprintln!("error: {problem}");
+            }
+            return ExitCode::from(EXIT_INVALID_INPUT);
+        }
     };
     if manifests.is_empty() {
         return fail(
@@ -180,24 +197,51 @@ fn check(app: Option<&str>, repo: Option<PathBuf>) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(EXIT_INVALID_INPUT, e),
     };
+    // Each problem once, however many renderings show it (a syntax error in the template's text is in all).
+    let mut problems: Vec<String> = Vec::new();
+    let mut report = |problem: String| {
+        if !problems.contains(&problem) {
+            problems.push(problem);
+        }
+    };
+    let mut drafts = 0usize;
+    for manifest in &manifests {
+        let app = &manifest.application.name;
+        for name in ["manifest.toml", "module.nix.hbs"] {
+            let relative = Path::new("templates").join(app).join(name);
+            let text = std::fs::read_to_string(repo.join(&relative)).unwrap_or_default();
+            for (todo, _) in fedigen::manifest::todo_markers(&relative, &text) {
+                drafts += 1;
+                if allow_drafts {
+                    eprintln!("note: {todo} (allowed by --allow-drafts)");
+                } else {
+                    report(format!(
+                        "{todo}: the template is a draft; finish it, or pass --allow-drafts while writing it"
+                    ));
+                }
+            }
+        }
+    }
     let mut sources = Vec::new();
-    let mut failed = 0usize;
+    let mut renderings = 0usize;
     for manifest in &manifests {
         let app = &manifest.application.name;
         for (i, variant) in variants(manifest).iter().enumerate() {
+            renderings += 1;
+            let what = if i == 0 {
+                "defaults".to_owned()
+            } else {
+                format!("edge values, round {i}")
+            };
             match templates.render_module(variant, None) {
                 Ok(text) => {
-                    let name = format!("templates/{app}/module.nix.hbs (rendering {i})");
+                    let name = format!("templates/{app}/module.nix.hbs rendered with {what}");
                     if let Err(e) = verify::check_canonical(&name, &text) {
-                        eprintln!("error: {e}");
-                        failed += 1;
+                        report(e.to_string());
                     }
                     sources.push(Source { name, text });
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    failed += 1;
-                }
+                Err(e) => report(e.to_string()),
             }
         }
     }
@@ -207,18 +251,29 @@ fn check(app: Option<&str>, repo: Option<PathBuf>) -> ExitCode {
     };
     for (source, result) in sources.iter().zip(nix.parse(&sources)) {
         if let Err(e) = result {
-            eprintln!("error: {}: Nix does not parse it: {e}", source.name);
-            failed += 1;
+            report(format!("{}: Nix does not parse it: {e}", source.name));
         }
     }
-    if failed > 0 {
-        eprintln!("{failed} problem(s) in {} rendering(s)", sources.len());
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    if !problems.is_empty() {
+        eprintln!(
+            "{} problem(s) in {} template(s) ({} rendering(s))",
+            problems.len(),
+            manifests.len(),
+            renderings
+        );
         ExitCode::from(EXIT_CHECK_FAILED)
     } else {
         eprintln!(
-            "{} template(s) proven in {} renderings (defaults and edge values)",
+            "{} template(s) proven in {renderings} renderings (defaults and edge values){}",
             manifests.len(),
-            sources.len()
+            if drafts > 0 {
+                format!("; {drafts} TODO(s) left")
+            } else {
+                String::new()
+            }
         );
         ExitCode::SUCCESS
     }

@@ -274,6 +274,8 @@ pub(super) fn assemble(
                         "`{dotted}`: a secret file; imported as secret `{name}` ({}; the module receives `{name}File`)",
                         if secret.generated {
                             "generated on the machine"
+                        } else if secret.optional {
+                            "provided by the operator, optional: upstream's default is `null`"
                         } else {
                             "provided by the operator"
                         }

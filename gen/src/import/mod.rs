@@ -16,7 +16,9 @@
 //! - **`nullOr t`** imports as `t`: the manifest has no null. A `null` default is dropped, which makes the
 //!   option required; the report says so, for the contributor to choose a real default.
 //! - **Secrets**: an option `<x>File` of type `str` or `path` whose name says secret, password, key, token,
-//!   credentials or environment becomes `[secrets.<x>]` (provided), since secrets are files on the target. A
+//!   credentials or environment becomes `[secrets.<x>]` (provided), since secrets are files on the target;
+//!   `nullOr` of one with the default `null` becomes an optional secret (`optional = true`): the service runs
+//!   without it, so specifications need not name it. A
 //!   string option named like a secret (`database.password`) is skipped: the model refuses secrets as strings
 //!   in specifications, so operators could never set it.
 //! - **Untranslatable types** (`package`, `path`, `submodule` inside `listOf`/`attrsOf`, `either`, `oneOf`,
@@ -95,6 +97,8 @@ pub struct ImportedSecret {
     pub description: String,
     /// Whether fedigen's own generated modules say it is generated on the machine.
     pub generated: bool,
+    /// Whether the module runs without it (`nullOr` with the default `null`): an optional secret.
+    pub optional: bool,
 }
 
 /// The result of an import: the manifest skeleton (text and checked value) and everything not translated.
@@ -243,16 +247,21 @@ pub fn import_module(file: &str, text: &str, name: Option<&str>) -> Result<Impor
             ),
         ));
     }
-    let name = match name {
-        Some(name) => name.to_owned(),
-        None => upstream.last().cloned().unwrap_or_default(),
+    let (name, given) = match name {
+        Some(name) => (name.to_owned(), true),
+        None => (upstream.last().cloned().unwrap_or_default(), false),
     };
-    if crate::nix::Ident::new(&name).is_err() || name.starts_with('_') {
+    if let Err(reason) = crate::manifest::check_application_name(&name) {
         return Err(module_error(
             set.syntax(),
-            format!(
-                "`{name}` cannot name an application: pass --name with letters, digits and `-`, starting with a letter"
-            ),
+            if given {
+                format!("--name: {reason}")
+            } else {
+                format!(
+                    "{reason}; the name comes from the option prefix `{}`: pass --name to choose another",
+                    show_path(&upstream)
+                )
+            },
         ));
     }
     let draft = assemble(file, name, upstream, reader);
@@ -348,8 +357,35 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            bad_name.to_string().contains("cannot name an application"),
+            bad_name
+                .to_string()
+                .contains("--name: `_hidden` is not an application name"),
             "{bad_name}"
+        );
+        for (name, why) in [
+            ("fediversity", "modules/fediversity.nix"),
+            ("Foo-Bar", "e.g. `foo-bar`"),
+            ("let", "`let` is a Nix keyword"),
+        ] {
+            let refused = import_module(
+                "m.nix",
+                "{ lib, ... }: { options.services.x.y = lib.mkOption { type = lib.types.int; description = \"d\"; }; }",
+                Some(name),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(refused.contains(why), "{name}: {refused}");
+        }
+        let derived = import_module(
+            "m.nix",
+            "{ lib, ... }: { options.services.default.y = lib.mkOption { type = lib.types.int; description = \"d\"; }; }",
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            derived.contains("`default` is reserved") && derived.contains("pass --name"),
+            "{derived}"
         );
     }
 

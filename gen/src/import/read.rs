@@ -686,14 +686,23 @@ impl Reader<'_> {
             return None;
         }
         let mut ty = plain(type_expr);
+        let mut nullable = false;
         loop {
             let (names, args) = call(&ty)?;
             match (type_name(&names).as_str(), args.as_slice()) {
                 ("str" | "path" | "nonEmptyStr", []) => break,
-                ("nullOr", [inner]) => ty = plain(inner),
+                ("nullOr", [inner]) => {
+                    nullable = true;
+                    ty = plain(inner);
+                }
                 _ => return None,
             }
         }
+        // `nullOr path` with the default `null`: the service runs without the file, so the secret is optional.
+        let optional = nullable
+            && fields
+                .get("default")
+                .is_some_and(|d| d.syntax().text().to_string().trim() == "null");
         let mut description = match fields.get("description") {
             Some(d) => self.text_of(d, &format!("`{last}`: the description"))?,
             None => format!("TODO: what `{last}` holds"),
@@ -702,6 +711,9 @@ impl Reader<'_> {
         let mut generated = false;
         if let Some(inner) = description.strip_prefix("Path on the machine of the file holding ") {
             let inner = inner.to_owned();
+            let inner = inner
+                .strip_suffix(" Optional: `null` when the application runs without it.")
+                .unwrap_or(&inner);
             for (suffix, is_generated) in [
                 (
                     "; never a store path, so the secret stays out of the world-readable Nix store. Generated on the machine when absent.",
@@ -723,6 +735,7 @@ impl Reader<'_> {
             path: Vec::new(),
             description,
             generated,
+            optional,
         }))
     }
 

@@ -174,6 +174,10 @@ pub(super) fn render(import: &Draft) -> String {
                 "provided"
             })
         );
+        if secret.optional && !secret.generated {
+            out.push_str("# The module runs without it (upstream's default is `null`): the template must handle `null`.\n");
+            out.push_str("optional = true\n");
+        }
     }
     let _ = write!(
         out,

@@ -1082,7 +1082,11 @@ impl Checker<'_> {
                 }
             }
         }
-        for name in provided.iter().filter(|n| !map.contains_key(**n)) {
+        // Optional secrets may be left out.
+        for name in provided
+            .iter()
+            .filter(|n| !map.contains_key(**n) && !manifest.secrets[**n].optional)
+        {
             let description = &manifest.secrets[*name].description;
             self.push(
                 Diagnostic::new(path.clone(), format!("missing secret `{name}` of `{app}`"), format!("missing `{name}`"))
@@ -1228,7 +1232,7 @@ fn has_required_entries(shape: &Shape, catalog: &Catalog) -> bool {
         Shape::AppSecrets(app) => catalog.manifests.get(app).is_some_and(|m| {
             m.secrets
                 .values()
-                .any(|s| s.source == SecretSource::Provided)
+                .any(|s| s.source == SecretSource::Provided && !s.optional)
         }),
         _ => false,
     }
@@ -1302,7 +1306,12 @@ fn shape_schema(shape: &Shape, catalog: &Catalog) -> Value {
                 .iter()
                 .map(|n| ((*n).clone(), json!({"$ref": "#/$defs/secret"})))
                 .collect();
-            json!({"type": "object", "properties": properties, "required": provided, "additionalProperties": false})
+            // Optional secrets may be left out.
+            let required: Vec<&&String> = provided
+                .iter()
+                .filter(|n| !manifest.secrets[n.as_str()].optional)
+                .collect();
+            json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
         }
     }
 }
