@@ -65,13 +65,13 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             }
         }
         if differences.is_empty() {
-            eprintln!(
+            crate::cli::output::info!(
                 "{} generated files are up to date",
                 plan.files.len() + plan.regions.len()
             );
             ExitCode::SUCCESS
         } else {
-            eprintln!(
+            crate::cli::output::info!(
                 "{} of {} generated files are stale; run `fedigen generate`",
                 differences.len(),
                 plan.files.len() + plan.regions.len()
@@ -81,7 +81,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
     } else {
         match write(&repo, &plan) {
             Ok(applied) if applied.is_empty() => {
-                eprintln!(
+                crate::cli::output::info!(
                     "{} generated files are up to date; nothing written",
                     plan.files.len() + plan.regions.len()
                 );
@@ -94,7 +94,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
                         Difference::Changed(..) => "updated",
                         Difference::Stale(_) => "removed",
                     };
-                    eprintln!("{verb} {}", difference.path().display());
+                    crate::cli::output::info!("{verb} {}", difference.path().display());
                 }
                 ExitCode::SUCCESS
             }

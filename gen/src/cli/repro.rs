@@ -1,7 +1,6 @@
 //! `fedigen repro check|lock` and `fedigen closure diff`: reproducibility before a rollout, as a thin layer over
 //! [`fedigen::repro`].
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,8 +21,10 @@ const EXIT_NOT_RUN: u8 = 1;
 #[derive(Subcommand)]
 pub enum ReproCommand {
     /// Evaluate twice, compare with the lock (explaining differences), build and rebuild, compare NAR hashes.
+    #[command(after_long_help = crate::cli::help::REPRO_CHECK)]
     Check(CheckArgs),
     /// Evaluate and build, then write the lock that later checks compare with.
+    #[command(after_long_help = crate::cli::help::REPRO_LOCK)]
     Lock {
         #[command(flatten)]
         target: Target,
@@ -88,7 +89,7 @@ fn options(target: Target) -> CheckOptions {
     opts.attrs = target.attrs;
     opts.store = target.store;
     opts.timeout = Duration::from_secs(target.timeout);
-    opts.progress = std::io::stderr().is_terminal();
+    opts.progress = crate::cli::output::progress();
     opts
 }
 
@@ -123,7 +124,7 @@ pub fn run(command: ReproCommand) -> ExitCode {
             opts.build = !no_build;
             match repro::run_lock(&opts).and_then(|lock| lock.write(&output)) {
                 Ok(()) => {
-                    eprintln!("wrote {}", output.display());
+                    crate::cli::output::info!("wrote {}", output.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(EXIT_NOT_RUN, e),

@@ -18,6 +18,7 @@ use fedigen::template::Templates;
 #[derive(Subcommand)]
 pub enum TemplateCommand {
     /// Scaffold `templates/<app>/` with a manifest and a module template that pass `template check`.
+    #[command(after_long_help = crate::cli::help::TEMPLATE_NEW)]
     New {
         /// The application's name: a Nix identifier such as `lemmy`; also its folder and `fediversity.<app>`.
         app: String,
@@ -27,6 +28,7 @@ pub enum TemplateCommand {
     },
     /// Render templates with their defaults and with edge values of every option (bounds, every enum value,
     /// adversarial strings), and prove each rendering: rnix, nixfmt and Nix's own parser.
+    #[command(after_long_help = crate::cli::help::TEMPLATE_CHECK)]
     Check {
         /// The application to check; all when omitted.
         app: Option<String>,
@@ -41,6 +43,7 @@ pub enum TemplateCommand {
     /// as `file:line:col: warning: …` and listed in the skeleton as a TODO. Names below the shared prefix
     /// are joined in camelCase (`services.foo.database.host` → `databaseHost`). Also writes a module.nix.hbs
     /// to fill in, when there is none. Exit status 2 when the module does not parse or declares nothing.
+    #[command(after_long_help = crate::cli::help::TEMPLATE_IMPORT)]
     Import {
         /// The NixOS module to read.
         module: PathBuf,
