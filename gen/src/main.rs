@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod cli;
 
@@ -18,15 +18,29 @@ pub(crate) const EXIT_ENVIRONMENT: u8 = 3;
 /// Exit status: 0 success; 1 a check found a problem; 2 invalid input (nothing was written); 3 the environment
 /// lacks something (for example Nix is not installed).
 #[derive(Parser)]
-#[command(name = "fedigen", version, about, long_about)]
+#[command(name = "fedigen", version, about, long_about, after_long_help = EXIT_STATUS)]
 struct Cli {
+    /// Print only errors and the output asked for: no progress notes, no progress bars.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// When to colour diagnostics and help: `auto` (on a terminal, unless `NO_COLOR` is set), `always`,
+    /// `never`.
+    #[arg(long, global = true, value_enum, default_value_t = cli::output::ColorChoice::Auto)]
+    color: cli::output::ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
 
+/// The exit statuses every subcommand shares, shown after `fedigen --help`.
+const EXIT_STATUS: &str = "\
+Exit status: 0 success; 1 a check found a problem; 2 invalid input (nothing was written); 3 the environment lacks something (for example Nix is not installed). `fedigen repro check` adds its own findings, see `fedigen repro --help`. Every subcommand's --help shows examples and its exit statuses.
+
+Environment: NO_COLOR (set and not empty) turns colour off, as --color never does.";
+
 #[derive(Subcommand)]
 enum Command {
     /// Regenerate modules, deployments and VM tests from the templates and the specification; `--check` diffs.
+    #[command(after_long_help = cli::help::GENERATE)]
     Generate(cli::generate::GenerateArgs),
     /// Change or read one attribute of a hand-written Nix file, or add or remove one list item, keeping every
     /// other byte as it is.
@@ -61,9 +75,17 @@ enum Command {
     #[command(subcommand)]
     Nix(cli::nix::NixCommand),
     /// Check a specification (provider and operators) against the model and the templates' manifests.
+    #[command(after_long_help = cli::help::VALIDATE)]
     Validate(cli::model::ValidateArgs),
     /// Print the JSON Schema (draft 2020-12) of specifications, with every application's settings.
+    #[command(after_long_help = cli::help::SCHEMA)]
     Schema(cli::model::SchemaArgs),
+    /// Print a shell completion script for fedigen (bash, zsh, fish, elvish, powershell) to standard output.
+    #[command(after_long_help = cli::help::COMPLETIONS)]
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -72,7 +94,16 @@ enum ClosureCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The colour of clap's own messages must be known before parsing: read `--color` and NO_COLOR first.
+    let color = color_from_args(std::env::args_os());
+    let matches = Cli::command()
+        .color(cli::output::clap_color(color))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    cli::output::init(cli.quiet, cli.color);
     match cli.command {
         Command::Generate(args) => cli::generate::run(args),
         Command::Edit(args) => cli::edit::run(args),
@@ -82,7 +113,32 @@ fn main() -> ExitCode {
         Command::Closure(ClosureCommand::Diff(args)) => cli::repro::run_closure_diff(args),
         Command::Validate(args) => cli::model::validate(args),
         Command::Schema(args) => cli::model::schema(args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "fedigen", &mut script);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            ExitCode::SUCCESS
+        }
     }
+}
+
+/// The `--color` value among the raw arguments (the last one wins, as clap decides), for clap's own output.
+fn color_from_args(args: impl Iterator<Item = std::ffi::OsString>) -> cli::output::ColorChoice {
+    use clap::ValueEnum as _;
+    let args: Vec<String> = args.map(|a| a.to_string_lossy().into_owned()).collect();
+    let mut choice = cli::output::ColorChoice::Auto;
+    for (i, arg) in args.iter().enumerate() {
+        let value = match arg.strip_prefix("--color") {
+            Some("") => args.get(i + 1).map(String::as_str),
+            Some(rest) => rest.strip_prefix('='),
+            None => None,
+        };
+        if let Some(parsed) = value.and_then(|v| cli::output::ColorChoice::from_str(v, true).ok()) {
+            choice = parsed;
+        }
+    }
+    choice
 }
 
 /// Prints `error: message` and returns the exit status.

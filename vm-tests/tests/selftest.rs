@@ -718,7 +718,7 @@ fn bare_command(cwd: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vm-tests"));
     cmd.current_dir(cwd)
         .args(args)
-        .env("NIX_CONFIG", NIX_CONFIG)
+        .env("NIX_CONFIG", nix_config())
         .env_remove("CARGO_TARGET_DIR")
         .stdin(Stdio::null());
     for var in OUTSIDE_SETTINGS {

@@ -70,13 +70,13 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             }
         }
         if differences.is_empty() {
-            eprintln!(
+            crate::cli::output::info!(
                 "{} generated files are up to date",
                 plan.files.len() + plan.regions.len()
             );
             ExitCode::SUCCESS
         } else {
-            eprintln!(
+            crate::cli::output::info!(
                 "{} of {} generated files are stale; run `fedigen generate`",
                 differences.len(),
                 plan.files.len() + plan.regions.len()
@@ -86,7 +86,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
     } else {
         match write(&repo, &plan) {
             Ok(applied) if applied.is_empty() => {
-                eprintln!(
+                crate::cli::output::info!(
                     "{} generated files are up to date; nothing written",
                     plan.files.len() + plan.regions.len()
                 );
@@ -96,11 +96,11 @@ pub fn run(args: GenerateArgs) -> ExitCode {
                 for difference in &applied {
                     let path = difference.path().display();
                     match difference {
-                        Difference::Missing(_) => eprintln!("created {path}"),
-                        Difference::Changed(..) => eprintln!("updated {path}"),
-                        Difference::Stale(_) => eprintln!("removed {path}"),
+                        Difference::Missing(_) => crate::cli::output::info!("created {path}"),
+                        Difference::Changed(..) => crate::cli::output::info!("updated {path}"),
+                        Difference::Stale(_) => crate::cli::output::info!("removed {path}"),
                         Difference::Leftover(_) => {
-                            eprintln!("removed {path} (left behind by an interrupted run)")
+                            crate::cli::output::info!("removed {path} (left behind by an interrupted run)")
                         }
                     }
                 }

@@ -3,7 +3,9 @@
 
 pub mod edit;
 pub mod generate;
+pub mod help;
 pub mod model;
 pub mod nix;
+pub mod output;
 pub mod repro;
 pub mod template;

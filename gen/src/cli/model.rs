@@ -1,7 +1,7 @@
 //! `fedigen validate` and `fedigen schema`: check a specification against the model and the application
 //! manifests, and print the JSON Schema of specifications for the panel and editors.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -84,7 +84,7 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
                     .iter()
                     .map(|o| o.applications.values().filter(|a| a.enable).count())
                     .sum();
-                eprintln!(
+                crate::cli::output::info!(
                     "{}: valid: provider `{}`, {} operator(s), {apps} application(s)",
                     args.spec.display(),
                     spec.provider.name,
@@ -94,7 +94,7 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(LoadError::Invalid(report)) => {
-            eprint!("{}", report.render(std::io::stderr().is_terminal()));
+            eprint!("{}", report.render(crate::cli::output::color_stderr()));
             ExitCode::from(EXIT_INVALID_INPUT)
         }
         Err(e) if e.is_invalid_input() => fail(EXIT_INVALID_INPUT, e),

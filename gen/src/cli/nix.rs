@@ -20,6 +20,7 @@ pub enum NixCommand {
     /// in 64 bits. Keys that would turn data into code for Nix or the NixOS module system (`_type`,
     /// `__functor`, `__toString`, `__functionArgs`, `outPath`, `type = "derivation"`) are refused unless
     /// `--allow-special-attributes` is given. Every problem is reported with its JSON path; exit status 2.
+    #[command(after_long_help = crate::cli::help::NIX_FROM_JSON)]
     FromJson {
         /// The JSON file to read; `-` or nothing reads standard input.
         file: Option<PathBuf>,
@@ -33,6 +34,7 @@ pub enum NixCommand {
     /// Evaluate a Nix file strictly with the real Nix evaluator and print the value as JSON.
     ///
     /// Needs `nix-instantiate` on PATH. Nix 2.8 prints floats with six significant digits.
+    #[command(after_long_help = crate::cli::help::NIX_TO_JSON)]
     ToJson {
         /// The Nix file to evaluate.
         file: PathBuf,
@@ -43,6 +45,7 @@ pub enum NixCommand {
     /// Prove Nix files: rnix parses them, Nix's own parser accepts them, and they are nixfmt-canonical.
     ///
     /// Every file is checked and every problem reported (file:line:column); exit status 1 if any failed.
+    #[command(after_long_help = crate::cli::help::NIX_CHECK)]
     Check {
         /// The files to check.
         #[arg(required = true)]
@@ -74,7 +77,7 @@ fn nix_from_json(
     let (name, text) = match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => match std::fs::read_to_string(&path) {
             Ok(text) => (path.display().to_string(), text),
-            Err(e) => return fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", path.display())),
+            Err(e) => return fail(EXIT_INVALID_INPUT, format_args!("{}: {e}", path.display())),
         },
         None => {
             let mut text = String::new();
@@ -125,7 +128,7 @@ fn nix_to_json(file: &std::path::Path, timeout: u64) -> ExitCode {
     };
     let file = match std::fs::canonicalize(file) {
         Ok(file) => file,
-        Err(e) => return fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", file.display())),
+        Err(e) => return fail(EXIT_INVALID_INPUT, format_args!("{}: {e}", file.display())),
     };
     match nix.eval_file_json(&file) {
         Ok(value) => {
@@ -179,7 +182,7 @@ fn nix_check(files: &[PathBuf], syntax_only: bool) -> ExitCode {
         eprintln!("{failed} problem(s) in {} file(s)", files.len());
         ExitCode::from(EXIT_CHECK_FAILED)
     } else {
-        eprintln!("{} file(s) parse and are canonical", files.len());
+        crate::cli::output::info!("{} file(s) parse and are canonical", files.len());
         ExitCode::SUCCESS
     }
 }

@@ -1,7 +1,6 @@
 //! `fedigen repro check|lock` and `fedigen closure diff`: reproducibility before a rollout, as a thin layer over
 //! [`fedigen::repro`].
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -50,7 +49,7 @@ pub enum ReproCommand {
     /// Evaluates the attributes twice in separate processes (impurity), compares the derivations with the lock
     /// and explains differences down to the root cause, builds, rebuilds with nix-build --check and classifies,
     /// lists the files that differ, and compares NAR hashes with the lock. A table, or --json.
-    #[command(after_long_help = format!("{CHECK_HELP}\n\n{SETTINGS_HELP}"))]
+    #[command(after_long_help = format!("{}\n\n{CHECK_HELP}\n\n{SETTINGS_HELP}", crate::cli::help::REPRO_CHECK))]
     Check(CheckArgs),
     /// Evaluate and build, then write the lock that later checks compare with.
     ///
@@ -58,7 +57,7 @@ pub enum ReproCommand {
     /// Exit status otherwise as for every fedigen command: 0 written, 2 invalid input, 3 the environment lacks
     /// something. The lock records, per attribute, the derivation, each output's path and NAR hash, the
     /// derivation closure and the runtime closure with sizes (for `fedigen closure diff`).
-    #[command(after_long_help = SETTINGS_HELP)]
+    #[command(after_long_help = format!("{}\n\n{SETTINGS_HELP}", crate::cli::help::REPRO_LOCK))]
     Lock {
         #[command(flatten)]
         target: Target,
@@ -142,7 +141,7 @@ pub struct CheckArgs {
 /// by `fedigen repro lock` with a build), or a Nix file (every top-level derivation). Exit status: 0 compared
 /// (whatever the differences), 1 a --build failed, 2 invalid input, 3 outputs not built or Nix missing.
 #[derive(Args)]
-#[command(after_long_help = SETTINGS_HELP)]
+#[command(after_long_help = format!("{}\n\n{SETTINGS_HELP}", crate::cli::help::CLOSURE_DIFF))]
 pub struct ClosureDiffArgs {
     /// The old closure: a `.drv` path, an output path, a lock file, or a Nix file.
     old: String,
@@ -170,7 +169,7 @@ fn options(target: Target) -> CheckOptions {
     opts.settings = target.nix.settings();
     opts.store = target.nix.store;
     opts.timeout = Duration::from_secs(target.timeout);
-    opts.progress = std::io::stderr().is_terminal();
+    opts.progress = crate::cli::output::progress();
     opts
 }
 
@@ -206,7 +205,7 @@ pub fn run(command: ReproCommand) -> ExitCode {
             opts.build = !no_build;
             match repro::run_lock(&opts).and_then(|lock| lock.write(&output)) {
                 Ok(()) => {
-                    eprintln!("wrote {}", output.display());
+                    crate::cli::output::info!("wrote {}", output.display());
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(e.exit_code(), e),

@@ -19,6 +19,7 @@ use fedigen::template::Templates;
 pub enum TemplateCommand {
     /// Scaffold `templates/<app>/` with a manifest and a module template that render, marked `TODO` where they
     /// must be finished: `template check --allow-drafts` passes them, `template check` once the TODOs are gone.
+    #[command(after_long_help = crate::cli::help::TEMPLATE_NEW)]
     New {
         /// The application's name, such as `lemmy`: lower-case letters, digits and `-`, starting with a letter (it
         /// becomes its folder, `modules/<app>.nix`, `fediversity.<app>`, and part of host and bucket names). Names of
@@ -36,6 +37,7 @@ pub enum TemplateCommand {
     /// draft: reported at each TODO's line and column, and the check fails unless `--allow-drafts`. `fedigen
     /// schema` and `fedigen generate` refuse to publish a manifest whose texts say TODO. Exit status: 0 proven,
     /// 1 a template does not render or its result is not valid Nix (or a TODO is left), 2 a manifest is invalid.
+    #[command(after_long_help = crate::cli::help::TEMPLATE_CHECK)]
     Check {
         /// The application to check; all when omitted.
         app: Option<String>,
@@ -53,6 +55,7 @@ pub enum TemplateCommand {
     /// as `file:line:col: warning: …` and listed in the skeleton as a TODO. Names below the shared prefix
     /// are joined in camelCase (`services.foo.database.host` → `databaseHost`). Also writes a module.nix.hbs
     /// to fill in, when there is none. Exit status 2 when the module does not parse or declares nothing.
+    #[command(after_long_help = crate::cli::help::TEMPLATE_IMPORT)]
     Import {
         /// The NixOS module to read.
         module: PathBuf,
