@@ -291,8 +291,16 @@ fn syntax_tree() -> impl Strategy<Value = Expr> {
     })
 }
 
+/// 2,000 cases, or as many as `PROPTEST_CASES` asks for (to search wider once in a while).
+fn syntax_tree_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000)
+}
+
 proptest! {
-    #![proptest_config(Config { cases: 2000, ..Config::default() })]
+    #![proptest_config(Config { cases: syntax_tree_cases(), ..Config::default() })]
 
     /// Every construct, nested in every other, is emitted as text that rnix parses and that nixfmt leaves
     /// unchanged; where the printer claims its layout is exact (and no line is too wide), the printer's own text

@@ -233,13 +233,23 @@ impl Printer {
     fn lambda(&mut self, param: &Param, body: &Expr, indent: usize) {
         match param {
             Param::Ident(name) => {
+                // A chain `a: b: c:` is written on one line; nixfmt then decides once where its body starts.
                 self.out.push_str(name.as_str());
                 self.out.push(':');
-                if matches!(body, Expr::Let(..)) {
+                let (depth, last) = lambda_chain(body);
+                let mut inner = body;
+                while let Expr::Lambda(Param::Ident(name), next) = inner {
+                    self.out.push(' ');
+                    self.out.push_str(name.as_str());
+                    self.out.push(':');
+                    inner = next;
+                }
+                if lambda_body_on_next_line(depth, last) {
                     self.newline(indent);
                 } else {
                     self.out.push(' ');
                 }
+                self.expr(last, indent);
             }
             Param::Formals {
                 formals,
@@ -277,9 +287,9 @@ impl Printer {
                 } else {
                     self.newline(indent);
                 }
+                self.expr(body, indent);
             }
         }
-        self.expr(body, indent);
     }
 
     fn apply(&mut self, function: &Expr, args: &[Expr], indent: usize) {
@@ -456,7 +466,10 @@ fn is_multiline(expr: &Expr) -> bool {
         Expr::Lambda(Param::Formals { formals, bind, .. }, body) => {
             !(formals.is_empty() && bind.is_some()) || is_multiline(body)
         }
-        Expr::Lambda(Param::Ident(_), body) => is_multiline(body),
+        Expr::Lambda(Param::Ident(_), body) => {
+            let (depth, last) = lambda_chain(body);
+            is_multiline(last) || lambda_body_on_next_line(depth, last)
+        }
         Expr::Apply(function, args) => is_multiline(function) || args.iter().any(is_multiline),
         Expr::Select(base, _, default) => {
             is_multiline(base) || default.as_deref().is_some_and(is_multiline)
@@ -471,7 +484,10 @@ fn value_starts_on_next_line(value: &Expr) -> bool {
     match value {
         Expr::Let(..) => true,
         Expr::Lambda(Param::Formals { .. }, _) => true,
-        Expr::Lambda(Param::Ident(_), body) => lambda_body_breaks(body),
+        Expr::Lambda(Param::Ident(_), body) => {
+            let (depth, last) = lambda_chain(body);
+            lambda_body_on_next_line(depth, last)
+        }
         Expr::Select(_, _, Some(default)) => is_multiline(default),
         Expr::With(_, body) => {
             is_multiline(body) && !matches!(**body, Expr::Attrs(_) | Expr::List(_))
@@ -481,13 +497,36 @@ fn value_starts_on_next_line(value: &Expr) -> bool {
     }
 }
 
-/// Whether a chain of simple lambdas ends in a body that makes nixfmt break the binding.
-fn lambda_body_breaks(body: &Expr) -> bool {
-    match body {
-        Expr::Let(..) => true,
-        Expr::Lambda(Param::Ident(_), inner) => lambda_body_breaks(inner),
-        Expr::Lambda(Param::Formals { .. }, _) => true,
-        _ => false,
+/// The body of a simple lambda `a: body` with any further simple lambdas peeled off (`a: b: c: last`), and the
+/// number of parameters in the chain (1 for `a: last`).
+fn lambda_chain(body: &Expr) -> (usize, &Expr) {
+    let mut depth = 1;
+    let mut last = body;
+    while let Expr::Lambda(Param::Ident(_), next) = last {
+        depth += 1;
+        last = next;
+    }
+    (depth, last)
+}
+
+/// Whether nixfmt starts the body of a chain of simple lambdas on its own line (at the lambda's indentation)
+/// rather than after the last colon: a body it can absorb (a block) always stays on the line; otherwise the body
+/// moves down when it spans several lines, and always after a chain of three or more parameters. The line break
+/// also moves the whole lambda to its own line where it is a binding's value.
+fn lambda_body_on_next_line(depth: usize, last: &Expr) -> bool {
+    !absorbable(last) && (depth > 2 || is_multiline(last))
+}
+
+/// Expressions nixfmt absorbs onto the line before them (after `a:` or ` = `): blocks, `with` before a block,
+/// and simple lambdas whose chain ends in a block.
+fn absorbable(expr: &Expr) -> bool {
+    match expr {
+        Expr::With(_, body) => opens_block(body),
+        Expr::Lambda(Param::Ident(_), body) => {
+            let (_, last) = lambda_chain(body);
+            opens_block(last)
+        }
+        _ => opens_block(expr),
     }
 }
 
@@ -527,9 +566,10 @@ fn exact(expr: &Expr) -> bool {
         }),
         Expr::Attrs(set) => set.entries.iter().all(exact_entry),
         Expr::Let(entries, body) => entries.iter().all(exact_entry) && exact(body),
-        // nixfmt breaks chains of simple lambdas by their depth; fedigen emits single ones.
+        // A function with formals at the end of a chain of simple lambdas is laid out by nixfmt.
         Expr::Lambda(Param::Ident(_), body) => {
-            !matches!(**body, Expr::Let(..) | Expr::Lambda(..)) && exact(body)
+            let (_, last) = lambda_chain(body);
+            !matches!(last, Expr::Lambda(Param::Formals { .. }, _)) && exact(last)
         }
         Expr::Lambda(Param::Formals { .. }, _) => false,
         Expr::Apply(function, args) => {
@@ -567,5 +607,113 @@ fn exact_entry(entry: &Entry) -> bool {
             _ => exact(value),
         },
         Entry::Inherit { from, .. } => from.as_ref().is_none_or(|f| !is_multiline(f) && exact(f)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nix::ast::Ident;
+    use crate::nix::verify::check_canonical;
+
+    fn var(name: &str) -> Expr {
+        Expr::var(name).unwrap()
+    }
+
+    fn lambda(param: &str, body: Expr) -> Expr {
+        Expr::Lambda(Param::Ident(Ident::new(param).unwrap()), Box::new(body))
+    }
+
+    fn formals(body: Expr) -> Expr {
+        let p = Ident::new("p").unwrap();
+        Expr::Lambda(
+            Param::Formals {
+                formals: vec![(p, None)],
+                ellipsis: false,
+                bind: None,
+            },
+            Box::new(body),
+        )
+    }
+
+    fn set(value: Expr) -> Expr {
+        Expr::attrs(vec![Entry::binding(AttrPath::dotted("a").unwrap(), value)])
+    }
+
+    /// The case the property test found: nixfmt puts the body of `a:` on its own line when the body is a
+    /// multi-line application (it cannot be absorbed onto the `a:` line the way a list or set can).
+    #[test]
+    fn a_lambda_whose_body_is_a_multiline_application_breaks_after_the_colon() {
+        let tree = lambda(
+            "a",
+            Expr::apply(var("x"), vec![Expr::List(vec![Expr::Null])]),
+        );
+        assert_eq!(print_file(&[], &tree), "a:\nx [\n  null\n]\n");
+        let binding = set(tree);
+        assert_eq!(
+            print_file(&[], &binding),
+            "{\n  a =\n    a:\n    x [\n      null\n    ];\n}\n"
+        );
+    }
+
+    /// Every lambda body shape (blocks, applications ending in blocks, single-line applications, `let`, nested
+    /// simple lambdas of depth 1 to 3) in every context the printer claims to lay out exactly is laid out as
+    /// nixfmt lays it out.
+    #[test]
+    fn lambda_bodies_are_laid_out_as_nixfmt_lays_them_out() {
+        let list = Expr::List(vec![Expr::Null]);
+        let indented = Expr::string("a\nb\n").unwrap();
+        let bodies = [
+            var("x"),
+            list.clone(),
+            set(Expr::Null),
+            indented.clone(),
+            Expr::List(vec![]),
+            Expr::apply(var("x"), vec![var("y")]),
+            Expr::apply(var("x"), vec![list.clone()]),
+            Expr::apply(var("x"), vec![var("y"), set(Expr::Null)]),
+            Expr::apply(var("x"), vec![indented]),
+            Expr::apply(var("x"), vec![Expr::List(vec![])]),
+            Expr::select_dotted(var("x"), "a").unwrap(),
+            Expr::Let(
+                vec![Entry::binding(AttrPath::dotted("b").unwrap(), Expr::Null)],
+                Box::new(var("x")),
+            ),
+        ];
+        let mut checked = 0;
+        for body in bodies {
+            let lambdas = [
+                lambda("a", body.clone()),
+                lambda("a", lambda("b", body.clone())),
+                lambda("a", lambda("b", lambda("c", body.clone()))),
+                formals(lambda("a", body.clone())),
+            ];
+            for l in lambdas {
+                let contexts = [
+                    l.clone(),
+                    set(l.clone()),
+                    Expr::List(vec![l.clone()]),
+                    Expr::apply(var("g"), vec![l.clone()]),
+                    Expr::apply(var("g"), vec![l.clone(), var("y")]),
+                    Expr::Let(
+                        vec![Entry::binding(AttrPath::dotted("b").unwrap(), Expr::Null)],
+                        Box::new(l.clone()),
+                    ),
+                    formals(l.clone()),
+                ];
+                for tree in contexts {
+                    if layout_is_exact(&tree) {
+                        let printed = print_file(&[], &tree);
+                        if let Err(e) = check_canonical("tree.nix", &printed) {
+                            panic!("{e}\n--- fedigen:\n{printed}");
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        // 186 of the 336 trees are claimed exact (parenthesised lambdas with a block body are left to nixfmt); a
+        // change that silently stops claiming them would make this test vacuous.
+        assert!(checked >= 180, "only {checked} trees claimed exact");
     }
 }
