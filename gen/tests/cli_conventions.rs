@@ -207,3 +207,36 @@ fn no_color_is_respected_on_a_terminal() {
         "clap's usage error is plain under NO_COLOR: {usage:?}"
     );
 }
+
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::process::Stdio;
+    // Commands whose output is long enough to outlast a reader that closes at once.
+    for args in [
+        vec!["schema"],
+        vec!["completions", "bash"],
+        vec!["validate", "examples/provider.toml", "--print"],
+        vec!["nix", "from-json", "examples/panel-settings.json"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fedigen"))
+            .args(&args)
+            .current_dir(repo())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("fedigen runs");
+        // The reader goes away before fedigen writes: every write meets a closed pipe.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("fedigen ends");
+        let stderr = text(&out.stderr);
+        assert!(
+            !stderr.contains("panicked"),
+            "fedigen {args:?} panicked on a closed pipe: {stderr}"
+        );
+        assert!(
+            out.status.code().is_some(),
+            "fedigen {args:?} was killed instead of ending: {:?}",
+            out.status
+        );
+    }
+}

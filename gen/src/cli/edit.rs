@@ -12,7 +12,7 @@ use fedigen::edit::{AttrPath, Document, Edit, EditError, NewValue};
 use fedigen::nix::value::{DataPolicy, from_json};
 use fedigen::write::{replace_file, unified_diff};
 
-/// Shown after `fedigen edit --help`.
+/// Shown after `fedigen edit --help` and after each action's `--help`.
 pub const EXAMPLES: &str = "Examples:
   fedigen edit hosts/web.nix set 'services.nginx.virtualHosts.\"example.org\".root' '\"/srv/www\"'
   fedigen edit hosts/web.nix set services.nginx.package --nix pkgs.nginxMainline
@@ -20,7 +20,9 @@ pub const EXAMPLES: &str = "Examples:
   fedigen edit hosts/web.nix add networking.firewall.allowedTCPPorts 8448
   fedigen edit hosts/web.nix remove networking.firewall.allowedTCPPorts 80
   fedigen edit hosts/web.nix add environment.systemPackages --nix pkgs.htop
-  fedigen edit flake.nix get inputs.nixpkgs.url --json";
+  fedigen edit flake.nix get inputs.nixpkgs.url --json
+
+Exit status: 0 done (or already so); 1 the path (get, unset) or the item (remove) is not there; 2 refused: the file does not parse, the path needs evaluation (computed name, inherit, a value that is not a set literal), is defined in several places, or the file is generated (without --force); nothing written; 3 the file cannot be read or written.";
 
 /// The arguments of `fedigen edit`; the manual is the subcommand's doc comment in `main.rs`.
 #[derive(Args)]
@@ -35,6 +37,7 @@ pub struct EditArgs {
 enum Action {
     /// Make PATH hold VALUE: the old value is replaced where it stands, or a new binding is added to the
     /// deepest set that the path already reaches, after its closest sibling.
+    #[command(after_long_help = EXAMPLES)]
     Set {
         /// The attribute path.
         path: String,
@@ -47,6 +50,7 @@ enum Action {
     /// line, or inline), keeping the others and their comments; nothing changes when the list already holds
     /// an item of the same value. An undefined PATH gets `PATH = [ VALUE ];`. A list built with `++` or a value
     /// that is not a list literal is refused with the reason.
+    #[command(after_long_help = EXAMPLES)]
     Add {
         /// The attribute path of the list.
         path: String,
@@ -58,6 +62,7 @@ enum Action {
     /// Remove the item of the list literal PATH holds that has VALUE's value (`443` finds `443` however it is
     /// written; with `--nix`, an item such as `pkgs.git` is found by its text), with its line and comments.
     /// An item the list does not hold exits with status 1.
+    #[command(after_long_help = EXAMPLES)]
     Remove {
         /// The attribute path of the list.
         path: String,
@@ -67,6 +72,7 @@ enum Action {
         output: Output,
     },
     /// Remove the definition of PATH (and a set it leaves empty with nothing else inside, not even a comment).
+    #[command(after_long_help = EXAMPLES)]
     Unset {
         /// The attribute path.
         path: String,
@@ -74,6 +80,7 @@ enum Action {
         output: Output,
     },
     /// Print the value of PATH exactly as written in the file.
+    #[command(after_long_help = EXAMPLES)]
     Get {
         /// The attribute path.
         path: String,
@@ -152,7 +159,7 @@ pub fn run(args: EditArgs) -> ExitCode {
             return match document.get(&path) {
                 Ok(definition) if json => match definition.data {
                     Ok(data) => {
-                        println!("{data}");
+                        crate::cli::output::outln!("{data}");
                         ExitCode::SUCCESS
                     }
                     Err(why) => fail(
@@ -161,7 +168,7 @@ pub fn run(args: EditArgs) -> ExitCode {
                     ),
                 },
                 Ok(definition) => {
-                    println!("{}", definition.value);
+                    crate::cli::output::outln!("{}", definition.value);
                     ExitCode::SUCCESS
                 }
                 Err(e) => refused(&e),
@@ -286,11 +293,11 @@ fn finish(
 ) -> ExitCode {
     let new = edit.apply(old);
     if output.diff {
-        print!("{}", unified_diff(file, old, &new));
+        crate::cli::output::out!("{}", unified_diff(file, old, &new));
         return ExitCode::SUCCESS;
     }
     if output.stdout || from_stdin {
-        print!("{new}");
+        crate::cli::output::out!("{new}");
         return ExitCode::SUCCESS;
     }
     if new == old {

@@ -57,16 +57,16 @@ pub fn run(args: GenerateArgs) -> ExitCode {
         for difference in &differences {
             match difference {
                 Difference::Missing(path) => {
-                    println!("missing: {} (run `fedigen generate`)", path.display())
+                    crate::cli::output::outln!("missing: {} (run `fedigen generate`)", path.display())
                 }
                 Difference::Stale(path) => {
-                    println!("stale: {} is no longer generated", path.display())
+                    crate::cli::output::outln!("stale: {} is no longer generated", path.display())
                 }
-                Difference::Leftover(path) => println!(
+                Difference::Leftover(path) => crate::cli::output::outln!(
                     "stale: {} was left behind by an interrupted fedigen run; the next `fedigen generate` removes it",
                     path.display()
                 ),
-                Difference::Changed(_, diff) => print!("{diff}"),
+                Difference::Changed(_, diff) => crate::cli::output::out!("{diff}"),
             }
         }
         if differences.is_empty() {

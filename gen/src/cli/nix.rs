@@ -114,7 +114,7 @@ fn nix_from_json(
     };
     match emit_file("<output>", &[], &expr, verification) {
         Ok(text) => {
-            print!("{text}");
+            crate::cli::output::out!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => fail(EXIT_CHECK_FAILED, e),
@@ -132,7 +132,7 @@ fn nix_to_json(file: &std::path::Path, timeout: u64) -> ExitCode {
     };
     match nix.eval_file_json(&file) {
         Ok(value) => {
-            println!("{value}");
+            crate::cli::output::outln!("{value}");
             ExitCode::SUCCESS
         }
         Err(e) => fail(EXIT_INVALID_INPUT, e),

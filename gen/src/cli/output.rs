@@ -84,3 +84,22 @@ macro_rules! info {
     };
 }
 pub(crate) use info;
+
+/// Writes to standard output like `print!`, but a closed pipe (`fedigen generate --check | head`) ends the
+/// writing quietly instead of panicking; the exit status stays the command's own.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use out;
+
+/// [`out!`] with a line break, like `println!`.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use outln;

@@ -183,7 +183,7 @@ pub fn run(command: ReproCommand) -> ExitCode {
             opts.closure = args.closure;
             match repro::run_check(&opts) {
                 Ok(report) => {
-                    print!(
+                    crate::cli::output::out!(
                         "{}",
                         if args.json {
                             report.to_json()
@@ -232,11 +232,11 @@ pub fn run_closure_diff(args: ClosureDiffArgs) -> ExitCode {
         Ok(diff) => {
             if args.json {
                 match serde_json::to_string_pretty(&diff) {
-                    Ok(json) => println!("{json}"),
+                    Ok(json) => crate::cli::output::outln!("{json}"),
                     Err(e) => return fail(crate::EXIT_ENVIRONMENT, e),
                 }
             } else {
-                print!("{}", diff.render());
+                crate::cli::output::out!("{}", diff.render());
             }
             ExitCode::SUCCESS
         }

@@ -351,7 +351,7 @@ fn import(
     };
     eprint!("{}", imported.report());
     if stdout {
-        print!("{}", imported.manifest_text);
+        crate::cli::output::out!("{}", imported.manifest_text);
         eprintln!("{}", imported.summary());
         return ExitCode::SUCCESS;
     }
