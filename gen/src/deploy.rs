@@ -144,19 +144,20 @@ pub fn s3_host(spec: &Spec, catalog: &Catalog) -> Option<String> {
     Some(format!("{subdomain}.{}", spec.provider.domain))
 }
 
-/// Every host name a request can reach, with its origin, in this order: operator domains, the provider's S3 and
-/// S3 web endpoints, then each enabled application's host. Machines' own names are [`PlannedMachine::fqdn`].
+/// Every host name a request can reach, with its origin, in this order: the provider's S3 and S3 web endpoints,
+/// operator domains, then each enabled application's host. Machines' own names are [`PlannedMachine::fqdn`].
 pub fn host_names(spec: &Spec, catalog: &Catalog) -> Vec<(String, Origin)> {
-    let mut hosts: Vec<(String, Origin)> = spec
-        .operators
-        .iter()
-        .enumerate()
-        .map(|(i, op)| (op.domain.clone(), Origin::OperatorDomain(i)))
-        .collect();
+    let mut hosts: Vec<(String, Origin)> = Vec::new();
     if let Some(s3) = s3_host(spec, catalog) {
+        hosts.push((s3.clone(), Origin::S3Endpoint));
         hosts.push((format!("web.{s3}"), Origin::S3WebEndpoint));
-        hosts.push((s3, Origin::S3Endpoint));
     }
+    hosts.extend(
+        spec.operators
+            .iter()
+            .enumerate()
+            .map(|(i, op)| (op.domain.clone(), Origin::OperatorDomain(i))),
+    );
     for (i, op) in spec.operators.iter().enumerate() {
         for (app, _) in op.applications.iter().filter(|(_, a)| a.enable) {
             let Some(manifest) = catalog.manifests.get(app) else {

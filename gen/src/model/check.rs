@@ -180,12 +180,20 @@ fn host_names(
     machines: &[deploy::PlannedMachine],
     out: &mut Vec<Diagnostic>,
 ) {
-    // Every host name a request can reach, then every machine's own name.
-    let named = deploy::host_names(spec, catalog)
+    // Every host name a request can reach, then every machine's own name: the name, where it comes from, how a
+    // message names it as the subject and as the one it collides with.
+    struct Host {
+        name: String,
+        from: Origin,
+        path: FieldPath,
+        subject: String,
+        first: String,
+    }
+    let mut all: Vec<Host> = deploy::host_names(spec, catalog)
         .into_iter()
-        .map(|(host, from)| {
+        .map(|(name, from)| {
             let (path, owner) = origin(spec, &from);
-            let (path, owner) = match &from {
+            let (path, subject, first) = match &from {
                 Origin::Application {
                     operator,
                     application,
@@ -194,67 +202,99 @@ fn host_names(
                         .subdomain
                         .is_some();
                     (
-                        if subdomain {
-                            path.key("subdomain")
-                        } else {
-                            path
-                        },
+                        if subdomain { path.key("subdomain") } else { path },
+                        owner.clone(),
                         format!("the host of {owner}"),
                     )
                 }
-                _ => (path, owner),
+                Origin::OperatorDomain(i) => (
+                    path,
+                    format!("operator `{}` (its domain)", spec.operators[*i].name),
+                    owner,
+                ),
+                _ => (path, owner.clone(), owner),
             };
-            (host, path, owner, true)
-        });
-    let own = machines.iter().map(|m| {
-        let (path, _) = origin(spec, &m.origin);
-        (
-            m.fqdn(),
-            path,
-            format!("the name of machine `{}`", m.name),
-            false,
-        )
-    });
+            Host {
+                name,
+                from,
+                path,
+                subject,
+                first,
+            }
+        })
+        .collect();
+    all.extend(machines.iter().map(|m| Host {
+        name: m.fqdn(),
+        from: m.origin.clone(),
+        path: origin(spec, &m.origin).0,
+        subject: format!("machine `{}` (its own name)", m.name),
+        first: format!("the name of machine `{}`", m.name),
+    }));
     let s3 = deploy::s3_host(spec, catalog);
-    let mut hosts: BTreeMap<String, (FieldPath, String)> = BTreeMap::new();
-    for (host, path, owner, reachable) in named.chain(own) {
-        if reachable && (host.len() > 253 || host.split('.').any(|l| l.len() > 63)) {
-            out.push(
-                Diagnostic::new(path.clone(), format!("{owner} is too long"), "too long")
-                    .at_key()
-                    .hint(
-                        "host names have at most 253 characters, and labels at most 63 (RFC 1123)",
-                    ),
-            );
-        }
-        if let Some((first, first_owner)) = hosts.get(&host) {
-            out.push(
-                Diagnostic::new(
-                    path.clone(),
-                    format!("the host name `{host}` of {owner} is also {first_owner}"),
-                    format!("`{host}`"),
-                )
-                .at_key()
-                .related(first.clone(), format!("also `{host}`"))
-                .hint("give one of them another `subdomain`"),
-            );
-            continue;
-        }
-        if let Some(s3) = &s3
-            && host.ends_with(&format!(".{s3}"))
+    let mut hosts: BTreeMap<&str, &Host> = BTreeMap::new();
+    for host in &all {
+        let name = host.name.as_str();
+        if matches!(host.from, Origin::Application { .. })
+            && (name.len() > 253 || name.split('.').any(|l| l.len() > 63))
         {
             out.push(
                 Diagnostic::new(
-                    path.clone(),
-                    format!("the host name `{host}` of {owner} is inside the provider's S3 endpoint `{s3}`"),
-                    format!("`{host}`"),
+                    host.path.clone(),
+                    format!("the host name of {} is too long", host.subject),
+                    "too long",
+                )
+                .at_key()
+                .hint("host names have at most 253 characters, and labels at most 63 (RFC 1123)"),
+            );
+        }
+        if let Some(first) = hosts.get(name) {
+            // Two operators with one domain are reported as such, by `unique_operators`.
+            let both_domains = matches!(
+                (&first.from, &host.from),
+                (Origin::OperatorDomain(_), Origin::OperatorDomain(_))
+            );
+            if !both_domains {
+                out.push(
+                    Diagnostic::new(
+                        host.path.clone(),
+                        format!(
+                            "the host name `{name}` of {} is also {}",
+                            host.subject, first.first
+                        ),
+                        format!("`{name}`"),
+                    )
+                    .at_key()
+                    .related(first.path.clone(), format!("also `{name}`"))
+                    .hint(
+                        if [&host.from, &first.from]
+                            .iter()
+                            .any(|o| matches!(o, Origin::Application { .. }))
+                        {
+                            "give one of them another `subdomain`"
+                        } else {
+                            "give the operator another domain"
+                        },
+                    ),
+                );
+            }
+            continue;
+        }
+        let endpoint = matches!(host.from, Origin::S3Endpoint | Origin::S3WebEndpoint);
+        if let Some(s3) = s3.as_deref().filter(|_| !endpoint)
+            && name.ends_with(&format!(".{s3}"))
+        {
+            out.push(
+                Diagnostic::new(
+                    host.path.clone(),
+                    format!("the host name `{name}` of {} is inside the provider's S3 endpoint `{s3}`", host.subject),
+                    format!("`{name}`"),
                 )
                 .at_key()
                 .related(FieldPath::of(&["provider", "domain"]), format!("S3 at `{s3}`"))
                 .hint(format!("Garage answers for every name below `{s3}` (buckets as `<bucket>.{s3}`): give it a `subdomain` outside it")),
             );
         }
-        hosts.insert(host, (path, owner));
+        hosts.insert(name, host);
     }
     for (i, op, name, _, _) in enabled(spec, catalog) {
         let machine = op.machine_name(name);
