@@ -562,7 +562,10 @@ fn every_deployment_of_a_valid_specification_parses_with_nix() {
     }
     for (source, verdict) in sources.iter().zip(nix.parse(&sources)) {
         if let Err(e) = verdict {
-            failures.push(format!("{}: Nix refuses it: {e}\n{}", source.name, source.text));
+            failures.push(format!(
+                "{}: Nix refuses it: {e}\n{}",
+                source.name, source.text
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

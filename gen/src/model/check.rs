@@ -202,7 +202,11 @@ fn host_names(
                         .subdomain
                         .is_some();
                     (
-                        if subdomain { path.key("subdomain") } else { path },
+                        if subdomain {
+                            path.key("subdomain")
+                        } else {
+                            path
+                        },
                         owner.clone(),
                         format!("the host of {owner}"),
                     )
@@ -808,5 +812,89 @@ fn object_storage(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fixture manifests, with applications renamed.
+    fn catalog(rename: &[(&str, &str)]) -> Catalog {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/templates");
+        let catalog = Catalog::load(&dir).expect("fixture manifests load");
+        Catalog::from_manifests(catalog.manifests.into_values().map(|mut m| {
+            if let Some((_, to)) = rename.iter().find(|(from, _)| *from == m.application.name) {
+                m.application.name = (*to).to_owned();
+            }
+            m
+        }))
+    }
+
+    fn messages(toml: &str, catalog: &Catalog) -> Vec<String> {
+        let spec: Spec =
+            toml::from_str(toml).expect("the test specification has the model's shape");
+        check(&spec, catalog)
+            .into_iter()
+            .map(|d| d.message)
+            .collect()
+    }
+
+    const PROVIDER: &str = r#"
+[provider]
+name = "nordwind"
+domain = "nordwind.example"
+runtime = { backend = "qemu" }
+acme = { email = "hostmaster@nordwind.example", accept_terms = true }
+
+[provider.object_storage]
+replication_factor = 1
+region = "garage"
+secrets.rpcSecret = { file = "/run/secrets/garage-rpc" }
+nodes.ams1 = { zone = "ams", capacity_gib = 100 }
+"#;
+
+    #[test]
+    fn names_bound_twice_in_a_machine_module_are_found() {
+        // An application named like a shared setting is bound twice in `fediversity`.
+        let catalog = catalog(&[("kitchen-sink", "domain")]);
+        let spec = format!(
+            "{PROVIDER}\n[[operators]]\nname = \"uni\"\ndomain = \"uni.example\"\ncontact = \"a@uni.example\"\nadmin = {{ username = \"admin\", email = \"a@uni.example\" }}\napplications.domain.settings.motto = \"x\"\n"
+        );
+        let found = messages(&spec, &catalog);
+        assert!(
+            found.iter().any(|m| m.contains("`fediversity.domain`")),
+            "{found:#?}"
+        );
+        // A Garage node sharing the machine of an application named `garage`.
+        let catalog = super::tests::catalog(&[]);
+        let spec = format!(
+            "{}\nmachine = \"uni-garage\"\n[[operators]]\nname = \"uni\"\ndomain = \"uni.example\"\ncontact = \"a@uni.example\"\nadmin = {{ username = \"admin\", email = \"a@uni.example\" }}\napplications.garage = {{}}\n",
+            PROVIDER.replace(
+                "nodes.ams1 = { zone = \"ams\", capacity_gib = 100 }",
+                "[provider.object_storage.nodes.ams1]\nzone = \"ams\"\ncapacity_gib = 100"
+            )
+        );
+        let found = messages(&spec, &catalog);
+        assert!(
+            found.iter().any(|m| m.contains("`fediversity.garage`")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn test_script_names_of_one_operator_are_distinct() {
+        let catalog = catalog(&[("kitchen-sink", "a-b"), ("pixelfed", "a_b")]);
+        let spec = format!(
+            "{PROVIDER}\n[[operators]]\nname = \"uni\"\ndomain = \"uni.example\"\ncontact = \"a@uni.example\"\nadmin = {{ username = \"admin\", email = \"a@uni.example\" }}\napplications.a-b.settings.motto = \"x\"\napplications.a_b.subdomain = \"photos\"\n"
+        );
+        let found = messages(&spec, &catalog);
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("one name in the NixOS test script")),
+            "{found:#?}"
+        );
     }
 }
