@@ -88,18 +88,13 @@ pub enum Origin {
     S3WebEndpoint,
 }
 
-/// The machine of one enabled application of an operator.
-pub fn application_machine(operator: &Operator, app: &str) -> PlannedMachine {
-    PlannedMachine {
-        name: format!("{}-{app}", operator.name),
-        file: format!("{}/{app}.nix", operator.name),
-        domain: operator.domain.clone(),
-        origin: Origin::Application {
-            operator: usize::MAX,
-            application: app.to_owned(),
-        },
-        ssh: operator.machines.get(app).and_then(|m| m.ssh.clone()),
-    }
+/// The name and module file (relative to `deployments/`) of an operator's application machine: the one place
+/// they are derived, for [`machines`], the modules, the VM tests and [`Operator::machine_name`].
+pub fn application_machine(operator: &Operator, app: &str) -> (String, String) {
+    (
+        format!("{}-{app}", operator.name),
+        format!("{}/{app}.nix", operator.name),
+    )
 }
 
 /// Every machine of a specification, in the order planned: each operator's enabled applications that have a
@@ -111,12 +106,17 @@ pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
             if !application.enable || !catalog.manifests.contains_key(app) {
                 continue;
             }
-            let mut machine = application_machine(operator, app);
-            machine.origin = Origin::Application {
-                operator: i,
-                application: app.clone(),
-            };
-            machines.push(machine);
+            let (name, file) = application_machine(operator, app);
+            machines.push(PlannedMachine {
+                name,
+                file,
+                domain: operator.domain.clone(),
+                origin: Origin::Application {
+                    operator: i,
+                    application: app.clone(),
+                },
+                ssh: operator.machines.get(app).and_then(|m| m.ssh.clone()),
+            });
         }
     }
     if let Some(storage) = &spec.provider.object_storage {
@@ -541,16 +541,10 @@ fn machine_module(
 ) -> Result<Expr, DeployError> {
     let capacity = application.resources.resolve(manifest.resources);
     let bare_metal_host = operator.machines.get(app).and_then(|m| m.host.as_deref());
-    let machine = application_machine(operator, app);
-    let mut entries = machine_base(
-        spec,
-        capacity,
-        bare_metal_host,
-        &machine.name,
-        &machine.domain,
-    )?;
+    let (machine, _) = application_machine(operator, app);
+    let mut entries = machine_base(spec, capacity, bare_metal_host, &machine, &operator.domain)?;
     let mut fediversity = Vec::new();
-    for (name, what) in fediversity_names(spec, &machine.name, app) {
+    for (name, what) in fediversity_names(spec, &machine, app) {
         match what {
             // The shared settings are bound together, once, under the names `fediversity_names` lists.
             FediversityName::Shared => {
@@ -748,8 +742,7 @@ pub fn test_context(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Valu
         let Some(manifest) = catalog.manifests.get(app) else {
             continue;
         };
-        let machine = application_machine(operator, app);
-        let name = machine.name.clone();
+        let (name, file) = application_machine(operator, app);
         let capacity = application.resources.resolve(manifest.resources);
         cores += capacity.cores;
         let mut secrets: Vec<Value> = application
@@ -789,7 +782,7 @@ pub fn test_context(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Valu
         nodes.push(serde_json::json!({
             "name": name,
             "python": python_name(&name),
-            "module": format!("/../../{DEPLOYMENTS}/{}", machine.file),
+            "module": format!("/../../{DEPLOYMENTS}/{file}"),
             "host": operator.host_name(app, manifest),
             "https": manifest.ports.iter().any(|p| p.port == 443),
             "memory_mib": capacity.memory_mib,

@@ -357,7 +357,7 @@ impl Operator {
     /// The name of the machine an application of this operator runs on (derived in one place, by
     /// [`crate::deploy::application_machine`]).
     pub fn machine_name(&self, application: &str) -> String {
-        crate::deploy::application_machine(self, application).name
+        crate::deploy::application_machine(self, application).0
     }
 }
 
