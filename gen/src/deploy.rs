@@ -41,17 +41,206 @@ pub enum DeployError {
     Data(String),
 }
 
-/// One machine of one operator.
+/// One machine of the deployment: an operator's application, or a Garage node with a machine of its own. Every
+/// name generated for it comes from [`machines`], which planning and validation ([`crate::model::check`]) both
+/// read, so the names checked for collisions are the names written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedMachine {
-    /// `<operator>-<application>`: the NixOS configuration's name.
+    /// The NixOS configuration's name and host name: `<operator>-<application>` or `garage-<node>`. It is the
+    /// attribute name in `deployments/default.nix`, `nixops4.nix` and `proxmox.nix`.
     pub name: String,
-    /// The operator.
-    pub operator: String,
-    /// The application it runs.
-    pub application: String,
+    /// The file of its module, relative to `deployments/`: `<operator>/<application>.nix` or
+    /// `garage/<node>.nix`.
+    pub file: String,
+    /// The domain it is in (`networking.domain`): the operator's, or the provider's for a Garage node.
+    pub domain: String,
+    /// What in the specification it comes from.
+    pub origin: Origin,
     /// `[user@]host[:port]` to deploy to, when the specification says.
     pub ssh: Option<String>,
+}
+
+impl PlannedMachine {
+    /// Its fully qualified domain name, `<name>.<domain>`.
+    pub fn fqdn(&self) -> String {
+        format!("{}.{}", self.name, self.domain)
+    }
+}
+
+/// What in a specification a generated name comes from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    /// An enabled application of the operator at this index of `operators`.
+    Application {
+        /// The operator's index.
+        operator: usize,
+        /// The application's name.
+        application: String,
+    },
+    /// A Garage node of the provider's object storage.
+    GarageNode(String),
+    /// The domain of the operator at this index.
+    OperatorDomain(usize),
+    /// The provider's S3 endpoint (`<garage subdomain>.<provider domain>`; Garage also answers for
+    /// `<bucket>.<endpoint>`).
+    S3Endpoint,
+    /// The provider's S3 web endpoint (`web.<S3 endpoint>`; Garage also answers for `<bucket>.<endpoint>`).
+    S3WebEndpoint,
+}
+
+/// The name and module file (relative to `deployments/`) of an operator's application machine: the one place
+/// they are derived, for [`machines`], the modules, the VM tests and [`Operator::machine_name`].
+pub fn application_machine(operator: &Operator, app: &str) -> (String, String) {
+    (
+        format!("{}-{app}", operator.name),
+        format!("{}/{app}.nix", operator.name),
+    )
+}
+
+/// Every machine of a specification, in the order planned: each operator's enabled applications that have a
+/// manifest, then the Garage nodes with machines of their own. The one place machine names and files are derived.
+pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
+    let mut machines = Vec::new();
+    for (i, operator) in spec.operators.iter().enumerate() {
+        for (app, application) in &operator.applications {
+            if !application.enable || !catalog.manifests.contains_key(app) {
+                continue;
+            }
+            let (name, file) = application_machine(operator, app);
+            machines.push(PlannedMachine {
+                name,
+                file,
+                domain: operator.domain.clone(),
+                origin: Origin::Application {
+                    operator: i,
+                    application: app.clone(),
+                },
+                ssh: operator.machines.get(app).and_then(|m| m.ssh.clone()),
+            });
+        }
+    }
+    if let Some(storage) = &spec.provider.object_storage {
+        for (node_name, node) in storage.nodes.iter().filter(|(_, n)| n.machine.is_none()) {
+            machines.push(PlannedMachine {
+                name: format!("{}-{node_name}", model::OBJECT_STORAGE_APPLICATION),
+                file: format!("{}/{node_name}.nix", model::OBJECT_STORAGE_APPLICATION),
+                domain: spec.provider.domain.clone(),
+                origin: Origin::GarageNode(node_name.clone()),
+                ssh: node.ssh.clone(),
+            });
+        }
+    }
+    machines
+}
+
+/// The provider's S3 endpoint host, when it has object storage: the Garage manifest's subdomain (`s3`) in the
+/// provider's domain.
+pub fn s3_host(spec: &Spec, catalog: &Catalog) -> Option<String> {
+    spec.provider.object_storage.as_ref()?;
+    let subdomain = catalog
+        .manifests
+        .get(model::OBJECT_STORAGE_APPLICATION)
+        .map_or("s3", |m| m.application.subdomain.as_str());
+    Some(format!("{subdomain}.{}", spec.provider.domain))
+}
+
+/// Every host name a request can reach, with its origin, in this order: the provider's S3 and S3 web endpoints,
+/// operator domains, then each enabled application's host. Machines' own names are [`PlannedMachine::fqdn`].
+pub fn host_names(spec: &Spec, catalog: &Catalog) -> Vec<(String, Origin)> {
+    let mut hosts: Vec<(String, Origin)> = Vec::new();
+    if let Some(s3) = s3_host(spec, catalog) {
+        hosts.push((s3.clone(), Origin::S3Endpoint));
+        hosts.push((format!("web.{s3}"), Origin::S3WebEndpoint));
+    }
+    hosts.extend(
+        spec.operators
+            .iter()
+            .enumerate()
+            .map(|(i, op)| (op.domain.clone(), Origin::OperatorDomain(i))),
+    );
+    for (i, op) in spec.operators.iter().enumerate() {
+        for (app, _) in op.applications.iter().filter(|(_, a)| a.enable) {
+            let Some(manifest) = catalog.manifests.get(app) else {
+                continue;
+            };
+            hosts.push((
+                op.host_name(app, manifest),
+                Origin::Application {
+                    operator: i,
+                    application: app.clone(),
+                },
+            ));
+        }
+    }
+    hosts
+}
+
+/// The names an application's machine module binds in `fediversity`, each with what it comes from: the
+/// provider-wide settings every application reads, the application itself, and Garage when a node shares the
+/// machine. [`machine_module`] binds exactly these; validation refuses a specification that binds one twice.
+pub fn fediversity_names(spec: &Spec, machine: &str, app: &str) -> Vec<(String, FediversityName)> {
+    let mut names: Vec<(String, FediversityName)> = ["domain", "acme"]
+        .into_iter()
+        .chain(spec.provider.smtp.as_ref().map(|_| "smtp"))
+        .chain(spec.provider.object_storage.as_ref().map(|_| "s3"))
+        .map(|n| (n.to_owned(), FediversityName::Shared))
+        .collect();
+    names.push((app.to_owned(), FediversityName::Application));
+    if let Some(storage) = &spec.provider.object_storage
+        && let Some((node, _)) = storage
+            .nodes
+            .iter()
+            .find(|(_, n)| n.machine.as_deref() == Some(machine))
+    {
+        names.push((
+            model::OBJECT_STORAGE_APPLICATION.to_owned(),
+            FediversityName::GarageNode(node.clone()),
+        ));
+    }
+    names
+}
+
+/// What a name in a machine's `fediversity` set comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FediversityName {
+    /// The provider-wide settings (`domain`, `acme`, `smtp`, `s3`).
+    Shared,
+    /// The application the machine runs.
+    Application,
+    /// The Garage node sharing the machine.
+    GarageNode(String),
+}
+
+/// The names an application binds in its own set (`fediversity.<app>`), each with where it comes from:
+/// `enable`, `subdomain` when overridden, each setting, and `<secret>File` for each provided secret.
+pub fn application_names(application: &model::Application) -> Vec<(String, ApplicationName<'_>)> {
+    let mut names = vec![("enable".to_owned(), ApplicationName::Enable)];
+    if let Some(subdomain) = &application.subdomain {
+        names.push((
+            "subdomain".to_owned(),
+            ApplicationName::Subdomain(subdomain),
+        ));
+    }
+    for (name, value) in &application.settings {
+        names.push((name.clone(), ApplicationName::Setting(name, value)));
+    }
+    for (name, secret) in &application.secrets {
+        names.push((format!("{name}File"), ApplicationName::Secret(name, secret)));
+    }
+    names
+}
+
+/// What a name in an application's set holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApplicationName<'a> {
+    /// `enable = true`.
+    Enable,
+    /// The subdomain override.
+    Subdomain(&'a str),
+    /// A setting, by its name in `settings`.
+    Setting(&'a str, &'a Value),
+    /// A provided secret's file, by its name in `secrets`.
+    Secret(&'a str, &'a SecretRef),
 }
 
 /// Plans `deployments/`: one file per machine, `default.nix` (machine name → module), `nixops4.nix`, and for
@@ -66,39 +255,33 @@ pub fn plan(
     // Machines are described first, then emitted and verified in parallel (the costly part: rnix).
     let mut pending: Vec<(PlannedMachine, Expr, Vec<String>)> = Vec::new();
     let header = |what: &str| vec![marker_text(&format!("{spec_name} ({what})"))];
-    for operator in &spec.operators {
-        for (app, application) in &operator.applications {
-            if !application.enable {
-                continue;
+    for machine in machines(spec, catalog) {
+        let (module, what) = match &machine.origin {
+            Origin::Application {
+                operator,
+                application: app,
+            } => {
+                let operator = &spec.operators[*operator];
+                let application = &operator.applications[app];
+                let manifest = &catalog.manifests[app];
+                (
+                    machine_module(spec, catalog, operator, app, application, manifest)?,
+                    format!("operator {}, application {app}", operator.name),
+                )
             }
-            let Some(manifest) = catalog.manifests.get(app) else {
-                continue;
-            };
-            let name = operator.machine_name(app);
-            let module = machine_module(spec, operator, app, application, manifest)?;
-            let machine = PlannedMachine {
-                name,
-                operator: operator.name.clone(),
-                application: app.clone(),
-                ssh: operator.machines.get(app).and_then(|m| m.ssh.clone()),
-            };
-            let what = format!("operator {}, application {app}", operator.name);
-            pending.push((machine, module, header(&what)));
-        }
-    }
-    if let Some(storage) = &spec.provider.object_storage {
-        for (node_name, node) in storage.nodes.iter().filter(|(_, n)| n.machine.is_none()) {
-            let name = format!("garage-{node_name}");
-            let module = garage_machine(spec, storage, (&name, node), catalog)?;
-            let machine = PlannedMachine {
-                name,
-                operator: "garage".into(),
-                application: node_name.clone(),
-                ssh: node.ssh.clone(),
-            };
-            let what = format!("Garage node {node_name}");
-            pending.push((machine, module, header(&what)));
-        }
+            Origin::GarageNode(node_name) => {
+                let Some(storage) = &spec.provider.object_storage else {
+                    continue;
+                };
+                let node = &storage.nodes[node_name];
+                (
+                    garage_machine(spec, storage, (&machine.name, node), catalog)?,
+                    format!("Garage node {node_name}"),
+                )
+            }
+            _ => continue,
+        };
+        pending.push((machine, module, header(&what)));
     }
     let emitted: Vec<Result<(PathBuf, String), DeployError>> = {
         use rayon::prelude::*;
@@ -119,10 +302,7 @@ pub fn plan(
             .map(|m| {
                 Ok(Entry::binding(
                     AttrPath::from(AttrName::new(&m.name)?),
-                    Expr::SourcePath(SourcePath::new(&format!(
-                        "./{}/{}.nix",
-                        m.operator, m.application
-                    ))?),
+                    Expr::SourcePath(SourcePath::new(&format!("./{}", m.file))?),
                 ))
             })
             .collect::<Result<Vec<_>, LexicalError>>()?,
@@ -153,19 +333,20 @@ pub fn plan(
         )?,
     );
     if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
-        let vms = spec
-            .operators
+        let vms = machines
             .iter()
-            .flat_map(|operator| {
-                operator
-                    .applications
-                    .iter()
-                    .filter(|(_, a)| a.enable)
-                    .filter_map(move |(app, application)| {
-                        let manifest = catalog.manifests.get(app)?;
-                        let capacity = application.resources.resolve(manifest.resources);
-                        Some((operator.machine_name(app), capacity))
-                    })
+            .filter_map(|machine| match &machine.origin {
+                Origin::Application {
+                    operator,
+                    application: app,
+                } => {
+                    let application = &spec.operators[*operator].applications[app];
+                    let capacity = application
+                        .resources
+                        .resolve(catalog.manifests[app].resources);
+                    Some((machine.name.clone(), capacity))
+                }
+                _ => None,
             })
             .map(|(name, capacity)| {
                 let vm = serde_json::json!({
@@ -209,9 +390,7 @@ fn machine_file(
     module: &Expr,
     header: &[String],
 ) -> Result<(PathBuf, String), DeployError> {
-    let path = PathBuf::from(DEPLOYMENTS)
-        .join(&machine.operator)
-        .join(format!("{}.nix", machine.application));
+    let path = PathBuf::from(DEPLOYMENTS).join(&machine.file);
     let text = emit_file(
         &path.display().to_string(),
         header,
@@ -292,7 +471,11 @@ fn machine_base(
 }
 
 /// The provider-wide settings every application reads: domain, ACME, SMTP relay, S3 endpoint.
-fn shared_settings(spec: &Spec, domain: &str) -> Result<Vec<Entry>, DeployError> {
+fn shared_settings(
+    spec: &Spec,
+    catalog: &Catalog,
+    domain: &str,
+) -> Result<Vec<Entry>, DeployError> {
     let provider = &spec.provider;
     let mut fediversity = vec![
         Entry::dotted("domain", Expr::string(domain)?)?,
@@ -314,10 +497,10 @@ fn shared_settings(spec: &Spec, domain: &str) -> Result<Vec<Entry>, DeployError>
             ]),
         )?);
     }
-    if let Some(storage) = &provider.object_storage {
+    if let (Some(storage), Some(s3)) = (&provider.object_storage, s3_host(spec, catalog)) {
         fediversity.push(Entry::dotted(
             "s3.endpoint",
-            Expr::string(&format!("https://s3.{}", provider.domain))?,
+            Expr::string(&format!("https://{s3}"))?,
         )?);
         fediversity.push(Entry::dotted("s3.region", Expr::string(&storage.region)?)?);
     }
@@ -346,9 +529,11 @@ fn garage_settings(storage: &model::ObjectStorage) -> Result<Entry, DeployError>
     ))
 }
 
-/// The NixOS module of one application's machine (with a Garage node when one shares it).
+/// The NixOS module of one application's machine (with a Garage node when one shares it). Its `fediversity`
+/// names are [`fediversity_names`] and its application's are [`application_names`], the names validation checks.
 fn machine_module(
     spec: &Spec,
+    catalog: &Catalog,
     operator: &Operator,
     app: &str,
     application: &model::Application,
@@ -356,42 +541,40 @@ fn machine_module(
 ) -> Result<Expr, DeployError> {
     let capacity = application.resources.resolve(manifest.resources);
     let bare_metal_host = operator.machines.get(app).and_then(|m| m.host.as_deref());
-    let mut entries = machine_base(
-        spec,
-        capacity,
-        bare_metal_host,
-        &operator.machine_name(app),
-        &operator.domain,
-    )?;
-    let mut fediversity = shared_settings(spec, &operator.domain)?;
-    let mut app_entries = vec![Entry::dotted("enable", Expr::Bool(true))?];
-    if let Some(subdomain) = &application.subdomain {
-        app_entries.push(Entry::dotted("subdomain", Expr::string(subdomain)?)?);
-    }
-    for (name, value) in &application.settings {
-        app_entries.push(Entry::binding(
-            AttrPath::from(AttrName::new(name)?),
-            data(value)?,
-        ));
-    }
-    for (name, secret) in &application.secrets {
-        app_entries.push(Entry::binding(
-            AttrPath::from(AttrName::new(&format!("{name}File"))?),
-            Expr::runtime_path(&secret_path(secret))?,
-        ));
-    }
-    fediversity.push(Entry::binding(
-        AttrPath::from(AttrName::new(app)?),
-        Expr::attrs(app_entries),
-    ));
-    if let Some(storage) = &spec.provider.object_storage {
-        let name = operator.machine_name(app);
-        if storage
-            .nodes
-            .values()
-            .any(|node| node.machine.as_deref() == Some(name.as_str()))
-        {
-            fediversity.push(garage_settings(storage)?);
+    let (machine, _) = application_machine(operator, app);
+    let mut entries = machine_base(spec, capacity, bare_metal_host, &machine, &operator.domain)?;
+    let mut fediversity = Vec::new();
+    for (name, what) in fediversity_names(spec, &machine, app) {
+        match what {
+            // The shared settings are bound together, once, under the names `fediversity_names` lists.
+            FediversityName::Shared => {
+                if fediversity.is_empty() {
+                    fediversity = shared_settings(spec, catalog, &operator.domain)?;
+                }
+            }
+            FediversityName::Application => {
+                let mut app_entries = Vec::new();
+                for (key, held) in application_names(application) {
+                    let value = match held {
+                        ApplicationName::Enable => Expr::Bool(true),
+                        ApplicationName::Subdomain(subdomain) => Expr::string(subdomain)?,
+                        ApplicationName::Setting(_, value) => data(value)?,
+                        ApplicationName::Secret(_, secret) => {
+                            Expr::runtime_path(&secret_path(secret))?
+                        }
+                    };
+                    app_entries.push(Entry::binding(AttrPath::from(AttrName::new(&key)?), value));
+                }
+                fediversity.push(Entry::binding(
+                    AttrPath::from(AttrName::new(&name)?),
+                    Expr::attrs(app_entries),
+                ));
+            }
+            FediversityName::GarageNode(_) => {
+                if let Some(storage) = &spec.provider.object_storage {
+                    fediversity.push(garage_settings(storage)?);
+                }
+            }
         }
     }
     entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
@@ -421,7 +604,7 @@ fn garage_machine(
     };
     let domain = &spec.provider.domain;
     let mut entries = machine_base(spec, capacity, node.host.as_deref(), name, domain)?;
-    let mut fediversity = shared_settings(spec, domain)?;
+    let mut fediversity = shared_settings(spec, catalog, domain)?;
     fediversity.push(garage_settings(storage)?);
     entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
     Ok(Expr::attrs(entries))
@@ -444,10 +627,7 @@ fn nixops4(machines: &[PlannedMachine]) -> Result<Expr, DeployError> {
             Entry::dotted("nixpkgs", r("inputs.nixpkgs")?)?,
             Entry::dotted(
                 "nixos.module",
-                Expr::SourcePath(SourcePath::new(&format!(
-                    "./{}/{}.nix",
-                    machine.operator, machine.application
-                ))?),
+                Expr::SourcePath(SourcePath::new(&format!("./{}", machine.file))?),
             )?,
         ];
         let key = Expr::Select(
@@ -562,7 +742,7 @@ pub fn test_context(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Valu
         let Some(manifest) = catalog.manifests.get(app) else {
             continue;
         };
-        let name = operator.machine_name(app);
+        let (name, file) = application_machine(operator, app);
         let capacity = application.resources.resolve(manifest.resources);
         cores += capacity.cores;
         let mut secrets: Vec<Value> = application
@@ -602,7 +782,7 @@ pub fn test_context(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Valu
         nodes.push(serde_json::json!({
             "name": name,
             "python": python_name(&name),
-            "module": format!("/../../deployments/{}/{app}.nix", operator.name),
+            "module": format!("/../../{DEPLOYMENTS}/{file}"),
             "host": operator.host_name(app, manifest),
             "https": manifest.ports.iter().any(|p| p.port == 443),
             "memory_mib": capacity.memory_mib,

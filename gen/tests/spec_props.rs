@@ -463,3 +463,114 @@ fn full_precision_floats_round_trip_through_toml_and_json() {
         assert_eq!(load(&Document::json("t.json", &json)).unwrap(), spec, "{f}");
     }
 }
+
+/// Names an application may have: plain ones, and ones that are also names fedigen generates or binds (the
+/// shared `fediversity.*` settings, a Garage node's prefix, Nix keywords, files of deployments/).
+fn application_names() -> impl Strategy<Value = Vec<String>> {
+    let name = prop_oneof![
+        2 => proptest::sample::select(vec![
+            "domain", "acme", "smtp", "s3", "enable", "default", "nixops4", "proxmox", "host-keys", "let",
+            "rec", "a", "a-b", "b", "sink", "kitchen",
+        ])
+        .prop_map(str::to_owned),
+        1 => "[a-z][a-z0-9-]{0,6}[a-z0-9]",
+    ];
+    prop::collection::btree_set(
+        name.prop_filter("the Garage manifest keeps its name", |n| {
+            n != model::OBJECT_STORAGE_APPLICATION
+        }),
+        5,
+    )
+    .prop_map(|names| names.into_iter().collect())
+}
+
+/// A specification whose applications are renamed (with a catalog of the fixture manifests under those names),
+/// and where, now and then, an operator is named `garage` and a Garage node after one of its applications.
+fn renamed_spec() -> impl Strategy<Value = (Spec, Catalog)> {
+    (spec(), application_names(), any::<bool>()).prop_map(|(mut spec, names, collide)| {
+        let old: Vec<String> = catalog()
+            .manifests
+            .keys()
+            .filter(|n| *n != model::OBJECT_STORAGE_APPLICATION)
+            .cloned()
+            .collect();
+        let rename: BTreeMap<String, String> = old.into_iter().zip(names).collect();
+        let new_name = |n: &String| rename.get(n).cloned().unwrap_or_else(|| n.clone());
+        let renamed = Catalog::from_manifests(catalog().manifests.values().map(|m| {
+            let mut m = m.clone();
+            m.application.name = new_name(&m.application.name);
+            m
+        }));
+        for operator in &mut spec.operators {
+            operator.applications = std::mem::take(&mut operator.applications)
+                .into_iter()
+                .map(|(n, a)| (new_name(&n), a))
+                .collect();
+            operator.machines = std::mem::take(&mut operator.machines)
+                .into_iter()
+                .map(|(n, m)| (new_name(&n), m))
+                .collect();
+        }
+        if collide && let Some(operator) = spec.operators.first_mut() {
+            operator.name = model::OBJECT_STORAGE_APPLICATION.to_owned();
+            if let (Some(app), Some(storage)) = (
+                operator.applications.keys().next().cloned(),
+                spec.provider.object_storage.as_mut(),
+            ) && let Some(node) = storage.nodes.values().next().cloned()
+            {
+                storage.nodes.insert(app, node);
+                storage.replication_factor = 1;
+            }
+        }
+        // A relative hardware configuration is a path beside the specification, which `deploy` does not resolve.
+        if let Runtime::BareMetal(metal) = &mut spec.provider.runtime {
+            for host in metal.hosts.values_mut() {
+                host.hardware_config = host.hardware_config.replace("./", "/etc/fedigen/");
+            }
+        }
+        (spec, renamed)
+    })
+}
+
+/// For random specifications and application names: what validation accepts, `deploy::plan` writes, and every file
+/// it writes is accepted by Nix's own parser (`nix-instantiate --parse`), which refuses attributes defined twice.
+/// Validation must refuse what would collide; it must not refuse everything either.
+#[test]
+fn every_deployment_of_a_valid_specification_parses_with_nix() {
+    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    let mut runner = TestRunner::new(Config::default());
+    let strategy = renamed_spec();
+    let mut sources = Vec::new();
+    let mut failures = Vec::new();
+    let (mut valid, mut refused) = (0, 0);
+    for i in 0..120 {
+        let (spec, catalog) = strategy.new_tree(&mut runner).unwrap().current();
+        let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
+        let document = Document::json(&format!("spec-{i}.json"), &text);
+        if model::from_document(&document, &catalog).is_err() {
+            refused += 1;
+            continue;
+        }
+        valid += 1;
+        match fedigen::deploy::plan(&spec, &catalog, &format!("spec-{i}")) {
+            Ok(files) => sources.extend(files.into_iter().map(|(path, text)| Source {
+                name: format!("spec-{i}/{}", path.display()),
+                text,
+            })),
+            Err(e) => failures.push(format!("spec-{i}: valid, but not deployable: {e}\n{text}")),
+        }
+    }
+    for (source, verdict) in sources.iter().zip(nix.parse(&sources)) {
+        if let Err(e) = verdict {
+            failures.push(format!(
+                "{}: Nix refuses it: {e}\n{}",
+                source.name, source.text
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        valid >= 30 && refused >= 10,
+        "{valid} valid and {refused} refused of 120: the generator no longer covers both"
+    );
+}

@@ -12,13 +12,14 @@ use super::path::FieldPath;
 use super::report::Diagnostic;
 use super::shape::suggest;
 use super::{Capacity, Catalog, OBJECT_STORAGE_APPLICATION, Runtime, Spec};
+use crate::deploy::{self, Origin};
 use crate::manifest::Manifest;
 
 /// Every cross-check problem of a specification whose fields are individually valid.
 pub fn check(spec: &Spec, catalog: &Catalog) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     unique_operators(spec, &mut out);
-    host_names(spec, catalog, &mut out);
+    generated_names(spec, catalog, &mut out);
     resources(spec, catalog, &mut out);
     needs(spec, catalog, &mut out);
     placement(spec, catalog, &mut out);
@@ -88,49 +89,218 @@ fn unique_operators(spec: &Spec, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn host_names(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
-    // Every host name a request can reach: operator domains, and applications' hosts.
-    let mut hosts: BTreeMap<String, (FieldPath, String, bool)> = BTreeMap::new();
-    for (i, op) in spec.operators.iter().enumerate() {
-        hosts.entry(op.domain.clone()).or_insert((
-            operator_path(i).key("domain"),
-            format!("the domain of operator `{}`", op.name),
-            true,
-        ));
+/// Where in the specification a generated name comes from, and how to call that in a message.
+fn origin(spec: &Spec, origin: &Origin) -> (FieldPath, String) {
+    let operator = |i: usize| spec.operators.get(i).map_or("", |o| o.name.as_str());
+    match origin {
+        Origin::Application {
+            operator: i,
+            application,
+        } => (
+            app_path(*i, application),
+            format!("`{application}` of operator `{}`", operator(*i)),
+        ),
+        Origin::GarageNode(node) => (
+            FieldPath::of(&["provider", "object_storage", "nodes", node]),
+            format!("Garage node `{node}`"),
+        ),
+        Origin::OperatorDomain(i) => (
+            operator_path(*i).key("domain"),
+            format!("the domain of operator `{}`", operator(*i)),
+        ),
+        Origin::S3Endpoint => (
+            FieldPath::of(&["provider", "domain"]),
+            "the provider's S3 endpoint".to_owned(),
+        ),
+        Origin::S3WebEndpoint => (
+            FieldPath::of(&["provider", "domain"]),
+            "the provider's S3 web endpoint".to_owned(),
+        ),
     }
-    for (i, op, name, app, manifest) in enabled(spec, catalog) {
-        let host = op.host_name(name, manifest);
-        let path = match app.subdomain {
-            Some(_) => app_path(i, name).key("subdomain"),
-            None => app_path(i, name),
-        };
-        let owner = format!("`{name}` of operator `{}`", op.name);
-        if host.len() > 253 || host.split('.').any(|l| l.len() > 63) {
+}
+
+/// Two parts of the specification that would get one generated name: machines (their names are attribute names
+/// in `deployments/default.nix`, `nixops4.nix` and `proxmox.nix`, and their module files), host names (operator
+/// domains, application hosts, the provider's S3 and S3 web endpoints and the names Garage serves below them,
+/// machines' own names) and the names a machine module binds. The names are the ones [`crate::deploy`] writes:
+/// both read [`deploy::machines`], [`deploy::host_names`], [`deploy::fediversity_names`] and
+/// [`deploy::application_names`].
+fn generated_names(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
+    let machines = deploy::machines(spec, catalog);
+    let mut by_name: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_file: BTreeMap<&str, usize> = BTreeMap::new();
+    for (j, machine) in machines.iter().enumerate() {
+        let first = by_name
+            .get(machine.name.as_str())
+            .or_else(|| by_file.get(machine.file.as_str()))
+            .copied();
+        if let Some(i) = first {
+            let earlier = &machines[i];
+            let mut shared = Vec::new();
+            if earlier.name == machine.name {
+                shared.push(format!("the machine name `{}`", machine.name));
+            }
+            if earlier.file == machine.file {
+                shared.push(format!(
+                    "the file `{}/{}`",
+                    deploy::DEPLOYMENTS,
+                    machine.file
+                ));
+            }
+            let (first_path, first_owner) = origin(spec, &earlier.origin);
+            let (path, owner) = origin(spec, &machine.origin);
             out.push(
                 Diagnostic::new(
-                    path.clone(),
-                    format!("the host name of {owner} is too long"),
+                    path,
+                    format!(
+                        "{owner} and {first_owner} would share {}",
+                        shared.join(" and ")
+                    ),
+                    format!("also `{}`", machine.name),
+                )
+                .at_key()
+                .related(first_path, format!("`{}`", earlier.name))
+                .hint(format!(
+                    "machines are named `<operator>-<application>` and `{}-<node>`: rename an operator or a node so that the names differ",
+                    OBJECT_STORAGE_APPLICATION
+                )),
+            );
+            continue;
+        }
+        by_name.insert(&machine.name, j);
+        by_file.insert(&machine.file, j);
+    }
+    host_names(spec, catalog, &machines, out);
+    module_names(spec, &machines, out);
+}
+
+fn host_names(
+    spec: &Spec,
+    catalog: &Catalog,
+    machines: &[deploy::PlannedMachine],
+    out: &mut Vec<Diagnostic>,
+) {
+    // Every host name a request can reach, then every machine's own name: the name, where it comes from, how a
+    // message names it as the subject and as the one it collides with.
+    struct Host {
+        name: String,
+        from: Origin,
+        path: FieldPath,
+        subject: String,
+        first: String,
+    }
+    let mut all: Vec<Host> = deploy::host_names(spec, catalog)
+        .into_iter()
+        .map(|(name, from)| {
+            let (path, owner) = origin(spec, &from);
+            let (path, subject, first) = match &from {
+                Origin::Application {
+                    operator,
+                    application,
+                } => {
+                    let subdomain = spec.operators[*operator].applications[application]
+                        .subdomain
+                        .is_some();
+                    (
+                        if subdomain {
+                            path.key("subdomain")
+                        } else {
+                            path
+                        },
+                        owner.clone(),
+                        format!("the host of {owner}"),
+                    )
+                }
+                Origin::OperatorDomain(i) => (
+                    path,
+                    format!("operator `{}` (its domain)", spec.operators[*i].name),
+                    owner,
+                ),
+                _ => (path, owner.clone(), owner),
+            };
+            Host {
+                name,
+                from,
+                path,
+                subject,
+                first,
+            }
+        })
+        .collect();
+    all.extend(machines.iter().map(|m| Host {
+        name: m.fqdn(),
+        from: m.origin.clone(),
+        path: origin(spec, &m.origin).0,
+        subject: format!("machine `{}` (its own name)", m.name),
+        first: format!("the name of machine `{}`", m.name),
+    }));
+    let s3 = deploy::s3_host(spec, catalog);
+    let mut hosts: BTreeMap<&str, &Host> = BTreeMap::new();
+    for host in &all {
+        let name = host.name.as_str();
+        if matches!(host.from, Origin::Application { .. })
+            && (name.len() > 253 || name.split('.').any(|l| l.len() > 63))
+        {
+            out.push(
+                Diagnostic::new(
+                    host.path.clone(),
+                    format!("the host name of {} is too long", host.subject),
                     "too long",
                 )
                 .at_key()
                 .hint("host names have at most 253 characters, and labels at most 63 (RFC 1123)"),
             );
         }
-        match hosts.get(&host) {
-            Some((first, first_owner, _)) => out.push(
+        if let Some(first) = hosts.get(name) {
+            // Two operators with one domain are reported as such, by `unique_operators`.
+            let both_domains = matches!(
+                (&first.from, &host.from),
+                (Origin::OperatorDomain(_), Origin::OperatorDomain(_))
+            );
+            if !both_domains {
+                out.push(
+                    Diagnostic::new(
+                        host.path.clone(),
+                        format!(
+                            "the host name `{name}` of {} is also {}",
+                            host.subject, first.first
+                        ),
+                        format!("`{name}`"),
+                    )
+                    .at_key()
+                    .related(first.path.clone(), format!("also `{name}`"))
+                    .hint(
+                        if [&host.from, &first.from]
+                            .iter()
+                            .any(|o| matches!(o, Origin::Application { .. }))
+                        {
+                            "give one of them another `subdomain`"
+                        } else {
+                            "give the operator another domain"
+                        },
+                    ),
+                );
+            }
+            continue;
+        }
+        let endpoint = matches!(host.from, Origin::S3Endpoint | Origin::S3WebEndpoint);
+        if let Some(s3) = s3.as_deref().filter(|_| !endpoint)
+            && name.ends_with(&format!(".{s3}"))
+        {
+            out.push(
                 Diagnostic::new(
-                    path.clone(),
-                    format!("the host name `{host}` of {owner} is also {first_owner}"),
-                    format!("`{host}`"),
+                    host.path.clone(),
+                    format!("the host name `{name}` of {} is inside the provider's S3 endpoint `{s3}`", host.subject),
+                    format!("`{name}`"),
                 )
                 .at_key()
-                .related(first.clone(), format!("also `{host}`"))
-                .hint("give one of them another `subdomain`"),
-            ),
-            None => {
-                hosts.insert(host, (path, format!("the host of {owner}"), false));
-            }
+                .related(FieldPath::of(&["provider", "domain"]), format!("S3 at `{s3}`"))
+                .hint(format!("Garage answers for every name below `{s3}` (buckets as `<bucket>.{s3}`): give it a `subdomain` outside it")),
+            );
         }
+        hosts.insert(name, host);
+    }
+    for (i, op, name, _, _) in enabled(spec, catalog) {
         let machine = op.machine_name(name);
         if machine.len() > 63 {
             out.push(
@@ -141,6 +311,94 @@ fn host_names(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                 )
                 .hint("shorten the operator's name"),
             );
+        }
+    }
+}
+
+/// Names bound twice in a machine's module: an application named like the provider-wide settings or sharing its
+/// machine with a Garage node under the same name, a setting named like `enable` or `<secret>File`; and two
+/// machines of one operator's VM test with one Python name.
+fn module_names(spec: &Spec, machines: &[deploy::PlannedMachine], out: &mut Vec<Diagnostic>) {
+    let mut python: BTreeMap<(usize, String), &str> = BTreeMap::new();
+    for machine in machines {
+        let Origin::Application {
+            operator: i,
+            application: app,
+        } = &machine.origin
+        else {
+            continue;
+        };
+        let path = app_path(*i, app);
+        let op = &spec.operators[*i];
+        if let Some(first) = python.insert(
+            (*i, deploy::python_name(&machine.name)),
+            machine.name.as_str(),
+        ) {
+            out.push(
+                Diagnostic::new(
+                    path.clone(),
+                    format!(
+                        "the machines `{first}` and `{}` of operator `{}` would have one name in the NixOS test script",
+                        machine.name, op.name
+                    ),
+                    "one test node name",
+                )
+                .at_key()
+                .hint("the test driver replaces characters other than letters, digits and `_` with `_`: rename an application"),
+            );
+        }
+        let mut bound: BTreeMap<String, deploy::FediversityName> = BTreeMap::new();
+        for (name, what) in deploy::fediversity_names(spec, &machine.name, app) {
+            let Some(first) = bound.get(&name) else {
+                bound.insert(name, what);
+                continue;
+            };
+            let (at, with) = match (&what, first) {
+                (deploy::FediversityName::GarageNode(node), _) => (
+                    FieldPath::of(&["provider", "object_storage", "nodes", node, "machine"]),
+                    format!("Garage node `{node}`, which shares the machine"),
+                ),
+                _ => (
+                    path.clone(),
+                    "the provider-wide settings every application reads".to_owned(),
+                ),
+            };
+            out.push(
+                Diagnostic::new(
+                    at,
+                    format!(
+                        "the application `{app}` of operator `{}` and {with} would both be `fediversity.{name}` on `{}`",
+                        op.name, machine.name
+                    ),
+                    format!("`fediversity.{name}` twice"),
+                )
+                .at_key()
+                .hint("an application cannot be named like a shared setting, and a Garage node cannot share the machine of an application named `garage`"),
+            );
+        }
+        let application = &op.applications[app];
+        let mut keys: BTreeMap<String, FieldPath> = BTreeMap::new();
+        for (key, held) in deploy::application_names(application) {
+            let at = match held {
+                deploy::ApplicationName::Enable => path.key("enable"),
+                deploy::ApplicationName::Subdomain(_) => path.key("subdomain"),
+                deploy::ApplicationName::Setting(name, _) => path.key("settings").key(name),
+                deploy::ApplicationName::Secret(name, _) => path.key("secrets").key(name),
+            };
+            if let Some(first) = keys.get(&key) {
+                out.push(
+                    Diagnostic::new(
+                        at,
+                        format!("`fediversity.{app}.{key}` would be set twice on `{}`", machine.name),
+                        format!("also `{key}`"),
+                    )
+                    .at_key()
+                    .related(first.clone(), format!("`{key}`"))
+                    .hint(format!("a provided secret `x` is written as `xFile`, next to the settings and `enable`: the manifest of `{app}` must name them apart")),
+                );
+            } else {
+                keys.insert(key, at);
+            }
         }
     }
 }
@@ -554,5 +812,89 @@ fn object_storage(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fixture manifests, with applications renamed.
+    fn catalog(rename: &[(&str, &str)]) -> Catalog {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/templates");
+        let catalog = Catalog::load(&dir).expect("fixture manifests load");
+        Catalog::from_manifests(catalog.manifests.into_values().map(|mut m| {
+            if let Some((_, to)) = rename.iter().find(|(from, _)| *from == m.application.name) {
+                m.application.name = (*to).to_owned();
+            }
+            m
+        }))
+    }
+
+    fn messages(toml: &str, catalog: &Catalog) -> Vec<String> {
+        let spec: Spec =
+            toml::from_str(toml).expect("the test specification has the model's shape");
+        check(&spec, catalog)
+            .into_iter()
+            .map(|d| d.message)
+            .collect()
+    }
+
+    const PROVIDER: &str = r#"
+[provider]
+name = "nordwind"
+domain = "nordwind.example"
+runtime = { backend = "qemu" }
+acme = { email = "hostmaster@nordwind.example", accept_terms = true }
+
+[provider.object_storage]
+replication_factor = 1
+region = "garage"
+secrets.rpcSecret = { file = "/run/secrets/garage-rpc" }
+nodes.ams1 = { zone = "ams", capacity_gib = 100 }
+"#;
+
+    #[test]
+    fn names_bound_twice_in_a_machine_module_are_found() {
+        // An application named like a shared setting is bound twice in `fediversity`.
+        let catalog = catalog(&[("kitchen-sink", "domain")]);
+        let spec = format!(
+            "{PROVIDER}\n[[operators]]\nname = \"uni\"\ndomain = \"uni.example\"\ncontact = \"a@uni.example\"\nadmin = {{ username = \"admin\", email = \"a@uni.example\" }}\napplications.domain.settings.motto = \"x\"\n"
+        );
+        let found = messages(&spec, &catalog);
+        assert!(
+            found.iter().any(|m| m.contains("`fediversity.domain`")),
+            "{found:#?}"
+        );
+        // A Garage node sharing the machine of an application named `garage`.
+        let catalog = super::tests::catalog(&[]);
+        let spec = format!(
+            "{}\nmachine = \"uni-garage\"\n[[operators]]\nname = \"uni\"\ndomain = \"uni.example\"\ncontact = \"a@uni.example\"\nadmin = {{ username = \"admin\", email = \"a@uni.example\" }}\napplications.garage = {{}}\n",
+            PROVIDER.replace(
+                "nodes.ams1 = { zone = \"ams\", capacity_gib = 100 }",
+                "[provider.object_storage.nodes.ams1]\nzone = \"ams\"\ncapacity_gib = 100"
+            )
+        );
+        let found = messages(&spec, &catalog);
+        assert!(
+            found.iter().any(|m| m.contains("`fediversity.garage`")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn test_script_names_of_one_operator_are_distinct() {
+        let catalog = catalog(&[("kitchen-sink", "a-b"), ("pixelfed", "a_b")]);
+        let spec = format!(
+            "{PROVIDER}\n[[operators]]\nname = \"uni\"\ndomain = \"uni.example\"\ncontact = \"a@uni.example\"\nadmin = {{ username = \"admin\", email = \"a@uni.example\" }}\napplications.a-b.settings.motto = \"x\"\napplications.a_b.subdomain = \"photos\"\n"
+        );
+        let found = messages(&spec, &catalog);
+        assert!(
+            found
+                .iter()
+                .any(|m| m.contains("one name in the NixOS test script")),
+            "{found:#?}"
+        );
     }
 }

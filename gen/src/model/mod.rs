@@ -354,9 +354,10 @@ impl Operator {
         format!("{sub}.{}", self.domain)
     }
 
-    /// The name of the machine an application of this operator runs on.
+    /// The name of the machine an application of this operator runs on (derived in one place, by
+    /// [`crate::deploy::application_machine`]).
     pub fn machine_name(&self, application: &str) -> String {
-        format!("{}-{application}", self.name)
+        crate::deploy::application_machine(self, application).0
     }
 }
 

@@ -42,6 +42,11 @@ pub enum StrFormat {
 }
 
 const LABEL: &str = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+/// The last label of a domain name: a label that is not a number (decimal, or hexadecimal as `inet_aton` reads
+/// `0x…`), so that no spelling of an IPv4 address is a domain name (RFC 1123 §2.1, RFC 3696 §2).
+const LAST_LABEL: &str = "(?!(0x[0-9a-f]*|[0-9]+)$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+/// A path on a target machine: absolute, no empty, `.` or `..` component, and not in the Nix store.
+const RUNTIME_PATH: &str = r"^(?!/nix/store(/|$))(/(?!\.\.?(/|$))[^/]+)+$";
 const HTTPS_URL: &str = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$";
 const SSH_TARGET: &str = r"^([a-z_][a-z0-9_.-]*@)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$";
 const SECRET_NAME: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
@@ -122,23 +127,7 @@ impl StrFormat {
                     ))
                 }
             }
-            Self::AbsolutePath => {
-                if !s.starts_with('/') {
-                    Err(problem(
-                        format!("`{s}` is not an absolute path"),
-                        "not an absolute path",
-                        Some("secret files are paths on the target machine, e.g. `/run/secrets/smtp-password`".into()),
-                    ))
-                } else if s == "/nix/store" || s.starts_with("/nix/store/") {
-                    Err(problem(
-                        "a secret file cannot be in the Nix store",
-                        "in the Nix store",
-                        Some("the Nix store is world-readable; keep secrets outside it, e.g. under `/run/secrets/`".into()),
-                    ))
-                } else {
-                    Ok(())
-                }
-            }
+            Self::AbsolutePath => check_runtime_path(s),
             Self::SecretName if matches(SECRET_NAME, s) && s.len() <= 128 => Ok(()),
             Self::SecretName => Err(problem(
                 format!("`{s}` is not a secret name"),
@@ -167,17 +156,83 @@ impl StrFormat {
             Self::Name(max) => {
                 json!({"type": "string", "maxLength": max, "pattern": "^[a-z]([a-z0-9-]*[a-z0-9])?$"})
             }
-            Self::Domain => domain("+"),
+            Self::Domain => {
+                json!({"type": "string", "maxLength": 253, "pattern": format!("^{LABEL}(\\.{LABEL})*\\.{LAST_LABEL}$")})
+            }
             Self::Subdomain => domain("*"),
             Self::Email => json!({"type": "string", "format": "email", "pattern": EMAIL_PATTERN}),
             Self::HttpsUrl => json!({"type": "string", "format": "uri", "pattern": HTTPS_URL}),
             Self::SshTarget => json!({"type": "string", "pattern": SSH_TARGET}),
-            Self::AbsolutePath => json!({"type": "string", "pattern": "^/(?!nix/store(/|$))"}),
+            Self::AbsolutePath => json!({"type": "string", "pattern": RUNTIME_PATH}),
             Self::SecretName => json!({"type": "string", "maxLength": 128, "pattern": SECRET_NAME}),
             Self::Username => json!({"type": "string", "maxLength": 30, "pattern": USERNAME}),
             Self::Token => json!({"type": "string", "pattern": TOKEN}),
         }
     }
+}
+
+/// A path on a target machine (a secret file, a `…File` setting): absolute, written without empty (`//`), `.` or
+/// `..` components, so that what is checked is what the machine opens, and outside the world-readable Nix store.
+fn check_runtime_path(s: &str) -> Result<(), Problem> {
+    const EXAMPLE: &str = "e.g. `/run/secrets/smtp-password`";
+    if !s.starts_with('/') {
+        return Err(problem(
+            format!("`{s}` is not an absolute path"),
+            "not an absolute path",
+            Some(format!(
+                "files on the machine are absolute paths, {EXAMPLE}"
+            )),
+        ));
+    }
+    let components: Vec<&str> = s[1..].split('/').collect();
+    if let Some(bad) = components
+        .iter()
+        .find(|c| c.is_empty() || **c == "." || **c == "..")
+    {
+        let what = if bad.is_empty() {
+            "an empty component (`//` or a final `/`)".to_owned()
+        } else {
+            format!("a `{bad}` component")
+        };
+        return Err(problem(
+            format!("`{s}` has {what}"),
+            "not a plain path",
+            Some(format!(
+                "write the path without `.`, `..` or empty components, {EXAMPLE}"
+            )),
+        ));
+    }
+    if components.len() >= 2 && components[0] == "nix" && components[1] == "store" {
+        return Err(problem(
+            "a secret file cannot be in the Nix store",
+            "in the Nix store",
+            Some("the Nix store is world-readable; keep secrets outside it, e.g. under `/run/secrets/`".into()),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a label is a number as `inet_aton` reads one: decimal, octal (`0…`) or hexadecimal (`0x…`).
+fn is_number_label(label: &str) -> bool {
+    let label = label.to_ascii_lowercase();
+    match label.strip_prefix("0x") {
+        Some(hex) => hex.chars().all(|c| c.is_ascii_hexdigit()),
+        None => !label.is_empty() && label.chars().all(|c| c.is_ascii_digit()),
+    }
+}
+
+/// Whether `s` is an IP address in any spelling: IPv6 (bracketed or not, with a zone), or IPv4 as `inet_aton`
+/// reads it (one to four numbers, decimal, octal or hexadecimal: `192.0.2.10`, `127.1`, `0x7f.1`), with or without
+/// a final dot.
+pub fn is_ip_address(s: &str) -> bool {
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    let bare = bare.split_once('%').map_or(bare, |(address, _)| address);
+    if bare.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
+    let v4 = s.strip_suffix('.').unwrap_or(s);
+    let labels: Vec<&str> = v4.split('.').collect();
+    (1..=4).contains(&labels.len()) && labels.iter().all(|l| is_number_label(l))
 }
 
 /// RFC 1123 host names, lower case, with at least `min_labels` labels; the message names the first fault.
@@ -192,6 +247,12 @@ fn check_domain(s: &str, min_labels: usize) -> Result<(), Problem> {
         return bad(
             format!("a {what} cannot be empty"),
             "write a host name such as `social.example.org`",
+        );
+    }
+    if min_labels > 1 && is_ip_address(s) {
+        return bad(
+            format!("`{s}` is an IP address, not a {what}"),
+            "a domain names the operator or provider in DNS, and applications live at `<subdomain>.<domain>`: use a domain name such as `example.org`, with its DNS records pointing to the address",
         );
     }
     if s.chars().any(|c| c.is_ascii_uppercase()) {
@@ -251,6 +312,15 @@ fn check_domain(s: &str, min_labels: usize) -> Result<(), Problem> {
         return bad(
             format!("`{s}` is not a fully qualified domain name"),
             &format!("write the whole name, e.g. `{s}.example.org`"),
+        );
+    }
+    if let Some(last) = labels
+        .last()
+        .filter(|l| min_labels > 1 && is_number_label(l))
+    {
+        return bad(
+            format!("`{s}` is not a valid {what}: its last label `{last}` is a number"),
+            "a top-level domain is never a number (RFC 3696), and such a name reads as an IP address: use a domain name such as `example.org`",
         );
     }
     Ok(())
@@ -1015,6 +1085,17 @@ impl Checker<'_> {
                 )
                 .hint("if the application needs this secret, its manifest declares it under [secrets]: give it in the application's `secrets` as `{ file = \"/run/secrets/…\" }` or `{ secret = \"…\" }`"),
             ),
+            // A `…File`/`…Path` setting is a path on the machine: the rule of secret files holds for it (the
+            // Nix store is only refused where the key names a secret).
+            Value::String(s) if is_path_reference(key, s) => {
+                if let Err(p) = check_runtime_path(s)
+                    && (p.label != "in the Nix store" || is_secret_like(key))
+                {
+                    let mut d = Diagnostic::new(path.clone(), p.message, p.label);
+                    d.hint = p.hint;
+                    self.push(d);
+                }
+            }
             Value::Array(items) => items
                 .iter()
                 .enumerate()
@@ -1368,6 +1449,71 @@ mod tests {
         }
         assert!(check_domain(&format!("{}.example", "a".repeat(64)), 2).is_err());
         assert!(check_domain(&format!("{}.example", "a".repeat(63)), 2).is_ok());
+    }
+
+    #[test]
+    fn runtime_paths_are_plain_and_outside_the_store() {
+        for good in [
+            "/run/secrets/smtp",
+            "/var/lib/x/.env",
+            "/run/secrets/a..b",
+            "/nixos/store/x",
+        ] {
+            assert!(check_runtime_path(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "run/secrets/x",
+            "/run/secrets/../../nix/store/abc-secret",
+            "//nix/store/abc-secret",
+            "/nix//store/abc",
+            "/./nix/store/abc",
+            "/run/secrets/",
+            "/run/./secrets/x",
+            "/",
+            "/nix/store",
+            "/nix/store/abc-secret",
+        ] {
+            assert!(check_runtime_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ip_addresses_are_not_domains() {
+        for ip in [
+            "192.0.2.10",
+            "192.0.2.10.",
+            "127.1",
+            "0x7f.0.0.1",
+            "0X7F.1",
+            "0177.0.0.1",
+            "2130706433",
+            "::1",
+            "[2001:db8::1]",
+            "2001:DB8::1",
+            "fe80::1%eth0",
+            "::ffff:192.0.2.1",
+        ] {
+            assert!(is_ip_address(ip), "{ip}");
+            let err = check_domain(ip, 2).map(|_| ()).map_err(|p| p.message);
+            assert!(
+                err.as_ref().is_err_and(|m| m.contains("IP address")),
+                "{ip}: {err:?}"
+            );
+        }
+        for bad in ["social.10", "example.0x1f", "a.b.123"] {
+            assert!(check_domain(bad, 2).is_err(), "{bad}");
+        }
+        for good in [
+            "10.example",
+            "192.0.2.example",
+            "example.0x1g",
+            "0x.example",
+        ] {
+            assert!(!is_ip_address(good), "{good}");
+            assert!(check_domain(good, 2).is_ok(), "{good}");
+        }
+        // A subdomain may be numeric: it is followed by the operator's domain.
+        assert!(check_domain("192.0.2", 1).is_ok());
     }
 
     #[test]

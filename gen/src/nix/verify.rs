@@ -1,5 +1,6 @@
-//! The checks every emitted file passes before it may be written: it parses (rnix), and, where asked, it is
-//! exactly what nixfmt makes of it. A failure here is a bug in fedigen, reported with the file and position so
+//! The checks every emitted file passes before it may be written: it parses (rnix), it binds no attribute twice
+//! (rnix accepts that, Nix does not: [`check_duplicates`]), and, where asked, it is exactly what nixfmt makes of
+//! it. A failure here is a bug in fedigen, reported with the file and position so
 //! it can be fixed; the text is never written.
 
 use std::fmt;
@@ -56,6 +57,21 @@ pub enum VerifyError {
         /// The parser's message.
         message: String,
     },
+    /// An attribute set, `rec` set or `let` binds one name twice: rnix accepts the text, Nix refuses it
+    /// ("attribute … already defined").
+    #[error(
+        "{file}:{second}: emitted Nix defines the attribute `{path}` twice (first at {file}:{first}); Nix refuses such a file"
+    )]
+    DuplicateAttribute {
+        /// The file being emitted.
+        file: String,
+        /// The attribute path, dotted as written (`a.b`).
+        path: String,
+        /// The first definition.
+        first: Position,
+        /// The definition Nix refuses.
+        second: Position,
+    },
     /// nixfmt lays the text out differently.
     #[error(
         "{file}:{line}: not nixfmt-canonical: nixfmt writes {expected:?} where the text has {found:?}"
@@ -72,9 +88,193 @@ pub enum VerifyError {
     },
 }
 
-/// Parses `text` with rnix; the first error is reported with its position in `file`.
+/// Parses `text` with rnix and checks that no attribute is defined twice; the first error is reported with its
+/// position in `file`. This is what Nix's own parser accepts (rnix alone is more lenient).
 pub fn check_syntax(file: &str, text: &str) -> Result<(), VerifyError> {
-    parse(file, text).map(drop)
+    let root = parse(file, text)?;
+    check_duplicates(file, text, &root)
+}
+
+/// Finds a name bound twice in one attribute set, `rec` set or `let`, by Nix's own rules (its parser's
+/// `addAttr`): `a.b = 1; a.c = 2;` and `a = { b = 1; }; a.c = 2;` merge, and two set literals bound to one name
+/// merge their attributes; a name bound again to anything else, an `inherit`ed name bound again, or one attribute
+/// given by both halves of a merge is an error. Names written as strings (`"a"`, `${"a"}`) are the same names;
+/// computed names (`${x}`) are only known when evaluating and are not compared, as Nix does not compare them.
+/// Both definitions are reported, at `file:line:column`.
+pub fn check_duplicates(file: &str, text: &str, root: &rnix::Root) -> Result<(), VerifyError> {
+    use rnix::ast;
+    use rowan::ast::AstNode;
+    for node in root.syntax().descendants() {
+        let scope = if let Some(set) = ast::AttrSet::cast(node.clone()) {
+            bindings(&set)
+        } else if let Some(let_in) = ast::LetIn::cast(node.clone()) {
+            bindings(&let_in)
+        } else {
+            continue;
+        };
+        // A set that is the value of a binding was already checked with its parent (where it may merge).
+        if ast::AttrSet::can_cast(node.kind()) && is_binding_value(&node) {
+            continue;
+        }
+        if let Err(duplicate) = scope {
+            return Err(VerifyError::DuplicateAttribute {
+                file: file.to_owned(),
+                path: duplicate.path.join("."),
+                first: Position::of_offset(text, duplicate.first),
+                second: Position::of_offset(text, duplicate.second),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether an attribute set is (inside parentheses) the value of a binding of a set or `let`.
+fn is_binding_value(node: &rnix::SyntaxNode) -> bool {
+    use rnix::ast;
+    use rowan::ast::AstNode;
+    let mut parent = node.parent();
+    while let Some(p) = parent.clone().filter(|p| ast::Paren::can_cast(p.kind())) {
+        parent = p.parent();
+    }
+    parent.is_some_and(|p| ast::AttrpathValue::can_cast(p.kind()))
+}
+
+/// A name defined twice: its path and the byte offsets of both definitions.
+struct Duplicate {
+    path: Vec<String>,
+    first: usize,
+    second: usize,
+}
+
+/// What a name is bound to, as far as merging goes.
+enum Bound {
+    /// An attribute set literal (written, or made by a dotted path): later bindings may add to it.
+    Set(Scope),
+    /// `inherit`ed, or any other expression: final.
+    Other,
+}
+
+/// The static names of one set, each with the offset of its definition.
+#[derive(Default)]
+struct Scope(std::collections::BTreeMap<String, (usize, Bound)>);
+
+/// The names bound by the entries of one set or `let`, built as Nix's parser builds them.
+fn bindings(node: &impl rnix::ast::HasEntry) -> Result<Scope, Duplicate> {
+    use rnix::ast;
+    use rowan::ast::AstNode;
+    let mut scope = Scope::default();
+    for entry in node.entries() {
+        match entry {
+            ast::Entry::Inherit(inherit) => {
+                for attr in inherit.attrs() {
+                    let Some(name) = super::literal::attr_name(&attr) else {
+                        continue;
+                    };
+                    let at = usize::from(attr.syntax().text_range().start());
+                    if let Some((first, _)) = scope.0.get(&name) {
+                        return Err(Duplicate {
+                            path: vec![name],
+                            first: *first,
+                            second: at,
+                        });
+                    }
+                    scope.0.insert(name, (at, Bound::Other));
+                }
+            }
+            ast::Entry::AttrpathValue(binding) => {
+                let (Some(path), Some(value)) = (binding.attrpath(), binding.value()) else {
+                    continue;
+                };
+                bind(&mut scope, &path, value)?;
+            }
+        }
+    }
+    Ok(scope)
+}
+
+/// Adds one binding `path = value;` to a scope (Nix's `addAttr`).
+fn bind(
+    scope: &mut Scope,
+    path: &rnix::ast::Attrpath,
+    value: rnix::ast::Expr,
+) -> Result<(), Duplicate> {
+    use rnix::ast;
+    use rowan::ast::AstNode;
+    let attrs: Vec<ast::Attr> = path.attrs().collect();
+    let mut names = Vec::new();
+    let mut current = scope;
+    for (i, attr) in attrs.iter().enumerate() {
+        // A computed name makes a set of its own that nothing else can reach before evaluation; only the
+        // value's own bindings can clash.
+        let Some(name) = super::literal::attr_name(attr) else {
+            if let Some(set) = set_literal(&value) {
+                bindings(&set)?;
+            }
+            return Ok(());
+        };
+        let at = usize::from(attr.syntax().text_range().start());
+        names.push(name.clone());
+        let last = i + 1 == attrs.len();
+        if !last {
+            let (first, bound) = current
+                .0
+                .entry(name)
+                .or_insert_with(|| (at, Bound::Set(Scope::default())));
+            match bound {
+                Bound::Set(inner) => current = inner,
+                Bound::Other => {
+                    return Err(Duplicate {
+                        path: names,
+                        first: *first,
+                        second: at,
+                    });
+                }
+            }
+            continue;
+        }
+        let literal = set_literal(&value);
+        let new = match &literal {
+            Some(set) => Bound::Set(bindings(set)?),
+            None => Bound::Other,
+        };
+        match current.0.get_mut(&name) {
+            None => {
+                current.0.insert(name, (at, new));
+            }
+            Some((first, existing)) => match (existing, new) {
+                (Bound::Set(old), Bound::Set(added)) => {
+                    for (key, (offset, bound)) in added.0 {
+                        if let Some((earlier, _)) = old.0.get(&key) {
+                            names.push(key);
+                            return Err(Duplicate {
+                                path: names,
+                                first: *earlier,
+                                second: offset,
+                            });
+                        }
+                        old.0.insert(key, (offset, bound));
+                    }
+                }
+                _ => {
+                    return Err(Duplicate {
+                        path: names,
+                        first: *first,
+                        second: at,
+                    });
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+/// The attribute set literal (`{ … }` or `rec { … }`, inside any parentheses) an expression is, if it is one.
+fn set_literal(expr: &rnix::ast::Expr) -> Option<rnix::ast::AttrSet> {
+    match expr {
+        rnix::ast::Expr::AttrSet(set) => Some(set.clone()),
+        rnix::ast::Expr::Paren(paren) => set_literal(&paren.expr()?),
+        _ => None,
+    }
 }
 
 /// Parses `text` with rnix into its lossless syntax tree (every byte, comments and spacing included), or
@@ -165,6 +365,71 @@ mod tests {
             matches!(&err, VerifyError::NotCanonical { line: 2, expected, .. } if expected == "  a = 1;"),
             "{err:?}"
         );
+    }
+
+    /// The text of a duplicate error: the path and both positions.
+    fn duplicate(text: &str) -> Option<(String, String, String)> {
+        match check_syntax("d.nix", text) {
+            Ok(()) => None,
+            Err(VerifyError::DuplicateAttribute {
+                path,
+                first,
+                second,
+                ..
+            }) => Some((path, first.to_string(), second.to_string())),
+            Err(e) => panic!("{text}: {e}"),
+        }
+    }
+
+    #[test]
+    fn attributes_defined_twice_are_refused_with_both_places() {
+        let d = |path: &str, first: &str, second: &str| {
+            Some((path.to_owned(), first.to_owned(), second.to_owned()))
+        };
+        assert_eq!(
+            duplicate("{\n  a = 1;\n  a = 2;\n}\n"),
+            d("a", "2:3", "3:3")
+        );
+        assert_eq!(duplicate("{ a.b = 1; a.b = 2; }"), d("a.b", "1:5", "1:14"));
+        assert_eq!(
+            duplicate("{ a.b = 1; a = { b = 2; }; }"),
+            d("a.b", "1:5", "1:18")
+        );
+        assert_eq!(
+            duplicate("{ a = { b = 2; }; a.b = 1; }"),
+            d("a.b", "1:9", "1:21")
+        );
+        assert_eq!(duplicate("rec { a = 1; a = 2; }"), d("a", "1:7", "1:14"));
+        assert_eq!(duplicate("let a = 1; a = 2; in a"), d("a", "1:5", "1:12"));
+        assert_eq!(
+            duplicate("{ \"a\" = 1; ${\"a\"} = 2; }"),
+            d("a", "1:3", "1:12")
+        );
+        assert_eq!(duplicate("{ inherit a; a = 2; }"), d("a", "1:11", "1:14"));
+        assert_eq!(duplicate("{ a = x; a.b = 1; }"), d("a", "1:3", "1:10"));
+        assert_eq!(duplicate("{ a.b = 1; a = x; }"), d("a", "1:3", "1:12"));
+        assert_eq!(
+            duplicate("{ a.b.c = 1; a = { b = { d = 2; }; }; }"),
+            d("a.b", "1:5", "1:20")
+        );
+        // Nested anywhere: in a list, a function body, a computed name's value.
+        assert!(duplicate("[ ({ x }: { y = { a = 1; a = 1; }; }) ]").is_some());
+        assert!(duplicate("{ ${x}.y = { a = 1; a = 2; }; }").is_some());
+        // Sets that merge, as Nix merges them.
+        for ok in [
+            "{ a.b = 1; a.c = 2; }",
+            "{ a.b = 1; a = { c = 2; }; }",
+            "{ a = { c = 2; }; a.b = 1; }",
+            "{ a = { c = 2; }; a = { b = 1; }; }",
+            "{ a = rec { c = 2; }; a.b = 1; }",
+            "{ a = ({ c = 2; }); a.b = 1; }",
+            "{ a = { b = { d = 2; }; }; a.b.c = 1; }",
+            "let a.b = 1; a.c = 2; in a",
+            "{ ${x} = 1; ${x} = 2; }",
+            "{ a = 1; b = { a = 2; }; }",
+        ] {
+            assert_eq!(duplicate(ok), None, "{ok}");
+        }
     }
 
     #[test]
