@@ -57,7 +57,10 @@ pub fn run(args: GenerateArgs) -> ExitCode {
         for difference in &differences {
             match difference {
                 Difference::Missing(path) => {
-                    crate::cli::output::outln!("missing: {} (run `fedigen generate`)", path.display())
+                    crate::cli::output::outln!(
+                        "missing: {} (run `fedigen generate`)",
+                        path.display()
+                    )
                 }
                 Difference::Stale(path) => {
                     crate::cli::output::outln!("stale: {} is no longer generated", path.display())
@@ -100,7 +103,9 @@ pub fn run(args: GenerateArgs) -> ExitCode {
                         Difference::Changed(..) => crate::cli::output::info!("updated {path}"),
                         Difference::Stale(_) => crate::cli::output::info!("removed {path}"),
                         Difference::Leftover(_) => {
-                            crate::cli::output::info!("removed {path} (left behind by an interrupted run)")
+                            crate::cli::output::info!(
+                                "removed {path} (left behind by an interrupted run)"
+                            )
                         }
                     }
                 }
