@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
-use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
 use super::path::FieldPath;
 use super::source::Document;
@@ -31,8 +31,9 @@ const LONG_LINE: usize = 160;
 const KEEP_BEFORE: usize = 40;
 /// How much of a long line is kept after a place it points at.
 const KEEP_AFTER: usize = 80;
-/// A related place at most this many lines from the primary one is shown in the same excerpt.
-const SAME_EXCERPT_LINES: usize = 8;
+/// A related place at most this many lines from the primary one is shown in the same excerpt (the lines
+/// between are folded by the renderer, and passed to it empty, so they cost one byte each).
+const SAME_EXCERPT_LINES: usize = 1000;
 /// A span over more lines than this is shown by its first line only.
 const MAX_SPAN_LINES: usize = 8;
 /// The longest value echoed in a message, in characters, before it is cut with `…`.
@@ -298,18 +299,15 @@ impl Report {
                     .label(label.as_str()),
             );
         }
-        let mut group = Group::with_title(Level::ERROR.primary_title(title));
-        if let Some(origin) = main.origin(&self.file, problem.position) {
-            group = group.element(origin);
-        }
-        group = group.element(snippet);
+        let mut group = Group::with_title(Level::ERROR.primary_title(title)).element(snippet);
+        // The renderer names the place by its column in the excerpt; where a long line was cut before it,
+        // that column is replaced below by the place's column in the file.
+        let mut columns = vec![(main.position(0), problem.position)];
         let other = apart.map(|r| Excerpt::new(&self.text, lines, &[r]));
         if let (Some(other), Some(label), Some(position)) =
             (&other, &related_label, problem.related_position)
         {
-            if let Some(origin) = other.origin(&self.file, position) {
-                group = group.element(origin);
-            }
+            columns.push((other.position(0), position));
             group = group.element(
                 other.snippet(&self.file).annotation(
                     AnnotationKind::Context
@@ -322,7 +320,18 @@ impl Report {
         if let Some(hint) = &hint {
             group = group.element(Level::HELP.message(hint.as_str()));
         }
-        renderer.render(&[group])
+        let mut rendered = renderer.render(&[group]);
+        let mut from = 0;
+        for (shown, actual) in columns {
+            let shown = format!("{}:{shown}", self.file);
+            if let Some(at) = rendered[from..].find(&shown) {
+                let at = from + at;
+                let actual = format!("{}:{actual}", self.file);
+                rendered.replace_range(at..at + shown.len(), &actual);
+                from = at + actual.len();
+            }
+        }
+        rendered
     }
 }
 
@@ -341,8 +350,6 @@ struct Excerpt {
     first_line: usize,
     /// The marked places, as ranges of `text`.
     spans: Vec<Range<usize>>,
-    /// Whether text was cut before the first place on its line, so the renderer's own column would be wrong.
-    cut_before: bool,
 }
 
 impl Excerpt {
@@ -357,8 +364,15 @@ impl Excerpt {
             .max(first);
         let mut out = String::new();
         let mut moved: Vec<Range<usize>> = spans.to_vec();
-        let mut cut_before = false;
+        // The lines the places cover; the others between them are folded away, so they are left empty.
+        let covered: Vec<Range<usize>> = spans.iter().map(|s| lines.lines_of(s)).collect();
         for line in first..=last {
+            if !covered.iter().any(|c| c.contains(&line)) {
+                if line < last {
+                    out.push('\n');
+                }
+                continue;
+            }
             let range = lines.range(text, line);
             let content = &text[range.clone()];
             let base = out.len();
@@ -411,9 +425,6 @@ impl Excerpt {
                 if pieces.last().is_some_and(|p| p.end < range.end) {
                     out.push('…');
                 }
-                if line == lines.line_of(spans[0].start) && pieces[0].start > range.start {
-                    cut_before = true;
-                }
             }
             if line < last {
                 out.push('\n');
@@ -423,30 +434,26 @@ impl Excerpt {
             text: out,
             first_line: first + 1,
             spans: moved,
-            cut_before,
         }
     }
 
-    /// The snippet of the excerpt: named by the file when the renderer's column is right, unnamed when an
-    /// [`Origin`] must say where it is.
+    /// The snippet of the excerpt, named by the file, its lines numbered as in the file.
     fn snippet<'a>(&'a self, file: &'a str) -> Snippet<'a, annotate_snippets::Annotation<'a>> {
-        let snippet = Snippet::source(self.text.as_str())
+        Snippet::source(self.text.as_str())
             .line_start(self.first_line)
-            .fold(true);
-        if self.cut_before {
-            snippet
-        } else {
-            snippet.path(file)
-        }
+            .fold(true)
+            .path(file)
     }
 
-    /// The `--> file:line:column` line, when the excerpt was cut before its first place.
-    fn origin<'a>(&self, file: &'a str, position: Position) -> Option<Origin<'a>> {
-        self.cut_before.then(|| {
-            Origin::path(file)
-                .line(position.line)
-                .char_column(position.column)
-        })
+    /// The line and column the renderer gives the start of place `i` (the column counted in the excerpt).
+    fn position(&self, i: usize) -> Position {
+        let at = self.spans[i].start;
+        let before = &self.text[..at];
+        let line_start = before.rfind('\n').map_or(0, |n| n + 1);
+        Position {
+            line: self.first_line + before.matches('\n').count(),
+            column: before[line_start..].chars().count() + 1,
+        }
     }
 }
 
@@ -575,4 +582,64 @@ fn escape_controls(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn quoted_values_are_shortened_and_escaped() {
+        let long = "x".repeat(500);
+        let shown = shorten_message(&format!("`{long}` is longer than 32 characters"));
+        assert_eq!(
+            shown,
+            format!("`{}…` is longer than 32 characters", "x".repeat(MAX_QUOTED))
+        );
+        assert_eq!(shorten_message("`a\nb` is odd"), "`a\\nb` is odd");
+        assert_eq!(shorten_message("short `ok` stays"), "short `ok` stays");
+        // Unbalanced backticks: nothing is taken for a value, but the whole stays bounded.
+        let unbalanced = format!("`{long}");
+        assert_eq!(shorten_message(&unbalanced).chars().count(), MAX_MESSAGE + 1);
+    }
+
+    proptest! {
+        /// The one-sweep positions are exactly those of `Position::of_offset`, for any text and offsets.
+        #[test]
+        fn swept_positions_equal_positions_of_offsets(
+            text in "(a|é|\n|xyz|\u{1F600}){0,40}",
+            mut offsets in proptest::collection::vec(0usize..200, 0..12),
+        ) {
+            offsets.iter_mut().for_each(|o| *o = text.floor_char_boundary((*o).min(text.len())));
+            offsets.sort_unstable();
+            offsets.dedup();
+            let swept = LineIndex::new(&text).positions(&text, &offsets);
+            let expected: Vec<Position> = offsets.iter().map(|&o| Position::of_offset(&text, o)).collect();
+            prop_assert_eq!(swept, expected);
+        }
+
+        /// An excerpt keeps the marked text of every place, however long the line.
+        #[test]
+        fn excerpts_keep_the_marked_text(
+            prefix in 0usize..2_000,
+            gap in 0usize..2_000,
+            lines_between in 0usize..3,
+        ) {
+            let text = format!(
+                "{}FIRST{}{}SECOND{}\nend\n",
+                "a".repeat(prefix),
+                "b".repeat(gap),
+                "\n".repeat(lines_between),
+                "c".repeat(gap)
+            );
+            let first = text.find("FIRST").unwrap();
+            let second = text.find("SECOND").unwrap();
+            let index = LineIndex::new(&text);
+            let excerpt = Excerpt::new(&text, &index, &[first..first + 5, second..second + 6]);
+            prop_assert_eq!(&excerpt.text[excerpt.spans[0].clone()], "FIRST");
+            prop_assert_eq!(&excerpt.text[excerpt.spans[1].clone()], "SECOND");
+            prop_assert!(excerpt.text.len() <= 2 * (KEEP_BEFORE + KEEP_AFTER) + 32 + lines_between);
+        }
+    }
 }

@@ -542,7 +542,10 @@ fn nix_message(
     let mut elsewhere = None;
     let mut parts = Vec::new();
     for line in message.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with("trace: ") || line.starts_with("(use '--show-trace'")
+        if line.is_empty()
+            || line.starts_with("trace: ")
+            || line.starts_with("warning: ")
+            || line.starts_with("(use '--show-trace'")
         {
             continue;
         }
@@ -569,9 +572,19 @@ fn nix_message(
     if let Some(at) = elsewhere {
         what.push_str(&format!(" (at {at})"));
     }
-    let what = what
+    // Paths as the user wrote them: the specification by its name, files beside it relative to it.
+    let mut what = what
         .replace(file, name)
         .replace(&*dir.to_string_lossy(), "(fedigen's wrapper)");
+    if let (Some(spec_dir), Some(name_dir)) = (Path::new(file).parent(), Path::new(name).parent()) {
+        let shown = name_dir.to_string_lossy();
+        let shown = if shown.is_empty() {
+            String::new()
+        } else {
+            format!("{shown}/")
+        };
+        what = what.replace(&format!("{}/", spec_dir.to_string_lossy()), &shown);
+    }
     (shorten_value(&what, 300), position)
 }
 
