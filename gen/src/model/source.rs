@@ -546,6 +546,11 @@ fn nix_message(
             || line.starts_with("trace: ")
             || line.starts_with("warning: ")
             || line.starts_with("(use '--show-trace'")
+            // Nix's excerpt of the source (`8|     x = "4" + 4;` and its `|   ^` marker): the report shows it.
+            || line.starts_with('|')
+            || line
+                .split_once('|')
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         {
             continue;
         }
