@@ -85,9 +85,15 @@ fn refused(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(out.stdout.is_empty(), "nothing is written on failure");
-    assert!(!stderr.contains("error: error"), "a doubled prefix:\n{stderr}");
+    assert!(
+        !stderr.contains("error: error"),
+        "a doubled prefix:\n{stderr}"
+    );
     for debug in ["Some(", "None", "Os {", "kind: ", "\\\""] {
-        assert!(!stderr.contains(debug), "debug formatting `{debug}`:\n{stderr}");
+        assert!(
+            !stderr.contains(debug),
+            "debug formatting `{debug}`:\n{stderr}"
+        );
     }
     stderr
 }
@@ -126,7 +132,10 @@ fn non_utf8_input_is_bad_input_at_the_first_invalid_byte() {
     let dir = tempfile::tempdir().unwrap();
     for (name, bytes) in [
         ("latin1.toml", &b"[provider]\nname = \"caf\xe9\"\n"[..]),
-        ("latin1.json", &b"{\n  \"provider\": {\"name\": \"x\xff\xfe\"}\n}\n"[..]),
+        (
+            "latin1.json",
+            &b"{\n  \"provider\": {\"name\": \"x\xff\xfe\"}\n}\n"[..],
+        ),
         ("latin1.nix", &b"{\n  provider.name = \"\xe9\";\n}\n"[..]),
     ] {
         let path = dir.path().join(name);
@@ -134,7 +143,11 @@ fn non_utf8_input_is_bad_input_at_the_first_invalid_byte() {
         let path = path.to_str().unwrap();
         let valid_up_to = std::str::from_utf8(bytes).unwrap_err().valid_up_to();
         let line = bytes[..valid_up_to].iter().filter(|b| **b == b'\n').count() + 1;
-        let column = valid_up_to - bytes[..valid_up_to].iter().rposition(|b| *b == b'\n').unwrap();
+        let column = valid_up_to
+            - bytes[..valid_up_to]
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .unwrap();
         for args in [
             &["validate", path, "--templates", FIXTURE_TEMPLATES][..],
             &["generate", "--check", "--spec", path],
@@ -155,10 +168,9 @@ fn non_utf8_input_is_bad_input_at_the_first_invalid_byte() {
 
 /// A `.nix` specification in a temporary folder, from a valid one with one line replaced.
 fn nix_spec(dir: &Path, name: &str, from: &str, to: &str) -> String {
-    let valid = std::fs::read_to_string(
-        repository().join("gen/tests/fixtures/spec/valid/nix-spec.nix"),
-    )
-    .unwrap();
+    let valid =
+        std::fs::read_to_string(repository().join("gen/tests/fixtures/spec/valid/nix-spec.nix"))
+            .unwrap();
     assert!(valid.contains(from));
     let path = dir.join(name);
     std::fs::write(&path, valid.replace(from, to)).unwrap();
@@ -171,8 +183,22 @@ fn nix_evaluation_errors_name_the_field_and_its_place() {
     let domain = "    domain = \"nordwind.example\";";
     let cases = [
         // (file, line replaced, replacement, field, file:line:column, a part of Nix's message)
-        ("throw.nix", domain, "    domain = throw \"TODO\";", "provider.domain", ":14:5", "TODO"),
-        ("abort.nix", domain, "    domain = abort \"no\";", "provider.domain", ":14:5", "aborted"),
+        (
+            "throw.nix",
+            domain,
+            "    domain = throw \"TODO\";",
+            "provider.domain",
+            ":14:5",
+            "TODO",
+        ),
+        (
+            "abort.nix",
+            domain,
+            "    domain = abort \"no\";",
+            "provider.domain",
+            ":14:5",
+            "aborted",
+        ),
         (
             "import.nix",
             "    runtime.backend = \"qemu\";",
@@ -189,7 +215,14 @@ fn nix_evaluation_errors_name_the_field_and_its_place() {
             ":6:24",
             "cannot coerce",
         ),
-        ("syntax.nix", domain, "    domain = ;", "", ":14:14", "syntax error"),
+        (
+            "syntax.nix",
+            domain,
+            "    domain = ;",
+            "",
+            ":14:14",
+            "syntax error",
+        ),
     ];
     for (name, from, to, field, place, message) in cases {
         let path = nix_spec(dir.path(), name, from, to);
@@ -200,12 +233,21 @@ fn nix_evaluation_errors_name_the_field_and_its_place() {
             let stderr = refused(&fedigen_nix(args));
             let first = stderr.lines().next().unwrap();
             assert!(
-                first.starts_with(&format!("error: {field}{}", if field.is_empty() { "" } else { ": " })),
+                first.starts_with(&format!(
+                    "error: {field}{}",
+                    if field.is_empty() { "" } else { ": " }
+                )),
                 "{name}: the field `{field}`:\n{stderr}"
             );
-            assert!(stderr.contains(&format!("{path}{place}")), "{name}: the place:\n{stderr}");
+            assert!(
+                stderr.contains(&format!("{path}{place}")),
+                "{name}: the place:\n{stderr}"
+            );
             assert!(stderr.contains(message), "{name}: Nix's message:\n{stderr}");
-            assert!(!stderr.contains("fedigen-spec-"), "no temporary path:\n{stderr}");
+            assert!(
+                !stderr.contains("fedigen-spec-"),
+                "no temporary path:\n{stderr}"
+            );
         }
     }
 }
@@ -213,7 +255,9 @@ fn nix_evaluation_errors_name_the_field_and_its_place() {
 #[test]
 fn values_echoed_in_diagnostics_are_shortened() {
     let dir = tempfile::tempdir().unwrap();
-    let secret: String = (0..2_000).map(|i| format!("line {i} of a private file\n")).collect();
+    let secret: String = (0..2_000)
+        .map(|i| format!("line {i} of a private file\n"))
+        .collect();
     std::fs::write(dir.path().join("private.txt"), &secret).unwrap();
     let path = nix_spec(
         dir.path(),
@@ -221,9 +265,20 @@ fn values_echoed_in_diagnostics_are_shortened() {
         "    name = \"nordwind\";",
         "    name = builtins.readFile ./private.txt;",
     );
-    let stderr = refused(&fedigen_nix(&["validate", &path, "--templates", FIXTURE_TEMPLATES]));
-    assert!(stderr.contains("provider.name: `line 0 of a private file\\nline 1 of"), "{stderr}");
-    assert!(stderr.contains("…`"), "the value is cut with an ellipsis:\n{stderr}");
+    let stderr = refused(&fedigen_nix(&[
+        "validate",
+        &path,
+        "--templates",
+        FIXTURE_TEMPLATES,
+    ]));
+    assert!(
+        stderr.contains("provider.name: `line 0 of a private file\\nline 1 of"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("…`"),
+        "the value is cut with an ellipsis:\n{stderr}"
+    );
     assert!(!stderr.contains("line 3 of a private file"), "{stderr}");
     assert!(stderr.len() < 2_000, "{} bytes:\n{stderr}", stderr.len());
 }
@@ -262,7 +317,11 @@ fn reports_of_many_errors_stay_bounded_and_linear() {
             "repeated errors are summarised:\n{stderr}"
         );
         // Before: 1,000 copies printed 286 MB in 9 s; 4,000 took 138 s.
-        assert!(stderr.len() < 8_000, "{copies} copies: {} bytes", stderr.len());
+        assert!(
+            stderr.len() < 8_000,
+            "{copies} copies: {} bytes",
+            stderr.len()
+        );
         assert!(elapsed.as_secs() < 60, "{copies} copies: {elapsed:?}");
         sizes.push(stderr.len());
     }
@@ -285,7 +344,12 @@ fn a_long_line_is_shown_around_the_place_not_whole() {
     let path = dir.path().join("long-line.json");
     std::fs::write(&path, &text).unwrap();
     let path = path.to_str().unwrap();
-    let stderr = refused(&fedigen(&["validate", path, "--templates", FIXTURE_TEMPLATES]));
+    let stderr = refused(&fedigen(&[
+        "validate",
+        path,
+        "--templates",
+        FIXTURE_TEMPLATES,
+    ]));
     let column = text.rfind(r#""o0""#).unwrap() + 1;
     assert!(stderr.contains(&format!("{path}:1:{column}")), "{stderr}");
     assert!(stderr.contains("first used here"), "{stderr}");

@@ -49,6 +49,16 @@ fn templates_dir(explicit: Option<PathBuf>, near: Option<&std::path::Path>) -> P
 }
 
 fn catalog(templates: &std::path::Path) -> Result<Catalog, ExitCode> {
+    if !templates.is_dir() {
+        return Err(fail(
+            EXIT_ENVIRONMENT,
+            format_args!(
+                "no application templates at {}: specifications are checked against the manifests in a \
+                 `templates/` folder; run inside the repository or pass --templates DIR",
+                templates.display()
+            ),
+        ));
+    }
     Catalog::load(templates).map_err(|e| {
         fail(
             EXIT_ENVIRONMENT,

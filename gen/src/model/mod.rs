@@ -455,7 +455,9 @@ fn io_problem(error: &std::io::Error) -> String {
     match error.kind() {
         ErrorKind::NotFound => "no such specification file; check the path".to_owned(),
         ErrorKind::IsADirectory => "a folder, not a specification file".to_owned(),
-        ErrorKind::PermissionDenied => "cannot read the specification: permission denied".to_owned(),
+        ErrorKind::PermissionDenied => {
+            "cannot read the specification: permission denied".to_owned()
+        }
         _ => {
             let text = error.to_string();
             let text = text
@@ -480,16 +482,23 @@ pub fn from_document(document: &Document, catalog: &Catalog) -> Result<Spec, Rep
         diagnostics.extend(shape::check(&value, catalog));
         shape::canonicalize(&mut value, catalog);
     }
-    let structural: Vec<FieldPath> = diagnostics.iter().map(|d| d.path.clone()).collect();
+    let structural: std::collections::BTreeSet<FieldPath> =
+        diagnostics.iter().map(|d| d.path.clone()).collect();
     let spec = serde_json::from_value::<Spec>(value);
     match spec {
         Ok(spec) => {
             let semantic = check::check(&spec, catalog);
             // A cross-check about a field that already failed its own check would only repeat it.
+            // Looked up in the sorted set (an ancestor, or the first path from it on being a descendant), so
+            // that many problems do not cost their product.
             diagnostics.extend(semantic.into_iter().filter(|d| {
-                !structural
-                    .iter()
-                    .any(|p| p.starts_with(&d.path) || d.path.starts_with(p))
+                let ancestor = (0..=d.path.0.len())
+                    .any(|n| structural.contains(&FieldPath(d.path.0[..n].to_vec())));
+                let descendant = structural
+                    .range(d.path.clone()..)
+                    .next()
+                    .is_some_and(|p| p.starts_with(&d.path));
+                !(ancestor || descendant)
             }));
             if diagnostics.is_empty() {
                 Ok(spec)

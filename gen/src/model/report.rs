@@ -178,13 +178,17 @@ impl Report {
         // Every position in one sweep over the text: a column costs the characters since the previous place.
         let mut offsets: Vec<usize> = problems
             .iter()
-            .flat_map(|p| std::iter::once(p.span.start).chain(p.related_span.iter().map(|r| r.start)))
+            .flat_map(|p| {
+                std::iter::once(p.span.start).chain(p.related_span.iter().map(|r| r.start))
+            })
             .collect();
         offsets.sort_unstable();
         offsets.dedup();
         let positions = LineIndex::new(text).positions(text, &offsets);
         let position_of = |offset: usize| {
-            positions[offsets.binary_search(&offset).expect("every offset was swept")]
+            positions[offsets
+                .binary_search(&offset)
+                .expect("every offset was swept")]
         };
         for problem in &mut problems {
             problem.position = position_of(problem.span.start);
@@ -285,13 +289,11 @@ impl Report {
         let mut spans = vec![primary.clone()];
         spans.extend(together.clone());
         let main = Excerpt::new(&self.text, lines, &spans);
-        let mut snippet = main
-            .snippet(&self.file)
-            .annotation(
-                AnnotationKind::Primary
-                    .span(main.spans[0].clone())
-                    .label(label.as_str()),
-            );
+        let mut snippet = main.snippet(&self.file).annotation(
+            AnnotationKind::Primary
+                .span(main.spans[0].clone())
+                .label(label.as_str()),
+        );
         if let (Some(_), Some(label)) = (&together, &related_label) {
             snippet = snippet.annotation(
                 AnnotationKind::Context
@@ -355,7 +357,11 @@ struct Excerpt {
 impl Excerpt {
     /// The excerpt of the lines holding `spans` (each within its shown bounds), every line between them too.
     fn new(text: &str, lines: &LineIndex, spans: &[Range<usize>]) -> Self {
-        let first = spans.iter().map(|s| lines.line_of(s.start)).min().unwrap_or(0);
+        let first = spans
+            .iter()
+            .map(|s| lines.line_of(s.start))
+            .min()
+            .unwrap_or(0);
         let last = spans
             .iter()
             .map(|s| lines.line_of(s.end.max(s.start + 1) - 1))
@@ -398,7 +404,8 @@ impl Excerpt {
                 points.sort_unstable();
                 let mut pieces: Vec<Range<usize>> = Vec::new();
                 for p in points {
-                    let start = text.floor_char_boundary(p.saturating_sub(KEEP_BEFORE).max(range.start));
+                    let start =
+                        text.floor_char_boundary(p.saturating_sub(KEEP_BEFORE).max(range.start));
                     let end = text.ceil_char_boundary((p + KEEP_AFTER).min(range.end));
                     match pieces.last_mut() {
                         Some(last) if start <= last.end => last.end = last.end.max(end),
@@ -415,7 +422,9 @@ impl Excerpt {
                     let at = out.len();
                     out.push_str(&text[piece.clone()]);
                     for (span, new) in spans.iter().zip(moved.iter_mut()) {
-                        for (point, slot) in [(span.start, &mut new.start), (span.end, &mut new.end)] {
+                        for (point, slot) in
+                            [(span.start, &mut new.start), (span.end, &mut new.end)]
+                        {
                             if (piece.start..=piece.end).contains(&point) {
                                 *slot = at + point - piece.start;
                             }
@@ -601,7 +610,10 @@ mod tests {
         assert_eq!(shorten_message("short `ok` stays"), "short `ok` stays");
         // Unbalanced backticks: nothing is taken for a value, but the whole stays bounded.
         let unbalanced = format!("`{long}");
-        assert_eq!(shorten_message(&unbalanced).chars().count(), MAX_MESSAGE + 1);
+        assert_eq!(
+            shorten_message(&unbalanced).chars().count(),
+            MAX_MESSAGE + 1
+        );
     }
 
     proptest! {

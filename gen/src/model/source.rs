@@ -203,7 +203,15 @@ impl Document {
         let result = match nix.eval_file_json(&driver) {
             Ok(result) => result,
             Err(EvalError::Nix { message, .. }) => {
-                return Self::nix_failure(nix, &absolute, dir.path(), &quoted, name, &text, &message);
+                return Self::nix_failure(
+                    nix,
+                    &absolute,
+                    dir.path(),
+                    &quoted,
+                    name,
+                    &text,
+                    &message,
+                );
             }
             Err(e) => return Err(e),
         };
@@ -275,7 +283,10 @@ impl Document {
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|v| v.get("p").is_some())
             .collect();
-        let path: Vec<Step> = announced.last().map(|v| steps_of(&v["p"])).unwrap_or_default();
+        let path: Vec<Step> = announced
+            .last()
+            .map(|v| steps_of(&v["p"]))
+            .unwrap_or_default();
         // The attribute, or the nearest enclosing one, written in this file.
         let lines = LineIndex::new(text);
         let attribute = announced.iter().rev().find_map(|v| {
@@ -557,7 +568,8 @@ fn nix_message(
         if let Some(at) = line.strip_prefix("at ") {
             let at = at.strip_suffix(':').unwrap_or(at);
             let mut pieces = at.rsplitn(3, ':');
-            let (Some(column), Some(row), Some(path)) = (pieces.next(), pieces.next(), pieces.next())
+            let (Some(column), Some(row), Some(path)) =
+                (pieces.next(), pieces.next(), pieces.next())
             else {
                 continue;
             };
