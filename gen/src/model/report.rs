@@ -101,9 +101,21 @@ impl Diagnostic {
         self
     }
 
-    /// What makes two problems "the same problem at another place", for summarising repeated ones.
-    fn kind(&self) -> (&str, &str, Option<&str>) {
-        (&self.message, &self.label, self.hint.as_deref())
+    /// What makes two problems "the same problem at another place", for summarising repeated ones: the same
+    /// field (list indices aside: `operators[*].contact`), the same label and the same hint. The message may
+    /// differ by the value it quotes.
+    fn kind(&self) -> (String, &str, Option<&str>) {
+        let mut field = String::new();
+        for step in &self.path.0 {
+            match step {
+                super::path::Step::Key(k) => {
+                    field.push('.');
+                    field.push_str(k);
+                }
+                super::path::Step::Index(_) => field.push_str("[*]"),
+            }
+        }
+        (field, &self.label, self.hint.as_deref())
     }
 }
 
@@ -224,7 +236,7 @@ impl Report {
         let mut out = String::new();
         for problem in &self.problems {
             let kind = problem.diagnostic.kind();
-            let count = shown.entry(kind).or_insert(0);
+            let count = shown.entry(kind.clone()).or_insert(0);
             *count += 1;
             if *count > SHOWN_PER_KIND {
                 continue;
@@ -613,6 +625,36 @@ mod tests {
         assert_eq!(
             shorten_message(&unbalanced).chars().count(),
             MAX_MESSAGE + 1
+        );
+    }
+
+    #[test]
+    fn the_same_problem_at_many_places_is_summarised_even_with_different_values() {
+        let operators: Vec<String> = (0..10)
+            .map(|i| {
+                format!(
+                    r#"{{"name": "o{i}", "domain": "o{i}.example", "contact": "nobody {i}", "admin": {{"username": "admin", "email": "admin@o{i}.example"}}}}"#
+                )
+            })
+            .collect();
+        let text = format!(
+            r#"{{"provider": {{"name": "p", "domain": "p.example", "runtime": {{"backend": "qemu"}}, "acme": {{"email": "a@p.example", "accept_terms": true}}}}, "operators": [{}]}}"#,
+            operators.join(",\n")
+        );
+        let document = Document::json("t.json", &text);
+        let report = crate::model::from_document(&document, &crate::model::Catalog::default())
+            .expect_err("every contact is invalid");
+        assert_eq!(report.problems.len(), 10);
+        let out = report.render(false);
+        let shown = out
+            .lines()
+            .filter(|l| l.starts_with("error: operators["))
+            .count();
+        assert_eq!(shown, SHOWN_PER_KIND, "{out}");
+        assert!(out.contains("… and 7 more like this"), "{out}");
+        assert!(
+            out.ends_with("t.json is not a valid specification: 10 errors\n"),
+            "{out}"
         );
     }
 

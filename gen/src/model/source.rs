@@ -776,6 +776,20 @@ mod tests {
     }
 
     #[test]
+    fn text_that_is_not_utf8_is_reported_at_its_first_invalid_byte() {
+        // `é` is two bytes: the column counts characters, the offset bytes.
+        let d = Document::not_utf8("t.toml", Format::Toml, b"a = 1\nb = \"\xc3\xa9\xff\xfe\"\n");
+        assert_eq!(d.diagnostics.len(), 1);
+        let message = &d.diagnostics[0].message;
+        assert!(
+            message.contains("invalid byte 0xff at line 2, column 7 (byte offset 13)"),
+            "{message}"
+        );
+        assert_eq!(d.diagnostics[0].span, Some(13..16));
+        assert_eq!(&d.text[13..16], "\u{fffd}");
+    }
+
+    #[test]
     fn json_duplicate_keys_are_reported() {
         let d = Document::json("t.json", r#"{"a": 1, "a": 2}"#);
         assert_eq!(d.diagnostics.len(), 1);
