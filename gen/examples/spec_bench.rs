@@ -27,6 +27,7 @@ fn main() {
     assert!(document.diagnostics.is_empty(), "the example parses");
     let mut valid = document.value.clone();
     let list = valid["operators"].as_array_mut().expect("operators");
+    let written = list.len();
     let first = list[0].clone();
     let first_name = first["name"].as_str().unwrap().to_owned();
     for i in list.len()..operators {
@@ -38,9 +39,10 @@ fn main() {
     }
     let mut invalid = valid.clone();
     let list = invalid["operators"].as_array_mut().unwrap();
-    // Spread the errors over the file, half of one kind, half each different.
-    let step = (list.len() / errors.max(1)).max(1);
-    for (n, i) in (1..list.len()).step_by(step).take(errors).enumerate() {
+    // Spread the errors over the copies (the example's own operators stay as written), half of one kind, half
+    // each different.
+    let step = ((list.len() - written) / errors.max(1)).max(1);
+    for (n, i) in (written..list.len()).step_by(step).take(errors).enumerate() {
         if n % 2 == 0 {
             list[i]["name"] = Value::from(first_name.clone());
         } else {

@@ -9,7 +9,10 @@
 //!   then records where every key and value is, and finds duplicate keys, which serde_json silently merges.
 //! - Nix: the file is evaluated together with `builtins.unsafeGetAttrPos` for every attribute, so positions
 //!   point at the attribute's name in the `.nix` file. Values inside lists and attributes Nix knows no position
-//!   for (built by functions in another file) point at the nearest enclosing attribute that has one.
+//!   for (built by functions in another file) point at the nearest enclosing attribute that has one. When Nix
+//!   fails (`throw`, a missing import, a type or syntax error), a second evaluation walks the attributes in
+//!   order, announcing each with `builtins.trace`, so the report names the field that failed and its place.
+//! - Text that is not UTF-8 is reported at its first invalid byte (line, column and byte offset).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
