@@ -31,9 +31,14 @@ pub enum GenerateError {
     /// A name cannot be written in Nix.
     #[error(transparent)]
     Lexical(#[from] LexicalError),
-    /// The specification is invalid.
+    /// A file the generation reads could not be read.
     #[error("{0}")]
     Spec(String),
+    /// The specification could not be loaded: invalid (its report holds every problem), unreadable, or Nix
+    /// could not be run. Kept whole so the command line can print the report as it is and choose the exit
+    /// status (2 for bad input, 3 for the environment).
+    #[error("{0}")]
+    InvalidSpec(Box<crate::model::LoadError>),
     /// A deployment could not be planned.
     #[error(transparent)]
     Deploy(#[from] crate::deploy::DeployError),
@@ -167,8 +172,10 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
     plan.files
         .insert(modules.join(format!("{ALL_MODULES}.nix")), text);
     if let Some(spec_path) = spec {
-        let (spec, catalog) =
-            crate::deploy::load_spec(repo, spec_path).map_err(GenerateError::Spec)?;
+        // The manifests already loaded (drafts refused) are the catalog the specification is checked against.
+        let catalog = crate::model::Catalog::from_manifests(manifests.iter().cloned());
+        let spec = crate::model::load(spec_path, &catalog)
+            .map_err(|e| GenerateError::InvalidSpec(Box::new(e)))?;
         let name = source_name(repo, spec_path);
         plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
         plan.files

@@ -6,8 +6,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::{EXIT_CHECK_FAILED, EXIT_INVALID_INPUT, fail};
-use fedigen::generate::{find_repository, plan, plan_with_spec};
+use std::io::IsTerminal as _;
+
+use crate::{EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, fail};
+use fedigen::generate::{GenerateError, find_repository, plan, plan_with_spec};
+use fedigen::model::LoadError;
 use fedigen::write::{Difference, compare, write};
 
 /// Regenerate `modules/`, `deployments/` and `vm-tests/generated/` from the templates and a specification.
@@ -47,7 +50,7 @@ pub fn run(args: GenerateArgs) -> ExitCode {
     };
     let plan = match planned {
         Ok(plan) => plan,
-        Err(e) => return fail(EXIT_INVALID_INPUT, e),
+        Err(e) => return planning_failed(e),
     };
     if args.check {
         let differences = match compare(&repo, &plan) {
@@ -113,5 +116,22 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             }
             Err(e) => fail(EXIT_INVALID_INPUT, e),
         }
+    }
+}
+
+/// Prints why a generation could not be planned. An invalid specification's report is printed as it is (it
+/// says `error:` itself, once per problem); a specification that cannot be read is bad input (2) unless the
+/// environment is at fault (3: Nix missing, a file unreadable).
+fn planning_failed(error: GenerateError) -> ExitCode {
+    match error {
+        GenerateError::InvalidSpec(load) => match *load {
+            LoadError::Invalid(report) => {
+                eprint!("{}", report.render(std::io::stderr().is_terminal()));
+                ExitCode::from(EXIT_INVALID_INPUT)
+            }
+            e if e.is_invalid_input() => fail(EXIT_INVALID_INPUT, e),
+            e => fail(EXIT_ENVIRONMENT, e),
+        },
+        e => fail(EXIT_INVALID_INPUT, e),
     }
 }

@@ -49,8 +49,19 @@ fn templates_dir(explicit: Option<PathBuf>, near: Option<&std::path::Path>) -> P
 }
 
 /// The applications' manifests; a broken manifest is invalid input (exit status 2), every problem reported.
-/// `published` refuses drafts (texts still saying TODO), for what is handed on (`fedigen schema`).
+/// `published` refuses drafts (texts still saying TODO), for what is handed on (`fedigen schema`). No templates
+/// folder at all is the environment's fault (exit status 3), said with where it was looked for.
 fn catalog(templates: &std::path::Path, published: bool) -> Result<Catalog, ExitCode> {
+    if !templates.is_dir() {
+        return Err(fail(
+            EXIT_ENVIRONMENT,
+            format_args!(
+                "no application templates at {}: specifications are checked against the manifests in a \
+                 `templates/` folder; run inside the repository or pass --templates DIR",
+                templates.display()
+            ),
+        ));
+    }
     let loaded = if published {
         fedigen::manifest::Manifest::load_published(templates)
     } else {

@@ -404,7 +404,7 @@ impl Catalog {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), io_problem(source))]
     Io {
         /// The file.
         path: PathBuf,
@@ -429,13 +429,42 @@ pub enum LoadError {
 
 impl LoadError {
     /// Whether the input is at fault (exit status 2) rather than the environment (exit status 3). A Nix
-    /// evaluation error is the input's fault; Nix missing or failing to run is the environment's.
+    /// evaluation error is the input's fault; Nix missing or failing to run is the environment's. A file that
+    /// does not exist, is a folder or is not text is the input's fault; a file that exists but cannot be read
+    /// (permissions, a failing disk) is the environment's.
     pub fn is_invalid_input(&self) -> bool {
         use crate::eval::EvalError;
+        use std::io::ErrorKind;
         match self {
             Self::Invalid(_) | Self::UnknownFormat(_) => true,
             Self::Nix { source, .. } => matches!(source, EvalError::Nix { .. }),
-            Self::Io { .. } => false,
+            Self::Io { source, .. } => matches!(
+                source.kind(),
+                ErrorKind::NotFound
+                    | ErrorKind::IsADirectory
+                    | ErrorKind::NotADirectory
+                    | ErrorKind::InvalidData
+                    | ErrorKind::InvalidFilename
+            ),
+        }
+    }
+}
+
+/// What went wrong reading a specification file, for people (no `os error` numbers).
+fn io_problem(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::NotFound => "no such specification file; check the path".to_owned(),
+        ErrorKind::IsADirectory => "a folder, not a specification file".to_owned(),
+        ErrorKind::PermissionDenied => {
+            "cannot read the specification: permission denied".to_owned()
+        }
+        _ => {
+            let text = error.to_string();
+            let text = text
+                .rsplit_once(" (os error ")
+                .map_or(text.as_str(), |(t, _)| t);
+            format!("cannot read the specification: {text}")
         }
     }
 }
@@ -454,16 +483,23 @@ pub fn from_document(document: &Document, catalog: &Catalog) -> Result<Spec, Rep
         diagnostics.extend(shape::check(&value, catalog));
         shape::canonicalize(&mut value, catalog);
     }
-    let structural: Vec<FieldPath> = diagnostics.iter().map(|d| d.path.clone()).collect();
+    let structural: std::collections::BTreeSet<FieldPath> =
+        diagnostics.iter().map(|d| d.path.clone()).collect();
     let spec = serde_json::from_value::<Spec>(value);
     match spec {
         Ok(spec) => {
             let semantic = check::check(&spec, catalog);
             // A cross-check about a field that already failed its own check would only repeat it.
+            // Looked up in the sorted set (an ancestor, or the first path from it on being a descendant), so
+            // that many problems do not cost their product.
             diagnostics.extend(semantic.into_iter().filter(|d| {
-                !structural
-                    .iter()
-                    .any(|p| p.starts_with(&d.path) || d.path.starts_with(p))
+                let ancestor = (0..=d.path.0.len())
+                    .any(|n| structural.contains(&FieldPath(d.path.0[..n].to_vec())));
+                let descendant = structural
+                    .range(d.path.clone()..)
+                    .next()
+                    .is_some_and(|p| p.starts_with(&d.path));
+                !(ancestor || descendant)
             }));
             if diagnostics.is_empty() {
                 Ok(spec)

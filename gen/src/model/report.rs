@@ -1,14 +1,45 @@
 //! Diagnostics and their rendering: every problem of a specification, each with its file, line, column, field
 //! path, a label and a hint, rendered like rustc's errors (annotate-snippets, the renderer rustc itself uses).
+//!
+//! A report stays readable, and cheap, however large the specification and however many its problems:
+//!
+//! - each problem shows a bounded excerpt: the lines it points at (a span over many lines is shown by its first
+//!   line), and of a long line only a window around each place it points at, the rest cut with `…`;
+//! - a value echoed in a message (between backticks) is shortened to a bounded length with `…`, with control
+//!   characters escaped, so a specification that reads a file into a field does not print the file;
+//! - the same problem (same message, label and hint) at many places is shown a few times, then summarised
+//!   (`… and 995 more like this`);
+//! - positions are found with one line index and one sweep over the text for all problems, so the time and the
+//!   memory of a report grow linearly with the text and the number of problems.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
-use annotate_snippets::{AnnotationKind, Level, Renderer, Snippet};
+use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
 use super::path::FieldPath;
 use super::source::Document;
 use crate::nix::verify::Position;
+
+/// How many problems of one kind (same message, label and hint) are shown before the rest are summarised.
+pub const SHOWN_PER_KIND: usize = 3;
+
+/// A source line longer than this (in bytes) is shown only around the places it points at.
+const LONG_LINE: usize = 160;
+/// How much of a long line is kept before a place it points at (bytes, rounded to characters).
+const KEEP_BEFORE: usize = 40;
+/// How much of a long line is kept after a place it points at.
+const KEEP_AFTER: usize = 80;
+/// A related place at most this many lines from the primary one is shown in the same excerpt (the lines
+/// between are folded by the renderer, and passed to it empty, so they cost one byte each).
+const SAME_EXCERPT_LINES: usize = 1000;
+/// A span over more lines than this is shown by its first line only.
+const MAX_SPAN_LINES: usize = 8;
+/// The longest value echoed in a message, in characters, before it is cut with `…`.
+pub const MAX_QUOTED: usize = 60;
+/// The longest message (title, label or hint), in characters, before it is cut with `…`.
+const MAX_MESSAGE: usize = 400;
 
 /// Which part of an entry a diagnostic points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +100,23 @@ impl Diagnostic {
         self.related = Some((path, label.into()));
         self
     }
+
+    /// What makes two problems "the same problem at another place", for summarising repeated ones: the same
+    /// field (list indices aside: `operators[*].contact`), the same label and the same hint. The message may
+    /// differ by the value it quotes.
+    fn kind(&self) -> (String, &str, Option<&str>) {
+        let mut field = String::new();
+        for step in &self.path.0 {
+            match step {
+                super::path::Step::Key(k) => {
+                    field.push('.');
+                    field.push_str(k);
+                }
+                super::path::Step::Index(_) => field.push_str("[*]"),
+            }
+        }
+        (field, &self.label, self.hint.as_deref())
+    }
 }
 
 /// A diagnostic placed in its document.
@@ -82,6 +130,8 @@ pub struct Located {
     pub position: Position,
     /// The related place's byte range.
     pub related_span: Option<Range<usize>>,
+    /// 1-based line and column of the related place's start.
+    pub related_position: Option<Position>,
 }
 
 /// Every problem found in one specification, located in its text.
@@ -100,19 +150,29 @@ pub struct Report {
 impl Report {
     /// Locates diagnostics in a document and sorts them by position (then by path, for a stable order).
     pub fn new(document: &Document, diagnostics: Vec<Diagnostic>) -> Self {
+        let text = document.text.as_str();
+        let clip = |span: Range<usize>| {
+            let start = text.floor_char_boundary(span.start.min(text.len()));
+            let end = text.ceil_char_boundary(span.end.clamp(start, text.len()));
+            start..end
+        };
+        let unknown = Position { line: 0, column: 0 };
         let mut problems: Vec<Located> = diagnostics
             .into_iter()
             .map(|diagnostic| {
-                let span = diagnostic
-                    .span
-                    .clone()
-                    .unwrap_or_else(|| document.span(&diagnostic.path, diagnostic.target));
+                let span = clip(
+                    diagnostic
+                        .span
+                        .clone()
+                        .unwrap_or_else(|| document.span(&diagnostic.path, diagnostic.target)),
+                );
                 let related_span = diagnostic
                     .related
                     .as_ref()
-                    .map(|(p, _)| document.span(p, Target::Key));
+                    .map(|(p, _)| clip(document.span(p, Target::Key)));
                 Located {
-                    position: Position::of_offset(&document.text, span.start),
+                    position: unknown,
+                    related_position: related_span.as_ref().map(|_| unknown),
                     span,
                     related_span,
                     diagnostic,
@@ -127,6 +187,25 @@ impl Report {
             ))
         });
         problems.dedup();
+        // Every position in one sweep over the text: a column costs the characters since the previous place.
+        let mut offsets: Vec<usize> = problems
+            .iter()
+            .flat_map(|p| {
+                std::iter::once(p.span.start).chain(p.related_span.iter().map(|r| r.start))
+            })
+            .collect();
+        offsets.sort_unstable();
+        offsets.dedup();
+        let positions = LineIndex::new(text).positions(text, &offsets);
+        let position_of = |offset: usize| {
+            positions[offsets
+                .binary_search(&offset)
+                .expect("every offset was swept")]
+        };
+        for problem in &mut problems {
+            problem.position = position_of(problem.span.start);
+            problem.related_position = problem.related_span.as_ref().map(|r| position_of(r.start));
+        }
         Self {
             file: document.name.clone(),
             text: document.text.clone(),
@@ -135,44 +214,43 @@ impl Report {
         }
     }
 
-    /// Renders every problem like rustc, with colours or plain; ends with a summary line.
+    /// Renders every problem like rustc, with colours or plain; repeated problems are summarised, and the
+    /// report ends with a summary line.
     pub fn render(&self, color: bool) -> String {
         let renderer = if color {
             Renderer::styled()
         } else {
             Renderer::plain()
         };
+        let lines = LineIndex::new(&self.text);
+        // How many problems of each kind there are, and where the last one is.
+        let mut kinds: HashMap<_, (usize, Position)> = HashMap::new();
+        for problem in &self.problems {
+            let entry = kinds
+                .entry(problem.diagnostic.kind())
+                .or_insert((0, problem.position));
+            entry.0 += 1;
+            entry.1 = problem.position;
+        }
+        let mut shown: HashMap<_, usize> = HashMap::new();
         let mut out = String::new();
         for problem in &self.problems {
-            let d = &problem.diagnostic;
-            let title = if d.path.is_root() {
-                d.message.clone()
-            } else {
-                format!("{}: {}", d.path, d.message)
-            };
-            let mut snippet = Snippet::source(self.text.as_str())
-                .path(self.file.as_str())
-                .fold(true)
-                .annotation(
-                    AnnotationKind::Primary
-                        .span(problem.span.clone())
-                        .label(d.label.as_str()),
-                );
-            if let (Some(span), Some((_, label))) = (&problem.related_span, &d.related)
-                && span != &problem.span
-            {
-                snippet = snippet.annotation(
-                    AnnotationKind::Context
-                        .span(span.clone())
-                        .label(label.as_str()),
-                );
+            let kind = problem.diagnostic.kind();
+            let count = shown.entry(kind.clone()).or_insert(0);
+            *count += 1;
+            if *count > SHOWN_PER_KIND {
+                continue;
             }
-            let mut group = Level::ERROR.primary_title(title).element(snippet);
-            if let Some(hint) = &d.hint {
-                group = group.element(Level::HELP.message(hint.as_str()));
-            }
-            out.push_str(&renderer.render(&[group]));
+            out.push_str(&self.render_one(problem, &lines, &renderer));
             out.push_str("\n\n");
+            let (total, last) = kinds[&kind];
+            if *count == SHOWN_PER_KIND && total > SHOWN_PER_KIND {
+                out.push_str(&format!(
+                    "note: … and {} more like this, not shown (the last at {}:{last})\n\n",
+                    total - SHOWN_PER_KIND,
+                    self.file
+                ));
+            }
         }
         if let Some(note) = &self.note {
             out.push_str(&format!("note: {note}\n"));
@@ -185,10 +263,439 @@ impl Report {
         ));
         out
     }
+
+    /// One problem: its title, a bounded excerpt of the text with its places marked, and its hint.
+    fn render_one(&self, problem: &Located, lines: &LineIndex, renderer: &Renderer) -> String {
+        let d = &problem.diagnostic;
+        let title = shorten_message(&if d.path.is_root() {
+            d.message.clone()
+        } else {
+            format!("{}: {}", d.path, d.message)
+        });
+        let label = shorten_message(&d.label);
+        let related_label = d.related.as_ref().map(|(_, l)| shorten_message(l));
+        let primary = lines.shown_span(&self.text, problem.span.clone());
+        let related = problem
+            .related_span
+            .as_ref()
+            .filter(|r| **r != problem.span)
+            .map(|r| lines.shown_span(&self.text, r.clone()));
+        let primary_lines = lines.lines_of(&primary);
+        // The related place shares the excerpt when it is near; otherwise it gets an excerpt of its own.
+        let (together, apart) = match related {
+            Some(r) => {
+                let r_lines = lines.lines_of(&r);
+                let gap = if r_lines.start > primary_lines.end {
+                    r_lines.start - primary_lines.end
+                } else {
+                    primary_lines.start.saturating_sub(r_lines.end)
+                };
+                if gap <= SAME_EXCERPT_LINES {
+                    (Some(r), None)
+                } else {
+                    (None, Some(r))
+                }
+            }
+            None => (None, None),
+        };
+        let mut spans = vec![primary.clone()];
+        spans.extend(together.clone());
+        let main = Excerpt::new(&self.text, lines, &spans);
+        let mut snippet = main.snippet(&self.file).annotation(
+            AnnotationKind::Primary
+                .span(main.spans[0].clone())
+                .label(label.as_str()),
+        );
+        if let (Some(_), Some(label)) = (&together, &related_label) {
+            snippet = snippet.annotation(
+                AnnotationKind::Context
+                    .span(main.spans[1].clone())
+                    .label(label.as_str()),
+            );
+        }
+        let mut group = Group::with_title(Level::ERROR.primary_title(title)).element(snippet);
+        // The renderer names the place by its column in the excerpt; where a long line was cut before it,
+        // that column is replaced below by the place's column in the file.
+        let mut columns = vec![(main.position(0), problem.position)];
+        let other = apart.map(|r| Excerpt::new(&self.text, lines, &[r]));
+        if let (Some(other), Some(label), Some(position)) =
+            (&other, &related_label, problem.related_position)
+        {
+            columns.push((other.position(0), position));
+            group = group.element(
+                other.snippet(&self.file).annotation(
+                    AnnotationKind::Context
+                        .span(other.spans[0].clone())
+                        .label(label.as_str()),
+                ),
+            );
+        }
+        let hint = d.hint.as_deref().map(shorten_message);
+        if let Some(hint) = &hint {
+            group = group.element(Level::HELP.message(hint.as_str()));
+        }
+        let mut rendered = renderer.render(&[group]);
+        let mut from = 0;
+        for (shown, actual) in columns {
+            let shown = format!("{}:{shown}", self.file);
+            if let Some(at) = rendered[from..].find(&shown) {
+                let at = from + at;
+                let actual = format!("{}:{actual}", self.file);
+                rendered.replace_range(at..at + shown.len(), &actual);
+                from = at + actual.len();
+            }
+        }
+        rendered
+    }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.render(false))
+    }
+}
+
+/// The lines of the text shown for one problem, long lines cut around the places marked, with the places'
+/// spans moved into it.
+struct Excerpt {
+    /// The excerpt's text.
+    text: String,
+    /// The 1-based number of its first line.
+    first_line: usize,
+    /// The marked places, as ranges of `text`.
+    spans: Vec<Range<usize>>,
+}
+
+impl Excerpt {
+    /// The excerpt of the lines holding `spans` (each within its shown bounds), every line between them too.
+    fn new(text: &str, lines: &LineIndex, spans: &[Range<usize>]) -> Self {
+        let first = spans
+            .iter()
+            .map(|s| lines.line_of(s.start))
+            .min()
+            .unwrap_or(0);
+        let last = spans
+            .iter()
+            .map(|s| lines.line_of(s.end.max(s.start + 1) - 1))
+            .max()
+            .unwrap_or(0)
+            .max(first);
+        let mut out = String::new();
+        let mut moved: Vec<Range<usize>> = spans.to_vec();
+        // The lines the places cover; the others between them are folded away, so they are left empty.
+        let covered: Vec<Range<usize>> = spans.iter().map(|s| lines.lines_of(s)).collect();
+        for line in first..=last {
+            if !covered.iter().any(|c| c.contains(&line)) {
+                if line < last {
+                    out.push('\n');
+                }
+                continue;
+            }
+            let range = lines.range(text, line);
+            let content = &text[range.clone()];
+            let base = out.len();
+            if content.len() <= LONG_LINE {
+                out.push_str(content);
+                for (span, new) in spans.iter().zip(moved.iter_mut()) {
+                    for (point, slot) in [(span.start, &mut new.start), (span.end, &mut new.end)] {
+                        if range.contains(&point) || point == range.end {
+                            *slot = base + point - range.start;
+                        }
+                    }
+                }
+            } else {
+                // Keep a window around each place on this line, merged where they overlap.
+                let mut points: Vec<usize> = spans
+                    .iter()
+                    .flat_map(|s| [s.start, s.end])
+                    .filter(|p| (range.start..=range.end).contains(p))
+                    .collect();
+                if points.is_empty() {
+                    points.push(range.start);
+                }
+                points.sort_unstable();
+                let mut pieces: Vec<Range<usize>> = Vec::new();
+                for p in points {
+                    let start =
+                        text.floor_char_boundary(p.saturating_sub(KEEP_BEFORE).max(range.start));
+                    let end = text.ceil_char_boundary((p + KEEP_AFTER).min(range.end));
+                    match pieces.last_mut() {
+                        Some(last) if start <= last.end => last.end = last.end.max(end),
+                        _ => pieces.push(start..end),
+                    }
+                }
+                if pieces[0].start > range.start {
+                    out.push('…');
+                }
+                for (i, piece) in pieces.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(" … ");
+                    }
+                    let at = out.len();
+                    out.push_str(&text[piece.clone()]);
+                    for (span, new) in spans.iter().zip(moved.iter_mut()) {
+                        for (point, slot) in
+                            [(span.start, &mut new.start), (span.end, &mut new.end)]
+                        {
+                            if (piece.start..=piece.end).contains(&point) {
+                                *slot = at + point - piece.start;
+                            }
+                        }
+                    }
+                }
+                if pieces.last().is_some_and(|p| p.end < range.end) {
+                    out.push('…');
+                }
+            }
+            if line < last {
+                out.push('\n');
+            }
+        }
+        Self {
+            text: out,
+            first_line: first + 1,
+            spans: moved,
+        }
+    }
+
+    /// The snippet of the excerpt, named by the file, its lines numbered as in the file.
+    fn snippet<'a>(&'a self, file: &'a str) -> Snippet<'a, annotate_snippets::Annotation<'a>> {
+        Snippet::source(self.text.as_str())
+            .line_start(self.first_line)
+            .fold(true)
+            .path(file)
+    }
+
+    /// The line and column the renderer gives the start of place `i` (the column counted in the excerpt).
+    fn position(&self, i: usize) -> Position {
+        let at = self.spans[i].start;
+        let before = &self.text[..at];
+        let line_start = before.rfind('\n').map_or(0, |n| n + 1);
+        Position {
+            line: self.first_line + before.matches('\n').count(),
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+}
+
+/// Where every line of a text starts, computed once so that each position costs a binary search, not a scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    /// Indexes the lines of `text`.
+    pub(crate) fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| *b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Self { starts }
+    }
+
+    /// The 0-based line holding byte `offset`.
+    pub(crate) fn line_of(&self, offset: usize) -> usize {
+        self.starts.partition_point(|&s| s <= offset) - 1
+    }
+
+    /// The byte range of a 0-based line, without its line break.
+    pub(crate) fn range(&self, text: &str, line: usize) -> Range<usize> {
+        let start = self.starts[line];
+        let end = self
+            .starts
+            .get(line + 1)
+            .map_or(text.len(), |next| next - 1);
+        start..end.max(start)
+    }
+
+    /// The byte offset of a 1-based line and column (columns counted in bytes, as Nix and serde_json do).
+    pub(crate) fn offset_of(&self, text: &str, line: usize, column: usize) -> usize {
+        let Some(&start) = self.starts.get(line.saturating_sub(1)) else {
+            return text.len();
+        };
+        let offset = (start + column.saturating_sub(1)).min(text.len());
+        text.floor_char_boundary(offset)
+    }
+
+    /// The lines (0-based, end exclusive) a span covers.
+    fn lines_of(&self, span: &Range<usize>) -> Range<usize> {
+        self.line_of(span.start)..self.line_of(span.end.max(span.start + 1) - 1) + 1
+    }
+
+    /// The part of a span that is shown: all of it, or its first line when it covers many.
+    fn shown_span(&self, text: &str, span: Range<usize>) -> Range<usize> {
+        let lines = self.lines_of(&span);
+        if lines.len() > MAX_SPAN_LINES {
+            span.start..self.range(text, lines.start).end
+        } else {
+            span
+        }
+    }
+
+    /// The positions (1-based line, column in characters) of sorted offsets, in one sweep over the text.
+    pub(crate) fn positions(&self, text: &str, sorted: &[usize]) -> Vec<Position> {
+        let mut out = Vec::with_capacity(sorted.len());
+        let mut cursor: Option<(usize, usize, usize)> = None; // (line, offset, column at offset)
+        for &offset in sorted {
+            let offset = text.floor_char_boundary(offset.min(text.len()));
+            let line = self.line_of(offset);
+            let (from, column) = match cursor {
+                Some((l, at, column)) if l == line && at <= offset => (at, column),
+                _ => (self.starts[line], 1),
+            };
+            let column = column + text[from..offset].chars().count();
+            cursor = Some((line, offset, column));
+            out.push(Position {
+                line: line + 1,
+                column,
+            });
+        }
+        out
+    }
+}
+
+/// A message with every value it quotes (between backticks) shortened to [`MAX_QUOTED`] characters and its
+/// control characters escaped, and the whole cut at a bounded length: a message never echoes a whole file.
+pub(crate) fn shorten_message(message: &str) -> String {
+    let parts: Vec<&str> = message.split('`').collect();
+    let mut out = String::new();
+    // An odd number of parts means balanced backticks: the odd-numbered parts are quoted values.
+    let balanced = parts.len() % 2 == 1;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        if balanced && i % 2 == 1 {
+            out.push_str(&shorten_value(part, MAX_QUOTED));
+        } else {
+            out.push_str(&escape_controls(part));
+        }
+    }
+    shorten_value(&out, MAX_MESSAGE)
+}
+
+/// A value as shown in a message: control characters escaped (`\n`, `\t`, `\u{1b}`), and cut after `max`
+/// characters with `…`.
+pub(crate) fn shorten_value(value: &str, max: usize) -> String {
+    let escaped = escape_controls(value);
+    match escaped.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &escaped[..cut]),
+        None => escaped,
+    }
+}
+
+fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn quoted_values_are_shortened_and_escaped() {
+        let long = "x".repeat(500);
+        let shown = shorten_message(&format!("`{long}` is longer than 32 characters"));
+        assert_eq!(
+            shown,
+            format!("`{}…` is longer than 32 characters", "x".repeat(MAX_QUOTED))
+        );
+        assert_eq!(shorten_message("`a\nb` is odd"), "`a\\nb` is odd");
+        assert_eq!(shorten_message("short `ok` stays"), "short `ok` stays");
+        // Unbalanced backticks: nothing is taken for a value, but the whole stays bounded.
+        let unbalanced = format!("`{long}");
+        assert_eq!(
+            shorten_message(&unbalanced).chars().count(),
+            MAX_MESSAGE + 1
+        );
+    }
+
+    #[test]
+    fn the_same_problem_at_many_places_is_summarised_even_with_different_values() {
+        let operators: Vec<String> = (0..10)
+            .map(|i| {
+                format!(
+                    r#"{{"name": "o{i}", "domain": "o{i}.example", "contact": "nobody {i}", "admin": {{"username": "admin", "email": "admin@o{i}.example"}}}}"#
+                )
+            })
+            .collect();
+        let text = format!(
+            r#"{{"provider": {{"name": "p", "domain": "p.example", "runtime": {{"backend": "qemu"}}, "acme": {{"email": "a@p.example", "accept_terms": true}}}}, "operators": [{}]}}"#,
+            operators.join(",\n")
+        );
+        let document = Document::json("t.json", &text);
+        let report = crate::model::from_document(&document, &crate::model::Catalog::default())
+            .expect_err("every contact is invalid");
+        assert_eq!(report.problems.len(), 10);
+        let out = report.render(false);
+        let shown = out
+            .lines()
+            .filter(|l| l.starts_with("error: operators["))
+            .count();
+        assert_eq!(shown, SHOWN_PER_KIND, "{out}");
+        assert!(out.contains("… and 7 more like this"), "{out}");
+        assert!(
+            out.ends_with("t.json is not a valid specification: 10 errors\n"),
+            "{out}"
+        );
+    }
+
+    proptest! {
+        /// The one-sweep positions are exactly those of `Position::of_offset`, for any text and offsets.
+        #[test]
+        fn swept_positions_equal_positions_of_offsets(
+            text in "(a|é|\n|xyz|\u{1F600}){0,40}",
+            mut offsets in proptest::collection::vec(0usize..200, 0..12),
+        ) {
+            offsets.iter_mut().for_each(|o| *o = text.floor_char_boundary((*o).min(text.len())));
+            offsets.sort_unstable();
+            offsets.dedup();
+            let swept = LineIndex::new(&text).positions(&text, &offsets);
+            let expected: Vec<Position> = offsets.iter().map(|&o| Position::of_offset(&text, o)).collect();
+            prop_assert_eq!(swept, expected);
+        }
+
+        /// An excerpt keeps the marked text of every place, however long the line.
+        #[test]
+        fn excerpts_keep_the_marked_text(
+            prefix in 0usize..2_000,
+            gap in 0usize..2_000,
+            lines_between in 0usize..3,
+        ) {
+            let text = format!(
+                "{}FIRST{}{}SECOND{}\nend\n",
+                "a".repeat(prefix),
+                "b".repeat(gap),
+                "\n".repeat(lines_between),
+                "c".repeat(gap)
+            );
+            let first = text.find("FIRST").unwrap();
+            let second = text.find("SECOND").unwrap();
+            let index = LineIndex::new(&text);
+            let excerpt = Excerpt::new(&text, &index, &[first..first + 5, second..second + 6]);
+            prop_assert_eq!(&excerpt.text[excerpt.spans[0].clone()], "FIRST");
+            prop_assert_eq!(&excerpt.text[excerpt.spans[1].clone()], "SECOND");
+            // At most two lines shown (the others are folded, empty), each a short line or the windows of a long one.
+            let per_line = LONG_LINE.max(2 * (KEEP_BEFORE + KEEP_AFTER) + 16);
+            prop_assert!(excerpt.text.len() <= 2 * per_line + lines_between);
+        }
     }
 }

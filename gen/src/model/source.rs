@@ -9,7 +9,10 @@
 //!   then records where every key and value is, and finds duplicate keys, which serde_json silently merges.
 //! - Nix: the file is evaluated together with `builtins.unsafeGetAttrPos` for every attribute, so positions
 //!   point at the attribute's name in the `.nix` file. Values inside lists and attributes Nix knows no position
-//!   for (built by functions in another file) point at the nearest enclosing attribute that has one.
+//!   for (built by functions in another file) point at the nearest enclosing attribute that has one. When Nix
+//!   fails (`throw`, a missing import, a type or syntax error), a second evaluation walks the attributes in
+//!   order, announcing each with `builtins.trace`, so the report names the field that failed and its place.
+//! - Text that is not UTF-8 is reported at its first invalid byte (line, column and byte offset).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -21,7 +24,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::LoadError;
 use super::path::{FieldPath, Step};
-use super::report::{Diagnostic, Target};
+use super::report::{Diagnostic, LineIndex, Target, shorten_value};
 use crate::eval::{EvalError, Nix};
 
 /// The input formats, chosen by file extension.
@@ -76,15 +79,20 @@ pub struct Document {
 }
 
 impl Document {
-    /// Reads a specification file, in the format its extension names.
+    /// Reads a specification file, in the format its extension names. Text that is not UTF-8 is invalid
+    /// input: the document then holds one diagnostic at the first invalid byte, and is not evaluated.
     pub fn read(path: &Path) -> Result<Self, LoadError> {
         let format =
             Format::of_path(path).ok_or_else(|| LoadError::UnknownFormat(path.to_owned()))?;
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
             path: path.to_owned(),
             source,
         })?;
         let name = path.display().to_string();
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => return Ok(Self::not_utf8(&name, format, e.as_bytes())),
+        };
         match format {
             Format::Toml => Ok(Self::toml(&name, &text)),
             Format::Json => Ok(Self::json(&name, &text)),
@@ -97,6 +105,40 @@ impl Document {
                 Self::nix(&nix, path, &name, text).map_err(nix_error)
             }
         }
+    }
+
+    /// A document for bytes that are not UTF-8: one diagnostic at the first invalid byte, with its line,
+    /// column and byte offset. The text shown is the bytes with invalid sequences replaced (U+FFFD), which
+    /// leaves everything before the first one, and so its position, unchanged.
+    pub(crate) fn not_utf8(name: &str, format: Format, bytes: &[u8]) -> Self {
+        let Err(error) = std::str::from_utf8(bytes) else {
+            unreachable!("only called for bytes that are not UTF-8")
+        };
+        let at = error.valid_up_to();
+        let bad = &bytes[at..at + error.error_len().unwrap_or(bytes.len() - at)];
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let position = LineIndex::new(&text).positions(&text, &[at])[0];
+        let shown: Vec<String> = bad.iter().map(|b| format!("0x{b:02x}")).collect();
+        let mut document = Self::empty(name, &text, format);
+        let replacement = text[at..].chars().next().map_or(0, char::len_utf8);
+        document.syntax_error(
+            at..at + replacement,
+            format!(
+                "the file is not UTF-8 text: invalid byte{} {} at line {}, column {} (byte offset {at})",
+                if bad.len() == 1 { "" } else { "s" },
+                shown.join(" "),
+                position.line,
+                position.column,
+            ),
+        );
+        if let Some(d) = document.diagnostics.last_mut() {
+            d.label = "not UTF-8".into();
+            d.hint = Some(
+                "specifications are UTF-8 text; convert the file (e.g. `iconv -f LATIN1 -t UTF-8`) or fix the byte"
+                    .into(),
+            );
+        }
+        document
     }
 
     /// Parses TOML text.
@@ -130,7 +172,7 @@ impl Document {
                 scanner.value(FieldPath::root(), None);
             }
             Err(e) => {
-                let offset = offset_of(text, e.line(), e.column().max(1));
+                let offset = LineIndex::new(text).offset_of(text, e.line(), e.column().max(1));
                 let message = e.to_string();
                 // serde_json appends " at line L column C"; the rendered location says it already.
                 let message = message
@@ -143,6 +185,10 @@ impl Document {
     }
 
     /// Evaluates a `.nix` specification with Nix and indexes the attributes' positions in its text.
+    ///
+    /// When Nix fails (a `throw`, an import of a missing file, a type error, a syntax error), the document
+    /// holds one diagnostic naming the field whose evaluation failed, at its place in the file (see
+    /// [`Self::nix_failure`]); `Err` is left for Nix itself failing to run.
     pub fn nix(nix: &Nix, path: &Path, name: &str, text: String) -> Result<Self, EvalError> {
         let absolute = std::fs::canonicalize(path).map_err(|e| EvalError::Io(e.to_string()))?;
         let dir = tempfile::Builder::new()
@@ -157,56 +203,38 @@ impl Document {
         );
         let driver = dir.path().join("spec-positions.nix");
         std::fs::write(&driver, wrapper).map_err(|e| EvalError::Io(e.to_string()))?;
-        let result = nix.eval_file_json(&driver)?;
+        let result = match nix.eval_file_json(&driver) {
+            Ok(result) => result,
+            Err(EvalError::Nix { message, .. }) => {
+                return Self::nix_failure(
+                    nix,
+                    &absolute,
+                    dir.path(),
+                    &quoted,
+                    name,
+                    &text,
+                    &message,
+                );
+            }
+            Err(e) => return Err(e),
+        };
         let mut document = Self::empty(name, &text, Format::Nix);
         document.value = result.get("value").cloned().unwrap_or(Value::Null);
         let file = absolute.to_string_lossy();
+        let lines = LineIndex::new(&text);
         for entry in result
             .get("positions")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            let Some(pos) = entry.get("pos").filter(|p| !p.is_null()) else {
+            let Some((steps, (line, column))) = traced_attribute(entry, &file) else {
                 continue;
             };
-            if pos.get("file").and_then(Value::as_str) != Some(&file) {
-                continue;
-            }
-            let (Some(line), Some(column)) = (
-                pos.get("line").and_then(Value::as_u64),
-                pos.get("column").and_then(Value::as_u64),
-            ) else {
+            let Some(Step::Key(key)) = steps.last() else {
                 continue;
             };
-            let steps: Vec<Step> = entry
-                .get("path")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|s| match s {
-                    Value::String(k) => Some(Step::Key(k.clone())),
-                    Value::Number(n) => n.as_u64().map(|i| Step::Index(i as usize)),
-                    _ => None,
-                })
-                .collect();
-            let Some(Step::Key(key)) = steps.last().cloned() else {
-                continue;
-            };
-            let start = offset_of(&text, line as usize, column as usize);
-            let rest = &text[start..];
-            // Nix gives the position of the whole attribute path (`machines.app.ssh = …`): point at this
-            // attribute's own name when it is written later on the line.
-            let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
-            let span = if line.starts_with(key.as_str()) {
-                start..start + key.len()
-            } else if let Some(at) = line.find(&format!(".{key}")) {
-                start + at + 1..start + at + 1 + key.len()
-            } else if let Some(quoted) = line.strip_prefix('"') {
-                start..start + quoted.find('"').map_or(1, |i| i + 2)
-            } else {
-                start..(start + 1).min(text.len())
-            };
+            let span = attribute_span(&text, &lines, line, column, key);
             document.index.insert(
                 FieldPath(steps),
                 Entry {
@@ -219,6 +247,91 @@ impl Document {
             "positions in a .nix specification point at the attribute that holds the value (from `builtins.unsafeGetAttrPos`)"
                 .to_owned(),
         );
+        Ok(document)
+    }
+
+    /// The document of a `.nix` specification Nix failed to evaluate: one diagnostic naming the field whose
+    /// evaluation failed, at Nix's own position of the error when that is in this file, else at the
+    /// attribute (or the nearest enclosing attribute written in this file), with Nix's message shortened.
+    ///
+    /// The field is found by evaluating the specification again, walking every attribute and list item in
+    /// order and announcing each (its path and `builtins.unsafeGetAttrPos`) with `builtins.trace` before it is
+    /// forced: the last announcement before Nix stops is the field that failed. This finds every kind of
+    /// failure, including those `builtins.tryEval` cannot catch (`abort`, a missing file, type errors).
+    fn nix_failure(
+        nix: &Nix,
+        absolute: &Path,
+        dir: &Path,
+        quoted: &str,
+        name: &str,
+        text: &str,
+        message: &str,
+    ) -> Result<Self, EvalError> {
+        let walker = dir.join("spec-walk.nix");
+        std::fs::write(
+            &walker,
+            format!("let\n  spec = import (/. + {quoted});\n{WALK}in\nwalk [ ] spec\n"),
+        )
+        .map_err(|e| EvalError::Io(e.to_string()))?;
+        let traces = match nix.eval_file_json(&walker) {
+            Err(EvalError::Nix { message, .. }) => message,
+            // The walk forced everything without failing (the failure was in turning the value into JSON,
+            // e.g. a function), or Nix did not finish: the field is not known.
+            _ => String::new(),
+        };
+        let file = absolute.to_string_lossy();
+        let announced: Vec<Value> = traces
+            .lines()
+            .filter_map(|l| l.strip_prefix("trace: "))
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("p").is_some())
+            .collect();
+        let path: Vec<Step> = announced
+            .last()
+            .map(|v| steps_of(&v["p"]))
+            .unwrap_or_default();
+        // The attribute, or the nearest enclosing one, written in this file.
+        let lines = LineIndex::new(text);
+        let attribute = announced.iter().rev().find_map(|v| {
+            let steps = steps_of(&v["p"]);
+            if !path.starts_with(&steps) {
+                return None;
+            }
+            let (steps, (line, column)) = traced_attribute(v, &file)?;
+            let Some(Step::Key(key)) = steps.last() else {
+                return None;
+            };
+            Some(attribute_span(text, &lines, line, column, key))
+        });
+        let (what, nix_position) = nix_message(message, &file, dir, name);
+        let span = match nix_position {
+            Some((line, column)) => {
+                let start = lines.offset_of(text, line, column);
+                let word = text[start..]
+                    .find(|c: char| !(c.is_alphanumeric() || "_-'.".contains(c)))
+                    .unwrap_or(text.len() - start);
+                start..start + word.max(1).min(text.len() - start)
+            }
+            None => attribute.unwrap_or(0..0),
+        };
+        let path = FieldPath(path);
+        let message = if path.is_root() {
+            format!("Nix could not evaluate the specification: {what}")
+        } else {
+            format!("Nix could not evaluate this field: {what}")
+        };
+        let mut document = Self::empty(name, text, Format::Nix);
+        if !path.is_root() {
+            document.note = Some(
+                "the field is the one Nix was evaluating when it stopped (each attribute of the specification is evaluated in order)"
+                    .to_owned(),
+            );
+        }
+        let mut d = Diagnostic::new(path, message, "evaluating this failed").hint(
+            "fix this expression; `nix-instantiate --eval --strict --show-trace` on the file shows Nix's own trace",
+        );
+        d.span = Some(span);
+        document.diagnostics.push(d);
         Ok(document)
     }
 
@@ -369,15 +482,130 @@ const POSITIONS: &str = r#"  positions = path: v:
     else [ ];
 "#;
 
-/// The byte offset of a 1-based line and column (columns counted in bytes, as Nix and serde_json do).
-fn offset_of(text: &str, line: usize, column: usize) -> usize {
-    let line_start: usize = text
-        .split_inclusive('\n')
-        .take(line.saturating_sub(1))
-        .map(str::len)
-        .sum();
-    let offset = (line_start + column.saturating_sub(1)).min(text.len());
-    text.floor_char_boundary(offset)
+/// The Nix function that forces every attribute and list item in order, announcing each with `builtins.trace`
+/// (its path and `builtins.unsafeGetAttrPos`) before forcing it.
+const WALK: &str = r#"  walk = path: v:
+    if builtins.isAttrs v then
+      builtins.all (n: builtins.trace (builtins.toJSON { p = path ++ [ n ]; pos = builtins.unsafeGetAttrPos n v; })
+        (walk (path ++ [ n ]) v.${n})) (builtins.attrNames v)
+    else if builtins.isList v then
+      builtins.all (i: builtins.trace (builtins.toJSON { p = path ++ [ i ]; pos = null; })
+        (walk (path ++ [ i ]) (builtins.elemAt v i))) (builtins.genList (i: i) (builtins.length v))
+    else builtins.seq v true;
+"#;
+
+/// The steps of a path Nix printed as a JSON list of names and indices.
+fn steps_of(path: &Value) -> Vec<Step> {
+    path.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| match s {
+            Value::String(k) => Some(Step::Key(k.clone())),
+            Value::Number(n) => n.as_u64().map(|i| Step::Index(i as usize)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The path and the 1-based line and column of an attribute Nix described as `{ path|p, pos }`, when its
+/// position is in `file`.
+fn traced_attribute(entry: &Value, file: &str) -> Option<(Vec<Step>, (usize, usize))> {
+    let pos = entry.get("pos").filter(|p| !p.is_null())?;
+    if pos.get("file").and_then(Value::as_str) != Some(file) {
+        return None;
+    }
+    let line = pos.get("line").and_then(Value::as_u64)?;
+    let column = pos.get("column").and_then(Value::as_u64)?;
+    let path = entry.get("path").or_else(|| entry.get("p"))?;
+    Some((steps_of(path), (line as usize, column as usize)))
+}
+
+/// The span of an attribute's own name, from the position Nix gives: the position of the whole attribute path
+/// (`machines.app.ssh = …`), so the name is looked for later on that line.
+fn attribute_span(
+    text: &str,
+    lines: &LineIndex,
+    line: usize,
+    column: usize,
+    key: &str,
+) -> Range<usize> {
+    let start = lines.offset_of(text, line, column);
+    let rest = &text[start..];
+    let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
+    if line.starts_with(key) {
+        start..start + key.len()
+    } else if let Some(at) = line.find(&format!(".{key}")) {
+        start + at + 1..start + at + 1 + key.len()
+    } else if let Some(quoted) = line.strip_prefix('"') {
+        start..start + quoted.find('"').map_or(1, |i| i + 2)
+    } else {
+        start..text.ceil_char_boundary((start + 1).min(text.len()))
+    }
+}
+
+/// Nix's error message in one shortened line (without its `error:` prefix, traces, positions and the
+/// `--show-trace` advice; temporary paths replaced), and its position when that is in the specification.
+/// A position in another file (an imported one) stays in the message.
+fn nix_message(
+    message: &str,
+    file: &str,
+    dir: &Path,
+    name: &str,
+) -> (String, Option<(usize, usize)>) {
+    let mut position = None;
+    let mut elsewhere = None;
+    let mut parts = Vec::new();
+    for line in message.lines().map(str::trim) {
+        if line.is_empty()
+            || line.starts_with("trace: ")
+            || line.starts_with("warning: ")
+            || line.starts_with("(use '--show-trace'")
+            // Nix's excerpt of the source (`8|     x = "4" + 4;` and its `|   ^` marker): the report shows it.
+            || line.starts_with('|')
+            || line
+                .split_once('|')
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        if let Some(at) = line.strip_prefix("at ") {
+            let at = at.strip_suffix(':').unwrap_or(at);
+            let mut pieces = at.rsplitn(3, ':');
+            let (Some(column), Some(row), Some(path)) =
+                (pieces.next(), pieces.next(), pieces.next())
+            else {
+                continue;
+            };
+            let (Ok(column), Ok(row)) = (column.parse::<usize>(), row.parse::<usize>()) else {
+                continue;
+            };
+            if path == file {
+                position.get_or_insert((row, column));
+            } else if !path.starts_with(&dir.to_string_lossy().into_owned()) {
+                elsewhere.get_or_insert(format!("{path}:{row}:{column}"));
+            }
+            continue;
+        }
+        parts.push(line.strip_prefix("error: ").unwrap_or(line).to_owned());
+    }
+    let mut what = parts.join(" ");
+    if let Some(at) = elsewhere {
+        what.push_str(&format!(" (at {at})"));
+    }
+    // Paths as the user wrote them: the specification by its name, files beside it relative to it.
+    let mut what = what
+        .replace(file, name)
+        .replace(&*dir.to_string_lossy(), "(fedigen's wrapper)");
+    if let (Some(spec_dir), Some(name_dir)) = (Path::new(file).parent(), Path::new(name).parent()) {
+        let shown = name_dir.to_string_lossy();
+        let shown = if shown.is_empty() {
+            String::new()
+        } else {
+            format!("{shown}/")
+        };
+        what = what.replace(&format!("{}/", spec_dir.to_string_lossy()), &shown);
+    }
+    (shorten_value(&what, 300), position)
 }
 
 /// Records where every key and value of valid JSON text is written.
@@ -551,6 +779,20 @@ mod tests {
     }
 
     #[test]
+    fn text_that_is_not_utf8_is_reported_at_its_first_invalid_byte() {
+        // `é` is two bytes: the column counts characters, the offset bytes.
+        let d = Document::not_utf8("t.toml", Format::Toml, b"a = 1\nb = \"\xc3\xa9\xff\xfe\"\n");
+        assert_eq!(d.diagnostics.len(), 1);
+        let message = &d.diagnostics[0].message;
+        assert!(
+            message.contains("invalid byte 0xff at line 2, column 7 (byte offset 13)"),
+            "{message}"
+        );
+        assert_eq!(d.diagnostics[0].span, Some(13..16));
+        assert_eq!(&d.text[13..16], "\u{fffd}");
+    }
+
+    #[test]
     fn json_duplicate_keys_are_reported() {
         let d = Document::json("t.json", r#"{"a": 1, "a": 2}"#);
         assert_eq!(d.diagnostics.len(), 1);
@@ -565,11 +807,5 @@ mod tests {
         let entry = &d.index[&FieldPath::of(&["operators"]).index(0).key("domain")];
         assert_eq!(&text[entry.value.clone()], "\"a.b\"");
         assert_eq!(&text[entry.key.clone().unwrap()], "domain");
-    }
-
-    #[test]
-    fn offsets_of_lines_and_columns() {
-        assert_eq!(offset_of("ab\ncd\n", 2, 2), 4);
-        assert_eq!(offset_of("ab", 9, 9), 2);
     }
 }
