@@ -240,3 +240,119 @@ fn a_closed_pipe_is_not_a_panic() {
         );
     }
 }
+
+fn json_of(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON value ({e}): {}\nstderr: {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn validate_json_says_valid_or_lists_every_problem_with_its_place() {
+    let ok = fedigen(&["validate", "examples/provider.toml", "--json"], &[]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let v = json_of(&ok);
+    assert_eq!(v["valid"], true);
+    assert!(v["operators"].as_u64().unwrap() >= 1, "{v}");
+
+    let invalid = "gen/tests/fixtures/spec/invalid/03-domain-upper-case.toml";
+    let bad = fedigen(&["validate", invalid, "--json"], &[]);
+    assert_eq!(
+        bad.status.code(),
+        Some(2),
+        "same exit status as without --json"
+    );
+    let v = json_of(&bad);
+    assert_eq!(v["valid"], false);
+    let problems = v["problems"].as_array().expect("problems");
+    assert!(!problems.is_empty(), "{v}");
+    // The same problems, at the same places, as the report for people says.
+    let human = text(&fedigen(&["validate", invalid], &[]).stderr);
+    for p in problems {
+        let (line, column) = (p["line"].as_u64().unwrap(), p["column"].as_u64().unwrap());
+        assert!(line >= 1 && column >= 1, "{p}");
+        assert!(
+            human.contains(&format!("{invalid}:{line}:{column}")),
+            "{p} is not at a place the report names:\n{human}"
+        );
+        assert!(!p["field"].as_str().unwrap().is_empty(), "{p}");
+    }
+
+    let missing = fedigen(&["validate", "no/such/spec.toml", "--json"], &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    let v = json_of(&missing);
+    assert_eq!(v["valid"], false);
+    assert!(v["error"].as_str().is_some(), "{v}");
+}
+
+#[test]
+fn generate_check_json_is_the_verdict_without_diffs_for_people() {
+    let out = fedigen(&["generate", "--check", "--json"], &[]);
+    let v = json_of(&out);
+    assert_eq!(out.status.success(), v["up_to_date"] == true, "{v}");
+    assert!(v["files"].as_u64().unwrap() > 10, "{v}");
+    // A stale copy: one generated file changed, one missing.
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("repo");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(repo()).unwrap() {
+        let entry = entry.unwrap();
+        if ["target", ".git"].contains(&entry.file_name().to_str().unwrap_or("")) {
+            continue;
+        }
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(entry.path())
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    std::fs::write(copy.join("modules/mastodon.nix"), "# hand-edited\n").unwrap();
+    std::fs::remove_file(copy.join("modules/garage.nix")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_fedigen"))
+        .args(["generate", "--check", "--json", "--repo"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v = json_of(&out);
+    assert_eq!(v["up_to_date"], false);
+    let kinds: Vec<(String, String)> = v["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["path"].as_str().unwrap().to_owned(),
+                d["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&("modules/mastodon.nix".into(), "changed".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&("modules/garage.nix".into(), "missing".into())),
+        "{kinds:?}"
+    );
+    // Nothing was written by --check.
+    assert_eq!(
+        std::fs::read_to_string(copy.join("modules/mastodon.nix")).unwrap(),
+        "# hand-edited\n"
+    );
+}
+
+#[test]
+fn template_check_json_reports_the_verdict() {
+    let out = fedigen(&["template", "check", "garage", "--json"], &[]);
+    let v = json_of(&out);
+    assert_eq!(out.status.success(), v["ok"] == true, "{v}");
+    assert_eq!(v["templates"], serde_json::json!(["garage"]));
+    assert!(v["renderings"].as_u64().unwrap() >= 1, "{v}");
+}

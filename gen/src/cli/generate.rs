@@ -25,6 +25,11 @@ pub struct GenerateArgs {
     /// Write nothing; print a unified diff of every stale file and exit 1 if there is one.
     #[arg(long)]
     check: bool,
+    /// With --check: print the verdict as JSON on standard output instead of diffs, for CI jobs:
+    /// `{"up_to_date", "files", "differences": [{"path", "kind": "changed"|"missing"|"stale"|"leftover",
+    /// "diff"}]}` (paths relative to the repository; `diff` only for changed files). Same exit status.
+    #[arg(long, requires = "check")]
+    json: bool,
     /// The repository (default: the current directory or the nearest parent with a `templates/` folder).
     #[arg(long)]
     repo: Option<PathBuf>,
@@ -57,6 +62,15 @@ pub fn run(args: GenerateArgs) -> ExitCode {
             Ok(d) => d,
             Err(e) => return fail(EXIT_INVALID_INPUT, e),
         };
+        let total = plan.files.len() + plan.regions.len();
+        if args.json {
+            crate::cli::output::outln!("{}", check_json(&repo, total, &differences));
+            return if differences.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_CHECK_FAILED)
+            };
+        }
         for difference in &differences {
             match difference {
                 Difference::Missing(path) => {
@@ -134,4 +148,31 @@ fn planning_failed(error: GenerateError) -> ExitCode {
         },
         e => fail(EXIT_INVALID_INPUT, e),
     }
+}
+
+/// The `generate --check --json` verdict.
+fn check_json(
+    repo: &std::path::Path,
+    total: usize,
+    differences: &[Difference],
+) -> serde_json::Value {
+    let entries: Vec<serde_json::Value> = differences
+        .iter()
+        .map(|d| {
+            let (kind, diff) = match d {
+                Difference::Missing(_) => ("missing", None),
+                Difference::Changed(_, diff) => ("changed", Some(diff.as_str())),
+                Difference::Stale(_) => ("stale", None),
+                Difference::Leftover(_) => ("leftover", None),
+            };
+            let path = d.path();
+            let path = path.strip_prefix(repo).unwrap_or(path);
+            serde_json::json!({ "path": path.display().to_string(), "kind": kind, "diff": diff })
+        })
+        .collect();
+    serde_json::json!({
+        "up_to_date": differences.is_empty(),
+        "files": total,
+        "differences": entries,
+    })
 }

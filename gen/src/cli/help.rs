@@ -10,6 +10,7 @@ pub const GENERATE: &str = "\
 Examples:
   fedigen generate                               # the repository around the current directory
   fedigen generate --check                       # CI: exit 1 with a diff when committed output is stale
+  fedigen generate --check --json                # the same verdict as JSON, for a CI job to read
   fedigen generate --spec providers/acme.toml    # another provider's specification
 
 Exit status: 0 written or up to date; 1 (--check) something is stale, missing or left over; 2 invalid specification, template or manifest (nothing written); 3 the environment lacks something (a folder unreadable).";
@@ -20,6 +21,7 @@ Examples:
   fedigen validate                               # examples/provider.toml
   fedigen validate providers/acme.toml
   fedigen validate panel-export.json --print     # the specification with defaults filled in, as JSON
+  fedigen validate providers/acme.toml --json    # the verdict and every problem (file, line, column, field)
 
 Exit status: 0 valid; 2 invalid (every problem printed with file:line:column and field); 3 the environment lacks something (Nix, for a .nix specification).";
 
@@ -45,6 +47,7 @@ Examples:
   fedigen template check                         # every application
   fedigen template check mastodon
   fedigen template check lemmy --allow-drafts    # a scaffold still holding TODOs
+  fedigen template check --json                  # the verdict as JSON, for a CI job to read
 
 Exit status: 0 every rendering proven; 1 a rendering failed a check, or a TODO is left (without --allow-drafts); 2 a manifest is invalid (every problem at once); 3 Nix is not installed.";
 

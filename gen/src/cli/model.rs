@@ -23,6 +23,12 @@ pub struct ValidateArgs {
     /// Print the loaded specification, with defaults filled in, as JSON.
     #[arg(long)]
     print: bool,
+    /// Print the verdict as JSON on standard output, for CI jobs and the panel: `{"file", "valid": true,
+    /// "provider", "operators", "applications"}`, or `{"file", "valid": false, "problems": [{"file", "line",
+    /// "column", "field", "message", "label", "hint", "related"}]}`, or `{"file", "valid": false, "error"}` when
+    /// the file could not be read at all. The exit status is the same as without --json.
+    #[arg(long, conflicts_with = "print")]
+    json: bool,
 }
 
 /// Arguments of `fedigen schema`.
@@ -95,6 +101,17 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
                     .iter()
                     .map(|o| o.applications.values().filter(|a| a.enable).count())
                     .sum();
+                if args.json {
+                    let verdict = serde_json::json!({
+                        "file": args.spec.display().to_string(),
+                        "valid": true,
+                        "provider": spec.provider.name,
+                        "operators": spec.operators.len(),
+                        "applications": apps,
+                    });
+                    crate::cli::output::outln!("{verdict}");
+                    return ExitCode::SUCCESS;
+                }
                 crate::cli::output::info!(
                     "{}: valid: provider `{}`, {} operator(s), {apps} application(s)",
                     args.spec.display(),
@@ -104,12 +121,30 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Err(LoadError::Invalid(report)) if args.json => {
+            crate::cli::output::outln!("{}", report.to_json());
+            ExitCode::from(EXIT_INVALID_INPUT)
+        }
         Err(LoadError::Invalid(report)) => {
             eprint!("{}", report.render(crate::cli::output::color_stderr()));
             ExitCode::from(EXIT_INVALID_INPUT)
         }
-        Err(e) if e.is_invalid_input() => fail(EXIT_INVALID_INPUT, e),
-        Err(e) => fail(EXIT_ENVIRONMENT, e),
+        Err(e) => {
+            let code = if e.is_invalid_input() {
+                EXIT_INVALID_INPUT
+            } else {
+                EXIT_ENVIRONMENT
+            };
+            if args.json {
+                let verdict = serde_json::json!({
+                    "file": args.spec.display().to_string(),
+                    "valid": false,
+                    "error": e.to_string(),
+                });
+                crate::cli::output::outln!("{verdict}");
+            }
+            fail(code, e)
+        }
     }
 }
 

@@ -47,6 +47,11 @@ pub enum TemplateCommand {
         /// The repository (default: the current directory or the nearest parent with `templates/`).
         #[arg(long)]
         repo: Option<PathBuf>,
+        /// Print the verdict as JSON on standard output, for CI jobs: `{"ok", "templates", "renderings",
+        /// "drafts", "problems": [{"message"}]}`, or for invalid manifests `{"ok": false, "problems": [{"file",
+        /// "line", "column", "message"}]}`. Each message starts with its file:line:column. Same exit status.
+        #[arg(long)]
+        json: bool,
     },
     /// Write `templates/<app>/manifest.toml` from the option declarations of an existing NixOS module (such
     /// as nixpkgs' `nixos/modules/services/web-apps/foo.nix`), read statically: the module is never evaluated.
@@ -82,7 +87,8 @@ pub fn run(command: TemplateCommand) -> ExitCode {
             app,
             repo,
             allow_drafts,
-        } => check(app.as_deref(), repo, allow_drafts),
+            json,
+        } => check(app.as_deref(), repo, allow_drafts, json),
         TemplateCommand::Import {
             module,
             name,
@@ -165,7 +171,7 @@ status = 200
         let _ = std::fs::remove_dir_all(&dir);
         return fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", dir.display()));
     }
-    eprintln!(
+    crate::cli::output::info!(
         "created templates/{app}/manifest.toml and templates/{app}/module.nix.hbs;\n\
          fill them in (`fedigen template check --allow-drafts {app}` while you do), finish every TODO, then run \
          `fedigen template check {app}` and `fedigen generate`"
@@ -173,7 +179,7 @@ status = 200
     ExitCode::SUCCESS
 }
 
-fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool) -> ExitCode {
+fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: bool) -> ExitCode {
     let repo = match repository(repo) {
         Ok(repo) => repo,
         Err(code) => return code,
@@ -184,6 +190,24 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool) -> ExitCo
             .filter(|m| app.is_none_or(|a| m.application.name == a))
             .collect::<Vec<_>>(),
         Err(e) => {
+            if json {
+                let problems: Vec<Value> = e
+                    .problems
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "file": p.file.display().to_string(),
+                            "line": p.location.map(|l| l.0),
+                            "column": p.location.map(|l| l.1),
+                            "message": p.message,
+                        })
+                    })
+                    .collect();
+                crate::cli::output::outln!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "problems": problems })
+                );
+            }
             for problem in &e.problems {
                 eprintln!("error: {problem}");
             }
@@ -216,7 +240,7 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool) -> ExitCo
             for (todo, _) in fedigen::manifest::todo_markers(&relative, &text) {
                 drafts += 1;
                 if allow_drafts {
-                    eprintln!("note: {todo} (allowed by --allow-drafts)");
+                    crate::cli::output::info!("note: {todo} (allowed by --allow-drafts)");
                 } else {
                     report(format!(
                         "{todo}: the template is a draft; finish it, or pass --allow-drafts while writing it"
@@ -257,6 +281,26 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool) -> ExitCo
             report(format!("{}: Nix does not parse it: {e}", source.name));
         }
     }
+    if json {
+        let names: Vec<&str> = manifests
+            .iter()
+            .map(|m| m.application.name.as_str())
+            .collect();
+        let listed: Vec<Value> = problems
+            .iter()
+            .map(|p| serde_json::json!({ "message": p }))
+            .collect();
+        crate::cli::output::outln!(
+            "{}",
+            serde_json::json!({
+                "ok": problems.is_empty(),
+                "templates": names,
+                "renderings": renderings,
+                "drafts": drafts,
+                "problems": listed,
+            })
+        );
+    }
     for problem in &problems {
         eprintln!("error: {problem}");
     }
@@ -269,7 +313,7 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool) -> ExitCo
         );
         ExitCode::from(EXIT_CHECK_FAILED)
     } else {
-        eprintln!(
+        crate::cli::output::info!(
             "{} template(s) proven in {renderings} renderings (defaults and edge values){}",
             manifests.len(),
             if drafts > 0 {
@@ -352,7 +396,7 @@ fn import(
     eprint!("{}", imported.report());
     if stdout {
         crate::cli::output::out!("{}", imported.manifest_text);
-        eprintln!("{}", imported.summary());
+        crate::cli::output::info!("{}", imported.summary());
         return ExitCode::SUCCESS;
     }
     let repo = match repository(repo) {
@@ -383,8 +427,8 @@ fn import(
         });
     match written {
         Ok(scaffolded) => {
-            eprintln!("{}", imported.summary());
-            eprintln!(
+            crate::cli::output::info!("{}", imported.summary());
+            crate::cli::output::info!(
                 "wrote {}{}; review its TODOs, then run `fedigen template check {}`",
                 manifest.display(),
                 if scaffolded {

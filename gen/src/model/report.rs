@@ -214,6 +214,46 @@ impl Report {
         }
     }
 
+    /// Every problem as data, for `fedigen validate --json` (CI jobs, the panel): file, line, column, field,
+    /// message, label, hint and the related place. Nothing is summarised (a machine wants them all); quoted
+    /// values are shortened as in [`Report::render`], so a report stays linear in the number of problems.
+    pub fn to_json(&self) -> serde_json::Value {
+        let problems: Vec<serde_json::Value> = self
+            .problems
+            .iter()
+            .map(|p| {
+                let d = &p.diagnostic;
+                let related = d.related.as_ref().map(|(path, label)| {
+                    let at = p
+                        .related_position
+                        .unwrap_or(Position { line: 0, column: 0 });
+                    serde_json::json!({
+                        "field": path.to_string(),
+                        "label": shorten_message(label),
+                        "line": at.line,
+                        "column": at.column,
+                    })
+                });
+                serde_json::json!({
+                    "file": self.file,
+                    "line": p.position.line,
+                    "column": p.position.column,
+                    "field": d.path.to_string(),
+                    "message": shorten_message(&d.message),
+                    "label": shorten_message(&d.label),
+                    "hint": d.hint.as_deref().map(shorten_message),
+                    "related": related,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "file": self.file,
+            "valid": false,
+            "note": self.note,
+            "problems": problems,
+        })
+    }
+
     /// Renders every problem like rustc, with colours or plain; repeated problems are summarised, and the
     /// report ends with a summary line.
     pub fn render(&self, color: bool) -> String {
