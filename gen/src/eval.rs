@@ -28,7 +28,7 @@ pub enum EvalError {
         message: String,
     },
     /// Nix ran longer than allowed and was killed with its process group.
-    #[error("nix-instantiate did not finish within {0:?} and was stopped")]
+    #[error("nix-instantiate did not finish within {} s and was stopped", .0.as_secs_f64())]
     Timeout(Duration),
     /// The process could not be started or its output read.
     #[error("running nix-instantiate: {0}")]

@@ -718,7 +718,8 @@ fn nix_helper(
         return match context.data().get("__manifest_options") {
             Some(Value::String(text)) => out.write(text).map_err(RenderError::from),
             other => Err(fail(format!(
-                "the manifest's options cannot be emitted: {other:?}"
+                "the manifest's options cannot be emitted: {}",
+                other.map_or_else(|| "nothing".to_owned(), |v| v.to_string())
             ))),
         };
     }
@@ -764,7 +765,10 @@ fn nix_helper(
                 json_to_toml(value).ok_or_else(|| fail(format!("{value} has no TOML form")))?;
             let text = toml.to_string();
             if text.contains('\n') {
-                return Err(fail(format!("{text:?} does not fit on one header line")));
+                return Err(fail(format!(
+                    "{} does not fit on one header line",
+                    serde_json::to_string(&text).unwrap_or_default()
+                )));
             }
             text
         }
@@ -886,7 +890,8 @@ fn helper_name(name: &Parameter) -> String {
         ) => raw.clone(),
         Parameter::Literal(l) => l.to_string(),
         Parameter::Subexpression(s) => s.name().to_owned(),
-        other => format!("{other:?}"),
+        // Handlebars has no other parameter kind today; a future one gets a plain name, not Rust's debug text.
+        _ => "(an expression)".to_owned(),
     }
 }
 

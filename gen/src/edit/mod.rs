@@ -42,7 +42,8 @@ impl AttrPath {
         }
         if let Some(name) = names.iter().find(|n| n.contains('\0')) {
             return Err(format!(
-                "the name {name:?} contains NUL, which Nix cannot represent"
+                "the name {} contains NUL, which Nix cannot represent",
+                serde_json::to_string(name).unwrap_or_default()
             ));
         }
         Ok(Self(names))

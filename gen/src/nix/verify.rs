@@ -74,7 +74,9 @@ pub enum VerifyError {
     },
     /// nixfmt lays the text out differently.
     #[error(
-        "{file}:{line}: not nixfmt-canonical: nixfmt writes {expected:?} where the text has {found:?}"
+        "{file}:{line}: not nixfmt-canonical: nixfmt writes {} where the text has {}",
+        json_quote(expected),
+        json_quote(found)
     )]
     NotCanonical {
         /// The file being emitted.
@@ -340,6 +342,11 @@ pub fn nixfmt(file: &str, text: &str) -> Result<String, VerifyError> {
             "nixfmt_rs panicked while formatting this file".to_owned(),
         )),
     }
+}
+
+/// A line quoted as a JSON string, so spaces, tabs and control characters are visible in a message.
+fn json_quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_else(|_| text.to_owned())
 }
 
 #[cfg(test)]
