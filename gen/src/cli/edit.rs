@@ -150,7 +150,7 @@ pub fn run(args: EditArgs) -> ExitCode {
         let document = Document::for_path(&name, &text, &path).map_err(|e| refused(&e))?;
         Ok((path, document))
     };
-    let (edit, output, what) = match args.action {
+    let (op, path, value, output) = match args.action {
         Action::Get { path, json } => {
             let (path, document) = match prepare(&path) {
                 Ok(prepared) => prepared,
@@ -178,65 +178,66 @@ pub fn run(args: EditArgs) -> ExitCode {
             path,
             value,
             output,
-        } => {
-            let value = match new_value(&value) {
-                Ok(value) => value,
-                Err(code) => return code,
-            };
-            match prepare(&path) {
-                Ok((path, document)) => {
-                    (document.set(&path, &value), output, format!("set `{path}`"))
-                }
-                Err(code) => return code,
-            }
-        }
+        } => (ValueEdit::Set, path, value, output),
         Action::Add {
             path,
             value,
             output,
-        } => {
-            let shown = value.value.clone();
-            let value = match new_value(&value) {
-                Ok(value) => value,
-                Err(code) => return code,
-            };
-            match prepare(&path) {
-                Ok((path, document)) => (
-                    document.add_item(&path, &value),
-                    output,
-                    format!("added `{shown}` to `{path}`"),
-                ),
-                Err(code) => return code,
-            }
-        }
+        } => (ValueEdit::Add, path, value, output),
         Action::Remove {
             path,
             value,
             output,
-        } => {
-            let shown = value.value.clone();
-            let value = match new_value(&value) {
-                Ok(value) => value,
-                Err(code) => return code,
+        } => (ValueEdit::Remove, path, value, output),
+        Action::Unset { path, output } => {
+            return match prepare(&path) {
+                Ok((path, document)) => match document.unset(&path) {
+                    Ok(edit) => finish(
+                        &args.file,
+                        &name,
+                        &text,
+                        &edit,
+                        &output,
+                        from_stdin,
+                        &format!("unset `{path}`"),
+                    ),
+                    Err(e) => refused(&e),
+                },
+                Err(code) => code,
             };
-            match prepare(&path) {
-                Ok((path, document)) => (
-                    document.remove_item(&path, &value),
-                    output,
-                    format!("removed `{shown}` from `{path}`"),
-                ),
-                Err(code) => return code,
-            }
         }
-        Action::Unset { path, output } => match prepare(&path) {
-            Ok((path, document)) => (document.unset(&path), output, format!("unset `{path}`")),
-            Err(code) => return code,
-        },
+    };
+    let shown = value.value.clone();
+    let value = match new_value(&value) {
+        Ok(value) => value,
+        Err(code) => return code,
+    };
+    let (path, document) = match prepare(&path) {
+        Ok(prepared) => prepared,
+        Err(code) => return code,
+    };
+    let (edit, what) = match op {
+        ValueEdit::Set => (document.set(&path, &value), format!("set `{path}`")),
+        ValueEdit::Add => (
+            document.add_item(&path, &value),
+            format!("added `{shown}` to `{path}`"),
+        ),
+        ValueEdit::Remove => (
+            document.remove_item(&path, &value),
+            format!("removed `{shown}` from `{path}`"),
+        ),
     };
     match edit {
         Ok(edit) => finish(&args.file, &name, &text, &edit, &output, from_stdin, &what),
         Err(e) => refused(&e),
     }
+}
+
+/// The actions that take a VALUE: one path through parsing the value and the file, three edits.
+enum ValueEdit {
+    Set,
+    Add,
+    Remove,
 }
 
 fn new_value(args: &Value) -> Result<NewValue, ExitCode> {
