@@ -12,6 +12,7 @@ pub mod import;
 pub mod manifest;
 pub mod model;
 pub mod nix;
+pub mod position;
 pub mod process;
 pub mod region;
 pub mod repro;

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
+use super::diagnostic::Diagnostic;
 use super::path::FieldPath;
-use super::report::Diagnostic;
 use super::shape::suggest;
 use super::{Capacity, Catalog, OBJECT_STORAGE_APPLICATION, Runtime, Spec};
 use crate::deploy::{self, Origin};

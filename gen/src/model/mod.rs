@@ -24,6 +24,7 @@
 //! Secrets are references only ([`SecretRef`]): the model has no field that can hold a secret value.
 
 pub mod check;
+pub mod diagnostic;
 pub mod path;
 pub mod report;
 pub mod shape;
@@ -37,8 +38,9 @@ use serde_json::Value;
 
 use crate::manifest::{Manifest, ManifestError, Resources};
 
+pub use diagnostic::Diagnostic;
 pub use path::FieldPath;
-pub use report::{Diagnostic, Report};
+pub use report::Report;
 pub use source::{Document, Format};
 
 /// The application whose manifest describes the provider's object storage nodes (their ports and resources).

@@ -18,9 +18,9 @@ use std::ops::Range;
 
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
-use super::path::FieldPath;
+use super::diagnostic::{Diagnostic, Target, shorten_message};
 use super::source::Document;
-use crate::nix::verify::Position;
+use crate::position::{LineIndex, Position};
 
 /// How many problems of one kind (same message, label and hint) are shown before the rest are summarised.
 pub const SHOWN_PER_KIND: usize = 3;
@@ -36,88 +36,6 @@ const KEEP_AFTER: usize = 80;
 const SAME_EXCERPT_LINES: usize = 1000;
 /// A span over more lines than this is shown by its first line only.
 const MAX_SPAN_LINES: usize = 8;
-/// The longest value echoed in a message, in characters, before it is cut with `…`.
-pub const MAX_QUOTED: usize = 60;
-/// The longest message (title, label or hint), in characters, before it is cut with `…`.
-const MAX_MESSAGE: usize = 400;
-
-/// Which part of an entry a diagnostic points at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
-    /// The key (`domain` in `domain = "…"`): for unknown fields, and for objects that miss a field.
-    Key,
-    /// The value: for values that are wrong.
-    Value,
-}
-
-/// One problem in a specification.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// Where, as a field path.
-    pub path: FieldPath,
-    /// Whether the key or the value is at fault.
-    pub target: Target,
-    /// What is wrong (one line).
-    pub message: String,
-    /// A short label under the source text.
-    pub label: String,
-    /// How to fix it.
-    pub hint: Option<String>,
-    /// Another place that takes part (e.g. the first use of a duplicated name), with its label.
-    pub related: Option<(FieldPath, String)>,
-    /// An exact byte range, for problems found before there are paths (syntax errors, duplicate keys).
-    pub span: Option<Range<usize>>,
-}
-
-impl Diagnostic {
-    /// A problem with the value at `path`.
-    pub fn new(path: FieldPath, message: impl Into<String>, label: impl Into<String>) -> Self {
-        Self {
-            path,
-            target: Target::Value,
-            message: message.into(),
-            label: label.into(),
-            hint: None,
-            related: None,
-            span: None,
-        }
-    }
-
-    /// Points at the key instead of the value.
-    pub fn at_key(mut self) -> Self {
-        self.target = Target::Key;
-        self
-    }
-
-    /// Adds how to fix it.
-    pub fn hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
-        self
-    }
-
-    /// Adds another place that takes part.
-    pub fn related(mut self, path: FieldPath, label: impl Into<String>) -> Self {
-        self.related = Some((path, label.into()));
-        self
-    }
-
-    /// What makes two problems "the same problem at another place", for summarising repeated ones: the same
-    /// field (list indices aside: `operators[*].contact`), the same label and the same hint. The message may
-    /// differ by the value it quotes.
-    fn kind(&self) -> (String, &str, Option<&str>) {
-        let mut field = String::new();
-        for step in &self.path.0 {
-            match step {
-                super::path::Step::Key(k) => {
-                    field.push('.');
-                    field.push_str(k);
-                }
-                super::path::Step::Index(_) => field.push_str("[*]"),
-            }
-        }
-        (field, &self.label, self.hint.as_deref())
-    }
-}
 
 /// A diagnostic placed in its document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,12 +232,12 @@ impl Report {
         });
         let label = shorten_message(&d.label);
         let related_label = d.related.as_ref().map(|(_, l)| shorten_message(l));
-        let primary = lines.shown_span(&self.text, problem.span.clone());
+        let primary = shown_span(lines, &self.text, problem.span.clone());
         let related = problem
             .related_span
             .as_ref()
             .filter(|r| **r != problem.span)
-            .map(|r| lines.shown_span(&self.text, r.clone()));
+            .map(|r| shown_span(lines, &self.text, r.clone()));
         let primary_lines = lines.lines_of(&primary);
         // The related place shares the excerpt when it is near; otherwise it gets an excerpt of its own.
         let (together, apart) = match related {
@@ -518,155 +436,20 @@ impl Excerpt {
     }
 }
 
-/// Where every line of a text starts, computed once so that each position costs a binary search, not a scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LineIndex {
-    starts: Vec<usize>,
-}
-
-impl LineIndex {
-    /// Indexes the lines of `text`.
-    pub(crate) fn new(text: &str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
-        Self { starts }
+/// The part of a span that is shown: all of it, or its first line when it covers many.
+fn shown_span(lines: &LineIndex, text: &str, span: Range<usize>) -> Range<usize> {
+    let covered = lines.lines_of(&span);
+    if covered.len() > MAX_SPAN_LINES {
+        span.start..lines.range(text, covered.start).end
+    } else {
+        span
     }
-
-    /// The 0-based line holding byte `offset`.
-    pub(crate) fn line_of(&self, offset: usize) -> usize {
-        self.starts.partition_point(|&s| s <= offset) - 1
-    }
-
-    /// The byte range of a 0-based line, without its line break.
-    pub(crate) fn range(&self, text: &str, line: usize) -> Range<usize> {
-        let start = self.starts[line];
-        let end = self
-            .starts
-            .get(line + 1)
-            .map_or(text.len(), |next| next - 1);
-        start..end.max(start)
-    }
-
-    /// The byte offset of a 1-based line and column (columns counted in bytes, as Nix and serde_json do).
-    pub(crate) fn offset_of(&self, text: &str, line: usize, column: usize) -> usize {
-        let Some(&start) = self.starts.get(line.saturating_sub(1)) else {
-            return text.len();
-        };
-        let offset = (start + column.saturating_sub(1)).min(text.len());
-        text.floor_char_boundary(offset)
-    }
-
-    /// The lines (0-based, end exclusive) a span covers.
-    fn lines_of(&self, span: &Range<usize>) -> Range<usize> {
-        self.line_of(span.start)..self.line_of(span.end.max(span.start + 1) - 1) + 1
-    }
-
-    /// The part of a span that is shown: all of it, or its first line when it covers many.
-    fn shown_span(&self, text: &str, span: Range<usize>) -> Range<usize> {
-        let lines = self.lines_of(&span);
-        if lines.len() > MAX_SPAN_LINES {
-            span.start..self.range(text, lines.start).end
-        } else {
-            span
-        }
-    }
-
-    /// The positions (1-based line, column in characters) of sorted offsets, in one sweep over the text.
-    pub(crate) fn positions(&self, text: &str, sorted: &[usize]) -> Vec<Position> {
-        let mut out = Vec::with_capacity(sorted.len());
-        let mut cursor: Option<(usize, usize, usize)> = None; // (line, offset, column at offset)
-        for &offset in sorted {
-            let offset = text.floor_char_boundary(offset.min(text.len()));
-            let line = self.line_of(offset);
-            let (from, column) = match cursor {
-                Some((l, at, column)) if l == line && at <= offset => (at, column),
-                _ => (self.starts[line], 1),
-            };
-            let column = column + text[from..offset].chars().count();
-            cursor = Some((line, offset, column));
-            out.push(Position {
-                line: line + 1,
-                column,
-            });
-        }
-        out
-    }
-}
-
-/// A message with every value it quotes (between backticks) shortened to [`MAX_QUOTED`] characters and its
-/// control characters escaped, and the whole cut at a bounded length: a message never echoes a whole file.
-pub(crate) fn shorten_message(message: &str) -> String {
-    let parts: Vec<&str> = message.split('`').collect();
-    let mut out = String::new();
-    // An odd number of parts means balanced backticks: the odd-numbered parts are quoted values.
-    let balanced = parts.len() % 2 == 1;
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push('`');
-        }
-        if balanced && i % 2 == 1 {
-            out.push_str(&shorten_value(part, MAX_QUOTED));
-        } else {
-            out.push_str(&escape_controls(part));
-        }
-    }
-    shorten_value(&out, MAX_MESSAGE)
-}
-
-/// A value as shown in a message: control characters escaped (`\n`, `\t`, `\u{1b}`), and cut after `max`
-/// characters with `…`.
-pub(crate) fn shorten_value(value: &str, max: usize) -> String {
-    let escaped = escape_controls(value);
-    match escaped.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &escaped[..cut]),
-        None => escaped,
-    }
-}
-
-fn escape_controls(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
-        return text.to_owned();
-    }
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn quoted_values_are_shortened_and_escaped() {
-        let long = "x".repeat(500);
-        let shown = shorten_message(&format!("`{long}` is longer than 32 characters"));
-        assert_eq!(
-            shown,
-            format!("`{}…` is longer than 32 characters", "x".repeat(MAX_QUOTED))
-        );
-        assert_eq!(shorten_message("`a\nb` is odd"), "`a\\nb` is odd");
-        assert_eq!(shorten_message("short `ok` stays"), "short `ok` stays");
-        // Unbalanced backticks: nothing is taken for a value, but the whole stays bounded.
-        let unbalanced = format!("`{long}");
-        assert_eq!(
-            shorten_message(&unbalanced).chars().count(),
-            MAX_MESSAGE + 1
-        );
-    }
 
     #[test]
     fn the_same_problem_at_many_places_is_summarised_even_with_different_values() {
@@ -699,20 +482,6 @@ mod tests {
     }
 
     proptest! {
-        /// The one-sweep positions are exactly those of `Position::of_offset`, for any text and offsets.
-        #[test]
-        fn swept_positions_equal_positions_of_offsets(
-            text in "(a|é|\n|xyz|\u{1F600}){0,40}",
-            mut offsets in proptest::collection::vec(0usize..200, 0..12),
-        ) {
-            offsets.iter_mut().for_each(|o| *o = text.floor_char_boundary((*o).min(text.len())));
-            offsets.sort_unstable();
-            offsets.dedup();
-            let swept = LineIndex::new(&text).positions(&text, &offsets);
-            let expected: Vec<Position> = offsets.iter().map(|&o| Position::of_offset(&text, o)).collect();
-            prop_assert_eq!(swept, expected);
-        }
-
         /// An excerpt keeps the marked text of every place, however long the line.
         #[test]
         fn excerpts_keep_the_marked_text(

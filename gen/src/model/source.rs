@@ -23,9 +23,10 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 use super::LoadError;
+use super::diagnostic::{Diagnostic, Target, shorten_value};
 use super::path::{FieldPath, Step};
-use super::report::{Diagnostic, LineIndex, Target, shorten_value};
 use crate::eval::{EvalError, Nix};
+use crate::position::LineIndex;
 
 /// The input formats, chosen by file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,46 +3,7 @@
 //! it. A failure here is a bug in fedigen, reported with the file and position so
 //! it can be fixed; the text is never written.
 
-use std::fmt;
-
-/// A position in a file: 1-based line and column (columns count Unicode scalar values, as editors do).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-}
-
-impl Position {
-    /// The position of byte `offset` in `text`.
-    pub fn of_offset(text: &str, offset: usize) -> Self {
-        let offset = offset.min(text.len());
-        let before = &text[..text.floor_char_boundary(offset)];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        Self {
-            line: before.matches('\n').count() + 1,
-            column: before[line_start..].chars().count() + 1,
-        }
-    }
-}
-
-impl Position {
-    /// `:line:column`, or nothing when the position is unknown (line 0).
-    pub fn suffix(&self) -> String {
-        if self.line == 0 {
-            String::new()
-        } else {
-            format!(":{self}")
-        }
-    }
-}
-
-impl fmt::Display for Position {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.column)
-    }
-}
+pub use crate::position::Position;
 
 /// Emitted text that failed a check: which file, where, and what the checker said.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -437,13 +398,5 @@ mod tests {
         ] {
             assert_eq!(duplicate(ok), None, "{ok}");
         }
-    }
-
-    #[test]
-    fn positions_count_characters_not_bytes() {
-        assert_eq!(
-            Position::of_offset("é\nxé!", 6),
-            Position { line: 2, column: 3 }
-        );
     }
 }

@@ -1,0 +1,317 @@
+//! The structure tree: every field of a specification, whether it is required, what it holds and what it means.
+
+use super::format::StrFormat;
+
+/// One field of an object.
+#[derive(Debug, Clone)]
+pub struct Field {
+    /// Its name.
+    pub name: &'static str,
+    /// What it holds.
+    pub shape: Shape,
+    /// Whether it must be present.
+    pub required: bool,
+    /// What it means (for hints and the schema's `description`).
+    pub doc: &'static str,
+}
+
+/// What a value must look like.
+#[derive(Debug, Clone)]
+pub enum Shape {
+    /// `true` or `false`.
+    Bool,
+    /// Exactly `true`, with why.
+    True(&'static str),
+    /// An integer in a range (inclusive).
+    Int(i64, i64),
+    /// A string of a format.
+    Str(StrFormat),
+    /// An object with known fields; others are refused.
+    Object(Vec<Field>),
+    /// An object with keys of a format, each holding the same shape, with at least `min` entries.
+    Map(StrFormat, Box<Shape>, usize),
+    /// A list of one shape.
+    List(Box<Shape>),
+    /// An object whose field `tag` chooses the other fields.
+    Tagged(&'static str, Vec<(&'static str, Vec<Field>)>),
+    /// A secret reference: `{ file = "…" }` or `{ secret = "…" }`.
+    Secret,
+    /// An operator's applications, keyed by manifest name.
+    Applications,
+    /// The settings of an application, from its manifest.
+    Settings(String),
+    /// The provided secrets of an application, from its manifest.
+    AppSecrets(String),
+}
+
+fn req(name: &'static str, shape: Shape, doc: &'static str) -> Field {
+    Field {
+        name,
+        shape,
+        required: true,
+        doc,
+    }
+}
+
+fn opt(name: &'static str, shape: Shape, doc: &'static str) -> Field {
+    Field {
+        name,
+        shape,
+        required: false,
+        doc,
+    }
+}
+
+pub(super) const U32_MAX: i64 = u32::MAX as i64;
+
+fn capacity(required: bool) -> Shape {
+    let field = if required { req } else { opt };
+    Shape::Object(vec![
+        field("cores", Shape::Int(1, U32_MAX), "CPU cores"),
+        field("memory_mib", Shape::Int(1, U32_MAX), "memory in MiB"),
+        field("disk_gib", Shape::Int(1, U32_MAX), "disk in GiB"),
+    ])
+}
+
+/// The structure of a whole specification.
+pub fn spec_shape() -> Shape {
+    use Shape::*;
+    use StrFormat as F;
+    let host = Object(vec![
+        req(
+            "ssh",
+            Str(F::SshTarget),
+            "how to reach the host: `[user@]host[:port]`",
+        ),
+        req(
+            "hardware_config",
+            Str(F::Text),
+            "its hardware-configuration.nix, relative to the specification or absolute",
+        ),
+    ]);
+    let runtime = Tagged(
+        "backend",
+        vec![
+            ("qemu", vec![]),
+            (
+                "proxmox",
+                vec![
+                    req(
+                        "api_url",
+                        Str(F::HttpsUrl),
+                        "the API endpoint, `https://…/api2/json`",
+                    ),
+                    req(
+                        "node",
+                        Str(F::Token),
+                        "the cluster node machines are created on",
+                    ),
+                    req(
+                        "storage",
+                        Str(F::Token),
+                        "the storage for machine disks, e.g. `local-zfs`",
+                    ),
+                    req("bridge", Str(F::Token), "the network bridge, e.g. `vmbr0`"),
+                    req("api_token", Secret, "the API token, as a secret reference"),
+                ],
+            ),
+            (
+                "bare-metal",
+                vec![req(
+                    "hosts",
+                    Map(F::Name(63), Box::new(host), 1),
+                    "the physical hosts by name",
+                )],
+            ),
+        ],
+    );
+    let acme = Object(vec![
+        req("email", Str(F::Email), "the ACME account's contact address"),
+        opt(
+            "server",
+            Str(F::HttpsUrl),
+            "the ACME directory URL (default: Let's Encrypt)",
+        ),
+        req(
+            "accept_terms",
+            True(
+                "NixOS requests certificates only when the CA's terms are accepted (`security.acme.acceptTerms`)",
+            ),
+            "the CA's terms of service are accepted; must be `true`",
+        ),
+    ]);
+    let smtp = Object(vec![
+        req("host", Str(F::Domain), "the relay's host name"),
+        opt("port", Int(1, 65535), "the submission port (default 587)"),
+        req("user", Str(F::Text), "the login"),
+        req("password", Secret, "the password, as a secret reference"),
+        req("from", Str(F::Email), "the sender address of outgoing mail"),
+    ]);
+    let node = Object(vec![
+        req(
+            "zone",
+            Str(F::Token),
+            "the failure domain (Garage layout zone)",
+        ),
+        req(
+            "capacity_gib",
+            Int(1, U32_MAX),
+            "the storage the node offers, in GiB",
+        ),
+        opt(
+            "machine",
+            Str(F::Name(63)),
+            "share this application machine (`<operator>-<application>`)",
+        ),
+        opt(
+            "ssh",
+            Str(F::SshTarget),
+            "how to reach the node's own machine",
+        ),
+        opt(
+            "host",
+            Str(F::Name(63)),
+            "the bare-metal host of the node's own machine",
+        ),
+    ]);
+    let object_storage = Object(vec![
+        req(
+            "replication_factor",
+            Int(1, 7),
+            "copies Garage keeps of each object",
+        ),
+        req("region", Str(F::Token), "the S3 region name"),
+        req(
+            "nodes",
+            Map(F::Name(32), Box::new(node), 1),
+            "the Garage nodes by name",
+        ),
+        opt(
+            "secrets",
+            AppSecrets(crate::model::OBJECT_STORAGE_APPLICATION.to_owned()),
+            "the secrets the Garage manifest says are provided",
+        ),
+    ]);
+    let limits = Object(vec![
+        req(
+            "per_machine",
+            capacity(true),
+            "the most one machine may have",
+        ),
+        req(
+            "per_operator",
+            capacity(true),
+            "the most one operator's machines may have together",
+        ),
+    ]);
+    let provider = Object(vec![
+        req(
+            "name",
+            Str(F::Name(32)),
+            "a short identifier of the provider",
+        ),
+        req("domain", Str(F::Domain), "the provider's base domain"),
+        req(
+            "runtime",
+            runtime,
+            "where machines run: `backend` is qemu, proxmox or bare-metal",
+        ),
+        req("acme", acme, "the ACME account for TLS certificates"),
+        opt("smtp", smtp, "the SMTP relay for outgoing mail"),
+        opt(
+            "object_storage",
+            object_storage,
+            "the provider's Garage cluster",
+        ),
+        opt(
+            "limits",
+            limits,
+            "resource limits per machine and per operator",
+        ),
+    ]);
+    let machine = Object(vec![
+        opt(
+            "ssh",
+            Str(F::SshTarget),
+            "how to reach the machine: `[user@]host[:port]`",
+        ),
+        opt("host", Str(F::Name(63)), "the bare-metal host it runs on"),
+    ]);
+    let operator = Object(vec![
+        req(
+            "name",
+            Str(F::Name(32)),
+            "a short identifier, used in machine names",
+        ),
+        req(
+            "domain",
+            Str(F::Domain),
+            "the operator's domain; applications live under it",
+        ),
+        req("contact", Str(F::Email), "the operator's contact address"),
+        req(
+            "admin",
+            Object(vec![
+                req(
+                    "username",
+                    Str(F::Username),
+                    "the first administrator's account name",
+                ),
+                req(
+                    "email",
+                    Str(F::Email),
+                    "the first administrator's e-mail address",
+                ),
+            ]),
+            "the first administrator account",
+        ),
+        opt(
+            "applications",
+            Applications,
+            "the applications, by manifest name",
+        ),
+        opt(
+            "machines",
+            Map(F::Text, Box::new(machine), 0),
+            "where each application's machine is deployed, by application name",
+        ),
+    ]);
+    Object(vec![
+        req("provider", provider, "the hosting provider"),
+        opt(
+            "operators",
+            List(Box::new(operator)),
+            "the operators the provider hosts",
+        ),
+    ])
+}
+
+pub(super) fn application_fields(app: &str) -> Vec<Field> {
+    vec![
+        opt(
+            "enable",
+            Shape::Bool,
+            "whether it is deployed (default true)",
+        ),
+        opt(
+            "subdomain",
+            Shape::Str(StrFormat::Subdomain),
+            "the host name's first labels (default: the manifest's)",
+        ),
+        opt(
+            "resources",
+            capacity(false),
+            "resources requested beyond the manifest's defaults",
+        ),
+        opt(
+            "settings",
+            Shape::Settings(app.to_owned()),
+            "typed settings from the application's manifest",
+        ),
+        opt(
+            "secrets",
+            Shape::AppSecrets(app.to_owned()),
+            "the secrets the manifest says are provided",
+        ),
+    ]
+}
