@@ -88,11 +88,11 @@ pub enum Origin {
     S3WebEndpoint,
 }
 
-/// The name and module file (relative to `deployments/`) of an operator's application machine: the one place
-/// they are derived, for [`machines`], the modules, the VM tests and [`Operator::machine_name`].
+/// The name (from [`Operator::machine_name`]) and module file (relative to `deployments/`) of an operator's
+/// application machine: the one place they are derived, for [`machines`], the modules and the VM tests.
 pub fn application_machine(operator: &Operator, app: &str) -> (String, String) {
     (
-        format!("{}-{app}", operator.name),
+        operator.machine_name(app),
         format!("{}/{app}.nix", operator.name),
     )
 }

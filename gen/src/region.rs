@@ -13,7 +13,8 @@ use std::ops::Range;
 use rnix::SyntaxKind;
 use rowan::ast::AstNode;
 
-use crate::nix::verify::{self, Position, VerifyError};
+use crate::nix::verify::{self, VerifyError};
+use crate::position::Position;
 
 /// How a region starts: `# fedigen:begin <name>` on a line of its own.
 pub const BEGIN: &str = "# fedigen:begin";

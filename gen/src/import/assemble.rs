@@ -1,19 +1,16 @@
 //! From declarations to a manifest draft: the shared prefix (`upstream`), names flattened to identifiers,
 //! `enable` and `subdomain` as the application's title and subdomain, secrets, and name clashes.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// An option path as Nix writes it: components that are not bare identifiers quoted (`services.a."b.c"`).
-pub fn show_path(path: &[String]) -> String {
-    path.iter()
-        .map(|name| {
-            let mut out = String::new();
-            crate::nix::lexical::write_attr_name(&mut out, name);
-            out
-        })
-        .collect::<Vec<_>>()
-        .join(".")
-}
+use serde_json::Value;
+
+use super::names::{flatten_name, show_path, title_case};
+use super::read::{Declaration, Kind, Reader};
+use super::{Finding, ImportedOption, ImportedSecret, Severity};
+use crate::manifest::OptionType;
+use crate::model::shape::secret_names::is_secret_like;
+use crate::position::Position;
 
 /// The option path shared by the top-level declarations' parents (the service, e.g. `services.foo`).
 pub(super) fn shared_prefix(declarations: &[Declaration]) -> Vec<String> {
@@ -34,40 +31,6 @@ pub(super) fn shared_prefix(declarations: &[Declaration]) -> Vec<String> {
         prefix.truncate(common);
     }
     prefix
-}
-
-/// The manifest name of an option path below `upstream`: camelCase joining, characters a Nix identifier
-/// cannot hold replaced by `_`.
-pub fn flatten_name(relative: &[String]) -> String {
-    let mut name = String::new();
-    for (i, part) in relative.iter().enumerate() {
-        let mut chars = part.chars();
-        if let Some(first) = chars.next() {
-            if i == 0 {
-                name.push(first);
-            } else {
-                name.extend(first.to_uppercase());
-            }
-            name.extend(chars);
-        }
-    }
-    let mut name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '\'' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-        name.insert(0, '_');
-    }
-    if crate::nix::Ident::new(&name).is_err() {
-        name.push('_');
-    }
-    name
 }
 
 /// Whether values of the type are (or hold) free strings, which a secret-like name makes unusable.
@@ -98,20 +61,6 @@ pub(super) struct Draft {
     pub(super) findings: Vec<Finding>,
     pub(super) declared: Vec<Vec<String>>,
     pub(super) application: ApplicationText,
-}
-
-/// The title a name suggests (`matrix-synapse` → `Matrix Synapse`), for skeletons until a person writes one.
-pub fn title_case(name: &str) -> String {
-    name.split('-')
-        .map(|w| {
-            w.chars()
-                .take(1)
-                .flat_map(char::to_uppercase)
-                .chain(w.chars().skip(1))
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 pub(super) fn assemble(
@@ -219,8 +168,7 @@ pub(super) fn assemble(
                 );
             }
             Kind::Option(option)
-                if crate::model::shape::is_secret_like(&flatten_name(relative))
-                    && holds_strings(&option.ty) =>
+                if is_secret_like(&flatten_name(relative)) && holds_strings(&option.ty) =>
             {
                 let reason = "named like a secret, and specifications may not hold secrets as strings (the model \
                               refuses them): declare a `…File` secret instead";

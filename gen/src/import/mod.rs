@@ -29,27 +29,27 @@
 //!   required until the contributor writes one; an example that is not data is dropped likewise. Lossy types
 //!   (`lines`, `port` with 0, `nonEmptyStr`, `number`, …) are imported with a warning naming the loss.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use rnix::ast::{self, HasEntry};
 use rowan::ast::AstNode;
 use serde_json::Value;
 
 use crate::manifest::{Manifest, ManifestError, OptionType};
-use crate::model::shape::words;
-use crate::nix::literal::{attrpath_names, literal_value, position};
-use crate::nix::verify::{self, Position, VerifyError};
+use crate::nix::literal::position;
+use crate::nix::verify::{self, VerifyError};
+use crate::position::Position;
 
 mod assemble;
+mod names;
 mod read;
 mod skeleton;
 
-use assemble::*;
-pub use assemble::{flatten_name, show_path, title_case};
-use read::*;
-use skeleton::*;
+use assemble::{assemble, shared_prefix};
+pub use names::{flatten_name, show_path, title_case};
+use read::{Reader, module_lets, module_set};
+use skeleton::render;
 
 /// How much a finding matters to the contributor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -319,13 +319,6 @@ mod tests {
             show_path(&names(&["services", "a.b", "if"])),
             r#"services."a.b"."if""#
         );
-    }
-
-    #[test]
-    fn secret_words_are_found_in_every_naming_style() {
-        assert_eq!(words("appSecrets"), ["app", "secrets"]);
-        assert_eq!(words("db_password-path"), ["db", "password", "path"]);
-        assert_eq!(words("environment"), ["environment"]);
     }
 
     fn refusal(text: &str) -> String {

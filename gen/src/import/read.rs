@@ -2,7 +2,18 @@
 //! where `options` are, each `mkOption`/`mkEnableOption`/`mkPackageOption` and its fields, and what a type
 //! expression means for the manifest. Nothing is evaluated.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use rnix::ast::{self, HasEntry};
+use rowan::ast::AstNode;
+use serde_json::Value;
+
+use super::names::show_path;
+use super::{Finding, ImportedOption, ImportedSecret, Severity};
+use crate::manifest::OptionType;
+use crate::model::shape::secret_names::is_secret_file_stem;
+use crate::nix::literal::{attrpath_names, literal_value, position};
+use crate::position::Position;
 
 /// The module's attribute set: through `{ … }:` functions, `let … in`, `with …;` and parentheses.
 pub(super) fn module_set(expr: &ast::Expr) -> Result<ast::AttrSet, rnix::SyntaxNode> {
@@ -139,10 +150,6 @@ pub(super) fn source(node: &impl AstNode<Language = rnix::NixLanguage>) -> Strin
         one_line
     }
 }
-
-/// Words that make a `…File` option a secret besides the model's own secret words
-/// (`crate::model::shape::is_secret_like`): environment files are how nixpkgs modules take secrets.
-pub(super) const SECRET_WORDS: [&str; 3] = ["environment", "env", "secrets"];
 
 /// What a type expression means for the manifest.
 pub(super) enum TypeRead {
@@ -678,11 +685,7 @@ impl Reader<'_> {
         fields: &BTreeMap<String, ast::Expr>,
     ) -> Option<Kind> {
         let stem = last.strip_suffix("File").filter(|s| !s.is_empty())?;
-        if !crate::model::shape::is_secret_like(stem)
-            && !words(stem)
-                .iter()
-                .any(|w| SECRET_WORDS.contains(&w.as_str()))
-        {
+        if !is_secret_file_stem(stem) {
             return None;
         }
         let mut ty = plain(type_expr);

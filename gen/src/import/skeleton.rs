@@ -1,7 +1,11 @@
 //! The manifest skeleton as TOML: every imported option and secret with where it came from, and a TODO for
 //! everything a person must decide.
 
-use super::*;
+use serde_json::Value;
+
+use super::assemble::Draft;
+use super::names::{show_path, title_case};
+use crate::manifest::OptionType;
 
 /// A TOML value for a JSON value the manifest accepts (no nulls: the type checks have refused them).
 pub(super) fn toml_value(value: &Value) -> toml::Value {

@@ -356,10 +356,11 @@ impl Operator {
         format!("{sub}.{}", self.domain)
     }
 
-    /// The name of the machine an application of this operator runs on (derived in one place, by
-    /// [`crate::deploy::application_machine`]).
+    /// The name of the machine an application of this operator runs on, `<operator>-<application>`: the one place
+    /// it is derived ([`crate::deploy::application_machine`] takes it from here, so the model needs nothing of
+    /// the deployment it plans).
     pub fn machine_name(&self, application: &str) -> String {
-        crate::deploy::application_machine(self, application).0
+        format!("{}-{application}", self.name)
     }
 }
 

@@ -12,7 +12,7 @@ use rnix::ast::{self, BinOpKind, InterpolPart, LiteralKind, UnaryOpKind};
 use rowan::ast::AstNode;
 use serde_json::{Map, Number, Value};
 
-use super::verify::Position;
+use crate::position::Position;
 
 /// The name an attribute path component denotes, when it is fixed by the text: `name`, `"name"`, or
 /// `${"name"}`. `None` for a computed name (`${x}`, `"a${b}"`).

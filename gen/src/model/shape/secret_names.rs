@@ -14,6 +14,19 @@ const SECRET_WORDS: &[&str] = &[
     "credentials",
 ];
 
+/// Words that make a file a secret besides [`SECRET_WORDS`]: environment files are how nixpkgs modules take
+/// secrets (`environmentFile`, `secretsFile`). Only a `…File` option's stem is judged by them.
+const SECRET_FILE_WORDS: &[&str] = &["environment", "env", "secrets"];
+
+/// Whether the stem of a `…File` option (`dbPassword` of `dbPasswordFile`) says the file holds a secret: a secret
+/// word, or a word of [`SECRET_FILE_WORDS`].
+pub fn is_secret_file_stem(stem: &str) -> bool {
+    is_secret_like(stem)
+        || words(stem)
+            .iter()
+            .any(|w| SECRET_FILE_WORDS.contains(&w.as_str()))
+}
+
 /// Whether a key names a secret: one of its words (split at `_`, `-`, `.` and camelCase) is a secret word.
 pub fn is_secret_like(key: &str) -> bool {
     words(key)
@@ -74,5 +87,28 @@ mod tests {
         }
         assert!(is_path_reference("passwordFile", "/run/secrets/x"));
         assert!(!is_path_reference("passwordFile", "hunter2"));
+    }
+
+    #[test]
+    fn secret_words_are_found_in_every_naming_style() {
+        assert_eq!(words("appSecrets"), ["app", "secrets"]);
+        assert_eq!(words("db_password-path"), ["db", "password", "path"]);
+        assert_eq!(words("environment"), ["environment"]);
+    }
+
+    #[test]
+    fn secret_files_are_named_like_secrets_or_environments() {
+        for stem in [
+            "dbPassword",
+            "environment",
+            "appSecrets",
+            "env",
+            "signingKey",
+        ] {
+            assert!(is_secret_file_stem(stem), "{stem}");
+        }
+        for stem in ["config", "log", "settings", "envelope"] {
+            assert!(!is_secret_file_stem(stem), "{stem}");
+        }
     }
 }
