@@ -424,7 +424,7 @@ pub fn secret_path(secret: &SecretRef) -> String {
 /// release it started with.
 fn machine_base(
     spec: &Spec,
-    capacity: model::Capacity,
+    capacity: model::Resources,
     bare_metal_host: Option<&str>,
     host_name: &str,
     domain: &str,
@@ -597,7 +597,7 @@ fn garage_machine(
             memory_mib: 2048,
             disk_gib: node.capacity_gib,
         });
-    let capacity = model::Capacity {
+    let capacity = model::Resources {
         cores: defaults.cores,
         memory_mib: defaults.memory_mib,
         disk_gib: defaults.disk_gib.max(node.capacity_gib),

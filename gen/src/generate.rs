@@ -360,26 +360,113 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
     ))
 }
 
-/// The regions `fedigen generate` fills in people's files (`# fedigen:begin <name>` … `# fedigen:end <name>`),
-/// and what each holds. Paths are written relative to the file holding the region.
-pub const REGIONS: [(&str, &str); 4] = [
-    (
-        "applications",
-        "the name of every application with a template, as strings (inside a list)",
-    ),
-    (
-        "module-imports",
-        "the paths of modules/fediversity.nix and of every application's module (inside a list)",
-    ),
-    (
-        "nixos-modules",
-        "`default = …/modules;` and one `<app>` module importing the shared options and the application (inside a set)",
-    ),
-    (
-        "vm-tests",
-        "one `<test> = …/vm-tests/generated/<test>.nix;` per generated VM test (inside a set)",
-    ),
+/// The regions `fedigen generate` fills in people's files (`# fedigen:begin <name>` … `# fedigen:end <name>`):
+/// each one's name, what it holds, and how it is filled. Paths are written relative to the file holding the
+/// region. The one table: filling, and the message naming the known regions, both read it.
+pub const REGIONS: [Region; 4] = [
+    Region {
+        name: "applications",
+        holds: "the name of every application with a template, as strings (inside a list)",
+        fill: applications_region,
+    },
+    Region {
+        name: "module-imports",
+        holds: "the paths of modules/fediversity.nix and of every application's module (inside a list)",
+        fill: module_imports_region,
+    },
+    Region {
+        name: "nixos-modules",
+        holds: "`default = …/modules;` and one `<app>` module importing the shared options and the application (inside a set)",
+        fill: nixos_modules_region,
+    },
+    Region {
+        name: "vm-tests",
+        holds: "one `<test> = …/vm-tests/generated/<test>.nix;` per generated VM test (inside a set)",
+        fill: vm_tests_region,
+    },
 ];
+
+/// One region `fedigen generate` knows.
+pub struct Region {
+    /// Its name, as the markers write it.
+    pub name: &'static str,
+    /// What it holds, for people.
+    pub holds: &'static str,
+    /// Its content, for one file.
+    fill: fn(&RegionInputs) -> Result<(Content, Expr), LexicalError>,
+}
+
+/// What a region's content is made from: where the file is, the applications and the plan.
+struct RegionInputs<'a> {
+    /// How many folders below the repository the file is.
+    depth: usize,
+    /// The applications with a template, in order.
+    apps: Vec<&'a str>,
+    /// The planned output.
+    plan: &'a Plan,
+}
+
+impl RegionInputs<'_> {
+    /// A repository path, relative to the file.
+    fn up(&self, target: &str) -> Result<Expr, LexicalError> {
+        let path = if self.depth == 0 {
+            format!("./{target}")
+        } else {
+            format!("{}{target}", "../".repeat(self.depth))
+        };
+        Ok(Expr::SourcePath(SourcePath::new(&path)?))
+    }
+}
+
+fn applications_region(inputs: &RegionInputs) -> Result<(Content, Expr), LexicalError> {
+    Ok((
+        Content::ListItems,
+        Expr::List(
+            inputs
+                .apps
+                .iter()
+                .map(|app| Expr::string(app))
+                .collect::<Result<_, _>>()?,
+        ),
+    ))
+}
+
+fn module_imports_region(inputs: &RegionInputs) -> Result<(Content, Expr), LexicalError> {
+    let mut paths = vec![inputs.up("modules/fediversity.nix")?];
+    for app in &inputs.apps {
+        paths.push(inputs.up(&format!("modules/{app}.nix"))?);
+    }
+    Ok((Content::ListItems, Expr::List(paths)))
+}
+
+fn nixos_modules_region(inputs: &RegionInputs) -> Result<(Content, Expr), LexicalError> {
+    let mut entries = vec![Entry::dotted("default", inputs.up(MODULES)?)?];
+    for app in &inputs.apps {
+        let imports = Expr::List(vec![
+            inputs.up("modules/fediversity.nix")?,
+            inputs.up(&format!("modules/{app}.nix"))?,
+        ]);
+        entries.push(Entry::binding(
+            AttrPath::dotted(app)?,
+            Expr::attrs(vec![Entry::dotted("imports", imports)?]),
+        ));
+    }
+    Ok((Content::Bindings, Expr::attrs(entries)))
+}
+
+fn vm_tests_region(inputs: &RegionInputs) -> Result<(Content, Expr), LexicalError> {
+    let mut entries = Vec::new();
+    for path in inputs.plan.files.keys().filter(|p| p.starts_with(VM_TESTS)) {
+        let Some(test) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        entries.push(Entry::binding(
+            AttrPath::dotted(test)?,
+            inputs.up(&path.display().to_string())?,
+        ));
+    }
+    Ok((Content::Bindings, Expr::attrs(entries)))
+}
 
 /// Every people's `.nix` file of the repository holding a region, with its new contents. Generated folders,
 /// hidden folders and `target/` are not searched.
@@ -393,76 +480,29 @@ fn fill_regions(
         let text = std::fs::read_to_string(repo.join(&file))
             .map_err(|e| GenerateError::Spec(format!("{}: {e}", file.display())))?;
         let name = file.display().to_string();
-        let depth = file.components().count() - 1;
-        let up = |target: &str| -> Result<Expr, LexicalError> {
-            let path = if depth == 0 {
-                format!("./{target}")
-            } else {
-                format!("{}{target}", "../".repeat(depth))
-            };
-            Ok(Expr::SourcePath(SourcePath::new(&path)?))
+        let inputs = RegionInputs {
+            depth: file.components().count() - 1,
+            apps: manifests
+                .iter()
+                .map(|m| m.application.name.as_str())
+                .collect(),
+            plan,
         };
         let new = region::fill(&name, &text, |found| {
-            let lexical = |e: LexicalError| region::RegionError::Marker {
-                file: name.clone(),
-                position: found.position,
-                message: e.to_string(),
+            let Some(known) = REGIONS.iter().find(|r| r.name == found.name) else {
+                return Err(region::RegionError::Unknown {
+                    file: name.clone(),
+                    position: found.position,
+                    name: found.name.clone(),
+                    known: REGIONS.map(|r| r.name).join(", "),
+                });
             };
-            let apps = manifests.iter().map(|m| m.application.name.as_str());
-            let (content, expr) = match found.name.as_str() {
-                "applications" => (
-                    Content::ListItems,
-                    Expr::List(
-                        apps.map(Expr::string)
-                            .collect::<Result<_, _>>()
-                            .map_err(lexical)?,
-                    ),
-                ),
-                "module-imports" => {
-                    let mut paths = vec![up("modules/fediversity.nix").map_err(lexical)?];
-                    for app in apps {
-                        paths.push(up(&format!("modules/{app}.nix")).map_err(lexical)?);
-                    }
-                    (Content::ListItems, Expr::List(paths))
-                }
-                "nixos-modules" => {
-                    let mut entries = vec![
-                        Entry::dotted("default", up(MODULES).map_err(lexical)?).map_err(lexical)?,
-                    ];
-                    for app in apps {
-                        let imports = Expr::List(vec![
-                            up("modules/fediversity.nix").map_err(lexical)?,
-                            up(&format!("modules/{app}.nix")).map_err(lexical)?,
-                        ]);
-                        entries.push(Entry::binding(
-                            AttrPath::dotted(app).map_err(lexical)?,
-                            Expr::attrs(vec![Entry::dotted("imports", imports).map_err(lexical)?]),
-                        ));
-                    }
-                    (Content::Bindings, Expr::attrs(entries))
-                }
-                "vm-tests" => {
-                    let mut entries = Vec::new();
-                    for path in plan.files.keys().filter(|p| p.starts_with(VM_TESTS)) {
-                        let Some(test) = path.file_stem().and_then(|s| s.to_str()) else {
-                            continue;
-                        };
-                        entries.push(Entry::binding(
-                            AttrPath::dotted(test).map_err(lexical)?,
-                            up(&path.display().to_string()).map_err(lexical)?,
-                        ));
-                    }
-                    (Content::Bindings, Expr::attrs(entries))
-                }
-                other => {
-                    return Err(region::RegionError::Unknown {
-                        file: name.clone(),
-                        position: found.position,
-                        name: other.to_owned(),
-                        known: REGIONS.map(|(n, _)| n).join(", "),
-                    });
-                }
-            };
+            let (content, expr) =
+                (known.fill)(&inputs).map_err(|e| region::RegionError::Marker {
+                    file: name.clone(),
+                    position: found.position,
+                    message: e.to_string(),
+                })?;
             Ok((content, inner_lines(&expr)))
         })?;
         filled.insert(file, new);

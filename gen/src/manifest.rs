@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::nix::{Expr, LexicalError};
@@ -147,8 +147,11 @@ pub enum SecretSource {
     Provided,
 }
 
-/// Default resources of one instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// An amount of compute resources: a manifest's default (and minimum) for one instance, a machine's resolved
+/// resources, and the provider's limits per machine and per operator. One type for the three, so that they are
+/// compared field by field without conversions; a specification's request, where each field may be left out, is
+/// [`crate::model::ResourceRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// CPU cores.

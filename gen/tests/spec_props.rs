@@ -16,8 +16,8 @@ use fedigen::eval::{Nix, Source};
 use fedigen::manifest::{OptionType, SecretSource};
 use fedigen::model::shape::is_secret_like;
 use fedigen::model::{
-    self, Acme, Admin, Application, BareMetal, Capacity, Catalog, Document, GarageNode, Host,
-    Limits, Machine, ObjectStorage, Operator, Provider, Proxmox, ResourceRequest, Runtime,
+    self, Acme, Admin, Application, BareMetal, Catalog, Document, GarageNode, Host, Limits,
+    Machine, ObjectStorage, Operator, Provider, Proxmox, ResourceRequest, Resources, Runtime,
     SecretRef, Smtp, Spec,
 };
 use fedigen::nix::value::{DataPolicy, SPECIAL_ATTRIBUTES, from_json};
@@ -323,12 +323,12 @@ fn spec() -> impl Strategy<Value = Spec> {
         })
     });
     let limits = proptest::option::of(Just(Limits {
-        per_machine: Capacity {
+        per_machine: Resources {
             cores: 64,
             memory_mib: 1 << 20,
             disk_gib: 100_000,
         },
-        per_operator: Capacity {
+        per_operator: Resources {
             cores: 1024,
             memory_mib: 1 << 24,
             disk_gib: 1_000_000,

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use super::diagnostic::Diagnostic;
 use super::path::FieldPath;
 use super::shape::suggest;
-use super::{Capacity, Catalog, OBJECT_STORAGE_APPLICATION, Runtime, Spec};
+use super::{Catalog, OBJECT_STORAGE_APPLICATION, Resources, Runtime, Spec};
 use crate::deploy::{self, Origin};
 use crate::manifest::Manifest;
 
@@ -409,7 +409,7 @@ const RESOURCE_FIELDS: [(&str, &str); 3] = [
     ("disk_gib", "GiB of disk"),
 ];
 
-fn amounts(c: Capacity) -> [u64; 3] {
+fn amounts(c: Resources) -> [u64; 3] {
     [c.cores.into(), c.memory_mib.into(), c.disk_gib.into()]
 }
 

@@ -36,8 +36,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::manifest::{Manifest, ManifestError, Resources};
+use crate::manifest::{Manifest, ManifestError};
 
+pub use crate::manifest::Resources;
 pub use diagnostic::Diagnostic;
 pub use path::FieldPath;
 pub use report::Report;
@@ -210,31 +211,9 @@ pub struct GarageNode {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// The most one machine may have.
-    pub per_machine: Capacity,
+    pub per_machine: Resources,
     /// The most all of one operator's machines may have together.
-    pub per_operator: Capacity,
-}
-
-/// An amount of compute resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Capacity {
-    /// CPU cores.
-    pub cores: u32,
-    /// Memory in MiB.
-    pub memory_mib: u32,
-    /// Disk in GiB.
-    pub disk_gib: u32,
-}
-
-impl From<Resources> for Capacity {
-    fn from(r: Resources) -> Self {
-        Self {
-            cores: r.cores,
-            memory_mib: r.memory_mib,
-            disk_gib: r.disk_gib,
-        }
-    }
+    pub per_operator: Resources,
 }
 
 /// An organisation whose applications the provider runs.
@@ -314,8 +293,8 @@ impl ResourceRequest {
     }
 
     /// The resources the machine gets: the request, or the manifest's default for what is not requested.
-    pub fn resolve(&self, default: Resources) -> Capacity {
-        Capacity {
+    pub fn resolve(&self, default: Resources) -> Resources {
+        Resources {
             cores: self.cores.unwrap_or(default.cores),
             memory_mib: self.memory_mib.unwrap_or(default.memory_mib),
             disk_gib: self.disk_gib.unwrap_or(default.disk_gib),

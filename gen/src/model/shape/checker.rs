@@ -157,7 +157,14 @@ impl Checker<'_> {
             }
             (Shape::Str(_), v) => self.mismatch(path, "a string", v),
             (Shape::Object(fields), Value::Object(map)) => self.object(map, fields, &[], path),
-            (Shape::Map(key_format, inner, min), Value::Object(map)) => {
+            (
+                Shape::Map {
+                    key: key_format,
+                    value: inner,
+                    min_entries: min,
+                },
+                Value::Object(map),
+            ) => {
                 if map.len() < *min {
                     self.push(
                         Diagnostic::new(path.clone(), "needs at least one entry", "empty")
@@ -216,7 +223,7 @@ impl Checker<'_> {
             }
             (
                 Shape::Object(_)
-                | Shape::Map(..)
+                | Shape::Map { .. }
                 | Shape::Tagged(..)
                 | Shape::Applications
                 | Shape::Settings(_)

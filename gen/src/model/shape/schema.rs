@@ -84,7 +84,11 @@ fn shape_schema(shape: &Shape, catalog: &Catalog) -> Value {
         Shape::Int(min, max) => json!({"type": "integer", "minimum": min, "maximum": max}),
         Shape::Str(format) => format.schema(),
         Shape::Object(fields) => object_schema(fields, catalog, None),
-        Shape::Map(key, inner, min) => json!({
+        Shape::Map {
+            key,
+            value: inner,
+            min_entries: min,
+        } => json!({
             "type": "object",
             "propertyNames": key.schema(),
             "additionalProperties": shape_schema(inner, catalog),

@@ -28,8 +28,15 @@ pub enum Shape {
     Str(StrFormat),
     /// An object with known fields; others are refused.
     Object(Vec<Field>),
-    /// An object with keys of a format, each holding the same shape, with at least `min` entries.
-    Map(StrFormat, Box<Shape>, usize),
+    /// An object with keys of a format, each holding the same shape.
+    Map {
+        /// The format every key has.
+        key: StrFormat,
+        /// What every entry holds.
+        value: Box<Shape>,
+        /// The fewest entries allowed.
+        min_entries: usize,
+    },
     /// A list of one shape.
     List(Box<Shape>),
     /// An object whose field `tag` chooses the other fields.
@@ -119,7 +126,11 @@ pub fn spec_shape() -> Shape {
                 "bare-metal",
                 vec![req(
                     "hosts",
-                    Map(F::Name(63), Box::new(host), 1),
+                    Map {
+                        key: F::Name(63),
+                        value: Box::new(host),
+                        min_entries: 1,
+                    },
                     "the physical hosts by name",
                 )],
             ),
@@ -183,7 +194,11 @@ pub fn spec_shape() -> Shape {
         req("region", Str(F::Token), "the S3 region name"),
         req(
             "nodes",
-            Map(F::Name(32), Box::new(node), 1),
+            Map {
+                key: F::Name(32),
+                value: Box::new(node),
+                min_entries: 1,
+            },
             "the Garage nodes by name",
         ),
         opt(
@@ -272,7 +287,11 @@ pub fn spec_shape() -> Shape {
         ),
         opt(
             "machines",
-            Map(F::Text, Box::new(machine), 0),
+            Map {
+                key: F::Text,
+                value: Box::new(machine),
+                min_entries: 0,
+            },
             "where each application's machine is deployed, by application name",
         ),
     ]);
