@@ -23,6 +23,8 @@
 //!
 //! Secrets are references only ([`SecretRef`]): the model has no field that can hold a secret value.
 
+#[cfg(test)]
+mod agreement;
 pub mod check;
 pub mod diagnostic;
 pub mod path;
@@ -55,6 +57,10 @@ pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 pub const SMTP_SUBMISSION_PORT: u16 = 587;
 
 /// A whole specification: one provider and the operators it hosts.
+///
+/// These structs and the structure tree ([`shape::spec_shape`]) both describe every field: the tree checks the
+/// untyped document (every problem at its place, the JSON Schema), the structs are the typed model with defaults.
+/// A test (`agreement.rs`) holds them to the same names, optionality and value classes, field by field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {

@@ -25,4 +25,6 @@ pub use format::{StrFormat, is_ip_address};
 pub use schema::json_schema;
 pub use secret_names::{is_secret_like, words};
 pub use suggest::suggest;
+#[cfg(test)]
+pub(crate) use tree::application_fields as tree_application_fields;
 pub use tree::{Field, Shape, spec_shape};

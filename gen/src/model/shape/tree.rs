@@ -305,7 +305,7 @@ pub fn spec_shape() -> Shape {
     ])
 }
 
-pub(super) fn application_fields(app: &str) -> Vec<Field> {
+pub(crate) fn application_fields(app: &str) -> Vec<Field> {
     vec![
         opt(
             "enable",
