@@ -432,7 +432,7 @@ fn resources(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
             app.resources.memory_mib,
             app.resources.disk_gib,
         ];
-        let default = amounts(manifest.resources.into());
+        let default = amounts(manifest.resources);
         let effective = amounts(app.resources.resolve(manifest.resources));
         for (k, (field, unit)) in RESOURCE_FIELDS.iter().enumerate() {
             if let Some(r) = requested[k]
@@ -458,7 +458,7 @@ fn resources(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
         let node_needs = colocated
             .get(machine.as_str())
             .and(garage)
-            .map_or([0; 3], |g| amounts(g.resources.into()));
+            .map_or([0; 3], |g| amounts(g.resources));
         for (k, (field, unit)) in RESOURCE_FIELDS.iter().enumerate() {
             let needed = effective[k] + node_needs[k];
             if needed > per_machine[k] {
@@ -512,7 +512,7 @@ fn resources(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
             }
         }
         if let (Some(storage), Some(garage)) = (&spec.provider.object_storage, garage) {
-            let needs = amounts(garage.resources.into());
+            let needs = amounts(garage.resources);
             let per_machine = amounts(limits.per_machine);
             for (n, _) in storage
                 .nodes
