@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fedigen::model::Document;
+use fedigen::model::SpecDocument;
 use serde_json::Value;
 
 fn main() {
@@ -23,7 +23,7 @@ fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let example = repo.join("examples/provider.toml");
     let text = std::fs::read_to_string(&example).expect("examples/provider.toml");
-    let document = Document::toml("examples/provider.toml", &text);
+    let document = SpecDocument::toml("examples/provider.toml", &text);
     assert!(document.diagnostics.is_empty(), "the example parses");
     let mut valid = document.value.clone();
     let list = valid["operators"].as_array_mut().expect("operators");

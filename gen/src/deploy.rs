@@ -213,7 +213,9 @@ pub enum FediversityName {
 
 /// The names an application binds in its own set (`fediversity.<app>`), each with where it comes from:
 /// `enable`, `subdomain` when overridden, each setting, and `<secret>File` for each provided secret.
-pub fn application_names(application: &model::Application) -> Vec<(String, ApplicationName<'_>)> {
+pub fn application_names(
+    application: &model::OperatorApplication,
+) -> Vec<(String, ApplicationName<'_>)> {
     let mut names = vec![("enable".to_owned(), ApplicationName::Enable)];
     if let Some(subdomain) = &application.subdomain {
         names.push((
@@ -536,7 +538,7 @@ fn machine_module(
     catalog: &Catalog,
     operator: &Operator,
     app: &str,
-    application: &model::Application,
+    application: &model::OperatorApplication,
     manifest: &crate::manifest::Manifest,
 ) -> Result<Expr, DeployError> {
     let capacity = application.resources.resolve(manifest.resources);

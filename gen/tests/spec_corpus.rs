@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use fedigen::eval::Nix;
-use fedigen::model::{self, Catalog, Document, Format};
+use fedigen::model::{self, Catalog, Format, SpecDocument};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec")
@@ -30,16 +30,16 @@ fn cases(folder: &str) -> Vec<PathBuf> {
 }
 
 /// Parses a case, naming it by its path under `fixtures/spec/` so reports do not depend on the machine.
-fn document(path: &Path) -> Document {
+fn document(path: &Path) -> SpecDocument {
     let name = path.strip_prefix(fixtures()).unwrap().display().to_string();
     let text = std::fs::read_to_string(path).unwrap();
     match Format::of_path(path).unwrap() {
-        Format::Toml => Document::toml(&name, &text),
-        Format::Json => Document::json(&name, &text),
+        Format::Toml => SpecDocument::toml(&name, &text),
+        Format::Json => SpecDocument::json(&name, &text),
         Format::Nix => {
             let nix =
                 Nix::locate().expect("Nix specifications need Nix: run scripts/install-test-deps");
-            Document::nix(&nix, path, &name, text).expect("the case evaluates")
+            SpecDocument::nix(&nix, path, &name, text).expect("the case evaluates")
         }
     }
 }

@@ -16,9 +16,9 @@ use fedigen::eval::{Nix, Source};
 use fedigen::manifest::{OptionType, SecretSource};
 use fedigen::model::shape::is_secret_like;
 use fedigen::model::{
-    self, Acme, Admin, Application, BareMetal, Catalog, Document, GarageNode, Host, Limits,
-    Machine, ObjectStorage, Operator, Provider, Proxmox, ResourceRequest, Resources, Runtime,
-    SecretRef, Smtp, Spec,
+    self, Acme, Admin, BareMetal, Catalog, GarageNode, Host, Limits, Machine, ObjectStorage,
+    Operator, OperatorApplication, Provider, Proxmox, ResourceRequest, Resources, Runtime,
+    SecretRef, Smtp, Spec, SpecDocument,
 };
 use fedigen::nix::value::{DataPolicy, SPECIAL_ATTRIBUTES, from_json};
 use proptest::prelude::*;
@@ -123,7 +123,7 @@ fn value_of(ty: &OptionType) -> BoxedStrategy<Value> {
     }
 }
 
-fn application(app: &str) -> BoxedStrategy<Application> {
+fn application(app: &str) -> BoxedStrategy<OperatorApplication> {
     let manifest = &catalog().manifests[app];
     let settings: Vec<BoxedStrategy<Option<(String, Value)>>> = manifest
         .options
@@ -165,7 +165,7 @@ fn application(app: &str) -> BoxedStrategy<Application> {
         secrets,
     )
         .prop_map(
-            move |(enable, sub, resources, settings, secrets)| Application {
+            move |(enable, sub, resources, settings, secrets)| OperatorApplication {
                 enable,
                 // `x-` keeps overrides apart from every default subdomain.
                 subdomain: sub.map(|s| format!("x-{s}.{app_name}")),
@@ -374,7 +374,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         )
 }
 
-fn load(document: &Document) -> Result<Spec, String> {
+fn load(document: &SpecDocument) -> Result<Spec, String> {
     model::from_document(document, catalog()).map_err(|r| r.render(false))
 }
 
@@ -384,14 +384,14 @@ proptest! {
     #[test]
     fn json_round_trips(spec in spec()) {
         let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
-        let loaded = load(&Document::json("spec.json", &text)).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        let loaded = load(&SpecDocument::json("spec.json", &text)).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(loaded, spec);
     }
 
     #[test]
     fn toml_round_trips(spec in spec()) {
         let text = model::to_toml(&spec).map_err(TestCaseError::fail)?;
-        let loaded = load(&Document::toml("spec.toml", &text)).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        let loaded = load(&SpecDocument::toml("spec.toml", &text)).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(loaded, spec);
     }
 }
@@ -425,7 +425,7 @@ fn nix_round_trips_through_the_real_evaluator() {
                 continue;
             }
         };
-        match load(&Document::from_nix_json(&source.name, &value)) {
+        match load(&SpecDocument::from_nix_json(&source.name, &value)) {
             Ok(loaded) if &loaded == spec => {}
             Ok(loaded) => failures.push(format!(
                 "{}: differs after Nix\n{loaded:#?}\n{spec:#?}\n{}",
@@ -449,7 +449,7 @@ fn full_precision_floats_round_trip_through_toml_and_json() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spec/valid/bare-metal.toml"),
     )
     .unwrap();
-    let mut spec = load(&Document::toml("bare-metal.toml", &base)).unwrap();
+    let mut spec = load(&SpecDocument::toml("bare-metal.toml", &base)).unwrap();
     for f in [0.1, 1e-300, 123_456_789.123_456_79, f64::MAX, -0.0, 5e-324] {
         let sink = spec.operators[0]
             .applications
@@ -458,9 +458,17 @@ fn full_precision_floats_round_trip_through_toml_and_json() {
         sink.settings
             .insert("ratio".into(), Value::Number(Number::from_f64(f).unwrap()));
         let toml = model::to_toml(&spec).unwrap();
-        assert_eq!(load(&Document::toml("t.toml", &toml)).unwrap(), spec, "{f}");
+        assert_eq!(
+            load(&SpecDocument::toml("t.toml", &toml)).unwrap(),
+            spec,
+            "{f}"
+        );
         let json = model::to_json(&spec).to_string();
-        assert_eq!(load(&Document::json("t.json", &json)).unwrap(), spec, "{f}");
+        assert_eq!(
+            load(&SpecDocument::json("t.json", &json)).unwrap(),
+            spec,
+            "{f}"
+        );
     }
 }
 
@@ -546,7 +554,7 @@ fn every_deployment_of_a_valid_specification_parses_with_nix() {
     for i in 0..120 {
         let (spec, catalog) = strategy.new_tree(&mut runner).unwrap().current();
         let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
-        let document = Document::json(&format!("spec-{i}.json"), &text);
+        let document = SpecDocument::json(&format!("spec-{i}.json"), &text);
         if model::from_document(&document, &catalog).is_err() {
             refused += 1;
             continue;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use fedigen::eval::Nix;
-use fedigen::model::{self, Catalog, Document, Format};
+use fedigen::model::{self, Catalog, Format, SpecDocument};
 use serde_json::{Value, json};
 
 /// Debian's interpreter, which has `python3-jsonschema` (a `python3` earlier on PATH may be another one).
@@ -62,13 +62,13 @@ fn schema_errors(schema: &Value, documents: &[Value]) -> Vec<Vec<String>> {
 }
 
 /// The document as written (no defaults filled in), as the schema sees it.
-fn raw(path: &Path) -> Document {
+fn raw(path: &Path) -> SpecDocument {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path).unwrap();
     match Format::of_path(path).unwrap() {
-        Format::Toml => Document::toml(&name, &text),
-        Format::Json => Document::json(&name, &text),
-        Format::Nix => Document::nix(&Nix::locate().expect("Nix"), path, &name, text).unwrap(),
+        Format::Toml => SpecDocument::toml(&name, &text),
+        Format::Json => SpecDocument::json(&name, &text),
+        Format::Nix => SpecDocument::nix(&Nix::locate().expect("Nix"), path, &name, text).unwrap(),
     }
 }
 

@@ -44,7 +44,7 @@ fn enabled<'a>(
         usize,
         &'a super::Operator,
         &'a str,
-        &'a super::Application,
+        &'a super::OperatorApplication,
         &'a Manifest,
     ),
 > {

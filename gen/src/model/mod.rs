@@ -14,7 +14,7 @@
 //! 4. [`check`]: cross-checks that need the whole model (unique names and domains, colliding host names and
 //!    ports, resources within the provider's limits, references between machines, hosts and Garage nodes).
 //!
-//! Every problem is collected, never only the first: [`Report`] holds them all and renders them like rustc.
+//! Every problem is collected, never only the first: [`SpecReport`] holds them all and renders them like rustc.
 //!
 //! Applications are not hard-coded: an operator's `applications` map is keyed by the names of the manifests
 //! in `templates/` ([`Catalog`]), and each application's `settings` and `secrets` are validated by its
@@ -43,8 +43,8 @@ use crate::manifest::{Manifest, ManifestError};
 pub use crate::manifest::Resources;
 pub use diagnostic::Diagnostic;
 pub use path::FieldPath;
-pub use report::Report;
-pub use source::{Document, Format};
+pub use report::SpecReport;
+pub use source::{Format, SpecDocument};
 
 /// The application whose manifest describes the provider's object storage nodes (their ports and resources).
 pub const OBJECT_STORAGE_APPLICATION: &str = "garage";
@@ -236,7 +236,7 @@ pub struct Operator {
     pub admin: Admin,
     /// The applications by manifest name.
     #[serde(default)]
-    pub applications: BTreeMap<String, Application>,
+    pub applications: BTreeMap<String, OperatorApplication>,
     /// Where each application's machine is deployed, by application name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub machines: BTreeMap<String, Machine>,
@@ -255,7 +255,7 @@ pub struct Admin {
 /// One application of an operator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Application {
+pub struct OperatorApplication {
     /// Whether it is deployed; a disabled application keeps its settings.
     #[serde(default = "enabled")]
     pub enable: bool,
@@ -349,7 +349,7 @@ impl Operator {
     }
 }
 
-impl Application {
+impl OperatorApplication {
     /// The settings with the manifest's defaults filled in for what is not set.
     pub fn settings_with_defaults(&self, manifest: &Manifest) -> BTreeMap<String, Value> {
         let mut settings = self.settings.clone();
@@ -412,7 +412,7 @@ pub enum LoadError {
     },
     /// The specification is invalid; the report holds every problem.
     #[error("{0}")]
-    Invalid(Box<Report>),
+    Invalid(Box<SpecReport>),
 }
 
 impl LoadError {
@@ -459,12 +459,12 @@ fn io_problem(error: &std::io::Error) -> String {
 
 /// Reads, parses, validates and types a specification file; the format is chosen by its extension.
 pub fn load(path: &Path, catalog: &Catalog) -> Result<Spec, LoadError> {
-    let document = Document::read(path)?;
+    let document = SpecDocument::read(path)?;
     from_document(&document, catalog).map_err(|r| LoadError::Invalid(Box::new(r)))
 }
 
 /// Validates and types a parsed document, reporting every problem at once.
-pub fn from_document(document: &Document, catalog: &Catalog) -> Result<Spec, Report> {
+pub fn from_document(document: &SpecDocument, catalog: &Catalog) -> Result<Spec, SpecReport> {
     let mut diagnostics = document.diagnostics.clone();
     let mut value = document.value.clone();
     if diagnostics.is_empty() {
@@ -492,7 +492,7 @@ pub fn from_document(document: &Document, catalog: &Catalog) -> Result<Spec, Rep
             if diagnostics.is_empty() {
                 Ok(spec)
             } else {
-                Err(Report::new(document, diagnostics))
+                Err(SpecReport::new(document, diagnostics))
             }
         }
         Err(e) => {
@@ -504,7 +504,7 @@ pub fn from_document(document: &Document, catalog: &Catalog) -> Result<Spec, Rep
                     "here",
                 ));
             }
-            Err(Report::new(document, diagnostics))
+            Err(SpecReport::new(document, diagnostics))
         }
     }
 }

@@ -19,7 +19,7 @@ use std::ops::Range;
 use annotate_snippets::{AnnotationKind, Group, Level, Renderer, Snippet};
 
 use super::diagnostic::{Diagnostic, Target, shorten_message};
-use super::source::Document;
+use super::source::SpecDocument;
 use crate::position::{LineIndex, Position};
 
 /// How many problems of one kind (same message, label and hint) are shown before the rest are summarised.
@@ -54,7 +54,7 @@ pub struct Located {
 
 /// Every problem found in one specification, located in its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub struct SpecReport {
     /// The file name as given.
     pub file: String,
     /// The text the spans refer to (for a `.nix` file: the Nix source, or the JSON Nix produced).
@@ -65,9 +65,9 @@ pub struct Report {
     pub problems: Vec<Located>,
 }
 
-impl Report {
+impl SpecReport {
     /// Locates diagnostics in a document and sorts them by position (then by path, for a stable order).
-    pub fn new(document: &Document, diagnostics: Vec<Diagnostic>) -> Self {
+    pub fn new(document: &SpecDocument, diagnostics: Vec<Diagnostic>) -> Self {
         let text = document.text.as_str();
         let clip = |span: Range<usize>| {
             let start = text.floor_char_boundary(span.start.min(text.len()));
@@ -134,7 +134,7 @@ impl Report {
 
     /// Every problem as data, for `fedigen validate --json` (CI jobs, the panel): file, line, column, field,
     /// message, label, hint and the related place. Nothing is summarised (a machine wants them all); quoted
-    /// values are shortened as in [`Report::render`], so a report stays linear in the number of problems.
+    /// values are shortened as in [`SpecReport::render`], so a report stays linear in the number of problems.
     pub fn to_json(&self) -> serde_json::Value {
         let problems: Vec<serde_json::Value> = self
             .problems
@@ -307,7 +307,7 @@ impl Report {
     }
 }
 
-impl fmt::Display for Report {
+impl fmt::Display for SpecReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.render(false))
     }
@@ -464,7 +464,7 @@ mod tests {
             r#"{{"provider": {{"name": "p", "domain": "p.example", "runtime": {{"backend": "qemu"}}, "acme": {{"email": "a@p.example", "accept_terms": true}}}}, "operators": [{}]}}"#,
             operators.join(",\n")
         );
-        let document = Document::json("t.json", &text);
+        let document = SpecDocument::json("t.json", &text);
         let report = crate::model::from_document(&document, &crate::model::Catalog::default())
             .expect_err("every contact is invalid");
         assert_eq!(report.problems.len(), 10);

@@ -2,7 +2,7 @@
 //!
 //! Three formats, one model: TOML (hand-written), JSON (what the panel sends) and Nix (a `.nix` file evaluated
 //! by the real Nix to JSON). Whatever the format, the rest of the pipeline sees a [`serde_json::Value`] and asks
-//! the [`Document`] for the byte range of a [`FieldPath`] when it reports a problem:
+//! the [`SpecDocument`] for the byte range of a [`FieldPath`] when it reports a problem:
 //!
 //! - TOML: spans come from `toml`'s own parser (`toml::de::DeTable`, every key and value `Spanned`).
 //! - JSON: serde_json parses (and reports syntax errors); a small scanner over the same, already valid, text
@@ -51,9 +51,10 @@ impl Format {
     }
 }
 
-/// Where an entry is written: its key (absent for list items and the root) and its value.
+/// Where an entry of a specification is written in its source text: its key (absent for list items and the
+/// root) and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct SourceEntry {
     /// The key's byte range.
     pub key: Option<Range<usize>>,
     /// The value's byte range.
@@ -62,7 +63,7 @@ pub struct Entry {
 
 /// A parsed specification: its value, where each part of it is written, and any problem found while parsing.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Document {
+pub struct SpecDocument {
     /// The file name, as shown in diagnostics.
     pub name: String,
     /// The text positions refer to.
@@ -72,14 +73,14 @@ pub struct Document {
     /// The specification as JSON.
     pub value: Value,
     /// Where each path is written.
-    pub index: BTreeMap<FieldPath, Entry>,
+    pub index: BTreeMap<FieldPath, SourceEntry>,
     /// Problems found while parsing (syntax errors, duplicate keys, values JSON cannot hold).
     pub diagnostics: Vec<Diagnostic>,
     /// What a reader of the diagnostics should know about positions.
     pub note: Option<String>,
 }
 
-impl Document {
+impl SpecDocument {
     /// Reads a specification file, in the format its extension names. Text that is not UTF-8 is invalid
     /// input: the document then holds one diagnostic at the first invalid byte, and is not evaluated.
     pub fn read(path: &Path) -> Result<Self, LoadError> {
@@ -238,7 +239,7 @@ impl Document {
             let span = attribute_span(&text, &lines, line, column, key);
             document.index.insert(
                 FieldPath(steps),
-                Entry {
+                SourceEntry {
                     key: Some(span.clone()),
                     value: span,
                 },
@@ -351,7 +352,7 @@ impl Document {
         let mut index = BTreeMap::new();
         index.insert(
             FieldPath::root(),
-            Entry {
+            SourceEntry {
                 key: None,
                 value: 0..0,
             },
@@ -410,7 +411,7 @@ impl Document {
         let span = value.span();
         self.index.insert(
             path.clone(),
-            Entry {
+            SourceEntry {
                 key,
                 value: span.clone(),
             },
@@ -613,7 +614,7 @@ fn nix_message(
 struct JsonScanner<'a> {
     text: &'a [u8],
     at: usize,
-    document: &'a mut Document,
+    document: &'a mut SpecDocument,
 }
 
 impl JsonScanner<'_> {
@@ -667,7 +668,7 @@ impl JsonScanner<'_> {
                                 let mut skip = JsonScanner {
                                     text: self.text,
                                     at: self.at,
-                                    document: &mut Document::empty("", "", Format::Json),
+                                    document: &mut SpecDocument::empty("", "", Format::Json),
                                 };
                                 skip.value(FieldPath::root(), None);
                                 self.at = skip.at;
@@ -714,7 +715,7 @@ impl JsonScanner<'_> {
         }
         self.document.index.insert(
             path,
-            Entry {
+            SourceEntry {
                 key,
                 value: start..self.at,
             },
@@ -768,7 +769,7 @@ mod tests {
     #[test]
     fn json_positions_cover_keys_and_values() {
         let text = "{\n  \"a\": {\"b\": [1, \"x\\\"y\"]},\n  \"c\": true\n}\n";
-        let d = Document::json("t.json", text);
+        let d = SpecDocument::json("t.json", text);
         assert!(d.diagnostics.is_empty());
         let at = |p: FieldPath| &text[d.index[&p].value.clone()];
         assert_eq!(at(FieldPath::of(&["a", "b"]).index(1)), "\"x\\\"y\"");
@@ -782,7 +783,8 @@ mod tests {
     #[test]
     fn text_that_is_not_utf8_is_reported_at_its_first_invalid_byte() {
         // `é` is two bytes: the column counts characters, the offset bytes.
-        let d = Document::not_utf8("t.toml", Format::Toml, b"a = 1\nb = \"\xc3\xa9\xff\xfe\"\n");
+        let d =
+            SpecDocument::not_utf8("t.toml", Format::Toml, b"a = 1\nb = \"\xc3\xa9\xff\xfe\"\n");
         assert_eq!(d.diagnostics.len(), 1);
         let message = &d.diagnostics[0].message;
         assert!(
@@ -795,7 +797,7 @@ mod tests {
 
     #[test]
     fn json_duplicate_keys_are_reported() {
-        let d = Document::json("t.json", r#"{"a": 1, "a": 2}"#);
+        let d = SpecDocument::json("t.json", r#"{"a": 1, "a": 2}"#);
         assert_eq!(d.diagnostics.len(), 1);
         assert_eq!(d.diagnostics[0].span, Some(9..12));
     }
@@ -803,7 +805,7 @@ mod tests {
     #[test]
     fn toml_positions_cover_keys_and_values() {
         let text = "[provider]\nname = \"x\"\n[[operators]]\ndomain = \"a.b\"\n";
-        let d = Document::toml("t.toml", text);
+        let d = SpecDocument::toml("t.toml", text);
         assert!(d.diagnostics.is_empty(), "{:?}", d.diagnostics);
         let entry = &d.index[&FieldPath::of(&["operators"]).index(0).key("domain")];
         assert_eq!(&text[entry.value.clone()], "\"a.b\"");
