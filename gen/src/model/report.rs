@@ -426,12 +426,10 @@ impl Excerpt {
 
     /// The line and column the renderer gives the start of place `i` (the column counted in the excerpt).
     fn position(&self, i: usize) -> Position {
-        let at = self.spans[i].start;
-        let before = &self.text[..at];
-        let line_start = before.rfind('\n').map_or(0, |n| n + 1);
+        let in_excerpt = Position::of_offset(&self.text, self.spans[i].start);
         Position {
-            line: self.first_line + before.matches('\n').count(),
-            column: before[line_start..].chars().count() + 1,
+            line: self.first_line - 1 + in_excerpt.line,
+            column: in_excerpt.column,
         }
     }
 }
