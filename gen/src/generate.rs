@@ -31,9 +31,9 @@ pub enum GenerateError {
     /// A name cannot be written in Nix.
     #[error(transparent)]
     Lexical(#[from] LexicalError),
-    /// A file the generation reads could not be read.
-    #[error("{0}")]
-    Spec(String),
+    /// A file or folder the generation reads could not be read: the environment's fault, not the input's.
+    #[error(transparent)]
+    Io(#[from] crate::io_error::IoError),
     /// The specification could not be loaded: invalid (its report holds every problem), unreadable, or Nix
     /// could not be run. Kept whole so the command line can print the report as it is and choose the exit
     /// status (2 for bad input, 3 for the environment).
@@ -391,7 +391,7 @@ fn fill_regions(
     let mut filled = std::collections::BTreeMap::new();
     for file in files_with_regions(repo, &plan.roots)? {
         let text = std::fs::read_to_string(repo.join(&file))
-            .map_err(|e| GenerateError::Spec(format!("{}: {e}", file.display())))?;
+            .map_err(crate::io_error::IoError::on("read", &file))?;
         let name = file.display().to_string();
         let depth = file.components().count() - 1;
         let up = |target: &str| -> Result<Expr, LexicalError> {
@@ -489,7 +489,7 @@ fn files_with_regions(repo: &Path, roots: &[PathBuf]) -> Result<Vec<PathBuf>, Ge
     let mut pending = vec![PathBuf::new()];
     while let Some(dir) = pending.pop() {
         let entries = std::fs::read_dir(repo.join(&dir))
-            .map_err(|e| GenerateError::Spec(format!("{}: {e}", repo.join(&dir).display())))?;
+            .map_err(crate::io_error::IoError::on("read", &repo.join(&dir)))?;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();

@@ -521,6 +521,25 @@ fn an_invalid_specification_writes_nothing() {
     );
 }
 
+/// A folder fedigen cannot read or write is the environment's fault (exit status 3, as README.md says), both
+/// when comparing (`--check`) and when writing; the message says what failed, without Rust's `(os error N)`.
+/// Works as root too: the output folder lies under a regular file, which no permission lets anyone pass.
+#[test]
+fn an_unusable_output_folder_is_the_environments_fault() {
+    let repo = scratch();
+    let dir = repo.path();
+    std::fs::write(dir.join("vm-tests"), "a file where a folder belongs\n").unwrap();
+    for args in [&["generate", "--check"][..], &["generate"][..]] {
+        let out = fedigen(dir, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: cannot "), "{args:?}: {stderr}");
+        assert!(stderr.contains("vm-tests"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("os error"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error: error:"), "{args:?}: {stderr}");
+    }
+}
+
 /// A valid value of an option type, adversarial where strings allow it.
 fn value_of(ty: &OptionType) -> BoxedStrategy<Value> {
     let text = prop_oneof![
