@@ -356,3 +356,38 @@ fn template_check_json_reports_the_verdict() {
     assert_eq!(v["templates"], serde_json::json!(["garage"]));
     assert!(v["renderings"].as_u64().unwrap() >= 1, "{v}");
 }
+
+/// The library knows nothing of the command line: only `main.rs` and `cli/` name clap (an argument type in the
+/// library, such as a `clap::ValueEnum` derive, would tie every library user to clap's conventions).
+#[test]
+fn only_the_command_line_uses_clap() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut pending = vec![src.clone()];
+    let mut offenders = Vec::new();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(&src).unwrap().to_owned();
+            if path.is_dir() {
+                if relative != Path::new("cli") {
+                    pending.push(path);
+                }
+            } else if relative != Path::new("main.rs")
+                && path.extension().is_some_and(|e| e == "rs")
+            {
+                let code = std::fs::read_to_string(&path).unwrap();
+                let uses = code
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .any(|l| l.contains("clap::") || l.contains("use clap"));
+                if uses {
+                    offenders.push(relative.display().to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "clap used outside main.rs and cli/: {offenders:?}"
+    );
+}

@@ -28,8 +28,8 @@ pub enum NixCommand {
         #[arg(long)]
         allow_special_attributes: bool,
         /// How much to prove about the output before printing it.
-        #[arg(long, value_enum, default_value_t = Verification::Syntax)]
-        verify: Verification,
+        #[arg(long, value_enum, default_value_t = VerifyArg::Syntax)]
+        verify: VerifyArg,
     },
     /// Evaluate a Nix file strictly with the real Nix evaluator and print the value as JSON.
     ///
@@ -56,6 +56,25 @@ pub enum NixCommand {
     },
 }
 
+/// The values of `nix from-json --verify`: the command line's face of [`Verification`], so that the library
+/// needs no clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyArg {
+    /// Parse it with rnix (always done; about as fast as printing).
+    Syntax,
+    /// Also require it to be exactly what nixfmt makes of it (about ten times slower).
+    Canonical,
+}
+
+impl From<VerifyArg> for Verification {
+    fn from(arg: VerifyArg) -> Self {
+        match arg {
+            VerifyArg::Syntax => Verification::Syntax,
+            VerifyArg::Canonical => Verification::Canonical,
+        }
+    }
+}
+
 /// Runs one `fedigen nix` subcommand.
 pub fn run(command: NixCommand) -> CliResult {
     match command {
@@ -63,7 +82,7 @@ pub fn run(command: NixCommand) -> CliResult {
             file,
             allow_special_attributes,
             verify,
-        } => nix_from_json(file, allow_special_attributes, verify),
+        } => nix_from_json(file, allow_special_attributes, verify.into()),
         NixCommand::ToJson { file, timeout } => nix_to_json(&file, timeout),
         NixCommand::Check { files, syntax_only } => nix_check(&files, syntax_only),
     }
