@@ -42,7 +42,7 @@ pub enum GenerateError {
     /// A deployment could not be planned.
     #[error(transparent)]
     Deploy(#[from] crate::deploy::DeployError),
-    /// A people's file has malformed regions, or a region the generator does not fill.
+    /// A hand-written file has malformed regions, or a region the generator does not fill.
     #[error(transparent)]
     Region(Box<region::RegionError>),
     /// No repository was found.
@@ -360,7 +360,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
     ))
 }
 
-/// The regions `fedigen generate` fills in people's files (`# fedigen:begin <name>` … `# fedigen:end <name>`),
+/// The regions `fedigen generate` fills in hand-written files (`# fedigen:begin <name>` … `# fedigen:end <name>`),
 /// and what each holds. Paths are written relative to the file holding the region.
 pub const REGIONS: [(&str, &str); 4] = [
     (
@@ -381,7 +381,7 @@ pub const REGIONS: [(&str, &str); 4] = [
     ),
 ];
 
-/// Every people's `.nix` file of the repository holding a region, with its new contents. Generated folders,
+/// Every hand-written `.nix` file of the repository holding a region, with its new contents. Generated folders,
 /// hidden folders and `target/` are not searched.
 fn fill_regions(
     repo: &Path,
@@ -483,7 +483,7 @@ fn inner_lines(expr: &Expr) -> Vec<String> {
         .collect()
 }
 
-/// The people's `.nix` files (relative, sorted) that contain a region marker.
+/// The hand-written `.nix` files (relative, sorted) that contain a region marker.
 fn files_with_regions(repo: &Path, roots: &[PathBuf]) -> Result<Vec<PathBuf>, GenerateError> {
     let mut found = Vec::new();
     let mut pending = vec![PathBuf::new()];

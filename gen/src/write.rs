@@ -2,14 +2,14 @@
 //! (`--check`).
 //!
 //! A *root* (e.g. `modules/`) is owned by the generator, except for files without the generated-file marker,
-//! which are people's (a README) and are carried over untouched. A write builds the complete new root beside the
+//! which are hand-written (a README) and are carried over untouched. A write builds the complete new root beside the
 //! old one and swaps the two directories in one `renameat2(RENAME_EXCHANGE)`, so an interrupted run leaves the
 //! old root intact and no reader ever sees a half-written tree. Generated files that the plan no longer contains
 //! disappear with the old root: a stale file never stays behind looking fresh.
 //!
 //! *Staging* is what a run writes before its atomic step: a folder `.<root>.fedigen-new-<random>` beside each
 //! root (holding the file [`STAGING_MARK`] and the new tree in `tree/`), and a temporary file
-//! `.fedigen-edit-<random>` beside a people's file that is replaced in place. A run killed before it cleans up
+//! `.fedigen-edit-<random>` beside a hand-written file that is replaced in place. A run killed before it cleans up
 //! leaves them behind; they are *leftovers*. The writer holds a lock (`flock`) on the staging mark and on the
 //! temporary file for its whole life, so a leftover is told from a concurrent run's live staging by the lock
 //! being free; and runs on one repository take turns (a lock on the repository folder), so no run sees another's
@@ -56,7 +56,7 @@ pub struct Plan {
     pub roots: Vec<PathBuf>,
     /// File (relative to the repository) → its complete contents, marker included.
     pub files: BTreeMap<PathBuf, String>,
-    /// People's files holding generated regions (relative to the repository) → their complete contents with
+    /// Hand-written files holding generated regions (relative to the repository) → their complete contents with
     /// the regions filled; everything outside the regions is as on disk. Written in place, one by one.
     pub regions: BTreeMap<PathBuf, String>,
 }
@@ -92,7 +92,7 @@ impl Difference {
 pub enum WriteError {
     /// The plan would overwrite a file that fedigen did not generate.
     #[error(
-        "{0}: exists and has no `{MARKER}` marker, so it is someone's own file; fedigen will not overwrite it. Move it away or delete it, then run again"
+        "{0}: exists and has no `{MARKER}` marker, so it is a hand-written file; fedigen will not overwrite it. Move it away or delete it, then run again"
     )]
     HandWritten(PathBuf),
     /// A plan's file lies outside every root it declares.
@@ -240,7 +240,7 @@ fn replace_root(repo: &Path, root: &Path, plan: &Plan) -> Result<(), WriteError>
     let staging = Staging::create(&parent, &name)?;
     let tree = staging.dir.path().join(STAGING_TREE);
     std::fs::create_dir(&tree).map_err(io("create", &tree))?;
-    // People's files come along unchanged, with their permissions (a temporary file of an edit is not one).
+    // Hand-written files come along unchanged, with their permissions (a temporary file of an edit is not one).
     for file in files_under(&target)? {
         if !is_generated(&file) && !is_edit_staging_name(&file) {
             let relative = file.strip_prefix(&target).unwrap_or(&file);
@@ -282,7 +282,7 @@ const STAGING_TREE: &str = "tree";
 /// What follows `.<root>` in the name of a staging folder.
 const STAGING_INFIX: &str = ".fedigen-new-";
 
-/// How the temporary file beside a people's file replaced in place begins.
+/// How the temporary file beside a hand-written file replaced in place begins.
 const EDIT_PREFIX: &str = ".fedigen-edit-";
 
 /// How many random characters end a staging name.
@@ -437,7 +437,29 @@ fn redundant(dir: &Path, root: &Path) -> Result<bool, WriteError> {
 /// runs. `.git` and `target/` are not searched, symbolic links not followed.
 fn leftovers(repo: &Path) -> Result<Vec<PathBuf>, WriteError> {
     let mut found = Vec::new();
-    let mut pending = vec![repo.to_owned()];
+    walk(repo, |dir, path, kind| {
+        if claim(path)?.is_some() {
+            found.push(path.strip_prefix(repo).unwrap_or(path).to_owned());
+            return Ok(false);
+        }
+        let name = path.file_name().unwrap_or_default();
+        Ok(kind.is_dir()
+            && name != ".git"
+            && !(dir == repo && name == "target")
+            && name.to_str().is_none_or(|n| staging_root_name(n).is_none()))
+    })?;
+    found.sort();
+    Ok(found)
+}
+
+/// The one walk through a folder tree (depth first; symbolic links are not followed): `visit` gets each entry's
+/// folder, path and type, and says whether to descend into it (for a folder). A folder that does not exist (or
+/// vanished meanwhile) is skipped; any other failure to read one is an error.
+fn walk(
+    top: &Path,
+    mut visit: impl FnMut(&Path, &Path, std::fs::FileType) -> Result<bool, WriteError>,
+) -> Result<(), WriteError> {
+    let mut pending = vec![top.to_owned()];
     while let Some(dir) = pending.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
@@ -447,23 +469,13 @@ fn leftovers(repo: &Path) -> Result<Vec<PathBuf>, WriteError> {
         for entry in entries {
             let entry = entry.map_err(io("read", &dir))?;
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            let name = entry.file_name();
-            if claim(&path)?.is_some() {
-                found.push(path.strip_prefix(repo).unwrap_or(&path).to_owned());
-            } else if kind.is_dir()
-                && name != ".git"
-                && !(dir == repo && name == "target")
-                && name.to_str().is_none_or(|n| staging_root_name(n).is_none())
-            {
+            let kind = entry.file_type().map_err(io("read", &path))?;
+            if visit(&dir, &path, kind)? && kind.is_dir() {
                 pending.push(path);
             }
         }
     }
-    found.sort();
-    Ok(found)
+    Ok(())
 }
 
 /// Removes one leftover (relative to `repo`) if it still is one, holding its lock while doing so.
@@ -509,7 +521,7 @@ fn exchange(a: &Path, b: &Path) -> Result<(), WriteError> {
 
 /// Replaces one file's contents atomically: the new text goes to a temporary file beside it (with the old
 /// file's permissions), which is then renamed over it. A reader sees the old or the new file, never a mix, and
-/// an interrupted run leaves the old file as it was. For people's files that fedigen edits in place.
+/// an interrupted run leaves the old file as it was. For hand-written files that fedigen edits in place.
 ///
 /// The temporary file is named `.fedigen-edit-<random>` and locked while it lives; such files left in the same
 /// folder by an interrupted run (unlocked) are removed first.
@@ -564,23 +576,12 @@ pub fn is_generated(file: &Path) -> bool {
 /// Every regular file under `dir` (none when it does not exist), sorted.
 fn files_under(dir: &Path) -> Result<Vec<PathBuf>, WriteError> {
     let mut files = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io("read", &dir)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io("read", &dir))?;
-            let kind = entry.file_type().map_err(io("read", &entry.path()))?;
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                files.push(entry.path());
-            }
+    walk(dir, |_, path, kind| {
+        if kind.is_file() {
+            files.push(path.to_owned());
         }
-    }
+        Ok(kind.is_dir())
+    })?;
     files.sort();
     Ok(files)
 }
@@ -715,12 +716,12 @@ mod tests {
         write(root, &files).unwrap();
         std::fs::write(root.join("modules/README.md"), "mine\n").unwrap();
 
-        // Staging with its mark (a run killed while writing), holding a copy of a people's file.
+        // Staging with its mark (a run killed while writing), holding a copy of a hand-written file.
         let marked = root.join(".modules.fedigen-new-Ab12Cd");
         std::fs::create_dir_all(marked.join("tree")).unwrap();
         std::fs::write(marked.join(STAGING_MARK), STAGING_NOTE).unwrap();
         std::fs::write(marked.join("tree/README.md"), "an older copy\n").unwrap();
-        // Staging from before the mark: only generated files and identical copies of people's files.
+        // Staging from before the mark: only generated files and identical copies of hand-written files.
         let legacy = root.join(".modules.fedigen-new-Zz99yY");
         std::fs::create_dir_all(legacy.join("sub")).unwrap();
         std::fs::write(legacy.join("sub/a.nix"), format!("{MARKER} from x\n")).unwrap();

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fedigen::eval::{Nix, Source};
+use fedigen::eval::{Evaluator, Source};
 use fedigen::generate::plan;
 use fedigen::manifest::{Manifest, OptionType};
 use fedigen::nix::verify::{check_canonical, check_syntax};
@@ -90,7 +90,7 @@ fn every_generated_file_is_proven_by_rnix_nixfmt_and_nix() {
             text: text.clone(),
         });
     }
-    let nix = Nix::locate().expect("Nix is needed: scripts/install-test-deps");
+    let nix = Evaluator::locate().expect("Nix is needed: scripts/install-test-deps");
     for (source, result) in sources.iter().zip(nix.parse(&sources)) {
         assert!(result.is_ok(), "{}: {result:?}", source.name);
     }
@@ -625,7 +625,7 @@ proptest! {
 
 #[test]
 fn templates_with_arbitrary_defaults_parse_with_nix() {
-    let nix = Nix::locate().expect("Nix is needed: scripts/install-test-deps");
+    let nix = Evaluator::locate().expect("Nix is needed: scripts/install-test-deps");
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 8,
         ..ProptestConfig::default()
@@ -675,7 +675,7 @@ const HOST: &str = r##"# The web host: maintained by hand, except for the region
 "##;
 
 #[test]
-fn generated_regions_in_peoples_files_are_filled_checked_and_nothing_else_changes() {
+fn generated_regions_in_hand_written_files_are_filled_checked_and_nothing_else_changes() {
     let dir = scratch();
     let host = dir.path().join("hosts/web.nix");
     std::fs::create_dir_all(host.parent().unwrap()).unwrap();
@@ -718,7 +718,7 @@ fn generated_regions_in_peoples_files_are_filled_checked_and_nothing_else_change
          map builtins.pathExists (m.imports ++ builtins.attrValues (builtins.removeAttrs m.fediversity.tests [ \"local\" ]))\n",
     )
     .unwrap();
-    let exists = Nix::locate().unwrap().eval_file_json(&probe).unwrap();
+    let exists = Evaluator::locate().unwrap().eval_file_json(&probe).unwrap();
     let exists = exists.as_array().unwrap();
     assert!(
         exists.len() > 10 && exists.iter().all(|e| e == &Value::Bool(true)),
@@ -799,7 +799,7 @@ fn staging_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A scratch repository with people's files among the generated ones: a README in `modules/` and a file whose
+/// A scratch repository with hand-written files among the generated ones: a README in `modules/` and a file whose
 /// region `generate` fills.
 fn crash_fixture() -> tempfile::TempDir {
     let dir = scratch();

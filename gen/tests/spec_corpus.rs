@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fedigen::eval::Nix;
+use fedigen::eval::Evaluator;
 use fedigen::model::{self, Catalog, Document, Format};
 
 fn fixtures() -> PathBuf {
@@ -37,8 +37,8 @@ fn document(path: &Path) -> Document {
         Format::Toml => Document::toml(&name, &text),
         Format::Json => Document::json(&name, &text),
         Format::Nix => {
-            let nix =
-                Nix::locate().expect("Nix specifications need Nix: run scripts/install-test-deps");
+            let nix = Evaluator::locate()
+                .expect("Nix specifications need Nix: run scripts/install-test-deps");
             Document::nix(&nix, path, &name, text).expect("the case evaluates")
         }
     }

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fedigen::eval::Nix;
+use fedigen::eval::Evaluator;
 use fedigen::model::{self, Catalog, Document, Format};
 use serde_json::{Value, json};
 
@@ -68,7 +68,9 @@ fn raw(path: &Path) -> Document {
     match Format::of_path(path).unwrap() {
         Format::Toml => Document::toml(&name, &text),
         Format::Json => Document::json(&name, &text),
-        Format::Nix => Document::nix(&Nix::locate().expect("Nix"), path, &name, text).unwrap(),
+        Format::Nix => {
+            Document::nix(&Evaluator::locate().expect("Nix"), path, &name, text).unwrap()
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use crate::cli::error::{Class, CliError, CliResult, Status};
-use fedigen::edit::{AttrPath, Document, Edit, NewValue};
+use fedigen::edit::{Edit, EditPath, NewValue, NixFile};
 use fedigen::nix::value::{DataPolicy, from_json};
 use fedigen::write::{replace_file, unified_diff};
 
@@ -137,16 +137,16 @@ pub fn run(args: EditArgs) -> CliResult {
     } else {
         std::fs::read_to_string(&args.file).map_err(|e| CliError::io("read", &args.file, e))?
     };
-    // The file is parsed for the one path this command edits (see `Document::for_path`).
-    let prepare = |path: &str| -> Result<(AttrPath, Document), CliError> {
-        let path = AttrPath::parse(path).map_err(CliError::invalid)?;
-        let document = Document::for_path(&name, &text, &path)?;
-        Ok((path, document))
+    // The file is parsed for the one path this command edits (see `NixFile::for_path`).
+    let prepare = |path: &str| -> Result<(EditPath, NixFile), CliError> {
+        let path = EditPath::parse(path).map_err(CliError::invalid)?;
+        let nix_file = NixFile::for_path(&name, &text, &path)?;
+        Ok((path, nix_file))
     };
     let (op, path, value, output) = match args.action {
         Action::Get { path, json } => {
-            let (path, document) = prepare(&path)?;
-            let definition = document.get(&path)?;
+            let (path, nix_file) = prepare(&path)?;
+            let definition = nix_file.get(&path)?;
             if json {
                 let data = definition.data.map_err(|why| {
                     CliError::invalid(format_args!(
@@ -175,23 +175,23 @@ pub fn run(args: EditArgs) -> CliResult {
             output,
         } => (ValueEdit::Remove, path, value, output),
         Action::Unset { path, output } => {
-            let (path, document) = prepare(&path)?;
-            let edit = document.unset(&path)?;
+            let (path, nix_file) = prepare(&path)?;
+            let edit = nix_file.unset(&path)?;
             let what = format!("unset `{path}`");
             return finish(&args.file, &name, &text, &edit, &output, from_stdin, &what);
         }
     };
     let shown = value.value.clone();
     let value = new_value(&value)?;
-    let (path, document) = prepare(&path)?;
+    let (path, nix_file) = prepare(&path)?;
     let (edit, what) = match op {
-        ValueEdit::Set => (document.set(&path, &value), format!("set `{path}`")),
+        ValueEdit::Set => (nix_file.set(&path, &value), format!("set `{path}`")),
         ValueEdit::Add => (
-            document.add_item(&path, &value),
+            nix_file.add_item(&path, &value),
             format!("added `{shown}` to `{path}`"),
         ),
         ValueEdit::Remove => (
-            document.remove_item(&path, &value),
+            nix_file.remove_item(&path, &value),
             format!("removed `{shown}` from `{path}`"),
         ),
     };

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use crate::cli::error::{Class, CliError, CliResult, Status};
 use fedigen::emit::{Verification, emit_file};
-use fedigen::eval::Nix;
+use fedigen::eval::Evaluator;
 use fedigen::io_error::IoError;
 use fedigen::nix::value::{DataPolicy, from_json};
 use fedigen::nix::verify;
@@ -137,7 +137,7 @@ fn nix_from_json(
 }
 
 fn nix_to_json(file: &std::path::Path, timeout: u64) -> CliResult {
-    let nix = Nix::locate()
+    let nix = Evaluator::locate()
         .map_err(CliError::environment)?
         .with_timeout(std::time::Duration::from_secs(timeout));
     // A missing file is invalid input (exit status 2, as `--help` says).
@@ -176,7 +176,7 @@ fn nix_check(files: &[PathBuf], syntax_only: bool) -> CliResult {
             failed += 1;
         }
     }
-    let nix = Nix::locate().map_err(CliError::environment)?;
+    let nix = Evaluator::locate().map_err(CliError::environment)?;
     for (source, result) in sources.iter().zip(nix.parse(&sources)) {
         if let Err(e) = result {
             eprintln!("error: {}: Nix does not parse it: {e}", source.name);

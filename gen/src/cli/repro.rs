@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::cli::error::{CliError, CliResult, Status};
-use fedigen::repro::{self, CheckOptions, ClosureDiffOptions, ClosureSource, Nix, NixSettings};
+use fedigen::repro::{
+    self, CheckOptions, ClosureDiffOptions, ClosureSource, NixSettings, NixTools,
+};
 
 /// The `--help` text on Nix settings, shared by every subcommand that runs Nix.
 const SETTINGS_HELP: &str = "\
@@ -210,7 +212,7 @@ pub fn run(command: ReproCommand) -> CliResult {
 
 /// Runs `fedigen closure diff`.
 pub fn run_closure_diff(args: ClosureDiffArgs) -> CliResult {
-    let mut nix = Nix::new(args.nix.store.clone());
+    let mut nix = NixTools::new(args.nix.store.clone());
     nix.settings = args.nix.settings();
     let opts = ClosureDiffOptions {
         build_time: args.build_time,

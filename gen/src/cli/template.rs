@@ -7,7 +7,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use crate::cli::error::{Class, CliError, CliResult, Status};
-use fedigen::eval::{Nix, Source};
+use fedigen::eval::{Evaluator, Source};
 use fedigen::generate::find_repository;
 use fedigen::manifest::Manifest;
 use fedigen::nix::verify;
@@ -260,7 +260,7 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: boo
             }
         }
     }
-    let nix = Nix::locate().map_err(CliError::environment)?;
+    let nix = Evaluator::locate().map_err(CliError::environment)?;
     for (source, result) in sources.iter().zip(nix.parse(&sources)) {
         if let Err(e) = result {
             report(format!("{}: Nix does not parse it: {e}", source.name));

@@ -3,20 +3,20 @@
 use rnix::ast;
 use rowan::ast::AstNode;
 
-use super::document::Document;
+use super::file::NixFile;
 use super::layout::render;
 use super::lookup::Hit;
-use super::path::{AttrPath, attrpath_text};
+use super::path::{EditPath, attrpath_text};
 use super::types::{Definition, Edit, EditError, NewValue};
 use crate::nix::literal::attr_name;
 use crate::nix::print::print_expr_at;
 use crate::nix::verify::Position;
 
-impl Document {
+impl NixFile {
     /// The definition of `path`, exactly as written; for a set defined in several places or in parts
     /// (`a.b = 1; a = { c = 2; };`), the merged value when every part is plain data under the same wrappers, and a
     /// refusal naming the places otherwise.
-    pub fn get(&self, path: &AttrPath) -> Result<Definition, EditError> {
+    pub fn get(&self, path: &EditPath) -> Result<Definition, EditError> {
         let lookup = self.lookup(path)?;
         match lookup.hits.as_slice() {
             [] => Err(self.not_defined(path, &lookup)),
@@ -46,7 +46,7 @@ impl Document {
     /// The static value of a path defined by several bindings, merged as Nix and the module system would.
     pub(super) fn merged(
         &self,
-        path: &AttrPath,
+        path: &EditPath,
         hits: &[(Hit, Vec<usize>)],
     ) -> Result<Definition, EditError> {
         let places: Vec<Position> = hits
@@ -144,7 +144,7 @@ impl Document {
 
     /// The edit that makes `path` hold `value`: the old value replaced in place, a definition in parts replaced
     /// by one, or a new binding added to the deepest set the path already reaches (after its closest sibling).
-    pub fn set(&self, path: &AttrPath, value: &NewValue) -> Result<Edit, EditError> {
+    pub fn set(&self, path: &EditPath, value: &NewValue) -> Result<Edit, EditError> {
         if let NewValue::Text(text) = value {
             let parsed = rnix::Root::parse(text);
             if let Some(error) = parsed.errors().first() {
@@ -187,7 +187,7 @@ impl Document {
     /// comment lines directly above it (not one separated by a blank line, nor one that ends a line of code). A
     /// set literal left with nothing inside (not even a comment) is removed with its binding, so `unset a.b` of
     /// `a = { b = 1; };` leaves no `a = { };` behind, just as it would for `a.b = 1;`.
-    pub fn unset(&self, path: &AttrPath) -> Result<Edit, EditError> {
+    pub fn unset(&self, path: &EditPath) -> Result<Edit, EditError> {
         let lookup = self.lookup(path)?;
         let binding = match self.single_hit(path, &lookup)? {
             Some(Hit::Exact(binding) | Hit::Partial(binding, _)) => binding,

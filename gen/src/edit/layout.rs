@@ -6,19 +6,19 @@ use std::ops::Range;
 use rnix::ast::{self, HasEntry};
 use rowan::ast::AstNode;
 
-use super::document::Document;
+use super::file::NixFile;
 use super::lookup::Lookup;
-use super::path::{AttrPath, attrpath_text};
+use super::path::{EditPath, attrpath_text};
 use super::types::{Edit, EditError, NewValue};
 use crate::nix::Expr;
 use crate::nix::literal::attr_name;
 use crate::nix::print::print_expr_at;
 
-impl Document {
+impl NixFile {
     /// A new binding for `path` in the deepest set that the path reaches.
     pub(super) fn insert(
         &self,
-        path: &AttrPath,
+        path: &EditPath,
         lookup: &Lookup,
         value: &NewValue,
     ) -> Result<Edit, EditError> {

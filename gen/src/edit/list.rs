@@ -3,20 +3,20 @@
 use rnix::ast;
 use rowan::ast::AstNode;
 
-use super::document::{Document, abbreviate};
+use super::file::{NixFile, abbreviate};
 use super::layout::render_item;
 use super::lookup::{Hit, Wrapper, describe, module_wrapper};
-use super::path::AttrPath;
+use super::path::EditPath;
 use super::types::{Edit, EditError, NewValue};
 use crate::nix::Expr;
 use crate::nix::print::print_expr_at;
 
-impl Document {
+impl NixFile {
     /// The edit that adds `item` at the end of the list literal `path` holds, laid out like the items already
     /// there (one per line, or inline), keeping every other item and comment. A list that already holds an item
     /// of the same static value is left as it is; a path not defined yet gets a binding holding `[ item ]`
     /// (the module system concatenates list definitions, so this adds to the option's other definitions).
-    pub fn add_item(&self, path: &AttrPath, item: &NewValue) -> Result<Edit, EditError> {
+    pub fn add_item(&self, path: &EditPath, item: &NewValue) -> Result<Edit, EditError> {
         let item_key = new_item_key(item)?;
         let lookup = self.lookup(path)?;
         let binding = match self.single_hit(path, &lookup)? {
@@ -109,7 +109,7 @@ impl Document {
     /// The edit that removes the item of the list literal `path` holds whose static value is `item`'s (`443`
     /// finds `443` however it is written; an item that needs evaluation, such as `pkgs.git`, is compared by its
     /// tokens), with its line and the comments that belong to it, keeping every other item and comment.
-    pub fn remove_item(&self, path: &AttrPath, item: &NewValue) -> Result<Edit, EditError> {
+    pub fn remove_item(&self, path: &EditPath, item: &NewValue) -> Result<Edit, EditError> {
         let item_key = new_item_key(item)?;
         let lookup = self.lookup(path)?;
         let binding = match self.single_hit(path, &lookup)? {
@@ -181,7 +181,7 @@ impl Document {
     /// system's wrappers (`lib.mkForce [ … ]`), or why not.
     pub(super) fn list_of(
         &self,
-        path: &AttrPath,
+        path: &EditPath,
         binding: &ast::AttrpathValue,
     ) -> Result<ast::List, EditError> {
         let mut expr = binding.value().expect("a parsed binding has a value");
@@ -224,7 +224,7 @@ impl Document {
         Err(self.refused(path, expr.syntax(), reason))
     }
 
-    pub(super) fn in_parts(&self, path: &AttrPath, binding: &ast::AttrpathValue) -> EditError {
+    pub(super) fn in_parts(&self, path: &EditPath, binding: &ast::AttrpathValue) -> EditError {
         self.refused(
             path,
             binding.syntax(),

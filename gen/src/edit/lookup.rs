@@ -4,13 +4,13 @@
 use rnix::ast::{self, HasEntry};
 use rowan::ast::AstNode;
 
-use super::document::{Document, abbreviate};
-use super::path::{AttrPath, attrpath_text};
+use super::file::{NixFile, abbreviate};
+use super::path::{EditPath, attrpath_text};
 use super::types::EditError;
 use crate::nix::literal::{attr_name, is_ident};
 
-impl Document {
-    pub(super) fn not_defined(&self, path: &AttrPath, lookup: &Lookup) -> EditError {
+impl NixFile {
+    pub(super) fn not_defined(&self, path: &EditPath, lookup: &Lookup) -> EditError {
         let nearest = lookup
             .sets
             .iter()
@@ -32,7 +32,7 @@ impl Document {
 
     pub(super) fn single_hit(
         &self,
-        path: &AttrPath,
+        path: &EditPath,
         lookup: &Lookup,
     ) -> Result<Option<Hit>, EditError> {
         match lookup.hits.as_slice() {
@@ -50,10 +50,10 @@ impl Document {
     }
 
     /// Every binding of `path` and every set literal on the way to it.
-    pub(super) fn lookup(&self, path: &AttrPath) -> Result<Lookup, EditError> {
+    pub(super) fn lookup(&self, path: &EditPath) -> Result<Lookup, EditError> {
         assert!(
             self.focus.as_ref().is_none_or(|focus| focus == path),
-            "a document skimmed for `{}` cannot answer for `{path}`",
+            "a file skimmed for `{}` cannot answer for `{path}`",
             self.focus
                 .as_ref()
                 .map(ToString::to_string)
@@ -126,7 +126,7 @@ impl Document {
 
     pub(super) fn walk(
         &self,
-        path: &AttrPath,
+        path: &EditPath,
         set: ast::AttrSet,
         depth: usize,
         via: Option<ast::AttrpathValue>,

@@ -17,12 +17,12 @@
 //! list that is not a list literal (`a ++ b`, a variable), or a new attribute that could go into several sets.
 //!
 //! The parts, one job each: `path` (the attribute path a person types), `types` (what an edit takes and
-//! gives), `document` (the parsed file and the way from its tree back to the file's bytes), `lookup` (finding a
+//! gives), `file` (the parsed file and the way from its tree back to the file's bytes), `lookup` (finding a
 //! path through the NixOS idioms above), `bindings` (`get`, `set`, `unset`), `list` (`add`, `remove`), `layout`
 //! (where new text goes and how it is indented), and `skim` (parsing only what is on the path).
 
 mod bindings;
-mod document;
+mod file;
 mod layout;
 mod list;
 mod lookup;
@@ -30,8 +30,8 @@ mod path;
 mod skim;
 mod types;
 
-pub use document::Document;
-pub use path::AttrPath;
+pub use file::NixFile;
+pub use path::EditPath;
 pub use types::{Definition, Edit, EditError, NewValue};
 
 #[cfg(test)]
@@ -44,22 +44,22 @@ mod tests {
         NewValue::Expr(crate::nix::value::from_json(&value, Default::default()).unwrap())
     }
 
-    fn path(text: &str) -> AttrPath {
-        AttrPath::parse(text).unwrap()
+    fn path(text: &str) -> EditPath {
+        EditPath::parse(text).unwrap()
     }
 
     fn set(text: &str, at: &str, value: serde_json::Value) -> String {
-        let doc = Document::parse("test.nix", text).unwrap();
+        let doc = NixFile::parse("test.nix", text).unwrap();
         doc.set(&path(at), &data(value)).unwrap().apply(text)
     }
 
     fn unset(text: &str, at: &str) -> String {
-        let doc = Document::parse("test.nix", text).unwrap();
+        let doc = NixFile::parse("test.nix", text).unwrap();
         doc.unset(&path(at)).unwrap().apply(text)
     }
 
     fn refusal(text: &str, at: &str) -> String {
-        let doc = Document::parse("test.nix", text).unwrap();
+        let doc = NixFile::parse("test.nix", text).unwrap();
         doc.set(&path(at), &data(json!(1))).unwrap_err().to_string()
     }
 
@@ -90,7 +90,7 @@ in
         assert_eq!(path(r#"a."b.c".d"#).to_string(), r#"a."b.c".d"#);
         assert_eq!(path(r#""in".x"#).names(), ["in", "x"]);
         for bad in ["", "a.", "a b", "a = 1; b", "a.${x}", " a"] {
-            assert!(AttrPath::parse(bad).is_err(), "{bad:?} was accepted");
+            assert!(EditPath::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }
 
@@ -241,8 +241,8 @@ in
         for (at, value, want) in cases {
             let path = path(at);
             let answers: Vec<String> = [
-                Document::parse("t.nix", text).unwrap(),
-                Document::for_path("t.nix", text, &path).unwrap(),
+                NixFile::parse("t.nix", text).unwrap(),
+                NixFile::for_path("t.nix", text, &path).unwrap(),
             ]
             .iter()
             .map(|doc| match &value {
@@ -338,10 +338,10 @@ in rec {
             "the skim followed the file"
         );
         for at in paths {
-            let path = AttrPath::new(at.split('.').map(str::to_owned).collect()).unwrap();
-            let whole = Document::parse("k.nix", text).unwrap();
-            let skimmed = Document::for_path("k.nix", text, &path).unwrap();
-            let answers = |doc: &Document| {
+            let path = EditPath::new(at.split('.').map(str::to_owned).collect()).unwrap();
+            let whole = NixFile::parse("k.nix", text).unwrap();
+            let skimmed = NixFile::for_path("k.nix", text, &path).unwrap();
+            let answers = |doc: &NixFile| {
                 [
                     format!("{:?}", doc.get(&path)),
                     format!("{:?}", doc.set(&path, &value)),
@@ -356,7 +356,7 @@ in rec {
     }
 
     fn item(text: &str, at: &str, value: serde_json::Value, add: bool) -> Result<String, String> {
-        let doc = Document::parse("test.nix", text).unwrap();
+        let doc = NixFile::parse("test.nix", text).unwrap();
         let edit = if add {
             doc.add_item(&path(at), &data(value))
         } else {
@@ -409,7 +409,7 @@ in rec {
             add("{\n  b = 1;\n}\n", "a", json!(1)),
             "{\n  b = 1;\n  a = [\n    1\n  ];\n}\n"
         );
-        let doc = Document::parse("t.nix", "{ a = [ x ]; }").unwrap();
+        let doc = NixFile::parse("t.nix", "{ a = [ x ]; }").unwrap();
         let nix = |text: &str| NewValue::Text(text.to_owned());
         let added = |value| doc.add_item(&path("a"), &value).unwrap().apply(doc.text());
         assert_eq!(added(nix("lib.mkIf c y")), "{ a = [ x (lib.mkIf c y) ]; }");
@@ -452,7 +452,7 @@ in rec {
             remove("{\n  a = [\n    \"x\"\n  ];\n}\n", "a", json!("x")),
             "{\n  a = [ ];\n}\n"
         );
-        let doc = Document::parse("t.nix", "{ a = with pkgs; [ git /* vcs */ htop ]; }").unwrap();
+        let doc = NixFile::parse("t.nix", "{ a = with pkgs; [ git /* vcs */ htop ]; }").unwrap();
         let removed = doc
             .remove_item(&path("a"), &NewValue::Text("git".to_owned()))
             .unwrap()
@@ -489,7 +489,7 @@ in rec {
 
     #[test]
     fn get_merges_a_set_defined_in_several_places() {
-        let get = |text: &str, at: &str| Document::parse("t.nix", text).unwrap().get(&path(at));
+        let get = |text: &str, at: &str| NixFile::parse("t.nix", text).unwrap().get(&path(at));
         let merged = get(
             "{\n  a.b = 1;\n  a = { c = 2; d.e = 3; };\n  a.d.f = 4;\n}",
             "a",
@@ -587,7 +587,7 @@ in rec {
                 "./web.nix ];\n        specialArgs.x = 1;\n"
             )
         );
-        let doc = Document::parse("flake.nix", flake).unwrap();
+        let doc = NixFile::parse("flake.nix", flake).unwrap();
         let modules = path("outputs.nixosConfigurations.web.modules");
         let added = doc
             .add_item(&modules, &NewValue::Text("./db.nix".to_owned()))
@@ -612,7 +612,7 @@ in rec {
 
     #[test]
     fn get_returns_the_text_as_written() {
-        let doc = Document::parse("m.nix", MODULE).unwrap();
+        let doc = NixFile::parse("m.nix", MODULE).unwrap();
         let found = doc
             .get(&path("networking.firewall.allowedTCPPorts"))
             .unwrap();

@@ -9,10 +9,12 @@ use crate::nix::lexical;
 use crate::nix::literal::attr_name;
 
 /// An attribute path as people write it on the command line: `services.nginx.virtualHosts."example.org".root`.
+/// (Not [`crate::nix::AttrPath`], the path of a binding fedigen emits: this one is typed by a person and looked up
+/// in a file a person wrote.)
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct AttrPath(Vec<String>);
+pub struct EditPath(Vec<String>);
 
-impl AttrPath {
+impl EditPath {
     /// A path from its names (each may be any string; quoting is the printer's business).
     pub fn new(names: Vec<String>) -> Result<Self, String> {
         if names.is_empty() {
@@ -68,7 +70,7 @@ impl AttrPath {
     }
 }
 
-impl fmt::Display for AttrPath {
+impl fmt::Display for EditPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&attrpath_text(&self.0))
     }

@@ -25,7 +25,7 @@ use toml::de::{DeTable, DeValue};
 use super::LoadError;
 use super::path::{FieldPath, Step};
 use super::report::{Diagnostic, LineIndex, Target, shorten_value};
-use crate::eval::{EvalError, Nix};
+use crate::eval::{EvalError, Evaluator};
 
 /// The input formats, chosen by file extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +101,7 @@ impl Document {
                     path: path.to_owned(),
                     source,
                 };
-                let nix = Nix::locate().map_err(nix_error)?;
+                let nix = Evaluator::locate().map_err(nix_error)?;
                 Self::nix(&nix, path, &name, text).map_err(nix_error)
             }
         }
@@ -189,7 +189,7 @@ impl Document {
     /// When Nix fails (a `throw`, an import of a missing file, a type error, a syntax error), the document
     /// holds one diagnostic naming the field whose evaluation failed, at its place in the file (see
     /// [`Self::nix_failure`]); `Err` is left for Nix itself failing to run.
-    pub fn nix(nix: &Nix, path: &Path, name: &str, text: String) -> Result<Self, EvalError> {
+    pub fn nix(nix: &Evaluator, path: &Path, name: &str, text: String) -> Result<Self, EvalError> {
         let absolute = std::fs::canonicalize(path).map_err(|e| EvalError::Io(e.to_string()))?;
         let dir = tempfile::Builder::new()
             .prefix("fedigen-spec-")
@@ -259,7 +259,7 @@ impl Document {
     /// forced: the last announcement before Nix stops is the field that failed. This finds every kind of
     /// failure, including those `builtins.tryEval` cannot catch (`abort`, a missing file, type errors).
     fn nix_failure(
-        nix: &Nix,
+        nix: &Evaluator,
         absolute: &Path,
         dir: &Path,
         quoted: &str,

@@ -5,13 +5,14 @@ use std::ops::Range;
 use rnix::ast;
 use rowan::ast::AstNode;
 
-use super::path::AttrPath;
+use super::path::EditPath;
 use super::skim;
 use super::types::{Edit, EditError};
 use crate::nix::verify::{self, Position, VerifyError};
 
-/// A parsed file, ready for lookups and edits.
-pub struct Document {
+/// A hand-written Nix file, parsed and ready for lookups and edits. (Not `model::source`'s specification
+/// document: this is any Nix file a person maintains.)
+pub struct NixFile {
     pub(super) name: String,
     pub(super) text: String,
     /// What rnix parsed: the text itself, or (for one path) the text with what is off the path skimmed, with
@@ -19,10 +20,10 @@ pub struct Document {
     pub(super) tree: skim::Skimmed,
     pub(super) root: ast::Expr,
     /// The only path this document can answer for, when it was skimmed for it.
-    pub(super) focus: Option<AttrPath>,
+    pub(super) focus: Option<EditPath>,
 }
 
-impl Document {
+impl NixFile {
     /// Parses the whole of `text` (the contents of the file `name`, which is used in messages); any path can
     /// then be looked up.
     pub fn parse(name: &str, text: &str) -> Result<Self, EditError> {
@@ -33,7 +34,7 @@ impl Document {
     /// tokenizer instead of parsed (see `skim`), which makes an edit of a large file several times cheaper than
     /// a full parse. Syntax errors inside those values are not looked for (`fedigen nix check` does); lexical
     /// errors anywhere and everything on the path are.
-    pub fn for_path(name: &str, text: &str, path: &AttrPath) -> Result<Self, EditError> {
+    pub fn for_path(name: &str, text: &str, path: &EditPath) -> Result<Self, EditError> {
         let tree = skim::skim(text, path.names());
         Self::from_tree(name, text, tree, Some(path.clone()))
     }
@@ -42,7 +43,7 @@ impl Document {
         name: &str,
         text: &str,
         tree: skim::Skimmed,
-        focus: Option<AttrPath>,
+        focus: Option<EditPath>,
     ) -> Result<Self, EditError> {
         let root = match verify::parse(name, &tree.text) {
             Ok(root) => root,
@@ -124,7 +125,7 @@ impl Document {
 
     pub(super) fn refused(
         &self,
-        path: &AttrPath,
+        path: &EditPath,
         node: &rnix::SyntaxNode,
         reason: String,
     ) -> EditError {
