@@ -38,6 +38,15 @@ pub(crate) enum Class {
 }
 
 impl Class {
+    /// The environment's fault when `environment`, else the input's: for library errors that say which.
+    fn environment_if(environment: bool) -> Self {
+        if environment {
+            Class::Environment
+        } else {
+            Class::InvalidInput
+        }
+    }
+
     /// The exit status of this class, as README.md documents it.
     pub(crate) fn exit_status(self) -> u8 {
         match self {
@@ -112,23 +121,13 @@ impl From<IoError> for CliError {
 
 impl From<WriteError> for CliError {
     fn from(error: WriteError) -> Self {
-        let class = if error.is_io() {
-            Class::Environment
-        } else {
-            Class::InvalidInput
-        };
-        Self::new(class, error)
+        Self::new(Class::environment_if(error.is_io()), error)
     }
 }
 
 impl From<LoadError> for CliError {
     fn from(error: LoadError) -> Self {
-        let class = if error.is_invalid_input() {
-            Class::InvalidInput
-        } else {
-            Class::Environment
-        };
-        Self::new(class, error)
+        Self::new(Class::environment_if(!error.is_invalid_input()), error)
     }
 }
 

@@ -58,15 +58,8 @@ impl NixFile {
                 let indent = self.line_indent(anchor.syntax());
                 let binding = format!("{} = {};", attrpath_text(rest), render(value, indent));
                 let end = self.end_of(anchor.syntax());
-                let mut line_end = self.text[end..]
-                    .find('\n')
-                    .map_or(self.text.len(), |i| end + i);
                 // The sibling's own line break and leading whitespace (tabs too), so the file stays uniform.
-                let mut eol = "\n";
-                if line_end > end && self.text[..line_end].ends_with('\r') {
-                    line_end -= 1;
-                    eol = "\r\n";
-                }
+                let (line_end, eol) = self.line_end(end);
                 let after = self.text[end..line_end].trim_start();
                 if after.is_empty() || after.starts_with('#') {
                     Ok(Edit {
@@ -97,7 +90,7 @@ impl NixFile {
                 } else {
                     // Only comments inside: keep them, add the binding before the closing brace.
                     let close = inside.end;
-                    let line_start = self.text[..close].rfind('\n').map_or(0, |i| i + 1);
+                    let line_start = self.line_start(close);
                     if self.text[line_start..close].trim().is_empty() {
                         Ok(Edit {
                             range: line_start..line_start,
@@ -213,17 +206,18 @@ impl NixFile {
     pub(super) fn inside_brackets(&self, list: &ast::List) -> Range<usize> {
         let open = list.l_brack_token().expect("a parsed list has brackets");
         let close = list.r_brack_token().expect("a parsed list has brackets");
-        self.tree
-            .file_offset(usize::from(open.text_range().end()), true)
-            ..self
-                .tree
-                .file_offset(usize::from(close.text_range().start()), false)
+        self.between(&open, &close)
     }
 
     /// The bytes between a set's braces.
     pub(super) fn inside_braces(&self, set: &ast::AttrSet) -> Range<usize> {
         let open = set.l_curly_token().expect("a parsed set has braces");
         let close = set.r_curly_token().expect("a parsed set has braces");
+        self.between(&open, &close)
+    }
+
+    /// The bytes of the file between two tokens of the tree.
+    fn between(&self, open: &rnix::SyntaxToken, close: &rnix::SyntaxToken) -> Range<usize> {
         self.tree
             .file_offset(usize::from(open.text_range().end()), true)
             ..self
@@ -239,8 +233,7 @@ impl NixFile {
     /// The whitespace that starts the line a node starts on, as written.
     pub(super) fn line_lead(&self, node: &rnix::SyntaxNode) -> &str {
         let start = self.start_of(node);
-        let line_start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line = &self.text[line_start..start];
+        let line = &self.text[self.line_start(start)..start];
         &line[..line.len() - line.trim_start_matches([' ', '\t']).len()]
     }
 }
