@@ -48,7 +48,7 @@ const LAST_LABEL: &str = "(?!(0x[0-9a-f]*|[0-9]+)$)[a-z0-9]([a-z0-9-]{0,61}[a-z0
 /// A path on a target machine: absolute, no empty, `.` or `..` component, and not in the Nix store.
 const RUNTIME_PATH: &str = r"^(?!/nix/store(/|$))(/(?!\.\.?(/|$))[^/]+)+$";
 const HTTPS_URL: &str = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$";
-const SSH_TARGET: &str = r"^([a-z_][a-z0-9_.-]*@)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$";
+const SSH_TARGET: &str = super::ssh::PATTERN;
 const SECRET_NAME: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
 const USERNAME: &str = r"^[a-z][a-z0-9_]*$";
 const TOKEN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
@@ -111,13 +111,7 @@ impl StrFormat {
                 Some("write it as `https://host[:port]/path`; plain http is not accepted".into()),
             )),
             Self::SshTarget => {
-                let host = s.rsplit_once('@').map_or(s, |(_, h)| h);
-                let port = match host.strip_prefix('[') {
-                    Some(rest) => rest.split_once("]:").map(|(_, p)| p),
-                    None => host.split_once(':').map(|(_, p)| p),
-                };
-                let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
-                if matches(SSH_TARGET, s) && port_ok {
+                if super::ssh::SshTarget::parse(s).is_some() {
                     Ok(())
                 } else {
                     Err(problem(
