@@ -208,6 +208,22 @@ fn no_color_is_respected_on_a_terminal() {
     );
 }
 
+/// `generate` prints an invalid specification's report with the colour `--color` and `NO_COLOR` choose, as
+/// `validate` does (it used to ask only whether standard error is a terminal).
+#[test]
+fn generate_colours_a_specifications_report_as_validate_does() {
+    let invalid = "gen/tests/fixtures/spec/invalid/03-domain-upper-case.toml";
+    let always = fedigen(&["--color", "always", "generate", "--spec", invalid], &[]);
+    assert_eq!(always.status.code(), Some(2), "{}", text(&always.stderr));
+    assert!(text(&always.stderr).contains(ESC), "--color always colours");
+    let never = on_terminal(&format!("--color never generate --spec {invalid}"), None);
+    assert!(never.contains("error"), "{never:?}");
+    assert!(
+        !never.contains(ESC),
+        "--color never on a terminal: {never:?}"
+    );
+}
+
 #[test]
 fn a_closed_pipe_is_not_a_panic() {
     use std::process::Stdio;

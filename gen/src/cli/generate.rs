@@ -5,8 +5,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use std::io::IsTerminal as _;
-
 use crate::cli::error::{Class, CliError, CliResult, Status};
 use fedigen::generate::{GenerateError, find_repository, plan, plan_with_spec};
 use fedigen::model::LoadError;
@@ -129,7 +127,7 @@ fn planning_failed(error: GenerateError) -> CliError {
     match error {
         GenerateError::InvalidSpec(load) => match *load {
             LoadError::Invalid(report) => {
-                eprint!("{}", report.render(std::io::stderr().is_terminal()));
+                eprint!("{}", report.render(crate::cli::output::color_stderr()));
                 CliError::reported(Class::InvalidInput)
             }
             e => CliError::from(e),

@@ -43,7 +43,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum Error {
     /// A program could not be started (Nix not on `PATH`?).
     #[error(
-        "cannot run {command}: {source} (is Nix installed and on PATH? On Debian: apt-get install nix-bin)"
+        "cannot run {command}: {} (is Nix installed and on PATH? On Debian: apt-get install nix-bin)",
+        crate::io_error::describe(source)
     )]
     Spawn {
         /// The program.
@@ -123,7 +124,7 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] crate::store::Error),
     /// Other I/O.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", crate::io_error::describe(source))]
     Io {
         /// What was being done.
         context: String,
