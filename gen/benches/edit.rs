@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use fedigen::edit::{AttrPath, Document, NewValue};
+use fedigen::edit::{EditPath, NewValue, NixFile};
 
 /// A configuration of `blocks` virtual hosts and services, about 20 lines each.
 fn configuration(blocks: usize) -> String {
@@ -62,7 +62,7 @@ fn main() {
     let runs = 31;
 
     // The whole edit as the command does it: read, parse, find, emit, check, write atomically.
-    let path = AttrPath::parse(r#"systemd.services."app250".serviceConfig.Restart"#).unwrap();
+    let path = EditPath::parse(r#"systemd.services."app250".serviceConfig.Restart"#).unwrap();
     let value = NewValue::Expr(
         fedigen::nix::value::from_json(&serde_json::json!("always"), Default::default()).unwrap(),
     );
@@ -72,7 +72,7 @@ fn main() {
             std::fs::write(&file, &text).unwrap();
             let start = Instant::now();
             let old = std::fs::read_to_string(&file).unwrap();
-            let document = Document::for_path("host.nix", &old, &path).unwrap();
+            let document = NixFile::for_path("host.nix", &old, &path).unwrap();
             let edit = document.set(&path, &value).unwrap();
             let new = edit.apply(&old);
             compute_runs.push(start.elapsed());
@@ -85,16 +85,16 @@ fn main() {
     assert_eq!(edited.len() + 4, text.len());
 
     // One list item added and removed (the firewall list at the end of the file), without the write.
-    let ports = AttrPath::parse("networking.firewall.allowedTCPPorts").unwrap();
+    let ports = EditPath::parse("networking.firewall.allowedTCPPorts").unwrap();
     let port = NewValue::Expr(
         fedigen::nix::value::from_json(&serde_json::json!(8448), Default::default()).unwrap(),
     );
     let item_runs: Vec<Duration> = (0..runs)
         .map(|_| {
             let start = Instant::now();
-            let document = Document::for_path("host.nix", &text, &ports).unwrap();
+            let document = NixFile::for_path("host.nix", &text, &ports).unwrap();
             let added = document.add_item(&ports, &port).unwrap().apply(&text);
-            let document = Document::for_path("host.nix", &added, &ports).unwrap();
+            let document = NixFile::for_path("host.nix", &added, &ports).unwrap();
             let removed = document.remove_item(&ports, &port).unwrap().apply(&added);
             let elapsed = start.elapsed();
             assert_eq!(removed, text);

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::emit::{Verification, emit_file};
+use crate::model::ssh::SshTarget;
 use crate::model::{self, Catalog, Operator, Runtime, SecretRef, Spec};
 use crate::nix::value::{DataPolicy, from_json};
 use crate::nix::verify::VerifyError;
@@ -640,15 +641,13 @@ fn nixops4(machines: &[PlannedMachine]) -> Result<Expr, DeployError> {
                 vec![Expr::string(&machine.name)?],
             ))),
         );
+        // A target the model accepted parses; anything else is taken as a host name, as written.
         if let Some(ssh) = &machine.ssh {
-            let (user, host) = match ssh.split_once('@') {
-                Some((user, host)) => (Some(user), host),
-                None => (None, ssh.as_str()),
-            };
-            let (host, port) = match host.rsplit_once(':') {
-                Some((h, p)) if p.parse::<u16>().is_ok() => (h, Some(p)),
-                _ => (host, None),
-            };
+            let SshTarget { user, host, port } = SshTarget::parse(ssh).unwrap_or(SshTarget {
+                user: None,
+                host: ssh,
+                port: None,
+            });
             fields.push(Entry::dotted("ssh.host", Expr::string(host)?)?);
             if let Some(user) = user {
                 fields.push(Entry::dotted("ssh.user", Expr::string(user)?)?);

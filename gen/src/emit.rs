@@ -14,8 +14,9 @@ use crate::nix::verify::{self, VerifyError};
 /// nixfmt's default line width (RFC 166).
 pub const NIXFMT_WIDTH: usize = 100;
 
-/// How much to prove about emitted text before returning it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// How much to prove about emitted text before returning it. (The command line's `--verify` has its own type
+/// in `cli/`, mapped onto this one: the library knows nothing of clap.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Verification {
     /// Parse it with rnix (always done; about as fast as printing).
     #[default]

@@ -50,15 +50,16 @@ pub struct Source {
     pub text: String,
 }
 
-/// A handle on the real Nix evaluator.
+/// A handle on the real Nix evaluator (`nix-instantiate --parse` and `--eval`), for proving and evaluating
+/// text fedigen emitted or read. Builds, store queries and reproducibility checks are [`crate::repro::NixTools`]'.
 #[derive(Debug, Clone)]
-pub struct Nix {
+pub struct Evaluator {
     program: PathBuf,
     timeout: Duration,
     extra_args: Vec<OsString>,
 }
 
-impl Nix {
+impl Evaluator {
     /// Finds `nix-instantiate` on PATH; the error says what to install.
     pub fn locate() -> Result<Self, EvalError> {
         let path = std::env::var_os("PATH").unwrap_or_default();

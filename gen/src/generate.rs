@@ -31,9 +31,9 @@ pub enum GenerateError {
     /// A name cannot be written in Nix.
     #[error(transparent)]
     Lexical(#[from] LexicalError),
-    /// A file the generation reads could not be read.
-    #[error("{0}")]
-    Spec(String),
+    /// A file or folder the generation reads could not be read: the environment's fault, not the input's.
+    #[error(transparent)]
+    Io(#[from] crate::io_error::IoError),
     /// The specification could not be loaded: invalid (its report holds every problem), unreadable, or Nix
     /// could not be run. Kept whole so the command line can print the report as it is and choose the exit
     /// status (2 for bad input, 3 for the environment).
@@ -42,7 +42,7 @@ pub enum GenerateError {
     /// A deployment could not be planned.
     #[error(transparent)]
     Deploy(#[from] crate::deploy::DeployError),
-    /// A people's file has malformed regions, or a region the generator does not fill.
+    /// A hand-written file has malformed regions, or a region the generator does not fill.
     #[error(transparent)]
     Region(Box<region::RegionError>),
     /// No repository was found.
@@ -360,7 +360,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
     ))
 }
 
-/// The regions `fedigen generate` fills in people's files (`# fedigen:begin <name>` … `# fedigen:end <name>`):
+/// The regions `fedigen generate` fills in hand-written files (`# fedigen:begin <name>` … `# fedigen:end <name>`):
 /// each one's name, what it holds, and how it is filled. Paths are written relative to the file holding the
 /// region. The one table: filling, and the message naming the known regions, both read it.
 pub const REGIONS: [Region; 4] = [
@@ -468,7 +468,7 @@ fn vm_tests_region(inputs: &RegionInputs) -> Result<(Content, Expr), LexicalErro
     Ok((Content::Bindings, Expr::attrs(entries)))
 }
 
-/// Every people's `.nix` file of the repository holding a region, with its new contents. Generated folders,
+/// Every hand-written `.nix` file of the repository holding a region, with its new contents. Generated folders,
 /// hidden folders and `target/` are not searched.
 fn fill_regions(
     repo: &Path,
@@ -478,7 +478,7 @@ fn fill_regions(
     let mut filled = std::collections::BTreeMap::new();
     for file in files_with_regions(repo, &plan.roots)? {
         let text = std::fs::read_to_string(repo.join(&file))
-            .map_err(|e| GenerateError::Spec(format!("{}: {e}", file.display())))?;
+            .map_err(crate::io_error::IoError::on("read", &file))?;
         let name = file.display().to_string();
         let inputs = RegionInputs {
             depth: file.components().count() - 1,
@@ -523,13 +523,13 @@ fn inner_lines(expr: &Expr) -> Vec<String> {
         .collect()
 }
 
-/// The people's `.nix` files (relative, sorted) that contain a region marker.
+/// The hand-written `.nix` files (relative, sorted) that contain a region marker.
 fn files_with_regions(repo: &Path, roots: &[PathBuf]) -> Result<Vec<PathBuf>, GenerateError> {
     let mut found = Vec::new();
     let mut pending = vec![PathBuf::new()];
     while let Some(dir) = pending.pop() {
         let entries = std::fs::read_dir(repo.join(&dir))
-            .map_err(|e| GenerateError::Spec(format!("{}: {e}", repo.join(&dir).display())))?;
+            .map_err(crate::io_error::IoError::on("read", &repo.join(&dir)))?;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();

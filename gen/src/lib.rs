@@ -9,6 +9,7 @@ pub mod emit;
 pub mod eval;
 pub mod generate;
 pub mod import;
+pub mod io_error;
 pub mod manifest;
 pub mod model;
 pub mod nix;

@@ -6,13 +6,6 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod cli;
 
-/// Exit status for input that fedigen refuses (a value Nix cannot represent, a file that does not parse).
-pub(crate) const EXIT_INVALID_INPUT: u8 = 2;
-/// Exit status for a check that found a problem in otherwise valid input.
-pub(crate) const EXIT_CHECK_FAILED: u8 = 1;
-/// Exit status when the environment lacks something (Nix not installed, a file unreadable).
-pub(crate) const EXIT_ENVIRONMENT: u8 = 3;
-
 /// Generate, prove and test NixOS modules and deployments for the Fediversity project.
 ///
 /// Exit status: 0 success; 1 a check found a problem; 2 invalid input (nothing was written); 3 the environment
@@ -104,7 +97,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     cli::output::init(cli.quiet, cli.color);
-    match cli.command {
+    let result = match cli.command {
         Command::Generate(args) => cli::generate::run(args),
         Command::Edit(args) => cli::edit::run(args),
         Command::Template(command) => cli::template::run(command),
@@ -118,9 +111,11 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut Cli::command(), "fedigen", &mut script);
             // A closed pipe (`| head`) is not an error worth a panic.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
-            ExitCode::SUCCESS
+            Ok(cli::error::Status::Success)
         }
-    }
+    };
+    // The one exit point: the outcome's class decides the status (see `cli::error`).
+    ExitCode::from(cli::error::exit_status(result))
 }
 
 /// The `--color` value among the raw arguments (the last one wins, as clap decides), for clap's own output.
@@ -139,10 +134,4 @@ fn color_from_args(args: impl Iterator<Item = std::ffi::OsString>) -> cli::outpu
         }
     }
     choice
-}
-
-/// Prints `error: message` and returns the exit status.
-pub(crate) fn fail(code: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(code)
 }

@@ -1,4 +1,4 @@
-//! Generated regions inside people's files: the lines between `# fedigen:begin <name>` and
+//! Generated regions inside hand-written files: the lines between `# fedigen:begin <name>` and
 //! `# fedigen:end <name>` belong to `fedigen generate`, everything else to the people who wrote the file.
 //!
 //! A hand-written `flake.nix` or host configuration often needs one list that follows the templates (the

@@ -2,14 +2,14 @@
 //! (`--check`).
 //!
 //! A *root* (e.g. `modules/`) is owned by the generator, except for files without the generated-file marker,
-//! which are people's (a README) and are carried over untouched. A write builds the complete new root beside the
+//! which are hand-written (a README) and are carried over untouched. A write builds the complete new root beside the
 //! old one and swaps the two directories in one `renameat2(RENAME_EXCHANGE)`, so an interrupted run leaves the
 //! old root intact and no reader ever sees a half-written tree. Generated files that the plan no longer contains
 //! disappear with the old root: a stale file never stays behind looking fresh.
 //!
 //! *Staging* is what a run writes before its atomic step: a folder `.<root>.fedigen-new-<random>` beside each
 //! root (holding the file [`STAGING_MARK`] and the new tree in `tree/`), and a temporary file
-//! `.fedigen-edit-<random>` beside a people's file that is replaced in place. A run killed before it cleans up
+//! `.fedigen-edit-<random>` beside a hand-written file that is replaced in place. A run killed before it cleans up
 //! leaves them behind; they are *leftovers*. The writer holds a lock (`flock`) on the staging mark and on the
 //! temporary file for its whole life, so a leftover is told from a concurrent run's live staging by the lock
 //! being free; and runs on one repository take turns (a lock on the repository folder), so no run sees another's
@@ -23,6 +23,8 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use crate::io_error::IoError;
 
 /// The first characters of every file fedigen generates. A file that does not start with them is never
 /// overwritten or removed.
@@ -54,7 +56,7 @@ pub struct Plan {
     pub roots: Vec<PathBuf>,
     /// File (relative to the repository) → its complete contents, marker included.
     pub files: BTreeMap<PathBuf, String>,
-    /// People's files holding generated regions (relative to the repository) → their complete contents with
+    /// Hand-written files holding generated regions (relative to the repository) → their complete contents with
     /// the regions filled; everything outside the regions is as on disk. Written in place, one by one.
     pub regions: BTreeMap<PathBuf, String>,
 }
@@ -90,27 +92,28 @@ impl Difference {
 pub enum WriteError {
     /// The plan would overwrite a file that fedigen did not generate.
     #[error(
-        "{0}: exists and has no `{MARKER}` marker, so it is someone's own file; fedigen will not overwrite it. Move it away or delete it, then run again"
+        "{0}: exists and has no `{MARKER}` marker, so it is a hand-written file; fedigen will not overwrite it. Move it away or delete it, then run again"
     )]
     HandWritten(PathBuf),
     /// A plan's file lies outside every root it declares.
     #[error("{0}: outside the generated roots; this is a bug in fedigen")]
     OutsideRoots(PathBuf),
-    /// The filesystem refused.
-    #[error("{path}: {source}")]
-    Io {
-        /// Where.
-        path: PathBuf,
-        /// What the filesystem said.
-        source: std::io::Error,
-    },
+    /// The filesystem refused: the environment's fault (permissions, a full disk, a file where a folder
+    /// belongs), not the plan's.
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
-    move |source| WriteError::Io {
-        path: path.to_owned(),
-        source,
+impl WriteError {
+    /// Whether the environment is at fault (the filesystem refused), rather than the plan or the files found.
+    pub fn is_io(&self) -> bool {
+        matches!(self, Self::Io(_))
     }
+}
+
+/// A `map_err` adapter: the filesystem refused `action` on `path`.
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> WriteError + 'a {
+    move |source| WriteError::Io(IoError::new(action, path, source))
 }
 
 /// Compares the plan with what is on disk under `repo`, staging left by interrupted runs included; writes
@@ -124,11 +127,11 @@ pub fn compare(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> 
 /// Locks the repository folder (`flock`) for the life of the returned file: exclusively to write, shared to
 /// compare. Runs on one repository thus take turns, and a run never sees another's staging while it is made.
 fn lock_repository(repo: &Path, exclusive: bool) -> Result<File, WriteError> {
-    let folder = File::open(repo).map_err(io(repo))?;
+    let folder = File::open(repo).map_err(io("open", repo))?;
     if exclusive {
-        folder.lock().map_err(io(repo))?;
+        folder.lock().map_err(io("lock", repo))?;
     } else {
-        folder.lock_shared().map_err(io(repo))?;
+        folder.lock_shared().map_err(io("lock", repo))?;
     }
     Ok(folder)
 }
@@ -146,11 +149,12 @@ fn differences(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> 
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 differences.push(Difference::Missing(path.clone()))
             }
-            Err(e) => return Err(io(&repo.join(path))(e)),
+            Err(e) => return Err(io("read", &repo.join(path))(e)),
         }
     }
     for (path, contents) in &plan.regions {
-        let existing = std::fs::read_to_string(repo.join(path)).map_err(io(&repo.join(path)))?;
+        let existing =
+            std::fs::read_to_string(repo.join(path)).map_err(io("read", &repo.join(path)))?;
         if &existing != contents {
             differences.push(Difference::Changed(
                 path.clone(),
@@ -228,39 +232,39 @@ pub fn write(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
 fn replace_root(repo: &Path, root: &Path, plan: &Plan) -> Result<(), WriteError> {
     let target = repo.join(root);
     let parent = target.parent().unwrap_or(repo).to_owned();
-    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let staging = Staging::create(&parent, &name)?;
     let tree = staging.dir.path().join(STAGING_TREE);
-    std::fs::create_dir(&tree).map_err(io(&tree))?;
-    // People's files come along unchanged, with their permissions (a temporary file of an edit is not one).
+    std::fs::create_dir(&tree).map_err(io("create", &tree))?;
+    // Hand-written files come along unchanged, with their permissions (a temporary file of an edit is not one).
     for file in files_under(&target)? {
         if !is_generated(&file) && !is_edit_staging_name(&file) {
             let relative = file.strip_prefix(&target).unwrap_or(&file);
             let destination = tree.join(relative);
             if let Some(dir) = destination.parent() {
-                std::fs::create_dir_all(dir).map_err(io(dir))?;
+                std::fs::create_dir_all(dir).map_err(io("create", dir))?;
             }
-            std::fs::copy(&file, &destination).map_err(io(&file))?;
+            std::fs::copy(&file, &destination).map_err(io("copy", &file))?;
         }
     }
     for (path, contents) in &plan.files {
         if let Ok(relative) = path.strip_prefix(root) {
             let destination = tree.join(relative);
             if let Some(dir) = destination.parent() {
-                std::fs::create_dir_all(dir).map_err(io(dir))?;
+                std::fs::create_dir_all(dir).map_err(io("create", dir))?;
             }
-            std::fs::write(&destination, contents).map_err(io(&destination))?;
+            std::fs::write(&destination, contents).map_err(io("write", &destination))?;
         }
     }
     if target.exists() {
         exchange(&tree, &target)?;
         // `tree` now holds the old root; it goes with the staging folder.
     } else {
-        std::fs::rename(&tree, &target).map_err(io(&target))?;
+        std::fs::rename(&tree, &target).map_err(io("rename a folder to", &target))?;
     }
     staging.remove()
 }
@@ -278,7 +282,7 @@ const STAGING_TREE: &str = "tree";
 /// What follows `.<root>` in the name of a staging folder.
 const STAGING_INFIX: &str = ".fedigen-new-";
 
-/// How the temporary file beside a people's file replaced in place begins.
+/// How the temporary file beside a hand-written file replaced in place begins.
 const EDIT_PREFIX: &str = ".fedigen-edit-";
 
 /// How many random characters end a staging name.
@@ -300,22 +304,23 @@ impl Staging {
             .prefix(&format!(".{name}{STAGING_INFIX}"))
             .rand_bytes(RANDOM_CHARS)
             .tempdir_in(parent)
-            .map_err(io(parent))?;
+            .map_err(io("create a folder in", parent))?;
         let mark = dir.path().join(STAGING_MARK);
         let mut lock = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&mark)
-            .map_err(io(&mark))?;
-        lock.lock().map_err(io(&mark))?;
-        lock.write_all(STAGING_NOTE.as_bytes()).map_err(io(&mark))?;
+            .map_err(io("create", &mark))?;
+        lock.lock().map_err(io("lock", &mark))?;
+        lock.write_all(STAGING_NOTE.as_bytes())
+            .map_err(io("write", &mark))?;
         Ok(Self { dir, _lock: lock })
     }
 
     /// Removes the folder (after the swap it holds the old root), reporting a failure.
     fn remove(self) -> Result<(), WriteError> {
         let path = self.dir.path().to_owned();
-        std::fs::remove_dir_all(&path).map_err(io(&path))
+        std::fs::remove_dir_all(&path).map_err(io("remove", &path))
     }
 }
 
@@ -396,7 +401,7 @@ fn lock_free(file: &Path) -> Result<Option<File>, WriteError> {
     match opened.try_lock() {
         Ok(()) => Ok(Some(opened)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(io(file)(e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(io("lock", file)(e)),
     }
 }
 
@@ -406,11 +411,11 @@ fn lock_free(file: &Path) -> Result<Option<File>, WriteError> {
 fn redundant(dir: &Path, root: &Path) -> Result<bool, WriteError> {
     let mut pending = vec![dir.to_owned()];
     while let Some(current) = pending.pop() {
-        let entries = std::fs::read_dir(&current).map_err(io(&current))?;
+        let entries = std::fs::read_dir(&current).map_err(io("read", &current))?;
         for entry in entries {
-            let entry = entry.map_err(io(&current))?;
+            let entry = entry.map_err(io("read", &current))?;
             let path = entry.path();
-            let kind = entry.file_type().map_err(io(&path))?;
+            let kind = entry.file_type().map_err(io("read", &path))?;
             if kind.is_dir() {
                 pending.push(path);
             } else if !kind.is_file() {
@@ -418,7 +423,7 @@ fn redundant(dir: &Path, root: &Path) -> Result<bool, WriteError> {
             } else if !is_generated(&path) {
                 let relative = path.strip_prefix(dir).unwrap_or(&path);
                 let original = std::fs::read(root.join(relative));
-                let copy = std::fs::read(&path).map_err(io(&path))?;
+                let copy = std::fs::read(&path).map_err(io("read", &path))?;
                 if original.ok().as_deref() != Some(copy.as_slice()) {
                     return Ok(false);
                 }
@@ -432,33 +437,45 @@ fn redundant(dir: &Path, root: &Path) -> Result<bool, WriteError> {
 /// runs. `.git` and `target/` are not searched, symbolic links not followed.
 fn leftovers(repo: &Path) -> Result<Vec<PathBuf>, WriteError> {
     let mut found = Vec::new();
-    let mut pending = vec![repo.to_owned()];
+    walk(repo, |dir, path, kind| {
+        if claim(path)?.is_some() {
+            found.push(path.strip_prefix(repo).unwrap_or(path).to_owned());
+            return Ok(false);
+        }
+        let name = path.file_name().unwrap_or_default();
+        Ok(kind.is_dir()
+            && name != ".git"
+            && !(dir == repo && name == "target")
+            && name.to_str().is_none_or(|n| staging_root_name(n).is_none()))
+    })?;
+    found.sort();
+    Ok(found)
+}
+
+/// The one walk through a folder tree (depth first; symbolic links are not followed): `visit` gets each entry's
+/// folder, path and type, and says whether to descend into it (for a folder). A folder that does not exist (or
+/// vanished meanwhile) is skipped; any other failure to read one is an error.
+fn walk(
+    top: &Path,
+    mut visit: impl FnMut(&Path, &Path, std::fs::FileType) -> Result<bool, WriteError>,
+) -> Result<(), WriteError> {
+    let mut pending = vec![top.to_owned()];
     while let Some(dir) = pending.pop() {
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(&dir)(e)),
+            Err(e) => return Err(io("read", &dir)(e)),
         };
         for entry in entries {
-            let entry = entry.map_err(io(&dir))?;
+            let entry = entry.map_err(io("read", &dir))?;
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else {
-                continue;
-            };
-            let name = entry.file_name();
-            if claim(&path)?.is_some() {
-                found.push(path.strip_prefix(repo).unwrap_or(&path).to_owned());
-            } else if kind.is_dir()
-                && name != ".git"
-                && !(dir == repo && name == "target")
-                && name.to_str().is_none_or(|n| staging_root_name(n).is_none())
-            {
+            let kind = entry.file_type().map_err(io("read", &path))?;
+            if visit(&dir, &path, kind)? && kind.is_dir() {
                 pending.push(path);
             }
         }
     }
-    found.sort();
-    Ok(found)
+    Ok(())
 }
 
 /// Removes one leftover (relative to `repo`) if it still is one, holding its lock while doing so.
@@ -474,15 +491,17 @@ fn remove_leftover(repo: &Path, relative: &Path) -> Result<(), WriteError> {
     };
     drop(claimed);
     match removed {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(&path)(e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &path)(e)),
         _ => Ok(()),
     }
 }
 
 /// Swaps two directories in one atomic step (Linux `renameat2` with `RENAME_EXCHANGE`).
 fn exchange(a: &Path, b: &Path) -> Result<(), WriteError> {
-    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|e| io(a)(std::io::Error::other(e)))?;
-    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|e| io(b)(std::io::Error::other(e)))?;
+    let ca = CString::new(a.as_os_str().as_bytes())
+        .map_err(|e| io("swap", a)(std::io::Error::other(e)))?;
+    let cb = CString::new(b.as_os_str().as_bytes())
+        .map_err(|e| io("swap", b)(std::io::Error::other(e)))?;
     // SAFETY: both are valid NUL-terminated paths; the call only renames.
     let rc = unsafe {
         libc::renameat2(
@@ -496,13 +515,13 @@ fn exchange(a: &Path, b: &Path) -> Result<(), WriteError> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(io(b)(std::io::Error::last_os_error()))
+        Err(io("swap a folder into", b)(std::io::Error::last_os_error()))
     }
 }
 
 /// Replaces one file's contents atomically: the new text goes to a temporary file beside it (with the old
 /// file's permissions), which is then renamed over it. A reader sees the old or the new file, never a mix, and
-/// an interrupted run leaves the old file as it was. For people's files that fedigen edits in place.
+/// an interrupted run leaves the old file as it was. For hand-written files that fedigen edits in place.
 ///
 /// The temporary file is named `.fedigen-edit-<random>` and locked while it lives; such files left in the same
 /// folder by an interrupted run (unlocked) are removed first.
@@ -525,18 +544,23 @@ pub fn replace_file(path: &Path, contents: &str) -> Result<(), WriteError> {
         .prefix(EDIT_PREFIX)
         .rand_bytes(RANDOM_CHARS)
         .tempfile_in(&dir)
-        .map_err(io(&dir))?;
-    temporary.as_file().lock().map_err(io(temporary.path()))?;
+        .map_err(io("create a file in", &dir))?;
+    temporary
+        .as_file()
+        .lock()
+        .map_err(io("lock", temporary.path()))?;
     temporary
         .write_all(contents.as_bytes())
         .and_then(|()| temporary.as_file().sync_all())
-        .map_err(io(temporary.path()))?;
+        .map_err(io("write", temporary.path()))?;
     if let Ok(metadata) = std::fs::metadata(path) {
         std::fs::set_permissions(temporary.path(), metadata.permissions())
-            .map_err(io(temporary.path()))?;
+            .map_err(io("set the permissions of", temporary.path()))?;
     }
     // The lock goes with the returned file, after the rename.
-    temporary.persist(path).map_err(|e| io(path)(e.error))?;
+    temporary
+        .persist(path)
+        .map_err(|e| io("replace", path)(e.error))?;
     Ok(())
 }
 
@@ -552,23 +576,12 @@ pub fn is_generated(file: &Path) -> bool {
 /// Every regular file under `dir` (none when it does not exist), sorted.
 fn files_under(dir: &Path) -> Result<Vec<PathBuf>, WriteError> {
     let mut files = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(dir) = pending.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(io(&dir)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(io(&dir))?;
-            let kind = entry.file_type().map_err(io(&entry.path()))?;
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                files.push(entry.path());
-            }
+    walk(dir, |_, path, kind| {
+        if kind.is_file() {
+            files.push(path.to_owned());
         }
-    }
+        Ok(kind.is_dir())
+    })?;
     files.sort();
     Ok(files)
 }
@@ -703,12 +716,12 @@ mod tests {
         write(root, &files).unwrap();
         std::fs::write(root.join("modules/README.md"), "mine\n").unwrap();
 
-        // Staging with its mark (a run killed while writing), holding a copy of a people's file.
+        // Staging with its mark (a run killed while writing), holding a copy of a hand-written file.
         let marked = root.join(".modules.fedigen-new-Ab12Cd");
         std::fs::create_dir_all(marked.join("tree")).unwrap();
         std::fs::write(marked.join(STAGING_MARK), STAGING_NOTE).unwrap();
         std::fs::write(marked.join("tree/README.md"), "an older copy\n").unwrap();
-        // Staging from before the mark: only generated files and identical copies of people's files.
+        // Staging from before the mark: only generated files and identical copies of hand-written files.
         let legacy = root.join(".modules.fedigen-new-Zz99yY");
         std::fs::create_dir_all(legacy.join("sub")).unwrap();
         std::fs::write(legacy.join("sub/a.nix"), format!("{MARKER} from x\n")).unwrap();

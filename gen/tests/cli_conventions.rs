@@ -208,6 +208,22 @@ fn no_color_is_respected_on_a_terminal() {
     );
 }
 
+/// `generate` prints an invalid specification's report with the colour `--color` and `NO_COLOR` choose, as
+/// `validate` does (it used to ask only whether standard error is a terminal).
+#[test]
+fn generate_colours_a_specifications_report_as_validate_does() {
+    let invalid = "gen/tests/fixtures/spec/invalid/03-domain-upper-case.toml";
+    let always = fedigen(&["--color", "always", "generate", "--spec", invalid], &[]);
+    assert_eq!(always.status.code(), Some(2), "{}", text(&always.stderr));
+    assert!(text(&always.stderr).contains(ESC), "--color always colours");
+    let never = on_terminal(&format!("--color never generate --spec {invalid}"), None);
+    assert!(never.contains("error"), "{never:?}");
+    assert!(
+        !never.contains(ESC),
+        "--color never on a terminal: {never:?}"
+    );
+}
+
 #[test]
 fn a_closed_pipe_is_not_a_panic() {
     use std::process::Stdio;
@@ -355,4 +371,39 @@ fn template_check_json_reports_the_verdict() {
     assert_eq!(out.status.success(), v["ok"] == true, "{v}");
     assert_eq!(v["templates"], serde_json::json!(["garage"]));
     assert!(v["renderings"].as_u64().unwrap() >= 1, "{v}");
+}
+
+/// The library knows nothing of the command line: only `main.rs` and `cli/` name clap (an argument type in the
+/// library, such as a `clap::ValueEnum` derive, would tie every library user to clap's conventions).
+#[test]
+fn only_the_command_line_uses_clap() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut pending = vec![src.clone()];
+    let mut offenders = Vec::new();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(&src).unwrap().to_owned();
+            if path.is_dir() {
+                if relative != Path::new("cli") {
+                    pending.push(path);
+                }
+            } else if relative != Path::new("main.rs")
+                && path.extension().is_some_and(|e| e == "rs")
+            {
+                let code = std::fs::read_to_string(&path).unwrap();
+                let uses = code
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .any(|l| l.contains("clap::") || l.contains("use clap"));
+                if uses {
+                    offenders.push(relative.display().to_string());
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "clap used outside main.rs and cli/: {offenders:?}"
+    );
 }

@@ -11,8 +11,8 @@
 
 use std::ops::Range;
 
-use fedigen::edit::{AttrPath, Definition, Document, EditError, NewValue};
-use fedigen::eval::{Nix, Source};
+use fedigen::edit::{Definition, EditError, EditPath, NewValue, NixFile};
+use fedigen::eval::{Evaluator, Source};
 use fedigen::nix::print::print_expr_at;
 use fedigen::nix::value::{DataPolicy, from_json};
 use proptest::prelude::*;
@@ -276,7 +276,7 @@ impl Writer<'_> {
         let index = self.out.bindings.len();
         self.out.bindings.push((depth, full.to_vec(), false));
         let outer_wrapped = std::mem::replace(&mut self.wrapped, false);
-        let path = AttrPath::new(names.to_vec()).unwrap().to_string();
+        let path = EditPath::new(names.to_vec()).unwrap().to_string();
         self.push(&path);
         if self.roll(5) == 0 {
             let t = self.tricky();
@@ -556,7 +556,7 @@ struct ItemEdits {
     removed: usize,
 }
 
-fn check_batch(nix: &Nix, cases: &[Case]) -> Result<ItemEdits, String> {
+fn check_batch(nix: &Evaluator, cases: &[Case]) -> Result<ItemEdits, String> {
     let mut tally = ItemEdits::default();
     let mut sources = Vec::new();
     let mut expected = Vec::new();
@@ -607,8 +607,8 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<ItemEdits, String> {
             )
         };
         let document =
-            Document::parse("doc.nix", &written.text).map_err(|e| format!("{e}\n{}", context()))?;
-        let attr_path = AttrPath::new(path.clone()).unwrap();
+            NixFile::parse("doc.nix", &written.text).map_err(|e| format!("{e}\n{}", context()))?;
+        let attr_path = EditPath::new(path.clone()).unwrap();
 
         // Which bindings define the path: a binding standing at depth d with full path p does when it names
         // beyond the depth it stands at and p starts with the path.
@@ -636,9 +636,9 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<ItemEdits, String> {
         let expect_refusal = expect_refusal || occurrences > 1;
 
         // The skimmed document (what the command uses) answers exactly as the fully parsed one.
-        let skimmed = Document::for_path("doc.nix", &written.text, &attr_path)
+        let skimmed = NixFile::for_path("doc.nix", &written.text, &attr_path)
             .map_err(|e| format!("{e}\n{}", context()))?;
-        let answers = |doc: &Document| match &op {
+        let answers = |doc: &NixFile| match &op {
             Op::Get => format!("{:?}", doc.get(&attr_path)),
             Op::Set(value) => format!(
                 "{:?}",
@@ -898,8 +898,8 @@ fn check_batch(nix: &Nix, cases: &[Case]) -> Result<ItemEdits, String> {
     Ok(tally)
 }
 
-fn nix() -> Nix {
-    Nix::locate().expect("these tests need Nix: run scripts/install-test-deps")
+fn nix() -> Evaluator {
+    Evaluator::locate().expect("these tests need Nix: run scripts/install-test-deps")
 }
 
 /// A runner of `cases` batches, each evaluated by one Nix process; failures are not shrunk (each costs a Nix run).
@@ -1062,9 +1062,9 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
                         (4, None) => (3, value),
                         (op, _) => (op, value),
                     };
-                    let attr_path = AttrPath::new(path.clone()).unwrap();
-                    let whole = Document::parse(&name, &text).unwrap();
-                    let skimmed = Document::for_path(&name, &text, &attr_path).unwrap();
+                    let attr_path = EditPath::new(path.clone()).unwrap();
+                    let whole = NixFile::parse(&name, &text).unwrap();
+                    let skimmed = NixFile::for_path(&name, &text, &attr_path).unwrap();
                     let new = NewValue::Expr(from_json(&value, DataPolicy::default()).unwrap());
                     let context = format!("{name}: op {op} at {path:?} with {value}");
                     if exists && op == 2 {
@@ -1075,7 +1075,7 @@ fn random_edits_of_real_world_shaped_files_change_exactly_their_path() {
                         }
                         continue;
                     }
-                    let edit = |doc: &Document| match op {
+                    let edit = |doc: &NixFile| match op {
                         3 => doc.add_item(&attr_path, &new),
                         4 => doc.remove_item(&attr_path, &new),
                         1 if exists => doc.unset(&attr_path),

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fedigen::eval::{Nix, Source};
+use fedigen::eval::{Evaluator, Source};
 use fedigen::generate::plan;
 use fedigen::manifest::{Manifest, OptionType};
 use fedigen::nix::verify::{check_canonical, check_syntax};
@@ -90,7 +90,7 @@ fn every_generated_file_is_proven_by_rnix_nixfmt_and_nix() {
             text: text.clone(),
         });
     }
-    let nix = Nix::locate().expect("Nix is needed: scripts/install-test-deps");
+    let nix = Evaluator::locate().expect("Nix is needed: scripts/install-test-deps");
     for (source, result) in sources.iter().zip(nix.parse(&sources)) {
         assert!(result.is_ok(), "{}: {result:?}", source.name);
     }
@@ -521,6 +521,25 @@ fn an_invalid_specification_writes_nothing() {
     );
 }
 
+/// A folder fedigen cannot read or write is the environment's fault (exit status 3, as README.md says), both
+/// when comparing (`--check`) and when writing; the message says what failed, without Rust's `(os error N)`.
+/// Works as root too: the output folder lies under a regular file, which no permission lets anyone pass.
+#[test]
+fn an_unusable_output_folder_is_the_environments_fault() {
+    let repo = scratch();
+    let dir = repo.path();
+    std::fs::write(dir.join("vm-tests"), "a file where a folder belongs\n").unwrap();
+    for args in [&["generate", "--check"][..], &["generate"][..]] {
+        let out = fedigen(dir, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: cannot "), "{args:?}: {stderr}");
+        assert!(stderr.contains("vm-tests"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("os error"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("error: error:"), "{args:?}: {stderr}");
+    }
+}
+
 /// A valid value of an option type, adversarial where strings allow it.
 fn value_of(ty: &OptionType) -> BoxedStrategy<Value> {
     let text = prop_oneof![
@@ -606,7 +625,7 @@ proptest! {
 
 #[test]
 fn templates_with_arbitrary_defaults_parse_with_nix() {
-    let nix = Nix::locate().expect("Nix is needed: scripts/install-test-deps");
+    let nix = Evaluator::locate().expect("Nix is needed: scripts/install-test-deps");
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 8,
         ..ProptestConfig::default()
@@ -656,7 +675,7 @@ const HOST: &str = r##"# The web host: maintained by hand, except for the region
 "##;
 
 #[test]
-fn generated_regions_in_peoples_files_are_filled_checked_and_nothing_else_changes() {
+fn generated_regions_in_hand_written_files_are_filled_checked_and_nothing_else_changes() {
     let dir = scratch();
     let host = dir.path().join("hosts/web.nix");
     std::fs::create_dir_all(host.parent().unwrap()).unwrap();
@@ -699,7 +718,7 @@ fn generated_regions_in_peoples_files_are_filled_checked_and_nothing_else_change
          map builtins.pathExists (m.imports ++ builtins.attrValues (builtins.removeAttrs m.fediversity.tests [ \"local\" ]))\n",
     )
     .unwrap();
-    let exists = Nix::locate().unwrap().eval_file_json(&probe).unwrap();
+    let exists = Evaluator::locate().unwrap().eval_file_json(&probe).unwrap();
     let exists = exists.as_array().unwrap();
     assert!(
         exists.len() > 10 && exists.iter().all(|e| e == &Value::Bool(true)),
@@ -780,7 +799,7 @@ fn staging_under(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// A scratch repository with people's files among the generated ones: a README in `modules/` and a file whose
+/// A scratch repository with hand-written files among the generated ones: a README in `modules/` and a file whose
 /// region `generate` fills.
 fn crash_fixture() -> tempfile::TempDir {
     let dir = scratch();

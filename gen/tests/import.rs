@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fedigen::eval::{Nix, Source};
+use fedigen::eval::{Evaluator, Source};
 use fedigen::import::{Import, import_module, show_path};
 use fedigen::manifest::{Manifest, OptionType};
 use fedigen::nix::lexical::{escape_double_quoted, escape_indented};
@@ -599,7 +599,7 @@ fn indented_source() -> impl Strategy<Value = String> {
 
 #[test]
 fn string_literal_agrees_with_nix_on_indented_and_double_quoted_strings() {
-    let Ok(nix) = Nix::locate() else {
+    let Ok(nix) = Evaluator::locate() else {
         panic!("this test needs Nix: run scripts/install-test-deps (Debian's nix-bin)");
     };
     let mut runner = TestRunner::new(Config {

@@ -3,7 +3,7 @@
 //! `${"a"}`, computed `${x}`), with dotted paths, nested and parenthesised set literals that merge, `inherit`,
 //! and values that do not merge. fedigen must refuse exactly the texts `nix-instantiate --parse` refuses.
 
-use fedigen::eval::{Nix, Source};
+use fedigen::eval::{Evaluator, Source};
 use fedigen::nix::verify::{VerifyError, check_syntax};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -71,7 +71,7 @@ fn document() -> impl Strategy<Value = String> {
 
 #[test]
 fn duplicate_attributes_are_refused_exactly_where_nix_refuses_them() {
-    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    let nix = Evaluator::locate().expect("these tests need Nix: run scripts/install-test-deps");
     let mut runner = TestRunner::new(Config::default());
     let strategy = document();
     let sources: Vec<Source> = (0..400)

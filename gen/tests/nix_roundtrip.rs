@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use fedigen::emit::{Verification, emit_file, has_wide_line};
-use fedigen::eval::{Nix, Source};
+use fedigen::eval::{Evaluator, Source};
 use fedigen::nix::print::{layout_is_exact, print_expr, print_file};
 use fedigen::nix::value::{DataPolicy, from_json};
 use fedigen::nix::verify::{check_canonical, check_syntax};
@@ -111,7 +111,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// Emits each value, checks it with rnix and nixfmt, then asks Nix whether each emitted file evaluates to exactly
 /// the value read from its JSON file. Returns a description of every mismatch.
-fn check_values(nix: &Nix, dir: &Path, values: &[Value]) -> Result<(), String> {
+fn check_values(nix: &Evaluator, dir: &Path, values: &[Value]) -> Result<(), String> {
     let allow = DataPolicy {
         allow_special_attributes: true,
     };
@@ -146,8 +146,8 @@ fn check_values(nix: &Nix, dir: &Path, values: &[Value]) -> Result<(), String> {
     Ok(())
 }
 
-fn nix() -> Nix {
-    Nix::locate().expect("these tests need Nix: run scripts/install-test-deps")
+fn nix() -> Evaluator {
+    Evaluator::locate().expect("these tests need Nix: run scripts/install-test-deps")
 }
 
 #[test]

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use fedigen::eval::Nix;
+use fedigen::eval::Evaluator;
 use fedigen::model::{self, Catalog, Format, SpecDocument};
 
 fn fixtures() -> PathBuf {
@@ -38,7 +38,7 @@ fn document(path: &Path) -> SpecDocument {
         Format::Json => SpecDocument::json(&name, &text),
         Format::Nix => {
             let nix =
-                Nix::locate().expect("Nix specifications need Nix: run scripts/install-test-deps");
+                Evaluator::locate().expect("Nix specifications need Nix: run scripts/install-test-deps");
             SpecDocument::nix(&nix, path, &name, text).expect("the case evaluates")
         }
     }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use fedigen::emit::{Verification, emit_file};
-use fedigen::eval::{Nix, Source};
+use fedigen::eval::{Evaluator, Source};
 use fedigen::manifest::{OptionType, SecretSource};
 use fedigen::model::shape::is_secret_like;
 use fedigen::model::{
@@ -398,7 +398,7 @@ proptest! {
 
 #[test]
 fn nix_round_trips_through_the_real_evaluator() {
-    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    let nix = Evaluator::locate().expect("these tests need Nix: run scripts/install-test-deps");
     let mut runner = TestRunner::new(Config::default());
     let strategy = spec();
     let specs: Vec<Spec> = (0..150)
@@ -545,7 +545,7 @@ fn renamed_spec() -> impl Strategy<Value = (Spec, Catalog)> {
 /// Validation must refuse what would collide; it must not refuse everything either.
 #[test]
 fn every_deployment_of_a_valid_specification_parses_with_nix() {
-    let nix = Nix::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    let nix = Evaluator::locate().expect("these tests need Nix: run scripts/install-test-deps");
     let mut runner = TestRunner::new(Config::default());
     let strategy = renamed_spec();
     let mut sources = Vec::new();

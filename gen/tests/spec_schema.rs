@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fedigen::eval::Nix;
+use fedigen::eval::Evaluator;
 use fedigen::model::{self, Catalog, Format, SpecDocument};
 use serde_json::{Value, json};
 
@@ -68,7 +68,7 @@ fn raw(path: &Path) -> SpecDocument {
     match Format::of_path(path).unwrap() {
         Format::Toml => SpecDocument::toml(&name, &text),
         Format::Json => SpecDocument::json(&name, &text),
-        Format::Nix => SpecDocument::nix(&Nix::locate().expect("Nix"), path, &name, text).unwrap(),
+        Format::Nix => SpecDocument::nix(&Evaluator::locate().expect("Nix"), path, &name, text).unwrap(),
     }
 }
 

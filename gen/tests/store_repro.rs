@@ -6,7 +6,7 @@ use fedigen::repro::explain::Change;
 use fedigen::repro::files::DifferenceKind;
 use fedigen::repro::report::{BuildPhase, Evaluation, LockStatus, NarStatus};
 use fedigen::repro::{
-    CheckOptions, Classification, ClosureDiffOptions, ClosureSource, Lock, Nix, closure_diff,
+    CheckOptions, Classification, ClosureDiffOptions, ClosureSource, Lock, NixTools, closure_diff,
     exit_code, run_check, run_lock,
 };
 use std::path::{Path, PathBuf};
@@ -59,8 +59,8 @@ impl Fixture {
         o.settings = support::nix_settings();
         o
     }
-    fn nix(&self) -> Nix {
-        let mut n = Nix::new(Some(self.store()));
+    fn nix(&self) -> NixTools {
+        let mut n = NixTools::new(Some(self.store()));
         n.settings = support::nix_settings();
         n
     }

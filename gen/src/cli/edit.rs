@@ -3,12 +3,11 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::{EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, fail};
-use fedigen::edit::{AttrPath, Document, Edit, EditError, NewValue};
+use crate::cli::error::{Class, CliError, CliResult, Status};
+use fedigen::edit::{Edit, EditPath, NewValue, NixFile};
 use fedigen::nix::value::{DataPolicy, from_json};
 use fedigen::write::{replace_file, unified_diff};
 
@@ -122,7 +121,7 @@ struct Output {
 }
 
 /// Runs `fedigen edit`.
-pub fn run(args: EditArgs) -> ExitCode {
+pub fn run(args: EditArgs) -> CliResult {
     let from_stdin = args.file.as_os_str() == "-";
     let name = if from_stdin {
         "<stdin>".to_owned()
@@ -131,48 +130,34 @@ pub fn run(args: EditArgs) -> ExitCode {
     };
     let text = if from_stdin {
         let mut text = String::new();
-        if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-            return fail(
-                EXIT_ENVIRONMENT,
-                format_args!("reading standard input: {e}"),
-            );
-        }
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::io("read", "standard input", e))?;
         text
     } else {
-        match std::fs::read_to_string(&args.file) {
-            Ok(text) => text,
-            Err(e) => return fail(EXIT_ENVIRONMENT, format_args!("{name}: {e}")),
-        }
+        std::fs::read_to_string(&args.file).map_err(|e| CliError::io("read", &args.file, e))?
     };
-    // The file is parsed for the one path this command edits (see `Document::for_path`).
-    let prepare = |path: &str| -> Result<(AttrPath, Document), ExitCode> {
-        let path = AttrPath::parse(path).map_err(|e| fail(EXIT_INVALID_INPUT, e))?;
-        let document = Document::for_path(&name, &text, &path).map_err(|e| refused(&e))?;
-        Ok((path, document))
+    // The file is parsed for the one path this command edits (see `NixFile::for_path`).
+    let prepare = |path: &str| -> Result<(EditPath, NixFile), CliError> {
+        let path = EditPath::parse(path).map_err(CliError::invalid)?;
+        let nix_file = NixFile::for_path(&name, &text, &path)?;
+        Ok((path, nix_file))
     };
     let (op, path, value, output) = match args.action {
         Action::Get { path, json } => {
-            let (path, document) = match prepare(&path) {
-                Ok(prepared) => prepared,
-                Err(code) => return code,
-            };
-            return match document.get(&path) {
-                Ok(definition) if json => match definition.data {
-                    Ok(data) => {
-                        crate::cli::output::outln!("{data}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(why) => fail(
-                        EXIT_INVALID_INPUT,
-                        format_args!("{name}:{why}; print it as written without --json"),
-                    ),
-                },
-                Ok(definition) => {
-                    crate::cli::output::outln!("{}", definition.value);
-                    ExitCode::SUCCESS
-                }
-                Err(e) => refused(&e),
-            };
+            let (path, nix_file) = prepare(&path)?;
+            let definition = nix_file.get(&path)?;
+            if json {
+                let data = definition.data.map_err(|why| {
+                    CliError::invalid(format_args!(
+                        "{name}:{why}; print it as written without --json"
+                    ))
+                })?;
+                crate::cli::output::outln!("{data}");
+            } else {
+                crate::cli::output::outln!("{}", definition.value);
+            }
+            return Ok(Status::Success);
         }
         Action::Set {
             path,
@@ -190,47 +175,27 @@ pub fn run(args: EditArgs) -> ExitCode {
             output,
         } => (ValueEdit::Remove, path, value, output),
         Action::Unset { path, output } => {
-            return match prepare(&path) {
-                Ok((path, document)) => match document.unset(&path) {
-                    Ok(edit) => finish(
-                        &args.file,
-                        &name,
-                        &text,
-                        &edit,
-                        &output,
-                        from_stdin,
-                        &format!("unset `{path}`"),
-                    ),
-                    Err(e) => refused(&e),
-                },
-                Err(code) => code,
-            };
+            let (path, nix_file) = prepare(&path)?;
+            let edit = nix_file.unset(&path)?;
+            let what = format!("unset `{path}`");
+            return finish(&args.file, &name, &text, &edit, &output, from_stdin, &what);
         }
     };
     let shown = value.value.clone();
-    let value = match new_value(&value) {
-        Ok(value) => value,
-        Err(code) => return code,
-    };
-    let (path, document) = match prepare(&path) {
-        Ok(prepared) => prepared,
-        Err(code) => return code,
-    };
+    let value = new_value(&value)?;
+    let (path, nix_file) = prepare(&path)?;
     let (edit, what) = match op {
-        ValueEdit::Set => (document.set(&path, &value), format!("set `{path}`")),
+        ValueEdit::Set => (nix_file.set(&path, &value), format!("set `{path}`")),
         ValueEdit::Add => (
-            document.add_item(&path, &value),
+            nix_file.add_item(&path, &value),
             format!("added `{shown}` to `{path}`"),
         ),
         ValueEdit::Remove => (
-            document.remove_item(&path, &value),
+            nix_file.remove_item(&path, &value),
             format!("removed `{shown}` from `{path}`"),
         ),
     };
-    match edit {
-        Ok(edit) => finish(&args.file, &name, &text, &edit, &output, from_stdin, &what),
-        Err(e) => refused(&e),
-    }
+    finish(&args.file, &name, &text, &edit?, &output, from_stdin, &what)
 }
 
 /// The actions that take a VALUE: one path through parsing the value and the file, three edits.
@@ -240,7 +205,7 @@ enum ValueEdit {
     Remove,
 }
 
-fn new_value(args: &Value) -> Result<NewValue, ExitCode> {
+fn new_value(args: &Value) -> Result<NewValue, CliError> {
     let Value {
         value,
         nix,
@@ -249,12 +214,9 @@ fn new_value(args: &Value) -> Result<NewValue, ExitCode> {
     let (nix, allow_special_attributes) = (*nix, *allow_special_attributes);
     let value = if value == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).map_err(|e| {
-            fail(
-                EXIT_ENVIRONMENT,
-                format_args!("reading standard input: {e}"),
-            )
-        })?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| CliError::io("read", "standard input", e))?;
         text
     } else {
         value.to_owned()
@@ -263,12 +225,9 @@ fn new_value(args: &Value) -> Result<NewValue, ExitCode> {
         return Ok(NewValue::Text(value));
     }
     let json: serde_json::Value = serde_json::from_str(&value).map_err(|e| {
-        fail(
-            EXIT_INVALID_INPUT,
-            format_args!(
+        CliError::invalid(format_args!(
                 "the value is not JSON ({e}); quote strings as JSON (`'\"text\"'`), or pass --nix for a Nix expression"
-            ),
-        )
+        ))
     })?;
     let policy = DataPolicy {
         allow_special_attributes,
@@ -279,7 +238,7 @@ fn new_value(args: &Value) -> Result<NewValue, ExitCode> {
             for error in &errors {
                 eprintln!("error: the value at {error}");
             }
-            ExitCode::from(EXIT_INVALID_INPUT)
+            CliError::reported(Class::InvalidInput)
         })
 }
 
@@ -291,42 +250,27 @@ fn finish(
     output: &Output,
     from_stdin: bool,
     what: &str,
-) -> ExitCode {
+) -> CliResult {
     let new = edit.apply(old);
     if output.diff {
         crate::cli::output::out!("{}", unified_diff(file, old, &new));
-        return ExitCode::SUCCESS;
+        return Ok(Status::Success);
     }
     if output.stdout || from_stdin {
         crate::cli::output::out!("{new}");
-        return ExitCode::SUCCESS;
+        return Ok(Status::Success);
     }
     if new == old {
         eprintln!("{name}: {what}: already so; nothing written");
-        return ExitCode::SUCCESS;
+        return Ok(Status::Success);
     }
     if old.starts_with(fedigen::write::MARKER) && !output.force {
-        return fail(
-            EXIT_INVALID_INPUT,
-            format_args!(
-                "{name} is generated by fedigen (see its first line): `fedigen generate` would undo this edit; change its source instead, or pass --force"
-            ),
-        );
+        return Err(CliError::invalid(format_args!(
+            "{name} is generated by fedigen (see its first line): `fedigen generate` would undo this edit; change its source instead, or pass --force"
+        )));
     }
-    match replace_file(file, &new) {
-        Ok(()) => {
-            let position = fedigen::nix::verify::Position::of_offset(old, edit.range.start);
-            eprintln!("{name}:{position}: {what}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(EXIT_ENVIRONMENT, e),
-    }
-}
-
-fn refused(error: &EditError) -> ExitCode {
-    let code = match error {
-        EditError::NotDefined { .. } | EditError::NoSuchItem { .. } => EXIT_CHECK_FAILED,
-        _ => EXIT_INVALID_INPUT,
-    };
-    fail(code, error)
+    replace_file(file, &new)?;
+    let position = fedigen::nix::verify::Position::of_offset(old, edit.range.start);
+    eprintln!("{name}:{position}: {what}");
+    Ok(Status::Success)
 }

@@ -2,13 +2,10 @@
 //! what is stale, with a diff, and write nothing.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Args;
 
-use std::io::IsTerminal as _;
-
-use crate::{EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, fail};
+use crate::cli::error::{Class, CliError, CliResult, Status};
 use fedigen::generate::{GenerateError, find_repository, plan, plan_with_spec};
 use fedigen::model::LoadError;
 use fedigen::write::{Difference, compare, write};
@@ -40,36 +37,27 @@ pub struct GenerateArgs {
 }
 
 /// Runs `fedigen generate`.
-pub fn run(args: GenerateArgs) -> ExitCode {
+pub fn run(args: GenerateArgs) -> CliResult {
     let start = match args.repo {
         Some(repo) => repo,
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
-    let repo = match find_repository(&start) {
-        Ok(repo) => repo,
-        Err(e) => return fail(EXIT_INVALID_INPUT, e),
-    };
+    let repo = find_repository(&start)?;
     let planned = match &args.spec {
         Some(spec) => plan_with_spec(&repo, Some(spec)),
         None => plan(&repo),
     };
-    let plan = match planned {
-        Ok(plan) => plan,
-        Err(e) => return planning_failed(e),
-    };
+    let plan = planned.map_err(planning_failed)?;
     if args.check {
-        let differences = match compare(&repo, &plan) {
-            Ok(d) => d,
-            Err(e) => return fail(EXIT_INVALID_INPUT, e),
-        };
+        let differences = compare(&repo, &plan)?;
         let total = plan.files.len() + plan.regions.len();
         if args.json {
             crate::cli::output::outln!("{}", check_json(&repo, total, &differences));
-            return if differences.is_empty() {
-                ExitCode::SUCCESS
+            return Ok(if differences.is_empty() {
+                Status::Success
             } else {
-                ExitCode::from(EXIT_CHECK_FAILED)
-            };
+                Status::Problems
+            });
         }
         for difference in &differences {
             match difference {
@@ -94,25 +82,25 @@ pub fn run(args: GenerateArgs) -> ExitCode {
                 "{} generated files are up to date",
                 plan.files.len() + plan.regions.len()
             );
-            ExitCode::SUCCESS
+            Ok(Status::Success)
         } else {
             crate::cli::output::info!(
                 "{} of {} generated files are stale; run `fedigen generate`",
                 differences.len(),
                 plan.files.len() + plan.regions.len()
             );
-            ExitCode::from(EXIT_CHECK_FAILED)
+            Ok(Status::Problems)
         }
     } else {
-        match write(&repo, &plan) {
-            Ok(applied) if applied.is_empty() => {
+        match write(&repo, &plan)? {
+            applied if applied.is_empty() => {
                 crate::cli::output::info!(
                     "{} generated files are up to date; nothing written",
                     plan.files.len() + plan.regions.len()
                 );
-                ExitCode::SUCCESS
+                Ok(Status::Success)
             }
-            Ok(applied) => {
+            applied => {
                 for difference in &applied {
                     let path = difference.path().display();
                     match difference {
@@ -126,27 +114,25 @@ pub fn run(args: GenerateArgs) -> ExitCode {
                         }
                     }
                 }
-                ExitCode::SUCCESS
+                Ok(Status::Success)
             }
-            Err(e) => fail(EXIT_INVALID_INPUT, e),
         }
     }
 }
 
-/// Prints why a generation could not be planned. An invalid specification's report is printed as it is (it
-/// says `error:` itself, once per problem); a specification that cannot be read is bad input (2) unless the
-/// environment is at fault (3: Nix missing, a file unreadable).
-fn planning_failed(error: GenerateError) -> ExitCode {
+/// Why a generation could not be planned. An invalid specification's report is printed here as it is (it says
+/// `error:` itself, once per problem); every other error keeps its class (see `cli::error`): a specification or
+/// folder that cannot be read is the environment's fault, a broken template or manifest the input's.
+fn planning_failed(error: GenerateError) -> CliError {
     match error {
         GenerateError::InvalidSpec(load) => match *load {
             LoadError::Invalid(report) => {
-                eprint!("{}", report.render(std::io::stderr().is_terminal()));
-                ExitCode::from(EXIT_INVALID_INPUT)
+                eprint!("{}", report.render(crate::cli::output::color_stderr()));
+                CliError::reported(Class::InvalidInput)
             }
-            e if e.is_invalid_input() => fail(EXIT_INVALID_INPUT, e),
-            e => fail(EXIT_ENVIRONMENT, e),
+            e => CliError::from(e),
         },
-        e => fail(EXIT_INVALID_INPUT, e),
+        e => CliError::from(e),
     }
 }
 

@@ -2,6 +2,7 @@
 //! arguments (clap), calls the library, prints, and maps outcomes to the exit statuses documented in `--help`.
 
 pub mod edit;
+pub mod error;
 pub mod generate;
 pub mod help;
 pub mod model;

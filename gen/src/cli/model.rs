@@ -3,11 +3,10 @@
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::{EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, fail};
+use crate::cli::error::{Class, CliError, CliResult, Status};
 use fedigen::model::{self, Catalog, LoadError};
 
 /// Arguments of `fedigen validate`.
@@ -57,16 +56,13 @@ fn templates_dir(explicit: Option<PathBuf>, near: Option<&std::path::Path>) -> P
 /// The applications' manifests; a broken manifest is invalid input (exit status 2), every problem reported.
 /// `published` refuses drafts (texts still saying TODO), for what is handed on (`fedigen schema`). No templates
 /// folder at all is the environment's fault (exit status 3), said with where it was looked for.
-fn catalog(templates: &std::path::Path, published: bool) -> Result<Catalog, ExitCode> {
+fn catalog(templates: &std::path::Path, published: bool) -> Result<Catalog, CliError> {
     if !templates.is_dir() {
-        return Err(fail(
-            EXIT_ENVIRONMENT,
-            format_args!(
-                "no application templates at {}: specifications are checked against the manifests in a \
+        return Err(CliError::environment(format_args!(
+            "no application templates at {}: specifications are checked against the manifests in a \
                  `templates/` folder; run inside the repository or pass --templates DIR",
-                templates.display()
-            ),
-        ));
+            templates.display()
+        )));
     }
     let loaded = if published {
         fedigen::manifest::Manifest::load_published(templates)
@@ -77,17 +73,14 @@ fn catalog(templates: &std::path::Path, published: bool) -> Result<Catalog, Exit
         for problem in &e.problems {
             eprintln!("error: {problem}");
         }
-        ExitCode::from(EXIT_INVALID_INPUT)
+        CliError::reported(Class::InvalidInput)
     })
 }
 
 /// Validates a specification; every problem is printed like a compiler error, and the exit status is 2.
-pub fn validate(args: ValidateArgs) -> ExitCode {
+pub fn validate(args: ValidateArgs) -> CliResult {
     let templates = templates_dir(args.templates, args.spec.parent());
-    let catalog = match catalog(&templates, false) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let catalog = catalog(&templates, false)?;
     match model::load(&args.spec, &catalog) {
         Ok(spec) => {
             if args.print {
@@ -110,7 +103,7 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
                         "applications": apps,
                     });
                     crate::cli::output::outln!("{verdict}");
-                    return ExitCode::SUCCESS;
+                    return Ok(Status::Success);
                 }
                 crate::cli::output::info!(
                     "{}: valid: provider `{}`, {} operator(s), {apps} application(s)",
@@ -119,22 +112,17 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
                     spec.operators.len()
                 );
             }
-            ExitCode::SUCCESS
+            Ok(Status::Success)
         }
         Err(LoadError::Invalid(report)) if args.json => {
             crate::cli::output::outln!("{}", report.to_json());
-            ExitCode::from(EXIT_INVALID_INPUT)
+            Err(CliError::reported(Class::InvalidInput))
         }
         Err(LoadError::Invalid(report)) => {
             eprint!("{}", report.render(crate::cli::output::color_stderr()));
-            ExitCode::from(EXIT_INVALID_INPUT)
+            Err(CliError::reported(Class::InvalidInput))
         }
         Err(e) => {
-            let code = if e.is_invalid_input() {
-                EXIT_INVALID_INPUT
-            } else {
-                EXIT_ENVIRONMENT
-            };
             if args.json {
                 let verdict = serde_json::json!({
                     "file": args.spec.display().to_string(),
@@ -143,18 +131,15 @@ pub fn validate(args: ValidateArgs) -> ExitCode {
                 });
                 crate::cli::output::outln!("{verdict}");
             }
-            fail(code, e)
+            Err(CliError::from(e))
         }
     }
 }
 
 /// Prints the JSON Schema of specifications (draft 2020-12), with every application's settings.
-pub fn schema(args: SchemaArgs) -> ExitCode {
-    let catalog = match catalog(&templates_dir(args.templates, None), true) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+pub fn schema(args: SchemaArgs) -> CliResult {
+    let catalog = catalog(&templates_dir(args.templates, None), true)?;
     let text = serde_json::to_string_pretty(&model::json_schema(&catalog)).expect("JSON prints");
     let _ = writeln!(std::io::stdout(), "{text}");
-    ExitCode::SUCCESS
+    Ok(Status::Success)
 }

@@ -2,13 +2,13 @@
 
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::{EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, fail};
+use crate::cli::error::{Class, CliError, CliResult, Status};
 use fedigen::emit::{Verification, emit_file};
-use fedigen::eval::Nix;
+use fedigen::eval::Evaluator;
+use fedigen::io_error::IoError;
 use fedigen::nix::value::{DataPolicy, from_json};
 use fedigen::nix::verify;
 
@@ -28,8 +28,8 @@ pub enum NixCommand {
         #[arg(long)]
         allow_special_attributes: bool,
         /// How much to prove about the output before printing it.
-        #[arg(long, value_enum, default_value_t = Verification::Syntax)]
-        verify: Verification,
+        #[arg(long, value_enum, default_value_t = VerifyArg::Syntax)]
+        verify: VerifyArg,
     },
     /// Evaluate a Nix file strictly with the real Nix evaluator and print the value as JSON.
     ///
@@ -56,14 +56,33 @@ pub enum NixCommand {
     },
 }
 
+/// The values of `nix from-json --verify`: the command line's face of [`Verification`], so that the library
+/// needs no clap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyArg {
+    /// Parse it with rnix (always done; about as fast as printing).
+    Syntax,
+    /// Also require it to be exactly what nixfmt makes of it (about ten times slower).
+    Canonical,
+}
+
+impl From<VerifyArg> for Verification {
+    fn from(arg: VerifyArg) -> Self {
+        match arg {
+            VerifyArg::Syntax => Verification::Syntax,
+            VerifyArg::Canonical => Verification::Canonical,
+        }
+    }
+}
+
 /// Runs one `fedigen nix` subcommand.
-pub fn run(command: NixCommand) -> ExitCode {
+pub fn run(command: NixCommand) -> CliResult {
     match command {
         NixCommand::FromJson {
             file,
             allow_special_attributes,
             verify,
-        } => nix_from_json(file, allow_special_attributes, verify),
+        } => nix_from_json(file, allow_special_attributes, verify.into()),
         NixCommand::ToJson { file, timeout } => nix_to_json(&file, timeout),
         NixCommand::Check { files, syntax_only } => nix_check(&files, syntax_only),
     }
@@ -73,29 +92,28 @@ fn nix_from_json(
     file: Option<PathBuf>,
     allow_special: bool,
     verification: Verification,
-) -> ExitCode {
+) -> CliResult {
     let (name, text) = match file.filter(|f| f.as_os_str() != "-") {
+        // An unreadable input file is invalid input here (exit status 2, as `--help` says).
         Some(path) => match std::fs::read_to_string(&path) {
             Ok(text) => (path.display().to_string(), text),
-            Err(e) => return fail(EXIT_INVALID_INPUT, format_args!("{}: {e}", path.display())),
+            Err(e) => return Err(CliError::invalid(IoError::new("read", path, e))),
         },
         None => {
             let mut text = String::new();
-            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-                return fail(EXIT_ENVIRONMENT, format_args!("standard input: {e}"));
-            }
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| CliError::io("read", "standard input", e))?;
             ("<stdin>".to_owned(), text)
         }
     };
-    let value: serde_json::Value = match serde_json::from_str(&text) {
-        Ok(value) => value,
-        Err(e) => {
-            return fail(
-                EXIT_INVALID_INPUT,
-                format_args!("{name}:{}:{}: invalid JSON: {e}", e.line(), e.column()),
-            );
-        }
-    };
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        CliError::invalid(format_args!(
+            "{name}:{}:{}: invalid JSON: {e}",
+            e.line(),
+            e.column()
+        ))
+    })?;
     let policy = DataPolicy {
         allow_special_attributes: allow_special,
     };
@@ -109,37 +127,28 @@ fn nix_from_json(
                 "{} value(s) cannot be written as Nix; nothing was printed",
                 errors.len()
             );
-            return ExitCode::from(EXIT_INVALID_INPUT);
+            return Err(CliError::reported(Class::InvalidInput));
         }
     };
-    match emit_file("<output>", &[], &expr, verification) {
-        Ok(text) => {
-            crate::cli::output::out!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(EXIT_CHECK_FAILED, e),
-    }
+    // Printed text that fails its own verification is a bug in fedigen, reported as a problem found (1).
+    let text = emit_file("<output>", &[], &expr, verification).map_err(CliError::problem)?;
+    crate::cli::output::out!("{text}");
+    Ok(Status::Success)
 }
 
-fn nix_to_json(file: &std::path::Path, timeout: u64) -> ExitCode {
-    let nix = match Nix::locate() {
-        Ok(nix) => nix.with_timeout(std::time::Duration::from_secs(timeout)),
-        Err(e) => return fail(EXIT_ENVIRONMENT, e),
-    };
-    let file = match std::fs::canonicalize(file) {
-        Ok(file) => file,
-        Err(e) => return fail(EXIT_INVALID_INPUT, format_args!("{}: {e}", file.display())),
-    };
-    match nix.eval_file_json(&file) {
-        Ok(value) => {
-            crate::cli::output::outln!("{value}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(EXIT_INVALID_INPUT, e),
-    }
+fn nix_to_json(file: &std::path::Path, timeout: u64) -> CliResult {
+    let nix = Evaluator::locate()
+        .map_err(CliError::environment)?
+        .with_timeout(std::time::Duration::from_secs(timeout));
+    // A missing file is invalid input (exit status 2, as `--help` says).
+    let file = std::fs::canonicalize(file)
+        .map_err(|e| CliError::invalid(IoError::new("find", file, e)))?;
+    let value = nix.eval_file_json(&file).map_err(CliError::invalid)?;
+    crate::cli::output::outln!("{value}");
+    Ok(Status::Success)
 }
 
-fn nix_check(files: &[PathBuf], syntax_only: bool) -> ExitCode {
+fn nix_check(files: &[PathBuf], syntax_only: bool) -> CliResult {
     let mut sources = Vec::new();
     let mut failed = 0usize;
     for path in files {
@@ -149,7 +158,7 @@ fn nix_check(files: &[PathBuf], syntax_only: bool) -> ExitCode {
                 text,
             }),
             Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
+                eprintln!("error: {}", IoError::new("read", path, e));
                 failed += 1;
             }
         }
@@ -167,22 +176,18 @@ fn nix_check(files: &[PathBuf], syntax_only: bool) -> ExitCode {
             failed += 1;
         }
     }
-    match Nix::locate() {
-        Ok(nix) => {
-            for (source, result) in sources.iter().zip(nix.parse(&sources)) {
-                if let Err(e) = result {
-                    eprintln!("error: {}: Nix does not parse it: {e}", source.name);
-                    failed += 1;
-                }
-            }
+    let nix = Evaluator::locate().map_err(CliError::environment)?;
+    for (source, result) in sources.iter().zip(nix.parse(&sources)) {
+        if let Err(e) = result {
+            eprintln!("error: {}: Nix does not parse it: {e}", source.name);
+            failed += 1;
         }
-        Err(e) => return fail(EXIT_ENVIRONMENT, e),
     }
     if failed > 0 {
         eprintln!("{failed} problem(s) in {} file(s)", files.len());
-        ExitCode::from(EXIT_CHECK_FAILED)
+        Ok(Status::Problems)
     } else {
         crate::cli::output::info!("{} file(s) parse and are canonical", files.len());
-        ExitCode::SUCCESS
+        Ok(Status::Success)
     }
 }

@@ -2,13 +2,14 @@
 //! [`fedigen::repro`].
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::fail;
-use fedigen::repro::{self, CheckOptions, ClosureDiffOptions, ClosureSource, Nix, NixSettings};
+use crate::cli::error::{CliError, CliResult, Status};
+use fedigen::repro::{
+    self, CheckOptions, ClosureDiffOptions, ClosureSource, NixSettings, NixTools,
+};
 
 /// The `--help` text on Nix settings, shared by every subcommand that runs Nix.
 const SETTINGS_HELP: &str = "\
@@ -174,27 +175,26 @@ fn options(target: Target) -> CheckOptions {
 }
 
 /// Runs one `fedigen repro` subcommand.
-pub fn run(command: ReproCommand) -> ExitCode {
+pub fn run(command: ReproCommand) -> CliResult {
     match command {
         ReproCommand::Check(args) => {
             let mut opts = options(args.target);
             opts.lock = args.lock;
             opts.build = !args.no_build;
             opts.closure = args.closure;
-            match repro::run_check(&opts) {
-                Ok(report) => {
-                    crate::cli::output::out!(
-                        "{}",
-                        if args.json {
-                            report.to_json()
-                        } else {
-                            report.render()
-                        }
-                    );
-                    ExitCode::from(u8::try_from(report.exit_code()).unwrap_or(u8::MAX))
+            let report = repro::run_check(&opts)?;
+            crate::cli::output::out!(
+                "{}",
+                if args.json {
+                    report.to_json()
+                } else {
+                    report.render()
                 }
-                Err(e) => fail(e.exit_code(), e),
-            }
+            );
+            Ok(match u8::try_from(report.exit_code()).unwrap_or(u8::MAX) {
+                0 => Status::Success,
+                findings => Status::Findings(findings),
+            })
         }
         ReproCommand::Lock {
             target,
@@ -203,45 +203,35 @@ pub fn run(command: ReproCommand) -> ExitCode {
         } => {
             let mut opts = options(target);
             opts.build = !no_build;
-            match repro::run_lock(&opts).and_then(|lock| lock.write(&output)) {
-                Ok(()) => {
-                    crate::cli::output::info!("wrote {}", output.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e.exit_code(), e),
-            }
+            repro::run_lock(&opts).and_then(|lock| lock.write(&output))?;
+            crate::cli::output::info!("wrote {}", output.display());
+            Ok(Status::Success)
         }
     }
 }
 
 /// Runs `fedigen closure diff`.
-pub fn run_closure_diff(args: ClosureDiffArgs) -> ExitCode {
-    let mut nix = Nix::new(args.nix.store.clone());
+pub fn run_closure_diff(args: ClosureDiffArgs) -> CliResult {
+    let mut nix = NixTools::new(args.nix.store.clone());
     nix.settings = args.nix.settings();
     let opts = ClosureDiffOptions {
         build_time: args.build_time,
         build: args.build,
         timeout: Duration::from_secs(args.timeout),
     };
-    match repro::closure_diff(
+    let diff = repro::closure_diff(
         &ClosureSource::from_arg(&args.old),
         &ClosureSource::from_arg(&args.new),
         &nix,
         &opts,
-    ) {
-        Ok(diff) => {
-            if args.json {
-                match serde_json::to_string_pretty(&diff) {
-                    Ok(json) => crate::cli::output::outln!("{json}"),
-                    Err(e) => return fail(crate::EXIT_ENVIRONMENT, e),
-                }
-            } else {
-                crate::cli::output::out!("{}", diff.render());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e.exit_code(), e),
+    )?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&diff).map_err(CliError::environment)?;
+        crate::cli::output::outln!("{json}");
+    } else {
+        crate::cli::output::out!("{}", diff.render());
     }
+    Ok(Status::Success)
 }
 
 #[cfg(test)]

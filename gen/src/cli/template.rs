@@ -2,13 +2,12 @@
 //! module's option declarations), and prove templates by rendering them.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::Subcommand;
 use serde_json::Value;
 
-use crate::{EXIT_CHECK_FAILED, EXIT_ENVIRONMENT, EXIT_INVALID_INPUT, fail};
-use fedigen::eval::{Nix, Source};
+use crate::cli::error::{Class, CliError, CliResult, Status};
+use fedigen::eval::{Evaluator, Source};
 use fedigen::generate::find_repository;
 use fedigen::manifest::Manifest;
 use fedigen::nix::verify;
@@ -80,7 +79,7 @@ pub enum TemplateCommand {
 }
 
 /// Runs one `fedigen template` subcommand.
-pub fn run(command: TemplateCommand) -> ExitCode {
+pub fn run(command: TemplateCommand) -> CliResult {
     match command {
         TemplateCommand::New { app, repo } => new(&app, repo),
         TemplateCommand::Check {
@@ -99,26 +98,21 @@ pub fn run(command: TemplateCommand) -> ExitCode {
     }
 }
 
-fn repository(repo: Option<PathBuf>) -> Result<PathBuf, ExitCode> {
+fn repository(repo: Option<PathBuf>) -> Result<PathBuf, CliError> {
     let start =
         repo.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
-    find_repository(&start).map_err(|e| fail(EXIT_INVALID_INPUT, e))
+    Ok(find_repository(&start)?)
 }
 
-fn new(app: &str, repo: Option<PathBuf>) -> ExitCode {
-    let repo = match repository(repo) {
-        Ok(repo) => repo,
-        Err(code) => return code,
-    };
-    if let Err(reason) = fedigen::manifest::check_application_name(app) {
-        return fail(EXIT_INVALID_INPUT, reason);
-    }
+fn new(app: &str, repo: Option<PathBuf>) -> CliResult {
+    let repo = repository(repo)?;
+    fedigen::manifest::check_application_name(app).map_err(CliError::invalid)?;
     let dir = repo.join("templates").join(app);
     if dir.exists() {
-        return fail(
-            EXIT_INVALID_INPUT,
-            format_args!("{}: exists already; pick another name", dir.display()),
-        );
+        return Err(CliError::invalid(format_args!(
+            "{}: exists already; pick another name",
+            dir.display()
+        )));
     }
     let title = fedigen::import::title_case(app);
     let manifest = format!(
@@ -169,21 +163,18 @@ status = 200
         .and_then(|()| std::fs::write(dir.join("module.nix.hbs"), module));
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&dir);
-        return fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", dir.display()));
+        return Err(CliError::io("write", dir, e));
     }
     crate::cli::output::info!(
         "created templates/{app}/manifest.toml and templates/{app}/module.nix.hbs;\n\
          fill them in (`fedigen template check --allow-drafts {app}` while you do), finish every TODO, then run \
          `fedigen template check {app}` and `fedigen generate`"
     );
-    ExitCode::SUCCESS
+    Ok(Status::Success)
 }
 
-fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: bool) -> ExitCode {
-    let repo = match repository(repo) {
-        Ok(repo) => repo,
-        Err(code) => return code,
-    };
+fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: bool) -> CliResult {
+    let repo = repository(repo)?;
     let manifests = match Manifest::load_all(&repo.join("templates")) {
         Ok(all) => all
             .into_iter()
@@ -211,19 +202,16 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: boo
             for problem in &e.problems {
                 eprintln!("error: {problem}");
             }
-            return ExitCode::from(EXIT_INVALID_INPUT);
+            return Err(CliError::reported(Class::InvalidInput));
         }
     };
     if manifests.is_empty() {
-        return fail(
-            EXIT_INVALID_INPUT,
-            format_args!("no template named `{}`", app.unwrap_or("*")),
-        );
+        return Err(CliError::invalid(format_args!(
+            "no template named `{}`",
+            app.unwrap_or("*")
+        )));
     }
-    let templates = match Templates::load(&repo, &manifests) {
-        Ok(t) => t,
-        Err(e) => return fail(EXIT_INVALID_INPUT, e),
-    };
+    let templates = Templates::load(&repo, &manifests).map_err(CliError::invalid)?;
     // Each problem once, however many renderings show it (a syntax error in the template's text is in all).
     let mut problems: Vec<String> = Vec::new();
     let mut report = |problem: String| {
@@ -272,10 +260,7 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: boo
             }
         }
     }
-    let nix = match Nix::locate() {
-        Ok(nix) => nix,
-        Err(e) => return fail(EXIT_ENVIRONMENT, e),
-    };
+    let nix = Evaluator::locate().map_err(CliError::environment)?;
     for (source, result) in sources.iter().zip(nix.parse(&sources)) {
         if let Err(e) = result {
             report(format!("{}: Nix does not parse it: {e}", source.name));
@@ -311,7 +296,7 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: boo
             manifests.len(),
             renderings
         );
-        ExitCode::from(EXIT_CHECK_FAILED)
+        Ok(Status::Problems)
     } else {
         crate::cli::output::info!(
             "{} template(s) proven in {renderings} renderings (defaults and edge values){}",
@@ -322,7 +307,7 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: boo
                 String::new()
             }
         );
-        ExitCode::SUCCESS
+        Ok(Status::Success)
     }
 }
 
@@ -383,36 +368,24 @@ fn import(
     repo: Option<PathBuf>,
     stdout: bool,
     force: bool,
-) -> ExitCode {
-    let text = match std::fs::read_to_string(module) {
-        Ok(text) => text,
-        Err(e) => return fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", module.display())),
-    };
+) -> CliResult {
+    let text = std::fs::read_to_string(module).map_err(|e| CliError::io("read", module, e))?;
     let file = module.display().to_string();
-    let imported = match fedigen::import::import_module(&file, &text, name) {
-        Ok(imported) => imported,
-        Err(e) => return fail(EXIT_INVALID_INPUT, e),
-    };
+    let imported = fedigen::import::import_module(&file, &text, name).map_err(CliError::invalid)?;
     eprint!("{}", imported.report());
     if stdout {
         crate::cli::output::out!("{}", imported.manifest_text);
         crate::cli::output::info!("{}", imported.summary());
-        return ExitCode::SUCCESS;
+        return Ok(Status::Success);
     }
-    let repo = match repository(repo) {
-        Ok(repo) => repo,
-        Err(code) => return code,
-    };
+    let repo = repository(repo)?;
     let dir = repo.join("templates").join(&imported.name);
     let manifest = dir.join("manifest.toml");
     if manifest.exists() && !force {
-        return fail(
-            EXIT_INVALID_INPUT,
-            format_args!(
-                "{}: exists already; pass --force to replace it, or --stdout to compare",
-                manifest.display()
-            ),
-        );
+        return Err(CliError::invalid(format_args!(
+            "{}: exists already; pass --force to replace it, or --stdout to compare",
+            manifest.display()
+        )));
     }
     let hbs = dir.join("module.nix.hbs");
     let written = std::fs::create_dir_all(&dir)
@@ -438,9 +411,9 @@ fn import(
                 },
                 imported.name
             );
-            ExitCode::SUCCESS
+            Ok(Status::Success)
         }
-        Err(e) => fail(EXIT_ENVIRONMENT, format_args!("{}: {e}", dir.display())),
+        Err(e) => Err(CliError::io("write", dir, e)),
     }
 }
 

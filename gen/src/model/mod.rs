@@ -31,6 +31,7 @@ pub mod path;
 pub mod report;
 pub mod shape;
 pub mod source;
+pub mod ssh;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

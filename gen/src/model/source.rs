@@ -25,7 +25,7 @@ use toml::de::{DeTable, DeValue};
 use super::LoadError;
 use super::diagnostic::{Diagnostic, Target, shorten_value};
 use super::path::{FieldPath, Step};
-use crate::eval::{EvalError, Nix};
+use crate::eval::{EvalError, Evaluator};
 use crate::position::LineIndex;
 
 /// The input formats, chosen by file extension.
@@ -103,7 +103,7 @@ impl SpecDocument {
                     path: path.to_owned(),
                     source,
                 };
-                let nix = Nix::locate().map_err(nix_error)?;
+                let nix = Evaluator::locate().map_err(nix_error)?;
                 Self::nix(&nix, path, &name, text).map_err(nix_error)
             }
         }
@@ -191,7 +191,7 @@ impl SpecDocument {
     /// When Nix fails (a `throw`, an import of a missing file, a type error, a syntax error), the document
     /// holds one diagnostic naming the field whose evaluation failed, at its place in the file (see
     /// [`Self::nix_failure`]); `Err` is left for Nix itself failing to run.
-    pub fn nix(nix: &Nix, path: &Path, name: &str, text: String) -> Result<Self, EvalError> {
+    pub fn nix(nix: &Evaluator, path: &Path, name: &str, text: String) -> Result<Self, EvalError> {
         let absolute = std::fs::canonicalize(path).map_err(|e| EvalError::Io(e.to_string()))?;
         let dir = tempfile::Builder::new()
             .prefix("fedigen-spec-")
@@ -261,7 +261,7 @@ impl SpecDocument {
     /// forced: the last announcement before Nix stops is the field that failed. This finds every kind of
     /// failure, including those `builtins.tryEval` cannot catch (`abort`, a missing file, type errors).
     fn nix_failure(
-        nix: &Nix,
+        nix: &Evaluator,
         absolute: &Path,
         dir: &Path,
         quoted: &str,

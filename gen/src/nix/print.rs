@@ -28,7 +28,7 @@ pub fn print_expr(expr: &Expr) -> String {
 }
 
 /// Prints one expression as the value of a binding on a line indented by `indent` spaces: continuation lines
-/// are indented from there, as nixfmt would lay them out in place (used to edit people's files).
+/// are indented from there, as nixfmt would lay them out in place (used to edit hand-written files).
 pub fn print_expr_at(expr: &Expr, indent: usize) -> String {
     let mut printer = Printer { out: String::new() };
     printer.expr(expr, indent);

@@ -2,7 +2,7 @@
 //! what the project team's CI recorded in a lock file.
 //!
 //! The pipeline of [`run_check`], one step per function, data passed forward:
-//! 1. evaluate the attributes twice, in separate `nix-instantiate` processes ([`nix::Nix::evaluate`]); the second
+//! 1. evaluate the attributes twice, in separate `nix-instantiate` processes ([`nix::NixTools::evaluate`]); the second
 //!    starts in a later wall-clock second than the first ended, so `builtins.currentTime` cannot hide;
 //! 2. compare the `.drv` paths with the lock ([`lock::Lock`]); on a difference, walk both derivations down to
 //!    the root cause ([`explain::explain`]) and diff the closures by package ([`crate::store::closure`]);
@@ -25,7 +25,7 @@ pub mod nix;
 pub mod report;
 
 pub use lock::Lock;
-pub use nix::{FORCED_OPTIONS, Nix, NixSettings};
+pub use nix::{FORCED_OPTIONS, NixSettings, NixTools};
 pub use report::{Classification, Report, exit_code};
 
 use crate::store::closure::{self, ClosureDiff};
@@ -43,7 +43,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub enum Error {
     /// A program could not be started (Nix not on `PATH`?).
     #[error(
-        "cannot run {command}: {source} (is Nix installed and on PATH? On Debian: apt-get install nix-bin)"
+        "cannot run {command}: {} (is Nix installed and on PATH? On Debian: apt-get install nix-bin)",
+        crate::io_error::describe(source)
     )]
     Spawn {
         /// The program.
@@ -123,7 +124,7 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] crate::store::Error),
     /// Other I/O.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", crate::io_error::describe(source))]
     Io {
         /// What was being done.
         context: String,
@@ -244,8 +245,8 @@ impl CheckOptions {
         }
     }
 
-    fn nix(&self) -> Nix {
-        Nix {
+    fn nix(&self) -> NixTools {
+        NixTools {
             store: self.store.clone(),
             settings: self.settings.clone(),
             eval_timeout: self.eval_timeout,
@@ -270,7 +271,7 @@ fn progress_bar(show: bool, len: u64) -> ProgressBar {
 
 /// Evaluates twice; the second evaluation starts in a later wall-clock second than the first one ended.
 fn evaluate_twice(
-    nix: &Nix,
+    nix: &NixTools,
     opts: &CheckOptions,
     pb: &ProgressBar,
 ) -> Result<(BTreeMap<String, Evaluated>, BTreeMap<String, Evaluated>)> {
@@ -472,7 +473,7 @@ fn to_store_paths(paths: &[String]) -> Result<BTreeSet<StorePath>> {
 
 /// Builds, rebuilds with `--check`, classifies, and fills in NAR hashes and differing files of `outputs`.
 fn build_and_check(
-    nix: &Nix,
+    nix: &NixTools,
     attr: &str,
     drv: &str,
     timeout: Duration,
@@ -706,7 +707,7 @@ impl ClosureSource {
     }
 
     /// The derivation closure.
-    fn build_time_paths(&self, nix: &Nix) -> Result<BTreeSet<StorePath>> {
+    fn build_time_paths(&self, nix: &NixTools) -> Result<BTreeSet<StorePath>> {
         match self {
             ClosureSource::Drv(p) => Ok(closure::closure_paths(
                 &nix.root(),
@@ -737,7 +738,7 @@ impl ClosureSource {
     /// The runtime closure with NAR sizes: outputs must be in the store (built first with `opts.build`).
     fn runtime_paths(
         &self,
-        nix: &Nix,
+        nix: &NixTools,
         opts: &ClosureDiffOptions,
     ) -> Result<BTreeMap<StorePath, u64>> {
         let store_flag = nix
@@ -798,7 +799,7 @@ impl ClosureSource {
             }
         };
         let all_outputs: Vec<String> = roots.iter().flat_map(|(_, o)| o.clone()).collect();
-        let missing = |nix: &Nix| -> Result<BTreeSet<String>> {
+        let missing = |nix: &NixTools| -> Result<BTreeSet<String>> {
             Ok(nix
                 .path_info(&all_outputs, false)?
                 .into_iter()
@@ -885,7 +886,7 @@ fn selected<'a>(
 pub fn closure_diff(
     old: &ClosureSource,
     new: &ClosureSource,
-    nix: &Nix,
+    nix: &NixTools,
     opts: &ClosureDiffOptions,
 ) -> Result<ClosureDiff> {
     if opts.build_time {

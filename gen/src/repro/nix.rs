@@ -84,9 +84,10 @@ const GRACE: Duration = Duration::from_secs(10);
 /// Lines of Nix's stderr kept for a failed build.
 const LOG_TAIL_LINES: usize = 25;
 
-/// How to call Nix: which store, which settings.
+/// How to call Nix's build and store tools (`nix-build`, `nix-instantiate` for `.drv` files, `nix-store`,
+/// `nix path-info`): which store, which settings. Evaluating text is [`crate::eval::Evaluator`]'s job.
 #[derive(Clone, Debug)]
-pub struct Nix {
+pub struct NixTools {
     /// A chroot store directory (`--store DIR`), or `None` for the system store.
     pub store: Option<PathBuf>,
     /// The settings of every call.
@@ -198,10 +199,10 @@ enum EvalAnswer {
     Missing(BTreeMap<String, MissingAttr>),
 }
 
-impl Nix {
+impl NixTools {
     /// Nix with the user's settings plus [`FORCED_OPTIONS`], and [`DEFAULT_EVAL_TIMEOUT`], on the given store.
     pub fn new(store: Option<PathBuf>) -> Self {
-        Nix {
+        NixTools {
             store,
             settings: NixSettings::default(),
             eval_timeout: DEFAULT_EVAL_TIMEOUT,
@@ -229,7 +230,7 @@ impl Nix {
     }
 
     /// Evaluates `attrs` of `file` (all top-level derivations when empty) in one fresh `nix-instantiate`
-    /// process, writing the `.drv` files to the store; killed after [`Nix::eval_timeout`]. An attribute path
+    /// process, writing the `.drv` files to the store; killed after [`NixTools::eval_timeout`]. An attribute path
     /// that does not exist, or is not a derivation, is [`Error::UnknownAttrs`] with the names that do exist.
     pub fn evaluate(&self, file: &Path, attrs: &[String]) -> Result<BTreeMap<String, Evaluated>> {
         let file = std::path::absolute(file).map_err(|e| Error::Io {

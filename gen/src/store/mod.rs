@@ -55,7 +55,7 @@ pub enum Error {
         reason: String,
     },
     /// Reading the filesystem tree failed while serialising it.
-    #[error("reading {path}: {source}")]
+    #[error("cannot read {}: {}", path.display(), crate::io_error::describe(source))]
     Io {
         /// The file or directory being read.
         path: PathBuf,

@@ -42,7 +42,7 @@ const LAST_LABEL: &str = "(?!(0x[0-9a-f]*|[0-9]+)$)[a-z0-9]([a-z0-9-]{0,61}[a-z0
 /// A path on a target machine: absolute, no empty, `.` or `..` component, and not in the Nix store.
 const RUNTIME_PATH: &str = r"^(?!/nix/store(/|$))(/(?!\.\.?(/|$))[^/]+)+$";
 const HTTPS_URL: &str = r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$";
-const SSH_TARGET: &str = r"^([a-z_][a-z0-9_.-]*@)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$";
+const SSH_TARGET: &str = crate::model::ssh::PATTERN;
 /// A short identifier (the length is checked apart).
 const NAME: &str = r"^[a-z]([a-z0-9-]*[a-z0-9])?$";
 const SECRET_NAME: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
@@ -68,7 +68,6 @@ fn problem(message: impl Into<String>, label: &'static str, hint: Option<String>
 /// operators checks thousands of strings, and compiling a pattern costs far more than matching it.
 static NAME_RE: LazyLock<Regex> = LazyLock::new(|| compile(NAME));
 static HTTPS_URL_RE: LazyLock<Regex> = LazyLock::new(|| compile(HTTPS_URL));
-static SSH_TARGET_RE: LazyLock<Regex> = LazyLock::new(|| compile(SSH_TARGET));
 static SECRET_NAME_RE: LazyLock<Regex> = LazyLock::new(|| compile(SECRET_NAME));
 static USERNAME_RE: LazyLock<Regex> = LazyLock::new(|| compile(USERNAME));
 static TOKEN_RE: LazyLock<Regex> = LazyLock::new(|| compile(TOKEN));
@@ -114,13 +113,7 @@ impl StrFormat {
                 Some("write it as `https://host[:port]/path`; plain http is not accepted".into()),
             )),
             Self::SshTarget => {
-                let host = s.rsplit_once('@').map_or(s, |(_, h)| h);
-                let port = match host.strip_prefix('[') {
-                    Some(rest) => rest.split_once("]:").map(|(_, p)| p),
-                    None => host.split_once(':').map(|(_, p)| p),
-                };
-                let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
-                if SSH_TARGET_RE.is_match(s) && port_ok {
+                if crate::model::ssh::SshTarget::parse(s).is_some() {
                     Ok(())
                 } else {
                     Err(problem(
@@ -449,7 +442,6 @@ mod tests {
                 "https://pve.example:8006/api2/json",
                 "http://pve.example",
             ),
-            (&SSH_TARGET_RE, "root@10.0.0.5:22", "root@"),
             (&SECRET_NAME_RE, "smtp-password", "-x"),
             (&USERNAME_RE, "admin_1", "1admin"),
             (&TOKEN_RE, "local-zfs", "a b"),
