@@ -275,7 +275,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
             "acme.server",
             option(
                 str_ty()?,
-                Some(s("https://acme-v02.api.letsencrypt.org/directory")?),
+                Some(s(crate::model::LETS_ENCRYPT)?),
                 None,
                 "The ACME directory URL (a test CA in VM tests).",
             )?,
@@ -293,7 +293,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
             "smtp.port",
             option(
                 r("lib.types.port")?,
-                Some(Expr::Int(587)),
+                Some(Expr::Int(crate::model::SMTP_SUBMISSION_PORT.into())),
                 None,
                 "The SMTP relay's port.",
             )?,

@@ -1,0 +1,143 @@
+//! The typed helpers: the only way a value reaches a template's output. Each emits Nix (or, for `toml-value`,
+//! a TOML value for the `#:` headers the VM test harness reads) through the emitter.
+
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
+    RenderErrorReason,
+};
+use serde_json::Value;
+
+use crate::nix::print::print_expr;
+use crate::nix::value::{DataPolicy, from_json};
+use crate::nix::{Expr, lexical};
+
+/// Helpers that emit Nix (and `toml-value`, a TOML value for the `#:` headers the VM test harness reads): the
+/// only way a value reaches a template's output.
+pub const VALUE_HELPERS: [&str; 6] = [
+    "nix-str",
+    "nix-value",
+    "nix-attr",
+    "nix-path",
+    "nix-options",
+    "toml-value",
+];
+
+/// A handlebars registry as every template is rendered: strict mode (a missing value is an error), no HTML
+/// escaping, no re-indented partials, and the typed helpers.
+pub(crate) fn registry() -> Handlebars<'static> {
+    let mut registry = Handlebars::new();
+    registry.set_strict_mode(true);
+    registry.register_escape_fn(handlebars::no_escape);
+    registry.set_prevent_indent(true);
+    for name in VALUE_HELPERS {
+        registry.register_helper(name, Box::new(nix_helper));
+    }
+    registry
+}
+
+/// A manifest value (a default or an example) as Nix data.
+pub(crate) fn data(value: &Value) -> Result<Expr, String> {
+    from_json(value, DataPolicy::default()).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+/// The one helper function behind all `nix-*` helpers: each turns its parameter into Nix text.
+fn nix_helper(
+    helper: &Helper<'_>,
+    _: &Handlebars<'_>,
+    context: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let name = helper.name();
+    let fail =
+        |message: String| RenderError::from(RenderErrorReason::Other(format!("{name}: {message}")));
+    if name == "nix-options" {
+        return match context.data().get("__manifest_options") {
+            Some(Value::String(text)) => out.write(text).map_err(RenderError::from),
+            other => Err(fail(format!(
+                "the manifest's options cannot be emitted: {}",
+                other.map_or_else(|| "nothing".to_owned(), |v| v.to_string())
+            ))),
+        };
+    }
+    let param = helper
+        .param(0)
+        .ok_or_else(|| fail("needs one parameter, e.g. `{{nix-str application.title}}`".into()))?;
+    // Strict mode covers plain expressions, not helper parameters: a path that names nothing would reach the
+    // helper as `null` and be emitted as `null`. A missing value is an error, for every typed helper.
+    if param.is_value_missing() {
+        let path = param
+            .relative_path()
+            .map_or_else(|| "its parameter".to_owned(), |p| format!("`{p}`"));
+        return Err(fail(format!(
+            "{path} names no value (no such option, field or variable); check the name against the manifest"
+        )));
+    }
+    let value = param.value();
+    let text = match name {
+        "nix-str" => match value {
+            Value::String(s) => Expr::string(s)
+                .map(|e| print_expr(&e))
+                .map_err(|e| fail(e.to_string()))?,
+            other => return Err(fail(format!("expects a string, got {other}"))),
+        },
+        "nix-path" => match value {
+            Value::String(s) => Expr::runtime_path(s)
+                .map(|e| print_expr(&e))
+                .map_err(|e| fail(e.to_string()))?,
+            other => return Err(fail(format!("expects an absolute path, got {other}"))),
+        },
+        "nix-attr" => match value {
+            Value::String(s) => {
+                let mut text = String::new();
+                lexical::check_string_content(s).map_err(|e| fail(e.to_string()))?;
+                lexical::write_attr_name(&mut text, s);
+                text
+            }
+            other => return Err(fail(format!("expects an attribute name, got {other}"))),
+        },
+        "nix-value" => data(value).map(|e| print_expr(&e)).map_err(fail)?,
+        "toml-value" => {
+            let toml =
+                json_to_toml(value).ok_or_else(|| fail(format!("{value} has no TOML form")))?;
+            let text = toml.to_string();
+            if text.contains('\n') {
+                return Err(fail(format!(
+                    "{} does not fit on one header line",
+                    serde_json::to_string(&text).unwrap_or_default()
+                )));
+            }
+            text
+        }
+        _ => return Err(fail("unknown helper".into())),
+    };
+    out.write(&text).map_err(RenderError::from)
+}
+
+/// A JSON value as TOML (numbers by their kind: serde_json keeps number text, so serde's own conversion would not
+/// see them as numbers). `null` has no TOML form.
+pub(crate) fn json_to_toml(value: &Value) -> Option<toml::Value> {
+    Some(match value {
+        Value::Null => return None,
+        Value::Bool(b) => toml::Value::Boolean(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => toml::Value::Integer(i),
+            None => toml::Value::Float(n.as_f64()?),
+        },
+        Value::String(s) => toml::Value::String(s.clone()),
+        Value::Array(items) => {
+            toml::Value::Array(items.iter().map(json_to_toml).collect::<Option<_>>()?)
+        }
+        Value::Object(map) => toml::Value::Table(
+            map.iter()
+                .map(|(k, v)| Some((k.clone(), json_to_toml(v)?)))
+                .collect::<Option<_>>()?,
+        ),
+    })
+}
