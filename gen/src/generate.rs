@@ -187,8 +187,8 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             .operators
             .par_iter()
             .map(|operator| {
-                let context = crate::deploy::test_context(&spec, &catalog, operator);
-                let body = templates.render_deployment_test(&context)?;
+                let test = crate::template::DeploymentTest::new(&spec, &catalog, operator);
+                let body = templates.render_deployment_test(&test)?;
                 Ok((
                     Path::new(VM_TESTS)
                         .join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),

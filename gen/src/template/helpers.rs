@@ -2,22 +2,23 @@
 //! a TOML value for the `#:` headers the VM test harness reads) through the emitter.
 
 use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
-    RenderErrorReason,
+    Context, Handlebars, Helper, HelperDef, HelperResult, JsonTruthy, Output, RenderContext,
+    RenderError, RenderErrorReason, Renderable,
 };
 use serde_json::Value;
 
 use crate::nix::print::print_expr;
 use crate::nix::value::{DataPolicy, from_json};
-use crate::nix::{Expr, lexical};
+use crate::nix::{Expr, SourcePath, lexical};
 
 /// Helpers that emit Nix (and `toml-value`, a TOML value for the `#:` headers the VM test harness reads): the
 /// only way a value reaches a template's output.
-pub const VALUE_HELPERS: [&str; 6] = [
+pub const VALUE_HELPERS: [&str; 7] = [
     "nix-str",
     "nix-value",
     "nix-attr",
     "nix-path",
+    "nix-source-path",
     "nix-options",
     "toml-value",
 ];
@@ -32,7 +33,61 @@ pub(crate) fn registry() -> Handlebars<'static> {
     for name in VALUE_HELPERS {
         registry.register_helper(name, Box::new(nix_helper));
     }
+    // Handlebars' own `if` and `unless` take a name that names nothing as false, even in strict mode: a
+    // misspelt `{{#if has_secret}}` would drop its block silently. These refuse it, as `each` and `with` do.
+    registry.register_helper("if", Box::new(StrictCondition));
+    registry.register_helper("unless", Box::new(StrictCondition));
     registry
+}
+
+/// `{{#if x}}` and `{{#unless x}}` in strict mode: `x` must name a value (which may be `null` or `false`).
+/// Truth is handlebars' (empty strings, lists and objects, `0`, `false` and `null` are false).
+struct StrictCondition;
+
+impl HelperDef for StrictCondition {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        helper: &Helper<'rc>,
+        registry: &'reg Handlebars<'reg>,
+        context: &'rc Context,
+        render: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        strict_condition(helper, registry, context, render, out)
+    }
+}
+
+fn strict_condition<'reg: 'rc, 'rc>(
+    helper: &Helper<'rc>,
+    registry: &'reg Handlebars<'reg>,
+    context: &'rc Context,
+    render: &mut RenderContext<'reg, 'rc>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let name = helper.name();
+    let param = helper.param(0).ok_or_else(|| {
+        RenderError::from(RenderErrorReason::Other(format!(
+            "`{name}` needs one parameter, e.g. `{{{{#{name} needs.redis}}}}`"
+        )))
+    })?;
+    if param.is_value_missing() {
+        let path = param
+            .relative_path()
+            .map_or_else(|| "its parameter".to_owned(), |p| format!("`{p}`"));
+        return Err(RenderError::from(RenderErrorReason::Other(format!(
+            "{name}: {path} names no value (no such option, field or variable); check the name against the \
+             template's data (the comment at its top)"
+        ))));
+    }
+    let holds = param.value().is_truthy(false) == (name == "if");
+    match if holds {
+        helper.template()
+    } else {
+        helper.inverse()
+    } {
+        Some(block) => block.render(registry, context, render, out),
+        None => Ok(()),
+    }
 }
 
 /// A manifest value (a default or an example) as Nix data.
@@ -92,6 +147,14 @@ fn nix_helper(
                 .map(|e| print_expr(&e))
                 .map_err(|e| fail(e.to_string()))?,
             other => return Err(fail(format!("expects an absolute path, got {other}"))),
+        },
+        // A file of the repository, relative to the rendered file: a path literal (`../../deployments/x.nix`),
+        // which Nix resolves against the file's folder. Never for secrets (a path literal copies into the store).
+        "nix-source-path" => match value {
+            Value::String(s) => SourcePath::new(s)
+                .map(|p| print_expr(&Expr::SourcePath(p)))
+                .map_err(|e| fail(e.to_string()))?,
+            other => return Err(fail(format!("expects a relative path, got {other}"))),
         },
         "nix-attr" => match value {
             Value::String(s) => {

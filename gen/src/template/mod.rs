@@ -20,18 +20,23 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use handlebars::{Handlebars, RenderError};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::manifest::Manifest;
-use context::{module_context, test_context};
 use layout::finish_layout;
 use locate::{MARK_CLOSE, MARK_OPEN, map_column, mark_lines, snippet, strip_markers};
 
+pub use context::{
+    AdminActionData, ApplicationInfo, ApplicationTest, CommonTest, DeploymentTest, Health,
+    HttpCommand, ModuleData, NeedsData, OptionData, ResourcesData, SecretData, TestNode,
+    TestResources, TestSecretFile, TestSecretOption,
+};
 pub use helpers::VALUE_HELPERS;
 pub use layout::canonical;
 pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS, lint};
 pub use options::{FIXED_OPTIONS, option_declarations};
-pub use shell::{health_context, shell_quote};
+pub use shell::shell_quote;
 
 /// A problem in a template, located in the template file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -121,7 +126,7 @@ impl Templates {
             .get(app)
             .cloned()
             .unwrap_or_else(|| PathBuf::from(app));
-        let context = module_context(manifest, settings);
+        let context = to_value(&file, &ModuleData::new(manifest, settings))?;
         self.render_checked(app, &file, &context)
     }
 
@@ -275,23 +280,34 @@ impl Templates {
 
     /// Renders the NixOS VM test of one application from its manifest's health checks and admin action.
     pub fn render_application_test(&self, manifest: &Manifest) -> Result<String, TemplateError> {
-        self.render_test(APPLICATION_TEST, &test_context(manifest))
+        self.render_test(APPLICATION_TEST, &ApplicationTest::new(manifest))
     }
 
-    /// Renders the VM test of one operator's deployment from its context (see [`crate::deploy::test_context`]).
-    pub fn render_deployment_test(&self, context: &Value) -> Result<String, TemplateError> {
-        self.render_test(DEPLOYMENT_TEST, context)
+    /// Renders the VM test of one operator's deployment.
+    pub fn render_deployment_test(&self, test: &DeploymentTest) -> Result<String, TemplateError> {
+        self.render_test(DEPLOYMENT_TEST, test)
     }
 
-    /// Renders what the VM tests share: the certificate and test-node helpers they import.
+    /// Renders what the VM tests share: the certificate, test-secret and test-node helpers they import.
     pub fn render_common_test(&self) -> Result<String, TemplateError> {
-        self.render_test(COMMON_TEST, &Value::Null)
+        self.render_test(COMMON_TEST, &CommonTest::default())
     }
 
     /// Renders a VM test template (registered under its file name) and lays the result out.
-    fn render_test(&self, file: &str, context: &Value) -> Result<String, TemplateError> {
-        self.render_checked(file, &PathBuf::from(file), context)
+    fn render_test(&self, file: &str, data: &impl Serialize) -> Result<String, TemplateError> {
+        let path = PathBuf::from(file);
+        let context = to_value(&path, data)?;
+        self.render_checked(file, &path, &context)
     }
+}
+
+/// A template's typed data as the JSON value handlebars renders (and the error mapping renders again).
+fn to_value(file: &Path, data: &impl Serialize) -> Result<Value, TemplateError> {
+    serde_json::to_value(data).map_err(|e| TemplateError {
+        file: file.to_owned(),
+        location: None,
+        message: format!("its data cannot be serialized: {e}"),
+    })
 }
 
 fn relative(root: &Path, path: &Path) -> PathBuf {
