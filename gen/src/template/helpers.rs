@@ -7,6 +7,7 @@ use handlebars::{
 };
 use serde_json::Value;
 
+use crate::model::source::json_to_toml;
 use crate::nix::print::print_expr;
 use crate::nix::value::{DataPolicy, from_json};
 use crate::nix::{Expr, SourcePath, lexical};
@@ -167,8 +168,11 @@ fn nix_helper(
         },
         "nix-value" => data(value).map(|e| print_expr(&e)).map_err(fail)?,
         "toml-value" => {
-            let toml =
-                json_to_toml(value).ok_or_else(|| fail(format!("{value} has no TOML form")))?;
+            // The model's conversion (the one JSON → TOML of the crate): numbers by their kind.
+            let toml = json_to_toml(value).map_err(|e| match value {
+                Value::Null => fail(e),
+                _ => fail(format!("{e}, in {value}")),
+            })?;
             let text = toml.to_string();
             if text.contains('\n') {
                 return Err(fail(format!(
@@ -181,26 +185,4 @@ fn nix_helper(
         _ => return Err(fail("unknown helper".into())),
     };
     out.write(&text).map_err(RenderError::from)
-}
-
-/// A JSON value as TOML (numbers by their kind: serde_json keeps number text, so serde's own conversion would not
-/// see them as numbers). `null` has no TOML form.
-pub(crate) fn json_to_toml(value: &Value) -> Option<toml::Value> {
-    Some(match value {
-        Value::Null => return None,
-        Value::Bool(b) => toml::Value::Boolean(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => toml::Value::Integer(i),
-            None => toml::Value::Float(n.as_f64()?),
-        },
-        Value::String(s) => toml::Value::String(s.clone()),
-        Value::Array(items) => {
-            toml::Value::Array(items.iter().map(json_to_toml).collect::<Option<_>>()?)
-        }
-        Value::Object(map) => toml::Value::Table(
-            map.iter()
-                .map(|(k, v)| Some((k.clone(), json_to_toml(v)?)))
-                .collect::<Option<_>>()?,
-        ),
-    })
 }
