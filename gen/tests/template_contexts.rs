@@ -86,7 +86,7 @@ struct Loaded {
 }
 
 fn load(repo: &Path) -> Loaded {
-    let manifests = Manifest::load_published(&repo.join("templates")).unwrap();
+    let manifests = Manifest::load_all(&repo.join("templates")).unwrap();
     let mut templates = Templates::load(repo, &manifests).unwrap();
     templates.load_tests(repo).unwrap();
     Loaded {
@@ -193,8 +193,22 @@ fn a_field_the_data_lacks_is_an_error_wherever_it_is_named() {
 /// structs inside it) is named there, so the comment cannot fall behind the struct.
 #[test]
 fn each_template_header_lists_the_fields_of_its_data() {
-    let repo = repository();
-    let Loaded { manifests, .. } = load(&repo);
+    check_headers(&repository());
+}
+
+/// A new application's scaffold (`template new`) is a template like the others: it renders from its data and
+/// its header lists the fields.
+#[test]
+fn a_scaffolded_application_renders_from_its_data_and_lists_its_fields() {
+    let repo = scratch();
+    let dir = fedigen::template::scaffold::create(repo.path(), "lemmy").unwrap();
+    assert!(dir.join("module.nix.hbs").is_file());
+    assert_eq!(render_all(repo.path()), Vec::<String>::new());
+    check_headers(repo.path());
+}
+
+fn check_headers(repo: &Path) {
+    let Loaded { manifests, .. } = load(repo);
     let catalog = Catalog::from_manifests(manifests.iter().cloned());
     let spec = fedigen::model::load(&repo.join("examples/provider.toml"), &catalog).unwrap();
     let with_secrets = manifests
@@ -213,7 +227,7 @@ fn each_template_header_lists_the_fields_of_its_data() {
             other => panic!("{other}"),
         }
     };
-    for file in template_files(&repo) {
+    for file in template_files(repo) {
         let source = std::fs::read_to_string(repo.join(&file)).unwrap();
         let struct_name = data_of(&file);
         let header: String = source

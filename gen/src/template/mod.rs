@@ -14,6 +14,7 @@ mod layout;
 mod lint;
 mod locate;
 mod options;
+pub mod scaffold;
 mod shell;
 
 use std::collections::BTreeMap;
