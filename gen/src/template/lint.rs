@@ -28,7 +28,7 @@ pub fn lint(file: &Path, source: &str) -> Result<(), TemplateError> {
             file: file.to_owned(),
             location: Some((p.line, p.column)),
             message: "raw output `{{{ … }}}` is not allowed: emit values with a typed helper \
-                      (nix-str, nix-value, nix-attr, nix-path, nix-options)"
+                      (nix-str, nix-value, nix-attr, nix-path, nix-source-path, nix-options)"
                 .into(),
         });
     }

@@ -1,12 +1,18 @@
 //! Application templates: `templates/<app>/module.nix.hbs` and the shared partials in `templates/_partials/`,
-//! rendered with handlebars into Nix.
+//! and the VM test templates in `templates/_tests/`, rendered with handlebars into Nix.
 //!
 //! Templates must not be an escape hatch for data to become code (DESIGN.md, rule 10). So: strict mode (a
-//! missing value is an error, not an empty string), no HTML escaping, and values reach the output only through
-//! typed helpers that emit Nix with the emitter — `nix-str`, `nix-value`, `nix-attr`, `nix-path`,
+//! missing value is an error, not an empty string, in `if` and `unless` too), no HTML escaping, and values reach
+//! the output only through typed helpers that emit Nix with the emitter — `nix-str`, `nix-value`, `nix-attr`,
+//! `nix-path` (a runtime path, as a string), `nix-source-path` (a repository file, as a relative path literal),
 //! `nix-options`. A linter rejects everything else before rendering: triple-stash `{{{ }}}`, a bare `{{name}}`,
 //! unknown helpers and decorators, each with the template's file, line and column. The rendered text is laid out
 //! by nixfmt and parsed by rnix before it is returned.
+//!
+//! Parts: this file holds the registry and rendering; `context` the typed data of each template; `helpers` the
+//! typed helpers; `lint` the linter; `locate` maps an error in rendered text back to its template line;
+//! `layout` nixfmt and rnix; `options` the option declarations of a module; `shell` the shell text of health
+//! checks; `scaffold` the files a new application starts from.
 
 mod context;
 mod helpers;
