@@ -12,40 +12,9 @@ use fedigen::template::{
 };
 use serde_json::Value;
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+mod support;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// A repository holding a copy of the project's templates and example specification.
-fn scratch() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &repository().join("templates"),
-        &dir.path().join("templates"),
-    );
-    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
-    std::fs::copy(
-        repository().join("examples/provider.toml"),
-        dir.path().join("examples/provider.toml"),
-    )
-    .unwrap();
-    dir
-}
+use support::{repository, scratch_repository as scratch};
 
 /// Every `*.hbs` file under `templates/`, relative to the repository.
 fn template_files(repo: &Path) -> Vec<PathBuf> {

@@ -2,8 +2,8 @@
 //! a TOML value for the `#:` headers the VM test harness reads) through the emitter.
 
 use handlebars::{
-    Context, Handlebars, Helper, HelperDef, HelperResult, JsonTruthy, Output, RenderContext,
-    RenderError, RenderErrorReason, Renderable,
+    Context, Handlebars, Helper, HelperDef, HelperResult, JsonTruthy, Output, PathAndJson,
+    RenderContext, RenderError, RenderErrorReason, Renderable,
 };
 use serde_json::Value;
 
@@ -54,41 +54,37 @@ impl HelperDef for StrictCondition {
         render: &mut RenderContext<'reg, 'rc>,
         out: &mut dyn Output,
     ) -> HelperResult {
-        strict_condition(helper, registry, context, render, out)
+        let name = helper.name();
+        let param = helper.param(0).ok_or_else(|| {
+            RenderError::from(RenderErrorReason::Other(format!(
+                "`{name}` needs one parameter, e.g. `{{{{#{name} needs.redis}}}}`"
+            )))
+        })?;
+        if param.is_value_missing() {
+            return Err(names_nothing(name, param));
+        }
+        let holds = param.value().is_truthy(false) == (name == "if");
+        match if holds {
+            helper.template()
+        } else {
+            helper.inverse()
+        } {
+            Some(block) => block.render(registry, context, render, out),
+            None => Ok(()),
+        }
     }
 }
 
-fn strict_condition<'reg: 'rc, 'rc>(
-    helper: &Helper<'rc>,
-    registry: &'reg Handlebars<'reg>,
-    context: &'rc Context,
-    render: &mut RenderContext<'reg, 'rc>,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let name = helper.name();
-    let param = helper.param(0).ok_or_else(|| {
-        RenderError::from(RenderErrorReason::Other(format!(
-            "`{name}` needs one parameter, e.g. `{{{{#{name} needs.redis}}}}`"
-        )))
-    })?;
-    if param.is_value_missing() {
-        let path = param
-            .relative_path()
-            .map_or_else(|| "its parameter".to_owned(), |p| format!("`{p}`"));
-        return Err(RenderError::from(RenderErrorReason::Other(format!(
-            "{name}: {path} names no value (no such option, field or variable); check the name against the \
-             template's data (the comment at its top)"
-        ))));
-    }
-    let holds = param.value().is_truthy(false) == (name == "if");
-    match if holds {
-        helper.template()
-    } else {
-        helper.inverse()
-    } {
-        Some(block) => block.render(registry, context, render, out),
-        None => Ok(()),
-    }
+/// The error of a helper's parameter that names no value. Strict mode covers plain expressions, not helper
+/// parameters: such a path would reach the helper as `null`. A missing value is an error, for every helper.
+fn names_nothing(helper: &str, param: &PathAndJson<'_>) -> RenderError {
+    let path = param
+        .relative_path()
+        .map_or_else(|| "its parameter".to_owned(), |p| format!("`{p}`"));
+    RenderError::from(RenderErrorReason::Other(format!(
+        "{helper}: {path} names no value (no such option, field or variable); check the name against the \
+         manifest and the template's data (the comment at its top)"
+    )))
 }
 
 /// A manifest value (a default or an example) as Nix data.
@@ -128,12 +124,7 @@ fn nix_helper(
     // Strict mode covers plain expressions, not helper parameters: a path that names nothing would reach the
     // helper as `null` and be emitted as `null`. A missing value is an error, for every typed helper.
     if param.is_value_missing() {
-        let path = param
-            .relative_path()
-            .map_or_else(|| "its parameter".to_owned(), |p| format!("`{p}`"));
-        return Err(fail(format!(
-            "{path} names no value (no such option, field or variable); check the name against the manifest"
-        )));
+        return Err(names_nothing(name, param));
     }
     let value = param.value();
     let text = match name {
