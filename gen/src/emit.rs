@@ -58,13 +58,24 @@ pub fn has_wide_line(text: &str) -> bool {
 
 /// Formats with nixfmt until the text stops changing (at most four rounds), or `None` when nixfmt fails.
 fn nixfmt_fixpoint(name: &str, text: &str) -> Option<String> {
-    let mut text = verify::nixfmt(name, text).ok()?;
+    let first = verify::nixfmt(name, text).ok()?;
+    match settle_nixfmt(name, first) {
+        Ok((text, true)) => Some(text),
+        _ => None,
+    }
+}
+
+/// The one nixfmt fixpoint loop (for emitted files and rendered templates): text nixfmt laid out once, formatted
+/// again until it stops changing (at most three more rounds, since nixfmt is not idempotent on a few shapes).
+/// Returns the last text and whether it settled.
+pub(crate) fn settle_nixfmt(name: &str, formatted: String) -> Result<(String, bool), VerifyError> {
+    let mut text = formatted;
     for _ in 0..3 {
-        let again = verify::nixfmt(name, &text).ok()?;
+        let again = verify::nixfmt(name, &text)?;
         if again == text {
-            return Some(text);
+            return Ok((text, true));
         }
         text = again;
     }
-    None
+    Ok((text, false))
 }

@@ -187,8 +187,8 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             .operators
             .par_iter()
             .map(|operator| {
-                let context = crate::deploy::test_context(&spec, &catalog, operator);
-                let body = templates.render_deployment_test(&context)?;
+                let test = crate::template::DeploymentTest::new(&spec, &catalog, operator);
+                let body = templates.render_deployment_test(&test)?;
                 Ok((
                     Path::new(VM_TESTS)
                         .join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),
@@ -275,7 +275,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
             "acme.server",
             option(
                 str_ty()?,
-                Some(s("https://acme-v02.api.letsencrypt.org/directory")?),
+                Some(s(crate::model::LETS_ENCRYPT)?),
                 None,
                 "The ACME directory URL (a test CA in VM tests).",
             )?,
@@ -293,7 +293,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
             "smtp.port",
             option(
                 r("lib.types.port")?,
-                Some(Expr::Int(587)),
+                Some(Expr::Int(crate::model::SMTP_SUBMISSION_PORT.into())),
                 None,
                 "The SMTP relay's port.",
             )?,

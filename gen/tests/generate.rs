@@ -215,7 +215,7 @@ fn a_broken_template_is_reported_at_its_line_and_nothing_is_written() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("templates/garage/module.nix.hbs:13:"),
+        stderr.contains("templates/garage/module.nix.hbs:17:"),
         "{stderr}"
     );
     assert!(
@@ -451,7 +451,7 @@ fn every_operator_deployment_has_its_vm_test() {
             let python = fedigen::deploy::python_name(&name);
             assert!(
                 test.contains(&format!(
-                    "module = ./. + \"/../../deployments/{}/{app}.nix\";",
+                    "module = ../../deployments/{}/{app}.nix;",
                     operator.name
                 )),
                 "{file}: {name}"

@@ -17,7 +17,7 @@ pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-amstelland";
   nodes = {
     amstelland-mastodon = testNode {
-      module = ./. + "/../../deployments/amstelland/mastodon.nix";
+      module = ../../deployments/amstelland/mastodon.nix;
       host = "social.amstelland-university.example";
       https = true;
       cores = 4;
@@ -30,7 +30,7 @@ pkgs.testers.runNixOSTest {
       ];
     };
     amstelland-pixelfed = testNode {
-      module = ./. + "/../../deployments/amstelland/pixelfed.nix";
+      module = ../../deployments/amstelland/pixelfed.nix;
       host = "pixelfed.amstelland-university.example";
       https = true;
       cores = 2;

@@ -17,7 +17,7 @@ pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-digitalevrijheid";
   nodes = {
     digitalevrijheid-mastodon = testNode {
-      module = ./. + "/../../deployments/digitalevrijheid/mastodon.nix";
+      module = ../../deployments/digitalevrijheid/mastodon.nix;
       host = "mastodon.digitalevrijheid.example";
       https = true;
       cores = 2;
@@ -30,7 +30,7 @@ pkgs.testers.runNixOSTest {
       ];
     };
     digitalevrijheid-matrix-synapse = testNode {
-      module = ./. + "/../../deployments/digitalevrijheid/matrix-synapse.nix";
+      module = ../../deployments/digitalevrijheid/matrix-synapse.nix;
       host = "matrix.digitalevrijheid.example";
       https = true;
       cores = 2;

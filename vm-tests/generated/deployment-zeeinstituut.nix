@@ -17,7 +17,7 @@ pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-zeeinstituut";
   nodes = {
     zeeinstituut-peertube = testNode {
-      module = ./. + "/../../deployments/zeeinstituut/peertube.nix";
+      module = ../../deployments/zeeinstituut/peertube.nix;
       host = "video.zee-instituut.example";
       https = true;
       cores = 4;

@@ -13,8 +13,9 @@ let
   domain = "fedi.test";
   host = "s3" + ".${domain}";
   py = builtins.toJSON;
+  common = import ./lib/common.nix { inherit pkgs; };
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
-  certificate = (import ./lib/common.nix { inherit pkgs; }).certificate host;
+  certificate = common.certificate host;
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-garage";
@@ -22,7 +23,19 @@ pkgs.testers.runNixOSTest {
     server =
       { lib, ... }:
       {
-        imports = [ ../../modules/default.nix ];
+        imports = [
+          ../../modules/default.nix
+          (common.testSecrets [
+            {
+              path = "/etc/fedigen-test/environment";
+              value = ''
+                GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+                GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
+                GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
+              '';
+            }
+          ])
+        ];
         virtualisation = {
           cores = 2;
           memorySize = 2048;
@@ -40,13 +53,6 @@ pkgs.testers.runNixOSTest {
             enable = true;
             environmentFile = "/etc/fedigen-test/environment";
           };
-        };
-        environment.etc = {
-          "fedigen-test/environment".text = ''
-            GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
-            GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
-            GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
-          '';
         };
         networking.firewall.enable = false;
       };

@@ -13,8 +13,9 @@ let
   domain = "fedi.test";
   host = "mastodon" + ".${domain}";
   py = builtins.toJSON;
+  common = import ./lib/common.nix { inherit pkgs; };
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
-  certificate = (import ./lib/common.nix { inherit pkgs; }).certificate host;
+  certificate = common.certificate host;
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-mastodon";
@@ -22,7 +23,10 @@ pkgs.testers.runNixOSTest {
     server =
       { lib, ... }:
       {
-        imports = [ ../../modules/default.nix ];
+        imports = [
+          ../../modules/default.nix
+          (common.testSecrets [ ])
+        ];
         virtualisation = {
           cores = 2;
           memorySize = 4096;

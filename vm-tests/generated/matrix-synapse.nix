@@ -13,8 +13,9 @@ let
   domain = "fedi.test";
   host = "matrix" + ".${domain}";
   py = builtins.toJSON;
+  common = import ./lib/common.nix { inherit pkgs; };
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
-  certificate = (import ./lib/common.nix { inherit pkgs; }).certificate host;
+  certificate = common.certificate host;
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-matrix-synapse";
@@ -22,7 +23,15 @@ pkgs.testers.runNixOSTest {
     server =
       { lib, ... }:
       {
-        imports = [ ../../modules/default.nix ];
+        imports = [
+          ../../modules/default.nix
+          (common.testSecrets [
+            {
+              path = "/etc/fedigen-test/synapseSecrets";
+              value = "registration_shared_secret: fedigen-test-registration-secret\n";
+            }
+          ])
+        ];
         virtualisation = {
           cores = 2;
           memorySize = 2048;
@@ -40,10 +49,6 @@ pkgs.testers.runNixOSTest {
             enable = true;
             synapseSecretsFile = "/etc/fedigen-test/synapseSecrets";
           };
-        };
-        environment.etc = {
-          "fedigen-test/synapseSecrets".text =
-            "registration_shared_secret: fedigen-test-registration-secret\n";
         };
         services.nginx.virtualHosts.${host} = {
           enableACME = lib.mkForce false;

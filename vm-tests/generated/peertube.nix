@@ -13,8 +13,9 @@ let
   domain = "fedi.test";
   host = "peertube" + ".${domain}";
   py = builtins.toJSON;
+  common = import ./lib/common.nix { inherit pkgs; };
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
-  certificate = (import ./lib/common.nix { inherit pkgs; }).certificate host;
+  certificate = common.certificate host;
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-peertube";
@@ -22,7 +23,15 @@ pkgs.testers.runNixOSTest {
     server =
       { lib, ... }:
       {
-        imports = [ ../../modules/default.nix ];
+        imports = [
+          ../../modules/default.nix
+          (common.testSecrets [
+            {
+              path = "/etc/fedigen-test/peertubeSecret";
+              value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+            }
+          ])
+        ];
         virtualisation = {
           cores = 4;
           memorySize = 4096;
@@ -40,10 +49,6 @@ pkgs.testers.runNixOSTest {
             enable = true;
             peertubeSecretFile = "/etc/fedigen-test/peertubeSecret";
           };
-        };
-        environment.etc = {
-          "fedigen-test/peertubeSecret".text =
-            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         };
         services.nginx.virtualHosts.${host} = {
           enableACME = lib.mkForce false;

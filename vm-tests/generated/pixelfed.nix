@@ -13,8 +13,9 @@ let
   domain = "fedi.test";
   host = "pixelfed" + ".${domain}";
   py = builtins.toJSON;
+  common = import ./lib/common.nix { inherit pkgs; };
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
-  certificate = (import ./lib/common.nix { inherit pkgs; }).certificate host;
+  certificate = common.certificate host;
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-pixelfed";
@@ -22,7 +23,15 @@ pkgs.testers.runNixOSTest {
     server =
       { lib, ... }:
       {
-        imports = [ ../../modules/default.nix ];
+        imports = [
+          ../../modules/default.nix
+          (common.testSecrets [
+            {
+              path = "/etc/fedigen-test/appSecrets";
+              value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
+            }
+          ])
+        ];
         virtualisation = {
           cores = 2;
           memorySize = 2048;
@@ -40,9 +49,6 @@ pkgs.testers.runNixOSTest {
             enable = true;
             appSecretsFile = "/etc/fedigen-test/appSecrets";
           };
-        };
-        environment.etc = {
-          "fedigen-test/appSecrets".text = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
         };
         services.nginx.virtualHosts.${host} = {
           enableACME = lib.mkForce false;

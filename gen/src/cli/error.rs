@@ -13,6 +13,7 @@ use fedigen::edit::EditError;
 use fedigen::generate::GenerateError;
 use fedigen::io_error::IoError;
 use fedigen::model::LoadError;
+use fedigen::template::scaffold::ScaffoldError;
 use fedigen::write::WriteError;
 
 /// How a subcommand that did its job ends.
@@ -112,6 +113,15 @@ impl CliError {
 
 /// What a subcommand returns; `main` turns it into the exit status.
 pub(crate) type CliResult = Result<Status, CliError>;
+
+impl From<ScaffoldError> for CliError {
+    fn from(e: ScaffoldError) -> Self {
+        match e {
+            ScaffoldError::Name(_) | ScaffoldError::Exists { .. } => Self::invalid(e),
+            ScaffoldError::Io { path, error } => Self::io("write", path, error),
+        }
+    }
+}
 
 impl From<IoError> for CliError {
     fn from(error: IoError) -> Self {

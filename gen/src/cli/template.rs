@@ -12,6 +12,7 @@ use fedigen::generate::find_repository;
 use fedigen::manifest::Manifest;
 use fedigen::nix::verify;
 use fedigen::template::Templates;
+use fedigen::template::scaffold;
 
 /// Work on application templates (`templates/<app>/`).
 #[derive(Subcommand)]
@@ -106,65 +107,7 @@ fn repository(repo: Option<PathBuf>) -> Result<PathBuf, CliError> {
 
 fn new(app: &str, repo: Option<PathBuf>) -> CliResult {
     let repo = repository(repo)?;
-    fedigen::manifest::check_application_name(app).map_err(CliError::invalid)?;
-    let dir = repo.join("templates").join(app);
-    if dir.exists() {
-        return Err(CliError::invalid(format_args!(
-            "{}: exists already; pick another name",
-            dir.display()
-        )));
-    }
-    let title = fedigen::import::title_case(app);
-    let manifest = format!(
-        r#"# The manifest of {title}: its typed options, what it needs, its secrets, resources, ports and health checks.
-# Option types: bool, int (min, max), float, str (pattern, max_length), enum (values), port, email,
-# list and attrs (of = "<type>"). Read the upstream NixOS module for the names you map these onto.
-
-[application]
-name = "{app}"
-title = "{title}"
-description = "TODO: one sentence about {title}."
-upstream = "services.{app}"
-subdomain = "{app}"
-
-[options.openRegistration]
-type = "bool"
-default = false
-description = "Whether anyone may create an account."
-
-[needs]
-postgresql = false
-redis = false
-smtp = false
-s3_buckets = []
-
-[resources]
-cores = 1
-memory_mib = 1024
-disk_gib = 10
-
-[[ports]]
-name = "https"
-port = 443
-public = true
-
-[health]
-units = ["{app}.service", "nginx.service"]
-tcp_ports = [443]
-
-[[health.http]]
-path = "/"
-status = 200
-"#
-    );
-    let module = module_template(app, &format!("services.{app}"));
-    let written = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(dir.join("manifest.toml"), manifest))
-        .and_then(|()| std::fs::write(dir.join("module.nix.hbs"), module));
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&dir);
-        return Err(CliError::io("write", dir, e));
-    }
+    scaffold::create(&repo, app)?;
     crate::cli::output::info!(
         "created templates/{app}/manifest.toml and templates/{app}/module.nix.hbs;\n\
          fill them in (`fedigen template check --allow-drafts {app}` while you do), finish every TODO, then run \
@@ -333,35 +276,6 @@ fn variants(manifest: &Manifest) -> Vec<Manifest> {
     variants
 }
 
-/// The module template a new application starts from: it renders and passes `template check` as it is.
-fn module_template(app: &str, upstream: &str) -> String {
-    format!(
-        r#"{{{{! Map fediversity.{app} onto the upstream module {{{upstream}}}. Values reach the output only through
-    typed helpers: nix-str, nix-value, nix-attr, nix-path, nix-options. }}}}
-{{ config, lib, ... }}:
-let
-  cfg = config.fediversity.{app};
-  host = "${{cfg.subdomain}}.${{config.fediversity.domain}}";
-in
-{{
-  options.fediversity.{app} = {{{{nix-options}}}};
-
-  config = lib.mkIf cfg.enable {{
-    {{{{> nginx-acme}}}}
-    {upstream} = {{
-      enable = true;
-      # TODO: map the options onto the upstream module, e.g. `domain = host;`.
-    }};
-    services.nginx.virtualHosts.${{host}} = {{
-      enableACME = true;
-      forceSSL = true;
-    }};
-  }};
-}}
-"#
-    )
-}
-
 fn import(
     module: &Path,
     name: Option<&str>,
@@ -379,50 +293,20 @@ fn import(
         return Ok(Status::Success);
     }
     let repo = repository(repo)?;
-    let dir = repo.join("templates").join(&imported.name);
-    let manifest = dir.join("manifest.toml");
-    if manifest.exists() && !force {
-        return Err(CliError::invalid(format_args!(
-            "{}: exists already; pass --force to replace it, or --stdout to compare",
-            manifest.display()
-        )));
-    }
-    let hbs = dir.join("module.nix.hbs");
-    let written = std::fs::create_dir_all(&dir)
-        .and_then(|()| write_atomically(&manifest, &imported.manifest_text))
-        .and_then(|()| {
-            if hbs.exists() {
-                Ok(false)
-            } else {
-                write_atomically(&hbs, &module_template(&imported.name, &imported.upstream))
-                    .map(|()| true)
-            }
-        });
-    match written {
-        Ok(scaffolded) => {
+    match scaffold::write_imported(&repo, &imported, force) {
+        Ok(written) => {
             crate::cli::output::info!("{}", imported.summary());
             crate::cli::output::info!(
                 "wrote {}{}; review its TODOs, then run `fedigen template check {}`",
-                manifest.display(),
-                if scaffolded {
-                    format!(" and {}", hbs.display())
-                } else {
-                    String::new()
-                },
+                written.manifest.display(),
+                written
+                    .module
+                    .map(|hbs| format!(" and {}", hbs.display()))
+                    .unwrap_or_default(),
                 imported.name
             );
             Ok(Status::Success)
         }
-        Err(e) => Err(CliError::io("write", dir, e)),
+        Err(e) => Err(e.into()),
     }
-}
-
-/// Writes a file whole or not at all: a temporary file in the same folder, renamed over the target.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir)?;
-    temp.write_all(text.as_bytes())?;
-    temp.as_file().sync_all()?;
-    temp.persist(path).map(drop).map_err(|e| e.error)
 }

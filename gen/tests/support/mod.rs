@@ -41,3 +41,40 @@ pub fn nix_settings() -> fedigen::repro::NixSettings {
         ..Default::default()
     }
 }
+
+/// The repository this crate is in (the project's templates, examples and generated files).
+pub fn repository() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate is a folder of the repository")
+        .to_owned()
+}
+
+/// Copies a folder and everything in it.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A scratch repository holding a copy of the project's templates and example specification, nothing generated.
+pub fn scratch_repository() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repository().join("templates"),
+        &dir.path().join("templates"),
+    );
+    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
+    std::fs::copy(
+        repository().join("examples/provider.toml"),
+        dir.path().join("examples/provider.toml"),
+    )
+    .unwrap();
+    dir
+}

@@ -8,6 +8,13 @@ rec {
       openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj "/CN=${host}" \
         -addext "subjectAltName=DNS:${host}" -keyout $out/key.pem -out $out/cert.pem
     '';
+  # A module placing test secret files: a list of { path, value }.
+  testSecrets = secrets: {
+    system.activationScripts.fedigenTestSecrets = pkgs.lib.concatMapStrings (
+      secret:
+      "install -D -m 0444 ${pkgs.writeText "fedigen-test-secret" secret.value} ${pkgs.lib.escapeShellArg secret.path}\n"
+    ) secrets;
+  };
   testNode =
     {
       module,
@@ -19,15 +26,14 @@ rec {
     }:
     { lib, ... }:
     {
-      imports = [ module ];
+      imports = [
+        module
+        (testSecrets secrets)
+      ];
       virtualisation = {
         inherit cores;
         memorySize = memory;
       };
-      system.activationScripts.fedigenTestSecrets = lib.concatMapStrings (
-        secret:
-        "install -D -m 0400 ${pkgs.writeText "fedigen-test-secret" secret.value} ${lib.escapeShellArg secret.path}\n"
-      ) secrets;
       services.nginx.virtualHosts = lib.optionalAttrs https {
         ${host} = {
           enableACME = lib.mkForce false;

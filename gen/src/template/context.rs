@@ -1,0 +1,469 @@
+//! The data each template sees, one typed struct per template (as crate2nix's `BuildInfo` for `Cargo.nix.tera`):
+//! [`ModuleData`] for `templates/<app>/module.nix.hbs`, [`ApplicationTest`] for `templates/_tests/application.nix.hbs`,
+//! [`DeploymentTest`] for `templates/_tests/deployment.nix.hbs`, and [`CommonTest`] for
+//! `templates/_tests/common.nix.hbs`. Each template starts with a comment listing the fields it gets; rendering
+//! is strict, so a template naming a field its struct lacks fails (`gen/tests/template_contexts.rs`).
+//!
+//! Values are precomputed here rather than in templates: booleans (`has_secrets`, `https`), optional values
+//! (`Option`, absent as `null`), shell commands, and relative source paths (rendered by `nix-source-path`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::options::manifest_options_value;
+use super::shell::{local_command, remote_suffix};
+use crate::deploy::{DEPLOYMENTS, application_machine, python_name, secret_path};
+use crate::manifest::Manifest;
+use crate::model::{self, Catalog, Operator, Spec};
+
+/// Who an application is: `application.*` in module and test templates.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplicationInfo {
+    /// Its name (`mastodon`): folder, module file, `fediversity.<name>`.
+    pub name: String,
+    /// Its title, for people.
+    pub title: String,
+    /// One sentence about it.
+    pub description: String,
+    /// The upstream NixOS module it maps onto (`services.mastodon`).
+    pub upstream: String,
+    /// Its default host name under the operator's domain.
+    pub subdomain: String,
+}
+
+/// One manifest option as a module template sees it (`options.<name>.*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct OptionData {
+    /// Its description.
+    pub description: String,
+    /// The manifest's default (`null` when none).
+    pub default: Option<Value>,
+    /// The value rendered: the given setting, else the default (`null` when neither).
+    pub value: Value,
+    /// Its manifest type, as written (`int`, `enum`, …).
+    #[serde(rename = "type")]
+    pub ty: String,
+}
+
+/// One manifest secret as a module template sees it (`secrets.<name>.*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretData {
+    /// Its description.
+    pub description: String,
+    /// The generated option holding its file (`<name>File`).
+    pub option: String,
+}
+
+/// What an application needs (`needs.*`). The buckets are a list: a template that needs one names it by index
+/// (`needs.s3_buckets.[0]`), which fails to render when the manifest lists fewer.
+#[derive(Debug, Clone, Serialize)]
+pub struct NeedsData {
+    /// A PostgreSQL database.
+    pub postgresql: bool,
+    /// A Redis server.
+    pub redis: bool,
+    /// The provider's SMTP relay.
+    pub smtp: bool,
+    /// S3 buckets on the provider's Garage, by name.
+    pub s3_buckets: Vec<String>,
+    /// Whether `s3_buckets` is not empty.
+    pub has_s3_buckets: bool,
+}
+
+/// The manifest's default resources (`resources.*`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ResourcesData {
+    /// CPU cores.
+    pub cores: u32,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Disk in GiB.
+    pub disk_gib: u32,
+}
+
+/// The data of `templates/<app>/module.nix.hbs`: the manifest, with the option declarations already emitted for
+/// `{{nix-options}}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModuleData {
+    /// Who the application is.
+    pub application: ApplicationInfo,
+    /// Its options by name.
+    pub options: BTreeMap<String, OptionData>,
+    /// Its secrets by name.
+    pub secrets: BTreeMap<String, SecretData>,
+    /// What it needs.
+    pub needs: NeedsData,
+    /// Its ports by name.
+    pub ports: BTreeMap<String, u16>,
+    /// Its default resources.
+    pub resources: ResourcesData,
+    /// The option declarations as Nix text, or `{ "error": … }` (read by the `nix-options` helper only).
+    #[serde(rename = "__manifest_options")]
+    pub manifest_options: Value,
+}
+
+impl ModuleData {
+    /// The data of a manifest's module, with `settings` overriding its options' defaults (for `template check`).
+    pub fn new(manifest: &Manifest, settings: Option<&Value>) -> Self {
+        let options = manifest
+            .options
+            .iter()
+            .map(|(name, spec)| {
+                let value = settings
+                    .and_then(|s| s.get(name))
+                    .or(spec.default.as_ref())
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let data = OptionData {
+                    description: spec.description.clone(),
+                    default: spec.default.clone(),
+                    value,
+                    ty: spec.ty.to_string(),
+                };
+                (name.clone(), data)
+            })
+            .collect();
+        let secrets = manifest
+            .secrets
+            .iter()
+            .map(|(name, s)| {
+                let data = SecretData {
+                    description: s.description.clone(),
+                    option: format!("{name}File"),
+                };
+                (name.clone(), data)
+            })
+            .collect();
+        Self {
+            application: application_info(manifest),
+            options,
+            secrets,
+            needs: NeedsData {
+                postgresql: manifest.needs.postgresql,
+                redis: manifest.needs.redis,
+                smtp: manifest.needs.smtp,
+                s3_buckets: manifest.needs.s3_buckets.clone(),
+                has_s3_buckets: !manifest.needs.s3_buckets.is_empty(),
+            },
+            ports: manifest
+                .ports
+                .iter()
+                .map(|p| (p.name.clone(), p.port))
+                .collect(),
+            resources: ResourcesData {
+                cores: manifest.resources.cores,
+                memory_mib: manifest.resources.memory_mib,
+                disk_gib: manifest.resources.disk_gib,
+            },
+            manifest_options: manifest_options_value(manifest),
+        }
+    }
+}
+
+fn application_info(manifest: &Manifest) -> ApplicationInfo {
+    let a = &manifest.application;
+    ApplicationInfo {
+        name: a.name.clone(),
+        title: a.title.clone(),
+        description: a.description.clone(),
+        upstream: a.upstream.clone(),
+        subdomain: a.subdomain.clone(),
+    }
+}
+
+/// A manifest's health checks for a VM test (`health.*`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Health {
+    /// systemd units that must be active.
+    pub units: Vec<String>,
+    /// TCP ports that must be open.
+    pub tcp_ports: Vec<u16>,
+    /// HTTP checks.
+    pub http: Vec<HttpCommand>,
+}
+
+/// One HTTP health check as shell text.
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpCommand {
+    /// The local port of an admin check (`null` for a check of the public host).
+    pub port: Option<u16>,
+    /// A remote check's command after `test "$(curl … https://<host>`.
+    pub remote_suffix: String,
+    /// A local check's whole command (`null` for a remote check).
+    pub local_command: Option<String>,
+}
+
+impl Health {
+    /// A manifest's health checks.
+    pub fn new(manifest: &Manifest) -> Self {
+        Self {
+            units: manifest.health.units.clone(),
+            tcp_ports: manifest.health.tcp_ports.clone(),
+            http: manifest
+                .health
+                .http
+                .iter()
+                .map(|check| HttpCommand {
+                    port: check.port,
+                    remote_suffix: remote_suffix(check),
+                    local_command: local_command(check),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A test secret file: a test value placed at a path on a test machine by `testSecrets` of
+/// `vm-tests/generated/lib/common.nix` (the one way VM tests place secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TestSecretFile {
+    /// Where the file goes (an absolute path on the machine).
+    pub path: String,
+    /// What it holds.
+    pub value: String,
+}
+
+/// One secret of the application VM test (`secrets.<name>.*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TestSecretOption {
+    /// The module option that takes its file (`<name>File`).
+    pub option: String,
+    /// The file's path on the test machine.
+    pub test_path: String,
+}
+
+/// The resources of the application VM test's machine (`resources.*`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TestResources {
+    /// CPU cores.
+    pub cores: u32,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// Disk in MiB (the VM's unit).
+    pub disk_mib: u64,
+}
+
+/// The manifest's admin action, tried in the application VM test (`admin_action.*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminActionData {
+    /// What it shows.
+    pub description: String,
+    /// The shell command run on the machine.
+    pub command: String,
+    /// A text its output must contain (`null` when only its success counts).
+    pub expect: Option<String>,
+}
+
+/// The data of `templates/_tests/application.nix.hbs`: one application on a VM with its generated module, its
+/// health checks and its admin action.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplicationTest {
+    /// Who the application is.
+    pub application: ApplicationInfo,
+    /// The NixOS test's name (`fedigen-<app>`).
+    pub test_name: String,
+    /// The harness header's description.
+    pub description: String,
+    /// The machine's resources (the manifest's defaults).
+    pub resources: TestResources,
+    /// Whether it serves HTTPS (port 443), so the test certificate is needed.
+    pub https: bool,
+    /// The secret options by secret name, each set to its test file.
+    pub secrets: BTreeMap<String, TestSecretOption>,
+    /// The test secret files to place.
+    pub secret_files: Vec<TestSecretFile>,
+    /// The health checks.
+    pub health: Health,
+    /// The admin action (`null` when the manifest has none).
+    pub admin_action: Option<AdminActionData>,
+}
+
+/// Where an application VM test places the test file of a secret.
+const APPLICATION_TEST_SECRETS: &str = "/etc/fedigen-test";
+
+impl ApplicationTest {
+    /// The VM test of a manifest.
+    pub fn new(manifest: &Manifest) -> Self {
+        let app = &manifest.application.name;
+        let secrets = manifest
+            .secrets
+            .keys()
+            .map(|name| {
+                let data = TestSecretOption {
+                    option: format!("{name}File"),
+                    test_path: format!("{APPLICATION_TEST_SECRETS}/{name}"),
+                };
+                (name.clone(), data)
+            })
+            .collect();
+        let secret_files = manifest
+            .secrets
+            .iter()
+            .map(|(name, secret)| TestSecretFile {
+                path: format!("{APPLICATION_TEST_SECRETS}/{name}"),
+                value: secret
+                    .test_value
+                    .clone()
+                    .unwrap_or_else(|| format!("fedigen-test-{name}")),
+            })
+            .collect();
+        Self {
+            application: application_info(manifest),
+            test_name: format!("fedigen-{app}"),
+            description: format!(
+                "{}: its health checks{} on a VM with the generated module",
+                manifest.application.title,
+                if manifest.admin_action.is_some() {
+                    " and an admin action"
+                } else {
+                    ""
+                }
+            ),
+            resources: TestResources {
+                cores: manifest.resources.cores,
+                memory_mib: manifest.resources.memory_mib,
+                disk_mib: u64::from(manifest.resources.disk_gib) * 1024,
+            },
+            https: serves_https(manifest),
+            secrets,
+            secret_files,
+            health: Health::new(manifest),
+            admin_action: manifest.admin_action.as_ref().map(|a| AdminActionData {
+                description: a.description.clone(),
+                command: a.command.clone(),
+                expect: a.expect.clone(),
+            }),
+        }
+    }
+}
+
+fn serves_https(manifest: &Manifest) -> bool {
+    manifest.ports.iter().any(|p| p.port == 443)
+}
+
+/// One machine of a deployment VM test (`nodes.[i].*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct TestNode {
+    /// The machine's name (`<operator>-<app>`).
+    pub name: String,
+    /// Its name in the test script (the test driver's `pythonize_name`).
+    pub python: String,
+    /// Its generated module, relative to `vm-tests/generated/` (rendered by `nix-source-path`).
+    pub module: String,
+    /// The host name a client reaches it by.
+    pub host: String,
+    /// Whether it serves HTTPS (port 443).
+    pub https: bool,
+    /// Memory in MiB.
+    pub memory_mib: u32,
+    /// CPU cores.
+    pub cores: u32,
+    /// The test secret files to place.
+    pub secrets: Vec<TestSecretFile>,
+    /// What must be up on it.
+    pub health: Health,
+}
+
+/// The data of `templates/_tests/deployment.nix.hbs`: one operator's deployment, every machine a test node
+/// importing its generated module, reached by a client through its host name.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentTest {
+    /// The NixOS test's name (`fedigen-deployment-<operator>`).
+    pub test_name: String,
+    /// The harness header's description.
+    pub description: String,
+    /// The cores the test needs (at least 1).
+    pub cores: u32,
+    /// The machines.
+    pub nodes: Vec<TestNode>,
+}
+
+/// The data of `templates/_tests/common.nix.hbs`: none (what the tests share does not depend on the manifests).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CommonTest {}
+
+/// The test value of a secret file: the manifest's `test_value` for the application secret it holds, a
+/// placeholder otherwise.
+fn test_secret(manifest: Option<&Manifest>, name: &str) -> String {
+    manifest
+        .and_then(|m| m.secrets.get(name))
+        .and_then(|s| s.test_value.clone())
+        .unwrap_or_else(|| format!("fedigen-test-{name}\n"))
+}
+
+impl DeploymentTest {
+    /// The VM test of one operator's deployment: every machine of the operator (as a test node importing its
+    /// generated module), what must be up on it (the manifests' health checks), the secrets files to place,
+    /// and the host names a client reaches.
+    pub fn new(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Self {
+        let mut nodes = Vec::new();
+        let mut cores = 0;
+        for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
+            let Some(manifest) = catalog.manifests.get(app) else {
+                continue;
+            };
+            let (name, file) = application_machine(operator, app);
+            let capacity = application.resources.resolve(manifest.resources);
+            cores += capacity.cores;
+            let mut secrets: Vec<TestSecretFile> = application
+                .secrets
+                .iter()
+                .map(|(secret, reference)| TestSecretFile {
+                    path: secret_path(reference),
+                    value: test_secret(Some(manifest), secret),
+                })
+                .collect();
+            if let Some(smtp) = &spec.provider.smtp {
+                secrets.push(TestSecretFile {
+                    path: secret_path(&smtp.password),
+                    value: "fedigen-test-smtp\n".to_owned(),
+                });
+            }
+            let mut health = Health::new(manifest);
+            if let Some(storage) = &spec.provider.object_storage
+                && storage
+                    .nodes
+                    .values()
+                    .any(|n| n.machine.as_deref() == Some(name.as_str()))
+            {
+                let garage = catalog.manifests.get(model::OBJECT_STORAGE_APPLICATION);
+                for (secret, reference) in &storage.secrets {
+                    secrets.push(TestSecretFile {
+                        path: secret_path(reference),
+                        value: test_secret(garage, secret),
+                    });
+                }
+                // The Garage node it hosts must run and listen too. Not its HTTP health check: the other nodes
+                // have machines of their own, outside this operator's test, so the cluster is never whole here.
+                if let Some(garage) = garage {
+                    let node = Health::new(garage);
+                    health.units.extend(node.units);
+                    health.tcp_ports.extend(node.tcp_ports);
+                }
+            }
+            nodes.push(TestNode {
+                python: python_name(&name),
+                module: format!("../../{DEPLOYMENTS}/{file}"),
+                host: operator.host_name(app, manifest),
+                https: serves_https(manifest),
+                memory_mib: capacity.memory_mib,
+                cores: capacity.cores,
+                secrets,
+                health,
+                name,
+            });
+        }
+        Self {
+            test_name: format!("fedigen-deployment-{}", operator.name),
+            description: format!(
+                "the deployment of {} ({} machines): every application through its domain, then activated again unchanged",
+                operator.name,
+                nodes.len()
+            ),
+            cores: cores.max(1),
+            nodes,
+        }
+    }
+}
