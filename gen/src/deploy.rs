@@ -54,8 +54,8 @@ pub struct PlannedMachine {
     pub file: String,
     /// The domain it is in (`networking.domain`): the operator's, or the provider's for a Garage node.
     pub domain: String,
-    /// What in the specification it comes from.
-    pub origin: Origin,
+    /// What it runs, and so what in the specification it comes from.
+    pub role: MachineRole,
     /// `[user@]host[:port]` to deploy to, when the specification says.
     pub ssh: Option<String>,
 }
@@ -64,6 +64,37 @@ impl PlannedMachine {
     /// Its fully qualified domain name, `<name>.<domain>`.
     pub fn fqdn(&self) -> String {
         format!("{}.{}", self.name, self.domain)
+    }
+}
+
+/// What a planned machine runs: an operator's application (a Garage node may share that machine), or a Garage
+/// node on a machine of its own. Each role names what it holds, so a node's name is never read as an application.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MachineRole {
+    /// The enabled application `application` of the operator at index `operator` of `operators`.
+    Application {
+        /// The operator's index.
+        operator: usize,
+        /// The application's name (a key of the operator's `applications`).
+        application: String,
+    },
+    /// The Garage node of this name (a key of `provider.object_storage.nodes`).
+    GarageNode(String),
+}
+
+impl MachineRole {
+    /// What in the specification the machine's names come from, for messages about them.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Self::Application {
+                operator,
+                application,
+            } => Origin::Application {
+                operator: *operator,
+                application: application.clone(),
+            },
+            Self::GarageNode(node) => Origin::GarageNode(node.clone()),
+        }
     }
 }
 
@@ -97,6 +128,15 @@ pub fn application_machine(operator: &Operator, app: &str) -> (String, String) {
     )
 }
 
+/// The name and module file (relative to `deployments/`) of a Garage node's own machine, `garage-<node>` and
+/// `garage/<node>.nix`: the one place they are derived, for [`machines`].
+pub fn garage_node_machine(node: &str) -> (String, String) {
+    (
+        format!("{}-{node}", model::OBJECT_STORAGE_APPLICATION),
+        format!("{}/{node}.nix", model::OBJECT_STORAGE_APPLICATION),
+    )
+}
+
 /// Every machine of a specification, in the order planned: each operator's enabled applications that have a
 /// manifest, then the Garage nodes with machines of their own. The one place machine names and files are derived.
 pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
@@ -111,7 +151,7 @@ pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
                 name,
                 file,
                 domain: operator.domain.clone(),
-                origin: Origin::Application {
+                role: MachineRole::Application {
                     operator: i,
                     application: app.clone(),
                 },
@@ -121,11 +161,12 @@ pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
     }
     if let Some(storage) = &spec.provider.object_storage {
         for (node_name, node) in storage.nodes.iter().filter(|(_, n)| n.machine.is_none()) {
+            let (name, file) = garage_node_machine(node_name);
             machines.push(PlannedMachine {
-                name: format!("{}-{node_name}", model::OBJECT_STORAGE_APPLICATION),
-                file: format!("{}/{node_name}.nix", model::OBJECT_STORAGE_APPLICATION),
+                name,
+                file,
                 domain: spec.provider.domain.clone(),
-                origin: Origin::GarageNode(node_name.clone()),
+                role: MachineRole::GarageNode(node_name.clone()),
                 ssh: node.ssh.clone(),
             });
         }
@@ -256,8 +297,8 @@ pub fn plan(
     let mut pending: Vec<(PlannedMachine, Expr, Vec<String>)> = Vec::new();
     let header = |what: &str| vec![marker_text(&format!("{spec_name} ({what})"))];
     for machine in machines(spec, catalog) {
-        let (module, what) = match &machine.origin {
-            Origin::Application {
+        let (module, what) = match &machine.role {
+            MachineRole::Application {
                 operator,
                 application: app,
             } => {
@@ -269,7 +310,7 @@ pub fn plan(
                     format!("operator {}, application {app}", operator.name),
                 )
             }
-            Origin::GarageNode(node_name) => {
+            MachineRole::GarageNode(node_name) => {
                 let Some(storage) = &spec.provider.object_storage else {
                     continue;
                 };
@@ -279,7 +320,6 @@ pub fn plan(
                     format!("Garage node {node_name}"),
                 )
             }
-            _ => continue,
         };
         pending.push((machine, module, header(&what)));
     }
@@ -335,8 +375,8 @@ pub fn plan(
     if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
         let vms = machines
             .iter()
-            .filter_map(|machine| match &machine.origin {
-                Origin::Application {
+            .filter_map(|machine| match &machine.role {
+                MachineRole::Application {
                     operator,
                     application: app,
                 } => {
@@ -346,7 +386,7 @@ pub fn plan(
                         .resolve(catalog.manifests[app].resources);
                     Some((machine.name.clone(), capacity))
                 }
-                _ => None,
+                MachineRole::GarageNode(_) => None,
             })
             .map(|(name, capacity)| {
                 let vm = serde_json::json!({
