@@ -21,6 +21,15 @@ use crate::write::marker_text;
 /// The folder of generated deployments.
 pub const DEPLOYMENTS: &str = "deployments";
 
+/// The module every application machine imports, `deployments/provider.nix`: the provider's services (ACME
+/// account, SMTP relay, S3 endpoint), written once instead of in every machine.
+pub(crate) const PROVIDER_MODULE: &str = "provider.nix";
+
+/// The module every machine running a Garage node imports, `deployments/garage-cluster.nix`: the cluster's
+/// settings (replication, region, secrets), the same on every node. Garage nodes import nothing else of the
+/// provider's: they send no mail and need no ACME account.
+pub(crate) const GARAGE_CLUSTER_MODULE: &str = "garage-cluster.nix";
+
 /// Where a named secret (`{ secret = "name" }`) is placed on the machine by the provider's tooling.
 pub const NAMED_SECRETS_DIR: &str = "/run/secrets";
 
@@ -216,16 +225,19 @@ pub fn host_names(spec: &Spec, catalog: &Catalog) -> Vec<(String, Origin)> {
     hosts
 }
 
-/// The names an application's machine module binds in `fediversity`, each with what it comes from: the
-/// provider-wide settings every application reads, the application itself, and Garage when a node shares the
-/// machine. [`machine_module`] binds exactly these; validation refuses a specification that binds one twice.
+/// The names an application machine's configuration binds in `fediversity` (in its own file and in the provider
+/// modules it imports), each with what it comes from: its domain, the provider-wide settings every application
+/// reads, the application itself, and Garage when a node shares the machine. [`machine_module`] binds exactly
+/// these; validation refuses a specification that binds one twice.
 pub fn fediversity_names(spec: &Spec, machine: &str, app: &str) -> Vec<(String, FediversityName)> {
-    let mut names: Vec<(String, FediversityName)> = ["domain", "acme"]
-        .into_iter()
-        .chain(spec.provider.smtp.as_ref().map(|_| "smtp"))
-        .chain(spec.provider.object_storage.as_ref().map(|_| "s3"))
-        .map(|n| (n.to_owned(), FediversityName::Shared))
-        .collect();
+    let mut names = vec![("domain".to_owned(), FediversityName::Domain)];
+    names.extend(
+        ["acme"]
+            .into_iter()
+            .chain(spec.provider.smtp.as_ref().map(|_| "smtp"))
+            .chain(spec.provider.object_storage.as_ref().map(|_| "s3"))
+            .map(|n| (n.to_owned(), FediversityName::Provider)),
+    );
     names.push((app.to_owned(), FediversityName::Application));
     if let Some(storage) = &spec.provider.object_storage
         && let Some((node, _)) = storage
@@ -244,11 +256,15 @@ pub fn fediversity_names(spec: &Spec, machine: &str, app: &str) -> Vec<(String, 
 /// What a name in a machine's `fediversity` set comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FediversityName {
-    /// The provider-wide settings (`domain`, `acme`, `smtp`, `s3`).
-    Shared,
+    /// The machine's domain (the operator's), bound in the machine's own file.
+    Domain,
+    /// A provider-wide setting (`acme`, `smtp`, `s3`), bound once in `deployments/provider.nix`, which every
+    /// application machine imports.
+    Provider,
     /// The application the machine runs.
     Application,
-    /// The Garage node sharing the machine.
+    /// The Garage node sharing the machine: `garage`, bound in `deployments/garage-cluster.nix`, which the
+    /// machine imports.
     GarageNode(String),
 }
 
@@ -306,7 +322,7 @@ pub fn plan(
                 let application = &operator.applications[app];
                 let manifest = &catalog.manifests[app];
                 (
-                    machine_module(spec, catalog, operator, app, application, manifest)?,
+                    machine_module(spec, operator, app, application, manifest)?,
                     format!("operator {}, application {app}", operator.name),
                 )
             }
@@ -316,7 +332,7 @@ pub fn plan(
                 };
                 let node = &storage.nodes[node_name];
                 (
-                    garage_machine(spec, storage, (&machine.name, node), catalog)?,
+                    garage_machine(spec, (&machine.name, node), catalog)?,
                     format!("Garage node {node_name}"),
                 )
             }
@@ -336,6 +352,36 @@ pub fn plan(
     }
     let machines: Vec<PlannedMachine> =
         pending.into_iter().map(|(machine, _, _)| machine).collect();
+    let mut provider_header = header("the provider's services");
+    provider_header.push(
+        "Imported by every application machine: the ACME account, SMTP relay and S3 endpoint, written once."
+            .into(),
+    );
+    files.insert(
+        PathBuf::from(DEPLOYMENTS).join(PROVIDER_MODULE),
+        emit_file(
+            &format!("{DEPLOYMENTS}/{PROVIDER_MODULE}"),
+            &provider_header,
+            &provider_module(spec, catalog)?,
+            Verification::Syntax,
+        )?,
+    );
+    if let Some(storage) = &spec.provider.object_storage {
+        let mut cluster_header = header("the Garage cluster");
+        cluster_header.push(
+            "Imported by every machine running a Garage node: the cluster's settings, the same on every node."
+                .into(),
+        );
+        files.insert(
+            PathBuf::from(DEPLOYMENTS).join(GARAGE_CLUSTER_MODULE),
+            emit_file(
+                &format!("{DEPLOYMENTS}/{GARAGE_CLUSTER_MODULE}"),
+                &cluster_header,
+                &garage_cluster_module(storage)?,
+                Verification::Syntax,
+            )?,
+        );
+    }
     let index = Expr::attrs(
         machines
             .iter()
@@ -460,16 +506,19 @@ pub fn secret_path(secret: &SecretRef) -> String {
     }
 }
 
-/// What every machine has: the generated modules, its runtime backend's settings, its names, SSH, the NixOS
-/// release it started with.
+/// What every machine has: the generated modules and the provider modules it needs (`provider_modules`, files
+/// of `deployments/`), its runtime backend's settings, its names, SSH, the NixOS release it started with.
 fn machine_base(
     spec: &Spec,
     capacity: model::Capacity,
     bare_metal_host: Option<&str>,
-    host_name: &str,
-    domain: &str,
+    (host_name, domain): (&str, &str),
+    provider_modules: &[&str],
 ) -> Result<Vec<Entry>, DeployError> {
     let mut imports = vec![Expr::SourcePath(SourcePath::new("../../modules")?)];
+    for module in provider_modules {
+        imports.push(Expr::SourcePath(SourcePath::new(&format!("../{module}"))?));
+    }
     let mut entries = Vec::new();
     match &spec.provider.runtime {
         Runtime::Qemu => {
@@ -510,15 +559,11 @@ fn machine_base(
     Ok(entries)
 }
 
-/// The provider-wide settings every application reads: domain, ACME, SMTP relay, S3 endpoint.
-fn shared_settings(
-    spec: &Spec,
-    catalog: &Catalog,
-    domain: &str,
-) -> Result<Vec<Entry>, DeployError> {
+/// `deployments/provider.nix`: the provider-wide settings every application reads (ACME, SMTP relay, S3
+/// endpoint), bound once for all application machines. The domain is each machine's own.
+fn provider_module(spec: &Spec, catalog: &Catalog) -> Result<Expr, DeployError> {
     let provider = &spec.provider;
     let mut fediversity = vec![
-        Entry::dotted("domain", Expr::string(domain)?)?,
         Entry::dotted("acme.email", Expr::string(&provider.acme.email)?)?,
         Entry::dotted("acme.server", Expr::string(&provider.acme.server)?)?,
     ];
@@ -544,11 +589,25 @@ fn shared_settings(
         )?);
         fediversity.push(Entry::dotted("s3.region", Expr::string(&storage.region)?)?);
     }
-    Ok(fediversity)
+    Ok(Expr::attrs(vec![Entry::dotted(
+        "fediversity",
+        Expr::attrs(fediversity),
+    )?]))
 }
 
-/// `garage = { enable = true; … }` for a machine that runs a node of the provider's Garage cluster.
-fn garage_settings(storage: &model::ObjectStorage) -> Result<Entry, DeployError> {
+/// `deployments/garage-cluster.nix`: the settings of the provider's Garage cluster, the same on every node.
+fn garage_cluster_module(storage: &model::ObjectStorage) -> Result<Expr, DeployError> {
+    Ok(Expr::attrs(vec![Entry::binding(
+        AttrPath::new(vec![
+            AttrName::new("fediversity")?,
+            AttrName::new(model::OBJECT_STORAGE_APPLICATION)?,
+        ])?,
+        garage_settings(storage)?,
+    )]))
+}
+
+/// `{ enable = true; … }` for `fediversity.garage` on a machine that runs a node of the provider's Garage cluster.
+fn garage_settings(storage: &model::ObjectStorage) -> Result<Expr, DeployError> {
     let mut entries = vec![
         Entry::dotted("enable", Expr::Bool(true))?,
         Entry::dotted(
@@ -563,17 +622,13 @@ fn garage_settings(storage: &model::ObjectStorage) -> Result<Entry, DeployError>
             Expr::runtime_path(&secret_path(secret))?,
         ));
     }
-    Ok(Entry::binding(
-        AttrPath::from(AttrName::new(model::OBJECT_STORAGE_APPLICATION)?),
-        Expr::attrs(entries),
-    ))
+    Ok(Expr::attrs(entries))
 }
 
 /// The NixOS module of one application's machine (with a Garage node when one shares it). Its `fediversity`
 /// names are [`fediversity_names`] and its application's are [`application_names`], the names validation checks.
 fn machine_module(
     spec: &Spec,
-    catalog: &Catalog,
     operator: &Operator,
     app: &str,
     application: &model::Application,
@@ -582,14 +637,18 @@ fn machine_module(
     let capacity = application.resources.resolve(manifest.resources);
     let bare_metal_host = operator.machines.get(app).and_then(|m| m.host.as_deref());
     let (machine, _) = application_machine(operator, app);
-    let mut entries = machine_base(spec, capacity, bare_metal_host, &machine, &operator.domain)?;
+    let mut provider_modules = Vec::new();
     let mut fediversity = Vec::new();
     for (name, what) in fediversity_names(spec, &machine, app) {
         match what {
-            // The shared settings are bound together, once, under the names `fediversity_names` lists.
-            FediversityName::Shared => {
-                if fediversity.is_empty() {
-                    fediversity = shared_settings(spec, catalog, &operator.domain)?;
+            FediversityName::Domain => fediversity.push(Entry::binding(
+                AttrPath::from(AttrName::new(&name)?),
+                Expr::string(&operator.domain)?,
+            )),
+            // The provider-wide settings are bound together, once for every machine, in the provider module.
+            FediversityName::Provider => {
+                if !provider_modules.contains(&PROVIDER_MODULE) {
+                    provider_modules.push(PROVIDER_MODULE);
                 }
             }
             FediversityName::Application => {
@@ -610,21 +669,24 @@ fn machine_module(
                     Expr::attrs(app_entries),
                 ));
             }
-            FediversityName::GarageNode(_) => {
-                if let Some(storage) = &spec.provider.object_storage {
-                    fediversity.push(garage_settings(storage)?);
-                }
-            }
+            FediversityName::GarageNode(_) => provider_modules.push(GARAGE_CLUSTER_MODULE),
         }
     }
+    let mut entries = machine_base(
+        spec,
+        capacity,
+        bare_metal_host,
+        (&machine, &operator.domain),
+        &provider_modules,
+    )?;
     entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
     Ok(Expr::attrs(entries))
 }
 
-/// The NixOS module of a Garage node's own machine, `garage-<node>`, in the provider's domain.
+/// The NixOS module of a Garage node's own machine, `garage-<node>`, in the provider's domain. The cluster's
+/// settings come from `deployments/garage-cluster.nix`; nothing else of the provider's is needed.
 fn garage_machine(
     spec: &Spec,
-    storage: &model::ObjectStorage,
     (name, node): (&str, &model::GarageNode),
     catalog: &Catalog,
 ) -> Result<Expr, DeployError> {
@@ -643,10 +705,14 @@ fn garage_machine(
         disk_gib: defaults.disk_gib.max(node.capacity_gib),
     };
     let domain = &spec.provider.domain;
-    let mut entries = machine_base(spec, capacity, node.host.as_deref(), name, domain)?;
-    let mut fediversity = shared_settings(spec, catalog, domain)?;
-    fediversity.push(garage_settings(storage)?);
-    entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
+    let mut entries = machine_base(
+        spec,
+        capacity,
+        node.host.as_deref(),
+        (name, domain),
+        &[GARAGE_CLUSTER_MODULE],
+    )?;
+    entries.push(Entry::dotted("fediversity.domain", Expr::string(domain)?)?);
     Ok(Expr::attrs(entries))
 }
 
