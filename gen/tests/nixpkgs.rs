@@ -159,8 +159,9 @@ in
     Ok(())
 }
 
-/// Every generated machine of the example specification evaluates under `lib.evalModules` and enables the
-/// upstream service of each application it runs (and Garage where a node shares it).
+/// Every generated machine of the example specification evaluates under `lib.evalModules`, enables the
+/// upstream service of each application it runs (and Garage where a node shares it), and fails none of the
+/// assertions the modules make of it (an application's needs, met by `deployments/provider.nix`).
 fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
     let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
     let repo = repository();
@@ -195,6 +196,7 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
             let services = machine["services"].as_array().cloned().unwrap_or_default();
             if !services.contains(&Value::from(upstream))
                 || machine["hostName"] != operator.machine_name(app)
+                || machine["failedAssertions"] != serde_json::json!([])
             {
                 return Err(format!("{}: {machine}", operator.machine_name(app)).into());
             }
@@ -211,6 +213,7 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
         if !machines[&name]["services"]
             .as_array()
             .is_some_and(|s| s.contains(&Value::from("garage")))
+            || machines[&name]["failedAssertions"] != serde_json::json!([])
         {
             return Err(format!("Garage node {node} is not on {name}: {machines}").into());
         }

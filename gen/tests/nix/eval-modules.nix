@@ -29,6 +29,12 @@ let
             }
           )
         // {
+          # As NixOS declares it (nixos/modules/misc/assertions.nix): modules/fediversity.nix asserts needs.
+          assertions = lib.mkOption {
+            type = lib.types.listOf lib.types.unspecified;
+            internal = true;
+            default = [ ];
+          };
           # Lists merge by concatenation in NixOS; several applications open ports.
           networking = lib.mkOption {
             type = lib.types.submodule {
