@@ -6,6 +6,8 @@
   nixpkgs,
   modules,
   settings ? { },
+  # A further module, e.g. a person's overrides of generated values.
+  extra ? { },
 }:
 let
   lib = import (nixpkgs + "/lib");
@@ -74,6 +76,7 @@ let
         stubs
         (modules + "/default.nix")
         { fediversity = shared // apps; }
+        extra
       ];
     }).config;
   enabled = eval (
