@@ -352,35 +352,28 @@ pub fn plan(
     }
     let machines: Vec<PlannedMachine> =
         pending.into_iter().map(|(machine, _, _)| machine).collect();
-    let mut provider_header = header("the provider's services");
-    provider_header.push(
-        "Imported by every application machine: the ACME account, SMTP relay and S3 endpoint, written once."
-            .into(),
-    );
-    files.insert(
-        PathBuf::from(DEPLOYMENTS).join(PROVIDER_MODULE),
-        emit_file(
-            &format!("{DEPLOYMENTS}/{PROVIDER_MODULE}"),
-            &provider_header,
-            &provider_module(spec, catalog)?,
-            Verification::Syntax,
-        )?,
-    );
+    // The files beside the machines' folders: each with the marker, what it is (`what`) and a line on its use.
+    let mut top_level = |name: &str, what: &str, purpose: &str, module: &Expr| {
+        let mut lines = header(what);
+        lines.push(purpose.to_owned());
+        let path = format!("{DEPLOYMENTS}/{name}");
+        let text = emit_file(&path, &lines, module, Verification::Syntax)?;
+        files.insert(PathBuf::from(path), text);
+        Ok::<(), DeployError>(())
+    };
+    top_level(
+        PROVIDER_MODULE,
+        "the provider's services",
+        "Imported by every application machine: the ACME account, SMTP relay and S3 endpoint, written once.",
+        &provider_module(spec, catalog)?,
+    )?;
     if let Some(storage) = &spec.provider.object_storage {
-        let mut cluster_header = header("the Garage cluster");
-        cluster_header.push(
-            "Imported by every machine running a Garage node: the cluster's settings, the same on every node."
-                .into(),
-        );
-        files.insert(
-            PathBuf::from(DEPLOYMENTS).join(GARAGE_CLUSTER_MODULE),
-            emit_file(
-                &format!("{DEPLOYMENTS}/{GARAGE_CLUSTER_MODULE}"),
-                &cluster_header,
-                &garage_cluster_module(storage)?,
-                Verification::Syntax,
-            )?,
-        );
+        top_level(
+            GARAGE_CLUSTER_MODULE,
+            "the Garage cluster",
+            "Imported by every machine running a Garage node: the cluster's settings, the same on every node.",
+            &garage_cluster_module(storage)?,
+        )?;
     }
     let index = Expr::attrs(
         machines
@@ -393,31 +386,18 @@ pub fn plan(
             })
             .collect::<Result<Vec<_>, LexicalError>>()?,
     );
-    let mut index_header = header("every machine, by name");
-    index_header.push(
-        "Machine name → NixOS module; the flake turns each into `nixosConfigurations.<name>`."
-            .into(),
-    );
-    files.insert(
-        PathBuf::from(DEPLOYMENTS).join("default.nix"),
-        emit_file(
-            "deployments/default.nix",
-            &index_header,
-            &index,
-            Verification::Syntax,
-        )?,
-    );
-    let mut nixops_header = header("the NixOps4 deployment");
-    nixops_header.push("Deploy with `nixops4 apply default`; SSH host keys come from the hand-written host-keys.nix.".into());
-    files.insert(
-        PathBuf::from(DEPLOYMENTS).join("nixops4.nix"),
-        emit_file(
-            "deployments/nixops4.nix",
-            &nixops_header,
-            &nixops4(&machines)?,
-            Verification::Syntax,
-        )?,
-    );
+    top_level(
+        "default.nix",
+        "every machine, by name",
+        "Machine name → NixOS module; the flake turns each into `nixosConfigurations.<name>`.",
+        &index,
+    )?;
+    top_level(
+        "nixops4.nix",
+        "the NixOps4 deployment",
+        "Deploy with `nixops4 apply default`; SSH host keys come from the hand-written host-keys.nix.",
+        &nixops4(&machines)?,
+    )?;
     if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
         let vms = machines
             .iter()
@@ -453,19 +433,12 @@ pub fn plan(
             Entry::dotted("apiUrl", Expr::string(&proxmox.api_url)?)?,
             Entry::dotted("virtualMachines", Expr::attrs(vms))?,
         ]);
-        let mut proxmox_header = header("Proxmox provisioning");
-        proxmox_header.push(
-            "The virtual machines a provisioning step creates on the Proxmox cluster.".into(),
-        );
-        files.insert(
-            PathBuf::from(DEPLOYMENTS).join("proxmox.nix"),
-            emit_file(
-                "deployments/proxmox.nix",
-                &proxmox_header,
-                &provisioning,
-                Verification::Syntax,
-            )?,
-        );
+        top_level(
+            "proxmox.nix",
+            "Proxmox provisioning",
+            "The virtual machines a provisioning step creates on the Proxmox cluster.",
+            &provisioning,
+        )?;
     }
     Ok(files)
 }
