@@ -51,10 +51,11 @@ in
     };
     services.nginx = {
       enable = true;
-      recommendedGzipSettings = true;
-      recommendedOptimisation = true;
+      # Tuning a machine may change without lib.mkForce; the proxy headers are what the applications rely on.
+      recommendedGzipSettings = lib.mkDefault true;
+      recommendedOptimisation = lib.mkDefault true;
       recommendedProxySettings = true;
-      recommendedTlsSettings = true;
+      recommendedTlsSettings = lib.mkDefault true;
     };
     networking.firewall.allowedTCPPorts = [
       80

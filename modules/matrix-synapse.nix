@@ -48,10 +48,11 @@ in
     };
     services.nginx = {
       enable = true;
-      recommendedGzipSettings = true;
-      recommendedOptimisation = true;
+      # Tuning a machine may change without lib.mkForce; the proxy headers are what the applications rely on.
+      recommendedGzipSettings = lib.mkDefault true;
+      recommendedOptimisation = lib.mkDefault true;
       recommendedProxySettings = true;
-      recommendedTlsSettings = true;
+      recommendedTlsSettings = lib.mkDefault true;
     };
     networking.firewall.allowedTCPPorts = [
       80
@@ -89,9 +90,11 @@ in
           LC_CTYPE = "C";
       '';
     };
+    # TLS by default, so that a machine offloading TLS elsewhere (or a test with its own certificates) turns it
+    # off without lib.mkForce.
     services.nginx.virtualHosts.${host} = {
-      enableACME = true;
-      forceSSL = true;
+      enableACME = lib.mkDefault true;
+      forceSSL = lib.mkDefault true;
       locations."/_matrix".proxyPass = "http://127.0.0.1:8008";
       locations."/_synapse/client".proxyPass = "http://127.0.0.1:8008";
     };

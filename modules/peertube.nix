@@ -42,10 +42,11 @@ in
     };
     services.nginx = {
       enable = true;
-      recommendedGzipSettings = true;
-      recommendedOptimisation = true;
+      # Tuning a machine may change without lib.mkForce; the proxy headers are what the applications rely on.
+      recommendedGzipSettings = lib.mkDefault true;
+      recommendedOptimisation = lib.mkDefault true;
       recommendedProxySettings = true;
-      recommendedTlsSettings = true;
+      recommendedTlsSettings = lib.mkDefault true;
     };
     networking.firewall.allowedTCPPorts = [
       80
@@ -82,10 +83,11 @@ in
         };
       };
     };
-    # The upstream module sets up the virtual host but not TLS.
+    # The upstream module sets up the virtual host but not TLS. Defaults, so that a machine offloading TLS
+    # elsewhere (or a test with its own certificates) turns them off without lib.mkForce.
     services.nginx.virtualHosts.${host} = {
-      enableACME = true;
-      forceSSL = true;
+      enableACME = lib.mkDefault true;
+      forceSSL = lib.mkDefault true;
     };
   };
 }

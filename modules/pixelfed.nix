@@ -42,10 +42,11 @@ in
     };
     services.nginx = {
       enable = true;
-      recommendedGzipSettings = true;
-      recommendedOptimisation = true;
+      # Tuning a machine may change without lib.mkForce; the proxy headers are what the applications rely on.
+      recommendedGzipSettings = lib.mkDefault true;
+      recommendedOptimisation = lib.mkDefault true;
       recommendedProxySettings = true;
-      recommendedTlsSettings = true;
+      recommendedTlsSettings = lib.mkDefault true;
     };
     networking.firewall.allowedTCPPorts = [
       80
@@ -56,9 +57,11 @@ in
       domain = host;
       # APP_KEY and every other secret come from this file on the machine, never from the store.
       secretFile = cfg.appSecretsFile;
+      # TLS by default. Upstream merges this whole virtual host into services.nginx.virtualHosts at normal
+      # priority, so it is changed here (services.pixelfed.nginx.enableACME = false), not on the virtual host.
       nginx = {
-        enableACME = true;
-        forceSSL = true;
+        enableACME = lib.mkDefault true;
+        forceSSL = lib.mkDefault true;
       };
       database.createLocally = true;
       redis.createLocally = true;

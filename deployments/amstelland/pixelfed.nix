@@ -2,6 +2,7 @@
 {
   imports = [
     ../../modules
+    ../provider.nix
   ];
   services.qemuGuest.enable = true;
   networking.hostName = "amstelland-pixelfed";
@@ -10,17 +11,6 @@
   system.stateVersion = "25.05";
   fediversity = {
     domain = "amstelland-university.example";
-    acme.email = "hostmaster@nordwind-hosting.example";
-    acme.server = "https://acme-v02.api.letsencrypt.org/directory";
-    smtp = {
-      host = "smtp.nordwind-hosting.example";
-      port = 587;
-      user = "fediversity";
-      passwordFile = "/run/secrets/smtp-password";
-      fromAddress = "noreply@nordwind-hosting.example";
-    };
-    s3.endpoint = "https://s3.nordwind-hosting.example";
-    s3.region = "nl-ams";
     pixelfed = {
       enable = true;
       appName = "Amstelland Pixels";

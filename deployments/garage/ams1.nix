@@ -2,30 +2,12 @@
 {
   imports = [
     ../../modules
+    ../garage-cluster.nix
   ];
   services.qemuGuest.enable = true;
   networking.hostName = "garage-ams1";
   networking.domain = "nordwind-hosting.example";
   services.openssh.enable = true;
   system.stateVersion = "25.05";
-  fediversity = {
-    domain = "nordwind-hosting.example";
-    acme.email = "hostmaster@nordwind-hosting.example";
-    acme.server = "https://acme-v02.api.letsencrypt.org/directory";
-    smtp = {
-      host = "smtp.nordwind-hosting.example";
-      port = 587;
-      user = "fediversity";
-      passwordFile = "/run/secrets/smtp-password";
-      fromAddress = "noreply@nordwind-hosting.example";
-    };
-    s3.endpoint = "https://s3.nordwind-hosting.example";
-    s3.region = "nl-ams";
-    garage = {
-      enable = true;
-      replicationFactor = 3;
-      region = "nl-ams";
-      environmentFile = "/run/secrets/garage-environment";
-    };
-  };
+  fediversity.domain = "nordwind-hosting.example";
 }

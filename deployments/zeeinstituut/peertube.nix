@@ -2,6 +2,8 @@
 {
   imports = [
     ../../modules
+    ../provider.nix
+    ../garage-cluster.nix
   ];
   services.qemuGuest.enable = true;
   networking.hostName = "zeeinstituut-peertube";
@@ -10,17 +12,6 @@
   system.stateVersion = "25.05";
   fediversity = {
     domain = "zee-instituut.example";
-    acme.email = "hostmaster@nordwind-hosting.example";
-    acme.server = "https://acme-v02.api.letsencrypt.org/directory";
-    smtp = {
-      host = "smtp.nordwind-hosting.example";
-      port = 587;
-      user = "fediversity";
-      passwordFile = "/run/secrets/smtp-password";
-      fromAddress = "noreply@nordwind-hosting.example";
-    };
-    s3.endpoint = "https://s3.nordwind-hosting.example";
-    s3.region = "nl-ams";
     peertube = {
       enable = true;
       subdomain = "video";
@@ -28,12 +19,6 @@
       signupEnabled = false;
       transcodingEnabled = true;
       peertubeSecretFile = "/run/secrets/zeeinstituut-peertube";
-    };
-    garage = {
-      enable = true;
-      replicationFactor = 3;
-      region = "nl-ams";
-      environmentFile = "/run/secrets/garage-environment";
     };
   };
 }

@@ -22,6 +22,15 @@ use crate::write::marker_text;
 /// The folder of generated deployments.
 pub const DEPLOYMENTS: &str = "deployments";
 
+/// The module every application machine imports, `deployments/provider.nix`: the provider's services (ACME
+/// account, SMTP relay, S3 endpoint), written once instead of in every machine.
+pub(crate) const PROVIDER_MODULE: &str = "provider.nix";
+
+/// The module every machine running a Garage node imports, `deployments/garage-cluster.nix`: the cluster's
+/// settings (replication, region, secrets), the same on every node. Garage nodes import nothing else of the
+/// provider's: they send no mail and need no ACME account.
+pub(crate) const GARAGE_CLUSTER_MODULE: &str = "garage-cluster.nix";
+
 /// Where a named secret (`{ secret = "name" }`) is placed on the machine by the provider's tooling.
 pub const NAMED_SECRETS_DIR: &str = "/run/secrets";
 
@@ -55,8 +64,8 @@ pub struct PlannedMachine {
     pub file: String,
     /// The domain it is in (`networking.domain`): the operator's, or the provider's for a Garage node.
     pub domain: String,
-    /// What in the specification it comes from.
-    pub origin: Origin,
+    /// What it runs, and so what in the specification it comes from.
+    pub role: MachineRole,
     /// `[user@]host[:port]` to deploy to, when the specification says.
     pub ssh: Option<String>,
 }
@@ -65,6 +74,37 @@ impl PlannedMachine {
     /// Its fully qualified domain name, `<name>.<domain>`.
     pub fn fqdn(&self) -> String {
         format!("{}.{}", self.name, self.domain)
+    }
+}
+
+/// What a planned machine runs: an operator's application (a Garage node may share that machine), or a Garage
+/// node on a machine of its own. Each role names what it holds, so a node's name is never read as an application.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MachineRole {
+    /// The enabled application `application` of the operator at index `operator` of `operators`.
+    Application {
+        /// The operator's index.
+        operator: usize,
+        /// The application's name (a key of the operator's `applications`).
+        application: String,
+    },
+    /// The Garage node of this name (a key of `provider.object_storage.nodes`).
+    GarageNode(String),
+}
+
+impl MachineRole {
+    /// What in the specification the machine's names come from, for messages about them.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Self::Application {
+                operator,
+                application,
+            } => Origin::Application {
+                operator: *operator,
+                application: application.clone(),
+            },
+            Self::GarageNode(node) => Origin::GarageNode(node.clone()),
+        }
     }
 }
 
@@ -98,6 +138,15 @@ pub fn application_machine(operator: &Operator, app: &str) -> (String, String) {
     )
 }
 
+/// The name and module file (relative to `deployments/`) of a Garage node's own machine, `garage-<node>` and
+/// `garage/<node>.nix`: the one place they are derived, for [`machines`].
+pub fn garage_node_machine(node: &str) -> (String, String) {
+    (
+        format!("{}-{node}", model::OBJECT_STORAGE_APPLICATION),
+        format!("{}/{node}.nix", model::OBJECT_STORAGE_APPLICATION),
+    )
+}
+
 /// Every machine of a specification, in the order planned: each operator's enabled applications that have a
 /// manifest, then the Garage nodes with machines of their own. The one place machine names and files are derived.
 pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
@@ -112,7 +161,7 @@ pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
                 name,
                 file,
                 domain: operator.domain.clone(),
-                origin: Origin::Application {
+                role: MachineRole::Application {
                     operator: i,
                     application: app.clone(),
                 },
@@ -122,11 +171,12 @@ pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
     }
     if let Some(storage) = &spec.provider.object_storage {
         for (node_name, node) in storage.nodes.iter().filter(|(_, n)| n.machine.is_none()) {
+            let (name, file) = garage_node_machine(node_name);
             machines.push(PlannedMachine {
-                name: format!("{}-{node_name}", model::OBJECT_STORAGE_APPLICATION),
-                file: format!("{}/{node_name}.nix", model::OBJECT_STORAGE_APPLICATION),
+                name,
+                file,
                 domain: spec.provider.domain.clone(),
-                origin: Origin::GarageNode(node_name.clone()),
+                role: MachineRole::GarageNode(node_name.clone()),
                 ssh: node.ssh.clone(),
             });
         }
@@ -176,16 +226,19 @@ pub fn host_names(spec: &Spec, catalog: &Catalog) -> Vec<(String, Origin)> {
     hosts
 }
 
-/// The names an application's machine module binds in `fediversity`, each with what it comes from: the
-/// provider-wide settings every application reads, the application itself, and Garage when a node shares the
-/// machine. [`machine_module`] binds exactly these; validation refuses a specification that binds one twice.
+/// The names an application machine's configuration binds in `fediversity` (in its own file and in the provider
+/// modules it imports), each with what it comes from: its domain, the provider-wide settings every application
+/// reads, the application itself, and Garage when a node shares the machine. [`machine_module`] binds exactly
+/// these; validation refuses a specification that binds one twice.
 pub fn fediversity_names(spec: &Spec, machine: &str, app: &str) -> Vec<(String, FediversityName)> {
-    let mut names: Vec<(String, FediversityName)> = ["domain", "acme"]
-        .into_iter()
-        .chain(spec.provider.smtp.as_ref().map(|_| "smtp"))
-        .chain(spec.provider.object_storage.as_ref().map(|_| "s3"))
-        .map(|n| (n.to_owned(), FediversityName::Shared))
-        .collect();
+    let mut names = vec![("domain".to_owned(), FediversityName::Domain)];
+    names.extend(
+        ["acme"]
+            .into_iter()
+            .chain(spec.provider.smtp.as_ref().map(|_| "smtp"))
+            .chain(spec.provider.object_storage.as_ref().map(|_| "s3"))
+            .map(|n| (n.to_owned(), FediversityName::Provider)),
+    );
     names.push((app.to_owned(), FediversityName::Application));
     if let Some(storage) = &spec.provider.object_storage
         && let Some((node, _)) = storage
@@ -204,11 +257,15 @@ pub fn fediversity_names(spec: &Spec, machine: &str, app: &str) -> Vec<(String, 
 /// What a name in a machine's `fediversity` set comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FediversityName {
-    /// The provider-wide settings (`domain`, `acme`, `smtp`, `s3`).
-    Shared,
+    /// The machine's domain (the operator's), bound in the machine's own file.
+    Domain,
+    /// A provider-wide setting (`acme`, `smtp`, `s3`), bound once in `deployments/provider.nix`, which every
+    /// application machine imports.
+    Provider,
     /// The application the machine runs.
     Application,
-    /// The Garage node sharing the machine.
+    /// The Garage node sharing the machine: `garage`, bound in `deployments/garage-cluster.nix`, which the
+    /// machine imports.
     GarageNode(String),
 }
 
@@ -259,8 +316,8 @@ pub fn plan(
     let mut pending: Vec<(PlannedMachine, Expr, Vec<String>)> = Vec::new();
     let header = |what: &str| vec![marker_text(&format!("{spec_name} ({what})"))];
     for machine in machines(spec, catalog) {
-        let (module, what) = match &machine.origin {
-            Origin::Application {
+        let (module, what) = match &machine.role {
+            MachineRole::Application {
                 operator,
                 application: app,
             } => {
@@ -268,21 +325,20 @@ pub fn plan(
                 let application = &operator.applications[app];
                 let manifest = &catalog.manifests[app];
                 (
-                    machine_module(spec, catalog, operator, app, application, manifest)?,
+                    machine_module(spec, operator, app, application, manifest)?,
                     format!("operator {}, application {app}", operator.name),
                 )
             }
-            Origin::GarageNode(node_name) => {
+            MachineRole::GarageNode(node_name) => {
                 let Some(storage) = &spec.provider.object_storage else {
                     continue;
                 };
                 let node = &storage.nodes[node_name];
                 (
-                    garage_machine(spec, storage, (&machine.name, node), catalog)?,
+                    garage_machine(spec, (&machine.name, node), catalog)?,
                     format!("Garage node {node_name}"),
                 )
             }
-            _ => continue,
         };
         pending.push((machine, module, header(&what)));
     }
@@ -299,6 +355,29 @@ pub fn plan(
     }
     let machines: Vec<PlannedMachine> =
         pending.into_iter().map(|(machine, _, _)| machine).collect();
+    // The files beside the machines' folders: each with the marker, what it is (`what`) and a line on its use.
+    let mut top_level = |name: &str, what: &str, purpose: &str, module: &Expr| {
+        let mut lines = header(what);
+        lines.push(purpose.to_owned());
+        let path = format!("{DEPLOYMENTS}/{name}");
+        let text = emit_file(&path, &lines, module, Verification::Syntax)?;
+        files.insert(PathBuf::from(path), text);
+        Ok::<(), DeployError>(())
+    };
+    top_level(
+        PROVIDER_MODULE,
+        "the provider's services",
+        "Imported by every application machine: the ACME account, SMTP relay and S3 endpoint, written once.",
+        &provider_module(spec, catalog)?,
+    )?;
+    if let Some(storage) = &spec.provider.object_storage {
+        top_level(
+            GARAGE_CLUSTER_MODULE,
+            "the Garage cluster",
+            "Imported by every machine running a Garage node: the cluster's settings, the same on every node.",
+            &garage_cluster_module(storage)?,
+        )?;
+    }
     let index = Expr::attrs(
         machines
             .iter()
@@ -310,36 +389,23 @@ pub fn plan(
             })
             .collect::<Result<Vec<_>, LexicalError>>()?,
     );
-    let mut index_header = header("every machine, by name");
-    index_header.push(
-        "Machine name → NixOS module; the flake turns each into `nixosConfigurations.<name>`."
-            .into(),
-    );
-    files.insert(
-        PathBuf::from(DEPLOYMENTS).join("default.nix"),
-        emit_file(
-            "deployments/default.nix",
-            &index_header,
-            &index,
-            Verification::Syntax,
-        )?,
-    );
-    let mut nixops_header = header("the NixOps4 deployment");
-    nixops_header.push("Deploy with `nixops4 apply default`; SSH host keys come from the hand-written host-keys.nix.".into());
-    files.insert(
-        PathBuf::from(DEPLOYMENTS).join("nixops4.nix"),
-        emit_file(
-            "deployments/nixops4.nix",
-            &nixops_header,
-            &nixops4(&machines)?,
-            Verification::Syntax,
-        )?,
-    );
+    top_level(
+        "default.nix",
+        "every machine, by name",
+        "Machine name → NixOS module; the flake turns each into `nixosConfigurations.<name>`.",
+        &index,
+    )?;
+    top_level(
+        "nixops4.nix",
+        "the NixOps4 deployment",
+        "Deploy with `nixops4 apply default`; SSH host keys come from the hand-written host-keys.nix.",
+        &nixops4(&machines)?,
+    )?;
     if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
         let vms = machines
             .iter()
-            .filter_map(|machine| match &machine.origin {
-                Origin::Application {
+            .filter_map(|machine| match &machine.role {
+                MachineRole::Application {
                     operator,
                     application: app,
                 } => {
@@ -349,7 +415,7 @@ pub fn plan(
                         .resolve(catalog.manifests[app].resources);
                     Some((machine.name.clone(), capacity))
                 }
-                _ => None,
+                MachineRole::GarageNode(_) => None,
             })
             .map(|(name, capacity)| {
                 let vm = serde_json::json!({
@@ -370,19 +436,12 @@ pub fn plan(
             Entry::dotted("apiUrl", Expr::string(&proxmox.api_url)?)?,
             Entry::dotted("virtualMachines", Expr::attrs(vms))?,
         ]);
-        let mut proxmox_header = header("Proxmox provisioning");
-        proxmox_header.push(
-            "The virtual machines a provisioning step creates on the Proxmox cluster.".into(),
-        );
-        files.insert(
-            PathBuf::from(DEPLOYMENTS).join("proxmox.nix"),
-            emit_file(
-                "deployments/proxmox.nix",
-                &proxmox_header,
-                &provisioning,
-                Verification::Syntax,
-            )?,
-        );
+        top_level(
+            "proxmox.nix",
+            "Proxmox provisioning",
+            "The virtual machines a provisioning step creates on the Proxmox cluster.",
+            &provisioning,
+        )?;
     }
     Ok(files)
 }
@@ -423,16 +482,19 @@ pub fn secret_path(secret: &SecretRef) -> String {
     }
 }
 
-/// What every machine has: the generated modules, its runtime backend's settings, its names, SSH, the NixOS
-/// release it started with.
+/// What every machine has: the generated modules and the provider modules it needs (`provider_modules`, files
+/// of `deployments/`), its runtime backend's settings, its names, SSH, the NixOS release it started with.
 fn machine_base(
     spec: &Spec,
     capacity: model::Resources,
     bare_metal_host: Option<&str>,
-    host_name: &str,
-    domain: &str,
+    (host_name, domain): (&str, &str),
+    provider_modules: &[&str],
 ) -> Result<Vec<Entry>, DeployError> {
     let mut imports = vec![Expr::SourcePath(SourcePath::new("../../modules")?)];
+    for module in provider_modules {
+        imports.push(Expr::SourcePath(SourcePath::new(&format!("../{module}"))?));
+    }
     let mut entries = Vec::new();
     match &spec.provider.runtime {
         Runtime::Qemu => {
@@ -473,15 +535,11 @@ fn machine_base(
     Ok(entries)
 }
 
-/// The provider-wide settings every application reads: domain, ACME, SMTP relay, S3 endpoint.
-fn shared_settings(
-    spec: &Spec,
-    catalog: &Catalog,
-    domain: &str,
-) -> Result<Vec<Entry>, DeployError> {
+/// `deployments/provider.nix`: the provider-wide settings every application reads (ACME, SMTP relay, S3
+/// endpoint), bound once for all application machines. The domain is each machine's own.
+fn provider_module(spec: &Spec, catalog: &Catalog) -> Result<Expr, DeployError> {
     let provider = &spec.provider;
     let mut fediversity = vec![
-        Entry::dotted("domain", Expr::string(domain)?)?,
         Entry::dotted("acme.email", Expr::string(&provider.acme.email)?)?,
         Entry::dotted("acme.server", Expr::string(&provider.acme.server)?)?,
     ];
@@ -507,11 +565,25 @@ fn shared_settings(
         )?);
         fediversity.push(Entry::dotted("s3.region", Expr::string(&storage.region)?)?);
     }
-    Ok(fediversity)
+    Ok(Expr::attrs(vec![Entry::dotted(
+        "fediversity",
+        Expr::attrs(fediversity),
+    )?]))
 }
 
-/// `garage = { enable = true; … }` for a machine that runs a node of the provider's Garage cluster.
-fn garage_settings(storage: &model::ObjectStorage) -> Result<Entry, DeployError> {
+/// `deployments/garage-cluster.nix`: the settings of the provider's Garage cluster, the same on every node.
+fn garage_cluster_module(storage: &model::ObjectStorage) -> Result<Expr, DeployError> {
+    Ok(Expr::attrs(vec![Entry::binding(
+        AttrPath::new(vec![
+            AttrName::new("fediversity")?,
+            AttrName::new(model::OBJECT_STORAGE_APPLICATION)?,
+        ])?,
+        garage_settings(storage)?,
+    )]))
+}
+
+/// `{ enable = true; … }` for `fediversity.garage` on a machine that runs a node of the provider's Garage cluster.
+fn garage_settings(storage: &model::ObjectStorage) -> Result<Expr, DeployError> {
     let mut entries = vec![
         Entry::dotted("enable", Expr::Bool(true))?,
         Entry::dotted(
@@ -526,17 +598,13 @@ fn garage_settings(storage: &model::ObjectStorage) -> Result<Entry, DeployError>
             Expr::runtime_path(&secret_path(secret))?,
         ));
     }
-    Ok(Entry::binding(
-        AttrPath::from(AttrName::new(model::OBJECT_STORAGE_APPLICATION)?),
-        Expr::attrs(entries),
-    ))
+    Ok(Expr::attrs(entries))
 }
 
 /// The NixOS module of one application's machine (with a Garage node when one shares it). Its `fediversity`
 /// names are [`fediversity_names`] and its application's are [`application_names`], the names validation checks.
 fn machine_module(
     spec: &Spec,
-    catalog: &Catalog,
     operator: &Operator,
     app: &str,
     application: &model::OperatorApplication,
@@ -545,14 +613,18 @@ fn machine_module(
     let capacity = application.resources.resolve(manifest.resources);
     let bare_metal_host = operator.machines.get(app).and_then(|m| m.host.as_deref());
     let (machine, _) = application_machine(operator, app);
-    let mut entries = machine_base(spec, capacity, bare_metal_host, &machine, &operator.domain)?;
+    let mut provider_modules = Vec::new();
     let mut fediversity = Vec::new();
     for (name, what) in fediversity_names(spec, &machine, app) {
         match what {
-            // The shared settings are bound together, once, under the names `fediversity_names` lists.
-            FediversityName::Shared => {
-                if fediversity.is_empty() {
-                    fediversity = shared_settings(spec, catalog, &operator.domain)?;
+            FediversityName::Domain => fediversity.push(Entry::binding(
+                AttrPath::from(AttrName::new(&name)?),
+                Expr::string(&operator.domain)?,
+            )),
+            // The provider-wide settings are bound together, once for every machine, in the provider module.
+            FediversityName::Provider => {
+                if !provider_modules.contains(&PROVIDER_MODULE) {
+                    provider_modules.push(PROVIDER_MODULE);
                 }
             }
             FediversityName::Application => {
@@ -573,21 +645,24 @@ fn machine_module(
                     Expr::attrs(app_entries),
                 ));
             }
-            FediversityName::GarageNode(_) => {
-                if let Some(storage) = &spec.provider.object_storage {
-                    fediversity.push(garage_settings(storage)?);
-                }
-            }
+            FediversityName::GarageNode(_) => provider_modules.push(GARAGE_CLUSTER_MODULE),
         }
     }
+    let mut entries = machine_base(
+        spec,
+        capacity,
+        bare_metal_host,
+        (&machine, &operator.domain),
+        &provider_modules,
+    )?;
     entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
     Ok(Expr::attrs(entries))
 }
 
-/// The NixOS module of a Garage node's own machine, `garage-<node>`, in the provider's domain.
+/// The NixOS module of a Garage node's own machine, `garage-<node>`, in the provider's domain. The cluster's
+/// settings come from `deployments/garage-cluster.nix`; nothing else of the provider's is needed.
 fn garage_machine(
     spec: &Spec,
-    storage: &model::ObjectStorage,
     (name, node): (&str, &model::GarageNode),
     catalog: &Catalog,
 ) -> Result<Expr, DeployError> {
@@ -606,10 +681,14 @@ fn garage_machine(
         disk_gib: defaults.disk_gib.max(node.capacity_gib),
     };
     let domain = &spec.provider.domain;
-    let mut entries = machine_base(spec, capacity, node.host.as_deref(), name, domain)?;
-    let mut fediversity = shared_settings(spec, catalog, domain)?;
-    fediversity.push(garage_settings(storage)?);
-    entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
+    let mut entries = machine_base(
+        spec,
+        capacity,
+        node.host.as_deref(),
+        (name, domain),
+        &[GARAGE_CLUSTER_MODULE],
+    )?;
+    entries.push(Entry::dotted("fediversity.domain", Expr::string(domain)?)?);
     Ok(Expr::attrs(entries))
 }
 

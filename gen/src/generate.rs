@@ -11,7 +11,7 @@ use crate::emit::{Verification, emit_file};
 use crate::manifest::{Manifest, ManifestError};
 use crate::nix::print::print_expr_at;
 use crate::nix::verify::VerifyError;
-use crate::nix::{AttrPath, Entry, Expr, Ident, LexicalError, Param, SourcePath};
+use crate::nix::{AttrName, AttrPath, Entry, Expr, Ident, LexicalError, Param, SourcePath};
 use crate::region::{self, Content};
 use crate::template::{APPLICATION_TEST, COMMON_TEST, TemplateError, Templates};
 use crate::write::{Plan, marker_line, marker_text};
@@ -136,7 +136,7 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             format!("{}\n{body}", marker_line(&source)),
         );
     }
-    let shared = shared_module()?;
+    let shared = shared_module_with_needs(&manifests)?;
     let text = emit_file(
         &format!("{MODULES}/{SHARED_MODULE}.nix"),
         &[marker_text(
@@ -357,6 +357,109 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
             bind: None,
         },
         Box::new(module),
+    ))
+}
+
+/// The shared options an application's needs require, each with what it holds (for the message): for `smtp`
+/// the relay's host and sender address, for S3 buckets the endpoint. Each has no default in [`shared_module`],
+/// so `options.fediversity.<option>.isDefined` is true exactly when a configuration sets it. PostgreSQL and Redis
+/// require nothing here: each application module creates its own on the machine (`createLocally`).
+pub(crate) fn need_requirements(manifest: &Manifest) -> Vec<(String, &'static str, &'static str)> {
+    let mut required = Vec::new();
+    if manifest.needs.smtp {
+        let need = "the provider's SMTP relay".to_owned();
+        required.push((need.clone(), "smtp.host", "the relay's host name"));
+        required.push((need, "smtp.fromAddress", "the sender address of its mail"));
+    }
+    let buckets = &manifest.needs.s3_buckets;
+    if !buckets.is_empty() {
+        let need = format!(
+            "object storage (bucket{} {})",
+            if buckets.len() == 1 { "" } else { "s" },
+            buckets.join(", ")
+        );
+        required.push((need, "s3.endpoint", "the provider's S3 endpoint URL"));
+    }
+    required
+}
+
+/// `modules/fediversity.nix`: [`shared_module`]'s options, and the assertions every application's needs make of
+/// them (nixpkgs style: `config.assertions`, a message naming the option to set). One `lib.mkIf` per application
+/// with needs, on `config.fediversity.<app>.enable or false`, so the module also evaluates where an
+/// application's module is not imported (the flake's `nixosModules.<app>` import one application alone).
+pub(crate) fn shared_module_with_needs(manifests: &[Manifest]) -> Result<Expr, LexicalError> {
+    let r = Expr::reference;
+    let Expr::Lambda(_, body) = shared_module()? else {
+        unreachable!("shared_module is a function")
+    };
+    let Expr::Attrs(mut body) = *body else {
+        unreachable!("shared_module's body is a set")
+    };
+    let mut per_application = Vec::new();
+    for manifest in manifests {
+        let app = &manifest.application.name;
+        let required = need_requirements(manifest);
+        if required.is_empty() {
+            continue;
+        }
+        let mut assertions = Vec::new();
+        for (need, option, what) in required {
+            let defined = Expr::Select(
+                Box::new(Expr::var("options")?),
+                AttrPath::new(
+                    ["fediversity"]
+                        .into_iter()
+                        .chain(option.split('.'))
+                        .chain(["isDefined"])
+                        .map(AttrName::new)
+                        .collect::<Result<_, _>>()?,
+                )?,
+                None,
+            );
+            assertions.push(Expr::attrs(vec![
+                Entry::dotted("assertion", defined)?,
+                Entry::dotted(
+                    "message",
+                    Expr::string(&format!(
+                        "fediversity.{app} needs {need}: set fediversity.{option} ({what})."
+                    ))?,
+                )?,
+            ]));
+        }
+        let enabled = Expr::Select(
+            Box::new(Expr::var("config")?),
+            AttrPath::new(vec![
+                AttrName::new("fediversity")?,
+                AttrName::new(app)?,
+                AttrName::new("enable")?,
+            ])?,
+            Some(Box::new(Expr::Bool(false))),
+        );
+        per_application.push(Expr::apply(
+            r("lib.mkIf")?,
+            vec![
+                enabled,
+                Expr::attrs(vec![Entry::dotted("assertions", Expr::List(assertions))?]),
+            ],
+        ));
+    }
+    if !per_application.is_empty() {
+        body.entries.push(Entry::dotted(
+            "config",
+            Expr::apply(r("lib.mkMerge")?, vec![Expr::List(per_application)]),
+        )?);
+    }
+    Ok(Expr::Lambda(
+        Param::Formals {
+            formals: vec![
+                (Ident::new("config")?, None),
+                (Ident::new("lib")?, None),
+                (Ident::new("options")?, None),
+            ],
+            ellipsis: true,
+            bind: None,
+        },
+        Box::new(Expr::Attrs(body)),
     ))
 }
 

@@ -432,6 +432,79 @@ fn the_example_operators_get_their_machines() {
     );
 }
 
+/// The provider's settings are written once: each provider fact of the example (the ACME account, the SMTP relay,
+/// the S3 endpoint, the Garage cluster's replication and secret) appears in exactly one file of `deployments/`;
+/// every application machine imports `provider.nix`, every machine running a Garage node imports
+/// `garage-cluster.nix`, and a Garage node's own machine carries no ACME, SMTP or S3 client settings.
+#[test]
+fn the_provider_settings_are_written_once() {
+    let repo = repository();
+    let plan = plan(&repo).unwrap();
+    let (spec, _) =
+        fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
+    let deployments: Vec<(String, &String)> = plan
+        .files
+        .iter()
+        .filter(|(path, _)| path.starts_with("deployments"))
+        .map(|(path, text)| (path.display().to_string(), text))
+        .collect();
+    let smtp = spec.provider.smtp.as_ref().expect("the example has SMTP");
+    let storage = spec.provider.object_storage.as_ref().expect("and Garage");
+    let facts = [
+        format!("\"{}\"", spec.provider.acme.email),
+        format!("\"{}\"", smtp.host),
+        format!("\"{}\"", smtp.from),
+        "\"https://s3.".to_owned(),
+        format!("replicationFactor = {};", storage.replication_factor),
+        "\"/run/secrets/garage-environment\"".to_owned(),
+    ];
+    for fact in &facts {
+        let holders: Vec<&str> = deployments
+            .iter()
+            .filter(|(_, text)| text.contains(fact.as_str()))
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert_eq!(holders.len(), 1, "{fact} is written in {holders:?}");
+    }
+    for operator in &spec.operators {
+        for app in operator.applications.keys() {
+            let file = format!("deployments/{}/{app}.nix", operator.name);
+            let text = &plan.files[&PathBuf::from(&file)];
+            assert!(
+                text.contains("../provider.nix"),
+                "{file} imports the provider's settings"
+            );
+        }
+    }
+    for (node, config) in &storage.nodes {
+        let file = match &config.machine {
+            Some(machine) => {
+                let (operator, app) = spec
+                    .operators
+                    .iter()
+                    .flat_map(|o| o.applications.keys().map(move |a| (o, a)))
+                    .find(|(o, a)| o.machine_name(a) == *machine)
+                    .expect("the machine of a shared node");
+                format!("deployments/{}/{app}.nix", operator.name)
+            }
+            None => format!("deployments/garage/{node}.nix"),
+        };
+        let text = &plan.files[&PathBuf::from(&file)];
+        assert!(
+            text.contains("../garage-cluster.nix"),
+            "{file} imports the cluster's settings"
+        );
+        if config.machine.is_none() {
+            for other in ["smtp", "acme", "s3.", "provider.nix"] {
+                assert!(
+                    !text.contains(other),
+                    "{file}: a Garage node needs no {other}"
+                );
+            }
+        }
+    }
+}
+
 /// Each operator's deployment VM test has a node per machine (built from its generated module), waits for
 /// every health check of every application, and activates every machine a second time asserting no change.
 #[test]

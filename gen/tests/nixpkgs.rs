@@ -23,6 +23,11 @@ fn nixpkgs() -> Option<PathBuf> {
 }
 
 fn eval_modules(settings: &str) -> Result<Value, String> {
+    eval_modules_with(settings, "{ }")
+}
+
+/// [`eval_modules`] with a further module `extra` (Nix text).
+fn eval_modules_with(settings: &str, extra: &str) -> Result<Value, String> {
     let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
     let out = Command::new("nix-instantiate")
         .args(["--eval", "--strict", "--json"])
@@ -34,6 +39,7 @@ fn eval_modules(settings: &str) -> Result<Value, String> {
         .arg("modules")
         .arg(repository().join("modules"))
         .args(["--arg", "settings", settings])
+        .args(["--arg", "extra", extra])
         .output()
         .map_err(|e| format!("nix-instantiate: {e}"))?;
     if !out.status.success() {
@@ -159,8 +165,77 @@ in
     Ok(())
 }
 
-/// Every generated machine of the example specification evaluates under `lib.evalModules` and enables the
-/// upstream service of each application it runs (and Garage where a node shares it).
+/// The values the generated modules set as defaults are defaults: every virtual host's and every upstream
+/// `nginx` option's `enableACME` and `forceSSL`, and nginx's recommended gzip, optimisation and TLS settings. A
+/// person, or a test with its own certificates, turns them off with a plain definition, no `lib.mkForce`.
+/// Before they were defaults, such a definition was a conflict.
+fn generated_defaults_yield_to_plain_overrides() -> Result<(), Failed> {
+    let before = eval_modules("{ }")?;
+    let services = &before["enabled"];
+    // Each place as its path below `services`.
+    let mut places: Vec<Vec<String>> = Vec::new();
+    for (host, vhost) in services["nginx"]["virtualHosts"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        for key in ["enableACME", "forceSSL"] {
+            if vhost[key] == true {
+                places.push(vec![
+                    "nginx".into(),
+                    "virtualHosts".into(),
+                    host.clone(),
+                    key.into(),
+                ]);
+            }
+        }
+    }
+    for (service, config) in services.as_object().into_iter().flatten() {
+        for key in ["enableACME", "forceSSL"] {
+            if config["nginx"][key] == true {
+                places.push(vec![service.clone(), "nginx".into(), key.into()]);
+            }
+        }
+    }
+    for key in [
+        "recommendedGzipSettings",
+        "recommendedOptimisation",
+        "recommendedTlsSettings",
+    ] {
+        if services["nginx"][key] == true {
+            places.push(vec!["nginx".into(), key.into()]);
+        }
+    }
+    if places.len() < 9 {
+        return Err(format!("expected the TLS settings of three applications and nginx's recommended settings, found {places:?}").into());
+    }
+    // Host names are generated (`<subdomain>.uu.example`): quoting them needs no escapes.
+    let extra: String = places
+        .iter()
+        .map(|path| {
+            let quoted: Vec<String> = path.iter().map(|p| format!("\"{p}\"")).collect();
+            format!("services.{} = false; ", quoted.join("."))
+        })
+        .collect();
+    let after = eval_modules_with("{ }", &format!("{{ {extra}}}"))?;
+    let wrong: Vec<&Vec<String>> = places
+        .iter()
+        .filter(|path| {
+            path.iter()
+                .fold(&after["enabled"], |at, part| &at[part.as_str()])
+                != false
+        })
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("not overridden: {wrong:?}").into())
+    }
+}
+
+/// Every generated machine of the example specification evaluates under `lib.evalModules`, enables the
+/// upstream service of each application it runs (and Garage where a node shares it), and fails none of the
+/// assertions the modules make of it (an application's needs, met by `deployments/provider.nix`).
 fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
     let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
     let repo = repository();
@@ -195,6 +270,7 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
             let services = machine["services"].as_array().cloned().unwrap_or_default();
             if !services.contains(&Value::from(upstream))
                 || machine["hostName"] != operator.machine_name(app)
+                || machine["failedAssertions"] != serde_json::json!([])
             {
                 return Err(format!("{}: {machine}", operator.machine_name(app)).into());
             }
@@ -211,6 +287,7 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
         if !machines[&name]["services"]
             .as_array()
             .is_some_and(|s| s.contains(&Value::from("garage")))
+            || machines[&name]["failedAssertions"] != serde_json::json!([])
         {
             return Err(format!("Garage node {node} is not on {name}: {machines}").into());
         }
@@ -369,6 +446,12 @@ fn main() {
             "modules_evaluate_with_lib_eval_modules",
             has_lib,
             modules_evaluate_with_lib_eval_modules as fn() -> Result<(), Failed>,
+            "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
+        ),
+        (
+            "generated_defaults_yield_to_plain_overrides",
+            has_lib,
+            generated_defaults_yield_to_plain_overrides,
             "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
         ),
         (

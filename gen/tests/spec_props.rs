@@ -477,7 +477,8 @@ fn full_precision_floats_round_trip_through_toml_and_json() {
 fn application_names() -> impl Strategy<Value = Vec<String>> {
     let name = prop_oneof![
         2 => proptest::sample::select(vec![
-            "domain", "acme", "smtp", "s3", "enable", "default", "nixops4", "proxmox", "host-keys", "let",
+            "domain", "acme", "smtp", "s3", "enable", "default", "nixops4", "proxmox", "host-keys", "provider",
+            "garage-cluster", "let",
             "rec", "a", "a-b", "b", "sink", "kitchen",
         ])
         .prop_map(str::to_owned),

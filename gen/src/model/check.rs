@@ -147,8 +147,8 @@ fn generated_names(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                     machine.file
                 ));
             }
-            let (first_path, first_owner) = origin(spec, &earlier.origin);
-            let (path, owner) = origin(spec, &machine.origin);
+            let (first_path, first_owner) = origin(spec, &earlier.role.origin());
+            let (path, owner) = origin(spec, &machine.role.origin());
             out.push(
                 Diagnostic::new(
                     path,
@@ -229,8 +229,8 @@ fn host_names(
         .collect();
     all.extend(machines.iter().map(|m| Host {
         name: m.fqdn(),
-        from: m.origin.clone(),
-        path: origin(spec, &m.origin).0,
+        from: m.role.origin(),
+        path: origin(spec, &m.role.origin()).0,
         subject: format!("machine `{}` (its own name)", m.name),
         first: format!("the name of machine `{}`", m.name),
     }));
@@ -321,10 +321,10 @@ fn host_names(
 fn module_names(spec: &Spec, machines: &[deploy::PlannedMachine], out: &mut Vec<Diagnostic>) {
     let mut python: BTreeMap<(usize, String), &str> = BTreeMap::new();
     for machine in machines {
-        let Origin::Application {
+        let deploy::MachineRole::Application {
             operator: i,
             application: app,
-        } = &machine.origin
+        } = &machine.role
         else {
             continue;
         };

@@ -1,6 +1,6 @@
 # Evaluates every generated machine (deployments/default.nix) with nixpkgs' module system and stand-ins for
 # the upstream option trees, as eval-modules.nix does for the modules alone: each machine's configuration
-# evaluates, and reports which upstream services it enables.
+# evaluates, and reports which upstream services it enables and which of its assertions fail.
 {
   nixpkgs,
   repository,
@@ -22,6 +22,12 @@ let
         systemd = freeform;
         users = freeform;
         virtualisation = freeform;
+        # As NixOS declares it (nixos/modules/misc/assertions.nix): modules/fediversity.nix asserts needs.
+        assertions = lib.mkOption {
+          type = lib.types.listOf lib.types.unspecified;
+          internal = true;
+          default = [ ];
+        };
         networking = lib.mkOption {
           type = lib.types.submodule {
             freeformType = lib.types.attrsOf lib.types.anything;
@@ -55,5 +61,6 @@ lib.mapAttrs (
   {
     hostName = config.networking.hostName;
     services = builtins.attrNames (lib.filterAttrs (_: s: s.enable or false) config.services);
+    failedAssertions = map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
   }
 ) (import (repository + "/deployments"))

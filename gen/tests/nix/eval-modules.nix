@@ -6,6 +6,8 @@
   nixpkgs,
   modules,
   settings ? { },
+  # A further module, e.g. a person's overrides of generated values.
+  extra ? { },
 }:
 let
   lib = import (nixpkgs + "/lib");
@@ -29,6 +31,12 @@ let
             }
           )
         // {
+          # As NixOS declares it (nixos/modules/misc/assertions.nix): modules/fediversity.nix asserts needs.
+          assertions = lib.mkOption {
+            type = lib.types.listOf lib.types.unspecified;
+            internal = true;
+            default = [ ];
+          };
           # Lists merge by concatenation in NixOS; several applications open ports.
           networking = lib.mkOption {
             type = lib.types.submodule {
@@ -68,6 +76,7 @@ let
         stubs
         (modules + "/default.nix")
         { fediversity = shared // apps; }
+        extra
       ];
     }).config;
   enabled = eval (
