@@ -20,7 +20,7 @@ use crate::nix::{AttrName, AttrPath, Entry, Expr, Ident, LexicalError, Param, So
 use crate::write::marker_text;
 
 /// The folder of generated deployments.
-pub const DEPLOYMENTS: &str = "deployments";
+pub(crate) const DEPLOYMENTS: &str = "deployments";
 
 /// The module every application machine imports, `deployments/provider.nix`: the provider's services (ACME
 /// account, SMTP relay, S3 endpoint), written once instead of in every machine.
@@ -32,10 +32,10 @@ pub(crate) const PROVIDER_MODULE: &str = "provider.nix";
 pub(crate) const GARAGE_CLUSTER_MODULE: &str = "garage-cluster.nix";
 
 /// Where a named secret (`{ secret = "name" }`) is placed on the machine by the provider's tooling.
-pub const NAMED_SECRETS_DIR: &str = "/run/secrets";
+pub(crate) const NAMED_SECRETS_DIR: &str = "/run/secrets";
 
 /// The NixOS release the generated machines are first installed with (`system.stateVersion`).
-pub const STATE_VERSION: &str = "25.05";
+pub(crate) const STATE_VERSION: &str = "25.05";
 
 /// Why deployments could not be planned.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +52,7 @@ pub enum DeployError {
 }
 
 /// One machine of the deployment: an operator's application, or a Garage node with a machine of its own. Every
-/// name generated for it comes from [`machines`], which planning and validation ([`crate::model::check`]) both
+/// name generated for it comes from [`machines`], which planning and validation (`crate::model::check`) both
 /// read, so the names checked for collisions are the names written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedMachine {
@@ -72,7 +72,7 @@ pub struct PlannedMachine {
 
 impl PlannedMachine {
     /// Its fully qualified domain name, `<name>.<domain>`.
-    pub fn fqdn(&self) -> String {
+    pub(crate) fn fqdn(&self) -> String {
         format!("{}.{}", self.name, self.domain)
     }
 }
@@ -94,7 +94,7 @@ pub enum MachineRole {
 
 impl MachineRole {
     /// What in the specification the machine's names come from, for messages about them.
-    pub fn origin(&self) -> Origin {
+    pub(crate) fn origin(&self) -> Origin {
         match self {
             Self::Application {
                 operator,
@@ -110,7 +110,7 @@ impl MachineRole {
 
 /// What in a specification a generated name comes from.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Origin {
+pub(crate) enum Origin {
     /// An enabled application of the operator at this index of `operators`.
     Application {
         /// The operator's index.
@@ -131,7 +131,7 @@ pub enum Origin {
 
 /// The name (from [`Operator::machine_name`]) and module file (relative to `deployments/`) of an operator's
 /// application machine: the one place they are derived, for [`machines`], the modules and the VM tests.
-pub fn application_machine(operator: &Operator, app: &str) -> (String, String) {
+pub(crate) fn application_machine(operator: &Operator, app: &str) -> (String, String) {
     (
         operator.machine_name(app),
         format!("{}/{app}.nix", operator.name),
@@ -140,7 +140,7 @@ pub fn application_machine(operator: &Operator, app: &str) -> (String, String) {
 
 /// The name and module file (relative to `deployments/`) of a Garage node's own machine, `garage-<node>` and
 /// `garage/<node>.nix`: the one place they are derived, for [`machines`].
-pub fn garage_node_machine(node: &str) -> (String, String) {
+pub(crate) fn garage_node_machine(node: &str) -> (String, String) {
     (
         format!("{}-{node}", model::OBJECT_STORAGE_APPLICATION),
         format!("{}/{node}.nix", model::OBJECT_STORAGE_APPLICATION),
@@ -186,7 +186,7 @@ pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
 
 /// The provider's S3 endpoint host, when it has object storage: the Garage manifest's subdomain (`s3`) in the
 /// provider's domain.
-pub fn s3_host(spec: &Spec, catalog: &Catalog) -> Option<String> {
+pub(crate) fn s3_host(spec: &Spec, catalog: &Catalog) -> Option<String> {
     spec.provider.object_storage.as_ref()?;
     let subdomain = catalog
         .manifests
@@ -197,7 +197,7 @@ pub fn s3_host(spec: &Spec, catalog: &Catalog) -> Option<String> {
 
 /// Every host name a request can reach, with its origin, in this order: the provider's S3 and S3 web endpoints,
 /// operator domains, then each enabled application's host. Machines' own names are [`PlannedMachine::fqdn`].
-pub fn host_names(spec: &Spec, catalog: &Catalog) -> Vec<(String, Origin)> {
+pub(crate) fn host_names(spec: &Spec, catalog: &Catalog) -> Vec<(String, Origin)> {
     let mut hosts: Vec<(String, Origin)> = Vec::new();
     if let Some(s3) = s3_host(spec, catalog) {
         hosts.push((s3.clone(), Origin::S3Endpoint));
@@ -230,7 +230,11 @@ pub fn host_names(spec: &Spec, catalog: &Catalog) -> Vec<(String, Origin)> {
 /// modules it imports), each with what it comes from: its domain, the provider-wide settings every application
 /// reads, the application itself, and Garage when a node shares the machine. [`machine_module`] binds exactly
 /// these; validation refuses a specification that binds one twice.
-pub fn fediversity_names(spec: &Spec, machine: &str, app: &str) -> Vec<(String, FediversityName)> {
+pub(crate) fn fediversity_names(
+    spec: &Spec,
+    machine: &str,
+    app: &str,
+) -> Vec<(String, FediversityName)> {
     let mut names = vec![("domain".to_owned(), FediversityName::Domain)];
     names.extend(
         ["acme"]
@@ -256,7 +260,7 @@ pub fn fediversity_names(spec: &Spec, machine: &str, app: &str) -> Vec<(String, 
 
 /// What a name in a machine's `fediversity` set comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FediversityName {
+pub(crate) enum FediversityName {
     /// The machine's domain (the operator's), bound in the machine's own file.
     Domain,
     /// A provider-wide setting (`acme`, `smtp`, `s3`), bound once in `deployments/provider.nix`, which every
@@ -271,7 +275,7 @@ pub enum FediversityName {
 
 /// The names an application binds in its own set (`fediversity.<app>`), each with where it comes from:
 /// `enable`, `subdomain` when overridden, each setting, and `<secret>File` for each provided secret.
-pub fn application_names(
+pub(crate) fn application_names(
     application: &model::OperatorApplication,
 ) -> Vec<(String, ApplicationName<'_>)> {
     let mut names = vec![("enable".to_owned(), ApplicationName::Enable)];
@@ -292,7 +296,7 @@ pub fn application_names(
 
 /// What a name in an application's set holds.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ApplicationName<'a> {
+pub(crate) enum ApplicationName<'a> {
     /// `enable = true`.
     Enable,
     /// The subdomain override.
@@ -475,7 +479,7 @@ fn data(value: &Value) -> Result<Expr, DeployError> {
 }
 
 /// A secret reference as the path of its file on the machine.
-pub fn secret_path(secret: &SecretRef) -> String {
+pub(crate) fn secret_path(secret: &SecretRef) -> String {
     match secret {
         SecretRef::File(path) => path.clone(),
         SecretRef::Secret(name) => format!("{NAMED_SECRETS_DIR}/{name}"),

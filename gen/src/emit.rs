@@ -12,7 +12,7 @@ use crate::nix::print::{layout_is_exact, print_file};
 use crate::nix::verify::{self, VerifyError};
 
 /// nixfmt's default line width (RFC 166).
-pub const NIXFMT_WIDTH: usize = 100;
+pub(crate) const NIXFMT_WIDTH: usize = 100;
 
 /// How much to prove about emitted text before returning it. (The command line's `--verify` has its own type
 /// in `cli/`, mapped onto this one: the library knows nothing of clap.)

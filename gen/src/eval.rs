@@ -80,12 +80,6 @@ impl Evaluator {
         self
     }
 
-    /// Passes further arguments to every call (`--store`, `--option …`, `-I nixpkgs=…`).
-    pub fn with_args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
-        self.extra_args.extend(args.into_iter().map(Into::into));
-        self
-    }
-
     /// Parses every source with Nix's own parser (`nix-instantiate --parse`), in as few processes as possible;
     /// one result per source, in order.
     pub fn parse(&self, sources: &[Source]) -> Vec<Result<(), EvalError>> {

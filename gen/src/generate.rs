@@ -59,23 +59,23 @@ impl From<region::RegionError> for GenerateError {
 }
 
 /// The folder holding the generated NixOS modules.
-pub const MODULES: &str = "modules";
+pub(crate) const MODULES: &str = "modules";
 
 /// The folder holding the generated NixOS VM tests, which the `vm-tests` harness discovers.
-pub const VM_TESTS: &str = "vm-tests/generated";
+pub(crate) const VM_TESTS: &str = "vm-tests/generated";
 
 /// The stem of the shared module, `modules/fediversity.nix` (beside `modules/<app>.nix`).
-pub const SHARED_MODULE: &str = "fediversity";
+pub(crate) const SHARED_MODULE: &str = "fediversity";
 
 /// The stem of the module importing all others, `modules/default.nix` (beside `modules/<app>.nix`).
-pub const ALL_MODULES: &str = "default";
+pub(crate) const ALL_MODULES: &str = "default";
 
 /// The folder of what the VM tests share, `vm-tests/generated/lib/` (beside `vm-tests/generated/<app>.nix`).
-pub const VM_TESTS_LIB: &str = "lib";
+pub(crate) const VM_TESTS_LIB: &str = "lib";
 
 /// The prefix of the per-operator VM tests, `vm-tests/generated/deployment-<operator>.nix` (beside
 /// `vm-tests/generated/<app>.nix`).
-pub const DEPLOYMENT_TEST_PREFIX: &str = "deployment-";
+pub(crate) const DEPLOYMENT_TEST_PREFIX: &str = "deployment-";
 
 /// Finds the repository: `start` or the nearest parent with a `templates/` folder.
 pub fn find_repository(start: &Path) -> Result<PathBuf, GenerateError> {
@@ -87,7 +87,7 @@ pub fn find_repository(start: &Path) -> Result<PathBuf, GenerateError> {
 }
 
 /// The specification used when none is given: the repository's example.
-pub const DEFAULT_SPEC: &str = "examples/provider.toml";
+pub(crate) const DEFAULT_SPEC: &str = "examples/provider.toml";
 
 /// Plans every generated file of the repository at `repo`, with the deployments of its example specification
 /// when there is one.
@@ -466,7 +466,7 @@ pub(crate) fn shared_module_with_needs(manifests: &[Manifest]) -> Result<Expr, L
 /// The regions `fedigen generate` fills in hand-written files (`# fedigen:begin <name>` … `# fedigen:end <name>`):
 /// each one's name, what it holds, and how it is filled. Paths are written relative to the file holding the
 /// region. The one table: filling, and the message naming the known regions, both read it.
-pub const REGIONS: [Region; 4] = [
+pub(crate) const REGIONS: [Region; 4] = [
     Region {
         name: "applications",
         holds: "the name of every application with a template, as strings (inside a list)",

@@ -3,7 +3,7 @@
 //!
 //! Why one place: every part of fedigen that reads or writes files reports such failures, and every one of them
 //! is the environment's fault (exit status 3) rather than the input's. One type carries that class, and one
-//! function ([`describe`]) words the system's answer, so the messages read alike everywhere.
+//! function (`describe`) words the system's answer, so the messages read alike everywhere.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,7 @@ impl fmt::Display for IoError {
 
 /// The system's answer in an `io::Error`, for people: lower-case, without the `(os error N)` tail Rust appends
 /// (`"Permission denied (os error 13)"` → `"permission denied"`).
-pub fn describe(error: &std::io::Error) -> String {
+pub(crate) fn describe(error: &std::io::Error) -> String {
     let text = error.to_string();
     let text = match text.rsplit_once(" (os error ") {
         Some((message, tail)) if tail.ends_with(')') => message.to_owned(),

@@ -742,7 +742,7 @@ impl Manifest {
     }
 
     /// Loads every `templates/*/manifest.toml`, sorted by application name. Every folder not starting with `_`
-    /// is an application: its name must follow [`check_application_name`], it must hold a manifest, and that
+    /// is an application: its name must follow `check_application_name`, it must hold a manifest, and that
     /// manifest must carry the folder's name. Every problem of every manifest is reported at once.
     pub fn load_all(templates: &Path) -> Result<Vec<Self>, ManifestError> {
         let read_dir = std::fs::read_dir(templates)
@@ -898,7 +898,7 @@ fn generated_option<'a>(
 
 /// The longest application name: machine names are `<operator>-<application>` host names (63 characters at
 /// most), and operator names take up to 32.
-pub const MAX_APPLICATION_NAME: usize = 30;
+pub(crate) const MAX_APPLICATION_NAME: usize = 30;
 
 /// Whether `name` can name an application, and if not why and what to pick instead.
 ///
@@ -907,7 +907,7 @@ pub const MAX_APPLICATION_NAME: usize = 30;
 /// the attribute `fediversity.<app>` (read in templates as `config.fediversity.<app>`, so not a Nix keyword), part
 /// of machine and host names (`<operator>-<app>`), and of S3 bucket names, which are lower case. Reserved: the
 /// names of what `fedigen generate` writes beside the applications' files ([`reserved_application_names`]).
-pub fn check_application_name(name: &str) -> Result<(), String> {
+pub(crate) fn check_application_name(name: &str) -> Result<(), String> {
     let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
             .chars()
@@ -963,7 +963,7 @@ pub fn check_application_name(name: &str) -> Result<(), String> {
 /// The names an application cannot take, each with the reason, derived from what `fedigen generate` writes
 /// beside the applications' own files ([`crate::generate`]'s constants, the shared module's options) and from
 /// Nix's keywords. A name ending in `*` is a prefix.
-pub fn reserved_application_names() -> Vec<(String, String)> {
+pub(crate) fn reserved_application_names() -> Vec<(String, String)> {
     use crate::generate::{
         ALL_MODULES, DEPLOYMENT_TEST_PREFIX, MODULES, SHARED_MODULE, VM_TESTS, VM_TESTS_LIB,
     };
@@ -1046,7 +1046,7 @@ fn shared_option_names() -> Vec<String> {
 }
 
 /// The option types a manifest may name.
-pub const TYPE_NAMES: [&str; 9] = [
+pub(crate) const TYPE_NAMES: [&str; 9] = [
     "bool", "int", "float", "str", "enum", "port", "email", "list", "attrs",
 ];
 
@@ -1443,10 +1443,10 @@ impl fmt::Display for OptionType {
 
 /// The e-mail rule used by validation and by the JSON Schema, so both agree: a local part, `@`, and a domain
 /// with at least one dot.
-pub const EMAIL_PATTERN: &str = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$";
+pub(crate) const EMAIL_PATTERN: &str = r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$";
 
 /// Whether `s` is an e-mail address by [`EMAIL_PATTERN`].
-pub fn is_email(s: &str) -> bool {
+pub(crate) fn is_email(s: &str) -> bool {
     static RE: std::sync::OnceLock<regex_lite::Regex> = std::sync::OnceLock::new();
     RE.get_or_init(|| regex_lite::Regex::new(EMAIL_PATTERN).expect("valid pattern"))
         .is_match(s)

@@ -30,7 +30,7 @@ impl Position {
 
 impl Position {
     /// `:line:column`, or nothing when the position is unknown (line 0).
-    pub fn suffix(&self) -> String {
+    pub(crate) fn suffix(&self) -> String {
         if self.line == 0 {
             String::new()
         } else {

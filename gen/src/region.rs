@@ -17,10 +17,10 @@ use crate::nix::verify::{self, VerifyError};
 use crate::position::Position;
 
 /// How a region starts: `# fedigen:begin <name>` on a line of its own.
-pub const BEGIN: &str = "# fedigen:begin";
+pub(crate) const BEGIN: &str = "# fedigen:begin";
 
 /// How a region ends: `# fedigen:end <name>` on a line of its own.
-pub const END: &str = "# fedigen:end";
+pub(crate) const END: &str = "# fedigen:end";
 
 /// One region of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]

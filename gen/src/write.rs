@@ -8,12 +8,12 @@
 //! disappear with the old root: a stale file never stays behind looking fresh.
 //!
 //! *Staging* is what a run writes before its atomic step: a folder `.<root>.fedigen-new-<random>` beside each
-//! root (holding the file [`STAGING_MARK`] and the new tree in `tree/`), and a temporary file
+//! root (holding the file `STAGING_MARK` and the new tree in `tree/`), and a temporary file
 //! `.fedigen-edit-<random>` beside a hand-written file that is replaced in place. A run killed before it cleans up
 //! leaves them behind; they are *leftovers*. The writer holds a lock (`flock`) on the staging mark and on the
 //! temporary file for its whole life, so a leftover is told from a concurrent run's live staging by the lock
 //! being free; and runs on one repository take turns (a lock on the repository folder), so no run sees another's
-//! staging while it is being made. [`compare`] reports leftovers (`--check` fails on them), [`write`] removes
+//! staging while it is being made. [`compare`] reports leftovers (`--check` fails on them), [`write`](fn@write) removes
 //! them. Nothing else is ever removed: only names of fedigen's own pattern, and only folders carrying the mark
 //! (or, from versions before the mark, folders whose every file is generated or a byte-identical copy of the
 //! root's file).
@@ -38,7 +38,7 @@ pub fn marker_line(source: &str) -> String {
 /// The marker's text without the leading `# `, for comment headers that the printer prefixes itself. Control
 /// characters in `source` (a file name may hold a line break) become `?`, so the header stays one comment line
 /// and a name can never turn into Nix code.
-pub fn marker_text(source: &str) -> String {
+pub(crate) fn marker_text(source: &str) -> String {
     let source: String = source
         .chars()
         .map(|c| if c.is_control() { '?' } else { c })
@@ -270,7 +270,7 @@ fn replace_root(repo: &Path, root: &Path, plan: &Plan) -> Result<(), WriteError>
 }
 
 /// The file inside every staging folder that marks it as fedigen's, locked by the run writing it.
-pub const STAGING_MARK: &str = ".fedigen-staging";
+pub(crate) const STAGING_MARK: &str = ".fedigen-staging";
 
 /// What the staging mark says to a person who finds it.
 const STAGING_NOTE: &str = "fedigen is writing this folder. If no fedigen runs, an interrupted run left it \
@@ -565,7 +565,7 @@ pub fn replace_file(path: &Path, contents: &str) -> Result<(), WriteError> {
 }
 
 /// Whether a file starts with the generated-file marker.
-pub fn is_generated(file: &Path) -> bool {
+pub(crate) fn is_generated(file: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; MARKER.len()];
     std::fs::File::open(file)

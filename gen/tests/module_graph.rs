@@ -1,5 +1,5 @@
 //! The modules of `gen/src` use each other in one direction: no file uses a module that uses it back, directly
-//! or through others. A circle hides which part is the foundation and which is built on it (DESIGN.md: "one
+//! or through others. A circle hides which part is the foundation and which is built on it (ARCHITECTURE.md: "one
 //! module per box, data passed forward, no step reaching back"), and a glob import (`use super::*`) hides one, so
 //! this test reads the source as text rather than trusting the compiler, which accepts circles.
 //!

@@ -37,8 +37,8 @@ fn document(path: &Path) -> SpecDocument {
         Format::Toml => SpecDocument::toml(&name, &text),
         Format::Json => SpecDocument::json(&name, &text),
         Format::Nix => {
-            let nix =
-                Evaluator::locate().expect("Nix specifications need Nix: run scripts/install-test-deps");
+            let nix = Evaluator::locate()
+                .expect("Nix specifications need Nix: run scripts/install-test-deps");
             SpecDocument::nix(&nix, path, &name, text).expect("the case evaluates")
         }
     }

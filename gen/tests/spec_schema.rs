@@ -68,7 +68,9 @@ fn raw(path: &Path) -> SpecDocument {
     match Format::of_path(path).unwrap() {
         Format::Toml => SpecDocument::toml(&name, &text),
         Format::Json => SpecDocument::json(&name, &text),
-        Format::Nix => SpecDocument::nix(&Evaluator::locate().expect("Nix"), path, &name, text).unwrap(),
+        Format::Nix => {
+            SpecDocument::nix(&Evaluator::locate().expect("Nix"), path, &name, text).unwrap()
+        }
     }
 }
 

@@ -115,7 +115,7 @@ impl Cut {
 
 /// The text rnix parses for an edit, and how its offsets map back to the file's.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Skimmed {
+pub(crate) struct Skimmed {
     /// The file without the bindings off the path, and with `null` for the values of the ones kept.
     pub text: String,
     /// Each replacement, in order: the file's bytes and the length of what stands for them (0 or 4).
@@ -141,7 +141,7 @@ impl Skimmed {
 
     /// The file's offset for an offset of the skimmed text. At a removed binding, `end` says which side: the
     /// end of something before it (its start in the file) or the start of something after it (its end).
-    pub fn file_offset(&self, offset: usize, end: bool) -> usize {
+    pub(crate) fn file_offset(&self, offset: usize, end: bool) -> usize {
         let before = self.pieces.partition_point(|p| {
             let after = p.at + p.len;
             after < offset || (after == offset && (p.len > 0 || !end))
@@ -158,7 +158,7 @@ impl Skimmed {
     }
 
     /// The skimmed text's offset for an offset of the file (one inside a replaced range maps to its start).
-    pub fn of_file_offset(&self, offset: usize) -> usize {
+    pub(crate) fn of_file_offset(&self, offset: usize) -> usize {
         let before = self.pieces.partition_point(|p| p.original.end <= offset);
         if let Some(p) = self.pieces.get(before)
             && p.original.start < offset

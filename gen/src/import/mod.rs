@@ -24,7 +24,7 @@
 //! - **Untranslatable types** (`package`, `path`, `submodule` inside `listOf`/`attrsOf`, `either`, `oneOf`,
 //!   `functionTo`, `anything`, `attrs`, …): the option is skipped and listed, with its type, in the skeleton.
 //!   A bare `submodule` is imported as the options it declares, nested names flattened as above.
-//! - **Values** are read with [`literal_value`]: a default that needs evaluation (`pkgs.foo`, `"${x}/y"`,
+//! - **Values** are read with [`literal_value`](crate::nix::literal::literal_value): a default that needs evaluation (`pkgs.foo`, `"${x}/y"`,
 //!   `literalExpression`) is dropped (with the upstream text in a TODO comment), which makes the option
 //!   required until the contributor writes one; an example that is not data is dropped likewise. Lossy types
 //!   (`lines`, `port` with 0, `nonEmptyStr`, `number`, …) are imported with a warning naming the loss.

@@ -8,7 +8,7 @@ use std::ops::Range;
 use super::path::FieldPath;
 
 /// The longest value echoed in a message, in characters, before it is cut with `…`.
-pub const MAX_QUOTED: usize = 60;
+pub(crate) const MAX_QUOTED: usize = 60;
 /// The longest message (title, label or hint), in characters, before it is cut with `…`.
 const MAX_MESSAGE: usize = 400;
 
@@ -55,7 +55,7 @@ impl Diagnostic {
     }
 
     /// Points at the key instead of the value.
-    pub fn at_key(mut self) -> Self {
+    pub(crate) fn at_key(mut self) -> Self {
         self.target = Target::Key;
         self
     }

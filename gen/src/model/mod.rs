@@ -4,14 +4,14 @@
 //! Nix-minded users (a `.nix` file evaluated by the real Nix) on one side and the generator on the other. A
 //! specification is loaded in four steps, each in its own module, data passed forward:
 //!
-//! 1. [`source`]: the text is parsed into a JSON value plus an index from field paths to byte ranges, so every
+//! 1. `source`: the text is parsed into a JSON value plus an index from field paths to byte ranges, so every
 //!    later error can point at the exact key or value (`file:line:column`), whatever the input format.
 //! 2. [`shape`]: the value is checked against the structure of the model (unknown fields with a "did you mean",
 //!    missing fields, types, formats of domains, e-mail addresses, paths, ranges) and application settings
 //!    against their manifests. The same structure prints the JSON Schema, so the schema cannot drift from the
 //!    validator.
 //! 3. serde turns the value into the typed [`Spec`].
-//! 4. [`check`]: cross-checks that need the whole model (unique names and domains, colliding host names and
+//! 4. `check`: cross-checks that need the whole model (unique names and domains, colliding host names and
 //!    ports, resources within the provider's limits, references between machines, hosts and Garage nodes).
 //!
 //! Every problem is collected, never only the first: [`SpecReport`] holds them all and renders them like rustc.
@@ -25,13 +25,13 @@
 
 #[cfg(test)]
 mod agreement;
-pub mod check;
-pub mod diagnostic;
-pub mod path;
-pub mod report;
+pub(crate) mod check;
+pub(crate) mod diagnostic;
+pub(crate) mod path;
+pub(crate) mod report;
 pub mod shape;
-pub mod source;
-pub mod ssh;
+pub(crate) mod source;
+pub(crate) mod ssh;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -343,7 +343,7 @@ impl Operator {
     }
 
     /// The name of the machine an application of this operator runs on, `<operator>-<application>`: the one place
-    /// it is derived ([`crate::deploy::application_machine`] takes it from here, so the model needs nothing of
+    /// it is derived (`crate::deploy::application_machine` takes it from here, so the model needs nothing of
     /// the deployment it plans).
     pub fn machine_name(&self, application: &str) -> String {
         format!("{}-{application}", self.name)

@@ -53,7 +53,7 @@ impl FieldPath {
     }
 
     /// Whether this is the root.
-    pub fn is_root(&self) -> bool {
+    pub(crate) fn is_root(&self) -> bool {
         self.0.is_empty()
     }
 }

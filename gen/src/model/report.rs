@@ -23,7 +23,7 @@ use super::source::SpecDocument;
 use crate::position::{LineIndex, Position};
 
 /// How many problems of one kind (same message, label and hint) are shown before the rest are summarised.
-pub const SHOWN_PER_KIND: usize = 3;
+pub(crate) const SHOWN_PER_KIND: usize = 3;
 
 /// A source line longer than this (in bytes) is shown only around the places it points at.
 const LONG_LINE: usize = 160;

@@ -190,7 +190,7 @@ impl SpecDocument {
     ///
     /// When Nix fails (a `throw`, an import of a missing file, a type error, a syntax error), the document
     /// holds one diagnostic naming the field whose evaluation failed, at its place in the file (see
-    /// [`Self::nix_failure`]); `Err` is left for Nix itself failing to run.
+    /// `Self::nix_failure`); `Err` is left for Nix itself failing to run.
     pub fn nix(nix: &Evaluator, path: &Path, name: &str, text: String) -> Result<Self, EvalError> {
         let absolute = std::fs::canonicalize(path).map_err(|e| EvalError::Io(e.to_string()))?;
         let dir = tempfile::Builder::new()
@@ -376,7 +376,7 @@ impl SpecDocument {
 
     /// The byte range a diagnostic about `path` points at: the entry's key or value, or, for a path that is
     /// not written (a missing field), the key of the nearest ancestor that is.
-    pub fn span(&self, path: &FieldPath, target: Target) -> Range<usize> {
+    pub(crate) fn span(&self, path: &FieldPath, target: Target) -> Range<usize> {
         let mut path = path.clone();
         let mut target = target;
         loop {
@@ -739,7 +739,7 @@ impl JsonScanner<'_> {
 }
 
 /// Converts a JSON value to TOML: integers stay integers, other numbers become floats. `null` has no TOML form.
-pub fn json_to_toml(value: &Value) -> Result<toml::Value, String> {
+pub(crate) fn json_to_toml(value: &Value) -> Result<toml::Value, String> {
     Ok(match value {
         Value::Null => return Err("null has no TOML form".into()),
         Value::Bool(b) => toml::Value::Boolean(*b),

@@ -9,14 +9,14 @@ use std::sync::LazyLock;
 
 /// The pattern of an SSH target, also the JSON Schema's `pattern`: an optional user (`[a-z_][a-z0-9_.-]*@`), a host
 /// name or a bracketed IP address, an optional port of up to five digits (the range is checked by [`SshTarget::parse`]).
-pub const PATTERN: &str = r"^([a-z_][a-z0-9_.-]*@)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$";
+pub(crate) const PATTERN: &str = r"^([a-z_][a-z0-9_.-]*@)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$";
 
 static REGEX: LazyLock<regex_lite::Regex> =
     LazyLock::new(|| regex_lite::Regex::new(PATTERN).expect("a valid pattern"));
 
 /// An SSH target, split into its parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SshTarget<'a> {
+pub(crate) struct SshTarget<'a> {
     /// The user to log in as, when given.
     pub user: Option<&'a str>,
     /// The host as written: a name, or an IP address in brackets (`[2001:db8::1]`).

@@ -22,7 +22,7 @@ pub enum Expr {
     /// A variable reference such as `lib` or `config`.
     Var(Ident),
     /// A path to a file of the repository itself, such as `./mastodon.nix` in `imports`: Nix copies it into the
-    /// store, which is what module imports need. Paths on the target machine are strings ([`Expr::runtime_path`]).
+    /// store, which is what module imports need. Paths on the target machine are strings (`Expr::runtime_path`).
     SourcePath(SourcePath),
     /// `[ … ]`
     List(Vec<Expr>),
@@ -142,7 +142,7 @@ impl NixString {
     }
 
     /// The literal text when the string has no interpolation.
-    pub fn as_literal(&self) -> Option<&str> {
+    pub(crate) fn as_literal(&self) -> Option<&str> {
         match self.parts.as_slice() {
             [] => Some(""),
             [StrPart::Literal(s)] => Some(s),
@@ -279,7 +279,7 @@ impl Expr {
 
     /// A path on the *target* machine, emitted as a string: a Nix path literal would copy the file from the
     /// generating machine into the world-readable store, which is wrong for runtime paths and fatal for secrets.
-    pub fn runtime_path(path: &str) -> Result<Self, LexicalError> {
+    pub(crate) fn runtime_path(path: &str) -> Result<Self, LexicalError> {
         if !path.starts_with('/') {
             return Err(LexicalError::RelativeRuntimePath(path.to_owned()));
         }
@@ -297,7 +297,7 @@ impl Expr {
     }
 
     /// `base.a.b` for a dotted path of identifiers, e.g. `Expr::select_dotted(lib, "types.str")`.
-    pub fn select_dotted(base: Expr, path: &str) -> Result<Self, LexicalError> {
+    pub(crate) fn select_dotted(base: Expr, path: &str) -> Result<Self, LexicalError> {
         Ok(Expr::Select(Box::new(base), AttrPath::dotted(path)?, None))
     }
 
@@ -320,7 +320,7 @@ impl Expr {
 
     /// A nixpkgs option declaration, `lib.mkOption { type; default; example; description; }`, with the fields in
     /// nixpkgs' order and the optional ones left out when absent: the one way fedigen declares an option.
-    pub fn mk_option(
+    pub(crate) fn mk_option(
         ty: Expr,
         default: Option<Expr>,
         example: Option<Expr>,

@@ -1,5 +1,5 @@
 //! Nix's lexical rules, in one place: what a bare identifier is, how strings are escaped, how numbers are
-//! written. Each function states the rule of DESIGN.md ("Emitting Nix") it implements; the unit tests below
+//! written. Each function states the rule of ARCHITECTURE.md ("Emitting Nix: the rules") it implements; the unit tests below
 //! hold the expected Nix text, reviewed by hand, and the property tests prove it with the real evaluator.
 
 use std::fmt::Write as _;
@@ -34,13 +34,13 @@ pub enum LexicalError {
 }
 
 /// Nix keywords: never bare attribute names or identifiers (`or` included: Nix accepts it in some places only).
-pub const KEYWORDS: [&str; 10] = [
+pub(crate) const KEYWORDS: [&str; 10] = [
     "if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or",
 ];
 
 /// Rule 3: a name is bare only if it matches `[a-zA-Z_][a-zA-Z0-9_'-]*` and is not a keyword.
 /// `__curPos` is a token of its own in Nix's lexer, so it is never bare either.
-pub fn is_bare_identifier(name: &str) -> bool {
+pub(crate) fn is_bare_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     let Some(first) = chars.next() else {
         return false;
@@ -52,7 +52,7 @@ pub fn is_bare_identifier(name: &str) -> bool {
 }
 
 /// Rule 1: NUL cannot be represented; everything else can.
-pub fn check_string_content(text: &str) -> Result<(), LexicalError> {
+pub(crate) fn check_string_content(text: &str) -> Result<(), LexicalError> {
     if text.contains('\0') {
         Err(LexicalError::NulInString)
     } else {
@@ -87,7 +87,7 @@ pub fn escape_double_quoted(out: &mut String, text: &str, next_is_interpolation:
 /// without a space (Nix strips the common indentation), no line that is only spaces and tabs (formatters strip
 /// trailing white space), no CR or other control character but tab, and no `'` right before `${` (the `'`
 /// would merge with the `''$` escape). Anything else is written double-quoted, which is always exact.
-pub fn fits_indented(lines_text: &str) -> bool {
+pub(crate) fn fits_indented(lines_text: &str) -> bool {
     if !lines_text.ends_with('\n') || lines_text.matches('\n').count() < 2 {
         return false;
     }
@@ -142,7 +142,7 @@ pub fn escape_indented(out: &mut String, text: &str, next_is_interpolation: bool
 }
 
 /// Rule 3: writes an attribute name, bare when it may be, otherwise quoted (so `a.b` stays one name).
-pub fn write_attr_name(out: &mut String, name: &str) {
+pub(crate) fn write_attr_name(out: &mut String, name: &str) {
     if is_bare_identifier(name) {
         out.push_str(name);
     } else {
@@ -155,7 +155,7 @@ pub fn write_attr_name(out: &mut String, name: &str) {
 /// Rule 4: writes an integer. `i64::MIN` has no literal (`-9223372036854775808` overflows before negation), so
 /// it is written as a subtraction, always parenthesised. Negative numbers are `-n`, which the printer
 /// parenthesises where an application or a list would otherwise split it.
-pub fn write_int(out: &mut String, value: i64) {
+pub(crate) fn write_int(out: &mut String, value: i64) {
     if value == i64::MIN {
         out.push_str("(-9223372036854775807 - 1)");
     } else {
@@ -171,7 +171,7 @@ const SUBNORMAL_SCALE: f64 = 18_446_744_073_709_551_616.0;
 /// The digits are the shortest that round-trip (Rust's formatting), always with a `.` (`1e20` would be an
 /// application in Nix). Nix's lexer rejects subnormal literals and reads `-0.0` as `0 - 0.0`, so those are
 /// written as exact arithmetic: `(x / 18446744073709551616.0)` with a normal `x`, and `(-1.0 * 0.0)`.
-pub fn write_float(out: &mut String, value: f64) {
+pub(crate) fn write_float(out: &mut String, value: f64) {
     if value == 0.0 && value.is_sign_negative() {
         out.push_str("(-1.0 * 0.0)");
     } else if value != 0.0 && value.abs() < f64::MIN_POSITIVE {
@@ -210,7 +210,7 @@ fn write_float_literal(out: &mut String, value: f64) {
 }
 
 /// Whether a float is written as a parenthesised expression (negative zero, subnormals).
-pub fn float_is_expression(value: f64) -> bool {
+pub(crate) fn float_is_expression(value: f64) -> bool {
     value == 0.0 && value.is_sign_negative() || (value != 0.0 && value.abs() < f64::MIN_POSITIVE)
 }
 

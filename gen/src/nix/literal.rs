@@ -16,7 +16,7 @@ use crate::position::Position;
 
 /// The name an attribute path component denotes, when it is fixed by the text: `name`, `"name"`, or
 /// `${"name"}`. `None` for a computed name (`${x}`, `"a${b}"`).
-pub fn attr_name(attr: &ast::Attr) -> Option<String> {
+pub(crate) fn attr_name(attr: &ast::Attr) -> Option<String> {
     match attr {
         ast::Attr::Ident(ident) => Some(ident.ident_token()?.text().to_owned()),
         ast::Attr::Str(s) => string_literal(s),
@@ -28,7 +28,7 @@ pub fn attr_name(attr: &ast::Attr) -> Option<String> {
 }
 
 /// The names of an attribute path (`a."b.c".d`), or the first component whose name is computed.
-pub fn attrpath_names(path: &ast::Attrpath) -> Result<Vec<String>, ast::Attr> {
+pub(crate) fn attrpath_names(path: &ast::Attrpath) -> Result<Vec<String>, ast::Attr> {
     path.attrs()
         .map(|attr| attr_name(&attr).ok_or(attr))
         .collect()
@@ -53,7 +53,7 @@ pub fn position(text: &str, node: &rnix::SyntaxNode) -> Position {
 }
 
 /// Whether a token is an identifier with the given text (for `true`, `false`, `null`, `lib`, …).
-pub fn is_ident(expr: &ast::Expr, name: &str) -> bool {
+pub(crate) fn is_ident(expr: &ast::Expr, name: &str) -> bool {
     matches!(expr, ast::Expr::Ident(ident)
         if ident.ident_token().is_some_and(|t| t.text() == name))
 }

@@ -1,7 +1,7 @@
-//! Nix text: the syntax model fedigen emits ([`ast`]), the lexical rules ([`lexical`]), the canonical printer
-//! ([`print`]), data conversion ([`value`]) and the checks every emitted file passes ([`verify`]).
+//! Nix text: the syntax model fedigen emits (`ast`), the lexical rules ([`lexical`]), the canonical printer
+//! ([`print`](mod@print)), data conversion ([`value`]) and the checks every emitted file passes ([`verify`]).
 
-pub mod ast;
+pub(crate) mod ast;
 pub mod lexical;
 pub mod literal;
 pub mod print;

@@ -3,7 +3,7 @@
 //! it. A failure here is a bug in fedigen, reported with the file and position so
 //! it can be fixed; the text is never written.
 
-/// The position type of [`VerifyError`]s, defined in [`crate::position`] (the one position type of the crate) and
+/// The position type of [`VerifyError`]s, defined in `crate::position` (the one position type of the crate) and
 /// named here too for the code that matches on these errors.
 pub use crate::position::Position;
 

@@ -131,7 +131,7 @@ impl Change {
 
 /// Replaces every `/nix/store/<hash>-<name-version>` in `s` by `/nix/store/<hash>-<name>`, so that values that
 /// differ only by input paths (new hashes, new versions of the same input) compare equal.
-pub fn without_store_hashes(s: &str) -> String {
+pub(crate) fn without_store_hashes(s: &str) -> String {
     const PREFIX: &str = "/nix/store/";
     let mut out = String::with_capacity(s.len());
     let mut rest = s;

@@ -2,7 +2,7 @@
 //! `nix-build --check --keep-failed`).
 //!
 //! Why: "output differs" is not actionable; "`share/doc/index.html`, 4012 vs 4013 bytes, first difference at byte
-//! 1290" is. Deeper, format-aware analysis is diffoscope's job: [`diffoscope_command`] hands it over when installed.
+//! 1290" is. Deeper, format-aware analysis is diffoscope's job: `diffoscope_command` hands it over when installed.
 
 use crate::store::Error as StoreError;
 use std::fs;
@@ -73,7 +73,7 @@ fn kind(m: &fs::Metadata) -> &'static str {
 }
 
 /// Compares two trees; differences come sorted by path (deterministic).
-pub fn diff_trees(first: &Path, second: &Path) -> Result<Vec<FileDifference>, StoreError> {
+pub(crate) fn diff_trees(first: &Path, second: &Path) -> Result<Vec<FileDifference>, StoreError> {
     let mut out = Vec::new();
     walk(first, second, ".", &mut out)?;
     Ok(out)
@@ -204,11 +204,11 @@ fn first_difference(a: &Path, b: &Path) -> Result<Option<u64>, StoreError> {
 }
 
 /// `diffoscope FIRST SECOND` when diffoscope is on `PATH`: the command a person should run next.
-pub fn diffoscope_command(first: &Path, second: &Path) -> Option<String> {
+pub(crate) fn diffoscope_command(first: &Path, second: &Path) -> Option<String> {
     diffoscope_in(std::env::var_os("PATH").as_deref(), first, second)
 }
 
-/// [`diffoscope_command`] with an explicit search path (testable without touching the environment).
+/// `diffoscope_command` with an explicit search path (testable without touching the environment).
 pub fn diffoscope_in(
     search_path: Option<&std::ffi::OsStr>,
     first: &Path,

@@ -15,15 +15,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Version of the lock format this code writes (2: snake_case keys, runtime closures).
-pub const LOCK_VERSION: u32 = 2;
+pub(crate) const LOCK_VERSION: u32 = 2;
 
 /// Versions this code reads (1: camelCase keys, no runtime closures).
-pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
+pub(crate) const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 /// A lock file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Lock {
-    /// Format version ([`LOCK_VERSION`]).
+    /// Format version (`LOCK_VERSION`).
     pub version: u32,
     /// Attribute path → what was locked for it.
     pub derivations: BTreeMap<String, LockedDerivation>,

@@ -8,7 +8,7 @@
 //!    the root cause ([`explain::explain`]) and diff the closures by package ([`crate::store::closure`]);
 //! 3. build, then rebuild with `nix-build --check --keep-failed`, each under a timeout fedigen enforces; classify
 //!    ([`report::Classification`]);
-//! 4. for differing outputs, list the differing files ([`files::diff_trees`]);
+//! 4. for differing outputs, list the differing files (`files::diff_trees`);
 //! 5. compare output NAR hashes (computed by [`crate::store::nar`], in parallel) with the lock.
 //!
 //! Scope: the named derivations are rebuilt; their inputs are built (or substituted) once but not rebuilt, as
@@ -20,8 +20,8 @@
 
 pub mod explain;
 pub mod files;
-pub mod lock;
-pub mod nix;
+pub(crate) mod lock;
+pub(crate) mod nix;
 pub mod report;
 
 pub use lock::Lock;

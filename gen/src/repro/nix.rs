@@ -97,7 +97,7 @@ pub struct NixTools {
 }
 
 /// Default limit for one evaluation.
-pub const DEFAULT_EVAL_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_EVAL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What one evaluation says about one attribute.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -125,7 +125,7 @@ pub struct MissingAttr {
 
 /// What Nix knows of one valid store path (`nix path-info --json`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
-pub struct PathInfo {
+pub(crate) struct PathInfo {
     /// The store path.
     pub path: String,
     /// Size of its NAR serialisation in bytes (what it takes in the store, as nvd counts).
@@ -200,7 +200,7 @@ enum EvalAnswer {
 }
 
 impl NixTools {
-    /// Nix with the user's settings plus [`FORCED_OPTIONS`], and [`DEFAULT_EVAL_TIMEOUT`], on the given store.
+    /// Nix with the user's settings plus [`FORCED_OPTIONS`], and `DEFAULT_EVAL_TIMEOUT`, on the given store.
     pub fn new(store: Option<PathBuf>) -> Self {
         NixTools {
             store,
@@ -215,7 +215,7 @@ impl NixTools {
     }
 
     /// Where absolute store path `p` is on disk.
-    pub fn real_path(&self, p: &str) -> PathBuf {
+    pub(crate) fn real_path(&self, p: &str) -> PathBuf {
         crate::store::drv::real_path(&self.root(), p)
     }
 
@@ -309,7 +309,7 @@ impl NixTools {
     /// What the store knows of `paths` (`nix path-info --json`), and with `recursive` of everything they refer
     /// to at run time: their runtime closure, with NAR sizes. Paths not in the store come back with `valid:
     /// false` (only without `recursive`: ask for validity first).
-    pub fn path_info(&self, paths: &[String], recursive: bool) -> Result<Vec<PathInfo>> {
+    pub(crate) fn path_info(&self, paths: &[String], recursive: bool) -> Result<Vec<PathInfo>> {
         if paths.is_empty() {
             return Ok(vec![]);
         }
@@ -390,7 +390,7 @@ fn without_our_expression(log: &str) -> String {
 }
 
 /// Runs `c` in its own process group with stderr captured; on timeout, SIGTERM to the group, then SIGKILL.
-pub fn run_with_timeout(c: Command, name: &str, timeout: Duration) -> Result<BuildOutcome> {
+pub(crate) fn run_with_timeout(c: Command, name: &str, timeout: Duration) -> Result<BuildOutcome> {
     Ok(run_captured(c, name, timeout, GRACE, false)?.0)
 }
 

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 /// - `0`: everything evaluated purely, matched the lock, built reproducibly with matching NAR hashes;
 /// - `2`: invalid input (the Nix file does not evaluate, an unknown `-A` attribute, an unreadable lock);
 /// - `3`: the environment lacks something (Nix, build users, a temporary directory);
-/// - otherwise the check found problems: [`FINDINGS`] (1) is set, plus one bit per kind of finding below,
+/// - otherwise the check found problems: [`FINDINGS`](exit_code::FINDINGS) (1) is set, plus one bit per kind of finding below,
 ///   all multiples of 4, so the status is odd and at least 5 — it can never be 2 or 3. A script tests
 ///   `(status & 1)` for "found a problem" and, e.g., `(status & 8)` for "some output is unreproducible".
 pub mod exit_code {
@@ -23,10 +23,6 @@ pub mod exit_code {
     pub const OK: i32 = 0;
     /// Set with every finding: the check ran and found a problem (fedigen's global 1).
     pub const FINDINGS: i32 = 1;
-    /// The check could not run: invalid input (fedigen's global 2; never combined with a bit).
-    pub const INVALID_INPUT: i32 = 2;
-    /// The check could not run: the environment lacks something (fedigen's global 3; never combined).
-    pub const ENVIRONMENT: i32 = 3;
     /// A derivation differs from the lock, or is missing from it.
     pub const LOCK_MISMATCH: i32 = 4;
     /// A rebuild gave different output (`nix-build --check` exit 104).
@@ -42,7 +38,7 @@ pub mod exit_code {
 }
 
 /// How a Nix process ended, for people: `exit 100`, or `killed by a signal`.
-pub fn describe_exit(code: Option<i32>) -> String {
+pub(crate) fn describe_exit(code: Option<i32>) -> String {
     match code {
         Some(c) => format!("exit {c}"),
         None => "killed by a signal".to_owned(),

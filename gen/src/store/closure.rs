@@ -51,7 +51,7 @@ pub fn read_closure(root: &Path, roots: &[String]) -> Result<BTreeMap<String, De
 ///
 /// `hello-2.12.1` → (`hello`, `2.12.1`); `busybox` → (`busybox`, ``); `perl5.36.0-JSON-4.10` →
 /// (`perl5.36.0-JSON`, `4.10`).
-pub fn parse_name_version(name: &str) -> (String, String) {
+pub(crate) fn parse_name_version(name: &str) -> (String, String) {
     let name = name.strip_suffix(".drv").unwrap_or(name);
     let b = name.as_bytes();
     for i in 0..b.len() {
@@ -121,7 +121,7 @@ pub struct ClosureDiff {
 
 /// A size in bytes for people, in binary units as nvd and `nix store diff-closures` print them: `512 B`,
 /// `1.5 KiB`, `12.3 MiB`.
-pub fn format_size(bytes: u64) -> String {
+pub(crate) fn format_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
@@ -136,7 +136,7 @@ pub fn format_size(bytes: u64) -> String {
 }
 
 /// A size change for people, always signed: `+1.5 KiB`, `-512 B`, `+0 B`.
-pub fn format_delta(old: u64, new: u64) -> String {
+pub(crate) fn format_delta(old: u64, new: u64) -> String {
     if new >= old {
         format!("+{}", format_size(new - old))
     } else {
@@ -278,7 +278,7 @@ fn diff_grouped(old: BTreeMap<String, Side>, new: BTreeMap<String, Side>) -> Clo
 
 /// Compares two build-time closures given as store paths (derivations, or outputs without sizes), grouping by
 /// package name.
-pub fn diff_closures<'a>(
+pub(crate) fn diff_closures<'a>(
     old: impl IntoIterator<Item = &'a StorePath>,
     new: impl IntoIterator<Item = &'a StorePath>,
 ) -> ClosureDiff {
@@ -290,7 +290,7 @@ pub fn diff_closures<'a>(
 
 /// Compares two runtime closures (store path → NAR size), grouping by package name, with the size change of
 /// every package and of the whole closure, as nvd does.
-pub fn diff_runtime_closures(
+pub(crate) fn diff_runtime_closures(
     old: &BTreeMap<StorePath, u64>,
     new: &BTreeMap<StorePath, u64>,
 ) -> ClosureDiff {
@@ -306,7 +306,7 @@ pub fn diff_runtime_closures(
 }
 
 /// The closure of `roots` as store paths, for [`diff_closures`].
-pub fn closure_paths(root: &Path, roots: &[String]) -> Result<BTreeSet<StorePath>> {
+pub(crate) fn closure_paths(root: &Path, roots: &[String]) -> Result<BTreeSet<StorePath>> {
     read_closure(root, roots)?
         .keys()
         .map(|p| {

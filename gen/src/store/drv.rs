@@ -187,7 +187,7 @@ impl Derivation {
     /// Why "modulo": a fixed-output derivation is replaced by its fixed content, so changing *how* a source is
     /// fetched does not rebuild everything downstream. `input_hash` must return the (unmasked) hash modulo of an
     /// input `.drv` for one of its outputs; [`DrvHasher`] memoises it over a store.
-    pub fn hash_modulo(
+    pub(crate) fn hash_modulo(
         &self,
         store_dir: &StoreDir,
         mask_outputs: bool,
@@ -225,7 +225,7 @@ impl Derivation {
     }
 
     /// Output path of a fixed-output derivation (content-addressed by `outputHash`).
-    pub fn fixed_output_path(&self, store_dir: &StoreDir) -> Result<StorePath> {
+    pub(crate) fn fixed_output_path(&self, store_dir: &StoreDir) -> Result<StorePath> {
         let (method, hash) = self
             .outputs
             .get("out")
@@ -243,31 +243,6 @@ impl Derivation {
             &BTreeSet::new(),
             false,
         )
-    }
-
-    /// The output paths Nix assigns to this derivation, computed from scratch (as `derivationStrict` does);
-    /// comparing them with [`DerivationOutput::path`] proves a `.drv` file consistent.
-    pub fn compute_output_paths(
-        &self,
-        store_dir: &StoreDir,
-        input_hash: impl FnMut(&str, &str) -> Result<Hash>,
-    ) -> Result<BTreeMap<String, StorePath>> {
-        if self.is_fixed_output() {
-            return Ok(BTreeMap::from([(
-                "out".to_owned(),
-                self.fixed_output_path(store_dir)?,
-            )]));
-        }
-        let hashes = self.hash_modulo(store_dir, true, input_hash)?;
-        hashes
-            .iter()
-            .map(|(out, h)| {
-                Ok((
-                    out.clone(),
-                    store_dir.make_output_path(out, h, self.name())?,
-                ))
-            })
-            .collect()
     }
 
     /// The store path of this derivation's `.drv` file: a text path over its ATerm, referencing its sources and
@@ -306,12 +281,12 @@ impl DrvHasher {
     }
 
     /// Where `drv` (an absolute store path) is on disk.
-    pub fn file_of(&self, drv: &str) -> PathBuf {
+    pub(crate) fn file_of(&self, drv: &str) -> PathBuf {
         real_path(&self.root, drv)
     }
 
     /// The unmasked hash modulo of every output of the `.drv` at absolute store path `drv`.
-    pub fn hash_of(&mut self, drv: &str) -> Result<BTreeMap<String, Hash>> {
+    pub(crate) fn hash_of(&mut self, drv: &str) -> Result<BTreeMap<String, Hash>> {
         if let Some(h) = self.cache.get(drv) {
             return Ok(h.clone());
         }
@@ -322,7 +297,7 @@ impl DrvHasher {
     }
 
     /// Hash modulo of `d`, resolving its inputs through this hasher.
-    pub fn hash_with_inputs(
+    pub(crate) fn hash_with_inputs(
         &mut self,
         d: &Derivation,
         mask_outputs: bool,
@@ -338,7 +313,7 @@ impl DrvHasher {
         })
     }
 
-    /// Output paths of `d` computed from its inputs (see [`Derivation::compute_output_paths`]).
+    /// Output paths of `d` computed from its inputs (as `derivationStrict` does).
     pub fn output_paths(&mut self, d: &Derivation) -> Result<BTreeMap<String, StorePath>> {
         if d.is_fixed_output() {
             return Ok(BTreeMap::from([(
@@ -355,7 +330,7 @@ impl DrvHasher {
 }
 
 /// The file on disk holding absolute store path `abs` in a store rooted at `root`.
-pub fn real_path(root: &Path, abs: &str) -> PathBuf {
+pub(crate) fn real_path(root: &Path, abs: &str) -> PathBuf {
     root.join(abs.trim_start_matches('/'))
 }
 

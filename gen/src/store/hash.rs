@@ -36,7 +36,7 @@ impl HashAlgo {
     }
 
     /// Digest length in bytes; used to tell base16 from base32 when parsing a bare hash, as Nix does.
-    pub fn digest_len(self) -> usize {
+    pub(crate) fn digest_len(self) -> usize {
         match self {
             HashAlgo::Md5 => 16,
             HashAlgo::Sha1 => 20,
@@ -98,7 +98,7 @@ impl Hash {
     }
 
     /// Wraps a finished SHA-256 digest.
-    pub fn from_sha256(digest: [u8; 32]) -> Self {
+    pub(crate) fn from_sha256(digest: [u8; 32]) -> Self {
         Hash {
             algo: HashAlgo::Sha256,
             bytes: digest.to_vec(),
@@ -106,7 +106,7 @@ impl Hash {
     }
 
     /// The algorithm.
-    pub fn algo(&self) -> HashAlgo {
+    pub(crate) fn algo(&self) -> HashAlgo {
         self.algo
     }
 
@@ -126,17 +126,17 @@ impl Hash {
     }
 
     /// `sha256:<base32>`, the form `nix-store --query --hash` prints and fedigen's lock files store.
-    pub fn to_typed_base32(&self) -> String {
+    pub(crate) fn to_typed_base32(&self) -> String {
         format!("{}:{}", self.algo.name(), self.to_base32())
     }
 
     /// `sha256:<base16>`, the form Nix hashes into fixed-output store paths.
-    pub fn to_typed_base16(&self) -> String {
+    pub(crate) fn to_typed_base16(&self) -> String {
         format!("{}:{}", self.algo.name(), self.to_base16())
     }
 
     /// Parses a bare base16 or base32 digest of a known algorithm (the length tells which, as in Nix).
-    pub fn parse_bare(algo: HashAlgo, s: &str) -> Result<Self> {
+    pub(crate) fn parse_bare(algo: HashAlgo, s: &str) -> Result<Self> {
         let bytes = if s.len() == algo.digest_len() * 2 {
             unhex(s).ok_or_else(|| Error::Hash {
                 input: s.to_owned(),
@@ -154,7 +154,7 @@ impl Hash {
     }
 
     /// Parses `algo:digest` with the digest in base16 or base32.
-    pub fn parse_typed(s: &str) -> Result<Self> {
+    pub(crate) fn parse_typed(s: &str) -> Result<Self> {
         let (algo, rest) = s.split_once(':').ok_or_else(|| Error::Hash {
             input: s.to_owned(),
             reason: "expected <algo>:<digest>".into(),
@@ -163,7 +163,7 @@ impl Hash {
     }
 
     /// Folds the digest to `size` bytes by XOR, as Nix's `compressHash` does for store path hashes.
-    pub fn compress(&self, size: usize) -> Vec<u8> {
+    pub(crate) fn compress(&self, size: usize) -> Vec<u8> {
         compress(&self.bytes, size)
     }
 }
@@ -194,7 +194,7 @@ impl<'de> serde::Deserialize<'de> for Hash {
 }
 
 /// XOR-folds `bytes` into `size` bytes (Nix's `compressHash`).
-pub fn compress(bytes: &[u8], size: usize) -> Vec<u8> {
+pub(crate) fn compress(bytes: &[u8], size: usize) -> Vec<u8> {
     let mut out = vec![0u8; size];
     for (i, b) in bytes.iter().enumerate() {
         out[i % size] ^= b;

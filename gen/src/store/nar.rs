@@ -67,7 +67,7 @@ impl<W: Write> Tokens<W> {
 
 impl NarNode {
     /// Serialises the tree as a complete NAR.
-    pub fn write_nar(&self, w: impl Write) -> io::Result<()> {
+    pub(crate) fn write_nar(&self, w: impl Write) -> io::Result<()> {
         let mut t = Tokens { w };
         t.str(MAGIC)?;
         self.write_node(&mut t)
@@ -324,7 +324,7 @@ pub fn nar_hash_path(path: &Path) -> Result<(Hash, u64)> {
 }
 
 /// [`nar_hash_path`] on the calling thread only (for callers that already parallelise across paths).
-pub fn nar_hash_path_single_thread(path: &Path) -> Result<(Hash, u64)> {
+pub(crate) fn nar_hash_path_single_thread(path: &Path) -> Result<(Hash, u64)> {
     let mut h = HashWriter(sha2::Sha256::new());
     let size = dump_path(path, &mut h)?;
     Ok((Hash::from_sha256(h.0.finalize().into()), size))

@@ -67,7 +67,12 @@ impl StoreDir {
     }
 
     /// `makeStorePath`: `<type>:sha256:<base16 of hash>:<store dir>:<name>`, SHA-256, folded to 20 bytes.
-    pub fn make_store_path(&self, path_type: &str, hash: &Hash, name: &str) -> Result<StorePath> {
+    pub(crate) fn make_store_path(
+        &self,
+        path_type: &str,
+        hash: &Hash,
+        name: &str,
+    ) -> Result<StorePath> {
         check_name(name)?;
         let s = format!(
             "{}:{}:{}:{}",
@@ -84,7 +89,7 @@ impl StoreDir {
     }
 
     /// `makeType`: the path type string with its references (and `self`), which the hash covers.
-    pub fn make_type(
+    pub(crate) fn make_type(
         &self,
         kind: &str,
         references: &BTreeSet<StorePath>,
@@ -145,7 +150,7 @@ impl StoreDir {
 
     /// The output path of an input-addressed derivation from its hash modulo (see
     /// [`super::drv::Derivation::hash_modulo`]): `makeOutputPath` in Nix.
-    pub fn make_output_path(
+    pub(crate) fn make_output_path(
         &self,
         output: &str,
         drv_hash_modulo: &Hash,
@@ -179,7 +184,7 @@ impl IngestionMethod {
 }
 
 /// Name of the store path of output `output` of a derivation called `drv_name` (`name` or `name-output`).
-pub fn output_path_name(drv_name: &str, output: &str) -> String {
+pub(crate) fn output_path_name(drv_name: &str, output: &str) -> String {
     if output == "out" {
         drv_name.to_owned()
     } else {
@@ -203,7 +208,7 @@ pub struct StorePath {
 
 impl StorePath {
     /// Parses `<hash>-<name>` (no directory).
-    pub fn from_base_name(base: &str) -> Result<Self> {
+    pub(crate) fn from_base_name(base: &str) -> Result<Self> {
         let err = |reason: &str| Error::StorePath {
             input: base.to_owned(),
             reason: reason.to_owned(),
@@ -220,19 +225,9 @@ impl StorePath {
         })
     }
 
-    /// The 32-character hash part.
-    pub fn hash_part(&self) -> &str {
-        &self.hash
-    }
-
     /// The name after the hash (`hello-2.12.drv`).
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    /// Whether this is a derivation file.
-    pub fn is_derivation(&self) -> bool {
-        self.name.ends_with(".drv")
     }
 }
 
@@ -265,7 +260,7 @@ impl From<StorePath> for String {
 }
 
 /// Checks a store path name as Nix does: 1–211 characters of `[A-Za-z0-9+-._?=]`, not starting with `.`.
-pub fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let err = |reason: &str| Error::StorePath {
         input: name.to_owned(),
         reason: reason.to_owned(),

@@ -1,7 +1,7 @@
 //! Application templates: `templates/<app>/module.nix.hbs` and the shared partials in `templates/_partials/`,
 //! and the VM test templates in `templates/_tests/`, rendered with handlebars into Nix.
 //!
-//! Templates must not be an escape hatch for data to become code (DESIGN.md, rule 10). So: strict mode (a
+//! Templates must not be an escape hatch for data to become code (ARCHITECTURE.md, "Emitting Nix: the rules", rule 10). So: strict mode (a
 //! missing value is an error, not an empty string, in `if` and `unless` too), no HTML escaping, and values reach
 //! the output only through typed helpers that emit Nix with the emitter — `nix-str`, `nix-value`, `nix-attr`,
 //! `nix-path` (a runtime path, as a string), `nix-source-path` (a repository file, as a relative path literal),

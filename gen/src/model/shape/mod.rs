@@ -5,17 +5,17 @@
 //! types, the formats of strings (RFC 1123 domain names, e-mail addresses, URLs, SSH targets, absolute paths),
 //! integer ranges, secret references (a literal where a reference belongs is refused with how to reference it),
 //! and, from the manifests, which applications exist and what their settings and secrets are. What needs the
-//! whole model (uniqueness, collisions, limits, references between parts) is in [`super::check`].
+//! whole model (uniqueness, collisions, limits, references between parts) is in `super::check`.
 //!
-//! One file per job: [`format`] (string formats), [`tree`] (the structure), [`checker`] (the walk that collects
-//! every problem), [`suggest`] ("did you mean"), [`secret_names`] (which keys name secrets, shared with
-//! `import/`), [`canonical`] (float canonicalisation) and [`schema`] (the JSON Schema printer).
+//! One file per job: [`format`] (string formats), `tree` (the structure), `checker` (the walk that collects
+//! every problem), [`suggest`] ("did you mean"), `secret_names` (which keys name secrets, shared with
+//! `import/`), `canonical` (float canonicalisation) and `schema` (the JSON Schema printer).
 
 mod canonical;
 mod checker;
 mod format;
 mod schema;
-pub mod secret_names;
+pub(crate) mod secret_names;
 mod suggest;
 mod tree;
 

@@ -20,7 +20,7 @@ const SECRET_FILE_WORDS: &[&str] = &["environment", "env", "secrets"];
 
 /// Whether the stem of a `…File` option (`dbPassword` of `dbPasswordFile`) says the file holds a secret: a secret
 /// word, or a word of [`SECRET_FILE_WORDS`].
-pub fn is_secret_file_stem(stem: &str) -> bool {
+pub(crate) fn is_secret_file_stem(stem: &str) -> bool {
     is_secret_like(stem)
         || words(stem)
             .iter()
