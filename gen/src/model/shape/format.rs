@@ -411,29 +411,6 @@ mod tests {
     }
 
     #[test]
-    fn ssh_targets() {
-        for good in [
-            "root@10.0.0.5",
-            "deploy@host.example:2222",
-            "host",
-            "[2001:db8::1]:22",
-            "root@[2001:db8::1]",
-        ] {
-            assert!(StrFormat::SshTarget.check(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "root@",
-            "host:0",
-            "host:99999",
-            "a b",
-            "@host",
-            "root@host:",
-        ] {
-            assert!(StrFormat::SshTarget.check(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn every_pattern_compiles_and_matches_what_it_names() {
         for (re, good, bad) in [
             (&NAME_RE, "uu-social", "Uu"),
