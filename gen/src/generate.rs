@@ -13,6 +13,10 @@ use crate::nix::print::print_expr_at;
 use crate::nix::verify::VerifyError;
 use crate::nix::{AttrName, AttrPath, Entry, Expr, Ident, LexicalError, Param, SourcePath};
 use crate::region::{self, Content};
+use crate::shared::{
+    ALL_MODULES, DEPLOYMENT_TEST_PREFIX, MODULES, SHARED_MODULE, VM_TESTS, VM_TESTS_LIB,
+    shared_module,
+};
 use crate::template::{APPLICATION_TEST, COMMON_TEST, TemplateError, Templates};
 use crate::write::{Plan, marker_line, marker_text};
 
@@ -57,25 +61,6 @@ impl From<region::RegionError> for GenerateError {
         Self::Region(Box::new(error))
     }
 }
-
-/// The folder holding the generated NixOS modules.
-pub(crate) const MODULES: &str = "modules";
-
-/// The folder holding the generated NixOS VM tests, which the `vm-tests` harness discovers.
-pub(crate) const VM_TESTS: &str = "vm-tests/generated";
-
-/// The stem of the shared module, `modules/fediversity.nix` (beside `modules/<app>.nix`).
-pub(crate) const SHARED_MODULE: &str = "fediversity";
-
-/// The stem of the module importing all others, `modules/default.nix` (beside `modules/<app>.nix`).
-pub(crate) const ALL_MODULES: &str = "default";
-
-/// The folder of what the VM tests share, `vm-tests/generated/lib/` (beside `vm-tests/generated/<app>.nix`).
-pub(crate) const VM_TESTS_LIB: &str = "lib";
-
-/// The prefix of the per-operator VM tests, `vm-tests/generated/deployment-<operator>.nix` (beside
-/// `vm-tests/generated/<app>.nix`).
-pub(crate) const DEPLOYMENT_TEST_PREFIX: &str = "deployment-";
 
 /// Finds the repository: `start` or the nearest parent with a `templates/` folder.
 pub fn find_repository(start: &Path) -> Result<PathBuf, GenerateError> {
@@ -240,124 +225,6 @@ fn normalize(path: &Path) -> PathBuf {
         }
     }
     normal
-}
-
-/// `modules/fediversity.nix`: the options every application reads (the operator's domain, ACME, the provider's
-/// SMTP relay and Garage S3 endpoint). Secrets are `…File` options holding paths on the machine.
-pub fn shared_module() -> Result<Expr, LexicalError> {
-    let r = Expr::reference;
-    let s = Expr::string;
-    let option = Expr::mk_option;
-    let null_or = |ty: Expr| -> Result<Expr, LexicalError> {
-        Ok(Expr::apply(r("lib.types.nullOr")?, vec![ty]))
-    };
-    let str_ty = || r("lib.types.str");
-    let options = Expr::attrs(vec![
-        Entry::dotted(
-            "domain",
-            option(
-                str_ty()?,
-                None,
-                Some(s("uu.example")?),
-                "The operator's domain; each application lives on a subdomain of it.",
-            )?,
-        )?,
-        Entry::dotted(
-            "acme.email",
-            option(
-                str_ty()?,
-                None,
-                Some(s("hostmaster@provider.example")?),
-                "The e-mail address of the ACME account that requests the TLS certificates.",
-            )?,
-        )?,
-        Entry::dotted(
-            "acme.server",
-            option(
-                str_ty()?,
-                Some(s(crate::model::LETS_ENCRYPT)?),
-                None,
-                "The ACME directory URL (a test CA in VM tests).",
-            )?,
-        )?,
-        Entry::dotted(
-            "smtp.host",
-            option(
-                str_ty()?,
-                None,
-                Some(s("smtp.provider.example")?),
-                "The provider's SMTP relay.",
-            )?,
-        )?,
-        Entry::dotted(
-            "smtp.port",
-            option(
-                r("lib.types.port")?,
-                Some(Expr::Int(crate::model::SMTP_SUBMISSION_PORT.into())),
-                None,
-                "The SMTP relay's port.",
-            )?,
-        )?,
-        Entry::dotted(
-            "smtp.user",
-            option(
-                null_or(str_ty()?)?,
-                Some(Expr::Null),
-                None,
-                "The SMTP login; `null` when the relay needs none.",
-            )?,
-        )?,
-        Entry::dotted(
-            "smtp.passwordFile",
-            option(
-                null_or(str_ty()?)?,
-                Some(Expr::Null),
-                Some(s("/run/secrets/smtp-password")?),
-                "Path on the machine of the file holding the SMTP password (never a store path).",
-            )?,
-        )?,
-        Entry::dotted(
-            "smtp.fromAddress",
-            option(
-                str_ty()?,
-                None,
-                Some(s("noreply@uu.example")?),
-                "The sender address of the applications' mail.",
-            )?,
-        )?,
-        Entry::dotted(
-            "s3.endpoint",
-            option(
-                str_ty()?,
-                None,
-                Some(s("https://s3.provider.example")?),
-                "The provider's Garage S3 endpoint.",
-            )?,
-        )?,
-        Entry::dotted(
-            "s3.region",
-            option(str_ty()?, Some(s("garage")?), None, "The Garage S3 region.")?,
-        )?,
-        Entry::dotted(
-            "s3.credentialsFile",
-            option(
-                null_or(str_ty()?)?,
-                Some(Expr::Null),
-                Some(s("/run/secrets/s3.env")?),
-                "Path on the machine of an environment file with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the \
-                 application's buckets (never a store path).",
-            )?,
-        )?,
-    ]);
-    let module = Expr::attrs(vec![Entry::dotted("options.fediversity", options)?]);
-    Ok(Expr::Lambda(
-        Param::Formals {
-            formals: vec![(Ident::new("lib")?, None)],
-            ellipsis: true,
-            bind: None,
-        },
-        Box::new(module),
-    ))
 }
 
 /// The shared options an application's needs require, each with what it holds (for the message): for `smtp`

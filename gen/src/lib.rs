@@ -26,6 +26,7 @@ pub(crate) mod position;
 pub(crate) mod process;
 pub(crate) mod region;
 pub mod repro;
+pub(crate) mod shared;
 pub mod store;
 pub mod template;
 pub mod write;

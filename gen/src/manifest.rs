@@ -886,7 +886,7 @@ fn generated_option<'a>(
     name: &str,
     mut secrets: impl Iterator<Item = &'a String>,
 ) -> Option<String> {
-    if crate::template::FIXED_OPTIONS.contains(&name) {
+    if FIXED_OPTIONS.contains(&name) {
         return Some(format!(
             "`{name}` is an option every generated module declares itself"
         ));
@@ -960,11 +960,15 @@ pub(crate) fn check_application_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The options every generated module declares itself, before the manifest's own (see
+/// [`crate::template::option_declarations`]): a manifest option cannot take these names.
+pub(crate) const FIXED_OPTIONS: [&str; 2] = ["enable", "subdomain"];
+
 /// The names an application cannot take, each with the reason, derived from what `fedigen generate` writes
-/// beside the applications' own files ([`crate::generate`]'s constants, the shared module's options) and from
+/// beside the applications' own files ([`crate::shared`]: the output's names and the shared module's options) and from
 /// Nix's keywords. A name ending in `*` is a prefix.
 pub(crate) fn reserved_application_names() -> Vec<(String, String)> {
-    use crate::generate::{
+    use crate::shared::{
         ALL_MODULES, DEPLOYMENT_TEST_PREFIX, MODULES, SHARED_MODULE, VM_TESTS, VM_TESTS_LIB,
     };
     let mut reserved = vec![
@@ -1010,7 +1014,7 @@ pub(crate) fn reserved_application_names() -> Vec<(String, String)> {
 /// read from the module fedigen generates.
 fn shared_option_names() -> Vec<String> {
     use crate::nix::{Entry, Expr};
-    let Ok(Expr::Lambda(_, body)) = crate::generate::shared_module() else {
+    let Ok(Expr::Lambda(_, body)) = crate::shared::shared_module() else {
         return Vec::new();
     };
     let mut names = Vec::new();

@@ -42,7 +42,7 @@ pub use context::{
 pub use helpers::VALUE_HELPERS;
 pub use layout::canonical;
 pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS, lint};
-pub use options::{FIXED_OPTIONS, option_declarations};
+pub use options::option_declarations;
 pub use shell::shell_quote;
 
 /// A problem in a template, located in the template file.

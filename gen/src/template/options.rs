@@ -15,10 +15,6 @@ pub(crate) fn manifest_options_value(manifest: &Manifest) -> Value {
     }
 }
 
-/// The options every generated module declares itself, before the manifest's own: a manifest option cannot
-/// take these names.
-pub const FIXED_OPTIONS: [&str; 2] = ["enable", "subdomain"];
-
 /// `{ enable = lib.mkEnableOption "…"; subdomain = lib.mkOption { … }; <opt> = lib.mkOption { … }; <secret>File
 /// = lib.mkOption { … }; }` for an application, from its manifest.
 pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
@@ -29,7 +25,7 @@ pub fn option_declarations(manifest: &Manifest) -> Result<Expr, String> {
             .map(AttrPath::from)
     };
     let field = |n: &str, v: Expr| -> Result<Entry, String> { Ok(Entry::binding(name(n)?, v)) };
-    let [enable, subdomain] = FIXED_OPTIONS;
+    let [enable, subdomain] = crate::manifest::FIXED_OPTIONS;
     let mut entries = vec![field(
         enable,
         Expr::apply(
