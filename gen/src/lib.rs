@@ -22,7 +22,7 @@ pub mod io_error;
 pub mod manifest;
 pub mod model;
 pub mod nix;
-pub(crate) mod position;
+pub mod position;
 pub(crate) mod process;
 pub(crate) mod region;
 pub mod repro;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::nix::{Expr, LexicalError};
+use crate::position::Position;
 
 /// An application's manifest, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,12 +227,12 @@ pub struct AdminAction {
 
 /// One problem in a manifest: where (file, line and column), which field, and what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{}: {message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+#[error("{file}{}: {message}", location.map(|p| format!(":{p}")).unwrap_or_default())]
 pub struct ManifestProblem {
     /// The manifest file (or templates folder).
     pub file: PathBuf,
     /// Line and column (1-based), when known.
-    pub location: Option<(usize, usize)>,
+    pub location: Option<Position>,
     /// What is wrong, naming the field, and how to fix it.
     pub message: String,
 }
@@ -245,7 +246,7 @@ pub struct ManifestError {
 
 impl ManifestError {
     /// One problem.
-    pub fn single(file: &Path, location: Option<(usize, usize)>, message: String) -> Self {
+    pub fn single(file: &Path, location: Option<Position>, message: String) -> Self {
         Self {
             problems: vec![ManifestProblem {
                 file: file.to_owned(),
@@ -423,7 +424,7 @@ impl Problems<'_> {
         self.push(location, message);
     }
 
-    fn locate(&self, path: &str, index: &BTreeMap<String, usize>) -> Option<(usize, usize)> {
+    fn locate(&self, path: &str, index: &BTreeMap<String, usize>) -> Option<Position> {
         let mut path = path;
         loop {
             if let Some(offset) = index.get(path) {
@@ -433,7 +434,7 @@ impl Problems<'_> {
         }
     }
 
-    fn push(&mut self, location: Option<(usize, usize)>, message: String) {
+    fn push(&mut self, location: Option<Position>, message: String) {
         self.found.push(ManifestProblem {
             file: self.file.to_owned(),
             location,
@@ -550,7 +551,7 @@ impl Manifest {
             Some(v) => p.read("application", "[application]", v),
             None => {
                 p.push(
-                    Some((1, 1)),
+                    Some(Position::new(1, 1)),
                     "missing section `[application]` (name, title, description, upstream, subdomain)".into(),
                 );
                 None
@@ -560,7 +561,7 @@ impl Manifest {
             Some(v) => p.read("resources", "[resources]", v),
             None => {
                 p.push(
-                    Some((1, 1)),
+                    Some(Position::new(1, 1)),
                     "missing section `[resources]` (cores, memory_mib, disk_gib)".into(),
                 );
                 None
@@ -852,7 +853,7 @@ pub fn todo_markers(file: &Path, text: &str) -> Vec<(ManifestProblem, bool)> {
             found.push((
                 ManifestProblem {
                     file: file.to_owned(),
-                    location: Some((i + 1, before.chars().count() + 1)),
+                    location: Some(Position::new(i + 1, before.chars().count() + 1)),
                     message,
                 },
                 in_comment,
@@ -1457,9 +1458,8 @@ pub(crate) fn is_email(s: &str) -> bool {
 }
 
 /// 1-based line and column of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let p = crate::nix::verify::Position::of_offset(text, offset);
-    (p.line, p.column)
+fn line_column(text: &str, offset: usize) -> Position {
+    Position::of_offset(text, offset)
 }
 
 #[cfg(test)]
@@ -1527,7 +1527,11 @@ description = "Who may register."
         let [bad] = bad.problems.as_slice() else {
             panic!("one problem: {bad}")
         };
-        assert_eq!(bad.location, Some((16, 11)), "the default's value: {bad}");
+        assert_eq!(
+            bad.location,
+            Some(Position::new(16, 11)),
+            "the default's value: {bad}"
+        );
         assert!(
             bad.message.contains(
                 "option `x`: `default` 4 does not fit the type: expected an integer of at most 3"
@@ -1540,7 +1544,7 @@ description = "Who may register."
     fn unknown_keys_are_errors_with_their_position() {
         let err = parse("[needs]\npostgres = true\n").unwrap_err();
         let err = &err.problems[0];
-        assert_eq!(err.location, Some((14, 1)), "{err}");
+        assert_eq!(err.location, Some(Position::new(14, 1)), "{err}");
         assert!(err.message.contains("unknown field `postgres`"), "{err}");
         assert!(
             err.message.contains("did you mean `postgresql`?"),
@@ -1639,7 +1643,7 @@ units = []
         let [problem] = err.problems.as_slice() else {
             panic!("{err}")
         };
-        assert_eq!(problem.location, Some((14, 9)), "{problem}");
+        assert_eq!(problem.location, Some(Position::new(14, 9)), "{problem}");
         assert!(
             problem
                 .message

@@ -7,7 +7,7 @@ use std::fmt;
 use std::ops::Range;
 
 /// A position in a file: 1-based line and column (columns count Unicode scalar values, as editors do).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
     /// 1-based line.
     pub line: usize,
@@ -16,6 +16,11 @@ pub struct Position {
 }
 
 impl Position {
+    /// Line `line`, column `column` (both 1-based).
+    pub const fn new(line: usize, column: usize) -> Self {
+        Self { line, column }
+    }
+
     /// The position of byte `offset` in `text`.
     pub fn of_offset(text: &str, offset: usize) -> Self {
         let offset = offset.min(text.len());
@@ -36,6 +41,13 @@ impl Position {
         } else {
             format!(":{self}")
         }
+    }
+}
+
+/// A `(line, column)` pair as other libraries give one (handlebars' `pos()`, annotate positions), both 1-based.
+impl From<(usize, usize)> for Position {
+    fn from((line, column): (usize, usize)) -> Self {
+        Self { line, column }
     }
 }
 

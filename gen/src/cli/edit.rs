@@ -270,7 +270,7 @@ fn finish(
         )));
     }
     replace_file(file, &new)?;
-    let position = fedigen::nix::verify::Position::of_offset(old, edit.range.start);
+    let position = fedigen::position::Position::of_offset(old, edit.range.start);
     eprintln!("{name}:{position}: {what}");
     Ok(Status::Success)
 }

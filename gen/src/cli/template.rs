@@ -131,8 +131,8 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: boo
                     .map(|p| {
                         serde_json::json!({
                             "file": p.file.display().to_string(),
-                            "line": p.location.map(|l| l.0),
-                            "column": p.location.map(|l| l.1),
+                            "line": p.location.map(|l| l.line),
+                            "column": p.location.map(|l| l.column),
                             "message": p.message,
                         })
                     })

@@ -10,7 +10,7 @@ use super::path::{EditPath, attrpath_text};
 use super::types::{Definition, Edit, EditError, NewValue};
 use crate::nix::literal::attr_name;
 use crate::nix::print::print_expr_at;
-use crate::nix::verify::Position;
+use crate::position::Position;
 
 impl NixFile {
     /// The definition of `path`, exactly as written; for a set defined in several places or in parts

@@ -8,7 +8,8 @@ use rowan::ast::AstNode;
 use super::path::EditPath;
 use super::skim;
 use super::types::{Edit, EditError};
-use crate::nix::verify::{self, Position, VerifyError};
+use crate::nix::verify::{self, VerifyError};
+use crate::position::Position;
 
 /// A hand-written Nix file, parsed and ready for lookups and edits. (Not `model::source`'s specification
 /// document: this is any Nix file a person maintains.)

@@ -37,7 +37,7 @@ pub use types::{Definition, Edit, EditError, NewValue};
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nix::verify::Position;
+    use crate::position::Position;
     use serde_json::json;
 
     fn data(value: serde_json::Value) -> NewValue {

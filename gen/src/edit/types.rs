@@ -3,7 +3,8 @@
 use std::ops::Range;
 
 use crate::nix::Expr;
-use crate::nix::verify::{Position, VerifyError};
+use crate::nix::verify::VerifyError;
+use crate::position::Position;
 
 /// The value to set: data converted by the emitter, or Nix text written by a person (inserted as written).
 #[derive(Debug, Clone)]

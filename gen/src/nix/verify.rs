@@ -3,9 +3,7 @@
 //! it. A failure here is a bug in fedigen, reported with the file and position so
 //! it can be fixed; the text is never written.
 
-/// The position type of [`VerifyError`]s, defined in `crate::position` (the one position type of the crate) and
-/// named here too for the code that matches on these errors.
-pub use crate::position::Position;
+use crate::position::Position;
 
 /// Emitted text that failed a check: which file, where, and what the checker said.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

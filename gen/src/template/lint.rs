@@ -7,7 +7,7 @@ use handlebars::template::{Parameter, Template, TemplateElement};
 
 use super::TemplateError;
 use super::helpers::VALUE_HELPERS;
-use crate::nix::verify;
+use crate::position::Position;
 
 /// Block helpers that only steer rendering and emit nothing themselves.
 pub const BLOCK_HELPERS: [&str; 4] = ["if", "unless", "each", "with"];
@@ -19,14 +19,14 @@ pub const PARAMETER_HELPERS: [&str; 6] = ["eq", "ne", "and", "or", "not", "looku
 pub fn lint(file: &Path, source: &str) -> Result<(), TemplateError> {
     let template = Template::compile(source).map_err(|e| TemplateError {
         file: file.to_owned(),
-        location: e.pos(),
+        location: e.pos().map(Position::from),
         message: e.reason().to_string(),
     })?;
     if let Some(offset) = source.find("{{{") {
-        let p = verify::Position::of_offset(source, offset);
+        let p = Position::of_offset(source, offset);
         return Err(TemplateError {
             file: file.to_owned(),
-            location: Some((p.line, p.column)),
+            location: Some(p),
             message: "raw output `{{{ … }}}` is not allowed: emit values with a typed helper \
                       (nix-str, nix-value, nix-attr, nix-path, nix-source-path, nix-options)"
                 .into(),
@@ -37,7 +37,7 @@ pub fn lint(file: &Path, source: &str) -> Result<(), TemplateError> {
 
 fn lint_template(file: &Path, template: &Template) -> Result<(), TemplateError> {
     for (i, element) in template.elements.iter().enumerate() {
-        let location = template.mapping.get(i).map(|m| (m.0, m.1));
+        let location = template.mapping.get(i).map(|m| Position::new(m.0, m.1));
         let error = |message: String| TemplateError {
             file: file.to_owned(),
             location,
@@ -131,10 +131,10 @@ mod tests {
     #[test]
     fn escape_hatches_are_rejected_with_their_position() {
         let raw = lint_text("{\n  x = {{{application.title}}};\n}").unwrap_err();
-        assert_eq!(raw.location, Some((2, 7)), "{raw}");
+        assert_eq!(raw.location, Some(Position::new(2, 7)), "{raw}");
         assert!(raw.message.contains("{{{"), "{raw}");
         let bare = lint_text("{\n  x = \"{{application.title}}\";\n}").unwrap_err();
-        assert_eq!(bare.location, Some((2, 8)), "{bare}");
+        assert_eq!(bare.location, Some(Position::new(2, 8)), "{bare}");
         assert!(
             bare.message.contains("{{nix-str application.title}}"),
             "{bare}"

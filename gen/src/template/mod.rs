@@ -31,6 +31,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::manifest::Manifest;
+use crate::position::Position;
 use layout::finish_layout;
 use locate::{MARK_CLOSE, MARK_OPEN, map_column, mark_lines, snippet, strip_markers};
 
@@ -47,12 +48,12 @@ pub use shell::shell_quote;
 
 /// A problem in a template, located in the template file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}{}: {message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+#[error("{file}{}: {message}", location.map(|p| format!(":{p}")).unwrap_or_default())]
 pub struct TemplateError {
     /// The template file.
     pub file: PathBuf,
     /// Line and column (1-based), when known.
-    pub location: Option<(usize, usize)>,
+    pub location: Option<Position>,
     /// What is wrong and how to fix it.
     pub message: String,
 }
@@ -199,7 +200,7 @@ impl Templates {
                 message.push_str(&help);
                 TemplateError {
                     file,
-                    location: Some((line, column)),
+                    location: Some(Position::new(line, column)),
                     message,
                 }
             }
@@ -332,7 +333,7 @@ fn read(path: &Path, relative: &Path) -> Result<String, TemplateError> {
 fn handlebars_error(file: &Path, e: &handlebars::TemplateError) -> TemplateError {
     TemplateError {
         file: file.to_owned(),
-        location: e.pos(),
+        location: e.pos().map(Position::from),
         message: e.reason().to_string(),
     }
 }
@@ -353,7 +354,7 @@ fn render_error(file: &Path, e: &RenderError) -> TemplateError {
     };
     TemplateError {
         file,
-        location: e.line_no.zip(e.column_no),
+        location: e.line_no.zip(e.column_no).map(Position::from),
         message: e.reason().to_string(),
     }
 }
