@@ -572,7 +572,7 @@ async fn run_nix(
     deadline: tokio::time::Instant,
 ) -> Result<StepResult, Outcome> {
     let shown = std::iter::once(program.to_owned())
-        .chain(args.iter().map(|a| shell_quote(a)))
+        .chain(args.iter().map(|a| quote_for_display(a)))
         .collect::<Vec<_>>()
         .join(" ");
     note(log, live, &format!("running {shown}"));
@@ -608,8 +608,10 @@ fn step_failure(step: &StepResult, what: &str, timeout: Duration, log: &Log) -> 
     }
 }
 
-/// Quotes an argument for display, so that a logged command can be pasted into a shell.
-fn shell_quote(s: &str) -> String {
+/// Quotes an argument for display only where a shell needs it, so that a logged command reads plainly and can be
+/// pasted into a shell. (Not fedigen's `template::shell_quote`, which always quotes generated script text; the
+/// harness takes nothing from the `fedigen` crate.)
+fn quote_for_display(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:+,@".contains(c))
