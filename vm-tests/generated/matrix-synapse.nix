@@ -25,7 +25,7 @@ pkgs.testers.runNixOSTest {
       {
         imports = [
           ../../modules/default.nix
-          (common.testSecrets [
+          (common.testSecrets "0444" [
             {
               path = "/etc/fedigen-test/synapseSecrets";
               value = "registration_shared_secret: fedigen-test-registration-secret\n";

@@ -25,7 +25,7 @@ pkgs.testers.runNixOSTest {
       {
         imports = [
           ../../modules/default.nix
-          (common.testSecrets [
+          (common.testSecrets "0444" [
             {
               path = "/etc/fedigen-test/peertubeSecret";
               value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

@@ -25,7 +25,7 @@ pkgs.testers.runNixOSTest {
       {
         imports = [
           ../../modules/default.nix
-          (common.testSecrets [
+          (common.testSecrets "0444" [
             {
               path = "/etc/fedigen-test/appSecrets";
               value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";

@@ -8,11 +8,11 @@ rec {
       openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj "/CN=${host}" \
         -addext "subjectAltName=DNS:${host}" -keyout $out/key.pem -out $out/cert.pem
     '';
-  # A module placing test secret files: a list of { path, value }.
-  testSecrets = secrets: {
+  # A module placing test secret files (a list of { path, value }) with the given mode.
+  testSecrets = mode: secrets: {
     system.activationScripts.fedigenTestSecrets = pkgs.lib.concatMapStrings (
       secret:
-      "install -D -m 0444 ${pkgs.writeText "fedigen-test-secret" secret.value} ${pkgs.lib.escapeShellArg secret.path}\n"
+      "install -D -m ${mode} ${pkgs.writeText "fedigen-test-secret" secret.value} ${pkgs.lib.escapeShellArg secret.path}\n"
     ) secrets;
   };
   testNode =
@@ -28,7 +28,7 @@ rec {
     {
       imports = [
         module
-        (testSecrets secrets)
+        (testSecrets "0400" secrets)
       ];
       virtualisation = {
         inherit cores;
