@@ -448,13 +448,10 @@ fn io_problem(error: &std::io::Error) -> String {
         ErrorKind::PermissionDenied => {
             "cannot read the specification: permission denied".to_owned()
         }
-        _ => {
-            let text = error.to_string();
-            let text = text
-                .rsplit_once(" (os error ")
-                .map_or(text.as_str(), |(t, _)| t);
-            format!("cannot read the specification: {text}")
-        }
+        _ => format!(
+            "cannot read the specification: {}",
+            crate::io_error::describe(error)
+        ),
     }
 }
 
