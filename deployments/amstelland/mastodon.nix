@@ -2,9 +2,15 @@
 {
   imports = [
     ../../modules
+    ../base.nix
     ../provider.nix
   ];
-  services.qemuGuest.enable = true;
+  proxmox.qemuConf = {
+    name = "amstelland-mastodon";
+    cores = 4;
+    memory = 8192;
+  };
+  virtualisation.diskSize = 204800;
   networking.hostName = "amstelland-mastodon";
   networking.domain = "amstelland-university.example";
   services.openssh.enable = true;

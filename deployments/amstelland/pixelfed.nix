@@ -2,9 +2,15 @@
 {
   imports = [
     ../../modules
+    ../base.nix
     ../provider.nix
   ];
-  services.qemuGuest.enable = true;
+  proxmox.qemuConf = {
+    name = "amstelland-pixelfed";
+    cores = 2;
+    memory = 2048;
+  };
+  virtualisation.diskSize = 40960;
   networking.hostName = "amstelland-pixelfed";
   networking.domain = "amstelland-university.example";
   services.openssh.enable = true;

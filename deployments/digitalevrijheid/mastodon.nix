@@ -2,9 +2,15 @@
 {
   imports = [
     ../../modules
+    ../base.nix
     ../provider.nix
   ];
-  services.qemuGuest.enable = true;
+  proxmox.qemuConf = {
+    name = "digitalevrijheid-mastodon";
+    cores = 2;
+    memory = 4096;
+  };
+  virtualisation.diskSize = 40960;
   networking.hostName = "digitalevrijheid-mastodon";
   networking.domain = "digitalevrijheid.example";
   services.openssh.enable = true;

@@ -2,9 +2,15 @@
 {
   imports = [
     ../../modules
+    ../base.nix
     ../provider.nix
   ];
-  services.qemuGuest.enable = true;
+  proxmox.qemuConf = {
+    name = "digitalevrijheid-matrix-synapse";
+    cores = 2;
+    memory = 2048;
+  };
+  virtualisation.diskSize = 20480;
   networking.hostName = "digitalevrijheid-matrix-synapse";
   networking.domain = "digitalevrijheid.example";
   services.openssh.enable = true;

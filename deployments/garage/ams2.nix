@@ -2,9 +2,15 @@
 {
   imports = [
     ../../modules
+    ../base.nix
     ../garage-cluster.nix
   ];
-  services.qemuGuest.enable = true;
+  proxmox.qemuConf = {
+    name = "garage-ams2";
+    cores = 2;
+    memory = 2048;
+  };
+  virtualisation.diskSize = 2048000;
   networking.hostName = "garage-ams2";
   networking.domain = "nordwind-hosting.example";
   services.openssh.enable = true;

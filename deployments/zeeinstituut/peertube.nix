@@ -2,10 +2,16 @@
 {
   imports = [
     ../../modules
+    ../base.nix
     ../provider.nix
     ../garage-cluster.nix
   ];
-  services.qemuGuest.enable = true;
+  proxmox.qemuConf = {
+    name = "zeeinstituut-peertube";
+    cores = 4;
+    memory = 4096;
+  };
+  virtualisation.diskSize = 819200;
   networking.hostName = "zeeinstituut-peertube";
   networking.domain = "zee-instituut.example";
   services.openssh.enable = true;

@@ -31,6 +31,12 @@ pub(crate) const PROVIDER_MODULE: &str = "provider.nix";
 /// provider's: they send no mail and need no ACME account.
 pub(crate) const GARAGE_CLUSTER_MODULE: &str = "garage-cluster.nix";
 
+/// The module every machine imports, `deployments/base.nix`: what the provider's runtime backend gives every
+/// machine (the guest profile or image module, the root file system and boot loader where the backend decides
+/// them, `nixpkgs.hostPlatform`), written once. What differs per machine (cores, memory, disk, a bare-metal
+/// host's hardware and boot loader) is in the machine's own file.
+pub(crate) const BASE_MODULE: &str = "base.nix";
+
 /// Where a named secret (`{ secret = "name" }`) is placed on the machine by the provider's tooling.
 pub(crate) const NAMED_SECRETS_DIR: &str = "/run/secrets";
 
@@ -319,6 +325,7 @@ pub fn plan(
     // Machines are described first, then emitted and verified in parallel (the costly part: rnix).
     let mut pending: Vec<(PlannedMachine, Expr, Vec<String>)> = Vec::new();
     let header = |what: &str| vec![marker_text(&format!("{spec_name} ({what})"))];
+    let spec_dir = Path::new(spec_name).parent().unwrap_or(Path::new(""));
     for machine in machines(spec, catalog) {
         let (module, what) = match &machine.role {
             MachineRole::Application {
@@ -329,7 +336,7 @@ pub fn plan(
                 let application = &operator.applications[app];
                 let manifest = &catalog.manifests[app];
                 (
-                    machine_module(spec, operator, app, application, manifest)?,
+                    machine_module(spec, spec_dir, operator, app, application, manifest)?,
                     format!("operator {}, application {app}", operator.name),
                 )
             }
@@ -339,7 +346,7 @@ pub fn plan(
                 };
                 let node = &storage.nodes[node_name];
                 (
-                    garage_machine(spec, (&machine.name, node), catalog)?,
+                    garage_machine(spec, spec_dir, (&machine.name, node), catalog)?,
                     format!("Garage node {node_name}"),
                 )
             }
@@ -368,6 +375,12 @@ pub fn plan(
         files.insert(PathBuf::from(path), text);
         Ok::<(), DeployError>(())
     };
+    top_level(
+        BASE_MODULE,
+        "the runtime backend's base",
+        "Imported by every machine: what the runtime backend gives each machine (boot, disks, platform), written once.",
+        &base_module(&spec.provider.runtime)?,
+    )?;
     top_level(
         PROVIDER_MODULE,
         "the provider's services",
@@ -486,42 +499,61 @@ pub(crate) fn secret_path(secret: &SecretRef) -> String {
     }
 }
 
-/// What every machine has: the generated modules and the provider modules it needs (`provider_modules`, files
-/// of `deployments/`), its runtime backend's settings, its names, SSH, the NixOS release it started with.
+/// What every machine has: the generated modules, the runtime backend's base and the provider modules it needs
+/// (`provider_modules`, files of `deployments/`), its runtime backend's per-machine settings, its names, SSH, the
+/// NixOS release it started with. `spec_dir` is the specification's folder relative to the repository, which a
+/// bare-metal host's `hardware_config` is relative to.
 fn machine_base(
     spec: &Spec,
+    spec_dir: &Path,
     capacity: model::Resources,
     bare_metal_host: Option<&str>,
     (host_name, domain): (&str, &str),
     provider_modules: &[&str],
 ) -> Result<Vec<Entry>, DeployError> {
-    let mut imports = vec![Expr::SourcePath(SourcePath::new("../../modules")?)];
+    let mut imports = vec![
+        Expr::SourcePath(SourcePath::new("../../modules")?),
+        Expr::SourcePath(SourcePath::new(&format!("../{BASE_MODULE}"))?),
+    ];
     for module in provider_modules {
         imports.push(Expr::SourcePath(SourcePath::new(&format!("../{module}"))?));
     }
     let mut entries = Vec::new();
+    let disk_mib = u64::from(capacity.disk_gib) * 1024;
     match &spec.provider.runtime {
-        Runtime::Qemu => {
+        Runtime::Qemu(_) => {
             // `nixos-rebuild build-vm` and the VM tests use this variant; it needs no extra module.
             entries.push(Entry::dotted(
                 "virtualisation.vmVariant.virtualisation",
                 data(&serde_json::json!({
                     "cores": capacity.cores,
                     "memorySize": capacity.memory_mib,
-                    "diskSize": u64::from(capacity.disk_gib) * 1024,
+                    "diskSize": disk_mib,
                 }))?,
             )?);
         }
         Runtime::Proxmox(_) => {
-            // The VM itself is created from deployments/proxmox.nix; the guest only needs its agent.
+            // proxmox-image.nix (imported by the base) builds the VM image with these; MiB throughout.
             entries.push(Entry::dotted(
-                "services.qemuGuest.enable",
-                Expr::Bool(true),
+                "proxmox.qemuConf",
+                Expr::attrs(vec![
+                    Entry::dotted("name", Expr::string(host_name)?)?,
+                    Entry::dotted("cores", Expr::Int(i64::from(capacity.cores)))?,
+                    Entry::dotted("memory", Expr::Int(i64::from(capacity.memory_mib)))?,
+                ]),
+            )?);
+            entries.push(Entry::dotted(
+                "virtualisation.diskSize",
+                data(&serde_json::json!(disk_mib))?,
             )?);
         }
         Runtime::BareMetal(bare) => {
             if let Some(host) = bare_metal_host.and_then(|h| bare.hosts.get(h)) {
-                imports.push(Expr::runtime_path(&host.hardware_config)?);
+                imports.push(Expr::SourcePath(hardware_source(
+                    spec_dir,
+                    &host.hardware_config,
+                )?));
+                entries.extend(boot_loader(&host.boot_loader)?);
             }
         }
     }
@@ -537,6 +569,117 @@ fn machine_base(
         Expr::string(STATE_VERSION)?,
     )?);
     Ok(entries)
+}
+
+/// The path literal, from a machine file (`deployments/<folder>/<machine>.nix`), of a hardware configuration
+/// given relative to the specification's folder (`spec_dir`, relative to the repository). A path literal, not a
+/// string: pure flake evaluation reads only files of the repository, and copies this one with it.
+pub(crate) fn hardware_source(spec_dir: &Path, file: &str) -> Result<SourcePath, DeployError> {
+    if file.starts_with('/') {
+        return Err(DeployError::Data(format!(
+            "the hardware configuration `{file}` is an absolute path; give it relative to the specification file"
+        )));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    let joined = spec_dir.join(file);
+    for component in joined.components() {
+        match component {
+            std::path::Component::Normal(part) => {
+                parts.push(part.to_str().unwrap_or_default());
+            }
+            std::path::Component::ParentDir => {
+                if parts.pop().is_none() {
+                    return Err(DeployError::Data(format!(
+                        "the hardware configuration `{file}` lies outside the repository; pure flake evaluation \
+                         reads only the repository's files: commit it in the repository and give its path \
+                         relative to the specification file"
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(SourcePath::new(&format!("../../{}", parts.join("/")))?)
+}
+
+/// The `boot.loader` settings of a bare-metal host's boot loader.
+fn boot_loader(loader: &model::BootLoader) -> Result<Vec<Entry>, DeployError> {
+    Ok(match loader {
+        model::BootLoader::SystemdBoot => vec![
+            Entry::dotted("boot.loader.systemd-boot.enable", Expr::Bool(true))?,
+            Entry::dotted("boot.loader.efi.canTouchEfiVariables", Expr::Bool(true))?,
+        ],
+        model::BootLoader::Grub { device } => vec![Entry::dotted(
+            "boot.loader.grub.device",
+            Expr::string(device)?,
+        )?],
+    })
+}
+
+/// `deployments/base.nix`: what the runtime backend gives every machine, the same on each. QEMU: nixpkgs' QEMU
+/// guest profile (virtio drivers), the root file system by label, GRUB on the virtio disk. Proxmox: nixpkgs'
+/// `proxmox-image.nix` (image, root file system, GRUB, guest agent) without cloud-init, which would blank the
+/// host name set here. Bare metal: only the platform (the hardware and boot loader are each host's).
+fn base_module(runtime: &Runtime) -> Result<Expr, DeployError> {
+    let module_path = |file: &str| -> Result<Expr, DeployError> {
+        let mut path = crate::nix::NixString::default();
+        path.push_interpolation(Expr::var("modulesPath")?);
+        path.push_literal(file)?;
+        Ok(Expr::Str(path))
+    };
+    let mut entries = Vec::new();
+    match runtime {
+        Runtime::Qemu(_) => {
+            entries.push(Entry::dotted(
+                "imports",
+                Expr::List(vec![module_path("/profiles/qemu-guest.nix")?]),
+            )?);
+            entries.push(Entry::binding(
+                AttrPath::new(vec![AttrName::new("fileSystems")?, AttrName::new("/")?])?,
+                Expr::attrs(vec![
+                    Entry::dotted("device", Expr::string("/dev/disk/by-label/nixos")?)?,
+                    Entry::dotted("fsType", Expr::string("ext4")?)?,
+                    Entry::dotted("autoResize", Expr::Bool(true))?,
+                ]),
+            ));
+            entries.push(Entry::dotted("boot.growPartition", Expr::Bool(true))?);
+            entries.push(Entry::dotted(
+                "boot.loader.grub.device",
+                Expr::string("/dev/vda")?,
+            )?);
+        }
+        Runtime::Proxmox(_) => {
+            entries.push(Entry::dotted(
+                "imports",
+                Expr::List(vec![module_path("/virtualisation/proxmox-image.nix")?]),
+            )?);
+            entries.push(Entry::dotted(
+                "proxmox.cloudInit.enable",
+                Expr::Bool(false),
+            )?);
+            entries.push(Entry::dotted(
+                "services.qemuGuest.enable",
+                Expr::Bool(true),
+            )?);
+        }
+        Runtime::BareMetal(_) => {}
+    }
+    entries.push(Entry::dotted(
+        "nixpkgs.hostPlatform",
+        Expr::string(runtime.host_platform())?,
+    )?);
+    let body = Expr::attrs(entries);
+    Ok(match runtime {
+        Runtime::BareMetal(_) => body,
+        Runtime::Qemu(_) | Runtime::Proxmox(_) => Expr::Lambda(
+            Param::Formals {
+                formals: vec![(Ident::new("modulesPath")?, None)],
+                ellipsis: true,
+                bind: None,
+            },
+            Box::new(body),
+        ),
+    })
 }
 
 /// `deployments/provider.nix`: the provider-wide settings every application reads (ACME, SMTP relay, S3
@@ -609,6 +752,7 @@ fn garage_settings(storage: &model::ObjectStorage) -> Result<Expr, DeployError> 
 /// names are [`fediversity_names`] and its application's are [`application_names`], the names validation checks.
 fn machine_module(
     spec: &Spec,
+    spec_dir: &Path,
     operator: &Operator,
     app: &str,
     application: &model::OperatorApplication,
@@ -654,6 +798,7 @@ fn machine_module(
     }
     let mut entries = machine_base(
         spec,
+        spec_dir,
         capacity,
         bare_metal_host,
         (&machine, &operator.domain),
@@ -667,6 +812,7 @@ fn machine_module(
 /// settings come from `deployments/garage-cluster.nix`; nothing else of the provider's is needed.
 fn garage_machine(
     spec: &Spec,
+    spec_dir: &Path,
     (name, node): (&str, &model::GarageNode),
     catalog: &Catalog,
 ) -> Result<Expr, DeployError> {
@@ -687,6 +833,7 @@ fn garage_machine(
     let domain = &spec.provider.domain;
     let mut entries = machine_base(
         spec,
+        spec_dir,
         capacity,
         node.host.as_deref(),
         (name, domain),

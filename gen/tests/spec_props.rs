@@ -16,9 +16,9 @@ use fedigen::eval::{Evaluator, Source};
 use fedigen::manifest::{OptionType, SecretSource};
 use fedigen::model::shape::is_secret_like;
 use fedigen::model::{
-    self, Acme, Admin, BareMetal, Catalog, GarageNode, Host, Limits, Machine, ObjectStorage,
-    Operator, OperatorApplication, Provider, Proxmox, ResourceRequest, Resources, Runtime,
-    SecretRef, Smtp, Spec, SpecDocument,
+    self, Acme, Admin, BareMetal, BootLoader, Catalog, GarageNode, Host, Limits, Machine,
+    ObjectStorage, Operator, OperatorApplication, Provider, Proxmox, Qemu, ResourceRequest,
+    Resources, Runtime, SecretRef, Smtp, Spec, SpecDocument,
 };
 use fedigen::nix::value::{DataPolicy, SPECIAL_ATTRIBUTES, from_json};
 use proptest::prelude::*;
@@ -221,27 +221,36 @@ fn operator(index: usize) -> impl Strategy<Value = Operator> {
         })
 }
 
+/// A Nix system name for `host_platform`.
+fn platform() -> impl Strategy<Value = String> {
+    proptest::sample::select(vec!["x86_64-linux", "aarch64-linux", "riscv64-linux"])
+        .prop_map(str::to_owned)
+}
+
 fn runtime() -> impl Strategy<Value = Runtime> {
     prop_oneof![
-        Just(Runtime::Qemu),
+        platform().prop_map(|host_platform| Runtime::Qemu(Qemu { host_platform })),
         (
             "[a-z]{1,8}",
             "[a-z0-9-]{1,8}",
             "[a-z]{1,8}",
             "vmbr[0-9]",
-            secret()
+            secret(),
+            platform(),
         )
-            .prop_map(|(host, node, storage, bridge, api_token)| {
+            .prop_map(|(host, node, storage, bridge, api_token, host_platform)| {
                 Runtime::Proxmox(Proxmox {
                     api_url: format!("https://{host}.example:8006/api2/json"),
                     node: format!("n{node}"),
                     storage,
                     bridge,
                     api_token,
+                    host_platform,
                 })
             }),
-        Just(Runtime::BareMetal(BareMetal {
-            hosts: BTreeMap::new()
+        platform().prop_map(|host_platform| Runtime::BareMetal(BareMetal {
+            hosts: BTreeMap::new(),
+            host_platform,
         })),
     ]
 }
@@ -260,6 +269,14 @@ fn place_on_hosts(mut spec: Spec) -> Spec {
             Host {
                 ssh: format!("root@192.0.2.{n}"),
                 hardware_config: format!("./hardware/metal{n}.nix"),
+                // Both boot loaders, alternating.
+                boot_loader: if n % 2 == 0 {
+                    BootLoader::SystemdBoot
+                } else {
+                    BootLoader::Grub {
+                        device: format!("/dev/disk/by-id/ata-disk{n}"),
+                    }
+                },
             },
         );
         name
@@ -529,12 +546,6 @@ fn renamed_spec() -> impl Strategy<Value = (Spec, Catalog)> {
             {
                 storage.nodes.insert(app, node);
                 storage.replication_factor = 1;
-            }
-        }
-        // A relative hardware configuration is a path beside the specification, which `deploy` does not resolve.
-        if let Runtime::BareMetal(metal) = &mut spec.provider.runtime {
-            for host in metal.hosts.values_mut() {
-                host.hardware_config = host.hardware_config.replace("./", "/etc/fedigen/");
             }
         }
         (spec, renamed)

@@ -27,6 +27,38 @@ pub fn check(spec: &Spec, catalog: &Catalog) -> Vec<Diagnostic> {
     out
 }
 
+/// The files a valid specification names beside itself that are missing: each bare-metal host's
+/// `hardware_config`, relative to `spec_dir` (the specification file's folder). Apart from [`check`], which
+/// needs no file system (the panel checks specifications that are not files).
+pub(crate) fn files(spec: &Spec, spec_dir: &std::path::Path) -> Vec<Diagnostic> {
+    let Runtime::BareMetal(bare) = &spec.provider.runtime else {
+        return Vec::new();
+    };
+    bare.hosts
+        .iter()
+        .filter(|(_, host)| !spec_dir.join(&host.hardware_config).is_file())
+        .map(|(name, host)| {
+            Diagnostic::new(
+                FieldPath::of(&["provider", "runtime", "hosts", name, "hardware_config"]),
+                format!(
+                    "the hardware configuration `{}` of host `{name}` does not exist",
+                    host.hardware_config
+                ),
+                "no such file",
+            )
+            .hint(format!(
+                "the path is relative to the specification's folder ({}): run `nixos-generate-config \
+                 --show-hardware-config` on the host, commit its output in the repository there",
+                if spec_dir.as_os_str().is_empty() {
+                    ".".to_owned()
+                } else {
+                    spec_dir.display().to_string()
+                }
+            ))
+        })
+        .collect()
+}
+
 fn operator_path(i: usize) -> FieldPath {
     FieldPath::of(&["operators"]).index(i)
 }

@@ -100,11 +100,47 @@ pub struct Provider {
 #[serde(tag = "backend", rename_all = "kebab-case")]
 pub enum Runtime {
     /// Local QEMU virtual machines (tests, development).
-    Qemu,
+    Qemu(Qemu),
     /// Virtual machines on a Proxmox VE cluster.
     Proxmox(Proxmox),
     /// Physical hosts, one machine per host.
     BareMetal(BareMetal),
+}
+
+impl Runtime {
+    /// The Nix system every machine is built for (`nixpkgs.hostPlatform`): NixOps4 evaluates machines with
+    /// `nixosSystem` without a `system` argument, so each machine must say it.
+    pub fn host_platform(&self) -> &str {
+        match self {
+            Self::Qemu(Qemu { host_platform })
+            | Self::Proxmox(Proxmox { host_platform, .. })
+            | Self::BareMetal(BareMetal { host_platform, .. }) => host_platform,
+        }
+    }
+}
+
+/// The platform machines are built for when the specification does not say (`nixpkgs.hostPlatform`).
+pub const DEFAULT_HOST_PLATFORM: &str = "x86_64-linux";
+
+fn default_host_platform() -> String {
+    DEFAULT_HOST_PLATFORM.to_owned()
+}
+
+/// Local QEMU virtual machines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Qemu {
+    /// The Nix system of the machines (`nixpkgs.hostPlatform`), e.g. `x86_64-linux`.
+    #[serde(default = "default_host_platform")]
+    pub host_platform: String,
+}
+
+impl Default for Qemu {
+    fn default() -> Self {
+        Self {
+            host_platform: default_host_platform(),
+        }
+    }
 }
 
 /// A Proxmox VE cluster.
@@ -121,6 +157,9 @@ pub struct Proxmox {
     pub bridge: String,
     /// The API token (`user@realm!tokenid=…`), as a reference.
     pub api_token: SecretRef,
+    /// The Nix system of the machines (`nixpkgs.hostPlatform`), e.g. `x86_64-linux`.
+    #[serde(default = "default_host_platform")]
+    pub host_platform: String,
 }
 
 /// Physical hosts.
@@ -129,6 +168,9 @@ pub struct Proxmox {
 pub struct BareMetal {
     /// The hosts by name; machines are placed on them by name.
     pub hosts: BTreeMap<String, Host>,
+    /// The Nix system of the machines (`nixpkgs.hostPlatform`), e.g. `x86_64-linux`.
+    #[serde(default = "default_host_platform")]
+    pub host_platform: String,
 }
 
 /// One physical host.
@@ -137,8 +179,24 @@ pub struct BareMetal {
 pub struct Host {
     /// How to reach it for deployment: `[user@]host[:port]`.
     pub ssh: String,
-    /// Its `hardware-configuration.nix`, relative to the specification or absolute.
+    /// Its `hardware-configuration.nix` (from `nixos-generate-config`), committed in the repository, relative to
+    /// the specification file: pure flake evaluation reads no file outside the repository.
     pub hardware_config: String,
+    /// The boot loader the host starts with; `hardware-configuration.nix` does not say it.
+    pub boot_loader: BootLoader,
+}
+
+/// The boot loader of a bare-metal host (NixOS `boot.loader.*`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BootLoader {
+    /// systemd-boot on an EFI system partition mounted at `/boot`.
+    SystemdBoot,
+    /// GRUB installed on a disk (BIOS boot).
+    Grub {
+        /// The disk GRUB is installed on, e.g. `/dev/disk/by-id/…` (`boot.loader.grub.device`).
+        device: String,
+    },
 }
 
 /// The ACME account (NixOS `security.acme`).
@@ -455,10 +513,19 @@ fn io_problem(error: &std::io::Error) -> String {
     }
 }
 
-/// Reads, parses, validates and types a specification file; the format is chosen by its extension.
+/// Reads, parses, validates and types a specification file; the format is chosen by its extension. Then the
+/// files it names beside itself (bare-metal hosts' hardware configurations) must exist, relative to its folder.
 pub fn load(path: &Path, catalog: &Catalog) -> Result<Spec, LoadError> {
     let document = SpecDocument::read(path)?;
-    from_document(&document, catalog).map_err(|r| LoadError::Invalid(Box::new(r)))
+    let spec = from_document(&document, catalog).map_err(|r| LoadError::Invalid(Box::new(r)))?;
+    let missing = check::files(&spec, path.parent().unwrap_or(Path::new("")));
+    if missing.is_empty() {
+        Ok(spec)
+    } else {
+        Err(LoadError::Invalid(Box::new(SpecReport::new(
+            &document, missing,
+        ))))
+    }
 }
 
 /// Validates and types a parsed document, reporting every problem at once.

@@ -27,6 +27,8 @@ pub enum StrFormat {
     SshTarget,
     /// An absolute path outside the Nix store.
     AbsolutePath,
+    /// A file of the repository, relative to the specification file, in characters a Nix path literal holds.
+    SourceFile,
     /// The name of a secret in the provider's store.
     SecretName,
     /// An account name valid in every application.
@@ -48,6 +50,8 @@ const NAME: &str = r"^[a-z]([a-z0-9-]*[a-z0-9])?$";
 const SECRET_NAME: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
 const USERNAME: &str = r"^[a-z][a-z0-9_]*$";
 const TOKEN: &str = r"^[A-Za-z0-9][A-Za-z0-9._-]*$";
+/// A relative path whose every component a Nix path literal can hold (`./a/b.nix`).
+const SOURCE_FILE: &str = r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$";
 
 /// A problem with one string: what, a short label, and how to fix it.
 pub(super) struct Problem {
@@ -71,6 +75,7 @@ static HTTPS_URL_RE: LazyLock<Regex> = LazyLock::new(|| compile(HTTPS_URL));
 static SECRET_NAME_RE: LazyLock<Regex> = LazyLock::new(|| compile(SECRET_NAME));
 static USERNAME_RE: LazyLock<Regex> = LazyLock::new(|| compile(USERNAME));
 static TOKEN_RE: LazyLock<Regex> = LazyLock::new(|| compile(TOKEN));
+static SOURCE_FILE_RE: LazyLock<Regex> = LazyLock::new(|| compile(SOURCE_FILE));
 
 fn compile(pattern: &str) -> Regex {
     Regex::new(pattern).expect("valid pattern")
@@ -124,6 +129,17 @@ impl StrFormat {
                 }
             }
             Self::AbsolutePath => check_runtime_path(s),
+            Self::SourceFile if s.starts_with('/') => Err(problem(
+                format!("`{s}` is an absolute path"),
+                "absolute path",
+                Some("pure flake evaluation reads no file outside the repository: commit the file in the repository and give its path relative to the specification file, e.g. `hardware/host1.nix`".into()),
+            )),
+            Self::SourceFile if SOURCE_FILE_RE.is_match(s) => Ok(()),
+            Self::SourceFile => Err(problem(
+                format!("`{s}` cannot be written as a Nix path"),
+                "not a plain relative path",
+                Some("use letters, digits, `.`, `_` and `-` in file and folder names, separated by single `/`".into()),
+            )),
             Self::SecretName if SECRET_NAME_RE.is_match(s) && s.len() <= 128 => Ok(()),
             Self::SecretName => Err(problem(
                 format!("`{s}` is not a secret name"),
@@ -160,6 +176,7 @@ impl StrFormat {
             Self::HttpsUrl => json!({"type": "string", "format": "uri", "pattern": HTTPS_URL}),
             Self::SshTarget => json!({"type": "string", "pattern": SSH_TARGET}),
             Self::AbsolutePath => json!({"type": "string", "pattern": RUNTIME_PATH}),
+            Self::SourceFile => json!({"type": "string", "pattern": SOURCE_FILE}),
             Self::SecretName => json!({"type": "string", "maxLength": 128, "pattern": SECRET_NAME}),
             Self::Username => json!({"type": "string", "maxLength": 30, "pattern": USERNAME}),
             Self::Token => json!({"type": "string", "pattern": TOKEN}),

@@ -92,14 +92,39 @@ pub fn spec_shape() -> Shape {
         ),
         req(
             "hardware_config",
-            Str(F::Text),
-            "its hardware-configuration.nix, relative to the specification or absolute",
+            Str(F::SourceFile),
+            "its hardware-configuration.nix, committed in the repository, relative to the specification file",
+        ),
+        req(
+            "boot_loader",
+            Tagged(
+                "kind",
+                vec![
+                    ("systemd-boot", vec![]),
+                    (
+                        "grub",
+                        vec![req(
+                            "device",
+                            Str(F::AbsolutePath),
+                            "the disk GRUB is installed on, e.g. `/dev/disk/by-id/…`",
+                        )],
+                    ),
+                ],
+            ),
+            "the boot loader: `kind` is systemd-boot (EFI) or grub (with `device`)",
         ),
     ]);
+    let platform = || {
+        opt(
+            "host_platform",
+            Str(F::Token),
+            "the Nix system of the machines (`nixpkgs.hostPlatform`), `x86_64-linux` when absent",
+        )
+    };
     let runtime = Tagged(
         "backend",
         vec![
-            ("qemu", vec![]),
+            ("qemu", vec![platform()]),
             (
                 "proxmox",
                 vec![
@@ -120,19 +145,23 @@ pub fn spec_shape() -> Shape {
                     ),
                     req("bridge", Str(F::Token), "the network bridge, e.g. `vmbr0`"),
                     req("api_token", Secret, "the API token, as a secret reference"),
+                    platform(),
                 ],
             ),
             (
                 "bare-metal",
-                vec![req(
-                    "hosts",
-                    Map {
-                        key: F::Name(63),
-                        value: Box::new(host),
-                        min_entries: 1,
-                    },
-                    "the physical hosts by name",
-                )],
+                vec![
+                    req(
+                        "hosts",
+                        Map {
+                            key: F::Name(63),
+                            value: Box::new(host),
+                            min_entries: 1,
+                        },
+                        "the physical hosts by name",
+                    ),
+                    platform(),
+                ],
             ),
         ],
     );
