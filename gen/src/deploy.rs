@@ -588,13 +588,13 @@ pub(crate) fn hardware_source(spec_dir: &Path, file: &str) -> Result<SourcePath,
                 parts.push(part.to_str().unwrap_or_default());
             }
             std::path::Component::ParentDir => {
-                if parts.pop().is_none() {
-                    return Err(DeployError::Data(format!(
+                parts.pop().ok_or_else(|| {
+                    DeployError::Data(format!(
                         "the hardware configuration `{file}` lies outside the repository; pure flake evaluation \
                          reads only the repository's files: commit it in the repository and give its path \
                          relative to the specification file"
-                    )));
-                }
+                    ))
+                })?;
             }
             _ => {}
         }

@@ -356,3 +356,61 @@ fn a_long_line_is_shown_around_the_place_not_whole() {
     assert!(stderr.contains("used again here"), "{stderr}");
     assert!(stderr.len() < 3_000, "{} bytes:\n{stderr}", stderr.len());
 }
+
+/// A bare-metal host's hardware configuration is a file of the repository, relative to the specification: a
+/// missing one is invalid input (status 2) reported at the field, and the same specification is valid once the
+/// file is there.
+#[test]
+fn validate_refuses_a_missing_hardware_configuration_at_its_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec =
+        std::fs::read_to_string(repository().join("gen/tests/fixtures/spec/valid/bare-metal.toml"))
+            .unwrap();
+    let path = dir.path().join("spec.toml");
+    std::fs::write(&path, &spec).unwrap();
+    let templates = repository().join("gen/tests/fixtures/spec/templates");
+    let validate = || {
+        fedigen(&[
+            "validate",
+            path.to_str().unwrap(),
+            "--templates",
+            templates.to_str().unwrap(),
+        ])
+    };
+    let out = validate();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.matches("does not exist").count(), 3, "{stderr}");
+    let line = spec
+        .lines()
+        .position(|l| l.starts_with("hosts.metal1"))
+        .unwrap()
+        + 1;
+    let column = spec
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .find("\"./hardware")
+        .unwrap()
+        + 1;
+    assert!(
+        stderr.contains(&format!("spec.toml:{line}:{column}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "the hardware configuration `./hardware/metal1.nix` of host `metal1` does not exist"
+        ),
+        "{stderr}"
+    );
+    std::fs::create_dir(dir.path().join("hardware")).unwrap();
+    for n in 1..=3 {
+        std::fs::write(dir.path().join(format!("hardware/metal{n}.nix")), "{ }\n").unwrap();
+    }
+    let out = validate();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

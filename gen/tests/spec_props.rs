@@ -7,8 +7,8 @@
 //! specifications in one process. Floats are multiples of 1/8 below 1000 in magnitude: Nix 2.8 prints six
 //! significant digits, so these are the floats that survive its JSON output exactly.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use fedigen::emit::{Verification, emit_file};
@@ -592,5 +592,109 @@ fn every_deployment_of_a_valid_specification_parses_with_nix() {
     assert!(
         valid >= 30 && refused >= 10,
         "{valid} valid and {refused} refused of 120: the generator no longer covers both"
+    );
+}
+
+mod contract;
+
+/// The repository (the workspace root).
+fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// Every machine of the example specification keeps the machine contract (root file system, boot loader,
+/// `nixpkgs.hostPlatform`, unique names), read from the files `deploy::plan` writes.
+#[test]
+fn every_machine_of_the_example_keeps_the_contract() {
+    let repo = repository();
+    let (spec, catalog) =
+        fedigen::deploy::load_spec(repo, &repo.join("examples/provider.toml")).unwrap();
+    let files = fedigen::deploy::plan(&spec, &catalog, "examples/provider.toml").unwrap();
+    let machines = fedigen::deploy::machines(&spec, &catalog);
+    assert!(machines.len() >= 5, "the example has its machines");
+    let violations = contract::violations(&machines, &files, spec.provider.runtime.host_platform());
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+/// The contract check can fail: a base without `nixpkgs.hostPlatform`, a machine file without its base, and two
+/// machines with one name are each reported.
+#[test]
+fn the_machine_contract_finds_what_is_missing() {
+    let repo = repository();
+    let (spec, catalog) =
+        fedigen::deploy::load_spec(repo, &repo.join("examples/provider.toml")).unwrap();
+    let files = fedigen::deploy::plan(&spec, &catalog, "examples/provider.toml").unwrap();
+    let mut machines = fedigen::deploy::machines(&spec, &catalog);
+    let platform = spec.provider.runtime.host_platform();
+    let base = PathBuf::from("deployments/base.nix");
+    let mut no_platform = files.clone();
+    let text = no_platform[&base].replace("nixpkgs.hostPlatform = \"x86_64-linux\";", "");
+    no_platform.insert(base.clone(), text);
+    let found = contract::violations(&machines, &no_platform, platform);
+    assert_eq!(found.len(), machines.len(), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .all(|v| v.contains("nixpkgs.hostPlatform is unset"))
+    );
+    let mut no_base = files.clone();
+    let first = PathBuf::from("deployments").join(&machines[0].file);
+    let text = no_base[&first].replace("../base.nix", "");
+    no_base.insert(first, text);
+    let found = contract::violations(&machines, &no_base, platform);
+    let name = machines[0].name.clone();
+    assert_eq!(
+        found,
+        [
+            format!("{name}: no root file system (fileSystems.\"/\")"),
+            format!("{name}: no boot loader (boot.loader.grub.device or systemd-boot)"),
+            format!("{name}: nixpkgs.hostPlatform is unset, not \"{platform}\""),
+        ]
+    );
+    machines.push(machines[0].clone());
+    let found = contract::violations(&machines, &files, platform);
+    assert_eq!(found, [format!("two machines are named {name}")]);
+}
+
+/// For random valid specifications of every backend: every planned machine keeps the contract.
+#[test]
+fn every_machine_of_a_valid_specification_keeps_the_contract() {
+    let mut runner = TestRunner::new(Config::default());
+    let strategy = renamed_spec();
+    let (mut valid, mut failures) = (0, Vec::new());
+    let mut backends = BTreeSet::new();
+    for i in 0..120 {
+        let (spec, catalog) = strategy.new_tree(&mut runner).unwrap().current();
+        let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
+        let document = SpecDocument::json(&format!("spec-{i}.json"), &text);
+        if model::from_document(&document, &catalog).is_err() {
+            continue;
+        }
+        valid += 1;
+        let machines = fedigen::deploy::machines(&spec, &catalog);
+        if !machines.is_empty() {
+            backends.insert(match &spec.provider.runtime {
+                Runtime::Qemu(_) => "qemu",
+                Runtime::Proxmox(_) => "proxmox",
+                Runtime::BareMetal(_) => "bare-metal",
+            });
+        }
+        match fedigen::deploy::plan(&spec, &catalog, &format!("specs/spec-{i}.json")) {
+            Ok(files) => {
+                let found =
+                    contract::violations(&machines, &files, spec.provider.runtime.host_platform());
+                if !found.is_empty() {
+                    failures.push(format!("spec-{i}:\n{}\n{text}", found.join("\n")));
+                }
+            }
+            Err(e) => failures.push(format!("spec-{i}: valid, but not deployable: {e}\n{text}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(valid >= 30, "{valid} valid of 120");
+    assert_eq!(
+        backends.len(),
+        3,
+        "every backend has machines in some specification"
     );
 }

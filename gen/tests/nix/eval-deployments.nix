@@ -15,7 +15,11 @@ let
     { lib, ... }:
     {
       options = {
+        boot = freeform;
         environment = freeform;
+        fileSystems = freeform;
+        nixpkgs = freeform;
+        proxmox = freeform;
         security = freeform;
         services = freeform;
         system = freeform;
@@ -47,6 +51,9 @@ let
   machine =
     module:
     (lib.evalModules {
+      # The upstream modules the runtime backend's base imports (deployments/base.nix), as empty stand-ins:
+      # what they set is checked by the contract tests (gen/tests/contract), not here.
+      specialArgs.modulesPath = ./modules-path;
       modules = [
         stubs
         module

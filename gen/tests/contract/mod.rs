@@ -1,0 +1,210 @@
+//! The contract every generated machine keeps, read from the emitted files of `deploy::plan` (the one source of
+//! truth: what is written is what NixOS evaluates), without nixpkgs: a root file system, a boot loader,
+//! `nixpkgs.hostPlatform`, and no two machines with one name.
+//!
+//! A machine's definitions are those of its own file and of every file of `deployments/` it imports (the
+//! runtime backend's base, the provider's modules). What an upstream module it imports defines is known here
+//! from nixpkgs' sources, not from fedigen: `virtualisation/proxmox-image.nix` sets `fileSystems."/"` (by label
+//! `nixos`) and `boot.loader.grub.device` (`/dev/vda`). A bare-metal host's hardware configuration (from
+//! `nixos-generate-config`) holds its file systems.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use fedigen::deploy::PlannedMachine;
+use fedigen::nix::literal::{literal_value, string_literal};
+use rnix::ast::{self, HasEntry};
+use rowan::ast::AstNode;
+use serde_json::Value;
+
+/// What one machine's files define, and what they import.
+#[derive(Debug, Default)]
+struct Definitions {
+    /// Option paths defined with a value the text fixes (others hold `Value::Null`).
+    values: BTreeMap<Vec<String>, Value>,
+    /// Upstream modules imported through `modulesPath`, by their path under `nixos/modules`.
+    upstream: BTreeSet<String>,
+    /// Path literals imported from outside `deployments/` and `modules/` (a hardware configuration).
+    hardware: Vec<String>,
+}
+
+/// The attribute names of an attribute path, when the text fixes them.
+fn names(path: &ast::Attrpath) -> Option<Vec<String>> {
+    path.attrs()
+        .map(|attr| match attr {
+            ast::Attr::Ident(i) => Some(i.to_string()),
+            ast::Attr::Str(s) => string_literal(&s),
+            ast::Attr::Dynamic(_) => None,
+        })
+        .collect()
+}
+
+fn flatten(prefix: Vec<String>, value: Value, out: &mut BTreeMap<Vec<String>, Value>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let mut path = prefix.clone();
+                path.push(k);
+                flatten(path, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix, other);
+        }
+    }
+}
+
+/// The body of a module: the attribute set itself, or a function's.
+fn body(expr: ast::Expr) -> Option<ast::AttrSet> {
+    match expr {
+        ast::Expr::AttrSet(set) => Some(set),
+        ast::Expr::Lambda(l) => body(l.body()?),
+        ast::Expr::Paren(p) => body(p.expr()?),
+        _ => None,
+    }
+}
+
+/// Reads the module at `deployments/<file>` of `files` and, recursively, the files of `deployments/` it imports.
+fn read(
+    files: &BTreeMap<PathBuf, String>,
+    path: &Path,
+    into: &mut Definitions,
+) -> Result<(), String> {
+    let text = files
+        .get(path)
+        .ok_or_else(|| format!("{} is imported but not planned", path.display()))?;
+    let root = rnix::Root::parse(text).tree();
+    let set = root.expr().and_then(body).ok_or_else(|| {
+        format!(
+            "{}: not a module (an attribute set or a function returning one)",
+            path.display()
+        )
+    })?;
+    for entry in set.attrpath_values() {
+        let (Some(attrpath), Some(value)) = (entry.attrpath(), entry.value()) else {
+            continue;
+        };
+        let names = names(&attrpath)
+            .ok_or_else(|| format!("{}: a computed attribute name", path.display()))?;
+        if names == ["imports"] {
+            let ast::Expr::List(list) = value else {
+                return Err(format!("{}: imports is not a list", path.display()));
+            };
+            for item in list.items() {
+                let item = match item {
+                    ast::Expr::Paren(ref p) => p.expr().unwrap_or(item),
+                    other => other,
+                };
+                let text = item.syntax().to_string();
+                if let Some(upstream) = text
+                    .strip_prefix("\"${modulesPath}/")
+                    .and_then(|t| t.strip_suffix('"'))
+                {
+                    into.upstream.insert(upstream.to_owned());
+                } else if let ast::Expr::PathRel(_) = item {
+                    let dir = path.parent().unwrap_or(Path::new(""));
+                    let target = normalize(&dir.join(&text));
+                    if target == Path::new("modules") {
+                        continue;
+                    }
+                    if target.starts_with("deployments") {
+                        read(files, &target, into)?;
+                    } else {
+                        into.hardware.push(target.display().to_string());
+                    }
+                } else {
+                    return Err(format!(
+                        "{}: an import fedigen does not write: {text}",
+                        path.display()
+                    ));
+                }
+            }
+            continue;
+        }
+        flatten(
+            names,
+            literal_value(&value).unwrap_or(Value::Null),
+            &mut into.values,
+        );
+    }
+    Ok(())
+}
+
+fn normalize(path: &Path) -> PathBuf {
+    let mut out: Vec<String> = Vec::new();
+    for c in path.components() {
+        match c {
+            // Above the repository stays visible, so that it is not read as a file of it.
+            std::path::Component::ParentDir => match out.last().map(String::as_str) {
+                None | Some("..") => out.push("..".into()),
+                Some(_) => {
+                    out.pop();
+                }
+            },
+            std::path::Component::Normal(p) => out.push(p.to_string_lossy().into_owned()),
+            _ => {}
+        }
+    }
+    out.iter().collect()
+}
+
+fn defines(d: &Definitions, path: &[&str]) -> Option<Value> {
+    let key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+    d.values.get(&key).cloned()
+}
+
+/// Every violation of the contract by the planned machines and files, as messages naming the machine; empty
+/// when every machine keeps it. `platform` is the `nixpkgs.hostPlatform` every machine must say.
+pub fn violations(
+    machines: &[PlannedMachine],
+    files: &BTreeMap<PathBuf, String>,
+    platform: &str,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for machine in machines {
+        let name = &machine.name;
+        if !seen.insert(name.clone()) {
+            out.push(format!("two machines are named {name}"));
+        }
+        let mut d = Definitions::default();
+        let file = Path::new("deployments").join(&machine.file);
+        if let Err(e) = read(files, &file, &mut d) {
+            out.push(format!("{name}: {e}"));
+            continue;
+        }
+        let proxmox_image = d.upstream.contains("virtualisation/proxmox-image.nix");
+        let root_fs = proxmox_image
+            || !d.hardware.is_empty()
+            || matches!(defines(&d, &["fileSystems", "/", "device"]), Some(Value::String(s)) if !s.is_empty());
+        if !root_fs {
+            out.push(format!("{name}: no root file system (fileSystems.\"/\")"));
+        }
+        let grub = matches!(defines(&d, &["boot", "loader", "grub", "device"]), Some(Value::String(s)) if !s.is_empty());
+        let systemd_boot =
+            defines(&d, &["boot", "loader", "systemd-boot", "enable"]) == Some(Value::Bool(true));
+        if !(proxmox_image || grub || systemd_boot) {
+            out.push(format!(
+                "{name}: no boot loader (boot.loader.grub.device or systemd-boot)"
+            ));
+        }
+        if grub && systemd_boot {
+            out.push(format!("{name}: two boot loaders (GRUB and systemd-boot)"));
+        }
+        match defines(&d, &["nixpkgs", "hostPlatform"]) {
+            Some(Value::String(p)) if p == platform => {}
+            other => out.push(format!(
+                "{name}: nixpkgs.hostPlatform is {}, not \"{platform}\"",
+                other.map_or("unset".to_owned(), |v| v.to_string())
+            )),
+        }
+        match defines(&d, &["networking", "hostName"]) {
+            Some(Value::String(h)) if h == *name => {}
+            other => out.push(format!(
+                "{name}: networking.hostName is {}, not the machine's name",
+                other.map_or("unset".to_owned(), |v| v.to_string())
+            )),
+        }
+    }
+    out
+}

@@ -1,0 +1,2 @@
+# A stand-in for nixpkgs' nixos/modules/virtualisation/proxmox-image.nix in eval-deployments.nix: imported, defines nothing.
+{ }
