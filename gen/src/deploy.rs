@@ -967,3 +967,40 @@ pub fn python_name(name: &str) -> String {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hardware configuration is found from the machine file (`deployments/<folder>/<machine>.nix`), two
+    /// folders below the repository, whatever `.`/`..` the specification's path holds; leaving the repository
+    /// or an absolute path is refused, never written.
+    #[test]
+    fn a_hardware_configuration_is_a_path_literal_from_the_machine_file() {
+        let source = |dir: &str, file: &str| {
+            hardware_source(Path::new(dir), file).map(|p| p.as_str().to_owned())
+        };
+        assert_eq!(
+            source("examples", "./hardware/metal1.nix").unwrap(),
+            "../../examples/hardware/metal1.nix"
+        );
+        assert_eq!(
+            source("", "hosts/a/hardware-configuration.nix").unwrap(),
+            "../../hosts/a/hardware-configuration.nix"
+        );
+        assert_eq!(
+            source("specs/prod", "../hardware/a.nix").unwrap(),
+            "../../specs/hardware/a.nix"
+        );
+        for (dir, file) in [
+            ("examples", "../../hw.nix"),
+            ("", "../hw.nix"),
+            ("examples", "/etc/nixos/hw.nix"),
+        ] {
+            assert!(
+                matches!(source(dir, file), Err(DeployError::Data(_))),
+                "{dir} {file}"
+            );
+        }
+    }
+}

@@ -162,6 +162,20 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         let spec = crate::model::load(spec_path, &catalog)
             .map_err(|e| GenerateError::InvalidSpec(Box::new(e)))?;
         let name = source_name(repo, spec_path);
+        // Bare-metal hosts' hardware configurations are found relative to the specification's path in the
+        // repository (`name`), which a specification outside it does not have.
+        let inside = std::fs::canonicalize(spec_path)
+            .ok()
+            .zip(std::fs::canonicalize(repo).ok())
+            .is_some_and(|(spec, repo)| spec.starts_with(repo));
+        if !inside && matches!(spec.provider.runtime, crate::model::Runtime::BareMetal(_)) {
+            return Err(crate::deploy::DeployError::Data(format!(
+                "{name} lies outside the repository, so its hosts' hardware configurations would too; pure \
+                 flake evaluation reads only the repository's files: move the specification and its hardware \
+                 configurations into the repository"
+            ))
+            .into());
+        }
         plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
         plan.files
             .extend(crate::deploy::plan(&spec, &catalog, &name)?);

@@ -414,3 +414,25 @@ fn validate_refuses_a_missing_hardware_configuration_at_its_field() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A bare-metal specification outside the repository: its hardware configurations would be too, which pure
+/// flake evaluation cannot read, so `generate` refuses it as invalid input (status 2) and writes nothing.
+#[test]
+fn generate_refuses_a_bare_metal_specification_outside_the_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.toml");
+    std::fs::copy(
+        repository().join("gen/tests/fixtures/spec/bare-metal-outside.toml"),
+        &path,
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("hw")).unwrap();
+    std::fs::write(dir.path().join("hw/m1.nix"), "{ }\n").unwrap();
+    let out = fedigen(&["generate", "--check", "--spec", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("spec.toml lies outside the repository"),
+        "{stderr}"
+    );
+}
