@@ -40,11 +40,11 @@
         ];
       });
 
-      # One NixOS configuration per generated machine of the example specification (deployments/).
+      # One NixOS configuration per generated machine of the example specification (deployments/). No
+      # `system`: each machine sets nixpkgs.hostPlatform, and NixOps4 evaluates it the same way.
       nixosConfigurations = builtins.mapAttrs (
         name: module:
         nixpkgs.lib.nixosSystem {
-          system = "x86_64-linux";
           modules = [ module ];
         }
       ) (import ./deployments);

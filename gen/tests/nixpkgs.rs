@@ -401,7 +401,8 @@ in
 }
 
 /// With a full nixpkgs: every generated machine's toplevel and every generated VM test instantiate to a
-/// derivation (nothing is built).
+/// derivation (nothing is built). Machines are evaluated without `system`, as `nixosSystem` in the flake and in
+/// NixOps4 does: each sets `nixpkgs.hostPlatform` itself.
 fn everything_instantiates_with_nixpkgs() -> Result<(), Failed> {
     let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
     let repo = repository();
@@ -409,7 +410,7 @@ fn everything_instantiates_with_nixpkgs() -> Result<(), Failed> {
         r#"let
   nixpkgs = {nixpkgs};
   machines = builtins.mapAttrs (name: module:
-    (import (nixpkgs + "/nixos/lib/eval-config.nix") {{ system = "x86_64-linux"; modules = [ module ]; }})
+    (import (nixpkgs + "/nixos/lib/eval-config.nix") {{ system = null; modules = [ module ]; }})
       .config.system.build.toplevel.drvPath) (import {repo}/deployments);
   tests = builtins.listToAttrs (map (file: {{
     name = file;
