@@ -602,15 +602,25 @@ fn repository() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-/// Every machine of the example specification keeps the machine contract (root file system, boot loader,
-/// `nixpkgs.hostPlatform`, unique names), read from the files `deploy::plan` writes.
-#[test]
-fn every_machine_of_the_example_keeps_the_contract() {
+/// The example specification, its machines and the files `deploy::plan` writes for it.
+fn example_plan() -> (
+    Spec,
+    Vec<fedigen::deploy::PlannedMachine>,
+    BTreeMap<PathBuf, String>,
+) {
     let repo = repository();
     let (spec, catalog) =
         fedigen::deploy::load_spec(repo, &repo.join("examples/provider.toml")).unwrap();
     let files = fedigen::deploy::plan(&spec, &catalog, "examples/provider.toml").unwrap();
     let machines = fedigen::deploy::machines(&spec, &catalog);
+    (spec, machines, files)
+}
+
+/// Every machine of the example specification keeps the machine contract (root file system, boot loader,
+/// `nixpkgs.hostPlatform`, unique names), read from the files `deploy::plan` writes.
+#[test]
+fn every_machine_of_the_example_keeps_the_contract() {
+    let (spec, machines, files) = example_plan();
     assert!(machines.len() >= 5, "the example has its machines");
     let violations = contract::violations(&machines, &files, spec.provider.runtime.host_platform());
     assert!(violations.is_empty(), "{}", violations.join("\n"));
@@ -620,11 +630,7 @@ fn every_machine_of_the_example_keeps_the_contract() {
 /// machines with one name are each reported.
 #[test]
 fn the_machine_contract_finds_what_is_missing() {
-    let repo = repository();
-    let (spec, catalog) =
-        fedigen::deploy::load_spec(repo, &repo.join("examples/provider.toml")).unwrap();
-    let files = fedigen::deploy::plan(&spec, &catalog, "examples/provider.toml").unwrap();
-    let mut machines = fedigen::deploy::machines(&spec, &catalog);
+    let (spec, mut machines, files) = example_plan();
     let platform = spec.provider.runtime.host_platform();
     let base = PathBuf::from("deployments/base.nix");
     let mut no_platform = files.clone();
