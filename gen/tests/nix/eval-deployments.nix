@@ -53,7 +53,9 @@ let
     (lib.evalModules {
       # The upstream modules the runtime backend's base imports (deployments/base.nix), as empty stand-ins:
       # what they set is checked by the contract tests (gen/tests/contract), not here.
-      specialArgs.modulesPath = ./modules-path;
+      # A string, as nixpkgs' eval-config.nix passes it (`builtins.toString ../modules`), so that
+      # "${modulesPath}/…" names the file in place rather than copying the folder into the store.
+      specialArgs.modulesPath = builtins.toString ./modules-path;
       modules = [
         stubs
         module
