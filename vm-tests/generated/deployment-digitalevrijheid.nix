@@ -15,6 +15,9 @@ let
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-digitalevrijheid";
+  # The machines set nixpkgs.hostPlatform (deployments/base.nix), as nixosSystem and NixOps4 need; runNixOSTest
+  # makes the nixpkgs.* options read-only by default (node.pkgsReadOnly), which refuses any definition of them.
+  node.pkgsReadOnly = false;
   nodes = {
     digitalevrijheid-mastodon = testNode {
       module = ../../deployments/digitalevrijheid/mastodon.nix;
