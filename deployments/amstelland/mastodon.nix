@@ -10,7 +10,6 @@
     cores = 4;
     memory = 8192;
   };
-  virtualisation.diskSize = 204800;
   networking.hostName = "amstelland-mastodon";
   networking.domain = "amstelland-university.example";
   services.openssh.enable = true;

@@ -10,7 +10,6 @@
     cores = 2;
     memory = 2048;
   };
-  virtualisation.diskSize = 40960;
   networking.hostName = "amstelland-pixelfed";
   networking.domain = "amstelland-university.example";
   services.openssh.enable = true;

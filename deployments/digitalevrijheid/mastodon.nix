@@ -10,7 +10,6 @@
     cores = 2;
     memory = 4096;
   };
-  virtualisation.diskSize = 40960;
   networking.hostName = "digitalevrijheid-mastodon";
   networking.domain = "digitalevrijheid.example";
   services.openssh.enable = true;

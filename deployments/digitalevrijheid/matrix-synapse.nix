@@ -10,7 +10,6 @@
     cores = 2;
     memory = 2048;
   };
-  virtualisation.diskSize = 20480;
   networking.hostName = "digitalevrijheid-matrix-synapse";
   networking.domain = "digitalevrijheid.example";
   services.openssh.enable = true;

@@ -10,7 +10,6 @@
     cores = 2;
     memory = 2048;
   };
-  virtualisation.diskSize = 2048000;
   networking.hostName = "garage-ams1";
   networking.domain = "nordwind-hosting.example";
   services.openssh.enable = true;

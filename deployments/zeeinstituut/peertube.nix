@@ -11,7 +11,6 @@
     cores = 4;
     memory = 4096;
   };
-  virtualisation.diskSize = 819200;
   networking.hostName = "zeeinstituut-peertube";
   networking.domain = "zee-instituut.example";
   services.openssh.enable = true;

@@ -542,10 +542,10 @@ fn machine_base(
                     Entry::dotted("memory", Expr::Int(i64::from(capacity.memory_mib)))?,
                 ]),
             )?);
-            entries.push(Entry::dotted(
-                "virtualisation.diskSize",
-                data(&serde_json::json!(disk_mib))?,
-            )?);
+            // The disk's size is not set here: `virtualisation.diskSize` stays "auto", so the image holds what the
+            // system needs (a full-size image would be written and packed whole into the VMA: 2 TB for a Garage
+            // node), and the root file system grows to the disk at first boot (proxmox-image.nix's growPartition
+            // and autoResize). The disk itself gets its size where the VM is made (`deployments/proxmox.nix`).
         }
         Runtime::BareMetal(bare) => {
             if let Some(host) = bare_metal_host.and_then(|h| bare.hosts.get(h)) {
