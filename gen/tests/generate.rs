@@ -4,6 +4,9 @@
 //! untouched, `--check` writes nothing). Templates are rendered with arbitrary valid defaults, adversarial
 //! strings included.
 
+mod support;
+use support::{copy_dir, repository, scratch_repository};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -16,47 +19,12 @@ use fedigen::write::compare;
 use proptest::prelude::*;
 use serde_json::Value;
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
-
 fn fedigen(dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_fedigen"))
         .args(args)
         .current_dir(dir)
         .output()
         .unwrap()
-}
-
-/// A scratch repository: the real templates and example specification, nothing generated yet.
-fn scratch() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &repository().join("templates"),
-        &dir.path().join("templates"),
-    );
-    std::fs::create_dir_all(dir.path().join("examples")).unwrap();
-    std::fs::copy(
-        repository().join("examples/provider.toml"),
-        dir.path().join("examples/provider.toml"),
-    )
-    .unwrap();
-    dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -100,7 +68,7 @@ fn every_generated_file_is_proven_by_rnix_nixfmt_and_nix() {
 fn generation_is_deterministic_and_independent_of_the_repository_location() {
     let here = plan(&repository()).unwrap();
     assert_eq!(here, plan(&repository()).unwrap());
-    let elsewhere = scratch();
+    let elsewhere = scratch_repository();
     let there = plan(elsewhere.path()).unwrap();
     assert_eq!(
         here.files, there.files,
@@ -116,7 +84,7 @@ fn generation_is_deterministic_and_independent_of_the_repository_location() {
 
 #[test]
 fn generate_writes_checks_and_refuses_as_promised() {
-    let repo = scratch();
+    let repo = scratch_repository();
     let dir = repo.path();
     std::fs::create_dir_all(dir.join("modules")).unwrap();
     std::fs::write(dir.join("modules/README.md"), "hand-written\n").unwrap();
@@ -199,7 +167,7 @@ fn generate_writes_checks_and_refuses_as_promised() {
 
 #[test]
 fn a_broken_template_is_reported_at_its_line_and_nothing_is_written() {
-    let repo = scratch();
+    let repo = scratch_repository();
     let dir = repo.path();
     let template = dir.join("templates/garage/module.nix.hbs");
     let text = std::fs::read_to_string(&template).unwrap();
@@ -227,7 +195,7 @@ fn a_broken_template_is_reported_at_its_line_and_nothing_is_written() {
 
 #[test]
 fn a_scaffolded_template_passes_check_and_generates() {
-    let repo = scratch();
+    let repo = scratch_repository();
     let dir = repo.path();
     let new = fedigen(dir, &["template", "new", "lemmy"]);
     assert!(
@@ -289,7 +257,7 @@ fn a_scaffolded_template_passes_check_and_generates() {
 
 #[test]
 fn template_check_reports_a_template_that_breaks_on_edge_values() {
-    let repo = scratch();
+    let repo = scratch_repository();
     let dir = repo.path();
     let template = dir.join("templates/pixelfed/module.nix.hbs");
     let text = std::fs::read_to_string(&template).unwrap();
@@ -573,7 +541,7 @@ fn every_operator_deployment_has_its_vm_test() {
 /// An invalid specification given with `--spec` is reported with its location, and nothing is written.
 #[test]
 fn an_invalid_specification_writes_nothing() {
-    let repo = scratch();
+    let repo = scratch_repository();
     let dir = repo.path();
     let spec = std::fs::read_to_string(dir.join("examples/provider.toml")).unwrap();
     std::fs::write(
@@ -599,7 +567,7 @@ fn an_invalid_specification_writes_nothing() {
 /// Works as root too: the output folder lies under a regular file, which no permission lets anyone pass.
 #[test]
 fn an_unusable_output_folder_is_the_environments_fault() {
-    let repo = scratch();
+    let repo = scratch_repository();
     let dir = repo.path();
     std::fs::write(dir.join("vm-tests"), "a file where a folder belongs\n").unwrap();
     for args in [&["generate", "--check"][..], &["generate"][..]] {
@@ -749,7 +717,7 @@ const HOST: &str = r##"# The web host: maintained by hand, except for the region
 
 #[test]
 fn generated_regions_in_hand_written_files_are_filled_checked_and_nothing_else_changes() {
-    let dir = scratch();
+    let dir = scratch_repository();
     let host = dir.path().join("hosts/web.nix");
     std::fs::create_dir_all(host.parent().unwrap()).unwrap();
     std::fs::write(&host, HOST).unwrap();
@@ -875,7 +843,7 @@ fn staging_under(dir: &Path) -> Vec<String> {
 /// A scratch repository with hand-written files among the generated ones: a README in `modules/` and a file whose
 /// region `generate` fills.
 fn crash_fixture() -> tempfile::TempDir {
-    let dir = scratch();
+    let dir = scratch_repository();
     std::fs::create_dir_all(dir.path().join("modules")).unwrap();
     std::fs::write(dir.path().join("modules/README.md"), "hand-written\n").unwrap();
     std::fs::write(
@@ -1002,7 +970,7 @@ fn a_killed_generate_leaves_nothing_the_next_run_does_not_clean_up() {
 
 #[test]
 fn headers_name_the_specification_the_same_from_anywhere() {
-    let repo = scratch();
+    let repo = scratch_repository();
     let dir = repo.path();
     assert!(fedigen(dir, &["generate"]).status.success());
     let expected = tree(dir);
@@ -1043,7 +1011,7 @@ fn headers_name_the_specification_the_same_from_anywhere() {
         );
     }
     // Written, not only compared: byte for byte the same tree.
-    let other = scratch();
+    let other = scratch_repository();
     let mut args = vec!["generate"];
     args.extend(["--spec", "../examples/./../examples/provider.toml"]);
     assert!(
