@@ -9,6 +9,9 @@
     "${modulesPath}/virtualisation/proxmox-image.nix"
   ];
   proxmox.cloudInit.enable = false;
+  proxmox.qemuConf.virtio0 = "local-zfs:vm-9999-disk-0";
+  proxmox.qemuConf.net0 = "virtio=00:00:00:00:00:00,bridge=vmbr0,firewall=1";
+  proxmox.cloudInit.defaultStorage = "local-zfs";
   services.qemuGuest.enable = true;
   nixpkgs.hostPlatform = "x86_64-linux";
 }

@@ -648,7 +648,7 @@ fn base_module(runtime: &Runtime) -> Result<Expr, DeployError> {
                 Expr::string("/dev/vda")?,
             )?);
         }
-        Runtime::Proxmox(_) => {
+        Runtime::Proxmox(proxmox) => {
             entries.push(Entry::dotted(
                 "imports",
                 Expr::List(vec![module_path("/virtualisation/proxmox-image.nix")?]),
@@ -656,6 +656,25 @@ fn base_module(runtime: &Runtime) -> Result<Expr, DeployError> {
             entries.push(Entry::dotted(
                 "proxmox.cloudInit.enable",
                 Expr::Bool(false),
+            )?);
+            // The storage and bridge the image names: proxmox-image.nix writes them into the VMA's configuration
+            // (`virtio0`, `net0`, and the cloud-init drive it adds even when cloud-init is off); its defaults name
+            // `local-lvm` and `vmbr0`, which a restore on another storage would look for. `virtio0`, so the guest
+            // sees `/dev/vda`, where the image puts GRUB.
+            entries.push(Entry::dotted(
+                "proxmox.qemuConf.virtio0",
+                Expr::string(&format!("{}:vm-9999-disk-0", proxmox.storage))?,
+            )?);
+            entries.push(Entry::dotted(
+                "proxmox.qemuConf.net0",
+                Expr::string(&format!(
+                    "virtio=00:00:00:00:00:00,bridge={},firewall=1",
+                    proxmox.bridge
+                ))?,
+            )?);
+            entries.push(Entry::dotted(
+                "proxmox.cloudInit.defaultStorage",
+                Expr::string(&proxmox.storage)?,
             )?);
             entries.push(Entry::dotted(
                 "services.qemuGuest.enable",

@@ -1102,3 +1102,33 @@ fn git_never_commits_staging() {
         assert_eq!(out.status.code(), Some(1), "{path} must not be ignored");
     }
 }
+
+/// The Proxmox image names the provider's storage and bridge, not proxmox-image.nix's defaults (`local-lvm`,
+/// `vmbr0`), which a restore of the image would look for on the Proxmox node.
+#[test]
+fn the_proxmox_image_names_the_providers_storage_and_bridge() {
+    let dir = scratch_repository();
+    let spec = dir.path().join("examples/provider.toml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    let text = text
+        .replace("storage = \"local-zfs\"", "storage = \"ceph-pool\"")
+        .replace("bridge = \"vmbr0\"", "bridge = \"vmbr7\"");
+    assert!(
+        text.contains("ceph-pool") && text.contains("vmbr7"),
+        "the example changed"
+    );
+    std::fs::write(&spec, text).unwrap();
+    let plan = fedigen::generate::plan(dir.path()).unwrap();
+    let base = &plan.files[&PathBuf::from("deployments/base.nix")];
+    for expected in [
+        "proxmox.qemuConf.virtio0 = \"ceph-pool:vm-9999-disk-0\";",
+        "bridge=vmbr7,",
+        "proxmox.cloudInit.defaultStorage = \"ceph-pool\";",
+    ] {
+        assert!(base.contains(expected), "{expected} in:\n{base}");
+    }
+    assert!(
+        !base.contains("local-lvm") && !base.contains("vmbr0"),
+        "{base}"
+    );
+}
