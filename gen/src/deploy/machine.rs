@@ -1,0 +1,98 @@
+//! One machine's module: an operator's application, or a Garage node on a machine of its own.
+
+use super::*;
+
+/// The NixOS module of one application's machine (with a Garage node when one shares it). Its `fediversity`
+/// names are [`fediversity_names`] and its application's are [`application_names`], the names validation checks.
+pub(super) fn machine_module(
+    spec: &Spec,
+    spec_dir: &Path,
+    operator: &Operator,
+    app: &str,
+    application: &model::OperatorApplication,
+    manifest: &crate::manifest::Manifest,
+) -> Result<Expr, DeployError> {
+    let capacity = application.resources.resolve(manifest.resources);
+    let bare_metal_host = operator.machines.get(app).and_then(|m| m.host.as_deref());
+    let (machine, _) = application_machine(operator, app);
+    let mut provider_modules = Vec::new();
+    let mut fediversity = Vec::new();
+    for (name, what) in fediversity_names(spec, &machine, app) {
+        match what {
+            FediversityName::Domain => fediversity.push(Entry::binding(
+                AttrPath::from(AttrName::new(&name)?),
+                Expr::string(&operator.domain)?,
+            )),
+            // The provider-wide settings are bound together, once for every machine, in the provider module.
+            FediversityName::Provider => {
+                if !provider_modules.contains(&PROVIDER_MODULE) {
+                    provider_modules.push(PROVIDER_MODULE);
+                }
+            }
+            FediversityName::Application => {
+                let mut app_entries = Vec::new();
+                for (key, held) in application_names(application) {
+                    let value = match held {
+                        ApplicationName::Enable => Expr::Bool(true),
+                        ApplicationName::Subdomain(subdomain) => Expr::string(subdomain)?,
+                        ApplicationName::Setting(_, value) => data(value)?,
+                        ApplicationName::Secret(_, secret) => {
+                            Expr::runtime_path(&secret_path(secret))?
+                        }
+                    };
+                    app_entries.push(Entry::binding(AttrPath::from(AttrName::new(&key)?), value));
+                }
+                fediversity.push(Entry::binding(
+                    AttrPath::from(AttrName::new(&name)?),
+                    Expr::attrs(app_entries),
+                ));
+            }
+            FediversityName::GarageNode(_) => provider_modules.push(GARAGE_CLUSTER_MODULE),
+        }
+    }
+    let mut entries = machine_base(
+        spec,
+        spec_dir,
+        capacity,
+        bare_metal_host,
+        (&machine, &operator.domain),
+        &provider_modules,
+    )?;
+    entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
+    Ok(Expr::attrs(entries))
+}
+
+/// The NixOS module of a Garage node's own machine, `garage-<node>`, in the provider's domain. The cluster's
+/// settings come from `deployments/garage-cluster.nix`; nothing else of the provider's is needed.
+pub(super) fn garage_machine(
+    spec: &Spec,
+    spec_dir: &Path,
+    (name, node): (&str, &model::GarageNode),
+    catalog: &Catalog,
+) -> Result<Expr, DeployError> {
+    let defaults = catalog
+        .manifests
+        .get(model::OBJECT_STORAGE_APPLICATION)
+        .map(|m| m.resources)
+        .unwrap_or(crate::manifest::Resources {
+            cores: 2,
+            memory_mib: 2048,
+            disk_gib: node.capacity_gib,
+        });
+    let capacity = model::Resources {
+        cores: defaults.cores,
+        memory_mib: defaults.memory_mib,
+        disk_gib: defaults.disk_gib.max(node.capacity_gib),
+    };
+    let domain = &spec.provider.domain;
+    let mut entries = machine_base(
+        spec,
+        spec_dir,
+        capacity,
+        node.host.as_deref(),
+        (name, domain),
+        &[GARAGE_CLUSTER_MODULE],
+    )?;
+    entries.push(Entry::dotted("fediversity.domain", Expr::string(domain)?)?);
+    Ok(Expr::attrs(entries))
+}
