@@ -233,10 +233,9 @@ fn generated_defaults_yield_to_plain_overrides() -> Result<(), Failed> {
     }
 }
 
-/// Every generated machine of the example specification evaluates under `lib.evalModules`, enables the
-/// upstream service of each application it runs (and Garage where a node shares it), and fails none of the
-/// assertions the modules make of it (an application's needs, met by `deployments/provider.nix`).
-fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
+/// Evaluates every generated machine with `gen/tests/nix/eval-deployments.nix` (the real upstream modules the
+/// checkout has, stand-ins for the rest) and a further module `extra` (Nix text) in each.
+fn eval_deployments(extra: &str) -> Result<Value, String> {
     let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
     let repo = repository();
     let out = Command::new("nix-instantiate")
@@ -248,54 +247,132 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
         .arg("--arg")
         .arg("repository")
         .arg(&repo)
-        .output()?;
+        .args(["--arg", "extra", extra])
+        .output()
+        .map_err(|e| format!("nix-instantiate: {e}"))?;
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
-    let machines: Value = serde_json::from_slice(&out.stdout)?;
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// Every generated machine of the example specification evaluates under `lib.evalModules`, enables the
+/// upstream service of each application it runs (and Garage where a node shares it), and fails none of the
+/// assertions the modules make of it (an application's needs, met by `deployments/provider.nix`) or that the
+/// upstream modules the checkout has make. The machine contract holds on the evaluated configuration: host
+/// and domain names, `nixpkgs.hostPlatform`, and — where the checkout has nixpkgs' `proxmox-image.nix`, so the
+/// values are upstream's and not fedigen's idea of them — a root file system and a boot loader.
+fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
+    let repo = repository();
+    let evaluated = eval_deployments("{ }")?;
+    let machines = &evaluated["machines"];
+    let upstream = evaluated["upstream"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    eprintln!("upstream modules loaded from the checkout: {upstream:?}");
+    let real_base = upstream.contains(&Value::from("proxmox-image"));
     let (spec, catalog) = fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml"))?;
-    let mut expected = 0;
-    for operator in &spec.operators {
-        for app in operator
-            .applications
-            .iter()
-            .filter(|(_, a)| a.enable)
-            .map(|(app, _)| app)
+    let platform = match &spec.provider.runtime {
+        fedigen::model::Runtime::Proxmox(p) => p.host_platform.clone(),
+        fedigen::model::Runtime::Qemu(q) => q.host_platform.clone(),
+        fedigen::model::Runtime::BareMetal(b) => b.host_platform.clone(),
+    };
+    let planned = fedigen::deploy::machines(&spec, &catalog);
+    for machine in &planned {
+        let evaluated = &machines[&machine.name];
+        let mut wrong = Vec::new();
+        if evaluated["hostName"] != machine.name.as_str() {
+            wrong.push("networking.hostName");
+        }
+        if evaluated["domain"] != machine.domain.as_str() {
+            wrong.push("networking.domain");
+        }
+        if evaluated["hostPlatform"] != platform.as_str() {
+            wrong.push("nixpkgs.hostPlatform");
+        }
+        if evaluated["failedAssertions"] != serde_json::json!([]) {
+            wrong.push("assertions");
+        }
+        if real_base
+            && (evaluated["rootFileSystem"] != "/dev/disk/by-label/nixos"
+                || evaluated["bootLoader"] != "grub /dev/vda")
         {
-            let upstream = catalog.manifests[app]
-                .application
-                .upstream
-                .trim_start_matches("services.");
-            let machine = &machines[operator.machine_name(app)];
-            let services = machine["services"].as_array().cloned().unwrap_or_default();
-            if !services.contains(&Value::from(upstream))
-                || machine["hostName"] != operator.machine_name(app)
-                || machine["failedAssertions"] != serde_json::json!([])
-            {
-                return Err(format!("{}: {machine}", operator.machine_name(app)).into());
+            wrong.push("root file system and boot loader (proxmox-image.nix)");
+        }
+        let services = evaluated["services"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let runs = |service: &str| services.contains(&Value::from(service));
+        match &machine.role {
+            fedigen::deploy::MachineRole::Application { application, .. } => {
+                let upstream = catalog.manifests[application]
+                    .application
+                    .upstream
+                    .trim_start_matches("services.");
+                if !runs(upstream) {
+                    wrong.push("the application's upstream service");
+                }
             }
-            expected += 1;
+            fedigen::deploy::MachineRole::GarageNode(_) => {
+                if !runs("garage") {
+                    wrong.push("services.garage");
+                }
+            }
+        }
+        if !wrong.is_empty() {
+            return Err(format!(
+                "{}: {} wrong in {evaluated}",
+                machine.name,
+                wrong.join(", ")
+            )
+            .into());
         }
     }
-    let storage = spec
-        .provider
-        .object_storage
-        .as_ref()
-        .ok_or("the example has object storage")?;
-    for (node, config) in &storage.nodes {
-        let name = config.machine.clone().unwrap_or(format!("garage-{node}"));
-        if !machines[&name]["services"]
-            .as_array()
-            .is_some_and(|s| s.contains(&Value::from("garage")))
-            || machines[&name]["failedAssertions"] != serde_json::json!([])
-        {
-            return Err(format!("Garage node {node} is not on {name}: {machines}").into());
+    // A node sharing an application's machine runs Garage there too.
+    if let Some(storage) = &spec.provider.object_storage {
+        for (node, config) in &storage.nodes {
+            let name = config.machine.clone().unwrap_or(format!("garage-{node}"));
+            if !machines[&name]["services"]
+                .as_array()
+                .is_some_and(|s| s.contains(&Value::from("garage")))
+            {
+                return Err(format!("Garage node {node} is not on {name}: {machines}").into());
+            }
         }
-        expected += usize::from(config.machine.is_none());
     }
     let count = machines.as_object().map_or(0, |m| m.len());
-    if count != expected {
-        return Err(format!("{count} machines, expected {expected}: {machines}").into());
+    if count != planned.len() {
+        return Err(format!("{count} machines, expected {}: {machines}", planned.len()).into());
+    }
+    Ok(())
+}
+
+/// A misspelt option fails the machines' evaluation as it fails in NixOS: the option trees around the
+/// generated modules are declared by name, never one free-form `services` that accepts anything. Inside an
+/// application whose upstream module the checkout has, a misspelt option of that module fails too.
+fn a_misspelt_option_fails_evaluation() -> Result<(), Failed> {
+    let evaluated = eval_deployments("{ }")?;
+    // The definition, and the option NixOS says does not exist.
+    let mut planted = vec![(
+        "services.ngnix.enable = true;".to_owned(),
+        "`services.ngnix'".to_owned(),
+    )];
+    for app in evaluated["upstream"].as_array().into_iter().flatten() {
+        if let Some(app) = app.as_str().filter(|a| *a != "proxmox-image") {
+            planted.push((
+                format!("services.{app}.enabel = true;"),
+                format!("`services.{app}.enabel'"),
+            ));
+        }
+    }
+    for (typo, option) in planted {
+        match eval_deployments(&format!("{{ {typo} }}")) {
+            Err(e) if e.contains(&option) && e.contains("does not exist") => {}
+            Err(e) => return Err(format!("{typo}: failed, but not for the typo: {e}").into()),
+            Ok(_) => return Err(format!("{typo} was accepted").into()),
+        }
     }
     Ok(())
 }
@@ -459,6 +536,12 @@ fn main() {
             "deployments_evaluate_with_lib_eval_modules",
             has_lib,
             deployments_evaluate_with_lib_eval_modules,
+            "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
+        ),
+        (
+            "a_misspelt_option_fails_evaluation",
+            has_lib,
+            a_misspelt_option_fails_evaluation,
             "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
         ),
         (
