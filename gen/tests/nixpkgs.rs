@@ -108,6 +108,43 @@ fn modules_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
         "ports of every application",
     )?;
 
+    // Every application whose upstream module the checkout has: the values the generated module gives it were
+    // read through upstream's options (names and types upstream's own).
+    let upstream = &result["upstream"];
+    for app in upstream["loaded"].as_array().into_iter().flatten() {
+        let Some(app) = app.as_str().filter(|a| *a != "proxmox-image") else {
+            continue;
+        };
+        let checked = upstream["checked"][app]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        check(
+            checked.contains(&Value::from(format!("services.{app}.enable"))) && checked.len() > 3,
+            &format!("the values given to upstream's services.{app}"),
+        )?;
+        eprintln!(
+            "services.{app}: {} values checked by upstream's options",
+            checked.len()
+        );
+    }
+    // A value of the wrong type for an upstream option fails where the checkout has the module.
+    if upstream["loaded"]
+        .as_array()
+        .is_some_and(|l| l.contains(&Value::from("mastodon")))
+    {
+        match eval_modules_with(
+            "{ }",
+            "{ lib, ... }: { services.mastodon.smtp.port = lib.mkForce \"587\"; }",
+        ) {
+            Err(e) if e.contains("services.mastodon.smtp.port") && e.contains("is not of type") => {
+            }
+            other => {
+                return Err(format!("a string for upstream's port must fail: {other:?}").into());
+            }
+        }
+    }
+
     let changed =
         eval_modules("{ mastodon.streamingProcesses = 4; pixelfed.maxPhotoSizeKiB = 20; }")?;
     if changed["enabled"]["mastodon"]["streamingProcesses"] != 4
@@ -270,7 +307,14 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    eprintln!("upstream modules loaded from the checkout: {upstream:?}");
+    eprintln!(
+        "upstream modules loaded from the checkout: {}",
+        upstream
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let real_base = upstream.contains(&Value::from("proxmox-image"));
     let (spec, catalog) = fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml"))?;
     let platform = match &spec.provider.runtime {

@@ -9,12 +9,18 @@
 # Returns `{ modules; modulesPath; pkgs; upstream; }`: the modules to evaluate with, the `modulesPath` the
 # runtime backend's base imports from (nixpkgs' own when the checkout has every file it names, else stand-ins
 # that define nothing), the stand-in `pkgs`, and which upstream files were loaded (for the test's report).
-{ nixpkgs }:
+{
+  nixpkgs,
+  # Whether to load the upstream modules the checkout has; without them every tree is a stand-in (for
+  # evaluations that read whole option trees back as data, which upstream's package defaults would break).
+  upstream ? true,
+}:
 let
   lib = import (nixpkgs + "/lib");
-  have = file: builtins.pathExists (nixpkgs + "/${file}");
+  have = file: upstream && builtins.pathExists (nixpkgs + "/${file}");
+  # Lazy, as NixOS's own option trees are: a value nothing reads (a package default) is never evaluated.
   freeform = lib.mkOption {
-    type = lib.types.attrsOf lib.types.anything;
+    type = lib.types.lazyAttrsOf lib.types.anything;
     default = { };
   };
   # Option path → the nixpkgs file that declares it.
@@ -37,6 +43,7 @@ let
   # Services no file of the checkout declares: the generated modules' and the upstream modules' neighbours.
   serviceStandIns = [
     "cloud-init"
+    "postfix"
     "elasticsearch"
     "mysql"
     "nginx"
@@ -45,7 +52,6 @@ let
     "phpfpm"
     "postgresql"
     "qemuGuest"
-    "redis"
     "sshd"
   ]
   ++ builtins.attrNames (lib.filterAttrs (_: file: !have file) applications);
@@ -53,7 +59,30 @@ let
     { lib, ... }:
     {
       options = {
-        services = lib.genAttrs serviceStandIns (_: freeform);
+        services = lib.genAttrs serviceStandIns (_: freeform) // {
+          # What upstream modules read of a Redis server, with redis.nix's default.
+          redis = lib.mkOption {
+            type = lib.types.submodule {
+              freeformType = lib.types.lazyAttrsOf lib.types.anything;
+              options.servers = lib.mkOption {
+                type = lib.types.attrsOf (
+                  lib.types.submodule (
+                    { name, ... }:
+                    {
+                      freeformType = lib.types.lazyAttrsOf lib.types.anything;
+                      options.unixSocket = lib.mkOption {
+                        type = lib.types.nullOr lib.types.str;
+                        default = "/run/redis-${name}/redis.sock";
+                      };
+                    }
+                  )
+                );
+                default = { };
+              };
+            };
+            default = { };
+          };
+        };
         # As NixOS declares them (nixos/modules/misc/assertions.nix).
         assertions = lib.mkOption {
           type = lib.types.listOf lib.types.unspecified;
@@ -77,8 +106,26 @@ let
           default = { };
         };
       }
+      // {
+        # What upstream modules read of the boot loader, with NixOS's defaults (grub.nix, systemd-boot.nix).
+        boot = lib.mkOption {
+          type = lib.types.submodule {
+            freeformType = lib.types.lazyAttrsOf lib.types.anything;
+            options.loader = {
+              grub.enable = lib.mkOption {
+                type = lib.types.bool;
+                default = true;
+              };
+              systemd-boot.enable = lib.mkOption {
+                type = lib.types.bool;
+                default = false;
+              };
+            };
+          };
+          default = { };
+        };
+      }
       // lib.genAttrs [
-        "boot"
         "documentation"
         "environment"
         "fileSystems"
@@ -105,22 +152,46 @@ let
       };
       config._module.args.pkgs = pkgs;
     };
-  # Packages are names: nothing here builds, and what reads a package's contents is not evaluated.
-  pkgs = {
-    writeText = name: text: "/nix/store/00000000000000000000000000000000-${name}";
-    garage = "garage-package";
-    garage_2 = "garage-package";
-    formats =
-      if have "pkgs/pkgs-lib/formats.nix" then
-        import (nixpkgs + "/pkgs/pkgs-lib/formats.nix") { inherit lib pkgs; }
-      else
-        lib.genAttrs [ "json" "yaml" "toml" "ini" "keyValue" ] (
-          _: _: {
-            type = lib.types.attrsOf lib.types.anything;
-            generate = name: value: "/nix/store/00000000000000000000000000000000-${name}";
-          }
-        );
-  };
+  # Packages are store paths of nothing: nothing here builds, and what reads a package's contents is not
+  # evaluated.
+  storePath = name: "/nix/store/00000000000000000000000000000000-${name}";
+  # A package as modules use one: a derivation by its attributes, overridable, with no plugins.
+  package =
+    name:
+    let
+      self = {
+        type = "derivation";
+        inherit name;
+        outPath = storePath name;
+        override = _: self;
+        overrideAttrs = _: self;
+        plugins = { };
+      };
+    in
+    self;
+  pkgs =
+    lib.genAttrs [
+      "garage"
+      "garage_2"
+      "php83"
+      "pixelfed"
+      "peertube"
+      "matrix-synapse"
+      "mastodon"
+    ] package
+    // {
+      writeText = name: text: storePath name;
+      formats =
+        if have "pkgs/pkgs-lib/formats.nix" then
+          import (nixpkgs + "/pkgs/pkgs-lib/formats.nix") { inherit lib pkgs; }
+        else
+          lib.genAttrs [ "json" "yaml" "toml" "ini" "keyValue" ] (
+            _: _: {
+              type = lib.types.attrsOf lib.types.anything;
+              generate = name: value: "/nix/store/00000000000000000000000000000000-${name}";
+            }
+          );
+    };
 in
 {
   modules = [ standIns ] ++ map (file: nixpkgs + "/${file}") (builtins.attrValues loaded);
