@@ -237,17 +237,21 @@ fn runtime() -> impl Strategy<Value = Runtime> {
             "vmbr[0-9]",
             secret(),
             platform(),
+            proptest::option::of(100u32..100_000),
         )
-            .prop_map(|(host, node, storage, bridge, api_token, host_platform)| {
-                Runtime::Proxmox(Proxmox {
-                    api_url: format!("https://{host}.example:8006/api2/json"),
-                    node: format!("n{node}"),
-                    storage,
-                    bridge,
-                    api_token,
-                    host_platform,
-                })
-            }),
+            .prop_map(
+                |(host, node, storage, bridge, api_token, host_platform, first_vm_id)| {
+                    Runtime::Proxmox(Proxmox {
+                        api_url: format!("https://{host}.example:8006/api2/json"),
+                        node: format!("n{node}"),
+                        storage,
+                        bridge,
+                        api_token,
+                        first_vm_id,
+                        host_platform,
+                    })
+                },
+            ),
         platform().prop_map(|host_platform| Runtime::BareMetal(BareMetal {
             hosts: BTreeMap::new(),
             host_platform,
