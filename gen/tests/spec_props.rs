@@ -666,6 +666,41 @@ fn the_machine_contract_finds_what_is_missing() {
     assert_eq!(found, [format!("two machines are named {name}")]);
 }
 
+/// The provisioning part of the contract can fail: a machine without a VM (the Garage nodes, as
+/// `deployments/proxmox.nix` once left them out), a VM whose cores differ from the machine's `proxmox.qemuConf`,
+/// a VM for no machine and two VMs with one id are each reported.
+#[test]
+fn the_machine_contract_finds_a_missing_or_disagreeing_vm() {
+    let (spec, machines, files) = example_plan();
+    let platform = spec.provider.runtime.host_platform();
+    let main = PathBuf::from("deployments/tofu/main.tf.json");
+    let mut config: serde_json::Value = serde_json::from_str(&files[&main]).unwrap();
+    let vms = config["resource"]["proxmox_virtual_environment_vm"]
+        .as_object_mut()
+        .unwrap();
+    vms.remove("garage-ams1");
+    vms["amstelland-mastodon"]["cpu"]["cores"] = 3.into();
+    let mut stray = vms["amstelland-pixelfed"].clone();
+    stray["name"] = "stray".into();
+    vms.insert("stray".into(), stray);
+    let mut changed = files.clone();
+    changed.insert(main.clone(), config.to_string());
+    let found = contract::violations(&machines, &changed, platform);
+    assert_eq!(
+        found,
+        [
+            "amstelland-mastodon: the VM's cpu.cores is 3, proxmox.qemuConf.cores is 4",
+            "garage-ams1: no VM in deployments/tofu/main.tf.json",
+            "deployments/tofu/main.tf.json: a VM for no machine: stray",
+            "deployments/tofu/main.tf.json: amstelland-pixelfed and stray have one VM id, 101",
+        ]
+    );
+    let mut gone = files.clone();
+    gone.remove(&main);
+    let found = contract::violations(&machines, &gone, platform);
+    assert_eq!(found.len(), machines.len(), "{found:?}");
+}
+
 /// For random valid specifications of every backend: every planned machine keeps the contract.
 #[test]
 fn every_machine_of_a_valid_specification_keeps_the_contract() {
