@@ -166,6 +166,33 @@ fn the_configuration_has_opentofu_json_structure() {
         assert_eq!(vm["operating_system"]["type"], "l26");
         assert_eq!(vm["agent"]["enabled"], true);
     }
+    // Every `${…}` template refers to a declared variable or to an attribute of a resource in the file.
+    let mut references = 0;
+    let mut pending = vec![&config];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(map) => pending.extend(map.values()),
+            Value::Array(items) => pending.extend(items),
+            Value::String(s) => {
+                for template in s.split("${").skip(1) {
+                    let expression = template.split('}').next().unwrap();
+                    assert!(template.contains('}'), "unclosed template in {s}");
+                    let parts: Vec<&str> = expression.split('.').collect();
+                    let declared = match parts.as_slice() {
+                        ["var", name] => config["variable"].get(*name).is_some(),
+                        [kind, label, _attribute] => {
+                            config["resource"][*kind].get(*label).is_some()
+                        }
+                        _ => false,
+                    };
+                    assert!(declared, "`${{{expression}}}` refers to nothing declared");
+                    references += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(references > 10, "{references} references");
     for file in config["resource"]["proxmox_virtual_environment_file"]
         .as_object()
         .unwrap()
@@ -436,5 +463,49 @@ fn provision_refuses_what_it_cannot_compare() {
         text(&out.stderr).contains("not \"proxmox\""),
         "{}",
         text(&out.stderr)
+    );
+}
+
+/// Where OpenTofu or Terraform is installed (it is not always: the registry is out of reach here, so `validate`,
+/// which needs the provider's schema, cannot run), its own parser reads the configuration: the top-level blocks,
+/// the `"//"` comment, the variables and the provider requirement. A top-level key it does not know is refused,
+/// so the check can fail.
+#[test]
+fn opentofu_reads_the_configuration_where_it_is_installed() {
+    let Some(tool) = ["tofu", "terraform"].into_iter().find(|tool| {
+        Command::new(tool)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!(
+            "neither tofu nor terraform is installed: only the structure test checks the configuration"
+        );
+        return;
+    };
+    let run = |config: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.tf.json"), config).unwrap();
+        Command::new(tool)
+            .args(["providers", "-no-color"])
+            .current_dir(dir.path())
+            .env("TF_CLI_CONFIG_FILE", "/dev/null")
+            .env("TF_IN_AUTOMATION", "1")
+            .output()
+            .unwrap()
+    };
+    let config = std::fs::read_to_string(repository().join(MAIN)).unwrap();
+    let out = run(&config);
+    assert!(out.status.success(), "{tool}: {}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("bpg/proxmox] ~> 0.111.1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let broken = config.replacen("\"provider\":", "\"providers\":", 1);
+    let out = run(&broken);
+    assert!(
+        !out.status.success(),
+        "{tool} took an unknown top-level block"
     );
 }
