@@ -24,6 +24,7 @@ mod machine;
 mod nixops4;
 mod provider;
 pub mod tofu;
+mod vm_ids;
 
 use base::{base_module, machine_base};
 use machine::{garage_machine, machine_module};
