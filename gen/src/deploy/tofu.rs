@@ -23,19 +23,16 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::machine::garage_capacity;
-pub use super::vm_ids::{VmIds, VmIdsError};
+use super::vm_ids::pretty;
+pub use super::vm_ids::{
+    DEFAULT_FIRST_VM_ID, MAX_VM_ID, TOFU_DIR, VM_IDS_FILE, VmIds, VmIdsError, vm_ids_path,
+};
 use super::{DEPLOYMENTS, DeployError, MachineRole, PlannedMachine};
 use crate::model::{self, Catalog, Proxmox, Spec};
 use crate::write::marker_text;
 
-/// The folder of the OpenTofu configuration, under `deployments/`.
-pub const TOFU_DIR: &str = "tofu";
-
 /// The OpenTofu configuration, in [`TOFU_DIR`].
 pub const MAIN_FILE: &str = "main.tf.json";
-
-/// The VM id allocation, in [`TOFU_DIR`].
-pub const VM_IDS_FILE: &str = "vm-ids.json";
 
 /// The provider's registry address.
 pub const PROVIDER_SOURCE: &str = "bpg/proxmox";
@@ -50,12 +47,6 @@ pub const VM_RESOURCE: &str = "proxmox_virtual_environment_vm";
 /// The resource type of an uploaded file (the machines' disk images).
 pub const FILE_RESOURCE: &str = "proxmox_virtual_environment_file";
 
-/// The first VM id given out when the specification names none: Proxmox VE's own first id.
-pub const DEFAULT_FIRST_VM_ID: u32 = 100;
-
-/// The largest VM id Proxmox VE accepts.
-pub const MAX_VM_ID: u32 = 999_999_999;
-
 /// The disk interface of every VM's first disk: `virtio0` is `/dev/vda` in the guest, where nixpkgs'
 /// `proxmox-image.nix` installs GRUB (`boot.loader.grub.device`) and which its `qemuConf.virtio0` names.
 pub const DISK_INTERFACE: &str = "virtio0";
@@ -63,18 +54,6 @@ pub const DISK_INTERFACE: &str = "virtio0";
 /// `deployments/tofu/main.tf.json`, relative to the repository.
 pub fn main_path() -> PathBuf {
     Path::new(DEPLOYMENTS).join(TOFU_DIR).join(MAIN_FILE)
-}
-
-/// `deployments/tofu/vm-ids.json`, relative to the repository.
-pub fn vm_ids_path() -> PathBuf {
-    Path::new(DEPLOYMENTS).join(TOFU_DIR).join(VM_IDS_FILE)
-}
-
-/// JSON as fedigen writes it: two-space indentation, keys sorted, a final line break.
-pub(super) fn pretty(value: &Value) -> String {
-    let mut text = serde_json::to_string_pretty(value).expect("JSON values print");
-    text.push('\n');
-    text
 }
 
 /// The resources (cores, memory in MiB, disk in GiB) of a planned machine: the same as its module's.

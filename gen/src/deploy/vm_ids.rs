@@ -10,10 +10,34 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::tofu::{DEFAULT_FIRST_VM_ID, MAX_VM_ID, pretty, vm_ids_path};
+use super::DEPLOYMENTS;
 use crate::write::marker_text;
+
+/// The folder of the OpenTofu configuration, under `deployments/`.
+pub const TOFU_DIR: &str = "tofu";
+
+/// The VM id allocation, in [`TOFU_DIR`].
+pub const VM_IDS_FILE: &str = "vm-ids.json";
+
+/// The first VM id given out when the specification names none: Proxmox VE's own first id.
+pub const DEFAULT_FIRST_VM_ID: u32 = 100;
+
+/// The largest VM id Proxmox VE accepts.
+pub const MAX_VM_ID: u32 = 999_999_999;
+
+/// `deployments/tofu/vm-ids.json`, relative to the repository.
+pub fn vm_ids_path() -> PathBuf {
+    Path::new(DEPLOYMENTS).join(TOFU_DIR).join(VM_IDS_FILE)
+}
+
+/// JSON as fedigen writes it: two-space indentation, keys sorted, a final line break.
+pub(crate) fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("JSON values print");
+    text.push('\n');
+    text
+}
 
 /// The VM ids of machines, kept across regenerations: a machine keeps its id as long as it exists, a new machine
 /// takes the next id after every id ever given out (never one a removed machine had), and a removed machine's
