@@ -46,6 +46,9 @@ pub enum GenerateError {
     /// A deployment could not be planned.
     #[error(transparent)]
     Deploy(#[from] crate::deploy::DeployError),
+    /// The committed Proxmox VM id allocation (`deployments/tofu/vm-ids.json`) is invalid.
+    #[error(transparent)]
+    VmIds(#[from] crate::deploy::tofu::VmIdsError),
     /// A hand-written file has malformed regions, or a region the generator does not fill.
     #[error(transparent)]
     Region(Box<region::RegionError>),
@@ -177,8 +180,11 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             .into());
         }
         plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
-        plan.files
-            .extend(crate::deploy::plan(&spec, &catalog, &name)?);
+        // Proxmox VM ids are kept across regenerations: the committed allocation is read, and extended.
+        let vm_ids = crate::deploy::tofu::VmIds::read(repo)?.unwrap_or_default();
+        plan.files.extend(crate::deploy::plan_with_vm_ids(
+            &spec, &catalog, &name, &vm_ids,
+        )?);
         // One VM test per operator, rendered in parallel (each is laid out by nixfmt, the costly part).
         use rayon::prelude::*;
         let source = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);

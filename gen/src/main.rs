@@ -70,6 +70,10 @@ enum Command {
     /// Check a specification (provider and operators) against the model and the templates' manifests.
     #[command(after_long_help = cli::help::VALIDATE)]
     Validate(cli::model::ValidateArgs),
+    /// Show what provisioning on Proxmox would create, change or destroy against the previous generation
+    /// (`deployments/tofu/main.tf.json`), field by field; not `tofu plan`: Proxmox is not asked.
+    #[command(after_long_help = cli::help::PROVISION)]
+    Provision(cli::provision::ProvisionArgs),
     /// Print the JSON Schema (draft 2020-12) of specifications, with every application's settings.
     #[command(after_long_help = cli::help::SCHEMA)]
     Schema(cli::model::SchemaArgs),
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Command::Closure(ClosureCommand::Diff(args)) => cli::repro::run_closure_diff(args),
         Command::Validate(args) => cli::model::validate(args),
         Command::Schema(args) => cli::model::schema(args),
+        Command::Provision(args) => cli::provision::run(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "fedigen", &mut script);

@@ -237,17 +237,21 @@ fn runtime() -> impl Strategy<Value = Runtime> {
             "vmbr[0-9]",
             secret(),
             platform(),
+            proptest::option::of(100u32..100_000),
         )
-            .prop_map(|(host, node, storage, bridge, api_token, host_platform)| {
-                Runtime::Proxmox(Proxmox {
-                    api_url: format!("https://{host}.example:8006/api2/json"),
-                    node: format!("n{node}"),
-                    storage,
-                    bridge,
-                    api_token,
-                    host_platform,
-                })
-            }),
+            .prop_map(
+                |(host, node, storage, bridge, api_token, host_platform, first_vm_id)| {
+                    Runtime::Proxmox(Proxmox {
+                        api_url: format!("https://{host}.example:8006/api2/json"),
+                        node: format!("n{node}"),
+                        storage,
+                        bridge,
+                        api_token,
+                        first_vm_id,
+                        host_platform,
+                    })
+                },
+            ),
         platform().prop_map(|host_platform| Runtime::BareMetal(BareMetal {
             hosts: BTreeMap::new(),
             host_platform,
@@ -573,10 +577,16 @@ fn every_deployment_of_a_valid_specification_parses_with_nix() {
         }
         valid += 1;
         match fedigen::deploy::plan(&spec, &catalog, &format!("spec-{i}")) {
-            Ok(files) => sources.extend(files.into_iter().map(|(path, text)| Source {
-                name: format!("spec-{i}/{}", path.display()),
-                text,
-            })),
+            // The Nix files; OpenTofu's JSON (deployments/tofu/) is checked by the contract and tests/provision.rs.
+            Ok(files) => sources.extend(
+                files
+                    .into_iter()
+                    .filter(|(path, _)| path.extension().is_some_and(|e| e == "nix"))
+                    .map(|(path, text)| Source {
+                        name: format!("spec-{i}/{}", path.display()),
+                        text,
+                    }),
+            ),
             Err(e) => failures.push(format!("spec-{i}: valid, but not deployable: {e}\n{text}")),
         }
     }
@@ -660,6 +670,41 @@ fn the_machine_contract_finds_what_is_missing() {
     machines.push(machines[0].clone());
     let found = contract::violations(&machines, &files, platform);
     assert_eq!(found, [format!("two machines are named {name}")]);
+}
+
+/// The provisioning part of the contract can fail: a machine without a VM (the Garage nodes, as
+/// `deployments/proxmox.nix` once left them out), a VM whose cores differ from the machine's `proxmox.qemuConf`,
+/// a VM for no machine and two VMs with one id are each reported.
+#[test]
+fn the_machine_contract_finds_a_missing_or_disagreeing_vm() {
+    let (spec, machines, files) = example_plan();
+    let platform = spec.provider.runtime.host_platform();
+    let main = PathBuf::from("deployments/tofu/main.tf.json");
+    let mut config: serde_json::Value = serde_json::from_str(&files[&main]).unwrap();
+    let vms = config["resource"]["proxmox_virtual_environment_vm"]
+        .as_object_mut()
+        .unwrap();
+    vms.remove("garage-ams1");
+    vms["amstelland-mastodon"]["cpu"]["cores"] = 3.into();
+    let mut stray = vms["amstelland-pixelfed"].clone();
+    stray["name"] = "stray".into();
+    vms.insert("stray".into(), stray);
+    let mut changed = files.clone();
+    changed.insert(main.clone(), config.to_string());
+    let found = contract::violations(&machines, &changed, platform);
+    assert_eq!(
+        found,
+        [
+            "amstelland-mastodon: the VM's cpu.cores is 3, proxmox.qemuConf.cores is 4",
+            "garage-ams1: no VM in deployments/tofu/main.tf.json",
+            "deployments/tofu/main.tf.json: a VM for no machine: stray",
+            "deployments/tofu/main.tf.json: amstelland-pixelfed and stray have one VM id, 101",
+        ]
+    );
+    let mut gone = files.clone();
+    gone.remove(&main);
+    let found = contract::violations(&machines, &gone, platform);
+    assert_eq!(found.len(), machines.len(), "{found:?}");
 }
 
 /// For random valid specifications of every backend: every planned machine keeps the contract.

@@ -145,7 +145,8 @@ impl From<GenerateError> for CliError {
     fn from(error: GenerateError) -> Self {
         match error {
             GenerateError::InvalidSpec(load) => Self::from(*load),
-            GenerateError::Io(io) => Self::from(io),
+            GenerateError::Io(io)
+            | GenerateError::VmIds(fedigen::deploy::tofu::VmIdsError::Io(io)) => Self::from(io),
             other => Self::invalid(other),
         }
     }

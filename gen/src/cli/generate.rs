@@ -123,7 +123,7 @@ pub fn run(args: GenerateArgs) -> CliResult {
 /// Why a generation could not be planned. An invalid specification's report is printed here as it is (it says
 /// `error:` itself, once per problem); every other error keeps its class (see `cli::error`): a specification or
 /// folder that cannot be read is the environment's fault, a broken template or manifest the input's.
-fn planning_failed(error: GenerateError) -> CliError {
+pub(crate) fn planning_failed(error: GenerateError) -> CliError {
     match error {
         GenerateError::InvalidSpec(load) => match *load {
             LoadError::Invalid(report) => {

@@ -115,3 +115,15 @@ Examples:
   fedigen completions fish > ~/.config/fish/completions/fedigen.fish
 
 Exit status: 0 printed.";
+
+/// `fedigen provision`.
+pub const PROVISION: &str = "\
+Examples:
+  fedigen provision                              # against the committed deployments/tofu/main.tf.json
+  fedigen provision --previous old.tf.json       # against another generation
+  fedigen provision --previous <(git show main:deployments/tofu/main.tf.json)
+  fedigen provision --json                       # the comparison as JSON, for a CI job to read
+
+Not `tofu plan`: nothing is asked of Proxmox. The configuration the specification generates now is compared with the previous generation, resource by resource and field by field; `tofu plan` then compares with the cluster itself.
+
+Exit status: 0 nothing would change; 1 something would be created, changed or destroyed (each printed); 2 invalid specification, a previous file that is not JSON, or a backend other than proxmox; 3 the environment lacks something (a file unreadable).";

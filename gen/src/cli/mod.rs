@@ -8,5 +8,6 @@ pub mod help;
 pub mod model;
 pub mod nix;
 pub mod output;
+pub mod provision;
 pub mod repro;
 pub mod template;

@@ -49,7 +49,7 @@ pub(super) fn machine_base(
             // The disk's size is not set here: `virtualisation.diskSize` stays "auto", so the image holds what the
             // system needs (a full-size image would be written and packed whole into the VMA: 2 TB for a Garage
             // node), and the root file system grows to the disk at first boot (proxmox-image.nix's growPartition
-            // and autoResize). The disk itself gets its size where the VM is made (`deployments/proxmox.nix`).
+            // and autoResize). The disk itself gets its size where the VM is made (`deployments/tofu/main.tf.json`).
         }
         Runtime::BareMetal(bare) => {
             if let Some(host) = bare_metal_host.and_then(|h| bare.hosts.get(h)) {

@@ -70,20 +70,7 @@ pub(super) fn garage_machine(
     (name, node): (&str, &model::GarageNode),
     catalog: &Catalog,
 ) -> Result<Expr, DeployError> {
-    let defaults = catalog
-        .manifests
-        .get(model::OBJECT_STORAGE_APPLICATION)
-        .map(|m| m.resources)
-        .unwrap_or(crate::manifest::Resources {
-            cores: 2,
-            memory_mib: 2048,
-            disk_gib: node.capacity_gib,
-        });
-    let capacity = model::Resources {
-        cores: defaults.cores,
-        memory_mib: defaults.memory_mib,
-        disk_gib: defaults.disk_gib.max(node.capacity_gib),
-    };
+    let capacity = garage_capacity(node, catalog);
     let domain = &spec.provider.domain;
     let mut entries = machine_base(
         spec,
@@ -95,4 +82,24 @@ pub(super) fn garage_machine(
     )?;
     entries.push(Entry::dotted("fediversity.domain", Expr::string(domain)?)?);
     Ok(Expr::attrs(entries))
+}
+
+/// The resources of a Garage node's own machine: the Garage manifest's, with a disk at least as large as the
+/// node's capacity. The one place they are derived, for the machine's module and its provisioning
+/// (`deployments/tofu/`).
+pub(super) fn garage_capacity(node: &model::GarageNode, catalog: &Catalog) -> model::Resources {
+    let defaults = catalog
+        .manifests
+        .get(model::OBJECT_STORAGE_APPLICATION)
+        .map(|m| m.resources)
+        .unwrap_or(crate::manifest::Resources {
+            cores: 2,
+            memory_mib: 2048,
+            disk_gib: node.capacity_gib,
+        });
+    model::Resources {
+        cores: defaults.cores,
+        memory_mib: defaults.memory_mib,
+        disk_gib: defaults.disk_gib.max(node.capacity_gib),
+    }
 }

@@ -23,6 +23,8 @@ mod base;
 mod machine;
 mod nixops4;
 mod provider;
+pub mod tofu;
+mod vm_ids;
 
 use base::{base_module, machine_base};
 use machine::{garage_machine, machine_module};
@@ -73,7 +75,8 @@ pub enum DeployError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedMachine {
     /// The NixOS configuration's name and host name: `<operator>-<application>` or `garage-<node>`. It is the
-    /// attribute name in `deployments/default.nix`, `nixops4.nix` and `proxmox.nix`.
+    /// attribute name in `deployments/default.nix` and `nixops4.nix`, and its VM's resource label in
+    /// `tofu/main.tf.json`.
     pub name: String,
     /// The file of its module, relative to `deployments/`: `<operator>/<application>.nix` or
     /// `garage/<node>.nix`.
@@ -324,12 +327,22 @@ pub(crate) enum ApplicationName<'a> {
 }
 
 /// Plans `deployments/`: one file per machine, `default.nix` (machine name → module), `nixops4.nix`, and for
-/// the Proxmox backend `proxmox.nix` (what a provisioning step creates). `spec_name` names the specification in
-/// markers.
+/// the Proxmox backend `tofu/` (the OpenTofu configuration that creates every machine's VM, [`tofu`]), with VM
+/// ids allocated afresh. `spec_name` names the specification in markers.
 pub fn plan(
     spec: &Spec,
     catalog: &Catalog,
     spec_name: &str,
+) -> Result<BTreeMap<PathBuf, String>, DeployError> {
+    plan_with_vm_ids(spec, catalog, spec_name, &tofu::VmIds::default())
+}
+
+/// [`plan`], keeping the VM ids of `vm_ids` (the repository's committed allocation, [`tofu::VmIds::read`]).
+pub fn plan_with_vm_ids(
+    spec: &Spec,
+    catalog: &Catalog,
+    spec_name: &str,
+    vm_ids: &tofu::VmIds,
 ) -> Result<BTreeMap<PathBuf, String>, DeployError> {
     let mut files = BTreeMap::new();
     // Machines are described first, then emitted and verified in parallel (the costly part: rnix).
@@ -429,46 +442,9 @@ pub fn plan(
         &nixops4(&machines)?,
     )?;
     if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
-        let vms = machines
-            .iter()
-            .filter_map(|machine| match &machine.role {
-                MachineRole::Application {
-                    operator,
-                    application: app,
-                } => {
-                    let application = &spec.operators[*operator].applications[app];
-                    let capacity = application
-                        .resources
-                        .resolve(catalog.manifests[app].resources);
-                    Some((machine.name.clone(), capacity))
-                }
-                MachineRole::GarageNode(_) => None,
-            })
-            .map(|(name, capacity)| {
-                let vm = serde_json::json!({
-                    "node": proxmox.node,
-                    "storage": proxmox.storage,
-                    "bridge": proxmox.bridge,
-                    "cores": capacity.cores,
-                    "memoryMiB": capacity.memory_mib,
-                    "diskGiB": capacity.disk_gib,
-                });
-                Ok(Entry::binding(
-                    AttrPath::from(AttrName::new(&name)?),
-                    data(&vm)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, DeployError>>()?;
-        let provisioning = Expr::attrs(vec![
-            Entry::dotted("apiUrl", Expr::string(&proxmox.api_url)?)?,
-            Entry::dotted("virtualMachines", Expr::attrs(vms))?,
-        ]);
-        top_level(
-            "proxmox.nix",
-            "Proxmox provisioning",
-            "The virtual machines a provisioning step creates on the Proxmox cluster.",
-            &provisioning,
-        )?;
+        files.extend(tofu::plan(
+            spec, proxmox, catalog, &machines, vm_ids, spec_name,
+        )?);
     }
     Ok(files)
 }

@@ -162,7 +162,7 @@ fn the_structs_and_the_tree_describe_the_same_fields() {
     let runtimes = [
         json!({"backend": "qemu"}),
         json!({"backend": "proxmox", "api_url": "https://pve.example/api2/json", "node": "n", "storage": "s",
-               "bridge": "b", "api_token": {"secret": "pve"}}),
+               "bridge": "b", "api_token": {"secret": "pve"}, "first_vm_id": 1000}),
         json!({"backend": "bare-metal", "host_platform": "aarch64-linux", "hosts": {
             "h": {"ssh": "root@10.0.0.1", "hardware_config": "./hw.nix", "boot_loader": {"kind": "grub", "device": "/dev/sda"}},
             "i": {"ssh": "root@10.0.0.2", "hardware_config": "hw/i.nix", "boot_loader": {"kind": "systemd-boot"}}}}),

@@ -152,7 +152,7 @@ fn origin(spec: &Spec, origin: &Origin) -> (FieldPath, String) {
 }
 
 /// Two parts of the specification that would get one generated name: machines (their names are attribute names
-/// in `deployments/default.nix`, `nixops4.nix` and `proxmox.nix`, and their module files), host names (operator
+/// in `deployments/default.nix`, `nixops4.nix` and `tofu/main.tf.json`, and their module files), host names (operator
 /// domains, application hosts, the provider's S3 and S3 web endpoints and the names Garage serves below them,
 /// machines' own names) and the names a machine module binds. The names are the ones [`crate::deploy`] writes:
 /// both read [`deploy::machines`], [`deploy::host_names`], [`deploy::fediversity_names`] and

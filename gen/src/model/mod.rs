@@ -157,6 +157,10 @@ pub struct Proxmox {
     pub bridge: String,
     /// The API token (`user@realm!tokenid=…`), as a reference.
     pub api_token: SecretRef,
+    /// The first VM id given to a new machine (default 100): a range of its own on a cluster that runs other
+    /// VMs too. Ids already given are kept (`deployments/tofu/vm-ids.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_vm_id: Option<u32>,
     /// The Nix system of the machines (`nixpkgs.hostPlatform`), e.g. `x86_64-linux`.
     #[serde(default = "default_host_platform")]
     pub host_platform: String,

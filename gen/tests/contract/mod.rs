@@ -1,6 +1,7 @@
 //! The contract every generated machine keeps, read from the emitted files of `deploy::plan` (the one source of
 //! truth: what is written is what NixOS evaluates), without nixpkgs: a root file system, a boot loader,
-//! `nixpkgs.hostPlatform`, and no two machines with one name.
+//! `nixpkgs.hostPlatform`, and no two machines with one name; on Proxmox, exactly one VM per machine in
+//! `deployments/tofu/main.tf.json`, agreeing with the machine's `proxmox.qemuConf`, and no VM id twice.
 //!
 //! A machine's definitions are those of its own file and of every file of `deployments/` it imports (the
 //! runtime backend's base, the provider's modules). What an upstream module it imports defines is known here
@@ -162,6 +163,7 @@ pub fn violations(
 ) -> Vec<String> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
+    let provisioning = Provisioning::read(files);
     for machine in machines {
         let name = &machine.name;
         if !seen.insert(name.clone()) {
@@ -205,6 +207,97 @@ pub fn violations(
                 other.map_or("unset".to_owned(), |v| v.to_string())
             )),
         }
+        if proxmox_image {
+            out.extend(provisioning.machine(name, &d));
+        }
     }
+    out.extend(provisioning.rest(machines));
     out
+}
+
+/// The Proxmox provisioning, `deployments/tofu/main.tf.json`, as planned (none for other backends).
+struct Provisioning {
+    /// Resource label → the VM's settings.
+    vms: BTreeMap<String, Value>,
+    /// Why the file is unusable, when it is.
+    error: Option<String>,
+}
+
+impl Provisioning {
+    const FILE: &str = "deployments/tofu/main.tf.json";
+
+    fn read(files: &BTreeMap<PathBuf, String>) -> Self {
+        let Some(text) = files.get(Path::new(Self::FILE)) else {
+            return Self {
+                vms: BTreeMap::new(),
+                error: Some(format!("{} is not planned", Self::FILE)),
+            };
+        };
+        match serde_json::from_str::<Value>(text) {
+            Ok(config) => Self {
+                vms: config["resource"]["proxmox_virtual_environment_vm"]
+                    .as_object()
+                    .map(|m| m.clone().into_iter().collect())
+                    .unwrap_or_default(),
+                error: None,
+            },
+            Err(e) => Self {
+                vms: BTreeMap::new(),
+                error: Some(format!("{} is not JSON: {e}", Self::FILE)),
+            },
+        }
+    }
+
+    /// A Proxmox machine's VM: there, named as the machine, its cores and memory those of the machine's
+    /// `proxmox.qemuConf`, its first disk `virtio0` (`/dev/vda`, where proxmox-image.nix puts GRUB).
+    fn machine(&self, name: &str, d: &Definitions) -> Vec<String> {
+        if let Some(e) = &self.error {
+            return vec![format!("{name}: no VM: {e}")];
+        }
+        let Some(vm) = self.vms.get(name) else {
+            return vec![format!("{name}: no VM in {}", Self::FILE)];
+        };
+        let mut out = Vec::new();
+        for (field, got, option) in [
+            ("name", &vm["name"], "name"),
+            ("cpu.cores", &vm["cpu"]["cores"], "cores"),
+            ("memory.dedicated", &vm["memory"]["dedicated"], "memory"),
+        ] {
+            let want = defines(d, &["proxmox", "qemuConf", option]);
+            if want.as_ref() != Some(got) {
+                out.push(format!(
+                    "{name}: the VM's {field} is {got}, proxmox.qemuConf.{option} is {}",
+                    want.map_or("unset".to_owned(), |v| v.to_string())
+                ));
+            }
+        }
+        if vm["disk"][0]["interface"] != "virtio0" {
+            out.push(format!(
+                "{name}: the VM's first disk is {}, not virtio0 (/dev/vda, where GRUB is)",
+                vm["disk"][0]["interface"]
+            ));
+        }
+        out
+    }
+
+    /// No VM without a machine, and no VM id twice.
+    fn rest(&self, machines: &[PlannedMachine]) -> Vec<String> {
+        let mut out = Vec::new();
+        for label in self.vms.keys() {
+            if !machines.iter().any(|m| &m.name == label) {
+                out.push(format!("{}: a VM for no machine: {label}", Self::FILE));
+            }
+        }
+        let mut ids: BTreeMap<String, &str> = BTreeMap::new();
+        for (label, vm) in &self.vms {
+            if let Some(other) = ids.insert(vm["vm_id"].to_string(), label) {
+                out.push(format!(
+                    "{}: {other} and {label} have one VM id, {}",
+                    Self::FILE,
+                    vm["vm_id"]
+                ));
+            }
+        }
+        out
+    }
 }

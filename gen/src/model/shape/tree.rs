@@ -145,6 +145,12 @@ pub fn spec_shape() -> Shape {
                     ),
                     req("bridge", Str(F::Token), "the network bridge, e.g. `vmbr0`"),
                     req("api_token", Secret, "the API token, as a secret reference"),
+                    opt(
+                        "first_vm_id",
+                        Int(100, 999_999_999),
+                        "the first Proxmox VM id fedigen gives a new machine (default 100); ids already \
+                         given are kept (deployments/tofu/vm-ids.json)",
+                    ),
                     platform(),
                 ],
             ),
