@@ -23,6 +23,7 @@ mod base;
 mod machine;
 mod nixops4;
 mod provider;
+pub(crate) mod secrets;
 
 use base::{base_module, machine_base};
 use machine::{garage_machine, machine_module};
