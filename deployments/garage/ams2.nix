@@ -14,5 +14,16 @@
   networking.domain = "nordwind-hosting.example";
   services.openssh.enable = true;
   system.stateVersion = "25.05";
-  fediversity.domain = "nordwind-hosting.example";
+  fediversity = {
+    domain = "nordwind-hosting.example";
+    secrets = {
+      garage-environment = {
+        path = "/run/secrets/garage-environment";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "garage.service";
+      };
+    };
+  };
 }

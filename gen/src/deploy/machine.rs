@@ -11,12 +11,14 @@ pub(super) fn machine_module(
     app: &str,
     application: &model::OperatorApplication,
     manifest: &crate::manifest::Manifest,
+    catalog: &Catalog,
 ) -> Result<Expr, DeployError> {
     let capacity = application.resources.resolve(manifest.resources);
     let bare_metal_host = operator.machines.get(app).and_then(|m| m.host.as_deref());
     let (machine, _) = application_machine(operator, app);
     let mut provider_modules = Vec::new();
     let mut fediversity = Vec::new();
+    let mut garage_node = false;
     for (name, what) in fediversity_names(spec, &machine, app) {
         match what {
             FediversityName::Domain => fediversity.push(Entry::binding(
@@ -47,9 +49,27 @@ pub(super) fn machine_module(
                     Expr::attrs(app_entries),
                 ));
             }
-            FediversityName::GarageNode(_) => provider_modules.push(GARAGE_CLUSTER_MODULE),
+            FediversityName::GarageNode(_) => {
+                garage_node = true;
+                provider_modules.push(GARAGE_CLUSTER_MODULE);
+            }
+            // Bound below, once everything the machine runs is known.
+            FediversityName::Secrets => {}
         }
     }
+    let secrets =
+        secrets::application_secrets(spec, catalog, app, application, manifest, garage_node);
+    // This application's own copy of the provider's SMTP password (provider.nix binds the rest of `smtp`).
+    if let Some(smtp_secret) = secrets
+        .iter()
+        .find(|s| s.name == secrets::smtp_secret_name(app))
+    {
+        fediversity.push(Entry::dotted(
+            "smtp.passwordFile",
+            Expr::runtime_path(&smtp_secret.path)?,
+        )?);
+    }
+    fediversity.push(secrets::secrets_binding(&secrets)?);
     let mut entries = machine_base(
         spec,
         spec_dir,
@@ -93,6 +113,12 @@ pub(super) fn garage_machine(
         (name, domain),
         &[GARAGE_CLUSTER_MODULE],
     )?;
-    entries.push(Entry::dotted("fediversity.domain", Expr::string(domain)?)?);
+    entries.push(Entry::dotted(
+        "fediversity",
+        Expr::attrs(vec![
+            Entry::dotted("domain", Expr::string(domain)?)?,
+            secrets::secrets_binding(&secrets::garage_secrets(spec, catalog))?,
+        ]),
+    )?);
     Ok(Expr::attrs(entries))
 }

@@ -18,10 +18,8 @@ pub(super) fn provider_module(spec: &Spec, catalog: &Catalog) -> Result<Expr, De
                 Entry::dotted("host", Expr::string(&smtp.host)?)?,
                 Entry::dotted("port", Expr::Int(i64::from(smtp.port)))?,
                 Entry::dotted("user", Expr::string(&smtp.user)?)?,
-                Entry::dotted(
-                    "passwordFile",
-                    Expr::runtime_path(&secret_path(&smtp.password))?,
-                )?,
+                // The password file is each consumer's own (`fediversity.smtp.passwordFile` in its machine's
+                // file, owned by its service user): see `secrets::consumer_path`.
                 Entry::dotted("fromAddress", Expr::string(&smtp.from)?)?,
             ]),
         )?);

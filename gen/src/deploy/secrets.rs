@@ -103,7 +103,8 @@ pub(crate) fn application_secrets(
 /// The Garage cluster's secret files on a machine running a node (the same on every node).
 pub(crate) fn garage_secrets(spec: &Spec, catalog: &Catalog) -> Vec<MachineSecret> {
     let app = model::OBJECT_STORAGE_APPLICATION;
-    let (Some(storage), Some(manifest)) = (&spec.provider.object_storage, catalog.manifests.get(app))
+    let (Some(storage), Some(manifest)) =
+        (&spec.provider.object_storage, catalog.manifests.get(app))
     else {
         return Vec::new();
     };
@@ -179,28 +180,28 @@ done
 exit "$status"
 "#;
 
-/// The words `set --` receives for these secrets, in the order [`CHECK_SCRIPT`] reads them (what
-/// `lib.escapeShellArgs` of `modules/fediversity.nix` passes on the machine).
-pub(crate) fn check_arguments(secrets: &[MachineSecret]) -> Vec<String> {
-    secrets
-        .iter()
-        .flat_map(|s| {
-            [
-                s.name.clone(),
-                s.path.clone(),
-                s.owner.clone(),
-                s.group.clone(),
-                s.mode.to_owned(),
-            ]
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
     use std::process::Command;
+
+    /// The words `set --` receives for these secrets, in the order [`CHECK_SCRIPT`] reads them (what
+    /// `lib.escapeShellArgs` of `modules/fediversity.nix` passes on the machine).
+    fn check_arguments(secrets: &[MachineSecret]) -> Vec<String> {
+        secrets
+            .iter()
+            .flat_map(|s| {
+                [
+                    s.name.clone(),
+                    s.path.clone(),
+                    s.owner.clone(),
+                    s.group.clone(),
+                    s.mode.to_owned(),
+                ]
+            })
+            .collect()
+    }
 
     fn secret(name: &str, path: &Path, owner: &str, group: &str) -> MachineSecret {
         MachineSecret {
@@ -337,9 +338,14 @@ mod tests {
             assert!(status.success());
             let (code, stderr) = run_check(&[secret("app-theirs", &file, "root", &group)]);
             assert_eq!(code, 1, "{stderr}");
-            assert!(stderr.contains("has owner, group and mode nobody "), "{stderr}");
+            assert!(
+                stderr.contains("has owner, group and mode nobody "),
+                "{stderr}"
+            );
         } else {
-            eprintln!("not root: the case of a file given to `nobody` is left out (chown needs root)");
+            eprintln!(
+                "not root: the case of a file given to `nobody` is left out (chown needs root)"
+            );
         }
     }
 
@@ -364,7 +370,11 @@ mod tests {
             .spawn()
             .and_then(|mut child| {
                 use std::io::Write as _;
-                child.stdin.take().unwrap().write_all(CHECK_SCRIPT.as_bytes())?;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(CHECK_SCRIPT.as_bytes())?;
                 child.wait_with_output()
             })
         else {
