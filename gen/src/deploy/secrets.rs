@@ -35,11 +35,28 @@ pub(crate) struct MachineSecret {
     pub mode: &'static str,
     /// The unit that reads it (the check runs before it).
     pub unit: String,
+    /// What in the specification it holds.
+    pub holds: Holds,
+}
+
+/// What a machine's secret file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Holds {
+    /// The secret of this name in the manifest of this application (Garage's for the cluster's).
+    Manifest {
+        /// The application.
+        app: String,
+        /// The secret's name in its manifest.
+        secret: String,
+    },
+    /// The provider's SMTP password.
+    SmtpPassword,
 }
 
 impl MachineSecret {
-    fn new(name: String, path: String, access: SecretAccess<'_>) -> Self {
+    fn new(name: String, path: String, access: SecretAccess<'_>, holds: Holds) -> Self {
         Self {
+            holds,
             name,
             path,
             owner: access.owner().to_owned(),
@@ -83,6 +100,10 @@ pub(crate) fn application_secrets(
                 format!("{app}-{name}"),
                 secret_path(secret),
                 spec_secret.access(),
+                Holds::Manifest {
+                    app: app.to_owned(),
+                    secret: name.clone(),
+                },
             ));
         }
     }
@@ -91,6 +112,7 @@ pub(crate) fn application_secrets(
             smtp_secret_name(app),
             consumer_path(&smtp.password, app),
             reads.access(),
+            Holds::SmtpPassword,
         ));
     }
     if garage_node {
@@ -117,6 +139,10 @@ pub(crate) fn garage_secrets(spec: &Spec, catalog: &Catalog) -> Vec<MachineSecre
                 format!("{app}-{name}"),
                 secret_path(secret),
                 access,
+                Holds::Manifest {
+                    app: app.to_owned(),
+                    secret: name.clone(),
+                },
             ))
         })
         .collect()
@@ -211,6 +237,7 @@ mod tests {
             group: group.to_owned(),
             mode: SECRET_MODE,
             unit: "x.service".to_owned(),
+            holds: Holds::SmtpPassword,
         }
     }
 
