@@ -14,16 +14,5 @@
   networking.domain = "nordwind-hosting.example";
   services.openssh.enable = true;
   system.stateVersion = "25.05";
-  fediversity = {
-    domain = "nordwind-hosting.example";
-    secrets = {
-      garage-environment = {
-        path = "/run/secrets/garage-environment";
-        owner = "root";
-        group = "root";
-        mode = "0400";
-        unit = "garage.service";
-      };
-    };
-  };
+  fediversity.domain = "nordwind-hosting.example";
 }

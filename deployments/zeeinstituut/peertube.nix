@@ -27,13 +27,6 @@
     };
     smtp.passwordFile = "/run/secrets/peertube-smtp-password";
     secrets = {
-      garage-environment = {
-        path = "/run/secrets/garage-environment";
-        owner = "root";
-        group = "root";
-        mode = "0400";
-        unit = "garage.service";
-      };
       peertube-peertubeSecret = {
         path = "/run/secrets/zeeinstituut-peertube";
         owner = "peertube";

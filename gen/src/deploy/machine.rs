@@ -18,7 +18,6 @@ pub(super) fn machine_module(
     let (machine, _) = application_machine(operator, app);
     let mut provider_modules = Vec::new();
     let mut fediversity = Vec::new();
-    let mut garage_node = false;
     for (name, what) in fediversity_names(spec, &machine, app) {
         match what {
             FediversityName::Domain => fediversity.push(Entry::binding(
@@ -49,16 +48,13 @@ pub(super) fn machine_module(
                     Expr::attrs(app_entries),
                 ));
             }
-            FediversityName::GarageNode(_) => {
-                garage_node = true;
-                provider_modules.push(GARAGE_CLUSTER_MODULE);
-            }
+            FediversityName::GarageNode(_) => provider_modules.push(GARAGE_CLUSTER_MODULE),
             // Bound below, once everything the machine runs is known.
             FediversityName::Secrets => {}
         }
     }
-    let secrets =
-        secrets::application_secrets(spec, catalog, app, application, manifest, garage_node);
+    // The Garage cluster's secrets, when a node shares the machine, are declared in garage-cluster.nix (once).
+    let secrets = secrets::application_secrets(spec, catalog, app, application, manifest, false);
     // This application's own copy of the provider's SMTP password (provider.nix binds the rest of `smtp`).
     if let Some(smtp_secret) = secrets
         .iter()
@@ -113,12 +109,6 @@ pub(super) fn garage_machine(
         (name, domain),
         &[GARAGE_CLUSTER_MODULE],
     )?;
-    entries.push(Entry::dotted(
-        "fediversity",
-        Expr::attrs(vec![
-            Entry::dotted("domain", Expr::string(domain)?)?,
-            secrets::secrets_binding(&secrets::garage_secrets(spec, catalog))?,
-        ]),
-    )?);
+    entries.push(Entry::dotted("fediversity.domain", Expr::string(domain)?)?);
     Ok(Expr::attrs(entries))
 }

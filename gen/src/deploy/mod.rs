@@ -414,7 +414,7 @@ pub fn plan(
             GARAGE_CLUSTER_MODULE,
             "the Garage cluster",
             "Imported by every machine running a Garage node: the cluster's settings, the same on every node.",
-            &garage_cluster_module(storage)?,
+            &garage_cluster_module(spec, catalog, storage)?,
         )?;
     }
     let index = Expr::attrs(

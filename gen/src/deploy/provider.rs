@@ -38,14 +38,22 @@ pub(super) fn provider_module(spec: &Spec, catalog: &Catalog) -> Result<Expr, De
 }
 
 /// `deployments/garage-cluster.nix`: the settings of the provider's Garage cluster, the same on every node.
-pub(super) fn garage_cluster_module(storage: &model::ObjectStorage) -> Result<Expr, DeployError> {
-    Ok(Expr::attrs(vec![Entry::binding(
-        AttrPath::new(vec![
-            AttrName::new("fediversity")?,
-            AttrName::new(model::OBJECT_STORAGE_APPLICATION)?,
-        ])?,
-        garage_settings(storage)?,
-    )]))
+/// The cluster's secret files are declared here too (`fediversity.secrets`), once for every node's machine.
+pub(super) fn garage_cluster_module(
+    spec: &Spec,
+    catalog: &Catalog,
+    storage: &model::ObjectStorage,
+) -> Result<Expr, DeployError> {
+    Ok(Expr::attrs(vec![Entry::dotted(
+        "fediversity",
+        Expr::attrs(vec![
+            Entry::binding(
+                AttrPath::from(AttrName::new(model::OBJECT_STORAGE_APPLICATION)?),
+                garage_settings(storage)?,
+            ),
+            super::secrets::secrets_binding(&super::secrets::garage_secrets(spec, catalog))?,
+        ]),
+    )?]))
 }
 
 /// `{ enable = true; … }` for `fediversity.garage` on a machine that runs a node of the provider's Garage cluster.

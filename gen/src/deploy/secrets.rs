@@ -1,6 +1,7 @@
 //! The secrets of one machine, in one place: every file a service of the machine reads, with its path, owner,
 //! group and mode (from the manifests' `reader`/`credential`), declared as `fediversity.secrets.<name>` in the
-//! machine's own module; and the check that runs before the services reading them (the `fediversity-secrets-check`
+//! machine's own module (the Garage cluster's in `deployments/garage-cluster.nix`, which every node's machine
+//! imports, so that provider facts are written once); and the check that runs before the services reading them (the `fediversity-secrets-check`
 //! unit of `modules/fediversity.nix`), so that no service ever starts with a missing or unreadable (empty) secret.
 //!
 //! Why owners matter: Synapse, Mastodon's init unit and PeerTube read their files as their service user (Synapse
