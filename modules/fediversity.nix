@@ -64,6 +64,42 @@
       example = "/run/secrets/s3.env";
       description = "Path on the machine of an environment file with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the application's buckets (never a store path).";
     };
+    secrets = lib.mkOption {
+      type = lib.types.attrsOf (
+        lib.types.submodule {
+          options = {
+            path = lib.mkOption {
+              type = lib.types.str;
+              example = "/run/secrets/mastodon-smtp-password";
+              description = "Where the file is on the machine (never a store path).";
+            };
+            owner = lib.mkOption {
+              type = lib.types.str;
+              example = "mastodon";
+              description = "The user owning the file: the service user that reads it, or root when systemd reads it (EnvironmentFile=, LoadCredential=).";
+            };
+            group = lib.mkOption {
+              type = lib.types.str;
+              example = "mastodon";
+              description = "The group owning the file.";
+            };
+            mode = lib.mkOption {
+              type = lib.types.strMatching "0[0-7]{3}";
+              default = "0400";
+              example = "0400";
+              description = "The file's mode, in octal.";
+            };
+            unit = lib.mkOption {
+              type = lib.types.str;
+              example = "mastodon-init-dirs.service";
+              description = "The unit that reads the file; the secrets check runs before it and it requires the check.";
+            };
+          };
+        }
+      );
+      default = { };
+      description = "Every secret file the machine's services read, by name. A unit ordered before the reading units checks that each is a non-empty file with this owner, group and mode, and fails naming the secret otherwise, so no service starts with a missing or unreadable secret.";
+    };
   };
   config = lib.mkMerge [
     (lib.mkIf (config.fediversity.mastodon.enable or false) {
@@ -125,6 +161,32 @@
           message = "fediversity.pixelfed needs object storage (bucket pixelfed): set fediversity.s3.endpoint (the provider's S3 endpoint URL).";
         }
       ];
+    })
+    (lib.mkIf (builtins.lessThan 0 (builtins.length (builtins.attrNames config.fediversity.secrets))) {
+      systemd.services.fediversity-secrets-check =
+        let
+          units = lib.unique (lib.catAttrs "unit" (lib.attrValues config.fediversity.secrets));
+        in
+        {
+          description = "Check the secret files of the Fediversity services";
+          before = units;
+          requiredBy = units;
+          serviceConfig.Type = "oneshot";
+          serviceConfig.RemainAfterExit = true;
+          script = "set -- ${
+            lib.escapeShellArgs (
+              lib.concatLists (
+                lib.mapAttrsToList (name: secret: [
+                  name
+                  secret.path
+                  secret.owner
+                  secret.group
+                  secret.mode
+                ]) config.fediversity.secrets
+              )
+            )
+          }\nstatus=0\nif [ $(($# % 5)) -ne 0 ]; then\n  echo \"fediversity-secrets-check: the arguments come in fives (name, path, owner, group, mode), got $#\" >&2\n  exit 2\nfi\nwhile [ \"$#\" -gt 0 ]; do\n  name=$1 path=$2 owner=$3 group=$4 mode=$5\n  shift 5\n  place=\"place it with owner $owner, group $group and mode $mode, e.g. \\`install -o $owner -g $group -m $mode <file> $path\\` (sops-nix or the provider's secret tooling does this)\"\n  if [ ! -f \"$path\" ]; then\n    echo \"fediversity-secrets-check: secret $name: no file at $path; $place\" >&2\n    status=1\n    continue\n  fi\n  if ! actual=$(stat -L -c '%U %G %a' -- \"$path\"); then\n    echo \"fediversity-secrets-check: secret $name: cannot read the owner and mode of $path; $place\" >&2\n    status=1\n    continue\n  fi\n  expected=\"$owner $group $(printf '%o' \"0$mode\")\"\n  if [ \"$actual\" != \"$expected\" ]; then\n    echo \"fediversity-secrets-check: secret $name: $path has owner, group and mode $actual, not $owner $group $mode; $place\" >&2\n    status=1\n    continue\n  fi\n  if [ ! -s \"$path\" ]; then\n    echo \"fediversity-secrets-check: secret $name: $path is empty; $place\" >&2\n    status=1\n  fi\ndone\nexit \"$status\"\n";
+        };
     })
   ];
 }

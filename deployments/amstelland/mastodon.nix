@@ -25,5 +25,15 @@
       sidekiqThreads = 40;
       streamingProcesses = 2;
     };
+    smtp.passwordFile = "/run/secrets/mastodon-smtp-password";
+    secrets = {
+      mastodon-smtp-password = {
+        path = "/run/secrets/mastodon-smtp-password";
+        owner = "mastodon";
+        group = "mastodon";
+        mode = "0400";
+        unit = "mastodon-init-dirs.service";
+      };
+    };
   };
 }

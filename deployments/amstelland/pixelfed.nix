@@ -22,5 +22,14 @@
       maxPhotoSizeKiB = 20000;
       appSecretsFile = "/run/secrets/amstelland-pixelfed-app";
     };
+    secrets = {
+      pixelfed-appSecrets = {
+        path = "/run/secrets/amstelland-pixelfed-app";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "pixelfed-data-setup.service";
+      };
+    };
   };
 }

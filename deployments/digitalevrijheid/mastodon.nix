@@ -20,5 +20,15 @@
       enable = true;
       singleUserMode = false;
     };
+    smtp.passwordFile = "/run/secrets/mastodon-smtp-password";
+    secrets = {
+      mastodon-smtp-password = {
+        path = "/run/secrets/mastodon-smtp-password";
+        owner = "mastodon";
+        group = "mastodon";
+        mode = "0400";
+        unit = "mastodon-init-dirs.service";
+      };
+    };
   };
 }

@@ -22,5 +22,14 @@
       maxUploadSize = "100M";
       synapseSecretsFile = "/run/secrets/digitalevrijheid-synapse";
     };
+    secrets = {
+      matrix-synapse-synapseSecrets = {
+        path = "/run/secrets/digitalevrijheid-synapse";
+        owner = "matrix-synapse";
+        group = "matrix-synapse";
+        mode = "0400";
+        unit = "matrix-synapse.service";
+      };
+    };
   };
 }

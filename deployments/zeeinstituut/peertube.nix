@@ -25,5 +25,22 @@
       transcodingEnabled = true;
       peertubeSecretFile = "/run/secrets/zeeinstituut-peertube";
     };
+    smtp.passwordFile = "/run/secrets/peertube-smtp-password";
+    secrets = {
+      peertube-peertubeSecret = {
+        path = "/run/secrets/zeeinstituut-peertube";
+        owner = "peertube";
+        group = "peertube";
+        mode = "0400";
+        unit = "peertube.service";
+      };
+      peertube-smtp-password = {
+        path = "/run/secrets/peertube-smtp-password";
+        owner = "peertube";
+        group = "peertube";
+        mode = "0400";
+        unit = "peertube.service";
+      };
+    };
   };
 }

@@ -330,6 +330,7 @@ pub(crate) fn shared_module_with_needs(manifests: &[Manifest]) -> Result<Expr, L
             ],
         ));
     }
+    per_application.push(crate::shared::secrets_check_config()?);
     if !per_application.is_empty() {
         body.entries.push(Entry::dotted(
             "config",

@@ -116,6 +116,10 @@ pub struct Needs {
     /// S3 buckets on the provider's Garage cluster.
     #[serde(default)]
     pub s3_buckets: Vec<String>,
+    /// Who reads the provider's SMTP password file (`fediversity.smtp.passwordFile`), when the application's
+    /// module passes it to upstream; each such application gets a file of its own, owned by its reader.
+    #[serde(default)]
+    pub smtp_password: Option<ProviderSecretUse>,
 }
 
 /// A secret the application needs. Values never appear in a specification or in the Nix store: the module
@@ -136,6 +140,107 @@ pub struct SecretSpec {
     /// the template must handle. Only a provided secret can be optional.
     #[serde(default)]
     pub optional: bool,
+    /// The service user that reads the file itself (its owner on the machine), when the service's own code or
+    /// script reads it. Exactly one of `reader` and `credential` is given: a manifest without either is invalid.
+    #[serde(default)]
+    pub reader: Option<Reader>,
+    /// The unit (e.g. `garage.service`) whose systemd (PID 1, root) reads the file before dropping privileges,
+    /// as `EnvironmentFile=` or `LoadCredential=`: the file stays `root:root 0400`.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// Who reads a secret file as a service user: the file's owner and group on the machine, and the unit that reads
+/// it (the secrets check runs before it). The user is the upstream module's (`User=` of that unit, e.g.
+/// `services.peertube.user`'s default), which fedigen's modules leave at their defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reader {
+    /// The user the unit runs as (`User=`).
+    pub user: String,
+    /// Its group (`Group=`).
+    pub group: String,
+    /// The unit that reads the file, e.g. `matrix-synapse.service`.
+    pub unit: String,
+}
+
+/// How a secret reaches its service, from a manifest's `reader` or `credential` (exactly one of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretAccess<'a> {
+    /// Read by the service user: the file is owned by it.
+    Reader(&'a Reader),
+    /// Read by systemd as root for the named unit: the file is `root:root`.
+    Credential(&'a str),
+}
+
+impl SecretAccess<'_> {
+    /// The file's owner on the machine.
+    pub fn owner(&self) -> &str {
+        match self {
+            Self::Reader(r) => &r.user,
+            Self::Credential(_) => "root",
+        }
+    }
+
+    /// The file's group on the machine.
+    pub fn group(&self) -> &str {
+        match self {
+            Self::Reader(r) => &r.group,
+            Self::Credential(_) => "root",
+        }
+    }
+
+    /// The unit that reads it, which must not start before the file is in place.
+    pub fn unit(&self) -> &str {
+        match self {
+            Self::Reader(r) => &r.unit,
+            Self::Credential(unit) => unit,
+        }
+    }
+}
+
+/// Who reads a provider secret an application uses (`[needs.smtp_password]`): a `reader` or a `credential`,
+/// as for the application's own secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSecretUse {
+    /// The service user that reads the file.
+    #[serde(default)]
+    pub reader: Option<Reader>,
+    /// The unit whose systemd reads the file as root.
+    #[serde(default)]
+    pub credential: Option<String>,
+}
+
+/// The access a `reader`/`credential` pair describes, or why it describes none (for the manifest's message).
+fn access_of<'a>(
+    reader: Option<&'a Reader>,
+    credential: Option<&'a str>,
+) -> Result<SecretAccess<'a>, &'static str> {
+    match (reader, credential) {
+        (Some(r), None) => Ok(SecretAccess::Reader(r)),
+        (None, Some(unit)) => Ok(SecretAccess::Credential(unit)),
+        (None, None) => Err(
+            "say who reads the file: `reader = { user = \"…\", group = \"…\", unit = \"….service\" }` (the service user of the upstream unit that reads it) or `credential = \"….service\"` (systemd reads it as root, for `EnvironmentFile=`/`LoadCredential=`)",
+        ),
+        (Some(_), Some(_)) => Err("give either `reader` or `credential`, not both"),
+    }
+}
+
+impl SecretSpec {
+    /// Who reads the file. A loaded manifest has exactly one of `reader` and `credential` for every secret.
+    pub fn access(&self) -> SecretAccess<'_> {
+        access_of(self.reader.as_ref(), self.credential.as_deref())
+            .expect("a loaded manifest names a reader or a credential for every secret")
+    }
+}
+
+impl ProviderSecretUse {
+    /// Who reads the file (checked when the manifest is loaded).
+    pub fn access(&self) -> SecretAccess<'_> {
+        access_of(self.reader.as_ref(), self.credential.as_deref())
+            .expect("a loaded manifest names a reader or a credential for every provider secret")
+    }
 }
 
 /// Where a secret comes from.
@@ -617,6 +722,27 @@ impl Manifest {
                                 );
                                 secrets_ok = false;
                             }
+                            if let Err(reason) =
+                                access_of(secret.reader.as_ref(), secret.credential.as_deref())
+                            {
+                                p.at_key(&path, format!("secret `{name}`: {reason}"));
+                                secrets_ok = false;
+                            }
+                            for (field, unit) in [
+                                (
+                                    "reader.unit",
+                                    secret.reader.as_ref().map(|r| r.unit.as_str()),
+                                ),
+                                ("credential", secret.credential.as_deref()),
+                            ] {
+                                if let Some(Err(reason)) = unit.map(check_unit_name) {
+                                    p.at_value(
+                                        &format!("{path}.{field}"),
+                                        format!("secret `{name}`: {reason}"),
+                                    );
+                                    secrets_ok = false;
+                                }
+                            }
                             secrets.insert(name, secret);
                         }
                         None => secrets_ok = false,
@@ -692,6 +818,28 @@ impl Manifest {
                         app.upstream, app.name
                     ),
                 );
+            }
+        }
+        if let Some(ProviderSecretUse { reader, credential }) =
+            needs.as_ref().and_then(|n| n.smtp_password.as_ref())
+        {
+            let path = "needs.smtp_password";
+            if let Err(reason) = access_of(reader.as_ref(), credential.as_deref()) {
+                p.at_key(path, format!("[needs.smtp_password]: {reason}"));
+            }
+            for (field, unit) in [
+                ("reader.unit", reader.as_ref().map(|r| r.unit.as_str())),
+                ("credential", credential.as_deref()),
+            ] {
+                if let Some(Err(reason)) = unit.map(check_unit_name) {
+                    p.at_value(
+                        &format!("{path}.{field}"),
+                        format!("[needs.smtp_password]: {reason}"),
+                    );
+                }
+            }
+            if !needs.as_ref().is_some_and(|n| n.smtp) {
+                p.at_key(path, "[needs.smtp_password]: only an application with `smtp = true` reads the SMTP password".into());
             }
         }
         if let Some(health) = &health {
@@ -908,6 +1056,23 @@ pub(crate) const MAX_APPLICATION_NAME: usize = 30;
 /// the attribute `fediversity.<app>` (read in templates as `config.fediversity.<app>`, so not a Nix keyword), part
 /// of machine and host names (`<operator>-<app>`), and of S3 bucket names, which are lower case. Reserved: the
 /// names of what `fedigen generate` writes beside the applications' files ([`reserved_application_names`]).
+/// Checks a systemd unit name a manifest gives for a secret's reader: a name with a unit type suffix, made of
+/// the characters systemd allows (so it can stand in `before=`/`requiredBy=` and in a shell word unquoted).
+fn check_unit_name(unit: &str) -> Result<(), String> {
+    let types = [
+        ".service", ".socket", ".target", ".timer", ".mount", ".path",
+    ];
+    let valid_chars = unit
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'));
+    match types.iter().find(|t| unit.ends_with(*t)) {
+        Some(t) if unit.len() > t.len() && valid_chars => Ok(()),
+        _ => Err(format!(
+            "`{unit}` is not a systemd unit name such as `peertube.service` (letters, digits, `-_.@:` and a type suffix)"
+        )),
+    }
+}
+
 pub(crate) fn check_application_name(name: &str) -> Result<(), String> {
     let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -1604,6 +1769,7 @@ description = "c"
 description = "s"
 source = "generated"
 optional = true
+credential = "s.service"
 
 [helth]
 units = []
@@ -1619,7 +1785,7 @@ units = []
             "templates/demo/manifest.toml:26:7: option `b`: `max` does not apply to type `str` (only to `int`)",
             "templates/demo/manifest.toml:31:11: option `c`: `default` 3 does not fit the type: expected a boolean",
             "templates/demo/manifest.toml:37:12: secret `s`: a generated secret always exists; only a `provided` one can be `optional`",
-            "templates/demo/manifest.toml:39:2: unknown section `helth`; did you mean `health`?",
+            "templates/demo/manifest.toml:40:2: unknown section `helth`; did you mean `health`?",
         ];
         for line in expected {
             assert!(
@@ -1752,5 +1918,88 @@ units = []
                 ("m.toml:4:15: a TODO is left".to_owned(), true),
             ]
         );
+    }
+
+    #[test]
+    fn every_secret_says_who_reads_it() {
+        // The line of each secret's table, so a provider knows which secret of a long manifest to complete.
+        let err = parse(
+            "[secrets.a]\ndescription = \"a\"\nsource = \"provided\"\n\n[secrets.b]\ndescription = \"b\"\nsource = \"provided\"\nreader = { user = \"u\", group = \"g\", unit = \"u.service\" }\ncredential = \"u.service\"\n\n[secrets.c]\ndescription = \"c\"\nsource = \"provided\"\ncredential = \"not a unit\"\n",
+        )
+        .unwrap_err();
+        let shown: Vec<String> = err.problems.iter().map(ToString::to_string).collect();
+        let line = MINIMAL.lines().count();
+        let expected = [
+            format!(
+                "templates/demo/manifest.toml:{}:10: secret `a`: say who reads the file: `reader = {{",
+                line + 1
+            ),
+            format!(
+                "templates/demo/manifest.toml:{}:10: secret `b`: give either `reader` or `credential`, not both",
+                line + 5
+            ),
+            format!(
+                "templates/demo/manifest.toml:{}:14: secret `c`: `not a unit` is not a systemd unit name",
+                line + 14
+            ),
+        ];
+        for want in &expected {
+            assert!(
+                shown.iter().any(|s| s.starts_with(want.as_str())),
+                "missing {want:?} in:\n{}",
+                shown.join("\n")
+            );
+        }
+        assert_eq!(shown.len(), 3, "{}", shown.join("\n"));
+    }
+
+    #[test]
+    fn a_secret_reader_gives_the_owner_and_a_credential_root() {
+        let m = parse(
+            "[secrets.a]\ndescription = \"a\"\nsource = \"provided\"\nreader = { user = \"peertube\", group = \"video\", unit = \"peertube.service\" }\n\n[secrets.b]\ndescription = \"b\"\nsource = \"provided\"\ncredential = \"garage.service\"\n",
+        )
+        .unwrap();
+        let a = m.secrets["a"].access();
+        assert_eq!(
+            (a.owner(), a.group(), a.unit()),
+            ("peertube", "video", "peertube.service")
+        );
+        let b = m.secrets["b"].access();
+        assert_eq!(
+            (b.owner(), b.group(), b.unit()),
+            ("root", "root", "garage.service")
+        );
+    }
+
+    #[test]
+    fn the_smtp_password_reader_is_checked_like_a_secret() {
+        let err = parse("[needs]\nsmtp_password = {}\n").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("[needs.smtp_password]: say who reads the file"),
+            "{text}"
+        );
+        assert!(text.contains("[needs.smtp_password]: only an application with `smtp = true` reads the SMTP password"), "{text}");
+        let m = parse("[needs]\nsmtp = true\nsmtp_password = { credential = \"x.service\" }\n")
+            .unwrap();
+        assert_eq!(m.needs.smtp_password.unwrap().access().unit(), "x.service");
+    }
+
+    #[test]
+    fn the_shipped_templates_name_a_reader_for_every_secret() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+        for app in [
+            "garage",
+            "mastodon",
+            "matrix-synapse",
+            "peertube",
+            "pixelfed",
+        ] {
+            let m = Manifest::load(&root.join(app).join("manifest.toml")).unwrap();
+            for secret in m.secrets.values() {
+                // Loading succeeded, so access() cannot panic; the unit is a service of the application.
+                assert!(secret.access().unit().ends_with(".service"), "{app}");
+            }
+        }
     }
 }

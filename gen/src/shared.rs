@@ -6,7 +6,7 @@
 //! uses, or a shared option's name) and the generator (which writes these files) need these facts; kept here,
 //! neither has to reach into the other.
 
-use crate::nix::{Entry, Expr, Ident, LexicalError, Param};
+use crate::nix::{AttrPath, Entry, Expr, Ident, LexicalError, NixString, Param};
 
 /// The folder holding the generated NixOS modules.
 pub(crate) const MODULES: &str = "modules";
@@ -133,6 +133,7 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
                  application's buckets (never a store path).",
             )?,
         )?,
+        Entry::dotted("secrets", secrets_option()?)?,
     ]);
     let module = Expr::attrs(vec![Entry::dotted("options.fediversity", options)?]);
     Ok(Expr::Lambda(
@@ -142,5 +143,162 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
             bind: None,
         },
         Box::new(module),
+    ))
+}
+
+/// `fediversity.secrets`: every secret file of the machine in one place, `<name> = { path; owner; group; mode;
+/// unit; }`, which a machine's generated module binds (`crate::deploy::secrets`) and [`secrets_check_config`]
+/// checks before the reading units start.
+fn secrets_option() -> Result<Expr, LexicalError> {
+    let r = Expr::reference;
+    let field = |ty: Expr, default: Option<Expr>, example: &str, description: &str| {
+        Expr::mk_option(ty, default, Some(Expr::string(example)?), description)
+    };
+    let submodule = Expr::apply(
+        r("lib.types.submodule")?,
+        vec![Expr::attrs(vec![Entry::dotted(
+            "options",
+            Expr::attrs(vec![
+                Entry::dotted(
+                    "path",
+                    field(
+                        r("lib.types.str")?,
+                        None,
+                        "/run/secrets/mastodon-smtp-password",
+                        "Where the file is on the machine (never a store path).",
+                    )?,
+                )?,
+                Entry::dotted(
+                    "owner",
+                    field(
+                        r("lib.types.str")?,
+                        None,
+                        "mastodon",
+                        "The user owning the file: the service user that reads it, or root when systemd reads it \
+                         (EnvironmentFile=, LoadCredential=).",
+                    )?,
+                )?,
+                Entry::dotted(
+                    "group",
+                    field(
+                        r("lib.types.str")?,
+                        None,
+                        "mastodon",
+                        "The group owning the file.",
+                    )?,
+                )?,
+                Entry::dotted(
+                    "mode",
+                    field(
+                        Expr::apply(
+                            r("lib.types.strMatching")?,
+                            vec![Expr::string("0[0-7]{3}")?],
+                        ),
+                        Some(Expr::string(crate::deploy::secrets::SECRET_MODE)?),
+                        "0400",
+                        "The file's mode, in octal.",
+                    )?,
+                )?,
+                Entry::dotted(
+                    "unit",
+                    field(
+                        r("lib.types.str")?,
+                        None,
+                        "mastodon-init-dirs.service",
+                        "The unit that reads the file; the secrets check runs before it and it requires the check.",
+                    )?,
+                )?,
+            ]),
+        )?])],
+    );
+    Expr::mk_option(
+        Expr::apply(r("lib.types.attrsOf")?, vec![submodule]),
+        Some(Expr::attrs(Vec::new())),
+        None,
+        "Every secret file the machine's services read, by name. A unit ordered before the reading units checks \
+         that each is a non-empty file with this owner, group and mode, and fails naming the secret otherwise, so \
+         no service starts with a missing or unreadable secret.",
+    )
+}
+
+/// The `fediversity-secrets-check` unit of `modules/fediversity.nix`, present when the machine declares secrets:
+/// a oneshot that runs the check of `crate::deploy::secrets::CHECK_SCRIPT` on every `fediversity.secrets` entry,
+/// ordered before and required by each entry's unit.
+pub(crate) fn secrets_check_config() -> Result<Expr, LexicalError> {
+    let r = Expr::reference;
+    let secrets = || r("config.fediversity.secrets");
+    let any = Expr::apply(
+        r("builtins.lessThan")?,
+        vec![
+            Expr::Int(0),
+            Expr::apply(
+                r("builtins.length")?,
+                vec![Expr::apply(r("builtins.attrNames")?, vec![secrets()?])],
+            ),
+        ],
+    );
+    let units = Expr::apply(
+        r("lib.unique")?,
+        vec![Expr::apply(
+            r("lib.catAttrs")?,
+            vec![
+                Expr::string("unit")?,
+                Expr::apply(r("lib.attrValues")?, vec![secrets()?]),
+            ],
+        )],
+    );
+    let words = Expr::Lambda(
+        Param::Ident(Ident::new("name")?),
+        Box::new(Expr::Lambda(
+            Param::Ident(Ident::new("secret")?),
+            Box::new(Expr::List(vec![
+                Expr::var("name")?,
+                r("secret.path")?,
+                r("secret.owner")?,
+                r("secret.group")?,
+                r("secret.mode")?,
+            ])),
+        )),
+    );
+    let arguments = Expr::apply(
+        r("lib.escapeShellArgs")?,
+        vec![Expr::apply(
+            r("lib.concatLists")?,
+            vec![Expr::apply(
+                r("lib.mapAttrsToList")?,
+                vec![words, secrets()?],
+            )],
+        )],
+    );
+    let mut script = NixString::literal("set -- ")?;
+    script.push_interpolation(arguments);
+    script.push_literal("\n")?;
+    script.push_literal(crate::deploy::secrets::CHECK_SCRIPT)?;
+    let unit = Expr::Let(
+        vec![Entry::dotted("units", units)?],
+        Box::new(Expr::attrs(vec![
+            Entry::dotted(
+                "description",
+                Expr::string("Check the secret files of the Fediversity services")?,
+            )?,
+            Entry::dotted("before", Expr::var("units")?)?,
+            Entry::dotted("requiredBy", Expr::var("units")?)?,
+            Entry::dotted("serviceConfig.Type", Expr::string("oneshot")?)?,
+            Entry::dotted("serviceConfig.RemainAfterExit", Expr::Bool(true))?,
+            Entry::dotted("script", Expr::Str(script))?,
+        ])),
+    );
+    Ok(Expr::apply(
+        r("lib.mkIf")?,
+        vec![
+            any,
+            Expr::attrs(vec![Entry::binding(
+                AttrPath::dotted(&format!(
+                    "systemd.services.{}",
+                    crate::deploy::secrets::CHECK_UNIT
+                ))?,
+                unit,
+            )]),
+        ],
     ))
 }

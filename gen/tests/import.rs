@@ -333,14 +333,17 @@ description = "Quoted keys."
 [secrets.signingKey]
 description = "the key that signs things"
 source = "generated"
+reader = { user = "svc", group = "svc", unit = "svc.service" }
 
 [secrets.apiToken]
 description = "a token with `quotes` \"inside\""
 source = "provided"
+reader = { user = "svc", group = "svc", unit = "svc.service" }
 
 [secrets.backupKey]
 description = "the key that encrypts backups, when there are any"
 source = "provided"
+reader = { user = "svc", group = "svc", unit = "svc.service" }
 optional = true
 
 [resources]

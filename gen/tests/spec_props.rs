@@ -634,6 +634,62 @@ fn every_machine_of_the_example_keeps_the_contract() {
     assert!(machines.len() >= 5, "the example has its machines");
     let violations = contract::violations(&machines, &files, spec.provider.runtime.host_platform());
     assert!(violations.is_empty(), "{}", violations.join("\n"));
+    let repo = repository();
+    let (_, catalog) =
+        fedigen::deploy::load_spec(repo, &repo.join("examples/provider.toml")).unwrap();
+    let violations = contract::secret_violations(&machines, &files, &catalog);
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+/// The secrets contract can fail: Synapse's secrets file root-owned (as a provider's tooling placed every file
+/// before readers were declared: unreadable under the unit's PrivateUsers), a file passed to a service but not
+/// declared (the old machines declared none), and two secrets sharing one file are each reported.
+#[test]
+fn the_secrets_contract_finds_wrong_owners_and_undeclared_files() {
+    let (_, machines, files) = example_plan();
+    let repo = repository();
+    let (_, catalog) =
+        fedigen::deploy::load_spec(repo, &repo.join("examples/provider.toml")).unwrap();
+    let synapse = PathBuf::from("deployments/digitalevrijheid/matrix-synapse.nix");
+    let mut root_owned = files.clone();
+    let text = root_owned[&synapse]
+        .replace("owner = \"matrix-synapse\";", "owner = \"root\";")
+        .replace("group = \"matrix-synapse\";", "group = \"root\";");
+    root_owned.insert(synapse.clone(), text);
+    assert_eq!(
+        contract::secret_violations(&machines, &root_owned, &catalog),
+        [
+            "digitalevrijheid-matrix-synapse: the secret matrix-synapse-synapseSecrets (matrix-synapse secret synapseSecrets) is owned by root:root, but its reader is matrix-synapse:matrix-synapse"
+        ]
+    );
+    let mastodon = PathBuf::from("deployments/amstelland/mastodon.nix");
+    let mut undeclared = files.clone();
+    let text = undeclared[&mastodon].replace("mastodon-smtp-password = {", "other = {");
+    let text = text.replace(
+        "path = \"/run/secrets/mastodon-smtp-password\";",
+        "path = \"/run/secrets/other\";",
+    );
+    undeclared.insert(mastodon.clone(), text);
+    let found = contract::secret_violations(&machines, &undeclared, &catalog);
+    assert_eq!(
+        found,
+        [
+            "amstelland-mastodon: the secret other (/run/secrets/other) is declared but no service is given it",
+            "amstelland-mastodon: mastodon's SMTP password (/run/secrets/mastodon-smtp-password) is not declared in fediversity.secrets",
+        ]
+    );
+    let peertube = PathBuf::from("deployments/zeeinstituut/peertube.nix");
+    let mut shared = files.clone();
+    let text = shared[&peertube].replace(
+        "/run/secrets/peertube-smtp-password",
+        "/run/secrets/zeeinstituut-peertube",
+    );
+    shared.insert(peertube, text);
+    let found = contract::secret_violations(&machines, &shared, &catalog);
+    assert!(
+        found.contains(&"zeeinstituut-peertube: the secrets peertube-peertubeSecret and peertube-smtp-password share the file /run/secrets/zeeinstituut-peertube".to_owned()),
+        "{found:?}"
+    );
 }
 
 /// The contract check can fail: a base without `nixpkgs.hostPlatform`, a machine file without its base, and two
@@ -732,8 +788,9 @@ fn every_machine_of_a_valid_specification_keeps_the_contract() {
         }
         match fedigen::deploy::plan(&spec, &catalog, &format!("specs/spec-{i}.json")) {
             Ok(files) => {
-                let found =
+                let mut found =
                     contract::violations(&machines, &files, spec.provider.runtime.host_platform());
+                found.extend(contract::secret_violations(&machines, &files, &catalog));
                 if !found.is_empty() {
                     failures.push(format!("spec-{i}:\n{}\n{text}", found.join("\n")));
                 }

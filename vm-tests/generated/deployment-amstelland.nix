@@ -27,7 +27,12 @@ pkgs.testers.runNixOSTest {
       memory = 8192;
       secrets = [
         {
-          path = "/run/secrets/smtp-password";
+          group = "mastodon";
+          mode = "0400";
+          name = "mastodon-smtp-password";
+          owner = "mastodon";
+          path = "/run/secrets/mastodon-smtp-password";
+          unit = "mastodon-init-dirs.service";
           value = "fedigen-test-smtp\n";
         }
       ];
@@ -40,12 +45,13 @@ pkgs.testers.runNixOSTest {
       memory = 2048;
       secrets = [
         {
+          group = "root";
+          mode = "0400";
+          name = "pixelfed-appSecrets";
+          owner = "root";
           path = "/run/secrets/amstelland-pixelfed-app";
+          unit = "pixelfed-data-setup.service";
           value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
-        }
-        {
-          path = "/run/secrets/smtp-password";
-          value = "fedigen-test-smtp\n";
         }
       ];
     };

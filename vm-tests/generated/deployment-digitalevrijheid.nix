@@ -27,7 +27,12 @@ pkgs.testers.runNixOSTest {
       memory = 4096;
       secrets = [
         {
-          path = "/run/secrets/smtp-password";
+          group = "mastodon";
+          mode = "0400";
+          name = "mastodon-smtp-password";
+          owner = "mastodon";
+          path = "/run/secrets/mastodon-smtp-password";
+          unit = "mastodon-init-dirs.service";
           value = "fedigen-test-smtp\n";
         }
       ];
@@ -40,12 +45,13 @@ pkgs.testers.runNixOSTest {
       memory = 2048;
       secrets = [
         {
+          group = "matrix-synapse";
+          mode = "0400";
+          name = "matrix-synapse-synapseSecrets";
+          owner = "matrix-synapse";
           path = "/run/secrets/digitalevrijheid-synapse";
+          unit = "matrix-synapse.service";
           value = "registration_shared_secret: fedigen-test-registration-secret\n";
-        }
-        {
-          path = "/run/secrets/smtp-password";
-          value = "fedigen-test-smtp\n";
         }
       ];
     };

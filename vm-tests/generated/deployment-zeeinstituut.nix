@@ -27,20 +27,35 @@ pkgs.testers.runNixOSTest {
       memory = 4096;
       secrets = [
         {
-          path = "/run/secrets/zeeinstituut-peertube";
-          value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        }
-        {
-          path = "/run/secrets/smtp-password";
-          value = "fedigen-test-smtp\n";
-        }
-        {
+          group = "root";
+          mode = "0400";
+          name = "garage-environment";
+          owner = "root";
           path = "/run/secrets/garage-environment";
+          unit = "garage.service";
           value = ''
             GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
             GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
             GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
           '';
+        }
+        {
+          group = "peertube";
+          mode = "0400";
+          name = "peertube-peertubeSecret";
+          owner = "peertube";
+          path = "/run/secrets/zeeinstituut-peertube";
+          unit = "peertube.service";
+          value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        }
+        {
+          group = "peertube";
+          mode = "0400";
+          name = "peertube-smtp-password";
+          owner = "peertube";
+          path = "/run/secrets/peertube-smtp-password";
+          unit = "peertube.service";
+          value = "fedigen-test-smtp\n";
         }
       ];
     };

@@ -14,6 +14,21 @@ let
   host = "s3" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
+  secretFiles = [
+    {
+      group = "root";
+      mode = "0400";
+      name = "garage-environment";
+      owner = "root";
+      path = "/etc/fedigen-test/environment";
+      unit = "garage.service";
+      value = ''
+        GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+        GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
+        GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
+      '';
+    }
+  ];
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
   certificate = common.certificate host;
 in
@@ -25,16 +40,7 @@ pkgs.testers.runNixOSTest {
       {
         imports = [
           ../../modules/default.nix
-          (common.testSecrets "0444" [
-            {
-              path = "/etc/fedigen-test/environment";
-              value = ''
-                GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
-                GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
-                GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
-              '';
-            }
-          ])
+          (common.testSecrets secretFiles)
         ];
         virtualisation = {
           cores = 2;
@@ -49,6 +55,7 @@ pkgs.testers.runNixOSTest {
             fromAddress = "noreply@fedi.test";
           };
           s3.endpoint = "https://s3.fedi.test";
+          secrets = common.declaredSecrets secretFiles;
           garage = {
             enable = true;
             environmentFile = "/etc/fedigen-test/environment";

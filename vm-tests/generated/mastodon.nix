@@ -14,6 +14,7 @@ let
   host = "mastodon" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
+  secretFiles = [ ];
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
   certificate = common.certificate host;
 in
@@ -25,7 +26,7 @@ pkgs.testers.runNixOSTest {
       {
         imports = [
           ../../modules/default.nix
-          (common.testSecrets "0444" [ ])
+          (common.testSecrets secretFiles)
         ];
         virtualisation = {
           cores = 2;
@@ -40,6 +41,7 @@ pkgs.testers.runNixOSTest {
             fromAddress = "noreply@fedi.test";
           };
           s3.endpoint = "https://s3.fedi.test";
+          secrets = common.declaredSecrets secretFiles;
           mastodon = {
             enable = true;
           };

@@ -14,6 +14,17 @@ let
   host = "matrix" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
+  secretFiles = [
+    {
+      group = "matrix-synapse";
+      mode = "0400";
+      name = "matrix-synapse-synapseSecrets";
+      owner = "matrix-synapse";
+      path = "/etc/fedigen-test/synapseSecrets";
+      unit = "matrix-synapse.service";
+      value = "registration_shared_secret: fedigen-test-registration-secret\n";
+    }
+  ];
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
   certificate = common.certificate host;
 in
@@ -25,12 +36,7 @@ pkgs.testers.runNixOSTest {
       {
         imports = [
           ../../modules/default.nix
-          (common.testSecrets "0444" [
-            {
-              path = "/etc/fedigen-test/synapseSecrets";
-              value = "registration_shared_secret: fedigen-test-registration-secret\n";
-            }
-          ])
+          (common.testSecrets secretFiles)
         ];
         virtualisation = {
           cores = 2;
@@ -45,6 +51,7 @@ pkgs.testers.runNixOSTest {
             fromAddress = "noreply@fedi.test";
           };
           s3.endpoint = "https://s3.fedi.test";
+          secrets = common.declaredSecrets secretFiles;
           matrix-synapse = {
             enable = true;
             synapseSecretsFile = "/etc/fedigen-test/synapseSecrets";

@@ -14,6 +14,17 @@ let
   host = "peertube" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
+  secretFiles = [
+    {
+      group = "peertube";
+      mode = "0400";
+      name = "peertube-peertubeSecret";
+      owner = "peertube";
+      path = "/etc/fedigen-test/peertubeSecret";
+      unit = "peertube.service";
+      value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    }
+  ];
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
   certificate = common.certificate host;
 in
@@ -25,12 +36,7 @@ pkgs.testers.runNixOSTest {
       {
         imports = [
           ../../modules/default.nix
-          (common.testSecrets "0444" [
-            {
-              path = "/etc/fedigen-test/peertubeSecret";
-              value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-            }
-          ])
+          (common.testSecrets secretFiles)
         ];
         virtualisation = {
           cores = 4;
@@ -45,6 +51,7 @@ pkgs.testers.runNixOSTest {
             fromAddress = "noreply@fedi.test";
           };
           s3.endpoint = "https://s3.fedi.test";
+          secrets = common.declaredSecrets secretFiles;
           peertube = {
             enable = true;
             peertubeSecretFile = "/etc/fedigen-test/peertubeSecret";

@@ -14,6 +14,17 @@ let
   host = "pixelfed" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
+  secretFiles = [
+    {
+      group = "root";
+      mode = "0400";
+      name = "pixelfed-appSecrets";
+      owner = "root";
+      path = "/etc/fedigen-test/appSecrets";
+      unit = "pixelfed-data-setup.service";
+      value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
+    }
+  ];
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
   certificate = common.certificate host;
 in
@@ -25,12 +36,7 @@ pkgs.testers.runNixOSTest {
       {
         imports = [
           ../../modules/default.nix
-          (common.testSecrets "0444" [
-            {
-              path = "/etc/fedigen-test/appSecrets";
-              value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
-            }
-          ])
+          (common.testSecrets secretFiles)
         ];
         virtualisation = {
           cores = 2;
@@ -45,6 +51,7 @@ pkgs.testers.runNixOSTest {
             fromAddress = "noreply@fedi.test";
           };
           s3.endpoint = "https://s3.fedi.test";
+          secrets = common.declaredSecrets secretFiles;
           pixelfed = {
             enable = true;
             appSecretsFile = "/etc/fedigen-test/appSecrets";

@@ -11,6 +11,7 @@ pub(super) fn machine_module(
     app: &str,
     application: &model::OperatorApplication,
     manifest: &crate::manifest::Manifest,
+    catalog: &Catalog,
 ) -> Result<Expr, DeployError> {
     let capacity = application.resources.resolve(manifest.resources);
     let bare_metal_host = operator.machines.get(app).and_then(|m| m.host.as_deref());
@@ -48,8 +49,23 @@ pub(super) fn machine_module(
                 ));
             }
             FediversityName::GarageNode(_) => provider_modules.push(GARAGE_CLUSTER_MODULE),
+            // Bound below, once everything the machine runs is known.
+            FediversityName::Secrets => {}
         }
     }
+    // The Garage cluster's secrets, when a node shares the machine, are declared in garage-cluster.nix (once).
+    let secrets = secrets::application_secrets(spec, catalog, app, application, manifest, false);
+    // This application's own copy of the provider's SMTP password (provider.nix binds the rest of `smtp`).
+    if let Some(smtp_secret) = secrets
+        .iter()
+        .find(|s| s.name == secrets::smtp_secret_name(app))
+    {
+        fediversity.push(Entry::dotted(
+            "smtp.passwordFile",
+            Expr::runtime_path(&smtp_secret.path)?,
+        )?);
+    }
+    fediversity.push(secrets::secrets_binding(&secrets)?);
     let mut entries = machine_base(
         spec,
         spec_dir,

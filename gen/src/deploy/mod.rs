@@ -23,6 +23,7 @@ mod base;
 mod machine;
 mod nixops4;
 mod provider;
+pub(crate) mod secrets;
 pub mod tofu;
 mod vm_ids;
 
@@ -262,6 +263,7 @@ pub(crate) fn fediversity_names(
             .chain(spec.provider.object_storage.as_ref().map(|_| "s3"))
             .map(|n| (n.to_owned(), FediversityName::Provider)),
     );
+    names.push(("secrets".to_owned(), FediversityName::Secrets));
     names.push((app.to_owned(), FediversityName::Application));
     if let Some(storage) = &spec.provider.object_storage
         && let Some((node, _)) = storage
@@ -285,6 +287,8 @@ pub(crate) enum FediversityName {
     /// A provider-wide setting (`acme`, `smtp`, `s3`), bound once in `deployments/provider.nix`, which every
     /// application machine imports.
     Provider,
+    /// Every secret file of the machine (`fediversity.secrets`, see [`secrets`]), bound in the machine's own file.
+    Secrets,
     /// The application the machine runs.
     Application,
     /// The Garage node sharing the machine: `garage`, bound in `deployments/garage-cluster.nix`, which the
@@ -359,7 +363,15 @@ pub fn plan_with_vm_ids(
                 let application = &operator.applications[app];
                 let manifest = &catalog.manifests[app];
                 (
-                    machine_module(spec, spec_dir, operator, app, application, manifest)?,
+                    machine_module(
+                        spec,
+                        spec_dir,
+                        operator,
+                        app,
+                        application,
+                        manifest,
+                        catalog,
+                    )?,
                     format!("operator {}, application {app}", operator.name),
                 )
             }
@@ -392,7 +404,7 @@ pub fn plan_with_vm_ids(
     // The files beside the machines' folders: each with the marker, what it is (`what`) and a line on its use.
     let mut top_level = |name: &str, what: &str, purpose: &str, module: &Expr| {
         let mut lines = header(what);
-        lines.push(purpose.to_owned());
+        lines.extend(purpose.lines().map(str::to_owned));
         let path = format!("{DEPLOYMENTS}/{name}");
         let text = emit_file(&path, &lines, module, Verification::Syntax)?;
         files.insert(PathBuf::from(path), text);
@@ -407,7 +419,7 @@ pub fn plan_with_vm_ids(
     top_level(
         PROVIDER_MODULE,
         "the provider's services",
-        "Imported by every application machine: the ACME account, SMTP relay and S3 endpoint, written once.",
+        "Imported by every application machine: the ACME account, SMTP relay and S3 endpoint, written once.\nThe SMTP password file is each application's own (`fediversity.smtp.passwordFile` and `fediversity.secrets` in its machine's file, owned by its service user):\nthe provider's tooling places the one secret once per consumer path.",
         &provider_module(spec, catalog)?,
     )?;
     if let Some(storage) = &spec.provider.object_storage {
@@ -415,7 +427,7 @@ pub fn plan_with_vm_ids(
             GARAGE_CLUSTER_MODULE,
             "the Garage cluster",
             "Imported by every machine running a Garage node: the cluster's settings, the same on every node.",
-            &garage_cluster_module(storage)?,
+            &garage_cluster_module(spec, catalog, storage)?,
         )?;
     }
     let index = Expr::attrs(

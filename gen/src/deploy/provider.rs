@@ -18,10 +18,8 @@ pub(super) fn provider_module(spec: &Spec, catalog: &Catalog) -> Result<Expr, De
                 Entry::dotted("host", Expr::string(&smtp.host)?)?,
                 Entry::dotted("port", Expr::Int(i64::from(smtp.port)))?,
                 Entry::dotted("user", Expr::string(&smtp.user)?)?,
-                Entry::dotted(
-                    "passwordFile",
-                    Expr::runtime_path(&secret_path(&smtp.password))?,
-                )?,
+                // The password file is each consumer's own (`fediversity.smtp.passwordFile` in its machine's
+                // file, owned by its service user): see `secrets::consumer_path`.
                 Entry::dotted("fromAddress", Expr::string(&smtp.from)?)?,
             ]),
         )?);
@@ -40,14 +38,22 @@ pub(super) fn provider_module(spec: &Spec, catalog: &Catalog) -> Result<Expr, De
 }
 
 /// `deployments/garage-cluster.nix`: the settings of the provider's Garage cluster, the same on every node.
-pub(super) fn garage_cluster_module(storage: &model::ObjectStorage) -> Result<Expr, DeployError> {
-    Ok(Expr::attrs(vec![Entry::binding(
-        AttrPath::new(vec![
-            AttrName::new("fediversity")?,
-            AttrName::new(model::OBJECT_STORAGE_APPLICATION)?,
-        ])?,
-        garage_settings(storage)?,
-    )]))
+/// The cluster's secret files are declared here too (`fediversity.secrets`), once for every node's machine.
+pub(super) fn garage_cluster_module(
+    spec: &Spec,
+    catalog: &Catalog,
+    storage: &model::ObjectStorage,
+) -> Result<Expr, DeployError> {
+    Ok(Expr::attrs(vec![Entry::dotted(
+        "fediversity",
+        Expr::attrs(vec![
+            Entry::binding(
+                AttrPath::from(AttrName::new(model::OBJECT_STORAGE_APPLICATION)?),
+                garage_settings(storage)?,
+            ),
+            super::secrets::secrets_binding(&super::secrets::garage_secrets(spec, catalog))?,
+        ]),
+    )?]))
 }
 
 /// `{ enable = true; … }` for `fediversity.garage` on a machine that runs a node of the provider's Garage cluster.

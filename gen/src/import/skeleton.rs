@@ -178,6 +178,13 @@ pub(super) fn render(import: &Draft) -> String {
                 "provided"
             })
         );
+        out.push_str("# TODO: who reads the file — the upstream unit's `User=`/`Group=` when its own code or script reads it,\n# or `credential = \"<unit>.service\"` when systemd reads it as root (EnvironmentFile=, LoadCredential=).\n");
+        let _ = writeln!(
+            out,
+            "reader = {{ user = {0}, group = {0}, unit = {1} }}",
+            toml_string(&import.name),
+            toml_string(&format!("{}.service", import.name))
+        );
         if secret.optional && !secret.generated {
             out.push_str("# The module runs without it (upstream's default is `null`): the template must handle `null`.\n");
             out.push_str("optional = true\n");

@@ -24,6 +24,7 @@ pub fn check(spec: &Spec, catalog: &Catalog) -> Vec<Diagnostic> {
     needs(spec, catalog, &mut out);
     placement(spec, catalog, &mut out);
     object_storage(spec, catalog, &mut out);
+    secret_files(spec, catalog, &mut out);
     out
 }
 
@@ -847,6 +848,63 @@ fn object_storage(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// Two secrets of one machine at one path: each file has one owner and mode, so the machine's secrets check could
+/// never pass for both (e.g. an application secret given the path of the provider's SMTP password copy).
+fn secret_files(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
+    use deploy::secrets::{Holds, MachineSecret, application_secrets, garage_secrets};
+    let at = |operator: Option<usize>, secret: &MachineSecret| match (&secret.holds, operator) {
+        (Holds::SmtpPassword, _) => FieldPath::of(&["provider", "smtp", "password"]),
+        (Holds::Manifest { app, secret }, Some(i)) if app != OBJECT_STORAGE_APPLICATION => {
+            app_path(i, app).key("secrets").key(secret)
+        }
+        (Holds::Manifest { secret, .. }, _) => {
+            FieldPath::of(&["provider", "object_storage", "secrets", secret])
+        }
+    };
+    for machine in deploy::machines(spec, catalog) {
+        let (operator, secrets) = match &machine.role {
+            deploy::MachineRole::Application {
+                operator,
+                application,
+            } => {
+                let shares_garage = spec.provider.object_storage.as_ref().is_some_and(|s| {
+                    s.nodes
+                        .values()
+                        .any(|n| n.machine.as_deref() == Some(machine.name.as_str()))
+                });
+                let app = &spec.operators[*operator].applications[application];
+                let manifest = &catalog.manifests[application];
+                (
+                    Some(*operator),
+                    application_secrets(spec, catalog, application, app, manifest, shares_garage),
+                )
+            }
+            deploy::MachineRole::GarageNode(_) => (None, garage_secrets(spec, catalog)),
+        };
+        let mut seen: BTreeMap<&str, &MachineSecret> = BTreeMap::new();
+        for secret in &secrets {
+            let Some(first) = seen.insert(&secret.path, secret) else {
+                continue;
+            };
+            out.push(
+                Diagnostic::new(
+                    at(operator, secret),
+                    format!(
+                        "the secrets `{}` and `{}` of `{}` would be one file, `{}`",
+                        first.name, secret.name, machine.name, secret.path
+                    ),
+                    "a file another secret of the machine uses",
+                )
+                .related(at(operator, first), format!("`{}`", first.name))
+                .hint(format!(
+                    "each secret file has one owner and mode ({} reads one as {}, {} the other as {}): give each its own path",
+                    first.unit, first.owner, secret.unit, secret.owner
+                )),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -927,6 +985,30 @@ nodes.ams1 = { zone = "ams", capacity_gib = 100 }
                 .iter()
                 .any(|m| m.contains("one name in the NixOS test script")),
             "{found:#?}"
+        );
+    }
+
+    #[test]
+    fn two_secrets_of_one_machine_cannot_share_a_file() {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let text = std::fs::read_to_string(repo.join("examples/provider.toml"))
+            .unwrap()
+            .replace(
+                "secrets.peertubeSecret = { secret = \"zeeinstituut-peertube\" }",
+                "secrets.peertubeSecret = { secret = \"peertube-smtp-password\" }",
+            );
+        let catalog = Catalog::load(&repo.join("templates")).unwrap();
+        let spec: Spec = toml::from_str(&text).unwrap();
+        let found: Vec<String> = check(&spec, &catalog)
+            .iter()
+            .map(|d| d.message.clone())
+            .filter(|m| m.contains("would be one file"))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "the secrets `peertube-peertubeSecret` and `peertube-smtp-password` of `zeeinstituut-peertube` would be one file, `/run/secrets/peertube-smtp-password`"
+            ]
         );
     }
 }

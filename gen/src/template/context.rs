@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use super::options::manifest_options_value;
 use super::shell::{local_command, remote_suffix};
-use crate::deploy::{DEPLOYMENTS, application_machine, python_name, secret_path};
+use crate::deploy::secrets::{Holds, MachineSecret, application_secrets};
+use crate::deploy::{DEPLOYMENTS, application_machine, python_name};
 use crate::manifest::Manifest;
 use crate::model::{self, Catalog, Operator, Spec};
 
@@ -219,10 +220,36 @@ impl Health {
 /// `vm-tests/generated/lib/common.nix` (the one way VM tests place secrets).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TestSecretFile {
+    /// Its name in `fediversity.secrets` (`<app>-<secret>`).
+    pub name: String,
     /// Where the file goes (an absolute path on the machine).
     pub path: String,
     /// What it holds.
     pub value: String,
+    /// Its owner, as the machine's `fediversity.secrets` declares it (the service user reading it, or root).
+    pub owner: String,
+    /// Its group, likewise.
+    pub group: String,
+    /// Its mode, likewise.
+    pub mode: String,
+    /// The unit reading it, likewise.
+    pub unit: String,
+}
+
+impl TestSecretFile {
+    /// The test file of a machine's declared secret, holding `value`: placed exactly as declared, so the
+    /// machine's secrets check passes in the test, and would fail it were the declaration wrong for the service.
+    fn declared(secret: &MachineSecret, value: String) -> Self {
+        Self {
+            name: secret.name.clone(),
+            path: secret.path.clone(),
+            value,
+            owner: secret.owner.clone(),
+            group: secret.group.clone(),
+            mode: secret.mode.to_owned(),
+            unit: secret.unit.clone(),
+        }
+    }
 }
 
 /// One secret of the application VM test (`secrets.<name>.*`).
@@ -301,12 +328,20 @@ impl ApplicationTest {
         let secret_files = manifest
             .secrets
             .iter()
-            .map(|(name, secret)| TestSecretFile {
-                path: format!("{APPLICATION_TEST_SECRETS}/{name}"),
-                value: secret
-                    .test_value
-                    .clone()
-                    .unwrap_or_else(|| format!("fedigen-test-{name}")),
+            .map(|(name, secret)| {
+                let access = secret.access();
+                TestSecretFile {
+                    name: format!("{app}-{name}"),
+                    path: format!("{APPLICATION_TEST_SECRETS}/{name}"),
+                    value: secret
+                        .test_value
+                        .clone()
+                        .unwrap_or_else(|| format!("fedigen-test-{name}")),
+                    owner: access.owner().to_owned(),
+                    group: access.group().to_owned(),
+                    mode: crate::deploy::secrets::SECRET_MODE.to_owned(),
+                    unit: access.unit().to_owned(),
+                }
             })
             .collect();
         Self {
@@ -407,20 +442,30 @@ impl DeploymentTest {
             let (name, file) = application_machine(operator, app);
             let capacity = application.resources.resolve(manifest.resources);
             cores += capacity.cores;
-            let mut secrets: Vec<TestSecretFile> = application
-                .secrets
-                .iter()
-                .map(|(secret, reference)| TestSecretFile {
-                    path: secret_path(reference),
-                    value: test_secret(Some(manifest), secret),
-                })
-                .collect();
-            if let Some(smtp) = &spec.provider.smtp {
-                secrets.push(TestSecretFile {
-                    path: secret_path(&smtp.password),
-                    value: "fedigen-test-smtp\n".to_owned(),
+            let shares_garage = spec
+                .provider
+                .object_storage
+                .as_ref()
+                .is_some_and(|storage| {
+                    storage
+                        .nodes
+                        .values()
+                        .any(|n| n.machine.as_deref() == Some(name.as_str()))
                 });
-            }
+            // The files the machine's module declares in `fediversity.secrets`, placed as declared.
+            let secrets: Vec<TestSecretFile> =
+                application_secrets(spec, catalog, app, application, manifest, shares_garage)
+                    .iter()
+                    .map(|secret| {
+                        let value = match &secret.holds {
+                            Holds::Manifest { app, secret } => {
+                                test_secret(catalog.manifests.get(app), secret)
+                            }
+                            Holds::SmtpPassword => "fedigen-test-smtp\n".to_owned(),
+                        };
+                        TestSecretFile::declared(secret, value)
+                    })
+                    .collect();
             let mut health = Health::new(manifest);
             if let Some(storage) = &spec.provider.object_storage
                 && storage
@@ -429,12 +474,6 @@ impl DeploymentTest {
                     .any(|n| n.machine.as_deref() == Some(name.as_str()))
             {
                 let garage = catalog.manifests.get(model::OBJECT_STORAGE_APPLICATION);
-                for (secret, reference) in &storage.secrets {
-                    secrets.push(TestSecretFile {
-                        path: secret_path(reference),
-                        value: test_secret(garage, secret),
-                    });
-                }
                 // The Garage node it hosts must run and listen too. Not its HTTP health check: the other nodes
                 // have machines of their own, outside this operator's test, so the cluster is never whole here.
                 if let Some(garage) = garage {

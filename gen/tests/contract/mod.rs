@@ -301,3 +301,119 @@ impl Provisioning {
         out
     }
 }
+
+/// Every violation of the secrets contract: each secret file a machine's modules pass to a service (an
+/// application's `<secret>File`, the SMTP `passwordFile`, the Garage cluster's `<secret>File`) is declared in
+/// the machine's `fediversity.secrets` at that path, owned by the user and group the application's manifest says
+/// reads it (root for a credential), mode 0400; nothing else is declared; no two declarations share a path.
+pub fn secret_violations(
+    machines: &[PlannedMachine],
+    files: &BTreeMap<PathBuf, String>,
+    catalog: &fedigen::model::Catalog,
+) -> Vec<String> {
+    use fedigen::deploy::MachineRole;
+    let mut out = Vec::new();
+    for machine in machines {
+        let name = &machine.name;
+        let mut d = Definitions::default();
+        if let Err(e) = read(files, &Path::new("deployments").join(&machine.file), &mut d) {
+            out.push(format!("{name}: {e}"));
+            continue;
+        }
+        // name → field → value of `fediversity.secrets`.
+        let mut declared: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        for (path, value) in &d.values {
+            if let [f, s, secret, field] = path.as_slice()
+                && f == "fediversity"
+                && s == "secrets"
+            {
+                declared
+                    .entry(secret.clone())
+                    .or_default()
+                    .insert(field.clone(), value.clone());
+            }
+        }
+        // (what, path, owner, group) of every file passed to a service.
+        let mut expected: Vec<(String, String, String, String)> = Vec::new();
+        let file_options =
+            |expected: &mut Vec<(String, String, String, String)>, app: &str, what: &str| {
+                let Some(manifest) = catalog.manifests.get(app) else {
+                    return;
+                };
+                for (secret, spec) in &manifest.secrets {
+                    if let Some(Value::String(path)) =
+                        defines(&d, &["fediversity", app, &format!("{secret}File")])
+                    {
+                        let access = spec.access();
+                        expected.push((
+                            format!("{what} secret {secret}"),
+                            path,
+                            access.owner().to_owned(),
+                            access.group().to_owned(),
+                        ));
+                    }
+                }
+            };
+        if let MachineRole::Application { application, .. } = &machine.role {
+            file_options(&mut expected, application, application);
+            if let Some(Value::String(path)) = defines(&d, &["fediversity", "smtp", "passwordFile"])
+            {
+                match catalog
+                    .manifests
+                    .get(application)
+                    .and_then(|m| m.needs.smtp_password.as_ref())
+                {
+                    Some(reads) => expected.push((
+                        format!("{application}'s SMTP password"),
+                        path,
+                        reads.access().owner().to_owned(),
+                        reads.access().group().to_owned(),
+                    )),
+                    None => out.push(format!(
+                        "{name}: the SMTP password file {path} is set, but {application}'s manifest names no reader"
+                    )),
+                }
+            }
+        }
+        file_options(&mut expected, "garage", "the Garage cluster's");
+        let text = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => s.clone(),
+            _ => String::new(),
+        };
+        let mut paths = BTreeMap::new();
+        for (secret, fields) in &declared {
+            let path = text(fields.get("path"));
+            if let Some(first) = paths.insert(path.clone(), secret.clone()) {
+                out.push(format!(
+                    "{name}: the secrets {first} and {secret} share the file {path}"
+                ));
+            }
+            if text(fields.get("mode")) != "0400" {
+                out.push(format!("{name}: the secret {secret} is not mode 0400"));
+            }
+            if !expected.iter().any(|(_, p, _, _)| *p == path) {
+                out.push(format!(
+                    "{name}: the secret {secret} ({path}) is declared but no service is given it"
+                ));
+            }
+        }
+        for (what, path, owner, group) in &expected {
+            let Some((secret, fields)) = declared
+                .iter()
+                .find(|(_, fields)| text(fields.get("path")) == *path)
+            else {
+                out.push(format!(
+                    "{name}: {what} ({path}) is not declared in fediversity.secrets"
+                ));
+                continue;
+            };
+            let (o, g) = (text(fields.get("owner")), text(fields.get("group")));
+            if (&o, &g) != (owner, group) {
+                out.push(format!(
+                    "{name}: the secret {secret} ({what}) is owned by {o}:{g}, but its reader is {owner}:{group}"
+                ));
+            }
+        }
+    }
+    out
+}

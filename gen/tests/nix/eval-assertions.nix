@@ -63,6 +63,37 @@ let
           name: withoutDefault (if prefix == "" then name else "${prefix}.${name}") declaration.${name}
         ) (builtins.attrNames declaration)
       );
+  # `fediversity` with the declared defaults filled in, as the module system presents `config`.
+  withDefaults =
+    declaration: set:
+    set
+    // builtins.listToAttrs (
+      builtins.concatMap (
+        name:
+        let
+          inner = declaration.${name};
+        in
+        if inner._isOption or false then
+          (
+            if set ? ${name} || !(inner ? default) then
+              [ ]
+            else
+              [
+                {
+                  inherit name;
+                  value = inner.default;
+                }
+              ]
+          )
+        else
+          [
+            {
+              inherit name;
+              value = withDefaults inner (set.${name} or { });
+            }
+          ]
+      ) (builtins.attrNames declaration)
+    );
   resolve =
     value:
     if (value._type or null) == "merge" then
@@ -75,7 +106,7 @@ let
     let
       module = shared {
         lib = stubLib;
-        config = { inherit fediversity; };
+        config.fediversity = withDefaults declared fediversity;
         options.fediversity = optionsAt [ ] declared;
       };
     in

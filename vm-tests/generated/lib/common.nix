@@ -8,13 +8,37 @@ rec {
       openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj "/CN=${host}" \
         -addext "subjectAltName=DNS:${host}" -keyout $out/key.pem -out $out/cert.pem
     '';
-  # A module placing test secret files (a list of { path, value }) with the given mode.
-  testSecrets = mode: secrets: {
-    system.activationScripts.fedigenTestSecrets = pkgs.lib.concatMapStrings (
-      secret:
-      "install -D -m ${mode} ${pkgs.writeText "fedigen-test-secret" secret.value} ${pkgs.lib.escapeShellArg secret.path}\n"
-    ) secrets;
+  # A module placing test secret files (a list of { name, path, value, owner, group, mode, unit }) with their
+  # owner, group and mode, once the users and groups exist.
+  testSecrets = secrets: {
+    system.activationScripts.fedigenTestSecrets = {
+      deps = [
+        "users"
+        "groups"
+      ];
+      text = pkgs.lib.concatMapStrings (
+        secret:
+        "install -D -o ${pkgs.lib.escapeShellArg secret.owner} -g ${pkgs.lib.escapeShellArg secret.group} -m ${secret.mode} ${pkgs.writeText "fedigen-test-secret" secret.value} ${pkgs.lib.escapeShellArg secret.path}\n"
+      ) secrets;
+    };
   };
+  # fediversity.secrets for test secret files: each declared as it is placed.
+  declaredSecrets =
+    secrets:
+    builtins.listToAttrs (
+      map (secret: {
+        inherit (secret) name;
+        value = {
+          inherit (secret)
+            path
+            owner
+            group
+            mode
+            unit
+            ;
+        };
+      }) secrets
+    );
   testNode =
     {
       module,
@@ -28,7 +52,7 @@ rec {
     {
       imports = [
         module
-        (testSecrets "0400" secrets)
+        (testSecrets secrets)
       ];
       virtualisation = {
         inherit cores;
