@@ -9,4 +9,5 @@ pub mod model;
 pub mod nix;
 pub mod output;
 pub mod repro;
+pub mod storage;
 pub mod template;
