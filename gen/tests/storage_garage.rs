@@ -89,6 +89,7 @@ fn fedigen(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
 struct Node {
     name: String,
     id: String,
+    settings: GarageSettings,
     config: PathBuf,
     log: PathBuf,
     s3: u16,
@@ -135,9 +136,7 @@ impl Cluster {
         }
     }
 
-    /// Makes a node: its key by `fedigen storage node-key`, its `garage.toml` rendered from [`GarageSettings`]
-    /// with every node made so far (and itself) as bootstrap peers. Checks that Garage reports the id
-    /// `node-key` printed. Does not start it.
+    /// Makes a node: its key by `fedigen storage node-key`, its ports and settings. Does not start it.
     fn make_node(&mut self, name: &str) -> Result<usize, Failed> {
         let root = self.dir.path().join(name);
         let meta = root.join("meta");
@@ -162,7 +161,7 @@ impl Cluster {
             consistency_mode: None,
             rpc_bind_addr: rpc.clone(),
             rpc_public_addr: rpc.clone(),
-            bootstrap_peers: self.peers.clone(),
+            bootstrap_peers: Vec::new(),
             s3_api: S3Api {
                 api_bind_addr: format!("127.0.0.1:{}", ports[0]),
                 s3_region: "garage".into(),
@@ -177,7 +176,28 @@ impl Cluster {
             },
         };
         let config = root.join("garage.toml");
-        std::fs::write(&config, settings.to_toml())?;
+        self.nodes.push(Node {
+            name: name.into(),
+            id,
+            settings,
+            config,
+            log: root.join("garage.log"),
+            s3: ports[0],
+            admin: ports[3],
+            child: None,
+        });
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Starts node `i` with its `garage.toml` rendered from [`GarageSettings`], every node made so far as
+    /// bootstrap peers (as a deployment lists every node); first checks that Garage reports the id
+    /// `fedigen storage node-key` printed.
+    fn start(&mut self, i: usize) -> Result<(), Failed> {
+        let node = &mut self.nodes[i];
+        node.settings.bootstrap_peers = self.peers.clone();
+        let config = node.config.clone();
+        let (id, rpc) = (node.id.clone(), node.settings.rpc_public_addr.clone());
+        std::fs::write(&config, node.settings.to_toml())?;
         // Garage's own view of the key fedigen wrote.
         let out = Command::new(&self.garage)
             .arg("-c")
@@ -191,19 +211,6 @@ impl Cluster {
                 "garage node id says {garage_id:?}, fedigen storage node-key printed {id}@{rpc}"
             )));
         }
-        self.nodes.push(Node {
-            name: name.into(),
-            id,
-            config,
-            log: root.join("garage.log"),
-            s3: ports[0],
-            admin: ports[3],
-            child: None,
-        });
-        Ok(self.nodes.len() - 1)
-    }
-
-    fn start(&mut self, i: usize) -> Result<(), Failed> {
         let node = &mut self.nodes[i];
         let log = std::fs::File::create(&node.log)?;
         let child = Command::new(&self.garage)
@@ -472,7 +479,11 @@ fn check_converged(admin: &mut HttpAdmin, description: &Description) -> Result<(
 /// Applies twice: the first converges, the second changes nothing — no change reported, no POST sent
 /// (fedigen's count), and no changing call seen by Garage (its own metrics). Returns the first report.
 fn apply_twice(cluster: &Cluster, description: &Description) -> Result<Value, Failed> {
+    let t = Instant::now();
     let first = cluster.apply(description)?;
+    if std::env::var_os("FEDIGEN_STORAGE_TIMES").is_some() {
+        eprintln!("apply: {:.2} s {}", t.elapsed().as_secs_f64(), first["changes"]);
+    }
     let mut admin = cluster.client();
     check_converged(&mut admin, description)?;
     let before = cluster.admin_calls()?;

@@ -593,7 +593,7 @@ fn keys(
                             "the key exists in Garage with another secret than {} holds",
                             key.secret_file.display()
                         ),
-                        hint: "Garage cannot change a key's secret, and a deleted key id can never be imported again: rotate the key by giving it a NEW id (and a new secret) in the specification".into(),
+                        hint: "Garage cannot change a key's secret, and a deleted key id can never be imported again: rotate the key by giving it a new id (and a new secret) in the specification".into(),
                     });
                 }
                 if info["name"].as_str() != Some(key.name.as_str()) {
