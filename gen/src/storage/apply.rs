@@ -914,6 +914,112 @@ mod tests {
         assert_eq!(layout.staged_zone_redundancy, Some(ZoneRedundancy::Maximum));
     }
 
+    /// The stand-in's view of a converged cluster, and two runs: the first changes, the second sends no POST.
+    fn apply_on_fake(
+        fake: &mut crate::storage::fake::FakeGarage,
+        d: &Description,
+    ) -> Result<Report, ApplyError> {
+        let waits = Waits {
+            nodes: Duration::from_millis(50),
+            health: Duration::from_millis(50),
+            poll: Duration::from_millis(5),
+        };
+        apply(fake, d, waits)
+    }
+
+    fn with_buckets(dir: &Path) -> Description {
+        use crate::storage::description::Bucket;
+        let key = |n: u32, name: &str, read, write, owner| {
+            let id = format!("GK{n:024x}");
+            let file = dir.join(&id);
+            std::fs::write(&file, format!("AWS_SECRET_ACCESS_KEY=secret{n}\n")).unwrap();
+            Key { id, secret_file: file, name: name.into(), read, write, owner }
+        };
+        description()
+            .with_bucket(Bucket {
+                name: "opa-mastodon".into(),
+                website: true,
+                keys: vec![key(1, "opa/mastodon", true, true, false)],
+            })
+            .with_bucket(Bucket {
+                name: "opa-peertube".into(),
+                website: false,
+                keys: vec![key(2, "opa/peertube", true, false, true), key(1, "opa/mastodon", true, false, false)],
+            })
+    }
+
+    #[test]
+    fn a_second_run_sends_no_post() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = with_buckets(dir.path());
+        let ids: Vec<String> = d.nodes.iter().map(|n| n.id.clone()).collect();
+        let mut fake = crate::storage::fake::FakeGarage::new(&ids);
+        let first = apply_on_fake(&mut fake, &d).unwrap();
+        assert_eq!(first.layout_version, 1);
+        assert_eq!(fake.version, 1);
+        assert_eq!(fake.roles.len(), 3);
+        assert_eq!(fake.buckets["opa-mastodon"].1, true);
+        assert_eq!(fake.buckets["opa-peertube"].2[&format!("GK{:024x}", 2)], [true, false, true]);
+        assert_eq!(fake.keys.len(), 2);
+        assert_eq!(first.changing_calls, fake.posts.len(), "the report counts every POST");
+        assert_eq!(first.changes.len(), 12, "{first:?}");
+        fake.posts.clear();
+        let second = apply_on_fake(&mut fake, &d).unwrap();
+        assert_eq!(fake.posts, Vec::<String>::new());
+        assert_eq!(second.changes, Vec::<String>::new());
+        assert_eq!(fake.version, 1, "no new layout version");
+    }
+
+    #[test]
+    fn drift_is_corrected_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = with_buckets(dir.path());
+        let ids: Vec<String> = d.nodes.iter().map(|n| n.id.clone()).collect();
+        let mut fake = crate::storage::fake::FakeGarage::new(&ids);
+        apply_on_fake(&mut fake, &d).unwrap();
+        // Someone grants a foreign key, an extra flag, turns the website off and stages a removal.
+        let foreign = format!("GK{:024x}", 9);
+        let bucket = fake.buckets.get_mut("opa-mastodon").unwrap();
+        bucket.1 = false;
+        bucket.2.insert(foreign.clone(), [true, true, true]);
+        bucket.2.get_mut(&format!("GK{:024x}", 1)).unwrap()[2] = true;
+        fake.staged.insert(id(2), RoleChange::Remove(id(2)));
+        fake.posts.clear();
+        let report = apply_on_fake(&mut fake, &d).unwrap();
+        assert_eq!(
+            fake.posts,
+            ["RevertClusterLayout", "UpdateBucket", "DenyBucketKey", "DenyBucketKey"],
+            "{report:?}"
+        );
+        assert_eq!(fake.version, 1, "nothing differed from the current layout: no Apply");
+        assert!(fake.staged.is_empty());
+        let bucket = &fake.buckets["opa-mastodon"];
+        assert_eq!(bucket.2[&foreign], [false; 3]);
+        assert_eq!(bucket.2[&format!("GK{:024x}", 1)], [true, true, false]);
+        assert!(bucket.1);
+    }
+
+    #[test]
+    fn a_key_with_another_secret_is_a_loud_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = with_buckets(dir.path());
+        let ids: Vec<String> = d.nodes.iter().map(|n| n.id.clone()).collect();
+        let mut fake = crate::storage::fake::FakeGarage::new(&ids);
+        fake.keys.insert(format!("GK{:024x}", 1), ("other".into(), "opa/mastodon".into()));
+        let e = apply_on_fake(&mut fake, &d).unwrap_err();
+        assert!(matches!(&e, ApplyError::Step { hint, .. } if hint.contains("new id")), "{e}");
+        assert!(!fake.posts.iter().any(|p| p == "ImportKey"));
+    }
+
+    #[test]
+    fn a_node_that_never_comes_up_is_named() {
+        let d = description();
+        let mut fake = crate::storage::fake::FakeGarage::new(&[id(1), id(2)]);
+        let e = apply_on_fake(&mut fake, &d).unwrap_err().to_string();
+        assert!(e.contains("c (03030303"), "{e}");
+        assert!(fake.posts.is_empty());
+    }
+
     #[test]
     fn secrets_come_from_an_env_file_or_a_bare_file() {
         let p = Path::new("/s");

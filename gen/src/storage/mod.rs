@@ -14,4 +14,6 @@ pub mod apply;
 pub mod client;
 pub mod config;
 pub mod description;
+#[cfg(test)]
+mod fake;
 pub mod node_key;
