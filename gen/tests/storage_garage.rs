@@ -143,7 +143,13 @@ impl Cluster {
         std::fs::create_dir_all(&meta)?;
         let key_file = meta.join("node_key");
         let (code, out, err) = fedigen(
-            &["--quiet", "storage", "node-key", "--out", key_file.to_str().unwrap()],
+            &[
+                "--quiet",
+                "storage",
+                "node-key",
+                "--out",
+                key_file.to_str().unwrap(),
+            ],
             &[],
         );
         if code != 0 {
@@ -293,7 +299,10 @@ impl Cluster {
             .body_mut()
             .read_to_string()?;
         let mut calls = BTreeMap::new();
-        for line in text.lines().filter(|l| l.starts_with("api_admin_request_counter")) {
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("api_admin_request_counter"))
+        {
             let Some(endpoint) = line
                 .split("api_endpoint=\"")
                 .nth(1)
@@ -363,14 +372,23 @@ fn rclone_run(
     use std::io::Write as _;
     let mut c = Command::new("rclone");
     c.args(args)
-        .args(["--s3-no-check-bucket", "--retries", "1", "--low-level-retries", "1"])
+        .args([
+            "--s3-no-check-bucket",
+            "--retries",
+            "1",
+            "--low-level-retries",
+            "1",
+        ])
         .args(["--contimeout", "5s", "--timeout", "20s"])
         // A CA bundle for AWS' SDK in the caller's environment makes rclone refuse plain HTTP on loopback.
         .env_remove("AWS_CA_BUNDLE")
         .env("RCLONE_CONFIG", "/dev/null")
         .env("RCLONE_CONFIG_G_TYPE", "s3")
         .env("RCLONE_CONFIG_G_PROVIDER", "Other")
-        .env("RCLONE_CONFIG_G_ENDPOINT", format!("http://127.0.0.1:{s3_port}"))
+        .env(
+            "RCLONE_CONFIG_G_ENDPOINT",
+            format!("http://127.0.0.1:{s3_port}"),
+        )
         .env("RCLONE_CONFIG_G_REGION", "garage")
         .env("RCLONE_CONFIG_G_FORCE_PATH_STYLE", "true")
         .env("RCLONE_CONFIG_G_ACCESS_KEY_ID", &key.id)
@@ -399,9 +417,14 @@ fn rclone_run(
     }
 }
 
-/// The layout's roles as `(id → (zone, capacity, tags))`.
-fn layout_roles(admin: &mut HttpAdmin) -> Result<BTreeMap<String, (String, u64, Vec<String>)>, Failed> {
-    let layout = admin.get("GetClusterLayout", &[]).map_err(|e| fail(e.to_string()))?;
+/// Layout roles: node id → (zone, capacity, tags).
+type Roles = BTreeMap<String, (String, u64, Vec<String>)>;
+
+/// The layout's roles as Garage reports them.
+fn layout_roles(admin: &mut HttpAdmin) -> Result<Roles, Failed> {
+    let layout = admin
+        .get("GetClusterLayout", &[])
+        .map_err(|e| fail(e.to_string()))?;
     Ok(layout["roles"]
         .as_array()
         .ok_or_else(|| fail(format!("no roles: {layout}")))?
@@ -428,7 +451,7 @@ fn layout_roles(admin: &mut HttpAdmin) -> Result<BTreeMap<String, (String, u64, 
 /// every key's permissions (no other key with any).
 fn check_converged(admin: &mut HttpAdmin, description: &Description) -> Result<(), Failed> {
     let roles = layout_roles(admin)?;
-    let want: BTreeMap<String, (String, u64, Vec<String>)> = description
+    let want: Roles = description
         .nodes
         .iter()
         .map(|n| {
@@ -482,7 +505,11 @@ fn apply_twice(cluster: &Cluster, description: &Description) -> Result<Value, Fa
     let t = Instant::now();
     let first = cluster.apply(description)?;
     if std::env::var_os("FEDIGEN_STORAGE_TIMES").is_some() {
-        eprintln!("apply: {:.2} s {}", t.elapsed().as_secs_f64(), first["changes"]);
+        eprintln!(
+            "apply: {:.2} s {}",
+            t.elapsed().as_secs_f64(),
+            first["changes"]
+        );
     }
     let mut admin = cluster.client();
     check_converged(&mut admin, description)?;
@@ -490,7 +517,9 @@ fn apply_twice(cluster: &Cluster, description: &Description) -> Result<Value, Fa
     let second = cluster.apply(description)?;
     let after = cluster.admin_calls()?;
     if second["changes"] != serde_json::json!([]) || second["changing_calls"] != 0 {
-        return Err(fail(format!("the second apply changed something: {second}")));
+        return Err(fail(format!(
+            "the second apply changed something: {second}"
+        )));
     }
     let changing = Cluster::changing_calls_between(&before, &after);
     if !changing.is_empty() {
@@ -555,8 +584,13 @@ fn cluster_forms_provisions_isolates_and_survives() -> Result<(), Failed> {
 
     // Isolation: A's object is readable with A's key and refused with B's, for reading and writing.
     let s3 = cluster.nodes[0].s3;
-    rclone_run(s3, &a, &["rcat", "g:opa-mastodon/media/a.txt"], Some("from A\n"))
-        .map_err(|e| fail(format!("write with A's key: {e}")))?;
+    rclone_run(
+        s3,
+        &a,
+        &["rcat", "g:opa-mastodon/media/a.txt"],
+        Some("from A\n"),
+    )
+    .map_err(|e| fail(format!("write with A's key: {e}")))?;
     let read = rclone_run(s3, &a, &["cat", "g:opa-mastodon/media/a.txt"], None)
         .map_err(|e| fail(format!("read with A's key: {e}")))?;
     if read != "from A\n" {
@@ -565,7 +599,14 @@ fn cluster_forms_provisions_isolates_and_survives() -> Result<(), Failed> {
     if let Ok(out) = rclone_run(s3, &b, &["cat", "g:opa-mastodon/media/a.txt"], None) {
         return Err(fail(format!("B's key read A's object: {out:?}")));
     }
-    if rclone_run(s3, &b, &["rcat", "g:opa-mastodon/media/b.txt"], Some("from B\n")).is_ok() {
+    if rclone_run(
+        s3,
+        &b,
+        &["rcat", "g:opa-mastodon/media/b.txt"],
+        Some("from B\n"),
+    )
+    .is_ok()
+    {
         return Err(fail("B's key wrote into A's bucket"));
     }
 
@@ -581,8 +622,13 @@ fn cluster_forms_provisions_isolates_and_survives() -> Result<(), Failed> {
 
     // One node stopped: reads and writes still succeed (replication 3, quorum 2).
     cluster.stop(2);
-    rclone_run(s3, &a, &["rcat", "g:opa-mastodon/media/c.txt"], Some("one node down\n"))
-        .map_err(|e| fail(format!("write with a node down: {e}")))?;
+    rclone_run(
+        s3,
+        &a,
+        &["rcat", "g:opa-mastodon/media/c.txt"],
+        Some("one node down\n"),
+    )
+    .map_err(|e| fail(format!("write with a node down: {e}")))?;
     let read = rclone_run(s3, &a, &["cat", "g:opa-mastodon/media/a.txt"], None)
         .map_err(|e| fail(format!("read with a node down: {e}")))?;
     if read != "from A\n" {
@@ -626,11 +672,23 @@ fn failures_have_their_exit_statuses() -> Result<(), Failed> {
             keys: vec![key(&a, "opc/peertube", true, true, true)],
         });
     cluster.apply(&description)?;
-    std::fs::write(&a.file, format!("AWS_SECRET_ACCESS_KEY={}\n", "f".repeat(64)))?;
+    std::fs::write(
+        &a.file,
+        format!("AWS_SECRET_ACCESS_KEY={}\n", "f".repeat(64)),
+    )?;
     let file = cluster.dir.path().join("storage.json");
     let run = |admin: &str| {
         fedigen(
-            &["storage", "apply", "--description", file.to_str().unwrap(), "--admin", admin, "--wait", "2"],
+            &[
+                "storage",
+                "apply",
+                "--description",
+                file.to_str().unwrap(),
+                "--admin",
+                admin,
+                "--wait",
+                "2",
+            ],
             &[("GARAGE_ADMIN_TOKEN", &cluster.token)],
         )
     };
@@ -664,7 +722,11 @@ fn random_descriptions_converge_in_one_run() -> Result<(), Failed> {
     let bucket = (
         "[a-z0-9]{3,8}",
         any::<bool>(),
-        proptest::collection::btree_map(0usize..4, (any::<bool>(), any::<bool>(), any::<bool>()), 0..3),
+        proptest::collection::btree_map(
+            0usize..4,
+            (any::<bool>(), any::<bool>(), any::<bool>()),
+            0..3,
+        ),
     );
     let strategy = (
         proptest::collection::vec((0usize..3, 1u64..4), 3),
@@ -703,7 +765,11 @@ fn random_descriptions_converge_in_one_run() -> Result<(), Failed> {
                     key(&pool[k], &format!("pool/{k}"), r || !(w || o), w, o)
                 })
                 .collect();
-            d = d.with_bucket(Bucket { name, website, keys });
+            d = d.with_bucket(Bucket {
+                name,
+                website,
+                keys,
+            });
         }
         runs.set(runs.get() + 1);
         apply_twice(&cluster, &d).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;

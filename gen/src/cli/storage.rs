@@ -102,7 +102,8 @@ fn token(args: &ApplyArgs) -> Result<String, CliError> {
         read_token(path)?
     } else if let Some(t) = std::env::var_os("GARAGE_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
         t.to_string_lossy().trim().to_owned()
-    } else if let Some(path) = std::env::var_os("GARAGE_ADMIN_TOKEN_FILE").filter(|t| !t.is_empty()) {
+    } else if let Some(path) = std::env::var_os("GARAGE_ADMIN_TOKEN_FILE").filter(|t| !t.is_empty())
+    {
         read_token(std::path::Path::new(&path))?
     } else {
         return Err(CliError::environment(
@@ -164,7 +165,10 @@ fn run_apply(args: ApplyArgs) -> CliResult {
                 ApplyError::Unreachable(_) | ApplyError::Secret(_) => Class::Environment,
             };
             if args.json {
-                outln!("{}", serde_json::json!({ "ok": false, "error": e.to_string() }));
+                outln!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": e.to_string() })
+                );
             }
             Err(CliError::new(class, e))
         }

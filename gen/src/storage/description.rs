@@ -441,10 +441,9 @@ mod tests {
         let d = valid();
         assert_eq!(d.problems(), vec![]);
         assert_eq!(Description::parse(&d.to_json(), "x.json").unwrap(), d);
-        let with_number = d.to_json().replace(
-            "\"zone_redundancy\": \"maximum\"",
-            "\"zone_redundancy\": 2",
-        );
+        let with_number = d
+            .to_json()
+            .replace("\"zone_redundancy\": \"maximum\"", "\"zone_redundancy\": 2");
         assert_eq!(
             Description::parse(&with_number, "x.json")
                 .unwrap()
@@ -483,8 +482,13 @@ mod tests {
         let problems = d.problems();
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         assert!(text[0].starts_with("nodes: 2 node(s) but the replication factor is 3"));
-        assert!(text[1].starts_with("buckets[1].name: \"opa-mastodon\" is also the name of buckets[0]"));
-        assert!(text[2].starts_with("buckets[1].keys[0].id: GKabab"), "{text:?}");
+        assert!(
+            text[1].starts_with("buckets[1].name: \"opa-mastodon\" is also the name of buckets[0]")
+        );
+        assert!(
+            text[2].starts_with("buckets[1].keys[0].id: GKabab"),
+            "{text:?}"
+        );
         assert_eq!(problems.len(), 3, "{text:?}");
     }
 
@@ -493,11 +497,17 @@ mod tests {
         let text = valid().to_json().replace("\"website\"", "\"websit\"");
         let e = Description::parse(&text, "d.json").unwrap_err();
         assert_eq!(e.problems[0].path, "buckets[0].websit");
-        assert!(e.problems[0].message.contains("unknown field `websit`"), "{e}");
+        assert!(
+            e.problems[0].message.contains("unknown field `websit`"),
+            "{e}"
+        );
         let text = valid().to_json().replace("\"maximum\"", "\"most\"");
         let e = Description::parse(&text, "d.json").unwrap_err();
         assert_eq!(e.problems[0].path, "zone_redundancy");
-        assert!(e.to_string().starts_with("invalid storage description d.json:\n  zone_redundancy: expected"));
+        assert!(
+            e.to_string()
+                .starts_with("invalid storage description d.json:\n  zone_redundancy: expected")
+        );
     }
 
     #[test]
@@ -506,7 +516,11 @@ mod tests {
         d.zone_redundancy = ZoneRedundancy::AtLeast(4);
         assert_eq!(d.problems()[0].path, "zone_redundancy");
         d.zone_redundancy = ZoneRedundancy::AtLeast(3);
-        assert!(d.problems()[0].message.contains("nodes are in 2 (ams, rtm)"));
+        assert!(
+            d.problems()[0]
+                .message
+                .contains("nodes are in 2 (ams, rtm)")
+        );
         d.zone_redundancy = ZoneRedundancy::AtLeast(2);
         assert_eq!(d.problems(), vec![]);
     }

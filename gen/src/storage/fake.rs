@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use super::apply::{Role, RoleChange};
 use super::client::{Admin, ApiError};
 
+/// A bucket: (id, website access, key → [read, write, owner]).
+pub(crate) type FakeBucket = (String, bool, BTreeMap<String, [bool; 3]>);
+
 /// The stand-in's state; fields are public to the tests that arrange and inspect it.
 #[derive(Default)]
 pub(crate) struct FakeGarage {
@@ -21,7 +24,7 @@ pub(crate) struct FakeGarage {
     /// id → (secret, name)
     pub(crate) keys: BTreeMap<String, (String, String)>,
     /// alias → (id, website, key → [read, write, owner])
-    pub(crate) buckets: BTreeMap<String, (String, bool, BTreeMap<String, [bool; 3]>)>,
+    pub(crate) buckets: BTreeMap<String, FakeBucket>,
     pub(crate) posts: Vec<String>,
 }
 
@@ -181,7 +184,8 @@ impl Admin for FakeGarage {
                     return Err(status(endpoint, 409, "BucketAlreadyExists"));
                 }
                 let bid = format!("{:064x}", self.buckets.len() + 1);
-                self.buckets.insert(alias.clone(), (bid, false, BTreeMap::new()));
+                self.buckets
+                    .insert(alias.clone(), (bid, false, BTreeMap::new()));
                 return Ok(self.bucket_json(&alias));
             }
             "UpdateBucket" => {

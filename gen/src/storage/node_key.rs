@@ -45,8 +45,9 @@ impl NodeKey {
     /// A new key pair from the operating system's randomness.
     pub fn generate() -> Result<Self, NodeKeyError> {
         let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed)
-            .map_err(|e| NodeKeyError::Io(format!("no randomness from the operating system: {e}")))?;
+        getrandom::fill(&mut seed).map_err(|e| {
+            NodeKeyError::Io(format!("no randomness from the operating system: {e}"))
+        })?;
         Ok(NodeKey {
             signing: SigningKey::from_bytes(&seed),
         })
@@ -165,19 +166,28 @@ mod tests {
         let key = NodeKey::generate().unwrap();
         key.write_new(&path).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), key.secret_bytes());
-        assert_eq!(std::fs::read(pub_path(&path)).unwrap(), key.secret_bytes()[32..]);
+        assert_eq!(
+            std::fs::read(pub_path(&path)).unwrap(),
+            key.secret_bytes()[32..]
+        );
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let other = NodeKey::generate().unwrap();
         assert_ne!(other.id(), key.id());
-        assert!(matches!(other.write_new(&path), Err(NodeKeyError::Exists(_))));
+        assert!(matches!(
+            other.write_new(&path),
+            Err(NodeKeyError::Exists(_))
+        ));
         assert_eq!(std::fs::read(&path).unwrap(), key.secret_bytes(), "kept");
         // Only the two files: no temporary left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
         // A lone .pub also blocks, before anything is written.
         let lone = dir.path().join("k2");
         std::fs::write(pub_path(&lone), b"x").unwrap();
-        assert!(matches!(other.write_new(&lone), Err(NodeKeyError::Exists(_))));
+        assert!(matches!(
+            other.write_new(&lone),
+            Err(NodeKeyError::Exists(_))
+        ));
         assert!(!lone.exists());
     }
 }
