@@ -615,7 +615,21 @@ fn cluster_forms_provisions_isolates_and_survives() -> Result<(), Failed> {
     cluster.start(d)?;
     let n4 = &cluster.nodes[d];
     description = description.with_node(&n4.name, &n4.id, "fra", GIB);
+    // Someone else staged a change meanwhile (removing ams2): apply reverts it and stages its own.
+    let foreign = serde_json::json!({ "roles": [{ "id": cluster.nodes[1].id, "remove": true }] });
+    cluster
+        .client()
+        .post("UpdateClusterLayout", &[], &foreign)
+        .map_err(|e| fail(e.to_string()))?;
     let added = apply_twice(&cluster, &description)?;
+    if !added["changes"]
+        .to_string()
+        .contains("reverted staged changes")
+    {
+        return Err(fail(format!(
+            "the foreign staged change was not reverted: {added}"
+        )));
+    }
     if added["layout_version"] != 2 {
         return Err(fail(format!("adding a node: {added}")));
     }
