@@ -27,6 +27,7 @@ pub(crate) mod process;
 pub(crate) mod region;
 pub mod repro;
 pub(crate) mod shared;
+pub mod storage;
 pub mod store;
 pub mod template;
 pub mod write;

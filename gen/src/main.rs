@@ -77,6 +77,9 @@ enum Command {
     /// Print the JSON Schema (draft 2020-12) of specifications, with every application's settings.
     #[command(after_long_help = cli::help::SCHEMA)]
     Schema(cli::model::SchemaArgs),
+    /// Provision Garage object storage: a cluster's layout, buckets and keys (`apply`), node keys (`node-key`).
+    #[command(subcommand)]
+    Storage(cli::storage::StorageCommand),
     /// Print a shell completion script for fedigen (bash, zsh, fish, elvish, powershell) to standard output.
     #[command(after_long_help = cli::help::COMPLETIONS)]
     Completions {
@@ -111,6 +114,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => cli::model::validate(args),
         Command::Schema(args) => cli::model::schema(args),
         Command::Provision(args) => cli::provision::run(args),
+        Command::Storage(command) => cli::storage::run(command),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "fedigen", &mut script);

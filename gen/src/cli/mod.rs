@@ -10,4 +10,5 @@ pub mod nix;
 pub mod output;
 pub mod provision;
 pub mod repro;
+pub mod storage;
 pub mod template;

@@ -1,0 +1,193 @@
+//! `fedigen storage apply|node-key`: Garage provisioning, as a thin layer over [`fedigen::storage`]. The NixOS
+//! unit on the designated Garage node runs `apply`; the provider runs `node-key` once per node.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::cli::error::{Class, CliError, CliResult, Status};
+use crate::cli::output::{info, outln};
+use fedigen::storage::apply::{self, ApplyError, Waits};
+use fedigen::storage::client::HttpAdmin;
+use fedigen::storage::description::Description;
+use fedigen::storage::node_key::{NodeKey, NodeKeyError, pub_path};
+
+const APPLY_HELP: &str = "\
+Examples:
+  fedigen storage apply --description /etc/fedigen/storage.json                  # token from GARAGE_ADMIN_TOKEN
+  fedigen storage apply --description storage.json --admin http://127.0.0.1:3903 --token-file /run/secrets/garage-admin
+  fedigen storage apply --description storage.json --json                        # the changes as JSON, for a script
+
+What it does, through Garage's admin API v2 (run it on ONE node: Garage wants a single layout writer):
+  1. waits until the admin API answers and every described node is connected (--wait);
+  2. stages only the layout roles that differ from the description (zone, capacity, the node's name as tag),
+     removes nodes no longer described (their data is drained: stop such a machine only when `garage layout
+     history` shows no draining version), reverts staged changes made by someone else, and applies version+1
+     once — and not at all when nothing differs;
+  3. waits until the cluster is healthy;
+  4. imports each missing key (id from the description, secret from its secret_file), refuses a key that exists
+     with another secret (rotate: give it a new id), creates each missing bucket, sets website access, and makes
+     each key's permissions on each bucket exactly the described ones (other keys' are revoked).
+A second run with the same description only reads: it prints nothing and its changing_calls is 0.
+
+Exit status: 0 the cluster matches the description (changes printed one per line); 1 a step failed (Garage's error and what to do are printed); 2 the description is invalid (every problem with its JSON path; nothing changed); 3 Garage's admin API is unreachable, or the admin token or a key's secret file is missing.
+
+Environment: GARAGE_ADMIN_TOKEN (or GARAGE_ADMIN_TOKEN_FILE), as the Garage unit's environment file gives it, when --token-file is not given.";
+
+const NODE_KEY_HELP: &str = "\
+Examples:
+  fedigen storage node-key --out secrets/garage-ams1.key     # prints the node id for the specification
+  fedigen storage node-key --out /var/lib/garage/meta/node_key
+
+Writes FILE (64 bytes: the ed25519 seed followed by the public key, the layout Garage reads as metadata_dir/node_key) with mode 0600, and FILE.pub (the 32-byte public key, Garage's node_key.pub). Prints the node id, 64 hex digits, as `garage node id` shows it. Never overwrites: a node's key is its identity.
+
+Exit status: 0 written, id printed; 2 FILE or FILE.pub exists (nothing written); 3 the folder cannot be written.";
+
+/// Provision Garage object storage.
+#[derive(Subcommand)]
+pub enum StorageCommand {
+    /// Bring a Garage cluster to a storage description: layout, buckets, keys and permissions, idempotently.
+    #[command(after_long_help = APPLY_HELP)]
+    Apply(ApplyArgs),
+    /// Make a Garage node key pair and print its node id (for the specification and bootstrap_peers).
+    #[command(after_long_help = NODE_KEY_HELP)]
+    NodeKey(NodeKeyArgs),
+}
+
+/// `fedigen storage apply`.
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// The storage description (JSON, generated with the deployment).
+    #[arg(long, value_name = "FILE")]
+    description: PathBuf,
+    /// The admin API of the Garage node to drive.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:3903")]
+    admin: String,
+    /// A file holding the admin token (else GARAGE_ADMIN_TOKEN or GARAGE_ADMIN_TOKEN_FILE).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// How long to wait for the nodes to be up, and then for the cluster to be healthy, in seconds each.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    wait: u64,
+    /// Print the outcome as JSON: {"ok", "changes", "changing_calls", "layout_version"} or {"ok": false, "error"}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `fedigen storage node-key`.
+#[derive(Args)]
+pub struct NodeKeyArgs {
+    /// Where to write the key (FILE.pub gets the public key).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// Runs a `fedigen storage` subcommand.
+pub fn run(command: StorageCommand) -> CliResult {
+    match command {
+        StorageCommand::Apply(args) => run_apply(args),
+        StorageCommand::NodeKey(args) => run_node_key(args),
+    }
+}
+
+fn read_token(path: &std::path::Path) -> Result<String, CliError> {
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_owned())
+        .map_err(|e| CliError::io("read the admin token from", path, e))
+}
+
+fn token(args: &ApplyArgs) -> Result<String, CliError> {
+    let token = if let Some(path) = &args.token_file {
+        read_token(path)?
+    } else if let Some(t) = std::env::var_os("GARAGE_ADMIN_TOKEN").filter(|t| !t.is_empty()) {
+        t.to_string_lossy().trim().to_owned()
+    } else if let Some(path) = std::env::var_os("GARAGE_ADMIN_TOKEN_FILE").filter(|t| !t.is_empty())
+    {
+        read_token(std::path::Path::new(&path))?
+    } else {
+        return Err(CliError::environment(
+            "no admin token: pass --token-file, or set GARAGE_ADMIN_TOKEN (or GARAGE_ADMIN_TOKEN_FILE) as Garage's environment file does",
+        ));
+    };
+    if token.is_empty() {
+        return Err(CliError::environment("the admin token is empty"));
+    }
+    Ok(token)
+}
+
+fn run_apply(args: ApplyArgs) -> CliResult {
+    let source = args.description.display().to_string();
+    let text = std::fs::read_to_string(&args.description)
+        .map_err(|e| CliError::io("read", &args.description, e))?;
+    let description = Description::parse(&text, &source).map_err(CliError::invalid)?;
+    let token = token(&args)?;
+    let mut admin = HttpAdmin::new(&args.admin, &token);
+    let waits = Waits {
+        nodes: Duration::from_secs(args.wait),
+        health: Duration::from_secs(args.wait),
+        ..Waits::default()
+    };
+    match apply::apply(&mut admin, &description, waits) {
+        Ok(mut report) => {
+            // The client's own count of POSTs: what went over the wire.
+            report.changing_calls = admin.posts;
+            if args.json {
+                let v = serde_json::json!({
+                    "ok": true,
+                    "changes": report.changes,
+                    "changing_calls": report.changing_calls,
+                    "layout_version": report.layout_version,
+                });
+                outln!("{v}");
+            } else {
+                for line in &report.changes {
+                    outln!("{line}");
+                }
+                if report.changes.is_empty() {
+                    info!(
+                        "nothing to change: the cluster matches {source} (layout version {})",
+                        report.layout_version
+                    );
+                } else {
+                    info!(
+                        "{} change(s), layout version {}",
+                        report.changes.len(),
+                        report.layout_version
+                    );
+                }
+            }
+            Ok(Status::Success)
+        }
+        Err(e) => {
+            let class = match e {
+                ApplyError::Step { .. } => Class::Problem,
+                ApplyError::Unreachable(_) | ApplyError::Secret(_) => Class::Environment,
+            };
+            if args.json {
+                outln!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": e.to_string() })
+                );
+            }
+            Err(CliError::new(class, e))
+        }
+    }
+}
+
+fn run_node_key(args: NodeKeyArgs) -> CliResult {
+    let key = NodeKey::generate().map_err(CliError::environment)?;
+    match key.write_new(&args.out) {
+        Ok(()) => {
+            outln!("{}", key.id());
+            info!(
+                "wrote {} (mode 0600) and {}; the node id above goes into the specification",
+                args.out.display(),
+                pub_path(&args.out).display()
+            );
+            Ok(Status::Success)
+        }
+        Err(e @ NodeKeyError::Exists(_)) => Err(CliError::invalid(e)),
+        Err(e @ NodeKeyError::Io(_)) => Err(CliError::environment(e)),
+    }
+}

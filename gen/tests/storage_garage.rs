@@ -1,0 +1,834 @@
+//! Component tests of Garage provisioning against the real Garage 2.5.0 on 127.0.0.1: nodes started with the
+//! `garage.toml` fedigen renders ([`GarageSettings`]), node keys made by `fedigen storage node-key`, the cluster
+//! formed through `bootstrap_peers` alone, then `fedigen storage apply` (the real binary) driving it.
+//!
+//! Garage is a test tool built once per machine by `scripts/install-test-deps` into
+//! `${XDG_CACHE_HOME:-~/.cache}/fedigen/garage-2.5.0/bin/garage` (or named by `FEDIGEN_GARAGE`); rclone is
+//! Debian's. Without them each trial is reported ignored with the reason — never passed. A libtest-mimic
+//! harness, so that is decided when the tests run. Every process is started by the trial that stops it (a
+//! guard kills them on drop), every wait is bounded, and only loopback addresses are used.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+use fedigen::storage::client::{Admin as _, HttpAdmin};
+use fedigen::storage::config::{AdminApi, GarageSettings, S3Api, S3Web, peer};
+use fedigen::storage::description::{Bucket, Description, Key, ZoneRedundancy};
+use libtest_mimic::{Arguments, Failed, Trial};
+use proptest::prelude::*;
+use serde_json::Value;
+
+const GIB: u64 = 1 << 30;
+
+fn garage() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("FEDIGEN_GARAGE") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("FEDIGEN_GARAGE={} is not a file", path.display()))
+        };
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .ok_or("neither XDG_CACHE_HOME nor HOME is set")?;
+    let path = cache.join("fedigen/garage-2.5.0/bin/garage");
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "Garage 2.5.0 is not installed at {} (run scripts/install-test-deps, or set FEDIGEN_GARAGE)",
+            path.display()
+        ))
+    }
+}
+
+fn rclone() -> Result<(), String> {
+    match Command::new("rclone").arg("version").output() {
+        Ok(o) if o.status.success() => Ok(()),
+        _ => Err("rclone is not installed (run scripts/install-test-deps)".into()),
+    }
+}
+
+fn fail(message: impl Into<String>) -> Failed {
+    Failed::from(message.into())
+}
+
+/// `n` free TCP ports on 127.0.0.1 (the kernel's choice; released just before Garage binds them).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Runs `fedigen` with `args`, returning its status code, stdout and stderr.
+fn fedigen(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fedigen"));
+    c.args(args)
+        .env_remove("GARAGE_ADMIN_TOKEN")
+        .env_remove("GARAGE_ADMIN_TOKEN_FILE");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().expect("fedigen runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+struct Node {
+    name: String,
+    id: String,
+    settings: GarageSettings,
+    config: PathBuf,
+    log: PathBuf,
+    s3: u16,
+    admin: u16,
+    child: Option<Child>,
+}
+
+/// Garage nodes on 127.0.0.1, each in its own folder; the guard stops every process it started.
+struct Cluster {
+    dir: tempfile::TempDir,
+    garage: PathBuf,
+    rpc_secret: String,
+    token: String,
+    nodes: Vec<Node>,
+    /// `id@127.0.0.1:rpc` of every node made so far (the bootstrap peers of the next).
+    peers: Vec<String>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Cluster {
+    fn new(garage: PathBuf) -> Cluster {
+        let hex = || -> String {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes).expect("randomness");
+            bytes.iter().map(|b| format!("{b:02x}")).collect()
+        };
+        Cluster {
+            dir: tempfile::tempdir().expect("a temporary folder"),
+            garage,
+            rpc_secret: hex(),
+            token: hex(),
+            nodes: Vec::new(),
+            peers: Vec::new(),
+        }
+    }
+
+    /// Makes a node: its key by `fedigen storage node-key`, its ports and settings. Does not start it.
+    fn make_node(&mut self, name: &str) -> Result<usize, Failed> {
+        let root = self.dir.path().join(name);
+        let meta = root.join("meta");
+        std::fs::create_dir_all(&meta)?;
+        let key_file = meta.join("node_key");
+        let (code, out, err) = fedigen(
+            &[
+                "--quiet",
+                "storage",
+                "node-key",
+                "--out",
+                key_file.to_str().unwrap(),
+            ],
+            &[],
+        );
+        if code != 0 {
+            return Err(fail(format!("node-key exited {code}: {err}")));
+        }
+        let id = out.trim().to_owned();
+        let ports = free_ports(4);
+        let rpc = format!("127.0.0.1:{}", ports[1]);
+        self.peers.push(peer(&id, &rpc));
+        let settings = GarageSettings {
+            metadata_dir: meta.display().to_string(),
+            data_dir: root.join("data").display().to_string(),
+            db_engine: "sqlite".into(),
+            replication_factor: 3,
+            consistency_mode: None,
+            rpc_bind_addr: rpc.clone(),
+            rpc_public_addr: rpc.clone(),
+            bootstrap_peers: Vec::new(),
+            s3_api: S3Api {
+                api_bind_addr: format!("127.0.0.1:{}", ports[0]),
+                s3_region: "garage".into(),
+                root_domain: Some(".s3.localhost".into()),
+            },
+            s3_web: Some(S3Web {
+                bind_addr: format!("127.0.0.1:{}", ports[2]),
+                root_domain: ".web.localhost".into(),
+            }),
+            admin: AdminApi {
+                api_bind_addr: format!("127.0.0.1:{}", ports[3]),
+            },
+        };
+        let config = root.join("garage.toml");
+        self.nodes.push(Node {
+            name: name.into(),
+            id,
+            settings,
+            config,
+            log: root.join("garage.log"),
+            s3: ports[0],
+            admin: ports[3],
+            child: None,
+        });
+        Ok(self.nodes.len() - 1)
+    }
+
+    /// Starts node `i` with its `garage.toml` rendered from [`GarageSettings`], every node made so far as
+    /// bootstrap peers (as a deployment lists every node); first checks that Garage reports the id
+    /// `fedigen storage node-key` printed.
+    fn start(&mut self, i: usize) -> Result<(), Failed> {
+        let node = &mut self.nodes[i];
+        node.settings.bootstrap_peers = self.peers.clone();
+        let config = node.config.clone();
+        let (id, rpc) = (node.id.clone(), node.settings.rpc_public_addr.clone());
+        std::fs::write(&config, node.settings.to_toml())?;
+        // Garage's own view of the key fedigen wrote.
+        let out = Command::new(&self.garage)
+            .arg("-c")
+            .arg(&config)
+            .args(["node", "id", "-q"])
+            .env("GARAGE_RPC_SECRET", &self.rpc_secret)
+            .output()?;
+        let garage_id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if garage_id != format!("{id}@{rpc}") {
+            return Err(fail(format!(
+                "garage node id says {garage_id:?}, fedigen storage node-key printed {id}@{rpc}"
+            )));
+        }
+        let node = &mut self.nodes[i];
+        let log = std::fs::File::create(&node.log)?;
+        let child = Command::new(&self.garage)
+            .arg("-c")
+            .arg(&node.config)
+            .arg("server")
+            .env("GARAGE_RPC_SECRET", &self.rpc_secret)
+            .env("GARAGE_ADMIN_TOKEN", &self.token)
+            .env("RUST_LOG", "garage=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.nodes[0].admin)
+    }
+
+    fn client(&self) -> HttpAdmin {
+        HttpAdmin::new(&self.admin_url(), &self.token)
+    }
+
+    /// Runs `fedigen storage apply --json` on `description`; its JSON report.
+    fn apply(&self, description: &Description) -> Result<Value, Failed> {
+        let file = self.dir.path().join("storage.json");
+        std::fs::write(&file, description.to_json())?;
+        let (code, out, err) = fedigen(
+            &[
+                "storage",
+                "apply",
+                "--description",
+                file.to_str().unwrap(),
+                "--admin",
+                &self.admin_url(),
+                "--wait",
+                "90",
+                "--json",
+            ],
+            &[("GARAGE_ADMIN_TOKEN", &self.token)],
+        );
+        if code != 0 {
+            return Err(fail(format!(
+                "fedigen storage apply exited {code}\nstdout: {out}\nstderr: {err}\nlogs:\n{}",
+                self.logs()
+            )));
+        }
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let text = std::fs::read_to_string(&n.log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                format!(
+                    "--- {}\n{}",
+                    n.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Garage's own count of admin API calls per endpoint (its `/metrics`, open without a metrics token).
+    fn admin_calls(&self) -> Result<BTreeMap<String, u64>, Failed> {
+        let text = ureq::get(format!("{}/metrics", self.admin_url()))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        let mut calls = BTreeMap::new();
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("api_admin_request_counter"))
+        {
+            let Some(endpoint) = line
+                .split("api_endpoint=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+            else {
+                continue;
+            };
+            let count: f64 = line.rsplit(' ').next().unwrap_or("0").parse()?;
+            // `/v2/GetClusterLayout` → `GetClusterLayout`; `/metrics`, `/health` keep their path.
+            let endpoint = endpoint.strip_prefix("/v2/").unwrap_or(endpoint);
+            *calls.entry(endpoint.to_owned()).or_default() += count as u64;
+        }
+        Ok(calls)
+    }
+
+    /// The calls between two [`Cluster::admin_calls`] to endpoints that change something (not Get…/List…).
+    fn changing_calls_between(
+        before: &BTreeMap<String, u64>,
+        after: &BTreeMap<String, u64>,
+    ) -> BTreeMap<String, u64> {
+        after
+            .iter()
+            .filter(|(e, _)| !(e.starts_with("Get") || e.starts_with("List") || e.starts_with('/')))
+            .map(|(e, n)| (e.clone(), n - before.get(e).copied().unwrap_or(0)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+/// An S3 key for the tests: id, secret, and its env-format secret file.
+struct TestKey {
+    id: String,
+    secret: String,
+    file: PathBuf,
+}
+
+fn test_key(dir: &Path, n: u32) -> TestKey {
+    let id = format!("GK{n:024x}");
+    let secret = format!("{:064x}", u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let file = dir.join(format!("{id}.env"));
+    std::fs::write(
+        &file,
+        format!("AWS_ACCESS_KEY_ID={id}\nAWS_SECRET_ACCESS_KEY={secret}\n"),
+    )
+    .unwrap();
+    TestKey { id, secret, file }
+}
+
+fn key(k: &TestKey, name: &str, read: bool, write: bool, owner: bool) -> Key {
+    Key {
+        id: k.id.clone(),
+        secret_file: k.file.clone(),
+        name: name.into(),
+        read,
+        write,
+        owner,
+    }
+}
+
+/// rclone against one node's S3 API with `key`; Ok(stdout) or Err(stderr).
+fn rclone_run(
+    s3_port: u16,
+    key: &TestKey,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<String, String> {
+    use std::io::Write as _;
+    let mut c = Command::new("rclone");
+    c.args(args)
+        .args([
+            "--s3-no-check-bucket",
+            "--retries",
+            "1",
+            "--low-level-retries",
+            "1",
+        ])
+        .args(["--contimeout", "5s", "--timeout", "20s"])
+        // A CA bundle for AWS' SDK in the caller's environment makes rclone refuse plain HTTP on loopback.
+        .env_remove("AWS_CA_BUNDLE")
+        .env("RCLONE_CONFIG", "/dev/null")
+        .env("RCLONE_CONFIG_G_TYPE", "s3")
+        .env("RCLONE_CONFIG_G_PROVIDER", "Other")
+        .env(
+            "RCLONE_CONFIG_G_ENDPOINT",
+            format!("http://127.0.0.1:{s3_port}"),
+        )
+        .env("RCLONE_CONFIG_G_REGION", "garage")
+        .env("RCLONE_CONFIG_G_FORCE_PATH_STYLE", "true")
+        .env("RCLONE_CONFIG_G_ACCESS_KEY_ID", &key.id)
+        .env("RCLONE_CONFIG_G_SECRET_ACCESS_KEY", &key.secret)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| e.to_string())?;
+    if let Some(text) = input {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Layout roles: node id → (zone, capacity, tags).
+type Roles = BTreeMap<String, (String, u64, Vec<String>)>;
+
+/// The layout's roles as Garage reports them.
+fn layout_roles(admin: &mut HttpAdmin) -> Result<Roles, Failed> {
+    let layout = admin
+        .get("GetClusterLayout", &[])
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(layout["roles"]
+        .as_array()
+        .ok_or_else(|| fail(format!("no roles: {layout}")))?
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap_or("").to_owned(),
+                (
+                    r["zone"].as_str().unwrap_or("").to_owned(),
+                    r["capacity"].as_u64().unwrap_or(0),
+                    r["tags"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect(),
+                ),
+            )
+        })
+        .collect())
+}
+
+/// Checks the cluster is exactly as `description` says: layout roles, and per bucket its website access and
+/// every key's permissions (no other key with any).
+fn check_converged(admin: &mut HttpAdmin, description: &Description) -> Result<(), Failed> {
+    let roles = layout_roles(admin)?;
+    let want: Roles = description
+        .nodes
+        .iter()
+        .map(|n| {
+            (
+                n.id.clone(),
+                (n.zone.clone(), n.capacity_bytes, vec![n.name.clone()]),
+            )
+        })
+        .collect();
+    if roles != want {
+        return Err(fail(format!("layout roles {roles:?}, described {want:?}")));
+    }
+    for bucket in &description.buckets {
+        let info = admin
+            .get("GetBucketInfo", &[("globalAlias", &bucket.name)])
+            .map_err(|e| fail(format!("bucket {}: {e}", bucket.name)))?;
+        if info["websiteAccess"] != Value::Bool(bucket.website) {
+            return Err(fail(format!("bucket {} website: {info}", bucket.name)));
+        }
+        let have: BTreeMap<String, [bool; 3]> = info["keys"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|k| {
+                let p = &k["permissions"];
+                (
+                    k["accessKeyId"].as_str().unwrap_or("").to_owned(),
+                    ["read", "write", "owner"].map(|f| p[f] == Value::Bool(true)),
+                )
+            })
+            .filter(|(_, p)| p.iter().any(|x| *x))
+            .collect();
+        let want: BTreeMap<String, [bool; 3]> = bucket
+            .keys
+            .iter()
+            .map(|k| (k.id.clone(), [k.read, k.write, k.owner]))
+            .collect();
+        if have != want {
+            return Err(fail(format!(
+                "bucket {} permissions {have:?}, described {want:?}",
+                bucket.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Applies twice: the first converges, the second changes nothing — no change reported, no POST sent
+/// (fedigen's count), and no changing call seen by Garage (its own metrics). Returns the first report.
+fn apply_twice(cluster: &Cluster, description: &Description) -> Result<Value, Failed> {
+    let t = Instant::now();
+    let first = cluster.apply(description)?;
+    if std::env::var_os("FEDIGEN_STORAGE_TIMES").is_some() {
+        eprintln!(
+            "apply: {:.2} s {}",
+            t.elapsed().as_secs_f64(),
+            first["changes"]
+        );
+    }
+    let mut admin = cluster.client();
+    check_converged(&mut admin, description)?;
+    let before = cluster.admin_calls()?;
+    let second = cluster.apply(description)?;
+    let after = cluster.admin_calls()?;
+    if second["changes"] != serde_json::json!([]) || second["changing_calls"] != 0 {
+        return Err(fail(format!(
+            "the second apply changed something: {second}"
+        )));
+    }
+    let changing = Cluster::changing_calls_between(&before, &after);
+    if !changing.is_empty() {
+        return Err(fail(format!(
+            "Garage saw changing calls during the second apply: {changing:?}"
+        )));
+    }
+    if after.get("GetClusterLayout").copied().unwrap_or(0)
+        <= before.get("GetClusterLayout").copied().unwrap_or(0)
+    {
+        return Err(fail(format!(
+            "Garage's metrics did not count the second apply's reads (is the count meaningful?): {after:?}"
+        )));
+    }
+    Ok(first)
+}
+
+fn three_node_cluster() -> Result<Cluster, Failed> {
+    let mut cluster = Cluster::new(garage().map_err(fail)?);
+    for name in ["ams1", "ams2", "rtm1"] {
+        cluster.make_node(name)?;
+    }
+    for i in 0..3 {
+        cluster.start(i)?;
+    }
+    Ok(cluster)
+}
+
+/// The whole story of the issue on three (then four) real nodes.
+fn cluster_forms_provisions_isolates_and_survives() -> Result<(), Failed> {
+    let started = Instant::now();
+    let mut cluster = three_node_cluster()?;
+    let keys_dir = cluster.dir.path().join("keys");
+    std::fs::create_dir_all(&keys_dir)?;
+    let a = test_key(&keys_dir, 0xa);
+    let b = test_key(&keys_dir, 0xb);
+    let n = &cluster.nodes;
+    let mut description = Description::new(3)
+        .with_node(&n[0].name, &n[0].id, "ams", GIB)
+        .with_node(&n[1].name, &n[1].id, "ams", 2 * GIB)
+        .with_node(&n[2].name, &n[2].id, "rtm", 3 * GIB)
+        .with_bucket(Bucket {
+            name: "opa-mastodon".into(),
+            website: true,
+            keys: vec![key(&a, "opa/mastodon", true, true, false)],
+        })
+        .with_bucket(Bucket {
+            name: "opb-pixelfed".into(),
+            website: false,
+            keys: vec![key(&b, "opb/pixelfed", true, true, true)],
+        });
+    let first = apply_twice(&cluster, &description)?;
+    println!(
+        "figure: 3 Garage nodes started, cluster formed by bootstrap_peers, first apply done in {:.1} s (layout version {}, {} changes)",
+        started.elapsed().as_secs_f64(),
+        first["layout_version"],
+        first["changes"].as_array().map_or(0, Vec::len)
+    );
+    if first["layout_version"] != 1 {
+        return Err(fail(format!("first apply: {first}")));
+    }
+
+    // Isolation: A's object is readable with A's key and refused with B's, for reading and writing.
+    let s3 = cluster.nodes[0].s3;
+    rclone_run(
+        s3,
+        &a,
+        &["rcat", "g:opa-mastodon/media/a.txt"],
+        Some("from A\n"),
+    )
+    .map_err(|e| fail(format!("write with A's key: {e}")))?;
+    let read = rclone_run(s3, &a, &["cat", "g:opa-mastodon/media/a.txt"], None)
+        .map_err(|e| fail(format!("read with A's key: {e}")))?;
+    if read != "from A\n" {
+        return Err(fail(format!("read back {read:?}")));
+    }
+    if let Ok(out) = rclone_run(s3, &b, &["cat", "g:opa-mastodon/media/a.txt"], None) {
+        return Err(fail(format!("B's key read A's object: {out:?}")));
+    }
+    if rclone_run(
+        s3,
+        &b,
+        &["rcat", "g:opa-mastodon/media/b.txt"],
+        Some("from B\n"),
+    )
+    .is_ok()
+    {
+        return Err(fail("B's key wrote into A's bucket"));
+    }
+
+    // A node added to the description joins the layout.
+    let d = cluster.make_node("fra1")?;
+    cluster.start(d)?;
+    let n4 = &cluster.nodes[d];
+    description = description.with_node(&n4.name, &n4.id, "fra", GIB);
+    // Someone else staged a change meanwhile (removing ams2): apply reverts it and stages its own.
+    let foreign = serde_json::json!({ "roles": [{ "id": cluster.nodes[1].id, "remove": true }] });
+    cluster
+        .client()
+        .post("UpdateClusterLayout", &[], &foreign)
+        .map_err(|e| fail(e.to_string()))?;
+    let added = apply_twice(&cluster, &description)?;
+    if !added["changes"]
+        .to_string()
+        .contains("reverted staged changes")
+    {
+        return Err(fail(format!(
+            "the foreign staged change was not reverted: {added}"
+        )));
+    }
+    if added["layout_version"] != 2 {
+        return Err(fail(format!("adding a node: {added}")));
+    }
+
+    // One node stopped: reads and writes still succeed (replication 3, quorum 2).
+    cluster.stop(2);
+    rclone_run(
+        s3,
+        &a,
+        &["rcat", "g:opa-mastodon/media/c.txt"],
+        Some("one node down\n"),
+    )
+    .map_err(|e| fail(format!("write with a node down: {e}")))?;
+    let read = rclone_run(s3, &a, &["cat", "g:opa-mastodon/media/a.txt"], None)
+        .map_err(|e| fail(format!("read with a node down: {e}")))?;
+    if read != "from A\n" {
+        return Err(fail(format!("read back with a node down {read:?}")));
+    }
+
+    // The stopped node removed from the description: it leaves the layout (drained), once.
+    description.nodes.retain(|n| n.name != "rtm1");
+    let removed = apply_twice(&cluster, &description)?;
+    let removal = removed["changes"].to_string();
+    if removed["layout_version"] != 3 || !removal.contains("rtm1") || !removal.contains("removed") {
+        return Err(fail(format!("removing a node: {removed}")));
+    }
+    let read = rclone_run(s3, &a, &["cat", "g:opa-mastodon/media/c.txt"], None)
+        .map_err(|e| fail(format!("read after the removal: {e}")))?;
+    if read != "one node down\n" {
+        return Err(fail(format!("read back after the removal {read:?}")));
+    }
+    println!(
+        "figure: whole component story (3 nodes, 2 buckets, isolation, add, stop, remove) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A key whose secret in Garage differs from its file is a loud failure (exit status 1), and an invalid
+/// description is refused before Garage is touched (exit status 2); an unreachable Garage is exit status 3.
+fn failures_have_their_exit_statuses() -> Result<(), Failed> {
+    let cluster = three_node_cluster()?;
+    let keys_dir = cluster.dir.path().join("keys");
+    std::fs::create_dir_all(&keys_dir)?;
+    let a = test_key(&keys_dir, 0xc);
+    let n = &cluster.nodes;
+    let description = Description::new(3)
+        .with_node(&n[0].name, &n[0].id, "ams", GIB)
+        .with_node(&n[1].name, &n[1].id, "ams", GIB)
+        .with_node(&n[2].name, &n[2].id, "rtm", GIB)
+        .with_bucket(Bucket {
+            name: "opc-peertube".into(),
+            website: true,
+            keys: vec![key(&a, "opc/peertube", true, true, true)],
+        });
+    cluster.apply(&description)?;
+    std::fs::write(
+        &a.file,
+        format!("AWS_SECRET_ACCESS_KEY={}\n", "f".repeat(64)),
+    )?;
+    let file = cluster.dir.path().join("storage.json");
+    let run = |admin: &str| {
+        fedigen(
+            &[
+                "storage",
+                "apply",
+                "--description",
+                file.to_str().unwrap(),
+                "--admin",
+                admin,
+                "--wait",
+                "2",
+            ],
+            &[("GARAGE_ADMIN_TOKEN", &cluster.token)],
+        )
+    };
+    let (code, _, err) = run(&cluster.admin_url());
+    if code != 1 || !err.contains("another secret") || !err.contains("new id") {
+        return Err(fail(format!("a changed secret: exit {code}, {err}")));
+    }
+    let port = free_ports(1)[0];
+    let (code, _, err) = run(&format!("http://127.0.0.1:{port}"));
+    if code != 3 || !err.contains("unreachable") {
+        return Err(fail(format!("no Garage: exit {code}, {err}")));
+    }
+    std::fs::write(&file, description.to_json().replace("opc-peertube", "opC"))?;
+    let (code, _, err) = run(&cluster.admin_url());
+    if code != 2 || !err.contains("buckets[0].name") {
+        return Err(fail(format!("invalid description: exit {code}, {err}")));
+    }
+    Ok(())
+}
+
+/// Random descriptions (zones, capacities, buckets, keys, permissions, website access) on one cluster: each
+/// converges in one run and a second run is a no-op. Few cases: each may change the layout.
+fn random_descriptions_converge_in_one_run() -> Result<(), Failed> {
+    let cluster = three_node_cluster()?;
+    let keys_dir = cluster.dir.path().join("keys");
+    std::fs::create_dir_all(&keys_dir)?;
+    let pool: Vec<TestKey> = (1..=4).map(|n| test_key(&keys_dir, 0x100 + n)).collect();
+    let ids: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
+    let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    let zones = ["ams", "rtm", "fra"];
+    let bucket = (
+        "[a-z0-9]{3,8}",
+        any::<bool>(),
+        proptest::collection::btree_map(
+            0usize..4,
+            (any::<bool>(), any::<bool>(), any::<bool>()),
+            0..3,
+        ),
+    );
+    let strategy = (
+        proptest::collection::vec((0usize..3, 1u64..4), 3),
+        any::<bool>(),
+        proptest::collection::vec(bucket, 1..4),
+    );
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(4);
+    let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..Default::default()
+    });
+    let started = Instant::now();
+    let runs = std::cell::Cell::new(0);
+    let result = runner.run(&strategy, |(nodes, at_least_one, buckets)| {
+        let mut d = Description::new(3);
+        for (i, (zone, gib)) in nodes.iter().enumerate() {
+            d = d.with_node(&names[i], &ids[i], zones[*zone], gib * GIB);
+        }
+        if at_least_one {
+            d.zone_redundancy = ZoneRedundancy::AtLeast(1);
+        }
+        let mut seen = BTreeSet::new();
+        for (suffix, website, keys) in buckets {
+            let name = format!("p-{suffix}");
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let keys = keys
+                .into_iter()
+                .map(|(k, (r, w, o))| {
+                    // A key must be allowed something: read when nothing else.
+                    key(&pool[k], &format!("pool/{k}"), r || !(w || o), w, o)
+                })
+                .collect();
+            d = d.with_bucket(Bucket {
+                name,
+                website,
+                keys,
+            });
+        }
+        runs.set(runs.get() + 1);
+        apply_twice(&cluster, &d).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        Ok(())
+    });
+    result.map_err(|e| fail(e.to_string()))?;
+    println!(
+        "figure: {} random descriptions, each applied twice and checked, in {:.1} s",
+        runs.get(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn trial(name: &str, needs_rclone: bool, test: fn() -> Result<(), Failed>) -> Trial {
+    let missing = garage()
+        .err()
+        .or_else(|| if needs_rclone { rclone().err() } else { None });
+    match missing {
+        Some(reason) => {
+            eprintln!("ignored {name}: {reason}");
+            Trial::test(name, test).with_ignored_flag(true)
+        }
+        None => Trial::test(name, test),
+    }
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let trials = vec![
+        trial(
+            "cluster_forms_provisions_isolates_and_survives",
+            true,
+            cluster_forms_provisions_isolates_and_survives,
+        ),
+        trial(
+            "failures_have_their_exit_statuses",
+            false,
+            failures_have_their_exit_statuses,
+        ),
+        trial(
+            "random_descriptions_converge_in_one_run",
+            false,
+            random_descriptions_converge_in_one_run,
+        ),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
