@@ -20,11 +20,13 @@ use crate::nix::{AttrName, AttrPath, Entry, Expr, Ident, LexicalError, Param, So
 use crate::write::marker_text;
 
 mod base;
+pub mod host_keys;
 mod machine;
 mod nixops4;
 mod provider;
 
 use base::{base_module, machine_base};
+use host_keys::{HostKeys, host_keys_path};
 use machine::{garage_machine, machine_module};
 use nixops4::nixops4;
 use provider::{garage_cluster_module, provider_module};
@@ -51,7 +53,7 @@ pub(crate) const BASE_MODULE: &str = "base.nix";
 pub(crate) const NAMED_SECRETS_DIR: &str = "/run/secrets";
 
 /// The NixOS release the generated machines are first installed with (`system.stateVersion`).
-pub(crate) const STATE_VERSION: &str = "25.05";
+pub(crate) const STATE_VERSION: &str = "26.05";
 
 /// Why deployments could not be planned.
 #[derive(Debug, thiserror::Error)]
@@ -323,13 +325,23 @@ pub(crate) enum ApplicationName<'a> {
     Secret(&'a str, &'a SecretRef),
 }
 
-/// Plans `deployments/`: one file per machine, `default.nix` (machine name → module), `nixops4.nix`, and for
-/// the Proxmox backend `proxmox.nix` (what a provisioning step creates). `spec_name` names the specification in
-/// markers.
+/// Plans `deployments/` without host keys (see [`plan_with_host_keys`]): the NixOps4 deployment has no members.
 pub fn plan(
     spec: &Spec,
     catalog: &Catalog,
     spec_name: &str,
+) -> Result<BTreeMap<PathBuf, String>, DeployError> {
+    plan_with_host_keys(spec, catalog, spec_name, &HostKeys::default())
+}
+
+/// Plans `deployments/`: one file per machine, `default.nix` (machine name → module), `nixops4.nix` (a member
+/// for each machine with a key in `host_keys`), and for the Proxmox backend `proxmox.nix` (what a provisioning
+/// step creates). `spec_name` names the specification in markers.
+pub fn plan_with_host_keys(
+    spec: &Spec,
+    catalog: &Catalog,
+    spec_name: &str,
+    host_keys: &HostKeys,
 ) -> Result<BTreeMap<PathBuf, String>, DeployError> {
     let mut files = BTreeMap::new();
     // Machines are described first, then emitted and verified in parallel (the costly part: rnix).
@@ -422,11 +434,23 @@ pub fn plan(
         "Machine name → NixOS module; the flake turns each into `nixosConfigurations.<name>`.",
         &index,
     )?;
+    let keys_file = host_keys_path(Path::new(spec_name));
+    let missing = host_keys.missing(&machines);
+    let mut purpose = format!(
+        "`nixops4 apply` deploys every machine, `nixops4 apply <machine>` one; SSH host keys from {}.",
+        keys_file.display()
+    );
+    if !missing.is_empty() {
+        purpose.push_str(&format!(
+            " Left out until their SSH host keys are there (`fedigen validate` lists them): {}.",
+            missing.join(", ")
+        ));
+    }
     top_level(
         "nixops4.nix",
         "the NixOps4 deployment",
-        "Deploy with `nixops4 apply default`; SSH host keys come from the hand-written host-keys.nix.",
-        &nixops4(&machines)?,
+        &purpose,
+        &nixops4(&machines, host_keys)?,
     )?;
     if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
         let vms = machines
