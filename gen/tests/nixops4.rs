@@ -260,6 +260,85 @@ in {{
     Ok(())
 }
 
+/// Runs `fedigen validate` on a copy of the example specification with the given host-key file (or none), from
+/// the copy's folder; its exit code and standard error.
+fn validate_with(host_keys: Option<&str>) -> Result<(Option<i32>, String), Failed> {
+    let repo = repository();
+    let dir = tempfile::tempdir()?;
+    std::fs::copy(
+        repo.join("examples/provider.toml"),
+        dir.path().join("provider.toml"),
+    )?;
+    if let Some(text) = host_keys {
+        std::fs::write(dir.path().join("provider.host-keys.toml"), text)?;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_fedigen"))
+        .args(["validate", "provider.toml", "--templates"])
+        .arg(repo.join("templates"))
+        .current_dir(dir.path())
+        .output()?;
+    Ok((
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// `fedigen validate` on host keys: none yet is a note (the machines may not exist), a machine without a key once
+/// the file exists and a malformed key are errors (exit 2) naming the file, line and column, and the machine, and
+/// saying how to get the key.
+fn validate_reports_missing_and_malformed_host_keys() -> Result<(), Failed> {
+    let example = std::fs::read_to_string(repository().join("examples/provider.host-keys.toml"))?;
+    let (code, stderr) = validate_with(None)?;
+    if code != Some(0)
+        || !stderr.contains("note: no SSH host keys yet (provider.host-keys.toml does not exist)")
+    {
+        return Err(format!("no file: {code:?} {stderr}").into());
+    }
+    let (code, stderr) = validate_with(Some(&example))?;
+    if code != Some(0) || stderr.contains("host key") {
+        return Err(format!("every key: {code:?} {stderr}").into());
+    }
+    let without: String = example
+        .lines()
+        .filter(|l| !l.starts_with("garage-ams2 ") && !l.starts_with("amstelland-mastodon "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (code, stderr) = validate_with(Some(&without))?;
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    if code != Some(2)
+        || errors.len() != 2
+        || !errors[0].starts_with(
+            "error: provider.host-keys.toml: no SSH host key for machine `amstelland-mastodon`",
+        )
+        || !errors[0].contains("`ssh-keyscan -t ed25519 10.20.1.11`")
+        || !errors[1].contains("machine `garage-ams2`")
+        || !errors[1].contains("`ssh-keyscan -t ed25519 garage-ams2.")
+    {
+        return Err(format!("missing keys: {code:?} {stderr}").into());
+    }
+    let cut = example.replacen(
+        "garage-ams1 = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI",
+        "garage-ams1 = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA",
+        1,
+    );
+    let line = example
+        .lines()
+        .position(|l| l.starts_with("garage-ams1 "))
+        .ok_or("no garage-ams1")?
+        + 1;
+    let (code, stderr) = validate_with(Some(&cut))?;
+    let want = format!(
+        "error: provider.host-keys.toml:{line}:15: the host key of machine `garage-ams1` is not an SSH public key"
+    );
+    if code != Some(2) || !stderr.starts_with(&want) {
+        return Err(format!("malformed key: {code:?} {stderr}").into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let has = |name: &str, file: &str| var(name).is_some_and(|p| p.join(file).is_file());
@@ -277,6 +356,12 @@ fn main() {
             "the_flake_has_the_nixops4_output_and_the_fedigen_check",
             true,
             the_flake_has_the_nixops4_output_and_the_fedigen_check,
+            "",
+        ),
+        (
+            "validate_reports_missing_and_malformed_host_keys",
+            true,
+            validate_reports_missing_and_malformed_host_keys,
             "",
         ),
         (

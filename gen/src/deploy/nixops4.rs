@@ -108,3 +108,124 @@ pub(super) fn nixops4(
         Box::new(module),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nix::print::print_expr;
+    use proptest::prelude::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPssoi5CP6Eb7yxEd85YqLz5HwfrNLg/8NvVrU0erYM5";
+
+    fn machine(name: &str, ssh: Option<&str>) -> PlannedMachine {
+        PlannedMachine {
+            name: name.to_owned(),
+            file: format!("op/{name}.nix"),
+            domain: "op.example".to_owned(),
+            role: MachineRole::GarageNode(name.to_owned()),
+            ssh: ssh.map(str::to_owned),
+        }
+    }
+
+    fn keys(names: &[&str]) -> HostKeys {
+        HostKeys {
+            file: Some("spec.host-keys.toml".into()),
+            keys: names
+                .iter()
+                .map(|n| (n.to_string(), KEY.to_owned()))
+                .collect(),
+        }
+    }
+
+    /// The members' `ssh.*` lines, in order, as printed.
+    fn ssh_lines(machines: &[PlannedMachine], host_keys: &HostKeys) -> Vec<String> {
+        print_expr(&nixops4(machines, host_keys).unwrap())
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("ssh."))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn targets_split_into_user_host_and_port_option() {
+        let cases = [
+            (
+                Some("deploy@host.example:2222"),
+                vec![
+                    r#"ssh.host = "host.example";"#,
+                    r#"ssh.user = "deploy";"#,
+                    r#"ssh.opts = "-o Port=2222";"#,
+                ],
+            ),
+            (
+                Some("root@10.0.0.5:22"),
+                vec![r#"ssh.host = "10.0.0.5";"#, r#"ssh.user = "root";"#],
+            ),
+            (
+                Some("[2001:db8::1]"),
+                vec![r#"ssh.host = "2001:db8::1";"#, r#"ssh.user = "root";"#],
+            ),
+            (
+                None,
+                vec![r#"ssh.host = "m.op.example";"#, r#"ssh.user = "root";"#],
+            ),
+        ];
+        for (ssh, want) in cases {
+            let mut lines = ssh_lines(&[machine("m", ssh)], &keys(&["m"]));
+            assert_eq!(
+                lines.pop().unwrap(),
+                format!("ssh.hostPublicKey = \"{KEY}\";")
+            );
+            assert_eq!(lines, want, "{ssh:?}");
+        }
+    }
+
+    #[test]
+    fn machines_without_a_key_are_left_out_and_nothing_throws() {
+        let machines = [machine("a", None), machine("b", None)];
+        let text = print_expr(&nixops4(&machines, &keys(&["b"])).unwrap());
+        assert!(
+            text.contains("members = {") && text.contains("b = {"),
+            "{text}"
+        );
+        assert!(!text.contains("a = {") && !text.contains("throw"), "{text}");
+        assert!(text.contains("inputs.nixops4-nixos.modules.nixops4Component.nixos"));
+        assert!(!text.contains("resources") && !text.contains("nixops4Resource"));
+    }
+
+    proptest! {
+        /// Any target the model accepts becomes `ssh.user`, a bare `ssh.host` and a port option that put together
+        /// give the target back (22 being the default, left out).
+        #[test]
+        fn targets_round_trip(
+            user in proptest::option::of("[a-z_][a-z0-9_]{0,8}"),
+            host in prop_oneof![
+                "[a-z][a-z0-9]{0,10}(\\.[a-z][a-z0-9]{0,10}){1,3}",
+                (0u8..=255, 0u8..=255).prop_map(|(a, b)| format!("10.{a}.{b}.1")),
+                "[0-9a-f]{1,4}(:[0-9a-f]{1,4}){1,4}::1".prop_map(|h| format!("[{h}]")),
+            ],
+            port in proptest::option::of(1u16..=65535),
+        ) {
+            let mut text = host.clone();
+            if let Some(user) = &user {
+                text = format!("{user}@{text}");
+            }
+            if let Some(port) = port {
+                text = format!("{text}:{port}");
+            }
+            let m = machine("m", Some(&text));
+            let target = deploy_target(&m);
+            prop_assert_eq!(target.user, user.as_deref());
+            prop_assert_eq!(&target.host, host.trim_start_matches('[').trim_end_matches(']'));
+            prop_assert_eq!(target.port, port.filter(|&p| p != 22));
+            let lines = ssh_lines(&[m.clone()], &keys(&["m"]));
+            let opts = lines.iter().find(|l| l.starts_with("ssh.opts")).cloned();
+            prop_assert_eq!(
+                opts,
+                port.filter(|&p| p != 22).map(|p| format!("ssh.opts = \"-o Port={p}\";"))
+            );
+        }
+    }
+}
