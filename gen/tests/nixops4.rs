@@ -339,6 +339,37 @@ fn validate_reports_missing_and_malformed_host_keys() -> Result<(), Failed> {
     Ok(())
 }
 
+/// Before any host key is known (the machines do not exist yet), the deployment is still generated: a valid
+/// module with no members, whose header names every machine left out and the file their keys go in.
+fn without_host_keys_every_machine_is_left_out_by_name() -> Result<(), Failed> {
+    let repo = repository();
+    let (spec, catalog) = fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml"))?;
+    let files = fedigen::deploy::plan(&spec, &catalog, "examples/provider.toml")?;
+    let text = &files[Path::new("deployments/nixops4.nix")];
+    let machines = fedigen::deploy::machines(&spec, &catalog);
+    let header = text.lines().nth(1).unwrap_or_default();
+    let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
+    if !header.contains("examples/provider.host-keys.toml")
+        || !header.contains(&format!(
+            "(`fedigen validate` lists them): {}.",
+            names.join(", ")
+        ))
+    {
+        return Err(format!("header: {header}").into());
+    }
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("nixops4.nix");
+    std::fs::write(&file, text)?;
+    let value = eval_expr(&format!(
+        r#"builtins.attrNames (import {} {{ inputs.nixops4.modules.nixops4Provider.local = null; providers = {{ }}; }}).members"#,
+        file.display()
+    ))?;
+    if value != serde_json::json!([]) {
+        return Err(format!("members without keys: {value}").into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let has = |name: &str, file: &str| var(name).is_some_and(|p| p.join(file).is_file());
@@ -356,6 +387,12 @@ fn main() {
             "the_flake_has_the_nixops4_output_and_the_fedigen_check",
             true,
             the_flake_has_the_nixops4_output_and_the_fedigen_check,
+            "",
+        ),
+        (
+            "without_host_keys_every_machine_is_left_out_by_name",
+            true,
+            without_host_keys_every_machine_is_left_out_by_name,
             "",
         ),
         (
