@@ -180,8 +180,9 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         // The provider's SSH host keys beside the specification: a malformed one stops generation, a missing one
         // leaves its machine out of the NixOps4 deployment (the file lists them).
         let machines = crate::deploy::machines(&spec, &catalog);
-        let host_keys = crate::deploy::host_keys::HostKeys::load(spec_path, &machines)
-            .map_err(|problems| crate::deploy::DeployError::Data(problems.join("\n")))?;
+        let host_keys =
+            crate::deploy::host_keys::HostKeys::load_shown(spec_path, Path::new(&name), &machines)
+                .map_err(|problems| crate::deploy::DeployError::Data(problems.join("\n")))?;
         plan.files.extend(crate::deploy::plan_with_host_keys(
             &spec, &catalog, &name, &host_keys,
         )?);

@@ -11,17 +11,12 @@
 //! A libtest-mimic harness, so that whether a trial is ignored is decided when the tests run.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+mod support;
+use support::{nix_command, repository, scratch_repository};
 
 fn var(name: &str) -> Option<PathBuf> {
     std::env::var_os(name).map(PathBuf::from)
@@ -29,7 +24,7 @@ fn var(name: &str) -> Option<PathBuf> {
 
 /// Evaluates a Nix expression strictly to JSON with the real evaluator (read-only: nothing is written to a store).
 fn eval_expr(expr: &str) -> Result<Value, Failed> {
-    let out = Command::new("nix-instantiate")
+    let out = nix_command("nix-instantiate")
         .args(["--eval", "--strict", "--json", "--expr", expr])
         .output()?;
     if !out.status.success() {
@@ -272,7 +267,7 @@ fn validate_with(host_keys: Option<&str>) -> Result<(Option<i32>, String), Faile
     if let Some(text) = host_keys {
         std::fs::write(dir.path().join("provider.host-keys.toml"), text)?;
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_fedigen"))
+    let out = nix_command(env!("CARGO_BIN_EXE_fedigen"))
         .args(["validate", "provider.toml", "--templates"])
         .arg(repo.join("templates"))
         .current_dir(dir.path())
@@ -370,6 +365,39 @@ fn without_host_keys_every_machine_is_left_out_by_name() -> Result<(), Failed> {
     Ok(())
 }
 
+/// A malformed host key stops `fedigen generate` (exit 2) with the file, line, column and machine, and nothing
+/// is written.
+fn generate_refuses_a_malformed_host_key() -> Result<(), Failed> {
+    let repo = scratch_repository();
+    let keys = repo.path().join("examples/provider.host-keys.toml");
+    let text = std::fs::read_to_string(&keys)?;
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("garage-ams2 "))
+        .ok_or("no garage-ams2")?
+        + 1;
+    std::fs::write(
+        &keys,
+        text.replace("garage-ams2 = \"ssh-ed25519", "garage-ams2 = \"ssh-dss"),
+    )?;
+    let out = nix_command(env!("CARGO_BIN_EXE_fedigen"))
+        .arg("generate")
+        .current_dir(repo.path())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "error: examples/provider.host-keys.toml:{line}:15: the host key of machine `garage-ams2` is not an SSH \
+         public key: `ssh-dss` is not a host key type"
+    );
+    if out.status.code() != Some(2) || !stderr.starts_with(&want) {
+        return Err(format!("{:?}: {stderr}", out.status.code()).into());
+    }
+    if repo.path().join("deployments").exists() || repo.path().join("modules").exists() {
+        return Err("generate wrote files although a host key was malformed".into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let has = |name: &str, file: &str| var(name).is_some_and(|p| p.join(file).is_file());
@@ -393,6 +421,12 @@ fn main() {
             "without_host_keys_every_machine_is_left_out_by_name",
             true,
             without_host_keys_every_machine_is_left_out_by_name,
+            "",
+        ),
+        (
+            "generate_refuses_a_malformed_host_key",
+            true,
+            generate_refuses_a_malformed_host_key,
             "",
         ),
         (

@@ -62,8 +62,19 @@ impl HostKeys {
     /// cannot be read or parsed, a malformed key, or a machine the specification does not have is a problem,
     /// each message naming the file, line and column, and the machine.
     pub fn load(spec: &Path, machines: &[PlannedMachine]) -> Result<Self, Vec<String>> {
-        let path = host_keys_path(spec);
-        let text = match std::fs::read_to_string(&path) {
+        Self::load_shown(spec, spec, machines)
+    }
+
+    /// [`HostKeys::load`], with messages naming the file beside `shown` (the specification as the user knows
+    /// it, e.g. relative to the repository) rather than beside `spec` (where it is read).
+    pub fn load_shown(
+        spec: &Path,
+        shown: &Path,
+        machines: &[PlannedMachine],
+    ) -> Result<Self, Vec<String>> {
+        let read = host_keys_path(spec);
+        let path = host_keys_path(shown);
+        let text = match std::fs::read_to_string(&read) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => {
@@ -284,7 +295,7 @@ fn read_string(blob: &[u8], at: usize) -> Option<(&[u8], usize)> {
 /// Standard base64 with its `=` padding (what OpenSSH writes); `None` for anything else.
 fn decode_base64(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.is_empty() || bytes.len() % 4 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return None;
     }
     let padding = bytes.iter().rev().take_while(|&&b| b == b'=').count();

@@ -220,7 +220,7 @@ mod tests {
             prop_assert_eq!(target.user, user.as_deref());
             prop_assert_eq!(&target.host, host.trim_start_matches('[').trim_end_matches(']'));
             prop_assert_eq!(target.port, port.filter(|&p| p != 22));
-            let lines = ssh_lines(&[m.clone()], &keys(&["m"]));
+            let lines = ssh_lines(std::slice::from_ref(&m), &keys(&["m"]));
             let opts = lines.iter().find(|l| l.starts_with("ssh.opts")).cloned();
             prop_assert_eq!(
                 opts,
