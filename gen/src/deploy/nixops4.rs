@@ -196,6 +196,41 @@ mod tests {
     }
 
     proptest! {
+        /// For any machines and any subset of them with keys, the members are exactly the machines with a key, in
+        /// plan order, each with its own module file and its key as a literal string.
+        #[test]
+        fn members_are_the_machines_with_keys(keyed in proptest::collection::vec(any::<bool>(), 0..8)) {
+            let machines: Vec<PlannedMachine> =
+                (0..keyed.len()).map(|i| machine(&format!("m{i}"), None)).collect();
+            let names: Vec<String> = machines
+                .iter()
+                .zip(&keyed)
+                .filter(|(_, k)| **k)
+                .map(|(m, _)| m.name.clone())
+                .collect();
+            let host_keys = HostKeys {
+                file: Some("spec.host-keys.toml".into()),
+                keys: names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.clone(), format!("{KEY}{i}")))
+                    .collect(),
+            };
+            let text = print_expr(&nixops4(&machines, &host_keys).unwrap());
+            let members: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("    ") && !l.starts_with("     ") && l.ends_with(" = {"))
+                .map(|l| l.trim().trim_end_matches(" = {"))
+                .collect();
+            prop_assert_eq!(&members, &names);
+            for (i, name) in names.iter().enumerate() {
+                let module = format!("nixos.module = ./op/{name}.nix;");
+                let key = format!("ssh.hostPublicKey = \"{KEY}{i}\";");
+                prop_assert!(text.contains(&module), "{}", text);
+                prop_assert!(text.contains(&key), "{}", text);
+            }
+        }
+
         /// Any target the model accepts becomes `ssh.user`, a bare `ssh.host` and a port option that put together
         /// give the target back (22 being the default, left out).
         #[test]
