@@ -178,7 +178,7 @@ pub fn deployment_problems(
         .iter()
         .filter(|m| !keys.keys.contains_key(&m.name))
         .map(|m| {
-            let host = super::nixops4::deploy_target(m).host;
+            let host = super::target::deploy_target(m).host;
             format!(
                 "{}: no SSH host key for machine `{}`, so NixOps4 cannot deploy it: add the line `{} = \
                  \"ssh-ed25519 AAAA…\"` with the key `ssh-keyscan -t ed25519 {host}` prints (after the host name)",

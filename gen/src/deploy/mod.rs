@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::emit::{Verification, emit_file};
-use crate::model::ssh::SshTarget;
 use crate::model::{self, Catalog, Operator, Runtime, SecretRef, Spec};
 use crate::nix::value::{DataPolicy, from_json};
 use crate::nix::verify::VerifyError;
@@ -24,6 +23,7 @@ pub mod host_keys;
 mod machine;
 mod nixops4;
 mod provider;
+mod target;
 
 use base::{base_module, machine_base};
 use host_keys::{HostKeys, host_keys_path};

@@ -8,43 +8,8 @@
 //! Garage nodes belong to no operator and machine names are already unique and prefixed by the operator.
 
 use super::host_keys::HostKeys;
+use super::target::deploy_target;
 use super::*;
-
-/// Where nixops4-nixos connects to for a machine: `ssh.user`, `ssh.host` and the port (`ssh.opts`).
-///
-/// nixops4-nixos passes `[user@]host` to `nix copy --to ssh-ng://…` and to `ssh`, and writes `host key` as the only
-/// `known_hosts` line; `ssh.opts` reaches both `nix copy` (through `NIX_SSHOPTS`) and `ssh`. So the host is bare
-/// (no user, no port, no IPv6 brackets, which ssh and `known_hosts` do not take), and a port is `-o Port=N` (for a
-/// port other than 22 ssh looks the key up as `[host]:N` and then as `host`, so the one line serves).
-// The networking work gives `PlannedMachine` the resolved target; this is the one place that reads it.
-pub(crate) struct DeployTarget<'a> {
-    /// The login user; `None` leaves nixops4-nixos' default, `root`.
-    pub user: Option<&'a str>,
-    /// The host name or address, bare.
-    pub host: String,
-    /// The SSH port when not 22.
-    pub port: Option<u16>,
-}
-
-/// The target of `machine`: the specification's `[user@]host[:port]` when it gives one, else the machine's
-/// fully qualified name (never a bare host name, which resolves only where a search domain happens to match).
-pub(crate) fn deploy_target(machine: &PlannedMachine) -> DeployTarget<'_> {
-    match machine.ssh.as_deref().and_then(SshTarget::parse) {
-        Some(SshTarget { user, host, port }) => DeployTarget {
-            user,
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port: port.filter(|&p| p != 22),
-        },
-        None => DeployTarget {
-            user: None,
-            host: machine.fqdn(),
-            port: None,
-        },
-    }
-}
 
 /// The NixOps4 root module: `providers.local`, and for every machine with a host key in `host_keys` a member
 /// deploying its module over SSH. `inputs` (the flake's) is a module argument the flake passes through `mkRoot`'s
