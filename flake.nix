@@ -1,10 +1,20 @@
 {
   description = "fedigen: generate, prove and test NixOS modules and deployments for the Fediversity project";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  inputs = {
+    # A supported NixOS release (26.05 "Yarara", supported until the end of December 2026); new machines start
+    # with its `system.stateVersion`.
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+    # NixOps4 and its NixOS component, for the `nixops4` output (README, "Deploying with NixOps4"). There is no
+    # flake.lock in the repository yet: `nix flake lock` writes it on first use.
+    nixops4.url = "github:nixops4/nixops4";
+    nixops4.inputs.nixpkgs.follows = "nixpkgs";
+    nixops4-nixos.url = "github:nixops4/nixops4-nixos";
+    nixops4-nixos.inputs.nixpkgs.follows = "nixpkgs";
+  };
 
   outputs =
-    { self, nixpkgs }:
+    inputs@{ self, nixpkgs, ... }:
     let
       systems = [
         "x86_64-linux"
@@ -49,7 +59,15 @@
         }
       ) (import ./deployments);
 
-      # The generated NixOS VM tests (`nix flake check`, or `cargo test -p vm-tests` for the harness).
+      # The NixOps4 deployment: `nixops4 apply` (every machine) or `nixops4 apply <machine>`. The deployment
+      # module takes the flake's inputs as a module argument, passed here.
+      nixops4 = inputs.nixops4.lib.mkRoot {
+        specialArgs = { inherit inputs; };
+        modules = [ ./deployments/nixops4.nix ];
+      };
+
+      # The generated NixOS VM tests (`nix flake check`, or `cargo test -p vm-tests` for the harness), and
+      # fedigen itself, which must build with the release's Rust.
       checks = nixpkgs.lib.genAttrs [ "x86_64-linux" ] (
         system:
         nixpkgs.lib.genAttrs (nixFiles ./vm-tests/generated) (
@@ -59,6 +77,9 @@
             pkgs = nixpkgs.legacyPackages.${system};
           }
         )
+        // {
+          fedigen = self.packages.${system}.default;
+        }
       );
 
       packages = forAllSystems (pkgs: {

@@ -13,7 +13,7 @@
   networking.hostName = "amstelland-pixelfed";
   networking.domain = "amstelland-university.example";
   services.openssh.enable = true;
-  system.stateVersion = "25.05";
+  system.stateVersion = "26.05";
   fediversity = {
     domain = "amstelland-university.example";
     pixelfed = {

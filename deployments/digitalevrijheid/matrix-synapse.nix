@@ -13,7 +13,7 @@
   networking.hostName = "digitalevrijheid-matrix-synapse";
   networking.domain = "digitalevrijheid.example";
   services.openssh.enable = true;
-  system.stateVersion = "25.05";
+  system.stateVersion = "26.05";
   fediversity = {
     domain = "digitalevrijheid.example";
     matrix-synapse = {

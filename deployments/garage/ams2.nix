@@ -13,6 +13,6 @@
   networking.hostName = "garage-ams2";
   networking.domain = "nordwind-hosting.example";
   services.openssh.enable = true;
-  system.stateVersion = "25.05";
+  system.stateVersion = "26.05";
   fediversity.domain = "nordwind-hosting.example";
 }

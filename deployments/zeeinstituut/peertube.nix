@@ -14,7 +14,7 @@
   networking.hostName = "zeeinstituut-peertube";
   networking.domain = "zee-instituut.example";
   services.openssh.enable = true;
-  system.stateVersion = "25.05";
+  system.stateVersion = "26.05";
   fediversity = {
     domain = "zee-instituut.example";
     peertube = {

@@ -180,10 +180,21 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             .into());
         }
         plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
-        // Proxmox VM ids are kept across regenerations: the committed allocation is read, and extended.
-        let vm_ids = crate::deploy::tofu::VmIds::read(repo)?.unwrap_or_default();
-        plan.files.extend(crate::deploy::plan_with_vm_ids(
-            &spec, &catalog, &name, &vm_ids,
+        // What generations keep: the committed Proxmox VM ids (read, and extended) and the provider's SSH host
+        // keys beside the specification (a malformed one stops generation, a missing one leaves its machine out
+        // of the NixOps4 deployment, whose header lists it).
+        let machines = crate::deploy::machines(&spec, &catalog);
+        let kept = crate::deploy::Kept {
+            vm_ids: crate::deploy::tofu::VmIds::read(repo)?.unwrap_or_default(),
+            host_keys: crate::deploy::host_keys::HostKeys::load_shown(
+                spec_path,
+                Path::new(&name),
+                &machines,
+            )
+            .map_err(|problems| crate::deploy::DeployError::Data(problems.join("\n")))?,
+        };
+        plan.files.extend(crate::deploy::plan_keeping(
+            &spec, &catalog, &name, &kept,
         )?);
         // One VM test per operator, rendered in parallel (each is laid out by nixfmt, the costly part).
         use rayon::prelude::*;

@@ -483,7 +483,7 @@ fn vm_test_scripts_evaluate() -> Result<(), Failed> {
 }
 
 /// The flake's outputs, evaluated with nixpkgs' `lib` and stand-in packages: one NixOS module per generated
-/// application plus `default`, and one check per generated VM test.
+/// application plus `default`, one check per generated VM test, and the `fedigen` package as a check.
 fn flake_outputs_evaluate() -> Result<(), Failed> {
     let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
     let expr = format!(
@@ -507,7 +507,7 @@ in
         "modules": ["default", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
         "checks": [
             "deployment-amstelland", "deployment-digitalevrijheid", "deployment-zeeinstituut",
-            "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"
+            "fedigen", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"
         ],
         "configurations": [
             "amstelland-mastodon", "amstelland-pixelfed", "digitalevrijheid-mastodon",

@@ -83,6 +83,27 @@ pub fn validate(args: ValidateArgs) -> CliResult {
     let catalog = catalog(&templates, false)?;
     match model::load(&args.spec, &catalog) {
         Ok(spec) => {
+            // The provider's SSH host keys beside the specification (NixOps4 needs one per machine).
+            let machines = fedigen::deploy::machines(&spec, &catalog);
+            match fedigen::deploy::host_keys::deployment_problems(&args.spec, &machines) {
+                Err(problems) => {
+                    if args.json {
+                        let verdict = serde_json::json!({
+                            "file": args.spec.display().to_string(),
+                            "valid": false,
+                            "host_keys": problems,
+                        });
+                        crate::cli::output::outln!("{verdict}");
+                    } else {
+                        for problem in &problems {
+                            eprintln!("error: {problem}");
+                        }
+                    }
+                    return Err(CliError::reported(Class::InvalidInput));
+                }
+                Ok(Some(note)) if !args.json => crate::cli::output::info!("note: {note}"),
+                Ok(_) => {}
+            }
             if args.print {
                 let text =
                     serde_json::to_string_pretty(&model::to_json(&spec)).expect("JSON prints");

@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::emit::{Verification, emit_file};
-use crate::model::ssh::SshTarget;
 use crate::model::{self, Catalog, Operator, Runtime, SecretRef, Spec};
 use crate::nix::value::{DataPolicy, from_json};
 use crate::nix::verify::VerifyError;
@@ -20,14 +19,17 @@ use crate::nix::{AttrName, AttrPath, Entry, Expr, Ident, LexicalError, Param, So
 use crate::write::marker_text;
 
 mod base;
+pub mod host_keys;
 mod machine;
 mod nixops4;
 mod provider;
 pub(crate) mod secrets;
+mod target;
 pub mod tofu;
 mod vm_ids;
 
 use base::{base_module, machine_base};
+use host_keys::{HostKeys, host_keys_path};
 use machine::{garage_machine, machine_module};
 use nixops4::nixops4;
 use provider::{garage_cluster_module, provider_module};
@@ -54,7 +56,7 @@ pub(crate) const BASE_MODULE: &str = "base.nix";
 pub(crate) const NAMED_SECRETS_DIR: &str = "/run/secrets";
 
 /// The NixOS release the generated machines are first installed with (`system.stateVersion`).
-pub(crate) const STATE_VERSION: &str = "25.05";
+pub(crate) const STATE_VERSION: &str = "26.05";
 
 /// Why deployments could not be planned.
 #[derive(Debug, thiserror::Error)]
@@ -330,23 +332,35 @@ pub(crate) enum ApplicationName<'a> {
     Secret(&'a str, &'a SecretRef),
 }
 
-/// Plans `deployments/`: one file per machine, `default.nix` (machine name → module), `nixops4.nix`, and for
-/// the Proxmox backend `tofu/` (the OpenTofu configuration that creates every machine's VM, [`tofu`]), with VM
-/// ids allocated afresh. `spec_name` names the specification in markers.
+/// What a generation keeps from the repository: the provider's SSH host keys (beside the specification) and the
+/// Proxmox VM ids (`deployments/tofu/vm-ids.json`). Empty for a first generation, or in a test.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// The machines' SSH host keys; a machine without one is left out of the NixOps4 deployment.
+    pub host_keys: HostKeys,
+    /// The VM ids given so far; machines keep theirs, new machines get new ones.
+    pub vm_ids: tofu::VmIds,
+}
+
+/// Plans `deployments/` with nothing kept (see [`plan_keeping`]): no host keys, so the NixOps4 deployment has no
+/// members, and VM ids allocated afresh.
 pub fn plan(
     spec: &Spec,
     catalog: &Catalog,
     spec_name: &str,
 ) -> Result<BTreeMap<PathBuf, String>, DeployError> {
-    plan_with_vm_ids(spec, catalog, spec_name, &tofu::VmIds::default())
+    plan_keeping(spec, catalog, spec_name, &Kept::default())
 }
 
-/// [`plan`], keeping the VM ids of `vm_ids` (the repository's committed allocation, [`tofu::VmIds::read`]).
-pub fn plan_with_vm_ids(
+/// Plans `deployments/`: one file per machine, `default.nix` (machine name → module), `nixops4.nix` (a member
+/// for each machine with a key in `kept`), and for the Proxmox backend `tofu/` (the OpenTofu configuration that
+/// creates every machine's VM, [`tofu`], keeping the VM ids of `kept`). `spec_name` names the specification in
+/// markers.
+pub fn plan_keeping(
     spec: &Spec,
     catalog: &Catalog,
     spec_name: &str,
-    vm_ids: &tofu::VmIds,
+    kept: &Kept,
 ) -> Result<BTreeMap<PathBuf, String>, DeployError> {
     let mut files = BTreeMap::new();
     // Machines are described first, then emitted and verified in parallel (the costly part: rnix).
@@ -447,15 +461,32 @@ pub fn plan_with_vm_ids(
         "Machine name → NixOS module; the flake turns each into `nixosConfigurations.<name>`.",
         &index,
     )?;
+    let keys_file = host_keys_path(Path::new(spec_name));
+    let missing = kept.host_keys.missing(&machines);
+    let mut purpose = format!(
+        "`nixops4 apply` deploys every machine, `nixops4 apply <machine>` one; SSH host keys from {}.",
+        keys_file.display()
+    );
+    if !missing.is_empty() {
+        purpose.push_str(&format!(
+            " Left out until their SSH host keys are there (`fedigen validate` lists them): {}.",
+            missing.join(", ")
+        ));
+    }
     top_level(
         "nixops4.nix",
         "the NixOps4 deployment",
-        "Deploy with `nixops4 apply default`; SSH host keys come from the hand-written host-keys.nix.",
-        &nixops4(&machines)?,
+        &purpose,
+        &nixops4(&machines, &kept.host_keys)?,
     )?;
     if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
         files.extend(tofu::plan(
-            spec, proxmox, catalog, &machines, vm_ids, spec_name,
+            spec,
+            proxmox,
+            catalog,
+            &machines,
+            &kept.vm_ids,
+            spec_name,
         )?);
     }
     Ok(files)

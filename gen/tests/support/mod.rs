@@ -63,7 +63,8 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// A scratch repository holding a copy of the project's templates and example specification, nothing generated.
+/// A scratch repository holding a copy of the project's templates and example specification (with its SSH host
+/// keys, which the NixOps4 deployment is generated from), nothing generated.
 pub fn scratch_repository() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(
@@ -71,10 +72,12 @@ pub fn scratch_repository() -> tempfile::TempDir {
         &dir.path().join("templates"),
     );
     std::fs::create_dir_all(dir.path().join("examples")).unwrap();
-    std::fs::copy(
-        repository().join("examples/provider.toml"),
-        dir.path().join("examples/provider.toml"),
-    )
-    .unwrap();
+    for file in ["provider.toml", "provider.host-keys.toml"] {
+        std::fs::copy(
+            repository().join("examples").join(file),
+            dir.path().join("examples").join(file),
+        )
+        .unwrap();
+    }
     dir
 }
