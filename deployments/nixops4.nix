@@ -20,7 +20,7 @@ in
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./amstelland/mastodon.nix;
-      ssh.host = "10.20.1.11";
+      ssh.host = "192.0.2.11";
       ssh.user = "root";
       ssh.hostPublicKey = hostKeys.amstelland-mastodon or (missing "amstelland-mastodon");
     };
@@ -31,7 +31,7 @@ in
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./amstelland/pixelfed.nix;
-      ssh.host = "amstelland-pixelfed";
+      ssh.host = "192.0.2.12";
       ssh.hostPublicKey = hostKeys.amstelland-pixelfed or (missing "amstelland-pixelfed");
     };
     zeeinstituut-peertube = {
@@ -41,7 +41,7 @@ in
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./zeeinstituut/peertube.nix;
-      ssh.host = "zeeinstituut-peertube";
+      ssh.host = "198.51.100.31";
       ssh.hostPublicKey = hostKeys.zeeinstituut-peertube or (missing "zeeinstituut-peertube");
     };
     digitalevrijheid-mastodon = {
@@ -51,7 +51,7 @@ in
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./digitalevrijheid/mastodon.nix;
-      ssh.host = "digitalevrijheid-mastodon";
+      ssh.host = "192.0.2.42";
       ssh.hostPublicKey = hostKeys.digitalevrijheid-mastodon or (missing "digitalevrijheid-mastodon");
     };
     digitalevrijheid-matrix-synapse = {
@@ -61,7 +61,7 @@ in
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./digitalevrijheid/matrix-synapse.nix;
-      ssh.host = "digitalevrijheid-matrix-synapse";
+      ssh.host = "192.0.2.41";
       ssh.hostPublicKey =
         hostKeys.digitalevrijheid-matrix-synapse or (missing "digitalevrijheid-matrix-synapse");
     };
@@ -72,7 +72,7 @@ in
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./garage/ams1.nix;
-      ssh.host = "garage-ams1";
+      ssh.host = "192.0.2.21";
       ssh.hostPublicKey = hostKeys.garage-ams1 or (missing "garage-ams1");
     };
     garage-ams2 = {
@@ -82,7 +82,7 @@ in
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./garage/ams2.nix;
-      ssh.host = "garage-ams2";
+      ssh.host = "192.0.2.22";
       ssh.hostPublicKey = hostKeys.garage-ams2 or (missing "garage-ams2");
     };
   };

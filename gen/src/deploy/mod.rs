@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::emit::{Verification, emit_file};
-use crate::model::ssh::SshTarget;
 use crate::model::{self, Catalog, Operator, Runtime, SecretRef, Spec};
 use crate::nix::value::{DataPolicy, from_json};
 use crate::nix::verify::VerifyError;
@@ -20,9 +19,15 @@ use crate::nix::{AttrName, AttrPath, Entry, Expr, Ident, LexicalError, Param, So
 use crate::write::marker_text;
 
 mod base;
+mod dns;
 mod machine;
+mod network;
 mod nixops4;
 mod provider;
+
+pub(crate) use dns::ca_domain;
+pub use network::DeployTarget;
+pub(crate) use network::is_qualified_host;
 
 use base::{base_module, machine_base};
 use machine::{garage_machine, machine_module};
@@ -82,8 +87,10 @@ pub struct PlannedMachine {
     pub domain: String,
     /// What it runs, and so what in the specification it comes from.
     pub role: MachineRole,
-    /// `[user@]host[:port]` to deploy to, when the specification says.
+    /// `[user@]host[:port]` to deploy to, when the specification says (a bare-metal machine's host's).
     pub ssh: Option<String>,
+    /// Its network as the specification gives it (static addresses or DHCP); `None` when it gives none.
+    pub network: Option<model::Network>,
 }
 
 impl PlannedMachine {
@@ -181,7 +188,12 @@ pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
                     operator: i,
                     application: app.clone(),
                 },
-                ssh: operator.machines.get(app).and_then(|m| m.ssh.clone()),
+                ssh: deploy_ssh(
+                    spec,
+                    operator.machines.get(app).and_then(|m| m.ssh.as_ref()),
+                    operator.machines.get(app).and_then(|m| m.host.as_deref()),
+                ),
+                network: operator.machines.get(app).and_then(|m| m.network.clone()),
             });
         }
     }
@@ -193,11 +205,20 @@ pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
                 file,
                 domain: spec.provider.domain.clone(),
                 role: MachineRole::GarageNode(node_name.clone()),
-                ssh: node.ssh.clone(),
+                ssh: deploy_ssh(spec, node.ssh.as_ref(), node.host.as_deref()),
+                network: node.network.clone(),
             });
         }
     }
     machines
+}
+
+/// The SSH target of a machine as the specification writes it: its own `ssh`, or on bare metal its host's.
+fn deploy_ssh(spec: &Spec, ssh: Option<&String>, host: Option<&str>) -> Option<String> {
+    match &spec.provider.runtime {
+        Runtime::BareMetal(bare) => host.and_then(|h| bare.hosts.get(h)).map(|h| h.ssh.clone()),
+        _ => ssh.cloned(),
+    }
 }
 
 /// The provider's S3 endpoint host, when it has object storage: the Garage manifest's subdomain (`s3`) in the
@@ -469,6 +490,14 @@ pub fn plan(
             "The virtual machines a provisioning step creates on the Proxmox cluster.",
             &provisioning,
         )?;
+    }
+    for (path, text) in dns::zones(
+        spec,
+        catalog,
+        &machines,
+        &marker_text(&format!("{spec_name} (DNS zone)")),
+    ) {
+        files.insert(path, text);
     }
     Ok(files)
 }

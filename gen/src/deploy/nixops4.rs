@@ -30,25 +30,16 @@ pub(super) fn nixops4(machines: &[PlannedMachine]) -> Result<Expr, DeployError> 
                 vec![Expr::string(&machine.name)?],
             ))),
         );
-        // A target the model accepted parses; anything else is taken as a host name, as written.
-        if let Some(ssh) = &machine.ssh {
-            let SshTarget { user, host, port } = SshTarget::parse(ssh).unwrap_or(SshTarget {
-                user: None,
-                host: ssh,
-                port: None,
-            });
-            fields.push(Entry::dotted("ssh.host", Expr::string(host)?)?);
-            if let Some(user) = user {
-                fields.push(Entry::dotted("ssh.user", Expr::string(user)?)?);
-            }
-            if let Some(port) = port {
-                fields.push(Entry::dotted(
-                    "ssh.opts",
-                    Expr::string(&format!("-p {port}"))?,
-                )?);
-            }
-        } else {
-            fields.push(Entry::dotted("ssh.host", Expr::string(&machine.name)?)?);
+        let DeployTarget { user, host, port } = machine.deploy_target();
+        fields.push(Entry::dotted("ssh.host", Expr::string(&host)?)?);
+        if let Some(user) = user {
+            fields.push(Entry::dotted("ssh.user", Expr::string(&user)?)?);
+        }
+        if let Some(port) = port {
+            fields.push(Entry::dotted(
+                "ssh.opts",
+                Expr::string(&format!("-p {port}"))?,
+            )?);
         }
         fields.push(Entry::dotted("ssh.hostPublicKey", key)?);
         members.push(Entry::binding(

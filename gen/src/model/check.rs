@@ -24,6 +24,7 @@ pub fn check(spec: &Spec, catalog: &Catalog) -> Vec<Diagnostic> {
     needs(spec, catalog, &mut out);
     placement(spec, catalog, &mut out);
     object_storage(spec, catalog, &mut out);
+    super::network_check::check(spec, catalog, &mut out);
     out
 }
 
