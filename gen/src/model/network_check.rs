@@ -60,8 +60,8 @@ pub(crate) fn check(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                 )
                 .at_key()
                 .hint(format!(
-                    "add `{where_} = {{ ipv4 = {{ address = \"192.0.2.11/24\", gateway = \"192.0.2.1\" }} }}` \
-                     (and/or `ipv6`), or `{where_} = {{ dhcp = true }}`"
+                    "give `{where_}` static addresses, `ipv4 = {{ address = \"192.0.2.11/24\", gateway = \"192.0.2.1\" }}` \
+                     and/or `ipv6 = {{ address = \"2001:db8::11/64\" }}`, or `dhcp = true`"
                 )),
             );
             continue;
@@ -162,24 +162,28 @@ fn addresses(
             Err(AddressProblem::Gateway(m)) => {
                 out.push(Diagnostic::new(here.key("gateway"), m, "wrong gateway"));
             }
-            Ok(parsed) => {
-                if let Some((first, owner)) = first_use.get(&parsed.address) {
-                    out.push(
-                        Diagnostic::new(
-                            here.key("address"),
-                            format!(
-                                "machine `{machine}` has the address `{}` of machine `{owner}`",
-                                parsed.address
-                            ),
-                            "used again",
-                        )
-                        .related(first.clone(), "first used here")
-                        .hint("every machine has addresses of its own: give one of them another address"),
-                    );
-                } else {
-                    first_use.insert(parsed.address, (here.key("address"), machine.to_owned()));
-                }
-            }
+            Ok(_) => {}
+        }
+        // Uniqueness is checked on the address alone, also when its prefix or gateway is wrong.
+        let Some(ip) = address
+            .address
+            .split_once('/')
+            .and_then(|(ip, _)| ip.parse::<IpAddr>().ok())
+        else {
+            continue;
+        };
+        if let Some((first, owner)) = first_use.get(&ip) {
+            out.push(
+                Diagnostic::new(
+                    here.key("address"),
+                    format!("machine `{machine}` has the address `{ip}` of machine `{owner}`"),
+                    "used again",
+                )
+                .related(first.clone(), "first used here")
+                .hint("every machine has addresses of its own: give one of them another address"),
+            );
+        } else {
+            first_use.insert(ip, (here.key("address"), machine.to_owned()));
         }
     }
 }
