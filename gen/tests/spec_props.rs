@@ -16,9 +16,9 @@ use fedigen::eval::{Evaluator, Source};
 use fedigen::manifest::{OptionType, SecretSource};
 use fedigen::model::shape::is_secret_like;
 use fedigen::model::{
-    self, Acme, Admin, BareMetal, BootLoader, Catalog, GarageNode, Host, Limits, Machine,
+    self, Acme, Admin, BareMetal, BootLoader, Catalog, GarageNode, Host, Limits, Machine, Network,
     ObjectStorage, Operator, OperatorApplication, Provider, Proxmox, Qemu, ResourceRequest,
-    Resources, Runtime, SecretRef, Smtp, Spec, SpecDocument,
+    Resources, Runtime, SecretRef, Smtp, Spec, SpecDocument, StaticAddress,
 };
 use fedigen::nix::value::{DataPolicy, SPECIAL_ATTRIBUTES, from_json};
 use proptest::prelude::*;
@@ -208,6 +208,7 @@ fn operator(index: usize) -> impl Strategy<Value = Operator> {
                         Machine {
                             ssh: Some(ssh.clone()?),
                             host: None,
+                            network: None,
                         },
                     ))
                 })
@@ -291,6 +292,7 @@ fn place_on_hosts(mut spec: Spec) -> Spec {
                     Machine {
                         ssh: None,
                         host: Some(name),
+                        network: None,
                     },
                 );
             }
@@ -305,6 +307,102 @@ fn place_on_hosts(mut spec: Spec) -> Spec {
     // A bare-metal provider has at least one host.
     if metal.hosts.is_empty() {
         host(&mut metal.hosts);
+    }
+    spec
+}
+
+/// How one machine's network is drawn: DHCP, or static IPv4 and/or IPv6 with a prefix, maybe gateways, maybe its
+/// own name servers, maybe an interface name.
+#[derive(Debug, Clone, Copy)]
+struct NetworkKind {
+    dhcp: bool,
+    v4: bool,
+    v6: bool,
+    prefix4: u8,
+    prefix6: u8,
+    gateway4: bool,
+    gateway6: bool,
+    name_servers: bool,
+    interface: bool,
+}
+
+fn network_kind() -> impl Strategy<Value = NetworkKind> {
+    (any::<[bool; 7]>(), 8u8..=30, 16u8..=127).prop_map(|(b, prefix4, prefix6)| NetworkKind {
+        dhcp: b[0] && b[1],
+        v4: b[2] || !b[3],
+        v6: b[3],
+        prefix4,
+        prefix6,
+        gateway4: b[4],
+        gateway6: b[5],
+        name_servers: b[6],
+        interface: b[4] && b[6],
+    })
+}
+
+/// The network of the `n`th machine drawn as `kind`: addresses unique per machine (`10.<n>.0.10`,
+/// `2001:db8:<n>::10`), an IPv4 gateway inside the subnet (its first address, or the second when the first is the
+/// machine's), an IPv6 gateway of the link (`fe80::1`).
+fn network_of(n: usize, kind: NetworkKind) -> Network {
+    if kind.dhcp {
+        return Network {
+            dhcp: true,
+            interface: kind.interface.then(|| "eno1".to_owned()),
+            ..Network::default()
+        };
+    }
+    let address = std::net::Ipv4Addr::new(10, n as u8, 0, 10);
+    let mask = u32::MAX << (32 - u32::from(kind.prefix4));
+    let subnet = u32::from(address) & mask;
+    let gateway = if subnet + 1 == u32::from(address) {
+        subnet + 2
+    } else {
+        subnet + 1
+    };
+    Network {
+        dhcp: false,
+        ipv4: kind.v4.then(|| StaticAddress {
+            address: format!("{address}/{}", kind.prefix4),
+            gateway: kind
+                .gateway4
+                .then(|| std::net::Ipv4Addr::from(gateway).to_string()),
+        }),
+        ipv6: kind.v6.then(|| StaticAddress {
+            address: format!("2001:db8:{n:x}::10/{}", kind.prefix6),
+            gateway: kind.gateway6.then(|| "fe80::1".to_owned()),
+        }),
+        name_servers: if kind.name_servers {
+            vec!["10.255.0.53".to_owned(), "2001:db8:ffff::53".to_owned()]
+        } else {
+            Vec::new()
+        },
+        interface: kind.interface.then(|| "enp3s0".to_owned()),
+    }
+}
+
+/// Gives every machine of `spec` a network (each operator's enabled applications, each Garage node on a machine of
+/// its own), drawn from `kinds` in turn.
+fn give_networks(mut spec: Spec, kinds: &[NetworkKind]) -> Spec {
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        network_of(n, kinds[n % kinds.len()])
+    };
+    for op in &mut spec.operators {
+        let enabled: Vec<String> = op
+            .applications
+            .iter()
+            .filter(|(_, a)| a.enable)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for app in enabled {
+            op.machines.entry(app).or_default().network = Some(next());
+        }
+    }
+    if let Some(storage) = &mut spec.provider.object_storage {
+        for node in storage.nodes.values_mut().filter(|n| n.machine.is_none()) {
+            node.network = Some(next());
+        }
     }
     spec
 }
@@ -332,6 +430,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                             machine: None,
                             ssh: ssh.clone(),
                             host: None,
+                            network: None,
                         },
                     )
                 })
@@ -361,11 +460,25 @@ fn spec() -> impl Strategy<Value = Spec> {
         storage,
         limits,
         operators,
+        (
+            prop::collection::vec(network_kind(), 1..6),
+            any::<bool>(),
+            any::<bool>(),
+        ),
     )
         .prop_map(
-            |(name, runtime, server, (password, port, user), storage, limits, operators)| {
+            |(
+                name,
+                runtime,
+                server,
+                (password, port, user),
+                storage,
+                limits,
+                operators,
+                (kinds, resolvers, dns),
+            )| {
                 let domain = format!("{name}.example");
-                place_on_hosts(Spec {
+                let spec = place_on_hosts(Spec {
                     provider: Provider {
                         acme: Acme {
                             email: format!("hostmaster@{domain}"),
@@ -381,12 +494,24 @@ fn spec() -> impl Strategy<Value = Spec> {
                         }),
                         object_storage: Some(storage),
                         limits,
+                        network: resolvers.then(|| model::ProviderNetwork {
+                            name_servers: vec!["192.0.2.53".to_owned()],
+                        }),
+                        dns: dns.then(|| model::Dns {
+                            name_servers: vec![
+                                "ns1.dns.example".to_owned(),
+                                "ns2.dns.example".to_owned(),
+                            ],
+                            hostmaster: format!("hostmaster@{domain}"),
+                            ca: None,
+                        }),
                         name,
                         domain,
                         runtime,
                     },
                     operators,
-                })
+                });
+                give_networks(spec, &kinds)
             },
         )
 }
@@ -573,10 +698,16 @@ fn every_deployment_of_a_valid_specification_parses_with_nix() {
         }
         valid += 1;
         match fedigen::deploy::plan(&spec, &catalog, &format!("spec-{i}")) {
-            Ok(files) => sources.extend(files.into_iter().map(|(path, text)| Source {
-                name: format!("spec-{i}/{}", path.display()),
-                text,
-            })),
+            // Zone files are DNS master files, read by `dns_zones_parse_with_named_checkzone`.
+            Ok(files) => sources.extend(
+                files
+                    .into_iter()
+                    .filter(|(path, _)| path.extension().is_some_and(|e| e == "nix"))
+                    .map(|(path, text)| Source {
+                        name: format!("spec-{i}/{}", path.display()),
+                        text,
+                    }),
+            ),
             Err(e) => failures.push(format!("spec-{i}: valid, but not deployable: {e}\n{text}")),
         }
     }
