@@ -788,9 +788,55 @@ fn the_machine_contract_finds_what_is_missing() {
             format!("{name}: nixpkgs.hostPlatform is unset, not \"{platform}\""),
         ]
     );
+    // Networking: a machine file without its network block, a second machine with the first one's address, a
+    // deployment target that is a bare host name (what the old code wrote when a specification gave none).
+    let mut no_network = files.clone();
+    let first = PathBuf::from("deployments").join(&machines[0].file);
+    let text = no_network[&first].replace("systemd.network.networks", "systemd.network.other");
+    no_network.insert(first, text);
+    assert_eq!(
+        contract::violations(&machines, &no_network, platform),
+        [format!(
+            "{name}: neither static addresses nor DHCP said explicitly in systemd-networkd (10-uplink)"
+        )]
+    );
+    let mut same_address = files.clone();
+    let second = PathBuf::from("deployments").join(&machines[1].file);
+    let address = machines[0].deploy_target().host;
+    let own = machines[1].deploy_target().host;
+    let text = same_address[&second].replace(&format!("\"{own}/"), &format!("\"{address}/"));
+    same_address.insert(second, text);
+    assert_eq!(
+        contract::violations(&machines, &same_address, platform),
+        [format!(
+            "{}: the address {address} is also {name}'s",
+            machines[1].name
+        )]
+    );
+    let mut bare = files.clone();
+    let nixops4 = PathBuf::from("deployments/nixops4.nix");
+    let text = bare[&nixops4].replace(
+        &format!("ssh.host = \"{address}\""),
+        "ssh.host = \"mastodon\"",
+    );
+    bare.insert(nixops4, text);
+    assert_eq!(
+        contract::violations(&machines, &bare, platform),
+        ["deployments/nixops4.nix: ssh.host mastodon is a bare host name"]
+    );
     machines.push(machines[0].clone());
     let found = contract::violations(&machines, &files, platform);
-    assert_eq!(found, [format!("two machines are named {name}")]);
+    assert_eq!(
+        found[0],
+        format!("two machines are named {name}"),
+        "{found:?}"
+    );
+    assert!(
+        found[1..]
+            .iter()
+            .all(|v| v.starts_with(&format!("{name}: the address "))),
+        "{found:?}"
+    );
 }
 
 /// For random valid specifications of every backend: every planned machine keeps the contract.
