@@ -881,3 +881,297 @@ fn every_machine_of_a_valid_specification_keeps_the_contract() {
         "every backend has machines in some specification"
     );
 }
+
+/// The network block the specification gives a planned machine, read from the specification itself.
+fn written_network<'a>(
+    spec: &'a Spec,
+    machine: &fedigen::deploy::PlannedMachine,
+) -> Option<&'a Network> {
+    match &machine.role {
+        fedigen::deploy::MachineRole::Application {
+            operator,
+            application,
+        } => spec.operators[*operator]
+            .machines
+            .get(application)?
+            .network
+            .as_ref(),
+        fedigen::deploy::MachineRole::GarageNode(node) => spec
+            .provider
+            .object_storage
+            .as_ref()?
+            .nodes
+            .get(node)?
+            .network
+            .as_ref(),
+    }
+}
+
+/// `address/prefix` as a canonical address and prefix, for comparing what was written with what Nix evaluates.
+fn canonical(text: &str) -> (std::net::IpAddr, u8) {
+    let (ip, prefix) = text.split_once('/').expect("address/prefix");
+    (ip.parse().unwrap(), prefix.parse().unwrap())
+}
+
+/// For random valid specifications: each machine's network, as the real Nix evaluates the emitted module, is the
+/// network the specification wrote: the same addresses and prefixes, gateways and name servers (the machine's, or
+/// the provider's), DHCP exactly when said, networkd on and global DHCP off, the interface matched by name when
+/// given and by type otherwise.
+#[test]
+fn networks_reach_nixos_as_written() {
+    let nix = Evaluator::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    let mut runner = TestRunner::new(Config::default());
+    let strategy = renamed_spec();
+    let mut sources = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..80 {
+        let (spec, catalog) = strategy.new_tree(&mut runner).unwrap().current();
+        let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
+        if model::from_document(&SpecDocument::json("spec.json", &text), &catalog).is_err() {
+            continue;
+        }
+        let files = fedigen::deploy::plan(&spec, &catalog, "spec.json").unwrap();
+        for machine in fedigen::deploy::machines(&spec, &catalog) {
+            let network = written_network(&spec, &machine).expect("a valid machine has a network");
+            let module = &files[&PathBuf::from("deployments").join(&machine.file)];
+            sources.push(Source {
+                name: format!("spec-{i}/{}", machine.file),
+                text: format!(
+                    "let m = (\n{module}\n); in {{ uplink = m.systemd.network.networks.\"10-uplink\"; \
+                     networkd = m.networking.useNetworkd; dhcp = m.networking.useDHCP; }}"
+                ),
+            });
+            let addresses: BTreeSet<(std::net::IpAddr, u8)> = [&network.ipv4, &network.ipv6]
+                .into_iter()
+                .flatten()
+                .map(|a| canonical(&a.address))
+                .collect();
+            let gateways: Vec<std::net::IpAddr> = [&network.ipv4, &network.ipv6]
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.gateway.as_ref()?.parse().ok())
+                .collect();
+            let name_servers = if network.name_servers.is_empty() {
+                spec.provider
+                    .network
+                    .as_ref()
+                    .map(|n| n.name_servers.clone())
+                    .unwrap_or_default()
+            } else {
+                network.name_servers.clone()
+            };
+            expected.push((
+                machine.name.clone(),
+                network.clone(),
+                addresses,
+                gateways,
+                name_servers,
+            ));
+        }
+    }
+    assert!(expected.len() >= 50, "only {} machines", expected.len());
+    let mut failures = Vec::new();
+    for ((source, result), (name, network, addresses, gateways, name_servers)) in
+        sources.iter().zip(nix.eval_json(&sources)).zip(&expected)
+    {
+        let value = match result {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{}: {e}", source.name));
+                continue;
+            }
+        };
+        let uplink = &value["uplink"];
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let got: BTreeSet<_> = strings(&uplink["address"])
+            .iter()
+            .map(|a| canonical(a))
+            .collect();
+        let got_gateways: Vec<std::net::IpAddr> = strings(&uplink["gateway"])
+            .iter()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        let matched = match &network.interface {
+            Some(interface) => uplink["matchConfig"]["Name"] == Value::String(interface.clone()),
+            None => uplink["matchConfig"]["Type"] == "ether",
+        };
+        let dhcp = uplink["networkConfig"]["DHCP"] == "yes";
+        if got != *addresses
+            || got_gateways != *gateways
+            || strings(&uplink["dns"]) != *name_servers
+            || dhcp != network.dhcp
+            || !matched
+            || value["networkd"] != true
+            || value["dhcp"] != false
+        {
+            failures.push(format!(
+                "{name} ({}): wrote {network:?}, Nix evaluates {value}",
+                source.name
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The address records of a zone file: (fully qualified owner, address), read line by line (the generated files
+/// write one record a line, owners relative to `$ORIGIN`).
+fn address_records(text: &str) -> Vec<(String, std::net::IpAddr)> {
+    let origin = text
+        .lines()
+        .find_map(|l| l.strip_prefix("$ORIGIN "))
+        .expect("$ORIGIN")
+        .trim_end_matches('.')
+        .to_owned();
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [owner, "IN", "A" | "AAAA", address] => {
+                    let name = if *owner == "@" {
+                        origin.clone()
+                    } else {
+                        format!("{owner}.{origin}")
+                    };
+                    Some((name, address.parse().expect("an address")))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Checks the zone files of one plan: BIND's `named-checkzone` loads each (`-k fail -i full`: bad names and
+/// integrity problems are errors); every address record points at a planned machine's static address; every
+/// application host and every machine's own name whose machine has a static address gets exactly that
+/// machine's addresses.
+fn zone_problems(spec: &Spec, catalog: &Catalog, files: &BTreeMap<PathBuf, String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let zones: Vec<(&PathBuf, &String)> = files
+        .iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "zone"))
+        .collect();
+    if spec.provider.dns.is_none() {
+        if !zones.is_empty() {
+            problems.push("zone files without provider.dns".to_owned());
+        }
+        return problems;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut records: BTreeMap<String, BTreeSet<std::net::IpAddr>> = BTreeMap::new();
+    for (path, text) in &zones {
+        let zone = path.file_stem().unwrap().to_str().unwrap();
+        let file = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new("named-checkzone")
+            .args(["-q", "-k", "fail", "-i", "full", zone])
+            .arg(&file)
+            .output()
+            .expect("named-checkzone (bind9-utils): run scripts/install-test-deps");
+        if !out.status.success() {
+            let again = std::process::Command::new("named-checkzone")
+                .args(["-k", "fail", "-i", "full", zone])
+                .arg(&file)
+                .output()
+                .unwrap();
+            problems.push(format!(
+                "{}: named-checkzone refuses it: {}\n{text}",
+                path.display(),
+                String::from_utf8_lossy(&again.stdout)
+            ));
+        }
+        for (name, address) in address_records(text) {
+            records.entry(name).or_default().insert(address);
+        }
+    }
+    let machines = fedigen::deploy::machines(spec, catalog);
+    let addresses_of = |name: &str| -> BTreeSet<std::net::IpAddr> {
+        machines
+            .iter()
+            .filter(|m| m.name == name)
+            .flat_map(|m| written_network(spec, m).into_iter())
+            .flat_map(|n| [&n.ipv4, &n.ipv6])
+            .flatten()
+            .map(|a| canonical(&a.address).0)
+            .collect()
+    };
+    let all: BTreeSet<std::net::IpAddr> = machines
+        .iter()
+        .flat_map(|m| addresses_of(&m.name))
+        .collect();
+    for (name, addresses) in &records {
+        for address in addresses.difference(&all) {
+            problems.push(format!("{name} points at {address}, which no machine has"));
+        }
+    }
+    let mut hosts: Vec<(String, String)> = machines
+        .iter()
+        .map(|m| (format!("{}.{}", m.name, m.domain), m.name.clone()))
+        .collect();
+    for op in &spec.operators {
+        for (app, application) in &op.applications {
+            if let (true, Some(manifest)) = (application.enable, catalog.manifests.get(app)) {
+                hosts.push((op.host_name(app, manifest), op.machine_name(app)));
+            }
+        }
+    }
+    for (host, machine) in hosts {
+        let want = addresses_of(&machine);
+        let got = records.get(&host).cloned().unwrap_or_default();
+        if got != want {
+            problems.push(format!(
+                "{host} has records {got:?}, its machine {machine} has {want:?}"
+            ));
+        }
+    }
+    problems
+}
+
+/// The example's zone files load in BIND and hold every host: one per operator domain and the provider's.
+#[test]
+fn the_example_zones_load_and_hold_every_host() {
+    let (spec, machines, files) = example_plan();
+    let catalog = Catalog::load(&repository().join("templates")).unwrap();
+    let zones = files
+        .keys()
+        .filter(|p| p.starts_with("deployments/dns"))
+        .count();
+    assert_eq!(zones, spec.operators.len() + 1);
+    assert!(machines.iter().all(|m| written_network(&spec, m).is_some()));
+    let problems = zone_problems(&spec, &catalog, &files);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// For random valid specifications with DNS: every zone file loads in BIND, and its records are the machines'
+/// addresses, for every application host and machine name.
+#[test]
+fn generated_zones_load_and_point_at_their_machines() {
+    let mut runner = TestRunner::new(Config::default());
+    let strategy = renamed_spec();
+    let (mut checked, mut problems) = (0, Vec::new());
+    for i in 0..80 {
+        let (spec, catalog) = strategy.new_tree(&mut runner).unwrap().current();
+        let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
+        if spec.provider.dns.is_none()
+            || model::from_document(&SpecDocument::json("spec.json", &text), &catalog).is_err()
+        {
+            continue;
+        }
+        checked += 1;
+        let files = fedigen::deploy::plan(&spec, &catalog, "spec.json").unwrap();
+        problems.extend(
+            zone_problems(&spec, &catalog, &files)
+                .into_iter()
+                .map(|p| format!("spec-{i}: {p}")),
+        );
+    }
+    assert!(checked >= 15, "only {checked} specifications with DNS");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
