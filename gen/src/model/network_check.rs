@@ -69,6 +69,23 @@ pub(crate) fn check(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
         addresses(network, &path, &machine.name, &mut first_use, out);
     }
     ssh_hosts(spec, out);
+    if let Some(storage) = &spec.provider.object_storage {
+        for (n, node) in storage
+            .nodes
+            .iter()
+            .filter(|(_, node)| node.machine.is_some() && node.network.is_some())
+        {
+            out.push(
+                Diagnostic::new(
+                    FieldPath::of(&["provider", "object_storage", "nodes", n, "network"]),
+                    "a node sharing a machine has no `network` of its own",
+                    "not used",
+                )
+                .at_key()
+                .hint("the node has the network of the machine it shares; remove it"),
+            );
+        }
+    }
     if let Some(dns) = &spec.provider.dns {
         if dns.name_servers.is_empty() {
             out.push(
@@ -79,6 +96,30 @@ pub(crate) fn check(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                 )
                 .hint("list the authoritative name servers, e.g. `[\"ns1.<provider domain>\", \"ns2.…\"]`; the first is the SOA's primary"),
             );
+        }
+        let zones: Vec<&str> = spec
+            .operators
+            .iter()
+            .map(|o| o.domain.as_str())
+            .chain([spec.provider.domain.as_str()])
+            .collect();
+        for (k, ns) in dns.name_servers.iter().enumerate() {
+            if let Some(zone) = zones
+                .iter()
+                .find(|z| ns == *z || ns.ends_with(&format!(".{z}")))
+            {
+                out.push(
+                    Diagnostic::new(
+                        FieldPath::of(&["provider", "dns", "name_servers"]).index(k),
+                        format!(
+                            "the name server `{ns}` is inside the zone `{zone}` fedigen writes, which would need \
+                             its address (glue) and has none"
+                        ),
+                        "inside a generated zone",
+                    )
+                    .hint("name servers outside the generated zones (e.g. the DNS host's own); BIND refuses a zone whose in-zone name server has no address record"),
+                );
+            }
         }
         if deploy::ca_domain(spec, dns).is_none() {
             out.push(
