@@ -70,7 +70,7 @@ pub(crate) fn check(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
     }
     ssh_hosts(spec, out);
     if let Some(storage) = &spec.provider.object_storage {
-        for (n, node) in storage
+        for (n, _) in storage
             .nodes
             .iter()
             .filter(|(_, node)| node.machine.is_some() && node.network.is_some())
