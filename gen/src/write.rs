@@ -649,6 +649,24 @@ mod tests {
         );
     }
 
+    /// A generated DNS zone file carries the marker as a `;` comment and is recognised (so regenerating replaces
+    /// it, and a stale one is removed); any other first character is a hand-written file's.
+    #[test]
+    fn zone_files_carry_the_marker_as_a_zone_comment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.example.zone");
+        let zone_marker = format!(";{}", &MARKER[1..]);
+        for (text, generated) in [
+            (format!("{zone_marker} from x\n$ORIGIN a.example.\n"), true),
+            (format!("{MARKER} from x\n"), true),
+            (format!("$ORIGIN a.example.\n; {}\n", &MARKER[2..]), false),
+            (format!("/{}\n", &MARKER[1..]), false),
+        ] {
+            std::fs::write(&file, &text).unwrap();
+            assert_eq!(is_generated(&file), generated, "{text}");
+        }
+    }
+
     #[test]
     fn hand_written_files_are_never_overwritten() {
         let repo = tempfile::tempdir().unwrap();
