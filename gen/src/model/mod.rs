@@ -543,6 +543,12 @@ pub fn load(path: &Path, catalog: &Catalog) -> Result<Spec, LoadError> {
     }
 }
 
+/// What a valid specification leaves undone on the network, for `validate` to warn about without refusing it:
+/// machines on DHCP, whose names get no DNS record.
+pub fn network_warnings(spec: &Spec, catalog: &Catalog) -> Vec<String> {
+    network_check::warnings(spec, catalog)
+}
+
 /// Validates and types a parsed document, reporting every problem at once.
 pub fn from_document(document: &SpecDocument, catalog: &Catalog) -> Result<Spec, SpecReport> {
     let mut diagnostics = document.diagnostics.clone();

@@ -330,3 +330,19 @@ fn name_server_lists(spec: &Spec) -> Vec<(FieldPath, &[String])> {
     }
     lists
 }
+
+/// What a valid specification leaves undone on the network, for `validate` to say without refusing it: each
+/// machine on DHCP, whose names get no DNS record (its address is not the provider's to write).
+pub(crate) fn warnings(spec: &Spec, catalog: &Catalog) -> Vec<String> {
+    deploy::machines(spec, catalog)
+        .iter()
+        .filter(|m| m.network.as_ref().is_some_and(|n| n.dhcp))
+        .map(|m| {
+            format!(
+                "machine `{}` is on DHCP: the DNS zones get no address record for it or the hosts it serves; \
+                 add them by hand, or give it a static address",
+                m.name
+            )
+        })
+        .collect()
+}

@@ -232,7 +232,8 @@ pub fn violations(
         let dhcp = uplink(&["networkConfig", "DHCP"]) == Some(Value::String("yes".to_owned()));
         let networkd = defines(&d, &["networking", "useNetworkd"]) == Some(Value::Bool(true))
             && defines(&d, &["networking", "useDHCP"]) == Some(Value::Bool(false));
-        if addresses.is_empty() == !dhcp || !networkd {
+        // Static addresses or DHCP: not neither, not both.
+        if addresses.is_empty() != dhcp || !networkd {
             out.push(format!(
                 "{name}: neither static addresses nor DHCP said explicitly in systemd-networkd (10-uplink)"
             ));
