@@ -345,8 +345,9 @@ pub(crate) enum ApplicationName<'a> {
 }
 
 /// Plans `deployments/`: one file per machine, `default.nix` (machine name → module), `nixops4.nix`, and for
-/// the Proxmox backend `proxmox.nix` (what a provisioning step creates). `spec_name` names the specification in
-/// markers.
+/// the Proxmox backend `proxmox.nix` (what a provisioning step creates), and with `provider.dns` one DNS zone file
+/// per operator domain and the provider's (`dns/<zone>.zone`, see `dns.rs`). `spec_name` names the specification
+/// in markers.
 pub fn plan(
     spec: &Spec,
     catalog: &Catalog,
