@@ -15,7 +15,7 @@
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./amstelland/mastodon.nix;
-      ssh.host = "10.20.1.11";
+      ssh.host = "192.0.2.11";
       ssh.user = "root";
       ssh.hostPublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICp0PDtVTS3+uMh0yKSxzmOXVNrfz7InKFCUcPr7pf2p";
     };
@@ -26,7 +26,7 @@
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./amstelland/pixelfed.nix;
-      ssh.host = "amstelland-pixelfed.amstelland-university.example";
+      ssh.host = "192.0.2.12";
       ssh.user = "root";
       ssh.hostPublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHEzJnKre0WenJ/xcQf3fm+y13w8gyB2Rp4uQCp7WEyT";
     };
@@ -37,7 +37,7 @@
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./zeeinstituut/peertube.nix;
-      ssh.host = "zeeinstituut-peertube.zee-instituut.example";
+      ssh.host = "198.51.100.31";
       ssh.user = "root";
       ssh.hostPublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIIj3Z6yAtxdQrbKBylp3qNzq66+0cIfG0HOtMHsWNMRU";
     };
@@ -48,7 +48,7 @@
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./digitalevrijheid/mastodon.nix;
-      ssh.host = "digitalevrijheid-mastodon.digitalevrijheid.example";
+      ssh.host = "192.0.2.42";
       ssh.user = "root";
       ssh.hostPublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIM0leIo3q1y7Lk4UnMXd6joIo74CkFmX74CpH0TZxoog";
     };
@@ -59,7 +59,7 @@
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./digitalevrijheid/matrix-synapse.nix;
-      ssh.host = "digitalevrijheid-matrix-synapse.digitalevrijheid.example";
+      ssh.host = "192.0.2.41";
       ssh.user = "root";
       ssh.hostPublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILc8AP0NAk4e4y/tFnkfw0X+R62iZour9ORbs67ISxQY";
     };
@@ -70,7 +70,7 @@
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./garage/ams1.nix;
-      ssh.host = "garage-ams1.nordwind-hosting.example";
+      ssh.host = "192.0.2.21";
       ssh.user = "root";
       ssh.hostPublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIElRzxVkF77DSRH3PYX+/gBv9ibk31KCc0TByBycReeM";
     };
@@ -81,7 +81,7 @@
       ];
       nixpkgs = inputs.nixpkgs;
       nixos.module = ./garage/ams2.nix;
-      ssh.host = "garage-ams2.nordwind-hosting.example";
+      ssh.host = "192.0.2.22";
       ssh.user = "root";
       ssh.hostPublicKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAksahNLcycBke6izCce8mLqrtmTrLwLdWoaJD1NX/CS";
     };

@@ -12,6 +12,21 @@
   };
   networking.hostName = "amstelland-pixelfed";
   networking.domain = "amstelland-university.example";
+  networking.useNetworkd = true;
+  networking.useDHCP = false;
+  systemd.network.networks."10-uplink" = {
+    matchConfig.Type = "ether";
+    address = [
+      "192.0.2.12/24"
+    ];
+    gateway = [
+      "192.0.2.1"
+    ];
+    dns = [
+      "192.0.2.53"
+      "2001:db8:0:1::53"
+    ];
+  };
   services.openssh.enable = true;
   system.stateVersion = "26.05";
   fediversity = {

@@ -12,6 +12,23 @@
   };
   networking.hostName = "garage-ams2";
   networking.domain = "nordwind-hosting.example";
+  networking.useNetworkd = true;
+  networking.useDHCP = false;
+  systemd.network.networks."10-uplink" = {
+    matchConfig.Type = "ether";
+    address = [
+      "192.0.2.22/24"
+      "2001:db8:0:1::22/64"
+    ];
+    gateway = [
+      "192.0.2.1"
+      "2001:db8:0:1::1"
+    ];
+    dns = [
+      "192.0.2.53"
+      "2001:db8:0:1::53"
+    ];
+  };
   services.openssh.enable = true;
   system.stateVersion = "26.05";
   fediversity.domain = "nordwind-hosting.example";

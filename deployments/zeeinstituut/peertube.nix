@@ -13,6 +13,20 @@
   };
   networking.hostName = "zeeinstituut-peertube";
   networking.domain = "zee-instituut.example";
+  networking.useNetworkd = true;
+  networking.useDHCP = false;
+  systemd.network.networks."10-uplink" = {
+    matchConfig.Type = "ether";
+    address = [
+      "198.51.100.31/24"
+    ];
+    gateway = [
+      "198.51.100.1"
+    ];
+    dns = [
+      "198.51.100.53"
+    ];
+  };
   services.openssh.enable = true;
   system.stateVersion = "26.05";
   fediversity = {

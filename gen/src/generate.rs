@@ -193,9 +193,8 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             )
             .map_err(|problems| crate::deploy::DeployError::Data(problems.join("\n")))?,
         };
-        plan.files.extend(crate::deploy::plan_keeping(
-            &spec, &catalog, &name, &kept,
-        )?);
+        plan.files
+            .extend(crate::deploy::plan_keeping(&spec, &catalog, &name, &kept)?);
         // One VM test per operator, rendered in parallel (each is laid out by nixfmt, the costly part).
         use rayon::prelude::*;
         let source = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);

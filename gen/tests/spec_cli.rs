@@ -27,6 +27,33 @@ fn validate_accepts_the_default_example() {
     assert!(stderr.contains("examples/provider.toml: valid"), "{stderr}");
 }
 
+/// A machine on DHCP is valid, but its names get no DNS record: `validate` says so (as a warning, and in the
+/// JSON verdict's `warnings`), and still exits 0. The example, all static, has no warning.
+#[test]
+fn validate_warns_about_machines_on_dhcp() {
+    let templates = "gen/tests/fixtures/spec/templates";
+    let minimal = "gen/tests/fixtures/spec/valid/minimal.toml";
+    let out = fedigen(&["validate", minimal, "--templates", templates]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: machine `uni-matrix-synapse` is on DHCP: the DNS zones get no address record"
+        ),
+        "{stderr}"
+    );
+    let out = fedigen(&["validate", minimal, "--templates", templates, "--json"]);
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        verdict["warnings"].as_array().map(Vec::len),
+        Some(1),
+        "{verdict}"
+    );
+    let out = fedigen(&["validate", "--json"]);
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(verdict["warnings"], serde_json::json!([]), "{verdict}");
+}
+
 #[test]
 fn validate_refuses_an_invalid_specification_with_status_2_and_every_error() {
     let out = fedigen(&[

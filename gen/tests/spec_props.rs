@@ -16,9 +16,9 @@ use fedigen::eval::{Evaluator, Source};
 use fedigen::manifest::{OptionType, SecretSource};
 use fedigen::model::shape::is_secret_like;
 use fedigen::model::{
-    self, Acme, Admin, BareMetal, BootLoader, Catalog, GarageNode, Host, Limits, Machine,
+    self, Acme, Admin, BareMetal, BootLoader, Catalog, GarageNode, Host, Limits, Machine, Network,
     ObjectStorage, Operator, OperatorApplication, Provider, Proxmox, Qemu, ResourceRequest,
-    Resources, Runtime, SecretRef, Smtp, Spec, SpecDocument,
+    Resources, Runtime, SecretRef, Smtp, Spec, SpecDocument, StaticAddress,
 };
 use fedigen::nix::value::{DataPolicy, SPECIAL_ATTRIBUTES, from_json};
 use proptest::prelude::*;
@@ -208,6 +208,7 @@ fn operator(index: usize) -> impl Strategy<Value = Operator> {
                         Machine {
                             ssh: Some(ssh.clone()?),
                             host: None,
+                            network: None,
                         },
                     ))
                 })
@@ -295,6 +296,7 @@ fn place_on_hosts(mut spec: Spec) -> Spec {
                     Machine {
                         ssh: None,
                         host: Some(name),
+                        network: None,
                     },
                 );
             }
@@ -309,6 +311,102 @@ fn place_on_hosts(mut spec: Spec) -> Spec {
     // A bare-metal provider has at least one host.
     if metal.hosts.is_empty() {
         host(&mut metal.hosts);
+    }
+    spec
+}
+
+/// How one machine's network is drawn: DHCP, or static IPv4 and/or IPv6 with a prefix, maybe gateways, maybe its
+/// own name servers, maybe an interface name.
+#[derive(Debug, Clone, Copy)]
+struct NetworkKind {
+    dhcp: bool,
+    v4: bool,
+    v6: bool,
+    prefix4: u8,
+    prefix6: u8,
+    gateway4: bool,
+    gateway6: bool,
+    name_servers: bool,
+    interface: bool,
+}
+
+fn network_kind() -> impl Strategy<Value = NetworkKind> {
+    (any::<[bool; 7]>(), 8u8..=30, 16u8..=127).prop_map(|(b, prefix4, prefix6)| NetworkKind {
+        dhcp: b[0] && b[1],
+        v4: b[2] || !b[3],
+        v6: b[3],
+        prefix4,
+        prefix6,
+        gateway4: b[4],
+        gateway6: b[5],
+        name_servers: b[6],
+        interface: b[4] && b[6],
+    })
+}
+
+/// The network of the `n`th machine drawn as `kind`: addresses unique per machine (`10.<n>.0.10`,
+/// `2001:db8:<n>::10`), an IPv4 gateway inside the subnet (its first address, or the second when the first is the
+/// machine's), an IPv6 gateway of the link (`fe80::1`).
+fn network_of(n: usize, kind: NetworkKind) -> Network {
+    if kind.dhcp {
+        return Network {
+            dhcp: true,
+            interface: kind.interface.then(|| "eno1".to_owned()),
+            ..Network::default()
+        };
+    }
+    let address = std::net::Ipv4Addr::new(10, n as u8, 0, 10);
+    let mask = u32::MAX << (32 - u32::from(kind.prefix4));
+    let subnet = u32::from(address) & mask;
+    let gateway = if subnet + 1 == u32::from(address) {
+        subnet + 2
+    } else {
+        subnet + 1
+    };
+    Network {
+        dhcp: false,
+        ipv4: kind.v4.then(|| StaticAddress {
+            address: format!("{address}/{}", kind.prefix4),
+            gateway: kind
+                .gateway4
+                .then(|| std::net::Ipv4Addr::from(gateway).to_string()),
+        }),
+        ipv6: kind.v6.then(|| StaticAddress {
+            address: format!("2001:db8:{n:x}::10/{}", kind.prefix6),
+            gateway: kind.gateway6.then(|| "fe80::1".to_owned()),
+        }),
+        name_servers: if kind.name_servers {
+            vec!["10.255.0.53".to_owned(), "2001:db8:ffff::53".to_owned()]
+        } else {
+            Vec::new()
+        },
+        interface: kind.interface.then(|| "enp3s0".to_owned()),
+    }
+}
+
+/// Gives every machine of `spec` a network (each operator's enabled applications, each Garage node on a machine of
+/// its own), drawn from `kinds` in turn.
+fn give_networks(mut spec: Spec, kinds: &[NetworkKind]) -> Spec {
+    let mut n = 0;
+    let mut next = || {
+        n += 1;
+        network_of(n, kinds[n % kinds.len()])
+    };
+    for op in &mut spec.operators {
+        let enabled: Vec<String> = op
+            .applications
+            .iter()
+            .filter(|(_, a)| a.enable)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for app in enabled {
+            op.machines.entry(app).or_default().network = Some(next());
+        }
+    }
+    if let Some(storage) = &mut spec.provider.object_storage {
+        for node in storage.nodes.values_mut().filter(|n| n.machine.is_none()) {
+            node.network = Some(next());
+        }
     }
     spec
 }
@@ -336,6 +434,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                             machine: None,
                             ssh: ssh.clone(),
                             host: None,
+                            network: None,
                         },
                     )
                 })
@@ -365,11 +464,25 @@ fn spec() -> impl Strategy<Value = Spec> {
         storage,
         limits,
         operators,
+        (
+            prop::collection::vec(network_kind(), 1..6),
+            any::<bool>(),
+            any::<bool>(),
+        ),
     )
         .prop_map(
-            |(name, runtime, server, (password, port, user), storage, limits, operators)| {
+            |(
+                name,
+                runtime,
+                server,
+                (password, port, user),
+                storage,
+                limits,
+                operators,
+                (kinds, resolvers, dns),
+            )| {
                 let domain = format!("{name}.example");
-                place_on_hosts(Spec {
+                let spec = place_on_hosts(Spec {
                     provider: Provider {
                         acme: Acme {
                             email: format!("hostmaster@{domain}"),
@@ -385,12 +498,24 @@ fn spec() -> impl Strategy<Value = Spec> {
                         }),
                         object_storage: Some(storage),
                         limits,
+                        network: resolvers.then(|| model::ProviderNetwork {
+                            name_servers: vec!["192.0.2.53".to_owned()],
+                        }),
+                        dns: dns.then(|| model::Dns {
+                            name_servers: vec![
+                                "ns1.dns.example".to_owned(),
+                                "ns2.dns.example".to_owned(),
+                            ],
+                            hostmaster: format!("hostmaster@{domain}"),
+                            ca: None,
+                        }),
                         name,
                         domain,
                         runtime,
                     },
                     operators,
-                })
+                });
+                give_networks(spec, &kinds)
             },
         )
 }
@@ -577,7 +702,8 @@ fn every_deployment_of_a_valid_specification_parses_with_nix() {
         }
         valid += 1;
         match fedigen::deploy::plan(&spec, &catalog, &format!("spec-{i}")) {
-            // The Nix files; OpenTofu's JSON (deployments/tofu/) is checked by the contract and tests/provision.rs.
+            // The Nix files; OpenTofu's JSON (deployments/tofu/) is checked by the contract and tests/provision.rs,
+            // zone files (DNS master files) by `dns_zones_parse_with_named_checkzone`.
             Ok(files) => sources.extend(
                 files
                     .into_iter()
@@ -723,9 +849,55 @@ fn the_machine_contract_finds_what_is_missing() {
             format!("{name}: nixpkgs.hostPlatform is unset, not \"{platform}\""),
         ]
     );
+    // Networking: a machine file without its network block, a second machine with the first one's address, a
+    // deployment target that is a bare host name (what the old code wrote when a specification gave none).
+    let mut no_network = files.clone();
+    let first = PathBuf::from("deployments").join(&machines[0].file);
+    let text = no_network[&first].replace("systemd.network.networks", "systemd.network.other");
+    no_network.insert(first, text);
+    assert_eq!(
+        contract::violations(&machines, &no_network, platform),
+        [format!(
+            "{name}: neither static addresses nor DHCP said explicitly in systemd-networkd (10-uplink)"
+        )]
+    );
+    let mut same_address = files.clone();
+    let second = PathBuf::from("deployments").join(&machines[1].file);
+    let address = machines[0].deploy_target().host;
+    let own = machines[1].deploy_target().host;
+    let text = same_address[&second].replace(&format!("\"{own}/"), &format!("\"{address}/"));
+    same_address.insert(second, text);
+    assert_eq!(
+        contract::violations(&machines, &same_address, platform),
+        [format!(
+            "{}: the address {address} is also {name}'s",
+            machines[1].name
+        )]
+    );
+    let mut bare = files.clone();
+    let nixops4 = PathBuf::from("deployments/nixops4.nix");
+    let text = bare[&nixops4].replace(
+        &format!("ssh.host = \"{address}\""),
+        "ssh.host = \"mastodon\"",
+    );
+    bare.insert(nixops4, text);
+    assert_eq!(
+        contract::violations(&machines, &bare, platform),
+        ["deployments/nixops4.nix: ssh.host mastodon is a bare host name"]
+    );
     machines.push(machines[0].clone());
     let found = contract::violations(&machines, &files, platform);
-    assert_eq!(found, [format!("two machines are named {name}")]);
+    assert_eq!(
+        found[0],
+        format!("two machines are named {name}"),
+        "{found:?}"
+    );
+    assert!(
+        found[1..]
+            .iter()
+            .all(|v| v.starts_with(&format!("{name}: the address "))),
+        "{found:?}"
+    );
 }
 
 /// The provisioning part of the contract can fail: a machine without a VM (the Garage nodes, as
@@ -805,4 +977,298 @@ fn every_machine_of_a_valid_specification_keeps_the_contract() {
         3,
         "every backend has machines in some specification"
     );
+}
+
+/// The network block the specification gives a planned machine, read from the specification itself.
+fn written_network<'a>(
+    spec: &'a Spec,
+    machine: &fedigen::deploy::PlannedMachine,
+) -> Option<&'a Network> {
+    match &machine.role {
+        fedigen::deploy::MachineRole::Application {
+            operator,
+            application,
+        } => spec.operators[*operator]
+            .machines
+            .get(application)?
+            .network
+            .as_ref(),
+        fedigen::deploy::MachineRole::GarageNode(node) => spec
+            .provider
+            .object_storage
+            .as_ref()?
+            .nodes
+            .get(node)?
+            .network
+            .as_ref(),
+    }
+}
+
+/// `address/prefix` as a canonical address and prefix, for comparing what was written with what Nix evaluates.
+fn canonical(text: &str) -> (std::net::IpAddr, u8) {
+    let (ip, prefix) = text.split_once('/').expect("address/prefix");
+    (ip.parse().unwrap(), prefix.parse().unwrap())
+}
+
+/// For random valid specifications: each machine's network, as the real Nix evaluates the emitted module, is the
+/// network the specification wrote: the same addresses and prefixes, gateways and name servers (the machine's, or
+/// the provider's), DHCP exactly when said, networkd on and global DHCP off, the interface matched by name when
+/// given and by type otherwise.
+#[test]
+fn networks_reach_nixos_as_written() {
+    let nix = Evaluator::locate().expect("these tests need Nix: run scripts/install-test-deps");
+    let mut runner = TestRunner::new(Config::default());
+    let strategy = renamed_spec();
+    let mut sources = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..80 {
+        let (spec, catalog) = strategy.new_tree(&mut runner).unwrap().current();
+        let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
+        if model::from_document(&SpecDocument::json("spec.json", &text), &catalog).is_err() {
+            continue;
+        }
+        let files = fedigen::deploy::plan(&spec, &catalog, "spec.json").unwrap();
+        for machine in fedigen::deploy::machines(&spec, &catalog) {
+            let network = written_network(&spec, &machine).expect("a valid machine has a network");
+            let module = &files[&PathBuf::from("deployments").join(&machine.file)];
+            sources.push(Source {
+                name: format!("spec-{i}/{}", machine.file),
+                text: format!(
+                    "let m = (\n{module}\n); in {{ uplink = m.systemd.network.networks.\"10-uplink\"; \
+                     networkd = m.networking.useNetworkd; dhcp = m.networking.useDHCP; }}"
+                ),
+            });
+            let addresses: BTreeSet<(std::net::IpAddr, u8)> = [&network.ipv4, &network.ipv6]
+                .into_iter()
+                .flatten()
+                .map(|a| canonical(&a.address))
+                .collect();
+            let gateways: Vec<std::net::IpAddr> = [&network.ipv4, &network.ipv6]
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.gateway.as_ref()?.parse().ok())
+                .collect();
+            let name_servers = if network.name_servers.is_empty() {
+                spec.provider
+                    .network
+                    .as_ref()
+                    .map(|n| n.name_servers.clone())
+                    .unwrap_or_default()
+            } else {
+                network.name_servers.clone()
+            };
+            expected.push((
+                machine.name.clone(),
+                network.clone(),
+                addresses,
+                gateways,
+                name_servers,
+            ));
+        }
+    }
+    assert!(expected.len() >= 50, "only {} machines", expected.len());
+    let mut failures = Vec::new();
+    for ((source, result), (name, network, addresses, gateways, name_servers)) in
+        sources.iter().zip(nix.eval_json(&sources)).zip(&expected)
+    {
+        let value = match result {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{}: {e}", source.name));
+                continue;
+            }
+        };
+        let uplink = &value["uplink"];
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let got: BTreeSet<_> = strings(&uplink["address"])
+            .iter()
+            .map(|a| canonical(a))
+            .collect();
+        let got_gateways: Vec<std::net::IpAddr> = strings(&uplink["gateway"])
+            .iter()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        let matched = match &network.interface {
+            Some(interface) => uplink["matchConfig"]["Name"] == Value::String(interface.clone()),
+            None => uplink["matchConfig"]["Type"] == "ether",
+        };
+        let dhcp = uplink["networkConfig"]["DHCP"] == "yes";
+        if got != *addresses
+            || got_gateways != *gateways
+            || strings(&uplink["dns"]) != *name_servers
+            || dhcp != network.dhcp
+            || !matched
+            || value["networkd"] != true
+            || value["dhcp"] != false
+        {
+            failures.push(format!(
+                "{name} ({}): wrote {network:?}, Nix evaluates {value}",
+                source.name
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The address records of a zone file: (fully qualified owner, address), read line by line (the generated files
+/// write one record a line, owners relative to `$ORIGIN`).
+fn address_records(text: &str) -> Vec<(String, std::net::IpAddr)> {
+    let origin = text
+        .lines()
+        .find_map(|l| l.strip_prefix("$ORIGIN "))
+        .expect("$ORIGIN")
+        .trim_end_matches('.')
+        .to_owned();
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            match fields.as_slice() {
+                [owner, "IN", "A" | "AAAA", address] => {
+                    let name = if *owner == "@" {
+                        origin.clone()
+                    } else {
+                        format!("{owner}.{origin}")
+                    };
+                    Some((name, address.parse().expect("an address")))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Checks the zone files of one plan: BIND's `named-checkzone` loads each (`-k fail -i full`: bad names and
+/// integrity problems are errors); every address record points at a planned machine's static address; every
+/// application host and every machine's own name whose machine has a static address gets exactly that
+/// machine's addresses.
+fn zone_problems(spec: &Spec, catalog: &Catalog, files: &BTreeMap<PathBuf, String>) -> Vec<String> {
+    let mut problems = Vec::new();
+    let zones: Vec<(&PathBuf, &String)> = files
+        .iter()
+        .filter(|(p, _)| p.extension().is_some_and(|e| e == "zone"))
+        .collect();
+    if spec.provider.dns.is_none() {
+        if !zones.is_empty() {
+            problems.push("zone files without provider.dns".to_owned());
+        }
+        return problems;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut records: BTreeMap<String, BTreeSet<std::net::IpAddr>> = BTreeMap::new();
+    for (path, text) in &zones {
+        let zone = path.file_stem().unwrap().to_str().unwrap();
+        let file = dir.path().join(path.file_name().unwrap());
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new("named-checkzone")
+            .args(["-q", "-k", "fail", "-i", "full", zone])
+            .arg(&file)
+            .output()
+            .expect("named-checkzone (bind9-utils): run scripts/install-test-deps");
+        if !out.status.success() {
+            let again = std::process::Command::new("named-checkzone")
+                .args(["-k", "fail", "-i", "full", zone])
+                .arg(&file)
+                .output()
+                .unwrap();
+            problems.push(format!(
+                "{}: named-checkzone refuses it: {}\n{text}",
+                path.display(),
+                String::from_utf8_lossy(&again.stdout)
+            ));
+        }
+        for (name, address) in address_records(text) {
+            records.entry(name).or_default().insert(address);
+        }
+    }
+    let machines = fedigen::deploy::machines(spec, catalog);
+    let addresses_of = |name: &str| -> BTreeSet<std::net::IpAddr> {
+        machines
+            .iter()
+            .filter(|m| m.name == name)
+            .flat_map(|m| written_network(spec, m).into_iter())
+            .flat_map(|n| [&n.ipv4, &n.ipv6])
+            .flatten()
+            .map(|a| canonical(&a.address).0)
+            .collect()
+    };
+    let all: BTreeSet<std::net::IpAddr> = machines
+        .iter()
+        .flat_map(|m| addresses_of(&m.name))
+        .collect();
+    for (name, addresses) in &records {
+        for address in addresses.difference(&all) {
+            problems.push(format!("{name} points at {address}, which no machine has"));
+        }
+    }
+    let mut hosts: Vec<(String, String)> = machines
+        .iter()
+        .map(|m| (format!("{}.{}", m.name, m.domain), m.name.clone()))
+        .collect();
+    for op in &spec.operators {
+        for (app, application) in &op.applications {
+            if let (true, Some(manifest)) = (application.enable, catalog.manifests.get(app)) {
+                hosts.push((op.host_name(app, manifest), op.machine_name(app)));
+            }
+        }
+    }
+    for (host, machine) in hosts {
+        let want = addresses_of(&machine);
+        let got = records.get(&host).cloned().unwrap_or_default();
+        if got != want {
+            problems.push(format!(
+                "{host} has records {got:?}, its machine {machine} has {want:?}"
+            ));
+        }
+    }
+    problems
+}
+
+/// The example's zone files load in BIND and hold every host: one per operator domain and the provider's.
+#[test]
+fn the_example_zones_load_and_hold_every_host() {
+    let (spec, machines, files) = example_plan();
+    let catalog = Catalog::load(&repository().join("templates")).unwrap();
+    let zones = files
+        .keys()
+        .filter(|p| p.starts_with("deployments/dns"))
+        .count();
+    assert_eq!(zones, spec.operators.len() + 1);
+    assert!(machines.iter().all(|m| written_network(&spec, m).is_some()));
+    let problems = zone_problems(&spec, &catalog, &files);
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// For random valid specifications with DNS: every zone file loads in BIND, and its records are the machines'
+/// addresses, for every application host and machine name.
+#[test]
+fn generated_zones_load_and_point_at_their_machines() {
+    let mut runner = TestRunner::new(Config::default());
+    let strategy = renamed_spec();
+    let (mut checked, mut problems) = (0, Vec::new());
+    for i in 0..80 {
+        let (spec, catalog) = strategy.new_tree(&mut runner).unwrap().current();
+        let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
+        if spec.provider.dns.is_none()
+            || model::from_document(&SpecDocument::json("spec.json", &text), &catalog).is_err()
+        {
+            continue;
+        }
+        checked += 1;
+        let files = fedigen::deploy::plan(&spec, &catalog, "spec.json").unwrap();
+        problems.extend(
+            zone_problems(&spec, &catalog, &files)
+                .into_iter()
+                .map(|p| format!("spec-{i}: {p}")),
+        );
+    }
+    assert!(checked >= 15, "only {checked} specifications with DNS");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

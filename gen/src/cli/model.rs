@@ -115,16 +115,21 @@ pub fn validate(args: ValidateArgs) -> CliResult {
                     .iter()
                     .map(|o| o.applications.values().filter(|a| a.enable).count())
                     .sum();
+                let warnings = model::network_warnings(&spec, &catalog);
                 if args.json {
                     let verdict = serde_json::json!({
                         "file": args.spec.display().to_string(),
                         "valid": true,
+                        "warnings": warnings,
                         "provider": spec.provider.name,
                         "operators": spec.operators.len(),
                         "applications": apps,
                     });
                     crate::cli::output::outln!("{verdict}");
                     return Ok(Status::Success);
+                }
+                for warning in &warnings {
+                    crate::cli::output::info!("{}: warning: {warning}", args.spec.display());
                 }
                 crate::cli::output::info!(
                     "{}: valid: provider `{}`, {} operator(s), {apps} application(s)",

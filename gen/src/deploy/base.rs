@@ -4,7 +4,8 @@
 use super::*;
 
 /// What every machine has: the generated modules, the runtime backend's base and the provider modules it needs
-/// (`provider_modules`, files of `deployments/`), its runtime backend's per-machine settings, its names, SSH, the
+/// (`provider_modules`, files of `deployments/`), its runtime backend's per-machine settings, its names, its
+/// network (`network`, see [`super::network`]), SSH, the
 /// NixOS release it started with. `spec_dir` is the specification's folder relative to the repository, which a
 /// bare-metal host's `hardware_config` is relative to.
 pub(super) fn machine_base(
@@ -13,6 +14,7 @@ pub(super) fn machine_base(
     capacity: model::Resources,
     bare_metal_host: Option<&str>,
     (host_name, domain): (&str, &str),
+    network: Option<&model::Network>,
     provider_modules: &[&str],
 ) -> Result<Vec<Entry>, DeployError> {
     let mut imports = vec![
@@ -67,6 +69,10 @@ pub(super) fn machine_base(
         Expr::string(host_name)?,
     )?);
     entries.push(Entry::dotted("networking.domain", Expr::string(domain)?)?);
+    entries.extend(super::network::network_entries(
+        network,
+        spec.provider.network.as_ref(),
+    )?);
     entries.push(Entry::dotted("services.openssh.enable", Expr::Bool(true))?);
     entries.push(Entry::dotted(
         "system.stateVersion",

@@ -178,7 +178,7 @@ pub fn deployment_problems(
         .iter()
         .filter(|m| !keys.keys.contains_key(&m.name))
         .map(|m| {
-            let host = super::target::deploy_target(m).host;
+            let host = m.deploy_target().host;
             format!(
                 "{}: no SSH host key for machine `{}`, so NixOps4 cannot deploy it: add the line `{} = \
                  \"ssh-ed25519 AAAA…\"` with the key `ssh-keyscan -t ed25519 {host}` prints (after the host name)",
@@ -346,6 +346,7 @@ mod tests {
             domain: "example.org".to_owned(),
             role: MachineRole::GarageNode(name.to_owned()),
             ssh: None,
+            network: None,
         }
     }
 

@@ -72,6 +72,7 @@ pub(super) fn machine_module(
         capacity,
         bare_metal_host,
         (&machine, &operator.domain),
+        operator.machines.get(app).and_then(|m| m.network.as_ref()),
         &provider_modules,
     )?;
     entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
@@ -94,6 +95,7 @@ pub(super) fn garage_machine(
         capacity,
         node.host.as_deref(),
         (name, domain),
+        node.network.as_ref(),
         &[GARAGE_CLUSTER_MODULE],
     )?;
     entries.push(Entry::dotted("fediversity.domain", Expr::string(domain)?)?);

@@ -19,14 +19,19 @@ use crate::nix::{AttrName, AttrPath, Entry, Expr, Ident, LexicalError, Param, So
 use crate::write::marker_text;
 
 mod base;
+mod dns;
 pub mod host_keys;
 mod machine;
+mod network;
 mod nixops4;
 mod provider;
 pub(crate) mod secrets;
-mod target;
 pub mod tofu;
 mod vm_ids;
+
+pub(crate) use dns::ca_domain;
+pub use network::DeployTarget;
+pub(crate) use network::is_qualified_host;
 
 use base::{base_module, machine_base};
 use host_keys::{HostKeys, host_keys_path};
@@ -88,8 +93,10 @@ pub struct PlannedMachine {
     pub domain: String,
     /// What it runs, and so what in the specification it comes from.
     pub role: MachineRole,
-    /// `[user@]host[:port]` to deploy to, when the specification says.
+    /// `[user@]host[:port]` to deploy to, when the specification says (a bare-metal machine's host's).
     pub ssh: Option<String>,
+    /// Its network as the specification gives it (static addresses or DHCP); `None` when it gives none.
+    pub network: Option<model::Network>,
 }
 
 impl PlannedMachine {
@@ -187,7 +194,12 @@ pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
                     operator: i,
                     application: app.clone(),
                 },
-                ssh: operator.machines.get(app).and_then(|m| m.ssh.clone()),
+                ssh: deploy_ssh(
+                    spec,
+                    operator.machines.get(app).and_then(|m| m.ssh.as_ref()),
+                    operator.machines.get(app).and_then(|m| m.host.as_deref()),
+                ),
+                network: operator.machines.get(app).and_then(|m| m.network.clone()),
             });
         }
     }
@@ -199,11 +211,20 @@ pub fn machines(spec: &Spec, catalog: &Catalog) -> Vec<PlannedMachine> {
                 file,
                 domain: spec.provider.domain.clone(),
                 role: MachineRole::GarageNode(node_name.clone()),
-                ssh: node.ssh.clone(),
+                ssh: deploy_ssh(spec, node.ssh.as_ref(), node.host.as_deref()),
+                network: node.network.clone(),
             });
         }
     }
     machines
+}
+
+/// The SSH target of a machine as the specification writes it: its own `ssh`, or on bare metal its host's.
+fn deploy_ssh(spec: &Spec, ssh: Option<&String>, host: Option<&str>) -> Option<String> {
+    match &spec.provider.runtime {
+        Runtime::BareMetal(bare) => host.and_then(|h| bare.hosts.get(h)).map(|h| h.ssh.clone()),
+        _ => ssh.cloned(),
+    }
 }
 
 /// The provider's S3 endpoint host, when it has object storage: the Garage manifest's subdomain (`s3`) in the
@@ -354,8 +375,8 @@ pub fn plan(
 
 /// Plans `deployments/`: one file per machine, `default.nix` (machine name → module), `nixops4.nix` (a member
 /// for each machine with a key in `kept`), and for the Proxmox backend `tofu/` (the OpenTofu configuration that
-/// creates every machine's VM, [`tofu`], keeping the VM ids of `kept`). `spec_name` names the specification in
-/// markers.
+/// creates every machine's VM, [`tofu`], keeping the VM ids of `kept`), and with `provider.dns` one DNS zone file
+/// per operator domain and the provider's (`dns/<zone>.zone`). `spec_name` names the specification in markers.
 pub fn plan_keeping(
     spec: &Spec,
     catalog: &Catalog,
@@ -488,6 +509,14 @@ pub fn plan_keeping(
             &kept.vm_ids,
             spec_name,
         )?);
+    }
+    for (path, text) in dns::zones(
+        spec,
+        catalog,
+        &machines,
+        &marker_text(&format!("{spec_name} (DNS zone)")),
+    ) {
+        files.insert(path, text);
     }
     Ok(files)
 }

@@ -8,7 +8,6 @@
 //! Garage nodes belong to no operator and machine names are already unique and prefixed by the operator.
 
 use super::host_keys::HostKeys;
-use super::target::deploy_target;
 use super::*;
 
 /// The NixOps4 root module: `providers.local`, and for every machine with a host key in `host_keys` a member
@@ -25,7 +24,7 @@ pub(super) fn nixops4(
         let Some(key) = host_keys.keys.get(&machine.name) else {
             continue;
         };
-        let target = deploy_target(machine);
+        let target = machine.deploy_target();
         let mut fields = vec![
             Entry::dotted("type", r("providers.local.exec")?)?,
             Entry::dotted(
@@ -40,7 +39,10 @@ pub(super) fn nixops4(
                 Expr::SourcePath(SourcePath::new(&format!("./{}", machine.file))?),
             )?,
             Entry::dotted("ssh.host", Expr::string(&target.host)?)?,
-            Entry::dotted("ssh.user", Expr::string(target.user.unwrap_or("root"))?)?,
+            Entry::dotted(
+                "ssh.user",
+                Expr::string(target.user.as_deref().unwrap_or("root"))?,
+            )?,
         ];
         if let Some(port) = target.port {
             fields.push(Entry::dotted(
@@ -90,6 +92,7 @@ mod tests {
             domain: "op.example".to_owned(),
             role: MachineRole::GarageNode(name.to_owned()),
             ssh: ssh.map(str::to_owned),
+            network: None,
         }
     }
 
@@ -216,8 +219,8 @@ mod tests {
                 text = format!("{text}:{port}");
             }
             let m = machine("m", Some(&text));
-            let target = deploy_target(&m);
-            prop_assert_eq!(target.user, user.as_deref());
+            let target = m.deploy_target();
+            prop_assert_eq!(target.user.as_deref(), user.as_deref());
             prop_assert_eq!(&target.host, host.trim_start_matches('[').trim_end_matches(']'));
             prop_assert_eq!(target.port, port.filter(|&p| p != 22));
             let lines = ssh_lines(std::slice::from_ref(&m), &keys(&["m"]));

@@ -15,6 +15,11 @@ use super::shape::{Field, Shape, spec_shape};
 fn maximal(runtime: Value) -> Value {
     let secret = json!({"file": "/run/secrets/x"});
     let resources = json!({"cores": 2, "memory_mib": 2048, "disk_gib": 20});
+    let network = json!({
+        "dhcp": true, "ipv4": {"address": "192.0.2.5/24", "gateway": "192.0.2.1"},
+        "ipv6": {"address": "2001:db8::5/64", "gateway": "fe80::1"}, "name_servers": ["192.0.2.53"],
+        "interface": "enp3s0"
+    });
     json!({
         "provider": {
             "name": "p", "domain": "p.example", "runtime": runtime,
@@ -22,10 +27,12 @@ fn maximal(runtime: Value) -> Value {
             "smtp": {"host": "smtp.p.example", "port": 587, "user": "u", "password": secret, "from": "n@p.example"},
             "object_storage": {
                 "replication_factor": 1, "region": "garage",
-                "nodes": {"n1": {"zone": "z", "capacity_gib": 10, "machine": "m", "ssh": "root@10.0.0.9", "host": "h"}},
+                "nodes": {"n1": {"zone": "z", "capacity_gib": 10, "machine": "m", "ssh": "root@10.0.0.9", "host": "h", "network": network}},
                 "secrets": {"rpc": secret}
             },
-            "limits": {"per_machine": resources, "per_operator": resources}
+            "limits": {"per_machine": resources, "per_operator": resources},
+            "network": {"name_servers": ["192.0.2.53"]},
+            "dns": {"name_servers": ["ns1.p.example"], "hostmaster": "h@p.example", "ca": "letsencrypt.org"}
         },
         "operators": [{
             "name": "o", "domain": "o.example", "contact": "c@o.example",
@@ -34,7 +41,7 @@ fn maximal(runtime: Value) -> Value {
                 "enable": true, "subdomain": "social", "resources": resources,
                 "settings": {"x": 1}, "secrets": {"s": secret}
             }},
-            "machines": {"mastodon": {"ssh": "root@10.0.0.5", "host": "h"}}
+            "machines": {"mastodon": {"ssh": "root@10.0.0.5", "host": "h", "network": network}}
         }]
     })
 }

@@ -25,6 +25,7 @@ pub fn check(spec: &Spec, catalog: &Catalog) -> Vec<Diagnostic> {
     placement(spec, catalog, &mut out);
     object_storage(spec, catalog, &mut out);
     secret_files(spec, catalog, &mut out);
+    super::network_check::check(spec, catalog, &mut out);
     out
 }
 

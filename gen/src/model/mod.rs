@@ -27,6 +27,8 @@
 mod agreement;
 pub(crate) mod check;
 pub(crate) mod diagnostic;
+pub mod network;
+mod network_check;
 pub(crate) mod path;
 pub(crate) mod report;
 pub mod shape;
@@ -43,6 +45,7 @@ use crate::manifest::{Manifest, ManifestError};
 
 pub use crate::manifest::Resources;
 pub use diagnostic::Diagnostic;
+pub use network::{Dns, Network, ProviderNetwork, StaticAddress};
 pub use path::FieldPath;
 pub use report::SpecReport;
 pub use source::{Format, SpecDocument};
@@ -93,6 +96,12 @@ pub struct Provider {
     /// What one machine and one operator may use; no limits when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// Network defaults of every machine (name servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<ProviderNetwork>,
+    /// The DNS zones' name servers, contact and CA; no zone files are written without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<Dns>,
 }
 
 /// The runtime backend that creates and runs machines.
@@ -273,6 +282,9 @@ pub struct GarageNode {
     /// The bare-metal host of the node's own machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The network of the node's own machine: static addresses, or DHCP said explicitly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
 }
 
 /// What one machine and one operator may use.
@@ -381,6 +393,9 @@ pub struct Machine {
     /// The bare-metal host it runs on (bare-metal backend).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Its network: static addresses, or DHCP said explicitly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
 }
 
 /// A reference to a secret; the value itself never appears in a specification or in the Nix store.
@@ -530,6 +545,12 @@ pub fn load(path: &Path, catalog: &Catalog) -> Result<Spec, LoadError> {
             &document, missing,
         ))))
     }
+}
+
+/// What a valid specification leaves undone on the network, for `validate` to warn about without refusing it:
+/// machines on DHCP, whose names get no DNS record.
+pub fn network_warnings(spec: &Spec, catalog: &Catalog) -> Vec<String> {
+    network_check::warnings(spec, catalog)
 }
 
 /// Validates and types a parsed document, reporting every problem at once.

@@ -1,6 +1,8 @@
 //! The contract every generated machine keeps, read from the emitted files of `deploy::plan` (the one source of
 //! truth: what is written is what NixOS evaluates), without nixpkgs: a root file system, a boot loader,
-//! `nixpkgs.hostPlatform`, and no two machines with one name; on Proxmox, exactly one VM per machine in
+//! `nixpkgs.hostPlatform`, and no two machines with one name; a host name and domain, static addresses or DHCP
+//! said explicitly (`systemd.network.networks."10-uplink"`), a fully qualified deployment target, and no two
+//! machines with one address or one fully qualified name; on Proxmox, exactly one VM per machine in
 //! `deployments/tofu/main.tf.json`, agreeing with the machine's `proxmox.qemuConf`, and no VM id twice.
 //!
 //! A machine's definitions are those of its own file and of every file of `deployments/` it imports (the
@@ -164,6 +166,8 @@ pub fn violations(
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let provisioning = Provisioning::read(files);
+    let mut by_address: BTreeMap<String, String> = BTreeMap::new();
+    let mut by_fqdn: BTreeMap<String, String> = BTreeMap::new();
     for machine in machines {
         let name = &machine.name;
         if !seen.insert(name.clone()) {
@@ -207,8 +211,65 @@ pub fn violations(
                 other.map_or("unset".to_owned(), |v| v.to_string())
             )),
         }
+        match defines(&d, &["networking", "domain"]) {
+            Some(Value::String(domain)) if domain == machine.domain => {}
+            other => out.push(format!(
+                "{name}: networking.domain is {}, not \"{}\"",
+                other.map_or("unset".to_owned(), |v| v.to_string()),
+                machine.domain
+            )),
+        }
+        let uplink = |key: &[&str]| {
+            let mut path = vec!["systemd", "network", "networks", "10-uplink"];
+            path.extend(key);
+            defines(&d, &path)
+        };
+        let addresses: Vec<String> = match uplink(&["address"]) {
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(|a| a.as_str()?.split_once('/').map(|(ip, _)| ip.to_owned()))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let dhcp = uplink(&["networkConfig", "DHCP"]) == Some(Value::String("yes".to_owned()));
+        let networkd = defines(&d, &["networking", "useNetworkd"]) == Some(Value::Bool(true))
+            && defines(&d, &["networking", "useDHCP"]) == Some(Value::Bool(false));
+        // Static addresses or DHCP: not neither, not both.
+        if addresses.is_empty() != dhcp || !networkd {
+            out.push(format!(
+                "{name}: neither static addresses nor DHCP said explicitly in systemd-networkd (10-uplink)"
+            ));
+        }
+        for address in addresses {
+            if let Some(first) = by_address.insert(address.clone(), name.clone()) {
+                out.push(format!("{name}: the address {address} is also {first}'s"));
+            }
+        }
+        let target = machine.deploy_target();
+        if !qualified(&target.host) {
+            out.push(format!(
+                "{name}: the deployment target {} is a bare host name",
+                target.host
+            ));
+        }
+        if let Some(first) = by_fqdn.insert(format!("{name}.{}", machine.domain), name.clone())
+            && first != *name
+        {
+            out.push(format!(
+                "{name}: its fully qualified name is also {first}'s"
+            ));
+        }
         if proxmox_image {
             out.extend(provisioning.machine(name, &d));
+        }
+    }
+    if let Some(text) = files.get(Path::new("deployments/nixops4.nix")) {
+        for host in ssh_hosts(text) {
+            if !qualified(&host) {
+                out.push(format!(
+                    "deployments/nixops4.nix: ssh.host {host} is a bare host name"
+                ));
+            }
         }
     }
     out.extend(provisioning.rest(machines));
@@ -416,4 +477,42 @@ pub fn secret_violations(
         }
     }
     out
+}
+
+/// Whether a deployment host is an IP address or a name with a dot.
+fn qualified(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok() || host.contains('.')
+}
+
+/// Every `ssh.host` the NixOps4 deployment writes (as `ssh.host = …` or `ssh = { host = …; }`), whatever its
+/// members are called.
+fn ssh_hosts(text: &str) -> Vec<String> {
+    let root = rnix::Root::parse(text).tree();
+    let mut hosts = Vec::new();
+    for node in root.syntax().descendants() {
+        let Some(entry) = ast::AttrpathValue::cast(node) else {
+            continue;
+        };
+        let (Some(path), Some(ast::Expr::Str(value))) = (entry.attrpath(), entry.value()) else {
+            continue;
+        };
+        let Some(written) = names(&path) else {
+            continue;
+        };
+        let nested = || {
+            entry
+                .syntax()
+                .ancestors()
+                .skip(1)
+                .find_map(ast::AttrpathValue::cast)
+                .and_then(|parent| names(&parent.attrpath()?))
+                .is_some_and(|p| p.last().is_some_and(|n| n == "ssh"))
+        };
+        if (written.len() >= 2 && written[written.len() - 2..] == ["ssh", "host"])
+            || (written == ["host"] && nested())
+        {
+            hosts.extend(string_literal(&value));
+        }
+    }
+    hosts
 }

@@ -66,5 +66,8 @@ rec {
         };
       };
       networking.firewall.enable = false;
+      # The machine's own network (deployments/: its static addresses on every Ethernet interface) would claim
+      # the test network's interfaces before the driver's configuration; the driver gives each node its address.
+      systemd.network.networks."10-uplink".enable = lib.mkForce false;
     };
 }

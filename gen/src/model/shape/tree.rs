@@ -80,6 +80,51 @@ fn capacity(required: bool) -> Shape {
     ])
 }
 
+/// A machine's network: static addresses (each with prefix and gateway) and name servers, or DHCP.
+fn network() -> Shape {
+    use Shape::*;
+    use StrFormat as F;
+    let address = |example: &'static str, doc: &'static str| {
+        Object(vec![
+            req("address", Str(F::Text), example),
+            opt("gateway", Str(F::Text), doc),
+        ])
+    };
+    Object(vec![
+        opt(
+            "dhcp",
+            Bool,
+            "addresses come from DHCP (`true`); then the machine gets no DNS record",
+        ),
+        opt(
+            "ipv4",
+            address(
+                "the IPv4 address with its prefix length, e.g. `192.0.2.11/24`",
+                "the IPv4 default gateway, inside the subnet",
+            ),
+            "a static IPv4 address",
+        ),
+        opt(
+            "ipv6",
+            address(
+                "the IPv6 address with its prefix length, e.g. `2001:db8::11/64`",
+                "the IPv6 default gateway",
+            ),
+            "a static IPv6 address",
+        ),
+        opt(
+            "name_servers",
+            List(Box::new(Str(F::Text))),
+            "the resolvers the machine asks (IP addresses); default: `provider.network.name_servers`",
+        ),
+        opt(
+            "interface",
+            Str(F::Token),
+            "the network interface to configure (bare metal); default: every Ethernet interface",
+        ),
+    ])
+}
+
 /// The structure of a whole specification.
 pub fn spec_shape() -> Shape {
     use Shape::*;
@@ -219,6 +264,11 @@ pub fn spec_shape() -> Shape {
             Str(F::Name(63)),
             "the bare-metal host of the node's own machine",
         ),
+        opt(
+            "network",
+            network(),
+            "the network of the node's own machine: `ipv4`/`ipv6` addresses, or `dhcp = true`",
+        ),
     ]);
     let object_storage = Object(vec![
         req(
@@ -278,6 +328,36 @@ pub fn spec_shape() -> Shape {
             limits,
             "resource limits per machine and per operator",
         ),
+        opt(
+            "network",
+            Object(vec![opt(
+                "name_servers",
+                List(Box::new(Str(F::Text))),
+                "the resolvers of every machine that names none (IP addresses)",
+            )]),
+            "network defaults of every machine",
+        ),
+        opt(
+            "dns",
+            Object(vec![
+                req(
+                    "name_servers",
+                    List(Box::new(Str(F::Domain))),
+                    "the authoritative name servers of every zone (NS); the first is the SOA's primary",
+                ),
+                req(
+                    "hostmaster",
+                    Str(F::Email),
+                    "the zones' contact address (the SOA's RNAME)",
+                ),
+                opt(
+                    "ca",
+                    Str(F::Domain),
+                    "the CA allowed to issue certificates (CAA), e.g. `letsencrypt.org`; derived for Let's Encrypt",
+                ),
+            ]),
+            "the DNS zone files' name servers, contact and CA",
+        ),
     ]);
     let machine = Object(vec![
         opt(
@@ -286,6 +366,11 @@ pub fn spec_shape() -> Shape {
             "how to reach the machine: `[user@]host[:port]`",
         ),
         opt("host", Str(F::Name(63)), "the bare-metal host it runs on"),
+        opt(
+            "network",
+            network(),
+            "its network: `ipv4`/`ipv6` addresses, or `dhcp = true`",
+        ),
     ]);
     let operator = Object(vec![
         req(
