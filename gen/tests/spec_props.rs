@@ -747,8 +747,18 @@ fn example_plan() -> (
     let repo = repository();
     let (spec, catalog) =
         fedigen::deploy::load_spec(repo, &repo.join("examples/provider.toml")).unwrap();
-    let files = fedigen::deploy::plan(&spec, &catalog, "examples/provider.toml").unwrap();
     let machines = fedigen::deploy::machines(&spec, &catalog);
+    // With the example's host keys, as `generate` plans it: the NixOps4 deployment has its members.
+    let kept = fedigen::deploy::Kept {
+        host_keys: fedigen::deploy::host_keys::HostKeys::load(
+            &repo.join("examples/provider.toml"),
+            &machines,
+        )
+        .unwrap(),
+        ..Default::default()
+    };
+    let files =
+        fedigen::deploy::plan_keeping(&spec, &catalog, "examples/provider.toml", &kept).unwrap();
     (spec, machines, files)
 }
 
