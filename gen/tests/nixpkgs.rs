@@ -299,9 +299,10 @@ fn eval_deployments(extra: &str) -> Result<Value, String> {
 /// upstream modules the checkout has make. The machine contract holds on the evaluated configuration: host
 /// and domain names, `nixpkgs.hostPlatform`, and — where the checkout has nixpkgs' `proxmox-image.nix`, so the
 /// values are upstream's and not fedigen's idea of them — a root file system and a boot loader.
-fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
+fn evaluated_contract_violations(extra: &str) -> Result<(Vec<String>, bool), Failed> {
     let repo = repository();
-    let evaluated = eval_deployments("{ }")?;
+    let evaluated = eval_deployments(extra)?;
+    let mut out = Vec::new();
     let machines = &evaluated["machines"];
     let upstream = evaluated["upstream"]
         .as_array()
@@ -316,6 +317,15 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
             .join(", ")
     );
     let real_base = upstream.contains(&Value::from("proxmox-image"));
+    let every_application_upstream = [
+        "garage",
+        "mastodon",
+        "matrix-synapse",
+        "peertube",
+        "pixelfed",
+    ]
+    .iter()
+    .all(|app| upstream.contains(&Value::from(*app)));
     let (spec, catalog) = fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml"))?;
     let platform = match &spec.provider.runtime {
         fedigen::model::Runtime::Proxmox(p) => p.host_platform.clone(),
@@ -344,6 +354,52 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
         {
             wrong.push("root file system and boot loader (proxmox-image.nix)");
         }
+        // The static addresses the spec gives are the uplink's, and the deployment reaches the machine at one of
+        // them or at a qualified name.
+        let mut addresses: Vec<String> = evaluated["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| Some(a.as_str()?.split('/').next()?.to_owned()))
+            .collect();
+        addresses.sort();
+        let mut planned: Vec<String> = machine
+            .addresses()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        planned.sort();
+        if addresses != planned {
+            wrong.push("the uplink's static addresses");
+        }
+        let target = machine.deploy_target().host;
+        if !addresses.contains(&target) && !target.contains('.') {
+            wrong.push("the deployment target");
+        }
+        // Every declared secret is checked before the unit that reads it, and (where the checkout has every
+        // application's upstream module, which declare the service users) its owner and group exist.
+        let check = &evaluated["secretsCheck"];
+        for (name, secret) in evaluated["secrets"].as_object().into_iter().flatten() {
+            let unit = &secret["unit"];
+            let listed = |field: &str| {
+                check[field]
+                    .as_array()
+                    .is_some_and(|units| units.contains(unit))
+            };
+            if !listed("before") || !listed("requiredBy") {
+                eprintln!(
+                    "{}: secret {name} is not checked before {unit}",
+                    machine.name
+                );
+                wrong.push("the secrets check's order");
+            }
+            if every_application_upstream
+                && (secret["ownerExists"] != true || secret["groupExists"] != true)
+            {
+                eprintln!("{}: secret {name}: {secret}", machine.name);
+                wrong.push("a secret's owner or group (no such user or group on the machine)");
+            }
+        }
         let services = evaluated["services"]
             .as_array()
             .cloned()
@@ -366,12 +422,7 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
             }
         }
         if !wrong.is_empty() {
-            return Err(format!(
-                "{}: {} wrong in {evaluated}",
-                machine.name,
-                wrong.join(", ")
-            )
-            .into());
+            out.push(format!("{}: {} wrong", machine.name, wrong.join(", ")));
         }
     }
     // A node sharing an application's machine runs Garage there too.
@@ -382,13 +433,51 @@ fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
                 .as_array()
                 .is_some_and(|s| s.contains(&Value::from("garage")))
             {
-                return Err(format!("Garage node {node} is not on {name}: {machines}").into());
+                out.push(format!("Garage node {node} is not on {name}"));
             }
         }
     }
     let count = machines.as_object().map_or(0, |m| m.len());
     if count != planned.len() {
-        return Err(format!("{count} machines, expected {}: {machines}", planned.len()).into());
+        out.push(format!("{count} machines, expected {}", planned.len()));
+    }
+    Ok((out, every_application_upstream))
+}
+
+/// Every generated machine of the example evaluates under `lib.evalModules` and keeps the contract on its
+/// evaluated configuration (see [`evaluated_contract_violations`]).
+fn deployments_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
+    let (violations, _) = evaluated_contract_violations("{ }")?;
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(violations.join("\n").into())
+    }
+}
+
+/// The evaluated contract can fail: a machine whose uplink has another address, whose platform is another, and
+/// (where the checkout has every application's module) a secret owned by a user no module declares.
+fn the_evaluated_contract_finds_planted_faults() -> Result<(), Failed> {
+    let planted = r#"{ lib, ... }: {
+  systemd.network.networks."10-uplink".address = lib.mkForce [ "203.0.113.9/24" ];
+  nixpkgs.hostPlatform = lib.mkForce "aarch64-linux";
+  fediversity.secrets.planted = {
+    path = "/run/secrets/planted";
+    owner = "nosuchuser";
+    group = "root";
+    unit = "planted.service";
+  };
+}"#;
+    let (violations, every_application_upstream) = evaluated_contract_violations(planted)?;
+    let machines = 7;
+    let found = |what: &str| violations.iter().filter(|v| v.contains(what)).count();
+    if found("the uplink's static addresses") != machines
+        || found("nixpkgs.hostPlatform") != machines
+    {
+        return Err(format!("not every planted fault found: {violations:#?}").into());
+    }
+    if every_application_upstream && found("a secret's owner or group") != machines {
+        return Err(format!("the secret owned by no user not found: {violations:#?}").into());
     }
     Ok(())
 }
@@ -580,6 +669,12 @@ fn main() {
             "deployments_evaluate_with_lib_eval_modules",
             has_lib,
             deployments_evaluate_with_lib_eval_modules,
+            "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
+        ),
+        (
+            "the_evaluated_contract_finds_planted_faults",
+            has_lib,
+            the_evaluated_contract_finds_planted_faults,
             "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
         ),
         (

@@ -61,7 +61,7 @@ impl PlannedMachine {
     }
 
     /// The machine's static addresses (none on DHCP).
-    pub(crate) fn addresses(&self) -> Vec<IpAddr> {
+    pub fn addresses(&self) -> Vec<IpAddr> {
         self.network
             .as_ref()
             .map(|n| n.addresses().iter().map(|a| a.address).collect())

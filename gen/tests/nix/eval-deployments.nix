@@ -57,6 +57,25 @@ in
       rootFileSystem = config.fileSystems."/".device or null;
       bootLoader = bootLoader config;
       hostPlatform = config.nixpkgs.hostPlatform or null;
+      addresses = config.systemd.network.networks."10-uplink".address or [ ];
+      # Each declared secret, with whether its owner and group exist on the machine: a user or group the
+      # machine's modules (upstream's, where the checkout has them) declare, or root.
+      secrets = lib.mapAttrs (name: secret: {
+        inherit (secret) owner group unit;
+        ownerExists = secret.owner == "root" || (config.users.users or { }) ? ${secret.owner};
+        groupExists = secret.group == "root" || (config.users.groups or { }) ? ${secret.group};
+      }) config.fediversity.secrets;
+      secretsCheck =
+        let
+          unit = config.systemd.services.fediversity-secrets-check or null;
+        in
+        if unit == null then
+          null
+        else
+          {
+            before = unit.before or [ ];
+            requiredBy = unit.requiredBy or [ ];
+          };
     }
   ) (import (repository + "/deployments"));
 }

@@ -46,7 +46,6 @@ let
     "postfix"
     "elasticsearch"
     "mysql"
-    "nginx"
     "openssh"
     "opensearch"
     "phpfpm"
@@ -60,6 +59,21 @@ let
     {
       options = {
         services = lib.genAttrs serviceStandIns (_: freeform) // {
+          # What upstream modules read of nginx, with nginx.nix's defaults.
+          nginx = lib.mkOption {
+            type = lib.types.submodule {
+              freeformType = lib.types.lazyAttrsOf lib.types.anything;
+              options.user = lib.mkOption {
+                type = lib.types.str;
+                default = "nginx";
+              };
+              options.group = lib.mkOption {
+                type = lib.types.str;
+                default = "nginx";
+              };
+            };
+            default = { };
+          };
           # What upstream modules read of a Redis server, with redis.nix's default.
           redis = lib.mkOption {
             type = lib.types.submodule {
