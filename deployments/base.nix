@@ -14,4 +14,7 @@
   proxmox.cloudInit.defaultStorage = "local-zfs";
   services.qemuGuest.enable = true;
   nixpkgs.hostPlatform = "x86_64-linux";
+  users.users.root.openssh.authorizedKeys.keys = [
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdYNUeo+gCtrilY6ZJYNEo+iuRvUHrf1n4ON9sJ deployer@nordwind-hosting.example"
+  ];
 }

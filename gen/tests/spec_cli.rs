@@ -27,8 +27,9 @@ fn validate_accepts_the_default_example() {
     assert!(stderr.contains("examples/provider.toml: valid"), "{stderr}");
 }
 
-/// A machine on DHCP is valid, but its names get no DNS record: `validate` says so (as a warning, and in the
-/// JSON verdict's `warnings`), and still exits 0. The example, all static, has no warning.
+/// A machine on DHCP is valid, but its names get no DNS record, and a specification without a deploy key is
+/// valid, but NixOps4 could not log in: `validate` says so (as warnings, and in the JSON verdict's `warnings`),
+/// and still exits 0. The example, all static and with a deploy key, has no warning.
 #[test]
 fn validate_warns_about_machines_on_dhcp() {
     let templates = "gen/tests/fixtures/spec/templates";
@@ -44,14 +45,47 @@ fn validate_warns_about_machines_on_dhcp() {
     );
     let out = fedigen(&["validate", minimal, "--templates", templates, "--json"]);
     let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        verdict["warnings"].as_array().map(Vec::len),
-        Some(1),
+    // The minimal specification has no deploy key either: NixOps4 could not log in to its machines.
+    let warnings: Vec<&str> = verdict["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w.as_str())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{verdict}");
+    assert!(
+        warnings[0].starts_with("provider.deploy_keys is empty"),
         "{verdict}"
     );
     let out = fedigen(&["validate", "--json"]);
     let verdict: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(verdict["warnings"], serde_json::json!([]), "{verdict}");
+}
+
+/// A deploy key that is not an SSH public key (a truncated paste) is refused at its place in the list.
+#[test]
+fn validate_refuses_a_deploy_key_that_is_not_an_ssh_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(repository().join("examples/provider.toml")).unwrap();
+    let broken = spec.replacen(
+        "AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdYNUeo",
+        "AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdY",
+        1,
+    );
+    assert_ne!(broken, spec);
+    let path = dir.path().join("provider.toml");
+    std::fs::write(&path, broken).unwrap();
+    let templates = repository().join("templates");
+    let out = fedigen(&[
+        "validate",
+        path.to_str().unwrap(),
+        "--templates",
+        templates.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("this is not an SSH public key"), "{stderr}");
+    assert!(stderr.contains("provider.deploy_keys[0]"), "{stderr}");
 }
 
 #[test]

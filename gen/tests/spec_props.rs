@@ -498,6 +498,12 @@ fn spec() -> impl Strategy<Value = Spec> {
                         }),
                         object_storage: Some(storage),
                         limits,
+                        // With and without a deploy key (a real key; its private half was thrown away).
+                        deploy_keys: if dns {
+                            vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdYNUeo+gCtrilY6ZJYNEo+iuRvUHrf1n4ON9sJ deployer@x".to_owned()]
+                        } else {
+                            Vec::new()
+                        },
                         network: resolvers.then(|| model::ProviderNetwork {
                             name_servers: vec!["192.0.2.53".to_owned()],
                         }),

@@ -130,7 +130,7 @@ pub(super) fn boot_loader(loader: &model::BootLoader) -> Result<Vec<Entry>, Depl
 /// guest profile (virtio drivers), the root file system by label, GRUB on the virtio disk. Proxmox: nixpkgs'
 /// `proxmox-image.nix` (image, root file system, GRUB, guest agent) without cloud-init, which would blank the
 /// host name set here. Bare metal: only the platform (the hardware and boot loader are each host's).
-pub(super) fn base_module(runtime: &Runtime) -> Result<Expr, DeployError> {
+pub(super) fn base_module(runtime: &Runtime, deploy_keys: &[String]) -> Result<Expr, DeployError> {
     let module_path = |file: &str| -> Result<Expr, DeployError> {
         let mut path = crate::nix::NixString::default();
         path.push_interpolation(Expr::var("modulesPath")?);
@@ -197,6 +197,19 @@ pub(super) fn base_module(runtime: &Runtime) -> Result<Expr, DeployError> {
         "nixpkgs.hostPlatform",
         Expr::string(runtime.host_platform())?,
     )?);
+    // NixOps4 logs in as root with the deployer's key (nixops4-nixos: `PasswordAuthentication=no`); in the image
+    // too, so a machine it just started can be deployed.
+    if !deploy_keys.is_empty() {
+        entries.push(Entry::dotted(
+            "users.users.root.openssh.authorizedKeys.keys",
+            Expr::List(
+                deploy_keys
+                    .iter()
+                    .map(|key| Expr::string(key))
+                    .collect::<Result<_, _>>()?,
+            ),
+        )?);
+    }
     let body = Expr::attrs(entries);
     Ok(match runtime {
         Runtime::BareMetal(_) => body,

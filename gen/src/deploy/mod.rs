@@ -449,7 +449,7 @@ pub fn plan_keeping(
         BASE_MODULE,
         "the runtime backend's base",
         "Imported by every machine: what the runtime backend gives each machine (boot, disks, platform), written once.",
-        &base_module(&spec.provider.runtime)?,
+        &base_module(&spec.provider.runtime, &spec.provider.deploy_keys)?,
     )?;
     top_level(
         PROVIDER_MODULE,

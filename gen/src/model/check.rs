@@ -25,6 +25,7 @@ pub fn check(spec: &Spec, catalog: &Catalog) -> Vec<Diagnostic> {
     placement(spec, catalog, &mut out);
     object_storage(spec, catalog, &mut out);
     secret_files(spec, catalog, &mut out);
+    deploy_keys(spec, &mut out);
     super::network_check::check(spec, catalog, &mut out);
     out
 }
@@ -901,6 +902,25 @@ fn secret_files(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                     "each secret file has one owner and mode ({} reads one as {}, {} the other as {}): give each its own path",
                     first.unit, first.owner, secret.unit, secret.owner
                 )),
+            );
+        }
+    }
+}
+
+/// Every deploy key is an SSH public key (checked as host keys are: the type, the base64, the key inside),
+/// so a truncated paste is refused here and not found when NixOps4 cannot log in.
+fn deploy_keys(spec: &Spec, out: &mut Vec<Diagnostic>) {
+    for (i, key) in spec.provider.deploy_keys.iter().enumerate() {
+        if let Err(why) = deploy::host_keys::parse_key(key) {
+            out.push(
+                Diagnostic::new(
+                    FieldPath::of(&["provider", "deploy_keys"]).index(i),
+                    format!("this is not an SSH public key: {why}"),
+                    "not an SSH public key",
+                )
+                .hint(
+                    "paste the whole line of the deployer's `.pub` file, e.g. `ssh-ed25519 AAAA… deployer@host`",
+                ),
             );
         }
     }

@@ -102,6 +102,10 @@ pub struct Provider {
     /// The DNS zones' name servers, contact and CA; no zone files are written without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<Dns>,
+    /// The public SSH keys the deployment logs in with as root (`ssh-ed25519 AAAA…`): authorized on every
+    /// machine, in its image too, so NixOps4 can reach a machine the image just started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deploy_keys: Vec<String>,
 }
 
 /// The runtime backend that creates and runs machines.
@@ -547,8 +551,9 @@ pub fn load(path: &Path, catalog: &Catalog) -> Result<Spec, LoadError> {
     }
 }
 
-/// What a valid specification leaves undone on the network, for `validate` to warn about without refusing it:
-/// machines on DHCP, whose names get no DNS record.
+/// What a valid specification leaves undone for the deployment, for `validate` to warn about without refusing it:
+/// no deploy key (NixOps4 could not log in to a machine started from its image), machines on DHCP (their names
+/// get no DNS record).
 pub fn network_warnings(spec: &Spec, catalog: &Catalog) -> Vec<String> {
     network_check::warnings(spec, catalog)
 }

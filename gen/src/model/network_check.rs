@@ -331,18 +331,27 @@ fn name_server_lists(spec: &Spec) -> Vec<(FieldPath, &[String])> {
     lists
 }
 
-/// What a valid specification leaves undone on the network, for `validate` to say without refusing it: each
-/// machine on DHCP, whose names get no DNS record (its address is not the provider's to write).
+/// What a valid specification leaves undone for the deployment, for `validate` to say without refusing it: no
+/// deploy key (nothing lets NixOps4 log in to a machine its image started), and each machine on DHCP, whose names
+/// get no DNS record (its address is not the provider's to write).
 pub(crate) fn warnings(spec: &Spec, catalog: &Catalog) -> Vec<String> {
-    deploy::machines(spec, catalog)
-        .iter()
-        .filter(|m| m.network.as_ref().is_some_and(|n| n.dhcp))
-        .map(|m| {
-            format!(
+    let mut warnings = Vec::new();
+    if spec.provider.deploy_keys.is_empty() {
+        warnings.push(
+            "provider.deploy_keys is empty: no machine authorizes an SSH key for root, so NixOps4 cannot log in to \
+             a machine started from its image; add the deployer's public key \
+             (`deploy_keys = [\"ssh-ed25519 AAAA…\"]`)"
+                .to_owned(),
+        );
+    }
+    for machine in deploy::machines(spec, catalog) {
+        if machine.network.as_ref().is_some_and(|n| n.dhcp) {
+            warnings.push(format!(
                 "machine `{}` is on DHCP: the DNS zones get no address record for it or the hosts it serves; \
                  add them by hand, or give it a static address",
-                m.name
-            )
-        })
-        .collect()
+                machine.name
+            ));
+        }
+    }
+    warnings
 }

@@ -358,6 +358,11 @@ pub fn spec_shape() -> Shape {
             ]),
             "the DNS zone files' name servers, contact and CA",
         ),
+        opt(
+            "deploy_keys",
+            List(Box::new(Str(F::Text))),
+            "the public SSH keys the deployment logs in with as root, authorized on every machine (`ssh-ed25519 AAAA…`)",
+        ),
     ]);
     let machine = Object(vec![
         opt(
