@@ -88,6 +88,44 @@ fn validate_refuses_a_deploy_key_that_is_not_an_ssh_key() {
     assert!(stderr.contains("provider.deploy_keys[0]"), "{stderr}");
 }
 
+/// The zone fedigen writes for the provider's domain is the whole zone: a host the deployment names there but
+/// does not run (the SMTP relay, the Proxmox API) needs its address in `provider.dns.hosts`, else the zone would
+/// lack it and mail and provisioning would break (review of #13); `validate` names each, where it is written.
+#[test]
+fn validate_refuses_provider_hosts_the_generated_zone_would_lack() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(repository().join("examples/provider.toml")).unwrap();
+    let without: String = spec
+        .lines()
+        .filter(|l| !l.starts_with("hosts = { smtp"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without, spec);
+    let path = dir.path().join("provider.toml");
+    std::fs::write(&path, without).unwrap();
+    let templates = repository().join("templates");
+    let out = fedigen(&[
+        "validate",
+        path.to_str().unwrap(),
+        "--templates",
+        templates.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for (field, host) in [
+        ("provider.smtp.host", "smtp.nordwind-hosting.example"),
+        ("provider.runtime.api_url", "pve.nordwind-hosting.example"),
+    ] {
+        assert!(
+            stderr.contains(&format!("error: {field}: "))
+                && stderr.contains(&format!(
+                    "`{host}` is in the zone `nordwind-hosting.example`"
+                )),
+            "{field}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn validate_refuses_an_invalid_specification_with_status_2_and_every_error() {
     let out = fedigen(&[

@@ -514,6 +514,8 @@ fn spec() -> impl Strategy<Value = Spec> {
                             ],
                             hostmaster: format!("hostmaster@{domain}"),
                             ca: None,
+                            // The SMTP relay is `smtp.<domain>`, in the provider's zone.
+                            hosts: [("smtp".to_owned(), vec!["192.0.2.25".to_owned()])].into(),
                         }),
                         name,
                         domain,

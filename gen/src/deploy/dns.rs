@@ -48,6 +48,8 @@ struct Record {
     why: String,
     /// The machines whose addresses it gets.
     machines: Vec<usize>,
+    /// Addresses the specification gives it directly (`provider.dns.hosts`).
+    addresses: Vec<std::net::IpAddr>,
 }
 
 /// The machines serving each name: the application hosts (the application's machine), the S3 endpoints (every
@@ -79,6 +81,7 @@ fn records(spec: &Spec, catalog: &Catalog, machines: &[PlannedMachine]) -> Vec<R
                         spec.operators[operator].name
                     ),
                     machines: index(&machine).into_iter().collect(),
+                    addresses: Vec::new(),
                 });
             }
             Origin::S3Endpoint | Origin::S3WebEndpoint => {
@@ -94,11 +97,13 @@ fn records(spec: &Spec, catalog: &Catalog, machines: &[PlannedMachine]) -> Vec<R
                          needs ACME's DNS-01 challenge, HTTP-01 cannot validate a wildcard"
                     ),
                     machines: garage.clone(),
+                    addresses: Vec::new(),
                 });
                 records.push(Record {
                     name: host,
                     why: format!("{what}: every Garage node"),
                     machines: garage.clone(),
+                    addresses: Vec::new(),
                 });
             }
             // The apex is the operator's own (its website, mail): no machine of the deployment serves it.
@@ -110,6 +115,16 @@ fn records(spec: &Spec, catalog: &Catalog, machines: &[PlannedMachine]) -> Vec<R
             name: machine.fqdn(),
             why: format!("machine {}", machine.name),
             machines: vec![i],
+            addresses: Vec::new(),
+        });
+    }
+    for (name, addresses) in spec.provider.dns.iter().flat_map(|d| &d.hosts) {
+        records.push(Record {
+            name: format!("{name}.{}", spec.provider.domain),
+            why: format!("the provider's host {name} (provider.dns.hosts)"),
+            machines: Vec::new(),
+            // Validation refuses what does not parse.
+            addresses: addresses.iter().filter_map(|a| a.parse().ok()).collect(),
         });
     }
     records
@@ -194,6 +209,10 @@ pub(super) fn zones(
                         let kind = if address.is_ipv4() { "A" } else { "AAAA" };
                         body.push_str(&format!("{owner}\tIN\t{kind}\t{address}\n"));
                     }
+                }
+                for address in &record.addresses {
+                    let kind = if address.is_ipv4() { "A" } else { "AAAA" };
+                    body.push_str(&format!("{owner}\tIN\t{kind}\t{address}\n"));
                 }
             }
             // The serial is derived from everything else the zone says, so a changed zone gets a new serial and an

@@ -32,7 +32,8 @@ fn maximal(runtime: Value) -> Value {
             },
             "limits": {"per_machine": resources, "per_operator": resources},
             "network": {"name_servers": ["192.0.2.53"]},
-            "dns": {"name_servers": ["ns1.p.example"], "hostmaster": "h@p.example", "ca": "letsencrypt.org"},
+            "dns": {"name_servers": ["ns1.p.example"], "hostmaster": "h@p.example", "ca": "letsencrypt.org",
+                    "hosts": {"smtp": ["192.0.2.25"]}},
             "deploy_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdYNUeo+gCtrilY6ZJYNEo+iuRvUHrf1n4ON9sJ"]
         },
         "operators": [{

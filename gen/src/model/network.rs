@@ -6,6 +6,7 @@
 //! files all read the same addresses, so they are parsed once here ([`Network::addresses`]) and checked once in
 //! `check` (valid, prefix in range, gateway inside the subnet, no address used twice).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -70,6 +71,11 @@ pub struct Dns {
     /// `provider.acme.server` for Let's Encrypt, and required for any other CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<String>,
+    /// The provider's own hosts the deployment names but does not run (the SMTP relay, the Proxmox API, …): a name
+    /// in the provider's domain (`smtp` for `smtp.<domain>`) → its IP addresses, written as A/AAAA records of the
+    /// provider's zone, which the zone would otherwise lack.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hosts: BTreeMap<String, Vec<String>>,
 }
 
 /// A parsed static address: the address, its prefix length and the gateway.

@@ -104,9 +104,15 @@ pub(crate) fn check(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
             .chain([spec.provider.domain.as_str()])
             .collect();
         for (k, ns) in dns.name_servers.iter().enumerate() {
+            // An in-zone name server needs its address in the zone (glue): `provider.dns.hosts` gives it in the
+            // provider's zone.
+            let glued = ns
+                .strip_suffix(&format!(".{}", spec.provider.domain))
+                .is_some_and(|label| dns.hosts.contains_key(label));
             if let Some(zone) = zones
                 .iter()
                 .find(|z| ns == *z || ns.ends_with(&format!(".{z}")))
+                .filter(|_| !glued)
             {
                 out.push(
                     Diagnostic::new(
@@ -121,6 +127,7 @@ pub(crate) fn check(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                 );
             }
         }
+        provider_hosts(spec, catalog, dns, out);
         if deploy::ca_domain(spec, dns).is_none() {
             out.push(
                 Diagnostic::new(
@@ -284,6 +291,93 @@ fn ssh_hosts(spec: &Spec, out: &mut Vec<Diagnostic>) {
                 )),
             );
         }
+    }
+}
+
+/// The provider's own hosts in its zone: every address of `provider.dns.hosts` is an IP address, and every host
+/// the deployment names in the provider's zone without running it (the SMTP relay, the Proxmox API) has a record
+/// — the zone fedigen writes is the whole zone, so a name missing from it would not resolve.
+fn provider_hosts(
+    spec: &Spec,
+    catalog: &Catalog,
+    dns: &crate::model::Dns,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (name, addresses) in &dns.hosts {
+        let at = FieldPath::of(&["provider", "dns", "hosts"]).key(name);
+        if addresses.is_empty() {
+            out.push(
+                Diagnostic::new(
+                    at.clone(),
+                    format!("the host `{name}` has no address"),
+                    "empty",
+                )
+                .hint("list its IPv4 and/or IPv6 addresses, e.g. `[\"192.0.2.25\"]`"),
+            );
+        }
+        for (k, address) in addresses.iter().enumerate() {
+            if address.parse::<std::net::IpAddr>().is_err() {
+                out.push(
+                    Diagnostic::new(
+                        at.clone().index(k),
+                        format!("`{address}` is not an IP address"),
+                        "not an IP address",
+                    )
+                    .hint("an IPv4 or IPv6 address, e.g. `192.0.2.25` or `2001:db8::25`"),
+                );
+            }
+        }
+    }
+    let domain = &spec.provider.domain;
+    let mut served: Vec<String> = deploy::machines(spec, catalog)
+        .iter()
+        .map(deploy::PlannedMachine::fqdn)
+        .chain(
+            deploy::host_names(spec, catalog)
+                .into_iter()
+                .map(|(h, _)| h),
+        )
+        .collect();
+    served.extend(dns.hosts.keys().map(|label| format!("{label}.{domain}")));
+    let mut named: Vec<(String, FieldPath, &str)> = Vec::new();
+    if let Some(smtp) = &spec.provider.smtp {
+        named.push((
+            smtp.host.clone(),
+            FieldPath::of(&["provider", "smtp", "host"]),
+            "the SMTP relay",
+        ));
+    }
+    if let crate::model::Runtime::Proxmox(proxmox) = &spec.provider.runtime
+        && let Some(host) = proxmox
+            .api_url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split(['/', ':']).next())
+    {
+        named.push((
+            host.to_owned(),
+            FieldPath::of(&["provider", "runtime", "api_url"]),
+            "the Proxmox API",
+        ));
+    }
+    for (host, at, what) in named {
+        let Some(label) = host.strip_suffix(&format!(".{domain}")) else {
+            continue;
+        };
+        if served.contains(&host) {
+            continue;
+        }
+        out.push(
+            Diagnostic::new(
+                at,
+                format!(
+                    "{what} `{host}` is in the zone `{domain}` fedigen writes, but the zone would have no record for it"
+                ),
+                "no address in the generated zone",
+            )
+            .hint(format!(
+                "give its addresses in `provider.dns.hosts`, e.g. `{label} = [\"192.0.2.25\"]` under `[provider.dns.hosts]`"
+            )),
+        );
     }
 }
 

@@ -355,6 +355,15 @@ pub fn spec_shape() -> Shape {
                     Str(F::Domain),
                     "the CA allowed to issue certificates (CAA), e.g. `letsencrypt.org`; derived for Let's Encrypt",
                 ),
+                opt(
+                    "hosts",
+                    Map {
+                        key: F::Name(63),
+                        value: Box::new(List(Box::new(Str(F::Text)))),
+                        min_entries: 0,
+                    },
+                    "the provider's own hosts the deployment names but does not run (`smtp = [\"192.0.2.25\"]` for the SMTP relay `smtp.<domain>`): their addresses, as records of the provider's zone",
+                ),
             ]),
             "the DNS zone files' name servers, contact and CA",
         ),
