@@ -62,19 +62,15 @@ fn validate_warns_about_machines_on_dhcp() {
     assert_eq!(verdict["warnings"], serde_json::json!([]), "{verdict}");
 }
 
-/// A deploy key that is not an SSH public key (a truncated paste) is refused at its place in the list.
-#[test]
-fn validate_refuses_a_deploy_key_that_is_not_an_ssh_key() {
+/// `validate` of the example specification changed by `edit` (which must change it), from a folder of its own:
+/// the exit status and what it printed on stderr.
+fn validate_edited_example(edit: impl Fn(&str) -> String) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let spec = std::fs::read_to_string(repository().join("examples/provider.toml")).unwrap();
-    let broken = spec.replacen(
-        "AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdYNUeo",
-        "AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdY",
-        1,
-    );
-    assert_ne!(broken, spec);
+    let edited = edit(&spec);
+    assert_ne!(edited, spec, "the edit changes nothing");
     let path = dir.path().join("provider.toml");
-    std::fs::write(&path, broken).unwrap();
+    std::fs::write(&path, edited).unwrap();
     let templates = repository().join("templates");
     let out = fedigen(&[
         "validate",
@@ -82,8 +78,23 @@ fn validate_refuses_a_deploy_key_that_is_not_an_ssh_key() {
         "--templates",
         templates.to_str().unwrap(),
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A deploy key that is not an SSH public key (a truncated paste) is refused at its place in the list.
+#[test]
+fn validate_refuses_a_deploy_key_that_is_not_an_ssh_key() {
+    let (code, stderr) = validate_edited_example(|spec| {
+        spec.replacen(
+            "AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdYNUeo",
+            "AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdY",
+            1,
+        )
+    });
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("this is not an SSH public key"), "{stderr}");
     assert!(stderr.contains("provider.deploy_keys[0]"), "{stderr}");
 }
@@ -93,25 +104,13 @@ fn validate_refuses_a_deploy_key_that_is_not_an_ssh_key() {
 /// lack it and mail and provisioning would break (review of #13); `validate` names each, where it is written.
 #[test]
 fn validate_refuses_provider_hosts_the_generated_zone_would_lack() {
-    let dir = tempfile::tempdir().unwrap();
-    let spec = std::fs::read_to_string(repository().join("examples/provider.toml")).unwrap();
-    let without: String = spec
-        .lines()
-        .filter(|l| !l.starts_with("hosts = { smtp"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    assert_ne!(without, spec);
-    let path = dir.path().join("provider.toml");
-    std::fs::write(&path, without).unwrap();
-    let templates = repository().join("templates");
-    let out = fedigen(&[
-        "validate",
-        path.to_str().unwrap(),
-        "--templates",
-        templates.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = validate_edited_example(|spec| {
+        spec.lines()
+            .filter(|l| !l.starts_with("hosts = { smtp"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
+    assert_eq!(code, Some(2), "{stderr}");
     for (field, host) in [
         ("provider.smtp.host", "smtp.nordwind-hosting.example"),
         ("provider.runtime.api_url", "pve.nordwind-hosting.example"),

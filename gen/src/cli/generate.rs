@@ -1,7 +1,7 @@
 //! `fedigen generate`: regenerate every generated file from the repository's templates, or (`--check`) say
 //! what is stale, with a diff, and write nothing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -38,16 +38,7 @@ pub struct GenerateArgs {
 
 /// Runs `fedigen generate`.
 pub fn run(args: GenerateArgs) -> CliResult {
-    let start = match args.repo {
-        Some(repo) => repo,
-        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-    };
-    let repo = find_repository(&start)?;
-    let planned = match &args.spec {
-        Some(spec) => plan_with_spec(&repo, Some(spec)),
-        None => plan(&repo),
-    };
-    let plan = planned.map_err(planning_failed)?;
+    let (repo, plan) = plan_repository(args.repo, args.spec.as_deref())?;
     if args.check {
         let differences = compare(&repo, &plan)?;
         let total = plan.files.len() + plan.regions.len();
@@ -123,6 +114,24 @@ pub fn run(args: GenerateArgs) -> CliResult {
 /// Why a generation could not be planned. An invalid specification's report is printed here as it is (it says
 /// `error:` itself, once per problem); every other error keeps its class (see `cli::error`): a specification or
 /// folder that cannot be read is the environment's fault, a broken template or manifest the input's.
+/// Finds the repository (`--repo`, else the one the current folder is in) and plans everything `generate` writes
+/// for it, from `--spec` or the repository's example: what `generate` and `provision` both start from.
+pub(crate) fn plan_repository(
+    repo: Option<PathBuf>,
+    spec: Option<&Path>,
+) -> Result<(PathBuf, fedigen::write::Plan), CliError> {
+    let start = match repo {
+        Some(repo) => repo,
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    let repo = find_repository(&start)?;
+    let planned = match spec {
+        Some(spec) => plan_with_spec(&repo, Some(spec)),
+        None => plan(&repo),
+    };
+    Ok((repo, planned.map_err(planning_failed)?))
+}
+
 pub(crate) fn planning_failed(error: GenerateError) -> CliError {
     match error {
         GenerateError::InvalidSpec(load) => match *load {

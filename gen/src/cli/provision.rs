@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 
 use crate::cli::error::{CliError, CliResult, Status};
 use fedigen::deploy::tofu::{self, Change, show};
-use fedigen::generate::{find_repository, plan, plan_with_spec};
 
 /// Arguments of `fedigen provision`.
 #[derive(Args)]
@@ -36,16 +35,7 @@ pub struct ProvisionArgs {
 
 /// Runs `fedigen provision`.
 pub fn run(args: ProvisionArgs) -> CliResult {
-    let start = match args.repo {
-        Some(repo) => repo,
-        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-    };
-    let repo = find_repository(&start)?;
-    let planned = match &args.spec {
-        Some(spec) => plan_with_spec(&repo, Some(spec)),
-        None => plan(&repo),
-    }
-    .map_err(crate::cli::generate::planning_failed)?;
+    let (repo, planned) = crate::cli::generate::plan_repository(args.repo, args.spec.as_deref())?;
     let main = tofu::main_path();
     let Some(next) = planned.files.get(&main) else {
         return Err(CliError::invalid(
