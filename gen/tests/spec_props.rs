@@ -1221,9 +1221,36 @@ fn zone_problems(spec: &Spec, catalog: &Catalog, files: &BTreeMap<PathBuf, Strin
         .iter()
         .flat_map(|m| addresses_of(&m.name))
         .collect();
+    // The provider's own hosts (`provider.dns.hosts`: the SMTP relay, the Proxmox API) have exactly the
+    // addresses the specification gives them; every other record is a machine's.
+    let provider_hosts: BTreeMap<String, BTreeSet<std::net::IpAddr>> = spec
+        .provider
+        .dns
+        .iter()
+        .flat_map(|d| &d.hosts)
+        .map(|(label, addresses)| {
+            (
+                format!("{label}.{}", spec.provider.domain),
+                addresses.iter().map(|a| a.parse().unwrap()).collect(),
+            )
+        })
+        .collect();
     for (name, addresses) in &records {
+        if let Some(given) = provider_hosts.get(name) {
+            if given != addresses {
+                problems.push(format!(
+                    "{name} has records {addresses:?}, the specification gives {given:?}"
+                ));
+            }
+            continue;
+        }
         for address in addresses.difference(&all) {
             problems.push(format!("{name} points at {address}, which no machine has"));
+        }
+    }
+    for host in provider_hosts.keys() {
+        if !records.contains_key(host) {
+            problems.push(format!("{host} (provider.dns.hosts) has no record"));
         }
     }
     let mut hosts: Vec<(String, String)> = machines
