@@ -12,7 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
 use serde_json::Value;
 
 mod support;
@@ -415,12 +415,11 @@ fn generate_refuses_a_malformed_host_key() -> Result<(), Failed> {
 }
 
 fn main() {
-    let args = Arguments::from_args();
     let has = |name: &str, file: &str| var(name).is_some_and(|p| p.join(file).is_file());
     let real = has("FEDIGEN_NIXOPS4", "nix/lib/lib.nix")
         && has("FEDIGEN_NIXOPS4_NIXOS", "modules/nixops4Resource/nixos.nix")
         && has("FEDIGEN_NIXPKGS", "lib/default.nix");
-    let trials = vec![
+    let trials: Vec<support::GatedTrial> = vec![
         (
             "the_deployment_evaluates_with_stub_inputs",
             true,
@@ -459,14 +458,5 @@ fn main() {
              FEDIGEN_NIXPKGS (nixpkgs, or nixpkgs.lib)",
         ),
     ];
-    let trials = trials
-        .into_iter()
-        .map(|(name, available, test, reason)| {
-            if !available {
-                eprintln!("ignored {name}: {reason}");
-            }
-            Trial::test(name, test).with_ignored_flag(!available)
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
+    support::run_gated(trials);
 }

@@ -8,8 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use libtest_mimic::{Arguments, Failed, Trial};
+use libtest_mimic::Failed;
 use serde_json::Value;
+
+mod support;
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -644,7 +646,6 @@ in machines // tests"#,
 }
 
 fn main() {
-    let args = Arguments::from_args();
     let nixpkgs = nixpkgs();
     let has_lib = nixpkgs
         .as_ref()
@@ -652,7 +653,7 @@ fn main() {
     let has_nixos = nixpkgs
         .as_ref()
         .is_some_and(|p| p.join("nixos/lib/eval-config.nix").is_file());
-    let trials = vec![
+    let trials: Vec<support::GatedTrial> = vec![
         (
             "modules_evaluate_with_lib_eval_modules",
             has_lib,
@@ -708,14 +709,5 @@ fn main() {
             "needs a full nixpkgs (nixos/): set FEDIGEN_NIXPKGS to a nixpkgs checkout",
         ),
     ];
-    let trials = trials
-        .into_iter()
-        .map(|(name, available, test, reason)| {
-            if !available {
-                eprintln!("ignored {name}: {reason}");
-            }
-            Trial::test(name, test).with_ignored_flag(!available)
-        })
-        .collect();
-    libtest_mimic::run(&args, trials).exit();
+    support::run_gated(trials);
 }

@@ -81,3 +81,28 @@ pub fn scratch_repository() -> tempfile::TempDir {
     }
     dir
 }
+
+/// A trial that runs only where what it needs is there: its name, whether it can run here, the test, and the
+/// reason printed when it cannot.
+pub type GatedTrial = (
+    &'static str,
+    bool,
+    fn() -> Result<(), libtest_mimic::Failed>,
+    &'static str,
+);
+
+/// Runs a libtest-mimic harness of gated trials: one that cannot run here is reported ignored, its reason
+/// printed — never passed.
+pub fn run_gated(trials: Vec<GatedTrial>) -> ! {
+    let args = libtest_mimic::Arguments::from_args();
+    let trials = trials
+        .into_iter()
+        .map(|(name, available, test, reason)| {
+            if !available {
+                eprintln!("ignored {name}: {reason}");
+            }
+            libtest_mimic::Trial::test(name, test).with_ignored_flag(!available)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit()
+}
