@@ -52,9 +52,13 @@ fn name() -> impl Strategy<Value = String> {
     "[a-z][a-z0-9]{0,6}"
 }
 
-fn secret() -> impl Strategy<Value = SecretRef> {
+/// A secret reference; `role` names what it is for, so that two different secrets never draw the same file (a
+/// valid specification gives each secret of a machine its own file, and validation refuses a shared one).
+fn secret(role: &str) -> impl Strategy<Value = SecretRef> + use<> {
+    let role = role.to_owned();
     prop_oneof![
-        "/run/secrets/[a-z0-9-]{1,12}".prop_map(SecretRef::File),
+        "[a-z0-9-]{1,12}"
+            .prop_map(move |leaf| SecretRef::File(format!("/run/secrets/{role}/{leaf}"))),
         "[a-z][a-z0-9._-]{0,12}".prop_map(SecretRef::Secret),
     ]
 }
@@ -142,7 +146,9 @@ fn application(app: &str) -> BoxedStrategy<OperatorApplication> {
         .filter(|(_, s)| s.source == SecretSource::Provided)
         .map(|(name, _)| {
             let name = name.clone();
-            secret().prop_map(move |s| (name.clone(), s)).boxed()
+            secret(&format!("app-{name}"))
+                .prop_map(move |s| (name.clone(), s))
+                .boxed()
         })
         .collect();
     let minimum = manifest.resources;
@@ -236,7 +242,7 @@ fn runtime() -> impl Strategy<Value = Runtime> {
             "[a-z0-9-]{1,8}",
             "[a-z]{1,8}",
             "vmbr[0-9]",
-            secret(),
+            secret("proxmox-api-token"),
             platform(),
             proptest::option::of(100u32..100_000),
         )
@@ -418,30 +424,31 @@ fn spec() -> impl Strategy<Value = Spec> {
         ("[a-z]{1,4}", 1u32..10_000, proptest::option::of(ssh())),
         1..4,
     );
-    let storage = (nodes, "[a-z0-9-]{1,8}", secret()).prop_flat_map(|(nodes, region, rpc)| {
-        let count = nodes.len() as u8;
-        (1..=count).prop_map(move |replication_factor| ObjectStorage {
-            replication_factor,
-            region: format!("r{region}"),
-            nodes: nodes
-                .iter()
-                .map(|(n, (zone, capacity_gib, ssh))| {
-                    (
-                        n.clone(),
-                        GarageNode {
-                            zone: zone.clone(),
-                            capacity_gib: *capacity_gib,
-                            machine: None,
-                            ssh: ssh.clone(),
-                            host: None,
-                            network: None,
-                        },
-                    )
-                })
-                .collect(),
-            secrets: [("rpcSecret".to_owned(), rpc.clone())].into(),
-        })
-    });
+    let storage =
+        (nodes, "[a-z0-9-]{1,8}", secret("storage-rpc")).prop_flat_map(|(nodes, region, rpc)| {
+            let count = nodes.len() as u8;
+            (1..=count).prop_map(move |replication_factor| ObjectStorage {
+                replication_factor,
+                region: format!("r{region}"),
+                nodes: nodes
+                    .iter()
+                    .map(|(n, (zone, capacity_gib, ssh))| {
+                        (
+                            n.clone(),
+                            GarageNode {
+                                zone: zone.clone(),
+                                capacity_gib: *capacity_gib,
+                                machine: None,
+                                ssh: ssh.clone(),
+                                host: None,
+                                network: None,
+                            },
+                        )
+                    })
+                    .collect(),
+                secrets: [("rpcSecret".to_owned(), rpc.clone())].into(),
+            })
+        });
     let limits = proptest::option::of(Just(Limits {
         per_machine: Resources {
             cores: 64,
@@ -460,7 +467,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         proptest::option::of(Just(
             "https://acme-staging-v02.api.letsencrypt.org/directory".to_owned(),
         )),
-        (secret(), proptest::option::of(1u16..=65535), "[a-z]{1,8}"),
+        (secret("provider-smtp"), proptest::option::of(1u16..=65535), "[a-z]{1,8}"),
         storage,
         limits,
         operators,
