@@ -1,9 +1,23 @@
 //! Benchmark: emitting a large value (≥ 50 MB of Nix) with verification, against the real parsers on the same
 //! text. Run with `cargo bench -p fedigen --bench emit`; it prints a Markdown table for BENCHMARKS.md.
 //! Needs `nix-instantiate` on PATH for the Nix row.
+//!
+//! Every row runs in a fresh process, interleaved with the others, medians of wall and CPU time (see
+//! `measure`): fedigen's rows are this binary again (`--child …`), which builds the value first and measures
+//! only the step; `nix-instantiate --parse` is measured whole. A fresh process pays the first-touch page faults
+//! of everything it builds, as a real `fedigen generate` does, and no row inherits another's warm heap.
+//! `--before BIN` adds the emit row of the same benchmark built from another checkout.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
+
+#[path = "measure/mod.rs"]
+mod measure;
+
+/// As in the `fedigen` binary (`src/main.rs`), so that the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use fedigen::emit::{Verification, emit_file};
 use fedigen::nix::print::print_file;
@@ -31,73 +45,122 @@ fn large_value(operators: usize) -> Value {
     Value::Object(map)
 }
 
-fn time<T>(f: impl FnOnce() -> T) -> (T, Duration) {
-    let start = Instant::now();
-    let out = f();
-    (out, start.elapsed())
+fn operators() -> usize {
+    std::env::var("FEDIGEN_BENCH_OPERATORS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(110_000)
+}
+
+/// `--child print|emit|rnix`: build the value, then measure one step in this fresh process.
+fn child(kind: &str) {
+    let value = large_value(operators());
+    let expr = from_json(&value, DataPolicy::default()).unwrap();
+    drop(value);
+    let sample = match kind {
+        "print" => {
+            let (s, text) = measure::in_process(|| print_file(&[], &expr));
+            println!("{}", text.len());
+            s
+        }
+        "emit" => {
+            let (s, text) = measure::in_process(|| {
+                emit_file("bench.nix", &[], &expr, Verification::Syntax).unwrap()
+            });
+            println!("{}", text.len());
+            s
+        }
+        "rnix" => {
+            let text = print_file(&[], &expr);
+            drop(expr);
+            let (s, errors) =
+                measure::in_process(|| rnix::Root::parse(black_box(&text)).errors().len());
+            assert_eq!(errors, 0);
+            println!("{}", text.len());
+            s
+        }
+        other => panic!("unknown child {other}"),
+    };
+    measure::report(sample);
 }
 
 fn main() {
+    if let Some(kind) = measure::flag("--child") {
+        return child(&kind);
+    }
     // `cargo test --all-targets` runs benchmarks once without `--bench`: a 70 MB run is not a test.
     if !std::env::args().any(|a| a == "--bench") {
         println!("emit benchmark: skipped (run `cargo bench -p fedigen --bench emit`)");
         return;
     }
-    let operators: usize = std::env::var("FEDIGEN_BENCH_OPERATORS")
+    let operators = operators();
+    let rounds: usize = std::env::var("FEDIGEN_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(110_000);
+        .unwrap_or(5);
     let value = large_value(operators);
-    let (expr, convert) = time(|| from_json(&value, DataPolicy::default()).unwrap());
-    let (printed, print) = time(|| print_file(&[], &expr));
-    let mb = printed.len() as f64 / 1e6;
-    let (emitted, emit) =
-        time(|| emit_file("bench.nix", &[], &expr, Verification::Syntax).unwrap());
+    let expr = from_json(&value, DataPolicy::default()).unwrap();
+    drop(value);
+    let printed = print_file(&[], &expr);
+    let emitted = emit_file("bench.nix", &[], &expr, Verification::Syntax).unwrap();
     assert_eq!(
         emitted, printed,
         "the fast path must not have needed nixfmt"
     );
-    let (errors, rnix) = time(|| rnix::Root::parse(black_box(&printed)).errors().len());
-    assert_eq!(errors, 0);
-
+    drop((emitted, expr));
+    let mb = printed.len() as f64 / 1e6;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bench.nix");
     std::fs::write(&file, &printed).unwrap();
-    let (status, nix_parse) = time(|| {
-        std::process::Command::new("nix-instantiate")
-            .arg("--parse")
-            .arg(&file)
-            .stdout(std::process::Stdio::null())
-            .status()
-    });
-    let nix_parse = match status {
-        Ok(s) if s.success() => Some(nix_parse),
-        _ => None,
-    };
-    let (formatted, nixfmt) = time(|| nixfmt_rs::format(&printed).unwrap());
-    assert_eq!(formatted, printed, "output must be nixfmt-canonical");
-
-    let secs = |d: Duration| d.as_secs_f64();
-    let row = |name: &str, d: Duration| {
+    if std::env::var_os("FEDIGEN_BENCH_NIXFMT").is_some() {
+        let (s, formatted) = measure::in_process(|| nixfmt_rs::format(&printed).unwrap());
+        assert_eq!(formatted, printed, "output must be nixfmt-canonical");
         println!(
-            "| {name} | {:.2} | {:.1} | {:.2}× |",
-            secs(d),
-            mb / secs(d),
-            secs(d) / secs(rnix)
+            "nixfmt_rs format (canonical check), once: {:.2} s wall, {:.2} s CPU\n",
+            s.wall, s.cpu
         );
-    };
-    println!(
-        "Nix text: {mb:.1} MB ({operators} operators); JSON → model conversion {:.2} s (not counted)\n",
-        secs(convert)
-    );
-    println!("| step | seconds | MB/s | time ÷ rnix parse |");
-    println!("|---|---|---|---|");
-    row("print (fedigen, canonical layout)", print);
-    row("emit + verify (print + rnix parse)", emit);
-    row("rnix parse alone", rnix);
-    match nix_parse {
-        Some(d) => row("`nix-instantiate --parse` (process)", d),
-        None => println!("| `nix-instantiate --parse` | not run (Nix missing) | | |"),
     }
-    row("nixfmt_rs format (canonical check)", nixfmt);
+    let len = printed.len().to_string();
+    drop(printed);
+
+    let me = std::env::current_exe().unwrap();
+    let run = |bin: &Path, kind: &str| {
+        let (s, lines) = measure::child(Command::new(bin).args(["--bench", "--child", kind]));
+        assert_eq!(lines, [len.clone()], "the same text");
+        s
+    };
+    let before = measure::flag("--before");
+    let load = measure::loadavg();
+    let mut rows = vec![measure::Row::new(
+        "emit + verify (print, rnix parse, checks)",
+        || run(&me, "emit"),
+    )];
+    if let Some(before) = &before {
+        rows.push(measure::Row::new(
+            format!("the same, built from {before}"),
+            || run(Path::new(before), "emit"),
+        ));
+    }
+    rows.push(measure::Row::new(
+        "print alone (fedigen, canonical layout)",
+        || run(&me, "print"),
+    ));
+    rows.push(measure::Row::new("rnix parse alone (one thread)", || {
+        run(&me, "rnix")
+    }));
+    rows.push(measure::Row::new(
+        "`nix-instantiate --parse` (the process)",
+        || measure::process_discarding(Command::new("nix-instantiate").arg("--parse").arg(&file)),
+    ));
+    let results = measure::interleaved(&mut rows, rounds);
+    drop(rows);
+    measure::print_table(
+        &format!(
+            "### Emit + verify: {mb:.1} MB of Nix ({operators} operators); each row a fresh process; medians of {rounds} interleaved rounds"
+        ),
+        &results,
+        0,
+        "s",
+        &load,
+    );
 }

@@ -1,10 +1,21 @@
 //! Benchmark: `fedigen generate` planning for a specification of 1,000 operators with every application
 //! enabled, verification included (every file printed, parsed by rnix; templates laid out by nixfmt). Run with
-//! `cargo bench -p fedigen --bench generate`; prints a Markdown table for BENCHMARKS.md, with peak memory
-//! (the process's maximum resident set size, from getrusage).
+//! `cargo bench -p fedigen --bench generate`; prints a Markdown table for BENCHMARKS.md.
+//!
+//! Every row runs in a fresh process (this binary again, `--child …`) that measures its own work, wall and CPU
+//! time and peak memory (max RSS); the rows run interleaved, medians (see `measure`). `--before BIN` adds the
+//! same benchmark built from another checkout (to compare a change within one run).
 
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[path = "measure/mod.rs"]
+mod measure;
+
+/// As in the `fedigen` binary (`src/main.rs`), so that the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// A specification of `operators` operators, each running every application but Garage (which is the
 /// provider's object storage, three nodes), on the QEMU backend.
@@ -56,17 +67,69 @@ applications.matrix-synapse = {{ secrets.synapseSecrets = {{ secret = "op{i}-syn
     spec
 }
 
-fn peak_rss_mib() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// The generated files, one after another, each preceded by its length (what the rnix and nixfmt rows read).
+fn read_bundle(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut files = Vec::new();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+        files.push(String::from_utf8(rest[8..8 + len].to_vec()).unwrap());
+        rest = &rest[8 + len..];
+    }
+    files
+}
+
+/// `--child generate|rnix|nixfmt FILE`: one measured execution in this fresh process.
+fn child(kind: &str, file: &Path) {
+    let sample = match kind {
+        "generate" => {
+            let (sample, plan) = measure::in_process(|| {
+                fedigen::generate::plan_with_spec(&repository(), Some(file)).unwrap()
+            });
+            let bytes: usize = plan.files.values().map(String::len).sum();
+            println!("{} {bytes}", plan.files.len());
+            sample
+        }
+        "rnix" => {
+            let files = read_bundle(file);
+            measure::in_process(|| {
+                for text in &files {
+                    assert!(rnix::Root::parse(text).errors().is_empty());
+                }
+            })
+            .0
+        }
+        "nixfmt" => {
+            let files = read_bundle(file);
+            measure::in_process(|| {
+                for text in &files {
+                    assert_eq!(
+                        &nixfmt_rs::format(text).unwrap(),
+                        text,
+                        "generated output must be canonical"
+                    );
+                }
+            })
+            .0
+        }
+        other => panic!("unknown child {other}"),
     };
-    usage.ru_maxrss as f64 / 1024.0
+    measure::report(sample);
 }
 
 fn main() {
+    if let Some(kind) = measure::flag("--child") {
+        let file = std::env::args().last().unwrap();
+        return child(&kind, Path::new(&file));
+    }
     if !std::env::args().any(|a| a == "--bench") {
         println!("generate benchmark: skipped (run `cargo bench -p fedigen --bench generate`)");
         return;
@@ -75,50 +138,69 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned();
+    let rounds: usize = std::env::var("FEDIGEN_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let with_nixfmt = std::env::var_os("FEDIGEN_BENCH_NO_NIXFMT").is_none();
     let dir = tempfile::tempdir().unwrap();
     let spec_path = dir.path().join("bench.toml");
     std::fs::write(&spec_path, specification(operators)).unwrap();
-    let before = peak_rss_mib();
-    let start = Instant::now();
-    let plan = fedigen::generate::plan_with_spec(&repo, Some(&spec_path)).unwrap();
-    let elapsed = start.elapsed().as_secs_f64();
+    // The files once, for the rnix and nixfmt rows.
+    let plan = fedigen::generate::plan_with_spec(&repository(), Some(&spec_path)).unwrap();
     let bytes: usize = plan.files.values().map(String::len).sum();
-    let peak = peak_rss_mib();
-    // The same output through the real tools, one after another: rnix alone, and nixfmt (nixfmt_rs).
-    let start = Instant::now();
+    let bundle = dir.path().join("files.bin");
+    let mut out = Vec::with_capacity(bytes + 8 * plan.files.len());
     for text in plan.files.values() {
-        assert!(rnix::Root::parse(text).errors().is_empty());
+        out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
     }
-    let rnix = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    for text in plan.files.values() {
-        assert_eq!(
-            &nixfmt_rs::format(text).unwrap(),
-            text,
-            "generated output must be canonical"
+    std::fs::write(&bundle, out).unwrap();
+    let expected = format!("{} {bytes}", plan.files.len());
+    drop(plan);
+
+    let me = std::env::current_exe().unwrap();
+    let before = measure::flag("--before");
+    let run = |bin: &Path, kind: &str, file: &Path| {
+        let (sample, lines) = measure::child(
+            Command::new(bin)
+                .args(["--bench", "--child", kind])
+                .arg(file)
+                .current_dir(repository()),
         );
+        if kind == "generate" {
+            assert_eq!(lines, [expected.clone()], "the same files");
+        }
+        sample
+    };
+    let load = measure::loadavg();
+    let mut rows = vec![measure::Row::new(
+        "fedigen generate: load and check the spec, render, emit, verify every file",
+        || run(&me, "generate", &spec_path),
+    )];
+    if let Some(before) = &before {
+        rows.push(measure::Row::new(
+            format!("the same, built from {}", before),
+            || run(Path::new(before), "generate", &spec_path),
+        ));
     }
-    let nixfmt = start.elapsed().as_secs_f64();
-    println!(
-        "{} files, {:.1} MB of Nix; peak memory {peak:.0} MiB (before planning: {before:.0} MiB)\n",
-        plan.files.len(),
-        bytes as f64 / 1e6
+    rows.push(measure::Row::new(
+        "rnix parse of the same files alone",
+        || run(&me, "rnix", &bundle),
+    ));
+    if with_nixfmt {
+        rows.push(measure::Row::new(
+            "nixfmt_rs format of the same files alone",
+            || run(&me, "nixfmt", &bundle),
+        ));
+    }
+    let results = measure::interleaved(&mut rows, rounds);
+    drop(rows);
+    let title = format!(
+        "### `generate`, {operators} operators: {} files, {:.1} MB of Nix; each row a fresh process; medians of {rounds} interleaved rounds; peak memory of fedigen generate {:.0} MiB",
+        expected.split(' ').next().unwrap(),
+        bytes as f64 / 1e6,
+        results[0].max_rss_mib,
     );
-    println!("| step, {operators} operators | seconds | ratio to fedigen generate |");
-    println!("|---|---|---|");
-    println!(
-        "| fedigen generate: load and check the spec, render, emit, verify every file | {elapsed:.2} | 1.00× |"
-    );
-    println!(
-        "| rnix parse of the same files alone | {rnix:.2} | {:.2}× |",
-        rnix / elapsed
-    );
-    println!(
-        "| nixfmt_rs format of the same files alone | {nixfmt:.2} | {:.2}× |",
-        nixfmt / elapsed
-    );
+    measure::print_table(&title, &results, 0, "s", &load);
 }

@@ -5,8 +5,10 @@
 //!    bytes already on disk; plus parallel hashing of the tree's top-level directories as separate paths.
 //! 2. Parsing a closure of ≥ 1,000 derivations — fedigen's reader vs `nix show-derivation --recursive`.
 //!
-//! Run: `cargo run --release -p fedigen --example store_bench [-- --size-mb 1024 --drvs 1200 --runs 3]`
-//! (`--only-closure` skips the tree).
+//! Run: `cargo run --release -p fedigen --example store_bench [-- --size-mb 1024 --drvs 1200 --runs 5]`
+//! (`--only-closure` skips the tree; `--before BIN` adds rows for the same benchmark built from another
+//! checkout). fedigen's rows run in fresh processes (this binary, `--child …`), interleaved with Nix's, wall and
+//! CPU time, medians (see `benches/measure`).
 //! The tree and the throwaway store live under /tmp and are deleted at the end. Prints a Markdown table.
 
 use fedigen::store::closure::read_closure;
@@ -15,12 +17,20 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 /// The Nix settings of the tests (`scripts/test-nix.conf`, appended to the inherited `NIX_CONFIG`).
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+/// Wall and CPU time, interleaved rounds, medians (shared with the benches).
+#[path = "../benches/measure/mod.rs"]
+mod measure;
+
+/// As in the `fedigen` binary (`src/main.rs`), so that the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Rng(u64);
 
@@ -90,27 +100,16 @@ fn generate(root: &Path, size_mb: u64) -> (u64, u64) {
     (files, bytes)
 }
 
-fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut times = vec![];
-    let mut last = None;
-    for _ in 0..runs {
-        let t = Instant::now();
-        last = Some(f());
-        times.push(t.elapsed());
-    }
-    times.sort();
-    (times[times.len() / 2], last.unwrap())
+fn sh_cmd(script: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.args(["-o", "pipefail", "-c", script])
+        .env("NIX_CONFIG", support::nix_config());
+    c
 }
 
 fn sh(script: &str) -> String {
-    let out = Command::new("bash")
-        .args(["-o", "pipefail", "-c", script])
-        .env("NIX_CONFIG", support::nix_config())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{script} failed");
-    String::from_utf8(out.stdout).unwrap()
+    let (_, out) = measure::process(&mut sh_cmd(script));
+    String::from_utf8(out).unwrap()
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -155,99 +154,139 @@ fn bench_nar(work: &Path, size_mb: u64, runs: usize) {
     ));
     let nar_size = fs::metadata(&nar_file).unwrap().len();
 
-    let mut rows: Vec<(String, Duration, String)> = vec![];
-    let (d, (h, _)) = time(runs, || nar::nar_hash_path(&tree).unwrap());
-    let ours = h.to_base16();
-    rows.push((
-        "fedigen `nar_hash_path` (walk + hash threads)".into(),
-        d,
-        ours.clone(),
-    ));
-    let (d, out) = time(runs, || sh(&format!("nix-hash --type sha256 {tree_s}")));
-    rows.push(("`nix-hash --type sha256`".into(), d, out.trim().to_owned()));
-    let (d, out) = time(runs, || {
-        sh(&format!("nix-store --dump {tree_s} | sha256sum"))
-    });
-    rows.push((
-        "`nix-store --dump \\| sha256sum`".into(),
-        d,
-        out.split_whitespace().next().unwrap().to_owned(),
-    ));
-    let (d, out) = time(runs, || sh(&format!("sha256sum {}", nar_file.display())));
-    rows.push((
-        "`sha256sum` of the NAR file (same bytes, cached)".into(),
-        d,
-        out.split_whitespace().next().unwrap().to_owned(),
-    ));
-    let parts: Vec<PathBuf> = (0..8).map(|i| tree.join(format!("part{i}"))).collect();
-    let (d_seq, seq) = time(runs, || {
-        parts
-            .iter()
-            .map(|p| nar::nar_hash_path(p).unwrap().0)
-            .collect::<Vec<_>>()
-    });
-    let (d_par, par) = time(runs, || {
-        nar::nar_hash_paths(&parts)
-            .into_iter()
-            .map(|r| r.unwrap().0)
-            .collect::<Vec<_>>()
-    });
-    assert_eq!(seq, par);
-    let part_args: Vec<String> = parts.iter().map(|p| p.display().to_string()).collect();
-    let (d_nix8, out8) = time(runs, || {
-        sh(&format!("nix-hash --type sha256 {}", part_args.join(" ")))
-    });
-    assert_eq!(
-        out8.lines().map(str::to_owned).collect::<Vec<_>>(),
-        seq.iter().map(|h| h.to_base16()).collect::<Vec<_>>()
-    );
-
-    for (name, _, h) in &rows {
-        assert_eq!(h, &ours, "{name} disagrees");
+    let ours = nar::nar_hash_path(&tree).unwrap().0.to_base16();
+    let check = |name: &str, out: &[u8]| {
+        let out = String::from_utf8_lossy(out);
+        let got = out.split_whitespace().next().unwrap_or_default();
+        assert_eq!(got, ours, "{name} disagrees");
+    };
+    let nar_s = nar_file.display().to_string();
+    let load = measure::loadavg();
+    let me = std::env::current_exe().unwrap();
+    let fedigen = |bin: &Path| {
+        let (s, lines) = measure::child(Command::new(bin).args(["--child", "nar"]).arg(&tree));
+        assert_eq!(lines, [ours.clone()]);
+        s
+    };
+    let mut rows = vec![measure::Row::new(
+        "fedigen `nar_hash_path` (walk + hash threads)",
+        || fedigen(&me),
+    )];
+    if let Some(before) = measure::flag("--before") {
+        rows.push(measure::Row::new(
+            format!("the same, built from {before}"),
+            move || fedigen(Path::new(&before)),
+        ));
     }
-    let base = rows[0].1.as_secs_f64();
-    println!(
-        "### NAR hashing: {files} files, {:.2} GiB of file data, NAR {:.2} GiB (median of {runs} runs, warm page cache)\n",
+    rows.extend([
+        measure::Row::new("`nix-hash --type sha256`", || {
+            let (s, out) =
+                measure::process(&mut sh_cmd(&format!("nix-hash --type sha256 {tree_s}")));
+            check("nix-hash", &out);
+            s
+        }),
+        measure::Row::new("`nix-store --dump \\| sha256sum`", || {
+            let (s, out) = measure::process(&mut sh_cmd(&format!(
+                "nix-store --dump {tree_s} | sha256sum"
+            )));
+            check("nix-store --dump | sha256sum", &out);
+            s
+        }),
+        measure::Row::new("`sha256sum` of the NAR file (same bytes, cached)", || {
+            let (s, out) = measure::process(&mut sh_cmd(&format!("sha256sum {nar_s}")));
+            check("sha256sum", &out);
+            s
+        }),
+    ]);
+    let results = measure::interleaved(&mut rows, runs);
+    drop(rows);
+    let title = format!(
+        "### NAR hashing: {files} files, {:.2} GiB of file data, NAR {:.2} GiB ({:.0} MiB; medians of {runs} interleaved rounds, warm page cache)",
         bytes as f64 / (1u64 << 30) as f64,
-        nar_size as f64 / (1u64 << 30) as f64
+        nar_size as f64 / (1u64 << 30) as f64,
+        nar_size as f64 / (1u64 << 20) as f64,
     );
-    println!("| method | time | throughput | relative to fedigen |\n|---|---:|---:|---:|");
-    for (name, d, _) in &rows {
-        println!(
-            "| {name} | {:.2} s | {:.0} MiB/s | {:.2}× |",
-            d.as_secs_f64(),
-            nar_size as f64 / (1 << 20) as f64 / d.as_secs_f64(),
-            d.as_secs_f64() / base
-        );
-    }
-    println!("\nSeveral store paths (the tree's 8 top-level directories as separate paths):\n");
-    println!("| method | time | relative to fedigen parallel |\n|---|---:|---:|");
-    for (name, d) in [
-        ("fedigen `nar_hash_paths` (rayon, 2 cores)", d_par),
-        ("fedigen, one path after another", d_seq),
-        ("`nix-hash --type sha256 p1 … p8`", d_nix8),
-    ] {
-        println!(
-            "| {name} | {:.2} s | {:.2}× |",
-            d.as_secs_f64(),
-            d.as_secs_f64() / d_par.as_secs_f64()
-        );
-    }
+    measure::print_table(&title, &results, 0, "s", &load);
+
+    let parts: Vec<PathBuf> = (0..8).map(|i| tree.join(format!("part{i}"))).collect();
+    let seq: Vec<String> = parts
+        .iter()
+        .map(|p| nar::nar_hash_path(p).unwrap().0.to_base16())
+        .collect();
+    let part_args: Vec<String> = parts.iter().map(|p| p.display().to_string()).collect();
+    let load = measure::loadavg();
+    let mut rows = vec![
+        measure::Row::new("fedigen `nar_hash_paths` (rayon, 2 cores)", || {
+            let (s, hashes) = measure::in_process(|| nar::nar_hash_paths(&parts));
+            let hashes: Vec<String> = hashes
+                .into_iter()
+                .map(|r| r.unwrap().0.to_base16())
+                .collect();
+            assert_eq!(hashes, seq);
+            s
+        }),
+        measure::Row::new("fedigen, one path after another", || {
+            measure::in_process(|| {
+                for p in &parts {
+                    nar::nar_hash_path(p).unwrap();
+                }
+            })
+            .0
+        }),
+        measure::Row::new("`nix-hash --type sha256 p1 … p8`", || {
+            let (s, out) = measure::process(&mut sh_cmd(&format!(
+                "nix-hash --type sha256 {}",
+                part_args.join(" ")
+            )));
+            let out = String::from_utf8(out).unwrap();
+            assert_eq!(out.lines().map(str::to_owned).collect::<Vec<_>>(), seq);
+            s
+        }),
+    ];
+    let results = measure::interleaved(&mut rows, runs);
+    drop(rows);
+    measure::print_table(
+        "The 8 top-level directories as separate store paths:",
+        &results,
+        0,
+        "s",
+        &load,
+    );
     fs::remove_dir_all(&tree).unwrap();
     fs::remove_file(&nar_file).unwrap();
 }
 
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
+/// `--child nar PATH` or `--child closure STORE DRV`: one measured execution in this fresh process; prints
+/// the result, then the measurement.
+fn child(kind: &str) {
+    let args: Vec<String> = std::env::args().collect();
+    let sample = match kind {
+        "nar" => {
+            let (s, (h, _)) =
+                measure::in_process(|| nar::nar_hash_path(Path::new(&args[3])).unwrap());
+            println!("{}", h.to_base16());
+            s
+        }
+        "closure" => {
+            let (s, c) = measure::in_process(|| {
+                read_closure(Path::new(&args[3]), std::slice::from_ref(&args[4])).unwrap()
+            });
+            println!("{}", c.len());
+            s
+        }
+        other => panic!("unknown child {other}"),
+    };
+    measure::report(sample);
 }
 
 fn main() {
+    if let Some(kind) = measure::flag("--child") {
+        return child(&kind);
+    }
     let size_mb = arg("--size-mb", 1024);
     let skip_nar = std::env::args().any(|a| a == "--only-closure");
     let drvs = arg("--drvs", 1200);
-    let runs = arg("--runs", 3) as usize;
+    let runs = arg("--runs", 5) as usize;
     let work = tempfile::Builder::new()
         .prefix("fedigen-bench-")
         .tempdir_in("/tmp")
@@ -257,7 +296,7 @@ fn main() {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
-        loadavg()
+        measure::loadavg()
     );
     if !skip_nar {
         bench_nar(work.path(), size_mb, runs);
@@ -274,52 +313,74 @@ fn main() {
     ))
     .trim()
     .to_owned();
-    // Interleaved (Nix, fedigen, Nix, fedigen, …) so that both see the same machine load; medians.
+    // Interleaved with Nix (each round starts with another row), medians, wall and CPU.
     let cruns = runs * 3;
-    let (mut t_nix, mut t_ours) = (vec![], vec![]);
-    let (mut json, mut closure) = (String::new(), Default::default());
-    for _ in 0..cruns {
-        let (d, j) = time(1, || {
-            sh(&format!(
-                "nix show-derivation --store {} --recursive {root_drv}",
-                store.display()
-            ))
-        });
-        t_nix.push(d);
-        json = j;
-        let (d, c) = time(1, || {
-            read_closure(&store, std::slice::from_ref(&root_drv)).unwrap()
-        });
-        t_ours.push(d);
-        closure = c;
+    let (_, json) = measure::process(&mut sh_cmd(&format!(
+        "nix show-derivation --store {} --recursive {root_drv}",
+        store.display()
+    )));
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let theirs: std::collections::BTreeSet<String> =
+        v.as_object().unwrap().keys().cloned().collect();
+    let closure = read_closure(&store, std::slice::from_ref(&root_drv)).unwrap();
+    assert_eq!(theirs, closure.keys().cloned().collect(), "same closure");
+    let show = format!(
+        "nix show-derivation --store {} --recursive {root_drv}",
+        store.display()
+    );
+    let load = measure::loadavg();
+    let me = std::env::current_exe().unwrap();
+    let fedigen = |bin: &Path| {
+        let (s, lines) = measure::child(
+            Command::new(bin)
+                .args(["--child", "closure"])
+                .arg(&store)
+                .arg(&root_drv),
+        );
+        assert_eq!(lines, [closure.len().to_string()]);
+        s
+    };
+    let mut rows = vec![measure::Row::new(
+        "fedigen `read_closure` (read + parse; fresh process)",
+        || fedigen(&me),
+    )];
+    if let Some(before) = measure::flag("--before") {
+        rows.push(measure::Row::new(
+            format!("the same, built from {before}"),
+            move || fedigen(Path::new(&before)),
+        ));
     }
-    t_nix.sort();
-    t_ours.sort();
-    let (d_nix, d_ours) = (t_nix[cruns / 2], t_ours[cruns / 2]);
-    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let theirs: std::collections::BTreeSet<&String> = v.as_object().unwrap().keys().collect();
-    assert_eq!(theirs, closure.keys().collect(), "same closure");
-    let (d_print, _) = time(cruns, || {
-        closure.values().map(|d| d.to_aterm().len()).sum::<usize>()
-    });
-    println!(
-        "\n### Parsing a closure of {} derivations (median of {cruns} runs)\n",
-        closure.len()
+    rows.extend([
+        measure::Row::new("`nix show-derivation --recursive`", || {
+            measure::process(&mut sh_cmd(&show)).0
+        }),
+        measure::Row::new(
+            "fedigen printing all back to ATerm (in the benchmark's process)",
+            || {
+                measure::in_process(|| closure.values().map(|d| d.to_aterm().len()).sum::<usize>())
+                    .0
+            },
+        ),
+    ]);
+    let results = measure::interleaved(&mut rows, cruns);
+    drop(rows);
+    measure::print_table(
+        &format!(
+            "### Parsing a closure of {} derivations (medians of {cruns} interleaved rounds)",
+            closure.len()
+        ),
+        &results,
+        0,
+        "ms",
+        &load,
     );
-    println!("| method | time | relative to fedigen |\n|---|---:|---:|");
+    let worst_ratio = results[1]
+        .walls
+        .iter()
+        .zip(&results[0].walls)
+        .map(|(nix, ours)| nix / ours)
+        .fold(f64::INFINITY, f64::min);
     println!(
-        "| fedigen `read_closure` (read + parse, rayon) | {:.1} ms | 1.00× |",
-        d_ours.as_secs_f64() * 1e3
+        "Smallest ratio of `nix show-derivation` to fedigen within one round: {worst_ratio:.1}×.\n"
     );
-    println!(
-        "| `nix show-derivation --recursive` | {:.1} ms | {:.1}× |",
-        d_nix.as_secs_f64() * 1e3,
-        d_nix.as_secs_f64() / d_ours.as_secs_f64()
-    );
-    println!(
-        "| fedigen printing all back to ATerm | {:.1} ms | {:.2}× |",
-        d_print.as_secs_f64() * 1e3,
-        d_print.as_secs_f64() / d_ours.as_secs_f64()
-    );
-    println!("\nLoad average at the end: {}.", loadavg());
 }

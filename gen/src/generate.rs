@@ -193,25 +193,30 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             )
             .map_err(|problems| crate::deploy::DeployError::Data(problems.join("\n")))?,
         };
-        plan.files
-            .extend(crate::deploy::plan_keeping(&spec, &catalog, &name, &kept)?);
-        // One VM test per operator, rendered in parallel (each is laid out by nixfmt, the costly part).
-        use rayon::prelude::*;
-        let source = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);
-        let tests = spec
-            .operators
-            .par_iter()
-            .map(|operator| {
-                let test = crate::template::DeploymentTest::new(&spec, &catalog, operator);
-                let body = templates.render_deployment_test(&test)?;
-                Ok((
-                    Path::new(VM_TESTS)
-                        .join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),
-                    format!("{}\n{body}", marker_line(&source)),
-                ))
-            })
-            .collect::<Result<Vec<_>, GenerateError>>()?;
-        plan.files.extend(tests);
+        // The deployments and one VM test per operator, planned side by side (rayon::join): neither reads the
+        // other, and each alone leaves a core idle part of the time.
+        let (deployments, tests) = rayon::join(
+            || crate::deploy::plan_keeping(&spec, &catalog, &name, &kept),
+            || {
+                // Rendered in parallel (each is laid out by nixfmt, the costly part).
+                use rayon::prelude::*;
+                let source = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);
+                spec.operators
+                    .par_iter()
+                    .map(|operator| {
+                        let test = crate::template::DeploymentTest::new(&spec, &catalog, operator);
+                        let body = templates.render_deployment_test(&test)?;
+                        Ok((
+                            Path::new(VM_TESTS)
+                                .join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),
+                            format!("{}\n{body}", marker_line(&source)),
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, GenerateError>>()
+            },
+        );
+        plan.files.extend(deployments?);
+        plan.files.extend(tests?);
     }
     plan.regions = fill_regions(repo, &plan, &manifests)?;
     Ok(plan)

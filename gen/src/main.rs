@@ -6,6 +6,11 @@ use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 mod cli;
 
+/// mimalloc as the global allocator: generation builds and drops many small strings and syntax trees, and the
+/// system allocator was 40 % of planning samples (issue #18: 1,000 operators 0.72 s → 0.49 s with it alone).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Generate, prove and test NixOS modules and deployments for the Fediversity project.
 ///
 /// Exit status: 0 success; 1 a check found a problem; 2 invalid input (nothing was written); 3 the environment

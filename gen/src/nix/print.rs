@@ -10,7 +10,23 @@ use super::ast::{AttrPath, AttrSet, Entry, Expr, NixString, Param, StrPart};
 use super::lexical;
 
 /// Prints a whole file: `# ` comment lines (the generated-file marker), then the expression and a final newline.
+///
+/// A file that is one large attribute set is printed in groups of [`GROUP`] bindings on rayon's threads and
+/// concatenated: the printer carries no state from one binding to the next but the text itself, so the result
+/// is byte for byte the sequential one (`print_file_sequential`; a property test compares them).
 pub fn print_file(header: &[String], expr: &Expr) -> String {
+    use rayon::prelude::*;
+    match split_file(header, expr) {
+        Some(split) => {
+            let groups: Vec<String> = split.entries.par_chunks(GROUP).map(print_entries).collect();
+            split.join(groups.iter().map(String::as_str))
+        }
+        None => print_file_sequential(header, expr),
+    }
+}
+
+/// [`print_file`] in one pass on the calling thread: the reference the parallel printer is held to.
+pub(crate) fn print_file_sequential(header: &[String], expr: &Expr) -> String {
     let mut printer = Printer {
         out: String::with_capacity(4096),
     };
@@ -20,6 +36,72 @@ pub fn print_file(header: &[String], expr: &Expr) -> String {
     printer.expr(expr, 0);
     printer.out.push('\n');
     printer.out
+}
+
+/// How many top-level bindings one parallel task prints (and the emitter verifies). Why 500: large enough that a
+/// task's fixed cost (an rnix tree, a string) is negligible, small enough that 2 cores stay balanced on a few
+/// thousand bindings and a task's text stays in cache while it is parsed.
+pub(crate) const GROUP: usize = 500;
+
+/// A file whose expression is a large attribute set, cut where it can be printed and checked in parallel.
+pub(crate) struct Split<'a> {
+    /// The text before the first binding: the header comments and the opening brace.
+    pub(crate) head: String,
+    /// The top-level entries, printed by [`print_entries`] in groups.
+    pub(crate) entries: &'a [Entry],
+}
+
+impl Split<'_> {
+    /// The text after the last binding: the closing brace and the final newline.
+    pub(crate) const TAIL: &'static str = "\n}\n";
+
+    /// The whole file from the printed groups, in order.
+    pub(crate) fn join<'s>(&self, groups: impl Iterator<Item = &'s str> + Clone) -> String {
+        let len = self.head.len() + groups.clone().map(str::len).sum::<usize>() + Self::TAIL.len();
+        let mut out = String::with_capacity(len);
+        out.push_str(&self.head);
+        groups.for_each(|g| out.push_str(g));
+        out.push_str(Self::TAIL);
+        out
+    }
+}
+
+/// The parallel cut of a file: `Some` when its expression is an attribute set of at least two groups of
+/// bindings (smaller files are not worth a thread).
+pub(crate) fn split_file<'a>(header: &[String], expr: &'a Expr) -> Option<Split<'a>> {
+    let Expr::Attrs(set) = expr else { return None };
+    if set.entries.len() < 2 * GROUP {
+        return None;
+    }
+    let mut printer = Printer { out: String::new() };
+    for line in header {
+        printer.comment_line(line, 0);
+    }
+    if set.recursive {
+        printer.out.push_str("rec ");
+    }
+    printer.out.push('{');
+    Some(Split {
+        head: printer.out,
+        entries: &set.entries,
+    })
+}
+
+/// Top-level bindings as [`print_file`] writes them inside the file's set: each on a new line, indented by two.
+pub(crate) fn print_entries(entries: &[Entry]) -> String {
+    let mut printer = Printer {
+        out: String::with_capacity(entries.len() * 128),
+    };
+    for entry in entries {
+        printer.newline(2);
+        printer.entry(entry, 2);
+    }
+    printer.out
+}
+
+/// [`layout_is_exact`] of a set with these entries (for the groups of a [`Split`]).
+pub(crate) fn entries_layout_is_exact(entries: &[Entry]) -> bool {
+    entries.iter().all(exact_entry)
 }
 
 /// Prints one expression, without a trailing newline, as it would stand at the start of a file.

@@ -58,6 +58,26 @@ pub fn check_syntax(file: &str, text: &str) -> Result<(), VerifyError> {
     check_duplicates(file, text, &root)
 }
 
+/// Whether `body`, bindings as printed inside a set, parses and binds no name twice when put between braces: the
+/// check of one group of a large file (see `emit::emit_grouped`). `false` sends the file to the sequential check,
+/// which says where the problem is.
+pub(crate) fn bindings_parse(body: &str) -> bool {
+    let mut text = String::with_capacity(body.len() + 3);
+    text.push('{');
+    text.push_str(body);
+    text.push_str("\n}");
+    check_syntax("", &text).is_ok()
+}
+
+/// Whether the head of a grouped file (header comments, `{` or `rec {`) parses when the set is closed after it:
+/// a comment line must not have let code through.
+pub(crate) fn bindings_parse_after(head: &str) -> bool {
+    let mut text = String::with_capacity(head.len() + 2);
+    text.push_str(head);
+    text.push_str("\n}");
+    check_syntax("", &text).is_ok()
+}
+
 /// Finds a name bound twice in one attribute set, `rec` set or `let`, by Nix's own rules (its parser's
 /// `addAttr`): `a.b = 1; a.c = 2;` and `a = { b = 1; }; a.c = 2;` merge, and two set literals bound to one name
 /// merge their attributes; a name bound again to anything else, an `inherit`ed name bound again, or one attribute

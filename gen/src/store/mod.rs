@@ -14,6 +14,7 @@ pub mod closure;
 pub mod drv;
 pub mod hash;
 pub mod nar;
+mod nar_fs;
 pub mod path;
 
 pub use base32::{decode as base32_decode, encode as base32_encode};

@@ -11,7 +11,7 @@
 //! `( type directory entry ( name <n> node <node> ) … )`, entries sorted by name bytes.
 
 use super::hash::Hash;
-use super::{Error, Result};
+use super::{Error, Result, nar_fs};
 use rayon::prelude::*;
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -22,7 +22,6 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8] = b"nix-archive-1";
-const BUF: usize = 256 * 1024;
 
 /// A filesystem tree held in memory, exactly as much as a NAR can express.
 ///
@@ -180,143 +179,17 @@ impl NarNode {
 /// Why streaming: store outputs can be gigabytes; memory stays at one read buffer. Returns the number of
 /// bytes written.
 pub fn dump_path(path: &Path, out: impl Write) -> Result<u64> {
-    let mut d = Dumper {
-        t: Tokens {
-            w: CountingWriter { w: out, n: 0 },
-        },
-        buf: vec![0u8; BUF],
-    };
-    d.t.str(MAGIC).map_err(|e| Error::io(path, e))?;
-    d.node(path, None)?;
-    Ok(d.t.w.n)
-}
-
-struct CountingWriter<W> {
-    w: W,
-    n: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        let n = self.w.write(b)?;
-        self.n += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.w.flush()
-    }
-}
-
-struct Dumper<W: Write> {
-    t: Tokens<CountingWriter<W>>,
-    buf: Vec<u8>,
-}
-
-impl<W: Write> Dumper<W> {
-    /// Serialises one node. `known` is the file type from the parent's directory listing (`d_type`), which
-    /// saves an `lstat` per entry; regular files are then opened and `fstat`ed, four system calls per file.
-    fn node(&mut self, path: &Path, known: Option<fs::FileType>) -> Result<()> {
-        let io = |e| Error::io(path, e);
-        let ft = match known {
-            Some(ft) => ft,
-            None => fs::symlink_metadata(path).map_err(io)?.file_type(),
-        };
-        self.t.str(b"(").map_err(io)?;
-        self.t.str(b"type").map_err(io)?;
-        if ft.is_file() {
-            use std::os::unix::fs::OpenOptionsExt;
-            let f = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(path)
-                .map_err(io)?;
-            let meta = f.metadata().map_err(io)?;
-            if !meta.is_file() {
-                return Err(io(io::Error::other("changed type while being read")));
-            }
-            self.t.str(b"regular").map_err(io)?;
-            if meta.mode() & 0o100 != 0 {
-                self.t.str(b"executable").map_err(io)?;
-                self.t.str(b"").map_err(io)?;
-            }
-            self.t.str(b"contents").map_err(io)?;
-            self.contents(path, f, meta.len())?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(path).map_err(io)?;
-            self.t.str(b"symlink").map_err(io)?;
-            self.t.str(b"target").map_err(io)?;
-            self.t.str(target.as_os_str().as_bytes()).map_err(io)?;
-        } else if ft.is_dir() {
-            self.t.str(b"directory").map_err(io)?;
-            let mut entries: Vec<(std::ffi::OsString, fs::FileType)> = fs::read_dir(path)
-                .map_err(io)?
-                .map(|e| e.and_then(|e| Ok((e.file_name(), e.file_type()?))))
-                .collect::<io::Result<_>>()
-                .map_err(io)?;
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            for (name, ft) in entries {
-                self.t.str(b"entry").map_err(io)?;
-                self.t.str(b"(").map_err(io)?;
-                self.t.str(b"name").map_err(io)?;
-                self.t.str(name.as_bytes()).map_err(io)?;
-                self.t.str(b"node").map_err(io)?;
-                self.node(&path.join(&name), Some(ft))?;
-                self.t.str(b")").map_err(io)?;
-            }
-        } else {
-            return Err(Error::UnsupportedFileType {
-                path: path.to_owned(),
-            });
-        }
-        self.t.str(b")").map_err(io)
-    }
-
-    /// Streams `len` bytes of `f`. Each read asks for one byte more than is left, so a file that grew is
-    /// detected without an extra system call, and a file that shrank is an error (its NAR would be invalid).
-    fn contents(&mut self, path: &Path, mut f: fs::File, len: u64) -> Result<()> {
-        let io = |e| Error::io(path, e);
-        self.t.w.write_all(&len.to_le_bytes()).map_err(io)?;
-        let mut left = len;
-        while left > 0 {
-            let want = (left + 1).min(self.buf.len() as u64) as usize;
-            let n = f.read(&mut self.buf[..want]).map_err(io)?;
-            if n == 0 {
-                return Err(io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file shrank while being read",
-                )));
-            }
-            if n as u64 > left {
-                return Err(io(io::Error::other("file grew while being read")));
-            }
-            self.t.w.write_all(&self.buf[..n]).map_err(io)?;
-            left -= n as u64;
-        }
-        self.t.pad(len).map_err(io)
-    }
-}
-
-/// A `Write` that feeds SHA-256; why: hashing a NAR never needs the NAR itself.
-struct HashWriter(sha2::Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.update(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+    nar_fs::dump(path, &mut nar_fs::WriteSink::new(out))
 }
 
 /// SHA-256 of the NAR of `path` and the NAR's size: what `nix-hash --type sha256 PATH` and
 /// `nix-store --query --hash` report.
 ///
 /// Why two threads: reading many small files is system-call bound and SHA-256 is CPU bound; this thread walks
-/// and reads while a second one hashes 1 MiB chunks, so the two overlap.
+/// and reads (straight into the hasher's buffers) while a second one hashes, with up to 64 MiB between them.
 pub fn nar_hash_path(path: &Path) -> Result<(Hash, u64)> {
-    let mut h = PipelinedHasher::new();
-    let size = dump_path(path, &mut h)?;
+    let mut h = nar_fs::PipelinedHasher::new(nar_fs::CHUNK, nar_fs::QUEUE_BYTES);
+    let size = nar_fs::dump(path, &mut h)?;
     Ok((
         Hash::from_sha256(h.finish().map_err(|e| Error::io(path, e))?),
         size,
@@ -325,9 +198,9 @@ pub fn nar_hash_path(path: &Path) -> Result<(Hash, u64)> {
 
 /// [`nar_hash_path`] on the calling thread only (for callers that already parallelise across paths).
 pub(crate) fn nar_hash_path_single_thread(path: &Path) -> Result<(Hash, u64)> {
-    let mut h = HashWriter(sha2::Sha256::new());
-    let size = dump_path(path, &mut h)?;
-    Ok((Hash::from_sha256(h.0.finalize().into()), size))
+    let mut s = nar_fs::WriteSink::new(nar_fs::HashWriter(sha2::Sha256::new()));
+    let size = nar_fs::dump(path, &mut s)?;
+    Ok((Hash::from_sha256(s.w.0.finalize().into()), size))
 }
 
 /// NAR hashes of many paths, computed in parallel on rayon's pool; results are in the order of `paths`.
@@ -343,94 +216,6 @@ pub fn nar_hash_paths(paths: &[PathBuf]) -> Vec<Result<(Hash, u64)>> {
         .par_iter()
         .map(|p| nar_hash_path_single_thread(p))
         .collect()
-}
-
-const CHUNK: usize = 1 << 20;
-
-/// A `Write` that hands 1 MiB chunks to a hashing thread (bounded queue, recycled buffers).
-struct PipelinedHasher {
-    chunk: Vec<u8>,
-    full: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    free: std::sync::mpsc::Receiver<Vec<u8>>,
-    worker: Option<std::thread::JoinHandle<[u8; 32]>>,
-}
-
-impl PipelinedHasher {
-    fn new() -> Self {
-        let (full, full_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(3);
-        let (free_tx, free) = std::sync::mpsc::channel::<Vec<u8>>();
-        for _ in 0..3 {
-            let _ = free_tx.send(Vec::with_capacity(CHUNK));
-        }
-        let worker = std::thread::spawn(move || {
-            let mut h = sha2::Sha256::new();
-            for mut buf in full_rx {
-                h.update(&buf);
-                buf.clear();
-                let _ = free_tx.send(buf);
-            }
-            h.finalize().into()
-        });
-        PipelinedHasher {
-            chunk: Vec::with_capacity(CHUNK),
-            full: Some(full),
-            free,
-            worker: Some(worker),
-        }
-    }
-
-    fn send(&mut self) -> io::Result<()> {
-        let next = self
-            .free
-            .recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        let chunk = std::mem::replace(&mut self.chunk, next);
-        self.full
-            .as_ref()
-            .expect("sender lives until finish")
-            .send(chunk)
-            .map_err(|_| io::Error::other("hashing thread stopped"))
-    }
-
-    fn finish(mut self) -> io::Result<[u8; 32]> {
-        if !self.chunk.is_empty() {
-            self.send()?;
-        }
-        self.full = None;
-        self.worker
-            .take()
-            .expect("joined once")
-            .join()
-            .map_err(|_| io::Error::other("hashing thread panicked"))
-    }
-}
-
-impl Write for PipelinedHasher {
-    fn write(&mut self, mut b: &[u8]) -> io::Result<usize> {
-        let len = b.len();
-        while !b.is_empty() {
-            let n = (CHUNK - self.chunk.len()).min(b.len());
-            self.chunk.extend_from_slice(&b[..n]);
-            b = &b[n..];
-            if self.chunk.len() == CHUNK {
-                self.send()?;
-            }
-        }
-        Ok(len)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for PipelinedHasher {
-    fn drop(&mut self) {
-        // On an early error, stop the worker before returning.
-        self.full = None;
-        if let Some(w) = self.worker.take() {
-            let _ = w.join();
-        }
-    }
 }
 
 /// Parses a complete NAR from `r` into a tree, enforcing Nix's rules; trailing bytes are an error.

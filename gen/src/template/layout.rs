@@ -1,4 +1,4 @@
-//! Layout of rendered text: nixfmt to a fixpoint (the emitter's loop, [`crate::emit::settle_nixfmt`]), then rnix.
+//! Layout of rendered text: nixfmt (its first pass is a template's fixpoint, [`crate::emit::settle_nixfmt`]), then rnix.
 
 use std::path::Path;
 
@@ -20,8 +20,10 @@ pub(crate) fn finish_layout(
 ) -> Result<String, TemplateError> {
     let name = file.display().to_string();
     // Unsettled after the last round: the last layout stands (it parses; `generate --check` compares it).
+    // Templates settle in nixfmt's first pass (proven by tests/layout_fixpoint.rs and tests/generate.rs).
     let (formatted, _) =
-        crate::emit::settle_nixfmt(&name, formatted).map_err(|e| not_nix(file, text, e))?;
+        crate::emit::settle_nixfmt(&name, formatted, crate::emit::Settle::FirstPass)
+            .map_err(|e| not_nix(file, text, e))?;
     verify::check_syntax(&name, &formatted).map_err(|e| not_nix(file, text, e))?;
     Ok(formatted)
 }
