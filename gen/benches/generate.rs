@@ -43,9 +43,9 @@ from = "noreply@bench-provider.example"
 replication_factor = 3
 region = "bench"
 secrets.environment = { secret = "garage-environment" }
-nodes.a = { zone = "a", capacity_gib = 1000 }
-nodes.b = { zone = "b", capacity_gib = 1000 }
-nodes.c = { zone = "c", capacity_gib = 1000 }
+nodes.a = { zone = "a", capacity_gib = 1000, network = { dhcp = true } }
+nodes.b = { zone = "b", capacity_gib = 1000, network = { dhcp = true } }
+nodes.c = { zone = "c", capacity_gib = 1000, network = { dhcp = true } }
 "#,
     );
     for i in 0..operators {
@@ -61,6 +61,10 @@ applications.mastodon = {{ settings = {{ streamingProcesses = 2, extraConfig = {
 applications.pixelfed = {{ settings = {{ appName = "Pixels {i}" }}, secrets.appSecrets = {{ secret = "op{i}-pixelfed" }} }}
 applications.peertube = {{ secrets.peertubeSecret = {{ secret = "op{i}-peertube" }} }}
 applications.matrix-synapse = {{ secrets.synapseSecrets = {{ secret = "op{i}-synapse" }} }}
+machines.mastodon.network = {{ dhcp = true }}
+machines.pixelfed.network = {{ dhcp = true }}
+machines.peertube.network = {{ dhcp = true }}
+machines.matrix-synapse.network = {{ dhcp = true }}
 "#
         );
     }

@@ -193,12 +193,12 @@ mod tests {
             any::<bool>().prop_map(Expr::Bool),
             any::<i64>().prop_map(Expr::Int),
             "([a-z ${}\"\\\\]|\n|\t|é){0,30}".prop_map(|s| Expr::string(&s).unwrap()),
-            "[a-z]{1,8}".prop_map(|s| Expr::var(&s).unwrap()),
+            "v[a-z]{0,7}".prop_map(|s| Expr::var(&s).unwrap()),
         ];
         leaf.prop_recursive(3, 24, 4, |inner| {
             prop_oneof![
                 vec(inner.clone(), 0..4).prop_map(Expr::List),
-                vec(("[a-z]{1,3}(\\.[a-z]{1,3})?", inner.clone()), 0..4).prop_map(|entries| {
+                vec(("k[a-z]{0,2}(\\.k[a-z]{0,2})?", inner.clone()), 0..4).prop_map(|entries| {
                     let mut seen = std::collections::BTreeSet::new();
                     Expr::attrs(
                         entries

@@ -40,6 +40,12 @@ fn operator(i: usize) -> impl Strategy<Value = Value> {
                 "peertube": { "secrets": { "peertubeSecret": { "secret": format!("{name}-peertube") } } },
                 "matrix-synapse": { "secrets": { "synapseSecrets": { "secret": format!("{name}-synapse") } } },
             },
+            "machines": {
+                "mastodon": { "network": { "dhcp": true } },
+                "pixelfed": { "network": { "dhcp": true } },
+                "peertube": { "network": { "dhcp": true } },
+                "matrix-synapse": { "network": { "dhcp": true } },
+            },
         })
     })
 }
@@ -62,9 +68,9 @@ fn specification() -> impl Strategy<Value = Value> {
                         "replication_factor": 3, "region": "props",
                         "secrets": { "environment": { "secret": "garage-environment" } },
                         "nodes": {
-                            "a": { "zone": "a", "capacity_gib": 1000 },
-                            "b": { "zone": "b", "capacity_gib": 1000 },
-                            "c": { "zone": "c", "capacity_gib": 1000 },
+                            "a": { "zone": "a", "capacity_gib": 1000, "network": { "dhcp": true } },
+                            "b": { "zone": "b", "capacity_gib": 1000, "network": { "dhcp": true } },
+                            "c": { "zone": "c", "capacity_gib": 1000, "network": { "dhcp": true } },
                         },
                     },
                 },
