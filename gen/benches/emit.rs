@@ -126,7 +126,7 @@ fn main() {
     let me = std::env::current_exe().unwrap();
     let run = |bin: &Path, kind: &str| {
         let (s, lines) = measure::child(Command::new(bin).args(["--bench", "--child", kind]));
-        assert_eq!(lines, [len.clone()], "the same text");
+        assert_eq!(lines, std::slice::from_ref(&len), "the same text");
         s
     };
     let before = measure::flag("--before");

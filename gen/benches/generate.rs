@@ -131,7 +131,7 @@ fn child(kind: &str, file: &Path) {
 
 fn main() {
     if let Some(kind) = measure::flag("--child") {
-        let file = std::env::args().last().unwrap();
+        let file = std::env::args().next_back().unwrap();
         return child(&kind, Path::new(&file));
     }
     if !std::env::args().any(|a| a == "--bench") {
@@ -173,7 +173,7 @@ fn main() {
                 .current_dir(repository()),
         );
         if kind == "generate" {
-            assert_eq!(lines, [expected.clone()], "the same files");
+            assert_eq!(lines, std::slice::from_ref(&expected), "the same files");
         }
         sample
     };

@@ -165,7 +165,7 @@ fn bench_nar(work: &Path, size_mb: u64, runs: usize) {
     let me = std::env::current_exe().unwrap();
     let fedigen = |bin: &Path| {
         let (s, lines) = measure::child(Command::new(bin).args(["--child", "nar"]).arg(&tree));
-        assert_eq!(lines, [ours.clone()]);
+        assert_eq!(lines, std::slice::from_ref(&ours));
         s
     };
     let mut rows = vec![measure::Row::new(

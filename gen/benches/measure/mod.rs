@@ -76,6 +76,8 @@ pub fn process_discarding(cmd: &mut Command) -> Sample {
     run(cmd, false).0
 }
 
+// The child is reaped by `wait4` (which also gives its resource usage), not by `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn run(cmd: &mut Command, capture: bool) -> (Sample, Vec<u8>) {
     let start = Instant::now();
     let mut child = cmd
