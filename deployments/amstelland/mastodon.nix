@@ -33,6 +33,10 @@
   system.stateVersion = "26.05";
   fediversity = {
     domain = "amstelland-university.example";
+    admin = {
+      username = "uva_admin";
+      email = "social-admin@amstelland-university.example";
+    };
     mastodon = {
       enable = true;
       subdomain = "social";

@@ -31,6 +31,10 @@
   system.stateVersion = "26.05";
   fediversity = {
     domain = "digitalevrijheid.example";
+    admin = {
+      username = "bestuur";
+      email = "bestuur@digitalevrijheid.example";
+    };
     mastodon = {
       enable = true;
       singleUserMode = false;

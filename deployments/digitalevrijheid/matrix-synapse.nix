@@ -33,13 +33,25 @@
   system.stateVersion = "26.05";
   fediversity = {
     domain = "digitalevrijheid.example";
+    admin = {
+      username = "bestuur";
+      email = "bestuur@digitalevrijheid.example";
+    };
     matrix-synapse = {
       enable = true;
       enableRegistration = false;
       maxUploadSize = "100M";
       synapseSecretsFile = "/run/secrets/digitalevrijheid-synapse";
     };
+    smtp.passwordFile = "/run/secrets/matrix-synapse-smtp-password";
     secrets = {
+      matrix-synapse-smtp-password = {
+        path = "/run/secrets/matrix-synapse-smtp-password";
+        owner = "matrix-synapse";
+        group = "matrix-synapse";
+        mode = "0400";
+        unit = "matrix-synapse.service";
+      };
       matrix-synapse-synapseSecrets = {
         path = "/run/secrets/digitalevrijheid-synapse";
         owner = "matrix-synapse";

@@ -31,6 +31,10 @@
   system.stateVersion = "26.05";
   fediversity = {
     domain = "zee-instituut.example";
+    admin = {
+      username = "videoadmin";
+      email = "video@zee-instituut.example";
+    };
     peertube = {
       enable = true;
       subdomain = "video";

@@ -50,8 +50,17 @@ pkgs.testers.runNixOSTest {
           name = "pixelfed-appSecrets";
           owner = "root";
           path = "/run/secrets/amstelland-pixelfed-app";
-          unit = "pixelfed-data-setup.service";
+          unit = "pixelfed-secrets.service";
           value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
+        }
+        {
+          group = "root";
+          mode = "0400";
+          name = "pixelfed-smtp-password";
+          owner = "root";
+          path = "/run/secrets/pixelfed-smtp-password";
+          unit = "pixelfed-secrets.service";
+          value = "fedigen-test-smtp\n";
         }
       ];
     };

@@ -47,11 +47,20 @@ pkgs.testers.runNixOSTest {
         {
           group = "matrix-synapse";
           mode = "0400";
+          name = "matrix-synapse-smtp-password";
+          owner = "matrix-synapse";
+          path = "/run/secrets/matrix-synapse-smtp-password";
+          unit = "matrix-synapse.service";
+          value = "fedigen-test-smtp\n";
+        }
+        {
+          group = "matrix-synapse";
+          mode = "0400";
           name = "matrix-synapse-synapseSecrets";
           owner = "matrix-synapse";
           path = "/run/secrets/digitalevrijheid-synapse";
           unit = "matrix-synapse.service";
-          value = "registration_shared_secret: fedigen-test-registration-secret\n";
+          value = "fedigen-test-registration-secret";
         }
       ];
     };

@@ -192,6 +192,8 @@ let
       "peertube"
       "matrix-synapse"
       "mastodon"
+      "curl"
+      "jq"
     ] package
     // {
       writeText = name: text: storePath name;
@@ -208,7 +210,11 @@ let
     };
 in
 {
-  modules = [ standIns ] ++ map (file: nixpkgs + "/${file}") (builtins.attrValues loaded);
+  modules = [
+    standIns
+    ./object-storage-interface.nix
+  ]
+  ++ map (file: nixpkgs + "/${file}") (builtins.attrValues loaded);
   modulesPath =
     if realBase then
       builtins.toString (nixpkgs + "/nixos/modules")
