@@ -915,7 +915,8 @@ impl Manifest {
             if account.script.trim().is_empty() {
                 p.at_value(
                     "admin_account.script",
-                    "[admin_account]: `script` is empty; give the commands that create the account".into(),
+                    "[admin_account]: `script` is empty; give the commands that create the account"
+                        .into(),
                 );
             }
         }

@@ -179,7 +179,10 @@ let
         outPath = storePath name;
         override = _: self;
         overrideAttrs = _: self;
-        plugins = { };
+        # Synapse's plugins (pkgs/servers/matrix-synapse/plugins), as the generated modules name them.
+        plugins = {
+          matrix-synapse-s3-storage-provider = package "matrix-synapse-s3-storage-provider";
+        };
       };
     in
     self;
