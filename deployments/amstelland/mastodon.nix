@@ -45,9 +45,17 @@
       };
       sidekiqThreads = 40;
       streamingProcesses = 2;
+      adminPasswordFile = "/run/secrets/amstelland-mastodon-admin";
     };
     smtp.passwordFile = "/run/secrets/mastodon-smtp-password";
     secrets = {
+      mastodon-adminPassword = {
+        path = "/run/secrets/amstelland-mastodon-admin";
+        owner = "mastodon";
+        group = "mastodon";
+        mode = "0400";
+        unit = "mastodon-admin-account.service";
+      };
       mastodon-smtp-password = {
         path = "/run/secrets/mastodon-smtp-password";
         owner = "mastodon";

@@ -39,10 +39,18 @@
       enable = true;
       appName = "Amstelland Pixels";
       maxPhotoSizeKiB = 20000;
+      adminPasswordFile = "/run/secrets/amstelland-pixelfed-admin";
       appSecretsFile = "/run/secrets/amstelland-pixelfed-app";
     };
     smtp.passwordFile = "/run/secrets/pixelfed-smtp-password";
     secrets = {
+      pixelfed-adminPassword = {
+        path = "/run/secrets/amstelland-pixelfed-admin";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "pixelfed-admin-account.service";
+      };
       pixelfed-appSecrets = {
         path = "/run/secrets/amstelland-pixelfed-app";
         owner = "root";

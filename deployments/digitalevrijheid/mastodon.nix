@@ -38,9 +38,17 @@
     mastodon = {
       enable = true;
       singleUserMode = false;
+      adminPasswordFile = "/run/secrets/digitalevrijheid-mastodon-admin";
     };
     smtp.passwordFile = "/run/secrets/mastodon-smtp-password";
     secrets = {
+      mastodon-adminPassword = {
+        path = "/run/secrets/digitalevrijheid-mastodon-admin";
+        owner = "mastodon";
+        group = "mastodon";
+        mode = "0400";
+        unit = "mastodon-admin-account.service";
+      };
       mastodon-smtp-password = {
         path = "/run/secrets/mastodon-smtp-password";
         owner = "mastodon";

@@ -41,10 +41,18 @@
       enable = true;
       enableRegistration = false;
       maxUploadSize = "100M";
+      adminPasswordFile = "/run/secrets/digitalevrijheid-synapse-admin";
       synapseSecretsFile = "/run/secrets/digitalevrijheid-synapse";
     };
     smtp.passwordFile = "/run/secrets/matrix-synapse-smtp-password";
     secrets = {
+      matrix-synapse-adminPassword = {
+        path = "/run/secrets/digitalevrijheid-synapse-admin";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "matrix-synapse-admin-account.service";
+      };
       matrix-synapse-smtp-password = {
         path = "/run/secrets/matrix-synapse-smtp-password";
         owner = "matrix-synapse";

@@ -41,10 +41,18 @@
       instanceName = "ZeeTube";
       signupEnabled = false;
       transcodingEnabled = true;
+      adminPasswordFile = "/run/secrets/zeeinstituut-peertube-admin";
       peertubeSecretFile = "/run/secrets/zeeinstituut-peertube";
     };
     smtp.passwordFile = "/run/secrets/peertube-smtp-password";
     secrets = {
+      peertube-adminPassword = {
+        path = "/run/secrets/zeeinstituut-peertube-admin";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "peertube-env.service";
+      };
       peertube-peertubeSecret = {
         path = "/run/secrets/zeeinstituut-peertube";
         owner = "peertube";

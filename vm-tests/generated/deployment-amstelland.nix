@@ -29,6 +29,15 @@ pkgs.testers.runNixOSTest {
         {
           group = "mastodon";
           mode = "0400";
+          name = "mastodon-adminPassword";
+          owner = "mastodon";
+          path = "/run/secrets/amstelland-mastodon-admin";
+          unit = "mastodon-admin-account.service";
+          value = "fedigen-admin-password";
+        }
+        {
+          group = "mastodon";
+          mode = "0400";
           name = "mastodon-smtp-password";
           owner = "mastodon";
           path = "/run/secrets/mastodon-smtp-password";
@@ -44,6 +53,15 @@ pkgs.testers.runNixOSTest {
       cores = 2;
       memory = 2048;
       secrets = [
+        {
+          group = "root";
+          mode = "0400";
+          name = "pixelfed-adminPassword";
+          owner = "root";
+          path = "/run/secrets/amstelland-pixelfed-admin";
+          unit = "pixelfed-admin-account.service";
+          value = "fedigen-admin-password";
+        }
         {
           group = "root";
           mode = "0400";
