@@ -806,6 +806,90 @@ fn admin_accounts_are_made_once() -> Result<(), Failed> {
     Ok(())
 }
 
+/// The object-storage, SMTP and administrator values go through the real upstream modules where the checkout has
+/// them (`eval-modules.nix`'s `upstream.checked`: every value the generated modules give an upstream option is
+/// read through that option, so upstream's types judge it: PeerTube's JSON settings keep `null`, Synapse's
+/// `plugins` are packages, Mastodon's `extraEnvFiles` paths).
+fn upstream_types_accept_the_values() -> Result<(), Failed> {
+    let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
+    let repo = support::repository();
+    let extra = r#"{ lib, ... }: {
+      fediversity = {
+        s3.publicUrl = "https://media.provider.example";
+        smtp = { user = "fediversity"; passwordFile = "/run/secrets/smtp"; };
+        admin = { username = "uu_admin"; email = "admin@uu.example"; };
+        mastodon = { objectStorage = { buckets.media = "uu-mastodon"; keyFile = "/run/secrets/s3"; };
+                     adminPasswordFile = "/run/secrets/admin"; };
+        pixelfed = { objectStorage = { buckets.media = "uu-pixelfed"; keyFile = "/run/secrets/s3"; };
+                     adminPasswordFile = "/run/secrets/admin"; };
+        peertube = { objectStorage = { keyFile = "/run/secrets/s3"; buckets = {
+                       web_videos = "v"; streaming_playlists = "p"; original_video_files = "o"; }; };
+                     adminPasswordFile = "/run/secrets/admin"; };
+        matrix-synapse = { objectStorage = { buckets.media = "uu-synapse"; keyFile = "/run/secrets/s3"; };
+                           adminPasswordFile = "/run/secrets/admin"; };
+      };
+    }"#;
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(repo.join("gen/tests/nix/eval-modules.nix"))
+        .arg("--arg")
+        .arg("nixpkgs")
+        .arg(&nixpkgs)
+        .arg("--arg")
+        .arg("modules")
+        .arg(repo.join("modules"))
+        .args(["--arg", "extra", extra])
+        .args(["-A", "upstream"])
+        .output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    let upstream: Value = serde_json::from_slice(&out.stdout)?;
+    let loaded: Vec<&str> = upstream["loaded"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for (app, path) in [
+        ("mastodon", "services.mastodon.extraConfig.S3_ALIAS_HOST"),
+        ("mastodon", "services.mastodon.extraEnvFiles"),
+        ("pixelfed", "services.pixelfed.settings.AWS_URL"),
+        ("pixelfed", "services.pixelfed.settings.PF_ENABLE_CLOUD"),
+        (
+            "peertube",
+            "services.peertube.settings.object_storage.upload_acl.public",
+        ),
+        (
+            "peertube",
+            "services.peertube.settings.object_storage.web_videos.base_url",
+        ),
+        ("peertube", "services.peertube.settings.admin.email"),
+        ("peertube", "services.peertube.serviceEnvironmentFile"),
+        ("matrix-synapse", "services.matrix-synapse.plugins"),
+        (
+            "matrix-synapse",
+            "services.matrix-synapse.settings.media_storage_providers",
+        ),
+        ("matrix-synapse", "services.matrix-synapse.extraConfigFiles"),
+    ] {
+        if !loaded.contains(&app) {
+            eprintln!("{app}: the checkout has no upstream module; {path} not checked");
+            continue;
+        }
+        let checked = upstream["checked"][app]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !checked.contains(&Value::from(path)) {
+            return Err(
+                format!("{path} was not read through upstream's option: {checked:?}").into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() {
     let has_lib = nixpkgs().is_some_and(|p| p.join("lib/default.nix").is_file());
     let reason = "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout";
@@ -850,6 +934,12 @@ fn main() {
             "admin_accounts_are_made_once",
             has_lib,
             admin_accounts_are_made_once,
+            reason,
+        ),
+        (
+            "upstream_types_accept_the_values",
+            has_lib,
+            upstream_types_accept_the_values,
             reason,
         ),
     ];

@@ -181,7 +181,11 @@ let
         overrideAttrs = _: self;
         # Synapse's plugins (pkgs/servers/matrix-synapse/plugins), as the generated modules name them.
         plugins = {
-          matrix-synapse-s3-storage-provider = package "matrix-synapse-s3-storage-provider";
+          matrix-synapse-s3-storage-provider = {
+            type = "derivation";
+            name = "matrix-synapse-s3-storage-provider";
+            outPath = storePath "matrix-synapse-s3-storage-provider";
+          };
         };
       };
     in
