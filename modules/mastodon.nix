@@ -92,11 +92,9 @@ in
           description = "the operator's administrator: a confirmed, approved Mastodon account with the Owner role";
           wantedBy = [ "multi-user.target" ];
           after = [
-            "mastodon-init-db.service"
             "mastodon-web.service"
           ];
           requires = [
-            "mastodon-init-db.service"
             "mastodon-web.service"
           ];
           unitConfig.ConditionPathExists = "!" + "/var/lib/fediversity-admin/mastodon.created";
@@ -175,14 +173,19 @@ in
         };
       }
       {
-        # The administrator's unit runs where upstream runs Rails for mastodon-init-db (nixpkgs mastodon.nix: `path`,
-        # `environment = env`, EnvironmentFile = .secrets_env ++ extraEnvFiles, WorkingDirectory = the package, the
-        # service user), so `rails runner` and `tootctl` see the instance's configuration.
+        # The administrator's unit runs in the environment upstream runs Rails in for mastodon-web (nixpkgs
+        # mastodon.nix: `environment = env // …`, EnvironmentFile = .secrets_env ++ extraEnvFiles, WorkingDirectory = the
+        # package, cfgService's User and Group; the package on PATH as for mastodon-init-db), so `rails runner` and
+        # `tootctl` see the instance's configuration. Not its PATH, nor where puma listens.
         systemd.services.mastodon-admin-account = {
           path = [ config.services.mastodon.package ];
-          environment = removeAttrs config.systemd.services.mastodon-init-db.environment [ "PATH" ];
+          environment = removeAttrs config.systemd.services.mastodon-web.environment [
+            "PATH"
+            "PORT"
+            "SOCKET"
+          ];
           serviceConfig = {
-            inherit (config.systemd.services.mastodon-init-db.serviceConfig)
+            inherit (config.systemd.services.mastodon-web.serviceConfig)
               User
               Group
               EnvironmentFile

@@ -783,11 +783,12 @@ fn admin_accounts_are_made_once() -> Result<(), Failed> {
             }
         }
     }
-    // Mastodon's runs in upstream's Rails environment (mastodon-init-db's, here its stand-in).
+    // Mastodon's runs in upstream's Rails environment (mastodon-web's, here its stand-in), without its PATH or port.
     let mastodon = &results[0]["units"]["mastodon-admin-account"];
     if mastodon["serviceConfig"]["User"] != "mastodon"
         || mastodon["environment"]["RAILS_ENV"] != "production"
         || mastodon["environment"].get("PATH").is_some()
+        || mastodon["environment"].get("PORT").is_some()
     {
         return Err(format!(
             "Mastodon's administrator unit runs as upstream's Rails units do: {mastodon}"

@@ -15,14 +15,16 @@ let
     upstream = false;
   };
   # What the generated modules read of upstream's own definitions, where the stand-ins have none: the Synapse
-  # and Mastodon packages (upstream defaults: pkgs.matrix-synapse, pkgs.mastodon) and the unit upstream runs Rails in for Mastodon.
+  # and Mastodon packages (upstream's defaults: pkgs.matrix-synapse, pkgs.mastodon) and the unit upstream runs
+  # Mastodon's Rails in (mastodon-web).
   upstreamDefinitions = {
     services.matrix-synapse.package = standIns.pkgs.matrix-synapse;
     services.mastodon.package = standIns.pkgs.mastodon;
-    systemd.services.mastodon-init-db = {
+    systemd.services.mastodon-web = {
       environment = {
         RAILS_ENV = "production";
         PATH = "/stand-in/bin";
+        PORT = "55001";
       };
       serviceConfig = {
         User = "mastodon";
