@@ -107,6 +107,9 @@ in
           serviceConfig = {
             Type = "oneshot";
             RemainAfterExit = true;
+            # Admin tools boot the whole application (Rails, Laravel); systemd's default 90 s is short for that on a
+            # small or emulated machine.
+            TimeoutStartSec = "15min";
             StateDirectory = "fediversity-admin";
             UMask = "0077";
           };

@@ -101,13 +101,16 @@ in
       serviceConfig = {
         Type = "oneshot";
         RemainAfterExit = true;
+        # Admin tools boot the whole application (Rails, Laravel); systemd's default 90 s is short for that on a
+        # small or emulated machine.
+        TimeoutStartSec = "15min";
         StateDirectory = "fediversity-admin";
         UMask = "0077";
       };
       script = ''
         api=http://127.0.0.1:9000/api/v1
         ask() { curl --silent --show-error --fail --header "Host: $FEDIVERSITY_APP_HOST" "$@"; }
-        for attempt in $(seq 1 120); do
+        for attempt in $(seq 1 600); do
           if ask "$api/config" > /dev/null 2>&1; then break; fi
           sleep 1
         done
