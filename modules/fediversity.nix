@@ -12,6 +12,18 @@
       example = "uu.example";
       description = "The operator's domain; each application lives on a subdomain of it.";
     };
+    admin.username = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "uu_admin";
+      description = "The operator's first administrator: the account each application makes on first deploy (with the initial password from its `adminPasswordFile`); `null` for none.";
+    };
+    admin.email = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      example = "admin@uu.example";
+      description = "The first administrator's e-mail address.";
+    };
     acme.email = lib.mkOption {
       type = lib.types.str;
       example = "hostmaster@provider.example";

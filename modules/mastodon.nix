@@ -4,6 +4,24 @@ let
   cfg = config.fediversity.mastodon;
   fedi = config.fediversity;
   host = "${cfg.subdomain}.${fedi.domain}";
+  # The application's bucket and key (fediversity.<app>.objectStorage, bound per machine): media in S3 only when
+  # both are there.
+  storage = cfg.objectStorage;
+  s3 = storage.keyFile != null && storage.buckets ? media;
+  # "https://media.P" → "https" and "media.P": Paperclip builds public URLs as
+  # "#{S3_PROTOCOL}://#{S3_ALIAS_HOST}/#{path}", so the alias host may carry the bucket as a path.
+  publicUrl = lib.splitString "://" fedi.s3.publicUrl;
+  # Upstream writes every value as NAME="value" into the env file the mastodon-tootctl wrapper sources with bash
+  # (nixpkgs mastodon.nix, envFile), so these characters would change or break a value there.
+  unsafeForEnvFile =
+    value:
+    lib.any (c: lib.hasInfix c value) [
+      "\""
+      "$"
+      "`"
+      "\\"
+      "\n"
+    ];
 in
 {
   options.fediversity.mastodon = {
@@ -41,57 +59,144 @@ in
       default = 2;
       description = "How many Puma worker processes serve the web interface and API.";
     };
+    adminPasswordFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      description = "Path on the machine of the file holding the initial password of the operator's administrator (one line; at least 8 characters, Mastodon's minimum); never a store path, so the secret stays out of the world-readable Nix store. Optional: `null` when the application runs without it.";
+    };
   };
 
-  config = lib.mkIf cfg.enable {
-    security.acme = {
-      acceptTerms = true;
-      defaults.email = config.fediversity.acme.email;
-      defaults.server = config.fediversity.acme.server;
-    };
-    services.nginx = {
-      enable = true;
-      # Tuning a machine may change without lib.mkForce; the proxy headers are what the applications rely on.
-      recommendedGzipSettings = lib.mkDefault true;
-      recommendedOptimisation = lib.mkDefault true;
-      recommendedProxySettings = true;
-      recommendedTlsSettings = lib.mkDefault true;
-    };
-    networking.firewall.allowedTCPPorts = [
-      80
-      443
-    ];
-    services.mastodon = {
-      enable = true;
-      localDomain = host;
-      configureNginx = true;
-      streamingProcesses = cfg.streamingProcesses;
-      webProcesses = cfg.webProcesses;
-      sidekiqThreads = cfg.sidekiqThreads;
-      database.createLocally = true;
-      redis.createLocally = true;
-      smtp = {
-        createLocally = false;
-        host = fedi.smtp.host;
-        port = fedi.smtp.port;
-        fromAddress = fedi.smtp.fromAddress;
-        authenticate = fedi.smtp.user != null;
-        user = fedi.smtp.user;
-        passwordFile = fedi.smtp.passwordFile;
-      };
-      extraConfig =
-        cfg.extraConfig
-        // {
-          SINGLE_USER_MODE = lib.boolToString cfg.singleUserMode;
-        }
-        // lib.optionalAttrs (fedi.s3.credentialsFile != null) {
-          S3_ENABLED = "true";
-          S3_BUCKET = "mastodon";
-          S3_REGION = fedi.s3.region;
-          S3_ENDPOINT = fedi.s3.endpoint;
+  config = lib.mkIf cfg.enable (
+    lib.mkMerge [
+      {
+        security.acme = {
+          acceptTerms = true;
+          defaults.email = config.fediversity.acme.email;
+          defaults.server = config.fediversity.acme.server;
         };
-      # The S3 keys stay in a file on the machine, out of the world-readable store.
-      extraEnvFiles = lib.optional (fedi.s3.credentialsFile != null) fedi.s3.credentialsFile;
-    };
-  };
+        services.nginx = {
+          enable = true;
+          # Tuning a machine may change without lib.mkForce; the proxy headers are what the applications rely on.
+          recommendedGzipSettings = lib.mkDefault true;
+          recommendedOptimisation = lib.mkDefault true;
+          recommendedProxySettings = true;
+          recommendedTlsSettings = lib.mkDefault true;
+        };
+        networking.firewall.allowedTCPPorts = [
+          80
+          443
+        ];
+        systemd.services.mastodon-admin-account = {
+          # No unit at all without an administrator in the specification or without the password's file.
+          enable = fedi.admin.username != null && cfg.adminPasswordFile != null;
+          description = "the operator's administrator: a confirmed, approved Mastodon account with the Owner role";
+          wantedBy = [ "multi-user.target" ];
+          after = [
+            "mastodon-web.service"
+          ];
+          requires = [
+            "mastodon-web.service"
+          ];
+          unitConfig.ConditionPathExists = "!" + "/var/lib/fediversity-admin/mastodon.created";
+          environment = {
+            FEDIVERSITY_ADMIN_USERNAME = fedi.admin.username;
+            FEDIVERSITY_ADMIN_EMAIL = fedi.admin.email;
+            FEDIVERSITY_ADMIN_PASSWORD_FILE = cfg.adminPasswordFile;
+            FEDIVERSITY_APP_HOST = host;
+          };
+          serviceConfig = {
+            Type = "oneshot";
+            RemainAfterExit = true;
+            # Admin tools boot the whole application (Rails, Laravel); systemd's default 90 s is short for that on a
+            # small or emulated machine.
+            TimeoutStartSec = "15min";
+            StateDirectory = "fediversity-admin";
+            UMask = "0077";
+          };
+          script = ''
+            if ! rails runner 'exit(Account.find_local(ENV.fetch("FEDIVERSITY_ADMIN_USERNAME")).nil? ? 1 : 0)'; then
+              tootctl accounts create "$FEDIVERSITY_ADMIN_USERNAME" --email="$FEDIVERSITY_ADMIN_EMAIL" --confirmed --approve --role=Owner > /dev/null
+            fi
+            rails runner 'Account.find_local(ENV.fetch("FEDIVERSITY_ADMIN_USERNAME")).user.update!(password: File.read(ENV.fetch("FEDIVERSITY_ADMIN_PASSWORD_FILE")).chomp)'
+          ''
+          + "\ntouch "
+          + "/var/lib/fediversity-admin/mastodon.created"
+          + "\n";
+        };
+        assertions = [
+          {
+            assertion = !lib.any unsafeForEnvFile (lib.attrValues cfg.extraConfig);
+            message = "fediversity.mastodon.extraConfig: the values of ${
+              lib.concatStringsSep ", " (lib.attrNames (lib.filterAttrs (_: unsafeForEnvFile) cfg.extraConfig))
+            } hold a double quote, `$`, a backquote, a backslash or a line break, which the env file mastodon-tootctl sources cannot carry; remove them.";
+          }
+        ];
+        services.mastodon = {
+          enable = true;
+          localDomain = host;
+          configureNginx = true;
+          streamingProcesses = cfg.streamingProcesses;
+          webProcesses = cfg.webProcesses;
+          sidekiqThreads = cfg.sidekiqThreads;
+          database.createLocally = true;
+          redis.createLocally = true;
+          smtp = {
+            createLocally = false;
+            host = fedi.smtp.host;
+            port = fedi.smtp.port;
+            fromAddress = fedi.smtp.fromAddress;
+            authenticate = fedi.smtp.user != null;
+            user = fedi.smtp.user;
+            passwordFile = fedi.smtp.passwordFile;
+          };
+          extraConfig =
+            cfg.extraConfig
+            // {
+              SINGLE_USER_MODE = lib.boolToString cfg.singleUserMode;
+            }
+            # Port 465 is SMTP over TLS from the first byte; any other port (587) upgrades with STARTTLS, Mastodon's
+            # default (config/email.yml: `tls: ENV['SMTP_TLS']`, `enable_starttls: ENV['SMTP_ENABLE_STARTTLS']`).
+            // lib.optionalAttrs (fedi.smtp.port == 465) {
+              SMTP_TLS = "true";
+            }
+            // lib.optionalAttrs s3 {
+              S3_ENABLED = "true";
+              S3_BUCKET = storage.buckets.media;
+              # Garage checks the signature's region: it must be the cluster's s3_region.
+              S3_REGION = fedi.s3.region;
+              # A custom endpoint: Paperclip then uses path-style requests (S3_OVERRIDE_PATH_STYLE unset).
+              S3_ENDPOINT = fedi.s3.endpoint;
+              # Public media from Garage's web endpoint (the S3 API serves no anonymous reads).
+              S3_PROTOCOL = builtins.head publicUrl;
+              S3_ALIAS_HOST = "${lib.last publicUrl}/${storage.buckets.media}";
+            };
+          # The S3 keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) stay in a file on the machine, out of the
+          # world-readable store; upstream passes it as EnvironmentFile= of every unit and sources it in tootctl.
+          extraEnvFiles = lib.optional s3 storage.keyFile;
+        };
+      }
+      {
+        # The administrator's unit runs in the environment upstream runs Rails in for mastodon-web (nixpkgs
+        # mastodon.nix: `environment = env // …`, EnvironmentFile = .secrets_env ++ extraEnvFiles, WorkingDirectory = the
+        # package, cfgService's User and Group; the package on PATH as for mastodon-init-db), so `rails runner` and
+        # `tootctl` see the instance's configuration. Not its PATH, nor where puma listens.
+        systemd.services.mastodon-admin-account = {
+          path = [ config.services.mastodon.package ];
+          environment = removeAttrs config.systemd.services.mastodon-web.environment [
+            "PATH"
+            "PORT"
+            "SOCKET"
+          ];
+          serviceConfig = {
+            inherit (config.systemd.services.mastodon-web.serviceConfig)
+              User
+              Group
+              EnvironmentFile
+              WorkingDirectory
+              ;
+          };
+        };
+      }
+    ]
+  );
 }

@@ -9,6 +9,32 @@ let
   cfg = config.fediversity.matrix-synapse;
   fedi = config.fediversity;
   host = "${cfg.subdomain}.${fedi.domain}";
+  storage = cfg.objectStorage;
+  s3 = storage.keyFile != null && storage.buckets ? media;
+  # Port 465 is SMTP over TLS from the first byte (Synapse's email.force_tls); on any other port Synapse upgrades
+  # with STARTTLS, and with a login it must (require_transport_security), so no password crosses in clear.
+  email = {
+    smtp_host = fedi.smtp.host;
+    smtp_port = fedi.smtp.port;
+    notif_from = fedi.smtp.fromAddress;
+    force_tls = fedi.smtp.port == 465;
+    require_transport_security = fedi.smtp.user != null && fedi.smtp.port != 465;
+  }
+  // lib.optionalAttrs (fedi.smtp.user != null) {
+    smtp_user = fedi.smtp.user;
+  };
+  # Synapse merges its configuration files at the top level only: a secrets file holding `email.smtp_pass` would
+  # replace the whole `email` section. So with a password the whole section is written at start, in the
+  # service's runtime directory (the password file is read there, as upstream's peertube.nix reads its own into
+  # local.yaml), and `settings` carries no `email` at all.
+  emailFile = "/run/matrix-synapse/fediversity-email.yaml";
+  withPassword = fedi.smtp.passwordFile != null;
+  # Clients and other servers find Synapse at https://<host>:443 (nixpkgs' synapse.md: delegation by .well-known).
+  wellKnown = data: ''
+    default_type application/json;
+    add_header Access-Control-Allow-Origin *;
+    return 200 '${builtins.toJSON data}';
+  '';
 in
 {
   options.fediversity.matrix-synapse = {
@@ -34,9 +60,14 @@ in
       default = true;
       description = "Whether Synapse fetches previews of links posted in rooms.";
     };
+    adminPasswordFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      description = "Path on the machine of the file holding the initial password of the operator's administrator (one line); never a store path, so the secret stays out of the world-readable Nix store. Optional: `null` when the application runs without it.";
+    };
     synapseSecretsFile = lib.mkOption {
       type = lib.types.str;
-      description = "Path on the machine of the file holding a YAML file with `registration_shared_secret` (and `email.smtp_pass` when the relay needs a login); never a store path, so the secret stays out of the world-readable Nix store.";
+      description = "Path on the machine of the file holding a file holding Synapse's registration shared secret alone (`openssl rand -hex 32`), read through `registration_shared_secret_path`; never a store path, so the secret stays out of the world-readable Nix store.";
     };
   };
 
@@ -58,6 +89,39 @@ in
       80
       443
     ];
+    systemd.services.matrix-synapse-admin-account = {
+      # No unit at all without an administrator in the specification or without the password's file.
+      enable = fedi.admin.username != null && cfg.adminPasswordFile != null;
+      description = "the operator's administrator: a Synapse server administrator";
+      wantedBy = [ "multi-user.target" ];
+      after = [
+        "matrix-synapse.service"
+      ];
+      requires = [
+        "matrix-synapse.service"
+      ];
+      unitConfig.ConditionPathExists = "!" + "/var/lib/fediversity-admin/matrix-synapse.created";
+      environment = {
+        FEDIVERSITY_ADMIN_USERNAME = fedi.admin.username;
+        FEDIVERSITY_ADMIN_EMAIL = fedi.admin.email;
+        FEDIVERSITY_ADMIN_PASSWORD_FILE = cfg.adminPasswordFile;
+        FEDIVERSITY_APP_HOST = host;
+      };
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        # Admin tools boot the whole application (Rails, Laravel); systemd's default 90 s is short for that on a
+        # small or emulated machine.
+        TimeoutStartSec = "15min";
+        StateDirectory = "fediversity-admin";
+        UMask = "0077";
+      };
+      script =
+        "/run/current-system/sw/bin/matrix-synapse-register_new_matrix_user --exists-ok --admin --user \"$FEDIVERSITY_ADMIN_USERNAME\" --password-file \"$FEDIVERSITY_ADMIN_PASSWORD_FILE\"\n"
+        + "\ntouch "
+        + "/var/lib/fediversity-admin/matrix-synapse.created"
+        + "\n";
+    };
     services.matrix-synapse = {
       enable = true;
       settings = {
@@ -67,17 +131,52 @@ in
         enable_registration = cfg.enableRegistration;
         max_upload_size = cfg.maxUploadSize;
         url_preview_enabled = cfg.urlPreviews;
-        email = {
-          smtp_host = fedi.smtp.host;
-          smtp_port = fedi.smtp.port;
-          notif_from = fedi.smtp.fromAddress;
-        }
-        // lib.optionalAttrs (fedi.smtp.user != null) {
-          smtp_user = fedi.smtp.user;
-        };
+        # Read by Synapse (and register_new_matrix_user) from the file on the machine, never from the store.
+        registration_shared_secret_path = cfg.synapseSecretsFile;
+        # The database upstream's default picks from system.stateVersion; said here, so no default is evaluated.
+        database.name = "psycopg2";
+      }
+      // lib.optionalAttrs (!withPassword) {
+        inherit email;
+      }
+      // lib.optionalAttrs s3 {
+        # Media go to the bucket as they are stored (store_synchronous), local and remote, so the bucket holds
+        # every file a migration must move; Synapse keeps its local copy as a cache (upstream behaviour).
+        media_storage_providers = [
+          {
+            module = "s3_storage_provider.S3StorageProviderBackend";
+            store_local = true;
+            store_remote = true;
+            store_synchronous = true;
+            config = {
+              bucket = storage.buckets.media;
+              region_name = fedi.s3.region;
+              # boto3 addresses a custom endpoint path-style.
+              endpoint_url = fedi.s3.endpoint;
+            };
+          }
+        ];
       };
-      # registration_shared_secret and the SMTP password stay in this file on the machine.
-      extraConfigFiles = [ cfg.synapseSecretsFile ];
+      plugins = lib.optional s3 config.services.matrix-synapse.package.plugins.matrix-synapse-s3-storage-provider;
+      extraConfigFiles = lib.optional withPassword emailFile;
+    };
+    systemd.services.matrix-synapse = {
+      # boto3 reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment (systemd reads the file as
+      # root).
+      serviceConfig.EnvironmentFile = lib.mkIf s3 storage.keyFile;
+      # The section as JSON (which YAML reads) up to its closing brace, then the password as a YAML single-quoted
+      # scalar, where only ' is special (written twice).
+      preStart = lib.mkIf withPassword (
+        lib.mkBefore ''
+          password=$(cat ${lib.escapeShellArg fedi.smtp.passwordFile})
+          q="'"
+          (
+            umask 077
+            printf 'email: %s, "smtp_pass": %s}\n' ${lib.escapeShellArg (lib.removeSuffix "}" (builtins.toJSON email))} "$q''${password//$q/$q$q}$q" > ${emailFile}.next
+          )
+          mv ${emailFile}.next ${emailFile}
+        ''
+      );
     };
     # Synapse needs a database with C collation, which ensureDatabases cannot create.
     services.postgresql = {
@@ -95,8 +194,16 @@ in
     services.nginx.virtualHosts.${host} = {
       enableACME = lib.mkDefault true;
       forceSSL = lib.mkDefault true;
+      # nginx's default body limit (1 MiB) is below max_upload_size; the same size, in nginx's units.
+      extraConfig = "client_max_body_size ${cfg.maxUploadSize};";
       locations."/_matrix".proxyPass = "http://127.0.0.1:8008";
       locations."/_synapse/client".proxyPass = "http://127.0.0.1:8008";
+      # Federation: other servers ask https://<host>/.well-known/matrix/server, and reach Synapse on 443
+      # instead of the default 8448; clients ask the client file.
+      locations."= /.well-known/matrix/server".extraConfig = wellKnown { "m.server" = "${host}:443"; };
+      locations."= /.well-known/matrix/client".extraConfig = wellKnown {
+        "m.homeserver".base_url = "https://${host}";
+      };
     };
   };
 }

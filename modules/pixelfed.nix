@@ -4,6 +4,29 @@ let
   cfg = config.fediversity.pixelfed;
   fedi = config.fediversity;
   host = "${cfg.subdomain}.${fedi.domain}";
+  storage = cfg.objectStorage;
+  s3 = storage.keyFile != null && storage.buckets ? media;
+  # Upstream writes `settings` into .env with `lib.generators.toKeyValue { }` (nixpkgs pixelfed.nix, configFile),
+  # which leaves strings unquoted; Laravel reads .env with vlucas/phpdotenv, whose parser (EntryParser) ends an
+  # unquoted value at whitespace and refuses what follows ("unexpected whitespace"), starts a comment at `#` and
+  # substitutes `${…}`. So every string is written double-quoted, with exactly the escapes phpdotenv's
+  # double-quoted state reads back (`\\`, `\"`, `\$`, `\n`, `\r`); booleans and integers stay bare, as upstream
+  # tests them (`lib.optionalString cfg.settings.ACTIVITY_PUB`).
+  dotenvString =
+    value:
+    "\""
+    + builtins.replaceStrings [ "\\" "\"" "$" "\n" "\r" ] [ "\\\\" "\\\"" "\\$" "\\n" "\\r" ] value
+    + "\"";
+  dotenv = lib.mapAttrs (_: value: if builtins.isString value then dotenvString value else value);
+  # Pixelfed reads one secret file (services.pixelfed.secretFile, LoadCredential of pixelfed-data-setup, appended
+  # to .env before `config:cache`): the operator's APP_KEY file, the SMTP password and the S3 keys are joined
+  # into it by a root unit, on the machine, never in the store.
+  secretsDir = "/run/pixelfed-secrets";
+  inputs = [
+    cfg.appSecretsFile
+  ]
+  ++ lib.optional (fedi.smtp.passwordFile != null) fedi.smtp.passwordFile
+  ++ lib.optional s3 storage.keyFile;
 in
 {
   options.fediversity.pixelfed = {
@@ -28,9 +51,14 @@ in
       default = false;
       description = "Whether anyone may create an account.";
     };
+    adminPasswordFile = lib.mkOption {
+      type = lib.types.nullOr lib.types.str;
+      default = null;
+      description = "Path on the machine of the file holding the initial password of the operator's administrator (one line); never a store path, so the secret stays out of the world-readable Nix store. Optional: `null` when the application runs without it.";
+    };
     appSecretsFile = lib.mkOption {
       type = lib.types.str;
-      description = "Path on the machine of the file holding an environment file with APP_KEY=base64:… (32 random bytes), plus MAIL_PASSWORD and AWS_SECRET_ACCESS_KEY when mail and S3 need them; never a store path, so the secret stays out of the world-readable Nix store.";
+      description = "Path on the machine of the file holding an environment file with APP_KEY=base64:… (32 random bytes); the SMTP password and the S3 keys are added on the machine from their own files; never a store path, so the secret stays out of the world-readable Nix store.";
     };
   };
 
@@ -52,11 +80,46 @@ in
       80
       443
     ];
+    systemd.services.pixelfed-admin-account = {
+      # No unit at all without an administrator in the specification or without the password's file.
+      enable = fedi.admin.username != null && cfg.adminPasswordFile != null;
+      description = "the operator's administrator: a confirmed Pixelfed administrator";
+      wantedBy = [ "multi-user.target" ];
+      after = [
+        "phpfpm-pixelfed.service"
+      ];
+      requires = [
+        "phpfpm-pixelfed.service"
+      ];
+      unitConfig.ConditionPathExists = "!" + "/var/lib/fediversity-admin/pixelfed.created";
+      environment = {
+        FEDIVERSITY_ADMIN_USERNAME = fedi.admin.username;
+        FEDIVERSITY_ADMIN_EMAIL = fedi.admin.email;
+        FEDIVERSITY_ADMIN_PASSWORD_FILE = cfg.adminPasswordFile;
+        FEDIVERSITY_APP_HOST = host;
+      };
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        # Admin tools boot the whole application (Rails, Laravel); systemd's default 90 s is short for that on a
+        # small or emulated machine.
+        TimeoutStartSec = "15min";
+        StateDirectory = "fediversity-admin";
+        UMask = "0077";
+      };
+      script = ''
+        password=$(cat "$FEDIVERSITY_ADMIN_PASSWORD_FILE")
+        /run/current-system/sw/bin/pixelfed-manage user:create --name="$FEDIVERSITY_ADMIN_USERNAME" --username="$FEDIVERSITY_ADMIN_USERNAME" --email="$FEDIVERSITY_ADMIN_EMAIL" --password="$password" --is_admin=1 --confirm_email=1
+      ''
+      + "\ntouch "
+      + "/var/lib/fediversity-admin/pixelfed.created"
+      + "\n";
+    };
     services.pixelfed = {
       enable = true;
       domain = host;
       # APP_KEY and every other secret come from this file on the machine, never from the store.
-      secretFile = cfg.appSecretsFile;
+      secretFile = "${secretsDir}/env";
       # TLS by default. Upstream merges this whole virtual host into services.nginx.virtualHosts at normal
       # priority, so it is changed here (services.pixelfed.nginx.enableACME = false), not on the virtual host.
       nginx = {
@@ -66,27 +129,82 @@ in
       database.createLocally = true;
       redis.createLocally = true;
       maxUploadSize = "${toString cfg.maxPhotoSizeKiB}K";
-      settings = {
-        APP_NAME = cfg.appName;
-        OPEN_REGISTRATION = cfg.openRegistration;
-        MAX_PHOTO_SIZE = cfg.maxPhotoSizeKiB;
-        MAIL_MAILER = "smtp";
-        MAIL_HOST = fedi.smtp.host;
-        MAIL_PORT = fedi.smtp.port;
-        MAIL_FROM_ADDRESS = fedi.smtp.fromAddress;
-        MAIL_FROM_NAME = cfg.appName;
-      }
-      // lib.optionalAttrs (fedi.smtp.user != null) {
-        MAIL_USERNAME = fedi.smtp.user;
-      }
-      // lib.optionalAttrs (fedi.s3.credentialsFile != null) {
-        PF_ENABLE_CLOUD = true;
-        FILESYSTEM_CLOUD = "s3";
-        AWS_BUCKET = "pixelfed";
-        AWS_DEFAULT_REGION = fedi.s3.region;
-        AWS_ENDPOINT = fedi.s3.endpoint;
-        AWS_USE_PATH_STYLE_ENDPOINT = true;
+      settings = dotenv (
+        {
+          APP_NAME = cfg.appName;
+          OPEN_REGISTRATION = cfg.openRegistration;
+          MAX_PHOTO_SIZE = cfg.maxPhotoSizeKiB;
+          MAIL_MAILER = "smtp";
+          MAIL_HOST = fedi.smtp.host;
+          MAIL_PORT = fedi.smtp.port;
+          # Laravel's mail manager: `tls` is SMTP over TLS on port 465 and STARTTLS on any other port.
+          MAIL_ENCRYPTION = "tls";
+          MAIL_FROM_ADDRESS = fedi.smtp.fromAddress;
+          MAIL_FROM_NAME = cfg.appName;
+        }
+        // lib.optionalAttrs (fedi.smtp.user != null) {
+          MAIL_USERNAME = fedi.smtp.user;
+        }
+        // lib.optionalAttrs s3 {
+          PF_ENABLE_CLOUD = true;
+          FILESYSTEM_CLOUD = "s3";
+          AWS_BUCKET = storage.buckets.media;
+          # Garage checks the signature's region: it must be the cluster's s3_region.
+          AWS_DEFAULT_REGION = fedi.s3.region;
+          AWS_ENDPOINT = fedi.s3.endpoint;
+          AWS_USE_PATH_STYLE_ENDPOINT = true;
+          # Laravel builds public URLs as AWS_URL + "/" + path: Garage's web endpoint, bucket as the first segment.
+          AWS_URL = "${fedi.s3.publicUrl}/${storage.buckets.media}";
+        }
+      );
+    };
+    # Joins the secret inputs into the one file upstream reads, and, when a later run changes it, runs
+    # pixelfed-data-setup again (it caches the configuration with `config:cache`) and restarts what read the old one.
+    systemd.services.pixelfed-secrets = {
+      description = "Pixelfed's secret environment file, joined from its parts";
+      before = [ "pixelfed-data-setup.service" ];
+      requiredBy = [ "pixelfed-data-setup.service" ];
+      serviceConfig = {
+        Type = "oneshot";
+        RuntimeDirectory = "pixelfed-secrets";
+        RuntimeDirectoryMode = "0700";
+        RuntimeDirectoryPreserve = true;
+        UMask = "0077";
       };
+      script = ''
+        set -eu
+        next=${secretsDir}/env.next
+        {
+          cat ${lib.escapeShellArg cfg.appSecretsFile}
+          echo
+          ${lib.optionalString (fedi.smtp.passwordFile != null) ''
+            password=$(cat ${lib.escapeShellArg fedi.smtp.passwordFile})
+            password=''${password//\\/\\\\}
+            password=''${password//\"/\\\"}
+            password=''${password//\$/\\\$}
+            password=''${password//$'\n'/\\n}
+            printf 'MAIL_PASSWORD="%s"\n' "$password"
+          ''}
+          ${lib.optionalString s3 ''
+            cat ${lib.escapeShellArg storage.keyFile}
+            echo
+          ''}
+        } > "$next"
+        changed=
+        if [ -e ${secretsDir}/env ] && [ "$(sha256sum < "$next")" != "$(sha256sum < ${secretsDir}/env)" ]; then
+          changed=1
+        fi
+        mv "$next" ${secretsDir}/env
+        if [ -n "$changed" ]; then
+          systemctl --no-block restart pixelfed-data-setup.service
+          systemctl --no-block try-restart phpfpm-pixelfed.service pixelfed-horizon.service
+        fi
+      '';
+    };
+    # A changed secret file starts the unit above again.
+    systemd.paths.pixelfed-secrets = {
+      wantedBy = [ "multi-user.target" ];
+      pathConfig.PathChanged = inputs;
     };
   };
 }

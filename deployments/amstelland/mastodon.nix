@@ -33,6 +33,10 @@
   system.stateVersion = "26.05";
   fediversity = {
     domain = "amstelland-university.example";
+    admin = {
+      username = "uva_admin";
+      email = "social-admin@amstelland-university.example";
+    };
     mastodon = {
       enable = true;
       subdomain = "social";
@@ -41,9 +45,17 @@
       };
       sidekiqThreads = 40;
       streamingProcesses = 2;
+      adminPasswordFile = "/run/secrets/amstelland-mastodon-admin";
     };
     smtp.passwordFile = "/run/secrets/mastodon-smtp-password";
     secrets = {
+      mastodon-adminPassword = {
+        path = "/run/secrets/amstelland-mastodon-admin";
+        owner = "mastodon";
+        group = "mastodon";
+        mode = "0400";
+        unit = "mastodon-admin-account.service";
+      };
       mastodon-smtp-password = {
         path = "/run/secrets/mastodon-smtp-password";
         owner = "mastodon";

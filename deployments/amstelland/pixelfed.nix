@@ -31,19 +31,39 @@
   system.stateVersion = "26.05";
   fediversity = {
     domain = "amstelland-university.example";
+    admin = {
+      username = "uva_admin";
+      email = "social-admin@amstelland-university.example";
+    };
     pixelfed = {
       enable = true;
       appName = "Amstelland Pixels";
       maxPhotoSizeKiB = 20000;
+      adminPasswordFile = "/run/secrets/amstelland-pixelfed-admin";
       appSecretsFile = "/run/secrets/amstelland-pixelfed-app";
     };
+    smtp.passwordFile = "/run/secrets/pixelfed-smtp-password";
     secrets = {
+      pixelfed-adminPassword = {
+        path = "/run/secrets/amstelland-pixelfed-admin";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "pixelfed-admin-account.service";
+      };
       pixelfed-appSecrets = {
         path = "/run/secrets/amstelland-pixelfed-app";
         owner = "root";
         group = "root";
         mode = "0400";
-        unit = "pixelfed-data-setup.service";
+        unit = "pixelfed-secrets.service";
+      };
+      pixelfed-smtp-password = {
+        path = "/run/secrets/pixelfed-smtp-password";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "pixelfed-secrets.service";
       };
     };
   };

@@ -31,12 +31,24 @@
   system.stateVersion = "26.05";
   fediversity = {
     domain = "digitalevrijheid.example";
+    admin = {
+      username = "bestuur";
+      email = "bestuur@digitalevrijheid.example";
+    };
     mastodon = {
       enable = true;
       singleUserMode = false;
+      adminPasswordFile = "/run/secrets/digitalevrijheid-mastodon-admin";
     };
     smtp.passwordFile = "/run/secrets/mastodon-smtp-password";
     secrets = {
+      mastodon-adminPassword = {
+        path = "/run/secrets/digitalevrijheid-mastodon-admin";
+        owner = "mastodon";
+        group = "mastodon";
+        mode = "0400";
+        unit = "mastodon-admin-account.service";
+      };
       mastodon-smtp-password = {
         path = "/run/secrets/mastodon-smtp-password";
         owner = "mastodon";

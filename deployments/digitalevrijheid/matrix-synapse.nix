@@ -33,13 +33,33 @@
   system.stateVersion = "26.05";
   fediversity = {
     domain = "digitalevrijheid.example";
+    admin = {
+      username = "bestuur";
+      email = "bestuur@digitalevrijheid.example";
+    };
     matrix-synapse = {
       enable = true;
       enableRegistration = false;
       maxUploadSize = "100M";
+      adminPasswordFile = "/run/secrets/digitalevrijheid-synapse-admin";
       synapseSecretsFile = "/run/secrets/digitalevrijheid-synapse";
     };
+    smtp.passwordFile = "/run/secrets/matrix-synapse-smtp-password";
     secrets = {
+      matrix-synapse-adminPassword = {
+        path = "/run/secrets/digitalevrijheid-synapse-admin";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "matrix-synapse-admin-account.service";
+      };
+      matrix-synapse-smtp-password = {
+        path = "/run/secrets/matrix-synapse-smtp-password";
+        owner = "matrix-synapse";
+        group = "matrix-synapse";
+        mode = "0400";
+        unit = "matrix-synapse.service";
+      };
       matrix-synapse-synapseSecrets = {
         path = "/run/secrets/digitalevrijheid-synapse";
         owner = "matrix-synapse";

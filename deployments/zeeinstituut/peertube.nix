@@ -31,16 +31,28 @@
   system.stateVersion = "26.05";
   fediversity = {
     domain = "zee-instituut.example";
+    admin = {
+      username = "videoadmin";
+      email = "video@zee-instituut.example";
+    };
     peertube = {
       enable = true;
       subdomain = "video";
       instanceName = "ZeeTube";
       signupEnabled = false;
       transcodingEnabled = true;
+      adminPasswordFile = "/run/secrets/zeeinstituut-peertube-admin";
       peertubeSecretFile = "/run/secrets/zeeinstituut-peertube";
     };
     smtp.passwordFile = "/run/secrets/peertube-smtp-password";
     secrets = {
+      peertube-adminPassword = {
+        path = "/run/secrets/zeeinstituut-peertube-admin";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "peertube-env.service";
+      };
       peertube-peertubeSecret = {
         path = "/run/secrets/zeeinstituut-peertube";
         owner = "peertube";

@@ -36,6 +36,8 @@ pub struct Manifest {
     pub health: Health,
     /// One real action through the application's own admin tool, for the VM test.
     pub admin_action: Option<AdminAction>,
+    /// How the operator's administrator (`operators[].admin`) gets an account on first deploy.
+    pub admin_account: Option<AdminAccount>,
 }
 
 /// The application's identity.
@@ -330,6 +332,28 @@ pub struct AdminAction {
     pub expect: Option<String>,
 }
 
+/// How the operator's administrator gets an account: a shell script the generated module runs once, as root, in a
+/// oneshot unit after the service is up (`<app>-admin-account.service`). The script is the application's own (its
+/// admin tool or API), so no Rust code names an application; the unit gives it `FEDIVERSITY_ADMIN_USERNAME`,
+/// `FEDIVERSITY_ADMIN_EMAIL` and `FEDIVERSITY_ADMIN_PASSWORD_FILE` (the file of `password_secret`), and marks
+/// success with a stamp, so a second run is a no-op.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminAccount {
+    /// What the script does, for the unit's description.
+    pub description: String,
+    /// The units that must be up first (ordered after and required).
+    pub after: Vec<String>,
+    /// The secret (of `[secrets]`: provided and optional) holding the initial password; without it, or without
+    /// an administrator in the specification, no account is made.
+    pub password_secret: String,
+    /// The script, run by bash with `set -e`, as root.
+    pub script: String,
+    /// Packages (attribute names of nixpkgs' `pkgs`, e.g. `curl`) the script needs on its `PATH`.
+    #[serde(default)]
+    pub packages: Vec<String>,
+}
+
 /// One problem in a manifest: where (file, line and column), which field, and what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}{}: {message}", location.map(|p| format!(":{p}")).unwrap_or_default())]
@@ -398,6 +422,8 @@ struct RawManifest {
     health: Health,
     #[serde(default)]
     admin_action: Option<AdminAction>,
+    #[serde(default)]
+    admin_account: Option<AdminAccount>,
 }
 
 #[derive(Deserialize)]
@@ -680,6 +706,10 @@ impl Manifest {
             .map_or(Some(None), |v| {
                 p.read("admin_action", "[admin_action]", v).map(Some)
             });
+        let admin_account: Option<Option<AdminAccount>> = take("admin_account")
+            .map_or(Some(None), |v| {
+                p.read("admin_account", "[admin_account]", v).map(Some)
+            });
         let mut ports = Some(Vec::new());
         match take("ports") {
             Some(toml::Value::Array(items)) => {
@@ -842,6 +872,54 @@ impl Manifest {
                 p.at_key(path, "[needs.smtp_password]: only an application with `smtp = true` reads the SMTP password".into());
             }
         }
+        if let (Some(Some(account)), true) = (&admin_account, secrets_ok) {
+            match secrets.get(&account.password_secret) {
+                Some(secret) if secret.source == SecretSource::Provided && secret.optional => {}
+                Some(_) => p.at_value(
+                    "admin_account.password_secret",
+                    format!(
+                        "[admin_account]: `password_secret`: the secret `{}` must be `source = \"provided\"` and `optional = true` (a specification without it makes no account)",
+                        account.password_secret
+                    ),
+                ),
+                None => p.at_value(
+                    "admin_account.password_secret",
+                    format!(
+                        "[admin_account]: `password_secret`: `{}` is no secret of this manifest; declare it under `[secrets.{}]`",
+                        account.password_secret, account.password_secret
+                    ),
+                ),
+            }
+            for (i, unit) in account.after.iter().enumerate() {
+                if let Err(reason) = check_unit_name(unit) {
+                    p.at_value(
+                        &format!("admin_account.after.{i}"),
+                        format!("[admin_account]: `after`: {reason}"),
+                    );
+                }
+            }
+            if account.after.is_empty() {
+                p.at_key(
+                    "admin_account",
+                    "[admin_account]: `after` must name the units that serve the application (the account is made once they are up)".into(),
+                );
+            }
+            for (i, package) in account.packages.iter().enumerate() {
+                if crate::nix::Ident::new(package).is_err() {
+                    p.at_value(
+                        &format!("admin_account.packages.{i}"),
+                        format!("[admin_account]: `packages`: `{package}` is not an attribute name of nixpkgs (letters, digits, `_`, `-`)"),
+                    );
+                }
+            }
+            if account.script.trim().is_empty() {
+                p.at_value(
+                    "admin_account.script",
+                    "[admin_account]: `script` is empty; give the commands that create the account"
+                        .into(),
+                );
+            }
+        }
         if let Some(health) = &health {
             for (i, check) in health.http.iter().enumerate() {
                 if !check.path.starts_with('/') {
@@ -860,7 +938,7 @@ impl Manifest {
             resources,
             needs,
             health,
-            admin_action,
+            (admin_action, admin_account),
             ports,
             p.found.is_empty() && secrets_ok && options_ok,
         ) {
@@ -869,7 +947,7 @@ impl Manifest {
                 Some(resources),
                 Some(needs),
                 Some(health),
-                Some(admin_action),
+                (Some(admin_action), Some(admin_account)),
                 Some(ports),
                 true,
             ) => Ok(Self {
@@ -881,6 +959,7 @@ impl Manifest {
                 ports,
                 health,
                 admin_action,
+                admin_account,
             }),
             _ => {
                 let mut problems = p.found;

@@ -48,6 +48,25 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
             )?,
         )?,
         Entry::dotted(
+            "admin.username",
+            option(
+                null_or(str_ty()?)?,
+                Some(Expr::Null),
+                Some(s("uu_admin")?),
+                "The operator's first administrator: the account each application makes on first deploy (with the \
+                 initial password from its `adminPasswordFile`); `null` for none.",
+            )?,
+        )?,
+        Entry::dotted(
+            "admin.email",
+            option(
+                null_or(str_ty()?)?,
+                Some(Expr::Null),
+                Some(s("admin@uu.example")?),
+                "The first administrator's e-mail address.",
+            )?,
+        )?,
+        Entry::dotted(
             "acme.email",
             option(
                 str_ty()?,

@@ -85,8 +85,9 @@ fn modules_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
         services["mastodon"]["streamingProcesses"] == 1,
         "manifest default",
     )?;
+    // Pixelfed's one secret file is joined on the machine from the application's and the provider's files.
     check(
-        services["pixelfed"]["secretFile"] == "/run/secrets/pixelfed.env",
+        services["pixelfed"]["secretFile"] == "/run/pixelfed-secrets/env",
         "secrets are runtime paths",
     )?;
     check(

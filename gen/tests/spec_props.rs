@@ -810,7 +810,8 @@ fn the_secrets_contract_finds_wrong_owners_and_undeclared_files() {
     assert_eq!(
         contract::secret_violations(&machines, &root_owned, &catalog),
         [
-            "digitalevrijheid-matrix-synapse: the secret matrix-synapse-synapseSecrets (matrix-synapse secret synapseSecrets) is owned by root:root, but its reader is matrix-synapse:matrix-synapse"
+            "digitalevrijheid-matrix-synapse: the secret matrix-synapse-synapseSecrets (matrix-synapse secret synapseSecrets) is owned by root:root, but its reader is matrix-synapse:matrix-synapse",
+            "digitalevrijheid-matrix-synapse: the secret matrix-synapse-smtp-password (matrix-synapse's SMTP password) is owned by root:root, but its reader is matrix-synapse:matrix-synapse"
         ]
     );
     let mastodon = PathBuf::from("deployments/amstelland/mastodon.nix");

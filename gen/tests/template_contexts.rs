@@ -204,8 +204,14 @@ fn check_headers(repo: &Path) {
             .take_while(|l| !l.starts_with('{') || l.starts_with("{{!"))
             .collect::<Vec<_>>()
             .join("\n");
+        // A partial uses none of the data, or names the fields of its includer's it uses.
         if file.starts_with("templates/_partials") {
-            assert!(header.contains("Data: none"), "{}", file.display());
+            assert!(
+                header.contains("Data: none")
+                    || header.contains("Data (gen/src/template/context.rs, ModuleData)"),
+                "{}",
+                file.display()
+            );
             continue;
         }
         assert!(

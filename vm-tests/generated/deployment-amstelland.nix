@@ -29,6 +29,15 @@ pkgs.testers.runNixOSTest {
         {
           group = "mastodon";
           mode = "0400";
+          name = "mastodon-adminPassword";
+          owner = "mastodon";
+          path = "/run/secrets/amstelland-mastodon-admin";
+          unit = "mastodon-admin-account.service";
+          value = "fedigen-admin-password";
+        }
+        {
+          group = "mastodon";
+          mode = "0400";
           name = "mastodon-smtp-password";
           owner = "mastodon";
           path = "/run/secrets/mastodon-smtp-password";
@@ -47,11 +56,29 @@ pkgs.testers.runNixOSTest {
         {
           group = "root";
           mode = "0400";
+          name = "pixelfed-adminPassword";
+          owner = "root";
+          path = "/run/secrets/amstelland-pixelfed-admin";
+          unit = "pixelfed-admin-account.service";
+          value = "fedigen-admin-password";
+        }
+        {
+          group = "root";
+          mode = "0400";
           name = "pixelfed-appSecrets";
           owner = "root";
           path = "/run/secrets/amstelland-pixelfed-app";
-          unit = "pixelfed-data-setup.service";
+          unit = "pixelfed-secrets.service";
           value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
+        }
+        {
+          group = "root";
+          mode = "0400";
+          name = "pixelfed-smtp-password";
+          owner = "root";
+          path = "/run/secrets/pixelfed-smtp-password";
+          unit = "pixelfed-secrets.service";
+          value = "fedigen-test-smtp\n";
         }
       ];
     };

@@ -29,6 +29,15 @@ pkgs.testers.runNixOSTest {
         {
           group = "mastodon";
           mode = "0400";
+          name = "mastodon-adminPassword";
+          owner = "mastodon";
+          path = "/run/secrets/digitalevrijheid-mastodon-admin";
+          unit = "mastodon-admin-account.service";
+          value = "fedigen-admin-password";
+        }
+        {
+          group = "mastodon";
+          mode = "0400";
           name = "mastodon-smtp-password";
           owner = "mastodon";
           path = "/run/secrets/mastodon-smtp-password";
@@ -45,13 +54,31 @@ pkgs.testers.runNixOSTest {
       memory = 2048;
       secrets = [
         {
+          group = "root";
+          mode = "0400";
+          name = "matrix-synapse-adminPassword";
+          owner = "root";
+          path = "/run/secrets/digitalevrijheid-synapse-admin";
+          unit = "matrix-synapse-admin-account.service";
+          value = "fedigen-admin-password";
+        }
+        {
+          group = "matrix-synapse";
+          mode = "0400";
+          name = "matrix-synapse-smtp-password";
+          owner = "matrix-synapse";
+          path = "/run/secrets/matrix-synapse-smtp-password";
+          unit = "matrix-synapse.service";
+          value = "fedigen-test-smtp\n";
+        }
+        {
           group = "matrix-synapse";
           mode = "0400";
           name = "matrix-synapse-synapseSecrets";
           owner = "matrix-synapse";
           path = "/run/secrets/digitalevrijheid-synapse";
           unit = "matrix-synapse.service";
-          value = "registration_shared_secret: fedigen-test-registration-secret\n";
+          value = "fedigen-test-registration-secret";
         }
       ];
     };

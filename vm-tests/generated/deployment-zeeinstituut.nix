@@ -40,6 +40,15 @@ pkgs.testers.runNixOSTest {
           '';
         }
         {
+          group = "root";
+          mode = "0400";
+          name = "peertube-adminPassword";
+          owner = "root";
+          path = "/run/secrets/zeeinstituut-peertube-admin";
+          unit = "peertube-env.service";
+          value = "fedigen-admin-password";
+        }
+        {
           group = "peertube";
           mode = "0400";
           name = "peertube-peertubeSecret";

@@ -14,7 +14,17 @@ let
   host = "mastodon" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
-  secretFiles = [ ];
+  secretFiles = [
+    {
+      group = "mastodon";
+      mode = "0400";
+      name = "mastodon-adminPassword";
+      owner = "mastodon";
+      path = "/etc/fedigen-test/adminPassword";
+      unit = "mastodon-admin-account.service";
+      value = "fedigen-admin-password";
+    }
+  ];
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
   certificate = common.certificate host;
 in
@@ -44,6 +54,7 @@ pkgs.testers.runNixOSTest {
           secrets = common.declaredSecrets secretFiles;
           mastodon = {
             enable = true;
+            adminPasswordFile = "/etc/fedigen-test/adminPassword";
           };
         };
         services.nginx.virtualHosts.${host} = {
@@ -77,7 +88,7 @@ pkgs.testers.runNixOSTest {
         )
       })"
       "with subtest(${py "create a confirmed, approved account with Mastodon's admin tool"}):"
-      "    output = server.succeed(${py "mastodon-tootctl accounts create fedigen-test --email=fedigen-test@example.org --confirmed --approve"})"
+      "    output = server.succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})"
       "    assert ${py "New password"} in output, output"
     ];
 }

@@ -16,13 +16,22 @@ let
   common = import ./lib/common.nix { inherit pkgs; };
   secretFiles = [
     {
+      group = "root";
+      mode = "0400";
+      name = "matrix-synapse-adminPassword";
+      owner = "root";
+      path = "/etc/fedigen-test/adminPassword";
+      unit = "matrix-synapse-admin-account.service";
+      value = "fedigen-admin-password";
+    }
+    {
       group = "matrix-synapse";
       mode = "0400";
       name = "matrix-synapse-synapseSecrets";
       owner = "matrix-synapse";
       path = "/etc/fedigen-test/synapseSecrets";
       unit = "matrix-synapse.service";
-      value = "registration_shared_secret: fedigen-test-registration-secret\n";
+      value = "fedigen-test-registration-secret";
     }
   ];
   # A throwaway certificate for the test's host name (see ./lib/common.nix).
@@ -54,6 +63,7 @@ pkgs.testers.runNixOSTest {
           secrets = common.declaredSecrets secretFiles;
           matrix-synapse = {
             enable = true;
+            adminPasswordFile = "/etc/fedigen-test/adminPassword";
             synapseSecretsFile = "/etc/fedigen-test/synapseSecrets";
           };
         };

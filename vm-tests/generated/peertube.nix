@@ -16,6 +16,15 @@ let
   common = import ./lib/common.nix { inherit pkgs; };
   secretFiles = [
     {
+      group = "root";
+      mode = "0400";
+      name = "peertube-adminPassword";
+      owner = "root";
+      path = "/etc/fedigen-test/adminPassword";
+      unit = "peertube-env.service";
+      value = "fedigen-admin-password";
+    }
+    {
       group = "peertube";
       mode = "0400";
       name = "peertube-peertubeSecret";
@@ -54,6 +63,7 @@ pkgs.testers.runNixOSTest {
           secrets = common.declaredSecrets secretFiles;
           peertube = {
             enable = true;
+            adminPasswordFile = "/etc/fedigen-test/adminPassword";
             peertubeSecretFile = "/etc/fedigen-test/peertubeSecret";
           };
         };

@@ -18,10 +18,19 @@ let
     {
       group = "root";
       mode = "0400";
+      name = "pixelfed-adminPassword";
+      owner = "root";
+      path = "/etc/fedigen-test/adminPassword";
+      unit = "pixelfed-admin-account.service";
+      value = "fedigen-admin-password";
+    }
+    {
+      group = "root";
+      mode = "0400";
       name = "pixelfed-appSecrets";
       owner = "root";
       path = "/etc/fedigen-test/appSecrets";
-      unit = "pixelfed-data-setup.service";
+      unit = "pixelfed-secrets.service";
       value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
     }
   ];
@@ -54,6 +63,7 @@ pkgs.testers.runNixOSTest {
           secrets = common.declaredSecrets secretFiles;
           pixelfed = {
             enable = true;
+            adminPasswordFile = "/etc/fedigen-test/adminPassword";
             appSecretsFile = "/etc/fedigen-test/appSecrets";
           };
         };

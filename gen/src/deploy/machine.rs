@@ -24,6 +24,13 @@ pub(super) fn machine_module(
                 AttrPath::from(AttrName::new(&name)?),
                 Expr::string(&operator.domain)?,
             )),
+            FediversityName::Admin => fediversity.push(Entry::binding(
+                AttrPath::from(AttrName::new(&name)?),
+                Expr::attrs(vec![
+                    Entry::dotted("username", Expr::string(&operator.admin.username)?)?,
+                    Entry::dotted("email", Expr::string(&operator.admin.email)?)?,
+                ]),
+            )),
             // The provider-wide settings are bound together, once for every machine, in the provider module.
             FediversityName::Provider => {
                 if !provider_modules.contains(&PROVIDER_MODULE) {

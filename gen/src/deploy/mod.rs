@@ -278,7 +278,10 @@ pub(crate) fn fediversity_names(
     machine: &str,
     app: &str,
 ) -> Vec<(String, FediversityName)> {
-    let mut names = vec![("domain".to_owned(), FediversityName::Domain)];
+    let mut names = vec![
+        ("domain".to_owned(), FediversityName::Domain),
+        ("admin".to_owned(), FediversityName::Admin),
+    ];
     names.extend(
         ["acme"]
             .into_iter()
@@ -307,6 +310,8 @@ pub(crate) fn fediversity_names(
 pub(crate) enum FediversityName {
     /// The machine's domain (the operator's), bound in the machine's own file.
     Domain,
+    /// The operator's first administrator (`operators[].admin`), bound in the machine's own file.
+    Admin,
     /// A provider-wide setting (`acme`, `smtp`, `s3`), bound once in `deployments/provider.nix`, which every
     /// application machine imports.
     Provider,

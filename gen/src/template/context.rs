@@ -100,9 +100,31 @@ pub struct ModuleData {
     pub ports: BTreeMap<String, u16>,
     /// Its default resources.
     pub resources: ResourcesData,
+    /// How the operator's administrator gets an account (`templates/_partials/admin-account.nix.hbs`), or `null`.
+    pub admin_account: Option<AdminAccountData>,
     /// The option declarations as Nix text, or `{ "error": … }` (read by the `nix-options` helper only).
     #[serde(rename = "__manifest_options")]
     pub manifest_options: Value,
+}
+
+/// The manifest's `[admin_account]` as the module's partial renders it (`admin_account.*`): the unit's name and
+/// the option holding the password file are derived here, once.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdminAccountData {
+    /// The oneshot unit's name without `.service` (`<app>-admin-account`).
+    pub unit: String,
+    /// What it does.
+    pub description: String,
+    /// The units it waits for and requires.
+    pub after: Vec<String>,
+    /// The generated option holding the initial password's file (`<secret>File`).
+    pub password_option: String,
+    /// The stamp whose presence makes a later run a no-op.
+    pub stamp: String,
+    /// The manifest's script.
+    pub script: String,
+    /// The packages on its `PATH`, by attribute name of `pkgs` (the module then takes `pkgs`).
+    pub packages: Vec<String>,
 }
 
 impl ModuleData {
@@ -158,6 +180,18 @@ impl ModuleData {
                 memory_mib: manifest.resources.memory_mib,
                 disk_gib: manifest.resources.disk_gib,
             },
+            admin_account: manifest.admin_account.as_ref().map(|a| AdminAccountData {
+                unit: format!("{}-admin-account", manifest.application.name),
+                description: a.description.clone(),
+                after: a.after.clone(),
+                password_option: format!("{}File", a.password_secret),
+                stamp: format!(
+                    "/var/lib/fediversity-admin/{}.created",
+                    manifest.application.name
+                ),
+                script: a.script.clone(),
+                packages: a.packages.clone(),
+            }),
             manifest_options: manifest_options_value(manifest),
         }
     }

@@ -45,7 +45,16 @@ let
   every =
     lib.mapAttrs (name: _: { enable = true; } // (secrets.${name} or { }) // (settings.${name} or { }))
       (
-        lib.filterAttrs (n: _: n != "domain" && n != "acme" && n != "smtp" && n != "s3")
+        lib.filterAttrs (
+          n: _:
+          !builtins.elem n [
+            "domain"
+            "admin"
+            "acme"
+            "smtp"
+            "s3"
+          ]
+        )
           (eval { }).fediversity
       );
   # With the upstream modules the checkout has: every value the generated modules give an upstream option,

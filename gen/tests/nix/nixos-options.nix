@@ -179,7 +179,14 @@ let
         outPath = storePath name;
         override = _: self;
         overrideAttrs = _: self;
-        plugins = { };
+        # Synapse's plugins (pkgs/servers/matrix-synapse/plugins), as the generated modules name them.
+        plugins = {
+          matrix-synapse-s3-storage-provider = {
+            type = "derivation";
+            name = "matrix-synapse-s3-storage-provider";
+            outPath = storePath "matrix-synapse-s3-storage-provider";
+          };
+        };
       };
     in
     self;
@@ -192,6 +199,8 @@ let
       "peertube"
       "matrix-synapse"
       "mastodon"
+      "curl"
+      "jq"
     ] package
     // {
       writeText = name: text: storePath name;
@@ -208,7 +217,11 @@ let
     };
 in
 {
-  modules = [ standIns ] ++ map (file: nixpkgs + "/${file}") (builtins.attrValues loaded);
+  modules = [
+    standIns
+    ./object-storage-interface.nix
+  ]
+  ++ map (file: nixpkgs + "/${file}") (builtins.attrValues loaded);
   modulesPath =
     if realBase then
       builtins.toString (nixpkgs + "/nixos/modules")
