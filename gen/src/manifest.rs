@@ -17,6 +17,9 @@ use serde_json::Value;
 use crate::nix::{Expr, LexicalError};
 use crate::position::Position;
 
+pub mod test_plan;
+pub use test_plan::TestPlan;
+
 /// An application's manifest, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
@@ -36,6 +39,8 @@ pub struct Manifest {
     pub health: Health,
     /// One real action through the application's own admin tool, for the VM test.
     pub admin_action: Option<AdminAction>,
+    /// What the VM tests do with the application as people do (`[test]`).
+    pub test: TestPlan,
 }
 
 /// The application's identity.
@@ -398,6 +403,8 @@ struct RawManifest {
     health: Health,
     #[serde(default)]
     admin_action: Option<AdminAction>,
+    #[serde(default)]
+    test: TestPlan,
 }
 
 #[derive(Deserialize)]
@@ -680,6 +687,8 @@ impl Manifest {
             .map_or(Some(None), |v| {
                 p.read("admin_action", "[admin_action]", v).map(Some)
             });
+        let test: Option<TestPlan> =
+            take("test").map_or(Some(TestPlan::default()), |v| p.read("test", "[test]", v));
         let mut ports = Some(Vec::new());
         match take("ports") {
             Some(toml::Value::Array(items)) => {
@@ -855,6 +864,11 @@ impl Manifest {
                 }
             }
         }
+        if let (Some(test), true) = (&test, options_ok) {
+            for (path, message) in test_plan::check(test, &options, check_unit_name) {
+                p.at_value(&path, message);
+            }
+        }
         match (
             application,
             resources,
@@ -862,6 +876,7 @@ impl Manifest {
             health,
             admin_action,
             ports,
+            test,
             p.found.is_empty() && secrets_ok && options_ok,
         ) {
             (
@@ -871,6 +886,7 @@ impl Manifest {
                 Some(health),
                 Some(admin_action),
                 Some(ports),
+                Some(test),
                 true,
             ) => Ok(Self {
                 application,
@@ -881,6 +897,7 @@ impl Manifest {
                 ports,
                 health,
                 admin_action,
+                test,
             }),
             _ => {
                 let mut problems = p.found;
@@ -1135,7 +1152,8 @@ pub(crate) const FIXED_OPTIONS: [&str; 2] = ["enable", "subdomain"];
 /// Nix's keywords. A name ending in `*` is a prefix.
 pub(crate) fn reserved_application_names() -> Vec<(String, String)> {
     use crate::shared::{
-        ALL_MODULES, DEPLOYMENT_TEST_PREFIX, MODULES, SHARED_MODULE, VM_TESTS, VM_TESTS_LIB,
+        ALL_MODULES, DEPLOYMENT_TEST_PREFIX, FEDERATION_TEST_PREFIX, MODULES, SHARED_MODULE,
+        VM_TESTS, VM_TESTS_LIB,
     };
     let mut reserved = vec![
         (
@@ -1156,6 +1174,12 @@ pub(crate) fn reserved_application_names() -> Vec<(String, String)> {
             format!("{DEPLOYMENT_TEST_PREFIX}*"),
             format!(
                 "`{VM_TESTS}/{DEPLOYMENT_TEST_PREFIX}<operator>.nix` are the deployments' VM tests, so no application name starts with `{DEPLOYMENT_TEST_PREFIX}`"
+            ),
+        ),
+        (
+            format!("{FEDERATION_TEST_PREFIX}*"),
+            format!(
+                "`{VM_TESTS}/{FEDERATION_TEST_PREFIX}<application>.nix` are the federation VM tests, so no application name starts with `{FEDERATION_TEST_PREFIX}`"
             ),
         ),
     ];
