@@ -14,8 +14,8 @@ use crate::nix::verify::VerifyError;
 use crate::nix::{AttrName, AttrPath, Entry, Expr, Ident, LexicalError, Param, SourcePath};
 use crate::region::{self, Content};
 use crate::shared::{
-    ALL_MODULES, DEPLOYMENT_TEST_PREFIX, FEDERATION_TEST_PREFIX, MODULES, SHARED_MODULE, VM_TESTS, VM_TESTS_LIB,
-    shared_module,
+    ALL_MODULES, DEPLOYMENT_TEST_PREFIX, FEDERATION_TEST_PREFIX, MODULES, SHARED_MODULE, VM_TESTS,
+    VM_TESTS_LIB, shared_module,
 };
 use crate::template::{APPLICATION_TEST, COMMON_TEST, FEDERATION_TEST, TemplateError, Templates};
 use crate::write::{Plan, marker_line, marker_text};

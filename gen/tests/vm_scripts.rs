@@ -359,10 +359,19 @@ fn every_script_is_python_the_driver_runs() {
 #[test]
 fn the_checker_finds_broken_scripts() {
     let scripts: BTreeMap<String, Script> = [
-        ("syntax", "start_all()\nwith subtest(\"x\")\n    server.succeed(\"true\")\n"),
-        ("method", "start_all()\nserver.wait_for_units(\"a.service\")\n"),
+        (
+            "syntax",
+            "start_all()\nwith subtest(\"x\")\n    server.succeed(\"true\")\n",
+        ),
+        (
+            "method",
+            "start_all()\nserver.wait_for_units(\"a.service\")\n",
+        ),
         ("name", "start_all()\nservr.succeed(\"true\")\n"),
-        ("fine", "start_all()\nserver.wait_for_unit(\"a.service\")\nmachine.succeed(\"true\")\n"),
+        (
+            "fine",
+            "start_all()\nserver.wait_for_unit(\"a.service\")\nmachine.succeed(\"true\")\n",
+        ),
     ]
     .into_iter()
     .map(|(name, text)| {
@@ -376,13 +385,21 @@ fn the_checker_finds_broken_scripts() {
     })
     .collect();
     let checked = check_scripts(&scripts);
-    assert!(checked["syntax"].problems[0].starts_with("line 2"), "{:?}", checked["syntax"]);
+    assert!(
+        checked["syntax"].problems[0].starts_with("line 2"),
+        "{:?}",
+        checked["syntax"]
+    );
     assert!(
         checked["method"].problems[0].contains("server.wait_for_units"),
         "{:?}",
         checked["method"]
     );
-    assert!(checked["name"].problems[0].contains("`servr`"), "{:?}", checked["name"]);
+    assert!(
+        checked["name"].problems[0].contains("`servr`"),
+        "{:?}",
+        checked["name"]
+    );
     assert!(checked["fine"].problems.is_empty(), "{:?}", checked["fine"]);
 }
 
@@ -402,7 +419,10 @@ fn has_call(
 fn step_command(variables: &[(&str, &str)], run: &str) -> String {
     let mut command = String::new();
     for (name, value) in variables {
-        command.push_str(&format!("export {name}='{}'\n", value.replace('\'', "'\\''")));
+        command.push_str(&format!(
+            "export {name}='{}'\n",
+            value.replace('\'', "'\\''")
+        ));
     }
     command + run
 }
@@ -488,10 +508,8 @@ fn every_manifest_check_and_step_is_in_its_tests() {
                             ("second", &hosts[1], &hosts[0])
                         }
                     };
-                    let command = step_command(
-                        &[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", peer)],
-                        &step.run,
-                    );
+                    let command =
+                        step_command(&[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", peer)], &step.run);
                     assert!(
                         has_call(test, machine, &["succeed", "wait_until_succeeds"], |a| a
                             == command),
@@ -513,10 +531,19 @@ fn every_manifest_check_and_step_is_in_its_tests() {
         manifests
             .iter()
             .find(|m| m.application.name == app)
-            .map(|m| m.test.steps.iter().map(|s| s.run.as_str()).collect::<Vec<_>>().join("\n"))
+            .map(|m| {
+                m.test
+                    .steps
+                    .iter()
+                    .map(|s| s.run.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
             .unwrap_or_default()
     };
-    assert!(runs("mastodon").contains("/api/v2/media") && runs("mastodon").contains("/api/v1/statuses"));
+    assert!(
+        runs("mastodon").contains("/api/v2/media") && runs("mastodon").contains("/api/v1/statuses")
+    );
     assert!(runs("pixelfed").contains("/api/v1/media"));
     assert!(runs("peertube").contains("/api/v1/videos/upload"));
     assert!(runs("matrix-synapse").contains("m.room.message"));
@@ -561,7 +588,11 @@ fn every_deployment_test_proves_repeatability() {
                     .filter(|(m, _, a)| m == on && a.as_deref() == Some(command.as_str()))
                     .count();
                 let expected = if step.recheck { 2 } else { 1 };
-                assert_eq!(count, expected, "{file}: step {:?} on {on}", step.description);
+                assert_eq!(
+                    count, expected,
+                    "{file}: step {:?} on {on}",
+                    step.description
+                );
             }
             // The repeatability proof: both specialisations compared, the switch's units read and asserted empty.
             for call in [
@@ -575,7 +606,10 @@ fn every_deployment_test_proves_repeatability() {
                 );
             }
             assert!(script.contains("assert rebuilt == again"), "{file}");
-            assert!(script.contains("assert changed_units(output) == set(), output"), "{file}");
+            assert!(
+                script.contains("assert changed_units(output) == set(), output"),
+                "{file}"
+            );
             assert!(
                 source.contains(&format!("{name} = {{")) && source.contains("(again {"),
                 "{file}: {name} carries the specialisations"
@@ -587,7 +621,10 @@ fn every_deployment_test_proves_repeatability() {
                     "{file}: {python} upgrades"
                 );
                 assert!(
-                    source.contains(&format!("(again {{ {app}.{} = lib.mkForce (", upgrade.setting)),
+                    source.contains(&format!(
+                        "(again {{ {app}.{} = lib.mkForce (",
+                        upgrade.setting
+                    )),
                     "{file}: {name}: the upgrade changes {}",
                     upgrade.setting
                 );
@@ -608,7 +645,11 @@ fn switch_reports_are_read_as_the_units_they_name() {
         .args(["--eval", "--strict", "--json", "--expr", &expression])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let helpers: String = serde_json::from_slice(&out.stdout).unwrap();
     let program = format!(
         r#"{helpers}

@@ -288,18 +288,208 @@ pub(crate) fn check(
         }
     }
     if let Some(mail) = &plan.mail {
-        let valid = mail
-            .to
-            .split_once('@')
-            .is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !mail.to.contains(char::is_whitespace)
-            });
+        let valid = mail.to.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !mail.to.contains(char::is_whitespace)
+        });
         if !valid {
             found.push((
                 "test.mail.to".into(),
-                format!("[test.mail]: `to`: `{}` is no mail address (local@domain.tld)", mail.to),
+                format!(
+                    "[test.mail]: `to`: `{}` is no mail address (local@domain.tld)",
+                    mail.to
+                ),
             ));
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::{Manifest, ManifestError};
+
+    const MINIMAL: &str = r#"
+[application]
+name = "demo"
+title = "Demo"
+description = "A demonstration."
+upstream = "services.demo"
+subdomain = "demo"
+
+[resources]
+cores = 1
+memory_mib = 512
+disk_gib = 1
+
+[options.workers]
+type = "int"
+min = 1
+max = 8
+default = 2
+description = "Workers."
+
+[options.extra]
+type = "attrs"
+of = "str"
+default = {}
+description = "More."
+"#;
+
+    fn parse(extra: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(
+            Path::new("templates/demo/manifest.toml"),
+            &format!("{MINIMAL}{extra}"),
+        )
+    }
+
+    /// Every problem of the section, each at its line and naming the field, all at once.
+    fn problems(extra: &str) -> Vec<String> {
+        parse(extra)
+            .unwrap_err()
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_full_section_is_read() {
+        let m = parse(
+            r#"
+[test]
+packages = ["jq", "ffmpeg-headless"]
+settings = { extra = { A = "b" } }
+config = { services = { demo = { debug = true } } }
+
+[[test.steps]]
+description = "post"
+on = "server"
+run = "curl https://$FEDIGEN_HOST/"
+
+[[test.steps]]
+description = "read"
+on = "client"
+run = "curl https://$FEDIGEN_HOST/x"
+expect = "x"
+recheck = true
+wait = true
+
+[test.upgrade]
+setting = "workers"
+value = 3
+restarts = ["demo-*.service"]
+
+[test.federation]
+description = "a follow"
+[[test.federation.steps]]
+description = "one"
+on = "first"
+run = "true"
+[[test.federation.steps]]
+description = "two"
+on = "second"
+run = "true"
+
+[test.mail]
+description = "a mail"
+run = "true"
+to = "a@example.org"
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.test.steps.len(), 2);
+        assert!(m.test.steps[1].recheck && m.test.steps[1].wait);
+        assert_eq!(m.test.upgrade.unwrap().value, serde_json::json!(3));
+        assert_eq!(m.test.federation.unwrap().steps.len(), 2);
+        assert_eq!(m.test.mail.unwrap().to, "a@example.org");
+    }
+
+    #[test]
+    fn no_section_is_an_empty_plan() {
+        assert_eq!(parse("").unwrap().test, super::TestPlan::default());
+    }
+
+    #[test]
+    fn an_unknown_key_is_located_with_a_hint() {
+        let found = problems("\n[test]\npackagez = [\"jq\"]\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("manifest.toml:28:1:"), "{found:?}");
+        assert!(found[0].contains("did you mean `packages`?"), "{found:?}");
+    }
+
+    #[test]
+    fn each_wrong_value_is_reported_at_once() {
+        let found = problems(
+            r#"
+[test]
+packages = ["jq; rm -rf /"]
+settings = { nosuch = 1, workers = "many" }
+
+[[test.steps]]
+description = ""
+on = "server"
+run = " "
+
+[test.upgrade]
+setting = "workers"
+value = 2
+restarts = ["not a unit"]
+
+[test.federation]
+description = "x"
+[[test.federation.steps]]
+description = "only one side"
+on = "first"
+run = "true"
+
+[test.mail]
+description = "m"
+run = "true"
+to = "nobody"
+"#,
+        );
+        let all = found.join("\n");
+        for expected in [
+            "`packages`: `jq; rm -rf /` must be a top-level nixpkgs attribute name",
+            "`settings`: `nosuch` is no option of this manifest",
+            "`settings`: `workers`:",
+            "`description` is empty",
+            "`run` is empty",
+            "it is the default of `workers`",
+            "`restarts`: `not a unit` is not a systemd unit name",
+            "federation needs steps on `first` and on `second`",
+            "`to`: `nobody` is no mail address",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        assert_eq!(found.len(), 9, "{all}");
+        // Each at a line of the [test] section (it starts at line 25).
+        for problem in &found {
+            let line: usize = problem
+                .split(':')
+                .nth(1)
+                .and_then(|l| l.parse().ok())
+                .unwrap_or_else(|| panic!("no line: {problem}"));
+            assert!(line >= 25, "{problem}");
+        }
+    }
+
+    #[test]
+    fn an_upgrade_of_no_option_or_of_the_wrong_type_is_refused() {
+        let found = problems(
+            "\n[test.upgrade]\nsetting = \"wokers\"\nvalue = 3\nrestarts = [\"demo.service\"]\n",
+        );
+        assert!(
+            found[0].contains(
+                "`wokers` is no option of this manifest; the options are `extra`, `workers`"
+            ),
+            "{found:?}"
+        );
+        let found = problems(
+            "\n[test.upgrade]\nsetting = \"workers\"\nvalue = 99\nrestarts = [\"demo.service\"]\n",
+        );
+        assert!(found[0].contains("[test.upgrade]: `value`:"), "{found:?}");
+    }
 }

@@ -14,10 +14,10 @@ use serde_json::Value;
 
 use super::options::manifest_options_value;
 use super::shell::{http_command, mailbox_check, step_command};
-use crate::manifest::test_plan::{Instance, StepNode};
 use crate::deploy::secrets::{Holds, MachineSecret, application_secrets};
 use crate::deploy::{DEPLOYMENTS, application_machine, python_name};
 use crate::manifest::Manifest;
+use crate::manifest::test_plan::{Instance, StepNode};
 use crate::model::{self, Catalog, Operator, Spec};
 
 /// Who an application is: `application.*` in module and test templates.

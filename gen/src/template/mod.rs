@@ -278,7 +278,12 @@ pub const COMMON_TEST: &str = "templates/_tests/common.nix.hbs";
 impl Templates {
     /// Loads the VM test templates (linted like every template): one per application, one per deployment.
     pub fn load_tests(&mut self, root: &Path) -> Result<(), TemplateError> {
-        for file in [APPLICATION_TEST, DEPLOYMENT_TEST, COMMON_TEST, FEDERATION_TEST] {
+        for file in [
+            APPLICATION_TEST,
+            DEPLOYMENT_TEST,
+            COMMON_TEST,
+            FEDERATION_TEST,
+        ] {
             let relative = PathBuf::from(file);
             let source = read(&root.join(&relative), &relative)?;
             lint(&relative, &source)?;

@@ -56,14 +56,20 @@ mod tests {
     #[test]
     fn commands_run_in_bash_as_written() {
         let command = step_command(
-            &[("FEDIGEN_HOST", "it's.example"), ("FEDIGEN_PEER", "$(x) \"y\"")],
+            &[
+                ("FEDIGEN_HOST", "it's.example"),
+                ("FEDIGEN_PEER", "$(x) \"y\""),
+            ],
             "printf '%s|%s' \"$FEDIGEN_HOST\" \"$FEDIGEN_PEER\"",
         );
         let out = std::process::Command::new("bash")
             .args(["-c", &format!("set -euo pipefail; {command}")])
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "it's.example|$(x) \"y\"");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "it's.example|$(x) \"y\""
+        );
     }
 
     #[test]
@@ -88,6 +94,9 @@ mod tests {
             "ignored.example",
         );
         assert!(local);
-        assert!(command.contains("'http://127.0.0.1:3903/api/v1/instance'"), "{command}");
+        assert!(
+            command.contains("'http://127.0.0.1:3903/api/v1/instance'"),
+            "{command}"
+        );
     }
 }
