@@ -49,6 +49,7 @@ let
                 ip_range_whitelist = [
                   "192.168.0.0/16"
                 ];
+                trusted_key_servers = [ ];
               };
             };
           };
