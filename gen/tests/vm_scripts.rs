@@ -99,7 +99,8 @@ const MACHINE_METHODS: &[&str] = &[
 ];
 
 /// The checker: compiles each script and reports, as JSON, its problems and its machine calls
-/// (`[machine, method, first argument when a string constant]`).
+/// (`[machine, method, first argument when a string constant]`), the calls of plain functions with a string
+/// (`["", function, argument]`, such as `subtest`) and the texts an output must contain (`["", "in", text]`).
 const CHECKER: &str = r#"
 import ast, builtins, json, sys
 
@@ -145,6 +146,12 @@ for name, entry in request["scripts"].items():
             if isinstance(first, ast.JoinedStr):
                 text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in first.values)
             calls.append([node.func.value.id, method, text])
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args \
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            calls.append(["", node.func.id, node.args[0].value])
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) \
+                and isinstance(node.left.value, str) and isinstance(node.ops[0], ast.In):
+            calls.append(["", "in", node.left.value])
     report[name] = {"problems": problems, "calls": calls}
 json.dump(report, sys.stdout)
 "#;
@@ -686,4 +693,86 @@ fn pythonize_is_the_drivers() {
     assert_eq!(pythonize("amstelland-mastodon"), "amstelland_mastodon");
     assert_eq!(pythonize("server"), "server");
     assert_eq!(pythonize("9x.y"), "_x_y");
+}
+
+/// The template's text of a generated file placed for evaluation: the file in a scratch folder beside a copy of
+/// `lib/common.nix`.
+fn evaluate_rendered(name: &str, text: &str) -> (Script, Checked) {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = repository().join("vm-tests/generated");
+    std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+    std::fs::copy(
+        generated.join("lib/common.nix"),
+        dir.path().join("lib/common.nix"),
+    )
+    .unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    let scripts = evaluate_scripts(&[file]);
+    let checked = check_scripts(&scripts);
+    let (name, script) = scripts.into_iter().next().unwrap();
+    let checked = checked.into_iter().find(|(n, _)| *n == name).unwrap().1;
+    (script, checked)
+}
+
+mod quoting {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text with every hazard of the way: Nix's indented-string escapes (`''`, `${`), quotes, backslashes,
+    /// control characters, shell metacharacters, non-ASCII.
+    fn text() -> impl Strategy<Value = String> {
+        let fragment = prop_oneof![
+            Just("''".to_owned()),
+            Just("${".to_owned()),
+            Just("'".to_owned()),
+            Just("\"".to_owned()),
+            Just("\\".to_owned()),
+            Just("\n".to_owned()),
+            Just("\r".to_owned()),
+            Just("\t".to_owned()),
+            Just("$(x)".to_owned()),
+            Just("\u{2028}é".to_owned()),
+            Just("{verb}".to_owned()),
+            "\\PC{0,6}",
+        ];
+        proptest::collection::vec(fragment, 1..8).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// A step's description, command and expected text, whatever they hold, reach the script the driver
+        /// runs exactly: manifest → template data → Nix (indented or quoted string) → builtins.toJSON → Python.
+        #[test]
+        fn any_step_text_reaches_the_script_exactly(
+            description in text(), run in text(), expect in text(), on_client in any::<bool>()
+        ) {
+            let repo = repository();
+            let mut manifests = Manifest::load_all(&repo.join("templates")).unwrap();
+            let mut templates = fedigen::template::Templates::load(&repo, &manifests).unwrap();
+            templates.load_tests(&repo).unwrap();
+            let manifest = manifests.iter_mut().find(|m| m.application.name == "garage").unwrap();
+            manifest.test.steps = vec![fedigen::manifest::test_plan::TestStep {
+                description: description.clone(),
+                on: if on_client {
+                    fedigen::manifest::test_plan::StepNode::Client
+                } else {
+                    fedigen::manifest::test_plan::StepNode::Server
+                },
+                run: run.clone(),
+                expect: Some(expect.clone()),
+                recheck: false,
+                wait: false,
+            }];
+            let text = templates.render_application_test(manifest).unwrap();
+            let (_, checked) = evaluate_rendered("garage.nix", &text);
+            prop_assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+            let command = step_command(&[("FEDIGEN_HOST", "s3.fedi.test")], &run);
+            let machine = if on_client { "client" } else { "server" };
+            prop_assert!(has_call(&checked, machine, &["succeed"], |a| a == command), "{:?}", checked.calls);
+            prop_assert!(has_call(&checked, "", &["subtest"], |a| a == description), "{:?}", checked.calls);
+            prop_assert!(has_call(&checked, "", &["in"], |a| a == expect), "{:?}", checked.calls);
+        }
+    }
 }
