@@ -23,7 +23,8 @@ mod support;
 
 use support::{nix_command, repository};
 
-/// `Driver.test_symbols()`'s general symbols (nixpkgs `nixos/lib/test-driver/src/test_driver/driver.py`).
+/// `Driver.test_symbols()`'s general symbols (nixpkgs `nixos/lib/test-driver/src/test_driver/driver.py`, read at
+/// commit 003d58163f46); the machines come in by their pythonized names, and a lone machine also as `machine`.
 const DRIVER_GLOBALS: &[&str] = &[
     "start_all",
     "test_script",
@@ -47,7 +48,7 @@ const DRIVER_GLOBALS: &[&str] = &[
 ];
 
 /// Public methods of `BaseMachine` and `QemuMachine` (nixpkgs
-/// `nixos/lib/test-driver/src/test_driver/machine/__init__.py`) that scripts call.
+/// `nixos/lib/test-driver/src/test_driver/machine/__init__.py`, read at commit 019697db058b), all of them.
 const MACHINE_METHODS: &[&str] = &[
     "log",
     "nested",
@@ -96,6 +97,12 @@ const MACHINE_METHODS: &[&str] = &[
     "get_screen_text",
     "wait_for_x",
     "wait_for_window",
+    "get_window_names",
+    "get_console_log",
+    "get_screen_text_variants",
+    "forward_port",
+    "switch_root",
+    "connect",
 ];
 
 /// The checker: compiles each script and reports, as JSON, its problems and its machine calls
