@@ -1886,6 +1886,11 @@ units = []
             "{}",
             why("deployment-x")
         );
+        assert!(
+            why("federation-x").contains("federation-<application>.nix"),
+            "{}",
+            why("federation-x")
+        );
         for shared in ["domain", "acme", "smtp", "s3"] {
             assert!(
                 why(shared).contains(&format!(
