@@ -141,6 +141,9 @@ for name, entry in request["scripts"].items():
                     defined.add(target.id)
     known = set(request["globals"]) | machines | defined | set(dir(builtins))
     for node in ast.walk(tree):
+        # What the driver's pyflakes run refuses too (runNixOSTest lints unless skipLint).
+        if isinstance(node, ast.JoinedStr) and not any(isinstance(v, ast.FormattedValue) for v in node.values):
+            problems.append(f"line {node.lineno}: an f-string without placeholders")
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in known:
             problems.append(f"line {node.lineno}: `{node.id}` is no name the test driver defines")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
@@ -382,6 +385,7 @@ fn the_checker_finds_broken_scripts() {
             "start_all()\nserver.wait_for_units(\"a.service\")\n",
         ),
         ("name", "start_all()\nservr.succeed(\"true\")\n"),
+        ("fstring", "start_all()\nserver.succeed(f\"true\")\n"),
         (
             "fine",
             "start_all()\nserver.wait_for_unit(\"a.service\")\nmachine.succeed(\"true\")\n",
@@ -413,6 +417,11 @@ fn the_checker_finds_broken_scripts() {
         checked["name"].problems[0].contains("`servr`"),
         "{:?}",
         checked["name"]
+    );
+    assert!(
+        checked["fstring"].problems[0].contains("f-string without placeholders"),
+        "{:?}",
+        checked["fstring"]
     );
     assert!(checked["fine"].problems.is_empty(), "{:?}", checked["fine"]);
 }
