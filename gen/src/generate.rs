@@ -14,10 +14,10 @@ use crate::nix::verify::VerifyError;
 use crate::nix::{AttrName, AttrPath, Entry, Expr, Ident, LexicalError, Param, SourcePath};
 use crate::region::{self, Content};
 use crate::shared::{
-    ALL_MODULES, DEPLOYMENT_TEST_PREFIX, MODULES, SHARED_MODULE, VM_TESTS, VM_TESTS_LIB,
-    shared_module,
+    ALL_MODULES, DEPLOYMENT_TEST_PREFIX, FEDERATION_TEST_PREFIX, MODULES, SHARED_MODULE, VM_TESTS,
+    VM_TESTS_LIB, shared_module,
 };
-use crate::template::{APPLICATION_TEST, COMMON_TEST, TemplateError, Templates};
+use crate::template::{APPLICATION_TEST, COMMON_TEST, FEDERATION_TEST, TemplateError, Templates};
 use crate::write::{Plan, marker_line, marker_text};
 
 /// Why a generation could not be planned.
@@ -110,6 +110,13 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             Path::new(VM_TESTS).join(format!("{app}.nix")),
             format!("{}\n{body}", marker_line(&source)),
         );
+        if let Some(body) = templates.render_federation_test(manifest)? {
+            let source = format!("templates/{app}/manifest.toml and {FEDERATION_TEST}");
+            plan.files.insert(
+                Path::new(VM_TESTS).join(format!("{FEDERATION_TEST_PREFIX}{app}.nix")),
+                format!("{}\n{body}", marker_line(&source)),
+            );
+        }
     }
     let modules = Path::new(MODULES);
     for manifest in &manifests {

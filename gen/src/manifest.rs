@@ -17,6 +17,9 @@ use serde_json::Value;
 use crate::nix::{Expr, LexicalError};
 use crate::position::Position;
 
+pub mod test_plan;
+pub use test_plan::TestPlan;
+
 /// An application's manifest, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
@@ -38,6 +41,8 @@ pub struct Manifest {
     pub admin_action: Option<AdminAction>,
     /// How the operator's administrator (`operators[].admin`) gets an account on first deploy.
     pub admin_account: Option<AdminAccount>,
+    /// What the VM tests do with the application as people do (`[test]`).
+    pub test: TestPlan,
 }
 
 /// The application's identity.
@@ -424,6 +429,7 @@ struct RawManifest {
     admin_action: Option<AdminAction>,
     #[serde(default)]
     admin_account: Option<AdminAccount>,
+    test: TestPlan,
 }
 
 #[derive(Deserialize)]
@@ -710,6 +716,8 @@ impl Manifest {
             .map_or(Some(None), |v| {
                 p.read("admin_account", "[admin_account]", v).map(Some)
             });
+        let test: Option<TestPlan> =
+            take("test").map_or(Some(TestPlan::default()), |v| p.read("test", "[test]", v));
         let mut ports = Some(Vec::new());
         match take("ports") {
             Some(toml::Value::Array(items)) => {
@@ -933,6 +941,11 @@ impl Manifest {
                 }
             }
         }
+        if let (Some(test), true) = (&test, options_ok) {
+            for (path, message) in test_plan::check(test, &options, check_unit_name) {
+                p.at_value(&path, message);
+            }
+        }
         match (
             application,
             resources,
@@ -940,6 +953,7 @@ impl Manifest {
             health,
             (admin_action, admin_account),
             ports,
+            test,
             p.found.is_empty() && secrets_ok && options_ok,
         ) {
             (
@@ -949,6 +963,7 @@ impl Manifest {
                 Some(health),
                 (Some(admin_action), Some(admin_account)),
                 Some(ports),
+                Some(test),
                 true,
             ) => Ok(Self {
                 application,
@@ -960,6 +975,7 @@ impl Manifest {
                 health,
                 admin_action,
                 admin_account,
+                test,
             }),
             _ => {
                 let mut problems = p.found;
@@ -1214,7 +1230,8 @@ pub(crate) const FIXED_OPTIONS: [&str; 2] = ["enable", "subdomain"];
 /// Nix's keywords. A name ending in `*` is a prefix.
 pub(crate) fn reserved_application_names() -> Vec<(String, String)> {
     use crate::shared::{
-        ALL_MODULES, DEPLOYMENT_TEST_PREFIX, MODULES, SHARED_MODULE, VM_TESTS, VM_TESTS_LIB,
+        ALL_MODULES, DEPLOYMENT_TEST_PREFIX, FEDERATION_TEST_PREFIX, MODULES, SHARED_MODULE,
+        VM_TESTS, VM_TESTS_LIB,
     };
     let mut reserved = vec![
         (
@@ -1235,6 +1252,12 @@ pub(crate) fn reserved_application_names() -> Vec<(String, String)> {
             format!("{DEPLOYMENT_TEST_PREFIX}*"),
             format!(
                 "`{VM_TESTS}/{DEPLOYMENT_TEST_PREFIX}<operator>.nix` are the deployments' VM tests, so no application name starts with `{DEPLOYMENT_TEST_PREFIX}`"
+            ),
+        ),
+        (
+            format!("{FEDERATION_TEST_PREFIX}*"),
+            format!(
+                "`{VM_TESTS}/{FEDERATION_TEST_PREFIX}<application>.nix` are the federation VM tests, so no application name starts with `{FEDERATION_TEST_PREFIX}`"
             ),
         ),
     ];
@@ -1940,6 +1963,11 @@ units = []
             why("deployment-x").contains("deployment-<operator>.nix"),
             "{}",
             why("deployment-x")
+        );
+        assert!(
+            why("federation-x").contains("federation-<application>.nix"),
+            "{}",
+            why("federation-x")
         );
         for shared in ["domain", "acme", "smtp", "s3"] {
             assert!(

@@ -27,6 +27,9 @@ pub(crate) const VM_TESTS_LIB: &str = "lib";
 /// `vm-tests/generated/<app>.nix`).
 pub(crate) const DEPLOYMENT_TEST_PREFIX: &str = "deployment-";
 
+/// The file name prefix of the applications' federation VM tests (`federation-<app>.nix`).
+pub(crate) const FEDERATION_TEST_PREFIX: &str = "federation-";
+
 /// `modules/fediversity.nix`: the options every application reads (the operator's domain, ACME, the provider's
 /// SMTP relay and Garage S3 endpoint). Secrets are `…File` options holding paths on the machine.
 pub fn shared_module() -> Result<Expr, LexicalError> {

@@ -599,7 +599,8 @@ in
         "modules": ["default", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
         "checks": [
             "deployment-amstelland", "deployment-digitalevrijheid", "deployment-zeeinstituut",
-            "fedigen", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"
+            "federation-matrix-synapse", "fedigen", "garage", "mastodon", "matrix-synapse", "peertube",
+            "pixelfed"
         ],
         "configurations": [
             "amstelland-mastodon", "amstelland-pixelfed", "digitalevrijheid-mastodon",

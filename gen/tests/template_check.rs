@@ -52,6 +52,7 @@ fn application_names_that_collide_or_cannot_be_written_are_refused_everywhere() 
             "`vm-tests/generated/lib/` holds what the VM tests share",
         ),
         ("deployment-x", "deployment-<operator>.nix"),
+        ("federation-x", "federation-<application>.nix"),
         (
             "domain",
             "`fediversity.domain` is an option of the shared module",

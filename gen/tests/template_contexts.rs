@@ -8,7 +8,7 @@ use fedigen::manifest::Manifest;
 use fedigen::model::Catalog;
 use fedigen::template::{
     APPLICATION_TEST, ApplicationTest, COMMON_TEST, CommonTest, DEPLOYMENT_TEST, DeploymentTest,
-    ModuleData, Templates,
+    FEDERATION_TEST, FederationTest, ModuleData, Templates,
 };
 use serde_json::Value;
 
@@ -41,6 +41,7 @@ fn data_of(file: &Path) -> &'static str {
         APPLICATION_TEST => "ApplicationTest",
         DEPLOYMENT_TEST => "DeploymentTest",
         COMMON_TEST => "CommonTest",
+        FEDERATION_TEST => "FederationTest",
         _ if text.starts_with("templates/_partials/") => "ModuleData",
         _ if text.ends_with("/module.nix.hbs") && !text.starts_with("templates/_") => "ModuleData",
         _ => panic!(
@@ -76,6 +77,9 @@ fn render_all(repo: &Path) -> Vec<String> {
             errors.push(e.to_string());
         }
         if let Err(e) = templates.render_application_test(manifest) {
+            errors.push(e.to_string());
+        }
+        if let Err(e) = templates.render_federation_test(manifest) {
             errors.push(e.to_string());
         }
     }
@@ -193,6 +197,13 @@ fn check_headers(repo: &Path) {
                     .unwrap()
             }
             "CommonTest" => serde_json::to_value(CommonTest::default()).unwrap(),
+            "FederationTest" => serde_json::to_value(
+                manifests
+                    .iter()
+                    .find_map(FederationTest::new)
+                    .expect("a manifest with [test.federation]"),
+            )
+            .unwrap(),
             other => panic!("{other}"),
         }
     };
@@ -246,6 +257,14 @@ fn collect_fields(value: &Value, depth: usize, out: &mut Vec<String>) {
                     continue;
                 }
                 out.push(key.clone());
+                // Values that are data through and through (settings, NixOS configuration, host names by node,
+                // an option's value): their keys are no fields.
+                if matches!(
+                    key.as_str(),
+                    "settings" | "config" | "federation_config" | "hosts" | "value"
+                ) {
+                    continue;
+                }
                 let keyed_by_data = matches!(key.as_str(), "options" | "secrets" | "ports");
                 match inner {
                     Value::Object(entries) if keyed_by_data => {

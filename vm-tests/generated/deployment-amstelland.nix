@@ -3,7 +3,7 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 3600
 #: cores = 6
-#: description = "the deployment of amstelland (2 machines): every application through its domain, then activated again unchanged"
+#: description = "the deployment of amstelland (2 machines): every application through its domain and used, a second evaluation switched to unchanged, an upgrade and back"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
@@ -11,7 +11,23 @@
 let
   inherit (pkgs) lib;
   py = builtins.toJSON;
-  inherit (import ./lib/common.nix { inherit pkgs; }) testNode;
+  common = import ./lib/common.nix { inherit pkgs; };
+  hosts = {
+    amstelland-mastodon = [
+      "social.amstelland-university.example"
+    ];
+    amstelland-pixelfed = [
+      "pixelfed.amstelland-university.example"
+    ];
+  };
+  # Two more evaluations of the machine's own configuration, and one with a setting changed.
+  again = upgrade: {
+    specialisation = {
+      fedigen-rebuilt.configuration = { };
+      fedigen-rebuilt-again.configuration = { };
+    }
+    // lib.optionalAttrs (upgrade != { }) { fedigen-upgrade.configuration.fediversity = upgrade; };
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-amstelland";
@@ -19,125 +35,249 @@ pkgs.testers.runNixOSTest {
   # makes the nixpkgs.* options read-only by default (node.pkgsReadOnly), which refuses any definition of them.
   node.pkgsReadOnly = false;
   nodes = {
-    amstelland-mastodon = testNode {
-      module = ../../deployments/amstelland/mastodon.nix;
-      host = "social.amstelland-university.example";
-      https = true;
-      cores = 4;
-      memory = 8192;
-      secrets = [
+    amstelland-mastodon = {
+      imports = [
+        (common.testNode {
+          module = ../../deployments/amstelland/mastodon.nix;
+          host = "social.amstelland-university.example";
+          https = true;
+          cores = 4;
+          memory = 8192;
+          secrets = [
+            {
+              group = "mastodon";
+              mode = "0400";
+              name = "mastodon-adminPassword";
+              owner = "mastodon";
+              path = "/run/secrets/amstelland-mastodon-admin";
+              unit = "mastodon-admin-account.service";
+              value = "fedigen-admin-password";
+            }
+            {
+              group = "mastodon";
+              mode = "0400";
+              name = "mastodon-smtp-password";
+              owner = "mastodon";
+              path = "/run/secrets/mastodon-smtp-password";
+              unit = "mastodon-init-dirs.service";
+              value = "fedigen-test-smtp\n";
+            }
+          ];
+          packages = [
+            "ffmpeg-headless"
+          ];
+          inherit hosts;
+        })
         {
-          group = "mastodon";
-          mode = "0400";
-          name = "mastodon-adminPassword";
-          owner = "mastodon";
-          path = "/run/secrets/amstelland-mastodon-admin";
-          unit = "mastodon-admin-account.service";
-          value = "fedigen-admin-password";
+          fediversity.mastodon = {
+            extraConfig = {
+              EMAIL_DOMAIN_ALLOWLIST = "example.org";
+            };
+          };
         }
-        {
-          group = "mastodon";
-          mode = "0400";
-          name = "mastodon-smtp-password";
-          owner = "mastodon";
-          path = "/run/secrets/mastodon-smtp-password";
-          unit = "mastodon-init-dirs.service";
-          value = "fedigen-test-smtp\n";
-        }
+        { }
+        (again { mastodon.webProcesses = lib.mkForce (3); })
       ];
     };
-    amstelland-pixelfed = testNode {
-      module = ../../deployments/amstelland/pixelfed.nix;
-      host = "pixelfed.amstelland-university.example";
-      https = true;
-      cores = 2;
-      memory = 2048;
-      secrets = [
-        {
-          group = "root";
-          mode = "0400";
-          name = "pixelfed-adminPassword";
-          owner = "root";
-          path = "/run/secrets/amstelland-pixelfed-admin";
-          unit = "pixelfed-admin-account.service";
-          value = "fedigen-admin-password";
-        }
-        {
-          group = "root";
-          mode = "0400";
-          name = "pixelfed-appSecrets";
-          owner = "root";
-          path = "/run/secrets/amstelland-pixelfed-app";
-          unit = "pixelfed-secrets.service";
-          value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
-        }
-        {
-          group = "root";
-          mode = "0400";
-          name = "pixelfed-smtp-password";
-          owner = "root";
-          path = "/run/secrets/pixelfed-smtp-password";
-          unit = "pixelfed-secrets.service";
-          value = "fedigen-test-smtp\n";
-        }
+    amstelland-pixelfed = {
+      imports = [
+        (common.testNode {
+          module = ../../deployments/amstelland/pixelfed.nix;
+          host = "pixelfed.amstelland-university.example";
+          https = true;
+          cores = 2;
+          memory = 2048;
+          secrets = [
+            {
+              group = "root";
+              mode = "0400";
+              name = "pixelfed-adminPassword";
+              owner = "root";
+              path = "/run/secrets/amstelland-pixelfed-admin";
+              unit = "pixelfed-admin-account.service";
+              value = "fedigen-admin-password";
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "pixelfed-appSecrets";
+              owner = "root";
+              path = "/run/secrets/amstelland-pixelfed-app";
+              unit = "pixelfed-secrets.service";
+              value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "pixelfed-smtp-password";
+              owner = "root";
+              path = "/run/secrets/pixelfed-smtp-password";
+              unit = "pixelfed-secrets.service";
+              value = "fedigen-test-smtp\n";
+            }
+          ];
+          packages = [
+            "ffmpeg-headless"
+          ];
+          inherit hosts;
+        })
+        { fediversity.pixelfed = { }; }
+        { }
+        (again { pixelfed.openRegistration = lib.mkForce (true); })
       ];
     };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    client = {
+      imports = [
+        (common.testNetwork hosts)
+        (common.testPackages [ ])
+      ];
+    };
   };
-  testScript =
-    { nodes, ... }:
-    let
-      curl =
-        name: host:
-        "curl --insecure --silent --output /tmp/body --write-out '%{http_code}' --resolve ${host}:443:${
-          nodes.${name}.networking.primaryIPAddress
-        } https://${host}";
-    in
-    lib.concatLines [
-      "start_all()"
-      ("amstelland_mastodon" + ".wait_for_unit(${py "mastodon-web.service"})")
-      ("amstelland_mastodon" + ".wait_for_unit(${py "mastodon-sidekiq-all.service"})")
-      ("amstelland_mastodon" + ".wait_for_unit(${py "mastodon-streaming.target"})")
-      ("amstelland_mastodon" + ".wait_for_unit(${py "nginx.service"})")
-      ("amstelland_mastodon" + ".wait_for_open_port(${toString 443})")
-      "client.wait_until_succeeds(${
-        py (
-          "test \"$(${curl "amstelland-mastodon" "social.amstelland-university.example"}"
-          + "'/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"
-        )
-      })"
-      ("amstelland_pixelfed" + ".wait_for_unit(${py "phpfpm-pixelfed.service"})")
-      ("amstelland_pixelfed" + ".wait_for_unit(${py "pixelfed-horizon.service"})")
-      ("amstelland_pixelfed" + ".wait_for_unit(${py "nginx.service"})")
-      ("amstelland_pixelfed" + ".wait_for_open_port(${toString 443})")
-      "client.wait_until_succeeds(${
-        py (
-          "test \"$(${curl "amstelland-pixelfed" "pixelfed.amstelland-university.example"}" + "'/')\" = 200"
-        )
-      })"
-      "with subtest(${py ("activating " + "amstelland-mastodon" + " again changes nothing")}):"
-      ("    before = " + "amstelland_mastodon" + ".succeed(\"readlink -f /run/current-system\")")
-      (
-        "    output = "
-        + "amstelland_mastodon"
-        + ".succeed(\"/run/current-system/bin/switch-to-configuration test 2>&1\")"
-      )
-      "    for verb in (\"stopping\", \"starting\", \"restarting\", \"reloading\"):"
-      "        assert f\"{verb} the following units\" not in output, output"
-      ("    assert " + "amstelland_mastodon" + ".succeed(\"readlink -f /run/current-system\") == before")
-      "with subtest(${py ("activating " + "amstelland-pixelfed" + " again changes nothing")}):"
-      ("    before = " + "amstelland_pixelfed" + ".succeed(\"readlink -f /run/current-system\")")
-      (
-        "    output = "
-        + "amstelland_pixelfed"
-        + ".succeed(\"/run/current-system/bin/switch-to-configuration test 2>&1\")"
-      )
-      "    for verb in (\"stopping\", \"starting\", \"restarting\", \"reloading\"):"
-      "        assert f\"{verb} the following units\" not in output, output"
-      ("    assert " + "amstelland_pixelfed" + ".succeed(\"readlink -f /run/current-system\") == before")
-    ];
+  testScript = ''
+    ${common.pythonHelpers}
+    start_all()
+    amstelland_mastodon.wait_for_unit(${py "mastodon-web.service"})
+    amstelland_mastodon.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+    amstelland_mastodon.wait_for_unit(${py "mastodon-streaming.target"})
+    amstelland_mastodon.wait_for_unit(${py "nginx.service"})
+    amstelland_mastodon.wait_for_open_port(${toString 443})
+    client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://social.amstelland-university.example/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
+    amstelland_pixelfed.wait_for_unit(${py "phpfpm-pixelfed.service"})
+    amstelland_pixelfed.wait_for_unit(${py "pixelfed-horizon.service"})
+    amstelland_pixelfed.wait_for_unit(${py "nginx.service"})
+    amstelland_pixelfed.wait_for_open_port(${toString 443})
+    client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://pixelfed.amstelland-university.example/')\" = 200"})
+
+    with subtest(${py "an account gets an API token through OAuth's password grant"}):
+        output = amstelland_mastodon.succeed(${py ''
+          export FEDIGEN_HOST='social.amstelland-university.example'
+          password=$(mastodon-tootctl accounts create fedigen_alice --email=alice@example.org --confirmed --approve | sed -n 's/^New password: //p')
+          test -n "$password"
+          app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
+          curl --silent --fail --form grant_type=password --form username=alice@example.org --form "password=$password" \
+            --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
+            --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-token
+        ''})
+
+    with subtest(${py "the account posts a status with an image through the API"}):
+        output = amstelland_mastodon.succeed(${py ''
+          export FEDIGEN_HOST='social.amstelland-university.example'
+          token=$(cat /root/mastodon-token)
+          ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.png
+          media=$(curl --silent --fail -H "Authorization: Bearer $token" --form file=@/tmp/fedigen.png --form 'description=a test image' "https://$FEDIGEN_HOST/api/v2/media" | jq -er .id)
+          curl --silent --fail -H "Authorization: Bearer $token" --form 'status=Hello from the fedigen test' --form "media_ids[]=$media" \
+            "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id > /root/mastodon-status
+        ''})
+
+    with subtest(${py "the status reads back with its image, and the image is served"}):
+        output = amstelland_mastodon.succeed(${py ''
+          export FEDIGEN_HOST='social.amstelland-university.example'
+          status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+          jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "image served: $url"
+        ''})
+        assert ${py "image served"} in output, output
+
+    with subtest(${py "a user gets an API token (a Passport personal access token)"}):
+        output = amstelland_pixelfed.succeed(${py ''
+          export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+          pixelfed-manage user:create --name=Alice --username=fedigen_alice --email=alice@example.org --password=fedigen-alice-password --is_admin=0 --confirm_email=1
+          pixelfed-manage passport:client --personal --name=fedigen --no-interaction
+          pixelfed-manage tinker --execute='echo App\User::where("username", "fedigen_alice")->first()->createToken("fedigen")->accessToken;' | tail -n 1 > /root/pixelfed-token
+          test -s /root/pixelfed-token
+        ''})
+
+    with subtest(${py "the user uploads a photo and posts it through the API"}):
+        output = amstelland_pixelfed.succeed(${py ''
+          export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+          token=$(cat /root/pixelfed-token)
+          ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.jpg
+          media=$(curl --silent --fail -H "Authorization: Bearer $token" -H 'Accept: application/json' --form file=@/tmp/fedigen.jpg "https://$FEDIGEN_HOST/api/v1/media" | jq -er .id)
+          curl --silent --fail -H "Authorization: Bearer $token" -H 'Accept: application/json' --form 'status=A photo from the fedigen test' \
+            --form "media_ids[]=$media" "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id > /root/pixelfed-status
+        ''})
+
+    with subtest(${py "the post reads back with its photo, and the photo is served"}):
+        output = amstelland_pixelfed.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+          status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "photo served: $url"
+        ''})
+        assert ${py "photo served"} in output, output
+
+    with subtest(${py "amstelland-mastodon: two evaluations of its configuration are one system, and switching to it changes no unit"}):
+        booted = amstelland_mastodon.succeed("readlink -f /run/current-system").strip()
+        rebuilt = amstelland_mastodon.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt").strip()
+        again = amstelland_mastodon.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt-again").strip()
+        assert rebuilt == again, f"two evaluations of one configuration differ: {rebuilt} and {again}"
+        output = amstelland_mastodon.succeed(f"{rebuilt}/bin/switch-to-configuration test 2>&1")
+        assert changed_units(output) == set(), output
+        assert amstelland_mastodon.succeed("readlink -f /run/current-system").strip() == rebuilt
+
+    with subtest(${py "amstelland-mastodon: changing webProcesses restarts only mastodon-*.service, mastodon-*.target, and switching back keeps the data"}):
+        output = amstelland_mastodon.succeed(f"{booted}/specialisation/fedigen-upgrade/bin/switch-to-configuration test 2>&1")
+        changed = changed_units(output)
+        allowed = ${
+          py [
+            "mastodon-*.service"
+            "mastodon-*.target"
+          ]
+        }
+        assert changed and units_within(changed, allowed), f"changed {sorted(changed)}, allowed {allowed}: {output}"
+        output = amstelland_mastodon.succeed(f"{booted}/bin/switch-to-configuration test 2>&1")
+        changed = changed_units(output)
+        assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
+
+    with subtest(${py "the status reads back with its image, and the image is served"}):
+        output = amstelland_mastodon.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='social.amstelland-university.example'
+          status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+          jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "image served: $url"
+        ''})
+        assert ${py "image served"} in output, output
+
+    with subtest(${py "amstelland-pixelfed: two evaluations of its configuration are one system, and switching to it changes no unit"}):
+        booted = amstelland_pixelfed.succeed("readlink -f /run/current-system").strip()
+        rebuilt = amstelland_pixelfed.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt").strip()
+        again = amstelland_pixelfed.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt-again").strip()
+        assert rebuilt == again, f"two evaluations of one configuration differ: {rebuilt} and {again}"
+        output = amstelland_pixelfed.succeed(f"{rebuilt}/bin/switch-to-configuration test 2>&1")
+        assert changed_units(output) == set(), output
+        assert amstelland_pixelfed.succeed("readlink -f /run/current-system").strip() == rebuilt
+
+    with subtest(${py "amstelland-pixelfed: changing openRegistration restarts only pixelfed-*.service, phpfpm-pixelfed.service, and switching back keeps the data"}):
+        output = amstelland_pixelfed.succeed(f"{booted}/specialisation/fedigen-upgrade/bin/switch-to-configuration test 2>&1")
+        changed = changed_units(output)
+        allowed = ${
+          py [
+            "pixelfed-*.service"
+            "phpfpm-pixelfed.service"
+          ]
+        }
+        assert changed and units_within(changed, allowed), f"changed {sorted(changed)}, allowed {allowed}: {output}"
+        output = amstelland_pixelfed.succeed(f"{booted}/bin/switch-to-configuration test 2>&1")
+        changed = changed_units(output)
+        assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
+
+    with subtest(${py "the post reads back with its photo, and the photo is served"}):
+        output = amstelland_pixelfed.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+          status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "photo served: $url"
+        ''})
+        assert ${py "photo served"} in output, output
+  '';
 }

@@ -3,7 +3,7 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 3600
 #: cores = 4
-#: description = "the deployment of digitalevrijheid (2 machines): every application through its domain, then activated again unchanged"
+#: description = "the deployment of digitalevrijheid (2 machines): every application through its domain and used, a second evaluation switched to unchanged, an upgrade and back"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
@@ -11,7 +11,23 @@
 let
   inherit (pkgs) lib;
   py = builtins.toJSON;
-  inherit (import ./lib/common.nix { inherit pkgs; }) testNode;
+  common = import ./lib/common.nix { inherit pkgs; };
+  hosts = {
+    digitalevrijheid-mastodon = [
+      "mastodon.digitalevrijheid.example"
+    ];
+    digitalevrijheid-matrix-synapse = [
+      "matrix.digitalevrijheid.example"
+    ];
+  };
+  # Two more evaluations of the machine's own configuration, and one with a setting changed.
+  again = upgrade: {
+    specialisation = {
+      fedigen-rebuilt.configuration = { };
+      fedigen-rebuilt-again.configuration = { };
+    }
+    // lib.optionalAttrs (upgrade != { }) { fedigen-upgrade.configuration.fediversity = upgrade; };
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-digitalevrijheid";
@@ -19,140 +35,245 @@ pkgs.testers.runNixOSTest {
   # makes the nixpkgs.* options read-only by default (node.pkgsReadOnly), which refuses any definition of them.
   node.pkgsReadOnly = false;
   nodes = {
-    digitalevrijheid-mastodon = testNode {
-      module = ../../deployments/digitalevrijheid/mastodon.nix;
-      host = "mastodon.digitalevrijheid.example";
-      https = true;
-      cores = 2;
-      memory = 4096;
-      secrets = [
+    digitalevrijheid-mastodon = {
+      imports = [
+        (common.testNode {
+          module = ../../deployments/digitalevrijheid/mastodon.nix;
+          host = "mastodon.digitalevrijheid.example";
+          https = true;
+          cores = 2;
+          memory = 4096;
+          secrets = [
+            {
+              group = "mastodon";
+              mode = "0400";
+              name = "mastodon-adminPassword";
+              owner = "mastodon";
+              path = "/run/secrets/digitalevrijheid-mastodon-admin";
+              unit = "mastodon-admin-account.service";
+              value = "fedigen-admin-password";
+            }
+            {
+              group = "mastodon";
+              mode = "0400";
+              name = "mastodon-smtp-password";
+              owner = "mastodon";
+              path = "/run/secrets/mastodon-smtp-password";
+              unit = "mastodon-init-dirs.service";
+              value = "fedigen-test-smtp\n";
+            }
+          ];
+          packages = [
+            "ffmpeg-headless"
+          ];
+          inherit hosts;
+        })
         {
-          group = "mastodon";
-          mode = "0400";
-          name = "mastodon-adminPassword";
-          owner = "mastodon";
-          path = "/run/secrets/digitalevrijheid-mastodon-admin";
-          unit = "mastodon-admin-account.service";
-          value = "fedigen-admin-password";
+          fediversity.mastodon = {
+            extraConfig = {
+              EMAIL_DOMAIN_ALLOWLIST = "example.org";
+            };
+          };
         }
-        {
-          group = "mastodon";
-          mode = "0400";
-          name = "mastodon-smtp-password";
-          owner = "mastodon";
-          path = "/run/secrets/mastodon-smtp-password";
-          unit = "mastodon-init-dirs.service";
-          value = "fedigen-test-smtp\n";
-        }
+        { }
+        (again { mastodon.webProcesses = lib.mkForce (3); })
       ];
     };
-    digitalevrijheid-matrix-synapse = testNode {
-      module = ../../deployments/digitalevrijheid/matrix-synapse.nix;
-      host = "matrix.digitalevrijheid.example";
-      https = true;
-      cores = 2;
-      memory = 2048;
-      secrets = [
-        {
-          group = "root";
-          mode = "0400";
-          name = "matrix-synapse-adminPassword";
-          owner = "root";
-          path = "/run/secrets/digitalevrijheid-synapse-admin";
-          unit = "matrix-synapse-admin-account.service";
-          value = "fedigen-admin-password";
-        }
-        {
-          group = "matrix-synapse";
-          mode = "0400";
-          name = "matrix-synapse-smtp-password";
-          owner = "matrix-synapse";
-          path = "/run/secrets/matrix-synapse-smtp-password";
-          unit = "matrix-synapse.service";
-          value = "fedigen-test-smtp\n";
-        }
-        {
-          group = "matrix-synapse";
-          mode = "0400";
-          name = "matrix-synapse-synapseSecrets";
-          owner = "matrix-synapse";
-          path = "/run/secrets/digitalevrijheid-synapse";
-          unit = "matrix-synapse.service";
-          value = "fedigen-test-registration-secret";
-        }
+    digitalevrijheid-matrix-synapse = {
+      imports = [
+        (common.testNode {
+          module = ../../deployments/digitalevrijheid/matrix-synapse.nix;
+          host = "matrix.digitalevrijheid.example";
+          https = true;
+          cores = 2;
+          memory = 2048;
+          secrets = [
+            {
+              group = "root";
+              mode = "0400";
+              name = "matrix-synapse-adminPassword";
+              owner = "root";
+              path = "/run/secrets/digitalevrijheid-synapse-admin";
+              unit = "matrix-synapse-admin-account.service";
+              value = "fedigen-admin-password";
+            }
+            {
+              group = "matrix-synapse";
+              mode = "0400";
+              name = "matrix-synapse-smtp-password";
+              owner = "matrix-synapse";
+              path = "/run/secrets/matrix-synapse-smtp-password";
+              unit = "matrix-synapse.service";
+              value = "fedigen-test-smtp\n";
+            }
+            {
+              group = "matrix-synapse";
+              mode = "0400";
+              name = "matrix-synapse-synapseSecrets";
+              owner = "matrix-synapse";
+              path = "/run/secrets/digitalevrijheid-synapse";
+              unit = "matrix-synapse.service";
+              value = "fedigen-test-registration-secret";
+            }
+          ];
+          packages = [ ];
+          inherit hosts;
+        })
+        { fediversity.matrix-synapse = { }; }
+        { }
+        (again { matrix-synapse.urlPreviews = lib.mkForce (false); })
       ];
     };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    client = {
+      imports = [
+        (common.testNetwork hosts)
+        (common.testPackages [ ])
+      ];
+    };
   };
-  testScript =
-    { nodes, ... }:
-    let
-      curl =
-        name: host:
-        "curl --insecure --silent --output /tmp/body --write-out '%{http_code}' --resolve ${host}:443:${
-          nodes.${name}.networking.primaryIPAddress
-        } https://${host}";
-    in
-    lib.concatLines [
-      "start_all()"
-      ("digitalevrijheid_mastodon" + ".wait_for_unit(${py "mastodon-web.service"})")
-      ("digitalevrijheid_mastodon" + ".wait_for_unit(${py "mastodon-sidekiq-all.service"})")
-      ("digitalevrijheid_mastodon" + ".wait_for_unit(${py "mastodon-streaming.target"})")
-      ("digitalevrijheid_mastodon" + ".wait_for_unit(${py "nginx.service"})")
-      ("digitalevrijheid_mastodon" + ".wait_for_open_port(${toString 443})")
-      "client.wait_until_succeeds(${
-        py (
-          "test \"$(${curl "digitalevrijheid-mastodon" "mastodon.digitalevrijheid.example"}"
-          + "'/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"
-        )
-      })"
-      ("digitalevrijheid_matrix_synapse" + ".wait_for_unit(${py "matrix-synapse.service"})")
-      ("digitalevrijheid_matrix_synapse" + ".wait_for_unit(${py "nginx.service"})")
-      ("digitalevrijheid_matrix_synapse" + ".wait_for_open_port(${toString 8008})")
-      ("digitalevrijheid_matrix_synapse" + ".wait_for_open_port(${toString 443})")
-      "client.wait_until_succeeds(${
-        py (
-          "test \"$(${curl "digitalevrijheid-matrix-synapse" "matrix.digitalevrijheid.example"}"
-          + "'/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"
-        )
-      })"
-      "with subtest(${py ("activating " + "digitalevrijheid-mastodon" + " again changes nothing")}):"
-      ("    before = " + "digitalevrijheid_mastodon" + ".succeed(\"readlink -f /run/current-system\")")
-      (
-        "    output = "
-        + "digitalevrijheid_mastodon"
-        + ".succeed(\"/run/current-system/bin/switch-to-configuration test 2>&1\")"
-      )
-      "    for verb in (\"stopping\", \"starting\", \"restarting\", \"reloading\"):"
-      "        assert f\"{verb} the following units\" not in output, output"
-      (
-        "    assert "
-        + "digitalevrijheid_mastodon"
-        + ".succeed(\"readlink -f /run/current-system\") == before"
-      )
-      "with subtest(${
-        py ("activating " + "digitalevrijheid-matrix-synapse" + " again changes nothing")
-      }):"
-      (
-        "    before = "
-        + "digitalevrijheid_matrix_synapse"
-        + ".succeed(\"readlink -f /run/current-system\")"
-      )
-      (
-        "    output = "
-        + "digitalevrijheid_matrix_synapse"
-        + ".succeed(\"/run/current-system/bin/switch-to-configuration test 2>&1\")"
-      )
-      "    for verb in (\"stopping\", \"starting\", \"restarting\", \"reloading\"):"
-      "        assert f\"{verb} the following units\" not in output, output"
-      (
-        "    assert "
-        + "digitalevrijheid_matrix_synapse"
-        + ".succeed(\"readlink -f /run/current-system\") == before"
-      )
-    ];
+  testScript = ''
+    ${common.pythonHelpers}
+    start_all()
+    digitalevrijheid_mastodon.wait_for_unit(${py "mastodon-web.service"})
+    digitalevrijheid_mastodon.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+    digitalevrijheid_mastodon.wait_for_unit(${py "mastodon-streaming.target"})
+    digitalevrijheid_mastodon.wait_for_unit(${py "nginx.service"})
+    digitalevrijheid_mastodon.wait_for_open_port(${toString 443})
+    client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://mastodon.digitalevrijheid.example/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
+    digitalevrijheid_matrix_synapse.wait_for_unit(${py "matrix-synapse.service"})
+    digitalevrijheid_matrix_synapse.wait_for_unit(${py "nginx.service"})
+    digitalevrijheid_matrix_synapse.wait_for_open_port(${toString 8008})
+    digitalevrijheid_matrix_synapse.wait_for_open_port(${toString 443})
+    client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://matrix.digitalevrijheid.example/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"})
+
+    with subtest(${py "an account gets an API token through OAuth's password grant"}):
+        output = digitalevrijheid_mastodon.succeed(${py ''
+          export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+          password=$(mastodon-tootctl accounts create fedigen_alice --email=alice@example.org --confirmed --approve | sed -n 's/^New password: //p')
+          test -n "$password"
+          app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
+          curl --silent --fail --form grant_type=password --form username=alice@example.org --form "password=$password" \
+            --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
+            --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-token
+        ''})
+
+    with subtest(${py "the account posts a status with an image through the API"}):
+        output = digitalevrijheid_mastodon.succeed(${py ''
+          export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+          token=$(cat /root/mastodon-token)
+          ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.png
+          media=$(curl --silent --fail -H "Authorization: Bearer $token" --form file=@/tmp/fedigen.png --form 'description=a test image' "https://$FEDIGEN_HOST/api/v2/media" | jq -er .id)
+          curl --silent --fail -H "Authorization: Bearer $token" --form 'status=Hello from the fedigen test' --form "media_ids[]=$media" \
+            "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id > /root/mastodon-status
+        ''})
+
+    with subtest(${py "the status reads back with its image, and the image is served"}):
+        output = digitalevrijheid_mastodon.succeed(${py ''
+          export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+          status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+          jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "image served: $url"
+        ''})
+        assert ${py "image served"} in output, output
+
+    with subtest(${py "two users exchange a message in a room"}):
+        output = digitalevrijheid_matrix_synapse.succeed(${py ''
+          export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+          login() {
+            curl --silent --fail -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/login" \
+              -d "{\"type\":\"m.login.password\",\"identifier\":{\"type\":\"m.id.user\",\"user\":\"$1\"},\"password\":\"$1-password\"}" | jq -er .access_token
+          }
+          for user in fedigen_alice fedigen_bob; do
+            matrix-synapse-register_new_matrix_user -u "$user" -p "$user-password" --no-admin
+          done
+          alice=$(login fedigen_alice)
+          bob=$(login fedigen_bob)
+          room=$(curl --silent --fail -H "Authorization: Bearer $alice" -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/createRoom" \
+            -d "{\"invite\":[\"@fedigen_bob:$FEDIGEN_HOST\"]}" | jq -er .room_id)
+          echo "$room" > /root/matrix-room
+          curl --silent --fail -H "Authorization: Bearer $bob" -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/join/$(jq -rn --arg r "$room" '$r|@uri')" -d '{}'
+          curl --silent --fail -H "Authorization: Bearer $alice" -X PUT \
+            "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$(jq -rn --arg r "$room" '$r|@uri')/send/m.room.message/fedigen-1" \
+            -d '{"msgtype":"m.text","body":"Hello Bob, from the fedigen test"}'
+          echo "$bob" > /root/matrix-bob-token
+        ''})
+
+    with subtest(${py "the other user reads the message"}):
+        output = digitalevrijheid_matrix_synapse.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+          room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
+          curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
+            "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
+        ''})
+        assert ${py "Hello Bob, from the fedigen test"} in output, output
+
+    with subtest(${py "digitalevrijheid-mastodon: two evaluations of its configuration are one system, and switching to it changes no unit"}):
+        booted = digitalevrijheid_mastodon.succeed("readlink -f /run/current-system").strip()
+        rebuilt = digitalevrijheid_mastodon.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt").strip()
+        again = digitalevrijheid_mastodon.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt-again").strip()
+        assert rebuilt == again, f"two evaluations of one configuration differ: {rebuilt} and {again}"
+        output = digitalevrijheid_mastodon.succeed(f"{rebuilt}/bin/switch-to-configuration test 2>&1")
+        assert changed_units(output) == set(), output
+        assert digitalevrijheid_mastodon.succeed("readlink -f /run/current-system").strip() == rebuilt
+
+    with subtest(${py "digitalevrijheid-mastodon: changing webProcesses restarts only mastodon-*.service, mastodon-*.target, and switching back keeps the data"}):
+        output = digitalevrijheid_mastodon.succeed(f"{booted}/specialisation/fedigen-upgrade/bin/switch-to-configuration test 2>&1")
+        changed = changed_units(output)
+        allowed = ${
+          py [
+            "mastodon-*.service"
+            "mastodon-*.target"
+          ]
+        }
+        assert changed and units_within(changed, allowed), f"changed {sorted(changed)}, allowed {allowed}: {output}"
+        output = digitalevrijheid_mastodon.succeed(f"{booted}/bin/switch-to-configuration test 2>&1")
+        changed = changed_units(output)
+        assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
+
+    with subtest(${py "the status reads back with its image, and the image is served"}):
+        output = digitalevrijheid_mastodon.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+          status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+          jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "image served: $url"
+        ''})
+        assert ${py "image served"} in output, output
+
+    with subtest(${py "digitalevrijheid-matrix-synapse: two evaluations of its configuration are one system, and switching to it changes no unit"}):
+        booted = digitalevrijheid_matrix_synapse.succeed("readlink -f /run/current-system").strip()
+        rebuilt = digitalevrijheid_matrix_synapse.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt").strip()
+        again = digitalevrijheid_matrix_synapse.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt-again").strip()
+        assert rebuilt == again, f"two evaluations of one configuration differ: {rebuilt} and {again}"
+        output = digitalevrijheid_matrix_synapse.succeed(f"{rebuilt}/bin/switch-to-configuration test 2>&1")
+        assert changed_units(output) == set(), output
+        assert digitalevrijheid_matrix_synapse.succeed("readlink -f /run/current-system").strip() == rebuilt
+
+    with subtest(${py "digitalevrijheid-matrix-synapse: changing urlPreviews restarts only matrix-synapse.service, and switching back keeps the data"}):
+        output = digitalevrijheid_matrix_synapse.succeed(f"{booted}/specialisation/fedigen-upgrade/bin/switch-to-configuration test 2>&1")
+        changed = changed_units(output)
+        allowed = ${
+          py [
+            "matrix-synapse.service"
+          ]
+        }
+        assert changed and units_within(changed, allowed), f"changed {sorted(changed)}, allowed {allowed}: {output}"
+        output = digitalevrijheid_matrix_synapse.succeed(f"{booted}/bin/switch-to-configuration test 2>&1")
+        changed = changed_units(output)
+        assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
+
+    with subtest(${py "the other user reads the message"}):
+        output = digitalevrijheid_matrix_synapse.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+          room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
+          curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
+            "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
+        ''})
+        assert ${py "Hello Bob, from the fedigen test"} in output, output
+  '';
 }

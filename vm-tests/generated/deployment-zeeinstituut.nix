@@ -3,7 +3,7 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 3600
 #: cores = 4
-#: description = "the deployment of zeeinstituut (1 machines): every application through its domain, then activated again unchanged"
+#: description = "the deployment of zeeinstituut (1 machines): every application through its domain and used, a second evaluation switched to unchanged, an upgrade and back"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
@@ -11,7 +11,20 @@
 let
   inherit (pkgs) lib;
   py = builtins.toJSON;
-  inherit (import ./lib/common.nix { inherit pkgs; }) testNode;
+  common = import ./lib/common.nix { inherit pkgs; };
+  hosts = {
+    zeeinstituut-peertube = [
+      "video.zee-instituut.example"
+    ];
+  };
+  # Two more evaluations of the machine's own configuration, and one with a setting changed.
+  again = upgrade: {
+    specialisation = {
+      fedigen-rebuilt.configuration = { };
+      fedigen-rebuilt-again.configuration = { };
+    }
+    // lib.optionalAttrs (upgrade != { }) { fedigen-upgrade.configuration.fediversity = upgrade; };
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-zeeinstituut";
@@ -19,97 +32,154 @@ pkgs.testers.runNixOSTest {
   # makes the nixpkgs.* options read-only by default (node.pkgsReadOnly), which refuses any definition of them.
   node.pkgsReadOnly = false;
   nodes = {
-    zeeinstituut-peertube = testNode {
-      module = ../../deployments/zeeinstituut/peertube.nix;
-      host = "video.zee-instituut.example";
-      https = true;
-      cores = 4;
-      memory = 4096;
-      secrets = [
+    zeeinstituut-peertube = {
+      imports = [
+        (common.testNode {
+          module = ../../deployments/zeeinstituut/peertube.nix;
+          host = "video.zee-instituut.example";
+          https = true;
+          cores = 4;
+          memory = 4096;
+          secrets = [
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-environment";
+              owner = "root";
+              path = "/run/secrets/garage-environment";
+              unit = "garage.service";
+              value = ''
+                GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+                GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
+                GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "peertube-adminPassword";
+              owner = "root";
+              path = "/run/secrets/zeeinstituut-peertube-admin";
+              unit = "peertube-env.service";
+              value = "fedigen-admin-password";
+            }
+            {
+              group = "peertube";
+              mode = "0400";
+              name = "peertube-peertubeSecret";
+              owner = "peertube";
+              path = "/run/secrets/zeeinstituut-peertube";
+              unit = "peertube.service";
+              value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+            }
+            {
+              group = "peertube";
+              mode = "0400";
+              name = "peertube-smtp-password";
+              owner = "peertube";
+              path = "/run/secrets/peertube-smtp-password";
+              unit = "peertube.service";
+              value = "fedigen-test-smtp\n";
+            }
+          ];
+          packages = [
+            "ffmpeg-headless"
+          ];
+          inherit hosts;
+        })
         {
-          group = "root";
-          mode = "0400";
-          name = "garage-environment";
-          owner = "root";
-          path = "/run/secrets/garage-environment";
-          unit = "garage.service";
-          value = ''
-            GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
-            GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
-            GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
-          '';
+          fediversity.peertube = {
+            transcodingEnabled = false;
+          };
         }
         {
-          group = "root";
-          mode = "0400";
-          name = "peertube-adminPassword";
-          owner = "root";
-          path = "/run/secrets/zeeinstituut-peertube-admin";
-          unit = "peertube-env.service";
-          value = "fedigen-admin-password";
+          systemd = {
+            services = {
+              peertube = {
+                environment = {
+                  PT_INITIAL_ROOT_PASSWORD = "fedigen-root-password";
+                };
+              };
+            };
+          };
         }
-        {
-          group = "peertube";
-          mode = "0400";
-          name = "peertube-peertubeSecret";
-          owner = "peertube";
-          path = "/run/secrets/zeeinstituut-peertube";
-          unit = "peertube.service";
-          value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-        }
-        {
-          group = "peertube";
-          mode = "0400";
-          name = "peertube-smtp-password";
-          owner = "peertube";
-          path = "/run/secrets/peertube-smtp-password";
-          unit = "peertube.service";
-          value = "fedigen-test-smtp\n";
-        }
+        (again { peertube.instanceName = lib.mkForce ("Fedigen Tube"); })
       ];
     };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    client = {
+      imports = [
+        (common.testNetwork hosts)
+        (common.testPackages [ ])
+      ];
+    };
   };
-  testScript =
-    { nodes, ... }:
-    let
-      curl =
-        name: host:
-        "curl --insecure --silent --output /tmp/body --write-out '%{http_code}' --resolve ${host}:443:${
-          nodes.${name}.networking.primaryIPAddress
-        } https://${host}";
-    in
-    lib.concatLines [
-      "start_all()"
-      ("zeeinstituut_peertube" + ".wait_for_unit(${py "peertube.service"})")
-      ("zeeinstituut_peertube" + ".wait_for_unit(${py "nginx.service"})")
-      ("zeeinstituut_peertube" + ".wait_for_unit(${py "garage.service"})")
-      ("zeeinstituut_peertube" + ".wait_for_open_port(${toString 9000})")
-      ("zeeinstituut_peertube" + ".wait_for_open_port(${toString 443})")
-      ("zeeinstituut_peertube" + ".wait_for_open_port(${toString 3900})")
-      ("zeeinstituut_peertube" + ".wait_for_open_port(${toString 3901})")
-      ("zeeinstituut_peertube" + ".wait_for_open_port(${toString 3903})")
-      "client.wait_until_succeeds(${
-        py (
-          "test \"$(${curl "zeeinstituut-peertube" "video.zee-instituut.example"}"
-          + "'/api/v1/config/about')\" = 200 && grep -F -- 'instance' /tmp/body"
-        )
-      })"
-      "with subtest(${py ("activating " + "zeeinstituut-peertube" + " again changes nothing")}):"
-      ("    before = " + "zeeinstituut_peertube" + ".succeed(\"readlink -f /run/current-system\")")
-      (
-        "    output = "
-        + "zeeinstituut_peertube"
-        + ".succeed(\"/run/current-system/bin/switch-to-configuration test 2>&1\")"
-      )
-      "    for verb in (\"stopping\", \"starting\", \"restarting\", \"reloading\"):"
-      "        assert f\"{verb} the following units\" not in output, output"
-      (
-        "    assert " + "zeeinstituut_peertube" + ".succeed(\"readlink -f /run/current-system\") == before"
-      )
-    ];
+  testScript = ''
+    ${common.pythonHelpers}
+    start_all()
+    zeeinstituut_peertube.wait_for_unit(${py "peertube.service"})
+    zeeinstituut_peertube.wait_for_unit(${py "nginx.service"})
+    zeeinstituut_peertube.wait_for_unit(${py "garage.service"})
+    zeeinstituut_peertube.wait_for_open_port(${toString 9000})
+    zeeinstituut_peertube.wait_for_open_port(${toString 443})
+    zeeinstituut_peertube.wait_for_open_port(${toString 3900})
+    zeeinstituut_peertube.wait_for_open_port(${toString 3901})
+    zeeinstituut_peertube.wait_for_open_port(${toString 3903})
+    client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://video.zee-instituut.example/api/v1/config/about')\" = 200 && grep -F -- 'instance' /tmp/body"})
+
+    with subtest(${py "root uploads a short video through the API"}):
+        output = zeeinstituut_peertube.succeed(${py ''
+          export FEDIGEN_HOST='video.zee-instituut.example'
+          client=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/oauth-clients/local")
+          token=$(curl --silent --fail --data "client_id=$(jq -r .client_id <<<"$client")" --data "client_secret=$(jq -r .client_secret <<<"$client")" \
+            --data grant_type=password --data username=root --data password=fedigen-root-password "https://$FEDIGEN_HOST/api/v1/users/token" | jq -er .access_token)
+          channel=$(curl --silent --fail -H "Authorization: Bearer $token" "https://$FEDIGEN_HOST/api/v1/users/me" | jq -er '.videoChannels[0].id')
+          ffmpeg -loglevel error -y -f lavfi -i testsrc=duration=2:size=320x240:rate=10 -pix_fmt yuv420p /tmp/fedigen.mp4
+          curl --silent --fail -H "Authorization: Bearer $token" --form videofile=@/tmp/fedigen.mp4 --form "channelId=$channel" \
+            --form name=fedigen-video --form privacy=1 "https://$FEDIGEN_HOST/api/v1/videos/upload" | jq -er .video.uuid > /root/peertube-video
+        ''})
+
+    with subtest(${py "the video reads back and its file is served"}):
+        output = zeeinstituut_peertube.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='video.zee-instituut.example'
+          video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
+          url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "video served: $url"
+        ''})
+        assert ${py "video served"} in output, output
+
+    with subtest(${py "zeeinstituut-peertube: two evaluations of its configuration are one system, and switching to it changes no unit"}):
+        booted = zeeinstituut_peertube.succeed("readlink -f /run/current-system").strip()
+        rebuilt = zeeinstituut_peertube.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt").strip()
+        again = zeeinstituut_peertube.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt-again").strip()
+        assert rebuilt == again, f"two evaluations of one configuration differ: {rebuilt} and {again}"
+        output = zeeinstituut_peertube.succeed(f"{rebuilt}/bin/switch-to-configuration test 2>&1")
+        assert changed_units(output) == set(), output
+        assert zeeinstituut_peertube.succeed("readlink -f /run/current-system").strip() == rebuilt
+
+    with subtest(${py "zeeinstituut-peertube: changing instanceName restarts only peertube.service, and switching back keeps the data"}):
+        output = zeeinstituut_peertube.succeed(f"{booted}/specialisation/fedigen-upgrade/bin/switch-to-configuration test 2>&1")
+        changed = changed_units(output)
+        allowed = ${
+          py [
+            "peertube.service"
+          ]
+        }
+        assert changed and units_within(changed, allowed), f"changed {sorted(changed)}, allowed {allowed}: {output}"
+        output = zeeinstituut_peertube.succeed(f"{booted}/bin/switch-to-configuration test 2>&1")
+        changed = changed_units(output)
+        assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
+
+    with subtest(${py "the video reads back and its file is served"}):
+        output = zeeinstituut_peertube.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='video.zee-instituut.example'
+          video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
+          url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "video served: $url"
+        ''})
+        assert ${py "video served"} in output, output
+  '';
 }

@@ -3,17 +3,17 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 1800
 #: cores = 2
-#: description = "Garage: its health checks and an admin action on a VM with the generated module"
+#: description = "Garage: its health checks, an admin action and what a user does on a VM with the generated module"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
 }:
 let
   inherit (pkgs) lib;
-  domain = "fedi.test";
-  host = "s3" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
+  domain = "fedi.test";
+  host = "s3.fedi.test";
   secretFiles = [
     {
       group = "root";
@@ -29,8 +29,10 @@ let
       '';
     }
   ];
-  # A throwaway certificate for the test's host name (see ./lib/common.nix).
-  certificate = common.certificate host;
+  # Every host name of the test, by node: in every node's /etc/hosts.
+  hosts = {
+    server = [ host ];
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-garage";
@@ -41,6 +43,14 @@ pkgs.testers.runNixOSTest {
         imports = [
           ../../modules/default.nix
           (common.testSecrets secretFiles)
+          (common.testNetwork hosts)
+          (common.testPackages [
+            "rclone"
+          ])
+          # What the manifest's tests need of the application ([test] settings).
+          { fediversity.garage = { }; }
+          # What the manifest's tests need of the upstream services ([test] config).
+          { }
         ];
         virtualisation = {
           cores = 2;
@@ -63,26 +73,43 @@ pkgs.testers.runNixOSTest {
         };
         networking.firewall.enable = false;
       };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    client = {
+      imports = [
+        (common.testNetwork hosts)
+        (common.testPackages [
+          "rclone"
+        ])
+      ];
+    };
   };
-  testScript =
-    { nodes, ... }:
-    let
-      curl = "curl --insecure --silent --output /tmp/body --write-out '%{http_code}' --resolve ${host}:443:${nodes.server.networking.primaryIPAddress}";
-    in
-    lib.concatLines [
-      "start_all()"
-      "server.wait_for_unit(${py "garage.service"})"
-      "server.wait_for_open_port(${toString 3900})"
-      "server.wait_for_open_port(${toString 3901})"
-      "server.wait_for_open_port(${toString 3903})"
-      "server.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' http://127.0.0.1:3903'/health')\" = 200"})"
-      "with subtest(${py "create an access key with Garage's admin tool"}):"
-      "    output = server.succeed(${py "garage key create fedigen-test"})"
-      "    assert ${py "Key ID"} in output, output"
-    ];
+  testScript = ''
+    ${common.pythonHelpers}
+    start_all()
+    server.wait_for_unit(${py "garage.service"})
+    server.wait_for_open_port(${toString 3900})
+    server.wait_for_open_port(${toString 3901})
+    server.wait_for_open_port(${toString 3903})
+    server.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'http://127.0.0.1:3903/health')\" = 200"})
+
+    with subtest(${py "create an access key with Garage's admin tool"}):
+        output = server.succeed(${py "garage key create fedigen-test"})
+        assert ${py "Key ID"} in output, output
+
+    with subtest(${py "an object written through the S3 API reads back"}):
+        output = server.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='s3.fedi.test'
+          garage bucket info fedigen-test > /dev/null 2>&1 || garage bucket create fedigen-test
+          test -s /root/garage-key || garage key create fedigen-object-test > /root/garage-key
+          id=$(sed -n 's/^Key ID: *//p' /root/garage-key)
+          secret=$(sed -n 's/^Secret key: *//p' /root/garage-key)
+          garage bucket allow --read --write fedigen-test --key "$id"
+          export RCLONE_CONFIG_G_TYPE=s3 RCLONE_CONFIG_G_PROVIDER=Other RCLONE_CONFIG_G_ENDPOINT=http://127.0.0.1:3900 \
+            RCLONE_CONFIG_G_REGION=garage RCLONE_CONFIG_G_FORCE_PATH_STYLE=true \
+            RCLONE_CONFIG_G_ACCESS_KEY_ID="$id" RCLONE_CONFIG_G_SECRET_ACCESS_KEY="$secret"
+          echo "an object from the fedigen test" > /tmp/object
+          rclone copyto /tmp/object g:fedigen-test/object
+          rclone cat g:fedigen-test/object
+        ''})
+        assert ${py "an object from the fedigen test"} in output, output
+  '';
 }

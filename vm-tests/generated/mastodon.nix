@@ -3,17 +3,17 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 1800
 #: cores = 2
-#: description = "Mastodon: its health checks and an admin action on a VM with the generated module"
+#: description = "Mastodon: its health checks, an admin action and what a user does on a VM with the generated module"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
 }:
 let
   inherit (pkgs) lib;
-  domain = "fedi.test";
-  host = "mastodon" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
+  domain = "fedi.test";
+  host = "mastodon.fedi.test";
   secretFiles = [
     {
       group = "mastodon";
@@ -25,8 +25,10 @@ let
       value = "fedigen-admin-password";
     }
   ];
-  # A throwaway certificate for the test's host name (see ./lib/common.nix).
-  certificate = common.certificate host;
+  # Every host name of the test, by node: in every node's /etc/hosts.
+  hosts = {
+    server = [ host ];
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-mastodon";
@@ -37,6 +39,21 @@ pkgs.testers.runNixOSTest {
         imports = [
           ../../modules/default.nix
           (common.testSecrets secretFiles)
+          (common.testNetwork hosts)
+          (common.testPackages [
+            "ffmpeg-headless"
+          ])
+          # What the manifest's tests need of the application ([test] settings).
+          {
+            fediversity.mastodon = {
+              extraConfig = {
+                EMAIL_DOMAIN_ALLOWLIST = "example.org";
+              };
+            };
+          }
+          # What the manifest's tests need of the upstream services ([test] config).
+          { }
+          (common.testTls host)
         ];
         virtualisation = {
           cores = 2;
@@ -57,38 +74,62 @@ pkgs.testers.runNixOSTest {
             adminPasswordFile = "/etc/fedigen-test/adminPassword";
           };
         };
-        services.nginx.virtualHosts.${host} = {
-          enableACME = lib.mkForce false;
-          sslCertificate = "${certificate}/cert.pem";
-          sslCertificateKey = "${certificate}/key.pem";
-        };
         networking.firewall.enable = false;
       };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    client = {
+      imports = [
+        (common.testNetwork hosts)
+        (common.testPackages [
+          "ffmpeg-headless"
+        ])
+      ];
+    };
   };
-  testScript =
-    { nodes, ... }:
-    let
-      curl = "curl --insecure --silent --output /tmp/body --write-out '%{http_code}' --resolve ${host}:443:${nodes.server.networking.primaryIPAddress}";
-    in
-    lib.concatLines [
-      "start_all()"
-      "server.wait_for_unit(${py "mastodon-web.service"})"
-      "server.wait_for_unit(${py "mastodon-sidekiq-all.service"})"
-      "server.wait_for_unit(${py "mastodon-streaming.target"})"
-      "server.wait_for_unit(${py "nginx.service"})"
-      "server.wait_for_open_port(${toString 443})"
-      "client.wait_until_succeeds(${
-        py (
-          "test \"$(${curl} https://${host}" + "'/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"
-        )
-      })"
-      "with subtest(${py "create a confirmed, approved account with Mastodon's admin tool"}):"
-      "    output = server.succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})"
-      "    assert ${py "New password"} in output, output"
-    ];
+  testScript = ''
+    ${common.pythonHelpers}
+    start_all()
+    server.wait_for_unit(${py "mastodon-web.service"})
+    server.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+    server.wait_for_unit(${py "mastodon-streaming.target"})
+    server.wait_for_unit(${py "nginx.service"})
+    server.wait_for_open_port(${toString 443})
+    client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://mastodon.fedi.test/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
+
+    with subtest(${py "create a confirmed, approved account with Mastodon's admin tool"}):
+        output = server.succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})
+        assert ${py "New password"} in output, output
+
+    with subtest(${py "an account gets an API token through OAuth's password grant"}):
+        output = server.succeed(${py ''
+          export FEDIGEN_HOST='mastodon.fedi.test'
+          password=$(mastodon-tootctl accounts create fedigen_alice --email=alice@example.org --confirmed --approve | sed -n 's/^New password: //p')
+          test -n "$password"
+          app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
+          curl --silent --fail --form grant_type=password --form username=alice@example.org --form "password=$password" \
+            --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
+            --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-token
+        ''})
+
+    with subtest(${py "the account posts a status with an image through the API"}):
+        output = server.succeed(${py ''
+          export FEDIGEN_HOST='mastodon.fedi.test'
+          token=$(cat /root/mastodon-token)
+          ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.png
+          media=$(curl --silent --fail -H "Authorization: Bearer $token" --form file=@/tmp/fedigen.png --form 'description=a test image' "https://$FEDIGEN_HOST/api/v2/media" | jq -er .id)
+          curl --silent --fail -H "Authorization: Bearer $token" --form 'status=Hello from the fedigen test' --form "media_ids[]=$media" \
+            "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id > /root/mastodon-status
+        ''})
+
+    with subtest(${py "the status reads back with its image, and the image is served"}):
+        output = server.succeed(${py ''
+          export FEDIGEN_HOST='mastodon.fedi.test'
+          status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+          jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "image served: $url"
+        ''})
+        assert ${py "image served"} in output, output
+  '';
 }

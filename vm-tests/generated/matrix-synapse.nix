@@ -3,17 +3,17 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 1800
 #: cores = 2
-#: description = "Matrix (Synapse): its health checks and an admin action on a VM with the generated module"
+#: description = "Matrix (Synapse): its health checks, an admin action, what a user does and its mail received on a VM with the generated module"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
 }:
 let
   inherit (pkgs) lib;
-  domain = "fedi.test";
-  host = "matrix" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
+  domain = "fedi.test";
+  host = "matrix.fedi.test";
   secretFiles = [
     {
       group = "root";
@@ -34,8 +34,11 @@ let
       value = "fedigen-test-registration-secret";
     }
   ];
-  # A throwaway certificate for the test's host name (see ./lib/common.nix).
-  certificate = common.certificate host;
+  # Every host name of the test, by node: in every node's /etc/hosts.
+  hosts = {
+    server = [ host ];
+    mail = [ "mail.fedi.test" ];
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-matrix-synapse";
@@ -46,6 +49,13 @@ pkgs.testers.runNixOSTest {
         imports = [
           ../../modules/default.nix
           (common.testSecrets secretFiles)
+          (common.testNetwork hosts)
+          (common.testPackages [ ])
+          # What the manifest's tests need of the application ([test] settings).
+          { fediversity.matrix-synapse = { }; }
+          # What the manifest's tests need of the upstream services ([test] config).
+          { }
+          (common.testTls host)
         ];
         virtualisation = {
           cores = 2;
@@ -56,7 +66,8 @@ pkgs.testers.runNixOSTest {
           inherit domain;
           acme.email = "hostmaster@fedi.test";
           smtp = {
-            host = "127.0.0.1";
+            host = "mail.fedi.test";
+            port = 1025;
             fromAddress = "noreply@fedi.test";
           };
           s3.endpoint = "https://s3.fedi.test";
@@ -67,37 +78,69 @@ pkgs.testers.runNixOSTest {
             synapseSecretsFile = "/etc/fedigen-test/synapseSecrets";
           };
         };
-        services.nginx.virtualHosts.${host} = {
-          enableACME = lib.mkForce false;
-          sslCertificate = "${certificate}/cert.pem";
-          sslCertificateKey = "${certificate}/key.pem";
-        };
         networking.firewall.enable = false;
       };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    client = {
+      imports = [
+        (common.testNetwork hosts)
+        (common.testPackages [ ])
+      ];
+    };
+    mail = common.mailNode;
   };
-  testScript =
-    { nodes, ... }:
-    let
-      curl = "curl --insecure --silent --output /tmp/body --write-out '%{http_code}' --resolve ${host}:443:${nodes.server.networking.primaryIPAddress}";
-    in
-    lib.concatLines [
-      "start_all()"
-      "server.wait_for_unit(${py "matrix-synapse.service"})"
-      "server.wait_for_unit(${py "nginx.service"})"
-      "server.wait_for_open_port(${toString 8008})"
-      "server.wait_for_open_port(${toString 443})"
-      "client.wait_until_succeeds(${
-        py (
-          "test \"$(${curl} https://${host}"
-          + "'/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"
-        )
-      })"
-      "with subtest(${py "register a user with Synapse's registration tool (the shared secret comes from the secrets file)"}):"
-      "    output = server.succeed(${py "matrix-synapse-register_new_matrix_user -u fedigen-test -p fedigen-test-password --no-admin"})"
-    ];
+  testScript = ''
+    ${common.pythonHelpers}
+    start_all()
+    server.wait_for_unit(${py "matrix-synapse.service"})
+    server.wait_for_unit(${py "nginx.service"})
+    server.wait_for_open_port(${toString 8008})
+    server.wait_for_open_port(${toString 443})
+    client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://matrix.fedi.test/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"})
+
+    with subtest(${py "register a user with Synapse's registration tool (the shared secret comes from the secrets file)"}):
+        output = server.succeed(${py "matrix-synapse-register_new_matrix_user -u fedigen-test -p fedigen-test-password --no-admin"})
+
+    with subtest(${py "two users exchange a message in a room"}):
+        output = server.succeed(${py ''
+          export FEDIGEN_HOST='matrix.fedi.test'
+          login() {
+            curl --silent --fail -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/login" \
+              -d "{\"type\":\"m.login.password\",\"identifier\":{\"type\":\"m.id.user\",\"user\":\"$1\"},\"password\":\"$1-password\"}" | jq -er .access_token
+          }
+          for user in fedigen_alice fedigen_bob; do
+            matrix-synapse-register_new_matrix_user -u "$user" -p "$user-password" --no-admin
+          done
+          alice=$(login fedigen_alice)
+          bob=$(login fedigen_bob)
+          room=$(curl --silent --fail -H "Authorization: Bearer $alice" -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/createRoom" \
+            -d "{\"invite\":[\"@fedigen_bob:$FEDIGEN_HOST\"]}" | jq -er .room_id)
+          echo "$room" > /root/matrix-room
+          curl --silent --fail -H "Authorization: Bearer $bob" -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/join/$(jq -rn --arg r "$room" '$r|@uri')" -d '{}'
+          curl --silent --fail -H "Authorization: Bearer $alice" -X PUT \
+            "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$(jq -rn --arg r "$room" '$r|@uri')/send/m.room.message/fedigen-1" \
+            -d '{"msgtype":"m.text","body":"Hello Bob, from the fedigen test"}'
+          echo "$bob" > /root/matrix-bob-token
+        ''})
+
+    with subtest(${py "the other user reads the message"}):
+        output = server.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='matrix.fedi.test'
+          room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
+          curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
+            "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
+        ''})
+        assert ${py "Hello Bob, from the fedigen test"} in output, output
+
+    with subtest(${py "Synapse's password reset mail reaches the user's mailbox"}):
+        mail.wait_for_unit("mailpit-default.service")
+        server.succeed(${py ''
+          export FEDIGEN_HOST='matrix.fedi.test'
+          matrix-synapse-register_new_matrix_user -u fedigen_carol -p fedigen_carol-password --no-admin
+          runuser -u postgres -- psql -v ON_ERROR_STOP=1 -d matrix-synapse -c \
+            "INSERT INTO user_threepids (user_id, medium, address, validated_at, added_at) SELECT name, 'email', 'carol@example.org', 1, 1 FROM users WHERE name LIKE '@fedigen_carol:%'"
+          curl --silent --fail -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/account/password/email/requestToken" \
+            -d '{"email":"carol@example.org","client_secret":"fedigentest","send_attempt":1}'
+        ''})
+        mail.wait_until_succeeds(${py "curl --silent --fail http://127.0.0.1:8025/api/v1/messages | jq -e --arg to 'carol@example.org' 'any(.messages[].To[]?; .Address == $to)'"})
+  '';
 }

@@ -3,17 +3,17 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 1800
 #: cores = 4
-#: description = "PeerTube: its health checks on a VM with the generated module"
+#: description = "PeerTube: its health checks and what a user does on a VM with the generated module"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
 }:
 let
   inherit (pkgs) lib;
-  domain = "fedi.test";
-  host = "peertube" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
+  domain = "fedi.test";
+  host = "peertube.fedi.test";
   secretFiles = [
     {
       group = "root";
@@ -34,8 +34,10 @@ let
       value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     }
   ];
-  # A throwaway certificate for the test's host name (see ./lib/common.nix).
-  certificate = common.certificate host;
+  # Every host name of the test, by node: in every node's /etc/hosts.
+  hosts = {
+    server = [ host ];
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-peertube";
@@ -46,6 +48,29 @@ pkgs.testers.runNixOSTest {
         imports = [
           ../../modules/default.nix
           (common.testSecrets secretFiles)
+          (common.testNetwork hosts)
+          (common.testPackages [
+            "ffmpeg-headless"
+          ])
+          # What the manifest's tests need of the application ([test] settings).
+          {
+            fediversity.peertube = {
+              transcodingEnabled = false;
+            };
+          }
+          # What the manifest's tests need of the upstream services ([test] config).
+          {
+            systemd = {
+              services = {
+                peertube = {
+                  environment = {
+                    PT_INITIAL_ROOT_PASSWORD = "fedigen-root-password";
+                  };
+                };
+              };
+            };
+          }
+          (common.testTls host)
         ];
         virtualisation = {
           cores = 4;
@@ -67,35 +92,47 @@ pkgs.testers.runNixOSTest {
             peertubeSecretFile = "/etc/fedigen-test/peertubeSecret";
           };
         };
-        services.nginx.virtualHosts.${host} = {
-          enableACME = lib.mkForce false;
-          sslCertificate = "${certificate}/cert.pem";
-          sslCertificateKey = "${certificate}/key.pem";
-        };
         networking.firewall.enable = false;
       };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    client = {
+      imports = [
+        (common.testNetwork hosts)
+        (common.testPackages [
+          "ffmpeg-headless"
+        ])
+      ];
+    };
   };
-  testScript =
-    { nodes, ... }:
-    let
-      curl = "curl --insecure --silent --output /tmp/body --write-out '%{http_code}' --resolve ${host}:443:${nodes.server.networking.primaryIPAddress}";
-    in
-    lib.concatLines [
-      "start_all()"
-      "server.wait_for_unit(${py "peertube.service"})"
-      "server.wait_for_unit(${py "nginx.service"})"
-      "server.wait_for_open_port(${toString 9000})"
-      "server.wait_for_open_port(${toString 443})"
-      "client.wait_until_succeeds(${
-        py (
-          "test \"$(${curl} https://${host}"
-          + "'/api/v1/config/about')\" = 200 && grep -F -- 'instance' /tmp/body"
-        )
-      })"
-    ];
+  testScript = ''
+    ${common.pythonHelpers}
+    start_all()
+    server.wait_for_unit(${py "peertube.service"})
+    server.wait_for_unit(${py "nginx.service"})
+    server.wait_for_open_port(${toString 9000})
+    server.wait_for_open_port(${toString 443})
+    client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://peertube.fedi.test/api/v1/config/about')\" = 200 && grep -F -- 'instance' /tmp/body"})
+
+    with subtest(${py "root uploads a short video through the API"}):
+        output = server.succeed(${py ''
+          export FEDIGEN_HOST='peertube.fedi.test'
+          client=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/oauth-clients/local")
+          token=$(curl --silent --fail --data "client_id=$(jq -r .client_id <<<"$client")" --data "client_secret=$(jq -r .client_secret <<<"$client")" \
+            --data grant_type=password --data username=root --data password=fedigen-root-password "https://$FEDIGEN_HOST/api/v1/users/token" | jq -er .access_token)
+          channel=$(curl --silent --fail -H "Authorization: Bearer $token" "https://$FEDIGEN_HOST/api/v1/users/me" | jq -er '.videoChannels[0].id')
+          ffmpeg -loglevel error -y -f lavfi -i testsrc=duration=2:size=320x240:rate=10 -pix_fmt yuv420p /tmp/fedigen.mp4
+          curl --silent --fail -H "Authorization: Bearer $token" --form videofile=@/tmp/fedigen.mp4 --form "channelId=$channel" \
+            --form name=fedigen-video --form privacy=1 "https://$FEDIGEN_HOST/api/v1/videos/upload" | jq -er .video.uuid > /root/peertube-video
+        ''})
+
+    with subtest(${py "the video reads back and its file is served"}):
+        output = server.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='peertube.fedi.test'
+          video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
+          url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "video served: $url"
+        ''})
+        assert ${py "video served"} in output, output
+  '';
 }

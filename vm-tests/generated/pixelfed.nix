@@ -3,17 +3,17 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 1800
 #: cores = 2
-#: description = "Pixelfed: its health checks and an admin action on a VM with the generated module"
+#: description = "Pixelfed: its health checks, an admin action and what a user does on a VM with the generated module"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
 }:
 let
   inherit (pkgs) lib;
-  domain = "fedi.test";
-  host = "pixelfed" + ".${domain}";
   py = builtins.toJSON;
   common = import ./lib/common.nix { inherit pkgs; };
+  domain = "fedi.test";
+  host = "pixelfed.fedi.test";
   secretFiles = [
     {
       group = "root";
@@ -34,8 +34,10 @@ let
       value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
     }
   ];
-  # A throwaway certificate for the test's host name (see ./lib/common.nix).
-  certificate = common.certificate host;
+  # Every host name of the test, by node: in every node's /etc/hosts.
+  hosts = {
+    server = [ host ];
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-pixelfed";
@@ -46,6 +48,15 @@ pkgs.testers.runNixOSTest {
         imports = [
           ../../modules/default.nix
           (common.testSecrets secretFiles)
+          (common.testNetwork hosts)
+          (common.testPackages [
+            "ffmpeg-headless"
+          ])
+          # What the manifest's tests need of the application ([test] settings).
+          { fediversity.pixelfed = { }; }
+          # What the manifest's tests need of the upstream services ([test] config).
+          { }
+          (common.testTls host)
         ];
         virtualisation = {
           cores = 2;
@@ -67,32 +78,57 @@ pkgs.testers.runNixOSTest {
             appSecretsFile = "/etc/fedigen-test/appSecrets";
           };
         };
-        services.nginx.virtualHosts.${host} = {
-          enableACME = lib.mkForce false;
-          sslCertificate = "${certificate}/cert.pem";
-          sslCertificateKey = "${certificate}/key.pem";
-        };
         networking.firewall.enable = false;
       };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    client = {
+      imports = [
+        (common.testNetwork hosts)
+        (common.testPackages [
+          "ffmpeg-headless"
+        ])
+      ];
+    };
   };
-  testScript =
-    { nodes, ... }:
-    let
-      curl = "curl --insecure --silent --output /tmp/body --write-out '%{http_code}' --resolve ${host}:443:${nodes.server.networking.primaryIPAddress}";
-    in
-    lib.concatLines [
-      "start_all()"
-      "server.wait_for_unit(${py "phpfpm-pixelfed.service"})"
-      "server.wait_for_unit(${py "pixelfed-horizon.service"})"
-      "server.wait_for_unit(${py "nginx.service"})"
-      "server.wait_for_open_port(${toString 443})"
-      "client.wait_until_succeeds(${py ("test \"$(${curl} https://${host}" + "'/')\" = 200")})"
-      "with subtest(${py "create a confirmed administrator with Pixelfed's admin tool"}):"
-      "    output = server.succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=1 --confirm_email=1"})"
-    ];
+  testScript = ''
+    ${common.pythonHelpers}
+    start_all()
+    server.wait_for_unit(${py "phpfpm-pixelfed.service"})
+    server.wait_for_unit(${py "pixelfed-horizon.service"})
+    server.wait_for_unit(${py "nginx.service"})
+    server.wait_for_open_port(${toString 443})
+    client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://pixelfed.fedi.test/')\" = 200"})
+
+    with subtest(${py "create a confirmed administrator with Pixelfed's admin tool"}):
+        output = server.succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=1 --confirm_email=1"})
+
+    with subtest(${py "a user gets an API token (a Passport personal access token)"}):
+        output = server.succeed(${py ''
+          export FEDIGEN_HOST='pixelfed.fedi.test'
+          pixelfed-manage user:create --name=Alice --username=fedigen_alice --email=alice@example.org --password=fedigen-alice-password --is_admin=0 --confirm_email=1
+          pixelfed-manage passport:client --personal --name=fedigen --no-interaction
+          pixelfed-manage tinker --execute='echo App\User::where("username", "fedigen_alice")->first()->createToken("fedigen")->accessToken;' | tail -n 1 > /root/pixelfed-token
+          test -s /root/pixelfed-token
+        ''})
+
+    with subtest(${py "the user uploads a photo and posts it through the API"}):
+        output = server.succeed(${py ''
+          export FEDIGEN_HOST='pixelfed.fedi.test'
+          token=$(cat /root/pixelfed-token)
+          ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.jpg
+          media=$(curl --silent --fail -H "Authorization: Bearer $token" -H 'Accept: application/json' --form file=@/tmp/fedigen.jpg "https://$FEDIGEN_HOST/api/v1/media" | jq -er .id)
+          curl --silent --fail -H "Authorization: Bearer $token" -H 'Accept: application/json' --form 'status=A photo from the fedigen test' \
+            --form "media_ids[]=$media" "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id > /root/pixelfed-status
+        ''})
+
+    with subtest(${py "the post reads back with its photo, and the photo is served"}):
+        output = server.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='pixelfed.fedi.test'
+          status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          curl --silent --fail --output /tmp/fetched "$url"
+          test -s /tmp/fetched
+          echo "photo served: $url"
+        ''})
+        assert ${py "photo served"} in output, output
+  '';
 }

@@ -13,10 +13,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::options::manifest_options_value;
-use super::shell::{local_command, remote_suffix};
+use super::shell::{http_command, mailbox_check, step_command};
 use crate::deploy::secrets::{Holds, MachineSecret, application_secrets};
 use crate::deploy::{DEPLOYMENTS, application_machine, python_name};
 use crate::manifest::Manifest;
+use crate::manifest::test_plan::{Instance, StepNode};
 use crate::model::{self, Catalog, Operator, Spec};
 
 /// Who an application is: `application.*` in module and test templates.
@@ -219,20 +220,18 @@ pub struct Health {
     pub http: Vec<HttpCommand>,
 }
 
-/// One HTTP health check as shell text.
+/// One HTTP health check as a shell command.
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpCommand {
-    /// The local port of an admin check (`null` for a check of the public host).
-    pub port: Option<u16>,
-    /// A remote check's command after `test "$(curl … https://<host>`.
-    pub remote_suffix: String,
-    /// A local check's whole command (`null` for a remote check).
-    pub local_command: Option<String>,
+    /// Whether it runs on the application's machine (an admin port) rather than on the client.
+    pub local: bool,
+    /// The whole command.
+    pub command: String,
 }
 
 impl Health {
-    /// A manifest's health checks.
-    pub fn new(manifest: &Manifest) -> Self {
+    /// A manifest's health checks, the HTTP ones addressing `host`.
+    pub fn new(manifest: &Manifest, host: &str) -> Self {
         Self {
             units: manifest.health.units.clone(),
             tcp_ports: manifest.health.tcp_ports.clone(),
@@ -240,15 +239,86 @@ impl Health {
                 .health
                 .http
                 .iter()
-                .map(|check| HttpCommand {
-                    port: check.port,
-                    remote_suffix: remote_suffix(check),
-                    local_command: local_command(check),
+                .map(|check| {
+                    let (local, command) = http_command(check, host);
+                    HttpCommand { local, command }
                 })
                 .collect(),
         }
     }
 }
+
+/// One `[[test.steps]]` of a manifest, its command whole (`steps.[i].*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepData {
+    /// What it shows (the subtest's name).
+    pub description: String,
+    /// Whether it runs on the client (else on the application's machine).
+    pub on_client: bool,
+    /// The shell command, `FEDIGEN_HOST` exported first.
+    pub command: String,
+    /// Text its output must contain.
+    pub expect: Option<String>,
+    /// Retried until it succeeds.
+    pub wait: bool,
+    /// Run again after the upgrade round trip.
+    pub recheck: bool,
+}
+
+impl StepData {
+    /// The steps of a manifest, addressing `host`.
+    fn all(manifest: &Manifest, host: &str) -> Vec<Self> {
+        manifest
+            .test
+            .steps
+            .iter()
+            .map(|step| Self {
+                description: step.description.clone(),
+                on_client: step.on == StepNode::Client,
+                command: step_command(&[("FEDIGEN_HOST", host)], &step.run),
+                expect: step.expect.clone(),
+                wait: step.wait,
+                recheck: step.recheck,
+            })
+            .collect()
+    }
+}
+
+/// The mail step of an application test (`mail.*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct MailData {
+    /// Which mail it is.
+    pub description: String,
+    /// The command on the application's machine that sends it.
+    pub command: String,
+    /// The recipient.
+    pub to: String,
+    /// The mail node's command that succeeds once the mailbox holds it.
+    pub check: String,
+    /// The mail node's host name (the application's SMTP relay in the test).
+    pub host: String,
+}
+
+/// The manifest's `[test] settings`, an empty set when it has none.
+fn test_settings(manifest: &Manifest) -> Value {
+    manifest
+        .test
+        .settings
+        .clone()
+        .unwrap_or_else(|| Value::Object(serde_json::Map::new()))
+}
+
+/// The manifest's `[test] config`, an empty set when it has none.
+fn test_config(manifest: &Manifest) -> Value {
+    manifest
+        .test
+        .config
+        .clone()
+        .unwrap_or_else(|| Value::Object(serde_json::Map::new()))
+}
+
+/// The test domain of application and federation tests.
+pub(crate) const TEST_DOMAIN: &str = "fedi.test";
 
 /// A test secret file: a test value placed at a path on a test machine by `testSecrets` of
 /// `vm-tests/generated/lib/common.nix` (the one way VM tests place secrets).
@@ -327,6 +397,10 @@ pub struct ApplicationTest {
     pub test_name: String,
     /// The harness header's description.
     pub description: String,
+    /// The test's domain (`fediversity.domain`).
+    pub domain: String,
+    /// The application's host name in the test.
+    pub host: String,
     /// The machine's resources (the manifest's defaults).
     pub resources: TestResources,
     /// Whether it serves HTTPS (port 443), so the test certificate is needed.
@@ -339,6 +413,16 @@ pub struct ApplicationTest {
     pub health: Health,
     /// The admin action (`null` when the manifest has none).
     pub admin_action: Option<AdminActionData>,
+    /// The nixpkgs packages the steps use.
+    pub packages: Vec<String>,
+    /// The settings of the application every test of it needs (an attribute set, possibly empty).
+    pub settings: Value,
+    /// The upstream NixOS settings every test node of it needs (an attribute set, possibly empty).
+    pub config: Value,
+    /// What a user does (the manifest's `[[test.steps]]`).
+    pub steps: Vec<StepData>,
+    /// The mail the application sends, checked on a mail node (`null` when the manifest has no `[test.mail]`).
+    pub mail: Option<MailData>,
 }
 
 /// Where an application VM test places the test file of a secret.
@@ -378,18 +462,31 @@ impl ApplicationTest {
                 }
             })
             .collect();
+        let host = format!("{}.{TEST_DOMAIN}", manifest.application.subdomain);
+        let mail_host = format!("mail.{TEST_DOMAIN}");
+        let mut does = vec!["its health checks"];
+        if manifest.admin_action.is_some() {
+            does.push("an admin action");
+        }
+        if !manifest.test.steps.is_empty() {
+            does.push("what a user does");
+        }
+        if manifest.test.mail.is_some() {
+            does.push("its mail received");
+        }
+        let does = match does.split_last() {
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => String::new(),
+        };
         Self {
             application: application_info(manifest),
             test_name: format!("fedigen-{app}"),
             description: format!(
-                "{}: its health checks{} on a VM with the generated module",
+                "{}: {does} on a VM with the generated module",
                 manifest.application.title,
-                if manifest.admin_action.is_some() {
-                    " and an admin action"
-                } else {
-                    ""
-                }
             ),
+            domain: TEST_DOMAIN.to_owned(),
             resources: TestResources {
                 cores: manifest.resources.cores,
                 memory_mib: manifest.resources.memory_mib,
@@ -398,12 +495,24 @@ impl ApplicationTest {
             https: serves_https(manifest),
             secrets,
             secret_files,
-            health: Health::new(manifest),
+            health: Health::new(manifest, &host),
             admin_action: manifest.admin_action.as_ref().map(|a| AdminActionData {
                 description: a.description.clone(),
                 command: a.command.clone(),
                 expect: a.expect.clone(),
             }),
+            packages: manifest.test.packages.clone(),
+            settings: test_settings(manifest),
+            config: test_config(manifest),
+            steps: StepData::all(manifest, &host),
+            mail: manifest.test.mail.as_ref().map(|mail| MailData {
+                description: mail.description.clone(),
+                command: step_command(&[("FEDIGEN_HOST", &host)], &mail.run),
+                to: mail.to.clone(),
+                check: mailbox_check(&mail.to),
+                host: mail_host.clone(),
+            }),
+            host,
         }
     }
 }
@@ -433,6 +542,35 @@ pub struct TestNode {
     pub secrets: Vec<TestSecretFile>,
     /// What must be up on it.
     pub health: Health,
+    /// The application it runs (`fediversity.<application>`).
+    pub application: String,
+    /// The nixpkgs packages its steps use.
+    pub packages: Vec<String>,
+    /// The settings of the application its tests need (an attribute set, possibly empty).
+    pub settings: Value,
+    /// The upstream NixOS settings its tests need (an attribute set, possibly empty).
+    pub config: Value,
+    /// What a user does on it.
+    pub steps: Vec<StepData>,
+    /// The steps that read data back, run again after the upgrade round trip.
+    pub rechecks: Vec<StepData>,
+    /// The repeatability subtest's name.
+    pub repeat_description: String,
+    /// The upgrade step (`null` when the manifest has no `[test.upgrade]`).
+    pub upgrade: Option<UpgradeData>,
+}
+
+/// The upgrade step of a deployment test's machine (`nodes.[i].upgrade.*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeData {
+    /// The manifest option changed.
+    pub setting: String,
+    /// Its new value.
+    pub value: Value,
+    /// The units that may change (stop, start, restart, reload), and at least one must.
+    pub restarts: Vec<String>,
+    /// The subtest's name.
+    pub description: String,
 }
 
 /// The data of `templates/_tests/deployment.nix.hbs`: one operator's deployment, every machine a test node
@@ -445,6 +583,8 @@ pub struct DeploymentTest {
     pub description: String,
     /// The cores the test needs (at least 1).
     pub cores: u32,
+    /// Every host name of the test, by node name (in every node's `/etc/hosts`).
+    pub hosts: BTreeMap<String, Vec<String>>,
     /// The machines.
     pub nodes: Vec<TestNode>,
 }
@@ -500,7 +640,8 @@ impl DeploymentTest {
                         TestSecretFile::declared(secret, value)
                     })
                     .collect();
-            let mut health = Health::new(manifest);
+            let host = operator.host_name(app, manifest);
+            let mut health = Health::new(manifest, &host);
             if let Some(storage) = &spec.provider.object_storage
                 && storage
                     .nodes
@@ -511,32 +652,192 @@ impl DeploymentTest {
                 // The Garage node it hosts must run and listen too. Not its HTTP health check: the other nodes
                 // have machines of their own, outside this operator's test, so the cluster is never whole here.
                 if let Some(garage) = garage {
-                    let node = Health::new(garage);
+                    let node = Health::new(garage, &host);
                     health.units.extend(node.units);
                     health.tcp_ports.extend(node.tcp_ports);
                 }
             }
+            let steps = StepData::all(manifest, &host);
+            let upgrade = manifest.test.upgrade.as_ref().map(|u| UpgradeData {
+                description: format!(
+                    "{name}: changing {} restarts only {}, and switching back keeps the data",
+                    u.setting,
+                    u.restarts.join(", ")
+                ),
+                setting: u.setting.clone(),
+                value: u.value.clone(),
+                restarts: u.restarts.clone(),
+            });
             nodes.push(TestNode {
                 python: python_name(&name),
                 module: format!("../../{DEPLOYMENTS}/{file}"),
-                host: operator.host_name(app, manifest),
+                host,
                 https: serves_https(manifest),
                 memory_mib: capacity.memory_mib,
                 cores: capacity.cores,
                 secrets,
                 health,
+                application: app.clone(),
+                packages: manifest.test.packages.clone(),
+                settings: test_settings(manifest),
+                config: test_config(manifest),
+                rechecks: steps.iter().filter(|s| s.recheck).cloned().collect(),
+                steps,
+                repeat_description: format!(
+                    "{name}: two evaluations of its configuration are one system, and switching to it changes no unit"
+                ),
+                upgrade,
                 name,
             });
         }
         Self {
             test_name: format!("fedigen-deployment-{}", operator.name),
             description: format!(
-                "the deployment of {} ({} machines): every application through its domain, then activated again unchanged",
+                "the deployment of {} ({} machines): every application through its domain and used, a second evaluation switched to unchanged, an upgrade and back",
                 operator.name,
                 nodes.len()
             ),
             cores: cores.max(1),
+            hosts: nodes
+                .iter()
+                .map(|n| (n.name.clone(), vec![n.host.clone()]))
+                .collect(),
             nodes,
         }
+    }
+}
+
+/// One instance of a federation test (`instances.[i].*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FederationInstance {
+    /// Its node name (`first`, `second`).
+    pub name: String,
+    /// Its name in the test script.
+    pub python: String,
+    /// Its domain (`fediversity.domain`).
+    pub domain: String,
+    /// The application's host name on it.
+    pub host: String,
+    /// Its HTTP health checks, run on itself.
+    pub http: Vec<HttpCommand>,
+}
+
+/// One federation step (`steps.[i].*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct FederationStepData {
+    /// What it shows.
+    pub description: String,
+    /// The instance it runs on, as the test script names it.
+    pub python: String,
+    /// The command, `FEDIGEN_HOST` and `FEDIGEN_PEER` exported first.
+    pub command: String,
+    /// Text its output must contain.
+    pub expect: Option<String>,
+    /// Retried until it succeeds.
+    pub wait: bool,
+}
+
+/// The data of `templates/_tests/federation.nix.hbs`: two instances of one application that must reach each
+/// other, from the manifest's `[test.federation]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FederationTest {
+    /// Who the application is.
+    pub application: ApplicationInfo,
+    /// The NixOS test's name (`fedigen-federation-<app>`).
+    pub test_name: String,
+    /// The harness header's description.
+    pub description: String,
+    /// The cores the test needs (both instances).
+    pub cores: u32,
+    /// Each instance's resources (the manifest's defaults).
+    pub resources: TestResources,
+    /// Whether it serves HTTPS.
+    pub https: bool,
+    /// The secret options, each set to its test file.
+    pub secrets: BTreeMap<String, TestSecretOption>,
+    /// The test secret files to place.
+    pub secret_files: Vec<TestSecretFile>,
+    /// The nixpkgs packages the steps use.
+    pub packages: Vec<String>,
+    /// The upstream settings both instances get in the test (an attribute set): `[test] config`.
+    pub config: Value,
+    /// More upstream settings for federating in the test network (an attribute set): `[test.federation] config`.
+    pub federation_config: Value,
+    /// The settings of the application every test of it needs (an attribute set, possibly empty).
+    pub settings: Value,
+    /// The two instances.
+    pub instances: Vec<FederationInstance>,
+    /// The units and ports each instance must have up (its HTTP checks are per instance).
+    pub health: Health,
+    /// The steps.
+    pub steps: Vec<FederationStepData>,
+}
+
+impl FederationTest {
+    /// The federation test of a manifest, `None` when it has no `[test.federation]`.
+    pub fn new(manifest: &Manifest) -> Option<Self> {
+        let federation = manifest.test.federation.as_ref()?;
+        let single = ApplicationTest::new(manifest);
+        let instance = |which: Instance| {
+            let name = match which {
+                Instance::First => "first",
+                Instance::Second => "second",
+            };
+            let domain = format!("{name}.test");
+            let host = format!("{}.{domain}", manifest.application.subdomain);
+            FederationInstance {
+                name: name.to_owned(),
+                python: name.to_owned(),
+                http: Health::new(manifest, &host).http,
+                domain,
+                host,
+            }
+        };
+        let instances = [instance(Instance::First), instance(Instance::Second)];
+        let steps = federation
+            .steps
+            .iter()
+            .map(|step| {
+                let (own, peer) = match step.on {
+                    Instance::First => (&instances[0], &instances[1]),
+                    Instance::Second => (&instances[1], &instances[0]),
+                };
+                FederationStepData {
+                    description: step.description.clone(),
+                    python: own.python.clone(),
+                    command: step_command(
+                        &[("FEDIGEN_HOST", &own.host), ("FEDIGEN_PEER", &peer.host)],
+                        &step.run,
+                    ),
+                    expect: step.expect.clone(),
+                    wait: step.wait,
+                }
+            })
+            .collect();
+        let mut health = Health::new(manifest, "");
+        health.http.clear();
+        Some(Self {
+            test_name: format!("fedigen-federation-{}", manifest.application.name),
+            description: format!(
+                "{}: two instances on two nodes trusting one test CA; {}",
+                manifest.application.title, federation.description
+            ),
+            cores: manifest.resources.cores * 2,
+            application: single.application,
+            resources: single.resources,
+            https: single.https,
+            secrets: single.secrets,
+            secret_files: single.secret_files,
+            packages: single.packages,
+            settings: single.settings,
+            config: single.config,
+            federation_config: federation
+                .config
+                .clone()
+                .unwrap_or_else(|| Value::Object(serde_json::Map::new())),
+            instances: instances.into(),
+            health,
+            steps,
+        })
     }
 }

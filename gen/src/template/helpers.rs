@@ -14,7 +14,7 @@ use crate::nix::{Expr, SourcePath, lexical};
 
 /// Helpers that emit Nix (and `toml-value`, a TOML value for the `#:` headers the VM test harness reads): the
 /// only way a value reaches a template's output.
-pub const VALUE_HELPERS: [&str; 7] = [
+pub const VALUE_HELPERS: [&str; 8] = [
     "nix-str",
     "nix-value",
     "nix-attr",
@@ -22,6 +22,7 @@ pub const VALUE_HELPERS: [&str; 7] = [
     "nix-source-path",
     "nix-options",
     "toml-value",
+    "py-name",
 ];
 
 /// A handlebars registry as every template is rendered: strict mode (a missing value is an error), no HTML
@@ -158,6 +159,16 @@ fn nix_helper(
             other => return Err(fail(format!("expects an attribute name, got {other}"))),
         },
         "nix-value" => data(value).map(|e| print_expr(&e)).map_err(fail)?,
+        // A machine's name in a VM test script (a Python identifier the test driver defines): checked to be
+        // one, so it cannot change the script around it. Values in scripts are JSON strings, never this.
+        "py-name" => match value {
+            Value::String(s) if is_python_name(s) => s.clone(),
+            other => {
+                return Err(fail(format!(
+                    "expects a Python identifier (letters, digits, `_`, not a keyword), got {other}"
+                )));
+            }
+        },
         "toml-value" => {
             // The model's conversion (the one JSON → TOML of the crate): numbers by their kind.
             let toml = json_to_toml(value).map_err(|e| match value {
@@ -176,4 +187,35 @@ fn nix_helper(
         _ => return Err(fail("unknown helper".into())),
     };
     out.write(&text).map_err(RenderError::from)
+}
+
+/// Whether `name` is a Python identifier in ASCII and no keyword: what `py-name` may emit.
+pub(crate) fn is_python_name(name: &str) -> bool {
+    const KEYWORDS: [&str; 35] = [
+        "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class",
+        "continue", "def", "del", "elif", "else", "except", "finally", "for", "from", "global",
+        "if", "import", "in", "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return",
+        "try", "while", "with", "yield",
+    ];
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !KEYWORDS.contains(&name)
+}
+
+#[cfg(test)]
+mod python_name_tests {
+    use super::is_python_name;
+
+    #[test]
+    fn python_names_are_identifiers_and_no_keywords() {
+        for good in ["server", "amstelland_mastodon", "_x", "a1"] {
+            assert!(is_python_name(good), "{good}");
+        }
+        for bad in ["", "1a", "a-b", "with", "None", "a.b", "a(b)", "é"] {
+            assert!(!is_python_name(bad), "{bad}");
+        }
+    }
 }

@@ -36,9 +36,10 @@ use layout::finish_layout;
 use locate::{MARK_CLOSE, MARK_OPEN, map_column, mark_lines, snippet, strip_markers};
 
 pub use context::{
-    AdminActionData, ApplicationInfo, ApplicationTest, CommonTest, DeploymentTest, Health,
-    HttpCommand, ModuleData, NeedsData, OptionData, ResourcesData, SecretData, TestNode,
-    TestResources, TestSecretFile, TestSecretOption,
+    AdminActionData, ApplicationInfo, ApplicationTest, CommonTest, DeploymentTest,
+    FederationInstance, FederationStepData, FederationTest, Health, HttpCommand, MailData,
+    ModuleData, NeedsData, OptionData, ResourcesData, SecretData, StepData, TestNode,
+    TestResources, TestSecretFile, TestSecretOption, UpgradeData,
 };
 pub use helpers::VALUE_HELPERS;
 pub use layout::canonical;
@@ -268,13 +269,21 @@ pub const APPLICATION_TEST: &str = "templates/_tests/application.nix.hbs";
 /// The template of the per-operator deployment VM tests, relative to the repository.
 pub const DEPLOYMENT_TEST: &str = "templates/_tests/deployment.nix.hbs";
 
+/// The template of the per-application federation VM tests (two instances), relative to the repository.
+pub const FEDERATION_TEST: &str = "templates/_tests/federation.nix.hbs";
+
 /// The template of what the VM tests share (`vm-tests/generated/lib/common.nix`), relative to the repository.
 pub const COMMON_TEST: &str = "templates/_tests/common.nix.hbs";
 
 impl Templates {
     /// Loads the VM test templates (linted like every template): one per application, one per deployment.
     pub fn load_tests(&mut self, root: &Path) -> Result<(), TemplateError> {
-        for file in [APPLICATION_TEST, DEPLOYMENT_TEST, COMMON_TEST] {
+        for file in [
+            APPLICATION_TEST,
+            DEPLOYMENT_TEST,
+            COMMON_TEST,
+            FEDERATION_TEST,
+        ] {
             let relative = PathBuf::from(file);
             let source = read(&root.join(&relative), &relative)?;
             lint(&relative, &source)?;
@@ -289,6 +298,17 @@ impl Templates {
     /// Renders the NixOS VM test of one application from its manifest's health checks and admin action.
     pub fn render_application_test(&self, manifest: &Manifest) -> Result<String, TemplateError> {
         self.render_test(APPLICATION_TEST, &ApplicationTest::new(manifest))
+    }
+
+    /// Renders the federation VM test of one application (`None` when its manifest has no
+    /// `[test.federation]`).
+    pub fn render_federation_test(
+        &self,
+        manifest: &Manifest,
+    ) -> Result<Option<String>, TemplateError> {
+        FederationTest::new(manifest)
+            .map(|test| self.render_test(FEDERATION_TEST, &test))
+            .transpose()
     }
 
     /// Renders the VM test of one operator's deployment.

@@ -1,4 +1,6 @@
-//! Shell fragments of the VM tests: quoting, and a manifest's HTTP health checks as shell commands.
+//! Shell commands of the VM tests: quoting, a manifest's HTTP health checks, the [test] steps with the host
+//! names they address, and the mailbox check. Every command is whole here, so a test script quotes it once, as
+//! a JSON string.
 
 use crate::manifest::HttpCheck;
 
@@ -7,33 +9,94 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
-/// The end of the shell command of a remote HTTP check: the quoted path, then the status test and the content
-/// test. Completed in Nix by `test "$(curl … https://<host>` before it.
-pub(crate) fn remote_suffix(check: &HttpCheck) -> String {
-    format!("{}{}", shell_quote(&check.path), expectation(check))
-}
-
-/// The whole shell command of a local HTTP check (an admin port on the machine itself), or `None` for a check
-/// of the public host.
-pub(crate) fn local_command(check: &HttpCheck) -> Option<String> {
-    check.port.map(|port| {
-        format!(
-            "test \"$(curl --silent --output /tmp/body --write-out '%{{http_code}}' http://127.0.0.1:{port}{}{}",
-            shell_quote(&check.path),
-            expectation(check)
-        )
-    })
-}
-
-/// `)" = <status>`, and `&& grep -F -- '<text>' /tmp/body` when the body must contain a text.
-fn expectation(check: &HttpCheck) -> String {
-    format!(
-        ")\" = {}{}",
+/// An HTTP health check as one shell command, and whether it runs on the application's machine (a local admin
+/// port, over plain HTTP) rather than on a client reaching `https://<host>` by name (the test CA trusted).
+pub(crate) fn http_command(check: &HttpCheck, host: &str) -> (bool, String) {
+    let url = match check.port {
+        Some(port) => format!("http://127.0.0.1:{port}{}", check.path),
+        None => format!("https://{host}{}", check.path),
+    };
+    let command = format!(
+        "test \"$(curl --silent --output /tmp/body --write-out '%{{http_code}}' {})\" = {}{}",
+        shell_quote(&url),
         check.status,
         check
             .contains
             .as_ref()
             .map(|c| format!(" && grep -F -- {} /tmp/body", shell_quote(c)))
             .unwrap_or_default()
+    );
+    (check.port.is_some(), command)
+}
+
+/// A step's command with its variables exported first (`FEDIGEN_HOST`, `FEDIGEN_PEER`), each value quoted.
+pub(crate) fn step_command(variables: &[(&str, &str)], run: &str) -> String {
+    let mut command = String::new();
+    for (name, value) in variables {
+        command.push_str(&format!("export {name}={}\n", shell_quote(value)));
+    }
+    command.push_str(run);
+    command
+}
+
+/// The mail node's check that a mail to `to` arrived: Mailpit's message list (its API on port 8025), searched
+/// for the recipient with jq (exit status 1 while none has).
+pub(crate) fn mailbox_check(to: &str) -> String {
+    format!(
+        "curl --silent --fail http://127.0.0.1:8025/api/v1/messages | jq -e --arg to {} 'any(.messages[].To[]?; .Address == $to)'",
+        shell_quote(to)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every command runs in bash as the test driver runs it; quoting survives any host or text.
+    #[test]
+    fn commands_run_in_bash_as_written() {
+        let command = step_command(
+            &[
+                ("FEDIGEN_HOST", "it's.example"),
+                ("FEDIGEN_PEER", "$(x) \"y\""),
+            ],
+            "printf '%s|%s' \"$FEDIGEN_HOST\" \"$FEDIGEN_PEER\"",
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &format!("set -euo pipefail; {command}")])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "it's.example|$(x) \"y\""
+        );
+    }
+
+    #[test]
+    fn http_checks_address_the_host_or_the_local_port() {
+        let check = HttpCheck {
+            path: "/api/v1/instance".into(),
+            status: 200,
+            contains: Some("\"uri\"".into()),
+            port: None,
+        };
+        let (local, command) = http_command(&check, "social.example");
+        assert!(!local);
+        assert_eq!(
+            command,
+            "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://social.example/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"
+        );
+        let (local, command) = http_command(
+            &HttpCheck {
+                port: Some(3903),
+                ..check
+            },
+            "ignored.example",
+        );
+        assert!(local);
+        assert!(
+            command.contains("'http://127.0.0.1:3903/api/v1/instance'"),
+            "{command}"
+        );
+    }
 }

@@ -1,0 +1,794 @@
+//! The generated VM tests' scripts, proven here without nixpkgs: each generated test file is evaluated by the
+//! real Nix with a stand-in for `pkgs` (runNixOSTest returns its argument, so `testScript` is the very text the
+//! test driver would run, interpolations and all), and every script is compiled by Python and checked against the
+//! NixOS test driver's API: each name it uses is the driver's, a machine's, Python's or its own, and each method
+//! called on a machine is one the driver's machine class defines. Then, structurally, every health check, admin
+//! action, `[test]` step (on its node, with its host), upgrade, federation step and mail step of every manifest is
+//! a call in the scripts, and every deployment test proves its repeatability.
+//!
+//! The driver's API below was read from nixpkgs:
+//! - `nixos/lib/test-driver/src/test_driver/driver.py`, `Driver.test_symbols`: the script's globals;
+//! - `nixos/lib/test-driver/src/test_driver/machine/__init__.py`, `BaseMachine` and `QemuMachine`: the methods.
+//!
+//! Where nixpkgs and a usable KVM exist, the tests run in the `vm-tests` harness.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use fedigen::manifest::Manifest;
+use serde_json::Value;
+
+mod support;
+
+use support::{nix_command, repository};
+
+/// `Driver.test_symbols()`'s general symbols (nixpkgs `nixos/lib/test-driver/src/test_driver/driver.py`, read at
+/// commit 003d58163f46); the machines come in by their pythonized names, and a lone machine also as `machine`.
+const DRIVER_GLOBALS: &[&str] = &[
+    "start_all",
+    "test_script",
+    "machines_qemu",
+    "machines_nspawn",
+    "vlans",
+    "driver",
+    "log",
+    "os",
+    "create_machine",
+    "subtest",
+    "run_tests",
+    "join_all",
+    "retry",
+    "serial_stdout_off",
+    "serial_stdout_on",
+    "polling_condition",
+    "BaseMachine",
+    "t",
+    "debug",
+];
+
+/// Public methods of `BaseMachine` and `QemuMachine` (nixpkgs
+/// `nixos/lib/test-driver/src/test_driver/machine/__init__.py`, read at commit 019697db058b), all of them.
+const MACHINE_METHODS: &[&str] = &[
+    "log",
+    "nested",
+    "systemctl",
+    "wait_for_unit",
+    "get_unit_info",
+    "get_unit_property",
+    "require_unit_state",
+    "succeed",
+    "fail",
+    "wait_until_succeeds",
+    "wait_until_fails",
+    "sleep",
+    "wait_for_file",
+    "wait_for_open_port",
+    "wait_for_open_unix_socket",
+    "wait_for_closed_port",
+    "start_job",
+    "stop_job",
+    "execute",
+    "copy_from_machine",
+    "copy_from_host",
+    "copy_from_host_via_shell",
+    "send_monitor_command",
+    "get_tty_text",
+    "wait_until_tty_matches",
+    "dump_tty_contents",
+    "shell_interact",
+    "console_interact",
+    "wait_for_shutdown",
+    "wait_for_qmp_event",
+    "start",
+    "shutdown",
+    "crash",
+    "reboot",
+    "block",
+    "unblock",
+    "release",
+    "is_up",
+    "screenshot",
+    "send_key",
+    "send_chars",
+    "send_console",
+    "wait_for_text",
+    "wait_for_console_text",
+    "get_screen_text",
+    "wait_for_x",
+    "wait_for_window",
+    "get_window_names",
+    "get_console_log",
+    "get_screen_text_variants",
+    "forward_port",
+    "switch_root",
+    "connect",
+];
+
+/// The checker: compiles each script and reports, as JSON, its problems and its machine calls
+/// (`[machine, method, first argument when a string constant]`), the calls of plain functions with a string
+/// (`["", function, argument]`, such as `subtest`) and the texts an output must contain (`["", "in", text]`).
+const CHECKER: &str = r#"
+import ast, builtins, json, sys
+
+request = json.load(sys.stdin)
+report = {}
+for name, entry in request["scripts"].items():
+    problems, calls = [], []
+    machines = set(entry["machines"])
+    if len(machines) == 1:
+        machines.add("machine")
+    try:
+        tree = ast.parse(entry["script"], name, "exec")
+        compile(tree, name, "exec")
+    except SyntaxError as e:
+        report[name] = {"problems": [f"line {e.lineno}: {e.msg}"], "calls": []}
+        continue
+    defined = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            defined.add(node.name)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            defined.add(node.name)
+            defined.update(a.arg for a in node.args.args + node.args.kwonlyargs)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.comprehension):
+            for target in ast.walk(node.target):
+                if isinstance(target, ast.Name):
+                    defined.add(target.id)
+    known = set(request["globals"]) | machines | defined | set(dir(builtins))
+    for node in ast.walk(tree):
+        # What the driver's pyflakes run refuses too (runNixOSTest lints unless skipLint).
+        if isinstance(node, ast.JoinedStr) and not any(isinstance(v, ast.FormattedValue) for v in node.values):
+            problems.append(f"line {node.lineno}: an f-string without placeholders")
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in known:
+            problems.append(f"line {node.lineno}: `{node.id}` is no name the test driver defines")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id in machines:
+            method = node.func.attr
+            if method not in request["methods"]:
+                problems.append(f"line {node.lineno}: `{node.func.value.id}.{method}` is no method of the driver's machines")
+            first = node.args[0] if node.args else None
+            text = first.value if isinstance(first, ast.Constant) else None
+            if isinstance(first, ast.JoinedStr):
+                text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in first.values)
+            calls.append([node.func.value.id, method, text])
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args \
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            calls.append(["", node.func.id, node.args[0].value])
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) \
+                and isinstance(node.left.value, str) and isinstance(node.ops[0], ast.In):
+            calls.append(["", "in", node.left.value])
+    report[name] = {"problems": problems, "calls": calls}
+json.dump(report, sys.stdout)
+"#;
+
+/// A generated test's script and machine names, as the driver would see them.
+#[derive(Debug, Clone)]
+struct Script {
+    text: String,
+    machines: Vec<String>,
+}
+
+/// The driver's `pythonize_name`: a node name as the script's variable.
+fn pythonize(name: &str) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if c.is_ascii_alphanumeric() && !(i == 0 && c.is_ascii_digit()) || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Evaluates the `testScript` of every given test file with the real Nix, `pkgs` a stand-in (no nixpkgs here):
+/// `runNixOSTest` returns its argument, each node's address is a documentation address. One Nix process.
+fn evaluate_scripts(files: &[PathBuf]) -> BTreeMap<String, Script> {
+    let entries: String = files
+        .iter()
+        .map(|file| {
+            format!(
+                "{:?} = script (import {});\n",
+                file.file_name().unwrap().to_string_lossy(),
+                file.display()
+            )
+        })
+        .collect();
+    let expression = format!(
+        r#"
+let
+  pkgs = {{ lib = {{ }}; testers.runNixOSTest = test: test; }};
+  script = imported:
+    let
+      test = imported {{ inherit pkgs; }};
+      nodes = builtins.mapAttrs (name: _: {{
+        networking.primaryIPAddress = "192.0.2.1";
+        system.build.toplevel = "/nix/store/00000000000000000000000000000000-stand-in";
+      }}) test.nodes;
+    in {{
+      text = if builtins.isFunction test.testScript then test.testScript {{ inherit nodes; }} else test.testScript;
+      machines = builtins.attrNames test.nodes;
+    }};
+in {{
+{entries}}}
+"#
+    );
+    let out = nix_command("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", &expression])
+        .output()
+        .expect("nix-instantiate runs (install nix-bin)");
+    assert!(
+        out.status.success(),
+        "evaluating the test scripts: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value: Value = serde_json::from_slice(&out.stdout).unwrap();
+    value
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, v)| {
+            (
+                name.clone(),
+                Script {
+                    text: v["text"].as_str().unwrap().to_owned(),
+                    machines: v["machines"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|m| pythonize(m.as_str().unwrap()))
+                        .collect(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// What the checker says of each script.
+#[derive(Debug)]
+struct Checked {
+    problems: Vec<String>,
+    /// `(machine, method, first argument)`.
+    calls: Vec<(String, String, Option<String>)>,
+}
+
+/// Runs the checker over scripts.
+fn check_scripts(scripts: &BTreeMap<String, Script>) -> BTreeMap<String, Checked> {
+    let request = serde_json::json!({
+        "globals": DRIVER_GLOBALS,
+        "methods": MACHINE_METHODS,
+        "scripts": scripts.iter().map(|(name, s)| (name.clone(), serde_json::json!({
+            "script": s.text, "machines": s.machines,
+        }))).collect::<serde_json::Map<_, _>>(),
+    });
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", CHECKER])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the checker: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, v)| {
+            let problems = v["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().to_owned())
+                .collect();
+            let calls = v["calls"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| {
+                    (
+                        c[0].as_str().unwrap().to_owned(),
+                        c[1].as_str().unwrap().to_owned(),
+                        c[2].as_str().map(str::to_owned),
+                    )
+                })
+                .collect();
+            (name.clone(), Checked { problems, calls })
+        })
+        .collect()
+}
+
+/// The generated VM tests (files with a `#:` header) of the repository.
+fn generated_tests(repo: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo.join("vm-tests/generated"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "nix")
+                && std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .nth(1)
+                    .is_some_and(|l| l.starts_with("#:"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every script, once (the evaluation and the checker are the costly parts).
+fn all() -> &'static (BTreeMap<String, Script>, BTreeMap<String, Checked>) {
+    static ALL: std::sync::OnceLock<(BTreeMap<String, Script>, BTreeMap<String, Checked>)> =
+        std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let scripts = evaluate_scripts(&generated_tests(&repository()));
+        let checked = check_scripts(&scripts);
+        (scripts, checked)
+    })
+}
+
+/// Every generated test script is valid Python using only the test driver's names and machine methods.
+#[test]
+fn every_script_is_python_the_driver_runs() {
+    let (scripts, checked) = all();
+    assert!(scripts.len() >= 9, "{:?}", scripts.keys());
+    let problems: Vec<String> = checked
+        .iter()
+        .flat_map(|(name, c)| c.problems.iter().map(move |p| format!("{name}: {p}")))
+        .collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // Each script reads like nixpkgs' own: one text, not concatenated fragments.
+    for file in generated_tests(&repository()) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.contains("testScript = ''"),
+            "{}: the script is one indented string",
+            file.display()
+        );
+        assert!(
+            !text.contains("lib.concatLines"),
+            "{}: no concatenated fragments",
+            file.display()
+        );
+    }
+}
+
+/// The checker finds what the driver would refuse: a syntax error, a misspelt method, a name the driver
+/// does not define — so its silence above means something.
+#[test]
+fn the_checker_finds_broken_scripts() {
+    let scripts: BTreeMap<String, Script> = [
+        (
+            "syntax",
+            "start_all()\nwith subtest(\"x\")\n    server.succeed(\"true\")\n",
+        ),
+        (
+            "method",
+            "start_all()\nserver.wait_for_units(\"a.service\")\n",
+        ),
+        ("name", "start_all()\nservr.succeed(\"true\")\n"),
+        ("fstring", "start_all()\nserver.succeed(f\"true\")\n"),
+        (
+            "fine",
+            "start_all()\nserver.wait_for_unit(\"a.service\")\nmachine.succeed(\"true\")\n",
+        ),
+    ]
+    .into_iter()
+    .map(|(name, text)| {
+        (
+            name.to_owned(),
+            Script {
+                text: text.to_owned(),
+                machines: vec!["server".to_owned()],
+            },
+        )
+    })
+    .collect();
+    let checked = check_scripts(&scripts);
+    assert!(
+        checked["syntax"].problems[0].starts_with("line 2"),
+        "{:?}",
+        checked["syntax"]
+    );
+    assert!(
+        checked["method"].problems[0].contains("server.wait_for_units"),
+        "{:?}",
+        checked["method"]
+    );
+    assert!(
+        checked["name"].problems[0].contains("`servr`"),
+        "{:?}",
+        checked["name"]
+    );
+    assert!(
+        checked["fstring"].problems[0].contains("f-string without placeholders"),
+        "{:?}",
+        checked["fstring"]
+    );
+    assert!(checked["fine"].problems.is_empty(), "{:?}", checked["fine"]);
+}
+
+/// Whether `checked` has a call `machine.method(argument)` whose argument satisfies `test`.
+fn has_call(
+    checked: &Checked,
+    machine: &str,
+    methods: &[&str],
+    test: impl Fn(&str) -> bool,
+) -> bool {
+    checked.calls.iter().any(|(m, method, argument)| {
+        m == machine && methods.contains(&method.as_str()) && argument.as_deref().is_some_and(&test)
+    })
+}
+
+/// The command a step runs: its variables exported, then its text.
+fn step_command(variables: &[(&str, &str)], run: &str) -> String {
+    let mut command = String::new();
+    for (name, value) in variables {
+        command.push_str(&format!(
+            "export {name}='{}'\n",
+            value.replace('\'', "'\\''")
+        ));
+    }
+    command + run
+}
+
+/// Every manifest's health checks, admin action, steps and mail step are calls of its application test, on the
+/// node they belong to, with the application's host; its federation steps calls of its federation test.
+#[test]
+fn every_manifest_check_and_step_is_in_its_tests() {
+    let (_, checked) = all();
+    let manifests = Manifest::load_all(&repository().join("templates")).unwrap();
+    let mut with_steps = 0;
+    for manifest in &manifests {
+        let app = &manifest.application.name;
+        let test = &checked[&format!("{app}.nix")];
+        let host = format!("{}.fedi.test", manifest.application.subdomain);
+        for unit in &manifest.health.units {
+            assert!(
+                has_call(test, "server", &["wait_for_unit"], |a| a == unit),
+                "{app}: unit {unit}"
+            );
+        }
+        for check in &manifest.health.http {
+            let (machine, url) = match check.port {
+                Some(port) => ("server", format!("http://127.0.0.1:{port}{}", check.path)),
+                None => ("client", format!("https://{host}{}", check.path)),
+            };
+            assert!(
+                has_call(test, machine, &["wait_until_succeeds"], |a| a
+                    .contains(&format!("'{url}'"))
+                    && a.contains(&format!("= {}", check.status))),
+                "{app}: HTTP check {url} on {machine}"
+            );
+        }
+        if let Some(action) = &manifest.admin_action {
+            assert!(
+                has_call(test, "server", &["succeed"], |a| a == action.command),
+                "{app}: admin action"
+            );
+        }
+        for step in &manifest.test.steps {
+            with_steps += 1;
+            let machine = match step.on {
+                fedigen::manifest::test_plan::StepNode::Server => "server",
+                fedigen::manifest::test_plan::StepNode::Client => "client",
+            };
+            let method = if step.wait {
+                "wait_until_succeeds"
+            } else {
+                "succeed"
+            };
+            let command = step_command(&[("FEDIGEN_HOST", &host)], &step.run);
+            assert!(
+                has_call(test, machine, &[method], |a| a == command),
+                "{app}: step {:?} on {machine}",
+                step.description
+            );
+        }
+        if let Some(mail) = &manifest.test.mail {
+            let command = step_command(&[("FEDIGEN_HOST", &host)], &mail.run);
+            assert!(
+                has_call(test, "server", &["succeed"], |a| a == command),
+                "{app}: the mail step"
+            );
+            assert!(
+                has_call(test, "mail", &["wait_until_succeeds"], |a| a
+                    .contains("8025/api/v1/messages")
+                    && a.contains(&format!("'{}'", mail.to))),
+                "{app}: the mailbox of {}",
+                mail.to
+            );
+        }
+        match &manifest.test.federation {
+            Some(federation) => {
+                let test = &checked[&format!("federation-{app}.nix")];
+                let hosts = ["first", "second"]
+                    .map(|n| format!("{}.{n}.test", manifest.application.subdomain));
+                for step in &federation.steps {
+                    let (machine, own, peer) = match step.on {
+                        fedigen::manifest::test_plan::Instance::First => {
+                            ("first", &hosts[0], &hosts[1])
+                        }
+                        fedigen::manifest::test_plan::Instance::Second => {
+                            ("second", &hosts[1], &hosts[0])
+                        }
+                    };
+                    let command =
+                        step_command(&[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", peer)], &step.run);
+                    assert!(
+                        has_call(test, machine, &["succeed", "wait_until_succeeds"], |a| a
+                            == command),
+                        "{app}: federation step {:?} on {machine}",
+                        step.description
+                    );
+                }
+            }
+            None => assert!(
+                !checked.contains_key(&format!("federation-{app}.nix")),
+                "{app}: a federation test without [test.federation]"
+            ),
+        }
+    }
+    assert!(with_steps >= 5, "the manifests' steps: {with_steps}");
+    // The issue's steps: Mastodon posts with an image, Pixelfed uploads a photo, PeerTube a video, Matrix
+    // users exchange a message, Garage writes an object; one federation test and one mail step at least.
+    let runs = |app: &str| -> String {
+        manifests
+            .iter()
+            .find(|m| m.application.name == app)
+            .map(|m| {
+                m.test
+                    .steps
+                    .iter()
+                    .map(|s| s.run.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        runs("mastodon").contains("/api/v2/media") && runs("mastodon").contains("/api/v1/statuses")
+    );
+    assert!(runs("pixelfed").contains("/api/v1/media"));
+    assert!(runs("peertube").contains("/api/v1/videos/upload"));
+    assert!(runs("matrix-synapse").contains("m.room.message"));
+    assert!(runs("garage").contains("rclone cat"));
+    assert!(manifests.iter().any(|m| m.test.federation.is_some()));
+    assert!(manifests.iter().any(|m| m.test.mail.is_some()));
+}
+
+/// Every deployment test proves each machine repeatable in a way that can fail (two evaluations one path, a
+/// switch that changes no unit), performs the upgrade its manifest names, and reads its data back afterwards.
+#[test]
+fn every_deployment_test_proves_repeatability() {
+    let (scripts, checked) = all();
+    let repo = repository();
+    let (spec, catalog) =
+        fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
+    for operator in &spec.operators {
+        let file = format!("deployment-{}.nix", operator.name);
+        let script = &scripts[&file].text;
+        let test = &checked[&file];
+        let source = std::fs::read_to_string(repo.join("vm-tests/generated").join(&file)).unwrap();
+        for (app, _) in operator.applications.iter().filter(|(_, a)| a.enable) {
+            let manifest = &catalog.manifests[app];
+            let name = operator.machine_name(app);
+            let python = fedigen::deploy::python_name(&name);
+            let host = operator.host_name(app, manifest);
+            for unit in &manifest.health.units {
+                assert!(
+                    has_call(test, &python, &["wait_for_unit"], |a| a == unit),
+                    "{file}: {python} waits for {unit}"
+                );
+            }
+            for step in &manifest.test.steps {
+                let command = step_command(&[("FEDIGEN_HOST", &host)], &step.run);
+                let on = match step.on {
+                    fedigen::manifest::test_plan::StepNode::Server => python.as_str(),
+                    fedigen::manifest::test_plan::StepNode::Client => "client",
+                };
+                let count = test
+                    .calls
+                    .iter()
+                    .filter(|(m, _, a)| m == on && a.as_deref() == Some(command.as_str()))
+                    .count();
+                let expected = if step.recheck { 2 } else { 1 };
+                assert_eq!(
+                    count, expected,
+                    "{file}: step {:?} on {on}",
+                    step.description
+                );
+            }
+            // The repeatability proof: both specialisations compared, the switch's units read and asserted empty.
+            for call in [
+                "readlink -f {}/specialisation/fedigen-rebuilt",
+                "readlink -f {}/specialisation/fedigen-rebuilt-again",
+                "{}/bin/switch-to-configuration test 2>&1",
+            ] {
+                assert!(
+                    has_call(test, &python, &["succeed"], |a| a == call),
+                    "{file}: {python}: {call}"
+                );
+            }
+            assert!(script.contains("assert rebuilt == again"), "{file}");
+            assert!(
+                script.contains("assert changed_units(output) == set(), output"),
+                "{file}"
+            );
+            assert!(
+                source.contains(&format!("{name} = {{")) && source.contains("(again {"),
+                "{file}: {name} carries the specialisations"
+            );
+            if let Some(upgrade) = &manifest.test.upgrade {
+                assert!(
+                    has_call(test, &python, &["succeed"], |a| a
+                        == "{}/specialisation/fedigen-upgrade/bin/switch-to-configuration test 2>&1"),
+                    "{file}: {python} upgrades"
+                );
+                assert!(
+                    source.contains(&format!(
+                        "(again {{ {app}.{} = lib.mkForce (",
+                        upgrade.setting
+                    )),
+                    "{file}: {name}: the upgrade changes {}",
+                    upgrade.setting
+                );
+            }
+        }
+    }
+}
+
+/// `changed_units` of `lib/common.nix` reads switch-to-configuration's report as nixpkgs' switch test states it,
+/// and `units_within` matches patterns: run in Python on reports of both kinds.
+#[test]
+fn switch_reports_are_read_as_the_units_they_name() {
+    let expression = format!(
+        "(import {}/vm-tests/generated/lib/common.nix {{ pkgs = {{ lib = {{ }}; }}; }}).pythonHelpers",
+        repository().display()
+    );
+    let out = nix_command("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", &expression])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let helpers: String = serde_json::from_slice(&out.stdout).unwrap();
+    let program = format!(
+        r#"{helpers}
+quiet = "activating the configuration...\nsetting up /etc...\nreloading user units for root...\nrestarting sysinit-reactivation.target\n"
+assert changed_units(quiet) == set(), changed_units(quiet)
+busy = ("stopping the following units: mastodon-web.service\n"
+        "NOT restarting the following changed units: systemd-fsck@dev-vda.service\n"
+        "activating the configuration...\n"
+        "reloading the following units: nginx.service\n"
+        "restarting the following units: mastodon-sidekiq-all.service, mastodon-streaming-1.service\n"
+        "starting the following units: mastodon-web.service\n"
+        "the following new units were started: mastodon-extra.timer\n")
+assert changed_units(busy) == {{"mastodon-web.service", "systemd-fsck@dev-vda.service", "nginx.service",
+    "mastodon-sidekiq-all.service", "mastodon-streaming-1.service", "mastodon-extra.timer"}}, changed_units(busy)
+assert units_within({{"mastodon-web.service", "mastodon-streaming.target"}}, ["mastodon-*.service", "mastodon-*.target"])
+assert not units_within({{"mastodon-web.service", "nginx.service"}}, ["mastodon-*.service"])
+print("ok")
+"#
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &program])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout == b"ok\n",
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn pythonize_is_the_drivers() {
+    assert_eq!(pythonize("amstelland-mastodon"), "amstelland_mastodon");
+    assert_eq!(pythonize("server"), "server");
+    assert_eq!(pythonize("9x.y"), "_x_y");
+}
+
+/// The template's text of a generated file placed for evaluation: the file in a scratch folder beside a copy of
+/// `lib/common.nix`.
+fn evaluate_rendered(name: &str, text: &str) -> (Script, Checked) {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = repository().join("vm-tests/generated");
+    std::fs::create_dir_all(dir.path().join("lib")).unwrap();
+    std::fs::copy(
+        generated.join("lib/common.nix"),
+        dir.path().join("lib/common.nix"),
+    )
+    .unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    let scripts = evaluate_scripts(&[file]);
+    let checked = check_scripts(&scripts);
+    let (name, script) = scripts.into_iter().next().unwrap();
+    let checked = checked.into_iter().find(|(n, _)| *n == name).unwrap().1;
+    (script, checked)
+}
+
+mod quoting {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text with every hazard of the way: Nix's indented-string escapes (`''`, `${`), quotes, backslashes,
+    /// control characters, shell metacharacters, non-ASCII.
+    fn text() -> impl Strategy<Value = String> {
+        let fragment = prop_oneof![
+            Just("''".to_owned()),
+            Just("${".to_owned()),
+            Just("'".to_owned()),
+            Just("\"".to_owned()),
+            Just("\\".to_owned()),
+            Just("\n".to_owned()),
+            Just("\r".to_owned()),
+            Just("\t".to_owned()),
+            Just("$(x)".to_owned()),
+            Just("\u{2028}é".to_owned()),
+            Just("{verb}".to_owned()),
+            "\\PC{0,6}",
+        ];
+        proptest::collection::vec(fragment, 1..8).prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// A step's description, command and expected text, whatever they hold, reach the script the driver
+        /// runs exactly: manifest → template data → Nix (indented or quoted string) → builtins.toJSON → Python.
+        #[test]
+        fn any_step_text_reaches_the_script_exactly(
+            description in text(), run in text(), expect in text(), on_client in any::<bool>()
+        ) {
+            let repo = repository();
+            let mut manifests = Manifest::load_all(&repo.join("templates")).unwrap();
+            let mut templates = fedigen::template::Templates::load(&repo, &manifests).unwrap();
+            templates.load_tests(&repo).unwrap();
+            let manifest = manifests.iter_mut().find(|m| m.application.name == "garage").unwrap();
+            manifest.test.steps = vec![fedigen::manifest::test_plan::TestStep {
+                description: description.clone(),
+                on: if on_client {
+                    fedigen::manifest::test_plan::StepNode::Client
+                } else {
+                    fedigen::manifest::test_plan::StepNode::Server
+                },
+                run: run.clone(),
+                expect: Some(expect.clone()),
+                recheck: false,
+                wait: false,
+            }];
+            let text = templates.render_application_test(manifest).unwrap();
+            let (_, checked) = evaluate_rendered("garage.nix", &text);
+            prop_assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+            let command = step_command(&[("FEDIGEN_HOST", "s3.fedi.test")], &run);
+            let machine = if on_client { "client" } else { "server" };
+            prop_assert!(has_call(&checked, machine, &["succeed"], |a| a == command), "{:?}", checked.calls);
+            prop_assert!(has_call(&checked, "", &["subtest"], |a| a == description), "{:?}", checked.calls);
+            prop_assert!(has_call(&checked, "", &["in"], |a| a == expect), "{:?}", checked.calls);
+        }
+    }
+}
