@@ -63,6 +63,24 @@ fn secret(role: &str) -> impl Strategy<Value = SecretRef> + use<> {
     ]
 }
 
+/// How secrets reach the machines: absent (files), files said explicitly, or sops-nix with a YAML or JSON file
+/// relative to the specification and, or not, an age key file.
+fn secrets_backend() -> impl Strategy<Value = Option<model::SecretsBackend>> {
+    proptest::option::of(prop_oneof![
+        Just(model::SecretsBackend::Files),
+        (
+            "(\\./)?([a-z0-9_-]{1,8}/){0,2}[a-z0-9_-]{1,8}\\.(yaml|yml|json)",
+            proptest::option::of("/(var/lib|etc)/[a-z0-9-]{1,8}/key\\.txt"),
+        )
+            .prop_map(|(sops_file, age_key_file)| {
+                model::SecretsBackend::Sops(model::Sops {
+                    sops_file,
+                    age_key_file,
+                })
+            }),
+    ])
+}
+
 fn ssh() -> impl Strategy<Value = String> {
     prop_oneof![
         "(root@)?10\\.[0-9]{1,2}\\.[0-9]{1,2}\\.[0-9]{1,2}",
@@ -475,6 +493,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             prop::collection::vec(network_kind(), 1..6),
             any::<bool>(),
             any::<bool>(),
+            secrets_backend(),
         ),
     )
         .prop_map(
@@ -486,7 +505,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 storage,
                 limits,
                 operators,
-                (kinds, resolvers, dns),
+                (kinds, resolvers, dns, secrets),
             )| {
                 let domain = format!("{name}.example");
                 let spec = place_on_hosts(Spec {
@@ -524,6 +543,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                             // The SMTP relay is `smtp.<domain>`, in the provider's zone.
                             hosts: [("smtp".to_owned(), vec!["192.0.2.25".to_owned()])].into(),
                         }),
+                        secrets,
                         name,
                         domain,
                         runtime,

@@ -14,6 +14,7 @@
 
 use super::*;
 use crate::manifest::{Manifest, SecretAccess};
+use crate::model::FieldPath;
 
 /// The mode of every secret file: readable by its owner only (the reader, or root for a credential).
 pub(crate) const SECRET_MODE: &str = "0400";
@@ -38,6 +39,9 @@ pub(crate) struct MachineSecret {
     pub unit: String,
     /// What in the specification it holds.
     pub holds: Holds,
+    /// The specification's reference to it: a file the provider places, or a named secret (for sops-nix, the key
+    /// of the value in the sops file, see `super::sops::sops_key`).
+    pub reference: SecretRef,
 }
 
 /// What a machine's secret file holds.
@@ -55,9 +59,16 @@ pub(crate) enum Holds {
 }
 
 impl MachineSecret {
-    fn new(name: String, path: String, access: SecretAccess<'_>, holds: Holds) -> Self {
+    fn new(
+        name: String,
+        reference: &SecretRef,
+        path: String,
+        access: SecretAccess<'_>,
+        holds: Holds,
+    ) -> Self {
         Self {
             holds,
+            reference: reference.clone(),
             name,
             path,
             owner: access.owner().to_owned(),
@@ -99,6 +110,7 @@ pub(crate) fn application_secrets(
         if let Some(spec_secret) = manifest.secrets.get(name) {
             secrets.push(MachineSecret::new(
                 format!("{app}-{name}"),
+                secret,
                 secret_path(secret),
                 spec_secret.access(),
                 Holds::Manifest {
@@ -111,6 +123,7 @@ pub(crate) fn application_secrets(
     if let (Some(smtp), Some(reads)) = (&spec.provider.smtp, &manifest.needs.smtp_password) {
         secrets.push(MachineSecret::new(
             smtp_secret_name(app),
+            &smtp.password,
             consumer_path(&smtp.password, app),
             reads.access(),
             Holds::SmtpPassword,
@@ -138,6 +151,7 @@ pub(crate) fn garage_secrets(spec: &Spec, catalog: &Catalog) -> Vec<MachineSecre
             let access = manifest.secrets.get(name)?.access();
             Some(MachineSecret::new(
                 format!("{app}-{name}"),
+                secret,
                 secret_path(secret),
                 access,
                 Holds::Manifest {
@@ -147,6 +161,25 @@ pub(crate) fn garage_secrets(spec: &Spec, catalog: &Catalog) -> Vec<MachineSecre
             ))
         })
         .collect()
+}
+
+/// The place in the specification where a machine's secret is declared, for messages: `operator` is the index of
+/// the machine's operator (none for a Garage node's own machine; the Garage cluster's secrets are the provider's).
+pub(crate) fn declared_at(operator: Option<usize>, secret: &MachineSecret) -> FieldPath {
+    match (&secret.holds, operator) {
+        (Holds::SmtpPassword, _) => FieldPath::of(&["provider", "smtp", "password"]),
+        (Holds::Manifest { app, secret }, Some(i)) if app != model::OBJECT_STORAGE_APPLICATION => {
+            FieldPath::of(&["operators"])
+                .index(i)
+                .key("applications")
+                .key(app)
+                .key("secrets")
+                .key(secret)
+        }
+        (Holds::Manifest { secret, .. }, _) => {
+            FieldPath::of(&["provider", "object_storage", "secrets", secret])
+        }
+    }
 }
 
 /// `fediversity.secrets = { <name> = { path; owner; group; mode; unit; }; … }` for a machine's module.
@@ -239,6 +272,7 @@ mod tests {
             mode: SECRET_MODE,
             unit: "x.service".to_owned(),
             holds: Holds::SmtpPassword,
+            reference: SecretRef::File(path.display().to_string()),
         }
     }
 
