@@ -987,6 +987,7 @@ fn every_machine_of_a_valid_specification_keeps_the_contract() {
     let strategy = renamed_spec();
     let (mut valid, mut failures) = (0, Vec::new());
     let mut backends = BTreeSet::new();
+    let mut sops_specs = 0;
     for i in 0..120 {
         let (spec, catalog) = strategy.new_tree(&mut runner).unwrap().current();
         let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
@@ -1008,6 +1009,12 @@ fn every_machine_of_a_valid_specification_keeps_the_contract() {
                 let mut found =
                     contract::violations(&machines, &files, spec.provider.runtime.host_platform());
                 found.extend(contract::secret_violations(&machines, &files, &catalog));
+                if matches!(spec.provider.secrets, Some(model::SecretsBackend::Sops(_))) {
+                    sops_specs += 1;
+                    found.extend(contract::sops_violations(
+                        &spec, &machines, &files, &catalog,
+                    ));
+                }
                 if !found.is_empty() {
                     failures.push(format!("spec-{i}:\n{}\n{text}", found.join("\n")));
                 }
@@ -1017,6 +1024,10 @@ fn every_machine_of_a_valid_specification_keeps_the_contract() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(valid >= 30, "{valid} valid of 120");
+    assert!(
+        sops_specs >= 5,
+        "{sops_specs} of {valid} valid specifications with sops: too few to say"
+    );
     assert_eq!(
         backends.len(),
         3,

@@ -39,6 +39,9 @@ pub(crate) struct MachineSecret {
     pub unit: String,
     /// What in the specification it holds.
     pub holds: Holds,
+    /// Whether the provider declares it (the Garage cluster's secrets, the SMTP password), not the machine's
+    /// operator: an operator may run an application named like the provider's (`garage`), whose secrets are its own.
+    pub provider: bool,
     /// The specification's reference to it: a file the provider places, or a named secret (for sops-nix, the key
     /// of the value in the sops file, see `super::sops::sops_key`).
     pub reference: SecretRef,
@@ -67,6 +70,7 @@ impl MachineSecret {
         holds: Holds,
     ) -> Self {
         Self {
+            provider: false,
             holds,
             reference: reference.clone(),
             name,
@@ -121,13 +125,16 @@ pub(crate) fn application_secrets(
         }
     }
     if let (Some(smtp), Some(reads)) = (&spec.provider.smtp, &manifest.needs.smtp_password) {
-        secrets.push(MachineSecret::new(
-            smtp_secret_name(app),
-            &smtp.password,
-            consumer_path(&smtp.password, app),
-            reads.access(),
-            Holds::SmtpPassword,
-        ));
+        secrets.push(MachineSecret {
+            provider: true,
+            ..MachineSecret::new(
+                smtp_secret_name(app),
+                &smtp.password,
+                consumer_path(&smtp.password, app),
+                reads.access(),
+                Holds::SmtpPassword,
+            )
+        });
     }
     if garage_node {
         secrets.extend(garage_secrets(spec, catalog));
@@ -149,35 +156,38 @@ pub(crate) fn garage_secrets(spec: &Spec, catalog: &Catalog) -> Vec<MachineSecre
         .iter()
         .filter_map(|(name, secret)| {
             let access = manifest.secrets.get(name)?.access();
-            Some(MachineSecret::new(
-                format!("{app}-{name}"),
-                secret,
-                secret_path(secret),
-                access,
-                Holds::Manifest {
-                    app: app.to_owned(),
-                    secret: name.clone(),
-                },
-            ))
+            Some(MachineSecret {
+                provider: true,
+                ..MachineSecret::new(
+                    format!("{app}-{name}"),
+                    secret,
+                    secret_path(secret),
+                    access,
+                    Holds::Manifest {
+                        app: app.to_owned(),
+                        secret: name.clone(),
+                    },
+                )
+            })
         })
         .collect()
 }
 
 /// The place in the specification where a machine's secret is declared, for messages: `operator` is the index of
-/// the machine's operator (none for a Garage node's own machine; the Garage cluster's secrets are the provider's).
+/// the machine's operator (none for a Garage node's own machine); the provider's secrets are the provider's.
 pub(crate) fn declared_at(operator: Option<usize>, secret: &MachineSecret) -> FieldPath {
     match (&secret.holds, operator) {
         (Holds::SmtpPassword, _) => FieldPath::of(&["provider", "smtp", "password"]),
-        (Holds::Manifest { app, secret }, Some(i)) if app != model::OBJECT_STORAGE_APPLICATION => {
+        (Holds::Manifest { app, secret: name }, Some(i)) if !secret.provider => {
             FieldPath::of(&["operators"])
                 .index(i)
                 .key("applications")
                 .key(app)
                 .key("secrets")
-                .key(secret)
+                .key(name)
         }
-        (Holds::Manifest { secret, .. }, _) => {
-            FieldPath::of(&["provider", "object_storage", "secrets", secret])
+        (Holds::Manifest { secret: name, .. }, _) => {
+            FieldPath::of(&["provider", "object_storage", "secrets", name])
         }
     }
 }
@@ -272,6 +282,7 @@ mod tests {
             mode: SECRET_MODE,
             unit: "x.service".to_owned(),
             holds: Holds::SmtpPassword,
+            provider: true,
             reference: SecretRef::File(path.display().to_string()),
         }
     }

@@ -72,12 +72,10 @@ pub(crate) fn sops_key(operator: Option<&str>, secret: &MachineSecret) -> String
     }
     match (&secret.holds, operator) {
         (Holds::SmtpPassword, _) => format!("{PROVIDER_KEYS}/smtp-password"),
-        (Holds::Manifest { app, secret }, Some(operator))
-            if app != model::OBJECT_STORAGE_APPLICATION =>
-        {
-            format!("{OPERATOR_KEYS}/{operator}/{app}/{secret}")
+        (Holds::Manifest { app, secret: name }, Some(operator)) if !secret.provider => {
+            format!("{OPERATOR_KEYS}/{operator}/{app}/{name}")
         }
-        (Holds::Manifest { app, secret }, _) => format!("{PROVIDER_KEYS}/{app}/{secret}"),
+        (Holds::Manifest { app, secret: name }, _) => format!("{PROVIDER_KEYS}/{app}/{name}"),
     }
 }
 
@@ -334,6 +332,8 @@ mod tests {
             group: "mastodon".to_owned(),
             mode: super::super::secrets::SECRET_MODE,
             unit: "mastodon-init-dirs.service".to_owned(),
+            provider: matches!(holds, Holds::SmtpPassword)
+                || matches!(&holds, Holds::Manifest { app, .. } if app == "garage"),
             holds,
             reference,
         }
