@@ -405,6 +405,91 @@ mod tests {
         }
     }
 
+    /// The sops example with `edit` applied to its text, and every problem `model::check` finds in it: message and
+    /// where, as `field.path: message`.
+    fn problems_of_example(edit: impl Fn(String) -> String) -> Vec<String> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let text = edit(std::fs::read_to_string(repo.join("examples/sops/provider.toml")).unwrap());
+        let catalog = Catalog::load(&repo.join("templates")).unwrap();
+        let spec: Spec = toml::from_str(&text).unwrap();
+        crate::model::check::check(&spec, &catalog)
+            .iter()
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect()
+    }
+
+    #[test]
+    fn the_example_passes_and_each_sops_problem_is_found_where_it_is() {
+        assert_eq!(problems_of_example(|t| t), Vec::<String>::new());
+        assert_eq!(
+            problems_of_example(|t| t.replace(
+                "sops_file = \"secrets.yaml\"",
+                "sops_file = \"secrets.txt\""
+            )),
+            ["provider.secrets.sops_file: the sops file `secrets.txt` is neither YAML nor JSON"]
+        );
+        // A named secret called like the map of the operators' file secrets, next to one of those.
+        assert_eq!(
+            problems_of_example(|t| t
+                .replace(
+                    "{ secret = \"smtp-password\" }",
+                    "{ secret = \"operators\" }"
+                )
+                .replace(
+                    "secrets.synapseSecrets = { secret = \"dijkstad-synapse\" }",
+                    "secrets.synapseSecrets = { file = \"/var/lib/synapse-secrets\" }"
+                )),
+            [
+                "provider.smtp.password: the key `operators` of the sops file would be both a secret and the map holding `operators/dijkstad/matrix-synapse/synapseSecrets`"
+            ]
+        );
+        // The Garage cluster's file elsewhere is `sops.secrets.garage-environment` (linked by sops-nix); on the
+        // machine its node shares, a named secret `garage-environment` would be written to that same name.
+        let found = problems_of_example(|t| {
+            t.replace(
+                "secrets.synapseSecrets = { secret = \"dijkstad-synapse\" }",
+                "secrets.synapseSecrets = { secret = \"garage-environment\" }",
+            )
+            .replace(
+                "capacity_gib = 100\nnetwork.ipv4 = { address = \"192.0.2.21/24\", gateway = \"192.0.2.1\" }",
+                "capacity_gib = 100\nmachine = \"dijkstad-matrix-synapse\"",
+            )
+        });
+        assert_eq!(
+            found,
+            [
+                "operators[0].applications.matrix-synapse.secrets.synapseSecrets: the secrets `garage-environment` and `matrix-synapse-synapseSecrets` of `dijkstad-matrix-synapse` would both be `sops.secrets.\"garage-environment\"`"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_sops_file_is_refused_at_its_field() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let spec_path = dir.path().join("provider.toml");
+        std::fs::write(
+            &spec_path,
+            std::fs::read_to_string(repo.join("examples/sops/provider.toml")).unwrap(),
+        )
+        .unwrap();
+        let catalog = Catalog::load(&repo.join("templates")).unwrap();
+        let Err(crate::model::LoadError::Invalid(report)) =
+            crate::model::load(&spec_path, &catalog)
+        else {
+            panic!("a specification without its sops file loads");
+        };
+        let text = report.render(false);
+        assert!(
+            text.contains(
+                "error: provider.secrets.sops_file: the sops file `secrets.yaml` does not exist"
+            ) && text.contains("create it with `sops secrets.yaml`"),
+            "{text}"
+        );
+        std::fs::write(dir.path().join("secrets.yaml"), "x: ENC[…]\n").unwrap();
+        assert!(crate::model::load(&spec_path, &catalog).is_ok());
+    }
+
     #[test]
     fn names_below_run_secrets_are_the_path_so_no_symlink_is_made() {
         let holds = || Holds::SmtpPassword;
