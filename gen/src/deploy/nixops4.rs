@@ -117,6 +117,7 @@ mod tests {
                 .iter()
                 .map(|n| (n.to_string(), KEY.to_owned()))
                 .collect(),
+            stale: Vec::new(),
         }
     }
 
@@ -197,6 +198,7 @@ mod tests {
                     .enumerate()
                     .map(|(i, n)| (n.clone(), format!("{KEY}{i}")))
                     .collect(),
+                stale: Vec::new(),
             };
             let text = print_expr(&nixops4(&machines, &host_keys, &[]).unwrap());
             let members: Vec<&str> = text
