@@ -5,9 +5,9 @@
 //! group and mode, so the `fediversity-secrets-check` unit checks the files sops-nix placed exactly as it checks
 //! files the provider placed. What this maps onto, as sops-nix reads it:
 //!
-//! - `sopsFile` is a Nix path literal relative to the module: the *encrypted* file is copied into the store with
-//!   the configuration, which is what sops-nix expects (`validateSopsFiles` requires a store path) and is safe —
-//!   it holds only ciphertext. The decrypted value is written by `sops-install-secrets` on the machine, at
+//! - `sopsFile` is `sops.defaultSopsFile` of `deployments/sops.nix` (imported by every machine), a Nix path
+//!   literal: the *encrypted* file is copied into the store with the configuration, which is what sops-nix expects
+//!   (`validateSopsFiles` requires a store path) and is safe — it holds only ciphertext. The decrypted value is written by `sops-install-secrets` on the machine, at
 //!   activation, to `/run/secrets.d/<generation>/<name>` (a ramfs), never to the store.
 //! - The attribute name decides where the real file is (`/run/secrets/<name>`, `/run/secrets` being a symlink to
 //!   the current generation). A secret whose path is under `/run/secrets/` gets the rest of its path as its name,
@@ -36,8 +36,8 @@ use super::secrets::{Holds, MachineSecret, declared_at};
 use super::*;
 use crate::model::{Diagnostic, FieldPath, SecretsBackend};
 
-/// The module every machine imports when secrets come through sops-nix, `deployments/sops.nix`: which key
-/// decrypts, written once.
+/// The module every machine imports when secrets come through sops-nix, `deployments/sops.nix`: the sops file and
+/// which key decrypts it, written once.
 pub(crate) const SOPS_MODULE: &str = "sops.nix";
 
 /// The module listing the flake inputs' NixOS modules every machine needs, `deployments/inputs.nix`: a function of
