@@ -11,6 +11,10 @@
     nixops4.inputs.nixpkgs.follows = "nixpkgs";
     nixops4-nixos.url = "github:nixops4/nixops4-nixos";
     nixops4-nixos.inputs.nixpkgs.follows = "nixpkgs";
+    # sops-nix, for a specification whose secrets come through it (`[provider.secrets] backend = "sops"`): the
+    # generated deployments/inputs.nix then lists its NixOS module for every machine (README, "Placing secrets").
+    sops-nix.url = "github:Mic92/sops-nix";
+    sops-nix.inputs.nixpkgs.follows = "nixpkgs";
   };
 
   outputs =
@@ -51,11 +55,13 @@
       });
 
       # One NixOS configuration per generated machine of the example specification (deployments/). No
-      # `system`: each machine sets nixpkgs.hostPlatform, and NixOps4 evaluates it the same way.
+      # `system`: each machine sets nixpkgs.hostPlatform, and NixOps4 evaluates it the same way. Beside its own
+      # module, each imports the modules of the flake's inputs the specification needs (deployments/inputs.nix,
+      # generated: sops-nix's when secrets come through it), the same list the NixOps4 members import.
       nixosConfigurations = builtins.mapAttrs (
         name: module:
         nixpkgs.lib.nixosSystem {
-          modules = [ module ];
+          modules = [ module ] ++ import ./deployments/inputs.nix inputs;
         }
       ) (import ./deployments);
 

@@ -186,6 +186,13 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             ))
             .into());
         }
+        if !inside && crate::deploy::sops::sops(&spec).is_some() {
+            return Err(crate::deploy::DeployError::Data(format!(
+                "{name} lies outside the repository, so its sops file would too; pure flake evaluation reads \
+                 only the repository's files: move the specification and its sops file into the repository"
+            ))
+            .into());
+        }
         plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
         // What generations keep: the committed Proxmox VM ids (read, and extended) and the provider's SSH host
         // keys beside the specification (a malformed one stops generation, a missing one leaves its machine out

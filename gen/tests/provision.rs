@@ -241,7 +241,7 @@ fn vm_ids_survive_a_regeneration_with_an_added_and_a_removed_machine() {
         );
     assert_ne!(changed, spec);
     std::fs::write(&spec_path, changed).unwrap();
-    // The provider's host keys follow the machines (a key for a machine the spec lacks is refused).
+    // The provider's host keys follow the machines (a key for a machine the spec lacks is only a warning).
     let keys_path = dir.join("examples/provider.host-keys.toml");
     let keys = std::fs::read_to_string(&keys_path).unwrap();
     std::fs::write(&keys_path, keys.replace("garage-ams2 ", "garage-ams3 ")).unwrap();

@@ -534,3 +534,35 @@ fn generate_refuses_a_bare_metal_specification_outside_the_repository() {
         "{stderr}"
     );
 }
+
+/// A machine removed from the specification while its host key stays in `<spec>.host-keys.toml` does not block
+/// validation (an operator removing a machine must not have to edit two files at once): `validate` passes with a
+/// warning naming the line, the machine and that the line can be deleted.
+#[test]
+fn validate_warns_about_a_host_key_of_a_machine_that_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(repository().join("examples/provider.toml")).unwrap();
+    let path = dir.path().join("provider.toml");
+    std::fs::write(&path, spec).unwrap();
+    let keys = std::fs::read_to_string(repository().join("examples/provider.host-keys.toml"))
+        .unwrap()
+        + "garage-gone = \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIElRzxVkF77DSRH3PYX+/gBv9ibk31KCc0TByBycReeM\"\n";
+    std::fs::write(dir.path().join("provider.host-keys.toml"), keys).unwrap();
+    let templates = repository().join("templates");
+    let out = fedigen(&[
+        "validate",
+        path.to_str().unwrap(),
+        "--templates",
+        templates.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: ")
+            && stderr.contains("provider.host-keys.toml:")
+            && stderr.contains(
+                "the specification has no machine `garage-gone`, so its host key is not used: delete the line `garage-gone = …`"
+            ),
+        "{stderr}"
+    );
+}

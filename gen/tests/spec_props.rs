@@ -63,6 +63,24 @@ fn secret(role: &str) -> impl Strategy<Value = SecretRef> + use<> {
     ]
 }
 
+/// How secrets reach the machines: absent (files), files said explicitly, or sops-nix with a YAML or JSON file
+/// relative to the specification and, or not, an age key file.
+fn secrets_backend() -> impl Strategy<Value = Option<model::SecretsBackend>> {
+    proptest::option::of(prop_oneof![
+        Just(model::SecretsBackend::Files),
+        (
+            "(\\./)?([a-z0-9_-]{1,8}/){0,2}[a-z0-9_-]{1,8}\\.(yaml|yml|json)",
+            proptest::option::of("/(var/lib|etc)/[a-z0-9-]{1,8}/key\\.txt"),
+        )
+            .prop_map(|(sops_file, age_key_file)| {
+                model::SecretsBackend::Sops(model::Sops {
+                    sops_file,
+                    age_key_file,
+                })
+            }),
+    ])
+}
+
 fn ssh() -> impl Strategy<Value = String> {
     prop_oneof![
         "(root@)?10\\.[0-9]{1,2}\\.[0-9]{1,2}\\.[0-9]{1,2}",
@@ -475,6 +493,7 @@ fn spec() -> impl Strategy<Value = Spec> {
             prop::collection::vec(network_kind(), 1..6),
             any::<bool>(),
             any::<bool>(),
+            secrets_backend(),
         ),
     )
         .prop_map(
@@ -486,7 +505,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                 storage,
                 limits,
                 operators,
-                (kinds, resolvers, dns),
+                (kinds, resolvers, dns, secrets),
             )| {
                 let domain = format!("{name}.example");
                 let spec = place_on_hosts(Spec {
@@ -524,6 +543,7 @@ fn spec() -> impl Strategy<Value = Spec> {
                             // The SMTP relay is `smtp.<domain>`, in the provider's zone.
                             hosts: [("smtp".to_owned(), vec!["192.0.2.25".to_owned()])].into(),
                         }),
+                        secrets,
                         name,
                         domain,
                         runtime,
@@ -968,6 +988,7 @@ fn every_machine_of_a_valid_specification_keeps_the_contract() {
     let strategy = renamed_spec();
     let (mut valid, mut failures) = (0, Vec::new());
     let mut backends = BTreeSet::new();
+    let mut sops_specs = 0;
     for i in 0..120 {
         let (spec, catalog) = strategy.new_tree(&mut runner).unwrap().current();
         let text = serde_json::to_string_pretty(&model::to_json(&spec)).unwrap();
@@ -989,6 +1010,12 @@ fn every_machine_of_a_valid_specification_keeps_the_contract() {
                 let mut found =
                     contract::violations(&machines, &files, spec.provider.runtime.host_platform());
                 found.extend(contract::secret_violations(&machines, &files, &catalog));
+                if matches!(spec.provider.secrets, Some(model::SecretsBackend::Sops(_))) {
+                    sops_specs += 1;
+                    found.extend(contract::sops_violations(
+                        &spec, &machines, &files, &catalog,
+                    ));
+                }
                 if !found.is_empty() {
                     failures.push(format!("spec-{i}:\n{}\n{text}", found.join("\n")));
                 }
@@ -998,6 +1025,10 @@ fn every_machine_of_a_valid_specification_keeps_the_contract() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(valid >= 30, "{valid} valid of 120");
+    assert!(
+        sops_specs >= 5,
+        "{sops_specs} of {valid} valid specifications with sops: too few to say"
+    );
     assert_eq!(
         backends.len(),
         3,

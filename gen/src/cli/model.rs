@@ -115,7 +115,10 @@ pub fn validate(args: ValidateArgs) -> CliResult {
                     .iter()
                     .map(|o| o.applications.values().filter(|a| a.enable).count())
                     .sum();
-                let warnings = model::network_warnings(&spec, &catalog);
+                let mut warnings = model::network_warnings(&spec, &catalog);
+                warnings.extend(fedigen::deploy::host_keys::stale_keys(
+                    &args.spec, &machines,
+                ));
                 if args.json {
                     let verdict = serde_json::json!({
                         "file": args.spec.display().to_string(),

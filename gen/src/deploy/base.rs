@@ -85,9 +85,21 @@ pub(super) fn machine_base(
 /// given relative to the specification's folder (`spec_dir`, relative to the repository). A path literal, not a
 /// string: pure flake evaluation reads only files of the repository, and copies this one with it.
 pub(crate) fn hardware_source(spec_dir: &Path, file: &str) -> Result<SourcePath, DeployError> {
+    let path = repository_path(spec_dir, file, "the hardware configuration")?;
+    Ok(SourcePath::new(&format!("../../{path}"))?)
+}
+
+/// The path, relative to the repository, of a file the specification names relative to its folder (`spec_dir`,
+/// relative to the repository); `what` names the file in errors. Refused when absolute or outside the repository:
+/// pure flake evaluation reads only the repository's files.
+pub(crate) fn repository_path(
+    spec_dir: &Path,
+    file: &str,
+    what: &str,
+) -> Result<String, DeployError> {
     if file.starts_with('/') {
         return Err(DeployError::Data(format!(
-            "the hardware configuration `{file}` is an absolute path; give it relative to the specification file"
+            "{what} `{file}` is an absolute path; give it relative to the specification file"
         )));
     }
     let mut parts: Vec<&str> = Vec::new();
@@ -100,7 +112,7 @@ pub(crate) fn hardware_source(spec_dir: &Path, file: &str) -> Result<SourcePath,
             std::path::Component::ParentDir => {
                 parts.pop().ok_or_else(|| {
                     DeployError::Data(format!(
-                        "the hardware configuration `{file}` lies outside the repository; pure flake evaluation \
+                        "{what} `{file}` lies outside the repository; pure flake evaluation \
                          reads only the repository's files: commit it in the repository and give its path \
                          relative to the specification file"
                     ))
@@ -109,7 +121,7 @@ pub(crate) fn hardware_source(spec_dir: &Path, file: &str) -> Result<SourcePath,
             _ => {}
         }
     }
-    Ok(SourcePath::new(&format!("../../{}", parts.join("/")))?)
+    Ok(parts.join("/"))
 }
 
 /// The `boot.loader` settings of a bare-metal host's boot loader.

@@ -37,6 +37,9 @@ pub struct HostKeys {
     pub file: Option<PathBuf>,
     /// Machine name → `<type> <base64>`.
     pub keys: BTreeMap<String, String>,
+    /// Warnings about lines for machines the specification no longer has (`file:line:column`, the machine, and to
+    /// delete the line): an operator removing a machine is not blocked by its key; the key is not used.
+    pub stale: Vec<String>,
 }
 
 /// The host-key file of the specification at `spec`: `<folder>/<stem>.host-keys.toml`.
@@ -59,8 +62,9 @@ impl HostKeys {
     }
 
     /// Reads the host keys of the specification at `spec` for its `machines`. No file is no keys; a file that
-    /// cannot be read or parsed, a malformed key, or a machine the specification does not have is a problem,
-    /// each message naming the file, line and column, and the machine.
+    /// cannot be read or parsed, or a malformed key, is a problem, each message naming the file, line and column,
+    /// and the machine. A key of a machine the specification does not have is left out, with a warning in
+    /// [`HostKeys::stale`].
     pub fn load(spec: &Path, machines: &[PlannedMachine]) -> Result<Self, Vec<String>> {
         Self::load_shown(spec, spec, machines)
     }
@@ -110,14 +114,15 @@ impl HostKeys {
             }
         };
         let mut problems = Vec::new();
+        let mut stale = Vec::new();
         let mut keys = BTreeMap::new();
         for (machine, value) in &table {
             let where_ = at(value.span().start);
             if !machines.iter().any(|m| &m.name == machine) {
                 let known: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
-                problems.push(format!(
-                    "{where_}: the specification has no machine `{machine}`; its machines are {} (remove the \
-                     line of a machine that is gone, or correct the name)",
+                stale.push(format!(
+                    "{where_}: the specification has no machine `{machine}`, so its host key is not used: delete \
+                     the line `{machine} = …` (of a machine that is gone), or correct the name; its machines are {}",
                     if known.is_empty() {
                         "none".to_owned()
                     } else {
@@ -146,6 +151,7 @@ impl HostKeys {
             Ok(Self {
                 file: Some(path.to_owned()),
                 keys,
+                stale,
             })
         } else {
             Err(problems)
@@ -153,8 +159,17 @@ impl HostKeys {
     }
 }
 
+/// The warnings `fedigen validate` gives about the host keys of the specification at `spec`: each key of a machine
+/// the specification does not have ([`HostKeys::stale`]). Empty when the file cannot be read or has problems
+/// (those are [`deployment_problems`]).
+pub fn stale_keys(spec: &Path, machines: &[PlannedMachine]) -> Vec<String> {
+    HostKeys::load(spec, machines)
+        .map(|keys| keys.stale)
+        .unwrap_or_default()
+}
+
 /// What `fedigen validate` says about the host keys of the specification at `spec`: the problems (a file that
-/// cannot be read, a malformed key, an unknown machine, and, once the file exists, each machine without a key,
+/// cannot be read, a malformed key, and, once the file exists, each machine without a key,
 /// with the `ssh-keyscan` line that finds it), or `Ok(None)` when all is well, or `Ok(Some(note))` when there is
 /// no file yet (before the first deployment: the machines do not exist, so their keys cannot be known).
 pub fn deployment_problems(
@@ -390,14 +405,11 @@ mod tests {
             "garage-a = \"{KEY}\"\ngarage-b = \"ssh-ed25519 AAAA\"\ngarage-c = \"{KEY}\"\n"
         );
         let problems = HostKeys::parse(path, &text, &machines).unwrap_err();
-        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0]
                 .starts_with("specs/p.host-keys.toml:2:12: the host key of machine `garage-b`")
         );
-        assert!(problems[1].starts_with(
-            "specs/p.host-keys.toml:3:12: the specification has no machine `garage-c`"
-        ));
         let keys = HostKeys::parse(path, &format!("garage-a = \"{KEY}\"\n"), &machines).unwrap();
         assert_eq!(keys.missing(&machines), ["garage-b"]);
         let syntax = HostKeys::parse(path, "garage-a = \n", &machines).unwrap_err();
@@ -405,6 +417,24 @@ mod tests {
             syntax[0].starts_with("specs/p.host-keys.toml:1:"),
             "{syntax:?}"
         );
+    }
+
+    /// A key left for a machine the specification no longer has (an operator removed it) does not block: the
+    /// keys of the other machines are read, and a warning names the line, the machine and what to do.
+    #[test]
+    fn a_key_of_a_machine_that_is_gone_is_a_warning() {
+        let machines = [machine("garage-a")];
+        let path = Path::new("specs/p.host-keys.toml");
+        let text = format!("garage-a = \"{KEY}\"\ngarage-gone = \"{KEY}\"\n");
+        let keys = HostKeys::parse(path, &text, &machines).expect("a stale key is no error");
+        assert_eq!(keys.keys.keys().collect::<Vec<_>>(), ["garage-a"]);
+        assert_eq!(
+            keys.stale,
+            [
+                "specs/p.host-keys.toml:2:15: the specification has no machine `garage-gone`, so its host key is not used: delete the line `garage-gone = …` (of a machine that is gone), or correct the name; its machines are garage-a"
+            ]
+        );
+        assert!(keys.missing(&machines).is_empty());
     }
 
     #[test]

@@ -73,6 +73,9 @@ pub(super) fn machine_module(
         )?);
     }
     fediversity.push(secrets::secrets_binding(&secrets)?);
+    if sops::sops(spec).is_some() {
+        provider_modules.push(sops::SOPS_MODULE);
+    }
     let mut entries = machine_base(
         spec,
         spec_dir,
@@ -83,6 +86,7 @@ pub(super) fn machine_module(
         &provider_modules,
     )?;
     entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
+    entries.extend(sops::sops_secrets(spec, Some(&operator.name), &secrets)?);
     Ok(Expr::attrs(entries))
 }
 
@@ -103,7 +107,10 @@ pub(super) fn garage_machine(
         node.host.as_deref(),
         (name, domain),
         node.network.as_ref(),
-        &[GARAGE_CLUSTER_MODULE],
+        &[GARAGE_CLUSTER_MODULE]
+            .into_iter()
+            .chain(sops::sops(spec).map(|_| sops::SOPS_MODULE))
+            .collect::<Vec<_>>(),
     )?;
     entries.push(Entry::dotted("fediversity.domain", Expr::string(domain)?)?);
     Ok(Expr::attrs(entries))

@@ -26,6 +26,7 @@ mod network;
 mod nixops4;
 mod provider;
 pub(crate) mod secrets;
+pub(crate) mod sops;
 pub mod tofu;
 mod vm_ids;
 
@@ -470,6 +471,20 @@ pub fn plan_keeping(
             &garage_cluster_module(spec, catalog, storage)?,
         )?;
     }
+    if let Some(sops) = sops::sops(spec) {
+        top_level(
+            sops::SOPS_MODULE,
+            "secrets through sops-nix",
+            "Imported by every machine: the encrypted sops file and the key each machine decrypts it with (without `age_key_file`,\nsops-nix's default: the age key of the machine's SSH ed25519 host key, `ssh-to-age < ssh_host_ed25519_key.pub`).\nEach machine's `sops.secrets` are the files of its `fediversity.secrets` (README, \"Placing secrets\").",
+            &sops::sops_module(sops, spec_dir)?,
+        )?;
+    }
+    top_level(
+        sops::INPUTS_MODULE,
+        "the flake inputs' modules of every machine",
+        "The NixOS modules of the flake's inputs every machine imports besides its own file (sops-nix's when secrets come\nthrough sops): the flake's nixosConfigurations and the NixOps4 members import this list.",
+        &sops::inputs_module(spec)?,
+    )?;
     let index = Expr::attrs(
         machines
             .iter()
@@ -503,7 +518,7 @@ pub fn plan_keeping(
         "nixops4.nix",
         "the NixOps4 deployment",
         &purpose,
-        &nixops4(&machines, &kept.host_keys)?,
+        &nixops4(&machines, &kept.host_keys, &sops::input_modules(spec)?)?,
     )?;
     if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
         files.extend(tofu::plan(

@@ -13,10 +13,12 @@ use super::*;
 /// The NixOps4 root module: `providers.local`, and for every machine with a host key in `host_keys` a member
 /// deploying its module over SSH. `inputs` (the flake's) is a module argument the flake passes through `mkRoot`'s
 /// `specialArgs`. Machines without a key are left out (their names are listed by [`HostKeys::missing`]), so
-/// evaluation never throws.
+/// evaluation never throws. `input_modules` are the flake inputs' modules every machine imports besides its own
+/// file (sops-nix's, see [`super::sops::input_modules`]): with any, a member's module imports them beside its file.
 pub(super) fn nixops4(
     machines: &[PlannedMachine],
     host_keys: &HostKeys,
+    input_modules: &[Expr],
 ) -> Result<Expr, DeployError> {
     let r = Expr::reference;
     let mut members = Vec::new();
@@ -34,10 +36,22 @@ pub(super) fn nixops4(
                 )?]),
             )?,
             Entry::dotted("nixpkgs", r("inputs.nixpkgs")?)?,
-            Entry::dotted(
-                "nixos.module",
-                Expr::SourcePath(SourcePath::new(&format!("./{}", machine.file))?),
-            )?,
+            Entry::dotted("nixos.module", {
+                let file = Expr::SourcePath(SourcePath::new(&format!("./{}", machine.file))?);
+                if input_modules.is_empty() {
+                    file
+                } else {
+                    // nixops4-nixos' `nixos.module` is a deferred module: one importing the file and the inputs'.
+                    Expr::attrs(vec![Entry::dotted(
+                        "imports",
+                        Expr::List(
+                            std::iter::once(file)
+                                .chain(input_modules.iter().cloned())
+                                .collect(),
+                        ),
+                    )?])
+                }
+            })?,
             Entry::dotted("ssh.host", Expr::string(&target.host)?)?,
             Entry::dotted(
                 "ssh.user",
@@ -103,12 +117,13 @@ mod tests {
                 .iter()
                 .map(|n| (n.to_string(), KEY.to_owned()))
                 .collect(),
+            stale: Vec::new(),
         }
     }
 
     /// The members' `ssh.*` lines, in order, as printed.
     fn ssh_lines(machines: &[PlannedMachine], host_keys: &HostKeys) -> Vec<String> {
-        print_expr(&nixops4(machines, host_keys).unwrap())
+        print_expr(&nixops4(machines, host_keys, &[]).unwrap())
             .lines()
             .map(str::trim)
             .filter(|l| l.starts_with("ssh."))
@@ -153,7 +168,7 @@ mod tests {
     #[test]
     fn machines_without_a_key_are_left_out_and_nothing_throws() {
         let machines = [machine("a", None), machine("b", None)];
-        let text = print_expr(&nixops4(&machines, &keys(&["b"])).unwrap());
+        let text = print_expr(&nixops4(&machines, &keys(&["b"]), &[]).unwrap());
         assert!(
             text.contains("members = {") && text.contains("b = {"),
             "{text}"
@@ -183,8 +198,9 @@ mod tests {
                     .enumerate()
                     .map(|(i, n)| (n.clone(), format!("{KEY}{i}")))
                     .collect(),
+                stale: Vec::new(),
             };
-            let text = print_expr(&nixops4(&machines, &host_keys).unwrap());
+            let text = print_expr(&nixops4(&machines, &host_keys, &[]).unwrap());
             let members: Vec<&str> = text
                 .lines()
                 .filter(|l| l.starts_with("    ") && !l.starts_with("     ") && l.ends_with(" = {"))

@@ -44,16 +44,20 @@ pub(super) fn garage_cluster_module(
     catalog: &Catalog,
     storage: &model::ObjectStorage,
 ) -> Result<Expr, DeployError> {
-    Ok(Expr::attrs(vec![Entry::dotted(
+    let secrets = super::secrets::garage_secrets(spec, catalog);
+    let mut entries = vec![Entry::dotted(
         "fediversity",
         Expr::attrs(vec![
             Entry::binding(
                 AttrPath::from(AttrName::new(model::OBJECT_STORAGE_APPLICATION)?),
                 garage_settings(storage)?,
             ),
-            super::secrets::secrets_binding(&super::secrets::garage_secrets(spec, catalog))?,
+            super::secrets::secrets_binding(&secrets)?,
         ]),
-    )?]))
+    )?];
+    // The same files through sops-nix, when the specification chose it (the cluster's: no operator).
+    entries.extend(super::sops::sops_secrets(spec, None, &secrets)?);
+    Ok(Expr::attrs(entries))
 }
 
 /// `{ enable = true; … }` for `fediversity.garage` on a machine that runs a node of the provider's Garage cluster.

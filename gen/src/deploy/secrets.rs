@@ -14,6 +14,7 @@
 
 use super::*;
 use crate::manifest::{Manifest, SecretAccess};
+use crate::model::FieldPath;
 
 /// The mode of every secret file: readable by its owner only (the reader, or root for a credential).
 pub(crate) const SECRET_MODE: &str = "0400";
@@ -38,6 +39,12 @@ pub(crate) struct MachineSecret {
     pub unit: String,
     /// What in the specification it holds.
     pub holds: Holds,
+    /// Whether the provider declares it (the Garage cluster's secrets, the SMTP password), not the machine's
+    /// operator: an operator may run an application named like the provider's (`garage`), whose secrets are its own.
+    pub provider: bool,
+    /// The specification's reference to it: a file the provider places, or a named secret (for sops-nix, the key
+    /// of the value in the sops file, see `super::sops::sops_key`).
+    pub reference: SecretRef,
 }
 
 /// What a machine's secret file holds.
@@ -55,9 +62,17 @@ pub(crate) enum Holds {
 }
 
 impl MachineSecret {
-    fn new(name: String, path: String, access: SecretAccess<'_>, holds: Holds) -> Self {
+    fn new(
+        name: String,
+        reference: &SecretRef,
+        path: String,
+        access: SecretAccess<'_>,
+        holds: Holds,
+    ) -> Self {
         Self {
+            provider: false,
             holds,
+            reference: reference.clone(),
             name,
             path,
             owner: access.owner().to_owned(),
@@ -99,6 +114,7 @@ pub(crate) fn application_secrets(
         if let Some(spec_secret) = manifest.secrets.get(name) {
             secrets.push(MachineSecret::new(
                 format!("{app}-{name}"),
+                secret,
                 secret_path(secret),
                 spec_secret.access(),
                 Holds::Manifest {
@@ -109,12 +125,16 @@ pub(crate) fn application_secrets(
         }
     }
     if let (Some(smtp), Some(reads)) = (&spec.provider.smtp, &manifest.needs.smtp_password) {
-        secrets.push(MachineSecret::new(
-            smtp_secret_name(app),
-            consumer_path(&smtp.password, app),
-            reads.access(),
-            Holds::SmtpPassword,
-        ));
+        secrets.push(MachineSecret {
+            provider: true,
+            ..MachineSecret::new(
+                smtp_secret_name(app),
+                &smtp.password,
+                consumer_path(&smtp.password, app),
+                reads.access(),
+                Holds::SmtpPassword,
+            )
+        });
     }
     if garage_node {
         secrets.extend(garage_secrets(spec, catalog));
@@ -136,17 +156,40 @@ pub(crate) fn garage_secrets(spec: &Spec, catalog: &Catalog) -> Vec<MachineSecre
         .iter()
         .filter_map(|(name, secret)| {
             let access = manifest.secrets.get(name)?.access();
-            Some(MachineSecret::new(
-                format!("{app}-{name}"),
-                secret_path(secret),
-                access,
-                Holds::Manifest {
-                    app: app.to_owned(),
-                    secret: name.clone(),
-                },
-            ))
+            Some(MachineSecret {
+                provider: true,
+                ..MachineSecret::new(
+                    format!("{app}-{name}"),
+                    secret,
+                    secret_path(secret),
+                    access,
+                    Holds::Manifest {
+                        app: app.to_owned(),
+                        secret: name.clone(),
+                    },
+                )
+            })
         })
         .collect()
+}
+
+/// The place in the specification where a machine's secret is declared, for messages: `operator` is the index of
+/// the machine's operator (none for a Garage node's own machine); the provider's secrets are the provider's.
+pub(crate) fn declared_at(operator: Option<usize>, secret: &MachineSecret) -> FieldPath {
+    match (&secret.holds, operator) {
+        (Holds::SmtpPassword, _) => FieldPath::of(&["provider", "smtp", "password"]),
+        (Holds::Manifest { app, secret: name }, Some(i)) if !secret.provider => {
+            FieldPath::of(&["operators"])
+                .index(i)
+                .key("applications")
+                .key(app)
+                .key("secrets")
+                .key(name)
+        }
+        (Holds::Manifest { secret: name, .. }, _) => {
+            FieldPath::of(&["provider", "object_storage", "secrets", name])
+        }
+    }
 }
 
 /// `fediversity.secrets = { <name> = { path; owner; group; mode; unit; }; … }` for a machine's module.
@@ -239,6 +282,8 @@ mod tests {
             mode: SECRET_MODE,
             unit: "x.service".to_owned(),
             holds: Holds::SmtpPassword,
+            provider: true,
+            reference: SecretRef::File(path.display().to_string()),
         }
     }
 

@@ -34,7 +34,8 @@ fn maximal(runtime: Value) -> Value {
             "network": {"name_servers": ["192.0.2.53"]},
             "dns": {"name_servers": ["ns1.p.example"], "hostmaster": "h@p.example", "ca": "letsencrypt.org",
                     "hosts": {"smtp": ["192.0.2.25"]}},
-            "deploy_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdYNUeo+gCtrilY6ZJYNEo+iuRvUHrf1n4ON9sJ"]
+            "deploy_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGPYcDdYNUeo+gCtrilY6ZJYNEo+iuRvUHrf1n4ON9sJ"],
+            "secrets": {"backend": "sops", "sops_file": "secrets/provider.yaml", "age_key_file": "/var/lib/sops-nix/key.txt"}
         },
         "operators": [{
             "name": "o", "domain": "o.example", "contact": "c@o.example",

@@ -26,18 +26,20 @@ pub fn check(spec: &Spec, catalog: &Catalog) -> Vec<Diagnostic> {
     object_storage(spec, catalog, &mut out);
     secret_files(spec, catalog, &mut out);
     deploy_keys(spec, &mut out);
+    deploy::sops::check(spec, catalog, &mut out);
     super::network_check::check(spec, catalog, &mut out);
     out
 }
 
 /// The files a valid specification names beside itself that are missing: each bare-metal host's
-/// `hardware_config`, relative to `spec_dir` (the specification file's folder). Apart from [`check`], which
+/// `hardware_config` and the sops backend's `sops_file`, relative to `spec_dir` (the specification file's folder). Apart from [`check`], which
 /// needs no file system (the panel checks specifications that are not files).
 pub(crate) fn files(spec: &Spec, spec_dir: &std::path::Path) -> Vec<Diagnostic> {
+    let mut out = sops_file(spec, spec_dir);
     let Runtime::BareMetal(bare) = &spec.provider.runtime else {
-        return Vec::new();
+        return out;
     };
-    bare.hosts
+    out.extend(bare.hosts
         .iter()
         .filter(|(_, host)| !spec_dir.join(&host.hardware_config).is_file())
         .map(|(name, host)| {
@@ -58,8 +60,35 @@ pub(crate) fn files(spec: &Spec, spec_dir: &std::path::Path) -> Vec<Diagnostic> 
                     spec_dir.display().to_string()
                 }
             ))
-        })
-        .collect()
+        }));
+    out
+}
+
+/// The sops file of the sops-nix backend, when it is missing beside the specification (`spec_dir`).
+fn sops_file(spec: &Spec, spec_dir: &std::path::Path) -> Vec<Diagnostic> {
+    let Some(sops) = deploy::sops::sops(spec) else {
+        return Vec::new();
+    };
+    if spec_dir.join(&sops.sops_file).is_file() {
+        return Vec::new();
+    }
+    vec![
+        Diagnostic::new(
+            FieldPath::of(&["provider", "secrets", "sops_file"]),
+            format!("the sops file `{}` does not exist", sops.sops_file),
+            "no such file",
+        )
+        .hint(format!(
+            "the path is relative to the specification's folder ({}): create it with `sops {}` (README, \"Placing \
+             secrets\") and commit it; it holds only encrypted values",
+            if spec_dir.as_os_str().is_empty() {
+                ".".to_owned()
+            } else {
+                spec_dir.display().to_string()
+            },
+            sops.sops_file
+        )),
+    ]
 }
 
 fn operator_path(i: usize) -> FieldPath {
@@ -853,16 +882,7 @@ fn object_storage(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
 /// Two secrets of one machine at one path: each file has one owner and mode, so the machine's secrets check could
 /// never pass for both (e.g. an application secret given the path of the provider's SMTP password copy).
 fn secret_files(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
-    use deploy::secrets::{Holds, MachineSecret, application_secrets, garage_secrets};
-    let at = |operator: Option<usize>, secret: &MachineSecret| match (&secret.holds, operator) {
-        (Holds::SmtpPassword, _) => FieldPath::of(&["provider", "smtp", "password"]),
-        (Holds::Manifest { app, secret }, Some(i)) if app != OBJECT_STORAGE_APPLICATION => {
-            app_path(i, app).key("secrets").key(secret)
-        }
-        (Holds::Manifest { secret, .. }, _) => {
-            FieldPath::of(&["provider", "object_storage", "secrets", secret])
-        }
-    };
+    use deploy::secrets::{MachineSecret, application_secrets, declared_at as at, garage_secrets};
     for machine in deploy::machines(spec, catalog) {
         let (operator, secrets) = match &machine.role {
             deploy::MachineRole::Application {

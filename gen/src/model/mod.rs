@@ -106,6 +106,33 @@ pub struct Provider {
     /// machine, in its image too, so NixOps4 can reach a machine the image just started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deploy_keys: Vec<String>,
+    /// How secrets reach the machines: files the provider places (the default), or sops-nix decrypting one
+    /// encrypted file of the repository on each machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SecretsBackend>,
+}
+
+/// How the secret files every machine declares (`fediversity.secrets`) get there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "backend", rename_all = "kebab-case")]
+pub enum SecretsBackend {
+    /// The provider's tooling places each file at its path (`install -o … -m 0400`), the default.
+    Files,
+    /// sops-nix decrypts each secret from one encrypted file kept in the repository, at activation.
+    Sops(Sops),
+}
+
+/// The sops-nix backend: where the encrypted file is, and the key each machine decrypts it with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sops {
+    /// The encrypted file (`.yaml`, `.yml` or `.json`, written with `sops`), committed in the repository, relative
+    /// to the specification file. Only this encrypted file enters the Nix store.
+    pub sops_file: String,
+    /// The machine's age key file (`sops.age.keyFile`), placed by the provider; when absent, each machine
+    /// decrypts with the age key sops-nix derives from its SSH ed25519 host key (`sops.age.sshKeyPaths`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_key_file: Option<String>,
 }
 
 /// The runtime backend that creates and runs machines.

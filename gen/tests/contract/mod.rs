@@ -516,3 +516,140 @@ fn ssh_hosts(text: &str) -> Vec<String> {
     }
     hosts
 }
+
+/// The key a secret reference has in the sops file, as README ("Placing secrets") documents it: a named secret's
+/// name, or for a file the place the specification declares it (`declared`, e.g. `operators/<op>/<app>/<secret>`).
+fn documented_key(reference: &fedigen::model::SecretRef, declared: String) -> String {
+    match reference {
+        fedigen::model::SecretRef::Secret(name) => name.clone(),
+        fedigen::model::SecretRef::File(_) => declared,
+    }
+}
+
+/// Every violation of the sops-nix contract of a specification with `backend = "sops"`: each machine imports
+/// `deployments/sops.nix`; its `sops.secrets` are exactly its `fediversity.secrets`, one for one by path, with
+/// the same owner, group and mode and its reading unit in `restartUnits`; a path below `/run/secrets/` is the
+/// secret's sops-nix name (sops-nix writes the file there, no symlink); and the keys of the machine are those the
+/// README documents for the secrets of the specification the machine reads (a named secret by its name, shared by
+/// every machine; a file by where it is declared).
+pub fn sops_violations(
+    spec: &fedigen::model::Spec,
+    machines: &[PlannedMachine],
+    files: &BTreeMap<PathBuf, String>,
+    catalog: &fedigen::model::Catalog,
+) -> Vec<String> {
+    use fedigen::deploy::MachineRole;
+    let mut out = Vec::new();
+    let garage_keys: BTreeSet<String> = spec
+        .provider
+        .object_storage
+        .iter()
+        .flat_map(|s| &s.secrets)
+        .map(|(name, r)| documented_key(r, format!("provider/garage/{name}")))
+        .collect();
+    for machine in machines {
+        let name = &machine.name;
+        let mut d = Definitions::default();
+        if let Err(e) = read(files, &Path::new("deployments").join(&machine.file), &mut d) {
+            out.push(format!("{name}: {e}"));
+            continue;
+        }
+        if defines(&d, &["sops", "defaultSopsFormat"]).is_none() {
+            out.push(format!("{name}: does not import deployments/sops.nix"));
+        }
+        let mut declared: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        let mut sops: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        for (path, value) in &d.values {
+            if let [a, b, secret, field] = path.as_slice() {
+                let into = match (a.as_str(), b.as_str()) {
+                    ("fediversity", "secrets") => &mut declared,
+                    ("sops", "secrets") => &mut sops,
+                    _ => continue,
+                };
+                into.entry(secret.clone())
+                    .or_default()
+                    .insert(field.clone(), value.clone());
+            }
+        }
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
+        let mut expected_keys: BTreeSet<String> = BTreeSet::new();
+        let shares_node = spec.provider.object_storage.as_ref().is_some_and(|s| {
+            s.nodes
+                .values()
+                .any(|n| n.machine.as_deref() == Some(name.as_str()))
+        });
+        if let MachineRole::Application {
+            operator,
+            application,
+        } = &machine.role
+        {
+            let op = &spec.operators[*operator];
+            for (secret, reference) in &op.applications[application].secrets {
+                expected_keys.insert(documented_key(
+                    reference,
+                    format!("operators/{}/{application}/{secret}", op.name),
+                ));
+            }
+            if let Some(smtp) = &spec.provider.smtp
+                && catalog.manifests[application].needs.smtp_password.is_some()
+            {
+                expected_keys.insert(documented_key(
+                    &smtp.password,
+                    "provider/smtp-password".to_owned(),
+                ));
+            }
+        }
+        if shares_node || matches!(machine.role, MachineRole::GarageNode(_)) {
+            expected_keys.extend(garage_keys.iter().cloned());
+        }
+        let keys: BTreeSet<String> = sops.values().map(|f| text(f.get("key"))).collect();
+        if keys != expected_keys {
+            let list = |k: &BTreeSet<String>| k.iter().cloned().collect::<Vec<_>>().join(", ");
+            out.push(format!(
+                "{name}: the sops keys are [{}], the README's for its secrets [{}]",
+                list(&keys),
+                list(&expected_keys)
+            ));
+        }
+        if sops.len() != declared.len() {
+            out.push(format!(
+                "{name}: {} sops.secrets for {} fediversity.secrets",
+                sops.len(),
+                declared.len()
+            ));
+        }
+        for (secret, fields) in &declared {
+            let path = text(fields.get("path"));
+            let Some((sops_name, s)) = sops.iter().find(|(_, s)| text(s.get("path")) == path)
+            else {
+                out.push(format!(
+                    "{name}: the secret {secret} ({path}) has no sops.secrets entry"
+                ));
+                continue;
+            };
+            for field in ["owner", "group", "mode"] {
+                if s.get(field) != fields.get(field) {
+                    out.push(format!(
+                        "{name}: sops.secrets.\"{sops_name}\".{field} is {}, fediversity.secrets.{secret}.{field} {}",
+                        text(s.get(field)),
+                        text(fields.get(field))
+                    ));
+                }
+            }
+            let units = s.get("restartUnits").cloned().unwrap_or(Value::Null);
+            if units != Value::Array(vec![fields.get("unit").cloned().unwrap_or(Value::Null)]) {
+                out.push(format!(
+                    "{name}: sops.secrets.\"{sops_name}\".restartUnits is {units}, not the reading unit"
+                ));
+            }
+            if let Some(rest) = path.strip_prefix("/run/secrets/")
+                && rest != sops_name
+            {
+                out.push(format!(
+                    "{name}: sops.secrets.\"{sops_name}\" at {path}: sops-nix would link it inside /run/secrets"
+                ));
+            }
+        }
+    }
+    out
+}

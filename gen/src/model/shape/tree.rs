@@ -372,6 +372,31 @@ pub fn spec_shape() -> Shape {
             List(Box::new(Str(F::Text))),
             "the public SSH keys the deployment logs in with as root, authorized on every machine (`ssh-ed25519 AAAA…`)",
         ),
+        opt(
+            "secrets",
+            Tagged(
+                "backend",
+                vec![
+                    ("files", vec![]),
+                    (
+                        "sops",
+                        vec![
+                            req(
+                                "sops_file",
+                                Str(F::SourceFile),
+                                "the file encrypted with `sops` (`.yaml`, `.yml` or `.json`), committed in the repository, relative to the specification file",
+                            ),
+                            opt(
+                                "age_key_file",
+                                Str(F::AbsolutePath),
+                                "the age key file on every machine (`sops.age.keyFile`); default: the key sops-nix derives from the SSH ed25519 host key",
+                            ),
+                        ],
+                    ),
+                ],
+            ),
+            "how secrets reach the machines: `backend` is files (the provider places each file, the default) or sops (sops-nix decrypts `sops_file`)",
+        ),
     ]);
     let machine = Object(vec![
         opt(
