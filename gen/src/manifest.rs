@@ -36,6 +36,8 @@ pub struct Manifest {
     pub health: Health,
     /// One real action through the application's own admin tool, for the VM test.
     pub admin_action: Option<AdminAction>,
+    /// What the application keeps (databases, buckets, directories, identity): what a migration moves.
+    pub state: crate::state::State,
 }
 
 /// The application's identity.
@@ -398,6 +400,8 @@ struct RawManifest {
     health: Health,
     #[serde(default)]
     admin_action: Option<AdminAction>,
+    #[serde(default)]
+    state: crate::state::State,
 }
 
 #[derive(Deserialize)]
@@ -680,6 +684,8 @@ impl Manifest {
             .map_or(Some(None), |v| {
                 p.read("admin_action", "[admin_action]", v).map(Some)
             });
+        let state: Option<crate::state::State> =
+            take("state").map_or(Some(Default::default()), |v| p.read("state", "[state]", v));
         let mut ports = Some(Vec::new());
         match take("ports") {
             Some(toml::Value::Array(items)) => {
@@ -842,6 +848,12 @@ impl Manifest {
                 p.at_key(path, "[needs.smtp_password]: only an application with `smtp = true` reads the SMTP password".into());
             }
         }
+        if let (Some(state), Some(needs), true) = (&state, &needs, secrets_ok) {
+            let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
+            for (path, message) in state.problems(&names, &needs.s3_buckets) {
+                p.at_value(&format!("state.{path}"), format!("[state]: {message}"));
+            }
+        }
         if let Some(health) = &health {
             for (i, check) in health.http.iter().enumerate() {
                 if !check.path.starts_with('/') {
@@ -862,6 +874,7 @@ impl Manifest {
             health,
             admin_action,
             ports,
+            state,
             p.found.is_empty() && secrets_ok && options_ok,
         ) {
             (
@@ -871,6 +884,7 @@ impl Manifest {
                 Some(health),
                 Some(admin_action),
                 Some(ports),
+                Some(state),
                 true,
             ) => Ok(Self {
                 application,
@@ -881,6 +895,7 @@ impl Manifest {
                 ports,
                 health,
                 admin_action,
+                state,
             }),
             _ => {
                 let mut problems = p.found;
@@ -2000,6 +2015,53 @@ units = []
                 // Loading succeeded, so access() cannot panic; the unit is a service of the application.
                 assert!(secret.access().unit().ends_with(".service"), "{app}");
             }
+        }
+    }
+
+    #[test]
+    fn state_is_read_strictly_and_located() {
+        let err = parse(
+            "[needs]\ns3_buckets = [\"media\"]\n[state]\nbuckets = []\n[state.directories.data]\npath = \"var/lib/x\"\nowner = \"x\"\ngroup = \"x\"\nsource = \"s\"\n[state.identity.key]\ndescription = \"d\"\nfile = \"/var/lib/x/k\"\nowner = \"x\"\ngroup = \"x\"\nmode = \"0644\"\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        let base = MINIMAL.lines().count();
+        for (line, needle) in [
+            (base + 4, "[state]: `needs.s3_buckets` has `media`"),
+            (base + 6, "[state]: `var/lib/x` must be an absolute path"),
+            (base + 15, "[state]: `0644` lets every user"),
+        ] {
+            assert!(
+                text.contains(&format!("manifest.toml:{line}:")) && text.contains(needle),
+                "{needle} at line {line}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn state_refuses_unknown_fields_at_their_place() {
+        let err = parse("[state.identity.key]\ndescription = \"d\"\nsize = 3\n").unwrap_err();
+        let line = MINIMAL.lines().count() + 3;
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("manifest.toml:{line}:"))
+                && text.contains("`identity.key.size`: unknown field `size`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_templates_declare_their_state() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+        for app in ["mastodon", "matrix-synapse", "peertube", "pixelfed"] {
+            let m = Manifest::load(&root.join(app).join("manifest.toml")).unwrap();
+            assert!(!m.state.directories.is_empty(), "{app}: no directory");
+            assert!(!m.state.databases.is_empty(), "{app}: no database");
+            assert!(!m.state.identity.is_empty(), "{app}: no identity");
+            assert!(
+                m.state.upstream_module.is_some(),
+                "{app}: no upstream module"
+            );
         }
     }
 }
