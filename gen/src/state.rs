@@ -110,17 +110,7 @@ impl Identity {
     /// The mode as a number, when it is an octal mode of at most four digits without write or any access for
     /// others (a secret is never world-readable).
     pub fn mode_bits(&self) -> Result<u32, String> {
-        let m = &self.mode;
-        let bits = (m.len() >= 3 && m.len() <= 4 && m.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-            .then(|| u32::from_str_radix(m, 8).ok())
-            .flatten()
-            .ok_or_else(|| format!("`{m}` is not an octal mode such as \"0600\""))?;
-        if bits & 0o007 != 0 {
-            return Err(format!(
-                "`{m}` lets every user of the machine read or change the secret; use \"0600\" or \"0640\""
-            ));
-        }
-        Ok(bits)
+        crate::migrate::job::mode_bits(&self.mode)
     }
 }
 
