@@ -136,10 +136,11 @@ pub fn compare(source: &S3, target: &S3) -> Result<Comparison, S3Error> {
         };
         match mark {
             "=" => result.equal += 1,
-            "-" => result
+            // rclone's marks: `+` only in the first (source) remote, `-` only in the second (target).
+            "+" => result
                 .differences
                 .push(format!("only at the source: {key}")),
-            "+" => result
+            "-" => result
                 .differences
                 .push(format!("only at the target: {key}")),
             "*" => result.differences.push(format!("differs: {key}")),
