@@ -259,17 +259,17 @@ pub fn scan_upstream(text: &str) -> Vec<UpstreamDirectory> {
                     });
                 }
             }
-        } else if last == "dataDir" || last == "stateDir" {
-            if let Some(default) = option_default(&value) {
-                if default.starts_with('/') && !default.starts_with("/nix/store") {
-                    let path = default.trim_end_matches('/').to_owned();
-                    found.entry(path.clone()).or_insert(UpstreamDirectory {
-                        path,
-                        position: at,
-                        how: "dataDir",
-                    });
-                }
-            }
+        } else if (last == "dataDir" || last == "stateDir")
+            && let Some(default) = option_default(&value)
+            && default.starts_with('/')
+            && !default.starts_with("/nix/store")
+        {
+            let path = default.trim_end_matches('/').to_owned();
+            found.entry(path.clone()).or_insert(UpstreamDirectory {
+                path,
+                position: at,
+                how: "dataDir",
+            });
         }
     }
     found.into_values().collect()

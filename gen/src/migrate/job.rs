@@ -337,13 +337,13 @@ impl Job {
                         );
                     }
                 }
-                if let Some(file) = &pg.password_file {
-                    if !file.is_absolute() {
-                        problem(
-                            format!("databases[{i}].{side}.password_file"),
-                            "must be an absolute path".into(),
-                        );
-                    }
+                if let Some(file) = &pg.password_file
+                    && !file.is_absolute()
+                {
+                    problem(
+                        format!("databases[{i}].{side}.password_file"),
+                        "must be an absolute path".into(),
+                    );
                 }
             }
         }
@@ -383,13 +383,13 @@ impl Job {
                     Err(m) => problem(format!("directories[{i}].{side}"), m),
                 }
             }
-            if let [Location::Local(a), Location::Local(b)] = locations.as_slice() {
-                if a.starts_with(b) || b.starts_with(a) {
-                    problem(
-                        format!("directories[{i}].target"),
-                        "source and target must not contain one another".into(),
-                    );
-                }
+            if let [Location::Local(a), Location::Local(b)] = locations.as_slice()
+                && (a.starts_with(b) || b.starts_with(a))
+            {
+                problem(
+                    format!("directories[{i}].target"),
+                    "source and target must not contain one another".into(),
+                );
             }
         }
         for (i, s) in self.identity.iter().enumerate() {
