@@ -684,8 +684,12 @@ impl Manifest {
             .map_or(Some(None), |v| {
                 p.read("admin_action", "[admin_action]", v).map(Some)
             });
+        // A manifest without `[state]` declares nothing yet (older or frozen manifests): only a declared state is
+        // checked against the rest of the manifest.
+        let state_value = take("state");
+        let state_declared = state_value.is_some();
         let state: Option<crate::state::State> =
-            take("state").map_or(Some(Default::default()), |v| p.read("state", "[state]", v));
+            state_value.map_or(Some(Default::default()), |v| p.read("state", "[state]", v));
         let mut ports = Some(Vec::new());
         match take("ports") {
             Some(toml::Value::Array(items)) => {
@@ -848,7 +852,8 @@ impl Manifest {
                 p.at_key(path, "[needs.smtp_password]: only an application with `smtp = true` reads the SMTP password".into());
             }
         }
-        if let (Some(state), Some(needs), true) = (&state, &needs, secrets_ok) {
+        if let (Some(state), Some(needs), true, true) = (&state, &needs, secrets_ok, state_declared)
+        {
             let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
             for (path, message) in state.problems(&names, &needs.s3_buckets) {
                 p.at_value(&format!("state.{path}"), format!("[state]: {message}"));
@@ -2036,6 +2041,12 @@ units = []
                 "{needle} at line {line}:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn a_manifest_without_state_declares_nothing_and_is_not_held_to_it() {
+        let m = parse("[needs]\ns3_buckets = [\"media\"]\n").unwrap();
+        assert_eq!(m.state, crate::state::State::default());
     }
 
     #[test]
