@@ -870,9 +870,10 @@ fn random_data_shapes_migrate_with_equal_data() {
         failure_persistence: None,
         ..ProptestConfig::default()
     };
-    let mut case = 0;
+    let counter = std::cell::Cell::new(0usize);
     let result = proptest::test_runner::TestRunner::new(config).run(&shape(), |s| {
-        case += 1;
+        counter.set(counter.get() + 1);
+        let case = counter.get();
         w.pg_a.app("TRUNCATE t");
         for (text, bytes) in &s.rows {
             let hexed: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

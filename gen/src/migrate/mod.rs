@@ -11,12 +11,14 @@
 //!   DNS), resumable, and the rollback;
 //! - `verify.rs` — the comparison of target and source;
 //! - `tree.rs` (folders: exact incremental copy, checksum manifests), `pg.rs` (pg_dump/pg_restore/psql), `s3.rs`
-//!   (rclone configured through its environment), `exec.rs` (children that die with fedigen).
+//!   (rclone configured through its environment), `remote.rs` (a file here or over ssh), `exec.rs` (children
+//!   that die with fedigen).
 
 pub(crate) mod exec;
 pub mod job;
 pub mod journal;
 pub(crate) mod pg;
+pub mod remote;
 pub mod run;
 pub(crate) mod s3;
 pub mod tree;

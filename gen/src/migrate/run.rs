@@ -150,13 +150,6 @@ fn step_error(step: &str, e: impl Into<StepFailure>) -> RunError {
 /// A failure's text and whether the environment is the cause.
 pub(crate) struct StepFailure(String, bool);
 
-impl StepFailure {
-    /// The failure, for people.
-    pub(crate) fn message(&self) -> &str {
-        &self.0
-    }
-}
-
 impl From<ExecError> for StepFailure {
     fn from(e: ExecError) -> Self {
         let env = matches!(e, ExecError::Missing { .. });
@@ -184,6 +177,16 @@ impl From<s3::S3Error> for StepFailure {
         }
     }
 }
+impl From<super::remote::RemoteError> for StepFailure {
+    fn from(e: super::remote::RemoteError) -> Self {
+        match e {
+            super::remote::RemoteError::Exec(e) => e.into(),
+            super::remote::RemoteError::Io(e) => e.into(),
+            super::remote::RemoteError::Location(m) => StepFailure(m, false),
+        }
+    }
+}
+
 impl From<VerifyError> for StepFailure {
     fn from(e: VerifyError) -> Self {
         match e {
@@ -191,6 +194,7 @@ impl From<VerifyError> for StepFailure {
             VerifyError::S3(e) => e.into(),
             VerifyError::Io(e) => e.into(),
             VerifyError::Exec(e) => e.into(),
+            VerifyError::Remote(e) => e.into(),
         }
     }
 }
@@ -326,21 +330,8 @@ fn copy_directory(source: &str, target: &str) -> Result<(), StepFailure> {
     }
 }
 
-/// Reads a secret at `location` (local, or over ssh), never logged.
-pub(crate) fn read_secret(location: &str) -> Result<Vec<u8>, StepFailure> {
-    match Location::parse(location).map_err(|m| StepFailure(m, false))? {
-        Location::Local(p) => std::fs::read(&p).map_err(|e| IoError::new("read", &p, e).into()),
-        Location::Ssh { host, path } => {
-            let mut c = Command::new("ssh");
-            c.args([host.as_str(), "--", "cat", "--", path.as_str()]);
-            let out = exec::checked(c, &format!("read {location}"))?;
-            Ok(out.stdout)
-        }
-    }
-}
-
 fn place_secret(s: &SecretMove) -> Result<(), StepFailure> {
-    let bytes = read_secret(&s.source)?;
+    let bytes = super::remote::read(&s.source)?;
     let mode = super::job::mode_bits(&s.mode).map_err(|m| StepFailure(m, false))?;
     if let Some(dir) = s.target.parent() {
         std::fs::create_dir_all(dir).map_err(|e| IoError::new("create", dir, e))?;

@@ -31,6 +31,9 @@ pub enum VerifyError {
     /// A remote folder's manifest could not be made.
     #[error(transparent)]
     Exec(#[from] ExecError),
+    /// A secret could not be read.
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
 }
 
 /// The comparison of one thing the job moves.
@@ -148,13 +151,7 @@ pub fn verify(job: &Job) -> Result<Report, VerifyError> {
                 .map(|b| format!("{b:02x}"))
                 .collect()
         };
-        let source = super::run::read_secret(&s.source).map_err(|f| {
-            VerifyError::Io(IoError::new(
-                "read the secret",
-                s.source.as_str(),
-                std::io::Error::other(f.message()),
-            ))
-        })?;
+        let source = super::remote::read(&s.source)?;
         let mut differences = Vec::new();
         match std::fs::read(&s.target) {
             Ok(target) if digest(&target) == digest(&source) => {}
