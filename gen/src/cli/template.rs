@@ -281,20 +281,8 @@ fn check(
 fn upstream_state(repo: &Path, manifest: &Manifest, nixpkgs: Option<&Path>) -> Vec<String> {
     let app = &manifest.application.name;
     let relative = Path::new("templates").join(app).join("manifest.toml");
-    let Some(module) = &manifest.state.upstream_module else {
-        if app != "garage" {
-            crate::cli::output::info!(
-                "note: {}: no `[state] upstream_module`: the state upstream keeps is not compared with the manifest",
-                relative.display()
-            );
-        }
-        return Vec::new();
-    };
-    let Some(nixpkgs) = nixpkgs else {
-        crate::cli::output::info!(
-            "note: {}: the state {module} keeps is not compared (pass --nixpkgs DIR or set FEDIGEN_NIXPKGS)",
-            relative.display()
-        );
+    // Without a checkout (or an upstream module named), nothing is compared: `--nixpkgs` says so in --help.
+    let (Some(module), Some(nixpkgs)) = (&manifest.state.upstream_module, nixpkgs) else {
         return Vec::new();
     };
     let path = nixpkgs.join(module);
