@@ -43,6 +43,8 @@ pub struct Manifest {
     pub admin_account: Option<AdminAccount>,
     /// What the VM tests do with the application as people do (`[test]`).
     pub test: TestPlan,
+    /// What the application keeps (databases, buckets, directories, identity): what a migration moves.
+    pub state: crate::state::State,
 }
 
 /// The application's identity.
@@ -430,6 +432,7 @@ struct RawManifest {
     #[serde(default)]
     admin_account: Option<AdminAccount>,
     test: TestPlan,
+    state: crate::state::State,
 }
 
 #[derive(Deserialize)]
@@ -718,6 +721,12 @@ impl Manifest {
             });
         let test: Option<TestPlan> =
             take("test").map_or(Some(TestPlan::default()), |v| p.read("test", "[test]", v));
+        // A manifest without `[state]` declares nothing yet (older or frozen manifests): only a declared state is
+        // checked against the rest of the manifest.
+        let state_value = take("state");
+        let state_declared = state_value.is_some();
+        let state: Option<crate::state::State> =
+            state_value.map_or(Some(Default::default()), |v| p.read("state", "[state]", v));
         let mut ports = Some(Vec::new());
         match take("ports") {
             Some(toml::Value::Array(items)) => {
@@ -928,6 +937,13 @@ impl Manifest {
                 );
             }
         }
+        if let (Some(state), Some(needs), true, true) = (&state, &needs, secrets_ok, state_declared)
+        {
+            let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
+            for (path, message) in state.problems(&names, &needs.s3_buckets) {
+                p.at_value(&format!("state.{path}"), format!("[state]: {message}"));
+            }
+        }
         if let Some(health) = &health {
             for (i, check) in health.http.iter().enumerate() {
                 if !check.path.starts_with('/') {
@@ -954,6 +970,7 @@ impl Manifest {
             (admin_action, admin_account),
             ports,
             test,
+            state,
             p.found.is_empty() && secrets_ok && options_ok,
         ) {
             (
@@ -964,6 +981,7 @@ impl Manifest {
                 (Some(admin_action), Some(admin_account)),
                 Some(ports),
                 Some(test),
+                Some(state),
                 true,
             ) => Ok(Self {
                 application,
@@ -976,6 +994,7 @@ impl Manifest {
                 admin_action,
                 admin_account,
                 test,
+                state,
             }),
             _ => {
                 let mut problems = p.found;
@@ -2107,6 +2126,59 @@ units = []
                 // Loading succeeded, so access() cannot panic; the unit is a service of the application.
                 assert!(secret.access().unit().ends_with(".service"), "{app}");
             }
+        }
+    }
+
+    #[test]
+    fn state_is_read_strictly_and_located() {
+        let err = parse(
+            "[needs]\ns3_buckets = [\"media\"]\n[state]\nbuckets = []\n[state.directories.data]\npath = \"var/lib/x\"\nowner = \"x\"\ngroup = \"x\"\nsource = \"s\"\n[state.identity.key]\ndescription = \"d\"\nfile = \"/var/lib/x/k\"\nowner = \"x\"\ngroup = \"x\"\nmode = \"0644\"\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        let base = MINIMAL.lines().count();
+        for (line, needle) in [
+            (base + 4, "[state]: `needs.s3_buckets` has `media`"),
+            (base + 6, "[state]: `var/lib/x` must be an absolute path"),
+            (base + 15, "[state]: `0644` lets every user"),
+        ] {
+            assert!(
+                text.contains(&format!("manifest.toml:{line}:")) && text.contains(needle),
+                "{needle} at line {line}:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_manifest_without_state_declares_nothing_and_is_not_held_to_it() {
+        let m = parse("[needs]\ns3_buckets = [\"media\"]\n").unwrap();
+        assert_eq!(m.state, crate::state::State::default());
+    }
+
+    #[test]
+    fn state_refuses_unknown_fields_at_their_place() {
+        let err = parse("[state.identity.key]\ndescription = \"d\"\nsize = 3\n").unwrap_err();
+        let line = MINIMAL.lines().count() + 3;
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("manifest.toml:{line}:"))
+                && text.contains("`identity.key.size`: unknown field `size`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_shipped_templates_declare_their_state() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+        for app in ["mastodon", "matrix-synapse", "peertube", "pixelfed"] {
+            let m = Manifest::load(&root.join(app).join("manifest.toml")).unwrap();
+            assert!(!m.state.directories.is_empty(), "{app}: no directory");
+            assert!(!m.state.databases.is_empty(), "{app}: no database");
+            assert!(!m.state.identity.is_empty(), "{app}: no identity");
+            assert!(
+                m.state.upstream_module.is_some(),
+                "{app}: no upstream module"
+            );
         }
     }
 }

@@ -693,3 +693,43 @@ fn mangled_modules_are_imported_or_refused_never_a_broken_manifest() {
         })
         .unwrap();
 }
+
+/// `template import` drafts `[state]` from the directories the module keeps (StateDirectory=, a dataDir
+/// default), with TODOs where a person decides, and the draft loads as a manifest.
+#[test]
+fn import_drafts_the_state_the_module_keeps() {
+    let text = r#"{ config, lib, ... }:
+let cfg = config.services.keeper; in {
+  options.services.keeper = {
+    enable = lib.mkEnableOption "Keeper";
+    dataDir = lib.mkOption { type = lib.types.str; default = "/srv/keeper"; description = "Data."; };
+  };
+  config = lib.mkIf cfg.enable {
+    systemd.services.keeper.serviceConfig.StateDirectory = "keeper";
+  };
+}
+"#;
+    let imported = fedigen::import::import_module(
+        "nixpkgs/nixos/modules/services/misc/keeper.nix",
+        text,
+        None,
+    )
+    .unwrap();
+    let state = &imported.manifest.state;
+    assert_eq!(
+        state.upstream_module.as_deref(),
+        Some("nixos/modules/services/misc/keeper.nix")
+    );
+    let paths: Vec<&str> = state
+        .directories
+        .values()
+        .map(|d| d.path.as_str())
+        .collect();
+    assert_eq!(paths, ["/srv/keeper", "/var/lib/keeper"]);
+    assert!(state.directories.values().all(|d| d.owner == "TODO"));
+    assert!(
+        imported
+            .manifest_text
+            .contains("TODO: check — StateDirectory at line 8")
+    );
+}

@@ -5,6 +5,7 @@ pub mod edit;
 pub mod error;
 pub mod generate;
 pub mod help;
+pub mod migrate;
 pub mod model;
 pub mod nix;
 pub mod output;

@@ -52,6 +52,11 @@ pub enum TemplateCommand {
         /// "line", "column", "message"}]}`. Each message starts with its file:line:column. Same exit status.
         #[arg(long)]
         json: bool,
+        /// A nixpkgs checkout (full or partial; default: FEDIGEN_NIXPKGS) in which each manifest's
+        /// `[state] upstream_module` is read statically: a directory the upstream module keeps
+        /// (`StateDirectory=`, a `dataDir` default) that no `[state.directories]` entry holds is a problem.
+        #[arg(long, value_name = "DIR")]
+        nixpkgs: Option<PathBuf>,
     },
     /// Write `templates/<app>/manifest.toml` from the option declarations of an existing NixOS module (such
     /// as nixpkgs' `nixos/modules/services/web-apps/foo.nix`), read statically: the module is never evaluated.
@@ -88,7 +93,8 @@ pub fn run(command: TemplateCommand) -> CliResult {
             repo,
             allow_drafts,
             json,
-        } => check(app.as_deref(), repo, allow_drafts, json),
+            nixpkgs,
+        } => check(app.as_deref(), repo, allow_drafts, json, nixpkgs),
         TemplateCommand::Import {
             module,
             name,
@@ -116,7 +122,13 @@ fn new(app: &str, repo: Option<PathBuf>) -> CliResult {
     Ok(Status::Success)
 }
 
-fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: bool) -> CliResult {
+fn check(
+    app: Option<&str>,
+    repo: Option<PathBuf>,
+    allow_drafts: bool,
+    json: bool,
+    nixpkgs: Option<PathBuf>,
+) -> CliResult {
     let repo = repository(repo)?;
     let manifests = match Manifest::load_all(&repo.join("templates")) {
         Ok(all) => all
@@ -178,6 +190,16 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: boo
                     ));
                 }
             }
+        }
+    }
+    let nixpkgs = nixpkgs.or_else(|| {
+        std::env::var_os("FEDIGEN_NIXPKGS")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    for manifest in &manifests {
+        for problem in upstream_state(&repo, manifest, nixpkgs.as_deref()) {
+            report(problem);
         }
     }
     let mut sources = Vec::new();
@@ -252,6 +274,34 @@ fn check(app: Option<&str>, repo: Option<PathBuf>, allow_drafts: bool, json: boo
         );
         Ok(Status::Success)
     }
+}
+
+/// The state `manifest`'s upstream module keeps that its `[state]` does not declare, read from the nixpkgs
+/// checkout when there is one (a note says what was not checked otherwise).
+fn upstream_state(repo: &Path, manifest: &Manifest, nixpkgs: Option<&Path>) -> Vec<String> {
+    let app = &manifest.application.name;
+    let relative = Path::new("templates").join(app).join("manifest.toml");
+    // Without a checkout (or an upstream module named), nothing is compared: `--nixpkgs` says so in --help.
+    let (Some(module), Some(nixpkgs)) = (&manifest.state.upstream_module, nixpkgs) else {
+        return Vec::new();
+    };
+    let path = nixpkgs.join(module);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        crate::cli::output::info!(
+            "note: {}: {} is not in the nixpkgs checkout: its state is not compared",
+            relative.display(),
+            path.display()
+        );
+        return Vec::new();
+    };
+    let manifest_text = std::fs::read_to_string(repo.join(&relative)).unwrap_or_default();
+    fedigen::state::undeclared(
+        &manifest.state,
+        &relative.display().to_string(),
+        &manifest_text,
+        &path.display().to_string(),
+        &text,
+    )
 }
 
 /// The manifest as written, then with its options' defaults replaced by edge values, round-robin.

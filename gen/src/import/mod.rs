@@ -265,7 +265,10 @@ pub fn import_module(file: &str, text: &str, name: Option<&str>) -> Result<Impor
         ));
     }
     let draft = assemble(file, name, upstream, reader);
-    let manifest_text = render(&draft);
+    // The state the module keeps (StateDirectory=, dataDir defaults), drafted with TODOs for a person to finish.
+    let upstream_module = file.find("nixos/modules/").map(|i| &file[i..]);
+    let manifest_text =
+        render(&draft) + &crate::state::draft(&crate::state::scan_upstream(text), upstream_module);
     let manifest_path = PathBuf::from(format!("templates/{}/manifest.toml", draft.name));
     let manifest =
         Manifest::parse(&manifest_path, &manifest_text).map_err(ImportError::Manifest)?;

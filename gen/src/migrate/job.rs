@@ -1,0 +1,557 @@
+//! The migration job: the JSON file `fedigen migrate run|verify|rollback` is given. It names, for one operator,
+//! every database, bucket, directory and identity secret to move (each with its source at the old provider and
+//! its target at the new one) and the commands that freeze the source, start and health-check the target, switch
+//! DNS, and start the source again on rollback.
+//!
+//! Why a file of its own: the planner (`fedigen migrate plan`) writes it from the manifests' `[state]` and the
+//! two providers' specifications, and it is the one input of the code that runs on the machines and in the
+//! tests. It holds **no secrets**: passwords and S3 keys are files named here and read when a step runs.
+//! Commands are argument vectors, never shell text.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A whole migration of one operator from one provider to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// The operator being moved (for messages and the journal).
+    pub operator: String,
+    /// The databases, each dumped at the source after the freeze and restored at the target.
+    #[serde(default)]
+    pub databases: Vec<DatabaseMove>,
+    /// The buckets, copied while the source runs and again (the delta) after the freeze.
+    #[serde(default)]
+    pub buckets: Vec<BucketMove>,
+    /// The directories, copied while the source runs and again (the delta) after the freeze.
+    #[serde(default)]
+    pub directories: Vec<DirectoryMove>,
+    /// The identity secrets, placed at the target after the freeze.
+    #[serde(default)]
+    pub identity: Vec<SecretMove>,
+    /// The commands of the freeze, the target's start, its health checks, the DNS switch and the rollback.
+    #[serde(default)]
+    pub commands: Commands,
+}
+
+/// One PostgreSQL database to move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseMove {
+    /// A short name, unique in the job (the journal's step names use it).
+    pub name: String,
+    /// Where it is now.
+    pub source: Postgres,
+    /// Where it goes: the database must exist (the target's module creates it), owned by `user`.
+    pub target: Postgres,
+}
+
+/// A PostgreSQL connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Postgres {
+    /// A host name, an address, or a folder holding the server's Unix socket (`/run/postgresql`).
+    pub host: String,
+    /// The server's port.
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// The role to connect as (at the target: the application's, so restored objects are its own).
+    pub user: String,
+    /// The database.
+    pub database: String,
+    /// A file holding the role's password, when the server asks for one (read when the step runs).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+/// One bucket to move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketMove {
+    /// A short name, unique in the job.
+    pub name: String,
+    /// The bucket at the source's object storage.
+    pub source: S3,
+    /// The bucket at the target's object storage (it must exist, writable with the key).
+    pub target: S3,
+}
+
+/// A bucket on an S3 endpoint, and the key to use there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3 {
+    /// The endpoint URL (`https://s3.provider.example`, path-style requests).
+    pub endpoint: String,
+    /// The region the endpoint expects (Garage's `s3_region`).
+    pub region: String,
+    /// The bucket.
+    pub bucket: String,
+    /// An environment file with `AWS_ACCESS_KEY_ID=` and `AWS_SECRET_ACCESS_KEY=` lines (what the application
+    /// itself reads), read when the step runs and passed to rclone in its environment only.
+    pub key_file: PathBuf,
+}
+
+/// One directory to move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryMove {
+    /// A short name, unique in the job.
+    pub name: String,
+    /// Where it is: an absolute path on the machine running the job, or `ssh://host/absolute/path`.
+    pub source: String,
+    /// Where it goes, in the same forms. The target's contents become exactly the source's.
+    pub target: String,
+}
+
+/// One identity secret to place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretMove {
+    /// A short name, unique in the job (`secret_key_base`): never the value.
+    pub name: String,
+    /// The file at the source: an absolute path here, or `ssh://host/absolute/path` (read with `ssh host cat`).
+    pub source: String,
+    /// The file at the target, written atomically with `owner`, `group` and `mode`.
+    pub target: PathBuf,
+    /// The user owning the target file (changed only when the job runs as root).
+    pub owner: String,
+    /// Its group.
+    pub group: String,
+    /// Its mode, octal (`"0600"`); never readable by others.
+    pub mode: String,
+}
+
+/// The commands of a migration, each an argument vector run without a shell. Each must be idempotent: a
+/// resumed run may repeat the one it was killed in.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commands {
+    /// Stop the source's applications (or make them read-only): after these, its data no longer changes.
+    #[serde(default)]
+    pub freeze: Vec<Vec<String>>,
+    /// Start the target's applications.
+    #[serde(default)]
+    pub start: Vec<Vec<String>>,
+    /// Checks that the target works; each is retried until it succeeds or `health_timeout_seconds` pass.
+    #[serde(default)]
+    pub health: Vec<Vec<String>>,
+    /// How long the health checks may take, in seconds.
+    #[serde(default = "default_health_timeout")]
+    pub health_timeout_seconds: u64,
+    /// Switch DNS to the target: the last step, after which the source is no longer the server.
+    #[serde(default)]
+    pub dns_switch: Vec<Vec<String>>,
+    /// Start the source again (`fedigen migrate rollback`), undoing the freeze.
+    #[serde(default)]
+    pub source_start: Vec<Vec<String>>,
+}
+
+fn default_health_timeout() -> u64 {
+    300
+}
+
+/// One problem of a job, at a JSON path (`buckets[1].source.key_file`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: a JSON path from the top of the job.
+    pub path: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a job was refused: every problem, each at its JSON path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    /// The file, for the message.
+    pub source: String,
+    /// Every problem, in document order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid migration job {}:", self.source)?;
+        for p in &self.problems {
+            write!(f, "\n  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for JobError {}
+
+/// Where a directory is: here, or on another machine reached over ssh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An absolute path on this machine.
+    Local(PathBuf),
+    /// `ssh://host/path`: the host (`user@host` allowed) and the absolute path there.
+    Ssh {
+        /// The ssh destination.
+        host: String,
+        /// The absolute path on it.
+        path: String,
+    },
+}
+
+impl Location {
+    /// Reads `text` (`/abs/path` or `ssh://host/abs/path`), refusing relative paths and `..`.
+    pub fn parse(text: &str) -> Result<Location, String> {
+        let clean = |p: &str| {
+            p.starts_with('/') && !p.split('/').skip(1).any(|c| c == "." || c == "..") && p != "/"
+        };
+        if let Some(rest) = text.strip_prefix("ssh://") {
+            let (host, path) = rest
+                .split_once('/')
+                .map(|(h, p)| (h, format!("/{p}")))
+                .ok_or_else(|| format!("`{text}` has no path: write ssh://host/absolute/path"))?;
+            if host.is_empty() || host.starts_with('-') || host.contains(char::is_whitespace) {
+                return Err(format!("`{text}`: `{host}` is not an ssh destination"));
+            }
+            if !clean(&path) {
+                return Err(format!(
+                    "`{text}`: the path must be absolute, not `/`, without `.` or `..`"
+                ));
+            }
+            Ok(Location::Ssh {
+                host: host.to_owned(),
+                path,
+            })
+        } else if clean(text) {
+            Ok(Location::Local(PathBuf::from(text)))
+        } else {
+            Err(format!(
+                "`{text}` must be an absolute path (not `/`, without `.` or `..`) or ssh://host/absolute/path"
+            ))
+        }
+    }
+}
+
+impl Job {
+    /// Parses and validates a job; `source` names the file in messages.
+    pub fn parse(text: &str, source: &str) -> Result<Job, JobError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let job: Job = serde_path_to_error::deserialize(de).map_err(|e| JobError {
+            source: source.to_owned(),
+            problems: vec![Problem {
+                path: json_path(&e.path().to_string()),
+                message: e.inner().to_string(),
+            }],
+        })?;
+        let problems = job.problems();
+        if problems.is_empty() {
+            Ok(job)
+        } else {
+            Err(JobError {
+                source: source.to_owned(),
+                problems,
+            })
+        }
+    }
+
+    /// The job as deterministic, pretty JSON.
+    pub fn to_json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a job serialises");
+        text.push('\n');
+        text
+    }
+
+    /// Every problem of the job, each at its JSON path; empty when it is valid.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        let mut problem = |path: String, message: String| out.push(Problem { path, message });
+        if self.operator.trim().is_empty() {
+            problem(
+                "operator".into(),
+                "must name the operator being moved".into(),
+            );
+        }
+        let names = |kind: &str, list: Vec<&str>, problem: &mut dyn FnMut(String, String)| {
+            let mut seen = BTreeSet::new();
+            for (i, name) in list.into_iter().enumerate() {
+                let path = format!("{kind}[{i}].name");
+                if name.is_empty()
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+                {
+                    problem(
+                        path,
+                        format!(
+                            "`{name}` must be letters, digits, `-`, `_` or `.` (it names journal steps)"
+                        ),
+                    );
+                } else if !seen.insert(name) {
+                    problem(path, format!("`{name}` is used twice among the {kind}"));
+                }
+            }
+        };
+        names(
+            "databases",
+            self.databases.iter().map(|d| d.name.as_str()).collect(),
+            &mut problem,
+        );
+        names(
+            "buckets",
+            self.buckets.iter().map(|d| d.name.as_str()).collect(),
+            &mut problem,
+        );
+        names(
+            "directories",
+            self.directories.iter().map(|d| d.name.as_str()).collect(),
+            &mut problem,
+        );
+        names(
+            "identity",
+            self.identity.iter().map(|d| d.name.as_str()).collect(),
+            &mut problem,
+        );
+        for (i, db) in self.databases.iter().enumerate() {
+            for (side, pg) in [("source", &db.source), ("target", &db.target)] {
+                for (field, value) in [
+                    ("host", &pg.host),
+                    ("user", &pg.user),
+                    ("database", &pg.database),
+                ] {
+                    if value.is_empty() || value.starts_with('-') {
+                        problem(
+                            format!("databases[{i}].{side}.{field}"),
+                            "must not be empty or start with `-`".into(),
+                        );
+                    }
+                }
+                if let Some(file) = &pg.password_file
+                    && !file.is_absolute()
+                {
+                    problem(
+                        format!("databases[{i}].{side}.password_file"),
+                        "must be an absolute path".into(),
+                    );
+                }
+            }
+        }
+        for (i, b) in self.buckets.iter().enumerate() {
+            for (side, s3) in [("source", &b.source), ("target", &b.target)] {
+                if !(s3.endpoint.starts_with("http://") || s3.endpoint.starts_with("https://")) {
+                    problem(
+                        format!("buckets[{i}].{side}.endpoint"),
+                        format!("`{}` must be an http:// or https:// URL", s3.endpoint),
+                    );
+                }
+                if s3.bucket.is_empty() || s3.bucket.contains(['/', ':']) {
+                    problem(
+                        format!("buckets[{i}].{side}.bucket"),
+                        format!("`{}` is not a bucket name", s3.bucket),
+                    );
+                }
+                if !s3.key_file.is_absolute() {
+                    problem(
+                        format!("buckets[{i}].{side}.key_file"),
+                        "must be an absolute path".into(),
+                    );
+                }
+            }
+            if b.source.endpoint == b.target.endpoint && b.source.bucket == b.target.bucket {
+                problem(
+                    format!("buckets[{i}].target"),
+                    "is the source bucket itself".into(),
+                );
+            }
+        }
+        for (i, d) in self.directories.iter().enumerate() {
+            let mut locations = Vec::new();
+            for (side, text) in [("source", &d.source), ("target", &d.target)] {
+                match Location::parse(text) {
+                    Ok(l) => locations.push(l),
+                    Err(m) => problem(format!("directories[{i}].{side}"), m),
+                }
+            }
+            if let [Location::Local(a), Location::Local(b)] = locations.as_slice()
+                && (a.starts_with(b) || b.starts_with(a))
+            {
+                problem(
+                    format!("directories[{i}].target"),
+                    "source and target must not contain one another".into(),
+                );
+            }
+        }
+        for (i, s) in self.identity.iter().enumerate() {
+            if let Err(m) = Location::parse(&s.source) {
+                problem(format!("identity[{i}].source"), m);
+            }
+            if !s.target.is_absolute() || s.target.starts_with("/nix/store") {
+                problem(
+                    format!("identity[{i}].target"),
+                    "must be an absolute path outside /nix/store".into(),
+                );
+            }
+            if Path::new(&s.source) == s.target {
+                problem(
+                    format!("identity[{i}].target"),
+                    "is the source file itself".into(),
+                );
+            }
+            if let Err(m) = mode_bits(&s.mode) {
+                problem(format!("identity[{i}].mode"), m);
+            }
+        }
+        let c = &self.commands;
+        for (kind, list) in [
+            ("freeze", &c.freeze),
+            ("start", &c.start),
+            ("health", &c.health),
+            ("dns_switch", &c.dns_switch),
+            ("source_start", &c.source_start),
+        ] {
+            for (i, argv) in list.iter().enumerate() {
+                if argv.first().is_none_or(|p| p.is_empty()) {
+                    problem(
+                        format!("commands.{kind}[{i}]"),
+                        "must be a non-empty argument vector: [\"program\", \"arg\", …]".into(),
+                    );
+                }
+            }
+        }
+        if c.health_timeout_seconds == 0 {
+            problem(
+                "commands.health_timeout_seconds".into(),
+                "must be at least 1".into(),
+            );
+        }
+        out
+    }
+}
+
+/// An octal file mode for a secret: three or four octal digits, nothing for others.
+pub(crate) fn mode_bits(mode: &str) -> Result<u32, String> {
+    let bits = ((3..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        .then(|| u32::from_str_radix(mode, 8).ok())
+        .flatten()
+        .ok_or_else(|| format!("`{mode}` is not an octal mode such as \"0600\""))?;
+    if bits & 0o007 != 0 {
+        return Err(format!(
+            "`{mode}` lets every user of the machine read or change the secret; use \"0600\" or \"0640\""
+        ));
+    }
+    Ok(bits)
+}
+
+/// serde_path_to_error's `a.b[1].c` with its top-level `.` removed.
+fn json_path(path: &str) -> String {
+    if path == "." {
+        String::new()
+    } else {
+        path.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job() -> serde_json::Value {
+        serde_json::json!({
+            "operator": "op",
+            "databases": [{"name": "db",
+                "source": {"host": "/run/postgresql", "user": "u", "database": "d"},
+                "target": {"host": "10.0.0.2", "port": 5433, "user": "u", "database": "d", "password_file": "/run/pw"}}],
+            "buckets": [{"name": "media",
+                "source": {"endpoint": "https://s3.a", "region": "garage", "bucket": "op-m", "key_file": "/run/a"},
+                "target": {"endpoint": "https://s3.b", "region": "garage", "bucket": "op-m", "key_file": "/run/b"}}],
+            "directories": [{"name": "data", "source": "ssh://a.example/var/lib/x", "target": "/var/lib/x"}],
+            "identity": [{"name": "k", "source": "/mnt/a/k", "target": "/var/lib/x/k", "owner": "x", "group": "x", "mode": "0600"}],
+            "commands": {"freeze": [["ssh", "a.example", "systemctl", "stop", "x.target"]]}
+        })
+    }
+
+    #[test]
+    fn a_valid_job_round_trips() {
+        let text = job().to_string();
+        let parsed = Job::parse(&text, "job.json").unwrap();
+        assert_eq!(parsed.databases[0].source.port, 5432);
+        assert_eq!(parsed.commands.health_timeout_seconds, 300);
+        assert_eq!(Job::parse(&parsed.to_json(), "again").unwrap(), parsed);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_its_json_path() {
+        let mut v = job();
+        v["buckets"][0]["target"] = v["buckets"][0]["source"].clone();
+        v["directories"][0]["target"] = "var/lib/x".into();
+        v["identity"][0]["mode"] = "0644".into();
+        let first = v["identity"][0].clone();
+        v["identity"].as_array_mut().unwrap().push(first);
+        v["commands"]["start"] = serde_json::json!([[]]);
+        let err = Job::parse(&v.to_string(), "job.json").unwrap_err();
+        let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "identity[1].name",
+                "buckets[0].target",
+                "directories[0].target",
+                "identity[0].mode",
+                "identity[1].mode",
+                "commands.start[0]"
+            ],
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("invalid migration job job.json:\n  ")
+        );
+    }
+
+    #[test]
+    fn a_type_error_is_located() {
+        let mut v = job();
+        v["databases"][0]["target"]["port"] = "5433".into();
+        let err = Job::parse(&v.to_string(), "j").unwrap_err();
+        assert_eq!(err.problems[0].path, "databases[0].target.port");
+        v["databases"][0]["target"]["port"] = 5433.into();
+        v["buckets"][0]["extra"] = 1.into();
+        let err = Job::parse(&v.to_string(), "j").unwrap_err();
+        assert!(
+            err.problems[0].message.contains("unknown field `extra`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn locations_are_absolute_or_ssh() {
+        assert_eq!(
+            Location::parse("ssh://root@h/var/lib/x").unwrap(),
+            Location::Ssh {
+                host: "root@h".into(),
+                path: "/var/lib/x".into()
+            }
+        );
+        for bad in [
+            "x",
+            "/",
+            "/a/../b",
+            "ssh://h",
+            "ssh://-oProxy=x/a",
+            "ssh:///a",
+        ] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Verification: the target holds what the source holds. Per database, row counts per table and a digest of
+//! a plain dump of each side; per bucket, every object's bytes (`rclone check --download`: an ETag is no
+//! checksum for multipart uploads); per directory, a checksum manifest of each side (SHA-256 of every file,
+//! modes, links); per identity secret, a SHA-256 of each file. Read-only on both sides.
+//!
+//! It is the run's step before the target is started, and `fedigen migrate verify` on its own. The report
+//! says "equal" or names each difference.
+
+use std::process::Command;
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use super::exec::{self, ExecError};
+use super::job::{Job, Location};
+use super::{pg, s3, tree};
+use crate::io_error::IoError;
+
+/// Why verification could not compare (not: found a difference).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// A database could not be read.
+    #[error(transparent)]
+    Pg(#[from] pg::PgError),
+    /// A bucket could not be read.
+    #[error(transparent)]
+    S3(#[from] s3::S3Error),
+    /// A folder or file could not be read.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// A remote folder's manifest could not be made.
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// A secret could not be read.
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
+}
+
+/// The comparison of one thing the job moves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item {
+    /// `database`, `bucket`, `directory` or `identity`.
+    pub kind: &'static str,
+    /// Its name in the job.
+    pub name: String,
+    /// What was compared, for people (`3 tables, 1204 rows`, `57 objects`).
+    pub compared: String,
+    /// Each difference, one line; empty when equal.
+    pub differences: Vec<String>,
+}
+
+/// The whole comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    /// One item per database, bucket, directory and identity secret, in the job's order.
+    pub items: Vec<Item>,
+}
+
+impl Report {
+    /// Whether every item is equal.
+    pub fn equal(&self) -> bool {
+        self.items.iter().all(|i| i.differences.is_empty())
+    }
+
+    /// The report for people: one line per item (`equal` or `DIFFERS`), each difference indented below.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for item in &self.items {
+            let verdict = if item.differences.is_empty() {
+                "equal"
+            } else {
+                "DIFFERS"
+            };
+            out.push_str(&format!(
+                "{} {}: {verdict} ({})\n",
+                item.kind, item.name, item.compared
+            ));
+            for d in &item.differences {
+                out.push_str(&format!("  {d}\n"));
+            }
+        }
+        out
+    }
+
+    /// The report as JSON: `{"equal": bool, "items": [{"kind", "name", "compared", "differences"}]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "equal": self.equal(), "items": self.items })
+    }
+}
+
+/// Compares the target with the source for everything `job` moves.
+pub fn verify(job: &Job) -> Result<Report, VerifyError> {
+    let mut items = Vec::new();
+    for d in &job.databases {
+        let (a, b) = (pg::row_counts(&d.source)?, pg::row_counts(&d.target)?);
+        let mut differences = Vec::new();
+        for (table, n) in &a {
+            match b.get(table) {
+                None => differences.push(format!("table {table}: only at the source ({n} rows)")),
+                Some(m) if m != n => differences.push(format!(
+                    "table {table}: {n} rows at the source, {m} at the target"
+                )),
+                Some(_) => {}
+            }
+        }
+        for (table, m) in b.iter().filter(|(t, _)| !a.contains_key(*t)) {
+            differences.push(format!("table {table}: only at the target ({m} rows)"));
+        }
+        if differences.is_empty() && pg::dump_digest(&d.source)? != pg::dump_digest(&d.target)? {
+            differences.push(
+                "same tables and row counts, but the dumps differ (schema or data): compare `pg_dump --no-owner --no-privileges` of both".into(),
+            );
+        }
+        items.push(Item {
+            kind: "database",
+            name: d.name.clone(),
+            compared: format!(
+                "{} tables, {} rows, and a dump",
+                a.len(),
+                a.values().sum::<u64>()
+            ),
+            differences,
+        });
+    }
+    for b in &job.buckets {
+        let c = s3::compare(&b.source, &b.target)?;
+        items.push(Item {
+            kind: "bucket",
+            name: b.name.clone(),
+            compared: format!("{} objects equal byte for byte", c.equal),
+            differences: c.differences,
+        });
+    }
+    for d in &job.directories {
+        let (a, b) = (remote_manifest(&d.source)?, remote_manifest(&d.target)?);
+        let files = a
+            .values()
+            .filter(|e| matches!(e, tree::Entry::File { .. }))
+            .count();
+        items.push(Item {
+            kind: "directory",
+            name: d.name.clone(),
+            compared: format!("{} entries, {files} files by SHA-256", a.len()),
+            differences: tree::differences(&a, &b),
+        });
+    }
+    for s in &job.identity {
+        let digest = |bytes: &[u8]| -> String {
+            Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
+        let source = super::remote::read(&s.source)?;
+        let mut differences = Vec::new();
+        match std::fs::read(&s.target) {
+            Ok(target) if digest(&target) == digest(&source) => {}
+            Ok(_) => differences.push("the target file's content differs".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                differences.push(format!("{} does not exist", s.target.display()))
+            }
+            Err(e) => return Err(IoError::new("read", &s.target, e).into()),
+        }
+        if let Ok(meta) = std::fs::metadata(&s.target) {
+            use std::os::unix::fs::PermissionsExt as _;
+            let want = super::job::mode_bits(&s.mode).unwrap_or(0o600);
+            let have = meta.permissions().mode() & 0o7777;
+            if have != want {
+                differences.push(format!("mode {have:04o}, the job says {want:04o}"));
+            }
+        }
+        items.push(Item {
+            kind: "identity",
+            name: s.name.clone(),
+            compared: "content (SHA-256) and mode".into(),
+            differences,
+        });
+    }
+    Ok(Report { items })
+}
+
+/// A folder's checksum manifest, here or on another machine (`ssh host fedigen migrate manifest PATH`).
+fn remote_manifest(location: &str) -> Result<tree::Manifest, VerifyError> {
+    match Location::parse(location)
+        .map_err(|m| IoError::new("read", location, std::io::Error::other(m)))?
+    {
+        Location::Local(p) => Ok(tree::manifest(&p)?),
+        Location::Ssh { host, path } => {
+            let mut c = Command::new("ssh");
+            c.args([
+                host.as_str(),
+                "--",
+                "fedigen",
+                "migrate",
+                "manifest",
+                "--",
+                path.as_str(),
+            ]);
+            let out = exec::checked(c, &format!("list {location}"))?;
+            serde_json::from_slice(&out.stdout).map_err(|e| {
+                VerifyError::Io(IoError::new(
+                    "read the manifest of",
+                    location,
+                    std::io::Error::other(e.to_string()),
+                ))
+            })
+        }
+    }
+}

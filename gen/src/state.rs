@@ -1,0 +1,492 @@
+//! What an application keeps: the `[state]` section of its manifest, and the static scan of an upstream NixOS
+//! module that finds the state it keeps (`StateDirectory=`, `dataDir` defaults).
+//!
+//! Why declared once, in the manifest: a migration between providers must move everything an application
+//! keeps — databases, buckets, directories, and the identity that makes it the same Fediverse server (signing,
+//! encryption and push keys) — and nothing else may guess at it. The migration job, the VM tests and `template
+//! check` all read this one declaration; `template check` compares it with what the upstream module keeps, so a
+//! directory upstream adds does not silently stay behind at the old provider.
+
+use std::collections::BTreeMap;
+
+use rnix::ast::{self, HasEntry};
+use rowan::ast::AstNode;
+use serde::Deserialize;
+
+use crate::nix::literal::{attrpath_names, position, string_literal};
+use crate::position::Position;
+
+/// An application's state, as its manifest declares it (`[state]`). Empty for an application that keeps
+/// nothing (or whose manifest does not say yet).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// The upstream module's file inside nixpkgs (`nixos/modules/services/web-apps/mastodon.nix`), which
+    /// `template check` scans for the state it keeps when a nixpkgs checkout is given.
+    #[serde(default)]
+    pub upstream_module: Option<String>,
+    /// The databases, by name (the database's own name on the server).
+    #[serde(default)]
+    pub databases: BTreeMap<String, Database>,
+    /// The object-storage buckets, by the name or kind the application's `needs.s3_buckets` gives them.
+    #[serde(default)]
+    pub buckets: Vec<String>,
+    /// The directories, by a short name (`data`, `media`).
+    #[serde(default)]
+    pub directories: BTreeMap<String, Directory>,
+    /// The identity that must move with the server, by a short name (`secret_key_base`, `signing_key`).
+    #[serde(default)]
+    pub identity: BTreeMap<String, Identity>,
+}
+
+/// A database engine the migration can dump and restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// PostgreSQL: moved with `pg_dump -Fc` and `pg_restore`.
+    Postgresql,
+    /// MySQL or MariaDB (Pixelfed's default in nixpkgs): declared, not yet moved by `fedigen migrate`.
+    Mysql,
+}
+
+impl Engine {
+    /// The engine's name as the manifest writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Postgresql => "postgresql",
+            Engine::Mysql => "mysql",
+        }
+    }
+}
+
+/// One database.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    /// The engine.
+    pub engine: Engine,
+    /// The role (user) that owns the database and that the application connects as.
+    pub user: String,
+    /// Where upstream fixes the name and user (for reviewers).
+    pub source: String,
+}
+
+/// One directory the application keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Directory {
+    /// The absolute path on the application's machine.
+    pub path: String,
+    /// The user owning it (the service's user).
+    pub owner: String,
+    /// Its group.
+    pub group: String,
+    /// Where upstream keeps it (`StateDirectory = "mastodon"` of the mastodon units), for reviewers.
+    pub source: String,
+}
+
+/// One piece of identity: a secret that must be the same at the new provider.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    /// What it is and what breaks when it changes.
+    pub description: String,
+    /// The file the upstream module keeps it in on the machine (generated there on first start), or absent
+    /// when it is one of the manifest's `[secrets]` (then `secret` names it).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// The manifest secret holding it, when the provider provides it (its file comes from the specification).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The owner of the file at the new provider.
+    pub owner: String,
+    /// Its group.
+    pub group: String,
+    /// Its mode, in octal (`"0600"`).
+    pub mode: String,
+}
+
+impl Identity {
+    /// The mode as a number, when it is an octal mode of at most four digits without write or any access for
+    /// others (a secret is never world-readable).
+    pub fn mode_bits(&self) -> Result<u32, String> {
+        crate::migrate::job::mode_bits(&self.mode)
+    }
+}
+
+impl State {
+    /// Every problem of the declaration against the rest of the manifest, as (path below `state`, message):
+    /// absolute paths, an identity that says where it lives exactly once, secrets that exist, and every
+    /// bucket the application needs declared (and no other).
+    pub fn problems(&self, secrets: &[&str], needed_buckets: &[String]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let absolute = |p: &str| {
+            p.starts_with('/')
+                && !p
+                    .split('/')
+                    .skip(1)
+                    .any(|c| c.is_empty() || c == "." || c == "..")
+                && !p.starts_with("/nix/store")
+        };
+        for (name, dir) in &self.directories {
+            if !absolute(&dir.path) {
+                out.push((
+                    format!("directories.{name}.path"),
+                    format!("`{}` must be an absolute path outside /nix/store, without empty, `.` or `..` components", dir.path),
+                ));
+            }
+        }
+        for (name, id) in &self.identity {
+            match (&id.file, &id.secret) {
+                (Some(file), None) if !absolute(file) => out.push((
+                    format!("identity.{name}.file"),
+                    format!("`{file}` must be an absolute path outside /nix/store"),
+                )),
+                (None, Some(secret)) if !secrets.contains(&secret.as_str()) => out.push((
+                    format!("identity.{name}.secret"),
+                    format!(
+                        "no secret `{secret}` in [secrets]; the secrets are {}",
+                        list(secrets)
+                    ),
+                )),
+                (Some(_), Some(_)) | (None, None) => out.push((
+                    format!("identity.{name}"),
+                    "say where it lives: `file = \"/var/lib/…\"` (kept by the upstream module) or `secret = \"<name>\"` (one of [secrets]), not both".into(),
+                )),
+                _ => {}
+            }
+            if let Err(reason) = id.mode_bits() {
+                out.push((format!("identity.{name}.mode"), reason));
+            }
+        }
+        for bucket in needed_buckets {
+            if !self.buckets.contains(bucket) {
+                out.push((
+                    "buckets".into(),
+                    format!("`needs.s3_buckets` has `{bucket}`, which the state does not list: add it to `buckets`, or a migration leaves its objects behind"),
+                ));
+            }
+        }
+        for bucket in &self.buckets {
+            if !needed_buckets.contains(bucket) {
+                out.push((
+                    "buckets".into(),
+                    format!(
+                        "`{bucket}` is not one of `needs.s3_buckets` ({})",
+                        list(
+                            &needed_buckets
+                                .iter()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                        )
+                    ),
+                ));
+            }
+        }
+        out
+    }
+
+    /// Whether `path` (a directory upstream keeps) is moved: a declared directory is it or holds it.
+    pub fn covers(&self, path: &str) -> bool {
+        let path = path.trim_end_matches('/');
+        self.directories.values().any(|d| {
+            let dir = d.path.trim_end_matches('/');
+            path == dir
+                || path
+                    .strip_prefix(dir)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+}
+
+fn list(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items
+            .iter()
+            .map(|s| format!("`{s}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// A directory an upstream module keeps, found by [`scan_upstream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamDirectory {
+    /// The absolute path (`StateDirectory = "x"` is `/var/lib/x`).
+    pub path: String,
+    /// Where in the module.
+    pub position: Position,
+    /// What declares it: `StateDirectory` or `dataDir`.
+    pub how: &'static str,
+}
+
+/// The directories an upstream NixOS module keeps, read statically (never evaluated): every
+/// `StateDirectory = …` binding (a string, a list of strings, or `lib.mkIf cond "x"`: the string literals of
+/// its value that are relative names; `/var/lib/` is systemd's prefix) and every `dataDir`/`stateDir` option
+/// whose `default` is an absolute string. Sorted by path, one entry per path (the first place).
+pub fn scan_upstream(text: &str) -> Vec<UpstreamDirectory> {
+    let root = rnix::Root::parse(text).syntax();
+    let mut found: BTreeMap<String, UpstreamDirectory> = BTreeMap::new();
+    for node in root.descendants() {
+        let Some(binding) = ast::AttrpathValue::cast(node) else {
+            continue;
+        };
+        let (Some(path), Some(value)) = (binding.attrpath(), binding.value()) else {
+            continue;
+        };
+        let Ok(names) = attrpath_names(&path) else {
+            continue;
+        };
+        let Some(last) = names.last() else { continue };
+        let at = position(text, binding.syntax());
+        if last == "StateDirectory" {
+            for s in value.syntax().descendants().filter_map(ast::Str::cast) {
+                let Some(name) = string_literal(&s) else {
+                    continue;
+                };
+                // `lib.mkIf (cfg.dataDir == "/var/lib/x") "x"`: the absolute string is the condition.
+                if name.is_empty() || name.starts_with('/') {
+                    continue;
+                }
+                for part in name.split_whitespace() {
+                    let path = format!("/var/lib/{part}");
+                    found.entry(path.clone()).or_insert(UpstreamDirectory {
+                        path,
+                        position: at,
+                        how: "StateDirectory",
+                    });
+                }
+            }
+        } else if (last == "dataDir" || last == "stateDir")
+            && let Some(default) = option_default(&value)
+            && default.starts_with('/')
+            && !default.starts_with("/nix/store")
+        {
+            let path = default.trim_end_matches('/').to_owned();
+            found.entry(path.clone()).or_insert(UpstreamDirectory {
+                path,
+                position: at,
+                how: "dataDir",
+            });
+        }
+    }
+    found.into_values().collect()
+}
+
+/// The `default = "…";` string of an `mkOption { … }` call, when the text fixes it.
+fn option_default(value: &ast::Expr) -> Option<String> {
+    let ast::Expr::Apply(apply) = value else {
+        return None;
+    };
+    let ast::Expr::AttrSet(set) = apply.argument()? else {
+        return None;
+    };
+    set.attrpath_values().find_map(|b| {
+        let names = attrpath_names(&b.attrpath()?).ok()?;
+        if names != ["default"] {
+            return None;
+        }
+        match b.value()? {
+            ast::Expr::Str(s) => string_literal(&s),
+            _ => None,
+        }
+    })
+}
+
+/// What an upstream module keeps that `state` does not declare, one message per directory, each said at the
+/// manifest (`manifest_file:line:column`, the line of `[state]` or of `upstream_module` in `manifest_text`)
+/// and naming where upstream keeps it (`module_file:line:column`) and how to fix it.
+pub fn undeclared(
+    state: &State,
+    manifest_file: &str,
+    manifest_text: &str,
+    module_file: &str,
+    module_text: &str,
+) -> Vec<String> {
+    let at = manifest_text
+        .lines()
+        .position(|l| l.trim_start().starts_with("upstream_module"))
+        .or_else(|| manifest_text.lines().position(|l| l.trim() == "[state]"))
+        .map(|i| format!("{manifest_file}:{}:1", i + 1))
+        .unwrap_or_else(|| format!("{manifest_file}:1:1"));
+    scan_upstream(module_text)
+        .into_iter()
+        .filter(|d| !state.covers(&d.path))
+        .map(|d| {
+            format!(
+                "{at}: [state]: the upstream module keeps `{}` ({} at {module_file}:{}), which no [state.directories] entry holds: declare it (path, owner, group, source), or a migration leaves it behind",
+                d.path, d.how, d.position
+            )
+        })
+        .collect()
+}
+
+/// The `[state]` section `template import` drafts from what [`scan_upstream`] found: one directory per path,
+/// with TODO owners, and TODO reminders for databases, buckets and identity (which no scan can find).
+pub fn draft(found: &[UpstreamDirectory], upstream_module: Option<&str>) -> String {
+    let mut out = String::from(
+        "\n# TODO: the state the application keeps, which a migration between providers moves: its databases\n\
+         # ([state.databases.<name>]), buckets (the kinds of needs.s3_buckets), directories, and identity (the\n\
+         # secrets that make it the same server: signing, encryption and push keys, each with its file).\n[state]\n",
+    );
+    if let Some(module) = upstream_module {
+        out.push_str(&format!(
+            "upstream_module = {}\n",
+            toml::Value::String(module.to_owned())
+        ));
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for (i, dir) in found.iter().enumerate() {
+        let base = dir
+            .path
+            .rsplit('/')
+            .next()
+            .filter(|n| {
+                !n.is_empty()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| "dir".to_owned());
+        let name = if used.insert(base.clone()) {
+            base
+        } else {
+            let name = format!("{base}-{i}");
+            used.insert(name.clone());
+            name
+        };
+        out.push_str(&format!(
+            "\n[state.directories.{name}]\npath = {}\nowner = \"TODO\"\ngroup = \"TODO\"\nsource = {}\n",
+            toml::Value::String(dir.path.clone()),
+            toml::Value::String(format!(
+                "TODO: check — {} at line {}",
+                dir.how, dir.position.line
+            )),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_directories_and_data_dirs_are_found_statically() {
+        let text = r#"{ lib, cfg, ... }: {
+  options.services.x.dataDir = lib.mkOption { type = lib.types.str; default = "/var/lib/x-data/"; };
+  config.systemd.services.a.serviceConfig = {
+    StateDirectory = "alpha";
+    CacheDirectory = "not-state";
+  };
+  config.systemd.services.b.serviceConfig.StateDirectory = lib.mkIf (cfg.dataDir == "/var/lib/beta") "beta";
+  config.systemd.services.c.serviceConfig.StateDirectory = [ "gamma" "gamma/sub" ];
+  config.systemd.services.d.serviceConfig.StateDirectory = "alpha";
+}"#;
+        let found: Vec<(String, &str, usize)> = scan_upstream(text)
+            .into_iter()
+            .map(|d| (d.path, d.how, d.position.line))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("/var/lib/alpha".into(), "StateDirectory", 4),
+                ("/var/lib/beta".into(), "StateDirectory", 7),
+                ("/var/lib/gamma".into(), "StateDirectory", 8),
+                ("/var/lib/gamma/sub".into(), "StateDirectory", 8),
+                ("/var/lib/x-data".into(), "dataDir", 2),
+            ]
+        );
+    }
+
+    fn dir(path: &str) -> Directory {
+        Directory {
+            path: path.into(),
+            owner: "u".into(),
+            group: "g".into(),
+            source: "s".into(),
+        }
+    }
+
+    #[test]
+    fn an_undeclared_upstream_directory_is_named_at_the_manifest() {
+        let module = "{ ... }: {\n  a.serviceConfig.StateDirectory = \"kept\";\n  b.serviceConfig.StateDirectory = \"other\";\n}\n";
+        let mut state = State::default();
+        state.directories.insert("d".into(), dir("/var/lib/kept"));
+        let manifest = "[application]\n[state]\nupstream_module = \"m.nix\"\n";
+        let found = undeclared(&state, "t/manifest.toml", manifest, "nixpkgs/m.nix", module);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("t/manifest.toml:3:1: [state]: the upstream module keeps `/var/lib/other` (StateDirectory at nixpkgs/m.nix:3:3)"),
+            "{}",
+            found[0]
+        );
+        state.directories.insert("e".into(), dir("/var/lib/other"));
+        assert!(undeclared(&state, "t", manifest, "m", module).is_empty());
+    }
+
+    #[test]
+    fn a_declared_directory_covers_itself_and_what_it_holds_only() {
+        let mut state = State::default();
+        state.directories.insert("d".into(), dir("/var/lib/x"));
+        assert!(state.covers("/var/lib/x"));
+        assert!(state.covers("/var/lib/x/"));
+        assert!(state.covers("/var/lib/x/media"));
+        assert!(!state.covers("/var/lib/xy"));
+        assert!(!state.covers("/var/lib"));
+    }
+
+    #[test]
+    fn identity_modes_and_places_are_checked() {
+        let id = |file: Option<&str>, secret: Option<&str>, mode: &str| Identity {
+            description: "d".into(),
+            file: file.map(Into::into),
+            secret: secret.map(Into::into),
+            owner: "u".into(),
+            group: "g".into(),
+            mode: mode.into(),
+        };
+        let mut state = State::default();
+        state
+            .identity
+            .insert("ok".into(), id(Some("/var/lib/x/k"), None, "0600"));
+        state
+            .identity
+            .insert("both".into(), id(Some("/k"), Some("s"), "0600"));
+        state
+            .identity
+            .insert("world".into(), id(None, Some("s"), "0644"));
+        state
+            .identity
+            .insert("nosecret".into(), id(None, Some("t"), "600"));
+        state
+            .identity
+            .insert("relative".into(), id(Some("k"), None, "0640"));
+        let problems = state.problems(&["s"], &[]);
+        let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "identity.both",
+                "identity.nosecret.secret",
+                "identity.relative.file",
+                "identity.world.mode"
+            ]
+        );
+        assert!(problems[3].1.contains("every user"), "{problems:?}");
+    }
+
+    #[test]
+    fn buckets_needed_and_declared_must_agree() {
+        let state = State {
+            buckets: vec!["media".into(), "extra".into()],
+            ..State::default()
+        };
+        let problems = state.problems(&[], &["media".into(), "videos".into()]);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].1.contains("`videos`"));
+        assert!(problems[1].1.contains("`extra` is not one of"));
+    }
+}
