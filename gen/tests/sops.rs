@@ -127,7 +127,7 @@ fn the_sops_contract_finds_planted_faults() -> Result<(), Failed> {
                 "key = \"synapse\";",
                 &synapse,
             ),
-            "dijkstad-matrix-synapse: the sops keys are [synapse], the README's for its secrets [dijkstad-synapse]",
+            "dijkstad-matrix-synapse: the sops keys are [smtp-password, synapse], the README's for its secrets [dijkstad-synapse, smtp-password]",
         ),
         (
             planted("sops.secrets = {", "sops.unused = {", &synapse),
