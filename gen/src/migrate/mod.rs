@@ -16,6 +16,7 @@
 pub(crate) mod exec;
 pub mod job;
 pub mod journal;
+pub mod plan;
 pub(crate) mod pg;
 pub mod run;
 pub(crate) mod s3;
