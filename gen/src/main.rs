@@ -80,6 +80,9 @@ enum Command {
     /// Provision Garage object storage: a cluster's layout, buckets and keys (`apply`), node keys (`node-key`).
     #[command(subcommand)]
     Storage(cli::storage::StorageCommand),
+    /// Move an operator between providers: run a migration job (resumable), verify it, roll it back.
+    #[command(subcommand)]
+    Migrate(cli::migrate::MigrateCommand),
     /// Print a shell completion script for fedigen (bash, zsh, fish, elvish, powershell) to standard output.
     #[command(after_long_help = cli::help::COMPLETIONS)]
     Completions {
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
         Command::Schema(args) => cli::model::schema(args),
         Command::Provision(args) => cli::provision::run(args),
         Command::Storage(command) => cli::storage::run(command),
+        Command::Migrate(command) => cli::migrate::run(command),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "fedigen", &mut script);

@@ -40,12 +40,21 @@ mod render;
 
 pub use render::render_table;
 
+#[path = "plan_measure.rs"]
+mod measure;
+
+pub use measure::measure;
+
 /// Where the files a job names and B's provider places before the run live, on B's application machine:
 /// database passwords (`<database>-source-password`), S3 key files (`<bucket>-source.env`, `<bucket>-target.env`).
 pub const MIGRATE_SECRETS: &str = "/run/secrets/fedigen-migrate";
 
 /// The TTL the operator's records are lowered to before the switch, in seconds.
 pub const LOWERED_TTL: u32 = 60;
+
+/// How long the jobs' health checks may take at B, in seconds (a Mastodon's first start runs its asset and
+/// database checks: minutes, not seconds).
+pub const HEALTH_TIMEOUT_SECONDS: u64 = 600;
 
 /// The version of the JSON form of [`Plan`]; it changes when a field changes meaning or goes away.
 pub const PLAN_SCHEMA: u32 = 1;
@@ -657,7 +666,10 @@ fn application_job(
         buckets: Vec::new(),
         directories: Vec::new(),
         identity: Vec::new(),
-        commands: Commands::default(),
+        commands: Commands {
+            health_timeout_seconds: HEALTH_TIMEOUT_SECONDS,
+            ..Commands::default()
+        },
     };
     for (name, db) in &state.databases {
         let automatic = db.engine == Engine::Postgresql;
@@ -764,66 +776,53 @@ fn application_job(
         });
     }
     for (name, id) in &state.identity {
-        let secret_path = |spec_operator: &Operator, secret: &str| {
-            spec_operator
-                .applications
-                .get(app)
-                .and_then(|a| a.secrets.get(secret))
-                .map(deploy::secret_path)
+        // A file the application keeps moves as a file; a secret the provider provides (`secret`) is placed
+        // at B by B's own secret tooling (sops-nix, agenix, its store), so B must be given A's value instead.
+        let Some(file) = &id.file else {
+            let reference = id.secret.as_deref().and_then(|secret| {
+                operator
+                    .applications
+                    .get(app)
+                    .and_then(|a| a.secrets.get(secret))
+            });
+            let at_a = match reference {
+                Some(model::SecretRef::File(f)) => format!("file {f} at A"),
+                Some(model::SecretRef::Secret(n)) => format!("A's secret store: {n}"),
+                None => format!("{app}'s secret {}", id.secret.as_deref().unwrap_or(name)),
+            };
+            moves.push(Move {
+                application: app.to_owned(),
+                kind: Kind::Identity,
+                name: name.clone(),
+                source: at_a.clone(),
+                target: "B's secret tooling, the same reference".to_owned(),
+                bytes: None,
+                automatic: false,
+            });
+            manual.push(format!(
+                "{app}: the identity secret `{name}` ({}) is provided by the provider ({at_a}): place the same value with B's secret tooling before B is deployed",
+                id.description
+            ));
+            continue;
         };
-        let (source, target_path) = match (&id.file, &id.secret) {
-            (Some(file), _) => (Some(file.clone()), Some(file.clone())),
-            (None, Some(secret)) => (
-                secret_path(operator, secret),
-                target
-                    .and_then(|t| t.operators.iter().find(|o| o.name == operator.name))
-                    .and_then(|o| secret_path(o, secret))
-                    .or_else(|| secret_path(operator, secret)),
-            ),
-            (None, None) => (None, None),
-        };
-        let automatic = source.is_some() && target_path.is_some();
+        let source = format!("ssh://{source_host}{file}");
         moves.push(Move {
             application: app.to_owned(),
             kind: Kind::Identity,
             name: name.clone(),
-            source: source.as_ref().map_or_else(
-                || format!("{app}'s secret {}", id.secret.as_deref().unwrap_or(name)),
-                |s| format!("ssh://{source_host}{s}"),
-            ),
-            target: target_path.as_ref().map_or_else(
-                || "a secret B provides".to_owned(),
-                |t| format!("{t} on {machine} at B"),
-            ),
+            source: source.clone(),
+            target: format!("{file} on {machine} at B"),
             bytes: None,
-            automatic,
+            automatic: true,
         });
-        if let (Some(source), Some(target_path)) = (source, target_path) {
-            job.identity.push(SecretMove {
-                name: name.clone(),
-                source: format!("ssh://{source_host}{source}"),
-                target: target_path.into(),
-                owner: id.owner.clone(),
-                group: id.group.clone(),
-                mode: id.mode.clone(),
-            });
-        } else {
-            manual.push(format!(
-                "{app}: the identity secret `{name}` ({}) has no file the specification names at A: give B the same value",
-                id.description
-            ));
-        }
-        if let Some(secret) = &id.secret {
-            if let Some(model::SecretRef::Secret(n)) = operator
-                .applications
-                .get(app)
-                .and_then(|a| a.secrets.get(secret))
-            {
-                manual.push(format!(
-                    "{app}: B's secret store must hold `{n}` (the secret {secret}) before B is deployed, with A's value"
-                ));
-            }
-        }
+        job.identity.push(SecretMove {
+            name: name.clone(),
+            source,
+            target: file.into(),
+            owner: id.owner.clone(),
+            group: id.group.clone(),
+            mode: id.mode.clone(),
+        });
     }
     let units = &manifest.health.units;
     if !units.is_empty() {

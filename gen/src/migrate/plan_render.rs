@@ -137,7 +137,13 @@ pub fn render_table(plan: &Plan) -> String {
     rows.extend(
         d.parts
             .iter()
-            .map(|p| vec![p.what.clone(), size(p.bytes), duration(p.seconds)]),
+            .map(|p| {
+                let bytes = match (p.bytes, p.seconds) {
+                    (None, Some(_)) => "-".to_owned(),
+                    (b, _) => size(b),
+                };
+                vec![p.what.clone(), bytes, duration(p.seconds)]
+            }),
     );
     out.push_str(&table(&rows));
     out.push_str(&format!("  estimated from {}\n", d.method));
