@@ -350,11 +350,33 @@ pub fn plan(request: &Request<'_>) -> Result<Planned, PlanError> {
     };
     let operator = from.operators[index_a].clone();
     let mut moved = operator.clone();
-    moved.machines = request
-        .machines
-        .as_ref()
-        .map(|(_, m)| m.clone())
-        .unwrap_or_default();
+    let mut manual = Vec::new();
+    moved.machines = match &request.machines {
+        Some((_, machines)) => machines.clone(),
+        None => {
+            // Without B's addresses the machines take DHCP there: valid, but their names get no DNS record.
+            manual.push(
+                "the machines at B get their addresses from DHCP (no --machines was given): their names get no DNS record at B; give --machines FILE with B's static addresses".to_owned(),
+            );
+            operator
+                .applications
+                .iter()
+                .filter(|(_, a)| a.enable)
+                .map(|(app, _)| {
+                    (
+                        app.clone(),
+                        Machine {
+                            network: Some(model::Network {
+                                dhcp: true,
+                                ..model::Network::default()
+                            }),
+                            ..Machine::default()
+                        },
+                    )
+                })
+                .collect()
+        }
+    };
 
     let mut conflicts = named_conflicts(request, &operator, index_a, &to_alone);
     let index_b = to_alone.operators.len();
@@ -373,21 +395,30 @@ pub fn plan(request: &Request<'_>) -> Result<Planned, PlanError> {
         diagnostics: Vec::new(),
         ..request.to.clone()
     };
-    let named: BTreeSet<String> = conflicts.iter().map(|c| c.field.clone()).collect();
+    // The validation names an operator or domain taken too; the plan's own conflict says it better.
+    let moved_path = FieldPath::root().key("operators").index(index_b);
+    let named: BTreeSet<FieldPath> = ["name", "domain"]
+        .into_iter()
+        .filter(|field| {
+            to_alone.operators.iter().any(|o| match *field {
+                "name" => o.name == operator.name,
+                _ => o.domain == operator.domain,
+            })
+        })
+        .map(|field| moved_path.key(field))
+        .collect();
     let target = match model::from_document(&combined, request.to_catalog) {
         Ok(spec) => Some(spec),
         Err(report) => {
             for located in report.problems {
-                let conflict = locate(request, index_a, index_b, &located.diagnostic);
-                if !named.contains(&conflict.field) {
-                    conflicts.push(conflict);
+                if !named.contains(&located.diagnostic.path) {
+                    conflicts.push(locate(request, index_a, index_b, &located.diagnostic));
                 }
             }
             None
         }
     };
 
-    let mut manual = Vec::new();
     let mut moves = Vec::new();
     let mut jobs = Vec::new();
     let from_machines = deploy::machines(&from, request.from_catalog);
@@ -520,7 +551,7 @@ fn named_conflicts(
         if other.name == operator.name {
             out.push(Conflict {
                 at: at(b, &here.key("name"), false),
-                field: format!("operators[{}].name", to.operators.len()),
+                field: format!("operators[{j}].name"),
                 message: format!(
                     "provider {} already has an operator `{}` (operators[{j}]): B runs machines and buckets by this name; rename one of them at B first",
                     to.provider.name, other.name
@@ -530,7 +561,7 @@ fn named_conflicts(
         if other.domain == operator.domain {
             out.push(Conflict {
                 at: at(b, &here.key("domain"), false),
-                field: format!("operators[{}].domain", to.operators.len()),
+                field: format!("operators[{j}].domain"),
                 message: format!(
                     "provider {} already serves the domain `{}` (operator `{}`): one domain is one Fediverse server; remove it at B, or move to another provider",
                     to.provider.name, other.domain, other.name

@@ -18,6 +18,7 @@ mod context;
 mod helpers;
 mod layout;
 mod lint;
+mod migration;
 mod locate;
 mod options;
 pub mod scaffold;
@@ -41,6 +42,7 @@ pub use context::{
     TestResources, TestSecretFile, TestSecretOption,
 };
 pub use helpers::VALUE_HELPERS;
+pub use migration::{MigrationMachine, MigrationTest};
 pub use layout::canonical;
 pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS, lint};
 pub use options::option_declarations;
@@ -268,13 +270,16 @@ pub const APPLICATION_TEST: &str = "templates/_tests/application.nix.hbs";
 /// The template of the per-operator deployment VM tests, relative to the repository.
 pub const DEPLOYMENT_TEST: &str = "templates/_tests/deployment.nix.hbs";
 
+/// The template of the per-operator migration VM tests, relative to the repository.
+pub const MIGRATION_TEST: &str = "templates/_tests/migration.nix.hbs";
+
 /// The template of what the VM tests share (`vm-tests/generated/lib/common.nix`), relative to the repository.
 pub const COMMON_TEST: &str = "templates/_tests/common.nix.hbs";
 
 impl Templates {
     /// Loads the VM test templates (linted like every template): one per application, one per deployment.
     pub fn load_tests(&mut self, root: &Path) -> Result<(), TemplateError> {
-        for file in [APPLICATION_TEST, DEPLOYMENT_TEST, COMMON_TEST] {
+        for file in [APPLICATION_TEST, DEPLOYMENT_TEST, COMMON_TEST, MIGRATION_TEST] {
             let relative = PathBuf::from(file);
             let source = read(&root.join(&relative), &relative)?;
             lint(&relative, &source)?;
@@ -294,6 +299,11 @@ impl Templates {
     /// Renders the VM test of one operator's deployment.
     pub fn render_deployment_test(&self, test: &DeploymentTest) -> Result<String, TemplateError> {
         self.render_test(DEPLOYMENT_TEST, test)
+    }
+
+    /// Renders the VM test of one operator's migration between providers.
+    pub fn render_migration_test(&self, test: &MigrationTest) -> Result<String, TemplateError> {
+        self.render_test(MIGRATION_TEST, test)
     }
 
     /// Renders what the VM tests share: the certificate, test-secret and test-node helpers they import.
