@@ -87,10 +87,17 @@ fn every_example_operator_moves_all_its_state_and_its_jobs_are_valid() {
     ] {
         let mut r = request(operator, &from, &to, &catalog, &catalog);
         if operator == "amstelland" {
-            r.machines = Some(("examples/provider-b.amstelland-machines.toml", example_machines()));
+            r.machines = Some((
+                "examples/provider-b.amstelland-machines.toml",
+                example_machines(),
+            ));
         }
         let Planned { plan, jobs } = plan::plan(&r).unwrap();
-        assert!(plan.conflicts.is_empty(), "{operator}: {:#?}", plan.conflicts);
+        assert!(
+            plan.conflicts.is_empty(),
+            "{operator}: {:#?}",
+            plan.conflicts
+        );
         let apps: Vec<String> = apps.into_iter().map(String::from).collect();
         let expected = declared(&catalog, &apps);
         assert!(!expected.is_empty());
@@ -105,14 +112,23 @@ fn every_example_operator_moves_all_its_state_and_its_jobs_are_valid() {
             assert_eq!(&parsed, job);
             // Every automatic move of this application is in its job, under its name.
             let app = machine.strip_prefix(&format!("{operator}-")).unwrap();
-            for m in plan.moves.iter().filter(|m| m.application == app && m.automatic) {
+            for m in plan
+                .moves
+                .iter()
+                .filter(|m| m.application == app && m.automatic)
+            {
                 let names: Vec<&str> = match m.kind {
                     Kind::Database => job.databases.iter().map(|d| d.name.as_str()).collect(),
                     Kind::Bucket => job.buckets.iter().map(|d| d.name.as_str()).collect(),
                     Kind::Directory => job.directories.iter().map(|d| d.name.as_str()).collect(),
                     Kind::Identity => job.identity.iter().map(|d| d.name.as_str()).collect(),
                 };
-                assert!(names.contains(&m.name.as_str()), "{machine}: {} {}", m.kind, m.name);
+                assert!(
+                    names.contains(&m.name.as_str()),
+                    "{machine}: {} {}",
+                    m.kind,
+                    m.name
+                );
             }
             assert!(!job.commands.freeze.is_empty() && !job.commands.source_start.is_empty());
         }
@@ -134,7 +150,12 @@ fn the_dns_changes_are_every_record_of_the_zone_from_a_to_b() {
         .dns
         .changes
         .iter()
-        .map(|c| ((c.name.clone(), c.kind.clone()), (c.from.clone(), c.to.clone())))
+        .map(|c| {
+            (
+                (c.name.clone(), c.kind.clone()),
+                (c.from.clone(), c.to.clone()),
+            )
+        })
         .collect();
     let z = "amstelland-university.example";
     let a = |s: &str| vec![s.to_owned()];
@@ -166,7 +187,10 @@ fn the_freeze_window_is_the_delta_and_the_databases() {
     let mut r = request("zeeinstituut", &from, &to, &catalog, &catalog);
     r.throughput = Some(100_000_000);
     let mut plan = plan::plan(&r).unwrap().plan;
-    assert_eq!(plan.downtime.freeze_seconds, None, "sizes unknown: the window is unknown");
+    assert_eq!(
+        plan.downtime.freeze_seconds, None,
+        "sizes unknown: the window is unknown"
+    );
     for m in &mut plan.moves {
         m.bytes = Some(match m.kind {
             Kind::Bucket => 50_000_000_000,
@@ -196,7 +220,8 @@ fn conflicts_text(plan: &Plan) -> String {
 fn conflicts_are_named_where_they_are() {
     let catalog = catalog();
     let from = document("examples/provider.toml");
-    let b_text = std::fs::read_to_string(support::repository().join("examples/provider-b.toml")).unwrap();
+    let b_text =
+        std::fs::read_to_string(support::repository().join("examples/provider-b.toml")).unwrap();
     // B already has an operator `amstelland`, serving the same domain, with Mastodon (so its bucket is taken
     // too), and a per-machine limit below what Mastodon asks.
     let b_text = b_text
@@ -208,36 +233,63 @@ fn conflicts_are_named_where_they_are() {
         )
         .replace("per_machine = { cores = 8,", "per_machine = { cores = 2,");
     let to = SpecDocument::toml("b.toml", &b_text);
-    let plan = plan::plan(&request("amstelland", &from, &to, &catalog, &catalog)).unwrap().plan;
+    let plan = plan::plan(&request("amstelland", &from, &to, &catalog, &catalog))
+        .unwrap()
+        .plan;
     let text = conflicts_text(&plan);
     let has = |at: &str, needle: &str| {
         plan.conflicts
             .iter()
             .any(|c| c.at.starts_with(at) && c.message.contains(needle))
     };
-    assert!(has("b.toml:", "already has an operator `amstelland`"), "{text}");
-    assert!(has("b.toml:", "already serves the domain `amstelland-university.example`"), "{text}");
+    assert!(
+        has("b.toml:", "already has an operator `amstelland`"),
+        "{text}"
+    );
+    assert!(
+        has(
+            "b.toml:",
+            "already serves the domain `amstelland-university.example`"
+        ),
+        "{text}"
+    );
     assert!(has("b.toml:", "bucket `amstelland-mastodon`"), "{text}");
-    assert!(has("examples/provider.toml:88:", "per-machine limit of 2"), "{text}");
+    assert!(
+        has("examples/provider.toml:88:", "per-machine limit of 2"),
+        "{text}"
+    );
     // Located: a line and a column, never a bare file.
     for c in &plan.conflicts {
         let mut parts = c.at.rsplitn(3, ':');
-        let column: u32 = parts.next().unwrap().parse().unwrap_or_else(|_| panic!("{text}"));
+        let column: u32 = parts
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{text}"));
         let line: u32 = parts.next().unwrap().parse().unwrap();
         assert!(line > 0 && column > 0);
     }
     // No job is handed out while B cannot run the operator.
-    assert!(plan::plan(&request("amstelland", &from, &to, &catalog, &catalog)).unwrap().jobs.is_empty());
+    assert!(
+        plan::plan(&request("amstelland", &from, &to, &catalog, &catalog))
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
 
     // An application B's templates lack is named at the operator's application in A's file.
     let mut lacking = catalog.clone();
     lacking.manifests.remove("pixelfed");
     let to = document("examples/provider-b.toml");
-    let plan = plan::plan(&request("amstelland", &from, &to, &catalog, &lacking)).unwrap().plan;
+    let plan = plan::plan(&request("amstelland", &from, &to, &catalog, &lacking))
+        .unwrap()
+        .plan;
     assert!(
-        plan.conflicts.iter().any(|c| c.at.starts_with("examples/provider.toml:")
-            && c.field == "operators[0].applications.pixelfed"
-            && c.message.contains("no application `pixelfed`")),
+        plan.conflicts
+            .iter()
+            .any(|c| c.at.starts_with("examples/provider.toml:")
+                && c.field == "operators[0].applications.pixelfed"
+                && c.message.contains("no application `pixelfed`")),
         "{}",
         conflicts_text(&plan)
     );
@@ -283,7 +335,12 @@ fn the_command_prints_json_writes_jobs_and_exits_by_the_outcome() {
         "--job-out",
         jobs.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let plan: Plan = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(plan.downtime.throughput_bytes_per_second, 80_000_000);
     let written: BTreeSet<String> = std::fs::read_dir(&jobs)
@@ -292,7 +349,10 @@ fn the_command_prints_json_writes_jobs_and_exits_by_the_outcome() {
         .collect();
     assert_eq!(
         written,
-        BTreeSet::from(["amstelland-mastodon.json".into(), "amstelland-pixelfed.json".into()])
+        BTreeSet::from([
+            "amstelland-mastodon.json".into(),
+            "amstelland-pixelfed.json".into()
+        ])
     );
     for name in &written {
         let text = std::fs::read_to_string(jobs.join(name)).unwrap();
@@ -301,12 +361,24 @@ fn the_command_prints_json_writes_jobs_and_exits_by_the_outcome() {
 
     // A conflict: exit 1, the plan still printed, no job written.
     let b = out.path().join("b.toml");
-    let text = std::fs::read_to_string(support::repository().join("examples/provider-b.toml")).unwrap();
-    std::fs::write(&b, text.replace("name = \"havenstad\"", "name = \"amstelland\"")).unwrap();
+    let text =
+        std::fs::read_to_string(support::repository().join("examples/provider-b.toml")).unwrap();
+    std::fs::write(
+        &b,
+        text.replace("name = \"havenstad\"", "name = \"amstelland\""),
+    )
+    .unwrap();
     let none = out.path().join("none");
     let o = fedigen(&[
-        "migrate", "plan", "amstelland", "--from", "examples/provider.toml", "--to", b.to_str().unwrap(),
-        "--job-out", none.to_str().unwrap(),
+        "migrate",
+        "plan",
+        "amstelland",
+        "--from",
+        "examples/provider.toml",
+        "--to",
+        b.to_str().unwrap(),
+        "--job-out",
+        none.to_str().unwrap(),
     ]);
     assert_eq!(o.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&o.stdout);
@@ -315,12 +387,24 @@ fn the_command_prints_json_writes_jobs_and_exits_by_the_outcome() {
 
     // Invalid input: exit 2, said once, no debug formatting.
     let o = fedigen(&[
-        "migrate", "plan", "nobody", "--from", "examples/provider.toml", "--to", "examples/provider-b.toml",
+        "migrate",
+        "plan",
+        "nobody",
+        "--from",
+        "examples/provider.toml",
+        "--to",
+        "examples/provider-b.toml",
     ]);
     assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(stderr.starts_with("error: examples/provider.toml: no operator `nobody`"), "{stderr}");
-    assert!(!stderr.contains("error: error:") && !stderr.contains("Some("), "{stderr}");
+    assert!(
+        stderr.starts_with("error: examples/provider.toml: no operator `nobody`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("error: error:") && !stderr.contains("Some("),
+        "{stderr}"
+    );
 }
 
 // ---- random pairs of specifications ----
@@ -340,7 +424,12 @@ fn provider_a() -> serde_json::Value {
 
 /// An operator with these applications (index into [`APPS`], enabled), each on a DHCP machine, each asking
 /// for `cores` when given.
-fn operator(name: &str, domain: &str, apps: &[(usize, bool)], cores: Option<u32>) -> serde_json::Value {
+fn operator(
+    name: &str,
+    domain: &str,
+    apps: &[(usize, bool)],
+    cores: Option<u32>,
+) -> serde_json::Value {
     let mut applications = serde_json::Map::new();
     let mut machines = serde_json::Map::new();
     for &(i, enable) in apps {
@@ -355,7 +444,10 @@ fn operator(name: &str, domain: &str, apps: &[(usize, bool)], cores: Option<u32>
         if let Some(cores) = cores {
             a["resources"] = serde_json::json!({ "cores": cores });
         }
-        machines.insert(app.to_owned(), serde_json::json!({ "network": { "dhcp": true } }));
+        machines.insert(
+            app.to_owned(),
+            serde_json::json!({ "network": { "dhcp": true } }),
+        );
         if let Some(s) = secret {
             a["secrets"] = serde_json::json!({ s: { "secret": format!("{name}-{app}") } });
         }
@@ -465,7 +557,8 @@ proptest! {
             }
             Planted::Catalog(i) => {
                 let app = APPS[i];
-                if enabled_apps.iter().any(|a| a == app) {
+                // Disabled too: its settings stay in the specification B must read.
+                if mine.iter().any(|(j, _)| APPS[*j] == app) {
                     prop_assert!(named("a.json:", &format!("no application `{app}`")), "{}", text);
                 } else {
                     prop_assert!(plan.conflicts.is_empty(), "{}", text);

@@ -174,7 +174,9 @@ pub fn run(args: PlanArgs) -> CliResult {
     }
     if !planned.plan.conflicts.is_empty() {
         if args.job_out.is_some() {
-            info!("no job written: B cannot take the operator until the conflicts above are resolved");
+            info!(
+                "no job written: B cannot take the operator until the conflicts above are resolved"
+            );
         }
         return Ok(Status::Problems);
     }

@@ -133,7 +133,11 @@ fn records(spec: &Spec, catalog: &Catalog, machines: &[PlannedMachine]) -> Vec<R
 /// Every address record the zone `zone` of `spec` holds, as (owner name, address), sorted: what `fedigen migrate
 /// plan` compares between two providers to name the DNS changes of a move. The same records and the same
 /// "longest zone" placement as [`zones`], without the zone's text.
-pub(crate) fn address_records(spec: &Spec, catalog: &Catalog, zone: &str) -> Vec<(String, std::net::IpAddr)> {
+pub(crate) fn address_records(
+    spec: &Spec,
+    catalog: &Catalog,
+    zone: &str,
+) -> Vec<(String, std::net::IpAddr)> {
     let machines = machines(spec, catalog);
     let mut zones: Vec<&str> = spec.operators.iter().map(|o| o.domain.as_str()).collect();
     zones.push(&spec.provider.domain);
@@ -147,7 +151,12 @@ pub(crate) fn address_records(spec: &Spec, catalog: &Catalog, zone: &str) -> Vec
             continue;
         }
         for &m in &record.machines {
-            out.extend(machines[m].addresses().into_iter().map(|a| (record.name.clone(), a)));
+            out.extend(
+                machines[m]
+                    .addresses()
+                    .into_iter()
+                    .map(|a| (record.name.clone(), a)),
+            );
         }
         out.extend(record.addresses.iter().map(|a| (record.name.clone(), *a)));
     }

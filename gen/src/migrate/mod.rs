@@ -16,8 +16,8 @@
 pub(crate) mod exec;
 pub mod job;
 pub mod journal;
-pub mod plan;
 pub(crate) mod pg;
+pub mod plan;
 pub mod run;
 pub(crate) mod s3;
 pub mod tree;

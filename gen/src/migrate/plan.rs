@@ -411,8 +411,13 @@ pub fn plan(request: &Request<'_>) -> Result<Planned, PlanError> {
         Ok(spec) => Some(spec),
         Err(report) => {
             for located in report.problems {
-                if !named.contains(&located.diagnostic.path) {
-                    conflicts.push(locate(request, index_a, index_b, &located.diagnostic));
+                let conflict = locate(request, index_a, index_b, &located.diagnostic);
+                // The same place named by the plan's own conflict (an application B lacks): said once.
+                let again = conflicts
+                    .iter()
+                    .any(|c| c.at == conflict.at && c.field == conflict.field);
+                if !named.contains(&located.diagnostic.path) && !again {
+                    conflicts.push(conflict);
                 }
             }
             None
@@ -467,7 +472,14 @@ pub fn plan(request: &Request<'_>) -> Result<Planned, PlanError> {
             operator.domain
         ));
     }
-    let dns = dns_plan(&from, request.from_catalog, target.as_ref(), request.to_catalog, &operator.domain, &to_alone);
+    let dns = dns_plan(
+        &from,
+        request.from_catalog,
+        target.as_ref(),
+        request.to_catalog,
+        &operator.domain,
+        &to_alone,
+    );
     let (throughput, source) = match request.throughput {
         Some(t) => (t, "flag"),
         None => (ASSUMED_THROUGHPUT, "assumed"),
@@ -586,7 +598,9 @@ fn named_conflicts(
                 })
         })
         .collect();
-    for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
+    // Every application, enabled or not: a disabled one keeps its settings in the specification, which B must
+    // be able to read.
+    for (app, application) in &operator.applications {
         let a_path = FieldPath::root()
             .key("operators")
             .index(index_a)
@@ -603,7 +617,9 @@ fn named_conflicts(
             });
             continue;
         };
-        let _ = application;
+        if !application.enable {
+            continue;
+        }
         for bucket in &manifest.state.buckets {
             let name = bucket_name(&operator.name, bucket);
             if let Some((j, other_app)) = taken.get(&name) {
@@ -645,7 +661,11 @@ fn locate(
     }
     if let Some((related, _)) = &d.related {
         if !related.starts_with(&moved) {
-            message.push_str(&format!(" (with {} at {})", related, at(request.to, related, true)));
+            message.push_str(&format!(
+                " (with {} at {})",
+                related,
+                at(request.to, related, true)
+            ));
         }
     }
     let key = d.target == model::diagnostic::Target::Key;
@@ -764,10 +784,9 @@ fn application_job(
             source: from_s3
                 .as_ref()
                 .map_or_else(|| name.clone(), |(e, _)| format!("{e}/{name}")),
-            target: to_s3.as_ref().map_or_else(
-                || format!("{name} at B"),
-                |(e, _)| format!("{e}/{name}"),
-            ),
+            target: to_s3
+                .as_ref()
+                .map_or_else(|| format!("{name} at B"), |(e, _)| format!("{e}/{name}")),
             bytes: None,
             automatic: true,
         });
@@ -858,7 +877,12 @@ fn application_job(
     let units = &manifest.health.units;
     if !units.is_empty() {
         let remote = |verb: &str| {
-            let mut argv = vec!["ssh".to_owned(), source_host.to_owned(), "systemctl".into(), verb.into()];
+            let mut argv = vec![
+                "ssh".to_owned(),
+                source_host.to_owned(),
+                "systemctl".into(),
+                verb.into(),
+            ];
             argv.extend(units.iter().cloned());
             argv
         };
@@ -877,7 +901,12 @@ fn application_job(
         }
     }
     let host = operator.host_name(app, manifest);
-    for check in manifest.health.http.iter().filter(|c| c.port.is_none() && (200..400).contains(&c.status)) {
+    for check in manifest
+        .health
+        .http
+        .iter()
+        .filter(|c| c.port.is_none() && (200..400).contains(&c.status))
+    {
         job.commands.health.push(vec![
             "curl".into(),
             "--fail".into(),
@@ -920,13 +949,18 @@ fn dns_plan(
     if from.provider.dns.is_none() {
         note = Some("provider A writes no zone files (no provider.dns): the records below are what B's zone holds; compare them with A's DNS by hand".to_owned());
     } else if to_alone.provider.dns.is_none() {
-        note = Some("provider B writes no zone files (no provider.dns): B's records must be made by hand".to_owned());
+        note = Some(
+            "provider B writes no zone files (no provider.dns): B's records must be made by hand"
+                .to_owned(),
+        );
     }
     let group = |records: Vec<(String, std::net::IpAddr)>| {
         let mut sets: BTreeMap<(String, &'static str), Vec<String>> = BTreeMap::new();
         for (name, address) in records {
             let kind = if address.is_ipv4() { "A" } else { "AAAA" };
-            sets.entry((name, kind)).or_default().push(address.to_string());
+            sets.entry((name, kind))
+                .or_default()
+                .push(address.to_string());
         }
         sets
     };
@@ -993,11 +1027,19 @@ fn downtime(moves: &[Move], throughput: u64, source: &str, change_permille: u32)
         seconds: bytes.map(|b| seconds(b, throughput)),
     };
     let parts = vec![
-        part("delta copy of buckets and folders (the change since the bulk copy)", delta),
-        part("databases: pg_dump -Fc at A, then pg_restore at B (each in full)", databases.map(|b| b.saturating_mul(2))),
+        part(
+            "delta copy of buckets and folders (the change since the bulk copy)",
+            delta,
+        ),
+        part(
+            "databases: pg_dump -Fc at A, then pg_restore at B (each in full)",
+            databases.map(|b| b.saturating_mul(2)),
+        ),
         part(
             "verification: every bucket and folder read at both sides, each database dumped again at both",
-            copied.zip(databases).map(|(c, d)| c.saturating_add(d).saturating_mul(2)),
+            copied
+                .zip(databases)
+                .map(|(c, d)| c.saturating_add(d).saturating_mul(2)),
         ),
         DowntimePart {
             what: "freeze, identity, start and health checks (fixed)".to_owned(),
@@ -1016,7 +1058,11 @@ fn downtime(moves: &[Move], throughput: u64, source: &str, change_permille: u32)
         method: format!(
             "sizes / throughput ({} MB/s, {}): the bulk copy runs while A serves; the freeze window is the delta ({}.{} % of buckets and folders, --change-percent), the databases in full (dumped and restored), the verification, and a fixed minute; a size not measured (--measure) leaves its part unknown",
             throughput / 1_000_000,
-            if source == "flag" { "--throughput" } else { "assumed; measure it and pass --throughput" },
+            if source == "flag" {
+                "--throughput"
+            } else {
+                "assumed; measure it and pass --throughput"
+            },
             change_permille / 10,
             change_permille % 10
         ),

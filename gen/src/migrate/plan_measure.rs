@@ -65,21 +65,31 @@ fn database_size(pg: &Postgres) -> Result<u64, String> {
         None => "psql".into(),
     };
     let mut c = Command::new(psql);
-    c.args(["--no-psqlrc", "--no-password", "--tuples-only", "--no-align"])
-        .arg("--host")
-        .arg(&pg.host)
-        .arg("--port")
-        .arg(pg.port.to_string())
-        .arg("--username")
-        .arg(&pg.user)
-        .arg("--dbname")
-        .arg(&pg.database)
-        .args(["--command", "SELECT pg_database_size(current_database())"])
-        .env("PGCONNECT_TIMEOUT", "15")
-        .env_remove("PGPASSWORD");
+    c.args([
+        "--no-psqlrc",
+        "--no-password",
+        "--tuples-only",
+        "--no-align",
+    ])
+    .arg("--host")
+    .arg(&pg.host)
+    .arg("--port")
+    .arg(pg.port.to_string())
+    .arg("--username")
+    .arg(&pg.user)
+    .arg("--dbname")
+    .arg(&pg.database)
+    .args(["--command", "SELECT pg_database_size(current_database())"])
+    .env("PGCONNECT_TIMEOUT", "15")
+    .env_remove("PGPASSWORD");
     if let Some(file) = &pg.password_file {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {}", file.display(), crate::io_error::describe(&e)))?;
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            format!(
+                "cannot read {}: {}",
+                file.display(),
+                crate::io_error::describe(&e)
+            )
+        })?;
         c.env("PGPASSWORD", text.trim_end_matches(['\n', '\r']));
     }
     number(&run(c, "measure the database with psql")?, "psql")
@@ -109,7 +119,10 @@ fn bucket_size(s3: &S3) -> Result<u64, String> {
         .env("RCLONE_CONFIG_FEDIGENSRC_ENDPOINT", &s3.endpoint)
         .env("RCLONE_CONFIG_FEDIGENSRC_REGION", &s3.region)
         .env("RCLONE_CONFIG_FEDIGENSRC_FORCE_PATH_STYLE", "true")
-        .env("RCLONE_CONFIG_FEDIGENSRC_ACCESS_KEY_ID", get("AWS_ACCESS_KEY_ID")?)
+        .env(
+            "RCLONE_CONFIG_FEDIGENSRC_ACCESS_KEY_ID",
+            get("AWS_ACCESS_KEY_ID")?,
+        )
         .env(
             "RCLONE_CONFIG_FEDIGENSRC_SECRET_ACCESS_KEY",
             get("AWS_SECRET_ACCESS_KEY")?,

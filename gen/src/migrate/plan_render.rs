@@ -60,7 +60,9 @@ fn side(label: &str, s: &Side) -> Vec<String> {
         label.to_owned(),
         s.provider.clone(),
         s.runtime.clone(),
-        s.s3_endpoint.clone().unwrap_or_else(|| "no object storage".into()),
+        s.s3_endpoint
+            .clone()
+            .unwrap_or_else(|| "no object storage".into()),
         s.file.clone(),
     ]
 }
@@ -123,9 +125,15 @@ pub fn render_table(plan: &Plan) -> String {
             out.push_str(&format!("  - {m}\n"));
         }
     }
-    out.push_str("\nSteps (`fedigen migrate run` on each machine at B; each recorded in its journal):\n");
+    out.push_str(
+        "\nSteps (`fedigen migrate run` on each machine at B; each recorded in its journal):\n",
+    );
     for machine in &plan.steps {
-        out.push_str(&format!("  {}: {}\n", machine.machine, machine.steps.join(", ")));
+        out.push_str(&format!(
+            "  {}: {}\n",
+            machine.machine,
+            machine.steps.join(", ")
+        ));
     }
     let d = &plan.downtime;
     out.push_str(&format!(
@@ -133,18 +141,18 @@ pub fn render_table(plan: &Plan) -> String {
         duration(d.freeze_seconds),
         duration(d.bulk_seconds)
     ));
-    let mut rows = vec![vec!["part of the freeze".into(), "bytes".into(), "time".into()]];
-    rows.extend(
-        d.parts
-            .iter()
-            .map(|p| {
-                let bytes = match (p.bytes, p.seconds) {
-                    (None, Some(_)) => "-".to_owned(),
-                    (b, _) => size(b),
-                };
-                vec![p.what.clone(), bytes, duration(p.seconds)]
-            }),
-    );
+    let mut rows = vec![vec![
+        "part of the freeze".into(),
+        "bytes".into(),
+        "time".into(),
+    ]];
+    rows.extend(d.parts.iter().map(|p| {
+        let bytes = match (p.bytes, p.seconds) {
+            (None, Some(_)) => "-".to_owned(),
+            (b, _) => size(b),
+        };
+        vec![p.what.clone(), bytes, duration(p.seconds)]
+    }));
     out.push_str(&table(&rows));
     out.push_str(&format!("  estimated from {}\n", d.method));
     let dns = &plan.dns;
@@ -168,10 +176,17 @@ pub fn render_table(plan: &Plan) -> String {
     if dns.changes.is_empty() {
         out.push_str("  no address record changes\n");
     } else {
-        let mut rows = vec![vec!["name".into(), "type".into(), "at A".into(), "at B".into()]];
-        rows.extend(dns.changes.iter().map(|c| {
-            vec![c.name.clone(), c.kind.clone(), join(&c.from), join(&c.to)]
-        }));
+        let mut rows = vec![vec![
+            "name".into(),
+            "type".into(),
+            "at A".into(),
+            "at B".into(),
+        ]];
+        rows.extend(
+            dns.changes
+                .iter()
+                .map(|c| vec![c.name.clone(), c.kind.clone(), join(&c.from), join(&c.to)]),
+        );
         out.push_str(&table(&rows));
     }
     out.push_str("\nRollback:\n");

@@ -27,6 +27,9 @@ pub struct MigrationMachine {
     pub b: TestNode,
     /// The job `fedigen migrate run` gets at B, as JSON data (placed in `/etc/fedigen/migrate.json`).
     pub job: serde_json::Value,
+    /// The application's own units (its manifest's health units): stopped at A by the freeze, started at B.
+    /// Other units of the machine (a Garage node it shares) are no part of the move.
+    pub units: Vec<String>,
     /// The identity files that must be equal at both sides.
     pub identity_files: Vec<String>,
     /// The manifest's admin action run at A before the move (a shell command), if any.
@@ -173,6 +176,7 @@ impl MigrationTest {
                     .map(|s| s.target.display().to_string())
                     .collect(),
                 job: serde_json::to_value(&job).expect("a job serialises"),
+                units: units.clone(),
                 seed: manifest.admin_action.as_ref().map(|a| a.command.clone()),
                 not_moved,
                 a,

@@ -18,8 +18,8 @@ mod context;
 mod helpers;
 mod layout;
 mod lint;
-mod migration;
 mod locate;
+mod migration;
 mod options;
 pub mod scaffold;
 mod shell;
@@ -42,9 +42,9 @@ pub use context::{
     TestResources, TestSecretFile, TestSecretOption,
 };
 pub use helpers::VALUE_HELPERS;
-pub use migration::{MigrationMachine, MigrationTest};
 pub use layout::canonical;
 pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS, lint};
+pub use migration::{MigrationMachine, MigrationTest};
 pub use options::option_declarations;
 pub use shell::shell_quote;
 
@@ -279,7 +279,12 @@ pub const COMMON_TEST: &str = "templates/_tests/common.nix.hbs";
 impl Templates {
     /// Loads the VM test templates (linted like every template): one per application, one per deployment.
     pub fn load_tests(&mut self, root: &Path) -> Result<(), TemplateError> {
-        for file in [APPLICATION_TEST, DEPLOYMENT_TEST, COMMON_TEST, MIGRATION_TEST] {
+        for file in [
+            APPLICATION_TEST,
+            DEPLOYMENT_TEST,
+            COMMON_TEST,
+            MIGRATION_TEST,
+        ] {
             let relative = PathBuf::from(file);
             let source = read(&root.join(&relative), &relative)?;
             lint(&relative, &source)?;
