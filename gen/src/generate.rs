@@ -221,7 +221,11 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
                 let test = crate::template::MigrationTest::new(&spec, &catalog, operator);
                 let body = templates.render_migration_test(&test)?;
                 Ok((
-                    Path::new(VM_TESTS).join(format!("migrate-{}.nix", operator.name)),
+                    Path::new(VM_TESTS).join(format!(
+                        "{}{}.nix",
+                        crate::shared::MIGRATION_TEST_PREFIX,
+                        operator.name
+                    )),
                     format!("{}\n{body}", marker_line(&source)),
                 ))
             })

@@ -27,6 +27,10 @@ pub(crate) const VM_TESTS_LIB: &str = "lib";
 /// `vm-tests/generated/<app>.nix`).
 pub(crate) const DEPLOYMENT_TEST_PREFIX: &str = "deployment-";
 
+/// The prefix of the per-operator migration VM tests, `vm-tests/generated/migrate-<operator>.nix` (beside
+/// `vm-tests/generated/<app>.nix`).
+pub(crate) const MIGRATION_TEST_PREFIX: &str = "migrate-";
+
 /// `modules/fediversity.nix`: the options every application reads (the operator's domain, ACME, the provider's
 /// SMTP relay and Garage S3 endpoint). Secrets are `…File` options holding paths on the machine.
 pub fn shared_module() -> Result<Expr, LexicalError> {

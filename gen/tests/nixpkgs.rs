@@ -598,7 +598,8 @@ in
         "modules": ["default", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
         "checks": [
             "deployment-amstelland", "deployment-digitalevrijheid", "deployment-zeeinstituut",
-            "fedigen", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"
+            "fedigen", "garage", "mastodon", "matrix-synapse", "migrate-amstelland",
+            "migrate-digitalevrijheid", "migrate-zeeinstituut", "peertube", "pixelfed"
         ],
         "configurations": [
             "amstelland-mastodon", "amstelland-pixelfed", "digitalevrijheid-mastodon",
