@@ -7,8 +7,18 @@
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
-  # fedigen itself, as the flake packages it: the engine runs on B's machines.
-  fedigen ? (builtins.getFlake (toString ../..)).packages.${pkgs.stdenv.hostPlatform.system}.default,
+  # fedigen itself, built as the flake's package is (flake.nix `packages.default`): the engine runs on B.
+  fedigen ? pkgs.rustPlatform.buildRustPackage {
+    pname = "fedigen";
+    version = "0.1.0";
+    src = pkgs.lib.cleanSource ../..;
+    cargoLock.lockFile = ../../Cargo.lock;
+    cargoBuildFlags = [
+      "-p"
+      "fedigen"
+    ];
+    doCheck = false;
+  },
 }:
 let
   inherit (pkgs) lib;

@@ -659,26 +659,26 @@ fn locate(
         message.push_str("; ");
         message.push_str(hint);
     }
-    if let Some((related, _)) = &d.related {
-        if !related.starts_with(&moved) {
-            message.push_str(&format!(
-                " (with {} at {})",
-                related,
-                at(request.to, related, true)
-            ));
-        }
+    if let Some((related, _)) = &d.related
+        && !related.starts_with(&moved)
+    {
+        message.push_str(&format!(
+            " (with {} at {})",
+            related,
+            at(request.to, related, true)
+        ));
     }
     let key = d.target == model::diagnostic::Target::Key;
     if d.path.starts_with(&moved) {
         let rest = &d.path.0[moved.0.len()..];
-        if let (Some((file, _)), Some(Step::Key(first))) = (&request.machines, rest.first()) {
-            if first == "machines" {
-                return Conflict {
-                    at: (*file).to_owned(),
-                    field: FieldPath(rest[1..].to_vec()).to_string(),
-                    message: format!("at B: {message}"),
-                };
-            }
+        if let (Some((file, _)), Some(Step::Key(first))) = (&request.machines, rest.first())
+            && first == "machines"
+        {
+            return Conflict {
+                at: (*file).to_owned(),
+                field: FieldPath(rest[1..].to_vec()).to_string(),
+                message: format!("at B: {message}"),
+            };
         }
         let mut in_a = FieldPath::root().key("operators").index(index_a);
         in_a.0.extend(rest.iter().cloned());
