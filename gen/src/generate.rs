@@ -231,6 +231,26 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         );
         plan.files.extend(deployments?);
         plan.files.extend(tests?);
+        // One migration VM test per operator (`fedigen migrate` run between two providers' machines).
+        use rayon::prelude::*;
+        let source = format!("{name} and {}", crate::template::MIGRATION_TEST);
+        let tests = spec
+            .operators
+            .par_iter()
+            .map(|operator| {
+                let test = crate::template::MigrationTest::new(&spec, &catalog, operator);
+                let body = templates.render_migration_test(&test)?;
+                Ok((
+                    Path::new(VM_TESTS).join(format!(
+                        "{}{}.nix",
+                        crate::shared::MIGRATION_TEST_PREFIX,
+                        operator.name
+                    )),
+                    format!("{}\n{body}", marker_line(&source)),
+                ))
+            })
+            .collect::<Result<Vec<_>, GenerateError>>()?;
+        plan.files.extend(tests);
     }
     plan.regions = fill_regions(repo, &plan, &manifests)?;
     Ok(plan)

@@ -1249,8 +1249,8 @@ pub(crate) const FIXED_OPTIONS: [&str; 2] = ["enable", "subdomain"];
 /// Nix's keywords. A name ending in `*` is a prefix.
 pub(crate) fn reserved_application_names() -> Vec<(String, String)> {
     use crate::shared::{
-        ALL_MODULES, DEPLOYMENT_TEST_PREFIX, FEDERATION_TEST_PREFIX, MODULES, SHARED_MODULE,
-        VM_TESTS, VM_TESTS_LIB,
+        ALL_MODULES, DEPLOYMENT_TEST_PREFIX, FEDERATION_TEST_PREFIX, MIGRATION_TEST_PREFIX,
+        MODULES, SHARED_MODULE, VM_TESTS, VM_TESTS_LIB,
     };
     let mut reserved = vec![
         (
@@ -1277,6 +1277,12 @@ pub(crate) fn reserved_application_names() -> Vec<(String, String)> {
             format!("{FEDERATION_TEST_PREFIX}*"),
             format!(
                 "`{VM_TESTS}/{FEDERATION_TEST_PREFIX}<application>.nix` are the federation VM tests, so no application name starts with `{FEDERATION_TEST_PREFIX}`"
+            ),
+        ),
+        (
+            format!("{MIGRATION_TEST_PREFIX}*"),
+            format!(
+                "`{VM_TESTS}/{MIGRATION_TEST_PREFIX}<operator>.nix` are the migrations' VM tests, so no application name starts with `{MIGRATION_TEST_PREFIX}`"
             ),
         ),
     ];
@@ -1987,6 +1993,11 @@ units = []
             why("federation-x").contains("federation-<application>.nix"),
             "{}",
             why("federation-x")
+        );
+        assert!(
+            why("migrate-x").contains("migrate-<operator>.nix"),
+            "{}",
+            why("migrate-x")
         );
         for shared in ["domain", "acme", "smtp", "s3"] {
             assert!(

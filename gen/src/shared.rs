@@ -29,6 +29,9 @@ pub(crate) const DEPLOYMENT_TEST_PREFIX: &str = "deployment-";
 
 /// The file name prefix of the applications' federation VM tests (`federation-<app>.nix`).
 pub(crate) const FEDERATION_TEST_PREFIX: &str = "federation-";
+/// The prefix of the per-operator migration VM tests, `vm-tests/generated/migrate-<operator>.nix` (beside
+/// `vm-tests/generated/<app>.nix`).
+pub(crate) const MIGRATION_TEST_PREFIX: &str = "migrate-";
 
 /// `modules/fediversity.nix`: the options every application reads (the operator's domain, ACME, the provider's
 /// SMTP relay and Garage S3 endpoint). Secrets are `…File` options holding paths on the machine.

@@ -599,7 +599,8 @@ in
         "modules": ["default", "garage", "mastodon", "matrix-synapse", "peertube", "pixelfed"],
         "checks": [
             "deployment-amstelland", "deployment-digitalevrijheid", "deployment-zeeinstituut",
-            "federation-matrix-synapse", "fedigen", "garage", "mastodon", "matrix-synapse", "peertube",
+            "federation-matrix-synapse", "fedigen", "garage", "mastodon", "matrix-synapse",
+            "migrate-amstelland", "migrate-digitalevrijheid", "migrate-zeeinstituut", "peertube",
             "pixelfed"
         ],
         "configurations": [

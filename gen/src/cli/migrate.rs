@@ -65,6 +65,10 @@ Exit status: 0 printed; 3 the folder cannot be read.";
 /// Move an operator between providers.
 #[derive(Subcommand)]
 pub enum MigrateCommand {
+    /// Plan moving an operator from provider A to provider B: conflicts, what moves, steps, downtime, DNS,
+    /// rollback; writes the engine's jobs.
+    #[command(after_long_help = crate::cli::migrate_plan::PLAN_HELP)]
+    Plan(crate::cli::migrate_plan::PlanArgs),
     /// Carry out a migration job: bulk copy, freeze, delta copy, databases, identity, verify, start, DNS switch.
     #[command(after_long_help = RUN_HELP)]
     Run(RunArgs),
@@ -125,6 +129,7 @@ pub struct ManifestArgs {
 /// Runs a `fedigen migrate` subcommand.
 pub fn run(command: MigrateCommand) -> CliResult {
     match command {
+        MigrateCommand::Plan(args) => crate::cli::migrate_plan::run(args),
         MigrateCommand::Run(args) => run_job(args),
         MigrateCommand::Verify(args) => run_verify(args),
         MigrateCommand::Rollback(args) => run_rollback(args),

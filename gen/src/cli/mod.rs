@@ -6,6 +6,7 @@ pub mod error;
 pub mod generate;
 pub mod help;
 pub mod migrate;
+pub mod migrate_plan;
 pub mod model;
 pub mod nix;
 pub mod output;

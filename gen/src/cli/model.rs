@@ -41,7 +41,7 @@ pub struct SchemaArgs {
 
 /// The templates folder: the one given, else that of the repository around `near` (a specification's folder),
 /// else that of the repository around the current directory, else `templates`.
-fn templates_dir(explicit: Option<PathBuf>, near: Option<&std::path::Path>) -> PathBuf {
+pub(crate) fn templates_dir(explicit: Option<PathBuf>, near: Option<&std::path::Path>) -> PathBuf {
     use fedigen::generate::find_repository;
     explicit.unwrap_or_else(|| {
         let near = near.and_then(|p| std::fs::canonicalize(p).ok());
@@ -56,7 +56,7 @@ fn templates_dir(explicit: Option<PathBuf>, near: Option<&std::path::Path>) -> P
 /// The applications' manifests; a broken manifest is invalid input (exit status 2), every problem reported.
 /// `published` refuses drafts (texts still saying TODO), for what is handed on (`fedigen schema`). No templates
 /// folder at all is the environment's fault (exit status 3), said with where it was looked for.
-fn catalog(templates: &std::path::Path, published: bool) -> Result<Catalog, CliError> {
+pub(crate) fn catalog(templates: &std::path::Path, published: bool) -> Result<Catalog, CliError> {
     if !templates.is_dir() {
         return Err(CliError::environment(format_args!(
             "no application templates at {}: specifications are checked against the manifests in a \

@@ -22,7 +22,7 @@ use crate::model::Dns;
 pub(crate) const DNS_DIR: &str = "dns";
 
 /// The TTL of every record (`$TTL`): an hour.
-const TTL: u32 = 3600;
+pub(crate) const TTL: u32 = 3600;
 
 /// The CA domain for CAA records when the ACME directory is Let's Encrypt's (production or staging).
 pub(crate) fn ca_domain(spec: &Spec, dns: &Dns) -> Option<String> {
@@ -128,6 +128,41 @@ fn records(spec: &Spec, catalog: &Catalog, machines: &[PlannedMachine]) -> Vec<R
         });
     }
     records
+}
+
+/// Every address record the zone `zone` of `spec` holds, as (owner name, address), sorted: what `fedigen migrate
+/// plan` compares between two providers to name the DNS changes of a move. The same records and the same
+/// "longest zone" placement as [`zones`], without the zone's text.
+pub(crate) fn address_records(
+    spec: &Spec,
+    catalog: &Catalog,
+    zone: &str,
+) -> Vec<(String, std::net::IpAddr)> {
+    let machines = machines(spec, catalog);
+    let mut zones: Vec<&str> = spec.operators.iter().map(|o| o.domain.as_str()).collect();
+    zones.push(&spec.provider.domain);
+    let mut out = Vec::new();
+    for record in records(spec, catalog, &machines) {
+        let home = zones
+            .iter()
+            .filter(|z| relative(&record.name, z).is_some())
+            .max_by_key(|z| z.len());
+        if home != Some(&zone) {
+            continue;
+        }
+        for &m in &record.machines {
+            out.extend(
+                machines[m]
+                    .addresses()
+                    .into_iter()
+                    .map(|a| (record.name.clone(), a)),
+            );
+        }
+        out.extend(record.addresses.iter().map(|a| (record.name.clone(), *a)));
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A name relative to the zone's origin (`@` for the apex), or `None` when it is outside the zone.

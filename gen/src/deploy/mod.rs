@@ -20,6 +20,7 @@ use crate::write::marker_text;
 
 mod base;
 mod dns;
+pub(crate) use dns::{TTL as ZONE_TTL, address_records};
 pub mod host_keys;
 mod machine;
 mod network;

@@ -18,6 +18,7 @@ pub(crate) mod exec;
 pub mod job;
 pub mod journal;
 pub(crate) mod pg;
+pub mod plan;
 pub mod remote;
 pub mod run;
 pub(crate) mod s3;

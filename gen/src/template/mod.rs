@@ -19,6 +19,7 @@ mod helpers;
 mod layout;
 mod lint;
 mod locate;
+mod migration;
 mod options;
 pub mod scaffold;
 mod shell;
@@ -44,6 +45,7 @@ pub use context::{
 pub use helpers::VALUE_HELPERS;
 pub use layout::canonical;
 pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS, lint};
+pub use migration::{MigrationMachine, MigrationTest};
 pub use options::option_declarations;
 pub use shell::shell_quote;
 
@@ -271,6 +273,8 @@ pub const DEPLOYMENT_TEST: &str = "templates/_tests/deployment.nix.hbs";
 
 /// The template of the per-application federation VM tests (two instances), relative to the repository.
 pub const FEDERATION_TEST: &str = "templates/_tests/federation.nix.hbs";
+/// The template of the per-operator migration VM tests, relative to the repository.
+pub const MIGRATION_TEST: &str = "templates/_tests/migration.nix.hbs";
 
 /// The template of what the VM tests share (`vm-tests/generated/lib/common.nix`), relative to the repository.
 pub const COMMON_TEST: &str = "templates/_tests/common.nix.hbs";
@@ -283,6 +287,7 @@ impl Templates {
             DEPLOYMENT_TEST,
             COMMON_TEST,
             FEDERATION_TEST,
+            MIGRATION_TEST,
         ] {
             let relative = PathBuf::from(file);
             let source = read(&root.join(&relative), &relative)?;
@@ -314,6 +319,11 @@ impl Templates {
     /// Renders the VM test of one operator's deployment.
     pub fn render_deployment_test(&self, test: &DeploymentTest) -> Result<String, TemplateError> {
         self.render_test(DEPLOYMENT_TEST, test)
+    }
+
+    /// Renders the VM test of one operator's migration between providers.
+    pub fn render_migration_test(&self, test: &MigrationTest) -> Result<String, TemplateError> {
+        self.render_test(MIGRATION_TEST, test)
     }
 
     /// Renders what the VM tests share: the certificate, test-secret and test-node helpers they import.

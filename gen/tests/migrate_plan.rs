@@ -1,0 +1,579 @@
+//! `fedigen migrate plan`: the plan of the example operators between `examples/provider.toml` and
+//! `examples/provider-b.toml` names every state item of every enabled application, its jobs pass the engine's
+//! own validation, `--json` round-trips, and conflicts are found and located — also for random pairs of
+//! specifications with a planted conflict (proptest).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use fedigen::migrate::job::Job;
+use fedigen::migrate::plan::{self, Kind, Plan, Planned, Request};
+use fedigen::model::{Catalog, Machine, SpecDocument};
+use proptest::prelude::*;
+
+fn catalog() -> Catalog {
+    Catalog::load(&support::repository().join("templates")).expect("the templates load")
+}
+
+fn document(path: &str) -> SpecDocument {
+    let text = std::fs::read_to_string(support::repository().join(path)).unwrap();
+    SpecDocument::toml(path, &text)
+}
+
+fn example_machines() -> BTreeMap<String, Machine> {
+    let path = support::repository().join("examples/provider-b.amstelland-machines.toml");
+    toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn request<'a>(
+    operator: &'a str,
+    from: &'a SpecDocument,
+    to: &'a SpecDocument,
+    catalog: &'a Catalog,
+    to_catalog: &'a Catalog,
+) -> Request<'a> {
+    Request {
+        operator,
+        from,
+        to,
+        from_catalog: catalog,
+        to_catalog,
+        machines: None,
+        throughput: None,
+        change_permille: 10,
+        dns_command: None,
+    }
+}
+
+/// Every (application, kind, name) the manifests' `[state]` declares for the operator's enabled applications.
+fn declared(catalog: &Catalog, apps: &[String]) -> BTreeSet<(String, Kind, String)> {
+    let mut out = BTreeSet::new();
+    for app in apps {
+        let state = &catalog.manifests[app].state;
+        for name in state.databases.keys() {
+            out.insert((app.clone(), Kind::Database, name.clone()));
+        }
+        for name in &state.buckets {
+            out.insert((app.clone(), Kind::Bucket, name.clone()));
+        }
+        for name in state.directories.keys() {
+            out.insert((app.clone(), Kind::Directory, name.clone()));
+        }
+        for name in state.identity.keys() {
+            out.insert((app.clone(), Kind::Identity, name.clone()));
+        }
+    }
+    out
+}
+
+fn moved(plan: &Plan) -> BTreeSet<(String, Kind, String)> {
+    plan.moves
+        .iter()
+        .map(|m| (m.application.clone(), m.kind, m.name.clone()))
+        .collect()
+}
+
+#[test]
+fn every_example_operator_moves_all_its_state_and_its_jobs_are_valid() {
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let to = document("examples/provider-b.toml");
+    for (operator, apps) in [
+        ("amstelland", vec!["mastodon", "pixelfed"]),
+        ("zeeinstituut", vec!["peertube"]),
+        ("digitalevrijheid", vec!["mastodon", "matrix-synapse"]),
+    ] {
+        let mut r = request(operator, &from, &to, &catalog, &catalog);
+        if operator == "amstelland" {
+            r.machines = Some((
+                "examples/provider-b.amstelland-machines.toml",
+                example_machines(),
+            ));
+        }
+        let Planned { plan, jobs } = plan::plan(&r).unwrap();
+        assert!(
+            plan.conflicts.is_empty(),
+            "{operator}: {:#?}",
+            plan.conflicts
+        );
+        let apps: Vec<String> = apps.into_iter().map(String::from).collect();
+        let expected = declared(&catalog, &apps);
+        assert!(!expected.is_empty());
+        assert_eq!(moved(&plan), expected, "{operator}");
+        // One job per application machine, each valid by the engine's own rules, and the plan's steps are the
+        // engine's steps of exactly those jobs.
+        assert_eq!(jobs.len(), apps.len());
+        for ((machine, job), steps) in jobs.iter().zip(&plan.steps) {
+            assert_eq!(&steps.machine, machine);
+            assert_eq!(steps.steps, fedigen::migrate::run::steps(job));
+            let parsed = Job::parse(&job.to_json(), machine).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&parsed, job);
+            // Every automatic move of this application is in its job, under its name.
+            let app = machine.strip_prefix(&format!("{operator}-")).unwrap();
+            for m in plan
+                .moves
+                .iter()
+                .filter(|m| m.application == app && m.automatic)
+            {
+                let names: Vec<&str> = match m.kind {
+                    Kind::Database => job.databases.iter().map(|d| d.name.as_str()).collect(),
+                    Kind::Bucket => job.buckets.iter().map(|d| d.name.as_str()).collect(),
+                    Kind::Directory => job.directories.iter().map(|d| d.name.as_str()).collect(),
+                    Kind::Identity => job.identity.iter().map(|d| d.name.as_str()).collect(),
+                };
+                assert!(
+                    names.contains(&m.name.as_str()),
+                    "{machine}: {} {}",
+                    m.kind,
+                    m.name
+                );
+            }
+            assert!(!job.commands.freeze.is_empty() && !job.commands.source_start.is_empty());
+        }
+        // The JSON form reads back to the same plan.
+        let back: Plan = serde_json::from_str(&plan.to_json()).unwrap();
+        assert_eq!(back, plan);
+    }
+}
+
+#[test]
+fn the_dns_changes_are_every_record_of_the_zone_from_a_to_b() {
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let to = document("examples/provider-b.toml");
+    let mut r = request("amstelland", &from, &to, &catalog, &catalog);
+    r.machines = Some(("m.toml", example_machines()));
+    let plan = plan::plan(&r).unwrap().plan;
+    let changes: BTreeMap<(String, String), (Vec<String>, Vec<String>)> = plan
+        .dns
+        .changes
+        .iter()
+        .map(|c| {
+            (
+                (c.name.clone(), c.kind.clone()),
+                (c.from.clone(), c.to.clone()),
+            )
+        })
+        .collect();
+    let z = "amstelland-university.example";
+    let a = |s: &str| vec![s.to_owned()];
+    assert_eq!(
+        changes[&(format!("social.{z}"), "A".into())],
+        (a("192.0.2.11"), a("203.0.113.11"))
+    );
+    // B gives the machine no IPv6 address: the AAAA record goes away, and the plan says so.
+    assert_eq!(
+        changes[&(format!("social.{z}"), "AAAA".into())],
+        (a("2001:db8:0:1::11"), vec![])
+    );
+    assert_eq!(
+        changes[&(format!("pixelfed.{z}"), "A".into())],
+        (a("192.0.2.12"), a("203.0.113.12"))
+    );
+    assert_eq!(changes.len(), 6, "{changes:#?}");
+    assert_eq!(plan.dns.ttl, 3600);
+    assert_eq!(plan.dns.lowered_ttl, 60);
+    assert!(plan.dns.lower_before_seconds >= plan.dns.ttl);
+    assert_ne!(plan.dns.name_servers.from, plan.dns.name_servers.to);
+}
+
+#[test]
+fn the_freeze_window_is_the_delta_and_the_databases() {
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let to = document("examples/provider-b.toml");
+    let mut r = request("zeeinstituut", &from, &to, &catalog, &catalog);
+    r.throughput = Some(100_000_000);
+    let mut plan = plan::plan(&r).unwrap().plan;
+    assert_eq!(
+        plan.downtime.freeze_seconds, None,
+        "sizes unknown: the window is unknown"
+    );
+    for m in &mut plan.moves {
+        m.bytes = Some(match m.kind {
+            Kind::Bucket => 50_000_000_000,
+            Kind::Directory => 0,
+            Kind::Database => 1_000_000_000,
+            Kind::Identity => 100,
+        });
+    }
+    plan.estimate();
+    let d = &plan.downtime;
+    // Two buckets of 50 GB at 100 MB/s: 1000 s of bulk copy while A serves.
+    assert_eq!(d.bulk_seconds, Some(1000));
+    // 1 % of 100 GB (10 s), the database dumped and restored (20 s), verification reading 101 GB twice
+    // (2020 s), and the fixed minute.
+    assert_eq!(d.freeze_seconds, Some(10 + 20 + 2020 + 60));
+    assert_eq!(d.throughput_source, "flag");
+}
+
+fn conflicts_text(plan: &Plan) -> String {
+    plan.conflicts
+        .iter()
+        .map(|c| format!("{} {} {}\n", c.at, c.field, c.message))
+        .collect()
+}
+
+#[test]
+fn conflicts_are_named_where_they_are() {
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let b_text =
+        std::fs::read_to_string(support::repository().join("examples/provider-b.toml")).unwrap();
+    // B already has an operator `amstelland`, serving the same domain, with Mastodon (so its bucket is taken
+    // too), and a per-machine limit below what Mastodon asks.
+    let b_text = b_text
+        .replace("name = \"havenstad\"", "name = \"amstelland\"")
+        .replace("domain = \"havenstad.example\"", "domain = \"amstelland-university.example\"")
+        .replace(
+            "[operators.applications.matrix-synapse]",
+            "[operators.applications.mastodon]\n\n[operators.machines.mastodon]\nnetwork = { dhcp = true }\n\n[operators.applications.matrix-synapse]",
+        )
+        .replace("per_machine = { cores = 8,", "per_machine = { cores = 2,");
+    let to = SpecDocument::toml("b.toml", &b_text);
+    let plan = plan::plan(&request("amstelland", &from, &to, &catalog, &catalog))
+        .unwrap()
+        .plan;
+    let text = conflicts_text(&plan);
+    let has = |at: &str, needle: &str| {
+        plan.conflicts
+            .iter()
+            .any(|c| c.at.starts_with(at) && c.message.contains(needle))
+    };
+    assert!(
+        has("b.toml:", "already has an operator `amstelland`"),
+        "{text}"
+    );
+    assert!(
+        has(
+            "b.toml:",
+            "already serves the domain `amstelland-university.example`"
+        ),
+        "{text}"
+    );
+    assert!(has("b.toml:", "bucket `amstelland-mastodon`"), "{text}");
+    assert!(
+        has("examples/provider.toml:88:", "per-machine limit of 2"),
+        "{text}"
+    );
+    // Located: a line and a column, never a bare file.
+    for c in &plan.conflicts {
+        let mut parts = c.at.rsplitn(3, ':');
+        let column: u32 = parts
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{text}"));
+        let line: u32 = parts.next().unwrap().parse().unwrap();
+        assert!(line > 0 && column > 0);
+    }
+    // No job is handed out while B cannot run the operator.
+    assert!(
+        plan::plan(&request("amstelland", &from, &to, &catalog, &catalog))
+            .unwrap()
+            .jobs
+            .is_empty()
+    );
+
+    // An application B's templates lack is named at the operator's application in A's file.
+    let mut lacking = catalog.clone();
+    lacking.manifests.remove("pixelfed");
+    let to = document("examples/provider-b.toml");
+    let plan = plan::plan(&request("amstelland", &from, &to, &catalog, &lacking))
+        .unwrap()
+        .plan;
+    assert!(
+        plan.conflicts
+            .iter()
+            .any(|c| c.at.starts_with("examples/provider.toml:")
+                && c.field == "operators[0].applications.pixelfed"
+                && c.message.contains("no application `pixelfed`")),
+        "{}",
+        conflicts_text(&plan)
+    );
+}
+
+#[test]
+fn an_unknown_operator_is_refused_with_the_known_ones() {
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let to = document("examples/provider-b.toml");
+    let e = plan::plan(&request("nobody", &from, &to, &catalog, &catalog)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "examples/provider.toml: no operator `nobody`; its operators are `amstelland`, `zeeinstituut`, `digitalevrijheid`"
+    );
+}
+
+fn fedigen(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_fedigen"))
+        .current_dir(support::repository())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_command_prints_json_writes_jobs_and_exits_by_the_outcome() {
+    let out = tempfile::tempdir().unwrap();
+    let jobs = out.path().join("jobs");
+    let o = fedigen(&[
+        "migrate",
+        "plan",
+        "amstelland",
+        "--from",
+        "examples/provider.toml",
+        "--to",
+        "examples/provider-b.toml",
+        "--machines",
+        "examples/provider-b.amstelland-machines.toml",
+        "--throughput",
+        "80",
+        "--json",
+        "--job-out",
+        jobs.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let plan: Plan = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan.downtime.throughput_bytes_per_second, 80_000_000);
+    let written: BTreeSet<String> = std::fs::read_dir(&jobs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        written,
+        BTreeSet::from([
+            "amstelland-mastodon.json".into(),
+            "amstelland-pixelfed.json".into()
+        ])
+    );
+    for name in &written {
+        let text = std::fs::read_to_string(jobs.join(name)).unwrap();
+        Job::parse(&text, name).unwrap();
+    }
+
+    // A conflict: exit 1, the plan still printed, no job written.
+    let b = out.path().join("b.toml");
+    let text =
+        std::fs::read_to_string(support::repository().join("examples/provider-b.toml")).unwrap();
+    std::fs::write(
+        &b,
+        text.replace("name = \"havenstad\"", "name = \"amstelland\""),
+    )
+    .unwrap();
+    let none = out.path().join("none");
+    let o = fedigen(&[
+        "migrate",
+        "plan",
+        "amstelland",
+        "--from",
+        "examples/provider.toml",
+        "--to",
+        b.to_str().unwrap(),
+        "--job-out",
+        none.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("Conflicts (1)"), "{stdout}");
+    assert!(!none.exists());
+
+    // Invalid input: exit 2, said once, no debug formatting.
+    let o = fedigen(&[
+        "migrate",
+        "plan",
+        "nobody",
+        "--from",
+        "examples/provider.toml",
+        "--to",
+        "examples/provider-b.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.starts_with("error: examples/provider.toml: no operator `nobody`"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("error: error:") && !stderr.contains("Some("),
+        "{stderr}"
+    );
+}
+
+// ---- random pairs of specifications ----
+
+const APPS: [&str; 4] = ["mastodon", "pixelfed", "peertube", "matrix-synapse"];
+
+/// The example provider without its operators (and without the Garage node that shares one of their machines).
+fn provider_a() -> serde_json::Value {
+    let mut v = document("examples/provider.toml").value;
+    v["operators"] = serde_json::json!([]);
+    let storage = &mut v["provider"]["object_storage"];
+    storage["nodes"].as_object_mut().unwrap().remove("rtm1");
+    storage["replication_factor"] = 2.into();
+    v["provider"]["limits"]["per_operator"]["cores"] = 64.into();
+    v
+}
+
+/// An operator with these applications (index into [`APPS`], enabled), each on a DHCP machine, each asking
+/// for `cores` when given.
+fn operator(
+    name: &str,
+    domain: &str,
+    apps: &[(usize, bool)],
+    cores: Option<u32>,
+) -> serde_json::Value {
+    let mut applications = serde_json::Map::new();
+    let mut machines = serde_json::Map::new();
+    for &(i, enable) in apps {
+        let app = APPS[i];
+        let secret = match app {
+            "pixelfed" => Some("appSecrets"),
+            "peertube" => Some("peertubeSecret"),
+            "matrix-synapse" => Some("synapseSecrets"),
+            _ => None,
+        };
+        let mut a = serde_json::json!({ "enable": enable });
+        if let Some(cores) = cores {
+            a["resources"] = serde_json::json!({ "cores": cores });
+        }
+        machines.insert(
+            app.to_owned(),
+            serde_json::json!({ "network": { "dhcp": true } }),
+        );
+        if let Some(s) = secret {
+            a["secrets"] = serde_json::json!({ s: { "secret": format!("{name}-{app}") } });
+        }
+        applications.insert(app.to_owned(), a);
+    }
+    serde_json::json!({
+        "name": name,
+        "domain": domain,
+        "contact": format!("ict@{domain}"),
+        "admin": { "username": "admin", "email": format!("admin@{domain}") },
+        "applications": applications,
+        "machines": machines,
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Planted {
+    None,
+    OperatorName,
+    Domain,
+    Limit,
+    Catalog(usize),
+}
+
+fn json_document(name: &str, value: &serde_json::Value) -> SpecDocument {
+    SpecDocument::json(name, &serde_json::to_string_pretty(value).unwrap())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    #[test]
+    fn random_pairs_move_exactly_the_declared_state_and_name_a_planted_conflict(
+        apps in proptest::sample::subsequence(vec![0usize, 1, 2, 3], 1..=4)
+            .prop_flat_map(|apps| {
+                let n = apps.len();
+                (Just(apps), proptest::collection::vec(any::<bool>(), n))
+            }),
+        others in proptest::sample::subsequence(vec![0usize, 1, 2, 3], 0..=2),
+        name in "[a-z]{2,8}",
+        planted in prop_oneof![
+            Just(Planted::None),
+            Just(Planted::OperatorName),
+            Just(Planted::Domain),
+            Just(Planted::Limit),
+            (0usize..4).prop_map(Planted::Catalog),
+        ],
+    ) {
+        let catalog = catalog();
+        let (apps, enabled) = apps;
+        let mine: Vec<(usize, bool)> = apps.iter().copied().zip(enabled.iter().copied()).collect();
+        let domain = format!("{name}.example");
+        let mut a = provider_a();
+        a["operators"] = serde_json::json!([
+            operator("first", "first.example", &[(0, true)], None),
+            operator(&name, &domain, &mine, Some(7)),
+        ]);
+        let mut b = document("examples/provider-b.toml").value;
+        b["provider"]["limits"]["per_operator"]["cores"] = 64.into();
+        let mut b_name = format!("{name}x");
+        let mut b_domain = format!("other-{name}.example");
+        match planted {
+            Planted::OperatorName => b_name = name.clone(),
+            Planted::Domain => b_domain = domain.clone(),
+            Planted::Limit => b["provider"]["limits"]["per_machine"]["cores"] = 6.into(),
+            _ => {}
+        }
+        let existing: Vec<(usize, bool)> = others.iter().map(|&i| (i, true)).collect();
+        b["operators"].as_array_mut().unwrap().push(operator(&b_name, &b_domain, &existing, None));
+        let mut to_catalog = catalog.clone();
+        if let Planted::Catalog(i) = planted {
+            to_catalog.manifests.remove(APPS[i]);
+            // B's own operators use only what B offers.
+            let ops = b["operators"].as_array_mut().unwrap();
+            for op in ops {
+                op["applications"].as_object_mut().unwrap().remove(APPS[i]);
+                if let Some(machines) = op["machines"].as_object_mut() {
+                    machines.remove(APPS[i]);
+                }
+            }
+        }
+        let from = json_document("a.json", &a);
+        let to = json_document("b.json", &b);
+        let planned = plan::plan(&request(&name, &from, &to, &catalog, &to_catalog)).unwrap();
+        let plan = &planned.plan;
+        let enabled_apps: Vec<String> =
+            mine.iter().filter(|(_, e)| *e).map(|(i, _)| APPS[*i].to_owned()).collect();
+        prop_assert_eq!(moved(plan), declared(&catalog, &enabled_apps));
+        let text = conflicts_text(plan);
+        let named = |at: &str, needle: &str| {
+            plan.conflicts.iter().any(|c| c.at.starts_with(at) && c.message.contains(needle))
+        };
+        match planted {
+            Planted::None => prop_assert!(plan.conflicts.is_empty(), "{}", text),
+            Planted::OperatorName => {
+                prop_assert!(named("b.json:", &format!("already has an operator `{name}`")), "{}", text);
+            }
+            Planted::Domain => {
+                prop_assert!(named("b.json:", &format!("already serves the domain `{domain}`")), "{}", text);
+            }
+            Planted::Limit => {
+                if enabled_apps.is_empty() {
+                    prop_assert!(plan.conflicts.is_empty(), "{}", text);
+                } else {
+                    prop_assert!(named("a.json:", "per-machine limit of 6"), "{}", text);
+                }
+            }
+            Planted::Catalog(i) => {
+                let app = APPS[i];
+                // Disabled too: its settings stay in the specification B must read.
+                if mine.iter().any(|(j, _)| APPS[*j] == app) {
+                    prop_assert!(named("a.json:", &format!("no application `{app}`")), "{}", text);
+                } else {
+                    prop_assert!(plan.conflicts.is_empty(), "{}", text);
+                }
+            }
+        }
+        if plan.conflicts.is_empty() {
+            prop_assert_eq!(planned.jobs.len(), enabled_apps.len());
+            for (machine, job) in &planned.jobs {
+                prop_assert!(job.problems().is_empty(), "{}: {:?}", machine, job.problems());
+            }
+        } else {
+            prop_assert!(planned.jobs.is_empty());
+        }
+        let back: Plan = serde_json::from_str(&plan.to_json()).unwrap();
+        prop_assert_eq!(&back, plan);
+    }
+}
