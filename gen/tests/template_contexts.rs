@@ -1,5 +1,5 @@
 //! Every template is rendered from its typed data (`fedigen::template::{ModuleData, ApplicationTest,
-//! DeploymentTest, CommonTest}`), rendering is strict about names (a field its struct lacks is an error, in a
+//! DeploymentTest, CommonTest, FederationTest, MigrationTest}`), rendering is strict about names (a field its struct lacks is an error, in a
 //! helper, `each`, `with`, `if` or `unless` alike), and each template's header comment lists the fields it gets.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use fedigen::manifest::Manifest;
 use fedigen::model::Catalog;
 use fedigen::template::{
     APPLICATION_TEST, ApplicationTest, COMMON_TEST, CommonTest, DEPLOYMENT_TEST, DeploymentTest,
-    FEDERATION_TEST, FederationTest, ModuleData, Templates,
+    FEDERATION_TEST, FederationTest, MIGRATION_TEST, MigrationTest, ModuleData, Templates,
 };
 use serde_json::Value;
 
@@ -42,6 +42,7 @@ fn data_of(file: &Path) -> &'static str {
         DEPLOYMENT_TEST => "DeploymentTest",
         COMMON_TEST => "CommonTest",
         FEDERATION_TEST => "FederationTest",
+        MIGRATION_TEST => "MigrationTest",
         _ if text.starts_with("templates/_partials/") => "ModuleData",
         _ if text.ends_with("/module.nix.hbs") && !text.starts_with("templates/_") => "ModuleData",
         _ => panic!(
@@ -89,6 +90,10 @@ fn render_all(repo: &Path) -> Vec<String> {
     for operator in &spec.operators {
         let test = DeploymentTest::new(&spec, &catalog, operator);
         if let Err(e) = templates.render_deployment_test(&test) {
+            errors.push(e.to_string());
+        }
+        let migration = MigrationTest::new(&spec, &catalog, operator);
+        if let Err(e) = templates.render_migration_test(&migration) {
             errors.push(e.to_string());
         }
     }
@@ -204,6 +209,10 @@ fn check_headers(repo: &Path) {
                     .expect("a manifest with [test.federation]"),
             )
             .unwrap(),
+            "MigrationTest" => {
+                serde_json::to_value(MigrationTest::new(&spec, &catalog, &spec.operators[0]))
+                    .unwrap()
+            }
             other => panic!("{other}"),
         }
     };
@@ -225,10 +234,13 @@ fn check_headers(repo: &Path) {
             );
             continue;
         }
+        // The header names the struct and the file of gen/src/template/ that declares it.
         assert!(
-            header.contains(&format!(
-                "Data (gen/src/template/context.rs, {struct_name})"
-            )),
+            ["context.rs", "migration.rs"]
+                .iter()
+                .any(|declared_in| header.contains(&format!(
+                    "Data (gen/src/template/{declared_in}, {struct_name})"
+                ))),
             "{}: the header names its data:\n{header}",
             file.display()
         );
@@ -261,7 +273,7 @@ fn collect_fields(value: &Value, depth: usize, out: &mut Vec<String>) {
                 // an option's value): their keys are no fields.
                 if matches!(
                     key.as_str(),
-                    "settings" | "config" | "federation_config" | "hosts" | "value"
+                    "settings" | "config" | "federation_config" | "hosts" | "value" | "job"
                 ) {
                     continue;
                 }

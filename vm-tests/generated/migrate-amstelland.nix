@@ -438,25 +438,41 @@ pkgs.testers.runNixOSTest {
         environment.systemPackages = [ pkgs.curl ];
       };
   };
-  testScript = lib.concatLines [
-    "start_all()"
-    ("amstelland_mastodon_a" + ".wait_for_unit(${py "mastodon-web.service"})")
-    ("amstelland_mastodon_a" + ".wait_for_unit(${py "mastodon-sidekiq-all.service"})")
-    ("amstelland_mastodon_a" + ".wait_for_unit(${py "mastodon-streaming.target"})")
-    ("amstelland_mastodon_a" + ".wait_for_unit(${py "nginx.service"})")
-    "with subtest(${py ("seed " + "amstelland-mastodon" + " at A")}):"
-    (
-      "    "
-      + "amstelland_mastodon_a"
-      + ".succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})"
-    )
-    (
-      "a_identity = "
-      + "amstelland_mastodon_a"
-      + ".succeed(${
-        py (
-          "sha256sum "
-          + lib.concatStringsSep " " [
+  testScript = ''
+    start_all()
+    amstelland_mastodon_a.wait_for_unit(${py "mastodon-web.service"})
+    amstelland_mastodon_a.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+    amstelland_mastodon_a.wait_for_unit(${py "mastodon-streaming.target"})
+    amstelland_mastodon_a.wait_for_unit(${py "nginx.service"})
+
+    with subtest(${py "seed ${"amstelland-mastodon"} at A"}):
+        amstelland_mastodon_a.succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})
+
+    a_identity = amstelland_mastodon_a.succeed(${py "sha256sum ${
+      builtins.concatStringsSep " " [
+        "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
+        "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
+        "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
+        "/var/lib/mastodon/secrets/secret-key-base"
+        "/var/lib/mastodon/secrets/vapid-private-key"
+        "/var/lib/mastodon/secrets/vapid-public-key"
+      ]
+    } </dev/null"})
+
+    with subtest(${py "move ${"amstelland-mastodon"} from A to B"}):
+        amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-web.service"}"})
+        amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-sidekiq-all.service"}"})
+        amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-streaming.target"}"})
+        amstelland_mastodon_b.succeed(${py "systemctl stop ${"nginx.service"}"})
+        amstelland_mastodon_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+
+    with subtest(${py "B holds A's data and identity; A is stopped"}):
+        amstelland_mastodon_b.wait_for_unit(${py "mastodon-web.service"})
+        amstelland_mastodon_b.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+        amstelland_mastodon_b.wait_for_unit(${py "mastodon-streaming.target"})
+        amstelland_mastodon_b.wait_for_unit(${py "nginx.service"})
+        assert amstelland_mastodon_b.succeed(${py "sha256sum ${
+          builtins.concatStringsSep " " [
             "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
             "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
             "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
@@ -464,139 +480,43 @@ pkgs.testers.runNixOSTest {
             "/var/lib/mastodon/secrets/vapid-private-key"
             "/var/lib/mastodon/secrets/vapid-public-key"
           ]
-          + " </dev/null"
-        )
-      })"
-    )
-    "with subtest(${py ("move " + "amstelland-mastodon" + " from A to B")}):"
-    ("    " + "amstelland_mastodon_b" + ".succeed(${py ("systemctl stop " + "mastodon-web.service")})")
-    (
-      "    "
-      + "amstelland_mastodon_b"
-      + ".succeed(${py ("systemctl stop " + "mastodon-sidekiq-all.service")})"
-    )
-    (
-      "    "
-      + "amstelland_mastodon_b"
-      + ".succeed(${py ("systemctl stop " + "mastodon-streaming.target")})"
-    )
-    ("    " + "amstelland_mastodon_b" + ".succeed(${py ("systemctl stop " + "nginx.service")})")
-    (
-      "    "
-      + "amstelland_mastodon_b"
-      + ".succeed(\"fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate\")"
-    )
-    "with subtest(${py ("B holds A's data and identity; A is stopped")}):"
-    ("    " + "amstelland_mastodon_b" + ".wait_for_unit(${py "mastodon-web.service"})")
-    ("    " + "amstelland_mastodon_b" + ".wait_for_unit(${py "mastodon-sidekiq-all.service"})")
-    ("    " + "amstelland_mastodon_b" + ".wait_for_unit(${py "mastodon-streaming.target"})")
-    ("    " + "amstelland_mastodon_b" + ".wait_for_unit(${py "nginx.service"})")
-    (
-      "    assert "
-      + "amstelland_mastodon_b"
-      + ".succeed(${
-        py (
-          "sha256sum "
-          + lib.concatStringsSep " " [
-            "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
-            "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
-            "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
-            "/var/lib/mastodon/secrets/secret-key-base"
-            "/var/lib/mastodon/secrets/vapid-private-key"
-            "/var/lib/mastodon/secrets/vapid-public-key"
-          ]
-          + " </dev/null"
-        )
-      }) == a_identity"
-    )
-    (
-      "    "
-      + "amstelland_mastodon_b"
-      + ".succeed(\"fedigen migrate verify --job /etc/fedigen/migrate.json\")"
-    )
-    (
-      "    " + "amstelland_mastodon_a" + ".fail(${py ("systemctl is-active " + "mastodon-web.service")})"
-    )
-    (
-      "    "
-      + "amstelland_mastodon_a"
-      + ".fail(${py ("systemctl is-active " + "mastodon-sidekiq-all.service")})"
-    )
-    (
-      "    "
-      + "amstelland_mastodon_a"
-      + ".fail(${py ("systemctl is-active " + "mastodon-streaming.target")})"
-    )
-    ("    " + "amstelland_mastodon_a" + ".fail(${py ("systemctl is-active " + "nginx.service")})")
-    ("amstelland_pixelfed_a" + ".wait_for_unit(${py "phpfpm-pixelfed.service"})")
-    ("amstelland_pixelfed_a" + ".wait_for_unit(${py "pixelfed-horizon.service"})")
-    ("amstelland_pixelfed_a" + ".wait_for_unit(${py "nginx.service"})")
-    "with subtest(${py ("seed " + "amstelland-pixelfed" + " at A")}):"
-    (
-      "    "
-      + "amstelland_pixelfed_a"
-      + ".succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=1 --confirm_email=1"})"
-    )
-    (
-      "a_identity = "
-      + "amstelland_pixelfed_a"
-      + ".succeed(${
-        py (
-          "sha256sum "
-          + lib.concatStringsSep " " [
+        } </dev/null"}) == a_identity
+        amstelland_mastodon_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+        amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
+        amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
+        amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
+        amstelland_mastodon_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+    amstelland_pixelfed_a.wait_for_unit(${py "phpfpm-pixelfed.service"})
+    amstelland_pixelfed_a.wait_for_unit(${py "pixelfed-horizon.service"})
+    amstelland_pixelfed_a.wait_for_unit(${py "nginx.service"})
+
+    with subtest(${py "seed ${"amstelland-pixelfed"} at A"}):
+        amstelland_pixelfed_a.succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=1 --confirm_email=1"})
+
+    a_identity = amstelland_pixelfed_a.succeed(${py "sha256sum ${
+      builtins.concatStringsSep " " [
+        "/var/lib/pixelfed/storage/oauth-private.key"
+      ]
+    } </dev/null"})
+
+    with subtest(${py "move ${"amstelland-pixelfed"} from A to B"}):
+        amstelland_pixelfed_b.succeed(${py "systemctl stop ${"phpfpm-pixelfed.service"}"})
+        amstelland_pixelfed_b.succeed(${py "systemctl stop ${"pixelfed-horizon.service"}"})
+        amstelland_pixelfed_b.succeed(${py "systemctl stop ${"nginx.service"}"})
+        amstelland_pixelfed_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+
+    with subtest(${py "B holds A's data and identity; A is stopped"}):
+        amstelland_pixelfed_b.wait_for_unit(${py "phpfpm-pixelfed.service"})
+        amstelland_pixelfed_b.wait_for_unit(${py "pixelfed-horizon.service"})
+        amstelland_pixelfed_b.wait_for_unit(${py "nginx.service"})
+        assert amstelland_pixelfed_b.succeed(${py "sha256sum ${
+          builtins.concatStringsSep " " [
             "/var/lib/pixelfed/storage/oauth-private.key"
           ]
-          + " </dev/null"
-        )
-      })"
-    )
-    "with subtest(${py ("move " + "amstelland-pixelfed" + " from A to B")}):"
-    (
-      "    " + "amstelland_pixelfed_b" + ".succeed(${py ("systemctl stop " + "phpfpm-pixelfed.service")})"
-    )
-    (
-      "    "
-      + "amstelland_pixelfed_b"
-      + ".succeed(${py ("systemctl stop " + "pixelfed-horizon.service")})"
-    )
-    ("    " + "amstelland_pixelfed_b" + ".succeed(${py ("systemctl stop " + "nginx.service")})")
-    (
-      "    "
-      + "amstelland_pixelfed_b"
-      + ".succeed(\"fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate\")"
-    )
-    "with subtest(${py ("B holds A's data and identity; A is stopped")}):"
-    ("    " + "amstelland_pixelfed_b" + ".wait_for_unit(${py "phpfpm-pixelfed.service"})")
-    ("    " + "amstelland_pixelfed_b" + ".wait_for_unit(${py "pixelfed-horizon.service"})")
-    ("    " + "amstelland_pixelfed_b" + ".wait_for_unit(${py "nginx.service"})")
-    (
-      "    assert "
-      + "amstelland_pixelfed_b"
-      + ".succeed(${
-        py (
-          "sha256sum "
-          + lib.concatStringsSep " " [
-            "/var/lib/pixelfed/storage/oauth-private.key"
-          ]
-          + " </dev/null"
-        )
-      }) == a_identity"
-    )
-    (
-      "    "
-      + "amstelland_pixelfed_b"
-      + ".succeed(\"fedigen migrate verify --job /etc/fedigen/migrate.json\")"
-    )
-    (
-      "    "
-      + "amstelland_pixelfed_a"
-      + ".fail(${py ("systemctl is-active " + "phpfpm-pixelfed.service")})"
-    )
-    (
-      "    "
-      + "amstelland_pixelfed_a"
-      + ".fail(${py ("systemctl is-active " + "pixelfed-horizon.service")})"
-    )
-    ("    " + "amstelland_pixelfed_a" + ".fail(${py ("systemctl is-active " + "nginx.service")})")
-  ];
+        } </dev/null"}) == a_identity
+        amstelland_pixelfed_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+        amstelland_pixelfed_a.fail(${py "systemctl is-active ${"phpfpm-pixelfed.service"}"})
+        amstelland_pixelfed_a.fail(${py "systemctl is-active ${"pixelfed-horizon.service"}"})
+        amstelland_pixelfed_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+  '';
 }

@@ -447,25 +447,41 @@ pkgs.testers.runNixOSTest {
         environment.systemPackages = [ pkgs.curl ];
       };
   };
-  testScript = lib.concatLines [
-    "start_all()"
-    ("digitalevrijheid_mastodon_a" + ".wait_for_unit(${py "mastodon-web.service"})")
-    ("digitalevrijheid_mastodon_a" + ".wait_for_unit(${py "mastodon-sidekiq-all.service"})")
-    ("digitalevrijheid_mastodon_a" + ".wait_for_unit(${py "mastodon-streaming.target"})")
-    ("digitalevrijheid_mastodon_a" + ".wait_for_unit(${py "nginx.service"})")
-    "with subtest(${py ("seed " + "digitalevrijheid-mastodon" + " at A")}):"
-    (
-      "    "
-      + "digitalevrijheid_mastodon_a"
-      + ".succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})"
-    )
-    (
-      "a_identity = "
-      + "digitalevrijheid_mastodon_a"
-      + ".succeed(${
-        py (
-          "sha256sum "
-          + lib.concatStringsSep " " [
+  testScript = ''
+    start_all()
+    digitalevrijheid_mastodon_a.wait_for_unit(${py "mastodon-web.service"})
+    digitalevrijheid_mastodon_a.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+    digitalevrijheid_mastodon_a.wait_for_unit(${py "mastodon-streaming.target"})
+    digitalevrijheid_mastodon_a.wait_for_unit(${py "nginx.service"})
+
+    with subtest(${py "seed ${"digitalevrijheid-mastodon"} at A"}):
+        digitalevrijheid_mastodon_a.succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})
+
+    a_identity = digitalevrijheid_mastodon_a.succeed(${py "sha256sum ${
+      builtins.concatStringsSep " " [
+        "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
+        "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
+        "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
+        "/var/lib/mastodon/secrets/secret-key-base"
+        "/var/lib/mastodon/secrets/vapid-private-key"
+        "/var/lib/mastodon/secrets/vapid-public-key"
+      ]
+    } </dev/null"})
+
+    with subtest(${py "move ${"digitalevrijheid-mastodon"} from A to B"}):
+        digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-web.service"}"})
+        digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-sidekiq-all.service"}"})
+        digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-streaming.target"}"})
+        digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"nginx.service"}"})
+        digitalevrijheid_mastodon_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+
+    with subtest(${py "B holds A's data and identity; A is stopped"}):
+        digitalevrijheid_mastodon_b.wait_for_unit(${py "mastodon-web.service"})
+        digitalevrijheid_mastodon_b.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+        digitalevrijheid_mastodon_b.wait_for_unit(${py "mastodon-streaming.target"})
+        digitalevrijheid_mastodon_b.wait_for_unit(${py "nginx.service"})
+        assert digitalevrijheid_mastodon_b.succeed(${py "sha256sum ${
+          builtins.concatStringsSep " " [
             "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
             "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
             "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
@@ -473,143 +489,39 @@ pkgs.testers.runNixOSTest {
             "/var/lib/mastodon/secrets/vapid-private-key"
             "/var/lib/mastodon/secrets/vapid-public-key"
           ]
-          + " </dev/null"
-        )
-      })"
-    )
-    "with subtest(${py ("move " + "digitalevrijheid-mastodon" + " from A to B")}):"
-    (
-      "    "
-      + "digitalevrijheid_mastodon_b"
-      + ".succeed(${py ("systemctl stop " + "mastodon-web.service")})"
-    )
-    (
-      "    "
-      + "digitalevrijheid_mastodon_b"
-      + ".succeed(${py ("systemctl stop " + "mastodon-sidekiq-all.service")})"
-    )
-    (
-      "    "
-      + "digitalevrijheid_mastodon_b"
-      + ".succeed(${py ("systemctl stop " + "mastodon-streaming.target")})"
-    )
-    ("    " + "digitalevrijheid_mastodon_b" + ".succeed(${py ("systemctl stop " + "nginx.service")})")
-    (
-      "    "
-      + "digitalevrijheid_mastodon_b"
-      + ".succeed(\"fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate\")"
-    )
-    "with subtest(${py ("B holds A's data and identity; A is stopped")}):"
-    ("    " + "digitalevrijheid_mastodon_b" + ".wait_for_unit(${py "mastodon-web.service"})")
-    ("    " + "digitalevrijheid_mastodon_b" + ".wait_for_unit(${py "mastodon-sidekiq-all.service"})")
-    ("    " + "digitalevrijheid_mastodon_b" + ".wait_for_unit(${py "mastodon-streaming.target"})")
-    ("    " + "digitalevrijheid_mastodon_b" + ".wait_for_unit(${py "nginx.service"})")
-    (
-      "    assert "
-      + "digitalevrijheid_mastodon_b"
-      + ".succeed(${
-        py (
-          "sha256sum "
-          + lib.concatStringsSep " " [
-            "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
-            "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
-            "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
-            "/var/lib/mastodon/secrets/secret-key-base"
-            "/var/lib/mastodon/secrets/vapid-private-key"
-            "/var/lib/mastodon/secrets/vapid-public-key"
-          ]
-          + " </dev/null"
-        )
-      }) == a_identity"
-    )
-    (
-      "    "
-      + "digitalevrijheid_mastodon_b"
-      + ".succeed(\"fedigen migrate verify --job /etc/fedigen/migrate.json\")"
-    )
-    (
-      "    "
-      + "digitalevrijheid_mastodon_a"
-      + ".fail(${py ("systemctl is-active " + "mastodon-web.service")})"
-    )
-    (
-      "    "
-      + "digitalevrijheid_mastodon_a"
-      + ".fail(${py ("systemctl is-active " + "mastodon-sidekiq-all.service")})"
-    )
-    (
-      "    "
-      + "digitalevrijheid_mastodon_a"
-      + ".fail(${py ("systemctl is-active " + "mastodon-streaming.target")})"
-    )
-    ("    " + "digitalevrijheid_mastodon_a" + ".fail(${py ("systemctl is-active " + "nginx.service")})")
-    ("digitalevrijheid_matrix_synapse_a" + ".wait_for_unit(${py "matrix-synapse.service"})")
-    ("digitalevrijheid_matrix_synapse_a" + ".wait_for_unit(${py "nginx.service"})")
-    "with subtest(${py ("seed " + "digitalevrijheid-matrix-synapse" + " at A")}):"
-    (
-      "    "
-      + "digitalevrijheid_matrix_synapse_a"
-      + ".succeed(${py "matrix-synapse-register_new_matrix_user -u fedigen-test -p fedigen-test-password --no-admin"})"
-    )
-    (
-      "a_identity = "
-      + "digitalevrijheid_matrix_synapse_a"
-      + ".succeed(${
-        py (
-          "sha256sum "
-          + lib.concatStringsSep " " [
+        } </dev/null"}) == a_identity
+        digitalevrijheid_mastodon_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+        digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
+        digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
+        digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
+        digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+    digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "matrix-synapse.service"})
+    digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "nginx.service"})
+
+    with subtest(${py "seed ${"digitalevrijheid-matrix-synapse"} at A"}):
+        digitalevrijheid_matrix_synapse_a.succeed(${py "matrix-synapse-register_new_matrix_user -u fedigen-test -p fedigen-test-password --no-admin"})
+
+    a_identity = digitalevrijheid_matrix_synapse_a.succeed(${py "sha256sum ${
+      builtins.concatStringsSep " " [
+        "/var/lib/matrix-synapse/homeserver.signing.key"
+      ]
+    } </dev/null"})
+
+    with subtest(${py "move ${"digitalevrijheid-matrix-synapse"} from A to B"}):
+        digitalevrijheid_matrix_synapse_b.succeed(${py "systemctl stop ${"matrix-synapse.service"}"})
+        digitalevrijheid_matrix_synapse_b.succeed(${py "systemctl stop ${"nginx.service"}"})
+        digitalevrijheid_matrix_synapse_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+
+    with subtest(${py "B holds A's data and identity; A is stopped"}):
+        digitalevrijheid_matrix_synapse_b.wait_for_unit(${py "matrix-synapse.service"})
+        digitalevrijheid_matrix_synapse_b.wait_for_unit(${py "nginx.service"})
+        assert digitalevrijheid_matrix_synapse_b.succeed(${py "sha256sum ${
+          builtins.concatStringsSep " " [
             "/var/lib/matrix-synapse/homeserver.signing.key"
           ]
-          + " </dev/null"
-        )
-      })"
-    )
-    "with subtest(${py ("move " + "digitalevrijheid-matrix-synapse" + " from A to B")}):"
-    (
-      "    "
-      + "digitalevrijheid_matrix_synapse_b"
-      + ".succeed(${py ("systemctl stop " + "matrix-synapse.service")})"
-    )
-    (
-      "    "
-      + "digitalevrijheid_matrix_synapse_b"
-      + ".succeed(${py ("systemctl stop " + "nginx.service")})"
-    )
-    (
-      "    "
-      + "digitalevrijheid_matrix_synapse_b"
-      + ".succeed(\"fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate\")"
-    )
-    "with subtest(${py ("B holds A's data and identity; A is stopped")}):"
-    ("    " + "digitalevrijheid_matrix_synapse_b" + ".wait_for_unit(${py "matrix-synapse.service"})")
-    ("    " + "digitalevrijheid_matrix_synapse_b" + ".wait_for_unit(${py "nginx.service"})")
-    (
-      "    assert "
-      + "digitalevrijheid_matrix_synapse_b"
-      + ".succeed(${
-        py (
-          "sha256sum "
-          + lib.concatStringsSep " " [
-            "/var/lib/matrix-synapse/homeserver.signing.key"
-          ]
-          + " </dev/null"
-        )
-      }) == a_identity"
-    )
-    (
-      "    "
-      + "digitalevrijheid_matrix_synapse_b"
-      + ".succeed(\"fedigen migrate verify --job /etc/fedigen/migrate.json\")"
-    )
-    (
-      "    "
-      + "digitalevrijheid_matrix_synapse_a"
-      + ".fail(${py ("systemctl is-active " + "matrix-synapse.service")})"
-    )
-    (
-      "    "
-      + "digitalevrijheid_matrix_synapse_a"
-      + ".fail(${py ("systemctl is-active " + "nginx.service")})"
-    )
-  ];
+        } </dev/null"}) == a_identity
+        digitalevrijheid_matrix_synapse_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+        digitalevrijheid_matrix_synapse_a.fail(${py "systemctl is-active ${"matrix-synapse.service"}"})
+        digitalevrijheid_matrix_synapse_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+  '';
 }

@@ -256,38 +256,25 @@ pkgs.testers.runNixOSTest {
         environment.systemPackages = [ pkgs.curl ];
       };
   };
-  testScript = lib.concatLines [
-    "start_all()"
-    ("zeeinstituut_peertube_a" + ".wait_for_unit(${py "peertube.service"})")
-    ("zeeinstituut_peertube_a" + ".wait_for_unit(${py "nginx.service"})")
-    ("zeeinstituut_peertube_a" + ".wait_for_unit(${py "garage.service"})")
-    (
-      "a_identity = "
-      + "zeeinstituut_peertube_a"
-      + ".succeed(${py ("sha256sum " + lib.concatStringsSep " " [ ] + " </dev/null")})"
-    )
-    "with subtest(${py ("move " + "zeeinstituut-peertube" + " from A to B")}):"
-    ("    " + "zeeinstituut_peertube_b" + ".succeed(${py ("systemctl stop " + "peertube.service")})")
-    ("    " + "zeeinstituut_peertube_b" + ".succeed(${py ("systemctl stop " + "nginx.service")})")
-    (
-      "    "
-      + "zeeinstituut_peertube_b"
-      + ".succeed(\"fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate\")"
-    )
-    "with subtest(${py ("B holds A's data and identity; A is stopped")}):"
-    ("    " + "zeeinstituut_peertube_b" + ".wait_for_unit(${py "peertube.service"})")
-    ("    " + "zeeinstituut_peertube_b" + ".wait_for_unit(${py "nginx.service"})")
-    (
-      "    assert "
-      + "zeeinstituut_peertube_b"
-      + ".succeed(${py ("sha256sum " + lib.concatStringsSep " " [ ] + " </dev/null")}) == a_identity"
-    )
-    (
-      "    "
-      + "zeeinstituut_peertube_b"
-      + ".succeed(\"fedigen migrate verify --job /etc/fedigen/migrate.json\")"
-    )
-    ("    " + "zeeinstituut_peertube_a" + ".fail(${py ("systemctl is-active " + "peertube.service")})")
-    ("    " + "zeeinstituut_peertube_a" + ".fail(${py ("systemctl is-active " + "nginx.service")})")
-  ];
+  testScript = ''
+    start_all()
+    zeeinstituut_peertube_a.wait_for_unit(${py "peertube.service"})
+    zeeinstituut_peertube_a.wait_for_unit(${py "nginx.service"})
+    zeeinstituut_peertube_a.wait_for_unit(${py "garage.service"})
+
+    a_identity = zeeinstituut_peertube_a.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"})
+
+    with subtest(${py "move ${"zeeinstituut-peertube"} from A to B"}):
+        zeeinstituut_peertube_b.succeed(${py "systemctl stop ${"peertube.service"}"})
+        zeeinstituut_peertube_b.succeed(${py "systemctl stop ${"nginx.service"}"})
+        zeeinstituut_peertube_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+
+    with subtest(${py "B holds A's data and identity; A is stopped"}):
+        zeeinstituut_peertube_b.wait_for_unit(${py "peertube.service"})
+        zeeinstituut_peertube_b.wait_for_unit(${py "nginx.service"})
+        assert zeeinstituut_peertube_b.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"}) == a_identity
+        zeeinstituut_peertube_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+        zeeinstituut_peertube_a.fail(${py "systemctl is-active ${"peertube.service"}"})
+        zeeinstituut_peertube_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+  '';
 }
