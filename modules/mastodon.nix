@@ -84,14 +84,14 @@ in
         // {
           SINGLE_USER_MODE = lib.boolToString cfg.singleUserMode;
         }
-        // lib.optionalAttrs (fedi.s3.credentialsFile != null) {
+        // lib.optionalAttrs (cfg.objectStorage.keyFile != null) {
           S3_ENABLED = "true";
-          S3_BUCKET = "mastodon";
+          S3_BUCKET = cfg.objectStorage.buckets.media;
           S3_REGION = fedi.s3.region;
           S3_ENDPOINT = fedi.s3.endpoint;
         };
       # The S3 keys stay in a file on the machine, out of the world-readable store.
-      extraEnvFiles = lib.optional (fedi.s3.credentialsFile != null) fedi.s3.credentialsFile;
+      extraEnvFiles = lib.optional (cfg.objectStorage.keyFile != null) cfg.objectStorage.keyFile;
     };
   };
 }

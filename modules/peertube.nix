@@ -63,7 +63,7 @@ in
       secrets.secretsFile = cfg.peertubeSecretFile;
       smtp.passwordFile = fedi.smtp.passwordFile;
       # The S3 keys, when used, come from this file on the machine.
-      serviceEnvironmentFile = fedi.s3.credentialsFile;
+      serviceEnvironmentFile = cfg.objectStorage.keyFile;
       settings = {
         instance.name = cfg.instanceName;
         signup.enabled = cfg.signupEnabled;
@@ -74,12 +74,12 @@ in
           username = fedi.smtp.user;
           from_address = fedi.smtp.fromAddress;
         };
-        object_storage = lib.mkIf (fedi.s3.credentialsFile != null) {
+        object_storage = lib.mkIf (cfg.objectStorage.keyFile != null) {
           enabled = true;
           endpoint = fedi.s3.endpoint;
           region = fedi.s3.region;
-          web_videos.bucket_name = "peertube-videos";
-          streaming_playlists.bucket_name = "peertube-playlists";
+          web_videos.bucket_name = cfg.objectStorage.buckets.web_videos;
+          streaming_playlists.bucket_name = cfg.objectStorage.buckets.streaming_playlists;
         };
       };
     };

@@ -79,10 +79,10 @@ in
       // lib.optionalAttrs (fedi.smtp.user != null) {
         MAIL_USERNAME = fedi.smtp.user;
       }
-      // lib.optionalAttrs (fedi.s3.credentialsFile != null) {
+      // lib.optionalAttrs (cfg.objectStorage.keyFile != null) {
         PF_ENABLE_CLOUD = true;
         FILESYSTEM_CLOUD = "s3";
-        AWS_BUCKET = "pixelfed";
+        AWS_BUCKET = cfg.objectStorage.buckets.media;
         AWS_DEFAULT_REGION = fedi.s3.region;
         AWS_ENDPOINT = fedi.s3.endpoint;
         AWS_USE_PATH_STYLE_ENDPOINT = true;

@@ -41,9 +41,22 @@
       };
       sidekiqThreads = 40;
       streamingProcesses = 2;
+      objectStorage = {
+        buckets = {
+          media = "amstelland-mastodon";
+        };
+        keyFile = "/run/secrets/mastodon-s3-key";
+      };
     };
     smtp.passwordFile = "/run/secrets/mastodon-smtp-password";
     secrets = {
+      mastodon-s3-key = {
+        path = "/run/secrets/mastodon-s3-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "mastodon-init-dirs.service";
+      };
       mastodon-smtp-password = {
         path = "/run/secrets/mastodon-smtp-password";
         owner = "mastodon";

@@ -36,10 +36,23 @@
       appName = "Amstelland Pixels";
       maxPhotoSizeKiB = 20000;
       appSecretsFile = "/run/secrets/amstelland-pixelfed-app";
+      objectStorage = {
+        buckets = {
+          media = "amstelland-pixelfed";
+        };
+        keyFile = "/run/secrets/pixelfed-s3-key";
+      };
     };
     secrets = {
       pixelfed-appSecrets = {
         path = "/run/secrets/amstelland-pixelfed-app";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "pixelfed-data-setup.service";
+      };
+      pixelfed-s3-key = {
+        path = "/run/secrets/pixelfed-s3-key";
         owner = "root";
         group = "root";
         mode = "0400";

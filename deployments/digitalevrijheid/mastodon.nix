@@ -34,9 +34,22 @@
     mastodon = {
       enable = true;
       singleUserMode = false;
+      objectStorage = {
+        buckets = {
+          media = "digitalevrijheid-mastodon";
+        };
+        keyFile = "/run/secrets/mastodon-s3-key";
+      };
     };
     smtp.passwordFile = "/run/secrets/mastodon-smtp-password";
     secrets = {
+      mastodon-s3-key = {
+        path = "/run/secrets/mastodon-s3-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "mastodon-init-dirs.service";
+      };
       mastodon-smtp-password = {
         path = "/run/secrets/mastodon-smtp-password";
         owner = "mastodon";

@@ -38,8 +38,21 @@
       enableRegistration = false;
       maxUploadSize = "100M";
       synapseSecretsFile = "/run/secrets/digitalevrijheid-synapse";
+      objectStorage = {
+        buckets = {
+          media = "digitalevrijheid-matrix-synapse";
+        };
+        keyFile = "/run/secrets/matrix-synapse-s3-key";
+      };
     };
     secrets = {
+      matrix-synapse-s3-key = {
+        path = "/run/secrets/matrix-synapse-s3-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "matrix-synapse.service";
+      };
       matrix-synapse-synapseSecrets = {
         path = "/run/secrets/digitalevrijheid-synapse";
         owner = "matrix-synapse";

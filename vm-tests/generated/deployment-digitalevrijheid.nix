@@ -27,6 +27,18 @@ pkgs.testers.runNixOSTest {
       memory = 4096;
       secrets = [
         {
+          group = "root";
+          mode = "0400";
+          name = "mastodon-s3-key";
+          owner = "root";
+          path = "/run/secrets/mastodon-s3-key";
+          unit = "mastodon-init-dirs.service";
+          value = ''
+            AWS_ACCESS_KEY_ID=GK000000000000000000000000
+            AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+          '';
+        }
+        {
           group = "mastodon";
           mode = "0400";
           name = "mastodon-smtp-password";
@@ -44,6 +56,18 @@ pkgs.testers.runNixOSTest {
       cores = 2;
       memory = 2048;
       secrets = [
+        {
+          group = "root";
+          mode = "0400";
+          name = "matrix-synapse-s3-key";
+          owner = "root";
+          path = "/run/secrets/matrix-synapse-s3-key";
+          unit = "matrix-synapse.service";
+          value = ''
+            AWS_ACCESS_KEY_ID=GK000000000000000000000000
+            AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+          '';
+        }
         {
           group = "matrix-synapse";
           mode = "0400";

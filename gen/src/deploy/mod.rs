@@ -26,6 +26,7 @@ mod network;
 mod nixops4;
 mod provider;
 pub(crate) mod secrets;
+pub mod storage;
 pub mod tofu;
 mod vm_ids;
 
@@ -154,7 +155,8 @@ pub(crate) enum Origin {
     /// The provider's S3 endpoint (`<garage subdomain>.<provider domain>`; Garage also answers for
     /// `<bucket>.<endpoint>`).
     S3Endpoint,
-    /// The provider's S3 web endpoint (`web.<S3 endpoint>`; Garage also answers for `<bucket>.<endpoint>`).
+    /// The provider's public media host (`media.<provider domain>`): Garage's web endpoint behind nginx, every
+    /// public bucket at `/<bucket>/`.
     S3WebEndpoint,
 }
 
@@ -244,7 +246,9 @@ pub(crate) fn host_names(spec: &Spec, catalog: &Catalog) -> Vec<(String, Origin)
     let mut hosts: Vec<(String, Origin)> = Vec::new();
     if let Some(s3) = s3_host(spec, catalog) {
         hosts.push((s3.clone(), Origin::S3Endpoint));
-        hosts.push((format!("web.{s3}"), Origin::S3WebEndpoint));
+        if let Some((_, media, _)) = storage::endpoint_hosts(spec, catalog) {
+            hosts.push((media, Origin::S3WebEndpoint));
+        }
     }
     hosts.extend(
         spec.operators
@@ -416,7 +420,7 @@ pub fn plan_keeping(
                 };
                 let node = &storage.nodes[node_name];
                 (
-                    garage_machine(spec, spec_dir, (&machine.name, node), catalog)?,
+                    garage_machine(spec, spec_dir, (&machine.name, node_name, node), catalog)?,
                     format!("Garage node {node_name}"),
                 )
             }
@@ -509,6 +513,16 @@ pub fn plan_keeping(
             &kept.vm_ids,
             spec_name,
         )?);
+    }
+    if let Some(mut description) = storage::description(spec, catalog) {
+        description.comment = Some(
+            marker_text(&format!("{spec_name} (the storage description)"))
+                + " The cluster, buckets and keys `fedigen storage apply` brings Garage to, on the first Garage node; no secrets (key files are paths on that node).",
+        );
+        files.insert(
+            PathBuf::from(DEPLOYMENTS).join(storage::DESCRIPTION_FILE),
+            description.to_json(),
+        );
     }
     for (path, text) in dns::zones(
         spec,

@@ -52,6 +52,16 @@ pub(crate) enum Holds {
     },
     /// The provider's SMTP password.
     SmtpPassword,
+    /// An application's S3 key file: on its machine (`operator` `None`), or the designated Garage node's copy
+    /// (the operator's index).
+    S3Key {
+        /// The operator, for the designated node's copy.
+        operator: Option<usize>,
+        /// The application.
+        app: String,
+    },
+    /// The key file of this Garage node.
+    NodeKey(String),
 }
 
 impl MachineSecret {
@@ -115,6 +125,11 @@ pub(crate) fn application_secrets(
             reads.access(),
             Holds::SmtpPassword,
         ));
+    }
+    if spec.provider.object_storage.is_some()
+        && let Some(key) = super::storage::app_key_secret_file(app, manifest)
+    {
+        secrets.push(key);
     }
     if garage_node {
         secrets.extend(garage_secrets(spec, catalog));
