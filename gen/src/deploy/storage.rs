@@ -622,3 +622,227 @@ pub(crate) fn warnings(spec: &Spec) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn catalog() -> Catalog {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+        Catalog::load(&dir).expect("the repository's manifests load")
+    }
+
+    const ID1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const ID2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// A provider with two nodes and the given operators (`name`, applications as TOML lines).
+    fn spec(nodes: &str, operators: &[(&str, &str)]) -> Spec {
+        let mut text = format!(
+            r#"
+[provider]
+name = "p"
+domain = "p.example"
+runtime = {{ backend = "qemu" }}
+acme = {{ email = "h@p.example", accept_terms = true }}
+
+[provider.object_storage]
+replication_factor = 2
+region = "garage"
+{nodes}
+"#
+        );
+        for (name, apps) in operators {
+            text.push_str(&format!(
+                "\n[[operators]]\nname = \"{name}\"\ndomain = \"{name}.example\"\ncontact = \"a@{name}.example\"\nadmin = {{ username = \"admin\", email = \"a@{name}.example\" }}\n{apps}\n"
+            ));
+        }
+        toml::from_str(&text).expect("the test specification has the model's shape")
+    }
+
+    fn two_nodes() -> String {
+        format!(
+            "nodes.a = {{ zone = \"z1\", capacity_gib = 10, node_id = \"{ID1}\", rpc_address = \"192.0.2.1\", secrets.node_key = {{ file = \"/run/secrets/k\" }} }}\nnodes.b = {{ zone = \"z2\", capacity_gib = 20, node_id = \"{ID2}\", secrets.node_key = {{ file = \"/run/secrets/k\" }} }}"
+        )
+    }
+
+    fn messages(spec: &Spec) -> Vec<String> {
+        problems(spec, &catalog())
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn names_come_from_operator_application_and_kind() {
+        let spec = spec(
+            &two_nodes(),
+            &[
+                (
+                    "uni",
+                    "applications.mastodon = {}\napplications.peertube = {}",
+                ),
+                (
+                    "club",
+                    "applications.mastodon.buckets.media = \"club-media\"",
+                ),
+            ],
+        );
+        let catalog = catalog();
+        let names: Vec<(String, String)> = applications(&spec, &catalog)
+            .into_iter()
+            .flat_map(|a| a.buckets.into_iter().map(|(kind, name, _)| (kind, name)))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("media", "uni-mastodon"),
+                ("web_videos", "uni-peertube-web-videos"),
+                ("streaming_playlists", "uni-peertube-streaming-playlists"),
+                ("original_video_files", "uni-peertube-original-video-files"),
+                ("media", "club-media"),
+            ]
+            .map(|(k, n)| (k.to_owned(), n.to_owned()))
+        );
+        assert_eq!(messages(&spec), Vec::<String>::new());
+        let description = description(&spec, &catalog).expect("every node has an id");
+        assert_eq!(description.nodes.len(), 2);
+        assert_eq!(description.nodes[1].capacity_bytes, 20 << 30);
+        let uni = &description.buckets[0];
+        assert_eq!(uni.keys[0].name, "uni/mastodon");
+        assert_eq!(
+            uni.keys[0].secret_file,
+            std::path::PathBuf::from("/run/secrets/garage-s3-key-uni-mastodon")
+        );
+        assert!(uni.keys[0].id.is_empty(), "the id is the key file's");
+        assert!(
+            description.problems().is_empty(),
+            "{:?}",
+            description.problems()
+        );
+        // Node a is addressed as given, node b by its machine's FQDN; IPv6 in brackets.
+        let settings = node_settings(&spec, &catalog, "a").unwrap();
+        assert_eq!(settings.rpc_public_addr, "192.0.2.1:3901");
+        assert_eq!(
+            settings.bootstrap_peers,
+            [
+                format!("{ID1}@192.0.2.1:3901"),
+                format!("{ID2}@garage-b.p.example:3901")
+            ]
+        );
+        assert_eq!(
+            settings.s3_api.root_domain.as_deref(),
+            Some(".s3.p.example")
+        );
+        assert_eq!(settings.admin.api_bind_addr, "127.0.0.1:3903");
+        assert_eq!(host_port("2001:db8::1", 3901), "[2001:db8::1]:3901");
+        // Exactly the first node provisions.
+        assert_eq!(
+            designated_node(spec.provider.object_storage.as_ref().unwrap()),
+            Some("a")
+        );
+        let on = |n: &str| {
+            node_secrets(&spec, &catalog, n)
+                .iter()
+                .filter(|s| s.unit == APPLY_UNIT)
+                .count()
+        };
+        assert_eq!((on("a"), on("b")), (3, 0));
+    }
+
+    #[test]
+    fn node_ids_keys_and_addresses_are_checked() {
+        let nodes = format!(
+            "nodes.a = {{ zone = \"z\", capacity_gib = 1, node_id = \"{ID1}\", secrets.node_key = {{ file = \"/k\" }} }}\nnodes.b = {{ zone = \"z\", capacity_gib = 1, node_id = \"{ID1}\", rpc_address = \"garage-b\", secrets.node_key = {{ file = \"/k\" }} }}\nnodes.c = {{ zone = \"z\", capacity_gib = 1, node_id = \"ABC\" }}\nnodes.d = {{ zone = \"z\", capacity_gib = 1, secrets.node_key = {{ file = \"/k\" }} }}"
+        );
+        let found = messages(&spec(&nodes, &[]));
+        assert_eq!(
+            found,
+            [
+                "provider.object_storage.nodes.b.node_id: Garage nodes `a` and `b` have the same node id",
+                "provider.object_storage.nodes.b.rpc_address: `garage-b` is neither an IP address nor a host name with a domain",
+                "provider.object_storage.nodes.c.node_id: `ABC` is not a Garage node id",
+                "provider.object_storage.nodes.d.secrets: Garage node `d` has a `secrets.node_key` but no `node_id`",
+            ],
+            "{found:#?}"
+        );
+        let spec = spec(&nodes, &[]);
+        assert!(
+            description(&spec, &catalog()).is_none(),
+            "no description while a node has no id"
+        );
+        assert_eq!(warnings(&spec).len(), 1, "node d has no id");
+    }
+
+    #[test]
+    fn bucket_overrides_are_checked_at_their_field() {
+        let found = messages(&spec(
+            &two_nodes(),
+            &[
+                ("uni", "applications.mastodon = {}"),
+                (
+                    "club",
+                    "applications.mastodon.buckets = { media = \"uni-mastodon\", videos = \"x-y\" }\napplications.pixelfed.buckets.media = \"Club_Pics\"",
+                ),
+            ],
+        ));
+        assert_eq!(
+            found,
+            [
+                "operators[1].applications.mastodon.buckets.videos: `mastodon` has no bucket kind `videos`",
+                "operators[1].applications.mastodon.buckets.media: the bucket name `uni-mastodon` is used twice (first by `mastodon` of operator `uni`): bucket names are global to the Garage cluster",
+                "operators[1].applications.pixelfed.buckets.media: the bucket name `Club_Pics` (pixelfed of operator `club`) is not valid for Garage: only lowercase letters, digits, '-' and '.' are allowed",
+            ],
+            "{found:#?}"
+        );
+    }
+
+    proptest! {
+        /// Whatever the operators and overrides, validation accepts exactly the specifications whose bucket
+        /// names are all valid for Garage and pairwise distinct.
+        #[test]
+        fn bucket_names_accepted_iff_valid_and_unique(
+            operators in proptest::collection::btree_map(
+                "[a-z]([a-z0-9-]{0,30}[a-z0-9])?",
+                (
+                    proptest::sample::subsequence(vec!["mastodon", "peertube", "pixelfed", "matrix-synapse"], 0..=4),
+                    proptest::option::of(prop_oneof!["a-mastodon", "b-pixelfed", "shared", "x_y", "ab"]),
+                ),
+                1..5,
+            )
+        ) {
+            let ops: Vec<(String, String)> = operators
+                .iter()
+                .map(|(name, (apps, over))| {
+                    let lines = apps
+                        .iter()
+                        .enumerate()
+                        .map(|(i, app)| match over {
+                            Some(b) if i == 0 && *app != "peertube" => {
+                                format!("applications.{app}.buckets.media = \"{b}\"")
+                            }
+                            _ => format!("applications.{app} = {{}}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    (name.clone(), lines)
+                })
+                .collect();
+            let refs: Vec<(&str, &str)> = ops.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let spec = spec(&two_nodes(), &refs);
+            let catalog = catalog();
+            let names: Vec<String> = applications(&spec, &catalog)
+                .into_iter()
+                .flat_map(|a| a.buckets.into_iter().map(|(_, n, _)| n))
+                .collect();
+            let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+            let good = distinct.len() == names.len()
+                && names.iter().all(|n| bucket_name_problem(n).is_none());
+            let found = problems(&spec, &catalog);
+            prop_assert_eq!(found.is_empty(), good, "{:?} {:?}", names, found);
+            if let Some(d) = description(&spec, &catalog) && good {
+                prop_assert!(d.problems().is_empty(), "{:?}", d.problems());
+            }
+        }
+    }
+}
