@@ -335,6 +335,7 @@ fn evaluated_contract_violations(extra: &str) -> Result<(Vec<String>, bool), Fai
         fedigen::model::Runtime::BareMetal(b) => b.host_platform.clone(),
     };
     let planned = fedigen::deploy::machines(&spec, &catalog);
+    let mut provisioning = Vec::new();
     for machine in &planned {
         let evaluated = &machines[&machine.name];
         let mut wrong = Vec::new();
@@ -402,6 +403,32 @@ fn evaluated_contract_violations(extra: &str) -> Result<(Vec<String>, bool), Fai
                 wrong.push("a secret's owner or group (no such user or group on the machine)");
             }
         }
+        // Object storage: an application with buckets is given its key file, declared with its manifest's
+        // reader; the machines running the provisioning unit are counted below.
+        if let fedigen::deploy::MachineRole::Application { application, .. } = &machine.role
+            && let Some(reads) = catalog.manifests[application].needs.s3_key_access()
+        {
+            let key_files = evaluated["s3KeyFiles"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let declared = evaluated["secrets"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .find(|(_, s)| {
+                    s["owner"] == reads.owner()
+                        && s["group"] == reads.group()
+                        && s["unit"] == reads.unit()
+                });
+            if key_files.len() != 1 || declared.is_none() {
+                eprintln!("{}: S3 key files {key_files:?}", machine.name);
+                wrong.push("the application's S3 key file and its declaration");
+            }
+        }
+        if evaluated["storageApply"] == true {
+            provisioning.push(machine.name.clone());
+        }
         let services = evaluated["services"]
             .as_array()
             .cloned()
@@ -426,6 +453,12 @@ fn evaluated_contract_violations(extra: &str) -> Result<(Vec<String>, bool), Fai
         if !wrong.is_empty() {
             out.push(format!("{}: {} wrong", machine.name, wrong.join(", ")));
         }
+    }
+    // Exactly one machine provisions the storage (Garage wants one layout writer).
+    if provisioning.len() != 1 {
+        out.push(format!(
+            "exactly one machine must run fedigen-storage-apply, evaluated on {provisioning:?}"
+        ));
     }
     // A node sharing an application's machine runs Garage there too.
     if let Some(storage) = &spec.provider.object_storage {
