@@ -74,7 +74,7 @@ in
           username = fedi.smtp.user;
           from_address = fedi.smtp.fromAddress;
         };
-        object_storage = lib.mkIf (cfg.objectStorage.keyFile != null) {
+        object_storage = lib.optionalAttrs (cfg.objectStorage.keyFile != null) {
           enabled = true;
           endpoint = fedi.s3.endpoint;
           region = fedi.s3.region;

@@ -106,7 +106,12 @@ fn modules_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
         .cloned()
         .unwrap_or_default();
     check(
-        ports.contains(&Value::from(443)) && ports.contains(&Value::from(3900)),
+        // Garage: RPC between the nodes only; S3, web and admin listen on loopback, behind nginx (443).
+        ports.contains(&Value::from(443))
+            && ports.contains(&Value::from(3901))
+            && ![3900, 3902, 3903]
+                .iter()
+                .any(|p| ports.contains(&Value::from(*p))),
         "ports of every application",
     )?;
 
