@@ -101,10 +101,33 @@ in
       };
     };
     provision = {
-      enable = lib.mkEnableOption "the unit that brings the cluster to fedigen's storage description (on one node only)";
+      enable = lib.mkOption {
+        type = lib.types.bool;
+        # A node alone (not part of a generated cluster, whose settings come from fedigen) lays itself out.
+        default = cfg.settings == { };
+        defaultText = lib.literalExpression "config.fediversity.garage.settings == { }";
+        description = "Whether this node runs the unit that brings the cluster to fedigen's storage description (one node per cluster: the generated deployments enable it on the first node).";
+      };
       description = lib.mkOption {
         type = lib.types.nullOr lib.types.path;
-        default = null;
+        # A node alone: itself (the id left out: the node apply drives) as the whole layout, no buckets.
+        default =
+          if cfg.settings == { } then
+            pkgs.writeText "fedigen-storage-single-node.json" (
+              builtins.toJSON {
+                replication_factor = cfg.replicationFactor;
+                nodes = [
+                  {
+                    name = config.networking.hostName;
+                    zone = "local";
+                    capacity_bytes = 1073741824;
+                  }
+                ];
+              }
+            )
+          else
+            null;
+        defaultText = lib.literalMD "a single-node description for a node alone, else `null`";
         description = "The storage description (JSON, no secrets) `fedigen storage apply` reads.";
       };
       package = lib.mkOption {

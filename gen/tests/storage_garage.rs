@@ -1254,6 +1254,52 @@ fn generated_deployment_forms_provisions_and_grows() -> Result<(), Failed> {
     Ok(())
 }
 
+/// A node alone, as the Garage module provisions it by default (its description names no id: the node the
+/// admin API belongs to): `apply` lays it out, and Garage's `/health` turns from 503 to 200 — what the
+/// generated VM test of the Garage template waits for after `fedigen-storage-apply`.
+fn a_node_alone_lays_itself_out() -> Result<(), Failed> {
+    let mut cluster = Cluster::new(garage().map_err(fail)?);
+    let i = cluster.make_node("server")?;
+    cluster.nodes[i].settings.replication_factor = 1;
+    cluster.peers.clear();
+    cluster.start(i)?;
+    let health = |c: &Cluster| -> Option<u16> {
+        match ureq::get(format!("{}/health", c.admin_url())).call() {
+            Ok(r) => Some(r.status().as_u16()),
+            Err(ureq::Error::StatusCode(code)) => Some(code),
+            Err(_) => None,
+        }
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while health(&cluster).is_none() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    if health(&cluster) != Some(503) {
+        return Err(fail(format!(
+            "before the layout /health is {:?}, not 503",
+            health(&cluster)
+        )));
+    }
+    // The module's default description for a node alone (templates/garage/module.nix.hbs), as JSON.
+    let description = Description::parse(
+        r#"{"nodes":[{"capacity_bytes":1073741824,"name":"server","zone":"local"}],"replication_factor":1}"#,
+        "single-node.json",
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let first = cluster.apply(&description)?;
+    if first["layout_version"] != 1 {
+        return Err(fail(format!("first apply: {first}")));
+    }
+    let second = cluster.apply(&description)?;
+    if second["changing_calls"] != 0 {
+        return Err(fail(format!("second apply: {second}")));
+    }
+    match health(&cluster) {
+        Some(200) => Ok(()),
+        other => Err(fail(format!("after the layout /health is {other:?}"))),
+    }
+}
+
 fn trial(name: &str, needs_rclone: bool, test: fn() -> Result<(), Failed>) -> Trial {
     let missing = garage()
         .err()
@@ -1273,6 +1319,11 @@ fn main() {
         Trial::test(
             "node_key_step_places_and_never_replaces",
             node_key_step_places_and_never_replaces,
+        ),
+        trial(
+            "a_node_alone_lays_itself_out",
+            false,
+            a_node_alone_lays_itself_out,
         ),
         trial(
             "generated_deployment_forms_provisions_and_grows",

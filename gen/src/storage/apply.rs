@@ -302,7 +302,8 @@ pub fn apply(
     description: &Description,
     waits: Waits,
 ) -> Result<Report, ApplyError> {
-    let resolved = resolve_key_ids(description)?;
+    let mut resolved = resolve_key_ids(description)?;
+    resolve_self(admin, &mut resolved, waits)?;
     let description = &resolved;
     let mut report = Report::default();
     let mut posts = 0usize;
@@ -511,6 +512,46 @@ fn wait_for_health(admin: &mut dyn Admin, waits: Waits) -> Result<(), ApplyError
             });
         }
         std::thread::sleep(waits.poll);
+    }
+}
+
+/// A single node described without an id is the driven node itself: its id from `GetNodeInfo?node=self`,
+/// waiting (bounded) for the admin API to answer.
+fn resolve_self(
+    admin: &mut dyn Admin,
+    description: &mut Description,
+    waits: Waits,
+) -> Result<(), ApplyError> {
+    let Some(node) = description.nodes.iter_mut().find(|n| n.id.is_empty()) else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + waits.nodes;
+    loop {
+        match admin.get("GetNodeInfo", &[("node", "self")]) {
+            Ok(info) => {
+                let id = info["success"]
+                    .as_object()
+                    .and_then(|m| m.keys().next().cloned())
+                    .filter(|id| super::description::is_hex(id, 64));
+                return match id {
+                    Some(id) => {
+                        node.id = id;
+                        Ok(())
+                    }
+                    None => Err(ApplyError::Step {
+                        step: "find the driven node's id".into(),
+                        error: format!("GetNodeInfo?node=self answered {info}"),
+                        hint: "give the node's id in the description (`garage node id`)".into(),
+                    }),
+                };
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(ApplyError::Unreachable(format!(
+                    "Garage's admin API did not answer GetNodeInfo: {e}"
+                )));
+            }
+            Err(_) => std::thread::sleep(waits.poll),
+        }
     }
 }
 

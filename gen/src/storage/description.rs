@@ -41,7 +41,9 @@ pub struct Node {
     /// The node's name in the specification; stored as the node's layout tag, so `garage status` shows it.
     pub name: String,
     /// The node's public key, 64 lowercase hex digits (`fedigen storage node-key` prints it; `garage node id`
-    /// shows it before the `@`).
+    /// shows it before the `@`). Empty (left out) in a description of a single node: the node whose admin API
+    /// `apply` drives, whatever key Garage made itself (a node alone, as the Garage module provisions it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// The zone (data centre, site) the node is in: Garage spreads copies over zones.
     pub zone: String,
@@ -280,7 +282,9 @@ impl Description {
                     format!("\"{}\" is also the name of nodes[{first}]", node.name),
                 );
             }
-            if !is_hex(&node.id, 64) {
+            if node.id.is_empty() && self.nodes.len() == 1 {
+                // The one node is the driven node itself (resolved by `apply`).
+            } else if !is_hex(&node.id, 64) {
                 problem(
                     at("id"),
                     format!(

@@ -485,7 +485,13 @@ impl DeploymentTest {
                 // have machines of their own, outside this operator's test, so the cluster is never whole here.
                 if let Some(garage) = garage {
                     let node = Health::new(garage);
-                    health.units.extend(node.units);
+                    // The provisioning unit runs on the cluster's first node only (not a node sharing a machine
+                    // unless it is that one).
+                    health.units.extend(
+                        node.units
+                            .into_iter()
+                            .filter(|u| u != crate::deploy::storage::APPLY_UNIT),
+                    );
                     health.tcp_ports.extend(node.tcp_ports);
                 }
             }
