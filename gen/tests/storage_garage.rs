@@ -1300,6 +1300,164 @@ fn a_node_alone_lays_itself_out() -> Result<(), Failed> {
     }
 }
 
+
+/// User and system CPU seconds of the children of `sh` after it ran `script` (its `times` builtin), and the
+/// wall time.
+fn timed_sh(script: &str, envs: &[(&str, &str)]) -> Result<(f64, f64), Failed> {
+    let started = Instant::now();
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(format!("{script}\ntimes"));
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output()?;
+    let wall = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(fail(format!(
+            "the timed run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    // `times` prints the shell's, then its children's user and system time: `0m1.234s 0m0.100s`.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let children = text.lines().last().unwrap_or("");
+    let seconds = |t: &str| -> f64 {
+        let (m, s) = t.trim_end_matches('s').split_once('m').unwrap_or(("0", "0"));
+        m.parse::<f64>().unwrap_or(0.0) * 60.0 + s.parse::<f64>().unwrap_or(0.0)
+    };
+    let cpu: f64 = children.split_whitespace().map(seconds).sum();
+    Ok((wall, cpu))
+}
+
+/// CPU seconds the running Garage nodes have used so far (`/proc/<pid>/stat` utime + stime).
+fn garage_cpu(cluster: &Cluster) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    cluster
+        .nodes
+        .iter()
+        .filter_map(|n| n.child.as_ref())
+        .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/stat", c.id())).ok())
+        .map(|stat| {
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let num = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            (num(11) + num(12)) / tick
+        })
+        .sum()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The benchmark of BENCHMARKS.md ("Provisioning object storage"): `fedigen storage apply` for
+/// FEDIGEN_BENCH_OPERATORS (1,000) operators × 4 applications (a bucket with website access and a key each)
+/// against a running 3-node cluster, then the same work as one `garage` CLI call per step (`bucket create`,
+/// `key import --yes`, `bucket allow`, `bucket website --allow`) for FEDIGEN_BENCH_CLI_OPERATORS (100) × 4
+/// other pairs, in the same run. Wall and CPU time of the client side and of the Garage nodes.
+fn bench_provisioning() -> Result<(), Failed> {
+    let count = |var: &str, default: usize| {
+        std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let (operators, cli_operators) = (
+        count("FEDIGEN_BENCH_OPERATORS", 1000),
+        count("FEDIGEN_BENCH_CLI_OPERATORS", 100),
+    );
+    let apps = ["mastodon", "pixelfed", "peertube", "synapse"];
+    let cluster = three_node_cluster()?;
+    let keys_dir = cluster.dir.path().join("keys");
+    std::fs::create_dir_all(&keys_dir)?;
+    let n = &cluster.nodes;
+    let mut description = Description::new(3)
+        .with_node(&n[0].name, &n[0].id, "ams", GIB)
+        .with_node(&n[1].name, &n[1].id, "ams", GIB)
+        .with_node(&n[2].name, &n[2].id, "rtm", GIB);
+    // The cluster laid out first, so both sides do only bucket and key work.
+    cluster.apply(&description)?;
+    let mut k = 0u32;
+    for op in 0..operators {
+        for app in apps {
+            k += 1;
+            let key = test_key(&keys_dir, 0x10_0000 + k);
+            description = description.with_bucket(Bucket {
+                name: format!("op{op}-{app}"),
+                website: true,
+                keys: vec![self::key(&key, &format!("op{op}/{app}"), true, true, false)],
+            });
+        }
+    }
+    let file = cluster.dir.path().join("bench.json");
+    std::fs::write(&file, description.to_json())?;
+    let load_before = loadavg();
+    let garage_before = garage_cpu(&cluster);
+    let (wall, cpu) = timed_sh(
+        &format!(
+            "'{}' --quiet storage apply --description '{}' --admin '{}' --json >/dev/null",
+            env!("CARGO_BIN_EXE_fedigen"),
+            file.display(),
+            cluster.admin_url()
+        ),
+        &[("GARAGE_ADMIN_TOKEN", &cluster.token)],
+    )?;
+    let garage_apply = garage_cpu(&cluster) - garage_before;
+    let pairs = operators * apps.len();
+    check_converged(&mut cluster.client(), &description)?;
+    let (wall2, cpu2) = timed_sh(
+        &format!(
+            "'{}' --quiet storage apply --description '{}' --admin '{}' --json >/dev/null",
+            env!("CARGO_BIN_EXE_fedigen"),
+            file.display(),
+            cluster.admin_url()
+        ),
+        &[("GARAGE_ADMIN_TOKEN", &cluster.token)],
+    )?;
+    // The CLI: one process per step, against node 1 over RPC, as an operator's script would.
+    let config = cluster.nodes[0].config.display().to_string();
+    let g = cluster.garage.display().to_string();
+    let mut script = String::new();
+    for op in 0..cli_operators {
+        for app in apps {
+            k += 1;
+            let key = test_key(&keys_dir, 0x10_0000 + k);
+            let bucket = format!("cli{op}-{app}");
+            for args in [
+                format!("bucket create {bucket}"),
+                format!("key import --yes -n cli{op}/{app} {} {}", key.id, key.secret),
+                format!("bucket allow --read --write {bucket} --key {}", key.id),
+                format!("bucket website --allow {bucket}"),
+            ] {
+                script.push_str(&format!("'{g}' -c '{config}' {args} >/dev/null\n"));
+            }
+        }
+    }
+    let garage_before = garage_cpu(&cluster);
+    let (cli_wall, cli_cpu) = timed_sh(&script, &[("GARAGE_RPC_SECRET", &cluster.rpc_secret)])?;
+    let garage_cli = garage_cpu(&cluster) - garage_before;
+    let cli_pairs = cli_operators * apps.len();
+    let load_after = loadavg();
+    println!("figure: load average before {load_before}, after {load_after}");
+    println!(
+        "figure: fedigen storage apply, {pairs} (operator, application) pairs: wall {wall:.1} s ({:.2} ms/pair), client CPU {cpu:.1} s, Garage CPU {garage_apply:.1} s",
+        wall * 1000.0 / pairs as f64
+    );
+    println!("figure: second apply (no-op) over {pairs} pairs: wall {wall2:.1} s, client CPU {cpu2:.1} s");
+    println!(
+        "figure: garage CLI, one call per step, {cli_pairs} pairs ({} calls): wall {cli_wall:.1} s ({:.2} ms/pair), client CPU {cli_cpu:.1} s, Garage CPU {garage_cli:.1} s",
+        cli_pairs * 4,
+        cli_wall * 1000.0 / cli_pairs as f64
+    );
+    println!(
+        "figure: per pair, the CLI takes {:.1}× the wall time of fedigen storage apply",
+        (cli_wall / cli_pairs as f64) / (wall / pairs as f64)
+    );
+    Ok(())
+}
+
 fn trial(name: &str, needs_rclone: bool, test: fn() -> Result<(), Failed>) -> Trial {
     let missing = garage()
         .err()
@@ -1346,5 +1504,14 @@ fn main() {
             random_descriptions_converge_in_one_run,
         ),
     ];
+    let mut trials = trials;
+    // The benchmark (BENCHMARKS.md): minutes of work, run on request only.
+    let bench = trial("bench_provisioning", false, bench_provisioning);
+    trials.push(if std::env::var_os("FEDIGEN_STORAGE_BENCH").is_some() {
+        bench
+    } else {
+        eprintln!("ignored bench_provisioning: set FEDIGEN_STORAGE_BENCH=1 to run the benchmark (minutes)");
+        bench.with_ignored_flag(true)
+    });
     libtest_mimic::run(&args, trials).exit();
 }
