@@ -1024,7 +1024,7 @@ fn generated(
     ),
     Failed,
 > {
-    let (spec, catalog) = fedigen::deploy::load_spec(&repo(), spec_path).map_err(|e| fail(e))?;
+    let (spec, catalog) = fedigen::deploy::load_spec(&repo(), spec_path).map_err(fail)?;
     let files =
         fedigen::deploy::plan(&spec, &catalog, "provider.toml").map_err(|e| fail(e.to_string()))?;
     let json = files
@@ -1300,7 +1300,6 @@ fn a_node_alone_lays_itself_out() -> Result<(), Failed> {
     }
 }
 
-
 /// User and system CPU seconds of the children of `sh` after it ran `script` (its `times` builtin), and the
 /// wall time.
 fn timed_sh(script: &str, envs: &[(&str, &str)]) -> Result<(f64, f64), Failed> {
@@ -1325,7 +1324,10 @@ fn timed_sh(script: &str, envs: &[(&str, &str)]) -> Result<(f64, f64), Failed> {
     let text = String::from_utf8_lossy(&out.stdout);
     let children = text.lines().last().unwrap_or("");
     let seconds = |t: &str| -> f64 {
-        let (m, s) = t.trim_end_matches('s').split_once('m').unwrap_or(("0", "0"));
+        let (m, s) = t
+            .trim_end_matches('s')
+            .split_once('m')
+            .unwrap_or(("0", "0"));
         m.parse::<f64>().unwrap_or(0.0) * 60.0 + s.parse::<f64>().unwrap_or(0.0)
     };
     let cpu: f64 = children.split_whitespace().map(seconds).sum();
@@ -1343,7 +1345,12 @@ fn garage_cpu(cluster: &Cluster) -> f64 {
         .map(|stat| {
             let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
             let fields: Vec<&str> = after.split_whitespace().collect();
-            let num = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+            let num = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
             (num(11) + num(12)) / tick
         })
         .sum()
@@ -1365,7 +1372,10 @@ fn loadavg() -> String {
 /// other pairs, in the same run. Wall and CPU time of the client side and of the Garage nodes.
 fn bench_provisioning() -> Result<(), Failed> {
     let count = |var: &str, default: usize| {
-        std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let (operators, cli_operators) = (
         count("FEDIGEN_BENCH_OPERATORS", 1000),
@@ -1434,7 +1444,10 @@ fn bench_provisioning() -> Result<(), Failed> {
             let bucket = format!("cli{op}-{app}");
             for args in [
                 format!("bucket create {bucket}"),
-                format!("key import --yes -n cli{op}/{app} {} {}", key.id, key.secret),
+                format!(
+                    "key import --yes -n cli{op}/{app} {} {}",
+                    key.id, key.secret
+                ),
                 format!("bucket allow --read --write {bucket} --key {}", key.id),
                 format!("bucket website --allow {bucket}"),
             ] {
@@ -1448,7 +1461,9 @@ fn bench_provisioning() -> Result<(), Failed> {
     let cli_pairs = cli_operators * apps.len();
     let load_after = loadavg();
     println!("figure: load average before {load_before}, after {load_after}");
-    println!("figure: second apply (no-op) over {pairs} pairs: wall {wall2:.1} s, client CPU {cpu2:.1} s");
+    println!(
+        "figure: second apply (no-op) over {pairs} pairs: wall {wall2:.1} s, client CPU {cpu2:.1} s"
+    );
     println!(
         "figure: garage CLI, one call per step, {cli_pairs} pairs ({} calls): wall {cli_wall:.1} s ({:.2} ms/pair), client CPU {cli_cpu:.1} s, Garage CPU {garage_cli:.1} s",
         cli_pairs * 4,
@@ -1513,7 +1528,9 @@ fn main() {
     trials.push(if std::env::var_os("FEDIGEN_STORAGE_BENCH").is_some() {
         bench
     } else {
-        eprintln!("ignored bench_provisioning: set FEDIGEN_STORAGE_BENCH=1 to run the benchmark (minutes)");
+        eprintln!(
+            "ignored bench_provisioning: set FEDIGEN_STORAGE_BENCH=1 to run the benchmark (minutes)"
+        );
         bench.with_ignored_flag(true)
     });
     libtest_mimic::run(&args, trials).exit();
