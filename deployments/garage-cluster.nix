@@ -2,8 +2,6 @@
 # Imported by every machine running a Garage node: the cluster's settings, the same on every node.
 {
   fediversity = {
-    acme.email = "hostmaster@nordwind-hosting.example";
-    acme.server = "https://acme-v02.api.letsencrypt.org/directory";
     garage = {
       enable = true;
       replicationFactor = 3;

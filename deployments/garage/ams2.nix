@@ -3,6 +3,7 @@
   imports = [
     ../../modules
     ../base.nix
+    ../provider.nix
     ../garage-cluster.nix
   ];
   proxmox.qemuConf = {

@@ -113,7 +113,8 @@ pub(super) fn garage_machine(
         node.host.as_deref(),
         (name, domain),
         node.network.as_ref(),
-        &[GARAGE_CLUSTER_MODULE],
+        // provider.nix for the ACME account: the node's nginx gets certificates for the S3 and media hosts.
+        &[PROVIDER_MODULE, GARAGE_CLUSTER_MODULE],
     )?;
     let mut fediversity = vec![Entry::dotted("domain", Expr::string(domain)?)?];
     fediversity.extend(super::storage::node_entries(spec, catalog, node_name)?);

@@ -48,8 +48,8 @@ pub(crate) const DEPLOYMENTS: &str = "deployments";
 pub(crate) const PROVIDER_MODULE: &str = "provider.nix";
 
 /// The module every machine running a Garage node imports, `deployments/garage-cluster.nix`: the cluster's
-/// settings (replication, region, secrets), the same on every node. Garage nodes import nothing else of the
-/// provider's: they send no mail and need no ACME account.
+/// settings (replication, region, secrets), the same on every node. Garage nodes import `provider.nix` too: their
+/// nginx gets the S3 and media hosts' certificates from the provider's ACME account.
 pub(crate) const GARAGE_CLUSTER_MODULE: &str = "garage-cluster.nix";
 
 /// The module every machine imports, `deployments/base.nix`: what the provider's runtime backend gives every

@@ -52,13 +52,9 @@ pub(super) fn garage_cluster_module(
 ) -> Result<Expr, DeployError> {
     let mut garage = garage_entries(storage)?;
     garage.extend(super::storage::cluster_entries(spec, catalog)?);
-    let provider = &spec.provider;
     Ok(Expr::attrs(vec![Entry::dotted(
         "fediversity",
         Expr::attrs(vec![
-            // The nodes' nginx gets certificates for the S3 and media hosts from the provider's ACME account.
-            Entry::dotted("acme.email", Expr::string(&provider.acme.email)?)?,
-            Entry::dotted("acme.server", Expr::string(&provider.acme.server)?)?,
             Entry::binding(
                 AttrPath::from(AttrName::new(model::OBJECT_STORAGE_APPLICATION)?),
                 Expr::attrs(garage),
