@@ -69,6 +69,7 @@ fn the_sops_example_keeps_the_contracts() -> Result<(), Failed> {
     let (spec, catalog, machines, files) = plan(EXAMPLE);
     let mut found = contract::violations(&machines, &files, spec.provider.runtime.host_platform());
     found.extend(contract::secret_violations(&machines, &files, &catalog));
+    found.extend(contract::storage_violations(&machines, &files));
     found.extend(contract::sops_violations(
         &spec, &machines, &files, &catalog,
     ));

@@ -59,6 +59,16 @@ pub(crate) enum Holds {
     },
     /// The provider's SMTP password.
     SmtpPassword,
+    /// An application's S3 key file: on its machine (`operator` `None`), or the designated Garage node's copy
+    /// (the operator's index).
+    S3Key {
+        /// The operator, for the designated node's copy.
+        operator: Option<usize>,
+        /// The application.
+        app: String,
+    },
+    /// The key file of this Garage node.
+    NodeKey(String),
 }
 
 impl MachineSecret {
@@ -136,6 +146,11 @@ pub(crate) fn application_secrets(
             )
         });
     }
+    if spec.provider.object_storage.is_some()
+        && let Some(key) = super::storage::app_key_secret_file(app, manifest)
+    {
+        secrets.push(key);
+    }
     if garage_node {
         secrets.extend(garage_secrets(spec, catalog));
     }
@@ -189,6 +204,22 @@ pub(crate) fn declared_at(operator: Option<usize>, secret: &MachineSecret) -> Fi
         (Holds::Manifest { secret: name, .. }, _) => {
             FieldPath::of(&["provider", "object_storage", "secrets", name])
         }
+        // An application's S3 key: declared by the application's entry (the provider makes the key for it).
+        (Holds::S3Key { operator, app }, at) => match operator.or(at) {
+            Some(i) => FieldPath::of(&["operators"])
+                .index(i)
+                .key("applications")
+                .key(app),
+            None => FieldPath::of(&["provider", "object_storage"]),
+        },
+        (Holds::NodeKey(node), _) => FieldPath::of(&[
+            "provider",
+            "object_storage",
+            "nodes",
+            node,
+            "secrets",
+            "node_key",
+        ]),
     }
 }
 
