@@ -64,19 +64,19 @@
         mode = "0400";
         unit = "pixelfed-secrets.service";
       };
+      pixelfed-s3-key = {
+        path = "/run/secrets/pixelfed-s3-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "pixelfed-secrets.service";
+      };
       pixelfed-smtp-password = {
         path = "/run/secrets/pixelfed-smtp-password";
         owner = "root";
         group = "root";
         mode = "0400";
         unit = "pixelfed-secrets.service";
-      };
-      pixelfed-s3-key = {
-        path = "/run/secrets/pixelfed-s3-key";
-        owner = "root";
-        group = "root";
-        mode = "0400";
-        unit = "pixelfed-data-setup.service";
       };
     };
   };
