@@ -147,7 +147,7 @@ pub(crate) fn application_secrets(
         });
     }
     if spec.provider.object_storage.is_some()
-        && let Some(key) = super::storage::app_key_secret_file(app, manifest)
+        && let Some(key) = app_key_secret_file(app, manifest)
     {
         secrets.push(key);
     }
@@ -280,6 +280,36 @@ while [ "$#" -gt 0 ]; do
 done
 exit "$status"
 "#;
+
+
+/// The name of an application's S3 key file in its machine's `fediversity.secrets`.
+pub(crate) fn app_key_secret(app: &str) -> String {
+    format!("{app}-s3-key")
+}
+
+/// The path of an application's S3 key file on its machine.
+pub(crate) fn app_key_path(app: &str) -> String {
+    format!("{NAMED_SECRETS_DIR}/{}", app_key_secret(app))
+}
+
+/// The S3 key file on an application's machine, read as its manifest's `needs.s3_key` says.
+pub(crate) fn app_key_secret_file(app: &str, manifest: &Manifest) -> Option<MachineSecret> {
+    let access = manifest.needs.s3_key_access()?;
+    Some(MachineSecret {
+        name: app_key_secret(app),
+        path: app_key_path(app),
+        owner: access.owner().to_owned(),
+        group: access.group().to_owned(),
+        mode: SECRET_MODE,
+        unit: access.unit().to_owned(),
+        holds: Holds::S3Key {
+            operator: None,
+            app: app.to_owned(),
+        },
+        provider: true,
+        reference: SecretRef::File(app_key_path(app)),
+    })
+}
 
 #[cfg(test)]
 mod tests {

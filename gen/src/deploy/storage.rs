@@ -21,9 +21,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::secrets::{Holds, MachineSecret, SECRET_MODE};
+use super::secrets::{Holds, MachineSecret, SECRET_MODE, app_key_path};
 use super::*;
-use crate::manifest::Manifest;
 use crate::model::path::FieldPath;
 use crate::storage::config::{AdminApi, GarageSettings, S3Api, S3Web, peer};
 use crate::storage::description::{Bucket, Description, Key, bucket_name_problem, is_hex};
@@ -39,16 +38,6 @@ pub(crate) const APPLY_UNIT: &str = "fedigen-storage-apply.service";
 
 /// The host under the provider's domain that serves every public bucket (`https://media.<domain>/<bucket>/…`).
 pub(crate) const MEDIA_SUBDOMAIN: &str = "media";
-
-/// The name of an application's S3 key file in its machine's `fediversity.secrets`.
-pub(crate) fn app_key_secret(app: &str) -> String {
-    format!("{app}-s3-key")
-}
-
-/// The path of an application's S3 key file on its machine.
-pub(crate) fn app_key_path(app: &str) -> String {
-    format!("{NAMED_SECRETS_DIR}/{}", app_key_secret(app))
-}
 
 /// The name (in `fediversity.secrets`) and path of an application's S3 key file on the designated node.
 pub(crate) fn node_key_copy(operator: &str, app: &str) -> (String, String) {
@@ -280,25 +269,6 @@ pub fn description(spec: &Spec, catalog: &Catalog) -> Option<Description> {
         }
     }
     Some(description)
-}
-
-/// The S3 key file on an application's machine, read as its manifest's `needs.s3_key` says.
-pub(crate) fn app_key_secret_file(app: &str, manifest: &Manifest) -> Option<MachineSecret> {
-    let access = manifest.needs.s3_key_access()?;
-    Some(MachineSecret {
-        name: app_key_secret(app),
-        path: app_key_path(app),
-        owner: access.owner().to_owned(),
-        group: access.group().to_owned(),
-        mode: SECRET_MODE,
-        unit: access.unit().to_owned(),
-        holds: Holds::S3Key {
-            operator: None,
-            app: app.to_owned(),
-        },
-        provider: true,
-        reference: SecretRef::File(app_key_path(app)),
-    })
 }
 
 /// The secrets of the machine running Garage node `node_name`: its node key (read as root by the step before
