@@ -461,7 +461,8 @@ pub fn secret_violations(
         if let MachineRole::Application { application, .. } = &machine.role
             && let Some(manifest) = catalog.manifests.get(application)
             && !manifest.needs.s3_buckets.is_empty()
-            && files.contains_key(Path::new("deployments/storage.json"))
+            && (files.contains_key(Path::new("deployments/storage.json"))
+                || defines(&d, &["fediversity", application, "objectStorage", "keyFile"]).is_some())
         {
             match (
                 defines(&d, &["fediversity", application, "objectStorage", "keyFile"]),
@@ -696,7 +697,10 @@ pub fn sops_violations(
                         format!("provider/garage/nodes/{node}/node_key"),
                     ));
                 }
-                if storage.nodes.keys().next() == Some(node) {
+                // The copies are there when the storage description is (every node has its id).
+                if storage.nodes.keys().next() == Some(node)
+                    && fedigen::deploy::storage::description(spec, catalog).is_some()
+                {
                     for op in &spec.operators {
                         for (app, _) in op.applications.iter().filter(|(_, a)| a.enable) {
                             if !catalog.manifests[app].needs.s3_buckets.is_empty() {
