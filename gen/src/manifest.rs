@@ -2235,7 +2235,9 @@ units = []
 
     #[test]
     fn a_manifest_without_state_declares_nothing_and_is_not_held_to_it() {
-        let m = parse("[needs]\ns3_buckets = [\"media\"]\n").unwrap();
+        let m =
+            parse("[needs]\ns3_buckets = [\"media\"]\ns3_key = { credential = \"x.service\" }\n")
+                .unwrap();
         assert_eq!(m.state, crate::state::State::default());
     }
 

@@ -281,7 +281,6 @@ done
 exit "$status"
 "#;
 
-
 /// The name of an application's S3 key file in its machine's `fediversity.secrets`.
 pub(crate) fn app_key_secret(app: &str) -> String {
     format!("{app}-s3-key")

@@ -97,10 +97,7 @@ fn spec_sops_key(spec: &Spec, operator: Option<&str>, secret: &MachineSecret) ->
     match &secret.holds {
         Holds::S3Key {
             operator: Some(i), ..
-        } => sops_key(
-            spec.operators.get(*i).map(|o| o.name.as_str()),
-            secret,
-        ),
+        } => sops_key(spec.operators.get(*i).map(|o| o.name.as_str()), secret),
         _ => sops_key(operator, secret),
     }
 }

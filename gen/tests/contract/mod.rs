@@ -462,7 +462,11 @@ pub fn secret_violations(
             && let Some(manifest) = catalog.manifests.get(application)
             && !manifest.needs.s3_buckets.is_empty()
             && (files.contains_key(Path::new("deployments/storage.json"))
-                || defines(&d, &["fediversity", application, "objectStorage", "keyFile"]).is_some())
+                || defines(
+                    &d,
+                    &["fediversity", application, "objectStorage", "keyFile"],
+                )
+                .is_some())
         {
             match (
                 defines(&d, &["fediversity", application, "objectStorage", "keyFile"]),
@@ -676,7 +680,8 @@ pub fn sops_violations(
         // Object storage: an application's S3 key, each node's key on its machine, and on the machine of the
         // first node (the one provisioning) every application's S3 key.
         if let Some(storage) = &spec.provider.object_storage {
-            let s3_key = |operator: &str, app: &str| format!("provider/garage/s3-keys/{operator}/{app}");
+            let s3_key =
+                |operator: &str, app: &str| format!("provider/garage/s3-keys/{operator}/{app}");
             if let MachineRole::Application {
                 operator,
                 application,
