@@ -89,23 +89,8 @@
       );
 
       packages = forAllSystems (pkgs: {
-        default = pkgs.rustPlatform.buildRustPackage {
-          pname = "fedigen";
-          version = "0.1.0";
-          src = ./.;
-          cargoLock.lockFile = ./Cargo.lock;
-          cargoBuildFlags = [
-            "-p"
-            "fedigen"
-          ];
-          # The tests run Nix itself against throwaway stores, which a build sandbox does not allow.
-          doCheck = false;
-          meta = {
-            description = "Generate, prove and test NixOS modules and deployments for Fediversity";
-            license = pkgs.lib.licenses.eupl12;
-            mainProgram = "fedigen";
-          };
-        };
+        # package.nix: also what the Garage module builds for `fedigen storage apply` (one definition).
+        default = pkgs.callPackage ./package.nix { };
       });
 
       devShells = forAllSystems (pkgs: {

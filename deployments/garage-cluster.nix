@@ -7,6 +7,38 @@
       replicationFactor = 3;
       region = "nl-ams";
       environmentFile = "/run/secrets/garage-environment";
+      settings = {
+        admin = {
+          api_bind_addr = "127.0.0.1:3903";
+        };
+        bootstrap_peers = [
+          "c142dea61a851246f67b0488a2c0f3ec0668a607ddccdde30a373365c54c093f@garage-ams1.nordwind-hosting.example:3901"
+          "2cd5382a49bdd0f783fff39f175d44a0184e8a38a45008b711864ee61d0ab64b@garage-ams2.nordwind-hosting.example:3901"
+          "b38b1bd249ad5130c0e5da40ba2c7ceeac9a1d42b52d096102559b5fc6ed9c8a@zeeinstituut-peertube.zee-instituut.example:3901"
+        ];
+        db_engine = "sqlite";
+        replication_factor = 3;
+        rpc_bind_addr = "[::]:3901";
+        s3_api = {
+          api_bind_addr = "127.0.0.1:3900";
+          root_domain = ".s3.nordwind-hosting.example";
+          s3_region = "nl-ams";
+        };
+        s3_web = {
+          bind_addr = "127.0.0.1:3902";
+          root_domain = ".web.s3.nordwind-hosting.example";
+        };
+      };
+      endpoints = {
+        enable = true;
+        s3Host = "s3.nordwind-hosting.example";
+        mediaHost = "media.nordwind-hosting.example";
+        vhostBuckets = [
+          "zeeinstituut-peertube-web-videos"
+          "zeeinstituut-peertube-streaming-playlists"
+          "zeeinstituut-peertube-original-video-files"
+        ];
+      };
     };
     secrets = {
       garage-environment = {

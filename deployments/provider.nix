@@ -14,5 +14,6 @@
     };
     s3.endpoint = "https://s3.nordwind-hosting.example";
     s3.region = "nl-ams";
+    s3.publicUrl = "https://media.nordwind-hosting.example";
   };
 }

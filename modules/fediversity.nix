@@ -70,11 +70,10 @@
       default = "garage";
       description = "The Garage S3 region.";
     };
-    s3.credentialsFile = lib.mkOption {
-      type = lib.types.nullOr lib.types.str;
-      default = null;
-      example = "/run/secrets/s3.env";
-      description = "Path on the machine of an environment file with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the application's buckets (never a store path).";
+    s3.publicUrl = lib.mkOption {
+      type = lib.types.str;
+      example = "https://media.provider.example";
+      description = "The public base URL of the provider's buckets: bucket b's object k is at `<publicUrl>/<b>/<k>` (Garage's web endpoint behind nginx). Each application's buckets and key are `fediversity.<application>.objectStorage`.";
     };
     secrets = lib.mkOption {
       type = lib.types.attrsOf (
@@ -112,6 +111,72 @@
       default = { };
       description = "Every secret file the machine's services read, by name. A unit ordered before the reading units checks that each is a non-empty file with this owner, group and mode, and fails naming the secret otherwise, so no service starts with a missing or unreadable secret.";
     };
+    mastodon.objectStorage = {
+      buckets = lib.mkOption {
+        type = lib.types.attrsOf lib.types.str;
+        default = { };
+        example = {
+          media = "uni-mastodon-media";
+        };
+        description = "The operator's buckets by kind (media): names on the provider's Garage cluster, set by the machine's generated file.";
+      };
+      keyFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "/run/secrets/mastodon-s3-key";
+        description = "Path on the machine of the operator's S3 key for these buckets: an environment file with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (never a store path). `null`: no object storage.";
+      };
+    };
+    matrix-synapse.objectStorage = {
+      buckets = lib.mkOption {
+        type = lib.types.attrsOf lib.types.str;
+        default = { };
+        example = {
+          media = "uni-matrix-synapse-media";
+        };
+        description = "The operator's buckets by kind (media): names on the provider's Garage cluster, set by the machine's generated file.";
+      };
+      keyFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "/run/secrets/matrix-synapse-s3-key";
+        description = "Path on the machine of the operator's S3 key for these buckets: an environment file with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (never a store path). `null`: no object storage.";
+      };
+    };
+    peertube.objectStorage = {
+      buckets = lib.mkOption {
+        type = lib.types.attrsOf lib.types.str;
+        default = { };
+        example = {
+          web_videos = "uni-peertube-web-videos";
+          streaming_playlists = "uni-peertube-streaming-playlists";
+          original_video_files = "uni-peertube-original-video-files";
+        };
+        description = "The operator's buckets by kind (web_videos, streaming_playlists, original_video_files): names on the provider's Garage cluster, set by the machine's generated file.";
+      };
+      keyFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "/run/secrets/peertube-s3-key";
+        description = "Path on the machine of the operator's S3 key for these buckets: an environment file with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (never a store path). `null`: no object storage.";
+      };
+    };
+    pixelfed.objectStorage = {
+      buckets = lib.mkOption {
+        type = lib.types.attrsOf lib.types.str;
+        default = { };
+        example = {
+          media = "uni-pixelfed-media";
+        };
+        description = "The operator's buckets by kind (media): names on the provider's Garage cluster, set by the machine's generated file.";
+      };
+      keyFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.str;
+        default = null;
+        example = "/run/secrets/pixelfed-s3-key";
+        description = "Path on the machine of the operator's S3 key for these buckets: an environment file with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (never a store path). `null`: no object storage.";
+      };
+    };
   };
   config = lib.mkMerge [
     (lib.mkIf (config.fediversity.mastodon.enable or false) {
@@ -126,7 +191,7 @@
         }
         {
           assertion = options.fediversity.s3.endpoint.isDefined;
-          message = "fediversity.mastodon needs object storage (bucket mastodon): set fediversity.s3.endpoint (the provider's S3 endpoint URL).";
+          message = "fediversity.mastodon needs object storage (bucket media): set fediversity.s3.endpoint (the provider's S3 endpoint URL).";
         }
       ];
     })
@@ -139,6 +204,10 @@
         {
           assertion = options.fediversity.smtp.fromAddress.isDefined;
           message = "fediversity.matrix-synapse needs the provider's SMTP relay: set fediversity.smtp.fromAddress (the sender address of its mail).";
+        }
+        {
+          assertion = options.fediversity.s3.endpoint.isDefined;
+          message = "fediversity.matrix-synapse needs object storage (bucket media): set fediversity.s3.endpoint (the provider's S3 endpoint URL).";
         }
       ];
     })
@@ -154,7 +223,7 @@
         }
         {
           assertion = options.fediversity.s3.endpoint.isDefined;
-          message = "fediversity.peertube needs object storage (buckets peertube-videos, peertube-playlists): set fediversity.s3.endpoint (the provider's S3 endpoint URL).";
+          message = "fediversity.peertube needs object storage (buckets web_videos, streaming_playlists, original_video_files): set fediversity.s3.endpoint (the provider's S3 endpoint URL).";
         }
       ];
     })
@@ -170,7 +239,7 @@
         }
         {
           assertion = options.fediversity.s3.endpoint.isDefined;
-          message = "fediversity.pixelfed needs object storage (bucket pixelfed): set fediversity.s3.endpoint (the provider's S3 endpoint URL).";
+          message = "fediversity.pixelfed needs object storage (bucket media): set fediversity.s3.endpoint (the provider's S3 endpoint URL).";
         }
       ];
     })

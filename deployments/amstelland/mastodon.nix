@@ -46,6 +46,12 @@
       sidekiqThreads = 40;
       streamingProcesses = 2;
       adminPasswordFile = "/run/secrets/amstelland-mastodon-admin";
+      objectStorage = {
+        buckets = {
+          media = "amstelland-mastodon";
+        };
+        keyFile = "/run/secrets/mastodon-s3-key";
+      };
     };
     smtp.passwordFile = "/run/secrets/mastodon-smtp-password";
     secrets = {
@@ -55,6 +61,13 @@
         group = "mastodon";
         mode = "0400";
         unit = "mastodon-admin-account.service";
+      };
+      mastodon-s3-key = {
+        path = "/run/secrets/mastodon-s3-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "mastodon-init-dirs.service";
       };
       mastodon-smtp-password = {
         path = "/run/secrets/mastodon-smtp-password";

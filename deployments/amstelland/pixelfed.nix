@@ -41,6 +41,12 @@
       maxPhotoSizeKiB = 20000;
       adminPasswordFile = "/run/secrets/amstelland-pixelfed-admin";
       appSecretsFile = "/run/secrets/amstelland-pixelfed-app";
+      objectStorage = {
+        buckets = {
+          media = "amstelland-pixelfed";
+        };
+        keyFile = "/run/secrets/pixelfed-s3-key";
+      };
     };
     smtp.passwordFile = "/run/secrets/pixelfed-smtp-password";
     secrets = {
@@ -53,6 +59,13 @@
       };
       pixelfed-appSecrets = {
         path = "/run/secrets/amstelland-pixelfed-app";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "pixelfed-secrets.service";
+      };
+      pixelfed-s3-key = {
+        path = "/run/secrets/pixelfed-s3-key";
         owner = "root";
         group = "root";
         mode = "0400";

@@ -39,6 +39,12 @@
       enable = true;
       singleUserMode = false;
       adminPasswordFile = "/run/secrets/digitalevrijheid-mastodon-admin";
+      objectStorage = {
+        buckets = {
+          media = "digitalevrijheid-mastodon";
+        };
+        keyFile = "/run/secrets/mastodon-s3-key";
+      };
     };
     smtp.passwordFile = "/run/secrets/mastodon-smtp-password";
     secrets = {
@@ -48,6 +54,13 @@
         group = "mastodon";
         mode = "0400";
         unit = "mastodon-admin-account.service";
+      };
+      mastodon-s3-key = {
+        path = "/run/secrets/mastodon-s3-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "mastodon-init-dirs.service";
       };
       mastodon-smtp-password = {
         path = "/run/secrets/mastodon-smtp-password";

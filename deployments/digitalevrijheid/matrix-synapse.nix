@@ -43,6 +43,12 @@
       maxUploadSize = "100M";
       adminPasswordFile = "/run/secrets/digitalevrijheid-synapse-admin";
       synapseSecretsFile = "/run/secrets/digitalevrijheid-synapse";
+      objectStorage = {
+        buckets = {
+          media = "digitalevrijheid-matrix-synapse";
+        };
+        keyFile = "/run/secrets/matrix-synapse-s3-key";
+      };
     };
     smtp.passwordFile = "/run/secrets/matrix-synapse-smtp-password";
     secrets = {
@@ -52,6 +58,13 @@
         group = "root";
         mode = "0400";
         unit = "matrix-synapse-admin-account.service";
+      };
+      matrix-synapse-s3-key = {
+        path = "/run/secrets/matrix-synapse-s3-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "matrix-synapse.service";
       };
       matrix-synapse-smtp-password = {
         path = "/run/secrets/matrix-synapse-smtp-password";

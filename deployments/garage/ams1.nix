@@ -3,6 +3,7 @@
   imports = [
     ../../modules
     ../base.nix
+    ../provider.nix
     ../garage-cluster.nix
   ];
   proxmox.qemuConf = {
@@ -31,5 +32,57 @@
   };
   services.openssh.enable = true;
   system.stateVersion = "26.05";
-  fediversity.domain = "nordwind-hosting.example";
+  fediversity = {
+    domain = "nordwind-hosting.example";
+    garage.settings.rpc_public_addr = "garage-ams1.nordwind-hosting.example:3901";
+    garage.nodeKeyFile = "/run/secrets/garage-node-key";
+    garage.provision = {
+      enable = true;
+      description = ../storage.json;
+    };
+    secrets = {
+      garage-node-key = {
+        path = "/run/secrets/garage-node-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "garage.service";
+      };
+      garage-s3-key-amstelland-mastodon = {
+        path = "/run/secrets/garage-s3-key-amstelland-mastodon";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "fedigen-storage-apply.service";
+      };
+      garage-s3-key-amstelland-pixelfed = {
+        path = "/run/secrets/garage-s3-key-amstelland-pixelfed";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "fedigen-storage-apply.service";
+      };
+      garage-s3-key-digitalevrijheid-mastodon = {
+        path = "/run/secrets/garage-s3-key-digitalevrijheid-mastodon";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "fedigen-storage-apply.service";
+      };
+      garage-s3-key-digitalevrijheid-matrix-synapse = {
+        path = "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "fedigen-storage-apply.service";
+      };
+      garage-s3-key-zeeinstituut-peertube = {
+        path = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "fedigen-storage-apply.service";
+      };
+    };
+  };
 }

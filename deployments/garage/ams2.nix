@@ -3,6 +3,7 @@
   imports = [
     ../../modules
     ../base.nix
+    ../provider.nix
     ../garage-cluster.nix
   ];
   proxmox.qemuConf = {
@@ -31,5 +32,18 @@
   };
   services.openssh.enable = true;
   system.stateVersion = "26.05";
-  fediversity.domain = "nordwind-hosting.example";
+  fediversity = {
+    domain = "nordwind-hosting.example";
+    garage.settings.rpc_public_addr = "garage-ams2.nordwind-hosting.example:3901";
+    garage.nodeKeyFile = "/run/secrets/garage-node-key";
+    secrets = {
+      garage-node-key = {
+        path = "/run/secrets/garage-node-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "garage.service";
+      };
+    };
+  };
 }

@@ -43,9 +43,26 @@
       transcodingEnabled = true;
       adminPasswordFile = "/run/secrets/zeeinstituut-peertube-admin";
       peertubeSecretFile = "/run/secrets/zeeinstituut-peertube";
+      objectStorage = {
+        buckets = {
+          original_video_files = "zeeinstituut-peertube-original-video-files";
+          streaming_playlists = "zeeinstituut-peertube-streaming-playlists";
+          web_videos = "zeeinstituut-peertube-web-videos";
+        };
+        keyFile = "/run/secrets/peertube-s3-key";
+      };
     };
+    garage.settings.rpc_public_addr = "zeeinstituut-peertube.zee-instituut.example:3901";
+    garage.nodeKeyFile = "/run/secrets/garage-node-key";
     smtp.passwordFile = "/run/secrets/peertube-smtp-password";
     secrets = {
+      garage-node-key = {
+        path = "/run/secrets/garage-node-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "garage.service";
+      };
       peertube-adminPassword = {
         path = "/run/secrets/zeeinstituut-peertube-admin";
         owner = "root";
@@ -59,6 +76,13 @@
         group = "peertube";
         mode = "0400";
         unit = "peertube.service";
+      };
+      peertube-s3-key = {
+        path = "/run/secrets/peertube-s3-key";
+        owner = "root";
+        group = "root";
+        mode = "0400";
+        unit = "peertube-env.service";
       };
       peertube-smtp-password = {
         path = "/run/secrets/peertube-smtp-password";

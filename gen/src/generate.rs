@@ -331,6 +331,18 @@ pub(crate) fn shared_module_with_needs(manifests: &[Manifest]) -> Result<Expr, L
     let Expr::Attrs(mut body) = *body else {
         unreachable!("shared_module's body is a set")
     };
+    // Each application with S3 buckets: `objectStorage.buckets` (kind → name) and `objectStorage.keyFile`,
+    // which every machine's generated file sets (`crate::deploy::storage`).
+    if let Some(Entry::Binding { value, .. }) = body.entries.first_mut()
+        && let Expr::Attrs(options) = value
+    {
+        for manifest in manifests.iter().filter(|m| !m.needs.s3_buckets.is_empty()) {
+            options.entries.push(object_storage_options(
+                &manifest.application.name,
+                &manifest.needs.s3_buckets,
+            )?);
+        }
+    }
     let mut per_application = Vec::new();
     for manifest in manifests {
         let app = &manifest.application.name;
@@ -397,6 +409,51 @@ pub(crate) fn shared_module_with_needs(manifests: &[Manifest]) -> Result<Expr, L
             bind: None,
         },
         Box::new(Expr::Attrs(body)),
+    ))
+}
+
+/// `<app>.objectStorage = { buckets = …; keyFile = …; }` in `options.fediversity`: the interface an
+/// application's template reads its buckets and key from (one bucket per kind of `needs.s3_buckets`, one key per
+/// operator's application). Empty and `null` by default: an application module imported alone still evaluates,
+/// with object storage off.
+fn object_storage_options(app: &str, kinds: &[String]) -> Result<Entry, LexicalError> {
+    let r = Expr::reference;
+    let example = Expr::attrs(
+        kinds
+            .iter()
+            .map(|k| {
+                Ok(Entry::binding(
+                    AttrPath::from(AttrName::new(k)?),
+                    Expr::string(&format!("uni-{app}-{}", k.replace('_', "-")))?,
+                ))
+            })
+            .collect::<Result<Vec<_>, LexicalError>>()?,
+    );
+    Ok(Entry::binding(
+        AttrPath::new(vec![AttrName::new(app)?, AttrName::new("objectStorage")?])?,
+        Expr::attrs(vec![
+            Entry::dotted(
+                "buckets",
+                Expr::mk_option(
+                    Expr::apply(r("lib.types.attrsOf")?, vec![r("lib.types.str")?]),
+                    Some(Expr::attrs(Vec::new())),
+                    Some(example),
+                    &format!(
+                        "The operator's buckets by kind ({}): names on the provider's Garage cluster, set by the machine's generated file.",
+                        kinds.join(", ")
+                    ),
+                )?,
+            )?,
+            Entry::dotted(
+                "keyFile",
+                Expr::mk_option(
+                    Expr::apply(r("lib.types.nullOr")?, vec![r("lib.types.str")?]),
+                    Some(Expr::Null),
+                    Some(Expr::string(&format!("/run/secrets/{app}-s3-key"))?),
+                    "Path on the machine of the operator's S3 key for these buckets: an environment file with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (never a store path). `null`: no object storage.",
+                )?,
+            )?,
+        ]),
     ))
 }
 

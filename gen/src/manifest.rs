@@ -122,13 +122,33 @@ pub struct Needs {
     /// The provider's SMTP relay for outgoing mail.
     #[serde(default)]
     pub smtp: bool,
-    /// S3 buckets on the provider's Garage cluster.
+    /// The kinds of S3 bucket the application keeps media in (snake_case, e.g. `media`, or PeerTube's
+    /// `web_videos`): each operator's application gets one bucket per kind on the provider's Garage cluster,
+    /// named `<operator>-<application>[-<kind>]` (see `crate::deploy::storage`).
     #[serde(default)]
     pub s3_buckets: Vec<String>,
+    /// Who reads the application's S3 key file (an environment file with `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`, `fediversity.<app>.objectStorage.keyFile`); required with `s3_buckets`.
+    #[serde(default)]
+    pub s3_key: Option<ProviderSecretUse>,
+    /// Whether the application's buckets are public through Garage's web endpoint
+    /// (`https://media.<provider domain>/<bucket>/…`): true for media the application links to directly
+    /// (Mastodon, Pixelfed, PeerTube), false for one that serves its media itself (Synapse).
+    #[serde(default = "public_buckets")]
+    pub s3_website: bool,
+    /// Whether the application addresses its buckets virtual-host style only (`https://<bucket>.s3.<provider
+    /// domain>`; PeerTube: "PeerTube doesn't support path style requests"): its bucket names then go on the S3
+    /// host's certificate. Others use path style (`https://s3.<provider domain>/<bucket>`).
+    #[serde(default)]
+    pub s3_virtual_host: bool,
     /// Who reads the provider's SMTP password file (`fediversity.smtp.passwordFile`), when the application's
     /// module passes it to upstream; each such application gets a file of its own, owned by its reader.
     #[serde(default)]
     pub smtp_password: Option<ProviderSecretUse>,
+}
+
+fn public_buckets() -> bool {
+    true
 }
 
 /// A secret the application needs. Values never appear in a specification or in the Nix store: the module
@@ -944,6 +964,7 @@ impl Manifest {
                 p.at_value(&format!("state.{path}"), format!("[state]: {message}"));
             }
         }
+        check_s3_needs(needs.as_ref(), &mut p);
         if let Some(health) = &health {
             for (i, check) in health.http.iter().enumerate() {
                 if !check.path.starts_with('/') {
@@ -1170,6 +1191,69 @@ pub(crate) const MAX_APPLICATION_NAME: usize = 30;
 /// the attribute `fediversity.<app>` (read in templates as `config.fediversity.<app>`, so not a Nix keyword), part
 /// of machine and host names (`<operator>-<app>`), and of S3 bucket names, which are lower case. Reserved: the
 /// names of what `fedigen generate` writes beside the applications' files ([`reserved_application_names`]).
+/// Checks `[needs]`'s object-storage part: each bucket kind is snake_case (`[a-z][a-z0-9_]*`, at most 24
+/// characters: it becomes part of a bucket name, `-` separated, and of `objectStorage.buckets.<kind>`) and given
+/// once, and `s3_key` says who reads the key file exactly when there are buckets (like `smtp_password`).
+fn check_s3_needs(needs: Option<&Needs>, p: &mut Problems<'_>) {
+    let Some(needs) = needs else { return };
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, kind) in needs.s3_buckets.iter().enumerate() {
+        let snake = kind.len() <= 24
+            && kind.starts_with(|c: char| c.is_ascii_lowercase())
+            && kind
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !snake {
+            p.at_value(
+                &format!("needs.s3_buckets.{i}"),
+                format!("[needs]: `s3_buckets`: `{kind}` is not a bucket kind: write it in snake_case (`[a-z][a-z0-9_]*`, at most 24 characters), e.g. `media`; each operator's bucket name is derived from it"),
+            );
+        }
+        if !seen.insert(kind) {
+            p.at_value(
+                &format!("needs.s3_buckets.{i}"),
+                format!(
+                    "[needs]: `s3_buckets`: the kind `{kind}` is listed twice; list each kind once"
+                ),
+            );
+        }
+    }
+    match (&needs.s3_key, needs.s3_buckets.is_empty()) {
+        (Some(ProviderSecretUse { reader, credential }), false) => {
+            if let Err(reason) = access_of(reader.as_ref(), credential.as_deref()) {
+                p.at_key("needs.s3_key", format!("[needs.s3_key]: {reason}"));
+            }
+            for (field, unit) in [
+                ("reader.unit", reader.as_ref().map(|r| r.unit.as_str())),
+                ("credential", credential.as_deref()),
+            ] {
+                if let Some(Err(reason)) = unit.map(check_unit_name) {
+                    p.at_value(
+                        &format!("needs.s3_key.{field}"),
+                        format!("[needs.s3_key]: {reason}"),
+                    );
+                }
+            }
+        }
+        (Some(_), true) => p.at_key(
+            "needs.s3_key",
+            "[needs.s3_key]: only an application with `s3_buckets` reads an S3 key; list its bucket kinds, or remove `s3_key`".into(),
+        ),
+        (None, false) => p.at_key(
+            "needs.s3_buckets",
+            "[needs]: an application with `s3_buckets` needs `s3_key = { credential = \"<unit>.service\" }` (systemd reads the key file as root, for `EnvironmentFile=`) or `s3_key = { reader = { user, group, unit } }` (the service user reads it)".into(),
+        ),
+        (None, true) => {}
+    }
+}
+
+impl Needs {
+    /// Who reads the S3 key file, for an application with buckets (checked when the manifest is loaded).
+    pub fn s3_key_access(&self) -> Option<SecretAccess<'_>> {
+        self.s3_key.as_ref().map(ProviderSecretUse::access)
+    }
+}
+
 /// Checks a systemd unit name a manifest gives for a secret's reader: a name with a unit type suffix, made of
 /// the characters systemd allows (so it can stand in `before=`/`requiredBy=` and in a shell word unquoted).
 fn check_unit_name(unit: &str) -> Result<(), String> {
@@ -2162,7 +2246,9 @@ units = []
 
     #[test]
     fn a_manifest_without_state_declares_nothing_and_is_not_held_to_it() {
-        let m = parse("[needs]\ns3_buckets = [\"media\"]\n").unwrap();
+        let m =
+            parse("[needs]\ns3_buckets = [\"media\"]\ns3_key = { credential = \"x.service\" }\n")
+                .unwrap();
         assert_eq!(m.state, crate::state::State::default());
     }
 

@@ -149,13 +149,14 @@ pub fn shared_module() -> Result<Expr, LexicalError> {
             option(str_ty()?, Some(s("garage")?), None, "The Garage S3 region.")?,
         )?,
         Entry::dotted(
-            "s3.credentialsFile",
+            "s3.publicUrl",
             option(
-                null_or(str_ty()?)?,
-                Some(Expr::Null),
-                Some(s("/run/secrets/s3.env")?),
-                "Path on the machine of an environment file with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for the \
-                 application's buckets (never a store path).",
+                str_ty()?,
+                None,
+                Some(s("https://media.provider.example")?),
+                "The public base URL of the provider's buckets: bucket b's object k is at \
+                 `<publicUrl>/<b>/<k>` (Garage's web endpoint behind nginx). Each application's buckets and key are \
+                 `fediversity.<application>.objectStorage`.",
             )?,
         )?,
         Entry::dotted("secrets", secrets_option()?)?,

@@ -32,7 +32,7 @@ fn shared() -> Value {
         "domain": "uu.example",
         "acme": { "email": "hostmaster@provider.example" },
         "smtp": { "host": "smtp.provider.example", "fromAddress": "noreply@uu.example" },
-        "s3": { "endpoint": "https://s3.provider.example", "region": "garage" },
+        "s3": { "endpoint": "https://s3.provider.example", "region": "garage", "publicUrl": "https://media.provider.example" },
     })
 }
 

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use fedigen::manifest::Manifest;
+use fedigen::manifest::{Manifest, SecretSource};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{Value, json};
 
@@ -77,6 +77,16 @@ fn cases() -> Vec<Case> {
         // Everything it needs: passes.
         let mut met = base();
         set(&mut met, &format!("{app}.enable"), json!(true));
+        // Its required secret files, as every deployment sets them (an enabled module may read them).
+        for (name, secret) in &manifest.secrets {
+            if secret.source == SecretSource::Provided && !secret.optional {
+                set(
+                    &mut met,
+                    &format!("{app}.{name}File"),
+                    json!(format!("/run/secrets/{app}-{name}")),
+                );
+            }
+        }
         for (option, value) in &values {
             if required.contains(option) {
                 set(&mut met, option, value.clone());

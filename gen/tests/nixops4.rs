@@ -110,8 +110,15 @@ fn the_flake_has_the_nixops4_output_and_the_fedigen_check() -> Result<(), Failed
     removeSuffix = suffix: s: builtins.head (builtins.match "(.*)${{suffix}}" s);
     nixosSystem = args: args;
     licenses.eupl12 = "eupl12";
+    cleanSource = src: src;
   }};
-  pkgs = {{ inherit lib; rustPlatform.buildRustPackage = args: args // {{ built = true; }}; }};
+  # `callPackage` as nixpkgs' reads it for package.nix: the function's arguments from `pkgs`, then the overrides.
+  pkgs = {{
+    inherit lib;
+    rustPlatform.buildRustPackage = args: args // {{ built = true; }};
+    callPackage = file: overrides: let f = import file; in
+      f (builtins.intersectAttrs (builtins.functionArgs f) pkgs // overrides);
+  }};
   nixpkgs = {{ inherit lib; legacyPackages = lib.genAttrs [ "x86_64-linux" "aarch64-linux" ] (_: pkgs); }};
   inputs = {{
     self = outputs;

@@ -107,7 +107,12 @@ fn modules_evaluate_with_lib_eval_modules() -> Result<(), Failed> {
         .cloned()
         .unwrap_or_default();
     check(
-        ports.contains(&Value::from(443)) && ports.contains(&Value::from(3900)),
+        // Garage: RPC between the nodes only; S3, web and admin listen on loopback, behind nginx (443).
+        ports.contains(&Value::from(443))
+            && ports.contains(&Value::from(3901))
+            && ![3900, 3902, 3903]
+                .iter()
+                .any(|p| ports.contains(&Value::from(*p))),
         "ports of every application",
     )?;
 
@@ -336,6 +341,7 @@ fn evaluated_contract_violations(extra: &str) -> Result<(Vec<String>, bool), Fai
         fedigen::model::Runtime::BareMetal(b) => b.host_platform.clone(),
     };
     let planned = fedigen::deploy::machines(&spec, &catalog);
+    let mut provisioning = Vec::new();
     for machine in &planned {
         let evaluated = &machines[&machine.name];
         let mut wrong = Vec::new();
@@ -403,6 +409,32 @@ fn evaluated_contract_violations(extra: &str) -> Result<(Vec<String>, bool), Fai
                 wrong.push("a secret's owner or group (no such user or group on the machine)");
             }
         }
+        // Object storage: an application with buckets is given its key file, declared with its manifest's
+        // reader; the machines running the provisioning unit are counted below.
+        if let fedigen::deploy::MachineRole::Application { application, .. } = &machine.role
+            && let Some(reads) = catalog.manifests[application].needs.s3_key_access()
+        {
+            let key_files = evaluated["s3KeyFiles"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let declared = evaluated["secrets"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .find(|(_, s)| {
+                    s["owner"] == reads.owner()
+                        && s["group"] == reads.group()
+                        && s["unit"] == reads.unit()
+                });
+            if key_files.len() != 1 || declared.is_none() {
+                eprintln!("{}: S3 key files {key_files:?}", machine.name);
+                wrong.push("the application's S3 key file and its declaration");
+            }
+        }
+        if evaluated["storageApply"] == true {
+            provisioning.push(machine.name.clone());
+        }
         let services = evaluated["services"]
             .as_array()
             .cloned()
@@ -427,6 +459,12 @@ fn evaluated_contract_violations(extra: &str) -> Result<(Vec<String>, bool), Fai
         if !wrong.is_empty() {
             out.push(format!("{}: {} wrong", machine.name, wrong.join(", ")));
         }
+    }
+    // Exactly one machine provisions the storage (Garage wants one layout writer).
+    if provisioning.len() != 1 {
+        out.push(format!(
+            "exactly one machine must run fedigen-storage-apply, evaluated on {provisioning:?}"
+        ));
     }
     // A node sharing an application's machine runs Garage there too.
     if let Some(storage) = &spec.provider.object_storage {
@@ -549,8 +587,12 @@ fn vm_test_scripts_evaluate() -> Result<(), Failed> {
         let test: Value = serde_json::from_slice(&out.stdout)?;
         let script = test["script"].as_str().ok_or("no script")?;
         let nodes = test["nodes"].as_array().ok_or("no nodes")?;
-        if !script.starts_with("start_all()")
-            || !nodes.contains(&Value::from("client"))
+        if !script.lines().any(|l| l == "start_all()")
+            // A federation test's two servers are each other's clients.
+            || !(nodes.contains(&Value::from("client"))
+                || file
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("federation-")))
             || nodes.len() < 2
         {
             return Err(format!("{}: {test}", file.display()).into());

@@ -69,6 +69,7 @@ fn the_sops_example_keeps_the_contracts() -> Result<(), Failed> {
     let (spec, catalog, machines, files) = plan(EXAMPLE);
     let mut found = contract::violations(&machines, &files, spec.provider.runtime.host_platform());
     found.extend(contract::secret_violations(&machines, &files, &catalog));
+    found.extend(contract::storage_violations(&machines, &files));
     found.extend(contract::sops_violations(
         &spec, &machines, &files, &catalog,
     ));
@@ -79,8 +80,13 @@ fn the_sops_example_keeps_the_contracts() -> Result<(), Failed> {
     let mastodon = text("deployments/dijkstad/mastodon.nix");
     assert!(
         mastodon.contains(
-            "  sops.secrets = {\n    mastodon-smtp-password = {\n      key = \"smtp-password\";\n      path = \"/run/secrets/mastodon-smtp-password\";\n      owner = \"mastodon\";\n      group = \"mastodon\";\n      mode = \"0400\";\n      restartUnits = [\n        \"mastodon-init-dirs.service\"\n      ];\n    };\n  };\n"
+            "    mastodon-smtp-password = {\n      key = \"smtp-password\";\n      path = \"/run/secrets/mastodon-smtp-password\";\n      owner = \"mastodon\";\n      group = \"mastodon\";\n      mode = \"0400\";\n      restartUnits = [\n        \"mastodon-init-dirs.service\"\n      ];\n    };\n"
         ),
+        "{mastodon}"
+    );
+    // The application's S3 key, keyed as the README documents it (the provider makes it per operator and app).
+    assert!(
+        mastodon.contains("key = \"provider/garage/s3-keys/dijkstad/mastodon\";"),
         "{mastodon}"
     );
     let cluster = text("deployments/garage-cluster.nix");
@@ -127,7 +133,7 @@ fn the_sops_contract_finds_planted_faults() -> Result<(), Failed> {
                 "key = \"synapse\";",
                 &synapse,
             ),
-            "dijkstad-matrix-synapse: the sops keys are [smtp-password, synapse], the README's for its secrets [dijkstad-synapse, smtp-password]",
+            "dijkstad-matrix-synapse: the sops keys are [provider/garage/s3-keys/dijkstad/matrix-synapse, smtp-password, synapse], the README's for its secrets [dijkstad-synapse, provider/garage/s3-keys/dijkstad/matrix-synapse, smtp-password]",
         ),
         (
             planted("sops.secrets = {", "sops.unused = {", &synapse),

@@ -196,6 +196,7 @@ fn application(app: &str) -> BoxedStrategy<OperatorApplication> {
                 resources,
                 settings: settings.into_iter().flatten().collect(),
                 secrets: secrets.into_iter().collect(),
+                buckets: BTreeMap::new(),
             },
         )
         .boxed()
@@ -460,6 +461,15 @@ fn spec() -> impl Strategy<Value = Spec> {
                                 ssh: ssh.clone(),
                                 host: None,
                                 network: None,
+                                rpc_address: None,
+                                // A distinct id per node (its name in hex, padded), with its key file.
+                                node_id: Some(format!(
+                                    "{:0<64}",
+                                    n.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+                                )),
+                                secrets: Some(fedigen::model::GarageNodeSecrets {
+                                    node_key: SecretRef::File(format!("/run/secrets/node-key-{n}")),
+                                }),
                             },
                         )
                     })
@@ -810,6 +820,58 @@ fn every_machine_of_the_example_keeps_the_contract() {
         fedigen::deploy::load_spec(repo, &repo.join("examples/provider.toml")).unwrap();
     let violations = contract::secret_violations(&machines, &files, &catalog);
     assert!(violations.is_empty(), "{}", violations.join("\n"));
+    let violations = contract::storage_violations(&machines, &files);
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+/// The object storage contract can fail: a second node also provisioning, an application's key file declared
+/// with another owner than its manifest's reader, and the provisioning node's copy of a key not declared are
+/// each reported.
+#[test]
+fn the_storage_contract_finds_a_second_writer_and_misdeclared_keys() {
+    let (_, machines, files) = example_plan();
+    let repo = repository();
+    let (_, catalog) =
+        fedigen::deploy::load_spec(repo, &repo.join("examples/provider.toml")).unwrap();
+    let ams2 = PathBuf::from("deployments/garage/ams2.nix");
+    let mut two = files.clone();
+    let text = two[&ams2].replace(
+        "    domain = \"nordwind-hosting.example\";\n",
+        "    domain = \"nordwind-hosting.example\";\n    garage.provision.enable = true;\n",
+    );
+    two.insert(ams2, text);
+    assert_eq!(
+        contract::storage_violations(&machines, &two),
+        [
+            "exactly one machine must run fedigen-storage-apply, found [\"garage-ams1\", \"garage-ams2\"]"
+        ]
+    );
+    let mastodon = PathBuf::from("deployments/amstelland/mastodon.nix");
+    let mut owned = files.clone();
+    let text = owned[&mastodon].replace(
+        "mastodon-s3-key = {\n        path = \"/run/secrets/mastodon-s3-key\";\n        owner = \"root\";",
+        "mastodon-s3-key = {\n        path = \"/run/secrets/mastodon-s3-key\";\n        owner = \"mastodon\";",
+    );
+    assert_ne!(text, owned[&mastodon], "the test edits the key's owner");
+    owned.insert(mastodon, text);
+    assert_eq!(
+        contract::secret_violations(&machines, &owned, &catalog),
+        [
+            "amstelland-mastodon: the secret mastodon-s3-key (mastodon's S3 key) is owned by mastodon:root, but its reader is root:root"
+        ]
+    );
+    let ams1 = PathBuf::from("deployments/garage/ams1.nix");
+    let mut undeclared = files.clone();
+    let text = undeclared[&ams1].replace(
+        "/run/secrets/garage-s3-key-amstelland-pixelfed",
+        "/run/secrets/elsewhere",
+    );
+    undeclared.insert(ams1, text);
+    let found = contract::secret_violations(&machines, &undeclared, &catalog);
+    assert!(
+        found.iter().any(|f| f.contains("the S3 key of \"amstelland/pixelfed\" (/run/secrets/garage-s3-key-amstelland-pixelfed) is not declared")),
+        "{found:?}"
+    );
 }
 
 /// The secrets contract can fail: Synapse's secrets file root-owned (as a provider's tooling placed every file
@@ -1016,6 +1078,7 @@ fn every_machine_of_a_valid_specification_keeps_the_contract() {
                         &spec, &machines, &files, &catalog,
                     ));
                 }
+                found.extend(contract::storage_violations(&machines, &files));
                 if !found.is_empty() {
                     failures.push(format!("spec-{i}:\n{}\n{text}", found.join("\n")));
                 }

@@ -369,6 +369,17 @@ fn rclone_run(
     args: &[&str],
     input: Option<&str>,
 ) -> Result<String, String> {
+    rclone_in("garage", s3_port, key, args, input)
+}
+
+/// [`rclone_run`] signing for `region`.
+fn rclone_in(
+    region: &str,
+    s3_port: u16,
+    key: &TestKey,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<String, String> {
     use std::io::Write as _;
     let mut c = Command::new("rclone");
     c.args(args)
@@ -389,7 +400,7 @@ fn rclone_run(
             "RCLONE_CONFIG_G_ENDPOINT",
             format!("http://127.0.0.1:{s3_port}"),
         )
-        .env("RCLONE_CONFIG_G_REGION", "garage")
+        .env("RCLONE_CONFIG_G_REGION", region)
         .env("RCLONE_CONFIG_G_FORCE_PATH_STYLE", "true")
         .env("RCLONE_CONFIG_G_ACCESS_KEY_ID", &key.id)
         .env("RCLONE_CONFIG_G_SECRET_ACCESS_KEY", &key.secret)
@@ -512,7 +523,10 @@ fn apply_twice(cluster: &Cluster, description: &Description) -> Result<Value, Fa
         );
     }
     let mut admin = cluster.client();
-    check_converged(&mut admin, description)?;
+    // Keys named by their secret files only (the generated description's form) take the files' ids.
+    let resolved =
+        fedigen::storage::apply::resolve_key_ids(description).map_err(|e| fail(e.to_string()))?;
+    check_converged(&mut admin, &resolved)?;
     let before = cluster.admin_calls()?;
     let second = cluster.apply(description)?;
     let after = cluster.admin_calls()?;
@@ -798,6 +812,670 @@ fn random_descriptions_converge_in_one_run() -> Result<(), Failed> {
     Ok(())
 }
 
+/// The repository (the specification's templates, the Garage module).
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The node-key step of the generated Garage module (`templates/garage/module.nix.hbs`, between its
+/// `fedigen:begin/end install-node-key` lines), as the machine runs it: POSIX sh, arguments key file and
+/// metadata directory. Read from the template, so what is tested is what the machines run.
+fn install_node_key_script() -> String {
+    let template = std::fs::read_to_string(repo().join("templates/garage/module.nix.hbs"))
+        .expect("the Garage template");
+    let lines: Vec<&str> = template
+        .lines()
+        .skip_while(|l| !l.contains("# fedigen:begin install-node-key"))
+        .skip(1)
+        .take_while(|l| !l.contains("# fedigen:end install-node-key"))
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "the template has the install-node-key lines"
+    );
+    // A Nix indented string: the common indentation is removed; nothing in it is interpolated (no `${`).
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let script: String = lines
+        .iter()
+        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("")))
+        .collect();
+    assert!(
+        !script.contains("${") && !script.contains("''"),
+        "no Nix interpolation or escape in the script"
+    );
+    script
+}
+
+/// Runs the node-key step; Ok(()) or Err(stderr).
+fn install_node_key(key: &Path, meta: &Path) -> Result<(), String> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(install_node_key_script())
+        .arg("garage-install-node-key")
+        .arg(key)
+        .arg(meta)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// The node-key step places the key and its public half, again without change, and refuses a different key
+/// or a file of the wrong length, naming the fix.
+fn node_key_step_places_and_never_replaces() -> Result<(), Failed> {
+    let dir = tempfile::tempdir()?;
+    let key = dir.path().join("node.key");
+    let (code, out, err) = fedigen(
+        &[
+            "--quiet",
+            "storage",
+            "node-key",
+            "--out",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    if code != 0 {
+        return Err(fail(format!("node-key exited {code}: {err}")));
+    }
+    let meta = dir.path().join("state/meta");
+    std::fs::create_dir_all(dir.path().join("state"))?;
+    install_node_key(&key, &meta).map_err(|e| fail(format!("first placement: {e}")))?;
+    let placed = std::fs::read(meta.join("node_key"))?;
+    let public = std::fs::read(meta.join("node_key.pub"))?;
+    if placed != std::fs::read(&key)? || public != placed[32..] {
+        return Err(fail("node_key or node_key.pub differ from the key file"));
+    }
+    let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
+    if hex != out.trim() {
+        return Err(fail(format!(
+            "node_key.pub is {hex}, node-key printed {out}"
+        )));
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(meta.join("node_key"))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != 0o600 {
+        return Err(fail(format!("node_key has mode {mode:o}")));
+    }
+    install_node_key(&key, &meta).map_err(|e| fail(format!("second placement: {e}")))?;
+    // Another key for the same node: refused, the placed identity unchanged.
+    let other = dir.path().join("other.key");
+    fedigen(
+        &[
+            "--quiet",
+            "storage",
+            "node-key",
+            "--out",
+            other.to_str().unwrap(),
+        ],
+        &[],
+    );
+    match install_node_key(&other, &meta) {
+        Ok(()) => return Err(fail("a different node key replaced the placed one")),
+        Err(e) if e.contains("refusing to change the node's identity") => {}
+        Err(e) => return Err(fail(format!("unexpected message: {e}"))),
+    }
+    if std::fs::read(meta.join("node_key"))? != placed {
+        return Err(fail("the placed key changed"));
+    }
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, [0u8; 63])?;
+    match install_node_key(&short, &dir.path().join("fresh/meta")) {
+        Ok(()) => Err(fail("a 63-byte key was placed")),
+        Err(e) if e.contains("63 bytes, not 64") => Ok(()),
+        Err(e) => Err(fail(format!("unexpected message: {e}"))),
+    }
+}
+
+/// A key file `fedigen storage s3-key` wrote, as a [`TestKey`].
+fn s3_key_file(path: &Path) -> Result<TestKey, Failed> {
+    let (code, out, err) = fedigen(
+        &[
+            "--quiet",
+            "storage",
+            "s3-key",
+            "--out",
+            path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    if code != 0 {
+        return Err(fail(format!("s3-key exited {code}: {err}")));
+    }
+    let text = std::fs::read_to_string(path)?;
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("AWS_SECRET_ACCESS_KEY="))
+        .ok_or_else(|| fail("no secret in the key file"))?
+        .to_owned();
+    Ok(TestKey {
+        id: out.trim().to_owned(),
+        secret,
+        file: path.to_owned(),
+    })
+}
+
+/// `(name, id, address)` triples as borrowed strings.
+fn as_refs(n: &[(String, String, String)]) -> Vec<(&str, &str, &str)> {
+    n.iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect()
+}
+
+/// The example specification with the given nodes' ids and RPC addresses (a loopback address each, so every
+/// node keeps the generated RPC port 3901), written beside its templates' repository for loading.
+fn example_spec(dir: &Path, nodes: &[(&str, &str, &str)]) -> Result<PathBuf, Failed> {
+    let text = std::fs::read_to_string(repo().join("examples/provider.toml"))?;
+    let mut spec: toml::Table = toml::from_str(&text)?;
+    let storage = spec["provider"]["object_storage"]["nodes"]
+        .as_table()
+        .cloned()
+        .ok_or_else(|| fail("the example has object storage nodes"))?;
+    let mut out = toml::Table::new();
+    for (name, id, address) in nodes {
+        let mut node = storage
+            .get(*name)
+            .cloned()
+            .unwrap_or_else(|| storage["ams2"].clone());
+        let t = node.as_table_mut().unwrap();
+        t.insert("node_id".into(), (*id).into());
+        t.insert("rpc_address".into(), (*address).into());
+        if !storage.contains_key(*name) {
+            // A new node: a machine of its own, with an address of its own.
+            let mut network = toml::Table::new();
+            let mut v4 = toml::Table::new();
+            v4.insert("address".into(), "192.0.2.29/24".into());
+            network.insert("ipv4".into(), v4.into());
+            t.insert("network".into(), network.into());
+        }
+        out.insert((*name).into(), node);
+    }
+    spec["provider"].as_table_mut().unwrap()["object_storage"]
+        .as_table_mut()
+        .unwrap()
+        .insert("nodes".into(), out.into());
+    let path = dir.join("provider.toml");
+    std::fs::write(&path, toml::to_string(&spec)?)?;
+    Ok(path)
+}
+
+/// The generated files of a specification (as `fedigen generate` plans them), and its storage description
+/// with the key files moved from `/run/secrets/` to `secrets` (this machine has no `/run/secrets`).
+fn generated(
+    spec_path: &Path,
+    secrets: &Path,
+) -> Result<
+    (
+        fedigen::model::Spec,
+        fedigen::model::Catalog,
+        BTreeMap<PathBuf, String>,
+        Description,
+    ),
+    Failed,
+> {
+    let (spec, catalog) = fedigen::deploy::load_spec(&repo(), spec_path).map_err(fail)?;
+    let files =
+        fedigen::deploy::plan(&spec, &catalog, "provider.toml").map_err(|e| fail(e.to_string()))?;
+    let json = files
+        .get(Path::new("deployments/storage.json"))
+        .ok_or_else(|| fail("no deployments/storage.json generated"))?
+        .replace("\"/run/secrets/", &format!("\"{}/", secrets.display()));
+    let description =
+        Description::parse(&json, "deployments/storage.json").map_err(|e| fail(e.to_string()))?;
+    Ok((spec, catalog, files, description))
+}
+
+/// What the test changes in a node's generated settings to run three nodes on one host: where it listens
+/// and keeps its files (the ports of S3, web and admin, free ones; the RPC port stays, on the node's own
+/// loopback address). Everything else (rpc_public_addr, bootstrap_peers, replication, regions, root domains)
+/// is the generated value.
+fn localise(settings: &mut GarageSettings, root: &Path, rpc_address: &str) -> [u16; 3] {
+    let ports = free_ports(3);
+    settings.metadata_dir = root.join("meta").display().to_string();
+    settings.data_dir = root.join("data").display().to_string();
+    settings.rpc_bind_addr = format!("{rpc_address}:3901");
+    settings.s3_api.api_bind_addr = format!("127.0.0.1:{}", ports[0]);
+    if let Some(web) = &mut settings.s3_web {
+        web.bind_addr = format!("127.0.0.1:{}", ports[1]);
+    }
+    settings.admin.api_bind_addr = format!("127.0.0.1:{}", ports[2]);
+    [ports[0], ports[1], ports[2]]
+}
+
+/// The generated deployment against real Garage: the example specification (three nodes, three operators,
+/// five applications) with fresh node keys; each node started with the settings fedigen generates (rendered
+/// to garage.toml as nixpkgs renders `services.garage.settings`) after the generated node-key step placed its
+/// key; the cluster forms from bootstrap_peers alone; the generated description applied twice (the second a
+/// no-op); each operator's key works on its own bucket only; then a fourth node added to the specification
+/// joins the layout.
+fn generated_deployment_forms_provisions_and_grows() -> Result<(), Failed> {
+    let started = Instant::now();
+    let garage = garage().map_err(fail)?;
+    let mut cluster = Cluster::new(garage);
+    let dir = cluster.dir.path().to_owned();
+    let secrets = dir.join("secrets");
+    std::fs::create_dir_all(&secrets)?;
+    // A loopback subnet of this run's own, so that every node's generated RPC port 3901 is free.
+    let mut net = [0u8; 2];
+    getrandom::fill(&mut net)?;
+    let address = |n: u8| format!("127.{}.{}.{n}", net[0].max(1), net[1]);
+    let mut nodes: Vec<(String, String, String)> = Vec::new();
+    for (i, name) in ["ams1", "ams2", "rtm1", "fra1"].iter().enumerate() {
+        let key = dir.join(format!("{name}.key"));
+        let (code, out, err) = fedigen(
+            &[
+                "--quiet",
+                "storage",
+                "node-key",
+                "--out",
+                key.to_str().unwrap(),
+            ],
+            &[],
+        );
+        if code != 0 {
+            return Err(fail(format!("node-key exited {code}: {err}")));
+        }
+        nodes.push((
+            name.to_string(),
+            out.trim().to_owned(),
+            address(i as u8 + 1),
+        ));
+    }
+    let spec_path = example_spec(&dir, &as_refs(&nodes[..3]))?;
+    let (spec, catalog, files, description) = generated(&spec_path, &secrets)?;
+    // Every operator's application has its key file, made by the provider's tool.
+    let mut keys = BTreeMap::new();
+    for bucket in &description.buckets {
+        for key in &bucket.keys {
+            if !key.secret_file.exists() {
+                keys.insert(key.name.clone(), s3_key_file(&key.secret_file)?);
+            }
+        }
+    }
+    if keys.len() != 5 {
+        return Err(fail(format!(
+            "expected a key per operator's application (5), got {:?}",
+            keys.keys()
+        )));
+    }
+    let cluster_file = &files[Path::new("deployments/garage-cluster.nix")];
+    let start_node = |cluster: &mut Cluster,
+                      spec: &fedigen::model::Spec,
+                      catalog: &fedigen::model::Catalog,
+                      (name, id, address): &(String, String, String)|
+     -> Result<usize, Failed> {
+        let mut settings = fedigen::deploy::storage::node_settings(spec, catalog, name)
+            .ok_or_else(|| fail(format!("no settings for {name}")))?;
+        if settings.rpc_public_addr != format!("{address}:3901") {
+            return Err(fail(format!(
+                "{name}: rpc_public_addr {}",
+                settings.rpc_public_addr
+            )));
+        }
+        let root = cluster.dir.path().join(name);
+        std::fs::create_dir_all(&root)?;
+        let ports = localise(&mut settings, &root, address);
+        install_node_key(
+            &cluster.dir.path().join(format!("{name}.key")),
+            Path::new(&settings.metadata_dir),
+        )
+        .map_err(fail)?;
+        cluster.nodes.push(Node {
+            name: name.clone(),
+            id: id.clone(),
+            settings,
+            config: root.join("garage.toml"),
+            log: root.join("garage.log"),
+            s3: ports[0],
+            admin: ports[2],
+            child: None,
+        });
+        let i = cluster.nodes.len() - 1;
+        // Start with exactly the generated bootstrap_peers (start() takes the cluster's list).
+        cluster.peers = cluster.nodes[i].settings.bootstrap_peers.clone();
+        cluster.start(i)?;
+        Ok(i)
+    };
+    for node in &nodes[..3] {
+        let settings = fedigen::deploy::storage::node_settings(&spec, &catalog, &node.0).unwrap();
+        // The Nix files carry the same values: every peer and root domain in garage-cluster.nix.
+        for peer in &settings.bootstrap_peers {
+            if !cluster_file.contains(&format!("\"{peer}\"")) {
+                return Err(fail(format!("garage-cluster.nix lacks the peer {peer}")));
+            }
+        }
+        if !cluster_file.contains(&format!(
+            "root_domain = \"{}\";",
+            settings.s3_api.root_domain.clone().unwrap()
+        )) {
+            return Err(fail("garage-cluster.nix lacks the S3 root domain"));
+        }
+        if settings.bootstrap_peers.len() != 3 {
+            return Err(fail(format!(
+                "{}: peers {:?}",
+                node.0, settings.bootstrap_peers
+            )));
+        }
+        start_node(&mut cluster, &spec, &catalog, node)?;
+    }
+    let first = apply_twice(&cluster, &description)?;
+    println!(
+        "figure: the example specification's generated deployment (3 nodes, {} buckets, {} keys) formed and provisioned in {:.1} s",
+        description.buckets.len(),
+        keys.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if first["layout_version"] != 1 {
+        return Err(fail(format!("first apply: {first}")));
+    }
+    // Each operator's key on its own bucket only.
+    let s3 = cluster.nodes[0].s3;
+    let region = cluster.nodes[0].settings.s3_api.s3_region.clone();
+    let region = region.as_str();
+    let a = &keys["amstelland/mastodon"];
+    let b = &keys["digitalevrijheid/mastodon"];
+    rclone_in(
+        region,
+        s3,
+        a,
+        &["rcat", "g:amstelland-mastodon/media/a.txt"],
+        Some("from A\n"),
+    )
+    .map_err(|e| fail(format!("write with A's key: {e}")))?;
+    let read = rclone_in(
+        region,
+        s3,
+        a,
+        &["cat", "g:amstelland-mastodon/media/a.txt"],
+        None,
+    )
+    .map_err(|e| fail(format!("read with A's key: {e}")))?;
+    if read != "from A\n" {
+        return Err(fail(format!("read back {read:?}")));
+    }
+    if let Ok(out) = rclone_in(
+        region,
+        s3,
+        b,
+        &["cat", "g:amstelland-mastodon/media/a.txt"],
+        None,
+    ) {
+        return Err(fail(format!("B's key read A's object: {out:?}")));
+    }
+    if rclone_in(
+        region,
+        s3,
+        b,
+        &["rcat", "g:amstelland-mastodon/media/b.txt"],
+        Some("from B\n"),
+    )
+    .is_ok()
+    {
+        return Err(fail("B's key wrote into A's bucket"));
+    }
+    rclone_in(
+        region,
+        s3,
+        b,
+        &["rcat", "g:digitalevrijheid-mastodon/media/b.txt"],
+        Some("from B\n"),
+    )
+    .map_err(|e| fail(format!("write with B's key into B's bucket: {e}")))?;
+
+    // A fourth node added to the specification: regenerated, started, and it joins the layout.
+    let spec_path = example_spec(&dir, &as_refs(&nodes))?;
+    let (spec, catalog, _, description) = generated(&spec_path, &secrets)?;
+    if description.nodes.len() != 4 {
+        return Err(fail(format!(
+            "the description has {} nodes",
+            description.nodes.len()
+        )));
+    }
+    start_node(&mut cluster, &spec, &catalog, &nodes[3])?;
+    let grown = apply_twice(&cluster, &description)?;
+    if grown["layout_version"] != 2 || !grown["changes"].to_string().contains("fra1") {
+        return Err(fail(format!("adding fra1: {grown}")));
+    }
+    println!(
+        "figure: generated deployment story (form, provision, isolate, grow to 4 nodes) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// A node alone, as the Garage module provisions it by default (its description names no id: the node the
+/// admin API belongs to): `apply` lays it out, and Garage's `/health` turns from 503 to 200 — what the
+/// generated VM test of the Garage template waits for after `fedigen-storage-apply`.
+fn a_node_alone_lays_itself_out() -> Result<(), Failed> {
+    let mut cluster = Cluster::new(garage().map_err(fail)?);
+    let i = cluster.make_node("server")?;
+    cluster.nodes[i].settings.replication_factor = 1;
+    cluster.peers.clear();
+    cluster.start(i)?;
+    let health = |c: &Cluster| -> Option<u16> {
+        match ureq::get(format!("{}/health", c.admin_url())).call() {
+            Ok(r) => Some(r.status().as_u16()),
+            Err(ureq::Error::StatusCode(code)) => Some(code),
+            Err(_) => None,
+        }
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while health(&cluster).is_none() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    if health(&cluster) != Some(503) {
+        return Err(fail(format!(
+            "before the layout /health is {:?}, not 503",
+            health(&cluster)
+        )));
+    }
+    // The module's default description for a node alone (templates/garage/module.nix.hbs), as JSON.
+    let description = Description::parse(
+        r#"{"nodes":[{"capacity_bytes":1073741824,"name":"server","zone":"local"}],"replication_factor":1}"#,
+        "single-node.json",
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let first = cluster.apply(&description)?;
+    if first["layout_version"] != 1 {
+        return Err(fail(format!("first apply: {first}")));
+    }
+    let second = cluster.apply(&description)?;
+    if second["changing_calls"] != 0 {
+        return Err(fail(format!("second apply: {second}")));
+    }
+    match health(&cluster) {
+        Some(200) => Ok(()),
+        other => Err(fail(format!("after the layout /health is {other:?}"))),
+    }
+}
+
+/// User and system CPU seconds of the children of `sh` after it ran `script` (its `times` builtin), and the
+/// wall time.
+fn timed_sh(script: &str, envs: &[(&str, &str)]) -> Result<(f64, f64), Failed> {
+    let started = Instant::now();
+    // From a file: thousands of CLI calls exceed the argument length limit.
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), format!("{script}\ntimes\n"))?;
+    let mut c = Command::new("sh");
+    c.arg(file.path());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output()?;
+    let wall = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        return Err(fail(format!(
+            "the timed run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    // `times` prints the shell's, then its children's user and system time: `0m1.234s 0m0.100s`.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let children = text.lines().last().unwrap_or("");
+    let seconds = |t: &str| -> f64 {
+        let (m, s) = t
+            .trim_end_matches('s')
+            .split_once('m')
+            .unwrap_or(("0", "0"));
+        m.parse::<f64>().unwrap_or(0.0) * 60.0 + s.parse::<f64>().unwrap_or(0.0)
+    };
+    let cpu: f64 = children.split_whitespace().map(seconds).sum();
+    Ok((wall, cpu))
+}
+
+/// CPU seconds the running Garage nodes have used so far (`/proc/<pid>/stat` utime + stime).
+fn garage_cpu(cluster: &Cluster) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    cluster
+        .nodes
+        .iter()
+        .filter_map(|n| n.child.as_ref())
+        .filter_map(|c| std::fs::read_to_string(format!("/proc/{}/stat", c.id())).ok())
+        .map(|stat| {
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let num = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            (num(11) + num(12)) / tick
+        })
+        .sum()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The benchmark of BENCHMARKS.md ("Provisioning object storage"): `fedigen storage apply` for
+/// FEDIGEN_BENCH_OPERATORS (1,000) operators × 4 applications (a bucket with website access and a key each)
+/// against a running 3-node cluster, then the same work as one `garage` CLI call per step (`bucket create`,
+/// `key import --yes`, `bucket allow`, `bucket website --allow`) for FEDIGEN_BENCH_CLI_OPERATORS (100) × 4
+/// other pairs, in the same run. Wall and CPU time of the client side and of the Garage nodes.
+fn bench_provisioning() -> Result<(), Failed> {
+    let count = |var: &str, default: usize| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (operators, cli_operators) = (
+        count("FEDIGEN_BENCH_OPERATORS", 1000),
+        count("FEDIGEN_BENCH_CLI_OPERATORS", 100),
+    );
+    let apps = ["mastodon", "pixelfed", "peertube", "synapse"];
+    let cluster = three_node_cluster()?;
+    let keys_dir = cluster.dir.path().join("keys");
+    std::fs::create_dir_all(&keys_dir)?;
+    let n = &cluster.nodes;
+    let mut description = Description::new(3)
+        .with_node(&n[0].name, &n[0].id, "ams", GIB)
+        .with_node(&n[1].name, &n[1].id, "ams", GIB)
+        .with_node(&n[2].name, &n[2].id, "rtm", GIB);
+    // The cluster laid out first, so both sides do only bucket and key work.
+    cluster.apply(&description)?;
+    let mut k = 0u32;
+    for op in 0..operators {
+        for app in apps {
+            k += 1;
+            let key = test_key(&keys_dir, 0x10_0000 + k);
+            description = description.with_bucket(Bucket {
+                name: format!("op{op}-{app}"),
+                website: true,
+                keys: vec![self::key(&key, &format!("op{op}/{app}"), true, true, false)],
+            });
+        }
+    }
+    let file = cluster.dir.path().join("bench.json");
+    std::fs::write(&file, description.to_json())?;
+    let load_before = loadavg();
+    let garage_before = garage_cpu(&cluster);
+    let (wall, cpu) = timed_sh(
+        &format!(
+            "'{}' --quiet storage apply --description '{}' --admin '{}' --json >/dev/null",
+            env!("CARGO_BIN_EXE_fedigen"),
+            file.display(),
+            cluster.admin_url()
+        ),
+        &[("GARAGE_ADMIN_TOKEN", &cluster.token)],
+    )?;
+    let garage_apply = garage_cpu(&cluster) - garage_before;
+    let pairs = operators * apps.len();
+    println!(
+        "figure: fedigen storage apply, {pairs} (operator, application) pairs: wall {wall:.1} s ({:.2} ms/pair), client CPU {cpu:.1} s, Garage CPU {garage_apply:.1} s",
+        wall * 1000.0 / pairs as f64
+    );
+    check_converged(&mut cluster.client(), &description)?;
+    let (wall2, cpu2) = timed_sh(
+        &format!(
+            "'{}' --quiet storage apply --description '{}' --admin '{}' --json >/dev/null",
+            env!("CARGO_BIN_EXE_fedigen"),
+            file.display(),
+            cluster.admin_url()
+        ),
+        &[("GARAGE_ADMIN_TOKEN", &cluster.token)],
+    )?;
+    // The CLI: one process per step, against node 1 over RPC, as an operator's script would.
+    let config = cluster.nodes[0].config.display().to_string();
+    let g = cluster.garage.display().to_string();
+    let mut script = String::new();
+    for op in 0..cli_operators {
+        for app in apps {
+            k += 1;
+            let key = test_key(&keys_dir, 0x10_0000 + k);
+            let bucket = format!("cli{op}-{app}");
+            for args in [
+                format!("bucket create {bucket}"),
+                format!(
+                    "key import --yes -n cli{op}/{app} {} {}",
+                    key.id, key.secret
+                ),
+                format!("bucket allow --read --write {bucket} --key {}", key.id),
+                format!("bucket website --allow {bucket}"),
+            ] {
+                script.push_str(&format!("'{g}' -c '{config}' {args} >/dev/null\n"));
+            }
+        }
+    }
+    let garage_before = garage_cpu(&cluster);
+    let (cli_wall, cli_cpu) = timed_sh(&script, &[("GARAGE_RPC_SECRET", &cluster.rpc_secret)])?;
+    let garage_cli = garage_cpu(&cluster) - garage_before;
+    let cli_pairs = cli_operators * apps.len();
+    let load_after = loadavg();
+    println!("figure: load average before {load_before}, after {load_after}");
+    println!(
+        "figure: second apply (no-op) over {pairs} pairs: wall {wall2:.1} s, client CPU {cpu2:.1} s"
+    );
+    println!(
+        "figure: garage CLI, one call per step, {cli_pairs} pairs ({} calls): wall {cli_wall:.1} s ({:.2} ms/pair), client CPU {cli_cpu:.1} s, Garage CPU {garage_cli:.1} s",
+        cli_pairs * 4,
+        cli_wall * 1000.0 / cli_pairs as f64
+    );
+    println!(
+        "figure: per pair, the CLI takes {:.1}× the wall time of fedigen storage apply",
+        (cli_wall / cli_pairs as f64) / (wall / pairs as f64)
+    );
+    Ok(())
+}
+
 fn trial(name: &str, needs_rclone: bool, test: fn() -> Result<(), Failed>) -> Trial {
     let missing = garage()
         .err()
@@ -814,6 +1492,20 @@ fn trial(name: &str, needs_rclone: bool, test: fn() -> Result<(), Failed>) -> Tr
 fn main() {
     let args = Arguments::from_args();
     let trials = vec![
+        Trial::test(
+            "node_key_step_places_and_never_replaces",
+            node_key_step_places_and_never_replaces,
+        ),
+        trial(
+            "a_node_alone_lays_itself_out",
+            false,
+            a_node_alone_lays_itself_out,
+        ),
+        trial(
+            "generated_deployment_forms_provisions_and_grows",
+            true,
+            generated_deployment_forms_provisions_and_grows,
+        ),
         trial(
             "cluster_forms_provisions_isolates_and_survives",
             true,
@@ -830,5 +1522,16 @@ fn main() {
             random_descriptions_converge_in_one_run,
         ),
     ];
+    let mut trials = trials;
+    // The benchmark (BENCHMARKS.md): minutes of work, run on request only.
+    let bench = trial("bench_provisioning", false, bench_provisioning);
+    trials.push(if std::env::var_os("FEDIGEN_STORAGE_BENCH").is_some() {
+        bench
+    } else {
+        eprintln!(
+            "ignored bench_provisioning: set FEDIGEN_STORAGE_BENCH=1 to run the benchmark (minutes)"
+        );
+        bench.with_ignored_flag(true)
+    });
     libtest_mimic::run(&args, trials).exit();
 }

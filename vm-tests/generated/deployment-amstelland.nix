@@ -54,6 +54,18 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-admin-password";
             }
             {
+              group = "root";
+              mode = "0400";
+              name = "mastodon-s3-key";
+              owner = "root";
+              path = "/run/secrets/mastodon-s3-key";
+              unit = "mastodon-init-dirs.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK000000000000000000000000
+                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+              '';
+            }
+            {
               group = "mastodon";
               mode = "0400";
               name = "mastodon-smtp-password";
@@ -105,6 +117,18 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/amstelland-pixelfed-app";
               unit = "pixelfed-secrets.service";
               value = "APP_KEY=base64:ZmVkaWdlbi10ZXN0LWFwcC1rZXktMDEyMzQ1Njc4OWE=\n";
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "pixelfed-s3-key";
+              owner = "root";
+              path = "/run/secrets/pixelfed-s3-key";
+              unit = "pixelfed-secrets.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK000000000000000000000000
+                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+              '';
             }
             {
               group = "root";

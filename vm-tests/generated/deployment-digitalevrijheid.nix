@@ -54,6 +54,18 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-admin-password";
             }
             {
+              group = "root";
+              mode = "0400";
+              name = "mastodon-s3-key";
+              owner = "root";
+              path = "/run/secrets/mastodon-s3-key";
+              unit = "mastodon-init-dirs.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK000000000000000000000000
+                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+              '';
+            }
+            {
               group = "mastodon";
               mode = "0400";
               name = "mastodon-smtp-password";
@@ -96,6 +108,18 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/digitalevrijheid-synapse-admin";
               unit = "matrix-synapse-admin-account.service";
               value = "fedigen-admin-password";
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "matrix-synapse-s3-key";
+              owner = "root";
+              path = "/run/secrets/matrix-synapse-s3-key";
+              unit = "matrix-synapse.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK000000000000000000000000
+                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+              '';
             }
             {
               group = "matrix-synapse";

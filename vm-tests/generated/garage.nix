@@ -86,6 +86,7 @@ pkgs.testers.runNixOSTest {
     ${common.pythonHelpers}
     start_all()
     server.wait_for_unit(${py "garage.service"})
+    server.wait_for_unit(${py "fedigen-storage-apply.service"})
     server.wait_for_open_port(${toString 3900})
     server.wait_for_open_port(${toString 3901})
     server.wait_for_open_port(${toString 3903})

@@ -106,6 +106,18 @@ pkgs.testers.runNixOSTest {
               value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
             }
             {
+              group = "root";
+              mode = "0400";
+              name = "peertube-s3-key";
+              owner = "root";
+              path = "/run/secrets/peertube-s3-key";
+              unit = "peertube-env.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK000000000000000000000000
+                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+              '';
+            }
+            {
               group = "peertube";
               mode = "0400";
               name = "peertube-smtp-password";
@@ -113,6 +125,15 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/peertube-smtp-password";
               unit = "peertube.service";
               value = "fedigen-test-smtp\n";
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-node-key";
+              owner = "root";
+              path = "/run/secrets/garage-node-key";
+              unit = "garage.service";
+              value = "0000000000000000000000000000000000000000000000000000000000000000";
             }
           ];
         })
@@ -160,6 +181,18 @@ pkgs.testers.runNixOSTest {
               value = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
             }
             {
+              group = "root";
+              mode = "0400";
+              name = "peertube-s3-key";
+              owner = "root";
+              path = "/run/secrets/peertube-s3-key";
+              unit = "peertube-env.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK000000000000000000000000
+                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+              '';
+            }
+            {
               group = "peertube";
               mode = "0400";
               name = "peertube-smtp-password";
@@ -167,6 +200,15 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/peertube-smtp-password";
               unit = "peertube.service";
               value = "fedigen-test-smtp\n";
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-node-key";
+              owner = "root";
+              path = "/run/secrets/garage-node-key";
+              unit = "garage.service";
+              value = "0000000000000000000000000000000000000000000000000000000000000000";
             }
           ];
         })

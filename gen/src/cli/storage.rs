@@ -12,6 +12,7 @@ use fedigen::storage::apply::{self, ApplyError, Waits};
 use fedigen::storage::client::HttpAdmin;
 use fedigen::storage::description::Description;
 use fedigen::storage::node_key::{NodeKey, NodeKeyError, pub_path};
+use fedigen::storage::s3_key::S3Key;
 
 const APPLY_HELP: &str = "\
 Examples:
@@ -53,7 +54,22 @@ pub enum StorageCommand {
     /// Make a Garage node key pair and print its node id (for the specification and bootstrap_peers).
     #[command(after_long_help = NODE_KEY_HELP)]
     NodeKey(NodeKeyArgs),
+    /// Make an application's S3 key file (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) and print its key id.
+    #[command(after_long_help = S3_KEY_HELP)]
+    S3Key(NodeKeyArgs),
 }
+
+const S3_KEY_HELP: &str = "\
+Examples:
+  fedigen storage s3-key --out secrets/amstelland-mastodon-s3-key    # prints the key id (GK…)
+
+Writes FILE (mode 0600): `AWS_ACCESS_KEY_ID=GK<24 hex>` and `AWS_SECRET_ACCESS_KEY=<64 hex>`, the environment file an
+application reads and `fedigen storage apply` imports into Garage. Place it on the application's machine at
+/run/secrets/<application>-s3-key and on the first Garage node at /run/secrets/garage-s3-key-<operator>-<application>
+(`fedigen validate` and the machines' secrets check name both). Never overwrites: Garage cannot change an imported
+key's secret, so a rotated key is a new file with a new id.
+
+Exit status: 0 written, key id printed; 2 FILE exists (nothing written); 3 the folder cannot be written.";
 
 /// `fedigen storage apply`.
 #[derive(Args)]
@@ -88,6 +104,7 @@ pub fn run(command: StorageCommand) -> CliResult {
     match command {
         StorageCommand::Apply(args) => run_apply(args),
         StorageCommand::NodeKey(args) => run_node_key(args),
+        StorageCommand::S3Key(args) => run_s3_key(args),
     }
 }
 
@@ -184,6 +201,22 @@ fn run_node_key(args: NodeKeyArgs) -> CliResult {
                 "wrote {} (mode 0600) and {}; the node id above goes into the specification",
                 args.out.display(),
                 pub_path(&args.out).display()
+            );
+            Ok(Status::Success)
+        }
+        Err(e @ NodeKeyError::Exists(_)) => Err(CliError::invalid(e)),
+        Err(e @ NodeKeyError::Io(_)) => Err(CliError::environment(e)),
+    }
+}
+
+fn run_s3_key(args: NodeKeyArgs) -> CliResult {
+    let key = S3Key::generate().map_err(CliError::environment)?;
+    match key.write_new(&args.out) {
+        Ok(()) => {
+            outln!("{}", key.id);
+            info!(
+                "wrote {} (mode 0600); place it on the application's machine and on the first Garage node",
+                args.out.display()
             );
             Ok(Status::Success)
         }

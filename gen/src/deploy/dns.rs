@@ -10,8 +10,8 @@
 //!   `letsencrypt.org` when `provider.acme.server` is Let's Encrypt;
 //! - A/AAAA for every application host ([`super::host_names`]) and every machine's own name
 //!   ([`PlannedMachine::fqdn`]), pointing at the static addresses of the machine serving it;
-//! - the object storage endpoints (`s3.<provider domain>`, `web.s3.…`) pointing at every Garage node, with
-//!   wildcards for virtual-host-style buckets.
+//! - the object storage endpoints (`s3.<provider domain>`, with a wildcard for virtual-host-style buckets, and
+//!   the public media host `media.<provider domain>`) pointing at every Garage node.
 //!
 //! A machine on DHCP has no address the provider chose: its names get a comment saying so, not a record.
 
@@ -84,28 +84,30 @@ fn records(spec: &Spec, catalog: &Catalog, machines: &[PlannedMachine]) -> Vec<R
                     addresses: Vec::new(),
                 });
             }
-            Origin::S3Endpoint | Origin::S3WebEndpoint => {
-                let what = if matches!(origin, Origin::S3Endpoint) {
-                    "the S3 endpoint"
-                } else {
-                    "the S3 web endpoint"
-                };
+            Origin::S3Endpoint => {
                 records.push(Record {
                     name: format!("*.{host}"),
                     why: format!(
-                        "{what}'s buckets as <bucket>.{host} (virtual-host style); a certificate for this wildcard \
-                         needs ACME's DNS-01 challenge, HTTP-01 cannot validate a wildcard"
+                        "the S3 endpoint's buckets as <bucket>.{host} (virtual-host style, which PeerTube needs); \
+                         the nodes' certificate names each such bucket (HTTP-01), no wildcard certificate"
                     ),
                     machines: garage.clone(),
                     addresses: Vec::new(),
                 });
                 records.push(Record {
                     name: host,
-                    why: format!("{what}: every Garage node"),
+                    why: "the S3 endpoint: every Garage node".to_owned(),
                     machines: garage.clone(),
                     addresses: Vec::new(),
                 });
             }
+            Origin::S3WebEndpoint => records.push(Record {
+                name: host,
+                why: "public media, every public bucket at /<bucket>/ (Garage's web endpoint): every Garage node"
+                    .to_owned(),
+                machines: garage.clone(),
+                addresses: Vec::new(),
+            }),
             // The apex is the operator's own (its website, mail): no machine of the deployment serves it.
             Origin::OperatorDomain(_) | Origin::GarageNode(_) => {}
         }

@@ -18,6 +18,7 @@ pub(super) fn machine_module(
     let (machine, _) = application_machine(operator, app);
     let mut provider_modules = Vec::new();
     let mut fediversity = Vec::new();
+    let mut shared_node = None;
     for (name, what) in fediversity_names(spec, &machine, app) {
         match what {
             FediversityName::Domain => fediversity.push(Entry::binding(
@@ -50,18 +51,34 @@ pub(super) fn machine_module(
                     };
                     app_entries.push(Entry::binding(AttrPath::from(AttrName::new(&key)?), value));
                 }
+                if let MachineRole::Application { operator: i, .. } =
+                    machine_role(spec, operator, app)
+                    && let Some(entry) =
+                        super::storage::object_storage_entry(spec, catalog, i, app)?
+                {
+                    app_entries.push(entry);
+                }
                 fediversity.push(Entry::binding(
                     AttrPath::from(AttrName::new(&name)?),
                     Expr::attrs(app_entries),
                 ));
             }
-            FediversityName::GarageNode(_) => provider_modules.push(GARAGE_CLUSTER_MODULE),
+            FediversityName::GarageNode(node) => {
+                provider_modules.push(GARAGE_CLUSTER_MODULE);
+                fediversity.extend(super::storage::node_entries(spec, catalog, &node)?);
+                shared_node = Some(node);
+            }
             // Bound below, once everything the machine runs is known.
             FediversityName::Secrets => {}
         }
     }
     // The Garage cluster's secrets, when a node shares the machine, are declared in garage-cluster.nix (once).
-    let secrets = secrets::application_secrets(spec, catalog, app, application, manifest, false);
+    let mut secrets =
+        secrets::application_secrets(spec, catalog, app, application, manifest, false);
+    if let Some(node) = &shared_node {
+        secrets.extend(super::storage::node_secrets(spec, catalog, node));
+        secrets.sort_by(|a, b| a.name.cmp(&b.name));
+    }
     // This application's own copy of the provider's SMTP password (provider.nix binds the rest of `smtp`).
     if let Some(smtp_secret) = secrets
         .iter()
@@ -95,7 +112,7 @@ pub(super) fn machine_module(
 pub(super) fn garage_machine(
     spec: &Spec,
     spec_dir: &Path,
-    (name, node): (&str, &model::GarageNode),
+    (name, node_name, node): (&str, &str, &model::GarageNode),
     catalog: &Catalog,
 ) -> Result<Expr, DeployError> {
     let capacity = garage_capacity(node, catalog);
@@ -107,12 +124,21 @@ pub(super) fn garage_machine(
         node.host.as_deref(),
         (name, domain),
         node.network.as_ref(),
-        &[GARAGE_CLUSTER_MODULE]
+        // provider.nix for the ACME account: the node's nginx gets certificates for the S3 and media hosts.
+        &[PROVIDER_MODULE, GARAGE_CLUSTER_MODULE]
             .into_iter()
             .chain(sops::sops(spec).map(|_| sops::SOPS_MODULE))
             .collect::<Vec<_>>(),
     )?;
-    entries.push(Entry::dotted("fediversity.domain", Expr::string(domain)?)?);
+    let mut fediversity = vec![Entry::dotted("domain", Expr::string(domain)?)?];
+    fediversity.extend(super::storage::node_entries(spec, catalog, node_name)?);
+    let secrets = super::storage::node_secrets(spec, catalog, node_name);
+    if !secrets.is_empty() {
+        fediversity.push(secrets::secrets_binding(&secrets)?);
+    }
+    entries.push(Entry::dotted("fediversity", Expr::attrs(fediversity))?);
+    // The node's own files through sops-nix too (the cluster's are in garage-cluster.nix).
+    entries.extend(sops::sops_secrets(spec, None, &secrets)?);
     Ok(Expr::attrs(entries))
 }
 
@@ -133,5 +159,18 @@ pub(super) fn garage_capacity(node: &model::GarageNode, catalog: &Catalog) -> mo
         cores: defaults.cores,
         memory_mib: defaults.memory_mib,
         disk_gib: defaults.disk_gib.max(node.capacity_gib),
+    }
+}
+
+/// The role of an operator's application machine (its operator's index), for the parts keyed by operator.
+fn machine_role(spec: &Spec, operator: &Operator, app: &str) -> MachineRole {
+    let index = spec
+        .operators
+        .iter()
+        .position(|o| o.name == operator.name)
+        .unwrap_or_default();
+    MachineRole::Application {
+        operator: index,
+        application: app.to_owned(),
     }
 }

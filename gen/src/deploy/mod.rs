@@ -28,6 +28,7 @@ mod nixops4;
 mod provider;
 pub(crate) mod secrets;
 pub(crate) mod sops;
+pub mod storage;
 pub mod tofu;
 mod vm_ids;
 
@@ -49,8 +50,8 @@ pub(crate) const DEPLOYMENTS: &str = "deployments";
 pub(crate) const PROVIDER_MODULE: &str = "provider.nix";
 
 /// The module every machine running a Garage node imports, `deployments/garage-cluster.nix`: the cluster's
-/// settings (replication, region, secrets), the same on every node. Garage nodes import nothing else of the
-/// provider's: they send no mail and need no ACME account.
+/// settings (replication, region, secrets), the same on every node. Garage nodes import `provider.nix` too: their
+/// nginx gets the S3 and media hosts' certificates from the provider's ACME account.
 pub(crate) const GARAGE_CLUSTER_MODULE: &str = "garage-cluster.nix";
 
 /// The module every machine imports, `deployments/base.nix`: what the provider's runtime backend gives every
@@ -156,7 +157,8 @@ pub(crate) enum Origin {
     /// The provider's S3 endpoint (`<garage subdomain>.<provider domain>`; Garage also answers for
     /// `<bucket>.<endpoint>`).
     S3Endpoint,
-    /// The provider's S3 web endpoint (`web.<S3 endpoint>`; Garage also answers for `<bucket>.<endpoint>`).
+    /// The provider's public media host (`media.<provider domain>`): Garage's web endpoint behind nginx, every
+    /// public bucket at `/<bucket>/`.
     S3WebEndpoint,
 }
 
@@ -246,7 +248,9 @@ pub(crate) fn host_names(spec: &Spec, catalog: &Catalog) -> Vec<(String, Origin)
     let mut hosts: Vec<(String, Origin)> = Vec::new();
     if let Some(s3) = s3_host(spec, catalog) {
         hosts.push((s3.clone(), Origin::S3Endpoint));
-        hosts.push((format!("web.{s3}"), Origin::S3WebEndpoint));
+        if let Some((_, media, _)) = storage::endpoint_hosts(spec, catalog) {
+            hosts.push((media, Origin::S3WebEndpoint));
+        }
     }
     hosts.extend(
         spec.operators
@@ -423,7 +427,7 @@ pub fn plan_keeping(
                 };
                 let node = &storage.nodes[node_name];
                 (
-                    garage_machine(spec, spec_dir, (&machine.name, node), catalog)?,
+                    garage_machine(spec, spec_dir, (&machine.name, node_name, node), catalog)?,
                     format!("Garage node {node_name}"),
                 )
             }
@@ -530,6 +534,16 @@ pub fn plan_keeping(
             &kept.vm_ids,
             spec_name,
         )?);
+    }
+    if let Some(mut description) = storage::description(spec, catalog) {
+        description.comment = Some(
+            marker_text(&format!("{spec_name} (the storage description)"))
+                + " The cluster, buckets and keys `fedigen storage apply` brings Garage to, on the first Garage node; no secrets (key files are paths on that node).",
+        );
+        files.insert(
+            PathBuf::from(DEPLOYMENTS).join(storage::DESCRIPTION_FILE),
+            description.to_json(),
+        );
     }
     for (path, text) in dns::zones(
         spec,

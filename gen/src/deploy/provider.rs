@@ -30,6 +30,12 @@ pub(super) fn provider_module(spec: &Spec, catalog: &Catalog) -> Result<Expr, De
             Expr::string(&format!("https://{s3}"))?,
         )?);
         fediversity.push(Entry::dotted("s3.region", Expr::string(&storage.region)?)?);
+        if let Some((_, media, _)) = super::storage::endpoint_hosts(spec, catalog) {
+            fediversity.push(Entry::dotted(
+                "s3.publicUrl",
+                Expr::string(&format!("https://{media}"))?,
+            )?);
+        }
     }
     Ok(Expr::attrs(vec![Entry::dotted(
         "fediversity",
@@ -45,12 +51,14 @@ pub(super) fn garage_cluster_module(
     storage: &model::ObjectStorage,
 ) -> Result<Expr, DeployError> {
     let secrets = super::secrets::garage_secrets(spec, catalog);
+    let mut garage = garage_entries(storage)?;
+    garage.extend(super::storage::cluster_entries(spec, catalog)?);
     let mut entries = vec![Entry::dotted(
         "fediversity",
         Expr::attrs(vec![
             Entry::binding(
                 AttrPath::from(AttrName::new(model::OBJECT_STORAGE_APPLICATION)?),
-                garage_settings(storage)?,
+                Expr::attrs(garage),
             ),
             super::secrets::secrets_binding(&secrets)?,
         ]),
@@ -60,8 +68,8 @@ pub(super) fn garage_cluster_module(
     Ok(Expr::attrs(entries))
 }
 
-/// `{ enable = true; … }` for `fediversity.garage` on a machine that runs a node of the provider's Garage cluster.
-pub(super) fn garage_settings(storage: &model::ObjectStorage) -> Result<Expr, DeployError> {
+/// `enable = true; …` for `fediversity.garage` on a machine that runs a node of the provider's Garage cluster.
+fn garage_entries(storage: &model::ObjectStorage) -> Result<Vec<Entry>, DeployError> {
     let mut entries = vec![
         Entry::dotted("enable", Expr::Bool(true))?,
         Entry::dotted(
@@ -76,5 +84,5 @@ pub(super) fn garage_settings(storage: &model::ObjectStorage) -> Result<Expr, De
             Expr::runtime_path(&secret_path(secret))?,
         ));
     }
-    Ok(Expr::attrs(entries))
+    Ok(entries)
 }

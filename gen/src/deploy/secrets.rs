@@ -59,6 +59,16 @@ pub(crate) enum Holds {
     },
     /// The provider's SMTP password.
     SmtpPassword,
+    /// An application's S3 key file: on its machine (`operator` `None`), or the designated Garage node's copy
+    /// (the operator's index).
+    S3Key {
+        /// The operator, for the designated node's copy.
+        operator: Option<usize>,
+        /// The application.
+        app: String,
+    },
+    /// The key file of this Garage node.
+    NodeKey(String),
 }
 
 impl MachineSecret {
@@ -136,6 +146,11 @@ pub(crate) fn application_secrets(
             )
         });
     }
+    if spec.provider.object_storage.is_some()
+        && let Some(key) = app_key_secret_file(app, manifest)
+    {
+        secrets.push(key);
+    }
     if garage_node {
         secrets.extend(garage_secrets(spec, catalog));
     }
@@ -189,6 +204,22 @@ pub(crate) fn declared_at(operator: Option<usize>, secret: &MachineSecret) -> Fi
         (Holds::Manifest { secret: name, .. }, _) => {
             FieldPath::of(&["provider", "object_storage", "secrets", name])
         }
+        // An application's S3 key: declared by the application's entry (the provider makes the key for it).
+        (Holds::S3Key { operator, app }, at) => match operator.or(at) {
+            Some(i) => FieldPath::of(&["operators"])
+                .index(i)
+                .key("applications")
+                .key(app),
+            None => FieldPath::of(&["provider", "object_storage"]),
+        },
+        (Holds::NodeKey(node), _) => FieldPath::of(&[
+            "provider",
+            "object_storage",
+            "nodes",
+            node,
+            "secrets",
+            "node_key",
+        ]),
     }
 }
 
@@ -249,6 +280,35 @@ while [ "$#" -gt 0 ]; do
 done
 exit "$status"
 "#;
+
+/// The name of an application's S3 key file in its machine's `fediversity.secrets`.
+pub(crate) fn app_key_secret(app: &str) -> String {
+    format!("{app}-s3-key")
+}
+
+/// The path of an application's S3 key file on its machine.
+pub(crate) fn app_key_path(app: &str) -> String {
+    format!("{NAMED_SECRETS_DIR}/{}", app_key_secret(app))
+}
+
+/// The S3 key file on an application's machine, read as its manifest's `needs.s3_key` says.
+pub(crate) fn app_key_secret_file(app: &str, manifest: &Manifest) -> Option<MachineSecret> {
+    let access = manifest.needs.s3_key_access()?;
+    Some(MachineSecret {
+        name: app_key_secret(app),
+        path: app_key_path(app),
+        owner: access.owner().to_owned(),
+        group: access.group().to_owned(),
+        mode: SECRET_MODE,
+        unit: access.unit().to_owned(),
+        holds: Holds::S3Key {
+            operator: None,
+            app: app.to_owned(),
+        },
+        provider: true,
+        reference: SecretRef::File(app_key_path(app)),
+    })
+}
 
 #[cfg(test)]
 mod tests {

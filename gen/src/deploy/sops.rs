@@ -76,6 +76,29 @@ pub(crate) fn sops_key(operator: Option<&str>, secret: &MachineSecret) -> String
             format!("{OPERATOR_KEYS}/{operator}/{app}/{name}")
         }
         (Holds::Manifest { app, secret: name }, _) => format!("{PROVIDER_KEYS}/{app}/{name}"),
+        // The S3 key the provider made for an operator's application: one value, placed on the application's
+        // machine and (a copy) on the designated Garage node, so both read one key of the sops file.
+        (Holds::S3Key { app, .. }, Some(operator)) => {
+            format!("{PROVIDER_KEYS}/{GARAGE_KEYS}/s3-keys/{operator}/{app}")
+        }
+        (Holds::S3Key { app, .. }, None) => format!("{PROVIDER_KEYS}/{GARAGE_KEYS}/s3-keys/{app}"),
+        (Holds::NodeKey(node), _) => {
+            format!("{PROVIDER_KEYS}/{GARAGE_KEYS}/nodes/{node}/node_key")
+        }
+    }
+}
+
+/// The map of the provider's Garage secrets in the sops file (the cluster's, the nodes' keys, the S3 keys).
+const GARAGE_KEYS: &str = model::OBJECT_STORAGE_APPLICATION;
+
+/// [`sops_key`] with the operator a secret belongs to: the designated Garage node's copy of an S3 key names its
+/// operator itself (the node's machine has none).
+fn spec_sops_key(spec: &Spec, operator: Option<&str>, secret: &MachineSecret) -> String {
+    match &secret.holds {
+        Holds::S3Key {
+            operator: Some(i), ..
+        } => sops_key(spec.operators.get(*i).map(|o| o.name.as_str()), secret),
+        _ => sops_key(operator, secret),
     }
 }
 
@@ -120,7 +143,7 @@ pub(crate) fn sops_secrets(
             Ok(Entry::binding(
                 AttrPath::from(AttrName::new(&sops_name(s))?),
                 Expr::attrs(vec![
-                    Entry::dotted("key", Expr::string(&sops_key(operator, s))?)?,
+                    Entry::dotted("key", Expr::string(&spec_sops_key(spec, operator, s))?)?,
                     Entry::dotted("path", Expr::runtime_path(&s.path)?)?,
                     Entry::dotted("owner", Expr::string(&s.owner)?)?,
                     Entry::dotted("group", Expr::string(&s.group)?)?,
@@ -233,7 +256,7 @@ pub(crate) fn check(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                 );
             }
             let operator_name = operator.map(|i| spec.operators[i].name.as_str());
-            let key = sops_key(operator_name, secret);
+            let key = spec_sops_key(spec, operator_name, secret);
             let named = matches!(secret.reference, SecretRef::Secret(_));
             match keys.get(&key) {
                 Some((first, first_named)) if *first != at && !(named && *first_named) => {
@@ -297,24 +320,26 @@ fn machine_secrets(
                 });
                 let app = &spec.operators[*operator].applications[application];
                 let manifest = &catalog.manifests[application];
-                (
-                    Some(*operator),
-                    machine.name,
-                    super::secrets::application_secrets(
-                        spec,
-                        catalog,
-                        application,
-                        app,
-                        manifest,
-                        shares_garage,
-                    ),
-                )
+                let mut secrets = super::secrets::application_secrets(
+                    spec,
+                    catalog,
+                    application,
+                    app,
+                    manifest,
+                    shares_garage,
+                );
+                secrets.extend(super::storage::shared_node_secrets(
+                    spec,
+                    catalog,
+                    &machine.name,
+                ));
+                (Some(*operator), machine.name, secrets)
             }
-            MachineRole::GarageNode(_) => (
-                None,
-                machine.name,
-                super::secrets::garage_secrets(spec, catalog),
-            ),
+            MachineRole::GarageNode(node) => {
+                let mut secrets = super::secrets::garage_secrets(spec, catalog);
+                secrets.extend(super::storage::node_secrets(spec, catalog, node));
+                (None, machine.name, secrets)
+            }
         })
         .collect()
 }

@@ -27,7 +27,7 @@ fn maximal(runtime: Value) -> Value {
             "smtp": {"host": "smtp.p.example", "port": 587, "user": "u", "password": secret, "from": "n@p.example"},
             "object_storage": {
                 "replication_factor": 1, "region": "garage",
-                "nodes": {"n1": {"zone": "z", "capacity_gib": 10, "machine": "m", "ssh": "root@10.0.0.9", "host": "h", "network": network}},
+                "nodes": {"n1": {"zone": "z", "capacity_gib": 10, "machine": "m", "ssh": "root@10.0.0.9", "host": "h", "network": network, "rpc_address": "10.0.0.9", "node_id": "ab", "secrets": {"node_key": secret}}},
                 "secrets": {"rpc": secret}
             },
             "limits": {"per_machine": resources, "per_operator": resources},
@@ -42,7 +42,7 @@ fn maximal(runtime: Value) -> Value {
             "admin": {"username": "admin", "email": "admin@o.example"},
             "applications": {"mastodon": {
                 "enable": true, "subdomain": "social", "resources": resources,
-                "settings": {"x": 1}, "secrets": {"s": secret}
+                "settings": {"x": 1}, "secrets": {"s": secret}, "buckets": {"media": "b"}
             }},
             "machines": {"mastodon": {"ssh": "root@10.0.0.5", "host": "h", "network": network}}
         }]

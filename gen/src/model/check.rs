@@ -178,7 +178,7 @@ fn origin(spec: &Spec, origin: &Origin) -> (FieldPath, String) {
         ),
         Origin::S3WebEndpoint => (
             FieldPath::of(&["provider", "domain"]),
-            "the provider's S3 web endpoint".to_owned(),
+            "the provider's public media host".to_owned(),
         ),
     }
 }
@@ -782,6 +782,10 @@ fn object_storage(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
     let Some(storage) = &spec.provider.object_storage else {
         return;
     };
+    // Node ids and keys, RPC addresses, bucket names (derived or overridden): deploy::storage derives them.
+    for p in deploy::storage::problems(spec, catalog) {
+        out.push(Diagnostic::new(p.path, p.message, p.label).hint(p.hint));
+    }
     let base = FieldPath::of(&["provider", "object_storage"]);
     let Some(garage) = catalog.manifests.get(OBJECT_STORAGE_APPLICATION) else {
         out.push(
@@ -896,12 +900,20 @@ fn secret_files(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                 });
                 let app = &spec.operators[*operator].applications[application];
                 let manifest = &catalog.manifests[application];
-                (
-                    Some(*operator),
-                    application_secrets(spec, catalog, application, app, manifest, shares_garage),
-                )
+                let mut secrets =
+                    application_secrets(spec, catalog, application, app, manifest, shares_garage);
+                secrets.extend(deploy::storage::shared_node_secrets(
+                    spec,
+                    catalog,
+                    &machine.name,
+                ));
+                (Some(*operator), secrets)
             }
-            deploy::MachineRole::GarageNode(_) => (None, garage_secrets(spec, catalog)),
+            deploy::MachineRole::GarageNode(node) => {
+                let mut secrets = garage_secrets(spec, catalog);
+                secrets.extend(deploy::storage::node_secrets(spec, catalog, node));
+                (None, secrets)
+            }
         };
         let mut seen: BTreeMap<&str, &MachineSecret> = BTreeMap::new();
         for secret in &secrets {

@@ -316,7 +316,37 @@ pub struct GarageNode {
     /// The network of the node's own machine: static addresses, or DHCP said explicitly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
+    /// The host name or IP address the other nodes reach this node's RPC port at (default: its machine's
+    /// FQDN); Garage announces `<rpc_address>:3901` and the others list it in `bootstrap_peers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpc_address: Option<String>,
+    /// The node's public key, 64 lowercase hex digits, as `fedigen storage node-key` prints it: known before the
+    /// node starts, so every node's `bootstrap_peers` can name it and the cluster forms by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// The node's secrets: `node_key`, the 64-byte key file `fedigen storage node-key` wrote (placed into
+    /// Garage's `metadata_dir` before it starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<GarageNodeSecrets>,
 }
+
+impl GarageNode {
+    /// The node's key file, when the specification gives one.
+    pub fn node_key(&self) -> Option<&SecretRef> {
+        self.secrets.as_ref().map(|s| &s.node_key)
+    }
+}
+
+/// A Garage node's secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GarageNodeSecrets {
+    /// The node's 64-byte key file (`fedigen storage node-key`).
+    pub node_key: SecretRef,
+}
+
+/// The one secret of a Garage node (`provider.object_storage.nodes.<n>.secrets.node_key`).
+pub const NODE_KEY_SECRET: &str = "node_key";
 
 /// What one machine and one operator may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,6 +407,10 @@ pub struct OperatorApplication {
     /// The secrets the manifest says are provided, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRef>,
+    /// Bucket names replacing the derived `<operator>-<application>[-<kind>]`, by the manifest's bucket kind
+    /// (`needs.s3_buckets`), e.g. `buckets.media = "uni-photos"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub buckets: BTreeMap<String, String>,
 }
 
 fn enabled() -> bool {
@@ -582,7 +616,9 @@ pub fn load(path: &Path, catalog: &Catalog) -> Result<Spec, LoadError> {
 /// no deploy key (NixOps4 could not log in to a machine started from its image), machines on DHCP (their names
 /// get no DNS record).
 pub fn network_warnings(spec: &Spec, catalog: &Catalog) -> Vec<String> {
-    network_check::warnings(spec, catalog)
+    let mut warnings = network_check::warnings(spec, catalog);
+    warnings.extend(crate::deploy::storage::warnings(spec));
+    warnings
 }
 
 /// Validates and types a parsed document, reporting every problem at once.

@@ -302,6 +302,9 @@ pub fn apply(
     description: &Description,
     waits: Waits,
 ) -> Result<Report, ApplyError> {
+    let mut resolved = resolve_key_ids(description)?;
+    resolve_self(admin, &mut resolved, waits)?;
+    let description = &resolved;
     let mut report = Report::default();
     let mut posts = 0usize;
     wait_for_nodes(admin, description, waits)?;
@@ -510,6 +513,109 @@ fn wait_for_health(admin: &mut dyn Admin, waits: Waits) -> Result<(), ApplyError
         }
         std::thread::sleep(waits.poll);
     }
+}
+
+/// A single node described without an id is the driven node itself: its id from `GetNodeInfo?node=self`,
+/// waiting (bounded) for the admin API to answer.
+fn resolve_self(
+    admin: &mut dyn Admin,
+    description: &mut Description,
+    waits: Waits,
+) -> Result<(), ApplyError> {
+    let Some(node) = description.nodes.iter_mut().find(|n| n.id.is_empty()) else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + waits.nodes;
+    loop {
+        match admin.get("GetNodeInfo", &[("node", "self")]) {
+            Ok(info) => {
+                let id = info["success"]
+                    .as_object()
+                    .and_then(|m| m.keys().next().cloned())
+                    .filter(|id| super::description::is_hex(id, 64));
+                return match id {
+                    Some(id) => {
+                        node.id = id;
+                        Ok(())
+                    }
+                    None => Err(ApplyError::Step {
+                        step: "find the driven node's id".into(),
+                        error: format!("GetNodeInfo?node=self answered {info}"),
+                        hint: "give the node's id in the description (`garage node id`)".into(),
+                    }),
+                };
+            }
+            Err(e) if Instant::now() >= deadline => {
+                return Err(ApplyError::Unreachable(format!(
+                    "Garage's admin API did not answer GetNodeInfo: {e}"
+                )));
+            }
+            Err(_) => std::thread::sleep(waits.poll),
+        }
+    }
+}
+
+/// The description with every key that names no id given the `AWS_ACCESS_KEY_ID=` of its secret file (the
+/// generated description's form: the id travels with the secret), then checked again as a whole, so two files
+/// holding one id, or a file whose id is malformed, stop the run before anything changes.
+pub fn resolve_key_ids(description: &Description) -> Result<Description, ApplyError> {
+    let mut resolved = description.clone();
+    let mut by_file: BTreeMap<std::path::PathBuf, String> = BTreeMap::new();
+    for key in resolved.buckets.iter_mut().flat_map(|b| b.keys.iter_mut()) {
+        if !key.id.is_empty() {
+            continue;
+        }
+        if let Some(id) = by_file.get(&key.secret_file) {
+            key.id = id.clone();
+            continue;
+        }
+        let path = key.secret_file.clone();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ApplyError::Secret(format!(
+                "cannot read the S3 key of {} from {}: {}",
+                key.name,
+                path.display(),
+                crate::io_error::describe(&e)
+            ))
+        })?;
+        let id = text
+            .lines()
+            .map(|l| l.trim())
+            .map(|l| l.strip_prefix("export ").unwrap_or(l))
+            .find_map(|l| l.strip_prefix("AWS_ACCESS_KEY_ID="))
+            .map(|v| v.trim().trim_matches(['"', '\'']).to_owned())
+            .unwrap_or_default();
+        if !super::description::is_key_id(&id) {
+            return Err(ApplyError::Secret(format!(
+                "{} (the S3 key of {}) has no AWS_ACCESS_KEY_ID= line with GK and 24 lowercase hex digits{}; write it with `fedigen storage s3-key --out {}`",
+                path.display(),
+                key.name,
+                if id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (found \"{id}\")")
+                },
+                path.display()
+            )));
+        }
+        by_file.insert(path, id.clone());
+        key.id = id;
+    }
+    let problems = resolved.problems();
+    if let Some(first) = problems.first() {
+        return Err(ApplyError::Step {
+            step: "read the keys' ids from their secret files".into(),
+            error: problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            hint: format!(
+                "each application's key file must hold a key id of its own ({first}); write a fresh one with `fedigen storage s3-key`"
+            ),
+        });
+    }
+    Ok(resolved)
 }
 
 /// Reads a key's secret from its file: an environment file's `AWS_SECRET_ACCESS_KEY=` line, or the bare

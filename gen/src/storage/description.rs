@@ -17,6 +17,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Description {
+    /// The generated file's marker (JSON has no comments: it is the first member, `"//"`); ignored.
+    #[serde(default, rename = "//", skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     /// How many copies Garage keeps of each object. Must equal `replication_factor` in every node's
     /// `garage.toml`, and can never change once a layout exists (Garage refuses to start then).
     pub replication_factor: u32,
@@ -38,7 +41,9 @@ pub struct Node {
     /// The node's name in the specification; stored as the node's layout tag, so `garage status` shows it.
     pub name: String,
     /// The node's public key, 64 lowercase hex digits (`fedigen storage node-key` prints it; `garage node id`
-    /// shows it before the `@`).
+    /// shows it before the `@`). Empty (left out) in a description of a single node: the node whose admin API
+    /// `apply` drives, whatever key Garage made itself (a node alone, as the Garage module provisions it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// The zone (data centre, site) the node is in: Garage spreads copies over zones.
     pub zone: String,
@@ -66,7 +71,11 @@ pub struct Bucket {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Key {
-    /// The access key id: `GK` and 24 lowercase hex digits (the form every Garage 2.x imports).
+    /// The access key id: `GK` and 24 lowercase hex digits (the form every Garage 2.x imports). Empty (left
+    /// out of the JSON) means "the `AWS_ACCESS_KEY_ID=` line of `secret_file`", read when `apply` runs: how the
+    /// generated description names an application's key, whose id the provider chose with the secret
+    /// (`fedigen storage s3-key`), so rotating a key is replacing one file.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// The file holding the secret, read when `apply` runs (never in the store): either an environment file
     /// with an `AWS_SECRET_ACCESS_KEY=` line (and, if present, an `AWS_ACCESS_KEY_ID=` line that must equal
@@ -169,6 +178,7 @@ impl Description {
     /// [`Description::with_node`] and [`Description::with_bucket`]: how the deployment generator builds one.
     pub fn new(replication_factor: u32) -> Self {
         Description {
+            comment: None,
             replication_factor,
             zone_redundancy: ZoneRedundancy::Maximum,
             nodes: Vec::new(),
@@ -272,7 +282,9 @@ impl Description {
                     format!("\"{}\" is also the name of nodes[{first}]", node.name),
                 );
             }
-            if !is_hex(&node.id, 64) {
+            if node.id.is_empty() && self.nodes.len() == 1 {
+                // The one node is the driven node itself (resolved by `apply`).
+            } else if !is_hex(&node.id, 64) {
                 problem(
                     at("id"),
                     format!(
@@ -316,6 +328,22 @@ impl Description {
             let mut in_bucket = BTreeSet::new();
             for (k, key) in bucket.keys.iter().enumerate() {
                 let at = |field: &str| format!("buckets[{b}].keys[{k}].{field}");
+                if key.id.is_empty() {
+                    // The id is the secret file's, read at run time: one file is one key.
+                    if key.secret_file.as_os_str().is_empty() {
+                        problem(
+                            at("secret_file"),
+                            "must not be empty: a key without an id takes it from this file's AWS_ACCESS_KEY_ID= line".into(),
+                        );
+                    }
+                    if !(key.read || key.write || key.owner) {
+                        problem(
+                            format!("buckets[{b}].keys[{k}]"),
+                            "gives no permission (read, write or owner): remove the key or allow something".into(),
+                        );
+                    }
+                    continue;
+                }
                 if !is_key_id(&key.id) {
                     problem(
                         at("id"),

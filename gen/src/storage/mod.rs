@@ -5,6 +5,7 @@
 //! - [`client`]: a small blocking client of Garage's admin API v2.
 //! - [`apply`]: layout, buckets, keys and permissions made to match a description, idempotently.
 //! - [`node_key`]: node key pairs made by the provider, so the nodes' ids are known before they start.
+//! - [`s3_key`]: applications' S3 keys made by the provider, so the secret never travels from Garage.
 //! - [`config`]: a node's `garage.toml` from the settings the NixOS module gets.
 //!
 //! Public (not `pub(crate)`) because the component tests in `gen/tests/storage_garage.rs` start Garage with
@@ -17,3 +18,4 @@ pub mod description;
 #[cfg(test)]
 mod fake;
 pub mod node_key;
+pub mod s3_key;

@@ -102,7 +102,7 @@ pub fn pub_path(path: &Path) -> PathBuf {
 }
 
 /// Writes `bytes` to a new file `path`, mode 0600, atomically and without replacing anything.
-fn place(path: &Path, bytes: &[u8]) -> Result<(), NodeKeyError> {
+pub(crate) fn place(path: &Path, bytes: &[u8]) -> Result<(), NodeKeyError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

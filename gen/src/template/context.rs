@@ -627,19 +627,26 @@ impl DeploymentTest {
                         .any(|n| n.machine.as_deref() == Some(name.as_str()))
                 });
             // The files the machine's module declares in `fediversity.secrets`, placed as declared.
-            let secrets: Vec<TestSecretFile> =
-                application_secrets(spec, catalog, app, application, manifest, shares_garage)
-                    .iter()
-                    .map(|secret| {
-                        let value = match &secret.holds {
-                            Holds::Manifest { app, secret } => {
-                                test_secret(catalog.manifests.get(app), secret)
-                            }
-                            Holds::SmtpPassword => "fedigen-test-smtp\n".to_owned(),
-                        };
-                        TestSecretFile::declared(secret, value)
-                    })
-                    .collect();
+            let mut declared =
+                application_secrets(spec, catalog, app, application, manifest, shares_garage);
+            declared.extend(crate::deploy::storage::shared_node_secrets(
+                spec, catalog, &name,
+            ));
+            let secrets: Vec<TestSecretFile> = declared
+                .iter()
+                .map(|secret| {
+                    let value = match &secret.holds {
+                        Holds::Manifest { app, secret } => {
+                            test_secret(catalog.manifests.get(app), secret)
+                        }
+                        Holds::SmtpPassword => "fedigen-test-smtp\n".to_owned(),
+                        Holds::S3Key { .. } | Holds::NodeKey(_) => {
+                            crate::deploy::storage::test_secret(&secret.holds)
+                        }
+                    };
+                    TestSecretFile::declared(secret, value)
+                })
+                .collect();
             let host = operator.host_name(app, manifest);
             let mut health = Health::new(manifest, &host);
             if let Some(storage) = &spec.provider.object_storage
@@ -653,7 +660,13 @@ impl DeploymentTest {
                 // have machines of their own, outside this operator's test, so the cluster is never whole here.
                 if let Some(garage) = garage {
                     let node = Health::new(garage, &host);
-                    health.units.extend(node.units);
+                    // The provisioning unit runs on the cluster's first node only (not a node sharing a machine
+                    // unless it is that one).
+                    health.units.extend(
+                        node.units
+                            .into_iter()
+                            .filter(|u| u != crate::deploy::storage::APPLY_UNIT),
+                    );
                     health.tcp_ports.extend(node.tcp_ports);
                 }
             }

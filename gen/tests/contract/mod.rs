@@ -124,13 +124,31 @@ fn read(
             }
             continue;
         }
-        flatten(
-            names,
-            literal_value(&value).unwrap_or(Value::Null),
-            &mut into.values,
-        );
+        collect(names, &value, &mut into.values);
     }
     Ok(())
+}
+
+/// Flattens a value into option paths, set by set, so that one value the text does not fix (a path literal
+/// such as `description = ../storage.json;`) leaves its siblings readable.
+fn collect(prefix: Vec<String>, value: &ast::Expr, out: &mut BTreeMap<Vec<String>, Value>) {
+    if let ast::Expr::AttrSet(set) = value
+        && set.rec_token().is_none()
+    {
+        for entry in set.attrpath_values() {
+            let (Some(attrpath), Some(value)) = (entry.attrpath(), entry.value()) else {
+                continue;
+            };
+            let Some(names) = names(&attrpath) else {
+                continue;
+            };
+            let mut path = prefix.clone();
+            path.extend(names);
+            collect(path, &value, out);
+        }
+        return;
+    }
+    flatten(prefix, literal_value(value).unwrap_or(Value::Null), out);
 }
 
 fn normalize(path: &Path) -> PathBuf {
@@ -437,6 +455,63 @@ pub fn secret_violations(
             }
         }
         file_options(&mut expected, "garage", "the Garage cluster's");
+        // Object storage: the application's key file (read as its manifest's `needs.s3_key` says), the node's
+        // key (read as root before garage.service), and on the provisioning node every key file the storage
+        // description names (read as root by fedigen-storage-apply).
+        if let MachineRole::Application { application, .. } = &machine.role
+            && let Some(manifest) = catalog.manifests.get(application)
+            && !manifest.needs.s3_buckets.is_empty()
+            && (files.contains_key(Path::new("deployments/storage.json"))
+                || defines(
+                    &d,
+                    &["fediversity", application, "objectStorage", "keyFile"],
+                )
+                .is_some())
+        {
+            match (
+                defines(&d, &["fediversity", application, "objectStorage", "keyFile"]),
+                manifest.needs.s3_key.as_ref(),
+            ) {
+                (Some(Value::String(path)), Some(reads)) => expected.push((
+                    format!("{application}'s S3 key"),
+                    path,
+                    reads.access().owner().to_owned(),
+                    reads.access().group().to_owned(),
+                )),
+                _ => out.push(format!(
+                    "{name}: {application} keeps media in S3, but its objectStorage.keyFile or its manifest's needs.s3_key is missing"
+                )),
+            }
+        }
+        if let Some(Value::String(path)) = defines(&d, &["fediversity", "garage", "nodeKeyFile"]) {
+            expected.push((
+                "the Garage node key".into(),
+                path,
+                "root".into(),
+                "root".into(),
+            ));
+        }
+        if defines(&d, &["fediversity", "garage", "provision", "enable"]) == Some(Value::Bool(true))
+        {
+            let description: Value = files
+                .get(Path::new("deployments/storage.json"))
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default();
+            for bucket in description["buckets"].as_array().into_iter().flatten() {
+                for key in bucket["keys"].as_array().into_iter().flatten() {
+                    if let Some(path) = key["secret_file"].as_str()
+                        && !expected.iter().any(|(_, p, _, _)| p == path)
+                    {
+                        expected.push((
+                            format!("the S3 key of {}", key["name"]),
+                            path.to_owned(),
+                            "root".into(),
+                            "root".into(),
+                        ));
+                    }
+                }
+            }
+        }
         let text = |v: Option<&Value>| match v {
             Some(Value::String(s)) => s.clone(),
             _ => String::new(),
@@ -602,6 +677,45 @@ pub fn sops_violations(
         if shares_node || matches!(machine.role, MachineRole::GarageNode(_)) {
             expected_keys.extend(garage_keys.iter().cloned());
         }
+        // Object storage: an application's S3 key, each node's key on its machine, and on the machine of the
+        // first node (the one provisioning) every application's S3 key.
+        if let Some(storage) = &spec.provider.object_storage {
+            let s3_key =
+                |operator: &str, app: &str| format!("provider/garage/s3-keys/{operator}/{app}");
+            if let MachineRole::Application {
+                operator,
+                application,
+            } = &machine.role
+                && !catalog.manifests[application].needs.s3_buckets.is_empty()
+            {
+                expected_keys.insert(s3_key(&spec.operators[*operator].name, application));
+            }
+            for (node, n) in &storage.nodes {
+                let here = n.machine.as_deref() == Some(name.as_str())
+                    || matches!(&machine.role, MachineRole::GarageNode(own) if own == node);
+                if !here {
+                    continue;
+                }
+                if let Some(key) = n.node_key() {
+                    expected_keys.insert(documented_key(
+                        key,
+                        format!("provider/garage/nodes/{node}/node_key"),
+                    ));
+                }
+                // The copies are there when the storage description is (every node has its id).
+                if storage.nodes.keys().next() == Some(node)
+                    && fedigen::deploy::storage::description(spec, catalog).is_some()
+                {
+                    for op in &spec.operators {
+                        for (app, _) in op.applications.iter().filter(|(_, a)| a.enable) {
+                            if !catalog.manifests[app].needs.s3_buckets.is_empty() {
+                                expected_keys.insert(s3_key(&op.name, app));
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let keys: BTreeSet<String> = sops.values().map(|f| text(f.get("key"))).collect();
         if keys != expected_keys {
             let list = |k: &BTreeSet<String>| k.iter().cloned().collect::<Vec<_>>().join(", ");
@@ -650,6 +764,62 @@ pub fn sops_violations(
                 ));
             }
         }
+    }
+    out
+}
+
+/// Every violation of the object storage contract: with a storage description generated, exactly one machine
+/// runs the provisioning unit (Garage wants one layout writer), it is a machine running a Garage node, and it
+/// reads that description; every Garage node's machine sets its `rpc_public_addr`.
+pub fn storage_violations(
+    machines: &[PlannedMachine],
+    files: &BTreeMap<PathBuf, String>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(_) = files.get(Path::new("deployments/storage.json")) else {
+        return out;
+    };
+    let mut provisioning = Vec::new();
+    for machine in machines {
+        let mut d = Definitions::default();
+        if let Err(e) = read(files, &Path::new("deployments").join(&machine.file), &mut d) {
+            out.push(format!("{}: {e}", machine.name));
+            continue;
+        }
+        // A node of the provider's cluster imports garage-cluster.nix, which gives the cluster's settings (an
+        // operator may also run Garage as an application of its own, outside the cluster).
+        let node = defines(
+            &d,
+            &["fediversity", "garage", "settings", "replication_factor"],
+        )
+        .is_some();
+        if node
+            && defines(
+                &d,
+                &["fediversity", "garage", "settings", "rpc_public_addr"],
+            )
+            .is_none()
+        {
+            out.push(format!(
+                "{}: a Garage node without rpc_public_addr",
+                machine.name
+            ));
+        }
+        if defines(&d, &["fediversity", "garage", "provision", "enable"]) == Some(Value::Bool(true))
+        {
+            if !node {
+                out.push(format!(
+                    "{}: provisions storage but runs no Garage node",
+                    machine.name
+                ));
+            }
+            provisioning.push(machine.name.clone());
+        }
+    }
+    if provisioning.len() != 1 {
+        out.push(format!(
+            "exactly one machine must run fedigen-storage-apply, found {provisioning:?}"
+        ));
     }
     out
 }

@@ -120,6 +120,15 @@ let
         default = { };
       };
       stubs = {
+        # The packages the modules name (garage.nix: its package, its settings' format, its scripts), as
+        # stand-ins: only the assertions are evaluated, nothing is built.
+        config._module.args.pkgs = {
+          garage_2 = { };
+          formats.toml = _: { type = lib.types.attrsOf lib.types.anything; };
+          writeText = name: _: "/nix/store/00000000000000000000000000000000-${name}";
+          writeShellScript = name: _: "/nix/store/00000000000000000000000000000000-${name}";
+          callPackage = _: _: { };
+        };
         options =
           lib.genAttrs [
             "environment"

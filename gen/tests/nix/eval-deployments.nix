@@ -58,6 +58,13 @@ in
       bootLoader = bootLoader config;
       hostPlatform = config.nixpkgs.hostPlatform or null;
       addresses = config.systemd.network.networks."10-uplink".address or [ ];
+      # Object storage: whether the machine runs the provisioning unit, and each application's S3 key file.
+      storageApply = config.systemd.services ? fedigen-storage-apply;
+      s3KeyFiles = lib.filter (f: f != null) (
+        lib.mapAttrsToList (_: v: if builtins.isAttrs v then v.objectStorage.keyFile or null else null) (
+          config.fediversity
+        )
+      );
       # Each declared secret, with whether its owner and group exist on the machine: a user or group the
       # machine's modules (upstream's, where the checkout has them) declare, or root.
       secrets = lib.mapAttrs (name: secret: {

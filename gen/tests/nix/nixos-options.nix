@@ -217,10 +217,7 @@ let
     };
 in
 {
-  modules = [
-    standIns
-    ./object-storage-interface.nix
-  ]
+  modules = [ standIns ]
   ++ map (file: nixpkgs + "/${file}") (builtins.attrValues loaded);
   modulesPath =
     if realBase then

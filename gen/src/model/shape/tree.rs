@@ -269,6 +269,25 @@ pub fn spec_shape() -> Shape {
             network(),
             "the network of the node's own machine: `ipv4`/`ipv6` addresses, or `dhcp = true`",
         ),
+        opt(
+            "rpc_address",
+            Str(F::Text),
+            "the host name or IP the other nodes reach this node's RPC port (3901) at (default: its machine's FQDN)",
+        ),
+        opt(
+            "node_id",
+            Str(F::Text),
+            "the node's public key, 64 lowercase hex digits, as `fedigen storage node-key` prints it",
+        ),
+        opt(
+            "secrets",
+            Object(vec![req(
+                crate::model::NODE_KEY_SECRET,
+                Secret,
+                "the node's 64-byte key file that `fedigen storage node-key` wrote",
+            )]),
+            "the node's secrets: `node_key`",
+        ),
     ]);
     let object_storage = Object(vec![
         req(
@@ -490,6 +509,15 @@ pub(crate) fn application_fields(app: &str) -> Vec<Field> {
             "secrets",
             Shape::AppSecrets(app.to_owned()),
             "the secrets the manifest says are provided",
+        ),
+        opt(
+            "buckets",
+            Shape::Map {
+                key: StrFormat::Token,
+                value: Box::new(Shape::Str(StrFormat::Text)),
+                min_entries: 0,
+            },
+            "bucket names by the manifest's bucket kind, replacing `<operator>-<application>[-<kind>]`",
         ),
     ]
 }

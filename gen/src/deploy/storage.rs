@@ -1,0 +1,824 @@
+//! Object storage in the deployments: everything the generated machines need of the provider's Garage cluster,
+//! derived here once from the specification, so the NixOS files, the storage description and the component
+//! tests all read the same values.
+//!
+//! - Each Garage node's settings ([`node_settings`]): `rpc_public_addr` (the node's `rpc_address`, default its
+//!   machine's FQDN), `bootstrap_peers` naming every node by the id the provider made (`fedigen storage
+//!   node-key`), so the cluster forms with no manual step, and one `root_domain` from the provider's domain for
+//!   every node (never a machine's own domain: a node on an operator's machine would otherwise answer for other
+//!   names). The admin API listens on loopback only; S3 and the web endpoint too, behind nginx with TLS.
+//! - Per operator and application with `needs.s3_buckets`, one bucket per bucket kind, named
+//!   `<operator>-<application>` (one kind) or `<operator>-<application>-<kind>` (several, `_` → `-`), or as the
+//!   specification overrides it (`applications.<app>.buckets.<kind>`), and one S3 key ([`applications`]).
+//! - The storage description (`deployments/storage.json`, [`description`]) that `fedigen storage apply` brings
+//!   the cluster to, on one designated node ([`designated_node`], the first node by name: Garage wants a single
+//!   layout writer).
+//! - The key file of each application: `/run/secrets/<app>-s3-key` on its machine (read as the manifest's
+//!   `needs.s3_key` says), and `/run/secrets/garage-s3-key-<operator>-<app>` on the designated node, read as
+//!   root by the apply unit. The same file, placed twice by the provider's tooling.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::secrets::{Holds, MachineSecret, SECRET_MODE, app_key_path};
+use super::*;
+use crate::model::path::FieldPath;
+use crate::storage::config::{AdminApi, GarageSettings, S3Api, S3Web, peer};
+use crate::storage::description::{Bucket, Description, Key, bucket_name_problem, is_hex};
+
+/// Garage's RPC port: the one port the nodes must reach on each other.
+pub(crate) const RPC_PORT: u16 = 3901;
+
+/// The storage description beside the machines' folders, `deployments/storage.json`.
+pub(crate) const DESCRIPTION_FILE: &str = "storage.json";
+
+/// The unit on the designated node that runs `fedigen storage apply`.
+pub(crate) const APPLY_UNIT: &str = "fedigen-storage-apply.service";
+
+/// The host under the provider's domain that serves every public bucket (`https://media.<domain>/<bucket>/…`).
+pub(crate) const MEDIA_SUBDOMAIN: &str = "media";
+
+/// The name (in `fediversity.secrets`) and path of an application's S3 key file on the designated node.
+pub(crate) fn node_key_copy(operator: &str, app: &str) -> (String, String) {
+    let name = format!(
+        "{}-s3-key-{operator}-{app}",
+        model::OBJECT_STORAGE_APPLICATION
+    );
+    let path = format!("{NAMED_SECRETS_DIR}/{name}");
+    (name, path)
+}
+
+/// The name of a Garage node's key file in `fediversity.secrets`.
+pub(crate) const NODE_KEY_SECRET_NAME: &str = "garage-node-key";
+
+/// One operator's application with object storage: its buckets by kind and where each name comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AppStorage {
+    /// The operator's index in `operators`.
+    pub operator: usize,
+    /// The operator's name.
+    pub operator_name: String,
+    /// The application.
+    pub app: String,
+    /// `(kind, bucket name, overridden in the specification)`, in the manifest's order of kinds.
+    pub buckets: Vec<(String, String, bool)>,
+    /// Whether the buckets are public through Garage's web endpoint (`needs.s3_website`).
+    pub website: bool,
+    /// Whether the application reaches its buckets as `<bucket>.<S3 host>` (`needs.s3_virtual_host`).
+    pub virtual_host: bool,
+}
+
+/// The bucket name derived for one kind: `<operator>-<app>` when the application has one kind, else
+/// `<operator>-<app>-<kind>` with the kind's `_` written `-` (bucket names hold no `_`).
+pub(crate) fn derived_bucket_name(operator: &str, app: &str, kind: &str, kinds: usize) -> String {
+    if kinds == 1 {
+        format!("{operator}-{app}")
+    } else {
+        format!("{operator}-{app}-{}", kind.replace('_', "-"))
+    }
+}
+
+/// Every enabled application with object storage, in the order of `operators` and then by application name.
+pub(crate) fn applications(spec: &Spec, catalog: &Catalog) -> Vec<AppStorage> {
+    let mut out = Vec::new();
+    for (i, operator) in spec.operators.iter().enumerate() {
+        for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
+            let Some(manifest) = catalog.manifests.get(app) else {
+                continue;
+            };
+            let kinds = &manifest.needs.s3_buckets;
+            if kinds.is_empty() {
+                continue;
+            }
+            let buckets = kinds
+                .iter()
+                .map(|kind| match application.buckets.get(kind) {
+                    Some(name) => (kind.clone(), name.clone(), true),
+                    None => (
+                        kind.clone(),
+                        derived_bucket_name(&operator.name, app, kind, kinds.len()),
+                        false,
+                    ),
+                })
+                .collect();
+            out.push(AppStorage {
+                operator: i,
+                operator_name: operator.name.clone(),
+                app: app.clone(),
+                buckets,
+                website: manifest.needs.s3_website,
+                virtual_host: manifest.needs.s3_virtual_host,
+            });
+        }
+    }
+    out
+}
+
+/// The node that runs `fedigen storage apply`: the first by name (Garage's docs demand one layout writer).
+pub(crate) fn designated_node(storage: &model::ObjectStorage) -> Option<&str> {
+    storage.nodes.keys().next().map(String::as_str)
+}
+
+/// The machine a node runs on: its own `garage-<node>`, or the application machine it shares.
+pub(crate) fn node_machine<'a>(
+    machines: &'a [PlannedMachine],
+    node_name: &str,
+    node: &model::GarageNode,
+) -> Option<&'a PlannedMachine> {
+    let name = match &node.machine {
+        Some(m) => m.clone(),
+        None => garage_node_machine(node_name).0,
+    };
+    machines.iter().find(|m| m.name == name)
+}
+
+/// The address other nodes reach a node's RPC at: its `rpc_address`, else its machine's FQDN.
+pub(crate) fn rpc_address(spec: &Spec, catalog: &Catalog, node_name: &str) -> Option<String> {
+    let node = spec
+        .provider
+        .object_storage
+        .as_ref()?
+        .nodes
+        .get(node_name)?;
+    if let Some(address) = &node.rpc_address {
+        return Some(address.clone());
+    }
+    let machines = machines(spec, catalog);
+    node_machine(&machines, node_name, node).map(PlannedMachine::fqdn)
+}
+
+/// `host:port`, with an IPv6 address in brackets (how Garage parses `rpc_public_addr` and peers).
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `bootstrap_peers`: every node that has an id, `<id>@<rpc address>:3901` (a node's own entry is harmless:
+/// Garage recognises itself).
+pub(crate) fn bootstrap_peers(spec: &Spec, catalog: &Catalog) -> Vec<String> {
+    let Some(storage) = &spec.provider.object_storage else {
+        return Vec::new();
+    };
+    storage
+        .nodes
+        .iter()
+        .filter_map(|(name, node)| {
+            let id = node.node_id.as_ref()?;
+            let address = rpc_address(spec, catalog, name)?;
+            Some(peer(id, &host_port(&address, RPC_PORT)))
+        })
+        .collect()
+}
+
+/// The S3 endpoint's host (`s3.<provider domain>`), the public media host (`media.<provider domain>`) and
+/// Garage's internal web root (`web.s3.<provider domain>`, only nginx's Host mapping uses it).
+pub(crate) fn endpoint_hosts(spec: &Spec, catalog: &Catalog) -> Option<(String, String, String)> {
+    let s3 = s3_host(spec, catalog)?;
+    Some((
+        s3.clone(),
+        format!("{MEDIA_SUBDOMAIN}.{}", spec.provider.domain),
+        format!("web.{s3}"),
+    ))
+}
+
+/// The Garage settings every node shares (all but `rpc_public_addr`), as the generated
+/// `deployments/garage-cluster.nix` gives them to `services.garage.settings` (through
+/// `fediversity.garage.settings`). `metadata_dir` and `data_dir` are nixpkgs' defaults, left to the module.
+pub(crate) fn cluster_settings(spec: &Spec, catalog: &Catalog) -> Option<GarageSettings> {
+    let storage = spec.provider.object_storage.as_ref()?;
+    let (s3, _, web) = endpoint_hosts(spec, catalog)?;
+    Some(GarageSettings {
+        metadata_dir: "/var/lib/garage/meta".into(),
+        data_dir: "/var/lib/garage/data".into(),
+        db_engine: "sqlite".into(),
+        replication_factor: u32::from(storage.replication_factor),
+        consistency_mode: None,
+        rpc_bind_addr: format!("[::]:{RPC_PORT}"),
+        rpc_public_addr: String::new(),
+        bootstrap_peers: bootstrap_peers(spec, catalog),
+        s3_api: S3Api {
+            api_bind_addr: "127.0.0.1:3900".into(),
+            s3_region: storage.region.clone(),
+            root_domain: Some(format!(".{s3}")),
+        },
+        s3_web: Some(S3Web {
+            bind_addr: "127.0.0.1:3902".into(),
+            root_domain: format!(".{web}"),
+        }),
+        admin: AdminApi {
+            api_bind_addr: "127.0.0.1:3903".into(),
+        },
+    })
+}
+
+/// One node's whole Garage settings: [`cluster_settings`] with its `rpc_public_addr`. What the machine's
+/// `/etc/garage.toml` holds (rendered by nixpkgs' `pkgs.formats.toml`), and what the component tests start
+/// real Garage nodes with (rendered by [`GarageSettings::to_toml`]).
+pub fn node_settings(spec: &Spec, catalog: &Catalog, node_name: &str) -> Option<GarageSettings> {
+    let mut settings = cluster_settings(spec, catalog)?;
+    settings.rpc_public_addr = host_port(&rpc_address(spec, catalog, node_name)?, RPC_PORT);
+    Some(settings)
+}
+
+/// The settings as the Nix value `fediversity.garage.settings` binds: the TOML keys, without the directories
+/// (nixpkgs' `services.garage.settings.metadata_dir`/`data_dir` defaults are the same paths) and without
+/// `rpc_public_addr` (each node's own file binds it).
+pub(crate) fn settings_value(settings: &GarageSettings) -> Value {
+    let mut value = serde_json::to_value(settings).expect("settings serialise");
+    if let Value::Object(map) = &mut value {
+        for key in ["metadata_dir", "data_dir", "rpc_public_addr"] {
+            map.remove(key);
+        }
+    }
+    value
+}
+
+/// The storage description of the specification: the nodes with their zone, capacity and id, and per
+/// operator's application its buckets, each with the application's key (read+write; its id is the key file's).
+/// `None` when there is no object storage, or while a node has no `node_id` (validation warns then).
+pub fn description(spec: &Spec, catalog: &Catalog) -> Option<Description> {
+    let storage = spec.provider.object_storage.as_ref()?;
+    let mut description = Description::new(u32::from(storage.replication_factor));
+    for (name, node) in &storage.nodes {
+        description = description.with_node(
+            name,
+            node.node_id.as_ref()?,
+            &node.zone,
+            u64::from(node.capacity_gib) << 30,
+        );
+    }
+    for app in applications(spec, catalog) {
+        let (_, key_path) = node_key_copy(&app.operator_name, &app.app);
+        for (_, bucket, _) in &app.buckets {
+            description = description.with_bucket(Bucket {
+                name: bucket.clone(),
+                website: app.website,
+                keys: vec![Key {
+                    id: String::new(),
+                    secret_file: key_path.clone().into(),
+                    name: format!("{}/{}", app.operator_name, app.app),
+                    read: true,
+                    write: true,
+                    owner: false,
+                }],
+            });
+        }
+    }
+    Some(description)
+}
+
+/// The secrets of the machine running Garage node `node_name`: its node key (read as root by the step before
+/// `garage.service` that places it), and on the designated node every application's key file (read as root
+/// by the apply unit).
+pub(crate) fn node_secrets(spec: &Spec, catalog: &Catalog, node_name: &str) -> Vec<MachineSecret> {
+    let Some(storage) = &spec.provider.object_storage else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(key) = storage.nodes.get(node_name).and_then(|n| n.node_key()) {
+        out.push(MachineSecret {
+            name: NODE_KEY_SECRET_NAME.to_owned(),
+            path: secret_path(key),
+            owner: "root".into(),
+            group: "root".into(),
+            mode: SECRET_MODE,
+            unit: "garage.service".into(),
+            holds: Holds::NodeKey(node_name.to_owned()),
+            provider: true,
+            reference: key.clone(),
+        });
+    }
+    if designated_node(storage) == Some(node_name) && description(spec, catalog).is_some() {
+        for app in applications(spec, catalog) {
+            let (name, path) = node_key_copy(&app.operator_name, &app.app);
+            out.push(MachineSecret {
+                name,
+                path: path.clone(),
+                owner: "root".into(),
+                group: "root".into(),
+                mode: SECRET_MODE,
+                unit: APPLY_UNIT.to_owned(),
+                holds: Holds::S3Key {
+                    operator: Some(app.operator),
+                    app: app.app.clone(),
+                },
+                provider: true,
+                reference: SecretRef::File(path.clone()),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// [`node_secrets`] of the Garage node sharing the application machine `machine`, if one does.
+pub(crate) fn shared_node_secrets(
+    spec: &Spec,
+    catalog: &Catalog,
+    machine: &str,
+) -> Vec<MachineSecret> {
+    let Some(storage) = &spec.provider.object_storage else {
+        return Vec::new();
+    };
+    storage
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.machine.as_deref() == Some(machine))
+        .flat_map(|(name, _)| node_secrets(spec, catalog, name))
+        .collect()
+}
+
+/// The file a VM test places for an object-storage secret (a harmless value in a test's store): a key file
+/// `fedigen storage apply` accepts, or 64 bytes for a node key.
+pub(crate) fn test_secret(holds: &Holds) -> String {
+    match holds {
+        Holds::NodeKey(_) => "0".repeat(64),
+        _ => format!(
+            "AWS_ACCESS_KEY_ID=GK{}\nAWS_SECRET_ACCESS_KEY={}\n",
+            "0".repeat(24),
+            "1".repeat(64)
+        ),
+    }
+}
+
+/// The node-specific part of `fediversity.garage` in the machine running node `node_name`: its
+/// `rpc_public_addr`, the file of its node key, and on the designated node the provisioning unit with the
+/// description (`../storage.json`, relative to the machine's file one folder below `deployments/`).
+pub(crate) fn node_entries(
+    spec: &Spec,
+    catalog: &Catalog,
+    node_name: &str,
+) -> Result<Vec<Entry>, DeployError> {
+    let Some(storage) = &spec.provider.object_storage else {
+        return Ok(Vec::new());
+    };
+    let mut entries = Vec::new();
+    if let Some(settings) = node_settings(spec, catalog, node_name) {
+        entries.push(Entry::dotted(
+            "garage.settings.rpc_public_addr",
+            Expr::string(&settings.rpc_public_addr)?,
+        )?);
+    }
+    if let Some(key) = storage.nodes.get(node_name).and_then(|n| n.node_key()) {
+        entries.push(Entry::dotted(
+            "garage.nodeKeyFile",
+            Expr::runtime_path(&secret_path(key))?,
+        )?);
+    }
+    if designated_node(storage) == Some(node_name) && description(spec, catalog).is_some() {
+        entries.push(Entry::dotted(
+            "garage.provision",
+            Expr::attrs(vec![
+                Entry::dotted("enable", Expr::Bool(true))?,
+                Entry::dotted(
+                    "description",
+                    Expr::SourcePath(SourcePath::new(&format!("../{DESCRIPTION_FILE}"))?),
+                )?,
+            ]),
+        )?);
+    }
+    Ok(entries)
+}
+
+/// The cluster-wide part of `fediversity.garage` (in `deployments/garage-cluster.nix`): the shared settings
+/// and the endpoints nginx serves.
+pub(crate) fn cluster_entries(spec: &Spec, catalog: &Catalog) -> Result<Vec<Entry>, DeployError> {
+    let (Some(settings), Some((s3, media, _))) = (
+        cluster_settings(spec, catalog),
+        endpoint_hosts(spec, catalog),
+    ) else {
+        return Ok(Vec::new());
+    };
+    let vhost_buckets: Vec<Value> = applications(spec, catalog)
+        .iter()
+        .filter(|a| a.virtual_host)
+        .flat_map(|a| a.buckets.iter().map(|(_, b, _)| json!(b)))
+        .collect();
+    Ok(vec![
+        Entry::dotted("settings", data(&settings_value(&settings))?)?,
+        Entry::dotted(
+            "endpoints",
+            Expr::attrs(vec![
+                Entry::dotted("enable", Expr::Bool(true))?,
+                Entry::dotted("s3Host", Expr::string(&s3)?)?,
+                Entry::dotted("mediaHost", Expr::string(&media)?)?,
+                Entry::dotted("vhostBuckets", data(&Value::Array(vhost_buckets))?)?,
+            ]),
+        )?,
+    ])
+}
+
+/// `fediversity.<app>.objectStorage = { buckets = { <kind> = "<name>"; … }; keyFile = "…"; }` for an
+/// application machine, when the application keeps media in S3.
+pub(crate) fn object_storage_entry(
+    spec: &Spec,
+    catalog: &Catalog,
+    operator: usize,
+    app: &str,
+) -> Result<Option<Entry>, DeployError> {
+    spec.provider.object_storage.as_ref().map_or(Ok(None), |_| {
+        let Some(storage) = applications(spec, catalog)
+            .into_iter()
+            .find(|a| a.operator == operator && a.app == app)
+        else {
+            return Ok(None);
+        };
+        let buckets: serde_json::Map<String, Value> = storage
+            .buckets
+            .iter()
+            .map(|(kind, name, _)| (kind.clone(), json!(name)))
+            .collect();
+        Ok(Some(Entry::dotted(
+            "objectStorage",
+            Expr::attrs(vec![
+                Entry::dotted("buckets", data(&Value::Object(buckets))?)?,
+                Entry::dotted("keyFile", Expr::runtime_path(&app_key_path(app))?)?,
+            ]),
+        )?))
+    })
+}
+
+/// Problems of the object storage part of a specification that only the derived names show: node ids
+/// (64 lowercase hex, unique), node keys given with ids, `rpc_address`, bucket overrides naming a kind the
+/// manifest has, and every bucket name valid for Garage and unique across the specification; for
+/// `crate::model::check`.
+pub(crate) fn problems(spec: &Spec, catalog: &Catalog) -> Vec<StorageProblem> {
+    let mut out = Vec::new();
+    let Some(storage) = &spec.provider.object_storage else {
+        return out;
+    };
+    let mut ids: BTreeMap<&str, &str> = BTreeMap::new();
+    for (name, node) in &storage.nodes {
+        let at = |field: &str| FieldPath::of(&["provider", "object_storage", "nodes", name, field]);
+        match &node.node_id {
+            Some(id) if !is_hex(id, 64) => out.push(StorageProblem::error(
+                at("node_id"),
+                format!("`{id}` is not a Garage node id"),
+                "not 64 lowercase hex digits",
+                "run `fedigen storage node-key --out <file>` and copy the id it prints (64 lowercase hex digits)",
+            )),
+            Some(id) => {
+                if let Some(first) = ids.insert(id, name) {
+                    out.push(StorageProblem::error(
+                        at("node_id"),
+                        format!("Garage nodes `{first}` and `{name}` have the same node id"),
+                        "the id of another node",
+                        "each node has a key of its own: run `fedigen storage node-key` for this node",
+                    ));
+                }
+                if node.node_key().is_none() {
+                    out.push(StorageProblem::error(
+                        at("node_id"),
+                        format!("Garage node `{name}` has a node id but no `secrets.node_key`"),
+                        "an id without its key",
+                        "add `secrets.node_key = { file = \"…\" }` (the file `fedigen storage node-key` wrote): Garage must run with the key whose public half is this id",
+                    ));
+                }
+            }
+            None => {
+                if node.node_key().is_some() {
+                    out.push(StorageProblem::error(
+                        at("secrets"),
+                        format!("Garage node `{name}` has a `secrets.node_key` but no `node_id`"),
+                        "a key without its id",
+                        "add `node_id = \"…\"`: the id `fedigen storage node-key` printed for this key",
+                    ));
+                }
+            }
+        }
+        if let Some(address) = &node.rpc_address {
+            let ip = address.parse::<std::net::IpAddr>().is_ok();
+            if !ip && !is_qualified_host(address) {
+                out.push(StorageProblem::error(
+                    at("rpc_address"),
+                    format!("`{address}` is neither an IP address nor a host name with a domain"),
+                    "not an address",
+                    "give the address the other nodes reach this node at, e.g. `192.0.2.21` or `garage-ams1.example.org` (no port: Garage's RPC port is 3901)",
+                ));
+            }
+        }
+    }
+    let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for app in applications(spec, catalog) {
+        let operator = &spec.operators[app.operator];
+        let base = FieldPath::of(&["operators"])
+            .index(app.operator)
+            .key("applications")
+            .key(&app.app);
+        let kinds: Vec<&str> = app.buckets.iter().map(|(k, _, _)| k.as_str()).collect();
+        for kind in operator.applications[&app.app].buckets.keys() {
+            if !kinds.contains(&kind.as_str()) {
+                let path = base.key("buckets").key(kind);
+                out.push(StorageProblem::error(
+                    path,
+                    format!("`{}` has no bucket kind `{kind}`", app.app),
+                    "not a bucket kind of the application",
+                    format!("its manifest's bucket kinds: {}", kinds.join(", ")),
+                ));
+            }
+        }
+        for (kind, name, overridden) in &app.buckets {
+            let path = if *overridden {
+                base.key("buckets").key(kind)
+            } else {
+                base.clone()
+            };
+            if let Some(why) = bucket_name_problem(name) {
+                out.push(StorageProblem::error(
+                    path.clone(),
+                    format!("the bucket name `{name}` ({} of operator `{}`) is not valid for Garage: {why}", app.app, app.operator_name),
+                    "not a valid bucket name",
+                    if *overridden {
+                        "choose 3 to 63 characters of a-z, 0-9, '-' and '.', starting and ending with a letter or digit".to_owned()
+                    } else {
+                        format!("the derived name is too long or malformed: set `buckets.{kind} = \"…\"` for this application")
+                    },
+                ));
+            }
+            if let Some(first) = names.get(name) {
+                out.push(StorageProblem::error(
+                    path.clone(),
+                    format!("the bucket name `{name}` is used twice (first by {}): bucket names are global to the Garage cluster", first[0]),
+                    "a bucket name already taken",
+                    format!("set `buckets.{kind} = \"…\"` to a name of its own"),
+                ));
+            } else {
+                names.insert(
+                    name.clone(),
+                    vec![format!("`{}` of operator `{}`", app.app, app.operator_name)],
+                );
+            }
+        }
+    }
+    out
+}
+
+/// One object-storage problem for validation: where (field path segments), what, a short label, how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StorageProblem {
+    /// The field it is about.
+    pub path: FieldPath,
+    /// What is wrong.
+    pub message: String,
+    /// A short label for the field.
+    pub label: String,
+    /// How to fix it.
+    pub hint: String,
+}
+
+impl StorageProblem {
+    fn error(path: FieldPath, message: String, label: &str, hint: impl Into<String>) -> Self {
+        Self {
+            path,
+            message,
+            label: label.to_owned(),
+            hint: hint.into(),
+        }
+    }
+}
+
+/// What a valid specification leaves undone for object storage, for `validate` to warn about: nodes without a
+/// `node_id` (the cluster cannot form by itself, and no storage description is generated).
+pub(crate) fn warnings(spec: &Spec) -> Vec<String> {
+    let Some(storage) = &spec.provider.object_storage else {
+        return Vec::new();
+    };
+    storage
+        .nodes
+        .iter()
+        .filter(|(_, n)| n.node_id.is_none())
+        .map(|(name, _)| {
+            format!(
+                "Garage node `{name}` has no `node_id`: the other nodes cannot name it in `bootstrap_peers`, and no storage description (layout, buckets, keys) is generated until every node has one; run `fedigen storage node-key --out <file>`, then set `provider.object_storage.nodes.{name}.node_id` to the id it prints and `secrets.node_key = {{ file = \"…\" }}`"
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn catalog() -> Catalog {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+        Catalog::load(&dir).expect("the repository's manifests load")
+    }
+
+    const ID1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const ID2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    /// A provider with two nodes and the given operators (`name`, applications as TOML lines).
+    fn spec(nodes: &str, operators: &[(&str, &str)]) -> Spec {
+        let mut text = format!(
+            r#"
+[provider]
+name = "p"
+domain = "p.example"
+runtime = {{ backend = "qemu" }}
+acme = {{ email = "h@p.example", accept_terms = true }}
+
+[provider.object_storage]
+replication_factor = 2
+region = "garage"
+{nodes}
+"#
+        );
+        for (name, apps) in operators {
+            text.push_str(&format!(
+                "\n[[operators]]\nname = \"{name}\"\ndomain = \"{name}.example\"\ncontact = \"a@{name}.example\"\nadmin = {{ username = \"admin\", email = \"a@{name}.example\" }}\n{apps}\n"
+            ));
+        }
+        toml::from_str(&text).expect("the test specification has the model's shape")
+    }
+
+    fn two_nodes() -> String {
+        format!(
+            "nodes.a = {{ zone = \"z1\", capacity_gib = 10, node_id = \"{ID1}\", rpc_address = \"192.0.2.1\", secrets.node_key = {{ file = \"/run/secrets/k\" }} }}\nnodes.b = {{ zone = \"z2\", capacity_gib = 20, node_id = \"{ID2}\", secrets.node_key = {{ file = \"/run/secrets/k\" }} }}"
+        )
+    }
+
+    fn messages(spec: &Spec) -> Vec<String> {
+        problems(spec, &catalog())
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn names_come_from_operator_application_and_kind() {
+        let spec = spec(
+            &two_nodes(),
+            &[
+                (
+                    "uni",
+                    "applications.mastodon = {}\napplications.peertube = {}",
+                ),
+                (
+                    "club",
+                    "applications.mastodon.buckets.media = \"club-media\"",
+                ),
+            ],
+        );
+        let catalog = catalog();
+        let names: Vec<(String, String)> = applications(&spec, &catalog)
+            .into_iter()
+            .flat_map(|a| a.buckets.into_iter().map(|(kind, name, _)| (kind, name)))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("media", "uni-mastodon"),
+                ("web_videos", "uni-peertube-web-videos"),
+                ("streaming_playlists", "uni-peertube-streaming-playlists"),
+                ("original_video_files", "uni-peertube-original-video-files"),
+                ("media", "club-media"),
+            ]
+            .map(|(k, n)| (k.to_owned(), n.to_owned()))
+        );
+        assert_eq!(messages(&spec), Vec::<String>::new());
+        let description = description(&spec, &catalog).expect("every node has an id");
+        assert_eq!(description.nodes.len(), 2);
+        assert_eq!(description.nodes[1].capacity_bytes, 20 << 30);
+        let uni = &description.buckets[0];
+        assert_eq!(uni.keys[0].name, "uni/mastodon");
+        assert_eq!(
+            uni.keys[0].secret_file,
+            std::path::PathBuf::from("/run/secrets/garage-s3-key-uni-mastodon")
+        );
+        assert!(uni.keys[0].id.is_empty(), "the id is the key file's");
+        assert!(
+            description.problems().is_empty(),
+            "{:?}",
+            description.problems()
+        );
+        // Node a is addressed as given, node b by its machine's FQDN; IPv6 in brackets.
+        let settings = node_settings(&spec, &catalog, "a").unwrap();
+        assert_eq!(settings.rpc_public_addr, "192.0.2.1:3901");
+        assert_eq!(
+            settings.bootstrap_peers,
+            [
+                format!("{ID1}@192.0.2.1:3901"),
+                format!("{ID2}@garage-b.p.example:3901")
+            ]
+        );
+        assert_eq!(
+            settings.s3_api.root_domain.as_deref(),
+            Some(".s3.p.example")
+        );
+        assert_eq!(settings.admin.api_bind_addr, "127.0.0.1:3903");
+        assert_eq!(host_port("2001:db8::1", 3901), "[2001:db8::1]:3901");
+        // Exactly the first node provisions.
+        assert_eq!(
+            designated_node(spec.provider.object_storage.as_ref().unwrap()),
+            Some("a")
+        );
+        let on = |n: &str| {
+            node_secrets(&spec, &catalog, n)
+                .iter()
+                .filter(|s| s.unit == APPLY_UNIT)
+                .count()
+        };
+        assert_eq!((on("a"), on("b")), (3, 0));
+    }
+
+    #[test]
+    fn node_ids_keys_and_addresses_are_checked() {
+        let nodes = format!(
+            "nodes.a = {{ zone = \"z\", capacity_gib = 1, node_id = \"{ID1}\", secrets.node_key = {{ file = \"/k\" }} }}\nnodes.b = {{ zone = \"z\", capacity_gib = 1, node_id = \"{ID1}\", rpc_address = \"garage-b\", secrets.node_key = {{ file = \"/k\" }} }}\nnodes.c = {{ zone = \"z\", capacity_gib = 1, node_id = \"ABC\" }}\nnodes.d = {{ zone = \"z\", capacity_gib = 1, secrets.node_key = {{ file = \"/k\" }} }}"
+        );
+        let found = messages(&spec(&nodes, &[]));
+        assert_eq!(
+            found,
+            [
+                "provider.object_storage.nodes.b.node_id: Garage nodes `a` and `b` have the same node id",
+                "provider.object_storage.nodes.b.rpc_address: `garage-b` is neither an IP address nor a host name with a domain",
+                "provider.object_storage.nodes.c.node_id: `ABC` is not a Garage node id",
+                "provider.object_storage.nodes.d.secrets: Garage node `d` has a `secrets.node_key` but no `node_id`",
+            ],
+            "{found:#?}"
+        );
+        let spec = spec(&nodes, &[]);
+        assert!(
+            description(&spec, &catalog()).is_none(),
+            "no description while a node has no id"
+        );
+        assert_eq!(warnings(&spec).len(), 1, "node d has no id");
+    }
+
+    #[test]
+    fn bucket_overrides_are_checked_at_their_field() {
+        let found = messages(&spec(
+            &two_nodes(),
+            &[
+                ("uni", "applications.mastodon = {}"),
+                (
+                    "club",
+                    "applications.mastodon.buckets = { media = \"uni-mastodon\", videos = \"x-y\" }\napplications.pixelfed.buckets.media = \"Club_Pics\"",
+                ),
+            ],
+        ));
+        assert_eq!(
+            found,
+            [
+                "operators[1].applications.mastodon.buckets.videos: `mastodon` has no bucket kind `videos`",
+                "operators[1].applications.mastodon.buckets.media: the bucket name `uni-mastodon` is used twice (first by `mastodon` of operator `uni`): bucket names are global to the Garage cluster",
+                "operators[1].applications.pixelfed.buckets.media: the bucket name `Club_Pics` (pixelfed of operator `club`) is not valid for Garage: only lowercase letters, digits, '-' and '.' are allowed",
+            ],
+            "{found:#?}"
+        );
+    }
+
+    proptest! {
+        /// Whatever the operators and overrides, validation accepts exactly the specifications whose bucket
+        /// names are all valid for Garage and pairwise distinct.
+        #[test]
+        fn bucket_names_accepted_iff_valid_and_unique(
+            operators in proptest::collection::btree_map(
+                "[a-z]([a-z0-9-]{0,30}[a-z0-9])?",
+                (
+                    proptest::sample::subsequence(vec!["mastodon", "peertube", "pixelfed", "matrix-synapse"], 0..=4),
+                    proptest::option::of(prop_oneof!["a-mastodon", "b-pixelfed", "shared", "x_y", "ab"]),
+                ),
+                1..5,
+            )
+        ) {
+            let ops: Vec<(String, String)> = operators
+                .iter()
+                .map(|(name, (apps, over))| {
+                    let lines = apps
+                        .iter()
+                        .enumerate()
+                        .map(|(i, app)| match over {
+                            Some(b) if i == 0 && *app != "peertube" => {
+                                format!("applications.{app}.buckets.media = \"{b}\"")
+                            }
+                            _ => format!("applications.{app} = {{}}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    (name.clone(), lines)
+                })
+                .collect();
+            let refs: Vec<(&str, &str)> = ops.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+            let spec = spec(&two_nodes(), &refs);
+            let catalog = catalog();
+            let names: Vec<String> = applications(&spec, &catalog)
+                .into_iter()
+                .flat_map(|a| a.buckets.into_iter().map(|(_, n, _)| n))
+                .collect();
+            let distinct: std::collections::BTreeSet<&String> = names.iter().collect();
+            let good = distinct.len() == names.len()
+                && names.iter().all(|n| bucket_name_problem(n).is_none());
+            let found = problems(&spec, &catalog);
+            prop_assert_eq!(found.is_empty(), good, "{:?} {:?}", names, found);
+            if let Some(d) = description(&spec, &catalog) && good {
+                prop_assert!(d.problems().is_empty(), "{:?}", d.problems());
+            }
+        }
+    }
+}
