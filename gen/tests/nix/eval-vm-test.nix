@@ -20,5 +20,7 @@ in
 {
   inherit (test) name;
   nodes = builtins.attrNames test.nodes;
-  script = test.testScript { inherit nodes; };
+  # A plain script, or a function of the nodes (runNixOSTest accepts both).
+  script =
+    if builtins.isFunction test.testScript then test.testScript { inherit nodes; } else test.testScript;
 }
