@@ -331,6 +331,8 @@ fn machines_evaluate_with_the_real_sops_nix() -> Result<(), Failed> {
     let mut found = Vec::new();
     let keys: BTreeMap<&str, &str> = [
         ("/run/secrets/mastodon-smtp-password", "smtp-password"),
+        // Synapse reads the SMTP password from a file of its own (the `email` section it writes at start).
+        ("/run/secrets/matrix-synapse-smtp-password", "smtp-password"),
         ("/run/secrets/dijkstad-synapse", "dijkstad-synapse"),
         (
             "/var/lib/secrets/garage-environment",
