@@ -200,12 +200,21 @@ fn the_freeze_window_is_the_delta_and_the_databases() {
         });
     }
     plan.estimate();
+    // PeerTube keeps one bucket per kind its manifest declares (web videos, streaming playlists, originals).
+    let buckets = catalog.manifests["peertube"].needs.s3_buckets.len() as u64;
+    assert_eq!(
+        plan.moves.iter().filter(|m| m.kind == Kind::Bucket).count() as u64,
+        buckets
+    );
     let d = &plan.downtime;
-    // Two buckets of 50 GB at 100 MB/s: 1000 s of bulk copy while A serves.
-    assert_eq!(d.bulk_seconds, Some(1000));
-    // 1 % of 100 GB (10 s), the database dumped and restored (20 s), verification reading 101 GB twice
-    // (2020 s), and the fixed minute.
-    assert_eq!(d.freeze_seconds, Some(10 + 20 + 2020 + 60));
+    // Each bucket of 50 GB at 100 MB/s takes 500 s of bulk copy while A serves.
+    assert_eq!(d.bulk_seconds, Some(500 * buckets));
+    // 1 % of the buckets (5 s each), the database dumped and restored (20 s), verification reading the buckets
+    // and the 1 GB database twice (1000 s a bucket, 20 s), and the fixed minute.
+    assert_eq!(
+        d.freeze_seconds,
+        Some(5 * buckets + 20 + (1000 * buckets + 20) + 60)
+    );
     assert_eq!(d.throughput_source, "flag");
 }
 
@@ -254,8 +263,16 @@ fn conflicts_are_named_where_they_are() {
         "{text}"
     );
     assert!(has("b.toml:", "bucket `amstelland-mastodon`"), "{text}");
+    // The line of amstelland's Mastodon `resources`, found in the file rather than written here.
+    let resources_line = from_text_line(
+        "examples/provider.toml",
+        "resources = { cores = 4, memory_mib = 8192",
+    );
     assert!(
-        has("examples/provider.toml:88:", "per-machine limit of 2"),
+        has(
+            &format!("examples/provider.toml:{resources_line}:"),
+            "per-machine limit of 2"
+        ),
         "{text}"
     );
     // Located: a line and a column, never a bare file.
@@ -576,4 +593,13 @@ proptest! {
         let back: Plan = serde_json::from_str(&plan.to_json()).unwrap();
         prop_assert_eq!(&back, plan);
     }
+}
+
+/// The 1-based line of the first line of a repository file that contains `needle`.
+fn from_text_line(file: &str, needle: &str) -> usize {
+    let text = std::fs::read_to_string(support::repository().join(file)).unwrap();
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap_or_else(|| panic!("{file} has no line with {needle:?}"))
 }

@@ -79,6 +79,23 @@ pub(crate) fn derived_bucket_name(operator: &str, app: &str, kind: &str, kinds: 
     }
 }
 
+/// The bucket of `kind` for an operator's application whose manifest declares `kinds` (`needs.s3_buckets`): the
+/// specification's `buckets.<kind>` when given, else the derived name. The one naming rule that generation,
+/// provisioning and migration plans share, so a plan moves exactly the buckets the deployment created.
+pub(crate) fn bucket_name(
+    operator: &model::Operator,
+    app: &str,
+    kinds: &[String],
+    kind: &str,
+) -> String {
+    operator
+        .applications
+        .get(app)
+        .and_then(|a| a.buckets.get(kind))
+        .cloned()
+        .unwrap_or_else(|| derived_bucket_name(&operator.name, app, kind, kinds.len()))
+}
+
 /// Every enabled application with object storage, in the order of `operators` and then by application name.
 pub(crate) fn applications(spec: &Spec, catalog: &Catalog) -> Vec<AppStorage> {
     let mut out = Vec::new();
@@ -93,13 +110,12 @@ pub(crate) fn applications(spec: &Spec, catalog: &Catalog) -> Vec<AppStorage> {
             }
             let buckets = kinds
                 .iter()
-                .map(|kind| match application.buckets.get(kind) {
-                    Some(name) => (kind.clone(), name.clone(), true),
-                    None => (
+                .map(|kind| {
+                    (
                         kind.clone(),
-                        derived_bucket_name(&operator.name, app, kind, kinds.len()),
-                        false,
-                    ),
+                        bucket_name(operator, app, kinds, kind),
+                        application.buckets.contains_key(kind),
+                    )
                 })
                 .collect();
             out.push(AppStorage {

@@ -326,11 +326,6 @@ impl Plan {
     }
 }
 
-/// The bucket an operator's declared bucket is at a provider: `<operator>-<bucket>`.
-pub fn bucket_name(operator: &str, bucket: &str) -> String {
-    format!("{operator}-{bucket}")
-}
-
 /// Plans the move of `request.operator` from A to B.
 pub fn plan(request: &Request<'_>) -> Result<Planned, PlanError> {
     let from = model::from_document(request.from, request.from_catalog)
@@ -591,10 +586,13 @@ fn named_conflicts(
                 .filter(|(_, a)| a.enable)
                 .filter_map(|(app, _)| request.to_catalog.manifests.get(app).map(|m| (app, m)))
                 .flat_map(move |(app, m)| {
-                    m.state
-                        .buckets
-                        .iter()
-                        .map(move |bucket| (bucket_name(&o.name, bucket), (j, app.clone())))
+                    let kinds = &m.needs.s3_buckets;
+                    m.state.buckets.iter().map(move |kind| {
+                        (
+                            deploy::storage::bucket_name(o, app, kinds, kind),
+                            (j, app.clone()),
+                        )
+                    })
                 })
         })
         .collect();
@@ -621,7 +619,8 @@ fn named_conflicts(
             continue;
         }
         for bucket in &manifest.state.buckets {
-            let name = bucket_name(&operator.name, bucket);
+            let name =
+                deploy::storage::bucket_name(operator, app, &manifest.needs.s3_buckets, bucket);
             if let Some((j, other_app)) = taken.get(&name) {
                 out.push(Conflict {
                     at: at(
@@ -775,8 +774,16 @@ fn application_job(
     };
     let from_s3 = endpoint(from, request.from_catalog);
     let to_s3 = target.and_then(|t| endpoint(t, request.to_catalog));
+    // A's bucket is named by A's manifest (its kinds), B's by B's: the same rule the deployments were made by.
+    let from_kinds = request
+        .from_catalog
+        .manifests
+        .get(app)
+        .map_or(&manifest.needs.s3_buckets, |m| &m.needs.s3_buckets);
     for bucket in &state.buckets {
-        let name = bucket_name(&operator.name, bucket);
+        let name = deploy::storage::bucket_name(operator, app, from_kinds, bucket);
+        let target_name =
+            deploy::storage::bucket_name(operator, app, &manifest.needs.s3_buckets, bucket);
         moves.push(Move {
             application: app.to_owned(),
             kind: Kind::Bucket,
@@ -784,9 +791,10 @@ fn application_job(
             source: from_s3
                 .as_ref()
                 .map_or_else(|| name.clone(), |(e, _)| format!("{e}/{name}")),
-            target: to_s3
-                .as_ref()
-                .map_or_else(|| format!("{name} at B"), |(e, _)| format!("{e}/{name}")),
+            target: to_s3.as_ref().map_or_else(
+                || format!("{target_name} at B"),
+                |(e, _)| format!("{e}/{target_name}"),
+            ),
             bytes: None,
             automatic: true,
         });
@@ -802,8 +810,8 @@ fn application_job(
                 target: S3 {
                     endpoint: te.clone(),
                     region: tr.clone(),
-                    bucket: name.clone(),
-                    key_file: format!("{MIGRATE_SECRETS}/{name}-target.env").into(),
+                    bucket: target_name.clone(),
+                    key_file: format!("{MIGRATE_SECRETS}/{target_name}-target.env").into(),
                 },
             });
         }
