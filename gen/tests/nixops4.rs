@@ -111,6 +111,7 @@ fn the_flake_has_the_nixops4_output_and_the_fedigen_check() -> Result<(), Failed
     nixosSystem = args: args;
     licenses.eupl12 = "eupl12";
     cleanSource = src: src;
+    cleanSourceWith = args: args.src;
   }};
   # `callPackage` as nixpkgs' reads it for package.nix: the function's arguments from `pkgs`, then the overrides.
   pkgs = {{

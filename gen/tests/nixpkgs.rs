@@ -690,6 +690,48 @@ in machines // tests"#,
     Ok(())
 }
 
+/// The package's source, filtered by the real `lib`, is what building the crate reads: the crates, the lock file
+/// and the embedded scaffold, never `target/` (gigabytes in a checkout) nor the generated outputs (which change
+/// with every regeneration and would rebuild fedigen on every node that provisions storage).
+fn the_package_source_is_what_cargo_reads() -> Result<(), Failed> {
+    let nixpkgs = nixpkgs().ok_or("FEDIGEN_NIXPKGS is not set")?;
+    let repo = repository();
+    let cases: [(&str, &str, bool); 10] = [
+        ("Cargo.toml", "regular", true),
+        ("Cargo.lock", "regular", true),
+        ("gen", "directory", true),
+        ("gen/src/main.rs", "regular", true),
+        ("templates", "directory", true),
+        ("templates/_scaffold/module.nix.hbs.in", "regular", true),
+        ("target", "directory", false),
+        ("deployments", "directory", false),
+        ("templates/mastodon", "directory", false),
+        ("vm-tests/generated", "directory", false),
+    ];
+    let checks: Vec<String> = cases
+        .iter()
+        .map(|(path, kind, _)| format!("(f \"${{toString repo}}/{path}\" \"{kind}\")"))
+        .collect();
+    let expr = format!(
+        "let lib = import {}/lib; repo = {}; p = import (repo + \"/package.nix\") {{ inherit lib; rustPlatform.buildRustPackage = a: a; }}; f = p.src.filter; in [ {} ]",
+        nixpkgs.display(),
+        repo.display(),
+        checks.join(" ")
+    );
+    let got = eval_expr(&expr)?;
+    let wrong: Vec<String> = cases
+        .iter()
+        .zip(got.as_array().ok_or("not a list")?)
+        .filter(|((_, _, want), got)| got.as_bool() != Some(*want))
+        .map(|((path, _, want), _)| format!("{path}: kept should be {want}"))
+        .collect();
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(wrong.join("\n").into())
+    }
+}
+
 fn main() {
     let nixpkgs = nixpkgs();
     let has_lib = nixpkgs
@@ -739,6 +781,12 @@ fn main() {
             "flake_outputs_evaluate",
             has_lib,
             flake_outputs_evaluate,
+            "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
+        ),
+        (
+            "the_package_source_is_what_cargo_reads",
+            has_lib,
+            the_package_source_is_what_cargo_reads,
             "needs nixpkgs' lib: set FEDIGEN_NIXPKGS to a nixpkgs (or nixpkgs.lib) checkout",
         ),
         (
