@@ -851,9 +851,37 @@ fn install_node_key_script() -> String {
     script
 }
 
-/// Runs the node-key step; Ok(()) or Err(stderr).
+/// A folder of links to the programs a NixOS service finds on its PATH and nothing else: systemd's
+/// `stage2ServiceConfig` gives every unit coreutils, findutils, gnugrep, gnused and systemd (nixos/lib/systemd-lib.nix),
+/// and the Garage unit adds none. Built from Debian's package lists of the same tools, so a script that calls
+/// anything else (`cmp`, `xxd`, `od` from elsewhere) fails here as it would on the machine.
+fn service_path() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let out = Command::new("dpkg")
+        .args(["-L", "coreutils", "findutils", "grep", "sed"])
+        .output()
+        .expect("dpkg lists Debian's coreutils, findutils, grep and sed");
+    for file in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = Path::new(file);
+        let in_bin = path
+            .parent()
+            .is_some_and(|p| p == Path::new("/bin") || p == Path::new("/usr/bin"));
+        if let (true, Some(name)) = (in_bin && path.is_file(), path.file_name()) {
+            let _ = std::os::unix::fs::symlink(path, dir.path().join(name));
+        }
+    }
+    assert!(
+        dir.path().join("sha256sum").exists() && !dir.path().join("cmp").exists(),
+        "the service PATH has coreutils and no diffutils"
+    );
+    dir
+}
+
+/// Runs the node-key step with a NixOS service's PATH ([`service_path`]); Ok(()) or Err(stderr).
 fn install_node_key(key: &Path, meta: &Path) -> Result<(), String> {
-    let out = Command::new("sh")
+    let path = service_path();
+    let out = Command::new("/bin/sh")
+        .env("PATH", path.path())
         .arg("-c")
         .arg(install_node_key_script())
         .arg("garage-install-node-key")
