@@ -38,6 +38,11 @@
           "zeeinstituut-peertube-streaming-playlists"
           "zeeinstituut-peertube-original-video-files"
         ];
+        acmePeers = [
+          "192.0.2.21:80"
+          "192.0.2.22:80"
+          "198.51.100.31:80"
+        ];
       };
     };
     secrets = {

@@ -111,6 +111,12 @@ in
       default = [ ];
       description = "Buckets also served as https://<bucket>.<s3Host> (virtual-host style): names on the S3 host's certificate.";
     };
+    acmePeers = lib.mkOption {
+      type = lib.types.listOf lib.types.str;
+      internal = true;
+      default = [ ];
+      description = "Every node's `address:80` (static addresses, IPv6 in brackets). The endpoint names resolve to all nodes, so Let's Encrypt asks any of them for a challenge only the ordering node holds: a node that lacks the file asks the others (nginx's acmeFallbackHost), which answer from their own challenge folder only (no loop).";
+    };
   };
   options.fediversity.garage.provision = {
     enable = lib.mkOption {
@@ -228,11 +234,27 @@ in
         services.nginx.upstreams = {
           garage_s3.servers."127.0.0.1:3900" = { };
           garage_web.servers."127.0.0.1:3902" = { };
+        }
+        // lib.optionalAttrs (cfg.endpoints.acmePeers != [ ]) {
+          # The peers' relay servers (below); nginx tries the next on an error, a timeout or a 404 (the server-level
+          # proxy_next_upstream of the two vhosts, which upstream's @acme-fallback location inherits).
+          fedigen-acme-peers.servers = lib.genAttrs cfg.endpoints.acmePeers (_: { });
+        };
+        # What a peer's fallback reaches (Host: fedigen-acme-peers, plain HTTP): this node's own challenge files, never
+        # forwarded again. The folder is where lego's webroot writes (the vhosts' acmeRoot).
+        services.nginx.virtualHosts.fedigen-acme-peers = lib.mkIf (cfg.endpoints.acmePeers != [ ]) {
+          locations."^~ /.well-known/acme-challenge/".root =
+            config.services.nginx.virtualHosts.${cfg.endpoints.s3Host}.acmeRoot;
+          locations."/".return = "404";
         };
         services.nginx.virtualHosts.${cfg.endpoints.s3Host} = {
           enableACME = lib.mkDefault true;
           forceSSL = lib.mkDefault true;
           serverAliases = map (bucket: "${bucket}.${cfg.endpoints.s3Host}") cfg.endpoints.vhostBuckets;
+          acmeFallbackHost = lib.mkIf (cfg.endpoints.acmePeers != [ ]) "fedigen-acme-peers";
+          extraConfig = lib.mkIf (
+            cfg.endpoints.acmePeers != [ ]
+          ) "proxy_next_upstream error timeout http_404;";
           locations."/" = {
             proxyPass = "http://garage_s3";
             # The S3 signature covers Host: pass the client's unchanged (with its port). Uploads stream through
@@ -251,12 +273,25 @@ in
         services.nginx.virtualHosts.${cfg.endpoints.mediaHost} = {
           enableACME = lib.mkDefault true;
           forceSSL = lib.mkDefault true;
+          acmeFallbackHost = lib.mkIf (cfg.endpoints.acmePeers != [ ]) "fedigen-acme-peers";
+          extraConfig = lib.mkIf (
+            cfg.endpoints.acmePeers != [ ]
+          ) "proxy_next_upstream error timeout http_404;";
           # https://media.P/<bucket>/<key> → Garage's web endpoint with Host <bucket>.web.<s3Host> and path /<key>:
           # Garage picks the bucket from the Host alone (no signature to keep here).
           locations."~ ^/(?<fedigen_bucket>[a-z0-9][a-z0-9.-]*[a-z0-9])/" = {
             proxyPass = "http://garage_web";
             recommendedProxySettings = false;
+            # Garage's web endpoint answers OPTIONS from bucket CORS rules, which the buckets do not have (403): a
+            # browser's preflight (a Range or custom header) is answered here; media is public and read-only.
             extraConfig = ''
+              if ($request_method = OPTIONS) {
+                add_header Access-Control-Allow-Origin "*" always;
+                add_header Access-Control-Allow-Methods "GET, HEAD, OPTIONS" always;
+                add_header Access-Control-Allow-Headers "*" always;
+                add_header Access-Control-Max-Age 86400 always;
+                return 204;
+              }
               rewrite ^/[^/]+(/.*)$ $1 break;
               proxy_set_header Host $fedigen_bucket.web.${cfg.endpoints.s3Host};
               add_header Access-Control-Allow-Origin "*" always;

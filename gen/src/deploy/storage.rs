@@ -400,6 +400,28 @@ pub(crate) fn node_entries(
     Ok(entries)
 }
 
+/// Every node's `address:80` for the ACME relay (`fediversity.garage.endpoints.acmePeers`): its machine's static
+/// IPv4 address, else its IPv6 one; a node on DHCP has none the provider knows and is left out. Addresses, not names:
+/// nginx resolves upstream names once at start and would not start while DNS is down.
+pub(crate) fn acme_peers(spec: &Spec, catalog: &Catalog) -> Vec<String> {
+    let Some(storage) = &spec.provider.object_storage else {
+        return Vec::new();
+    };
+    let machines = machines(spec, catalog);
+    storage
+        .nodes
+        .iter()
+        .filter_map(|(name, node)| {
+            let addresses = node_machine(&machines, name, node)?.addresses();
+            let address = addresses
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or_else(|| addresses.first())?;
+            Some(host_port(&address.to_string(), 80))
+        })
+        .collect()
+}
+
 /// The cluster-wide part of `fediversity.garage` (in `deployments/garage-cluster.nix`): the shared settings
 /// and the endpoints nginx serves.
 pub(crate) fn cluster_entries(spec: &Spec, catalog: &Catalog) -> Result<Vec<Entry>, DeployError> {
@@ -423,6 +445,15 @@ pub(crate) fn cluster_entries(spec: &Spec, catalog: &Catalog) -> Result<Vec<Entr
                 Entry::dotted("s3Host", Expr::string(&s3)?)?,
                 Entry::dotted("mediaHost", Expr::string(&media)?)?,
                 Entry::dotted("vhostBuckets", data(&Value::Array(vhost_buckets))?)?,
+                Entry::dotted(
+                    "acmePeers",
+                    data(&Value::Array(
+                        acme_peers(spec, catalog)
+                            .into_iter()
+                            .map(Value::String)
+                            .collect(),
+                    ))?,
+                )?,
             ]),
         )?,
     ])
@@ -663,6 +694,20 @@ region = "garage"
             .into_iter()
             .map(|p| format!("{}: {}", p.path, p.message))
             .collect()
+    }
+
+    /// The ACME relay reaches each node at its machine's static address, IPv4 before IPv6, IPv6 in brackets; a
+    /// node on DHCP is left out (nginx would not start on a name it cannot resolve).
+    #[test]
+    fn acme_peers_are_the_nodes_static_addresses() {
+        let nodes = format!(
+            "nodes.a = {{ zone = \"z\", capacity_gib = 1, node_id = \"{ID1}\", network.ipv4 = {{ address = \"192.0.2.21/24\", gateway = \"192.0.2.1\" }}, network.ipv6 = {{ address = \"2001:db8::21/64\", gateway = \"2001:db8::1\" }} }}\nnodes.b = {{ zone = \"z\", capacity_gib = 1, node_id = \"{ID2}\", network.ipv6 = {{ address = \"2001:db8::22/64\", gateway = \"2001:db8::1\" }} }}\nnodes.c = {{ zone = \"z\", capacity_gib = 1, network.dhcp = true }}"
+        );
+        let spec = spec(&nodes, &[]);
+        assert_eq!(
+            acme_peers(&spec, &catalog()),
+            ["192.0.2.21:80", "[2001:db8::22]:80"]
+        );
     }
 
     #[test]
