@@ -120,7 +120,7 @@ in
         client=$(ask "$api/oauth-clients/local")
         password=$(cat "$FEDIVERSITY_ADMIN_PASSWORD_FILE")
         token=$(printf '%s' "$password" | ask "$api/users/token" --data-urlencode "client_id=$(jq -r .client_id <<< "$client")" --data-urlencode "client_secret=$(jq -r .client_secret <<< "$client")" --data-urlencode grant_type=password --data-urlencode username=root --data-urlencode password@- | jq -r .access_token)
-        jq -n --arg username "$FEDIVERSITY_ADMIN_USERNAME" --arg email "$FEDIVERSITY_ADMIN_EMAIL" --arg password "$password" '{username: $username, email: $email, password: $password, role: 0, videoQuota: -1, videoQuotaDaily: -1}' | ask --header "Authorization: Bearer $token" --header 'Content-Type: application/json' --data @- "$api/users" > /dev/null
+        FEDIVERSITY_ADMIN_PASSWORD="$password" jq -n '{username: env.FEDIVERSITY_ADMIN_USERNAME, email: env.FEDIVERSITY_ADMIN_EMAIL, password: env.FEDIVERSITY_ADMIN_PASSWORD, role: 0, videoQuota: -1, videoQuotaDaily: -1}' | ask --header "Authorization: Bearer $token" --header 'Content-Type: application/json' --data @- "$api/users" > /dev/null
       ''
       + "\ntouch "
       + "/var/lib/fediversity-admin/peertube.created"

@@ -108,8 +108,15 @@ in
         UMask = "0077";
       };
       script = ''
-        password=$(cat "$FEDIVERSITY_ADMIN_PASSWORD_FILE")
-        /run/current-system/sw/bin/pixelfed-manage user:create --name="$FEDIVERSITY_ADMIN_USERNAME" --username="$FEDIVERSITY_ADMIN_USERNAME" --email="$FEDIVERSITY_ADMIN_EMAIL" --password="$password" --is_admin=1 --confirm_email=1
+        { printf '%s\n%s\n' "$FEDIVERSITY_ADMIN_USERNAME" "$FEDIVERSITY_ADMIN_EMAIL"; cat "$FEDIVERSITY_ADMIN_PASSWORD_FILE"; } \
+          | /run/current-system/sw/bin/pixelfed-manage tinker --execute='
+              [$name, $email, $password] = explode("\n", file_get_contents("php://stdin"), 3);
+              if (! App\User::where("username", $name)->exists()) {
+                Illuminate\Support\Facades\Artisan::call("user:create", ["--name" => $name, "--username" => $name,
+                  "--email" => $email, "--password" => rtrim($password, "\n"), "--is_admin" => 1, "--confirm_email" => 1]);
+              }
+              echo App\User::where("username", $name)->exists() ? "fedigen: administrator exists" : "fedigen: no administrator";' \
+          | tee /dev/stderr | grep '^fedigen: administrator exists' > /dev/null
       ''
       + "\ntouch "
       + "/var/lib/fediversity-admin/pixelfed.created"
@@ -201,6 +208,15 @@ in
         fi
       '';
     };
+    # Upstream's pixelfed-data-setup writes `settings` into .env and caches the configuration (`config:cache`),
+    # as a oneshot without RemainAfterExit (nixpkgs pixelfed.nix): inactive once done, so switch-to-configuration,
+    # which restarts only changed units that are active, would never run it again after a setting changes, and
+    # php-fpm and Horizon would keep the old configuration until a reboot. Kept active, it is restarted when its
+    # script (the new .env) changes, and the units reading .env and the cache (ordered after it upstream) restart
+    # with it (PartOf=).
+    systemd.services.pixelfed-data-setup.serviceConfig.RemainAfterExit = true;
+    systemd.services.phpfpm-pixelfed.partOf = [ "pixelfed-data-setup.service" ];
+    systemd.services.pixelfed-horizon.partOf = [ "pixelfed-data-setup.service" ];
     # A changed secret file starts the unit above again.
     systemd.paths.pixelfed-secrets = {
       wantedBy = [ "multi-user.target" ];

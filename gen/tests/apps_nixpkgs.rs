@@ -807,6 +807,37 @@ fn admin_accounts_are_made_once() -> Result<(), Failed> {
     Ok(())
 }
 
+/// A changed Pixelfed setting reaches the running system (review F2): upstream writes `.env` and the config cache
+/// in `pixelfed-data-setup`, a oneshot that switch-to-configuration restarts only while active, so it stays active
+/// (RemainAfterExit), and the units that read `.env` and the cache restart with it.
+fn pixelfed_settings_reach_the_running_system() -> Result<(), Failed> {
+    let results = eval_cases(&[case(
+        json!({ "pixelfed": { "enable": true, "appSecretsFile": "/run/secrets/app" } }),
+    )])?;
+    let units = &results[0]["units"];
+    if units["pixelfed-data-setup"]["serviceConfig"]["RemainAfterExit"] != true {
+        return Err(format!(
+            "pixelfed-data-setup must stay active: {}",
+            units["pixelfed-data-setup"]
+        )
+        .into());
+    }
+    for reader in ["phpfpm-pixelfed", "pixelfed-horizon"] {
+        let part_of = &units[reader]["partOf"];
+        if !part_of
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("pixelfed-data-setup.service")))
+        {
+            return Err(format!(
+                "{reader} must restart with pixelfed-data-setup: {}",
+                units[reader]
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// The object-storage, SMTP and administrator values go through the real upstream modules where the checkout has
 /// them (`eval-modules.nix`'s `upstream.checked`: every value the generated modules give an upstream option is
 /// read through that option, so upstream's types judge it: PeerTube's JSON settings keep `null`, Synapse's
@@ -935,6 +966,12 @@ fn main() {
             "admin_accounts_are_made_once",
             has_lib,
             admin_accounts_are_made_once,
+            reason,
+        ),
+        (
+            "pixelfed_settings_reach_the_running_system",
+            has_lib,
+            pixelfed_settings_reach_the_running_system,
             reason,
         ),
         (

@@ -438,6 +438,16 @@ fn has_call(
     })
 }
 
+/// The test value of a manifest's administrator password, as its unit reads it (`$(cat …)`), when the manifest
+/// makes an administrator.
+fn admin_password(manifest: &Manifest) -> Option<String> {
+    let account = manifest.admin_account.as_ref()?;
+    let value = manifest.secrets[&account.password_secret]
+        .test_value
+        .clone()?;
+    Some(value.trim_end_matches('\n').to_owned())
+}
+
 /// The command a step runs: its variables exported, then its text.
 fn step_command(variables: &[(&str, &str)], run: &str) -> String {
     let mut command = String::new();
@@ -496,7 +506,13 @@ fn every_manifest_check_and_step_is_in_its_tests() {
             } else {
                 "succeed"
             };
-            let command = step_command(&[("FEDIGEN_HOST", &host)], &step.run);
+            let password = admin_password(manifest);
+            let mut variables = vec![("FEDIGEN_HOST", host.as_str())];
+            if let Some(password) = &password {
+                variables.push(("FEDIGEN_ADMIN", "fedigen_admin"));
+                variables.push(("FEDIGEN_ADMIN_PASSWORD", password));
+            }
+            let command = step_command(&variables, &step.run);
             assert!(
                 has_call(test, machine, &[method], |a| a == command),
                 "{app}: step {:?} on {machine}",
@@ -599,8 +615,14 @@ fn every_deployment_test_proves_repeatability() {
                     "{file}: {python} waits for {unit}"
                 );
             }
+            let password = admin_password(manifest);
             for step in &manifest.test.steps {
-                let command = step_command(&[("FEDIGEN_HOST", &host)], &step.run);
+                let mut variables = vec![("FEDIGEN_HOST", host.as_str())];
+                if let Some(password) = &password {
+                    variables.push(("FEDIGEN_ADMIN", operator.admin.username.as_str()));
+                    variables.push(("FEDIGEN_ADMIN_PASSWORD", password));
+                }
+                let command = step_command(&variables, &step.run);
                 let on = match step.on {
                     fedigen::manifest::test_plan::StepNode::Server => python.as_str(),
                     fedigen::manifest::test_plan::StepNode::Client => "client",
@@ -789,6 +811,135 @@ mod quoting {
             prop_assert!(has_call(&checked, machine, &["succeed"], |a| a == command), "{:?}", checked.calls);
             prop_assert!(has_call(&checked, "", &["subtest"], |a| a == description), "{:?}", checked.calls);
             prop_assert!(has_call(&checked, "", &["in"], |a| a == expect), "{:?}", checked.calls);
+        }
+    }
+}
+
+/// The maintainer review of #15 (F0, F3–F6), held as properties of every generated VM test: each test node's
+/// failed units are asserted right after its health checks (before any step), the administrator's unit is waited
+/// for wherever the module makes it, the test certificate goes where the manifest says the module serves its
+/// virtual host, the administrator's mail domain is allowed where the manifest lists allowed domains, Passport
+/// tokens carry the scopes the API checks, the deployment machines' partition growing is off, and no test
+/// overrides the initial root password a module's environment file sets.
+#[test]
+fn generated_tests_hold_the_review_fixes() {
+    let (scripts, _) = all();
+    let repo = repository();
+    let generated = repo.join("vm-tests/generated");
+    let common = std::fs::read_to_string(generated.join("lib/common.nix")).unwrap();
+    let node = &common[common.find("testNode =").expect("testNode")..];
+    assert!(
+        node.contains("boot.growPartition = lib.mkForce false;"),
+        "lib/common.nix: testNode turns growpart off"
+    );
+    // Before its first step, every node of every test has its failed units asserted (after its health checks).
+    for (file, script) in scripts {
+        if file.starts_with("migrate-") {
+            continue;
+        }
+        let text = &script.text;
+        let first_step = text.find("with subtest(").unwrap_or(text.len());
+        for python in script
+            .machines
+            .iter()
+            .filter(|n| n.as_str() != "client" && n.as_str() != "mail")
+        {
+            let at = text
+                .find(&format!("assert_no_failed_units({python})"))
+                .unwrap_or_else(|| panic!("{file}: {python}'s failed units are never asserted"));
+            assert!(
+                at < first_step,
+                "{file}: {python}: failed units asserted after the steps"
+            );
+            let last_wait = text.rfind(&format!("{python}.wait_for_unit(")).unwrap_or(0);
+            assert!(
+                last_wait < at,
+                "{file}: {python}: failed units asserted before its units are up"
+            );
+        }
+        assert!(
+            !text.contains("PT_INITIAL_ROOT_PASSWORD"),
+            "{file}: the initial root password is the module's (from the administrator's secret)"
+        );
+    }
+    let manifests = Manifest::load_all(&repo.join("templates")).unwrap();
+    let (spec, catalog) =
+        fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
+    for manifest in &manifests {
+        let app = &manifest.application.name;
+        for step in &manifest.test.steps {
+            for call in step.run.split("createToken(").skip(1) {
+                let args = &call[..call.find(')').unwrap_or(call.len())];
+                assert!(
+                    args.contains("\"write\""),
+                    "{app}: a Passport token without the `write` scope the API checks: createToken({args})"
+                );
+            }
+        }
+        let source = std::fs::read_to_string(generated.join(format!("{app}.nix"))).unwrap();
+        if manifest.admin_account.is_some() {
+            assert!(
+                scripts[&format!("{app}.nix")].text.contains(&format!(
+                    "server.wait_for_unit(\"{app}-admin-account.service\")"
+                )),
+                "{app}.nix waits for the administrator's unit"
+            );
+        }
+        if let Some(path) = &manifest.test.tls_virtual_host {
+            let list = path
+                .split('.')
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let flat = source.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                flat.contains(&format!("(common.testTls host [ {list} ])")),
+                "{app}.nix: the test certificate goes to {path}"
+            );
+        }
+    }
+    for operator in &spec.operators {
+        let file = format!("deployment-{}.nix", operator.name);
+        let text = &scripts[&file].text;
+        let source = std::fs::read_to_string(generated.join(&file)).unwrap();
+        let domain = operator.admin.email.rsplit_once('@').unwrap().1;
+        for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
+            let manifest = &catalog.manifests[app];
+            let python = fedigen::deploy::python_name(&operator.machine_name(app));
+            if let Some(account) = &manifest.admin_account
+                && application.secrets.contains_key(&account.password_secret)
+            {
+                assert!(
+                    text.contains(&format!(
+                        "{python}.wait_for_unit(\"{app}-admin-account.service\")"
+                    )),
+                    "{file}: {python} waits for its administrator's unit"
+                );
+            }
+            if let Some(list) = &manifest.test.admin_mail_allowlist {
+                let key = list.setting.rsplit('.').next().unwrap();
+                let value = source
+                    .split(&format!("{key} = \""))
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_else(|| panic!("{file}: {key} is set"));
+                assert!(
+                    value.split(list.separator.as_str()).any(|d| d == domain),
+                    "{file}: {key} = {value:?} allows the administrator's domain {domain}"
+                );
+            }
+            if let Some(path) = &manifest.test.tls_virtual_host {
+                let list = path
+                    .split('.')
+                    .map(|p| format!("\"{p}\""))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let flat = source.split_whitespace().collect::<Vec<_>>().join(" ");
+                assert!(
+                    flat.contains(&format!("virtualHost = [ {list} ];")),
+                    "{file}: {app}'s test certificate goes to {path}"
+                );
+            }
         }
     }
 }

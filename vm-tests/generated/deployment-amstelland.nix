@@ -78,12 +78,18 @@ pkgs.testers.runNixOSTest {
           packages = [
             "ffmpeg-headless"
           ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "social.amstelland-university.example"
+          ];
           inherit hosts;
         })
         {
           fediversity.mastodon = {
             extraConfig = {
-              EMAIL_DOMAIN_ALLOWLIST = "example.org";
+              EMAIL_DOMAIN_ALLOWLIST = "example.org|amstelland-university.example";
             };
           };
         }
@@ -143,6 +149,11 @@ pkgs.testers.runNixOSTest {
           packages = [
             "ffmpeg-headless"
           ];
+          virtualHost = [
+            "services"
+            "pixelfed"
+            "nginx"
+          ];
           inherit hosts;
         })
         { fediversity.pixelfed = { }; }
@@ -166,15 +177,21 @@ pkgs.testers.runNixOSTest {
     amstelland_mastodon.wait_for_unit(${py "nginx.service"})
     amstelland_mastodon.wait_for_open_port(${toString 443})
     client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://social.amstelland-university.example/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
+    amstelland_mastodon.wait_for_unit(${py "mastodon-admin-account.service"})
+    assert_no_failed_units(amstelland_mastodon)
     amstelland_pixelfed.wait_for_unit(${py "phpfpm-pixelfed.service"})
     amstelland_pixelfed.wait_for_unit(${py "pixelfed-horizon.service"})
     amstelland_pixelfed.wait_for_unit(${py "nginx.service"})
     amstelland_pixelfed.wait_for_open_port(${toString 443})
     client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://pixelfed.amstelland-university.example/')\" = 200"})
+    amstelland_pixelfed.wait_for_unit(${py "pixelfed-admin-account.service"})
+    assert_no_failed_units(amstelland_pixelfed)
 
     with subtest(${py "an account gets an API token through OAuth's password grant"}):
         output = amstelland_mastodon.succeed(${py ''
           export FEDIGEN_HOST='social.amstelland-university.example'
+          export FEDIGEN_ADMIN='uva_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           password=$(mastodon-tootctl accounts create fedigen_alice --email=alice@example.org --confirmed --approve | sed -n 's/^New password: //p')
           test -n "$password"
           app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
@@ -186,6 +203,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the account posts a status with an image through the API"}):
         output = amstelland_mastodon.succeed(${py ''
           export FEDIGEN_HOST='social.amstelland-university.example'
+          export FEDIGEN_ADMIN='uva_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           token=$(cat /root/mastodon-token)
           ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.png
           media=$(curl --silent --fail -H "Authorization: Bearer $token" --form file=@/tmp/fedigen.png --form 'description=a test image' "https://$FEDIGEN_HOST/api/v2/media" | jq -er .id)
@@ -196,6 +215,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the status reads back with its image, and the image is served"}):
         output = amstelland_mastodon.succeed(${py ''
           export FEDIGEN_HOST='social.amstelland-university.example'
+          export FEDIGEN_ADMIN='uva_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
           jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
           url=$(jq -er '.media_attachments[0].url' <<<"$status")
@@ -208,15 +229,19 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "a user gets an API token (a Passport personal access token)"}):
         output = amstelland_pixelfed.succeed(${py ''
           export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+          export FEDIGEN_ADMIN='uva_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           pixelfed-manage user:create --name=Alice --username=fedigen_alice --email=alice@example.org --password=fedigen-alice-password --is_admin=0 --confirm_email=1
           pixelfed-manage passport:client --personal --name=fedigen --no-interaction
-          pixelfed-manage tinker --execute='echo App\User::where("username", "fedigen_alice")->first()->createToken("fedigen")->accessToken;' | tail -n 1 > /root/pixelfed-token
+          pixelfed-manage tinker --execute='echo App\User::where("username", "fedigen_alice")->first()->createToken("fedigen", ["read", "write"])->accessToken;' | tail -n 1 > /root/pixelfed-token
           test -s /root/pixelfed-token
         ''})
 
     with subtest(${py "the user uploads a photo and posts it through the API"}):
         output = amstelland_pixelfed.succeed(${py ''
           export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+          export FEDIGEN_ADMIN='uva_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           token=$(cat /root/pixelfed-token)
           ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.jpg
           media=$(curl --silent --fail -H "Authorization: Bearer $token" -H 'Accept: application/json' --form file=@/tmp/fedigen.jpg "https://$FEDIGEN_HOST/api/v1/media" | jq -er .id)
@@ -227,6 +252,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the post reads back with its photo, and the photo is served"}):
         output = amstelland_pixelfed.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+          export FEDIGEN_ADMIN='uva_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
           url=$(jq -er '.media_attachments[0].url' <<<"$status")
           curl --silent --fail --output /tmp/fetched "$url"
@@ -261,6 +288,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the status reads back with its image, and the image is served"}):
         output = amstelland_mastodon.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='social.amstelland-university.example'
+          export FEDIGEN_ADMIN='uva_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
           jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
           url=$(jq -er '.media_attachments[0].url' <<<"$status")
@@ -296,6 +325,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the post reads back with its photo, and the photo is served"}):
         output = amstelland_pixelfed.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+          export FEDIGEN_ADMIN='uva_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
           url=$(jq -er '.media_attachments[0].url' <<<"$status")
           curl --silent --fail --output /tmp/fetched "$url"

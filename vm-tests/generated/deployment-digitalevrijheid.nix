@@ -78,12 +78,18 @@ pkgs.testers.runNixOSTest {
           packages = [
             "ffmpeg-headless"
           ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "mastodon.digitalevrijheid.example"
+          ];
           inherit hosts;
         })
         {
           fediversity.mastodon = {
             extraConfig = {
-              EMAIL_DOMAIN_ALLOWLIST = "example.org";
+              EMAIL_DOMAIN_ALLOWLIST = "example.org|digitalevrijheid.example";
             };
           };
         }
@@ -141,6 +147,12 @@ pkgs.testers.runNixOSTest {
             }
           ];
           packages = [ ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "matrix.digitalevrijheid.example"
+          ];
           inherit hosts;
         })
         { fediversity.matrix-synapse = { }; }
@@ -164,15 +176,21 @@ pkgs.testers.runNixOSTest {
     digitalevrijheid_mastodon.wait_for_unit(${py "nginx.service"})
     digitalevrijheid_mastodon.wait_for_open_port(${toString 443})
     client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://mastodon.digitalevrijheid.example/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
+    digitalevrijheid_mastodon.wait_for_unit(${py "mastodon-admin-account.service"})
+    assert_no_failed_units(digitalevrijheid_mastodon)
     digitalevrijheid_matrix_synapse.wait_for_unit(${py "matrix-synapse.service"})
     digitalevrijheid_matrix_synapse.wait_for_unit(${py "nginx.service"})
     digitalevrijheid_matrix_synapse.wait_for_open_port(${toString 8008})
     digitalevrijheid_matrix_synapse.wait_for_open_port(${toString 443})
     client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://matrix.digitalevrijheid.example/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"})
+    digitalevrijheid_matrix_synapse.wait_for_unit(${py "matrix-synapse-admin-account.service"})
+    assert_no_failed_units(digitalevrijheid_matrix_synapse)
 
     with subtest(${py "an account gets an API token through OAuth's password grant"}):
         output = digitalevrijheid_mastodon.succeed(${py ''
           export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+          export FEDIGEN_ADMIN='bestuur'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           password=$(mastodon-tootctl accounts create fedigen_alice --email=alice@example.org --confirmed --approve | sed -n 's/^New password: //p')
           test -n "$password"
           app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
@@ -184,6 +202,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the account posts a status with an image through the API"}):
         output = digitalevrijheid_mastodon.succeed(${py ''
           export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+          export FEDIGEN_ADMIN='bestuur'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           token=$(cat /root/mastodon-token)
           ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.png
           media=$(curl --silent --fail -H "Authorization: Bearer $token" --form file=@/tmp/fedigen.png --form 'description=a test image' "https://$FEDIGEN_HOST/api/v2/media" | jq -er .id)
@@ -194,6 +214,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the status reads back with its image, and the image is served"}):
         output = digitalevrijheid_mastodon.succeed(${py ''
           export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+          export FEDIGEN_ADMIN='bestuur'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
           jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
           url=$(jq -er '.media_attachments[0].url' <<<"$status")
@@ -206,6 +228,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "two users exchange a message in a room"}):
         output = digitalevrijheid_matrix_synapse.succeed(${py ''
           export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+          export FEDIGEN_ADMIN='bestuur'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           login() {
             curl --silent --fail -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/login" \
               -d "{\"type\":\"m.login.password\",\"identifier\":{\"type\":\"m.id.user\",\"user\":\"$1\"},\"password\":\"$1-password\"}" | jq -er .access_token
@@ -228,6 +252,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the other user reads the message"}):
         output = digitalevrijheid_matrix_synapse.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+          export FEDIGEN_ADMIN='bestuur'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
           curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
             "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
@@ -260,6 +286,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the status reads back with its image, and the image is served"}):
         output = digitalevrijheid_mastodon.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+          export FEDIGEN_ADMIN='bestuur'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
           jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
           url=$(jq -er '.media_attachments[0].url' <<<"$status")
@@ -294,6 +322,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the other user reads the message"}):
         output = digitalevrijheid_matrix_synapse.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+          export FEDIGEN_ADMIN='bestuur'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
           curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
             "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'

@@ -106,6 +106,12 @@ pkgs.testers.runNixOSTest {
           packages = [
             "ffmpeg-headless"
           ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "video.zee-instituut.example"
+          ];
           inherit hosts;
         })
         {
@@ -113,17 +119,7 @@ pkgs.testers.runNixOSTest {
             transcodingEnabled = false;
           };
         }
-        {
-          systemd = {
-            services = {
-              peertube = {
-                environment = {
-                  PT_INITIAL_ROOT_PASSWORD = "fedigen-root-password";
-                };
-              };
-            };
-          };
-        }
+        { }
         (again { peertube.instanceName = lib.mkForce ("Fedigen Tube"); })
       ];
     };
@@ -146,13 +142,18 @@ pkgs.testers.runNixOSTest {
     zeeinstituut_peertube.wait_for_open_port(${toString 3901})
     zeeinstituut_peertube.wait_for_open_port(${toString 3903})
     client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://video.zee-instituut.example/api/v1/config/about')\" = 200 && grep -F -- 'instance' /tmp/body"})
+    zeeinstituut_peertube.wait_for_unit(${py "peertube-admin-account.service"})
+    assert_no_failed_units(zeeinstituut_peertube)
 
-    with subtest(${py "root uploads a short video through the API"}):
+    with subtest(${py "the administrator uploads a short video through the API"}):
         output = zeeinstituut_peertube.succeed(${py ''
           export FEDIGEN_HOST='video.zee-instituut.example'
+          export FEDIGEN_ADMIN='videoadmin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           client=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/oauth-clients/local")
           token=$(curl --silent --fail --data "client_id=$(jq -r .client_id <<<"$client")" --data "client_secret=$(jq -r .client_secret <<<"$client")" \
-            --data grant_type=password --data username=root --data password=fedigen-root-password "https://$FEDIGEN_HOST/api/v1/users/token" | jq -er .access_token)
+            --data grant_type=password --data-urlencode "username=$FEDIGEN_ADMIN" --data-urlencode "password=$FEDIGEN_ADMIN_PASSWORD" \
+            "https://$FEDIGEN_HOST/api/v1/users/token" | jq -er .access_token)
           channel=$(curl --silent --fail -H "Authorization: Bearer $token" "https://$FEDIGEN_HOST/api/v1/users/me" | jq -er '.videoChannels[0].id')
           ffmpeg -loglevel error -y -f lavfi -i testsrc=duration=2:size=320x240:rate=10 -pix_fmt yuv420p /tmp/fedigen.mp4
           curl --silent --fail -H "Authorization: Bearer $token" --form videofile=@/tmp/fedigen.mp4 --form "channelId=$channel" \
@@ -162,6 +163,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the video reads back and its file is served"}):
         output = zeeinstituut_peertube.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='video.zee-instituut.example'
+          export FEDIGEN_ADMIN='videoadmin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
           url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
           curl --silent --fail --output /tmp/fetched "$url"
@@ -195,6 +198,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the video reads back and its file is served"}):
         output = zeeinstituut_peertube.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='video.zee-instituut.example'
+          export FEDIGEN_ADMIN='videoadmin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
           url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
           curl --silent --fail --output /tmp/fetched "$url"

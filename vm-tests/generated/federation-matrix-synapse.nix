@@ -38,7 +38,11 @@ let
   };
   # One instance: the generated module under its own domain, reached as `host`.
   instance =
-    { domain, host }:
+    {
+      domain,
+      host,
+      virtualHost,
+    }:
     { lib, ... }:
     {
       imports = [
@@ -46,7 +50,7 @@ let
         (common.testSecrets secretFiles)
         (common.testNetwork hosts)
         (common.testPackages [ ])
-        (common.testTls host)
+        (common.testTls host virtualHost)
         { }
         {
           services = {
@@ -94,10 +98,22 @@ pkgs.testers.runNixOSTest {
     first = instance {
       domain = "first.test";
       host = "matrix.first.test";
+      virtualHost = [
+        "services"
+        "nginx"
+        "virtualHosts"
+        "matrix.first.test"
+      ];
     };
     second = instance {
       domain = "second.test";
       host = "matrix.second.test";
+      virtualHost = [
+        "services"
+        "nginx"
+        "virtualHosts"
+        "matrix.second.test"
+      ];
     };
   };
   testScript = ''
@@ -108,11 +124,13 @@ pkgs.testers.runNixOSTest {
     first.wait_for_open_port(${toString 8008})
     first.wait_for_open_port(${toString 443})
     first.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://matrix.first.test/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"})
+    assert_no_failed_units(first)
     second.wait_for_unit(${py "matrix-synapse.service"})
     second.wait_for_unit(${py "nginx.service"})
     second.wait_for_open_port(${toString 8008})
     second.wait_for_open_port(${toString 443})
     second.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://matrix.second.test/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"})
+    assert_no_failed_units(second)
 
     with subtest(${py "a user of the first homeserver opens a public room"}):
         output = first.succeed(${py ''

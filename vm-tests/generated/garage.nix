@@ -91,6 +91,7 @@ pkgs.testers.runNixOSTest {
     server.wait_for_open_port(${toString 3901})
     server.wait_for_open_port(${toString 3903})
     server.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'http://127.0.0.1:3903/health')\" = 200"})
+    assert_no_failed_units(server)
 
     with subtest(${py "create an access key with Garage's admin tool"}):
         output = server.succeed(${py "garage key create fedigen-test"})

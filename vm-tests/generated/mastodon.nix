@@ -53,7 +53,12 @@ pkgs.testers.runNixOSTest {
           }
           # What the manifest's tests need of the upstream services ([test] config).
           { }
-          (common.testTls host)
+          (common.testTls host [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "mastodon.fedi.test"
+          ])
         ];
         virtualisation = {
           cores = 2;
@@ -68,6 +73,11 @@ pkgs.testers.runNixOSTest {
             fromAddress = "noreply@fedi.test";
           };
           s3.endpoint = "https://s3.fedi.test";
+          # The operator's administrator, made by the module's unit with the password from its secret file.
+          admin = {
+            username = "fedigen_admin";
+            email = "admin@example.org";
+          };
           secrets = common.declaredSecrets secretFiles;
           mastodon = {
             enable = true;
@@ -94,6 +104,8 @@ pkgs.testers.runNixOSTest {
     server.wait_for_unit(${py "nginx.service"})
     server.wait_for_open_port(${toString 443})
     client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://mastodon.fedi.test/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
+    server.wait_for_unit(${py "mastodon-admin-account.service"})
+    assert_no_failed_units(server)
 
     with subtest(${py "create a confirmed, approved account with Mastodon's admin tool"}):
         output = server.succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})
@@ -102,6 +114,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "an account gets an API token through OAuth's password grant"}):
         output = server.succeed(${py ''
           export FEDIGEN_HOST='mastodon.fedi.test'
+          export FEDIGEN_ADMIN='fedigen_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           password=$(mastodon-tootctl accounts create fedigen_alice --email=alice@example.org --confirmed --approve | sed -n 's/^New password: //p')
           test -n "$password"
           app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
@@ -113,6 +127,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the account posts a status with an image through the API"}):
         output = server.succeed(${py ''
           export FEDIGEN_HOST='mastodon.fedi.test'
+          export FEDIGEN_ADMIN='fedigen_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           token=$(cat /root/mastodon-token)
           ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.png
           media=$(curl --silent --fail -H "Authorization: Bearer $token" --form file=@/tmp/fedigen.png --form 'description=a test image' "https://$FEDIGEN_HOST/api/v2/media" | jq -er .id)
@@ -123,6 +139,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the status reads back with its image, and the image is served"}):
         output = server.succeed(${py ''
           export FEDIGEN_HOST='mastodon.fedi.test'
+          export FEDIGEN_ADMIN='fedigen_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
           jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
           url=$(jq -er '.media_attachments[0].url' <<<"$status")

@@ -55,7 +55,12 @@ pkgs.testers.runNixOSTest {
           { fediversity.matrix-synapse = { }; }
           # What the manifest's tests need of the upstream services ([test] config).
           { }
-          (common.testTls host)
+          (common.testTls host [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "matrix.fedi.test"
+          ])
         ];
         virtualisation = {
           cores = 2;
@@ -71,6 +76,11 @@ pkgs.testers.runNixOSTest {
             fromAddress = "noreply@fedi.test";
           };
           s3.endpoint = "https://s3.fedi.test";
+          # The operator's administrator, made by the module's unit with the password from its secret file.
+          admin = {
+            username = "fedigen_admin";
+            email = "admin@example.org";
+          };
           secrets = common.declaredSecrets secretFiles;
           matrix-synapse = {
             enable = true;
@@ -96,6 +106,8 @@ pkgs.testers.runNixOSTest {
     server.wait_for_open_port(${toString 8008})
     server.wait_for_open_port(${toString 443})
     client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://matrix.fedi.test/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"})
+    server.wait_for_unit(${py "matrix-synapse-admin-account.service"})
+    assert_no_failed_units(server)
 
     with subtest(${py "register a user with Synapse's registration tool (the shared secret comes from the secrets file)"}):
         output = server.succeed(${py "matrix-synapse-register_new_matrix_user -u fedigen-test -p fedigen-test-password --no-admin"})
@@ -103,6 +115,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "two users exchange a message in a room"}):
         output = server.succeed(${py ''
           export FEDIGEN_HOST='matrix.fedi.test'
+          export FEDIGEN_ADMIN='fedigen_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           login() {
             curl --silent --fail -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/login" \
               -d "{\"type\":\"m.login.password\",\"identifier\":{\"type\":\"m.id.user\",\"user\":\"$1\"},\"password\":\"$1-password\"}" | jq -er .access_token
@@ -125,6 +139,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the other user reads the message"}):
         output = server.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='matrix.fedi.test'
+          export FEDIGEN_ADMIN='fedigen_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
           curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
             "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'

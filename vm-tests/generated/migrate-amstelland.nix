@@ -105,6 +105,12 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-smtp\n";
             }
           ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "social.amstelland-university.example"
+          ];
         })
         side
       ];
@@ -148,6 +154,12 @@ pkgs.testers.runNixOSTest {
               unit = "mastodon-init-dirs.service";
               value = "fedigen-test-smtp\n";
             }
+          ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "social.amstelland-university.example"
           ];
         })
         side
@@ -346,6 +358,11 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-smtp\n";
             }
           ];
+          virtualHost = [
+            "services"
+            "pixelfed"
+            "nginx"
+          ];
         })
         side
       ];
@@ -398,6 +415,11 @@ pkgs.testers.runNixOSTest {
               unit = "pixelfed-secrets.service";
               value = "fedigen-test-smtp\n";
             }
+          ];
+          virtualHost = [
+            "services"
+            "pixelfed"
+            "nginx"
           ];
         })
         side

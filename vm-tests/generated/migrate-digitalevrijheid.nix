@@ -105,6 +105,12 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-smtp\n";
             }
           ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "mastodon.digitalevrijheid.example"
+          ];
         })
         side
       ];
@@ -148,6 +154,12 @@ pkgs.testers.runNixOSTest {
               unit = "mastodon-init-dirs.service";
               value = "fedigen-test-smtp\n";
             }
+          ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "mastodon.digitalevrijheid.example"
           ];
         })
         side
@@ -346,6 +358,12 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-registration-secret";
             }
           ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "matrix.digitalevrijheid.example"
+          ];
         })
         side
       ];
@@ -398,6 +416,12 @@ pkgs.testers.runNixOSTest {
               unit = "matrix-synapse.service";
               value = "fedigen-test-registration-secret";
             }
+          ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "matrix.digitalevrijheid.example"
           ];
         })
         side

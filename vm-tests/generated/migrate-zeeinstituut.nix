@@ -136,6 +136,12 @@ pkgs.testers.runNixOSTest {
               value = "0000000000000000000000000000000000000000000000000000000000000000";
             }
           ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "video.zee-instituut.example"
+          ];
         })
         side
       ];
@@ -210,6 +216,12 @@ pkgs.testers.runNixOSTest {
               unit = "garage.service";
               value = "0000000000000000000000000000000000000000000000000000000000000000";
             }
+          ];
+          virtualHost = [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "video.zee-instituut.example"
           ];
         })
         side

@@ -59,18 +59,13 @@ pkgs.testers.runNixOSTest {
             };
           }
           # What the manifest's tests need of the upstream services ([test] config).
-          {
-            systemd = {
-              services = {
-                peertube = {
-                  environment = {
-                    PT_INITIAL_ROOT_PASSWORD = "fedigen-root-password";
-                  };
-                };
-              };
-            };
-          }
-          (common.testTls host)
+          { }
+          (common.testTls host [
+            "services"
+            "nginx"
+            "virtualHosts"
+            "peertube.fedi.test"
+          ])
         ];
         virtualisation = {
           cores = 4;
@@ -85,6 +80,11 @@ pkgs.testers.runNixOSTest {
             fromAddress = "noreply@fedi.test";
           };
           s3.endpoint = "https://s3.fedi.test";
+          # The operator's administrator, made by the module's unit with the password from its secret file.
+          admin = {
+            username = "fedigen_admin";
+            email = "admin@example.org";
+          };
           secrets = common.declaredSecrets secretFiles;
           peertube = {
             enable = true;
@@ -111,13 +111,18 @@ pkgs.testers.runNixOSTest {
     server.wait_for_open_port(${toString 9000})
     server.wait_for_open_port(${toString 443})
     client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://peertube.fedi.test/api/v1/config/about')\" = 200 && grep -F -- 'instance' /tmp/body"})
+    server.wait_for_unit(${py "peertube-admin-account.service"})
+    assert_no_failed_units(server)
 
-    with subtest(${py "root uploads a short video through the API"}):
+    with subtest(${py "the administrator uploads a short video through the API"}):
         output = server.succeed(${py ''
           export FEDIGEN_HOST='peertube.fedi.test'
+          export FEDIGEN_ADMIN='fedigen_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           client=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/oauth-clients/local")
           token=$(curl --silent --fail --data "client_id=$(jq -r .client_id <<<"$client")" --data "client_secret=$(jq -r .client_secret <<<"$client")" \
-            --data grant_type=password --data username=root --data password=fedigen-root-password "https://$FEDIGEN_HOST/api/v1/users/token" | jq -er .access_token)
+            --data grant_type=password --data-urlencode "username=$FEDIGEN_ADMIN" --data-urlencode "password=$FEDIGEN_ADMIN_PASSWORD" \
+            "https://$FEDIGEN_HOST/api/v1/users/token" | jq -er .access_token)
           channel=$(curl --silent --fail -H "Authorization: Bearer $token" "https://$FEDIGEN_HOST/api/v1/users/me" | jq -er '.videoChannels[0].id')
           ffmpeg -loglevel error -y -f lavfi -i testsrc=duration=2:size=320x240:rate=10 -pix_fmt yuv420p /tmp/fedigen.mp4
           curl --silent --fail -H "Authorization: Bearer $token" --form videofile=@/tmp/fedigen.mp4 --form "channelId=$channel" \
@@ -127,6 +132,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the video reads back and its file is served"}):
         output = server.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='peertube.fedi.test'
+          export FEDIGEN_ADMIN='fedigen_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
           url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
           curl --silent --fail --output /tmp/fetched "$url"

@@ -56,7 +56,11 @@ pkgs.testers.runNixOSTest {
           { fediversity.pixelfed = { }; }
           # What the manifest's tests need of the upstream services ([test] config).
           { }
-          (common.testTls host)
+          (common.testTls host [
+            "services"
+            "pixelfed"
+            "nginx"
+          ])
         ];
         virtualisation = {
           cores = 2;
@@ -71,6 +75,11 @@ pkgs.testers.runNixOSTest {
             fromAddress = "noreply@fedi.test";
           };
           s3.endpoint = "https://s3.fedi.test";
+          # The operator's administrator, made by the module's unit with the password from its secret file.
+          admin = {
+            username = "fedigen_admin";
+            email = "admin@example.org";
+          };
           secrets = common.declaredSecrets secretFiles;
           pixelfed = {
             enable = true;
@@ -97,6 +106,8 @@ pkgs.testers.runNixOSTest {
     server.wait_for_unit(${py "nginx.service"})
     server.wait_for_open_port(${toString 443})
     client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://pixelfed.fedi.test/')\" = 200"})
+    server.wait_for_unit(${py "pixelfed-admin-account.service"})
+    assert_no_failed_units(server)
 
     with subtest(${py "create a confirmed administrator with Pixelfed's admin tool"}):
         output = server.succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=1 --confirm_email=1"})
@@ -104,15 +115,19 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "a user gets an API token (a Passport personal access token)"}):
         output = server.succeed(${py ''
           export FEDIGEN_HOST='pixelfed.fedi.test'
+          export FEDIGEN_ADMIN='fedigen_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           pixelfed-manage user:create --name=Alice --username=fedigen_alice --email=alice@example.org --password=fedigen-alice-password --is_admin=0 --confirm_email=1
           pixelfed-manage passport:client --personal --name=fedigen --no-interaction
-          pixelfed-manage tinker --execute='echo App\User::where("username", "fedigen_alice")->first()->createToken("fedigen")->accessToken;' | tail -n 1 > /root/pixelfed-token
+          pixelfed-manage tinker --execute='echo App\User::where("username", "fedigen_alice")->first()->createToken("fedigen", ["read", "write"])->accessToken;' | tail -n 1 > /root/pixelfed-token
           test -s /root/pixelfed-token
         ''})
 
     with subtest(${py "the user uploads a photo and posts it through the API"}):
         output = server.succeed(${py ''
           export FEDIGEN_HOST='pixelfed.fedi.test'
+          export FEDIGEN_ADMIN='fedigen_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           token=$(cat /root/pixelfed-token)
           ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.jpg
           media=$(curl --silent --fail -H "Authorization: Bearer $token" -H 'Accept: application/json' --form file=@/tmp/fedigen.jpg "https://$FEDIGEN_HOST/api/v1/media" | jq -er .id)
@@ -123,6 +138,8 @@ pkgs.testers.runNixOSTest {
     with subtest(${py "the post reads back with its photo, and the photo is served"}):
         output = server.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='pixelfed.fedi.test'
+          export FEDIGEN_ADMIN='fedigen_admin'
+          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
           url=$(jq -er '.media_attachments[0].url' <<<"$status")
           curl --silent --fail --output /tmp/fetched "$url"

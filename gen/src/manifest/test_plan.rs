@@ -37,6 +37,25 @@ pub struct TestPlan {
     /// Mail the application sends, received by a mail node (`[test.mail]`).
     #[serde(default)]
     pub mail: Option<MailTest>,
+    /// Where the module serves the application's nginx virtual host, as a dotted NixOS option path (such as
+    /// `services.pixelfed.nginx`, which upstream merges whole into the virtual host); the test certificate goes
+    /// there. Without it, `services.nginx.virtualHosts.<host>`.
+    #[serde(default)]
+    pub tls_virtual_host: Option<String>,
+    /// A setting of `[test] settings` listing the mail domains the application accepts without looking them up
+    /// (the test network has no DNS): a deployment test adds its administrator's domain to it.
+    #[serde(default)]
+    pub admin_mail_allowlist: Option<MailAllowlist>,
+}
+
+/// A setting holding mail domains, one string joined by a separator (`[test.admin_mail_allowlist]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailAllowlist {
+    /// Its dotted path inside `[test] settings` (such as `extraConfig.EMAIL_DOMAIN_ALLOWLIST`).
+    pub setting: String,
+    /// What joins two domains (Mastodon's UserEmailValidator splits on `|`).
+    pub separator: String,
 }
 
 /// Where a step runs in an application or deployment test.
@@ -137,6 +156,17 @@ pub struct MailTest {
     pub to: String,
 }
 
+/// Whether `path` is a dotted option path: non-empty names of letters, digits, `_` and `-`.
+fn is_option_path(path: &str) -> bool {
+    path.split('.').all(|name| {
+        !name.is_empty()
+            && !name.starts_with('-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    })
+}
+
 /// A problem in `[test]`: the field's path under the manifest (for its location) and the message.
 pub(crate) type Problem = (String, String);
 
@@ -188,6 +218,32 @@ pub(crate) fn check(
             "[test]: `settings` must be a table of option name to value".into(),
         )),
         None => {}
+    }
+    if let Some(path) = &plan.tls_virtual_host
+        && !is_option_path(path)
+    {
+        found.push((
+            "test.tls_virtual_host".into(),
+            format!("[test]: `tls_virtual_host`: `{path}` must be a dotted NixOS option path, such as `services.pixelfed.nginx`"),
+        ));
+    }
+    if let Some(list) = &plan.admin_mail_allowlist {
+        let holds_string = list
+            .setting
+            .split('.')
+            .try_fold(plan.settings.as_ref(), |value, key| Some(value?.get(key)));
+        if !is_option_path(&list.setting) || !matches!(holds_string, Some(Some(Value::String(_)))) {
+            found.push((
+                "test.admin_mail_allowlist.setting".into(),
+                format!("[test]: `admin_mail_allowlist`: `{}` must name a string in `[test] settings` (a dotted path)", list.setting),
+            ));
+        }
+        if list.separator.is_empty() {
+            found.push((
+                "test.admin_mail_allowlist.separator".into(),
+                "[test]: `admin_mail_allowlist`: `separator` is empty".into(),
+            ));
+        }
     }
     if plan.config.as_ref().is_some_and(|c| !c.is_object()) {
         found.push((

@@ -266,8 +266,14 @@ pub struct StepData {
 }
 
 impl StepData {
-    /// The steps of a manifest, addressing `host`.
-    fn all(manifest: &Manifest, host: &str) -> Vec<Self> {
+    /// The steps of a manifest, addressing `host`; with the test's administrator (its account name and test
+    /// password), exported as `FEDIGEN_ADMIN` and `FEDIGEN_ADMIN_PASSWORD` for steps that act as it.
+    fn all(manifest: &Manifest, host: &str, admin: Option<(&str, &str)>) -> Vec<Self> {
+        let mut variables = vec![("FEDIGEN_HOST", host)];
+        if let Some((username, password)) = admin {
+            variables.push(("FEDIGEN_ADMIN", username));
+            variables.push(("FEDIGEN_ADMIN_PASSWORD", password));
+        }
         manifest
             .test
             .steps
@@ -275,7 +281,7 @@ impl StepData {
             .map(|step| Self {
                 description: step.description.clone(),
                 on_client: step.on == StepNode::Client,
-                command: step_command(&[("FEDIGEN_HOST", host)], &step.run),
+                command: step_command(&variables, &step.run),
                 expect: step.expect.clone(),
                 wait: step.wait,
                 recheck: step.recheck,
@@ -306,6 +312,42 @@ fn test_settings(manifest: &Manifest) -> Value {
         .settings
         .clone()
         .unwrap_or_else(|| Value::Object(serde_json::Map::new()))
+}
+
+/// The manifest's `[test] settings` for a test whose administrator has an address at `admin_domain`: that domain
+/// added to the manifest's `admin_mail_allowlist` setting (joined by its separator), so the application accepts
+/// the address without a DNS look-up the test network cannot answer.
+fn test_settings_for(manifest: &Manifest, admin_domain: Option<&str>) -> Value {
+    let mut settings = test_settings(manifest);
+    if let (Some(list), Some(domain)) = (&manifest.test.admin_mail_allowlist, admin_domain)
+        && let Some(Value::String(domains)) = list
+            .setting
+            .split('.')
+            .try_fold(&mut settings, |value, key| value.get_mut(key))
+        && !domains.split(list.separator.as_str()).any(|d| d == domain)
+    {
+        if !domains.is_empty() {
+            domains.push_str(&list.separator);
+        }
+        domains.push_str(domain);
+    }
+    settings
+}
+
+/// The nginx virtual host the module serves the application through, as an option path (the manifest's
+/// `[test] tls_virtual_host`, else `services.nginx.virtualHosts.<host>`): where a test puts its certificate.
+fn virtual_host(manifest: &Manifest, host: &str) -> Vec<String> {
+    match &manifest.test.tls_virtual_host {
+        Some(path) => path.split('.').map(str::to_owned).collect(),
+        None => ["services", "nginx", "virtualHosts", host]
+            .map(str::to_owned)
+            .to_vec(),
+    }
+}
+
+/// The domain of an e-mail address (after its last `@`).
+fn mail_domain(address: &str) -> Option<&str> {
+    address.rsplit_once('@').map(|(_, domain)| domain)
 }
 
 /// The manifest's `[test] config`, an empty set when it has none.
@@ -423,6 +465,31 @@ pub struct ApplicationTest {
     pub steps: Vec<StepData>,
     /// The mail the application sends, checked on a mail node (`null` when the manifest has no `[test.mail]`).
     pub mail: Option<MailData>,
+    /// The option path of the nginx virtual host that gets the test certificate.
+    pub virtual_host: Vec<String>,
+    /// The test's administrator (`fediversity.admin`), made by the module's unit; `null` when the manifest
+    /// makes none.
+    pub admin: Option<TestAdmin>,
+}
+
+/// The operator's administrator in a VM test (`admin.*`, `nodes.[i].admin.*`): the account the module's unit
+/// makes, which the test waits for.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestAdmin {
+    /// The account name.
+    pub username: String,
+    /// Its e-mail address.
+    pub email: String,
+    /// The unit making it, with `.service`.
+    pub unit: String,
+}
+
+/// The application test's administrator: an account on the test's mail domain.
+const TEST_ADMIN: (&str, &str) = ("fedigen_admin", "admin@example.org");
+
+/// A secret's test value as the unit reading it with `$(cat …)` sees it (trailing newlines removed).
+fn test_password(value: &str) -> &str {
+    value.trim_end_matches('\n')
 }
 
 /// Where an application VM test places the test file of a secret.
@@ -443,7 +510,7 @@ impl ApplicationTest {
                 (name.clone(), data)
             })
             .collect();
-        let secret_files = manifest
+        let secret_files: Vec<TestSecretFile> = manifest
             .secrets
             .iter()
             .map(|(name, secret)| {
@@ -463,6 +530,22 @@ impl ApplicationTest {
             })
             .collect();
         let host = format!("{}.{TEST_DOMAIN}", manifest.application.subdomain);
+        // The administrator's unit runs in every application test (its password file is among the secrets).
+        let admin = manifest.admin_account.as_ref().map(|_| TestAdmin {
+            username: TEST_ADMIN.0.to_owned(),
+            email: TEST_ADMIN.1.to_owned(),
+            unit: format!("{app}-admin-account.service"),
+        });
+        let admin_password = manifest.admin_account.as_ref().and_then(|a| {
+            secret_files
+                .iter()
+                .find(|f: &&TestSecretFile| f.name == format!("{app}-{}", a.password_secret))
+                .map(|f| test_password(&f.value).to_owned())
+        });
+        let admin_login = admin
+            .as_ref()
+            .zip(admin_password.as_deref())
+            .map(|(a, password)| (a.username.as_str(), password));
         let mail_host = format!("mail.{TEST_DOMAIN}");
         let mut does = vec!["its health checks"];
         if manifest.admin_action.is_some() {
@@ -502,9 +585,12 @@ impl ApplicationTest {
                 expect: a.expect.clone(),
             }),
             packages: manifest.test.packages.clone(),
-            settings: test_settings(manifest),
+            settings: test_settings_for(
+                manifest,
+                admin.as_ref().and_then(|a| mail_domain(&a.email)),
+            ),
             config: test_config(manifest),
-            steps: StepData::all(manifest, &host),
+            steps: StepData::all(manifest, &host, admin_login),
             mail: manifest.test.mail.as_ref().map(|mail| MailData {
                 description: mail.description.clone(),
                 command: step_command(&[("FEDIGEN_HOST", &host)], &mail.run),
@@ -512,6 +598,8 @@ impl ApplicationTest {
                 check: mailbox_check(&mail.to),
                 host: mail_host.clone(),
             }),
+            virtual_host: virtual_host(manifest, &host),
+            admin,
             host,
         }
     }
@@ -558,6 +646,10 @@ pub struct TestNode {
     pub repeat_description: String,
     /// The upgrade step (`null` when the manifest has no `[test.upgrade]`).
     pub upgrade: Option<UpgradeData>,
+    /// The option path of the nginx virtual host that gets the test certificate.
+    pub virtual_host: Vec<String>,
+    /// The operator's administrator, when the module makes it (the password's file given).
+    pub admin: Option<TestAdmin>,
 }
 
 /// The upgrade step of a deployment test's machine (`nodes.[i].upgrade.*`).
@@ -670,7 +762,34 @@ impl DeploymentTest {
                     health.tcp_ports.extend(node.tcp_ports);
                 }
             }
-            let steps = StepData::all(manifest, &host);
+            // The operator's administrator, made by the module's unit when the password's file is given.
+            let admin = manifest
+                .admin_account
+                .as_ref()
+                .filter(|a| application.secrets.contains_key(&a.password_secret))
+                .map(|a| {
+                    let password = secrets
+                        .iter()
+                        .find(|f| f.name == format!("{app}-{}", a.password_secret))
+                        .map(|f| test_password(&f.value).to_owned())
+                        .unwrap_or_else(|| {
+                            test_password(&test_secret(Some(manifest), &a.password_secret))
+                                .to_owned()
+                        });
+                    (
+                        TestAdmin {
+                            username: operator.admin.username.clone(),
+                            email: operator.admin.email.clone(),
+                            unit: format!("{app}-admin-account.service"),
+                        },
+                        password,
+                    )
+                });
+            let admin_login = admin
+                .as_ref()
+                .map(|(a, password)| (a.username.as_str(), password.as_str()));
+            let steps = StepData::all(manifest, &host, admin_login);
+            let virtual_host = virtual_host(manifest, &host);
             let upgrade = manifest.test.upgrade.as_ref().map(|u| UpgradeData {
                 description: format!(
                     "{name}: changing {} restarts only {}, and switching back keeps the data",
@@ -692,8 +811,13 @@ impl DeploymentTest {
                 health,
                 application: app.clone(),
                 packages: manifest.test.packages.clone(),
-                settings: test_settings(manifest),
+                settings: test_settings_for(
+                    manifest,
+                    admin.as_ref().and_then(|(a, _)| mail_domain(&a.email)),
+                ),
                 config: test_config(manifest),
+                virtual_host,
+                admin: admin.map(|(a, _)| a),
                 rechecks: steps.iter().filter(|s| s.recheck).cloned().collect(),
                 steps,
                 repeat_description: format!(
@@ -731,6 +855,8 @@ pub struct FederationInstance {
     pub domain: String,
     /// The application's host name on it.
     pub host: String,
+    /// The option path of its nginx virtual host (the test certificate goes there).
+    pub virtual_host: Vec<String>,
     /// Its HTTP health checks, run on itself.
     pub http: Vec<HttpCommand>,
 }
@@ -802,6 +928,7 @@ impl FederationTest {
                 name: name.to_owned(),
                 python: name.to_owned(),
                 http: Health::new(manifest, &host).http,
+                virtual_host: virtual_host(manifest, &host),
                 domain,
                 host,
             }

@@ -49,6 +49,9 @@ let
     "peertube-admin-account"
     "matrix-synapse-admin-account"
     "pixelfed-secrets"
+    "pixelfed-data-setup"
+    "phpfpm-pixelfed"
+    "pixelfed-horizon"
     "peertube-env"
     "matrix-synapse"
   ];

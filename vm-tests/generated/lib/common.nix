@@ -35,14 +35,17 @@ rec {
       );
       security.pki.certificateFiles = [ "${ca}/cert.pem" ];
     };
-  # nginx serving a host with its certificate from the test CA instead of ACME.
-  testTls = host: {
-    services.nginx.virtualHosts.${host} = {
+  # nginx serving a host with its certificate from the test CA instead of ACME, set where the module serves the
+  # virtual host (`virtualHost`, an option path: services.nginx.virtualHosts.<host>, or an upstream option that
+  # upstream merges whole into it, such as services.pixelfed.nginx, whose certificate options have no default
+  # and must be defined there, since nginx reads them once ACME is off).
+  testTls =
+    host: virtualHost:
+    lib.setAttrByPath virtualHost {
       enableACME = lib.mkForce false;
       sslCertificate = "${certificate host}/cert.pem";
       sslCertificateKey = "${certificate host}/key.pem";
     };
-  };
   # The tools the test steps use (the manifests' [test] packages, by attribute name).
   testPackages = names: {
     environment.systemPackages = [
@@ -101,8 +104,14 @@ rec {
       cores,
       memory,
       secrets,
-      hosts,
-      packages,
+      hosts ? { },
+      packages ? [ ],
+      virtualHost ? [
+        "services"
+        "nginx"
+        "virtualHosts"
+        host
+      ],
     }:
     { lib, ... }:
     {
@@ -112,7 +121,7 @@ rec {
         (testNetwork hosts)
         (testPackages packages)
       ]
-      ++ lib.optional https (testTls host);
+      ++ lib.optional https (testTls host virtualHost);
       virtualisation = {
         inherit cores;
         memorySize = memory;
@@ -121,6 +130,11 @@ rec {
       # The machine's own network (deployments/: its static addresses on every Ethernet interface) would claim
       # the test network's interfaces before the driver's configuration; the driver gives each node its address.
       systemd.network.networks."10-uplink".enable = lib.mkForce false;
+      # The machine's base (deployments/base.nix: nixpkgs' proxmox-image.nix) grows the root partition at boot
+      # (boot.growPartition, nixos/modules/system/boot/grow-partition.nix: growpart on the root device's parent);
+      # a test VM's root is a whole disk without a partition table, so growpart.service would fail, and every
+      # later switch-to-configuration with it (a failed unit makes it exit 4).
+      boot.growPartition = lib.mkForce false;
     };
   # Python every test script starts with. units_within: whether units match patterns. switch-to-configuration reports each class of units it acts on as
   # one line "<what> the following units: a, b" (stopping, NOT restarting … changed, reloading, restarting,
@@ -134,6 +148,15 @@ rec {
     def units_within(units: set[str], patterns: list[str]) -> bool:
         """Whether every unit matches one of the patterns (`*` matching any text)."""
         return all(any(fnmatchcase(unit, pattern) for pattern in patterns) for unit in units)
+
+
+    def assert_no_failed_units(machine) -> None:
+        """Fails the test when a unit of the machine has failed, naming each with its status and last log lines."""
+        listed = machine.succeed("systemctl list-units --state=failed --no-legend --plain --full")
+        failed = [line.split()[0] for line in listed.splitlines() if line.strip()]
+        if failed:
+            report = machine.execute("systemctl --failed --full --no-pager; systemctl status --full --no-pager --lines=30 " + " ".join(failed))[1]
+            raise AssertionError(f"failed units on {machine.name}: {', '.join(failed)}\n{report}")
 
 
     def changed_units(output: str) -> set[str]:
