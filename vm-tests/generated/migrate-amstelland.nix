@@ -7,18 +7,8 @@
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
-  # fedigen itself, built as the flake's package is (flake.nix `packages.default`): the engine runs on B.
-  fedigen ? pkgs.rustPlatform.buildRustPackage {
-    pname = "fedigen";
-    version = "0.1.0";
-    src = pkgs.lib.cleanSource ../..;
-    cargoLock.lockFile = ../../Cargo.lock;
-    cargoBuildFlags = [
-      "-p"
-      "fedigen"
-    ];
-    doCheck = false;
-  },
+  # fedigen itself, the flake's package (package.nix: only the crates' sources enter the store): the engine runs on B.
+  fedigen ? pkgs.callPackage ../../package.nix { },
 }:
 let
   inherit (pkgs) lib;
