@@ -336,7 +336,11 @@ fn timed(w: &World, cmd: &mut Command) -> (f64, f64, f64, Vec<(f64, String)>) {
     let text: Vec<&str> = lines.iter().map(|l| l.1.as_str()).collect();
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed (status {status}):\n{}",
+        "{} failed (status {status}):\n{}",
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" "),
         text.join("\n")
     );
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
@@ -362,7 +366,9 @@ fn by_hand(w: &World, name: &str) -> Row {
         b = w.pg_b.port,
     );
     let mut cmd = Command::new("bash");
-    cmd.args(["-c", &script]).env("RCLONE_CONFIG", "/dev/null");
+    cmd.args(["-c", &script])
+        .env("RCLONE_CONFIG", "/dev/null")
+        .env_remove("AWS_CA_BUNDLE");
     for (remote, g) in [("FEDIGENSRC", &w.s3_a), ("FEDIGENDST", &w.s3_b)] {
         let r = g.rclone();
         for (k, v) in r.get_envs() {

@@ -2,6 +2,8 @@
 //! run killed at any moment is resumed by running it again.
 //!
 //! Order, and why:
+//! 0. `check:*` (not journaled, every run) — each database still to restore can be restored at its target (its
+//!    extensions), so that a superuser-only extension the target lacks stops the run before the freeze;
 //! 1. `bulk:bucket:*`, `bulk:dir:*` — the long copies, while the source still serves (no downtime);
 //! 2. `freeze` — the source's applications stop: from here its data no longer changes;
 //! 3. `delta:bucket:*`, `delta:dir:*` — the same copies again, moving only what changed since the bulk copy;
@@ -107,6 +109,7 @@ pub fn run(
     events: &mut dyn FnMut(Event),
 ) -> Result<(), RunError> {
     let mut journal = Journal::open(journal_dir, &super::journal::job_digest(&job.to_json()))?;
+    check_databases(job, &journal)?;
     for step in steps(job) {
         let bulk = step.starts_with("bulk:");
         if scope == Scope::BulkOnly && !bulk {
@@ -120,6 +123,31 @@ pub fn run(
         do_step(job, &journal, &step)?;
         journal.mark(&step)?;
         events(Event::Done(step));
+    }
+    Ok(())
+}
+
+/// Before any step (and so before the freeze): each database still to restore can be restored at its target,
+/// that is, every extension the source uses is there or can be created by the target's role. Nothing is
+/// written; a problem stops the run with the extension named and how to fix it (step `check:NAME`).
+fn check_databases(job: &Job, journal: &Journal) -> Result<(), RunError> {
+    for d in &job.databases {
+        if journal.is_done(&format!("restore:{}", d.name)) {
+            continue;
+        }
+        let step = format!("check:{}", d.name);
+        let problems = pg::missing_extensions(&d.source, &d.target)
+            .map_err(|e| step_error(&step, StepFailure::from(e)))?;
+        if !problems.is_empty() {
+            return Err(RunError::Step {
+                step,
+                message: format!(
+                    "the target cannot hold this database yet (nothing was done, the source still runs):\n  {}",
+                    problems.join("\n  ")
+                ),
+                environment: true,
+            });
+        }
     }
     Ok(())
 }
