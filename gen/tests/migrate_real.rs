@@ -288,3 +288,83 @@ fn random_data_shapes_migrate_with_equal_data() {
         panic!("{e}");
     }
 }
+
+/// Extensions, as PeerTube's database has them (`pg_trgm`, `unaccent`, created by a superuser): at B the
+/// target's module has created `pg_trgm` already (a superuser's, which the application's role may neither drop
+/// nor comment on) and not `unaccent` (trusted: the role creates it). The migration moves the database and
+/// leaves B's `pg_trgm` as it was. Then A uses an extension only a superuser can create and B lacks it: the run
+/// stops before the freeze, exit status 3, naming the extension and how to fix it.
+#[test]
+fn extensions_are_restored_or_refused_before_the_freeze() {
+    world::prerequisites();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = root.path().to_owned();
+    let (a, b) = (world::Pg::start(&p, "pg-a"), world::Pg::start(&p, "pg-b"));
+    a.sql(
+        "appdb",
+        "CREATE EXTENSION pg_trgm; CREATE EXTENSION unaccent",
+    );
+    b.sql("appdb", "CREATE EXTENSION pg_trgm");
+    a.app(
+        "CREATE TABLE video (id serial PRIMARY KEY, name text);
+         CREATE INDEX video_name ON video USING gin (name gin_trgm_ops);
+         INSERT INTO video (name) SELECT unaccent('Vidéo ' || g) FROM generate_series(1, 100) g;",
+    );
+    let marker = |n: &str| p.join(n).display().to_string();
+    let job = fedigen::migrate::job::Job {
+        operator: "op".into(),
+        databases: vec![fedigen::migrate::job::DatabaseMove {
+            name: "peertube".into(),
+            source: a.connection(),
+            target: b.connection(),
+        }],
+        buckets: Vec::new(),
+        directories: Vec::new(),
+        identity: Vec::new(),
+        commands: fedigen::migrate::job::Commands {
+            freeze: vec![vec!["touch".into(), marker("frozen")]],
+            dns_switch: vec![vec!["touch".into(), marker("dns")]],
+            ..Default::default()
+        },
+    };
+    let job_file = p.join("job.json");
+    std::fs::write(&job_file, job.to_json()).unwrap();
+    let migrate = |verb: &str, journal: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fedigen"));
+        c.args(["migrate", verb, "--job"]).arg(&job_file);
+        if verb == "run" {
+            c.arg("--journal").arg(p.join(journal));
+        }
+        c.env("FEDIGEN_PG_BIN", pg_bin()).output().unwrap()
+    };
+    ok(&migrate("run", "j1"), "run with pg_trgm at both sides");
+    ok(&migrate("verify", ""), "verify");
+    assert_eq!(
+        b.app("SELECT count(*) FROM video WHERE name LIKE 'Video %'"),
+        "100\n"
+    );
+    assert_eq!(
+        b.sql(
+            "appdb",
+            "SELECT extname || ' ' || extowner::regrole FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"
+        ),
+        "pg_trgm postgres\nunaccent app\n",
+        "B's own pg_trgm was replaced, or unaccent not created by the application's role"
+    );
+    // A superuser-only extension B lacks: refused before anything is done.
+    a.sql("appdb", "CREATE EXTENSION pg_buffercache");
+    std::fs::remove_file(p.join("frozen")).unwrap();
+    let out = migrate("run", "j2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("extension `pg_buffercache`, which only a superuser can create")
+            && stderr.contains("CREATE EXTENSION \"pg_buffercache\";"),
+        "{stderr}"
+    );
+    assert!(
+        !p.join("frozen").exists(),
+        "the source was frozen before the refusal"
+    );
+}
