@@ -143,6 +143,48 @@ pub fn extensions(pg: &Postgres) -> Result<Vec<String>, PgError> {
         .collect())
 }
 
+/// Every reason the dump of `source` cannot be restored at `target` as it is, each a sentence naming the
+/// cause and the fix (empty when it can): the database's encoding, collation and character type differ (a
+/// restore would fail on characters the target cannot hold, or leave indexes sorted another way; Synapse
+/// refuses to start on a database whose collation is not `C`), or an extension is missing
+/// ([`missing_extensions`]). Read-only at both sides.
+pub fn restore_problems(source: &Postgres, target: &Postgres) -> Result<Vec<String>, PgError> {
+    let query = "SELECT pg_catalog.pg_encoding_to_char(encoding), datcollate, datctype FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()";
+    let (a, b) = (psql(source, query)?, psql(target, query)?);
+    let mut out = Vec::new();
+    let fields = |t: &str| {
+        t.trim_end()
+            .split('\t')
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (fields(&a), fields(&b));
+    for (i, what) in [
+        "encoding",
+        "collation (LC_COLLATE)",
+        "character type (LC_CTYPE)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        if let (Some(x), Some(y)) = (a.get(i), b.get(i))
+            && x != y
+        {
+            out.push(format!(
+                "database {} has the {what} `{x}` at the source and `{y}` at the target: create the target database as the source's (CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING '{}' LC_COLLATE '{}' LC_CTYPE '{}'), then run the same command again",
+                source.database,
+                target.database,
+                target.user,
+                a[0],
+                a.get(1).map_or("", String::as_str),
+                a.get(2).map_or("", String::as_str),
+            ));
+        }
+    }
+    out.extend(missing_extensions(source, target)?);
+    Ok(out)
+}
+
 /// Why the restore at `target` could not create an extension `source` uses: one sentence per extension, naming
 /// it and saying how to fix it (empty when the restore can run).
 ///

@@ -2,8 +2,9 @@
 //! run killed at any moment is resumed by running it again.
 //!
 //! Order, and why:
-//! 0. `check:*` (not journaled, every run) — each database still to restore can be restored at its target (its
-//!    extensions), so that a superuser-only extension the target lacks stops the run before the freeze;
+//! 0. `check:*` (not journaled, every run) — each database still to restore can be restored at its target (same
+//!    encoding and collation; its extensions there or creatable), so such a problem stops the run before the
+//!    freeze, not after;
 //! 1. `bulk:bucket:*`, `bulk:dir:*` — the long copies, while the source still serves (no downtime);
 //! 2. `freeze` — the source's applications stop: from here its data no longer changes;
 //! 3. `delta:bucket:*`, `delta:dir:*` — the same copies again, moving only what changed since the bulk copy;
@@ -128,7 +129,8 @@ pub fn run(
 }
 
 /// Before any step (and so before the freeze): each database still to restore can be restored at its target,
-/// that is, every extension the source uses is there or can be created by the target's role. Nothing is
+/// that is, the same encoding and collation, and every extension the source uses is there or can be created by
+/// the target's role ([`pg::restore_problems`]). Nothing is
 /// written; a problem stops the run with the extension named and how to fix it (step `check:NAME`).
 fn check_databases(job: &Job, journal: &Journal) -> Result<(), RunError> {
     for d in &job.databases {
@@ -136,7 +138,7 @@ fn check_databases(job: &Job, journal: &Journal) -> Result<(), RunError> {
             continue;
         }
         let step = format!("check:{}", d.name);
-        let problems = pg::missing_extensions(&d.source, &d.target)
+        let problems = pg::restore_problems(&d.source, &d.target)
             .map_err(|e| step_error(&step, StepFailure::from(e)))?;
         if !problems.is_empty() {
             return Err(RunError::Step {
