@@ -367,4 +367,22 @@ fn extensions_are_restored_or_refused_before_the_freeze() {
         !p.join("frozen").exists(),
         "the source was frozen before the refusal"
     );
+    // A target database of another encoding (Synapse's wants C collation too): refused before the freeze.
+    b.sql(
+        "postgres",
+        "CREATE DATABASE latin OWNER app TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'",
+    );
+    let mut other = job.clone();
+    other.databases[0].target.database = "latin".into();
+    std::fs::write(&job_file, other.to_json()).unwrap();
+    let out = migrate("run", "j3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(
+            "database appdb has the encoding `UTF8` at the source and `LATIN1` at the target"
+        ) && stderr.contains("ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"),
+        "{stderr}"
+    );
+    assert!(!p.join("frozen").exists(), "the source was frozen");
 }
