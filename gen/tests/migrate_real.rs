@@ -10,645 +10,17 @@
 //! PostgreSQL 15 and rclone (Debian) and builds Garage 2.5.0 into `~/.cache/fedigen/` (or set
 //! `FEDIGEN_GARAGE`).
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fedigen::migrate::job::{
-    BucketMove, Commands, DatabaseMove, DirectoryMove, Job, Postgres, S3, SecretMove,
-};
-use fedigen::storage::config::{AdminApi, GarageSettings, S3Api};
-use fedigen::storage::description::{Bucket, Description, Key};
 use proptest::prelude::*;
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+#[path = "support/migrate_world.rs"]
+mod world;
 
-fn pg_bin() -> PathBuf {
-    std::env::var_os("FEDIGEN_PG_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(PG_BIN))
-}
-
-/// Every component the tests need, or a message saying how to install what is missing.
-fn prerequisites() -> PathBuf {
-    let mut missing = Vec::new();
-    if !pg_bin().join("initdb").is_file() {
-        missing.push(format!(
-            "PostgreSQL 15 is not installed ({} has no initdb): apt-get install postgresql-15, or set FEDIGEN_PG_BIN",
-            pg_bin().display()
-        ));
-    }
-    if !Command::new("rclone")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        missing.push("rclone is not installed: apt-get install rclone".into());
-    }
-    let garage = match std::env::var_os("FEDIGEN_GARAGE") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .unwrap_or_else(|| PathBuf::from("/root/.cache"));
-            cache.join("fedigen/garage-2.5.0/bin/garage")
-        }
-    };
-    if !garage.is_file() {
-        missing.push(format!(
-            "Garage 2.5.0 is not installed at {} (or FEDIGEN_GARAGE)",
-            garage.display()
-        ));
-    }
-    assert!(
-        missing.is_empty(),
-        "{}\nscripts/install-test-deps installs all of them on Debian",
-        missing.join("\n")
-    );
-    garage
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).unwrap();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn run(c: &mut Command, what: &str) -> String {
-    let out = c.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A PostgreSQL cluster in a folder, on a loopback port, with password authentication over TCP; stopped on
-/// drop.
-struct Pg {
-    dir: PathBuf,
-    port: u16,
-    /// The application's role and its password file (what the job names).
-    app_password_file: PathBuf,
-}
-
-impl Pg {
-    fn as_owner(&self, program: &str) -> Command {
-        let tool = pg_bin().join(program);
-        if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "nobody", "--"]).arg(tool);
-            c
-        } else {
-            Command::new(tool)
-        }
-    }
-
-    fn start(root: &Path, name: &str) -> Pg {
-        let dir = root.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let pw = dir.join("superuser.pw");
-        std::fs::write(&pw, "super-secret\n").unwrap();
-        if is_root() {
-            run(
-                Command::new("chown")
-                    .args(["-R", "nobody:nogroup"])
-                    .arg(&dir),
-                "chown",
-            );
-        }
-        let pg = Pg {
-            port: free_port(),
-            app_password_file: root.join(format!("{name}-app.pw")),
-            dir,
-        };
-        let data = pg.dir.join("data");
-        run(
-            pg.as_owner("initdb")
-                .arg("-D")
-                .arg(&data)
-                .args([
-                    "-U",
-                    "postgres",
-                    "--auth-local=trust",
-                    "--auth-host=scram-sha-256",
-                    "--no-locale",
-                    "-E",
-                    "UTF8",
-                ])
-                .arg(format!("--pwfile={}", pw.display()))
-                .stdout(Stdio::null()),
-            "initdb",
-        );
-        pg.pg_ctl("start");
-        std::fs::write(&pg.app_password_file, "app-pw\n").unwrap();
-        pg.sql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
-        pg.sql("postgres", "CREATE DATABASE appdb OWNER app");
-        pg
-    }
-
-    fn pg_ctl(&self, action: &str) {
-        let data = self.dir.join("data");
-        let mut c = self.as_owner("pg_ctl");
-        c.arg("-D")
-            .arg(&data)
-            .arg("-o")
-            .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -k {}",
-                self.port,
-                self.dir.display()
-            ))
-            .arg("-l")
-            .arg(self.dir.join("log"))
-            .args(["-w", "-m", "fast", action])
-            .stdout(Stdio::null());
-        run(&mut c, &format!("pg_ctl {action}"));
-    }
-
-    /// Runs SQL as the superuser (over TCP, with its password); returns psql's unaligned output.
-    fn sql(&self, db: &str, query: &str) -> String {
-        self.psql("postgres", "super-secret", db, query)
-    }
-
-    fn psql(&self, user: &str, password: &str, db: &str, query: &str) -> String {
-        run(
-            Command::new(pg_bin().join("psql"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    user,
-                    "-d",
-                    db,
-                ])
-                .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", query])
-                .env("PGPASSWORD", password),
-            query,
-        )
-    }
-
-    fn app(&self, query: &str) -> String {
-        self.psql("app", "app-pw", "appdb", query)
-    }
-
-    fn connection(&self) -> Postgres {
-        Postgres {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            user: "app".into(),
-            database: "appdb".into(),
-            password_file: Some(self.app_password_file.clone()),
-        }
-    }
-}
-
-impl Drop for Pg {
-    fn drop(&mut self) {
-        let data = self.dir.join("data");
-        let _ = self
-            .as_owner("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .args(["-m", "immediate", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// One Garage node with one bucket and one key, provisioned by `fedigen storage apply`; killed on drop.
-struct Garage {
-    child: std::process::Child,
-    s3_port: u16,
-    key_file: PathBuf,
-}
-
-impl Garage {
-    fn start(garage: &Path, root: &Path, name: &str) -> Garage {
-        let dir = root.join(name);
-        std::fs::create_dir_all(dir.join("meta")).unwrap();
-        let (s3_port, rpc, admin) = (free_port(), free_port(), free_port());
-        let settings = GarageSettings {
-            metadata_dir: dir.join("meta").display().to_string(),
-            data_dir: dir.join("data").display().to_string(),
-            db_engine: "sqlite".into(),
-            replication_factor: 1,
-            consistency_mode: None,
-            rpc_bind_addr: format!("127.0.0.1:{rpc}"),
-            rpc_public_addr: format!("127.0.0.1:{rpc}"),
-            bootstrap_peers: Vec::new(),
-            s3_api: S3Api {
-                api_bind_addr: format!("127.0.0.1:{s3_port}"),
-                s3_region: "garage".into(),
-                root_domain: None,
-            },
-            s3_web: None,
-            admin: AdminApi {
-                api_bind_addr: format!("127.0.0.1:{admin}"),
-            },
-        };
-        let config = dir.join("garage.toml");
-        std::fs::write(&config, settings.to_toml()).unwrap();
-        let (secret, token) = (hex(32), hex(32));
-        let log = std::fs::File::create(dir.join("garage.log")).unwrap();
-        let child = Command::new(garage)
-            .arg("-c")
-            .arg(&config)
-            .arg("server")
-            .env("GARAGE_RPC_SECRET", &secret)
-            .env("GARAGE_ADMIN_TOKEN", &token)
-            .env("RUST_LOG", "garage=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let g = Garage {
-            child,
-            s3_port,
-            key_file: dir.join("s3.env"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let id = loop {
-            let out = Command::new(garage)
-                .arg("-c")
-                .arg(&config)
-                .args(["node", "id", "-q"])
-                .env("GARAGE_RPC_SECRET", &secret)
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if out.status.success() && text.contains('@') {
-                break text.split('@').next().unwrap().to_owned();
-            }
-            assert!(Instant::now() < deadline, "garage node id: {text}");
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        let key_id = format!("GK{}", hex(12));
-        std::fs::write(
-            &g.key_file,
-            format!(
-                "AWS_ACCESS_KEY_ID={key_id}\nAWS_SECRET_ACCESS_KEY={}\n",
-                hex(32)
-            ),
-        )
-        .unwrap();
-        let description = Description::new(1)
-            .with_node("n1", &id, "dc1", 1 << 30)
-            .with_bucket(Bucket {
-                name: "media".into(),
-                website: false,
-                keys: vec![Key {
-                    id: key_id,
-                    secret_file: g.key_file.clone(),
-                    name: format!("{name}/app"),
-                    read: true,
-                    write: true,
-                    owner: true,
-                }],
-            });
-        let desc_file = dir.join("storage.json");
-        std::fs::write(&desc_file, description.to_json()).unwrap();
-        let token_file = dir.join("token");
-        std::fs::write(&token_file, &token).unwrap();
-        run(
-            Command::new(env!("CARGO_BIN_EXE_fedigen"))
-                .args([
-                    "--quiet",
-                    "storage",
-                    "apply",
-                    "--wait",
-                    "60",
-                    "--description",
-                ])
-                .arg(&desc_file)
-                .arg("--admin")
-                .arg(format!("http://127.0.0.1:{admin}"))
-                .arg("--token-file")
-                .arg(&token_file),
-            "fedigen storage apply",
-        );
-        g
-    }
-
-    fn s3(&self) -> S3 {
-        S3 {
-            endpoint: format!("http://127.0.0.1:{}", self.s3_port),
-            region: "garage".into(),
-            bucket: "media".into(),
-            key_file: self.key_file.clone(),
-        }
-    }
-
-    /// rclone with this node as remote `g:`.
-    fn rclone(&self) -> Command {
-        let text = std::fs::read_to_string(&self.key_file).unwrap();
-        let get = |k: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{k}=")))
-                .unwrap()
-                .to_owned()
-        };
-        let mut c = Command::new("rclone");
-        c.env("RCLONE_CONFIG", "/dev/null")
-            .env_remove("AWS_CA_BUNDLE")
-            .env("RCLONE_CONFIG_G_TYPE", "s3")
-            .env("RCLONE_CONFIG_G_PROVIDER", "Other")
-            .env(
-                "RCLONE_CONFIG_G_ENDPOINT",
-                format!("http://127.0.0.1:{}", self.s3_port),
-            )
-            .env("RCLONE_CONFIG_G_REGION", "garage")
-            .env("RCLONE_CONFIG_G_FORCE_PATH_STYLE", "true")
-            .env("RCLONE_CONFIG_G_ACCESS_KEY_ID", get("AWS_ACCESS_KEY_ID"))
-            .env(
-                "RCLONE_CONFIG_G_SECRET_ACCESS_KEY",
-                get("AWS_SECRET_ACCESS_KEY"),
-            )
-            .arg("--s3-no-check-bucket");
-        c
-    }
-
-    fn put(&self, local: &Path, key: &str) {
-        run(
-            self.rclone()
-                .args([
-                    "copyto",
-                    "--s3-upload-cutoff",
-                    "5Mi",
-                    "--s3-chunk-size",
-                    "5Mi",
-                ])
-                .arg(local)
-                .arg(format!("g:media/{key}")),
-            "rclone copyto",
-        );
-    }
-
-    /// Every object's name, size and MD5 of its downloaded bytes: what A must keep.
-    fn fingerprint(&self) -> String {
-        run(
-            self.rclone().args(["md5sum", "--download", "g:media"]),
-            "rclone md5sum",
-        )
-        .lines()
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect::<Vec<_>>()
-        .join("\n")
-    }
-
-    fn wipe(&self) {
-        run(self.rclone().args(["delete", "g:media"]), "rclone delete");
-    }
-}
-
-impl Drop for Garage {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Providers A and B, the folders and files each keeps, and the job moving A's state to B.
-struct World {
-    root: tempfile::TempDir,
-    pg_a: Pg,
-    pg_b: Pg,
-    s3_a: Garage,
-    s3_b: Garage,
-    job_file: PathBuf,
-}
-
-impl World {
-    fn new() -> World {
-        let garage = prerequisites();
-        let root = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let p = root.path().to_owned();
-        let (pg_a, pg_b) = (Pg::start(&p, "pg-a"), Pg::start(&p, "pg-b"));
-        let (s3_a, s3_b) = (
-            Garage::start(&garage, &p, "garage-a"),
-            Garage::start(&garage, &p, "garage-b"),
-        );
-        std::fs::create_dir_all(p.join("a/state")).unwrap();
-        std::fs::create_dir_all(p.join("a/secrets")).unwrap();
-        let user = run(Command::new("id").arg("-un"), "id -un")
-            .trim()
-            .to_owned();
-        let group = run(Command::new("id").arg("-gn"), "id -gn")
-            .trim()
-            .to_owned();
-        let marker = |n: &str| p.join(n).display().to_string();
-        let job = Job {
-            operator: "op".into(),
-            databases: vec![DatabaseMove {
-                name: "app".into(),
-                source: pg_a.connection(),
-                target: pg_b.connection(),
-            }],
-            buckets: vec![BucketMove {
-                name: "media".into(),
-                source: s3_a.s3(),
-                target: s3_b.s3(),
-            }],
-            directories: vec![DirectoryMove {
-                name: "state".into(),
-                source: marker("a/state"),
-                target: marker("b/state"),
-            }],
-            identity: vec![SecretMove {
-                name: "signing_key".into(),
-                source: marker("a/secrets/signing.key"),
-                target: p.join("b/secrets/signing.key"),
-                owner: user,
-                group,
-                mode: "0600".into(),
-            }],
-            commands: Commands {
-                freeze: vec![vec!["touch".into(), marker("frozen")]],
-                start: vec![vec!["touch".into(), marker("started")]],
-                health: vec![vec!["test".into(), "-e".into(), marker("started")]],
-                health_timeout_seconds: 10,
-                dns_switch: vec![vec!["touch".into(), marker("dns")]],
-                source_start: vec![vec!["rm".into(), "-f".into(), marker("frozen")]],
-            },
-        };
-        let job_file = p.join("job.json");
-        std::fs::write(&job_file, job.to_json()).unwrap();
-        World {
-            root,
-            pg_a,
-            pg_b,
-            s3_a,
-            s3_b,
-            job_file,
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.root.path().join(rel)
-    }
-
-    /// The fixed seed: tables with serials, text, bytea, a large object and 5,000 generated rows; objects
-    /// empty, small, 1 MiB and 12 MiB (multipart at a 5 MiB cutoff); nested files, links, modes; a secret.
-    fn seed(&self) {
-        self.pg_a.app(
-            "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);
-             CREATE TABLE posts (id bigserial PRIMARY KEY, user_id int REFERENCES users, body text, at timestamptz DEFAULT now());
-             CREATE TABLE media (id serial PRIMARY KEY, data bytea, lo oid);
-             INSERT INTO users (name) SELECT 'user ' || g FROM generate_series(1, 50) g;
-             INSERT INTO posts (user_id, body) SELECT 1 + g % 50, repeat('x', g % 300) || E'\\n\\t''\"' FROM generate_series(1, 5000) g;
-             INSERT INTO media (data, lo) VALUES (decode(repeat('00ff10', 10000), 'hex'), lo_from_bytea(0, decode(repeat('abcdef', 50000), 'hex')));",
-        );
-        let files = self.path("seed-objects");
-        std::fs::create_dir_all(&files).unwrap();
-        for (key, size) in [
-            ("empty", 0usize),
-            ("small.txt", 17),
-            ("dir/one mib.bin", 1 << 20),
-            ("big/multipart.bin", 12 << 20),
-        ] {
-            let local = files.join(key.replace('/', "_"));
-            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-            std::fs::write(&local, data).unwrap();
-            self.s3_a.put(&local, key);
-        }
-        let state = self.path("a/state");
-        std::fs::create_dir_all(state.join("public-system/media/1/2")).unwrap();
-        std::fs::write(
-            state.join("public-system/media/1/2/avatar.png"),
-            vec![9u8; 70_000],
-        )
-        .unwrap();
-        std::fs::write(state.join(".secrets_env"), "KEY=value\n").unwrap();
-        std::fs::set_permissions(
-            state.join(".secrets_env"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-        std::fs::write(state.join("empty"), "").unwrap();
-        std::fs::create_dir_all(state.join("empty-dir")).unwrap();
-        std::fs::set_permissions(
-            state.join("public-system"),
-            std::fs::Permissions::from_mode(0o750),
-        )
-        .unwrap();
-        std::os::unix::fs::symlink("public-system/media", state.join("media-link")).unwrap();
-        std::os::unix::fs::symlink("/does/not/exist", state.join("dangling")).unwrap();
-        std::fs::write(
-            self.path("a/secrets/signing.key"),
-            "ed25519 a_key 0123456789\n",
-        )
-        .unwrap();
-    }
-
-    /// What A holds: database dump digest, objects' bytes, the folder's manifest, the secret.
-    fn a_fingerprint(&self) -> String {
-        let dump = run(
-            Command::new(pg_bin().join("pg_dump"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.pg_a.port.to_string(),
-                    "-U",
-                    "app",
-                    "--no-owner",
-                    "appdb",
-                ])
-                .env("PGPASSWORD", "app-pw"),
-            "pg_dump A",
-        );
-        let dump: String = dump
-            .lines()
-            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
-            .collect();
-        let manifest = fedigen::migrate::tree::manifest(&self.path("a/state")).unwrap();
-        format!(
-            "{}\n{}\n{}\n{}",
-            dump.len(),
-            sha(&dump),
-            self.s3_a.fingerprint(),
-            serde_json::to_string(&manifest).unwrap()
-        ) + &std::fs::read_to_string(self.path("a/secrets/signing.key")).unwrap()
-    }
-
-    /// B as if nothing had happened yet (its database is left: the restore replaces what is there).
-    fn reset_b(&self, journal: &Path) {
-        self.s3_b.wipe();
-        let _ = std::fs::remove_dir_all(self.path("b"));
-        let _ = std::fs::remove_dir_all(journal);
-        for m in ["frozen", "started", "dns"] {
-            let _ = std::fs::remove_file(self.path(m));
-        }
-    }
-
-    fn fedigen(&self, args: &[&str], journal: &Path) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_fedigen"))
-            .arg("--quiet")
-            .args(["migrate", args[0], "--job"])
-            .arg(&self.job_file)
-            .args(if args[0] == "verify" {
-                vec![]
-            } else {
-                vec!["--journal".as_ref(), journal.as_os_str()]
-            })
-            .args(&args[1..])
-            .env("FEDIGEN_PG_BIN", pg_bin())
-            .output()
-            .unwrap()
-    }
-
-    fn verify(&self) -> serde_json::Value {
-        let out = self.fedigen(&["verify", "--json"], Path::new(""));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "verify printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        })
-    }
-}
-
-fn sha(s: &str) -> String {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn ok(out: &std::process::Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what}: {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use world::{World, hex, ok, pg_bin};
 
 /// Seed A, pre-copy, change A, migrate, verify equal; B is then really a copy (rows, large object, bytes, modes,
 /// links, the secret's mode); verify names a difference planted at B; the run is idempotent afterwards.
@@ -915,4 +287,102 @@ fn random_data_shapes_migrate_with_equal_data() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// Extensions, as PeerTube's database has them (`pg_trgm`, `unaccent`, created by a superuser): at B the
+/// target's module has created `pg_trgm` already (a superuser's, which the application's role may neither drop
+/// nor comment on) and not `unaccent` (trusted: the role creates it). The migration moves the database and
+/// leaves B's `pg_trgm` as it was. Then A uses an extension only a superuser can create and B lacks it: the run
+/// stops before the freeze, exit status 3, naming the extension and how to fix it.
+#[test]
+fn extensions_are_restored_or_refused_before_the_freeze() {
+    world::prerequisites();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = root.path().to_owned();
+    let (a, b) = (world::Pg::start(&p, "pg-a"), world::Pg::start(&p, "pg-b"));
+    a.sql(
+        "appdb",
+        "CREATE EXTENSION pg_trgm; CREATE EXTENSION unaccent",
+    );
+    b.sql("appdb", "CREATE EXTENSION pg_trgm");
+    a.app(
+        "CREATE TABLE video (id serial PRIMARY KEY, name text);
+         CREATE INDEX video_name ON video USING gin (name gin_trgm_ops);
+         INSERT INTO video (name) SELECT unaccent('Vidéo ' || g) FROM generate_series(1, 100) g;",
+    );
+    let marker = |n: &str| p.join(n).display().to_string();
+    let job = fedigen::migrate::job::Job {
+        operator: "op".into(),
+        databases: vec![fedigen::migrate::job::DatabaseMove {
+            name: "peertube".into(),
+            source: a.connection(),
+            target: b.connection(),
+        }],
+        buckets: Vec::new(),
+        directories: Vec::new(),
+        identity: Vec::new(),
+        commands: fedigen::migrate::job::Commands {
+            freeze: vec![vec!["touch".into(), marker("frozen")]],
+            dns_switch: vec![vec!["touch".into(), marker("dns")]],
+            ..Default::default()
+        },
+    };
+    let job_file = p.join("job.json");
+    std::fs::write(&job_file, job.to_json()).unwrap();
+    let migrate = |verb: &str, journal: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fedigen"));
+        c.args(["migrate", verb, "--job"]).arg(&job_file);
+        if verb == "run" {
+            c.arg("--journal").arg(p.join(journal));
+        }
+        c.env("FEDIGEN_PG_BIN", pg_bin()).output().unwrap()
+    };
+    ok(&migrate("run", "j1"), "run with pg_trgm at both sides");
+    ok(&migrate("verify", ""), "verify");
+    assert_eq!(
+        b.app("SELECT count(*) FROM video WHERE name LIKE 'Video %'"),
+        "100\n"
+    );
+    assert_eq!(
+        b.sql(
+            "appdb",
+            "SELECT extname || ' ' || extowner::regrole FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"
+        ),
+        "pg_trgm postgres\nunaccent app\n",
+        "B's own pg_trgm was replaced, or unaccent not created by the application's role"
+    );
+    // A superuser-only extension B lacks: refused before anything is done.
+    a.sql("appdb", "CREATE EXTENSION pg_buffercache");
+    std::fs::remove_file(p.join("frozen")).unwrap();
+    let out = migrate("run", "j2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("extension `pg_buffercache`, which only a superuser can create")
+            && stderr.contains("CREATE EXTENSION \"pg_buffercache\";"),
+        "{stderr}"
+    );
+    assert!(
+        !p.join("frozen").exists(),
+        "the source was frozen before the refusal"
+    );
+    // A target database of another encoding (Synapse's wants C collation too): refused before the freeze.
+    b.sql(
+        "postgres",
+        "CREATE DATABASE latin OWNER app TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'",
+    );
+    let mut other = job.clone();
+    other.databases[0].target.database = "latin".into();
+    std::fs::write(&job_file, other.to_json()).unwrap();
+    let out = migrate("run", "j3");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(
+            "database appdb has the encoding `UTF8` at the source and `LATIN1` at the target"
+        ) && stderr.contains("ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"),
+        "{stderr}"
+    );
+    assert!(!p.join("frozen").exists(), "the source was frozen");
 }

@@ -130,7 +130,10 @@ pub struct SecretMove {
 
 /// The commands of a migration, each an argument vector run without a shell. Each must be idempotent: a
 /// resumed run may repeat the one it was killed in.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+///
+/// `Default` is written out (not derived) so that a job built in code gets the same health timeout as one read
+/// from JSON: a derived default of 0 seconds would be refused by [`Job::problems`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Commands {
     /// Stop the source's applications (or make them read-only): after these, its data no longer changes.
@@ -151,6 +154,19 @@ pub struct Commands {
     /// Start the source again (`fedigen migrate rollback`), undoing the freeze.
     #[serde(default)]
     pub source_start: Vec<Vec<String>>,
+}
+
+impl Default for Commands {
+    fn default() -> Self {
+        Commands {
+            freeze: Vec::new(),
+            start: Vec::new(),
+            health: Vec::new(),
+            health_timeout_seconds: default_health_timeout(),
+            dns_switch: Vec::new(),
+            source_start: Vec::new(),
+        }
+    }
 }
 
 fn default_health_timeout() -> u64 {
@@ -488,6 +504,22 @@ mod tests {
         assert_eq!(parsed.databases[0].source.port, 5432);
         assert_eq!(parsed.commands.health_timeout_seconds, 300);
         assert_eq!(Job::parse(&parsed.to_json(), "again").unwrap(), parsed);
+    }
+
+    /// A job built in code with `Commands::default()` is as valid as one read from JSON without `commands`:
+    /// the same health timeout, never the 0 seconds `Job::problems` refuses.
+    #[test]
+    fn default_commands_have_the_json_default_health_timeout() {
+        assert_eq!(Commands::default().health_timeout_seconds, 300);
+        let mut v = job();
+        v.as_object_mut().unwrap().remove("commands");
+        let parsed = Job::parse(&v.to_string(), "job.json").unwrap();
+        assert_eq!(parsed.commands, Commands::default());
+        let built = Job {
+            commands: Commands::default(),
+            ..parsed
+        };
+        assert!(built.problems().is_empty(), "{:?}", built.problems());
     }
 
     #[test]

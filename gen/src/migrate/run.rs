@@ -2,6 +2,9 @@
 //! run killed at any moment is resumed by running it again.
 //!
 //! Order, and why:
+//! 0. `check:*` (not journaled, every run) — each database still to restore can be restored at its target (same
+//!    encoding and collation; its extensions there or creatable), so such a problem stops the run before the
+//!    freeze, not after;
 //! 1. `bulk:bucket:*`, `bulk:dir:*` — the long copies, while the source still serves (no downtime);
 //! 2. `freeze` — the source's applications stop: from here its data no longer changes;
 //! 3. `delta:bucket:*`, `delta:dir:*` — the same copies again, moving only what changed since the bulk copy;
@@ -107,6 +110,7 @@ pub fn run(
     events: &mut dyn FnMut(Event),
 ) -> Result<(), RunError> {
     let mut journal = Journal::open(journal_dir, &super::journal::job_digest(&job.to_json()))?;
+    check_databases(job, &journal)?;
     for step in steps(job) {
         let bulk = step.starts_with("bulk:");
         if scope == Scope::BulkOnly && !bulk {
@@ -120,6 +124,32 @@ pub fn run(
         do_step(job, &journal, &step)?;
         journal.mark(&step)?;
         events(Event::Done(step));
+    }
+    Ok(())
+}
+
+/// Before any step (and so before the freeze): each database still to restore can be restored at its target,
+/// that is, the same encoding and collation, and every extension the source uses is there or can be created by
+/// the target's role ([`pg::restore_problems`]). Nothing is
+/// written; a problem stops the run with the extension named and how to fix it (step `check:NAME`).
+fn check_databases(job: &Job, journal: &Journal) -> Result<(), RunError> {
+    for d in &job.databases {
+        if journal.is_done(&format!("restore:{}", d.name)) {
+            continue;
+        }
+        let step = format!("check:{}", d.name);
+        let problems = pg::restore_problems(&d.source, &d.target)
+            .map_err(|e| step_error(&step, StepFailure::from(e)))?;
+        if !problems.is_empty() {
+            return Err(RunError::Step {
+                step,
+                message: format!(
+                    "the target cannot hold this database yet (nothing was done, the source still runs):\n  {}",
+                    problems.join("\n  ")
+                ),
+                environment: true,
+            });
+        }
     }
     Ok(())
 }
