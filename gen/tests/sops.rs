@@ -338,6 +338,15 @@ fn machines_evaluate_with_the_real_sops_nix() -> Result<(), Failed> {
             "/var/lib/secrets/garage-environment",
             "provider/garage/environment",
         ),
+        // Each application's S3 key (README's key table: one key per operator's application).
+        (
+            "/run/secrets/mastodon-s3-key",
+            "provider/garage/s3-keys/dijkstad/mastodon",
+        ),
+        (
+            "/run/secrets/matrix-synapse-s3-key",
+            "provider/garage/s3-keys/dijkstad/matrix-synapse",
+        ),
     ]
     .into();
     for (name, m) in machines {
