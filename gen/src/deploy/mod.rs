@@ -400,7 +400,7 @@ pub fn plan_keeping(
     // Each machine is described, emitted and verified on rayon's threads, and its expression dropped at once: at
     // 10,000 operators, holding all 40,000 expressions until the last was emitted was most of the peak memory
     // (issue #18). Results are taken in the machines' order, so the first error reported is the first machine's.
-    let described: Vec<Result<Option<(PlannedMachine, PathBuf, String)>, DeployError>> = {
+    let described: Vec<Result<Option<MachineFile>, DeployError>> = {
         use rayon::prelude::*;
         machines(spec, catalog)
             .into_par_iter()
@@ -562,6 +562,9 @@ pub fn plan_keeping(
     }
     Ok(files)
 }
+
+/// A machine with its file's path and text, as [`plan_keeping`] emits it.
+type MachineFile = (PlannedMachine, PathBuf, String);
 
 /// Emits a machine's module as `deployments/<operator>/<application>.nix`.
 fn machine_file(
