@@ -395,58 +395,65 @@ pub fn plan_keeping(
     kept: &Kept,
 ) -> Result<BTreeMap<PathBuf, String>, DeployError> {
     let mut files = BTreeMap::new();
-    // Machines are described first, then emitted and verified in parallel (the costly part: rnix).
-    let mut pending: Vec<(PlannedMachine, Expr, Vec<String>)> = Vec::new();
     let header = |what: &str| vec![marker_text(&format!("{spec_name} ({what})"))];
     let spec_dir = Path::new(spec_name).parent().unwrap_or(Path::new(""));
-    for machine in machines(spec, catalog) {
-        let (module, what) = match &machine.role {
-            MachineRole::Application {
-                operator,
-                application: app,
-            } => {
-                let operator = &spec.operators[*operator];
-                let application = &operator.applications[app];
-                let manifest = &catalog.manifests[app];
-                (
-                    machine_module(
-                        spec,
-                        spec_dir,
-                        operator,
-                        app,
-                        application,
-                        manifest,
-                        catalog,
-                    )?,
-                    format!("operator {}, application {app}", operator.name),
-                )
-            }
-            MachineRole::GarageNode(node_name) => {
-                let Some(storage) = &spec.provider.object_storage else {
-                    continue;
-                };
-                let node = &storage.nodes[node_name];
-                (
-                    garage_machine(spec, spec_dir, (&machine.name, node_name, node), catalog)?,
-                    format!("Garage node {node_name}"),
-                )
-            }
-        };
-        pending.push((machine, module, header(&what)));
-    }
-    let emitted: Vec<Result<(PathBuf, String), DeployError>> = {
+    // Each machine is described, emitted and verified on rayon's threads, and its expression dropped at once: at
+    // 10,000 operators, holding all 40,000 expressions until the last was emitted was most of the peak memory
+    // (issue #18). Results are taken in the machines' order, so the first error reported is the first machine's.
+    let described: Vec<Result<Option<MachineFile>, DeployError>> = {
         use rayon::prelude::*;
-        pending
-            .par_iter()
-            .map(|(machine, module, header)| machine_file(machine, module, header))
+        machines(spec, catalog)
+            .into_par_iter()
+            .map(|machine| {
+                let (module, what) = match &machine.role {
+                    MachineRole::Application {
+                        operator,
+                        application: app,
+                    } => {
+                        let operator = &spec.operators[*operator];
+                        let application = &operator.applications[app];
+                        let manifest = &catalog.manifests[app];
+                        (
+                            machine_module(
+                                spec,
+                                spec_dir,
+                                operator,
+                                app,
+                                application,
+                                manifest,
+                                catalog,
+                            )?,
+                            format!("operator {}, application {app}", operator.name),
+                        )
+                    }
+                    MachineRole::GarageNode(node_name) => {
+                        let Some(storage) = &spec.provider.object_storage else {
+                            return Ok(None);
+                        };
+                        let node = &storage.nodes[node_name];
+                        (
+                            garage_machine(
+                                spec,
+                                spec_dir,
+                                (&machine.name, node_name, node),
+                                catalog,
+                            )?,
+                            format!("Garage node {node_name}"),
+                        )
+                    }
+                };
+                let (path, text) = machine_file(&machine, &module, &header(&what))?;
+                Ok(Some((machine, path, text)))
+            })
             .collect()
     };
-    for file in emitted {
-        let (path, text) = file?;
-        files.insert(path, text);
+    let mut machines = Vec::with_capacity(described.len());
+    for file in described {
+        if let Some((machine, path, text)) = file? {
+            files.insert(path, text);
+            machines.push(machine);
+        }
     }
-    let machines: Vec<PlannedMachine> =
-        pending.into_iter().map(|(machine, _, _)| machine).collect();
     // The files beside the machines' folders: each with the marker, what it is (`what`) and a line on its use.
     let mut top_level = |name: &str, what: &str, purpose: &str, module: &Expr| {
         let mut lines = header(what);
@@ -555,6 +562,9 @@ pub fn plan_keeping(
     }
     Ok(files)
 }
+
+/// A machine with its file's path and text, as [`plan_keeping`] emits it.
+type MachineFile = (PlannedMachine, PathBuf, String);
 
 /// Emits a machine's module as `deployments/<operator>/<application>.nix`.
 fn machine_file(

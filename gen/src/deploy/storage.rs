@@ -100,35 +100,47 @@ pub(crate) fn bucket_name(
 pub(crate) fn applications(spec: &Spec, catalog: &Catalog) -> Vec<AppStorage> {
     let mut out = Vec::new();
     for (i, operator) in spec.operators.iter().enumerate() {
-        for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
-            let Some(manifest) = catalog.manifests.get(app) else {
-                continue;
-            };
-            let kinds = &manifest.needs.s3_buckets;
-            if kinds.is_empty() {
-                continue;
-            }
-            let buckets = kinds
-                .iter()
-                .map(|kind| {
-                    (
-                        kind.clone(),
-                        bucket_name(operator, app, kinds, kind),
-                        application.buckets.contains_key(kind),
-                    )
-                })
-                .collect();
-            out.push(AppStorage {
-                operator: i,
-                operator_name: operator.name.clone(),
-                app: app.clone(),
-                buckets,
-                website: manifest.needs.s3_website,
-                virtual_host: manifest.needs.s3_virtual_host,
-            });
-        }
+        operator_applications(&mut out, i, operator, catalog);
     }
     out
+}
+
+/// [`applications`] of one operator (`i`, its index), by application name, appended to `out`. A machine's file
+/// asks for its own operator's only: asking [`applications`] for every machine made generation quadratic in
+/// the number of operators (issue #18: 4,000 machines × 4,000 applications' bucket names).
+fn operator_applications(
+    out: &mut Vec<AppStorage>,
+    i: usize,
+    operator: &model::Operator,
+    catalog: &Catalog,
+) {
+    for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
+        let Some(manifest) = catalog.manifests.get(app) else {
+            continue;
+        };
+        let kinds = &manifest.needs.s3_buckets;
+        if kinds.is_empty() {
+            continue;
+        }
+        let buckets = kinds
+            .iter()
+            .map(|kind| {
+                (
+                    kind.clone(),
+                    bucket_name(operator, app, kinds, kind),
+                    application.buckets.contains_key(kind),
+                )
+            })
+            .collect();
+        out.push(AppStorage {
+            operator: i,
+            operator_name: operator.name.clone(),
+            app: app.clone(),
+            buckets,
+            website: manifest.needs.s3_website,
+            virtual_host: manifest.needs.s3_virtual_host,
+        });
+    }
 }
 
 /// The node that runs `fedigen storage apply`: the first by name (Garage's docs demand one layout writer).
@@ -468,10 +480,11 @@ pub(crate) fn object_storage_entry(
     app: &str,
 ) -> Result<Option<Entry>, DeployError> {
     spec.provider.object_storage.as_ref().map_or(Ok(None), |_| {
-        let Some(storage) = applications(spec, catalog)
-            .into_iter()
-            .find(|a| a.operator == operator && a.app == app)
-        else {
+        let mut own = Vec::new();
+        if let Some(o) = spec.operators.get(operator) {
+            operator_applications(&mut own, operator, o, catalog);
+        }
+        let Some(storage) = own.into_iter().find(|a| a.app == app) else {
             return Ok(None);
         };
         let buckets: serde_json::Map<String, Value> = storage
@@ -708,6 +721,53 @@ region = "garage"
             acme_peers(&spec, &catalog()),
             ["192.0.2.21:80", "[2001:db8::22]:80"]
         );
+    }
+
+    /// A machine's `objectStorage` names exactly the buckets [`applications`] lists for its operator and
+    /// application (overrides included), though it asks only its own operator (issue #18: asking every operator
+    /// for every machine made generation quadratic).
+    #[test]
+    fn a_machine_file_names_the_buckets_its_operator_has() {
+        let spec = spec(
+            &two_nodes(),
+            &[
+                (
+                    "uni",
+                    "applications.mastodon = {}\napplications.peertube = {}",
+                ),
+                (
+                    "club",
+                    "applications.mastodon.buckets.media = \"club-media\"",
+                ),
+                (
+                    "zoo",
+                    "applications.peertube = {}\napplications.mastodon = {}",
+                ),
+            ],
+        );
+        let catalog = catalog();
+        let all = applications(&spec, &catalog);
+        assert_eq!(all.len(), 5);
+        for storage in &all {
+            let entry = object_storage_entry(&spec, &catalog, storage.operator, &storage.app)
+                .unwrap()
+                .expect("an application with buckets has an objectStorage entry");
+            let text = crate::nix::print::print_expr(&Expr::attrs(vec![entry]));
+            for (kind, name, _) in &storage.buckets {
+                assert!(
+                    text.contains(&format!("{kind} = \"{name}\";")),
+                    "{kind} = {name} missing from {text}"
+                );
+            }
+            let others = all
+                .iter()
+                .filter(|o| (o.operator, &o.app) != (storage.operator, &storage.app))
+                .flat_map(|o| &o.buckets)
+                .filter(|(_, n, _)| !storage.buckets.iter().any(|(_, m, _)| m == n));
+            for (_, name, _) in others {
+                assert!(!text.contains(&format!("\"{name}\"")), "{name} in {text}");
+            }
+        }
     }
 
     #[test]
