@@ -475,10 +475,33 @@ fn check_converged(admin: &mut HttpAdmin, description: &Description) -> Result<(
     if roles != want {
         return Err(fail(format!("layout roles {roles:?}, described {want:?}")));
     }
+    // Every bucket in bulk, a page at a time (a lookup per bucket costs Garage ~0.1 s of argon2 each).
+    let mut listed: BTreeMap<String, Value> = BTreeMap::new();
+    let mut offset = String::new();
+    loop {
+        let mut query = vec![("limit", "1000")];
+        if !offset.is_empty() {
+            query.push(("offset", offset.as_str()));
+        }
+        let page = admin
+            .get("ListBucketsInfo", &query)
+            .map_err(|e| fail(format!("ListBucketsInfo: {e}")))?;
+        let page = page.as_array().cloned().unwrap_or_default();
+        let before = listed.len();
+        for b in &page {
+            for alias in b["globalAliases"].as_array().into_iter().flatten() {
+                listed.insert(alias.as_str().unwrap_or("").to_owned(), b.clone());
+            }
+            offset = b["id"].as_str().unwrap_or("").to_owned();
+        }
+        if page.len() < 1000 || listed.len() == before {
+            break;
+        }
+    }
     for bucket in &description.buckets {
-        let info = admin
-            .get("GetBucketInfo", &[("globalAlias", &bucket.name)])
-            .map_err(|e| fail(format!("bucket {}: {e}", bucket.name)))?;
+        let info = listed
+            .get(&bucket.name)
+            .ok_or_else(|| fail(format!("bucket {} does not exist", bucket.name)))?;
         if info["websiteAccess"] != Value::Bool(bucket.website) {
             return Err(fail(format!("bucket {} website: {info}", bucket.name)));
         }

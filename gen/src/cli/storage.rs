@@ -89,6 +89,10 @@ pub struct ApplyArgs {
     /// Print the outcome as JSON: {"ok", "changes", "changing_calls", "layout_version"} or {"ok": false, "error"}.
     #[arg(long)]
     json: bool,
+    /// How many connections provision keys and buckets at once (Garage checks each call's token on one core:
+    /// more connections use more of its cores). 1: one call at a time.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel: u16,
 }
 
 /// `fedigen storage node-key`.
@@ -140,15 +144,28 @@ fn run_apply(args: ApplyArgs) -> CliResult {
     let description = Description::parse(&text, &source).map_err(CliError::invalid)?;
     let token = token(&args)?;
     let mut admin = HttpAdmin::new(&args.admin, &token);
+    let mut extra: Vec<HttpAdmin> = if args.parallel > 1 {
+        (0..args.parallel)
+            .map(|_| HttpAdmin::new(&args.admin, &token))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let waits = Waits {
         nodes: Duration::from_secs(args.wait),
         health: Duration::from_secs(args.wait),
         ..Waits::default()
     };
-    match apply::apply(&mut admin, &description, waits) {
+    let mut boxed: Vec<Box<dyn fedigen::storage::client::Admin + Send + '_>> = extra
+        .iter_mut()
+        .map(|c| Box::new(c) as Box<dyn fedigen::storage::client::Admin + Send + '_>)
+        .collect();
+    let outcome = apply::apply_with(&mut admin, &mut boxed, &description, waits);
+    drop(boxed);
+    match outcome {
         Ok(mut report) => {
-            // The client's own count of POSTs: what went over the wire.
-            report.changing_calls = admin.posts;
+            // The clients' own count of POSTs: what went over the wire.
+            report.changing_calls = admin.posts + extra.iter().map(|c| c.posts).sum::<usize>();
             if args.json {
                 let v = serde_json::json!({
                     "ok": true,
