@@ -1431,15 +1431,17 @@ fn bench_provisioning() -> Result<(), Failed> {
     std::fs::write(&file, description.to_json())?;
     let load_before = loadavg();
     let garage_before = garage_cpu(&cluster);
-    let (wall, cpu) = timed_sh(
-        &format!(
-            "'{}' --quiet storage apply --description '{}' --admin '{}' --json >/dev/null",
-            env!("CARGO_BIN_EXE_fedigen"),
-            file.display(),
-            cluster.admin_url()
-        ),
-        &[("GARAGE_ADMIN_TOKEN", &cluster.token)],
-    )?;
+    let parallel = count("FEDIGEN_BENCH_PARALLEL", 4);
+    let apply_cmd = format!(
+        "'{}' --quiet storage apply --description '{}' --admin '{}' --parallel {parallel} --json >/dev/null",
+        env!("CARGO_BIN_EXE_fedigen"),
+        file.display(),
+        cluster.admin_url()
+    );
+    println!(
+        "figure: {operators} operators x 4 applications, --parallel {parallel}, CLI sample {cli_operators} x 4"
+    );
+    let (wall, cpu) = timed_sh(&apply_cmd, &[("GARAGE_ADMIN_TOKEN", &cluster.token)])?;
     let garage_apply = garage_cpu(&cluster) - garage_before;
     let pairs = operators * apps.len();
     println!(
@@ -1447,15 +1449,9 @@ fn bench_provisioning() -> Result<(), Failed> {
         wall * 1000.0 / pairs as f64
     );
     check_converged(&mut cluster.client(), &description)?;
-    let (wall2, cpu2) = timed_sh(
-        &format!(
-            "'{}' --quiet storage apply --description '{}' --admin '{}' --json >/dev/null",
-            env!("CARGO_BIN_EXE_fedigen"),
-            file.display(),
-            cluster.admin_url()
-        ),
-        &[("GARAGE_ADMIN_TOKEN", &cluster.token)],
-    )?;
+    let garage_before = garage_cpu(&cluster);
+    let (wall2, cpu2) = timed_sh(&apply_cmd, &[("GARAGE_ADMIN_TOKEN", &cluster.token)])?;
+    let garage_noop = garage_cpu(&cluster) - garage_before;
     // The CLI: one process per step, against node 1 over RPC, as an operator's script would.
     let config = cluster.nodes[0].config.display().to_string();
     let g = cluster.garage.display().to_string();
@@ -1485,7 +1481,7 @@ fn bench_provisioning() -> Result<(), Failed> {
     let load_after = loadavg();
     println!("figure: load average before {load_before}, after {load_after}");
     println!(
-        "figure: second apply (no-op) over {pairs} pairs: wall {wall2:.1} s, client CPU {cpu2:.1} s"
+        "figure: second apply (no-op) over {pairs} pairs: wall {wall2:.1} s, client CPU {cpu2:.1} s, Garage CPU {garage_noop:.1} s"
     );
     println!(
         "figure: garage CLI, one call per step, {cli_pairs} pairs ({} calls): wall {cli_wall:.1} s ({:.2} ms/pair), client CPU {cli_cpu:.1} s, Garage CPU {garage_cli:.1} s",

@@ -27,9 +27,11 @@ What it does, through Garage's admin API v2 (run it on ONE node: Garage wants a 
      history` shows no draining version), reverts staged changes made by someone else, and applies version+1
      once — and not at all when nothing differs;
   3. waits until the cluster is healthy;
-  4. imports each missing key (id from the description, secret from its secret_file), refuses a key that exists
-     with another secret (rotate: give it a new id), creates each missing bucket, sets website access, and makes
-     each key's permissions on each bucket exactly the described ones (other keys' are revoked).
+  4. reads every key and bucket in bulk (ListKeys, ListBucketsInfo: a call per thousand), then imports each
+     missing key (id from the description, secret from its secret_file), refuses a key that exists with another
+     secret (rotate: give it a new id), creates each missing bucket, sets website access, and makes each key's
+     permissions on each bucket exactly the described ones (other keys' are revoked) — on --parallel
+     connections at once (Garage checks every call's admin token with argon2, about 0.1 s of a core each).
 A second run with the same description only reads: it prints nothing and its changing_calls is 0.
 
 Exit status: 0 the cluster matches the description (changes printed one per line); 1 a step failed (Garage's error and what to do are printed); 2 the description is invalid (every problem with its JSON path; nothing changed); 3 Garage's admin API is unreachable, or the admin token or a key's secret file is missing.
