@@ -1329,7 +1329,9 @@ fn timed_sh(script: &str, envs: &[(&str, &str)]) -> Result<(f64, f64), Failed> {
     let started = Instant::now();
     // From a file: thousands of CLI calls exceed the argument length limit.
     let file = tempfile::NamedTempFile::new()?;
-    std::fs::write(file.path(), format!("{script}\ntimes\n"))?;
+    // `set -e`: a failing command fails the run (else `times`, the last command, would make it succeed and a
+    // command that never ran would be timed as instantaneous).
+    std::fs::write(file.path(), format!("set -e\n{script}\ntimes\n"))?;
     let mut c = Command::new("sh");
     c.arg(file.path());
     for (k, v) in envs {
