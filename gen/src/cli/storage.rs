@@ -27,9 +27,11 @@ What it does, through Garage's admin API v2 (run it on ONE node: Garage wants a 
      history` shows no draining version), reverts staged changes made by someone else, and applies version+1
      once — and not at all when nothing differs;
   3. waits until the cluster is healthy;
-  4. imports each missing key (id from the description, secret from its secret_file), refuses a key that exists
-     with another secret (rotate: give it a new id), creates each missing bucket, sets website access, and makes
-     each key's permissions on each bucket exactly the described ones (other keys' are revoked).
+  4. reads every key and bucket in bulk (ListKeys, ListBucketsInfo: a call per thousand), then imports each
+     missing key (id from the description, secret from its secret_file), refuses a key that exists with another
+     secret (rotate: give it a new id), creates each missing bucket, sets website access, and makes each key's
+     permissions on each bucket exactly the described ones (other keys' are revoked) — on --parallel
+     connections at once (Garage checks every call's admin token with argon2, about 0.1 s of a core each).
 A second run with the same description only reads: it prints nothing and its changing_calls is 0.
 
 Exit status: 0 the cluster matches the description (changes printed one per line); 1 a step failed (Garage's error and what to do are printed); 2 the description is invalid (every problem with its JSON path; nothing changed); 3 Garage's admin API is unreachable, or the admin token or a key's secret file is missing.
@@ -89,6 +91,10 @@ pub struct ApplyArgs {
     /// Print the outcome as JSON: {"ok", "changes", "changing_calls", "layout_version"} or {"ok": false, "error"}.
     #[arg(long)]
     json: bool,
+    /// How many connections provision keys and buckets at once (Garage checks each call's token on one core:
+    /// more connections use more of its cores). 1: one call at a time.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    parallel: u16,
 }
 
 /// `fedigen storage node-key`.
@@ -140,15 +146,28 @@ fn run_apply(args: ApplyArgs) -> CliResult {
     let description = Description::parse(&text, &source).map_err(CliError::invalid)?;
     let token = token(&args)?;
     let mut admin = HttpAdmin::new(&args.admin, &token);
+    let mut extra: Vec<HttpAdmin> = if args.parallel > 1 {
+        (0..args.parallel)
+            .map(|_| HttpAdmin::new(&args.admin, &token))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let waits = Waits {
         nodes: Duration::from_secs(args.wait),
         health: Duration::from_secs(args.wait),
         ..Waits::default()
     };
-    match apply::apply(&mut admin, &description, waits) {
+    let mut boxed: Vec<Box<dyn fedigen::storage::client::Admin + Send + '_>> = extra
+        .iter_mut()
+        .map(|c| Box::new(c) as Box<dyn fedigen::storage::client::Admin + Send + '_>)
+        .collect();
+    let outcome = apply::apply_with(&mut admin, &mut boxed, &description, waits);
+    drop(boxed);
+    match outcome {
         Ok(mut report) => {
-            // The client's own count of POSTs: what went over the wire.
-            report.changing_calls = admin.posts;
+            // The clients' own count of POSTs: what went over the wire.
+            report.changing_calls = admin.posts + extra.iter().map(|c| c.posts).sum::<usize>();
             if args.json {
                 let v = serde_json::json!({
                     "ok": true,

@@ -5,9 +5,12 @@
 //!   applied twice; and an Apply with nothing staged still makes a new version. So the current layout is read,
 //!   compared with the description ([`plan_layout`], pure), only the differences are staged (foreign staged
 //!   changes are reverted first), and `version + 1` is applied once, only when something differs.
-//! - Buckets and keys: looked up first, created or imported only when missing; permissions and website access
-//!   are compared with what Garage reports and changed only where they differ (every AllowBucketKey writes a
-//!   new timestamp, so calling it blindly would never be a no-op).
+//! - Buckets and keys: read in bulk first ([`super::inventory`]: every authenticated call costs Garage an
+//!   argon2 check of the token, ~0.1 s), created or imported only when missing, with no lookup of what the
+//!   bulk read showed missing; permissions and website access are compared with what Garage reports and
+//!   changed only where they differ (every AllowBucketKey writes a new timestamp, so calling it blindly would
+//!   never be a no-op). The per-key and per-bucket jobs may run on several clients at once
+//!   ([`apply_with`], [`super::parallel`]).
 //! - So a second run only reads: [`Report::changing_calls`] counts the POSTs, and the tests hold it to zero.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +22,8 @@ use serde_json::{Value, json};
 
 use super::client::{Admin, ApiError};
 use super::description::{Description, Key, ZoneRedundancy};
+use super::inventory::{self, BucketState, Inventory};
+use super::parallel;
 
 /// How long `apply` waits, and how often it polls.
 #[derive(Debug, Clone, Copy)]
@@ -302,6 +307,18 @@ pub fn apply(
     description: &Description,
     waits: Waits,
 ) -> Result<Report, ApplyError> {
+    apply_with(admin, &mut [], description, waits)
+}
+
+/// [`apply`], with the key and bucket work spread over the `extra` clients (of the same node, or of other
+/// nodes of the cluster), one thread each; `admin` does the reads and the layout. With no extra client,
+/// everything runs on `admin`, in order.
+pub fn apply_with(
+    admin: &mut dyn Admin,
+    extra: &mut [Box<dyn Admin + Send + '_>],
+    description: &Description,
+    waits: Waits,
+) -> Result<Report, ApplyError> {
     let mut resolved = resolve_key_ids(description)?;
     resolve_self(admin, &mut resolved, waits)?;
     let description = &resolved;
@@ -310,9 +327,21 @@ pub fn apply(
     wait_for_nodes(admin, description, waits)?;
     layout(admin, description, &mut report, &mut posts)?;
     wait_for_health(admin, waits)?;
-    keys(admin, description, &mut report, &mut posts)?;
-    for bucket in &description.buckets {
-        self::bucket(admin, bucket, &mut report, &mut posts)?;
+    let inventory = step(
+        inventory::read(admin),
+        "read the cluster's keys and buckets",
+        "check the admin token",
+    )?;
+    let keys_done = keys(admin, extra, description, &inventory)?;
+    let jobs: Vec<_> = description
+        .buckets
+        .iter()
+        .map(|b| (b, inventory.bucket(&b.name)))
+        .collect();
+    let buckets_done = parallel::run(admin, extra, &jobs, &bucket)?;
+    for done in keys_done.into_iter().chain(buckets_done) {
+        report.changes.extend(done.changes);
+        posts += done.posts;
     }
     report.changing_calls = posts;
     Ok(report)
@@ -676,75 +705,94 @@ fn secret_from_text(text: &str, id: &str, path: &Path) -> Result<String, ApplyEr
     Ok(secret)
 }
 
-/// Imports every described key that is missing; checks the secret of those that exist; fixes their names.
+/// What one job did: its change lines, in order, and how many POSTs it sent.
+#[derive(Debug, Default)]
+struct Done {
+    changes: Vec<String>,
+    posts: usize,
+}
+
+/// One described key, its secret, and its name in Garage when the inventory lists it.
+struct KeyJob<'a> {
+    key: &'a Key,
+    secret: String,
+    existing_name: Option<String>,
+}
+
+/// Imports every described key the inventory lacks; checks the secret of those it lists (one `GetKeyInfo`
+/// each: Garage shows secrets only key by key); renames those whose name differs.
 fn keys(
     admin: &mut dyn Admin,
+    extra: &mut [Box<dyn Admin + Send + '_>],
     description: &Description,
-    report: &mut Report,
-    posts: &mut usize,
-) -> Result<(), ApplyError> {
+    inventory: &Inventory,
+) -> Result<Vec<Done>, ApplyError> {
     let mut seen = BTreeSet::new();
+    let mut jobs = Vec::new();
     for key in description.buckets.iter().flat_map(|b| &b.keys) {
         if !seen.insert(key.id.as_str()) {
             continue;
         }
-        let secret = read_secret(key)?;
-        match admin.get(
+        jobs.push(KeyJob {
+            key,
+            secret: read_secret(key)?,
+            existing_name: inventory.keys.get(&key.id).cloned(),
+        });
+    }
+    parallel::run(admin, extra, &jobs, &key_job)
+}
+
+fn key_job(admin: &mut dyn Admin, job: &KeyJob) -> Result<Done, ApplyError> {
+    let (key, secret) = (job.key, job.secret.as_str());
+    let mut done = Done::default();
+    let Some(name) = &job.existing_name else {
+        done.posts += 1;
+        step(
+            admin.post(
+                "ImportKey",
+                &[],
+                &json!({ "accessKeyId": key.id, "secretAccessKey": secret, "name": key.name }),
+            ),
+            &format!("import key {}", key.id),
+            "if Garage says the key exists, it was deleted once and its id can never be imported again: give the key a new id",
+        )?;
+        done.changes
+            .push(format!("key {} ({}) imported", key.id, key.name));
+        return Ok(done);
+    };
+    let info = step(
+        admin.get(
             "GetKeyInfo",
             &[("id", key.id.as_str()), ("showSecretKey", "true")],
-        ) {
-            Ok(info) => {
-                if info["secretAccessKey"].as_str() != Some(secret.as_str()) {
-                    return Err(ApplyError::Step {
-                        step: format!("provision key {}", key.id),
-                        error: format!(
-                            "the key exists in Garage with another secret than {} holds",
-                            key.secret_file.display()
-                        ),
-                        hint: "Garage cannot change a key's secret, and a deleted key id can never be imported again: rotate the key by giving it a new id (and a new secret) in the specification".into(),
-                    });
-                }
-                if info["name"].as_str() != Some(key.name.as_str()) {
-                    *posts += 1;
-                    step(
-                        admin.post(
-                            "UpdateKey",
-                            &[("id", key.id.as_str())],
-                            &json!({ "name": key.name }),
-                        ),
-                        &format!("rename key {}", key.id),
-                        "check the key name",
-                    )?;
-                    report
-                        .changes
-                        .push(format!("key {} renamed to {}", key.id, key.name));
-                }
-            }
-            Err(e) if e.is_not_found() => {
-                *posts += 1;
-                step(
-                    admin.post(
-                        "ImportKey",
-                        &[],
-                        &json!({ "accessKeyId": key.id, "secretAccessKey": secret, "name": key.name }),
-                    ),
-                    &format!("import key {}", key.id),
-                    "if Garage says the key exists, it was deleted once and its id can never be imported again: give the key a new id",
-                )?;
-                report
-                    .changes
-                    .push(format!("key {} ({}) imported", key.id, key.name));
-            }
-            Err(e) => {
-                step::<()>(
-                    Err(e),
-                    &format!("look up key {}", key.id),
-                    "check the admin token",
-                )?;
-            }
-        }
+        ),
+        &format!("look up key {}", key.id),
+        "check the admin token",
+    )?;
+    if info["secretAccessKey"].as_str() != Some(secret) {
+        return Err(ApplyError::Step {
+            step: format!("provision key {}", key.id),
+            error: format!(
+                "the key exists in Garage with another secret than {} holds",
+                key.secret_file.display()
+            ),
+            hint: "Garage cannot change a key's secret, and a deleted key id can never be imported again: rotate the key by giving it a new id (and a new secret) in the specification".into(),
+        });
     }
-    Ok(())
+    if name != &key.name {
+        done.posts += 1;
+        step(
+            admin.post(
+                "UpdateKey",
+                &[("id", key.id.as_str())],
+                &json!({ "name": key.name }),
+            ),
+            &format!("rename key {}", key.id),
+            "check the key name",
+        )?;
+        done.changes
+            .push(format!("key {} renamed to {}", key.id, key.name));
+    }
+    Ok(done)
 }
 
 /// The read/write/owner flags of a permission object.
@@ -766,29 +814,44 @@ fn perm_words(f: [bool; 3]) -> String {
         .join(", ")
 }
 
-/// Creates the bucket if missing, sets its website access, and its keys' permissions exactly.
+/// Creates the bucket if missing (without looking up what the inventory says is missing), sets its website
+/// access, and its keys' permissions exactly.
 fn bucket(
     admin: &mut dyn Admin,
-    bucket: &super::description::Bucket,
-    report: &mut Report,
-    posts: &mut usize,
-) -> Result<(), ApplyError> {
+    (bucket, state): &(&super::description::Bucket, BucketState),
+) -> Result<Done, ApplyError> {
+    let mut done = Done::default();
     let name = bucket.name.as_str();
-    let info = match admin.get("GetBucketInfo", &[("globalAlias", name)]) {
-        Ok(info) => info,
-        Err(e) if e.is_not_found() => {
-            *posts += 1;
+    let look_up = |admin: &mut dyn Admin| {
+        step(
+            admin.get("GetBucketInfo", &[("globalAlias", name)]),
+            &format!("look up bucket {name}"),
+            "check the admin token",
+        )
+    };
+    let found = match state {
+        BucketState::Known(info) => Some(info.clone()),
+        BucketState::Missing => None,
+        BucketState::Unknown => match admin.get("GetBucketInfo", &[("globalAlias", name)]) {
+            Err(e) if e.is_not_found() => None,
+            other => Some(step(
+                other,
+                &format!("look up bucket {name}"),
+                "check the admin token",
+            )?),
+        },
+    };
+    let info = match found {
+        Some(info) => info,
+        None => {
+            done.posts += 1;
             match admin.post("CreateBucket", &[], &json!({ "globalAlias": name })) {
                 Ok(info) => {
-                    report.changes.push(format!("bucket {name} created"));
+                    done.changes.push(format!("bucket {name} created"));
                     info
                 }
                 // Someone created it meanwhile: read it again.
-                Err(e) if e.is_conflict() => step(
-                    admin.get("GetBucketInfo", &[("globalAlias", name)]),
-                    &format!("look up bucket {name}"),
-                    "check the admin token",
-                )?,
+                Err(e) if e.is_conflict() => look_up(admin)?,
                 Err(e) => step(
                     Err(e),
                     &format!("create bucket {name}"),
@@ -796,11 +859,6 @@ fn bucket(
                 )?,
             }
         }
-        Err(e) => step(
-            Err(e),
-            &format!("look up bucket {name}"),
-            "check the admin token",
-        )?,
     };
     let id = info["id"].as_str().unwrap_or_default().to_owned();
     let website = info["websiteAccess"] == Value::Bool(true);
@@ -811,7 +869,7 @@ fn bucket(
         } else {
             json!({ "enabled": false })
         };
-        *posts += 1;
+        done.posts += 1;
         step(
             admin.post(
                 "UpdateBucket",
@@ -821,7 +879,7 @@ fn bucket(
             &format!("set website access of bucket {name}"),
             "check the cluster health",
         )?;
-        report.changes.push(format!(
+        done.changes.push(format!(
             "bucket {name}: website access {}",
             if bucket.website {
                 "enabled"
@@ -855,7 +913,7 @@ fn bucket(
             ("DenyBucketKey", deny, "denied"),
         ] {
             if change.iter().any(|c| *c) {
-                *posts += 1;
+                done.posts += 1;
                 step(
                     admin.post(
                         endpoint,
@@ -865,14 +923,14 @@ fn bucket(
                     &format!("change the permissions of key {key} on bucket {name}"),
                     "check the key exists (it is imported before the buckets are set up)",
                 )?;
-                report.changes.push(format!(
+                done.changes.push(format!(
                     "bucket {name}: key {key} {verb} {}",
                     perm_words(change)
                 ));
             }
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -1100,6 +1158,103 @@ mod tests {
         assert_eq!(fake.posts, Vec::<String>::new());
         assert_eq!(second.changes, Vec::<String>::new());
         assert_eq!(fake.version, 1, "no new layout version");
+    }
+
+    /// Many pairs, and how many calls each run costs: Garage verifies the admin token (argon2, ~0.1 s) on
+    /// every call, so a first run sends only the writes it needs (no lookup of what the bulk read showed
+    /// missing) and a no-op run reads in bulk: no per-bucket lookup, one secret check per key.
+    #[test]
+    fn runs_read_in_bulk_and_look_up_nothing_known_missing() {
+        use crate::storage::description::Bucket;
+        let dir = tempfile::tempdir().unwrap();
+        let pairs = 60u32;
+        let mut d = description();
+        for n in 1..=pairs {
+            let id = format!("GK{n:024x}");
+            let file = dir.path().join(&id);
+            std::fs::write(&file, format!("AWS_SECRET_ACCESS_KEY=s{n}\n")).unwrap();
+            d = d.with_bucket(Bucket {
+                name: format!("op{n}-mastodon"),
+                website: true,
+                keys: vec![Key {
+                    id,
+                    secret_file: file,
+                    name: format!("op{n}/mastodon"),
+                    read: true,
+                    write: true,
+                    owner: false,
+                }],
+            });
+        }
+        let ids: Vec<String> = d.nodes.iter().map(|n| n.id.clone()).collect();
+        let mut fake = crate::storage::fake::FakeGarage::new(&ids);
+        let count = |v: &[String], e: &str| v.iter().filter(|x| *x == e).count();
+        apply_on_fake(&mut fake, &d).unwrap();
+        assert_eq!(count(&fake.gets, "GetBucketInfo"), 0, "{:?}", fake.gets);
+        assert_eq!(count(&fake.gets, "GetKeyInfo"), 0, "{:?}", fake.gets);
+        // Layout: Update + Apply; per pair: ImportKey, CreateBucket, UpdateBucket, AllowBucketKey.
+        assert_eq!(fake.posts.len(), 2 + 4 * pairs as usize, "{:?}", fake.posts);
+        fake.posts.clear();
+        fake.gets.clear();
+        let second = apply_on_fake(&mut fake, &d).unwrap();
+        assert_eq!(second.changing_calls, 0);
+        assert!(fake.posts.is_empty());
+        assert_eq!(count(&fake.gets, "GetBucketInfo"), 0, "{:?}", fake.gets);
+        assert_eq!(count(&fake.gets, "GetKeyInfo"), pairs as usize);
+        assert!(
+            fake.gets.len() <= pairs as usize + 8,
+            "{} GETs for {pairs} pairs",
+            fake.gets.len()
+        );
+    }
+
+    /// A Garage without `ListBucketsInfo` (2.0): buckets are looked up one by one, and the runs still
+    /// converge and then send nothing.
+    #[test]
+    fn without_bucket_listing_buckets_are_looked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = with_buckets(dir.path());
+        let ids: Vec<String> = d.nodes.iter().map(|n| n.id.clone()).collect();
+        let mut fake = crate::storage::fake::FakeGarage::new(&ids);
+        fake.no_bucket_listing = true;
+        let first = apply_on_fake(&mut fake, &d).unwrap();
+        assert_eq!(first.changes.len(), 12, "{first:?}");
+        fake.posts.clear();
+        let second = apply_on_fake(&mut fake, &d).unwrap();
+        assert!(fake.posts.is_empty() && second.changes.is_empty());
+        // One lookup per bucket and run, never two.
+        let lookups = fake.gets.iter().filter(|g| *g == "GetBucketInfo").count();
+        assert_eq!(lookups, 2 * d.buckets.len(), "{:?}", fake.gets);
+    }
+
+    /// Jobs spread over several clients give the same cluster and the same report, in the same order.
+    #[test]
+    fn parallel_clients_converge_to_the_same_report() {
+        use crate::storage::fake::{FakeGarage, Shared};
+        let dir = tempfile::tempdir().unwrap();
+        let d = with_buckets(dir.path());
+        let ids: Vec<String> = d.nodes.iter().map(|n| n.id.clone()).collect();
+        let mut alone = FakeGarage::new(&ids);
+        let sequential = apply_on_fake(&mut alone, &d).unwrap();
+        let shared = Shared(std::sync::Arc::new(std::sync::Mutex::new(FakeGarage::new(
+            &ids,
+        ))));
+        let mut extra: Vec<Box<dyn Admin + Send>> = (0..4)
+            .map(|_| Box::new(shared.clone()) as Box<dyn Admin + Send>)
+            .collect();
+        let waits = Waits {
+            nodes: Duration::from_millis(50),
+            health: Duration::from_millis(50),
+            poll: Duration::from_millis(5),
+        };
+        let parallel = apply_with(&mut shared.clone(), &mut extra, &d, waits).unwrap();
+        assert_eq!(parallel, sequential);
+        let g = shared.0.lock().unwrap();
+        assert_eq!(g.buckets, alone.buckets);
+        assert_eq!(g.keys, alone.keys);
+        drop(g);
+        let again = apply_with(&mut shared.clone(), &mut extra, &d, waits).unwrap();
+        assert_eq!(again.changing_calls, 0);
     }
 
     #[test]

@@ -93,6 +93,23 @@ pub trait Admin {
     ) -> Result<Value, ApiError>;
 }
 
+/// A borrowed client is a client: `apply_with` takes boxed clients, and the caller keeps the owned ones to
+/// read their counts afterwards.
+impl<A: Admin + ?Sized> Admin for &mut A {
+    fn get(&mut self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value, ApiError> {
+        (**self).get(endpoint, query)
+    }
+
+    fn post(
+        &mut self,
+        endpoint: &str,
+        query: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        (**self).post(endpoint, query, body)
+    }
+}
+
 /// The real client: HTTP to one Garage node's admin port.
 pub struct HttpAdmin {
     agent: ureq::Agent,

@@ -26,6 +26,10 @@ pub(crate) struct FakeGarage {
     /// alias → (id, website, key → [read, write, owner])
     pub(crate) buckets: BTreeMap<String, FakeBucket>,
     pub(crate) posts: Vec<String>,
+    /// Every GET, by endpoint (each costs Garage an argon2 verification of the token).
+    pub(crate) gets: Vec<String>,
+    /// Answer `ListBucketsInfo` with 400, as Garage 2.0 (which lacks it) does.
+    pub(crate) no_bucket_listing: bool,
 }
 
 fn status(endpoint: &str, status: u16, code: &str) -> ApiError {
@@ -78,7 +82,34 @@ impl Admin for FakeGarage {
                 .find(|(k, _)| *k == name)
                 .map_or("", |(_, v)| *v)
         };
+        self.gets.push(endpoint.to_owned());
+        let page = |ids: Vec<String>| -> Vec<String> {
+            let limit: usize = q("limit").parse().unwrap_or(usize::MAX);
+            ids.into_iter()
+                .filter(|i| i.as_str() >= q("offset"))
+                .take(limit)
+                .collect()
+        };
         match endpoint {
+            "ListKeys" => Ok(Value::Array(
+                page(self.keys.keys().cloned().collect())
+                    .iter()
+                    .map(|id| json!({ "id": id, "name": self.keys[id].1, "expired": false }))
+                    .collect(),
+            )),
+            "ListBucketsInfo" if !self.no_bucket_listing => {
+                let by_id: BTreeMap<&str, &str> = self
+                    .buckets
+                    .iter()
+                    .map(|(alias, b)| (b.0.as_str(), alias.as_str()))
+                    .collect();
+                let ids = page(by_id.keys().map(|i| i.to_string()).collect());
+                Ok(Value::Array(
+                    ids.iter()
+                        .map(|id| self.bucket_json(by_id[id.as_str()]))
+                        .collect(),
+                ))
+            }
             "GetClusterStatus" => Ok(json!({
                 "layoutVersion": self.version,
                 "nodes": self.up.iter().map(|id| json!({ "id": id, "isUp": true })).collect::<Vec<_>>(),
@@ -212,5 +243,24 @@ impl Admin for FakeGarage {
             _ => return Err(status(endpoint, 400, "unknown endpoint")),
         }
         Ok(json!({}))
+    }
+}
+
+/// A handle on one stand-in shared by several clients, for `apply_with`'s parallel jobs.
+#[derive(Clone)]
+pub(crate) struct Shared(pub(crate) std::sync::Arc<std::sync::Mutex<FakeGarage>>);
+
+impl Admin for Shared {
+    fn get(&mut self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value, ApiError> {
+        self.0.lock().unwrap().get(endpoint, query)
+    }
+
+    fn post(
+        &mut self,
+        endpoint: &str,
+        query: &[(&str, &str)],
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        self.0.lock().unwrap().post(endpoint, query, body)
     }
 }

@@ -17,5 +17,7 @@ pub mod config;
 pub mod description;
 #[cfg(test)]
 mod fake;
+mod inventory;
 pub mod node_key;
+mod parallel;
 pub mod s3_key;
