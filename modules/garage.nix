@@ -312,9 +312,14 @@ in
           wantedBy = [ "multi-user.target" ];
           # Run again whenever the description changes (a deployment that changes nothing changes nothing).
           restartTriggers = [ cfg.provision.description ];
+          # A node late on first deployment (or the cluster not yet healthy) fails a run: try again until it
+          # converges, rather than leave every application without buckets until someone restarts the unit.
+          unitConfig.StartLimitIntervalSec = 0;
           serviceConfig = {
             Type = "oneshot";
             RemainAfterExit = true;
+            Restart = "on-failure";
+            RestartSec = "30s";
             # GARAGE_ADMIN_TOKEN; the application key files it reads are root's (fediversity.secrets).
             EnvironmentFile = cfg.environmentFile;
             ExecStart = "${lib.getExe cfg.provision.package} storage apply --description ${cfg.provision.description} --admin http://127.0.0.1:3903";

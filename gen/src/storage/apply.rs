@@ -324,7 +324,15 @@ pub fn apply_with(
     let description = &resolved;
     let mut report = Report::default();
     let mut posts = 0usize;
-    wait_for_nodes(admin, description, waits)?;
+    // Every described node must be connected only to change the layout (the first deployment, a node added or
+    // removed). Otherwise the admin API answering is enough: a node down for maintenance must not stop a new
+    // operator's buckets and keys, which need only a healthy or degraded cluster (checked below).
+    let all_nodes = if layout_changes(admin, description, waits)? {
+        Wanted::Every
+    } else {
+        Wanted::AdminApi
+    };
+    wait_for_nodes(admin, description, waits, all_nodes)?;
     layout(admin, description, &mut report, &mut posts)?;
     wait_for_health(admin, waits)?;
     let inventory = step(
@@ -347,15 +355,48 @@ pub fn apply_with(
     Ok(report)
 }
 
-/// Waits until the admin API answers and every described node is connected.
+/// What [`wait_for_nodes`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// The admin API answering.
+    AdminApi,
+    /// The admin API answering and every described node connected.
+    Every,
+}
+
+/// Whether the layout differs from the description (or holds changes staged by someone else), reading it once
+/// the admin API answers (bounded by `waits.nodes`).
+fn layout_changes(
+    admin: &mut dyn Admin,
+    description: &Description,
+    waits: Waits,
+) -> Result<bool, ApplyError> {
+    wait_for_nodes(admin, description, waits, Wanted::AdminApi)?;
+    let answer = step(
+        admin.get("GetClusterLayout", &[]),
+        "read the cluster layout",
+        "check the admin token",
+    )?;
+    let current = step(
+        parse_layout(&answer),
+        "read the cluster layout",
+        "this Garage is not a 2.x version fedigen supports",
+    )?;
+    let plan = plan_layout(description, &current);
+    Ok(plan.apply || plan.revert || !plan.stage.is_empty() || plan.stage_zone_redundancy.is_some())
+}
+
+/// Waits until the admin API answers and, when `wanted` is [`Wanted::Every`], every described node is connected.
 fn wait_for_nodes(
     admin: &mut dyn Admin,
     description: &Description,
     waits: Waits,
+    wanted: Wanted,
 ) -> Result<(), ApplyError> {
     let deadline = Instant::now() + waits.nodes;
     loop {
         let (missing, last_error) = match admin.get("GetClusterStatus", &[]) {
+            Ok(_) if wanted == Wanted::AdminApi => return Ok(()),
             Ok(status) => {
                 let up: BTreeSet<&str> = status["nodes"]
                     .as_array()
@@ -1129,6 +1170,32 @@ mod tests {
                     key(1, "opa/mastodon", true, false, false),
                 ],
             })
+    }
+
+    /// A node down stops only what needs every node: a new operator's bucket is still made on the laid-out
+    /// cluster, but a layout change waits for the missing node and names it (review: a node in maintenance must
+    /// not block onboarding, and the unit retries on failure).
+    #[test]
+    fn a_node_down_blocks_layout_changes_only() {
+        use crate::storage::description::Bucket;
+        let dir = tempfile::tempdir().unwrap();
+        let d = with_buckets(dir.path());
+        let ids: Vec<String> = d.nodes.iter().map(|n| n.id.clone()).collect();
+        let mut fake = crate::storage::fake::FakeGarage::new(&ids);
+        apply_on_fake(&mut fake, &d).unwrap();
+        let down = fake.up.pop().unwrap();
+        let grown = d.clone().with_bucket(Bucket {
+            name: "opb-mastodon".into(),
+            website: true,
+            keys: Vec::new(),
+        });
+        let report = apply_on_fake(&mut fake, &grown).unwrap();
+        assert!(fake.buckets.contains_key("opb-mastodon"), "{report:?}");
+        let mut moved = grown.clone();
+        moved.nodes[0].capacity_bytes *= 2;
+        let error = apply_on_fake(&mut fake, &moved).unwrap_err().to_string();
+        assert!(error.contains(&down[..16]), "{error}");
+        assert_eq!(fake.version, 1, "no layout applied while a node is missing");
     }
 
     #[test]
