@@ -9,6 +9,8 @@ let
   cfg = config.fediversity.garage;
   fedi = config.fediversity;
   metadataDir = config.services.garage.settings.metadata_dir;
+  # The loopback port of the ACME relay between the nodes (fediversity.garage.endpoints.acmePeers).
+  acmeRelayPort = 8402;
   # Places the provider's node key (fedigen storage node-key: seed and public key, 64 bytes) as Garage's
   # metadata_dir/node_key and node_key.pub before Garage starts, so the node's id is the one every node's
   # bootstrap_peers names. Run as root (`+`), it gives the files to the owner of the state directory (the
@@ -115,7 +117,7 @@ in
       type = lib.types.listOf lib.types.str;
       internal = true;
       default = [ ];
-      description = "Every node's `address:80` (static addresses, IPv6 in brackets). The endpoint names resolve to all nodes, so Let's Encrypt asks any of them for a challenge only the ordering node holds: a node that lacks the file asks the others (nginx's acmeFallbackHost), which answer from their own challenge folder only (no loop).";
+      description = "Every node's `address:80` (static addresses, IPv6 in brackets). The endpoint names resolve to all nodes, so Let's Encrypt asks any of them for a challenge only the ordering node holds: a node that lacks the file passes the request (nginx's acmeFallbackHost) to a loopback relay that asks each node's `fedigen-acme-peers` server, which answers from its own challenge folder only (no loop).";
     };
   };
   options.fediversity.garage.provision = {
@@ -236,12 +238,26 @@ in
           garage_web.servers."127.0.0.1:3902" = { };
         }
         // lib.optionalAttrs (cfg.endpoints.acmePeers != [ ]) {
-          # The peers' relay servers (below); nginx tries the next on an error, a timeout or a 404 (the server-level
-          # proxy_next_upstream of the two vhosts, which upstream's @acme-fallback location inherits).
           fedigen-acme-peers.servers = lib.genAttrs cfg.endpoints.acmePeers (_: { });
         };
-        # What a peer's fallback reaches (Host: fedigen-acme-peers, plain HTTP): this node's own challenge files, never
-        # forwarded again. The folder is where lego's webroot writes (the vhosts' acmeRoot).
+        # A challenge this node lacks: upstream's `@acme-fallback` (acmeFallbackHost) passes it, with the client's
+        # Host, to this loopback relay, which asks every node's `fedigen-acme-peers` server in turn (Host set to that
+        # name, the next node on an error, a timeout or a 404). A node's own entry costs one wasted hop.
+        services.nginx.virtualHosts.fedigen-acme-relay = lib.mkIf (cfg.endpoints.acmePeers != [ ]) {
+          listen = [
+            {
+              addr = "127.0.0.1";
+              port = acmeRelayPort;
+            }
+          ];
+          locations."/".extraConfig = ''
+            proxy_pass http://fedigen-acme-peers;
+            proxy_set_header Host fedigen-acme-peers;
+            proxy_next_upstream error timeout http_404;
+          '';
+        };
+        # What a peer's relay reaches (port 80, Host fedigen-acme-peers): this node's own challenge files and nothing
+        # else, never forwarded again, so no request loops. The folder is where lego's webroot writes (acmeRoot).
         services.nginx.virtualHosts.fedigen-acme-peers = lib.mkIf (cfg.endpoints.acmePeers != [ ]) {
           locations."^~ /.well-known/acme-challenge/".root =
             config.services.nginx.virtualHosts.${cfg.endpoints.s3Host}.acmeRoot;
@@ -251,10 +267,7 @@ in
           enableACME = lib.mkDefault true;
           forceSSL = lib.mkDefault true;
           serverAliases = map (bucket: "${bucket}.${cfg.endpoints.s3Host}") cfg.endpoints.vhostBuckets;
-          acmeFallbackHost = lib.mkIf (cfg.endpoints.acmePeers != [ ]) "fedigen-acme-peers";
-          extraConfig = lib.mkIf (
-            cfg.endpoints.acmePeers != [ ]
-          ) "proxy_next_upstream error timeout http_404;";
+          acmeFallbackHost = lib.mkIf (cfg.endpoints.acmePeers != [ ]) "127.0.0.1:${toString acmeRelayPort}";
           locations."/" = {
             proxyPass = "http://garage_s3";
             # The S3 signature covers Host: pass the client's unchanged (with its port). Uploads stream through
@@ -273,10 +286,7 @@ in
         services.nginx.virtualHosts.${cfg.endpoints.mediaHost} = {
           enableACME = lib.mkDefault true;
           forceSSL = lib.mkDefault true;
-          acmeFallbackHost = lib.mkIf (cfg.endpoints.acmePeers != [ ]) "fedigen-acme-peers";
-          extraConfig = lib.mkIf (
-            cfg.endpoints.acmePeers != [ ]
-          ) "proxy_next_upstream error timeout http_404;";
+          acmeFallbackHost = lib.mkIf (cfg.endpoints.acmePeers != [ ]) "127.0.0.1:${toString acmeRelayPort}";
           # https://media.P/<bucket>/<key> → Garage's web endpoint with Host <bucket>.web.<s3Host> and path /<key>:
           # Garage picks the bucket from the Host alone (no signature to keep here).
           locations."~ ^/(?<fedigen_bucket>[a-z0-9][a-z0-9.-]*[a-z0-9])/" = {
