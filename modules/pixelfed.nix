@@ -109,7 +109,8 @@ in
       };
       script = ''
         { printf '%s\n%s\n' "$FEDIVERSITY_ADMIN_USERNAME" "$FEDIVERSITY_ADMIN_EMAIL"; cat "$FEDIVERSITY_ADMIN_PASSWORD_FILE"; } \
-          | /run/current-system/sw/bin/pixelfed-manage tinker --execute='
+          | /run/current-system/sw/bin/runuser -u pixelfed -- env XDG_CONFIG_HOME=/run/pixelfed/psysh \
+            /run/current-system/sw/bin/pixelfed-manage tinker --execute='
               [$name, $email, $password] = explode("\n", file_get_contents("php://stdin"), 3);
               if (! App\User::where("username", $name)->exists()) {
                 Illuminate\Support\Facades\Artisan::call("user:create", ["--name" => $name, "--username" => $name,

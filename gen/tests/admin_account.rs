@@ -169,9 +169,17 @@ fn admin_passwords_stay_off_command_lines() {
     );
     stub("curl", &curl);
     // The admin tools succeed (Pixelfed's prints what the script checks); Mastodon's rails runner says "absent".
+    // Pixelfed's wrapper as upstream has it: as any user but `pixelfed` it goes through sudo, whose env_reset drops
+    // XDG_CONFIG_HOME and sets HOME=/var/empty, where tinker's PsySH cannot write (laravel/tinker#77: exit 1); as
+    // `pixelfed` without a config home it fails the same way.
     stub(
         "pixelfed-manage",
-        "cat > /dev/null; echo 'fedigen: administrator exists'",
+        "if [ \"${USER:-}\" != pixelfed ] || [ -z \"${XDG_CONFIG_HOME:-}\" ]; then echo 'PsySH: Writing to directory /var/empty/.config/psysh is not allowed.' >&2; exit 1; fi\ncat > /dev/null; echo 'fedigen: administrator exists'",
+    );
+    // runuser: the command after `--`, as the user (USER set, as util-linux's runuser does).
+    stub(
+        "runuser",
+        "user=; while [ \"$1\" != -- ]; do [ \"$1\" = -u ] && user=$2; shift; done; shift; USER=$user exec \"$@\"",
     );
     stub("rails", "case \"$*\" in *nil?*) exit 1;; esac");
     stub("tootctl", "exit 0");
@@ -201,6 +209,8 @@ fn admin_passwords_stay_off_command_lines() {
             .env("FEDIVERSITY_ADMIN_EMAIL", "admin@uu.example")
             .env("FEDIVERSITY_ADMIN_PASSWORD_FILE", &password_file)
             .env("FEDIVERSITY_APP_HOST", "app.uu.example")
+            .env("USER", "root")
+            .env_remove("XDG_CONFIG_HOME")
             .stdin(std::process::Stdio::null())
             .status()
             .unwrap();

@@ -829,7 +829,7 @@ fn generated_tests_hold_the_review_fixes() {
     let common = std::fs::read_to_string(generated.join("lib/common.nix")).unwrap();
     let node = &common[common.find("testNode =").expect("testNode")..];
     assert!(
-        node.contains("boot.growPartition = lib.mkForce false;"),
+        node.contains("systemd.services.growpart.enable = lib.mkForce false;"),
         "lib/common.nix: testNode turns growpart off"
     );
     // Before its first step, every node of every test has its failed units asserted (after its health checks).

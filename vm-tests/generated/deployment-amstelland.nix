@@ -233,7 +233,7 @@ pkgs.testers.runNixOSTest {
           export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
           pixelfed-manage user:create --name=Alice --username=fedigen_alice --email=alice@example.org --password=fedigen-alice-password --is_admin=0 --confirm_email=1
           pixelfed-manage passport:client --personal --name=fedigen --no-interaction
-          pixelfed-manage tinker --execute='echo App\User::where("username", "fedigen_alice")->first()->createToken("fedigen", ["read", "write"])->accessToken;' | tail -n 1 > /root/pixelfed-token
+          runuser -u pixelfed -- env XDG_CONFIG_HOME=/tmp/fedigen-psysh pixelfed-manage tinker --execute='echo App\User::where("username", "fedigen_alice")->first()->createToken("fedigen", ["read", "write"])->accessToken;' | tail -n 1 > /root/pixelfed-token
           test -s /root/pixelfed-token
         ''})
 

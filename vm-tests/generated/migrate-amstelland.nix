@@ -95,6 +95,9 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-smtp\n";
             }
           ];
+          packages = [
+            "ffmpeg-headless"
+          ];
           virtualHost = [
             "services"
             "nginx"
@@ -102,6 +105,16 @@ pkgs.testers.runNixOSTest {
             "social.amstelland-university.example"
           ];
         })
+        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
+        # or seeding at A fails on an MX look-up the test network cannot answer).
+        {
+          fediversity.mastodon = {
+            extraConfig = {
+              EMAIL_DOMAIN_ALLOWLIST = "example.org|amstelland-university.example";
+            };
+          };
+        }
+        { }
         side
       ];
     };
@@ -145,6 +158,9 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-smtp\n";
             }
           ];
+          packages = [
+            "ffmpeg-headless"
+          ];
           virtualHost = [
             "services"
             "nginx"
@@ -152,6 +168,16 @@ pkgs.testers.runNixOSTest {
             "social.amstelland-university.example"
           ];
         })
+        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
+        # or seeding at A fails on an MX look-up the test network cannot answer).
+        {
+          fediversity.mastodon = {
+            extraConfig = {
+              EMAIL_DOMAIN_ALLOWLIST = "example.org|amstelland-university.example";
+            };
+          };
+        }
+        { }
         side
       ];
       environment.etc."fedigen/migrate.json".text = builtins.toJSON {
@@ -348,12 +374,19 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-smtp\n";
             }
           ];
+          packages = [
+            "ffmpeg-headless"
+          ];
           virtualHost = [
             "services"
             "pixelfed"
             "nginx"
           ];
         })
+        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
+        # or seeding at A fails on an MX look-up the test network cannot answer).
+        { fediversity.pixelfed = { }; }
+        { }
         side
       ];
     };
@@ -406,12 +439,19 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-smtp\n";
             }
           ];
+          packages = [
+            "ffmpeg-headless"
+          ];
           virtualHost = [
             "services"
             "pixelfed"
             "nginx"
           ];
         })
+        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
+        # or seeding at A fails on an MX look-up the test network cannot answer).
+        { fediversity.pixelfed = { }; }
+        { }
         side
       ];
       environment.etc."fedigen/migrate.json".text = builtins.toJSON {

@@ -95,6 +95,9 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-smtp\n";
             }
           ];
+          packages = [
+            "ffmpeg-headless"
+          ];
           virtualHost = [
             "services"
             "nginx"
@@ -102,6 +105,16 @@ pkgs.testers.runNixOSTest {
             "mastodon.digitalevrijheid.example"
           ];
         })
+        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
+        # or seeding at A fails on an MX look-up the test network cannot answer).
+        {
+          fediversity.mastodon = {
+            extraConfig = {
+              EMAIL_DOMAIN_ALLOWLIST = "example.org|digitalevrijheid.example";
+            };
+          };
+        }
+        { }
         side
       ];
     };
@@ -145,6 +158,9 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-smtp\n";
             }
           ];
+          packages = [
+            "ffmpeg-headless"
+          ];
           virtualHost = [
             "services"
             "nginx"
@@ -152,6 +168,16 @@ pkgs.testers.runNixOSTest {
             "mastodon.digitalevrijheid.example"
           ];
         })
+        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
+        # or seeding at A fails on an MX look-up the test network cannot answer).
+        {
+          fediversity.mastodon = {
+            extraConfig = {
+              EMAIL_DOMAIN_ALLOWLIST = "example.org|digitalevrijheid.example";
+            };
+          };
+        }
+        { }
         side
       ];
       environment.etc."fedigen/migrate.json".text = builtins.toJSON {
@@ -348,6 +374,7 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-registration-secret";
             }
           ];
+          packages = [ ];
           virtualHost = [
             "services"
             "nginx"
@@ -355,6 +382,10 @@ pkgs.testers.runNixOSTest {
             "matrix.digitalevrijheid.example"
           ];
         })
+        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
+        # or seeding at A fails on an MX look-up the test network cannot answer).
+        { fediversity.matrix-synapse = { }; }
+        { }
         side
       ];
     };
@@ -407,6 +438,7 @@ pkgs.testers.runNixOSTest {
               value = "fedigen-test-registration-secret";
             }
           ];
+          packages = [ ];
           virtualHost = [
             "services"
             "nginx"
@@ -414,6 +446,10 @@ pkgs.testers.runNixOSTest {
             "matrix.digitalevrijheid.example"
           ];
         })
+        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
+        # or seeding at A fails on an MX look-up the test network cannot answer).
+        { fediversity.matrix-synapse = { }; }
+        { }
         side
       ];
       environment.etc."fedigen/migrate.json".text = builtins.toJSON {

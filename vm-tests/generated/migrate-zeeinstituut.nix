@@ -126,6 +126,9 @@ pkgs.testers.runNixOSTest {
               value = "0000000000000000000000000000000000000000000000000000000000000000";
             }
           ];
+          packages = [
+            "ffmpeg-headless"
+          ];
           virtualHost = [
             "services"
             "nginx"
@@ -133,6 +136,14 @@ pkgs.testers.runNixOSTest {
             "video.zee-instituut.example"
           ];
         })
+        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
+        # or seeding at A fails on an MX look-up the test network cannot answer).
+        {
+          fediversity.peertube = {
+            transcodingEnabled = false;
+          };
+        }
+        { }
         side
       ];
     };
@@ -207,6 +218,9 @@ pkgs.testers.runNixOSTest {
               value = "0000000000000000000000000000000000000000000000000000000000000000";
             }
           ];
+          packages = [
+            "ffmpeg-headless"
+          ];
           virtualHost = [
             "services"
             "nginx"
@@ -214,6 +228,14 @@ pkgs.testers.runNixOSTest {
             "video.zee-instituut.example"
           ];
         })
+        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
+        # or seeding at A fails on an MX look-up the test network cannot answer).
+        {
+          fediversity.peertube = {
+            transcodingEnabled = false;
+          };
+        }
+        { }
         side
       ];
       environment.etc."fedigen/migrate.json".text = builtins.toJSON {

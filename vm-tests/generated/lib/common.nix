@@ -133,8 +133,9 @@ rec {
       # The machine's base (deployments/base.nix: nixpkgs' proxmox-image.nix) grows the root partition at boot
       # (boot.growPartition, nixos/modules/system/boot/grow-partition.nix: growpart on the root device's parent);
       # a test VM's root is a whole disk without a partition table, so growpart.service would fail, and every
-      # later switch-to-configuration with it (a failed unit makes it exit 4).
-      boot.growPartition = lib.mkForce false;
+      # later switch-to-configuration with it (a failed unit makes it exit 4). The unit itself is turned off, not
+      # the option: `boot.growPartition` is a bool today and may become `{ enable; … }` (nixpkgs PR #447165).
+      systemd.services.growpart.enable = lib.mkForce false;
     };
   # Python every test script starts with. units_within: whether units match patterns. switch-to-configuration reports each class of units it acts on as
   # one line "<what> the following units: a, b" (stopping, NOT restarting … changed, reloading, restarting,
