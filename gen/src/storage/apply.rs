@@ -355,6 +355,16 @@ pub fn apply_with(
     Ok(report)
 }
 
+impl From<parallel::Incomplete> for ApplyError {
+    fn from(_: parallel::Incomplete) -> Self {
+        ApplyError::Step {
+            step: "run the provisioning jobs".into(),
+            error: "some jobs did not run".into(),
+            hint: "run apply again".into(),
+        }
+    }
+}
+
 /// What [`wait_for_nodes`] waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wanted {

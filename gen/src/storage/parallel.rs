@@ -9,21 +9,26 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use super::apply::ApplyError;
 use super::client::Admin;
+
+/// Jobs that never ran although none failed (never expected: jobs stop being handed out only after a failure).
+/// The caller's error type says it in its own words (`From<Incomplete>`), so this module depends on no caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Incomplete;
 
 /// Runs every job with `work`, on `admin` alone when `extra` is empty, else on the `extra` clients, one
 /// thread each. Results come back in job order; after a job fails no new job starts, and the error of the
 /// first failed job (in job order) is returned.
-pub(crate) fn run<J, R>(
+pub(crate) fn run<J, R, E>(
     admin: &mut dyn Admin,
     extra: &mut [Box<dyn Admin + Send + '_>],
     jobs: &[J],
-    work: &(dyn Fn(&mut dyn Admin, &J) -> Result<R, ApplyError> + Sync),
-) -> Result<Vec<R>, ApplyError>
+    work: &(dyn Fn(&mut dyn Admin, &J) -> Result<R, E> + Sync),
+) -> Result<Vec<R>, E>
 where
     J: Sync,
     R: Send,
+    E: Send + From<Incomplete>,
 {
     if extra.len() <= 1 || jobs.len() <= 1 {
         let client: &mut dyn Admin = match extra.first_mut() {
@@ -34,7 +39,7 @@ where
     }
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<R, ApplyError>>>> =
+    let results: Mutex<Vec<Option<Result<R, E>>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
         for client in extra.iter_mut() {
@@ -65,11 +70,7 @@ where
     if out.len() < jobs.len() {
         // Jobs stop being handed out only after a failure, which the loop returns: never reached, but
         // never report success for jobs that did not run.
-        return Err(ApplyError::Step {
-            step: "run the provisioning jobs".into(),
-            error: "some jobs did not run".into(),
-            hint: "run apply again".into(),
-        });
+        return Err(Incomplete.into());
     }
     Ok(out)
 }
@@ -79,6 +80,17 @@ mod tests {
     use super::*;
     use crate::storage::client::ApiError;
     use serde_json::Value;
+
+    #[derive(Debug, PartialEq)]
+    enum TestError {
+        Job(usize),
+        Incomplete,
+    }
+    impl From<Incomplete> for TestError {
+        fn from(_: Incomplete) -> Self {
+            TestError::Incomplete
+        }
+    }
 
     struct Null;
     impl Admin for Null {
@@ -102,7 +114,7 @@ mod tests {
         let count = AtomicUsize::new(0);
         let work = |_: &mut dyn Admin, j: &usize| {
             count.fetch_add(1, Ordering::Relaxed);
-            Ok(j * 2)
+            Ok::<_, TestError>(j * 2)
         };
         for n in [0, 1, 4] {
             count.store(0, Ordering::Relaxed);
@@ -119,7 +131,7 @@ mod tests {
         let work = |_: &mut dyn Admin, j: &usize| {
             count.fetch_add(1, Ordering::Relaxed);
             if *j == 10 {
-                Err(ApplyError::Unreachable("job 10".into()))
+                Err(TestError::Job(10))
             } else {
                 Ok(())
             }
@@ -127,7 +139,7 @@ mod tests {
         for n in [1, 4] {
             count.store(0, Ordering::Relaxed);
             let e = run(&mut Null, &mut clients(n), &jobs, &work).unwrap_err();
-            assert_eq!(e, ApplyError::Unreachable("job 10".into()));
+            assert_eq!(e, TestError::Job(10));
             assert!(
                 count.load(Ordering::Relaxed) < 100,
                 "jobs went on after the failure"
