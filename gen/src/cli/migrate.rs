@@ -37,8 +37,9 @@ Examples:
   fedigen migrate verify --job job.json
   fedigen migrate verify --job job.json --json | jq .equal
 
-Compares, read-only: per database the row count of every table and a digest of a plain dump of each side;
-per bucket every object's bytes (rclone check --download; an ETag is no checksum for multipart uploads); per
+Compares, read-only: per database, computed by each server, the rows and a checksum of them per table, the
+sequences, the large objects and a digest of the schema; per bucket both listings and each object's MD5 as its
+store keeps it, downloading only objects a store keeps none for (multipart uploads by other clients); per
 folder a checksum manifest (SHA-256 of each file, modes, links); per identity secret its content and mode.
 
 Exit status: 0 equal; 1 something differs (each difference is named); 2 the job is invalid; 3 a tool is missing or a side cannot be read.";
