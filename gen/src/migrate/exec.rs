@@ -140,3 +140,16 @@ fn install_hint(program: &str) -> &'static str {
         _ => "",
     }
 }
+
+/// Runs `a` and `b` at once (on two threads) and returns both results: the source's and the target's side of a
+/// comparison (verify.rs, s3.rs) computed together.
+pub(crate) fn both<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    std::thread::scope(|scope| {
+        let b = scope.spawn(b);
+        let a = a();
+        (a, b.join().expect("a comparison thread panicked"))
+    })
+}

@@ -196,7 +196,7 @@ fn list(s3: &S3) -> Result<std::collections::BTreeMap<String, Listed>, S3Error> 
 /// object from both stores again (49–70 s for 1 GiB). A store's MD5 is computed from the bytes it stored, so
 /// two equal MD5s with equal sizes are the same object; a changed object, even of the same size, has another.
 pub fn compare(source: &S3, target: &S3) -> Result<Comparison, S3Error> {
-    let (a, b) = super::verify::both(|| list(source), || list(target));
+    let (a, b) = super::exec::both(|| list(source), || list(target));
     let (a, b) = (a?, b?);
     let mut result = Comparison::default();
     let mut unhashed = Vec::new();

@@ -94,7 +94,8 @@ pub fn verify(job: &Job) -> Result<Report, VerifyError> {
     let mut items = Vec::new();
     for d in &job.databases {
         // Both servers compute their side at once: the window waits for the slower, not for the sum.
-        let (a, b) = both(|| pg::fingerprint(&d.source), || pg::fingerprint(&d.target));
+        let (a, b) =
+            super::exec::both(|| pg::fingerprint(&d.source), || pg::fingerprint(&d.target));
         let (a, b) = (a?, b?);
         items.push(Item {
             kind: "database",
@@ -169,18 +170,6 @@ pub fn verify(job: &Job) -> Result<Report, VerifyError> {
         });
     }
     Ok(Report { items })
-}
-
-/// Runs `a` and `b` at once (on two threads) and returns both results.
-pub(crate) fn both<A: Send, B: Send>(
-    a: impl FnOnce() -> A + Send,
-    b: impl FnOnce() -> B + Send,
-) -> (A, B) {
-    std::thread::scope(|scope| {
-        let b = scope.spawn(b);
-        let a = a();
-        (a, b.join().expect("a comparison thread panicked"))
-    })
 }
 
 /// A folder's checksum manifest, here or on another machine (`ssh host fedigen migrate manifest PATH`).
