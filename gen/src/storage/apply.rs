@@ -382,16 +382,7 @@ fn layout_changes(
     waits: Waits,
 ) -> Result<bool, ApplyError> {
     wait_for_nodes(admin, description, waits, Wanted::AdminApi)?;
-    let answer = step(
-        admin.get("GetClusterLayout", &[]),
-        "read the cluster layout",
-        "check the admin token",
-    )?;
-    let current = step(
-        parse_layout(&answer),
-        "read the cluster layout",
-        "this Garage is not a 2.x version fedigen supports",
-    )?;
+    let current = read_layout(admin)?;
     let plan = plan_layout(description, &current);
     Ok(plan.apply || plan.revert || !plan.stage.is_empty() || plan.stage_zone_redundancy.is_some())
 }
@@ -456,6 +447,20 @@ fn wait_for_nodes(
     }
 }
 
+/// The cluster's current layout (`GetClusterLayout`), parsed.
+fn read_layout(admin: &mut dyn Admin) -> Result<CurrentLayout, ApplyError> {
+    let answer = step(
+        admin.get("GetClusterLayout", &[]),
+        "read the cluster layout",
+        "check the admin token",
+    )?;
+    step(
+        parse_layout(&answer),
+        "read the cluster layout",
+        "this Garage is not a 2.x version fedigen supports",
+    )
+}
+
 /// Stages the layout differences and applies them once.
 fn layout(
     admin: &mut dyn Admin,
@@ -463,16 +468,7 @@ fn layout(
     report: &mut Report,
     posts: &mut usize,
 ) -> Result<(), ApplyError> {
-    let answer = step(
-        admin.get("GetClusterLayout", &[]),
-        "read the cluster layout",
-        "check the admin token",
-    )?;
-    let current = step(
-        parse_layout(&answer),
-        "read the cluster layout",
-        "this Garage is not a 2.x version fedigen supports",
-    )?;
+    let current = read_layout(admin)?;
     report.layout_version = current.version;
     let plan = plan_layout(description, &current);
     if plan.revert {
