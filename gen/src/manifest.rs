@@ -1281,7 +1281,9 @@ fn check_s3_private(needs: &Needs, p: &mut Problems<'_>) {
         if !seen.insert(kind) {
             p.at_value(
                 &at,
-                format!("[needs]: `s3_private`: the kind `{kind}` is listed twice; list each kind once"),
+                format!(
+                    "[needs]: `s3_private`: the kind `{kind}` is listed twice; list each kind once"
+                ),
             );
         }
     }

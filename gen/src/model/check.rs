@@ -596,7 +596,10 @@ fn resources(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                             "too large for one machine",
                         )
                         .at_key()
-                        .hint("raise `provider.limits.per_machine`"),
+                        .hint(format!(
+                            "the node's machine is its capacity ({} GiB) plus Garage's own {} GiB of disk: lower `capacity_gib`, or raise `provider.limits.per_machine`",
+                            node.capacity_gib, needs[2].saturating_sub(u64::from(node.capacity_gib))
+                        )),
                     );
                 }
             }
@@ -625,10 +628,7 @@ fn garage_disks(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
         else {
             continue;
         };
-        let disk = application
-            .resources
-            .resolve(manifest.resources)
-            .disk_gib;
+        let disk = application.resources.resolve(manifest.resources).disk_gib;
         let own = manifest.resources.disk_gib;
         let free = disk.saturating_sub(own);
         if node.capacity_gib > free {
@@ -643,9 +643,11 @@ fn garage_disks(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                     format!("more than the {free} GiB left on `{machine}`"),
                 )
                 .related(app_path(i, app).key("resources").key("disk_gib"), "the machine's disk")
-                .hint(format!(
-                    "lower `capacity_gib` to {free} or less, or give `{app}` `resources.disk_gib = {needed}` or more"
-                )),
+                .hint(if free == 0 {
+                    format!("give `{app}` `resources.disk_gib = {needed}` or more, or run the node on its own machine (remove `machine`)")
+                } else {
+                    format!("lower `capacity_gib` to {free} or less, or give `{app}` `resources.disk_gib = {needed}` or more")
+                }),
             );
         }
     }
@@ -1117,7 +1119,13 @@ nodes.ams1 = { zone = "ams", capacity_gib = 100 }
                     );
                     assert_eq!(
                         d.path,
-                        FieldPath::of(&["provider", "object_storage", "nodes", "ams1", "capacity_gib"])
+                        FieldPath::of(&[
+                            "provider",
+                            "object_storage",
+                            "nodes",
+                            "ams1",
+                            "capacity_gib"
+                        ])
                     );
                 }
             }
