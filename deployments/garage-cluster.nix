@@ -37,6 +37,8 @@
           "zeeinstituut-peertube-web-videos"
           "zeeinstituut-peertube-streaming-playlists"
           "zeeinstituut-peertube-original-video-files"
+          "zeeinstituut-peertube-user-exports"
+          "zeeinstituut-peertube-captions"
         ];
         acmePeers = [
           "192.0.2.21:80"

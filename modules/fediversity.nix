@@ -151,8 +151,10 @@
           web_videos = "uni-peertube-web-videos";
           streaming_playlists = "uni-peertube-streaming-playlists";
           original_video_files = "uni-peertube-original-video-files";
+          user_exports = "uni-peertube-user-exports";
+          captions = "uni-peertube-captions";
         };
-        description = "The operator's buckets by kind (web_videos, streaming_playlists, original_video_files): names on the provider's Garage cluster, set by the machine's generated file.";
+        description = "The operator's buckets by kind (web_videos, streaming_playlists, original_video_files, user_exports, captions): names on the provider's Garage cluster, set by the machine's generated file.";
       };
       keyFile = lib.mkOption {
         type = lib.types.nullOr lib.types.str;
@@ -223,7 +225,7 @@
         }
         {
           assertion = options.fediversity.s3.endpoint.isDefined;
-          message = "fediversity.peertube needs object storage (buckets web_videos, streaming_playlists, original_video_files): set fediversity.s3.endpoint (the provider's S3 endpoint URL).";
+          message = "fediversity.peertube needs object storage (buckets web_videos, streaming_playlists, original_video_files, user_exports, captions): set fediversity.s3.endpoint (the provider's S3 endpoint URL).";
         }
       ];
     })

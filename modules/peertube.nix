@@ -10,11 +10,20 @@ let
   fedi = config.fediversity;
   host = "${cfg.subdomain}.${fedi.domain}";
   storage = cfg.objectStorage;
-  # PeerTube's object kinds, each in its bucket (fediversity.peertube.objectStorage.buckets, by kind).
+  # PeerTube's object kinds, each in its bucket (fediversity.peertube.objectStorage.buckets, by kind): the
+  # manifest's needs.s3_buckets, every kind PeerTube reads, so none falls back to a default bucket name.
   kinds = [
     "web_videos"
     "streaming_playlists"
     "original_video_files"
+    "user_exports"
+    "captions"
+  ];
+  # The kinds stored private (needs.s3_private) and handed out by presigned URLs on <bucket>.s3.<provider domain>:
+  # their buckets have no website access, so they get no base_url (PeerTube would move the signed URL to it).
+  privateKinds = [
+    "original_video_files"
+    "user_exports"
   ];
   s3 = storage.keyFile != null && lib.all (kind: storage.buckets ? ${kind}) kinds;
   # PeerTube makes `root` on its first start, with PT_INITIAL_ROOT_PASSWORD when set (else a random one it logs):
@@ -171,9 +180,11 @@ in
         // lib.genAttrs kinds (kind: {
           bucket_name = storage.buckets.${kind};
           prefix = "";
-          # Viewers fetch objects from Garage's web endpoint: PeerTube replaces the scheme and host of the object's
-          # S3 URL with base_url, keeping the path, so the bucket is the first segment.
-          base_url = "${fedi.s3.publicUrl}/${storage.buckets.${kind}}";
+          # Viewers fetch public objects from Garage's web endpoint: PeerTube replaces the scheme and host of the
+          # object's S3 URL with base_url, keeping the path, so the bucket is the first segment. Private kinds keep
+          # "" (config/default.yaml's default): their presigned URLs stay on the S3 host they were signed for.
+          base_url =
+            if lib.elem kind privateKinds then "" else "${fedi.s3.publicUrl}/${storage.buckets.${kind}}";
         });
       };
     };

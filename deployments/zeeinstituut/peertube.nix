@@ -45,8 +45,10 @@
       peertubeSecretFile = "/run/secrets/zeeinstituut-peertube";
       objectStorage = {
         buckets = {
+          captions = "zeeinstituut-peertube-captions";
           original_video_files = "zeeinstituut-peertube-original-video-files";
           streaming_playlists = "zeeinstituut-peertube-streaming-playlists";
+          user_exports = "zeeinstituut-peertube-user-exports";
           web_videos = "zeeinstituut-peertube-web-videos";
         };
         keyFile = "/run/secrets/peertube-s3-key";

@@ -136,6 +136,12 @@ pub struct Needs {
     /// (Mastodon, Pixelfed, PeerTube), false for one that serves its media itself (Synapse).
     #[serde(default = "public_buckets")]
     pub s3_website: bool,
+    /// The kinds of `s3_buckets` that stay private although `s3_website` is true: objects the application hands
+    /// out only through presigned URLs on the S3 host (PeerTube's `user_exports` and `original_video_files`,
+    /// stored with `isPrivate: true`). Their buckets get no website access, so `https://media.<provider
+    /// domain>/<bucket>/…` never serves them; [`Needs::website`] is the one place the two fields combine.
+    #[serde(default)]
+    pub s3_private: Vec<String>,
     /// Whether the application addresses its buckets virtual-host style only (`https://<bucket>.s3.<provider
     /// domain>`; PeerTube: "PeerTube doesn't support path style requests"): its bucket names then go on the S3
     /// host's certificate. Others use path style (`https://s3.<provider domain>/<bucket>`).
@@ -1218,6 +1224,7 @@ fn check_s3_needs(needs: Option<&Needs>, p: &mut Problems<'_>) {
             );
         }
     }
+    check_s3_private(needs, p);
     match (&needs.s3_key, needs.s3_buckets.is_empty()) {
         (Some(ProviderSecretUse { reader, credential }), false) => {
             if let Err(reason) = access_of(reader.as_ref(), credential.as_deref()) {
@@ -1247,7 +1254,54 @@ fn check_s3_needs(needs: Option<&Needs>, p: &mut Problems<'_>) {
     }
 }
 
+/// Checks `needs.s3_private`: each entry is one of `s3_buckets`, listed once, and only meaningful while
+/// `s3_website` is true (otherwise every bucket is private already). A kind misspelt here would silently leave
+/// a private bucket public, hence an error rather than a warning.
+fn check_s3_private(needs: &Needs, p: &mut Problems<'_>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, kind) in needs.s3_private.iter().enumerate() {
+        let at = format!("needs.s3_private.{i}");
+        if !needs.s3_buckets.contains(kind) {
+            let kinds = needs
+                .s3_buckets
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let kinds = if kinds.is_empty() {
+                "none".to_owned()
+            } else {
+                kinds
+            };
+            p.at_value(
+                &at,
+                format!("[needs]: `s3_private`: `{kind}` is not one of `s3_buckets` ({kinds}); list only bucket kinds the application has"),
+            );
+        }
+        if !seen.insert(kind) {
+            p.at_value(
+                &at,
+                format!(
+                    "[needs]: `s3_private`: the kind `{kind}` is listed twice; list each kind once"
+                ),
+            );
+        }
+    }
+    if !needs.s3_website && !needs.s3_private.is_empty() {
+        p.at_key(
+            "needs.s3_private",
+            "[needs]: `s3_private` names kinds to keep off the web endpoint, but `s3_website = false` keeps every bucket off it already; remove `s3_private`".into(),
+        );
+    }
+}
+
 impl Needs {
+    /// Whether the bucket of `kind` is public through Garage's web endpoint: `s3_website`, unless the kind is one
+    /// of `s3_private`. What the storage description's `website` flag and the templates' public URLs follow.
+    pub fn website(&self, kind: &str) -> bool {
+        self.s3_website && !self.s3_private.iter().any(|k| k == kind)
+    }
+
     /// Who reads the S3 key file, for an application with buckets (checked when the manifest is loaded).
     pub fn s3_key_access(&self) -> Option<SecretAccess<'_>> {
         self.s3_key.as_ref().map(ProviderSecretUse::access)
@@ -2221,6 +2275,71 @@ units = []
                 // Loading succeeded, so access() cannot panic; the unit is a service of the application.
                 assert!(secret.access().unit().ends_with(".service"), "{app}");
             }
+        }
+    }
+
+    #[test]
+    fn private_bucket_kinds_are_checked_and_located() {
+        let base = MINIMAL.lines().count();
+        // A kind that is not a bucket, one listed twice, and the list beside `s3_website = false`.
+        let err = parse(
+            "[needs]\ns3_buckets = [\"media\", \"exports\"]\ns3_key = { credential = \"x.service\" }\ns3_private = [\"export\", \"exports\", \"exports\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in [
+            "`s3_private`: `export` is not one of `s3_buckets` (`media`, `exports`)",
+            "`s3_private`: the kind `exports` is listed twice",
+        ] {
+            assert!(
+                err.contains(&format!("manifest.toml:{}:", base + 4)) && err.contains(needle),
+                "{needle}:\n{err}"
+            );
+        }
+        assert!(!err.contains("Some("), "{err}");
+        let err = parse(
+            "[needs]\ns3_buckets = [\"media\"]\ns3_key = { credential = \"x.service\" }\ns3_website = false\ns3_private = [\"media\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!("manifest.toml:{}:", base + 5))
+                && err.contains("`s3_website = false` keeps every bucket off it already"),
+            "{err}"
+        );
+        // A valid list: website access per kind.
+        let m = parse(
+            "[needs]\ns3_buckets = [\"media\", \"exports\"]\ns3_key = { credential = \"x.service\" }\ns3_private = [\"exports\"]\n",
+        )
+        .unwrap();
+        assert!(m.needs.website("media"));
+        assert!(!m.needs.website("exports"));
+    }
+
+    #[test]
+    fn the_shipped_peertube_keeps_exports_and_originals_private() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates");
+        let m = Manifest::load(&root.join("peertube/manifest.toml")).unwrap();
+        // Every object_storage kind PeerTube 8 reads (server/core/initializers/config.ts), so none falls back
+        // to a default bucket name the cluster does not have.
+        for kind in [
+            "web_videos",
+            "streaming_playlists",
+            "original_video_files",
+            "user_exports",
+            "captions",
+        ] {
+            assert!(m.needs.s3_buckets.iter().any(|k| k == kind), "{kind}");
+        }
+        // PeerTube stores these with isPrivate: true and hands them out by presigned URL only.
+        for (kind, public) in [
+            ("web_videos", true),
+            ("streaming_playlists", true),
+            ("captions", true),
+            ("user_exports", false),
+            ("original_video_files", false),
+        ] {
+            assert_eq!(m.needs.website(kind), public, "{kind}");
         }
     }
 

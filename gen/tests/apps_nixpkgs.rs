@@ -613,7 +613,8 @@ fn object_storage_is_wired() -> Result<(), Failed> {
                       "objectStorage": storage(json!({ "media": "uu-pixelfed" })) },
         "peertube": { "enable": true, "peertubeSecretFile": "/run/secrets/pt",
                       "objectStorage": storage(json!({ "web_videos": "uu-pt-videos",
-                          "streaming_playlists": "uu-pt-playlists", "original_video_files": "uu-pt-originals" })) },
+                          "streaming_playlists": "uu-pt-playlists", "original_video_files": "uu-pt-originals",
+                          "user_exports": "uu-pt-exports", "captions": "uu-pt-captions" })) },
         "matrix-synapse": { "enable": true, "synapseSecretsFile": "/run/secrets/reg",
                             "objectStorage": storage(json!({ "media": "uu-synapse" })) },
     }));
@@ -653,10 +654,14 @@ fn object_storage_is_wired() -> Result<(), Failed> {
         json!({ "bucket_name": bucket, "prefix": "",
         "base_url": format!("https://media.provider.example/{bucket}") })
     };
+    // Private kinds (stored isPrivate, served by presigned URLs on the S3 host): no base_url, so PeerTube
+    // leaves the signed URL on the host it was signed for.
+    let private = |bucket: &str| json!({ "bucket_name": bucket, "prefix": "", "base_url": "" });
     let want = json!({ "enabled": true, "endpoint": "https://s3.provider.example", "region": "garage",
         "upload_acl": { "public": null, "private": null },
         "web_videos": kind("uu-pt-videos"), "streaming_playlists": kind("uu-pt-playlists"),
-        "original_video_files": kind("uu-pt-originals") });
+        "captions": kind("uu-pt-captions"),
+        "original_video_files": private("uu-pt-originals"), "user_exports": private("uu-pt-exports") });
     if os != &want || pt["serviceEnvironmentFile"] != "/run/peertube-env/env" {
         return Err(format!("PeerTube: {pt}").into());
     }
@@ -855,7 +860,8 @@ fn upstream_types_accept_the_values() -> Result<(), Failed> {
         pixelfed = { objectStorage = { buckets.media = "uu-pixelfed"; keyFile = "/run/secrets/s3"; };
                      adminPasswordFile = "/run/secrets/admin"; };
         peertube = { objectStorage = { keyFile = "/run/secrets/s3"; buckets = {
-                       web_videos = "v"; streaming_playlists = "p"; original_video_files = "o"; }; };
+                       web_videos = "v"; streaming_playlists = "p"; original_video_files = "o";
+                       user_exports = "e"; captions = "c"; }; };
                      adminPasswordFile = "/run/secrets/admin"; };
         matrix-synapse = { objectStorage = { buckets.media = "uu-synapse"; keyFile = "/run/secrets/s3"; };
                            adminPasswordFile = "/run/secrets/admin"; };
@@ -895,6 +901,14 @@ fn upstream_types_accept_the_values() -> Result<(), Failed> {
         (
             "peertube",
             "services.peertube.settings.object_storage.web_videos.base_url",
+        ),
+        (
+            "peertube",
+            "services.peertube.settings.object_storage.user_exports.base_url",
+        ),
+        (
+            "peertube",
+            "services.peertube.settings.object_storage.captions.bucket_name",
         ),
         ("peertube", "services.peertube.settings.admin.email"),
         ("peertube", "services.peertube.serviceEnvironmentFile"),

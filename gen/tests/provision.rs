@@ -79,7 +79,8 @@ fn every_planned_machine_has_one_vm_with_its_resources_garage_nodes_included() {
             fedigen::deploy::MachineRole::GarageNode(node) => (
                 garage.cores,
                 garage.memory_mib,
-                garage.disk_gib.max(storage.nodes[node].capacity_gib),
+                // The layout capacity on top of what Garage's machine needs itself (system, metadata).
+                garage.disk_gib + storage.nodes[node].capacity_gib,
             ),
         };
         let vm = &vms[&machine.name];

@@ -142,10 +142,11 @@ pub(super) fn garage_machine(
     Ok(Expr::attrs(entries))
 }
 
-/// The resources of a Garage node's own machine: the Garage manifest's, with a disk at least as large as the
-/// node's capacity. The one place they are derived, for the machine's module and its provisioning
-/// (`deployments/tofu/`).
-pub(super) fn garage_capacity(node: &model::GarageNode, catalog: &Catalog) -> model::Resources {
+/// The resources of a Garage node's own machine: the Garage manifest's, with a disk of the node's capacity plus
+/// the manifest's disk (the system, Garage's metadata and logs): the layout capacity is what Garage fills with
+/// data, so a disk of only that size (the old `max`) left nothing for the rest. The one place they are derived,
+/// for the machine's module, its provisioning (`deployments/tofu/`) and the per-machine limit check.
+pub(crate) fn garage_capacity(node: &model::GarageNode, catalog: &Catalog) -> model::Resources {
     let defaults = catalog
         .manifests
         .get(model::OBJECT_STORAGE_APPLICATION)
@@ -153,12 +154,12 @@ pub(super) fn garage_capacity(node: &model::GarageNode, catalog: &Catalog) -> mo
         .unwrap_or(crate::manifest::Resources {
             cores: 2,
             memory_mib: 2048,
-            disk_gib: node.capacity_gib,
+            disk_gib: 0,
         });
     model::Resources {
         cores: defaults.cores,
         memory_mib: defaults.memory_mib,
-        disk_gib: defaults.disk_gib.max(node.capacity_gib),
+        disk_gib: defaults.disk_gib.saturating_add(node.capacity_gib),
     }
 }
 

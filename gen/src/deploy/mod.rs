@@ -23,6 +23,7 @@ mod dns;
 pub(crate) use dns::{TTL as ZONE_TTL, address_records};
 pub mod host_keys;
 mod machine;
+pub(crate) use machine::garage_capacity;
 mod network;
 mod nixops4;
 mod provider;

@@ -63,10 +63,20 @@ pub(crate) struct AppStorage {
     pub app: String,
     /// `(kind, bucket name, overridden in the specification)`, in the manifest's order of kinds.
     pub buckets: Vec<(String, String, bool)>,
-    /// Whether the buckets are public through Garage's web endpoint (`needs.s3_website`).
+    /// Whether the buckets are public through Garage's web endpoint (`needs.s3_website`), but see `private`.
     pub website: bool,
+    /// The kinds kept off the web endpoint although `website` is set (`needs.s3_private`): [`AppStorage::website`].
+    pub private: Vec<String>,
     /// Whether the application reaches its buckets as `<bucket>.<S3 host>` (`needs.s3_virtual_host`).
     pub virtual_host: bool,
+}
+
+impl AppStorage {
+    /// Whether the bucket of `kind` gets website access: the application's `s3_website` and not a private kind
+    /// (as `Needs::website`), so `storage apply` never opens a private bucket on the media host.
+    pub(crate) fn website(&self, kind: &str) -> bool {
+        self.website && !self.private.iter().any(|k| k == kind)
+    }
 }
 
 /// The bucket name derived for one kind: `<operator>-<app>` when the application has one kind, else
@@ -138,6 +148,7 @@ fn operator_applications(
             app: app.clone(),
             buckets,
             website: manifest.needs.s3_website,
+            private: manifest.needs.s3_private.clone(),
             virtual_host: manifest.needs.s3_virtual_host,
         });
     }
@@ -281,10 +292,10 @@ pub fn description(spec: &Spec, catalog: &Catalog) -> Option<Description> {
     }
     for app in applications(spec, catalog) {
         let (_, key_path) = node_key_copy(&app.operator_name, &app.app);
-        for (_, bucket, _) in &app.buckets {
+        for (kind, bucket, _) in &app.buckets {
             description = description.with_bucket(Bucket {
                 name: bucket.clone(),
-                website: app.website,
+                website: app.website(kind),
                 keys: vec![Key {
                     id: String::new(),
                     secret_file: key_path.clone().into(),
@@ -797,6 +808,8 @@ region = "garage"
                 ("web_videos", "uni-peertube-web-videos"),
                 ("streaming_playlists", "uni-peertube-streaming-playlists"),
                 ("original_video_files", "uni-peertube-original-video-files"),
+                ("user_exports", "uni-peertube-user-exports"),
+                ("captions", "uni-peertube-captions"),
                 ("media", "club-media"),
             ]
             .map(|(k, n)| (k.to_owned(), n.to_owned()))
@@ -812,6 +825,25 @@ region = "garage"
             std::path::PathBuf::from("/run/secrets/garage-s3-key-uni-mastodon")
         );
         assert!(uni.keys[0].id.is_empty(), "the id is the key file's");
+        // Website access per kind: PeerTube's private kinds (needs.s3_private) stay off the media host, the
+        // rest of a website application's buckets are on it.
+        let website: Vec<(&str, bool)> = description
+            .buckets
+            .iter()
+            .map(|b| (b.name.as_str(), b.website))
+            .collect();
+        assert_eq!(
+            website,
+            [
+                ("uni-mastodon", true),
+                ("uni-peertube-web-videos", true),
+                ("uni-peertube-streaming-playlists", true),
+                ("uni-peertube-original-video-files", false),
+                ("uni-peertube-user-exports", false),
+                ("uni-peertube-captions", true),
+                ("club-media", true),
+            ]
+        );
         assert!(
             description.problems().is_empty(),
             "{:?}",

@@ -24,6 +24,7 @@ pub fn check(spec: &Spec, catalog: &Catalog) -> Vec<Diagnostic> {
     needs(spec, catalog, &mut out);
     placement(spec, catalog, &mut out);
     object_storage(spec, catalog, &mut out);
+    garage_disks(spec, catalog, &mut out);
     secret_files(spec, catalog, &mut out);
     deploy_keys(spec, &mut out);
     deploy::sops::check(spec, catalog, &mut out);
@@ -575,14 +576,15 @@ fn resources(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                 }
             }
         }
-        if let (Some(storage), Some(garage)) = (&spec.provider.object_storage, garage) {
-            let needs = amounts(garage.resources);
+        if let (Some(storage), Some(_)) = (&spec.provider.object_storage, garage) {
             let per_machine = amounts(limits.per_machine);
-            for (n, _) in storage
+            for (n, node) in storage
                 .nodes
                 .iter()
                 .filter(|(_, node)| node.machine.is_none())
             {
+                // The machine as provisioned: its disk holds the node's capacity besides the manifest's.
+                let needs = amounts(deploy::garage_capacity(node, catalog));
                 if let Some(k) = (0..3).find(|&k| needs[k] > per_machine[k]) {
                     out.push(
                         Diagnostic::new(
@@ -594,10 +596,59 @@ fn resources(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
                             "too large for one machine",
                         )
                         .at_key()
-                        .hint("raise `provider.limits.per_machine`"),
+                        .hint(format!(
+                            "the node's machine is its capacity ({} GiB) plus Garage's own {} GiB of disk: lower `capacity_gib`, or raise `provider.limits.per_machine`",
+                            node.capacity_gib, needs[2].saturating_sub(u64::from(node.capacity_gib))
+                        )),
                     );
                 }
             }
+        }
+    }
+}
+
+/// A Garage node's layout capacity must fit on the disk of the machine it shares: Garage never compares
+/// `capacity_gib` with the real disk, and with replication every partition may land on the node, so a capacity
+/// above the free disk fills the machine (and its application) before Garage considers the node full. The rule:
+/// the capacity is at most the machine's disk (the application's effective `resources.disk_gib`, what is
+/// provisioned) minus the disk the application itself needs (its manifest's `disk_gib`). A node on its own
+/// machine needs no check: that machine's disk is the capacity plus the Garage manifest's disk
+/// ([`deploy::garage_capacity`]).
+fn garage_disks(spec: &Spec, catalog: &Catalog, out: &mut Vec<Diagnostic>) {
+    let Some(storage) = &spec.provider.object_storage else {
+        return;
+    };
+    for (n, node) in &storage.nodes {
+        let Some(machine) = node.machine.as_deref() else {
+            continue;
+        };
+        // An unknown machine is `placement`'s finding.
+        let Some((i, _, app, application, manifest)) =
+            enabled(spec, catalog).find(|(_, op, name, _, _)| op.machine_name(name) == machine)
+        else {
+            continue;
+        };
+        let disk = application.resources.resolve(manifest.resources).disk_gib;
+        let own = manifest.resources.disk_gib;
+        let free = disk.saturating_sub(own);
+        if node.capacity_gib > free {
+            let needed = u64::from(node.capacity_gib) + u64::from(own);
+            out.push(
+                Diagnostic::new(
+                    FieldPath::of(&["provider", "object_storage", "nodes", n, "capacity_gib"]),
+                    format!(
+                        "Garage node `{n}` has a capacity of {} GiB, but `{machine}` has {disk} GiB of disk, of which `{app}` needs {own} GiB itself: at most {free} GiB are left for the node",
+                        node.capacity_gib
+                    ),
+                    format!("more than the {free} GiB left on `{machine}`"),
+                )
+                .related(app_path(i, app).key("resources").key("disk_gib"), "the machine's disk")
+                .hint(if free == 0 {
+                    format!("give `{app}` `resources.disk_gib = {needed}` or more, or run the node on its own machine (remove `machine`)")
+                } else {
+                    format!("lower `capacity_gib` to {free} or less, or give `{app}` `resources.disk_gib = {needed}` or more")
+                }),
+            );
         }
     }
 }
@@ -1024,6 +1075,78 @@ nodes.ams1 = { zone = "ams", capacity_gib = 100 }
             found.iter().any(|m| m.contains("`fediversity.garage`")),
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn a_shared_node_fits_in_what_the_application_leaves_of_the_disk() {
+        let catalog = catalog(&[]);
+        let node = "nodes.ams1 = { zone = \"ams\", capacity_gib = 100 }";
+        // (the application's requested disk, the node's capacity, the GiB left when refused); kitchen-sink's
+        // manifest needs 1 GiB itself.
+        for (disk, capacity, refused) in [
+            (None, 100, Some(0)),
+            (Some(100), 100, Some(99)),
+            (Some(101), 100, None),
+            (Some(500), 100, None),
+            (Some(800), 1000, Some(799)),
+        ] {
+            let resources = disk.map_or(String::new(), |d| {
+                format!("applications.kitchen-sink.resources = {{ disk_gib = {d} }}\n")
+            });
+            let spec = format!(
+                "{}\n[[operators]]\nname = \"uni\"\ndomain = \"uni.example\"\ncontact = \"a@uni.example\"\nadmin = {{ username = \"admin\", email = \"a@uni.example\" }}\napplications.kitchen-sink.settings.motto = \"x\"\n{resources}",
+                PROVIDER.replace(
+                    node,
+                    &format!("[provider.object_storage.nodes.ams1]\nzone = \"ams\"\ncapacity_gib = {capacity}\nmachine = \"uni-kitchen-sink\"")
+                )
+            );
+            let spec: Spec = toml::from_str(&spec).expect("the model's shape");
+            let found: Vec<Diagnostic> = check(&spec, &catalog)
+                .into_iter()
+                .filter(|d| d.message.contains("of disk"))
+                .collect();
+            match refused {
+                None => assert!(found.is_empty(), "{disk:?} {capacity}: {found:#?}"),
+                Some(free) => {
+                    let [d] = found.as_slice() else {
+                        panic!("{disk:?} {capacity}: {found:#?}")
+                    };
+                    assert!(
+                        d.message.contains(&format!("capacity of {capacity} GiB"))
+                            && d.message.contains(&format!("at most {free} GiB are left")),
+                        "{}",
+                        d.message
+                    );
+                    assert_eq!(
+                        d.path,
+                        FieldPath::of(&[
+                            "provider",
+                            "object_storage",
+                            "nodes",
+                            "ams1",
+                            "capacity_gib"
+                        ])
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_machine_holds_its_capacity_besides_the_manifest_disk_within_the_limit() {
+        let catalog = catalog(&[]);
+        let garage = catalog.manifests[OBJECT_STORAGE_APPLICATION].resources;
+        // The limit exactly fits capacity + the manifest's disk; one GiB more capacity does not.
+        for (capacity, refused) in [(100, false), (101, true)] {
+            let spec = format!(
+                "{}\n[provider.limits]\nper_machine = {{ cores = 64, memory_mib = 262144, disk_gib = {} }}\nper_operator = {{ cores = 64, memory_mib = 262144, disk_gib = 100000 }}\n",
+                PROVIDER.replace("capacity_gib = 100", &format!("capacity_gib = {capacity}")),
+                100 + garage.disk_gib
+            );
+            let found = messages(&spec, &catalog);
+            let hit = found.iter().any(|m| m.contains("Garage node `ams1` needs"));
+            assert_eq!(hit, refused, "{capacity}: {found:#?}");
+        }
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub struct NeedsData {
     pub s3_buckets: Vec<String>,
     /// Whether `s3_buckets` is not empty.
     pub has_s3_buckets: bool,
+    /// The kinds whose buckets get no website access (`needs.s3_private`, or all with `s3_website = false`):
+    /// the template gives them no public URL.
+    pub s3_private: Vec<String>,
 }
 
 /// The manifest's default resources (`resources.*`).
@@ -170,6 +173,13 @@ impl ModuleData {
                 smtp: manifest.needs.smtp,
                 s3_buckets: manifest.needs.s3_buckets.clone(),
                 has_s3_buckets: !manifest.needs.s3_buckets.is_empty(),
+                s3_private: manifest
+                    .needs
+                    .s3_buckets
+                    .iter()
+                    .filter(|k| !manifest.needs.website(k))
+                    .cloned()
+                    .collect(),
             },
             ports: manifest
                 .ports
