@@ -82,6 +82,8 @@ pub struct StorageTest {
     pub media_prefix: String,
     /// The admin token the script's admin API calls send.
     pub admin_token: String,
+    /// The Mastodon key's file on the first node (what the apply unit imports, `AWS_ACCESS_KEY_ID=…`).
+    pub mastodon_key_file: String,
     /// The provider's domain (`fediversity.domain` of a Garage-only node).
     pub provider_domain: String,
     /// The cluster's S3 region (what an S3 client signs with).
@@ -223,6 +225,7 @@ impl StorageTest {
             media_host,
             mastodon,
             admin_token: TEST_ADMIN_TOKEN.into(),
+            mastodon_key_file: storage::node_key_copy(&operator.name, "mastodon").1,
             provider_domain: spec.provider.domain.clone(),
             region: storage.region.clone(),
             node_count: nodes_len,
