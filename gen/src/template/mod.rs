@@ -20,10 +20,10 @@ mod layout;
 mod lint;
 mod locate;
 mod migration;
-mod storage_test;
 mod options;
 pub mod scaffold;
 mod shell;
+mod storage_test;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,9 +47,9 @@ pub use helpers::VALUE_HELPERS;
 pub use layout::canonical;
 pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS, lint};
 pub use migration::{MigrationMachine, MigrationTest};
-pub use storage_test::{StorageNode, StorageTest};
 pub use options::option_declarations;
 pub use shell::shell_quote;
+pub use storage_test::{StorageNode, StorageTest};
 
 /// A problem in a template, located in the template file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
