@@ -251,6 +251,15 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             })
             .collect::<Result<Vec<_>, GenerateError>>()?;
         plan.files.extend(tests);
+        // The provider's object-storage test (its Garage cluster, one operator's Mastodon media in it).
+        if let Some(test) = crate::template::StorageTest::new(&spec, &catalog) {
+            let source = format!("{name} and {}", crate::template::STORAGE_TEST);
+            let body = templates.render_storage_test(&test)?;
+            plan.files.insert(
+                Path::new(VM_TESTS).join(crate::template::STORAGE_TEST_FILE),
+                format!("{}\n{body}", marker_line(&source)),
+            );
+        }
     }
     plan.regions = fill_regions(repo, &plan, &manifests)?;
     Ok(plan)

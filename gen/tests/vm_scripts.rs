@@ -943,3 +943,51 @@ fn generated_tests_hold_the_review_fixes() {
         }
     }
 }
+
+/// The provider's object-storage test (#14, review-14 Q3–Q5): evaluated and checked like every generated test,
+/// it must start every Garage node of the description, wait for the provisioning unit, check `/health` and the
+/// cluster's view on every node, test Mastodon's media URL against the bucket, and re-run `storage apply`.
+#[test]
+fn the_storage_test_covers_the_cluster_and_mastodon_media() {
+    let (scripts, checked) = all();
+    let script = scripts
+        .get("storage.nix")
+        .expect("vm-tests/generated/storage.nix is generated for a provider with object storage");
+    assert!(
+        checked["storage.nix"].problems.is_empty(),
+        "{:?}",
+        checked["storage.nix"].problems
+    );
+    let repo = repository();
+    let description: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.join("deployments/storage.json")).unwrap(),
+    )
+    .unwrap();
+    let nodes = description["nodes"].as_array().unwrap();
+    let garage: Vec<&String> = script
+        .machines
+        .iter()
+        .filter(|m| m.starts_with("garage_"))
+        .collect();
+    assert_eq!(garage.len(), nodes.len(), "one test node per Garage node");
+    for python in &garage {
+        for needle in [
+            format!("{python}.wait_for_unit(\"garage.service\")"),
+            format!("{python}.succeed(health)"),
+            format!("{python}.succeed(cluster)"),
+        ] {
+            assert!(script.text.contains(&needle), "storage.nix lacks {needle}");
+        }
+    }
+    for needle in [
+        "wait_for_unit(\"fedigen-storage-apply.service\")",
+        "/v2/GetClusterStatus",
+        "prefix = \"https://media.",
+        "url.startswith(prefix)",
+        "assert served == held",
+        "--json",
+        "report[\"changing_calls\"] == 0",
+    ] {
+        assert!(script.text.contains(needle), "storage.nix lacks {needle}");
+    }
+}

@@ -23,6 +23,7 @@ mod migration;
 mod options;
 pub mod scaffold;
 mod shell;
+mod storage_test;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,7 @@ pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS, lint};
 pub use migration::{MigrationMachine, MigrationTest};
 pub use options::option_declarations;
 pub use shell::shell_quote;
+pub use storage_test::{StorageNode, StorageTest};
 
 /// A problem in a template, located in the template file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -275,6 +277,10 @@ pub const DEPLOYMENT_TEST: &str = "templates/_tests/deployment.nix.hbs";
 pub const FEDERATION_TEST: &str = "templates/_tests/federation.nix.hbs";
 /// The template of the per-operator migration VM tests, relative to the repository.
 pub const MIGRATION_TEST: &str = "templates/_tests/migration.nix.hbs";
+/// The template of the provider's object-storage VM test (a Garage cluster, Mastodon's media in it).
+pub const STORAGE_TEST: &str = "templates/_tests/storage.nix.hbs";
+/// The provider's object-storage VM test, relative to the repository.
+pub const STORAGE_TEST_FILE: &str = "storage.nix";
 
 /// The template of what the VM tests share (`vm-tests/generated/lib/common.nix`), relative to the repository.
 pub const COMMON_TEST: &str = "templates/_tests/common.nix.hbs";
@@ -288,6 +294,7 @@ impl Templates {
             COMMON_TEST,
             FEDERATION_TEST,
             MIGRATION_TEST,
+            STORAGE_TEST,
         ] {
             let relative = PathBuf::from(file);
             let source = read(&root.join(&relative), &relative)?;
@@ -324,6 +331,11 @@ impl Templates {
     /// Renders the VM test of one operator's migration between providers.
     pub fn render_migration_test(&self, test: &MigrationTest) -> Result<String, TemplateError> {
         self.render_test(MIGRATION_TEST, test)
+    }
+
+    /// Renders the VM test of the provider's object storage.
+    pub fn render_storage_test(&self, test: &StorageTest) -> Result<String, TemplateError> {
+        self.render_test(STORAGE_TEST, test)
     }
 
     /// Renders what the VM tests share: the certificate, test-secret and test-node helpers they import.
