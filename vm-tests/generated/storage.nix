@@ -98,6 +98,32 @@ let
             }
           ];
           name = "zeeinstituut-peertube-original-video-files";
+          website = false;
+        }
+        {
+          keys = [
+            {
+              name = "zeeinstituut/peertube";
+              owner = false;
+              read = true;
+              secret_file = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
+              write = true;
+            }
+          ];
+          name = "zeeinstituut-peertube-user-exports";
+          website = false;
+        }
+        {
+          keys = [
+            {
+              name = "zeeinstituut/peertube";
+              owner = false;
+              read = true;
+              secret_file = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
+              write = true;
+            }
+          ];
+          name = "zeeinstituut-peertube-captions";
           website = true;
         }
         {
@@ -129,19 +155,19 @@ let
       ];
       nodes = [
         {
-          capacity_bytes = 2147483648000;
+          capacity_bytes = 1073741824000;
           id = "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238";
           name = "ams1";
           zone = "ams";
         }
         {
-          capacity_bytes = 2147483648000;
+          capacity_bytes = 1073741824000;
           id = "21e6fe6b3096aff5f4b84f4e44be087e4a3937eb9996685e281af86ee4756e2a";
           name = "ams2";
           zone = "ams";
         }
         {
-          capacity_bytes = 1073741824000;
+          capacity_bytes = 644245094400;
           id = "79c946c632d4c99432f543ce46f5228d7e6b7fcfa5f72aa3f6a36730effee2bf";
           name = "rtm1";
           zone = "rtm";
