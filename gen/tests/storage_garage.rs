@@ -980,6 +980,51 @@ fn node_key_step_places_and_never_replaces() -> Result<(), Failed> {
     if std::fs::read(meta.join("node_key"))? != placed {
         return Err(fail("the placed key changed"));
     }
+    // Review-14 F11: the key as a text secret store holds it (`--hex`: 128 hex digits and a newline) is placed
+    // as the same 64 bytes, and its public half is the id node-key printed.
+    let hex_key = dir.path().join("hex.key");
+    let (code, id, err) = fedigen(
+        &[
+            "--quiet",
+            "storage",
+            "node-key",
+            "--hex",
+            "--out",
+            hex_key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    if code != 0 {
+        return Err(fail(format!("node-key --hex exited {code}: {err}")));
+    }
+    let text = std::fs::read_to_string(&hex_key)?;
+    if text.len() != 129 || !text.ends_with('\n') {
+        return Err(fail(format!("node-key --hex wrote {text:?}")));
+    }
+    let hex_meta = dir.path().join("hex/meta");
+    install_node_key(&hex_key, &hex_meta).map_err(|e| fail(format!("hex placement: {e}")))?;
+    let decoded: Vec<u8> = (0..64)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let placed_hex = std::fs::read(hex_meta.join("node_key"))?;
+    let public_hex: String = std::fs::read(hex_meta.join("node_key.pub"))?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if placed_hex != decoded || public_hex != id.trim() {
+        return Err(fail(format!(
+            "the hex key was placed as {} bytes with id {public_hex}, node-key printed {id}",
+            placed_hex.len()
+        )));
+    }
+    install_node_key(&hex_key, &hex_meta).map_err(|e| fail(format!("hex, again: {e}")))?;
+    let bad_hex = dir.path().join("bad-hex.key");
+    std::fs::write(&bad_hex, format!("{}zz\n", &text[..126]))?;
+    match install_node_key(&bad_hex, &dir.path().join("bad/meta")) {
+        Ok(()) => return Err(fail("a key with non-hex digits was placed")),
+        Err(e) if e.contains("128 hex digits") => {}
+        Err(e) => return Err(fail(format!("unexpected message: {e}"))),
+    }
     let short = dir.path().join("short.key");
     std::fs::write(&short, [0u8; 63])?;
     match install_node_key(&short, &dir.path().join("fresh/meta")) {
