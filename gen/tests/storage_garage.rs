@@ -919,21 +919,22 @@ fn install_node_key(key: &Path, meta: &Path) -> Result<(), String> {
     }
 }
 
+/// `fedigen storage node-key [--hex] --out PATH`: its exit code, standard output (the id) and standard error.
+fn node_key_cli(path: &Path, hex: bool) -> (i32, String, String) {
+    let mut args = vec!["--quiet", "storage", "node-key"];
+    if hex {
+        args.push("--hex");
+    }
+    args.extend(["--out", path.to_str().unwrap()]);
+    fedigen(&args, &[])
+}
+
 /// The node-key step places the key and its public half, again without change, and refuses a different key
 /// or a file of the wrong length, naming the fix.
 fn node_key_step_places_and_never_replaces() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("node.key");
-    let (code, out, err) = fedigen(
-        &[
-            "--quiet",
-            "storage",
-            "node-key",
-            "--out",
-            key.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, out, err) = node_key_cli(&key, false);
     if code != 0 {
         return Err(fail(format!("node-key exited {code}: {err}")));
     }
@@ -962,16 +963,7 @@ fn node_key_step_places_and_never_replaces() -> Result<(), Failed> {
     install_node_key(&key, &meta).map_err(|e| fail(format!("second placement: {e}")))?;
     // Another key for the same node: refused, the placed identity unchanged.
     let other = dir.path().join("other.key");
-    fedigen(
-        &[
-            "--quiet",
-            "storage",
-            "node-key",
-            "--out",
-            other.to_str().unwrap(),
-        ],
-        &[],
-    );
+    node_key_cli(&other, false);
     match install_node_key(&other, &meta) {
         Ok(()) => return Err(fail("a different node key replaced the placed one")),
         Err(e) if e.contains("refusing to change the node's identity") => {}
@@ -983,17 +975,7 @@ fn node_key_step_places_and_never_replaces() -> Result<(), Failed> {
     // Review-14 F11: the key as a text secret store holds it (`--hex`: 128 hex digits and a newline) is placed
     // as the same 64 bytes, and its public half is the id node-key printed.
     let hex_key = dir.path().join("hex.key");
-    let (code, id, err) = fedigen(
-        &[
-            "--quiet",
-            "storage",
-            "node-key",
-            "--hex",
-            "--out",
-            hex_key.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, id, err) = node_key_cli(&hex_key, true);
     if code != 0 {
         return Err(fail(format!("node-key --hex exited {code}: {err}")));
     }
