@@ -656,7 +656,10 @@ fn exact(expr: &Expr) -> bool {
         Expr::Lambda(Param::Formals { .. }, _) => false,
         Expr::Apply(function, args) => {
             let (last, rest) = args.split_last().expect("applications have arguments");
-            matches!(**function, Expr::Var(_) | Expr::Select(_, _, None))
+            // nixfmt lays out `(f x).a [ ] [ … ]` (a select of anything but a name) otherwise: every argument on
+            // a line of its own (found by tests/nix_roundtrip.rs).
+            (matches!(**function, Expr::Var(_))
+                || matches!(&**function, Expr::Select(base, _, None) if matches!(**base, Expr::Var(_))))
                 && !is_multiline(function)
                 && exact(function)
                 && rest.iter().all(|a| !is_multiline(a) && exact(a))
