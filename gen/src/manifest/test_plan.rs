@@ -115,9 +115,6 @@ pub struct StoredStep {
     pub wait: bool,
 }
 
-/// The marker before each URL a `[[test.object_storage]]` step prints.
-pub(crate) const OBJECT_MARKER: &str = "object: ";
-
 /// The deployment test's upgrade step: this setting changed, only these units restart (`[test.upgrade]`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
