@@ -416,6 +416,7 @@ impl DeploymentStorage {
                 // The test key replaces the placeholder the machine's secrets place (common.testNodeKey runs after).
                 let machine = &mut nodes[i];
                 machine.garage = true;
+                machine.secrets.extend(secrets.iter().cloned());
                 machine.packages.push("rclone".into());
                 (machine.name.clone(), machine.python.clone(), None)
             }
