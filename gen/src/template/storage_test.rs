@@ -16,11 +16,11 @@ use serde::Serialize;
 
 use super::context::{DeploymentTest, TestNode, TestSecretFile};
 use super::shell::step_command;
-use crate::manifest::test_plan::StepNode;
-use crate::model::Operator;
 use crate::deploy::python_name;
 use crate::deploy::secrets::Holds;
 use crate::deploy::storage;
+use crate::manifest::test_plan::StepNode;
+use crate::model::Operator;
 use crate::model::{Catalog, Spec};
 use crate::storage::description::Description;
 use crate::storage::node_key::NodeKey;
@@ -351,7 +351,10 @@ impl DeploymentStorage {
         hosts: &mut BTreeMap<String, Vec<String>>,
     ) -> Option<Self> {
         let storage = spec.provider.object_storage.as_ref()?;
-        let index = spec.operators.iter().position(|o| o.name == operator.name)?;
+        let index = spec
+            .operators
+            .iter()
+            .position(|o| o.name == operator.name)?;
         let apps: Vec<storage::AppStorage> = storage::applications(spec, catalog)
             .into_iter()
             .filter(|a| a.operator == index)
