@@ -62,50 +62,49 @@ let
       settings.bootstrap_peers = lib.mkForce [ ];
       provision.enable = lib.mkForce true;
       provision.description = lib.mkForce (
-        pkgs.writeText "storage.json" (
-          builtins.toJSON {
-            "//" =
-              "The storage description of amstelland's deployment test: one node, the operator's buckets (fedigen's deployment test).";
-            buckets = [
+        pkgs.writeText "storage.json" ''
+          {
+            "//": "The storage description of amstelland's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+            "replication_factor": 1,
+            "zone_redundancy": "maximum",
+            "nodes": [
               {
-                keys = [
+                "name": "ams1",
+                "id": "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238",
+                "zone": "ams",
+                "capacity_bytes": 1073741824000
+              }
+            ],
+            "buckets": [
+              {
+                "name": "amstelland-mastodon",
+                "website": true,
+                "keys": [
                   {
-                    name = "amstelland/mastodon";
-                    owner = false;
-                    read = true;
-                    secret_file = "/run/secrets/garage-s3-key-amstelland-mastodon";
-                    write = true;
+                    "secret_file": "/run/secrets/garage-s3-key-amstelland-mastodon",
+                    "name": "amstelland/mastodon",
+                    "read": true,
+                    "write": true,
+                    "owner": false
                   }
-                ];
-                name = "amstelland-mastodon";
-                website = true;
-              }
+                ]
+              },
               {
-                keys = [
+                "name": "amstelland-pixelfed",
+                "website": true,
+                "keys": [
                   {
-                    name = "amstelland/pixelfed";
-                    owner = false;
-                    read = true;
-                    secret_file = "/run/secrets/garage-s3-key-amstelland-pixelfed";
-                    write = true;
+                    "secret_file": "/run/secrets/garage-s3-key-amstelland-pixelfed",
+                    "name": "amstelland/pixelfed",
+                    "read": true,
+                    "write": true,
+                    "owner": false
                   }
-                ];
-                name = "amstelland-pixelfed";
-                website = true;
+                ]
               }
-            ];
-            nodes = [
-              {
-                capacity_bytes = 1073741824000;
-                id = "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238";
-                name = "ams1";
-                zone = "ams";
-              }
-            ];
-            replication_factor = 1;
-            zone_redundancy = "maximum";
+            ]
           }
-        )
+        ''
       );
     };
   };

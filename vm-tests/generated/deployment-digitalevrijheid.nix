@@ -62,50 +62,49 @@ let
       settings.bootstrap_peers = lib.mkForce [ ];
       provision.enable = lib.mkForce true;
       provision.description = lib.mkForce (
-        pkgs.writeText "storage.json" (
-          builtins.toJSON {
-            "//" =
-              "The storage description of digitalevrijheid's deployment test: one node, the operator's buckets (fedigen's deployment test).";
-            buckets = [
+        pkgs.writeText "storage.json" ''
+          {
+            "//": "The storage description of digitalevrijheid's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+            "replication_factor": 1,
+            "zone_redundancy": "maximum",
+            "nodes": [
               {
-                keys = [
+                "name": "ams1",
+                "id": "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238",
+                "zone": "ams",
+                "capacity_bytes": 1073741824000
+              }
+            ],
+            "buckets": [
+              {
+                "name": "digitalevrijheid-mastodon",
+                "website": true,
+                "keys": [
                   {
-                    name = "digitalevrijheid/mastodon";
-                    owner = false;
-                    read = true;
-                    secret_file = "/run/secrets/garage-s3-key-digitalevrijheid-mastodon";
-                    write = true;
+                    "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-mastodon",
+                    "name": "digitalevrijheid/mastodon",
+                    "read": true,
+                    "write": true,
+                    "owner": false
                   }
-                ];
-                name = "digitalevrijheid-mastodon";
-                website = true;
-              }
+                ]
+              },
               {
-                keys = [
+                "name": "digitalevrijheid-matrix-synapse",
+                "website": false,
+                "keys": [
                   {
-                    name = "digitalevrijheid/matrix-synapse";
-                    owner = false;
-                    read = true;
-                    secret_file = "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse";
-                    write = true;
+                    "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse",
+                    "name": "digitalevrijheid/matrix-synapse",
+                    "read": true,
+                    "write": true,
+                    "owner": false
                   }
-                ];
-                name = "digitalevrijheid-matrix-synapse";
-                website = false;
+                ]
               }
-            ];
-            nodes = [
-              {
-                capacity_bytes = 1073741824000;
-                id = "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238";
-                name = "ams1";
-                zone = "ams";
-              }
-            ];
-            replication_factor = 1;
-            zone_redundancy = "maximum";
+            ]
           }
-        )
+        ''
       );
     };
   };

@@ -62,89 +62,88 @@ let
       settings.bootstrap_peers = lib.mkForce [ ];
       provision.enable = lib.mkForce true;
       provision.description = lib.mkForce (
-        pkgs.writeText "storage.json" (
-          builtins.toJSON {
-            "//" =
-              "The storage description of zeeinstituut's deployment test: one node, the operator's buckets (fedigen's deployment test).";
-            buckets = [
+        pkgs.writeText "storage.json" ''
+          {
+            "//": "The storage description of zeeinstituut's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+            "replication_factor": 1,
+            "zone_redundancy": "maximum",
+            "nodes": [
               {
-                keys = [
+                "name": "rtm1",
+                "id": "79c946c632d4c99432f543ce46f5228d7e6b7fcfa5f72aa3f6a36730effee2bf",
+                "zone": "rtm",
+                "capacity_bytes": 644245094400
+              }
+            ],
+            "buckets": [
+              {
+                "name": "zeeinstituut-peertube-web-videos",
+                "website": true,
+                "keys": [
                   {
-                    name = "zeeinstituut/peertube";
-                    owner = false;
-                    read = true;
-                    secret_file = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
-                    write = true;
+                    "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                    "name": "zeeinstituut/peertube",
+                    "read": true,
+                    "write": true,
+                    "owner": false
                   }
-                ];
-                name = "zeeinstituut-peertube-web-videos";
-                website = true;
-              }
+                ]
+              },
               {
-                keys = [
+                "name": "zeeinstituut-peertube-streaming-playlists",
+                "website": true,
+                "keys": [
                   {
-                    name = "zeeinstituut/peertube";
-                    owner = false;
-                    read = true;
-                    secret_file = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
-                    write = true;
+                    "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                    "name": "zeeinstituut/peertube",
+                    "read": true,
+                    "write": true,
+                    "owner": false
                   }
-                ];
-                name = "zeeinstituut-peertube-streaming-playlists";
-                website = true;
-              }
+                ]
+              },
               {
-                keys = [
+                "name": "zeeinstituut-peertube-original-video-files",
+                "website": false,
+                "keys": [
                   {
-                    name = "zeeinstituut/peertube";
-                    owner = false;
-                    read = true;
-                    secret_file = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
-                    write = true;
+                    "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                    "name": "zeeinstituut/peertube",
+                    "read": true,
+                    "write": true,
+                    "owner": false
                   }
-                ];
-                name = "zeeinstituut-peertube-original-video-files";
-                website = false;
-              }
+                ]
+              },
               {
-                keys = [
+                "name": "zeeinstituut-peertube-user-exports",
+                "website": false,
+                "keys": [
                   {
-                    name = "zeeinstituut/peertube";
-                    owner = false;
-                    read = true;
-                    secret_file = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
-                    write = true;
+                    "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                    "name": "zeeinstituut/peertube",
+                    "read": true,
+                    "write": true,
+                    "owner": false
                   }
-                ];
-                name = "zeeinstituut-peertube-user-exports";
-                website = false;
-              }
+                ]
+              },
               {
-                keys = [
+                "name": "zeeinstituut-peertube-captions",
+                "website": true,
+                "keys": [
                   {
-                    name = "zeeinstituut/peertube";
-                    owner = false;
-                    read = true;
-                    secret_file = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
-                    write = true;
+                    "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                    "name": "zeeinstituut/peertube",
+                    "read": true,
+                    "write": true,
+                    "owner": false
                   }
-                ];
-                name = "zeeinstituut-peertube-captions";
-                website = true;
+                ]
               }
-            ];
-            nodes = [
-              {
-                capacity_bytes = 644245094400;
-                id = "79c946c632d4c99432f543ce46f5228d7e6b7fcfa5f72aa3f6a36730effee2bf";
-                name = "rtm1";
-                zone = "rtm";
-              }
-            ];
-            replication_factor = 1;
-            zone_redundancy = "maximum";
+            ]
           }
-        )
+        ''
       );
     };
   };

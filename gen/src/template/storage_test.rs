@@ -328,8 +328,8 @@ pub struct DeploymentStorage {
     /// The text secret files the Garage node gets (the operator's key copies; an added node also the
     /// environment file).
     pub secrets: Vec<TestSecretFile>,
-    /// The description the node applies: itself and the operator's buckets (JSON data).
-    pub description_json: serde_json::Value,
+    /// The description the node applies, as JSON text: itself and the operator's buckets.
+    pub storage_json: String,
     /// The S3 API's host.
     pub s3_host: String,
     /// The public media host.
@@ -489,7 +489,7 @@ impl DeploymentStorage {
             node_key_printf: printf_octal(&key.secret_bytes()),
             node_key_path,
             secrets,
-            description_json: serde_json::to_value(&description).ok()?,
+            storage_json: description.to_json(),
             s3_host,
             media_host,
             region: storage.region.clone(),
