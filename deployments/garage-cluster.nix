@@ -12,9 +12,9 @@
           api_bind_addr = "127.0.0.1:3903";
         };
         bootstrap_peers = [
-          "c142dea61a851246f67b0488a2c0f3ec0668a607ddccdde30a373365c54c093f@garage-ams1.nordwind-hosting.example:3901"
-          "2cd5382a49bdd0f783fff39f175d44a0184e8a38a45008b711864ee61d0ab64b@garage-ams2.nordwind-hosting.example:3901"
-          "b38b1bd249ad5130c0e5da40ba2c7ceeac9a1d42b52d096102559b5fc6ed9c8a@zeeinstituut-peertube.zee-instituut.example:3901"
+          "c142dea61a851246f67b0488a2c0f3ec0668a607ddccdde30a373365c54c093f@192.0.2.21:3901"
+          "2cd5382a49bdd0f783fff39f175d44a0184e8a38a45008b711864ee61d0ab64b@192.0.2.22:3901"
+          "b38b1bd249ad5130c0e5da40ba2c7ceeac9a1d42b52d096102559b5fc6ed9c8a@198.51.100.31:3901"
         ];
         db_engine = "sqlite";
         replication_factor = 3;

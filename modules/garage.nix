@@ -26,15 +26,26 @@ let
       exit 1
     }
     [ -f "$key" ] || fail "no node key at $key; place the file fedigen storage node-key wrote (root, mode 0400)"
+    work=$(mktemp -d)
+    trap 'rm -rf -- "$work"' EXIT
     size=$(stat -L -c %s -- "$key")
-    [ "$size" = 64 ] || fail "$key has $size bytes, not 64 (the seed and the public key, as fedigen storage node-key writes them)"
+    if [ "$size" != 64 ]; then
+      # A text secret store (sops: YAML and JSON values are text) holds the key as 128 hex digits
+      # (fedigen storage node-key --hex); decoded byte by byte with printf's octal escapes.
+      hex=$(tr -d '[:space:]' <"$key" 2>/dev/null || true)
+      printf '%s\n' "$hex" | grep -Eqx '[0-9a-fA-F]{128}' ||
+        fail "$key has $size bytes, not 64: neither the key (seed and public key) nor its 128 hex digits, as fedigen storage node-key (--hex) writes them"
+      printf '%s\n' "$hex" | sed 's/../&\n/g' | while read -r byte; do
+        [ -z "$byte" ] || printf "\\$(printf %o "0x$byte")"
+      done >"$work/key"
+      key=$work/key
+    fi
     parent=$(dirname -- "$meta")
     mkdir -p -- "$parent"
     uid=$(stat -L -c %u -- "$parent")
     gid=$(stat -L -c %g -- "$parent")
     install -d -m 0700 -o "$uid" -g "$gid" -- "$meta"
-    pub=$(mktemp)
-    trap 'rm -f -- "$pub"' EXIT
+    pub=$work/node_key.pub
     tail -c 32 -- "$key" >"$pub"
     for pair in "$key:node_key:0600" "$pub:node_key.pub:0644"; do
       from=$(echo "$pair" | cut -d: -f1)

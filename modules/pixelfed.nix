@@ -108,7 +108,7 @@ in
         UMask = "0077";
       };
       script = ''
-        { printf '%s\n%s\n' "$FEDIVERSITY_ADMIN_USERNAME" "$FEDIVERSITY_ADMIN_EMAIL"; cat "$FEDIVERSITY_ADMIN_PASSWORD_FILE"; } \
+        out=$({ printf '%s\n%s\n' "$FEDIVERSITY_ADMIN_USERNAME" "$FEDIVERSITY_ADMIN_EMAIL"; cat "$FEDIVERSITY_ADMIN_PASSWORD_FILE"; } \
           | /run/current-system/sw/bin/runuser -u pixelfed -- env XDG_CONFIG_HOME=/run/pixelfed/psysh \
             /run/current-system/sw/bin/pixelfed-manage tinker --execute='
               [$name, $email, $password] = explode("\n", file_get_contents("php://stdin"), 3);
@@ -116,8 +116,9 @@ in
                 Illuminate\Support\Facades\Artisan::call("user:create", ["--name" => $name, "--username" => $name,
                   "--email" => $email, "--password" => rtrim($password, "\n"), "--is_admin" => 1, "--confirm_email" => 1]);
               }
-              echo App\User::where("username", $name)->exists() ? "fedigen: administrator exists" : "fedigen: no administrator";' \
-          | tee /dev/stderr | grep '^fedigen: administrator exists' > /dev/null
+              echo App\User::where("username", $name)->exists() ? "fedigen: administrator exists" : "fedigen: no administrator";') || true
+        printf '%s\n' "$out" >&2
+        printf '%s\n' "$out" | grep '^fedigen: administrator exists' > /dev/null
       ''
       + "\ntouch "
       + "/var/lib/fediversity-admin/pixelfed.created"

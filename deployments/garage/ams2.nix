@@ -34,7 +34,7 @@
   system.stateVersion = "26.05";
   fediversity = {
     domain = "nordwind-hosting.example";
-    garage.settings.rpc_public_addr = "garage-ams2.nordwind-hosting.example:3901";
+    garage.settings.rpc_public_addr = "192.0.2.22:3901";
     garage.nodeKeyFile = "/run/secrets/garage-node-key";
     secrets = {
       garage-node-key = {

@@ -54,7 +54,7 @@
         keyFile = "/run/secrets/peertube-s3-key";
       };
     };
-    garage.settings.rpc_public_addr = "zeeinstituut-peertube.zee-instituut.example:3901";
+    garage.settings.rpc_public_addr = "198.51.100.31:3901";
     garage.nodeKeyFile = "/run/secrets/garage-node-key";
     smtp.passwordFile = "/run/secrets/peertube-smtp-password";
     secrets = {

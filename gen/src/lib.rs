@@ -19,6 +19,7 @@ pub mod eval;
 pub mod generate;
 pub mod import;
 pub mod io_error;
+pub mod json_document;
 pub mod manifest;
 pub mod migrate;
 pub mod model;

@@ -919,21 +919,22 @@ fn install_node_key(key: &Path, meta: &Path) -> Result<(), String> {
     }
 }
 
+/// `fedigen storage node-key [--hex] --out PATH`: its exit code, standard output (the id) and standard error.
+fn node_key_cli(path: &Path, hex: bool) -> (i32, String, String) {
+    let mut args = vec!["--quiet", "storage", "node-key"];
+    if hex {
+        args.push("--hex");
+    }
+    args.extend(["--out", path.to_str().unwrap()]);
+    fedigen(&args, &[])
+}
+
 /// The node-key step places the key and its public half, again without change, and refuses a different key
 /// or a file of the wrong length, naming the fix.
 fn node_key_step_places_and_never_replaces() -> Result<(), Failed> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("node.key");
-    let (code, out, err) = fedigen(
-        &[
-            "--quiet",
-            "storage",
-            "node-key",
-            "--out",
-            key.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (code, out, err) = node_key_cli(&key, false);
     if code != 0 {
         return Err(fail(format!("node-key exited {code}: {err}")));
     }
@@ -962,16 +963,7 @@ fn node_key_step_places_and_never_replaces() -> Result<(), Failed> {
     install_node_key(&key, &meta).map_err(|e| fail(format!("second placement: {e}")))?;
     // Another key for the same node: refused, the placed identity unchanged.
     let other = dir.path().join("other.key");
-    fedigen(
-        &[
-            "--quiet",
-            "storage",
-            "node-key",
-            "--out",
-            other.to_str().unwrap(),
-        ],
-        &[],
-    );
+    node_key_cli(&other, false);
     match install_node_key(&other, &meta) {
         Ok(()) => return Err(fail("a different node key replaced the placed one")),
         Err(e) if e.contains("refusing to change the node's identity") => {}
@@ -979,6 +971,41 @@ fn node_key_step_places_and_never_replaces() -> Result<(), Failed> {
     }
     if std::fs::read(meta.join("node_key"))? != placed {
         return Err(fail("the placed key changed"));
+    }
+    // Review-14 F11: the key as a text secret store holds it (`--hex`: 128 hex digits and a newline) is placed
+    // as the same 64 bytes, and its public half is the id node-key printed.
+    let hex_key = dir.path().join("hex.key");
+    let (code, id, err) = node_key_cli(&hex_key, true);
+    if code != 0 {
+        return Err(fail(format!("node-key --hex exited {code}: {err}")));
+    }
+    let text = std::fs::read_to_string(&hex_key)?;
+    if text.len() != 129 || !text.ends_with('\n') {
+        return Err(fail(format!("node-key --hex wrote {text:?}")));
+    }
+    let hex_meta = dir.path().join("hex/meta");
+    install_node_key(&hex_key, &hex_meta).map_err(|e| fail(format!("hex placement: {e}")))?;
+    let decoded: Vec<u8> = (0..64)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let placed_hex = std::fs::read(hex_meta.join("node_key"))?;
+    let public_hex: String = std::fs::read(hex_meta.join("node_key.pub"))?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if placed_hex != decoded || public_hex != id.trim() {
+        return Err(fail(format!(
+            "the hex key was placed as {} bytes with id {public_hex}, node-key printed {id}",
+            placed_hex.len()
+        )));
+    }
+    install_node_key(&hex_key, &hex_meta).map_err(|e| fail(format!("hex, again: {e}")))?;
+    let bad_hex = dir.path().join("bad-hex.key");
+    std::fs::write(&bad_hex, format!("{}zz\n", &text[..126]))?;
+    match install_node_key(&bad_hex, &dir.path().join("bad/meta")) {
+        Ok(()) => return Err(fail("a key with non-hex digits was placed")),
+        Err(e) if e.contains("128 hex digits") => {}
+        Err(e) => return Err(fail(format!("unexpected message: {e}"))),
     }
     let short = dir.path().join("short.key");
     std::fs::write(&short, [0u8; 63])?;

@@ -177,29 +177,33 @@ let
       zone_redundancy = "maximum";
     }
   );
-  # What every Garage node adds for the test: the test nodes as peers, the endpoints' certificates from the test
-  # CA (the virtual-host bucket names are aliases of the S3 host; the test reaches buckets path style).
-  garageTest = {
-    fediversity.garage.settings.bootstrap_peers = lib.mkForce [
-      "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238@garage-ams1.nordwind-hosting.example:3901"
-      "21e6fe6b3096aff5f4b84f4e44be087e4a3937eb9996685e281af86ee4756e2a@garage-ams2.nordwind-hosting.example:3901"
-      "79c946c632d4c99432f543ce46f5228d7e6b7fcfa5f72aa3f6a36730effee2bf@zeeinstituut-peertube.zee-instituut.example:3901"
-    ];
-    imports = [
-      (common.testTls s3Host [
-        "services"
-        "nginx"
-        "virtualHosts"
-        s3Host
-      ])
-      (common.testTls mediaHost [
-        "services"
-        "nginx"
-        "virtualHosts"
-        mediaHost
-      ])
-    ];
-  };
+  # What every Garage node adds for the test: the test nodes as peers (by the FQDNs in `hosts`), its address on
+  # the test network announced instead of the provider's static address, the endpoints' certificates from the
+  # test CA (the virtual-host bucket names are aliases of the S3 host; the test reaches buckets path style).
+  garageTest =
+    { config, ... }:
+    {
+      fediversity.garage.settings.bootstrap_peers = lib.mkForce [
+        "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238@garage-ams1.nordwind-hosting.example:3901"
+        "21e6fe6b3096aff5f4b84f4e44be087e4a3937eb9996685e281af86ee4756e2a@garage-ams2.nordwind-hosting.example:3901"
+        "79c946c632d4c99432f543ce46f5228d7e6b7fcfa5f72aa3f6a36730effee2bf@zeeinstituut-peertube.zee-instituut.example:3901"
+      ];
+      fediversity.garage.settings.rpc_public_addr = lib.mkForce "${config.networking.primaryIPAddress}:3901";
+      imports = [
+        (common.testTls s3Host [
+          "services"
+          "nginx"
+          "virtualHosts"
+          s3Host
+        ])
+        (common.testTls mediaHost [
+          "services"
+          "nginx"
+          "virtualHosts"
+          mediaHost
+        ])
+      ];
+    };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-storage";
@@ -354,7 +358,6 @@ pkgs.testers.runNixOSTest {
               ];
               fediversity = {
                 domain = "nordwind-hosting.example";
-                garage.settings.rpc_public_addr = "zeeinstituut-peertube.zee-instituut.example:3901";
                 garage.nodeKeyFile = "/run/secrets/garage-node-key";
                 secrets.garage-node-key = {
                   path = "/run/secrets/garage-node-key";

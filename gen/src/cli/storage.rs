@@ -42,8 +42,9 @@ const NODE_KEY_HELP: &str = "\
 Examples:
   fedigen storage node-key --out secrets/garage-ams1.key     # prints the node id for the specification
   fedigen storage node-key --out /var/lib/garage/meta/node_key
+  fedigen storage node-key --hex --out garage-ams1.key        # paste into sops: provider/garage/nodes/ams1/node_key
 
-Writes FILE (64 bytes: the ed25519 seed followed by the public key, the layout Garage reads as metadata_dir/node_key) with mode 0600, and FILE.pub (the 32-byte public key, Garage's node_key.pub). Prints the node id, 64 hex digits, as `garage node id` shows it. Never overwrites: a node's key is its identity.
+Writes FILE (64 bytes: the ed25519 seed followed by the public key, the layout Garage reads as metadata_dir/node_key) with mode 0600, and FILE.pub (the 32-byte public key, Garage's node_key.pub). With --hex, FILE holds the same key as 128 hex digits and a newline (for sops and other text secret stores; the Garage module decodes it). Prints the node id, 64 hex digits, as `garage node id` shows it. Never overwrites: a node's key is its identity.
 
 Exit status: 0 written, id printed; 2 FILE or FILE.pub exists (nothing written); 3 the folder cannot be written.";
 
@@ -58,7 +59,7 @@ pub enum StorageCommand {
     NodeKey(NodeKeyArgs),
     /// Make an application's S3 key file (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) and print its key id.
     #[command(after_long_help = S3_KEY_HELP)]
-    S3Key(NodeKeyArgs),
+    S3Key(S3KeyArgs),
 }
 
 const S3_KEY_HELP: &str = "\
@@ -101,6 +102,18 @@ pub struct ApplyArgs {
 #[derive(Args)]
 pub struct NodeKeyArgs {
     /// Where to write the key (FILE.pub gets the public key).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Write FILE as 128 hex digits (and a newline) instead of 64 bytes: for a text secret store such as sops,
+    /// whose values are strings. The Garage module's node-key step takes either form.
+    #[arg(long)]
+    hex: bool,
+}
+
+/// `fedigen storage s3-key` (its file is text already: `AWS_ACCESS_KEY_ID=…` lines).
+#[derive(Args)]
+pub struct S3KeyArgs {
+    /// Where to write the key file.
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
 }
@@ -213,7 +226,12 @@ fn run_apply(args: ApplyArgs) -> CliResult {
 
 fn run_node_key(args: NodeKeyArgs) -> CliResult {
     let key = NodeKey::generate().map_err(CliError::environment)?;
-    match key.write_new(&args.out) {
+    let written = if args.hex {
+        key.write_new_hex(&args.out)
+    } else {
+        key.write_new(&args.out)
+    };
+    match written {
         Ok(()) => {
             outln!("{}", key.id());
             info!(
@@ -228,7 +246,7 @@ fn run_node_key(args: NodeKeyArgs) -> CliResult {
     }
 }
 
-fn run_s3_key(args: NodeKeyArgs) -> CliResult {
+fn run_s3_key(args: S3KeyArgs) -> CliResult {
     let key = S3Key::generate().map_err(CliError::environment)?;
     match key.write_new(&args.out) {
         Ok(()) => {

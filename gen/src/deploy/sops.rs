@@ -477,7 +477,12 @@ mod tests {
             )
             .replace(
                 "capacity_gib = 100\nnetwork.ipv4 = { address = \"192.0.2.21/24\", gateway = \"192.0.2.1\" }",
-                "capacity_gib = 100\nmachine = \"dijkstad-matrix-synapse\"",
+                "capacity_gib = 10\nmachine = \"dijkstad-matrix-synapse\"",
+            )
+            // Room for the node beside Synapse (a node's capacity fits the disk its machine has left).
+            .replace(
+                "settings = { enableRegistration = false }\n",
+                "settings = { enableRegistration = false }\nresources = { disk_gib = 40 }\n",
             )
         });
         assert_eq!(

@@ -3,7 +3,7 @@
 //! tests all read the same values.
 //!
 //! - Each Garage node's settings ([`node_settings`]): `rpc_public_addr` (the node's `rpc_address`, default its
-//!   machine's FQDN), `bootstrap_peers` naming every node by the id the provider made (`fedigen storage
+//!   machine's static address, its FQDN only on DHCP), `bootstrap_peers` naming every node by the id the provider made (`fedigen storage
 //!   node-key`), so the cluster forms with no manual step, and one `root_domain` from the provider's domain for
 //!   every node (never a machine's own domain: a node on an operator's machine would otherwise answer for other
 //!   names). The admin API listens on loopback only; S3 and the web endpoint too, behind nginx with TLS.
@@ -172,7 +172,10 @@ pub(crate) fn node_machine<'a>(
     machines.iter().find(|m| m.name == name)
 }
 
-/// The address other nodes reach a node's RPC at: its `rpc_address`, else its machine's FQDN.
+/// The address other nodes reach a node's RPC at: its `rpc_address`, else its machine's static address
+/// ([`static_address`]), else (DHCP) its machine's FQDN. An address, not the FQDN, where the spec has one: NixOS
+/// maps a machine's own FQDN to 127.0.0.2 in /etc/hosts (`networking.hosts`), and Garage resolves
+/// `rpc_public_addr` once at start, so a node named by its FQDN would announce 127.0.0.2 to its peers.
 pub(crate) fn rpc_address(spec: &Spec, catalog: &Catalog, node_name: &str) -> Option<String> {
     let node = spec
         .provider
@@ -184,7 +187,19 @@ pub(crate) fn rpc_address(spec: &Spec, catalog: &Catalog, node_name: &str) -> Op
         return Some(address.clone());
     }
     let machines = machines(spec, catalog);
-    node_machine(&machines, node_name, node).map(PlannedMachine::fqdn)
+    let machine = node_machine(&machines, node_name, node)?;
+    Some(static_address(machine).map_or_else(|| machine.fqdn(), |a| a.to_string()))
+}
+
+/// A machine's address for the other nodes: its static IPv4 address, else its static IPv6 one (IPv4 first, so a
+/// cluster whose nodes all have IPv4 never mixes families); `None` on DHCP, where the provider knows no address.
+pub(crate) fn static_address(machine: &PlannedMachine) -> Option<std::net::IpAddr> {
+    let addresses = machine.addresses();
+    addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addresses.first())
+        .copied()
 }
 
 /// `host:port`, with an IPv6 address in brackets (how Garage parses `rpc_public_addr` and peers).
@@ -435,11 +450,7 @@ pub(crate) fn acme_peers(spec: &Spec, catalog: &Catalog) -> Vec<String> {
         .nodes
         .iter()
         .filter_map(|(name, node)| {
-            let addresses = node_machine(&machines, name, node)?.addresses();
-            let address = addresses
-                .iter()
-                .find(|a| a.is_ipv4())
-                .or_else(|| addresses.first())?;
+            let address = static_address(node_machine(&machines, name, node)?)?;
             Some(host_port(&address.to_string(), 80))
         })
         .collect()
@@ -731,6 +742,29 @@ region = "garage"
         assert_eq!(
             acme_peers(&spec, &catalog()),
             ["192.0.2.21:80", "[2001:db8::22]:80"]
+        );
+    }
+
+    /// Review-14 F6: a node without `rpc_address` announces its machine's static address (IPv4 before IPv6,
+    /// IPv6 in brackets), never its FQDN, which NixOS maps to 127.0.0.2 on the node itself; only a node on DHCP
+    /// falls back to the FQDN. The peers list names the nodes by the same addresses.
+    #[test]
+    fn rpc_addresses_default_to_the_static_address() {
+        let nodes = format!(
+            "nodes.a = {{ zone = \"z\", capacity_gib = 1, node_id = \"{ID1}\", network.ipv4 = {{ address = \"192.0.2.21/24\", gateway = \"192.0.2.1\" }}, network.ipv6 = {{ address = \"2001:db8::21/64\", gateway = \"2001:db8::1\" }} }}\nnodes.b = {{ zone = \"z\", capacity_gib = 1, node_id = \"{ID2}\", network.ipv6 = {{ address = \"2001:db8::22/64\", gateway = \"2001:db8::1\" }} }}\nnodes.c = {{ zone = \"z\", capacity_gib = 1, network.dhcp = true }}"
+        );
+        let spec = spec(&nodes, &[]);
+        let catalog = catalog();
+        let addr = |n: &str| node_settings(&spec, &catalog, n).unwrap().rpc_public_addr;
+        assert_eq!(addr("a"), "192.0.2.21:3901");
+        assert_eq!(addr("b"), "[2001:db8::22]:3901");
+        assert_eq!(addr("c"), "garage-c.p.example:3901");
+        assert_eq!(
+            bootstrap_peers(&spec, &catalog),
+            [
+                format!("{ID1}@192.0.2.21:3901"),
+                format!("{ID2}@[2001:db8::22]:3901")
+            ]
         );
     }
 

@@ -9,7 +9,6 @@
 //! Commands are argument vectors, never shell text.
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -173,45 +172,10 @@ fn default_health_timeout() -> u64 {
     300
 }
 
-/// One problem of a job, at a JSON path (`buckets[1].source.key_file`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Where: a JSON path from the top of the job.
-    pub path: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
+pub use crate::json_document::Problem;
 
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-/// Why a job was refused: every problem, each at its JSON path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobError {
-    /// The file, for the message.
-    pub source: String,
-    /// Every problem, in document order.
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for JobError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid migration job {}:", self.source)?;
-        for p in &self.problems {
-            write!(f, "\n  {p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for JobError {}
+/// Why a migration job was refused: every problem, each at its JSON path.
+pub type JobError = crate::json_document::InvalidDocument;
 
 /// Where a directory is: here, or on another machine reached over ssh.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,23 +227,7 @@ impl Location {
 impl Job {
     /// Parses and validates a job; `source` names the file in messages.
     pub fn parse(text: &str, source: &str) -> Result<Job, JobError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let job: Job = serde_path_to_error::deserialize(de).map_err(|e| JobError {
-            source: source.to_owned(),
-            problems: vec![Problem {
-                path: json_path(&e.path().to_string()),
-                message: e.inner().to_string(),
-            }],
-        })?;
-        let problems = job.problems();
-        if problems.is_empty() {
-            Ok(job)
-        } else {
-            Err(JobError {
-                source: source.to_owned(),
-                problems,
-            })
-        }
+        crate::json_document::parse(text, source, "migration job", Self::problems)
     }
 
     /// The job as deterministic, pretty JSON.
@@ -467,15 +415,6 @@ pub(crate) fn mode_bits(mode: &str) -> Result<u32, String> {
         ));
     }
     Ok(bits)
-}
-
-/// serde_path_to_error's `a.b[1].c` with its top-level `.` removed.
-fn json_path(path: &str) -> String {
-    if path == "." {
-        String::new()
-    } else {
-        path.to_owned()
-    }
 }
 
 #[cfg(test)]

@@ -317,7 +317,8 @@ pub struct GarageNode {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<Network>,
     /// The host name or IP address the other nodes reach this node's RPC port at (default: its machine's
-    /// FQDN); Garage announces `<rpc_address>:3901` and the others list it in `bootstrap_peers`.
+    /// static IPv4 address, else IPv6, else on DHCP its FQDN); Garage announces `<rpc_address>:3901` and the
+    /// others list it in `bootstrap_peers`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpc_address: Option<String>,
     /// The node's public key, 64 lowercase hex digits, as `fedigen storage node-key` prints it: known before the

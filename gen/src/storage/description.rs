@@ -8,7 +8,6 @@
 //! [`Description::new`] and the `with_*` methods.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -133,45 +132,10 @@ impl<'de> Deserialize<'de> for ZoneRedundancy {
     }
 }
 
-/// One problem of a description, at a JSON path (`nodes[1].id`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Where: a JSON path from the top of the description (empty for the whole document).
-    pub path: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
+pub use crate::json_document::Problem;
 
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-/// Why a description was refused: every problem found, each with its JSON path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DescriptionError {
-    /// The file the description came from, for the message (or `<description>`).
-    pub source: String,
-    /// Every problem, in document order.
-    pub problems: Vec<Problem>,
-}
-
-impl fmt::Display for DescriptionError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid storage description {}:", self.source)?;
-        for p in &self.problems {
-            write!(f, "\n  {p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for DescriptionError {}
+/// Why a storage description was refused: every problem, each at its JSON path.
+pub type DescriptionError = crate::json_document::InvalidDocument;
 
 impl Description {
     /// An empty description for `replication_factor` copies (zone redundancy "maximum"), to fill with
@@ -205,24 +169,7 @@ impl Description {
 
     /// Parses and validates a description; `source` names the file in messages.
     pub fn parse(text: &str, source: &str) -> Result<Self, DescriptionError> {
-        let de = &mut serde_json::Deserializer::from_str(text);
-        let description: Description =
-            serde_path_to_error::deserialize(de).map_err(|e| DescriptionError {
-                source: source.to_owned(),
-                problems: vec![Problem {
-                    path: json_path(&e.path().to_string()),
-                    message: e.inner().to_string(),
-                }],
-            })?;
-        let problems = description.problems();
-        if problems.is_empty() {
-            Ok(description)
-        } else {
-            Err(DescriptionError {
-                source: source.to_owned(),
-                problems,
-            })
-        }
+        crate::json_document::parse(text, source, "storage description", Self::problems)
     }
 
     /// The description as deterministic, pretty JSON (what the generator writes).
@@ -392,15 +339,6 @@ impl Description {
             }
         }
         out
-    }
-}
-
-/// serde_path_to_error's path (`nodes[1].id`, `.` for the root) as the messages write it.
-fn json_path(path: &str) -> String {
-    if path == "." {
-        String::new()
-    } else {
-        path.to_owned()
     }
 }
 

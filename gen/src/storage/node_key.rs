@@ -79,13 +79,29 @@ impl NodeKey {
     /// existing file, and never leaving a half-written one: each is written to a temporary file in the same
     /// folder and then linked into place, which fails if the name exists.
     pub fn write_new(&self, path: &Path) -> Result<(), NodeKeyError> {
+        self.write_new_as(path, &self.secret_bytes())
+    }
+
+    /// [`NodeKey::write_new`] with the key as 128 lowercase hex digits and a newline: the form a text secret
+    /// store holds (sops' YAML and JSON values are strings); the Garage module's node-key step decodes it.
+    pub fn write_new_hex(&self, path: &Path) -> Result<(), NodeKeyError> {
+        let hex: String = self
+            .secret_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .chain(std::iter::once("\n".to_owned()))
+            .collect();
+        self.write_new_as(path, hex.as_bytes())
+    }
+
+    fn write_new_as(&self, path: &Path, secret: &[u8]) -> Result<(), NodeKeyError> {
         let public = pub_path(path);
         for p in [path, public.as_path()] {
             if p.symlink_metadata().is_ok() {
                 return Err(NodeKeyError::Exists(p.to_owned()));
             }
         }
-        place(path, &self.secret_bytes())?;
+        place(path, secret)?;
         if let Err(e) = place(&public, self.signing.verifying_key().as_bytes()) {
             let _ = std::fs::remove_file(path);
             return Err(e);

@@ -45,9 +45,9 @@ pub struct StorageNode {
     pub module: Option<String>,
     /// The operator machine this node stands in for, if any (for the description and the script's comments).
     pub replaces: Option<String>,
-    /// The host name other nodes reach its RPC by (its `rpc_public_addr` without the port).
+    /// The host name other nodes reach its RPC by in the test (its machine's FQDN, in every node's `hosts`).
     pub rpc_host: String,
-    /// `host:port` of its RPC.
+    /// `host:port` of its RPC in the test (what `bootstrap_peers` names).
     pub rpc_public_addr: String,
     /// Its test node key (seed and public key), as octal escapes for `printf` (binary: not a text secret).
     pub node_key_printf: String,
@@ -184,7 +184,9 @@ impl StorageTest {
         let mut hosts: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (name, node) in &storage.nodes {
             let planned = storage::node_machine(&machines, name, node)?;
-            let rpc_host = storage::rpc_address(spec, catalog, name)?;
+            // The machine's own addresses are the provider's, not the test network's: the nodes name each other
+            // by their FQDNs in `hosts`, and each announces its test address (garageTest in the template).
+            let rpc_host = planned.fqdn();
             let rpc_public_addr = storage::host_port(&rpc_host, storage::RPC_PORT);
             let key = test_node_key(name);
             let id = key.id();

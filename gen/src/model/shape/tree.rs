@@ -272,7 +272,7 @@ pub fn spec_shape() -> Shape {
         opt(
             "rpc_address",
             Str(F::Text),
-            "the host name or IP the other nodes reach this node's RPC port (3901) at (default: its machine's FQDN)",
+            "the host name or IP the other nodes reach this node's RPC port (3901) at (default: its machine's static IPv4 address, else IPv6, else its FQDN)",
         ),
         opt(
             "node_id",
