@@ -989,6 +989,24 @@ impl Manifest {
                 p.at_value(&path, message);
             }
         }
+        if let (Some(test), Some(needs)) = (&test, &needs) {
+            for (i, step) in test.object_storage.iter().enumerate() {
+                if !needs.s3_buckets.contains(&step.kind) {
+                    p.at_value(
+                        &format!("test.object_storage.{i}.kind"),
+                        format!(
+                            "[[test.object_storage]]: `kind`: `{}` is none of this manifest's bucket kinds ({}); name one of `needs.s3_buckets`",
+                            step.kind,
+                            if needs.s3_buckets.is_empty() {
+                                "it has none".to_owned()
+                            } else {
+                                needs.s3_buckets.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+        }
         match (
             application,
             resources,

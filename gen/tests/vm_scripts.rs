@@ -991,3 +991,107 @@ fn the_storage_test_covers_the_cluster_and_mastodon_media() {
         assert!(script.text.contains(needle), "storage.nix lacks {needle}");
     }
 }
+
+/// Review-14 F2/F4: every deployment test whose operator keeps files in buckets has its Garage node (garage.service,
+/// the provisioning unit, /health), the S3 and media hosts resolving to it, and for each application's
+/// `[[test.object_storage]]` step an assertion that the URLs are in the application's bucket on the media host
+/// and serve the bytes Garage holds. Fails on a tree whose deployment tests have no object storage.
+#[test]
+fn every_deployment_test_with_object_storage_has_its_garage_node_and_proves_the_media_prefix() {
+    let (scripts, checked) = all();
+    let repo = repository();
+    let (spec, catalog) =
+        fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
+    assert!(
+        spec.provider.object_storage.is_some(),
+        "the example has object storage"
+    );
+    let media = format!("https://media.{}/", spec.provider.domain);
+    let mut proven = 0;
+    for operator in &spec.operators {
+        let stored: Vec<(&String, &fedigen::manifest::Manifest)> = operator
+            .applications
+            .iter()
+            .filter(|(app, a)| a.enable && !catalog.manifests[*app].needs.s3_buckets.is_empty())
+            .map(|(app, _)| (app, &catalog.manifests[app]))
+            .collect();
+        if stored.is_empty() {
+            continue;
+        }
+        let file = format!("deployment-{}.nix", operator.name);
+        let script = &scripts[&file].text;
+        let test = &checked[&file];
+        let source = std::fs::read_to_string(repo.join("vm-tests/generated").join(&file)).unwrap();
+        assert!(test.problems.is_empty(), "{file}: {:?}", test.problems);
+        let garage: Vec<&String> = scripts[&file]
+            .machines
+            .iter()
+            .filter(|m| {
+                has_call(test, m, &["wait_for_unit"], |a| {
+                    a == "fedigen-storage-apply.service"
+                })
+            })
+            .collect();
+        assert_eq!(
+            garage.len(),
+            1,
+            "{file}: one node runs the provisioning unit"
+        );
+        let garage = garage[0];
+        assert!(
+            has_call(test, garage, &["wait_for_unit"], |a| a == "garage.service"),
+            "{file}: {garage} runs Garage"
+        );
+        for needle in [
+            "replicationFactor = lib.mkForce 1;",
+            "settings.bootstrap_peers = lib.mkForce [ ];",
+            &format!("\"s3.{}\"", spec.provider.domain),
+            &format!("\"media.{}\"", spec.provider.domain),
+        ] {
+            assert!(source.contains(needle), "{file} lacks {needle}");
+        }
+        for (app, manifest) in stored {
+            for step in &manifest.test.object_storage {
+                let kinds = &manifest.needs.s3_buckets;
+                let bucket = storage_bucket(operator, app, kinds, &step.kind);
+                let prefix = format!("{media}{bucket}/");
+                assert!(
+                    script.contains(&format!("stored_objects(output, \"{prefix}\")")),
+                    "{file}: {app}'s {:?} asserts the prefix {prefix}",
+                    step.description
+                );
+                proven += 1;
+            }
+        }
+        assert!(
+            script.contains("assert served_sha256(client, url) == held"),
+            "{file}"
+        );
+    }
+    assert!(
+        proven >= 3,
+        "Mastodon, Pixelfed and PeerTube media are proven ({proven})"
+    );
+}
+
+/// The bucket name rule of `deploy::storage::bucket_name`, restated: the specification's override, else
+/// `<operator>-<app>` for one kind, `<operator>-<app>-<kind>` for several.
+fn storage_bucket(
+    operator: &fedigen::model::Operator,
+    app: &str,
+    kinds: &[String],
+    kind: &str,
+) -> String {
+    operator
+        .applications
+        .get(app)
+        .and_then(|a| a.buckets.get(kind))
+        .cloned()
+        .unwrap_or_else(|| {
+            if kinds.len() == 1 {
+                format!("{}-{app}", operator.name)
+            } else {
+                format!("{}-{app}-{}", operator.name, kind.replace('_', "-"))
+            }
+        })
+}

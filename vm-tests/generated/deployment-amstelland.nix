@@ -2,7 +2,7 @@
 #: kind = "vm"
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 3600
-#: cores = 6
+#: cores = 8
 #: description = "the deployment of amstelland (2 machines): every application through its domain and used, a second evaluation switched to unchanged, an upgrade and back"
 {
   nixpkgs ? <nixpkgs>,
@@ -19,6 +19,10 @@ let
     amstelland-pixelfed = [
       "pixelfed.amstelland-university.example"
     ];
+    garage = [
+      "s3.nordwind-hosting.example"
+      "media.nordwind-hosting.example"
+    ];
   };
   # Two more evaluations of the machine's own configuration, and one with a setting changed.
   again = upgrade: {
@@ -28,6 +32,85 @@ let
     }
     // lib.optionalAttrs (upgrade != { }) { fedigen-upgrade.configuration.fediversity = upgrade; };
   };
+  s3Host = "s3.nordwind-hosting.example";
+  mediaHost = "media.nordwind-hosting.example";
+  # The test's Garage node: alone, so one copy of each object (Garage refuses a layout with fewer nodes than the
+  # replication factor) and no peers; its fixed test key; the provisioning unit with the test's description; the
+  # endpoints' certificates from the test CA (ACME off); it announces its test address, not the provider's.
+  storageTest =
+    { config, ... }:
+    {
+      imports = [
+        (common.testNodeKey "garage"
+          "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\163\\061\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\025\\200\\025\\053\\306\\331\\230\\050\\336\\150\\107\\274\\130\\223\\302\\304\\165\\336\\163\\255\\316\\135\\053\\046\\313\\130\\326\\074\\053\\050\\342\\070"
+          "/run/secrets/garage-node-key"
+        )
+        (common.testTls s3Host [
+          "services"
+          "nginx"
+          "virtualHosts"
+          s3Host
+        ])
+        (common.testTls mediaHost [
+          "services"
+          "nginx"
+          "virtualHosts"
+          mediaHost
+        ])
+      ];
+      fediversity.garage = {
+        replicationFactor = lib.mkForce 1;
+        settings.replication_factor = lib.mkForce 1;
+        settings.bootstrap_peers = lib.mkForce [ ];
+        settings.rpc_public_addr = lib.mkForce "${config.networking.primaryIPAddress}:3901";
+        provision.enable = lib.mkForce true;
+        provision.description = lib.mkForce (
+          pkgs.writeText "storage.json" ''
+            {
+              "//": "The storage description of amstelland's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+              "replication_factor": 1,
+              "zone_redundancy": "maximum",
+              "nodes": [
+                {
+                  "name": "ams1",
+                  "id": "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238",
+                  "zone": "ams",
+                  "capacity_bytes": 1073741824000
+                }
+              ],
+              "buckets": [
+                {
+                  "name": "amstelland-mastodon",
+                  "website": true,
+                  "keys": [
+                    {
+                      "secret_file": "/run/secrets/garage-s3-key-amstelland-mastodon",
+                      "name": "amstelland/mastodon",
+                      "read": true,
+                      "write": true,
+                      "owner": false
+                    }
+                  ]
+                },
+                {
+                  "name": "amstelland-pixelfed",
+                  "website": true,
+                  "keys": [
+                    {
+                      "secret_file": "/run/secrets/garage-s3-key-amstelland-pixelfed",
+                      "name": "amstelland/pixelfed",
+                      "read": true,
+                      "write": true,
+                      "owner": false
+                    }
+                  ]
+                }
+              ]
+            }
+          ''
+        );
+      };
+    };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-amstelland";
@@ -61,8 +144,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-s3-key";
               unit = "mastodon-init-dirs.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK1f643d8dc2cae0c9a1363c18
+                AWS_SECRET_ACCESS_KEY=1bbebb2a79e6c08745f6bed902f960e850b1dd23e6de27d39fa0ec3782a0e47f
               '';
             }
             {
@@ -132,8 +215,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/pixelfed-s3-key";
               unit = "pixelfed-secrets.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK3f73b3bda3669991c7508c33
+                AWS_SECRET_ACCESS_KEY=68eb64fcb51a660aa6daad8d005c807c9216e4f590fdf795702682fc653c293a
               '';
             }
             {
@@ -161,6 +244,77 @@ pkgs.testers.runNixOSTest {
         (again { pixelfed.openRegistration = lib.mkForce (true); })
       ];
     };
+    # No machine of the operator runs Garage: a Garage-only node, one of the provider's (its generated settings).
+    garage = {
+      imports = [
+        (common.testNode {
+          module = {
+            imports = [
+              ../../modules
+              ../../deployments/provider.nix
+              ../../deployments/garage-cluster.nix
+            ];
+            fediversity = {
+              domain = "nordwind-hosting.example";
+              garage.nodeKeyFile = "/run/secrets/garage-node-key";
+              secrets.garage-node-key = {
+                path = "/run/secrets/garage-node-key";
+                owner = "root";
+                group = "root";
+                mode = "0400";
+                unit = "garage.service";
+              };
+            };
+          };
+          host = s3Host;
+          https = false;
+          cores = 2;
+          memory = 2048;
+          secrets = [
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-environment";
+              owner = "root";
+              path = "/run/secrets/garage-environment";
+              unit = "garage.service";
+              value = ''
+                GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+                GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
+                GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-amstelland-mastodon";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-amstelland-mastodon";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK1f643d8dc2cae0c9a1363c18
+                AWS_SECRET_ACCESS_KEY=1bbebb2a79e6c08745f6bed902f960e850b1dd23e6de27d39fa0ec3782a0e47f
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-amstelland-pixelfed";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-amstelland-pixelfed";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK3f73b3bda3669991c7508c33
+                AWS_SECRET_ACCESS_KEY=68eb64fcb51a660aa6daad8d005c807c9216e4f590fdf795702682fc653c293a
+              '';
+            }
+          ];
+          packages = [ "rclone" ];
+          inherit hosts;
+        })
+        storageTest
+      ];
+    };
     client = {
       imports = [
         (common.testNetwork hosts)
@@ -171,6 +325,11 @@ pkgs.testers.runNixOSTest {
   testScript = ''
     ${common.pythonHelpers}
     start_all()
+    garage.wait_for_unit(${py "garage.service"})
+    garage.wait_for_unit(${py "fedigen-storage-apply.service"})
+    garage.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
+    garage.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
+    assert_no_failed_units(garage)
     amstelland_mastodon.wait_for_unit(${py "mastodon-web.service"})
     amstelland_mastodon.wait_for_unit(${py "mastodon-sidekiq-all.service"})
     amstelland_mastodon.wait_for_unit(${py "mastodon-streaming.target"})
@@ -261,6 +420,31 @@ pkgs.testers.runNixOSTest {
           echo "photo served: $url"
         ''})
         assert ${py "photo served"} in output, output
+
+    with subtest(${py "amstelland-mastodon: the status's image is in the media bucket and served from the media host"}):
+        output = amstelland_mastodon.succeed(${py ''
+          export FEDIGEN_HOST='social.amstelland-university.example'
+          export FEDIGEN_MEDIA_PREFIX='https://media.nordwind-hosting.example/amstelland-mastodon/'
+          status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          echo "object: $url"
+        ''})
+        for url in stored_objects(output, ${py "https://media.nordwind-hosting.example/amstelland-mastodon/"}):
+            held = held_sha256(garage, ${py "/run/secrets/garage-s3-key-amstelland-mastodon"}, ${py "nl-ams"}, url.removeprefix("https://" + ${py "media.nordwind-hosting.example"} + "/"))
+            assert served_sha256(client, url) == held, f"{url} serves other bytes than Garage holds"
+
+    with subtest(${py "amstelland-pixelfed: the photo moves to the media bucket and is served from the media host"}):
+        output = amstelland_pixelfed.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+          export FEDIGEN_MEDIA_PREFIX='https://media.nordwind-hosting.example/amstelland-pixelfed/'
+          status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          case "$url" in "$FEDIGEN_MEDIA_PREFIX"*) ;; *) echo "not yet in object storage: $url" >&2; exit 1 ;; esac
+          echo "object: $url"
+        ''})
+        for url in stored_objects(output, ${py "https://media.nordwind-hosting.example/amstelland-pixelfed/"}):
+            held = held_sha256(garage, ${py "/run/secrets/garage-s3-key-amstelland-pixelfed"}, ${py "nl-ams"}, url.removeprefix("https://" + ${py "media.nordwind-hosting.example"} + "/"))
+            assert served_sha256(client, url) == held, f"{url} serves other bytes than Garage holds"
 
     with subtest(${py "amstelland-mastodon: two evaluations of its configuration are one system, and switching to it changes no unit"}):
         booted = amstelland_mastodon.succeed("readlink -f /run/current-system").strip()

@@ -2,7 +2,7 @@
 #: kind = "vm"
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 3600
-#: cores = 4
+#: cores = 6
 #: description = "the deployment of digitalevrijheid (2 machines): every application through its domain and used, a second evaluation switched to unchanged, an upgrade and back"
 {
   nixpkgs ? <nixpkgs>,
@@ -19,6 +19,10 @@ let
     digitalevrijheid-matrix-synapse = [
       "matrix.digitalevrijheid.example"
     ];
+    garage = [
+      "s3.nordwind-hosting.example"
+      "media.nordwind-hosting.example"
+    ];
   };
   # Two more evaluations of the machine's own configuration, and one with a setting changed.
   again = upgrade: {
@@ -28,6 +32,85 @@ let
     }
     // lib.optionalAttrs (upgrade != { }) { fedigen-upgrade.configuration.fediversity = upgrade; };
   };
+  s3Host = "s3.nordwind-hosting.example";
+  mediaHost = "media.nordwind-hosting.example";
+  # The test's Garage node: alone, so one copy of each object (Garage refuses a layout with fewer nodes than the
+  # replication factor) and no peers; its fixed test key; the provisioning unit with the test's description; the
+  # endpoints' certificates from the test CA (ACME off); it announces its test address, not the provider's.
+  storageTest =
+    { config, ... }:
+    {
+      imports = [
+        (common.testNodeKey "garage"
+          "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\163\\061\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\025\\200\\025\\053\\306\\331\\230\\050\\336\\150\\107\\274\\130\\223\\302\\304\\165\\336\\163\\255\\316\\135\\053\\046\\313\\130\\326\\074\\053\\050\\342\\070"
+          "/run/secrets/garage-node-key"
+        )
+        (common.testTls s3Host [
+          "services"
+          "nginx"
+          "virtualHosts"
+          s3Host
+        ])
+        (common.testTls mediaHost [
+          "services"
+          "nginx"
+          "virtualHosts"
+          mediaHost
+        ])
+      ];
+      fediversity.garage = {
+        replicationFactor = lib.mkForce 1;
+        settings.replication_factor = lib.mkForce 1;
+        settings.bootstrap_peers = lib.mkForce [ ];
+        settings.rpc_public_addr = lib.mkForce "${config.networking.primaryIPAddress}:3901";
+        provision.enable = lib.mkForce true;
+        provision.description = lib.mkForce (
+          pkgs.writeText "storage.json" ''
+            {
+              "//": "The storage description of digitalevrijheid's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+              "replication_factor": 1,
+              "zone_redundancy": "maximum",
+              "nodes": [
+                {
+                  "name": "ams1",
+                  "id": "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238",
+                  "zone": "ams",
+                  "capacity_bytes": 1073741824000
+                }
+              ],
+              "buckets": [
+                {
+                  "name": "digitalevrijheid-mastodon",
+                  "website": true,
+                  "keys": [
+                    {
+                      "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-mastodon",
+                      "name": "digitalevrijheid/mastodon",
+                      "read": true,
+                      "write": true,
+                      "owner": false
+                    }
+                  ]
+                },
+                {
+                  "name": "digitalevrijheid-matrix-synapse",
+                  "website": false,
+                  "keys": [
+                    {
+                      "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse",
+                      "name": "digitalevrijheid/matrix-synapse",
+                      "read": true,
+                      "write": true,
+                      "owner": false
+                    }
+                  ]
+                }
+              ]
+            }
+          ''
+        );
+      };
+    };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-digitalevrijheid";
@@ -61,8 +144,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-s3-key";
               unit = "mastodon-init-dirs.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK390b9d08a9a3a39393e34432
+                AWS_SECRET_ACCESS_KEY=3c7a93a32c4efcbc378e6391018c82ad2eecabb987f9381fcdf6726bcadadd6d
               '';
             }
             {
@@ -123,8 +206,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/matrix-synapse-s3-key";
               unit = "matrix-synapse.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK735ca4c81d56515bad917597
+                AWS_SECRET_ACCESS_KEY=1fa4ec5e3d7bde4e48caf3c422c8c08ab99193faf3e87c6823e124e97e15b913
               '';
             }
             {
@@ -160,6 +243,77 @@ pkgs.testers.runNixOSTest {
         (again { matrix-synapse.urlPreviews = lib.mkForce (false); })
       ];
     };
+    # No machine of the operator runs Garage: a Garage-only node, one of the provider's (its generated settings).
+    garage = {
+      imports = [
+        (common.testNode {
+          module = {
+            imports = [
+              ../../modules
+              ../../deployments/provider.nix
+              ../../deployments/garage-cluster.nix
+            ];
+            fediversity = {
+              domain = "nordwind-hosting.example";
+              garage.nodeKeyFile = "/run/secrets/garage-node-key";
+              secrets.garage-node-key = {
+                path = "/run/secrets/garage-node-key";
+                owner = "root";
+                group = "root";
+                mode = "0400";
+                unit = "garage.service";
+              };
+            };
+          };
+          host = s3Host;
+          https = false;
+          cores = 2;
+          memory = 2048;
+          secrets = [
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-environment";
+              owner = "root";
+              path = "/run/secrets/garage-environment";
+              unit = "garage.service";
+              value = ''
+                GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+                GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
+                GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-digitalevrijheid-mastodon";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-digitalevrijheid-mastodon";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK390b9d08a9a3a39393e34432
+                AWS_SECRET_ACCESS_KEY=3c7a93a32c4efcbc378e6391018c82ad2eecabb987f9381fcdf6726bcadadd6d
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-digitalevrijheid-matrix-synapse";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK735ca4c81d56515bad917597
+                AWS_SECRET_ACCESS_KEY=1fa4ec5e3d7bde4e48caf3c422c8c08ab99193faf3e87c6823e124e97e15b913
+              '';
+            }
+          ];
+          packages = [ "rclone" ];
+          inherit hosts;
+        })
+        storageTest
+      ];
+    };
     client = {
       imports = [
         (common.testNetwork hosts)
@@ -170,6 +324,11 @@ pkgs.testers.runNixOSTest {
   testScript = ''
     ${common.pythonHelpers}
     start_all()
+    garage.wait_for_unit(${py "garage.service"})
+    garage.wait_for_unit(${py "fedigen-storage-apply.service"})
+    garage.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
+    garage.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
+    assert_no_failed_units(garage)
     digitalevrijheid_mastodon.wait_for_unit(${py "mastodon-web.service"})
     digitalevrijheid_mastodon.wait_for_unit(${py "mastodon-sidekiq-all.service"})
     digitalevrijheid_mastodon.wait_for_unit(${py "mastodon-streaming.target"})
@@ -259,6 +418,18 @@ pkgs.testers.runNixOSTest {
             "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
         ''})
         assert ${py "Hello Bob, from the fedigen test"} in output, output
+
+    with subtest(${py "digitalevrijheid-mastodon: the status's image is in the media bucket and served from the media host"}):
+        output = digitalevrijheid_mastodon.succeed(${py ''
+          export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+          export FEDIGEN_MEDIA_PREFIX='https://media.nordwind-hosting.example/digitalevrijheid-mastodon/'
+          status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+          url=$(jq -er '.media_attachments[0].url' <<<"$status")
+          echo "object: $url"
+        ''})
+        for url in stored_objects(output, ${py "https://media.nordwind-hosting.example/digitalevrijheid-mastodon/"}):
+            held = held_sha256(garage, ${py "/run/secrets/garage-s3-key-digitalevrijheid-mastodon"}, ${py "nl-ams"}, url.removeprefix("https://" + ${py "media.nordwind-hosting.example"} + "/"))
+            assert served_sha256(client, url) == held, f"{url} serves other bytes than Garage holds"
 
     with subtest(${py "digitalevrijheid-mastodon: two evaluations of its configuration are one system, and switching to it changes no unit"}):
         booted = digitalevrijheid_mastodon.succeed("readlink -f /run/current-system").strip()

@@ -15,6 +15,13 @@ let
   hosts = {
     zeeinstituut-peertube = [
       "video.zee-instituut.example"
+      "s3.nordwind-hosting.example"
+      "media.nordwind-hosting.example"
+      "zeeinstituut-peertube-web-videos.s3.nordwind-hosting.example"
+      "zeeinstituut-peertube-streaming-playlists.s3.nordwind-hosting.example"
+      "zeeinstituut-peertube-original-video-files.s3.nordwind-hosting.example"
+      "zeeinstituut-peertube-user-exports.s3.nordwind-hosting.example"
+      "zeeinstituut-peertube-captions.s3.nordwind-hosting.example"
     ];
   };
   # Two more evaluations of the machine's own configuration, and one with a setting changed.
@@ -25,6 +32,124 @@ let
     }
     // lib.optionalAttrs (upgrade != { }) { fedigen-upgrade.configuration.fediversity = upgrade; };
   };
+  s3Host = "s3.nordwind-hosting.example";
+  mediaHost = "media.nordwind-hosting.example";
+  # The test's Garage node: alone, so one copy of each object (Garage refuses a layout with fewer nodes than the
+  # replication factor) and no peers; its fixed test key; the provisioning unit with the test's description; the
+  # endpoints' certificates from the test CA (ACME off); it announces its test address, not the provider's.
+  storageTest =
+    { config, ... }:
+    {
+      imports = [
+        (common.testNodeKey "zeeinstituut-peertube"
+          "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\162\\164\\155\\061\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\162\\164\\171\\311\\106\\306\\062\\324\\311\\224\\062\\365\\103\\316\\106\\365\\042\\215\\176\\153\\177\\317\\245\\367\\052\\243\\366\\243\\147\\060\\357\\376\\342\\277"
+          "/run/secrets/garage-node-key"
+        )
+        (common.testTls s3Host [
+          "services"
+          "nginx"
+          "virtualHosts"
+          s3Host
+        ])
+        (common.testTls mediaHost [
+          "services"
+          "nginx"
+          "virtualHosts"
+          mediaHost
+        ])
+      ];
+      fediversity.garage = {
+        replicationFactor = lib.mkForce 1;
+        settings.replication_factor = lib.mkForce 1;
+        settings.bootstrap_peers = lib.mkForce [ ];
+        settings.rpc_public_addr = lib.mkForce "${config.networking.primaryIPAddress}:3901";
+        provision.enable = lib.mkForce true;
+        provision.description = lib.mkForce (
+          pkgs.writeText "storage.json" ''
+            {
+              "//": "The storage description of zeeinstituut's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+              "replication_factor": 1,
+              "zone_redundancy": "maximum",
+              "nodes": [
+                {
+                  "name": "rtm1",
+                  "id": "79c946c632d4c99432f543ce46f5228d7e6b7fcfa5f72aa3f6a36730effee2bf",
+                  "zone": "rtm",
+                  "capacity_bytes": 644245094400
+                }
+              ],
+              "buckets": [
+                {
+                  "name": "zeeinstituut-peertube-web-videos",
+                  "website": true,
+                  "keys": [
+                    {
+                      "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                      "name": "zeeinstituut/peertube",
+                      "read": true,
+                      "write": true,
+                      "owner": false
+                    }
+                  ]
+                },
+                {
+                  "name": "zeeinstituut-peertube-streaming-playlists",
+                  "website": true,
+                  "keys": [
+                    {
+                      "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                      "name": "zeeinstituut/peertube",
+                      "read": true,
+                      "write": true,
+                      "owner": false
+                    }
+                  ]
+                },
+                {
+                  "name": "zeeinstituut-peertube-original-video-files",
+                  "website": false,
+                  "keys": [
+                    {
+                      "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                      "name": "zeeinstituut/peertube",
+                      "read": true,
+                      "write": true,
+                      "owner": false
+                    }
+                  ]
+                },
+                {
+                  "name": "zeeinstituut-peertube-user-exports",
+                  "website": false,
+                  "keys": [
+                    {
+                      "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                      "name": "zeeinstituut/peertube",
+                      "read": true,
+                      "write": true,
+                      "owner": false
+                    }
+                  ]
+                },
+                {
+                  "name": "zeeinstituut-peertube-captions",
+                  "website": true,
+                  "keys": [
+                    {
+                      "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                      "name": "zeeinstituut/peertube",
+                      "read": true,
+                      "write": true,
+                      "owner": false
+                    }
+                  ]
+                }
+              ]
+            }
+          ''
+        );
+      };
+    };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-zeeinstituut";
@@ -80,8 +205,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/peertube-s3-key";
               unit = "peertube-env.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
               '';
             }
             {
@@ -102,9 +227,22 @@ pkgs.testers.runNixOSTest {
               unit = "garage.service";
               value = "0000000000000000000000000000000000000000000000000000000000000000";
             }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-zeeinstituut-peertube";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
+              '';
+            }
           ];
           packages = [
             "ffmpeg-headless"
+            "rclone"
           ];
           virtualHost = [
             "services"
@@ -121,6 +259,7 @@ pkgs.testers.runNixOSTest {
         }
         { }
         (again { peertube.instanceName = lib.mkForce ("Fedigen Tube"); })
+        storageTest
       ];
     };
     client = {
@@ -133,6 +272,10 @@ pkgs.testers.runNixOSTest {
   testScript = ''
     ${common.pythonHelpers}
     start_all()
+    zeeinstituut_peertube.wait_for_unit(${py "garage.service"})
+    zeeinstituut_peertube.wait_for_unit(${py "fedigen-storage-apply.service"})
+    zeeinstituut_peertube.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
+    zeeinstituut_peertube.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
     zeeinstituut_peertube.wait_for_unit(${py "peertube.service"})
     zeeinstituut_peertube.wait_for_unit(${py "nginx.service"})
     zeeinstituut_peertube.wait_for_unit(${py "garage.service"})
@@ -172,6 +315,19 @@ pkgs.testers.runNixOSTest {
           echo "video served: $url"
         ''})
         assert ${py "video served"} in output, output
+
+    with subtest(${py "zeeinstituut-peertube: the video's file moves to the web-videos bucket and is served from the media host"}):
+        output = zeeinstituut_peertube.wait_until_succeeds(${py ''
+          export FEDIGEN_HOST='video.zee-instituut.example'
+          export FEDIGEN_MEDIA_PREFIX='https://media.nordwind-hosting.example/zeeinstituut-peertube-web-videos/'
+          video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
+          url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
+          case "$url" in "$FEDIGEN_MEDIA_PREFIX"*) ;; *) echo "not yet in object storage: $url" >&2; exit 1 ;; esac
+          echo "object: $url"
+        ''})
+        for url in stored_objects(output, ${py "https://media.nordwind-hosting.example/zeeinstituut-peertube-web-videos/"}):
+            held = held_sha256(zeeinstituut_peertube, ${py "/run/secrets/garage-s3-key-zeeinstituut-peertube"}, ${py "nl-ams"}, url.removeprefix("https://" + ${py "media.nordwind-hosting.example"} + "/"))
+            assert served_sha256(client, url) == held, f"{url} serves other bytes than Garage holds"
 
     with subtest(${py "zeeinstituut-peertube: two evaluations of its configuration are one system, and switching to it changes no unit"}):
         booted = zeeinstituut_peertube.succeed("readlink -f /run/current-system").strip()

@@ -2,7 +2,7 @@
 #: kind = "vm"
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 5400
-#: cores = 12
+#: cores = 16
 #: description = "operator amstelland: seeded at provider A, moved to provider B with `fedigen migrate run` (databases, folders, identity; buckets need both Garage clusters, not in this test; not moved: pixelfed's mysql database pixelfed), B healthy with A's identity, A stopped"
 {
   nixpkgs ? <nixpkgs>,
@@ -81,8 +81,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-s3-key";
               unit = "mastodon-init-dirs.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK1f643d8dc2cae0c9a1363c18
+                AWS_SECRET_ACCESS_KEY=1bbebb2a79e6c08745f6bed902f960e850b1dd23e6de27d39fa0ec3782a0e47f
               '';
             }
             {
@@ -144,8 +144,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-s3-key";
               unit = "mastodon-init-dirs.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK1f643d8dc2cae0c9a1363c18
+                AWS_SECRET_ACCESS_KEY=1bbebb2a79e6c08745f6bed902f960e850b1dd23e6de27d39fa0ec3782a0e47f
               '';
             }
             {
@@ -360,8 +360,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/pixelfed-s3-key";
               unit = "pixelfed-secrets.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK3f73b3bda3669991c7508c33
+                AWS_SECRET_ACCESS_KEY=68eb64fcb51a660aa6daad8d005c807c9216e4f590fdf795702682fc653c293a
               '';
             }
             {
@@ -425,8 +425,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/pixelfed-s3-key";
               unit = "pixelfed-secrets.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK3f73b3bda3669991c7508c33
+                AWS_SECRET_ACCESS_KEY=68eb64fcb51a660aa6daad8d005c807c9216e4f590fdf795702682fc653c293a
               '';
             }
             {

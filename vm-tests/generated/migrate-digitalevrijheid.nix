@@ -2,7 +2,7 @@
 #: kind = "vm"
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 5400
-#: cores = 8
+#: cores = 12
 #: description = "operator digitalevrijheid: seeded at provider A, moved to provider B with `fedigen migrate run` (databases, folders, identity; buckets need both Garage clusters, not in this test), B healthy with A's identity, A stopped"
 {
   nixpkgs ? <nixpkgs>,
@@ -81,8 +81,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-s3-key";
               unit = "mastodon-init-dirs.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK390b9d08a9a3a39393e34432
+                AWS_SECRET_ACCESS_KEY=3c7a93a32c4efcbc378e6391018c82ad2eecabb987f9381fcdf6726bcadadd6d
               '';
             }
             {
@@ -144,8 +144,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-s3-key";
               unit = "mastodon-init-dirs.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK390b9d08a9a3a39393e34432
+                AWS_SECRET_ACCESS_KEY=3c7a93a32c4efcbc378e6391018c82ad2eecabb987f9381fcdf6726bcadadd6d
               '';
             }
             {
@@ -351,8 +351,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/matrix-synapse-s3-key";
               unit = "matrix-synapse.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK735ca4c81d56515bad917597
+                AWS_SECRET_ACCESS_KEY=1fa4ec5e3d7bde4e48caf3c422c8c08ab99193faf3e87c6823e124e97e15b913
               '';
             }
             {
@@ -415,8 +415,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/matrix-synapse-s3-key";
               unit = "matrix-synapse.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK735ca4c81d56515bad917597
+                AWS_SECRET_ACCESS_KEY=1fa4ec5e3d7bde4e48caf3c422c8c08ab99193faf3e87c6823e124e97e15b913
               '';
             }
             {

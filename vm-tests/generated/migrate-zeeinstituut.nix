@@ -103,8 +103,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/peertube-s3-key";
               unit = "peertube-env.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
               '';
             }
             {
@@ -125,9 +125,22 @@ pkgs.testers.runNixOSTest {
               unit = "garage.service";
               value = "0000000000000000000000000000000000000000000000000000000000000000";
             }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-zeeinstituut-peertube";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
+              '';
+            }
           ];
           packages = [
             "ffmpeg-headless"
+            "rclone"
           ];
           virtualHost = [
             "services"
@@ -195,8 +208,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/peertube-s3-key";
               unit = "peertube-env.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
               '';
             }
             {
@@ -217,9 +230,22 @@ pkgs.testers.runNixOSTest {
               unit = "garage.service";
               value = "0000000000000000000000000000000000000000000000000000000000000000";
             }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-zeeinstituut-peertube";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
+              '';
+            }
           ];
           packages = [
             "ffmpeg-headless"
+            "rclone"
           ];
           virtualHost = [
             "services"

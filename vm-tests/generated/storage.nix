@@ -177,24 +177,6 @@ let
       zone_redundancy = "maximum";
     }
   );
-  # A node's test key (seed and public key, 64 bytes), written by printf from octal escapes (binary, so not a
-  # text secret), placed as the machine declares its node key (root, 0400) once users and groups exist.
-  nodeKey =
-    name: printf: path:
-    let
-      key =
-        pkgs.runCommand "fedigen-test-node-key-${name}" { }
-          "printf ${lib.escapeShellArg printf} > $out";
-    in
-    {
-      system.activationScripts.fedigenTestNodeKey = {
-        deps = [
-          "users"
-          "groups"
-        ];
-        text = "install -D -o root -g root -m 0400 ${key} ${lib.escapeShellArg path}\n";
-      };
-    };
   # What every Garage node adds for the test: the test nodes as peers (by the FQDNs in `hosts`), its address on
   # the test network announced instead of the provider's static address, the endpoints' certificates from the
   # test CA (the virtual-host bucket names are aliases of the S3 host; the test reaches buckets path style).
@@ -261,8 +243,8 @@ pkgs.testers.runNixOSTest {
                 path = "/run/secrets/garage-s3-key-amstelland-mastodon";
                 unit = "fedigen-storage-apply.service";
                 value = ''
-                  AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                  AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                  AWS_ACCESS_KEY_ID=GK1f643d8dc2cae0c9a1363c18
+                  AWS_SECRET_ACCESS_KEY=1bbebb2a79e6c08745f6bed902f960e850b1dd23e6de27d39fa0ec3782a0e47f
                 '';
               }
               {
@@ -273,8 +255,8 @@ pkgs.testers.runNixOSTest {
                 path = "/run/secrets/garage-s3-key-amstelland-pixelfed";
                 unit = "fedigen-storage-apply.service";
                 value = ''
-                  AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                  AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                  AWS_ACCESS_KEY_ID=GK3f73b3bda3669991c7508c33
+                  AWS_SECRET_ACCESS_KEY=68eb64fcb51a660aa6daad8d005c807c9216e4f590fdf795702682fc653c293a
                 '';
               }
               {
@@ -285,8 +267,8 @@ pkgs.testers.runNixOSTest {
                 path = "/run/secrets/garage-s3-key-digitalevrijheid-mastodon";
                 unit = "fedigen-storage-apply.service";
                 value = ''
-                  AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                  AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                  AWS_ACCESS_KEY_ID=GK390b9d08a9a3a39393e34432
+                  AWS_SECRET_ACCESS_KEY=3c7a93a32c4efcbc378e6391018c82ad2eecabb987f9381fcdf6726bcadadd6d
                 '';
               }
               {
@@ -297,8 +279,8 @@ pkgs.testers.runNixOSTest {
                 path = "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse";
                 unit = "fedigen-storage-apply.service";
                 value = ''
-                  AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                  AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                  AWS_ACCESS_KEY_ID=GK735ca4c81d56515bad917597
+                  AWS_SECRET_ACCESS_KEY=1fa4ec5e3d7bde4e48caf3c422c8c08ab99193faf3e87c6823e124e97e15b913
                 '';
               }
               {
@@ -309,15 +291,15 @@ pkgs.testers.runNixOSTest {
                 path = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
                 unit = "fedigen-storage-apply.service";
                 value = ''
-                  AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                  AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                  AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                  AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
                 '';
               }
             ];
             packages = [ "rclone" ];
             inherit hosts;
           })
-          (nodeKey "ams1"
+          (common.testNodeKey "ams1"
             "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\163\\061\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\025\\200\\025\\053\\306\\331\\230\\050\\336\\150\\107\\274\\130\\223\\302\\304\\165\\336\\163\\255\\316\\135\\053\\046\\313\\130\\326\\074\\053\\050\\342\\070"
             "/run/secrets/garage-node-key"
           )
@@ -355,7 +337,7 @@ pkgs.testers.runNixOSTest {
             packages = [ "rclone" ];
             inherit hosts;
           })
-          (nodeKey "ams2"
+          (common.testNodeKey "ams2"
             "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\163\\062\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\041\\346\\376\\153\\060\\226\\257\\365\\364\\270\\117\\116\\104\\276\\010\\176\\112\\071\\067\\353\\231\\226\\150\\136\\050\\032\\370\\156\\344\\165\\156\\052"
             "/run/secrets/garage-node-key"
           )
@@ -408,7 +390,7 @@ pkgs.testers.runNixOSTest {
             packages = [ "rclone" ];
             inherit hosts;
           })
-          (nodeKey "rtm1"
+          (common.testNodeKey "rtm1"
             "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\162\\164\\155\\061\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\162\\164\\171\\311\\106\\306\\062\\324\\311\\224\\062\\365\\103\\316\\106\\365\\042\\215\\176\\153\\177\\317\\245\\367\\052\\243\\366\\243\\147\\060\\357\\376\\342\\277"
             "/run/secrets/garage-node-key"
           )
@@ -441,8 +423,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-s3-key";
               unit = "mastodon-init-dirs.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK000000000000000000000000
-                AWS_SECRET_ACCESS_KEY=1111111111111111111111111111111111111111111111111111111111111111
+                AWS_ACCESS_KEY_ID=GK1f643d8dc2cae0c9a1363c18
+                AWS_SECRET_ACCESS_KEY=1bbebb2a79e6c08745f6bed902f960e850b1dd23e6de27d39fa0ec3782a0e47f
               '';
             }
             {

@@ -28,6 +28,10 @@ pub struct TestPlan {
     /// What a user does, in order (`[[test.steps]]`): create data, then read it back.
     #[serde(default)]
     pub steps: Vec<TestStep>,
+    /// What proves the application's files land in object storage (`[[test.object_storage]]`): run in a
+    /// deployment test after the steps, only when the application stores that kind of file in a bucket there.
+    #[serde(default)]
+    pub object_storage: Vec<StoredStep>,
     /// One setting changed for the deployment test's upgrade step (`[test.upgrade]`).
     #[serde(default)]
     pub upgrade: Option<Upgrade>,
@@ -85,6 +89,28 @@ pub struct TestStep {
     #[serde(default)]
     pub recheck: bool,
     /// Retry until it succeeds (for work the application finishes in the background).
+    #[serde(default)]
+    pub wait: bool,
+}
+
+/// A step that finds the public URLs of files the application put in object storage
+/// (`[[test.object_storage]]`). Run with `FEDIGEN_MEDIA_PREFIX` exported as well (`https://media.<provider>/<bucket>/`,
+/// the bucket of `kind`), it prints each URL on a line `object: <url>`; the test then asserts that every URL
+/// starts with the prefix and that a client fetches from it the bytes Garage holds at that key. Without this,
+/// an application that falls back to local files when S3 fails (Pixelfed, PeerTube) passes its other steps.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredStep {
+    /// What it shows, for the test's log.
+    pub description: String,
+    /// The bucket kind (one of `needs.s3_buckets`) whose bucket the URLs must be in.
+    pub kind: String,
+    /// Where it runs.
+    pub on: StepNode,
+    /// The shell command; prints `object: <url>` lines.
+    pub run: String,
+    /// Retry until it succeeds (for files the application moves to the bucket in a background job: exit non-zero
+    /// while the URL is not yet under `FEDIGEN_MEDIA_PREFIX`).
     #[serde(default)]
     pub wait: bool,
 }
@@ -266,6 +292,12 @@ pub(crate) fn check(
             plan.mail
                 .iter()
                 .map(|m| ("test.mail".to_owned(), &m.description, &m.run)),
+        )
+        .chain(
+            plan.object_storage
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("test.object_storage.{i}"), &s.description, &s.run)),
         );
     for (path, description, run) in commands {
         if description.trim().is_empty() {

@@ -660,6 +660,10 @@ pub struct TestNode {
     pub virtual_host: Vec<String>,
     /// The operator's administrator, when the module makes it (the password's file given).
     pub admin: Option<TestAdmin>,
+    /// Whether the test's Garage node runs on this machine (it hosts one of the provider's nodes).
+    pub garage: bool,
+    /// Its `[[test.object_storage]]` steps, when its application stores files in the test's Garage node.
+    pub stored: Vec<super::storage_test::StoredStepData>,
 }
 
 /// The upgrade step of a deployment test's machine (`nodes.[i].upgrade.*`).
@@ -689,6 +693,8 @@ pub struct DeploymentTest {
     pub hosts: BTreeMap<String, Vec<String>>,
     /// The machines.
     pub nodes: Vec<TestNode>,
+    /// The test's object storage, when an application of the operator stores files in buckets.
+    pub storage: Option<super::storage_test::DeploymentStorage>,
 }
 
 /// The data of `templates/_tests/common.nix.hbs`: none (what the tests share does not depend on the manifests).
@@ -742,9 +748,10 @@ impl DeploymentTest {
                             test_secret(catalog.manifests.get(app), secret)
                         }
                         Holds::SmtpPassword => "fedigen-test-smtp\n".to_owned(),
-                        Holds::S3Key { .. } | Holds::NodeKey(_) => {
-                            crate::deploy::storage::test_secret(&secret.holds)
+                        Holds::S3Key { app, .. } => {
+                            super::storage_test::test_s3_key(&operator.name, app)
                         }
+                        Holds::NodeKey(_) => crate::deploy::storage::test_secret(&secret.holds),
                     };
                     TestSecretFile::declared(secret, value)
                 })
@@ -834,8 +841,21 @@ impl DeploymentTest {
                     "{name}: two evaluations of its configuration are one system, and switching to it changes no unit"
                 ),
                 upgrade,
+                garage: false,
+                stored: Vec::new(),
                 name,
             });
+        }
+        let mut hosts: BTreeMap<String, Vec<String>> = nodes
+            .iter()
+            .map(|n| (n.name.clone(), vec![n.host.clone()]))
+            .collect();
+        let storage = super::storage_test::DeploymentStorage::new(
+            spec, catalog, operator, &mut nodes, &mut hosts,
+        );
+        if storage.as_ref().is_some_and(|s| s.extra.is_some()) {
+            // The Garage-only node's two cores.
+            cores += 2;
         }
         Self {
             test_name: format!("fedigen-deployment-{}", operator.name),
@@ -845,11 +865,9 @@ impl DeploymentTest {
                 nodes.len()
             ),
             cores: cores.max(1),
-            hosts: nodes
-                .iter()
-                .map(|n| (n.name.clone(), vec![n.host.clone()]))
-                .collect(),
+            hosts,
             nodes,
+            storage,
         }
     }
 }

@@ -12,14 +12,20 @@ rec {
       -keyout $out/key.pem -out $out/cert.pem
   '';
   # A certificate for a host name, signed by the test CA.
-  certificate =
-    host:
+  certificate = host: certificateFor [ host ];
+  # A certificate for host names (the first is its subject; every one a subjectAltName), signed by the test CA.
+  certificateFor =
+    names:
+    let
+      host = builtins.head names;
+      alternatives = lib.concatMapStringsSep "," (name: "DNS:${name}") names;
+    in
     pkgs.runCommand "fedigen-test-certificate-${host}" { nativeBuildInputs = [ pkgs.openssl ]; } ''
       mkdir -p $out
-      printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' ${lib.escapeShellArg host} > extensions
+      printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' ${lib.escapeShellArg alternatives} > extensions
       openssl req -new -newkey rsa:2048 -nodes -subj "/CN=${host}" -keyout $out/key.pem -out request.pem
       openssl x509 -req -in request.pem -CA ${ca}/cert.pem -CAkey ${ca}/key.pem -days 36500 \
-        -set_serial "0x$(printf '%s' ${lib.escapeShellArg host} | sha256sum | cut -c1-16)" \
+        -set_serial "0x$(printf '%s' ${lib.escapeShellArg alternatives} | sha256sum | cut -c1-16)" \
         -extfile extensions -out $out/cert.pem
     '';
   # The test network, as a module: every host name of the test (`hosts`: node name to its host names) in
@@ -39,12 +45,39 @@ rec {
   # virtual host (`virtualHost`, an option path: services.nginx.virtualHosts.<host>, or an upstream option that
   # upstream merges whole into it, such as services.pixelfed.nginx, whose certificate options have no default
   # and must be defined there, since nginx reads them once ACME is off).
+  # The certificate carries the virtual host's serverAliases too (read from the configuration: the names nginx
+  # answers for, such as Garage's `<bucket>.s3.<provider>` aliases for virtual-host-style S3 clients).
   testTls =
     host: virtualHost:
+    { config, ... }:
+    let
+      aliases = (lib.attrByPath virtualHost { } config).serverAliases or [ ];
+      cert = certificateFor ([ host ] ++ lib.filter (alias: alias != host) aliases);
+    in
     lib.setAttrByPath virtualHost {
       enableACME = lib.mkForce false;
-      sslCertificate = "${certificate host}/cert.pem";
-      sslCertificateKey = "${certificate host}/key.pem";
+      sslCertificate = "${cert}/cert.pem";
+      sslCertificateKey = "${cert}/key.pem";
+    };
+  # A Garage node's test key (seed and public key, 64 bytes), written by printf from octal escapes (binary, so not
+  # a text secret), placed where the machine reads its node key (root, 0400) once users and groups exist and after
+  # the test secrets (whose placeholder for the node key it replaces).
+  testNodeKey =
+    name: printf: path:
+    let
+      key =
+        pkgs.runCommand "fedigen-test-node-key-${name}" { }
+          "printf ${lib.escapeShellArg printf} > $out";
+    in
+    {
+      system.activationScripts.fedigenTestNodeKey = {
+        deps = [
+          "users"
+          "groups"
+          "fedigenTestSecrets"
+        ];
+        text = "install -D -o root -g root -m 0400 ${key} ${lib.escapeShellArg path}\n";
+      };
     };
   # The tools the test steps use (the manifests' [test] packages, by attribute name).
   testPackages = names: {
@@ -143,6 +176,7 @@ rec {
   # (nixpkgs' switch-to-configuration-ng, as the Perl script before it, whose lines nixos/tests/switch-test.nix
   # asserts).
   pythonHelpers = ''
+    import shlex
     from fnmatch import fnmatchcase
 
 
@@ -168,5 +202,31 @@ rec {
                 if marker in line:
                     units.update(u.strip() for u in line.split(marker, 1)[1].split(","))
         return units
+
+
+    def stored_objects(output: str, prefix: str) -> list[str]:
+        """The URLs an object-storage step printed (lines `object: <url>`), each asserted to be in the bucket (`prefix`)."""
+        urls = [line.removeprefix("object: ").strip() for line in output.splitlines() if line.startswith("object: ")]
+        assert urls, f"the step printed no line `object: <url>`: {output}"
+        for url in urls:
+            assert url.startswith(prefix), f"{url} is not in the bucket: it does not start with {prefix}"
+        return urls
+
+
+    def served_sha256(client, url: str) -> str:
+        """The SHA-256 of what the client fetches from a URL."""
+        return client.succeed(f"curl --silent --fail --output /tmp/fedigen-served {shlex.quote(url)} && sha256sum /tmp/fedigen-served").split()[0]
+
+
+    def held_sha256(garage, key_file: str, region: str, path: str) -> str:
+        """The SHA-256 of the object Garage holds at `<bucket>/<key>` (`path`), read through its S3 API on the node with the application's key file."""
+        script = (
+            "set -a && . " + shlex.quote(key_file) + " && set +a && "
+            + "RCLONE_CONFIG_G_TYPE=s3 RCLONE_CONFIG_G_PROVIDER=Other RCLONE_CONFIG_G_ENDPOINT=http://127.0.0.1:3900 "
+            + "RCLONE_CONFIG_G_REGION=" + shlex.quote(region) + " RCLONE_CONFIG_G_FORCE_PATH_STYLE=true "
+            + 'RCLONE_CONFIG_G_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" RCLONE_CONFIG_G_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" '
+            + "rclone cat " + shlex.quote("g:" + path) + " > /tmp/fedigen-held && sha256sum /tmp/fedigen-held"
+        )
+        return garage.succeed(script).split()[0]
   '';
 }
