@@ -88,7 +88,7 @@ fn json_path(path: &str) -> String {
 mod tests {
     use super::*;
 
-    #[derive(serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize)]
     struct Doc {
         items: Vec<u32>,
     }

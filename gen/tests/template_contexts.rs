@@ -1,5 +1,5 @@
 //! Every template is rendered from its typed data (`fedigen::template::{ModuleData, ApplicationTest,
-//! DeploymentTest, CommonTest, FederationTest, MigrationTest}`), rendering is strict about names (a field its struct lacks is an error, in a
+//! DeploymentTest, CommonTest, FederationTest, MigrationTest, StorageTest}`), rendering is strict about names (a field its struct lacks is an error, in a
 //! helper, `each`, `with`, `if` or `unless` alike), and each template's header comment lists the fields it gets.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +8,8 @@ use fedigen::manifest::Manifest;
 use fedigen::model::Catalog;
 use fedigen::template::{
     APPLICATION_TEST, ApplicationTest, COMMON_TEST, CommonTest, DEPLOYMENT_TEST, DeploymentTest,
-    FEDERATION_TEST, FederationTest, MIGRATION_TEST, MigrationTest, ModuleData, Templates,
+    FEDERATION_TEST, FederationTest, MIGRATION_TEST, MigrationTest, ModuleData, STORAGE_TEST,
+    StorageTest, Templates,
 };
 use serde_json::Value;
 
@@ -43,6 +44,7 @@ fn data_of(file: &Path) -> &'static str {
         COMMON_TEST => "CommonTest",
         FEDERATION_TEST => "FederationTest",
         MIGRATION_TEST => "MigrationTest",
+        STORAGE_TEST => "StorageTest",
         _ if text.starts_with("templates/_partials/") => "ModuleData",
         _ if text.ends_with("/module.nix.hbs") && !text.starts_with("templates/_") => "ModuleData",
         _ => panic!(
@@ -96,6 +98,10 @@ fn render_all(repo: &Path) -> Vec<String> {
         if let Err(e) = templates.render_migration_test(&migration) {
             errors.push(e.to_string());
         }
+    }
+    let storage = StorageTest::new(&spec, &catalog).expect("the example has a storage test");
+    if let Err(e) = templates.render_storage_test(&storage) {
+        errors.push(e.to_string());
     }
     if let Err(e) = templates.render_common_test() {
         errors.push(e.to_string());
@@ -213,6 +219,10 @@ fn check_headers(repo: &Path) {
                 serde_json::to_value(MigrationTest::new(&spec, &catalog, &spec.operators[0]))
                     .unwrap()
             }
+            "StorageTest" => serde_json::to_value(
+                StorageTest::new(&spec, &catalog).expect("the example has a storage test"),
+            )
+            .unwrap(),
             other => panic!("{other}"),
         }
     };
@@ -236,7 +246,7 @@ fn check_headers(repo: &Path) {
         }
         // The header names the struct and the file of gen/src/template/ that declares it.
         assert!(
-            ["context.rs", "migration.rs"]
+            ["context.rs", "migration.rs", "storage_test.rs"]
                 .iter()
                 .any(|declared_in| header.contains(&format!(
                     "Data (gen/src/template/{declared_in}, {struct_name})"
@@ -273,7 +283,13 @@ fn collect_fields(value: &Value, depth: usize, out: &mut Vec<String>) {
                 // an option's value): their keys are no fields.
                 if matches!(
                     key.as_str(),
-                    "settings" | "config" | "federation_config" | "hosts" | "value" | "job"
+                    "settings"
+                        | "config"
+                        | "federation_config"
+                        | "hosts"
+                        | "value"
+                        | "job"
+                        | "description_json"
                 ) {
                     continue;
                 }
