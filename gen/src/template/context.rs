@@ -14,7 +14,11 @@ use serde_json::Value;
 
 use super::options::manifest_options_value;
 use super::shell::{http_command, mailbox_check, step_command};
+use super::test_keys::{
+    TEST_ENVIRONMENT, printf_octal, test_node_key, test_s3_key, with_test_node_ids,
+};
 use crate::deploy::secrets::{Holds, MachineSecret, application_secrets};
+use crate::deploy::storage;
 use crate::deploy::{DEPLOYMENTS, application_machine, python_name};
 use crate::manifest::Manifest;
 use crate::manifest::test_plan::{Instance, StepNode};
@@ -663,7 +667,7 @@ pub struct TestNode {
     /// Whether the test's Garage node runs on this machine (it hosts one of the provider's nodes).
     pub garage: bool,
     /// Its `[[test.object_storage]]` steps, when its application stores files in the test's Garage node.
-    pub stored: Vec<super::storage_test::StoredStepData>,
+    pub stored: Vec<StoredStepData>,
 }
 
 /// The upgrade step of a deployment test's machine (`nodes.[i].upgrade.*`).
@@ -694,7 +698,7 @@ pub struct DeploymentTest {
     /// The machines.
     pub nodes: Vec<TestNode>,
     /// The test's object storage, when an application of the operator stores files in buckets.
-    pub storage: Option<super::storage_test::DeploymentStorage>,
+    pub storage: Option<DeploymentStorage>,
 }
 
 /// The data of `templates/_tests/common.nix.hbs`: none (what the tests share does not depend on the manifests).
@@ -749,7 +753,7 @@ impl DeploymentTest {
                         }
                         Holds::SmtpPassword => "fedigen-test-smtp\n".to_owned(),
                         Holds::S3Key { app, .. } => {
-                            super::storage_test::test_s3_key(&operator.name, app)
+                            super::test_keys::test_s3_key(&operator.name, app)
                         }
                         Holds::NodeKey(_) => crate::deploy::storage::test_secret(&secret.holds),
                     };
@@ -850,9 +854,7 @@ impl DeploymentTest {
             .iter()
             .map(|n| (n.name.clone(), vec![n.host.clone()]))
             .collect();
-        let storage = super::storage_test::DeploymentStorage::new(
-            spec, catalog, operator, &mut nodes, &mut hosts,
-        );
+        let storage = DeploymentStorage::new(spec, catalog, operator, &mut nodes, &mut hosts);
         if storage.as_ref().is_some_and(|s| s.extra.is_some()) {
             // The Garage-only node's two cores.
             cores += 2;
@@ -1006,6 +1008,225 @@ impl FederationTest {
             instances: instances.into(),
             health,
             steps,
+        })
+    }
+}
+
+/// The Garage-only node a deployment test adds when no machine of the operator runs a Garage node
+/// (`storage.extra.*` of `templates/_tests/deployment.nix.hbs`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExtraGarageNode {
+    /// Its test node name (`garage`).
+    pub name: String,
+    /// Its name in the test script.
+    pub python: String,
+    /// The provider's domain (its `fediversity.domain`).
+    pub provider_domain: String,
+}
+
+/// One `[[test.object_storage]]` step of a deployment test's machine (`nodes.[i].stored.[j].*`).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredStepData {
+    /// What it shows.
+    pub description: String,
+    /// Whether it runs on the client (else on the application's machine).
+    pub on_client: bool,
+    /// Retried until it succeeds.
+    pub wait: bool,
+    /// The command, `FEDIGEN_HOST` and `FEDIGEN_MEDIA_PREFIX` exported first.
+    pub command: String,
+    /// What every URL it prints must start with: `https://media.<provider>/<bucket>/`.
+    pub prefix: String,
+    /// The application's S3 key file on the Garage node, to read the object back through the S3 API.
+    pub key_file: String,
+}
+
+/// The object storage of a deployment test (`storage.*` of `templates/_tests/deployment.nix.hbs`): one Garage node
+/// (the operator's machine hosting one, else a Garage-only node the test adds) with replication factor 1, no
+/// peers, and the provisioning unit applying a description of that node and this operator's buckets and keys;
+/// nginx serving the S3 host (with its virtual-host bucket aliases) and the media host with the test CA's
+/// certificates, and every node resolving those names to it. Without it the applications' S3 endpoint does not
+/// exist in the test (review-14 F2) or a lone node of a three-copy cluster never becomes healthy (F4).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentStorage {
+    /// The test node running Garage.
+    pub node: String,
+    /// Its name in the test script.
+    pub python: String,
+    /// The node the test adds, when no machine of the operator runs Garage.
+    pub extra: Option<ExtraGarageNode>,
+    /// The Garage node's test key (seed and public key) as `printf` octal escapes.
+    pub node_key_printf: String,
+    /// Where the machine reads its node key.
+    pub node_key_path: String,
+    /// The text secret files the Garage node gets (the operator's key copies; an added node also the
+    /// environment file).
+    pub secrets: Vec<TestSecretFile>,
+    /// The description the node applies, as JSON text: itself and the operator's buckets.
+    pub storage_json: String,
+    /// The S3 API's host.
+    pub s3_host: String,
+    /// The public media host.
+    pub media_host: String,
+    /// The cluster's S3 region.
+    pub region: String,
+}
+
+impl DeploymentStorage {
+    /// The object storage of `operator`'s deployment test, or `None` when none of its applications stores files in
+    /// buckets (or the provider has no object storage). Marks the node hosting Garage in `nodes` (dropping the
+    /// placeholder node key it would otherwise get), gives each application's `[[test.object_storage]]` steps to
+    /// its node, and adds the endpoint names to `hosts`.
+    pub(crate) fn new(
+        spec: &Spec,
+        catalog: &Catalog,
+        operator: &Operator,
+        nodes: &mut [TestNode],
+        hosts: &mut BTreeMap<String, Vec<String>>,
+    ) -> Option<Self> {
+        let storage = spec.provider.object_storage.as_ref()?;
+        let index = spec
+            .operators
+            .iter()
+            .position(|o| o.name == operator.name)?;
+        let apps: Vec<storage::AppStorage> = storage::applications(spec, catalog)
+            .into_iter()
+            .filter(|a| a.operator == index)
+            .collect();
+        if apps.is_empty() {
+            return None;
+        }
+        let mut description = storage::description(spec, catalog)?;
+        let (s3_host, media_host, _) = storage::endpoint_hosts(spec, catalog)?;
+        // The node of an operator's machine, else the cluster's first node (on a node the test adds).
+        let hosted = storage.nodes.iter().find_map(|(name, node)| {
+            let machine = node.machine.as_deref()?;
+            nodes
+                .iter()
+                .position(|n| n.name == machine)
+                .map(|i| (name.clone(), i))
+        });
+        let node_name = match &hosted {
+            Some((name, _)) => name.clone(),
+            None => storage::designated_node(storage)?.to_owned(),
+        };
+        description.replication_factor = 1;
+        description.nodes.retain(|n| n.name == node_name);
+        let buckets: Vec<&str> = apps
+            .iter()
+            .flat_map(|a| a.buckets.iter().map(|(_, b, _)| b.as_str()))
+            .collect();
+        description
+            .buckets
+            .retain(|b| buckets.contains(&b.name.as_str()));
+        with_test_node_ids(&mut description);
+        description.comment = Some(format!(
+            "The storage description of {}'s deployment test: one node, the operator's buckets (fedigen's deployment test).",
+            operator.name
+        ));
+        let mut secrets: Vec<TestSecretFile> = apps
+            .iter()
+            .map(|a| {
+                let (name, path) = storage::node_key_copy(&a.operator_name, &a.app);
+                TestSecretFile {
+                    name,
+                    path,
+                    value: test_s3_key(&a.operator_name, &a.app),
+                    owner: "root".into(),
+                    group: "root".into(),
+                    mode: "0400".into(),
+                    unit: storage::APPLY_UNIT.into(),
+                }
+            })
+            .collect();
+        let node_key_path = storage::node_secrets(spec, catalog, &node_name)
+            .into_iter()
+            .find(|s| matches!(s.holds, Holds::NodeKey(_)))
+            .map(|s| s.path)
+            .unwrap_or_else(|| format!("/run/secrets/{}", storage::NODE_KEY_SECRET_NAME));
+        let mut names = vec![s3_host.clone(), media_host.clone()];
+        for app in apps.iter().filter(|a| a.virtual_host) {
+            names.extend(app.buckets.iter().map(|(_, b, _)| format!("{b}.{s3_host}")));
+        }
+        let (node, python, extra) = match hosted {
+            Some((_, i)) => {
+                // The test key replaces the placeholder the machine's secrets place (common.testNodeKey runs after).
+                let machine = &mut nodes[i];
+                machine.garage = true;
+                machine.secrets.extend(secrets.iter().cloned());
+                machine.packages.push("rclone".into());
+                (machine.name.clone(), machine.python.clone(), None)
+            }
+            None => {
+                secrets.insert(
+                    0,
+                    TestSecretFile {
+                        name: "garage-environment".into(),
+                        path: "/run/secrets/garage-environment".into(),
+                        value: TEST_ENVIRONMENT.into(),
+                        owner: "root".into(),
+                        group: "root".into(),
+                        mode: "0400".into(),
+                        unit: "garage.service".into(),
+                    },
+                );
+                let name = "garage".to_owned();
+                (
+                    name.clone(),
+                    python_name(&name),
+                    Some(ExtraGarageNode {
+                        python: python_name(&name),
+                        name,
+                        provider_domain: spec.provider.domain.clone(),
+                    }),
+                )
+            }
+        };
+        hosts.entry(node.clone()).or_default().extend(names);
+        for machine in nodes.iter_mut() {
+            let Some(app) = apps.iter().find(|a| machine.application == a.app) else {
+                continue;
+            };
+            let Some(manifest) = catalog.manifests.get(&app.app) else {
+                continue;
+            };
+            let key_file = storage::node_key_copy(&app.operator_name, &app.app).1;
+            machine.stored = manifest
+                .test
+                .object_storage
+                .iter()
+                .filter_map(|step| {
+                    let bucket = app.buckets.iter().find(|(k, _, _)| *k == step.kind)?;
+                    let prefix = format!("https://{media_host}/{}/", bucket.1);
+                    Some(StoredStepData {
+                        description: format!("{}: {}", machine.name, step.description),
+                        on_client: step.on == StepNode::Client,
+                        wait: step.wait,
+                        command: step_command(
+                            &[
+                                ("FEDIGEN_HOST", &machine.host),
+                                ("FEDIGEN_MEDIA_PREFIX", &prefix),
+                            ],
+                            &step.run,
+                        ),
+                        prefix,
+                        key_file: key_file.clone(),
+                    })
+                })
+                .collect();
+        }
+        let key = test_node_key(&node_name);
+        Some(Self {
+            node,
+            python,
+            extra,
+            node_key_printf: printf_octal(&key.secret_bytes()),
+            node_key_path,
+            secrets,
+            storage_json: description.to_json(),
+            s3_host,
+            media_host,
+            region: storage.region.clone(),
         })
     }
 }

@@ -24,6 +24,7 @@ mod options;
 pub mod scaffold;
 mod shell;
 mod storage_test;
+mod test_keys;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
