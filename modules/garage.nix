@@ -244,6 +244,25 @@ in
           80
           443
         ];
+        # The S3 host's aliases (`<bucket>.s3.P`, PeerTube's up to 70 characters) outgrow nginx's default
+        # server_names_hash_bucket_size (64 on x86_64), and `nginx -t` then refuses the whole configuration, so
+        # nginx would not start: room for names up to the DNS limit.
+        services.nginx.serverNamesHashBucketSize = lib.mkDefault 256;
+        # The media host's CORS preflight headers: values on OPTIONS, empty (no header) otherwise.
+        services.nginx.appendHttpConfig = ''
+          map $request_method $fedigen_preflight_methods {
+            OPTIONS "GET, HEAD, OPTIONS";
+            default "";
+          }
+          map $request_method $fedigen_preflight_headers {
+            OPTIONS "*";
+            default "";
+          }
+          map $request_method $fedigen_preflight_max_age {
+            OPTIONS "86400";
+            default "";
+          }
+        '';
         services.nginx.upstreams = {
           garage_s3.servers."127.0.0.1:3900" = { };
           garage_web.servers."127.0.0.1:3902" = { };
@@ -265,6 +284,9 @@ in
             proxy_pass http://fedigen-acme-peers;
             proxy_set_header Host fedigen-acme-peers;
             proxy_next_upstream error timeout http_404;
+            # A peer that drops packets must not hold the validation past Let's Encrypt's own timeout.
+            proxy_connect_timeout 3s;
+            proxy_read_timeout 5s;
           '';
         };
         # What a peer's relay reaches (port 80, Host fedigen-acme-peers): this node's own challenge files and nothing
@@ -281,11 +303,13 @@ in
           acmeFallbackHost = lib.mkIf (cfg.endpoints.acmePeers != [ ]) "127.0.0.1:${toString acmeRelayPort}";
           locations."/" = {
             proxyPass = "http://garage_s3";
-            # The S3 signature covers Host: pass the client's unchanged (with its port). Uploads stream through
+            # The S3 signature covers Host: `$host` is the name the client signed (S3 SDKs send the endpoint's
+            # name in lowercase and without the default port, which is what `$host` holds); `$http_host` would fail
+            # nixpkgs' build-time nginx check (gixy's host_spoofing, run by writeNginxConfig). Uploads stream through
             # (no size limit, no buffering: PeerTube sends parts of up to 100 MB).
             recommendedProxySettings = false;
             extraConfig = ''
-              proxy_set_header Host $http_host;
+              proxy_set_header Host $host;
               proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
               proxy_set_header X-Forwarded-Proto $scheme;
               client_max_body_size 0;
@@ -304,18 +328,19 @@ in
             proxyPass = "http://garage_web";
             recommendedProxySettings = false;
             # Garage's web endpoint answers OPTIONS from bucket CORS rules, which the buckets do not have (403): a
-            # browser's preflight (a Range or custom header) is answered here; media is public and read-only.
+            # browser's preflight (a Range or custom header) is answered here; media is public and read-only. The
+            # preflight's headers are set at location level from maps (empty, so absent, on other methods) and the
+            # `if` only returns: `add_header` inside `if` is what gixy's if_is_evil refuses.
             extraConfig = ''
+              add_header Access-Control-Allow-Origin "*" always;
+              add_header Access-Control-Allow-Methods $fedigen_preflight_methods always;
+              add_header Access-Control-Allow-Headers $fedigen_preflight_headers always;
+              add_header Access-Control-Max-Age $fedigen_preflight_max_age always;
               if ($request_method = OPTIONS) {
-                add_header Access-Control-Allow-Origin "*" always;
-                add_header Access-Control-Allow-Methods "GET, HEAD, OPTIONS" always;
-                add_header Access-Control-Allow-Headers "*" always;
-                add_header Access-Control-Max-Age 86400 always;
                 return 204;
               }
               rewrite ^/[^/]+(/.*)$ $1 break;
               proxy_set_header Host $fedigen_bucket.web.${cfg.endpoints.s3Host};
-              add_header Access-Control-Allow-Origin "*" always;
             '';
           };
         };

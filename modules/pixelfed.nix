@@ -114,9 +114,9 @@ in
               [$name, $email, $password] = explode("\n", file_get_contents("php://stdin"), 3);
               if (! App\User::where("username", $name)->exists()) {
                 Illuminate\Support\Facades\Artisan::call("user:create", ["--name" => $name, "--username" => $name,
-                  "--email" => $email, "--password" => rtrim($password, "\n"), "--is_admin" => 1, "--confirm_email" => 1]);
+                  "--email" => $email, "--password" => rtrim($password, "\n"), "--is_admin" => "true", "--confirm_email" => 1]);
               }
-              echo App\User::where("username", $name)->exists() ? "fedigen: administrator exists" : "fedigen: no administrator";') || true
+              echo App\User::where("username", $name)->where("is_admin", true)->exists() ? "fedigen: administrator exists" : "fedigen: no administrator";') || true
         printf '%s\n' "$out" >&2
         printf '%s\n' "$out" | grep '^fedigen: administrator exists' > /dev/null
       ''

@@ -591,7 +591,7 @@ pkgs.testers.runNixOSTest {
     amstelland_pixelfed_a.wait_for_unit(${py "nginx.service"})
 
     with subtest(${py "seed ${"amstelland-pixelfed"} at A"}):
-        amstelland_pixelfed_a.succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=1 --confirm_email=1"})
+        amstelland_pixelfed_a.succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=true --confirm_email=1"})
 
     a_identity = amstelland_pixelfed_a.succeed(${py "sha256sum ${
       builtins.concatStringsSep " " [

@@ -110,7 +110,7 @@ pkgs.testers.runNixOSTest {
     assert_no_failed_units(server)
 
     with subtest(${py "create a confirmed administrator with Pixelfed's admin tool"}):
-        output = server.succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=1 --confirm_email=1"})
+        output = server.succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=true --confirm_email=1"})
 
     with subtest(${py "a user gets an API token (a Passport personal access token)"}):
         output = server.succeed(${py ''
