@@ -437,6 +437,10 @@ pkgs.testers.runNixOSTest {
         output = amstelland_pixelfed.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='pixelfed.amstelland-university.example'
           export FEDIGEN_MEDIA_PREFIX='https://media.nordwind-hosting.example/amstelland-pixelfed/'
+          # The move forgets the cached status only when the media already had it (MediaStorageService::localToCloud); a
+          # status cached while the upload's jobs ran would keep the local URL: read it afresh each try.
+          /run/current-system/sw/bin/runuser -u pixelfed -- env XDG_CONFIG_HOME=/run/pixelfed/psysh \
+            /run/current-system/sw/bin/pixelfed-manage cache:clear > /dev/null
           status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
           url=$(jq -er '.media_attachments[0].url' <<<"$status")
           case "$url" in "$FEDIGEN_MEDIA_PREFIX"*) ;; *) echo "not yet in object storage: $url" >&2; exit 1 ;; esac

@@ -1,4 +1,6 @@
-//! The nginx configuration the generated Garage module writes, through gixy: nixpkgs builds every `nginx.conf`
+//! The nginx configuration the generated Garage module writes, checked as nixpkgs and nginx check it.
+//!
+//! **gixy.** nixpkgs builds every `nginx.conf`
 //! with `pkgs.writers.writeNginxConfig`, which runs gixy and fails the machine's build on any finding (nginx
 //! module option `validateConfigFile`, default true). Nothing here builds a NixOS system, so without this a
 //! finding (review-17 F1: `proxy_set_header Host $http_host`, gixy's host_spoofing) is first seen by the provider.
@@ -7,6 +9,12 @@
 //! `http` level, each location's `extraConfig` inside `location <its path>`, Nix interpolations replaced by a host
 //! name. gixy 0.1.20 with pyparsing 2.4.7 is what nixpkgs packages; `scripts/install-test-deps` installs it into
 //! `~/.cache/fedigen/gixy-0.1.20` (or set FEDIGEN_GIXY to a gixy). Ignored, with the reason, where it is absent.
+//!
+//! **nginx -t.** nixpkgs' nginx unit runs `nginx -t` before it starts; the S3 host's server names (its bucket
+//! aliases, PeerTube's up to 70 characters) must fit the module's `serverNamesHashBucketSize`, or nginx refuses the
+//! whole configuration (review-16 P1). The names are read from `deployments/garage-cluster.nix`, the size from
+//! `modules/garage.nix`, and Debian's nginx binary checks them (`scripts/install-test-deps` unpacks it into
+//! `~/.cache/fedigen/nginx`, or set FEDIGEN_NGINX).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -142,7 +150,119 @@ fn gixy_refuses_planted_faults() -> Result<(), Failed> {
     }
 }
 
+/// The nginx binary to check with: FEDIGEN_NGINX, else the one `scripts/install-test-deps` unpacks.
+fn nginx() -> PathBuf {
+    if let Some(path) = std::env::var_os("FEDIGEN_NGINX") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/root/.cache"));
+    cache.join("fedigen/nginx/usr/sbin/nginx")
+}
+
+/// The quoted strings of the Nix list `name = [ … ];` in `text`.
+fn nix_list(text: &str, name: &str) -> Vec<String> {
+    let start = text
+        .find(&format!("{name} = ["))
+        .unwrap_or_else(|| panic!("`{name}` is in the file"));
+    let rest = &text[start..];
+    let list = &rest[..rest.find("];").expect("the list is closed")];
+    list.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The quoted string of `name = "…";` in `text`.
+fn nix_string(text: &str, name: &str) -> String {
+    nix_list(
+        &text.replace(&format!("{name} = \""), &format!("{name} = [\"")),
+        name,
+    )
+    .into_iter()
+    .next()
+    .unwrap_or_else(|| panic!("`{name}` is in the file"))
+}
+
+/// `nginx -t` of the S3 host with its aliases, the media host and an application's host on one port, with
+/// `bucket_size` (None: nginx's default); Ok(()) or nginx's report.
+fn nginx_t(bucket_size: Option<&str>) -> Result<(), String> {
+    let repo = repository();
+    let cluster = std::fs::read_to_string(repo.join("deployments/garage-cluster.nix"))
+        .map_err(|e| e.to_string())?;
+    let s3 = nix_string(&cluster, "s3Host");
+    let media = nix_string(&cluster, "mediaHost");
+    let mut names = vec![s3.clone()];
+    names.extend(
+        nix_list(&cluster, "vhostBuckets")
+            .iter()
+            .map(|b| format!("{b}.{s3}")),
+    );
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let prefix = dir.path();
+    let size = bucket_size
+        .map(|n| format!("server_names_hash_bucket_size {n};"))
+        .unwrap_or_default();
+    let temp: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+        .iter()
+        .map(|t| format!("  {t}_temp_path {}/{t};\n", prefix.display()))
+        .collect();
+    let conf = format!(
+        "error_log stderr;\npid {pid};\nevents {{ }}\nhttp {{\n  access_log off;\n{temp}  {size}\n  server {{ listen 127.0.0.1:18080; server_name {names}; return 204; }}\n  server {{ listen 127.0.0.1:18080; server_name {media}; return 204; }}\n  server {{ listen 127.0.0.1:18080; server_name video.fedigen.example; return 204; }}\n}}\n",
+        pid = prefix.join("nginx.pid").display(),
+        names = names.join(" ")
+    );
+    let file = prefix.join("nginx.conf");
+    std::fs::write(&file, &conf).map_err(|e| e.to_string())?;
+    let out = Command::new(nginx())
+        .arg("-t")
+        .arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(&file)
+        .arg("-e")
+        .arg("stderr")
+        .output()
+        .map_err(|e| format!("cannot run nginx: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}\n{conf}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// The module's server-names bucket size holds the S3 host's names: `nginx -t` accepts them.
+fn the_storage_server_names_fit_the_module_bucket_size() -> Result<(), Failed> {
+    let module = std::fs::read_to_string(repository().join("modules/garage.nix"))?;
+    let marker = "serverNamesHashBucketSize = lib.mkDefault ";
+    let at = module
+        .find(marker)
+        .ok_or("modules/garage.nix sets no serverNamesHashBucketSize")?;
+    let size: String = module[at + marker.len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    nginx_t(Some(&size))
+        .map_err(|report| format!("nginx -t refuses the S3 host's names:\n{report}").into())
+}
+
+/// Without the module's setting, nginx's default bucket size refuses the same names (what review-16 P1 found):
+/// the check above can fail, and it reads the names nginx chokes on.
+fn nginx_default_bucket_size_refuses_the_names() -> Result<(), Failed> {
+    match nginx_t(None) {
+        Ok(()) => Err("nginx -t accepted the S3 host's names with its default bucket size".into()),
+        Err(report) if report.contains("server_names_hash_bucket_size") => Ok(()),
+        Err(report) => Err(format!("nginx -t failed otherwise:\n{report}").into()),
+    }
+}
+
 fn main() {
+    let has_nginx = nginx().is_file();
+    let nginx_reason = "needs Debian's nginx binary: scripts/install-test-deps unpacks it into \
+                        ~/.cache/fedigen/nginx, or set FEDIGEN_NGINX";
     let available = gixy().is_file();
     let reason = "needs gixy 0.1.20 (nixpkgs' nginx check): scripts/install-test-deps installs it into \
                   ~/.cache/fedigen/gixy-0.1.20, or set FEDIGEN_GIXY";
@@ -158,6 +278,18 @@ fn main() {
             available,
             gixy_refuses_planted_faults,
             reason,
+        ),
+        (
+            "the_storage_server_names_fit_the_module_bucket_size",
+            has_nginx,
+            the_storage_server_names_fit_the_module_bucket_size,
+            nginx_reason,
+        ),
+        (
+            "nginx_default_bucket_size_refuses_the_names",
+            has_nginx,
+            nginx_default_bucket_size_refuses_the_names,
+            nginx_reason,
         ),
     ])
 }
