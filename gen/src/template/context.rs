@@ -1012,6 +1012,20 @@ impl FederationTest {
     }
 }
 
+/// The test's Garage environment file (RPC secret, admin and metrics tokens, [`TEST_ENVIRONMENT`]) as a Garage
+/// node declares it: every Garage node of a VM test gets it.
+pub(crate) fn garage_environment_secret() -> TestSecretFile {
+    TestSecretFile {
+        name: "garage-environment".into(),
+        path: "/run/secrets/garage-environment".into(),
+        value: TEST_ENVIRONMENT.into(),
+        owner: "root".into(),
+        group: "root".into(),
+        mode: "0400".into(),
+        unit: "garage.service".into(),
+    }
+}
+
 /// The Garage-only node a deployment test adds when no machine of the operator runs a Garage node
 /// (`storage.extra.*` of `templates/_tests/deployment.nix.hbs`).
 #[derive(Debug, Clone, Serialize)]
@@ -1158,18 +1172,7 @@ impl DeploymentStorage {
                 (machine.name.clone(), machine.python.clone(), None)
             }
             None => {
-                secrets.insert(
-                    0,
-                    TestSecretFile {
-                        name: "garage-environment".into(),
-                        path: "/run/secrets/garage-environment".into(),
-                        value: TEST_ENVIRONMENT.into(),
-                        owner: "root".into(),
-                        group: "root".into(),
-                        mode: "0400".into(),
-                        unit: "garage.service".into(),
-                    },
-                );
+                secrets.insert(0, garage_environment_secret());
                 let name = "garage".to_owned();
                 (
                     name.clone(),

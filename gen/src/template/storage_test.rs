@@ -14,10 +14,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::context::{DeploymentTest, TestNode, TestSecretFile};
+use super::context::{DeploymentTest, TestNode, TestSecretFile, garage_environment_secret};
 use super::test_keys::{
-    TEST_ADMIN_TOKEN, TEST_ENVIRONMENT, printf_octal, test_node_key, test_secret_value,
-    with_test_node_ids,
+    TEST_ADMIN_TOKEN, printf_octal, test_node_key, test_secret_value, with_test_node_ids,
 };
 use crate::deploy::python_name;
 use crate::deploy::secrets::Holds;
@@ -131,15 +130,7 @@ impl StorageTest {
             } else {
                 planned.name.clone()
             };
-            let mut secrets = vec![TestSecretFile {
-                name: "garage-environment".into(),
-                path: "/run/secrets/garage-environment".into(),
-                value: TEST_ENVIRONMENT.into(),
-                owner: "root".into(),
-                group: "root".into(),
-                mode: "0400".into(),
-                unit: "garage.service".into(),
-            }];
+            let mut secrets = vec![garage_environment_secret()];
             let mut node_key_path = String::new();
             for secret in storage::node_secrets(spec, catalog, name) {
                 if matches!(secret.holds, Holds::NodeKey(_)) {
