@@ -528,6 +528,9 @@ pub(crate) fn object_storage_entry(
 /// (64 lowercase hex, unique), node keys given with ids, `rpc_address`, bucket overrides naming a kind the
 /// manifest has, and every bucket name valid for Garage and unique across the specification; for
 /// `crate::model::check`.
+/// The longest DNS name (RFC 1035: 255 octets on the wire, 253 characters written out).
+const MAX_DNS_NAME: usize = 253;
+
 pub(crate) fn problems(spec: &Spec, catalog: &Catalog) -> Vec<StorageProblem> {
     let mut out = Vec::new();
     let Some(storage) = &spec.provider.object_storage else {
@@ -585,6 +588,7 @@ pub(crate) fn problems(spec: &Spec, catalog: &Catalog) -> Vec<StorageProblem> {
         }
     }
     let mut names: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let s3 = s3_host(spec, catalog);
     for app in applications(spec, catalog) {
         let operator = &spec.operators[app.operator];
         let base = FieldPath::of(&["operators"])
@@ -619,6 +623,28 @@ pub(crate) fn problems(spec: &Spec, catalog: &Catalog) -> Vec<StorageProblem> {
                     } else {
                         format!("the derived name is too long or malformed: set `buckets.{kind} = \"…\"` for this application")
                     },
+                ));
+            }
+            // A client addressing the bucket virtual-host style reaches `<bucket>.<s3 host>` (the module's
+            // `serverAliases` and the certificate's names): a DNS name holds at most 253 characters.
+            if app.virtual_host
+                && let Some(s3) = &s3
+                && bucket_name_problem(name).is_none()
+                && name.len() + 1 + s3.len() > MAX_DNS_NAME
+            {
+                out.push(StorageProblem::error(
+                    path.clone(),
+                    format!(
+                        "the bucket `{name}` ({} of operator `{}`) is reached at `{name}.{s3}`, {} characters; a DNS name holds at most {MAX_DNS_NAME}",
+                        app.app,
+                        app.operator_name,
+                        name.len() + 1 + s3.len()
+                    ),
+                    "a virtual-host name too long for DNS",
+                    format!(
+                        "set `buckets.{kind} = \"…\"` to a name of at most {} characters, or give the provider a shorter `domain`",
+                        MAX_DNS_NAME.saturating_sub(1 + s3.len())
+                    ),
                 ));
             }
             if let Some(first) = names.get(name) {
@@ -958,6 +984,40 @@ region = "garage"
             ],
             "{found:#?}"
         );
+    }
+
+    /// A bucket addressed virtual-host style must fit in a DNS name with the S3 host after it; one addressed by
+    /// path only (no alias) may not be refused for it.
+    #[test]
+    fn virtual_host_names_fit_in_dns() {
+        let label = "d".repeat(63);
+        let domain = |last: usize| format!("{label}.{label}.{label}.{}.example", "e".repeat(last));
+        for app in ["peertube", "mastodon"] {
+            let mut with = spec(
+                &two_nodes(),
+                &[("uni", &format!("applications.{app} = {{}}"))],
+            );
+            // 240 characters: with `s3.` 243, and any `<bucket>.` before it more than 253.
+            with.provider.domain = domain(40);
+            let expected: Vec<String> = applications(&with, &catalog())
+                .into_iter()
+                .filter(|a| a.virtual_host)
+                .flat_map(|a| a.buckets)
+                .map(|(_, bucket, _)| {
+                    let host = format!("{bucket}.s3.{}", domain(40));
+                    format!(
+                        "operators[0].applications.{app}: the bucket `{bucket}` ({app} of operator `uni`) is reached at `{host}`, {} characters; a DNS name holds at most 253",
+                        host.len()
+                    )
+                })
+                .collect();
+            // PeerTube addresses its buckets virtual-host style, Mastodon by path (no such name to fit).
+            assert_eq!(expected.is_empty(), app == "mastodon");
+            assert_eq!(messages(&with), expected);
+            // 41 characters shorter: every name fits.
+            with.provider.domain = format!("{label}.{label}.{label}.example");
+            assert_eq!(messages(&with), Vec::<String>::new());
+        }
     }
 
     proptest! {
