@@ -179,6 +179,19 @@ fn bench_nar(work: &Path, size_mb: u64, runs: usize) {
         ));
     }
     rows.extend([
+        // The floor on this CPU: a NAR hash is one SHA-256 stream over the NAR's bytes, which cannot be split
+        // across cores; this row hashes those bytes already in memory with the same code, one thread, nothing
+        // read from files. A walker that keeps the hashing thread busy all the time reaches this row.
+        measure::Row::new(
+            "the limit: SHA-256 of the NAR's bytes already in memory (same `sha2`, one thread, no files)",
+            || {
+                let (s, lines) = measure::child(
+                    Command::new(&me).args(["--child", "sha256-in-memory"]).arg(&nar_file),
+                );
+                assert_eq!(lines, std::slice::from_ref(&ours));
+                s
+            },
+        ),
         measure::Row::new("`nix-hash --type sha256`", || {
             let (s, out) =
                 measure::process(&mut sh_cmd(&format!("nix-hash --type sha256 {tree_s}")));
@@ -256,7 +269,12 @@ fn bench_nar(work: &Path, size_mb: u64, runs: usize) {
     fs::remove_file(&nar_file).unwrap();
 }
 
-/// `--child nar PATH` or `--child closure STORE DRV`: one measured execution in this fresh process; prints
+/// Lowercase hex of `bytes` (the form `to_base16` prints).
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `--child nar PATH`, `--child sha256-in-memory NAR_FILE` or `--child closure STORE DRV`: one measured execution in this fresh process; prints
 /// the result, then the measurement.
 fn child(kind: &str) {
     let args: Vec<String> = std::env::args().collect();
@@ -265,6 +283,13 @@ fn child(kind: &str) {
             let (s, (h, _)) =
                 measure::in_process(|| nar::nar_hash_path(Path::new(&args[3])).unwrap());
             println!("{}", h.to_base16());
+            s
+        }
+        "sha256-in-memory" => {
+            use sha2::Digest;
+            let bytes = fs::read(&args[3]).unwrap();
+            let (s, digest) = measure::in_process(|| sha2::Sha256::digest(&bytes));
+            println!("{}", hex(&digest));
             s
         }
         "closure" => {
