@@ -246,8 +246,9 @@ in
         ];
         # The S3 host's aliases (`<bucket>.s3.P`, PeerTube's up to 70 characters) outgrow nginx's default
         # server_names_hash_bucket_size (64 on x86_64), and `nginx -t` then refuses the whole configuration, so
-        # nginx would not start: room for names up to the DNS limit.
-        services.nginx.serverNamesHashBucketSize = lib.mkDefault 256;
+        # nginx would not start. A bucket of 256 bytes holds names of up to 238 characters; `fedigen validate` allows
+        # 253 (the DNS limit), and 512 holds those (gen/tests/nginx_check.rs runs `nginx -t` on such a name).
+        services.nginx.serverNamesHashBucketSize = lib.mkDefault 512;
         # The media host's CORS preflight headers: values on OPTIONS, empty (no header) otherwise.
         services.nginx.appendHttpConfig = ''
           map $request_method $fedigen_preflight_methods {

@@ -14,7 +14,12 @@
 //! aliases, PeerTube's up to 70 characters) must fit the module's `serverNamesHashBucketSize`, or nginx refuses the
 //! whole configuration (review-16 P1). The names are read from `deployments/garage-cluster.nix`, the size from
 //! `modules/garage.nix`, and Debian's nginx binary checks them (`scripts/install-test-deps` unpacks it into
-//! `~/.cache/fedigen/nginx`, or set FEDIGEN_NGINX).
+//! `~/.cache/fedigen/nginx`, or set FEDIGEN_NGINX). The longest name `fedigen validate` allows (253 characters)
+//! must fit too (review-18 R2).
+//!
+//! **The media location, run.** The same nginx serves the module's media location (its maps, its `if`, its
+//! rewrite and Host) in front of a stand-in for Garage's web endpoint: a preflight gets its CORS headers, a GET
+//! reaches the bucket's web host with the key's path (review-18 R4).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -131,8 +136,9 @@ fn the_garage_nginx_text_passes_gixy() -> Result<(), Failed> {
     })
 }
 
-/// gixy finds what nixpkgs' build would refuse: the S3 location with the old `Host $http_host`, and an
-/// `add_header` inside an `if` (so the check above can fail, and the fragments reach gixy as it reads them).
+/// gixy finds what nixpkgs' build would refuse: the S3 location with the old `Host $http_host` (so the check above
+/// can fail, and the fragments reach gixy as it reads them). An `add_header` inside an `if` is not planted: gixy
+/// 0.1.20 does not look for it (Gixy-Next's if_is_evil does); the module keeps its `if` to a bare `return`.
 fn gixy_refuses_planted_faults() -> Result<(), Failed> {
     let module = std::fs::read_to_string(repository().join("modules/garage.nix"))?;
     let planted = module.replacen(
@@ -187,9 +193,9 @@ fn nix_string(text: &str, name: &str) -> String {
     .unwrap_or_else(|| panic!("`{name}` is in the file"))
 }
 
-/// `nginx -t` of the S3 host with its aliases, the media host and an application's host on one port, with
-/// `bucket_size` (None: nginx's default); Ok(()) or nginx's report.
-fn nginx_t(bucket_size: Option<&str>) -> Result<(), String> {
+/// `nginx -t` of the S3 host with its aliases (and `extra` names), the media host and an application's host on one
+/// port, with `bucket_size` (None: nginx's default); Ok(()) or nginx's report.
+fn nginx_t(bucket_size: Option<&str>, extra: &[String]) -> Result<(), String> {
     let repo = repository();
     let cluster = std::fs::read_to_string(repo.join("deployments/garage-cluster.nix"))
         .map_err(|e| e.to_string())?;
@@ -201,6 +207,7 @@ fn nginx_t(bucket_size: Option<&str>) -> Result<(), String> {
             .iter()
             .map(|b| format!("{b}.{s3}")),
     );
+    names.extend_from_slice(extra);
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let prefix = dir.path();
     let size = bucket_size
@@ -234,8 +241,8 @@ fn nginx_t(bucket_size: Option<&str>) -> Result<(), String> {
     }
 }
 
-/// The module's server-names bucket size holds the S3 host's names: `nginx -t` accepts them.
-fn the_storage_server_names_fit_the_module_bucket_size() -> Result<(), Failed> {
+/// The module's `serverNamesHashBucketSize`.
+fn module_bucket_size() -> Result<String, Failed> {
     let module = std::fs::read_to_string(repository().join("modules/garage.nix"))?;
     let marker = "serverNamesHashBucketSize = lib.mkDefault ";
     let at = module
@@ -245,18 +252,148 @@ fn the_storage_server_names_fit_the_module_bucket_size() -> Result<(), Failed> {
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
-    nginx_t(Some(&size))
+    Ok(size)
+}
+
+/// The module's server-names bucket size holds the S3 host's names: `nginx -t` accepts them.
+fn the_storage_server_names_fit_the_module_bucket_size() -> Result<(), Failed> {
+    nginx_t(Some(&module_bucket_size()?), &[])
         .map_err(|report| format!("nginx -t refuses the S3 host's names:\n{report}").into())
+}
+
+/// `fedigen validate` lets a virtual-host bucket name be as long as DNS allows (253 characters with its S3
+/// host, `deploy::storage`): the module's bucket size must hold such a name too, or a specification that validates
+/// makes an nginx that does not start (review-18 R2: 256 held names of up to 238 characters).
+fn the_longest_name_validate_allows_fits_the_module_bucket_size() -> Result<(), Failed> {
+    let label = "a".repeat(63);
+    let longest = format!("{label}.{label}.{label}.{}.example", "b".repeat(53));
+    assert_eq!(longest.len(), 253);
+    nginx_t(Some(&module_bucket_size()?), &[longest]).map_err(|report| {
+        format!(
+            "nginx -t refuses a 253-character server name with the module's bucket size:\n{report}"
+        )
+        .into()
+    })
 }
 
 /// Without the module's setting, nginx's default bucket size refuses the same names (what review-16 P1 found):
 /// the check above can fail, and it reads the names nginx chokes on.
 fn nginx_default_bucket_size_refuses_the_names() -> Result<(), Failed> {
-    match nginx_t(None) {
+    match nginx_t(None, &[]) {
         Ok(()) => Err("nginx -t accepted the S3 host's names with its default bucket size".into()),
         Err(report) if report.contains("server_names_hash_bucket_size") => Ok(()),
         Err(report) => Err(format!("nginx -t failed otherwise:\n{report}").into()),
     }
+}
+
+/// The media host's location served by the real nginx: the module's maps at `http` level and its media location,
+/// proxying to a stand-in for Garage's web endpoint that answers with the Host and path it was asked for. A
+/// browser's preflight (OPTIONS) gets 204 with the CORS headers; a GET reaches `<bucket>.web.<s3 host>` with the
+/// bucket stripped from the path and carries only `Access-Control-Allow-Origin` (the preflight's headers are
+/// empty, so absent). Review-18 R4: nothing ran this location before.
+fn the_media_location_answers_preflight_and_proxies_to_the_bucket() -> Result<(), Failed> {
+    let module = std::fs::read_to_string(repository().join("modules/garage.nix"))?;
+    let mut http = String::new();
+    for (at, _) in module.match_indices("appendHttpConfig = ''") {
+        http.push_str(&indented_string(
+            &module,
+            at + "appendHttpConfig = ''".len(),
+        ));
+    }
+    let marker = "locations.\"~ ^/(?<fedigen_bucket>";
+    let at = module
+        .find(marker)
+        .ok_or("modules/garage.nix has no media location")?;
+    let path_end = module[at + "locations.\"".len()..]
+        .find('"')
+        .ok_or("the media location's path is closed")?;
+    let path = &module[at + "locations.\"".len()..][..path_end];
+    let extra = at
+        + module[at..]
+            .find("extraConfig = ''")
+            .ok_or("the media location has extraConfig")?;
+    let body = indented_string(&module, extra + "extraConfig = ''".len());
+    let dir = tempfile::tempdir()?;
+    let prefix = dir.path();
+    let port = free_port()?;
+    let backend = free_port()?;
+    let temp: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+        .iter()
+        .map(|t| format!("  {t}_temp_path {}/{t};\n", prefix.display()))
+        .collect();
+    let conf = format!(
+        "daemon off;\nmaster_process off;\nerror_log stderr;\npid {pid};\nevents {{ }}\nhttp {{\n  access_log off;\n{temp}{http}  upstream garage_web {{ server 127.0.0.1:{backend}; }}\n  server {{\n    listen 127.0.0.1:{backend};\n    location / {{ return 200 \"$host $uri\"; }}\n  }}\n  server {{\n    listen 127.0.0.1:{port};\n    server_name media.fedigen.example;\n    location {path} {{\n      proxy_pass http://garage_web;\n{body}    }}\n  }}\n}}\n",
+        pid = prefix.join("nginx.pid").display(),
+    );
+    let file = prefix.join("nginx.conf");
+    std::fs::write(&file, &conf)?;
+    let mut server = Command::new(nginx())
+        .arg("-p")
+        .arg(prefix)
+        .arg("-c")
+        .arg(&file)
+        .arg("-e")
+        .arg("stderr")
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let result = (|| -> Result<(), String> {
+        let url = format!("http://127.0.0.1:{port}/uni-mastodon/media/a.png");
+        let curl = |method: &str| -> Result<String, String> {
+            let mut last = String::new();
+            for _ in 0..50 {
+                let out = Command::new("curl")
+                    .args(["--silent", "--include", "--request", method])
+                    .args(["--header", "Host: media.fedigen.example"])
+                    .args(["--header", "Origin: https://social.example"])
+                    .arg(&url)
+                    .output()
+                    .map_err(|e| format!("cannot run curl: {e}"))?;
+                if out.status.success() {
+                    return Ok(String::from_utf8_lossy(&out.stdout).replace("\r", ""));
+                }
+                last = String::from_utf8_lossy(&out.stderr).into_owned();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(format!("nginx did not answer: {last}"))
+        };
+        let preflight = curl("OPTIONS")?;
+        for line in [
+            "HTTP/1.1 204",
+            "Access-Control-Allow-Origin: *",
+            "Access-Control-Allow-Methods: GET, HEAD, OPTIONS",
+            "Access-Control-Allow-Headers: *",
+            "Access-Control-Max-Age: 86400",
+        ] {
+            if !preflight.contains(line) {
+                return Err(format!("the preflight lacks `{line}`:\n{preflight}"));
+            }
+        }
+        let get = curl("GET")?;
+        if !get.contains("HTTP/1.1 200") || !get.contains("Access-Control-Allow-Origin: *") {
+            return Err(format!(
+                "the GET was not proxied with its CORS header:\n{get}"
+            ));
+        }
+        if get.contains("Access-Control-Allow-Methods") || get.contains("Access-Control-Max-Age") {
+            return Err(format!("a GET carries the preflight's headers:\n{get}"));
+        }
+        if !get.ends_with("uni-mastodon.web.fedigen.example /media/a.png") {
+            return Err(format!(
+                "Garage's web endpoint was not asked for the bucket's host and the key's path:\n{get}"
+            ));
+        }
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result.map_err(|e| format!("{e}\n{conf}").into())
+}
+
+/// A TCP port free on 127.0.0.1 now.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn main() {
@@ -283,6 +420,18 @@ fn main() {
             "the_storage_server_names_fit_the_module_bucket_size",
             has_nginx,
             the_storage_server_names_fit_the_module_bucket_size,
+            nginx_reason,
+        ),
+        (
+            "the_media_location_answers_preflight_and_proxies_to_the_bucket",
+            has_nginx,
+            the_media_location_answers_preflight_and_proxies_to_the_bucket,
+            nginx_reason,
+        ),
+        (
+            "the_longest_name_validate_allows_fits_the_module_bucket_size",
+            has_nginx,
+            the_longest_name_validate_allows_fits_the_module_bucket_size,
             nginx_reason,
         ),
         (
