@@ -34,7 +34,7 @@ fn tool(name: &str) -> PathBuf {
     }
 }
 
-fn command(name: &str, pg: &Postgres) -> Result<Command, PgError> {
+pub(crate) fn command(name: &str, pg: &Postgres) -> Result<Command, PgError> {
     let mut c = Command::new(tool(name));
     c.arg("--host")
         .arg(&pg.host)
@@ -62,10 +62,16 @@ fn command(name: &str, pg: &Postgres) -> Result<Command, PgError> {
 /// pipe into pg_restore) because the journal's resume relies on it: a run killed during the restore restores
 /// the same file again without dumping again.
 pub fn dump(pg: &Postgres, file: &Path) -> Result<(), PgError> {
+    dump_with(pg, file, &[])
+}
+
+/// [`dump`] with more pg_dump options (`--schema-only` for the replicated path's schema).
+pub(crate) fn dump_with(pg: &Postgres, file: &Path, options: &[&str]) -> Result<(), PgError> {
     let tmp = file.with_extension("dump.partial");
     let _ = std::fs::remove_file(&tmp);
     let mut c = command("pg_dump", pg)?;
-    c.arg("--format=custom")
+    c.args(options)
+        .arg("--format=custom")
         .arg("--compress=0")
         .arg("--file")
         .arg(&tmp)
@@ -393,7 +399,20 @@ fn digest_without_comments(dump: &[u8]) -> String {
         .collect()
 }
 
-fn psql(pg: &Postgres, query: &str) -> Result<String, PgError> {
+/// Runs `query` (one statement, or several in one implicit transaction) in `pg`'s database; returns the rows,
+/// one a line, fields separated by tabs.
+pub(crate) fn psql(pg: &Postgres, query: &str) -> Result<String, PgError> {
+    psql_run(pg, Some(query), None)
+}
+
+/// Runs the SQL `script` read from psql's standard input (each statement on its own unless the script says
+/// `BEGIN`), stopping at the first error: for statements that hold a password or are too long for a command
+/// line, or that may not run in a transaction block (`CREATE SUBSCRIPTION`).
+pub(crate) fn psql_script(pg: &Postgres, script: &str) -> Result<String, PgError> {
+    psql_run(pg, None, Some(script))
+}
+
+fn psql_run(pg: &Postgres, query: Option<&str>, script: Option<&str>) -> Result<String, PgError> {
     let mut c = command("psql", pg)?;
     c.args([
         "--no-psqlrc",
@@ -403,14 +422,20 @@ fn psql(pg: &Postgres, query: &str) -> Result<String, PgError> {
         "--set=ON_ERROR_STOP=1",
     ])
     .arg("--dbname")
-    .arg(&pg.database)
-    .arg("--command")
-    .arg(query);
-    let out = exec::checked(c, &format!("query database {}", pg.database))?;
+    .arg(&pg.database);
+    if let Some(query) = query {
+        c.arg("--command").arg(query);
+    }
+    let out = exec::checked_with_input(
+        c,
+        &format!("query database {}", pg.database),
+        script.map(str::as_bytes),
+    )?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn quote_literal(s: &str) -> String {
+/// `s` as an SQL string literal.
+pub(crate) fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
