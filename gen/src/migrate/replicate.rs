@@ -479,7 +479,7 @@ fn copy_large_objects(d: &DatabaseMove) -> Result<(), PgError> {
     }
     let objects = psql(
         &d.source,
-        "SELECT oid, encode(lo_get(oid), 'base64') FROM pg_catalog.pg_largeobject_metadata ORDER BY 1",
+        "SELECT oid, encode(lo_get(oid), 'hex') FROM pg_catalog.pg_largeobject_metadata ORDER BY 1",
     )?;
     let mut script = String::from(
         "\\set ON_ERROR_STOP 1\nBEGIN;\nSELECT count(pg_catalog.lo_unlink(oid)) FROM pg_catalog.pg_largeobject_metadata;\n",
@@ -487,8 +487,8 @@ fn copy_large_objects(d: &DatabaseMove) -> Result<(), PgError> {
     for line in objects.lines() {
         if let Some((oid, data)) = line.split_once('\t') {
             script.push_str(&format!(
-                "SELECT pg_catalog.lo_from_bytea({oid}, decode('{}', 'base64'));\n",
-                data.replace(['\n', '\r', ' '], "")
+                "SELECT pg_catalog.lo_from_bytea({oid}, decode('{}', 'hex'));\n",
+                data.trim()
             ));
         }
     }
