@@ -192,7 +192,18 @@ fn a_run_killed_at_random_moments_resumes_to_equal_data_and_leaves_a_intact() {
     let mut killed_in = std::collections::BTreeMap::<String, u32>::new();
     for round in 0..22 {
         w.reset_b(&journal);
-        let delay = Duration::from_millis(rng.next() % (whole.as_millis() as u64 + 1));
+        // Even rounds: a random moment of the whole run. Odd rounds: a random moment (0–80 ms) after a step,
+        // taken in turn from those after the bulk copy, begins: the short steps of the freeze (the catch-up of
+        // the replicated database among them) would rarely be hit by chance.
+        let late = ["freeze", "delta:bucket:media", "catchup:app", "identity:signing_key", "verify"];
+        let (wait_for, delay) = if round % 2 == 0 {
+            (None, Duration::from_millis(rng.next() % (whole.as_millis() as u64 + 1)))
+        } else {
+            (
+                Some(format!("{}: …", late[(round / 2) % late.len()])),
+                Duration::from_millis(rng.next() % 80),
+            )
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_fedigen"))
             .args(["migrate", "run", "--job"])
             .arg(&w.job_file)
@@ -203,10 +214,30 @@ fn a_run_killed_at_random_moments_resumes_to_equal_data_and_leaves_a_intact() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        if let Some(wanted) = &wait_for {
+            let deadline = Instant::now() + whole * 5 + Duration::from_secs(10);
+            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                if &line == wanted {
+                    break;
+                }
+            }
+        }
         std::thread::sleep(delay);
         let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
+        let _ = child.wait();
+        let log = reader.join().unwrap();
         let last = log
             .lines()
             .rev()
