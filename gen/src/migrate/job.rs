@@ -537,6 +537,34 @@ mod tests {
         );
     }
 
+    /// Replication roles are optional (old jobs stay valid and serialise as before), and each must connect to
+    /// the database its side moves.
+    #[test]
+    fn replication_roles_are_optional_and_checked() {
+        let parsed = Job::parse(&job().to_string(), "j").unwrap();
+        assert!(parsed.databases[0].replication.is_none());
+        assert!(!parsed.to_json().contains("replication"));
+        let mut v = job();
+        v["databases"][0]["replication"] = serde_json::json!({
+            "publisher": {"host": "a.example", "user": "replicator", "database": "other", "password_file": "pw"},
+            "subscriber": {"host": "/run/postgresql", "user": "postgres", "database": "d"}
+        });
+        let err = Job::parse(&v.to_string(), "j").unwrap_err();
+        let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "databases[0].replication.publisher.database",
+                "databases[0].replication.publisher.password_file"
+            ],
+            "{err}"
+        );
+        v["databases"][0]["replication"]["publisher"]["database"] = "d".into();
+        v["databases"][0]["replication"]["publisher"]["password_file"] = "/run/rep".into();
+        let parsed = Job::parse(&v.to_string(), "j").unwrap();
+        assert_eq!(Job::parse(&parsed.to_json(), "again").unwrap(), parsed);
+    }
+
     #[test]
     fn a_type_error_is_located() {
         let mut v = job();

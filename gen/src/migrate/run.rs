@@ -568,4 +568,53 @@ mod tests {
             ]
         );
     }
+
+    /// A database with replication roles: set up and first copied in the bulk phase (before the buckets, so the
+    /// servers copy while rclone does), in sync before the freeze, caught up after it; the others dumped.
+    #[test]
+    fn replicated_databases_move_in_the_bulk_phase() {
+        let pg = |h: &str| serde_json::json!({"host": h, "user": "u", "database": "d"});
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "operator": "op",
+            "databases": [
+                {"name": "live", "source": pg("/s"), "target": pg("/t"),
+                 "replication": {"publisher": pg("a"), "subscriber": pg("/t")}},
+                {"name": "old", "source": pg("/s"), "target": pg("/t")}],
+            "buckets": [{"name": "m",
+                "source": {"endpoint": "http://a", "region": "r", "bucket": "b", "key_file": "/k"},
+                "target": {"endpoint": "http://b", "region": "r", "bucket": "b", "key_file": "/k"}}]
+        }))
+        .unwrap();
+        assert!(job.problems().is_empty(), "{:?}", job.problems());
+        let all = steps(&job);
+        assert_eq!(
+            all,
+            [
+                "replicate:schema:live",
+                "replicate:start:live",
+                "bulk:bucket:m",
+                "replicate:sync:live",
+                "freeze",
+                "delta:bucket:m",
+                "catchup:live",
+                "dump:old",
+                "restore:old",
+                "verify",
+                "start",
+                "health",
+                "dns"
+            ]
+        );
+        // A fall-back (the source without wal_level = logical) dumps it like the others.
+        let dumped = steps_with(&job, &|_| false);
+        assert!(dumped.contains(&"dump:live".to_owned()));
+        assert!(!dumped.iter().any(|s| s.starts_with("replicate:") || s.starts_with("catchup:")));
+        // --bulk-only runs the set-up once, the copies and the wait each time, and nothing after the freeze.
+        assert_eq!(bulk_phase("replicate:schema:live"), (true, false));
+        assert_eq!(bulk_phase("replicate:start:live"), (true, false));
+        assert_eq!(bulk_phase("replicate:sync:live"), (true, true));
+        assert_eq!(bulk_phase("bulk:bucket:m"), (true, true));
+        assert_eq!(bulk_phase("catchup:live"), (false, false));
+        assert_eq!(bulk_phase("freeze"), (false, false));
+    }
 }
