@@ -41,7 +41,9 @@ fn a_migration_moves_everything_and_verification_proves_it() {
     w.pg_a
         .app("UPDATE tags SET n = n * 10 WHERE n < 5; DELETE FROM tags WHERE n > 35");
     assert!(
-        w.pg_a.replication_leftovers().contains("publication fedigen_"),
+        w.pg_a
+            .replication_leftovers()
+            .contains("publication fedigen_"),
         "the bulk phase did not replicate: {}",
         w.pg_a.replication_leftovers()
     );
@@ -65,7 +67,8 @@ fn a_migration_moves_everything_and_verification_proves_it() {
     // without a primary key has its replica identity back.
     assert_eq!(w.pg_a.replication_leftovers(), "");
     assert_eq!(w.pg_b.replication_leftovers(), "");
-    let tags = "SELECT count(*) || ' ' || string_agg(name || '=' || n, ',' ORDER BY name) FROM tags";
+    let tags =
+        "SELECT count(*) || ' ' || string_agg(name || '=' || n, ',' ORDER BY name) FROM tags";
     let at_a = w.pg_a.app(tags);
     assert!(at_a.starts_with("34 tag 1=10,tag 10=10,"), "{at_a}");
     assert_eq!(w.pg_b.app(tags), at_a);
@@ -195,9 +198,18 @@ fn a_run_killed_at_random_moments_resumes_to_equal_data_and_leaves_a_intact() {
         // Even rounds: a random moment of the whole run. Odd rounds: a random moment (0–80 ms) after a step,
         // taken in turn from those after the bulk copy, begins: the short steps of the freeze (the catch-up of
         // the replicated database among them) would rarely be hit by chance.
-        let late = ["freeze", "delta:bucket:media", "catchup:app", "identity:signing_key", "verify"];
+        let late = [
+            "freeze",
+            "delta:bucket:media",
+            "catchup:app",
+            "identity:signing_key",
+            "verify",
+        ];
         let (wait_for, delay) = if round % 2 == 0 {
-            (None, Duration::from_millis(rng.next() % (whole.as_millis() as u64 + 1)))
+            (
+                None,
+                Duration::from_millis(rng.next() % (whole.as_millis() as u64 + 1)),
+            )
         } else {
             (
                 Some(format!("{}: …", late[(round / 2) % late.len()])),
@@ -219,7 +231,10 @@ fn a_run_killed_at_random_moments_resumes_to_equal_data_and_leaves_a_intact() {
         let reader = std::thread::spawn(move || {
             use std::io::BufRead as _;
             let mut all = String::new();
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let _ = tx.send(line.clone());
                 all.push_str(&line);
                 all.push('\n');
@@ -228,7 +243,8 @@ fn a_run_killed_at_random_moments_resumes_to_equal_data_and_leaves_a_intact() {
         });
         if let Some(wanted) = &wait_for {
             let deadline = Instant::now() + whole * 5 + Duration::from_secs(10);
-            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 if &line == wanted {
                     break;
                 }

@@ -96,17 +96,17 @@ pub(crate) fn output_with_input(
             child.wait_with_output()
         });
     let out = spawned.map_err(|e| ExecError::Missing {
-            program: program.clone(),
-            what: what.to_owned(),
-            reason: if e.kind() == std::io::ErrorKind::NotFound {
-                format!(
-                    "`{program}` is not installed or not on PATH{}",
-                    install_hint(&program)
-                )
-            } else {
-                e.to_string()
-            },
-        })?;
+        program: program.clone(),
+        what: what.to_owned(),
+        reason: if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "`{program}` is not installed or not on PATH{}",
+                install_hint(&program)
+            )
+        } else {
+            e.to_string()
+        },
+    })?;
     let status = match (
         out.status.code(),
         std::os::unix::process::ExitStatusExt::signal(&out.status),

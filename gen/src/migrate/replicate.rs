@@ -115,7 +115,8 @@ pub(crate) fn why_not(operator: &str, d: &DatabaseMove) -> Result<Option<String>
     }
     if f.get(1).and_then(|n| n.parse::<i64>().ok()).unwrap_or(0) < 1 {
         return Ok(Some(
-            "the source has no free replication slot (raise max_replication_slots, a restart)".into(),
+            "the source has no free replication slot (raise max_replication_slots, a restart)"
+                .into(),
         ));
     }
     let superuser = psql(
@@ -217,9 +218,9 @@ pub(crate) fn start(operator: &str, d: &DatabaseMove) -> Result<(), ReplicateErr
     )?;
     let list = tables.join(", ");
     let statement = match (exists.trim() == "1", tables.is_empty()) {
-        (false, true) => format!(
-            "CREATE PUBLICATION {name} WITH (publish_via_partition_root = true)"
-        ),
+        (false, true) => {
+            format!("CREATE PUBLICATION {name} WITH (publish_via_partition_root = true)")
+        }
         (false, false) => format!(
             "CREATE PUBLICATION {name} FOR TABLE {list} WITH (publish_via_partition_root = true)"
         ),
@@ -308,10 +309,7 @@ pub(crate) fn synced(operator: &str, d: &DatabaseMove) -> Result<(), ReplicateEr
             last = waiting;
             since = Instant::now();
         } else if since.elapsed() > STALL {
-            let tables: Vec<&str> = last
-                .lines()
-                .filter_map(|l| l.split('\t').next())
-                .collect();
+            let tables: Vec<&str> = last.lines().filter_map(|l| l.split('\t').next()).collect();
             return Err(ReplicateError::Stalled(format!(
                 "the target has not finished the first copy of {} in {} s (the target's PostgreSQL log says why; rows already in a table are a common cause)",
                 tables.join(", "),
@@ -506,7 +504,11 @@ fn restore_identities(d: &DatabaseMove, dir: &Path, target: bool) -> Result<(), 
     }
     let mut script = String::from("\\set ON_ERROR_STOP 1\nBEGIN;\n");
     for (table, identity) in &kept {
-        let to = if identity == "n" { "NOTHING" } else { "DEFAULT" };
+        let to = if identity == "n" {
+            "NOTHING"
+        } else {
+            "DEFAULT"
+        };
         // A table dropped since is no longer anyone's concern.
         script.push_str(&format!(
             "DO $$ BEGIN IF to_regclass({t}) IS NOT NULL THEN EXECUTE 'ALTER TABLE ' || {t} || ' REPLICA IDENTITY {to}'; END IF; END $$;\n",

@@ -608,7 +608,11 @@ mod tests {
         // A fall-back (the source without wal_level = logical) dumps it like the others.
         let dumped = steps_with(&job, &|_| false);
         assert!(dumped.contains(&"dump:live".to_owned()));
-        assert!(!dumped.iter().any(|s| s.starts_with("replicate:") || s.starts_with("catchup:")));
+        assert!(
+            !dumped
+                .iter()
+                .any(|s| s.starts_with("replicate:") || s.starts_with("catchup:"))
+        );
         // --bulk-only runs the set-up once, the copies and the wait each time, and nothing after the freeze.
         assert_eq!(bulk_phase("replicate:schema:live"), (true, false));
         assert_eq!(bulk_phase("replicate:start:live"), (true, false));

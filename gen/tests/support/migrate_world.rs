@@ -506,10 +506,7 @@ impl World {
         } else {
             ""
         };
-        let (pg_a, pg_b) = (
-            Pg::start_with(&p, "pg-a", settings),
-            Pg::start(&p, "pg-b"),
-        );
+        let (pg_a, pg_b) = (Pg::start_with(&p, "pg-a", settings), Pg::start(&p, "pg-b"));
         let (s3_a, s3_b) = (
             Garage::start(&garage, &p, "garage-a"),
             Garage::start(&garage, &p, "garage-b"),
