@@ -286,6 +286,24 @@ const ROW_CHECKSUM: &str =
 
 /// The [`Fingerprint`] of `pg`'s database. Read-only.
 pub fn fingerprint(pg: &Postgres) -> Result<Fingerprint, PgError> {
+    // The schema's dump runs while the server hashes the tables.
+    let (rest, schema) = super::exec::both(|| data_fingerprint(pg), || schema_digest(pg));
+    let mut out = rest?;
+    out.schema = schema?;
+    Ok(out)
+}
+
+/// SHA-256 of `pg_dump --schema-only --no-owner --no-privileges` of `pg`'s database, without comments.
+fn schema_digest(pg: &Postgres) -> Result<String, PgError> {
+    let mut c = command("pg_dump", pg)?;
+    c.args(["--schema-only", "--no-owner", "--no-privileges"])
+        .arg(&pg.database);
+    let dump = exec::checked(c, &format!("dump the schema of database {}", pg.database))?;
+    Ok(digest_without_comments(&dump.stdout))
+}
+
+/// The [`Fingerprint`] without its schema: tables, sequences, large objects.
+fn data_fingerprint(pg: &Postgres) -> Result<Fingerprint, PgError> {
     let mut out = Fingerprint::default();
     let tables = psql(
         pg,
@@ -327,11 +345,6 @@ pub fn fingerprint(pg: &Postgres) -> Result<Fingerprint, PgError> {
     if let Some((n, sum)) = lo.trim_end().split_once('\t') {
         out.large_objects = (n.parse().unwrap_or(u64::MAX), sum.to_owned());
     }
-    let mut c = command("pg_dump", pg)?;
-    c.args(["--schema-only", "--no-owner", "--no-privileges"])
-        .arg(&pg.database);
-    let dump = exec::checked(c, &format!("dump the schema of database {}", pg.database))?;
-    out.schema = digest_without_comments(&dump.stdout);
     Ok(out)
 }
 

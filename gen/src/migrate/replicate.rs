@@ -14,6 +14,10 @@
 //! unlogged table (those cannot be published). Any of these missing makes the run dump and restore instead, and
 //! say why.
 //!
+//! DDL is not replicated: the source's applications must not change their schema (an upgrade) between the bulk
+//! phase and the freeze; the target would stop applying, and the catch-up would say so (verification names a
+//! schema that differs).
+//!
 //! Tables without a primary key get `REPLICA IDENTITY FULL` at the source while they are published (otherwise
 //! PostgreSQL refuses the source's own `UPDATE` and `DELETE` on them): their previous identity is written to
 //! `NAME.identity` in the journal folder before the change, and put back at both sides at the freeze or
@@ -280,11 +284,12 @@ fn subscription_exists(d: &DatabaseMove, name: &str) -> Result<bool, PgError> {
 }
 
 /// Waits until every table of the subscription has had its first copy and follows the stream (state `r`).
+/// Progress is a table changing state or growing: a large table copying for hours is not stalled.
 pub(crate) fn synced(operator: &str, d: &DatabaseMove) -> Result<(), ReplicateError> {
     let name = object_name(operator, d);
     let sub = &replication(d).subscriber;
     let query = format!(
-        "SELECT format('%I.%I', n.nspname, c.relname), r.srsubstate
+        "SELECT format('%I.%I', n.nspname, c.relname), r.srsubstate, pg_catalog.pg_relation_size(c.oid)
            FROM pg_catalog.pg_subscription_rel r
            JOIN pg_catalog.pg_subscription s ON s.oid = r.srsubid
            JOIN pg_catalog.pg_class c ON c.oid = r.srrelid
@@ -334,15 +339,24 @@ pub(crate) fn finish(operator: &str, d: &DatabaseMove, dir: &Path) -> Result<(),
             .to_owned();
         let query = format!(
             "SELECT coalesce((SELECT bool_or(replay_lsn >= '{lsn}'::pg_lsn) FROM pg_catalog.pg_stat_replication WHERE application_name = {n}), false)
-                 OR coalesce((SELECT confirmed_flush_lsn >= '{lsn}'::pg_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = {n}), false)",
+                 OR coalesce((SELECT confirmed_flush_lsn >= '{lsn}'::pg_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = {n}), false),
+                    (SELECT max(replay_lsn)::text FROM pg_catalog.pg_stat_replication WHERE application_name = {n})",
             n = quote_literal(&name)
         );
-        let started = Instant::now();
+        // Progress is the position the target has applied moving on.
+        let (mut since, mut position) = (Instant::now(), String::new());
         let mut pause = Duration::from_millis(20);
-        while psql(&r.publisher, &query)?.trim() != "t" {
-            if started.elapsed() > STALL {
+        loop {
+            let out = psql(&r.publisher, &query)?;
+            let (done, at) = out.trim_end().split_once('\t').unwrap_or((out.trim(), ""));
+            if done == "t" {
+                break;
+            }
+            if at != position {
+                (since, position) = (Instant::now(), at.to_owned());
+            } else if since.elapsed() > STALL {
                 return Err(ReplicateError::Stalled(format!(
-                    "the target has not applied the source's changes up to {lsn} in {} s (the target's PostgreSQL log says why)",
+                    "the target has applied nothing more of the source's changes in {} s and is not at {lsn} yet (the target's PostgreSQL log says why)",
                     STALL.as_secs()
                 )));
             }
