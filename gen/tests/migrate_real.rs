@@ -36,6 +36,17 @@ fn a_migration_moves_everything_and_verification_proves_it() {
     );
     assert!(!w.path("frozen").exists(), "--bulk-only froze the source");
     w.pg_a.app("INSERT INTO users (name) VALUES ('late user')");
+    // Replicated while A serves: changes to a table without a primary key (REPLICA IDENTITY FULL at A while
+    // published) reach B too.
+    w.pg_a
+        .app("UPDATE tags SET n = n * 10 WHERE n < 5; DELETE FROM tags WHERE n > 35");
+    assert!(
+        w.pg_a
+            .replication_leftovers()
+            .contains("publication fedigen_"),
+        "the bulk phase did not replicate: {}",
+        w.pg_a.replication_leftovers()
+    );
     std::fs::write(w.path("a/state/late.txt"), "written after the bulk copy").unwrap();
     let late = w.path("late-object");
     std::fs::write(&late, "late object").unwrap();
@@ -52,6 +63,15 @@ fn a_migration_moves_everything_and_verification_proves_it() {
     assert_eq!(report["equal"], true, "{report:#}");
     assert_eq!(report["items"].as_array().unwrap().len(), 4);
     assert_eq!(w.a_fingerprint(), before, "the migration changed A");
+    // Nothing of the replication is left at either side: no publication, slot or subscription, and the table
+    // without a primary key has its replica identity back.
+    assert_eq!(w.pg_a.replication_leftovers(), "");
+    assert_eq!(w.pg_b.replication_leftovers(), "");
+    let tags =
+        "SELECT count(*) || ' ' || string_agg(name || '=' || n, ',' ORDER BY name) FROM tags";
+    let at_a = w.pg_a.app(tags);
+    assert!(at_a.starts_with("34 tag 1=10,tag 10=10,"), "{at_a}");
+    assert_eq!(w.pg_b.app(tags), at_a);
     assert_eq!(
         w.pg_b
             .app("SELECT count(*) FROM users WHERE name = 'late user'"),
@@ -152,7 +172,10 @@ impl XorShift {
 }
 
 /// Killed (SIGKILL) at ≥ 20 random moments and resumed (or rolled back and run again): every time the run ends
-/// with B equal to A, A unchanged, and the DNS switch done only when everything before it is.
+/// with B equal to A, A unchanged, and the DNS switch done only when everything before it is. The database is
+/// replicated (A runs with `wal_level = logical`): kills land in the schema copy, the subscription's set-up,
+/// its first copy and the catch-up at the freeze too, and neither a resumed run nor a rollback leaves a
+/// publication, slot, subscription or changed replica identity behind.
 #[test]
 fn a_run_killed_at_random_moments_resumes_to_equal_data_and_leaves_a_intact() {
     let w = World::new();
@@ -172,7 +195,27 @@ fn a_run_killed_at_random_moments_resumes_to_equal_data_and_leaves_a_intact() {
     let mut killed_in = std::collections::BTreeMap::<String, u32>::new();
     for round in 0..22 {
         w.reset_b(&journal);
-        let delay = Duration::from_millis(rng.next() % (whole.as_millis() as u64 + 1));
+        // Even rounds: a random moment of the whole run. Odd rounds: a random moment (0–80 ms) after a step,
+        // taken in turn from those after the bulk copy, begins: the short steps of the freeze (the catch-up of
+        // the replicated database among them) would rarely be hit by chance.
+        let late = [
+            "freeze",
+            "delta:bucket:media",
+            "catchup:app",
+            "identity:signing_key",
+            "verify",
+        ];
+        let (wait_for, delay) = if round % 2 == 0 {
+            (
+                None,
+                Duration::from_millis(rng.next() % (whole.as_millis() as u64 + 1)),
+            )
+        } else {
+            (
+                Some(format!("{}: …", late[(round / 2) % late.len()])),
+                Duration::from_millis(rng.next() % 80),
+            )
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_fedigen"))
             .args(["migrate", "run", "--job"])
             .arg(&w.job_file)
@@ -183,10 +226,34 @@ fn a_run_killed_at_random_moments_resumes_to_equal_data_and_leaves_a_intact() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        if let Some(wanted) = &wait_for {
+            let deadline = Instant::now() + whole * 5 + Duration::from_secs(10);
+            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                if &line == wanted {
+                    break;
+                }
+            }
+        }
         std::thread::sleep(delay);
         let _ = child.kill();
-        let out = child.wait_with_output().unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
+        let _ = child.wait();
+        let log = reader.join().unwrap();
         let last = log
             .lines()
             .rev()
@@ -212,6 +279,11 @@ fn a_run_killed_at_random_moments_resumes_to_equal_data_and_leaves_a_intact() {
                 !w.path("frozen").exists(),
                 "rollback did not start the source again"
             );
+            assert_eq!(
+                w.pg_a.replication_leftovers(),
+                "",
+                "round {round}: the rollback (killed in {last}) left replication at A"
+            );
         }
         ok(
             &w.fedigen(&["run"], &journal),
@@ -222,6 +294,11 @@ fn a_run_killed_at_random_moments_resumes_to_equal_data_and_leaves_a_intact() {
         assert_eq!(
             report["equal"], true,
             "round {round} (killed in {last}): {report:#}"
+        );
+        assert_eq!(
+            w.pg_a.replication_leftovers() + &w.pg_b.replication_leftovers(),
+            "",
+            "round {round} (killed in {last})"
         );
     }
     eprintln!("killed in: {killed_in:?}");
@@ -349,6 +426,7 @@ fn extensions_are_restored_or_refused_before_the_freeze() {
             name: "peertube".into(),
             source: a.connection(),
             target: b.connection(),
+            replication: None,
         }],
         buckets: Vec::new(),
         directories: Vec::new(),
@@ -416,4 +494,157 @@ fn extensions_are_restored_or_refused_before_the_freeze() {
         "{stderr}"
     );
     assert!(!p.join("frozen").exists(), "the source was frozen");
+}
+
+fn migrate_job(job: &fedigen::migrate::job::Job, dir: &Path, verb: &str) -> std::process::Output {
+    let job_file = dir.join("job.json");
+    std::fs::write(&job_file, job.to_json()).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fedigen"));
+    c.args(["migrate", verb, "--job"]).arg(&job_file);
+    if verb != "verify" {
+        c.arg("--journal").arg(dir.join("journal"));
+    }
+    c.env("FEDIGEN_PG_BIN", pg_bin()).output().unwrap()
+}
+
+fn database_job(
+    source: &world::Pg,
+    target: &world::Pg,
+    dir: &Path,
+    replicated: bool,
+) -> fedigen::migrate::job::Job {
+    let marker = |n: &str| dir.join(n).display().to_string();
+    fedigen::migrate::job::Job {
+        operator: "op".into(),
+        databases: vec![fedigen::migrate::job::DatabaseMove {
+            name: "app".into(),
+            source: source.connection(),
+            target: target.connection(),
+            replication: replicated.then(|| source.replication_to(target)),
+        }],
+        buckets: Vec::new(),
+        directories: Vec::new(),
+        identity: Vec::new(),
+        commands: fedigen::migrate::job::Commands {
+            freeze: vec![vec!["touch".into(), marker("frozen")]],
+            source_start: vec![vec!["rm".into(), "-f".into(), marker("frozen")]],
+            dns_switch: vec![vec!["touch".into(), marker("dns")]],
+            ..Default::default()
+        },
+    }
+}
+
+/// The replicated path on its own: the bulk phase publishes at A (a table without a primary key gets `REPLICA
+/// IDENTITY FULL` there, so A's own updates and deletes on it still work) and subscribes at B, and B follows A's
+/// changes; a rollback removes the publication, slot and subscription and gives the table its identity back, so
+/// A is as it was; the run after it migrates with equal data (rows, sequences, a large object) and leaves
+/// nothing behind. A source with `wal_level = replica` is dumped and restored instead, and the progress says
+/// why.
+#[test]
+fn replication_follows_a_then_rolls_back_or_completes_and_falls_back_without_logical_wal() {
+    world::prerequisites();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = root.path().to_owned();
+    let a = world::Pg::start_with(&p, "pg-a", "-c wal_level=logical");
+    let b = world::Pg::start(&p, "pg-b");
+    let seed = "CREATE TABLE t (id serial PRIMARY KEY, s text);
+         CREATE TABLE nokey (s text, n int);
+         CREATE TABLE blobs (id serial PRIMARY KEY, lo oid);
+         INSERT INTO t (s) SELECT 'row ' || g FROM generate_series(1, 300) g;
+         INSERT INTO nokey SELECT 'k' || g, g FROM generate_series(1, 50) g;
+         INSERT INTO blobs (lo) VALUES (lo_from_bytea(0, 'large object'));";
+    a.app(seed);
+    let before = a.sql(
+        "appdb",
+        "SELECT relname || ' ' || relreplident::text FROM pg_class WHERE relname IN ('t', 'nokey') ORDER BY 1",
+    );
+    let dir = p.join("replicated");
+    std::fs::create_dir_all(&dir).unwrap();
+    let job = database_job(&a, &b, &dir, true);
+    std::fs::write(dir.join("job.json"), job.to_json()).unwrap();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fedigen"));
+    c.args(["migrate", "run", "--bulk-only", "--job"])
+        .arg(dir.join("job.json"))
+        .arg("--journal")
+        .arg(dir.join("journal-bulk"))
+        .env("FEDIGEN_PG_BIN", pg_bin());
+    let out = c.output().unwrap();
+    ok(&out, "bulk-only run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("database app: replicated while the source serves"),
+        "{stderr}"
+    );
+    assert!(!dir.join("frozen").exists());
+    let leftovers = a.replication_leftovers();
+    assert!(
+        leftovers.contains("publication fedigen_")
+            && leftovers.contains("slot fedigen_")
+            && leftovers.contains("replica identity full nokey"),
+        "{leftovers}"
+    );
+    // A keeps serving, its table without a key included; B follows.
+    a.app("UPDATE nokey SET n = -n WHERE n <= 10; DELETE FROM nokey WHERE n > 45; INSERT INTO t (s) VALUES ('while replicating')");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.app("SELECT count(*) FROM nokey WHERE n < 0") != "10\n" {
+        assert!(Instant::now() < deadline, "B does not follow A's changes");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Rollback: A as it was (nothing of the replication left, identities back), B no longer subscribed.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fedigen"));
+    c.args(["migrate", "rollback", "--job"])
+        .arg(dir.join("job.json"))
+        .arg("--journal")
+        .arg(dir.join("journal-bulk"))
+        .env("FEDIGEN_PG_BIN", pg_bin());
+    ok(&c.output().unwrap(), "rollback");
+    assert_eq!(a.replication_leftovers(), "");
+    assert!(!b.replication_leftovers().contains("subscription"));
+    assert_eq!(
+        a.sql(
+            "appdb",
+            "SELECT relname || ' ' || relreplident::text FROM pg_class WHERE relname IN ('t', 'nokey') ORDER BY 1"
+        ),
+        before
+    );
+    // A whole run after the rollback: equal data, nothing left behind.
+    a.app("SELECT nextval('t_id_seq'); SELECT nextval('t_id_seq')");
+    let out = migrate_job(&job, &dir, "run");
+    ok(&out, "run after the rollback");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("catchup:app: done"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.join("dns").exists());
+    let out = migrate_job(&job, &dir, "verify");
+    ok(&out, "verify");
+    assert_eq!(a.replication_leftovers() + &b.replication_leftovers(), "");
+    assert_eq!(
+        b.app("SELECT last_value FROM t_id_seq"),
+        a.app("SELECT last_value FROM t_id_seq")
+    );
+    assert_eq!(
+        b.app("SELECT convert_from(lo_get(lo), 'UTF8') FROM blobs"),
+        "large object\n"
+    );
+
+    // A source without wal_level = logical: dumped and restored, and said so.
+    let c_pg = world::Pg::start(&p, "pg-c");
+    c_pg.app(seed);
+    let dir = p.join("fallback");
+    std::fs::create_dir_all(&dir).unwrap();
+    let job = database_job(&c_pg, &b, &dir, true);
+    let out = migrate_job(&job, &dir, "run");
+    ok(&out, "run from a source with wal_level = replica");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("database app: dumped and restored after the freeze, not replicated: the source's wal_level is `replica`")
+            && stderr.contains("dump:app: done")
+            && !stderr.contains("replicate:"),
+        "{stderr}"
+    );
+    ok(&migrate_job(&job, &dir, "verify"), "verify");
+    assert_eq!(c_pg.replication_leftovers(), "");
 }

@@ -18,15 +18,24 @@ Examples:
   fedigen migrate run --job job.json --journal state/ --bulk-only     # pre-copy while the source serves
 
 Steps, each recorded in the journal when it completed (a killed run resumes where it stopped):
+  replicate:schema:*, replicate:start:*
+                              a database with replication roles in the job, when its source has
+                              wal_level = logical: schema at the target, publication and subscription
   bulk:bucket:*, bulk:dir:*   rclone sync between the S3 endpoints, folders copied (the source still runs)
+  replicate:sync:*            every replicated table copied once and following the source's changes
   freeze                      the job's freeze commands (the source's data stops changing)
   delta:bucket:*, delta:dir:* the same copies again: only what changed moves
-  dump:*, restore:*           pg_dump -Fc at the source into the journal folder, pg_restore at the target in one transaction
+  catchup:*                   a replicated database: its last changes applied, the subscription, slot and
+                              publication dropped, sequences and large objects copied
+  dump:*, restore:*           the other databases: pg_dump -Fc at the source into the journal folder,
+                              pg_restore at the target in one transaction
   identity:*                  each secret written atomically with its owner and mode (never printed)
   verify                      `fedigen migrate verify`: on any difference the run stops here
   start, health               the target's start commands, then its health checks (retried until the timeout)
   dns                         the DNS switch, last
-Before `dns` nothing is written at the source: `fedigen migrate rollback` starts it again.
+Before `dns` nothing is written at the source but, for a replicated database, a publication, its replication
+slot and the replica identity of tables without a primary key: `fedigen migrate rollback` removes them and
+starts the source again.
 
 Exit status: 0 done; 1 a step failed or the target differs from the source (resume with the same command once fixed, or roll back); 2 the job is invalid or the journal belongs to another job; 3 a tool is missing (rclone, pg_dump, pg_restore, psql; rsync and ssh for ssh:// folders).
 
@@ -167,6 +176,7 @@ fn run_job(args: RunArgs) -> CliResult {
         Event::Skipped(step) => info!("{step}: done by an earlier run"),
         Event::Started(step) => info!("{step}: …"),
         Event::Done(step) => info!("{step}: done"),
+        Event::Note(text) => info!("{text}"),
     };
     match run::run(&job, &args.journal, scope, &mut events) {
         Ok(()) => {

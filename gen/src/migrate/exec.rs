@@ -50,7 +50,17 @@ pub struct Output {
 
 /// Runs `command` (for `what`) to the end, standard input closed, both outputs captured; the child is killed
 /// when this process dies.
-pub fn output(mut command: Command, what: &str) -> Result<Output, ExecError> {
+pub fn output(command: Command, what: &str) -> Result<Output, ExecError> {
+    output_with_input(command, what, None)
+}
+
+/// [`output`], with `input` written to the child's standard input (then closed): how SQL holding a password
+/// reaches psql without appearing in its command line, which every user of the machine can read.
+pub(crate) fn output_with_input(
+    mut command: Command,
+    what: &str,
+    input: Option<&[u8]>,
+) -> Result<Output, ExecError> {
     let program = command.get_program().to_string_lossy().into_owned();
     // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
@@ -65,23 +75,38 @@ pub fn output(mut command: Command, what: &str) -> Result<Output, ExecError> {
             Ok(())
         });
     }
-    let out = command
-        .stdin(Stdio::null())
+    let spawned = command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .output()
-        .map_err(|e| ExecError::Missing {
-            program: program.clone(),
-            what: what.to_owned(),
-            reason: if e.kind() == std::io::ErrorKind::NotFound {
-                format!(
-                    "`{program}` is not installed or not on PATH{}",
-                    install_hint(&program)
-                )
-            } else {
-                e.to_string()
-            },
-        })?;
+        .spawn()
+        .and_then(|mut child| {
+            if let (Some(bytes), Some(mut stdin)) = (input, child.stdin.take()) {
+                // Written on a thread while the outputs are drained, so a large input cannot deadlock.
+                let bytes = bytes.to_vec();
+                std::thread::spawn(move || {
+                    use std::io::Write as _;
+                    let _ = stdin.write_all(&bytes);
+                });
+            }
+            child.wait_with_output()
+        });
+    let out = spawned.map_err(|e| ExecError::Missing {
+        program: program.clone(),
+        what: what.to_owned(),
+        reason: if e.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "`{program}` is not installed or not on PATH{}",
+                install_hint(&program)
+            )
+        } else {
+            e.to_string()
+        },
+    })?;
     let status = match (
         out.status.code(),
         std::os::unix::process::ExitStatusExt::signal(&out.status),
@@ -100,8 +125,17 @@ pub fn output(mut command: Command, what: &str) -> Result<Output, ExecError> {
 
 /// Runs `command` and requires success; the error carries the last lines it wrote.
 pub fn checked(command: Command, what: &str) -> Result<Output, ExecError> {
+    checked_with_input(command, what, None)
+}
+
+/// [`checked`], with `input` on the child's standard input.
+pub(crate) fn checked_with_input(
+    command: Command,
+    what: &str,
+    input: Option<&[u8]>,
+) -> Result<Output, ExecError> {
     let program = command.get_program().to_string_lossy().into_owned();
-    let out = output(command, what)?;
+    let out = output_with_input(command, what, input)?;
     if out.success {
         Ok(out)
     } else {

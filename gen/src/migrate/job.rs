@@ -46,6 +46,30 @@ pub struct DatabaseMove {
     pub source: Postgres,
     /// Where it goes: the database must exist (the target's module creates it), owned by `user`.
     pub target: Postgres,
+    /// Replicate the database while the source serves (PostgreSQL logical replication), so the freeze only
+    /// waits for the last changes instead of dumping and restoring it whole. Absent: dump and restore after the
+    /// freeze, as before. Used only when the source allows it (`wal_level = logical`, checked read-only before
+    /// anything); otherwise the run falls back to dump and restore and says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
+}
+
+/// The two extra roles logical replication needs, beside the application's roles of `source` and `target`.
+///
+/// Why roles of their own: the subscription's connection to the source must be allowed to replicate (the
+/// `REPLICATION` attribute, and `SELECT` on the tables for their first copy), and in PostgreSQL 15 only a
+/// superuser may create a subscription at the target (16 adds `pg_create_subscription`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Replication {
+    /// How the **target's server** reaches the source's database: host and port as seen from the target's
+    /// machine, a role with `REPLICATION` (or a superuser) and its password file. fedigen also uses it to read
+    /// the source's replication state and to drop the replication slot. The password is put in the
+    /// subscription's connection string at the target (readable by its superusers only) until the freeze
+    /// drops the subscription.
+    pub publisher: Postgres,
+    /// A superuser at the target, in the target database: it creates, waits for and drops the subscription.
+    pub subscriber: Postgres,
 }
 
 /// A PostgreSQL connection.
@@ -288,7 +312,30 @@ impl Job {
             &mut problem,
         );
         for (i, db) in self.databases.iter().enumerate() {
-            for (side, pg) in [("source", &db.source), ("target", &db.target)] {
+            let mut sides = vec![("source", &db.source), ("target", &db.target)];
+            if let Some(r) = &db.replication {
+                sides.push(("replication.publisher", &r.publisher));
+                sides.push(("replication.subscriber", &r.subscriber));
+                if r.publisher.database != db.source.database {
+                    problem(
+                        format!("databases[{i}].replication.publisher.database"),
+                        format!(
+                            "`{}` must be the source's database `{}`",
+                            r.publisher.database, db.source.database
+                        ),
+                    );
+                }
+                if r.subscriber.database != db.target.database {
+                    problem(
+                        format!("databases[{i}].replication.subscriber.database"),
+                        format!(
+                            "`{}` must be the target's database `{}`",
+                            r.subscriber.database, db.target.database
+                        ),
+                    );
+                }
+            }
+            for (side, pg) in sides {
                 for (field, value) in [
                     ("host", &pg.host),
                     ("user", &pg.user),
@@ -488,6 +535,34 @@ mod tests {
             err.to_string()
                 .starts_with("invalid migration job job.json:\n  ")
         );
+    }
+
+    /// Replication roles are optional (old jobs stay valid and serialise as before), and each must connect to
+    /// the database its side moves.
+    #[test]
+    fn replication_roles_are_optional_and_checked() {
+        let parsed = Job::parse(&job().to_string(), "j").unwrap();
+        assert!(parsed.databases[0].replication.is_none());
+        assert!(!parsed.to_json().contains("replication"));
+        let mut v = job();
+        v["databases"][0]["replication"] = serde_json::json!({
+            "publisher": {"host": "a.example", "user": "replicator", "database": "other", "password_file": "pw"},
+            "subscriber": {"host": "/run/postgresql", "user": "postgres", "database": "d"}
+        });
+        let err = Job::parse(&v.to_string(), "j").unwrap_err();
+        let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "databases[0].replication.publisher.database",
+                "databases[0].replication.publisher.password_file"
+            ],
+            "{err}"
+        );
+        v["databases"][0]["replication"]["publisher"]["database"] = "d".into();
+        v["databases"][0]["replication"]["publisher"]["password_file"] = "/run/rep".into();
+        let parsed = Job::parse(&v.to_string(), "j").unwrap();
+        assert_eq!(Job::parse(&parsed.to_json(), "again").unwrap(), parsed);
     }
 
     #[test]

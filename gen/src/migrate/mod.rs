@@ -10,6 +10,8 @@
 //! - `run.rs` — the steps in order (bulk copy, freeze, delta, dump/restore, identity, verify, start, health,
 //!   DNS), resumable, and the rollback;
 //! - `verify.rs` — the comparison of target and source;
+//! - `replicate.rs` — a database moved by logical replication while the source serves (the freeze waits only
+//!   for its last changes), with the fall-back to dump and restore when the source does not allow it;
 //! - `tree.rs` (folders: exact incremental copy, checksum manifests), `pg.rs` (pg_dump/pg_restore/psql), `s3.rs`
 //!   (rclone configured through its environment), `remote.rs` (a file here or over ssh), `exec.rs` (children
 //!   that die with fedigen).
@@ -20,6 +22,7 @@ pub mod journal;
 pub(crate) mod pg;
 pub mod plan;
 pub mod remote;
+pub(crate) mod replicate;
 pub mod run;
 pub(crate) mod s3;
 pub mod tree;

@@ -758,6 +758,7 @@ fn application_job(
                 database: name.clone(),
                 password_file: None,
             },
+            replication: None,
         });
     }
     let endpoint = |spec: &Spec, catalog: &Catalog| {

@@ -4,18 +4,27 @@
 //! Order, and why:
 //! 0. `check:*` (not journaled, every run) — each database still to restore can be restored at its target (same
 //!    encoding and collation; its extensions there or creatable), so such a problem stops the run before the
-//!    freeze, not after;
-//! 1. `bulk:bucket:*`, `bulk:dir:*` — the long copies, while the source still serves (no downtime);
-//! 2. `freeze` — the source's applications stop: from here its data no longer changes;
-//! 3. `delta:bucket:*`, `delta:dir:*` — the same copies again, moving only what changed since the bulk copy;
-//! 4. `dump:*`, `restore:*` — each database dumped at the source (into the journal folder) and restored at the
-//!    target in one transaction;
-//! 5. `identity:*` — the secrets that make the target the same server, placed with their owner and mode;
-//! 6. `verify` — the target holds what the source holds (see [`super::verify`]); on any difference the run
+//!    freeze, not after; and each database the job gives replication roles is checked (read-only) for whether
+//!    the source allows logical replication: the answer is journaled (`mode:NAME:replicate` or
+//!    `mode:NAME:dump`) and said, so a resumed run keeps it;
+//! 1. `replicate:schema:*`, `replicate:start:*` — a replicated database's schema restored at the target, the
+//!    publication at the source and the subscription at the target: the target copies the tables while the
+//!    source serves (see [`super::replicate`]);
+//! 2. `bulk:bucket:*`, `bulk:dir:*` — the long copies, while the source still serves (no downtime);
+//!    `replicate:sync:*` — every replicated table has had its first copy and follows the source's changes;
+//! 3. `freeze` — the source's applications stop: from here its data no longer changes;
+//! 4. `delta:bucket:*`, `delta:dir:*` — the same copies again, moving only what changed since the bulk copy;
+//! 5. `catchup:*` for a replicated database — the target applies the source's last change, then the
+//!    subscription, slot and publication are dropped and the sequences and large objects copied; `dump:*`,
+//!    `restore:*` for the others — dumped at the source (into the journal folder) and restored at the target in
+//!    one transaction;
+//! 6. `identity:*` — the secrets that make the target the same server, placed with their owner and mode;
+//! 7. `verify` — the target holds what the source holds (see [`super::verify`]); on any difference the run
 //!    stops here;
-//! 7. `start`, `health` — the target's applications started and checked;
-//! 8. `dns` — the switch, last. Until it, nothing was written at the source, so `fedigen migrate rollback`
-//!    (starting the source again) returns to where the operator was.
+//! 8. `start`, `health` — the target's applications started and checked;
+//! 9. `dns` — the switch, last. Until it, nothing was written at the source but a publication, a replication
+//!    slot and the replica identity of tables without a primary key, all of which `fedigen migrate rollback`
+//!    removes before starting the source again: the operator is back where they were.
 
 use std::path::Path;
 use std::process::Command;
@@ -25,7 +34,7 @@ use super::exec::{self, ExecError};
 use super::job::{Job, Location, SecretMove};
 use super::journal::{Journal, JournalError, write_atomic};
 use super::verify::{self, Report, VerifyError};
-use super::{pg, s3, tree};
+use super::{pg, replicate, s3, tree};
 use crate::io_error::IoError;
 
 /// Why a run stopped.
@@ -63,6 +72,8 @@ pub enum Event {
     Started(String),
     /// The step completed (and is recorded).
     Done(String),
+    /// Something the person running the migration should know (how a database is moved, and why).
+    Note(String),
 }
 
 /// How much of the job to run.
@@ -75,14 +86,29 @@ pub enum Scope {
     BulkOnly,
 }
 
-/// The steps of `job`, in order.
+/// The steps of `job`, in order, when every database the job gives replication roles can be replicated (what
+/// `fedigen migrate plan` shows; a run that finds a source without `wal_level = logical` dumps and restores that
+/// database instead).
 pub fn steps(job: &Job) -> Vec<String> {
+    steps_with(job, &|d| d.replication.is_some())
+}
+
+/// The steps of `job`, in order, with `replicated` saying which databases are moved by replication.
+fn steps_with(job: &Job, replicated: &dyn Fn(&super::job::DatabaseMove) -> bool) -> Vec<String> {
     let mut out = Vec::new();
+    let (live, dumped): (Vec<_>, Vec<_>) = job.databases.iter().partition(|d| replicated(d));
+    for d in &live {
+        out.push(format!("replicate:schema:{}", d.name));
+        out.push(format!("replicate:start:{}", d.name));
+    }
     for b in &job.buckets {
         out.push(format!("bulk:bucket:{}", b.name));
     }
     for d in &job.directories {
         out.push(format!("bulk:dir:{}", d.name));
+    }
+    for d in &live {
+        out.push(format!("replicate:sync:{}", d.name));
     }
     out.push("freeze".into());
     for b in &job.buckets {
@@ -91,7 +117,10 @@ pub fn steps(job: &Job) -> Vec<String> {
     for d in &job.directories {
         out.push(format!("delta:dir:{}", d.name));
     }
-    for d in &job.databases {
+    for d in &live {
+        out.push(format!("catchup:{}", d.name));
+    }
+    for d in &dumped {
         out.push(format!("dump:{}", d.name));
         out.push(format!("restore:{}", d.name));
     }
@@ -102,6 +131,13 @@ pub fn steps(job: &Job) -> Vec<String> {
     out
 }
 
+/// Whether `step` belongs to the bulk phase (run while the source serves: `--bulk-only` runs these), and
+/// whether `--bulk-only` runs it again when an earlier run did it (copies and waits, not the set-up).
+fn bulk_phase(step: &str) -> (bool, bool) {
+    let again = step.starts_with("bulk:") || step.starts_with("replicate:sync:");
+    (again || step.starts_with("replicate:"), again)
+}
+
 /// Runs `job` with its journal in `journal_dir`, resuming after the steps an earlier run recorded.
 pub fn run(
     job: &Job,
@@ -110,13 +146,15 @@ pub fn run(
     events: &mut dyn FnMut(Event),
 ) -> Result<(), RunError> {
     let mut journal = Journal::open(journal_dir, &super::journal::job_digest(&job.to_json()))?;
+    decide_modes(job, &mut journal, events)?;
     check_databases(job, &journal)?;
-    for step in steps(job) {
-        let bulk = step.starts_with("bulk:");
+    let replicated = |d: &super::job::DatabaseMove| is_replicated(&journal, d);
+    for step in steps_with(job, &replicated) {
+        let (bulk, again) = bulk_phase(&step);
         if scope == Scope::BulkOnly && !bulk {
             break;
         }
-        if journal.is_done(&step) && !(scope == Scope::BulkOnly && bulk) {
+        if journal.is_done(&step) && !(scope == Scope::BulkOnly && again) {
             events(Event::Skipped(step));
             continue;
         }
@@ -128,13 +166,58 @@ pub fn run(
     Ok(())
 }
 
+fn is_replicated(journal: &Journal, d: &super::job::DatabaseMove) -> bool {
+    journal.is_done(&format!("mode:{}:replicate", d.name))
+}
+
+/// For each database with replication roles whose way of moving is not yet journaled: asks the source
+/// (read-only) whether it can be replicated, journals the answer and says it. A database already dumped or
+/// restored by an earlier run of this journal keeps that way.
+fn decide_modes(
+    job: &Job,
+    journal: &mut Journal,
+    events: &mut dyn FnMut(Event),
+) -> Result<(), RunError> {
+    for d in job.databases.iter().filter(|d| d.replication.is_some()) {
+        let (live, dumped) = (
+            format!("mode:{}:replicate", d.name),
+            format!("mode:{}:dump", d.name),
+        );
+        if journal.is_done(&live) || journal.is_done(&dumped) {
+            continue;
+        }
+        let step = format!("check:{}", d.name);
+        let why = replicate::why_not(&job.operator, d)
+            .map_err(|e| step_error(&step, StepFailure::from(e)))?;
+        match why {
+            None => {
+                journal.mark(&live)?;
+                events(Event::Note(format!(
+                    "database {}: replicated while the source serves (logical replication); the freeze waits only for its last changes",
+                    d.name
+                )));
+            }
+            Some(why) => {
+                journal.mark(&dumped)?;
+                events(Event::Note(format!(
+                    "database {}: dumped and restored after the freeze, not replicated: {why}",
+                    d.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Before any step (and so before the freeze): each database still to restore can be restored at its target,
 /// that is, the same encoding and collation, and every extension the source uses is there or can be created by
 /// the target's role ([`pg::restore_problems`]). Nothing is
 /// written; a problem stops the run with the extension named and how to fix it (step `check:NAME`).
 fn check_databases(job: &Job, journal: &Journal) -> Result<(), RunError> {
     for d in &job.databases {
-        if journal.is_done(&format!("restore:{}", d.name)) {
+        if journal.is_done(&format!("restore:{}", d.name))
+            || journal.is_done(&format!("replicate:schema:{}", d.name))
+        {
             continue;
         }
         let step = format!("check:{}", d.name);
@@ -154,16 +237,29 @@ fn check_databases(job: &Job, journal: &Journal) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Starts the source again (the job's `source_start` commands) and forgets the steps done, so the next run
-/// starts over; refused once the DNS switch is done.
+/// Removes what replication made (the subscription at the target; the publication, the slot and the changed
+/// replica identities at the source), starts the source again (the job's `source_start` commands) and forgets
+/// the steps done, so the next run starts over; refused once the DNS switch is done.
+///
+/// The source is started even when the removal failed (the target unreachable, say): the source serves as
+/// before either way, and the error, returned after, says what is left; the journal is then kept, so a second
+/// rollback finishes the removal.
 pub fn rollback(job: &Job, journal_dir: &Path) -> Result<(), RunError> {
     let mut journal = Journal::open(journal_dir, &super::journal::job_digest(&job.to_json()))?;
     if journal.is_done("dns") {
         return Err(RunError::Switched);
     }
+    let mut removal = Ok(());
+    for d in job.databases.iter().filter(|d| is_replicated(&journal, d)) {
+        if let Err(e) = replicate::remove(&job.operator, d, journal.dir()) {
+            removal = Err(step_error(&format!("rollback:{}", d.name), e));
+            break;
+        }
+    }
     for argv in &job.commands.source_start {
         command(argv, "start the source again").map_err(|e| step_error("rollback", e))?;
     }
+    removal?;
     journal.reset()?;
     Ok(())
 }
@@ -217,6 +313,16 @@ impl From<super::remote::RemoteError> for StepFailure {
     }
 }
 
+impl From<replicate::ReplicateError> for StepFailure {
+    fn from(e: replicate::ReplicateError) -> Self {
+        match e {
+            replicate::ReplicateError::Pg(e) => e.into(),
+            replicate::ReplicateError::Io(e) => e.into(),
+            replicate::ReplicateError::Stalled(m) => StepFailure(m, false),
+        }
+    }
+}
+
 impl From<VerifyError> for StepFailure {
     fn from(e: VerifyError) -> Self {
         match e {
@@ -252,6 +358,26 @@ fn do_step(job: &Job, journal: &Journal, step: &str) -> Result<(), RunError> {
             }
         }
         "freeze" => commands(&job.commands.freeze, "freeze the source").map_err(|e| fail(e.into())),
+        "replicate" | "catchup" => {
+            let (what, name) = if kind == "catchup" {
+                ("catchup", name)
+            } else {
+                name.split_once(':').unwrap_or((name, ""))
+            };
+            let d = job
+                .databases
+                .iter()
+                .find(|d| d.name == name)
+                .expect("a step of the job");
+            let op = &job.operator;
+            match what {
+                "schema" => replicate::schema(op, d, journal.dir()),
+                "start" => replicate::start(op, d),
+                "sync" => replicate::synced(op, d),
+                _ => replicate::finish(op, d, journal.dir()),
+            }
+            .map_err(|e| fail(e.into()))
+        }
         "dump" => {
             let d = job
                 .databases
@@ -441,5 +567,58 @@ mod tests {
                 "dns"
             ]
         );
+    }
+
+    /// A database with replication roles: set up and first copied in the bulk phase (before the buckets, so the
+    /// servers copy while rclone does), in sync before the freeze, caught up after it; the others dumped.
+    #[test]
+    fn replicated_databases_move_in_the_bulk_phase() {
+        let pg = |h: &str| serde_json::json!({"host": h, "user": "u", "database": "d"});
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "operator": "op",
+            "databases": [
+                {"name": "live", "source": pg("/s"), "target": pg("/t"),
+                 "replication": {"publisher": pg("a"), "subscriber": pg("/t")}},
+                {"name": "old", "source": pg("/s"), "target": pg("/t")}],
+            "buckets": [{"name": "m",
+                "source": {"endpoint": "http://a", "region": "r", "bucket": "b", "key_file": "/k"},
+                "target": {"endpoint": "http://b", "region": "r", "bucket": "b", "key_file": "/k"}}]
+        }))
+        .unwrap();
+        assert!(job.problems().is_empty(), "{:?}", job.problems());
+        let all = steps(&job);
+        assert_eq!(
+            all,
+            [
+                "replicate:schema:live",
+                "replicate:start:live",
+                "bulk:bucket:m",
+                "replicate:sync:live",
+                "freeze",
+                "delta:bucket:m",
+                "catchup:live",
+                "dump:old",
+                "restore:old",
+                "verify",
+                "start",
+                "health",
+                "dns"
+            ]
+        );
+        // A fall-back (the source without wal_level = logical) dumps it like the others.
+        let dumped = steps_with(&job, &|_| false);
+        assert!(dumped.contains(&"dump:live".to_owned()));
+        assert!(
+            !dumped
+                .iter()
+                .any(|s| s.starts_with("replicate:") || s.starts_with("catchup:"))
+        );
+        // --bulk-only runs the set-up once, the copies and the wait each time, and nothing after the freeze.
+        assert_eq!(bulk_phase("replicate:schema:live"), (true, false));
+        assert_eq!(bulk_phase("replicate:start:live"), (true, false));
+        assert_eq!(bulk_phase("replicate:sync:live"), (true, true));
+        assert_eq!(bulk_phase("bulk:bucket:m"), (true, true));
+        assert_eq!(bulk_phase("catchup:live"), (false, false));
+        assert_eq!(bulk_phase("freeze"), (false, false));
     }
 }

@@ -103,6 +103,7 @@ impl MigrationTest {
                         database: name.clone(),
                         password_file: None,
                     },
+                    replication: None,
                 })
                 .collect();
             let directories = state

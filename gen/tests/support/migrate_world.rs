@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fedigen::migrate::job::{
-    BucketMove, Commands, DatabaseMove, DirectoryMove, Job, Postgres, S3, SecretMove,
+    BucketMove, Commands, DatabaseMove, DirectoryMove, Job, Postgres, Replication, S3, SecretMove,
 };
 use fedigen::storage::config::{AdminApi, GarageSettings, S3Api};
 use fedigen::storage::description::{Bucket, Description, Key};
@@ -104,6 +104,8 @@ pub struct Pg {
     pub port: u16,
     /// The application's role and its password file (what the job names).
     pub app_password_file: PathBuf,
+    /// Server settings given to `postgres` at every start (`-c wal_level=logical`).
+    pub settings: String,
 }
 
 impl Pg {
@@ -119,6 +121,13 @@ impl Pg {
     }
 
     pub fn start(root: &Path, name: &str) -> Pg {
+        Pg::start_with(root, name, "")
+    }
+
+    /// A cluster whose server runs with `settings` (`postgres` options such as `-c wal_level=logical`), with
+    /// the roles logical replication uses: `postgres` (the superuser, password `super-secret`) and `replicator`
+    /// (`REPLICATION`, `SELECT` on the application's tables, password `rep-pw`).
+    pub fn start_with(root: &Path, name: &str, settings: &str) -> Pg {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let pw = dir.join("superuser.pw");
@@ -135,6 +144,7 @@ impl Pg {
             port: free_port(),
             app_password_file: root.join(format!("{name}-app.pw")),
             dir,
+            settings: settings.to_owned(),
         };
         let data = pg.dir.join("data");
         run(
@@ -158,7 +168,48 @@ impl Pg {
         std::fs::write(&pg.app_password_file, "app-pw\n").unwrap();
         pg.sql("postgres", "CREATE ROLE app LOGIN PASSWORD 'app-pw'");
         pg.sql("postgres", "CREATE DATABASE appdb OWNER app");
+        std::fs::write(root.join(format!("{name}-super.pw")), "super-secret\n").unwrap();
+        std::fs::write(root.join(format!("{name}-rep.pw")), "rep-pw\n").unwrap();
+        pg.sql(
+            "postgres",
+            "CREATE ROLE replicator LOGIN REPLICATION PASSWORD 'rep-pw'",
+        );
+        pg.sql(
+            "appdb",
+            "ALTER DEFAULT PRIVILEGES FOR ROLE app IN SCHEMA public GRANT SELECT ON TABLES TO replicator",
+        );
         pg
+    }
+
+    /// A connection as another role of the cluster (`postgres` or `replicator`), with its password file.
+    pub fn role(&self, user: &str) -> Postgres {
+        let file = if user == "postgres" { "super" } else { "rep" };
+        let name = self.dir.file_name().unwrap().to_string_lossy().into_owned();
+        Postgres {
+            user: user.into(),
+            password_file: Some(self.dir.with_file_name(format!("{name}-{file}.pw"))),
+            ..self.connection()
+        }
+    }
+
+    /// The replication roles of a job moving this cluster's database to `target`'s.
+    pub fn replication_to(&self, target: &Pg) -> Replication {
+        Replication {
+            publisher: self.role("replicator"),
+            subscriber: target.role("postgres"),
+        }
+    }
+
+    /// What replication left at this cluster: publications, replication slots, subscriptions and tables
+    /// with `REPLICA IDENTITY FULL`, one a line (empty when none).
+    pub fn replication_leftovers(&self) -> String {
+        self.sql(
+            "appdb",
+            "SELECT 'publication ' || pubname FROM pg_publication
+             UNION ALL SELECT 'slot ' || slot_name FROM pg_replication_slots
+             UNION ALL SELECT 'subscription ' || subname FROM pg_subscription
+             UNION ALL SELECT 'replica identity full ' || relname FROM pg_class WHERE relreplident = 'f'",
+        )
     }
 
     pub fn pg_ctl(&self, action: &str) {
@@ -168,9 +219,10 @@ impl Pg {
             .arg(&data)
             .arg("-o")
             .arg(format!(
-                "-p {} -c listen_addresses=127.0.0.1 -k {}",
+                "-p {} -c listen_addresses=127.0.0.1 -k {} {}",
                 self.port,
-                self.dir.display()
+                self.dir.display(),
+                self.settings
             ))
             .arg("-l")
             .arg(self.dir.join("log"))
@@ -437,12 +489,24 @@ pub struct World {
 }
 
 impl World {
+    /// A and B, A's database replicated to B during the bulk phase (A runs with `wal_level = logical`).
     pub fn new() -> World {
+        World::build(true)
+    }
+
+    /// A and B; `replicated`: A runs with `wal_level = logical` and the job names the replication roles,
+    /// else the database is dumped and restored after the freeze.
+    pub fn build(replicated: bool) -> World {
         let garage = prerequisites();
         let root = tempfile::tempdir().unwrap();
         std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let p = root.path().to_owned();
-        let (pg_a, pg_b) = (Pg::start(&p, "pg-a"), Pg::start(&p, "pg-b"));
+        let settings = if replicated {
+            "-c wal_level=logical"
+        } else {
+            ""
+        };
+        let (pg_a, pg_b) = (Pg::start_with(&p, "pg-a", settings), Pg::start(&p, "pg-b"));
         let (s3_a, s3_b) = (
             Garage::start(&garage, &p, "garage-a"),
             Garage::start(&garage, &p, "garage-b"),
@@ -462,6 +526,7 @@ impl World {
                 name: "app".into(),
                 source: pg_a.connection(),
                 target: pg_b.connection(),
+                replication: replicated.then(|| pg_a.replication_to(&pg_b)),
             }],
             buckets: vec![BucketMove {
                 name: "media".into(),
@@ -513,6 +578,8 @@ impl World {
             "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);
              CREATE TABLE posts (id bigserial PRIMARY KEY, user_id int REFERENCES users, body text, at timestamptz DEFAULT now());
              CREATE TABLE media (id serial PRIMARY KEY, data bytea, lo oid);
+             CREATE TABLE tags (name text, n int);
+             INSERT INTO tags SELECT 'tag ' || g, g FROM generate_series(1, 40) g;
              INSERT INTO users (name) SELECT 'user ' || g FROM generate_series(1, 50) g;
              INSERT INTO posts (user_id, body) SELECT 1 + g % 50, repeat('x', g % 300) || E'\\n\\t''\"' FROM generate_series(1, 5000) g;
              INSERT INTO media (data, lo) VALUES (decode(repeat('00ff10', 10000), 'hex'), lo_from_bytea(0, decode(repeat('abcdef', 50000), 'hex')));",
@@ -571,14 +638,21 @@ impl World {
                     "-U",
                     "app",
                     "--no-owner",
+                    "--no-publications",
                     "appdb",
                 ])
                 .env("PGPASSWORD", "app-pw"),
             "pg_dump A",
         );
+        // What replication adds at A while it runs (a publication, REPLICA IDENTITY FULL for tables without a
+        // primary key) is not A's data: `Pg::replication_leftovers` checks that it is gone after a rollback.
         let dump: String = dump
             .lines()
-            .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+            .filter(|l| {
+                !l.starts_with("\\restrict")
+                    && !l.starts_with("\\unrestrict")
+                    && !l.contains("REPLICA IDENTITY")
+            })
             .collect();
         let manifest = fedigen::migrate::tree::manifest(&self.path("a/state")).unwrap();
         format!(
