@@ -302,7 +302,10 @@ impl Writer {
     /// Ends the run: finds the generated files no longer produced (stale) and the leftovers of interrupted runs,
     /// compares the hand-written files holding `regions`; when writing, removes the leftovers, swaps in each root
     /// with a difference and replaces the changed regions' files. Returns every difference, sorted by path.
-    pub fn finish(self, regions: &BTreeMap<PathBuf, String>) -> Result<Vec<Difference>, WriteError> {
+    pub fn finish(
+        self,
+        regions: &BTreeMap<PathBuf, String>,
+    ) -> Result<Vec<Difference>, WriteError> {
         let produced = self.produced.into_inner().expect("no panic holds it");
         let mut differences = self.differences.into_inner().expect("no panic holds it");
         for root in &self.roots {
@@ -726,7 +729,8 @@ pub(crate) fn is_generated(file: &Path) -> bool {
 fn has_marker(head: &[u8]) -> bool {
     head.starts_with(MARKER.as_bytes())
         || head.starts_with(JSON_MARKER.as_bytes())
-        || (head.first() == Some(&b';') && head.get(1..MARKER.len()) == Some(&MARKER.as_bytes()[1..]))
+        || (head.first() == Some(&b';')
+            && head.get(1..MARKER.len()) == Some(&MARKER.as_bytes()[1..]))
 }
 
 /// Every regular file under `dir` (none when it does not exist), sorted.

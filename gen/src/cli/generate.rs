@@ -93,7 +93,9 @@ pub fn run(args: GenerateArgs) -> CliResult {
     } else {
         match differences {
             applied if applied.is_empty() => {
-                crate::cli::output::info!("{total} generated files are up to date; nothing written");
+                crate::cli::output::info!(
+                    "{total} generated files are up to date; nothing written"
+                );
                 Ok(Status::Success)
             }
             applied => {

@@ -396,13 +396,19 @@ pub fn plan_keeping(
     kept: &Kept,
 ) -> Result<BTreeMap<PathBuf, String>, DeployError> {
     let files = std::sync::Mutex::new(BTreeMap::new());
-    plan_streaming(spec, catalog, spec_name, kept, &|path: &Path, text: &str| {
-        files
-            .lock()
-            .expect("no panic holds it")
-            .insert(path.to_owned(), text.to_owned());
-        Ok::<(), DeployError>(())
-    })?;
+    plan_streaming(
+        spec,
+        catalog,
+        spec_name,
+        kept,
+        &|path: &Path, text: &str| {
+            files
+                .lock()
+                .expect("no panic holds it")
+                .insert(path.to_owned(), text.to_owned());
+            Ok::<(), DeployError>(())
+        },
+    )?;
     Ok(files.into_inner().expect("no panic holds it"))
 }
 
@@ -482,7 +488,8 @@ pub fn plan_streaming<E: From<DeployError> + Send>(
         let mut lines = header(what);
         lines.extend(purpose.lines().map(str::to_owned));
         let path = format!("{DEPLOYMENTS}/{name}");
-        let text = emit_file(&path, &lines, module, Verification::Syntax).map_err(DeployError::from)?;
+        let text =
+            emit_file(&path, &lines, module, Verification::Syntax).map_err(DeployError::from)?;
         sink(Path::new(&path), &text)
     };
     top_level(
@@ -556,14 +563,8 @@ pub fn plan_streaming<E: From<DeployError> + Send>(
         &nixops4(&machines, &kept.host_keys, &sops::input_modules(spec)?)?,
     )?;
     if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
-        for (path, text) in tofu::plan(
-            spec,
-            proxmox,
-            catalog,
-            &machines,
-            &kept.vm_ids,
-            spec_name,
-        )? {
+        for (path, text) in tofu::plan(spec, proxmox, catalog, &machines, &kept.vm_ids, spec_name)?
+        {
             sink(&path, &text)?;
         }
     }
