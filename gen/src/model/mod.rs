@@ -48,7 +48,7 @@ pub use diagnostic::Diagnostic;
 pub use network::{Dns, Network, ProviderNetwork, StaticAddress};
 pub use path::FieldPath;
 pub use report::SpecReport;
-pub use source::{Format, SpecDocument};
+pub use source::{Format, SourceEntry, SourceIndex, SpecDocument};
 
 /// The application whose manifest describes the provider's object storage nodes (their ports and resources).
 pub const OBJECT_STORAGE_APPLICATION: &str = "garage";
