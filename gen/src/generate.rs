@@ -18,7 +18,7 @@ use crate::shared::{
     VM_TESTS_LIB, shared_module,
 };
 use crate::template::{APPLICATION_TEST, COMMON_TEST, FEDERATION_TEST, TemplateError, Templates};
-use crate::write::{Plan, marker_line, marker_text};
+use crate::write::{Plan, WriteError, Writer, marker_line, marker_text};
 
 /// Why a generation could not be planned.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,10 @@ pub enum GenerateError {
     /// A hand-written file has malformed regions, or a region the generator does not fill.
     #[error(transparent)]
     Region(Box<region::RegionError>),
+    /// A planned file could not be written or compared (streaming into [`Writer`]): a hand-written file in
+    /// the way, or the filesystem refused.
+    #[error(transparent)]
+    Write(#[from] WriteError),
     /// No repository was found.
     #[error(
         "{0}: not a fedigen repository (no `templates/` folder here or above); run inside the repository or pass --repo"
@@ -75,7 +79,7 @@ pub fn find_repository(start: &Path) -> Result<PathBuf, GenerateError> {
 }
 
 /// The specification used when none is given: the repository's example.
-pub(crate) const DEFAULT_SPEC: &str = "examples/provider.toml";
+pub const DEFAULT_SPEC: &str = "examples/provider.toml";
 
 /// Plans every generated file of the repository at `repo`, with the deployments of its example specification
 /// when there is one.
@@ -86,36 +90,104 @@ pub fn plan(repo: &Path) -> Result<Plan, GenerateError> {
 
 /// Plans every generated file: modules and VM tests from the templates, and deployments from `spec`.
 pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, GenerateError> {
+    let files = Collect::default();
+    let regions = stream(repo, spec, &files)?;
+    Ok(Plan {
+        roots: roots(spec.is_some()),
+        files: files.0.into_inner().expect("no panic holds it"),
+        regions,
+    })
+}
+
+/// The folders a generation owns: `modules/` and `vm-tests/generated/`, and `deployments/` with a
+/// specification.
+pub fn roots(with_spec: bool) -> Vec<PathBuf> {
+    let mut roots = vec![PathBuf::from(MODULES), PathBuf::from(VM_TESTS)];
+    if with_spec {
+        roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
+    }
+    roots
+}
+
+/// Where a generation's files go as they are produced, from many threads at once: a [`Writer`] (compared and
+/// staged at once, so that no file's text outlives its write: issue #18) or a [`Plan`] being collected.
+pub trait Sink: Sync {
+    /// One generated file, `path` relative to the repository, `contents` with its marker.
+    fn file(&self, path: &Path, contents: &str) -> Result<(), WriteError>;
+}
+
+impl Sink for Writer {
+    fn file(&self, path: &Path, contents: &str) -> Result<(), WriteError> {
+        Writer::file(self, path, contents)
+    }
+}
+
+/// A [`Sink`] keeping every file, for [`plan_with_spec`].
+#[derive(Default)]
+struct Collect(std::sync::Mutex<std::collections::BTreeMap<PathBuf, String>>);
+
+impl Sink for Collect {
+    fn file(&self, path: &Path, contents: &str) -> Result<(), WriteError> {
+        self.0
+            .lock()
+            .expect("no panic holds it")
+            .insert(path.to_owned(), contents.to_owned());
+        Ok(())
+    }
+}
+
+/// A sink that also remembers the paths given (the `vm-tests` region lists the generated tests).
+struct Recording<'a> {
+    sink: &'a dyn Sink,
+    paths: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
+}
+
+impl Recording<'_> {
+    fn put(&self, path: PathBuf, contents: &str) -> Result<(), GenerateError> {
+        self.sink.file(&path, contents)?;
+        self.paths.lock().expect("no panic holds it").insert(path);
+        Ok(())
+    }
+}
+
+/// Plans every generated file as [`plan_with_spec`] does, giving each to `sink` as soon as it is made (the VM
+/// tests and machines from rayon's threads, in no particular order) instead of holding them; the files of
+/// [`roots`]`(spec.is_some())`. Returns the hand-written files holding regions, with their new contents.
+pub fn stream(
+    repo: &Path,
+    spec: Option<&Path>,
+    sink: &dyn Sink,
+) -> Result<std::collections::BTreeMap<PathBuf, String>, GenerateError> {
+    let sink = Recording {
+        sink,
+        paths: std::sync::Mutex::default(),
+    };
     // Drafts (texts still saying TODO) are not published.
     let manifests = Manifest::load_published(&repo.join("templates"))?;
     let mut templates = Templates::load(repo, &manifests)?;
     templates.load_tests(repo)?;
-    let mut plan = Plan {
-        roots: vec![PathBuf::from(MODULES), PathBuf::from(VM_TESTS)],
-        ..Plan::default()
-    };
-    plan.files.insert(
+    sink.put(
         Path::new(VM_TESTS).join(VM_TESTS_LIB).join("common.nix"),
-        format!(
+        &format!(
             "{}\n{}",
             marker_line(COMMON_TEST),
             templates.render_common_test()?
         ),
-    );
+    )?;
     for manifest in &manifests {
         let app = &manifest.application.name;
         let body = templates.render_application_test(manifest)?;
         let source = format!("templates/{app}/manifest.toml and {APPLICATION_TEST}");
-        plan.files.insert(
+        sink.put(
             Path::new(VM_TESTS).join(format!("{app}.nix")),
-            format!("{}\n{body}", marker_line(&source)),
-        );
+            &format!("{}\n{body}", marker_line(&source)),
+        )?;
         if let Some(body) = templates.render_federation_test(manifest)? {
             let source = format!("templates/{app}/manifest.toml and {FEDERATION_TEST}");
-            plan.files.insert(
+            sink.put(
                 Path::new(VM_TESTS).join(format!("{FEDERATION_TEST_PREFIX}{app}.nix")),
-                format!("{}\n{body}", marker_line(&source)),
-            );
+                &format!("{}\n{body}", marker_line(&source)),
+            )?;
         }
     }
     let modules = Path::new(MODULES);
@@ -126,10 +198,10 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let body = templates.render_module(manifest, None)?;
-        plan.files.insert(
+        sink.put(
             modules.join(format!("{app}.nix")),
-            format!("{}\n{body}", marker_line(&source)),
-        );
+            &format!("{}\n{body}", marker_line(&source)),
+        )?;
     }
     let shared = shared_module_with_needs(&manifests)?;
     let text = emit_file(
@@ -140,8 +212,7 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         &shared,
         Verification::Syntax,
     )?;
-    plan.files
-        .insert(modules.join(format!("{SHARED_MODULE}.nix")), text);
+    sink.put(modules.join(format!("{SHARED_MODULE}.nix")), &text)?;
     let mut imports = vec![Expr::SourcePath(SourcePath::new(&format!(
         "./{SHARED_MODULE}.nix"
     ))?)];
@@ -164,8 +235,7 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
         &default,
         Verification::Syntax,
     )?;
-    plan.files
-        .insert(modules.join(format!("{ALL_MODULES}.nix")), text);
+    sink.put(modules.join(format!("{ALL_MODULES}.nix")), &text)?;
     if let Some(spec_path) = spec {
         // The manifests already loaded (drafts refused) are the catalog the specification is checked against.
         let catalog = crate::model::Catalog::from_manifests(manifests.iter().cloned());
@@ -193,7 +263,6 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             ))
             .into());
         }
-        plan.roots.push(PathBuf::from(crate::deploy::DEPLOYMENTS));
         // What generations keep: the committed Proxmox VM ids (read, and extended) and the provider's SSH host
         // keys beside the specification (a malformed one stops generation, a missing one leaves its machine out
         // of the NixOps4 deployment, whose header lists it).
@@ -207,62 +276,56 @@ pub fn plan_with_spec(repo: &Path, spec: Option<&Path>) -> Result<Plan, Generate
             )
             .map_err(|problems| crate::deploy::DeployError::Data(problems.join("\n")))?,
         };
-        // The deployments and one VM test per operator, planned side by side (rayon::join): neither reads the
-        // other, and each alone leaves a core idle part of the time.
+        // The deployments and the VM tests per operator, planned side by side (rayon::join): neither reads the
+        // other, and each alone leaves a core idle part of the time. Each file goes to the sink from the task
+        // that makes it.
+        use rayon::prelude::*;
         let (deployments, tests) = rayon::join(
-            || crate::deploy::plan_keeping(&spec, &catalog, &name, &kept),
             || {
-                // Rendered in parallel (each is laid out by nixfmt, the costly part).
-                use rayon::prelude::*;
-                let source = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);
-                spec.operators
-                    .par_iter()
-                    .map(|operator| {
-                        let test = crate::template::DeploymentTest::new(&spec, &catalog, operator);
-                        let body = templates.render_deployment_test(&test)?;
-                        Ok((
-                            Path::new(VM_TESTS)
-                                .join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),
-                            format!("{}\n{body}", marker_line(&source)),
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, GenerateError>>()
+                crate::deploy::plan_streaming(&spec, &catalog, &name, &kept, &|path, text| {
+                    sink.put(path.to_owned(), text)
+                })
+            },
+            || {
+                // One deployment test and one migration test (`fedigen migrate` run between two providers'
+                // machines) per operator, rendered in parallel (each is laid out by nixfmt, the costly part).
+                let deployment = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);
+                let migration = format!("{name} and {}", crate::template::MIGRATION_TEST);
+                spec.operators.par_iter().try_for_each(|operator| {
+                    let test = crate::template::DeploymentTest::new(&spec, &catalog, operator);
+                    let body = templates.render_deployment_test(&test)?;
+                    sink.put(
+                        Path::new(VM_TESTS)
+                            .join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),
+                        &format!("{}\n{body}", marker_line(&deployment)),
+                    )?;
+                    let test = crate::template::MigrationTest::new(&spec, &catalog, operator);
+                    let body = templates.render_migration_test(&test)?;
+                    sink.put(
+                        Path::new(VM_TESTS).join(format!(
+                            "{}{}.nix",
+                            crate::shared::MIGRATION_TEST_PREFIX,
+                            operator.name
+                        )),
+                        &format!("{}\n{body}", marker_line(&migration)),
+                    )
+                })
             },
         );
-        plan.files.extend(deployments?);
-        plan.files.extend(tests?);
-        // One migration VM test per operator (`fedigen migrate` run between two providers' machines).
-        use rayon::prelude::*;
-        let source = format!("{name} and {}", crate::template::MIGRATION_TEST);
-        let tests = spec
-            .operators
-            .par_iter()
-            .map(|operator| {
-                let test = crate::template::MigrationTest::new(&spec, &catalog, operator);
-                let body = templates.render_migration_test(&test)?;
-                Ok((
-                    Path::new(VM_TESTS).join(format!(
-                        "{}{}.nix",
-                        crate::shared::MIGRATION_TEST_PREFIX,
-                        operator.name
-                    )),
-                    format!("{}\n{body}", marker_line(&source)),
-                ))
-            })
-            .collect::<Result<Vec<_>, GenerateError>>()?;
-        plan.files.extend(tests);
+        deployments?;
+        tests?;
         // The provider's object-storage test (its Garage cluster, one operator's Mastodon media in it).
         if let Some(test) = crate::template::StorageTest::new(&spec, &catalog) {
             let source = format!("{name} and {}", crate::template::STORAGE_TEST);
             let body = templates.render_storage_test(&test)?;
-            plan.files.insert(
+            sink.put(
                 Path::new(VM_TESTS).join(crate::template::STORAGE_TEST_FILE),
-                format!("{}\n{body}", marker_line(&source)),
-            );
+                &format!("{}\n{body}", marker_line(&source)),
+            )?;
         }
     }
-    plan.regions = fill_regions(repo, &plan, &manifests)?;
-    Ok(plan)
+    let paths = sink.paths.into_inner().expect("no panic holds it");
+    fill_regions(repo, &roots(spec.is_some()), &paths, &manifests)
 }
 
 /// How a generated file's header names a source file: by its path relative to the repository whatever the
@@ -508,8 +571,8 @@ struct RegionInputs<'a> {
     depth: usize,
     /// The applications with a template, in order.
     apps: Vec<&'a str>,
-    /// The planned output.
-    plan: &'a Plan,
+    /// Every generated file (relative to the repository).
+    paths: &'a std::collections::BTreeSet<PathBuf>,
 }
 
 impl RegionInputs<'_> {
@@ -562,7 +625,7 @@ fn nixos_modules_region(inputs: &RegionInputs) -> Result<(Content, Expr), Lexica
 
 fn vm_tests_region(inputs: &RegionInputs) -> Result<(Content, Expr), LexicalError> {
     let mut entries = Vec::new();
-    for path in inputs.plan.files.keys().filter(|p| p.starts_with(VM_TESTS)) {
+    for path in inputs.paths.iter().filter(|p| p.starts_with(VM_TESTS)) {
         let Some(test) = path.file_stem().and_then(|s| s.to_str()) else {
             continue;
         };
@@ -578,11 +641,12 @@ fn vm_tests_region(inputs: &RegionInputs) -> Result<(Content, Expr), LexicalErro
 /// hidden folders and `target/` are not searched.
 fn fill_regions(
     repo: &Path,
-    plan: &Plan,
+    roots: &[PathBuf],
+    paths: &std::collections::BTreeSet<PathBuf>,
     manifests: &[Manifest],
 ) -> Result<std::collections::BTreeMap<PathBuf, String>, GenerateError> {
     let mut filled = std::collections::BTreeMap::new();
-    for file in files_with_regions(repo, &plan.roots)? {
+    for file in files_with_regions(repo, roots)? {
         let text = std::fs::read_to_string(repo.join(&file))
             .map_err(crate::io_error::IoError::on("read", &file))?;
         let name = file.display().to_string();
@@ -592,7 +656,7 @@ fn fill_regions(
                 .iter()
                 .map(|m| m.application.name.as_str())
                 .collect(),
-            plan,
+            paths,
         };
         let new = region::fill(&name, &text, |found| {
             let Some(known) = REGIONS.iter().find(|r| r.name == found.name) else {

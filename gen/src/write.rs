@@ -124,9 +124,11 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 /// Compares the plan with what is on disk under `repo`, staging left by interrupted runs included; writes
 /// nothing. Hand-written files are ignored.
 pub fn compare(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
-    // A run writing this repository finishes first: its staging is not a leftover, its roots not half-swapped.
-    let _lock = lock_repository(repo, false)?;
-    differences(repo, plan)
+    let run = Writer::begin(repo, &plan.roots, Mode::Check)?;
+    for (path, contents) in &plan.files {
+        run.file(path, contents)?;
+    }
+    run.finish(&plan.regions)
 }
 
 /// Locks the repository folder (`flock`) for the life of the returned file: exclusively to write, shared to
@@ -141,50 +143,6 @@ fn lock_repository(repo: &Path, exclusive: bool) -> Result<File, WriteError> {
     Ok(folder)
 }
 
-/// [`compare`] under a lock its caller holds.
-fn differences(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
-    let mut differences = Vec::new();
-    for (path, contents) in &plan.files {
-        match std::fs::read_to_string(repo.join(path)) {
-            Ok(existing) if &existing == contents => {}
-            Ok(existing) => differences.push(Difference::Changed(
-                path.clone(),
-                unified_diff(path, &existing, contents),
-            )),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                differences.push(Difference::Missing(path.clone()))
-            }
-            Err(e) => return Err(io("read", &repo.join(path))(e)),
-        }
-    }
-    for (path, contents) in &plan.regions {
-        let existing =
-            std::fs::read_to_string(repo.join(path)).map_err(io("read", &repo.join(path)))?;
-        if &existing != contents {
-            differences.push(Difference::Changed(
-                path.clone(),
-                unified_diff(path, &existing, contents),
-            ));
-        }
-    }
-    for root in &plan.roots {
-        for file in files_under(&repo.join(root))? {
-            let relative = file.strip_prefix(repo).unwrap_or(&file).to_owned();
-            if !plan.files.contains_key(&relative)
-                && !is_edit_staging_name(&relative)
-                && is_generated(&file)
-            {
-                differences.push(Difference::Stale(relative));
-            }
-        }
-    }
-    for leftover in leftovers(repo)? {
-        differences.push(Difference::Leftover(leftover));
-    }
-    differences.sort_by(|a, b| a.path().cmp(b.path()));
-    Ok(differences)
-}
-
 /// A unified diff of one file, from `old` (disk) to `new` (plan).
 pub fn unified_diff(path: &Path, old: &str, new: &str) -> String {
     similar::TextDiff::from_lines(old, new)
@@ -197,81 +155,266 @@ pub fn unified_diff(path: &Path, old: &str, new: &str) -> String {
         .to_string()
 }
 
-/// Writes the plan: staging left by interrupted runs is removed first, then each root is rebuilt beside the old
-/// one and swapped in atomically. Runs on one repository take turns (a lock on its folder). Nothing is written
-/// when the disk already matches. Returns the differences that were applied.
+/// Writes the plan: staging left by interrupted runs is removed, and each root with a difference is rebuilt
+/// beside the old one and swapped in atomically. Runs on one repository take turns (a lock on its folder).
+/// Nothing is written when the disk already matches. Returns the differences that were applied.
 pub fn write(repo: &Path, plan: &Plan) -> Result<Vec<Difference>, WriteError> {
-    let _lock = lock_repository(repo, true)?;
-    for path in plan.files.keys() {
-        if !plan.roots.iter().any(|root| path.starts_with(root)) {
-            return Err(WriteError::OutsideRoots(path.clone()));
-        }
-        let target = repo.join(path);
-        if target.exists() && !is_generated(&target) {
-            return Err(WriteError::HandWritten(path.clone()));
-        }
+    let run = Writer::begin(repo, &plan.roots, Mode::Write { diffs: true })?;
+    for (path, contents) in &plan.files {
+        run.file(path, contents)?;
     }
-    let differences = differences(repo, plan)?;
-    for difference in &differences {
-        if let Difference::Leftover(path) = difference {
-            remove_leftover(repo, path)?;
-        }
-    }
-    for root in &plan.roots {
-        if differences
-            .iter()
-            .any(|d| !matches!(d, Difference::Leftover(_)) && d.path().starts_with(root))
-        {
-            replace_root(repo, root, plan)?;
-        }
-    }
-    for (path, contents) in &plan.regions {
-        if differences.iter().any(|d| d.path() == path) {
-            replace_file(&repo.join(path), contents)?;
-        }
-    }
-    Ok(differences)
+    run.finish(&plan.regions)
 }
 
-/// Builds `root`'s new contents in a staging folder beside it and swaps them in.
-fn replace_root(repo: &Path, root: &Path, plan: &Plan) -> Result<(), WriteError> {
-    let target = repo.join(root);
-    let parent = target.parent().unwrap_or(repo).to_owned();
-    std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let staging = Staging::create(&parent, &name)?;
-    let tree = staging.dir.path().join(STAGING_TREE);
-    std::fs::create_dir(&tree).map_err(io("create", &tree))?;
-    // Hand-written files come along unchanged, with their permissions (a temporary file of an edit is not one).
-    for file in files_under(&target)? {
-        if !is_generated(&file) && !is_edit_staging_name(&file) {
-            let relative = file.strip_prefix(&target).unwrap_or(&file);
-            let destination = tree.join(relative);
-            if let Some(dir) = destination.parent() {
-                std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+/// What a [`Writer`] does with each file it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Write: each root with a difference is rebuilt in staging and swapped in by [`Writer::finish`]. With
+    /// `diffs`, a changed file's [`Difference::Changed`] holds its unified diff; without, an empty text (the
+    /// command line says only "updated", and a diff of every file of a large generation would be held to the
+    /// end: its size again).
+    Write {
+        /// Whether changed files carry their diff.
+        diffs: bool,
+    },
+    /// Compare only (`--check`): nothing is written; changed files carry their diff.
+    Check,
+}
+
+/// One run of `generate` over a repository, fed file by file as the files are planned, so that no file's text
+/// has to outlive its comparison and write (issue #18: at 10,000 operators the whole plan was 640 MiB).
+///
+/// The guarantees are [`write`](fn@write)'s: a root is rebuilt in a locked staging folder beside it and swapped in
+/// whole by [`Writer::finish`] (one `renameat2(RENAME_EXCHANGE)`), so a run that fails or is interrupted
+/// leaves the old root as it was and its staging is removed (or, killed, found as a leftover by the next run);
+/// generated files the run did not produce are left behind with the old root; hand-written files are carried
+/// over and never overwritten. A root's staging is created only at its first difference, its files up to then
+/// copied from the root (they were equal), so an up-to-date run writes nothing. The repository stays locked for
+/// the writer's life. [`Writer::file`] may be called from many threads at once.
+pub struct Writer {
+    repo: PathBuf,
+    mode: Mode,
+    roots: Vec<RootRun>,
+    /// Every file given so far (relative to the repository): what is not among them is stale.
+    produced: std::sync::Mutex<std::collections::BTreeSet<PathBuf>>,
+    differences: std::sync::Mutex<Vec<Difference>>,
+    /// Declared last: the repository stays locked until the staging folders are gone.
+    _lock: File,
+}
+
+/// One root of a [`Writer`]'s run.
+struct RootRun {
+    /// Relative to the repository.
+    root: PathBuf,
+    state: std::sync::Mutex<RootState>,
+}
+
+/// Whether a root has its staging yet, and the files given before it had (equal to the disk's).
+#[derive(Default)]
+struct RootState {
+    /// The staging folder and the new tree inside it, from the root's first difference on.
+    staging: Option<(Staging, PathBuf)>,
+    /// Files (relative to the root) given before the staging existed; they equal the root's and are copied
+    /// into the staging when it is created.
+    kept: Vec<PathBuf>,
+}
+
+impl Writer {
+    /// Starts a run on `repo` owning `roots` (relative folders): locks the repository (exclusively to write,
+    /// shared to compare). Nothing is written yet.
+    pub fn begin(repo: &Path, roots: &[PathBuf], mode: Mode) -> Result<Self, WriteError> {
+        let lock = lock_repository(repo, matches!(mode, Mode::Write { .. }))?;
+        Ok(Self {
+            repo: repo.to_owned(),
+            mode,
+            roots: roots
+                .iter()
+                .map(|root| RootRun {
+                    root: root.clone(),
+                    state: std::sync::Mutex::default(),
+                })
+                .collect(),
+            produced: std::sync::Mutex::default(),
+            differences: std::sync::Mutex::default(),
+            _lock: lock,
+        })
+    }
+
+    /// How many files were given so far.
+    pub fn files(&self) -> usize {
+        self.produced.lock().expect("no panic holds it").len()
+    }
+
+    /// One generated file (`path` relative to the repository, `contents` with its marker): compared with the
+    /// disk, and when writing, put into its root's staging. A file lying outside every root, or one that would
+    /// replace a hand-written file, is refused.
+    pub fn file(&self, path: &Path, contents: &str) -> Result<(), WriteError> {
+        let Some(root) = self.roots.iter().find(|r| path.starts_with(&r.root)) else {
+            return Err(WriteError::OutsideRoots(path.to_owned()));
+        };
+        let target = self.repo.join(path);
+        let difference = match std::fs::read(&target) {
+            Ok(existing) if existing == contents.as_bytes() => None,
+            Ok(existing) if !has_marker(&existing) => {
+                return Err(WriteError::HandWritten(path.to_owned()));
             }
-            std::fs::copy(&file, &destination).map_err(io("copy", &file))?;
-        }
-    }
-    for (path, contents) in &plan.files {
-        if let Ok(relative) = path.strip_prefix(root) {
-            let destination = tree.join(relative);
-            if let Some(dir) = destination.parent() {
-                std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+            Ok(existing) => Some(Difference::Changed(
+                path.to_owned(),
+                match self.mode {
+                    Mode::Write { diffs: false } => String::new(),
+                    _ => unified_diff(path, &String::from_utf8_lossy(&existing), contents),
+                },
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some(Difference::Missing(path.to_owned()))
             }
-            std::fs::write(&destination, contents).map_err(io("write", &destination))?;
+            Err(_) if target.exists() && !is_generated(&target) => {
+                return Err(WriteError::HandWritten(path.to_owned()));
+            }
+            Err(e) => return Err(io("read", &target)(e)),
+        };
+        self.produced
+            .lock()
+            .expect("no panic holds it")
+            .insert(path.to_owned());
+        let changed = difference.is_some();
+        if let Some(difference) = difference {
+            self.differences
+                .lock()
+                .expect("no panic holds it")
+                .push(difference);
         }
+        if self.mode == Mode::Check {
+            return Ok(());
+        }
+        let relative = path.strip_prefix(&root.root).unwrap_or(path);
+        let tree = {
+            let mut state = root.state.lock().expect("no panic holds it");
+            if state.staging.is_none() && !changed {
+                state.kept.push(relative.to_owned());
+                return Ok(());
+            }
+            staged(&self.repo, &root.root, &mut state)?.to_owned()
+        };
+        put(&tree.join(relative), contents.as_bytes())
     }
-    if target.exists() {
-        exchange(&tree, &target)?;
-        // `tree` now holds the old root; it goes with the staging folder.
-    } else {
-        std::fs::rename(&tree, &target).map_err(io("rename a folder to", &target))?;
+
+    /// Ends the run: finds the generated files no longer produced (stale) and the leftovers of interrupted runs,
+    /// compares the hand-written files holding `regions`; when writing, removes the leftovers, swaps in each root
+    /// with a difference and replaces the changed regions' files. Returns every difference, sorted by path.
+    pub fn finish(
+        self,
+        regions: &BTreeMap<PathBuf, String>,
+    ) -> Result<Vec<Difference>, WriteError> {
+        let produced = self.produced.into_inner().expect("no panic holds it");
+        let mut differences = self.differences.into_inner().expect("no panic holds it");
+        for root in &self.roots {
+            for file in files_under(&self.repo.join(&root.root))? {
+                let relative = file.strip_prefix(&self.repo).unwrap_or(&file).to_owned();
+                if !produced.contains(&relative)
+                    && !is_edit_staging_name(&relative)
+                    && is_generated(&file)
+                {
+                    differences.push(Difference::Stale(relative));
+                }
+            }
+        }
+        let mut changed_regions = Vec::new();
+        for (path, contents) in regions {
+            let file = self.repo.join(path);
+            let existing = std::fs::read_to_string(&file).map_err(io("read", &file))?;
+            if &existing != contents {
+                changed_regions.push((file, contents));
+                differences.push(Difference::Changed(
+                    path.clone(),
+                    match self.mode {
+                        Mode::Write { diffs: false } => String::new(),
+                        _ => unified_diff(path, &existing, contents),
+                    },
+                ));
+            }
+        }
+        // This run's own staging is locked by it, so it is never taken for a leftover.
+        let leftovers = leftovers(&self.repo)?;
+        if let Mode::Write { .. } = self.mode {
+            for leftover in &leftovers {
+                remove_leftover(&self.repo, leftover)?;
+            }
+            for root in self.roots {
+                let mut state = root.state.into_inner().expect("no panic holds it");
+                if !differences.iter().any(|d| d.path().starts_with(&root.root)) {
+                    continue;
+                }
+                let target = self.repo.join(&root.root);
+                let mut staging = RootState {
+                    staging: state.staging.take(),
+                    kept: std::mem::take(&mut state.kept),
+                };
+                let tree = staged(&self.repo, &root.root, &mut staging)?.to_owned();
+                if target.exists() {
+                    exchange(&tree, &target)?;
+                    // `tree` now holds the old root; it goes with the staging folder.
+                } else {
+                    std::fs::rename(&tree, &target).map_err(io("rename a folder to", &target))?;
+                }
+                staging.staging.expect("staged above").0.remove()?;
+            }
+            for (file, contents) in changed_regions {
+                replace_file(&file, contents)?;
+            }
+        }
+        differences.extend(leftovers.into_iter().map(Difference::Leftover));
+        differences.sort_by(|a, b| a.path().cmp(b.path()));
+        Ok(differences)
     }
-    staging.remove()
+}
+
+/// A root's staging tree, created at the first call: beside the root, with the root's hand-written files and
+/// the files kept so far (equal to the root's) copied in.
+fn staged<'a>(repo: &Path, root: &Path, state: &'a mut RootState) -> Result<&'a Path, WriteError> {
+    if state.staging.is_none() {
+        let target = repo.join(root);
+        let parent = target.parent().unwrap_or(repo).to_owned();
+        std::fs::create_dir_all(&parent).map_err(io("create", &parent))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let staging = Staging::create(&parent, &name)?;
+        let tree = staging.dir.path().join(STAGING_TREE);
+        std::fs::create_dir(&tree).map_err(io("create", &tree))?;
+        // Hand-written files come along unchanged, with their permissions (a temporary file of an edit is
+        // not one).
+        for file in files_under(&target)? {
+            if !is_generated(&file) && !is_edit_staging_name(&file) {
+                let relative = file.strip_prefix(&target).unwrap_or(&file);
+                copy(&file, &tree.join(relative))?;
+            }
+        }
+        for relative in std::mem::take(&mut state.kept) {
+            copy(&target.join(&relative), &tree.join(&relative))?;
+        }
+        state.staging = Some((staging, tree));
+    }
+    Ok(&state.staging.as_ref().expect("created above").1)
+}
+
+/// Writes a new file into a staging tree, creating its folders.
+fn put(destination: &Path, contents: &[u8]) -> Result<(), WriteError> {
+    if let Some(dir) = destination.parent() {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    std::fs::write(destination, contents).map_err(io("write", destination))
+}
+
+/// Copies a file into a staging tree (with its permissions), creating its folders.
+fn copy(file: &Path, destination: &Path) -> Result<(), WriteError> {
+    if let Some(dir) = destination.parent() {
+        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
+    }
+    std::fs::copy(file, destination)
+        .map(drop)
+        .map_err(io("copy", file))
 }
 
 /// The file inside every staging folder that marks it as fedigen's, locked by the run writing it.
@@ -579,12 +722,15 @@ pub(crate) fn is_generated(file: &Path) -> bool {
             f.take(JSON_MARKER.len().max(MARKER.len()) as u64)
                 .read_to_end(&mut head)
         })
-        .is_ok_and(|_| {
-            head.starts_with(MARKER.as_bytes())
-                || head.starts_with(JSON_MARKER.as_bytes())
-                || (head.first() == Some(&b';')
-                    && head.get(1..MARKER.len()) == Some(&MARKER.as_bytes()[1..]))
-        })
+        .is_ok_and(|_| has_marker(&head))
+}
+
+/// Whether a file's text starts with a generated-file marker (see [`is_generated`]).
+fn has_marker(head: &[u8]) -> bool {
+    head.starts_with(MARKER.as_bytes())
+        || head.starts_with(JSON_MARKER.as_bytes())
+        || (head.first() == Some(&b';')
+            && head.get(1..MARKER.len()) == Some(&MARKER.as_bytes()[1..]))
 }
 
 /// Every regular file under `dir` (none when it does not exist), sorted.

@@ -145,6 +145,7 @@ impl From<GenerateError> for CliError {
     fn from(error: GenerateError) -> Self {
         match error {
             GenerateError::InvalidSpec(load) => Self::from(*load),
+            GenerateError::Write(write) => Self::from(write),
             GenerateError::Io(io)
             | GenerateError::VmIds(fedigen::deploy::tofu::VmIdsError::Io(io)) => Self::from(io),
             other => Self::invalid(other),

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::cli::error::{Class, CliError, CliResult, Status};
-use fedigen::generate::{GenerateError, find_repository, plan, plan_with_spec};
+use fedigen::generate::{DEFAULT_SPEC, GenerateError, find_repository, plan_with_spec};
 use fedigen::model::LoadError;
-use fedigen::write::{Difference, compare, write};
+use fedigen::write::{Difference, Mode, Writer};
 
 /// Regenerate `modules/`, `deployments/` and `vm-tests/generated/` from the templates and a specification.
 ///
@@ -37,11 +37,23 @@ pub struct GenerateArgs {
 }
 
 /// Runs `fedigen generate`.
+///
+/// Each file is compared, and written into its folder's staging, as soon as it is planned (a [`Writer`] fed by
+/// [`fedigen::generate::stream`]): no file's text outlives its write (issue #18).
 pub fn run(args: GenerateArgs) -> CliResult {
-    let (repo, plan) = plan_repository(args.repo, args.spec.as_deref())?;
+    let repo = repository(args.repo)?;
+    let spec = spec_or_default(&repo, args.spec.as_deref());
+    let mode = if args.check {
+        Mode::Check
+    } else {
+        Mode::Write { diffs: false }
+    };
+    let run = Writer::begin(&repo, &fedigen::generate::roots(spec.is_some()), mode)?;
+    let regions =
+        fedigen::generate::stream(&repo, spec.as_deref(), &run).map_err(planning_failed)?;
+    let total = run.files() + regions.len();
+    let differences = run.finish(&regions)?;
     if args.check {
-        let differences = compare(&repo, &plan)?;
-        let total = plan.files.len() + plan.regions.len();
         if args.json {
             crate::cli::output::outln!("{}", check_json(&repo, total, &differences));
             return Ok(if differences.is_empty() {
@@ -69,25 +81,20 @@ pub fn run(args: GenerateArgs) -> CliResult {
             }
         }
         if differences.is_empty() {
-            crate::cli::output::info!(
-                "{} generated files are up to date",
-                plan.files.len() + plan.regions.len()
-            );
+            crate::cli::output::info!("{total} generated files are up to date");
             Ok(Status::Success)
         } else {
             crate::cli::output::info!(
-                "{} of {} generated files are stale; run `fedigen generate`",
+                "{} of {total} generated files are stale; run `fedigen generate`",
                 differences.len(),
-                plan.files.len() + plan.regions.len()
             );
             Ok(Status::Problems)
         }
     } else {
-        match write(&repo, &plan)? {
+        match differences {
             applied if applied.is_empty() => {
                 crate::cli::output::info!(
-                    "{} generated files are up to date; nothing written",
-                    plan.files.len() + plan.regions.len()
+                    "{total} generated files are up to date; nothing written"
                 );
                 Ok(Status::Success)
             }
@@ -120,16 +127,27 @@ pub(crate) fn plan_repository(
     repo: Option<PathBuf>,
     spec: Option<&Path>,
 ) -> Result<(PathBuf, fedigen::write::Plan), CliError> {
+    let repo = repository(repo)?;
+    let spec = spec_or_default(&repo, spec);
+    let planned = plan_with_spec(&repo, spec.as_deref());
+    Ok((repo, planned.map_err(planning_failed)?))
+}
+
+/// The repository: `--repo`, else the one the current folder is in.
+fn repository(repo: Option<PathBuf>) -> Result<PathBuf, CliError> {
     let start = match repo {
         Some(repo) => repo,
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
-    let repo = find_repository(&start)?;
-    let planned = match spec {
-        Some(spec) => plan_with_spec(&repo, Some(spec)),
-        None => plan(&repo),
-    };
-    Ok((repo, planned.map_err(planning_failed)?))
+    Ok(find_repository(&start)?)
+}
+
+/// The specification: `--spec`, else the repository's example when it has one (as [`fedigen::generate::plan`]).
+fn spec_or_default(repo: &Path, spec: Option<&Path>) -> Option<PathBuf> {
+    match spec {
+        Some(spec) => Some(spec.to_owned()),
+        None => Some(repo.join(DEFAULT_SPEC)).filter(|spec| spec.is_file()),
+    }
 }
 
 pub(crate) fn planning_failed(error: GenerateError) -> CliError {

@@ -395,13 +395,40 @@ pub fn plan_keeping(
     spec_name: &str,
     kept: &Kept,
 ) -> Result<BTreeMap<PathBuf, String>, DeployError> {
-    let mut files = BTreeMap::new();
+    let files = std::sync::Mutex::new(BTreeMap::new());
+    plan_streaming(
+        spec,
+        catalog,
+        spec_name,
+        kept,
+        &|path: &Path, text: &str| {
+            files
+                .lock()
+                .expect("no panic holds it")
+                .insert(path.to_owned(), text.to_owned());
+            Ok::<(), DeployError>(())
+        },
+    )?;
+    Ok(files.into_inner().expect("no panic holds it"))
+}
+
+/// [`plan_keeping`], giving each file to `sink` as soon as it is emitted (from rayon's threads, in no particular
+/// order) instead of holding them all: `fedigen generate` writes each into its staging at once (issue #18). The
+/// first error reported is the first machine's, as for [`plan_keeping`]; a sink's error stops the planning.
+pub fn plan_streaming<E: From<DeployError> + Send>(
+    spec: &Spec,
+    catalog: &Catalog,
+    spec_name: &str,
+    kept: &Kept,
+    sink: &(dyn Fn(&Path, &str) -> Result<(), E> + Sync),
+) -> Result<(), E> {
     let header = |what: &str| vec![marker_text(&format!("{spec_name} ({what})"))];
     let spec_dir = Path::new(spec_name).parent().unwrap_or(Path::new(""));
-    // Each machine is described, emitted and verified on rayon's threads, and its expression dropped at once: at
-    // 10,000 operators, holding all 40,000 expressions until the last was emitted was most of the peak memory
-    // (issue #18). Results are taken in the machines' order, so the first error reported is the first machine's.
-    let described: Vec<Result<Option<MachineFile>, DeployError>> = {
+    // Each machine is described, emitted, verified and handed to the sink on rayon's threads, and its expression
+    // and text dropped at once: at 10,000 operators, holding all 40,000 expressions until the last was emitted
+    // was most of the peak memory (issue #18). Results are taken in the machines' order, so the first error
+    // reported is the first machine's.
+    let described: Vec<Result<Option<PlannedMachine>, E>> = {
         use rayon::prelude::*;
         machines(spec, catalog)
             .into_par_iter()
@@ -444,25 +471,26 @@ pub fn plan_keeping(
                     }
                 };
                 let (path, text) = machine_file(&machine, &module, &header(&what))?;
-                Ok(Some((machine, path, text)))
+                drop(module);
+                sink(&path, &text)?;
+                Ok(Some(machine))
             })
             .collect()
     };
     let mut machines = Vec::with_capacity(described.len());
-    for file in described {
-        if let Some((machine, path, text)) = file? {
-            files.insert(path, text);
+    for machine in described {
+        if let Some(machine) = machine? {
             machines.push(machine);
         }
     }
     // The files beside the machines' folders: each with the marker, what it is (`what`) and a line on its use.
-    let mut top_level = |name: &str, what: &str, purpose: &str, module: &Expr| {
+    let top_level = |name: &str, what: &str, purpose: &str, module: &Expr| {
         let mut lines = header(what);
         lines.extend(purpose.lines().map(str::to_owned));
         let path = format!("{DEPLOYMENTS}/{name}");
-        let text = emit_file(&path, &lines, module, Verification::Syntax)?;
-        files.insert(PathBuf::from(path), text);
-        Ok::<(), DeployError>(())
+        let text =
+            emit_file(&path, &lines, module, Verification::Syntax).map_err(DeployError::from)?;
+        sink(Path::new(&path), &text)
     };
     top_level(
         BASE_MODULE,
@@ -507,7 +535,8 @@ pub fn plan_keeping(
                     Expr::SourcePath(SourcePath::new(&format!("./{}", m.file))?),
                 ))
             })
-            .collect::<Result<Vec<_>, LexicalError>>()?,
+            .collect::<Result<Vec<_>, LexicalError>>()
+            .map_err(DeployError::from)?,
     );
     top_level(
         "default.nix",
@@ -534,24 +563,20 @@ pub fn plan_keeping(
         &nixops4(&machines, &kept.host_keys, &sops::input_modules(spec)?)?,
     )?;
     if let Runtime::Proxmox(proxmox) = &spec.provider.runtime {
-        files.extend(tofu::plan(
-            spec,
-            proxmox,
-            catalog,
-            &machines,
-            &kept.vm_ids,
-            spec_name,
-        )?);
+        for (path, text) in tofu::plan(spec, proxmox, catalog, &machines, &kept.vm_ids, spec_name)?
+        {
+            sink(&path, &text)?;
+        }
     }
     if let Some(mut description) = storage::description(spec, catalog) {
         description.comment = Some(
             marker_text(&format!("{spec_name} (the storage description)"))
                 + " The cluster, buckets and keys `fedigen storage apply` brings Garage to, on the first Garage node; no secrets (key files are paths on that node).",
         );
-        files.insert(
-            PathBuf::from(DEPLOYMENTS).join(storage::DESCRIPTION_FILE),
-            description.to_json(),
-        );
+        sink(
+            &PathBuf::from(DEPLOYMENTS).join(storage::DESCRIPTION_FILE),
+            &description.to_json(),
+        )?;
     }
     for (path, text) in dns::zones(
         spec,
@@ -559,13 +584,10 @@ pub fn plan_keeping(
         &machines,
         &marker_text(&format!("{spec_name} (DNS zone)")),
     ) {
-        files.insert(path, text);
+        sink(&path, &text)?;
     }
-    Ok(files)
+    Ok(())
 }
-
-/// A machine with its file's path and text, as [`plan_keeping`] emits it.
-type MachineFile = (PlannedMachine, PathBuf, String);
 
 /// Emits a machine's module as `deployments/<operator>/<application>.nix`.
 fn machine_file(

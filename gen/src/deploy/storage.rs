@@ -115,6 +115,17 @@ pub(crate) fn applications(spec: &Spec, catalog: &Catalog) -> Vec<AppStorage> {
     out
 }
 
+/// [`applications`] of the operator at index `operator` alone: what one operator's deployment test asks for
+/// (asking [`applications`] for each operator's test made generation quadratic in the number of operators;
+/// issue #18).
+pub(crate) fn operator_storage(spec: &Spec, catalog: &Catalog, operator: usize) -> Vec<AppStorage> {
+    let mut out = Vec::new();
+    if let Some(o) = spec.operators.get(operator) {
+        operator_applications(&mut out, operator, o, catalog);
+    }
+    out
+}
+
 /// [`applications`] of one operator (`i`, its index), by application name, appended to `out`. A machine's file
 /// asks for its own operator's only: asking [`applications`] for every machine made generation quadratic in
 /// the number of operators (issue #18: 4,000 machines × 4,000 applications' bucket names).
@@ -125,6 +136,8 @@ fn operator_applications(
     catalog: &Catalog,
 ) {
     for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
+        #[cfg(test)]
+        tests::LOOKED_AT.with(|n| n.set(n.get() + 1));
         let Some(manifest) = catalog.manifests.get(app) else {
             continue;
         };
@@ -295,6 +308,12 @@ pub(crate) fn settings_value(settings: &GarageSettings) -> Value {
 /// operator's application its buckets, each with the application's key (read+write; its id is the key file's).
 /// `None` when there is no object storage, or while a node has no `node_id` (validation warns then).
 pub fn description(spec: &Spec, catalog: &Catalog) -> Option<Description> {
+    description_of(spec, &applications(spec, catalog))
+}
+
+/// [`description`] with the buckets of `apps` alone (one operator's, for its deployment test, without going
+/// through every operator's: issue #18).
+pub(crate) fn description_of(spec: &Spec, apps: &[AppStorage]) -> Option<Description> {
     let storage = spec.provider.object_storage.as_ref()?;
     let mut description = Description::new(u32::from(storage.replication_factor));
     for (name, node) in &storage.nodes {
@@ -305,7 +324,7 @@ pub fn description(spec: &Spec, catalog: &Catalog) -> Option<Description> {
             u64::from(node.capacity_gib) << 30,
         );
     }
-    for app in applications(spec, catalog) {
+    for app in apps {
         let (_, key_path) = node_key_copy(&app.operator_name, &app.app);
         for (kind, bucket, _) in &app.buckets {
             description = description.with_bucket(Bucket {
@@ -332,20 +351,7 @@ pub(crate) fn node_secrets(spec: &Spec, catalog: &Catalog, node_name: &str) -> V
     let Some(storage) = &spec.provider.object_storage else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    if let Some(key) = storage.nodes.get(node_name).and_then(|n| n.node_key()) {
-        out.push(MachineSecret {
-            name: NODE_KEY_SECRET_NAME.to_owned(),
-            path: secret_path(key),
-            owner: "root".into(),
-            group: "root".into(),
-            mode: SECRET_MODE,
-            unit: "garage.service".into(),
-            holds: Holds::NodeKey(node_name.to_owned()),
-            provider: true,
-            reference: key.clone(),
-        });
-    }
+    let mut out: Vec<MachineSecret> = node_key_secret(spec, node_name).into_iter().collect();
     if designated_node(storage) == Some(node_name) && description(spec, catalog).is_some() {
         for app in applications(spec, catalog) {
             let (name, path) = node_key_copy(&app.operator_name, &app.app);
@@ -367,6 +373,29 @@ pub(crate) fn node_secrets(spec: &Spec, catalog: &Catalog, node_name: &str) -> V
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// The node key secret of Garage node `node_name` (the first of its [`node_secrets`]), without the applications'
+/// keys: what a deployment test asks for, once per operator (issue #18).
+pub(crate) fn node_key_secret(spec: &Spec, node_name: &str) -> Option<MachineSecret> {
+    let key = spec
+        .provider
+        .object_storage
+        .as_ref()?
+        .nodes
+        .get(node_name)?
+        .node_key()?;
+    Some(MachineSecret {
+        name: NODE_KEY_SECRET_NAME.to_owned(),
+        path: secret_path(key),
+        owner: "root".into(),
+        group: "root".into(),
+        mode: SECRET_MODE,
+        unit: "garage.service".into(),
+        holds: Holds::NodeKey(node_name.to_owned()),
+        provider: true,
+        reference: key.clone(),
+    })
 }
 
 /// [`node_secrets`] of the Garage node sharing the application machine `machine`, if one does.
@@ -719,6 +748,48 @@ mod tests {
 
     const ID1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
     const ID2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    thread_local! {
+        /// How many operators' applications [`operator_applications`] looked at on this thread.
+        pub(super) static LOOKED_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// One operator's deployment test looks at that operator's applications a bounded number of times, whatever
+    /// the number of other operators (issue #18: it asked every operator's, three times, for each test: quadratic
+    /// generation), and its storage description is the provider's with that operator's buckets only.
+    #[test]
+    fn a_deployment_test_looks_at_its_own_operator_only() {
+        let operators: Vec<(String, &str)> = (0..40)
+            .map(|i| {
+                (
+                    format!("op{i}"),
+                    "applications.mastodon = {}\napplications.peertube = {}",
+                )
+            })
+            .collect();
+        let operators: Vec<(&str, &str)> =
+            operators.iter().map(|(n, a)| (n.as_str(), *a)).collect();
+        let spec = spec(&two_nodes(), &operators);
+        let catalog = catalog();
+        for (i, operator) in spec.operators.iter().enumerate() {
+            LOOKED_AT.with(|n| n.set(0));
+            let test = crate::template::DeploymentTest::new(&spec, &catalog, operator);
+            let looked = LOOKED_AT.with(std::cell::Cell::get);
+            assert!(
+                looked <= 3 * operator.applications.len(),
+                "operator {i}'s test looked at {looked} applications of {} operators",
+                spec.operators.len()
+            );
+            drop(test);
+            let own = operator_storage(&spec, &catalog, i);
+            let mut all = description(&spec, &catalog).unwrap();
+            all.buckets.retain(|b| {
+                own.iter()
+                    .any(|a| a.buckets.iter().any(|(_, name, _)| *name == b.name))
+            });
+            assert_eq!(description_of(&spec, &own).unwrap(), all);
+        }
+    }
 
     /// A provider with two nodes and the given operators (`name`, applications as TOML lines).
     fn spec(nodes: &str, operators: &[(&str, &str)]) -> Spec {

@@ -48,7 +48,7 @@ pub use diagnostic::Diagnostic;
 pub use network::{Dns, Network, ProviderNetwork, StaticAddress};
 pub use path::FieldPath;
 pub use report::SpecReport;
-pub use source::{Format, SpecDocument};
+pub use source::{Format, SourceEntry, SourceIndex, SpecDocument};
 
 /// The application whose manifest describes the provider's object storage nodes (their ports and resources).
 pub const OBJECT_STORAGE_APPLICATION: &str = "garage";
@@ -601,8 +601,11 @@ fn io_problem(error: &std::io::Error) -> String {
 /// Reads, parses, validates and types a specification file; the format is chosen by its extension. Then the
 /// files it names beside itself (bare-metal hosts' hardware configurations) must exist, relative to its folder.
 pub fn load(path: &Path, catalog: &Catalog) -> Result<Spec, LoadError> {
-    let document = SpecDocument::read(path)?;
-    let spec = from_document(&document, catalog).map_err(|r| LoadError::Invalid(Box::new(r)))?;
+    let mut document = SpecDocument::read(path)?;
+    // The value is taken out of the document, not copied: the report needs only the text and the index (at
+    // 10,000 operators the copy was as large as the rest of the load; issue #18).
+    let value = std::mem::take(&mut document.value);
+    let spec = typed(&document, value, catalog).map_err(|r| LoadError::Invalid(Box::new(r)))?;
     let missing = check::files(&spec, path.parent().unwrap_or(Path::new("")));
     if missing.is_empty() {
         Ok(spec)
@@ -624,8 +627,13 @@ pub fn network_warnings(spec: &Spec, catalog: &Catalog) -> Vec<String> {
 
 /// Validates and types a parsed document, reporting every problem at once.
 pub fn from_document(document: &SpecDocument, catalog: &Catalog) -> Result<Spec, SpecReport> {
+    typed(document, document.value.clone(), catalog)
+}
+
+/// [`from_document`] for the document's `value`, given apart (the document's own is not read): [`load`] moves
+/// it out of the document rather than copying it.
+fn typed(document: &SpecDocument, mut value: Value, catalog: &Catalog) -> Result<Spec, SpecReport> {
     let mut diagnostics = document.diagnostics.clone();
-    let mut value = document.value.clone();
     if diagnostics.is_empty() {
         diagnostics.extend(shape::check(&value, catalog));
         shape::canonicalize(&mut value, catalog);

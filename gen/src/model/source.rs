@@ -14,7 +14,6 @@
 //!   order, announcing each with `builtins.trace`, so the report names the field that failed and its place.
 //! - Text that is not UTF-8 is reported at its first invalid byte (line, column and byte offset).
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
@@ -61,6 +60,77 @@ pub struct SourceEntry {
     pub value: Range<usize>,
 }
 
+/// Where each path of a document is written: a tree of steps, each step's key held once (a map keyed by whole
+/// [`FieldPath`]s held every ancestor's keys again in every path: about 670 bytes an entry, most of a large
+/// specification's load; issue #18).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SourceIndex {
+    /// (parent node, step) → child node; node 0 is the root.
+    children: std::collections::HashMap<(u32, Step), u32>,
+    /// Each node's entry, when its path is written.
+    entries: Vec<Option<SourceEntry>>,
+    /// How many paths have an entry.
+    len: usize,
+}
+
+impl SourceIndex {
+    /// The node of `path`, if any of its entries or descendants' was inserted.
+    fn node(&self, path: &FieldPath) -> Option<u32> {
+        let mut node = 0;
+        for step in &path.0 {
+            node = *self.children.get(&(node, step.clone()))?;
+        }
+        Some(node)
+    }
+
+    /// Where `path` is written, if it is.
+    pub fn get(&self, path: &FieldPath) -> Option<&SourceEntry> {
+        let node = self.node(path)?;
+        self.entries.get(node as usize)?.as_ref()
+    }
+
+    /// Records where `path` is written (replacing what was recorded for it).
+    pub fn insert(&mut self, path: &FieldPath, entry: SourceEntry) {
+        if self.entries.is_empty() {
+            self.entries.push(None);
+        }
+        let mut node = 0;
+        for step in &path.0 {
+            let next = u32::try_from(self.entries.len()).expect("fewer than 2^32 entries");
+            node = *self
+                .children
+                .entry((node, step.clone()))
+                .or_insert_with(|| {
+                    self.entries.push(None);
+                    next
+                });
+        }
+        let slot = &mut self.entries[node as usize];
+        if slot.is_none() {
+            self.len += 1;
+        }
+        *slot = Some(entry);
+    }
+
+    /// How many paths are recorded.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no path is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::ops::Index<&FieldPath> for SourceIndex {
+    type Output = SourceEntry;
+
+    fn index(&self, path: &FieldPath) -> &SourceEntry {
+        self.get(path).expect("the path is recorded")
+    }
+}
+
 /// A parsed specification: its value, where each part of it is written, and any problem found while parsing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpecDocument {
@@ -73,7 +143,7 @@ pub struct SpecDocument {
     /// The specification as JSON.
     pub value: Value,
     /// Where each path is written.
-    pub index: BTreeMap<FieldPath, SourceEntry>,
+    pub index: SourceIndex,
     /// Problems found while parsing (syntax errors, duplicate keys, values JSON cannot hold).
     pub diagnostics: Vec<Diagnostic>,
     /// What a reader of the diagnostics should know about positions.
@@ -150,7 +220,7 @@ impl SpecDocument {
             Ok(table) => {
                 let root = DeValue::Table(table.into_inner());
                 document.value =
-                    document.toml_value(&FieldPath::root(), None, &Spanned::new(0..0, root));
+                    document.toml_value(&mut FieldPath::root(), None, Spanned::new(0..0, root));
             }
             Err(e) => document.syntax_error(
                 e.span().unwrap_or(0..0),
@@ -238,7 +308,7 @@ impl SpecDocument {
             };
             let span = attribute_span(&text, &lines, line, column, key);
             document.index.insert(
-                FieldPath(steps),
+                &FieldPath(steps),
                 SourceEntry {
                     key: Some(span.clone()),
                     value: span,
@@ -349,9 +419,9 @@ impl SpecDocument {
     }
 
     fn empty(name: &str, text: &str, format: Format) -> Self {
-        let mut index = BTreeMap::new();
+        let mut index = SourceIndex::default();
         index.insert(
-            FieldPath::root(),
+            &FieldPath::root(),
             SourceEntry {
                 key: None,
                 value: 0..0,
@@ -402,21 +472,24 @@ impl SpecDocument {
         }
     }
 
+    /// Converts a parsed TOML value at `path` (restored on return) and records where it and everything in it
+    /// are written. Takes the parsed tree by value so that each part is freed once converted: the parse tree
+    /// and the JSON value are not both whole at once.
     fn toml_value(
         &mut self,
-        path: &FieldPath,
+        path: &mut FieldPath,
         key: Option<Range<usize>>,
-        value: &Spanned<DeValue<'_>>,
+        value: Spanned<DeValue<'_>>,
     ) -> Value {
         let span = value.span();
         self.index.insert(
-            path.clone(),
+            path,
             SourceEntry {
                 key,
                 value: span.clone(),
             },
         );
-        match value.get_ref() {
+        match value.into_inner() {
             DeValue::String(s) => Value::String(s.to_string()),
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => Value::from(n),
@@ -442,7 +515,7 @@ impl SpecDocument {
                     Value::Null
                 }
             },
-            DeValue::Boolean(b) => Value::Bool(*b),
+            DeValue::Boolean(b) => Value::Bool(b),
             DeValue::Datetime(_) => {
                 self.diagnostics.push(
                     Diagnostic::new(
@@ -456,17 +529,24 @@ impl SpecDocument {
             }
             DeValue::Array(items) => Value::Array(
                 items
-                    .iter()
+                    .into_iter()
                     .enumerate()
-                    .map(|(i, item)| self.toml_value(&path.index(i), None, item))
+                    .map(|(i, item)| {
+                        path.0.push(Step::Index(i));
+                        let value = self.toml_value(path, None, item);
+                        path.0.pop();
+                        value
+                    })
                     .collect(),
             ),
             DeValue::Table(table) => {
                 let mut map = Map::new();
-                for (k, v) in table.iter() {
-                    let child = path.key(k.get_ref());
-                    let value = self.toml_value(&child, Some(k.span()), v);
-                    map.insert(k.get_ref().to_string(), value);
+                for (k, v) in table {
+                    let name = k.get_ref().to_string();
+                    path.0.push(Step::Key(name.clone()));
+                    let value = self.toml_value(path, Some(k.span()), v);
+                    path.0.pop();
+                    map.insert(name, value);
                 }
                 Value::Object(map)
             }
@@ -714,7 +794,7 @@ impl JsonScanner<'_> {
             None => {}
         }
         self.document.index.insert(
-            path,
+            &path,
             SourceEntry {
                 key,
                 value: start..self.at,

@@ -1103,14 +1103,12 @@ impl DeploymentStorage {
             .operators
             .iter()
             .position(|o| o.name == operator.name)?;
-        let apps: Vec<storage::AppStorage> = storage::applications(spec, catalog)
-            .into_iter()
-            .filter(|a| a.operator == index)
-            .collect();
+        // This operator's alone (every operator's, once per operator's test, was quadratic: issue #18).
+        let apps = storage::operator_storage(spec, catalog, index);
         if apps.is_empty() {
             return None;
         }
-        let mut description = storage::description(spec, catalog)?;
+        let mut description = storage::description_of(spec, &apps)?;
         let (s3_host, media_host, _) = storage::endpoint_hosts(spec, catalog)?;
         // The node of an operator's machine, else the cluster's first node (on a node the test adds).
         let hosted = storage.nodes.iter().find_map(|(name, node)| {
@@ -1153,9 +1151,7 @@ impl DeploymentStorage {
                 }
             })
             .collect();
-        let node_key_path = storage::node_secrets(spec, catalog, &node_name)
-            .into_iter()
-            .find(|s| matches!(s.holds, Holds::NodeKey(_)))
+        let node_key_path = storage::node_key_secret(spec, &node_name)
             .map(|s| s.path)
             .unwrap_or_else(|| format!("/run/secrets/{}", storage::NODE_KEY_SECRET_NAME));
         let mut names = vec![s3_host.clone(), media_host.clone()];
