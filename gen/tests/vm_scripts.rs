@@ -1128,7 +1128,11 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
                 }) && has_call(test, m, &["wait_for_unit"], |a| a == "garage.service")
             })
             .collect();
-        assert_eq!(garage.len(), 2, "{file}: one Garage node per provider: {garage:?}");
+        assert_eq!(
+            garage.len(),
+            2,
+            "{file}: one Garage node per provider: {garage:?}"
+        );
         let (garage_a, garage_b) = (garage[0], garage[1]);
         assert!(
             garage_a.ends_with("_a") && garage_b.ends_with("_b"),
@@ -1140,18 +1144,32 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
             .skip(1)
             .map(|rest| &rest[..rest.find('"').unwrap()])
             .collect();
-        assert_eq!(s3_hosts.len(), 2, "{file}: two garageTestCluster: {s3_hosts:?}");
+        assert_eq!(
+            s3_hosts.len(),
+            2,
+            "{file}: two garageTestCluster: {s3_hosts:?}"
+        );
         assert_eq!(s3_hosts[0], s3_a, "{file}: A's S3 host");
         let s3_b = s3_hosts[1];
         assert_ne!(s3_b, s3_a, "{file}: B's S3 host is B's own");
         let media_b = s3_b.replacen("s3.", "media.", 1);
-        assert!(source.matches("common.garageTestCluster {").count() == 2, "{file}");
-        assert!(source.contains("objectStorageB"), "{file}: B's machines use B's storage");
+        assert!(
+            source.matches("common.garageTestCluster {").count() == 2,
+            "{file}"
+        );
+        assert!(
+            source.contains("objectStorageB"),
+            "{file}: B's machines use B's storage"
+        );
         // Per-side names: A's nodes never resolve B's storage; B's resolve both S3 hosts.
-        let hosts_a = &source[source.find("hostsA = {").unwrap()..source.find("hostsB = {").unwrap()];
+        let hosts_a =
+            &source[source.find("hostsA = {").unwrap()..source.find("hostsB = {").unwrap()];
         let hosts_b = &source[source.find("hostsB = {").unwrap()..];
         let hosts_b = &hosts_b[..hosts_b.find("};").unwrap()];
-        assert!(!hosts_a.contains(s3_b), "{file}: A's nodes resolve A's names only");
+        assert!(
+            !hosts_a.contains(s3_b),
+            "{file}: A's nodes resolve A's names only"
+        );
         assert!(
             hosts_b.contains(&format!("\"{s3_a}\"")) && hosts_b.contains(&format!("\"{s3_b}\"")),
             "{file}: B's nodes resolve B's S3 host and A's"
@@ -1176,7 +1194,10 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
                         spec.provider.domain
                     ))
                     .unwrap_or_else(|| panic!("{file}: {app}'s media is not shown in A's bucket"));
-                assert!(at_a < run, "{file}: {app}'s media is shown at A before the move");
+                assert!(
+                    at_a < run,
+                    "{file}: {app}'s media is shown at A before the move"
+                );
                 assert!(
                     script[at_a..run].contains(&format!("held_sha256({garage_a},")),
                     "{file}: {app}'s media is read from A's Garage"
@@ -1194,7 +1215,10 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
                     format!("key_file = \"/run/secrets/fedigen-migrate/{bucket}-source.env\";"),
                     format!("key_file = \"/run/secrets/fedigen-migrate/{bucket}-target.env\";"),
                 ] {
-                    assert!(flat.contains(&needle), "{file}: {machine}'s job lacks {needle}");
+                    assert!(
+                        flat.contains(&needle),
+                        "{file}: {machine}'s job lacks {needle}"
+                    );
                 }
                 proven += 1;
                 // Where every database moves, the media reads back at B from B's media host.
@@ -1205,7 +1229,9 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
                     .all(|d| d.engine == fedigen::state::Engine::Postgresql);
                 if moves_all {
                     let at_b = script
-                        .find(&format!("stored_objects(output, \"https://{media_b}/{bucket}/\")"))
+                        .find(&format!(
+                            "stored_objects(output, \"https://{media_b}/{bucket}/\")"
+                        ))
                         .unwrap_or_else(|| panic!("{file}: {app}'s media is not read back at B"));
                     assert!(at_b > run, "{file}");
                 }
@@ -1218,7 +1244,10 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
             "{file}: after the move, B's Garage holds the bytes A's held"
         );
     }
-    assert!(proven >= 3, "Mastodon, Pixelfed and PeerTube media move ({proven})");
+    assert!(
+        proven >= 3,
+        "Mastodon, Pixelfed and PeerTube media move ({proven})"
+    );
 }
 
 /// The bucket name rule of `deploy::storage::bucket_name`, restated: the specification's override, else

@@ -108,7 +108,10 @@ fn merged(
     more: &BTreeMap<String, Vec<String>>,
 ) -> BTreeMap<String, Vec<String>> {
     for (node, names) in more {
-        hosts.entry(node.clone()).or_default().extend(names.iter().cloned());
+        hosts
+            .entry(node.clone())
+            .or_default()
+            .extend(names.iter().cloned());
     }
     hosts
 }
@@ -355,17 +358,11 @@ impl MigrationTest {
                 if not_moved.is_empty() {
                     String::new()
                 } else {
-                    format!(
-                        "; not moved (so not read back): {}",
-                        not_moved.join(", ")
-                    )
+                    format!("; not moved (so not read back): {}", not_moved.join(", "))
                 }
             ),
             // Both sides' machines, and each side's Garage-only node (two cores).
-            cores: cores
-                .saturating_mul(2)
-                .saturating_add(2 * extra)
-                .max(1),
+            cores: cores.saturating_mul(2).saturating_add(2 * extra).max(1),
             machines,
             hosts_a,
             hosts_b,
