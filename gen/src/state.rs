@@ -37,6 +37,11 @@ pub struct State {
     /// The identity that must move with the server, by a short name (`secret_key_base`, `signing_key`).
     #[serde(default)]
     pub identity: BTreeMap<String, Identity>,
+    /// Units that derive state from what moved (the environment file, caches of the configuration, database
+    /// migrations), run again at the new provider after the move and before the applications start: upstream
+    /// runs them once at boot, before the moved data was there (Pixelfed's `pixelfed-data-setup.service`).
+    #[serde(default)]
+    pub setup_units: Vec<String>,
 }
 
 /// A database engine the migration can dump and restore.

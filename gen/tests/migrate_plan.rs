@@ -131,7 +131,33 @@ fn every_example_operator_moves_all_its_state_and_its_jobs_are_valid() {
                 );
             }
             assert!(!job.commands.freeze.is_empty() && !job.commands.source_start.is_empty());
+            // The units deriving state from what moved run again at B, before the application starts
+            // (Pixelfed's pixelfed-data-setup ran at B's boot, before the move replaced its data folder).
+            let manifest = &catalog.manifests[app];
+            let started = |unit: &str| {
+                job.commands
+                    .start
+                    .iter()
+                    .position(|argv| argv.iter().skip(2).any(|u| u == unit))
+            };
+            for unit in &manifest.state.setup_units {
+                let setup = started(unit)
+                    .unwrap_or_else(|| panic!("{machine}: the job's start never runs {unit}"));
+                assert_eq!(job.commands.start[setup][1], "restart", "{machine}: {unit}");
+                for app_unit in &manifest.health.units {
+                    assert!(
+                        started(app_unit).is_some_and(|i| i > setup),
+                        "{machine}: {app_unit} starts after {unit}"
+                    );
+                }
+            }
         }
+        assert!(
+            apps.iter()
+                .any(|app| !catalog.manifests[app].state.setup_units.is_empty())
+                || operator != "amstelland",
+            "Pixelfed declares its setup unit"
+        );
         // The JSON form reads back to the same plan.
         let back: Plan = serde_json::from_str(&plan.to_json()).unwrap();
         assert_eq!(back, plan);

@@ -358,8 +358,11 @@ fn every_script_is_python_the_driver_runs() {
     // Each script reads like nixpkgs' own: one text, not concatenated fragments.
     for file in generated_tests(&repository()) {
         let text = std::fs::read_to_string(&file).unwrap();
+        // The script is one indented string, or a function of the nodes returning one (as nixpkgs' tests that
+        // read a node's address write it: `testScript = { nodes, ... }: ''…''`).
+        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(
-            text.contains("testScript = ''"),
+            flat.contains("testScript = ''") || flat.contains("testScript = { nodes, ... }: ''"),
             "{}: the script is one indented string",
             file.display()
         );
@@ -1007,6 +1010,19 @@ fn every_deployment_test_with_object_storage_has_its_garage_node_and_proves_the_
         "the example has object storage"
     );
     let media = format!("https://media.{}/", spec.provider.domain);
+    // The one-node test cluster every test's Garage node gets (lib/common.nix, garageTestCluster).
+    let common = std::fs::read_to_string(repo.join("vm-tests/generated/lib/common.nix")).unwrap();
+    let cluster = &common[common
+        .find("garageTestCluster =")
+        .expect("lib/common.nix defines garageTestCluster")..];
+    for needle in [
+        "replicationFactor = lib.mkForce 1;",
+        "settings.bootstrap_peers = lib.mkForce [ ];",
+        "endpoints.s3Host = lib.mkForce s3Host;",
+        "settings.s3_web.root_domain = lib.mkForce \".web.${s3Host}\";",
+    ] {
+        assert!(cluster.contains(needle), "garageTestCluster lacks {needle}");
+    }
     let mut proven = 0;
     for operator in &spec.operators {
         let stored: Vec<(&String, &fedigen::manifest::Manifest)> = operator
@@ -1043,10 +1059,9 @@ fn every_deployment_test_with_object_storage_has_its_garage_node_and_proves_the_
             "{file}: {garage} runs Garage"
         );
         for needle in [
-            "replicationFactor = lib.mkForce 1;",
-            "settings.bootstrap_peers = lib.mkForce [ ];",
-            &format!("\"s3.{}\"", spec.provider.domain),
-            &format!("\"media.{}\"", spec.provider.domain),
+            "storageTest = common.garageTestCluster {",
+            &format!("s3Host = \"s3.{}\";", spec.provider.domain),
+            &format!("mediaHost = \"media.{}\";", spec.provider.domain),
         ] {
             assert!(source.contains(needle), "{file} lacks {needle}");
         }
@@ -1071,6 +1086,167 @@ fn every_deployment_test_with_object_storage_has_its_garage_node_and_proves_the_
     assert!(
         proven >= 3,
         "Mastodon, Pixelfed and PeerTube media are proven ({proven})"
+    );
+}
+
+/// Issues #15/#16: every migration test of an operator keeping files in buckets has two object storages (two
+/// Garage nodes, each running its provisioning unit, A's under the specification's domain and B's under another),
+/// each side's nodes resolving that side's S3 host, B's also A's (the job reads A's buckets); the seed's media is
+/// proven in A's bucket before `fedigen migrate run`, the job moves each bucket from A's endpoint to B's, and after
+/// the run the client follows the DNS switch and B's Garage holds the objects A held; where every database
+/// moves, the media reads back at B from B's media host. Fails on a tree whose migration tests have no Garage.
+#[test]
+fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_clusters() {
+    let (scripts, checked) = all();
+    let repo = repository();
+    let (spec, catalog) =
+        fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
+    let s3_a = format!("s3.{}", spec.provider.domain);
+    let mut proven = 0;
+    for operator in &spec.operators {
+        let stored: Vec<&String> = operator
+            .applications
+            .iter()
+            .filter(|(app, a)| a.enable && !catalog.manifests[*app].state.buckets.is_empty())
+            .map(|(app, _)| app)
+            .collect();
+        if stored.is_empty() {
+            continue;
+        }
+        let file = format!("migrate-{}.nix", operator.name);
+        let script = &scripts[&file].text;
+        let test = &checked[&file];
+        assert!(test.problems.is_empty(), "{file}: {:?}", test.problems);
+        let source = std::fs::read_to_string(repo.join("vm-tests/generated").join(&file)).unwrap();
+        // Two Garage nodes, each provisioned.
+        let garage: Vec<&String> = scripts[&file]
+            .machines
+            .iter()
+            .filter(|m| {
+                has_call(test, m, &["wait_for_unit"], |a| {
+                    a == "fedigen-storage-apply.service"
+                }) && has_call(test, m, &["wait_for_unit"], |a| a == "garage.service")
+            })
+            .collect();
+        assert_eq!(
+            garage.len(),
+            2,
+            "{file}: one Garage node per provider: {garage:?}"
+        );
+        let (garage_a, garage_b) = (garage[0], garage[1]);
+        assert!(
+            garage_a.ends_with("_a") && garage_b.ends_with("_b"),
+            "{file}: {garage_a} is A's, {garage_b} B's"
+        );
+        // Two clusters, two domains.
+        let s3_hosts: Vec<&str> = source
+            .split("s3Host = \"")
+            .skip(1)
+            .map(|rest| &rest[..rest.find('"').unwrap()])
+            .collect();
+        assert_eq!(
+            s3_hosts.len(),
+            2,
+            "{file}: two garageTestCluster: {s3_hosts:?}"
+        );
+        assert_eq!(s3_hosts[0], s3_a, "{file}: A's S3 host");
+        let s3_b = s3_hosts[1];
+        assert_ne!(s3_b, s3_a, "{file}: B's S3 host is B's own");
+        let media_b = s3_b.replacen("s3.", "media.", 1);
+        assert!(
+            source.matches("common.garageTestCluster {").count() == 2,
+            "{file}"
+        );
+        assert!(
+            source.contains("objectStorageB"),
+            "{file}: B's machines use B's storage"
+        );
+        // Per-side names: A's nodes never resolve B's storage; B's resolve both S3 hosts.
+        let hosts_a =
+            &source[source.find("hostsA = {").unwrap()..source.find("hostsB = {").unwrap()];
+        let hosts_b = &source[source.find("hostsB = {").unwrap()..];
+        let hosts_b = &hosts_b[..hosts_b.find("};").unwrap()];
+        assert!(
+            !hosts_a.contains(s3_b),
+            "{file}: A's nodes resolve A's names only"
+        );
+        assert!(
+            hosts_b.contains(&format!("\"{s3_a}\"")) && hosts_b.contains(&format!("\"{s3_b}\"")),
+            "{file}: B's nodes resolve B's S3 host and A's"
+        );
+        let run = script
+            .find("fedigen migrate run")
+            .unwrap_or_else(|| panic!("{file}: no migrate run"));
+        for app in &stored {
+            let manifest = &catalog.manifests[*app];
+            let machine = operator.machine_name(app);
+            let host = operator.host_name(app, manifest);
+            assert!(
+                script.contains(&format!("switch_dns(client, \"{host}\"")),
+                "{file}: the client follows the DNS switch of {host}"
+            );
+            for step in &manifest.test.object_storage {
+                let bucket = storage_bucket(operator, app, &manifest.needs.s3_buckets, &step.kind);
+                // Before the run: the media is in A's bucket, read from A's Garage.
+                let at_a = script
+                    .find(&format!(
+                        "stored_objects(output, \"https://media.{}/{bucket}/\")",
+                        spec.provider.domain
+                    ))
+                    .unwrap_or_else(|| panic!("{file}: {app}'s media is not shown in A's bucket"));
+                assert!(
+                    at_a < run,
+                    "{file}: {app}'s media is shown at A before the move"
+                );
+                assert!(
+                    script[at_a..run].contains(&format!("held_sha256({garage_a},")),
+                    "{file}: {app}'s media is read from A's Garage"
+                );
+                // The job moves the bucket from A's endpoint to B's.
+                let job = &source[source
+                    .find(&format!("{machine}-b = {{"))
+                    .unwrap_or_else(|| panic!("{file}: {machine}-b"))..];
+                let job = &job[job.find("migrate.json").unwrap()..];
+                let job = &job[..job.find("\n    };").unwrap_or(job.len())];
+                let flat = job.split_whitespace().collect::<Vec<_>>().join(" ");
+                for needle in [
+                    format!("bucket = \"{bucket}\"; endpoint = \"https://{s3_a}\";"),
+                    format!("bucket = \"{bucket}\"; endpoint = \"https://{s3_b}\";"),
+                    format!("key_file = \"/run/secrets/fedigen-migrate/{bucket}-source.env\";"),
+                    format!("key_file = \"/run/secrets/fedigen-migrate/{bucket}-target.env\";"),
+                ] {
+                    assert!(
+                        flat.contains(&needle),
+                        "{file}: {machine}'s job lacks {needle}"
+                    );
+                }
+                proven += 1;
+                // Where every database moves, the media reads back at B from B's media host.
+                let moves_all = manifest
+                    .state
+                    .databases
+                    .values()
+                    .all(|d| d.engine == fedigen::state::Engine::Postgresql);
+                if moves_all {
+                    let at_b = script
+                        .find(&format!(
+                            "stored_objects(output, \"https://{media_b}/{bucket}/\")"
+                        ))
+                        .unwrap_or_else(|| panic!("{file}: {app}'s media is not read back at B"));
+                    assert!(at_b > run, "{file}");
+                }
+            }
+        }
+        let after = &script[run..];
+        assert!(
+            after.contains(&format!("at_b = held_sha256({garage_b}, key_file,"))
+                && after.contains("assert at_b == held"),
+            "{file}: after the move, B's Garage holds the bytes A's held"
+        );
+    }
+    assert!(
+        proven >= 3,
+        "Mastodon, Pixelfed and PeerTube media move ({proven})"
     );
 }
 

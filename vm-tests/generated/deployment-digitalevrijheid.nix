@@ -32,85 +32,58 @@ let
     }
     // lib.optionalAttrs (upgrade != { }) { fedigen-upgrade.configuration.fediversity = upgrade; };
   };
-  s3Host = "s3.nordwind-hosting.example";
-  mediaHost = "media.nordwind-hosting.example";
-  # The test's Garage node: alone, so one copy of each object (Garage refuses a layout with fewer nodes than the
-  # replication factor) and no peers; its fixed test key; the provisioning unit with the test's description; the
-  # endpoints' certificates from the test CA (ACME off); it announces its test address, not the provider's.
-  storageTest =
-    { config, ... }:
-    {
-      imports = [
-        (common.testNodeKey "garage"
-          "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\163\\061\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\025\\200\\025\\053\\306\\331\\230\\050\\336\\150\\107\\274\\130\\223\\302\\304\\165\\336\\163\\255\\316\\135\\053\\046\\313\\130\\326\\074\\053\\050\\342\\070"
-          "/run/secrets/garage-node-key"
-        )
-        (common.testTls s3Host [
-          "services"
-          "nginx"
-          "virtualHosts"
-          s3Host
-        ])
-        (common.testTls mediaHost [
-          "services"
-          "nginx"
-          "virtualHosts"
-          mediaHost
-        ])
-      ];
-      fediversity.garage = {
-        replicationFactor = lib.mkForce 1;
-        settings.replication_factor = lib.mkForce 1;
-        settings.bootstrap_peers = lib.mkForce [ ];
-        settings.rpc_public_addr = lib.mkForce "${config.networking.primaryIPAddress}:3901";
-        provision.enable = lib.mkForce true;
-        provision.description = lib.mkForce (
-          pkgs.writeText "storage.json" ''
-            {
-              "//": "The storage description of digitalevrijheid's deployment test: one node, the operator's buckets (fedigen's deployment test).",
-              "replication_factor": 1,
-              "zone_redundancy": "maximum",
-              "nodes": [
-                {
-                  "name": "ams1",
-                  "id": "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238",
-                  "zone": "ams",
-                  "capacity_bytes": 1073741824000
-                }
-              ],
-              "buckets": [
-                {
-                  "name": "digitalevrijheid-mastodon",
-                  "website": true,
-                  "keys": [
-                    {
-                      "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-mastodon",
-                      "name": "digitalevrijheid/mastodon",
-                      "read": true,
-                      "write": true,
-                      "owner": false
-                    }
-                  ]
-                },
-                {
-                  "name": "digitalevrijheid-matrix-synapse",
-                  "website": false,
-                  "keys": [
-                    {
-                      "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse",
-                      "name": "digitalevrijheid/matrix-synapse",
-                      "read": true,
-                      "write": true,
-                      "owner": false
-                    }
-                  ]
-                }
-              ]
-            }
-          ''
-        );
-      };
-    };
+  # The test's Garage node (common.garageTestCluster): alone, its fixed test key, the test's description, the
+  # endpoints' certificates from the test CA.
+  storageTest = common.garageTestCluster {
+    node = "garage";
+    nodeKeyPrintf = "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\163\\061\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\025\\200\\025\\053\\306\\331\\230\\050\\336\\150\\107\\274\\130\\223\\302\\304\\165\\336\\163\\255\\316\\135\\053\\046\\313\\130\\326\\074\\053\\050\\342\\070";
+    nodeKeyPath = "/run/secrets/garage-node-key";
+    s3Host = "s3.nordwind-hosting.example";
+    mediaHost = "media.nordwind-hosting.example";
+    description = ''
+      {
+        "//": "The storage description of digitalevrijheid's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+        "replication_factor": 1,
+        "zone_redundancy": "maximum",
+        "nodes": [
+          {
+            "name": "ams1",
+            "id": "1580152bc6d99828de6847bc5893c2c475de73adce5d2b26cb58d63c2b28e238",
+            "zone": "ams",
+            "capacity_bytes": 1073741824000
+          }
+        ],
+        "buckets": [
+          {
+            "name": "digitalevrijheid-mastodon",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-mastodon",
+                "name": "digitalevrijheid/mastodon",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "digitalevrijheid-matrix-synapse",
+            "website": false,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse",
+                "name": "digitalevrijheid/matrix-synapse",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          }
+        ]
+      }
+    '';
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-digitalevrijheid";
@@ -247,25 +220,11 @@ pkgs.testers.runNixOSTest {
     garage = {
       imports = [
         (common.testNode {
-          module = {
-            imports = [
-              ../../modules
-              ../../deployments/provider.nix
-              ../../deployments/garage-cluster.nix
-            ];
-            fediversity = {
-              domain = "nordwind-hosting.example";
-              garage.nodeKeyFile = "/run/secrets/garage-node-key";
-              secrets.garage-node-key = {
-                path = "/run/secrets/garage-node-key";
-                owner = "root";
-                group = "root";
-                mode = "0400";
-                unit = "garage.service";
-              };
-            };
+          module = common.garageOnlyNode {
+            providerDomain = "nordwind-hosting.example";
+            nodeKeyPath = "/run/secrets/garage-node-key";
           };
-          host = s3Host;
+          host = "s3.nordwind-hosting.example";
           https = false;
           cores = 2;
           memory = 2048;

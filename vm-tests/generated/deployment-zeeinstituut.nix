@@ -32,124 +32,97 @@ let
     }
     // lib.optionalAttrs (upgrade != { }) { fedigen-upgrade.configuration.fediversity = upgrade; };
   };
-  s3Host = "s3.nordwind-hosting.example";
-  mediaHost = "media.nordwind-hosting.example";
-  # The test's Garage node: alone, so one copy of each object (Garage refuses a layout with fewer nodes than the
-  # replication factor) and no peers; its fixed test key; the provisioning unit with the test's description; the
-  # endpoints' certificates from the test CA (ACME off); it announces its test address, not the provider's.
-  storageTest =
-    { config, ... }:
-    {
-      imports = [
-        (common.testNodeKey "zeeinstituut-peertube"
-          "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\162\\164\\155\\061\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\162\\164\\171\\311\\106\\306\\062\\324\\311\\224\\062\\365\\103\\316\\106\\365\\042\\215\\176\\153\\177\\317\\245\\367\\052\\243\\366\\243\\147\\060\\357\\376\\342\\277"
-          "/run/secrets/garage-node-key"
-        )
-        (common.testTls s3Host [
-          "services"
-          "nginx"
-          "virtualHosts"
-          s3Host
-        ])
-        (common.testTls mediaHost [
-          "services"
-          "nginx"
-          "virtualHosts"
-          mediaHost
-        ])
-      ];
-      fediversity.garage = {
-        replicationFactor = lib.mkForce 1;
-        settings.replication_factor = lib.mkForce 1;
-        settings.bootstrap_peers = lib.mkForce [ ];
-        settings.rpc_public_addr = lib.mkForce "${config.networking.primaryIPAddress}:3901";
-        provision.enable = lib.mkForce true;
-        provision.description = lib.mkForce (
-          pkgs.writeText "storage.json" ''
-            {
-              "//": "The storage description of zeeinstituut's deployment test: one node, the operator's buckets (fedigen's deployment test).",
-              "replication_factor": 1,
-              "zone_redundancy": "maximum",
-              "nodes": [
-                {
-                  "name": "rtm1",
-                  "id": "79c946c632d4c99432f543ce46f5228d7e6b7fcfa5f72aa3f6a36730effee2bf",
-                  "zone": "rtm",
-                  "capacity_bytes": 644245094400
-                }
-              ],
-              "buckets": [
-                {
-                  "name": "zeeinstituut-peertube-web-videos",
-                  "website": true,
-                  "keys": [
-                    {
-                      "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
-                      "name": "zeeinstituut/peertube",
-                      "read": true,
-                      "write": true,
-                      "owner": false
-                    }
-                  ]
-                },
-                {
-                  "name": "zeeinstituut-peertube-streaming-playlists",
-                  "website": true,
-                  "keys": [
-                    {
-                      "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
-                      "name": "zeeinstituut/peertube",
-                      "read": true,
-                      "write": true,
-                      "owner": false
-                    }
-                  ]
-                },
-                {
-                  "name": "zeeinstituut-peertube-original-video-files",
-                  "website": false,
-                  "keys": [
-                    {
-                      "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
-                      "name": "zeeinstituut/peertube",
-                      "read": true,
-                      "write": true,
-                      "owner": false
-                    }
-                  ]
-                },
-                {
-                  "name": "zeeinstituut-peertube-user-exports",
-                  "website": false,
-                  "keys": [
-                    {
-                      "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
-                      "name": "zeeinstituut/peertube",
-                      "read": true,
-                      "write": true,
-                      "owner": false
-                    }
-                  ]
-                },
-                {
-                  "name": "zeeinstituut-peertube-captions",
-                  "website": true,
-                  "keys": [
-                    {
-                      "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
-                      "name": "zeeinstituut/peertube",
-                      "read": true,
-                      "write": true,
-                      "owner": false
-                    }
-                  ]
-                }
-              ]
-            }
-          ''
-        );
-      };
-    };
+  # The test's Garage node (common.garageTestCluster): alone, its fixed test key, the test's description, the
+  # endpoints' certificates from the test CA.
+  storageTest = common.garageTestCluster {
+    node = "zeeinstituut-peertube";
+    nodeKeyPrintf = "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\162\\164\\155\\061\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\162\\164\\171\\311\\106\\306\\062\\324\\311\\224\\062\\365\\103\\316\\106\\365\\042\\215\\176\\153\\177\\317\\245\\367\\052\\243\\366\\243\\147\\060\\357\\376\\342\\277";
+    nodeKeyPath = "/run/secrets/garage-node-key";
+    s3Host = "s3.nordwind-hosting.example";
+    mediaHost = "media.nordwind-hosting.example";
+    description = ''
+      {
+        "//": "The storage description of zeeinstituut's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+        "replication_factor": 1,
+        "zone_redundancy": "maximum",
+        "nodes": [
+          {
+            "name": "rtm1",
+            "id": "79c946c632d4c99432f543ce46f5228d7e6b7fcfa5f72aa3f6a36730effee2bf",
+            "zone": "rtm",
+            "capacity_bytes": 644245094400
+          }
+        ],
+        "buckets": [
+          {
+            "name": "zeeinstituut-peertube-web-videos",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-streaming-playlists",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-original-video-files",
+            "website": false,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-user-exports",
+            "website": false,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-captions",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          }
+        ]
+      }
+    '';
+  };
 in
 pkgs.testers.runNixOSTest {
   name = "fedigen-deployment-zeeinstituut";

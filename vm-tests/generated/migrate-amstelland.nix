@@ -3,7 +3,7 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 5400
 #: cores = 16
-#: description = "operator amstelland: seeded at provider A, moved to provider B with `fedigen migrate run` (databases, folders, identity; buckets need both Garage clusters, not in this test; not moved: pixelfed's mysql database pixelfed), B healthy with A's identity, A stopped"
+#: description = "operator amstelland: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped; not moved (so not read back): pixelfed's mysql database pixelfed"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
@@ -13,7 +13,141 @@
 let
   inherit (pkgs) lib;
   py = builtins.toJSON;
-  inherit (import ./lib/common.nix { inherit pkgs; }) testNode;
+  common = import ./lib/common.nix { inherit pkgs; };
+  hostsA = {
+    amstelland-mastodon-a = [
+      "social.amstelland-university.example"
+    ];
+    amstelland-pixelfed-a = [
+      "pixelfed.amstelland-university.example"
+    ];
+    garage-a = [
+      "s3.nordwind-hosting.example"
+      "media.nordwind-hosting.example"
+    ];
+  };
+  hostsB = {
+    amstelland-mastodon-b = [
+      "social.amstelland-university.example"
+    ];
+    amstelland-pixelfed-b = [
+      "pixelfed.amstelland-university.example"
+    ];
+    garage-a = [
+      "s3.nordwind-hosting.example"
+    ];
+    garage-b = [
+      "s3.provider-b.test"
+      "media.provider-b.test"
+    ];
+  };
+  # Provider A's object storage: its one-node Garage cluster.
+  storageA = common.garageTestCluster {
+    node = "garage-a";
+    nodeKeyPrintf = "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\163\\061\\055\\141\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\151\\254\\150\\245\\220\\261\\156\\272\\041\\232\\110\\036\\341\\326\\161\\110\\011\\311\\105\\320\\365\\031\\137\\313\\124\\175\\155\\305\\253\\150\\064\\270";
+    nodeKeyPath = "/run/secrets/garage-node-key";
+    s3Host = "s3.nordwind-hosting.example";
+    mediaHost = "media.nordwind-hosting.example";
+    description = ''
+      {
+        "//": "The storage description of amstelland's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+        "replication_factor": 1,
+        "zone_redundancy": "maximum",
+        "nodes": [
+          {
+            "name": "ams1-a",
+            "id": "69ac68a590b16eba219a481ee1d6714809c945d0f5195fcb547d6dc5ab6834b8",
+            "zone": "ams",
+            "capacity_bytes": 1073741824000
+          }
+        ],
+        "buckets": [
+          {
+            "name": "amstelland-mastodon",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-amstelland-mastodon",
+                "name": "amstelland/mastodon",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "amstelland-pixelfed",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-amstelland-pixelfed",
+                "name": "amstelland/pixelfed",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          }
+        ]
+      }
+    '';
+  };
+  # Provider B's object storage: another one-node Garage cluster, under B's domain.
+  storageB = common.garageTestCluster {
+    node = "garage-b";
+    nodeKeyPrintf = "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\163\\061\\055\\142\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\073\\322\\332\\210\\212\\236\\172\\152\\376\\212\\274\\014\\241\\166\\307\\102\\345\\375\\060\\106\\070\\075\\062\\031\\262\\345\\142\\163\\212\\254\\140\\064";
+    nodeKeyPath = "/run/secrets/garage-node-key";
+    s3Host = "s3.provider-b.test";
+    mediaHost = "media.provider-b.test";
+    description = ''
+      {
+        "//": "The storage description of amstelland's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+        "replication_factor": 1,
+        "zone_redundancy": "maximum",
+        "nodes": [
+          {
+            "name": "ams1-b",
+            "id": "3bd2da888a9e7a6afe8abc0ca176c742e5fd3046383d3219b2e562738aac6034",
+            "zone": "ams",
+            "capacity_bytes": 1073741824000
+          }
+        ],
+        "buckets": [
+          {
+            "name": "amstelland-mastodon",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-amstelland-mastodon",
+                "name": "amstelland/mastodon",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "amstelland-pixelfed",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-amstelland-pixelfed",
+                "name": "amstelland/pixelfed",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          }
+        ]
+      }
+    '';
+  };
+  # B's machines use B's object storage (at B, deployments/provider.nix is B's).
+  objectStorageB = {
+    fediversity.s3.endpoint = lib.mkForce "https://${"s3.provider-b.test"}";
+    fediversity.s3.publicUrl = lib.mkForce "https://${"media.provider-b.test"}";
+  };
   # B logs in to A as root with this key (generated at build time: tests only).
   sshKey = pkgs.runCommand "fedigen-migrate-test-key" { nativeBuildInputs = [ pkgs.openssh ]; } ''
     mkdir -p $out
@@ -57,7 +191,7 @@ pkgs.testers.runNixOSTest {
   nodes = {
     amstelland-mastodon-a = {
       imports = [
-        (testNode {
+        (common.testNode {
           module = ../../deployments/amstelland/mastodon.nix;
           host = "social.amstelland-university.example";
           https = true;
@@ -104,6 +238,7 @@ pkgs.testers.runNixOSTest {
             "virtualHosts"
             "social.amstelland-university.example"
           ];
+          hosts = hostsA;
         })
         # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
         # or seeding at A fails on an MX look-up the test network cannot answer).
@@ -120,7 +255,7 @@ pkgs.testers.runNixOSTest {
     };
     amstelland-mastodon-b = {
       imports = [
-        (testNode {
+        (common.testNode {
           module = ../../deployments/amstelland/mastodon.nix;
           host = "social.amstelland-university.example";
           https = true;
@@ -144,8 +279,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-s3-key";
               unit = "mastodon-init-dirs.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK1f643d8dc2cae0c9a1363c18
-                AWS_SECRET_ACCESS_KEY=1bbebb2a79e6c08745f6bed902f960e850b1dd23e6de27d39fa0ec3782a0e47f
+                AWS_ACCESS_KEY_ID=GKfd2a70c7a96a482fb75c130a
+                AWS_SECRET_ACCESS_KEY=96d3b6c3c302da377bd67291ca4f2ec2932496295d4fc9882f85fa795778cfa5
               '';
             }
             {
@@ -157,6 +292,30 @@ pkgs.testers.runNixOSTest {
               unit = "mastodon-init-dirs.service";
               value = "fedigen-test-smtp\n";
             }
+            {
+              group = "root";
+              mode = "0400";
+              name = "amstelland-mastodon-source.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/amstelland-mastodon-source.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK1f643d8dc2cae0c9a1363c18
+                AWS_SECRET_ACCESS_KEY=1bbebb2a79e6c08745f6bed902f960e850b1dd23e6de27d39fa0ec3782a0e47f
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "amstelland-mastodon-target.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/amstelland-mastodon-target.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKfd2a70c7a96a482fb75c130a
+                AWS_SECRET_ACCESS_KEY=96d3b6c3c302da377bd67291ca4f2ec2932496295d4fc9882f85fa795778cfa5
+              '';
+            }
           ];
           packages = [
             "ffmpeg-headless"
@@ -167,9 +326,8 @@ pkgs.testers.runNixOSTest {
             "virtualHosts"
             "social.amstelland-university.example"
           ];
+          hosts = hostsB;
         })
-        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
-        # or seeding at A fails on an MX look-up the test network cannot answer).
         {
           fediversity.mastodon = {
             extraConfig = {
@@ -179,9 +337,26 @@ pkgs.testers.runNixOSTest {
         }
         { }
         side
+        objectStorageB
       ];
       environment.etc."fedigen/migrate.json".text = builtins.toJSON {
-        buckets = [ ];
+        buckets = [
+          {
+            name = "media";
+            source = {
+              bucket = "amstelland-mastodon";
+              endpoint = "https://s3.nordwind-hosting.example";
+              key_file = "/run/secrets/fedigen-migrate/amstelland-mastodon-source.env";
+              region = "nl-ams";
+            };
+            target = {
+              bucket = "amstelland-mastodon";
+              endpoint = "https://s3.provider-b.test";
+              key_file = "/run/secrets/fedigen-migrate/amstelland-mastodon-target.env";
+              region = "nl-ams";
+            };
+          }
+        ];
         commands = {
           dns_switch = [ ];
           freeze = [
@@ -327,7 +502,7 @@ pkgs.testers.runNixOSTest {
     };
     amstelland-pixelfed-a = {
       imports = [
-        (testNode {
+        (common.testNode {
           module = ../../deployments/amstelland/pixelfed.nix;
           host = "pixelfed.amstelland-university.example";
           https = true;
@@ -382,6 +557,7 @@ pkgs.testers.runNixOSTest {
             "pixelfed"
             "nginx"
           ];
+          hosts = hostsA;
         })
         # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
         # or seeding at A fails on an MX look-up the test network cannot answer).
@@ -392,7 +568,7 @@ pkgs.testers.runNixOSTest {
     };
     amstelland-pixelfed-b = {
       imports = [
-        (testNode {
+        (common.testNode {
           module = ../../deployments/amstelland/pixelfed.nix;
           host = "pixelfed.amstelland-university.example";
           https = true;
@@ -425,8 +601,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/pixelfed-s3-key";
               unit = "pixelfed-secrets.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK3f73b3bda3669991c7508c33
-                AWS_SECRET_ACCESS_KEY=68eb64fcb51a660aa6daad8d005c807c9216e4f590fdf795702682fc653c293a
+                AWS_ACCESS_KEY_ID=GKaa3bb6162299404261b4f42e
+                AWS_SECRET_ACCESS_KEY=3c10b81809bc12d3788ef50aa3a753fa8d2d3227146b52e1f75952a55545e659
               '';
             }
             {
@@ -438,6 +614,30 @@ pkgs.testers.runNixOSTest {
               unit = "pixelfed-secrets.service";
               value = "fedigen-test-smtp\n";
             }
+            {
+              group = "root";
+              mode = "0400";
+              name = "amstelland-pixelfed-source.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/amstelland-pixelfed-source.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK3f73b3bda3669991c7508c33
+                AWS_SECRET_ACCESS_KEY=68eb64fcb51a660aa6daad8d005c807c9216e4f590fdf795702682fc653c293a
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "amstelland-pixelfed-target.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/amstelland-pixelfed-target.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKaa3bb6162299404261b4f42e
+                AWS_SECRET_ACCESS_KEY=3c10b81809bc12d3788ef50aa3a753fa8d2d3227146b52e1f75952a55545e659
+              '';
+            }
           ];
           packages = [
             "ffmpeg-headless"
@@ -447,15 +647,31 @@ pkgs.testers.runNixOSTest {
             "pixelfed"
             "nginx"
           ];
+          hosts = hostsB;
         })
-        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
-        # or seeding at A fails on an MX look-up the test network cannot answer).
         { fediversity.pixelfed = { }; }
         { }
         side
+        objectStorageB
       ];
       environment.etc."fedigen/migrate.json".text = builtins.toJSON {
-        buckets = [ ];
+        buckets = [
+          {
+            name = "media";
+            source = {
+              bucket = "amstelland-pixelfed";
+              endpoint = "https://s3.nordwind-hosting.example";
+              key_file = "/run/secrets/fedigen-migrate/amstelland-pixelfed-source.env";
+              region = "nl-ams";
+            };
+            target = {
+              bucket = "amstelland-pixelfed";
+              endpoint = "https://s3.provider-b.test";
+              key_file = "/run/secrets/fedigen-migrate/amstelland-pixelfed-target.env";
+              region = "nl-ams";
+            };
+          }
+        ];
         commands = {
           dns_switch = [ ];
           freeze = [
@@ -504,6 +720,11 @@ pkgs.testers.runNixOSTest {
           start = [
             [
               "systemctl"
+              "restart"
+              "pixelfed-data-setup.service"
+            ]
+            [
+              "systemctl"
               "start"
               "phpfpm-pixelfed.service"
               "pixelfed-horizon.service"
@@ -532,91 +753,405 @@ pkgs.testers.runNixOSTest {
         operator = "amstelland";
       };
     };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    # No machine of the operator runs Garage: a Garage-only node of provider A's.
+    garage-a = {
+      imports = [
+        (common.testNode {
+          module = common.garageOnlyNode {
+            providerDomain = "nordwind-hosting.example";
+            nodeKeyPath = "/run/secrets/garage-node-key";
+          };
+          host = "s3.nordwind-hosting.example";
+          https = false;
+          cores = 2;
+          memory = 2048;
+          secrets = [
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-environment";
+              owner = "root";
+              path = "/run/secrets/garage-environment";
+              unit = "garage.service";
+              value = ''
+                GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+                GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
+                GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-amstelland-mastodon";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-amstelland-mastodon";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK1f643d8dc2cae0c9a1363c18
+                AWS_SECRET_ACCESS_KEY=1bbebb2a79e6c08745f6bed902f960e850b1dd23e6de27d39fa0ec3782a0e47f
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-amstelland-pixelfed";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-amstelland-pixelfed";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK3f73b3bda3669991c7508c33
+                AWS_SECRET_ACCESS_KEY=68eb64fcb51a660aa6daad8d005c807c9216e4f590fdf795702682fc653c293a
+              '';
+            }
+          ];
+          packages = [ "rclone" ];
+          hosts = hostsA;
+        })
+        storageA
+      ];
+    };
+    # Provider B's Garage-only node, under B's domain.
+    garage-b = {
+      imports = [
+        (common.testNode {
+          module = common.garageOnlyNode {
+            providerDomain = "provider-b.test";
+            nodeKeyPath = "/run/secrets/garage-node-key";
+          };
+          host = "s3.provider-b.test";
+          https = false;
+          cores = 2;
+          memory = 2048;
+          secrets = [
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-environment";
+              owner = "root";
+              path = "/run/secrets/garage-environment";
+              unit = "garage.service";
+              value = ''
+                GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+                GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
+                GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-amstelland-mastodon";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-amstelland-mastodon";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKfd2a70c7a96a482fb75c130a
+                AWS_SECRET_ACCESS_KEY=96d3b6c3c302da377bd67291ca4f2ec2932496295d4fc9882f85fa795778cfa5
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-amstelland-pixelfed";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-amstelland-pixelfed";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKaa3bb6162299404261b4f42e
+                AWS_SECRET_ACCESS_KEY=3c10b81809bc12d3788ef50aa3a753fa8d2d3227146b52e1f75952a55545e659
+              '';
+            }
+          ];
+          packages = [ "rclone" ];
+          hosts = hostsB;
+        })
+        storageB
+      ];
+    };
+    # The client resolves A's names (and B's media host) until the DNS switch.
+    client = {
+      imports = [
+        (common.testNetwork {
+          amstelland-mastodon-a = [
+            "social.amstelland-university.example"
+          ];
+          amstelland-pixelfed-a = [
+            "pixelfed.amstelland-university.example"
+          ];
+          garage-a = [
+            "s3.nordwind-hosting.example"
+            "media.nordwind-hosting.example"
+          ];
+          garage-b = [
+            "s3.provider-b.test"
+            "media.provider-b.test"
+          ];
+        })
+        (common.testPackages [ ])
+      ];
+    };
   };
-  testScript = ''
-    start_all()
-    amstelland_mastodon_a.wait_for_unit(${py "mastodon-web.service"})
-    amstelland_mastodon_a.wait_for_unit(${py "mastodon-sidekiq-all.service"})
-    amstelland_mastodon_a.wait_for_unit(${py "mastodon-streaming.target"})
-    amstelland_mastodon_a.wait_for_unit(${py "nginx.service"})
+  testScript =
+    { nodes, ... }:
+    ''
+      ${common.pythonHelpers}
 
-    with subtest(${py "seed ${"amstelland-mastodon"} at A"}):
-        amstelland_mastodon_a.succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})
 
-    a_identity = amstelland_mastodon_a.succeed(${py "sha256sum ${
-      builtins.concatStringsSep " " [
-        "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
-        "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
-        "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
-        "/var/lib/mastodon/secrets/secret-key-base"
-        "/var/lib/mastodon/secrets/vapid-private-key"
-        "/var/lib/mastodon/secrets/vapid-public-key"
-      ]
-    } </dev/null"})
+      def switch_dns(client, host: str, address: str) -> None:
+          """The DNS switch as the client sees it: from now on its /etc/hosts names `host` at `address` only."""
+          lines = []
+          for line in client.succeed("cat /etc/hosts").splitlines():
+              fields = line.split()
+              if len(fields) > 1 and host in fields[1:]:
+                  fields = [field for field in fields if field != host]
+                  if len(fields) == 1:
+                      continue
+                  line = " ".join(fields)
+              lines.append(line)
+          lines.append(f"{address} {host}")
+          text = "\n".join(lines) + "\n"
+          client.succeed(f"printf %s {shlex.quote(text)} > /etc/hosts.fedigen && mv /etc/hosts.fedigen /etc/hosts")
 
-    with subtest(${py "move ${"amstelland-mastodon"} from A to B"}):
-        amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-web.service"}"})
-        amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-sidekiq-all.service"}"})
-        amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-streaming.target"}"})
-        amstelland_mastodon_b.succeed(${py "systemctl stop ${"nginx.service"}"})
-        amstelland_mastodon_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
 
-    with subtest(${py "B holds A's data and identity; A is stopped"}):
-        amstelland_mastodon_b.wait_for_unit(${py "mastodon-web.service"})
-        amstelland_mastodon_b.wait_for_unit(${py "mastodon-sidekiq-all.service"})
-        amstelland_mastodon_b.wait_for_unit(${py "mastodon-streaming.target"})
-        amstelland_mastodon_b.wait_for_unit(${py "nginx.service"})
-        assert amstelland_mastodon_b.succeed(${py "sha256sum ${
-          builtins.concatStringsSep " " [
-            "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
-            "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
-            "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
-            "/var/lib/mastodon/secrets/secret-key-base"
-            "/var/lib/mastodon/secrets/vapid-private-key"
-            "/var/lib/mastodon/secrets/vapid-public-key"
-          ]
-        } </dev/null"}) == a_identity
-        amstelland_mastodon_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
-        amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
-        amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
-        amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
-        amstelland_mastodon_a.fail(${py "systemctl is-active ${"nginx.service"}"})
-    amstelland_pixelfed_a.wait_for_unit(${py "phpfpm-pixelfed.service"})
-    amstelland_pixelfed_a.wait_for_unit(${py "pixelfed-horizon.service"})
-    amstelland_pixelfed_a.wait_for_unit(${py "nginx.service"})
+      start_all()
+      # Per machine: (bucket/key, SHA-256, the key file) of every object its steps showed in A's bucket.
+      held_at_a = {}
+      garage_a.wait_for_unit(${py "garage.service"})
+      garage_a.wait_for_unit(${py "fedigen-storage-apply.service"})
+      garage_a.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
+      garage_a.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
+      garage_b.wait_for_unit(${py "garage.service"})
+      garage_b.wait_for_unit(${py "fedigen-storage-apply.service"})
+      garage_b.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
+      garage_b.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
+      amstelland_mastodon_a.wait_for_unit(${py "mastodon-web.service"})
+      amstelland_mastodon_a.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+      amstelland_mastodon_a.wait_for_unit(${py "mastodon-streaming.target"})
+      amstelland_mastodon_a.wait_for_unit(${py "nginx.service"})
+      amstelland_mastodon_a.wait_for_unit(${py "mastodon-admin-account.service"})
 
-    with subtest(${py "seed ${"amstelland-pixelfed"} at A"}):
-        amstelland_pixelfed_a.succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=true --confirm_email=1"})
+      with subtest(${py "seed ${"amstelland-mastodon"} at A"}):
+          amstelland_mastodon_a.succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})
+          output = amstelland_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            export FEDIGEN_ADMIN='uva_admin'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            password=$(mastodon-tootctl accounts create fedigen_alice --email=alice@example.org --confirmed --approve | sed -n 's/^New password: //p')
+            test -n "$password"
+            app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
+            curl --silent --fail --form grant_type=password --form username=alice@example.org --form "password=$password" \
+              --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
+              --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-token
+          ''})
+          output = amstelland_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            export FEDIGEN_ADMIN='uva_admin'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            token=$(cat /root/mastodon-token)
+            ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.png
+            media=$(curl --silent --fail -H "Authorization: Bearer $token" --form file=@/tmp/fedigen.png --form 'description=a test image' "https://$FEDIGEN_HOST/api/v2/media" | jq -er .id)
+            curl --silent --fail -H "Authorization: Bearer $token" --form 'status=Hello from the fedigen test' --form "media_ids[]=$media" \
+              "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id > /root/mastodon-status
+          ''})
+          output = amstelland_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            export FEDIGEN_ADMIN='uva_admin'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+            jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
+            url=$(jq -er '.media_attachments[0].url' <<<"$status")
+            curl --silent --fail --output /tmp/fetched "$url"
+            test -s /tmp/fetched
+            echo "image served: $url"
+          ''})
+          assert ${py "image served"} in output, output
+          held_at_a[${py "amstelland-mastodon"}] = []
 
-    a_identity = amstelland_pixelfed_a.succeed(${py "sha256sum ${
-      builtins.concatStringsSep " " [
-        "/var/lib/pixelfed/storage/oauth-private.key"
-      ]
-    } </dev/null"})
+      with subtest(${py "at A: ${"amstelland-mastodon-a: the status's image is in the media bucket and served from the media host"}"}):
+          output = amstelland_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            export FEDIGEN_MEDIA_PREFIX='https://media.nordwind-hosting.example/amstelland-mastodon/'
+            status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+            url=$(jq -er '.media_attachments[0].url' <<<"$status")
+            echo "object: $url"
+          ''})
+          for url in stored_objects(output, ${py "https://media.nordwind-hosting.example/amstelland-mastodon/"}):
+              path = url.removeprefix("https://" + ${py "media.nordwind-hosting.example"} + "/")
+              held = held_sha256(garage_a, ${py "/run/secrets/garage-s3-key-amstelland-mastodon"}, ${py "nl-ams"}, path)
+              assert served_sha256(client, url) == held, f"{url} serves other bytes than A's Garage holds"
+              held_at_a[${py "amstelland-mastodon"}].append((path, held, ${py "/run/secrets/garage-s3-key-amstelland-mastodon"}))
+      amstelland_pixelfed_a.wait_for_unit(${py "phpfpm-pixelfed.service"})
+      amstelland_pixelfed_a.wait_for_unit(${py "pixelfed-horizon.service"})
+      amstelland_pixelfed_a.wait_for_unit(${py "nginx.service"})
+      amstelland_pixelfed_a.wait_for_unit(${py "pixelfed-admin-account.service"})
 
-    with subtest(${py "move ${"amstelland-pixelfed"} from A to B"}):
-        amstelland_pixelfed_b.succeed(${py "systemctl stop ${"phpfpm-pixelfed.service"}"})
-        amstelland_pixelfed_b.succeed(${py "systemctl stop ${"pixelfed-horizon.service"}"})
-        amstelland_pixelfed_b.succeed(${py "systemctl stop ${"nginx.service"}"})
-        amstelland_pixelfed_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+      with subtest(${py "seed ${"amstelland-pixelfed"} at A"}):
+          amstelland_pixelfed_a.succeed(${py "pixelfed-manage user:create --name=Fedigen --username=fedigen --email=fedigen-test@example.org --password=fedigen-test-password --is_admin=true --confirm_email=1"})
+          output = amstelland_pixelfed_a.succeed(${py ''
+            export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+            export FEDIGEN_ADMIN='uva_admin'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            pixelfed-manage user:create --name=Alice --username=fedigen_alice --email=alice@example.org --password=fedigen-alice-password --is_admin=0 --confirm_email=1
+            pixelfed-manage passport:client --personal --name=fedigen --no-interaction
+            runuser -u pixelfed -- env XDG_CONFIG_HOME=/tmp/fedigen-psysh pixelfed-manage tinker --execute='echo App\User::where("username", "fedigen_alice")->first()->createToken("fedigen", ["read", "write"])->accessToken;' | tail -n 1 > /root/pixelfed-token
+            test -s /root/pixelfed-token
+          ''})
+          output = amstelland_pixelfed_a.succeed(${py ''
+            export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+            export FEDIGEN_ADMIN='uva_admin'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            token=$(cat /root/pixelfed-token)
+            ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.jpg
+            media=$(curl --silent --fail -H "Authorization: Bearer $token" -H 'Accept: application/json' --form file=@/tmp/fedigen.jpg "https://$FEDIGEN_HOST/api/v1/media" | jq -er .id)
+            curl --silent --fail -H "Authorization: Bearer $token" -H 'Accept: application/json' --form 'status=A photo from the fedigen test' \
+              --form "media_ids[]=$media" "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id > /root/pixelfed-status
+          ''})
+          output = amstelland_pixelfed_a.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+            export FEDIGEN_ADMIN='uva_admin'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
+            url=$(jq -er '.media_attachments[0].url' <<<"$status")
+            curl --silent --fail --output /tmp/fetched "$url"
+            test -s /tmp/fetched
+            echo "photo served: $url"
+          ''})
+          assert ${py "photo served"} in output, output
+          held_at_a[${py "amstelland-pixelfed"}] = []
 
-    with subtest(${py "B holds A's data and identity; A is stopped"}):
-        amstelland_pixelfed_b.wait_for_unit(${py "phpfpm-pixelfed.service"})
-        amstelland_pixelfed_b.wait_for_unit(${py "pixelfed-horizon.service"})
-        amstelland_pixelfed_b.wait_for_unit(${py "nginx.service"})
-        assert amstelland_pixelfed_b.succeed(${py "sha256sum ${
-          builtins.concatStringsSep " " [
-            "/var/lib/pixelfed/storage/oauth-private.key"
-          ]
-        } </dev/null"}) == a_identity
-        amstelland_pixelfed_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
-        amstelland_pixelfed_a.fail(${py "systemctl is-active ${"phpfpm-pixelfed.service"}"})
-        amstelland_pixelfed_a.fail(${py "systemctl is-active ${"pixelfed-horizon.service"}"})
-        amstelland_pixelfed_a.fail(${py "systemctl is-active ${"nginx.service"}"})
-  '';
+      with subtest(${py "at A: ${"amstelland-pixelfed-a: the photo moves to the media bucket and is served from the media host"}"}):
+          output = amstelland_pixelfed_a.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='pixelfed.amstelland-university.example'
+            export FEDIGEN_MEDIA_PREFIX='https://media.nordwind-hosting.example/amstelland-pixelfed/'
+            # The move forgets the cached status only when the media already had it (MediaStorageService::localToCloud); a
+            # status cached while the upload's jobs ran would keep the local URL: read it afresh each try.
+            /run/current-system/sw/bin/runuser -u pixelfed -- env XDG_CONFIG_HOME=/run/pixelfed/psysh \
+              /run/current-system/sw/bin/pixelfed-manage cache:clear > /dev/null
+            status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
+            url=$(jq -er '.media_attachments[0].url' <<<"$status")
+            case "$url" in "$FEDIGEN_MEDIA_PREFIX"*) ;; *) echo "not yet in object storage: $url" >&2; exit 1 ;; esac
+            echo "object: $url"
+          ''})
+          for url in stored_objects(output, ${py "https://media.nordwind-hosting.example/amstelland-pixelfed/"}):
+              path = url.removeprefix("https://" + ${py "media.nordwind-hosting.example"} + "/")
+              held = held_sha256(garage_a, ${py "/run/secrets/garage-s3-key-amstelland-pixelfed"}, ${py "nl-ams"}, path)
+              assert served_sha256(client, url) == held, f"{url} serves other bytes than A's Garage holds"
+              held_at_a[${py "amstelland-pixelfed"}].append((path, held, ${py "/run/secrets/garage-s3-key-amstelland-pixelfed"}))
+
+      a_identity = amstelland_mastodon_a.succeed(${py "sha256sum ${
+        builtins.concatStringsSep " " [
+          "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
+          "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
+          "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
+          "/var/lib/mastodon/secrets/secret-key-base"
+          "/var/lib/mastodon/secrets/vapid-private-key"
+          "/var/lib/mastodon/secrets/vapid-public-key"
+        ]
+      } </dev/null"})
+      # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
+      amstelland_mastodon_b.succeed(${py "ssh root@${"amstelland-mastodon-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
+
+      with subtest(${py "move ${"amstelland-mastodon"} from A to B"}):
+          amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-web.service"}"})
+          amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-sidekiq-all.service"}"})
+          amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-streaming.target"}"})
+          amstelland_mastodon_b.succeed(${py "systemctl stop ${"nginx.service"}"})
+          amstelland_mastodon_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+
+      with subtest(${py "B holds A's data and identity; A is stopped"}):
+          amstelland_mastodon_b.wait_for_unit(${py "mastodon-web.service"})
+          amstelland_mastodon_b.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+          amstelland_mastodon_b.wait_for_unit(${py "mastodon-streaming.target"})
+          amstelland_mastodon_b.wait_for_unit(${py "nginx.service"})
+          assert amstelland_mastodon_b.succeed(${py "sha256sum ${
+            builtins.concatStringsSep " " [
+              "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
+              "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
+              "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
+              "/var/lib/mastodon/secrets/secret-key-base"
+              "/var/lib/mastodon/secrets/vapid-private-key"
+              "/var/lib/mastodon/secrets/vapid-public-key"
+            ]
+          } </dev/null"}) == a_identity
+          amstelland_mastodon_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+          amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
+          amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
+          amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
+          amstelland_mastodon_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+
+      with subtest(${py "the DNS switch: the client reaches ${"social.amstelland-university.example"} at B"}):
+          switch_dns(client, ${py "social.amstelland-university.example"}, ${py nodes.amstelland-mastodon-b.networking.primaryIPAddress})
+          client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://social.amstelland-university.example/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
+
+      with subtest(${py "every object of ${"amstelland-mastodon"} in A's bucket is in B's, with the same bytes"}):
+          assert held_at_a[${py "amstelland-mastodon"}], "no object was shown at A"
+          # The key copy's path is the same on both sides' Garage nodes (each holds its own provider's key there).
+          for path, held, key_file in held_at_a[${py "amstelland-mastodon"}]:
+              at_b = held_sha256(garage_b, key_file, ${py "nl-ams"}, path)
+              assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
+
+      with subtest(${py "at B, through the same domain: ${"the status reads back with its image, and the image is served"}"}):
+          output = amstelland_mastodon_b.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            export FEDIGEN_ADMIN='uva_admin'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+            jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
+            url=$(jq -er '.media_attachments[0].url' <<<"$status")
+            curl --silent --fail --output /tmp/fetched "$url"
+            test -s /tmp/fetched
+            echo "image served: $url"
+          ''})
+          assert ${py "image served"} in output, output
+
+      with subtest(${py "at B: ${"amstelland-mastodon-b: the status's image is in the media bucket and served from the media host"}"}):
+          output = amstelland_mastodon_b.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            export FEDIGEN_MEDIA_PREFIX='https://media.provider-b.test/amstelland-mastodon/'
+            status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+            url=$(jq -er '.media_attachments[0].url' <<<"$status")
+            echo "object: $url"
+          ''})
+          for url in stored_objects(output, ${py "https://media.provider-b.test/amstelland-mastodon/"}):
+              held = held_sha256(garage_b, ${py "/run/secrets/garage-s3-key-amstelland-mastodon"}, ${py "nl-ams"}, url.removeprefix("https://" + ${py "media.provider-b.test"} + "/"))
+              assert served_sha256(client, url) == held, f"{url} serves other bytes than B's Garage holds"
+
+      a_identity = amstelland_pixelfed_a.succeed(${py "sha256sum ${
+        builtins.concatStringsSep " " [
+          "/var/lib/pixelfed/storage/oauth-private.key"
+        ]
+      } </dev/null"})
+      # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
+      amstelland_pixelfed_b.succeed(${py "ssh root@${"amstelland-pixelfed-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
+
+      with subtest(${py "move ${"amstelland-pixelfed"} from A to B"}):
+          amstelland_pixelfed_b.succeed(${py "systemctl stop ${"phpfpm-pixelfed.service"}"})
+          amstelland_pixelfed_b.succeed(${py "systemctl stop ${"pixelfed-horizon.service"}"})
+          amstelland_pixelfed_b.succeed(${py "systemctl stop ${"nginx.service"}"})
+          amstelland_pixelfed_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+
+      with subtest(${py "B holds A's data and identity; A is stopped"}):
+          amstelland_pixelfed_b.wait_for_unit(${py "phpfpm-pixelfed.service"})
+          amstelland_pixelfed_b.wait_for_unit(${py "pixelfed-horizon.service"})
+          amstelland_pixelfed_b.wait_for_unit(${py "nginx.service"})
+          assert amstelland_pixelfed_b.succeed(${py "sha256sum ${
+            builtins.concatStringsSep " " [
+              "/var/lib/pixelfed/storage/oauth-private.key"
+            ]
+          } </dev/null"}) == a_identity
+          amstelland_pixelfed_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+          amstelland_pixelfed_a.fail(${py "systemctl is-active ${"phpfpm-pixelfed.service"}"})
+          amstelland_pixelfed_a.fail(${py "systemctl is-active ${"pixelfed-horizon.service"}"})
+          amstelland_pixelfed_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+
+      with subtest(${py "the DNS switch: the client reaches ${"pixelfed.amstelland-university.example"} at B"}):
+          switch_dns(client, ${py "pixelfed.amstelland-university.example"}, ${py nodes.amstelland-pixelfed-b.networking.primaryIPAddress})
+          client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://pixelfed.amstelland-university.example/')\" = 200"})
+
+      with subtest(${py "every object of ${"amstelland-pixelfed"} in A's bucket is in B's, with the same bytes"}):
+          assert held_at_a[${py "amstelland-pixelfed"}], "no object was shown at A"
+          # The key copy's path is the same on both sides' Garage nodes (each holds its own provider's key there).
+          for path, held, key_file in held_at_a[${py "amstelland-pixelfed"}]:
+              at_b = held_sha256(garage_b, key_file, ${py "nl-ams"}, path)
+              assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
+    '';
 }

@@ -3,7 +3,7 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 5400
 #: cores = 12
-#: description = "operator digitalevrijheid: seeded at provider A, moved to provider B with `fedigen migrate run` (databases, folders, identity; buckets need both Garage clusters, not in this test), B healthy with A's identity, A stopped"
+#: description = "operator digitalevrijheid: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
@@ -13,7 +13,141 @@
 let
   inherit (pkgs) lib;
   py = builtins.toJSON;
-  inherit (import ./lib/common.nix { inherit pkgs; }) testNode;
+  common = import ./lib/common.nix { inherit pkgs; };
+  hostsA = {
+    digitalevrijheid-mastodon-a = [
+      "mastodon.digitalevrijheid.example"
+    ];
+    digitalevrijheid-matrix-synapse-a = [
+      "matrix.digitalevrijheid.example"
+    ];
+    garage-a = [
+      "s3.nordwind-hosting.example"
+      "media.nordwind-hosting.example"
+    ];
+  };
+  hostsB = {
+    digitalevrijheid-mastodon-b = [
+      "mastodon.digitalevrijheid.example"
+    ];
+    digitalevrijheid-matrix-synapse-b = [
+      "matrix.digitalevrijheid.example"
+    ];
+    garage-a = [
+      "s3.nordwind-hosting.example"
+    ];
+    garage-b = [
+      "s3.provider-b.test"
+      "media.provider-b.test"
+    ];
+  };
+  # Provider A's object storage: its one-node Garage cluster.
+  storageA = common.garageTestCluster {
+    node = "garage-a";
+    nodeKeyPrintf = "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\163\\061\\055\\141\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\151\\254\\150\\245\\220\\261\\156\\272\\041\\232\\110\\036\\341\\326\\161\\110\\011\\311\\105\\320\\365\\031\\137\\313\\124\\175\\155\\305\\253\\150\\064\\270";
+    nodeKeyPath = "/run/secrets/garage-node-key";
+    s3Host = "s3.nordwind-hosting.example";
+    mediaHost = "media.nordwind-hosting.example";
+    description = ''
+      {
+        "//": "The storage description of digitalevrijheid's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+        "replication_factor": 1,
+        "zone_redundancy": "maximum",
+        "nodes": [
+          {
+            "name": "ams1-a",
+            "id": "69ac68a590b16eba219a481ee1d6714809c945d0f5195fcb547d6dc5ab6834b8",
+            "zone": "ams",
+            "capacity_bytes": 1073741824000
+          }
+        ],
+        "buckets": [
+          {
+            "name": "digitalevrijheid-mastodon",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-mastodon",
+                "name": "digitalevrijheid/mastodon",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "digitalevrijheid-matrix-synapse",
+            "website": false,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse",
+                "name": "digitalevrijheid/matrix-synapse",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          }
+        ]
+      }
+    '';
+  };
+  # Provider B's object storage: another one-node Garage cluster, under B's domain.
+  storageB = common.garageTestCluster {
+    node = "garage-b";
+    nodeKeyPrintf = "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\141\\155\\163\\061\\055\\142\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\073\\322\\332\\210\\212\\236\\172\\152\\376\\212\\274\\014\\241\\166\\307\\102\\345\\375\\060\\106\\070\\075\\062\\031\\262\\345\\142\\163\\212\\254\\140\\064";
+    nodeKeyPath = "/run/secrets/garage-node-key";
+    s3Host = "s3.provider-b.test";
+    mediaHost = "media.provider-b.test";
+    description = ''
+      {
+        "//": "The storage description of digitalevrijheid's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+        "replication_factor": 1,
+        "zone_redundancy": "maximum",
+        "nodes": [
+          {
+            "name": "ams1-b",
+            "id": "3bd2da888a9e7a6afe8abc0ca176c742e5fd3046383d3219b2e562738aac6034",
+            "zone": "ams",
+            "capacity_bytes": 1073741824000
+          }
+        ],
+        "buckets": [
+          {
+            "name": "digitalevrijheid-mastodon",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-mastodon",
+                "name": "digitalevrijheid/mastodon",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "digitalevrijheid-matrix-synapse",
+            "website": false,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse",
+                "name": "digitalevrijheid/matrix-synapse",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          }
+        ]
+      }
+    '';
+  };
+  # B's machines use B's object storage (at B, deployments/provider.nix is B's).
+  objectStorageB = {
+    fediversity.s3.endpoint = lib.mkForce "https://${"s3.provider-b.test"}";
+    fediversity.s3.publicUrl = lib.mkForce "https://${"media.provider-b.test"}";
+  };
   # B logs in to A as root with this key (generated at build time: tests only).
   sshKey = pkgs.runCommand "fedigen-migrate-test-key" { nativeBuildInputs = [ pkgs.openssh ]; } ''
     mkdir -p $out
@@ -57,7 +191,7 @@ pkgs.testers.runNixOSTest {
   nodes = {
     digitalevrijheid-mastodon-a = {
       imports = [
-        (testNode {
+        (common.testNode {
           module = ../../deployments/digitalevrijheid/mastodon.nix;
           host = "mastodon.digitalevrijheid.example";
           https = true;
@@ -104,6 +238,7 @@ pkgs.testers.runNixOSTest {
             "virtualHosts"
             "mastodon.digitalevrijheid.example"
           ];
+          hosts = hostsA;
         })
         # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
         # or seeding at A fails on an MX look-up the test network cannot answer).
@@ -120,7 +255,7 @@ pkgs.testers.runNixOSTest {
     };
     digitalevrijheid-mastodon-b = {
       imports = [
-        (testNode {
+        (common.testNode {
           module = ../../deployments/digitalevrijheid/mastodon.nix;
           host = "mastodon.digitalevrijheid.example";
           https = true;
@@ -144,8 +279,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-s3-key";
               unit = "mastodon-init-dirs.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK390b9d08a9a3a39393e34432
-                AWS_SECRET_ACCESS_KEY=3c7a93a32c4efcbc378e6391018c82ad2eecabb987f9381fcdf6726bcadadd6d
+                AWS_ACCESS_KEY_ID=GK1c467ac8af6220f4bb541ccd
+                AWS_SECRET_ACCESS_KEY=9b61a73477921e64814cbf13f7b7b95331f6d9dfa1fd537b143fe1073f344736
               '';
             }
             {
@@ -157,6 +292,30 @@ pkgs.testers.runNixOSTest {
               unit = "mastodon-init-dirs.service";
               value = "fedigen-test-smtp\n";
             }
+            {
+              group = "root";
+              mode = "0400";
+              name = "digitalevrijheid-mastodon-source.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/digitalevrijheid-mastodon-source.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK390b9d08a9a3a39393e34432
+                AWS_SECRET_ACCESS_KEY=3c7a93a32c4efcbc378e6391018c82ad2eecabb987f9381fcdf6726bcadadd6d
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "digitalevrijheid-mastodon-target.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/digitalevrijheid-mastodon-target.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK1c467ac8af6220f4bb541ccd
+                AWS_SECRET_ACCESS_KEY=9b61a73477921e64814cbf13f7b7b95331f6d9dfa1fd537b143fe1073f344736
+              '';
+            }
           ];
           packages = [
             "ffmpeg-headless"
@@ -167,9 +326,8 @@ pkgs.testers.runNixOSTest {
             "virtualHosts"
             "mastodon.digitalevrijheid.example"
           ];
+          hosts = hostsB;
         })
-        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
-        # or seeding at A fails on an MX look-up the test network cannot answer).
         {
           fediversity.mastodon = {
             extraConfig = {
@@ -179,9 +337,26 @@ pkgs.testers.runNixOSTest {
         }
         { }
         side
+        objectStorageB
       ];
       environment.etc."fedigen/migrate.json".text = builtins.toJSON {
-        buckets = [ ];
+        buckets = [
+          {
+            name = "media";
+            source = {
+              bucket = "digitalevrijheid-mastodon";
+              endpoint = "https://s3.nordwind-hosting.example";
+              key_file = "/run/secrets/fedigen-migrate/digitalevrijheid-mastodon-source.env";
+              region = "nl-ams";
+            };
+            target = {
+              bucket = "digitalevrijheid-mastodon";
+              endpoint = "https://s3.provider-b.test";
+              key_file = "/run/secrets/fedigen-migrate/digitalevrijheid-mastodon-target.env";
+              region = "nl-ams";
+            };
+          }
+        ];
         commands = {
           dns_switch = [ ];
           freeze = [
@@ -327,7 +502,7 @@ pkgs.testers.runNixOSTest {
     };
     digitalevrijheid-matrix-synapse-a = {
       imports = [
-        (testNode {
+        (common.testNode {
           module = ../../deployments/digitalevrijheid/matrix-synapse.nix;
           host = "matrix.digitalevrijheid.example";
           https = true;
@@ -381,6 +556,7 @@ pkgs.testers.runNixOSTest {
             "virtualHosts"
             "matrix.digitalevrijheid.example"
           ];
+          hosts = hostsA;
         })
         # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
         # or seeding at A fails on an MX look-up the test network cannot answer).
@@ -391,7 +567,7 @@ pkgs.testers.runNixOSTest {
     };
     digitalevrijheid-matrix-synapse-b = {
       imports = [
-        (testNode {
+        (common.testNode {
           module = ../../deployments/digitalevrijheid/matrix-synapse.nix;
           host = "matrix.digitalevrijheid.example";
           https = true;
@@ -415,8 +591,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/matrix-synapse-s3-key";
               unit = "matrix-synapse.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GK735ca4c81d56515bad917597
-                AWS_SECRET_ACCESS_KEY=1fa4ec5e3d7bde4e48caf3c422c8c08ab99193faf3e87c6823e124e97e15b913
+                AWS_ACCESS_KEY_ID=GKb1cc49d3afc1415df5098b70
+                AWS_SECRET_ACCESS_KEY=6d43badf3743bd22af7df6c5905d7ccd9b8677191b5dca0d65907cbb2f4b76fe
               '';
             }
             {
@@ -437,6 +613,30 @@ pkgs.testers.runNixOSTest {
               unit = "matrix-synapse.service";
               value = "fedigen-test-registration-secret";
             }
+            {
+              group = "root";
+              mode = "0400";
+              name = "digitalevrijheid-matrix-synapse-source.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/digitalevrijheid-matrix-synapse-source.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK735ca4c81d56515bad917597
+                AWS_SECRET_ACCESS_KEY=1fa4ec5e3d7bde4e48caf3c422c8c08ab99193faf3e87c6823e124e97e15b913
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "digitalevrijheid-matrix-synapse-target.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/digitalevrijheid-matrix-synapse-target.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKb1cc49d3afc1415df5098b70
+                AWS_SECRET_ACCESS_KEY=6d43badf3743bd22af7df6c5905d7ccd9b8677191b5dca0d65907cbb2f4b76fe
+              '';
+            }
           ];
           packages = [ ];
           virtualHost = [
@@ -445,15 +645,31 @@ pkgs.testers.runNixOSTest {
             "virtualHosts"
             "matrix.digitalevrijheid.example"
           ];
+          hosts = hostsB;
         })
-        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
-        # or seeding at A fails on an MX look-up the test network cannot answer).
         { fediversity.matrix-synapse = { }; }
         { }
         side
+        objectStorageB
       ];
       environment.etc."fedigen/migrate.json".text = builtins.toJSON {
-        buckets = [ ];
+        buckets = [
+          {
+            name = "media";
+            source = {
+              bucket = "digitalevrijheid-matrix-synapse";
+              endpoint = "https://s3.nordwind-hosting.example";
+              key_file = "/run/secrets/fedigen-migrate/digitalevrijheid-matrix-synapse-source.env";
+              region = "nl-ams";
+            };
+            target = {
+              bucket = "digitalevrijheid-matrix-synapse";
+              endpoint = "https://s3.provider-b.test";
+              key_file = "/run/secrets/fedigen-migrate/digitalevrijheid-matrix-synapse-target.env";
+              region = "nl-ams";
+            };
+          }
+        ];
         commands = {
           dns_switch = [ ];
           freeze = [
@@ -539,87 +755,387 @@ pkgs.testers.runNixOSTest {
         operator = "digitalevrijheid";
       };
     };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    # No machine of the operator runs Garage: a Garage-only node of provider A's.
+    garage-a = {
+      imports = [
+        (common.testNode {
+          module = common.garageOnlyNode {
+            providerDomain = "nordwind-hosting.example";
+            nodeKeyPath = "/run/secrets/garage-node-key";
+          };
+          host = "s3.nordwind-hosting.example";
+          https = false;
+          cores = 2;
+          memory = 2048;
+          secrets = [
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-environment";
+              owner = "root";
+              path = "/run/secrets/garage-environment";
+              unit = "garage.service";
+              value = ''
+                GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+                GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
+                GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-digitalevrijheid-mastodon";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-digitalevrijheid-mastodon";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK390b9d08a9a3a39393e34432
+                AWS_SECRET_ACCESS_KEY=3c7a93a32c4efcbc378e6391018c82ad2eecabb987f9381fcdf6726bcadadd6d
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-digitalevrijheid-matrix-synapse";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK735ca4c81d56515bad917597
+                AWS_SECRET_ACCESS_KEY=1fa4ec5e3d7bde4e48caf3c422c8c08ab99193faf3e87c6823e124e97e15b913
+              '';
+            }
+          ];
+          packages = [ "rclone" ];
+          hosts = hostsA;
+        })
+        storageA
+      ];
+    };
+    # Provider B's Garage-only node, under B's domain.
+    garage-b = {
+      imports = [
+        (common.testNode {
+          module = common.garageOnlyNode {
+            providerDomain = "provider-b.test";
+            nodeKeyPath = "/run/secrets/garage-node-key";
+          };
+          host = "s3.provider-b.test";
+          https = false;
+          cores = 2;
+          memory = 2048;
+          secrets = [
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-environment";
+              owner = "root";
+              path = "/run/secrets/garage-environment";
+              unit = "garage.service";
+              value = ''
+                GARAGE_RPC_SECRET=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+                GARAGE_ADMIN_TOKEN=fedigen-test-admin-token
+                GARAGE_METRICS_TOKEN=fedigen-test-metrics-token
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-digitalevrijheid-mastodon";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-digitalevrijheid-mastodon";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GK1c467ac8af6220f4bb541ccd
+                AWS_SECRET_ACCESS_KEY=9b61a73477921e64814cbf13f7b7b95331f6d9dfa1fd537b143fe1073f344736
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "garage-s3-key-digitalevrijheid-matrix-synapse";
+              owner = "root";
+              path = "/run/secrets/garage-s3-key-digitalevrijheid-matrix-synapse";
+              unit = "fedigen-storage-apply.service";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKb1cc49d3afc1415df5098b70
+                AWS_SECRET_ACCESS_KEY=6d43badf3743bd22af7df6c5905d7ccd9b8677191b5dca0d65907cbb2f4b76fe
+              '';
+            }
+          ];
+          packages = [ "rclone" ];
+          hosts = hostsB;
+        })
+        storageB
+      ];
+    };
+    # The client resolves A's names (and B's media host) until the DNS switch.
+    client = {
+      imports = [
+        (common.testNetwork {
+          digitalevrijheid-mastodon-a = [
+            "mastodon.digitalevrijheid.example"
+          ];
+          digitalevrijheid-matrix-synapse-a = [
+            "matrix.digitalevrijheid.example"
+          ];
+          garage-a = [
+            "s3.nordwind-hosting.example"
+            "media.nordwind-hosting.example"
+          ];
+          garage-b = [
+            "s3.provider-b.test"
+            "media.provider-b.test"
+          ];
+        })
+        (common.testPackages [ ])
+      ];
+    };
   };
-  testScript = ''
-    start_all()
-    digitalevrijheid_mastodon_a.wait_for_unit(${py "mastodon-web.service"})
-    digitalevrijheid_mastodon_a.wait_for_unit(${py "mastodon-sidekiq-all.service"})
-    digitalevrijheid_mastodon_a.wait_for_unit(${py "mastodon-streaming.target"})
-    digitalevrijheid_mastodon_a.wait_for_unit(${py "nginx.service"})
+  testScript =
+    { nodes, ... }:
+    ''
+      ${common.pythonHelpers}
 
-    with subtest(${py "seed ${"digitalevrijheid-mastodon"} at A"}):
-        digitalevrijheid_mastodon_a.succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})
 
-    a_identity = digitalevrijheid_mastodon_a.succeed(${py "sha256sum ${
-      builtins.concatStringsSep " " [
-        "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
-        "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
-        "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
-        "/var/lib/mastodon/secrets/secret-key-base"
-        "/var/lib/mastodon/secrets/vapid-private-key"
-        "/var/lib/mastodon/secrets/vapid-public-key"
-      ]
-    } </dev/null"})
+      def switch_dns(client, host: str, address: str) -> None:
+          """The DNS switch as the client sees it: from now on its /etc/hosts names `host` at `address` only."""
+          lines = []
+          for line in client.succeed("cat /etc/hosts").splitlines():
+              fields = line.split()
+              if len(fields) > 1 and host in fields[1:]:
+                  fields = [field for field in fields if field != host]
+                  if len(fields) == 1:
+                      continue
+                  line = " ".join(fields)
+              lines.append(line)
+          lines.append(f"{address} {host}")
+          text = "\n".join(lines) + "\n"
+          client.succeed(f"printf %s {shlex.quote(text)} > /etc/hosts.fedigen && mv /etc/hosts.fedigen /etc/hosts")
 
-    with subtest(${py "move ${"digitalevrijheid-mastodon"} from A to B"}):
-        digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-web.service"}"})
-        digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-sidekiq-all.service"}"})
-        digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-streaming.target"}"})
-        digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"nginx.service"}"})
-        digitalevrijheid_mastodon_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
 
-    with subtest(${py "B holds A's data and identity; A is stopped"}):
-        digitalevrijheid_mastodon_b.wait_for_unit(${py "mastodon-web.service"})
-        digitalevrijheid_mastodon_b.wait_for_unit(${py "mastodon-sidekiq-all.service"})
-        digitalevrijheid_mastodon_b.wait_for_unit(${py "mastodon-streaming.target"})
-        digitalevrijheid_mastodon_b.wait_for_unit(${py "nginx.service"})
-        assert digitalevrijheid_mastodon_b.succeed(${py "sha256sum ${
-          builtins.concatStringsSep " " [
-            "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
-            "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
-            "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
-            "/var/lib/mastodon/secrets/secret-key-base"
-            "/var/lib/mastodon/secrets/vapid-private-key"
-            "/var/lib/mastodon/secrets/vapid-public-key"
-          ]
-        } </dev/null"}) == a_identity
-        digitalevrijheid_mastodon_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
-        digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
-        digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
-        digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
-        digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"nginx.service"}"})
-    digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "matrix-synapse.service"})
-    digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "nginx.service"})
+      start_all()
+      # Per machine: (bucket/key, SHA-256, the key file) of every object its steps showed in A's bucket.
+      held_at_a = {}
+      garage_a.wait_for_unit(${py "garage.service"})
+      garage_a.wait_for_unit(${py "fedigen-storage-apply.service"})
+      garage_a.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
+      garage_a.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
+      garage_b.wait_for_unit(${py "garage.service"})
+      garage_b.wait_for_unit(${py "fedigen-storage-apply.service"})
+      garage_b.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
+      garage_b.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
+      digitalevrijheid_mastodon_a.wait_for_unit(${py "mastodon-web.service"})
+      digitalevrijheid_mastodon_a.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+      digitalevrijheid_mastodon_a.wait_for_unit(${py "mastodon-streaming.target"})
+      digitalevrijheid_mastodon_a.wait_for_unit(${py "nginx.service"})
+      digitalevrijheid_mastodon_a.wait_for_unit(${py "mastodon-admin-account.service"})
 
-    with subtest(${py "seed ${"digitalevrijheid-matrix-synapse"} at A"}):
-        digitalevrijheid_matrix_synapse_a.succeed(${py "matrix-synapse-register_new_matrix_user -u fedigen-test -p fedigen-test-password --no-admin"})
+      with subtest(${py "seed ${"digitalevrijheid-mastodon"} at A"}):
+          digitalevrijheid_mastodon_a.succeed(${py "mastodon-tootctl accounts create fedigen_test --email=fedigen-test@example.org --confirmed --approve"})
+          output = digitalevrijheid_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            export FEDIGEN_ADMIN='bestuur'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            password=$(mastodon-tootctl accounts create fedigen_alice --email=alice@example.org --confirmed --approve | sed -n 's/^New password: //p')
+            test -n "$password"
+            app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
+            curl --silent --fail --form grant_type=password --form username=alice@example.org --form "password=$password" \
+              --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
+              --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-token
+          ''})
+          output = digitalevrijheid_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            export FEDIGEN_ADMIN='bestuur'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            token=$(cat /root/mastodon-token)
+            ffmpeg -loglevel error -y -f lavfi -i testsrc=size=320x240 -frames:v 1 /tmp/fedigen.png
+            media=$(curl --silent --fail -H "Authorization: Bearer $token" --form file=@/tmp/fedigen.png --form 'description=a test image' "https://$FEDIGEN_HOST/api/v2/media" | jq -er .id)
+            curl --silent --fail -H "Authorization: Bearer $token" --form 'status=Hello from the fedigen test' --form "media_ids[]=$media" \
+              "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id > /root/mastodon-status
+          ''})
+          output = digitalevrijheid_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            export FEDIGEN_ADMIN='bestuur'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+            jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
+            url=$(jq -er '.media_attachments[0].url' <<<"$status")
+            curl --silent --fail --output /tmp/fetched "$url"
+            test -s /tmp/fetched
+            echo "image served: $url"
+          ''})
+          assert ${py "image served"} in output, output
+          held_at_a[${py "digitalevrijheid-mastodon"}] = []
 
-    a_identity = digitalevrijheid_matrix_synapse_a.succeed(${py "sha256sum ${
-      builtins.concatStringsSep " " [
-        "/var/lib/matrix-synapse/homeserver.signing.key"
-      ]
-    } </dev/null"})
+      with subtest(${py "at A: ${"digitalevrijheid-mastodon-a: the status's image is in the media bucket and served from the media host"}"}):
+          output = digitalevrijheid_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            export FEDIGEN_MEDIA_PREFIX='https://media.nordwind-hosting.example/digitalevrijheid-mastodon/'
+            status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+            url=$(jq -er '.media_attachments[0].url' <<<"$status")
+            echo "object: $url"
+          ''})
+          for url in stored_objects(output, ${py "https://media.nordwind-hosting.example/digitalevrijheid-mastodon/"}):
+              path = url.removeprefix("https://" + ${py "media.nordwind-hosting.example"} + "/")
+              held = held_sha256(garage_a, ${py "/run/secrets/garage-s3-key-digitalevrijheid-mastodon"}, ${py "nl-ams"}, path)
+              assert served_sha256(client, url) == held, f"{url} serves other bytes than A's Garage holds"
+              held_at_a[${py "digitalevrijheid-mastodon"}].append((path, held, ${py "/run/secrets/garage-s3-key-digitalevrijheid-mastodon"}))
+      digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "matrix-synapse.service"})
+      digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "nginx.service"})
+      digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "matrix-synapse-admin-account.service"})
 
-    with subtest(${py "move ${"digitalevrijheid-matrix-synapse"} from A to B"}):
-        digitalevrijheid_matrix_synapse_b.succeed(${py "systemctl stop ${"matrix-synapse.service"}"})
-        digitalevrijheid_matrix_synapse_b.succeed(${py "systemctl stop ${"nginx.service"}"})
-        digitalevrijheid_matrix_synapse_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+      with subtest(${py "seed ${"digitalevrijheid-matrix-synapse"} at A"}):
+          digitalevrijheid_matrix_synapse_a.succeed(${py "matrix-synapse-register_new_matrix_user -u fedigen-test -p fedigen-test-password --no-admin"})
+          output = digitalevrijheid_matrix_synapse_a.succeed(${py ''
+            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+            export FEDIGEN_ADMIN='bestuur'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            login() {
+              curl --silent --fail -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/login" \
+                -d "{\"type\":\"m.login.password\",\"identifier\":{\"type\":\"m.id.user\",\"user\":\"$1\"},\"password\":\"$1-password\"}" | jq -er .access_token
+            }
+            for user in fedigen_alice fedigen_bob; do
+              matrix-synapse-register_new_matrix_user -u "$user" -p "$user-password" --no-admin
+            done
+            alice=$(login fedigen_alice)
+            bob=$(login fedigen_bob)
+            room=$(curl --silent --fail -H "Authorization: Bearer $alice" -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/createRoom" \
+              -d "{\"invite\":[\"@fedigen_bob:$FEDIGEN_HOST\"]}" | jq -er .room_id)
+            echo "$room" > /root/matrix-room
+            curl --silent --fail -H "Authorization: Bearer $bob" -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/join/$(jq -rn --arg r "$room" '$r|@uri')" -d '{}'
+            curl --silent --fail -H "Authorization: Bearer $alice" -X PUT \
+              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$(jq -rn --arg r "$room" '$r|@uri')/send/m.room.message/fedigen-1" \
+              -d '{"msgtype":"m.text","body":"Hello Bob, from the fedigen test"}'
+            echo "$bob" > /root/matrix-bob-token
+          ''})
+          output = digitalevrijheid_matrix_synapse_a.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+            export FEDIGEN_ADMIN='bestuur'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
+              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
+          ''})
+          assert ${py "Hello Bob, from the fedigen test"} in output, output
+          held_at_a[${py "digitalevrijheid-matrix-synapse"}] = []
 
-    with subtest(${py "B holds A's data and identity; A is stopped"}):
-        digitalevrijheid_matrix_synapse_b.wait_for_unit(${py "matrix-synapse.service"})
-        digitalevrijheid_matrix_synapse_b.wait_for_unit(${py "nginx.service"})
-        assert digitalevrijheid_matrix_synapse_b.succeed(${py "sha256sum ${
-          builtins.concatStringsSep " " [
-            "/var/lib/matrix-synapse/homeserver.signing.key"
-          ]
-        } </dev/null"}) == a_identity
-        digitalevrijheid_matrix_synapse_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
-        digitalevrijheid_matrix_synapse_a.fail(${py "systemctl is-active ${"matrix-synapse.service"}"})
-        digitalevrijheid_matrix_synapse_a.fail(${py "systemctl is-active ${"nginx.service"}"})
-  '';
+      a_identity = digitalevrijheid_mastodon_a.succeed(${py "sha256sum ${
+        builtins.concatStringsSep " " [
+          "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
+          "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
+          "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
+          "/var/lib/mastodon/secrets/secret-key-base"
+          "/var/lib/mastodon/secrets/vapid-private-key"
+          "/var/lib/mastodon/secrets/vapid-public-key"
+        ]
+      } </dev/null"})
+      # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
+      digitalevrijheid_mastodon_b.succeed(${py "ssh root@${"digitalevrijheid-mastodon-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
+
+      with subtest(${py "move ${"digitalevrijheid-mastodon"} from A to B"}):
+          digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-web.service"}"})
+          digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-sidekiq-all.service"}"})
+          digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-streaming.target"}"})
+          digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"nginx.service"}"})
+          digitalevrijheid_mastodon_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+
+      with subtest(${py "B holds A's data and identity; A is stopped"}):
+          digitalevrijheid_mastodon_b.wait_for_unit(${py "mastodon-web.service"})
+          digitalevrijheid_mastodon_b.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+          digitalevrijheid_mastodon_b.wait_for_unit(${py "mastodon-streaming.target"})
+          digitalevrijheid_mastodon_b.wait_for_unit(${py "nginx.service"})
+          assert digitalevrijheid_mastodon_b.succeed(${py "sha256sum ${
+            builtins.concatStringsSep " " [
+              "/var/lib/mastodon/secrets/active-record-encryption-deterministic-key"
+              "/var/lib/mastodon/secrets/active-record-encryption-key-derivation-salt"
+              "/var/lib/mastodon/secrets/active-record-encryption-primary-key"
+              "/var/lib/mastodon/secrets/secret-key-base"
+              "/var/lib/mastodon/secrets/vapid-private-key"
+              "/var/lib/mastodon/secrets/vapid-public-key"
+            ]
+          } </dev/null"}) == a_identity
+          digitalevrijheid_mastodon_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+          digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
+          digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
+          digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
+          digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+
+      with subtest(${py "the DNS switch: the client reaches ${"mastodon.digitalevrijheid.example"} at B"}):
+          switch_dns(client, ${py "mastodon.digitalevrijheid.example"}, ${py nodes.digitalevrijheid-mastodon-b.networking.primaryIPAddress})
+          client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://mastodon.digitalevrijheid.example/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
+
+      with subtest(${py "every object of ${"digitalevrijheid-mastodon"} in A's bucket is in B's, with the same bytes"}):
+          assert held_at_a[${py "digitalevrijheid-mastodon"}], "no object was shown at A"
+          # The key copy's path is the same on both sides' Garage nodes (each holds its own provider's key there).
+          for path, held, key_file in held_at_a[${py "digitalevrijheid-mastodon"}]:
+              at_b = held_sha256(garage_b, key_file, ${py "nl-ams"}, path)
+              assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
+
+      with subtest(${py "at B, through the same domain: ${"the status reads back with its image, and the image is served"}"}):
+          output = digitalevrijheid_mastodon_b.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            export FEDIGEN_ADMIN='bestuur'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+            jq -e '.content | contains("Hello from the fedigen test")' <<<"$status" > /dev/null
+            url=$(jq -er '.media_attachments[0].url' <<<"$status")
+            curl --silent --fail --output /tmp/fetched "$url"
+            test -s /tmp/fetched
+            echo "image served: $url"
+          ''})
+          assert ${py "image served"} in output, output
+
+      with subtest(${py "at B: ${"digitalevrijheid-mastodon-b: the status's image is in the media bucket and served from the media host"}"}):
+          output = digitalevrijheid_mastodon_b.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            export FEDIGEN_MEDIA_PREFIX='https://media.provider-b.test/digitalevrijheid-mastodon/'
+            status=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/mastodon-status)")
+            url=$(jq -er '.media_attachments[0].url' <<<"$status")
+            echo "object: $url"
+          ''})
+          for url in stored_objects(output, ${py "https://media.provider-b.test/digitalevrijheid-mastodon/"}):
+              held = held_sha256(garage_b, ${py "/run/secrets/garage-s3-key-digitalevrijheid-mastodon"}, ${py "nl-ams"}, url.removeprefix("https://" + ${py "media.provider-b.test"} + "/"))
+              assert served_sha256(client, url) == held, f"{url} serves other bytes than B's Garage holds"
+
+      a_identity = digitalevrijheid_matrix_synapse_a.succeed(${py "sha256sum ${
+        builtins.concatStringsSep " " [
+          "/var/lib/matrix-synapse/homeserver.signing.key"
+        ]
+      } </dev/null"})
+      # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
+      digitalevrijheid_matrix_synapse_b.succeed(${py "ssh root@${"digitalevrijheid-matrix-synapse-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
+
+      with subtest(${py "move ${"digitalevrijheid-matrix-synapse"} from A to B"}):
+          digitalevrijheid_matrix_synapse_b.succeed(${py "systemctl stop ${"matrix-synapse.service"}"})
+          digitalevrijheid_matrix_synapse_b.succeed(${py "systemctl stop ${"nginx.service"}"})
+          digitalevrijheid_matrix_synapse_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+
+      with subtest(${py "B holds A's data and identity; A is stopped"}):
+          digitalevrijheid_matrix_synapse_b.wait_for_unit(${py "matrix-synapse.service"})
+          digitalevrijheid_matrix_synapse_b.wait_for_unit(${py "nginx.service"})
+          assert digitalevrijheid_matrix_synapse_b.succeed(${py "sha256sum ${
+            builtins.concatStringsSep " " [
+              "/var/lib/matrix-synapse/homeserver.signing.key"
+            ]
+          } </dev/null"}) == a_identity
+          digitalevrijheid_matrix_synapse_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+          digitalevrijheid_matrix_synapse_a.fail(${py "systemctl is-active ${"matrix-synapse.service"}"})
+          digitalevrijheid_matrix_synapse_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+
+      with subtest(${py "the DNS switch: the client reaches ${"matrix.digitalevrijheid.example"} at B"}):
+          switch_dns(client, ${py "matrix.digitalevrijheid.example"}, ${py nodes.digitalevrijheid-matrix-synapse-b.networking.primaryIPAddress})
+          client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://matrix.digitalevrijheid.example/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"})
+
+      with subtest(${py "at B, through the same domain: ${"the other user reads the message"}"}):
+          output = digitalevrijheid_matrix_synapse_b.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+            export FEDIGEN_ADMIN='bestuur'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
+              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
+          ''})
+          assert ${py "Hello Bob, from the fedigen test"} in output, output
+    '';
 }

@@ -3,7 +3,7 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 5400
 #: cores = 8
-#: description = "operator zeeinstituut: seeded at provider A, moved to provider B with `fedigen migrate run` (databases, folders, identity; buckets need both Garage clusters, not in this test), B healthy with A's identity, A stopped"
+#: description = "operator zeeinstituut: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
@@ -13,7 +13,219 @@
 let
   inherit (pkgs) lib;
   py = builtins.toJSON;
-  inherit (import ./lib/common.nix { inherit pkgs; }) testNode;
+  common = import ./lib/common.nix { inherit pkgs; };
+  hostsA = {
+    zeeinstituut-peertube-a = [
+      "video.zee-instituut.example"
+      "s3.nordwind-hosting.example"
+      "media.nordwind-hosting.example"
+      "zeeinstituut-peertube-web-videos.s3.nordwind-hosting.example"
+      "zeeinstituut-peertube-streaming-playlists.s3.nordwind-hosting.example"
+      "zeeinstituut-peertube-original-video-files.s3.nordwind-hosting.example"
+      "zeeinstituut-peertube-user-exports.s3.nordwind-hosting.example"
+      "zeeinstituut-peertube-captions.s3.nordwind-hosting.example"
+    ];
+  };
+  hostsB = {
+    zeeinstituut-peertube-a = [
+      "s3.nordwind-hosting.example"
+    ];
+    zeeinstituut-peertube-b = [
+      "video.zee-instituut.example"
+      "s3.provider-b.test"
+      "media.provider-b.test"
+      "zeeinstituut-peertube-web-videos.s3.provider-b.test"
+      "zeeinstituut-peertube-streaming-playlists.s3.provider-b.test"
+      "zeeinstituut-peertube-original-video-files.s3.provider-b.test"
+      "zeeinstituut-peertube-user-exports.s3.provider-b.test"
+      "zeeinstituut-peertube-captions.s3.provider-b.test"
+    ];
+  };
+  # Provider A's object storage: its one-node Garage cluster.
+  storageA = common.garageTestCluster {
+    node = "zeeinstituut-peertube-a";
+    nodeKeyPrintf = "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\162\\164\\155\\061\\055\\141\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\014\\014\\215\\011\\154\\025\\035\\371\\233\\027\\100\\227\\110\\273\\106\\000\\354\\173\\172\\127\\237\\001\\177\\043\\217\\047\\164\\244\\226\\062\\002\\207";
+    nodeKeyPath = "/run/secrets/garage-node-key";
+    s3Host = "s3.nordwind-hosting.example";
+    mediaHost = "media.nordwind-hosting.example";
+    description = ''
+      {
+        "//": "The storage description of zeeinstituut's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+        "replication_factor": 1,
+        "zone_redundancy": "maximum",
+        "nodes": [
+          {
+            "name": "rtm1-a",
+            "id": "0c0c8d096c151df99b17409748bb4600ec7b7a579f017f238f2774a496320287",
+            "zone": "rtm",
+            "capacity_bytes": 644245094400
+          }
+        ],
+        "buckets": [
+          {
+            "name": "zeeinstituut-peertube-web-videos",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-streaming-playlists",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-original-video-files",
+            "website": false,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-user-exports",
+            "website": false,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-captions",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          }
+        ]
+      }
+    '';
+  };
+  # Provider B's object storage: another one-node Garage cluster, under B's domain.
+  storageB = common.garageTestCluster {
+    node = "zeeinstituut-peertube-b";
+    nodeKeyPrintf = "\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\162\\164\\155\\061\\055\\142\\146\\145\\144\\151\\147\\145\\156\\055\\164\\145\\163\\164\\055\\352\\011\\264\\235\\120\\341\\147\\166\\321\\331\\355\\004\\215\\366\\252\\331\\104\\332\\014\\257\\240\\047\\050\\270\\277\\124\\053\\150\\326\\304\\323\\041";
+    nodeKeyPath = "/run/secrets/garage-node-key";
+    s3Host = "s3.provider-b.test";
+    mediaHost = "media.provider-b.test";
+    description = ''
+      {
+        "//": "The storage description of zeeinstituut's deployment test: one node, the operator's buckets (fedigen's deployment test).",
+        "replication_factor": 1,
+        "zone_redundancy": "maximum",
+        "nodes": [
+          {
+            "name": "rtm1-b",
+            "id": "ea09b49d50e16776d1d9ed048df6aad944da0cafa02728b8bf542b68d6c4d321",
+            "zone": "rtm",
+            "capacity_bytes": 644245094400
+          }
+        ],
+        "buckets": [
+          {
+            "name": "zeeinstituut-peertube-web-videos",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-streaming-playlists",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-original-video-files",
+            "website": false,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-user-exports",
+            "website": false,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          },
+          {
+            "name": "zeeinstituut-peertube-captions",
+            "website": true,
+            "keys": [
+              {
+                "secret_file": "/run/secrets/garage-s3-key-zeeinstituut-peertube",
+                "name": "zeeinstituut/peertube",
+                "read": true,
+                "write": true,
+                "owner": false
+              }
+            ]
+          }
+        ]
+      }
+    '';
+  };
+  # B's machines use B's object storage (at B, deployments/provider.nix is B's).
+  objectStorageB = {
+    fediversity.s3.endpoint = lib.mkForce "https://${"s3.provider-b.test"}";
+    fediversity.s3.publicUrl = lib.mkForce "https://${"media.provider-b.test"}";
+  };
   # B logs in to A as root with this key (generated at build time: tests only).
   sshKey = pkgs.runCommand "fedigen-migrate-test-key" { nativeBuildInputs = [ pkgs.openssh ]; } ''
     mkdir -p $out
@@ -57,7 +269,7 @@ pkgs.testers.runNixOSTest {
   nodes = {
     zeeinstituut-peertube-a = {
       imports = [
-        (testNode {
+        (common.testNode {
           module = ../../deployments/zeeinstituut/peertube.nix;
           host = "video.zee-instituut.example";
           https = true;
@@ -148,6 +360,7 @@ pkgs.testers.runNixOSTest {
             "virtualHosts"
             "video.zee-instituut.example"
           ];
+          hosts = hostsA;
         })
         # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
         # or seeding at A fails on an MX look-up the test network cannot answer).
@@ -158,11 +371,12 @@ pkgs.testers.runNixOSTest {
         }
         { }
         side
+        storageA
       ];
     };
     zeeinstituut-peertube-b = {
       imports = [
-        (testNode {
+        (common.testNode {
           module = ../../deployments/zeeinstituut/peertube.nix;
           host = "video.zee-instituut.example";
           https = true;
@@ -208,8 +422,8 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/peertube-s3-key";
               unit = "peertube-env.service";
               value = ''
-                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
-                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
+                AWS_ACCESS_KEY_ID=GKb8889c5affb458c72ba95547
+                AWS_SECRET_ACCESS_KEY=c5e7a43324d6cf12d1a31e00e4ee5c20b2de5d3f93f9905f28f73c524f2c2917
               '';
             }
             {
@@ -238,8 +452,128 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/garage-s3-key-zeeinstituut-peertube";
               unit = "fedigen-storage-apply.service";
               value = ''
+                AWS_ACCESS_KEY_ID=GKb8889c5affb458c72ba95547
+                AWS_SECRET_ACCESS_KEY=c5e7a43324d6cf12d1a31e00e4ee5c20b2de5d3f93f9905f28f73c524f2c2917
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "zeeinstituut-peertube-web-videos-source.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-web-videos-source.env";
+              unit = "fedigen-migrate";
+              value = ''
                 AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
                 AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "zeeinstituut-peertube-web-videos-target.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-web-videos-target.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKb8889c5affb458c72ba95547
+                AWS_SECRET_ACCESS_KEY=c5e7a43324d6cf12d1a31e00e4ee5c20b2de5d3f93f9905f28f73c524f2c2917
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "zeeinstituut-peertube-streaming-playlists-source.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-streaming-playlists-source.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "zeeinstituut-peertube-streaming-playlists-target.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-streaming-playlists-target.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKb8889c5affb458c72ba95547
+                AWS_SECRET_ACCESS_KEY=c5e7a43324d6cf12d1a31e00e4ee5c20b2de5d3f93f9905f28f73c524f2c2917
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "zeeinstituut-peertube-original-video-files-source.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-original-video-files-source.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "zeeinstituut-peertube-original-video-files-target.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-original-video-files-target.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKb8889c5affb458c72ba95547
+                AWS_SECRET_ACCESS_KEY=c5e7a43324d6cf12d1a31e00e4ee5c20b2de5d3f93f9905f28f73c524f2c2917
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "zeeinstituut-peertube-user-exports-source.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-user-exports-source.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "zeeinstituut-peertube-user-exports-target.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-user-exports-target.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKb8889c5affb458c72ba95547
+                AWS_SECRET_ACCESS_KEY=c5e7a43324d6cf12d1a31e00e4ee5c20b2de5d3f93f9905f28f73c524f2c2917
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "zeeinstituut-peertube-captions-source.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-captions-source.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
+                AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
+              '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "zeeinstituut-peertube-captions-target.env";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-captions-target.env";
+              unit = "fedigen-migrate";
+              value = ''
+                AWS_ACCESS_KEY_ID=GKb8889c5affb458c72ba95547
+                AWS_SECRET_ACCESS_KEY=c5e7a43324d6cf12d1a31e00e4ee5c20b2de5d3f93f9905f28f73c524f2c2917
               '';
             }
           ];
@@ -253,9 +587,8 @@ pkgs.testers.runNixOSTest {
             "virtualHosts"
             "video.zee-instituut.example"
           ];
+          hosts = hostsB;
         })
-        # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
-        # or seeding at A fails on an MX look-up the test network cannot answer).
         {
           fediversity.peertube = {
             transcodingEnabled = false;
@@ -263,9 +596,87 @@ pkgs.testers.runNixOSTest {
         }
         { }
         side
+        objectStorageB
+        storageB
       ];
       environment.etc."fedigen/migrate.json".text = builtins.toJSON {
-        buckets = [ ];
+        buckets = [
+          {
+            name = "web_videos";
+            source = {
+              bucket = "zeeinstituut-peertube-web-videos";
+              endpoint = "https://s3.nordwind-hosting.example";
+              key_file = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-web-videos-source.env";
+              region = "nl-ams";
+            };
+            target = {
+              bucket = "zeeinstituut-peertube-web-videos";
+              endpoint = "https://s3.provider-b.test";
+              key_file = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-web-videos-target.env";
+              region = "nl-ams";
+            };
+          }
+          {
+            name = "streaming_playlists";
+            source = {
+              bucket = "zeeinstituut-peertube-streaming-playlists";
+              endpoint = "https://s3.nordwind-hosting.example";
+              key_file = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-streaming-playlists-source.env";
+              region = "nl-ams";
+            };
+            target = {
+              bucket = "zeeinstituut-peertube-streaming-playlists";
+              endpoint = "https://s3.provider-b.test";
+              key_file = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-streaming-playlists-target.env";
+              region = "nl-ams";
+            };
+          }
+          {
+            name = "original_video_files";
+            source = {
+              bucket = "zeeinstituut-peertube-original-video-files";
+              endpoint = "https://s3.nordwind-hosting.example";
+              key_file = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-original-video-files-source.env";
+              region = "nl-ams";
+            };
+            target = {
+              bucket = "zeeinstituut-peertube-original-video-files";
+              endpoint = "https://s3.provider-b.test";
+              key_file = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-original-video-files-target.env";
+              region = "nl-ams";
+            };
+          }
+          {
+            name = "user_exports";
+            source = {
+              bucket = "zeeinstituut-peertube-user-exports";
+              endpoint = "https://s3.nordwind-hosting.example";
+              key_file = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-user-exports-source.env";
+              region = "nl-ams";
+            };
+            target = {
+              bucket = "zeeinstituut-peertube-user-exports";
+              endpoint = "https://s3.provider-b.test";
+              key_file = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-user-exports-target.env";
+              region = "nl-ams";
+            };
+          }
+          {
+            name = "captions";
+            source = {
+              bucket = "zeeinstituut-peertube-captions";
+              endpoint = "https://s3.nordwind-hosting.example";
+              key_file = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-captions-source.env";
+              region = "nl-ams";
+            };
+            target = {
+              bucket = "zeeinstituut-peertube-captions";
+              endpoint = "https://s3.provider-b.test";
+              key_file = "/run/secrets/fedigen-migrate/zeeinstituut-peertube-captions-target.env";
+              region = "nl-ams";
+            };
+          }
+        ];
         commands = {
           dns_switch = [ ];
           freeze = [
@@ -275,7 +686,6 @@ pkgs.testers.runNixOSTest {
               "systemctl"
               "stop"
               "peertube.service"
-              "nginx.service"
             ]
           ];
           health = [
@@ -284,12 +694,6 @@ pkgs.testers.runNixOSTest {
               "is-active"
               "--quiet"
               "peertube.service"
-            ]
-            [
-              "systemctl"
-              "is-active"
-              "--quiet"
-              "nginx.service"
             ]
           ];
           health_timeout_seconds = 600;
@@ -300,7 +704,6 @@ pkgs.testers.runNixOSTest {
               "systemctl"
               "start"
               "peertube.service"
-              "nginx.service"
             ]
           ];
           start = [
@@ -342,31 +745,163 @@ pkgs.testers.runNixOSTest {
         operator = "zeeinstituut";
       };
     };
-    client =
-      { pkgs, ... }:
-      {
-        environment.systemPackages = [ pkgs.curl ];
-      };
+    # The client resolves A's names (and B's media host) until the DNS switch.
+    client = {
+      imports = [
+        (common.testNetwork {
+          zeeinstituut-peertube-a = [
+            "video.zee-instituut.example"
+            "s3.nordwind-hosting.example"
+            "media.nordwind-hosting.example"
+            "zeeinstituut-peertube-web-videos.s3.nordwind-hosting.example"
+            "zeeinstituut-peertube-streaming-playlists.s3.nordwind-hosting.example"
+            "zeeinstituut-peertube-original-video-files.s3.nordwind-hosting.example"
+            "zeeinstituut-peertube-user-exports.s3.nordwind-hosting.example"
+            "zeeinstituut-peertube-captions.s3.nordwind-hosting.example"
+          ];
+          zeeinstituut-peertube-b = [
+            "s3.provider-b.test"
+            "media.provider-b.test"
+            "zeeinstituut-peertube-web-videos.s3.provider-b.test"
+            "zeeinstituut-peertube-streaming-playlists.s3.provider-b.test"
+            "zeeinstituut-peertube-original-video-files.s3.provider-b.test"
+            "zeeinstituut-peertube-user-exports.s3.provider-b.test"
+            "zeeinstituut-peertube-captions.s3.provider-b.test"
+          ];
+        })
+        (common.testPackages [ ])
+      ];
+    };
   };
-  testScript = ''
-    start_all()
-    zeeinstituut_peertube_a.wait_for_unit(${py "peertube.service"})
-    zeeinstituut_peertube_a.wait_for_unit(${py "nginx.service"})
-    zeeinstituut_peertube_a.wait_for_unit(${py "garage.service"})
+  testScript =
+    { nodes, ... }:
+    ''
+      ${common.pythonHelpers}
 
-    a_identity = zeeinstituut_peertube_a.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"})
 
-    with subtest(${py "move ${"zeeinstituut-peertube"} from A to B"}):
-        zeeinstituut_peertube_b.succeed(${py "systemctl stop ${"peertube.service"}"})
-        zeeinstituut_peertube_b.succeed(${py "systemctl stop ${"nginx.service"}"})
-        zeeinstituut_peertube_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+      def switch_dns(client, host: str, address: str) -> None:
+          """The DNS switch as the client sees it: from now on its /etc/hosts names `host` at `address` only."""
+          lines = []
+          for line in client.succeed("cat /etc/hosts").splitlines():
+              fields = line.split()
+              if len(fields) > 1 and host in fields[1:]:
+                  fields = [field for field in fields if field != host]
+                  if len(fields) == 1:
+                      continue
+                  line = " ".join(fields)
+              lines.append(line)
+          lines.append(f"{address} {host}")
+          text = "\n".join(lines) + "\n"
+          client.succeed(f"printf %s {shlex.quote(text)} > /etc/hosts.fedigen && mv /etc/hosts.fedigen /etc/hosts")
 
-    with subtest(${py "B holds A's data and identity; A is stopped"}):
-        zeeinstituut_peertube_b.wait_for_unit(${py "peertube.service"})
-        zeeinstituut_peertube_b.wait_for_unit(${py "nginx.service"})
-        assert zeeinstituut_peertube_b.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"}) == a_identity
-        zeeinstituut_peertube_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
-        zeeinstituut_peertube_a.fail(${py "systemctl is-active ${"peertube.service"}"})
-        zeeinstituut_peertube_a.fail(${py "systemctl is-active ${"nginx.service"}"})
-  '';
+
+      start_all()
+      # Per machine: (bucket/key, SHA-256, the key file) of every object its steps showed in A's bucket.
+      held_at_a = {}
+      zeeinstituut_peertube_a.wait_for_unit(${py "garage.service"})
+      zeeinstituut_peertube_a.wait_for_unit(${py "fedigen-storage-apply.service"})
+      zeeinstituut_peertube_a.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
+      zeeinstituut_peertube_a.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
+      zeeinstituut_peertube_b.wait_for_unit(${py "garage.service"})
+      zeeinstituut_peertube_b.wait_for_unit(${py "fedigen-storage-apply.service"})
+      zeeinstituut_peertube_b.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
+      zeeinstituut_peertube_b.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
+      zeeinstituut_peertube_a.wait_for_unit(${py "peertube.service"})
+      zeeinstituut_peertube_a.wait_for_unit(${py "nginx.service"})
+      zeeinstituut_peertube_a.wait_for_unit(${py "garage.service"})
+      zeeinstituut_peertube_a.wait_for_unit(${py "peertube-admin-account.service"})
+
+      with subtest(${py "seed ${"zeeinstituut-peertube"} at A"}):
+          output = zeeinstituut_peertube_a.succeed(${py ''
+            export FEDIGEN_HOST='video.zee-instituut.example'
+            export FEDIGEN_ADMIN='videoadmin'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            client=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/oauth-clients/local")
+            token=$(curl --silent --fail --data "client_id=$(jq -r .client_id <<<"$client")" --data "client_secret=$(jq -r .client_secret <<<"$client")" \
+              --data grant_type=password --data-urlencode "username=$FEDIGEN_ADMIN" --data-urlencode "password=$FEDIGEN_ADMIN_PASSWORD" \
+              "https://$FEDIGEN_HOST/api/v1/users/token" | jq -er .access_token)
+            channel=$(curl --silent --fail -H "Authorization: Bearer $token" "https://$FEDIGEN_HOST/api/v1/users/me" | jq -er '.videoChannels[0].id')
+            ffmpeg -loglevel error -y -f lavfi -i testsrc=duration=2:size=320x240:rate=10 -pix_fmt yuv420p /tmp/fedigen.mp4
+            curl --silent --fail -H "Authorization: Bearer $token" --form videofile=@/tmp/fedigen.mp4 --form "channelId=$channel" \
+              --form name=fedigen-video --form privacy=1 "https://$FEDIGEN_HOST/api/v1/videos/upload" | jq -er .video.uuid > /root/peertube-video
+          ''})
+          output = zeeinstituut_peertube_a.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='video.zee-instituut.example'
+            export FEDIGEN_ADMIN='videoadmin'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
+            url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
+            curl --silent --fail --output /tmp/fetched "$url"
+            test -s /tmp/fetched
+            echo "video served: $url"
+          ''})
+          assert ${py "video served"} in output, output
+          held_at_a[${py "zeeinstituut-peertube"}] = []
+
+      with subtest(${py "at A: ${"zeeinstituut-peertube-a: the video's file moves to the web-videos bucket and is served from the media host"}"}):
+          output = zeeinstituut_peertube_a.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='video.zee-instituut.example'
+            export FEDIGEN_MEDIA_PREFIX='https://media.nordwind-hosting.example/zeeinstituut-peertube-web-videos/'
+            video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
+            url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
+            case "$url" in "$FEDIGEN_MEDIA_PREFIX"*) ;; *) echo "not yet in object storage: $url" >&2; exit 1 ;; esac
+            echo "object: $url"
+          ''})
+          for url in stored_objects(output, ${py "https://media.nordwind-hosting.example/zeeinstituut-peertube-web-videos/"}):
+              path = url.removeprefix("https://" + ${py "media.nordwind-hosting.example"} + "/")
+              held = held_sha256(zeeinstituut_peertube_a, ${py "/run/secrets/garage-s3-key-zeeinstituut-peertube"}, ${py "nl-ams"}, path)
+              assert served_sha256(client, url) == held, f"{url} serves other bytes than A's Garage holds"
+              held_at_a[${py "zeeinstituut-peertube"}].append((path, held, ${py "/run/secrets/garage-s3-key-zeeinstituut-peertube"}))
+
+      a_identity = zeeinstituut_peertube_a.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"})
+      # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
+      zeeinstituut_peertube_b.succeed(${py "ssh root@${"zeeinstituut-peertube-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
+
+      with subtest(${py "move ${"zeeinstituut-peertube"} from A to B"}):
+          zeeinstituut_peertube_b.succeed(${py "systemctl stop ${"peertube.service"}"})
+          zeeinstituut_peertube_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
+
+      with subtest(${py "B holds A's data and identity; A is stopped"}):
+          zeeinstituut_peertube_b.wait_for_unit(${py "peertube.service"})
+          assert zeeinstituut_peertube_b.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"}) == a_identity
+          zeeinstituut_peertube_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+          zeeinstituut_peertube_a.fail(${py "systemctl is-active ${"peertube.service"}"})
+
+      with subtest(${py "the DNS switch: the client reaches ${"video.zee-instituut.example"} at B"}):
+          switch_dns(client, ${py "video.zee-instituut.example"}, ${py nodes.zeeinstituut-peertube-b.networking.primaryIPAddress})
+          client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://video.zee-instituut.example/api/v1/config/about')\" = 200 && grep -F -- 'instance' /tmp/body"})
+
+      with subtest(${py "every object of ${"zeeinstituut-peertube"} in A's bucket is in B's, with the same bytes"}):
+          assert held_at_a[${py "zeeinstituut-peertube"}], "no object was shown at A"
+          # The key copy's path is the same on both sides' Garage nodes (each holds its own provider's key there).
+          for path, held, key_file in held_at_a[${py "zeeinstituut-peertube"}]:
+              at_b = held_sha256(zeeinstituut_peertube_b, key_file, ${py "nl-ams"}, path)
+              assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
+
+      with subtest(${py "at B, through the same domain: ${"the video reads back and its file is served"}"}):
+          output = zeeinstituut_peertube_b.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='video.zee-instituut.example'
+            export FEDIGEN_ADMIN='videoadmin'
+            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
+            video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
+            url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
+            curl --silent --fail --output /tmp/fetched "$url"
+            test -s /tmp/fetched
+            echo "video served: $url"
+          ''})
+          assert ${py "video served"} in output, output
+
+      with subtest(${py "at B: ${"zeeinstituut-peertube-b: the video's file moves to the web-videos bucket and is served from the media host"}"}):
+          output = zeeinstituut_peertube_b.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='video.zee-instituut.example'
+            export FEDIGEN_MEDIA_PREFIX='https://media.provider-b.test/zeeinstituut-peertube-web-videos/'
+            video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
+            url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
+            case "$url" in "$FEDIGEN_MEDIA_PREFIX"*) ;; *) echo "not yet in object storage: $url" >&2; exit 1 ;; esac
+            echo "object: $url"
+          ''})
+          for url in stored_objects(output, ${py "https://media.provider-b.test/zeeinstituut-peertube-web-videos/"}):
+              held = held_sha256(zeeinstituut_peertube_b, ${py "/run/secrets/garage-s3-key-zeeinstituut-peertube"}, ${py "nl-ams"}, url.removeprefix("https://" + ${py "media.provider-b.test"} + "/"))
+              assert served_sha256(client, url) == held, f"{url} serves other bytes than B's Garage holds"
+    '';
 }

@@ -350,23 +350,9 @@ pkgs.testers.runNixOSTest {
         imports = [
           (common.testNode {
             # Stands in for the operator machine sharing the node: its Garage node alone, with the machine's host name.
-            module = {
-              imports = [
-                ../../modules
-                ../../deployments/provider.nix
-                ../../deployments/garage-cluster.nix
-              ];
-              fediversity = {
-                domain = "nordwind-hosting.example";
-                garage.nodeKeyFile = "/run/secrets/garage-node-key";
-                secrets.garage-node-key = {
-                  path = "/run/secrets/garage-node-key";
-                  owner = "root";
-                  group = "root";
-                  mode = "0400";
-                  unit = "garage.service";
-                };
-              };
+            module = common.garageOnlyNode {
+              providerDomain = "nordwind-hosting.example";
+              nodeKeyPath = "/run/secrets/garage-node-key";
             };
             host = "zeeinstituut-peertube.zee-instituut.example";
             https = false;

@@ -52,6 +52,25 @@ pub const MIGRATE_SECRETS: &str = "/run/secrets/fedigen-migrate";
 /// The TTL the operator's records are lowered to before the switch, in seconds.
 pub const LOWERED_TTL: u32 = 60;
 
+/// The commands starting an application at B after the move: its `[state] setup_units` run again first (they
+/// derive state from what moved: Pixelfed's `pixelfed-data-setup` rewrites `.env`, migrates and caches the
+/// configuration, and ran at B's boot before the move; `restart` runs a oneshot again), then its health units
+/// started. Used by the planner's jobs and the migration VM tests' alike.
+pub(crate) fn target_start(manifest: &Manifest) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    if !manifest.state.setup_units.is_empty() {
+        let mut restart = vec!["systemctl".to_owned(), "restart".into()];
+        restart.extend(manifest.state.setup_units.iter().cloned());
+        commands.push(restart);
+    }
+    if !manifest.health.units.is_empty() {
+        let mut start = vec!["systemctl".to_owned(), "start".into()];
+        start.extend(manifest.health.units.iter().cloned());
+        commands.push(start);
+    }
+    commands
+}
+
 /// How long the jobs' health checks may take at B, in seconds (a Mastodon's first start runs its asset and
 /// database checks: minutes, not seconds).
 pub const HEALTH_TIMEOUT_SECONDS: u64 = 600;
@@ -897,9 +916,7 @@ fn application_job(
         };
         job.commands.freeze.push(remote("stop"));
         job.commands.source_start.push(remote("start"));
-        let mut start = vec!["systemctl".to_owned(), "start".into()];
-        start.extend(units.iter().cloned());
-        job.commands.start.push(start);
+        job.commands.start.extend(target_start(manifest));
         for unit in units {
             job.commands.health.push(vec![
                 "systemctl".into(),

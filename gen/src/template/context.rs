@@ -719,6 +719,38 @@ impl DeploymentTest {
     /// generated module), what must be up on it (the manifests' health checks), the secrets files to place,
     /// and the host names a client reaches.
     pub fn new(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Self {
+        let (mut nodes, mut cores) = Self::machines(spec, catalog, operator);
+        let mut hosts: BTreeMap<String, Vec<String>> = nodes
+            .iter()
+            .map(|n| (n.name.clone(), vec![n.host.clone()]))
+            .collect();
+        let storage = DeploymentStorage::new(spec, catalog, operator, &mut nodes, &mut hosts);
+        if storage.as_ref().is_some_and(|s| s.extra.is_some()) {
+            // The Garage-only node's two cores.
+            cores += 2;
+        }
+        Self {
+            test_name: format!("fedigen-deployment-{}", operator.name),
+            description: format!(
+                "the deployment of {} ({} machines): every application through its domain and used, a second evaluation switched to unchanged, an upgrade and back",
+                operator.name,
+                nodes.len()
+            ),
+            cores: cores.max(1),
+            hosts,
+            nodes,
+            storage,
+        }
+    }
+
+    /// The operator's machines as test nodes, without the test's object storage (which
+    /// [`DeploymentStorage::new`] adds), and the cores they need: shared by the deployment test and the migration
+    /// test (which adds one object storage per provider).
+    pub(crate) fn machines(
+        spec: &Spec,
+        catalog: &Catalog,
+        operator: &Operator,
+    ) -> (Vec<TestNode>, u32) {
         let mut nodes = Vec::new();
         let mut cores = 0;
         for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
@@ -850,27 +882,7 @@ impl DeploymentTest {
                 name,
             });
         }
-        let mut hosts: BTreeMap<String, Vec<String>> = nodes
-            .iter()
-            .map(|n| (n.name.clone(), vec![n.host.clone()]))
-            .collect();
-        let storage = DeploymentStorage::new(spec, catalog, operator, &mut nodes, &mut hosts);
-        if storage.as_ref().is_some_and(|s| s.extra.is_some()) {
-            // The Garage-only node's two cores.
-            cores += 2;
-        }
-        Self {
-            test_name: format!("fedigen-deployment-{}", operator.name),
-            description: format!(
-                "the deployment of {} ({} machines): every application through its domain and used, a second evaluation switched to unchanged, an upgrade and back",
-                operator.name,
-                nodes.len()
-            ),
-            cores: cores.max(1),
-            hosts,
-            nodes,
-            storage,
-        }
+        (nodes, cores)
     }
 }
 
@@ -1026,11 +1038,39 @@ pub(crate) fn garage_environment_secret() -> TestSecretFile {
     }
 }
 
+/// Which provider's side of a test an object storage serves: the deployment test has one side, the migration
+/// test two (provider A's and provider B's clusters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StorageSide {
+    /// Appended to each machine's name (its test node's name) and to the Garage node's: `""` in a deployment
+    /// test, `-a` and `-b` in a migration test.
+    pub suffix: String,
+    /// Distinguishes the side's test S3 keys from another side's (`""`: the deployment test's keys): two
+    /// providers' clusters never share a key, so a job reading a side's bucket with the other side's key fails.
+    pub keys: String,
+}
+
+impl StorageSide {
+    /// The one side of a deployment test.
+    pub(crate) fn deployment() -> Self {
+        StorageSide {
+            suffix: String::new(),
+            keys: String::new(),
+        }
+    }
+
+    /// The test S3 key file of an operator's application on this side ([`test_s3_key`], its operator name
+    /// marked with the side's `keys`).
+    pub(crate) fn s3_key(&self, operator: &str, app: &str) -> String {
+        test_s3_key(&format!("{operator}{}", self.keys), app)
+    }
+}
+
 /// The Garage-only node a deployment test adds when no machine of the operator runs a Garage node
 /// (`storage.extra.*` of `templates/_tests/deployment.nix.hbs`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ExtraGarageNode {
-    /// Its test node name (`garage`).
+    /// Its test node name (`garage`; in a migration test `garage-a`, `garage-b`).
     pub name: String,
     /// Its name in the test script.
     pub python: String,
@@ -1098,6 +1138,28 @@ impl DeploymentStorage {
         nodes: &mut [TestNode],
         hosts: &mut BTreeMap<String, Vec<String>>,
     ) -> Option<Self> {
+        Self::on_side(
+            spec,
+            catalog,
+            operator,
+            nodes,
+            hosts,
+            &StorageSide::deployment(),
+        )
+    }
+
+    /// The object storage of one provider's side of a test: as [`DeploymentStorage::new`], with the side's node
+    /// names (`side.suffix` after each machine's and Garage node's name) and its own test S3 keys. The provider's
+    /// domain (hence the S3 and media hosts) is `spec`'s: a side at another provider passes a specification with
+    /// that provider's domain.
+    pub(crate) fn on_side(
+        spec: &Spec,
+        catalog: &Catalog,
+        operator: &Operator,
+        nodes: &mut [TestNode],
+        hosts: &mut BTreeMap<String, Vec<String>>,
+        side: &StorageSide,
+    ) -> Option<Self> {
         let storage = spec.provider.object_storage.as_ref()?;
         let index = spec
             .operators
@@ -1115,15 +1177,20 @@ impl DeploymentStorage {
             let machine = node.machine.as_deref()?;
             nodes
                 .iter()
-                .position(|n| n.name == machine)
+                .position(|n| n.name == format!("{machine}{}", side.suffix))
                 .map(|i| (name.clone(), i))
         });
         let node_name = match &hosted {
             Some((name, _)) => name.clone(),
             None => storage::designated_node(storage)?.to_owned(),
         };
+        // The side's Garage node: its own name, hence its own test key (two sides are two clusters).
+        let test_node_name = format!("{node_name}{}", side.suffix);
         description.replication_factor = 1;
         description.nodes.retain(|n| n.name == node_name);
+        for node in &mut description.nodes {
+            node.name = test_node_name.clone();
+        }
         let buckets: Vec<&str> = apps
             .iter()
             .flat_map(|a| a.buckets.iter().map(|(_, b, _)| b.as_str()))
@@ -1143,7 +1210,7 @@ impl DeploymentStorage {
                 TestSecretFile {
                     name,
                     path,
-                    value: test_s3_key(&a.operator_name, &a.app),
+                    value: side.s3_key(&a.operator_name, &a.app),
                     owner: "root".into(),
                     group: "root".into(),
                     mode: "0400".into(),
@@ -1169,7 +1236,7 @@ impl DeploymentStorage {
             }
             None => {
                 secrets.insert(0, garage_environment_secret());
-                let name = "garage".to_owned();
+                let name = format!("garage{}", side.suffix);
                 (
                     name.clone(),
                     python_name(&name),
@@ -1214,7 +1281,7 @@ impl DeploymentStorage {
                 })
                 .collect();
         }
-        let key = test_node_key(&node_name);
+        let key = test_node_key(&test_node_name);
         Some(Self {
             node,
             python,

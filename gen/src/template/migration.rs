@@ -1,18 +1,39 @@
 //! The data of `templates/_tests/migration.nix.hbs` ([`MigrationTest`]): one operator's migration as a NixOS VM
 //! test. Provider A's machines and provider B's machines both run the operator's generated modules (the same
-//! domain, applications and settings: what `fedigen migrate plan` puts at B), a client reaches them; the test
-//! seeds A through each application's admin action, runs the engine (`fedigen migrate run`, with a job built
-//! here the way the planner builds it, pointed at the test's nodes), and checks at B: the applications healthy,
-//! the identity files byte for byte A's (the same signing and encryption keys), the engine's own verification
-//! equal, and A's applications stopped.
+//! domain, applications and settings: what `fedigen migrate plan` puts at B), a client reaches them. Each provider
+//! has its own object storage, a one-node Garage test cluster ([`DeploymentStorage::on_side`]: its own node name
+//! and test key, the operator's buckets, its own test S3 keys, and its own `s3.`/`media.` hosts under the
+//! provider's domain: A's the specification's, B's [`PROVIDER_B_DOMAIN`]), and each side's nodes resolve that
+//! side's names. The test seeds A through each application's admin action and `[test]` steps (a status with an
+//! image), proves the media is in A's bucket, runs the engine (`fedigen migrate run`, with a job built here the
+//! way the planner builds it, pointed at the test's nodes: databases, buckets between the two clusters, folders,
+//! identity), and checks at B: the applications healthy, the identity files byte for byte A's, the engine's own
+//! verification equal, A's applications stopped; then the client follows the DNS switch, every object A held is
+//! in B's bucket with the same bytes, and where every database moved the data reads back at B through the same
+//! domain with its media served from B's media host.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::context::{DeploymentTest, TestNode};
-use crate::deploy::python_name;
-use crate::migrate::job::{Commands, DatabaseMove, DirectoryMove, Job, Postgres, SecretMove};
+use super::context::{DeploymentStorage, DeploymentTest, StorageSide, TestNode, TestSecretFile};
+use super::test_keys::test_s3_key;
+use crate::deploy::{self, python_name};
+use crate::migrate::job::{
+    BucketMove, Commands, DatabaseMove, DirectoryMove, Job, Postgres, S3, SecretMove,
+};
+use crate::migrate::plan::{HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, target_start};
 use crate::model::{Catalog, Operator, Spec};
 use crate::state::Engine;
+
+/// Provider B's domain in the migration tests: its object storage's hosts are `s3.` and `media.` under it (A's are
+/// under the specification's provider domain). A reserved test name (RFC 2606), no real provider's.
+pub(crate) const PROVIDER_B_DOMAIN: &str = "provider-b.test";
+
+/// The unit serving a Garage node's S3 and media endpoints (`modules/garage.nix`: nginx virtual hosts). On a
+/// machine that also runs the test's Garage node, the move neither stops it at A (the job reads A's bucket after
+/// the freeze, through it) nor at B (it writes B's bucket through it).
+const ENDPOINT_UNIT: &str = "nginx.service";
 
 /// One application machine of the migration: its node at A, its node at B, and the job B runs.
 #[derive(Debug, Clone, Serialize)]
@@ -21,14 +42,14 @@ pub struct MigrationMachine {
     pub machine: String,
     /// The application.
     pub application: String,
-    /// The node at provider A.
+    /// The node at provider A (its `stored` steps print URLs on A's media host).
     pub a: TestNode,
-    /// The node at provider B.
+    /// The node at provider B (its `stored` steps expect B's media host).
     pub b: TestNode,
     /// The job `fedigen migrate run` gets at B, as JSON data (placed in `/etc/fedigen/migrate.json`).
     pub job: serde_json::Value,
-    /// The application's own units (its manifest's health units): stopped at A by the freeze, started at B.
-    /// Other units of the machine (a Garage node it shares) are no part of the move.
+    /// The application's own units (its manifest's health units) that the freeze stops at A and that B starts:
+    /// not a Garage node's (nor the endpoints' nginx on a machine running the test's Garage node).
     pub units: Vec<String>,
     /// The identity files that must be equal at both sides.
     pub identity_files: Vec<String>,
@@ -36,6 +57,8 @@ pub struct MigrationMachine {
     pub seed: Option<String>,
     /// What the move leaves to people in this test (databases of other engines), for the description.
     pub not_moved: Vec<String>,
+    /// Whether every database of the application moves, so the data the steps made at A reads back at B.
+    pub read_back: bool,
 }
 
 /// The data of `templates/_tests/migration.nix.hbs`.
@@ -49,6 +72,17 @@ pub struct MigrationTest {
     pub cores: u32,
     /// The machines, A and B.
     pub machines: Vec<MigrationMachine>,
+    /// The host names provider A's nodes resolve, by node: A's machines and A's object storage.
+    pub hosts_a: BTreeMap<String, Vec<String>>,
+    /// The host names provider B's nodes resolve: B's machines, B's object storage, and A's S3 host (the job
+    /// running at B reads A's buckets).
+    pub hosts_b: BTreeMap<String, Vec<String>>,
+    /// The host names the client resolves before the DNS switch: A's, and B's object storage.
+    pub hosts_client: BTreeMap<String, Vec<String>>,
+    /// Provider A's object storage, when an application of the operator keeps files in buckets.
+    pub storage_a: Option<DeploymentStorage>,
+    /// Provider B's, likewise.
+    pub storage_b: Option<DeploymentStorage>,
 }
 
 fn renamed(node: &TestNode, side: &str) -> TestNode {
@@ -60,24 +94,100 @@ fn renamed(node: &TestNode, side: &str) -> TestNode {
     }
 }
 
+/// The host names of `nodes` (each its own), as a test's `hosts` argument.
+fn node_hosts(nodes: &[TestNode]) -> BTreeMap<String, Vec<String>> {
+    nodes
+        .iter()
+        .map(|n| (n.name.clone(), vec![n.host.clone()]))
+        .collect()
+}
+
+/// `more`'s host names added to `hosts`.
+fn merged(
+    mut hosts: BTreeMap<String, Vec<String>>,
+    more: &BTreeMap<String, Vec<String>>,
+) -> BTreeMap<String, Vec<String>> {
+    for (node, names) in more {
+        hosts
+            .entry(node.clone())
+            .or_default()
+            .extend(names.iter().cloned());
+    }
+    hosts
+}
+
 impl MigrationTest {
-    /// The migration test of one operator, from its deployment test's nodes (each machine twice).
+    /// The migration test of one operator, from its deployment test's machines (each machine twice, at A and at
+    /// B), with one object storage per provider.
     pub fn new(spec: &Spec, catalog: &Catalog, operator: &Operator) -> Self {
-        let deployment = DeploymentTest::new(spec, catalog, operator);
+        let (machines_a, cores) = DeploymentTest::machines(spec, catalog, operator);
+        let mut nodes_a: Vec<TestNode> = machines_a.iter().map(|n| renamed(n, "a")).collect();
+        let mut nodes_b: Vec<TestNode> = machines_a.iter().map(|n| renamed(n, "b")).collect();
+        let side_a = StorageSide {
+            suffix: "-a".into(),
+            keys: String::new(),
+        };
+        let side_b = StorageSide {
+            suffix: "-b".into(),
+            keys: format!("@{PROVIDER_B_DOMAIN}"),
+        };
+        // B's machines hold B's keys (the application's own S3 key file too), never A's.
+        for node in &mut nodes_b {
+            let a_key = test_s3_key(&operator.name, &node.application);
+            for secret in node.secrets.iter_mut().filter(|s| s.value == a_key) {
+                secret.value = side_b.s3_key(&operator.name, &node.application);
+            }
+        }
+        let mut spec_b = spec.clone();
+        spec_b.provider.domain = PROVIDER_B_DOMAIN.into();
+        let mut storage_hosts_a = BTreeMap::new();
+        let mut storage_hosts_b = BTreeMap::new();
+        let storage_a = DeploymentStorage::on_side(
+            spec,
+            catalog,
+            operator,
+            &mut nodes_a,
+            &mut storage_hosts_a,
+            &side_a,
+        );
+        let storage_b = DeploymentStorage::on_side(
+            &spec_b,
+            catalog,
+            operator,
+            &mut nodes_b,
+            &mut storage_hosts_b,
+            &side_b,
+        );
+        let hosts_a = merged(node_hosts(&nodes_a), &storage_hosts_a);
+        let mut hosts_b = merged(node_hosts(&nodes_b), &storage_hosts_b);
+        if let Some(a) = &storage_a {
+            hosts_b
+                .entry(a.node.clone())
+                .or_default()
+                .push(a.s3_host.clone());
+        }
+        let hosts_client = merged(hosts_a.clone(), &storage_hosts_b);
+        let s3 = |storage: &Option<DeploymentStorage>| {
+            storage
+                .as_ref()
+                .map(|s| (format!("https://{}", s.s3_host), s.region.clone()))
+        };
+        let (s3_a, s3_b) = (s3(&storage_a), s3(&storage_b));
         let mut machines = Vec::new();
-        for node in &deployment.nodes {
-            let Some(app) = node.name.strip_prefix(&format!("{}-", operator.name)) else {
+        for (a, mut b) in nodes_a.into_iter().zip(nodes_b) {
+            let app = a.application.clone();
+            let Some(manifest) = catalog.manifests.get(&app) else {
                 continue;
             };
-            let Some(manifest) = catalog.manifests.get(app) else {
-                continue;
-            };
-            let a = renamed(node, "a");
-            let b = renamed(node, "b");
+            let machine = a
+                .name
+                .strip_suffix("-a")
+                .unwrap_or(a.name.as_str())
+                .to_owned();
             let source = format!("root@{}", a.name);
             let state = &manifest.state;
             let mut not_moved = Vec::new();
-            let databases = state
+            let databases: Vec<DatabaseMove> = state
                 .databases
                 .iter()
                 .filter(|(name, db)| {
@@ -106,6 +216,50 @@ impl MigrationTest {
                     replication: None,
                 })
                 .collect();
+            // Each bucket between the two clusters, named by the one rule (both sides run the same manifest), with
+            // the key files the planner names (A's key and B's, placed at B as B's provider would).
+            let mut buckets = Vec::new();
+            if let (Some((endpoint_a, region_a)), Some((endpoint_b, region_b))) = (&s3_a, &s3_b) {
+                for kind in &state.buckets {
+                    let bucket = deploy::storage::bucket_name(
+                        operator,
+                        &app,
+                        &manifest.needs.s3_buckets,
+                        kind,
+                    );
+                    let source_key = format!("{MIGRATE_SECRETS}/{bucket}-source.env");
+                    let target_key = format!("{MIGRATE_SECRETS}/{bucket}-target.env");
+                    for (path, value) in [
+                        (&source_key, test_s3_key(&operator.name, &app)),
+                        (&target_key, side_b.s3_key(&operator.name, &app)),
+                    ] {
+                        b.secrets.push(TestSecretFile {
+                            name: path.rsplit('/').next().unwrap_or(path).to_owned(),
+                            path: path.clone(),
+                            value,
+                            owner: "root".into(),
+                            group: "root".into(),
+                            mode: "0400".into(),
+                            unit: "fedigen-migrate".into(),
+                        });
+                    }
+                    buckets.push(BucketMove {
+                        name: kind.clone(),
+                        source: S3 {
+                            endpoint: endpoint_a.clone(),
+                            region: region_a.clone(),
+                            bucket: bucket.clone(),
+                            key_file: source_key.into(),
+                        },
+                        target: S3 {
+                            endpoint: endpoint_b.clone(),
+                            region: region_b.clone(),
+                            bucket,
+                            key_file: target_key.into(),
+                        },
+                    });
+                }
+            }
             let directories = state
                 .directories
                 .iter()
@@ -130,28 +284,33 @@ impl MigrationTest {
                     })
                 })
                 .collect();
-            let units = &manifest.health.units;
-            let with = |mut argv: Vec<String>| {
-                argv.extend(units.iter().cloned());
-                argv
-            };
+            // A machine running the test's Garage node keeps serving its endpoints through the move.
+            let units: Vec<String> = manifest
+                .health
+                .units
+                .iter()
+                .filter(|u| !(a.garage && u.as_str() == ENDPOINT_UNIT))
+                .cloned()
+                .collect();
             let ssh = |verb: &str| {
-                with(vec![
-                    "ssh".into(),
+                let mut argv = vec![
+                    "ssh".to_owned(),
                     source.clone(),
                     "systemctl".into(),
                     verb.into(),
-                ])
+                ];
+                argv.extend(units.iter().cloned());
+                argv
             };
             let job = Job {
                 operator: operator.name.clone(),
                 databases,
-                buckets: Vec::new(),
+                buckets,
                 directories,
                 identity: identity.clone(),
                 commands: Commands {
                     freeze: vec![ssh("stop")],
-                    start: vec![with(vec!["systemctl".into(), "start".into()])],
+                    start: target_start(manifest),
                     health: units
                         .iter()
                         .map(|u| {
@@ -163,41 +322,54 @@ impl MigrationTest {
                             ]
                         })
                         .collect(),
-                    health_timeout_seconds: crate::migrate::plan::HEALTH_TIMEOUT_SECONDS,
+                    health_timeout_seconds: HEALTH_TIMEOUT_SECONDS,
+                    // The test switches the client's /etc/hosts itself, after the run (the client is no machine
+                    // of either provider for the job to reach).
                     dns_switch: Vec::new(),
                     source_start: vec![ssh("start")],
                 },
             };
             debug_assert!(job.problems().is_empty(), "{:?}", job.problems());
             machines.push(MigrationMachine {
-                machine: node.name.clone(),
-                application: app.to_owned(),
+                machine,
+                application: app.clone(),
                 identity_files: identity
                     .iter()
                     .map(|s| s.target.display().to_string())
                     .collect(),
                 job: serde_json::to_value(&job).expect("a job serialises"),
-                units: units.clone(),
+                units,
                 seed: manifest.admin_action.as_ref().map(|a| a.command.clone()),
+                read_back: not_moved.is_empty(),
                 not_moved,
                 a,
                 b,
             });
         }
         let not_moved: Vec<String> = machines.iter().flat_map(|m| m.not_moved.clone()).collect();
+        let extra = [&storage_a, &storage_b]
+            .iter()
+            .filter(|s| s.as_ref().is_some_and(|s| s.extra.is_some()))
+            .count() as u32;
         Self {
             test_name: format!("fedigen-migrate-{}", operator.name),
             description: format!(
-                "operator {}: seeded at provider A, moved to provider B with `fedigen migrate run` (databases, folders, identity; buckets need both Garage clusters, not in this test{}), B healthy with A's identity, A stopped",
+                "operator {}: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped{}",
                 operator.name,
                 if not_moved.is_empty() {
                     String::new()
                 } else {
-                    format!("; not moved: {}", not_moved.join(", "))
+                    format!("; not moved (so not read back): {}", not_moved.join(", "))
                 }
             ),
-            cores: deployment.cores.saturating_mul(2).max(1),
+            // Both sides' machines, and each side's Garage-only node (two cores).
+            cores: cores.saturating_mul(2).saturating_add(2 * extra).max(1),
             machines,
+            hosts_a,
+            hosts_b,
+            hosts_client,
+            storage_a,
+            storage_b,
         }
     }
 }

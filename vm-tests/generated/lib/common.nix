@@ -79,6 +79,77 @@ rec {
         text = "install -D -o root -g root -m 0400 ${key} ${lib.escapeShellArg path}\n";
       };
     };
+  # A Garage-only machine of the provider, as a generated machine module (the modules, the provider's services
+  # and the Garage cluster's settings, deployments/provider.nix and deployments/garage-cluster.nix), under the
+  # provider's domain, its node key read from `nodeKeyPath` (declared as the machine's secret, as the generated
+  # node machines declare it): the test's stand-in for a machine running one of the provider's Garage nodes and
+  # nothing else (the storage test's stand-in for a node sharing an operator's machine, the Garage node a
+  # deployment test adds, each provider's node in a migration test). For `testNode`'s `module`.
+  garageOnlyNode =
+    { providerDomain, nodeKeyPath }:
+    {
+      imports = [
+        ../../../modules
+        ../../../deployments/provider.nix
+        ../../../deployments/garage-cluster.nix
+      ];
+      fediversity = {
+        domain = providerDomain;
+        garage.nodeKeyFile = nodeKeyPath;
+        secrets.garage-node-key = {
+          path = nodeKeyPath;
+          owner = "root";
+          group = "root";
+          mode = "0400";
+          unit = "garage.service";
+        };
+      };
+    };
+  # A test's one-node Garage cluster on the node running it: alone, so one copy of each object (Garage refuses a
+  # layout with fewer nodes than the replication factor) and no peers; its fixed test key (`node`, `nodeKeyPrintf`,
+  # `nodeKeyPath`: testNodeKey); the provisioning unit applying the test's storage description (`description`,
+  # JSON text); the S3 and media hosts (`s3Host`, `mediaHost`, with Garage's root domains under the S3 host, so
+  # a side at another provider serves that provider's names) with certificates from the test CA (ACME off); it
+  # announces its test address, not the provider's.
+  garageTestCluster =
+    {
+      node,
+      nodeKeyPrintf,
+      nodeKeyPath,
+      s3Host,
+      mediaHost,
+      description,
+    }:
+    { config, ... }:
+    {
+      imports = [
+        (testNodeKey node nodeKeyPrintf nodeKeyPath)
+        (testTls s3Host [
+          "services"
+          "nginx"
+          "virtualHosts"
+          s3Host
+        ])
+        (testTls mediaHost [
+          "services"
+          "nginx"
+          "virtualHosts"
+          mediaHost
+        ])
+      ];
+      fediversity.garage = {
+        replicationFactor = lib.mkForce 1;
+        settings.replication_factor = lib.mkForce 1;
+        settings.bootstrap_peers = lib.mkForce [ ];
+        settings.rpc_public_addr = lib.mkForce "${config.networking.primaryIPAddress}:3901";
+        settings.s3_api.root_domain = lib.mkForce ".${s3Host}";
+        settings.s3_web.root_domain = lib.mkForce ".web.${s3Host}";
+        endpoints.s3Host = lib.mkForce s3Host;
+        endpoints.mediaHost = lib.mkForce mediaHost;
+        provision.enable = lib.mkForce true;
+        provision.description = lib.mkForce (pkgs.writeText "storage.json" description);
+      };
+    };
   # The tools the test steps use (the manifests' [test] packages, by attribute name).
   testPackages = names: {
     environment.systemPackages = [
