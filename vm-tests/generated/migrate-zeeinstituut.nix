@@ -864,7 +864,10 @@ pkgs.testers.runNixOSTest {
       with subtest(${py "B holds A's data and identity; A is stopped"}):
           zeeinstituut_peertube_b.wait_for_unit(${py "peertube.service"})
           assert zeeinstituut_peertube_b.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"}) == a_identity
-          zeeinstituut_peertube_b.succeed(${py "fedigen migrate verify --job /etc/fedigen/migrate.json"})
+          # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
+          # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
+          # production.json link and its log): the journal says the verification passed and B started after it.
+          zeeinstituut_peertube_b.succeed(${py "jq -e '.done | contains([\"verify\", \"start\", \"health\", \"dns\"])' /var/lib/fedigen-migrate/journal.json"})
           zeeinstituut_peertube_a.fail(${py "systemctl is-active ${"peertube.service"}"})
 
       with subtest(${py "the DNS switch: the client reaches ${"video.zee-instituut.example"} at B"}):
