@@ -373,3 +373,95 @@ impl MigrationTest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> (Spec, Catalog) {
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        crate::deploy::load_spec(repo, &repo.join("examples/provider.toml")).unwrap()
+    }
+
+    fn secret<'a>(node: &'a TestNode, path: &str) -> &'a str {
+        node.secrets
+            .iter()
+            .find(|s| s.path == path)
+            .map(|s| s.value.as_str())
+            .unwrap_or_else(|| panic!("{}: no secret {path}", node.name))
+    }
+
+    /// Each side reads its own cluster with its own key: A's machine, A's Garage and the job's source key file
+    /// hold A's key; B's machine, B's Garage and the job's target key file B's, which differs. One shared key
+    /// would let a job reading a bucket with the other side's key pass the test.
+    #[test]
+    fn each_side_has_its_own_cluster_and_keys() {
+        let (spec, catalog) = example();
+        let operator = spec
+            .operators
+            .iter()
+            .find(|o| o.name == "amstelland")
+            .unwrap();
+        let test = MigrationTest::new(&spec, &catalog, operator);
+        let (a, b) = (
+            test.storage_a.as_ref().unwrap(),
+            test.storage_b.as_ref().unwrap(),
+        );
+        assert_ne!(a.node, b.node);
+        assert_ne!(a.node_key_printf, b.node_key_printf, "two node keys");
+        assert_eq!(a.s3_host, format!("s3.{}", spec.provider.domain));
+        assert_eq!(b.s3_host, format!("s3.{PROVIDER_B_DOMAIN}"));
+        let mastodon = test
+            .machines
+            .iter()
+            .find(|m| m.application == "mastodon")
+            .unwrap();
+        let job: Job = serde_json::from_value(mastodon.job.clone()).unwrap();
+        assert!(job.problems().is_empty());
+        let bucket = &job.buckets[0];
+        assert_eq!(bucket.source.endpoint, format!("https://{}", a.s3_host));
+        assert_eq!(bucket.target.endpoint, format!("https://{}", b.s3_host));
+        let copy = crate::deploy::storage::node_key_copy("amstelland", "mastodon").1;
+        let held = |s: &DeploymentStorage| {
+            s.secrets
+                .iter()
+                .find(|f| f.path == copy)
+                .unwrap()
+                .value
+                .clone()
+        };
+        let source = secret(&mastodon.b, &bucket.source.key_file.display().to_string()).to_owned();
+        let target = secret(&mastodon.b, &bucket.target.key_file.display().to_string()).to_owned();
+        assert_eq!(source, held(a));
+        assert_eq!(target, held(b));
+        assert_ne!(source, target);
+        assert_eq!(secret(&mastodon.a, "/run/secrets/mastodon-s3-key"), held(a));
+        assert_eq!(secret(&mastodon.b, "/run/secrets/mastodon-s3-key"), held(b));
+        // The client resolves A's application and both media hosts until the switch; B's nodes both S3 hosts.
+        let names = |hosts: &BTreeMap<String, Vec<String>>| -> Vec<String> {
+            hosts.values().flatten().cloned().collect()
+        };
+        assert!(names(&test.hosts_client).contains(&b.media_host));
+        assert!(names(&test.hosts_b).contains(&a.s3_host));
+        assert!(!names(&test.hosts_a).contains(&b.s3_host));
+    }
+
+    /// A machine that runs the side's Garage node keeps the endpoints' nginx through the move (PeerTube's shares
+    /// rtm1 in the example): stopping it at A would cut the job off A's bucket.
+    #[test]
+    fn a_machine_running_garage_keeps_its_endpoints() {
+        let (spec, catalog) = example();
+        let operator = spec
+            .operators
+            .iter()
+            .find(|o| o.name == "zeeinstituut")
+            .unwrap();
+        let test = MigrationTest::new(&spec, &catalog, operator);
+        let peertube = &test.machines[0];
+        assert!(peertube.a.garage && peertube.b.garage);
+        assert!(!peertube.units.iter().any(|u| u == ENDPOINT_UNIT));
+        assert!(!peertube.units.is_empty());
+    }
+}
