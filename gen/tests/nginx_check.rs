@@ -213,10 +213,7 @@ fn nginx_t(bucket_size: Option<&str>, extra: &[String]) -> Result<(), String> {
     let size = bucket_size
         .map(|n| format!("server_names_hash_bucket_size {n};"))
         .unwrap_or_default();
-    let temp: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
-        .iter()
-        .map(|t| format!("  {t}_temp_path {}/{t};\n", prefix.display()))
-        .collect();
+    let temp = private_paths(prefix);
     let conf = format!(
         "error_log stderr;\npid {pid};\nevents {{ }}\nhttp {{\n  access_log off;\n{temp}  {size}\n  server {{ listen 127.0.0.1:18080; server_name {names}; return 204; }}\n  server {{ listen 127.0.0.1:18080; server_name {media}; return 204; }}\n  server {{ listen 127.0.0.1:18080; server_name video.fedigen.example; return 204; }}\n}}\n",
         pid = prefix.join("nginx.pid").display(),
@@ -317,10 +314,7 @@ fn the_media_location_answers_preflight_and_proxies_to_the_bucket() -> Result<()
     let prefix = dir.path();
     let port = free_port()?;
     let backend = free_port()?;
-    let temp: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
-        .iter()
-        .map(|t| format!("  {t}_temp_path {}/{t};\n", prefix.display()))
-        .collect();
+    let temp = private_paths(prefix);
     let conf = format!(
         "daemon off;\nmaster_process off;\nerror_log stderr;\npid {pid};\nevents {{ }}\nhttp {{\n  access_log off;\n{temp}{http}  upstream garage_web {{ server 127.0.0.1:{backend}; }}\n  server {{\n    listen 127.0.0.1:{backend};\n    location / {{ return 200 \"$host $uri\"; }}\n  }}\n  server {{\n    listen 127.0.0.1:{port};\n    server_name media.fedigen.example;\n    location {path} {{\n      proxy_pass http://garage_web;\n{body}    }}\n  }}\n}}\n",
         pid = prefix.join("nginx.pid").display(),
@@ -387,6 +381,15 @@ fn the_media_location_answers_preflight_and_proxies_to_the_bucket() -> Result<()
     let _ = server.kill();
     let _ = server.wait();
     result.map_err(|e| format!("{e}\n{conf}").into())
+}
+
+/// The `http`-level lines that keep an unprivileged nginx's temporary folders under `prefix` (Debian's defaults
+/// are under /var/lib/nginx, which the unpacked binary has not got).
+fn private_paths(prefix: &std::path::Path) -> String {
+    ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+        .iter()
+        .map(|t| format!("  {t}_temp_path {}/{t};\n", prefix.display()))
+        .collect()
 }
 
 /// A TCP port free on 127.0.0.1 now.
