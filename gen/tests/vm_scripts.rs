@@ -813,7 +813,8 @@ mod quoting {
             let machine = if on_client { "client" } else { "server" };
             prop_assert!(has_call(&checked, machine, &["succeed"], |a| a == command), "{:?}", checked.calls);
             prop_assert!(has_call(&checked, "", &["subtest"], |a| a == description), "{:?}", checked.calls);
-            prop_assert!(has_call(&checked, "", &["in"], |a| a == expect), "{:?}", checked.calls);
+            // An empty expectation holds for any output: the template writes no assertion for it.
+            prop_assert!(expect.is_empty() || has_call(&checked, "", &["in"], |a| a == expect), "{:?}", checked.calls);
         }
     }
 }
