@@ -246,8 +246,8 @@ impl Writer {
     }
 
     /// One generated file (`path` relative to the repository, `contents` with its marker): compared with the
-    /// disk, and when writing, put into its root's staging. A file lying outside every root, or one that would
-    /// replace a hand-written file, is refused.
+    /// disk, and when writing, put into its root's staging. A file lying outside every root is refused, and so,
+    /// when writing, is one that would replace a hand-written file (`--check` reports that file as changed).
     pub fn file(&self, path: &Path, contents: &str) -> Result<(), WriteError> {
         let Some(root) = self.roots.iter().find(|r| path.starts_with(&r.root)) else {
             return Err(WriteError::OutsideRoots(path.to_owned()));
@@ -255,7 +255,9 @@ impl Writer {
         let target = self.repo.join(path);
         let difference = match std::fs::read(&target) {
             Ok(existing) if existing == contents.as_bytes() => None,
-            Ok(existing) if !has_marker(&existing) => {
+            // Writing would replace a hand-written file: refused. `--check` writes nothing and reports it as a
+            // difference, as it always has (exit 1, the file named).
+            Ok(existing) if !has_marker(&existing) && self.mode != Mode::Check => {
                 return Err(WriteError::HandWritten(path.to_owned()));
             }
             Ok(existing) => Some(Difference::Changed(
@@ -268,7 +270,7 @@ impl Writer {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Some(Difference::Missing(path.to_owned()))
             }
-            Err(_) if target.exists() && !is_generated(&target) => {
+            Err(_) if self.mode != Mode::Check && target.exists() && !is_generated(&target) => {
                 return Err(WriteError::HandWritten(path.to_owned()));
             }
             Err(e) => return Err(io("read", &target)(e)),
