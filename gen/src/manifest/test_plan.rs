@@ -41,6 +41,11 @@ pub struct TestPlan {
     /// Mail the application sends, received by a mail node (`[test.mail]`).
     #[serde(default)]
     pub mail: Option<MailTest>,
+    /// What the rest of the Fediverse knows the instance by (`[[test.identity]]`): an actor's public key, a
+    /// server's signing keys. A migration test prints each at A before the move and at B after it, and they must
+    /// be equal: a changed key breaks every follower's and peer's trust, though the instance looks fine locally.
+    #[serde(default)]
+    pub identity: Vec<IdentityStep>,
     /// Where the module serves the application's nginx virtual host, as a dotted NixOS option path (such as
     /// `services.pixelfed.nginx`, which upstream merges whole into the virtual host); the test certificate goes
     /// there. Without it, `services.nginx.virtualHosts.<host>`.
@@ -126,6 +131,19 @@ pub struct Upgrade {
     /// The units that may stop, start, restart or reload when it changes (at least one must); `*` matches any
     /// text (`mastodon-*.service`), as Python's `fnmatch` does.
     pub restarts: Vec<String>,
+}
+
+/// One public identity of the instance (`[[test.identity]]`), read as other servers read it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityStep {
+    /// Which identity it is, for the test's log.
+    pub description: String,
+    /// Where it runs (the client reads it through the domain, as a remote server does).
+    pub on: StepNode,
+    /// The shell command; prints the identity (only it: the output is compared whole, trimmed) and fails when it
+    /// cannot be read.
+    pub run: String,
 }
 
 /// Which of the two instances a federation step runs on.
@@ -298,6 +316,12 @@ pub(crate) fn check(
                 .iter()
                 .enumerate()
                 .map(|(i, s)| (format!("test.object_storage.{i}"), &s.description, &s.run)),
+        )
+        .chain(
+            plan.identity
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("test.identity.{i}"), &s.description, &s.run)),
         );
     for (path, description, run) in commands {
         if description.trim().is_empty() {
@@ -492,6 +516,20 @@ to = "a@example.org"
         assert_eq!(m.test.upgrade.unwrap().value, serde_json::json!(3));
         assert_eq!(m.test.federation.unwrap().steps.len(), 2);
         assert_eq!(m.test.mail.unwrap().to, "a@example.org");
+    }
+
+    #[test]
+    fn identity_steps_are_read_and_an_empty_command_is_refused_at_its_field() {
+        let m = parse(
+            "\n[[test.identity]]\ndescription = \"the actor's key\"\non = \"client\"\nrun = \"curl https://$FEDIGEN_HOST/actor\"\n",
+        )
+        .unwrap();
+        assert_eq!(m.test.identity.len(), 1);
+        assert_eq!(m.test.identity[0].on, super::StepNode::Client);
+        let found = problems("\n[[test.identity]]\ndescription = \"k\"\non = \"server\"\nrun = \"\"\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("`run` is empty"), "{found:?}");
+        assert!(found[0].contains("manifest.toml:"), "{found:?}");
     }
 
     #[test]
