@@ -1026,10 +1026,11 @@ pkgs.testers.runNixOSTest {
             # status cached while the upload's jobs ran would keep the local URL: read it afresh each try, forgetting this
             # status's entries only, as the move itself does (StatusService::del, MediaService::del). Not `cache:clear`: the
             # cache shares its Redis database with the job queue, and a clear between two of the move's chained jobs would
-            # drop the next one (review-18 R1).
+            # drop the next one (review-18 R1). tinker exits 0 when the PHP fails: its output goes to the log (>&2), so a
+            # renamed class shows there instead of a silent timeout (review-20 W3).
             id=$(cat /root/pixelfed-status)
             /run/current-system/sw/bin/runuser -u pixelfed -- env XDG_CONFIG_HOME=/run/pixelfed/psysh \
-              /run/current-system/sw/bin/pixelfed-manage tinker --execute="App\Services\StatusService::del($id); App\Services\MediaService::del($id);" > /dev/null
+              /run/current-system/sw/bin/pixelfed-manage tinker --execute="App\Services\StatusService::del($id); App\Services\MediaService::del($id);" >&2
             status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
             url=$(jq -er '.media_attachments[0].url' <<<"$status")
             case "$url" in "$FEDIGEN_MEDIA_PREFIX"*) ;; *) echo "not yet in object storage: $url" >&2; exit 1 ;; esac
