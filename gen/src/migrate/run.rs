@@ -210,16 +210,25 @@ fn after_freeze(
         send(Event::Done(step.to_owned()));
         Ok(())
     };
+    let early = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         let source = (!lock().is_done("verify")).then(|| scope.spawn(|| verify::source_side(job)));
         let (send, receive) = std::sync::mpsc::channel::<Event>();
         let mut threads = Vec::new();
+        let reading = source.is_some();
         for chain in chains(&copies) {
             let send = send.clone();
-            let run_step = &run_step;
+            let (run_step, early) = (&run_step, &early);
             threads.push(scope.spawn(move || {
                 let send = |e: Event| drop(send.send(e));
-                chain.iter().try_for_each(|step| run_step(step, &send))
+                chain.iter().try_for_each(|step| run_step(step, &send))?;
+                // Nothing else writes what this chain copied: the target's half of its verification now.
+                if let Some(last) = chain.last().filter(|_| reading)
+                    && let Some(item) = verify::target_item(job, last)
+                {
+                    early.lock().expect("not poisoned").push(item);
+                }
+                Ok::<(), RunError>(())
             }));
         }
         drop(send);
@@ -242,9 +251,10 @@ fn after_freeze(
             }
             events(Event::Started(step.clone()));
             let side = if step == "verify" {
-                source
-                    .take()
-                    .map(|h| h.join().expect("the verification thread panicked"))
+                source.take().map(|h| {
+                    let early = std::mem::take(&mut *early.lock().expect("not poisoned"));
+                    (h.join().expect("the verification thread panicked"), early)
+                })
             } else {
                 None
             };
@@ -447,7 +457,7 @@ fn do_step(
     job: &Job,
     dir: &Path,
     step: &str,
-    source: Option<verify::Side>,
+    source: Option<(verify::Side, Vec<verify::Early>)>,
 ) -> Result<(), RunError> {
     let fail = |e: StepFailure| step_error(step, e);
     let (kind, name) = step.split_once(':').unwrap_or((step, ""));
@@ -517,7 +527,7 @@ fn do_step(
         }
         "verify" => {
             let report = match source {
-                Some(side) => verify::verify_after_freeze(job, side),
+                Some((side, early)) => verify::verify_after_freeze(job, side, early),
                 None => verify::verify(job),
             }
             .map_err(|e| fail(e.into()))?;

@@ -103,9 +103,17 @@ fn rclone(
     Ok(c)
 }
 
-/// Makes the target bucket's objects exactly the source's (size and modification time decide what moves).
+/// Makes the target bucket's objects exactly the source's. An object moves when its size or its MD5 (the
+/// stores' listings: a single-part object's ETag, the MD5 rclone records on its multipart uploads) differ, or
+/// its size when one side keeps no MD5 (`--checksum`); one recursive listing per side (`--fast-list`).
+///
+/// Why not size and modification time (rclone's default, until issue #16's freeze-window work): a time is
+/// metadata only a HEAD request per object reads, on both sides, and the delta after the freeze paid for them
+/// (BENCHMARKS.md, issue #16); and a rewrite with the same size and time
+/// (a restored backup) is missed by it, not by the MD5. What the copy misses either way, the verification
+/// names ([`compare_listings`] downloads what no MD5 proves).
 pub fn sync(source: &S3, target: &S3) -> Result<(), S3Error> {
-    let c = rclone("sync", &[], source, target)?;
+    let c = rclone("sync", &["--checksum", "--fast-list"], source, target)?;
     exec::checked(
         c,
         &format!("copy bucket {} to {}", source.bucket, target.bucket),

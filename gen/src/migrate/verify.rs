@@ -95,8 +95,8 @@ impl Report {
 /// tables, and ranges of a large table, on up to as many connections as there are cores: [`pg::data_fingerprint`]).
 pub fn verify(job: &Job) -> Result<Report, VerifyError> {
     let (a, b) = super::exec::both(
-        || side(job, Which::Source, true),
-        || side(job, Which::Target, true),
+        || side(job, Which::Source, true, Vec::new()),
+        || side(job, Which::Target, true, Vec::new()),
     );
     report(job, a, b)
 }
@@ -109,7 +109,14 @@ pub fn verify(job: &Job) -> Result<Report, VerifyError> {
 /// Why: the source's half was half of the freeze window's verification (issue #16's benchmark: 8.8–10 s of a
 /// 14–15 s window), and nothing written after the freeze changes it. It is still a comparison of what each side
 /// holds, not of what the copies said they did: a change the copies missed is named.
-pub(crate) fn verify_after_freeze(job: &Job, mut source: Side) -> Result<Report, VerifyError> {
+///
+/// `early` holds the target's half of the databases and buckets whose copies ended before the others' (read by
+/// the run at once, [`target_item`]); the rest is read here.
+pub(crate) fn verify_after_freeze(
+    job: &Job,
+    mut source: Side,
+    early: Vec<Early>,
+) -> Result<Report, VerifyError> {
     let (schemas, target) = super::exec::both(
         || {
             job.databases
@@ -117,7 +124,7 @@ pub(crate) fn verify_after_freeze(job: &Job, mut source: Side) -> Result<Report,
                 .map(|d| pg::schema_digest(&d.source))
                 .collect::<Vec<_>>()
         },
-        || side(job, Which::Target, true),
+        || side(job, Which::Target, true, early),
     );
     for (fingerprint, schema) in source.databases.iter_mut().zip(schemas) {
         if let Ok(f) = fingerprint {
@@ -133,7 +140,57 @@ pub(crate) fn verify_after_freeze(job: &Job, mut source: Side) -> Result<Report,
 /// What verification reads at the source, without the databases' schemas: started at the freeze by the run
 /// (see [`verify_after_freeze`]).
 pub(crate) fn source_side(job: &Job) -> Side {
-    side(job, Which::Source, false)
+    side(job, Which::Source, false, Vec::new())
+}
+
+/// The target's half of one database or bucket, read as soon as its copy is done.
+pub(crate) enum Early {
+    /// The database at this index of the job.
+    Database(usize, Result<pg::Fingerprint, VerifyError>),
+    /// The bucket at this index of the job.
+    Bucket(usize, Result<s3::Listing, VerifyError>),
+}
+
+/// The target's half of what the copy `step` wrote, when it is a database's (`catchup:`, `restore:`) or a
+/// bucket's (`delta:bucket:`): nothing but that step writes it after the freeze, so the run reads it as soon as
+/// the step is done, while the other copies go on. A folder's is read by the verification itself (an identity
+/// secret may be placed in it after the copies).
+pub(crate) fn target_item(job: &Job, step: &str) -> Option<Early> {
+    let connections = (pg::connections() / job.databases.len().max(1)).max(1);
+    if let Some(name) = step
+        .strip_prefix("catchup:")
+        .or_else(|| step.strip_prefix("restore:"))
+    {
+        let i = job.databases.iter().position(|d| d.name == name)?;
+        return Some(Early::Database(
+            i,
+            database(&job.databases[i].target, connections, true),
+        ));
+    }
+    let name = step.strip_prefix("delta:bucket:")?;
+    let i = job.buckets.iter().position(|b| b.name == name)?;
+    Some(Early::Bucket(
+        i,
+        s3::list(&job.buckets[i].target).map_err(Into::into),
+    ))
+}
+
+/// One database's fingerprint, with its schema when `schema`.
+fn database(
+    pg: &super::job::Postgres,
+    connections: usize,
+    schema: bool,
+) -> Result<pg::Fingerprint, VerifyError> {
+    if !schema {
+        return Ok(pg::data_fingerprint(pg, connections)?);
+    }
+    let (data, digest) = super::exec::both(
+        || pg::data_fingerprint(pg, connections),
+        || pg::schema_digest(pg),
+    );
+    let mut f = data?;
+    f.schema = digest?;
+    Ok(f)
 }
 
 /// Which side of the job a [`Side`] reads.
@@ -158,35 +215,42 @@ pub(crate) struct Side {
 
 /// Reads one side: every database, bucket and folder at once, each on its own thread (a database on up to
 /// its share of the cores' connections), the secrets meanwhile.
-fn side(job: &Job, which: Which, schema: bool) -> Side {
+fn side(job: &Job, which: Which, schema: bool, early: Vec<Early>) -> Side {
     let connections = (pg::connections() / job.databases.len().max(1)).max(1);
     let source = which == Which::Source;
+    let mut known_databases: Vec<Option<Result<pg::Fingerprint, VerifyError>>> =
+        job.databases.iter().map(|_| None).collect();
+    let mut known_buckets: Vec<Option<Result<s3::Listing, VerifyError>>> =
+        job.buckets.iter().map(|_| None).collect();
+    for e in early {
+        match e {
+            Early::Database(i, r) => known_databases[i] = Some(r),
+            Early::Bucket(i, r) => known_buckets[i] = Some(r),
+        }
+    }
     std::thread::scope(|scope| {
         let databases: Vec<_> = job
             .databases
             .iter()
-            .map(|d| {
+            .zip(known_databases)
+            .map(|(d, known)| {
                 let pg = if source { &d.source } else { &d.target };
-                scope.spawn(move || -> Result<pg::Fingerprint, VerifyError> {
-                    if !schema {
-                        return Ok(pg::data_fingerprint(pg, connections)?);
-                    }
-                    let (data, digest) = super::exec::both(
-                        || pg::data_fingerprint(pg, connections),
-                        || pg::schema_digest(pg),
-                    );
-                    let mut f = data?;
-                    f.schema = digest?;
-                    Ok(f)
-                })
+                match known {
+                    Some(r) => Ok(r),
+                    None => Err(scope.spawn(move || database(pg, connections, schema))),
+                }
             })
             .collect();
         let buckets: Vec<_> = job
             .buckets
             .iter()
-            .map(|b| {
+            .zip(known_buckets)
+            .map(|(b, known)| {
                 let s3 = if source { &b.source } else { &b.target };
-                scope.spawn(move || Ok(s3::list(s3)?))
+                match known {
+                    Some(r) => Ok(r),
+                    None => Err(scope.spawn(move || Ok(s3::list(s3)?))),
+                }
             })
             .collect();
         let directories: Vec<_> = job
@@ -202,9 +266,12 @@ fn side(job: &Job, which: Which, schema: bool) -> Side {
         Side {
             databases: databases
                 .into_iter()
-                .map(|h| h.join().expect(fail))
+                .map(|h| h.unwrap_or_else(|h| h.join().expect(fail)))
                 .collect(),
-            buckets: buckets.into_iter().map(|h| h.join().expect(fail)).collect(),
+            buckets: buckets
+                .into_iter()
+                .map(|h| h.unwrap_or_else(|h| h.join().expect(fail)))
+                .collect(),
             directories: directories
                 .into_iter()
                 .map(|h| h.join().expect(fail))
