@@ -160,6 +160,111 @@ fn a_migration_moves_everything_and_verification_proves_it() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("the DNS switch is done"));
 }
 
+/// The run's own verification reads the source's half at the freeze, while the copies write B, and B's half of
+/// a database or bucket as soon as its copy is done (issue #16's freeze window): it must still be a comparison
+/// of what each side holds, not of what the copies did. Changes the delta copies cannot see are each named by
+/// the run's `verify` step, which stops the run before B is started: a file rewritten at A after the bulk copy
+/// with the same size and modification time (the folder copy decides by both), a multipart object overwritten
+/// at B with as many other bytes and no MD5 (the bucket copy compares sizes where one side has no MD5), and a
+/// row changed at B while B followed A (same count). An object rewritten at A with the same size and time is
+/// moved by the bucket copy (it compares MD5s, not times).
+#[test]
+fn the_runs_verification_names_what_the_copies_missed() {
+    let w = World::new();
+    w.seed();
+    let journal = w.path("journal");
+    // An object and a file whose time can be given back after they are rewritten.
+    let local = w.path("same-time.bin");
+    std::fs::write(&local, vec![b'a'; 3000]).unwrap();
+    let when = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let set_time = |path: &Path| {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    };
+    set_time(&local);
+    w.s3_a.put(&local, "same/time.bin");
+    let file = w.path("a/state/same-time.txt");
+    std::fs::write(&file, "before the bulk copy\n").unwrap();
+    set_time(&file);
+    ok(
+        &w.fedigen(&["run", "--bulk-only"], &journal),
+        "bulk-only run",
+    );
+    // At A, after the bulk copy: the same sizes and times, other bytes.
+    std::fs::write(&local, vec![b'b'; 3000]).unwrap();
+    set_time(&local);
+    let out = w
+        .s3_a
+        .rclone()
+        .args(["copyto", "--ignore-times"])
+        .arg(&local)
+        .arg("g:media/same/time.bin")
+        .output()
+        .unwrap();
+    ok(&out, "rclone copyto at A");
+    std::fs::write(&file, "after  the bulk copy\n").unwrap();
+    set_time(&file);
+    // At B: the multipart object overwritten in parts without an MD5, as many bytes; a row changed in place
+    // while B follows A.
+    let other = w.path("other-multipart");
+    std::fs::write(&other, vec![3u8; 12 << 20]).unwrap();
+    let out = w
+        .s3_b
+        .rclone()
+        .args([
+            "copyto",
+            "--s3-upload-cutoff",
+            "5Mi",
+            "--s3-chunk-size",
+            "5Mi",
+            "--s3-disable-checksum",
+        ])
+        .arg(&other)
+        .arg("g:media/big/multipart.bin")
+        .output()
+        .unwrap();
+    ok(&out, "rclone copyto without an MD5 at B");
+    w.pg_b
+        .app("UPDATE users SET name = 'changed at B' WHERE id = 4");
+    let out = w.fedigen(&["run"], &journal);
+    assert_eq!(out.status.code(), Some(1), "run with differences");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let named = [
+        "differs: big/multipart.bin",
+        "differs: same-time.txt",
+        "table public.users: 50 rows on both sides, but their contents differ",
+    ];
+    for needle in named {
+        assert!(stderr.contains(needle), "{needle} not in:\n{stderr}");
+    }
+    assert!(!stderr.contains("same/time.bin"), "{stderr}");
+    assert!(w.path("frozen").exists(), "the run did not freeze A");
+    assert!(
+        !w.path("started").exists(),
+        "B was started although it differs"
+    );
+    let at_b = w
+        .s3_b
+        .rclone()
+        .args(["cat", "g:media/same/time.bin"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        at_b.stdout,
+        vec![b'b'; 3000],
+        "the delta kept B's old object"
+    );
+    // The standalone verification (both halves at once) names the same.
+    let report = w.verify().to_string();
+    for needle in named {
+        assert!(report.contains(needle), "{needle} not in {report}");
+    }
+}
+
 /// Small deterministic generator for kill moments (seed printed, so a failure can be replayed).
 struct XorShift(u64);
 impl XorShift {

@@ -284,17 +284,14 @@ const CHECKSUM: &str = "count(*), coalesce(sum(('x' || substr(h, 1, 16))::bit(64
 const ROW_CHECKSUM: &str =
     "count(*), coalesce(sum(pg_catalog.hashtextextended(r::text, 0)), 0)::text";
 
-/// The [`Fingerprint`] of `pg`'s database. Read-only.
-pub fn fingerprint(pg: &Postgres) -> Result<Fingerprint, PgError> {
-    // The schema's dump runs while the server hashes the tables.
-    let (rest, schema) = super::exec::both(|| data_fingerprint(pg), || schema_digest(pg));
-    let mut out = rest?;
-    out.schema = schema?;
-    Ok(out)
+/// How many connections one side's fingerprint uses at most: the machine's cores (the hashing is the server's
+/// CPU; on one machine with both servers, more would only queue).
+pub(crate) fn connections() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 /// SHA-256 of `pg_dump --schema-only --no-owner --no-privileges` of `pg`'s database, without comments.
-fn schema_digest(pg: &Postgres) -> Result<String, PgError> {
+pub(crate) fn schema_digest(pg: &Postgres) -> Result<String, PgError> {
     let mut c = command("pg_dump", pg)?;
     c.args(["--schema-only", "--no-owner", "--no-privileges"])
         .arg(&pg.database);
@@ -302,30 +299,170 @@ fn schema_digest(pg: &Postgres) -> Result<String, PgError> {
     Ok(digest_without_comments(&dump.stdout))
 }
 
-/// The [`Fingerprint`] without its schema: tables, sequences, large objects.
-fn data_fingerprint(pg: &Postgres) -> Result<Fingerprint, PgError> {
-    let mut out = Fingerprint::default();
-    let tables = psql(
+/// One query of a fingerprint: some whole tables, or a range of one table's pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Unit {
+    /// (table, pages from, pages up to (exclusive; `None`: to the end)) — `None` pages: the whole table.
+    parts: Vec<(String, Option<(u64, Option<u64>)>)>,
+    /// Bytes it reads, for the order.
+    bytes: u64,
+}
+
+/// Splits the tables (name, bytes, pages) into about `connections` equal shares of bytes: a table larger than a
+/// share is cut into ranges of its pages (each row is in exactly one: the last range is open-ended); the smaller
+/// ones are packed together. Largest first, so the pool ends together.
+fn units(tables: &[(String, u64, u64)], connections: usize) -> Vec<Unit> {
+    let total: u64 = tables.iter().map(|t| t.1).sum();
+    let share = (total / connections.max(1) as u64).max(8 << 20);
+    let mut out = Vec::new();
+    let mut small = Unit {
+        parts: Vec::new(),
+        bytes: 0,
+    };
+    for (name, bytes, pages) in tables {
+        if *bytes > share && *pages > 1 {
+            let n = bytes
+                .div_ceil(share)
+                .min(*pages)
+                .min(connections.max(1) as u64);
+            let step = pages.div_ceil(n);
+            for i in 0..n {
+                let from = i * step;
+                let to = (i + 1 < n).then_some((i + 1) * step);
+                out.push(Unit {
+                    parts: vec![(name.clone(), Some((from, to)))],
+                    bytes: bytes / n,
+                });
+            }
+            continue;
+        }
+        if small.bytes + bytes > share && !small.parts.is_empty() {
+            out.push(std::mem::replace(
+                &mut small,
+                Unit {
+                    parts: Vec::new(),
+                    bytes: 0,
+                },
+            ));
+        }
+        small.parts.push((name.clone(), None));
+        small.bytes += bytes;
+    }
+    if !small.parts.is_empty() {
+        out.push(small);
+    }
+    out.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    out
+}
+
+/// The SQL of one [`Unit`]: per part, the table's name, its rows and the sum of their hashes.
+fn unit_query(unit: &Unit) -> String {
+    unit.parts
+        .iter()
+        .map(|(t, range)| {
+            let filter = match range {
+                None => String::new(),
+                Some((from, None)) => format!(" WHERE r.ctid >= '({from},0)'::tid"),
+                Some((from, Some(to))) => {
+                    format!(" WHERE r.ctid >= '({from},0)'::tid AND r.ctid < '({to},0)'::tid")
+                }
+            };
+            format!(
+                "SELECT {}, {ROW_CHECKSUM} FROM {t} AS r{filter}",
+                quote_literal(t)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
+/// The [`Fingerprint`] without its schema: tables, sequences, large objects, on up to `connections`
+/// connections at once (tables, and ranges of a large table's pages, in parallel; the sums of the parts are
+/// the table's sum, so the result does not depend on how it was cut).
+///
+/// Why in parallel: inside the freeze window the target's side is what the window waits for, and one
+/// connection hashes on one core.
+pub(crate) fn data_fingerprint(pg: &Postgres, connections: usize) -> Result<Fingerprint, PgError> {
+    let listing = psql(
         pg,
-        "SELECT format('%I.%I', schemaname, relname) FROM pg_catalog.pg_stat_user_tables ORDER BY 1",
+        "SELECT format('%I.%I', schemaname, relname), pg_catalog.pg_table_size(relid), pg_catalog.pg_relation_size(relid) / current_setting('block_size')::bigint FROM pg_catalog.pg_stat_user_tables ORDER BY 1",
     )?;
-    let names: Vec<&str> = tables.lines().filter(|l| !l.is_empty()).collect();
-    if !names.is_empty() {
-        let query = names
-            .iter()
-            .map(|t| format!("SELECT {}, {ROW_CHECKSUM} FROM {t} AS r", quote_literal(t)))
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        for line in psql(pg, &query)?.lines() {
-            let f: Vec<&str> = line.split('\t').collect();
-            if let [table, n, sum] = f[..] {
-                out.tables.insert(
-                    table.to_owned(),
-                    (n.trim().parse().unwrap_or(u64::MAX), sum.to_owned()),
-                );
+    let tables: Vec<(String, u64, u64)> = listing
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            match f[..] {
+                [name, bytes, pages] => Some((
+                    name.to_owned(),
+                    bytes.trim().parse().unwrap_or(0),
+                    pages.trim().parse().unwrap_or(0),
+                )),
+                _ => None,
+            }
+        })
+        .collect();
+    let queue = std::sync::Mutex::new(units(&tables, connections).into_iter());
+    let sums = std::sync::Mutex::new(BTreeMap::<String, (u64, i128)>::new());
+    for (name, ..) in &tables {
+        sums.lock()
+            .expect("not poisoned")
+            .insert(name.clone(), (0, 0));
+    }
+    let worker = || -> Result<(), PgError> {
+        loop {
+            let Some(unit) = queue.lock().expect("not poisoned").next() else {
+                return Ok(());
+            };
+            let text = psql(pg, &unit_query(&unit))?;
+            let mut sums = sums.lock().expect("not poisoned");
+            for line in text.lines() {
+                let f: Vec<&str> = line.split('\t').collect();
+                if let [table, n, sum] = f[..] {
+                    let entry = sums.entry(table.to_owned()).or_default();
+                    entry.0 = entry.0.saturating_add(n.trim().parse().unwrap_or(u64::MAX));
+                    entry.1 = entry
+                        .1
+                        .wrapping_add(sum.trim().parse().unwrap_or(i128::MAX));
+                }
             }
         }
+    };
+    let mut out = Fingerprint::default();
+    let results = std::thread::scope(|scope| {
+        let workers: Vec<_> = (1..connections.max(1))
+            .map(|_| scope.spawn(worker))
+            .collect();
+        let rest = sequences_and_large_objects(pg);
+        let mine = worker();
+        let others: Vec<_> = workers
+            .into_iter()
+            .map(|w| w.join().expect("a fingerprint thread panicked"))
+            .collect();
+        (rest, mine, others)
+    });
+    let (rest, mine, others) = results;
+    mine?;
+    for r in others {
+        r?;
     }
+    let (sequences, large_objects) = rest?;
+    out.tables = sums
+        .into_inner()
+        .expect("not poisoned")
+        .into_iter()
+        .map(|(t, (n, sum))| (t, (n, sum.to_string())))
+        .collect();
+    out.sequences = sequences;
+    out.large_objects = large_objects;
+    Ok(out)
+}
+
+/// The sequences' values and the large objects' count and checksum.
+#[allow(clippy::type_complexity)]
+fn sequences_and_large_objects(
+    pg: &Postgres,
+) -> Result<(BTreeMap<String, String>, (u64, String)), PgError> {
+    let mut sequences = BTreeMap::new();
     for line in psql(
         pg,
         "SELECT format('%I.%I', schemaname, sequencename), coalesce(last_value::text, 'unset') FROM pg_catalog.pg_sequences ORDER BY 1",
@@ -333,7 +470,7 @@ fn data_fingerprint(pg: &Postgres) -> Result<Fingerprint, PgError> {
     .lines()
     {
         if let Some((name, value)) = line.split_once('\t') {
-            out.sequences.insert(name.to_owned(), value.to_owned());
+            sequences.insert(name.to_owned(), value.to_owned());
         }
     }
     let lo = psql(
@@ -342,10 +479,11 @@ fn data_fingerprint(pg: &Postgres) -> Result<Fingerprint, PgError> {
             "SELECT {CHECKSUM} FROM (SELECT md5(oid::text || ':' || md5(lo_get(oid))) AS h FROM pg_catalog.pg_largeobject_metadata) AS s"
         ),
     )?;
-    if let Some((n, sum)) = lo.trim_end().split_once('\t') {
-        out.large_objects = (n.parse().unwrap_or(u64::MAX), sum.to_owned());
-    }
-    Ok(out)
+    let large_objects = match lo.trim_end().split_once('\t') {
+        Some((n, sum)) => (n.parse().unwrap_or(u64::MAX), sum.to_owned()),
+        None => (0, String::new()),
+    };
+    Ok((sequences, large_objects))
 }
 
 /// Every difference between the source's fingerprint `a` and the target's `b`, one line each.
@@ -459,6 +597,57 @@ pub(crate) fn quote_literal(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// However the tables are cut for the connections, every row is read exactly once: each table is in
+        /// one unit whole, or in ranges of its pages that start at page 0, follow each other without a gap or an
+        /// overlap and end open (rows past the pages counted when listed are read too); and no more units run
+        /// at once than there are connections per table.
+        #[test]
+        fn units_read_every_row_exactly_once(
+            tables in proptest::collection::vec((0u64..(1 << 32), 0u64..200_000), 0..12),
+            connections in 1usize..9,
+        ) {
+            let tables: Vec<(String, u64, u64)> = tables
+                .into_iter()
+                .enumerate()
+                .map(|(i, (bytes, pages))| (format!("public.t{i}"), bytes, pages))
+                .collect();
+            let units = units(&tables, connections);
+            for (name, ..) in &tables {
+                let mut parts: Vec<Option<(u64, Option<u64>)>> = units
+                    .iter()
+                    .flat_map(|u| u.parts.iter())
+                    .filter(|(t, _)| t == name)
+                    .map(|(_, r)| *r)
+                    .collect();
+                if parts == [None] {
+                    continue;
+                }
+                prop_assert!(parts.iter().all(Option::is_some), "{name} both whole and cut: {parts:?}");
+                prop_assert!(parts.len() <= connections, "{name} cut in {} for {connections}", parts.len());
+                parts.sort();
+                let mut next = 0;
+                for (i, part) in parts.iter().enumerate() {
+                    let (from, to) = part.unwrap();
+                    prop_assert_eq!(from, next, "{} ranges {:?}", name, parts);
+                    match to {
+                        Some(to) => {
+                            prop_assert!(to > from && i + 1 < parts.len(), "{} ranges {:?}", name, parts);
+                            next = to;
+                        }
+                        None => prop_assert_eq!(i + 1, parts.len(), "{} ranges {:?}", name, parts),
+                    }
+                }
+            }
+            // Each unit's query names only tables of the listing, each range with its page bounds.
+            for unit in &units {
+                let query = unit_query(unit);
+                prop_assert_eq!(query.matches("SELECT ").count(), unit.parts.len());
+            }
+        }
+    }
 
     #[test]
     fn extensions_present_at_the_target_are_left_out_of_the_restore_list() {

@@ -361,7 +361,8 @@ pub(crate) fn finish(operator: &str, d: &DatabaseMove, dir: &Path) -> Result<(),
                 )));
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(500));
+            // Inside the freeze window: a late look costs downtime, a query costs little.
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
     drop_subscription(d, &name)?;

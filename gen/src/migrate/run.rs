@@ -139,6 +139,10 @@ fn bulk_phase(step: &str) -> (bool, bool) {
 }
 
 /// Runs `job` with its journal in `journal_dir`, resuming after the steps an earlier run recorded.
+///
+/// Up to the freeze the steps run one after the other. From the freeze on (see [`after_freeze`]) the source no
+/// longer changes: its half of the verification starts at once, and the copies into the target run at once
+/// (each bucket's and folder's delta, each database's catch-up or dump and restore).
 pub fn run(
     job: &Job,
     journal_dir: &Path,
@@ -149,21 +153,134 @@ pub fn run(
     decide_modes(job, &mut journal, events)?;
     check_databases(job, &journal)?;
     let replicated = |d: &super::job::DatabaseMove| is_replicated(&journal, d);
-    for step in steps_with(job, &replicated) {
-        let (bulk, again) = bulk_phase(&step);
+    let steps = steps_with(job, &replicated);
+    let frozen = steps
+        .iter()
+        .position(|s| s == "freeze")
+        .expect("steps() has a freeze");
+    for step in &steps[..=frozen] {
+        let (bulk, again) = bulk_phase(step);
         if scope == Scope::BulkOnly && !bulk {
-            break;
+            return Ok(());
         }
-        if journal.is_done(&step) && !(scope == Scope::BulkOnly && again) {
-            events(Event::Skipped(step));
+        if journal.is_done(step) && !(scope == Scope::BulkOnly && again) {
+            events(Event::Skipped(step.clone()));
             continue;
         }
         events(Event::Started(step.clone()));
-        do_step(job, &journal, &step)?;
-        journal.mark(&step)?;
-        events(Event::Done(step));
+        do_step(job, journal.dir(), step, None)?;
+        journal.mark(step)?;
+        events(Event::Done(step.clone()));
     }
-    Ok(())
+    after_freeze(job, journal, &steps[frozen + 1..], events)
+}
+
+/// The steps after the freeze. The source's half of the verification ([`verify::source_side`]) is read from
+/// the start, while the copies write the target; the copies run at once, one thread per bucket and folder
+/// delta and per database (its catch-up, or its dump then its restore); the identity secrets are placed after
+/// them (a secret may live in a copied folder, whose delta would remove it); then `verify` reads the target
+/// and compares, and the rest follows in order.
+///
+/// Why: the freeze window is the service's downtime, and these steps are independent of each other: the window
+/// was their sum plus both halves of the verification (issue #16's benchmark).
+fn after_freeze(
+    job: &Job,
+    journal: Journal,
+    steps: &[String],
+    events: &mut dyn FnMut(Event),
+) -> Result<(), RunError> {
+    let dir = journal.dir().to_path_buf();
+    let verify_at = steps
+        .iter()
+        .position(|s| s == "verify")
+        .expect("steps() has a verify");
+    let (copies, identity): (Vec<&String>, Vec<&String>) = steps[..verify_at]
+        .iter()
+        .partition(|s| !s.starts_with("identity:"));
+    let journal = std::sync::Mutex::new(journal);
+    let lock = || journal.lock().expect("journal lock");
+    let run_step = |step: &str, send: &dyn Fn(Event)| -> Result<(), RunError> {
+        if lock().is_done(step) {
+            send(Event::Skipped(step.to_owned()));
+            return Ok(());
+        }
+        send(Event::Started(step.to_owned()));
+        do_step(job, &dir, step, None)?;
+        lock().mark(step)?;
+        send(Event::Done(step.to_owned()));
+        Ok(())
+    };
+    let early = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        let source = (!lock().is_done("verify")).then(|| scope.spawn(|| verify::source_side(job)));
+        let (send, receive) = std::sync::mpsc::channel::<Event>();
+        let mut threads = Vec::new();
+        let reading = source.is_some();
+        for chain in chains(&copies) {
+            let send = send.clone();
+            let (run_step, early) = (&run_step, &early);
+            threads.push(scope.spawn(move || {
+                let send = |e: Event| drop(send.send(e));
+                chain.iter().try_for_each(|step| run_step(step, &send))?;
+                // Nothing else writes what this chain copied: the target's half of its verification now.
+                if let Some(last) = chain.last().filter(|_| reading)
+                    && let Some(item) = verify::target_item(job, last)
+                {
+                    early.lock().expect("not poisoned").push(item);
+                }
+                Ok::<(), RunError>(())
+            }));
+        }
+        drop(send);
+        for event in receive {
+            events(event);
+        }
+        let mut first = Ok(());
+        for t in threads {
+            let result = t.join().expect("a copy thread panicked");
+            if first.is_ok() {
+                first = result;
+            }
+        }
+        first?;
+        let mut source = source;
+        for step in identity.into_iter().chain(&steps[verify_at..]) {
+            if lock().is_done(step) {
+                events(Event::Skipped(step.clone()));
+                continue;
+            }
+            events(Event::Started(step.clone()));
+            let side = if step == "verify" {
+                source.take().map(|h| {
+                    let early = std::mem::take(&mut *early.lock().expect("not poisoned"));
+                    (h.join().expect("the verification thread panicked"), early)
+                })
+            } else {
+                None
+            };
+            do_step(job, &dir, step, side)?;
+            lock().mark(step)?;
+            events(Event::Done(step.clone()));
+        }
+        Ok(())
+    })
+}
+
+/// The copies after the freeze as independent chains, in the steps' order within each: a database's dump and
+/// restore are one chain; every other step is its own.
+fn chains<'a>(steps: &[&'a String]) -> Vec<Vec<&'a String>> {
+    let mut out: Vec<(String, Vec<&'a String>)> = Vec::new();
+    for step in steps {
+        let key = match step.split_once(':') {
+            Some(("dump" | "restore", name)) => format!("database:{name}"),
+            _ => (*step).clone(),
+        };
+        match out.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, chain)) => chain.push(step),
+            None => out.push((key, vec![step])),
+        }
+    }
+    out.into_iter().map(|(_, chain)| chain).collect()
 }
 
 fn is_replicated(journal: &Journal, d: &super::job::DatabaseMove) -> bool {
@@ -335,7 +452,13 @@ impl From<VerifyError> for StepFailure {
     }
 }
 
-fn do_step(job: &Job, journal: &Journal, step: &str) -> Result<(), RunError> {
+/// Runs one step; `source` is the source's half of the verification when the run read it at the freeze.
+fn do_step(
+    job: &Job,
+    dir: &Path,
+    step: &str,
+    source: Option<(verify::Side, Vec<verify::Early>)>,
+) -> Result<(), RunError> {
     let fail = |e: StepFailure| step_error(step, e);
     let (kind, name) = step.split_once(':').unwrap_or((step, ""));
     match kind {
@@ -371,10 +494,10 @@ fn do_step(job: &Job, journal: &Journal, step: &str) -> Result<(), RunError> {
                 .expect("a step of the job");
             let op = &job.operator;
             match what {
-                "schema" => replicate::schema(op, d, journal.dir()),
+                "schema" => replicate::schema(op, d, dir),
                 "start" => replicate::start(op, d),
                 "sync" => replicate::synced(op, d),
-                _ => replicate::finish(op, d, journal.dir()),
+                _ => replicate::finish(op, d, dir),
             }
             .map_err(|e| fail(e.into()))
         }
@@ -384,7 +507,7 @@ fn do_step(job: &Job, journal: &Journal, step: &str) -> Result<(), RunError> {
                 .iter()
                 .find(|d| d.name == name)
                 .expect("a step of the job");
-            pg::dump(&d.source, &dump_file(journal, name)).map_err(|e| fail(e.into()))
+            pg::dump(&d.source, &dump_file(dir, name)).map_err(|e| fail(e.into()))
         }
         "restore" => {
             let d = job
@@ -392,7 +515,7 @@ fn do_step(job: &Job, journal: &Journal, step: &str) -> Result<(), RunError> {
                 .iter()
                 .find(|d| d.name == name)
                 .expect("a step of the job");
-            pg::restore(&d.target, &dump_file(journal, name)).map_err(|e| fail(e.into()))
+            pg::restore(&d.target, &dump_file(dir, name)).map_err(|e| fail(e.into()))
         }
         "identity" => {
             let s = job
@@ -403,7 +526,11 @@ fn do_step(job: &Job, journal: &Journal, step: &str) -> Result<(), RunError> {
             place_secret(s).map_err(fail)
         }
         "verify" => {
-            let report = verify::verify(job).map_err(|e| fail(e.into()))?;
+            let report = match source {
+                Some((side, early)) => verify::verify_after_freeze(job, side, early),
+                None => verify::verify(job),
+            }
+            .map_err(|e| fail(e.into()))?;
             if report.equal() {
                 Ok(())
             } else {
@@ -417,8 +544,8 @@ fn do_step(job: &Job, journal: &Journal, step: &str) -> Result<(), RunError> {
     }
 }
 
-fn dump_file(journal: &Journal, name: &str) -> std::path::PathBuf {
-    journal.dir().join(format!("{name}.dump"))
+fn dump_file(dir: &Path, name: &str) -> std::path::PathBuf {
+    dir.join(format!("{name}.dump"))
 }
 
 fn command(argv: &[String], what: &str) -> Result<(), ExecError> {

@@ -103,9 +103,17 @@ fn rclone(
     Ok(c)
 }
 
-/// Makes the target bucket's objects exactly the source's (size and modification time decide what moves).
+/// Makes the target bucket's objects exactly the source's. An object moves when its size or its MD5 (the
+/// stores' listings: a single-part object's ETag, the MD5 rclone records on its multipart uploads) differ, or
+/// its size when one side keeps no MD5 (`--checksum`); one recursive listing per side (`--fast-list`).
+///
+/// Why not size and modification time (rclone's default, until issue #16's freeze-window work): a time is
+/// metadata only a HEAD request per object reads, on both sides, and the delta after the freeze paid for them
+/// (BENCHMARKS.md, issue #16); and a rewrite with the same size and time
+/// (a restored backup) is missed by it, not by the MD5. What the copy misses either way, the verification
+/// names ([`compare_listings`] downloads what no MD5 proves).
 pub fn sync(source: &S3, target: &S3) -> Result<(), S3Error> {
-    let c = rclone("sync", &[], source, target)?;
+    let c = rclone("sync", &["--checksum", "--fast-list"], source, target)?;
     exec::checked(
         c,
         &format!("copy bucket {} to {}", source.bucket, target.bucket),
@@ -126,9 +134,12 @@ pub struct Comparison {
     pub differences: Vec<String>,
 }
 
+/// A bucket's objects: key → size and the store's MD5 ([`list`]).
+pub(crate) type Listing = std::collections::BTreeMap<String, Listed>;
+
 /// One object of a listing: its size and its MD5 when the store has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Listed {
+pub(crate) struct Listed {
     size: i64,
     md5: Option<String>,
 }
@@ -138,7 +149,7 @@ struct Listed {
 /// The MD5 is the store's: the ETag of an object uploaded in one part (computed by the server from the bytes
 /// it received), or the `md5chksum` rclone records on its multipart uploads. An object uploaded in parts by
 /// another client has none.
-fn list(s3: &S3) -> Result<std::collections::BTreeMap<String, Listed>, S3Error> {
+pub(crate) fn list(s3: &S3) -> Result<Listing, S3Error> {
     #[derive(serde::Deserialize)]
     struct Entry {
         #[serde(rename = "Path")]
@@ -195,12 +206,18 @@ fn list(s3: &S3) -> Result<std::collections::BTreeMap<String, Listed>, S3Error> 
 /// Why not download everything (as before issue #16's benchmark): inside the freeze window that read every
 /// object from both stores again (49–70 s for 1 GiB). A store's MD5 is computed from the bytes it stored, so
 /// two equal MD5s with equal sizes are the same object; a changed object, even of the same size, has another.
-pub fn compare(source: &S3, target: &S3) -> Result<Comparison, S3Error> {
-    let (a, b) = super::exec::both(|| list(source), || list(target));
-    let (a, b) = (a?, b?);
+///
+/// The listings are made by [`list`] beforehand: the source's may be taken at the freeze (it no longer changes)
+/// while the target is still being written, so only the target's is in the freeze window's tail.
+pub(crate) fn compare_listings(
+    source: &S3,
+    target: &S3,
+    a: &Listing,
+    b: &Listing,
+) -> Result<Comparison, S3Error> {
     let mut result = Comparison::default();
     let mut unhashed = Vec::new();
-    for (key, x) in &a {
+    for (key, x) in a {
         match b.get(key) {
             None => result
                 .differences
