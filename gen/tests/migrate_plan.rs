@@ -131,6 +131,38 @@ fn every_example_operator_moves_all_its_state_and_its_jobs_are_valid() {
                 );
             }
             assert!(!job.commands.freeze.is_empty() && !job.commands.source_start.is_empty());
+            // B's PostgreSQL authenticates its socket by peer (NixOS's default): the tools at B run as the OS
+            // user named like the role, and that user is one the application's module makes at B (it owns the
+            // application's folders or identity files there). The source is reached over TCP with a password.
+            let service_users: BTreeSet<&str> = catalog.manifests[app]
+                .state
+                .directories
+                .values()
+                .map(|d| d.owner.as_str())
+                .chain(
+                    catalog.manifests[app]
+                        .state
+                        .identity
+                        .values()
+                        .map(|i| i.owner.as_str()),
+                )
+                .collect();
+            for d in &job.databases {
+                assert_eq!(d.target.host, "/run/postgresql", "{machine}: {}", d.name);
+                assert_eq!(
+                    d.target.os_user.as_deref(),
+                    Some(d.target.user.as_str()),
+                    "{machine}: {}: the tools at B must run as the role's OS user",
+                    d.name
+                );
+                assert!(
+                    service_users.contains(d.target.user.as_str()),
+                    "{machine}: role {} is no user of {app}'s service ({service_users:?})",
+                    d.target.user
+                );
+                assert_eq!(d.source.os_user, None);
+                assert!(d.source.password_file.is_some());
+            }
             // The units deriving state from what moved run again at B, before the application starts
             // (Pixelfed's pixelfed-data-setup ran at B's boot, before the move replaced its data folder).
             let manifest = &catalog.manifests[app];

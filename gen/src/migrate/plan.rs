@@ -769,6 +769,8 @@ fn application_job(
                 user: db.user.clone(),
                 database: name.clone(),
                 password_file: Some(format!("{MIGRATE_SECRETS}/{name}-source-password").into()),
+
+                os_user: None,
             },
             target: Postgres {
                 host: "/run/postgresql".into(),
@@ -776,6 +778,12 @@ fn application_job(
                 user: db.user.clone(),
                 database: name.clone(),
                 password_file: None,
+                // B's PostgreSQL authenticates the socket by peer (nixpkgs' default `local all all peer`):
+                // the tools run as the OS user named like the role, which in nixpkgs is the service's user
+                // (mastodon: user = database.user = name, asserted with createLocally; matrix-synapse: the
+                // template's role "matrix-synapse" = the unit's user; peertube: user and database.user both
+                // default "peertube"; pixelfed with pgsql: ensureUsers name = cfg.user).
+                os_user: Some(db.user.clone()),
             },
             replication: None,
         });

@@ -548,6 +548,7 @@ mod tests {
             user: "u".into(),
             database: "d".into(),
             password_file: None,
+            os_user: None,
         }
     }
 

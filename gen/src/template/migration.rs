@@ -205,6 +205,7 @@ impl MigrationTest {
                         user: db.user.clone(),
                         database: name.clone(),
                         password_file: None,
+                        os_user: None,
                     },
                     target: Postgres {
                         host: "/run/postgresql".into(),
@@ -212,6 +213,8 @@ impl MigrationTest {
                         user: db.user.clone(),
                         database: name.clone(),
                         password_file: None,
+                        // As the real planner: the tools run as the role's OS user (peer authentication).
+                        os_user: Some(db.user.clone()),
                     },
                     replication: None,
                 })
