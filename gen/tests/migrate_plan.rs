@@ -661,3 +661,66 @@ fn from_text_line(file: &str, needle: &str) -> usize {
         .map(|i| i + 1)
         .unwrap_or_else(|| panic!("{file} has no line with {needle:?}"))
 }
+
+/// The freeze stops the application's units at A, and nginx only where it serves nothing else: on a machine that
+/// also runs one of A's Garage nodes (zeeinstituut's PeerTube shares rtm1 in the example) nginx serves A's S3 and
+/// media endpoints, which the job's delta copy reads after the freeze and other operators use throughout.
+#[test]
+fn the_freeze_keeps_nginx_where_the_machine_serves_garage() {
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let to = document("examples/provider-b.toml");
+    let spec = fedigen::model::from_document(&from, &catalog).unwrap();
+    let garage_machines: BTreeSet<String> = spec
+        .provider
+        .object_storage
+        .as_ref()
+        .unwrap()
+        .nodes
+        .values()
+        .filter_map(|n| n.machine.clone())
+        .collect();
+    assert!(garage_machines.contains("zeeinstituut-peertube"));
+    let mut seen = BTreeSet::new();
+    for operator in ["amstelland", "zeeinstituut", "digitalevrijheid"] {
+        let mut r = request(operator, &from, &to, &catalog, &catalog);
+        if operator == "amstelland" {
+            r.machines = Some((
+                "examples/provider-b.amstelland-machines.toml",
+                example_machines(),
+            ));
+        }
+        let Planned { jobs, .. } = plan::plan(&r).unwrap();
+        for (machine, job) in &jobs {
+            let app = machine.strip_prefix(&format!("{operator}-")).unwrap();
+            let stopped: Vec<&str> = job
+                .commands
+                .freeze
+                .iter()
+                .flat_map(|argv| argv.iter().skip(4).map(String::as_str))
+                .collect();
+            let started: Vec<&str> = job
+                .commands
+                .source_start
+                .iter()
+                .flat_map(|argv| argv.iter().skip(4).map(String::as_str))
+                .collect();
+            assert_eq!(
+                stopped, started,
+                "{machine}: rollback starts what the freeze stopped"
+            );
+            let serves_garage = garage_machines.contains(machine);
+            for unit in &catalog.manifests[app].health.units {
+                let kept = serves_garage && unit == "nginx.service";
+                assert_eq!(
+                    stopped.contains(&unit.as_str()),
+                    !kept,
+                    "{machine}: {unit} (machine serves Garage: {serves_garage}); freeze {:?}",
+                    job.commands.freeze
+                );
+            }
+            seen.insert(serves_garage);
+        }
+    }
+    assert_eq!(seen.len(), 2, "both kinds of machine are in the example");
+}

@@ -71,6 +71,40 @@ pub(crate) fn target_start(manifest: &Manifest) -> Vec<Vec<String>> {
     commands
 }
 
+/// The unit serving a machine's web endpoints: the application's virtual hosts, and on a machine that also runs
+/// one of the provider's Garage nodes (a node's `machine`), that node's S3 and media endpoints
+/// (`modules/garage.nix`: nginx virtual hosts).
+pub(crate) const WEB_UNIT: &str = "nginx.service";
+
+/// The units the freeze stops at A (and a rollback starts again): the application's health units, but not the
+/// web server where it also serves A's Garage endpoints (`machine_serves_garage`).
+///
+/// Why keep nginx there and not stop it, nor make the application's virtual hosts answer 503: the job reads A's
+/// buckets through those endpoints after the freeze (the delta copy), and other operators' applications read and
+/// serve their media through them the whole time; stopping nginx cuts both off. With the application's own
+/// units stopped, its virtual hosts answer 502, which federating servers and clients treat as temporary and
+/// retry, as they would a 503. A 503 page would need A's nginx configuration changed during the move (a deploy
+/// at A, and one to undo on rollback), a step that can fail inside the window for a status code's difference.
+pub(crate) fn freeze_units(manifest: &Manifest, machine_serves_garage: bool) -> Vec<String> {
+    manifest
+        .health
+        .units
+        .iter()
+        .filter(|u| !(machine_serves_garage && u.as_str() == WEB_UNIT))
+        .cloned()
+        .collect()
+}
+
+/// Whether the machine `machine` of `spec` runs one of the provider's Garage nodes (whose endpoints its nginx
+/// serves).
+pub(crate) fn serves_garage(spec: &Spec, machine: &str) -> bool {
+    spec.provider.object_storage.as_ref().is_some_and(|s| {
+        s.nodes
+            .values()
+            .any(|n| n.machine.as_deref() == Some(machine))
+    })
+}
+
 /// How long the jobs' health checks may take at B, in seconds (a Mastodon's first start runs its asset and
 /// database checks: minutes, not seconds).
 pub const HEALTH_TIMEOUT_SECONDS: u64 = 600;
@@ -912,6 +946,8 @@ fn application_job(
     }
     let units = &manifest.health.units;
     if !units.is_empty() {
+        // A's machine: the one named like B's in A's specification (the operator and application are the same).
+        let stopped = freeze_units(manifest, serves_garage(from, &machine));
         let remote = |verb: &str| {
             let mut argv = vec![
                 "ssh".to_owned(),
@@ -919,11 +955,13 @@ fn application_job(
                 "systemctl".into(),
                 verb.into(),
             ];
-            argv.extend(units.iter().cloned());
+            argv.extend(stopped.iter().cloned());
             argv
         };
-        job.commands.freeze.push(remote("stop"));
-        job.commands.source_start.push(remote("start"));
+        if !stopped.is_empty() {
+            job.commands.freeze.push(remote("stop"));
+            job.commands.source_start.push(remote("start"));
+        }
         job.commands.start.extend(target_start(manifest));
         for unit in units {
             job.commands.health.push(vec![
