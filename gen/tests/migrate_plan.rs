@@ -44,6 +44,7 @@ fn request<'a>(
         throughput: None,
         change_permille: 10,
         dns_command: None,
+        replicate: false,
     }
 }
 
@@ -131,6 +132,38 @@ fn every_example_operator_moves_all_its_state_and_its_jobs_are_valid() {
                 );
             }
             assert!(!job.commands.freeze.is_empty() && !job.commands.source_start.is_empty());
+            // B's PostgreSQL authenticates its socket by peer (NixOS's default): the tools at B run as the OS
+            // user named like the role, and that user is one the application's module makes at B (it owns the
+            // application's folders or identity files there). The source is reached over TCP with a password.
+            let service_users: BTreeSet<&str> = catalog.manifests[app]
+                .state
+                .directories
+                .values()
+                .map(|d| d.owner.as_str())
+                .chain(
+                    catalog.manifests[app]
+                        .state
+                        .identity
+                        .values()
+                        .map(|i| i.owner.as_str()),
+                )
+                .collect();
+            for d in &job.databases {
+                assert_eq!(d.target.host, "/run/postgresql", "{machine}: {}", d.name);
+                assert_eq!(
+                    d.target.os_user.as_deref(),
+                    Some(d.target.user.as_str()),
+                    "{machine}: {}: the tools at B must run as the role's OS user",
+                    d.name
+                );
+                assert!(
+                    service_users.contains(d.target.user.as_str()),
+                    "{machine}: role {} is no user of {app}'s service ({service_users:?})",
+                    d.target.user
+                );
+                assert_eq!(d.source.os_user, None);
+                assert!(d.source.password_file.is_some());
+            }
             // The units deriving state from what moved run again at B, before the application starts
             // (Pixelfed's pixelfed-data-setup ran at B's boot, before the move replaced its data folder).
             let manifest = &catalog.manifests[app];
@@ -628,4 +661,195 @@ fn from_text_line(file: &str, needle: &str) -> usize {
         .position(|l| l.contains(needle))
         .map(|i| i + 1)
         .unwrap_or_else(|| panic!("{file} has no line with {needle:?}"))
+}
+
+/// The freeze stops the application's units at A, and nginx only where it serves nothing else: on a machine that
+/// also runs one of A's Garage nodes (zeeinstituut's PeerTube shares rtm1 in the example) nginx serves A's S3 and
+/// media endpoints, which the job's delta copy reads after the freeze and other operators use throughout.
+#[test]
+fn the_freeze_keeps_nginx_where_the_machine_serves_garage() {
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let to = document("examples/provider-b.toml");
+    let spec = fedigen::model::from_document(&from, &catalog).unwrap();
+    let garage_machines: BTreeSet<String> = spec
+        .provider
+        .object_storage
+        .as_ref()
+        .unwrap()
+        .nodes
+        .values()
+        .filter_map(|n| n.machine.clone())
+        .collect();
+    assert!(garage_machines.contains("zeeinstituut-peertube"));
+    let mut seen = BTreeSet::new();
+    for operator in ["amstelland", "zeeinstituut", "digitalevrijheid"] {
+        let mut r = request(operator, &from, &to, &catalog, &catalog);
+        if operator == "amstelland" {
+            r.machines = Some((
+                "examples/provider-b.amstelland-machines.toml",
+                example_machines(),
+            ));
+        }
+        let Planned { jobs, .. } = plan::plan(&r).unwrap();
+        for (machine, job) in &jobs {
+            let app = machine.strip_prefix(&format!("{operator}-")).unwrap();
+            let stopped: Vec<&str> = job
+                .commands
+                .freeze
+                .iter()
+                .flat_map(|argv| argv.iter().skip(4).map(String::as_str))
+                .collect();
+            let started: Vec<&str> = job
+                .commands
+                .source_start
+                .iter()
+                .flat_map(|argv| argv.iter().skip(4).map(String::as_str))
+                .collect();
+            assert_eq!(
+                stopped, started,
+                "{machine}: rollback starts what the freeze stopped"
+            );
+            let serves_garage = garage_machines.contains(machine);
+            for unit in &catalog.manifests[app].health.units {
+                let kept = serves_garage && unit == "nginx.service";
+                assert_eq!(
+                    stopped.contains(&unit.as_str()),
+                    !kept,
+                    "{machine}: {unit} (machine serves Garage: {serves_garage}); freeze {:?}",
+                    job.commands.freeze
+                );
+            }
+            seen.insert(serves_garage);
+        }
+    }
+    assert_eq!(seen.len(), 2, "both kinds of machine are in the example");
+}
+
+/// `--replicate` (A's provider has set up logical replication): every PostgreSQL database's job names the
+/// replication roles (A's replicator over TCP with its password file; B's `postgres` superuser over the socket
+/// by peer), the engine's steps replicate it in the bulk phase, the JSON marks the move, and the estimate puts its
+/// copy in the bulk phase and only its catch-up in the freeze window. Without it: no roles, dump and restore.
+#[test]
+fn replicate_names_the_replication_roles_and_the_estimate_counts_only_the_catch_up() {
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let to = document("examples/provider-b.toml");
+    let planned = |replicate: bool| {
+        let mut r = request("digitalevrijheid", &from, &to, &catalog, &catalog);
+        r.replicate = replicate;
+        let mut planned = plan::plan(&r).unwrap();
+        assert!(
+            planned.plan.conflicts.is_empty(),
+            "{:#?}",
+            planned.plan.conflicts
+        );
+        // As --measure would: 1 GB per database and bucket, 100 MB per folder, 1 kB per secret.
+        for m in &mut planned.plan.moves {
+            m.bytes = Some(match m.kind {
+                Kind::Database | Kind::Bucket => 1_000_000_000,
+                Kind::Directory => 100_000_000,
+                Kind::Identity => 1_000,
+            });
+        }
+        planned.plan.estimate();
+        planned
+    };
+    let (dumped, replicated) = (planned(false), planned(true));
+    let json =
+        |p: &Planned| -> serde_json::Value { serde_json::from_str(&p.plan.to_json()).unwrap() };
+    let (dj, rj) = (json(&dumped), json(&replicated));
+    let databases = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v["moves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["kind"] == "database")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(databases(&dj).len(), 2, "mastodon's and matrix-synapse's");
+    for m in databases(&dj) {
+        assert!(m.get("replicated").is_none(), "{m}");
+    }
+    for m in databases(&rj) {
+        assert_eq!(m["replicated"], true, "{m}");
+    }
+    for (machine, job) in &dumped.jobs {
+        assert!(
+            job.databases.iter().all(|d| d.replication.is_none()),
+            "{machine}"
+        );
+    }
+    let mut seen = 0;
+    for ((machine, job), steps) in replicated.jobs.iter().zip(&replicated.plan.steps) {
+        assert_eq!(Job::parse(&job.to_json(), machine).unwrap(), *job);
+        for d in &job.databases {
+            seen += 1;
+            let r = d.replication.as_ref().expect("replication roles");
+            assert_eq!(r.publisher.user, plan::REPLICATOR_ROLE);
+            assert_eq!(
+                r.publisher.host, d.source.host,
+                "B's server reaches A's machine"
+            );
+            assert_eq!(r.publisher.database, d.source.database);
+            assert_eq!(
+                r.publisher.password_file.as_deref(),
+                Some(std::path::Path::new(&format!(
+                    "{}/{}-replicator-password",
+                    plan::MIGRATE_SECRETS,
+                    d.name
+                )))
+            );
+            assert_eq!(r.publisher.os_user, None);
+            assert_eq!(
+                (r.subscriber.host.as_str(), r.subscriber.user.as_str()),
+                ("/run/postgresql", "postgres")
+            );
+            assert_eq!(r.subscriber.os_user.as_deref(), Some("postgres"));
+            assert_eq!(r.subscriber.password_file, None);
+            let at = |s: &str| steps.steps.iter().position(|x| x == s);
+            let (start, freeze, catchup) = (
+                at(&format!("replicate:start:{}", d.name)).unwrap(),
+                at("freeze").unwrap(),
+                at(&format!("catchup:{}", d.name)).unwrap(),
+            );
+            assert!(start < freeze && freeze < catchup, "{:?}", steps.steps);
+            assert!(at(&format!("dump:{}", d.name)).is_none());
+        }
+    }
+    assert_eq!(seen, 2);
+    assert!(
+        replicated
+            .plan
+            .manual
+            .iter()
+            .any(|m| m.contains("fedigen_replicator") && m.contains("wal_level = logical")),
+        "{:#?}",
+        replicated.plan.manual
+    );
+    // The estimate: 2 GB of databases move in the bulk phase instead of twice (dump, restore) in the window.
+    let (d, r) = (&dumped.plan.downtime, &replicated.plan.downtime);
+    let (df, rf) = (d.freeze_seconds.unwrap(), r.freeze_seconds.unwrap());
+    let (db, rb) = (d.bulk_seconds.unwrap(), r.bulk_seconds.unwrap());
+    assert_eq!(
+        rb - db,
+        20,
+        "the databases' first copy (2 GB at 100 MB/s) is in the bulk phase"
+    );
+    // Window: dump+restore 2 × 2 GB = 40 s, against the catch-up of 1 % of 2 GB = 20 MB → 1 s.
+    assert_eq!(df - rf, 39, "{d:#?}\n{r:#?}");
+    let part = |p: &plan::Downtime, what: &str| {
+        p.parts
+            .iter()
+            .find(|x| x.what.starts_with(what))
+            .map(|x| (x.bytes, x.seconds))
+    };
+    assert_eq!(part(r, "databases: pg_dump"), Some((Some(0), Some(0))));
+    assert_eq!(
+        part(r, "replicated databases: catch-up"),
+        Some((Some(20_000_000), Some(1)))
+    );
+    assert_eq!(part(d, "replicated databases"), None);
+    assert!(r.method.contains("catch-up") && !d.method.contains("catch-up"));
 }

@@ -753,3 +753,119 @@ fn replication_follows_a_then_rolls_back_or_completes_and_falls_back_without_log
     ok(&migrate_job(&job, &dir, "verify"), "verify");
     assert_eq!(c_pg.replication_leftovers(), "");
 }
+
+/// B's PostgreSQL as NixOS runs it: its Unix socket authenticates by `peer` (nixpkgs'
+/// `services.postgresql.authentication` default `local all all peer`), the server runs as one OS user (`daemon`
+/// here, `postgres` on NixOS), the application's role is named like another OS user (`nobody` here, `mastodon`
+/// on NixOS), and a superuser role is named like the server's user (for the replicated path's subscription).
+/// The job reaches it as the planner writes it: the socket folder, the role, no password.
+fn peer_target(root: &Path, name: &str) -> world::Pg {
+    let b = world::Pg::start_as(root, name, "", "daemon", "peer");
+    b.sql(
+        "postgres",
+        "CREATE ROLE nobody LOGIN; ALTER DATABASE appdb OWNER TO nobody; CREATE ROLE daemon LOGIN SUPERUSER",
+    );
+    b
+}
+
+/// Issue #16's production blocker: `fedigen migrate run` runs as root, and B's PostgreSQL refuses root as the
+/// application's role over its socket (peer authentication). With the connection's `os_user` the tools run as
+/// the role's OS user, and the dump, in the journal folder only root may open (mode 0700), reaches `pg_restore`
+/// as an open file: the database moves, dumped and restored or replicated (the subscriber a superuser by peer
+/// too), and verifies equal. Without `os_user` the run stops before the freeze and says which connection was
+/// refused, as which OS user, and how to fix it.
+#[test]
+fn the_target_is_reached_by_peer_authentication_as_the_roles_os_user() {
+    assert!(
+        world::is_root(),
+        "this test runs B's PostgreSQL as the OS user `daemon` and the tools as `nobody`: run it as root (CI does)"
+    );
+    world::prerequisites();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = root.path().to_owned();
+    let a = world::Pg::start_with(&p, "pg-a", "-c wal_level=logical");
+    a.app(
+        "CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL);
+         CREATE TABLE tags (name text, n int);
+         CREATE TABLE media (id serial PRIMARY KEY, lo oid);
+         INSERT INTO users (name) SELECT 'user ' || g FROM generate_series(1, 500) g;
+         INSERT INTO tags SELECT 'tag ' || g, g FROM generate_series(1, 40) g;
+         INSERT INTO media (lo) VALUES (lo_from_bytea(0, decode(repeat('abcdef', 5000), 'hex')));",
+    );
+    for replicated in [false, true] {
+        let dir = p.join(if replicated { "replicated" } else { "dumped" });
+        std::fs::create_dir_all(&dir).unwrap();
+        let b = peer_target(&p, if replicated { "pg-b2" } else { "pg-b1" });
+        let mut job = database_job(&a, &b, &dir, replicated);
+        job.databases[0].target = b.socket_connection("nobody", None);
+        if let Some(r) = &mut job.databases[0].replication {
+            r.subscriber = fedigen::migrate::job::Postgres {
+                user: "daemon".into(),
+                ..b.socket_connection("daemon", None)
+            };
+        }
+        // Without `os_user`: refused by peer authentication before anything is done, and said so.
+        let out = migrate_job(&job, &dir, "run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "a root run passed peer authentication as nobody: {stderr}"
+        );
+        // The replicated path asks B's superuser (the subscriber) first.
+        let role = if replicated { "daemon" } else { "nobody" };
+        for needle in [
+            format!("Peer authentication failed for user \"{role}\""),
+            format!("database appdb as role {role} at {}", b.dir.display()),
+            "tools run as OS user root".to_owned(),
+            format!("set `\"os_user\": \"{role}\"` on this connection"),
+        ] {
+            assert!(stderr.contains(&needle), "`{needle}` not in: {stderr}");
+        }
+        assert!(
+            !dir.join("frozen").exists(),
+            "the source was frozen before the refusal"
+        );
+        // With it: moved, verified equal, objects the role's own, the journal folder still closed.
+        job.databases[0].target.os_user = Some("nobody".into());
+        if let Some(r) = &mut job.databases[0].replication {
+            r.subscriber.os_user = Some("daemon".into());
+        }
+        let _ = std::fs::remove_dir_all(dir.join("journal"));
+        let out = migrate_job(&job, &dir, "run");
+        ok(&out, "run with the target's os_user");
+        let progress = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            progress.contains("replicated while the source serves"),
+            replicated,
+            "{progress}"
+        );
+        ok(
+            &migrate_job(&job, &dir, "verify"),
+            "verify as the role's OS user",
+        );
+        assert_eq!(
+            b.sql(
+                "appdb",
+                "SELECT count(*) || ' ' || max(name) || ' ' || (SELECT tableowner FROM pg_tables WHERE tablename = 'users') FROM users"
+            ),
+            "500 user 99 nobody\n"
+        );
+        assert_eq!(
+            b.sql("appdb", "SELECT length(lo_get(lo)) FROM media"),
+            "15000\n"
+        );
+        let journal = std::fs::metadata(dir.join("journal")).unwrap();
+        assert_eq!(journal.permissions().mode() & 0o777, 0o700);
+        if !replicated {
+            let dump = std::fs::metadata(dir.join("journal/app.dump")).unwrap();
+            assert_eq!(
+                dump.permissions().mode() & 0o077,
+                0,
+                "the dump is readable by others"
+            );
+        }
+        assert_eq!(b.replication_leftovers(), "");
+        assert_eq!(a.replication_leftovers(), "");
+    }
+}

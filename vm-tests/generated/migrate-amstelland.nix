@@ -434,6 +434,7 @@ pkgs.testers.runNixOSTest {
             target = {
               database = "mastodon";
               host = "/run/postgresql";
+              os_user = "mastodon";
               password_file = null;
               port = 5432;
               user = "mastodon";

@@ -434,6 +434,7 @@ pkgs.testers.runNixOSTest {
             target = {
               database = "mastodon";
               host = "/run/postgresql";
+              os_user = "mastodon";
               password_file = null;
               port = 5432;
               user = "mastodon";
@@ -729,6 +730,7 @@ pkgs.testers.runNixOSTest {
             target = {
               database = "matrix-synapse";
               host = "/run/postgresql";
+              os_user = "matrix-synapse";
               password_file = null;
               port = 5432;
               user = "matrix-synapse";

@@ -728,6 +728,7 @@ pkgs.testers.runNixOSTest {
             target = {
               database = "peertube";
               host = "/run/postgresql";
+              os_user = "peertube";
               password_file = null;
               port = 5432;
               user = "peertube";

@@ -33,11 +33,18 @@ The jobs (--job-out DIR, one DIR/<operator>-<application>.json per application m
 that machine at B (`fedigen migrate run --job …`), reaches A over ssh as root@<A's deploy target>, and names,
 never holds, the files B's provider places first under /run/secrets/fedigen-migrate: <database>-source-password
 and <bucket>-source.env / <bucket>-target.env (AWS_ACCESS_KEY_ID=, AWS_SECRET_ACCESS_KEY=). Buckets are
-<operator>-<bucket> at both providers.
+<operator>-<bucket> at both providers. B's PostgreSQL is reached over /run/postgresql by peer authentication:
+the tools run as the role's OS user (os_user, the application's service user).
+
+--replicate: A's provider has set up logical replication (wal_level = logical; the role fedigen_replicator with
+REPLICATION and SELECT on the tables, reachable from B; its password at B in <database>-replicator-password):
+each job names the replication roles (publisher: that role at A; subscriber: B's postgres superuser, by peer),
+the databases are copied in the bulk phase while A serves, and the freeze window counts only their catch-up.
+The run checks A read-only before anything and dumps and restores a database A cannot replicate.
 
 --json prints the plan (schema 1): {schema, operator, domain, from, to: {file, provider, runtime, s3_endpoint},
 conflicts: [{at, field, message}], manual: [text], moves: [{application, kind (database|bucket|directory|
-identity), name, source, target, bytes (null: unknown), automatic}], steps: [{machine, steps}], downtime:
+identity), name, source, target, bytes (null: unknown), automatic, replicated (only when true)}], steps: [{machine, steps}], downtime:
 {throughput_bytes_per_second, throughput_source (flag|assumed), change_permille, bulk_seconds, freeze_seconds
 (null: unknown), parts: [{what, bytes, seconds}], method}, dns: {zone, ttl, lowered_ttl, lower_before_seconds,
 name_servers: {from, to}, changes: [{name, type (A|AAAA), from, to}], note}, rollback: [text]}.
@@ -78,6 +85,10 @@ pub struct PlanArgs {
     /// each job's `dns` step; without it the DNS switch is a step for people.
     #[arg(long, value_name = "PROGRAM")]
     dns_command: Option<String>,
+    /// A's PostgreSQL is set up for logical replication (wal_level = logical, the role fedigen_replicator): the
+    /// jobs replicate each database while A serves, so the freeze waits only for its catch-up.
+    #[arg(long)]
+    replicate: bool,
     /// Print the plan as JSON (the schema is in --help).
     #[arg(long)]
     json: bool,
@@ -153,6 +164,7 @@ pub fn run(args: PlanArgs) -> CliResult {
         throughput,
         change_permille: (args.change_percent * 10.0).round() as u32,
         dns_command: args.dns_command.as_deref(),
+        replicate: args.replicate,
     };
     let mut planned = match plan::plan(&request) {
         Ok(p) => p,

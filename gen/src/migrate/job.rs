@@ -88,6 +88,13 @@ pub struct Postgres {
     /// A file holding the role's password, when the server asks for one (read when the step runs).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The user of this machine the PostgreSQL tools run as for this connection (fedigen runs as root). Why:
+    /// over a Unix socket NixOS's PostgreSQL authenticates by `peer` (`local all all peer`, the default of
+    /// `services.postgresql.authentication`): the OS user must be the role, so a root fedigen connecting as the
+    /// application's role is refused. On NixOS the application's role is its service user (`mastodon`,
+    /// `matrix-synapse`, `peertube`, `pixelfed`). Absent: the tools run as fedigen's own user, as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_user: Option<String>,
 }
 
 fn default_pg_port() -> u16 {
@@ -348,6 +355,16 @@ impl Job {
                         );
                     }
                 }
+                if let Some(user) = &pg.os_user
+                    && (user.is_empty()
+                        || user.starts_with('-')
+                        || user.contains(|c: char| c.is_whitespace() || c == '/' || c == ':'))
+                {
+                    problem(
+                        format!("databases[{i}].{side}.os_user"),
+                        format!("`{user}` is not a user name of the machine"),
+                    );
+                }
                 if let Some(file) = &pg.password_file
                     && !file.is_absolute()
                 {
@@ -506,6 +523,34 @@ mod tests {
             ..parsed
         };
         assert!(built.problems().is_empty(), "{:?}", built.problems());
+    }
+
+    /// `os_user` is optional: a job without it keeps its JSON (and so its journal's digest) byte for byte; one
+    /// with it round-trips; a name that cannot be a user is refused at its path.
+    #[test]
+    fn os_user_is_optional_and_checked() {
+        let text = job().to_string();
+        let parsed = Job::parse(&text, "job.json").unwrap();
+        assert_eq!(parsed.databases[0].target.os_user, None);
+        assert!(!parsed.to_json().contains("os_user"));
+        let mut v = job();
+        v["databases"][0]["target"]["os_user"] = "mastodon".into();
+        let parsed = Job::parse(&v.to_string(), "job.json").unwrap();
+        assert_eq!(
+            parsed.databases[0].target.os_user.as_deref(),
+            Some("mastodon")
+        );
+        assert_eq!(Job::parse(&parsed.to_json(), "again").unwrap(), parsed);
+        for bad in ["", "-u", "a b", "../x", "a:b"] {
+            v["databases"][0]["target"]["os_user"] = bad.into();
+            let err = Job::parse(&v.to_string(), "job.json")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("databases[0].target.os_user") && err.contains("is not a user name"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! environment (`PGPASSWORD`), never on the command line.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -34,6 +35,14 @@ fn tool(name: &str) -> PathBuf {
     }
 }
 
+/// A PostgreSQL tool (`pg_dump`, `pg_restore`, `psql`) set up for the connection `pg`: host, port, role, no
+/// password prompt, the password (if any) in its environment, and run as `pg.os_user` when the job names one.
+/// Every PostgreSQL tool the migration runs is made here, so none can miss the connection's OS user.
+///
+/// Why an OS user: over a Unix socket NixOS's PostgreSQL authenticates by `peer` (nixpkgs
+/// `services.postgresql.authentication`: `local all all peer`), so the tool must run as the OS user named like
+/// the role, and `fedigen migrate run` runs as root. Such a tool may not open files in the journal folder
+/// (root's, mode 0700): dumps reach it as open files ([`exec::Io`]), never by name.
 pub(crate) fn command(name: &str, pg: &Postgres) -> Result<Command, PgError> {
     let mut c = Command::new(tool(name));
     c.arg("--host")
@@ -51,7 +60,66 @@ pub(crate) fn command(name: &str, pg: &Postgres) -> Result<Command, PgError> {
             .map_err(|e| IoError::new("read the database password from", file, e))?;
         c.env("PGPASSWORD", text.trim_end_matches(['\n', '\r']));
     }
+    if let Some(user) = &pg.os_user {
+        let missing = |reason: String| ExecError::Missing {
+            program: name.to_owned(),
+            what: format!("connect to {}", describe(pg)),
+            reason,
+        };
+        let os = exec::os_user(user).ok_or_else(|| {
+            missing(format!(
+                "the connection's `os_user` is `{user}`, and this machine has no such user: name the OS user of the role's service (on NixOS the application's `services.*.user`), or deploy the target first"
+            ))
+        })?;
+        exec::run_as(&mut c, &os).map_err(missing)?;
+    }
     Ok(c)
+}
+
+/// The connection `pg` for people: `database D as role R at HOST:PORT`, and the OS user the tools run as.
+pub(crate) fn describe(pg: &Postgres) -> String {
+    let os = pg.os_user.clone().unwrap_or_else(exec::current_user);
+    format!(
+        "database {} as role {} at {} port {}, tools run as OS user {os}",
+        pg.database, pg.user, pg.host, pg.port
+    )
+}
+
+/// Runs a tool made by [`command`] for `pg`, with `io`; a refusal by peer or ident authentication (the OS user is
+/// not the role) is said with the connection, the OS user the tool ran as, and how to fix it.
+fn run(c: Command, pg: &Postgres, what: &str, io: exec::Io<'_>) -> Result<exec::Output, PgError> {
+    exec::checked_with(c, &format!("{what}: {}", describe(pg)), io).map_err(|e| match e {
+        ExecError::Failed {
+            program,
+            what,
+            status,
+            output,
+        } if output.contains("Peer authentication failed")
+            || output.contains("Ident authentication failed") =>
+        {
+            let os = pg
+                .os_user
+                .clone()
+                .unwrap_or_else(exec::current_user);
+            let fix = match &pg.os_user {
+                None => format!(
+                    "the server at {} authenticates local connections by the OS user (pg_hba.conf `peer`, the NixOS default), and the tool ran as `{os}`, not `{}`: set `\"os_user\": \"{}\"` on this connection in the job (the OS user of the role's service; the planner sets it for /run/postgresql), or give the role a password and a `password_file`, then run the same command again",
+                    pg.host, pg.user, pg.user
+                ),
+                Some(_) => format!(
+                    "the server at {} authenticates local connections by the OS user (pg_hba.conf `peer`), and the tool ran as `{os}`, which may not log in as role `{}`: set `os_user` on this connection to the OS user the role maps to (pg_ident.conf, or the same name), then run the same command again",
+                    pg.host, pg.user
+                ),
+            };
+            PgError::Exec(ExecError::Failed {
+                program,
+                what,
+                status,
+                output: format!("{output}\n  {fix}"),
+            })
+        }
+        other => PgError::Exec(other),
+    })
 }
 
 /// Dumps `pg` in pg_dump's custom format to `file` (written beside it and renamed: whole or absent).
@@ -69,16 +137,32 @@ pub fn dump(pg: &Postgres, file: &Path) -> Result<(), PgError> {
 pub(crate) fn dump_with(pg: &Postgres, file: &Path, options: &[&str]) -> Result<(), PgError> {
     let tmp = file.with_extension("dump.partial");
     let _ = std::fs::remove_file(&tmp);
+    // Opened here (mode 0600) and given to pg_dump as its output: it may run as another user (`os_user`).
+    // A regular file is seekable, so the archive still gets its table of contents with data offsets.
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| IoError::new("create", &tmp, e))?;
     let mut c = command("pg_dump", pg)?;
     c.args(options)
         .arg("--format=custom")
         .arg("--compress=0")
-        .arg("--file")
-        .arg(&tmp)
         .arg(&pg.database);
-    exec::checked(c, &format!("dump database {}", pg.database))?;
+    let io = exec::Io {
+        stdout: Some(out),
+        ..exec::Io::default()
+    };
+    run(c, pg, "dump", io)?;
     std::fs::rename(&tmp, file).map_err(|e| IoError::new("replace", file, e))?;
     Ok(())
+}
+
+/// The dump `file`, opened for a tool's standard input.
+fn open_dump(file: &Path) -> Result<exec::Stdin<'static>, PgError> {
+    let f = std::fs::File::open(file).map_err(|e| IoError::new("read", file, e))?;
+    Ok(exec::Stdin::File(f))
 }
 
 /// Restores the dump `file` into `pg`, replacing what is there, in one transaction: objects become the
@@ -91,15 +175,21 @@ pub(crate) fn dump_with(pg: &Postgres, file: &Path, options: &[&str]) -> Result<
 /// before the freeze.
 pub fn restore(pg: &Postgres, file: &Path) -> Result<(), PgError> {
     let present = extensions(pg)?;
+    // The dump and the list reach pg_restore as open files (standard input, fd 3): it may run as another user
+    // (`os_user`), which may not open the journal folder. Standard input is the dump file itself, seekable, so
+    // pg_restore reads it as it would by name (only `--jobs` needs a name, and it is not used).
     let mut list = command("pg_restore", pg)?;
-    list.arg("--list").arg(file);
-    let toc = exec::checked(list, &format!("read the dump of database {}", pg.database))?;
-    let list_file = file.with_extension("list");
-    std::fs::write(
-        &list_file,
-        without_extensions(&String::from_utf8_lossy(&toc.stdout), &present),
-    )
-    .map_err(|e| IoError::new("write", &list_file, e))?;
+    list.arg("--list");
+    let toc = run(
+        list,
+        pg,
+        "read the dump",
+        exec::Io {
+            stdin: open_dump(file)?,
+            ..exec::Io::default()
+        },
+    )?;
+    let list_text = without_extensions(&String::from_utf8_lossy(&toc.stdout), &present);
     let mut c = command("pg_restore", pg)?;
     c.args([
         "--single-transaction",
@@ -108,13 +198,25 @@ pub fn restore(pg: &Postgres, file: &Path) -> Result<(), PgError> {
         "--if-exists",
         "--no-owner",
         "--no-privileges",
+        "--use-list=/dev/fd/3",
     ])
-    .arg("--use-list")
-    .arg(&list_file)
     .arg("--dbname")
-    .arg(&pg.database)
-    .arg(file);
-    exec::checked(c, &format!("restore database {}", pg.database))?;
+    .arg(&pg.database);
+    run(
+        c,
+        pg,
+        "restore",
+        exec::Io {
+            stdin: open_dump(file)?,
+            stdout: None,
+            fd3: Some(list_text.as_bytes()),
+            fd3_owner: pg
+                .os_user
+                .as_deref()
+                .and_then(exec::os_user)
+                .map(|u| (u.uid, u.gid)),
+        },
+    )?;
     Ok(())
 }
 
@@ -295,7 +397,7 @@ pub(crate) fn schema_digest(pg: &Postgres) -> Result<String, PgError> {
     let mut c = command("pg_dump", pg)?;
     c.args(["--schema-only", "--no-owner", "--no-privileges"])
         .arg(&pg.database);
-    let dump = exec::checked(c, &format!("dump the schema of database {}", pg.database))?;
+    let dump = run(c, pg, "dump the schema", exec::Io::default())?;
     Ok(digest_without_comments(&dump.stdout))
 }
 
@@ -581,11 +683,11 @@ fn psql_run(pg: &Postgres, query: Option<&str>, script: Option<&str>) -> Result<
     if let Some(query) = query {
         c.arg("--command").arg(query);
     }
-    let out = exec::checked_with_input(
-        c,
-        &format!("query database {}", pg.database),
-        script.map(str::as_bytes),
-    )?;
+    let io = exec::Io {
+        stdin: script.map_or(exec::Stdin::Closed, |s| exec::Stdin::Bytes(s.as_bytes())),
+        ..exec::Io::default()
+    };
+    let out = run(c, pg, "query", io)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -647,6 +749,31 @@ mod tests {
                 prop_assert_eq!(query.matches("SELECT ").count(), unit.parts.len());
             }
         }
+    }
+
+    /// An `os_user` this machine does not have stops the tool before it runs, saying which connection and how
+    /// to fix it (an environment problem: exit 3).
+    #[test]
+    fn a_missing_os_user_is_named_with_its_connection() {
+        let pg = Postgres {
+            host: "/run/postgresql".into(),
+            port: 5432,
+            user: "mastodon".into(),
+            database: "mastodon".into(),
+            password_file: None,
+            os_user: Some("fedigen-no-such-user".into()),
+        };
+        let Err(PgError::Exec(e @ ExecError::Missing { .. })) = command("psql", &pg) else {
+            panic!("a missing user was accepted");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("database mastodon as role mastodon at /run/postgresql port 5432")
+                && text.contains(
+                    "`os_user` is `fedigen-no-such-user`, and this machine has no such user"
+                ),
+            "{text}"
+        );
     }
 
     #[test]

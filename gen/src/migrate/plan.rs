@@ -25,7 +25,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::job::{
-    BucketMove, Commands, DatabaseMove, DirectoryMove, Job, Postgres, S3, SecretMove,
+    BucketMove, Commands, DatabaseMove, DirectoryMove, Job, Postgres, Replication, S3, SecretMove,
 };
 use crate::deploy::{self, MachineRole};
 use crate::manifest::Manifest;
@@ -71,6 +71,40 @@ pub(crate) fn target_start(manifest: &Manifest) -> Vec<Vec<String>> {
     commands
 }
 
+/// The unit serving a machine's web endpoints: the application's virtual hosts, and on a machine that also runs
+/// one of the provider's Garage nodes (a node's `machine`), that node's S3 and media endpoints
+/// (`modules/garage.nix`: nginx virtual hosts).
+pub(crate) const WEB_UNIT: &str = "nginx.service";
+
+/// The units the freeze stops at A (and a rollback starts again): the application's health units, but not the
+/// web server where it also serves A's Garage endpoints (`machine_serves_garage`).
+///
+/// Why keep nginx there and not stop it, nor make the application's virtual hosts answer 503: the job reads A's
+/// buckets through those endpoints after the freeze (the delta copy), and other operators' applications read and
+/// serve their media through them the whole time; stopping nginx cuts both off. With the application's own
+/// units stopped, its virtual hosts answer 502, which federating servers and clients treat as temporary and
+/// retry, as they would a 503. A 503 page would need A's nginx configuration changed during the move (a deploy
+/// at A, and one to undo on rollback), a step that can fail inside the window for a status code's difference.
+pub(crate) fn freeze_units(manifest: &Manifest, machine_serves_garage: bool) -> Vec<String> {
+    manifest
+        .health
+        .units
+        .iter()
+        .filter(|u| !(machine_serves_garage && u.as_str() == WEB_UNIT))
+        .cloned()
+        .collect()
+}
+
+/// Whether the machine `machine` of `spec` runs one of the provider's Garage nodes (whose endpoints its nginx
+/// serves).
+pub(crate) fn serves_garage(spec: &Spec, machine: &str) -> bool {
+    spec.provider.object_storage.as_ref().is_some_and(|s| {
+        s.nodes
+            .values()
+            .any(|n| n.machine.as_deref() == Some(machine))
+    })
+}
+
 /// How long the jobs' health checks may take at B, in seconds (a Mastodon's first start runs its asset and
 /// database checks: minutes, not seconds).
 pub const HEALTH_TIMEOUT_SECONDS: u64 = 600;
@@ -103,7 +137,21 @@ pub struct Request<'a> {
     /// A program that publishes B's zone for the operator's domain (`PROGRAM <zone> <zone file>`): the job's
     /// DNS switch. Without it the switch is a step for people.
     pub dns_command: Option<&'a str>,
+    /// A's PostgreSQL is set up for logical replication ([`REPLICATOR_ROLE`], `wal_level = logical`): the jobs
+    /// name the replication roles, so each database is copied while A serves. The deployments do not set this
+    /// up themselves yet, so the provider says so (`--replicate`); the engine still checks it read-only before
+    /// anything and dumps and restores a database A cannot replicate.
+    pub replicate: bool,
 }
+
+/// The role at A that B's server replicates from (`REPLICATION`, `SELECT` on the application's tables), with its
+/// password at B in `MIGRATE_SECRETS/<database>-replicator-password`: set up by A's provider for `--replicate`.
+pub const REPLICATOR_ROLE: &str = "fedigen_replicator";
+
+/// The superuser at B that creates the subscription (PostgreSQL 15 allows only a superuser to), reached over the
+/// socket as the OS user of the same name: nixpkgs' `local all postgres peer map=postgres` with the ident map
+/// `postgres postgres postgres`.
+pub const TARGET_SUPERUSER: &str = "postgres";
 
 /// Why no plan could be made at all (the input is at fault: exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -226,6 +274,10 @@ pub struct Move {
     pub bytes: Option<u64>,
     /// Whether `fedigen migrate run` moves it (false: a step for people, see `manual`).
     pub automatic: bool,
+    /// A database the job replicates while A serves (`--replicate`): its copy is in the bulk phase and only
+    /// the catch-up in the freeze window. Absent (false) for every other move.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replicated: bool,
 }
 
 /// The engine's steps on one machine.
@@ -750,6 +802,7 @@ fn application_job(
             target: format!("{} database {name} on {machine} at B", db.engine.name()),
             bytes: None,
             automatic,
+            replicated: automatic && request.replicate,
         });
         if !automatic {
             manual.push(format!(
@@ -758,17 +811,39 @@ fn application_job(
             ));
             continue;
         }
+        let a_host = source_host
+            .rsplit_once('@')
+            .map_or(source_host, |(_, h)| h)
+            .to_owned();
+        // B's server reaches A's as the job does (A's machine, port 5432), as the replicator role; the
+        // subscription is B's superuser's, over B's socket by peer.
+        let replication = request.replicate.then(|| Replication {
+            publisher: Postgres {
+                host: a_host.clone(),
+                port: 5432,
+                user: REPLICATOR_ROLE.to_owned(),
+                database: name.clone(),
+                password_file: Some(format!("{MIGRATE_SECRETS}/{name}-replicator-password").into()),
+                os_user: None,
+            },
+            subscriber: Postgres {
+                host: "/run/postgresql".into(),
+                port: 5432,
+                user: TARGET_SUPERUSER.to_owned(),
+                database: name.clone(),
+                password_file: None,
+                os_user: Some(TARGET_SUPERUSER.to_owned()),
+            },
+        });
         job.databases.push(DatabaseMove {
             name: name.clone(),
             source: Postgres {
-                host: source_host
-                    .rsplit_once('@')
-                    .map_or(source_host, |(_, h)| h)
-                    .to_owned(),
+                host: a_host,
                 port: 5432,
                 user: db.user.clone(),
                 database: name.clone(),
                 password_file: Some(format!("{MIGRATE_SECRETS}/{name}-source-password").into()),
+                os_user: None,
             },
             target: Postgres {
                 host: "/run/postgresql".into(),
@@ -776,9 +851,21 @@ fn application_job(
                 user: db.user.clone(),
                 database: name.clone(),
                 password_file: None,
+                // B's PostgreSQL authenticates the socket by peer (nixpkgs' default `local all all peer`):
+                // the tools run as the OS user named like the role, which in nixpkgs is the service's user
+                // (mastodon: user = database.user = name, asserted with createLocally; matrix-synapse: the
+                // template's role "matrix-synapse" = the unit's user; peertube: user and database.user both
+                // default "peertube"; pixelfed with pgsql: ensureUsers name = cfg.user).
+                os_user: Some(db.user.clone()),
             },
-            replication: None,
+            replication,
         });
+    }
+    if request.replicate && !job.databases.is_empty() {
+        let names = list(job.databases.iter().map(|d| d.name.as_str()));
+        manual.push(format!(
+            "{app}: database {names} is replicated while A serves (--replicate): A's PostgreSQL must run with wal_level = logical and a free replication slot and WAL sender, and have the role `{REPLICATOR_ROLE}` (LOGIN REPLICATION, SELECT on the database's tables) reachable from {machine} at B on port 5432 (a pg_hba.conf host line), its password placed at B in {MIGRATE_SECRETS}/<database>-replicator-password; the run checks this read-only before anything and dumps and restores a database A cannot replicate, saying why"
+        ));
     }
     let endpoint = |spec: &Spec, catalog: &Catalog| {
         deploy::s3_host(spec, catalog).map(|h| {
@@ -817,6 +904,7 @@ fn application_job(
             ),
             bytes: None,
             automatic: true,
+            replicated: false,
         });
         if let (Some((se, sr)), Some((te, tr))) = (&from_s3, &to_s3) {
             job.buckets.push(BucketMove {
@@ -846,6 +934,7 @@ fn application_job(
             target: format!("{} on {machine} at B", dir.path),
             bytes: None,
             automatic: true,
+            replicated: false,
         });
         job.directories.push(DirectoryMove {
             name: name.clone(),
@@ -876,6 +965,7 @@ fn application_job(
                 target: "B's secret tooling, the same reference".to_owned(),
                 bytes: None,
                 automatic: false,
+                replicated: false,
             });
             manual.push(format!(
                 "{app}: the identity secret `{name}` ({}) is provided by the provider ({at_a}): place the same value with B's secret tooling before B is deployed",
@@ -892,6 +982,7 @@ fn application_job(
             target: format!("{file} on {machine} at B"),
             bytes: None,
             automatic: true,
+            replicated: false,
         });
         job.identity.push(SecretMove {
             name: name.clone(),
@@ -904,6 +995,8 @@ fn application_job(
     }
     let units = &manifest.health.units;
     if !units.is_empty() {
+        // A's machine: the one named like B's in A's specification (the operator and application are the same).
+        let stopped = freeze_units(manifest, serves_garage(from, &machine));
         let remote = |verb: &str| {
             let mut argv = vec![
                 "ssh".to_owned(),
@@ -911,11 +1004,13 @@ fn application_job(
                 "systemctl".into(),
                 verb.into(),
             ];
-            argv.extend(units.iter().cloned());
+            argv.extend(stopped.iter().cloned());
             argv
         };
-        job.commands.freeze.push(remote("stop"));
-        job.commands.source_start.push(remote("start"));
+        if !stopped.is_empty() {
+            job.commands.freeze.push(remote("stop"));
+            job.commands.source_start.push(remote("start"));
+        }
         job.commands.start.extend(target_start(manifest));
         for unit in units {
             job.commands.health.push(vec![
@@ -1033,36 +1128,48 @@ fn seconds(bytes: u64, throughput: u64) -> u64 {
 }
 
 /// The expected downtime from the moves' sizes. The engine's order decides what is inside the freeze window:
-/// the delta of buckets and folders, every database dumped and restored in full, the identity, the
-/// verification (which reads every bucket and folder on both sides and dumps each database again on both), the
-/// start and the health checks.
+/// the delta of buckets and folders, every database dumped and restored in full, or for a replicated one only
+/// its catch-up (its first copy is in the bulk phase, while A serves), the identity, the verification (which
+/// reads every bucket and folder, and every database's tables, on both sides), the start and the health checks.
 fn downtime(moves: &[Move], throughput: u64, source: &str, change_permille: u32) -> Downtime {
-    let sum = |kinds: &[Kind]| -> Option<u64> {
+    let sum = |kinds: &[Kind], replicated: bool| -> Option<u64> {
         moves
             .iter()
-            .filter(|m| m.automatic && kinds.contains(&m.kind))
+            .filter(|m| m.automatic && kinds.contains(&m.kind) && m.replicated == replicated)
             .map(|m| m.bytes)
             .sum()
     };
-    let copied = sum(&[Kind::Bucket, Kind::Directory]);
-    let databases = sum(&[Kind::Database]);
-    let delta = copied.map(|b| b.saturating_mul(u64::from(change_permille)).div_ceil(1000));
+    let copied = sum(&[Kind::Bucket, Kind::Directory], false);
+    let dumped = sum(&[Kind::Database], false);
+    let replicated = sum(&[Kind::Database], true);
+    let databases = dumped.zip(replicated).map(|(d, r)| d.saturating_add(r));
+    let change = |b: u64| b.saturating_mul(u64::from(change_permille)).div_ceil(1000);
+    let delta = copied.map(change);
     let part = |what: &str, bytes: Option<u64>| DowntimePart {
         what: what.to_owned(),
         bytes,
         seconds: bytes.map(|b| seconds(b, throughput)),
     };
-    let parts = vec![
+    let mut parts = vec![
         part(
             "delta copy of buckets and folders (the change since the bulk copy)",
             delta,
         ),
         part(
             "databases: pg_dump -Fc at A, then pg_restore at B (each in full)",
-            databases.map(|b| b.saturating_mul(2)),
+            dumped.map(|b| b.saturating_mul(2)),
         ),
+    ];
+    let any_replicated = moves.iter().any(|m| m.replicated);
+    if any_replicated {
+        parts.push(part(
+            "replicated databases: catch-up of the change since the bulk phase (--change-percent), then sequences and large objects",
+            replicated.map(change),
+        ));
+    }
+    parts.extend([
         part(
-            "verification: every bucket and folder read at both sides, each database dumped again at both",
+            "verification: every bucket and folder read at both sides, every database's tables hashed at both",
             copied
                 .zip(databases)
                 .map(|(c, d)| c.saturating_add(d).saturating_mul(2)),
@@ -1072,25 +1179,37 @@ fn downtime(moves: &[Move], throughput: u64, source: &str, change_permille: u32)
             bytes: None,
             seconds: Some(60),
         },
-    ];
+    ]);
     let freeze_seconds = parts.iter().map(|p| p.seconds).sum();
     Downtime {
         throughput_bytes_per_second: throughput,
         throughput_source: source.to_owned(),
         change_permille,
-        bulk_seconds: copied.map(|b| seconds(b, throughput)),
+        bulk_seconds: copied
+            .zip(replicated)
+            .map(|(c, r)| seconds(c.saturating_add(r), throughput)),
         freeze_seconds,
         parts,
         method: format!(
-            "sizes / throughput ({} MB/s, {}): the bulk copy runs while A serves; the freeze window is the delta ({}.{} % of buckets and folders, --change-percent), the databases in full (dumped and restored), the verification, and a fixed minute; a size not measured (--measure) leaves its part unknown",
+            "sizes / throughput ({} MB/s, {}): the bulk copy runs while A serves{}; the freeze window is the delta ({}.{} % of buckets and folders, --change-percent), {}, the verification, and a fixed minute; a size not measured (--measure) leaves its part unknown",
             throughput / 1_000_000,
             if source == "flag" {
                 "--throughput"
             } else {
                 "assumed; measure it and pass --throughput"
             },
+            if any_replicated {
+                " (and the replicated databases' first copy)"
+            } else {
+                ""
+            },
             change_permille / 10,
-            change_permille % 10
+            change_permille % 10,
+            if any_replicated {
+                "the replicated databases' catch-up (the same share of them), the others in full (dumped and restored)"
+            } else {
+                "the databases in full (dumped and restored)"
+            }
         ),
     }
 }

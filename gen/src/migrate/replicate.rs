@@ -549,6 +549,7 @@ mod tests {
             user: "u".into(),
             database: "d".into(),
             password_file: None,
+            os_user: None,
         }
     }
 

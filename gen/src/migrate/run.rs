@@ -646,17 +646,11 @@ fn set_owner(path: &Path, owner: &str, group: &str) -> Result<(), StepFailure> {
 }
 
 fn user_id(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: getpwnam returns a pointer into static storage or null; read at once.
-    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-    (!pw.is_null()).then(|| unsafe { (*pw).pw_uid })
+    exec::os_user(name).map(|u| u.uid)
 }
 
 fn group_id(name: &str) -> Option<u32> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: as in user_id.
-    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
-    (!gr.is_null()).then(|| unsafe { (*gr).gr_gid })
+    exec::group_id(name)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use crate::deploy::{self, python_name};
 use crate::migrate::job::{
     BucketMove, Commands, DatabaseMove, DirectoryMove, Job, Postgres, S3, SecretMove,
 };
-use crate::migrate::plan::{HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, target_start};
+use crate::migrate::plan::{HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, freeze_units, target_start};
 use crate::model::{Catalog, Operator, Spec};
 use crate::state::Engine;
 
@@ -30,10 +30,10 @@ use crate::state::Engine;
 /// under the specification's provider domain). A reserved test name (RFC 2606), no real provider's.
 pub(crate) const PROVIDER_B_DOMAIN: &str = "provider-b.test";
 
-/// The unit serving a Garage node's S3 and media endpoints (`modules/garage.nix`: nginx virtual hosts). On a
-/// machine that also runs the test's Garage node, the move neither stops it at A (the job reads A's bucket after
-/// the freeze, through it) nor at B (it writes B's bucket through it).
-const ENDPOINT_UNIT: &str = "nginx.service";
+/// The unit serving a Garage node's S3 and media endpoints: kept running through the move on a machine that also
+/// runs the test's Garage node, as the real planner keeps it ([`freeze_units`]).
+#[cfg(test)]
+const ENDPOINT_UNIT: &str = crate::migrate::plan::WEB_UNIT;
 
 /// One application machine of the migration: its node at A, its node at B, and the job B runs.
 #[derive(Debug, Clone, Serialize)]
@@ -205,6 +205,7 @@ impl MigrationTest {
                         user: db.user.clone(),
                         database: name.clone(),
                         password_file: None,
+                        os_user: None,
                     },
                     target: Postgres {
                         host: "/run/postgresql".into(),
@@ -212,6 +213,8 @@ impl MigrationTest {
                         user: db.user.clone(),
                         database: name.clone(),
                         password_file: None,
+                        // As the real planner: the tools run as the role's OS user (peer authentication).
+                        os_user: Some(db.user.clone()),
                     },
                     replication: None,
                 })
@@ -285,13 +288,7 @@ impl MigrationTest {
                 })
                 .collect();
             // A machine running the test's Garage node keeps serving its endpoints through the move.
-            let units: Vec<String> = manifest
-                .health
-                .units
-                .iter()
-                .filter(|u| !(a.garage && u.as_str() == ENDPOINT_UNIT))
-                .cloned()
-                .collect();
+            let units: Vec<String> = freeze_units(manifest, a.garage);
             let ssh = |verb: &str| {
                 let mut argv = vec![
                     "ssh".to_owned(),

@@ -106,6 +106,8 @@ pub struct Pg {
     pub app_password_file: PathBuf,
     /// Server settings given to `postgres` at every start (`-c wal_level=logical`).
     pub settings: String,
+    /// The OS user the server runs as when the test runs as root.
+    pub owner: String,
 }
 
 impl Pg {
@@ -113,7 +115,7 @@ impl Pg {
         let tool = pg_bin().join(program);
         if is_root() {
             let mut c = Command::new("runuser");
-            c.args(["-u", "nobody", "--"]).arg(tool);
+            c.args(["-u", &self.owner, "--"]).arg(tool);
             c
         } else {
             Command::new(tool)
@@ -128,14 +130,22 @@ impl Pg {
     /// the roles logical replication uses: `postgres` (the superuser, password `super-secret`) and `replicator`
     /// (`REPLICATION`, `SELECT` on the application's tables, password `rep-pw`).
     pub fn start_with(root: &Path, name: &str, settings: &str) -> Pg {
+        Pg::start_as(root, name, settings, "nobody", "trust")
+    }
+
+    /// A cluster run by the OS user `owner` (as root), whose Unix socket authenticates by `local` (`trust`, or
+    /// `peer` as NixOS's PostgreSQL does); TCP always by password.
+    pub fn start_as(root: &Path, name: &str, settings: &str, owner: &str, local: &str) -> Pg {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let pw = dir.join("superuser.pw");
         std::fs::write(&pw, "super-secret\n").unwrap();
         if is_root() {
+            let group = run(Command::new("id").args(["-gn", owner]), "id -gn");
             run(
                 Command::new("chown")
-                    .args(["-R", "nobody:nogroup"])
+                    .arg("-R")
+                    .arg(format!("{owner}:{}", group.trim()))
                     .arg(&dir),
                 "chown",
             );
@@ -145,6 +155,7 @@ impl Pg {
             app_password_file: root.join(format!("{name}-app.pw")),
             dir,
             settings: settings.to_owned(),
+            owner: owner.to_owned(),
         };
         let data = pg.dir.join("data");
         run(
@@ -154,7 +165,7 @@ impl Pg {
                 .args([
                     "-U",
                     "postgres",
-                    "--auth-local=trust",
+                    &format!("--auth-local={local}"),
                     "--auth-host=scram-sha-256",
                     "--no-locale",
                     "-E",
@@ -266,6 +277,20 @@ impl Pg {
             user: "app".into(),
             database: "appdb".into(),
             password_file: Some(self.app_password_file.clone()),
+            os_user: None,
+        }
+    }
+
+    /// The database `appdb` over this cluster's Unix socket (its folder), as the role `role`, with no password:
+    /// how B's planner-made job reaches B's PostgreSQL on NixOS (`/run/postgresql`).
+    pub fn socket_connection(&self, role: &str, os_user: Option<&str>) -> Postgres {
+        Postgres {
+            host: self.dir.display().to_string(),
+            port: self.port,
+            user: role.into(),
+            database: "appdb".into(),
+            password_file: None,
+            os_user: os_user.map(str::to_owned),
         }
     }
 }
