@@ -560,7 +560,9 @@ pkgs.testers.runNixOSTest {
         })
         # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
         # or seeding at A fails on an MX look-up the test network cannot answer).
-        { fediversity.matrix-synapse = { }; }
+        {
+          fediversity.matrix-synapse = { };
+        }
         { }
         side
       ];
@@ -647,7 +649,9 @@ pkgs.testers.runNixOSTest {
           ];
           hosts = hostsB;
         })
-        { fediversity.matrix-synapse = { }; }
+        {
+          fediversity.matrix-synapse = { };
+        }
         { }
         side
         objectStorageB
