@@ -248,7 +248,8 @@ pub(crate) fn render_in_place(
     let result = registry.render_to_write(name, context, &mut out);
     LINE_INDENT.with(|c| c.set(0));
     result?;
-    String::from_utf8(out.text).map_err(|e| RenderError::from(RenderErrorReason::Other(e.to_string())))
+    String::from_utf8(out.text)
+        .map_err(|e| RenderError::from(RenderErrorReason::Other(e.to_string())))
 }
 
 /// Whether `name` is a Python identifier in ASCII and no keyword: what `py-name` may emit.

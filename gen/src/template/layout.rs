@@ -90,6 +90,62 @@ fn unbreakable(token: &rnix::SyntaxToken) -> bool {
     let Some(string) = token.parent().filter(|p| p.kind() == NODE_STRING) else {
         return false;
     };
-    string.parent().is_some_and(|p| p.kind() == NODE_ATTRPATH_VALUE)
+    string
+        .parent()
+        .is_some_and(|p| p.kind() == NODE_ATTRPATH_VALUE)
         || string.first_token().is_some_and(|t| t.text() == "''")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_rendered;
+    use std::path::Path;
+
+    fn stands(text: &str) -> bool {
+        as_rendered(Path::new("t.nix"), text).unwrap().is_some()
+    }
+
+    /// A line wider than nixfmt's width stands only where nixfmt cannot break it; the cases on either side of the
+    /// rule, each checked against nixfmt itself.
+    #[test]
+    fn a_wide_line_stands_only_where_nixfmt_keeps_it() {
+        let long = "x".repeat(120);
+        let standing = [
+            format!("{{\n  key = \"{long}\";\n}}\n"),
+            format!("{{\n  script = ''\n    {long}\n  '';\n}}\n"),
+            format!("{{\n  script = ''\n    run(${{py \"{long}\"}})\n  '';\n}}\n"),
+            format!(
+                "{{\n  script = ''\n    {}${{py nodes.a.networking.primaryIPAddress}})\n  '';\n}}\n",
+                "y".repeat(90)
+            ),
+        ];
+        for text in &standing {
+            assert!(stands(text), "{text}");
+            let formatted = crate::nix::verify::nixfmt("t.nix", text).unwrap();
+            assert_eq!(&formatted, text, "nixfmt changes what stands as rendered");
+        }
+        let to_nixfmt = [
+            format!("{{\n  key = f \"{long}\";\n}}\n"),
+            format!(
+                "{{\n  key = [ \"{}\" \"{}\" ];\n}}\n",
+                "a".repeat(60),
+                "b".repeat(60)
+            ),
+        ];
+        for text in &to_nixfmt {
+            assert!(!stands(text), "{text}");
+            let formatted = crate::nix::verify::nixfmt("t.nix", text).unwrap();
+            assert_ne!(
+                &formatted, text,
+                "nixfmt keeps a line sent to it: the rule is too strict"
+            );
+        }
+    }
+
+    /// Text that is not Nix is an error, whatever its width.
+    #[test]
+    fn text_that_is_not_nix_is_refused() {
+        assert!(as_rendered(Path::new("t.nix"), "{ a = ; }").is_err());
+        assert!(as_rendered(Path::new("t.nix"), "{ a = 1; a = 2; }").is_err());
+    }
 }
