@@ -125,7 +125,7 @@ mod tests {
             assert_eq!(&formatted, text, "nixfmt changes what stands as rendered");
         }
         let to_nixfmt = [
-            format!("{{\n  key = f \"{long}\";\n}}\n"),
+            format!("{{\n  key = f \"a\" {{ }} \"{long}\";\n}}\n"),
             format!(
                 "{{\n  key = [ \"{}\" \"{}\" ];\n}}\n",
                 "a".repeat(60),
