@@ -1,10 +1,14 @@
-//! nixfmt's first pass is the fixpoint of every rendered template: the proof behind `Settle::FirstPass`, which
-//! skips the second pass (half the cost of generating 1,000 operators' VM tests, issue #18).
+//! Every file that comes from a template is nixfmt's layout as written: the proof behind `Settle::FirstPass` (the
+//! modules and the per-application tests skip nixfmt's second pass) and behind the per-operator VM tests
+//! (deployment and migration) standing without nixfmt at all (`template::Layout::AsRendered`, issue #18: nixfmt
+//! was a fifth of generating 1,000 operators). Their templates are written in nixfmt's layout and the helpers
+//! print each value at the indentation of its line; this test is what fails when a template or a value's printing
+//! leaves nixfmt's layout.
 //!
 //! Specifications are property-generated (operator names, domains, and settings strings with the hazards of
 //! Nix text: quotes, backslashes, `${`, `''`, newlines, tabs, non-ASCII), planned as `fedigen generate` plans
-//! them, and every file that came from a template (modules, application and deployment VM tests) is run through
-//! nixfmt once more: it must come back unchanged. The example's files are held to the same by
+//! them, and every file that came from a template (modules, application, deployment and migration VM tests) is
+//! run through nixfmt: it must come back unchanged. The example's files are held to the same by
 //! `tests/generate.rs` (`every_generated_file_is_proven_by_rnix_nixfmt_and_nix`).
 
 mod support;
@@ -107,7 +111,7 @@ fn every_rendered_template_is_a_nixfmt_fixpoint_after_one_pass() {
             checked += 1;
             if &again != text {
                 failures.push(format!(
-                    "case {case}: {name} changes in nixfmt's second pass"
+                    "case {case}: nixfmt changes {name}: its template (or a value's printing) left nixfmt's layout"
                 ));
             }
         }

@@ -212,7 +212,9 @@ pkgs.testers.runNixOSTest {
           ];
           inherit hosts;
         })
-        { fediversity.pixelfed = { }; }
+        {
+          fediversity.pixelfed = { };
+        }
         { }
         (again { pixelfed.openRegistration = lib.mkForce (true); })
       ];

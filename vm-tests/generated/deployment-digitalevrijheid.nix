@@ -211,7 +211,9 @@ pkgs.testers.runNixOSTest {
           ];
           inherit hosts;
         })
-        { fediversity.matrix-synapse = { }; }
+        {
+          fediversity.matrix-synapse = { };
+        }
         { }
         (again { matrix-synapse.urlPreviews = lib.mkForce (false); })
       ];

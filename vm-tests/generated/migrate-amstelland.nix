@@ -562,7 +562,9 @@ pkgs.testers.runNixOSTest {
         })
         # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
         # or seeding at A fails on an MX look-up the test network cannot answer).
-        { fediversity.pixelfed = { }; }
+        {
+          fediversity.pixelfed = { };
+        }
         { }
         side
       ];
@@ -650,7 +652,9 @@ pkgs.testers.runNixOSTest {
           ];
           hosts = hostsB;
         })
-        { fediversity.pixelfed = { }; }
+        {
+          fediversity.pixelfed = { };
+        }
         { }
         side
         objectStorageB

@@ -561,7 +561,9 @@ pkgs.testers.runNixOSTest {
         })
         # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
         # or seeding at A fails on an MX look-up the test network cannot answer).
-        { fediversity.matrix-synapse = { }; }
+        {
+          fediversity.matrix-synapse = { };
+        }
         { }
         side
       ];
@@ -648,7 +650,9 @@ pkgs.testers.runNixOSTest {
           ];
           hosts = hostsB;
         })
-        { fediversity.matrix-synapse = { }; }
+        {
+          fediversity.matrix-synapse = { };
+        }
         { }
         side
         objectStorageB

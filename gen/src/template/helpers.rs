@@ -8,7 +8,7 @@ use handlebars::{
 use serde_json::Value;
 
 use crate::model::source::json_to_toml;
-use crate::nix::print::print_expr;
+use crate::nix::print::{print_expr, print_expr_at};
 use crate::nix::value::{DataPolicy, from_json};
 use crate::nix::{Expr, SourcePath, lexical};
 
@@ -131,7 +131,7 @@ fn nix_helper(
     let text = match name {
         "nix-str" => match value {
             Value::String(s) => Expr::string(s)
-                .map(|e| print_expr(&e))
+                .map(|e| print_expr_at(&e, line_indent()))
                 .map_err(|e| fail(e.to_string()))?,
             other => return Err(fail(format!("expects a string, got {other}"))),
         },
@@ -158,7 +158,9 @@ fn nix_helper(
             }
             other => return Err(fail(format!("expects an attribute name, got {other}"))),
         },
-        "nix-value" => data(value).map(|e| print_expr(&e)).map_err(fail)?,
+        "nix-value" => data(value)
+            .map(|e| print_expr_at(&e, line_indent()))
+            .map_err(fail)?,
         // A machine's name in a VM test script (a Python identifier the test driver defines): checked to be
         // one, so it cannot change the script around it. Values in scripts are JSON strings, never this.
         "py-name" => match value {
@@ -187,6 +189,67 @@ fn nix_helper(
         _ => return Err(fail("unknown helper".into())),
     };
     out.write(&text).map_err(RenderError::from)
+}
+
+thread_local! {
+    /// The indentation of the line being rendered on this thread ([`render_in_place`]): where a multi-line value
+    /// a helper prints continues, so it is laid out as nixfmt lays it out in place.
+    static LINE_INDENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The indentation of the line a helper is printing into (0 outside [`render_in_place`]).
+fn line_indent() -> usize {
+    LINE_INDENT.with(std::cell::Cell::get)
+}
+
+/// Renders a registered template as `Handlebars::render` does, telling the helpers the indentation of the line
+/// each prints into: a multi-line value (a list, a set, an indented string) is printed at that indentation, as
+/// nixfmt would lay it out there, so the rendered text needs no nixfmt (issue #18; `tests/layout_fixpoint.rs`
+/// and `tests/generate.rs` prove nixfmt leaves every rendered file unchanged).
+pub(crate) fn render_in_place(
+    registry: &Handlebars<'_>,
+    name: &str,
+    context: &Value,
+) -> Result<String, RenderError> {
+    /// The output, tracking the indentation of its last line.
+    struct Tracking {
+        text: Vec<u8>,
+        /// Where the last line starts, and whether only spaces followed so far.
+        line_start: usize,
+        in_indent: bool,
+    }
+    impl std::io::Write for Tracking {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            for (i, &b) in bytes.iter().enumerate() {
+                if b == b'\n' {
+                    self.line_start = self.text.len() + i + 1;
+                    self.in_indent = true;
+                } else if b != b' ' && self.in_indent {
+                    self.in_indent = false;
+                    LINE_INDENT.with(|c| c.set(self.text.len() + i - self.line_start));
+                }
+            }
+            if self.in_indent {
+                LINE_INDENT.with(|c| c.set(self.text.len() + bytes.len() - self.line_start));
+            }
+            self.text.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    LINE_INDENT.with(|c| c.set(0));
+    let mut out = Tracking {
+        text: Vec::new(),
+        line_start: 0,
+        in_indent: true,
+    };
+    let result = registry.render_to_write(name, context, &mut out);
+    LINE_INDENT.with(|c| c.set(0));
+    result?;
+    String::from_utf8(out.text)
+        .map_err(|e| RenderError::from(RenderErrorReason::Other(e.to_string())))
 }
 
 /// Whether `name` is a Python identifier in ASCII and no keyword: what `py-name` may emit.

@@ -36,3 +36,116 @@ fn not_nix(file: &Path, text: &str, e: verify::VerifyError) -> TemplateError {
         message: format!("the rendered template is not valid Nix: {e}\n--- rendered text:\n{text}"),
     }
 }
+
+/// Rendered text that stands as it is: `Some(text)` when rnix parses it (no name bound twice) and no line outside a
+/// string is wider than nixfmt's width (where nixfmt's layout depends on the width); `None` sends it to nixfmt.
+pub(crate) fn as_rendered(file: &Path, text: &str) -> Result<Option<String>, TemplateError> {
+    let name = file.display().to_string();
+    let root = verify::parse(&name, text).map_err(|e| not_nix(file, text, e))?;
+    verify::check_duplicates(&name, text, &root).map_err(|e| not_nix(file, text, e))?;
+    if !crate::emit::has_wide_line(text) {
+        return Ok(Some(text.to_owned()));
+    }
+    let syntax = rowan::ast::AstNode::syntax(&root);
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches('\n');
+        if crate::emit::has_wide_line(content) {
+            // Where the line passes nixfmt's width: in a string's own text, which nixfmt never breaks, where that
+            // string is a binding's whole value (`key = "a long string";`) or an indented string, or in an
+            // interpolation inside a string (`${py "a long command"}` in a test script), the line stands as nixfmt
+            // leaves it; elsewhere nixfmt decides the layout.
+            let beyond = content
+                .char_indices()
+                .nth(crate::emit::NIXFMT_WIDTH)
+                .map_or(content.len(), |(i, _)| i);
+            let inside_string = u32::try_from(start + beyond).ok().is_some_and(|offset| {
+                syntax
+                    .token_at_offset(offset.into())
+                    .right_biased()
+                    .is_some_and(|token| unbreakable(&token))
+            });
+            if !inside_string {
+                return Ok(None);
+            }
+        }
+        start += line.len();
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// Whether a token is in a string nixfmt leaves on its line (in an interpolation inside a string, or the text of a
+/// binding's whole value or of an indented string): see [`as_rendered`].
+fn unbreakable(token: &rnix::SyntaxToken) -> bool {
+    use rnix::SyntaxKind::{NODE_ATTRPATH_VALUE, NODE_INTERPOL, NODE_STRING};
+    // In an interpolation of a string (`${py "a long command"}` in a test script): nixfmt keeps an interpolation
+    // written on one line on it.
+    if token
+        .parent_ancestors()
+        .skip_while(|n| n.kind() != NODE_INTERPOL)
+        .any(|n| n.kind() == NODE_STRING)
+    {
+        return true;
+    }
+    let Some(string) = token.parent().filter(|p| p.kind() == NODE_STRING) else {
+        return false;
+    };
+    string
+        .parent()
+        .is_some_and(|p| p.kind() == NODE_ATTRPATH_VALUE)
+        || string.first_token().is_some_and(|t| t.text() == "''")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::as_rendered;
+    use std::path::Path;
+
+    fn stands(text: &str) -> bool {
+        as_rendered(Path::new("t.nix"), text).unwrap().is_some()
+    }
+
+    /// A line wider than nixfmt's width stands only where nixfmt cannot break it; the cases on either side of the
+    /// rule, each checked against nixfmt itself.
+    #[test]
+    fn a_wide_line_stands_only_where_nixfmt_keeps_it() {
+        let long = "x".repeat(120);
+        let standing = [
+            format!("{{\n  key = \"{long}\";\n}}\n"),
+            format!("{{\n  script = ''\n    {long}\n  '';\n}}\n"),
+            format!("{{\n  script = ''\n    run(${{py \"{long}\"}})\n  '';\n}}\n"),
+            format!(
+                "{{\n  script = ''\n    {}${{py nodes.a.networking.primaryIPAddress}})\n  '';\n}}\n",
+                "y".repeat(90)
+            ),
+        ];
+        for text in &standing {
+            assert!(stands(text), "{text}");
+            let formatted = crate::nix::verify::nixfmt("t.nix", text).unwrap();
+            assert_eq!(&formatted, text, "nixfmt changes what stands as rendered");
+        }
+        let to_nixfmt = [
+            format!("{{\n  key = f \"a\" {{ }} \"{long}\";\n}}\n"),
+            format!(
+                "{{\n  key = [ \"{}\" \"{}\" ];\n}}\n",
+                "a".repeat(60),
+                "b".repeat(60)
+            ),
+        ];
+        for text in &to_nixfmt {
+            assert!(!stands(text), "{text}");
+            let formatted = crate::nix::verify::nixfmt("t.nix", text).unwrap();
+            assert_ne!(
+                &formatted, text,
+                "nixfmt keeps a line sent to it: the rule is too strict"
+            );
+        }
+    }
+
+    /// Text that is not Nix is an error, whatever its width.
+    #[test]
+    fn text_that_is_not_nix_is_refused() {
+        assert!(as_rendered(Path::new("t.nix"), "{ a = ; }").is_err());
+        assert!(as_rendered(Path::new("t.nix"), "{ a = 1; a = 2; }").is_err());
+    }
+}

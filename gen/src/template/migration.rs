@@ -138,8 +138,15 @@ impl MigrationTest {
                 secret.value = side_b.s3_key(&operator.name, &node.application);
             }
         }
-        let mut spec_b = spec.clone();
-        spec_b.provider.domain = PROVIDER_B_DOMAIN.into();
+        // B's provider, with this operator alone: cloning every operator for each operator's test made
+        // generation quadratic in the number of operators (issue #18: 7 % of the CPU at 300 operators).
+        let spec_b = Spec {
+            provider: crate::model::Provider {
+                domain: PROVIDER_B_DOMAIN.into(),
+                ..spec.provider.clone()
+            },
+            operators: vec![operator.clone()],
+        };
         let mut storage_hosts_a = BTreeMap::new();
         let mut storage_hosts_b = BTreeMap::new();
         let storage_a = DeploymentStorage::on_side(

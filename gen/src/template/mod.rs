@@ -52,6 +52,19 @@ pub use options::option_declarations;
 pub use shell::shell_quote;
 pub use storage_test::{StorageNode, StorageTest};
 
+/// How rendered text gets its layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// nixfmt lays it out (the application modules: five files, written by hand in any layout).
+    Nixfmt,
+    /// The templates write nixfmt's layout and the helpers print values in place, so the text stands as rendered
+    /// (the deployment and migration VM tests, two per operator: nixfmt was a fifth of generation's time and
+    /// the largest part of rendering them, issue #18); rnix parses it, and a
+    /// line too wide outside a string still goes to nixfmt. `tests/layout_fixpoint.rs` (property-generated
+    /// specifications) and `tests/generate.rs` (every generated file) prove nixfmt would change nothing.
+    AsRendered,
+}
+
 /// A problem in a template, located in the template file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}{}: {message}", location.map(|p| format!(":{p}")).unwrap_or_default())]
@@ -141,7 +154,7 @@ impl Templates {
             .cloned()
             .unwrap_or_else(|| PathBuf::from(app));
         let context = to_value(&file, &ModuleData::new(manifest, settings))?;
-        self.render_checked(app, &file, &context)
+        self.render_checked(app, &file, &context, Layout::Nixfmt)
     }
 
     /// Renders a registered template, then lays it out and parses it. A syntax error in the rendered text is
@@ -151,11 +164,20 @@ impl Templates {
         name: &str,
         file: &Path,
         context: &Value,
+        layout: Layout,
     ) -> Result<String, TemplateError> {
-        let text = self
-            .registry
-            .render(name, context)
+        let text = helpers::render_in_place(&self.registry, name, context)
             .map_err(|e| render_error(file, &e))?;
+        if layout == Layout::AsRendered {
+            match layout::as_rendered(file, &text) {
+                Ok(Some(text)) => return Ok(text),
+                // A line wider than nixfmt's width outside a string: nixfmt decides where it breaks.
+                Ok(None) => {}
+                Err(_) => {
+                    // Not valid Nix: nixfmt's parser says where, mapped back to the template, below.
+                }
+            }
+        }
         match std::panic::catch_unwind(|| nixfmt_rs::format(&text)) {
             Ok(Ok(formatted)) => finish_layout(file, &text, formatted),
             Ok(Err(e)) => Err(self.syntax_error(name, file, context, &text, &e)),
@@ -250,7 +272,7 @@ impl Templates {
                 registry.register_template_string(registered, marked).ok()?;
             }
         }
-        let marked = registry.render(name, context).ok()?;
+        let marked = helpers::render_in_place(&registry, name, context).ok()?;
         if strip_markers(&marked) != text {
             return None;
         }
@@ -324,14 +346,15 @@ impl Templates {
             .transpose()
     }
 
-    /// Renders the VM test of one operator's deployment.
+    /// Renders the VM test of one operator's deployment (one per operator: laid out as rendered, no nixfmt).
     pub fn render_deployment_test(&self, test: &DeploymentTest) -> Result<String, TemplateError> {
-        self.render_test(DEPLOYMENT_TEST, test)
+        self.render_test_as(DEPLOYMENT_TEST, test, Layout::AsRendered)
     }
 
-    /// Renders the VM test of one operator's migration between providers.
+    /// Renders the VM test of one operator's migration between providers (one per operator: laid out as
+    /// rendered, no nixfmt).
     pub fn render_migration_test(&self, test: &MigrationTest) -> Result<String, TemplateError> {
-        self.render_test(MIGRATION_TEST, test)
+        self.render_test_as(MIGRATION_TEST, test, Layout::AsRendered)
     }
 
     /// Renders the VM test of the provider's object storage.
@@ -346,9 +369,19 @@ impl Templates {
 
     /// Renders a VM test template (registered under its file name) and lays the result out.
     fn render_test(&self, file: &str, data: &impl Serialize) -> Result<String, TemplateError> {
+        self.render_test_as(file, data, Layout::Nixfmt)
+    }
+
+    /// [`Templates::render_test`] with the layout given: the per-operator tests stand as rendered.
+    fn render_test_as(
+        &self,
+        file: &str,
+        data: &impl Serialize,
+        layout: Layout,
+    ) -> Result<String, TemplateError> {
         let path = PathBuf::from(file);
         let context = to_value(&path, data)?;
-        self.render_checked(file, &path, &context)
+        self.render_checked(file, &path, &context, layout)
     }
 }
 
