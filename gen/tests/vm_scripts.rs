@@ -1251,6 +1251,79 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
     );
 }
 
+/// Issue #16: after a move, the instance must be the same to the rest of the Fediverse (the same actor keys, the
+/// same server signing keys). Every migration test of an application whose databases all move reads each of the
+/// manifest's `[[test.identity]]` commands at A before the run and at B after it, and asserts them equal.
+#[test]
+fn every_migration_test_compares_what_other_servers_know_each_instance_by() {
+    let (scripts, _) = all();
+    let repo = repository();
+    let (spec, catalog) =
+        fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
+    let mut compared = Vec::new();
+    for operator in &spec.operators {
+        let file = format!("migrate-{}.nix", operator.name);
+        let Some(script) = scripts.get(&file) else {
+            continue;
+        };
+        let script = &script.text;
+        for (app, application) in &operator.applications {
+            let manifest = &catalog.manifests[app];
+            let moves_all = manifest
+                .state
+                .databases
+                .values()
+                .all(|d| d.engine == fedigen::state::Engine::Postgresql);
+            if !application.enable || !moves_all {
+                continue;
+            }
+            let host = operator.host_name(app, manifest);
+            let b = pythonize(&format!("{}-b", operator.machine_name(app)));
+            let run = script
+                .find(&format!("{b}.succeed(\"fedigen migrate run"))
+                .unwrap_or_else(|| panic!("{file}: {b} runs no migration"));
+            for step in &manifest.test.identity {
+                let on = match step.on {
+                    fedigen::manifest::test_plan::StepNode::Client => "client".to_owned(),
+                    fedigen::manifest::test_plan::StepNode::Server => b.clone(),
+                };
+                let command =
+                    serde_json::to_string(&step_command(&[("FEDIGEN_HOST", &host)], &step.run))
+                        .unwrap();
+                let at_a = script
+                    .find(&format!(".succeed({command})"))
+                    .unwrap_or_else(|| {
+                        panic!("{file}: {app}'s {:?} is not read at A", step.description)
+                    });
+                assert!(
+                    at_a < run,
+                    "{file}: {app}'s identity is read at A before the move"
+                );
+                let at_b = run
+                    + script[run..]
+                        .find(&format!("{on}.wait_until_succeeds({command})"))
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "{file}: {app}'s {:?} is not read at B after the move",
+                                step.description
+                            )
+                        });
+                let compare = &script[at_b..];
+                let compare = &compare[..compare.find("with subtest").unwrap_or(compare.len())];
+                assert!(
+                    compare.contains("assert at_b == at_a"),
+                    "{file}: {app}'s identity at B is compared with A's"
+                );
+                compared.push(format!("{file} {app}"));
+            }
+        }
+    }
+    assert!(
+        compared.len() >= 4,
+        "Mastodon (twice), PeerTube and Synapse compare their identity: {compared:?}"
+    );
+}
+
 /// The bucket name rule of `deploy::storage::bucket_name`, restated: the specification's override, else
 /// `<operator>-<app>` for one kind, `<operator>-<app>-<kind>` for several.
 fn storage_bucket(

@@ -920,6 +920,7 @@ pkgs.testers.runNixOSTest {
       start_all()
       # Per machine: (bucket/key, SHA-256, the key file) of every object its steps showed in A's bucket.
       held_at_a = {}
+      public_at_a = {}
       garage_a.wait_for_unit(${py "garage.service"})
       garage_a.wait_for_unit(${py "fedigen-storage-apply.service"})
       garage_a.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
@@ -970,6 +971,11 @@ pkgs.testers.runNixOSTest {
           ''})
           assert ${py "image served"} in output, output
           held_at_a[${py "amstelland-mastodon"}] = []
+          public_at_a[(${py "amstelland-mastodon"}, ${py "the account's ActivityPub actor keeps its public key"})] = client.succeed(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            curl --silent --fail -H 'Accept: application/activity+json' "https://$FEDIGEN_HOST/users/fedigen_alice" | jq -er .publicKey.publicKeyPem
+          ''}).strip()
+          assert public_at_a[(${py "amstelland-mastodon"}, ${py "the account's ActivityPub actor keeps its public key"})], ${py "no identity printed at A: ${"the account's ActivityPub actor keeps its public key"}"}
 
       with subtest(${py "at A: ${"amstelland-mastodon-a: the status's image is in the media bucket and served from the media host"}"}):
           output = amstelland_mastodon_a.succeed(${py ''
@@ -1084,8 +1090,9 @@ pkgs.testers.runNixOSTest {
           } </dev/null"}) == a_identity
           # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
-          # production.json link and its log): the journal says the verification passed and B started after it.
-          amstelland_mastodon_b.succeed(${py "jq -e '.done | contains([\"verify\", \"start\", \"health\", \"dns\"])' /var/lib/fedigen-migrate/journal.json"})
+          # production.json link and its log): the journal says the verification passed and B started after it
+          # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
+          amstelland_mastodon_b.succeed(${py "jq -e '([\"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
           amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
           amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
           amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
@@ -1101,6 +1108,14 @@ pkgs.testers.runNixOSTest {
           for path, held, key_file in held_at_a[${py "amstelland-mastodon"}]:
               at_b = held_sha256(garage_b, key_file, ${py "nl-ams"}, path)
               assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
+
+      with subtest(${py "at B, as other servers see it: ${"the account's ActivityPub actor keeps its public key"}"}):
+          at_b = client.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            curl --silent --fail -H 'Accept: application/activity+json' "https://$FEDIGEN_HOST/users/fedigen_alice" | jq -er .publicKey.publicKeyPem
+          ''}).strip()
+          at_a = public_at_a[(${py "amstelland-mastodon"}, ${py "the account's ActivityPub actor keeps its public key"})]
+          assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
 
       with subtest(${py "at B, through the same domain: ${"the status reads back with its image, and the image is served"}"}):
           output = amstelland_mastodon_b.wait_until_succeeds(${py ''
@@ -1153,8 +1168,9 @@ pkgs.testers.runNixOSTest {
           } </dev/null"}) == a_identity
           # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
-          # production.json link and its log): the journal says the verification passed and B started after it.
-          amstelland_pixelfed_b.succeed(${py "jq -e '.done | contains([\"verify\", \"start\", \"health\", \"dns\"])' /var/lib/fedigen-migrate/journal.json"})
+          # production.json link and its log): the journal says the verification passed and B started after it
+          # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
+          amstelland_pixelfed_b.succeed(${py "jq -e '([\"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
           amstelland_pixelfed_a.fail(${py "systemctl is-active ${"phpfpm-pixelfed.service"}"})
           amstelland_pixelfed_a.fail(${py "systemctl is-active ${"pixelfed-horizon.service"}"})
           amstelland_pixelfed_a.fail(${py "systemctl is-active ${"nginx.service"}"})

@@ -923,6 +923,7 @@ pkgs.testers.runNixOSTest {
       start_all()
       # Per machine: (bucket/key, SHA-256, the key file) of every object its steps showed in A's bucket.
       held_at_a = {}
+      public_at_a = {}
       garage_a.wait_for_unit(${py "garage.service"})
       garage_a.wait_for_unit(${py "fedigen-storage-apply.service"})
       garage_a.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
@@ -973,6 +974,11 @@ pkgs.testers.runNixOSTest {
           ''})
           assert ${py "image served"} in output, output
           held_at_a[${py "digitalevrijheid-mastodon"}] = []
+          public_at_a[(${py "digitalevrijheid-mastodon"}, ${py "the account's ActivityPub actor keeps its public key"})] = client.succeed(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            curl --silent --fail -H 'Accept: application/activity+json' "https://$FEDIGEN_HOST/users/fedigen_alice" | jq -er .publicKey.publicKeyPem
+          ''}).strip()
+          assert public_at_a[(${py "digitalevrijheid-mastodon"}, ${py "the account's ActivityPub actor keeps its public key"})], ${py "no identity printed at A: ${"the account's ActivityPub actor keeps its public key"}"}
 
       with subtest(${py "at A: ${"digitalevrijheid-mastodon-a: the status's image is in the media bucket and served from the media host"}"}):
           output = digitalevrijheid_mastodon_a.succeed(${py ''
@@ -1025,6 +1031,11 @@ pkgs.testers.runNixOSTest {
           ''})
           assert ${py "Hello Bob, from the fedigen test"} in output, output
           held_at_a[${py "digitalevrijheid-matrix-synapse"}] = []
+          public_at_a[(${py "digitalevrijheid-matrix-synapse"}, ${py "the homeserver keeps its signing keys"})] = client.succeed(${py ''
+            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+            curl --silent --fail "https://$FEDIGEN_HOST/_matrix/key/v2/server" | jq -ecS .verify_keys
+          ''}).strip()
+          assert public_at_a[(${py "digitalevrijheid-matrix-synapse"}, ${py "the homeserver keeps its signing keys"})], ${py "no identity printed at A: ${"the homeserver keeps its signing keys"}"}
 
       a_identity = digitalevrijheid_mastodon_a.succeed(${py "sha256sum ${
         builtins.concatStringsSep " " [
@@ -1063,8 +1074,9 @@ pkgs.testers.runNixOSTest {
           } </dev/null"}) == a_identity
           # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
-          # production.json link and its log): the journal says the verification passed and B started after it.
-          digitalevrijheid_mastodon_b.succeed(${py "jq -e '.done | contains([\"verify\", \"start\", \"health\", \"dns\"])' /var/lib/fedigen-migrate/journal.json"})
+          # production.json link and its log): the journal says the verification passed and B started after it
+          # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
+          digitalevrijheid_mastodon_b.succeed(${py "jq -e '([\"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
           digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
           digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
           digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
@@ -1080,6 +1092,14 @@ pkgs.testers.runNixOSTest {
           for path, held, key_file in held_at_a[${py "digitalevrijheid-mastodon"}]:
               at_b = held_sha256(garage_b, key_file, ${py "nl-ams"}, path)
               assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
+
+      with subtest(${py "at B, as other servers see it: ${"the account's ActivityPub actor keeps its public key"}"}):
+          at_b = client.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            curl --silent --fail -H 'Accept: application/activity+json' "https://$FEDIGEN_HOST/users/fedigen_alice" | jq -er .publicKey.publicKeyPem
+          ''}).strip()
+          at_a = public_at_a[(${py "digitalevrijheid-mastodon"}, ${py "the account's ActivityPub actor keeps its public key"})]
+          assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
 
       with subtest(${py "at B, through the same domain: ${"the status reads back with its image, and the image is served"}"}):
           output = digitalevrijheid_mastodon_b.wait_until_succeeds(${py ''
@@ -1130,14 +1150,23 @@ pkgs.testers.runNixOSTest {
           } </dev/null"}) == a_identity
           # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
-          # production.json link and its log): the journal says the verification passed and B started after it.
-          digitalevrijheid_matrix_synapse_b.succeed(${py "jq -e '.done | contains([\"verify\", \"start\", \"health\", \"dns\"])' /var/lib/fedigen-migrate/journal.json"})
+          # production.json link and its log): the journal says the verification passed and B started after it
+          # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
+          digitalevrijheid_matrix_synapse_b.succeed(${py "jq -e '([\"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
           digitalevrijheid_matrix_synapse_a.fail(${py "systemctl is-active ${"matrix-synapse.service"}"})
           digitalevrijheid_matrix_synapse_a.fail(${py "systemctl is-active ${"nginx.service"}"})
 
       with subtest(${py "the DNS switch: the client reaches ${"matrix.digitalevrijheid.example"} at B"}):
           switch_dns(client, ${py "matrix.digitalevrijheid.example"}, ${py nodes.digitalevrijheid-matrix-synapse-b.networking.primaryIPAddress})
           client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://matrix.digitalevrijheid.example/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"})
+
+      with subtest(${py "at B, as other servers see it: ${"the homeserver keeps its signing keys"}"}):
+          at_b = client.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+            curl --silent --fail "https://$FEDIGEN_HOST/_matrix/key/v2/server" | jq -ecS .verify_keys
+          ''}).strip()
+          at_a = public_at_a[(${py "digitalevrijheid-matrix-synapse"}, ${py "the homeserver keeps its signing keys"})]
+          assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
 
       with subtest(${py "at B, through the same domain: ${"the other user reads the message"}"}):
           output = digitalevrijheid_matrix_synapse_b.wait_until_succeeds(${py ''

@@ -799,6 +799,7 @@ pkgs.testers.runNixOSTest {
       start_all()
       # Per machine: (bucket/key, SHA-256, the key file) of every object its steps showed in A's bucket.
       held_at_a = {}
+      public_at_a = {}
       zeeinstituut_peertube_a.wait_for_unit(${py "garage.service"})
       zeeinstituut_peertube_a.wait_for_unit(${py "fedigen-storage-apply.service"})
       zeeinstituut_peertube_a.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
@@ -838,6 +839,11 @@ pkgs.testers.runNixOSTest {
           ''})
           assert ${py "video served"} in output, output
           held_at_a[${py "zeeinstituut-peertube"}] = []
+          public_at_a[(${py "zeeinstituut-peertube"}, ${py "the instance's ActivityPub actor keeps its public key"})] = client.succeed(${py ''
+            export FEDIGEN_HOST='video.zee-instituut.example'
+            curl --silent --fail -H 'Accept: application/activity+json' "https://$FEDIGEN_HOST/accounts/peertube" | jq -er .publicKey.publicKeyPem
+          ''}).strip()
+          assert public_at_a[(${py "zeeinstituut-peertube"}, ${py "the instance's ActivityPub actor keeps its public key"})], ${py "no identity printed at A: ${"the instance's ActivityPub actor keeps its public key"}"}
 
       with subtest(${py "at A: ${"zeeinstituut-peertube-a: the video's file moves to the web-videos bucket and is served from the media host"}"}):
           output = zeeinstituut_peertube_a.wait_until_succeeds(${py ''
@@ -867,8 +873,9 @@ pkgs.testers.runNixOSTest {
           assert zeeinstituut_peertube_b.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"}) == a_identity
           # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
-          # production.json link and its log): the journal says the verification passed and B started after it.
-          zeeinstituut_peertube_b.succeed(${py "jq -e '.done | contains([\"verify\", \"start\", \"health\", \"dns\"])' /var/lib/fedigen-migrate/journal.json"})
+          # production.json link and its log): the journal says the verification passed and B started after it
+          # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
+          zeeinstituut_peertube_b.succeed(${py "jq -e '([\"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
           zeeinstituut_peertube_a.fail(${py "systemctl is-active ${"peertube.service"}"})
 
       with subtest(${py "the DNS switch: the client reaches ${"video.zee-instituut.example"} at B"}):
@@ -881,6 +888,14 @@ pkgs.testers.runNixOSTest {
           for path, held, key_file in held_at_a[${py "zeeinstituut-peertube"}]:
               at_b = held_sha256(zeeinstituut_peertube_b, key_file, ${py "nl-ams"}, path)
               assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
+
+      with subtest(${py "at B, as other servers see it: ${"the instance's ActivityPub actor keeps its public key"}"}):
+          at_b = client.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='video.zee-instituut.example'
+            curl --silent --fail -H 'Accept: application/activity+json' "https://$FEDIGEN_HOST/accounts/peertube" | jq -er .publicKey.publicKeyPem
+          ''}).strip()
+          at_a = public_at_a[(${py "zeeinstituut-peertube"}, ${py "the instance's ActivityPub actor keeps its public key"})]
+          assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
 
       with subtest(${py "at B, through the same domain: ${"the video reads back and its file is served"}"}):
           output = zeeinstituut_peertube_b.wait_until_succeeds(${py ''

@@ -526,7 +526,8 @@ to = "a@example.org"
         .unwrap();
         assert_eq!(m.test.identity.len(), 1);
         assert_eq!(m.test.identity[0].on, super::StepNode::Client);
-        let found = problems("\n[[test.identity]]\ndescription = \"k\"\non = \"server\"\nrun = \"\"\n");
+        let found =
+            problems("\n[[test.identity]]\ndescription = \"k\"\non = \"server\"\nrun = \"\"\n");
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("`run` is empty"), "{found:?}");
         assert!(found[0].contains("manifest.toml:"), "{found:?}");

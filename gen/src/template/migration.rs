@@ -59,6 +59,21 @@ pub struct MigrationMachine {
     pub not_moved: Vec<String>,
     /// Whether every database of the application moves, so the data the steps made at A reads back at B.
     pub read_back: bool,
+    /// What other servers know the instance by (the manifest's `[[test.identity]]`), read at A after the seed and
+    /// at B after the DNS switch: equal, or followers and peers stop trusting it. Only where `read_back` (the keys
+    /// live in the databases).
+    pub public_identity: Vec<IdentityData>,
+}
+
+/// One `[[test.identity]]` of a manifest, its command whole.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityData {
+    /// Which identity it is.
+    pub description: String,
+    /// Whether it runs on the client (through the domain, as a remote server reads it).
+    pub on_client: bool,
+    /// The shell command, `FEDIGEN_HOST` exported first; prints the identity.
+    pub command: String,
 }
 
 /// The data of `templates/_tests/migration.nix.hbs`.
@@ -344,6 +359,23 @@ impl MigrationTest {
                 job: serde_json::to_value(&job).expect("a job serialises"),
                 units,
                 seed: manifest.admin_action.as_ref().map(|a| a.command.clone()),
+                public_identity: if not_moved.is_empty() {
+                    manifest
+                        .test
+                        .identity
+                        .iter()
+                        .map(|step| IdentityData {
+                            description: step.description.clone(),
+                            on_client: step.on == crate::manifest::test_plan::StepNode::Client,
+                            command: super::shell::step_command(
+                                &[("FEDIGEN_HOST", &a.host)],
+                                &step.run,
+                            ),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 read_back: not_moved.is_empty(),
                 not_moved,
                 a,
