@@ -44,13 +44,16 @@ pub struct State {
     pub setup_units: Vec<String>,
 }
 
-/// A database engine the migration can dump and restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// A database engine the migration can dump and restore. Also the migration job's `databases[].engine`
+/// (PostgreSQL when absent, so jobs written before MySQL was supported keep their meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
-    /// PostgreSQL: moved with `pg_dump -Fc` and `pg_restore`.
+    /// PostgreSQL: moved with `pg_dump -Fc` and `pg_restore` (or logical replication).
+    #[default]
     Postgresql,
-    /// MySQL or MariaDB (Pixelfed's default in nixpkgs): declared, not yet moved by `fedigen migrate`.
+    /// MySQL or MariaDB (Pixelfed's default in nixpkgs): moved with `mariadb-dump`/`mysqldump` and the
+    /// `mariadb`/`mysql` client (`gen/src/migrate/mysql.rs`).
     Mysql,
 }
 
@@ -61,6 +64,11 @@ impl Engine {
             Engine::Postgresql => "postgresql",
             Engine::Mysql => "mysql",
         }
+    }
+
+    /// Whether this is PostgreSQL, the default (a job's `engine` is left out then).
+    pub fn is_postgresql(&self) -> bool {
+        *self == Engine::Postgresql
     }
 }
 

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::state::Engine;
+
 /// A whole migration of one operator from one provider to another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,12 +38,18 @@ pub struct Job {
     pub commands: Commands,
 }
 
-/// One PostgreSQL database to move.
+/// One database to move (PostgreSQL, or MySQL/MariaDB).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseMove {
     /// A short name, unique in the job (the journal's step names use it).
     pub name: String,
+    /// The engine of both sides: `postgresql` (the default, so jobs written before MySQL was supported stay
+    /// valid and serialise as before) or `mysql` (MySQL or MariaDB: dumped with `mariadb-dump`/`mysqldump`,
+    /// restored with the client; see `mysql.rs`). `source` and `target` are then MySQL connections: `host` a
+    /// socket file (or the folder holding `mysqld.sock`) or a host name, and `port` must be given for TCP.
+    #[serde(default, skip_serializing_if = "Engine::is_postgresql")]
+    pub engine: Engine,
     /// Where it is now.
     pub source: Postgres,
     /// Where it goes: the database must exist (the target's module creates it), owned by `user`.
@@ -52,6 +60,28 @@ pub struct DatabaseMove {
     /// anything); otherwise the run falls back to dump and restore and says why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<Replication>,
+    /// Columns holding absolute URLs of the source's media host (Pixelfed's `media.cdn_url`), rewritten at the
+    /// target after the restore (step `rewrite:NAME`) so they name the target's; verification compares the
+    /// source's rows as the rewrite leaves them. Empty: nothing is rewritten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub url_rewrites: Vec<UrlRewrite>,
+}
+
+/// One column whose values beginning with `from` begin with `to` after the move.
+///
+/// Why a prefix and not a host: the stored URL is the media host *and* the bucket's path
+/// (`https://media.provider-a.example/op-pixelfed-media/…`), and the bucket's name may differ at the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlRewrite {
+    /// The table (in the database's default schema).
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// The source's prefix (`https://media.a.example/op-media/`).
+    pub from: String,
+    /// The target's prefix.
+    pub to: String,
 }
 
 /// The two extra roles logical replication needs, beside the application's roles of `source` and `target`.
@@ -88,6 +118,11 @@ pub struct Postgres {
     /// A file holding the role's password, when the server asks for one (read when the step runs).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The operating-system user the tools run as (fedigen runs as root): the server authenticates local
+    /// socket connections by it (MariaDB's `unix_socket` for the users NixOS's `ensureUsers` creates). The
+    /// dump is then read on standard input, opened by root, since the journal folder is root's alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_user: Option<String>,
 }
 
 fn default_pg_port() -> u16 {
@@ -312,6 +347,10 @@ impl Job {
             &mut problem,
         );
         for (i, db) in self.databases.iter().enumerate() {
+            if db.engine == Engine::Mysql {
+                mysql_problems(i, db, &mut problem);
+            }
+            rewrite_problems(i, db, &mut problem);
             let mut sides = vec![("source", &db.source), ("target", &db.target)];
             if let Some(r) = &db.replication {
                 sides.push(("replication.publisher", &r.publisher));
@@ -447,6 +486,60 @@ impl Job {
             );
         }
         out
+    }
+}
+
+/// What a URL rewrite may not be: an empty table, column or prefix, or two prefixes one of which begins the
+/// other (a rewritten value would begin with `from` again, and a resumed rewrite would change it twice).
+fn rewrite_problems(i: usize, db: &DatabaseMove, problem: &mut dyn FnMut(String, String)) {
+    for (j, r) in db.url_rewrites.iter().enumerate() {
+        for (field, value) in [
+            ("table", &r.table),
+            ("column", &r.column),
+            ("from", &r.from),
+            ("to", &r.to),
+        ] {
+            if value.is_empty() {
+                problem(
+                    format!("databases[{i}].url_rewrites[{j}].{field}"),
+                    "must not be empty".into(),
+                );
+            }
+        }
+        if !r.from.is_empty()
+            && !r.to.is_empty()
+            && (r.from.starts_with(&r.to) || r.to.starts_with(&r.from))
+        {
+            problem(
+                format!("databases[{i}].url_rewrites[{j}].to"),
+                format!(
+                    "`{}` and `from` `{}` begin one another, so the rewrite could not be repeated safely: give both prefixes up to their differing host, ending in `/`",
+                    r.to, r.from
+                ),
+            );
+        }
+    }
+}
+
+/// What a MySQL database move may not have: replication (PostgreSQL's logical replication only), or a TCP
+/// connection on PostgreSQL's default port (the field's default, so surely not given).
+fn mysql_problems(i: usize, db: &DatabaseMove, problem: &mut dyn FnMut(String, String)) {
+    if db.replication.is_some() {
+        problem(
+            format!("databases[{i}].replication"),
+            "is PostgreSQL's logical replication; a `mysql` database is dumped and restored after the freeze: remove it".into(),
+        );
+    }
+    for (side, c) in [("source", &db.source), ("target", &db.target)] {
+        if !c.host.starts_with('/') && c.port == default_pg_port() {
+            problem(
+                format!("databases[{i}].{side}.port"),
+                format!(
+                    "is PostgreSQL's port {}: give the MySQL server's port (usually 3306), or a socket path as `host`",
+                    c.port
+                ),
+            );
+        }
     }
 }
 

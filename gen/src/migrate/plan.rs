@@ -760,6 +760,7 @@ fn application_job(
         }
         job.databases.push(DatabaseMove {
             name: name.clone(),
+            engine: Default::default(),
             source: Postgres {
                 host: source_host
                     .rsplit_once('@')
@@ -769,6 +770,7 @@ fn application_job(
                 user: db.user.clone(),
                 database: name.clone(),
                 password_file: Some(format!("{MIGRATE_SECRETS}/{name}-source-password").into()),
+                os_user: None,
             },
             target: Postgres {
                 host: "/run/postgresql".into(),
@@ -776,8 +778,10 @@ fn application_job(
                 user: db.user.clone(),
                 database: name.clone(),
                 password_file: None,
+                os_user: None,
             },
             replication: None,
+            url_rewrites: Vec::new(),
         });
     }
     let endpoint = |spec: &Spec, catalog: &Catalog| {

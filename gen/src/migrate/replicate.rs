@@ -548,6 +548,7 @@ mod tests {
             user: "u".into(),
             database: "d".into(),
             password_file: None,
+            os_user: None,
         }
     }
 
@@ -555,9 +556,11 @@ mod tests {
     fn object_names_are_stable_identifiers_distinct_per_job() {
         let d = DatabaseMove {
             name: "db".into(),
+            engine: Default::default(),
             source: pg("a"),
             target: pg("b"),
             replication: None,
+            url_rewrites: Vec::new(),
         };
         let n = object_name("op", &d);
         assert_eq!(n, object_name("op", &d.clone()));

@@ -94,19 +94,25 @@ impl Report {
 /// The databases and the buckets are compared at once (a thread each, and each of those asks both sides at
 /// once): inside the freeze window, verification takes as long as the slowest comparison, not their sum.
 pub fn verify(job: &Job) -> Result<Report, VerifyError> {
-    let (databases, buckets) = std::thread::scope(|scope| {
+    let (databases, buckets, mysql) = std::thread::scope(|scope| {
         let databases: Vec<_> = job
             .databases
             .iter()
+            .filter(|d| d.engine.is_postgresql())
             .map(|d| {
                 scope.spawn(move || {
                     let (a, b) = super::exec::both(
                         || pg::fingerprint(&d.source),
                         || pg::fingerprint(&d.target),
                     );
-                    Ok::<_, VerifyError>((a?, b?))
+                    let mut a = a?;
+                    super::urls::map_source(d, &mut a)?;
+                    Ok::<_, VerifyError>((a, b?))
                 })
             })
+            .collect();
+        let mysql: Vec<_> = mysql_databases(job)
+            .map(|d| scope.spawn(move || super::mysql::compare(d)))
             .collect();
         let buckets: Vec<_> = job
             .buckets
@@ -123,10 +129,15 @@ pub fn verify(job: &Job) -> Result<Report, VerifyError> {
                 .into_iter()
                 .map(|h| h.join().expect(fail))
                 .collect::<Vec<_>>(),
+            mysql
+                .into_iter()
+                .map(|h| h.join().expect(fail))
+                .collect::<Vec<_>>(),
         )
     });
     let mut items = Vec::new();
-    for (d, result) in job.databases.iter().zip(databases) {
+    let postgresql = job.databases.iter().filter(|d| d.engine.is_postgresql());
+    for (d, result) in postgresql.zip(databases) {
         let (a, b) = result?;
         items.push(Item {
             kind: "database",
@@ -140,6 +151,9 @@ pub fn verify(job: &Job) -> Result<Report, VerifyError> {
             ),
             differences: pg::differences(&a, &b),
         });
+    }
+    for result in mysql {
+        items.push(result?);
     }
     for (b, result) in job.buckets.iter().zip(buckets) {
         let c = result?;
@@ -201,6 +215,13 @@ pub fn verify(job: &Job) -> Result<Report, VerifyError> {
         });
     }
     Ok(Report { items })
+}
+
+/// The job's MySQL databases (compared by `mysql::compare`; the others by [`pg::fingerprint`]).
+fn mysql_databases(job: &Job) -> impl Iterator<Item = &super::job::DatabaseMove> {
+    job.databases
+        .iter()
+        .filter(|d| d.engine == super::job::Engine::Mysql)
 }
 
 /// A folder's checksum manifest, here or on another machine (`ssh host fedigen migrate manifest PATH`).

@@ -199,12 +199,14 @@ impl MigrationTest {
                 })
                 .map(|(name, db)| DatabaseMove {
                     name: name.clone(),
+                    engine: Default::default(),
                     source: Postgres {
                         host: a.name.clone(),
                         port: 5432,
                         user: db.user.clone(),
                         database: name.clone(),
                         password_file: None,
+                        os_user: None,
                     },
                     target: Postgres {
                         host: "/run/postgresql".into(),
@@ -212,8 +214,10 @@ impl MigrationTest {
                         user: db.user.clone(),
                         database: name.clone(),
                         password_file: None,
+                        os_user: None,
                     },
                     replication: None,
+                    url_rewrites: Vec::new(),
                 })
                 .collect();
             // Each bucket between the two clusters, named by the one rule (both sides run the same manifest), with
