@@ -113,7 +113,13 @@ impl Maria {
         let out = Command::new("mariadb")
             .arg("--no-defaults")
             .arg(format!("--socket={}", self.socket.display()))
-            .args(["--user=root", "--default-character-set=utf8mb4", "--batch", "--raw", "--skip-column-names"])
+            .args([
+                "--user=root",
+                "--default-character-set=utf8mb4",
+                "--batch",
+                "--raw",
+                "--skip-column-names",
+            ])
             .args(if db.is_empty() {
                 vec![]
             } else {
@@ -289,7 +295,10 @@ fn a_mysql_database_moves_with_its_urls_rewritten() -> Outcome {
     let (a, b) = (Maria::start(p, "a"), Maria::start(p, "b"));
     a.sql("pixelfed", SEED);
     // B's module made a table of its own before the move: the restore empties the database first.
-    b.sql("pixelfed", "CREATE TABLE leftover (x INT); INSERT INTO leftover VALUES (1)");
+    b.sql(
+        "pixelfed",
+        "CREATE TABLE leftover (x INT); INSERT INTO leftover VALUES (1)",
+    );
     let job = mysql_job(&a, &b, p);
     let job_file = p.join("job.json");
     std::fs::write(&job_file, job.to_json()).unwrap();
@@ -321,7 +330,10 @@ fn a_mysql_database_moves_with_its_urls_rewritten() -> Outcome {
     ] {
         assert_eq!(b.sql("pixelfed", sql), a.sql("pixelfed", sql), "{sql}");
     }
-    assert!(b.sql("pixelfed", "SELECT bio FROM profiles WHERE id = 1").contains("Zoë 📷"));
+    assert!(
+        b.sql("pixelfed", "SELECT bio FROM profiles WHERE id = 1")
+            .contains("Zoë 📷")
+    );
     assert_eq!(
         b.sql("pixelfed", "SHOW TABLES LIKE 'leftover'"),
         "",
@@ -330,19 +342,27 @@ fn a_mysql_database_moves_with_its_urls_rewritten() -> Outcome {
     // The trigger came along: it fires at B.
     b.sql("pixelfed", "INSERT INTO nokey VALUES ('b', 2)");
     assert_eq!(
-        b.sql("pixelfed", "SELECT what FROM audit ORDER BY id DESC LIMIT 1"),
+        b.sql(
+            "pixelfed",
+            "SELECT what FROM audit ORDER BY id DESC LIMIT 1"
+        ),
         "nokey b\n"
     );
     let report = verify(&job_file);
     let found = differences(&report);
     assert!(
-        found.iter().any(|d| d.starts_with("table nokey: 3 rows at the source, 4 at the target"))
+        found
+            .iter()
+            .any(|d| d.starts_with("table nokey: 3 rows at the source, 4 at the target"))
             && found.iter().any(|d| d.starts_with("table audit:")),
         "{report:#}"
     );
     // Undone, but the trigger's table counts on from a higher AUTO_INCREMENT: the schema differs (the next
     // id is part of it) until the counter is set back.
-    b.sql("pixelfed", "DELETE FROM nokey WHERE s = 'b'; DELETE FROM audit WHERE what = 'nokey b'");
+    b.sql(
+        "pixelfed",
+        "DELETE FROM nokey WHERE s = 'b'; DELETE FROM audit WHERE what = 'nokey b'",
+    );
     let report = verify(&job_file);
     assert_eq!(
         differences(&report),
@@ -356,7 +376,9 @@ fn a_mysql_database_moves_with_its_urls_rewritten() -> Outcome {
     b.sql("pixelfed", "UPDATE blobs SET n = 0.5 WHERE id = 7");
     b.sql(
         "pixelfed",
-        &format!("UPDATE media SET thumbnail_url = CONCAT('{FROM}', 'public/m/4_thumb.jpg') WHERE id = 4"),
+        &format!(
+            "UPDATE media SET thumbnail_url = CONCAT('{FROM}', 'public/m/4_thumb.jpg') WHERE id = 4"
+        ),
     );
     b.sql("pixelfed", "ALTER TABLE posts ADD INDEX (profile_id)");
     let found = differences(&verify(&job_file));
@@ -389,7 +411,10 @@ fn a_killed_mysql_run_resumes_to_equal_data() -> Outcome {
     let journal = p.join("journal");
     let a_sum = a.sql("pixelfed", "CHECKSUM TABLE media, blobs, posts, profiles");
     let t = Instant::now();
-    world::ok(&fedigen(&job_file, "run", &journal).output().unwrap(), "a first whole run");
+    world::ok(
+        &fedigen(&job_file, "run", &journal).output().unwrap(),
+        "a first whole run",
+    );
     let whole = t.elapsed();
     let mut seed = u64::from_le_bytes(world::hex(8).as_bytes()[..8].try_into().unwrap()) | 1;
     eprintln!("whole run {whole:?}; kill seed {seed}");
@@ -405,7 +430,10 @@ fn a_killed_mysql_run_resumes_to_equal_data() -> Outcome {
         seed ^= seed << 17;
         let late = ["dump:pixelfed", "restore:pixelfed", "rewrite:pixelfed"];
         let (wait_for, delay) = if round % 2 == 0 {
-            (None, Duration::from_millis(seed % (whole.as_millis() as u64 + 1)))
+            (
+                None,
+                Duration::from_millis(seed % (whole.as_millis() as u64 + 1)),
+            )
         } else {
             (
                 Some(format!("{}: …", late[(round / 2) % late.len()])),
@@ -422,7 +450,10 @@ fn a_killed_mysql_run_resumes_to_equal_data() -> Outcome {
         let reader = std::thread::spawn(move || {
             use std::io::BufRead as _;
             let mut all = String::new();
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
                 let _ = tx.send(line.clone());
                 all.push_str(&line);
                 all.push('\n');
@@ -431,7 +462,8 @@ fn a_killed_mysql_run_resumes_to_equal_data() -> Outcome {
         });
         if let Some(wanted) = &wait_for {
             let deadline = Instant::now() + whole * 5 + Duration::from_secs(10);
-            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 if &line == wanted {
                     break;
                 }
@@ -458,12 +490,23 @@ fn a_killed_mysql_run_resumes_to_equal_data() -> Outcome {
             &format!("round {round}: the resumed run (killed in {last})"),
         );
         let report = verify(&job_file);
-        assert_eq!(report["equal"], true, "round {round} (killed in {last}): {report:#}");
-        assert_eq!(url_counts(&b), "0\t750\t752\n", "round {round} (killed in {last})");
+        assert_eq!(
+            report["equal"], true,
+            "round {round} (killed in {last}): {report:#}"
+        );
+        assert_eq!(
+            url_counts(&b),
+            "0\t750\t752\n",
+            "round {round} (killed in {last})"
+        );
     }
     eprintln!("killed in: {killed_in:?}");
     assert!(
-        killed_in.keys().filter(|k| k.starts_with("restore:") || k.starts_with("rewrite:")).count() >= 1,
+        killed_in
+            .keys()
+            .filter(|k| k.starts_with("restore:") || k.starts_with("rewrite:"))
+            .count()
+            >= 1,
         "no kill hit the restore or the rewrite: {killed_in:?}"
     );
     Ok(())
@@ -514,7 +557,10 @@ fn postgresql_urls_follow_the_move() -> Outcome {
     let job_file = p.join("job.json");
     std::fs::write(&job_file, job.to_json()).unwrap();
     let journal = p.join("journal");
-    world::ok(&fedigen(&job_file, "run", &journal).output().unwrap(), "the run");
+    world::ok(
+        &fedigen(&job_file, "run", &journal).output().unwrap(),
+        "the run",
+    );
     let report = verify(&job_file);
     assert_eq!(report["equal"], true, "{report:#}");
     let counts = format!(
@@ -527,16 +573,23 @@ fn postgresql_urls_follow_the_move() -> Outcome {
     assert_eq!(a.app(&counts), "450|0|452\n");
     assert_eq!(
         b.app("SELECT cdn_url FROM media WHERE id > 300 ORDER BY id"),
-        format!("https://other.example/x.jpg\n{}u.jpg\n", FROM.to_uppercase())
+        format!(
+            "https://other.example/x.jpg\n{}u.jpg\n",
+            FROM.to_uppercase()
+        )
     );
-    b.app(&format!("UPDATE media SET cdn_url = '{FROM}7.jpg' WHERE id = 7"));
+    b.app(&format!(
+        "UPDATE media SET cdn_url = '{FROM}7.jpg' WHERE id = 7"
+    ));
     let found = differences(&verify(&job_file));
     assert_eq!(
         found,
         ["table public.media: 302 rows on both sides, but their contents differ"],
         "{found:#?}"
     );
-    b.app(&format!("UPDATE media SET cdn_url = '{TO}7.jpg' WHERE id = 7"));
+    b.app(&format!(
+        "UPDATE media SET cdn_url = '{TO}7.jpg' WHERE id = 7"
+    ));
     b.app("UPDATE other SET s = 'changed' WHERE id = 3");
     let found = differences(&verify(&job_file));
     assert_eq!(
@@ -555,7 +608,8 @@ fn main() {
     let maria_reason = "needs MariaDB (Debian's mariadb-server: scripts/install-test-deps installs it; or \
                         FEDIGEN_MARIADBD) and root (the server and the tools run as nobody)";
     let pg = world::pg_bin().join("initdb").is_file();
-    let pg_reason = "needs PostgreSQL 15 (Debian's postgresql-15: scripts/install-test-deps installs it)";
+    let pg_reason =
+        "needs PostgreSQL 15 (Debian's postgresql-15: scripts/install-test-deps installs it)";
     support::run_gated(vec![
         (
             "a_mysql_database_moves_with_its_urls_rewritten",
