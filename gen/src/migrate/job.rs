@@ -658,6 +658,51 @@ mod tests {
         assert_eq!(Job::parse(&parsed.to_json(), "again").unwrap(), parsed);
     }
 
+    /// The engine is optional (PostgreSQL: old jobs read and serialise as before); a MySQL database may not ask
+    /// for replication nor use PostgreSQL's default port over TCP; URL prefixes must not begin one another.
+    #[test]
+    fn engines_and_url_rewrites_are_checked() {
+        let parsed = Job::parse(&job().to_string(), "j").unwrap();
+        assert_eq!(parsed.databases[0].engine, Engine::Postgresql);
+        assert!(!parsed.to_json().contains("engine") && !parsed.to_json().contains("url_rewrites"));
+        let mut v = job();
+        v["databases"][0]["engine"] = "mysql".into();
+        v["databases"][0]["source"]["host"] = "a.example".into();
+        v["databases"][0]["replication"] = serde_json::json!({
+            "publisher": {"host": "a.example", "user": "r", "database": "d", "password_file": "/pw"},
+            "subscriber": {"host": "/t", "user": "postgres", "database": "d"}
+        });
+        v["databases"][0]["url_rewrites"] = serde_json::json!([
+            {"table": "media", "column": "cdn_url", "from": "https://m.a/b/", "to": "https://m.b/b/"},
+            {"table": "media", "column": "x", "from": "https://m.a/", "to": "https://m.a/b/"},
+            {"table": "", "column": "x", "from": "https://m.a/", "to": "https://m.b/"}
+        ]);
+        let err = Job::parse(&v.to_string(), "j").unwrap_err();
+        let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "databases[0].replication",
+                "databases[0].source.port",
+                "databases[0].url_rewrites[1].to",
+                "databases[0].url_rewrites[2].table"
+            ],
+            "{err}"
+        );
+        v["databases"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("replication");
+        v["databases"][0]["source"]["port"] = 3306.into();
+        v["databases"][0]["url_rewrites"]
+            .as_array_mut()
+            .unwrap()
+            .truncate(1);
+        let parsed = Job::parse(&v.to_string(), "j").unwrap();
+        assert_eq!(parsed.databases[0].engine, Engine::Mysql);
+        assert_eq!(Job::parse(&parsed.to_json(), "again").unwrap(), parsed);
+    }
+
     #[test]
     fn a_type_error_is_located() {
         let mut v = job();

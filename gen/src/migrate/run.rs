@@ -18,6 +18,9 @@
 //!    subscription, slot and publication are dropped and the sequences and large objects copied; `dump:*`,
 //!    `restore:*` for the others — dumped at the source (into the journal folder) and restored at the target in
 //!    one transaction;
+//!    `rewrite:*` — after a database's restore or catch-up, the columns the job names hold the target's media
+//!    URL prefix instead of the source's (one transaction; see [`super::urls`] and `mysql.rs`); a MySQL
+//!    database (`engine = "mysql"`) is dumped and restored by `mysql.rs` under the same step names;
 //! 6. `identity:*` — the secrets that make the target the same server, placed with their owner and mode;
 //! 7. `verify` — the target holds what the source holds (see [`super::verify`]); on any difference the run
 //!    stops here;
