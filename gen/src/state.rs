@@ -42,15 +42,43 @@ pub struct State {
     /// runs them once at boot, before the moved data was there (Pixelfed's `pixelfed-data-setup.service`).
     #[serde(default)]
     pub setup_units: Vec<String>,
+    /// Columns holding absolute URLs of the application's media host (`[[state.url_columns]]`): after a move
+    /// they are rewritten from the old provider's media prefix to the new one's (Pixelfed stores
+    /// `https://<media host>/<bucket>/…` in `media.cdn_url` when a photo is stored).
+    #[serde(default)]
+    pub url_columns: Vec<UrlColumn>,
 }
 
-/// A database engine the migration can dump and restore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// One database column holding absolute URLs of one of the application's buckets, as its media host serves
+/// them (`https://<media host>/<bucket>/<key>`).
+///
+/// Why declared: such a URL names the provider it was stored at, and nothing in the application rewrites it
+/// when the provider changes; the migration must (the job's `url_rewrites`, step `rewrite:NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlColumn {
+    /// The database (one of `[state.databases]`).
+    pub database: String,
+    /// The bucket whose URLs it holds (one of `buckets`).
+    pub bucket: String,
+    /// The table.
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// Where upstream writes the URL (for reviewers).
+    pub source: String,
+}
+
+/// A database engine the migration can dump and restore. Also the migration job's `databases[].engine`
+/// (PostgreSQL when absent, so jobs written before MySQL was supported keep their meaning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
-    /// PostgreSQL: moved with `pg_dump -Fc` and `pg_restore`.
+    /// PostgreSQL: moved with `pg_dump -Fc` and `pg_restore` (or logical replication).
+    #[default]
     Postgresql,
-    /// MySQL or MariaDB (Pixelfed's default in nixpkgs): declared, not yet moved by `fedigen migrate`.
+    /// MySQL or MariaDB (Pixelfed's default in nixpkgs): moved with `mariadb-dump`/`mysqldump` and the
+    /// `mariadb`/`mysql` client (`gen/src/migrate/mysql.rs`).
     Mysql,
 }
 
@@ -61,6 +89,11 @@ impl Engine {
             Engine::Postgresql => "postgresql",
             Engine::Mysql => "mysql",
         }
+    }
+
+    /// Whether this is PostgreSQL, the default (a job's `engine` is left out then).
+    pub fn is_postgresql(&self) -> bool {
+        *self == Engine::Postgresql
     }
 }
 
@@ -120,6 +153,63 @@ impl Identity {
 }
 
 impl State {
+    /// The problems of `url_columns`: a database or bucket the state does not declare, a table or column that
+    /// is not a plain identifier, a column declared twice.
+    fn url_column_problems(&self, out: &mut Vec<(String, String)>) {
+        let identifier = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !s.as_bytes()[0].is_ascii_digit()
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, c) in self.url_columns.iter().enumerate() {
+            if !self.databases.contains_key(&c.database) {
+                out.push((
+                    format!("url_columns.{i}.database"),
+                    format!(
+                        "`{}` is not one of [state.databases] ({})",
+                        c.database,
+                        list(
+                            &self
+                                .databases
+                                .keys()
+                                .map(String::as_str)
+                                .collect::<Vec<_>>()
+                        )
+                    ),
+                ));
+            }
+            if !self.buckets.contains(&c.bucket) {
+                out.push((
+                    format!("url_columns.{i}.bucket"),
+                    format!(
+                        "`{}` is not one of the state's buckets ({})",
+                        c.bucket,
+                        list(&self.buckets.iter().map(String::as_str).collect::<Vec<_>>())
+                    ),
+                ));
+            }
+            for (field, value) in [("table", &c.table), ("column", &c.column)] {
+                if !identifier(value) {
+                    out.push((
+                        format!("url_columns.{i}.{field}"),
+                        format!("`{value}` must be a plain identifier: letters, digits and `_`, not starting with a digit, at most 64"),
+                    ));
+                }
+            }
+            if !seen.insert((&c.database, &c.table, &c.column)) {
+                out.push((
+                    format!("url_columns.{i}"),
+                    format!(
+                        "`{}.{}` of database `{}` is declared twice",
+                        c.table, c.column, c.database
+                    ),
+                ));
+            }
+        }
+    }
+
     /// Every problem of the declaration against the rest of the manifest, as (path below `state`, message):
     /// absolute paths, an identity that says where it lives exactly once, secrets that exist, and every
     /// bucket the application needs declared (and no other).
@@ -164,6 +254,7 @@ impl State {
                 out.push((format!("identity.{name}.mode"), reason));
             }
         }
+        self.url_column_problems(&mut out);
         for bucket in needed_buckets {
             if !self.buckets.contains(bucket) {
                 out.push((
@@ -481,6 +572,50 @@ mod tests {
             ]
         );
         assert!(problems[3].1.contains("every user"), "{problems:?}");
+    }
+
+    /// Each URL column names a declared database and bucket, plain identifiers, once.
+    #[test]
+    fn url_columns_are_checked_against_the_state() {
+        let column = |database: &str, bucket: &str, table: &str, column: &str| UrlColumn {
+            database: database.into(),
+            bucket: bucket.into(),
+            table: table.into(),
+            column: column.into(),
+            source: "s".into(),
+        };
+        let mut state = State {
+            buckets: vec!["media".into()],
+            url_columns: vec![
+                column("pixelfed", "media", "media", "cdn_url"),
+                column("other", "videos", "media", "cdn_url"),
+                column("pixelfed", "media", "media; DROP", "1x"),
+                column("pixelfed", "media", "media", "cdn_url"),
+            ],
+            ..State::default()
+        };
+        state.databases.insert(
+            "pixelfed".into(),
+            Database {
+                engine: Engine::Mysql,
+                user: "pixelfed".into(),
+                source: "s".into(),
+            },
+        );
+        let problems = state.problems(&[], &["media".into()]);
+        let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "url_columns.1.database",
+                "url_columns.1.bucket",
+                "url_columns.2.table",
+                "url_columns.2.column",
+                "url_columns.3"
+            ],
+            "{problems:?}"
+        );
+        assert!(problems[0].1.contains("`pixelfed`"), "{problems:?}");
     }
 
     #[test]

@@ -845,11 +845,97 @@ fn replicate_names_the_replication_roles_and_the_estimate_counts_only_the_catch_
             .find(|x| x.what.starts_with(what))
             .map(|x| (x.bytes, x.seconds))
     };
-    assert_eq!(part(r, "databases: pg_dump"), Some((Some(0), Some(0))));
+    assert_eq!(part(r, "databases: dumped at A"), Some((Some(0), Some(0))));
     assert_eq!(
         part(r, "replicated databases: catch-up"),
         Some((Some(20_000_000), Some(1)))
     );
     assert_eq!(part(d, "replicated databases"), None);
     assert!(r.method.contains("catch-up") && !d.method.contains("catch-up"));
+}
+
+/// Pixelfed's MySQL database is in the job (no manual step): dumped at A over TCP, restored at B through the
+/// socket nixpkgs' pixelfed.nix uses, as the `pixelfed` OS user (its `unix_socket` account), and the four URL
+/// columns its manifest declares are rewritten from A's media prefix of the bucket to B's, after the restore and
+/// before the verification.
+#[test]
+fn pixelfeds_mysql_database_moves_and_its_media_urls_follow() {
+    use fedigen::migrate::job::Engine;
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let to = document("examples/provider-b.toml");
+    let mut r = request("amstelland", &from, &to, &catalog, &catalog);
+    r.machines = Some((
+        "examples/provider-b.amstelland-machines.toml",
+        example_machines(),
+    ));
+    let Planned { plan, jobs } = plan::plan(&r).unwrap();
+    assert!(
+        !plan.manual.iter().any(|m| m.contains("not moved")),
+        "{:#?}",
+        plan.manual
+    );
+    let (machine, job) = jobs
+        .iter()
+        .find(|(m, _)| m.ends_with("-pixelfed"))
+        .expect("a Pixelfed job");
+    let db = &job.databases[0];
+    assert_eq!(db.engine, Engine::Mysql);
+    assert_eq!(
+        (db.source.port, db.target.port, db.target.host.as_str()),
+        (3306, 3306, "/run/mysqld/mysqld.sock")
+    );
+    assert_eq!(db.target.os_user.as_deref(), Some("pixelfed"));
+    assert!(db.target.password_file.is_none() && db.source.password_file.is_some());
+    let columns: Vec<String> = db
+        .url_rewrites
+        .iter()
+        .map(|u| format!("{}.{}", u.table, u.column))
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "media.cdn_url",
+            "media.thumbnail_url",
+            "media.optimized_url",
+            "avatars.cdn_url"
+        ]
+    );
+    for u in &db.url_rewrites {
+        assert!(
+            u.from
+                .starts_with("https://media.nordwind-hosting.example/")
+                && u.from.ends_with("/"),
+            "{u:?}"
+        );
+        assert!(
+            u.to.starts_with("https://media.zuidwind-hosting.example/") && u.to.ends_with("/"),
+            "{u:?}"
+        );
+        assert!(
+            u.from.contains("amstelland") && u.to.contains("amstelland"),
+            "{u:?}"
+        );
+    }
+    let steps = &plan
+        .steps
+        .iter()
+        .find(|s| &s.machine == machine)
+        .unwrap()
+        .steps;
+    let at = |s: &str| {
+        steps
+            .iter()
+            .position(|x| x == s)
+            .unwrap_or_else(|| panic!("{s}: {steps:?}"))
+    };
+    assert!(at("freeze") < at("dump:pixelfed"));
+    assert!(at("restore:pixelfed") < at("rewrite:pixelfed"));
+    assert!(at("rewrite:pixelfed") < at("verify"));
+    // The downtime counts it: an automatic database move.
+    assert!(
+        plan.moves
+            .iter()
+            .any(|m| m.application == "pixelfed" && m.kind == Kind::Database && m.automatic)
+    );
 }

@@ -529,9 +529,11 @@ fn extensions_are_restored_or_refused_before_the_freeze() {
         operator: "op".into(),
         databases: vec![fedigen::migrate::job::DatabaseMove {
             name: "peertube".into(),
+            engine: Default::default(),
             source: a.connection(),
             target: b.connection(),
             replication: None,
+            url_rewrites: Vec::new(),
         }],
         buckets: Vec::new(),
         directories: Vec::new(),
@@ -623,9 +625,11 @@ fn database_job(
         operator: "op".into(),
         databases: vec![fedigen::migrate::job::DatabaseMove {
             name: "app".into(),
+            engine: Default::default(),
             source: source.connection(),
             target: target.connection(),
             replication: replicated.then(|| source.replication_to(target)),
+            url_rewrites: Vec::new(),
         }],
         buckets: Vec::new(),
         directories: Vec::new(),

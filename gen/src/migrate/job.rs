@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::state::Engine;
+
 /// A whole migration of one operator from one provider to another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,12 +38,18 @@ pub struct Job {
     pub commands: Commands,
 }
 
-/// One PostgreSQL database to move.
+/// One database to move (PostgreSQL, or MySQL/MariaDB).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseMove {
     /// A short name, unique in the job (the journal's step names use it).
     pub name: String,
+    /// The engine of both sides: `postgresql` (the default, so jobs written before MySQL was supported stay
+    /// valid and serialise as before) or `mysql` (MySQL or MariaDB: dumped with `mariadb-dump`/`mysqldump`,
+    /// restored with the client; see `mysql.rs`). `source` and `target` are then MySQL connections: `host` a
+    /// socket file (or the folder holding `mysqld.sock`) or a host name, and `port` must be given for TCP.
+    #[serde(default, skip_serializing_if = "Engine::is_postgresql")]
+    pub engine: Engine,
     /// Where it is now.
     pub source: Postgres,
     /// Where it goes: the database must exist (the target's module creates it), owned by `user`.
@@ -52,6 +60,28 @@ pub struct DatabaseMove {
     /// anything); otherwise the run falls back to dump and restore and says why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<Replication>,
+    /// Columns holding absolute URLs of the source's media host (Pixelfed's `media.cdn_url`), rewritten at the
+    /// target after the restore (step `rewrite:NAME`) so they name the target's; verification compares the
+    /// source's rows as the rewrite leaves them. Empty: nothing is rewritten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub url_rewrites: Vec<UrlRewrite>,
+}
+
+/// One column whose values beginning with `from` begin with `to` after the move.
+///
+/// Why a prefix and not a host: the stored URL is the media host *and* the bucket's path
+/// (`https://media.provider-a.example/op-pixelfed-media/…`), and the bucket's name may differ at the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlRewrite {
+    /// The table (in the database's default schema).
+    pub table: String,
+    /// The column.
+    pub column: String,
+    /// The source's prefix (`https://media.a.example/op-media/`).
+    pub from: String,
+    /// The target's prefix.
+    pub to: String,
 }
 
 /// The two extra roles logical replication needs, beside the application's roles of `source` and `target`.
@@ -93,6 +123,10 @@ pub struct Postgres {
     /// `services.postgresql.authentication`): the OS user must be the role, so a root fedigen connecting as the
     /// application's role is refused. On NixOS the application's role is its service user (`mastodon`,
     /// `matrix-synapse`, `peertube`, `pixelfed`). Absent: the tools run as fedigen's own user, as before.
+    ///
+    /// For MySQL likewise: the server authenticates local
+    /// socket connections by it (MariaDB's `unix_socket` for the users NixOS's `ensureUsers` creates). The
+    /// dump is then read on standard input, opened by root, since the journal folder is root's alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os_user: Option<String>,
 }
@@ -319,6 +353,10 @@ impl Job {
             &mut problem,
         );
         for (i, db) in self.databases.iter().enumerate() {
+            if db.engine == Engine::Mysql {
+                mysql_problems(i, db, &mut problem);
+            }
+            rewrite_problems(i, db, &mut problem);
             let mut sides = vec![("source", &db.source), ("target", &db.target)];
             if let Some(r) = &db.replication {
                 sides.push(("replication.publisher", &r.publisher));
@@ -467,6 +505,60 @@ impl Job {
     }
 }
 
+/// What a URL rewrite may not be: an empty table, column or prefix, or two prefixes one of which begins the
+/// other (a rewritten value would begin with `from` again, and a resumed rewrite would change it twice).
+fn rewrite_problems(i: usize, db: &DatabaseMove, problem: &mut dyn FnMut(String, String)) {
+    for (j, r) in db.url_rewrites.iter().enumerate() {
+        for (field, value) in [
+            ("table", &r.table),
+            ("column", &r.column),
+            ("from", &r.from),
+            ("to", &r.to),
+        ] {
+            if value.is_empty() {
+                problem(
+                    format!("databases[{i}].url_rewrites[{j}].{field}"),
+                    "must not be empty".into(),
+                );
+            }
+        }
+        if !r.from.is_empty()
+            && !r.to.is_empty()
+            && (r.from.starts_with(&r.to) || r.to.starts_with(&r.from))
+        {
+            problem(
+                format!("databases[{i}].url_rewrites[{j}].to"),
+                format!(
+                    "`{}` and `from` `{}` begin one another, so the rewrite could not be repeated safely: give both prefixes up to their differing host, ending in `/`",
+                    r.to, r.from
+                ),
+            );
+        }
+    }
+}
+
+/// What a MySQL database move may not have: replication (PostgreSQL's logical replication only), or a TCP
+/// connection on PostgreSQL's default port (the field's default, so surely not given).
+fn mysql_problems(i: usize, db: &DatabaseMove, problem: &mut dyn FnMut(String, String)) {
+    if db.replication.is_some() {
+        problem(
+            format!("databases[{i}].replication"),
+            "is PostgreSQL's logical replication; a `mysql` database is dumped and restored after the freeze: remove it".into(),
+        );
+    }
+    for (side, c) in [("source", &db.source), ("target", &db.target)] {
+        if !c.host.starts_with('/') && c.port == default_pg_port() {
+            problem(
+                format!("databases[{i}].{side}.port"),
+                format!(
+                    "is PostgreSQL's port {}: give the MySQL server's port (usually 3306), or a socket path as `host`",
+                    c.port
+                ),
+            );
+        }
+    }
+}
+
 /// An octal file mode for a secret: three or four octal digits, nothing for others.
 pub(crate) fn mode_bits(mode: &str) -> Result<u32, String> {
     let bits = ((3..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b)))
@@ -607,6 +699,51 @@ mod tests {
         v["databases"][0]["replication"]["publisher"]["database"] = "d".into();
         v["databases"][0]["replication"]["publisher"]["password_file"] = "/run/rep".into();
         let parsed = Job::parse(&v.to_string(), "j").unwrap();
+        assert_eq!(Job::parse(&parsed.to_json(), "again").unwrap(), parsed);
+    }
+
+    /// The engine is optional (PostgreSQL: old jobs read and serialise as before); a MySQL database may not ask
+    /// for replication nor use PostgreSQL's default port over TCP; URL prefixes must not begin one another.
+    #[test]
+    fn engines_and_url_rewrites_are_checked() {
+        let parsed = Job::parse(&job().to_string(), "j").unwrap();
+        assert_eq!(parsed.databases[0].engine, Engine::Postgresql);
+        assert!(!parsed.to_json().contains("engine") && !parsed.to_json().contains("url_rewrites"));
+        let mut v = job();
+        v["databases"][0]["engine"] = "mysql".into();
+        v["databases"][0]["source"]["host"] = "a.example".into();
+        v["databases"][0]["replication"] = serde_json::json!({
+            "publisher": {"host": "a.example", "user": "r", "database": "d", "password_file": "/pw"},
+            "subscriber": {"host": "/t", "user": "postgres", "database": "d"}
+        });
+        v["databases"][0]["url_rewrites"] = serde_json::json!([
+            {"table": "media", "column": "cdn_url", "from": "https://m.a/b/", "to": "https://m.b/b/"},
+            {"table": "media", "column": "x", "from": "https://m.a/", "to": "https://m.a/b/"},
+            {"table": "", "column": "x", "from": "https://m.a/", "to": "https://m.b/"}
+        ]);
+        let err = Job::parse(&v.to_string(), "j").unwrap_err();
+        let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "databases[0].replication",
+                "databases[0].source.port",
+                "databases[0].url_rewrites[1].to",
+                "databases[0].url_rewrites[2].table"
+            ],
+            "{err}"
+        );
+        v["databases"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("replication");
+        v["databases"][0]["source"]["port"] = 3306.into();
+        v["databases"][0]["url_rewrites"]
+            .as_array_mut()
+            .unwrap()
+            .truncate(1);
+        let parsed = Job::parse(&v.to_string(), "j").unwrap();
+        assert_eq!(parsed.databases[0].engine, Engine::Mysql);
         assert_eq!(Job::parse(&parsed.to_json(), "again").unwrap(), parsed);
     }
 

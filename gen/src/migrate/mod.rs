@@ -19,6 +19,7 @@
 pub(crate) mod exec;
 pub mod job;
 pub mod journal;
+pub(crate) mod mysql;
 pub(crate) mod pg;
 pub mod plan;
 pub mod remote;
@@ -26,4 +27,5 @@ pub(crate) mod replicate;
 pub mod run;
 pub(crate) mod s3;
 pub mod tree;
+pub(crate) mod urls;
 pub mod verify;

@@ -383,7 +383,7 @@ pub struct Fingerprint {
 const CHECKSUM: &str = "count(*), coalesce(sum(('x' || substr(h, 1, 16))::bit(64)::bigint::numeric), 0) || ':' || coalesce(sum(('x' || substr(h, 17, 16))::bit(64)::bigint::numeric), 0)";
 
 /// `count(*)` and the sum (numeric, exact) of the 64-bit hash of each row's text, for the table alias `r`.
-const ROW_CHECKSUM: &str =
+pub(crate) const ROW_CHECKSUM: &str =
     "count(*), coalesce(sum(pg_catalog.hashtextextended(r::text, 0)), 0)::text";
 
 /// How many connections one side's fingerprint uses at most: the machine's cores (the hashing is the server's

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::job::{
     BucketMove, Commands, DatabaseMove, DirectoryMove, Job, Postgres, Replication, S3, SecretMove,
+    UrlRewrite,
 };
 use crate::deploy::{self, MachineRole};
 use crate::manifest::Manifest;
@@ -33,7 +34,7 @@ use crate::model::{
     self, Catalog, FieldPath, Machine, Operator, Spec, SpecDocument, SpecReport, path::Step,
 };
 use crate::position::Position;
-use crate::state::Engine;
+use crate::state::{self, Engine};
 
 #[path = "plan_render.rs"]
 mod render;
@@ -766,6 +767,103 @@ fn locate(
     }
 }
 
+/// The source's and the target's connection of database `name`: PostgreSQL over TCP at A with a password
+/// file, and B's socket folder as the application's role; MySQL (MariaDB, nixpkgs' default for Pixelfed) over
+/// TCP at A on port 3306 with a password file, and at B the socket nixpkgs' pixelfed.nix gives the
+/// application (`/run/mysqld/mysqld.sock`) as its user, run as that OS user (its `ensureUsers` entry
+/// authenticates with `unix_socket`).
+fn database_connections(
+    db: &state::Database,
+    name: &str,
+    source_host: String,
+) -> (Postgres, Postgres) {
+    let (port, socket, os_user) = match db.engine {
+        // B's PostgreSQL authenticates the socket by peer (nixpkgs' default `local all all peer`): the tools run
+        // as the OS user named like the role, which in nixpkgs is the service's user (mastodon: user =
+        // database.user = name, asserted with createLocally; matrix-synapse: the template's role
+        // "matrix-synapse" = the unit's user; peertube: user and database.user both default "peertube").
+        Engine::Postgresql => (5432, "/run/postgresql", Some(db.user.clone())),
+        Engine::Mysql => (3306, "/run/mysqld/mysqld.sock", Some(db.user.clone())),
+    };
+    (
+        Postgres {
+            host: source_host,
+            port,
+            user: db.user.clone(),
+            database: name.to_owned(),
+            password_file: Some(format!("{MIGRATE_SECRETS}/{name}-source-password").into()),
+            os_user: None,
+        },
+        Postgres {
+            host: socket.into(),
+            port,
+            user: db.user.clone(),
+            database: name.to_owned(),
+            password_file: None,
+            os_user,
+        },
+    )
+}
+
+/// The URL rewrites of database `name`: each of the manifest's `[[state.url_columns]]` in it, from A's media
+/// prefix of its bucket (`https://<A's media host>/<A's bucket>/`, what `AWS_URL` made of it) to B's. Without
+/// object storage at both sides there is no prefix to rewrite to: a manual step says so.
+#[allow(clippy::too_many_arguments)]
+fn url_rewrites(
+    from: &Spec,
+    target: Option<&Spec>,
+    request: &Request<'_>,
+    operator: &Operator,
+    app: &str,
+    manifest: &Manifest,
+    name: &str,
+    manual: &mut Vec<String>,
+) -> Vec<UrlRewrite> {
+    let from_kinds = request
+        .from_catalog
+        .manifests
+        .get(app)
+        .map_or(&manifest.needs.s3_buckets, |m| &m.needs.s3_buckets);
+    let media = |spec: &Spec, catalog: &Catalog| {
+        deploy::storage::endpoint_hosts(spec, catalog).map(|(_, media, _)| media)
+    };
+    let hosts = (
+        media(from, request.from_catalog),
+        target.and_then(|t| media(t, request.to_catalog)),
+    );
+    let mut out = Vec::new();
+    for c in manifest
+        .state
+        .url_columns
+        .iter()
+        .filter(|c| c.database == name)
+    {
+        let (Some(a), Some(b)) = &hosts else {
+            manual.push(format!(
+                "{app}: `{}.{}` of database `{name}` holds URLs of the `{}` bucket's media host, and A or B has no object storage to rewrite them between: rewrite them by hand after the restore",
+                c.table, c.column, c.bucket
+            ));
+            continue;
+        };
+        let from_bucket = deploy::storage::bucket_name(operator, app, from_kinds, &c.bucket);
+        let to_bucket =
+            deploy::storage::bucket_name(operator, app, &manifest.needs.s3_buckets, &c.bucket);
+        let (from, to) = (
+            format!("https://{a}/{from_bucket}/"),
+            format!("https://{b}/{to_bucket}/"),
+        );
+        if from != to {
+            out.push(UrlRewrite {
+                table: c.table.clone(),
+                column: c.column.clone(),
+                from,
+                to,
+            });
+        }
+    }
+    out
+}
+
 /// The moves and the job of one application.
 #[allow(clippy::too_many_arguments)]
 fn application_job(
@@ -793,7 +891,6 @@ fn application_job(
         },
     };
     for (name, db) in &state.databases {
-        let automatic = db.engine == Engine::Postgresql;
         moves.push(Move {
             application: app.to_owned(),
             kind: Kind::Database,
@@ -801,23 +898,16 @@ fn application_job(
             source: format!("{} database {name} on {source_host}", db.engine.name()),
             target: format!("{} database {name} on {machine} at B", db.engine.name()),
             bytes: None,
-            automatic,
-            replicated: automatic && request.replicate,
+            automatic: true,
+            replicated: request.replicate && db.engine == Engine::Postgresql,
         });
-        if !automatic {
-            manual.push(format!(
-                "{app}: the {} database `{name}` is not moved by `fedigen migrate run` (PostgreSQL only): dump it at A after the freeze and restore it at B before `start` (for MySQL: mysqldump --single-transaction, then mysql)",
-                db.engine.name()
-            ));
-            continue;
-        }
         let a_host = source_host
             .rsplit_once('@')
             .map_or(source_host, |(_, h)| h)
             .to_owned();
         // B's server reaches A's as the job does (A's machine, port 5432), as the replicator role; the
-        // subscription is B's superuser's, over B's socket by peer.
-        let replication = request.replicate.then(|| Replication {
+        // subscription is B's superuser's, over B's socket by peer. PostgreSQL only (logical replication).
+        let replication = (request.replicate && db.engine == Engine::Postgresql).then(|| Replication {
             publisher: Postgres {
                 host: a_host.clone(),
                 port: 5432,
@@ -835,34 +925,25 @@ fn application_job(
                 os_user: Some(TARGET_SUPERUSER.to_owned()),
             },
         });
+        let (source, target_connection) = database_connections(db, name, a_host);
         job.databases.push(DatabaseMove {
             name: name.clone(),
-            source: Postgres {
-                host: a_host,
-                port: 5432,
-                user: db.user.clone(),
-                database: name.clone(),
-                password_file: Some(format!("{MIGRATE_SECRETS}/{name}-source-password").into()),
-                os_user: None,
-            },
-            target: Postgres {
-                host: "/run/postgresql".into(),
-                port: 5432,
-                user: db.user.clone(),
-                database: name.clone(),
-                password_file: None,
-                // B's PostgreSQL authenticates the socket by peer (nixpkgs' default `local all all peer`):
-                // the tools run as the OS user named like the role, which in nixpkgs is the service's user
-                // (mastodon: user = database.user = name, asserted with createLocally; matrix-synapse: the
-                // template's role "matrix-synapse" = the unit's user; peertube: user and database.user both
-                // default "peertube"; pixelfed with pgsql: ensureUsers name = cfg.user).
-                os_user: Some(db.user.clone()),
-            },
+            engine: db.engine,
+            source,
+            target: target_connection,
             replication,
+            url_rewrites: url_rewrites(
+                from, target, request, operator, app, manifest, name, manual,
+            ),
         });
     }
-    if request.replicate && !job.databases.is_empty() {
-        let names = list(job.databases.iter().map(|d| d.name.as_str()));
+    if job.databases.iter().any(|d| d.replication.is_some()) {
+        let names = list(
+            job.databases
+                .iter()
+                .filter(|d| d.replication.is_some())
+                .map(|d| d.name.as_str()),
+        );
         manual.push(format!(
             "{app}: database {names} is replicated while A serves (--replicate): A's PostgreSQL must run with wal_level = logical and a free replication slot and WAL sender, and have the role `{REPLICATOR_ROLE}` (LOGIN REPLICATION, SELECT on the database's tables) reachable from {machine} at B on port 5432 (a pg_hba.conf host line), its password placed at B in {MIGRATE_SECRETS}/<database>-replicator-password; the run checks this read-only before anything and dumps and restores a database A cannot replicate, saying why"
         ));
@@ -1156,7 +1237,7 @@ fn downtime(moves: &[Move], throughput: u64, source: &str, change_permille: u32)
             delta,
         ),
         part(
-            "databases: pg_dump -Fc at A, then pg_restore at B (each in full)",
+            "databases: dumped at A (pg_dump -Fc, mariadb-dump), then restored at B (each in full)",
             dumped.map(|b| b.saturating_mul(2)),
         ),
     ];

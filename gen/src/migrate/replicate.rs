@@ -557,9 +557,11 @@ mod tests {
     fn object_names_are_stable_identifiers_distinct_per_job() {
         let d = DatabaseMove {
             name: "db".into(),
+            engine: Default::default(),
             source: pg("a"),
             target: pg("b"),
             replication: None,
+            url_rewrites: Vec::new(),
         };
         let n = object_name("op", &d);
         assert_eq!(n, object_name("op", &d.clone()));

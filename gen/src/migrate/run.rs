@@ -18,6 +18,9 @@
 //!    subscription, slot and publication are dropped and the sequences and large objects copied; `dump:*`,
 //!    `restore:*` for the others — dumped at the source (into the journal folder) and restored at the target in
 //!    one transaction;
+//!    `rewrite:*` — after a database's restore or catch-up, the columns the job names hold the target's media
+//!    URL prefix instead of the source's (one transaction; see [`super::urls`] and `mysql.rs`); a MySQL
+//!    database (`engine = "mysql"`) is dumped and restored by `mysql.rs` under the same step names;
 //! 6. `identity:*` — the secrets that make the target the same server, placed with their owner and mode;
 //! 7. `verify` — the target holds what the source holds (see [`super::verify`]); on any difference the run
 //!    stops here;
@@ -31,10 +34,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::exec::{self, ExecError};
+use super::job::Engine;
 use super::job::{Job, Location, SecretMove};
 use super::journal::{Journal, JournalError, write_atomic};
 use super::verify::{self, Report, VerifyError};
-use super::{pg, replicate, s3, tree};
+use super::{mysql, pg, replicate, s3, tree, urls};
 use crate::io_error::IoError;
 
 /// Why a run stopped.
@@ -119,16 +123,26 @@ fn steps_with(job: &Job, replicated: &dyn Fn(&super::job::DatabaseMove) -> bool)
     }
     for d in &live {
         out.push(format!("catchup:{}", d.name));
+        rewrite_step(d, &mut out);
     }
     for d in &dumped {
         out.push(format!("dump:{}", d.name));
         out.push(format!("restore:{}", d.name));
+        rewrite_step(d, &mut out);
     }
     for s in &job.identity {
         out.push(format!("identity:{}", s.name));
     }
     out.extend(["verify", "start", "health", "dns"].map(String::from));
     out
+}
+
+/// `rewrite:NAME` after a database's restore (or catch-up) when the job rewrites URLs in it: before `verify`,
+/// which compares the source's rows as the rewrite leaves them.
+fn rewrite_step(d: &super::job::DatabaseMove, out: &mut Vec<String>) {
+    if !d.url_rewrites.is_empty() {
+        out.push(format!("rewrite:{}", d.name));
+    }
 }
 
 /// Whether `step` belongs to the bulk phase (run while the source serves: `--bulk-only` runs these), and
@@ -338,8 +352,15 @@ fn check_databases(job: &Job, journal: &Journal) -> Result<(), RunError> {
             continue;
         }
         let step = format!("check:{}", d.name);
-        let problems = pg::restore_problems(&d.source, &d.target)
-            .map_err(|e| step_error(&step, StepFailure::from(e)))?;
+        let problems = match d.engine {
+            Engine::Postgresql => {
+                pg::restore_problems(&d.source, &d.target).map_err(StepFailure::from)
+            }
+            Engine::Mysql => {
+                mysql::restore_problems(&d.source, &d.target).map_err(StepFailure::from)
+            }
+        }
+        .map_err(|e| step_error(&step, e))?;
         if !problems.is_empty() {
             return Err(RunError::Step {
                 step,
@@ -409,6 +430,14 @@ impl From<pg::PgError> for StepFailure {
         match e {
             pg::PgError::Exec(e) => e.into(),
             pg::PgError::Io(e) => e.into(),
+        }
+    }
+}
+impl From<mysql::MysqlError> for StepFailure {
+    fn from(e: mysql::MysqlError) -> Self {
+        match e {
+            mysql::MysqlError::Exec(e) => e.into(),
+            mysql::MysqlError::Io(e) => e.into(),
         }
     }
 }
@@ -507,7 +536,15 @@ fn do_step(
                 .iter()
                 .find(|d| d.name == name)
                 .expect("a step of the job");
-            pg::dump(&d.source, &dump_file(dir, name)).map_err(|e| fail(e.into()))
+            match d.engine {
+                Engine::Postgresql => {
+                    pg::dump(&d.source, &dump_file(dir, name)).map_err(Into::into)
+                }
+                Engine::Mysql => {
+                    mysql::dump(&d.source, &dump_file(dir, name)).map_err(Into::into)
+                }
+            }
+            .map_err(fail)
         }
         "restore" => {
             let d = job
@@ -515,7 +552,27 @@ fn do_step(
                 .iter()
                 .find(|d| d.name == name)
                 .expect("a step of the job");
-            pg::restore(&d.target, &dump_file(dir, name)).map_err(|e| fail(e.into()))
+            match d.engine {
+                Engine::Postgresql => {
+                    pg::restore(&d.target, &dump_file(dir, name)).map_err(Into::into)
+                }
+                Engine::Mysql => {
+                    mysql::restore(&d.target, &dump_file(dir, name)).map_err(Into::into)
+                }
+            }
+            .map_err(fail)
+        }
+        "rewrite" => {
+            let d = job
+                .databases
+                .iter()
+                .find(|d| d.name == name)
+                .expect("a step of the job");
+            match d.engine {
+                Engine::Postgresql => urls::rewrite(d).map_err(Into::into),
+                Engine::Mysql => mysql::rewrite_urls(d).map_err(Into::into),
+            }
+            .map_err(fail)
         }
         "identity" => {
             let s = job

@@ -221,6 +221,7 @@ impl MigrationTest {
                 })
                 .map(|(name, db)| DatabaseMove {
                     name: name.clone(),
+                    engine: Default::default(),
                     source: Postgres {
                         host: a.name.clone(),
                         port: 5432,
@@ -239,6 +240,7 @@ impl MigrationTest {
                         os_user: Some(db.user.clone()),
                     },
                     replication: None,
+                    url_rewrites: Vec::new(),
                 })
                 .collect();
             // Each bucket between the two clusters, named by the one rule (both sides run the same manifest), with

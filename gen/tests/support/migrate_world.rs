@@ -199,6 +199,7 @@ impl Pg {
         Postgres {
             user: user.into(),
             password_file: Some(self.dir.with_file_name(format!("{name}-{file}.pw"))),
+            os_user: None,
             ..self.connection()
         }
     }
@@ -549,9 +550,11 @@ impl World {
             operator: "op".into(),
             databases: vec![DatabaseMove {
                 name: "app".into(),
+                engine: Default::default(),
                 source: pg_a.connection(),
                 target: pg_b.connection(),
                 replication: replicated.then(|| pg_a.replication_to(&pg_b)),
+                url_rewrites: Vec::new(),
             }],
             buckets: vec![BucketMove {
                 name: "media".into(),
