@@ -149,7 +149,12 @@ fn every_example_operator_moves_all_its_state_and_its_jobs_are_valid() {
                 )
                 .collect();
             for d in &job.databases {
-                assert_eq!(d.target.host, "/run/postgresql", "{machine}: {}", d.name);
+                // nixpkgs' sockets: PostgreSQL's folder, MySQL's (MariaDB's) socket file.
+                let socket = match d.engine {
+                    fedigen::migrate::job::Engine::Postgresql => "/run/postgresql",
+                    fedigen::migrate::job::Engine::Mysql => "/run/mysqld/mysqld.sock",
+                };
+                assert_eq!(d.target.host, socket, "{machine}: {}", d.name);
                 assert_eq!(
                     d.target.os_user.as_deref(),
                     Some(d.target.user.as_str()),
