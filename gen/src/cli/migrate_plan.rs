@@ -44,9 +44,9 @@ The run checks A read-only before anything and dumps and restores a database A c
 
 --json prints the plan (schema 1): {schema, operator, domain, from, to: {file, provider, runtime, s3_endpoint},
 conflicts: [{at, field, message}], manual: [text], moves: [{application, kind (database|bucket|directory|
-identity), name, source, target, bytes (null: unknown), automatic, replicated (only when true)}], steps: [{machine, steps}], downtime:
-{throughput_bytes_per_second, throughput_source (flag|assumed), change_permille, bulk_seconds, freeze_seconds
-(null: unknown), parts: [{what, bytes, seconds}], method}, dns: {zone, ttl, lowered_ttl, lower_before_seconds,
+identity), name, source, target, bytes (null: unknown), automatic, replicated (only when true)}],
+steps: [{machine, steps}], downtime: {throughput_bytes_per_second, throughput_source (flag|assumed),
+change_permille, bulk_seconds, freeze_seconds (null: unknown), parts: [{what, bytes, seconds}], method}, dns: {zone, ttl, lowered_ttl, lower_before_seconds,
 name_servers: {from, to}, changes: [{name, type (A|AAAA), from, to}], note}, rollback: [text]}.
 
 Exit status: 0 B can take the operator (the plan printed, the jobs written); 1 conflicts (each named; no job is written); 2 invalid input (a specification, the machines file, an unknown operator); 3 the environment lacks something (the templates, a folder to write the jobs to).";
