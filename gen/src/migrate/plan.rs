@@ -907,24 +907,27 @@ fn application_job(
             .to_owned();
         // B's server reaches A's as the job does (A's machine, port 5432), as the replicator role; the
         // subscription is B's superuser's, over B's socket by peer. PostgreSQL only (logical replication).
-        let replication = (request.replicate && db.engine == Engine::Postgresql).then(|| Replication {
-            publisher: Postgres {
-                host: a_host.clone(),
-                port: 5432,
-                user: REPLICATOR_ROLE.to_owned(),
-                database: name.clone(),
-                password_file: Some(format!("{MIGRATE_SECRETS}/{name}-replicator-password").into()),
-                os_user: None,
-            },
-            subscriber: Postgres {
-                host: "/run/postgresql".into(),
-                port: 5432,
-                user: TARGET_SUPERUSER.to_owned(),
-                database: name.clone(),
-                password_file: None,
-                os_user: Some(TARGET_SUPERUSER.to_owned()),
-            },
-        });
+        let replication =
+            (request.replicate && db.engine == Engine::Postgresql).then(|| Replication {
+                publisher: Postgres {
+                    host: a_host.clone(),
+                    port: 5432,
+                    user: REPLICATOR_ROLE.to_owned(),
+                    database: name.clone(),
+                    password_file: Some(
+                        format!("{MIGRATE_SECRETS}/{name}-replicator-password").into(),
+                    ),
+                    os_user: None,
+                },
+                subscriber: Postgres {
+                    host: "/run/postgresql".into(),
+                    port: 5432,
+                    user: TARGET_SUPERUSER.to_owned(),
+                    database: name.clone(),
+                    password_file: None,
+                    os_user: Some(TARGET_SUPERUSER.to_owned()),
+                },
+            });
         let (source, target_connection) = database_connections(db, name, a_host);
         job.databases.push(DatabaseMove {
             name: name.clone(),
