@@ -60,10 +60,20 @@ impl Maria {
             "chown",
         );
         let data = dir.join("data");
+        // Each server's own temporary folder: two bootstraps sharing /tmp once failed removing a temporary table
+        // the other had taken ("Unknown table 'mysql.tmp_user_sys'").
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        world::run(
+            Command::new("chown").args(["nobody:nogroup"]).arg(&tmp),
+            "chown",
+        );
         world::run(
             Command::new("mariadb-install-db")
                 .arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--tmpdir={}", tmp.display()))
+                .env("TMPDIR", &tmp)
                 .args([
                     "--user=nobody",
                     "--auth-root-authentication-method=socket",
@@ -77,6 +87,7 @@ impl Maria {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", socket.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
             .arg(format!("--log-error={}", dir.join("error.log").display()))
             .args([

@@ -160,8 +160,10 @@ let
     {
       services.postgresql = lib.mkIf config.services.postgresql.enable {
         enableTCPIP = true;
+        # Local connections by peer, as NixOS's default: the engine's tools at B must run as the role's own OS
+        # user (the job's os_user), which trust would not prove (review-21 F2).
         authentication = lib.mkOverride 10 ''
-          local all all trust
+          local all all peer
           host all all 0.0.0.0/0 trust
           host all all ::/0 trust
         '';
@@ -971,11 +973,17 @@ pkgs.testers.runNixOSTest {
           ''})
           assert ${py "image served"} in output, output
           held_at_a[${py "amstelland-mastodon"}] = []
-          public_at_a[(${py "amstelland-mastodon"}, ${py "the account's ActivityPub actor keeps its public key"})] = client.succeed(${py ''
+          public_at_a[(${py "amstelland-mastodon"}, ${py "the account keeps its ActivityPub key pair"})] = amstelland_mastodon_a.succeed(${py ''
             export FEDIGEN_HOST='social.amstelland-university.example'
-            curl --silent --fail -H 'Accept: application/activity+json' "https://$FEDIGEN_HOST/users/fedigen_alice" | jq -er .publicKey.publicKeyPem
+            key=$(runuser -u mastodon -- psql -tAX -d mastodon -c "SELECT public_key FROM accounts WHERE username = 'fedigen_alice' AND domain IS NULL")
+            case "$key" in *'BEGIN PUBLIC KEY'*) printf '%s\n' "$key" ;; *) echo "no key pair for fedigen_alice" >&2; exit 1 ;; esac
           ''}).strip()
-          assert public_at_a[(${py "amstelland-mastodon"}, ${py "the account's ActivityPub actor keeps its public key"})], ${py "no identity printed at A: ${"the account's ActivityPub actor keeps its public key"}"}
+          assert public_at_a[(${py "amstelland-mastodon"}, ${py "the account keeps its ActivityPub key pair"})], ${py "no identity printed at A: ${"the account keeps its ActivityPub key pair"}"}
+          public_at_a[(${py "amstelland-mastodon"}, ${py "the instance actor keeps its public key"})] = client.succeed(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            curl --silent --fail -H 'Accept: application/activity+json' "https://$FEDIGEN_HOST/actor" | jq -er .publicKey.publicKeyPem
+          ''}).strip()
+          assert public_at_a[(${py "amstelland-mastodon"}, ${py "the instance actor keeps its public key"})], ${py "no identity printed at A: ${"the instance actor keeps its public key"}"}
 
       with subtest(${py "at A: ${"amstelland-mastodon-a: the status's image is in the media bucket and served from the media host"}"}):
           output = amstelland_mastodon_a.succeed(${py ''
@@ -1109,12 +1117,21 @@ pkgs.testers.runNixOSTest {
               at_b = held_sha256(garage_b, key_file, ${py "nl-ams"}, path)
               assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
 
-      with subtest(${py "at B, as other servers see it: ${"the account's ActivityPub actor keeps its public key"}"}):
+      with subtest(${py "at B, as other servers see it: ${"the account keeps its ActivityPub key pair"}"}):
+          at_b = amstelland_mastodon_b.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            key=$(runuser -u mastodon -- psql -tAX -d mastodon -c "SELECT public_key FROM accounts WHERE username = 'fedigen_alice' AND domain IS NULL")
+            case "$key" in *'BEGIN PUBLIC KEY'*) printf '%s\n' "$key" ;; *) echo "no key pair for fedigen_alice" >&2; exit 1 ;; esac
+          ''}).strip()
+          at_a = public_at_a[(${py "amstelland-mastodon"}, ${py "the account keeps its ActivityPub key pair"})]
+          assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
+
+      with subtest(${py "at B, as other servers see it: ${"the instance actor keeps its public key"}"}):
           at_b = client.wait_until_succeeds(${py ''
             export FEDIGEN_HOST='social.amstelland-university.example'
-            curl --silent --fail -H 'Accept: application/activity+json' "https://$FEDIGEN_HOST/users/fedigen_alice" | jq -er .publicKey.publicKeyPem
+            curl --silent --fail -H 'Accept: application/activity+json' "https://$FEDIGEN_HOST/actor" | jq -er .publicKey.publicKeyPem
           ''}).strip()
-          at_a = public_at_a[(${py "amstelland-mastodon"}, ${py "the account's ActivityPub actor keeps its public key"})]
+          at_a = public_at_a[(${py "amstelland-mastodon"}, ${py "the instance actor keeps its public key"})]
           assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
 
       with subtest(${py "at B, through the same domain: ${"the status reads back with its image, and the image is served"}"}):

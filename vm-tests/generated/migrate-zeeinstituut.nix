@@ -238,8 +238,10 @@ let
     {
       services.postgresql = lib.mkIf config.services.postgresql.enable {
         enableTCPIP = true;
+        # Local connections by peer, as NixOS's default: the engine's tools at B must run as the role's own OS
+        # user (the job's os_user), which trust would not prove (review-21 F2).
         authentication = lib.mkOverride 10 ''
-          local all all trust
+          local all all peer
           host all all 0.0.0.0/0 trust
           host all all ::/0 trust
         '';

@@ -401,11 +401,14 @@ pub(crate) fn schema_digest(pg: &Postgres) -> Result<String, PgError> {
     Ok(digest_without_comments(&dump.stdout))
 }
 
+/// Pages of a table read by one query: from, and up to (exclusive; `None`: to the end).
+type PageRange = (u64, Option<u64>);
+
 /// One query of a fingerprint: some whole tables, or a range of one table's pages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Unit {
-    /// (table, pages from, pages up to (exclusive; `None`: to the end)) — `None` pages: the whole table.
-    parts: Vec<(String, Option<(u64, Option<u64>)>)>,
+    /// (table, its page range) — `None`: the whole table.
+    parts: Vec<(String, Option<PageRange>)>,
     /// Bytes it reads, for the order.
     bytes: u64,
 }
@@ -453,7 +456,7 @@ fn units(tables: &[(String, u64, u64)], connections: usize) -> Vec<Unit> {
     if !small.parts.is_empty() {
         out.push(small);
     }
-    out.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    out.sort_by_key(|u| std::cmp::Reverse(u.bytes));
     out
 }
 
