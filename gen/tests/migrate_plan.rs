@@ -892,6 +892,16 @@ fn pixelfeds_mysql_database_moves_and_its_media_urls_follow() {
     );
     assert_eq!(db.target.os_user.as_deref(), Some("pixelfed"));
     assert!(db.target.password_file.is_none() && db.source.password_file.is_some());
+    // What A must provide for B to reach it: NixOS's `pixelfed` account is socket-only (review-21 F3).
+    assert!(
+        plan.manual
+            .iter()
+            .any(|m| m.starts_with("pixelfed: A's mysql database `pixelfed`")
+                && m.contains("over TCP on port 3306 as `pixelfed` with a password")
+                && m.contains("pixelfed-source-password")),
+        "{:#?}",
+        plan.manual
+    );
     let columns: Vec<String> = db
         .url_rewrites
         .iter()

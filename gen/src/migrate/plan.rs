@@ -929,6 +929,19 @@ fn application_job(
                 },
             });
         let (source, target_connection) = database_connections(db, name, a_host);
+        // NixOS lets the application's role in only through the local socket (PostgreSQL's peer, MariaDB's
+        // unix_socket): the job reaches A over TCP with a password, which A's provider must set up (review-21 F3).
+        manual.push(format!(
+            "{app}: A's {} database `{name}` must accept {machine} at B over TCP on port {} as `{}` with a password (a pg_hba.conf `host` line or a MySQL account `{}`@<B's address> with the database's privileges, and the port open to B), that password placed at B in {}",
+            db.engine.name(),
+            source.port,
+            source.user,
+            source.user,
+            source
+                .password_file
+                .as_ref()
+                .map_or_else(String::new, |p| p.display().to_string()),
+        ));
         job.databases.push(DatabaseMove {
             name: name.clone(),
             engine: db.engine,
