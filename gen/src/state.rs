@@ -148,7 +148,7 @@ impl Identity {
     /// The mode as a number, when it is an octal mode of at most four digits without write or any access for
     /// others (a secret is never world-readable).
     pub fn mode_bits(&self) -> Result<u32, String> {
-        crate::migrate::job::mode_bits(&self.mode)
+        mode_bits(&self.mode)
     }
 }
 
@@ -463,6 +463,20 @@ pub fn draft(found: &[UpstreamDirectory], upstream_module: Option<&str>) -> Stri
         ));
     }
     out
+}
+
+/// An octal file mode for a secret: three or four octal digits, nothing for others.
+pub(crate) fn mode_bits(mode: &str) -> Result<u32, String> {
+    let bits = ((3..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        .then(|| u32::from_str_radix(mode, 8).ok())
+        .flatten()
+        .ok_or_else(|| format!("`{mode}` is not an octal mode such as \"0600\""))?;
+    if bits & 0o007 != 0 {
+        return Err(format!(
+            "`{mode}` lets every user of the machine read or change the secret; use \"0600\" or \"0640\""
+        ));
+    }
+    Ok(bits)
 }
 
 #[cfg(test)]

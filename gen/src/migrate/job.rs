@@ -474,7 +474,7 @@ impl Job {
                     "is the source file itself".into(),
                 );
             }
-            if let Err(m) = mode_bits(&s.mode) {
+            if let Err(m) = crate::state::mode_bits(&s.mode) {
                 problem(format!("identity[{i}].mode"), m);
             }
         }
@@ -557,20 +557,6 @@ fn mysql_problems(i: usize, db: &DatabaseMove, problem: &mut dyn FnMut(String, S
             );
         }
     }
-}
-
-/// An octal file mode for a secret: three or four octal digits, nothing for others.
-pub(crate) fn mode_bits(mode: &str) -> Result<u32, String> {
-    let bits = ((3..=4).contains(&mode.len()) && mode.bytes().all(|b| (b'0'..=b'7').contains(&b)))
-        .then(|| u32::from_str_radix(mode, 8).ok())
-        .flatten()
-        .ok_or_else(|| format!("`{mode}` is not an octal mode such as \"0600\""))?;
-    if bits & 0o007 != 0 {
-        return Err(format!(
-            "`{mode}` lets every user of the machine read or change the secret; use \"0600\" or \"0640\""
-        ));
-    }
-    Ok(bits)
 }
 
 #[cfg(test)]

@@ -27,7 +27,6 @@ use sha2::{Digest as _, Sha256};
 
 use super::exec::{self, ExecError, Output};
 use super::job::{DatabaseMove, Postgres as Connection, UrlRewrite};
-use super::verify::{Item, VerifyError};
 use crate::io_error::IoError;
 
 /// A MySQL step failed.
@@ -39,15 +38,6 @@ pub enum MysqlError {
     /// A password file or dump could not be read or written.
     #[error(transparent)]
     Io(#[from] IoError),
-}
-
-impl From<MysqlError> for VerifyError {
-    fn from(e: MysqlError) -> Self {
-        match e {
-            MysqlError::Exec(e) => VerifyError::Exec(e),
-            MysqlError::Io(e) => VerifyError::Io(e),
-        }
-    }
 }
 
 /// The dump tool and the client, MariaDB's name first.
@@ -441,23 +431,22 @@ pub(crate) fn differences(a: &Fingerprint, b: &Fingerprint) -> Vec<String> {
 }
 
 /// The verification of one MySQL database move: both fingerprints at once, the source's with the job's URL
-/// rewrites applied ([`fingerprint`]), so the rewrite is not a difference and anything else is.
-pub(crate) fn compare(d: &DatabaseMove) -> Result<Item, VerifyError> {
+/// rewrites applied ([`fingerprint`]), so the rewrite is not a difference and anything else is. What was compared
+/// (for people), and each difference.
+pub(crate) fn compare(d: &DatabaseMove) -> Result<(String, Vec<String>), MysqlError> {
     let (a, b) = exec::both(
         || fingerprint(&d.source, &d.url_rewrites),
         || fingerprint(&d.target, &[]),
     );
     let (a, b) = (a?, b?);
-    Ok(Item {
-        kind: "database",
-        name: d.name.clone(),
-        compared: format!(
+    Ok((
+        format!(
             "{} tables, {} rows and their checksums, the schema",
             a.tables.len(),
             a.tables.values().map(|t| t.0).sum::<u64>(),
         ),
-        differences: differences(&a, &b),
-    })
+        differences(&a, &b),
+    ))
 }
 
 /// Rewrites, in one transaction, each of `d`'s URL columns at the target: a value beginning with `from` begins

@@ -671,7 +671,7 @@ fn copy_directory(source: &str, target: &str) -> Result<(), StepFailure> {
 
 fn place_secret(s: &SecretMove) -> Result<(), StepFailure> {
     let bytes = super::remote::read(&s.source)?;
-    let mode = super::job::mode_bits(&s.mode).map_err(|m| StepFailure(m, false))?;
+    let mode = crate::state::mode_bits(&s.mode).map_err(|m| StepFailure(m, false))?;
     if let Some(dir) = s.target.parent() {
         std::fs::create_dir_all(dir).map_err(|e| IoError::new("create", dir, e))?;
     }

@@ -330,7 +330,13 @@ fn report(job: &Job, a: Side, b: Side) -> Result<Report, VerifyError> {
     let mut items = Vec::new();
     for ((d, x), y) in job.databases.iter().zip(a.databases).zip(b.databases) {
         if !d.engine.is_postgresql() {
-            items.push(super::mysql::compare(d)?);
+            let (compared, differences) = super::mysql::compare(d)?;
+            items.push(Item {
+                kind: "database",
+                name: d.name.clone(),
+                compared,
+                differences,
+            });
             continue;
         }
         let (mut a, b) = (x?, y?);
@@ -387,7 +393,7 @@ fn report(job: &Job, a: Side, b: Side) -> Result<Report, VerifyError> {
             _ => {}
         }
         if let Some((_, Some(have))) = target {
-            let want = super::job::mode_bits(&s.mode).unwrap_or(0o600);
+            let want = crate::state::mode_bits(&s.mode).unwrap_or(0o600);
             if have != want {
                 differences.push(format!("mode {have:04o}, the job says {want:04o}"));
             }
@@ -427,6 +433,15 @@ fn remote_manifest(location: &str) -> Result<tree::Manifest, VerifyError> {
                     std::io::Error::other(e.to_string()),
                 ))
             })
+        }
+    }
+}
+
+impl From<super::mysql::MysqlError> for VerifyError {
+    fn from(e: super::mysql::MysqlError) -> Self {
+        match e {
+            super::mysql::MysqlError::Exec(e) => VerifyError::Exec(e),
+            super::mysql::MysqlError::Io(e) => VerifyError::Io(e),
         }
     }
 }
