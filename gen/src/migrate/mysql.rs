@@ -406,22 +406,7 @@ fn schema_digest(c: &Connection) -> Result<String, MysqlError> {
 
 /// Every difference between the source's fingerprint `a` and the target's `b`, one line each.
 pub(crate) fn differences(a: &Fingerprint, b: &Fingerprint) -> Vec<String> {
-    let mut out = Vec::new();
-    for (table, (n, sum)) in &a.tables {
-        match b.tables.get(table) {
-            None => out.push(format!("table {table}: only at the source ({n} rows)")),
-            Some((m, _)) if m != n => out.push(format!(
-                "table {table}: {n} rows at the source, {m} at the target"
-            )),
-            Some((_, other)) if other != sum => out.push(format!(
-                "table {table}: {n} rows on both sides, but their contents differ"
-            )),
-            Some(_) => {}
-        }
-    }
-    for (table, (m, _)) in b.tables.iter().filter(|(t, _)| !a.tables.contains_key(*t)) {
-        out.push(format!("table {table}: only at the target ({m} rows)"));
-    }
+    let mut out = super::pg::table_differences(&a.tables, &b.tables);
     if a.schema != b.schema {
         out.push(
             "the schemas differ: compare `SHOW CREATE TABLE` of each table on both sides".into(),

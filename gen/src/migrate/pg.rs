@@ -593,22 +593,7 @@ fn sequences_and_large_objects(
 
 /// Every difference between the source's fingerprint `a` and the target's `b`, one line each.
 pub fn differences(a: &Fingerprint, b: &Fingerprint) -> Vec<String> {
-    let mut out = Vec::new();
-    for (table, (n, sum)) in &a.tables {
-        match b.tables.get(table) {
-            None => out.push(format!("table {table}: only at the source ({n} rows)")),
-            Some((m, _)) if m != n => out.push(format!(
-                "table {table}: {n} rows at the source, {m} at the target"
-            )),
-            Some((_, other)) if other != sum => out.push(format!(
-                "table {table}: {n} rows on both sides, but their contents differ"
-            )),
-            Some(_) => {}
-        }
-    }
-    for (table, (m, _)) in b.tables.iter().filter(|(t, _)| !a.tables.contains_key(*t)) {
-        out.push(format!("table {table}: only at the target ({m} rows)"));
-    }
+    let mut out = table_differences(&a.tables, &b.tables);
     for (seq, v) in &a.sequences {
         match b.sequences.get(seq) {
             None => out.push(format!("sequence {seq}: only at the source")),
@@ -697,6 +682,31 @@ fn psql_run(pg: &Postgres, query: Option<&str>, script: Option<&str>) -> Result<
 /// `s` as an SQL string literal.
 pub(crate) fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Each table's difference between two servers' per-table row counts and checksums (`a` the source's), one
+/// line each: what PostgreSQL's and MySQL's fingerprints share.
+pub(crate) fn table_differences(
+    a: &std::collections::BTreeMap<String, (u64, String)>,
+    b: &std::collections::BTreeMap<String, (u64, String)>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, (n, sum)) in a {
+        match b.get(table) {
+            None => out.push(format!("table {table}: only at the source ({n} rows)")),
+            Some((m, _)) if m != n => out.push(format!(
+                "table {table}: {n} rows at the source, {m} at the target"
+            )),
+            Some((_, other)) if other != sum => out.push(format!(
+                "table {table}: {n} rows on both sides, but their contents differ"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (table, (m, _)) in b.iter().filter(|(t, _)| !a.contains_key(*t)) {
+        out.push(format!("table {table}: only at the target ({m} rows)"));
+    }
+    out
 }
 
 #[cfg(test)]
