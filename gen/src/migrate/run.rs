@@ -517,11 +517,7 @@ fn do_step(
             } else {
                 name.split_once(':').unwrap_or((name, ""))
             };
-            let d = job
-                .databases
-                .iter()
-                .find(|d| d.name == name)
-                .expect("a step of the job");
+            let d = database(job, name);
             let op = &job.operator;
             match what {
                 "schema" => replicate::schema(op, d, dir),
@@ -532,11 +528,7 @@ fn do_step(
             .map_err(|e| fail(e.into()))
         }
         "dump" => {
-            let d = job
-                .databases
-                .iter()
-                .find(|d| d.name == name)
-                .expect("a step of the job");
+            let d = database(job, name);
             match d.engine {
                 Engine::Postgresql => {
                     pg::dump(&d.source, &dump_file(dir, name)).map_err(Into::into)
@@ -546,11 +538,7 @@ fn do_step(
             .map_err(fail)
         }
         "restore" => {
-            let d = job
-                .databases
-                .iter()
-                .find(|d| d.name == name)
-                .expect("a step of the job");
+            let d = database(job, name);
             match d.engine {
                 Engine::Postgresql => {
                     pg::restore(&d.target, &dump_file(dir, name)).map_err(Into::into)
@@ -562,11 +550,7 @@ fn do_step(
             .map_err(fail)
         }
         "rewrite" => {
-            let d = job
-                .databases
-                .iter()
-                .find(|d| d.name == name)
-                .expect("a step of the job");
+            let d = database(job, name);
             match d.engine {
                 Engine::Postgresql => urls::rewrite(d).map_err(Into::into),
                 Engine::Mysql => mysql::rewrite_urls(d).map_err(Into::into),
@@ -598,6 +582,14 @@ fn do_step(
         "dns" => commands(&job.commands.dns_switch, "switch DNS").map_err(|e| fail(e.into())),
         _ => unreachable!("steps() names only these"),
     }
+}
+
+/// The job's database a step names (`dump:NAME`, …): the steps are made from the job, so it is there.
+fn database<'a>(job: &'a Job, name: &str) -> &'a super::job::DatabaseMove {
+    job.databases
+        .iter()
+        .find(|d| d.name == name)
+        .expect("a step of the job")
 }
 
 fn dump_file(dir: &Path, name: &str) -> std::path::PathBuf {
