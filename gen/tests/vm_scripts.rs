@@ -1222,20 +1222,13 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
                     );
                 }
                 proven += 1;
-                // Where every database moves, the media reads back at B from B's media host.
-                let moves_all = manifest
-                    .state
-                    .databases
-                    .values()
-                    .all(|d| d.engine == fedigen::state::Engine::Postgresql);
-                if moves_all {
-                    let at_b = script
-                        .find(&format!(
-                            "stored_objects(output, \"https://{media_b}/{bucket}/\")"
-                        ))
-                        .unwrap_or_else(|| panic!("{file}: {app}'s media is not read back at B"));
-                    assert!(at_b > run, "{file}");
-                }
+                // Every database moves (MySQL's too), so the media reads back at B from B's media host.
+                let at_b = script
+                    .find(&format!(
+                        "stored_objects(output, \"https://{media_b}/{bucket}/\")"
+                    ))
+                    .unwrap_or_else(|| panic!("{file}: {app}'s media is not read back at B"));
+                assert!(at_b > run, "{file}");
             }
         }
         let after = &script[run..];
@@ -1252,8 +1245,8 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
 }
 
 /// Issue #16: after a move, the instance must be the same to the rest of the Fediverse (the same actor keys, the
-/// same server signing keys). Every migration test of an application whose databases all move reads each of the
-/// manifest's `[[test.identity]]` commands at A before the run and at B after it, and asserts them equal.
+/// same server signing keys). Every migration test reads each of the manifest's `[[test.identity]]` commands at A
+/// before the run and at B after it, and asserts them equal (every database moves, Pixelfed's MySQL too).
 #[test]
 fn every_migration_test_compares_what_other_servers_know_each_instance_by() {
     let (scripts, _) = all();
@@ -1269,12 +1262,7 @@ fn every_migration_test_compares_what_other_servers_know_each_instance_by() {
         let script = &script.text;
         for (app, application) in &operator.applications {
             let manifest = &catalog.manifests[app];
-            let moves_all = manifest
-                .state
-                .databases
-                .values()
-                .all(|d| d.engine == fedigen::state::Engine::Postgresql);
-            if !application.enable || !moves_all {
+            if !application.enable {
                 continue;
             }
             let host = operator.host_name(app, manifest);
@@ -1319,8 +1307,131 @@ fn every_migration_test_compares_what_other_servers_know_each_instance_by() {
         }
     }
     assert!(
-        compared.len() >= 4,
-        "Mastodon (twice), PeerTube and Synapse compare their identity: {compared:?}"
+        compared.len() >= 5,
+        "Mastodon (twice), Pixelfed, PeerTube and Synapse compare their identity: {compared:?}"
+    );
+}
+
+/// Issue #16: a follower on a third instance still sees new posts after the move. Every migration test of an
+/// operator whose application has `[[test.federation.moved]]` steps has the peer node `<machine>-peer` (under the
+/// federation test's second domain), which A's and B's nodes resolve and which resolves the application's host;
+/// it runs the federation steps (A's node as the first instance, the peer as the second) after the seed and before
+/// `fedigen migrate run`, switches the peer's DNS to B after the run, and runs the moved steps (B's node first)
+/// after that switch. Fails on a tree whose migration tests have no peer.
+#[test]
+fn every_migration_test_with_moved_federation_steps_has_a_peer_that_hears_from_b() {
+    let (scripts, checked) = all();
+    let repo = repository();
+    let (spec, catalog) =
+        fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
+    let mut proven = Vec::new();
+    for operator in &spec.operators {
+        let file = format!("migrate-{}.nix", operator.name);
+        for (app, _) in operator.applications.iter().filter(|(_, a)| a.enable) {
+            let manifest = &catalog.manifests[app];
+            let Some(federation) = manifest
+                .test
+                .federation
+                .as_ref()
+                .filter(|f| !f.moved.is_empty())
+            else {
+                continue;
+            };
+            let script = &scripts[&file];
+            assert!(
+                checked[&file].problems.is_empty(),
+                "{file}: {:?}",
+                checked[&file].problems
+            );
+            let machine = operator.machine_name(app);
+            let [a, b, peer] =
+                ["a", "b", "peer"].map(|side| pythonize(&format!("{machine}-{side}")));
+            assert!(
+                script.machines.contains(&peer),
+                "{file}: no peer node for {machine}: {:?}",
+                script.machines
+            );
+            let host = operator.host_name(app, manifest);
+            // The federation test's second instance's host (`<subdomain>.second.test`).
+            let peer_host = format!("{}.second.test", manifest.application.subdomain);
+            let source =
+                std::fs::read_to_string(repo.join("vm-tests/generated").join(&file)).unwrap();
+            let block = |name: &str| -> String {
+                let start = source
+                    .find(&format!("  {name} = {{"))
+                    .unwrap_or_else(|| panic!("{file}: no {name}"));
+                let rest = &source[start..];
+                rest[..rest.find("\n  };").unwrap()].to_owned()
+            };
+            for name in ["hostsA", "hostsB"] {
+                assert!(
+                    block(name).contains(&format!("\"{peer_host}\"")),
+                    "{file}: {name} lacks the peer's host {peer_host}"
+                );
+            }
+            let hosts_peer = block("hostsPeer");
+            assert!(
+                hosts_peer.contains(&format!("\"{peer_host}\""))
+                    && hosts_peer.contains(&format!("\"{host}\"")),
+                "{file}: the peer resolves itself and {host}"
+            );
+            let text = &script.text;
+            let run = text
+                .find(&format!("{b}.succeed(\"fedigen migrate run"))
+                .unwrap_or_else(|| panic!("{file}: {b} runs no migration"));
+            let seeded = text
+                .find(&format!("with subtest(\"seed {machine} at A\")"))
+                .unwrap_or_else(|| panic!("{file}: {machine} is not seeded"));
+            let switched = text
+                .find(&format!("switch_dns({peer}, \"{host}\", "))
+                .unwrap_or_else(|| {
+                    panic!("{file}: the peer does not follow the DNS switch of {host}")
+                });
+            assert!(
+                switched > run,
+                "{file}: the peer's DNS switches after the run"
+            );
+            // Each list in order, each step on its node with both hosts, in its window.
+            let in_order = |steps: &[fedigen::manifest::test_plan::FederationStep],
+                            first: &str,
+                            mut at: usize,
+                            before: usize| {
+                for step in steps {
+                    let (node, own, other) = match step.on {
+                        fedigen::manifest::test_plan::Instance::First => (first, &host, &peer_host),
+                        fedigen::manifest::test_plan::Instance::Second => {
+                            (peer.as_str(), &peer_host, &host)
+                        }
+                    };
+                    let method = if step.wait {
+                        "wait_until_succeeds"
+                    } else {
+                        "succeed"
+                    };
+                    let command = serde_json::to_string(&step_command(
+                        &[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", other)],
+                        &step.run,
+                    ))
+                    .unwrap();
+                    at += text[at..]
+                        .find(&format!("{node}.{method}({command})"))
+                        .unwrap_or_else(|| {
+                            panic!(
+                                "{file}: {:?} on {node} is not in its place",
+                                step.description
+                            )
+                        });
+                    assert!(at < before, "{file}: {:?} runs too late", step.description);
+                }
+            };
+            in_order(&federation.steps, &a, seeded, run);
+            in_order(&federation.moved, &b, switched, text.len());
+            proven.push(format!("{file} {app}"));
+        }
+    }
+    assert!(
+        !proven.is_empty(),
+        "Matrix's migration test has a peer: {proven:?}"
     );
 }
 

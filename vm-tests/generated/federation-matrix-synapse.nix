@@ -36,60 +36,51 @@ let
     first = [ "matrix.first.test" ];
     second = [ "matrix.second.test" ];
   };
-  # One instance: the generated module under its own domain, reached as `host`.
+  # One instance: the generated modules under its own domain, reached as `host` (common.testInstance, as a
+  # migration test builds its peer).
   instance =
     {
       domain,
       host,
       virtualHost,
     }:
-    { lib, ... }:
-    {
-      imports = [
-        ../../modules/default.nix
-        (common.testSecrets secretFiles)
-        (common.testNetwork hosts)
-        (common.testPackages [ ])
-        (common.testTls host virtualHost)
-        { }
-        {
-          services = {
-            matrix-synapse = {
-              settings = {
-                federation_custom_ca_list = [
-                  "/etc/ssl/certs/ca-certificates.crt"
-                ];
-                ip_range_whitelist = [
-                  "192.168.0.0/16"
-                ];
-                trusted_key_servers = [ ];
-              };
+    common.testInstance {
+      inherit
+        domain
+        host
+        virtualHost
+        hosts
+        secretFiles
+        ;
+      application = "matrix-synapse";
+      https = true;
+      secretOptions = {
+        adminPasswordFile = "/etc/fedigen-test/adminPassword";
+        synapseSecretsFile = "/etc/fedigen-test/synapseSecrets";
+      };
+      packages = [ ];
+      testConfig = { };
+      federationConfig = {
+        services = {
+          matrix-synapse = {
+            settings = {
+              federation_custom_ca_list = [
+                "/etc/ssl/certs/ca-certificates.crt"
+              ];
+              ip_range_whitelist = [
+                "192.168.0.0/16"
+              ];
+              trusted_key_servers = [ ];
             };
           };
-        }
-        { fediversity.matrix-synapse = { }; }
-      ];
-      virtualisation = {
+        };
+      };
+      settings = { };
+      resources = {
         cores = 2;
-        memorySize = 2048;
-        diskSize = 20480;
+        disk_mib = 20480;
+        memory_mib = 2048;
       };
-      fediversity = {
-        inherit domain;
-        acme.email = "hostmaster@${domain}";
-        smtp = {
-          host = "127.0.0.1";
-          fromAddress = "noreply@${domain}";
-        };
-        s3.endpoint = "https://s3.${domain}";
-        secrets = common.declaredSecrets secretFiles;
-        matrix-synapse = {
-          enable = true;
-          adminPasswordFile = "/etc/fedigen-test/adminPassword";
-          synapseSecretsFile = "/etc/fedigen-test/synapseSecrets";
-        };
-      };
-      networking.firewall.enable = false;
     };
 in
 pkgs.testers.runNixOSTest {
@@ -136,24 +127,24 @@ pkgs.testers.runNixOSTest {
         output = first.succeed(${py ''
           export FEDIGEN_HOST='matrix.first.test'
           export FEDIGEN_PEER='matrix.second.test'
-          matrix-synapse-register_new_matrix_user -u fedigen_alice -p fedigen_alice-password --no-admin
+          matrix-synapse-register_new_matrix_user --exists-ok -u fedigen_alice -p fedigen_alice-password --no-admin
           token=$(curl --silent --fail -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/login" \
             -d '{"type":"m.login.password","identifier":{"type":"m.id.user","user":"fedigen_alice"},"password":"fedigen_alice-password"}' | jq -er .access_token)
-          echo "$token" > /root/matrix-token
+          echo "$token" > /root/matrix-federation-token
           curl --silent --fail -H "Authorization: Bearer $token" -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/createRoom" \
-            -d '{"room_alias_name":"fedigen","preset":"public_chat"}' | jq -er .room_id > /root/matrix-room
+            -d '{"room_alias_name":"fedigen","preset":"public_chat"}' | jq -er .room_id > /root/matrix-federation-room
         ''})
 
     with subtest(${py "a user of the second homeserver joins the room over federation and writes in it"}):
         output = second.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='matrix.second.test'
           export FEDIGEN_PEER='matrix.first.test'
-          test -s /root/matrix-token || {
+          test -s /root/matrix-federation-token || {
             matrix-synapse-register_new_matrix_user -u fedigen_bob -p fedigen_bob-password --no-admin
             curl --silent --fail -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/login" \
-              -d '{"type":"m.login.password","identifier":{"type":"m.id.user","user":"fedigen_bob"},"password":"fedigen_bob-password"}' | jq -er .access_token > /root/matrix-token
+              -d '{"type":"m.login.password","identifier":{"type":"m.id.user","user":"fedigen_bob"},"password":"fedigen_bob-password"}' | jq -er .access_token > /root/matrix-federation-token
           }
-          token=$(cat /root/matrix-token)
+          token=$(cat /root/matrix-federation-token)
           room=$(curl --silent --fail -H "Authorization: Bearer $token" -X POST \
             "https://$FEDIGEN_HOST/_matrix/client/v3/join/$(jq -rn --arg a "#fedigen:$FEDIGEN_PEER" '$a|@uri')" -d '{}' | jq -er .room_id)
           curl --silent --fail -H "Authorization: Bearer $token" -X PUT \
@@ -165,8 +156,8 @@ pkgs.testers.runNixOSTest {
         output = first.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='matrix.first.test'
           export FEDIGEN_PEER='matrix.second.test'
-          room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
-          curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-token)" \
+          room=$(jq -rn --arg r "$(cat /root/matrix-federation-room)" '$r|@uri')
+          curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-federation-token)" \
             "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
         ''})
         assert ${py "Hello from the second homeserver"} in output, output

@@ -2,8 +2,8 @@
 #: kind = "vm"
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 5400
-#: cores = 12
-#: description = "operator digitalevrijheid: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped"
+#: cores = 14
+#: description = "operator digitalevrijheid: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases over TCP with a password, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped; a peer instance under another domain federating with digitalevrijheid-matrix-synapse before the move still hears from it at B"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
@@ -21,6 +21,9 @@ let
     digitalevrijheid-matrix-synapse-a = [
       "matrix.digitalevrijheid.example"
     ];
+    digitalevrijheid-matrix-synapse-peer = [
+      "matrix.second.test"
+    ];
     garage-a = [
       "s3.nordwind-hosting.example"
       "media.nordwind-hosting.example"
@@ -33,8 +36,30 @@ let
     digitalevrijheid-matrix-synapse-b = [
       "matrix.digitalevrijheid.example"
     ];
+    digitalevrijheid-matrix-synapse-peer = [
+      "matrix.second.test"
+    ];
     garage-a = [
       "s3.nordwind-hosting.example"
+    ];
+    garage-b = [
+      "s3.provider-b.test"
+      "media.provider-b.test"
+    ];
+  };
+  hostsPeer = {
+    digitalevrijheid-mastodon-a = [
+      "mastodon.digitalevrijheid.example"
+    ];
+    digitalevrijheid-matrix-synapse-a = [
+      "matrix.digitalevrijheid.example"
+    ];
+    digitalevrijheid-matrix-synapse-peer = [
+      "matrix.second.test"
+    ];
+    garage-a = [
+      "s3.nordwind-hosting.example"
+      "media.nordwind-hosting.example"
     ];
     garage-b = [
       "s3.provider-b.test"
@@ -153,19 +178,21 @@ let
     mkdir -p $out
     ssh-keygen -q -t ed25519 -N "" -f $out/id_ed25519
   '';
-  # What both sides add for the move: PostgreSQL reachable from the test network without a password, root
-  # logins with the test key, the tools the engine calls.
+  # What both sides add for the move: PostgreSQL reachable from the test network with a password (what the
+  # planner asks of A's provider; the roles get theirs from source_access), root logins with the test key, the
+  # tools the engine calls (the clients of the machine's database servers among them).
   side =
     { config, ... }:
     {
       services.postgresql = lib.mkIf config.services.postgresql.enable {
         enableTCPIP = true;
         # Local connections by peer, as NixOS's default: the engine's tools at B must run as the role's own OS
-        # user (the job's os_user), which trust would not prove (review-21 F2).
+        # user (the job's os_user), which trust would not prove (review-21 F2). From the network a password
+        # (SCRAM, PostgreSQL's default password_encryption), never trust: the job must give its password file's.
         authentication = lib.mkOverride 10 ''
           local all all peer
-          host all all 0.0.0.0/0 trust
-          host all all ::/0 trust
+          host all all 0.0.0.0/0 scram-sha-256
+          host all all ::/0 scram-sha-256
         '';
       };
       services.openssh.enable = true;
@@ -184,7 +211,9 @@ let
         pkgs.rsync
         pkgs.rclone
         config.services.postgresql.package
-      ];
+      ]
+      # mariadb-dump and mariadb, which the engine runs for a MySQL database (Pixelfed's).
+      ++ lib.optional config.services.mysql.enable config.services.mysql.package;
     };
 in
 pkgs.testers.runNixOSTest {
@@ -229,6 +258,15 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-smtp-password";
               unit = "mastodon-init-dirs.service";
               value = "fedigen-test-smtp\n";
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "mastodon-source-password";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/mastodon-source-password";
+              unit = "fedigen-migrate";
+              value = "f509a834b43488ecb21a312cbe1b5b31\n";
             }
           ];
           packages = [
@@ -293,6 +331,15 @@ pkgs.testers.runNixOSTest {
               path = "/run/secrets/mastodon-smtp-password";
               unit = "mastodon-init-dirs.service";
               value = "fedigen-test-smtp\n";
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "mastodon-source-password";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/mastodon-source-password";
+              unit = "fedigen-migrate";
+              value = "f509a834b43488ecb21a312cbe1b5b31\n";
             }
             {
               group = "root";
@@ -429,7 +476,7 @@ pkgs.testers.runNixOSTest {
             source = {
               database = "mastodon";
               host = "digitalevrijheid-mastodon-a";
-              password_file = null;
+              password_file = "/run/secrets/fedigen-migrate/mastodon-source-password";
               port = 5432;
               user = "mastodon";
             };
@@ -551,6 +598,15 @@ pkgs.testers.runNixOSTest {
               unit = "matrix-synapse.service";
               value = "fedigen-test-registration-secret";
             }
+            {
+              group = "root";
+              mode = "0400";
+              name = "matrix-synapse-source-password";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/matrix-synapse-source-password";
+              unit = "fedigen-migrate";
+              value = "f6c1e84eca4f78f27e3ce8194bd3c1ab\n";
+            }
           ];
           packages = [ ];
           virtualHost = [
@@ -567,6 +623,21 @@ pkgs.testers.runNixOSTest {
           fediversity.matrix-synapse = { };
         }
         { }
+        {
+          services = {
+            matrix-synapse = {
+              settings = {
+                federation_custom_ca_list = [
+                  "/etc/ssl/certs/ca-certificates.crt"
+                ];
+                ip_range_whitelist = [
+                  "192.168.0.0/16"
+                ];
+                trusted_key_servers = [ ];
+              };
+            };
+          };
+        }
         side
       ];
     };
@@ -621,6 +692,15 @@ pkgs.testers.runNixOSTest {
             {
               group = "root";
               mode = "0400";
+              name = "matrix-synapse-source-password";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/matrix-synapse-source-password";
+              unit = "fedigen-migrate";
+              value = "f6c1e84eca4f78f27e3ce8194bd3c1ab\n";
+            }
+            {
+              group = "root";
+              mode = "0400";
               name = "digitalevrijheid-matrix-synapse-source.env";
               owner = "root";
               path = "/run/secrets/fedigen-migrate/digitalevrijheid-matrix-synapse-source.env";
@@ -656,6 +736,21 @@ pkgs.testers.runNixOSTest {
           fediversity.matrix-synapse = { };
         }
         { }
+        {
+          services = {
+            matrix-synapse = {
+              settings = {
+                federation_custom_ca_list = [
+                  "/etc/ssl/certs/ca-certificates.crt"
+                ];
+                ip_range_whitelist = [
+                  "192.168.0.0/16"
+                ];
+                trusted_key_servers = [ ];
+              };
+            };
+          };
+        }
         side
         objectStorageB
       ];
@@ -729,7 +824,7 @@ pkgs.testers.runNixOSTest {
             source = {
               database = "matrix-synapse";
               host = "digitalevrijheid-matrix-synapse-a";
-              password_file = null;
+              password_file = "/run/secrets/fedigen-migrate/matrix-synapse-source-password";
               port = 5432;
               user = "matrix-synapse";
             };
@@ -761,6 +856,67 @@ pkgs.testers.runNixOSTest {
           }
         ];
         operator = "digitalevrijheid";
+      };
+    };
+    # Another instance of the application, under another domain, federating with the operator's.
+    digitalevrijheid-matrix-synapse-peer = common.testInstance {
+      application = "matrix-synapse";
+      domain = "second.test";
+      host = "matrix.second.test";
+      virtualHost = [
+        "services"
+        "nginx"
+        "virtualHosts"
+        "matrix.second.test"
+      ];
+      https = true;
+      hosts = hostsPeer;
+      secretFiles = [
+        {
+          group = "root";
+          mode = "0400";
+          name = "matrix-synapse-adminPassword";
+          owner = "root";
+          path = "/etc/fedigen-test/adminPassword";
+          unit = "matrix-synapse-admin-account.service";
+          value = "fedigen-admin-password";
+        }
+        {
+          group = "matrix-synapse";
+          mode = "0400";
+          name = "matrix-synapse-synapseSecrets";
+          owner = "matrix-synapse";
+          path = "/etc/fedigen-test/synapseSecrets";
+          unit = "matrix-synapse.service";
+          value = "fedigen-test-registration-secret";
+        }
+      ];
+      secretOptions = {
+        adminPasswordFile = "/etc/fedigen-test/adminPassword";
+        synapseSecretsFile = "/etc/fedigen-test/synapseSecrets";
+      };
+      packages = [ ];
+      testConfig = { };
+      federationConfig = {
+        services = {
+          matrix-synapse = {
+            settings = {
+              federation_custom_ca_list = [
+                "/etc/ssl/certs/ca-certificates.crt"
+              ];
+              ip_range_whitelist = [
+                "192.168.0.0/16"
+              ];
+              trusted_key_servers = [ ];
+            };
+          };
+        };
+      };
+      settings = { };
+      resources = {
+        cores = 2;
+        disk_mib = 20480;
+        memory_mib = 2048;
       };
     };
     # No machine of the operator runs Garage: a Garage-only node of provider A's.
@@ -1001,6 +1157,9 @@ pkgs.testers.runNixOSTest {
               held = held_sha256(garage_a, ${py "/run/secrets/garage-s3-key-digitalevrijheid-mastodon"}, ${py "nl-ams"}, path)
               assert served_sha256(client, url) == held, f"{url} serves other bytes than A's Garage holds"
               held_at_a[${py "digitalevrijheid-mastodon"}].append((path, held, ${py "/run/secrets/garage-s3-key-digitalevrijheid-mastodon"}))
+
+      with subtest(${py "A's provider lets B's job read the postgresql database mastodon over TCP as mastodon with a password"}):
+          digitalevrijheid_mastodon_a.succeed(${py "printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';' | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres --set=role='mastodon' --set=password=\"$(cat '/run/secrets/fedigen-migrate/mastodon-source-password')\""})
       digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "matrix-synapse.service"})
       digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "nginx.service"})
       digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "matrix-synapse-admin-account.service"})
@@ -1044,6 +1203,53 @@ pkgs.testers.runNixOSTest {
             curl --silent --fail "https://$FEDIGEN_HOST/_matrix/key/v2/server" | jq -ecS .verify_keys
           ''}).strip()
           assert public_at_a[(${py "digitalevrijheid-matrix-synapse"}, ${py "the homeserver keeps its signing keys"})], ${py "no identity printed at A: ${"the homeserver keeps its signing keys"}"}
+
+      with subtest(${py "A's provider lets B's job read the postgresql database matrix-synapse over TCP as matrix-synapse with a password"}):
+          digitalevrijheid_matrix_synapse_a.succeed(${py "printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';' | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres --set=role='matrix-synapse' --set=password=\"$(cat '/run/secrets/fedigen-migrate/matrix-synapse-source-password')\""})
+      digitalevrijheid_matrix_synapse_peer.wait_for_unit(${py "matrix-synapse.service"})
+      digitalevrijheid_matrix_synapse_peer.wait_for_unit(${py "nginx.service"})
+      digitalevrijheid_matrix_synapse_peer.wait_for_open_port(${toString 8008})
+      digitalevrijheid_matrix_synapse_peer.wait_for_open_port(${toString 443})
+      digitalevrijheid_matrix_synapse_peer.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://matrix.second.test/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"})
+
+      with subtest(${py "federation with a peer before the move: ${"a user of the first homeserver opens a public room"}"}):
+          output = digitalevrijheid_matrix_synapse_a.succeed(${py ''
+            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+            export FEDIGEN_PEER='matrix.second.test'
+            matrix-synapse-register_new_matrix_user --exists-ok -u fedigen_alice -p fedigen_alice-password --no-admin
+            token=$(curl --silent --fail -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/login" \
+              -d '{"type":"m.login.password","identifier":{"type":"m.id.user","user":"fedigen_alice"},"password":"fedigen_alice-password"}' | jq -er .access_token)
+            echo "$token" > /root/matrix-federation-token
+            curl --silent --fail -H "Authorization: Bearer $token" -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/createRoom" \
+              -d '{"room_alias_name":"fedigen","preset":"public_chat"}' | jq -er .room_id > /root/matrix-federation-room
+          ''})
+
+      with subtest(${py "federation with a peer before the move: ${"a user of the second homeserver joins the room over federation and writes in it"}"}):
+          output = digitalevrijheid_matrix_synapse_peer.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='matrix.second.test'
+            export FEDIGEN_PEER='matrix.digitalevrijheid.example'
+            test -s /root/matrix-federation-token || {
+              matrix-synapse-register_new_matrix_user -u fedigen_bob -p fedigen_bob-password --no-admin
+              curl --silent --fail -X POST "https://$FEDIGEN_HOST/_matrix/client/v3/login" \
+                -d '{"type":"m.login.password","identifier":{"type":"m.id.user","user":"fedigen_bob"},"password":"fedigen_bob-password"}' | jq -er .access_token > /root/matrix-federation-token
+            }
+            token=$(cat /root/matrix-federation-token)
+            room=$(curl --silent --fail -H "Authorization: Bearer $token" -X POST \
+              "https://$FEDIGEN_HOST/_matrix/client/v3/join/$(jq -rn --arg a "#fedigen:$FEDIGEN_PEER" '$a|@uri')" -d '{}' | jq -er .room_id)
+            curl --silent --fail -H "Authorization: Bearer $token" -X PUT \
+              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$(jq -rn --arg r "$room" '$r|@uri')/send/m.room.message/fedigen-1" \
+              -d '{"msgtype":"m.text","body":"Hello from the second homeserver"}'
+          ''})
+
+      with subtest(${py "federation with a peer before the move: ${"the first homeserver's user reads the message from the second"}"}):
+          output = digitalevrijheid_matrix_synapse_a.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+            export FEDIGEN_PEER='matrix.second.test'
+            room=$(jq -rn --arg r "$(cat /root/matrix-federation-room)" '$r|@uri')
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-federation-token)" \
+              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
+          ''})
+          assert ${py "Hello from the second homeserver"} in output, output
 
       a_identity = digitalevrijheid_mastodon_a.succeed(${py "sha256sum ${
         builtins.concatStringsSep " " [
@@ -1175,6 +1381,8 @@ pkgs.testers.runNixOSTest {
 
       with subtest(${py "the DNS switch: the client reaches ${"matrix.digitalevrijheid.example"} at B"}):
           switch_dns(client, ${py "matrix.digitalevrijheid.example"}, ${py nodes.digitalevrijheid-matrix-synapse-b.networking.primaryIPAddress})
+          # The peer, elsewhere on the Internet, follows the switch too.
+          switch_dns(digitalevrijheid_matrix_synapse_peer, ${py "matrix.digitalevrijheid.example"}, ${py nodes.digitalevrijheid-matrix-synapse-b.networking.primaryIPAddress})
           client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://matrix.digitalevrijheid.example/_matrix/client/versions')\" = 200 && grep -F -- 'versions' /tmp/body"})
 
       with subtest(${py "at B, as other servers see it: ${"the homeserver keeps its signing keys"}"}):
@@ -1195,5 +1403,26 @@ pkgs.testers.runNixOSTest {
               "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
           ''})
           assert ${py "Hello Bob, from the fedigen test"} in output, output
+
+      with subtest(${py "federation with the peer after the move: ${"the moved homeserver's user writes in the federated room again"}"}):
+          output = digitalevrijheid_matrix_synapse_b.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
+            export FEDIGEN_PEER='matrix.second.test'
+            room=$(jq -rn --arg r "$(cat /root/matrix-federation-room)" '$r|@uri')
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-federation-token)" -X PUT \
+              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/send/m.room.message/fedigen-moved-1" \
+              -d '{"msgtype":"m.text","body":"Hello again, from the moved homeserver"}'
+          ''})
+
+      with subtest(${py "federation with the peer after the move: ${"the second homeserver's user reads the message the moved homeserver sent"}"}):
+          output = digitalevrijheid_matrix_synapse_peer.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='matrix.second.test'
+            export FEDIGEN_PEER='matrix.digitalevrijheid.example'
+            token=$(cat /root/matrix-federation-token)
+            room=$(curl --silent --fail -H "Authorization: Bearer $token" "https://$FEDIGEN_HOST/_matrix/client/v3/joined_rooms" | jq -er '.joined_rooms[0]')
+            curl --silent --fail -H "Authorization: Bearer $token" \
+              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$(jq -rn --arg r "$room" '$r|@uri')/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
+          ''})
+          assert ${py "Hello again, from the moved homeserver"} in output, output
     '';
 }

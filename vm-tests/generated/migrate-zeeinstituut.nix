@@ -3,7 +3,7 @@
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 5400
 #: cores = 8
-#: description = "operator zeeinstituut: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped"
+#: description = "operator zeeinstituut: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases over TCP with a password, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
@@ -231,19 +231,21 @@ let
     mkdir -p $out
     ssh-keygen -q -t ed25519 -N "" -f $out/id_ed25519
   '';
-  # What both sides add for the move: PostgreSQL reachable from the test network without a password, root
-  # logins with the test key, the tools the engine calls.
+  # What both sides add for the move: PostgreSQL reachable from the test network with a password (what the
+  # planner asks of A's provider; the roles get theirs from source_access), root logins with the test key, the
+  # tools the engine calls (the clients of the machine's database servers among them).
   side =
     { config, ... }:
     {
       services.postgresql = lib.mkIf config.services.postgresql.enable {
         enableTCPIP = true;
         # Local connections by peer, as NixOS's default: the engine's tools at B must run as the role's own OS
-        # user (the job's os_user), which trust would not prove (review-21 F2).
+        # user (the job's os_user), which trust would not prove (review-21 F2). From the network a password
+        # (SCRAM, PostgreSQL's default password_encryption), never trust: the job must give its password file's.
         authentication = lib.mkOverride 10 ''
           local all all peer
-          host all all 0.0.0.0/0 trust
-          host all all ::/0 trust
+          host all all 0.0.0.0/0 scram-sha-256
+          host all all ::/0 scram-sha-256
         '';
       };
       services.openssh.enable = true;
@@ -262,7 +264,9 @@ let
         pkgs.rsync
         pkgs.rclone
         config.services.postgresql.package
-      ];
+      ]
+      # mariadb-dump and mariadb, which the engine runs for a MySQL database (Pixelfed's).
+      ++ lib.optional config.services.mysql.enable config.services.mysql.package;
     };
 in
 pkgs.testers.runNixOSTest {
@@ -350,6 +354,15 @@ pkgs.testers.runNixOSTest {
                 AWS_ACCESS_KEY_ID=GKbb5ee62181677b40ce7d573d
                 AWS_SECRET_ACCESS_KEY=bb92b93aa23f3cc95b673163a0c60874f4f51d8bba297a6b53b7a711427cdd62
               '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "peertube-source-password";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/peertube-source-password";
+              unit = "fedigen-migrate";
+              value = "acccf55bf43f6946dc5da70b059504eb\n";
             }
           ];
           packages = [
@@ -457,6 +470,15 @@ pkgs.testers.runNixOSTest {
                 AWS_ACCESS_KEY_ID=GKb8889c5affb458c72ba95547
                 AWS_SECRET_ACCESS_KEY=c5e7a43324d6cf12d1a31e00e4ee5c20b2de5d3f93f9905f28f73c524f2c2917
               '';
+            }
+            {
+              group = "root";
+              mode = "0400";
+              name = "peertube-source-password";
+              owner = "root";
+              path = "/run/secrets/fedigen-migrate/peertube-source-password";
+              unit = "fedigen-migrate";
+              value = "acccf55bf43f6946dc5da70b059504eb\n";
             }
             {
               group = "root";
@@ -723,7 +745,7 @@ pkgs.testers.runNixOSTest {
             source = {
               database = "peertube";
               host = "zeeinstituut-peertube-a";
-              password_file = null;
+              password_file = "/run/secrets/fedigen-migrate/peertube-source-password";
               port = 5432;
               user = "peertube";
             };
@@ -861,6 +883,9 @@ pkgs.testers.runNixOSTest {
               held = held_sha256(zeeinstituut_peertube_a, ${py "/run/secrets/garage-s3-key-zeeinstituut-peertube"}, ${py "nl-ams"}, path)
               assert served_sha256(client, url) == held, f"{url} serves other bytes than A's Garage holds"
               held_at_a[${py "zeeinstituut-peertube"}].append((path, held, ${py "/run/secrets/garage-s3-key-zeeinstituut-peertube"}))
+
+      with subtest(${py "A's provider lets B's job read the postgresql database peertube over TCP as peertube with a password"}):
+          zeeinstituut_peertube_a.succeed(${py "printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';' | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres --set=role='peertube' --set=password=\"$(cat '/run/secrets/fedigen-migrate/peertube-source-password')\""})
 
       a_identity = zeeinstituut_peertube_a.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"})
       # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.

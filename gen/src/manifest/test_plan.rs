@@ -168,6 +168,13 @@ pub struct Federation {
     pub config: Option<Value>,
     /// The steps, in order (`[[test.federation.steps]]`).
     pub steps: Vec<FederationStep>,
+    /// What must still cross after the first instance moved to another provider (`[[test.federation.moved]]`,
+    /// the shape of `steps`): the same domain, now at another address, so something new made on the first must
+    /// still reach the second. The migration tests run them: the first instance is the operator's machine (at
+    /// provider A for `steps`, after the seed and its `[[test.steps]]`; at B for these, with A's `/root`), the
+    /// second a peer under another domain. None (the default) adds no peer to the migration tests.
+    #[serde(default)]
+    pub moved: Vec<FederationStep>,
 }
 
 /// One step of the federation test.
@@ -209,6 +216,11 @@ fn is_option_path(path: &str) -> bool {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     })
+}
+
+/// Whether federation steps run on both instances (something can cross from one to the other).
+fn on_both(steps: &[FederationStep]) -> bool {
+    steps.iter().any(|s| s.on == Instance::First) && steps.iter().any(|s| s.on == Instance::Second)
 }
 
 /// A problem in `[test]`: the field's path under the manifest (for its location) and the message.
@@ -307,6 +319,12 @@ pub(crate) fn check(
                 .map(|(i, s)| (format!("test.federation.steps.{i}"), &s.description, &s.run)),
         )
         .chain(
+            plan.federation
+                .iter()
+                .flat_map(|f| f.moved.iter().enumerate())
+                .map(|(i, s)| (format!("test.federation.moved.{i}"), &s.description, &s.run)),
+        )
+        .chain(
             plan.mail
                 .iter()
                 .map(|m| ("test.mail".to_owned(), &m.description, &m.run)),
@@ -382,12 +400,16 @@ pub(crate) fn check(
                 "test.federation.steps".into(),
                 "[test.federation]: no `[[test.federation.steps]]`; give the steps that cross from one instance to the other".into(),
             ));
-        } else if !(federation.steps.iter().any(|s| s.on == Instance::First)
-            && federation.steps.iter().any(|s| s.on == Instance::Second))
-        {
+        } else if !on_both(&federation.steps) {
             found.push((
                 "test.federation.steps".into(),
                 "[test.federation]: every step runs on one instance; federation needs steps on `first` and on `second`".into(),
+            ));
+        }
+        if !federation.moved.is_empty() && !on_both(&federation.moved) {
+            found.push((
+                "test.federation.moved".into(),
+                "[test.federation]: every `[[test.federation.moved]]` step runs on one instance; after the move something must cross again, so give steps on `first` and on `second`".into(),
             ));
         }
         if let Some(config) = &federation.config
@@ -503,6 +525,16 @@ run = "true"
 description = "two"
 on = "second"
 run = "true"
+[[test.federation.moved]]
+description = "again"
+on = "first"
+run = "true"
+[[test.federation.moved]]
+description = "read again"
+on = "second"
+run = "true"
+expect = "x"
+wait = true
 
 [test.mail]
 description = "a mail"
@@ -514,7 +546,10 @@ to = "a@example.org"
         assert_eq!(m.test.steps.len(), 2);
         assert!(m.test.steps[1].recheck && m.test.steps[1].wait);
         assert_eq!(m.test.upgrade.unwrap().value, serde_json::json!(3));
-        assert_eq!(m.test.federation.unwrap().steps.len(), 2);
+        let federation = m.test.federation.unwrap();
+        assert_eq!(federation.steps.len(), 2);
+        assert_eq!(federation.moved.len(), 2);
+        assert!(federation.moved[1].wait && federation.moved[1].expect.is_some());
         assert_eq!(m.test.mail.unwrap().to, "a@example.org");
     }
 
@@ -570,6 +605,10 @@ description = "x"
 description = "only one side"
 on = "first"
 run = "true"
+[[test.federation.moved]]
+description = "only the second after the move"
+on = "second"
+run = "true"
 
 [test.mail]
 description = "m"
@@ -587,11 +626,12 @@ to = "nobody"
             "it is the default of `workers`",
             "`restarts`: `not a unit` is not a systemd unit name",
             "federation needs steps on `first` and on `second`",
+            "every `[[test.federation.moved]]` step runs on one instance",
             "`to`: `nobody` is no mail address",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
-        assert_eq!(found.len(), 9, "{all}");
+        assert_eq!(found.len(), 10, "{all}");
         // Each at a line of the [test] section (it starts at line 25).
         for problem in &found {
             let line: usize = problem

@@ -807,30 +807,27 @@ fn database_connections(
 
 /// The URL rewrites of database `name`: each of the manifest's `[[state.url_columns]]` in it, from A's media
 /// prefix of its bucket (`https://<A's media host>/<A's bucket>/`, what `AWS_URL` made of it) to B's. Without
-/// object storage at both sides there is no prefix to rewrite to: a manual step says so.
+/// object storage at both sides there is no prefix to rewrite to: a manual step says so. `from` and `target`
+/// are each side's specification and the applications it runs.
 #[allow(clippy::too_many_arguments)]
 fn url_rewrites(
-    from: &Spec,
-    target: Option<&Spec>,
-    request: &Request<'_>,
+    from: (&Spec, &Catalog),
+    target: Option<(&Spec, &Catalog)>,
     operator: &Operator,
     app: &str,
     manifest: &Manifest,
     name: &str,
     manual: &mut Vec<String>,
 ) -> Vec<UrlRewrite> {
-    let from_kinds = request
-        .from_catalog
+    let from_kinds = from
+        .1
         .manifests
         .get(app)
         .map_or(&manifest.needs.s3_buckets, |m| &m.needs.s3_buckets);
-    let media = |spec: &Spec, catalog: &Catalog| {
+    let media = |(spec, catalog): (&Spec, &Catalog)| {
         deploy::storage::endpoint_hosts(spec, catalog).map(|(_, media, _)| media)
     };
-    let hosts = (
-        media(from, request.from_catalog),
-        target.and_then(|t| media(t, request.to_catalog)),
-    );
+    let hosts = (media(from), target.and_then(media));
     let mut out = Vec::new();
     for c in manifest
         .state
@@ -862,6 +859,33 @@ fn url_rewrites(
         }
     }
     out
+}
+
+/// The move of database `name` (`db`, of `app` in `manifest`) from A's machine `a_host` to B's: the connections
+/// ([`database_connections`]) and the URL rewrites ([`url_rewrites`], between `from`'s and `target`'s media
+/// hosts), without replication (the planner adds it when asked). The one place deciding how a database moves, for
+/// the planner's jobs and the migration VM tests' alike, so a test exercises the connections the planner writes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn database_move(
+    from: (&Spec, &Catalog),
+    target: Option<(&Spec, &Catalog)>,
+    operator: &Operator,
+    app: &str,
+    manifest: &Manifest,
+    name: &str,
+    db: &state::Database,
+    a_host: String,
+    manual: &mut Vec<String>,
+) -> DatabaseMove {
+    let (source, target_connection) = database_connections(db, name, a_host);
+    DatabaseMove {
+        name: name.to_owned(),
+        engine: db.engine,
+        source,
+        target: target_connection,
+        replication: None,
+        url_rewrites: url_rewrites(from, target, operator, app, manifest, name, manual),
+    }
 }
 
 /// The moves and the job of one application.
@@ -928,7 +952,19 @@ fn application_job(
                     os_user: Some(TARGET_SUPERUSER.to_owned()),
                 },
             });
-        let (source, target_connection) = database_connections(db, name, a_host);
+        let mut rewrites_manual = Vec::new();
+        let moved = database_move(
+            (from, request.from_catalog),
+            target.map(|t| (t, request.to_catalog)),
+            operator,
+            app,
+            manifest,
+            name,
+            db,
+            a_host,
+            &mut rewrites_manual,
+        );
+        let source = &moved.source;
         // NixOS lets the application's role in only through the local socket (PostgreSQL's peer, MariaDB's
         // unix_socket): the job reaches A over TCP with a password, which A's provider must set up (review-21 F3).
         manual.push(format!(
@@ -942,15 +978,10 @@ fn application_job(
                 .as_ref()
                 .map_or_else(String::new, |p| p.display().to_string()),
         ));
+        manual.extend(rewrites_manual);
         job.databases.push(DatabaseMove {
-            name: name.clone(),
-            engine: db.engine,
-            source,
-            target: target_connection,
             replication,
-            url_rewrites: url_rewrites(
-                from, target, request, operator, app, manifest, name, manual,
-            ),
+            ..moved
         });
     }
     if job.databases.iter().any(|d| d.replication.is_some()) {

@@ -21,7 +21,7 @@ use crate::deploy::secrets::{Holds, MachineSecret, application_secrets};
 use crate::deploy::storage;
 use crate::deploy::{DEPLOYMENTS, application_machine, python_name};
 use crate::manifest::Manifest;
-use crate::manifest::test_plan::{Instance, StepNode};
+use crate::manifest::test_plan::{FederationStep, Instance, StepNode};
 use crate::model::{self, Catalog, Operator, Spec};
 
 /// Who an application is: `application.*` in module and test templates.
@@ -954,48 +954,71 @@ pub struct FederationTest {
     pub steps: Vec<FederationStepData>,
 }
 
-impl FederationTest {
-    /// The federation test of a manifest, `None` when it has no `[test.federation]`.
-    pub fn new(manifest: &Manifest) -> Option<Self> {
-        let federation = manifest.test.federation.as_ref()?;
-        let single = ApplicationTest::new(manifest);
-        let instance = |which: Instance| {
-            let name = match which {
-                Instance::First => "first",
-                Instance::Second => "second",
-            };
-            let domain = format!("{name}.test");
-            let host = format!("{}.{domain}", manifest.application.subdomain);
-            FederationInstance {
-                name: name.to_owned(),
-                python: name.to_owned(),
-                http: Health::new(manifest, &host).http,
-                virtual_host: virtual_host(manifest, &host),
-                domain,
-                host,
-            }
+impl FederationInstance {
+    /// The instance `which` of `manifest`'s federation test: its node name (`first`, `second`), a domain of its
+    /// own (`<name>.test`) and the application's host under it. A migration test's peer is the second.
+    pub(crate) fn of(manifest: &Manifest, which: Instance) -> Self {
+        let name = match which {
+            Instance::First => "first",
+            Instance::Second => "second",
         };
-        let instances = [instance(Instance::First), instance(Instance::Second)];
-        let steps = federation
-            .steps
+        let domain = format!("{name}.test");
+        let host = format!("{}.{domain}", manifest.application.subdomain);
+        FederationInstance {
+            name: name.to_owned(),
+            python: name.to_owned(),
+            http: Health::new(manifest, &host).http,
+            virtual_host: virtual_host(manifest, &host),
+            domain,
+            host,
+        }
+    }
+}
+
+impl FederationStepData {
+    /// Federation steps, each on its instance; `first` and `second` are the instances' nodes as the test script
+    /// names them and their hosts. `FEDIGEN_HOST` is the step's own instance's host, `FEDIGEN_PEER` the other's.
+    pub(crate) fn all(
+        steps: &[FederationStep],
+        first: (&str, &str),
+        second: (&str, &str),
+    ) -> Vec<Self> {
+        steps
             .iter()
             .map(|step| {
-                let (own, peer) = match step.on {
-                    Instance::First => (&instances[0], &instances[1]),
-                    Instance::Second => (&instances[1], &instances[0]),
+                let ((python, own), (_, peer)) = match step.on {
+                    Instance::First => (first, second),
+                    Instance::Second => (second, first),
                 };
                 FederationStepData {
                     description: step.description.clone(),
-                    python: own.python.clone(),
+                    python: python.to_owned(),
                     command: step_command(
-                        &[("FEDIGEN_HOST", &own.host), ("FEDIGEN_PEER", &peer.host)],
+                        &[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", peer)],
                         &step.run,
                     ),
                     expect: step.expect.clone(),
                     wait: step.wait,
                 }
             })
-            .collect();
+            .collect()
+    }
+}
+
+impl FederationTest {
+    /// The federation test of a manifest, `None` when it has no `[test.federation]`.
+    pub fn new(manifest: &Manifest) -> Option<Self> {
+        let federation = manifest.test.federation.as_ref()?;
+        let single = ApplicationTest::new(manifest);
+        let instances = [
+            FederationInstance::of(manifest, Instance::First),
+            FederationInstance::of(manifest, Instance::Second),
+        ];
+        let steps = FederationStepData::all(
+            &federation.steps,
+            (&instances[0].python, &instances[0].host),
+            (&instances[1].python, &instances[1].host),
+        );
         let mut health = Health::new(manifest, "");
         health.http.clear();
         Some(Self {

@@ -5,24 +5,33 @@
 //! and test key, the operator's buckets, its own test S3 keys, and its own `s3.`/`media.` hosts under the
 //! provider's domain: A's the specification's, B's [`PROVIDER_B_DOMAIN`]), and each side's nodes resolve that
 //! side's names. The test seeds A through each application's admin action and `[test]` steps (a status with an
-//! image), proves the media is in A's bucket, runs the engine (`fedigen migrate run`, with a job built here the
-//! way the planner builds it, pointed at the test's nodes: databases, buckets between the two clusters, folders,
-//! identity), and checks at B: the applications healthy, the identity files byte for byte A's, the engine's own
-//! verification equal, A's applications stopped; then the client follows the DNS switch, every object A held is
-//! in B's bucket with the same bytes, and where every database moved the data reads back at B through the same
-//! domain with its media served from B's media host.
+//! image), proves the media is in A's bucket, lets B's job into A's databases as the planner asks A's provider to
+//! (over TCP with a password), runs the engine (`fedigen migrate run`, with a job built here the way the planner
+//! builds it, its databases by the planner's own [`database_move`], pointed at the test's nodes: databases of both
+//! engines, buckets between the two clusters, folders, identity), and checks at B: the applications healthy, the
+//! identity files byte for byte A's, the engine's own verification equal, A's applications stopped; then the
+//! client follows the DNS switch, every object A held is in B's bucket with the same bytes, and the data reads
+//! back at B through the same domain with its media served from B's media host. An application whose manifest has
+//! `[[test.federation.moved]]` steps gets a peer ([`MigrationPeer`]): a third instance under another domain that
+//! federates with A's node before the move and must still hear from B's after it.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::context::{DeploymentStorage, DeploymentTest, StorageSide, TestNode, TestSecretFile};
-use super::test_keys::test_s3_key;
-use crate::deploy::{self, python_name};
-use crate::migrate::job::{
-    BucketMove, Commands, DatabaseMove, DirectoryMove, Job, Postgres, S3, SecretMove,
+use super::context::{
+    DeploymentStorage, DeploymentTest, FederationInstance, FederationStepData, FederationTest,
+    Health, StorageSide, TestNode, TestResources, TestSecretFile,
 };
-use crate::migrate::plan::{HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, freeze_units, target_start};
+use super::shell::shell_quote;
+use super::test_keys::{test_database_password, test_s3_key};
+use crate::deploy::{self, python_name};
+use crate::manifest::Manifest;
+use crate::manifest::test_plan::Instance;
+use crate::migrate::job::{BucketMove, Commands, DatabaseMove, DirectoryMove, Job, S3, SecretMove};
+use crate::migrate::plan::{
+    HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, database_move, freeze_units, target_start,
+};
 use crate::model::{Catalog, Operator, Spec};
 use crate::state::Engine;
 
@@ -55,14 +64,151 @@ pub struct MigrationMachine {
     pub identity_files: Vec<String>,
     /// The manifest's admin action run at A before the move (a shell command), if any.
     pub seed: Option<String>,
-    /// What the move leaves to people in this test (databases of other engines), for the description.
-    pub not_moved: Vec<String>,
-    /// Whether every database of the application moves, so the data the steps made at A reads back at B.
-    pub read_back: bool,
+    /// What A's provider does so B's job reads each database at A (the planner's manual step), run at A after
+    /// the seed.
+    pub source_access: Vec<SourceAccess>,
     /// What other servers know the instance by (the manifest's `[[test.identity]]`), read at A after the seed and
-    /// at B after the DNS switch: equal, or followers and peers stop trusting it. Only where `read_back` (the keys
-    /// live in the databases).
+    /// at B after the DNS switch: equal, or followers and peers stop trusting it.
     pub public_identity: Vec<IdentityData>,
+    /// A third instance federating with this machine's application, when its manifest has
+    /// `[[test.federation.moved]]` steps.
+    pub peer: Option<MigrationPeer>,
+}
+
+/// What A's provider does once so B's job can read one database at A: the planner's manual step ("A's database
+/// must accept B over TCP with a password"), done as A's provider would, as root on A's machine through the
+/// database server's local socket.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceAccess {
+    /// What it does, for the test's log.
+    pub description: String,
+    /// The shell command.
+    pub command: String,
+}
+
+impl SourceAccess {
+    /// The access of B's job to database `d` at A, with the password its source's `password_file` holds (a test
+    /// password of hexadecimal digits, [`test_database_password`], read from that file on A too).
+    ///
+    /// PostgreSQL: the role gets the password (psql's `:"role"` and `:'password'` quote them; the `side` module's
+    /// `host … scram-sha-256` lines take it); the role's other connections stay local by peer. MariaDB: an account
+    /// `<user>@'%'` (any address, as the local one nixpkgs' pixelfed.nix makes through `ensureUsers` is
+    /// `@'localhost'` with `unix_socket`) with the password and every privilege on the database, the local
+    /// account's `ensurePermissions`: what mariadb-dump needs with the engine's flags (`--single-transaction`
+    /// reads a snapshot, `--routines` and `--triggers` need SHOW CREATE ROUTINE and TRIGGER on the database,
+    /// `--no-tablespaces` spares PROCESS) and what verification reads.
+    fn of(d: &DatabaseMove) -> Self {
+        let file = d
+            .source
+            .password_file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let password = format!("\"$(cat {})\"", shell_quote(&file));
+        let command = match d.engine {
+            Engine::Postgresql => format!(
+                "printf '%s\\n' {} | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres --set=role={} --set=password={password}",
+                shell_quote("ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'password';"),
+                shell_quote(&d.source.user),
+            ),
+            Engine::Mysql => {
+                let account = format!(
+                    "{}@'%'",
+                    crate::migrate::mysql::quote_identifier(&d.source.user)
+                );
+                format!(
+                    "mariadb --user=root --execute={}{password}{}",
+                    shell_quote(&format!(
+                        "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '"
+                    )),
+                    shell_quote(&format!(
+                        "'; GRANT ALL PRIVILEGES ON {}.* TO {account};",
+                        crate::migrate::mysql::quote_identifier(&d.source.database)
+                    )),
+                )
+            }
+        };
+        Self {
+            description: format!(
+                "A's provider lets B's job read the {} database {} over TCP as {} with a password",
+                d.engine.name(),
+                d.name,
+                d.source.user
+            ),
+            command,
+        }
+    }
+}
+
+/// A third instance of a machine's application, under another domain (the federation test's second instance),
+/// federating with the operator's: the manifest's `[[test.federation.steps]]` run with A's node as the first
+/// instance before the move, its `[[test.federation.moved]]` with B's node after the move and the DNS switch (the
+/// peer then resolves the application's host at B). Built as the federation test builds its instances
+/// (`common.testInstance`, from the same [`FederationTest`] data).
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationPeer {
+    /// Its node (`name`: `<machine>-peer`, `python`), domain, host, virtual host and HTTP checks.
+    pub instance: FederationInstance,
+    /// Whether it serves HTTPS.
+    pub https: bool,
+    /// Its resources (the manifest's defaults, as each federation test instance's).
+    pub resources: TestResources,
+    /// The options taking its secret files: option name to the file's path.
+    pub secret_options: BTreeMap<String, String>,
+    /// Its test secret files.
+    pub secret_files: Vec<TestSecretFile>,
+    /// The nixpkgs packages the steps use.
+    pub packages: Vec<String>,
+    /// The application's settings its tests need (an attribute set, possibly empty).
+    pub settings: serde_json::Value,
+    /// The upstream settings every test node of the application needs (`[test] config`).
+    pub config: serde_json::Value,
+    /// The upstream settings of federating in the test network (`[test.federation] config`): A's and B's nodes of
+    /// the machine get them too.
+    pub federation_config: serde_json::Value,
+    /// The units and ports that must be up on it (its HTTP checks are the instance's).
+    pub health: Health,
+    /// The federation steps before the move: the first instance is A's node.
+    pub steps: Vec<FederationStepData>,
+    /// The steps after the move and the DNS switch: the first instance is B's node.
+    pub moved: Vec<FederationStepData>,
+}
+
+impl MigrationPeer {
+    /// The peer of machine `machine` (its nodes `a` and `b`), when `manifest` has `[[test.federation.moved]]`.
+    fn new(manifest: &Manifest, machine: &str, a: &TestNode, b: &TestNode) -> Option<Self> {
+        let federation = manifest
+            .test
+            .federation
+            .as_ref()
+            .filter(|f| !f.moved.is_empty())?;
+        let test = FederationTest::new(manifest)?;
+        let name = format!("{machine}-peer");
+        let instance = FederationInstance {
+            python: python_name(&name),
+            name,
+            ..FederationInstance::of(manifest, Instance::Second)
+        };
+        let peer = (instance.python.as_str(), instance.host.as_str());
+        Some(Self {
+            steps: FederationStepData::all(&federation.steps, (&a.python, &a.host), peer),
+            moved: FederationStepData::all(&federation.moved, (&b.python, &b.host), peer),
+            https: test.https,
+            resources: test.resources,
+            secret_options: test
+                .secrets
+                .values()
+                .map(|s| (s.option.clone(), s.test_path.clone()))
+                .collect(),
+            secret_files: test.secret_files,
+            packages: test.packages,
+            settings: test.settings,
+            config: test.config,
+            federation_config: test.federation_config,
+            health: test.health,
+            instance,
+        })
+    }
 }
 
 /// One `[[test.identity]]` of a manifest, its command whole.
@@ -94,6 +240,9 @@ pub struct MigrationTest {
     pub hosts_b: BTreeMap<String, Vec<String>>,
     /// The host names the client resolves before the DNS switch: A's, and B's object storage.
     pub hosts_client: BTreeMap<String, Vec<String>>,
+    /// The host names the machines' peers resolve (`null` when none has a peer): the client's (a peer is
+    /// elsewhere on the Internet), and each peer's own. A's and B's nodes resolve the peers' hosts too.
+    pub hosts_peer: Option<BTreeMap<String, Vec<String>>>,
     /// Provider A's object storage, when an application of the operator keeps files in buckets.
     pub storage_a: Option<DeploymentStorage>,
     /// Provider B's, likewise.
@@ -196,7 +345,9 @@ impl MigrationTest {
         };
         let (s3_a, s3_b) = (s3(&storage_a), s3(&storage_b));
         let mut machines = Vec::new();
-        for (a, mut b) in nodes_a.into_iter().zip(nodes_b) {
+        let mut peer_hosts = BTreeMap::new();
+        let mut peer_cores = 0u32;
+        for (mut a, mut b) in nodes_a.into_iter().zip(nodes_b) {
             let app = a.application.clone();
             let Some(manifest) = catalog.manifests.get(&app) else {
                 continue;
@@ -208,41 +359,46 @@ impl MigrationTest {
                 .to_owned();
             let source = format!("root@{}", a.name);
             let state = &manifest.state;
-            let mut not_moved = Vec::new();
+            // Each database as the planner moves it (the one place: connections, URL rewrites between A's media
+            // host and B's), from A's node; its password file placed at B, where the job reads it, and at A, where
+            // the test gives it to the role or account as A's provider would.
+            let mut manual = Vec::new();
             let databases: Vec<DatabaseMove> = state
                 .databases
                 .iter()
-                .filter(|(name, db)| {
-                    let moved = db.engine == Engine::Postgresql;
-                    if !moved {
-                        not_moved.push(format!("{app}'s {} database {name}", db.engine.name()));
-                    }
-                    moved
-                })
-                .map(|(name, db)| DatabaseMove {
-                    name: name.clone(),
-                    engine: Default::default(),
-                    source: Postgres {
-                        host: a.name.clone(),
-                        port: 5432,
-                        user: db.user.clone(),
-                        database: name.clone(),
-                        password_file: None,
-                        os_user: None,
-                    },
-                    target: Postgres {
-                        host: "/run/postgresql".into(),
-                        port: 5432,
-                        user: db.user.clone(),
-                        database: name.clone(),
-                        password_file: None,
-                        // As the real planner: the tools run as the role's OS user (peer authentication).
-                        os_user: Some(db.user.clone()),
-                    },
-                    replication: None,
-                    url_rewrites: Vec::new(),
+                .map(|(name, db)| {
+                    database_move(
+                        (spec, catalog),
+                        Some((&spec_b, catalog)),
+                        operator,
+                        &app,
+                        manifest,
+                        name,
+                        db,
+                        a.name.clone(),
+                        &mut manual,
+                    )
                 })
                 .collect();
+            debug_assert!(manual.is_empty(), "{manual:?}");
+            for d in &databases {
+                let Some(path) = &d.source.password_file else {
+                    continue;
+                };
+                let path = path.display().to_string();
+                let secret = TestSecretFile {
+                    name: path.rsplit('/').next().unwrap_or(&path).to_owned(),
+                    value: test_database_password(&operator.name, &d.name),
+                    path,
+                    owner: "root".into(),
+                    group: "root".into(),
+                    mode: "0400".into(),
+                    unit: "fedigen-migrate".into(),
+                };
+                a.secrets.push(secret.clone());
+                b.secrets.push(secret);
+            }
+            let source_access = databases.iter().map(SourceAccess::of).collect();
             // Each bucket between the two clusters, named by the one rule (both sides run the same manifest), with
             // the key files the planner names (A's key and B's, placed at B as B's provider would).
             let mut buckets = Vec::new();
@@ -351,6 +507,11 @@ impl MigrationTest {
                 },
             };
             debug_assert!(job.problems().is_empty(), "{:?}", job.problems());
+            let peer = MigrationPeer::new(manifest, &machine, &a, &b);
+            if let Some(peer) = &peer {
+                peer_hosts.insert(peer.instance.name.clone(), vec![peer.instance.host.clone()]);
+                peer_cores = peer_cores.saturating_add(peer.resources.cores);
+            }
             machines.push(MigrationMachine {
                 machine,
                 application: app.clone(),
@@ -361,51 +522,64 @@ impl MigrationTest {
                 job: serde_json::to_value(&job).expect("a job serialises"),
                 units,
                 seed: manifest.admin_action.as_ref().map(|a| a.command.clone()),
-                public_identity: if not_moved.is_empty() {
-                    manifest
-                        .test
-                        .identity
-                        .iter()
-                        .map(|step| IdentityData {
-                            description: step.description.clone(),
-                            on_client: step.on == crate::manifest::test_plan::StepNode::Client,
-                            command: super::shell::step_command(
-                                &[("FEDIGEN_HOST", &a.host)],
-                                &step.run,
-                            ),
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                },
-                read_back: not_moved.is_empty(),
-                not_moved,
+                source_access,
+                public_identity: manifest
+                    .test
+                    .identity
+                    .iter()
+                    .map(|step| IdentityData {
+                        description: step.description.clone(),
+                        on_client: step.on == crate::manifest::test_plan::StepNode::Client,
+                        command: super::shell::step_command(
+                            &[("FEDIGEN_HOST", &a.host)],
+                            &step.run,
+                        ),
+                    })
+                    .collect(),
+                peer,
                 a,
                 b,
             });
         }
-        let not_moved: Vec<String> = machines.iter().flat_map(|m| m.not_moved.clone()).collect();
+        // The peers: A's and B's nodes resolve them (they federate with them), and they resolve what the client
+        // does (A's names until their own DNS switch) and each other's.
+        let hosts_peer =
+            (!peer_hosts.is_empty()).then(|| merged(hosts_client.clone(), &peer_hosts));
+        let hosts_a = merged(hosts_a, &peer_hosts);
+        let hosts_b = merged(hosts_b, &peer_hosts);
         let extra = [&storage_a, &storage_b]
             .iter()
             .filter(|s| s.as_ref().is_some_and(|s| s.extra.is_some()))
             .count() as u32;
+        let peers: Vec<&str> = machines
+            .iter()
+            .filter_map(|m| m.peer.as_ref().map(|_| m.machine.as_str()))
+            .collect();
         Self {
             test_name: format!("fedigen-migrate-{}", operator.name),
             description: format!(
-                "operator {}: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped{}",
+                "operator {}: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases over TCP with a password, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped{}",
                 operator.name,
-                if not_moved.is_empty() {
+                if peers.is_empty() {
                     String::new()
                 } else {
-                    format!("; not moved (so not read back): {}", not_moved.join(", "))
+                    format!(
+                        "; a peer instance under another domain federating with {} before the move still hears from it at B",
+                        peers.join(", ")
+                    )
                 }
             ),
-            // Both sides' machines, and each side's Garage-only node (two cores).
-            cores: cores.saturating_mul(2).saturating_add(2 * extra).max(1),
+            // Both sides' machines, each side's Garage-only node (two cores), and the peers.
+            cores: cores
+                .saturating_mul(2)
+                .saturating_add(2 * extra)
+                .saturating_add(peer_cores)
+                .max(1),
             machines,
             hosts_a,
             hosts_b,
             hosts_client,
+            hosts_peer,
             storage_a,
             storage_b,
         }
@@ -484,6 +658,174 @@ mod tests {
         assert!(names(&test.hosts_client).contains(&b.media_host));
         assert!(names(&test.hosts_b).contains(&a.s3_host));
         assert!(!names(&test.hosts_a).contains(&b.s3_host));
+    }
+
+    /// Issue #16: Pixelfed's MySQL database moves in the test's job as the planner moves it (A's node over TCP on
+    /// port 3306 with the password file the planner names; B's socket as the application's OS user), that password
+    /// file holds the same test password at B (where the job reads it, root's, 0400) and at A (where the test gives
+    /// it to the account, as A's provider would), and the stored media URLs are rewritten from A's media prefix
+    /// to B's: the prefixes the test's `stored` steps expect at A and at B. Fails on a job leaving MySQL out.
+    #[test]
+    fn pixelfed_moves_its_mysql_database_with_a_password_and_its_media_urls_to_b() {
+        let (spec, catalog) = example();
+        let operator = spec
+            .operators
+            .iter()
+            .find(|o| o.name == "amstelland")
+            .unwrap();
+        let test = MigrationTest::new(&spec, &catalog, operator);
+        let pixelfed = test
+            .machines
+            .iter()
+            .find(|m| m.application == "pixelfed")
+            .unwrap();
+        let job: Job = serde_json::from_value(pixelfed.job.clone()).unwrap();
+        assert!(job.problems().is_empty(), "{:?}", job.problems());
+        let db = job
+            .databases
+            .iter()
+            .find(|d| d.engine == Engine::Mysql)
+            .expect("Pixelfed's MySQL database is in the job");
+        assert_eq!(db.source.host, pixelfed.a.name);
+        assert_eq!(db.source.port, 3306);
+        assert_eq!(db.target.host, "/run/mysqld/mysqld.sock");
+        assert_eq!(db.target.os_user.as_deref(), Some(db.target.user.as_str()));
+        let file = db
+            .source
+            .password_file
+            .as_ref()
+            .expect("A's account has a password")
+            .display()
+            .to_string();
+        assert!(file.starts_with(MIGRATE_SECRETS), "{file}");
+        let placed = |node: &TestNode| {
+            node.secrets
+                .iter()
+                .find(|s| s.path == file)
+                .unwrap_or_else(|| panic!("{}: no {file}", node.name))
+                .clone()
+        };
+        let (at_a, at_b) = (placed(&pixelfed.a), placed(&pixelfed.b));
+        assert_eq!(at_a.value, at_b.value);
+        assert_eq!(
+            (at_b.owner.as_str(), at_b.group.as_str(), at_b.mode.as_str()),
+            ("root", "root", "0400")
+        );
+        assert!(
+            pixelfed
+                .source_access
+                .iter()
+                .any(|s| s.command.contains(&file)),
+            "{:?}",
+            pixelfed.source_access
+        );
+        // Every stored URL column is rewritten from the prefix A's stored steps print to the one B's expect.
+        assert!(!db.url_rewrites.is_empty());
+        let prefixes = |node: &TestNode| -> Vec<String> {
+            node.stored.iter().map(|s| s.prefix.clone()).collect()
+        };
+        assert!(!prefixes(&pixelfed.b).is_empty());
+        for rewrite in &db.url_rewrites {
+            assert!(prefixes(&pixelfed.a).contains(&rewrite.from), "{rewrite:?}");
+            assert!(prefixes(&pixelfed.b).contains(&rewrite.to), "{rewrite:?}");
+        }
+        assert!(!test.description.contains("not moved"));
+    }
+
+    /// The access commands hand each server the SQL meant, whatever the quoting: run in bash as the test driver
+    /// runs them, with the database clients and `cat` replaced by functions printing what they get (arguments,
+    /// standard input, the password), MariaDB creates `<user>@'%'` with the file's password and the database's
+    /// privileges, and psql sets the role's password through its variables.
+    #[test]
+    fn source_access_gives_each_server_the_statements_meant() {
+        let (spec, catalog) = example();
+        let run = |operator: &str, app: &str| -> String {
+            let operator = spec.operators.iter().find(|o| o.name == operator).unwrap();
+            let test = MigrationTest::new(&spec, &catalog, operator);
+            let machine = test.machines.iter().find(|m| m.application == app).unwrap();
+            let stubs = "cat() { printf 'the-password\\n'; }\n\
+                         mariadb() { printf '[%s]\\n' \"$@\"; }\n\
+                         runuser() { printf '[%s]\\n' \"$@\"; printf 'stdin: '; command cat; }\n";
+            let command = &machine.source_access[0].command;
+            let out = std::process::Command::new("bash")
+                .args(["-c", &format!("set -euo pipefail\n{stubs}{command}")])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(
+            run("amstelland", "pixelfed"),
+            "[--user=root]\n[--execute=CREATE USER IF NOT EXISTS `pixelfed`@'%' IDENTIFIED BY 'the-password'; GRANT ALL PRIVILEGES ON `pixelfed`.* TO `pixelfed`@'%';]\n"
+        );
+        let pg = run("digitalevrijheid", "matrix-synapse");
+        for part in [
+            "[--set=role=matrix-synapse]",
+            "[--set=password=the-password]",
+            "[-v]\n[ON_ERROR_STOP=1]",
+            "stdin: ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'password';\n",
+        ] {
+            assert!(pg.contains(part), "{part:?} in {pg}");
+        }
+    }
+
+    /// A machine whose manifest has `[[test.federation.moved]]` (Matrix's) gets a peer under the federation
+    /// test's second domain: A's and B's nodes resolve it, it resolves the application's host (at A's node until
+    /// its DNS switch), its steps run with A's node first and its moved steps with B's, and its cores count.
+    #[test]
+    fn a_machine_with_moved_federation_steps_has_a_peer() {
+        let (spec, catalog) = example();
+        let operator = spec
+            .operators
+            .iter()
+            .find(|o| o.name == "digitalevrijheid")
+            .unwrap();
+        let test = MigrationTest::new(&spec, &catalog, operator);
+        let matrix = test
+            .machines
+            .iter()
+            .find(|m| m.application == "matrix-synapse")
+            .unwrap();
+        let peer = matrix.peer.as_ref().expect("Matrix has moved steps");
+        let manifest = &catalog.manifests["matrix-synapse"];
+        let second = FederationInstance::of(manifest, Instance::Second);
+        assert_eq!(peer.instance.name, format!("{}-peer", matrix.machine));
+        assert_eq!(peer.instance.host, second.host);
+        for hosts in [&test.hosts_a, &test.hosts_b] {
+            assert_eq!(hosts[&peer.instance.name], vec![second.host.clone()]);
+        }
+        let hosts_peer = test.hosts_peer.as_ref().unwrap();
+        assert!(hosts_peer[&matrix.a.name].contains(&matrix.a.host));
+        assert!(hosts_peer[&peer.instance.name].contains(&peer.instance.host));
+        let firsts = |steps: &[FederationStepData]| -> Vec<String> {
+            steps
+                .iter()
+                .filter(|s| s.python != peer.instance.python)
+                .map(|s| s.python.clone())
+                .collect()
+        };
+        assert!(
+            !firsts(&peer.steps).is_empty()
+                && firsts(&peer.steps).iter().all(|p| *p == matrix.a.python)
+        );
+        assert!(
+            !firsts(&peer.moved).is_empty()
+                && firsts(&peer.moved).iter().all(|p| *p == matrix.b.python)
+        );
+        let without: u32 = {
+            let mut plain = catalog.clone();
+            if let Some(m) = plain.manifests.get_mut("matrix-synapse")
+                && let Some(f) = m.test.federation.as_mut()
+            {
+                f.moved.clear();
+            }
+            MigrationTest::new(&spec, &plain, operator).cores
+        };
+        assert_eq!(test.cores, without + peer.resources.cores);
     }
 
     /// A machine that runs the side's Garage node keeps the endpoints' nginx through the move (PeerTube's shares

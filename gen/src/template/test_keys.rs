@@ -52,6 +52,18 @@ pub(crate) fn test_s3_key(operator: &str, app: &str) -> String {
     )
 }
 
+/// The test password of an operator's database at provider A, which a migration test's job reads it with over
+/// TCP: set on A's role or account by the test (as A's provider would) and placed at B as the job's password
+/// file. Hexadecimal digits only (and a newline, as a secret file ends), so it needs no quoting in SQL or a shell.
+pub(crate) fn test_database_password(operator: &str, database: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hex: String = Sha256::digest(format!("fedigen-test-db-password/{operator}/{database}"))
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{}\n", &hex[..32])
+}
+
 /// The test value of a Garage node's secret: the node's key copy of an application's S3 key ([`test_s3_key`],
 /// by the operator's index), else the generic placeholder of `deploy::storage::test_secret`.
 pub(crate) fn test_secret_value(spec: &Spec, holds: &Holds) -> String {

@@ -198,6 +198,59 @@ rec {
       pkgs.jq
     ];
   };
+  # An instance of an application from the modules alone, under a test domain of its own (no deployment, no
+  # object storage): the federation test's two instances and a migration test's peer. `application` enabled
+  # with the options taking its secret files (`secretOptions`: option name to path; the files placed and declared
+  # from `secretFiles`), the test network (`hosts`), its packages, the upstream settings its tests need
+  # (`testConfig`) and those of federating in the test network (`federationConfig`), the application's
+  # `settings`, its `resources` ({ cores, memory_mib, disk_mib }), and the test certificate when it serves HTTPS.
+  testInstance =
+    {
+      application,
+      domain,
+      host,
+      virtualHost,
+      https,
+      hosts,
+      secretFiles,
+      secretOptions,
+      packages,
+      testConfig,
+      federationConfig,
+      settings,
+      resources,
+    }:
+    {
+      imports = [
+        ../../../modules/default.nix
+        (testSecrets secretFiles)
+        (testNetwork hosts)
+        (testPackages packages)
+        testConfig
+        federationConfig
+        { fediversity.${application} = settings; }
+      ]
+      ++ lib.optional https (testTls host virtualHost);
+      virtualisation = {
+        cores = resources.cores;
+        memorySize = resources.memory_mib;
+        diskSize = resources.disk_mib;
+      };
+      fediversity = {
+        inherit domain;
+        acme.email = "hostmaster@${domain}";
+        smtp = {
+          host = "127.0.0.1";
+          fromAddress = "noreply@${domain}";
+        };
+        s3.endpoint = "https://s3.${domain}";
+        secrets = declaredSecrets secretFiles;
+        ${application} = secretOptions // {
+          enable = true;
+        };
+      };
+      networking.firewall.enable = false;
+    };
   # A machine of a deployment test: its generated module, its test secrets, the test network, and nginx
   # serving its certificate.
   testNode =
