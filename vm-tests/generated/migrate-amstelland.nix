@@ -989,10 +989,12 @@ pkgs.testers.runNixOSTest {
       ${common.pythonHelpers}
 
 
-      def switch_dns(client, host: str, address: str) -> None:
-          """The DNS switch as the client sees it: from now on its /etc/hosts names `host` at `address` only."""
+      def switch_dns(machine, host: str, address: str) -> None:
+          """The DNS switch as a machine elsewhere (the client, a peer) sees it: from now on its /etc/hosts names `host`
+          at `address` only, and a local resolver answering from that file (dnsmasq, which a manifest's federation
+          config runs for an application resolving through DNS alone) reads it again (its reload: SIGHUP)."""
           lines = []
-          for line in client.succeed("cat /etc/hosts").splitlines():
+          for line in machine.succeed("cat /etc/hosts").splitlines():
               fields = line.split()
               if len(fields) > 1 and host in fields[1:]:
                   fields = [field for field in fields if field != host]
@@ -1002,7 +1004,8 @@ pkgs.testers.runNixOSTest {
               lines.append(line)
           lines.append(f"{address} {host}")
           text = "\n".join(lines) + "\n"
-          client.succeed(f"printf %s {shlex.quote(text)} > /etc/hosts.fedigen && mv /etc/hosts.fedigen /etc/hosts")
+          machine.succeed(f"printf %s {shlex.quote(text)} > /etc/hosts.fedigen && mv /etc/hosts.fedigen /etc/hosts")
+          machine.succeed("if systemctl is-active --quiet dnsmasq.service; then systemctl reload dnsmasq.service; fi")
 
 
       start_all()
