@@ -568,7 +568,8 @@ fn every_manifest_check_and_step_is_in_its_tests() {
     }
     assert!(with_steps >= 5, "the manifests' steps: {with_steps}");
     // The issue's steps: Mastodon posts with an image, Pixelfed uploads a photo, PeerTube a video, Matrix
-    // users exchange a message, Garage writes an object; one federation test and one mail step at least.
+    // users exchange a message, Garage writes an object; one federation test and one mail step at least, and
+    // Mastodon's (issue #15): a follow through the API, then the post in the follower's home timeline.
     let runs = |app: &str| -> String {
         manifests
             .iter()
@@ -591,6 +592,25 @@ fn every_manifest_check_and_step_is_in_its_tests() {
     assert!(runs("matrix-synapse").contains("m.room.message"));
     assert!(runs("garage").contains("rclone cat"));
     assert!(manifests.iter().any(|m| m.test.federation.is_some()));
+    let federation_runs = |app: &str| -> String {
+        manifests
+            .iter()
+            .find(|m| m.application.name == app)
+            .and_then(|m| m.test.federation.as_ref())
+            .map(|f| {
+                f.steps
+                    .iter()
+                    .map(|s| s.run.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    };
+    let mastodon = federation_runs("mastodon");
+    assert!(
+        mastodon.contains("/follow") && mastodon.contains("/api/v1/timelines/home"),
+        "Mastodon's federation steps: {mastodon:?}"
+    );
     assert!(manifests.iter().any(|m| m.test.mail.is_some()));
 }
 
