@@ -27,67 +27,56 @@ let
     first = [ "mastodon.first.test" ];
     second = [ "mastodon.second.test" ];
   };
-  # One instance: the generated module under its own domain, reached as `host`.
+  # One instance: the generated modules under its own domain, reached as `host` (common.testInstance, as a
+  # migration test builds its peer).
   instance =
     {
       domain,
       host,
       virtualHost,
     }:
-    { lib, ... }:
-    {
-      imports = [
-        ../../modules/default.nix
-        (common.testSecrets secretFiles)
-        (common.testNetwork hosts)
-        (common.testPackages [
-          "ffmpeg-headless"
-        ])
-        (common.testTls host virtualHost)
-        { }
-        {
-          services = {
-            dnsmasq = {
-              enable = true;
-              settings = {
-                no-resolv = true;
-              };
-            };
-            mastodon = {
-              extraConfig = {
-                ALLOWED_PRIVATE_ADDRESSES = "192.168.0.0/16";
-              };
-            };
-          };
-        }
-        {
-          fediversity.mastodon = {
-            extraConfig = {
-              EMAIL_DOMAIN_ALLOWLIST = "example.org";
-            };
-          };
-        }
+    common.testInstance {
+      inherit
+        domain
+        host
+        virtualHost
+        hosts
+        secretFiles
+        ;
+      application = "mastodon";
+      https = true;
+      secretOptions = {
+        adminPasswordFile = "/etc/fedigen-test/adminPassword";
+      };
+      packages = [
+        "ffmpeg-headless"
       ];
-      virtualisation = {
+      testConfig = { };
+      federationConfig = {
+        services = {
+          dnsmasq = {
+            enable = true;
+            settings = {
+              no-resolv = true;
+            };
+          };
+          mastodon = {
+            extraConfig = {
+              ALLOWED_PRIVATE_ADDRESSES = "192.168.0.0/16";
+            };
+          };
+        };
+      };
+      settings = {
+        extraConfig = {
+          EMAIL_DOMAIN_ALLOWLIST = "example.org";
+        };
+      };
+      resources = {
         cores = 2;
-        memorySize = 4096;
-        diskSize = 40960;
+        disk_mib = 40960;
+        memory_mib = 4096;
       };
-      fediversity = {
-        inherit domain;
-        acme.email = "hostmaster@${domain}";
-        smtp = {
-          host = "127.0.0.1";
-          fromAddress = "noreply@${domain}";
-        };
-        s3.endpoint = "https://s3.${domain}";
-        secrets = common.declaredSecrets secretFiles;
-        mastodon = {
-          enable = true;
-          adminPasswordFile = "/etc/fedigen-test/adminPassword";
-        };
-      };
-      networking.firewall.enable = false;
     };
 in
 pkgs.testers.runNixOSTest {
