@@ -95,8 +95,11 @@ impl SourceAccess {
     /// `<user>@'%'` (any address, as the local one nixpkgs' pixelfed.nix makes through `ensureUsers` is
     /// `@'localhost'` with `unix_socket`) with the password and every privilege on the database, the local
     /// account's `ensurePermissions`: what mariadb-dump needs with the engine's flags (`--single-transaction`
-    /// reads a snapshot, `--routines` and `--triggers` need SHOW CREATE ROUTINE and TRIGGER on the database,
-    /// `--no-tablespaces` spares PROCESS) and what verification reads.
+    /// reads a snapshot, `--triggers` needs TRIGGER, `--no-tablespaces` spares PROCESS) and what verification
+    /// reads. `--routines` reads a routine another account defined only with SHOW CREATE ROUTINE (from MariaDB
+    /// 11.3, part of the database's privileges) or, before, SELECT on `mysql.proc`: tried on Debian's MariaDB
+    /// 10.11, this account dumps tables, views and triggers over TCP and is refused a function the local account
+    /// defined. Pixelfed's migrations define none.
     fn of(d: &DatabaseMove) -> Self {
         let file = d
             .source
