@@ -954,3 +954,74 @@ fn pixelfeds_mysql_database_moves_and_its_media_urls_follow() {
             .any(|m| m.application == "pixelfed" && m.kind == Kind::Database && m.automatic)
     );
 }
+
+/// B's applications are stopped before anything moves and restarted after (they run on empty state once B is
+/// deployed, holding B's databases and secrets), never B's nginx (it serves B's Garage endpoints where B's
+/// machine hosts a node); and with several machines no job switches the operator's zone: the plan says to
+/// switch once every job is healthy (operator review of the plans, B1 and B5). A one-machine operator's job
+/// still switches as its last step.
+#[test]
+fn b_is_stopped_before_the_move_and_a_zone_of_several_machines_is_switched_once() {
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let to = document("examples/provider-b.toml");
+    for operator in ["amstelland", "zeeinstituut", "digitalevrijheid"] {
+        let mut r = request(operator, &from, &to, &catalog, &catalog);
+        r.dns_command = Some("publish-zone");
+        let Planned { plan, jobs } = plan::plan(&r).unwrap();
+        for (machine, job) in &jobs {
+            let app = machine.strip_prefix(&format!("{operator}-")).unwrap();
+            let units = &catalog.manifests[app].health.units;
+            let stopped: Vec<&str> = job
+                .commands
+                .target_stop
+                .iter()
+                .flat_map(|argv| {
+                    assert_eq!(argv[..2], ["systemctl", "stop"], "{machine}: {argv:?}");
+                    argv[2..].iter().map(String::as_str)
+                })
+                .collect();
+            for unit in units {
+                assert_eq!(
+                    stopped.contains(&unit.as_str()),
+                    unit != "nginx.service",
+                    "{machine}: {unit} at B; target_stop {:?}",
+                    job.commands.target_stop
+                );
+            }
+            let restarted: Vec<&str> = job
+                .commands
+                .start
+                .iter()
+                .filter(|argv| argv[1] == "restart")
+                .flat_map(|argv| argv[2..].iter().map(String::as_str))
+                .collect();
+            assert!(
+                units.iter().all(|u| restarted.contains(&u.as_str())),
+                "{machine}: every unit restarted, {:?}",
+                job.commands.start
+            );
+            assert_eq!(
+                fedigen::migrate::run::steps(job)[0],
+                "stop-target",
+                "{machine}"
+            );
+            assert_eq!(
+                job.commands.dns_switch.is_empty(),
+                jobs.len() > 1,
+                "{machine}: {} machines",
+                jobs.len()
+            );
+        }
+        let switch_by_hand = plan
+            .manual
+            .iter()
+            .any(|m| m.contains("once, after every job") && m.contains("publish-zone"));
+        assert_eq!(
+            switch_by_hand,
+            jobs.len() > 1,
+            "{operator}: {:?}",
+            plan.manual
+        );
+    }
+}

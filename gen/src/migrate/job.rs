@@ -200,6 +200,12 @@ pub struct SecretMove {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Commands {
+    /// Stop the target's applications before anything is copied (the run's first step, and again on rollback).
+    /// B is deployed before the move, so NixOS has started them on empty state: running, they would hold B's
+    /// databases and folders while these are replaced, and keep B's own secrets in their environment after the
+    /// identity moved (`start` would find them active and change nothing). Empty in jobs written before it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_stop: Vec<Vec<String>>,
     /// Stop the source's applications (or make them read-only): after these, its data no longer changes.
     #[serde(default)]
     pub freeze: Vec<Vec<String>>,
@@ -223,6 +229,7 @@ pub struct Commands {
 impl Default for Commands {
     fn default() -> Self {
         Commands {
+            target_stop: Vec::new(),
             freeze: Vec::new(),
             start: Vec::new(),
             health: Vec::new(),

@@ -65,7 +65,9 @@ pub(crate) fn target_start(manifest: &Manifest) -> Vec<Vec<String>> {
         commands.push(restart);
     }
     if !manifest.health.units.is_empty() {
-        let mut start = vec!["systemctl".to_owned(), "start".into()];
+        // `restart`, not `start`: a unit found running (pulled in by a setup unit, or left by an earlier run)
+        // must come up again with the moved data and secrets.
+        let mut start = vec!["systemctl".to_owned(), "restart".into()];
         start.extend(manifest.health.units.iter().cloned());
         commands.push(start);
     }
@@ -526,6 +528,24 @@ pub fn plan(request: &Request<'_>) -> Result<Planned, PlanError> {
         let _ = application;
         jobs.push((operator.machine_name(app), job));
     }
+    // The switch publishes B's whole zone: with several machines, the first job to reach `dns` would move the
+    // others' names too, while one of them may still fail and roll back to A (operator review, B5). Then no job
+    // switches, and the plan says to switch once every job is healthy.
+    if jobs.len() > 1 {
+        if let Some(program) = request.dns_command {
+            for (_, job) in &mut jobs {
+                job.commands.dns_switch.clear();
+            }
+            manual.push(format!(
+                "switch DNS for {} once, after every job above has passed `health` (its journal lists it): `{program} {} deployments/dns/{}.zone`; the zone names all {} machines, so no job runs it (a job's `dns` step does nothing)",
+                operator.domain,
+                operator.domain,
+                operator.domain,
+                jobs.len()
+            ));
+        }
+    }
+    manual.extend(preparations(&operator, &jobs, &from, request));
     let steps = jobs
         .iter()
         .map(|(machine, job)| MachineSteps {
@@ -967,11 +987,20 @@ fn application_job(
         let source = &moved.source;
         // NixOS lets the application's role in only through the local socket (PostgreSQL's peer, MariaDB's
         // unix_socket): the job reaches A over TCP with a password, which A's provider must set up (review-21 F3).
+        let access = match db.engine {
+            Engine::Postgresql => format!(
+                "a password on the role and a pg_hba.conf `hostssl {name} {} <B's address>/32 scram-sha-256` line, with `ssl = on` (libpq encrypts when the server offers it)",
+                source.user
+            ),
+            Engine::Mysql => format!(
+                "a MariaDB account `{}`@'<B's address>' IDENTIFIED BY the password, granted SELECT, LOCK TABLES, SHOW VIEW, TRIGGER and EVENT on `{name}`.*",
+                source.user
+            ),
+        };
         manual.push(format!(
-            "{app}: A's {} database `{name}` must accept {machine} at B over TCP on port {} as `{}` with a password (a pg_hba.conf `host` line or a MySQL account `{}`@<B's address> with the database's privileges, and the port open to B), that password placed at B in {}",
+            "{app}: A's {} database `{name}` must accept {machine} at B over TCP on port {} as `{}` with a password ({access}; the port open to B alone, and over a private network or TLS: the dump holds the actors' private keys), that password placed at B in {}",
             db.engine.name(),
             source.port,
-            source.user,
             source.user,
             source
                 .password_file
@@ -1139,6 +1168,15 @@ fn application_job(
             job.commands.freeze.push(remote("stop"));
             job.commands.source_start.push(remote("start"));
         }
+        // B's own applications, stopped before anything moves (B is deployed first, so they run on empty
+        // state); B's nginx keeps serving (B's Garage endpoints, where B's machine serves them, and the
+        // placeholder pages).
+        let at_b = freeze_units(manifest, true);
+        if !at_b.is_empty() {
+            let mut stop = vec!["systemctl".to_owned(), "stop".into()];
+            stop.extend(at_b);
+            job.commands.target_stop.push(stop);
+        }
         job.commands.start.extend(target_start(manifest));
         for unit in units {
             job.commands.health.push(vec![
@@ -1156,8 +1194,12 @@ fn application_job(
         .iter()
         .filter(|c| c.port.is_none() && (200..400).contains(&c.status))
     {
+        // `--insecure`: B's certificate comes from ACME's HTTP-01 challenge, which only succeeds once the names
+        // resolve to B (after `dns`); until then nginx serves NixOS's self-signed placeholder. The check asks
+        // whether the application answers through B's nginx; the certificate is a manual step of the plan.
         job.commands.health.push(vec![
             "curl".into(),
+            "--insecure".into(),
             "--fail".into(),
             "--silent".into(),
             "--show-error".into(),
@@ -1342,10 +1384,44 @@ fn downtime(moves: &[Move], throughput: u64, source: &str, change_permille: u32)
     }
 }
 
+/// What B's provider prepares before any job runs, and what the providers keep after the switch, said once per
+/// plan: what the jobs assume but cannot do themselves (operator review of the plans, S9, B2, B4).
+fn preparations(
+    operator: &Operator,
+    jobs: &[(String, Job)],
+    from: &Spec,
+    request: &Request<'_>,
+) -> Vec<String> {
+    let machines = list(jobs.iter().map(|(m, _)| m.as_str()));
+    let mut out = vec![
+        format!(
+            "before the jobs: root at each machine at B ({machines}) logs in to its machine at A over ssh without a prompt (the freeze, the folder and identity copies, and the verification read A through it), and A's machines have fedigen on their PATH (`fedigen migrate manifest` lists A's folders for the verification)"
+        ),
+        "B's certificates: ACME's HTTP-01 challenge succeeds only once the names resolve to B, so until B's ACME units renew after the switch, B serves NixOS's self-signed placeholder (the jobs' health checks accept it); to avoid that gap, copy each host's /var/lib/acme/<host> from A to B before `start`".to_owned(),
+    ];
+    if jobs.iter().any(|(_, j)| !j.buckets.is_empty()) {
+        out.push(format!(
+            "the bucket key files at B: {MIGRATE_SECRETS}/<bucket>-source.env (A's key, read access) and <bucket>-target.env (B's key), AWS_ACCESS_KEY_ID= and AWS_SECRET_ACCESS_KEY= lines, root-only"
+        ));
+        let media = deploy::storage::endpoint_hosts(from, request.from_catalog)
+            .map(|(_, media, _)| media)
+            .unwrap_or_else(|| "A's media host".to_owned());
+        out.push(format!(
+            "after the switch, A's provider keeps serving {media} for {}'s buckets (or redirects it to B's media host) for months: servers that received {}'s posts before the move hold the media URLs on A's host and fetch them again when their caches expire",
+            operator.name, operator.name
+        ));
+    }
+    out.push(format!(
+        "after the switch: disable {}'s applications at A (`systemctl disable` or a deploy without them), or a reboot of A starts a second server under the same name and keys",
+        operator.name
+    ));
+    out
+}
+
 fn rollback(operator: &Operator) -> Vec<String> {
     vec![
         format!(
-            "before the DNS switch: `fedigen migrate rollback --job <job> --journal <dir>` on each machine starts {}'s applications at A again; A's data was never written, so nothing is lost",
+            "before the DNS switch: `fedigen migrate rollback --job <job> --journal <dir>` on each machine stops {}'s applications at B and starts them at A again; A's data was never written, so nothing is lost (if B had started, what its queues sent in that time, such as scheduled posts, was sent from B)",
             operator.name
         ),
         "after the DNS switch: B is the server; going back means a migration from B to A, and whatever was posted, uploaded or federated at B since the switch stays at B unless it is moved back the same way".to_owned(),

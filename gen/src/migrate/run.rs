@@ -100,6 +100,9 @@ pub fn steps(job: &Job) -> Vec<String> {
 /// The steps of `job`, in order, with `replicated` saying which databases are moved by replication.
 fn steps_with(job: &Job, replicated: &dyn Fn(&super::job::DatabaseMove) -> bool) -> Vec<String> {
     let mut out = Vec::new();
+    if !job.commands.target_stop.is_empty() {
+        out.push(STOP_TARGET.to_owned());
+    }
     let (live, dumped): (Vec<_>, Vec<_>) = job.databases.iter().partition(|d| replicated(d));
     for d in &live {
         out.push(format!("replicate:schema:{}", d.name));
@@ -145,11 +148,19 @@ fn rewrite_step(d: &super::job::DatabaseMove, out: &mut Vec<String>) {
     }
 }
 
+/// The first step where the job stops the target's applications ([`Commands::target_stop`]).
+///
+/// [`Commands::target_stop`]: super::job::Commands::target_stop
+const STOP_TARGET: &str = "stop-target";
+
 /// Whether `step` belongs to the bulk phase (run while the source serves: `--bulk-only` runs these), and
 /// whether `--bulk-only` runs it again when an earlier run did it (copies and waits, not the set-up).
 fn bulk_phase(step: &str) -> (bool, bool) {
     let again = step.starts_with("bulk:") || step.starts_with("replicate:sync:");
-    (again || step.starts_with("replicate:"), again)
+    (
+        again || step.starts_with("replicate:") || step == STOP_TARGET,
+        again,
+    )
 }
 
 /// Runs `job` with its journal in `journal_dir`, resuming after the steps an earlier run recorded.
@@ -377,7 +388,8 @@ fn check_databases(job: &Job, journal: &Journal) -> Result<(), RunError> {
 }
 
 /// Removes what replication made (the subscription at the target; the publication, the slot and the changed
-/// replica identities at the source), starts the source again (the job's `source_start` commands) and forgets
+/// replica identities at the source), stops the target's applications (`target_stop`: they may have started with
+/// the moved data), starts the source again (the job's `source_start` commands) and forgets
 /// the steps done, so the next run starts over; refused once the DNS switch is done.
 ///
 /// The source is started even when the removal failed (the target unreachable, say): the source serves as
@@ -392,6 +404,17 @@ pub fn rollback(job: &Job, journal_dir: &Path) -> Result<(), RunError> {
     for d in job.databases.iter().filter(|d| is_replicated(&journal, d)) {
         if let Err(e) = replicate::remove(&job.operator, d, journal.dir()) {
             removal = Err(step_error(&format!("rollback:{}", d.name), e));
+            break;
+        }
+    }
+    // The target may have started with the moved data and secrets (after `start`): stopped first, so the two
+    // never serve, federate or run their queues as one server at once.
+    // A failure here, as one of the removal, does not keep the source from starting; it is returned after.
+    for argv in &job.commands.target_stop {
+        if let Err(e) = command(argv, "stop the target's applications") {
+            if removal.is_ok() {
+                removal = Err(step_error("rollback", e));
+            }
             break;
         }
     }
@@ -510,6 +533,8 @@ fn do_step(
                 copy_directory(&d.source, &d.target).map_err(fail)
             }
         }
+        STOP_TARGET => commands(&job.commands.target_stop, "stop the target's applications")
+            .map_err(|e| fail(e.into())),
         "freeze" => commands(&job.commands.freeze, "freeze the source").map_err(|e| fail(e.into())),
         "replicate" | "catchup" => {
             let (what, name) = if kind == "catchup" {
@@ -818,5 +843,54 @@ mod tests {
         assert_eq!(bulk_phase("bulk:bucket:m"), (true, true));
         assert_eq!(bulk_phase("catchup:live"), (false, false));
         assert_eq!(bulk_phase("freeze"), (false, false));
+    }
+
+    /// B's applications are stopped before anything moves (its first step, in the bulk phase too), and again by
+    /// a rollback before A starts: the two never run as one server at once (operator review, B1 and S5). Real
+    /// processes: each command appends its name to a log, and a health check that never passes makes the run
+    /// fail before the switch.
+    #[test]
+    fn the_target_is_stopped_first_and_again_by_a_rollback() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let say = |word: &str| {
+            vec![
+                "sh".to_owned(),
+                "-c".into(),
+                format!("echo {word} >> {}", log.display()),
+            ]
+        };
+        let mut job: Job = serde_json::from_value(serde_json::json!({ "operator": "op" })).unwrap();
+        job.commands.target_stop = vec![say("target-stop")];
+        job.commands.freeze = vec![say("freeze")];
+        job.commands.start = vec![say("start")];
+        job.commands.health = vec![vec!["false".to_owned()]];
+        job.commands.health_timeout_seconds = 1;
+        job.commands.source_start = vec![say("source-start")];
+        assert_eq!(steps(&job)[0], STOP_TARGET);
+        assert_eq!(bulk_phase(STOP_TARGET), (true, false));
+        let journal = dir.path().join("journal");
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        run(&job, &journal, Scope::BulkOnly, &mut |_| {}).unwrap();
+        assert_eq!(
+            read(),
+            "target-stop\n",
+            "--bulk-only stops B and copies, nothing more"
+        );
+        assert!(
+            run(&job, &journal, Scope::All, &mut |_| {}).is_err(),
+            "health never passes"
+        );
+        assert_eq!(
+            read(),
+            "target-stop\nfreeze\nstart\n",
+            "stopped once, then the move"
+        );
+        rollback(&job, &journal).unwrap();
+        assert_eq!(
+            read(),
+            "target-stop\nfreeze\nstart\ntarget-stop\nsource-start\n",
+            "a rollback stops B before A starts"
+        );
     }
 }

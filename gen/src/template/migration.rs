@@ -489,6 +489,7 @@ impl MigrationTest {
                 directories,
                 identity: identity.clone(),
                 commands: Commands {
+                    target_stop: Vec::new(),
                     freeze: vec![ssh("stop")],
                     start: target_start(manifest),
                     health: units
