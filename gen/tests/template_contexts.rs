@@ -290,6 +290,7 @@ fn collect_fields(value: &Value, depth: usize, out: &mut Vec<String>) {
                         | "hosts_a"
                         | "hosts_b"
                         | "hosts_client"
+                        | "hosts_peer"
                         | "value"
                         | "job"
                         | "description_json"

@@ -125,35 +125,35 @@ pkgs.testers.runNixOSTest {
         output = first.succeed(${py ''
           export FEDIGEN_HOST='mastodon.first.test'
           export FEDIGEN_PEER='mastodon.second.test'
-          password=$(mastodon-tootctl accounts create fedigen_alice --email=alice@example.org --confirmed --approve | sed -n 's/^New password: //p')
+          password=$(mastodon-tootctl accounts create fedigen_carol --email=carol@example.org --confirmed --approve | sed -n 's/^New password: //p')
           test -n "$password"
           app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
-          curl --silent --fail --form grant_type=password --form username=alice@example.org --form "password=$password" \
+          curl --silent --fail --form grant_type=password --form username=carol@example.org --form "password=$password" \
             --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
-            --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-token
+            --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-federation-token
         ''})
 
     with subtest(${py "a user of the second instance gets an API token"}):
         output = second.succeed(${py ''
           export FEDIGEN_HOST='mastodon.second.test'
           export FEDIGEN_PEER='mastodon.first.test'
-          password=$(mastodon-tootctl accounts create fedigen_bob --email=bob@example.org --confirmed --approve | sed -n 's/^New password: //p')
+          password=$(mastodon-tootctl accounts create fedigen_dave --email=dave@example.org --confirmed --approve | sed -n 's/^New password: //p')
           test -n "$password"
           app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
-          curl --silent --fail --form grant_type=password --form username=bob@example.org --form "password=$password" \
+          curl --silent --fail --form grant_type=password --form username=dave@example.org --form "password=$password" \
             --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
-            --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-token
+            --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-federation-token
         ''})
 
     with subtest(${py "the second instance's user finds the first's user through the search and follows them"}):
         output = second.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='mastodon.second.test'
           export FEDIGEN_PEER='mastodon.first.test'
-          token=$(cat /root/mastodon-token)
-          account=$(curl --silent --fail --get -H "Authorization: Bearer $token" --data-urlencode "q=fedigen_alice@$FEDIGEN_PEER" \
+          token=$(cat /root/mastodon-federation-token)
+          account=$(curl --silent --fail --get -H "Authorization: Bearer $token" --data-urlencode "q=fedigen_carol@$FEDIGEN_PEER" \
             --data resolve=true --data type=accounts "https://$FEDIGEN_HOST/api/v2/search" \
-            | jq -er --arg acct "fedigen_alice@$FEDIGEN_PEER" '.accounts[] | select(.acct == $acct) | .id')
-          echo "$account" > /root/mastodon-peer-account
+            | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.accounts[] | select(.acct == $acct) | .id')
+          echo "$account" > /root/mastodon-federation-account
           curl --silent --fail -X POST -H "Authorization: Bearer $token" "https://$FEDIGEN_HOST/api/v1/accounts/$account/follow" \
             | jq -e '.following or .requested' > /dev/null
         ''})
@@ -162,17 +162,17 @@ pkgs.testers.runNixOSTest {
         output = second.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='mastodon.second.test'
           export FEDIGEN_PEER='mastodon.first.test'
-          curl --silent --fail --get -H "Authorization: Bearer $(cat /root/mastodon-token)" --data "id[]=$(cat /root/mastodon-peer-account)" \
+          curl --silent --fail --get -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --data "id[]=$(cat /root/mastodon-federation-account)" \
             "https://$FEDIGEN_HOST/api/v1/accounts/relationships" | jq -e '.[0].following' > /dev/null
-          echo "following fedigen_alice@$FEDIGEN_PEER"
+          echo "following fedigen_carol@$FEDIGEN_PEER"
         ''})
-        assert ${py "following fedigen_alice@"} in output, output
+        assert ${py "following fedigen_carol@"} in output, output
 
     with subtest(${py "the first instance's user posts a public status"}):
         output = first.succeed(${py ''
           export FEDIGEN_HOST='mastodon.first.test'
           export FEDIGEN_PEER='mastodon.second.test'
-          curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-token)" --form 'status=Hello followers, from the first instance' \
+          curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --form 'status=Hello followers, from the first instance' \
             --form visibility=public "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id
         ''})
 
@@ -180,8 +180,8 @@ pkgs.testers.runNixOSTest {
         output = second.wait_until_succeeds(${py ''
           export FEDIGEN_HOST='mastodon.second.test'
           export FEDIGEN_PEER='mastodon.first.test'
-          curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
-            | jq -er --arg acct "fedigen_alice@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello followers, from the first instance"))'
+          curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
+            | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello followers, from the first instance"))'
         ''})
         assert ${py "Hello followers, from the first instance"} in output, output
   '';

@@ -2,8 +2,8 @@
 #: kind = "vm"
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 5400
-#: cores = 16
-#: description = "operator amstelland: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases over TCP with a password, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped"
+#: cores = 18
+#: description = "operator amstelland: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases over TCP with a password, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped; a peer instance under another domain federating with amstelland-mastodon before the move still hears from it at B"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
@@ -18,6 +18,9 @@ let
     amstelland-mastodon-a = [
       "social.amstelland-university.example"
     ];
+    amstelland-mastodon-peer = [
+      "mastodon.second.test"
+    ];
     amstelland-pixelfed-a = [
       "pixelfed.amstelland-university.example"
     ];
@@ -30,11 +33,33 @@ let
     amstelland-mastodon-b = [
       "social.amstelland-university.example"
     ];
+    amstelland-mastodon-peer = [
+      "mastodon.second.test"
+    ];
     amstelland-pixelfed-b = [
       "pixelfed.amstelland-university.example"
     ];
     garage-a = [
       "s3.nordwind-hosting.example"
+    ];
+    garage-b = [
+      "s3.provider-b.test"
+      "media.provider-b.test"
+    ];
+  };
+  hostsPeer = {
+    amstelland-mastodon-a = [
+      "social.amstelland-university.example"
+    ];
+    amstelland-mastodon-peer = [
+      "mastodon.second.test"
+    ];
+    amstelland-pixelfed-a = [
+      "pixelfed.amstelland-university.example"
+    ];
+    garage-a = [
+      "s3.nordwind-hosting.example"
+      "media.nordwind-hosting.example"
     ];
     garage-b = [
       "s3.provider-b.test"
@@ -265,6 +290,21 @@ pkgs.testers.runNixOSTest {
           };
         }
         { }
+        {
+          services = {
+            dnsmasq = {
+              enable = true;
+              settings = {
+                no-resolv = true;
+              };
+            };
+            mastodon = {
+              extraConfig = {
+                ALLOWED_PRIVATE_ADDRESSES = "192.168.0.0/16";
+              };
+            };
+          };
+        }
         side
       ];
     };
@@ -360,6 +400,21 @@ pkgs.testers.runNixOSTest {
           };
         }
         { }
+        {
+          services = {
+            dnsmasq = {
+              enable = true;
+              settings = {
+                no-resolv = true;
+              };
+            };
+            mastodon = {
+              extraConfig = {
+                ALLOWED_PRIVATE_ADDRESSES = "192.168.0.0/16";
+              };
+            };
+          };
+        }
         side
         objectStorageB
       ];
@@ -437,11 +492,20 @@ pkgs.testers.runNixOSTest {
           start = [
             [
               "systemctl"
-              "start"
+              "restart"
               "mastodon-web.service"
               "mastodon-sidekiq-all.service"
               "mastodon-streaming.target"
               "nginx.service"
+            ]
+          ];
+          target_stop = [
+            [
+              "systemctl"
+              "stop"
+              "mastodon-web.service"
+              "mastodon-sidekiq-all.service"
+              "mastodon-streaming.target"
             ]
           ];
         };
@@ -523,6 +587,63 @@ pkgs.testers.runNixOSTest {
           }
         ];
         operator = "amstelland";
+      };
+    };
+    # Another instance of the application, under another domain, federating with the operator's.
+    amstelland-mastodon-peer = common.testInstance {
+      application = "mastodon";
+      domain = "second.test";
+      host = "mastodon.second.test";
+      virtualHost = [
+        "services"
+        "nginx"
+        "virtualHosts"
+        "mastodon.second.test"
+      ];
+      https = true;
+      hosts = hostsPeer;
+      secretFiles = [
+        {
+          group = "mastodon";
+          mode = "0400";
+          name = "mastodon-adminPassword";
+          owner = "mastodon";
+          path = "/etc/fedigen-test/adminPassword";
+          unit = "mastodon-admin-account.service";
+          value = "fedigen-admin-password";
+        }
+      ];
+      secretOptions = {
+        adminPasswordFile = "/etc/fedigen-test/adminPassword";
+      };
+      packages = [
+        "ffmpeg-headless"
+      ];
+      testConfig = { };
+      federationConfig = {
+        services = {
+          dnsmasq = {
+            enable = true;
+            settings = {
+              no-resolv = true;
+            };
+          };
+          mastodon = {
+            extraConfig = {
+              ALLOWED_PRIVATE_ADDRESSES = "192.168.0.0/16";
+            };
+          };
+        };
+      };
+      settings = {
+        extraConfig = {
+          EMAIL_DOMAIN_ALLOWLIST = "example.org";
+        };
+      };
+      resources = {
+        cores = 2;
+        disk_mib = 40960;
+        memory_mib = 4096;
       };
     };
     amstelland-pixelfed-a = {
@@ -772,10 +893,18 @@ pkgs.testers.runNixOSTest {
             ]
             [
               "systemctl"
-              "start"
+              "restart"
               "phpfpm-pixelfed.service"
               "pixelfed-horizon.service"
               "nginx.service"
+            ]
+          ];
+          target_stop = [
+            [
+              "systemctl"
+              "stop"
+              "phpfpm-pixelfed.service"
+              "pixelfed-horizon.service"
             ]
           ];
         };
@@ -1090,6 +1219,76 @@ pkgs.testers.runNixOSTest {
 
       with subtest(${py "A's provider lets B's job read the postgresql database mastodon over TCP as mastodon with a password"}):
           amstelland_mastodon_a.succeed(${py "printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';' | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres --set=role='mastodon' --set=password=\"$(cat '/run/secrets/fedigen-migrate/mastodon-source-password')\""})
+      amstelland_mastodon_peer.wait_for_unit(${py "mastodon-web.service"})
+      amstelland_mastodon_peer.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+      amstelland_mastodon_peer.wait_for_unit(${py "mastodon-streaming.target"})
+      amstelland_mastodon_peer.wait_for_unit(${py "nginx.service"})
+      amstelland_mastodon_peer.wait_for_open_port(${toString 443})
+      amstelland_mastodon_peer.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://mastodon.second.test/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
+
+      with subtest(${py "federation with a peer before the move: ${"a user of the first instance gets an API token"}"}):
+          output = amstelland_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            export FEDIGEN_PEER='mastodon.second.test'
+            password=$(mastodon-tootctl accounts create fedigen_carol --email=carol@example.org --confirmed --approve | sed -n 's/^New password: //p')
+            test -n "$password"
+            app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
+            curl --silent --fail --form grant_type=password --form username=carol@example.org --form "password=$password" \
+              --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
+              --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-federation-token
+          ''})
+
+      with subtest(${py "federation with a peer before the move: ${"a user of the second instance gets an API token"}"}):
+          output = amstelland_mastodon_peer.succeed(${py ''
+            export FEDIGEN_HOST='mastodon.second.test'
+            export FEDIGEN_PEER='social.amstelland-university.example'
+            password=$(mastodon-tootctl accounts create fedigen_dave --email=dave@example.org --confirmed --approve | sed -n 's/^New password: //p')
+            test -n "$password"
+            app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
+            curl --silent --fail --form grant_type=password --form username=dave@example.org --form "password=$password" \
+              --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
+              --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-federation-token
+          ''})
+
+      with subtest(${py "federation with a peer before the move: ${"the second instance's user finds the first's user through the search and follows them"}"}):
+          output = amstelland_mastodon_peer.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.second.test'
+            export FEDIGEN_PEER='social.amstelland-university.example'
+            token=$(cat /root/mastodon-federation-token)
+            account=$(curl --silent --fail --get -H "Authorization: Bearer $token" --data-urlencode "q=fedigen_carol@$FEDIGEN_PEER" \
+              --data resolve=true --data type=accounts "https://$FEDIGEN_HOST/api/v2/search" \
+              | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.accounts[] | select(.acct == $acct) | .id')
+            echo "$account" > /root/mastodon-federation-account
+            curl --silent --fail -X POST -H "Authorization: Bearer $token" "https://$FEDIGEN_HOST/api/v1/accounts/$account/follow" \
+              | jq -e '.following or .requested' > /dev/null
+          ''})
+
+      with subtest(${py "federation with a peer before the move: ${"the first instance accepts the follow"}"}):
+          output = amstelland_mastodon_peer.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.second.test'
+            export FEDIGEN_PEER='social.amstelland-university.example'
+            curl --silent --fail --get -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --data "id[]=$(cat /root/mastodon-federation-account)" \
+              "https://$FEDIGEN_HOST/api/v1/accounts/relationships" | jq -e '.[0].following' > /dev/null
+            echo "following fedigen_carol@$FEDIGEN_PEER"
+          ''})
+          assert ${py "following fedigen_carol@"} in output, output
+
+      with subtest(${py "federation with a peer before the move: ${"the first instance's user posts a public status"}"}):
+          output = amstelland_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            export FEDIGEN_PEER='mastodon.second.test'
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --form 'status=Hello followers, from the first instance' \
+              --form visibility=public "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id
+          ''})
+
+      with subtest(${py "federation with a peer before the move: ${"the status is in the follower's home timeline on the second instance"}"}):
+          output = amstelland_mastodon_peer.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.second.test'
+            export FEDIGEN_PEER='social.amstelland-university.example'
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
+              | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello followers, from the first instance"))'
+          ''})
+          assert ${py "Hello followers, from the first instance"} in output, output
       amstelland_pixelfed_a.wait_for_unit(${py "phpfpm-pixelfed.service"})
       amstelland_pixelfed_a.wait_for_unit(${py "pixelfed-horizon.service"})
       amstelland_pixelfed_a.wait_for_unit(${py "nginx.service"})
@@ -1174,11 +1373,8 @@ pkgs.testers.runNixOSTest {
       # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
       amstelland_mastodon_b.succeed(${py "ssh root@${"amstelland-mastodon-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
 
+      # B's applications run on B's empty state since boot: the job's first step stops them (target_stop).
       with subtest(${py "move ${"amstelland-mastodon"} from A to B"}):
-          amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-web.service"}"})
-          amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-sidekiq-all.service"}"})
-          amstelland_mastodon_b.succeed(${py "systemctl stop ${"mastodon-streaming.target"}"})
-          amstelland_mastodon_b.succeed(${py "systemctl stop ${"nginx.service"}"})
           amstelland_mastodon_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
 
       with subtest(${py "B holds A's data and identity; A is stopped"}):
@@ -1200,7 +1396,7 @@ pkgs.testers.runNixOSTest {
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
-          amstelland_mastodon_b.succeed(${py "jq -e '([\"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
+          amstelland_mastodon_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
           amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
           amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
           amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
@@ -1208,6 +1404,8 @@ pkgs.testers.runNixOSTest {
 
       with subtest(${py "the DNS switch: the client reaches ${"social.amstelland-university.example"} at B"}):
           switch_dns(client, ${py "social.amstelland-university.example"}, ${py nodes.amstelland-mastodon-b.networking.primaryIPAddress})
+          # The peer, elsewhere on the Internet, follows the switch too.
+          switch_dns(amstelland_mastodon_peer, ${py "social.amstelland-university.example"}, ${py nodes.amstelland-mastodon-b.networking.primaryIPAddress})
           client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://social.amstelland-university.example/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
 
       with subtest(${py "every object of ${"amstelland-mastodon"} in A's bucket is in B's, with the same bytes"}):
@@ -1260,6 +1458,23 @@ pkgs.testers.runNixOSTest {
               held = held_sha256(garage_b, ${py "/run/secrets/garage-s3-key-amstelland-mastodon"}, ${py "nl-ams"}, url.removeprefix("https://" + ${py "media.provider-b.test"} + "/"))
               assert served_sha256(client, url) == held, f"{url} serves other bytes than B's Garage holds"
 
+      with subtest(${py "federation with the peer after the move: ${"the moved instance's user posts a new public status with the moved token"}"}):
+          output = amstelland_mastodon_b.succeed(${py ''
+            export FEDIGEN_HOST='social.amstelland-university.example'
+            export FEDIGEN_PEER='mastodon.second.test'
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --form 'status=Hello again, from the first instance after its move' \
+              --form visibility=public "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id
+          ''})
+
+      with subtest(${py "federation with the peer after the move: ${"the new status is in the follower's home timeline on the second instance"}"}):
+          output = amstelland_mastodon_peer.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.second.test'
+            export FEDIGEN_PEER='social.amstelland-university.example'
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
+              | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello again, from the first instance after its move"))'
+          ''})
+          assert ${py "Hello again, from the first instance after its move"} in output, output
+
       a_identity = amstelland_pixelfed_a.succeed(${py "sha256sum ${
         builtins.concatStringsSep " " [
           "/var/lib/pixelfed/storage/oauth-private.key"
@@ -1268,10 +1483,8 @@ pkgs.testers.runNixOSTest {
       # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
       amstelland_pixelfed_b.succeed(${py "ssh root@${"amstelland-pixelfed-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
 
+      # B's applications run on B's empty state since boot: the job's first step stops them (target_stop).
       with subtest(${py "move ${"amstelland-pixelfed"} from A to B"}):
-          amstelland_pixelfed_b.succeed(${py "systemctl stop ${"phpfpm-pixelfed.service"}"})
-          amstelland_pixelfed_b.succeed(${py "systemctl stop ${"pixelfed-horizon.service"}"})
-          amstelland_pixelfed_b.succeed(${py "systemctl stop ${"nginx.service"}"})
           amstelland_pixelfed_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
 
       with subtest(${py "B holds A's data and identity; A is stopped"}):
@@ -1287,7 +1500,7 @@ pkgs.testers.runNixOSTest {
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
-          amstelland_pixelfed_b.succeed(${py "jq -e '([\"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
+          amstelland_pixelfed_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
           amstelland_pixelfed_a.fail(${py "systemctl is-active ${"phpfpm-pixelfed.service"}"})
           amstelland_pixelfed_a.fail(${py "systemctl is-active ${"pixelfed-horizon.service"}"})
           amstelland_pixelfed_a.fail(${py "systemctl is-active ${"nginx.service"}"})

@@ -2,8 +2,8 @@
 #: kind = "vm"
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 5400
-#: cores = 14
-#: description = "operator digitalevrijheid: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases over TCP with a password, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped; a peer instance under another domain federating with digitalevrijheid-matrix-synapse before the move still hears from it at B"
+#: cores = 16
+#: description = "operator digitalevrijheid: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases over TCP with a password, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped; a peer instance under another domain federating with digitalevrijheid-mastodon, digitalevrijheid-matrix-synapse before the move still hears from it at B"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },
@@ -17,6 +17,9 @@ let
   hostsA = {
     digitalevrijheid-mastodon-a = [
       "mastodon.digitalevrijheid.example"
+    ];
+    digitalevrijheid-mastodon-peer = [
+      "mastodon.second.test"
     ];
     digitalevrijheid-matrix-synapse-a = [
       "matrix.digitalevrijheid.example"
@@ -32,6 +35,9 @@ let
   hostsB = {
     digitalevrijheid-mastodon-b = [
       "mastodon.digitalevrijheid.example"
+    ];
+    digitalevrijheid-mastodon-peer = [
+      "mastodon.second.test"
     ];
     digitalevrijheid-matrix-synapse-b = [
       "matrix.digitalevrijheid.example"
@@ -50,6 +56,9 @@ let
   hostsPeer = {
     digitalevrijheid-mastodon-a = [
       "mastodon.digitalevrijheid.example"
+    ];
+    digitalevrijheid-mastodon-peer = [
+      "mastodon.second.test"
     ];
     digitalevrijheid-matrix-synapse-a = [
       "matrix.digitalevrijheid.example"
@@ -290,6 +299,21 @@ pkgs.testers.runNixOSTest {
           };
         }
         { }
+        {
+          services = {
+            dnsmasq = {
+              enable = true;
+              settings = {
+                no-resolv = true;
+              };
+            };
+            mastodon = {
+              extraConfig = {
+                ALLOWED_PRIVATE_ADDRESSES = "192.168.0.0/16";
+              };
+            };
+          };
+        }
         side
       ];
     };
@@ -385,6 +409,21 @@ pkgs.testers.runNixOSTest {
           };
         }
         { }
+        {
+          services = {
+            dnsmasq = {
+              enable = true;
+              settings = {
+                no-resolv = true;
+              };
+            };
+            mastodon = {
+              extraConfig = {
+                ALLOWED_PRIVATE_ADDRESSES = "192.168.0.0/16";
+              };
+            };
+          };
+        }
         side
         objectStorageB
       ];
@@ -462,11 +501,20 @@ pkgs.testers.runNixOSTest {
           start = [
             [
               "systemctl"
-              "start"
+              "restart"
               "mastodon-web.service"
               "mastodon-sidekiq-all.service"
               "mastodon-streaming.target"
               "nginx.service"
+            ]
+          ];
+          target_stop = [
+            [
+              "systemctl"
+              "stop"
+              "mastodon-web.service"
+              "mastodon-sidekiq-all.service"
+              "mastodon-streaming.target"
             ]
           ];
         };
@@ -548,6 +596,63 @@ pkgs.testers.runNixOSTest {
           }
         ];
         operator = "digitalevrijheid";
+      };
+    };
+    # Another instance of the application, under another domain, federating with the operator's.
+    digitalevrijheid-mastodon-peer = common.testInstance {
+      application = "mastodon";
+      domain = "second.test";
+      host = "mastodon.second.test";
+      virtualHost = [
+        "services"
+        "nginx"
+        "virtualHosts"
+        "mastodon.second.test"
+      ];
+      https = true;
+      hosts = hostsPeer;
+      secretFiles = [
+        {
+          group = "mastodon";
+          mode = "0400";
+          name = "mastodon-adminPassword";
+          owner = "mastodon";
+          path = "/etc/fedigen-test/adminPassword";
+          unit = "mastodon-admin-account.service";
+          value = "fedigen-admin-password";
+        }
+      ];
+      secretOptions = {
+        adminPasswordFile = "/etc/fedigen-test/adminPassword";
+      };
+      packages = [
+        "ffmpeg-headless"
+      ];
+      testConfig = { };
+      federationConfig = {
+        services = {
+          dnsmasq = {
+            enable = true;
+            settings = {
+              no-resolv = true;
+            };
+          };
+          mastodon = {
+            extraConfig = {
+              ALLOWED_PRIVATE_ADDRESSES = "192.168.0.0/16";
+            };
+          };
+        };
+      };
+      settings = {
+        extraConfig = {
+          EMAIL_DOMAIN_ALLOWLIST = "example.org";
+        };
+      };
+      resources = {
+        cores = 2;
+        disk_mib = 40960;
+        memory_mib = 4096;
       };
     };
     digitalevrijheid-matrix-synapse-a = {
@@ -812,9 +917,16 @@ pkgs.testers.runNixOSTest {
           start = [
             [
               "systemctl"
-              "start"
+              "restart"
               "matrix-synapse.service"
               "nginx.service"
+            ]
+          ];
+          target_stop = [
+            [
+              "systemctl"
+              "stop"
+              "matrix-synapse.service"
             ]
           ];
         };
@@ -1163,6 +1275,76 @@ pkgs.testers.runNixOSTest {
 
       with subtest(${py "A's provider lets B's job read the postgresql database mastodon over TCP as mastodon with a password"}):
           digitalevrijheid_mastodon_a.succeed(${py "printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';' | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres --set=role='mastodon' --set=password=\"$(cat '/run/secrets/fedigen-migrate/mastodon-source-password')\""})
+      digitalevrijheid_mastodon_peer.wait_for_unit(${py "mastodon-web.service"})
+      digitalevrijheid_mastodon_peer.wait_for_unit(${py "mastodon-sidekiq-all.service"})
+      digitalevrijheid_mastodon_peer.wait_for_unit(${py "mastodon-streaming.target"})
+      digitalevrijheid_mastodon_peer.wait_for_unit(${py "nginx.service"})
+      digitalevrijheid_mastodon_peer.wait_for_open_port(${toString 443})
+      digitalevrijheid_mastodon_peer.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://mastodon.second.test/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
+
+      with subtest(${py "federation with a peer before the move: ${"a user of the first instance gets an API token"}"}):
+          output = digitalevrijheid_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            export FEDIGEN_PEER='mastodon.second.test'
+            password=$(mastodon-tootctl accounts create fedigen_carol --email=carol@example.org --confirmed --approve | sed -n 's/^New password: //p')
+            test -n "$password"
+            app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
+            curl --silent --fail --form grant_type=password --form username=carol@example.org --form "password=$password" \
+              --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
+              --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-federation-token
+          ''})
+
+      with subtest(${py "federation with a peer before the move: ${"a user of the second instance gets an API token"}"}):
+          output = digitalevrijheid_mastodon_peer.succeed(${py ''
+            export FEDIGEN_HOST='mastodon.second.test'
+            export FEDIGEN_PEER='mastodon.digitalevrijheid.example'
+            password=$(mastodon-tootctl accounts create fedigen_dave --email=dave@example.org --confirmed --approve | sed -n 's/^New password: //p')
+            test -n "$password"
+            app=$(curl --silent --fail --form client_name=fedigen --form redirect_uris=urn:ietf:wg:oauth:2.0:oob --form 'scopes=read write' "https://$FEDIGEN_HOST/api/v1/apps")
+            curl --silent --fail --form grant_type=password --form username=dave@example.org --form "password=$password" \
+              --form "client_id=$(jq -r .client_id <<<"$app")" --form "client_secret=$(jq -r .client_secret <<<"$app")" \
+              --form 'scope=read write' "https://$FEDIGEN_HOST/oauth/token" | jq -er .access_token > /root/mastodon-federation-token
+          ''})
+
+      with subtest(${py "federation with a peer before the move: ${"the second instance's user finds the first's user through the search and follows them"}"}):
+          output = digitalevrijheid_mastodon_peer.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.second.test'
+            export FEDIGEN_PEER='mastodon.digitalevrijheid.example'
+            token=$(cat /root/mastodon-federation-token)
+            account=$(curl --silent --fail --get -H "Authorization: Bearer $token" --data-urlencode "q=fedigen_carol@$FEDIGEN_PEER" \
+              --data resolve=true --data type=accounts "https://$FEDIGEN_HOST/api/v2/search" \
+              | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.accounts[] | select(.acct == $acct) | .id')
+            echo "$account" > /root/mastodon-federation-account
+            curl --silent --fail -X POST -H "Authorization: Bearer $token" "https://$FEDIGEN_HOST/api/v1/accounts/$account/follow" \
+              | jq -e '.following or .requested' > /dev/null
+          ''})
+
+      with subtest(${py "federation with a peer before the move: ${"the first instance accepts the follow"}"}):
+          output = digitalevrijheid_mastodon_peer.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.second.test'
+            export FEDIGEN_PEER='mastodon.digitalevrijheid.example'
+            curl --silent --fail --get -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --data "id[]=$(cat /root/mastodon-federation-account)" \
+              "https://$FEDIGEN_HOST/api/v1/accounts/relationships" | jq -e '.[0].following' > /dev/null
+            echo "following fedigen_carol@$FEDIGEN_PEER"
+          ''})
+          assert ${py "following fedigen_carol@"} in output, output
+
+      with subtest(${py "federation with a peer before the move: ${"the first instance's user posts a public status"}"}):
+          output = digitalevrijheid_mastodon_a.succeed(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            export FEDIGEN_PEER='mastodon.second.test'
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --form 'status=Hello followers, from the first instance' \
+              --form visibility=public "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id
+          ''})
+
+      with subtest(${py "federation with a peer before the move: ${"the status is in the follower's home timeline on the second instance"}"}):
+          output = digitalevrijheid_mastodon_peer.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.second.test'
+            export FEDIGEN_PEER='mastodon.digitalevrijheid.example'
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
+              | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello followers, from the first instance"))'
+          ''})
+          assert ${py "Hello followers, from the first instance"} in output, output
       digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "matrix-synapse.service"})
       digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "nginx.service"})
       digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "matrix-synapse-admin-account.service"})
@@ -1267,11 +1449,8 @@ pkgs.testers.runNixOSTest {
       # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
       digitalevrijheid_mastodon_b.succeed(${py "ssh root@${"digitalevrijheid-mastodon-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
 
+      # B's applications run on B's empty state since boot: the job's first step stops them (target_stop).
       with subtest(${py "move ${"digitalevrijheid-mastodon"} from A to B"}):
-          digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-web.service"}"})
-          digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-sidekiq-all.service"}"})
-          digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"mastodon-streaming.target"}"})
-          digitalevrijheid_mastodon_b.succeed(${py "systemctl stop ${"nginx.service"}"})
           digitalevrijheid_mastodon_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
 
       with subtest(${py "B holds A's data and identity; A is stopped"}):
@@ -1293,7 +1472,7 @@ pkgs.testers.runNixOSTest {
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
-          digitalevrijheid_mastodon_b.succeed(${py "jq -e '([\"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
+          digitalevrijheid_mastodon_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
           digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
           digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
           digitalevrijheid_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
@@ -1301,6 +1480,8 @@ pkgs.testers.runNixOSTest {
 
       with subtest(${py "the DNS switch: the client reaches ${"mastodon.digitalevrijheid.example"} at B"}):
           switch_dns(client, ${py "mastodon.digitalevrijheid.example"}, ${py nodes.digitalevrijheid-mastodon-b.networking.primaryIPAddress})
+          # The peer, elsewhere on the Internet, follows the switch too.
+          switch_dns(digitalevrijheid_mastodon_peer, ${py "mastodon.digitalevrijheid.example"}, ${py nodes.digitalevrijheid-mastodon-b.networking.primaryIPAddress})
           client.wait_until_succeeds(${py "test \"$(curl --silent --output /tmp/body --write-out '%{http_code}' 'https://mastodon.digitalevrijheid.example/api/v1/instance')\" = 200 && grep -F -- '\"uri\"' /tmp/body"})
 
       with subtest(${py "every object of ${"digitalevrijheid-mastodon"} in A's bucket is in B's, with the same bytes"}):
@@ -1353,6 +1534,23 @@ pkgs.testers.runNixOSTest {
               held = held_sha256(garage_b, ${py "/run/secrets/garage-s3-key-digitalevrijheid-mastodon"}, ${py "nl-ams"}, url.removeprefix("https://" + ${py "media.provider-b.test"} + "/"))
               assert served_sha256(client, url) == held, f"{url} serves other bytes than B's Garage holds"
 
+      with subtest(${py "federation with the peer after the move: ${"the moved instance's user posts a new public status with the moved token"}"}):
+          output = digitalevrijheid_mastodon_b.succeed(${py ''
+            export FEDIGEN_HOST='mastodon.digitalevrijheid.example'
+            export FEDIGEN_PEER='mastodon.second.test'
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --form 'status=Hello again, from the first instance after its move' \
+              --form visibility=public "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id
+          ''})
+
+      with subtest(${py "federation with the peer after the move: ${"the new status is in the follower's home timeline on the second instance"}"}):
+          output = digitalevrijheid_mastodon_peer.wait_until_succeeds(${py ''
+            export FEDIGEN_HOST='mastodon.second.test'
+            export FEDIGEN_PEER='mastodon.digitalevrijheid.example'
+            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
+              | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello again, from the first instance after its move"))'
+          ''})
+          assert ${py "Hello again, from the first instance after its move"} in output, output
+
       a_identity = digitalevrijheid_matrix_synapse_a.succeed(${py "sha256sum ${
         builtins.concatStringsSep " " [
           "/var/lib/matrix-synapse/homeserver.signing.key"
@@ -1361,9 +1559,8 @@ pkgs.testers.runNixOSTest {
       # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
       digitalevrijheid_matrix_synapse_b.succeed(${py "ssh root@${"digitalevrijheid-matrix-synapse-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
 
+      # B's applications run on B's empty state since boot: the job's first step stops them (target_stop).
       with subtest(${py "move ${"digitalevrijheid-matrix-synapse"} from A to B"}):
-          digitalevrijheid_matrix_synapse_b.succeed(${py "systemctl stop ${"matrix-synapse.service"}"})
-          digitalevrijheid_matrix_synapse_b.succeed(${py "systemctl stop ${"nginx.service"}"})
           digitalevrijheid_matrix_synapse_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
 
       with subtest(${py "B holds A's data and identity; A is stopped"}):
@@ -1378,7 +1575,7 @@ pkgs.testers.runNixOSTest {
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
-          digitalevrijheid_matrix_synapse_b.succeed(${py "jq -e '([\"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
+          digitalevrijheid_matrix_synapse_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
           digitalevrijheid_matrix_synapse_a.fail(${py "systemctl is-active ${"matrix-synapse.service"}"})
           digitalevrijheid_matrix_synapse_a.fail(${py "systemctl is-active ${"nginx.service"}"})
 

@@ -733,9 +733,16 @@ pkgs.testers.runNixOSTest {
           start = [
             [
               "systemctl"
-              "start"
+              "restart"
               "peertube.service"
               "nginx.service"
+            ]
+          ];
+          target_stop = [
+            [
+              "systemctl"
+              "stop"
+              "peertube.service"
             ]
           ];
         };
@@ -894,8 +901,8 @@ pkgs.testers.runNixOSTest {
       # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
       zeeinstituut_peertube_b.succeed(${py "ssh root@${"zeeinstituut-peertube-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
 
+      # B's applications run on B's empty state since boot: the job's first step stops them (target_stop).
       with subtest(${py "move ${"zeeinstituut-peertube"} from A to B"}):
-          zeeinstituut_peertube_b.succeed(${py "systemctl stop ${"peertube.service"}"})
           zeeinstituut_peertube_b.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
 
       with subtest(${py "B holds A's data and identity; A is stopped"}):
@@ -905,7 +912,7 @@ pkgs.testers.runNixOSTest {
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
-          zeeinstituut_peertube_b.succeed(${py "jq -e '([\"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
+          zeeinstituut_peertube_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
           zeeinstituut_peertube_a.fail(${py "systemctl is-active ${"peertube.service"}"})
 
       with subtest(${py "the DNS switch: the client reaches ${"video.zee-instituut.example"} at B"}):

@@ -74,6 +74,19 @@ pub(crate) fn target_start(manifest: &Manifest) -> Vec<Vec<String>> {
     commands
 }
 
+/// The commands stopping the application at B before anything moves (the job's `target_stop`): B is deployed
+/// first, so its applications run on empty state. B's nginx keeps serving (B's Garage endpoints, where B's
+/// machine serves them, and the placeholder pages). Used by the planner's jobs and the migration VM tests' alike.
+pub(crate) fn target_stop(manifest: &Manifest) -> Vec<Vec<String>> {
+    let units = freeze_units(manifest, true);
+    if units.is_empty() {
+        return Vec::new();
+    }
+    let mut stop = vec!["systemctl".to_owned(), "stop".into()];
+    stop.extend(units);
+    vec![stop]
+}
+
 /// The unit serving a machine's web endpoints: the application's virtual hosts, and on a machine that also runs
 /// one of the provider's Garage nodes (a node's `machine`), that node's S3 and media endpoints
 /// (`modules/garage.nix`: nginx virtual hosts).
@@ -1168,15 +1181,7 @@ fn application_job(
             job.commands.freeze.push(remote("stop"));
             job.commands.source_start.push(remote("start"));
         }
-        // B's own applications, stopped before anything moves (B is deployed first, so they run on empty
-        // state); B's nginx keeps serving (B's Garage endpoints, where B's machine serves them, and the
-        // placeholder pages).
-        let at_b = freeze_units(manifest, true);
-        if !at_b.is_empty() {
-            let mut stop = vec!["systemctl".to_owned(), "stop".into()];
-            stop.extend(at_b);
-            job.commands.target_stop.push(stop);
-        }
+        job.commands.target_stop = target_stop(manifest);
         job.commands.start.extend(target_start(manifest));
         for unit in units {
             job.commands.health.push(vec![

@@ -30,7 +30,7 @@ use crate::manifest::Manifest;
 use crate::manifest::test_plan::Instance;
 use crate::migrate::job::{BucketMove, Commands, DatabaseMove, DirectoryMove, Job, S3, SecretMove};
 use crate::migrate::plan::{
-    HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, database_move, freeze_units, target_start,
+    HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, database_move, freeze_units, target_start, target_stop,
 };
 use crate::model::{Catalog, Operator, Spec};
 use crate::state::Engine;
@@ -489,7 +489,7 @@ impl MigrationTest {
                 directories,
                 identity: identity.clone(),
                 commands: Commands {
-                    target_stop: Vec::new(),
+                    target_stop: target_stop(manifest),
                     freeze: vec![ssh("stop")],
                     start: target_start(manifest),
                     health: units

@@ -575,6 +575,7 @@ impl World {
                 mode: "0600".into(),
             }],
             commands: Commands {
+                target_stop: Vec::new(),
                 freeze: vec![vec!["touch".into(), marker("frozen")]],
                 start: vec![vec!["touch".into(), marker("started")]],
                 health: vec![vec!["test".into(), "-e".into(), marker("started")]],
