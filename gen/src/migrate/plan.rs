@@ -544,19 +544,19 @@ pub fn plan(request: &Request<'_>) -> Result<Planned, PlanError> {
     // The switch publishes B's whole zone: with several machines, the first job to reach `dns` would move the
     // others' names too, while one of them may still fail and roll back to A (operator review, B5). Then no job
     // switches, and the plan says to switch once every job is healthy.
-    if jobs.len() > 1 {
-        if let Some(program) = request.dns_command {
-            for (_, job) in &mut jobs {
-                job.commands.dns_switch.clear();
-            }
-            manual.push(format!(
-                "switch DNS for {} once, after every job above has passed `health` (its journal lists it): `{program} {} deployments/dns/{}.zone`; the zone names all {} machines, so no job runs it (a job's `dns` step does nothing)",
-                operator.domain,
-                operator.domain,
-                operator.domain,
-                jobs.len()
-            ));
+    if jobs.len() > 1
+        && let Some(program) = request.dns_command
+    {
+        for (_, job) in &mut jobs {
+            job.commands.dns_switch.clear();
         }
+        manual.push(format!(
+            "switch DNS for {} once, after every job above has passed `health` (its journal lists it): `{program} {} deployments/dns/{}.zone`; the zone names all {} machines, so no job runs it (a job's `dns` step does nothing)",
+            operator.domain,
+            operator.domain,
+            operator.domain,
+            jobs.len()
+        ));
     }
     manual.extend(preparations(&operator, &jobs, &from, request));
     let steps = jobs
