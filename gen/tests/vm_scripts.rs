@@ -515,7 +515,11 @@ fn every_manifest_check_and_step_is_in_its_tests() {
                 variables.push(("FEDIGEN_ADMIN", "fedigen_admin"));
                 variables.push(("FEDIGEN_ADMIN_PASSWORD", password));
             }
-            let command = step_command(&variables, &step.run);
+            let command = fedigen::template::until_expected(
+                step_command(&variables, &step.run),
+                step.wait,
+                step.expect.as_deref(),
+            );
             assert!(
                 has_call(test, machine, &[method], |a| a == command),
                 "{app}: step {:?} on {machine}",
@@ -550,8 +554,11 @@ fn every_manifest_check_and_step_is_in_its_tests() {
                             ("second", &hosts[1], &hosts[0])
                         }
                     };
-                    let command =
-                        step_command(&[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", peer)], &step.run);
+                    let command = fedigen::template::until_expected(
+                        step_command(&[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", peer)], &step.run),
+                        step.wait,
+                        step.expect.as_deref(),
+                    );
                     assert!(
                         has_call(test, machine, &["succeed", "wait_until_succeeds"], |a| a
                             == command),
@@ -645,7 +652,11 @@ fn every_deployment_test_proves_repeatability() {
                     variables.push(("FEDIGEN_ADMIN", operator.admin.username.as_str()));
                     variables.push(("FEDIGEN_ADMIN_PASSWORD", password));
                 }
-                let command = step_command(&variables, &step.run);
+                let command = fedigen::template::until_expected(
+                    step_command(&variables, &step.run),
+                    step.wait,
+                    step.expect.as_deref(),
+                );
                 let on = match step.on {
                     fedigen::manifest::test_plan::StepNode::Server => python.as_str(),
                     fedigen::manifest::test_plan::StepNode::Client => "client",
@@ -1428,9 +1439,10 @@ fn every_migration_test_with_moved_federation_steps_has_a_peer_that_hears_from_b
                     } else {
                         "succeed"
                     };
-                    let command = serde_json::to_string(&step_command(
-                        &[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", other)],
-                        &step.run,
+                    let command = serde_json::to_string(&fedigen::template::until_expected(
+                        step_command(&[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", other)], &step.run),
+                        step.wait,
+                        step.expect.as_deref(),
                     ))
                     .unwrap();
                     at += text[at..]

@@ -370,16 +370,7 @@ pkgs.testers.runNixOSTest {
         ''})
 
     with subtest(${py "the post reads back with its photo, and the photo is served"}):
-        output = amstelland_pixelfed.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='pixelfed.amstelland-university.example'
-          export FEDIGEN_ADMIN='uva_admin'
-          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-          status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
-          url=$(jq -er '.media_attachments[0].url' <<<"$status")
-          curl --silent --fail --output /tmp/fetched "$url"
-          test -s /tmp/fetched
-          echo "photo served: $url"
-        ''})
+        output = amstelland_pixelfed.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='pixelfed.amstelland-university.example'\nexport FEDIGEN_ADMIN='uva_admin'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nstatus=$(curl --silent --fail -H \"Authorization: Bearer $(cat /root/pixelfed-token)\" -H 'Accept: application/json' \"https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)\")\nurl=$(jq -er '.media_attachments[0].url' <<<\"$status\")\ncurl --silent --fail --output /tmp/fetched \"$url\"\ntest -s /tmp/fetched\necho \"photo served: $url\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'photo served' /tmp/fedigen-step-output"})
         assert ${py "photo served"} in output, output
 
     with subtest(${py "amstelland-mastodon: the status's image is in the media bucket and served from the media host"}):
@@ -477,16 +468,7 @@ pkgs.testers.runNixOSTest {
         assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
 
     with subtest(${py "the post reads back with its photo, and the photo is served"}):
-        output = amstelland_pixelfed.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='pixelfed.amstelland-university.example'
-          export FEDIGEN_ADMIN='uva_admin'
-          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-          status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
-          url=$(jq -er '.media_attachments[0].url' <<<"$status")
-          curl --silent --fail --output /tmp/fetched "$url"
-          test -s /tmp/fetched
-          echo "photo served: $url"
-        ''})
+        output = amstelland_pixelfed.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='pixelfed.amstelland-university.example'\nexport FEDIGEN_ADMIN='uva_admin'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nstatus=$(curl --silent --fail -H \"Authorization: Bearer $(cat /root/pixelfed-token)\" -H 'Accept: application/json' \"https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)\")\nurl=$(jq -er '.media_attachments[0].url' <<<\"$status\")\ncurl --silent --fail --output /tmp/fetched \"$url\"\ntest -s /tmp/fetched\necho \"photo served: $url\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'photo served' /tmp/fedigen-step-output"})
         assert ${py "photo served"} in output, output
   '';
 }

@@ -370,14 +370,7 @@ pkgs.testers.runNixOSTest {
         ''})
 
     with subtest(${py "the other user reads the message"}):
-        output = digitalevrijheid_matrix_synapse.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='matrix.digitalevrijheid.example'
-          export FEDIGEN_ADMIN='bestuur'
-          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-          room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
-          curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
-            "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
-        ''})
+        output = digitalevrijheid_matrix_synapse.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='matrix.digitalevrijheid.example'\nexport FEDIGEN_ADMIN='bestuur'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nroom=$(jq -rn --arg r \"$(cat /root/matrix-room)\" '$r|@uri')\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/matrix-bob-token)\" \\\n  \"https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20\" | jq -r '.chunk[].content.body // empty'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello Bob, from the fedigen test' /tmp/fedigen-step-output"})
         assert ${py "Hello Bob, from the fedigen test"} in output, output
 
     with subtest(${py "digitalevrijheid-mastodon: the status's image is in the media bucket and served from the media host"}):
@@ -452,14 +445,7 @@ pkgs.testers.runNixOSTest {
         assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
 
     with subtest(${py "the other user reads the message"}):
-        output = digitalevrijheid_matrix_synapse.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='matrix.digitalevrijheid.example'
-          export FEDIGEN_ADMIN='bestuur'
-          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-          room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
-          curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
-            "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
-        ''})
+        output = digitalevrijheid_matrix_synapse.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='matrix.digitalevrijheid.example'\nexport FEDIGEN_ADMIN='bestuur'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nroom=$(jq -rn --arg r \"$(cat /root/matrix-room)\" '$r|@uri')\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/matrix-bob-token)\" \\\n  \"https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20\" | jq -r '.chunk[].content.body // empty'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello Bob, from the fedigen test' /tmp/fedigen-step-output"})
         assert ${py "Hello Bob, from the fedigen test"} in output, output
   '';
 }

@@ -277,16 +277,7 @@ pkgs.testers.runNixOSTest {
         ''})
 
     with subtest(${py "the video reads back and its file is served"}):
-        output = zeeinstituut_peertube.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='video.zee-instituut.example'
-          export FEDIGEN_ADMIN='videoadmin'
-          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-          video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
-          url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
-          curl --silent --fail --output /tmp/fetched "$url"
-          test -s /tmp/fetched
-          echo "video served: $url"
-        ''})
+        output = zeeinstituut_peertube.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='video.zee-instituut.example'\nexport FEDIGEN_ADMIN='videoadmin'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nvideo=$(curl --silent --fail \"https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)\")\nurl=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<\"$video\")\ncurl --silent --fail --output /tmp/fetched \"$url\"\ntest -s /tmp/fetched\necho \"video served: $url\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'video served' /tmp/fedigen-step-output"})
         assert ${py "video served"} in output, output
 
     with subtest(${py "zeeinstituut-peertube: the video's file moves to the web-videos bucket and is served from the media host"}):
@@ -325,16 +316,7 @@ pkgs.testers.runNixOSTest {
         assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
 
     with subtest(${py "the video reads back and its file is served"}):
-        output = zeeinstituut_peertube.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='video.zee-instituut.example'
-          export FEDIGEN_ADMIN='videoadmin'
-          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-          video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
-          url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
-          curl --silent --fail --output /tmp/fetched "$url"
-          test -s /tmp/fetched
-          echo "video served: $url"
-        ''})
+        output = zeeinstituut_peertube.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='video.zee-instituut.example'\nexport FEDIGEN_ADMIN='videoadmin'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nvideo=$(curl --silent --fail \"https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)\")\nurl=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<\"$video\")\ncurl --silent --fail --output /tmp/fetched \"$url\"\ntest -s /tmp/fetched\necho \"video served: $url\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'video served' /tmp/fedigen-step-output"})
         assert ${py "video served"} in output, output
   '';
 }

@@ -159,13 +159,7 @@ pkgs.testers.runNixOSTest {
         ''})
 
     with subtest(${py "the first instance accepts the follow"}):
-        output = second.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='mastodon.second.test'
-          export FEDIGEN_PEER='mastodon.first.test'
-          curl --silent --fail --get -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --data "id[]=$(cat /root/mastodon-federation-account)" \
-            "https://$FEDIGEN_HOST/api/v1/accounts/relationships" | jq -e '.[0].following' > /dev/null
-          echo "following fedigen_carol@$FEDIGEN_PEER"
-        ''})
+        output = second.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='mastodon.second.test'\nexport FEDIGEN_PEER='mastodon.first.test'\ncurl --silent --fail --get -H \"Authorization: Bearer $(cat /root/mastodon-federation-token)\" --data \"id[]=$(cat /root/mastodon-federation-account)\" \\\n  \"https://$FEDIGEN_HOST/api/v1/accounts/relationships\" | jq -e '.[0].following' > /dev/null\necho \"following fedigen_carol@$FEDIGEN_PEER\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'following fedigen_carol@' /tmp/fedigen-step-output"})
         assert ${py "following fedigen_carol@"} in output, output
 
     with subtest(${py "the first instance's user posts a public status"}):
@@ -177,12 +171,7 @@ pkgs.testers.runNixOSTest {
         ''})
 
     with subtest(${py "the status is in the follower's home timeline on the second instance"}):
-        output = second.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='mastodon.second.test'
-          export FEDIGEN_PEER='mastodon.first.test'
-          curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
-            | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello followers, from the first instance"))'
-        ''})
+        output = second.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='mastodon.second.test'\nexport FEDIGEN_PEER='mastodon.first.test'\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/mastodon-federation-token)\" \"https://$FEDIGEN_HOST/api/v1/timelines/home\" \\\n  | jq -er --arg acct \"fedigen_carol@$FEDIGEN_PEER\" '.[] | select(.account.acct == $acct) | .content | select(contains(\"Hello followers, from the first instance\"))'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello followers, from the first instance' /tmp/fedigen-step-output"})
         assert ${py "Hello followers, from the first instance"} in output, output
   '';
 }

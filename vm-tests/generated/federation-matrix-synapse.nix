@@ -153,13 +153,7 @@ pkgs.testers.runNixOSTest {
         ''})
 
     with subtest(${py "the first homeserver's user reads the message from the second"}):
-        output = first.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='matrix.first.test'
-          export FEDIGEN_PEER='matrix.second.test'
-          room=$(jq -rn --arg r "$(cat /root/matrix-federation-room)" '$r|@uri')
-          curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-federation-token)" \
-            "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
-        ''})
+        output = first.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='matrix.first.test'\nexport FEDIGEN_PEER='matrix.second.test'\nroom=$(jq -rn --arg r \"$(cat /root/matrix-federation-room)\" '$r|@uri')\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/matrix-federation-token)\" \\\n  \"https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20\" | jq -r '.chunk[].content.body // empty'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello from the second homeserver' /tmp/fedigen-step-output"})
         assert ${py "Hello from the second homeserver"} in output, output
   '';
 }

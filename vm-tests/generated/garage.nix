@@ -98,20 +98,7 @@ pkgs.testers.runNixOSTest {
         assert ${py "Key ID"} in output, output
 
     with subtest(${py "an object written through the S3 API reads back"}):
-        output = server.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='s3.fedi.test'
-          garage bucket info fedigen-test > /dev/null 2>&1 || garage bucket create fedigen-test
-          test -s /root/garage-key || garage key create fedigen-object-test > /root/garage-key
-          id=$(sed -n 's/^Key ID: *//p' /root/garage-key)
-          secret=$(sed -n 's/^Secret key: *//p' /root/garage-key)
-          garage bucket allow --read --write fedigen-test --key "$id"
-          export RCLONE_CONFIG_G_TYPE=s3 RCLONE_CONFIG_G_PROVIDER=Other RCLONE_CONFIG_G_ENDPOINT=http://127.0.0.1:3900 \
-            RCLONE_CONFIG_G_REGION=garage RCLONE_CONFIG_G_FORCE_PATH_STYLE=true \
-            RCLONE_CONFIG_G_ACCESS_KEY_ID="$id" RCLONE_CONFIG_G_SECRET_ACCESS_KEY="$secret"
-          echo "an object from the fedigen test" > /tmp/object
-          rclone copyto /tmp/object g:fedigen-test/object
-          rclone cat g:fedigen-test/object
-        ''})
+        output = server.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='s3.fedi.test'\ngarage bucket info fedigen-test > /dev/null 2>&1 || garage bucket create fedigen-test\ntest -s /root/garage-key || garage key create fedigen-object-test > /root/garage-key\nid=$(sed -n 's/^Key ID: *//p' /root/garage-key)\nsecret=$(sed -n 's/^Secret key: *//p' /root/garage-key)\ngarage bucket allow --read --write fedigen-test --key \"$id\"\nexport RCLONE_CONFIG_G_TYPE=s3 RCLONE_CONFIG_G_PROVIDER=Other RCLONE_CONFIG_G_ENDPOINT=http://127.0.0.1:3900 \\\n  RCLONE_CONFIG_G_REGION=garage RCLONE_CONFIG_G_FORCE_PATH_STYLE=true \\\n  RCLONE_CONFIG_G_ACCESS_KEY_ID=\"$id\" RCLONE_CONFIG_G_SECRET_ACCESS_KEY=\"$secret\"\necho \"an object from the fedigen test\" > /tmp/object\nrclone copyto /tmp/object g:fedigen-test/object\nrclone cat g:fedigen-test/object\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'an object from the fedigen test' /tmp/fedigen-step-output"})
         assert ${py "an object from the fedigen test"} in output, output
   '';
 }

@@ -137,14 +137,7 @@ pkgs.testers.runNixOSTest {
         ''})
 
     with subtest(${py "the other user reads the message"}):
-        output = server.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='matrix.fedi.test'
-          export FEDIGEN_ADMIN='fedigen_admin'
-          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-          room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
-          curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
-            "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
-        ''})
+        output = server.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='matrix.fedi.test'\nexport FEDIGEN_ADMIN='fedigen_admin'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nroom=$(jq -rn --arg r \"$(cat /root/matrix-room)\" '$r|@uri')\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/matrix-bob-token)\" \\\n  \"https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20\" | jq -r '.chunk[].content.body // empty'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello Bob, from the fedigen test' /tmp/fedigen-step-output"})
         assert ${py "Hello Bob, from the fedigen test"} in output, output
 
     with subtest(${py "Synapse's password reset mail reaches the user's mailbox"}):

@@ -1264,13 +1264,7 @@ pkgs.testers.runNixOSTest {
           ''})
 
       with subtest(${py "federation with a peer before the move: ${"the first instance accepts the follow"}"}):
-          output = amstelland_mastodon_peer.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='mastodon.second.test'
-            export FEDIGEN_PEER='social.amstelland-university.example'
-            curl --silent --fail --get -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --data "id[]=$(cat /root/mastodon-federation-account)" \
-              "https://$FEDIGEN_HOST/api/v1/accounts/relationships" | jq -e '.[0].following' > /dev/null
-            echo "following fedigen_carol@$FEDIGEN_PEER"
-          ''})
+          output = amstelland_mastodon_peer.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='mastodon.second.test'\nexport FEDIGEN_PEER='social.amstelland-university.example'\ncurl --silent --fail --get -H \"Authorization: Bearer $(cat /root/mastodon-federation-token)\" --data \"id[]=$(cat /root/mastodon-federation-account)\" \\\n  \"https://$FEDIGEN_HOST/api/v1/accounts/relationships\" | jq -e '.[0].following' > /dev/null\necho \"following fedigen_carol@$FEDIGEN_PEER\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'following fedigen_carol@' /tmp/fedigen-step-output"})
           assert ${py "following fedigen_carol@"} in output, output
 
       with subtest(${py "federation with a peer before the move: ${"the first instance's user posts a public status"}"}):
@@ -1282,12 +1276,7 @@ pkgs.testers.runNixOSTest {
           ''})
 
       with subtest(${py "federation with a peer before the move: ${"the status is in the follower's home timeline on the second instance"}"}):
-          output = amstelland_mastodon_peer.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='mastodon.second.test'
-            export FEDIGEN_PEER='social.amstelland-university.example'
-            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
-              | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello followers, from the first instance"))'
-          ''})
+          output = amstelland_mastodon_peer.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='mastodon.second.test'\nexport FEDIGEN_PEER='social.amstelland-university.example'\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/mastodon-federation-token)\" \"https://$FEDIGEN_HOST/api/v1/timelines/home\" \\\n  | jq -er --arg acct \"fedigen_carol@$FEDIGEN_PEER\" '.[] | select(.account.acct == $acct) | .content | select(contains(\"Hello followers, from the first instance\"))'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello followers, from the first instance' /tmp/fedigen-step-output"})
           assert ${py "Hello followers, from the first instance"} in output, output
       amstelland_pixelfed_a.wait_for_unit(${py "phpfpm-pixelfed.service"})
       amstelland_pixelfed_a.wait_for_unit(${py "pixelfed-horizon.service"})
@@ -1315,16 +1304,7 @@ pkgs.testers.runNixOSTest {
             curl --silent --fail -H "Authorization: Bearer $token" -H 'Accept: application/json' --form 'status=A photo from the fedigen test' \
               --form "media_ids[]=$media" "https://$FEDIGEN_HOST/api/v1/statuses" | jq -er .id > /root/pixelfed-status
           ''})
-          output = amstelland_pixelfed_a.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='pixelfed.amstelland-university.example'
-            export FEDIGEN_ADMIN='uva_admin'
-            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-            status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
-            url=$(jq -er '.media_attachments[0].url' <<<"$status")
-            curl --silent --fail --output /tmp/fetched "$url"
-            test -s /tmp/fetched
-            echo "photo served: $url"
-          ''})
+          output = amstelland_pixelfed_a.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='pixelfed.amstelland-university.example'\nexport FEDIGEN_ADMIN='uva_admin'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nstatus=$(curl --silent --fail -H \"Authorization: Bearer $(cat /root/pixelfed-token)\" -H 'Accept: application/json' \"https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)\")\nurl=$(jq -er '.media_attachments[0].url' <<<\"$status\")\ncurl --silent --fail --output /tmp/fetched \"$url\"\ntest -s /tmp/fetched\necho \"photo served: $url\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'photo served' /tmp/fedigen-step-output"})
           assert ${py "photo served"} in output, output
           held_at_a[${py "amstelland-pixelfed"}] = []
           public_at_a[(${py "amstelland-pixelfed"}, ${py "the user's ActivityPub actor keeps its public key"})] = client.succeed(${py ''
@@ -1467,12 +1447,7 @@ pkgs.testers.runNixOSTest {
           ''})
 
       with subtest(${py "federation with the peer after the move: ${"the new status is in the follower's home timeline on the second instance"}"}):
-          output = amstelland_mastodon_peer.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='mastodon.second.test'
-            export FEDIGEN_PEER='social.amstelland-university.example'
-            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
-              | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello again, from the first instance after its move"))'
-          ''})
+          output = amstelland_mastodon_peer.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='mastodon.second.test'\nexport FEDIGEN_PEER='social.amstelland-university.example'\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/mastodon-federation-token)\" \"https://$FEDIGEN_HOST/api/v1/timelines/home\" \\\n  | jq -er --arg acct \"fedigen_carol@$FEDIGEN_PEER\" '.[] | select(.account.acct == $acct) | .content | select(contains(\"Hello again, from the first instance after its move\"))'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello again, from the first instance after its move' /tmp/fedigen-step-output"})
           assert ${py "Hello again, from the first instance after its move"} in output, output
 
       a_identity = amstelland_pixelfed_a.succeed(${py "sha256sum ${
@@ -1525,16 +1500,7 @@ pkgs.testers.runNixOSTest {
           assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
 
       with subtest(${py "at B, through the same domain: ${"the post reads back with its photo, and the photo is served"}"}):
-          output = amstelland_pixelfed_b.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='pixelfed.amstelland-university.example'
-            export FEDIGEN_ADMIN='uva_admin'
-            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-            status=$(curl --silent --fail -H "Authorization: Bearer $(cat /root/pixelfed-token)" -H 'Accept: application/json' "https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)")
-            url=$(jq -er '.media_attachments[0].url' <<<"$status")
-            curl --silent --fail --output /tmp/fetched "$url"
-            test -s /tmp/fetched
-            echo "photo served: $url"
-          ''})
+          output = amstelland_pixelfed_b.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='pixelfed.amstelland-university.example'\nexport FEDIGEN_ADMIN='uva_admin'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nstatus=$(curl --silent --fail -H \"Authorization: Bearer $(cat /root/pixelfed-token)\" -H 'Accept: application/json' \"https://$FEDIGEN_HOST/api/v1/statuses/$(cat /root/pixelfed-status)\")\nurl=$(jq -er '.media_attachments[0].url' <<<\"$status\")\ncurl --silent --fail --output /tmp/fetched \"$url\"\ntest -s /tmp/fetched\necho \"photo served: $url\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'photo served' /tmp/fedigen-step-output"})
           assert ${py "photo served"} in output, output
 
       with subtest(${py "at B: ${"amstelland-pixelfed-b: the photo moves to the media bucket and is served from the media host"}"}):

@@ -1320,13 +1320,7 @@ pkgs.testers.runNixOSTest {
           ''})
 
       with subtest(${py "federation with a peer before the move: ${"the first instance accepts the follow"}"}):
-          output = digitalevrijheid_mastodon_peer.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='mastodon.second.test'
-            export FEDIGEN_PEER='mastodon.digitalevrijheid.example'
-            curl --silent --fail --get -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" --data "id[]=$(cat /root/mastodon-federation-account)" \
-              "https://$FEDIGEN_HOST/api/v1/accounts/relationships" | jq -e '.[0].following' > /dev/null
-            echo "following fedigen_carol@$FEDIGEN_PEER"
-          ''})
+          output = digitalevrijheid_mastodon_peer.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='mastodon.second.test'\nexport FEDIGEN_PEER='mastodon.digitalevrijheid.example'\ncurl --silent --fail --get -H \"Authorization: Bearer $(cat /root/mastodon-federation-token)\" --data \"id[]=$(cat /root/mastodon-federation-account)\" \\\n  \"https://$FEDIGEN_HOST/api/v1/accounts/relationships\" | jq -e '.[0].following' > /dev/null\necho \"following fedigen_carol@$FEDIGEN_PEER\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'following fedigen_carol@' /tmp/fedigen-step-output"})
           assert ${py "following fedigen_carol@"} in output, output
 
       with subtest(${py "federation with a peer before the move: ${"the first instance's user posts a public status"}"}):
@@ -1338,12 +1332,7 @@ pkgs.testers.runNixOSTest {
           ''})
 
       with subtest(${py "federation with a peer before the move: ${"the status is in the follower's home timeline on the second instance"}"}):
-          output = digitalevrijheid_mastodon_peer.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='mastodon.second.test'
-            export FEDIGEN_PEER='mastodon.digitalevrijheid.example'
-            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
-              | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello followers, from the first instance"))'
-          ''})
+          output = digitalevrijheid_mastodon_peer.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='mastodon.second.test'\nexport FEDIGEN_PEER='mastodon.digitalevrijheid.example'\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/mastodon-federation-token)\" \"https://$FEDIGEN_HOST/api/v1/timelines/home\" \\\n  | jq -er --arg acct \"fedigen_carol@$FEDIGEN_PEER\" '.[] | select(.account.acct == $acct) | .content | select(contains(\"Hello followers, from the first instance\"))'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello followers, from the first instance' /tmp/fedigen-step-output"})
           assert ${py "Hello followers, from the first instance"} in output, output
       digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "matrix-synapse.service"})
       digitalevrijheid_matrix_synapse_a.wait_for_unit(${py "nginx.service"})
@@ -1373,14 +1362,7 @@ pkgs.testers.runNixOSTest {
               -d '{"msgtype":"m.text","body":"Hello Bob, from the fedigen test"}'
             echo "$bob" > /root/matrix-bob-token
           ''})
-          output = digitalevrijheid_matrix_synapse_a.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
-            export FEDIGEN_ADMIN='bestuur'
-            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-            room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
-            curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
-              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
-          ''})
+          output = digitalevrijheid_matrix_synapse_a.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='matrix.digitalevrijheid.example'\nexport FEDIGEN_ADMIN='bestuur'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nroom=$(jq -rn --arg r \"$(cat /root/matrix-room)\" '$r|@uri')\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/matrix-bob-token)\" \\\n  \"https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20\" | jq -r '.chunk[].content.body // empty'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello Bob, from the fedigen test' /tmp/fedigen-step-output"})
           assert ${py "Hello Bob, from the fedigen test"} in output, output
           held_at_a[${py "digitalevrijheid-matrix-synapse"}] = []
           public_at_a[(${py "digitalevrijheid-matrix-synapse"}, ${py "the homeserver keeps its signing keys"})] = client.succeed(${py ''
@@ -1427,13 +1409,7 @@ pkgs.testers.runNixOSTest {
           ''})
 
       with subtest(${py "federation with a peer before the move: ${"the first homeserver's user reads the message from the second"}"}):
-          output = digitalevrijheid_matrix_synapse_a.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
-            export FEDIGEN_PEER='matrix.second.test'
-            room=$(jq -rn --arg r "$(cat /root/matrix-federation-room)" '$r|@uri')
-            curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-federation-token)" \
-              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
-          ''})
+          output = digitalevrijheid_matrix_synapse_a.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='matrix.digitalevrijheid.example'\nexport FEDIGEN_PEER='matrix.second.test'\nroom=$(jq -rn --arg r \"$(cat /root/matrix-federation-room)\" '$r|@uri')\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/matrix-federation-token)\" \\\n  \"https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20\" | jq -r '.chunk[].content.body // empty'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello from the second homeserver' /tmp/fedigen-step-output"})
           assert ${py "Hello from the second homeserver"} in output, output
 
       a_identity = digitalevrijheid_mastodon_a.succeed(${py "sha256sum ${
@@ -1543,12 +1519,7 @@ pkgs.testers.runNixOSTest {
           ''})
 
       with subtest(${py "federation with the peer after the move: ${"the new status is in the follower's home timeline on the second instance"}"}):
-          output = digitalevrijheid_mastodon_peer.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='mastodon.second.test'
-            export FEDIGEN_PEER='mastodon.digitalevrijheid.example'
-            curl --silent --fail -H "Authorization: Bearer $(cat /root/mastodon-federation-token)" "https://$FEDIGEN_HOST/api/v1/timelines/home" \
-              | jq -er --arg acct "fedigen_carol@$FEDIGEN_PEER" '.[] | select(.account.acct == $acct) | .content | select(contains("Hello again, from the first instance after its move"))'
-          ''})
+          output = digitalevrijheid_mastodon_peer.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='mastodon.second.test'\nexport FEDIGEN_PEER='mastodon.digitalevrijheid.example'\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/mastodon-federation-token)\" \"https://$FEDIGEN_HOST/api/v1/timelines/home\" \\\n  | jq -er --arg acct \"fedigen_carol@$FEDIGEN_PEER\" '.[] | select(.account.acct == $acct) | .content | select(contains(\"Hello again, from the first instance after its move\"))'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello again, from the first instance after its move' /tmp/fedigen-step-output"})
           assert ${py "Hello again, from the first instance after its move"} in output, output
 
       a_identity = digitalevrijheid_matrix_synapse_a.succeed(${py "sha256sum ${
@@ -1594,14 +1565,7 @@ pkgs.testers.runNixOSTest {
           assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
 
       with subtest(${py "at B, through the same domain: ${"the other user reads the message"}"}):
-          output = digitalevrijheid_matrix_synapse_b.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='matrix.digitalevrijheid.example'
-            export FEDIGEN_ADMIN='bestuur'
-            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-            room=$(jq -rn --arg r "$(cat /root/matrix-room)" '$r|@uri')
-            curl --silent --fail -H "Authorization: Bearer $(cat /root/matrix-bob-token)" \
-              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
-          ''})
+          output = digitalevrijheid_matrix_synapse_b.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='matrix.digitalevrijheid.example'\nexport FEDIGEN_ADMIN='bestuur'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nroom=$(jq -rn --arg r \"$(cat /root/matrix-room)\" '$r|@uri')\ncurl --silent --fail -H \"Authorization: Bearer $(cat /root/matrix-bob-token)\" \\\n  \"https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$room/messages?dir=b&limit=20\" | jq -r '.chunk[].content.body // empty'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello Bob, from the fedigen test' /tmp/fedigen-step-output"})
           assert ${py "Hello Bob, from the fedigen test"} in output, output
 
       with subtest(${py "federation with the peer after the move: ${"the moved homeserver's user writes in the federated room again"}"}):
@@ -1615,14 +1579,7 @@ pkgs.testers.runNixOSTest {
           ''})
 
       with subtest(${py "federation with the peer after the move: ${"the second homeserver's user reads the message the moved homeserver sent"}"}):
-          output = digitalevrijheid_matrix_synapse_peer.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='matrix.second.test'
-            export FEDIGEN_PEER='matrix.digitalevrijheid.example'
-            token=$(cat /root/matrix-federation-token)
-            room=$(curl --silent --fail -H "Authorization: Bearer $token" "https://$FEDIGEN_HOST/_matrix/client/v3/joined_rooms" | jq -er '.joined_rooms[0]')
-            curl --silent --fail -H "Authorization: Bearer $token" \
-              "https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$(jq -rn --arg r "$room" '$r|@uri')/messages?dir=b&limit=20" | jq -r '.chunk[].content.body // empty'
-          ''})
+          output = digitalevrijheid_matrix_synapse_peer.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='matrix.second.test'\nexport FEDIGEN_PEER='matrix.digitalevrijheid.example'\ntoken=$(cat /root/matrix-federation-token)\nroom=$(curl --silent --fail -H \"Authorization: Bearer $token\" \"https://$FEDIGEN_HOST/_matrix/client/v3/joined_rooms\" | jq -er '.joined_rooms[0]')\ncurl --silent --fail -H \"Authorization: Bearer $token\" \\\n  \"https://$FEDIGEN_HOST/_matrix/client/v3/rooms/$(jq -rn --arg r \"$room\" '$r|@uri')/messages?dir=b&limit=20\" | jq -r '.chunk[].content.body // empty'\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'Hello again, from the moved homeserver' /tmp/fedigen-step-output"})
           assert ${py "Hello again, from the moved homeserver"} in output, output
     '';
 }

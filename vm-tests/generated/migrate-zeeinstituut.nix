@@ -861,16 +861,7 @@ pkgs.testers.runNixOSTest {
             curl --silent --fail -H "Authorization: Bearer $token" --form videofile=@/tmp/fedigen.mp4 --form "channelId=$channel" \
               --form name=fedigen-video --form privacy=1 "https://$FEDIGEN_HOST/api/v1/videos/upload" | jq -er .video.uuid > /root/peertube-video
           ''})
-          output = zeeinstituut_peertube_a.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='video.zee-instituut.example'
-            export FEDIGEN_ADMIN='videoadmin'
-            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-            video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
-            url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
-            curl --silent --fail --output /tmp/fetched "$url"
-            test -s /tmp/fetched
-            echo "video served: $url"
-          ''})
+          output = zeeinstituut_peertube_a.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='video.zee-instituut.example'\nexport FEDIGEN_ADMIN='videoadmin'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nvideo=$(curl --silent --fail \"https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)\")\nurl=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<\"$video\")\ncurl --silent --fail --output /tmp/fetched \"$url\"\ntest -s /tmp/fetched\necho \"video served: $url\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'video served' /tmp/fedigen-step-output"})
           assert ${py "video served"} in output, output
           held_at_a[${py "zeeinstituut-peertube"}] = []
           public_at_a[(${py "zeeinstituut-peertube"}, ${py "the instance's ActivityPub actor keeps its public key"})] = client.succeed(${py ''
@@ -935,16 +926,7 @@ pkgs.testers.runNixOSTest {
           assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
 
       with subtest(${py "at B, through the same domain: ${"the video reads back and its file is served"}"}):
-          output = zeeinstituut_peertube_b.wait_until_succeeds(${py ''
-            export FEDIGEN_HOST='video.zee-instituut.example'
-            export FEDIGEN_ADMIN='videoadmin'
-            export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-            video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
-            url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
-            curl --silent --fail --output /tmp/fetched "$url"
-            test -s /tmp/fetched
-            echo "video served: $url"
-          ''})
+          output = zeeinstituut_peertube_b.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='video.zee-instituut.example'\nexport FEDIGEN_ADMIN='videoadmin'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nvideo=$(curl --silent --fail \"https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)\")\nurl=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<\"$video\")\ncurl --silent --fail --output /tmp/fetched \"$url\"\ntest -s /tmp/fetched\necho \"video served: $url\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'video served' /tmp/fedigen-step-output"})
           assert ${py "video served"} in output, output
 
       with subtest(${py "at B: ${"zeeinstituut-peertube-b: the video's file moves to the web-videos bucket and is served from the media host"}"}):

@@ -130,16 +130,7 @@ pkgs.testers.runNixOSTest {
         ''})
 
     with subtest(${py "the video reads back and its file is served"}):
-        output = server.wait_until_succeeds(${py ''
-          export FEDIGEN_HOST='peertube.fedi.test'
-          export FEDIGEN_ADMIN='fedigen_admin'
-          export FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'
-          video=$(curl --silent --fail "https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)")
-          url=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<"$video")
-          curl --silent --fail --output /tmp/fetched "$url"
-          test -s /tmp/fetched
-          echo "video served: $url"
-        ''})
+        output = server.wait_until_succeeds(${py "{\nexport FEDIGEN_HOST='peertube.fedi.test'\nexport FEDIGEN_ADMIN='fedigen_admin'\nexport FEDIGEN_ADMIN_PASSWORD='fedigen-admin-password'\nvideo=$(curl --silent --fail \"https://$FEDIGEN_HOST/api/v1/videos/$(cat /root/peertube-video)\")\nurl=$(jq -er '([.files[]?.fileUrl] + [.streamingPlaylists[]?.files[]?.fileUrl])[0]' <<<\"$video\")\ncurl --silent --fail --output /tmp/fetched \"$url\"\ntest -s /tmp/fetched\necho \"video served: $url\"\n\n} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- 'video served' /tmp/fedigen-step-output"})
         assert ${py "video served"} in output, output
   '';
 }

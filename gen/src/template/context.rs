@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::options::manifest_options_value;
-use super::shell::{http_command, mailbox_check, step_command};
+use super::shell::{http_command, mailbox_check, step_command, until_expected};
 use super::test_keys::{
     TEST_ENVIRONMENT, printf_octal, test_node_key, test_s3_key, with_test_node_ids,
 };
@@ -295,7 +295,11 @@ impl StepData {
             .map(|step| Self {
                 description: step.description.clone(),
                 on_client: step.on == StepNode::Client,
-                command: step_command(&variables, &step.run),
+                command: until_expected(
+                    step_command(&variables, &step.run),
+                    step.wait,
+                    step.expect.as_deref(),
+                ),
                 expect: step.expect.clone(),
                 wait: step.wait,
                 recheck: step.recheck,
@@ -993,9 +997,10 @@ impl FederationStepData {
                 FederationStepData {
                     description: step.description.clone(),
                     python: python.to_owned(),
-                    command: step_command(
-                        &[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", peer)],
-                        &step.run,
+                    command: until_expected(
+                        step_command(&[("FEDIGEN_HOST", own), ("FEDIGEN_PEER", peer)], &step.run),
+                        step.wait,
+                        step.expect.as_deref(),
                     ),
                     expect: step.expect.clone(),
                     wait: step.wait,

@@ -49,7 +49,7 @@ pub use layout::canonical;
 pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS, lint};
 pub use migration::{IdentityData, MigrationMachine, MigrationPeer, MigrationTest, SourceAccess};
 pub use options::option_declarations;
-pub use shell::shell_quote;
+pub use shell::{shell_quote, until_expected};
 pub use storage_test::{StorageNode, StorageTest};
 
 /// How rendered text gets its layout.

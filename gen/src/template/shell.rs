@@ -39,6 +39,20 @@ pub(crate) fn step_command(variables: &[(&str, &str)], run: &str) -> String {
     command
 }
 
+/// A step's command as the test runs it: a step that waits (`wait`) and expects a text (`expect`) succeeds only
+/// once its output holds the text. The test driver's `wait_until_succeeds` retries on the exit status alone, so a
+/// step that reads too early (a federated message not yet delivered: the read succeeds, printing nothing) would
+/// end the wait and fail the assertion after it. The output is kept in a file and printed whole, as before.
+pub fn until_expected(command: String, wait: bool, expect: Option<&str>) -> String {
+    match expect {
+        Some(text) if wait => format!(
+            "{{\n{command}\n}} > /tmp/fedigen-step-output\ncat /tmp/fedigen-step-output\ngrep -qF -- {} /tmp/fedigen-step-output",
+            shell_quote(text)
+        ),
+        _ => command,
+    }
+}
+
 /// The mail node's check that a mail to `to` arrived: Mailpit's message list (its API on port 8025), searched
 /// for the recipient with jq (exit status 1 while none has).
 pub(crate) fn mailbox_check(to: &str) -> String {
@@ -70,6 +84,40 @@ mod tests {
             String::from_utf8_lossy(&out.stdout),
             "it's.example|$(x) \"y\""
         );
+    }
+
+    /// A waiting step fails until its output holds the expected text (so the driver retries it), prints its whole
+    /// output once it does, and still fails where its own commands fail.
+    #[test]
+    fn a_waiting_step_succeeds_only_once_it_prints_the_expected_text() {
+        let bash = |run: &str| {
+            let command = until_expected(step_command(&[], run), true, Some("it's here"));
+            let out = std::process::Command::new("bash")
+                .args(["-c", &format!("set -euo pipefail; {command}")])
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        assert_eq!(bash("echo not yet"), (false, "not yet\n".to_owned()));
+        assert_eq!(
+            bash("true"),
+            (false, String::new()),
+            "an empty read is not done"
+        );
+        assert_eq!(
+            bash("echo first\necho \"it's here\""),
+            (true, "first\nit's here\n".to_owned())
+        );
+        assert!(
+            !bash("false\necho \"it's here\"").0,
+            "a failing command fails the step"
+        );
+        // Without `wait`, or without a text, the command is as written.
+        assert_eq!(until_expected("x".into(), false, Some("y")), "x");
+        assert_eq!(until_expected("x".into(), true, None), "x");
     }
 
     #[test]
