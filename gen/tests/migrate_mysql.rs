@@ -427,70 +427,16 @@ fn a_killed_mysql_run_resumes_to_equal_data() -> Outcome {
         "a first whole run",
     );
     let whole = t.elapsed();
-    let mut seed = u64::from_le_bytes(world::hex(8).as_bytes()[..8].try_into().unwrap()) | 1;
-    eprintln!("whole run {whole:?}; kill seed {seed}");
-    let mut killed_in = std::collections::BTreeMap::<String, u32>::new();
+    let mut killer = world::Killer::new(whole);
     for round in 0..8 {
         b.sql("", "DROP DATABASE pixelfed; CREATE DATABASE pixelfed CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci");
         let _ = std::fs::remove_dir_all(&journal);
         for m in ["frozen", "dns"] {
             let _ = std::fs::remove_file(p.join(m));
         }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
         let late = ["dump:pixelfed", "restore:pixelfed", "rewrite:pixelfed"];
-        let (wait_for, delay) = if round % 2 == 0 {
-            (
-                None,
-                Duration::from_millis(seed % (whole.as_millis() as u64 + 1)),
-            )
-        } else {
-            (
-                Some(format!("{}: …", late[(round / 2) % late.len()])),
-                Duration::from_millis(seed % 40),
-            )
-        };
-        let mut child = fedigen(&job_file, "run", &journal)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        let reader = std::thread::spawn(move || {
-            use std::io::BufRead as _;
-            let mut all = String::new();
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line.clone());
-                all.push_str(&line);
-                all.push('\n');
-            }
-            all
-        });
-        if let Some(wanted) = &wait_for {
-            let deadline = Instant::now() + whole * 5 + Duration::from_secs(10);
-            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                if &line == wanted {
-                    break;
-                }
-            }
-        }
-        std::thread::sleep(delay);
-        let _ = child.kill();
-        let _ = child.wait();
-        let log = reader.join().unwrap();
-        let last = log
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_suffix(": …"))
-            .unwrap_or("(before the first step)")
-            .to_owned();
-        *killed_in.entry(last.clone()).or_default() += 1;
+        let run = fedigen(&job_file, "run", &journal);
+        let last = killer.kill(run, round, &late, Duration::from_millis(40));
         assert_eq!(
             a.sql("pixelfed", "CHECKSUM TABLE media, blobs, posts, profiles"),
             a_sum,
@@ -511,6 +457,7 @@ fn a_killed_mysql_run_resumes_to_equal_data() -> Outcome {
             "round {round} (killed in {last})"
         );
     }
+    let killed_in = &killer.killed_in;
     eprintln!("killed in: {killed_in:?}");
     assert!(
         killed_in

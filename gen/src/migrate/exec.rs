@@ -1,4 +1,6 @@
-//! Running the tools a migration drives (rclone, pg_dump, pg_restore, psql, ssh, the job's commands).
+//! Running the tools a migration drives (rclone, pg_dump, pg_restore, psql, mariadb-dump, mariadb, ssh, the
+//! job's commands): the one runner of the migration, so every tool dies with fedigen, can run as another user
+//! ([`run_as`]) and reads or writes files fedigen opened for it ([`Io`]).
 //!
 //! Why not `crate::process`: that one puts a child in a process group of its own so a timeout can stop it,
 //! which also lets it outlive fedigen. A migration step's child must die with the fedigen that started it
@@ -278,6 +280,9 @@ fn install_hint(program: &str) -> &'static str {
             " (Debian: apt-get install postgresql-client-15; NixOS: the server's postgresql package; or set FEDIGEN_PG_BIN to the folder holding them)"
         }
         "rsync" | "ssh" => " (Debian: apt-get install rsync openssh-client)",
+        "mariadb-dump" | "mysqldump" | "mariadb" | "mysql" => {
+            " (Debian: apt-get install mariadb-client; NixOS: the server's services.mysql.package; or set FEDIGEN_MYSQL_BIN to the folder holding it)"
+        }
         _ => "",
     }
 }

@@ -19,13 +19,12 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use sha2::{Digest as _, Sha256};
 
-use super::exec::{self, ExecError, Output};
+use super::exec::{self, ExecError};
 use super::job::{DatabaseMove, Postgres as Connection, UrlRewrite};
 use crate::io_error::IoError;
 
@@ -74,15 +73,9 @@ fn socket(host: &str) -> PathBuf {
     }
 }
 
-/// A user's id and primary group, by name.
-fn os_user(name: &str) -> Option<(u32, u32)> {
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: getpwnam returns a pointer into static storage or null; both fields are read at once.
-    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
-    (!pw.is_null()).then(|| unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
-}
-
-/// `names`' tool connected to `c`'s database server, as `c.os_user` when given.
+/// `names`' tool connected to `c`'s database server, as `c.os_user` when given ([`exec::run_as`]: that user's
+/// groups and environment). Every MySQL tool the migration runs is made here and run by `exec.rs`, so none can
+/// miss the connection's OS user or outlive fedigen, and a password reaches it only in its environment.
 fn command(names: &[&str], c: &Connection) -> Result<Command, MysqlError> {
     let program = tool(names);
     let mut cmd = Command::new(&program);
@@ -109,81 +102,19 @@ fn command(names: &[&str], c: &Connection) -> Result<Command, MysqlError> {
         cmd.env("MYSQL_PWD", text.trim_end_matches(['\n', '\r']));
     }
     if let Some(user) = &c.os_user {
-        let (uid, gid) = os_user(user).ok_or_else(|| ExecError::Missing {
+        let missing = |reason: String| ExecError::Missing {
             program: program.display().to_string(),
             what: format!("connect to database {} as the user {user}", c.database),
-            reason: format!(
+            reason,
+        };
+        let os = exec::os_user(user).ok_or_else(|| {
+            missing(format!(
                 "there is no user `{user}` on this machine (the target's module creates it: deploy the target first)"
-            ),
+            ))
         })?;
-        // std drops the supplementary groups (setgroups) before setuid when it runs as root.
-        cmd.uid(uid).gid(gid);
+        exec::run_as(&mut cmd, &os).map_err(missing)?;
     }
     Ok(cmd)
-}
-
-/// Runs `command` to the end with `stdin` and `stdout` from files fedigen opened (the journal folder is
-/// root's; the tool may run as another user), requiring success. The child dies with fedigen
-/// (`PR_SET_PDEATHSIG`), as every migration tool does (see `exec.rs`).
-fn run_with_files(
-    mut command: Command,
-    what: &str,
-    stdin: Option<File>,
-    stdout: Option<File>,
-) -> Result<Output, ExecError> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() == 1 {
-                return Err(std::io::Error::other("the parent process is gone"));
-            }
-            Ok(())
-        });
-    }
-    command
-        .stdin(stdin.map_or_else(Stdio::null, Stdio::from))
-        .stdout(stdout.map_or_else(Stdio::piped, Stdio::from))
-        .stderr(Stdio::piped());
-    let out = command
-        .spawn()
-        .and_then(|child| child.wait_with_output())
-        .map_err(|e| ExecError::Missing {
-            program: program.clone(),
-            what: what.to_owned(),
-            reason: if e.kind() == std::io::ErrorKind::NotFound {
-                format!(
-                    "`{program}` is not installed or not on PATH (Debian: apt-get install mariadb-client; NixOS: the server's services.mysql.package; or set FEDIGEN_MYSQL_BIN to the folder holding it)"
-                )
-            } else {
-                e.to_string()
-            },
-        })?;
-    let status = match (
-        out.status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&out.status),
-    ) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(signal)) => format!("killed by signal {signal}"),
-        _ => "an unknown status".into(),
-    };
-    if !out.status.success() {
-        return Err(ExecError::Failed {
-            program,
-            what: what.to_owned(),
-            status,
-            output: exec::tail(&out.stderr, &out.stdout),
-        });
-    }
-    Ok(Output {
-        success: true,
-        stdout: out.stdout,
-        stderr: out.stderr,
-        status,
-    })
 }
 
 /// Dumps `c`'s database as SQL to `file` (written beside it and renamed: whole or absent), in one consistent
@@ -206,12 +137,13 @@ pub(crate) fn dump(c: &Connection, file: &Path) -> Result<(), MysqlError> {
     ])
     .arg("--")
     .arg(&c.database);
-    run_with_files(
-        cmd,
-        &format!("dump database {}", c.database),
-        None,
-        Some(out),
-    )?;
+    // The output file is opened here and handed over: the tool may run as another user (`os_user`), which may
+    // not open the journal folder.
+    let io = exec::Io {
+        stdout: Some(out),
+        ..exec::Io::default()
+    };
+    exec::checked_with(cmd, &format!("dump database {}", c.database), io)?;
     std::fs::rename(&tmp, file).map_err(|e| IoError::new("replace", file, e))?;
     Ok(())
 }
@@ -223,12 +155,11 @@ pub(crate) fn restore(c: &Connection, file: &Path) -> Result<(), MysqlError> {
     let input = File::open(file).map_err(|e| IoError::new("read", file, e))?;
     let mut cmd = command(&CLIENT, c)?;
     cmd.arg("--batch").arg(format!("--database={}", c.database));
-    run_with_files(
-        cmd,
-        &format!("restore database {}", c.database),
-        Some(input),
-        None,
-    )?;
+    let io = exec::Io {
+        stdin: exec::Stdin::File(input),
+        ..exec::Io::default()
+    };
+    exec::checked_with(cmd, &format!("restore database {}", c.database), io)?;
     Ok(())
 }
 
@@ -413,25 +344,6 @@ pub(crate) fn differences(a: &Fingerprint, b: &Fingerprint) -> Vec<String> {
         );
     }
     out
-}
-
-/// The verification of one MySQL database move: both fingerprints at once, the source's with the job's URL
-/// rewrites applied ([`fingerprint`]), so the rewrite is not a difference and anything else is. What was compared
-/// (for people), and each difference.
-pub(crate) fn compare(d: &DatabaseMove) -> Result<(String, Vec<String>), MysqlError> {
-    let (a, b) = exec::both(
-        || fingerprint(&d.source, &d.url_rewrites),
-        || fingerprint(&d.target, &[]),
-    );
-    let (a, b) = (a?, b?);
-    Ok((
-        format!(
-            "{} tables, {} rows and their checksums, the schema",
-            a.tables.len(),
-            a.tables.values().map(|t| t.0).sum::<u64>(),
-        ),
-        differences(&a, &b),
-    ))
 }
 
 /// Rewrites, in one transaction, each of `d`'s URL columns at the target: a value beginning with `from` begins

@@ -469,6 +469,8 @@ impl From<s3::S3Error> for StepFailure {
     fn from(e: s3::S3Error) -> Self {
         match e {
             s3::S3Error::Exec(e) => e.into(),
+            // The bucket's data (a key rclone cannot copy), not the machine.
+            e @ s3::S3Error::Uncopyable { .. } => StepFailure(e.to_string(), false),
             other => StepFailure(other.to_string(), true),
         }
     }

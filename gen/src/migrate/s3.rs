@@ -31,6 +31,21 @@ pub enum S3Error {
         /// The missing variable.
         name: &'static str,
     },
+    /// rclone left objects out of the copy: keys ending in `/` that hold bytes. S3 allows them; rclone takes
+    /// such a key for a folder ("Entry doesn't belong in directory … - ignoring") and still exits with 0.
+    #[error(
+        "bucket {bucket}: rclone cannot copy {} (S3 allows a key ending in `/`, rclone takes it for a folder and leaves it out): rename {} at the source, or delete {} if {} no data, then run the same command again",
+        .keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+        if .keys.len() == 1 { "it" } else { "them" },
+        if .keys.len() == 1 { "it" } else { "them" },
+        if .keys.len() == 1 { "it holds" } else { "they hold" }
+    )]
+    Uncopyable {
+        /// The source bucket.
+        bucket: String,
+        /// The keys left out.
+        keys: Vec<String>,
+    },
 }
 
 /// Reads `NAME=value` from an environment file (`export`, quotes and comments allowed).
@@ -106,22 +121,48 @@ fn rclone(
 /// Makes the target bucket's objects exactly the source's. An object moves when its size or its MD5 (the
 /// stores' listings: a single-part object's ETag, the MD5 rclone records on its multipart uploads) differ, or
 /// its size when one side keeps no MD5 (`--checksum`). Listed folder by folder, not with `--fast-list`: a bucket
-/// may hold a key that is also another key's folder (`a/b` and `a/b/c`), and the fast-list copy left such an
-/// object behind once in CI (migrate_real's random shapes: "only at the source: i/n ha2d/s7  wl"), where the
-/// per-folder listing (and `lsjson`) sees both.
+/// may hold a key that is also another key's folder (`a/b` and `a/b/c`), and with `--fast-list` rclone (1.60.1,
+/// against Garage 2.5.0) copies `a/b` and nothing under `a/b/`, and exits with 0 — what CI's random shapes hit
+/// ("only at the source: i/n ha2d/s7  wl", under the object `i/n ha2d`); `migrate_real`'s
+/// `a_bucket_whose_keys_are_other_keys_folders_moves_whole` fails with it. The per-folder listing sees both.
 ///
 /// Why not size and modification time (rclone's default, until issue #16's freeze-window work): a time is
 /// metadata only a HEAD request per object reads, on both sides, and the delta after the freeze paid for them
 /// (BENCHMARKS.md, issue #16); and a rewrite with the same size and time
 /// (a restored backup) is missed by it, not by the MD5. What the copy misses either way, the verification
 /// names ([`compare_listings`] downloads what no MD5 proves).
+///
+/// A key ending in `/` that holds bytes is one rclone cannot copy (it is a folder to rclone): rclone says so and
+/// exits with 0, and this fails naming each such key ([`S3Error::Uncopyable`]), so the bulk copy stops the run
+/// before the freeze instead of the verification after it. (An empty one is a folder marker: rclone neither
+/// copies nor lists it.)
 pub fn sync(source: &S3, target: &S3) -> Result<(), S3Error> {
     let c = rclone("sync", &["--checksum"], source, target)?;
-    exec::checked(
+    let out = exec::checked(
         c,
         &format!("copy bucket {} to {}", source.bucket, target.bucket),
     )?;
-    Ok(())
+    let keys = ignored_entries(&String::from_utf8_lossy(&out.stderr));
+    if keys.is_empty() {
+        Ok(())
+    } else {
+        Err(S3Error::Uncopyable {
+            bucket: source.bucket.clone(),
+            keys,
+        })
+    }
+}
+
+/// The keys rclone's log says it left out as folders (`… ERROR : KEY: Entry doesn't belong in directory "…"
+/// (same as directory) - ignoring`).
+fn ignored_entries(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|line| {
+            let (head, _) = line.rsplit_once(": Entry doesn't belong in directory ")?;
+            let (_, key) = head.split_once(" ERROR : ")?;
+            Some(key.to_owned())
+        })
+        .collect()
 }
 
 /// How two buckets compare: objects equal, and each difference named.
@@ -318,6 +359,17 @@ fn check_download(source: &S3, target: &S3, options: &[&str]) -> Result<Comparis
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The line rclone 1.60 writes for a key ending in `/` (seen against Garage 2.5.0), and one for an
+    /// unrelated error, which is not a key left out.
+    #[test]
+    fn keys_rclone_leaves_out_are_read_from_its_log() {
+        let log = "2026/11/28 15:16:12 ERROR : t/z q/: Entry doesn't belong in directory \"t/z q\" (same as directory) - ignoring\n\
+                   2026/11/28 15:16:12 ERROR : a: b/: Entry doesn't belong in directory \"a: b\" (same as directory) - ignoring\n\
+                   2026/11/28 15:16:12 ERROR : x: Failed to copy: 404\n";
+        assert_eq!(ignored_entries(log), ["t/z q/", "a: b/"]);
+        assert!(ignored_entries("").is_empty());
+    }
 
     #[test]
     fn key_files_are_read_as_environment_files() {

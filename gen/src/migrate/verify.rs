@@ -1,5 +1,6 @@
-//! Verification: the target holds what the source holds. Per database, what [`pg::data_fingerprint`] computes at
-//! each server (rows and a checksum per table, sequences, large objects, the schema); per bucket, both listings
+//! Verification: the target holds what the source holds. Per database, what its engine's fingerprint computes
+//! at each server ([`pg::data_fingerprint`]: rows and a checksum per table, sequences, large objects, the
+//! schema; [`mysql::fingerprint`]: rows and a checksum per table, the schema); per bucket, both listings
 //! (key, size) and each object's MD5 as its store keeps it, downloading only the objects one side has no MD5
 //! for ([`s3::compare_listings`]); per directory, a checksum manifest of each side (SHA-256 of every file,
 //! modes, links); per identity secret, a SHA-256 of each file. Read-only on both sides.
@@ -13,8 +14,8 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use super::exec::{self, ExecError};
-use super::job::{Job, Location};
-use super::{pg, s3, tree};
+use super::job::{Engine, Job, Location};
+use super::{mysql, pg, s3, tree};
 use crate::io_error::IoError;
 
 /// Why verification could not compare (not: found a difference).
@@ -103,8 +104,9 @@ pub fn verify(job: &Job) -> Result<Report, VerifyError> {
 
 /// The run's verification, in two halves: [`source_side`] starts at the freeze (from then on the source no longer
 /// changes, so it is read while the delta copies, catch-ups and restores write the target), and this half reads
-/// the target once those are done, with the source's schemas (read now: the catch-up drops the publication and
-/// gives tables their replica identity back at the source, which a schema dump shows).
+/// the target once those are done, with the PostgreSQL sources' schemas (read now: the catch-up drops the
+/// publication and gives tables their replica identity back at the source, which a schema dump shows; a MySQL
+/// source is read whole at the freeze, nothing writes there after it).
 ///
 /// Why: the source's half was half of the freeze window's verification (issue #16's benchmark: 8.8–10 s of a
 /// 14–15 s window), and nothing written after the freeze changes it. It is still a comparison of what each side
@@ -130,36 +132,46 @@ pub(crate) fn verify_after_freeze(
         },
         || side(job, Which::Target, true, early),
     );
-    for (fingerprint, schema) in source.databases.iter_mut().zip(schemas) {
-        let Some(schema) = schema else {
-            continue;
-        };
-        if let Ok(f) = fingerprint {
+    for (database, schema) in source.databases.iter_mut().zip(schemas) {
+        // Only PostgreSQL's source schema waits for this half (a MySQL source is read whole at the freeze: nothing
+        // after it writes there).
+        if let (Database::Postgresql(Ok(f)), Some(schema)) = (&mut *database, schema) {
             match schema {
                 Ok(s) => f.schema = s,
-                Err(e) => *fingerprint = Err(e.into()),
+                Err(e) => *database = Database::Postgresql(Err(e.into())),
             }
         }
     }
     report(job, source, target)
 }
 
-/// What verification reads at the source, without the databases' schemas: started at the freeze by the run
-/// (see [`verify_after_freeze`]).
+/// What verification reads at the source, without the PostgreSQL databases' schemas: started at the freeze by
+/// the run (see [`verify_after_freeze`]).
 pub(crate) fn source_side(job: &Job) -> Side {
     side(job, Which::Source, false, Vec::new())
+}
+
+/// One database as one side holds it, by the job's engine for it: each engine's own fingerprint, compared only
+/// with the same engine's.
+pub(crate) enum Database {
+    /// A PostgreSQL database's fingerprint (its schema read separately at the source in the run: see
+    /// [`verify_after_freeze`]).
+    Postgresql(Result<pg::Fingerprint, VerifyError>),
+    /// A MySQL database's fingerprint; at the source with the job's URL rewrites applied
+    /// ([`mysql::fingerprint`]), so the rewrite is no difference and anything else is.
+    Mysql(Result<mysql::Fingerprint, VerifyError>),
 }
 
 /// The target's half of one database or bucket, read as soon as its copy is done.
 pub(crate) enum Early {
     /// The database at this index of the job.
-    Database(usize, Result<pg::Fingerprint, VerifyError>),
+    Database(usize, Database),
     /// The bucket at this index of the job.
     Bucket(usize, Result<s3::Listing, VerifyError>),
 }
 
-/// The target's half of what the copy `step` wrote, when it is a database's (`catchup:`, `restore:`) or a
-/// bucket's (`delta:bucket:`): nothing but that step writes it after the freeze, so the run reads it as soon as
+/// The target's half of what the copy `step` wrote, when it is a database's (`catchup:`, `restore:`, or
+/// `rewrite:` when the job rewrites its URLs; either engine) or a bucket's (`delta:bucket:`): nothing but that step writes it after the freeze, so the run reads it as soon as
 /// the step is done, while the other copies go on. A folder's is read by the verification itself (an identity
 /// secret may be placed in it after the copies).
 pub(crate) fn target_item(job: &Job, step: &str) -> Option<Early> {
@@ -172,14 +184,13 @@ pub(crate) fn target_item(job: &Job, step: &str) -> Option<Early> {
         let i = job.databases.iter().position(|d| d.name == name)?;
         let d = &job.databases[i];
         // The last step that writes it: a database whose URLs are rewritten changes once more after its copy.
-        // MySQL's are compared by `mysql::compare`, both sides at once, in the report.
         let last = rewritten.is_some() || d.url_rewrites.is_empty();
-        if !d.engine.is_postgresql() || !last {
+        if !last {
             return None;
         }
         return Some(Early::Database(
             i,
-            database(&job.databases[i].target, connections, true),
+            database(d, Which::Target, connections, true),
         ));
     }
     let name = step.strip_prefix("delta:bucket:")?;
@@ -190,22 +201,39 @@ pub(crate) fn target_item(job: &Job, step: &str) -> Option<Early> {
     ))
 }
 
-/// One database's fingerprint, with its schema when `schema`.
+/// One side of the database `d`, by its engine: PostgreSQL's fingerprint on up to `connections` connections,
+/// with its schema when `schema`; MySQL's whole (at the source with the job's URL rewrites applied).
 fn database(
-    pg: &super::job::Postgres,
+    d: &super::job::DatabaseMove,
+    which: Which,
     connections: usize,
     schema: bool,
-) -> Result<pg::Fingerprint, VerifyError> {
-    if !schema {
-        return Ok(pg::data_fingerprint(pg, connections)?);
+) -> Database {
+    let c = match which {
+        Which::Source => &d.source,
+        Which::Target => &d.target,
+    };
+    match d.engine {
+        Engine::Mysql => {
+            let rewrites = match which {
+                Which::Source => d.url_rewrites.as_slice(),
+                Which::Target => &[],
+            };
+            Database::Mysql(mysql::fingerprint(c, rewrites).map_err(Into::into))
+        }
+        Engine::Postgresql => Database::Postgresql((|| {
+            if !schema {
+                return Ok(pg::data_fingerprint(c, connections)?);
+            }
+            let (data, digest) = super::exec::both(
+                || pg::data_fingerprint(c, connections),
+                || pg::schema_digest(c),
+            );
+            let mut f = data?;
+            f.schema = digest?;
+            Ok(f)
+        })()),
     }
-    let (data, digest) = super::exec::both(
-        || pg::data_fingerprint(pg, connections),
-        || pg::schema_digest(pg),
-    );
-    let mut f = data?;
-    f.schema = digest?;
-    Ok(f)
 }
 
 /// Which side of the job a [`Side`] reads.
@@ -222,7 +250,7 @@ type Secret = Option<(String, Option<u32>)>;
 /// Everything verification reads at one side, each item's own result (one unreadable item does not hide the
 /// others' differences; the first error is returned by the report).
 pub(crate) struct Side {
-    databases: Vec<Result<pg::Fingerprint, VerifyError>>,
+    databases: Vec<Database>,
     buckets: Vec<Result<s3::Listing, VerifyError>>,
     directories: Vec<Result<tree::Manifest, VerifyError>>,
     identity: Vec<Result<Secret, VerifyError>>,
@@ -233,8 +261,7 @@ pub(crate) struct Side {
 fn side(job: &Job, which: Which, schema: bool, early: Vec<Early>) -> Side {
     let connections = (pg::connections() / job.databases.len().max(1)).max(1);
     let source = which == Which::Source;
-    let mut known_databases: Vec<Option<Result<pg::Fingerprint, VerifyError>>> =
-        job.databases.iter().map(|_| None).collect();
+    let mut known_databases: Vec<Option<Database>> = job.databases.iter().map(|_| None).collect();
     let mut known_buckets: Vec<Option<Result<s3::Listing, VerifyError>>> =
         job.buckets.iter().map(|_| None).collect();
     for e in early {
@@ -248,16 +275,9 @@ fn side(job: &Job, which: Which, schema: bool, early: Vec<Early>) -> Side {
             .databases
             .iter()
             .zip(known_databases)
-            .map(|(d, known)| {
-                let pg = if source { &d.source } else { &d.target };
-                if !d.engine.is_postgresql() {
-                    // Compared by `mysql::compare` in the report; a stand-in keeps the job's order.
-                    return Ok(Ok(pg::Fingerprint::default()));
-                }
-                match known {
-                    Some(r) => Ok(r),
-                    None => Err(scope.spawn(move || database(pg, connections, schema))),
-                }
+            .map(|(d, known)| match known {
+                Some(r) => Ok(r),
+                None => Err(scope.spawn(move || database(d, which, connections, schema))),
             })
             .collect();
         let buckets: Vec<_> = job
@@ -329,30 +349,40 @@ fn secret(s: &super::job::SecretMove, which: Which) -> Result<Secret, VerifyErro
 fn report(job: &Job, a: Side, b: Side) -> Result<Report, VerifyError> {
     let mut items = Vec::new();
     for ((d, x), y) in job.databases.iter().zip(a.databases).zip(b.databases) {
-        if !d.engine.is_postgresql() {
-            let (compared, differences) = super::mysql::compare(d)?;
-            items.push(Item {
-                kind: "database",
-                name: d.name.clone(),
-                compared,
-                differences,
-            });
-            continue;
-        }
-        let (mut a, b) = (x?, y?);
-        // The source's rows as the rewrite leaves them: the rewrite is no difference, anything else is.
-        super::urls::map_source(d, &mut a)?;
+        let (compared, differences) = match (x, y) {
+            (Database::Postgresql(a), Database::Postgresql(b)) => {
+                let (mut a, b) = (a?, b?);
+                // The source's rows as the rewrite leaves them: the rewrite is no difference, anything else is.
+                super::urls::map_source(d, &mut a)?;
+                (
+                    format!(
+                        "{} tables, {} rows and their checksums, {} sequences, {} large objects, the schema",
+                        a.tables.len(),
+                        a.tables.values().map(|t| t.0).sum::<u64>(),
+                        a.sequences.len(),
+                        a.large_objects.0
+                    ),
+                    pg::differences(&a, &b),
+                )
+            }
+            (Database::Mysql(a), Database::Mysql(b)) => {
+                let (a, b) = (a?, b?);
+                (
+                    format!(
+                        "{} tables, {} rows and their checksums, the schema",
+                        a.tables.len(),
+                        a.tables.values().map(|t| t.0).sum::<u64>(),
+                    ),
+                    mysql::differences(&a, &b),
+                )
+            }
+            _ => unreachable!("both sides of a database are read by the job's one engine for it"),
+        };
         items.push(Item {
             kind: "database",
             name: d.name.clone(),
-            compared: format!(
-                "{} tables, {} rows and their checksums, {} sequences, {} large objects, the schema",
-                a.tables.len(),
-                a.tables.values().map(|t| t.0).sum::<u64>(),
-                a.sequences.len(),
-                a.large_objects.0
-            ),
-            differences: pg::differences(&a, &b),
+            compared,
+            differences,
         });
     }
     for ((bucket, x), y) in job.buckets.iter().zip(a.buckets).zip(b.buckets) {

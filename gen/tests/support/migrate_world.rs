@@ -495,6 +495,90 @@ impl Garage {
     pub fn wipe(&self) {
         run(self.rclone().args(["delete", "g:media"]), "rclone delete");
     }
+
+    /// curl signing an S3 request to this node with its key (SigV4, `--aws-sigv4`): the bucket as S3 itself
+    /// has it, without rclone, whose model of folders is what the bucket tests check.
+    fn s3_request(&self, method: &str, path: &str) -> Command {
+        let text = std::fs::read_to_string(&self.key_file).unwrap();
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap()
+                .to_owned()
+        };
+        let mut c = Command::new("curl");
+        c.args(["--silent", "--show-error", "--fail", "--request", method])
+            .args(["--aws-sigv4", "aws:amz:garage:s3", "--user"])
+            .arg(format!(
+                "{}:{}",
+                get("AWS_ACCESS_KEY_ID"),
+                get("AWS_SECRET_ACCESS_KEY")
+            ))
+            .args(["--header", "x-amz-content-sha256: UNSIGNED-PAYLOAD"])
+            .arg(format!("http://127.0.0.1:{}/media/{path}", self.s3_port));
+        c
+    }
+
+    /// Writes the object `key` with `bytes` through S3 itself: any key S3 allows, also those rclone cannot
+    /// name (ending in `/`).
+    pub fn put_raw(&self, key: &str, bytes: &[u8]) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
+        let mut c = self.s3_request("PUT", &percent_encode(key));
+        c.arg("--data-binary")
+            .arg(format!("@{}", file.path().display()));
+        run(&mut c, &format!("curl PUT {key}"));
+    }
+
+    /// Every object of the bucket as S3's own listing gives it (`ListObjectsV2` without a delimiter, so no
+    /// folders: every key as it is): key → (size, ETag). One page (up to 1,000 objects) is all the bucket tests
+    /// put, and a longer listing fails.
+    pub fn raw_listing(&self) -> std::collections::BTreeMap<String, (u64, String)> {
+        let xml = run(
+            &mut self.s3_request("GET", "?list-type=2"),
+            "curl ListObjectsV2",
+        );
+        assert!(
+            xml.contains("<IsTruncated>false</IsTruncated>"),
+            "more than one page of objects: {xml}"
+        );
+        xml.split("<Contents>")
+            .skip(1)
+            .map(|object| {
+                let field = |name: &str| {
+                    let open = format!("<{name}>");
+                    let start = object.find(&open).unwrap() + open.len();
+                    let end = start + object[start..].find('<').unwrap();
+                    xml_text(&object[start..end])
+                };
+                (
+                    field("Key"),
+                    (field("Size").parse().unwrap(), field("ETag")),
+                )
+            })
+            .collect()
+    }
+}
+
+/// `s` percent-encoded for a URL's path, `/` kept.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// XML text with its five entities decoded.
+fn xml_text(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 impl Drop for Garage {
@@ -746,4 +830,107 @@ pub fn ok(out: &std::process::Output, what: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Kills `fedigen migrate run` (SIGKILL) at chosen moments, for the kill-and-resume tests of both engines
+/// (`migrate_real`, `migrate_mysql`): one place for how a moment is drawn, how the run's progress is followed
+/// and which step a kill landed in.
+pub struct Killer {
+    /// xorshift64 state: deterministic from the printed seed.
+    state: u64,
+    /// How long one whole run takes here: the range a random moment is drawn from.
+    whole: Duration,
+    /// How many kills landed in each step (the last one begun), for the test's summary and its checks.
+    pub killed_in: std::collections::BTreeMap<String, u32>,
+}
+
+impl Killer {
+    /// A killer for runs that take about `whole`; its seed is `FEDIGEN_KILL_SEED` when set, else random, and is
+    /// printed, so a failing sequence of kills can be replayed.
+    pub fn new(whole: Duration) -> Killer {
+        let seed = std::env::var("FEDIGEN_KILL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| u64::from_le_bytes(hex(8).as_bytes()[..8].try_into().unwrap()))
+            | 1;
+        eprintln!("whole run {whole:?}; kill seed {seed} (FEDIGEN_KILL_SEED replays it)");
+        Killer {
+            state: seed,
+            whole,
+            killed_in: Default::default(),
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.state ^= self.state << 13;
+        self.state ^= self.state >> 7;
+        self.state ^= self.state << 17;
+        self.state
+    }
+
+    /// Starts `run` (a `fedigen migrate run` without `--quiet`: its progress lines on standard error are
+    /// followed) and kills it: in even rounds at a random moment of a whole run; in odd rounds up to `jitter`
+    /// after the next step of `late` (taken in turn) begins, as short steps are rarely hit by chance. Returns
+    /// the step the kill landed in (the last one begun, or `(before the first step)`), counted in `killed_in`.
+    pub fn kill(
+        &mut self,
+        mut run: Command,
+        round: usize,
+        late: &[&str],
+        jitter: Duration,
+    ) -> String {
+        let random = self.next();
+        let (wait_for, delay) = if round.is_multiple_of(2) {
+            (
+                None,
+                Duration::from_millis(random % (self.whole.as_millis() as u64 + 1)),
+            )
+        } else {
+            (
+                Some(format!("{}: …", late[(round / 2) % late.len()])),
+                Duration::from_millis(random % (jitter.as_millis() as u64).max(1)),
+            )
+        };
+        let mut child = run
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        if let Some(wanted) = &wait_for {
+            let deadline = Instant::now() + self.whole * 5 + Duration::from_secs(10);
+            while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                if &line == wanted {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = reader.join().unwrap();
+        let last = log
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_suffix(": …"))
+            .unwrap_or("(before the first step)")
+            .to_owned();
+        *self.killed_in.entry(last.clone()).or_default() += 1;
+        last
+    }
 }
