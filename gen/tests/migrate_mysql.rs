@@ -41,9 +41,12 @@ fn on_path(name: &str) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
 }
 
-/// A MariaDB server in a folder, on a Unix socket only, run as `nobody`; stopped on drop.
+/// A MariaDB server in a folder, on a Unix socket (and, for a source reached as B reaches A, on a TCP port of
+/// 127.0.0.1), run as `nobody`; stopped on drop.
 struct Maria {
     socket: PathBuf,
+    /// The TCP port, when the server listens on one.
+    port: Option<u16>,
     child: Child,
 }
 
@@ -53,6 +56,33 @@ impl Maria {
     /// `ensureUsers` for; mariadb-install-db's own account for the `--user` has every privilege, so it is
     /// replaced).
     fn start(root: &Path, name: &str) -> Maria {
+        Maria::start_on(root, name, None)
+    }
+
+    /// As [`Maria::start`], also listening on a free TCP port of 127.0.0.1, with the account the plan asks A's
+    /// provider for (`migrate plan`'s manual line): `pixelfed`@'127.0.0.1' with a password, SELECT, LOCK TABLES,
+    /// SHOW VIEW, TRIGGER and EVENT on `pixelfed`.*, and SELECT on `mysql.proc` (without it, mariadb-dump leaves
+    /// out the routines another account defined, and the schema digest, read by the same account, misses them:
+    /// the seed's function `twice` was lost silently).
+    fn start_tcp(root: &Path, name: &str, password: &str) -> Maria {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let m = Maria::start_on(root, name, Some(port));
+        m.sql(
+            "",
+            &format!(
+                "CREATE USER 'pixelfed'@'127.0.0.1' IDENTIFIED BY '{password}'; \
+                 GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON pixelfed.* TO 'pixelfed'@'127.0.0.1'; \
+                 GRANT SELECT ON mysql.proc TO 'pixelfed'@'127.0.0.1'"
+            ),
+        );
+        m
+    }
+
+    fn start_on(root: &Path, name: &str, port: Option<u16>) -> Maria {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         world::run(
@@ -90,8 +120,14 @@ impl Maria {
             .arg(format!("--tmpdir={}", tmp.display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
             .arg(format!("--log-error={}", dir.join("error.log").display()))
+            .args(match port {
+                Some(port) => vec![
+                    "--bind-address=127.0.0.1".to_owned(),
+                    format!("--port={port}"),
+                ],
+                None => vec!["--skip-networking".to_owned()],
+            })
             .args([
-                "--skip-networking",
                 "--user=nobody",
                 "--skip-log-bin",
                 "--innodb-buffer-pool-size=32M",
@@ -100,7 +136,11 @@ impl Maria {
             .stderr(Stdio::null())
             .spawn()
             .expect("start mariadbd");
-        let m = Maria { socket, child };
+        let m = Maria {
+            socket,
+            port,
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while m.try_sql("", "SELECT 1").is_err() {
             assert!(
@@ -161,6 +201,20 @@ impl Maria {
             database: "pixelfed".into(),
             password_file: None,
             os_user: Some("nobody".into()),
+        }
+    }
+}
+
+impl Maria {
+    /// The source's connection as the planner writes it: TCP with a password file, as `pixelfed`.
+    fn tcp_connection(&self, password_file: &Path) -> Postgres {
+        Postgres {
+            host: "127.0.0.1".into(),
+            port: self.port.expect("a server listening on TCP"),
+            user: "pixelfed".into(),
+            database: "pixelfed".into(),
+            password_file: Some(password_file.to_owned()),
+            os_user: None,
         }
     }
 }
@@ -303,14 +357,20 @@ fn temp_root() -> tempfile::TempDir {
 fn a_mysql_database_moves_with_its_urls_rewritten() -> Outcome {
     let root = temp_root();
     let p = root.path();
-    let (a, b) = (Maria::start(p, "a"), Maria::start(p, "b"));
+    // A is reached as B reaches it in production: over TCP with a password (the dump and verification's
+    // queries both; mariadb-dump once refused an option only the client knows, `--connect-timeout`).
+    let password = "a-source-password";
+    let (a, b) = (Maria::start_tcp(p, "a", password), Maria::start(p, "b"));
+    let password_file = p.join("source-password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
     a.sql("pixelfed", SEED);
     // B's module made a table of its own before the move: the restore empties the database first.
     b.sql(
         "pixelfed",
         "CREATE TABLE leftover (x INT); INSERT INTO leftover VALUES (1)",
     );
-    let job = mysql_job(&a, &b, p);
+    let mut job = mysql_job(&a, &b, p);
+    job.databases[0].source = a.tcp_connection(&password_file);
     let job_file = p.join("job.json");
     std::fs::write(&job_file, job.to_json()).unwrap();
     let journal = p.join("journal");

@@ -93,8 +93,12 @@ fn command(names: &[&str], c: &Connection) -> Result<Command, MysqlError> {
     } else {
         cmd.arg("--protocol=TCP")
             .arg(format!("--host={}", c.host))
-            .arg(format!("--port={}", c.port))
-            .arg("--connect-timeout=15");
+            .arg(format!("--port={}", c.port));
+        // Only the client takes a connect timeout on its command line: mariadb-dump refuses the option
+        // ("unknown variable 'connect-timeout=15'", MariaDB 10.11), so a dump over TCP never started.
+        if names.iter().any(|n| *n == "mariadb" || *n == "mysql") {
+            cmd.arg("--connect-timeout=15");
+        }
     }
     if let Some(file) = &c.password_file {
         let text = std::fs::read_to_string(file)

@@ -1006,7 +1006,7 @@ fn application_job(
                 source.user
             ),
             Engine::Mysql => format!(
-                "a MariaDB account `{}`@'<B's address>' IDENTIFIED BY the password, granted SELECT, LOCK TABLES, SHOW VIEW, TRIGGER and EVENT on `{name}`.*",
+                "a MariaDB account `{}`@'<B's address>' IDENTIFIED BY the password, granted SELECT, LOCK TABLES, SHOW VIEW, TRIGGER and EVENT on `{name}`.* and SELECT on `mysql.proc` (MariaDB 11.3 and later: SHOW CREATE ROUTINE on `{name}`.*), or the dump leaves out routines without an error",
                 source.user
             ),
         };
