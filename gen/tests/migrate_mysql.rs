@@ -60,7 +60,9 @@ impl Maria {
     }
 
     /// As [`Maria::start`], also listening on a free TCP port of 127.0.0.1, with the account the plan asks A's
-    /// provider for (`migrate plan`'s manual line): `pixelfed`@'127.0.0.1' with a password, SELECT, LOCK TABLES,
+    /// provider for (`migrate plan`'s manual line): `pixelfed`@'127.0.0.%' with a password, beside the local
+    /// account nixpkgs' mysql.nix makes (`pixelfed` with no host part, so `@'%'`, by `unix_socket`; the network
+    /// pattern, more specific, takes the TCP login, as in the migration VM tests), SELECT, LOCK TABLES,
     /// SHOW VIEW, TRIGGER and EVENT on `pixelfed`.*, and SELECT on `mysql.proc` (without it, mariadb-dump leaves
     /// out the routines another account defined, and the schema digest, read by the same account, misses them:
     /// the seed's function `twice` was lost silently).
@@ -74,9 +76,10 @@ impl Maria {
         m.sql(
             "",
             &format!(
-                "CREATE USER 'pixelfed'@'127.0.0.1' IDENTIFIED BY '{password}'; \
-                 GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON pixelfed.* TO 'pixelfed'@'127.0.0.1'; \
-                 GRANT SELECT ON mysql.proc TO 'pixelfed'@'127.0.0.1'"
+                "CREATE USER 'pixelfed' IDENTIFIED VIA unix_socket; \
+                 CREATE OR REPLACE USER 'pixelfed'@'127.0.0.%' IDENTIFIED BY '{password}'; \
+                 GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON pixelfed.* TO 'pixelfed'@'127.0.0.%'; \
+                 GRANT SELECT ON mysql.proc TO 'pixelfed'@'127.0.0.%'"
             ),
         );
         m

@@ -1338,7 +1338,7 @@ pkgs.testers.runNixOSTest {
               held_at_a[${py "amstelland-pixelfed"}].append((path, held, ${py "/run/secrets/garage-s3-key-amstelland-pixelfed"}))
 
       with subtest(${py "A's provider lets B's job read the mysql database pixelfed over TCP as pixelfed with a password"}):
-          amstelland_pixelfed_a.succeed(${py "mariadb --user=root --execute='CREATE USER IF NOT EXISTS `pixelfed`@'\\''%'\\'' IDENTIFIED BY '\\'''\"$(cat '/run/secrets/fedigen-migrate/pixelfed-source-password')\"''\\''; GRANT ALL PRIVILEGES ON `pixelfed`.* TO `pixelfed`@'\\''%'\\'';'"})
+          amstelland_pixelfed_a.succeed(${py "mariadb --user=root --execute='CREATE OR REPLACE USER `pixelfed`@'\\''192.168.%'\\'' IDENTIFIED BY '\\'''\"$(cat '/run/secrets/fedigen-migrate/pixelfed-source-password')\"''\\''; GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON `pixelfed`.* TO `pixelfed`@'\\''192.168.%'\\''; GRANT SELECT ON mysql.proc TO `pixelfed`@'\\''192.168.%'\\'';'"})
 
       a_identity = amstelland_mastodon_a.succeed(${py "sha256sum ${
         builtins.concatStringsSep " " [

@@ -86,20 +86,22 @@ pub struct SourceAccess {
     pub command: String,
 }
 
+/// The addresses of the NixOS test network (the driver's `192.168.<vlan>.<node>`): where B's job connects from.
+const TEST_NETWORK_HOSTS: &str = "192.168.%";
+
 impl SourceAccess {
     /// The access of B's job to database `d` at A, with the password its source's `password_file` holds (a test
     /// password of hexadecimal digits, [`test_database_password`], read from that file on A too).
     ///
     /// PostgreSQL: the role gets the password (psql's `:"role"` and `:'password'` quote them; the `side` module's
     /// `host … scram-sha-256` lines take it); the role's other connections stay local by peer. MariaDB: an account
-    /// `<user>@'%'` (any address, as the local one nixpkgs' pixelfed.nix makes through `ensureUsers` is
-    /// `@'localhost'` with `unix_socket`) with the password and every privilege on the database, the local
-    /// account's `ensurePermissions`: what mariadb-dump needs with the engine's flags (`--single-transaction`
-    /// reads a snapshot, `--triggers` needs TRIGGER, `--no-tablespaces` spares PROCESS) and what verification
-    /// reads. `--routines` reads a routine another account defined only with SHOW CREATE ROUTINE (from MariaDB
-    /// 11.3, part of the database's privileges) or, before, SELECT on `mysql.proc`: tried on Debian's MariaDB
-    /// 10.11, this account dumps tables, views and triggers over TCP and is refused a function the local account
-    /// defined. Pixelfed's migrations define none.
+    /// `<user>@'192.168.%'` (the test network) with the password and the privileges `migrate plan` asks A's
+    /// provider for (SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT on the database, SELECT on `mysql.proc` for
+    /// routines), so the test proves the account production will have. Not `<user>@'%'`: nixpkgs' mysql.nix
+    /// makes the local account with no host part, which is `@'%'` with `unix_socket`, so `CREATE USER IF NOT
+    /// EXISTS` changed nothing and B was refused (review 22, F1); the test network's pattern is more specific, so
+    /// TCP logins from B take it while the local socket login (host `localhost`) keeps the `unix_socket` one.
+    /// `CREATE OR REPLACE` sets the password even where an account was left.
     fn of(d: &DatabaseMove) -> Self {
         let file = d
             .source
@@ -116,16 +118,14 @@ impl SourceAccess {
             ),
             Engine::Mysql => {
                 let account = format!(
-                    "{}@'%'",
+                    "{}@'{TEST_NETWORK_HOSTS}'",
                     crate::migrate::mysql::quote_identifier(&d.source.user)
                 );
                 format!(
                     "mariadb --user=root --execute={}{password}{}",
+                    shell_quote(&format!("CREATE OR REPLACE USER {account} IDENTIFIED BY '")),
                     shell_quote(&format!(
-                        "CREATE USER IF NOT EXISTS {account} IDENTIFIED BY '"
-                    )),
-                    shell_quote(&format!(
-                        "'; GRANT ALL PRIVILEGES ON {}.* TO {account};",
+                        "'; GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON {}.* TO {account}; GRANT SELECT ON mysql.proc TO {account};",
                         crate::migrate::mysql::quote_identifier(&d.source.database)
                     )),
                 )
@@ -764,7 +764,7 @@ mod tests {
         };
         assert_eq!(
             run("amstelland", "pixelfed"),
-            "[--user=root]\n[--execute=CREATE USER IF NOT EXISTS `pixelfed`@'%' IDENTIFIED BY 'the-password'; GRANT ALL PRIVILEGES ON `pixelfed`.* TO `pixelfed`@'%';]\n"
+            "[--user=root]\n[--execute=CREATE OR REPLACE USER `pixelfed`@'192.168.%' IDENTIFIED BY 'the-password'; GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON `pixelfed`.* TO `pixelfed`@'192.168.%'; GRANT SELECT ON mysql.proc TO `pixelfed`@'192.168.%';]\n"
         );
         let pg = run("digitalevrijheid", "matrix-synapse");
         for part in [
