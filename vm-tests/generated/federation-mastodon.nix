@@ -57,6 +57,8 @@ let
           dnsmasq = {
             enable = true;
             settings = {
+              bind-interfaces = true;
+              listen-address = "127.0.0.1";
               no-resolv = true;
             };
           };

@@ -295,6 +295,8 @@ pkgs.testers.runNixOSTest {
             dnsmasq = {
               enable = true;
               settings = {
+                bind-interfaces = true;
+                listen-address = "127.0.0.1";
                 no-resolv = true;
               };
             };
@@ -405,6 +407,8 @@ pkgs.testers.runNixOSTest {
             dnsmasq = {
               enable = true;
               settings = {
+                bind-interfaces = true;
+                listen-address = "127.0.0.1";
                 no-resolv = true;
               };
             };
@@ -625,6 +629,8 @@ pkgs.testers.runNixOSTest {
           dnsmasq = {
             enable = true;
             settings = {
+              bind-interfaces = true;
+              listen-address = "127.0.0.1";
               no-resolv = true;
             };
           };
@@ -1120,8 +1126,9 @@ pkgs.testers.runNixOSTest {
 
       def switch_dns(machine, host: str, address: str) -> None:
           """The DNS switch as a machine elsewhere (the client, a peer) sees it: from now on its /etc/hosts names `host`
-          at `address` only, and a local resolver answering from that file (dnsmasq, which a manifest's federation
-          config runs for an application resolving through DNS alone) reads it again (its reload: SIGHUP)."""
+          at `address` only, and a local resolver answering from that file reads it again: dnsmasq, which a manifest's
+          federation config runs for an application resolving through DNS alone, on its reload (SIGHUP);
+          systemd-resolved, the resolver of networkd nodes, by itself when the file's modification time changes."""
           lines = []
           for line in machine.succeed("cat /etc/hosts").splitlines():
               fields = line.split()
@@ -1218,7 +1225,7 @@ pkgs.testers.runNixOSTest {
               held_at_a[${py "amstelland-mastodon"}].append((path, held, ${py "/run/secrets/garage-s3-key-amstelland-mastodon"}))
 
       with subtest(${py "A's provider lets B's job read the postgresql database mastodon over TCP as mastodon with a password"}):
-          amstelland_mastodon_a.succeed(${py "printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';' | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres --set=role='mastodon' --set=password=\"$(cat '/run/secrets/fedigen-migrate/mastodon-source-password')\""})
+          amstelland_mastodon_a.succeed(${py "{ printf '%s\\n' '\\set role '\\''mastodon'\\'''; printf '%s%s%s\\n' '\\set password '\\''' \"$(cat '/run/secrets/fedigen-migrate/mastodon-source-password')\" ''\\'''; printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';'; } | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres"})
       amstelland_mastodon_peer.wait_for_unit(${py "mastodon-web.service"})
       amstelland_mastodon_peer.wait_for_unit(${py "mastodon-sidekiq-all.service"})
       amstelland_mastodon_peer.wait_for_unit(${py "mastodon-streaming.target"})
@@ -1338,7 +1345,7 @@ pkgs.testers.runNixOSTest {
               held_at_a[${py "amstelland-pixelfed"}].append((path, held, ${py "/run/secrets/garage-s3-key-amstelland-pixelfed"}))
 
       with subtest(${py "A's provider lets B's job read the mysql database pixelfed over TCP as pixelfed with a password"}):
-          amstelland_pixelfed_a.succeed(${py "mariadb --user=root --execute='CREATE OR REPLACE USER `pixelfed`@'\\''192.168.%'\\'' IDENTIFIED BY '\\'''\"$(cat '/run/secrets/fedigen-migrate/pixelfed-source-password')\"''\\''; GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON `pixelfed`.* TO `pixelfed`@'\\''192.168.%'\\''; GRANT SELECT ON mysql.proc TO `pixelfed`@'\\''192.168.%'\\'';'"})
+          amstelland_pixelfed_a.succeed(${py "printf '%s%s%s\\n' 'CREATE OR REPLACE USER `pixelfed`@'\\''192.168.%'\\'' IDENTIFIED BY '\\''' \"$(cat '/run/secrets/fedigen-migrate/pixelfed-source-password')\" ''\\''; GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON `pixelfed`.* TO `pixelfed`@'\\''192.168.%'\\''; GRANT SELECT ON mysql.proc TO `pixelfed`@'\\''192.168.%'\\'';' | mariadb --user=root"})
 
       a_identity = amstelland_mastodon_a.succeed(${py "sha256sum ${
         builtins.concatStringsSep " " [

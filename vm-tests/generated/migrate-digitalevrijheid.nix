@@ -304,6 +304,8 @@ pkgs.testers.runNixOSTest {
             dnsmasq = {
               enable = true;
               settings = {
+                bind-interfaces = true;
+                listen-address = "127.0.0.1";
                 no-resolv = true;
               };
             };
@@ -414,6 +416,8 @@ pkgs.testers.runNixOSTest {
             dnsmasq = {
               enable = true;
               settings = {
+                bind-interfaces = true;
+                listen-address = "127.0.0.1";
                 no-resolv = true;
               };
             };
@@ -634,6 +638,8 @@ pkgs.testers.runNixOSTest {
           dnsmasq = {
             enable = true;
             settings = {
+              bind-interfaces = true;
+              listen-address = "127.0.0.1";
               no-resolv = true;
             };
           };
@@ -1176,8 +1182,9 @@ pkgs.testers.runNixOSTest {
 
       def switch_dns(machine, host: str, address: str) -> None:
           """The DNS switch as a machine elsewhere (the client, a peer) sees it: from now on its /etc/hosts names `host`
-          at `address` only, and a local resolver answering from that file (dnsmasq, which a manifest's federation
-          config runs for an application resolving through DNS alone) reads it again (its reload: SIGHUP)."""
+          at `address` only, and a local resolver answering from that file reads it again: dnsmasq, which a manifest's
+          federation config runs for an application resolving through DNS alone, on its reload (SIGHUP);
+          systemd-resolved, the resolver of networkd nodes, by itself when the file's modification time changes."""
           lines = []
           for line in machine.succeed("cat /etc/hosts").splitlines():
               fields = line.split()
@@ -1274,7 +1281,7 @@ pkgs.testers.runNixOSTest {
               held_at_a[${py "digitalevrijheid-mastodon"}].append((path, held, ${py "/run/secrets/garage-s3-key-digitalevrijheid-mastodon"}))
 
       with subtest(${py "A's provider lets B's job read the postgresql database mastodon over TCP as mastodon with a password"}):
-          digitalevrijheid_mastodon_a.succeed(${py "printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';' | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres --set=role='mastodon' --set=password=\"$(cat '/run/secrets/fedigen-migrate/mastodon-source-password')\""})
+          digitalevrijheid_mastodon_a.succeed(${py "{ printf '%s\\n' '\\set role '\\''mastodon'\\'''; printf '%s%s%s\\n' '\\set password '\\''' \"$(cat '/run/secrets/fedigen-migrate/mastodon-source-password')\" ''\\'''; printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';'; } | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres"})
       digitalevrijheid_mastodon_peer.wait_for_unit(${py "mastodon-web.service"})
       digitalevrijheid_mastodon_peer.wait_for_unit(${py "mastodon-sidekiq-all.service"})
       digitalevrijheid_mastodon_peer.wait_for_unit(${py "mastodon-streaming.target"})
@@ -1372,7 +1379,7 @@ pkgs.testers.runNixOSTest {
           assert public_at_a[(${py "digitalevrijheid-matrix-synapse"}, ${py "the homeserver keeps its signing keys"})], ${py "no identity printed at A: ${"the homeserver keeps its signing keys"}"}
 
       with subtest(${py "A's provider lets B's job read the postgresql database matrix-synapse over TCP as matrix-synapse with a password"}):
-          digitalevrijheid_matrix_synapse_a.succeed(${py "printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';' | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres --set=role='matrix-synapse' --set=password=\"$(cat '/run/secrets/fedigen-migrate/matrix-synapse-source-password')\""})
+          digitalevrijheid_matrix_synapse_a.succeed(${py "{ printf '%s\\n' '\\set role '\\''matrix-synapse'\\'''; printf '%s%s%s\\n' '\\set password '\\''' \"$(cat '/run/secrets/fedigen-migrate/matrix-synapse-source-password')\" ''\\'''; printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';'; } | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres"})
       digitalevrijheid_matrix_synapse_peer.wait_for_unit(${py "matrix-synapse.service"})
       digitalevrijheid_matrix_synapse_peer.wait_for_unit(${py "nginx.service"})
       digitalevrijheid_matrix_synapse_peer.wait_for_open_port(${toString 8008})

@@ -813,8 +813,9 @@ pkgs.testers.runNixOSTest {
 
       def switch_dns(machine, host: str, address: str) -> None:
           """The DNS switch as a machine elsewhere (the client, a peer) sees it: from now on its /etc/hosts names `host`
-          at `address` only, and a local resolver answering from that file (dnsmasq, which a manifest's federation
-          config runs for an application resolving through DNS alone) reads it again (its reload: SIGHUP)."""
+          at `address` only, and a local resolver answering from that file reads it again: dnsmasq, which a manifest's
+          federation config runs for an application resolving through DNS alone, on its reload (SIGHUP);
+          systemd-resolved, the resolver of networkd nodes, by itself when the file's modification time changes."""
           lines = []
           for line in machine.succeed("cat /etc/hosts").splitlines():
               fields = line.split()
@@ -886,7 +887,7 @@ pkgs.testers.runNixOSTest {
               held_at_a[${py "zeeinstituut-peertube"}].append((path, held, ${py "/run/secrets/garage-s3-key-zeeinstituut-peertube"}))
 
       with subtest(${py "A's provider lets B's job read the postgresql database peertube over TCP as peertube with a password"}):
-          zeeinstituut_peertube_a.succeed(${py "printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';' | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres --set=role='peertube' --set=password=\"$(cat '/run/secrets/fedigen-migrate/peertube-source-password')\""})
+          zeeinstituut_peertube_a.succeed(${py "{ printf '%s\\n' '\\set role '\\''peertube'\\'''; printf '%s%s%s\\n' '\\set password '\\''' \"$(cat '/run/secrets/fedigen-migrate/peertube-source-password')\" ''\\'''; printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';'; } | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres"})
 
       a_identity = zeeinstituut_peertube_a.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"})
       # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
