@@ -69,10 +69,45 @@ fn declared(catalog: &Catalog, apps: &[String]) -> BTreeSet<(String, Kind, Strin
     out
 }
 
+/// The moves of the manifests' `[state]`: every move but the certificates' (see [`certificates`]).
 fn moved(plan: &Plan) -> BTreeSet<(String, Kind, String)> {
     plan.moves
         .iter()
+        .filter(|m| !m.name.starts_with("tls-"))
         .map(|m| (m.application.clone(), m.kind, m.name.clone()))
+        .collect()
+}
+
+/// For each application, the host whose ACME certificate its moves carry: exactly two folders of NixOS's ACME
+/// module, `/var/lib/acme/<host>` and `/var/lib/acme/.lego/<host>`, read at A over ssh, placed at the same paths.
+fn certificates(plan: &Plan) -> BTreeMap<String, String> {
+    let mut targets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for m in plan.moves.iter().filter(|m| m.name.starts_with("tls-")) {
+        assert_eq!(m.kind, Kind::Directory, "{m:?}");
+        assert!(m.source.starts_with("ssh://") && m.automatic, "{m:?}");
+        let path = m.target.split(' ').next().unwrap().to_owned();
+        assert!(m.source.ends_with(&path), "{m:?}");
+        targets
+            .entry(m.application.clone())
+            .or_default()
+            .insert(path);
+    }
+    targets
+        .into_iter()
+        .map(|(app, paths)| {
+            let host = paths
+                .iter()
+                .find_map(|p| p.strip_prefix("/var/lib/acme/.lego/"))
+                .unwrap_or_else(|| panic!("{app}: {paths:?}"))
+                .to_owned();
+            let expected: BTreeSet<String> = [
+                format!("/var/lib/acme/{host}"),
+                format!("/var/lib/acme/.lego/{host}"),
+            ]
+            .into();
+            assert_eq!(paths, expected, "{app}");
+            (app, host)
+        })
         .collect()
 }
 
@@ -103,6 +138,26 @@ fn every_example_operator_moves_all_its_state_and_its_jobs_are_valid() {
         let expected = declared(&catalog, &apps);
         assert!(!expected.is_empty());
         assert_eq!(moved(&plan), expected, "{operator}");
+        // Each application's certificate moves: its host is one whose DNS record changes from A to B.
+        let certified = certificates(&plan);
+        assert_eq!(
+            certified.keys().collect::<Vec<_>>(),
+            expected
+                .iter()
+                .map(|(a, _, _)| a)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect::<Vec<_>>(),
+            "{operator}"
+        );
+        if operator == "amstelland" {
+            for host in certified.values() {
+                assert!(
+                    plan.dns.changes.iter().any(|c| &c.name == host),
+                    "{operator}: {host} is not among the DNS changes"
+                );
+            }
+        }
         // One job per application machine, each valid by the engine's own rules, and the plan's steps are the
         // engine's steps of exactly those jobs.
         assert_eq!(jobs.len(), apps.len());
@@ -617,6 +672,15 @@ proptest! {
         let enabled_apps: Vec<String> =
             mine.iter().filter(|(_, e)| *e).map(|(i, _)| APPS[*i].to_owned()).collect();
         prop_assert_eq!(moved(plan), declared(&catalog, &enabled_apps));
+        let certified = certificates(plan);
+        prop_assert_eq!(certified.keys().cloned().collect::<Vec<_>>(), {
+            let mut apps = enabled_apps.clone();
+            apps.sort();
+            apps
+        });
+        for host in certified.values() {
+            prop_assert!(host.ends_with(&format!(".{domain}")), "{} outside {}", host, domain);
+        }
         let text = conflicts_text(plan);
         let named = |at: &str, needle: &str| {
             plan.conflicts.iter().any(|c| c.at.starts_with(at) && c.message.contains(needle))

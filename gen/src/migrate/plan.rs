@@ -44,6 +44,9 @@ pub use render::render_table;
 #[path = "plan_measure.rs"]
 mod measure;
 
+#[path = "plan_certs.rs"]
+mod certs;
+
 pub use measure::measure;
 
 /// Where the files a job names and B's provider places before the run live, on B's application machine:
@@ -1112,6 +1115,19 @@ fn application_job(
             target: dir.path.clone(),
         });
     }
+    for cert in certs::certificate_moves(&operator.host_name(app, manifest), source_host) {
+        moves.push(Move {
+            application: app.to_owned(),
+            kind: Kind::Directory,
+            name: cert.name.clone(),
+            source: cert.source.clone(),
+            target: format!("{} on {machine} at B", cert.target),
+            bytes: None,
+            automatic: true,
+            replicated: false,
+        });
+        job.directories.push(cert);
+    }
     for (name, id) in &state.identity {
         // A file the application keeps moves as a file; a secret the provider provides (`secret`) is placed
         // at B by B's own secret tooling (sops-nix, agenix, its store), so B must be given A's value instead.
@@ -1402,7 +1418,7 @@ fn preparations(
         format!(
             "before the jobs: root at each machine at B ({machines}) logs in to its machine at A over ssh without a prompt (the freeze, the folder and identity copies, and the verification read A through it), and A's machines have fedigen on their PATH (`fedigen migrate manifest` lists A's folders for the verification)"
         ),
-        "B's certificates: ACME's HTTP-01 challenge succeeds only once the names resolve to B, so until B's ACME units renew after the switch, B serves NixOS's self-signed placeholder (the jobs' health checks accept it); to avoid that gap, copy each host's /var/lib/acme/<host> from A to B before `start`".to_owned(),
+        "the jobs move each application host's certificate from A (/var/lib/acme/<host> and /var/lib/acme/.lego/<host>), so B serves A's certificate from its start and renews it after the switch (ACME's HTTP-01 succeeds only once the names resolve to B); a host whose certificate A does not get from NixOS's ACME module stops the job at its first copy, before the freeze: remove the two `tls-` folders from the job, and place the certificate at B yourself".to_owned(),
     ];
     if jobs.iter().any(|(_, j)| !j.buckets.is_empty()) {
         out.push(format!(

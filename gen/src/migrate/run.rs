@@ -665,22 +665,25 @@ fn copy_directory(source: &str, target: &str) -> Result<(), StepFailure> {
         (Location::Local(a), Location::Local(b)) => tree::sync(a, b).map(drop).map_err(Into::into),
         _ => {
             // Another machine: rsync over ssh does what tree::sync does here (same rules: exact copy, modes,
-            // owners by number, links as links, deletions).
+            // links as links, deletions), except owners, which rsync maps by name (its default as root without
+            // `--numeric-ids`): NixOS gives a system user without a fixed uid (mastodon, peertube, redis-…,
+            // acme) the next free id when it is first created, so the same name has different numbers on A and
+            // B as soon as their users were made in another order or another set; by number B's files would
+            // belong to another user, or none.
+            // rsync makes the target folder but not its parents (tree::sync makes both).
+            if let Location::Local(target) = &to
+                && let Some(parent) = target.parent()
+            {
+                std::fs::create_dir_all(parent).map_err(|e| IoError::new("create", parent, e))?;
+            }
             let side = |l: &Location| match l {
                 Location::Local(p) => format!("{}/", p.display()),
                 Location::Ssh { host, path } => format!("{host}:{path}/"),
             };
             let mut c = Command::new("rsync");
-            c.args([
-                "--archive",
-                "--delete",
-                "--numeric-ids",
-                "--hard-links",
-                "--rsh=ssh",
-                "--",
-            ])
-            .arg(side(&from))
-            .arg(side(&to));
+            c.args(["--archive", "--delete", "--hard-links", "--rsh=ssh", "--"])
+                .arg(side(&from))
+                .arg(side(&to));
             exec::checked(c, &format!("copy {source} to {target}"))
                 .map(drop)
                 .map_err(Into::into)
