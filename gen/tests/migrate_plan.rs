@@ -296,6 +296,19 @@ fn the_dns_changes_are_every_record_of_the_zone_from_a_to_b() {
     assert_eq!(plan.dns.lowered_ttl, 60);
     assert!(plan.dns.lower_before_seconds >= plan.dns.ttl);
     assert_ne!(plan.dns.name_servers.from, plan.dns.name_servers.to);
+    // The table says what the records alone do not: the delegation needs days, not the lowered TTL, and the
+    // names whose AAAA record goes away lose IPv6 (operator review S7 a, c).
+    let table = plan::render_table(&plan);
+    let line = |needle: &str| -> &str {
+        table
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in\n{table}"))
+    };
+    assert!(line("parent zone's NS records").contains("two days before the switch"));
+    let v6 = line("no IPv6 address");
+    assert!(v6.contains(&format!("social.{z}")), "{v6}");
+    assert!(!v6.contains(&format!("pixelfed.{z}")), "{v6}");
 }
 
 #[test]

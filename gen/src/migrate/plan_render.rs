@@ -169,6 +169,23 @@ pub fn render_table(plan: &Plan) -> String {
             join(&dns.name_servers.from),
             join(&dns.name_servers.to)
         ));
+        // The parent zone's NS records (and DS, if signed) have the registry's TTL, often one to two days,
+        // which lowering this zone's TTL does not shorten: resolvers keep asking A's servers that long.
+        out.push_str(
+            "  the delegation is not bounded by the lowered TTL: the parent zone's NS records keep the registry's TTL (often 1-2 days), and resolvers ask A's servers until it passes. Change the delegation at least two days before the switch, with B's servers answering A's addresses (the \"at A\" column) meanwhile; at the switch, change the records at both providers' servers at once\n",
+        );
+    }
+    let lost_v6: Vec<&str> = dns
+        .changes
+        .iter()
+        .filter(|c| c.kind == "AAAA" && !c.from.is_empty() && c.to.is_empty())
+        .map(|c| c.name.as_str())
+        .collect();
+    if !lost_v6.is_empty() {
+        out.push_str(&format!(
+            "  B gives {} no IPv6 address: after the switch they are not reachable over IPv6 (clients and servers with IPv6 only lose them)\n",
+            lost_v6.join(", ")
+        ));
     }
     if let Some(note) = &dns.note {
         out.push_str(&format!("  note: {note}\n"));
