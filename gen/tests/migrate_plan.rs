@@ -1045,7 +1045,32 @@ fn b_is_stopped_before_the_move_and_a_zone_of_several_machines_is_switched_once(
     for operator in ["amstelland", "zeeinstituut", "digitalevrijheid"] {
         let mut r = request(operator, &from, &to, &catalog, &catalog);
         r.dns_command = Some("publish-zone");
+        // B's static addresses, one per application machine (else the switch would take the names off the DNS).
+        let machines: BTreeMap<String, Machine> = from.value["operators"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == operator)
+            .unwrap()["applications"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .enumerate()
+            .map(|(i, app)| {
+                let machine = format!(
+                    "network.ipv4 = {{ address = \"203.0.113.{}/24\", gateway = \"203.0.113.1\" }}",
+                    11 + i
+                );
+                (app.clone(), toml::from_str(&machine).unwrap())
+            })
+            .collect();
+        r.machines = Some(("m.toml", machines));
         let Planned { plan, jobs } = plan::plan(&r).unwrap();
+        assert!(
+            plan.conflicts.is_empty(),
+            "{operator}: {:#?}",
+            plan.conflicts
+        );
         for (machine, job) in &jobs {
             let app = machine.strip_prefix(&format!("{operator}-")).unwrap();
             let units = &catalog.manifests[app].health.units;
@@ -1101,4 +1126,39 @@ fn b_is_stopped_before_the_move_and_a_zone_of_several_machines_is_switched_once(
             plan.manual
         );
     }
+}
+
+/// A DNS switch with B's machines on DHCP (no `--machines`) would publish a zone without the applications'
+/// addresses: the plan names each such name as a conflict on `--dns-command` and writes no job; with B's
+/// addresses given, the same switch is planned (operator review S7 b).
+#[test]
+fn a_switch_that_would_take_names_off_the_dns_is_a_conflict() {
+    let catalog = catalog();
+    let from = document("examples/provider.toml");
+    let to = document("examples/provider-b.toml");
+    let mut r = request("amstelland", &from, &to, &catalog, &catalog);
+    r.dns_command = Some("publish-zone");
+    let planned = plan::plan(&r).unwrap();
+    let conflict = planned
+        .plan
+        .conflicts
+        .iter()
+        .find(|c| c.field == "--dns-command")
+        .unwrap_or_else(|| panic!("{:#?}", planned.plan.conflicts));
+    for name in [
+        "social.amstelland-university.example",
+        "pixelfed.amstelland-university.example",
+    ] {
+        assert!(conflict.message.contains(name), "{}", conflict.message);
+    }
+    assert!(conflict.message.contains("--machines"));
+    assert!(planned.jobs.is_empty());
+    r.machines = Some(("m.toml", example_machines()));
+    let planned = plan::plan(&r).unwrap();
+    assert!(
+        planned.plan.conflicts.is_empty(),
+        "{:#?}",
+        planned.plan.conflicts
+    );
+    assert!(!planned.jobs.is_empty());
 }

@@ -583,6 +583,38 @@ pub fn plan(request: &Request<'_>) -> Result<Planned, PlanError> {
         &operator.domain,
         &to_alone,
     );
+    // A switch publishes B's zone: a name whose every address is gone at B (B's machines on DHCP, no
+    // --machines) would vanish from the DNS at the switch (operator review S7 b).
+    if let Some(program) = request.dns_command {
+        let mut unaddressed: Vec<&str> = dns
+            .changes
+            .iter()
+            .filter(|c| !c.from.is_empty())
+            .map(|c| c.name.as_str())
+            .filter(|name| {
+                dns.changes
+                    .iter()
+                    .filter(|c| c.name == *name)
+                    .all(|c| c.to.is_empty())
+            })
+            .collect();
+        unaddressed.dedup();
+        if !unaddressed.is_empty() {
+            conflicts.push(Conflict {
+                at: request
+                    .machines
+                    .as_ref()
+                    .map_or_else(|| "the command line".to_owned(), |(file, _)| (*file).to_owned()),
+                field: "--dns-command".to_owned(),
+                message: format!(
+                    "`{program}` would publish B's zone, where {} {} no address (B's machines have no static address: give --machines FILE with them), so the switch would take {} off the DNS",
+                    unaddressed.join(", "),
+                    if unaddressed.len() == 1 { "has" } else { "have" },
+                    if unaddressed.len() == 1 { "it" } else { "them" },
+                ),
+            });
+        }
+    }
     let (throughput, source) = match request.throughput {
         Some(t) => (t, "flag"),
         None => (ASSUMED_THROUGHPUT, "assumed"),
