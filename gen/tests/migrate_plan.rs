@@ -1115,6 +1115,12 @@ fn b_is_stopped_before_the_move_and_a_zone_of_several_machines_is_switched_once(
                 jobs.len()
             );
         }
+        // A job that switches runs the zone file by a relative path: the plan says where it must be.
+        let zone_where = plan
+            .manual
+            .iter()
+            .any(|m| m.contains("relative path") && m.contains("deployments/dns/"));
+        assert_eq!(zone_where, jobs.len() == 1, "{operator}: {:?}", plan.manual);
         let switch_by_hand = plan
             .manual
             .iter()

@@ -561,6 +561,14 @@ pub fn plan(request: &Request<'_>) -> Result<Planned, PlanError> {
             jobs.len()
         ));
     }
+    if let Some(program) = request.dns_command
+        && jobs.iter().any(|(_, j)| !j.commands.dns_switch.is_empty())
+    {
+        manual.push(format!(
+            "the `dns` step runs `{program} {} deployments/dns/{}.zone` in the folder `fedigen migrate run` is started in on B's machine (a relative path): copy B's generated deployments/dns/ there first, or edit the job's `dns_switch`",
+            operator.domain, operator.domain
+        ));
+    }
     manual.extend(preparations(&operator, &jobs, &from, request));
     let steps = jobs
         .iter()
@@ -1478,7 +1486,7 @@ fn rollback(operator: &Operator) -> Vec<String> {
             operator.name
         ),
         "after the DNS switch: B is the server; going back means a migration from B to A, and whatever was posted, uploaded or federated at B since the switch stays at B unless it is moved back the same way".to_owned(),
-        "while caches still hold A's addresses (up to the lowered TTL after the switch), some clients and federating servers reach A, which is stopped: their requests fail and are retried by the Fediverse's delivery queues, not lost".to_owned(),
+        "while caches still hold A's addresses (up to the lowered TTL after the switch), some clients and federating servers reach A, which is stopped: their requests fail and are retried by the senders' delivery queues (Mastodon and Synapse retry for days, PeerTube and Pixelfed for hours), so nothing is lost if the window is short".to_owned(),
     ]
 }
 

@@ -157,11 +157,12 @@ pub fn render_table(plan: &Plan) -> String {
     out.push_str(&format!("  estimated from {}\n", d.method));
     let dns = &plan.dns;
     out.push_str(&format!(
-        "\nDNS (zone {}): lower the TTL of the records below from {} s to {} s at least {} before the switch; the switch is the last step\n",
+        "\nDNS (zone {}): lower the TTL of the records below from {} s to {} s at least {} before the switch; the switch is the last step; once B serves, raise the TTL back to {} s\n",
         dns.zone,
         dns.ttl,
         dns.lowered_ttl,
-        duration(Some(u64::from(dns.lower_before_seconds)))
+        duration(Some(u64::from(dns.lower_before_seconds))),
+        dns.ttl
     ));
     if dns.name_servers.from != dns.name_servers.to {
         out.push_str(&format!(
