@@ -977,6 +977,14 @@ pkgs.testers.runNixOSTest {
             source = "ssh://root@amstelland-pixelfed-a/var/lib/pixelfed/storage/oauth-private.key";
             target = "/var/lib/pixelfed/storage/oauth-private.key";
           }
+          {
+            group = "pixelfed";
+            mode = "0660";
+            name = "passport_public_key";
+            owner = "pixelfed";
+            source = "ssh://root@amstelland-pixelfed-a/var/lib/pixelfed/storage/oauth-public.key";
+            target = "/var/lib/pixelfed/storage/oauth-public.key";
+          }
         ];
         operator = "amstelland";
       };
@@ -1460,6 +1468,7 @@ pkgs.testers.runNixOSTest {
       a_identity = amstelland_pixelfed_a.succeed(${py "sha256sum ${
         builtins.concatStringsSep " " [
           "/var/lib/pixelfed/storage/oauth-private.key"
+          "/var/lib/pixelfed/storage/oauth-public.key"
         ]
       } </dev/null"})
       # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
@@ -1476,6 +1485,7 @@ pkgs.testers.runNixOSTest {
           assert amstelland_pixelfed_b.succeed(${py "sha256sum ${
             builtins.concatStringsSep " " [
               "/var/lib/pixelfed/storage/oauth-private.key"
+              "/var/lib/pixelfed/storage/oauth-public.key"
             ]
           } </dev/null"}) == a_identity
           # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
