@@ -42,6 +42,17 @@ pub struct State {
     /// runs them once at boot, before the moved data was there (Pixelfed's `pixelfed-data-setup.service`).
     #[serde(default)]
     pub setup_units: Vec<String>,
+    /// Units the freeze stops beyond the health units, each started again only through a health unit that wants
+    /// it (globs allowed, as `systemctl` matches loaded units): Mastodon's `mastodon-streaming-<n>.service` are
+    /// only `wantedBy` `mastodon-streaming.target` (mastodon.nix, `streamingUnits`), so stopping the target
+    /// leaves them running and serving the streaming API while A's data is copied.
+    #[serde(default)]
+    pub freeze_also: Vec<String>,
+    /// Timers whose service changes the state (`mastodon-media-auto-remove.timer`, `pixelfed-cron.timer`): the
+    /// freeze stops each with its service (`<name>.service`, the timer's default unit), so none runs inside the
+    /// window, and every start of the application (B's after the move, A's on rollback) starts the timer again.
+    #[serde(default)]
+    pub timers: Vec<String>,
     /// Columns holding absolute URLs of the application's media host (`[[state.url_columns]]`): after a move
     /// they are rewritten from the old provider's media prefix to the new one's (Pixelfed stores
     /// `https://<media host>/<bucket>/…` in `media.cdn_url` when a photo is stored).
@@ -228,6 +239,25 @@ impl State {
                 out.push((
                     format!("directories.{name}.path"),
                     format!("`{}` must be an absolute path outside /nix/store, without empty, `.` or `..` components", dir.path),
+                ));
+            }
+        }
+        for (i, unit) in self.timers.iter().enumerate() {
+            if unit
+                .strip_suffix(".timer")
+                .is_none_or(|n| n.is_empty() || n.contains(['*', '?', '[']))
+            {
+                out.push((
+                    format!("timers[{i}]"),
+                    format!("`{unit}` must be a timer's unit name, `<name>.timer`, without a glob"),
+                ));
+            }
+        }
+        for (i, unit) in self.freeze_also.iter().enumerate() {
+            if !unit.ends_with(".service") || unit.contains(char::is_whitespace) {
+                out.push((
+                    format!("freeze_also[{i}]"),
+                    format!("`{unit}` must be a service's unit name or glob, `<name>.service`"),
                 ));
             }
         }

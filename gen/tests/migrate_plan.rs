@@ -776,22 +776,56 @@ fn the_freeze_keeps_nginx_where_the_machine_serves_garage() {
         let Planned { jobs, .. } = plan::plan(&r).unwrap();
         for (machine, job) in &jobs {
             let app = machine.strip_prefix(&format!("{operator}-")).unwrap();
-            let stopped: Vec<&str> = job
-                .commands
-                .freeze
+            // The units reach A's shell through ssh, each quoted for it (a glob must reach systemctl whole).
+            let units = |commands: &[Vec<String>]| -> Vec<String> {
+                commands
+                    .iter()
+                    .flat_map(|argv| argv.iter().skip(4))
+                    .map(|w| {
+                        w.strip_prefix('\'')
+                            .and_then(|w| w.strip_suffix('\''))
+                            .unwrap_or_else(|| panic!("{machine}: {w} is not quoted for A's shell"))
+                            .to_owned()
+                    })
+                    .collect()
+            };
+            let (stopped, started) = (
+                units(&job.commands.freeze),
+                units(&job.commands.source_start),
+            );
+            let stopped: Vec<&str> = stopped.iter().map(String::as_str).collect();
+            // Rollback starts what the freeze stopped, but what a started unit starts itself: the units only a
+            // health unit wants (`freeze_also`, Mastodon's streaming processes), and the timers' services.
+            let state = &catalog.manifests[app].state;
+            let timer_services: Vec<String> = state
+                .timers
                 .iter()
-                .flat_map(|argv| argv.iter().skip(4).map(String::as_str))
+                .map(|t| t.replace(".timer", ".service"))
                 .collect();
-            let started: Vec<&str> = job
-                .commands
-                .source_start
+            let expected_started: Vec<&str> = stopped
                 .iter()
-                .flat_map(|argv| argv.iter().skip(4).map(String::as_str))
+                .copied()
+                .filter(|u| {
+                    !state.freeze_also.iter().any(|f| f == u)
+                        && !timer_services.iter().any(|t| t == u)
+                })
                 .collect();
             assert_eq!(
-                stopped, started,
+                started, expected_started,
                 "{machine}: rollback starts what the freeze stopped"
             );
+            for timer in &state.timers {
+                assert!(
+                    stopped.contains(&timer.as_str()) && started.contains(timer),
+                    "{machine}: {timer}"
+                );
+            }
+            for unit in state.freeze_also.iter().chain(&timer_services) {
+                assert!(
+                    stopped.contains(&unit.as_str()),
+                    "{machine}: {unit} not stopped"
+                );
+            }
             let serves_garage = garage_machines.contains(machine);
             for unit in &catalog.manifests[app].health.units {
                 let kept = serves_garage && unit == "nginx.service";
@@ -1103,6 +1137,21 @@ fn b_is_stopped_before_the_move_and_a_zone_of_several_machines_is_switched_once(
                 "{machine}: every unit restarted, {:?}",
                 job.commands.start
             );
+            // B's timers and the units only a health unit starts are stopped too, and B's timers start again.
+            let state = &catalog.manifests[app].state;
+            for unit in state.freeze_also.iter().chain(&state.timers) {
+                assert!(stopped.contains(&unit.as_str()), "{machine}: {unit} at B");
+            }
+            for timer in &state.timers {
+                assert!(
+                    job.commands
+                        .start
+                        .iter()
+                        .any(|argv| argv[1] == "start" && argv.contains(timer)),
+                    "{machine}: {timer} not started, {:?}",
+                    job.commands.start
+                );
+            }
             assert_eq!(
                 fedigen::migrate::run::steps(job)[0],
                 "stop-target",

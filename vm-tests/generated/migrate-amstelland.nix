@@ -448,10 +448,13 @@ pkgs.testers.runNixOSTest {
               "root@amstelland-mastodon-a"
               "systemctl"
               "stop"
-              "mastodon-web.service"
-              "mastodon-sidekiq-all.service"
-              "mastodon-streaming.target"
-              "nginx.service"
+              "'mastodon-web.service'"
+              "'mastodon-sidekiq-all.service'"
+              "'mastodon-streaming.target'"
+              "'nginx.service'"
+              "'mastodon-streaming-*.service'"
+              "'mastodon-media-auto-remove.timer'"
+              "'mastodon-media-auto-remove.service'"
             ]
           ];
           health = [
@@ -487,10 +490,11 @@ pkgs.testers.runNixOSTest {
               "root@amstelland-mastodon-a"
               "systemctl"
               "start"
-              "mastodon-web.service"
-              "mastodon-sidekiq-all.service"
-              "mastodon-streaming.target"
-              "nginx.service"
+              "'mastodon-web.service'"
+              "'mastodon-sidekiq-all.service'"
+              "'mastodon-streaming.target'"
+              "'nginx.service'"
+              "'mastodon-media-auto-remove.timer'"
             ]
           ];
           start = [
@@ -502,6 +506,11 @@ pkgs.testers.runNixOSTest {
               "mastodon-streaming.target"
               "nginx.service"
             ]
+            [
+              "systemctl"
+              "start"
+              "mastodon-media-auto-remove.timer"
+            ]
           ];
           target_stop = [
             [
@@ -510,6 +519,9 @@ pkgs.testers.runNixOSTest {
               "mastodon-web.service"
               "mastodon-sidekiq-all.service"
               "mastodon-streaming.target"
+              "mastodon-streaming-*.service"
+              "mastodon-media-auto-remove.timer"
+              "mastodon-media-auto-remove.service"
             ]
           ];
         };
@@ -854,9 +866,11 @@ pkgs.testers.runNixOSTest {
               "root@amstelland-pixelfed-a"
               "systemctl"
               "stop"
-              "phpfpm-pixelfed.service"
-              "pixelfed-horizon.service"
-              "nginx.service"
+              "'phpfpm-pixelfed.service'"
+              "'pixelfed-horizon.service'"
+              "'nginx.service'"
+              "'pixelfed-cron.timer'"
+              "'pixelfed-cron.service'"
             ]
           ];
           health = [
@@ -886,9 +900,10 @@ pkgs.testers.runNixOSTest {
               "root@amstelland-pixelfed-a"
               "systemctl"
               "start"
-              "phpfpm-pixelfed.service"
-              "pixelfed-horizon.service"
-              "nginx.service"
+              "'phpfpm-pixelfed.service'"
+              "'pixelfed-horizon.service'"
+              "'nginx.service'"
+              "'pixelfed-cron.timer'"
             ]
           ];
           start = [
@@ -904,6 +919,11 @@ pkgs.testers.runNixOSTest {
               "pixelfed-horizon.service"
               "nginx.service"
             ]
+            [
+              "systemctl"
+              "start"
+              "pixelfed-cron.timer"
+            ]
           ];
           target_stop = [
             [
@@ -911,6 +931,8 @@ pkgs.testers.runNixOSTest {
               "stop"
               "phpfpm-pixelfed.service"
               "pixelfed-horizon.service"
+              "pixelfed-cron.timer"
+              "pixelfed-cron.service"
             ]
           ];
         };
@@ -1392,10 +1414,7 @@ pkgs.testers.runNixOSTest {
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
           amstelland_mastodon_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
-          amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-web.service"}"})
-          amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-sidekiq-all.service"}"})
-          amstelland_mastodon_a.fail(${py "systemctl is-active ${"mastodon-streaming.target"}"})
-          amstelland_mastodon_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+          amstelland_mastodon_a.fail(${py "systemctl is-active 'mastodon-web.service' 'mastodon-sidekiq-all.service' 'mastodon-streaming.target' 'nginx.service' 'mastodon-streaming-*.service' 'mastodon-media-auto-remove.timer' 'mastodon-media-auto-remove.service'"})
 
       with subtest(${py "the DNS switch: the client reaches ${"social.amstelland-university.example"} at B"}):
           switch_dns(client, ${py "social.amstelland-university.example"}, ${py nodes.amstelland-mastodon-b.networking.primaryIPAddress})
@@ -1493,9 +1512,7 @@ pkgs.testers.runNixOSTest {
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
           amstelland_pixelfed_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
-          amstelland_pixelfed_a.fail(${py "systemctl is-active ${"phpfpm-pixelfed.service"}"})
-          amstelland_pixelfed_a.fail(${py "systemctl is-active ${"pixelfed-horizon.service"}"})
-          amstelland_pixelfed_a.fail(${py "systemctl is-active ${"nginx.service"}"})
+          amstelland_pixelfed_a.fail(${py "systemctl is-active 'phpfpm-pixelfed.service' 'pixelfed-horizon.service' 'nginx.service' 'pixelfed-cron.timer' 'pixelfed-cron.service'"})
 
       with subtest(${py "the DNS switch: the client reaches ${"pixelfed.amstelland-university.example"} at B"}):
           switch_dns(client, ${py "pixelfed.amstelland-university.example"}, ${py nodes.amstelland-pixelfed-b.networking.primaryIPAddress})

@@ -709,7 +709,7 @@ pkgs.testers.runNixOSTest {
               "root@zeeinstituut-peertube-a"
               "systemctl"
               "stop"
-              "peertube.service"
+              "'peertube.service'"
             ]
           ];
           health = [
@@ -727,7 +727,7 @@ pkgs.testers.runNixOSTest {
               "root@zeeinstituut-peertube-a"
               "systemctl"
               "start"
-              "peertube.service"
+              "'peertube.service'"
             ]
           ];
           start = [
@@ -889,7 +889,6 @@ pkgs.testers.runNixOSTest {
       with subtest(${py "A's provider lets B's job read the postgresql database peertube over TCP as peertube with a password"}):
           zeeinstituut_peertube_a.succeed(${py "{ printf '%s\\n' '\\set role '\\''peertube'\\'''; printf '%s%s%s\\n' '\\set password '\\''' \"$(cat '/run/secrets/fedigen-migrate/peertube-source-password')\" ''\\'''; printf '%s\\n' 'ALTER ROLE :\"role\" WITH LOGIN PASSWORD :'\\''password'\\'';'; } | runuser -u postgres -- psql -v ON_ERROR_STOP=1 --dbname=postgres"})
 
-      a_identity = zeeinstituut_peertube_a.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"})
       # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
       zeeinstituut_peertube_b.succeed(${py "ssh root@${"zeeinstituut-peertube-a"} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
 
@@ -899,13 +898,12 @@ pkgs.testers.runNixOSTest {
 
       with subtest(${py "B holds A's data and identity; A is stopped"}):
           zeeinstituut_peertube_b.wait_for_unit(${py "peertube.service"})
-          assert zeeinstituut_peertube_b.succeed(${py "sha256sum ${builtins.concatStringsSep " " [ ]} </dev/null"}) == a_identity
           # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
           # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
           zeeinstituut_peertube_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
-          zeeinstituut_peertube_a.fail(${py "systemctl is-active ${"peertube.service"}"})
+          zeeinstituut_peertube_a.fail(${py "systemctl is-active 'peertube.service'"})
 
       with subtest(${py "the DNS switch: the client reaches ${"video.zee-instituut.example"} at B"}):
           switch_dns(client, ${py "video.zee-instituut.example"}, ${py nodes.zeeinstituut-peertube-b.networking.primaryIPAddress})

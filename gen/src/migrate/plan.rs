@@ -74,6 +74,12 @@ pub(crate) fn target_start(manifest: &Manifest) -> Vec<Vec<String>> {
         start.extend(manifest.health.units.iter().cloned());
         commands.push(start);
     }
+    if !manifest.state.timers.is_empty() {
+        // The freeze's counterpart: target_stop stopped them at B.
+        let mut start = vec!["systemctl".to_owned(), "start".into()];
+        start.extend(manifest.state.timers.iter().cloned());
+        commands.push(start);
+    }
     commands
 }
 
@@ -95,8 +101,11 @@ pub(crate) fn target_stop(manifest: &Manifest) -> Vec<Vec<String>> {
 /// (`modules/garage.nix`: nginx virtual hosts).
 pub(crate) const WEB_UNIT: &str = "nginx.service";
 
-/// The units the freeze stops at A (and a rollback starts again): the application's health units, but not the
-/// web server where it also serves A's Garage endpoints (`machine_serves_garage`).
+/// The units the freeze stops at A (and `target_stop` at B): the application's health units, but not the web
+/// server where it also serves A's Garage endpoints (`machine_serves_garage`); then the manifest's
+/// `[state] freeze_also` (units only a health unit starts, such as Mastodon's streaming processes), and its
+/// `[state] timers` each with its service (a run of `tootctl media remove` or Pixelfed's scheduler inside the
+/// window would change A's data after the bulk copy read it, or B's before the move replaced it).
 ///
 /// Why keep nginx there and not stop it, nor make the application's virtual hosts answer 503: the job reads A's
 /// buckets through those endpoints after the freeze (the delta copy), and other operators' applications read and
@@ -105,6 +114,44 @@ pub(crate) const WEB_UNIT: &str = "nginx.service";
 /// retry, as they would a 503. A 503 page would need A's nginx configuration changed during the move (a deploy
 /// at A, and one to undo on rollback), a step that can fail inside the window for a status code's difference.
 pub(crate) fn freeze_units(manifest: &Manifest, machine_serves_garage: bool) -> Vec<String> {
+    let state = &manifest.state;
+    let mut units = health_units(manifest, machine_serves_garage);
+    units.extend(state.freeze_also.iter().cloned());
+    for timer in &state.timers {
+        units.push(timer.clone());
+        if let Some(name) = timer.strip_suffix(".timer") {
+            units.push(format!("{name}.service"));
+        }
+    }
+    units
+}
+
+/// The units a rollback starts at A again (the job's `source_start`): the health units the freeze stopped (a
+/// target among them starts what it wants, the `freeze_also` units) and the timers; never a timer's service,
+/// which its timer runs.
+pub(crate) fn source_start_units(manifest: &Manifest, machine_serves_garage: bool) -> Vec<String> {
+    let mut units = health_units(manifest, machine_serves_garage);
+    units.extend(manifest.state.timers.iter().cloned());
+    units
+}
+
+/// `ssh HOST systemctl VERB UNIT…`, each unit quoted for the remote shell ssh hands the words to, so a glob
+/// (`mastodon-streaming-*.service`) reaches systemctl, which matches it against the loaded units, instead of
+/// being expanded against the files of root's home there. Used by the planner's jobs and the migration VM tests'.
+pub(crate) fn remote_systemctl(host: &str, verb: &str, units: &[String]) -> Vec<String> {
+    let mut argv = vec![
+        "ssh".to_owned(),
+        host.to_owned(),
+        "systemctl".into(),
+        verb.into(),
+    ];
+    argv.extend(units.iter().map(|u| crate::template::shell_quote(u)));
+    argv
+}
+
+/// The health units of the application at a machine: all, but not the web server where it also serves the
+/// provider's Garage endpoints (see [`freeze_units`]).
+pub(crate) fn health_units(manifest: &Manifest, machine_serves_garage: bool) -> Vec<String> {
     manifest
         .health
         .units
@@ -1222,20 +1269,17 @@ fn application_job(
     let units = &manifest.health.units;
     if !units.is_empty() {
         // A's machine: the one named like B's in A's specification (the operator and application are the same).
-        let stopped = freeze_units(manifest, serves_garage(from, &machine));
-        let remote = |verb: &str| {
-            let mut argv = vec![
-                "ssh".to_owned(),
-                source_host.to_owned(),
-                "systemctl".into(),
-                verb.into(),
-            ];
-            argv.extend(stopped.iter().cloned());
-            argv
-        };
+        let garage = serves_garage(from, &machine);
+        let stopped = freeze_units(manifest, garage);
         if !stopped.is_empty() {
-            job.commands.freeze.push(remote("stop"));
-            job.commands.source_start.push(remote("start"));
+            job.commands
+                .freeze
+                .push(remote_systemctl(source_host, "stop", &stopped));
+            job.commands.source_start.push(remote_systemctl(
+                source_host,
+                "start",
+                &source_start_units(manifest, garage),
+            ));
         }
         job.commands.target_stop = target_stop(manifest);
         job.commands.start.extend(target_start(manifest));

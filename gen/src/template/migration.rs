@@ -30,7 +30,8 @@ use crate::manifest::Manifest;
 use crate::manifest::test_plan::Instance;
 use crate::migrate::job::{BucketMove, Commands, DatabaseMove, DirectoryMove, Job, S3, SecretMove};
 use crate::migrate::plan::{
-    HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, database_move, freeze_units, target_start, target_stop,
+    HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, database_move, freeze_units, health_units,
+    remote_systemctl, source_start_units, target_start, target_stop,
 };
 use crate::model::{Catalog, Operator, Spec};
 use crate::state::Engine;
@@ -57,9 +58,14 @@ pub struct MigrationMachine {
     pub b: TestNode,
     /// The job `fedigen migrate run` gets at B, as JSON data (placed in `/etc/fedigen/migrate.json`).
     pub job: serde_json::Value,
-    /// The application's own units (its manifest's health units) that the freeze stops at A and that B starts:
+    /// The application's own units (its manifest's health units) that B starts and the job's health checks:
     /// not a Garage node's (nor the endpoints' nginx on a machine running the test's Garage node).
     pub units: Vec<String>,
+    /// The shell command that succeeds while any unit the freeze stops at A is active (`systemctl is-active`
+    /// exits 0 if one of its units is): the health units above, the manifest's `freeze_also` (globs, quoted,
+    /// as systemctl matches them against the loaded units) and its timers with their services. After the move
+    /// it must fail at A.
+    pub stopped_check: String,
     /// The identity files that must be equal at both sides.
     pub identity_files: Vec<String>,
     /// The manifest's admin action run at A before the move (a shell command), if any.
@@ -473,17 +479,8 @@ impl MigrationTest {
                 })
                 .collect();
             // A machine running the test's Garage node keeps serving its endpoints through the move.
-            let units: Vec<String> = freeze_units(manifest, a.garage);
-            let ssh = |verb: &str| {
-                let mut argv = vec![
-                    "ssh".to_owned(),
-                    source.clone(),
-                    "systemctl".into(),
-                    verb.into(),
-                ];
-                argv.extend(units.iter().cloned());
-                argv
-            };
+            let units: Vec<String> = health_units(manifest, a.garage);
+            let stopped: Vec<String> = freeze_units(manifest, a.garage);
             let job = Job {
                 operator: operator.name.clone(),
                 databases,
@@ -492,7 +489,7 @@ impl MigrationTest {
                 identity: identity.clone(),
                 commands: Commands {
                     target_stop: target_stop(manifest),
-                    freeze: vec![ssh("stop")],
+                    freeze: vec![remote_systemctl(&source, "stop", &stopped)],
                     start: target_start(manifest),
                     health: units
                         .iter()
@@ -509,7 +506,11 @@ impl MigrationTest {
                     // The test switches the client's /etc/hosts itself, after the run (the client is no machine
                     // of either provider for the job to reach).
                     dns_switch: Vec::new(),
-                    source_start: vec![ssh("start")],
+                    source_start: vec![remote_systemctl(
+                        &source,
+                        "start",
+                        &source_start_units(manifest, a.garage),
+                    )],
                 },
             };
             debug_assert!(job.problems().is_empty(), "{:?}", job.problems());
@@ -527,6 +528,14 @@ impl MigrationTest {
                     .collect(),
                 job: serde_json::to_value(&job).expect("a job serialises"),
                 units,
+                stopped_check: format!(
+                    "systemctl is-active {}",
+                    stopped
+                        .iter()
+                        .map(|u| shell_quote(u))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
                 seed: manifest.admin_action.as_ref().map(|a| a.command.clone()),
                 source_access,
                 public_identity: manifest
