@@ -912,3 +912,46 @@ fn the_target_is_reached_by_peer_authentication_as_the_roles_os_user() {
         assert_eq!(a.replication_leftovers(), "");
     }
 }
+
+/// B is deployed before the move, so its application has made its own schema there, maybe one A's dump does not
+/// have (a newer version's table, type, routine, view, sequence, schema). The restore starts from a database
+/// emptied of the role's objects: after the run B holds exactly A's schema and data (the verification, which
+/// digests the schema, finds them equal) and none of B's extras; `pg_restore --clean` alone drops only what the
+/// dump holds and left them (the verification then names the schema difference).
+#[test]
+fn the_restore_replaces_what_b_made_before_the_move() {
+    let w = World::build(false);
+    w.seed();
+    w.pg_b.app(
+        "CREATE TABLE b_only (id int); INSERT INTO b_only VALUES (1);
+         CREATE TYPE b_mood AS ENUM ('calm');
+         CREATE SEQUENCE b_counter;
+         CREATE FUNCTION b_answer() RETURNS int LANGUAGE sql AS 'SELECT 42';
+         CREATE VIEW b_view AS SELECT id FROM b_only;
+         CREATE SCHEMA b_schema; CREATE TABLE b_schema.t (x int);
+         CREATE TABLE users (id int, leftover text)",
+    );
+    let journal = w.path("journal");
+    ok(&w.fedigen(&["run"], &journal), "run");
+    let report = w.verify();
+    assert_eq!(report["equal"], true, "{report:#}");
+    let left = w.pg_b.app(
+        "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relname IN ('b_only', 'b_counter', 'b_view') OR n.nspname = 'b_schema'",
+    );
+    assert_eq!(left.trim(), "0", "B's own relations are left");
+    assert_eq!(
+        w.pg_b
+            .app("SELECT to_regtype('b_mood') IS NULL AND to_regprocedure('b_answer()') IS NULL")
+            .trim(),
+        "t",
+        "B's own type or routine is left"
+    );
+    // A's table of the same name is A's, not B's.
+    assert_eq!(
+        w.pg_b
+            .app("SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'leftover'")
+            .trim(),
+        "0"
+    );
+}

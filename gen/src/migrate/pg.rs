@@ -174,6 +174,7 @@ fn open_dump(file: &Path) -> Result<exec::Stdin<'static>, PgError> {
 /// restore, which the application's role may do for trusted extensions; [`missing_extensions`] refuses the rest
 /// before the freeze.
 pub fn restore(pg: &Postgres, file: &Path) -> Result<(), PgError> {
+    empty(pg)?;
     let present = extensions(pg)?;
     // The dump and the list reach pg_restore as open files (standard input, fd 3): it may run as another user
     // (`os_user`), which may not open the journal folder. Standard input is the dump file itself, seekable, so
@@ -218,6 +219,73 @@ pub fn restore(pg: &Postgres, file: &Path) -> Result<(), PgError> {
         },
     )?;
     Ok(())
+}
+
+/// What [`empty`] runs: drops, in the connected database, every object the connecting role owns that is not
+/// part of an extension — its schemas but `public` (with what they hold), then tables, views, materialized
+/// views, sequences, routines and types in the others — and nothing of another role's.
+const EMPTY_SQL: &str = r#"
+DO $fedigen$
+DECLARE
+  me oid := (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user);
+  r record;
+BEGIN
+  FOR r IN
+    SELECT n.nspname FROM pg_catalog.pg_namespace n
+    WHERE n.nspowner = me AND n.nspname <> 'public' AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('DROP SCHEMA IF EXISTS %I CASCADE', r.nspname);
+  END LOOP;
+  FOR r IN
+    SELECT c.oid::regclass::text AS name, c.relkind FROM pg_catalog.pg_class c
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relowner = me AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S')
+      AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+    ORDER BY c.relkind = 'S', c.oid
+  LOOP
+    IF to_regclass(r.name) IS NOT NULL THEN
+      EXECUTE format('DROP %s %s CASCADE',
+        CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+        r.name);
+    END IF;
+  END LOOP;
+  FOR r IN
+    SELECT p.oid::regprocedure::text AS name FROM pg_catalog.pg_proc p
+    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+    WHERE p.proowner = me AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+  LOOP
+    EXECUTE format('DROP ROUTINE IF EXISTS %s CASCADE', r.name);
+  END LOOP;
+  FOR r IN
+    SELECT t.oid::regtype::text AS name, t.typtype FROM pg_catalog.pg_type t
+    JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+    WHERE t.typowner = me AND t.typtype IN ('e', 'd', 'r', 'm', 'c')
+      AND (t.typrelid = 0 OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
+      AND n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid AND d.deptype = 'e')
+  LOOP
+    IF to_regtype(r.name) IS NOT NULL THEN
+      EXECUTE format('DROP %s %s CASCADE', CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.name);
+    END IF;
+  END LOOP;
+END
+$fedigen$;
+"#;
+
+/// Empties `pg`'s database of the connecting role's objects before a restore.
+///
+/// Why: B is deployed before the move, so its application has already run its migrations there, and may have
+/// made objects A's dump does not have (a newer version's table, type or routine). `pg_restore --clean` drops
+/// only what the dump holds, so those would stay beside A's data: what the application finds is then neither
+/// A's schema nor B's, and the verification's schema digest differs. Not `DROP OWNED BY`: it also revokes the
+/// role's privileges on objects it does not own (the `public` schema, granted by NixOS's `ensurePermissions`),
+/// after which the restore cannot create anything; extensions' objects (a superuser's, or the role's trusted
+/// ones) are kept, as the restore leaves present extensions alone.
+pub fn empty(pg: &Postgres) -> Result<(), PgError> {
+    psql_script(pg, EMPTY_SQL).map(drop)
 }
 
 /// `pg_restore --list` output with the entries of the extensions in `skip` (`EXTENSION - name` and `COMMENT -
@@ -296,8 +364,64 @@ pub fn restore_problems(source: &Postgres, target: &Postgres) -> Result<Vec<Stri
             ));
         }
     }
+    out.extend(version_problems(
+        &source.database,
+        server_major(source)?,
+        server_major(target)?,
+        client_major()?,
+    ));
     out.extend(missing_extensions(source, target)?);
     Ok(out)
+}
+
+/// The major version of the server `pg` reaches (`server_version_num` 150008 is 15).
+fn server_major(pg: &Postgres) -> Result<u32, PgError> {
+    let text = psql(pg, "SHOW server_version_num")?;
+    text.trim().parse::<u32>().map(|n| n / 10_000).map_err(|e| {
+        PgError::Io(IoError::new(
+            "read the server version of",
+            describe(pg),
+            std::io::Error::other(format!("`{}`: {e}", text.trim())),
+        ))
+    })
+}
+
+/// The major version of the `pg_dump` the migration runs (`pg_dump (PostgreSQL) 15.8 (Debian …)` is 15), if it
+/// says one.
+fn client_major() -> Result<Option<u32>, PgError> {
+    let mut c = Command::new(tool("pg_dump"));
+    c.arg("--version");
+    let out = exec::checked(c, "read pg_dump's version")?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with(|ch: char| ch.is_ascii_digit()))
+        .and_then(|w| w.split(['.', 'b', 'r']).next()?.parse().ok()))
+}
+
+/// Why the versions forbid the move of `database`, one sentence each with the fix (empty when they allow it):
+/// `pg_dump` refuses a server of a newer major version than its own ("aborting because of server version
+/// mismatch"), and a dump is restored into the same or a newer major version only (an older server may not know
+/// what the dump creates). Checked before the freeze, so the refusal never comes inside the window.
+pub(crate) fn version_problems(
+    database: &str,
+    source: u32,
+    target: u32,
+    client: Option<u32>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if target < source {
+        out.push(format!(
+            "database {database}: the target's PostgreSQL is {target}, older than the source's {source}: a dump restores into the same or a newer major version only; deploy B with PostgreSQL {source} or newer (services.postgresql.package), then run the same command again"
+        ));
+    }
+    if let Some(client) = client
+        && client < source
+    {
+        out.push(format!(
+            "database {database}: this machine's pg_dump is PostgreSQL {client}'s, older than the source's server ({source}), and pg_dump refuses a newer server: install PostgreSQL {source}'s client tools (or newer) and name their folder in FEDIGEN_PG_BIN, then run the same command again"
+        ));
+    }
+    out
 }
 
 /// Why the restore at `target` could not create an extension `source` uses: one sentence per extension, naming
@@ -804,5 +928,32 @@ mod tests {
             ]
         );
         assert_eq!(out.lines().count(), toc.lines().count());
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::version_problems;
+
+    /// Same or newer at B with a client as new as A's server: nothing; an older B, or an older pg_dump, each
+    /// refused with the versions and the fix; an unreadable client version checks the servers only.
+    #[test]
+    fn versions_allow_a_move_to_the_same_or_a_newer_server_with_a_new_enough_pg_dump() {
+        assert!(version_problems("app", 15, 15, Some(15)).is_empty());
+        assert!(version_problems("app", 14, 16, Some(16)).is_empty());
+        let older_b = version_problems("app", 16, 15, Some(16));
+        assert_eq!(older_b.len(), 1, "{older_b:?}");
+        assert!(
+            older_b[0].contains("is 15, older than the source's 16")
+                && older_b[0].contains("services.postgresql.package")
+        );
+        let older_client = version_problems("app", 16, 16, Some(15));
+        assert_eq!(older_client.len(), 1, "{older_client:?}");
+        assert!(
+            older_client[0].contains("pg_dump is PostgreSQL 15's")
+                && older_client[0].contains("FEDIGEN_PG_BIN")
+        );
+        assert_eq!(version_problems("app", 17, 15, Some(15)).len(), 2);
+        assert!(version_problems("app", 15, 15, None).is_empty());
     }
 }
