@@ -53,6 +53,15 @@ pub struct State {
     /// window, and every start of the application (B's after the move, A's on rollback) starts the timer again.
     #[serde(default)]
     pub timers: Vec<String>,
+    /// The application's own local stores whose content is state (its Redis server, `redis-<name>.service`,
+    /// which the upstream module creates with `redis.createLocally`: Sidekiq's queued deliveries and retries,
+    /// Mastodon's home feeds, PeerTube's and Pixelfed's job queues). The freeze stops them after the
+    /// application, so nothing writes to them any more and redis-server writes `dump.rdb` as it exits (nixpkgs'
+    /// redis.nix keeps the save points `[900 1] [300 10] [60 10000]` by default, and Redis saves on SIGTERM when
+    /// one is configured); their directory moves as a `[state.directories]` entry; every start of the
+    /// application (B's after the move, A's on rollback) starts them first.
+    #[serde(default)]
+    pub stores: Vec<String>,
     /// Columns holding absolute URLs of the application's media host (`[[state.url_columns]]`): after a move
     /// they are rewritten from the old provider's media prefix to the new one's (Pixelfed stores
     /// `https://<media host>/<bucket>/…` in `media.cdn_url` when a photo is stored).
@@ -258,6 +267,18 @@ impl State {
                 out.push((
                     format!("freeze_also[{i}]"),
                     format!("`{unit}` must be a service's unit name or glob, `<name>.service`"),
+                ));
+            }
+        }
+        for (i, unit) in self.stores.iter().enumerate() {
+            if unit.strip_suffix(".service").is_none_or(|n| {
+                n.is_empty() || n.contains(['*', '?', '[']) || n.contains(char::is_whitespace)
+            }) {
+                out.push((
+                    format!("stores[{i}]"),
+                    format!(
+                        "`{unit}` must be a service's unit name, `<name>.service`, without a glob"
+                    ),
                 ));
             }
         }

@@ -802,7 +802,7 @@ fn the_freeze_keeps_nginx_where_the_machine_serves_garage() {
                 .iter()
                 .map(|t| t.replace(".timer", ".service"))
                 .collect();
-            let expected_started: Vec<&str> = stopped
+            let mut expected_started: Vec<&str> = stopped
                 .iter()
                 .copied()
                 .filter(|u| {
@@ -810,13 +810,17 @@ fn the_freeze_keeps_nginx_where_the_machine_serves_garage() {
                         && !timer_services.iter().any(|t| t == u)
                 })
                 .collect();
+            // In another order: the stores stop last and start first (checked in the test of B's stop).
+            let mut started: Vec<&str> = started.iter().map(String::as_str).collect();
+            started.sort_unstable();
+            expected_started.sort_unstable();
             assert_eq!(
                 started, expected_started,
                 "{machine}: rollback starts what the freeze stopped"
             );
             for timer in &state.timers {
                 assert!(
-                    stopped.contains(&timer.as_str()) && started.contains(timer),
+                    stopped.contains(&timer.as_str()) && started.contains(&timer.as_str()),
                     "{machine}: {timer}"
                 );
             }
@@ -1151,6 +1155,53 @@ fn b_is_stopped_before_the_move_and_a_zone_of_several_machines_is_switched_once(
                     "{machine}: {timer} not started, {:?}",
                     job.commands.start
                 );
+            }
+            // An application on a local Redis (needs.redis: the template sets redis.createLocally) moves it:
+            // its server is stopped after the application at A and at B, started before it at B and on a
+            // rollback at A, and its directory (owned by the server's user, redis.nix: redisName) moves.
+            let module = std::fs::read_to_string(format!(
+                "{}/../templates/{app}/module.nix.hbs",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            assert_eq!(
+                module.contains("redis.createLocally = true;"),
+                !state.stores.is_empty(),
+                "{machine}: stores {:?}",
+                state.stores
+            );
+            let position = |commands: &[Vec<String>], unit: &str| {
+                commands
+                    .iter()
+                    .position(|argv| argv.iter().any(|w| w.trim_matches('\'') == unit))
+            };
+            for store in &state.stores {
+                let user = store.strip_suffix(".service").unwrap();
+                assert!(
+                    state
+                        .directories
+                        .values()
+                        .any(|d| d.owner == user
+                            && job.directories.iter().any(|m| m.target == d.path)),
+                    "{machine}: no directory of {user} moves"
+                );
+                let c = &job.commands;
+                let unit = units.iter().find(|u| *u != "nginx.service").unwrap();
+                for (what, commands, first) in [
+                    ("freeze", &c.freeze, false),
+                    ("target_stop", &c.target_stop, false),
+                    ("start", &c.start, true),
+                    ("source_start", &c.source_start, true),
+                ] {
+                    let (s, u) = (position(commands, store), position(commands, unit));
+                    let (Some(s), Some(u)) = (s, u) else {
+                        panic!("{machine}: {what} lacks {store} or {unit}: {commands:?}");
+                    };
+                    assert!(
+                        if first { s < u } else { s > u },
+                        "{machine}: {what} orders {store} wrongly against {unit}: {commands:?}"
+                    );
+                }
             }
             assert_eq!(
                 fedigen::migrate::run::steps(job)[0],

@@ -456,6 +456,13 @@ pkgs.testers.runNixOSTest {
               "'mastodon-media-auto-remove.timer'"
               "'mastodon-media-auto-remove.service'"
             ]
+            [
+              "ssh"
+              "root@amstelland-mastodon-a"
+              "systemctl"
+              "stop"
+              "'redis-mastodon.service'"
+            ]
           ];
           health = [
             [
@@ -490,6 +497,13 @@ pkgs.testers.runNixOSTest {
               "root@amstelland-mastodon-a"
               "systemctl"
               "start"
+              "'redis-mastodon.service'"
+            ]
+            [
+              "ssh"
+              "root@amstelland-mastodon-a"
+              "systemctl"
+              "start"
               "'mastodon-web.service'"
               "'mastodon-sidekiq-all.service'"
               "'mastodon-streaming.target'"
@@ -498,6 +512,11 @@ pkgs.testers.runNixOSTest {
             ]
           ];
           start = [
+            [
+              "systemctl"
+              "start"
+              "redis-mastodon.service"
+            ]
             [
               "systemctl"
               "restart"
@@ -522,6 +541,11 @@ pkgs.testers.runNixOSTest {
               "mastodon-streaming-*.service"
               "mastodon-media-auto-remove.timer"
               "mastodon-media-auto-remove.service"
+            ]
+            [
+              "systemctl"
+              "stop"
+              "redis-mastodon.service"
             ]
           ];
         };
@@ -550,6 +574,11 @@ pkgs.testers.runNixOSTest {
             name = "data";
             source = "ssh://root@amstelland-mastodon-a/var/lib/mastodon";
             target = "/var/lib/mastodon";
+          }
+          {
+            name = "redis";
+            source = "ssh://root@amstelland-mastodon-a/var/lib/redis-mastodon";
+            target = "/var/lib/redis-mastodon";
           }
         ];
         identity = [
@@ -872,6 +901,13 @@ pkgs.testers.runNixOSTest {
               "'pixelfed-cron.timer'"
               "'pixelfed-cron.service'"
             ]
+            [
+              "ssh"
+              "root@amstelland-pixelfed-a"
+              "systemctl"
+              "stop"
+              "'redis-pixelfed.service'"
+            ]
           ];
           health = [
             [
@@ -900,6 +936,13 @@ pkgs.testers.runNixOSTest {
               "root@amstelland-pixelfed-a"
               "systemctl"
               "start"
+              "'redis-pixelfed.service'"
+            ]
+            [
+              "ssh"
+              "root@amstelland-pixelfed-a"
+              "systemctl"
+              "start"
               "'phpfpm-pixelfed.service'"
               "'pixelfed-horizon.service'"
               "'nginx.service'"
@@ -907,6 +950,11 @@ pkgs.testers.runNixOSTest {
             ]
           ];
           start = [
+            [
+              "systemctl"
+              "start"
+              "redis-pixelfed.service"
+            ]
             [
               "systemctl"
               "restart"
@@ -933,6 +981,11 @@ pkgs.testers.runNixOSTest {
               "pixelfed-horizon.service"
               "pixelfed-cron.timer"
               "pixelfed-cron.service"
+            ]
+            [
+              "systemctl"
+              "stop"
+              "redis-pixelfed.service"
             ]
           ];
         };
@@ -988,6 +1041,11 @@ pkgs.testers.runNixOSTest {
             name = "data";
             source = "ssh://root@amstelland-pixelfed-a/var/lib/pixelfed";
             target = "/var/lib/pixelfed";
+          }
+          {
+            name = "redis";
+            source = "ssh://root@amstelland-pixelfed-a/var/lib/redis-pixelfed";
+            target = "/var/lib/redis-pixelfed";
           }
         ];
         identity = [
@@ -1414,7 +1472,7 @@ pkgs.testers.runNixOSTest {
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
           amstelland_mastodon_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
-          amstelland_mastodon_a.fail(${py "systemctl is-active 'mastodon-web.service' 'mastodon-sidekiq-all.service' 'mastodon-streaming.target' 'nginx.service' 'mastodon-streaming-*.service' 'mastodon-media-auto-remove.timer' 'mastodon-media-auto-remove.service'"})
+          amstelland_mastodon_a.fail(${py "systemctl is-active 'mastodon-web.service' 'mastodon-sidekiq-all.service' 'mastodon-streaming.target' 'nginx.service' 'mastodon-streaming-*.service' 'mastodon-media-auto-remove.timer' 'mastodon-media-auto-remove.service' 'redis-mastodon.service'"})
 
       with subtest(${py "the DNS switch: the client reaches ${"social.amstelland-university.example"} at B"}):
           switch_dns(client, ${py "social.amstelland-university.example"}, ${py nodes.amstelland-mastodon-b.networking.primaryIPAddress})
@@ -1512,7 +1570,7 @@ pkgs.testers.runNixOSTest {
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
           amstelland_pixelfed_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
-          amstelland_pixelfed_a.fail(${py "systemctl is-active 'phpfpm-pixelfed.service' 'pixelfed-horizon.service' 'nginx.service' 'pixelfed-cron.timer' 'pixelfed-cron.service'"})
+          amstelland_pixelfed_a.fail(${py "systemctl is-active 'phpfpm-pixelfed.service' 'pixelfed-horizon.service' 'nginx.service' 'pixelfed-cron.timer' 'pixelfed-cron.service' 'redis-pixelfed.service'"})
 
       with subtest(${py "the DNS switch: the client reaches ${"pixelfed.amstelland-university.example"} at B"}):
           switch_dns(client, ${py "pixelfed.amstelland-university.example"}, ${py nodes.amstelland-pixelfed-b.networking.primaryIPAddress})

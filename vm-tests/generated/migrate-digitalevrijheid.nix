@@ -465,6 +465,13 @@ pkgs.testers.runNixOSTest {
               "'mastodon-media-auto-remove.timer'"
               "'mastodon-media-auto-remove.service'"
             ]
+            [
+              "ssh"
+              "root@digitalevrijheid-mastodon-a"
+              "systemctl"
+              "stop"
+              "'redis-mastodon.service'"
+            ]
           ];
           health = [
             [
@@ -499,6 +506,13 @@ pkgs.testers.runNixOSTest {
               "root@digitalevrijheid-mastodon-a"
               "systemctl"
               "start"
+              "'redis-mastodon.service'"
+            ]
+            [
+              "ssh"
+              "root@digitalevrijheid-mastodon-a"
+              "systemctl"
+              "start"
               "'mastodon-web.service'"
               "'mastodon-sidekiq-all.service'"
               "'mastodon-streaming.target'"
@@ -507,6 +521,11 @@ pkgs.testers.runNixOSTest {
             ]
           ];
           start = [
+            [
+              "systemctl"
+              "start"
+              "redis-mastodon.service"
+            ]
             [
               "systemctl"
               "restart"
@@ -531,6 +550,11 @@ pkgs.testers.runNixOSTest {
               "mastodon-streaming-*.service"
               "mastodon-media-auto-remove.timer"
               "mastodon-media-auto-remove.service"
+            ]
+            [
+              "systemctl"
+              "stop"
+              "redis-mastodon.service"
             ]
           ];
         };
@@ -559,6 +583,11 @@ pkgs.testers.runNixOSTest {
             name = "data";
             source = "ssh://root@digitalevrijheid-mastodon-a/var/lib/mastodon";
             target = "/var/lib/mastodon";
+          }
+          {
+            name = "redis";
+            source = "ssh://root@digitalevrijheid-mastodon-a/var/lib/redis-mastodon";
+            target = "/var/lib/redis-mastodon";
           }
         ];
         identity = [
@@ -1468,7 +1497,7 @@ pkgs.testers.runNixOSTest {
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
           digitalevrijheid_mastodon_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
-          digitalevrijheid_mastodon_a.fail(${py "systemctl is-active 'mastodon-web.service' 'mastodon-sidekiq-all.service' 'mastodon-streaming.target' 'nginx.service' 'mastodon-streaming-*.service' 'mastodon-media-auto-remove.timer' 'mastodon-media-auto-remove.service'"})
+          digitalevrijheid_mastodon_a.fail(${py "systemctl is-active 'mastodon-web.service' 'mastodon-sidekiq-all.service' 'mastodon-streaming.target' 'nginx.service' 'mastodon-streaming-*.service' 'mastodon-media-auto-remove.timer' 'mastodon-media-auto-remove.service' 'redis-mastodon.service'"})
 
       with subtest(${py "the DNS switch: the client reaches ${"mastodon.digitalevrijheid.example"} at B"}):
           switch_dns(client, ${py "mastodon.digitalevrijheid.example"}, ${py nodes.digitalevrijheid-mastodon-b.networking.primaryIPAddress})

@@ -711,6 +711,13 @@ pkgs.testers.runNixOSTest {
               "stop"
               "'peertube.service'"
             ]
+            [
+              "ssh"
+              "root@zeeinstituut-peertube-a"
+              "systemctl"
+              "stop"
+              "'redis-peertube.service'"
+            ]
           ];
           health = [
             [
@@ -727,10 +734,22 @@ pkgs.testers.runNixOSTest {
               "root@zeeinstituut-peertube-a"
               "systemctl"
               "start"
+              "'redis-peertube.service'"
+            ]
+            [
+              "ssh"
+              "root@zeeinstituut-peertube-a"
+              "systemctl"
+              "start"
               "'peertube.service'"
             ]
           ];
           start = [
+            [
+              "systemctl"
+              "start"
+              "redis-peertube.service"
+            ]
             [
               "systemctl"
               "restart"
@@ -743,6 +762,11 @@ pkgs.testers.runNixOSTest {
               "systemctl"
               "stop"
               "peertube.service"
+            ]
+            [
+              "systemctl"
+              "stop"
+              "redis-peertube.service"
             ]
           ];
         };
@@ -771,6 +795,11 @@ pkgs.testers.runNixOSTest {
             name = "data";
             source = "ssh://root@zeeinstituut-peertube-a/var/lib/peertube";
             target = "/var/lib/peertube";
+          }
+          {
+            name = "redis";
+            source = "ssh://root@zeeinstituut-peertube-a/var/lib/redis-peertube";
+            target = "/var/lib/redis-peertube";
           }
         ];
         identity = [ ];
@@ -903,7 +932,7 @@ pkgs.testers.runNixOSTest {
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
           zeeinstituut_peertube_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
-          zeeinstituut_peertube_a.fail(${py "systemctl is-active 'peertube.service'"})
+          zeeinstituut_peertube_a.fail(${py "systemctl is-active 'peertube.service' 'redis-peertube.service'"})
 
       with subtest(${py "the DNS switch: the client reaches ${"video.zee-instituut.example"} at B"}):
           switch_dns(client, ${py "video.zee-instituut.example"}, ${py nodes.zeeinstituut-peertube-b.networking.primaryIPAddress})

@@ -62,6 +62,12 @@ pub const LOWERED_TTL: u32 = 60;
 /// started. Used by the planner's jobs and the migration VM tests' alike.
 pub(crate) fn target_start(manifest: &Manifest) -> Vec<Vec<String>> {
     let mut commands = Vec::new();
+    if !manifest.state.stores.is_empty() {
+        // target_stop stopped them before the copy; they load the moved data before the application starts.
+        let mut start = vec!["systemctl".to_owned(), "start".into()];
+        start.extend(manifest.state.stores.iter().cloned());
+        commands.push(start);
+    }
     if !manifest.state.setup_units.is_empty() {
         let mut restart = vec!["systemctl".to_owned(), "restart".into()];
         restart.extend(manifest.state.setup_units.iter().cloned());
@@ -93,7 +99,55 @@ pub(crate) fn target_stop(manifest: &Manifest) -> Vec<Vec<String>> {
     }
     let mut stop = vec!["systemctl".to_owned(), "stop".into()];
     stop.extend(units);
-    vec![stop]
+    let mut commands = vec![stop];
+    if !manifest.state.stores.is_empty() {
+        // After the application: B's Redis would otherwise save its own (empty) data over the moved dump.rdb
+        // when it stops later, and the application would reconnect to it.
+        let mut stop = vec!["systemctl".to_owned(), "stop".into()];
+        stop.extend(manifest.state.stores.iter().cloned());
+        commands.push(stop);
+    }
+    commands
+}
+
+/// The freeze's commands at A (`host`): stop the [`freeze_units`], then, once nothing writes to them, the
+/// application's stores (`[state] stores`: its Redis server, which writes `dump.rdb` as it stops). Two
+/// commands, not one: a single `systemctl stop` orders the jobs only by the units' `After=`, and the upstream
+/// modules do not order every application unit after its Redis server. Used by the planner's jobs and the
+/// migration VM tests' alike.
+pub(crate) fn freeze_commands(
+    host: &str,
+    manifest: &Manifest,
+    machine_serves_garage: bool,
+) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    let units = freeze_units(manifest, machine_serves_garage);
+    if !units.is_empty() {
+        commands.push(remote_systemctl(host, "stop", &units));
+    }
+    if !manifest.state.stores.is_empty() {
+        commands.push(remote_systemctl(host, "stop", &manifest.state.stores));
+    }
+    commands
+}
+
+/// A rollback's commands at A (`host`, the job's `source_start`): the stores first (the application connects
+/// to them as it starts), then the [`source_start_units`]. Used by the planner's jobs and the migration VM
+/// tests' alike.
+pub(crate) fn source_start_commands(
+    host: &str,
+    manifest: &Manifest,
+    machine_serves_garage: bool,
+) -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    if !manifest.state.stores.is_empty() {
+        commands.push(remote_systemctl(host, "start", &manifest.state.stores));
+    }
+    let units = source_start_units(manifest, machine_serves_garage);
+    if !units.is_empty() {
+        commands.push(remote_systemctl(host, "start", &units));
+    }
+    commands
 }
 
 /// The unit serving a machine's web endpoints: the application's virtual hosts, and on a machine that also runs
@@ -1270,17 +1324,12 @@ fn application_job(
     if !units.is_empty() {
         // A's machine: the one named like B's in A's specification (the operator and application are the same).
         let garage = serves_garage(from, &machine);
-        let stopped = freeze_units(manifest, garage);
-        if !stopped.is_empty() {
-            job.commands
-                .freeze
-                .push(remote_systemctl(source_host, "stop", &stopped));
-            job.commands.source_start.push(remote_systemctl(
-                source_host,
-                "start",
-                &source_start_units(manifest, garage),
-            ));
-        }
+        job.commands
+            .freeze
+            .extend(freeze_commands(source_host, manifest, garage));
+        job.commands
+            .source_start
+            .extend(source_start_commands(source_host, manifest, garage));
         job.commands.target_stop = target_stop(manifest);
         job.commands.start.extend(target_start(manifest));
         for unit in units {

@@ -30,8 +30,8 @@ use crate::manifest::Manifest;
 use crate::manifest::test_plan::Instance;
 use crate::migrate::job::{BucketMove, Commands, DatabaseMove, DirectoryMove, Job, S3, SecretMove};
 use crate::migrate::plan::{
-    HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, database_move, freeze_units, health_units,
-    remote_systemctl, source_start_units, target_start, target_stop,
+    HEALTH_TIMEOUT_SECONDS, MIGRATE_SECRETS, database_move, freeze_commands, freeze_units,
+    health_units, source_start_commands, target_start, target_stop,
 };
 use crate::model::{Catalog, Operator, Spec};
 use crate::state::Engine;
@@ -480,7 +480,9 @@ impl MigrationTest {
                 .collect();
             // A machine running the test's Garage node keeps serving its endpoints through the move.
             let units: Vec<String> = health_units(manifest, a.garage);
-            let stopped: Vec<String> = freeze_units(manifest, a.garage);
+            // A's stores (its Redis server) stop with the application and are checked with it.
+            let mut stopped: Vec<String> = freeze_units(manifest, a.garage);
+            stopped.extend(manifest.state.stores.iter().cloned());
             let job = Job {
                 operator: operator.name.clone(),
                 databases,
@@ -489,7 +491,7 @@ impl MigrationTest {
                 identity: identity.clone(),
                 commands: Commands {
                     target_stop: target_stop(manifest),
-                    freeze: vec![remote_systemctl(&source, "stop", &stopped)],
+                    freeze: freeze_commands(&source, manifest, a.garage),
                     start: target_start(manifest),
                     health: units
                         .iter()
@@ -506,11 +508,7 @@ impl MigrationTest {
                     // The test switches the client's /etc/hosts itself, after the run (the client is no machine
                     // of either provider for the job to reach).
                     dns_switch: Vec::new(),
-                    source_start: vec![remote_systemctl(
-                        &source,
-                        "start",
-                        &source_start_units(manifest, a.garage),
-                    )],
+                    source_start: source_start_commands(&source, manifest, a.garage),
                 },
             };
             debug_assert!(job.problems().is_empty(), "{:?}", job.problems());
