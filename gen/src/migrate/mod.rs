@@ -25,7 +25,7 @@ pub mod plan;
 pub mod remote;
 pub(crate) mod replicate;
 pub mod run;
-pub(crate) mod s3;
+pub mod s3;
 pub mod tree;
 pub(crate) mod urls;
 pub mod verify;

@@ -67,6 +67,25 @@ fn env_value(text: &str, name: &str) -> Option<String> {
     })
 }
 
+mod flat;
+
+/// The job's keys for `s3`, read from its key file.
+fn keys(s3: &S3) -> Result<flat::Keys, S3Error> {
+    let file = &s3.key_file;
+    let text =
+        std::fs::read_to_string(file).map_err(|e| IoError::new("read the S3 key from", file, e))?;
+    let get = |var: &'static str| {
+        env_value(&text, var).ok_or_else(|| S3Error::Key {
+            file: file.display().to_string(),
+            name: var,
+        })
+    };
+    Ok(flat::Keys {
+        id: get("AWS_ACCESS_KEY_ID")?,
+        secret: get("AWS_SECRET_ACCESS_KEY")?,
+    })
+}
+
 fn remote(c: &mut Command, name: &str, s3: &S3) -> Result<(), S3Error> {
     let file = &s3.key_file;
     let text =
@@ -179,69 +198,32 @@ pub struct Comparison {
 }
 
 /// A bucket's objects: key → size and the store's MD5 ([`list`]).
-pub(crate) type Listing = std::collections::BTreeMap<String, Listed>;
+pub type Listing = std::collections::BTreeMap<String, Listed>;
 
 /// One object of a listing: its size and its MD5 when the store has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Listed {
-    size: i64,
-    md5: Option<String>,
+pub struct Listed {
+    /// Bytes.
+    pub size: i64,
+    /// The store's MD5 (lower-case hex), when it keeps one.
+    pub md5: Option<String>,
 }
 
-/// Every object of `s3` (`rclone lsjson --recursive --files-only --hash-type MD5`): key → size and MD5.
+/// Every object of `s3`: key → size and MD5, through S3's flat listing ([`list_paged`], 1,000 keys a request).
+pub(crate) fn list(s3: &S3) -> Result<Listing, S3Error> {
+    list_paged(s3, 1000)
+}
+
+/// Every object of `s3`, `page` keys a ListObjectsV2 request (a parameter so tests exercise the pagination).
 ///
 /// The MD5 is the store's: the ETag of an object uploaded in one part (computed by the server from the bytes
-/// it received), or the `md5chksum` rclone records on its multipart uploads. An object uploaded in parts by
-/// another client has none.
-pub(crate) fn list(s3: &S3) -> Result<Listing, S3Error> {
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        #[serde(rename = "Path")]
-        path: String,
-        #[serde(rename = "Size")]
-        size: i64,
-        #[serde(rename = "Hashes", default)]
-        hashes: std::collections::BTreeMap<String, String>,
-    }
-    let mut c = Command::new("rclone");
-    c.env("RCLONE_CONFIG", "/dev/null")
-        .env_remove("AWS_CA_BUNDLE")
-        .args([
-            "lsjson",
-            "--recursive",
-            "--files-only",
-            "--no-mimetype",
-            "--no-modtime",
-            "--hash-type",
-            "MD5",
-            "--s3-no-check-bucket",
-            "--retries",
-            "3",
-            "--low-level-retries",
-            "3",
-        ])
-        .arg(format!("FEDIGENONE:{}", s3.bucket));
-    remote(&mut c, "FEDIGENONE", s3)?;
-    let what = format!("list bucket {} at {}", s3.bucket, s3.endpoint);
-    let out = exec::checked(c, &what)?;
-    let entries: Vec<Entry> =
-        serde_json::from_slice(&out.stdout).map_err(|e| ExecError::Failed {
-            program: "rclone".into(),
-            what: what.clone(),
-            status: "unreadable output".into(),
-            output: format!("    {e}"),
-        })?;
-    Ok(entries
-        .into_iter()
-        .map(|e| {
-            let md5 = e
-                .hashes
-                .get("md5")
-                .filter(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .map(|h| h.to_ascii_lowercase());
-            (e.path, Listed { size: e.size, md5 })
-        })
-        .collect())
+/// it received), or the `md5chksum` rclone records on its multipart uploads (one HEAD each, as `rclone lsjson
+/// --hash-type MD5` did here before). An object uploaded in parts by another client has none. Flat, not folder
+/// by folder as `rclone lsjson --recursive` lists: one request per 1,000 keys (issue #16), and a key that is
+/// another key's folder (`a/b`, `a/b/c`) is listed as both. Empty keys ending in `/` (folder markers) are left
+/// out, as rclone leaves them out.
+pub fn list_paged(s3: &S3, page: u32) -> Result<Listing, S3Error> {
+    flat::list(s3, &keys(s3)?, page)
 }
 
 /// Compares two buckets: both listings (keys and sizes), each object's MD5 where both stores keep one, and the
