@@ -87,26 +87,15 @@ fn keys(s3: &S3) -> Result<flat::Keys, S3Error> {
 }
 
 fn remote(c: &mut Command, name: &str, s3: &S3) -> Result<(), S3Error> {
-    let file = &s3.key_file;
-    let text =
-        std::fs::read_to_string(file).map_err(|e| IoError::new("read the S3 key from", file, e))?;
-    let get = |var: &'static str| {
-        env_value(&text, var).ok_or_else(|| S3Error::Key {
-            file: file.display().to_string(),
-            name: var,
-        })
-    };
+    let keys = keys(s3)?;
     let prefix = format!("RCLONE_CONFIG_{name}_");
     c.env(format!("{prefix}TYPE"), "s3")
         .env(format!("{prefix}PROVIDER"), "Other")
         .env(format!("{prefix}ENDPOINT"), &s3.endpoint)
         .env(format!("{prefix}REGION"), &s3.region)
         .env(format!("{prefix}FORCE_PATH_STYLE"), "true")
-        .env(format!("{prefix}ACCESS_KEY_ID"), get("AWS_ACCESS_KEY_ID")?)
-        .env(
-            format!("{prefix}SECRET_ACCESS_KEY"),
-            get("AWS_SECRET_ACCESS_KEY")?,
-        );
+        .env(format!("{prefix}ACCESS_KEY_ID"), &keys.id)
+        .env(format!("{prefix}SECRET_ACCESS_KEY"), &keys.secret);
     Ok(())
 }
 
