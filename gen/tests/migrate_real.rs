@@ -443,8 +443,10 @@ fn random_data_shapes_migrate_with_equal_data() {
 /// copies nor lists (it holds no bytes; said here, not hidden). Then a key ending in `/` that holds bytes: rclone
 /// cannot copy it, and the run stops in the bulk copy, before the freeze, naming it.
 ///
-/// With `--fast-list` back in `s3::sync` this fails: B lacks `a/b/c`, `a/b/c/d`, `a/b/empty` and
-/// `i/n ha2d/s7  wl`, and rclone exits with 0.
+/// With `--fast-list` in a whole-bucket `rclone sync` this failed: B lacked `a/b/c`, `a/b/c/d`, `a/b/empty` and
+/// `i/n ha2d/s7  wl`, and rclone exited with 0. With every key in one list of files for `rclone copy` (no
+/// rounds in `s3::sync`) it fails too: rclone copies a level of such keys a run, so the run's verification
+/// names `a/b/c/d`.
 #[test]
 fn a_bucket_whose_keys_are_other_keys_folders_moves_whole() {
     let garage = world::prerequisites();
@@ -1041,4 +1043,106 @@ fn the_flat_listing_equals_rclones() {
     assert_eq!(ours.len(), 1100 + 9 + 1);
     assert!(ours["multi part"].1.is_some(), "the multipart object's MD5");
     assert_eq!(ours, theirs);
+}
+
+/// The bucket copy writes exactly what is new or changed at A and removes exactly what A no longer has, found
+/// from the two flat listings (issue #16's freeze window is the delta only). Against two real Garage 2.5.0
+/// clusters: a first copy into an empty B writes every object; then at A 3 objects are added (one under a key
+/// that is also an object, `a/b/c` under `a/b`, one multipart), 2 overwritten (one with as many other bytes), 2
+/// deleted, and B gets an object of its own; the second copy writes 5 and removes 3, and B's listing (S3's own,
+/// through curl: key, size, ETag) is A's; a third writes and removes nothing.
+///
+/// It fails when the copy moves more than the difference (a whole `rclone sync` writes nothing unchanged either,
+/// but a copy of every listed key says 9, not 5), when a deleted object stays at B, or when an overwrite with as
+/// many bytes is missed (sizes alone compared).
+#[test]
+fn the_bucket_copy_moves_only_the_difference() {
+    let garage = world::prerequisites();
+    let root = tempfile::tempdir().unwrap();
+    let p = root.path().to_owned();
+    let (a, b) = (
+        world::Garage::start(&garage, &p, "garage-a"),
+        world::Garage::start(&garage, &p, "garage-b"),
+    );
+    let keys = ["a/b", "x y/one", "x y/two", "empty", "n/1", "n/2"];
+    for key in keys {
+        let bytes = if key == "empty" {
+            Vec::new()
+        } else {
+            format!("the object {key}").into_bytes()
+        };
+        a.put_raw(key, &bytes);
+    }
+    let copied = fedigen::migrate::s3::sync(&a.s3(), &b.s3()).unwrap();
+    assert_eq!(
+        (copied.written, copied.removed),
+        (keys.len(), 0),
+        "the first copy into an empty B"
+    );
+    assert_eq!(b.raw_listing(), a.raw_listing());
+
+    // Changes at A after the bulk copy, and an object of B's own.
+    a.put_raw("a/b/c", b"under an object");
+    a.put_raw("new one", b"new");
+    let big = p.join("big");
+    std::fs::write(&big, vec![9u8; 6 << 20]).unwrap();
+    world::run(
+        a.rclone()
+            .args(["copyto", "--s3-upload-cutoff", "0", "--s3-chunk-size", "5M"])
+            .arg(&big)
+            .arg("g:media/multi part"),
+        "rclone multipart copy",
+    );
+    a.put_raw("x y/one", b"THE OBJECT x y/one"); // as many bytes, others
+    a.put_raw("n/1", b"longer than it was before");
+    let del = |g: &world::Garage, key: &str| {
+        world::run(
+            g.rclone().arg("deletefile").arg(format!("g:media/{key}")),
+            "rclone deletefile",
+        );
+    };
+    del(&a, "n/2");
+    del(&a, "empty");
+    b.put_raw("only at b", b"B's own");
+    let before = b.raw_listing();
+    assert_eq!(
+        before["x y/one"].0,
+        a.raw_listing()["x y/one"].0,
+        "same size"
+    );
+
+    let copied = fedigen::migrate::s3::sync(&a.s3(), &b.s3()).unwrap();
+    assert_eq!(
+        (copied.written, copied.removed, copied.bytes),
+        (5, 3, (6 << 20) + 15 + 3 + 18 + 25),
+        "the delta: a/b/c, new one, multi part, x y/one, n/1 written; n/2, empty, only at b removed"
+    );
+    // A multipart upload's ETag is its parts' (`…-2`), and B's copy of it is one part: keys and sizes, and the
+    // ETags of the others.
+    let comparable = |g: &world::Garage| {
+        g.raw_listing()
+            .into_iter()
+            .map(|(k, (size, etag))| {
+                let etag = (!etag.contains('-')).then_some(etag);
+                (k, size, etag)
+            })
+            .collect::<Vec<_>>()
+    };
+    let (at_a, at_b) = (comparable(&a), comparable(&b));
+    assert_eq!(
+        at_a.iter().map(|(k, s, _)| (k, s)).collect::<Vec<_>>(),
+        at_b.iter().map(|(k, s, _)| (k, s)).collect::<Vec<_>>(),
+        "B's objects are not A's"
+    );
+    for ((key, _, x), (_, _, y)) in at_a.iter().zip(&at_b) {
+        if x.is_some() {
+            assert_eq!(x, y, "{key}: B's bytes are not A's");
+        }
+    }
+    let again = fedigen::migrate::s3::sync(&a.s3(), &b.s3()).unwrap();
+    assert_eq!(
+        again,
+        fedigen::migrate::s3::Copied::default(),
+        "nothing left to copy"
+    );
 }

@@ -525,7 +525,9 @@ fn do_step(
                     .iter()
                     .find(|b| b.name == name)
                     .expect("a step of the job");
-                s3::sync(&b.source, &b.target).map_err(|e| fail(e.into()))
+                s3::sync(&b.source, &b.target)
+                    .map(drop)
+                    .map_err(|e| fail(e.into()))
             } else {
                 let d = job
                     .directories

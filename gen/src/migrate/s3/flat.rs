@@ -315,3 +315,18 @@ pub(super) fn list(s3: &S3, keys: &Keys, page: u32) -> Result<Listing, S3Error> 
         }
     }
 }
+
+/// Deletes the object `key` from `s3` (S3 answers 204 whether or not it was there, so a repeated delete after
+/// a killed run is no error).
+pub(super) fn delete(s3: &S3, keys: &Keys, key: &str) -> Result<(), S3Error> {
+    request(s3, keys, "DELETE", Some(key), &[]).map(drop)
+}
+
+/// Whether `s3` holds the object `key` (a HEAD: 404 is no).
+pub(super) fn exists(s3: &S3, keys: &Keys, key: &str) -> Result<bool, S3Error> {
+    match request(s3, keys, "HEAD", Some(key), &[]) {
+        Ok(_) => Ok(true),
+        Err(S3Error::Exec(ExecError::Failed { status, .. })) if status == "HTTP 404" => Ok(false),
+        Err(e) => Err(e),
+    }
+}

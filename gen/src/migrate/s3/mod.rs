@@ -31,6 +31,18 @@ pub enum S3Error {
         /// The missing variable.
         name: &'static str,
     },
+    /// rclone exited with 0 but its log does not name these objects as copied, and the source still has them.
+    #[error(
+        "bucket {bucket}: rclone did not copy {} though it exited with 0; run the same command again, and if it stops here again, copy {} by hand (`rclone copyto`) and report it",
+        .keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
+        if .keys.len() == 1 { "it" } else { "them" }
+    )]
+    NotCopied {
+        /// The source bucket.
+        bucket: String,
+        /// The keys not copied.
+        keys: Vec<String>,
+    },
     /// rclone left objects out of the copy: keys ending in `/` that hold bytes. S3 allows them; rclone takes
     /// such a key for a folder ("Entry doesn't belong in directory … - ignoring") and still exits with 0.
     #[error(
@@ -126,31 +138,210 @@ fn rclone(
     Ok(c)
 }
 
-/// Makes the target bucket's objects exactly the source's. An object moves when its size or its MD5 (the
-/// stores' listings: a single-part object's ETag, the MD5 rclone records on its multipart uploads) differ, or
-/// its size when one side keeps no MD5 (`--checksum`). Listed folder by folder, not with `--fast-list`: a bucket
-/// may hold a key that is also another key's folder (`a/b` and `a/b/c`), and with `--fast-list` rclone (1.60.1,
-/// against Garage 2.5.0) copies `a/b` and nothing under `a/b/`, and exits with 0 — what CI's random shapes hit
-/// ("only at the source: i/n ha2d/s7  wl", under the object `i/n ha2d`); `migrate_real`'s
-/// `a_bucket_whose_keys_are_other_keys_folders_moves_whole` fails with it. The per-folder listing sees both.
+/// What one copy of a bucket did at the target: objects written (and their bytes) and objects removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// Objects written at the target (new or changed at the source).
+    pub written: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Objects removed at the target (not at the source).
+    pub removed: usize,
+}
+
+/// Makes the target bucket's objects exactly the source's, moving only what differs: both buckets' flat
+/// listings ([`list`], at once), then the objects that are new or changed at the source are copied by name
+/// (`rclone copy --files-from-raw --no-traverse --no-check-dest`: no listing by rclone on either side), and
+/// the objects only at the target are deleted ([`changes`] says which).
 ///
-/// Why not size and modification time (rclone's default, until issue #16's freeze-window work): a time is
-/// metadata only a HEAD request per object reads, on both sides, and the delta after the freeze paid for them
-/// (BENCHMARKS.md, issue #16); and a rewrite with the same size and time
-/// (a restored backup) is missed by it, not by the MD5. What the copy misses either way, the verification
-/// names ([`compare_listings`] downloads what no MD5 proves).
+/// Why not `rclone sync` (as until issue #16's delta work): rclone lists both buckets folder by folder — one
+/// request per folder per side, about 360 for the benchmark's 2,163 objects — and compares object by object;
+/// in the freeze window that was most of the bucket's delta. The flat listings are one request per 1,000 keys,
+/// and what is written and deleted is exactly the difference. `--fast-list` was no way out: with it rclone
+/// 1.60.1 copies nothing under a key that is also another key's folder (`a/b` and `a/b/c`) and exits with 0;
+/// the flat listing and a copy by name see both.
 ///
-/// A key ending in `/` that holds bytes is one rclone cannot copy (it is a folder to rclone): rclone says so and
-/// exits with 0, and this fails naming each such key ([`S3Error::Uncopyable`]), so the bulk copy stops the run
-/// before the freeze instead of the verification after it. (An empty one is a folder marker: rclone neither
-/// copies nor lists it.)
-pub fn sync(source: &S3, target: &S3) -> Result<(), S3Error> {
+/// An object is changed when its size differs, or both stores keep an MD5 and they differ (a single-part
+/// object's ETag, the MD5 rclone records on its multipart uploads). With an MD5 on one side only, equal sizes
+/// count as equal (as `rclone sync --checksum` has it): the verification downloads and compares exactly those
+/// ([`compare_listings`]), so a same-size rewrite of such an object is named there, not missed.
+///
+/// A key ending in `/` that holds bytes is one rclone cannot copy (it is a folder to rclone): this fails naming
+/// each ([`S3Error::Uncopyable`]) before copying, so the bulk copy stops the run before the freeze instead of
+/// the verification after it. (An empty one is a folder marker, which the listing leaves out as rclone does.) A
+/// key holding a line break cannot be named in rclone's list of files: then the whole bucket goes through
+/// `rclone sync --checksum` as before.
+pub fn sync(source: &S3, target: &S3) -> Result<Copied, S3Error> {
+    let (a, b) = exec::both(|| list(source), || list(target));
+    let (a, b) = (a?, b?);
+    let Changes { write, remove } = changes(&a, &b);
+    let uncopyable: Vec<String> = write
+        .iter()
+        .filter(|k| k.ends_with('/'))
+        .map(|k| (*k).to_owned())
+        .collect();
+    if !uncopyable.is_empty() {
+        return Err(S3Error::Uncopyable {
+            bucket: source.bucket.clone(),
+            keys: uncopyable,
+        });
+    }
+    let copied = Copied {
+        written: write.len(),
+        bytes: write.iter().map(|k| a[*k].size.max(0) as u64).sum(),
+        removed: remove.len(),
+    };
+    if write.iter().any(|k| k.contains(['\n', '\r'])) {
+        whole_sync(source, target)?;
+        return Ok(copied);
+    }
+    if !write.is_empty() {
+        copy_keys(source, target, &write)?;
+    }
+    if !remove.is_empty() {
+        let keys = keys(target)?;
+        for key in &remove {
+            flat::delete(target, &keys, key)?;
+        }
+    }
+    Ok(copied)
+}
+
+/// What makes a target's listing the source's: the keys to write (new at the source, or changed) and the keys
+/// to remove (only at the target), each in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Changes<'a> {
+    /// Keys the source has and the target lacks or holds otherwise.
+    pub(crate) write: Vec<&'a str>,
+    /// Keys only the target has.
+    pub(crate) remove: Vec<&'a str>,
+}
+
+/// The difference between the source's listing `a` and the target's `b` ([`sync`] says when an object counts
+/// as changed).
+pub(crate) fn changes<'a>(a: &'a Listing, b: &'a Listing) -> Changes<'a> {
+    let write = a
+        .iter()
+        .filter(|(key, x)| match b.get(*key) {
+            None => true,
+            Some(y) => y.size != x.size || matches!((&x.md5, &y.md5), (Some(m), Some(n)) if m != n),
+        })
+        .map(|(key, _)| key.as_str())
+        .collect();
+    let remove = b
+        .keys()
+        .filter(|key| !a.contains_key(*key))
+        .map(String::as_str)
+        .collect();
+    Changes { write, remove }
+}
+
+/// Copies the objects `keys` (none holding a line break) from `source` to `target` by name: rclone lists
+/// neither bucket and writes each ([`rounds`] of them), and its log must name each as copied; a key it does not
+/// name fails the step ([`S3Error::NotCopied`]) unless the source no longer has it (deleted while the source
+/// still served, before the freeze: the next copy removes it at the target too).
+fn copy_keys(source: &S3, target: &S3, keys: &[&str]) -> Result<(), S3Error> {
+    let dir = tempfile::tempdir()
+        .map_err(|e| IoError::new("create a temporary folder in", std::env::temp_dir(), e))?;
+    let mut missing = Vec::new();
+    for round in rounds(keys) {
+        let list = dir.path().join("keys");
+        std::fs::write(&list, round.join("\n") + "\n")
+            .map_err(|e| IoError::new("write", &list, e))?;
+        let mut files_from = std::ffi::OsString::from("--files-from-raw=");
+        files_from.push(&list);
+        let files_from = files_from.to_string_lossy().into_owned();
+        let c = rclone(
+            "copy",
+            &[
+                files_from.as_str(),
+                "--no-traverse",
+                "--no-check-dest",
+                "--use-json-log",
+                "--verbose",
+                "--checkers",
+                "16",
+                "--transfers",
+                "8",
+            ],
+            source,
+            target,
+        )?;
+        let out = exec::checked(
+            c,
+            &format!("copy bucket {} to {}", source.bucket, target.bucket),
+        )?;
+        let copied = copied_objects(&String::from_utf8_lossy(&out.stderr));
+        missing.extend(round.into_iter().filter(|k| !copied.contains(*k)));
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let keys = self::keys(source)?;
+    let mut still_there = Vec::new();
+    for key in missing {
+        if flat::exists(source, &keys, key)? {
+            still_there.push(key.to_owned());
+        }
+    }
+    if still_there.is_empty() {
+        Ok(())
+    } else {
+        Err(S3Error::NotCopied {
+            bucket: source.bucket.clone(),
+            keys: still_there,
+        })
+    }
+}
+
+/// `keys` in rounds, none of which holds both a key and a key under it as a folder (`a/b` and `a/b/c`): given
+/// both in one list of files, rclone 1.60.1 copies the object `a/b` and nothing under `a/b/`, and exits with 0
+/// (seen against Garage 2.5.0). A key's round is the number of its folders that are keys of the list too, so
+/// `a/b/c` follows `a/b`; a bucket without such keys is one round.
+fn rounds<'a>(keys: &[&'a str]) -> Vec<Vec<&'a str>> {
+    let set: std::collections::HashSet<&str> = keys.iter().copied().collect();
+    let mut rounds: Vec<Vec<&'a str>> = Vec::new();
+    for key in keys {
+        let depth = key
+            .match_indices('/')
+            .filter(|(i, _)| set.contains(&key[..*i]))
+            .count();
+        if rounds.len() <= depth {
+            rounds.resize_with(depth + 1, Vec::new);
+        }
+        rounds[depth].push(key);
+    }
+    rounds
+}
+
+/// The objects rclone's JSON log (`--use-json-log --verbose`) says it copied (`"msg": "Copied (new)"`,
+/// `"Copied (replaced existing)"`, …).
+fn copied_objects(log: &str) -> std::collections::HashSet<String> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| {
+            entry["msg"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Copied"))
+        })
+        .filter_map(|entry| entry["object"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// `rclone sync --checksum` of the whole bucket, rclone listing both folder by folder: what [`sync`] falls
+/// back to when a key cannot be named in rclone's list of files.
+fn whole_sync(source: &S3, target: &S3) -> Result<(), S3Error> {
     let c = rclone("sync", &["--checksum"], source, target)?;
     let out = exec::checked(
         c,
         &format!("copy bucket {} to {}", source.bucket, target.bucket),
     )?;
-    let keys = ignored_entries(&String::from_utf8_lossy(&out.stderr));
+    uncopied(source, &out.stderr)
+}
+
+/// Fails naming the keys rclone's log (`stderr`) says it left out as folders, though it exits with 0.
+fn uncopied(source: &S3, stderr: &[u8]) -> Result<(), S3Error> {
+    let keys = ignored_entries(&String::from_utf8_lossy(stderr));
     if keys.is_empty() {
         Ok(())
     } else {
@@ -340,6 +531,81 @@ mod tests {
                    2026/11/28 15:16:12 ERROR : x: Failed to copy: 404\n";
         assert_eq!(ignored_entries(log), ["t/z q/", "a: b/"]);
         assert!(ignored_entries("").is_empty());
+    }
+
+    fn listing() -> impl proptest::strategy::Strategy<Value = Listing> {
+        use proptest::prelude::*;
+        let md5 = prop::option::of(prop::sample::select(vec!["aa", "bb"]).prop_map(String::from));
+        prop::collection::btree_map(
+            prop::sample::select(vec!["a", "a/b", "a/b/c", "x y", "z"]).prop_map(String::from),
+            (0i64..3, md5).prop_map(|(size, md5)| Listed { size, md5 }),
+            0..5,
+        )
+    }
+
+    proptest::proptest! {
+        /// Whatever the two listings: the target with the changes applied (each written key taking the source's
+        /// object, each removed key gone) has exactly the source's keys, with the source's size and, wherever
+        /// both stores keep an MD5, its MD5; and nothing is written that was already equal so (the copy is the
+        /// difference only).
+        #[test]
+        fn the_changes_make_the_target_the_source_and_no_more(a in listing(), b in listing()) {
+            let Changes { write, remove } = changes(&a, &b);
+            let mut after = b.clone();
+            for key in &remove {
+                proptest::prop_assert!(!a.contains_key(*key), "{key} removed though at the source");
+                after.remove(*key);
+            }
+            for key in &write {
+                after.insert((*key).to_owned(), a[*key].clone());
+            }
+            proptest::prop_assert_eq!(after.keys().collect::<Vec<_>>(), a.keys().collect::<Vec<_>>());
+            for (key, x) in &a {
+                let y = &after[key];
+                proptest::prop_assert_eq!(x.size, y.size, "{}", key);
+                if let (Some(m), Some(n)) = (&x.md5, &y.md5) {
+                    proptest::prop_assert_eq!(m, n, "{}", key);
+                }
+                let unchanged = b.get(key).is_some_and(|y| {
+                    y.size == x.size && (x.md5.is_none() || y.md5.is_none() || x.md5 == y.md5)
+                });
+                proptest::prop_assert_eq!(write.contains(&key.as_str()), !unchanged, "{}", key);
+            }
+        }
+    }
+
+    /// rclone's JSON log of a copy (1.60.1's lines): the objects named as copied, not the stats or errors.
+    #[test]
+    fn copied_objects_are_read_from_rclones_json_log() {
+        let log = r#"{"level":"info","msg":"Copied (new)","object":"a/b","source":"operations/operations.go:566"}
+{"level":"info","msg":"Copied (replaced existing)","object":"x: y","source":"operations/operations.go:566"}
+{"level":"error","msg":"Failed to copy: 404","object":"gone","source":"operations/copy.go:1"}
+{"level":"info","msg":"\nTransferred: 2 / 2, 100%\n","stats":{"transfers":2}}
+not json"#;
+        let mut got: Vec<_> = copied_objects(log).into_iter().collect();
+        got.sort();
+        assert_eq!(got, ["a/b", "x: y"]);
+    }
+
+    proptest::proptest! {
+        /// Every key is in exactly one round, and no round holds a key together with a key under it as a folder.
+        #[test]
+        fn no_round_holds_a_key_and_a_key_under_it(
+            keys in proptest::collection::btree_set("[ab/]{1,6}", 0..12)
+        ) {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let rounds = rounds(&keys);
+            let mut all: Vec<&str> = rounds.iter().flatten().copied().collect();
+            all.sort_unstable();
+            proptest::prop_assert_eq!(&all, &keys);
+            for round in &rounds {
+                for x in round {
+                    for y in round {
+                        proptest::prop_assert!(!y.starts_with(&format!("{x}/")), "{} and {} in one round", x, y);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
