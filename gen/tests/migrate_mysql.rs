@@ -67,17 +67,28 @@ impl Maria {
     /// out the routines another account defined, and the schema digest, read by the same account, misses them:
     /// the seed's function `twice` was lost silently).
     fn start_tcp(root: &Path, name: &str, password: &str) -> Maria {
+        Maria::start_tcp_with(root, name, password, &[], "")
+    }
+
+    /// As [`Maria::start_tcp`], the server given `options` and B's account `require` (`REQUIRE SSL`).
+    fn start_tcp_with(
+        root: &Path,
+        name: &str,
+        password: &str,
+        options: &[String],
+        require: &str,
+    ) -> Maria {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let m = Maria::start_on(root, name, Some(port));
+        let m = Maria::start_with(root, name, Some(port), options);
         m.sql(
             "",
             &format!(
                 "CREATE USER 'pixelfed' IDENTIFIED VIA unix_socket; \
-                 CREATE OR REPLACE USER 'pixelfed'@'127.0.0.%' IDENTIFIED BY '{password}'; \
+                 CREATE OR REPLACE USER 'pixelfed'@'127.0.0.%' IDENTIFIED BY '{password}' {require}; \
                  GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON pixelfed.* TO 'pixelfed'@'127.0.0.%'; \
                  GRANT SELECT ON mysql.proc TO 'pixelfed'@'127.0.0.%'"
             ),
@@ -86,6 +97,10 @@ impl Maria {
     }
 
     fn start_on(root: &Path, name: &str, port: Option<u16>) -> Maria {
+        Maria::start_with(root, name, port, &[])
+    }
+
+    fn start_with(root: &Path, name: &str, port: Option<u16>, options: &[String]) -> Maria {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         world::run(
@@ -135,6 +150,7 @@ impl Maria {
                 "--skip-log-bin",
                 "--innodb-buffer-pool-size=32M",
             ])
+            .args(options)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -204,6 +220,7 @@ impl Maria {
             database: "pixelfed".into(),
             password_file: None,
             os_user: Some("nobody".into()),
+            tls: Default::default(),
         }
     }
 }
@@ -218,6 +235,7 @@ impl Maria {
             database: "pixelfed".into(),
             password_file: Some(password_file.to_owned()),
             os_user: None,
+            tls: Default::default(),
         }
     }
 }
@@ -621,6 +639,92 @@ fn postgresql_urls_follow_the_move() -> Outcome {
     Ok(())
 }
 
+/// A MySQL database crosses only encrypted (issue #16's operator review, B3), against real MariaDB servers: A has
+/// a certificate (self-signed, made with openssl) and B's account `REQUIRE SSL`, as the planner asks of A's
+/// provider. With the job's `tls.mode = "require"` (what the planner's jobs get for A's machine) the tools
+/// connect with `--ssl` and the run completes with equal data; with `disable` A refuses the login and the run
+/// stops before the freeze; a server without TLS and `require`: refused before the freeze too.
+fn a_mysql_database_crosses_encrypted_or_not_at_all() -> Outcome {
+    use fedigen::migrate::job::TlsMode;
+    let root = temp_root();
+    let p = root.path();
+    let tls = p.join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let (key, cert) = (tls.join("key.pem"), tls.join("cert.pem"));
+    world::run(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null()),
+        "openssl req",
+    );
+    world::run(
+        Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(&tls),
+        "chown",
+    );
+    let password = "a-source-password";
+    let a = Maria::start_tcp_with(
+        p,
+        "a",
+        password,
+        &[
+            format!("--ssl-cert={}", cert.display()),
+            format!("--ssl-key={}", key.display()),
+        ],
+        "REQUIRE SSL",
+    );
+    let plain = Maria::start_tcp(p, "plain", password);
+    let b = Maria::start(p, "b");
+    let password_file = p.join("source-password");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    a.sql("pixelfed", SEED);
+    let attempt = |source: &Maria, mode: TlsMode, name: &str| {
+        let dir = p.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut job = mysql_job(source, &b, &dir);
+        job.databases[0].source = source.tcp_connection(&password_file);
+        job.databases[0].source.tls.mode = Some(mode);
+        let job_file = dir.join("job.json");
+        std::fs::write(&job_file, job.to_json()).unwrap();
+        let out = fedigen(&job_file, "run", &dir.join("journal"))
+            .output()
+            .unwrap();
+        (out, dir, job_file)
+    };
+    let (out, dir, _) = attempt(&a, TlsMode::Disable, "clear");
+    if out.status.success() || dir.join("frozen").exists() {
+        return Err(format!(
+            "a login in clear was let in, or A frozen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let (out, dir, _) = attempt(&plain, TlsMode::Require, "no-tls");
+    if out.status.success() || dir.join("frozen").exists() {
+        return Err(format!(
+            "a server without TLS was used, or frozen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.contains("offers no TLS") {
+        return Err(format!("the refusal does not say why: {stderr}").into());
+    }
+    let (out, _, job_file) = attempt(&a, TlsMode::Require, "encrypted");
+    world::ok(&out, "the run with TLS required");
+    let report = verify(&job_file);
+    assert_eq!(report["equal"], true, "{report:#}");
+    Ok(())
+}
+
 fn main() {
     let maria = mariadbd().is_file()
         && on_path("mariadb-install-db")
@@ -642,6 +746,12 @@ fn main() {
             "a_killed_mysql_run_resumes_to_equal_data",
             maria,
             a_killed_mysql_run_resumes_to_equal_data,
+            maria_reason,
+        ),
+        (
+            "a_mysql_database_crosses_encrypted_or_not_at_all",
+            maria,
+            a_mysql_database_crosses_encrypted_or_not_at_all,
             maria_reason,
         ),
         (

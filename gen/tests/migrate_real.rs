@@ -1146,3 +1146,165 @@ fn the_bucket_copy_moves_only_the_difference() {
         "nothing left to copy"
     );
 }
+
+/// A self-signed certificate and key for a PostgreSQL server run by `owner` (the key its own, mode 0600, as
+/// the server requires), in `dir`; returns the server options that turn TLS on with them.
+fn tls_settings(dir: &Path, owner: &str) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    world::run(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null()),
+        "openssl req",
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if world::is_root() {
+        world::run(
+            Command::new("chown").arg(format!("{owner}:")).arg(&key),
+            "chown",
+        );
+    }
+    format!(
+        "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+        cert.display(),
+        key.display()
+    )
+}
+
+/// The database crosses only encrypted (issue #16's operator review, B3). A's PostgreSQL 15 has `ssl = on`
+/// (a self-signed certificate made with openssl) and refuses every TCP connection in clear (`hostnossl … reject`
+/// first in pg_hba.conf), as the planner asks of A's provider; B has no TLS at all.
+/// - The job's `tls.mode = "disable"`: the run stops at its first check, before the freeze, saying the server
+///   takes the role only over TLS and how to fix it — so the tools get the job's mode (a `PGSSLMODE=disable`
+///   left in fedigen's environment changes nothing either way: it is set here and overridden).
+/// - `require`, dumped and restored: the run completes and B holds A's rows.
+/// - `require`, replicated: B's server subscribes to A (its connection string carries the publisher's
+///   `sslmode`: `replicate`'s unit test; here libpq's default, `prefer`, would also take A's TLS), and the run
+///   completes; the publisher's role with `disable` is refused before the freeze.
+/// - A source without TLS (B's server) and `require`: refused before the freeze, naming `ssl = on` and the
+///   `hostssl` line.
+#[test]
+fn the_database_crosses_the_network_encrypted_or_not_at_all() {
+    use fedigen::migrate::job::TlsMode;
+    world::prerequisites();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = root.path().to_owned();
+    let settings = tls_settings(&p.join("tls"), "nobody");
+    let a = world::Pg::start_with(&p, "pg-a", &format!("{settings} -c wal_level=logical"));
+    let hba = a.dir.join("data/pg_hba.conf");
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("hostnossl all all all reject\n{rules}")).unwrap();
+    a.pg_ctl("reload");
+    a.app(
+        "CREATE TABLE t (id serial PRIMARY KEY, s text); INSERT INTO t (s) SELECT 'row ' || g FROM generate_series(1, 200) g",
+    );
+    let run = |job: &fedigen::migrate::job::Job, dir: &Path| {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("job.json"), job.to_json()).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_fedigen"))
+            .args(["migrate", "run", "--job"])
+            .arg(dir.join("job.json"))
+            .arg("--journal")
+            .arg(dir.join("journal"))
+            .env("FEDIGEN_PG_BIN", pg_bin())
+            .env("PGSSLMODE", "disable")
+            .output()
+            .unwrap()
+    };
+    let with_mode = |mut job: fedigen::migrate::job::Job, mode: TlsMode| {
+        let d = &mut job.databases[0];
+        d.source.tls.mode = Some(mode);
+        if let Some(r) = &mut d.replication {
+            r.publisher.tls.mode = Some(mode);
+        }
+        job
+    };
+
+    // In clear: refused by A before anything is done.
+    let b = world::Pg::start(&p, "pg-b");
+    let dir = p.join("clear");
+    let out = run(
+        &with_mode(database_job(&a, &b, &dir, false), TlsMode::Disable),
+        &dir,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a run in clear was let in");
+    assert!(
+        stderr.contains("step check:app failed")
+            && stderr.contains("accepts this role only over TLS"),
+        "{stderr}"
+    );
+    assert!(!dir.join("frozen").exists(), "the source was frozen");
+
+    // Encrypted, dumped and restored.
+    let dir = p.join("dumped");
+    ok(
+        &run(
+            &with_mode(database_job(&a, &b, &dir, false), TlsMode::Require),
+            &dir,
+        ),
+        "run with TLS required",
+    );
+    assert_eq!(b.app("SELECT count(*) FROM t"), "200\n");
+
+    // Encrypted, replicated: B's server connects to A with the job's mode.
+    let b2 = world::Pg::start(&p, "pg-b2");
+    let dir = p.join("replicated-clear");
+    let mut job = with_mode(database_job(&a, &b2, &dir, true), TlsMode::Require);
+    job.databases[0]
+        .replication
+        .as_mut()
+        .unwrap()
+        .publisher
+        .tls
+        .mode = Some(TlsMode::Disable);
+    let out = run(&job, &dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a subscription in clear was let in");
+    assert!(stderr.contains("no encryption"), "{stderr}");
+    assert!(!dir.join("frozen").exists(), "the source was frozen");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fedigen"));
+    c.args(["migrate", "rollback", "--job"])
+        .arg(dir.join("job.json"))
+        .arg("--journal")
+        .arg(dir.join("journal"))
+        .env("FEDIGEN_PG_BIN", pg_bin());
+    ok(&c.output().unwrap(), "rollback");
+    let b3 = world::Pg::start(&p, "pg-b3");
+    let dir = p.join("replicated");
+    let out = run(
+        &with_mode(database_job(&a, &b3, &dir, true), TlsMode::Require),
+        &dir,
+    );
+    ok(&out, "replicated run with TLS required");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("replicated while the source serves"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b3.app("SELECT count(*) FROM t"), "200\n");
+
+    // A source that offers no TLS: refused before the freeze, with the fix.
+    let dir = p.join("no-tls");
+    let out = run(
+        &with_mode(database_job(&b, &b2, &dir, false), TlsMode::Require),
+        &dir,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("step check:app failed")
+            && stderr.contains("offers none")
+            && stderr.contains("hostssl"),
+        "{stderr}"
+    );
+    assert!(!dir.join("frozen").exists(), "the source was frozen");
+}

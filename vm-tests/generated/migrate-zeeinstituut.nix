@@ -231,9 +231,17 @@ let
     mkdir -p $out
     ssh-keygen -q -t ed25519 -N "" -f $out/id_ed25519
   '';
-  # What both sides add for the move: PostgreSQL reachable from the test network with a password (what the
-  # planner asks of A's provider; the roles get theirs from source_access), root logins with the test key, the
-  # tools the engine calls (the clients of the machine's database servers among them).
+  # The database servers' TLS certificate and key (self-signed, generated at build time: tests only). The job
+  # requires TLS for a database on another machine (sslmode=require, MariaDB's --ssl), as the planner asks of A's
+  # provider.
+  dbTls = pkgs.runCommand "fedigen-migrate-test-db-tls" { nativeBuildInputs = [ pkgs.openssl ]; } ''
+    mkdir -p $out
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=fedigen-test-db \
+      -keyout $out/key.pem -out $out/cert.pem
+  '';
+  # What both sides add for the move: PostgreSQL reachable from the test network with a password over TLS (what
+  # the planner asks of A's provider; the roles get theirs from source_access), MariaDB with TLS, root logins
+  # with the test key, the tools the engine calls (the clients of the machine's database servers among them).
   side =
     { config, ... }:
     {
@@ -241,12 +249,38 @@ let
         enableTCPIP = true;
         # Local connections by peer, as NixOS's default: the engine's tools at B must run as the role's own OS
         # user (the job's os_user), which trust would not prove (review-21 F2). From the network a password
-        # (SCRAM, PostgreSQL's default password_encryption), never trust: the job must give its password file's.
+        # (SCRAM, PostgreSQL's default password_encryption) and only over TLS (`hostssl`): a connection in clear
+        # matches no line and is refused, so the move proves it was encrypted. The loopback keeps plain `host`.
         authentication = lib.mkOverride 10 ''
           local all all peer
-          host all all 0.0.0.0/0 scram-sha-256
-          host all all ::/0 scram-sha-256
+          host all all 127.0.0.1/32 scram-sha-256
+          host all all ::1/128 scram-sha-256
+          hostssl all all 0.0.0.0/0 scram-sha-256
+          hostssl all all ::/0 scram-sha-256
         '';
+        settings = {
+          ssl = true;
+          ssl_cert_file = "${dbTls}/cert.pem";
+          # PostgreSQL refuses a key others may read: a copy owned by postgres, mode 0600.
+          ssl_key_file = "/etc/fedigen/db-tls/postgres-key.pem";
+        };
+      };
+      environment.etc."fedigen/db-tls/postgres-key.pem" = lib.mkIf config.services.postgresql.enable {
+        source = "${dbTls}/key.pem";
+        mode = "0600";
+        user = "postgres";
+        group = "postgres";
+      };
+      # MariaDB (Pixelfed's) with TLS: source_access makes B's account `REQUIRE SSL`.
+      services.mysql.settings.mysqld = lib.mkIf config.services.mysql.enable {
+        ssl-cert = "${dbTls}/cert.pem";
+        ssl-key = "/etc/fedigen/db-tls/mysql-key.pem";
+      };
+      environment.etc."fedigen/db-tls/mysql-key.pem" = lib.mkIf config.services.mysql.enable {
+        source = "${dbTls}/key.pem";
+        mode = "0600";
+        user = config.services.mysql.user;
+        group = config.services.mysql.group;
       };
       services.openssh.enable = true;
       users.users.root.openssh.authorizedKeys.keyFiles = [ "${sshKey}/id_ed25519.pub" ];

@@ -129,6 +129,85 @@ pub struct Postgres {
     /// dump is then read on standard input, opened by root, since the journal folder is root's alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os_user: Option<String>,
+    /// Whether and how the connection is encrypted. Why: a database crossing from one provider to another
+    /// holds the actors' private keys and every account's e-mail and password hash; across a network it must
+    /// not travel in clear (issue #16's operator review, B3), so a connection to a host on the network
+    /// requires TLS unless the job says otherwise.
+    #[serde(default, skip_serializing_if = "Tls::is_default")]
+    pub tls: Tls,
+}
+
+impl Postgres {
+    /// The encryption this connection asks for: the job's `tls.mode`, or else `require` for a host on the
+    /// network and `prefer` (libpq's own default) for a Unix socket or the loopback, where nothing crosses a
+    /// network.
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.mode.unwrap_or_else(|| {
+            let host = self.host.as_str();
+            let local = host.starts_with('/')
+                || host.eq_ignore_ascii_case("localhost")
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if local {
+                TlsMode::Prefer
+            } else {
+                TlsMode::Require
+            }
+        })
+    }
+}
+
+/// A database connection's encryption: libpq's `sslmode` and root certificate, which the MySQL tools get as
+/// their `--ssl` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The mode; absent: [`Postgres::tls_mode`]'s default by host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<TlsMode>,
+    /// The certificate of the CA that signed the server's (PEM), for `verify-ca` and `verify-full`; read by
+    /// the tools at the machine that runs them (for a replicated database's publisher: by B's PostgreSQL
+    /// server, as its OS user).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Tls {
+    fn is_default(&self) -> bool {
+        *self == Tls::default()
+    }
+}
+
+/// How a connection is encrypted, by libpq's names (`sslmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Never encrypted (a private network the provider vouches for).
+    Disable,
+    /// Encrypted when the server offers it (libpq's default; no protection against an active attacker).
+    Prefer,
+    /// Always encrypted; the server's certificate is not checked.
+    Require,
+    /// Encrypted, and the server's certificate signed by `ca_file`.
+    VerifyCa,
+    /// Encrypted, the server's certificate signed by `ca_file` and naming the host.
+    VerifyFull,
+}
+
+impl TlsMode {
+    /// libpq's name of the mode (`sslmode=`).
+    pub fn libpq(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable",
+            TlsMode::Prefer => "prefer",
+            TlsMode::Require => "require",
+            TlsMode::VerifyCa => "verify-ca",
+            TlsMode::VerifyFull => "verify-full",
+        }
+    }
 }
 
 fn default_pg_port() -> u16 {
@@ -608,6 +687,42 @@ mod tests {
             ..parsed
         };
         assert!(built.problems().is_empty(), "{:?}", built.problems());
+    }
+
+    /// Without `tls`, a connection to a host on the network requires TLS and one over a socket or the loopback
+    /// prefers it; the job's mode wins; a job without `tls` keeps its JSON; a mode libpq does not know is
+    /// refused.
+    #[test]
+    fn tls_is_required_across_a_network_unless_the_job_says_otherwise() {
+        let parsed = Job::parse(&job().to_string(), "job.json").unwrap();
+        assert!(!parsed.to_json().contains("tls"));
+        let d = &parsed.databases[0];
+        assert_eq!(d.source.tls_mode(), TlsMode::Prefer, "a Unix socket");
+        assert_eq!(d.target.tls_mode(), TlsMode::Require, "10.0.0.2");
+        for (host, mode) in [
+            ("127.0.0.1", TlsMode::Prefer),
+            ("::1", TlsMode::Prefer),
+            ("[::1]", TlsMode::Prefer),
+            ("LOCALHOST", TlsMode::Prefer),
+            ("db.provider-a.example", TlsMode::Require),
+            ("2001:db8::5", TlsMode::Require),
+            ("mastodon-a", TlsMode::Require),
+        ] {
+            let pg = Postgres {
+                host: host.into(),
+                ..d.source.clone()
+            };
+            assert_eq!(pg.tls_mode(), mode, "{host}");
+        }
+        let mut v = job();
+        v["databases"][0]["target"]["tls"] =
+            serde_json::json!({"mode": "verify-full", "ca_file": "/etc/ca.pem"});
+        let parsed = Job::parse(&v.to_string(), "job.json").unwrap();
+        assert_eq!(parsed.databases[0].target.tls_mode(), TlsMode::VerifyFull);
+        assert_eq!(parsed.databases[0].target.tls_mode().libpq(), "verify-full");
+        assert_eq!(Job::parse(&parsed.to_json(), "again").unwrap(), parsed);
+        v["databases"][0]["target"]["tls"] = serde_json::json!({"mode": "allow"});
+        assert!(Job::parse(&v.to_string(), "job.json").is_err());
     }
 
     /// `os_user` is optional: a job without it keeps its JSON (and so its journal's digest) byte for byte; one

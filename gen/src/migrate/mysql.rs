@@ -73,6 +73,30 @@ fn socket(host: &str) -> PathBuf {
     }
 }
 
+/// The job's encryption of a TCP connection as the MariaDB tools' options: `require` is `--ssl` (the client then
+/// refuses a server that offers no TLS), `verify-ca` and `verify-full` also check the server's certificate
+/// against `tls.ca_file`, `disable` is `--skip-ssl`, `prefer` leaves the client's default.
+fn tls_options(cmd: &mut Command, c: &Connection) {
+    use super::job::TlsMode;
+    match c.tls_mode() {
+        TlsMode::Disable => {
+            cmd.arg("--skip-ssl");
+        }
+        TlsMode::Prefer => {}
+        TlsMode::Require => {
+            cmd.arg("--ssl");
+        }
+        TlsMode::VerifyCa | TlsMode::VerifyFull => {
+            cmd.arg("--ssl").arg("--ssl-verify-server-cert");
+        }
+    }
+    if let Some(ca) = &c.tls.ca_file {
+        let mut option = std::ffi::OsString::from("--ssl-ca=");
+        option.push(ca);
+        cmd.arg(option);
+    }
+}
+
 /// `names`' tool connected to `c`'s database server, as `c.os_user` when given ([`exec::run_as`]: that user's
 /// groups and environment). Every MySQL tool the migration runs is made here and run by `exec.rs`, so none can
 /// miss the connection's OS user or outlive fedigen, and a password reaches it only in its environment.
@@ -99,6 +123,7 @@ fn command(names: &[&str], c: &Connection) -> Result<Command, MysqlError> {
         if names.iter().any(|n| *n == "mariadb" || *n == "mysql") {
             cmd.arg("--connect-timeout=15");
         }
+        tls_options(&mut cmd, c);
     }
     if let Some(file) = &c.password_file {
         let text = std::fs::read_to_string(file)
@@ -225,18 +250,42 @@ pub(crate) fn restore_problems(
     let sql = "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = DATABASE()";
     let (a, b) = exec::both(|| query(source, sql), || query(target, sql));
     let (a, b) = (a?, b?);
+    let mut problems = Vec::new();
+    for c in [source, target] {
+        problems.extend(tls_problem(c)?);
+    }
     let (a, b) = (a.trim_end(), b.trim_end());
     if a == b {
-        return Ok(Vec::new());
+        return Ok(problems);
     }
     let (charset, collation) = a.split_once('\t').unwrap_or((a, ""));
-    Ok(vec![format!(
+    problems.push(format!(
         "database {} has the character set and collation `{}` at the source and `{}` at the target: make the target's the source's (ALTER DATABASE {} CHARACTER SET {charset} COLLATE {collation}), then run the same command again",
         source.database,
         a.replace('\t', " / "),
         b.replace('\t', " / "),
         quote_identifier(&target.database),
-    )])
+    ));
+    Ok(problems)
+}
+
+/// Whether TCP connection `c`, whose job requires TLS, got it: MariaDB's tools before 11.4 take `--ssl` as a
+/// wish, not a requirement, and go on in clear with a server that offers no TLS (seen with 10.11's against a
+/// server without a certificate); the session's `Ssl_cipher` says what was negotiated. (`verify-ca` and
+/// `verify-full` pass `--ssl-verify-server-cert`, which the tools do enforce.)
+fn tls_problem(c: &Connection) -> Result<Option<String>, MysqlError> {
+    use super::job::TlsMode;
+    if c.host.starts_with('/') || !matches!(c.tls_mode(), TlsMode::Require) {
+        return Ok(None);
+    }
+    let cipher = query(c, "SHOW SESSION STATUS LIKE 'Ssl_cipher'")?;
+    let cipher = cipher.trim_end().split_once('\t').map_or("", |(_, v)| v);
+    Ok(cipher.is_empty().then(|| {
+        format!(
+            "the MySQL server at {} port {} offers no TLS and the job requires it for this connection (the default for a host on the network: the database holds the accounts' data): give it a certificate (MariaDB's `ssl_cert` and `ssl_key`; NixOS: `services.mysql.settings.mysqld`) and the account `REQUIRE SSL`, then run the same command again; only on a private network the provider vouches for, set `\"tls\": {{ \"mode\": \"disable\" }}` on this connection in the job instead",
+            c.host, c.port
+        )
+    }))
 }
 
 /// What verification compares of a MySQL database, computed by the server: per table its rows and the sum of

@@ -53,8 +53,14 @@ pub(crate) fn command(name: &str, pg: &Postgres) -> Result<Command, PgError> {
         .arg(&pg.user)
         .arg("--no-password")
         .env("PGCONNECT_TIMEOUT", "15")
+        // The job's encryption, never the caller's environment's (a PGSSLMODE=disable left in a shell).
+        .env("PGSSLMODE", pg.tls_mode().libpq())
+        .env_remove("PGSSLROOTCERT")
         .env_remove("PGPASSWORD")
         .env_remove("PGSERVICE");
+    if let Some(ca) = &pg.tls.ca_file {
+        c.env("PGSSLROOTCERT", ca);
+    }
     if let Some(file) = &pg.password_file {
         let text = std::fs::read_to_string(file)
             .map_err(|e| IoError::new("read the database password from", file, e))?;
@@ -85,8 +91,8 @@ pub(crate) fn describe(pg: &Postgres) -> String {
     )
 }
 
-/// Runs a tool made by [`command`] for `pg`, with `io`; a refusal by peer or ident authentication (the OS user is
-/// not the role) is said with the connection, the OS user the tool ran as, and how to fix it.
+/// Runs a tool made by [`command`] for `pg`, with `io`; a refusal the connection's settings explain is said with
+/// how to fix it ([`refusal_fix`]).
 fn run(c: Command, pg: &Postgres, what: &str, io: exec::Io<'_>) -> Result<exec::Output, PgError> {
     exec::checked_with(c, &format!("{what}: {}", describe(pg)), io).map_err(|e| match e {
         ExecError::Failed {
@@ -94,32 +100,63 @@ fn run(c: Command, pg: &Postgres, what: &str, io: exec::Io<'_>) -> Result<exec::
             what,
             status,
             output,
-        } if output.contains("Peer authentication failed")
-            || output.contains("Ident authentication failed") =>
-        {
-            let os = pg
-                .os_user
-                .clone()
-                .unwrap_or_else(exec::current_user);
-            let fix = match &pg.os_user {
-                None => format!(
-                    "the server at {} authenticates local connections by the OS user (pg_hba.conf `peer`, the NixOS default), and the tool ran as `{os}`, not `{}`: set `\"os_user\": \"{}\"` on this connection in the job (the OS user of the role's service; the planner sets it for /run/postgresql), or give the role a password and a `password_file`, then run the same command again",
-                    pg.host, pg.user, pg.user
-                ),
-                Some(_) => format!(
-                    "the server at {} authenticates local connections by the OS user (pg_hba.conf `peer`), and the tool ran as `{os}`, which may not log in as role `{}`: set `os_user` on this connection to the OS user the role maps to (pg_ident.conf, or the same name), then run the same command again",
-                    pg.host, pg.user
-                ),
-            };
-            PgError::Exec(ExecError::Failed {
+        } => match refusal_fix(pg, &output) {
+            Some(fix) => PgError::Exec(ExecError::Failed {
                 program,
                 what,
                 status,
                 output: format!("{output}\n  {fix}"),
-            })
-        }
+            }),
+            None => PgError::Exec(ExecError::Failed {
+                program,
+                what,
+                status,
+                output,
+            }),
+        },
         other => PgError::Exec(other),
     })
+}
+
+/// How to fix a refusal by the server at `pg`, from what the tool wrote (`output`): peer or ident authentication
+/// (the OS user is not the role), or encryption (TLS required by the job and not offered by the server, or
+/// required by the server's pg_hba.conf and turned off by the job).
+fn refusal_fix(pg: &Postgres, output: &str) -> Option<String> {
+    if output.contains("Peer authentication failed")
+        || output.contains("Ident authentication failed")
+    {
+        let os = pg.os_user.clone().unwrap_or_else(exec::current_user);
+        return Some(match &pg.os_user {
+            None => format!(
+                "the server at {} authenticates local connections by the OS user (pg_hba.conf `peer`, the NixOS default), and the tool ran as `{os}`, not `{}`: set `\"os_user\": \"{}\"` on this connection in the job (the OS user of the role's service; the planner sets it for /run/postgresql), or give the role a password and a `password_file`, then run the same command again",
+                pg.host, pg.user, pg.user
+            ),
+            Some(_) => format!(
+                "the server at {} authenticates local connections by the OS user (pg_hba.conf `peer`), and the tool ran as `{os}`, which may not log in as role `{}`: set `os_user` on this connection to the OS user the role maps to (pg_ident.conf, or the same name), then run the same command again",
+                pg.host, pg.user
+            ),
+        });
+    }
+    if output.contains("could not connect to the publisher") {
+        return Some(
+            "B's PostgreSQL server connects to A's itself for the subscription, with the job's `replication.publisher` connection (host, port, role, password and `tls.mode` all go into the connection string B's server uses): A's pg_hba.conf must take that role from B's address (over TLS: a `hostssl` line, unless the publisher's `tls.mode` is `disable`); fix the one or the other, then run the same command again".to_owned(),
+        );
+    }
+    if output.contains("server does not support SSL") {
+        return Some(format!(
+            "the job requires TLS for this connection (`{}`; the default for a host on the network: the database holds the actors' private keys) and the server at {} offers none: turn it on there (NixOS: `services.postgresql.settings.ssl = true` with `ssl_cert_file` and `ssl_key_file`, the key readable by postgres alone) and accept B with a `hostssl` line in pg_hba.conf, then run the same command again; only on a private network the provider vouches for, set `\"tls\": {{ \"mode\": \"disable\" }}` on this connection in the job instead",
+            pg.tls_mode().libpq(),
+            pg.host
+        ));
+    }
+    if output.contains("no encryption") && output.contains("pg_hba.conf") {
+        return Some(format!(
+            "the server at {} accepts this role only over TLS (a `hostssl` line), and the job's `tls.mode` for this connection is `{}`: remove it (TLS is the default for a host on the network) or set `require`, then run the same command again",
+            pg.host,
+            pg.tls_mode().libpq()
+        ));
+    }
+    None
 }
 
 /// Dumps `pg` in pg_dump's custom format to `file` (written beside it and renamed: whole or absent).
@@ -899,6 +936,7 @@ mod tests {
             database: "mastodon".into(),
             password_file: None,
             os_user: Some("fedigen-no-such-user".into()),
+            tls: Default::default(),
         };
         let Err(PgError::Exec(e @ ExecError::Missing { .. })) = command("psql", &pg) else {
             panic!("a missing user was accepted");

@@ -970,6 +970,7 @@ fn database_connections(
             database: name.to_owned(),
             password_file: Some(format!("{MIGRATE_SECRETS}/{name}-source-password").into()),
             os_user: None,
+            tls: Default::default(),
         },
         Postgres {
             host: socket.into(),
@@ -978,6 +979,7 @@ fn database_connections(
             database: name.to_owned(),
             password_file: None,
             os_user,
+            tls: Default::default(),
         },
     )
 }
@@ -1119,6 +1121,7 @@ fn application_job(
                         format!("{MIGRATE_SECRETS}/{name}-replicator-password").into(),
                     ),
                     os_user: None,
+                    tls: Default::default(),
                 },
                 subscriber: Postgres {
                     host: "/run/postgresql".into(),
@@ -1127,6 +1130,7 @@ fn application_job(
                     database: name.clone(),
                     password_file: None,
                     os_user: Some(TARGET_SUPERUSER.to_owned()),
+                    tls: Default::default(),
                 },
             });
         let mut rewrites_manual = Vec::new();
@@ -1146,16 +1150,16 @@ fn application_job(
         // unix_socket): the job reaches A over TCP with a password, which A's provider must set up (review-21 F3).
         let access = match db.engine {
             Engine::Postgresql => format!(
-                "a password on the role and a pg_hba.conf `hostssl {name} {} <B's address>/32 scram-sha-256` line, with `ssl = on` (libpq encrypts when the server offers it)",
+                "a password on the role and a pg_hba.conf `hostssl {name} {} <B's address>/32 scram-sha-256` line, with `ssl = on` and a certificate: the job requires TLS (`sslmode=require`; the connection's `tls` in the job sets another mode, e.g. `verify-full` with the CA's certificate)",
                 source.user
             ),
             Engine::Mysql => format!(
-                "a MariaDB account `{}`@'<B's address>' IDENTIFIED BY the password, granted SELECT, LOCK TABLES, SHOW VIEW, TRIGGER and EVENT on `{name}`.* and SELECT on `mysql.proc` (MariaDB 11.3 and later: SHOW CREATE ROUTINE on `{name}`.*), or the dump leaves out routines without an error",
+                "a MariaDB account `{}`@'<B's address>' IDENTIFIED BY the password REQUIRE SSL (the server with `ssl_cert` and `ssl_key`: the job connects with `--ssl`), granted SELECT, LOCK TABLES, SHOW VIEW, TRIGGER and EVENT on `{name}`.* and SELECT on `mysql.proc` (MariaDB 11.3 and later: SHOW CREATE ROUTINE on `{name}`.*), or the dump leaves out routines without an error",
                 source.user
             ),
         };
         manual.push(format!(
-            "{app}: A's {} database `{name}` must accept {machine} at B over TCP on port {} as `{}` with a password ({access}; the port open to B alone, and over a private network or TLS: the dump holds the actors' private keys), that password placed at B in {}",
+            "{app}: A's {} database `{name}` must accept {machine} at B over TCP on port {} as `{}` with a password ({access}; the port open to B alone: the dump holds the actors' private keys), that password placed at B in {}",
             db.engine.name(),
             source.port,
             source.user,

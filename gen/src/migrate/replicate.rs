@@ -239,22 +239,7 @@ pub(crate) fn start(operator: &str, d: &DatabaseMove) -> Result<(), ReplicateErr
     }
     // A slot left by an attempt killed while the target created its subscription.
     drop_slot(d, &name)?;
-    let p = &r.publisher;
-    let mut conninfo = format!(
-        "host={} port={} user={} dbname={}",
-        conninfo_value(&p.host),
-        p.port,
-        conninfo_value(&p.user),
-        conninfo_value(&p.database)
-    );
-    if let Some(file) = &p.password_file {
-        let password = std::fs::read_to_string(file)
-            .map_err(|e| IoError::new("read the database password from", file, e))?;
-        conninfo.push_str(&format!(
-            " password={}",
-            conninfo_value(password.trim_end_matches(['\n', '\r']))
-        ));
-    }
+    let conninfo = publisher_conninfo(&r.publisher)?;
     // On standard input: the connection string holds the publisher's password.
     psql_script(
         &r.subscriber,
@@ -264,6 +249,35 @@ pub(crate) fn start(operator: &str, d: &DatabaseMove) -> Result<(), ReplicateErr
         ),
     )?;
     Ok(())
+}
+
+/// The connection string B's server subscribes with: the publisher's host, port, role, database, its
+/// encryption as the job's tools have it (`sslmode`, `sslrootcert`: the rows cross the network in it, so a
+/// network host requires TLS here too) and its password (read from its file now).
+fn publisher_conninfo(p: &super::job::Postgres) -> Result<String, ReplicateError> {
+    let mut conninfo = format!(
+        "host={} port={} user={} dbname={} sslmode={}",
+        conninfo_value(&p.host),
+        p.port,
+        conninfo_value(&p.user),
+        conninfo_value(&p.database),
+        p.tls_mode().libpq()
+    );
+    if let Some(ca) = &p.tls.ca_file {
+        conninfo.push_str(&format!(
+            " sslrootcert={}",
+            conninfo_value(&ca.to_string_lossy())
+        ));
+    }
+    if let Some(file) = &p.password_file {
+        let password = std::fs::read_to_string(file)
+            .map_err(|e| IoError::new("read the database password from", file, e))?;
+        conninfo.push_str(&format!(
+            " password={}",
+            conninfo_value(password.trim_end_matches(['\n', '\r']))
+        ));
+    }
+    Ok(conninfo)
 }
 
 /// A libpq connection-string value: quoted, with `\` and `'` escaped.
@@ -283,9 +297,17 @@ fn subscription_exists(d: &DatabaseMove, name: &str) -> Result<bool, PgError> {
         == "1")
 }
 
+/// Waits, while the source still serves, until every table of the subscription has had its first copy and the
+/// target has applied the source's changes up to now: the changes made since (a bulk run days ago, or during
+/// the first copy) are applied before the freeze, which then waits only for what changes after this.
+pub(crate) fn synced(operator: &str, d: &DatabaseMove) -> Result<(), ReplicateError> {
+    tables_synced(operator, d)?;
+    caught_up(d, &object_name(operator, d), Duration::from_secs(1))
+}
+
 /// Waits until every table of the subscription has had its first copy and follows the stream (state `r`).
 /// Progress is a table changing state or growing: a large table copying for hours is not stalled.
-pub(crate) fn synced(operator: &str, d: &DatabaseMove) -> Result<(), ReplicateError> {
+fn tables_synced(operator: &str, d: &DatabaseMove) -> Result<(), ReplicateError> {
     let name = object_name(operator, d);
     let sub = &replication(d).subscriber;
     let query = format!(
@@ -326,44 +348,51 @@ pub(crate) fn synced(operator: &str, d: &DatabaseMove) -> Result<(), ReplicateEr
     }
 }
 
+/// Waits until the target has applied the source's changes up to the source's position now
+/// (`pg_current_wal_lsn()` at A), looking again after at most `pause_max`; stalled when the position the target
+/// applied does not move for [`STALL`].
+fn caught_up(d: &DatabaseMove, name: &str, pause_max: Duration) -> Result<(), ReplicateError> {
+    let r = replication(d);
+    let lsn = psql(&r.publisher, "SELECT pg_catalog.pg_current_wal_lsn()")?
+        .trim()
+        .to_owned();
+    let query = format!(
+        "SELECT coalesce((SELECT bool_or(replay_lsn >= '{lsn}'::pg_lsn) FROM pg_catalog.pg_stat_replication WHERE application_name = {n}), false)
+             OR coalesce((SELECT confirmed_flush_lsn >= '{lsn}'::pg_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = {n}), false),
+                (SELECT max(replay_lsn)::text FROM pg_catalog.pg_stat_replication WHERE application_name = {n})",
+        n = quote_literal(name)
+    );
+    // Progress is the position the target has applied moving on.
+    let (mut since, mut position) = (Instant::now(), String::new());
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let out = psql(&r.publisher, &query)?;
+        let (done, at) = out.trim_end().split_once('\t').unwrap_or((out.trim(), ""));
+        if done == "t" {
+            return Ok(());
+        }
+        if at != position {
+            (since, position) = (Instant::now(), at.to_owned());
+        } else if since.elapsed() > STALL {
+            return Err(ReplicateError::Stalled(format!(
+                "the target has applied nothing more of the source's changes in {} s and is not at {lsn} yet (the target's PostgreSQL log says why)",
+                STALL.as_secs()
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(pause_max);
+    }
+}
+
 /// At the freeze (the source no longer changes): the target applies the source's last change, the
 /// subscription, its slot and the publication are dropped, the sequences take the source's values, the large
 /// objects are copied, and the replica identities are put back at both sides.
 pub(crate) fn finish(operator: &str, d: &DatabaseMove, dir: &Path) -> Result<(), ReplicateError> {
-    let r = replication(d);
     let name = object_name(operator, d);
     if subscription_exists(d, &name)? {
-        synced(operator, d)?;
-        let lsn = psql(&r.publisher, "SELECT pg_catalog.pg_current_wal_lsn()")?
-            .trim()
-            .to_owned();
-        let query = format!(
-            "SELECT coalesce((SELECT bool_or(replay_lsn >= '{lsn}'::pg_lsn) FROM pg_catalog.pg_stat_replication WHERE application_name = {n}), false)
-                 OR coalesce((SELECT confirmed_flush_lsn >= '{lsn}'::pg_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = {n}), false),
-                    (SELECT max(replay_lsn)::text FROM pg_catalog.pg_stat_replication WHERE application_name = {n})",
-            n = quote_literal(&name)
-        );
-        // Progress is the position the target has applied moving on.
-        let (mut since, mut position) = (Instant::now(), String::new());
-        let mut pause = Duration::from_millis(20);
-        loop {
-            let out = psql(&r.publisher, &query)?;
-            let (done, at) = out.trim_end().split_once('\t').unwrap_or((out.trim(), ""));
-            if done == "t" {
-                break;
-            }
-            if at != position {
-                (since, position) = (Instant::now(), at.to_owned());
-            } else if since.elapsed() > STALL {
-                return Err(ReplicateError::Stalled(format!(
-                    "the target has applied nothing more of the source's changes in {} s and is not at {lsn} yet (the target's PostgreSQL log says why)",
-                    STALL.as_secs()
-                )));
-            }
-            std::thread::sleep(pause);
-            // Inside the freeze window: a late look costs downtime, a query costs little.
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
+        tables_synced(operator, d)?;
+        // Inside the freeze window: a late look costs downtime, a query costs little.
+        caught_up(d, &name, Duration::from_millis(100))?;
     }
     drop_subscription(d, &name)?;
     drop_publication(operator, d)?;
@@ -550,6 +579,7 @@ mod tests {
             database: "d".into(),
             password_file: None,
             os_user: None,
+            tls: Default::default(),
         }
     }
 
@@ -579,6 +609,25 @@ mod tests {
     #[test]
     fn connection_values_are_quoted_for_libpq() {
         assert_eq!(conninfo_value("a b"), "'a b'");
+    }
+
+    /// The subscription's connection string carries the publisher's encryption: `require` for a host on the
+    /// network by default, the job's mode and CA when given, `prefer` on the loopback.
+    #[test]
+    fn the_subscription_connects_with_the_publishers_encryption() {
+        use crate::migrate::job::{Tls, TlsMode};
+        let mut p = pg("mastodon-a");
+        let info = publisher_conninfo(&p).unwrap();
+        assert!(info.contains(" sslmode=require"), "{info}");
+        p.tls = Tls {
+            mode: Some(TlsMode::VerifyFull),
+            ca_file: Some("/etc/ca dir/ca.pem".into()),
+        };
+        let info = publisher_conninfo(&p).unwrap();
+        assert!(info.contains("sslmode=verify-full"), "{info}");
+        assert!(info.contains("sslrootcert='/etc/ca dir/ca.pem'"), "{info}");
+        let info = publisher_conninfo(&pg("127.0.0.1")).unwrap();
+        assert!(info.contains("sslmode=prefer"), "{info}");
         assert_eq!(conninfo_value("it's\\x"), "'it\\'s\\\\x'");
     }
 }

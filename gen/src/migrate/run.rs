@@ -154,7 +154,7 @@ fn rewrite_step(d: &super::job::DatabaseMove, out: &mut Vec<String>) {
 const STOP_TARGET: &str = "stop-target";
 
 /// Whether `step` belongs to the bulk phase (run while the source serves: `--bulk-only` runs these), and
-/// whether `--bulk-only` runs it again when an earlier run did it (copies and waits, not the set-up).
+/// whether a run does it again when an earlier run did it, until the freeze (copies and waits, not the set-up).
 fn bulk_phase(step: &str) -> (bool, bool) {
     let again = step.starts_with("bulk:") || step.starts_with("replicate:sync:");
     (
@@ -188,7 +188,10 @@ pub fn run(
         if scope == Scope::BulkOnly && !bulk {
             return Ok(());
         }
-        if journal.is_done(step) && !(scope == Scope::BulkOnly && again) {
+        // A copy or replication wait an earlier run did is done again until the freeze: the source has served
+        // since (days, after a `--bulk-only` pre-copy), and what is copied now is not copied in the window.
+        let copy_again = again && !journal.is_done("freeze");
+        if journal.is_done(step) && !copy_again {
             events(Event::Skipped(step.clone()));
             continue;
         }
@@ -377,7 +380,7 @@ fn check_databases(job: &Job, journal: &Journal) -> Result<(), RunError> {
             return Err(RunError::Step {
                 step,
                 message: format!(
-                    "the target cannot hold this database yet (nothing was done, the source still runs):\n  {}",
+                    "the move of this database cannot start yet (nothing was done, the source still runs):\n  {}",
                     problems.join("\n  ")
                 ),
                 environment: true,
@@ -898,6 +901,49 @@ mod tests {
             read(),
             "target-stop\nfreeze\nstart\ntarget-stop\nsource-start\n",
             "a rollback stops B before A starts"
+        );
+    }
+
+    /// A run after a `--bulk-only` pre-copy copies again before it freezes: what changed at A since the pre-copy
+    /// (days, in practice) moves while A still serves, not in the freeze window. Once frozen, a resumed run does
+    /// not copy the bulk again. Real folders: the file added after the pre-copy is at B when the freeze command
+    /// runs (the freeze command records whether it is).
+    #[test]
+    fn a_run_after_a_pre_copy_copies_again_before_the_freeze() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::write(a.join("old"), "before the pre-copy").unwrap();
+        let seen = dir.path().join("seen-at-freeze");
+        let mut job: Job = serde_json::from_value(serde_json::json!({ "operator": "op" })).unwrap();
+        job.directories = vec![super::super::job::DirectoryMove {
+            name: "data".into(),
+            source: a.display().to_string(),
+            target: b.display().to_string(),
+        }];
+        job.commands.freeze = vec![vec![
+            "sh".to_owned(),
+            "-c".into(),
+            format!("ls {} > {}", b.display(), seen.display()),
+        ]];
+        job.commands.health = vec![vec!["false".to_owned()]];
+        job.commands.health_timeout_seconds = 1;
+        let journal = dir.path().join("journal");
+        run(&job, &journal, Scope::BulkOnly, &mut |_| {}).unwrap();
+        std::fs::write(a.join("new"), "after the pre-copy").unwrap();
+        let mut events = Vec::new();
+        assert!(run(&job, &journal, Scope::All, &mut |e| events.push(e)).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap(),
+            "new\nold\n",
+            "the change since the pre-copy was not at B when A froze"
+        );
+        assert!(events.contains(&Event::Done("bulk:dir:data".into())));
+        let mut events = Vec::new();
+        assert!(run(&job, &journal, Scope::All, &mut |e| events.push(e)).is_err());
+        assert!(
+            events.contains(&Event::Skipped("bulk:dir:data".into())),
+            "a run resumed after the freeze copied the bulk again: {events:?}"
         );
     }
 }

@@ -107,7 +107,9 @@ impl SourceAccess {
     /// makes the local account with no host part, which is `@'%'` with `unix_socket`, so `CREATE USER IF NOT
     /// EXISTS` changed nothing and B was refused (review 22, F1); the test network's pattern is more specific, so
     /// TCP logins from B take it while the local socket login (host `localhost`) keeps the `unix_socket` one.
-    /// `CREATE OR REPLACE` sets the password even where an account was left.
+    /// `CREATE OR REPLACE` sets the password even where an account was left. `REQUIRE SSL`, as the planner asks
+    /// of A's provider: B's job connects with TLS (the `side` module gives MariaDB a certificate), and a login in
+    /// clear is refused, so the move proves it was encrypted (PostgreSQL's side: `hostssl` lines).
     fn of(d: &DatabaseMove) -> Self {
         let file = d
             .source
@@ -133,7 +135,7 @@ impl SourceAccess {
                     "printf '%s%s%s\\n' {} {password} {} | mariadb --user=root",
                     shell_quote(&format!("CREATE OR REPLACE USER {account} IDENTIFIED BY '")),
                     shell_quote(&format!(
-                        "'; GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON {}.* TO {account}; GRANT SELECT ON mysql.proc TO {account};",
+                        "' REQUIRE SSL; GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON {}.* TO {account}; GRANT SELECT ON mysql.proc TO {account};",
                         crate::migrate::mysql::quote_identifier(&d.source.database)
                     )),
                 )

@@ -279,6 +279,7 @@ impl Pg {
             database: "appdb".into(),
             password_file: Some(self.app_password_file.clone()),
             os_user: None,
+            tls: Default::default(),
         }
     }
 
@@ -292,6 +293,7 @@ impl Pg {
             database: "appdb".into(),
             password_file: None,
             os_user: os_user.map(str::to_owned),
+            tls: Default::default(),
         }
     }
 }
