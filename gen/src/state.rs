@@ -87,6 +87,22 @@ pub struct UrlColumn {
     pub column: String,
     /// Where upstream writes the URL (for reviewers).
     pub source: String,
+    /// Which URL of the bucket the column holds: `media` (the default), what the media host serves; or `s3`, the
+    /// object's URL on the S3 endpoint in virtual-host form, `https://<bucket>.<S3 host>/<key>` (PeerTube stores
+    /// that and puts its `base_url` in front only when it hands the URL out).
+    #[serde(default)]
+    pub form: UrlForm,
+}
+
+/// The form of a stored URL of a bucket's object ([`UrlColumn::form`]), so a move knows the prefix to rewrite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UrlForm {
+    /// `https://<media host>/<bucket>/<key>`: the provider's media host (Garage's web endpoint behind it).
+    #[default]
+    Media,
+    /// `https://<bucket>.<S3 host>/<key>`: the S3 endpoint, the bucket as the host's first label.
+    S3,
 }
 
 /// A database engine the migration can dump and restore. Also the migration job's `databases[].engine`
@@ -218,12 +234,14 @@ impl State {
                     ));
                 }
             }
-            if !seen.insert((&c.database, &c.table, &c.column)) {
+            // One column may hold URLs of several buckets (PeerTube's `videoFile.fileUrl`: web videos and
+            // streaming playlists), each its own prefix.
+            if !seen.insert((&c.database, &c.table, &c.column, &c.bucket)) {
                 out.push((
                     format!("url_columns.{i}"),
                     format!(
-                        "`{}.{}` of database `{}` is declared twice",
-                        c.table, c.column, c.database
+                        "`{}.{}` of database `{}` is declared twice for bucket `{}`",
+                        c.table, c.column, c.database, c.bucket
                     ),
                 ));
             }
@@ -648,6 +666,7 @@ mod tests {
             table: table.into(),
             column: column.into(),
             source: "s".into(),
+            form: UrlForm::Media,
         };
         let mut state = State {
             buckets: vec!["media".into()],

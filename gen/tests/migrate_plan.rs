@@ -78,8 +78,9 @@ fn moved(plan: &Plan) -> BTreeSet<(String, Kind, String)> {
         .collect()
 }
 
-/// For each application, the host whose ACME certificate its moves carry: exactly two folders of NixOS's ACME
-/// module, `/var/lib/acme/<host>` and `/var/lib/acme/.lego/<host>`, read at A over ssh, placed at the same paths.
+/// For each application, the host whose ACME certificate its moves carry: exactly one folder of NixOS's ACME
+/// module, `/var/lib/acme/<host>`, read at A over ssh, placed at the same path; never lego's `.lego/<host>`
+/// (B renewing A's order with its own account is refused: review 25, B2).
 fn certificates(plan: &Plan) -> BTreeMap<String, String> {
     let mut targets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for m in plan.moves.iter().filter(|m| m.name.starts_with("tls-")) {
@@ -87,6 +88,7 @@ fn certificates(plan: &Plan) -> BTreeMap<String, String> {
         assert!(m.source.starts_with("ssh://") && m.automatic, "{m:?}");
         let path = m.target.split(' ').next().unwrap().to_owned();
         assert!(m.source.ends_with(&path), "{m:?}");
+        assert!(!path.contains("/.lego"), "{m:?}");
         targets
             .entry(m.application.clone())
             .or_default()
@@ -95,17 +97,12 @@ fn certificates(plan: &Plan) -> BTreeMap<String, String> {
     targets
         .into_iter()
         .map(|(app, paths)| {
+            assert_eq!(paths.len(), 1, "{app}: {paths:?}");
             let host = paths
                 .iter()
-                .find_map(|p| p.strip_prefix("/var/lib/acme/.lego/"))
+                .find_map(|p| p.strip_prefix("/var/lib/acme/"))
                 .unwrap_or_else(|| panic!("{app}: {paths:?}"))
                 .to_owned();
-            let expected: BTreeSet<String> = [
-                format!("/var/lib/acme/{host}"),
-                format!("/var/lib/acme/.lego/{host}"),
-            ]
-            .into();
-            assert_eq!(paths, expected, "{app}");
             (app, host)
         })
         .collect()
@@ -1164,8 +1161,11 @@ fn b_is_stopped_before_the_move_and_a_zone_of_several_machines_is_switched_once(
                 env!("CARGO_MANIFEST_DIR")
             ))
             .unwrap();
+            // Except Pixelfed's: its cache, in the queue's Redis database, holds A's media URLs, which no
+            // clear at B can drop without the queue (review 25, B1; its manifest's [state] says so).
+            let moves_redis = module.contains("redis.createLocally = true;") && app != "pixelfed";
             assert_eq!(
-                module.contains("redis.createLocally = true;"),
+                moves_redis,
                 !state.stores.is_empty(),
                 "{machine}: stores {:?}",
                 state.stores

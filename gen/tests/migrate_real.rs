@@ -164,10 +164,9 @@ fn a_migration_moves_everything_and_verification_proves_it() {
 /// a database or bucket as soon as its copy is done (issue #16's freeze window): it must still be a comparison
 /// of what each side holds, not of what the copies did. Changes the delta copies cannot see are each named by
 /// the run's `verify` step, which stops the run before B is started: a file rewritten at A after the bulk copy
-/// with the same size and modification time (the folder copy decides by both), a multipart object overwritten
-/// at B with as many other bytes and no MD5 (the bucket copy compares sizes where one side has no MD5), and a
-/// row changed at B while B followed A (same count). An object rewritten at A with the same size and time is
-/// moved by the bucket copy (it compares MD5s, not times).
+/// with the same size and modification time (the folder copy decides by both), and a row changed at B while B followed A (same count). An object rewritten at A with the same size and time
+/// is moved by the bucket copy (it compares MD5s, not times), and so is a multipart object overwritten at B with
+/// as many other bytes and no MD5 (its ETag is not the one the pre-copy proved equal).
 #[test]
 fn the_runs_verification_names_what_the_copies_missed() {
     let w = World::new();
@@ -234,7 +233,6 @@ fn the_runs_verification_names_what_the_copies_missed() {
     assert_eq!(out.status.code(), Some(1), "run with differences");
     let stderr = String::from_utf8_lossy(&out.stderr);
     let named = [
-        "differs: big/multipart.bin",
         "differs: same-time.txt",
         "table public.users: 50 rows on both sides, but their contents differ",
     ];
@@ -257,6 +255,19 @@ fn the_runs_verification_names_what_the_copies_missed() {
         at_b.stdout,
         vec![b'b'; 3000],
         "the delta kept B's old object"
+    );
+    // B's multipart object without an MD5, written again at B after the pre-copy proved it equal: its ETag is no
+    // longer the proven one, so the copy wrote A's again (sizes alone would have kept B's).
+    let cat = |g: &world::Garage| {
+        g.rclone()
+            .args(["cat", "g:media/big/multipart.bin"])
+            .output()
+            .unwrap()
+            .stdout
+    };
+    assert!(
+        cat(&w.s3_b) == cat(&w.s3_a),
+        "the copy kept B's own multipart object"
     );
     // The standalone verification (both halves at once) names the same.
     let report = w.verify().to_string();
@@ -1073,7 +1084,7 @@ fn the_bucket_copy_moves_only_the_difference() {
         };
         a.put_raw(key, &bytes);
     }
-    let copied = fedigen::migrate::s3::sync(&a.s3(), &b.s3()).unwrap();
+    let copied = fedigen::migrate::s3::sync(&a.s3(), &b.s3(), None).unwrap();
     assert_eq!(
         (copied.written, copied.removed),
         (keys.len(), 0),
@@ -1111,7 +1122,7 @@ fn the_bucket_copy_moves_only_the_difference() {
         "same size"
     );
 
-    let copied = fedigen::migrate::s3::sync(&a.s3(), &b.s3()).unwrap();
+    let copied = fedigen::migrate::s3::sync(&a.s3(), &b.s3(), None).unwrap();
     assert_eq!(
         (copied.written, copied.removed, copied.bytes),
         (5, 3, (6 << 20) + 15 + 3 + 18 + 25),
@@ -1139,7 +1150,7 @@ fn the_bucket_copy_moves_only_the_difference() {
             assert_eq!(x, y, "{key}: B's bytes are not A's");
         }
     }
-    let again = fedigen::migrate::s3::sync(&a.s3(), &b.s3()).unwrap();
+    let again = fedigen::migrate::s3::sync(&a.s3(), &b.s3(), None).unwrap();
     assert_eq!(
         again,
         fedigen::migrate::s3::Copied::default(),
@@ -1307,4 +1318,83 @@ fn the_database_crosses_the_network_encrypted_or_not_at_all() {
         "{stderr}"
     );
     assert!(!dir.join("frozen").exists(), "the source was frozen");
+}
+
+/// Objects no MD5 proves equal (multipart uploads without rclone's `md5chksum`, as the applications' own
+/// multipart uploads are) are compared byte for byte before the freeze, not inside it (issue #16's operator
+/// review, S8). Against two real Garage clusters: A holds three such objects and one with an MD5; after the copy,
+/// `prove_unhashed` proves the three (downloading them while A serves); the comparison with those proofs
+/// downloads nothing; then one is written again at A (another ETag) and one at B with as many other bytes and
+/// no MD5 — the copy writes A's again (its ETag changed; sizes alone would miss it), the comparison downloads
+/// exactly those two and names B's as differing. Without the proofs every unhashed object is downloaded (3);
+/// with a proof ignoring the ETags B's rewrite would go unseen.
+#[test]
+fn objects_without_an_md5_are_proven_before_the_freeze_and_only_changes_compared_in_it() {
+    let garage = world::prerequisites();
+    let root = tempfile::tempdir().unwrap();
+    let p = root.path().to_owned();
+    let (a, b) = (
+        world::Garage::start(&garage, &p, "garage-a"),
+        world::Garage::start(&garage, &p, "garage-b"),
+    );
+    let unhashed = |g: &world::Garage, key: &str, byte: u8| {
+        let file = p.join("upload");
+        std::fs::write(&file, vec![byte; 6 << 20]).unwrap();
+        world::run(
+            g.rclone()
+                .args([
+                    "copyto",
+                    "--s3-upload-cutoff",
+                    "5Mi",
+                    "--s3-chunk-size",
+                    "5Mi",
+                ])
+                .arg("--s3-disable-checksum")
+                .arg(&file)
+                .arg(format!("g:media/{key}")),
+            "rclone copyto without an MD5",
+        );
+    };
+    for (i, key) in ["videos/one.mp4", "videos/two.mp4", "three"]
+        .iter()
+        .enumerate()
+    {
+        unhashed(&a, key, i as u8);
+    }
+    a.put_raw("hashed.txt", b"single part");
+    fedigen::migrate::s3::sync(&a.s3(), &b.s3(), None).unwrap();
+    let proofs = p.join("proven-media.json");
+    let compare =
+        |proofs: Option<&Path>| fedigen::migrate::s3::compare(&a.s3(), &b.s3(), proofs).unwrap();
+    let without = compare(None);
+    assert_eq!(
+        (without.equal, without.by_hash, without.downloaded),
+        (4, 1, 3),
+        "{without:?}"
+    );
+    assert_eq!(
+        fedigen::migrate::s3::prove_unhashed(&a.s3(), &b.s3(), &proofs).unwrap(),
+        3
+    );
+    let with = compare(Some(&proofs));
+    assert_eq!(
+        (with.equal, with.by_proof, with.downloaded),
+        (4, 3, 0),
+        "{with:?}"
+    );
+    // Written again: at A (a copy follows, so equal again but no longer proven), at B with as many other bytes.
+    unhashed(&a, "videos/one.mp4", 9);
+    let copied = fedigen::migrate::s3::sync(&a.s3(), &b.s3(), Some(&proofs)).unwrap();
+    assert_eq!(
+        copied.written, 1,
+        "the rewrite at A (same size, no MD5) is copied by its new ETag: {copied:?}"
+    );
+    unhashed(&b, "three", 7);
+    let after = compare(Some(&proofs));
+    assert_eq!(
+        (after.by_proof, after.downloaded),
+        (1, 1),
+        "only the two written since are downloaded (one equal, one not): {after:?}"
+    );
+    assert_eq!(after.differences, ["differs: three"], "{after:?}");
 }

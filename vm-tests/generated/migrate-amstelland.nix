@@ -935,13 +935,6 @@ pkgs.testers.runNixOSTest {
               "'pixelfed-cron.timer'"
               "'pixelfed-cron.service'"
             ]
-            [
-              "ssh"
-              "root@amstelland-pixelfed-a"
-              "systemctl"
-              "stop"
-              "'redis-pixelfed.service'"
-            ]
           ];
           health = [
             [
@@ -970,13 +963,6 @@ pkgs.testers.runNixOSTest {
               "root@amstelland-pixelfed-a"
               "systemctl"
               "start"
-              "'redis-pixelfed.service'"
-            ]
-            [
-              "ssh"
-              "root@amstelland-pixelfed-a"
-              "systemctl"
-              "start"
               "'phpfpm-pixelfed.service'"
               "'pixelfed-horizon.service'"
               "'nginx.service'"
@@ -984,11 +970,6 @@ pkgs.testers.runNixOSTest {
             ]
           ];
           start = [
-            [
-              "systemctl"
-              "start"
-              "redis-pixelfed.service"
-            ]
             [
               "systemctl"
               "restart"
@@ -1015,11 +996,6 @@ pkgs.testers.runNixOSTest {
               "pixelfed-horizon.service"
               "pixelfed-cron.timer"
               "pixelfed-cron.service"
-            ]
-            [
-              "systemctl"
-              "stop"
-              "redis-pixelfed.service"
             ]
           ];
         };
@@ -1075,11 +1051,6 @@ pkgs.testers.runNixOSTest {
             name = "data";
             source = "ssh://root@amstelland-pixelfed-a/var/lib/pixelfed";
             target = "/var/lib/pixelfed";
-          }
-          {
-            name = "redis";
-            source = "ssh://root@amstelland-pixelfed-a/var/lib/redis-pixelfed";
-            target = "/var/lib/redis-pixelfed";
           }
         ];
         identity = [
@@ -1604,7 +1575,7 @@ pkgs.testers.runNixOSTest {
           # production.json link and its log): the journal says the verification passed and B started after it
           # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
           amstelland_pixelfed_b.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
-          amstelland_pixelfed_a.fail(${py "systemctl is-active 'phpfpm-pixelfed.service' 'pixelfed-horizon.service' 'nginx.service' 'pixelfed-cron.timer' 'pixelfed-cron.service' 'redis-pixelfed.service'"})
+          amstelland_pixelfed_a.fail(${py "systemctl is-active 'phpfpm-pixelfed.service' 'pixelfed-horizon.service' 'nginx.service' 'pixelfed-cron.timer' 'pixelfed-cron.service'"})
 
       with subtest(${py "the DNS switch: the client reaches ${"pixelfed.amstelland-university.example"} at B"}):
           switch_dns(client, ${py "pixelfed.amstelland-university.example"}, ${py nodes.amstelland-pixelfed-b.networking.primaryIPAddress})

@@ -620,6 +620,28 @@ fn rewrite_problems(i: usize, db: &DatabaseMove, problem: &mut dyn FnMut(String,
                 ),
             );
         }
+        // Several rewrites of one column (one per bucket): a value one rewrites must not be another's to rewrite,
+        // nor a value two of them claim.
+        for (k, other) in db.url_rewrites.iter().enumerate().skip(j + 1) {
+            if other.table != r.table || other.column != r.column {
+                continue;
+            }
+            let overlap = |x: &str, y: &str| {
+                !x.is_empty() && !y.is_empty() && (x.starts_with(y) || y.starts_with(x))
+            };
+            if overlap(&r.from, &other.from)
+                || overlap(&r.to, &other.from)
+                || overlap(&other.to, &r.from)
+            {
+                problem(
+                    format!("databases[{i}].url_rewrites[{k}].from"),
+                    format!(
+                        "rewrites {j} and {k} of `{}.{}` overlap (`{}` → `{}`, `{}` → `{}`): a value could be rewritten twice; give each bucket's prefix up to the differing bucket or host, ending in `/`",
+                        r.table, r.column, r.from, r.to, other.from, other.to
+                    ),
+                );
+            }
+        }
     }
 }
 

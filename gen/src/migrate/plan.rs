@@ -34,7 +34,7 @@ use crate::model::{
     self, Catalog, FieldPath, Machine, Operator, Spec, SpecDocument, SpecReport, path::Step,
 };
 use crate::position::Position;
-use crate::state::{self, Engine};
+use crate::state::{self, Engine, UrlForm};
 
 #[path = "plan_render.rs"]
 mod render;
@@ -1003,10 +1003,10 @@ fn url_rewrites(
         .manifests
         .get(app)
         .map_or(&manifest.needs.s3_buckets, |m| &m.needs.s3_buckets);
-    let media = |(spec, catalog): (&Spec, &Catalog)| {
-        deploy::storage::endpoint_hosts(spec, catalog).map(|(_, media, _)| media)
+    let hosts_of = |(spec, catalog): (&Spec, &Catalog)| {
+        deploy::storage::endpoint_hosts(spec, catalog).map(|(s3, media, _)| (s3, media))
     };
-    let hosts = (media(from), target.and_then(media));
+    let hosts = (hosts_of(from), target.and_then(hosts_of));
     let mut out = Vec::new();
     for c in manifest
         .state
@@ -1024,10 +1024,11 @@ fn url_rewrites(
         let from_bucket = deploy::storage::bucket_name(operator, app, from_kinds, &c.bucket);
         let to_bucket =
             deploy::storage::bucket_name(operator, app, &manifest.needs.s3_buckets, &c.bucket);
-        let (from, to) = (
-            format!("https://{a}/{from_bucket}/"),
-            format!("https://{b}/{to_bucket}/"),
-        );
+        let prefix = |(s3, media): &(String, String), bucket: &str| match c.form {
+            UrlForm::Media => format!("https://{media}/{bucket}/"),
+            UrlForm::S3 => format!("https://{bucket}.{s3}/"),
+        };
+        let (from, to) = (prefix(a, &from_bucket), prefix(b, &to_bucket));
         if from != to {
             out.push(UrlRewrite {
                 table: c.table.clone(),
@@ -1555,7 +1556,7 @@ fn preparations(
         format!(
             "before the jobs: root at each machine at B ({machines}) logs in to its machine at A over ssh without a prompt (the freeze, the folder and identity copies, and the verification read A through it), and A's machines have fedigen on their PATH (`fedigen migrate manifest` lists A's folders for the verification)"
         ),
-        "the jobs move each application host's certificate from A (/var/lib/acme/<host> and /var/lib/acme/.lego/<host>), so B serves A's certificate from its start and renews it after the switch (ACME's HTTP-01 succeeds only once the names resolve to B); a host whose certificate A does not get from NixOS's ACME module stops the job at its first copy, before the freeze: remove the two `tls-` folders from the job, and place the certificate at B yourself".to_owned(),
+        "the jobs move each application host's certificate from A (/var/lib/acme/<host>), so B serves A's certificate from its start; B orders its own with its own ACME account once the names resolve to it (not lego's .lego/<host>: renewing A's order with B's account is refused); a host whose certificate A does not get from NixOS's ACME module stops the job at its first copy, before the freeze: remove its `tls-` folder from the job, and place the certificate at B yourself".to_owned(),
     ];
     if jobs.iter().any(|(_, j)| !j.buckets.is_empty()) {
         out.push(format!(

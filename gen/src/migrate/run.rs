@@ -528,9 +528,14 @@ fn do_step(
                     .iter()
                     .find(|b| b.name == name)
                     .expect("a step of the job");
-                s3::sync(&b.source, &b.target)
-                    .map(drop)
-                    .map_err(|e| fail(e.into()))
+                let proofs = s3::proof_file(dir, name);
+                s3::sync(&b.source, &b.target, Some(&proofs)).map_err(|e| fail(e.into()))?;
+                // While the source serves: the objects no MD5 proves equal are compared now, not in the window.
+                if kind == "bulk" {
+                    s3::prove_unhashed(&b.source, &b.target, &proofs)
+                        .map_err(|e| fail(e.into()))?;
+                }
+                Ok(())
             } else {
                 let d = job
                     .directories
@@ -599,7 +604,7 @@ fn do_step(
         }
         "verify" => {
             let report = match source {
-                Some((side, early)) => verify::verify_after_freeze(job, side, early),
+                Some((side, early)) => verify::verify_after_freeze(job, side, early, dir),
                 None => verify::verify(job),
             }
             .map_err(|e| fail(e.into()))?;

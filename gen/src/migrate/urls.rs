@@ -85,20 +85,25 @@ fn mapped_query(
         };
         key = Some(qualified.to_owned());
         let quoted = quote_identifier(column);
-        exprs.push(
-            match rewrites
-                .iter()
-                .find(|r| r.table == table && r.column == column)
-            {
-                Some(r) => format!(
-                    "CASE WHEN {} THEN {} || substr({quoted}, {}) ELSE {quoted} END",
+        // A column may hold URLs of several buckets (PeerTube's `videoFile.fileUrl`), each its own rewrite; no
+        // prefix begins another (the job refuses it), so at most one applies to a value.
+        let whens: Vec<String> = rewrites
+            .iter()
+            .filter(|r| r.table == table && r.column == column)
+            .map(|r| {
+                format!(
+                    "WHEN {} THEN {} || substr({quoted}, {})",
                     begins_with(&quoted, &r.from),
                     text_literal(&r.to),
                     r.from.chars().count() + 1
-                ),
-                None => quoted,
-            },
-        );
+                )
+            })
+            .collect();
+        exprs.push(if whens.is_empty() {
+            quoted
+        } else {
+            format!("CASE {} ELSE {quoted} END", whens.join(" "))
+        });
     }
     Ok(key.map(|key| {
         let query = format!(

@@ -99,7 +99,7 @@ pub fn verify(job: &Job) -> Result<Report, VerifyError> {
         || side(job, Which::Source, true, Vec::new()),
         || side(job, Which::Target, true, Vec::new()),
     );
-    report(job, a, b)
+    report(job, a, b, None)
 }
 
 /// The run's verification, in two halves: [`source_side`] starts at the freeze (from then on the source no longer
@@ -113,11 +113,13 @@ pub fn verify(job: &Job) -> Result<Report, VerifyError> {
 /// holds, not of what the copies said they did: a change the copies missed is named.
 ///
 /// `early` holds the target's half of the databases and buckets whose copies ended before the others' (read by
-/// the run at once, [`target_item`]); the rest is read here.
+/// the run at once, [`target_item`]); the rest is read here. `journal` holds the objects without an MD5 proven
+/// equal before the freeze ([`s3::prove_unhashed`]): those not written since are not downloaded again.
 pub(crate) fn verify_after_freeze(
     job: &Job,
     mut source: Side,
     early: Vec<Early>,
+    journal: &std::path::Path,
 ) -> Result<Report, VerifyError> {
     let (schemas, target) = super::exec::both(
         || {
@@ -142,7 +144,7 @@ pub(crate) fn verify_after_freeze(
             }
         }
     }
-    report(job, source, target)
+    report(job, source, target, Some(journal))
 }
 
 /// What verification reads at the source, without the PostgreSQL databases' schemas: started at the freeze by
@@ -346,7 +348,12 @@ fn secret(s: &super::job::SecretMove, which: Which) -> Result<Secret, VerifyErro
 }
 
 /// The comparison of the two sides, item by item in the job's order.
-fn report(job: &Job, a: Side, b: Side) -> Result<Report, VerifyError> {
+fn report(
+    job: &Job,
+    a: Side,
+    b: Side,
+    journal: Option<&std::path::Path>,
+) -> Result<Report, VerifyError> {
     let mut items = Vec::new();
     for ((d, x), y) in job.databases.iter().zip(a.databases).zip(b.databases) {
         let (compared, differences) = match (x, y) {
@@ -386,14 +393,18 @@ fn report(job: &Job, a: Side, b: Side) -> Result<Report, VerifyError> {
         });
     }
     for ((bucket, x), y) in job.buckets.iter().zip(a.buckets).zip(b.buckets) {
-        let c = s3::compare_listings(&bucket.source, &bucket.target, &x?, &y?)?;
+        let proven = journal
+            .map(|j| s3::load_proofs(&s3::proof_file(j, &bucket.name)))
+            .unwrap_or_default();
+        let c = s3::compare_listings(&bucket.source, &bucket.target, &x?, &y?, &proven)?;
         items.push(Item {
             kind: "bucket",
             name: bucket.name.clone(),
             compared: format!(
-                "{} objects: {} by their stores' MD5, {} byte for byte",
+                "{} objects: {} by their stores' MD5, {} proven byte for byte before the freeze and not written since, {} byte for byte",
                 c.equal + c.differences.len() as u64,
                 c.by_hash,
+                c.by_proof,
                 c.downloaded
             ),
             differences: c.differences,

@@ -781,7 +781,7 @@ mod tests {
             run("amstelland", "pixelfed"),
             (
                 "argv: [--user=root]".to_owned(),
-                "CREATE OR REPLACE USER `pixelfed`@'192.168.%' IDENTIFIED BY 'the-password'; GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON `pixelfed`.* TO `pixelfed`@'192.168.%'; GRANT SELECT ON mysql.proc TO `pixelfed`@'192.168.%';\n".to_owned()
+                "CREATE OR REPLACE USER `pixelfed`@'192.168.%' IDENTIFIED BY 'the-password' REQUIRE SSL; GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON `pixelfed`.* TO `pixelfed`@'192.168.%'; GRANT SELECT ON mysql.proc TO `pixelfed`@'192.168.%';\n".to_owned()
             )
         );
         let (argv, stdin) = run("digitalevrijheid", "matrix-synapse");

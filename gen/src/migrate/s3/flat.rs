@@ -303,7 +303,14 @@ pub(super) fn list(s3: &S3, keys: &Keys, page: u32) -> Result<Listing, S3Error> 
             // An empty key ending in `/` is a folder marker: rclone neither copies nor lists it, and the
             // listing keeps that semantics (a key ending in `/` with bytes is listed).
             if !(key.ends_with('/') && size == 0) {
-                listing.insert(key, Listed { size, md5 });
+                listing.insert(
+                    key,
+                    Listed {
+                        size,
+                        md5,
+                        etag: etag.to_owned(),
+                    },
+                );
             }
         }
         if field(&xml, "IsTruncated") != Some("true") {

@@ -161,20 +161,22 @@ pub struct Copied {
 /// 1.60.1 copies nothing under a key that is also another key's folder (`a/b` and `a/b/c`) and exits with 0;
 /// the flat listing and a copy by name see both.
 ///
-/// An object is changed when its size differs, or both stores keep an MD5 and they differ (a single-part
-/// object's ETag, the MD5 rclone records on its multipart uploads). With an MD5 on one side only, equal sizes
-/// count as equal (as `rclone sync --checksum` has it): the verification downloads and compares exactly those
-/// ([`compare_listings`]), so a same-size rewrite of such an object is named there, not missed.
+/// An object is unchanged when its size is equal and both stores keep the same MD5 (a single-part object's
+/// ETag, the MD5 rclone records on its multipart uploads), or, where one keeps none, when `proofs` (the journal's
+/// [`prove_unhashed`] file) proved the pair equal with both ETags as they are now; any other is written. So a
+/// same-size rewrite of an object without an MD5 is copied too, which `rclone sync --checksum` (sizes only then)
+/// missed.
 ///
 /// A key ending in `/` that holds bytes is one rclone cannot copy (it is a folder to rclone): this fails naming
 /// each ([`S3Error::Uncopyable`]) before copying, so the bulk copy stops the run before the freeze instead of
 /// the verification after it. (An empty one is a folder marker, which the listing leaves out as rclone does.) A
 /// key holding a line break cannot be named in rclone's list of files: then the whole bucket goes through
 /// `rclone sync --checksum` as before.
-pub fn sync(source: &S3, target: &S3) -> Result<Copied, S3Error> {
+pub fn sync(source: &S3, target: &S3, proofs: Option<&std::path::Path>) -> Result<Copied, S3Error> {
     let (a, b) = exec::both(|| list(source), || list(target));
     let (a, b) = (a?, b?);
-    let Changes { write, remove } = changes(&a, &b);
+    let proven = proofs.map(load_proofs).unwrap_or_default();
+    let Changes { write, remove } = changes(&a, &b, &proven);
     let uncopyable: Vec<String> = write
         .iter()
         .filter(|k| k.ends_with('/'))
@@ -217,14 +219,18 @@ pub(crate) struct Changes<'a> {
     pub(crate) remove: Vec<&'a str>,
 }
 
-/// The difference between the source's listing `a` and the target's `b` ([`sync`] says when an object counts
-/// as changed).
-pub(crate) fn changes<'a>(a: &'a Listing, b: &'a Listing) -> Changes<'a> {
+/// The difference between the source's listing `a` and the target's `b`, with the objects `proven` equal
+/// ([`sync`] says when an object counts as changed).
+pub(crate) fn changes<'a>(a: &'a Listing, b: &'a Listing, proven: &Proven) -> Changes<'a> {
     let write = a
         .iter()
         .filter(|(key, x)| match b.get(*key) {
             None => true,
-            Some(y) => y.size != x.size || matches!((&x.md5, &y.md5), (Some(m), Some(n)) if m != n),
+            Some(y) => match (&x.md5, &y.md5) {
+                _ if y.size != x.size => true,
+                (Some(m), Some(n)) => m != n,
+                _ => proven.get(*key) != Some(&(x.size, x.etag.clone(), y.etag.clone())),
+            },
         })
         .map(|(key, _)| key.as_str())
         .collect();
@@ -371,6 +377,9 @@ pub struct Comparison {
     pub equal: u64,
     /// Of them, those proven equal by the MD5 each store keeps (no bytes read).
     pub by_hash: u64,
+    /// Of them, objects without an MD5 proven equal byte for byte before the freeze and not written since at
+    /// either side (both ETags as when proven: [`prove_unhashed`]).
+    pub by_proof: u64,
     /// Of them, those downloaded from both sides and compared byte for byte.
     pub downloaded: u64,
     /// One line per difference (`only at the source: key`, `differs: key`).
@@ -387,6 +396,9 @@ pub struct Listed {
     pub size: i64,
     /// The store's MD5 (lower-case hex), when it keeps one.
     pub md5: Option<String>,
+    /// The store's ETag (without quotes): for an object without an MD5, what changes when it is written again
+    /// ([`prove_unhashed`]).
+    pub etag: String,
 }
 
 /// Every object of `s3`: key → size and MD5, through S3's flat listing ([`list_paged`], 1,000 keys a request).
@@ -420,6 +432,7 @@ pub(crate) fn compare_listings(
     target: &S3,
     a: &Listing,
     b: &Listing,
+    proven: &Proven,
 ) -> Result<Comparison, S3Error> {
     let mut result = Comparison::default();
     let mut unhashed = Vec::new();
@@ -440,6 +453,10 @@ pub(crate) fn compare_listings(
                     result.differences.push(format!("differs: {key}"));
                 }
             }
+            Some(y) if proven.get(key) == Some(&(x.size, x.etag.clone(), y.etag.clone())) => {
+                result.equal += 1;
+                result.by_proof += 1;
+            }
             Some(_) => unhashed.push(key.as_str()),
         }
     }
@@ -459,19 +476,105 @@ pub(crate) fn compare_listings(
             ..all
         });
     }
-    let dir = tempfile::tempdir()
-        .map_err(|e| IoError::new("create a temporary folder in", std::env::temp_dir(), e))?;
-    let keys = dir.path().join("keys");
-    std::fs::write(&keys, unhashed.join("\n") + "\n")
-        .map_err(|e| IoError::new("write", &keys, e))?;
-    let mut files_from = std::ffi::OsString::from("--files-from-raw=");
-    files_from.push(&keys);
-    let files_from = files_from.to_string_lossy().into_owned();
-    let downloaded = check_download(source, target, &[files_from.as_str()])?;
+    let downloaded = download_compare(source, target, &unhashed)?;
     result.equal += downloaded.equal;
     result.downloaded += downloaded.equal;
     result.differences.extend(downloaded.differences);
     Ok(result)
+}
+
+/// `rclone check --download` of just `keys` (none holding a line break): each object's bytes at both sides.
+fn download_compare(source: &S3, target: &S3, keys: &[&str]) -> Result<Comparison, S3Error> {
+    let dir = tempfile::tempdir()
+        .map_err(|e| IoError::new("create a temporary folder in", std::env::temp_dir(), e))?;
+    let list = dir.path().join("keys");
+    std::fs::write(&list, keys.join("\n") + "\n").map_err(|e| IoError::new("write", &list, e))?;
+    let mut files_from = std::ffi::OsString::from("--files-from-raw=");
+    files_from.push(&list);
+    let files_from = files_from.to_string_lossy().into_owned();
+    check_download(source, target, &[files_from.as_str()])
+}
+
+/// Objects without an MD5 proven equal at both sides: key → size, the source's ETag and the target's when
+/// proven ([`prove_unhashed`]).
+pub type Proven = std::collections::BTreeMap<String, (i64, String, String)>;
+
+/// Where a job's journal keeps bucket `name`'s [`Proven`] objects.
+pub(crate) fn proof_file(journal: &std::path::Path, name: &str) -> std::path::PathBuf {
+    journal.join(format!("proven-{name}.json"))
+}
+
+/// The proofs in `file` (none when it is missing or unreadable: the objects are then compared in the window).
+pub fn load_proofs(file: &std::path::Path) -> Proven {
+    std::fs::read(file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Before the freeze, while the source still serves: downloads and compares, at both sides, the objects that
+/// no MD5 proves equal (equal sizes, an MD5 missing at one side at least: multipart uploads by the
+/// applications, PeerTube's videos above its part size first), and records in `file` each found equal with both
+/// ETags. Returns how many objects are proven.
+///
+/// Why (issue #16's operator review, S8): the verification after the freeze had to download every such object
+/// from both stores inside the window — for PeerTube the video library twice. An object written again at either
+/// side gets another ETag, so a proof holds exactly while both ETags are as recorded; the verification then
+/// downloads only the objects written since. The source's listing is read again after the download: an object
+/// changed during it (another ETag) is not recorded. Proofs still valid are kept, so a repeated pre-copy
+/// downloads only what changed.
+pub fn prove_unhashed(source: &S3, target: &S3, file: &std::path::Path) -> Result<usize, S3Error> {
+    let (a, b) = exec::both(|| list(source), || list(target));
+    let (a, b) = (a?, b?);
+    let old = load_proofs(file);
+    let mut proven = Proven::new();
+    let mut todo = Vec::new();
+    for (key, x) in &a {
+        let Some(y) = b.get(key) else { continue };
+        if x.size != y.size || (x.md5.is_some() && y.md5.is_some()) {
+            continue;
+        }
+        let pair = (x.size, x.etag.clone(), y.etag.clone());
+        if old.get(key) == Some(&pair) {
+            proven.insert(key.clone(), pair);
+        } else if !key.contains(['\n', '\r']) {
+            todo.push(key.as_str());
+        }
+    }
+    if !todo.is_empty() {
+        let compared = download_compare(source, target, &todo)?;
+        let again = list(source)?;
+        for key in todo {
+            let named = compared
+                .differences
+                .iter()
+                .any(|d| d.split_once(": ").is_some_and(|(_, k)| k == key));
+            let unchanged = again.get(key).map(|l| &l.etag) == Some(&a[key].etag);
+            if !named && unchanged {
+                proven.insert(
+                    key.to_owned(),
+                    (a[key].size, a[key].etag.clone(), b[key].etag.clone()),
+                );
+            }
+        }
+    }
+    let text = serde_json::to_vec(&proven).expect("proofs serialise");
+    let tmp = file.with_extension("json.tmp");
+    std::fs::write(&tmp, text).map_err(|e| IoError::new("write", &tmp, e))?;
+    std::fs::rename(&tmp, file).map_err(|e| IoError::new("rename into place", file, e))?;
+    Ok(proven.len())
+}
+
+/// Compares two buckets as the run's verification does, with the proofs in `proofs` (a job's journal file, or
+/// none): what `fedigen migrate verify` reports per bucket.
+pub fn compare(
+    source: &S3,
+    target: &S3,
+    proofs: Option<&std::path::Path>,
+) -> Result<Comparison, S3Error> {
+    let (a, b) = exec::both(|| list(source), || list(target));
+    let proven = proofs.map(load_proofs).unwrap_or_default();
+    compare_listings(source, target, &a?, &b?, &proven)
 }
 
 /// `rclone check --download --combined -` with `options`: each object's bytes compared.
@@ -538,7 +641,11 @@ mod tests {
         let md5 = prop::option::of(prop::sample::select(vec!["aa", "bb"]).prop_map(String::from));
         prop::collection::btree_map(
             prop::sample::select(vec!["a", "a/b", "a/b/c", "x y", "z"]).prop_map(String::from),
-            (0i64..3, md5).prop_map(|(size, md5)| Listed { size, md5 }),
+            (0i64..3, md5).prop_map(|(size, md5)| Listed {
+                size,
+                md5,
+                etag: String::new(),
+            }),
             0..5,
         )
     }
@@ -546,11 +653,11 @@ mod tests {
     proptest::proptest! {
         /// Whatever the two listings: the target with the changes applied (each written key taking the source's
         /// object, each removed key gone) has exactly the source's keys, with the source's size and, wherever
-        /// both stores keep an MD5, its MD5; and nothing is written that was already equal so (the copy is the
-        /// difference only).
+        /// both stores keep an MD5, its MD5; and nothing is written that both MD5s prove equal (the copy is the
+        /// difference only; without proofs an object with no MD5 on a side is written again).
         #[test]
         fn the_changes_make_the_target_the_source_and_no_more(a in listing(), b in listing()) {
-            let Changes { write, remove } = changes(&a, &b);
+            let Changes { write, remove } = changes(&a, &b, &Proven::new());
             let mut after = b.clone();
             for key in &remove {
                 proptest::prop_assert!(!a.contains_key(*key), "{key} removed though at the source");
@@ -566,8 +673,9 @@ mod tests {
                 if let (Some(m), Some(n)) = (&x.md5, &y.md5) {
                     proptest::prop_assert_eq!(m, n, "{}", key);
                 }
+                // Without proofs an object no MD5 vouches for is written again.
                 let unchanged = b.get(key).is_some_and(|y| {
-                    y.size == x.size && (x.md5.is_none() || y.md5.is_none() || x.md5 == y.md5)
+                    y.size == x.size && x.md5.is_some() && x.md5 == y.md5
                 });
                 proptest::prop_assert_eq!(write.contains(&key.as_str()), !unchanged, "{}", key);
             }
