@@ -648,27 +648,7 @@ fn a_mysql_database_crosses_encrypted_or_not_at_all() -> Outcome {
     use fedigen::migrate::job::TlsMode;
     let root = temp_root();
     let p = root.path();
-    let tls = p.join("tls");
-    std::fs::create_dir_all(&tls).unwrap();
-    let (key, cert) = (tls.join("key.pem"), tls.join("cert.pem"));
-    world::run(
-        Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(Stdio::null()),
-        "openssl req",
-    );
-    world::run(
-        Command::new("chown")
-            .args(["-R", "nobody:nogroup"])
-            .arg(&tls),
-        "chown",
-    );
+    let (key, cert) = world::tls_certificate(&p.join("tls"), "nobody");
     let password = "a-source-password";
     let a = Maria::start_tcp_with(
         p,

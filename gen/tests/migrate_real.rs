@@ -1161,27 +1161,7 @@ fn the_bucket_copy_moves_only_the_difference() {
 /// A self-signed certificate and key for a PostgreSQL server run by `owner` (the key its own, mode 0600, as
 /// the server requires), in `dir`; returns the server options that turn TLS on with them.
 fn tls_settings(dir: &Path, owner: &str) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
-    world::run(
-        Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            ])
-            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(std::process::Stdio::null()),
-        "openssl req",
-    );
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-    if world::is_root() {
-        world::run(
-            Command::new("chown").arg(format!("{owner}:")).arg(&key),
-            "chown",
-        );
-    }
+    let (key, cert) = world::tls_certificate(dir, owner);
     format!(
         "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
         cert.display(),

@@ -936,3 +936,31 @@ impl Killer {
         last
     }
 }
+
+/// A self-signed certificate and key for a database server on 127.0.0.1, made with openssl in `dir`, the key
+/// owned by `owner` (when the test runs as root) with mode 0600, as PostgreSQL and MariaDB require of a key:
+/// `(key, cert)`.
+pub fn tls_certificate(dir: &Path, owner: &str) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    run(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null()),
+        "openssl req",
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if is_root() {
+        run(
+            Command::new("chown").arg(format!("{owner}:")).arg(&key),
+            "chown",
+        );
+    }
+    (key, cert)
+}
