@@ -254,6 +254,13 @@ pub(crate) fn restore_problems(
     for c in [source, target] {
         problems.extend(tls_problem(c)?);
     }
+    let (va, vb) = exec::both(
+        || query(source, "SELECT VERSION()"),
+        || query(target, "SELECT VERSION()"),
+    );
+    if let (Some(a), Some(b)) = (server_version(&va?), server_version(&vb?)) {
+        problems.extend(version_problem(&source.database, a, b));
+    }
     let (a, b) = (a.trim_end(), b.trim_end());
     if a == b {
         return Ok(problems);
@@ -267,6 +274,26 @@ pub(crate) fn restore_problems(
         quote_identifier(&target.database),
     ));
     Ok(problems)
+}
+
+/// A server's release series from `SELECT VERSION()` (`10.11.19-MariaDB-0+deb12u1` → (10, 11); MySQL's
+/// `8.0.36` → (8, 0)).
+fn server_version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.trim().split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Why the servers' versions forbid the move of `database` (none when they allow it): a dump is restored into
+/// the same or a newer release series only (an older server may not know what the dump creates: a collation,
+/// a column type, `CREATE … IF NOT EXISTS` forms). Checked before the freeze, as PostgreSQL's
+/// (`pg::version_problems`).
+fn version_problem(database: &str, source: (u32, u32), target: (u32, u32)) -> Option<String> {
+    (target < source).then(|| {
+        format!(
+            "database {database}: the target's MySQL/MariaDB server is {}.{}, older than the source's {}.{}: a dump restores into the same or a newer release only; deploy B with {}.{} or newer (services.mysql.package), then run the same command again",
+            target.0, target.1, source.0, source.1, source.0, source.1
+        )
+    })
 }
 
 /// Whether TCP connection `c`, whose job requires TLS, got it: MariaDB's tools before 11.4 take `--ssl` as a
@@ -468,6 +495,24 @@ pub(crate) fn quote_identifier(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Versions as MariaDB and MySQL print them; a move to an older release series is refused, to the same or
+    /// a newer one allowed.
+    #[test]
+    fn an_older_target_server_is_refused() {
+        assert_eq!(server_version("10.11.19-MariaDB-0+deb12u1"), Some((10, 11)));
+        assert_eq!(server_version("11.4.5-MariaDB"), Some((11, 4)));
+        assert_eq!(server_version("8.0.36"), Some((8, 0)));
+        assert_eq!(server_version("garbage"), None);
+        let refused = version_problem("pixelfed", (11, 4), (10, 11)).unwrap();
+        assert!(
+            refused.contains("10.11, older than the source's 11.4"),
+            "{refused}"
+        );
+        assert_eq!(version_problem("pixelfed", (10, 11), (11, 4)), None);
+        assert_eq!(version_problem("pixelfed", (10, 11), (10, 11)), None);
+        assert!(version_problem("pixelfed", (10, 11), (10, 6)).is_some());
+    }
     use proptest::prelude::*;
 
     /// Decodes what [`hex_literal`] writes.
