@@ -476,7 +476,7 @@ pub fn undeclared(
         .or_else(|| manifest_text.lines().position(|l| l.trim() == "[state]"))
         .map(|i| format!("{manifest_file}:{}:1", i + 1))
         .unwrap_or_else(|| format!("{manifest_file}:1:1"));
-    scan_upstream(module_text)
+    let directories = scan_upstream(module_text)
         .into_iter()
         .filter(|d| !state.covers(&d.path))
         .map(|d| {
@@ -484,8 +484,62 @@ pub fn undeclared(
                 "{at}: [state]: the upstream module keeps `{}` ({} at {module_file}:{}), which no [state.directories] entry holds: declare it (path, owner, group, source), or a migration leaves it behind",
                 d.path, d.how, d.position
             )
-        })
-        .collect()
+        });
+    let timers = scan_timers(module_text)
+        .into_iter()
+        .filter(|(unit, _)| !state.timers.contains(unit))
+        .map(|(unit, position)| {
+            format!(
+                "{at}: [state]: the upstream module runs `{unit}` ({module_file}:{position}), which [state] timers does not list: add it, or the timer's service may run inside a migration's freeze window and B's start leaves it stopped"
+            )
+        });
+    directories.chain(timers).collect()
+}
+
+/// The timers an upstream NixOS module defines, read statically (never evaluated): `startAt` of a
+/// `systemd.services.<name>` (systemd makes `<name>.timer` of it) and every `systemd.timers.<name>`, with a
+/// literal name; each once, at its first place. Option declarations (`options.…startAt = mkOption …`) are not
+/// timers.
+pub fn scan_timers(text: &str) -> Vec<(String, Position)> {
+    let root = rnix::Root::parse(text).syntax();
+    let mut found: BTreeMap<String, Position> = BTreeMap::new();
+    for node in root.descendants() {
+        let Some(binding) = ast::AttrpathValue::cast(node.clone()) else {
+            continue;
+        };
+        // The binding's whole path: its own names after those of the bindings it is nested in.
+        let mut names = Vec::new();
+        let mut complete = true;
+        for ancestor in node.ancestors().filter_map(ast::AttrpathValue::cast) {
+            match ancestor.attrpath().map(|p| attrpath_names(&p)) {
+                Some(Ok(mut own)) => {
+                    own.extend(names);
+                    names = own;
+                }
+                _ => {
+                    complete = false;
+                    break;
+                }
+            }
+        }
+        if !complete || names.first().is_some_and(|n| n == "options") {
+            continue;
+        }
+        let unit = names.windows(3).enumerate().find_map(|(i, w)| {
+            let rest = &names[i + 3..];
+            match (w[0].as_str(), w[1].as_str()) {
+                ("systemd", "services") if rest == ["startAt"] => Some(format!("{}.timer", w[2])),
+                ("systemd", "timers") if rest.is_empty() => Some(format!("{}.timer", w[2])),
+                _ => None,
+            }
+        });
+        if let Some(unit) = unit {
+            found
+                .entry(unit)
+                .or_insert_with(|| position(text, binding.syntax()));
+        }
+    }
+    found.into_iter().collect()
 }
 
 /// The `[state]` section `template import` drafts from what [`scan_upstream`] found: one directory per path,
@@ -655,6 +709,44 @@ mod tests {
             ]
         );
         assert!(problems[3].1.contains("every user"), "{problems:?}");
+    }
+
+    /// Timers found as upstream writes them: `startAt` inside a (possibly `mkIf`-wrapped, nested) service, a
+    /// `systemd.timers.<name>`; not an option declared `startAt`, nor a name computed at evaluation. An undeclared
+    /// one is reported at the manifest; a declared one is not.
+    #[test]
+    fn upstream_timers_are_found_and_undeclared_ones_reported() {
+        let module = r#"{ lib, cfg, ... }: {
+  options.services.x.cleanup.startAt = lib.mkOption { default = "daily"; };
+  config = lib.mkIf cfg.enable {
+    systemd.services.x-cleanup = lib.mkIf cfg.cleanup.enable {
+      script = "true";
+      startAt = cfg.cleanup.startAt;
+    };
+    systemd.services = { x-web.serviceConfig.Type = "simple"; };
+    systemd.timers.x-cron = { wantedBy = [ "timers.target" ]; };
+    systemd.services."x-${toString 1}".startAt = "hourly";
+  };
+}
+"#;
+        let found: Vec<String> = scan_timers(module).into_iter().map(|(u, _)| u).collect();
+        assert_eq!(found, ["x-cleanup.timer", "x-cron.timer"]);
+        let state = State {
+            timers: vec!["x-cron.timer".into()],
+            ..State::default()
+        };
+        let messages = undeclared(
+            &state,
+            "t/manifest.toml",
+            "[state]\n",
+            "nixpkgs/m.nix",
+            module,
+        );
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(
+            messages[0].starts_with("t/manifest.toml:1:1: [state]: the upstream module runs `x-cleanup.timer` (nixpkgs/m.nix:6:7)"),
+            "{messages:?}"
+        );
     }
 
     /// Each URL column names a declared database and bucket, plain identifiers, once.
