@@ -178,14 +178,6 @@ let
     mkdir -p $out
     ssh-keygen -q -t ed25519 -N "" -f $out/id_ed25519
   '';
-  # The database servers' TLS certificate and key (self-signed, generated at build time: tests only). The job
-  # requires TLS for a database on another machine (sslmode=require, MariaDB's --ssl), as the planner asks of A's
-  # provider.
-  dbTls = pkgs.runCommand "fedigen-migrate-test-db-tls" { nativeBuildInputs = [ pkgs.openssl ]; } ''
-    mkdir -p $out
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=fedigen-test-db \
-      -keyout $out/key.pem -out $out/cert.pem
-  '';
   # What both sides add for the move: PostgreSQL reachable from the test network with a password over TLS (what
   # the planner asks of A's provider; the roles get theirs from source_access), MariaDB with TLS, root logins
   # with the test key, the tools the engine calls (the clients of the machine's database servers among them).
@@ -205,30 +197,10 @@ let
           hostssl all all 0.0.0.0/0 scram-sha-256
           hostssl all all ::/0 scram-sha-256
         '';
-        settings = {
-          ssl = true;
-          ssl_cert_file = "${dbTls}/cert.pem";
-          # PostgreSQL refuses a key others may read: a copy owned by postgres, mode 0600.
-          ssl_key_file = "/etc/fedigen/db-tls/postgres-key.pem";
-        };
       };
-      environment.etc."fedigen/db-tls/postgres-key.pem" = lib.mkIf config.services.postgresql.enable {
-        source = "${dbTls}/key.pem";
-        mode = "0600";
-        user = "postgres";
-        group = "postgres";
-      };
-      # MariaDB (Pixelfed's) with TLS: source_access makes B's account `REQUIRE SSL`.
-      services.mysql.settings.mysqld = lib.mkIf config.services.mysql.enable {
-        ssl-cert = "${dbTls}/cert.pem";
-        ssl-key = "/etc/fedigen/db-tls/mysql-key.pem";
-      };
-      environment.etc."fedigen/db-tls/mysql-key.pem" = lib.mkIf config.services.mysql.enable {
-        source = "${dbTls}/key.pem";
-        mode = "0600";
-        user = config.services.mysql.user;
-        group = config.services.mysql.group;
-      };
+      # The servers' TLS (PostgreSQL's `ssl`, MariaDB's certificate; source_access makes B's MariaDB account
+      # `REQUIRE SSL`): the job requires TLS for a database on another machine, as the planner asks of A's provider.
+      imports = [ common.databaseTls ];
       services.openssh.enable = true;
       users.users.root.openssh.authorizedKeys.keyFiles = [ "${sshKey}/id_ed25519.pub" ];
       programs.ssh.extraConfig = ''

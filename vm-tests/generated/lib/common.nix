@@ -28,6 +28,41 @@ rec {
         -set_serial "0x$(printf '%s' ${lib.escapeShellArg alternatives} | sha256sum | cut -c1-16)" \
         -extfile extensions -out $out/cert.pem
     '';
+  # The database servers' TLS, as a module, for the migration tests (the job requires TLS for a database on another
+  # machine: sslmode=require, MariaDB's --ssl): PostgreSQL with `ssl` on, MariaDB with a certificate, where each
+  # server is enabled. The certificate is self-signed (generated at build time: tests only); each server reads a
+  # copy of the key that is its own, mode 0600 (PostgreSQL and MariaDB refuse a key others may read).
+  databaseTls =
+    { config, ... }:
+    let
+      tls = pkgs.runCommand "fedigen-test-db-tls" { nativeBuildInputs = [ pkgs.openssl ]; } ''
+        mkdir -p $out
+        openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj /CN=fedigen-test-db \
+          -keyout $out/key.pem -out $out/cert.pem
+      '';
+      key = user: group: {
+        source = "${tls}/key.pem";
+        mode = "0600";
+        inherit user group;
+      };
+      postgresql = config.services.postgresql.enable;
+      mysql = config.services.mysql.enable;
+    in
+    {
+      services.postgresql.settings = lib.mkIf postgresql {
+        ssl = true;
+        ssl_cert_file = "${tls}/cert.pem";
+        ssl_key_file = "/etc/fedigen/db-tls/postgres-key.pem";
+      };
+      environment.etc."fedigen/db-tls/postgres-key.pem" = lib.mkIf postgresql (key "postgres" "postgres");
+      services.mysql.settings.mysqld = lib.mkIf mysql {
+        ssl-cert = "${tls}/cert.pem";
+        ssl-key = "/etc/fedigen/db-tls/mysql-key.pem";
+      };
+      environment.etc."fedigen/db-tls/mysql-key.pem" = lib.mkIf mysql (
+        key config.services.mysql.user config.services.mysql.group
+      );
+    };
   # The test network, as a module: every host name of the test (`hosts`: node name to its host names) in
   # /etc/hosts with that node's address, and the test CA trusted.
   testNetwork =
