@@ -794,50 +794,6 @@ pkgs.testers.runNixOSTest {
               port = 5432;
               user = "peertube";
             };
-            url_rewrites = [
-              {
-                column = "fileUrl";
-                from = "https://zeeinstituut-peertube-web-videos.s3.nordwind-hosting.example/";
-                table = "videoFile";
-                to = "https://zeeinstituut-peertube-web-videos.s3.provider-b.test/";
-              }
-              {
-                column = "fileUrl";
-                from = "https://zeeinstituut-peertube-streaming-playlists.s3.nordwind-hosting.example/";
-                table = "videoFile";
-                to = "https://zeeinstituut-peertube-streaming-playlists.s3.provider-b.test/";
-              }
-              {
-                column = "playlistUrl";
-                from = "https://zeeinstituut-peertube-streaming-playlists.s3.nordwind-hosting.example/";
-                table = "videoStreamingPlaylist";
-                to = "https://zeeinstituut-peertube-streaming-playlists.s3.provider-b.test/";
-              }
-              {
-                column = "segmentsSha256Url";
-                from = "https://zeeinstituut-peertube-streaming-playlists.s3.nordwind-hosting.example/";
-                table = "videoStreamingPlaylist";
-                to = "https://zeeinstituut-peertube-streaming-playlists.s3.provider-b.test/";
-              }
-              {
-                column = "fileUrl";
-                from = "https://zeeinstituut-peertube-original-video-files.s3.nordwind-hosting.example/";
-                table = "videoSource";
-                to = "https://zeeinstituut-peertube-original-video-files.s3.provider-b.test/";
-              }
-              {
-                column = "fileUrl";
-                from = "https://zeeinstituut-peertube-user-exports.s3.nordwind-hosting.example/";
-                table = "userExport";
-                to = "https://zeeinstituut-peertube-user-exports.s3.provider-b.test/";
-              }
-              {
-                column = "fileUrl";
-                from = "https://zeeinstituut-peertube-captions.s3.nordwind-hosting.example/";
-                table = "videoCaption";
-                to = "https://zeeinstituut-peertube-captions.s3.provider-b.test/";
-              }
-            ];
           }
         ];
         directories = [
