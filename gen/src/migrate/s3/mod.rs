@@ -251,12 +251,7 @@ fn copy_keys(source: &S3, target: &S3, keys: &[&str]) -> Result<(), S3Error> {
         .map_err(|e| IoError::new("create a temporary folder in", std::env::temp_dir(), e))?;
     let mut missing = Vec::new();
     for round in rounds(keys) {
-        let list = dir.path().join("keys");
-        std::fs::write(&list, round.join("\n") + "\n")
-            .map_err(|e| IoError::new("write", &list, e))?;
-        let mut files_from = std::ffi::OsString::from("--files-from-raw=");
-        files_from.push(&list);
-        let files_from = files_from.to_string_lossy().into_owned();
+        let files_from = files_from(dir.path(), &round)?;
         let c = rclone(
             "copy",
             &[
@@ -487,12 +482,18 @@ pub(crate) fn compare_listings(
 fn download_compare(source: &S3, target: &S3, keys: &[&str]) -> Result<Comparison, S3Error> {
     let dir = tempfile::tempdir()
         .map_err(|e| IoError::new("create a temporary folder in", std::env::temp_dir(), e))?;
-    let list = dir.path().join("keys");
-    std::fs::write(&list, keys.join("\n") + "\n").map_err(|e| IoError::new("write", &list, e))?;
-    let mut files_from = std::ffi::OsString::from("--files-from-raw=");
-    files_from.push(&list);
-    let files_from = files_from.to_string_lossy().into_owned();
+    let files_from = files_from(dir.path(), keys)?;
     check_download(source, target, &[files_from.as_str()])
+}
+
+/// rclone's `--files-from-raw=FILE` option naming `keys` (none holding a line break), one a line, written to
+/// `keys` in `dir`: how the copy and the comparison hand rclone just those objects.
+fn files_from(dir: &std::path::Path, keys: &[&str]) -> Result<String, S3Error> {
+    let list = dir.join("keys");
+    std::fs::write(&list, keys.join("\n") + "\n").map_err(|e| IoError::new("write", &list, e))?;
+    let mut option = std::ffi::OsString::from("--files-from-raw=");
+    option.push(&list);
+    Ok(option.to_string_lossy().into_owned())
 }
 
 /// Objects without an MD5 proven equal at both sides: key → size, the source's ETag and the target's when
