@@ -47,12 +47,13 @@ pub fn emit_file(
 }
 
 /// Prints and verifies a large attribute set in groups of [`print::GROUP`] bindings, in parallel: each group is
-/// printed, parsed by rnix inside braces of its own (with the duplicate check), searched for wide lines and held
-/// to [`layout_is_exact`] while its text is still in cache; then the groups are concatenated.
+/// printed, parsed by rnix inside braces of its own, searched for wide lines and held to [`layout_is_exact`] while
+/// its text is still in cache, and its bindings are checked for names bound twice on the model it was printed from
+/// ([`verify::entries_bind_once`]; walking rnix's tree for it cost as much as the parse); then the groups are concatenated.
 ///
 /// Why this is the same proof as parsing the whole file: every group ends after a binding's `;`, where the lexer
 /// is in its default state, so `{ g1 g2 … }` parses exactly when each `{ gi }` does; names bound twice inside a
-/// group are found by its own check, and across groups by requiring that no top-level name appears in two groups
+/// group are found by its model check, and across groups by requiring that no top-level name appears in two groups
 /// (a name's definitions can only clash, or merge, with definitions of the same first name). `None` (a group
 /// failed, or a name spans groups, or the file is small) means: take the sequential path.
 fn emit_grouped(header: &[String], expr: &Expr) -> Option<String> {
@@ -68,7 +69,8 @@ fn emit_grouped(header: &[String], expr: &Expr) -> Option<String> {
                     let body = print::print_entries(entries);
                     (print::entries_layout_is_exact(entries)
                         && !has_wide_line(&body)
-                        && verify::bindings_parse(&body))
+                        && verify::entries_bind_once(entries)
+                        && verify::bindings_parse_syntax(&body))
                     .then_some(body)
                 })
                 .collect::<Option<Vec<String>>>()

@@ -58,15 +58,150 @@ pub fn check_syntax(file: &str, text: &str) -> Result<(), VerifyError> {
     check_duplicates(file, text, &root)
 }
 
-/// Whether `body`, bindings as printed inside a set, parses and binds no name twice when put between braces: the
-/// check of one group of a large file (see `emit::emit_grouped`). `false` sends the file to the sequential check,
-/// which says where the problem is.
-pub(crate) fn bindings_parse(body: &str) -> bool {
+/// Whether `body`, bindings as printed inside a set, parses when put between braces (rnix alone: the names are
+/// checked on the model they were printed from, [`entries_bind_once`]). The syntax half of one group's check in
+/// `emit::emit_grouped`; `false` sends the file to the sequential check, which says where the problem is.
+pub(crate) fn bindings_parse_syntax(body: &str) -> bool {
     let mut text = String::with_capacity(body.len() + 3);
     text.push('{');
     text.push_str(body);
     text.push_str("\n}");
-    check_syntax("", &text).is_ok()
+    rnix::Root::parse(&text).errors().is_empty()
+}
+
+/// [`check_duplicates`] on the model a file is printed from instead of its text: whether the set with these entries,
+/// and every set and `let` inside it, binds each name once by Nix's rules (the same rules as [`bindings`] and
+/// [`bind`]: dotted paths and set literals merge, anything else bound again is an error).
+///
+/// Why: walking rnix's tree for this costs as much as parsing (its cursors allocate for every node visited, and every
+/// name becomes a `String`); on the model the names are borrowed. It proves the text because the printer writes each
+/// binding's path and each set literal as they are (names quoted when they are not identifiers, never computed): a
+/// property test (`model_and_text_duplicate_checks_agree`) holds the two checks equal on printed expressions.
+pub(crate) fn entries_bind_once(entries: &[crate::nix::ast::Entry]) -> bool {
+    model::scope(entries).is_some() && entries.iter().all(model::entry_inner_sets_bind_once)
+}
+
+/// The duplicate check on fedigen's own expressions ([`entries_bind_once`]).
+mod model {
+    use crate::nix::ast::{Entry, Expr, Param, StrPart};
+    use std::collections::HashMap;
+
+    /// What a name is bound to, as far as merging goes (as [`super::Bound`]).
+    enum Bound<'e> {
+        Set(Scope<'e>),
+        Other,
+    }
+
+    /// The names one set or `let` binds.
+    #[derive(Default)]
+    pub(super) struct Scope<'e>(HashMap<&'e str, Bound<'e>>);
+
+    /// The scope these entries make, or `None` when one name is bound twice.
+    pub(super) fn scope(entries: &[Entry]) -> Option<Scope<'_>> {
+        let mut scope = Scope::default();
+        for entry in entries {
+            match entry {
+                Entry::Inherit { names, .. } => {
+                    for name in names {
+                        if scope.0.insert(name.as_str(), Bound::Other).is_some() {
+                            return None;
+                        }
+                    }
+                }
+                Entry::Binding { path, value, .. } => bind(&mut scope, path.names(), value)?,
+            }
+        }
+        Some(scope)
+    }
+
+    /// Adds `path = value;` to a scope (Nix's `addAttr`).
+    fn bind<'e>(
+        mut current: &mut Scope<'e>,
+        path: &'e [crate::nix::ast::AttrName],
+        value: &'e Expr,
+    ) -> Option<()> {
+        let (last, inner) = path.split_last()?;
+        for name in inner {
+            let bound = current
+                .0
+                .entry(name.as_str())
+                .or_insert_with(|| Bound::Set(Scope::default()));
+            match bound {
+                Bound::Set(inner) => current = inner,
+                Bound::Other => return None,
+            }
+        }
+        let new = match value {
+            Expr::Attrs(set) => Bound::Set(scope(&set.entries)?),
+            _ => Bound::Other,
+        };
+        match (current.0.get_mut(last.as_str()), new) {
+            (None, new) => {
+                current.0.insert(last.as_str(), new);
+            }
+            (Some(Bound::Set(old)), Bound::Set(added)) => {
+                for (key, bound) in added.0 {
+                    if old.0.insert(key, bound).is_some() {
+                        return None;
+                    }
+                }
+            }
+            (Some(_), _) => return None,
+        }
+        Some(())
+    }
+
+    /// Whether the sets and `let`s inside one entry's value bind each name once. A set literal that is a
+    /// binding's value was checked with its parent's scope; the expressions inside it are walked still.
+    pub(super) fn entry_inner_sets_bind_once(entry: &Entry) -> bool {
+        match entry {
+            Entry::Binding { value, .. } => walk(value, true),
+            Entry::Inherit { from, .. } => from.as_ref().is_none_or(|from| walk(from, false)),
+        }
+    }
+
+    /// Whether every set and `let` in `expr` binds each name once; `binding_value`: `expr` is the value of a binding
+    /// (its own names belong to the parent's scope, already checked).
+    fn walk(expr: &Expr, binding_value: bool) -> bool {
+        match expr {
+            Expr::Null
+            | Expr::Bool(_)
+            | Expr::Int(_)
+            | Expr::Float(_)
+            | Expr::Var(_)
+            | Expr::SourcePath(_) => true,
+            Expr::Str(s) => s.parts().iter().all(|part| match part {
+                StrPart::Literal(_) => true,
+                StrPart::Interpolation(e) => walk(e, false),
+            }),
+            Expr::List(items) => items.iter().all(|e| walk(e, false)),
+            Expr::Attrs(set) => {
+                (binding_value || scope(&set.entries).is_some())
+                    && set.entries.iter().all(entry_inner_sets_bind_once)
+            }
+            Expr::Let(entries, body) => {
+                scope(entries).is_some()
+                    && entries.iter().all(entry_inner_sets_bind_once)
+                    && walk(body, false)
+            }
+            Expr::Lambda(param, body) => {
+                let defaults = match param {
+                    Param::Ident(_) => true,
+                    Param::Formals { formals, .. } => formals
+                        .iter()
+                        .all(|(_, default)| default.as_ref().is_none_or(|d| walk(d, false))),
+                };
+                defaults && walk(body, false)
+            }
+            Expr::Apply(function, args) => {
+                walk(function, false) && args.iter().all(|e| walk(e, false))
+            }
+            Expr::Select(base, _, default) => {
+                walk(base, false) && default.as_deref().is_none_or(|d| walk(d, false))
+            }
+            Expr::With(scope, body) => walk(scope, false) && walk(body, false),
+        }
+    }
 }
 
 /// Whether the head of a grouped file (header comments, `{` or `rec {`) parses when the set is closed after it:
@@ -333,6 +468,7 @@ fn json_quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn syntax_errors_carry_file_and_position() {
@@ -366,6 +502,51 @@ mod tests {
                 ..
             }) => Some((path, first.to_string(), second.to_string())),
             Err(e) => panic!("{text}: {e}"),
+        }
+    }
+
+    /// Sets, `let`s and lists over three names, with dotted paths and `inherit`s: many bind a name twice, many merge.
+    fn scoped() -> impl proptest::strategy::Strategy<Value = crate::nix::Expr> {
+        use crate::nix::ast::{AttrName, AttrPath, AttrSet, Entry, Expr};
+        use proptest::prelude::*;
+        let name =
+            prop::sample::select(vec!["a", "b", "c"]).prop_map(|n| AttrName::new(n).unwrap());
+        let leaf = prop_oneof![Just(Expr::Int(1)), Just(Expr::var("x").unwrap())];
+        leaf.prop_recursive(4, 48, 4, move |inner| {
+            let entry = prop_oneof![
+                3 => (prop::collection::vec(name.clone(), 1..3), inner.clone()).prop_map(|(names, value)| {
+                    Entry::Binding { comment: vec![], path: AttrPath::new(names).unwrap(), value }
+                }),
+                1 => prop::collection::vec(name.clone(), 1..3)
+                    .prop_map(|names| Entry::Inherit { from: None, names }),
+            ];
+            let entries = prop::collection::vec(entry, 0..4);
+            prop_oneof![
+                (any::<bool>(), entries.clone())
+                    .prop_map(|(recursive, entries)| Expr::Attrs(AttrSet { recursive, entries })),
+                (entries.prop_filter("a let binds something", |e| !e.is_empty()), inner.clone())
+                    .prop_map(|(entries, body)| Expr::Let(entries, Box::new(body))),
+                prop::collection::vec(inner, 1..3).prop_map(Expr::List),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// The duplicate check on the model (used for the groups of large files) says what the check on the printed
+        /// text says, for every set, `let` and merge.
+        #[test]
+        fn model_and_text_duplicate_checks_agree(
+            set in scoped().prop_filter("a set", |e| matches!(e, crate::nix::Expr::Attrs(_)))
+        ) {
+            let crate::nix::Expr::Attrs(crate::nix::ast::AttrSet { entries, .. }) = &set else { unreachable!() };
+            let text = crate::nix::print::print_expr(&set);
+            let by_text = match check_syntax("p.nix", &text) {
+                Ok(()) => true,
+                Err(VerifyError::DuplicateAttribute { .. }) => false,
+                Err(e) => panic!("{text}: {e}"),
+            };
+            proptest::prop_assert_eq!(entries_bind_once(entries), by_text, "{}", text);
         }
     }
 
