@@ -46,30 +46,47 @@ pub(crate) fn as_rendered(file: &Path, text: &str) -> Result<Option<String>, Tem
     if !crate::emit::has_wide_line(text) {
         return Ok(Some(text.to_owned()));
     }
-    let syntax = rowan::ast::AstNode::syntax(&root);
+    // Where each wide line passes nixfmt's width, in order: the tokens there are found in one walk of the file's
+    // tokens (a look-up from the root for each line scanned a test script's thousands of tokens again each time).
+    let mut beyond_width = Vec::new();
     let mut start = 0;
     for line in text.split_inclusive('\n') {
         let content = line.trim_end_matches('\n');
         if crate::emit::has_wide_line(content) {
-            // Where the line passes nixfmt's width: in a string's own text, which nixfmt never breaks, where that
-            // string is a binding's whole value (`key = "a long string";`) or an indented string, or in an
-            // interpolation inside a string (`${py "a long command"}` in a test script), the line stands as nixfmt
-            // leaves it; elsewhere nixfmt decides the layout.
             let beyond = content
                 .char_indices()
                 .nth(crate::emit::NIXFMT_WIDTH)
                 .map_or(content.len(), |(i, _)| i);
-            let inside_string = u32::try_from(start + beyond).ok().is_some_and(|offset| {
-                syntax
-                    .token_at_offset(offset.into())
-                    .right_biased()
-                    .is_some_and(|token| unbreakable(&token))
-            });
-            if !inside_string {
-                return Ok(None);
-            }
+            beyond_width.push(start + beyond);
         }
         start += line.len();
+    }
+    let mut token = rowan::ast::AstNode::syntax(&root).first_token();
+    for offset in beyond_width {
+        // The token at the offset, the one starting there when it is between two (as `right_biased`).
+        while let Some(t) = token
+            .as_ref()
+            .filter(|t| usize::from(t.text_range().end()) <= offset)
+        {
+            token = t.next_token();
+        }
+        // Where the line passes nixfmt's width: in a string's own text, which nixfmt never breaks, where that
+        // string is a binding's whole value (`key = "a long string";`) or an indented string, or in an
+        // interpolation inside a string (`${py "a long command"}` in a test script), the line stands as nixfmt
+        // leaves it; elsewhere nixfmt decides the layout.
+        let inside_string = token.as_ref().is_some_and(|token| {
+            // The binding's `;` right after such a string (the string ends at the width): nixfmt leaves that line
+            // as it is too.
+            match token.kind() {
+                rnix::SyntaxKind::TOKEN_SEMICOLON => {
+                    token.prev_token().is_some_and(|t| unbreakable(&t))
+                }
+                _ => unbreakable(token),
+            }
+        });
+        if !inside_string {
+            return Ok(None);
+        }
     }
     Ok(Some(text.to_owned()))
 }
@@ -112,6 +129,8 @@ mod tests {
         let long = "x".repeat(120);
         let standing = [
             format!("{{\n  key = \"{long}\";\n}}\n"),
+            // The string ends at the width: only its `;` is beyond it.
+            format!("{{\n  key = \"{}\";\n}}\n", "z".repeat(90)),
             format!("{{\n  script = ''\n    {long}\n  '';\n}}\n"),
             format!("{{\n  script = ''\n    run(${{py \"{long}\"}})\n  '';\n}}\n"),
             format!(
