@@ -22,6 +22,12 @@ pub fn lint(file: &Path, source: &str) -> Result<(), TemplateError> {
         location: e.pos().map(Position::from),
         message: e.reason().to_string(),
     })?;
+    lint_compiled(file, source, &template)
+}
+
+/// [`lint`] of a template already compiled from `source` (as the registry compiled it: compiling is the costly
+/// part of loading the templates, handlebars finding each element's line and column from the start of the text).
+pub fn lint_compiled(file: &Path, source: &str, template: &Template) -> Result<(), TemplateError> {
     if let Some(offset) = source.find("{{{") {
         let p = Position::of_offset(source, offset);
         return Err(TemplateError {
@@ -32,7 +38,7 @@ pub fn lint(file: &Path, source: &str) -> Result<(), TemplateError> {
                 .into(),
         });
     }
-    lint_template(file, &template)
+    lint_template(file, template)
 }
 
 fn lint_template(file: &Path, template: &Template) -> Result<(), TemplateError> {

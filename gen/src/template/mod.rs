@@ -109,10 +109,7 @@ impl Templates {
                 let name = name.to_owned();
                 let relative = relative(root, &path);
                 let source = read(&path, &relative)?;
-                lint(&relative, &source)?;
-                registry
-                    .register_partial(&name, &source)
-                    .map_err(|e| handlebars_error(&relative, &e))?;
+                register_linted(&mut registry, &name, &relative, &source)?;
                 sources.insert(name, (relative, source));
             }
         }
@@ -121,10 +118,7 @@ impl Templates {
             let path = root.join("templates").join(app).join("module.nix.hbs");
             let relative = relative(root, &path);
             let source = read(&path, &relative)?;
-            lint(&relative, &source)?;
-            registry
-                .register_template_string(app, &source)
-                .map_err(|e| handlebars_error(&relative, &e))?;
+            register_linted(&mut registry, app, &relative, &source)?;
             files.insert(app.clone(), relative.clone());
             sources.insert(app.clone(), (relative, source));
         }
@@ -321,10 +315,7 @@ impl Templates {
         ] {
             let relative = PathBuf::from(file);
             let source = read(&root.join(&relative), &relative)?;
-            lint(&relative, &source)?;
-            self.registry
-                .register_template_string(file, &source)
-                .map_err(|e| handlebars_error(&relative, &e))?;
+            register_linted(&mut self.registry, file, &relative, &source)?;
             self.sources.insert(file.to_owned(), (relative, source));
         }
         Ok(())
@@ -404,6 +395,23 @@ fn read(path: &Path, relative: &Path) -> Result<String, TemplateError> {
         location: None,
         message: e.to_string(),
     })
+}
+
+/// Compiles a template (or partial: handlebars keeps both alike) into the registry under `name`, then lints what was
+/// compiled: one compilation, which is most of the cost of loading the templates.
+fn register_linted(
+    registry: &mut Handlebars<'_>,
+    name: &str,
+    file: &Path,
+    source: &str,
+) -> Result<(), TemplateError> {
+    registry
+        .register_template_string(name, source)
+        .map_err(|e| handlebars_error(file, &e))?;
+    let template = registry
+        .get_template(name)
+        .expect("a template is in the registry once registered");
+    lint::lint_compiled(file, source, template)
 }
 
 fn handlebars_error(file: &Path, e: &handlebars::TemplateError) -> TemplateError {
