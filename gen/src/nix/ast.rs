@@ -296,6 +296,45 @@ impl Expr {
         Ident::new(name).map(Expr::Var)
     }
 
+    /// Whether `f` holds for every expression directly inside this one, in printing order (a set's or `let`'s values
+    /// and `inherit (…)` sources, a string's interpolations, a function's defaults and body, …), stopping at the
+    /// first that fails: for checks that walk the whole tree without allocating.
+    pub(crate) fn all_children(&self, mut f: impl FnMut(&Expr) -> bool) -> bool {
+        let entries = |entries: &[Entry], f: &mut dyn FnMut(&Expr) -> bool| {
+            entries.iter().all(|entry| match entry {
+                Entry::Binding { value, .. } => f(value),
+                Entry::Inherit { from, .. } => from.as_ref().is_none_or(&mut *f),
+            })
+        };
+        match self {
+            Expr::Null
+            | Expr::Bool(_)
+            | Expr::Int(_)
+            | Expr::Float(_)
+            | Expr::Var(_)
+            | Expr::SourcePath(_) => true,
+            Expr::Str(s) => s.parts().iter().all(|part| match part {
+                StrPart::Literal(_) => true,
+                StrPart::Interpolation(e) => f(e),
+            }),
+            Expr::List(items) => items.iter().all(f),
+            Expr::Attrs(set) => entries(&set.entries, &mut f),
+            Expr::Let(bindings, body) => entries(bindings, &mut f) && f(body),
+            Expr::Lambda(param, body) => {
+                let defaults = match param {
+                    Param::Ident(_) => true,
+                    Param::Formals { formals, .. } => {
+                        formals.iter().all(|(_, d)| d.as_ref().is_none_or(&mut f))
+                    }
+                };
+                defaults && f(body)
+            }
+            Expr::Apply(function, args) => f(function) && args.iter().all(f),
+            Expr::Select(base, _, default) => f(base) && default.as_deref().is_none_or(f),
+            Expr::With(scope, body) => f(scope) && f(body),
+        }
+    }
+
     /// `base.a.b` for a dotted path of identifiers, e.g. `Expr::select_dotted(lib, "types.str")`.
     pub(crate) fn select_dotted(base: Expr, path: &str) -> Result<Self, LexicalError> {
         Ok(Expr::Select(Box::new(base), AttrPath::dotted(path)?, None))

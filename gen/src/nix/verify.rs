@@ -83,7 +83,7 @@ pub(crate) fn entries_bind_once(entries: &[crate::nix::ast::Entry]) -> bool {
 
 /// The duplicate check on fedigen's own expressions ([`entries_bind_once`]).
 mod model {
-    use crate::nix::ast::{Entry, Expr, Param, StrPart};
+    use crate::nix::ast::{Entry, Expr};
     use std::collections::HashMap;
 
     /// What a name is bound to, as far as merging goes (as [`super::Bound`]).
@@ -164,17 +164,6 @@ mod model {
     /// (its own names belong to the parent's scope, already checked).
     fn walk(expr: &Expr, binding_value: bool) -> bool {
         match expr {
-            Expr::Null
-            | Expr::Bool(_)
-            | Expr::Int(_)
-            | Expr::Float(_)
-            | Expr::Var(_)
-            | Expr::SourcePath(_) => true,
-            Expr::Str(s) => s.parts().iter().all(|part| match part {
-                StrPart::Literal(_) => true,
-                StrPart::Interpolation(e) => walk(e, false),
-            }),
-            Expr::List(items) => items.iter().all(|e| walk(e, false)),
             Expr::Attrs(set) => {
                 (binding_value || scope(&set.entries).is_some())
                     && set.entries.iter().all(entry_inner_sets_bind_once)
@@ -184,22 +173,7 @@ mod model {
                     && entries.iter().all(entry_inner_sets_bind_once)
                     && walk(body, false)
             }
-            Expr::Lambda(param, body) => {
-                let defaults = match param {
-                    Param::Ident(_) => true,
-                    Param::Formals { formals, .. } => formals
-                        .iter()
-                        .all(|(_, default)| default.as_ref().is_none_or(|d| walk(d, false))),
-                };
-                defaults && walk(body, false)
-            }
-            Expr::Apply(function, args) => {
-                walk(function, false) && args.iter().all(|e| walk(e, false))
-            }
-            Expr::Select(base, _, default) => {
-                walk(base, false) && default.as_deref().is_none_or(|d| walk(d, false))
-            }
-            Expr::With(scope, body) => walk(scope, false) && walk(body, false),
+            other => other.all_children(|e| walk(e, false)),
         }
     }
 }
