@@ -78,77 +78,39 @@ pub(crate) fn bindings_parse_syntax(body: &str) -> bool {
 /// binding's path and each set literal as they are (names quoted when they are not identifiers, never computed): a
 /// property test (`model_and_text_duplicate_checks_agree`) holds the two checks equal on printed expressions.
 pub(crate) fn entries_bind_once(entries: &[crate::nix::ast::Entry]) -> bool {
-    model::scope(entries).is_some() && entries.iter().all(model::entry_inner_sets_bind_once)
+    model::scope(entries).is_ok() && entries.iter().all(model::entry_inner_sets_bind_once)
 }
 
-/// The duplicate check on fedigen's own expressions ([`entries_bind_once`]).
+/// The duplicate check on fedigen's own expressions ([`entries_bind_once`]), with [`add`]'s rule.
 mod model {
+    use super::{Bound, Duplicate, add};
     use crate::nix::ast::{Entry, Expr};
-    use std::collections::HashMap;
 
-    /// What a name is bound to, as far as merging goes (as [`super::Bound`]).
-    enum Bound<'e> {
-        Set(Scope<'e>),
-        Other,
-    }
+    /// A model's scope: names borrowed, no positions.
+    type Scope<'e> = super::Scope<&'e str, ()>;
 
-    /// The names one set or `let` binds.
-    #[derive(Default)]
-    pub(super) struct Scope<'e>(HashMap<&'e str, Bound<'e>>);
-
-    /// The scope these entries make, or `None` when one name is bound twice.
-    pub(super) fn scope(entries: &[Entry]) -> Option<Scope<'_>> {
-        let mut scope = Scope::default();
+    /// The scope these entries make, or the first name bound twice.
+    pub(super) fn scope(entries: &[Entry]) -> Result<Scope<'_>, Duplicate<&str, ()>> {
+        let mut made = Scope::default();
         for entry in entries {
             match entry {
                 Entry::Inherit { names, .. } => {
                     for name in names {
-                        if scope.0.insert(name.as_str(), Bound::Other).is_some() {
-                            return None;
-                        }
+                        add(&mut made, &[(name.as_str(), ())], Bound::Other)?;
                     }
                 }
-                Entry::Binding { path, value, .. } => bind(&mut scope, path.names(), value)?,
-            }
-        }
-        Some(scope)
-    }
-
-    /// Adds `path = value;` to a scope (Nix's `addAttr`).
-    fn bind<'e>(
-        mut current: &mut Scope<'e>,
-        path: &'e [crate::nix::ast::AttrName],
-        value: &'e Expr,
-    ) -> Option<()> {
-        let (last, inner) = path.split_last()?;
-        for name in inner {
-            let bound = current
-                .0
-                .entry(name.as_str())
-                .or_insert_with(|| Bound::Set(Scope::default()));
-            match bound {
-                Bound::Set(inner) => current = inner,
-                Bound::Other => return None,
-            }
-        }
-        let new = match value {
-            Expr::Attrs(set) => Bound::Set(scope(&set.entries)?),
-            _ => Bound::Other,
-        };
-        match (current.0.get_mut(last.as_str()), new) {
-            (None, new) => {
-                current.0.insert(last.as_str(), new);
-            }
-            (Some(Bound::Set(old)), Bound::Set(added)) => {
-                for (key, bound) in added.0 {
-                    if old.0.insert(key, bound).is_some() {
-                        return None;
-                    }
+                Entry::Binding { path, value, .. } => {
+                    let names: Vec<(&str, ())> =
+                        path.names().iter().map(|n| (n.as_str(), ())).collect();
+                    let new = match value {
+                        Expr::Attrs(set) => Bound::Set(scope(&set.entries)?),
+                        _ => Bound::Other,
+                    };
+                    add(&mut made, &names, new)?;
                 }
             }
-            (Some(_), _) => return None,
         }
-        Some(())
+        Ok(made)
     }
 
     /// Whether the sets and `let`s inside one entry's value bind each name once. A set literal that is a
@@ -165,11 +127,11 @@ mod model {
     fn walk(expr: &Expr, binding_value: bool) -> bool {
         match expr {
             Expr::Attrs(set) => {
-                (binding_value || scope(&set.entries).is_some())
+                (binding_value || scope(&set.entries).is_ok())
                     && set.entries.iter().all(entry_inner_sets_bind_once)
             }
             Expr::Let(entries, body) => {
-                scope(entries).is_some()
+                scope(entries).is_ok()
                     && entries.iter().all(entry_inner_sets_bind_once)
                     && walk(body, false)
             }
@@ -231,27 +193,94 @@ fn is_binding_value(node: &rnix::SyntaxNode) -> bool {
     parent.is_some_and(|p| ast::AttrpathValue::can_cast(p.kind()))
 }
 
-/// A name defined twice: its path and the byte offsets of both definitions.
-struct Duplicate {
-    path: Vec<String>,
-    first: usize,
-    second: usize,
+/// A name defined twice: its path and where both definitions are (byte offsets in the text; nothing on the model).
+struct Duplicate<K, P> {
+    path: Vec<K>,
+    first: P,
+    second: P,
 }
 
 /// What a name is bound to, as far as merging goes.
-enum Bound {
+enum Bound<K, P> {
     /// An attribute set literal (written, or made by a dotted path): later bindings may add to it.
-    Set(Scope),
+    Set(Scope<K, P>),
     /// `inherit`ed, or any other expression: final.
     Other,
 }
 
-/// The static names of one set, each with the offset of its definition.
-#[derive(Default)]
-struct Scope(std::collections::BTreeMap<String, (usize, Bound)>);
+/// The static names of one set or `let`, each with where it is defined: names from the text (`String`, byte offsets)
+/// or from the model (`&str`, no position).
+struct Scope<K, P>(std::collections::BTreeMap<K, (P, Bound<K, P>)>);
 
-/// The names bound by the entries of one set or `let`, built as Nix's parser builds them.
-fn bindings(node: &impl rnix::ast::HasEntry) -> Result<Scope, Duplicate> {
+impl<K, P> Default for Scope<K, P> {
+    fn default() -> Self {
+        Self(std::collections::BTreeMap::new())
+    }
+}
+
+/// Adds one definition to a scope as Nix's parser does (`addAttr`): `path` (each name with where it is written) bound
+/// to `new`. The names before the last are sets, made or merged into; two set literals bound to one name merge their
+/// attributes; anything else bound to a name already bound is the duplicate returned. Both checks use this one rule.
+fn add<K: Ord + Clone, P: Copy>(
+    mut current: &mut Scope<K, P>,
+    path: &[(K, P)],
+    new: Bound<K, P>,
+) -> Result<(), Duplicate<K, P>> {
+    let names = |upto: usize| path[..=upto].iter().map(|(name, _)| name.clone()).collect();
+    let Some(((last, at), inner)) = path.split_last() else {
+        return Ok(());
+    };
+    for (i, (name, at)) in inner.iter().enumerate() {
+        let (first, bound) = current
+            .0
+            .entry(name.clone())
+            .or_insert_with(|| (*at, Bound::Set(Scope::default())));
+        match bound {
+            Bound::Set(inner) => current = inner,
+            Bound::Other => {
+                return Err(Duplicate {
+                    path: names(i),
+                    first: *first,
+                    second: *at,
+                });
+            }
+        }
+    }
+    match current.0.get_mut(last) {
+        None => {
+            current.0.insert(last.clone(), (*at, new));
+        }
+        Some((first, existing)) => match (existing, new) {
+            (Bound::Set(old), Bound::Set(added)) => {
+                for (key, (offset, bound)) in added.0 {
+                    if let Some((earlier, _)) = old.0.get(&key) {
+                        let mut path: Vec<K> = names(inner.len());
+                        path.push(key);
+                        return Err(Duplicate {
+                            path,
+                            first: *earlier,
+                            second: offset,
+                        });
+                    }
+                    old.0.insert(key, (offset, bound));
+                }
+            }
+            _ => {
+                return Err(Duplicate {
+                    path: names(inner.len()),
+                    first: *first,
+                    second: *at,
+                });
+            }
+        },
+    }
+    Ok(())
+}
+
+/// The names bound by the entries of one set or `let` in the text, built as Nix's parser builds them.
+fn bindings(
+    node: &impl rnix::ast::HasEntry,
+) -> Result<Scope<String, usize>, Duplicate<String, usize>> {
     use rnix::ast;
     use rowan::ast::AstNode;
     let mut scope = Scope::default();
@@ -263,14 +292,7 @@ fn bindings(node: &impl rnix::ast::HasEntry) -> Result<Scope, Duplicate> {
                         continue;
                     };
                     let at = usize::from(attr.syntax().text_range().start());
-                    if let Some((first, _)) = scope.0.get(&name) {
-                        return Err(Duplicate {
-                            path: vec![name],
-                            first: *first,
-                            second: at,
-                        });
-                    }
-                    scope.0.insert(name, (at, Bound::Other));
+                    add(&mut scope, &[(name, at)], Bound::Other)?;
                 }
             }
             ast::Entry::AttrpathValue(binding) => {
@@ -284,80 +306,32 @@ fn bindings(node: &impl rnix::ast::HasEntry) -> Result<Scope, Duplicate> {
     Ok(scope)
 }
 
-/// Adds one binding `path = value;` to a scope (Nix's `addAttr`).
+/// Adds one binding `path = value;` of the text to a scope.
 fn bind(
-    scope: &mut Scope,
+    scope: &mut Scope<String, usize>,
     path: &rnix::ast::Attrpath,
     value: rnix::ast::Expr,
-) -> Result<(), Duplicate> {
-    use rnix::ast;
+) -> Result<(), Duplicate<String, usize>> {
     use rowan::ast::AstNode;
-    let attrs: Vec<ast::Attr> = path.attrs().collect();
     let mut names = Vec::new();
-    let mut current = scope;
-    for (i, attr) in attrs.iter().enumerate() {
-        // A computed name makes a set of its own that nothing else can reach before evaluation; only the
-        // value's own bindings can clash.
-        let Some(name) = super::literal::attr_name(attr) else {
+    for attr in path.attrs() {
+        let at = usize::from(attr.syntax().text_range().start());
+        let Some(name) = super::literal::attr_name(&attr) else {
+            // A computed name makes a set of its own that nothing else can reach before evaluation: the names
+            // before it are sets still, and only the value's own bindings can clash.
+            add(scope, &names, Bound::Set(Scope::default()))?;
             if let Some(set) = set_literal(&value) {
                 bindings(&set)?;
             }
             return Ok(());
         };
-        let at = usize::from(attr.syntax().text_range().start());
-        names.push(name.clone());
-        let last = i + 1 == attrs.len();
-        if !last {
-            let (first, bound) = current
-                .0
-                .entry(name)
-                .or_insert_with(|| (at, Bound::Set(Scope::default())));
-            match bound {
-                Bound::Set(inner) => current = inner,
-                Bound::Other => {
-                    return Err(Duplicate {
-                        path: names,
-                        first: *first,
-                        second: at,
-                    });
-                }
-            }
-            continue;
-        }
-        let literal = set_literal(&value);
-        let new = match &literal {
-            Some(set) => Bound::Set(bindings(set)?),
-            None => Bound::Other,
-        };
-        match current.0.get_mut(&name) {
-            None => {
-                current.0.insert(name, (at, new));
-            }
-            Some((first, existing)) => match (existing, new) {
-                (Bound::Set(old), Bound::Set(added)) => {
-                    for (key, (offset, bound)) in added.0 {
-                        if let Some((earlier, _)) = old.0.get(&key) {
-                            names.push(key);
-                            return Err(Duplicate {
-                                path: names,
-                                first: *earlier,
-                                second: offset,
-                            });
-                        }
-                        old.0.insert(key, (offset, bound));
-                    }
-                }
-                _ => {
-                    return Err(Duplicate {
-                        path: names,
-                        first: *first,
-                        second: at,
-                    });
-                }
-            },
-        }
+        names.push((name, at));
     }
-    Ok(())
+    let new = match set_literal(&value) {
+        Some(set) => Bound::Set(bindings(&set)?),
+        None => Bound::Other,
+    };
+    add(scope, &names, new)
 }
 
 /// The attribute set literal (`{ … }` or `rec { … }`, inside any parentheses) an expression is, if it is one.

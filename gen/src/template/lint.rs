@@ -15,7 +15,9 @@ pub const BLOCK_HELPERS: [&str; 4] = ["if", "unless", "each", "with"];
 /// Helpers usable inside a parameter (sub-expressions), e.g. `{{#if (eq a b)}}`.
 pub const PARAMETER_HELPERS: [&str; 6] = ["eq", "ne", "and", "or", "not", "lookup"];
 
-/// Rejects everything but typed helpers, block helpers, partials, comments and text.
+/// Rejects everything but typed helpers, block helpers, partials, comments and text (compiling `source` first: the
+/// loader lints what its registry compiled instead, [`lint_compiled`]).
+#[cfg(test)]
 pub fn lint(file: &Path, source: &str) -> Result<(), TemplateError> {
     let template = Template::compile(source).map_err(|e| TemplateError {
         file: file.to_owned(),
@@ -25,7 +27,7 @@ pub fn lint(file: &Path, source: &str) -> Result<(), TemplateError> {
     lint_compiled(file, source, &template)
 }
 
-/// [`lint`] of a template already compiled from `source` (as the registry compiled it: compiling is the costly
+/// The linter's check of a template already compiled from `source` (as the registry compiled it: compiling is the costly
 /// part of loading the templates, handlebars finding each element's line and column from the start of the text).
 pub fn lint_compiled(file: &Path, source: &str, template: &Template) -> Result<(), TemplateError> {
     if let Some(offset) = source.find("{{{") {

@@ -46,7 +46,7 @@ pub use context::{
 };
 pub use helpers::VALUE_HELPERS;
 pub use layout::canonical;
-pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS, lint};
+pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS};
 pub use migration::{IdentityData, MigrationMachine, MigrationPeer, MigrationTest, SourceAccess};
 pub use options::option_declarations;
 pub use shell::{shell_quote, until_expected};
