@@ -174,6 +174,14 @@ pub fn stream(
             templates.render_common_test()?
         ),
     )?;
+    sink.put(
+        Path::new(VM_TESTS).join(VM_TESTS_LIB).join("migration.nix"),
+        &format!(
+            "{}\n{}",
+            marker_line(crate::template::MIGRATION_LIB),
+            templates.render_migration_lib()?
+        ),
+    )?;
     for manifest in &manifests {
         let app = &manifest.application.name;
         let body = templates.render_application_test(manifest)?;
@@ -299,14 +307,22 @@ pub fn stream(
                             .join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),
                         &format!("{}\n{body}", marker_line(&deployment)),
                     )?;
+                    // The test file calls the shared test with the operator's data file beside it.
                     let test = crate::template::MigrationTest::new(&spec, &catalog, operator);
-                    let body = templates.render_migration_test(&test)?;
+                    let stem = format!("{}{}", crate::shared::MIGRATION_TEST_PREFIX, operator.name);
+                    let data_file = format!("{stem}.json");
                     sink.put(
-                        Path::new(VM_TESTS).join(format!(
-                            "{}{}.nix",
-                            crate::shared::MIGRATION_TEST_PREFIX,
-                            operator.name
-                        )),
+                        Path::new(VM_TESTS).join(&data_file),
+                        &test
+                            .data_json(&marker_text(&format!(
+                                "{name} (one operator's migration test, the data of {})",
+                                crate::template::MIGRATION_LIB
+                            )))
+                            .map_err(crate::deploy::DeployError::Data)?,
+                    )?;
+                    let body = templates.render_migration_test(&test, &data_file)?;
+                    sink.put(
+                        Path::new(VM_TESTS).join(format!("{stem}.nix")),
                         &format!("{}\n{body}", marker_line(&migration)),
                     )
                 })
@@ -625,7 +641,12 @@ fn nixos_modules_region(inputs: &RegionInputs) -> Result<(Content, Expr), Lexica
 
 fn vm_tests_region(inputs: &RegionInputs) -> Result<(Content, Expr), LexicalError> {
     let mut entries = Vec::new();
-    for path in inputs.paths.iter().filter(|p| p.starts_with(VM_TESTS)) {
+    // The tests are the `.nix` files of the folder itself: not what they import from `lib/`, nor a migration
+    // test's data (`migrate-<operator>.json`, whose stem is its test's).
+    let is_test = |p: &&PathBuf| {
+        p.parent() == Some(Path::new(VM_TESTS)) && p.extension().is_some_and(|e| e == "nix")
+    };
+    for path in inputs.paths.iter().filter(is_test) {
         let Some(test) = path.file_stem().and_then(|s| s.to_str()) else {
             continue;
         };

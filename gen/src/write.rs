@@ -403,17 +403,24 @@ fn staged<'a>(repo: &Path, root: &Path, state: &'a mut RootState) -> Result<&'a 
 
 /// Writes a new file into a staging tree, creating its folders.
 fn put(destination: &Path, contents: &[u8]) -> Result<(), WriteError> {
-    if let Some(dir) = destination.parent() {
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    }
+    folder_for(destination)?;
     std::fs::write(destination, contents).map_err(io("write", destination))
+}
+
+/// Creates the folder `destination` goes in, unless it is there. Looked at first (a lock-free look-up): a
+/// `mkdir` of a folder that exists takes the parent's lock, and with thousands of files written into one folder
+/// from two threads it waited on the other's file creations (issue #18: 6,000 such calls cost 1.2 s of system
+/// time for 1,000 operators).
+fn folder_for(destination: &Path) -> Result<(), WriteError> {
+    match destination.parent() {
+        Some(dir) if !dir.is_dir() => std::fs::create_dir_all(dir).map_err(io("create", dir)),
+        _ => Ok(()),
+    }
 }
 
 /// Copies a file into a staging tree (with its permissions), creating its folders.
 fn copy(file: &Path, destination: &Path) -> Result<(), WriteError> {
-    if let Some(dir) = destination.parent() {
-        std::fs::create_dir_all(dir).map_err(io("create", dir))?;
-    }
+    folder_for(destination)?;
     std::fs::copy(file, destination)
         .map(drop)
         .map_err(io("copy", file))

@@ -772,7 +772,15 @@ fn generated_regions_in_hand_written_files_are_filled_checked_and_nothing_else_c
     );
     assert!(!filled.contains("stale.nix"));
     assert!(
-        filled.contains("    mastodon = ../vm-tests/generated/mastodon.nix;\n"),
+        filled.contains("    mastodon = ../vm-tests/generated/mastodon.nix;\n")
+            && filled.contains(
+                "    migrate-amstelland = ../vm-tests/generated/migrate-amstelland.nix;\n"
+            ),
+        "{filled}"
+    );
+    // Tests only: not what they import (`lib/`), nor a migration test's data beside it.
+    assert!(
+        !filled.contains("generated/lib/") && !filled.contains(".json;"),
         "{filled}"
     );
     assert!(check_canonical("hosts/web.nix", &filled).is_ok());

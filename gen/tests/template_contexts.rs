@@ -8,8 +8,8 @@ use fedigen::manifest::Manifest;
 use fedigen::model::Catalog;
 use fedigen::template::{
     APPLICATION_TEST, ApplicationTest, COMMON_TEST, CommonTest, DEPLOYMENT_TEST, DeploymentTest,
-    FEDERATION_TEST, FederationTest, MIGRATION_TEST, MigrationTest, ModuleData, STORAGE_TEST,
-    StorageTest, Templates,
+    FEDERATION_TEST, FederationTest, MIGRATION_LIB, MIGRATION_TEST, MigrationTest,
+    MigrationTestFile, ModuleData, STORAGE_TEST, StorageTest, Templates,
 };
 use serde_json::Value;
 
@@ -43,7 +43,8 @@ fn data_of(file: &Path) -> &'static str {
         DEPLOYMENT_TEST => "DeploymentTest",
         COMMON_TEST => "CommonTest",
         FEDERATION_TEST => "FederationTest",
-        MIGRATION_TEST => "MigrationTest",
+        MIGRATION_TEST => "MigrationTestFile",
+        MIGRATION_LIB => "CommonTest",
         STORAGE_TEST => "StorageTest",
         _ if text.starts_with("templates/_partials/") => "ModuleData",
         _ if text.ends_with("/module.nix.hbs") && !text.starts_with("templates/_") => "ModuleData",
@@ -95,7 +96,7 @@ fn render_all(repo: &Path) -> Vec<String> {
             errors.push(e.to_string());
         }
         let migration = MigrationTest::new(&spec, &catalog, operator);
-        if let Err(e) = templates.render_migration_test(&migration) {
+        if let Err(e) = templates.render_migration_test(&migration, "migrate-x.json") {
             errors.push(e.to_string());
         }
     }
@@ -104,6 +105,9 @@ fn render_all(repo: &Path) -> Vec<String> {
         errors.push(e.to_string());
     }
     if let Err(e) = templates.render_common_test() {
+        errors.push(e.to_string());
+    }
+    if let Err(e) = templates.render_migration_lib() {
         errors.push(e.to_string());
     }
     errors
@@ -215,10 +219,12 @@ fn check_headers(repo: &Path) {
                     .expect("a manifest with [test.federation]"),
             )
             .unwrap(),
-            "MigrationTest" => {
-                serde_json::to_value(MigrationTest::new(&spec, &catalog, &spec.operators[0]))
-                    .unwrap()
-            }
+            "MigrationTestFile" => serde_json::to_value(MigrationTestFile {
+                cores: 1,
+                description: String::new(),
+                data_file: "./migrate-x.json".into(),
+            })
+            .unwrap(),
             "StorageTest" => serde_json::to_value(
                 StorageTest::new(&spec, &catalog).expect("the example has a storage test"),
             )

@@ -355,9 +355,15 @@ fn every_script_is_python_the_driver_runs() {
         .flat_map(|(name, c)| c.problems.iter().map(move |p| format!("{name}: {p}")))
         .collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    // Each script reads like nixpkgs' own: one text, not concatenated fragments.
+    // Each script reads like nixpkgs' own: one text, not concatenated fragments. A migration test calls the
+    // function every operator shares (lib/migration.nix), whose script is one indented string too; its
+    // per-machine parts are indented-string blocks joined by the function.
     for file in generated_tests(&repository()) {
-        let text = std::fs::read_to_string(&file).unwrap();
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        if text.contains("import ./lib/migration.nix {") {
+            text =
+                std::fs::read_to_string(file.parent().unwrap().join("lib/migration.nix")).unwrap();
+        }
         // The script is one indented string, or a function of the nodes returning one (as nixpkgs' tests that
         // read a node's address write it: `testScript = { nodes, ... }: ''…''`).
         let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -1149,7 +1155,7 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
         let script = &scripts[&file].text;
         let test = &checked[&file];
         assert!(test.problems.is_empty(), "{file}: {:?}", test.problems);
-        let source = std::fs::read_to_string(repo.join("vm-tests/generated").join(&file)).unwrap();
+        let data = migration_data(&repo, &file);
         // Two Garage nodes, each provisioned.
         let garage: Vec<&String> = scripts[&file]
             .machines
@@ -1170,40 +1176,53 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
             garage_a.ends_with("_a") && garage_b.ends_with("_b"),
             "{file}: {garage_a} is A's, {garage_b} B's"
         );
-        // Two clusters, two domains.
-        let s3_hosts: Vec<&str> = source
-            .split("s3Host = \"")
-            .skip(1)
-            .map(|rest| &rest[..rest.find('"').unwrap()])
-            .collect();
-        assert_eq!(
-            s3_hosts.len(),
-            2,
-            "{file}: two garageTestCluster: {s3_hosts:?}"
-        );
-        assert_eq!(s3_hosts[0], s3_a, "{file}: A's S3 host");
-        let s3_b = s3_hosts[1];
+        // Two clusters, two domains: the shared test makes one Garage test cluster of each side's storage, and
+        // B's machines use B's (objectStorageB).
+        let s3_host = |side: &str| {
+            data[side]["s3_host"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{file}: no {side}"))
+                .to_owned()
+        };
+        assert_eq!(s3_host("storage_a"), s3_a, "{file}: A's S3 host");
+        let s3_b = s3_host("storage_b");
         assert_ne!(s3_b, s3_a, "{file}: B's S3 host is B's own");
         let media_b = s3_b.replacen("s3.", "media.", 1);
-        assert!(
-            source.matches("common.garageTestCluster {").count() == 2,
-            "{file}"
-        );
-        assert!(
-            source.contains("objectStorageB"),
-            "{file}: B's machines use B's storage"
-        );
+        let shared =
+            std::fs::read_to_string(repo.join("vm-tests/generated/lib/migration.nix")).unwrap();
+        let flat_shared = shared.split_whitespace().collect::<Vec<_>>().join(" ");
+        for needle in [
+            "common.garageTestCluster {",
+            "when machine.a.garage [ (cluster storageA) ]",
+            "when machine.b.garage [ (cluster storageB) ]",
+            "when (storageB != null) [ objectStorageB ]",
+            "fediversity.s3.endpoint = lib.mkForce \"https://${storageB.s3_host}\";",
+        ] {
+            assert!(
+                flat_shared.contains(needle),
+                "lib/migration.nix lacks {needle}"
+            );
+        }
         // Per-side names: A's nodes never resolve B's storage; B's resolve both S3 hosts.
-        let hosts_a =
-            &source[source.find("hostsA = {").unwrap()..source.find("hostsB = {").unwrap()];
-        let hosts_b = &source[source.find("hostsB = {").unwrap()..];
-        let hosts_b = &hosts_b[..hosts_b.find("};").unwrap()];
+        let names = |side: &str| -> Vec<String> {
+            data[side]
+                .as_object()
+                .unwrap_or_else(|| panic!("{file}: no {side}"))
+                .values()
+                .flat_map(|v| {
+                    v.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|n| n.as_str().unwrap().to_owned())
+                })
+                .collect()
+        };
         assert!(
-            !hosts_a.contains(s3_b),
+            !names("hosts_a").contains(&s3_b),
             "{file}: A's nodes resolve A's names only"
         );
         assert!(
-            hosts_b.contains(&format!("\"{s3_a}\"")) && hosts_b.contains(&format!("\"{s3_b}\"")),
+            names("hosts_b").contains(&s3_a) && names("hosts_b").contains(&s3_b),
             "{file}: B's nodes resolve B's S3 host and A's"
         );
         let run = script
@@ -1234,24 +1253,27 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
                     script[at_a..run].contains(&format!("held_sha256({garage_a},")),
                     "{file}: {app}'s media is read from A's Garage"
                 );
-                // The job moves the bucket from A's endpoint to B's.
-                let job = &source[source
-                    .find(&format!("{machine}-b = {{"))
-                    .unwrap_or_else(|| panic!("{file}: {machine}-b"))..];
-                let job = &job[job.find("migrate.json").unwrap()..];
-                let job = &job[..job.find("\n    };").unwrap_or(job.len())];
-                let flat = job.split_whitespace().collect::<Vec<_>>().join(" ");
-                for needle in [
-                    format!("bucket = \"{bucket}\"; endpoint = \"https://{s3_a}\";"),
-                    format!("bucket = \"{bucket}\"; endpoint = \"https://{s3_b}\";"),
-                    format!("key_file = \"/run/secrets/fedigen-migrate/{bucket}-source.env\";"),
-                    format!("key_file = \"/run/secrets/fedigen-migrate/{bucket}-target.env\";"),
-                ] {
-                    assert!(
-                        flat.contains(&needle),
-                        "{file}: {machine}'s job lacks {needle}"
-                    );
-                }
+                // The job (B's node's /etc/fedigen/migrate.json) moves the bucket from A's endpoint to B's.
+                let job = &data["machines"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["b"]["name"] == format!("{machine}-b"))
+                    .unwrap_or_else(|| panic!("{file}: {machine}-b"))["job"];
+                let moved = job["buckets"].as_array().unwrap().iter().any(|b| {
+                    b["source"]["bucket"] == *bucket
+                        && b["source"]["endpoint"] == format!("https://{s3_a}")
+                        && b["source"]["key_file"]
+                            == format!("/run/secrets/fedigen-migrate/{bucket}-source.env")
+                        && b["target"]["bucket"] == *bucket
+                        && b["target"]["endpoint"] == format!("https://{s3_b}")
+                        && b["target"]["key_file"]
+                            == format!("/run/secrets/fedigen-migrate/{bucket}-target.env")
+                });
+                assert!(
+                    moved,
+                    "{file}: {machine}'s job does not move {bucket}: {job}"
+                );
                 proven += 1;
                 // Every database moves (MySQL's too), so the media reads back at B from B's media host.
                 let at_b = script
@@ -1385,25 +1407,22 @@ fn every_migration_test_with_moved_federation_steps_has_a_peer_that_hears_from_b
             let host = operator.host_name(app, manifest);
             // The federation test's second instance's host (`<subdomain>.second.test`).
             let peer_host = format!("{}.second.test", manifest.application.subdomain);
-            let source =
-                std::fs::read_to_string(repo.join("vm-tests/generated").join(&file)).unwrap();
-            let block = |name: &str| -> String {
-                let start = source
-                    .find(&format!("  {name} = {{"))
-                    .unwrap_or_else(|| panic!("{file}: no {name}"));
-                let rest = &source[start..];
-                rest[..rest.find("\n  };").unwrap()].to_owned()
+            let data = migration_data(&repo, &file);
+            let resolves = |side: &str, name: &str| {
+                data[side]
+                    .as_object()
+                    .unwrap_or_else(|| panic!("{file}: no {side}"))
+                    .values()
+                    .any(|names| names.as_array().unwrap().iter().any(|n| n == name))
             };
-            for name in ["hostsA", "hostsB"] {
+            for side in ["hosts_a", "hosts_b"] {
                 assert!(
-                    block(name).contains(&format!("\"{peer_host}\"")),
-                    "{file}: {name} lacks the peer's host {peer_host}"
+                    resolves(side, &peer_host),
+                    "{file}: {side} lacks the peer's host {peer_host}"
                 );
             }
-            let hosts_peer = block("hostsPeer");
             assert!(
-                hosts_peer.contains(&format!("\"{peer_host}\""))
-                    && hosts_peer.contains(&format!("\"{host}\"")),
+                resolves("hosts_peer", &peer_host) && resolves("hosts_peer", &host),
                 "{file}: the peer resolves itself and {host}"
             );
             let text = &script.text;
@@ -1465,6 +1484,15 @@ fn every_migration_test_with_moved_federation_steps_has_a_peer_that_hears_from_b
         !proven.is_empty(),
         "Matrix's migration test has a peer: {proven:?}"
     );
+}
+
+/// A migration test's data: the JSON beside `file` (`migrate-<operator>.nix`) that the shared test is called with.
+fn migration_data(repo: &Path, file: &str) -> Value {
+    let data = repo
+        .join("vm-tests/generated")
+        .join(file.replace(".nix", ".json"));
+    serde_json::from_str(&std::fs::read_to_string(&data).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", data.display()))
 }
 
 /// The bucket name rule of `deploy::storage::bucket_name`, restated: the specification's override, else

@@ -705,7 +705,8 @@ pub struct DeploymentTest {
     pub storage: Option<DeploymentStorage>,
 }
 
-/// The data of `templates/_tests/common.nix.hbs`: none (what the tests share does not depend on the manifests).
+/// The data of `templates/_tests/common.nix.hbs` and `templates/_tests/migration-lib.nix.hbs`: none (what the
+/// tests share does not depend on the manifests).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CommonTest {}
 

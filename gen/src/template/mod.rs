@@ -47,7 +47,9 @@ pub use context::{
 pub use helpers::VALUE_HELPERS;
 pub use layout::canonical;
 pub use lint::{BLOCK_HELPERS, PARAMETER_HELPERS};
-pub use migration::{IdentityData, MigrationMachine, MigrationPeer, MigrationTest, SourceAccess};
+pub use migration::{
+    IdentityData, MigrationMachine, MigrationPeer, MigrationTest, MigrationTestFile, SourceAccess,
+};
 pub use options::option_declarations;
 pub use shell::{shell_quote, until_expected};
 pub use storage_test::{StorageNode, StorageTest};
@@ -292,8 +294,12 @@ pub const DEPLOYMENT_TEST: &str = "templates/_tests/deployment.nix.hbs";
 
 /// The template of the per-application federation VM tests (two instances), relative to the repository.
 pub const FEDERATION_TEST: &str = "templates/_tests/federation.nix.hbs";
-/// The template of the per-operator migration VM tests, relative to the repository.
+/// The template of the per-operator migration VM tests (each a call of [`MIGRATION_LIB`]'s function with the
+/// operator's data file), relative to the repository.
 pub const MIGRATION_TEST: &str = "templates/_tests/migration.nix.hbs";
+/// The template of the migration test every operator shares (`vm-tests/generated/lib/migration.nix`: a function
+/// of one operator's [`MigrationTest`] data), relative to the repository.
+pub const MIGRATION_LIB: &str = "templates/_tests/migration-lib.nix.hbs";
 /// The template of the provider's object-storage VM test (a Garage cluster, Mastodon's media in it).
 pub const STORAGE_TEST: &str = "templates/_tests/storage.nix.hbs";
 /// The provider's object-storage VM test, relative to the repository.
@@ -311,6 +317,7 @@ impl Templates {
             COMMON_TEST,
             FEDERATION_TEST,
             MIGRATION_TEST,
+            MIGRATION_LIB,
             STORAGE_TEST,
         ] {
             let relative = PathBuf::from(file);
@@ -343,9 +350,25 @@ impl Templates {
     }
 
     /// Renders the VM test of one operator's migration between providers (one per operator: laid out as
-    /// rendered, no nixfmt).
-    pub fn render_migration_test(&self, test: &MigrationTest) -> Result<String, TemplateError> {
-        self.render_test_as(MIGRATION_TEST, test, Layout::AsRendered)
+    /// rendered, no nixfmt): the shared test ([`Templates::render_migration_lib`]) called with the operator's
+    /// data file, `data_file` beside it ([`MigrationTest::data_json`]).
+    pub fn render_migration_test(
+        &self,
+        test: &MigrationTest,
+        data_file: &str,
+    ) -> Result<String, TemplateError> {
+        let file = MigrationTestFile {
+            cores: test.cores,
+            description: test.description.clone(),
+            data_file: format!("./{data_file}"),
+        };
+        self.render_test_as(MIGRATION_TEST, &file, Layout::AsRendered)
+    }
+
+    /// Renders the migration test every operator shares (`vm-tests/generated/lib/migration.nix`), a function of
+    /// one operator's data.
+    pub fn render_migration_lib(&self) -> Result<String, TemplateError> {
+        self.render_test(MIGRATION_LIB, &CommonTest::default())
     }
 
     /// Renders the VM test of the provider's object storage.
