@@ -1516,3 +1516,178 @@ fn storage_bucket(
             }
         })
 }
+
+/// The shared migration test (`lib/migration.nix`) builds each operator's nodes from the operator's data: evaluated
+/// by Nix with `lib/common.nix`'s node builders standing in (each returns the arguments it was given) and `lib`'s
+/// option wrappers recorded, every machine's A and B nodes get the data's module, host, resources, secrets,
+/// packages and hosts of their side, the application's settings and the `side` module; B's node also the job as
+/// `/etc/fedigen/migrate.json` and B's object storage; a peer is built from its data; each side's Garage-only
+/// node and the client are there. The scripts are checked above; this is the other half of the function.
+#[test]
+fn every_migration_test_builds_its_nodes_from_its_data() {
+    let repo = repository();
+    let generated = repo.join("vm-tests/generated");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("vm-tests/generated");
+    std::fs::create_dir_all(copy.join("lib")).unwrap();
+    std::fs::copy(
+        generated.join("lib/migration.nix"),
+        copy.join("lib/migration.nix"),
+    )
+    .unwrap();
+    std::fs::write(
+        copy.join("lib/common.nix"),
+        "{ pkgs }: {\n  testNode = a: { testNode = a; };\n  garageTestCluster = a: { garageTestCluster = a; };\n  \
+         garageOnlyNode = a: { garageOnlyNode = a; };\n  testInstance = a: { testInstance = a; };\n  \
+         testNetwork = a: { testNetwork = a; };\n  testPackages = a: { testPackages = a; };\n  \
+         databaseTls = \"databaseTls\";\n  pythonHelpers = \"\";\n}\n",
+    )
+    .unwrap();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&generated).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("migrate-") {
+            std::fs::copy(entry.path(), copy.join(&name)).unwrap();
+            if name.ends_with(".nix") {
+                files.push(name);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    let entries: String = files
+        .iter()
+        .map(|f| format!("{f:?} = nodes ./{f};\n"))
+        .collect();
+    let expression = format!(
+        r#"
+let
+  lib = {{
+    mkForce = v: {{ mkForce = v; }};
+    mkIf = c: v: {{ mkIf = [ c v ]; }};
+    mkOverride = p: v: {{ mkOverride = [ p v ]; }};
+    optional = c: v: if c then [ v ] else [ ];
+  }};
+  pkgs = {{
+    inherit lib;
+    testers.runNixOSTest = test: test;
+    runCommand = name: attrs: script: "/nix/store/stand-in-${{name}}";
+    openssh = "openssh"; rsync = "rsync"; rclone = "rclone";
+  }};
+  config = {{
+    services.postgresql = {{ enable = true; package = "postgresql"; }};
+    services.mysql = {{ enable = true; package = "mysql"; }};
+  }};
+  norm = v:
+    if builtins.isAttrs v then builtins.mapAttrs (_: norm) v
+    else if builtins.isList v then map norm v
+    else if builtins.isPath v then "path:" + toString v
+    else if builtins.isFunction v then {{ module = norm (v {{ inherit config; }}); }}
+    else v;
+  nodes = file: norm (import file {{ inherit pkgs; fedigen = "fedigen"; }}).nodes;
+in {{
+{entries}}}
+"#
+    );
+    let out = nix_command("nix-instantiate")
+        .current_dir(&copy)
+        .args(["--eval", "--strict", "--json", "--expr", &expression])
+        .output()
+        .expect("nix-instantiate runs (install nix-bin)");
+    assert!(
+        out.status.success(),
+        "evaluating the migration tests' nodes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let root = format!("path:{}/", dir.path().display());
+    for file in &files {
+        let data = migration_data(&repo, file);
+        let nodes = &all[file];
+        let mut expected = vec!["client".to_owned()];
+        for machine in data["machines"].as_array().unwrap() {
+            for (side, hosts) in [("a", "hosts_a"), ("b", "hosts_b")] {
+                let want = &machine[side];
+                let name = want["name"].as_str().unwrap();
+                expected.push(name.to_owned());
+                let imports = nodes[name]["imports"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{file}: no node {name}"));
+                let made = &imports[0]["testNode"];
+                let module = want["module"].as_str().unwrap().replace("../../", "");
+                assert_eq!(made["module"], format!("{root}{module}"), "{file}: {name}");
+                for (arg, field) in [
+                    ("host", "host"),
+                    ("https", "https"),
+                    ("cores", "cores"),
+                    ("memory", "memory_mib"),
+                    ("secrets", "secrets"),
+                    ("packages", "packages"),
+                    ("virtualHost", "virtual_host"),
+                ] {
+                    assert_eq!(made[arg], want[field], "{file}: {name}'s {arg}");
+                }
+                assert_eq!(
+                    made["hosts"], data[hosts],
+                    "{file}: {name} resolves its side's names"
+                );
+                let application = machine["application"].as_str().unwrap();
+                assert_eq!(
+                    imports[1]["fediversity"][application], want["settings"],
+                    "{file}: {name}'s settings"
+                );
+                assert!(
+                    imports
+                        .iter()
+                        .any(|i| i["module"]["imports"] == serde_json::json!(["databaseTls"])),
+                    "{file}: {name} imports `side`"
+                );
+                let uses_b_storage = imports.iter().any(|i| {
+                    i["fediversity"]["s3"]["endpoint"]["mkForce"]
+                        == format!(
+                            "https://{}",
+                            data["storage_b"]["s3_host"].as_str().unwrap_or("-")
+                        )
+                });
+                assert_eq!(
+                    uses_b_storage,
+                    side == "b" && !data["storage_b"].is_null(),
+                    "{file}: only B's nodes use B's object storage ({name})"
+                );
+            }
+            let b = machine["b"]["name"].as_str().unwrap();
+            let job: Value = serde_json::from_str(
+                nodes[b]["environment"]["etc"]["fedigen/migrate.json"]["text"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{file}: {b} has no job")),
+            )
+            .unwrap();
+            assert_eq!(job, machine["job"], "{file}: {b}'s job is the data's");
+            if let Some(peer) = machine["peer"].as_object() {
+                let name = peer["instance"]["name"].as_str().unwrap();
+                expected.push(name.to_owned());
+                let made = &nodes[name]["testInstance"];
+                assert_eq!(made["host"], peer["instance"]["host"], "{file}: {name}");
+                assert_eq!(made["hosts"], data["hosts_peer"], "{file}: {name}");
+                assert_eq!(made["secretFiles"], peer["secret_files"], "{file}: {name}");
+            }
+        }
+        for storage in ["storage_a", "storage_b"] {
+            if let Some(extra) = data[storage]["extra"].as_object() {
+                let name = extra["name"].as_str().unwrap();
+                expected.push(name.to_owned());
+                let made = &nodes[name]["imports"][0]["testNode"];
+                assert_eq!(made["secrets"], data[storage]["secrets"], "{file}: {name}");
+                assert_eq!(made["host"], data[storage]["s3_host"], "{file}: {name}");
+            }
+        }
+        expected.sort();
+        let mut made: Vec<String> = nodes.as_object().unwrap().keys().cloned().collect();
+        made.sort();
+        assert_eq!(made, expected, "{file}: the nodes are the data's");
+        assert_eq!(
+            nodes["client"]["imports"][0]["testNetwork"], data["hosts_client"],
+            "{file}: the client resolves A's names"
+        );
+    }
+}

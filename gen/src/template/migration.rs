@@ -247,6 +247,104 @@ pub struct MigrationTestFile {
     pub data_file: String,
 }
 
+/// A migration test's data file ([`MigrationTest::data_json`]): what `lib/migration.nix` reads of a
+/// [`MigrationTest`], named field by field, so that a field added to a struct for another test (a deployment
+/// test's upgrade, say) does not reach the file unseen.
+#[derive(Serialize)]
+struct Data<'a> {
+    #[serde(rename = "//")]
+    marker: &'a str,
+    test_name: &'a str,
+    machines: Vec<MachineData<'a>>,
+    hosts_a: &'a BTreeMap<String, Vec<String>>,
+    hosts_b: &'a BTreeMap<String, Vec<String>>,
+    hosts_client: &'a BTreeMap<String, Vec<String>>,
+    hosts_peer: Option<&'a BTreeMap<String, Vec<String>>>,
+    storage_a: Option<&'a DeploymentStorage>,
+    storage_b: Option<&'a DeploymentStorage>,
+}
+
+/// A [`MigrationMachine`] in the data file, its nodes as [`NodeData`].
+#[derive(Serialize)]
+struct MachineData<'a> {
+    machine: &'a str,
+    application: &'a str,
+    a: NodeData<'a>,
+    b: NodeData<'a>,
+    job: &'a serde_json::Value,
+    units: &'a [String],
+    stopped_check: &'a str,
+    identity_files: &'a [String],
+    seed: Option<&'a str>,
+    source_access: &'a [SourceAccess],
+    public_identity: &'a [IdentityData],
+    peer: Option<&'a MigrationPeer>,
+}
+
+/// A [`TestNode`] in the data file: what the shared test reads of it (A's steps, B's rechecks; not the
+/// deployment test's repeatability and upgrade).
+#[derive(Serialize)]
+struct NodeData<'a> {
+    name: &'a str,
+    python: &'a str,
+    module: &'a str,
+    host: &'a str,
+    https: bool,
+    cores: u32,
+    memory_mib: u32,
+    secrets: &'a [TestSecretFile],
+    packages: &'a [String],
+    virtual_host: &'a [String],
+    settings: &'a serde_json::Value,
+    config: &'a serde_json::Value,
+    health: HealthData<'a>,
+    /// The unit making the operator's administrator, when the module makes one.
+    admin_unit: Option<&'a str>,
+    steps: &'a [super::context::StepData],
+    rechecks: &'a [super::context::StepData],
+    garage: bool,
+    stored: &'a [super::context::StoredStepData],
+}
+
+/// What must be up on a node, as the shared test checks it: the units, and the HTTP checks.
+#[derive(Serialize)]
+struct HealthData<'a> {
+    units: &'a [String],
+    http: &'a [super::context::HttpCommand],
+}
+
+impl<'a> NodeData<'a> {
+    fn of(
+        node: &'a TestNode,
+        steps: &'a [super::context::StepData],
+        rechecks: &'a [super::context::StepData],
+    ) -> Self {
+        Self {
+            name: &node.name,
+            python: &node.python,
+            module: &node.module,
+            host: &node.host,
+            https: node.https,
+            cores: node.cores,
+            memory_mib: node.memory_mib,
+            secrets: &node.secrets,
+            packages: &node.packages,
+            virtual_host: &node.virtual_host,
+            settings: &node.settings,
+            config: &node.config,
+            health: HealthData {
+                units: &node.health.units,
+                http: &node.health.http,
+            },
+            admin_unit: node.admin.as_ref().map(|a| a.unit.as_str()),
+            steps,
+            rechecks,
+            garage: node.garage,
+            stored: &node.stored,
+        }
+    }
+}
+
 /// One operator's migration test as data: the argument of the function `templates/_tests/migration-lib.nix.hbs`
 /// renders, written as JSON beside the operator's test file ([`MigrationTest::data_json`]).
 #[derive(Debug, Clone, Serialize)]
@@ -352,15 +450,35 @@ impl MigrationTest {
                 ));
             }
         }
-        #[derive(Serialize)]
-        struct Data<'a> {
-            #[serde(rename = "//")]
-            marker: &'a str,
-            #[serde(flatten)]
-            test: &'a MigrationTest,
-        }
-        let mut text = serde_json::to_string_pretty(&Data { marker, test: self })
-            .expect("a migration test serialises");
+        let data = Data {
+            marker,
+            test_name: &self.test_name,
+            machines: self
+                .machines
+                .iter()
+                .map(|m| MachineData {
+                    machine: &m.machine,
+                    application: &m.application,
+                    a: NodeData::of(&m.a, &m.a.steps, &[]),
+                    b: NodeData::of(&m.b, &[], &m.b.rechecks),
+                    job: &m.job,
+                    units: &m.units,
+                    stopped_check: &m.stopped_check,
+                    identity_files: &m.identity_files,
+                    seed: m.seed.as_deref(),
+                    source_access: &m.source_access,
+                    public_identity: &m.public_identity,
+                    peer: m.peer.as_ref(),
+                })
+                .collect(),
+            hosts_a: &self.hosts_a,
+            hosts_b: &self.hosts_b,
+            hosts_client: &self.hosts_client,
+            hosts_peer: self.hosts_peer.as_ref(),
+            storage_a: self.storage_a.as_ref(),
+            storage_b: self.storage_b.as_ref(),
+        };
+        let mut text = serde_json::to_string_pretty(&data).expect("a migration test serialises");
         text.push('\n');
         Ok(text)
     }
@@ -695,9 +813,30 @@ mod tests {
             text.starts_with("{\n  \"//\": \"Generated by fedigen from x\","),
             "{text}"
         );
-        let mut data: serde_json::Value = serde_json::from_str(&text).unwrap();
-        data.as_object_mut().unwrap().remove("//");
-        assert_eq!(data, serde_json::to_value(&test).unwrap());
+        let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let whole = serde_json::to_value(&test).unwrap();
+        for key in [
+            "test_name",
+            "hosts_a",
+            "hosts_b",
+            "hosts_client",
+            "hosts_peer",
+            "storage_a",
+        ] {
+            assert_eq!(data[key], whole[key], "{key}");
+        }
+        let (machine, whole_machine) = (&data["machines"][0], &whole["machines"][0]);
+        for key in ["job", "units", "source_access", "public_identity", "peer"] {
+            assert_eq!(machine[key], whole_machine[key], "{key}");
+        }
+        // Only what the shared test reads of a node: A's steps, B's rechecks, not the deployment test's upgrade.
+        assert_eq!(machine["a"]["steps"], whole_machine["a"]["steps"]);
+        assert_eq!(machine["b"]["rechecks"], whole_machine["b"]["rechecks"]);
+        assert_eq!(machine["b"]["steps"], serde_json::json!([]));
+        assert!(
+            machine["a"].get("upgrade").is_none()
+                && machine["a"].get("repeat_description").is_none()
+        );
         let refused = |change: &dyn Fn(&mut MigrationTest), says: &str| {
             let mut bad = test.clone();
             change(&mut bad);

@@ -215,7 +215,7 @@ let
       name = machine.machine;
     in
     map (unit: "${a.python}.wait_for_unit(${py unit})") a.health.units
-    ++ when (given a.admin) [ "${a.python}.wait_for_unit(${py a.admin.unit})" ]
+    ++ when (a.admin_unit != null) [ "${a.python}.wait_for_unit(${py a.admin_unit})" ]
     ++ lines ''
 
       with subtest(${py "seed ${name} at A"}):
