@@ -78,7 +78,8 @@ fn repository() -> PathBuf {
         .to_owned()
 }
 
-/// The generated files, one after another, each preceded by its length (what the rnix and nixfmt rows read).
+/// The generated files, one after another, each preceded by its length (what the rnix, nixfmt and JSON rows
+/// read: the Nix files, or the JSON files).
 fn read_bundle(path: &Path) -> Vec<String> {
     let bytes = std::fs::read(path).unwrap();
     let mut files = Vec::new();
@@ -107,6 +108,15 @@ fn child(kind: &str, file: &Path) {
             measure::in_process(|| {
                 for text in &files {
                     assert!(rnix::Root::parse(text).errors().is_empty());
+                }
+            })
+            .0
+        }
+        "json" => {
+            let files = read_bundle(file);
+            measure::in_process(|| {
+                for text in &files {
+                    serde_json::from_str::<serde_json::Value>(text).unwrap();
                 }
             })
             .0
@@ -150,16 +160,24 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let spec_path = dir.path().join("bench.toml");
     std::fs::write(&spec_path, specification(operators)).unwrap();
-    // The files once, for the rnix and nixfmt rows.
+    // The files once, for the rnix and nixfmt rows (the Nix files) and the JSON row (the migration tests' data).
     let plan = fedigen::generate::plan_with_spec(&repository(), Some(&spec_path)).unwrap();
     let bytes: usize = plan.files.values().map(String::len).sum();
-    let bundle = dir.path().join("files.bin");
-    let mut out = Vec::with_capacity(bytes + 8 * plan.files.len());
-    for text in plan.files.values() {
-        out.extend_from_slice(&(text.len() as u64).to_le_bytes());
-        out.extend_from_slice(text.as_bytes());
-    }
-    std::fs::write(&bundle, out).unwrap();
+    let bundle_of = |name: &str, json: bool| {
+        let path = dir.path().join(name);
+        let mut out = Vec::new();
+        for (file, text) in &plan.files {
+            if file.extension().is_some_and(|e| e == "json") == json {
+                out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+        }
+        eprintln!("{}: {} bytes", if json { "JSON" } else { "Nix" }, out.len());
+        std::fs::write(&path, out).unwrap();
+        path
+    };
+    let bundle = bundle_of("files.bin", false);
+    let json = bundle_of("json.bin", true);
     let expected = format!("{} {bytes}", plan.files.len());
     drop(plan);
 
@@ -189,19 +207,23 @@ fn main() {
         ));
     }
     rows.push(measure::Row::new(
-        "rnix parse of the same files alone",
+        "rnix parse of the same Nix files alone",
         || run(&me, "rnix", &bundle),
+    ));
+    rows.push(measure::Row::new(
+        "serde_json parse of the JSON files alone (the migration tests' data)",
+        || run(&me, "json", &json),
     ));
     if with_nixfmt {
         rows.push(measure::Row::new(
-            "nixfmt_rs format of the same files alone",
+            "nixfmt_rs format of the same Nix files alone",
             || run(&me, "nixfmt", &bundle),
         ));
     }
     let results = measure::interleaved(&mut rows, rounds);
     drop(rows);
     let title = format!(
-        "### `generate`, {operators} operators: {} files, {:.1} MB of Nix; each row a fresh process; medians of {rounds} interleaved rounds; peak memory of fedigen generate {:.0} MiB",
+        "### `generate`, {operators} operators: {} files, {:.1} MB of Nix and JSON; each row a fresh process; medians of {rounds} interleaved rounds; peak memory of fedigen generate {:.0} MiB",
         expected.split(' ').next().unwrap(),
         bytes as f64 / 1e6,
         results[0].max_rss_mib,
