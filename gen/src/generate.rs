@@ -175,6 +175,16 @@ pub fn stream(
         ),
     )?;
     sink.put(
+        Path::new(VM_TESTS)
+            .join(VM_TESTS_LIB)
+            .join("deployment.nix"),
+        &format!(
+            "{}\n{}",
+            marker_line(crate::template::DEPLOYMENT_LIB),
+            templates.render_deployment_lib()?
+        ),
+    )?;
+    sink.put(
         Path::new(VM_TESTS).join(VM_TESTS_LIB).join("migration.nix"),
         &format!(
             "{}\n{}",
@@ -300,11 +310,22 @@ pub fn stream(
                 let deployment = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);
                 let migration = format!("{name} and {}", crate::template::MIGRATION_TEST);
                 spec.operators.par_iter().try_for_each(|operator| {
+                    // Each test file calls the shared test with the operator's data file beside it.
                     let test = crate::template::DeploymentTest::new(&spec, &catalog, operator);
-                    let body = templates.render_deployment_test(&test)?;
+                    let stem = format!("{DEPLOYMENT_TEST_PREFIX}{}", operator.name);
+                    let data_file = format!("{stem}.json");
                     sink.put(
-                        Path::new(VM_TESTS)
-                            .join(format!("{DEPLOYMENT_TEST_PREFIX}{}.nix", operator.name)),
+                        Path::new(VM_TESTS).join(&data_file),
+                        &test
+                            .data_json(&marker_text(&format!(
+                                "{name} (one operator's deployment test, the data of {})",
+                                crate::template::DEPLOYMENT_LIB
+                            )))
+                            .map_err(crate::deploy::DeployError::Data)?,
+                    )?;
+                    let body = templates.render_deployment_test(&test, &data_file)?;
+                    sink.put(
+                        Path::new(VM_TESTS).join(format!("{stem}.nix")),
                         &format!("{}\n{body}", marker_line(&deployment)),
                     )?;
                     // The test file calls the shared test with the operator's data file beside it.

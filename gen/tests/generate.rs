@@ -498,8 +498,9 @@ fn the_provider_settings_are_written_once() {
 }
 
 /// Each operator's deployment VM test has a node per machine (built from its generated module), waits for
-/// every health check of every application, and proves every machine repeatable (`gen/tests/vm_scripts.rs`
-/// checks the proof itself in the evaluated script).
+/// every health check of every application, and proves every machine repeatable: its data file (what the shared
+/// test, lib/deployment.nix, is called with) names each of these; `gen/tests/vm_scripts.rs` checks the evaluated
+/// script and the nodes the shared test makes of the data.
 #[test]
 fn every_operator_deployment_has_its_vm_test() {
     let repo = repository();
@@ -512,30 +513,55 @@ fn every_operator_deployment_has_its_vm_test() {
             .files
             .get(&PathBuf::from(&file))
             .unwrap_or_else(|| panic!("{file} missing"));
+        let data_file = format!("deployment-{}.json", operator.name);
+        assert!(
+            test.contains("import ./lib/deployment.nix { inherit pkgs; }")
+                && test.contains(&format!("builtins.readFile ./{data_file}")),
+            "{file} calls the shared test with its data"
+        );
+        let data: Value = serde_json::from_str(
+            plan.files
+                .get(&PathBuf::from(format!("vm-tests/generated/{data_file}")))
+                .unwrap_or_else(|| panic!("{data_file} missing")),
+        )
+        .unwrap();
         for (app, _) in operator.applications.iter().filter(|(_, a)| a.enable) {
             let name = operator.machine_name(app);
-            let python = fedigen::deploy::python_name(&name);
-            assert!(
-                test.contains(&format!(
-                    "module = ../../deployments/{}/{app}.nix;",
-                    operator.name
-                )),
-                "{file}: {name}"
+            let node = data["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("{data_file}: no node {name}"));
+            assert_eq!(
+                node["module"],
+                format!("../../deployments/{}/{app}.nix", operator.name),
+                "{data_file}: {name}"
             );
+            let units = |node: &Value| -> Vec<String> {
+                node["health"]["units"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| u.as_str().unwrap().to_owned())
+                    .collect()
+            };
             for unit in &catalog.manifests[app].health.units {
-                assert!(
-                    test.contains(&format!("{python}.wait_for_unit(${{py \"{unit}\"}})")),
-                    "{file}: {unit}"
-                );
+                assert!(units(node).contains(unit), "{data_file}: {unit}");
             }
-            assert!(
-                test.contains(&format!(
+            assert_eq!(
+                node["repeat_description"],
+                format!(
                     "{name}: two evaluations of its configuration are one system, and switching to it changes no unit"
-                )),
-                "{file}: {name}"
+                ),
+                "{data_file}: {name}"
             );
             let host = operator.host_name(app, &catalog.manifests[app]);
-            assert!(test.contains(&host), "{file}: {host} reached by the client");
+            assert_eq!(
+                node["host"],
+                host.as_str(),
+                "{data_file}: {host} reached by the client"
+            );
             // A machine hosting a Garage node also waits for Garage's unit and ports.
             let storage = spec.provider.object_storage.as_ref();
             if storage.is_some_and(|s| {
@@ -550,14 +576,18 @@ fn every_operator_deployment_has_its_vm_test() {
                     .iter()
                     .filter(|u| *u != "fedigen-storage-apply.service")
                 {
-                    let wait = format!("{python}.wait_for_unit(${{py \"{unit}\"}})");
-                    assert!(test.contains(&wait), "{file}: {name} hosts Garage: {unit}");
+                    assert!(
+                        units(node).contains(unit),
+                        "{data_file}: {name} hosts Garage: {unit}"
+                    );
                 }
                 for port in &garage.tcp_ports {
-                    let wait = format!("{python}.wait_for_open_port(${{toString {port}}})");
                     assert!(
-                        test.contains(&wait),
-                        "{file}: {name} hosts Garage: port {port}"
+                        node["health"]["tcp_ports"]
+                            .as_array()
+                            .unwrap()
+                            .contains(&Value::from(*port)),
+                        "{data_file}: {name} hosts Garage: port {port}"
                     );
                 }
             }

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use fedigen::manifest::Manifest;
 use fedigen::model::Catalog;
 use fedigen::template::{
-    APPLICATION_TEST, ApplicationTest, COMMON_TEST, CommonTest, DEPLOYMENT_TEST, DeploymentTest,
-    FEDERATION_TEST, FederationTest, MIGRATION_LIB, MIGRATION_TEST, MigrationTest,
-    MigrationTestFile, ModuleData, STORAGE_TEST, StorageTest, Templates,
+    APPLICATION_TEST, ApplicationTest, COMMON_TEST, CommonTest, DEPLOYMENT_LIB, DEPLOYMENT_TEST,
+    DeploymentTest, DeploymentTestFile, FEDERATION_TEST, FederationTest, MIGRATION_LIB,
+    MIGRATION_TEST, MigrationTest, MigrationTestFile, ModuleData, STORAGE_TEST, StorageTest,
+    Templates,
 };
 use serde_json::Value;
 
@@ -40,7 +41,8 @@ fn data_of(file: &Path) -> &'static str {
     let text = file.to_string_lossy();
     match text.as_ref() {
         APPLICATION_TEST => "ApplicationTest",
-        DEPLOYMENT_TEST => "DeploymentTest",
+        DEPLOYMENT_TEST => "DeploymentTestFile",
+        DEPLOYMENT_LIB => "CommonTest",
         COMMON_TEST => "CommonTest",
         FEDERATION_TEST => "FederationTest",
         MIGRATION_TEST => "MigrationTestFile",
@@ -92,7 +94,7 @@ fn render_all(repo: &Path) -> Vec<String> {
     assert!(!spec.operators.is_empty());
     for operator in &spec.operators {
         let test = DeploymentTest::new(&spec, &catalog, operator);
-        if let Err(e) = templates.render_deployment_test(&test) {
+        if let Err(e) = templates.render_deployment_test(&test, "deployment-x.json") {
             errors.push(e.to_string());
         }
         let migration = MigrationTest::new(&spec, &catalog, operator);
@@ -108,6 +110,9 @@ fn render_all(repo: &Path) -> Vec<String> {
         errors.push(e.to_string());
     }
     if let Err(e) = templates.render_migration_lib() {
+        errors.push(e.to_string());
+    }
+    if let Err(e) = templates.render_deployment_lib() {
         errors.push(e.to_string());
     }
     errors
@@ -207,10 +212,12 @@ fn check_headers(repo: &Path) {
         match name {
             "ModuleData" => serde_json::to_value(ModuleData::new(with_secrets, None)).unwrap(),
             "ApplicationTest" => serde_json::to_value(ApplicationTest::new(with_secrets)).unwrap(),
-            "DeploymentTest" => {
-                serde_json::to_value(DeploymentTest::new(&spec, &catalog, &spec.operators[0]))
-                    .unwrap()
-            }
+            "DeploymentTestFile" => serde_json::to_value(DeploymentTestFile {
+                cores: 1,
+                description: String::new(),
+                data_file: "./deployment-x.json".into(),
+            })
+            .unwrap(),
             "CommonTest" => serde_json::to_value(CommonTest::default()).unwrap(),
             "FederationTest" => serde_json::to_value(
                 manifests
@@ -330,19 +337,19 @@ fn source_paths_render_as_path_literals_and_nothing_else() {
     let repo = scratch();
     let file = repo.path().join(DEPLOYMENT_TEST);
     let source = std::fs::read_to_string(&file).unwrap();
-    let rendered = |module: &str| {
-        let text = source.replace("{{nix-source-path this.module}}", module);
+    let rendered = |path: &str| {
+        let text = source.replace("{{nix-source-path data_file}}", path);
         std::fs::write(&file, text).unwrap();
         render_all(repo.path())
     };
     assert_eq!(
-        rendered("{{nix-source-path this.module}}"),
+        rendered("{{nix-source-path data_file}}"),
         Vec::<String>::new()
     );
     let plan = fedigen::generate::plan(&repository()).unwrap();
     let test = &plan.files[&PathBuf::from("vm-tests/generated/deployment-amstelland.nix")];
     assert!(
-        test.contains("module = ../../deployments/amstelland/mastodon.nix;"),
+        test.contains("builtins.readFile ./deployment-amstelland.json"),
         "{test}"
     );
     for bad in ["/etc/x.nix", "../a/../b.nix", "a b.nix"] {

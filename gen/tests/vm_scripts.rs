@@ -355,14 +355,16 @@ fn every_script_is_python_the_driver_runs() {
         .flat_map(|(name, c)| c.problems.iter().map(move |p| format!("{name}: {p}")))
         .collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    // Each script reads like nixpkgs' own: one text, not concatenated fragments. A migration test calls the
-    // function every operator shares (lib/migration.nix), whose script is one indented string too; its
-    // per-machine parts are indented-string blocks joined by the function.
+    // Each script reads like nixpkgs' own: one text, not concatenated fragments. A deployment or migration test
+    // calls the function every operator shares (lib/deployment.nix, lib/migration.nix), whose script is one
+    // indented string too; its per-machine parts are indented-string blocks joined by the function.
     for file in generated_tests(&repository()) {
         let mut text = std::fs::read_to_string(&file).unwrap();
-        if text.contains("import ./lib/migration.nix {") {
-            text =
-                std::fs::read_to_string(file.parent().unwrap().join("lib/migration.nix")).unwrap();
+        for shared in ["migration", "deployment"] {
+            if text.contains(&format!("import ./lib/{shared}.nix {{")) {
+                let lib = file.parent().unwrap().join(format!("lib/{shared}.nix"));
+                text = std::fs::read_to_string(lib).unwrap();
+            }
         }
         // The script is one indented string, or a function of the nodes returning one (as nixpkgs' tests that
         // read a node's address write it: `testScript = { nodes, ... }: ''…''`).
@@ -639,7 +641,10 @@ fn every_deployment_test_proves_repeatability() {
         let file = format!("deployment-{}.nix", operator.name);
         let script = &scripts[&file].text;
         let test = &checked[&file];
-        let source = std::fs::read_to_string(repo.join("vm-tests/generated").join(&file)).unwrap();
+        let data = test_data(&repo, &file);
+        let shared =
+            std::fs::read_to_string(repo.join("vm-tests/generated/lib/deployment.nix")).unwrap();
+        let shared = shared.split_whitespace().collect::<Vec<_>>().join(" ");
         for (app, _) in operator.applications.iter().filter(|(_, a)| a.enable) {
             let manifest = &catalog.manifests[app];
             let name = operator.machine_name(app);
@@ -695,9 +700,22 @@ fn every_deployment_test_proves_repeatability() {
                 script.contains("assert changed_units(output) == set(), output"),
                 "{file}"
             );
+            // The shared test gives every machine the specialisations (`again`), with the data's upgrade.
+            let node = data["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["name"] == name)
+                .unwrap_or_else(|| panic!("{file}: no node {name} in the data"));
             assert!(
-                source.contains(&format!("{name} = {{")) && source.contains("(again {"),
-                "{file}: {name} carries the specialisations"
+                shared.contains("(again ( if node.upgrade != null then")
+                    && shared.contains("fedigen-rebuilt-again.configuration = { };"),
+                "lib/deployment.nix: every machine carries the specialisations"
+            );
+            assert_eq!(
+                node["upgrade"]["setting"].as_str(),
+                manifest.test.upgrade.as_ref().map(|u| u.setting.as_str()),
+                "{file}: {name}'s upgrade"
             );
             if let Some(upgrade) = &manifest.test.upgrade {
                 assert!(
@@ -706,10 +724,9 @@ fn every_deployment_test_proves_repeatability() {
                     "{file}: {python} upgrades"
                 );
                 assert!(
-                    source.contains(&format!(
-                        "(again {{ {app}.{} = lib.mkForce (",
-                        upgrade.setting
-                    )),
+                    shared.contains(
+                        "{ ${node.application}.${node.upgrade.setting} = lib.mkForce node.upgrade.value; }"
+                    ) && node["application"] == app.as_str(),
                     "{file}: {name}: the upgrade changes {}",
                     upgrade.setting
                 );
@@ -942,11 +959,18 @@ fn generated_tests_hold_the_review_fixes() {
     for operator in &spec.operators {
         let file = format!("deployment-{}.nix", operator.name);
         let text = &scripts[&file].text;
-        let source = std::fs::read_to_string(generated.join(&file)).unwrap();
+        let data = test_data(&repo, &file);
         let domain = operator.admin.email.rsplit_once('@').unwrap().1;
         for (app, application) in operator.applications.iter().filter(|(_, a)| a.enable) {
             let manifest = &catalog.manifests[app];
-            let python = fedigen::deploy::python_name(&operator.machine_name(app));
+            let name = operator.machine_name(app);
+            let python = fedigen::deploy::python_name(&name);
+            let node = data["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("{file}: no node {name} in its data"));
             if let Some(account) = &manifest.admin_account
                 && application.secrets.contains_key(&account.password_secret)
             {
@@ -959,25 +983,22 @@ fn generated_tests_hold_the_review_fixes() {
             }
             if let Some(list) = &manifest.test.admin_mail_allowlist {
                 let key = list.setting.rsplit('.').next().unwrap();
-                let value = source
-                    .split(&format!("{key} = \""))
-                    .nth(1)
-                    .and_then(|rest| rest.split('"').next())
-                    .unwrap_or_else(|| panic!("{file}: {key} is set"));
+                let value = list
+                    .setting
+                    .split('.')
+                    .fold(&node["settings"], |v, part| &v[part])
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{file}: {key} is set: {}", node["settings"]));
                 assert!(
                     value.split(list.separator.as_str()).any(|d| d == domain),
                     "{file}: {key} = {value:?} allows the administrator's domain {domain}"
                 );
             }
             if let Some(path) = &manifest.test.tls_virtual_host {
-                let list = path
-                    .split('.')
-                    .map(|p| format!("\"{p}\""))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let flat = source.split_whitespace().collect::<Vec<_>>().join(" ");
-                assert!(
-                    flat.contains(&format!("virtualHost = [ {list} ];")),
+                let list: Vec<&str> = path.split('.').collect();
+                assert_eq!(
+                    node["virtual_host"],
+                    serde_json::json!(list),
                     "{file}: {app}'s test certificate goes to {path}"
                 );
             }
@@ -1075,7 +1096,7 @@ fn every_deployment_test_with_object_storage_has_its_garage_node_and_proves_the_
         let file = format!("deployment-{}.nix", operator.name);
         let script = &scripts[&file].text;
         let test = &checked[&file];
-        let source = std::fs::read_to_string(repo.join("vm-tests/generated").join(&file)).unwrap();
+        let data = test_data(&repo, &file);
         assert!(test.problems.is_empty(), "{file}: {:?}", test.problems);
         let garage: Vec<&String> = scripts[&file]
             .machines
@@ -1096,13 +1117,24 @@ fn every_deployment_test_with_object_storage_has_its_garage_node_and_proves_the_
             has_call(test, garage, &["wait_for_unit"], |a| a == "garage.service"),
             "{file}: {garage} runs Garage"
         );
-        for needle in [
-            "storageTest = common.garageTestCluster {",
-            &format!("s3Host = \"s3.{}\";", spec.provider.domain),
-            &format!("mediaHost = \"media.{}\";", spec.provider.domain),
-        ] {
-            assert!(source.contains(needle), "{file} lacks {needle}");
-        }
+        let shared =
+            std::fs::read_to_string(repo.join("vm-tests/generated/lib/deployment.nix")).unwrap();
+        assert!(
+            shared.contains("storageTest = common.garageTestCluster {")
+                && shared.contains("s3Host = storage.s3_host;")
+                && shared.contains("mediaHost = storage.media_host;"),
+            "lib/deployment.nix makes the test's Garage node from the data's storage"
+        );
+        assert_eq!(
+            data["storage"]["s3_host"],
+            format!("s3.{}", spec.provider.domain),
+            "{file}"
+        );
+        assert_eq!(
+            data["storage"]["media_host"],
+            format!("media.{}", spec.provider.domain),
+            "{file}"
+        );
         for (app, manifest) in stored {
             for step in &manifest.test.object_storage {
                 let kinds = &manifest.needs.s3_buckets;
@@ -1155,7 +1187,7 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
         let script = &scripts[&file].text;
         let test = &checked[&file];
         assert!(test.problems.is_empty(), "{file}: {:?}", test.problems);
-        let data = migration_data(&repo, &file);
+        let data = test_data(&repo, &file);
         // Two Garage nodes, each provisioned.
         let garage: Vec<&String> = scripts[&file]
             .machines
@@ -1407,7 +1439,7 @@ fn every_migration_test_with_moved_federation_steps_has_a_peer_that_hears_from_b
             let host = operator.host_name(app, manifest);
             // The federation test's second instance's host (`<subdomain>.second.test`).
             let peer_host = format!("{}.second.test", manifest.application.subdomain);
-            let data = migration_data(&repo, &file);
+            let data = test_data(&repo, &file);
             let resolves = |side: &str, name: &str| {
                 data[side]
                     .as_object()
@@ -1486,8 +1518,9 @@ fn every_migration_test_with_moved_federation_steps_has_a_peer_that_hears_from_b
     );
 }
 
-/// A migration test's data: the JSON beside `file` (`migrate-<operator>.nix`) that the shared test is called with.
-fn migration_data(repo: &Path, file: &str) -> Value {
+/// A deployment or migration test's data: the JSON beside `file` (`deployment-<operator>.nix`,
+/// `migrate-<operator>.nix`) that the shared test is called with.
+fn test_data(repo: &Path, file: &str) -> Value {
     let data = repo
         .join("vm-tests/generated")
         .join(file.replace(".nix", ".json"));
@@ -1602,7 +1635,7 @@ in {{
     let all: Value = serde_json::from_slice(&out.stdout).unwrap();
     let root = format!("path:{}/", dir.path().display());
     for file in &files {
-        let data = migration_data(&repo, file);
+        let data = test_data(&repo, file);
         let nodes = &all[file];
         let mut expected = vec!["client".to_owned()];
         for machine in data["machines"].as_array().unwrap() {

@@ -687,8 +687,21 @@ pub struct UpgradeData {
     pub description: String,
 }
 
-/// The data of `templates/_tests/deployment.nix.hbs`: one operator's deployment, every machine a test node
-/// importing its generated module, reached by a client through its host name.
+/// The data of `templates/_tests/deployment.nix.hbs`: one operator's deployment test file, which calls the test
+/// every operator shares (`vm-tests/generated/lib/deployment.nix`) with the operator's data file.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeploymentTestFile {
+    /// The cores the test needs (the harness header).
+    pub cores: u32,
+    /// The harness header's description.
+    pub description: String,
+    /// The operator's data file ([`DeploymentTest::data_json`]), beside the test file, as a source path.
+    pub data_file: String,
+}
+
+/// One operator's deployment, every machine a test node importing its generated module, reached by a client
+/// through its host name: the argument of the function `templates/_tests/deployment-lib.nix.hbs` renders, written
+/// as JSON beside the operator's test file ([`DeploymentTest::data_json`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeploymentTest {
     /// The NixOS test's name (`fedigen-deployment-<operator>`).
@@ -705,8 +718,8 @@ pub struct DeploymentTest {
     pub storage: Option<DeploymentStorage>,
 }
 
-/// The data of `templates/_tests/common.nix.hbs` and `templates/_tests/migration-lib.nix.hbs`: none (what the
-/// tests share does not depend on the manifests).
+/// The data of `templates/_tests/common.nix.hbs`, `templates/_tests/migration-lib.nix.hbs` and
+/// `templates/_tests/deployment-lib.nix.hbs`: none (what the tests share does not depend on the manifests).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct CommonTest {}
 
@@ -720,6 +733,63 @@ fn test_secret(manifest: Option<&Manifest>, name: &str) -> String {
 }
 
 impl DeploymentTest {
+    /// The operator's data file: what `lib/deployment.nix` reads of this test, as pretty JSON, the generated-file
+    /// marker `marker` its first member (`"//"`, [`crate::write::JSON_MARKER`]). JSON for the reason the
+    /// migration tests' data is ([`super::MigrationTest::data_json`], issue #18), and refused for what a rendered
+    /// test refused: a module that is no source path, a script name that is no Python identifier, a node name
+    /// given twice (`client` included).
+    pub fn data_json(&self, marker: &str) -> Result<String, String> {
+        let mut names = std::collections::BTreeSet::from(["client"]);
+        let extra = self.storage.as_ref().and_then(|s| s.extra.as_ref());
+        let nodes = self
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.python.as_str()))
+            .chain(extra.map(|e| (e.name.as_str(), e.python.as_str())));
+        for (name, python) in nodes {
+            if !super::helpers::is_python_name(python) {
+                return Err(format!(
+                    "{}: node {name}'s script name {python:?} is no Python identifier",
+                    self.test_name
+                ));
+            }
+            if !names.insert(name) {
+                return Err(format!("{}: node {name} is given twice", self.test_name));
+            }
+        }
+        for node in &self.nodes {
+            crate::nix::SourcePath::new(&node.module)
+                .map_err(|e| format!("{}: {e}", self.test_name))?;
+        }
+        if let Some(storage) = &self.storage
+            && !super::helpers::is_python_name(&storage.python)
+        {
+            return Err(format!(
+                "{}: the Garage node's script name {:?} is no Python identifier",
+                self.test_name, storage.python
+            ));
+        }
+        #[derive(Serialize)]
+        struct Data<'a> {
+            #[serde(rename = "//")]
+            marker: &'a str,
+            test_name: &'a str,
+            hosts: &'a BTreeMap<String, Vec<String>>,
+            nodes: &'a [TestNode],
+            storage: Option<&'a DeploymentStorage>,
+        }
+        let mut text = serde_json::to_string_pretty(&Data {
+            marker,
+            test_name: &self.test_name,
+            hosts: &self.hosts,
+            nodes: &self.nodes,
+            storage: self.storage.as_ref(),
+        })
+        .expect("a deployment test serialises");
+        text.push('\n');
+        Ok(text)
+    }
+
     /// The VM test of one operator's deployment: every machine of the operator (as a test node importing its
     /// generated module), what must be up on it (the manifests' health checks), the secrets files to place,
     /// and the host names a client reaches.

@@ -40,9 +40,9 @@ use locate::{MARK_CLOSE, MARK_OPEN, map_column, mark_lines, snippet, strip_marke
 
 pub use context::{
     AdminActionData, ApplicationInfo, ApplicationTest, CommonTest, DeploymentTest,
-    FederationInstance, FederationStepData, FederationTest, Health, HttpCommand, MailData,
-    ModuleData, NeedsData, OptionData, ResourcesData, SecretData, StepData, TestNode,
-    TestResources, TestSecretFile, TestSecretOption, UpgradeData,
+    DeploymentTestFile, FederationInstance, FederationStepData, FederationTest, Health,
+    HttpCommand, MailData, ModuleData, NeedsData, OptionData, ResourcesData, SecretData, StepData,
+    TestNode, TestResources, TestSecretFile, TestSecretOption, UpgradeData,
 };
 pub use helpers::VALUE_HELPERS;
 pub use layout::canonical;
@@ -289,8 +289,12 @@ impl Templates {
 /// The template of the per-application VM tests, relative to the repository.
 pub const APPLICATION_TEST: &str = "templates/_tests/application.nix.hbs";
 
-/// The template of the per-operator deployment VM tests, relative to the repository.
+/// The template of the per-operator deployment VM tests (each a call of [`DEPLOYMENT_LIB`]'s function with the
+/// operator's data file), relative to the repository.
 pub const DEPLOYMENT_TEST: &str = "templates/_tests/deployment.nix.hbs";
+/// The template of the deployment test every operator shares (`vm-tests/generated/lib/deployment.nix`: a function
+/// of one operator's [`DeploymentTest`] data), relative to the repository.
+pub const DEPLOYMENT_LIB: &str = "templates/_tests/deployment-lib.nix.hbs";
 
 /// The template of the per-application federation VM tests (two instances), relative to the repository.
 pub const FEDERATION_TEST: &str = "templates/_tests/federation.nix.hbs";
@@ -314,6 +318,7 @@ impl Templates {
         for file in [
             APPLICATION_TEST,
             DEPLOYMENT_TEST,
+            DEPLOYMENT_LIB,
             COMMON_TEST,
             FEDERATION_TEST,
             MIGRATION_TEST,
@@ -344,9 +349,26 @@ impl Templates {
             .transpose()
     }
 
-    /// Renders the VM test of one operator's deployment (one per operator: laid out as rendered, no nixfmt).
-    pub fn render_deployment_test(&self, test: &DeploymentTest) -> Result<String, TemplateError> {
-        self.render_test_as(DEPLOYMENT_TEST, test, Layout::AsRendered)
+    /// Renders the VM test of one operator's deployment (one per operator: laid out as rendered, no nixfmt): the
+    /// shared test ([`Templates::render_deployment_lib`]) called with the operator's data file, `data_file`
+    /// beside it ([`DeploymentTest::data_json`]).
+    pub fn render_deployment_test(
+        &self,
+        test: &DeploymentTest,
+        data_file: &str,
+    ) -> Result<String, TemplateError> {
+        let file = DeploymentTestFile {
+            cores: test.cores,
+            description: test.description.clone(),
+            data_file: format!("./{data_file}"),
+        };
+        self.render_test_as(DEPLOYMENT_TEST, &file, Layout::AsRendered)
+    }
+
+    /// Renders the deployment test every operator shares (`vm-tests/generated/lib/deployment.nix`), a function of
+    /// one operator's data.
+    pub fn render_deployment_lib(&self) -> Result<String, TemplateError> {
+        self.render_test(DEPLOYMENT_LIB, &CommonTest::default())
     }
 
     /// Renders the VM test of one operator's migration between providers (one per operator: laid out as
