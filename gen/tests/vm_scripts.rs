@@ -1559,80 +1559,7 @@ fn storage_bucket(
 #[test]
 fn every_migration_test_builds_its_nodes_from_its_data() {
     let repo = repository();
-    let generated = repo.join("vm-tests/generated");
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("vm-tests/generated");
-    std::fs::create_dir_all(copy.join("lib")).unwrap();
-    std::fs::copy(
-        generated.join("lib/migration.nix"),
-        copy.join("lib/migration.nix"),
-    )
-    .unwrap();
-    std::fs::write(
-        copy.join("lib/common.nix"),
-        "{ pkgs }: {\n  testNode = a: { testNode = a; };\n  garageTestCluster = a: { garageTestCluster = a; };\n  \
-         garageOnlyNode = a: { garageOnlyNode = a; };\n  testInstance = a: { testInstance = a; };\n  \
-         testNetwork = a: { testNetwork = a; };\n  testPackages = a: { testPackages = a; };\n  \
-         databaseTls = \"databaseTls\";\n  pythonHelpers = \"\";\n}\n",
-    )
-    .unwrap();
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(&generated).unwrap().flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("migrate-") {
-            std::fs::copy(entry.path(), copy.join(&name)).unwrap();
-            if name.ends_with(".nix") {
-                files.push(name);
-            }
-        }
-    }
-    files.sort();
-    assert!(files.len() >= 3, "{files:?}");
-    let entries: String = files
-        .iter()
-        .map(|f| format!("{f:?} = nodes ./{f};\n"))
-        .collect();
-    let expression = format!(
-        r#"
-let
-  lib = {{
-    mkForce = v: {{ mkForce = v; }};
-    mkIf = c: v: {{ mkIf = [ c v ]; }};
-    mkOverride = p: v: {{ mkOverride = [ p v ]; }};
-    optional = c: v: if c then [ v ] else [ ];
-  }};
-  pkgs = {{
-    inherit lib;
-    testers.runNixOSTest = test: test;
-    runCommand = name: attrs: script: "/nix/store/stand-in-${{name}}";
-    openssh = "openssh"; rsync = "rsync"; rclone = "rclone";
-  }};
-  config = {{
-    services.postgresql = {{ enable = true; package = "postgresql"; }};
-    services.mysql = {{ enable = true; package = "mysql"; }};
-  }};
-  norm = v:
-    if builtins.isAttrs v then builtins.mapAttrs (_: norm) v
-    else if builtins.isList v then map norm v
-    else if builtins.isPath v then "path:" + toString v
-    else if builtins.isFunction v then {{ module = norm (v {{ inherit config; }}); }}
-    else v;
-  nodes = file: norm (import file {{ inherit pkgs; fedigen = "fedigen"; }}).nodes;
-in {{
-{entries}}}
-"#
-    );
-    let out = nix_command("nix-instantiate")
-        .current_dir(&copy)
-        .args(["--eval", "--strict", "--json", "--expr", &expression])
-        .output()
-        .expect("nix-instantiate runs (install nix-bin)");
-    assert!(
-        out.status.success(),
-        "evaluating the migration tests' nodes: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (dir, files, all) = shared_test_nodes("migrate-", "migration.nix");
     let root = format!("path:{}/", dir.path().display());
     for file in &files {
         let data = test_data(&repo, file);
@@ -1722,5 +1649,171 @@ in {{
             nodes["client"]["imports"][0]["testNetwork"], data["hosts_client"],
             "{file}: the client resolves A's names"
         );
+    }
+}
+
+/// Evaluates the nodes of every generated test whose file name starts with `prefix` (a call of the shared test
+/// `lib/<shared>`), with `lib/common.nix`'s node builders standing in (each returns the arguments it was given)
+/// and `lib`'s option wrappers recorded: the copy they were evaluated in (module paths lie under it), the test
+/// files, and the nodes by file, functions (`side`) applied to a configuration with both database servers.
+fn shared_test_nodes(prefix: &str, shared: &str) -> (tempfile::TempDir, Vec<String>, Value) {
+    let repo = repository();
+    let generated = repo.join("vm-tests/generated");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("vm-tests/generated");
+    std::fs::create_dir_all(copy.join("lib")).unwrap();
+    std::fs::copy(
+        generated.join("lib").join(shared),
+        copy.join("lib").join(shared),
+    )
+    .unwrap();
+    std::fs::write(
+        copy.join("lib/common.nix"),
+        "{ pkgs }: {\n  testNode = a: { testNode = a; };\n  garageTestCluster = a: { garageTestCluster = a; };\n  \
+         garageOnlyNode = a: { garageOnlyNode = a; };\n  testInstance = a: { testInstance = a; };\n  \
+         testNetwork = a: { testNetwork = a; };\n  testPackages = a: { testPackages = a; };\n  \
+         databaseTls = \"databaseTls\";\n  pythonHelpers = \"\";\n}\n",
+    )
+    .unwrap();
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&generated).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(prefix) {
+            std::fs::copy(entry.path(), copy.join(&name)).unwrap();
+            if name.ends_with(".nix") {
+                files.push(name);
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    let entries: String = files
+        .iter()
+        .map(|f| format!("{f:?} = nodes ./{f};\n"))
+        .collect();
+    let expression = format!(
+        r#"
+let
+  lib = {{
+    mkForce = v: {{ mkForce = v; }};
+    mkIf = c: v: {{ mkIf = [ c v ]; }};
+    mkOverride = p: v: {{ mkOverride = [ p v ]; }};
+    optional = c: v: if c then [ v ] else [ ];
+    optionalAttrs = c: v: if c then v else {{ }};
+  }};
+  pkgs = {{
+    inherit lib;
+    testers.runNixOSTest = test: test;
+    runCommand = name: attrs: script: "/nix/store/stand-in-${{name}}";
+    openssh = "openssh"; rsync = "rsync"; rclone = "rclone";
+  }};
+  config = {{
+    services.postgresql = {{ enable = true; package = "postgresql"; }};
+    services.mysql = {{ enable = true; package = "mysql"; }};
+  }};
+  norm = v:
+    if builtins.isAttrs v then builtins.mapAttrs (_: norm) v
+    else if builtins.isList v then map norm v
+    else if builtins.isPath v then "path:" + toString v
+    else if builtins.isFunction v then {{ module = norm (v {{ inherit config; }}); }}
+    else v;
+  nodes = file: norm (import file ({{ inherit pkgs; }} // (if {prefix:?} == "migrate-" then {{ fedigen = "fedigen"; }} else {{ }}))).nodes;
+in {{
+{entries}}}
+"#
+    );
+    let out = nix_command("nix-instantiate")
+        .current_dir(&copy)
+        .args(["--eval", "--strict", "--json", "--expr", &expression])
+        .output()
+        .expect("nix-instantiate runs (install nix-bin)");
+    assert!(
+        out.status.success(),
+        "evaluating the migration tests' nodes: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (dir, files, all)
+}
+
+/// The shared deployment test (`lib/deployment.nix`) builds each operator's nodes from the operator's data:
+/// every machine gets its module, host, resources, secrets, packages, every host name of the test, the
+/// application's settings, and its specialisations (`fedigen-rebuilt`, `fedigen-rebuilt-again`, and
+/// `fedigen-upgrade` forcing the data's setting to the data's value); the Garage-only node and the client are
+/// there. The scripts are checked above.
+#[test]
+fn every_deployment_test_builds_its_nodes_from_its_data() {
+    let repo = repository();
+    let (dir, files, all) = shared_test_nodes("deployment-", "deployment.nix");
+    let root = format!("path:{}/", dir.path().display());
+    for file in &files {
+        let data = test_data(&repo, file);
+        let nodes = &all[file];
+        let mut expected = vec!["client".to_owned()];
+        for want in data["nodes"].as_array().unwrap() {
+            let name = want["name"].as_str().unwrap();
+            expected.push(name.to_owned());
+            let imports = nodes[name]["imports"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{file}: no node {name}"));
+            let made = &imports[0]["testNode"];
+            let module = want["module"].as_str().unwrap().replace("../../", "");
+            assert_eq!(made["module"], format!("{root}{module}"), "{file}: {name}");
+            for (arg, field) in [
+                ("host", "host"),
+                ("https", "https"),
+                ("cores", "cores"),
+                ("memory", "memory_mib"),
+                ("secrets", "secrets"),
+                ("packages", "packages"),
+                ("virtualHost", "virtual_host"),
+            ] {
+                assert_eq!(made[arg], want[field], "{file}: {name}'s {arg}");
+            }
+            assert_eq!(made["hosts"], data["hosts"], "{file}: {name}");
+            let application = want["application"].as_str().unwrap();
+            assert_eq!(
+                imports[1]["fediversity"][application], want["settings"],
+                "{file}: {name}'s settings"
+            );
+            let specialisations = imports
+                .iter()
+                .find_map(|i| i["specialisation"].as_object())
+                .unwrap_or_else(|| panic!("{file}: {name} has no specialisations"));
+            for child in ["fedigen-rebuilt", "fedigen-rebuilt-again"] {
+                assert_eq!(
+                    specialisations[child]["configuration"],
+                    serde_json::json!({}),
+                    "{file}: {name}'s {child} is its own configuration"
+                );
+            }
+            match want["upgrade"].as_object() {
+                Some(upgrade) => {
+                    let setting = upgrade["setting"].as_str().unwrap();
+                    assert_eq!(
+                        specialisations["fedigen-upgrade"]["configuration"]["fediversity"]
+                            [application][setting]["mkForce"],
+                        upgrade["value"],
+                        "{file}: {name}'s upgrade forces {setting}"
+                    );
+                }
+                None => assert!(
+                    specialisations.get("fedigen-upgrade").is_none(),
+                    "{file}: {name} has no upgrade"
+                ),
+            }
+        }
+        if let Some(extra) = data["storage"]["extra"].as_object() {
+            let name = extra["name"].as_str().unwrap();
+            expected.push(name.to_owned());
+            assert_eq!(
+                nodes[name]["imports"][0]["testNode"]["secrets"], data["storage"]["secrets"],
+                "{file}: {name}"
+            );
+        }
+        expected.sort();
+        let mut made: Vec<String> = nodes.as_object().unwrap().keys().cloned().collect();
+        made.sort();
+        assert_eq!(made, expected, "{file}: the nodes are the data's");
     }
 }
