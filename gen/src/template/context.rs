@@ -737,7 +737,8 @@ impl DeploymentTest {
     /// marker `marker` its first member (`"//"`, [`crate::write::JSON_MARKER`]). JSON for the reason the
     /// migration tests' data is ([`super::MigrationTest::data_json`], issue #18), and refused for what a rendered
     /// test refused: a module that is no source path, a script name that is no Python identifier, a node name
-    /// given twice (`client` included).
+    /// given twice (`client` included), a value `nix-value` refused (a NUL, an integer outside Nix's, `_type`
+    /// and the other names the module system reads as directives).
     pub fn data_json(&self, marker: &str) -> Result<String, String> {
         let mut names = std::collections::BTreeSet::from(["client"]);
         let extra = self.storage.as_ref().and_then(|s| s.extra.as_ref());
@@ -778,7 +779,7 @@ impl DeploymentTest {
             nodes: &'a [TestNode],
             storage: Option<&'a DeploymentStorage>,
         }
-        let mut text = serde_json::to_string_pretty(&Data {
+        let value = serde_json::to_value(Data {
             marker,
             test_name: &self.test_name,
             hosts: &self.hosts,
@@ -786,6 +787,8 @@ impl DeploymentTest {
             storage: self.storage.as_ref(),
         })
         .expect("a deployment test serialises");
+        super::helpers::data(&value).map_err(|e| format!("{}: {e}", self.test_name))?;
+        let mut text = serde_json::to_string_pretty(&value).expect("a deployment test serialises");
         text.push('\n');
         Ok(text)
     }

@@ -413,8 +413,10 @@ impl MigrationTest {
     /// What a rendered test refused, the data is refused for here, since the shared function cannot: a node's
     /// module that is no source path relative to the test file (`nix-source-path`: the function would import
     /// whatever path the data named), a script name that is no Python identifier (`py-name`: it is written into
-    /// the script as code), and a node name given twice, `client` included (a set literal refused that; the
-    /// function's `listToAttrs` and `//` would keep one node silently).
+    /// the script as code), a node name given twice, `client` included (a set literal refused that; the
+    /// function's `listToAttrs` and `//` would keep one node silently), and any value `nix-value` refused (a NUL,
+    /// which `builtins.fromJSON` would cut the string at; an integer outside Nix's; `_type` and the other names
+    /// the module system reads as directives).
     pub fn data_json<'a>(&'a self, marker: &str) -> Result<String, String> {
         let mut nodes = std::collections::BTreeSet::from(["client"]);
         let mut node = |name: &'a str, python: &str| -> Result<(), String> {
@@ -478,7 +480,9 @@ impl MigrationTest {
             storage_a: self.storage_a.as_ref(),
             storage_b: self.storage_b.as_ref(),
         };
-        let mut text = serde_json::to_string_pretty(&data).expect("a migration test serialises");
+        let value = serde_json::to_value(&data).expect("a migration test serialises");
+        super::helpers::data(&value).map_err(|e| format!("{}: {e}", self.test_name))?;
+        let mut text = serde_json::to_string_pretty(&value).expect("a migration test serialises");
         text.push('\n');
         Ok(text)
     }
@@ -855,6 +859,8 @@ mod tests {
             &|t| t.machines[0].b.name = "client".into(),
             "client is given twice",
         );
+        // `builtins.fromJSON` would cut the string at the NUL: refused as `nix-value` refused it.
+        refused(&|t| t.machines[0].a.host = "a\u{0}b".into(), "NUL");
         refused(
             &|t| t.machines[0].b.name = t.machines[0].a.name.clone(),
             "is given twice",
