@@ -1570,23 +1570,8 @@ fn every_migration_test_builds_its_nodes_from_its_data() {
                 let want = &machine[side];
                 let name = want["name"].as_str().unwrap();
                 expected.push(name.to_owned());
-                let imports = nodes[name]["imports"]
-                    .as_array()
-                    .unwrap_or_else(|| panic!("{file}: no node {name}"));
+                let imports = node_imports(nodes, want, &root, file);
                 let made = &imports[0]["testNode"];
-                let module = want["module"].as_str().unwrap().replace("../../", "");
-                assert_eq!(made["module"], format!("{root}{module}"), "{file}: {name}");
-                for (arg, field) in [
-                    ("host", "host"),
-                    ("https", "https"),
-                    ("cores", "cores"),
-                    ("memory", "memory_mib"),
-                    ("secrets", "secrets"),
-                    ("packages", "packages"),
-                    ("virtualHost", "virtual_host"),
-                ] {
-                    assert_eq!(made[arg], want[field], "{file}: {name}'s {arg}");
-                }
                 assert_eq!(
                     made["hosts"], data[hosts],
                     "{file}: {name} resolves its side's names"
@@ -1667,9 +1652,15 @@ fn shared_test_nodes(prefix: &str, shared: &str) -> (tempfile::TempDir, Vec<Stri
         copy.join("lib").join(shared),
     )
     .unwrap();
+    // The real helpers (the script's `lines`, `when`, …) under the stand-ins for the node builders.
+    std::fs::copy(
+        generated.join("lib/common.nix"),
+        copy.join("lib/real-common.nix"),
+    )
+    .unwrap();
     std::fs::write(
         copy.join("lib/common.nix"),
-        "{ pkgs }: {\n  testNode = a: { testNode = a; };\n  garageTestCluster = a: { garageTestCluster = a; };\n  \
+        "{ pkgs }: import ./real-common.nix { inherit pkgs; } // {\n  testNode = a: { testNode = a; };\n  garageTestCluster = a: { garageTestCluster = a; };\n  \
          garageOnlyNode = a: { garageOnlyNode = a; };\n  testInstance = a: { testInstance = a; };\n  \
          testNetwork = a: { testNetwork = a; };\n  testPackages = a: { testPackages = a; };\n  \
          databaseTls = \"databaseTls\";\n  pythonHelpers = \"\";\n}\n",
@@ -1753,23 +1744,8 @@ fn every_deployment_test_builds_its_nodes_from_its_data() {
         for want in data["nodes"].as_array().unwrap() {
             let name = want["name"].as_str().unwrap();
             expected.push(name.to_owned());
-            let imports = nodes[name]["imports"]
-                .as_array()
-                .unwrap_or_else(|| panic!("{file}: no node {name}"));
+            let imports = node_imports(nodes, want, &root, file);
             let made = &imports[0]["testNode"];
-            let module = want["module"].as_str().unwrap().replace("../../", "");
-            assert_eq!(made["module"], format!("{root}{module}"), "{file}: {name}");
-            for (arg, field) in [
-                ("host", "host"),
-                ("https", "https"),
-                ("cores", "cores"),
-                ("memory", "memory_mib"),
-                ("secrets", "secrets"),
-                ("packages", "packages"),
-                ("virtualHost", "virtual_host"),
-            ] {
-                assert_eq!(made[arg], want[field], "{file}: {name}'s {arg}");
-            }
             assert_eq!(made["hosts"], data["hosts"], "{file}: {name}");
             let application = want["application"].as_str().unwrap();
             assert_eq!(
@@ -1816,4 +1792,29 @@ fn every_deployment_test_builds_its_nodes_from_its_data() {
         made.sort();
         assert_eq!(made, expected, "{file}: the nodes are the data's");
     }
+}
+
+/// The imports of the node the shared test made of the data's node `want`, its first a generated machine's test
+/// node whose arguments are the data's: the module (under the evaluated copy `root`), host, resources, secrets,
+/// packages and virtual host.
+fn node_imports<'a>(nodes: &'a Value, want: &Value, root: &str, file: &str) -> &'a Vec<Value> {
+    let name = want["name"].as_str().unwrap();
+    let imports = nodes[name]["imports"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{file}: no node {name}"));
+    let made = &imports[0]["testNode"];
+    let module = want["module"].as_str().unwrap().replace("../../", "");
+    assert_eq!(made["module"], format!("{root}{module}"), "{file}: {name}");
+    for (arg, field) in [
+        ("host", "host"),
+        ("https", "https"),
+        ("cores", "cores"),
+        ("memory", "memory_mib"),
+        ("secrets", "secrets"),
+        ("packages", "packages"),
+        ("virtualHost", "virtual_host"),
+    ] {
+        assert_eq!(made[arg], want[field], "{file}: {name}'s {arg}");
+    }
+    imports
 }

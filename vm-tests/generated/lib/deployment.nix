@@ -6,28 +6,16 @@ let
   inherit (pkgs) lib;
   py = builtins.toJSON;
   common = import ./common.nix { inherit pkgs; };
-  # The script is Python written in indented strings, one block per machine and step. `lines` takes a block
-  # apart into its lines, so that blocks present only for some machines or repeated (one per step) join without
-  # blank lines of their own; `python` puts the lines together again.
-  lines =
-    text:
-    let
-      all = builtins.filter builtins.isString (builtins.split "\n" text);
-    in
-    # An indented string's last line break leaves one empty piece after it.
-    if all != [ ] && builtins.elemAt all (builtins.length all - 1) == "" then
-      builtins.genList (builtins.elemAt all) (builtins.length all - 1)
-    else
-      all;
-  python = lines: builtins.concatStringsSep "" (map (line: "${line}\n") lines);
-  # Lines inside the subtest a block opened (a block opening one shows its body's indentation as Python does).
-  inSubtest = map (line: if line == "" then line else "    ${line}");
-  # `lines` when `condition`, else none.
-  when = condition: lines: if condition then lines else [ ];
-  each = f: list: builtins.concatLists (map f list);
-  # A step runs on the client or on its node, and waits for success or must succeed at once.
-  on = node: step: if step.on_client then "client" else node.python;
-  method = step: if step.wait then "wait_until_succeeds" else "succeed";
+  # How the script is put together from the data (common.nix: one place for both shared tests).
+  inherit (common.script)
+    lines
+    python
+    inSubtest
+    when
+    each
+    on
+    method
+    ;
   # A module path of the data (relative to vm-tests/generated/, where the test files are).
   sourcePath = relative: ../. + "/${relative}";
   inherit (test) hosts storage;
