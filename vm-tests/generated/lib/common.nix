@@ -360,6 +360,28 @@ rec {
     on = node: step: if step.on_client then "client" else node.python;
     method = step: if step.wait then "wait_until_succeeds" else "succeed";
   };
+  # Python the two shared tests (lib/deployment.nix, lib/migration.nix) add to pythonHelpers, for scripts that read
+  # an operator's data: the driver's machine of a node the data names, and a step of the data run. A script
+  # starting with it first keeps the driver's globals (`driver_symbols = dict(globals())`, before it binds any name
+  # of its own; the driver makes each node a global by its Python name: test_driver/driver.py, test_symbols).
+  dataHelpers = ''
+    import json
+
+
+    def machine(python: str):
+        """The driver's machine of a node of the data, by its Python name."""
+        return driver_symbols[python]
+
+
+    def runs_on(node, step):
+        """Where a step of the data runs: on the client, or on its node."""
+        return client if step["on_client"] else machine(node["python"])
+
+
+    def perform(on, step) -> str:
+        """A step's command on a machine, waiting until it succeeds or succeeding at once; its output."""
+        return on.wait_until_succeeds(step["command"]) if step["wait"] else on.succeed(step["command"])
+  '';
   pythonHelpers = ''
     import shlex
     from fnmatch import fnmatchcase

@@ -7,15 +7,7 @@ let
   py = builtins.toJSON;
   common = import ./common.nix { inherit pkgs; };
   # How the script is put together from the data (common.nix: one place for both shared tests).
-  inherit (common.script)
-    lines
-    python
-    inSubtest
-    when
-    each
-    on
-    method
-    ;
+  inherit (common.script) when;
   # A module path of the data (relative to vm-tests/generated/, where the test files are).
   sourcePath = relative: ../. + "/${relative}";
   inherit (test) hosts storage;
@@ -82,79 +74,30 @@ let
       ];
     }
   ];
-  # The test's Garage node is up, its storage description applied, and it answers as healthy.
-  garageUp = when (storage != null) (
-    lines ''
-      ${storage.python}.wait_for_unit(${py "garage.service"})
-      ${storage.python}.wait_for_unit(${py "fedigen-storage-apply.service"})
-      ${storage.python}.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
-      ${storage.python}.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
-    ''
-    ++ when (storage.extra != null) [ "assert_no_failed_units(${storage.python})" ]
-  );
-  # A machine healthy: its units, ports and HTTP checks, its administrator made, no failed unit.
-  healthy =
-    node:
-    map (unit: "${node.python}.wait_for_unit(${py unit})") node.health.units
-    ++ map (port: "${node.python}.wait_for_open_port(${toString port})") node.health.tcp_ports
-    ++ map (
-      http:
-      if http.local then
-        "${node.python}.wait_until_succeeds(${py http.command})"
+  # What the script reads of the data: per machine its checks, steps, objects, repeatability and upgrade; the
+  # test's Garage node. The rest of the data builds the nodes.
+  scriptData = {
+    storage =
+      if storage == null then
+        null
       else
-        "client.wait_until_succeeds(${py http.command})"
-    ) node.health.http
-    ++ when (node.admin != null) [ "${node.python}.wait_for_unit(${py node.admin.unit})" ]
-    ++ [ "assert_no_failed_units(${node.python})" ];
-  # A step as a subtest: its command, and the output it must show when it names one.
-  stepSubtest =
-    node: s:
-    lines ''
-
-      with subtest(${py s.description}):
-    ''
-    ++ inSubtest (
-      [ "output = ${on node s}.${method s}(${py s.command})" ]
-      ++ when (s.expect != null && s.expect != "") [ "assert ${py s.expect} in output, output" ]
-    );
-  # What a step stored is in its bucket: the bytes the media host serves are those Garage holds.
-  storedSubtest =
-    node: stored:
-    lines ''
-
-      with subtest(${py stored.description}):
-          output = ${on node stored}.${method stored}(${py stored.command})
-          for url in stored_objects(output, ${py stored.prefix}):
-              held = held_sha256(${storage.python}, ${py stored.key_file}, ${py storage.region}, url.removeprefix("https://" + ${py storage.media_host} + "/"))
-              assert served_sha256(client, url) == held, f"{url} serves other bytes than Garage holds"
-    '';
-  # Repeatable: the two evaluations are one store path and switching to it changes no unit; the upgrade changes
-  # only the units it lists, there and back; the data reads back.
-  repeatable =
-    node:
-    lines ''
-
-      with subtest(${py node.repeat_description}):
-          booted = ${node.python}.succeed("readlink -f /run/current-system").strip()
-          rebuilt = ${node.python}.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt").strip()
-          again = ${node.python}.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt-again").strip()
-          assert rebuilt == again, f"two evaluations of one configuration differ: {rebuilt} and {again}"
-          output = ${node.python}.succeed(f"{rebuilt}/bin/switch-to-configuration test 2>&1")
-          assert changed_units(output) == set(), output
-          assert ${node.python}.succeed("readlink -f /run/current-system").strip() == rebuilt
-    ''
-    ++ when (node.upgrade != null) (lines ''
-
-      with subtest(${py node.upgrade.description}):
-          output = ${node.python}.succeed(f"{booted}/specialisation/fedigen-upgrade/bin/switch-to-configuration test 2>&1")
-          changed = changed_units(output)
-          allowed = ${py node.upgrade.restarts}
-          assert changed and units_within(changed, allowed), f"changed {sorted(changed)}, allowed {allowed}: {output}"
-          output = ${node.python}.succeed(f"{booted}/bin/switch-to-configuration test 2>&1")
-          changed = changed_units(output)
-          assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
-    '')
-    ++ each (s: stepSubtest node (s // { wait = true; })) node.rechecks;
+        {
+          inherit (storage) python region media_host;
+          garage_only = storage.extra != null;
+        };
+    nodes = map (node: {
+      inherit (node)
+        python
+        health
+        steps
+        stored
+        upgrade
+        rechecks
+        repeat_description
+        ;
+      admin_unit = if node.admin != null then node.admin.unit else null;
+    }) test.nodes;
+  };
 in
 pkgs.testers.runNixOSTest {
   name = test.test_name;
@@ -168,13 +111,83 @@ pkgs.testers.runNixOSTest {
     ];
   };
   testScript = ''
+    # The driver's machines by their Python names, before the script binds names of its own.
+    driver_symbols = dict(globals())
     ${common.pythonHelpers}
+    ${common.dataHelpers}
+
+    # This operator's machines, what each must show and do (from deployment-<operator>.json).
+    test = json.loads(${py (builtins.toJSON scriptData)})
+    storage = test["storage"]
+
     start_all()
-    ${python (
-      garageUp
-      ++ each healthy test.nodes
-      ++ each (node: each (stepSubtest node) node.steps) test.nodes
-      ++ each (node: each (storedSubtest node) node.stored) test.nodes
-      ++ each repeatable test.nodes
-    )}'';
+
+    if storage is not None:
+        # The test's Garage node is up, its storage description applied, and it answers as healthy.
+        garage_node = machine(storage["python"])
+        garage_node.wait_for_unit("garage.service")
+        garage_node.wait_for_unit("fedigen-storage-apply.service")
+        garage_node.succeed("test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success")
+        garage_node.wait_until_succeeds("test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200")
+        if storage["garage_only"]:
+            assert_no_failed_units(garage_node)
+
+    # Every machine healthy: its units, ports and HTTP checks, its administrator made, no failed unit.
+    for node in test["nodes"]:
+        server = machine(node["python"])
+        for unit in node["health"]["units"]:
+            server.wait_for_unit(unit)
+        for port in node["health"]["tcp_ports"]:
+            server.wait_for_open_port(port)
+        for http in node["health"]["http"]:
+            (server if http["local"] else client).wait_until_succeeds(http["command"])
+        if node["admin_unit"] is not None:
+            server.wait_for_unit(node["admin_unit"])
+        assert_no_failed_units(server)
+
+    # What people do (the manifests' [test] steps), each a subtest with the output it must show.
+    for node in test["nodes"]:
+        for step in node["steps"]:
+            with subtest(step["description"]):
+                output = perform(runs_on(node, step), step)
+                if step["expect"]:
+                    assert step["expect"] in output, output
+
+    # What a step stored is in its bucket: the bytes the media host serves are those Garage holds.
+    for node in test["nodes"]:
+        for stored in node["stored"]:
+            with subtest(stored["description"]):
+                output = perform(runs_on(node, stored), stored)
+                for url in stored_objects(output, stored["prefix"]):
+                    held = held_sha256(garage_node, stored["key_file"], storage["region"], url.removeprefix("https://" + storage["media_host"] + "/"))
+                    assert served_sha256(client, url) == held, f"{url} serves other bytes than Garage holds"
+
+    # Repeatable: the two evaluations are one store path and switching to it changes no unit; the upgrade changes
+    # only the units it lists, there and back; the data reads back.
+    for node in test["nodes"]:
+        server = machine(node["python"])
+        with subtest(node["repeat_description"]):
+            booted = server.succeed("readlink -f /run/current-system").strip()
+            rebuilt = server.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt").strip()
+            again = server.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt-again").strip()
+            assert rebuilt == again, f"two evaluations of one configuration differ: {rebuilt} and {again}"
+            output = server.succeed(f"{rebuilt}/bin/switch-to-configuration test 2>&1")
+            assert changed_units(output) == set(), output
+            assert server.succeed("readlink -f /run/current-system").strip() == rebuilt
+        upgrade = node["upgrade"]
+        if upgrade is not None:
+            with subtest(upgrade["description"]):
+                output = server.succeed(f"{booted}/specialisation/fedigen-upgrade/bin/switch-to-configuration test 2>&1")
+                changed = changed_units(output)
+                allowed = upgrade["restarts"]
+                assert changed and units_within(changed, allowed), f"changed {sorted(changed)}, allowed {allowed}: {output}"
+                output = server.succeed(f"{booted}/bin/switch-to-configuration test 2>&1")
+                changed = changed_units(output)
+                assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
+        for step in node["rechecks"]:
+            with subtest(step["description"]):
+                output = perform(runs_on(node, step), {**step, "wait": True})
+                if step["expect"]:
+                    assert step["expect"] in output, output
+  '';
 }
