@@ -577,13 +577,29 @@ fn every_script_is_python_the_driver_runs() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     // Each script reads like nixpkgs' own: one text, not concatenated fragments. A deployment or migration test
     // calls the function every operator shares (lib/deployment.nix, lib/migration.nix), whose script is one
-    // indented string too; its per-machine parts are indented-string blocks joined by the function.
+    // indented string too: Python looping over the operator's data, which it reads as one JSON value, and
+    // nothing else spliced in but the helpers of lib/common.nix.
     for file in generated_tests(&repository()) {
         let mut text = std::fs::read_to_string(&file).unwrap();
         for shared in ["migration", "deployment"] {
             if text.contains(&format!("import ./lib/{shared}.nix {{")) {
                 let lib = file.parent().unwrap().join(format!("lib/{shared}.nix"));
                 text = std::fs::read_to_string(lib).unwrap();
+                let script = &text[text.find("testScript =").expect("a testScript")..];
+                let spliced: Vec<&str> = script
+                    .split("${")
+                    .skip(1)
+                    .map(|s| &s[..s.find(['}', ' ']).unwrap_or(s.len())])
+                    .collect();
+                assert_eq!(
+                    spliced,
+                    ["common.pythonHelpers", "common.dataHelpers", "py"],
+                    "lib/{shared}.nix: the script splices in the helpers and the data's JSON only"
+                );
+                assert!(
+                    script.contains("test = json.loads(${py (builtins.toJSON "),
+                    "lib/{shared}.nix reads the data as one JSON value"
+                );
             }
         }
         // The script is one indented string, or a function of the nodes returning one (as nixpkgs' tests that
@@ -701,6 +717,19 @@ fn the_tracer_runs_scripts_over_their_data() {
         "{:?}",
         traced["raises"]
     );
+}
+
+/// Where a trace checks that the objects a step printed are in a bucket (`stored_objects(<output>, "<prefix>")`).
+fn stored_objects_at(trace: &str, prefix: &str) -> Option<usize> {
+    let end = format!(", {})", serde_json::to_string(prefix).unwrap());
+    let mut at = 0;
+    for line in trace.split_inclusive('\n') {
+        if line.trim_start().starts_with("stored_objects(") && line.trim_end().ends_with(&end) {
+            return Some(at);
+        }
+        at += line.len();
+    }
+    None
 }
 
 /// Whether `checked` has a call `machine.method(argument)` whose argument satisfies `test`.
@@ -1418,10 +1447,7 @@ fn every_deployment_test_with_object_storage_has_its_garage_node_and_proves_the_
                 let bucket = storage_bucket(operator, app, kinds, &step.kind);
                 let prefix = format!("{media}{bucket}/");
                 assert!(
-                    script
-                        .lines()
-                        .any(|l| l.trim_start().starts_with("stored_objects(")
-                            && l.ends_with(&format!(", \"{prefix}\")"))),
+                    stored_objects_at(script, &prefix).is_some(),
                     "{file}: {app}'s {:?} asserts the prefix {prefix}",
                     step.description
                 );
@@ -1464,7 +1490,7 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
             continue;
         }
         let file = format!("migrate-{}.nix", operator.name);
-        let script = &scripts[&file].text;
+        let script = &checked[&file].trace;
         let test = &checked[&file];
         assert!(test.problems.is_empty(), "{file}: {:?}", test.problems);
         let data = test_data(&repo, &file);
@@ -1551,12 +1577,11 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
             for step in &manifest.test.object_storage {
                 let bucket = storage_bucket(operator, app, &manifest.needs.s3_buckets, &step.kind);
                 // Before the run: the media is in A's bucket, read from A's Garage.
-                let at_a = script
-                    .find(&format!(
-                        "stored_objects(output, \"https://media.{}/{bucket}/\")",
-                        spec.provider.domain
-                    ))
-                    .unwrap_or_else(|| panic!("{file}: {app}'s media is not shown in A's bucket"));
+                let at_a = stored_objects_at(
+                    script,
+                    &format!("https://media.{}/{bucket}/", spec.provider.domain),
+                )
+                .unwrap_or_else(|| panic!("{file}: {app}'s media is not shown in A's bucket"));
                 assert!(
                     at_a < run,
                     "{file}: {app}'s media is shown at A before the move"
@@ -1588,17 +1613,14 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
                 );
                 proven += 1;
                 // Every database moves (MySQL's too), so the media reads back at B from B's media host.
-                let at_b = script
-                    .find(&format!(
-                        "stored_objects(output, \"https://{media_b}/{bucket}/\")"
-                    ))
+                let at_b = stored_objects_at(script, &format!("https://{media_b}/{bucket}/"))
                     .unwrap_or_else(|| panic!("{file}: {app}'s media is not read back at B"));
                 assert!(at_b > run, "{file}");
             }
         }
         let after = &script[run..];
         assert!(
-            after.contains(&format!("at_b = held_sha256({garage_b}, key_file,"))
+            after.contains(&format!("held_sha256({garage_b}, "))
                 && after.contains("assert at_b == held"),
             "{file}: after the move, B's Garage holds the bytes A's held"
         );
@@ -1614,17 +1636,17 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
 /// before the run and at B after it, and asserts them equal (every database moves, Pixelfed's MySQL too).
 #[test]
 fn every_migration_test_compares_what_other_servers_know_each_instance_by() {
-    let (scripts, _) = all();
+    let (_, checked) = all();
     let repo = repository();
     let (spec, catalog) =
         fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
     let mut compared = Vec::new();
     for operator in &spec.operators {
         let file = format!("migrate-{}.nix", operator.name);
-        let Some(script) = scripts.get(&file) else {
+        let Some(checked) = checked.get(&file) else {
             continue;
         };
-        let script = &script.text;
+        let script = &checked.trace;
         for (app, application) in &operator.applications {
             let manifest = &catalog.manifests[app];
             if !application.enable {
@@ -1737,7 +1759,7 @@ fn every_migration_test_with_moved_federation_steps_has_a_peer_that_hears_from_b
                 resolves("hosts_peer", &peer_host) && resolves("hosts_peer", &host),
                 "{file}: the peer resolves itself and {host}"
             );
-            let text = &script.text;
+            let text = &checked[&file].trace;
             let run = text
                 .find(&format!("{b}.succeed(\"fedigen migrate run"))
                 .unwrap_or_else(|| panic!("{file}: {b} runs no migration"));

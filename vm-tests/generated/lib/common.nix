@@ -334,31 +334,13 @@ rec {
   # starting) and the units started by the new configuration as "the following new units were started: a, b"
   # (nixpkgs' switch-to-configuration-ng, as the Perl script before it, whose lines nixos/tests/switch-test.nix
   # asserts).
-  # How the shared tests (lib/deployment.nix, lib/migration.nix) put a script together from an operator's data:
-  # Python written in indented strings, one block per machine and step. `lines` takes a block apart into its
-  # lines, so that blocks present only for some machines or repeated (one per step) join without blank lines of
-  # their own; `python` puts the lines together again. Builtins only: the scripts evaluate without nixpkgs
-  # (gen/tests/vm_scripts.rs compiles them).
-  script = {
-    lines =
-      text:
-      let
-        all = builtins.filter builtins.isString (builtins.split "\n" text);
-      in
-      # An indented string's last line break leaves one empty piece after it.
-      if all != [ ] && builtins.elemAt all (builtins.length all - 1) == "" then
-        builtins.genList (builtins.elemAt all) (builtins.length all - 1)
-      else
-        all;
-    python = lines: builtins.concatStringsSep "" (map (line: "${line}\n") lines);
-    # Lines inside the subtest a block opened (a block opening one shows its body's indentation as Python does).
-    inSubtest = map (line: if line == "" then line else "    ${line}");
-    # `lines` when `condition`, else none.
-    when = condition: lines: if condition then lines else [ ];
+  # What the shared tests (lib/deployment.nix, lib/migration.nix) build their nodes with from an operator's data:
+  # a list when a condition holds, and a list of lists joined. Builtins only: the tests evaluate without nixpkgs
+  # (gen/tests/vm_scripts.rs evaluates their nodes and runs their scripts).
+  lists = {
+    # `list` when `condition`, else none.
+    when = condition: list: if condition then list else [ ];
     each = f: list: builtins.concatLists (map f list);
-    # A step runs on the client or on its node, and waits for success or must succeed at once.
-    on = node: step: if step.on_client then "client" else node.python;
-    method = step: if step.wait then "wait_until_succeeds" else "succeed";
   };
   # Python the two shared tests (lib/deployment.nix, lib/migration.nix) add to pythonHelpers, for scripts that read
   # an operator's data: the driver's machine of a node the data names, and a step of the data run. A script

@@ -6,8 +6,8 @@ let
   inherit (pkgs) lib;
   py = builtins.toJSON;
   common = import ./common.nix { inherit pkgs; };
-  # How the script is put together from the data (common.nix: one place for both shared tests).
-  inherit (common.script) when;
+  # The nodes are lists built from the data (common.nix: one place for both shared tests).
+  inherit (common.lists) when;
   # A module path of the data (relative to vm-tests/generated/, where the test files are).
   sourcePath = relative: ../. + "/${relative}";
   inherit (test) hosts storage;

@@ -6,18 +6,8 @@ let
   inherit (pkgs) lib;
   py = builtins.toJSON;
   common = import ./common.nix { inherit pkgs; };
-  # How the script is put together from the data (common.nix: one place for both shared tests).
-  inherit (common.script)
-    lines
-    python
-    inSubtest
-    when
-    each
-    on
-    method
-    ;
-  # What the data leaves out: null, "", [ ] and false.
-  given = value: value != null && value != "" && value != [ ] && value != false;
+  # The nodes are lists built from the data (common.nix: one place for both shared tests).
+  inherit (common.lists) when each;
   # A module path of the data (relative to vm-tests/generated/, where the test files are).
   sourcePath = relative: ../. + "/${relative}";
   hostsA = test.hosts_a;
@@ -178,179 +168,60 @@ let
         ];
       }
     ];
-  # A side's Garage node is up, its storage description applied, and it answers as healthy.
-  garageUp =
-    storage:
-    when (storage != null) (lines ''
-      ${storage.python}.wait_for_unit(${py "garage.service"})
-      ${storage.python}.wait_for_unit(${py "fedigen-storage-apply.service"})
-      ${storage.python}.succeed(${py "test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success"})
-      ${storage.python}.wait_until_succeeds(${py "test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200"})
-    '');
-  # A step's command on `machine`, and the output it must show when it names one (a line inside a subtest).
-  step =
-    machine: s:
-    inSubtest (
-      [ "output = ${machine}.${method s}(${py s.command})" ]
-      ++ when (given s.expect) [ "assert ${py s.expect} in output, output" ]
-    );
-  # Before the move: A up and seeded (its steps, what it stores, what other servers know it by), B's job let into
-  # A's databases, the peer federating with A.
-  atA =
-    machine:
+  # What the script reads of the data (the rest builds the nodes): each side's Garage node, and per machine what A
+  # is seeded with and shows, the move, what B must show, the peer's steps, and B's address for the DNS switch.
+  scriptData =
+    nodes:
     let
-      inherit (machine) a peer;
-      name = machine.machine;
+      storage =
+        side:
+        if side == null then
+          null
+        else
+          {
+            inherit (side) python region media_host;
+          };
+      atSide = node: {
+        inherit (node)
+          name
+          python
+          host
+          health
+          admin_unit
+          steps
+          stored
+          rechecks
+          ;
+      };
     in
-    map (unit: "${a.python}.wait_for_unit(${py unit})") a.health.units
-    ++ when (a.admin_unit != null) [ "${a.python}.wait_for_unit(${py a.admin_unit})" ]
-    ++ lines ''
-
-      with subtest(${py "seed ${name} at A"}):
-    ''
-    ++ inSubtest (when (given machine.seed) [ "${a.python}.succeed(${py machine.seed})" ])
-    ++ each (s: step (on a s) s) a.steps
-    ++ inSubtest [ "held_at_a[${py name}] = []" ]
-    ++ each (
-      identity:
-      inSubtest (lines ''
-        public_at_a[(${py name}, ${py identity.description})] = ${on a identity}.succeed(${py identity.command}).strip()
-        assert public_at_a[(${py name}, ${py identity.description})], ${py "no identity printed at A: ${identity.description}"}
-      '')
-    ) machine.public_identity
-    ++ each (
-      stored:
-      lines ''
-
-        with subtest(${py "at A: ${stored.description}"}):
-            output = ${on a stored}.${method stored}(${py stored.command})
-            for url in stored_objects(output, ${py stored.prefix}):
-                path = url.removeprefix("https://" + ${py storageA.media_host} + "/")
-                held = held_sha256(${storageA.python}, ${py stored.key_file}, ${py storageA.region}, path)
-                assert served_sha256(client, url) == held, f"{url} serves other bytes than A's Garage holds"
-                held_at_a[${py name}].append((path, held, ${py stored.key_file}))
-      ''
-    ) a.stored
-    ++ each (
-      access:
-      lines ''
-
-        with subtest(${py access.description}):
-            ${a.python}.succeed(${py access.command})
-      ''
-    ) machine.source_access
-    ++ when (peer != null) (
-      map (unit: "${peer.instance.python}.wait_for_unit(${py unit})") peer.health.units
-      ++ map (port: "${peer.instance.python}.wait_for_open_port(${toString port})") peer.health.tcp_ports
-      ++ map (http: "${peer.instance.python}.wait_until_succeeds(${py http.command})") peer.instance.http
-      ++ each (
-        s:
-        lines ''
-
-          with subtest(${py "federation with a peer before the move: ${s.description}"}):
-        ''
-        ++ step s.python s
-      ) peer.steps
-    );
-  # The move of one machine, then B checked against A, the DNS switch, and the data read back at B.
-  move =
-    nodes: machine:
-    let
-      inherit (machine) a b peer;
-      name = machine.machine;
-      identity = "sha256sum ${builtins.concatStringsSep " " machine.identity_files} </dev/null";
-      addressB = nodes.${b.name}.networking.primaryIPAddress;
-    in
-    [ "" ]
-    ++ when (given machine.identity_files) [ "a_identity = ${a.python}.succeed(${py identity})" ]
-    ++ lines ''
-      # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
-      ${b.python}.succeed(${py "ssh root@${a.name} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x"})
-
-      # B's applications run on B's empty state since boot: the job's first step stops them (target_stop).
-      with subtest(${py "move ${name} from A to B"}):
-          ${b.python}.succeed(${py "fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate"})
-
-      with subtest(${py "B holds A's data and identity; A is stopped"}):
-    ''
-    ++ inSubtest (
-      map (unit: "${b.python}.wait_for_unit(${py unit})") machine.units
-      ++ when (given machine.identity_files) [
-        "assert ${b.python}.succeed(${py identity}) == a_identity"
-      ]
-    )
-    ++ inSubtest (lines ''
-      # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
-      # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
-      # production.json link and its log): the journal says the verification passed and B started after it
-      # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
-      ${b.python}.succeed(${py "jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json"})
-      ${a.python}.fail(${py machine.stopped_check})
-    '')
-    ++ lines ''
-
-      with subtest(${py "the DNS switch: the client reaches ${b.host} at B"}):
-          switch_dns(client, ${py b.host}, ${py addressB})
-    ''
-    ++ when (peer != null) (
-      inSubtest (lines ''
-        # The peer, elsewhere on the Internet, follows the switch too.
-        switch_dns(${peer.instance.python}, ${py b.host}, ${py addressB})
-      '')
-    )
-    ++ inSubtest (
-      map (http: "client.wait_until_succeeds(${py http.command})") (
-        builtins.filter (http: !http.local) b.health.http
-      )
-    )
-    ++ when (given a.stored) (lines ''
-
-      with subtest(${py "every object of ${name} in A's bucket is in B's, with the same bytes"}):
-          assert held_at_a[${py name}], "no object was shown at A"
-          # The key copy's path is the same on both sides' Garage nodes (each holds its own provider's key there).
-          for path, held, key_file in held_at_a[${py name}]:
-              at_b = held_sha256(${storageB.python}, key_file, ${py storageB.region}, path)
-              assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
-    '')
-    ++ each (
-      identity:
-      lines ''
-
-        with subtest(${py "at B, as other servers see it: ${identity.description}"}):
-            at_b = ${on b identity}.wait_until_succeeds(${py identity.command}).strip()
-            at_a = public_at_a[(${py name}, ${py identity.description})]
-            assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
-      ''
-    ) machine.public_identity
-    ++ each (
-      s:
-      lines ''
-
-        with subtest(${py "at B, through the same domain: ${s.description}"}):
-      ''
-      ++ step (on b s) (s // { wait = true; })
-    ) b.rechecks
-    ++ each (
-      stored:
-      lines ''
-
-        with subtest(${py "at B: ${stored.description}"}):
-            output = ${on b stored}.wait_until_succeeds(${py stored.command})
-            for url in stored_objects(output, ${py stored.prefix}):
-                held = held_sha256(${storageB.python}, ${py stored.key_file}, ${py storageB.region}, url.removeprefix("https://" + ${py storageB.media_host} + "/"))
-                assert served_sha256(client, url) == held, f"{url} serves other bytes than B's Garage holds"
-      ''
-    ) b.stored
-    ++ when (peer != null) (
-      each (
-        s:
-        lines ''
-
-          with subtest(${py "federation with the peer after the move: ${s.description}"}):
-        ''
-        ++ step s.python s
-      ) peer.moved
-    );
+    {
+      storage_a = storage storageA;
+      storage_b = storage storageB;
+      machines = map (machine: {
+        inherit (machine)
+          machine
+          seed
+          public_identity
+          source_access
+          identity_files
+          units
+          stopped_check
+          ;
+        a = atSide machine.a;
+        b = atSide machine.b;
+        address_b = nodes.${machine.b.name}.networking.primaryIPAddress;
+        peer =
+          if machine.peer == null then
+            null
+          else
+            {
+              instance = {
+                inherit (machine.peer.instance) python http;
+              };
+              inherit (machine.peer) health steps moved;
+            };
+      }) test.machines;
+    };
 in
 pkgs.testers.runNixOSTest {
   name = test.test_name;
@@ -369,7 +240,10 @@ pkgs.testers.runNixOSTest {
   testScript =
     { nodes, ... }:
     ''
+      # The driver's machines by their Python names, before the script binds names of its own.
+      driver_symbols = dict(globals())
       ${common.pythonHelpers}
+      ${common.dataHelpers}
 
 
       def switch_dns(machine, host: str, address: str) -> None:
@@ -392,11 +266,145 @@ pkgs.testers.runNixOSTest {
           machine.succeed("if systemctl is-active --quiet dnsmasq.service; then systemctl reload dnsmasq.service; fi")
 
 
+      # This operator's machines: what A is seeded with and shows, the move, what B must show (from
+      # migrate-<operator>.json), and B's addresses.
+      test = json.loads(${py (builtins.toJSON (scriptData nodes))})
+      storage_a = test["storage_a"]
+      storage_b = test["storage_b"]
+
       start_all()
       # Per machine: (bucket/key, SHA-256, the key file) of every object its steps showed in A's bucket.
       held_at_a = {}
       public_at_a = {}
-      ${python (
-        garageUp storageA ++ garageUp storageB ++ each atA test.machines ++ each (move nodes) test.machines
-      )}'';
+
+      # Each side's Garage node is up, its storage description applied, and it answers as healthy.
+      storage_nodes = {}
+      for side, storage in (("a", storage_a), ("b", storage_b)):
+          if storage is not None:
+              garage_node = machine(storage["python"])
+              garage_node.wait_for_unit("garage.service")
+              garage_node.wait_for_unit("fedigen-storage-apply.service")
+              garage_node.succeed("test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success")
+              garage_node.wait_until_succeeds("test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200")
+              storage_nodes[side] = garage_node
+
+      # Before the move: A up and seeded (its steps, what it stores, what other servers know it by), B's job let into
+      # A's databases, the peer federating with A.
+      for move in test["machines"]:
+          a, peer, name = move["a"], move["peer"], move["machine"]
+          side_a = machine(a["python"])
+          for unit in a["health"]["units"]:
+              side_a.wait_for_unit(unit)
+          if a["admin_unit"] is not None:
+              side_a.wait_for_unit(a["admin_unit"])
+
+          with subtest(f"seed {name} at A"):
+              if move["seed"]:
+                  side_a.succeed(move["seed"])
+              for step in a["steps"]:
+                  output = perform(runs_on(a, step), step)
+                  if step["expect"]:
+                      assert step["expect"] in output, output
+              held_at_a[name] = []
+              for identity in move["public_identity"]:
+                  public_at_a[(name, identity["description"])] = runs_on(a, identity).succeed(identity["command"]).strip()
+                  assert public_at_a[(name, identity["description"])], f"no identity printed at A: {identity['description']}"
+
+          for stored in a["stored"]:
+              with subtest(f"at A: {stored['description']}"):
+                  output = perform(runs_on(a, stored), stored)
+                  for url in stored_objects(output, stored["prefix"]):
+                      path = url.removeprefix("https://" + storage_a["media_host"] + "/")
+                      held = held_sha256(storage_nodes["a"], stored["key_file"], storage_a["region"], path)
+                      assert served_sha256(client, url) == held, f"{url} serves other bytes than A's Garage holds"
+                      held_at_a[name].append((path, held, stored["key_file"]))
+
+          for access in move["source_access"]:
+              with subtest(access["description"]):
+                  side_a.succeed(access["command"])
+
+          if peer is not None:
+              instance = machine(peer["instance"]["python"])
+              for unit in peer["health"]["units"]:
+                  instance.wait_for_unit(unit)
+              for port in peer["health"]["tcp_ports"]:
+                  instance.wait_for_open_port(port)
+              for http in peer["instance"]["http"]:
+                  instance.wait_until_succeeds(http["command"])
+              for step in peer["steps"]:
+                  with subtest(f"federation with a peer before the move: {step['description']}"):
+                      output = perform(machine(step["python"]), step)
+                      if step["expect"]:
+                          assert step["expect"] in output, output
+
+      # The move of each machine, then B checked against A, the DNS switch, and the data read back at B.
+      for move in test["machines"]:
+          a, b, peer, name = move["a"], move["b"], move["peer"], move["machine"]
+          side_a, side_b = machine(a["python"]), machine(b["python"])
+          identity = "sha256sum " + " ".join(move["identity_files"]) + " </dev/null"
+
+          if move["identity_files"]:
+              a_identity = side_a.succeed(identity)
+          # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
+          side_b.succeed(f"ssh root@{a['name']} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x")
+
+          # B's applications run on B's empty state since boot: the job's first step stops them (target_stop).
+          with subtest(f"move {name} from A to B"):
+              side_b.succeed("fedigen migrate run --job /etc/fedigen/migrate.json --journal /var/lib/fedigen-migrate")
+
+          with subtest("B holds A's data and identity; A is stopped"):
+              for unit in move["units"]:
+                  side_b.wait_for_unit(unit)
+              if move["identity_files"]:
+                  assert side_b.succeed(identity) == a_identity
+              # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
+              # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
+              # production.json link and its log): the journal says the verification passed and B started after it
+              # (each step by its whole name: `contains` would take `replicate:start:…` for `start`; review-20 W1).
+              side_b.succeed("jq -e '([\"stop-target\", \"verify\", \"start\", \"health\", \"dns\"] - .done) == []' /var/lib/fedigen-migrate/journal.json")
+              side_a.fail(move["stopped_check"])
+
+          with subtest(f"the DNS switch: the client reaches {b['host']} at B"):
+              switch_dns(client, b["host"], move["address_b"])
+              if peer is not None:
+                  # The peer, elsewhere on the Internet, follows the switch too.
+                  switch_dns(machine(peer["instance"]["python"]), b["host"], move["address_b"])
+              for http in b["health"]["http"]:
+                  if not http["local"]:
+                      client.wait_until_succeeds(http["command"])
+
+          if a["stored"]:
+              with subtest(f"every object of {name} in A's bucket is in B's, with the same bytes"):
+                  assert held_at_a[name], "no object was shown at A"
+                  # The key copy's path is the same on both sides' Garage nodes (each holds its own provider's key there).
+                  for path, held, key_file in held_at_a[name]:
+                      at_b = held_sha256(storage_nodes["b"], key_file, storage_b["region"], path)
+                      assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
+
+          for identity in move["public_identity"]:
+              with subtest(f"at B, as other servers see it: {identity['description']}"):
+                  at_b = runs_on(b, identity).wait_until_succeeds(identity["command"]).strip()
+                  at_a = public_at_a[(name, identity["description"])]
+                  assert at_b == at_a, f"the identity changed in the move: {at_a!r} at A, {at_b!r} at B"
+
+          for step in b["rechecks"]:
+              with subtest(f"at B, through the same domain: {step['description']}"):
+                  output = perform(runs_on(b, step), {**step, "wait": True})
+                  if step["expect"]:
+                      assert step["expect"] in output, output
+
+          for stored in b["stored"]:
+              with subtest(f"at B: {stored['description']}"):
+                  output = runs_on(b, stored).wait_until_succeeds(stored["command"])
+                  for url in stored_objects(output, stored["prefix"]):
+                      held = held_sha256(storage_nodes["b"], stored["key_file"], storage_b["region"], url.removeprefix("https://" + storage_b["media_host"] + "/"))
+                      assert served_sha256(client, url) == held, f"{url} serves other bytes than B's Garage holds"
+
+          if peer is not None:
+              for step in peer["moved"]:
+                  with subtest(f"federation with the peer after the move: {step['description']}"):
+                      output = perform(machine(step["python"]), step)
+                      if step["expect"]:
+                          assert step["expect"] in output, output
+    '';
 }
