@@ -122,7 +122,7 @@ for name, entry in request["scripts"].items():
         tree = ast.parse(entry["script"], name, "exec")
         compile(tree, name, "exec")
     except SyntaxError as e:
-        report[name] = {"problems": [f"line {e.lineno}: {e.msg}"], "calls": []}
+        report[name] = {"problems": [f"line {e.lineno}: {e.msg}"], "calls": [], "bound": []}
         continue
     defined = set()
     for node in ast.walk(tree):
@@ -162,7 +162,20 @@ for name, entry in request["scripts"].items():
         if isinstance(node, ast.Compare) and isinstance(node.left, ast.Constant) \
                 and isinstance(node.left.value, str) and isinstance(node.ops[0], ast.In):
             calls.append(["", "in", node.left.value])
-    report[name] = {"problems": problems, "calls": calls}
+    # The names the script binds at its top level (not inside its functions).
+    bound = set()
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(child.name)
+            elif isinstance(child, (ast.Import, ast.ImportFrom)):
+                bound.update((a.asname or a.name).split(".")[0] for a in child.names)
+            elif not isinstance(child, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                    bound.add(child.id)
+                visit(child)
+    visit(tree)
+    report[name] = {"problems": problems, "calls": calls, "bound": sorted(bound)}
 json.dump(report, sys.stdout)
 "#;
 
@@ -414,6 +427,8 @@ struct Checked {
     calls: Vec<(String, String, Option<String>)>,
     /// A shared test's run as the tracer wrote it, one call, subtest or assertion a line (empty for the others).
     trace: String,
+    /// The names the script binds at its top level (the checker's).
+    bound: Vec<String>,
 }
 
 /// Runs a Python program with a JSON request on its input; its JSON answer.
@@ -489,6 +504,12 @@ fn check_scripts(scripts: &BTreeMap<String, Script>) -> BTreeMap<String, Checked
                 problems: problems_of(v),
                 calls: calls_of(v),
                 trace: String::new(),
+                bound: v["bound"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|n| n.as_str().unwrap().to_owned())
+                    .collect(),
             };
             (name.clone(), checked)
         })
@@ -513,6 +534,7 @@ fn trace_scripts(scripts: &BTreeMap<String, Script>) -> BTreeMap<String, Checked
                 problems: problems_of(v),
                 calls: calls_of(v),
                 trace: lines.join("\n") + "\n",
+                bound: Vec::new(),
             };
             (name.clone(), checked)
         })
@@ -593,11 +615,11 @@ fn every_script_is_python_the_driver_runs() {
                     .collect();
                 assert_eq!(
                     spliced,
-                    ["common.pythonHelpers", "common.dataHelpers", "py"],
+                    ["common.pythonHelpers", "common.dataHelpers", "builtins.toJSON"],
                     "lib/{shared}.nix: the script splices in the helpers and the data's JSON only"
                 );
                 assert!(
-                    script.contains("test = json.loads(${py (builtins.toJSON "),
+                    script.contains("test = json.loads(${builtins.toJSON (builtins.toJSON "),
                     "lib/{shared}.nix reads the data as one JSON value"
                 );
             }
@@ -730,6 +752,34 @@ fn stored_objects_at(trace: &str, prefix: &str) -> Option<usize> {
         at += line.len();
     }
     None
+}
+
+/// A node named as the shared scripts name their own variables would not build (the driver's type stub declares
+/// each node a typed global of its Python name; mypy refuses a script binding it to something else): the data
+/// refuses every name the scripts bind (`SCRIPT_NAMES`). Fails when a script binds a name the list lacks.
+#[test]
+fn shared_scripts_bind_only_names_no_node_may_have() {
+    let (scripts, checked) = all();
+    let mut shared = 0;
+    for (file, checked) in checked.iter().filter(|(file, _)| is_shared(file)) {
+        shared += 1;
+        let missing: Vec<&String> = checked
+            .bound
+            .iter()
+            .filter(|n| !fedigen::template::SCRIPT_NAMES.contains(&n.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{file} binds {missing:?}, which SCRIPT_NAMES (gen/src/template/test_data.rs) must hold"
+        );
+        for machine in &scripts[file].machines {
+            assert!(
+                machine == "client" || !checked.bound.contains(machine),
+                "{file}: the script binds the node {machine}'s name"
+            );
+        }
+    }
+    assert!(shared >= 6, "the example's deployment and migration tests");
 }
 
 /// Whether `checked` has a call `machine.method(argument)` whose argument satisfies `test`.

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::test_data::{DataNode, data_file};
+
 use super::options::manifest_options_value;
 use super::shell::{http_command, mailbox_check, step_command, until_expected};
 use super::test_keys::{
@@ -740,36 +742,6 @@ impl DeploymentTest {
     /// given twice (`client` included), a value `nix-value` refused (a NUL, an integer outside Nix's, `_type`
     /// and the other names the module system reads as directives).
     pub fn data_json(&self, marker: &str) -> Result<String, String> {
-        let mut names = std::collections::BTreeSet::from(["client"]);
-        let extra = self.storage.as_ref().and_then(|s| s.extra.as_ref());
-        let nodes = self
-            .nodes
-            .iter()
-            .map(|n| (n.name.as_str(), n.python.as_str()))
-            .chain(extra.map(|e| (e.name.as_str(), e.python.as_str())));
-        for (name, python) in nodes {
-            if !super::helpers::is_python_name(python) {
-                return Err(format!(
-                    "{}: node {name}'s script name {python:?} is no Python identifier",
-                    self.test_name
-                ));
-            }
-            if !names.insert(name) {
-                return Err(format!("{}: node {name} is given twice", self.test_name));
-            }
-        }
-        for node in &self.nodes {
-            crate::nix::SourcePath::new(&node.module)
-                .map_err(|e| format!("{}: {e}", self.test_name))?;
-        }
-        if let Some(storage) = &self.storage
-            && !super::helpers::is_python_name(&storage.python)
-        {
-            return Err(format!(
-                "{}: the Garage node's script name {:?} is no Python identifier",
-                self.test_name, storage.python
-            ));
-        }
         #[derive(Serialize)]
         struct Data<'a> {
             #[serde(rename = "//")]
@@ -787,10 +759,23 @@ impl DeploymentTest {
             storage: self.storage.as_ref(),
         })
         .expect("a deployment test serialises");
-        super::helpers::data(&value).map_err(|e| format!("{}: {e}", self.test_name))?;
-        let mut text = serde_json::to_string_pretty(&value).expect("a deployment test serialises");
-        text.push('\n');
-        Ok(text)
+        let extra = self.storage.as_ref().and_then(|s| s.extra.as_ref());
+        let nodes: Vec<DataNode<'_>> = self
+            .nodes
+            .iter()
+            .map(|n| DataNode {
+                name: &n.name,
+                python: &n.python,
+                module: Some(&n.module),
+            })
+            .chain(extra.map(|e| DataNode {
+                name: &e.name,
+                python: &e.python,
+                module: None,
+            }))
+            .collect();
+        let garage: Vec<&str> = self.storage.iter().map(|s| s.python.as_str()).collect();
+        data_file(&self.test_name, &nodes, &garage, &value)
     }
 
     /// The VM test of one operator's deployment: every machine of the operator (as a test node importing its

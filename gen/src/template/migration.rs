@@ -24,6 +24,7 @@ use super::context::{
     Health, StorageSide, TestNode, TestResources, TestSecretFile,
 };
 use super::shell::shell_quote;
+use super::test_data::{DataNode, data_file};
 use super::test_keys::{test_database_password, test_s3_key};
 use crate::deploy::{self, python_name};
 use crate::manifest::Manifest;
@@ -417,41 +418,7 @@ impl MigrationTest {
     /// function's `listToAttrs` and `//` would keep one node silently), and any value `nix-value` refused (a NUL,
     /// which `builtins.fromJSON` would cut the string at; an integer outside Nix's; `_type` and the other names
     /// the module system reads as directives).
-    pub fn data_json<'a>(&'a self, marker: &str) -> Result<String, String> {
-        let mut nodes = std::collections::BTreeSet::from(["client"]);
-        let mut node = |name: &'a str, python: &str| -> Result<(), String> {
-            if !super::helpers::is_python_name(python) {
-                return Err(format!(
-                    "{}: node {name}'s script name {python:?} is no Python identifier",
-                    self.test_name
-                ));
-            }
-            if !nodes.insert(name) {
-                return Err(format!("{}: node {name} is given twice", self.test_name));
-            }
-            Ok(())
-        };
-        for machine in &self.machines {
-            for side in [&machine.a, &machine.b] {
-                crate::nix::SourcePath::new(&side.module)
-                    .map_err(|e| format!("{}: {e}", self.test_name))?;
-                node(&side.name, &side.python)?;
-            }
-            if let Some(peer) = &machine.peer {
-                node(&peer.instance.name, &peer.instance.python)?;
-            }
-        }
-        for storage in [&self.storage_a, &self.storage_b].into_iter().flatten() {
-            if let Some(extra) = &storage.extra {
-                node(&extra.name, &extra.python)?;
-            }
-            if !super::helpers::is_python_name(&storage.python) {
-                return Err(format!(
-                    "{}: the Garage node's script name {:?} is no Python identifier",
-                    self.test_name, storage.python
-                ));
-            }
-        }
+    pub fn data_json(&self, marker: &str) -> Result<String, String> {
         let data = Data {
             marker,
             test_name: &self.test_name,
@@ -481,10 +448,36 @@ impl MigrationTest {
             storage_b: self.storage_b.as_ref(),
         };
         let value = serde_json::to_value(&data).expect("a migration test serialises");
-        super::helpers::data(&value).map_err(|e| format!("{}: {e}", self.test_name))?;
-        let mut text = serde_json::to_string_pretty(&value).expect("a migration test serialises");
-        text.push('\n');
-        Ok(text)
+        let mut nodes = Vec::new();
+        for machine in &self.machines {
+            for side in [&machine.a, &machine.b] {
+                nodes.push(DataNode {
+                    name: &side.name,
+                    python: &side.python,
+                    module: Some(&side.module),
+                });
+            }
+            if let Some(peer) = &machine.peer {
+                nodes.push(DataNode {
+                    name: &peer.instance.name,
+                    python: &peer.instance.python,
+                    module: None,
+                });
+            }
+        }
+        let storages = [&self.storage_a, &self.storage_b];
+        for extra in storages.iter().filter_map(|s| s.as_ref()?.extra.as_ref()) {
+            nodes.push(DataNode {
+                name: &extra.name,
+                python: &extra.python,
+                module: None,
+            });
+        }
+        let garage: Vec<&str> = storages
+            .iter()
+            .filter_map(|s| Some(s.as_ref()?.python.as_str()))
+            .collect();
+        data_file(&self.test_name, &nodes, &garage, &value)
     }
 
     /// The migration test of one operator, from its deployment test's machines (each machine twice, at A and at

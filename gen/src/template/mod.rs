@@ -24,6 +24,7 @@ mod options;
 pub mod scaffold;
 mod shell;
 mod storage_test;
+mod test_data;
 mod test_keys;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,7 @@ pub use migration::{
 pub use options::option_declarations;
 pub use shell::{shell_quote, until_expected};
 pub use storage_test::{StorageNode, StorageTest};
+pub use test_data::SCRIPT_NAMES;
 
 /// How rendered text gets its layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -350,14 +350,30 @@ rec {
     import json
 
 
-    def machine(python: str):
+    def machine_named(python: str):
         """The driver's machine of a node of the data, by its Python name."""
         return driver_symbols[python]
 
 
+    def known_machines(data) -> None:
+        """Every machine the data names (each member "python") is one of the driver's: a wrong name fails here,
+        before any machine boots."""
+        pending = [data]
+        while pending:
+            value = pending.pop()
+            if isinstance(value, dict):
+                for key, member in value.items():
+                    if key == "python":
+                        machine_named(member)
+                    else:
+                        pending.append(member)
+            elif isinstance(value, list):
+                pending.extend(value)
+
+
     def runs_on(node, step):
         """Where a step of the data runs: on the client, or on its node."""
-        return client if step["on_client"] else machine(node["python"])
+        return client if step["on_client"] else machine_named(node["python"])
 
 
     def perform(on, step) -> str:

@@ -4,7 +4,6 @@
 test:
 let
   inherit (pkgs) lib;
-  py = builtins.toJSON;
   common = import ./common.nix { inherit pkgs; };
   # The nodes are lists built from the data (common.nix: one place for both shared tests).
   inherit (common.lists) when;
@@ -116,15 +115,17 @@ pkgs.testers.runNixOSTest {
     ${common.pythonHelpers}
     ${common.dataHelpers}
 
-    # This operator's machines, what each must show and do (from deployment-<operator>.json).
-    test = json.loads(${py (builtins.toJSON scriptData)})
+    # This operator's machines, what each must show and do (from deployment-<operator>.json): the data's JSON text
+    # as a Python string (builtins.toJSON of the text; JSON's string escapes are Python's).
+    test = json.loads(${builtins.toJSON (builtins.toJSON scriptData)})
     storage = test["storage"]
+    known_machines(test)
 
     start_all()
 
     if storage is not None:
         # The test's Garage node is up, its storage description applied, and it answers as healthy.
-        garage_node = machine(storage["python"])
+        garage_node = machine_named(storage["python"])
         garage_node.wait_for_unit("garage.service")
         garage_node.wait_for_unit("fedigen-storage-apply.service")
         garage_node.succeed("test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success")
@@ -134,7 +135,7 @@ pkgs.testers.runNixOSTest {
 
     # Every machine healthy: its units, ports and HTTP checks, its administrator made, no failed unit.
     for node in test["nodes"]:
-        server = machine(node["python"])
+        server = machine_named(node["python"])
         for unit in node["health"]["units"]:
             server.wait_for_unit(unit)
         for port in node["health"]["tcp_ports"]:
@@ -154,18 +155,19 @@ pkgs.testers.runNixOSTest {
                     assert step["expect"] in output, output
 
     # What a step stored is in its bucket: the bytes the media host serves are those Garage holds.
-    for node in test["nodes"]:
-        for stored in node["stored"]:
-            with subtest(stored["description"]):
-                output = perform(runs_on(node, stored), stored)
-                for url in stored_objects(output, stored["prefix"]):
-                    held = held_sha256(garage_node, stored["key_file"], storage["region"], url.removeprefix("https://" + storage["media_host"] + "/"))
-                    assert served_sha256(client, url) == held, f"{url} serves other bytes than Garage holds"
+    if storage is not None:
+        for node in test["nodes"]:
+            for stored in node["stored"]:
+                with subtest(stored["description"]):
+                    output = perform(runs_on(node, stored), stored)
+                    for url in stored_objects(output, stored["prefix"]):
+                        held = held_sha256(garage_node, stored["key_file"], storage["region"], url.removeprefix("https://" + storage["media_host"] + "/"))
+                        assert served_sha256(client, url) == held, f"{url} serves other bytes than Garage holds"
 
     # Repeatable: the two evaluations are one store path and switching to it changes no unit; the upgrade changes
     # only the units it lists, there and back; the data reads back.
     for node in test["nodes"]:
-        server = machine(node["python"])
+        server = machine_named(node["python"])
         with subtest(node["repeat_description"]):
             booted = server.succeed("readlink -f /run/current-system").strip()
             rebuilt = server.succeed(f"readlink -f {booted}/specialisation/fedigen-rebuilt").strip()
@@ -186,7 +188,7 @@ pkgs.testers.runNixOSTest {
                 assert changed and units_within(changed, allowed), f"changed {sorted(changed)} switching back, allowed {allowed}: {output}"
         for step in node["rechecks"]:
             with subtest(step["description"]):
-                output = perform(runs_on(node, step), {**step, "wait": True})
+                output = runs_on(node, step).wait_until_succeeds(step["command"])
                 if step["expect"]:
                     assert step["expect"] in output, output
   '';

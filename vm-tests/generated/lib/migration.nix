@@ -4,7 +4,6 @@
 test:
 let
   inherit (pkgs) lib;
-  py = builtins.toJSON;
   common = import ./common.nix { inherit pkgs; };
   # The nodes are lists built from the data (common.nix: one place for both shared tests).
   inherit (common.lists) when each;
@@ -267,10 +266,12 @@ pkgs.testers.runNixOSTest {
 
 
       # This operator's machines: what A is seeded with and shows, the move, what B must show (from
-      # migrate-<operator>.json), and B's addresses.
-      test = json.loads(${py (builtins.toJSON (scriptData nodes))})
+      # migrate-<operator>.json), and B's addresses: the data's JSON text as a Python string (builtins.toJSON of the
+      # text; JSON's string escapes are Python's).
+      test = json.loads(${builtins.toJSON (builtins.toJSON (scriptData nodes))})
       storage_a = test["storage_a"]
       storage_b = test["storage_b"]
+      known_machines(test)
 
       start_all()
       # Per machine: (bucket/key, SHA-256, the key file) of every object its steps showed in A's bucket.
@@ -281,7 +282,7 @@ pkgs.testers.runNixOSTest {
       storage_nodes = {}
       for side, storage in (("a", storage_a), ("b", storage_b)):
           if storage is not None:
-              garage_node = machine(storage["python"])
+              garage_node = machine_named(storage["python"])
               garage_node.wait_for_unit("garage.service")
               garage_node.wait_for_unit("fedigen-storage-apply.service")
               garage_node.succeed("test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success")
@@ -292,7 +293,7 @@ pkgs.testers.runNixOSTest {
       # A's databases, the peer federating with A.
       for move in test["machines"]:
           a, peer, name = move["a"], move["peer"], move["machine"]
-          side_a = machine(a["python"])
+          side_a = machine_named(a["python"])
           for unit in a["health"]["units"]:
               side_a.wait_for_unit(unit)
           if a["admin_unit"] is not None:
@@ -324,7 +325,7 @@ pkgs.testers.runNixOSTest {
                   side_a.succeed(access["command"])
 
           if peer is not None:
-              instance = machine(peer["instance"]["python"])
+              instance = machine_named(peer["instance"]["python"])
               for unit in peer["health"]["units"]:
                   instance.wait_for_unit(unit)
               for port in peer["health"]["tcp_ports"]:
@@ -333,14 +334,14 @@ pkgs.testers.runNixOSTest {
                   instance.wait_until_succeeds(http["command"])
               for step in peer["steps"]:
                   with subtest(f"federation with a peer before the move: {step['description']}"):
-                      output = perform(machine(step["python"]), step)
+                      output = perform(machine_named(step["python"]), step)
                       if step["expect"]:
                           assert step["expect"] in output, output
 
       # The move of each machine, then B checked against A, the DNS switch, and the data read back at B.
       for move in test["machines"]:
           a, b, peer, name = move["a"], move["b"], move["peer"], move["machine"]
-          side_a, side_b = machine(a["python"]), machine(b["python"])
+          side_a, side_b = machine_named(a["python"]), machine_named(b["python"])
           identity = "sha256sum " + " ".join(move["identity_files"]) + " </dev/null"
 
           if move["identity_files"]:
@@ -368,7 +369,7 @@ pkgs.testers.runNixOSTest {
               switch_dns(client, b["host"], move["address_b"])
               if peer is not None:
                   # The peer, elsewhere on the Internet, follows the switch too.
-                  switch_dns(machine(peer["instance"]["python"]), b["host"], move["address_b"])
+                  switch_dns(machine_named(peer["instance"]["python"]), b["host"], move["address_b"])
               for http in b["health"]["http"]:
                   if not http["local"]:
                       client.wait_until_succeeds(http["command"])
@@ -389,7 +390,7 @@ pkgs.testers.runNixOSTest {
 
           for step in b["rechecks"]:
               with subtest(f"at B, through the same domain: {step['description']}"):
-                  output = perform(runs_on(b, step), {**step, "wait": True})
+                  output = runs_on(b, step).wait_until_succeeds(step["command"])
                   if step["expect"]:
                       assert step["expect"] in output, output
 
@@ -403,7 +404,7 @@ pkgs.testers.runNixOSTest {
           if peer is not None:
               for step in peer["moved"]:
                   with subtest(f"federation with the peer after the move: {step['description']}"):
-                      output = perform(machine(step["python"]), step)
+                      output = perform(machine_named(step["python"]), step)
                       if step["expect"]:
                           assert step["expect"] in output, output
     '';
