@@ -1515,6 +1515,56 @@ fn every_deployment_test_with_object_storage_has_its_garage_node_and_proves_the_
     );
 }
 
+/// Review-34: B's job reaches A's machines by their node names (`ssh root@<node>`, `ssh://root@<node>/…`, each
+/// database's `source.host` over TCP; a socket directory is local), and the test network's /etc/hosts names a node only by its networking.hostName,
+/// which the generated modules set to the machine's name at both sides: every host the job names must be one B's
+/// nodes resolve through the data's `hosts_b`. Fails when a name is missing.
+#[test]
+fn every_host_a_migration_job_reaches_is_one_b_resolves() {
+    let repo = repository();
+    let (spec, _) =
+        fedigen::deploy::load_spec(&repo, &repo.join("examples/provider.toml")).unwrap();
+    let mut reached = 0;
+    for operator in &spec.operators {
+        let file = format!("migrate-{}.nix", operator.name);
+        let data = test_data(&repo, &file);
+        let resolved: Vec<&str> = data["hosts_b"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|names| names.as_array().unwrap().iter().map(|n| n.as_str().unwrap()))
+            .collect();
+        for machine in data["machines"].as_array().unwrap() {
+            let mut hosts = Vec::new();
+            let mut pending = vec![(&machine["job"], "")];
+            while let Some((value, key)) = pending.pop() {
+                match value {
+                    Value::Object(map) => pending.extend(map.iter().map(|(k, v)| (v, k.as_str()))),
+                    Value::Array(list) => pending.extend(list.iter().map(|v| (v, key))),
+                    Value::String(text) => {
+                        let text = text.strip_prefix("ssh://").unwrap_or(text);
+                        if let Some(rest) = text.strip_prefix("root@") {
+                            hosts.push(rest.split('/').next().unwrap().to_owned());
+                        } else if key == "host" && !text.starts_with('/') {
+                            hosts.push(text.to_owned());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            assert!(!hosts.is_empty(), "{file}: the job reaches no host at A");
+            for host in hosts {
+                assert!(
+                    resolved.contains(&host.as_str()),
+                    "{file}: B's job reaches {host}, which B's nodes do not resolve ({resolved:?})"
+                );
+                reached += 1;
+            }
+        }
+    }
+    assert!(reached > 0);
+}
+
 /// Issues #15/#16: every migration test of an operator keeping files in buckets has two object storages (two
 /// Garage nodes, each running its provisioning unit, A's under the specification's domain and B's under another),
 /// each side's nodes resolving that side's S3 host, B's also A's (the job reads A's buckets); the seed's media is

@@ -530,6 +530,16 @@ impl MigrationTest {
         );
         let hosts_a = merged(node_hosts(&nodes_a), &storage_hosts_a);
         let mut hosts_b = merged(node_hosts(&nodes_b), &storage_hosts_b);
+        // B's job reaches A's machines by their node names (`ssh root@<machine>-a`, the databases' host). The test
+        // network's /etc/hosts names each node by its networking.hostName only (nixpkgs'
+        // nixos/lib/testing/network.nix, networking.extraHosts), which the generated module sets to the machine's
+        // own name, the same at A and at B: without this, B could not resolve A's node (review-34).
+        for a in &nodes_a {
+            hosts_b
+                .entry(a.name.clone())
+                .or_default()
+                .push(a.name.clone());
+        }
         if let Some(a) = &storage_a {
             hosts_b
                 .entry(a.node.clone())
