@@ -453,7 +453,6 @@ pkgs.testers.runNixOSTest {
   };
   testScript = ''
     import json
-    import shlex
 
     ${common.pythonHelpers}
     start_all()

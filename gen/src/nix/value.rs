@@ -213,7 +213,11 @@ fn walk<'a, const BUILD: bool>(
                 }
                 path.pop();
             }
-            if BUILD { Expr::attrs(entries) } else { Expr::Null }
+            if BUILD {
+                Expr::attrs(entries)
+            } else {
+                Expr::Null
+            }
         }
     }
 }
@@ -284,11 +288,27 @@ mod tests {
     fn doubtful_json() -> impl proptest::strategy::Strategy<Value = Value> {
         use proptest::prelude::*;
         let text = prop::sample::select(vec![
-            "", "a", "b c", "x\0y", "\0", "_type", "__functor", "outPath", "type", "derivation", "ü",
+            "",
+            "a",
+            "b c",
+            "x\0y",
+            "\0",
+            "_type",
+            "__functor",
+            "outPath",
+            "type",
+            "derivation",
+            "ü",
         ]);
         let number = prop::sample::select(vec![
-            "0", "-1", "9223372036854775807", "9223372036854775808", "-9223372036854775809", "2.5",
-            "1e400", "-1e400",
+            "0",
+            "-1",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775809",
+            "2.5",
+            "1e400",
+            "-1e400",
         ])
         .prop_map(|n| Value::Number(n.parse().unwrap()));
         let leaf = prop_oneof![
@@ -301,7 +321,12 @@ mod tests {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
                 prop::collection::vec((text.clone(), inner), 0..5).prop_map(|entries| {
-                    Value::Object(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                    Value::Object(
+                        entries
+                            .into_iter()
+                            .map(|(k, v)| (k.to_owned(), v))
+                            .collect(),
+                    )
                 }),
             ]
         })

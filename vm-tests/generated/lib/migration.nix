@@ -274,9 +274,11 @@ pkgs.testers.runNixOSTest {
       known_machines(test)
 
       start_all()
-      # Per machine: (bucket/key, SHA-256, the key file) of every object its steps showed in A's bucket.
-      held_at_a = {}
-      public_at_a = {}
+      # Per machine: (bucket/key, SHA-256, the key file) of every object its steps showed in A's bucket; what other
+      # servers know it by at A, per identity step. (Typed: the driver's mypy run cannot infer a type from `{}`
+      # filled with `[]`, and refuses the script; review-34.)
+      held_at_a: dict[str, list[tuple[str, str, str]]] = {}
+      public_at_a: dict[tuple[str, str], str] = {}
 
       # Each side's Garage node is up, its storage description applied, and it answers as healthy.
       storage_nodes = {}
