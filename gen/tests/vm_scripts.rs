@@ -1552,7 +1552,7 @@ fn every_migration_test_with_object_storage_moves_the_media_between_two_garage_c
         let after = &script[run..];
         assert!(
             after.contains(&format!("held_sha256({garage_b}, "))
-                && after.contains("assert at_b == held"),
+                && after.contains("assert held_at_b == held"),
             "{file}: after the move, B's Garage holds the bytes A's held"
         );
     }

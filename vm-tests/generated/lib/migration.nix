@@ -344,10 +344,10 @@ pkgs.testers.runNixOSTest {
       for move in test["machines"]:
           a, b, peer, name = move["a"], move["b"], move["peer"], move["machine"]
           side_a, side_b = machine_named(a["python"]), machine_named(b["python"])
-          identity = "sha256sum " + " ".join(move["identity_files"]) + " </dev/null"
+          identity_sums = "sha256sum " + " ".join(move["identity_files"]) + " </dev/null"
 
           if move["identity_files"]:
-              a_identity = side_a.succeed(identity)
+              a_identity = side_a.succeed(identity_sums)
           # What the steps recorded at A (the status's and token's ids in /root), for reading back at B.
           side_b.succeed(f"ssh root@{a['name']} tar -C /root -c --exclude=./.ssh --exclude=./.cache . | tar -C /root -x")
 
@@ -359,7 +359,7 @@ pkgs.testers.runNixOSTest {
               for unit in move["units"]:
                   side_b.wait_for_unit(unit)
               if move["identity_files"]:
-                  assert side_b.succeed(identity) == a_identity
+                  assert side_b.succeed(identity_sums) == a_identity
               # The run verified B against A at the freeze, before starting B, and stops on any difference; a verify now
               # would compare files B's start rewrites by design (Pixelfed's .env from B's settings, PeerTube's
               # production.json link and its log): the journal says the verification passed and B started after it
@@ -381,8 +381,8 @@ pkgs.testers.runNixOSTest {
                   assert held_at_a[name], "no object was shown at A"
                   # The key copy's path is the same on both sides' Garage nodes (each holds its own provider's key there).
                   for path, held, key_file in held_at_a[name]:
-                      at_b = held_sha256(storage_nodes["b"], key_file, storage_b["region"], path)
-                      assert at_b == held, f"{path}: B's Garage holds other bytes than A's"
+                      held_at_b = held_sha256(storage_nodes["b"], key_file, storage_b["region"], path)
+                      assert held_at_b == held, f"{path}: B's Garage holds other bytes than A's"
 
           for identity in move["public_identity"]:
               with subtest(f"at B, as other servers see it: {identity['description']}"):
