@@ -418,6 +418,16 @@ fn every_script_is_python_the_driver_runs() {
         .flat_map(|(name, c)| c.problems.iter().map(move |p| format!("{name}: {p}")))
         .collect();
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // nixpkgs' driver.nix hands the script to the driver's build as an environment variable (the derivation's
+    // `testScript`), and Linux refuses a single variable over 128 KiB (MAX_ARG_STRLEN): "Argument list too long"
+    // (review-33). The largest generated today is a migration test of four applications with peers, about 45 KB.
+    for (name, script) in scripts {
+        assert!(
+            script.text.len() < 128 * 1024,
+            "{name}: the script is {} bytes; the driver's build takes at most 128 KiB",
+            script.text.len()
+        );
+    }
     // Each script reads like nixpkgs' own: one text, not concatenated fragments. A deployment or migration test
     // calls the function every operator shares (lib/deployment.nix, lib/migration.nix), whose script is one
     // indented string too: Python looping over the operator's data, which it reads as one JSON value, and
