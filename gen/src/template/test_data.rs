@@ -62,6 +62,7 @@ pub const SCRIPT_NAMES: &[&str] = &[
     "storage_a",
     "storage_b",
     "storage_nodes",
+    "storage_up",
     "stored",
     "stored_objects",
     "switch_dns",

@@ -101,18 +101,9 @@ pub struct Script {
     pub machines: Vec<String>,
 }
 
-/// The driver's `pythonize_name`: a node name as the script's variable.
+/// The driver's `pythonize_name`: a node name as the script's variable (fedigen's, which the data uses).
 pub fn pythonize(name: &str) -> String {
-    name.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if c.is_ascii_alphanumeric() && !(i == 0 && c.is_ascii_digit()) || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    fedigen::deploy::python_name(name)
 }
 
 /// Evaluates the `testScript` of every given test file with the real Nix, `pkgs` a stand-in (no nixpkgs here):

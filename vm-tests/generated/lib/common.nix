@@ -376,6 +376,14 @@ rec {
         return client if step["on_client"] else machine_named(node["python"])
 
 
+    def storage_up(garage) -> None:
+        """A Garage node of the test is up, its storage description applied, and it answers as healthy."""
+        garage.wait_for_unit("garage.service")
+        garage.wait_for_unit("fedigen-storage-apply.service")
+        garage.succeed("test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success")
+        garage.wait_until_succeeds("test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200")
+
+
     def perform(on, step) -> str:
         """A step's command on a machine, waiting until it succeeds or succeeding at once; its output."""
         return on.wait_until_succeeds(step["command"]) if step["wait"] else on.succeed(step["command"])

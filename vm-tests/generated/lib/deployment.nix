@@ -126,10 +126,7 @@ pkgs.testers.runNixOSTest {
     if storage is not None:
         # The test's Garage node is up, its storage description applied, and it answers as healthy.
         garage_node = machine_named(storage["python"])
-        garage_node.wait_for_unit("garage.service")
-        garage_node.wait_for_unit("fedigen-storage-apply.service")
-        garage_node.succeed("test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success")
-        garage_node.wait_until_succeeds("test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200")
+        storage_up(garage_node)
         if storage["garage_only"]:
             assert_no_failed_units(garage_node)
 

@@ -285,10 +285,7 @@ pkgs.testers.runNixOSTest {
       for side, storage in (("a", storage_a), ("b", storage_b)):
           if storage is not None:
               garage_node = machine_named(storage["python"])
-              garage_node.wait_for_unit("garage.service")
-              garage_node.wait_for_unit("fedigen-storage-apply.service")
-              garage_node.succeed("test \"$(systemctl show --property=Result --value fedigen-storage-apply.service)\" = success")
-              garage_node.wait_until_succeeds("test \"$(curl --silent --output /dev/null --write-out '%{http_code}' http://127.0.0.1:3903/health)\" = 200")
+              storage_up(garage_node)
               storage_nodes[side] = garage_node
 
       # Before the move: A up and seeded (its steps, what it stores, what other servers know it by), B's job let into
