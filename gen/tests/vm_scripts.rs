@@ -1819,9 +1819,15 @@ fn every_migration_test_builds_its_nodes_from_its_data() {
                     made["hosts"], data[hosts],
                     "{file}: {name} resolves its side's names"
                 );
+                // Named by its node name, whatever host name its module sets (drivers before NixOS 26.05 named
+                // machines by config.system.name; review-35).
+                assert_eq!(
+                    imports[1]["system"]["name"], want["name"],
+                    "{file}: {name} is named by its node name"
+                );
                 let application = machine["application"].as_str().unwrap();
                 assert_eq!(
-                    imports[1]["fediversity"][application], want["settings"],
+                    imports[2]["fediversity"][application], want["settings"],
                     "{file}: {name}'s settings"
                 );
                 assert!(

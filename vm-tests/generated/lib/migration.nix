@@ -99,6 +99,9 @@ let
         name = machine.a.name;
         value.imports = [
           (testNode machine.a hostsA)
+          # Named by its node name: A's and B's modules set one host name, by which NixOS test drivers before 26.05
+          # named both machines (config.system.name, which defaults to it; review-35).
+          { system.name = machine.a.name; }
           # What the application's tests need of it (e.g. the administrator's mail domain on Mastodon's allow-list,
           # or seeding at A fails on an MX look-up the test network cannot answer).
           { fediversity.${machine.application} = machine.a.settings; }
@@ -113,6 +116,7 @@ let
         value = {
           imports = [
             (testNode machine.b hostsB)
+            { system.name = machine.b.name; }
             { fediversity.${machine.application} = machine.b.settings; }
             machine.b.config
           ]
