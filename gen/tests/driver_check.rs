@@ -8,7 +8,10 @@
 //!
 //! The type hints are fedigen's own, written from the driver's API (`support/driver.rs`: the globals and machine
 //! methods; the signatures of the methods the generated scripts call, from nixpkgs'
-//! `nixos/lib/test-driver/src/test_driver/machine/__init__.py`). mypy 1.19.1 and pyflakes 3.4.0 from PyPI:
+//! `nixos/lib/test-driver/src/test_driver/machine/__init__.py`), and mypy checks for the driver's Python (3.13 in
+//! nixos-26.05). What this does not reproduce (review-36): the types of machine methods no generated script calls
+//! (any arguments pass), the `vlan<N>: VLan` line (no generated test names a VLAN), pyflakes under the driver's
+//! Python rather than this machine's. mypy 1.19.1 and pyflakes 3.4.0 from PyPI:
 //! `scripts/install-test-deps` installs them into `~/.cache/fedigen/driver-check-mypy-1.19.1-pyflakes-3.4.0` (or
 //! set FEDIGEN_DRIVER_CHECK to a folder holding `mypy` and `pyflakes`). Ignored, with the reason, where they are
 //! absent.
@@ -73,10 +76,13 @@ const TYPED_METHODS: &[(&str, &str)] = &[
 ];
 
 /// The type hints (a stub module, `fedigen_test_driver.pyi`): a machine class with every method of the driver's
-/// machines (typed where the scripts call them), and the driver's globals.
+/// machines (typed where the scripts call them), and the driver's globals, each with a type of its own kind, so
+/// that a script rebinding one (`debug = True`, `machines_qemu = []`, `start_all = 1`) is refused as the real
+/// build's hints refuse it (review-36).
 fn stub() -> String {
     let mut text = String::from(
-        "from typing import Any, Callable, ContextManager\n\n\nclass Machine:\n    name: str\n",
+        "import os as os\nfrom typing import Any, Callable, ContextManager\nfrom unittest import TestCase\n\n\n\
+         class Machine:\n    name: str\n",
     );
     for method in MACHINE_METHODS {
         match TYPED_METHODS.iter().find(|(name, _)| name == method) {
@@ -84,12 +90,26 @@ fn stub() -> String {
             None => text.push_str(&format!("    {method}: Callable[..., Any]\n")),
         }
     }
-    text.push('\n');
+    text.push_str(
+        "\n\nclass Driver: ...\nclass Logger: ...\nclass Debug: ...\nclass VLan: ...\n\
+         class AssertionTester(TestCase): ...\n\n",
+    );
     for global in DRIVER_GLOBALS {
         text.push_str(&match *global {
-            "start_all" => "def start_all() -> None: ...\n".to_owned(),
+            "start_all" | "test_script" | "run_tests" | "join_all" | "serial_stdout_off"
+            | "serial_stdout_on" => format!("def {global}() -> None: ...\n"),
             "subtest" => "def subtest(name: str) -> ContextManager[None]: ...\n".to_owned(),
-            other => format!("{other}: Any\n"),
+            "machines_qemu" | "machines_nspawn" | "machines" => {
+                format!("{global}: list[Machine]\n")
+            }
+            "vlans" => "vlans: list[VLan]\n".to_owned(),
+            "driver" => "driver: Driver\n".to_owned(),
+            "log" => "log: Logger\n".to_owned(),
+            "debug" => "debug: Debug\n".to_owned(),
+            "t" => "t: AssertionTester\n".to_owned(),
+            "os" => String::new(),
+            "BaseMachine" | "Machine" => format!("{global} = Machine\n"),
+            other => format!("{other}: Callable[..., Any]\n"),
         });
     }
     text
@@ -121,6 +141,9 @@ fn mypy(scripts: &BTreeMap<String, Script>) -> BTreeMap<String, String> {
         .args([
             "--no-implicit-optional",
             "--no-color-output",
+            // The driver's Python (nixos-26.05: 3.13), whatever runs mypy here.
+            "--python-version",
+            "3.13",
             "--cache-dir",
             dir.path().join(".cache").to_str().unwrap(),
         ])
@@ -202,7 +225,8 @@ fn every_generated_script_passes_mypy_as_the_driver_type_checks_it() -> Result<(
 
 /// The two checks refuse what the driver's build refuses, so their silence above means something: an empty
 /// dict filled with an empty list (review-34's finding), a port given as a string, a misspelt machine, an
-/// f-string without placeholders; and pass a script that does it right.
+/// f-string without placeholders, a driver global rebound, a module the driver's Python 3.13 no longer has
+/// (review-36); and pass a script that does it right.
 fn the_driver_checks_refuse_planted_faults() -> Result<(), Failed> {
     let script = |text: &str| Script {
         text: text.to_owned(),
@@ -213,6 +237,8 @@ fn the_driver_checks_refuse_planted_faults() -> Result<(), Failed> {
         ("port", "start_all()\nserver.wait_for_open_port(\"443\")\n"),
         ("name", "start_all()\nservr.succeed(\"true\")\n"),
         ("fstring", "start_all()\nserver.succeed(f\"true\")\n"),
+        ("rebound", "debug = True\nmachines_qemu = [1]\nstart_all()\n"),
+        ("removed", "import pipes\nstart_all()\nserver.succeed(pipes.quote(\"x\"))\n"),
         (
             "fine",
             "start_all()\nheld: dict[str, list[str]] = {}\nwith subtest(\"up\"):\n    \
@@ -231,6 +257,14 @@ fn the_driver_checks_refuse_planted_faults() -> Result<(), Failed> {
     let expect = [
         (typed["untyped"].contains("var-annotated"), "mypy: held"),
         (typed["port"].contains("arg-type"), "mypy: the port"),
+        (
+            typed["rebound"].contains("\"Debug\"") && typed["rebound"].contains("list-item"),
+            "mypy: a driver global rebound",
+        ),
+        (
+            typed["removed"].contains("pipes"),
+            "mypy: a module Python 3.13 removed",
+        ),
         (
             linted[&"name".to_owned()].contains("undefined name 'servr'"),
             "pyflakes: servr",

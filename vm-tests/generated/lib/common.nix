@@ -329,11 +329,6 @@ rec {
       # the option: `boot.growPartition` is a bool today and may become `{ enable; … }` (nixpkgs PR #447165).
       systemd.services.growpart.enable = lib.mkForce false;
     };
-  # Python every test script starts with. units_within: whether units match patterns. switch-to-configuration reports each class of units it acts on as
-  # one line "<what> the following units: a, b" (stopping, NOT restarting … changed, reloading, restarting,
-  # starting) and the units started by the new configuration as "the following new units were started: a, b"
-  # (nixpkgs' switch-to-configuration-ng, as the Perl script before it, whose lines nixos/tests/switch-test.nix
-  # asserts).
   # What the shared tests (lib/deployment.nix, lib/migration.nix) build their nodes with from an operator's data:
   # a list when a condition holds, and a list of lists joined. Builtins only: the tests evaluate without nixpkgs
   # (gen/tests/vm_scripts.rs evaluates their nodes and runs their scripts).
@@ -388,6 +383,11 @@ rec {
         """A step's command on a machine, waiting until it succeeds or succeeding at once; its output."""
         return on.wait_until_succeeds(step["command"]) if step["wait"] else on.succeed(step["command"])
   '';
+  # Python every test script starts with. units_within: whether units match patterns. switch-to-configuration reports each class of units it acts on as
+  # one line "<what> the following units: a, b" (stopping, NOT restarting … changed, reloading, restarting,
+  # starting) and the units started by the new configuration as "the following new units were started: a, b"
+  # (nixpkgs' switch-to-configuration-ng, as the Perl script before it, whose lines nixos/tests/switch-test.nix
+  # asserts).
   pythonHelpers = ''
     import shlex
     from fnmatch import fnmatchcase

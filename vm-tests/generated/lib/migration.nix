@@ -229,6 +229,9 @@ in
 pkgs.testers.runNixOSTest {
   name = test.test_name;
   node.pkgsReadOnly = false;
+  # Eight or nine machines, each step waiting up to the driver's 900 s: the driver's default of one hour for the
+  # whole test (driver.nix, globalTimeout) would end a slow run midway (review-36).
+  globalTimeout = 3 * 60 * 60;
   nodes =
     builtins.listToAttrs (
       each machineNodes test.machines ++ garageOnly storageA hostsA ++ garageOnly storageB hostsB
