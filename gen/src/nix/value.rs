@@ -186,8 +186,12 @@ fn walk<'a, const BUILD: bool>(
             {
                 fail(path, DataProblem::DerivationLike);
             }
+            // In Nix's order, sorted by bytes: serde_json's map already iterates so (a `BTreeMap` unless its
+            // `preserve_order` feature is on), so the keys are sorted only when they are not.
             let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
+            if !keys.is_sorted() {
+                keys.sort_unstable();
+            }
             let mut entries = Vec::with_capacity(if BUILD { keys.len() } else { 0 });
             for key in keys {
                 path.push(Step::Key(key));
