@@ -195,11 +195,10 @@ fn generated() -> BTreeMap<String, Script> {
     scripts
 }
 
-fn every_generated_script_passes_pyflakes_as_the_driver_lints_it() -> Result<(), Failed> {
-    let dir = tempfile::tempdir().unwrap();
-    let problems: Vec<String> = generated()
-        .iter()
-        .map(|(name, script)| (name, pyflakes(script, dir.path())))
+/// Passes when no script has a finding; else fails naming each script with its findings.
+fn no_findings(reports: impl IntoIterator<Item = (String, String)>) -> Result<(), Failed> {
+    let problems: Vec<String> = reports
+        .into_iter()
         .filter(|(_, report)| !report.trim().is_empty())
         .map(|(name, report)| format!("{name}:\n{report}"))
         .collect();
@@ -210,17 +209,19 @@ fn every_generated_script_passes_pyflakes_as_the_driver_lints_it() -> Result<(),
     }
 }
 
+/// pyflakes, as the driver's build lints each generated script.
+fn every_generated_script_passes_pyflakes_as_the_driver_lints_it() -> Result<(), Failed> {
+    let dir = tempfile::tempdir().unwrap();
+    no_findings(
+        generated()
+            .iter()
+            .map(|(name, script)| (name.clone(), pyflakes(script, dir.path()))),
+    )
+}
+
+/// mypy, as the driver's build type-checks each generated script.
 fn every_generated_script_passes_mypy_as_the_driver_type_checks_it() -> Result<(), Failed> {
-    let problems: Vec<String> = mypy(&generated())
-        .into_iter()
-        .filter(|(_, report)| !report.is_empty())
-        .map(|(name, report)| format!("{name}:\n{report}"))
-        .collect();
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("\n").into())
-    }
+    no_findings(mypy(&generated()))
 }
 
 /// The two checks refuse what the driver's build refuses, so their silence above means something: an empty
