@@ -530,6 +530,90 @@ fn the_checker_finds_broken_scripts() {
     assert!(checked["fine"].problems.is_empty(), "{:?}", checked["fine"]);
 }
 
+/// The shell syntax errors among `commands` (each checked by `bash -n`, as the machines' shell would read it
+/// before running it), each with the command.
+fn bash_syntax_errors<'a>(commands: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    commands
+        .into_iter()
+        .filter_map(|command| {
+            let out = std::process::Command::new("bash")
+                .args(["-n", "-c", command])
+                .output()
+                .expect("bash runs");
+            (!out.status.success()).then(|| {
+                format!(
+                    "{}\n  in: {command}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            })
+        })
+        .collect()
+}
+
+/// Every command a generated test runs on a machine (`succeed`, `fail`, `execute`, `wait_until_…`: the driver hands
+/// it to the machine's bash) is bash: a step of a manifest, a check, a job's command with a quote left open would
+/// fail only on the VM. The commands are the checker's literal calls and, for the shared tests, their traces'.
+#[test]
+fn every_command_the_tests_run_is_bash() {
+    let (_, checked) = all();
+    let runs = [
+        "succeed",
+        "fail",
+        "execute",
+        "wait_until_succeeds",
+        "wait_until_fails",
+    ];
+    let commands: Vec<&str> = checked
+        .values()
+        .flat_map(|c| &c.calls)
+        .filter(|(machine, method, _)| !machine.is_empty() && runs.contains(&method.as_str()))
+        .filter_map(|(_, _, command)| command.as_deref())
+        .collect();
+    assert!(commands.len() > 200, "{} commands", commands.len());
+    let mut errors = bash_syntax_errors(commands.iter().copied());
+    // A migration job's commands on A go through ssh, which hands the words after the host, joined by spaces, to
+    // A's shell (`ssh root@<node> systemctl stop '<unit>' …`): that text must be bash too.
+    let repo = repository();
+    let mut remote = Vec::new();
+    for file in generated_tests(&repo) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("migrate-") {
+            continue;
+        }
+        for machine in test_data(&repo, &name)["machines"].as_array().unwrap() {
+            for list in machine["job"]["commands"].as_object().unwrap().values() {
+                for argv in list.as_array().into_iter().flatten() {
+                    let words: Vec<&str> = argv
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|w| w.as_str().unwrap())
+                        .collect();
+                    if words.first() == Some(&"ssh") {
+                        remote.push(words[2..].join(" "));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        !remote.is_empty(),
+        "the migration jobs stop A's units over ssh"
+    );
+    errors.extend(bash_syntax_errors(remote.iter().map(String::as_str)));
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+    // The check can fail: a quote left open, a `case` without `esac`.
+    assert_eq!(
+        bash_syntax_errors([
+            "echo 'open",
+            "case $x in a) ;;",
+            "test -s /tmp/x && echo ok"
+        ])
+        .len(),
+        2
+    );
+}
+
 /// The tracer runs what the checker cannot see: calls on a machine looked up from data, inside loops, and a
 /// script that raises; its silence on the shared tests means something.
 #[test]
