@@ -751,14 +751,13 @@ impl DeploymentTest {
             nodes: &'a [TestNode],
             storage: Option<&'a DeploymentStorage>,
         }
-        let value = serde_json::to_value(Data {
+        let data = Data {
             marker,
             test_name: &self.test_name,
             hosts: &self.hosts,
             nodes: &self.nodes,
             storage: self.storage.as_ref(),
-        })
-        .expect("a deployment test serialises");
+        };
         let extra = self.storage.as_ref().and_then(|s| s.extra.as_ref());
         let nodes: Vec<DataNode<'_>> = self
             .nodes
@@ -775,7 +774,7 @@ impl DeploymentTest {
             }))
             .collect();
         let garage: Vec<&str> = self.storage.iter().map(|s| s.python.as_str()).collect();
-        data_file(&self.test_name, &nodes, &garage, &value)
+        data_file(&self.test_name, &nodes, &garage, &data)
     }
 
     /// The VM test of one operator's deployment: every machine of the operator (as a test node importing its

@@ -447,7 +447,6 @@ impl MigrationTest {
             storage_a: self.storage_a.as_ref(),
             storage_b: self.storage_b.as_ref(),
         };
-        let value = serde_json::to_value(&data).expect("a migration test serialises");
         let mut nodes = Vec::new();
         for machine in &self.machines {
             for side in [&machine.a, &machine.b] {
@@ -477,7 +476,7 @@ impl MigrationTest {
             .iter()
             .filter_map(|s| Some(s.as_ref()?.python.as_str()))
             .collect();
-        data_file(&self.test_name, &nodes, &garage, &value)
+        data_file(&self.test_name, &nodes, &garage, &data)
     }
 
     /// The migration test of one operator, from its deployment test's machines (each machine twice, at A and at

@@ -2,9 +2,9 @@
 //! `lib/migration.nix`, which read it with `builtins.fromJSON`, build the nodes from it and hand the script its part
 //! as one JSON value. What a rendered test refused, its data refuses too, here, for both tests.
 
-use serde_json::Value;
+use serde::Serialize;
 
-use crate::nix::value::{DataPolicy, check_json};
+use crate::nix::value::{DataPolicy, check_serialize};
 
 /// The names the shared tests' scripts bind at their top level: lib/common.nix's helpers and imports, the loops'
 /// variables. The test driver declares every node as a typed global of its Python name (the type stub of nixpkgs'
@@ -83,17 +83,18 @@ pub(crate) struct DataNode<'a> {
     pub module: Option<&'a str>,
 }
 
-/// The data file's text (pretty JSON and a final newline), or why the data cannot be a test: a module that is no
-/// source path (the function makes a path of it: a relative path that can only name the repository's files), a
-/// Python name that is no identifier or one the script binds (`SCRIPT_NAMES`), a node given twice (the
-/// function's `listToAttrs` would keep one silently), a Garage node's Python name that is no identifier, or any
-/// value Nix would not hold as data (`check_json`: a NUL, which `builtins.fromJSON` of Nix 2.8 cuts the string
-/// at; an integer outside Nix's; `_type` and the other names the module system reads as directives).
-pub(crate) fn data_file(
+/// The data file's text (pretty JSON and a final newline, members in the data's order), or why the data cannot
+/// be a test: a module that is no source path (the function makes a path of it: a relative path that can only
+/// name the repository's files), a Python name that is no identifier or one the script binds (`SCRIPT_NAMES`), a
+/// node given twice (the function's `listToAttrs` would keep one silently), a Garage node's Python name that is no
+/// identifier, or any value Nix would not hold as data (`check_serialize`, checked as serde writes it, without a
+/// `serde_json::Value`: a NUL, which `builtins.fromJSON` of Nix 2.8 cuts the string at; an integer outside Nix's;
+/// `_type` and the other names the module system reads as directives).
+pub(crate) fn data_file<T: Serialize>(
     test_name: &str,
     nodes: &[DataNode<'_>],
     garage_python: &[&str],
-    value: &Value,
+    value: &T,
 ) -> Result<String, String> {
     let mut names = std::collections::BTreeSet::from(["client"]);
     for node in nodes {
@@ -124,11 +125,11 @@ pub(crate) fn data_file(
             "{test_name}: the Garage node's script name {python:?} is no Python identifier"
         ));
     }
-    check_json(value, DataPolicy::default()).map_err(|errors| {
+    check_serialize(value, DataPolicy::default()).map_err(|errors| {
         let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
         format!("{test_name}: {}", errors.join("; "))
     })?;
-    let mut text = serde_json::to_string_pretty(value).expect("a JSON value prints");
+    let mut text = serde_json::to_string_pretty(value).expect("checked data prints as JSON");
     text.push('\n');
     Ok(text)
 }
