@@ -379,6 +379,53 @@ mod check {
         }
     }
 
+    /// The compound methods of a serialiser that takes scalars only: each refuses with `message`.
+    macro_rules! refuse_compounds {
+        ($message:expr) => {
+            fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Stop> {
+                Err(Stop($message.into()))
+            }
+            fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Stop> {
+                Err(Stop($message.into()))
+            }
+            fn serialize_tuple_struct(
+                self,
+                _: &'static str,
+                _: usize,
+            ) -> Result<Self::SerializeTupleStruct, Stop> {
+                Err(Stop($message.into()))
+            }
+            fn serialize_tuple_variant(
+                self,
+                _: &'static str,
+                _: u32,
+                _: &'static str,
+                _: usize,
+            ) -> Result<Self::SerializeTupleVariant, Stop> {
+                Err(Stop($message.into()))
+            }
+            fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Stop> {
+                Err(Stop($message.into()))
+            }
+            fn serialize_struct(
+                self,
+                _: &'static str,
+                _: usize,
+            ) -> Result<Self::SerializeStruct, Stop> {
+                Err(Stop($message.into()))
+            }
+            fn serialize_struct_variant(
+                self,
+                _: &'static str,
+                _: u32,
+                _: &'static str,
+                _: usize,
+            ) -> Result<Self::SerializeStructVariant, Stop> {
+                Err(Stop($message.into()))
+            }
+        };
+    }
+
     /// Whether a value is the string `derivation`.
     struct IsDerivation;
 
@@ -441,47 +488,7 @@ mod check {
         ) -> Result<bool, Stop> {
             Ok(false)
         }
-        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Stop> {
-            Err(Stop(String::new()))
-        }
-        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Stop> {
-            Err(Stop(String::new()))
-        }
-        fn serialize_tuple_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleStruct, Stop> {
-            Err(Stop(String::new()))
-        }
-        fn serialize_tuple_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleVariant, Stop> {
-            Err(Stop(String::new()))
-        }
-        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Stop> {
-            Err(Stop(String::new()))
-        }
-        fn serialize_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStruct, Stop> {
-            Err(Stop(String::new()))
-        }
-        fn serialize_struct_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStructVariant, Stop> {
-            Err(Stop(String::new()))
-        }
+        refuse_compounds!("not a string");
     }
 
     /// A map or struct being checked: where its own errors go (a `type = "derivation"` is reported at the set, before
@@ -544,38 +551,27 @@ mod check {
         }
     }
 
-    impl ser::SerializeSeq for Compound<'_> {
-        type Ok = ();
-        type Error = Stop;
-        fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Stop> {
-            self.element(value)
-        }
-        fn end(self) -> Result<(), Stop> {
-            Ok(())
-        }
+    /// serde's three kinds of list, each checked element by element under its index.
+    macro_rules! list {
+        ($($kind:ident::$method:ident),*) => {
+            $(impl ser::$kind for Compound<'_> {
+                type Ok = ();
+                type Error = Stop;
+                fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Stop> {
+                    self.element(value)
+                }
+                fn end(self) -> Result<(), Stop> {
+                    Ok(())
+                }
+            })*
+        };
     }
 
-    impl ser::SerializeTuple for Compound<'_> {
-        type Ok = ();
-        type Error = Stop;
-        fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Stop> {
-            self.element(value)
-        }
-        fn end(self) -> Result<(), Stop> {
-            Ok(())
-        }
-    }
-
-    impl ser::SerializeTupleStruct for Compound<'_> {
-        type Ok = ();
-        type Error = Stop;
-        fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Stop> {
-            self.element(value)
-        }
-        fn end(self) -> Result<(), Stop> {
-            Ok(())
-        }
-    }
+    list!(
+        SerializeSeq::serialize_element,
+        SerializeTuple::serialize_element,
+        SerializeTupleStruct::serialize_field
+    );
 
     impl ser::SerializeTupleVariant for Compound<'_> {
         type Ok = ();
@@ -717,47 +713,7 @@ mod check {
         ) -> Result<String, Stop> {
             Err(Stop("a key that is a set".into()))
         }
-        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Stop> {
-            Err(Stop("a key that is a list".into()))
-        }
-        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Stop> {
-            Err(Stop("a key that is a list".into()))
-        }
-        fn serialize_tuple_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleStruct, Stop> {
-            Err(Stop("a key that is a list".into()))
-        }
-        fn serialize_tuple_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeTupleVariant, Stop> {
-            Err(Stop("a key that is a list".into()))
-        }
-        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Stop> {
-            Err(Stop("a key that is a set".into()))
-        }
-        fn serialize_struct(
-            self,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStruct, Stop> {
-            Err(Stop("a key that is a set".into()))
-        }
-        fn serialize_struct_variant(
-            self,
-            _: &'static str,
-            _: u32,
-            _: &'static str,
-            _: usize,
-        ) -> Result<Self::SerializeStructVariant, Stop> {
-            Err(Stop("a key that is a set".into()))
-        }
+        refuse_compounds!("a key that is a list or a set");
     }
 
     impl<'c> ser::Serializer for &'c mut Checker {
