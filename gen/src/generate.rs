@@ -306,45 +306,51 @@ pub fn stream(
             },
             || {
                 // One deployment test and one migration test (`fedigen migrate` run between two providers'
-                // machines) per operator, rendered in parallel (each is laid out by nixfmt, the costly part).
-                let deployment = format!("{name} and {}", crate::template::DEPLOYMENT_TEST);
-                let migration = format!("{name} and {}", crate::template::MIGRATION_TEST);
+                // machines) per operator, in parallel: each a data file, then the test file calling the shared
+                // test (`lib`) with it.
+                let put_test =
+                    |stem: String,
+                     test_template: &str,
+                     data: Result<String, String>,
+                     body: &dyn Fn(&str) -> Result<String, crate::template::TemplateError>|
+                     -> Result<(), GenerateError> {
+                        let data_file = format!("{stem}.json");
+                        let data = data.map_err(crate::deploy::DeployError::Data)?;
+                        sink.put(Path::new(VM_TESTS).join(&data_file), &data)?;
+                        sink.put(
+                            Path::new(VM_TESTS).join(format!("{stem}.nix")),
+                            &format!(
+                                "{}\n{}",
+                                marker_line(&format!("{name} and {test_template}")),
+                                body(&data_file)?
+                            ),
+                        )?;
+                        Ok(())
+                    };
                 spec.operators.par_iter().try_for_each(|operator| {
-                    // Each test file calls the shared test with the operator's data file beside it.
                     let test = crate::template::DeploymentTest::new(&spec, &catalog, operator);
                     let stem = format!("{DEPLOYMENT_TEST_PREFIX}{}", operator.name);
-                    let data_file = format!("{stem}.json");
-                    sink.put(
-                        Path::new(VM_TESTS).join(&data_file),
-                        &test
-                            .data_json(&marker_text(&format!(
-                                "{name} (one operator's deployment test, the data of {})",
-                                crate::template::DEPLOYMENT_LIB
-                            )))
-                            .map_err(crate::deploy::DeployError::Data)?,
+                    let marker = marker_text(&format!(
+                        "{name} (one operator's deployment test, the data of {})",
+                        crate::template::DEPLOYMENT_LIB
+                    ));
+                    put_test(
+                        stem,
+                        crate::template::DEPLOYMENT_TEST,
+                        test.data_json(&marker),
+                        &|data_file| templates.render_deployment_test(&test, data_file),
                     )?;
-                    let body = templates.render_deployment_test(&test, &data_file)?;
-                    sink.put(
-                        Path::new(VM_TESTS).join(format!("{stem}.nix")),
-                        &format!("{}\n{body}", marker_line(&deployment)),
-                    )?;
-                    // The test file calls the shared test with the operator's data file beside it.
                     let test = crate::template::MigrationTest::new(&spec, &catalog, operator);
                     let stem = format!("{}{}", crate::shared::MIGRATION_TEST_PREFIX, operator.name);
-                    let data_file = format!("{stem}.json");
-                    sink.put(
-                        Path::new(VM_TESTS).join(&data_file),
-                        &test
-                            .data_json(&marker_text(&format!(
-                                "{name} (one operator's migration test, the data of {})",
-                                crate::template::MIGRATION_LIB
-                            )))
-                            .map_err(crate::deploy::DeployError::Data)?,
-                    )?;
-                    let body = templates.render_migration_test(&test, &data_file)?;
-                    sink.put(
-                        Path::new(VM_TESTS).join(format!("{stem}.nix")),
-                        &format!("{}\n{body}", marker_line(&migration)),
+                    let marker = marker_text(&format!(
+                        "{name} (one operator's migration test, the data of {})",
+                        crate::template::MIGRATION_LIB
+                    ));
+                    put_test(
+                        stem,
+                        crate::template::MIGRATION_TEST,
+                        test.data_json(&marker),
+                        &|data_file| templates.render_migration_test(&test, data_file),
                     )
                 })
             },
