@@ -216,6 +216,7 @@ fn check_headers(repo: &Path) {
                 cores: 1,
                 description: String::new(),
                 data_file: "./deployment-x.json".into(),
+                rebuild: vec!["nodes.x.system.build.toplevel".into()],
             })
             .unwrap(),
             "CommonTest" => serde_json::to_value(CommonTest::default()).unwrap(),

@@ -2,8 +2,10 @@
 #: kind = "vm"
 #: requires = ["nixpkgs", "kvm"]
 #: timeout = 3600
+#: evaluate_twice = true
+#: rebuild = ["nodes.digitalevrijheid-mastodon.system.build.toplevel", "nodes.digitalevrijheid-matrix-synapse.system.build.toplevel"]
 #: cores = 6
-#: description = "the deployment of digitalevrijheid (2 machines): every application through its domain and used, a second evaluation switched to unchanged, an upgrade and back"
+#: description = "the deployment of digitalevrijheid (2 machines): evaluated twice and each system rebuilt to the same bytes; every application through its domain and used, deployed again unchanged, an upgrade and back"
 {
   nixpkgs ? <nixpkgs>,
   pkgs ? import nixpkgs { },

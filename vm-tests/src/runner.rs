@@ -495,42 +495,36 @@ async fn run_resolved(
     let deadline = tokio::time::Instant::now() + timeout;
 
     let build = nix_build_args(spec, resolved, spec.attr.as_deref(), &common);
-    let mut first = build.clone();
-    first.push("--no-out-link".to_owned());
-    let step = match run_nix(ctx, live, &mut log, "nix-build", &first, deadline).await {
-        Ok(s) => s,
-        Err(o) => return o,
-    };
-    if let Some(o) = step_failure(&step, "build", timeout, &log) {
+    if spec.evaluate_twice
+        && let Err(o) = evaluate_twice(ctx, live, &mut log, &build, deadline, timeout).await
+    {
         return o;
     }
-    let out = step
-        .stdout
-        .iter()
-        .rev()
-        .find(|l| l.starts_with('/'))
-        .cloned();
+    for attr in &spec.rebuild {
+        let part = nix_build_args(spec, resolved, Some(attr), &common);
+        if let Err(o) =
+            build_then_rebuild(ctx, live, &mut log, &part, attr, deadline, timeout).await
+        {
+            return o;
+        }
+    }
     if spec.kind == Kind::Vm {
-        return Outcome::Passed;
+        let mut first = build;
+        first.push("--no-out-link".to_owned());
+        let step = match run_nix(ctx, live, &mut log, "nix-build", &first, deadline).await {
+            Ok(s) => s,
+            Err(o) => return o,
+        };
+        return step_failure(&step, "build", timeout, &log).unwrap_or(Outcome::Passed);
     }
 
-    // repro: rebuild and compare, then compare the NAR hash with the recorded one.
-    let mut check = build;
-    check.extend(["--check".to_owned(), "--no-out-link".to_owned()]);
-    let step = match run_nix(ctx, live, &mut log, "nix-build", &check, deadline).await {
-        Ok(s) => s,
+    // repro: build, rebuild and compare, then compare the NAR hash with the recorded one.
+    let out = match build_then_rebuild(ctx, live, &mut log, &build, "the output", deadline, timeout)
+        .await
+    {
+        Ok(out) => out,
         Err(o) => return o,
     };
-    if step.status.and_then(|s| s.code()) == Some(104) {
-        return failed(
-            "failed",
-            "not reproducible: the rebuild's output differs from the first build's".to_owned(),
-            &log,
-        );
-    }
-    if let Some(o) = step_failure(&step, "rebuild (--check)", timeout, &log) {
-        return o;
-    }
     if let Some(expected) = &spec.nar_hash {
         let Some(out) = out else {
             return failed(
@@ -561,6 +555,106 @@ async fn run_resolved(
         note(&mut log, live, &format!("NAR hash {actual} as recorded"));
     }
     Outcome::Passed
+}
+
+/// Evaluates the trial twice (`nix-instantiate` with the build's arguments), the second evaluation started in a
+/// later wall-clock second than the first ended, and fails unless both give the same derivations.
+async fn evaluate_twice(
+    ctx: &Context,
+    live: &TrialLive,
+    log: &mut Log,
+    build: &[String],
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<(), Outcome> {
+    let mut derivations: Vec<Vec<String>> = Vec::with_capacity(2);
+    for round in ["first", "second"] {
+        if !derivations.is_empty() {
+            // `builtins.currentTime` counts seconds: the second evaluation must not share the first's.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let next_second = Duration::from_secs(now.as_secs() + 1);
+            tokio::time::sleep(next_second - now + Duration::from_millis(5)).await;
+        }
+        let step = run_nix(ctx, live, log, "nix-instantiate", build, deadline).await?;
+        if let Some(o) = step_failure(&step, &format!("the {round} evaluation"), timeout, log) {
+            return Err(o);
+        }
+        derivations.push(
+            step.stdout
+                .iter()
+                .filter(|l| l.starts_with('/'))
+                .cloned()
+                .collect(),
+        );
+    }
+    let (first, second) = (derivations[0].join(" "), derivations[1].join(" "));
+    if first != second {
+        return Err(failed(
+            "failed",
+            format!(
+                "not repeatable: two evaluations gave different derivations, {first} and {second}; something \
+                 the evaluation reads changed between them (the time, the environment, an unpinned fetch): \
+                 `fedigen closure diff {first} {second} --build-time` names the inputs that differ"
+            ),
+            log,
+        ));
+    }
+    note(
+        log,
+        live,
+        &format!(
+            "two evaluations, in separate processes and seconds, gave one derivation: {first}"
+        ),
+    );
+    Ok(())
+}
+
+/// Builds, then rebuilds with `nix-build --check` (Nix compares the two outputs byte for byte); returns the
+/// output path the build printed. `what` names the output in the messages.
+#[allow(clippy::too_many_arguments)]
+async fn build_then_rebuild(
+    ctx: &Context,
+    live: &TrialLive,
+    log: &mut Log,
+    build: &[String],
+    what: &str,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<Option<String>, Outcome> {
+    let mut first = build.to_vec();
+    first.push("--no-out-link".to_owned());
+    let step = run_nix(ctx, live, log, "nix-build", &first, deadline).await?;
+    if let Some(o) = step_failure(&step, &format!("the build of {what}"), timeout, log) {
+        return Err(o);
+    }
+    let out = step
+        .stdout
+        .iter()
+        .rev()
+        .find(|l| l.starts_with('/'))
+        .cloned();
+    let mut check = build.to_vec();
+    check.extend(["--check".to_owned(), "--no-out-link".to_owned()]);
+    let step = run_nix(ctx, live, log, "nix-build", &check, deadline).await?;
+    if step.status.and_then(|s| s.code()) == Some(104) {
+        return Err(failed(
+            "failed",
+            format!("not reproducible: {what} rebuilt differs from its first build"),
+            log,
+        ));
+    }
+    if let Some(o) = step_failure(
+        &step,
+        &format!("the rebuild (--check) of {what}"),
+        timeout,
+        log,
+    ) {
+        return Err(o);
+    }
+    note(log, live, &format!("{what} rebuilt: the same bytes"));
+    Ok(out)
 }
 
 async fn run_nix(

@@ -92,6 +92,10 @@ struct Header {
     cores: Option<usize>,
     nar_hash: Option<String>,
     #[serde(default)]
+    evaluate_twice: bool,
+    #[serde(default)]
+    rebuild: Vec<String>,
+    #[serde(default)]
     args: BTreeMap<String, String>,
     description: Option<String>,
 }
@@ -123,6 +127,15 @@ pub struct TrialSpec {
     pub cores: usize,
     /// For `repro`: the NAR hash (`sha256:<base32>`, as `nix-store --query --hash` prints) expected.
     pub nar_hash: Option<String>,
+    /// Evaluate the trial twice before building it, in two `nix-instantiate` processes, the second started in a
+    /// later wall-clock second than the first ended: a different derivation fails the trial as *not repeatable*.
+    /// Why: one evaluation cannot differ from itself, so only a second, separate one shows an evaluation that
+    /// depends on the time or the environment (`builtins.currentTime`, `getEnv`, an unpinned fetch).
+    pub evaluate_twice: bool,
+    /// Attribute paths of the file's value (not of `attr`) built, then rebuilt with `nix-build --check` before the
+    /// trial itself is built: an output that differs fails the trial as *not reproducible*. Why: a deployment
+    /// test names its machines' toplevels here, so each is built twice, independently, and must be the same bytes.
+    pub rebuild: Vec<String>,
     /// Extra `--argstr NAME VALUE` given to the expression.
     pub args: BTreeMap<String, String>,
     /// Free text shown in `--list`-adjacent output and the JUnit report.
@@ -213,6 +226,14 @@ pub fn read_trial(path: &Path) -> Result<Option<TrialSpec>> {
             path.display()
         );
     }
+    if let Some(bad) = header.rebuild.iter().find(|a| {
+        a.is_empty() || a.split('.').any(str::is_empty) || a.contains(char::is_whitespace)
+    }) {
+        bail!(
+            "{}: `rebuild` entry {bad:?} is not an attribute path (names joined by `.`, as `nix-build -A` takes)",
+            path.display()
+        );
+    }
     let mut requires = header.requires;
     requires.sort();
     requires.dedup();
@@ -234,6 +255,8 @@ pub fn read_trial(path: &Path) -> Result<Option<TrialSpec>> {
         ignore: header.ignore,
         cores: header.cores.unwrap_or(1),
         nar_hash: header.nar_hash,
+        evaluate_twice: header.evaluate_twice,
+        rebuild: header.rebuild,
         args: header.args,
         description: header.description,
     }))

@@ -935,3 +935,56 @@ fn output_lines_do_not_interleave_in_a_shared_pipe() {
         "{text}"
     );
 }
+
+/// `evaluate_twice` and `rebuild`: a trial whose derivation reads the clock fails on its second evaluation,
+/// before anything is built; a trial naming a part that writes random bytes fails on that part's `--check`
+/// rebuild, before the trial itself is built; a steady one passes after both parts were rebuilt.
+#[test]
+fn repeated_evaluations_and_rebuilt_parts() {
+    let run = Run::new();
+    let f = run.run(&["repeat"], &[]);
+    let all = f.all();
+    assert_eq!(f.code, Some(101), "{all}");
+    assert_eq!(f.summary(), [1, 2, 0, 0], "{all}");
+    assert!(f.stdout.contains("test [vm] steady"), "{all}");
+    let cases = junit(&f);
+    assert!(cases["steady"].failure.is_none(), "{all}");
+    let steady = run.log("steady");
+    assert!(
+        steady.contains("two evaluations, in separate processes and seconds, gave one derivation"),
+        "{steady}"
+    );
+    for part in ["machines.one", "machines.two"] {
+        assert!(
+            steady.contains(&format!("{part} rebuilt: the same bytes")),
+            "{steady}"
+        );
+    }
+
+    let (msg, _) = cases["clock"].failure.as_ref().unwrap();
+    assert!(
+        msg.starts_with("not repeatable: two evaluations gave different derivations"),
+        "{msg}"
+    );
+    assert!(msg.contains("fedigen closure diff"), "{msg}");
+    let clock = run.log("clock");
+    assert!(
+        !clock.contains("running nix-build"),
+        "built after a failed evaluation: {clock}"
+    );
+
+    let (msg, _) = cases["unsteady-part"].failure.as_ref().unwrap();
+    assert_eq!(
+        msg,
+        "not reproducible: machines.noisy rebuilt differs from its first build"
+    );
+    let unsteady = run.log("unsteady-part");
+    let trial_built = unsteady
+        .lines()
+        .any(|l| l.contains("running nix-build") && !l.contains(" -A "));
+    assert!(
+        !trial_built,
+        "the trial was built after its part failed: {unsteady}"
+    );
+    run.assert_nothing_left();
+}

@@ -699,6 +699,10 @@ pub struct DeploymentTestFile {
     pub description: String,
     /// The operator's data file ([`DeploymentTest::data_json`]), beside the test file, as a source path.
     pub data_file: String,
+    /// The attribute path of each machine's toplevel (`nodes.<machine>.system.build.toplevel`), which the harness
+    /// builds and rebuilds with `--check` before the test (the header's `rebuild`): each machine's system built a
+    /// second time, independently, must be the same bytes.
+    pub rebuild: Vec<String>,
 }
 
 /// One operator's deployment, every machine a test node importing its generated module, reached by a client
@@ -794,7 +798,7 @@ impl DeploymentTest {
         Self {
             test_name: format!("fedigen-deployment-{}", operator.name),
             description: format!(
-                "the deployment of {} ({} machines): every application through its domain and used, a second evaluation switched to unchanged, an upgrade and back",
+                "the deployment of {} ({} machines): evaluated twice and each system rebuilt to the same bytes; every application through its domain and used, deployed again unchanged, an upgrade and back",
                 operator.name,
                 nodes.len()
             ),
@@ -936,7 +940,7 @@ impl DeploymentTest {
                 rechecks: steps.iter().filter(|s| s.recheck).cloned().collect(),
                 steps,
                 repeat_description: format!(
-                    "{name}: two evaluations of its configuration are one system, and switching to it changes no unit"
+                    "{name}: deployed again (switched to the system it runs), no unit changes"
                 ),
                 upgrade,
                 garage: false,

@@ -363,6 +363,11 @@ impl Templates {
             cores: test.cores,
             description: test.description.clone(),
             data_file: format!("./{data_file}"),
+            rebuild: test
+                .nodes
+                .iter()
+                .map(|node| format!("nodes.{}.system.build.toplevel", node.name))
+                .collect(),
         };
         self.render_test_as(DEPLOYMENT_TEST, &file, Layout::AsRendered)
     }
