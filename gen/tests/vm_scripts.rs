@@ -964,7 +964,8 @@ fn every_deployment_test_proves_repeatability() {
                 })
                 .filter_map(|(_, _, a)| a.as_deref())
                 .collect();
-            let mut expected_switches = vec![booted_switch];
+            // Twice: the first switch after boot starts the units every first switch starts; the second, nothing.
+            let mut expected_switches = vec![booted_switch, booted_switch];
             if manifest.test.upgrade.is_some() {
                 expected_switches.extend([upgrade_switch, booted_switch]);
             }
@@ -1047,6 +1048,26 @@ fn switch_reports_are_read_as_the_units_they_name() {
         r#"{helpers}
 quiet = "activating the configuration...\nsetting up /etc...\nreloading user units for root...\nrestarting sysinit-reactivation.target\n"
 assert changed_units(quiet) == set(), changed_units(quiet)
+# The first switch after boot (switch-to-configuration-ng: every active unit new since its first snapshot).
+first = quiet + "the following new units were started: sysinit-reactivation.target, systemd-tmpfiles-resetup.service\n"
+assert changed_units(first) == FIRST_SWITCH_UNITS, changed_units(first)
+assert not changed_units(first + "the following new units were started: nginx.service\n") <= FIRST_SWITCH_UNITS
+class Machine:
+    def __init__(self, outputs):
+        self.outputs = outputs
+    def succeed(self, command):
+        return self.outputs[command]
+show = "systemctl show --property=Id,ActiveState,InvocationID,TriggeredBy '*'"
+consists = "systemctl show --property=ConsistsOf --value sysinit-reactivation.target"
+before = Machine({{show: "Id=nginx.service\nActiveState=active\nInvocationID=aa\nTriggeredBy=\n\n"
+    "Id=sysinit-reactivation.target\nActiveState=active\nInvocationID=bb\nTriggeredBy=\n\n"
+    "Id=logrotate.service\nActiveState=active\nInvocationID=cc\nTriggeredBy=logrotate.timer\n\n"
+    "Id=growpart.service\nActiveState=inactive\nInvocationID=\nTriggeredBy=\n"}})
+assert unit_invocations(before) == {{"nginx.service": "aa", "sysinit-reactivation.target": "bb"}}, unit_invocations(before)
+same = Machine({{consists: "systemd-tmpfiles-resetup.service\n"}})
+assert restarted_silently(same, {{"nginx.service": "aa", "sysinit-reactivation.target": "bb", "systemd-tmpfiles-resetup.service": "dd"}},
+    {{"nginx.service": "aa", "sysinit-reactivation.target": "b2", "systemd-tmpfiles-resetup.service": "d2", "new.service": "ee"}}) == []
+assert restarted_silently(same, {{"nginx.service": "aa"}}, {{"nginx.service": "a2"}}) == ["nginx.service"]
 busy = ("stopping the following units: mastodon-web.service\n"
         "NOT restarting the following changed units: systemd-fsck@dev-vda.service\n"
         "activating the configuration...\n"

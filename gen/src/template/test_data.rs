@@ -12,6 +12,7 @@ use crate::nix::value::{DataPolicy, check_serialize};
 /// something else does not build; and `client`, the node every shared test adds. `gen/tests/vm_scripts.rs` holds
 /// this list to the names the generated scripts bind.
 pub const SCRIPT_NAMES: &[&str] = &[
+    "FIRST_SWITCH_UNITS",
     "a",
     "a_identity",
     "access",
@@ -21,6 +22,7 @@ pub const SCRIPT_NAMES: &[&str] = &[
     "at_a",
     "at_b",
     "b",
+    "before",
     "booted",
     "changed",
     "changed_units",
@@ -50,6 +52,8 @@ pub const SCRIPT_NAMES: &[&str] = &[
     "port",
     "public_at_a",
     "rebuilt",
+    "restarted",
+    "restarted_silently",
     "runs_on",
     "served_sha256",
     "server",
@@ -65,9 +69,11 @@ pub const SCRIPT_NAMES: &[&str] = &[
     "storage_up",
     "stored",
     "stored_objects",
+    "switch",
     "switch_dns",
     "test",
     "unit",
+    "unit_invocations",
     "units_within",
     "upgrade",
     "url",

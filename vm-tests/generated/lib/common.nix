@@ -328,6 +328,11 @@ rec {
       # later switch-to-configuration with it (a failed unit makes it exit 4). The unit itself is turned off, not
       # the option: `boot.growPartition` is a bool today and may become `{ enable; … }` (nixpkgs PR #447165).
       systemd.services.growpart.enable = lib.mkForce false;
+      # The tests switch the running machine (deployed again, an upgrade and back), as a deployment does. A NixOS
+      # test node has no switch-to-configuration unless it has specialisations (nixos/lib/testing/
+      # nixos-test-base.nix: `system.switch.enable = mkDefault (… config.specialisation != { } …)`); a machine
+      # has it in production (switchable-system.nix), and here without an upgrade too.
+      system.switch.enable = true;
     };
   # What the shared tests (lib/deployment.nix, lib/migration.nix) build their nodes with from an operator's data:
   # a list when a condition holds, and a list of lists joined. Builtins only: the tests evaluate without nixpkgs
@@ -415,6 +420,37 @@ rec {
                 if marker in line:
                     units.update(u.strip() for u in line.split(marker, 1)[1].split(","))
         return units
+
+
+    # What the first switch after boot starts, however little changed: the target that re-runs the sysinit units, and
+    # the unit it requires, which exists only for switches (nixos/modules/system/boot/systemd/tmpfiles.nix:
+    # systemd-tmpfiles-resetup "is not pulled into the normal boot process"). nixpkgs' switch test also switches once
+    # before it asserts that nothing happens.
+    FIRST_SWITCH_UNITS = {"sysinit-reactivation.target", "systemd-tmpfiles-resetup.service"}
+
+
+    def unit_invocations(machine) -> dict[str, str]:
+        """The invocation of each running unit that no timer, socket or path starts: systemd gives a unit a new
+        InvocationID each time it starts, so a restart shows even when switch-to-configuration does not print it."""
+        output = machine.succeed("systemctl show --property=Id,ActiveState,InvocationID,TriggeredBy '*'")
+        invocations: dict[str, str] = {}
+        for block in output.split("\n\n"):
+            fields: dict[str, str] = {}
+            for line in block.splitlines():
+                key, _, value = line.partition("=")
+                fields[key] = value
+            if fields.get("ActiveState") == "active" and fields.get("InvocationID") and not fields.get("TriggeredBy"):
+                invocations[fields["Id"]] = fields["InvocationID"]
+        return invocations
+
+
+    def restarted_silently(machine, before: dict[str, str], after: dict[str, str]) -> list[str]:
+        """The units running before and after whose invocation changed: started again in between. Not counted: the
+        target every switch restarts to re-run the sysinit units (switch-to-configuration prints "restarting
+        sysinit-reactivation.target") and the units that are part of it (PartOf=), restarted with it."""
+        expected = {"sysinit-reactivation.target"}
+        expected.update(machine.succeed("systemctl show --property=ConsistsOf --value sysinit-reactivation.target").split())
+        return sorted(unit for unit, invocation in after.items() if unit in before and before[unit] != invocation and unit not in expected)
 
 
     def stored_objects(output: str, prefix: str) -> list[str]:
