@@ -495,15 +495,50 @@ async fn run_resolved(
     let deadline = tokio::time::Instant::now() + timeout;
 
     let build = nix_build_args(spec, resolved, spec.attr.as_deref(), &common);
-    if spec.evaluate_twice
-        && let Err(o) = evaluate_twice(ctx, live, &mut log, &build, deadline, timeout).await
-    {
-        return o;
-    }
+    let evaluated = if spec.evaluate_twice {
+        match evaluate_twice(ctx, live, &mut log, &build, &common, deadline, timeout).await {
+            Ok(drvs) => Some(drvs),
+            Err(o) => return o,
+        }
+    } else {
+        None
+    };
+    let mut requisites: Option<Vec<String>> = None;
     for attr in &spec.rebuild {
         let part = nix_build_args(spec, resolved, Some(attr), &common);
+        let drv = match instantiate(ctx, live, &mut log, &part, attr, deadline, timeout).await {
+            Ok(drv) => drv,
+            Err(o) => return o,
+        };
+        if let Some(trial_drvs) = &evaluated {
+            if requisites.is_none() {
+                let mut query = vec!["--query".to_owned(), "--requisites".to_owned()];
+                query.extend(trial_drvs.iter().cloned());
+                query.extend(common.iter().cloned());
+                let step = match run_nix(ctx, live, &mut log, "nix-store", &query, deadline).await {
+                    Ok(s) => s,
+                    Err(o) => return o,
+                };
+                if let Some(o) =
+                    step_failure(&step, "listing the trial's derivations", timeout, &log)
+                {
+                    return o;
+                }
+                requisites = Some(step.stdout);
+            }
+            if !requisites.iter().flatten().any(|r| *r == drv) {
+                return failed(
+                    "failed",
+                    format!(
+                        "`rebuild` names {attr}, whose derivation {drv} is not one the trial builds: name an \
+                         attribute of what the trial's own derivation depends on"
+                    ),
+                    &log,
+                );
+            }
+        }
         if let Err(o) =
-            build_then_rebuild(ctx, live, &mut log, &part, attr, deadline, timeout).await
+            realise_then_check(ctx, live, &mut log, &drv, &common, attr, deadline, timeout).await
         {
             return o;
         }
@@ -557,46 +592,106 @@ async fn run_resolved(
     Outcome::Passed
 }
 
-/// Evaluates the trial twice (`nix-instantiate` with the build's arguments), the second evaluation started in a
-/// later wall-clock second than the first ended, and fails unless both give the same derivations.
+/// What the second evaluation keeps of the harness's environment: what Nix needs to reach its store and read
+/// its settings. Everything else (and `HOME`, replaced by an empty directory) differs from the first evaluation's.
+const KEPT_FOR_THE_SECOND_EVALUATION: &[&str] = &[
+    "PATH",
+    "NIX_CONFIG",
+    "NIX_REMOTE",
+    "NIX_PATH",
+    "NIX_CONF_DIR",
+    "NIX_USER_CONF_FILES",
+    "NIX_STORE_DIR",
+    "NIX_STATE_DIR",
+    "NIX_LOG_DIR",
+    "NIX_DAEMON_SOCKET_PATH",
+    "NIX_SSL_CERT_FILE",
+    "SSL_CERT_FILE",
+    "TMPDIR",
+    "XDG_CONFIG_DIRS",
+    "USER",
+    "LOGNAME",
+];
+
+/// Evaluates the trial twice (`nix-instantiate` with the build's arguments) and fails unless both give the same
+/// derivations, which it returns. The second evaluation starts in a later wall-clock second than the first ended,
+/// with an empty `HOME` (so no `~/.config/nixpkgs` and a cold fetch cache, `tarball-ttl` 0), and with only
+/// [`KEPT_FOR_THE_SECOND_EVALUATION`] of the environment (Nix's user settings still read, from the first's
+/// `XDG_CONFIG_HOME`): an evaluation that reads the clock, the environment, the home directory or a fetch whose
+/// content changed gives another derivation.
 async fn evaluate_twice(
     ctx: &Context,
     live: &TrialLive,
     log: &mut Log,
     build: &[String],
+    common: &[String],
     deadline: tokio::time::Instant,
     timeout: Duration,
-) -> Result<(), Outcome> {
-    let mut derivations: Vec<Vec<String>> = Vec::with_capacity(2);
-    for round in ["first", "second"] {
-        if !derivations.is_empty() {
-            // `builtins.currentTime` counts seconds: the second evaluation must not share the first's.
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            let next_second = Duration::from_secs(now.as_secs() + 1);
-            tokio::time::sleep(next_second - now + Duration::from_millis(5)).await;
-        }
-        let step = run_nix(ctx, live, log, "nix-instantiate", build, deadline).await?;
-        if let Some(o) = step_failure(&step, &format!("the {round} evaluation"), timeout, log) {
-            return Err(o);
-        }
-        derivations.push(
-            step.stdout
-                .iter()
-                .filter(|l| l.starts_with('/'))
-                .cloned()
-                .collect(),
-        );
+) -> Result<Vec<String>, Outcome> {
+    let step = run_nix(ctx, live, log, "nix-instantiate", build, deadline).await?;
+    if let Some(o) = step_failure(&step, "the first evaluation", timeout, log) {
+        return Err(o);
     }
-    let (first, second) = (derivations[0].join(" "), derivations[1].join(" "));
+    let first = derivation_lines(&step.stdout);
+    // `builtins.currentTime` counts seconds: the second evaluation must not share the first's.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    tokio::time::sleep(Duration::from_secs(now.as_secs() + 1) - now + Duration::from_millis(5))
+        .await;
+    let home = tempfile::Builder::new()
+        .prefix("vm-tests-home-")
+        .tempdir()
+        .map_err(|e| failed("failed", format!("cannot create an empty HOME: {e}"), log))?;
+    let mut cmd = Command::new("nix-instantiate");
+    cmd.args(build)
+        .args(["--option", "tarball-ttl", "0"])
+        .env_clear();
+    for name in KEPT_FOR_THE_SECOND_EVALUATION {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+    let config_home = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    if let Some(dir) = config_home {
+        cmd.env("XDG_CONFIG_HOME", dir);
+    }
+    cmd.env("HOME", home.path());
+    note(
+        log,
+        live,
+        &format!(
+            "running nix-instantiate again, in a later second, HOME={} (empty), tarball-ttl 0, with only {} of the \
+             environment",
+            home.path().display(),
+            KEPT_FOR_THE_SECOND_EVALUATION.join(" ")
+        ),
+    );
+    let step = run_step(ctx, live, log, cmd, deadline)
+        .await
+        .map_err(|e| failed("failed", format!("cannot run nix-instantiate: {e}"), log))?;
+    if let Some(o) = step_failure(
+        &step,
+        "the second evaluation (empty HOME, reduced environment)",
+        timeout,
+        log,
+    ) {
+        return Err(o);
+    }
+    let second = derivation_lines(&step.stdout);
     if first != second {
+        let inputs = differing_inputs(ctx, live, log, &first, &second, common, deadline).await;
         return Err(failed(
             "failed",
             format!(
-                "not repeatable: two evaluations gave different derivations, {first} and {second}; something \
-                 the evaluation reads changed between them (the time, the environment, an unpinned fetch): \
-                 `fedigen closure diff {first} {second} --build-time` names the inputs that differ"
+                "not repeatable: two evaluations gave different derivations, {} and {}; the second ran a second \
+                 later, with an empty HOME, no fetch cache and only Nix's part of the environment, so the \
+                 evaluation reads the clock, an environment variable, the home directory (~/.config/nixpkgs) or \
+                 a fetch without a hash{inputs}",
+                first.join(" "),
+                second.join(" ")
             ),
             log,
         ));
@@ -605,9 +700,125 @@ async fn evaluate_twice(
         log,
         live,
         &format!(
-            "two evaluations, in separate processes and seconds, gave one derivation: {first}"
+            "two evaluations, in separate processes, seconds and environments, gave one derivation: {}",
+            first.join(" ")
         ),
     );
+    Ok(first)
+}
+
+/// The store paths among a Nix command's output lines.
+fn derivation_lines(stdout: &[String]) -> Vec<String> {
+    stdout
+        .iter()
+        .filter(|l| l.starts_with('/'))
+        .cloned()
+        .collect()
+}
+
+/// The direct inputs of two sets of derivations that only one of them has (`nix-store --query --references`),
+/// as a sentence to append to a message; empty when they cannot be listed.
+async fn differing_inputs(
+    ctx: &Context,
+    live: &TrialLive,
+    log: &mut Log,
+    first: &[String],
+    second: &[String],
+    common: &[String],
+    deadline: tokio::time::Instant,
+) -> String {
+    let mut sets = Vec::with_capacity(2);
+    for drvs in [first, second] {
+        let mut query = vec!["--query".to_owned(), "--references".to_owned()];
+        query.extend(drvs.iter().cloned());
+        query.extend(common.iter().cloned());
+        match run_nix(ctx, live, log, "nix-store", &query, deadline).await {
+            Ok(step) if step.status.is_some_and(|s| s.success()) => {
+                sets.push(
+                    derivation_lines(&step.stdout)
+                        .into_iter()
+                        .collect::<std::collections::BTreeSet<_>>(),
+                );
+            }
+            _ => return String::new(),
+        }
+    }
+    let only = |a: &std::collections::BTreeSet<String>, b: &std::collections::BTreeSet<String>| {
+        a.difference(b).cloned().collect::<Vec<_>>().join(" ")
+    };
+    format!(
+        ". Inputs only the first has: {}; only the second: {} (compare them with `nix-store --query --tree` or \
+         `fedigen closure diff A B --build-time` while the store holds them)",
+        only(&sets[0], &sets[1]),
+        only(&sets[1], &sets[0])
+    )
+}
+
+/// The one derivation an attribute of the trial's file evaluates to (`nix-instantiate -A`).
+#[allow(clippy::too_many_arguments)]
+async fn instantiate(
+    ctx: &Context,
+    live: &TrialLive,
+    log: &mut Log,
+    args: &[String],
+    attr: &str,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<String, Outcome> {
+    let step = run_nix(ctx, live, log, "nix-instantiate", args, deadline).await?;
+    if let Some(o) = step_failure(&step, &format!("the evaluation of {attr}"), timeout, log) {
+        return Err(o);
+    }
+    match derivation_lines(&step.stdout).as_slice() {
+        [drv] => Ok(drv.clone()),
+        other => Err(failed(
+            "failed",
+            format!(
+                "`rebuild` names {attr}, which evaluates to {} derivations, not one",
+                other.len()
+            ),
+            log,
+        )),
+    }
+}
+
+/// Builds a derivation (`nix-store --realise`), then rebuilds it with `--check` (Nix compares the two outputs byte
+/// for byte). `what` names it in the messages.
+#[allow(clippy::too_many_arguments)]
+async fn realise_then_check(
+    ctx: &Context,
+    live: &TrialLive,
+    log: &mut Log,
+    drv: &str,
+    common: &[String],
+    what: &str,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<(), Outcome> {
+    let mut realise = vec!["--realise".to_owned(), drv.to_owned()];
+    realise.extend(common.iter().cloned());
+    let step = run_nix(ctx, live, log, "nix-store", &realise, deadline).await?;
+    if let Some(o) = step_failure(&step, &format!("the build of {what}"), timeout, log) {
+        return Err(o);
+    }
+    realise.insert(1, "--check".to_owned());
+    let step = run_nix(ctx, live, log, "nix-store", &realise, deadline).await?;
+    if step.status.and_then(|s| s.code()) == Some(104) {
+        return Err(failed(
+            "failed",
+            format!("not reproducible: {what} ({drv}) rebuilt differs from its first build"),
+            log,
+        ));
+    }
+    if let Some(o) = step_failure(
+        &step,
+        &format!("the rebuild (--check) of {what}"),
+        timeout,
+        log,
+    ) {
+        return Err(o);
+    }
+    note(log, live, &format!("{what} rebuilt: the same bytes"));
     Ok(())
 }
 

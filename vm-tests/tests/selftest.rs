@@ -938,20 +938,23 @@ fn output_lines_do_not_interleave_in_a_shared_pipe() {
 
 /// `evaluate_twice` and `rebuild`: a trial whose derivation reads the clock fails on its second evaluation,
 /// before anything is built; a trial naming a part that writes random bytes fails on that part's `--check`
-/// rebuild, before the trial itself is built; a steady one passes after both parts were rebuilt.
+/// rebuild, before the trial itself is built; a steady one passes after both parts were rebuilt; one reading HOME
+/// fails (the second evaluation has an empty one); a part the trial does not build is refused.
 #[test]
 fn repeated_evaluations_and_rebuilt_parts() {
     let run = Run::new();
     let f = run.run(&["repeat"], &[]);
     let all = f.all();
     assert_eq!(f.code, Some(101), "{all}");
-    assert_eq!(f.summary(), [1, 2, 0, 0], "{all}");
+    assert_eq!(f.summary(), [1, 4, 0, 0], "{all}");
     assert!(f.stdout.contains("test [vm] steady"), "{all}");
     let cases = junit(&f);
     assert!(cases["steady"].failure.is_none(), "{all}");
     let steady = run.log("steady");
     assert!(
-        steady.contains("two evaluations, in separate processes and seconds, gave one derivation"),
+        steady.contains(
+            "two evaluations, in separate processes, seconds and environments, gave one derivation"
+        ),
         "{steady}"
     );
     for part in ["machines.one", "machines.two"] {
@@ -966,7 +969,8 @@ fn repeated_evaluations_and_rebuilt_parts() {
         msg.starts_with("not repeatable: two evaluations gave different derivations"),
         "{msg}"
     );
-    assert!(msg.contains("fedigen closure diff"), "{msg}");
+    // The inputs that differ are listed (the clock's derivation has none, so both lists are empty).
+    assert!(msg.contains("Inputs only the first has: "), "{msg}");
     let clock = run.log("clock");
     assert!(
         !clock.contains("running nix-build"),
@@ -974,9 +978,13 @@ fn repeated_evaluations_and_rebuilt_parts() {
     );
 
     let (msg, _) = cases["unsteady-part"].failure.as_ref().unwrap();
-    assert_eq!(
-        msg,
-        "not reproducible: machines.noisy rebuilt differs from its first build"
+    assert!(
+        msg.starts_with("not reproducible: machines.noisy (/nix/store/"),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with("-noisy.drv) rebuilt differs from its first build"),
+        "{msg}"
     );
     let unsteady = run.log("unsteady-part");
     let trial_built = unsteady
@@ -985,6 +993,23 @@ fn repeated_evaluations_and_rebuilt_parts() {
     assert!(
         !trial_built,
         "the trial was built after its part failed: {unsteady}"
+    );
+    // The second evaluation has another HOME: an evaluation reading it differs.
+    let (msg, _) = cases["home"].failure.as_ref().unwrap();
+    assert!(msg.starts_with("not repeatable: "), "{msg}");
+    assert!(
+        run.log("home").contains("HOME="),
+        "the log says what the second evaluation ran with"
+    );
+    // A `rebuild` of something the trial does not build is refused before it is built.
+    let (msg, _) = cases["elsewhere"].failure.as_ref().unwrap();
+    assert!(
+        msg.starts_with("`rebuild` names unused, whose derivation /nix/store/"),
+        "{msg}"
+    );
+    assert!(
+        !run.log("elsewhere").contains("--realise"),
+        "built a derivation it refused"
     );
     run.assert_nothing_left();
 }
