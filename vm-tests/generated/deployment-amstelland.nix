@@ -8,7 +8,11 @@
 #: description = "the deployment of amstelland (2 machines): evaluated twice and each system rebuilt to the same bytes; every application through its domain and used, deployed again unchanged, an upgrade and back"
 {
   nixpkgs ? <nixpkgs>,
-  pkgs ? import nixpkgs { },
+  # Without the user's ~/.config/nixpkgs (its config and overlays): the same test on every machine.
+  pkgs ? import nixpkgs {
+    config = { };
+    overlays = [ ];
+  },
 }:
 # The deployment test every operator shares, with this operator's data.
 import ./lib/deployment.nix { inherit pkgs; } (

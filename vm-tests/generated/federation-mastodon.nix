@@ -6,7 +6,11 @@
 #: description = "Mastodon: two instances on two nodes trusting one test CA; a public post reaches a follower on the other instance"
 {
   nixpkgs ? <nixpkgs>,
-  pkgs ? import nixpkgs { },
+  # Without the user's ~/.config/nixpkgs (its config and overlays): the same test on every machine.
+  pkgs ? import nixpkgs {
+    config = { };
+    overlays = [ ];
+  },
 }:
 let
   inherit (pkgs) lib;

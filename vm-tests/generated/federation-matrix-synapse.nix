@@ -6,7 +6,11 @@
 #: description = "Matrix (Synapse): two instances on two nodes trusting one test CA; a message crosses from one homeserver to the other"
 {
   nixpkgs ? <nixpkgs>,
-  pkgs ? import nixpkgs { },
+  # Without the user's ~/.config/nixpkgs (its config and overlays): the same test on every machine.
+  pkgs ? import nixpkgs {
+    config = { };
+    overlays = [ ];
+  },
 }:
 let
   inherit (pkgs) lib;

@@ -6,7 +6,11 @@
 #: description = "Mastodon: its health checks, an admin action and what a user does on a VM with the generated module"
 {
   nixpkgs ? <nixpkgs>,
-  pkgs ? import nixpkgs { },
+  # Without the user's ~/.config/nixpkgs (its config and overlays): the same test on every machine.
+  pkgs ? import nixpkgs {
+    config = { };
+    overlays = [ ];
+  },
 }:
 let
   inherit (pkgs) lib;

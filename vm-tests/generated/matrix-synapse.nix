@@ -6,7 +6,11 @@
 #: description = "Matrix (Synapse): its health checks, an admin action, what a user does and its mail received on a VM with the generated module"
 {
   nixpkgs ? <nixpkgs>,
-  pkgs ? import nixpkgs { },
+  # Without the user's ~/.config/nixpkgs (its config and overlays): the same test on every machine.
+  pkgs ? import nixpkgs {
+    config = { };
+    overlays = [ ];
+  },
 }:
 let
   inherit (pkgs) lib;

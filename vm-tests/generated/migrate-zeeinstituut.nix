@@ -6,7 +6,11 @@
 #: description = "operator zeeinstituut: seeded at provider A (media in A's Garage), moved to provider B with `fedigen migrate run` (databases over TCP with a password, buckets between the two Garage clusters, folders, identity), B healthy with A's identity and A's objects, the data read back at B through the same domain after the DNS switch, A stopped"
 {
   nixpkgs ? <nixpkgs>,
-  pkgs ? import nixpkgs { },
+  # Without the user's ~/.config/nixpkgs (its config and overlays): the same test on every machine.
+  pkgs ? import nixpkgs {
+    config = { };
+    overlays = [ ];
+  },
   # fedigen itself, the flake's package (package.nix: only the crates' sources enter the store): the engine runs on B.
   fedigen ? pkgs.callPackage ../../package.nix { },
 }:

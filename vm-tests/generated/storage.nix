@@ -6,7 +6,11 @@
 #: description = "object storage of nordwind: a 3-node Garage cluster provisioned by fedigen, Mastodon's media of amstelland in bucket amstelland-mastodon served from media.nordwind-hosting.example, a second apply changing nothing"
 {
   nixpkgs ? <nixpkgs>,
-  pkgs ? import nixpkgs { },
+  # Without the user's ~/.config/nixpkgs (its config and overlays): the same test on every machine.
+  pkgs ? import nixpkgs {
+    config = { };
+    overlays = [ ];
+  },
 }:
 let
   inherit (pkgs) lib;
