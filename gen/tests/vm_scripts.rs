@@ -2197,3 +2197,119 @@ fn node_imports<'a>(nodes: &'a Value, want: &Value, root: &str, file: &str) -> &
     }
     imports
 }
+
+/// The test CA's certificates (`ca`, `certificateFor` of `lib/common.nix`) are built the same on every build: the
+/// builders the generated file holds, run as a build runs them (their environment, `$out`, a fresh working
+/// directory) with the system's OpenSSL, twice, seconds apart, give the same bytes; and what they give is what
+/// TLS clients accept: a chain that verifies under OpenSSL's strict checks (`-x509_strict`: what Python 3.13's
+/// default context asks for), the host names as subjectAltNames, the key the certificate is for. A builder that
+/// made a key or read the clock would fail the first check, which is how the harness's `rebuild` would see it.
+#[test]
+fn test_certificates_are_the_same_bytes_on_every_build() {
+    let expression = format!(
+        r#"
+let
+  pkgs = {{
+    lib = {{
+      concatMapStringsSep = sep: f: list: builtins.concatStringsSep sep (map f list);
+      escapeShellArg = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+    }};
+    openssl = "openssl";
+    runCommand = name: env: script: env // {{ inherit name script; outPath = "@out@/${{name}}"; }};
+  }};
+  common = import {}/vm-tests/generated/lib/common.nix {{ inherit pkgs; }};
+  builder = d: {{ inherit (d) name script; env = removeAttrs d [ "name" "script" "outPath" "nativeBuildInputs" ]; }};
+in
+[ (builder common.ca) (builder (common.certificateFor [ "social.example" "media.example" ])) ]
+"#,
+        repository().display()
+    );
+    let out = nix_command("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", &expression])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let builders: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let build = |root: &Path| {
+        for builder in &builders {
+            let name = builder["name"].as_str().unwrap();
+            let work = root.join(format!("work-{name}"));
+            std::fs::create_dir_all(&work).unwrap();
+            let script = builder["script"]
+                .as_str()
+                .unwrap()
+                .replace("@out@", &root.display().to_string());
+            let mut command = std::process::Command::new("bash");
+            command
+                .args(["-e", "-c", &script])
+                .current_dir(&work)
+                .env("out", root.join(name));
+            for (key, value) in builder["env"].as_object().unwrap() {
+                command.env(key, value.as_str().unwrap());
+            }
+            let run = command
+                .output()
+                .expect("bash and openssl (scripts/install-test-deps installs openssl)");
+            assert!(
+                run.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&run.stderr)
+            );
+        }
+    };
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    build(first.path());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    build(second.path());
+    let host = "fedigen-test-certificate-social.example";
+    for file in [
+        "fedigen-test-ca/cert.pem",
+        "fedigen-test-ca/key.pem",
+        &format!("{host}/cert.pem"),
+        &format!("{host}/key.pem"),
+    ] {
+        let read = |root: &Path| std::fs::read(root.join(file)).unwrap();
+        assert_eq!(
+            read(first.path()),
+            read(second.path()),
+            "{file} differs between two builds"
+        );
+    }
+    let openssl = |args: &[&str]| -> String {
+        let run = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(first.path())
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "openssl {args:?}: {}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        String::from_utf8_lossy(&run.stdout).into_owned()
+    };
+    let cert = format!("{host}/cert.pem");
+    openssl(&[
+        "verify",
+        "-x509_strict",
+        "-CAfile",
+        "fedigen-test-ca/cert.pem",
+        &cert,
+    ]);
+    let names = openssl(&["x509", "-in", &cert, "-noout", "-ext", "subjectAltName"]);
+    assert!(
+        names.contains("DNS:social.example, DNS:media.example"),
+        "{names}"
+    );
+    assert_eq!(
+        openssl(&["x509", "-in", &cert, "-noout", "-pubkey"]),
+        openssl(&["pkey", "-in", &format!("{host}/key.pem"), "-pubout"]),
+        "the certificate is for the key beside it"
+    );
+}

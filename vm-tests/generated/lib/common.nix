@@ -4,42 +4,139 @@ let
   inherit (pkgs) lib;
 in
 rec {
-  # The test CA: its certificate is trusted by every node; its key signs the hosts' certificates.
-  ca = pkgs.runCommand "fedigen-test-ca" { nativeBuildInputs = [ pkgs.openssl ]; } ''
-    mkdir -p $out
-    openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj "/CN=fedigen test CA" \
-      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-      -keyout $out/key.pem -out $out/cert.pem
+  # The test CA's key and certificate (valid 2025–2125, made once with `openssl ca -selfsign`) and the one key every
+  # host's certificate is for: test values, not secrets.
+  testCaKey = ''
+    -----BEGIN PRIVATE KEY-----
+    MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQCrq87o07yc/bT2
+    voK3Ly3598bBLTwg9Ek0lw45PhRy3Cy/Z12Q5ZnVWxusOC9YMun/ts2TEvdXfN5o
+    g9mR/7DdL5uJmH7HC8zdpUg6dzE8F0V7nK4Bc5FCiymveGIWfnlCI8wbUh3MYxQw
+    vVCq/qDAJudY1iyBSFAksneE4tPyiOvf6vXiTwjs1ZuamI072M+b53WJGwCQOjkb
+    ZtpzuPOE3uff76b/qLILInJkoZVV9i/1USjBEuIBDFVwEcf0O4GdivKcF/hDxcZb
+    4Ll4DeCTWt0hIb/oe6VRVm+kSRBHqZ4L69bGjC3C5Fp66ellzSlPnY14j7EVUJK7
+    HqDJvWHrAgMBAAECggEAAzWOccvMqJBev2KrxcDlLWurOTpoZVnilr2p4dXHQvC2
+    LpStz6wx/SaAAoFThdKSaLVdkCtvKyE8vgCUbBQAKCJgRftc9aTC1D1VCgvnOyYP
+    pnbHXD+V95Y0sUnqQlzRwurD077sGNPBVgNYkP5WJ4qSpAQ4Yw3AKKZSA2DMcPMW
+    cepkeDF5WiOAvpiH6D46wgpWt6cJtDcNOtk2aYqDAlfHPG7PBR8Ryw49n7BcJYvT
+    ebJiO/n2erA4EX/2lOW/NyG0zepFqFx7OrwUxgHJE9CnPFaC2LMgpRuW60EFaVGw
+    z3aMlRbEHmJIQoxtgFzta9sloVw5wCsdj8uVbMFMAQKBgQDmHtrKS7Coupj/msDS
+    JriBX9lrDOPOd0D2Kzjlk946X6si+tHp0dXEPhaiwjWQrWwg9hqHGxziFrYicGcf
+    O98cy8csJec3sc0DutmAZ2BeMAyemKBT12Hx/YzqcxtjNuq6oS6FJg8r8h+zbCMX
+    u38uJJ7YiMwIMmSt8vFsjCXjLwKBgQC++jOcuD4Nh+ip46LKNFJOLZ3h8yHlt2II
+    wAcBrBRHpz8kA9pj/+UQ8GHgyJMY6rG5yH8fmlZxF744XvGRQbmfvYMxDFqDXPzJ
+    PZcWPaK3MBQN98hHdKDSj8xCzpBnFXh5JWF9C7qbAg66G6XadIsZz2nb4BfJKYvj
+    71cZL0quBQKBgD7AJStKzoaEM5pnybLEqkVlLLV7U1eGv2khSieYVd4XHmSwfrNC
+    7AbSY3vId7DXCYhHc95pr0ubo9jqS8SBoAqLKunIAC/4xQ4CUrMn/WhRs+8/cWDL
+    d8L0QAvijZJVdFamAzh9s19pa+mSUFN1Zm3fwI0NaI3HqBqjB+BwqxgzAoGAFVDx
+    /9Ukv/fihUvuOKmcYjN/QuATcYOFgrqETbB6VwEY8BkqAC1o0PozwpZArPBNRBJX
+    9hwQ9/CRf9NBHVh7spPBl/DsDWuMn52rRoU8qzvHkUON7EPdS4NXZkGOJqNj3gnJ
+    Ft7/Rhv1rto1KewGNqxLAYrCvOZRQfDOBPadXE0CgYEAyeUekYVjjp74RyxAuNVR
+    TR5mH1fvXy2llbx/N9Y3mwOgnDY5j9prIDv1VN5LVLbJ8b+Fn67nKApBm3tXBt+t
+    n/Z6E13QiHoOQTTUtAW+C6Nn195DZlt7oa7Ko1dA8VmBrNHOsVpUXRI/8bw69Hs4
+    MlIDdis5FFggnVA4dwBI+TY=
+    -----END PRIVATE KEY-----
   '';
+  testCaCertificate = ''
+    -----BEGIN CERTIFICATE-----
+    MIIDFDCCAfygAwIBAgIBATANBgkqhkiG9w0BAQsFADAaMRgwFgYDVQQDDA9mZWRp
+    Z2VuIHRlc3QgQ0EwIBcNMjUwMTAxMDAwMDAwWhgPMjEyNTAxMDEwMDAwMDBaMBox
+    GDAWBgNVBAMMD2ZlZGlnZW4gdGVzdCBDQTCCASIwDQYJKoZIhvcNAQEBBQADggEP
+    ADCCAQoCggEBAKurzujTvJz9tPa+grcvLfn3xsEtPCD0STSXDjk+FHLcLL9nXZDl
+    mdVbG6w4L1gy6f+2zZMS91d83miD2ZH/sN0vm4mYfscLzN2lSDp3MTwXRXucrgFz
+    kUKLKa94YhZ+eUIjzBtSHcxjFDC9UKr+oMAm51jWLIFIUCSyd4Ti0/KI69/q9eJP
+    COzVm5qYjTvYz5vndYkbAJA6ORtm2nO484Te59/vpv+osgsicmShlVX2L/VRKMES
+    4gEMVXARx/Q7gZ2K8pwX+EPFxlvguXgN4JNa3SEhv+h7pVFWb6RJEEepngvr1saM
+    LcLkWnrp6WXNKU+djXiPsRVQkrseoMm9YesCAwEAAaNjMGEwDwYDVR0TAQH/BAUw
+    AwEB/zAOBgNVHQ8BAf8EBAMCAQYwHQYDVR0OBBYEFC4rNjFpDwv9L3tuDeTmr6Y6
+    cO6lMB8GA1UdIwQYMBaAFC4rNjFpDwv9L3tuDeTmr6Y6cO6lMA0GCSqGSIb3DQEB
+    CwUAA4IBAQCao7Ob/4K4ElwYnvl0V+R1cUkNSzzgROyLq0EQdgOPuuD/Vtg7XTA+
+    LvozEEifC4fAf9tTWvJdGB74CQJ49RJ+8kN7nCzo5yUwIU1eIjPbeZt8R/+RMSDG
+    3rPgsamH4WP/WM6la4DzW1CEJr/wADpPFBo/8f/3+kzEQw3E0VwUWoeTqfj0UDTl
+    WE8hl3V3aRbe8i8qEx1Oxmg2kpZtTKyjfBz/TSnFZVALhqWPZcS4MZGGFeDomlSu
+    ZSplphXL04K3YjNO1U1npRjeZ1ArpyfndHFvdDWTXBXm7/7JQSJ9XbBBtK0sdgXJ
+    I4ZLUbYEk2KAZg9GhRPFqY1vntfLnHuZ
+    -----END CERTIFICATE-----
+  '';
+  testHostKey = ''
+    -----BEGIN PRIVATE KEY-----
+    MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDAX1HT//iSjR4/
+    jDvf58/4Qd4UfC5dZGdg+9WkM3DkAf06XTjUgSb2T+pyIWaH32pqWvTwBaJxIAm1
+    D0U1TArAA334qGQHn8EEHNxxDS4ttd/nAwMPfpQGqEFOLsen/kwFjASrbO2+GhIg
+    uGC0V6YYhkSv3PfMiwIw/pLeYq9i7s9k66k375tbzkfi6Pd3U1ZAi+nKraJWgzLJ
+    O+N0tYzeXgptxeGMrrsWuDJ3RIVjX7QCnHYjanfjxGkRzc9HMZ3pQyQeipUenKIw
+    b9hl6aINML9p03SVlBlnQEkt5ZsgSvhWXNOkTB0zDGRxbNqvA50n13C3E+H/n68R
+    wabShmQnAgMBAAECggEAA4u+PmIhetIPFKzJDb+AHdtY9Je1YxNOtILv1S79jbZb
+    rI+7VG9tAG1IrQHgmfCMTZmPmj0AWYV1qFi3tdvI9vEZiVPRRDK1pBXEGnFbwIvx
+    rJhpngd/QwAm9AH4vCf7zr5d96ryVua0HtZHMgvLi/gtm/A+wQ5u4+hNXLwE75Xf
+    HgOU8cCVU8bhB7i1WmiB2IZWK21H05AfAimk0/263GSjxSrQXSl8HuJjMrgk06jf
+    acXeBYDHIyPI9H5h3qPfXAHSXv9pSO6vN+EsMXX3JMXMfMG0FvUWfYTVTYw7XkU1
+    t4jZxICPyrF30S4EqzmGAFJDKyGHjqGdqKEW6qi/AQKBgQDiWzCVX+Lbmg+4o+5k
+    qbKEVJLm3vppbn18I9h6i+iazi0kfJ0TqqDb+e1LQNFnQX3rMJ5r5+QaCE39lKaA
+    GUL/Z5kQtIrlUc16YYFN6BlhQ4aQ/ycm0qnjWsbNTkyhGWbP70wsT2pIlHBTMIMi
+    wtPkm0F8vsU5BHv/JpovF33EVwKBgQDZkMm1d/Afd/PK4V2GRnPWygbZ27Xsb6me
+    bU2VfXNVo8skSZ5OvF1IJZXn02kKrWOtIkAz5wLXF+BcK+qffhe7Wmuw6MX8BMNB
+    iwjNv3mpUfEeneraVil7AZkZCagKc0Wk2qdD3baJVXEmu3Abr4lQvbII3eGWTESv
+    cVpsw5T8sQKBgQDPbPEgcTXaN1ugv9h9tmQ4j6fumPawFug3EkIWSo9lDPqhLPBk
+    TUALVQP2qfc6v/E7zNnf2ChXErUlY0sQqBWVJsJFZKzDaCr7ss5jLgXT86Ukyix+
+    jx3PkigLi2z9U+G7OnZ7RGsJB73G/fWtrQuvufZQ8iCZF1rpfd5cuRIvEQKBgQCo
+    s87U+hWmMRtHnA0rS4ITcUByuh2NIuDByju4yTgflgy1LKimoQUsJojg5Fu1PdHm
+    tIJYPK9FHmyIzDz4Q4wfaPPMkBLFYuQM9MR01h5+nt17QjST7O/pQ8n1UjmNMOk1
+    9Z5xz3/1ad19jSZXMXwmsZFVssd0BdvUtu7JG7dxYQKBgBzYFq0bXPi7efC43nKA
+    CcYLTpsm0s6akWoNn4HaVGxQ1lehk+n96MeiNQwrecUlFKrljmvh8AopPWWblEpF
+    k5CydFimPMmpqkFyJeboC4LTIgNaXL9h8I/sdZpJm7N+BVHyc5s6qEzc6RtUKGPj
+    TsPdR7pDYguLDABSah4pv1Dr
+    -----END PRIVATE KEY-----
+  '';
+  # The test CA: its certificate is trusted by every node; its key signs the hosts' certificates.
+  ca =
+    pkgs.runCommand "fedigen-test-ca"
+      {
+        key = testCaKey;
+        certificate = testCaCertificate;
+      }
+      ''
+        mkdir -p $out
+        printf '%s' "$key" > $out/key.pem
+        printf '%s' "$certificate" > $out/cert.pem
+      '';
   # A certificate for a host name, signed by the test CA.
   certificate = host: certificateFor [ host ];
-  # A certificate for host names (the first is its subject; every one a subjectAltName), signed by the test CA.
+  # A certificate for host names (the first is its subject; every one a subjectAltName), signed by the test CA with
+  # `openssl ca` for its fixed dates (2025–2125) and a serial from the names: the same bytes on every build (RSA's
+  # PKCS #1 v1.5 signature is deterministic).
   certificateFor =
     names:
     let
       host = builtins.head names;
       alternatives = lib.concatMapStringsSep "," (name: "DNS:${name}") names;
     in
-    pkgs.runCommand "fedigen-test-certificate-${host}" { nativeBuildInputs = [ pkgs.openssl ]; } ''
-      mkdir -p $out
-      printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' ${lib.escapeShellArg alternatives} > extensions
-      openssl req -new -newkey rsa:2048 -nodes -subj "/CN=${host}" -keyout $out/key.pem -out request.pem
-      openssl x509 -req -in request.pem -CA ${ca}/cert.pem -CAkey ${ca}/key.pem -days 36500 \
-        -set_serial "0x$(printf '%s' ${lib.escapeShellArg alternatives} | sha256sum | cut -c1-16)" \
-        -extfile extensions -out $out/cert.pem
-    '';
+    pkgs.runCommand "fedigen-test-certificate-${host}"
+      {
+        nativeBuildInputs = [ pkgs.openssl ];
+        key = testHostKey;
+      }
+      ''
+        mkdir -p $out ca
+        printf '%s' "$key" > $out/key.pem
+        touch ca/index.txt
+        printf '%s' ${lib.escapeShellArg alternatives} | sha256sum | cut -c1-16 > ca/serial
+        printf '%s\n' '[ca]' 'default_ca = test' '[test]' 'database = ca/index.txt' 'new_certs_dir = ca' \
+          'serial = ca/serial' 'default_md = sha256' 'policy = any' 'unique_subject = no' '[any]' \
+          'commonName = supplied' '[req]' 'distinguished_name = dn' '[dn]' > ca.cnf
+        printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n' \
+          ${lib.escapeShellArg alternatives} > extensions
+        openssl req -new -key $out/key.pem -subj "/CN=${host}" -config ca.cnf -out request.pem
+        openssl ca -batch -config ca.cnf -cert ${ca}/cert.pem -keyfile ${ca}/key.pem -in request.pem -notext \
+          -startdate 20250101000000Z -enddate 21250101000000Z -extfile extensions -out $out/cert.pem
+      '';
   # The database servers' TLS, as a module, for the migration tests (the job requires TLS for a database on another
   # machine: sslmode=require, MariaDB's --ssl): PostgreSQL with `ssl` on, MariaDB with a certificate, where each
-  # server is enabled. The certificate is self-signed (generated at build time: tests only); each server reads a
-  # copy of the key that is its own, mode 0600 (PostgreSQL and MariaDB refuse a key others may read).
+  # server is enabled. The certificate is the test CA's (certificateFor: the same bytes on every build); each server
+  # reads a copy of the key that is its own, mode 0600 (PostgreSQL and MariaDB refuse a key others may read).
   databaseTls =
     { config, ... }:
     let
-      tls = pkgs.runCommand "fedigen-test-db-tls" { nativeBuildInputs = [ pkgs.openssl ]; } ''
-        mkdir -p $out
-        openssl req -x509 -newkey rsa:2048 -nodes -days 36500 -subj /CN=fedigen-test-db \
-          -keyout $out/key.pem -out $out/cert.pem
-      '';
+      tls = certificateFor [ "fedigen-test-db" ];
       key = user: group: {
         source = "${tls}/key.pem";
         mode = "0600";
