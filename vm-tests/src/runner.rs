@@ -164,6 +164,7 @@ async fn run_step(
     log: &mut Log,
     mut cmd: Command,
     deadline: tokio::time::Instant,
+    echo: bool,
 ) -> std::io::Result<StepResult> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -190,7 +191,9 @@ async fn run_step(
     let mut stdout = Vec::new();
     let mut on_line = |log: &mut Log, (which, line): (Stream, String)| {
         log.line(&line);
-        live.line(&line);
+        if echo {
+            live.line(&line);
+        }
         if let Stream::Out = which {
             stdout.push(line);
         }
@@ -669,7 +672,7 @@ async fn evaluate_twice(
             KEPT_FOR_THE_SECOND_EVALUATION.join(" ")
         ),
     );
-    let step = run_step(ctx, live, log, cmd, deadline)
+    let step = run_step(ctx, live, log, cmd, deadline, true)
         .await
         .map_err(|e| failed("failed", format!("cannot run nix-instantiate: {e}"), log))?;
     if let Some(o) = step_failure(
@@ -782,8 +785,9 @@ async fn instantiate(
     }
 }
 
-/// Builds a derivation (`nix-store --realise`), then rebuilds it with `--check` (Nix compares the two outputs byte
-/// for byte). `what` names it in the messages.
+/// Builds a derivation (`nix-store --realise`), then rebuilds it and every derivation of its closure that was built
+/// here ([`built_here`]) with `--check` (Nix builds each again and compares the outputs byte for byte;
+/// `--keep-failed` keeps a differing output beside the first as `<output>.check`). `what` names it in the messages.
 #[allow(clippy::too_many_arguments)]
 async fn realise_then_check(
     ctx: &Context,
@@ -801,12 +805,33 @@ async fn realise_then_check(
     if let Some(o) = step_failure(&step, &format!("the build of {what}"), timeout, log) {
         return Err(o);
     }
-    realise.insert(1, "--check".to_owned());
-    let step = run_nix(ctx, live, log, "nix-store", &realise, deadline).await?;
+    let mut local = built_here(ctx, live, log, drv, common, deadline, timeout).await?;
+    if !local.iter().any(|d| d == drv) {
+        local.push(drv.to_owned());
+    }
+    let count = local.len();
+    let mut check = vec![
+        "--realise".to_owned(),
+        "--check".to_owned(),
+        "--keep-failed".to_owned(),
+    ];
+    check.extend(local);
+    check.extend(common.iter().cloned());
+    let step = run_nix(ctx, live, log, "nix-store", &check, deadline).await?;
     if step.status.and_then(|s| s.code()) == Some(104) {
+        let which = log
+            .tail
+            .iter()
+            .rev()
+            .find(|l| l.contains("may not be deterministic"))
+            .map(|l| format!(": {}", l.trim_start_matches("error: ")))
+            .unwrap_or_default();
         return Err(failed(
             "failed",
-            format!("not reproducible: {what} ({drv}) rebuilt differs from its first build"),
+            format!(
+                "not reproducible: {what} ({drv}) rebuilt differs from its first build{which} (the rebuilt output \
+                 is kept beside it as <output>.check: compare them, e.g. with diffoscope)"
+            ),
             log,
         ));
     }
@@ -818,8 +843,125 @@ async fn realise_then_check(
     ) {
         return Err(o);
     }
-    note(log, live, &format!("{what} rebuilt: the same bytes"));
+    note(
+        log,
+        live,
+        &format!(
+            "{what} rebuilt, with the {} other derivation(s) of its closure built here: the same bytes",
+            count - 1
+        ),
+    );
     Ok(())
+}
+
+/// The derivations of `drv`'s closure whose outputs were built on this machine: valid, without a signature (so
+/// not from a binary cache, which signs what it serves) and without a content address (a fixed-output derivation,
+/// a download, is checked against its hash on every build). These are what the trial's own files make (its
+/// configuration, units, certificates, scripts); rebuilding the rest would rebuild nixpkgs. A machine that signs
+/// its own builds (`secret-key-files`) gets only `drv` itself.
+#[allow(clippy::too_many_arguments)]
+async fn built_here(
+    ctx: &Context,
+    live: &TrialLive,
+    log: &mut Log,
+    drv: &str,
+    common: &[String],
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<Vec<String>, Outcome> {
+    let query = |args: &[&str], paths: &[String]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        all.extend(paths.iter().cloned());
+        all.extend(common.iter().cloned());
+        all
+    };
+    let step = run_query(
+        ctx,
+        live,
+        log,
+        "nix-store",
+        &query(&["--query", "--requisites"], &[drv.to_owned()]),
+        deadline,
+    )
+    .await?;
+    if let Some(o) = step_failure(&step, "listing the closure's derivations", timeout, log) {
+        return Err(o);
+    }
+    let derivations: Vec<String> = step
+        .stdout
+        .into_iter()
+        .filter(|p| p.ends_with(".drv"))
+        .collect();
+    let step = run_query(
+        ctx,
+        live,
+        log,
+        "nix-store",
+        &query(&["--query", "--outputs"], &derivations),
+        deadline,
+    )
+    .await?;
+    if let Some(o) = step_failure(&step, "listing the closure's outputs", timeout, log) {
+        return Err(o);
+    }
+    let outputs = derivation_lines(&step.stdout);
+    let step = run_query(
+        ctx,
+        live,
+        log,
+        "nix-store",
+        &query(&["--check-validity", "--print-invalid"], &outputs),
+        deadline,
+    )
+    .await?;
+    if let Some(o) = step_failure(&step, "finding which outputs exist", timeout, log) {
+        return Err(o);
+    }
+    let invalid: std::collections::BTreeSet<String> =
+        derivation_lines(&step.stdout).into_iter().collect();
+    let valid: Vec<String> = outputs
+        .into_iter()
+        .filter(|o| !invalid.contains(o))
+        .collect();
+    let args = query(
+        &[
+            "path-info",
+            "--json",
+            "--extra-experimental-features",
+            "nix-command",
+        ],
+        &valid,
+    );
+    let step = run_query(ctx, live, log, "nix", &args, deadline).await?;
+    if let Some(o) = step_failure(&step, "reading the outputs' signatures", timeout, log) {
+        return Err(o);
+    }
+    let info: serde_json::Value = serde_json::from_str(&step.stdout.join("\n")).map_err(|e| {
+        failed(
+            "failed",
+            format!("cannot read `nix path-info --json`: {e}"),
+            log,
+        )
+    })?;
+    // Nix before 2.19 prints a list of objects with a `path`; later ones an object keyed by path.
+    let entries: Vec<&serde_json::Value> = match &info {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        serde_json::Value::Object(map) => map.values().collect(),
+        _ => Vec::new(),
+    };
+    let mut here: Vec<String> = entries
+        .into_iter()
+        .filter(|e| {
+            e.get("signatures")
+                .and_then(|s| s.as_array())
+                .is_none_or(|s| s.is_empty())
+                && e.get("ca").is_none_or(|c| c.is_null())
+        })
+        .filter_map(|e| e.get("deriver").and_then(|d| d.as_str()).map(str::to_owned))
+        .collect();
+    here.sort();
+    here.dedup();
+    Ok(here)
 }
 
 /// Builds, then rebuilds with `nix-build --check` (Nix compares the two outputs byte for byte); returns the
@@ -836,7 +978,7 @@ async fn build_then_rebuild(
 ) -> Result<Option<String>, Outcome> {
     let mut first = build.to_vec();
     first.push("--no-out-link".to_owned());
-    let step = run_nix(ctx, live, log, "nix-build", &first, deadline).await?;
+    let step = run_query(ctx, live, log, "nix-build", &first, deadline).await?;
     if let Some(o) = step_failure(&step, &format!("the build of {what}"), timeout, log) {
         return Err(o);
     }
@@ -848,7 +990,7 @@ async fn build_then_rebuild(
         .cloned();
     let mut check = build.to_vec();
     check.extend(["--check".to_owned(), "--no-out-link".to_owned()]);
-    let step = run_nix(ctx, live, log, "nix-build", &check, deadline).await?;
+    let step = run_query(ctx, live, log, "nix-build", &check, deadline).await?;
     if step.status.and_then(|s| s.code()) == Some(104) {
         return Err(failed(
             "failed",
@@ -876,14 +1018,55 @@ async fn run_nix(
     args: &[String],
     deadline: tokio::time::Instant,
 ) -> Result<StepResult, Outcome> {
+    run_nix_echoing(ctx, live, log, program, args, deadline, true).await
+}
+
+/// [`run_nix`] for a query whose output is data (store paths by the thousand): its lines go to the log file and
+/// to the caller, not to the live output.
+async fn run_query(
+    ctx: &Context,
+    live: &TrialLive,
+    log: &mut Log,
+    program: &str,
+    args: &[String],
+    deadline: tokio::time::Instant,
+) -> Result<StepResult, Outcome> {
+    run_nix_echoing(ctx, live, log, program, args, deadline, false).await
+}
+
+async fn run_nix_echoing(
+    ctx: &Context,
+    live: &TrialLive,
+    log: &mut Log,
+    program: &str,
+    args: &[String],
+    deadline: tokio::time::Instant,
+    echo: bool,
+) -> Result<StepResult, Outcome> {
+    // A query over a closure passes thousands of store paths: the log shows the first ones and how many more.
+    const SHOWN_STORE_PATHS: usize = 4;
+    let paths = args.iter().filter(|a| a.starts_with("/nix/store/")).count();
+    let mut seen = 0;
     let shown = std::iter::once(program.to_owned())
-        .chain(args.iter().map(|a| quote_for_display(a)))
+        .chain(args.iter().filter_map(|a| {
+            if a.starts_with("/nix/store/") && paths > SHOWN_STORE_PATHS {
+                seen += 1;
+                return match seen.cmp(&SHOWN_STORE_PATHS) {
+                    std::cmp::Ordering::Less => Some(quote_for_display(a)),
+                    std::cmp::Ordering::Equal => {
+                        Some(format!("… ({} more store paths)", paths - seen + 1))
+                    }
+                    std::cmp::Ordering::Greater => None,
+                };
+            }
+            Some(quote_for_display(a))
+        }))
         .collect::<Vec<_>>()
         .join(" ");
     note(log, live, &format!("running {shown}"));
     let mut cmd = Command::new(program);
     cmd.args(args);
-    let step = run_step(ctx, live, log, cmd, deadline)
+    let step = run_step(ctx, live, log, cmd, deadline, echo)
         .await
         .map_err(|e| failed("failed", format!("cannot run {program}: {e}"), log))?;
     if let Some(k) = &step.kill {
