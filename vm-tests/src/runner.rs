@@ -595,8 +595,9 @@ async fn run_resolved(
     Outcome::Passed
 }
 
-/// What the second evaluation keeps of the harness's environment: what Nix needs to reach its store and read
-/// its settings. Everything else (and `HOME`, replaced by an empty directory) differs from the first evaluation's.
+/// What the second evaluation keeps of the harness's environment: what Nix needs to reach its store, its builders
+/// and the network and to read its settings. Everything else (and `HOME`, replaced by an empty directory) differs
+/// from the first evaluation's.
 const KEPT_FOR_THE_SECOND_EVALUATION: &[&str] = &[
     "PATH",
     "NIX_CONFIG",
@@ -614,6 +615,19 @@ const KEPT_FOR_THE_SECOND_EVALUATION: &[&str] = &[
     "XDG_CONFIG_DIRS",
     "USER",
     "LOGNAME",
+    // A remote store or builder over SSH (`--store ssh-ng://…`) and fetches behind a proxy.
+    "SSH_AUTH_SOCK",
+    "NIX_SSHOPTS",
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
 ];
 
 /// Evaluates the trial twice (`nix-instantiate` with the build's arguments) and fails unless both give the same
@@ -810,6 +824,20 @@ async fn realise_then_check(
         local.push(drv.to_owned());
     }
     let count = local.len();
+    // `--check` refuses a derivation one of whose outputs is gone (a multi-output package whose unused output the
+    // garbage collector took): realised first, each has all its outputs again (a no-op when it has).
+    let mut whole = vec!["--realise".to_owned()];
+    whole.extend(local.iter().cloned());
+    whole.extend(common.iter().cloned());
+    let step = run_query(ctx, live, log, "nix-store", &whole, deadline).await?;
+    if let Some(o) = step_failure(
+        &step,
+        &format!("restoring the outputs of {what}'s closure"),
+        timeout,
+        log,
+    ) {
+        return Err(o);
+    }
     let mut check = vec![
         "--realise".to_owned(),
         "--check".to_owned(),
@@ -854,11 +882,11 @@ async fn realise_then_check(
     Ok(())
 }
 
-/// The derivations of `drv`'s closure whose outputs were built on this machine: valid, without a signature (so
-/// not from a binary cache, which signs what it serves) and without a content address (a fixed-output derivation,
-/// a download, is checked against its hash on every build). These are what the trial's own files make (its
-/// configuration, units, certificates, scripts); rebuilding the rest would rebuild nixpkgs. A machine that signs
-/// its own builds (`secret-key-files`) gets only `drv` itself.
+/// The derivations of `drv`'s closure whose outputs were built on this machine: valid, marked `ultimate` by the
+/// store (built here, so trusted without a signature; substituted paths are not: a binary cache signs what it
+/// serves), and without a content address (a fixed-output derivation, a download, is checked against its hash on
+/// every build). These are what the trial's own files make (its configuration, units, certificates, scripts);
+/// rebuilding the rest would rebuild nixpkgs.
 #[allow(clippy::too_many_arguments)]
 async fn built_here(
     ctx: &Context,
@@ -892,6 +920,10 @@ async fn built_here(
         .into_iter()
         .filter(|p| p.ends_with(".drv"))
         .collect();
+    let store_dir = Path::new(drv)
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     let step = run_query(
         ctx,
         live,
@@ -952,12 +984,26 @@ async fn built_here(
     let mut here: Vec<String> = entries
         .into_iter()
         .filter(|e| {
-            e.get("signatures")
-                .and_then(|s| s.as_array())
-                .is_none_or(|s| s.is_empty())
-                && e.get("ca").is_none_or(|c| c.is_null())
+            // `ultimate`: built on this machine (Nix trusts it without a signature); a store that does not say
+            // falls back to "no signature".
+            let here = match e.get("ultimate").and_then(serde_json::Value::as_bool) {
+                Some(ultimate) => ultimate,
+                None => e
+                    .get("signatures")
+                    .and_then(|s| s.as_array())
+                    .is_none_or(|s| s.is_empty()),
+            };
+            here && e.get("ca").is_none_or(|c| c.is_null())
         })
-        .filter_map(|e| e.get("deriver").and_then(|d| d.as_str()).map(str::to_owned))
+        .filter_map(|e| e.get("deriver").and_then(|d| d.as_str()))
+        // Nix 2.33's JSON format 2 names paths without the store directory.
+        .map(|d| {
+            if d.starts_with('/') {
+                d.to_owned()
+            } else {
+                format!("{store_dir}/{d}")
+            }
+        })
         .collect();
     here.sort();
     here.dedup();

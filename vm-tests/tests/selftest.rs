@@ -1022,3 +1022,124 @@ fn repeated_evaluations_and_rebuilt_parts() {
     );
     run.assert_nothing_left();
 }
+
+/// The harness run on one fixture directory with one store for every run (a throwaway store per trial would start
+/// empty each time), and a Nix command on that store.
+struct SharedStore {
+    run: Run,
+    dir: &'static str,
+}
+
+impl SharedStore {
+    fn store(&self) -> PathBuf {
+        self.run.path("store")
+    }
+
+    fn harness(&self) -> Finished {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vm-tests"));
+        for var in OUTSIDE_SETTINGS {
+            command.env_remove(var);
+        }
+        let out = command
+            .arg("--tests-dir")
+            .arg(fixtures(self.dir))
+            .arg("--store")
+            .arg(self.store())
+            .arg("--log-dir")
+            .arg(self.run.path("logs"))
+            .arg("--junit")
+            .arg(self.run.path("junit.xml"))
+            .arg("--no-progress")
+            .env("NIX_CONFIG", nix_config())
+            .env("FEDIGEN_SELFTEST_TOKEN", &self.run.token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        self.run.finish(out)
+    }
+
+    fn nix(&self, program: &str, args: &[&str]) -> Vec<u8> {
+        let out = Command::new(program)
+            .args(args)
+            .arg("--store")
+            .arg(self.store())
+            .env("NIX_CONFIG", nix_config())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// A string the fixture file `file` evaluates `attr` of to.
+    fn eval(&self, file: &str, attr: &str) -> String {
+        let expression = format!("(import {}/{file}).{attr}", fixtures(self.dir));
+        serde_json::from_slice(
+            &self.nix("nix-instantiate", &["--eval", "--json", "-E", &expression]),
+        )
+        .unwrap()
+    }
+}
+
+/// A derivation of the rebuilt closure that has lost an output since it was built (a garbage collection takes an
+/// output nothing uses, as cacert's `unbundled` beside the `out` a system uses) is not a reason to fail: Nix refuses
+/// `--check` on it, so the harness realises the closure's derivations first.
+#[test]
+fn a_rebuilt_closure_missing_an_unused_output_still_passes() {
+    let shared = SharedStore {
+        run: Run::new(),
+        dir: "repeat-gc",
+    };
+    let f = shared.harness();
+    assert_eq!(f.summary(), [1, 0, 0, 0], "{}", f.all());
+    let extra = shared.eval("partial.nix", "two.extra.outPath");
+    shared.nix("nix-store", &["--delete", &extra]);
+    let f = shared.harness();
+    assert_eq!(f.summary(), [1, 0, 0, 0], "{}", f.all());
+    shared.run.assert_nothing_left();
+}
+
+/// An input built here is rebuilt even when this machine signed it (`secret-key-files` signs every local build):
+/// the store still marks it built here (`ultimate`), and its random bytes fail the rebuild.
+#[test]
+fn an_input_built_here_and_signed_is_still_rebuilt() {
+    let shared = SharedStore {
+        run: Run::new(),
+        dir: "repeat-signed",
+    };
+    let file = format!("{}/signed.nix", fixtures("repeat-signed"));
+    let noisy = String::from_utf8(shared.nix("nix-instantiate", &[&file, "-A", "noisy"])).unwrap();
+    let out = String::from_utf8(shared.nix("nix-store", &["--realise", noisy.trim()])).unwrap();
+    let (secret, public) = (shared.run.path("key.sec"), shared.run.path("key.pub"));
+    let out_path = out.trim();
+    let status = Command::new("nix-store")
+        .args(["--generate-binary-cache-key", "fedigen-selftest"])
+        .args([&secret, &public])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    shared.nix(
+        "nix",
+        &[
+            "store",
+            "sign",
+            "--key-file",
+            &secret.display().to_string(),
+            out_path,
+        ],
+    );
+    let info = String::from_utf8(shared.nix("nix", &["path-info", "--json", out_path])).unwrap();
+    assert!(info.contains("fedigen-selftest:"), "not signed: {info}");
+    let f = shared.harness();
+    assert_eq!(f.summary(), [0, 1, 0, 0], "{}", f.all());
+    let cases = junit(&f);
+    let (msg, _) = cases["signed"].failure.as_ref().unwrap();
+    assert!(
+        msg.contains("-noisy-signed.drv' may not be deterministic"),
+        "{msg}"
+    );
+    shared.run.assert_nothing_left();
+}

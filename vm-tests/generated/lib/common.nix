@@ -526,9 +526,18 @@ rec {
     FIRST_SWITCH_UNITS = {"sysinit-reactivation.target", "systemd-tmpfiles-resetup.service"}
 
 
+    def started_by_timers(machine) -> set[str]:
+        """The units the machine's timers start: one may start during a switch on its own schedule, and the switch
+        then reports it as a new unit."""
+        return set(machine.succeed("systemctl show --property=Triggers --value '*.timer'").split())
+
+
     def unit_invocations(machine) -> dict[str, str]:
-        """The invocation of each running unit that no timer, socket or path starts: systemd gives a unit a new
-        InvocationID each time it starts, so a restart shows even when switch-to-configuration does not print it."""
+        """The invocation of each running service, socket, mount and other unit with work to restart, except what a
+        timer starts: systemd gives a unit a new InvocationID each time it starts, so a restart shows even when
+        switch-to-configuration does not print it. Targets are left out: switch-to-configuration-ng restarts the
+        active targets marked X-StopOnReconfiguration (local-fs.target, remote-fs.target) on every switch, silently,
+        and a target runs nothing."""
         output = machine.succeed("systemctl show --property=Id,ActiveState,InvocationID,TriggeredBy '*'")
         invocations: dict[str, str] = {}
         for block in output.split("\n\n"):
@@ -536,17 +545,18 @@ rec {
             for line in block.splitlines():
                 key, _, value = line.partition("=")
                 fields[key] = value
-            if fields.get("ActiveState") == "active" and fields.get("InvocationID") and not fields.get("TriggeredBy"):
-                invocations[fields["Id"]] = fields["InvocationID"]
+            unit = fields.get("Id", "")
+            timer = any(trigger.endswith(".timer") for trigger in fields.get("TriggeredBy", "").split())
+            if fields.get("ActiveState") == "active" and fields.get("InvocationID") and not unit.endswith(".target") and not timer:
+                invocations[unit] = fields["InvocationID"]
         return invocations
 
 
     def restarted_silently(machine, before: dict[str, str], after: dict[str, str]) -> list[str]:
         """The units running before and after whose invocation changed: started again in between. Not counted: the
-        target every switch restarts to re-run the sysinit units (switch-to-configuration prints "restarting
-        sysinit-reactivation.target") and the units that are part of it (PartOf=), restarted with it."""
-        expected = {"sysinit-reactivation.target"}
-        expected.update(machine.succeed("systemctl show --property=ConsistsOf --value sysinit-reactivation.target").split())
+        units every switch restarts with sysinit-reactivation.target (switch-to-configuration prints "restarting
+        sysinit-reactivation.target"): those part of it, requiring it or bound to it."""
+        expected = set(machine.succeed("systemctl show --property=ConsistsOf,RequiredBy,BoundBy --value sysinit-reactivation.target").split())
         return sorted(unit for unit, invocation in after.items() if unit in before and before[unit] != invocation and unit not in expected)
 
 
