@@ -846,31 +846,7 @@ async fn realise_then_check(
     check.extend(local);
     check.extend(common.iter().cloned());
     let step = run_nix(ctx, live, log, "nix-store", &check, deadline).await?;
-    if step.status.and_then(|s| s.code()) == Some(104) {
-        let which = log
-            .tail
-            .iter()
-            .rev()
-            .find(|l| l.contains("may not be deterministic"))
-            .map(|l| format!(": {}", l.trim_start_matches("error: ")))
-            .unwrap_or_default();
-        return Err(failed(
-            "failed",
-            format!(
-                "not reproducible: {what} ({drv}) rebuilt differs from its first build{which} (the rebuilt output \
-                 is kept beside it as <output>.check: compare them, e.g. with diffoscope)"
-            ),
-            log,
-        ));
-    }
-    if let Some(o) = step_failure(
-        &step,
-        &format!("the rebuild (--check) of {what}"),
-        timeout,
-        log,
-    ) {
-        return Err(o);
-    }
+    check_failure(&step, &format!("{what} ({drv})"), timeout, log)?;
     note(
         log,
         live,
@@ -1037,23 +1013,46 @@ async fn build_then_rebuild(
     let mut check = build.to_vec();
     check.extend(["--check".to_owned(), "--no-out-link".to_owned()]);
     let step = run_query(ctx, live, log, "nix-build", &check, deadline).await?;
+    check_failure(&step, what, timeout, log)?;
+    note(log, live, &format!("{what} rebuilt: the same bytes"));
+    Ok(out)
+}
+
+/// How a `--check` rebuild of `what` failed, if it did: exit 104 is Nix's "may not be deterministic" (an output
+/// rebuilt differs from the first build; `--keep-failed` keeps it beside the first as `<output>.check`), named
+/// from the log; anything else is the rebuild failing.
+fn check_failure(
+    step: &StepResult,
+    what: &str,
+    timeout: Duration,
+    log: &Log,
+) -> Result<(), Outcome> {
     if step.status.and_then(|s| s.code()) == Some(104) {
+        let which = log
+            .tail
+            .iter()
+            .rev()
+            .find(|l| l.contains("may not be deterministic"))
+            .map(|l| format!(": {}", l.trim_start_matches("error: ")))
+            .unwrap_or_default();
         return Err(failed(
             "failed",
-            format!("not reproducible: {what} rebuilt differs from its first build"),
+            format!(
+                "not reproducible: {what} rebuilt differs from its first build{which} (with --keep-failed the \
+                 rebuilt output is kept beside it as <output>.check: compare them, e.g. with diffoscope)"
+            ),
             log,
         ));
     }
-    if let Some(o) = step_failure(
-        &step,
+    match step_failure(
+        step,
         &format!("the rebuild (--check) of {what}"),
         timeout,
         log,
     ) {
-        return Err(o);
+        Some(o) => Err(o),
+        None => Ok(()),
     }
-    note(log, live, &format!("{what} rebuilt: the same bytes"));
-    Ok(out)
 }
 
 async fn run_nix(
