@@ -1234,7 +1234,10 @@ fn generated_tests_hold_the_review_fixes() {
                 at < first_step,
                 "{file}: {python}: failed units asserted after the steps"
             );
-            let last_wait = text.rfind(&format!("{python}.wait_for_unit(")).unwrap_or(0);
+            // Its health checks' waits (before the steps; the later subtests wait again, for their own reasons).
+            let last_wait = text[..first_step]
+                .rfind(&format!("{python}.wait_for_unit("))
+                .unwrap_or(0);
             assert!(
                 last_wait < at,
                 "{file}: {python}: failed units asserted before its units are up"
@@ -2320,5 +2323,82 @@ in
         openssl(&["x509", "-in", &cert, "-noout", "-pubkey"]),
         openssl(&["pkey", "-in", &format!("{host}/key.pem"), "-pubout"]),
         "the certificate is for the key beside it"
+    );
+}
+
+/// `placeFile` of `lib/common.nix` (how a test places its secret files, on every activation) writes a file when
+/// it is missing or differs in content, owner, group or mode, and otherwise leaves it alone, so a second
+/// activation fires no path unit watching it: run with bash on real files, twice, then after a change of mode and
+/// of content, the file's inode showing whether it was written.
+#[test]
+fn test_secrets_are_written_only_when_they_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    std::fs::write(&source, "first secret\n").unwrap();
+    let target = dir.path().join("secrets/dir/key");
+    let id = |flag: &str| -> String {
+        let out = std::process::Command::new("id").arg(flag).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let (owner, group) = (id("-un"), id("-gn"));
+    let expression = format!(
+        r#"
+let
+  pkgs = {{
+    lib = {{
+      escapeShellArg = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+      removePrefix = p: s: if builtins.substring 0 (builtins.stringLength p) s == p then builtins.substring (builtins.stringLength p) (-1) s else s;
+    }};
+    diffutils = "/usr";
+  }};
+  common = import {}/vm-tests/generated/lib/common.nix {{ inherit pkgs; }};
+in
+common.placeFile {{ source = {:?}; path = {:?}; owner = {owner:?}; group = {group:?}; mode = "0400"; }}
+"#,
+        repository().display(),
+        source.display().to_string(),
+        target.display().to_string(),
+    );
+    let out = nix_command("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", &expression])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script: String = serde_json::from_slice(&out.stdout).unwrap();
+    let place = || {
+        let run = std::process::Command::new("bash")
+            .args(["-e", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{script}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    };
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let inode = || std::fs::metadata(&target).unwrap().ino();
+    place();
+    assert_eq!(std::fs::read(&target).unwrap(), b"first secret\n");
+    assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o7777, 0o400);
+    let first = inode();
+    place();
+    assert_eq!(inode(), first, "placed again though nothing differs");
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+    place();
+    assert_ne!(inode(), first, "a wrong mode is not put right");
+    assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o7777, 0o400);
+    let second = inode();
+    std::fs::write(&source, "second secret\n").unwrap();
+    place();
+    assert_ne!(inode(), second, "a changed secret is not placed");
+    assert_eq!(std::fs::read(&target).unwrap(), b"second secret\n");
+    assert!(
+        !dir.path().join("secrets/dir/key.fedigen-new").exists(),
+        "the temporary file is left"
     );
 }

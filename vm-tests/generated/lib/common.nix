@@ -208,7 +208,13 @@ rec {
           "groups"
           "fedigenTestSecrets"
         ];
-        text = "install -D -o root -g root -m 0400 ${key} ${lib.escapeShellArg path}\n";
+        text = placeFile {
+          source = key;
+          inherit path;
+          owner = "root";
+          group = "root";
+          mode = "0400";
+        };
       };
     };
   # A Garage-only machine of the provider, as a generated machine module (the modules, the provider's services
@@ -292,6 +298,31 @@ rec {
   };
   # A module placing test secret files (a list of { name, path, value, owner, group, mode, unit }) with their
   # owner, group and mode, once the users and groups exist.
+  # Shell placing a file of the store at `path` with its owner, group and mode, as a provider's secret tooling
+  # does: only when its content or its owner, group or mode differ (every activation runs it, and a rewrite would
+  # fire the path units watching the file, rerunning what they start: a second deployment must change nothing),
+  # and by a rename (a reader never sees half a file). (`cmp` by its path: the activation script's PATH has
+  # coreutils but not diffutils, nixos/modules/system/activation/activation-script.nix.)
+  placeFile =
+    {
+      source,
+      path,
+      owner,
+      group,
+      mode,
+    }:
+    let
+      target = lib.escapeShellArg path;
+      fresh = lib.escapeShellArg "${path}.fedigen-new";
+      # `stat -c %a` prints the mode without leading zeros.
+      shown = lib.escapeShellArg "${owner} ${group} ${lib.removePrefix "0" mode}";
+    in
+    ''
+      if ! { ${pkgs.diffutils}/bin/cmp -s ${source} ${target} && [ "$(stat -c '%U %G %a' ${target})" = ${shown} ]; }; then
+        install -D -o ${lib.escapeShellArg owner} -g ${lib.escapeShellArg group} -m ${mode} ${source} ${fresh}
+        mv -f ${fresh} ${target}
+      fi
+    '';
   testSecrets = secrets: {
     system.activationScripts.fedigenTestSecrets = {
       deps = [
@@ -300,7 +331,15 @@ rec {
       ];
       text = lib.concatMapStrings (
         secret:
-        "install -D -o ${lib.escapeShellArg secret.owner} -g ${lib.escapeShellArg secret.group} -m ${secret.mode} ${pkgs.writeText "fedigen-test-secret" secret.value} ${lib.escapeShellArg secret.path}\n"
+        placeFile {
+          source = pkgs.writeText "fedigen-test-secret" secret.value;
+          inherit (secret)
+            path
+            owner
+            group
+            mode
+            ;
+        }
       ) secrets;
     };
   };

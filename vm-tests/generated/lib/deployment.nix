@@ -160,6 +160,9 @@ pkgs.testers.runNixOSTest {
     for node in test["nodes"]:
         server = machine_named(node["python"])
         with subtest(node["repeat_description"]):
+            # Boot finished and nothing queued: what the first switch finds new is the switch's own doing.
+            server.wait_for_unit("multi-user.target")
+            server.wait_until_succeeds('test -z "$(systemctl list-jobs --no-legend)"')
             booted = server.succeed("readlink -f /run/current-system").strip()
             switch = f"{booted}/bin/switch-to-configuration test 2>&1"
             timed = started_by_timers(server)
