@@ -663,7 +663,11 @@ fn exact(expr: &Expr) -> bool {
                 && !is_multiline(function)
                 && exact(function)
                 && rest.iter().all(|a| !is_multiline(a) && exact(a))
-                && (!is_multiline(last) || opens_block(last))
+                // Before a block, an empty list or set is no "simple" argument to nixfmt: `x [ ] [ … ]` gets every
+                // argument on a line of its own (found by tests/nix_roundtrip.rs).
+                && (!is_multiline(last)
+                    || (opens_block(last)
+                        && !rest.iter().any(|a| matches!(a, Expr::List(_) | Expr::Attrs(_)))))
                 && exact(last)
         }
         Expr::Select(base, _, default) => {
