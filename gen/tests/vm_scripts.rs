@@ -2402,3 +2402,39 @@ common.placeFile {{ source = {:?}; path = {:?}; owner = {owner:?}; group = {grou
         "the temporary file is left"
     );
 }
+
+/// A machine hosting the test's Garage node gets its node key from `testNodeKey` alone: its own placeholder for that
+/// file is not among the secrets `testSecrets` places, or every activation would write the placeholder and then
+/// the key (for a moment the file would hold the placeholder, which Garage would take for its identity).
+#[test]
+fn the_garage_node_key_is_placed_once() {
+    let generated = repository().join("vm-tests/generated");
+    let mut hosting = 0;
+    for entry in std::fs::read_dir(&generated).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let data: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let key_paths: Vec<&str> = ["storage", "storage_a", "storage_b"]
+            .iter()
+            .filter_map(|s| data[s]["node_key_path"].as_str())
+            .collect();
+        let mut nodes: Vec<&Value> = data["nodes"].as_array().into_iter().flatten().collect();
+        for machine in data["machines"].as_array().into_iter().flatten() {
+            nodes.extend([&machine["a"], &machine["b"]]);
+        }
+        for node in nodes.into_iter().filter(|n| n["garage"] == true) {
+            hosting += 1;
+            for secret in node["secrets"].as_array().unwrap() {
+                assert!(
+                    !key_paths.contains(&secret["path"].as_str().unwrap()),
+                    "{}: {} places its node key placeholder besides testNodeKey",
+                    path.display(),
+                    node["name"]
+                );
+            }
+        }
+    }
+    assert!(hosting > 0, "no machine of the example hosts a Garage node");
+}

@@ -1317,8 +1317,10 @@ impl DeploymentStorage {
         }
         let (node, python, extra) = match hosted {
             Some((_, i)) => {
-                // The test key replaces the placeholder the machine's secrets place (common.testNodeKey runs after).
+                // The test key (common.testNodeKey) is the node key: the machine's own placeholder for that file is
+                // not placed too (it would be written, then overwritten, on every activation).
                 let machine = &mut nodes[i];
+                machine.secrets.retain(|s| s.path != node_key_path);
                 machine.garage = true;
                 machine.secrets.extend(secrets.iter().cloned());
                 machine.packages.push("rclone".into());

@@ -162,7 +162,7 @@ pkgs.testers.runNixOSTest {
         with subtest(node["repeat_description"]):
             # Boot finished and nothing queued: what the first switch finds new is the switch's own doing.
             server.wait_for_unit("multi-user.target")
-            server.wait_until_succeeds('test -z "$(systemctl list-jobs --no-legend)"')
+            server.wait_until_succeeds('jobs=$(systemctl list-jobs --no-legend) && test -z "$jobs"')
             booted = server.succeed("readlink -f /run/current-system").strip()
             switch = f"{booted}/bin/switch-to-configuration test 2>&1"
             timed = started_by_timers(server)
