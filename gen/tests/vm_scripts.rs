@@ -1034,16 +1034,7 @@ fn switch_reports_are_read_as_the_units_they_name() {
         "(import {}/vm-tests/generated/lib/common.nix {{ pkgs = {{ lib = {{ }}; }}; }}).pythonHelpers",
         repository().display()
     );
-    let out = nix_command("nix-instantiate")
-        .args(["--eval", "--strict", "--json", "--expr", &expression])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let helpers: String = serde_json::from_slice(&out.stdout).unwrap();
+    let helpers: String = evaluate_json(&expression);
     let program = format!(
         r#"{helpers}
 quiet = "activating the configuration...\nsetting up /etc...\nreloading user units for root...\nrestarting sysinit-reactivation.target\n"
@@ -2236,16 +2227,7 @@ in
 "#,
         repository().display()
     );
-    let out = nix_command("nix-instantiate")
-        .args(["--eval", "--strict", "--json", "--expr", &expression])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let builders: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let builders: Vec<Value> = evaluate_json(&expression);
     let build = |root: &Path| {
         for builder in &builders {
             let name = builder["name"].as_str().unwrap();
@@ -2359,16 +2341,7 @@ common.placeFile {{ source = {:?}; path = {:?}; owner = {owner:?}; group = {grou
         source.display().to_string(),
         target.display().to_string(),
     );
-    let out = nix_command("nix-instantiate")
-        .args(["--eval", "--strict", "--json", "--expr", &expression])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let script: String = serde_json::from_slice(&out.stdout).unwrap();
+    let script: String = evaluate_json(&expression);
     let place = || {
         let run = std::process::Command::new("bash")
             .args(["-e", "-c", &script])
@@ -2437,4 +2410,18 @@ fn the_garage_node_key_is_placed_once() {
         }
     }
     assert!(hosting > 0, "no machine of the example hosts a Garage node");
+}
+
+/// The value of a Nix expression (`nix-instantiate --eval --strict --json`), read as `T`; the evaluation must succeed.
+fn evaluate_json<T: serde::de::DeserializeOwned>(expression: &str) -> T {
+    let out = nix_command("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--expr", expression])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
